@@ -1,0 +1,300 @@
+#include "cli.h"
+#include "util.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char pfs_usage[] =
+	"usage: prismfs COMMAND [ARGS]\n"
+	"\n"
+	"A live, programmable view of real directories (FUSE).\n"
+	"\n"
+	"commands:\n"
+	"  mount [OPTIONS] SOURCE MOUNTPOINT   show SOURCE at MOUNTPOINT (may be SOURCE itself)\n"
+	"  unmount MOUNTPOINT                  unmount cleanly and wait for the daemon to exit\n"
+	"  status [--json] MOUNTPOINT          show what a mount is doing\n"
+	"\n"
+	"  -h, --help       this help;  prismfs mount --help for mount options\n"
+	"  -V, --version    print the version\n";
+
+const char pfs_mount_usage[] =
+	"usage: prismfs mount [OPTIONS] SOURCE MOUNTPOINT\n"
+	"\n"
+	"Mirror the directory SOURCE at MOUNTPOINT. MOUNTPOINT may be SOURCE itself:\n"
+	"the daemon opens SOURCE before mounting and never re-enters the mount.\n"
+	"Returns once the mount answers; the daemon then runs in the background.\n"
+	"\n"
+	"options:\n"
+	"  -f, --foreground        stay in the foreground (logs and errors on stderr)\n"
+	"  -o OPT[,OPT...]         FUSE mount options: allow_other, ro, default_permissions,\n"
+	"                          fsname=..., max_read=..., ... (repeatable)\n"
+	"  --read-only             every modifying call fails with EROFS\n"
+	"  --log FILE|-            log every operation, its arguments and result, to FILE\n"
+	"                          (- = stderr). Logging never stalls I/O: when the writer\n"
+	"                          falls behind, records are dropped and counted, and the\n"
+	"                          count is reported at unmount.\n"
+	"  --log-format text|json  text lines (-> op path args / <- op path = result) or\n"
+	"                          one JSON object per operation (default text)\n"
+	"  --timeout SECONDS       how long the kernel may cache names and attributes\n"
+	"                          (default 86400). prismfs invalidates the kernel's cache\n"
+	"                          itself for every change made through the mount.\n"
+	"  --volatile              the source is also changed by programs that do not go\n"
+	"                          through the mount: no kernel caching of names,\n"
+	"                          attributes or file data (same as --timeout 0 plus no\n"
+	"                          page cache kept across opens)\n"
+	"  --no-default-permissions\n"
+	"                          do not let the kernel check permissions against the\n"
+	"                          attributes shown (default: it does; with allow_other\n"
+	"                          this is what keeps users apart)\n"
+	"  --threads N             at most N worker threads (default 16)\n"
+	"  -h, --help              this help\n";
+
+static void seterr(char *err, size_t len, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, len, fmt, ap);
+	va_end(ap);
+}
+
+static int append_opt(struct pfs_config *cfg, const char *item, size_t n)
+{
+	size_t old = cfg->fuse_opts ? strlen(cfg->fuse_opts) : 0;
+	char *p = realloc(cfg->fuse_opts, old + n + 2);
+
+	if (!p)
+		return -ENOMEM;
+	if (old)
+		p[old++] = ',';
+	memcpy(p + old, item, n);
+	p[old + n] = '\0';
+	cfg->fuse_opts = p;
+	return 0;
+}
+
+static bool item_is(const char *p, size_t n, const char *lit)
+{
+	return strlen(lit) == n && strncmp(p, lit, n) == 0;
+}
+
+int pfs_cli_add_fuse_opts(struct pfs_config *cfg, const char *opts, char *err, size_t errlen)
+{
+	const char *p = opts;
+
+	if (!*opts) {
+		seterr(err, errlen, "empty -o option");
+		return -EINVAL;
+	}
+	while (*p) {
+		const char *end = strchrnul(p, ',');
+		size_t n = (size_t)(end - p);
+		int ret = 0;
+
+		if (n == 0) {
+			seterr(err, errlen, "empty item in -o option list '%s'", opts);
+			return -EINVAL;
+		}
+		if (item_is(p, n, "default_permissions")) {
+			cfg->default_permissions = true; /* passed on by the daemon */
+		} else if (item_is(p, n, "nodefault_permissions")) {
+			cfg->default_permissions = false;
+		} else {
+			if (item_is(p, n, "allow_other"))
+				cfg->allow_other = true;
+			ret = append_opt(cfg, p, n);
+		}
+		if (ret < 0)
+			return ret;
+		p = *end ? end + 1 : end;
+	}
+	return 0;
+}
+
+/* --name=value or --name value; returns the value or NULL. */
+static const char *optval(int argc, char **argv, int *i, const char *arg, const char *name,
+			  bool *matched)
+{
+	size_t n = strlen(name);
+
+	*matched = false;
+	if (strncmp(arg, name, n) != 0)
+		return NULL;
+	if (arg[n] == '=') {
+		*matched = true;
+		return arg + n + 1;
+	}
+	if (arg[n] != '\0')
+		return NULL;
+	*matched = true;
+	if (*i + 1 >= argc)
+		return NULL;
+	return argv[++*i];
+}
+
+static int parse_mount(int argc, char **argv, int start, struct pfs_config *cfg, char *err,
+		       size_t errlen)
+{
+	const char *pos[2];
+	int npos = 0;
+	bool dashdash = false;
+
+	for (int i = start; i < argc; i++) {
+		const char *a = argv[i], *v;
+		bool m;
+		int ret;
+
+		if (dashdash || a[0] != '-' || a[1] == '\0') {
+			if (npos == 2) {
+				seterr(err, errlen, "unexpected argument '%s'", a);
+				return -EINVAL;
+			}
+			pos[npos++] = a;
+			continue;
+		}
+		if (strcmp(a, "--") == 0) {
+			dashdash = true;
+		} else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+			cfg->cmd = PFS_CMD_MOUNT_HELP;
+			return 0;
+		} else if (strcmp(a, "-f") == 0 || strcmp(a, "--foreground") == 0) {
+			cfg->foreground = true;
+		} else if (strcmp(a, "--read-only") == 0) {
+			cfg->read_only = true;
+		} else if (strcmp(a, "--volatile") == 0) {
+			cfg->volatile_source = true;
+		} else if (strcmp(a, "--no-default-permissions") == 0) {
+			cfg->default_permissions = false;
+		} else if (strncmp(a, "-o", 2) == 0) {
+			v = a[2] ? a + 2 : (i + 1 < argc ? argv[++i] : NULL);
+			if (!v) {
+				seterr(err, errlen, "option -o needs a value");
+				return -EINVAL;
+			}
+			ret = pfs_cli_add_fuse_opts(cfg, v, err, errlen);
+			if (ret < 0)
+				return ret;
+		} else if ((v = optval(argc, argv, &i, a, "--log-format", &m)) || m) {
+			if (v && strcmp(v, "text") == 0) {
+				cfg->log_format = PFS_LOG_TEXT;
+			} else if (v && strcmp(v, "json") == 0) {
+				cfg->log_format = PFS_LOG_JSON;
+			} else {
+				seterr(err, errlen, "--log-format must be text or json, not '%s'",
+				       v ? v : "");
+				return -EINVAL;
+			}
+		} else if ((v = optval(argc, argv, &i, a, "--log", &m)) || m) {
+			if (!v || !*v) {
+				seterr(err, errlen, "--log needs a file name or -");
+				return -EINVAL;
+			}
+			cfg->log_path = v;
+		} else if ((v = optval(argc, argv, &i, a, "--timeout", &m)) || m) {
+			if (pfs_parse_seconds(v, &cfg->timeout) < 0) {
+				seterr(err, errlen, "--timeout needs a number of seconds, not '%s'",
+				       v ? v : "");
+				return -EINVAL;
+			}
+		} else if ((v = optval(argc, argv, &i, a, "--threads", &m)) || m) {
+			if (pfs_parse_long(v, 1, 1024, &cfg->threads) < 0) {
+				seterr(err, errlen, "--threads needs a number from 1 to 1024, not '%s'",
+				       v ? v : "");
+				return -EINVAL;
+			}
+		} else {
+			seterr(err, errlen, "unknown option '%s' (see prismfs mount --help)", a);
+			return -EINVAL;
+		}
+	}
+	if (npos < 2) {
+		seterr(err, errlen, npos ? "missing MOUNTPOINT (usage: prismfs mount SOURCE MOUNTPOINT)"
+					 : "missing SOURCE and MOUNTPOINT (usage: prismfs mount SOURCE MOUNTPOINT)");
+		return -EINVAL;
+	}
+	cfg->source = pos[0];
+	cfg->mountpoint = pos[1];
+	if (cfg->volatile_source)
+		cfg->timeout = 0;
+	return 0;
+}
+
+static int parse_target(int argc, char **argv, int start, struct pfs_config *cfg, char *err,
+			size_t errlen, const char *cmd)
+{
+	for (int i = start; i < argc; i++) {
+		const char *a = argv[i];
+
+		if (strcmp(a, "--json") == 0 && cfg->cmd == PFS_CMD_STATUS) {
+			cfg->json = true;
+		} else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+			cfg->cmd = PFS_CMD_HELP;
+			return 0;
+		} else if (a[0] == '-' && a[1]) {
+			seterr(err, errlen, "unknown option '%s' for %s", a, cmd);
+			return -EINVAL;
+		} else if (cfg->mountpoint) {
+			seterr(err, errlen, "unexpected argument '%s'", a);
+			return -EINVAL;
+		} else {
+			cfg->mountpoint = a;
+		}
+	}
+	if (!cfg->mountpoint) {
+		seterr(err, errlen, "missing MOUNTPOINT (usage: prismfs %s MOUNTPOINT)", cmd);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int pfs_cli_parse(int argc, char **argv, struct pfs_config *cfg, char *err, size_t errlen)
+{
+	const char *c;
+
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->timeout = PFS_DEFAULT_TIMEOUT;
+	cfg->threads = 16;
+	cfg->default_permissions = true;
+	err[0] = '\0';
+	if (argc < 2) {
+		seterr(err, errlen, "missing command (see prismfs --help)");
+		return -EINVAL;
+	}
+	c = argv[1];
+	if (strcmp(c, "-h") == 0 || strcmp(c, "--help") == 0 || strcmp(c, "help") == 0) {
+		cfg->cmd = PFS_CMD_HELP;
+		return 0;
+	}
+	if (strcmp(c, "-V") == 0 || strcmp(c, "--version") == 0 || strcmp(c, "version") == 0) {
+		cfg->cmd = PFS_CMD_VERSION;
+		return 0;
+	}
+	if (strcmp(c, "mount") == 0) {
+		cfg->cmd = PFS_CMD_MOUNT;
+		return parse_mount(argc, argv, 2, cfg, err, errlen);
+	}
+	if (strcmp(c, "unmount") == 0 || strcmp(c, "umount") == 0) {
+		cfg->cmd = PFS_CMD_UNMOUNT;
+		return parse_target(argc, argv, 2, cfg, err, errlen, "unmount");
+	}
+	if (strcmp(c, "status") == 0) {
+		cfg->cmd = PFS_CMD_STATUS;
+		return parse_target(argc, argv, 2, cfg, err, errlen, "status");
+	}
+	if (c[0] != '-') {
+		/* mount(8) helper convention: prismfs SOURCE MOUNTPOINT -o OPTS */
+		cfg->cmd = PFS_CMD_MOUNT;
+		return parse_mount(argc, argv, 1, cfg, err, errlen);
+	}
+	seterr(err, errlen, "unknown option '%s' (see prismfs --help)", c);
+	return -EINVAL;
+}
+
+void pfs_config_free(struct pfs_config *cfg)
+{
+	free(cfg->fuse_opts);
+	cfg->fuse_opts = NULL;
+}

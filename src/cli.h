@@ -1,0 +1,50 @@
+/* cli: the command line, parsed into a configuration. Pure: no I/O. */
+#ifndef PFS_CLI_H
+#define PFS_CLI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+enum pfs_cmd {
+	PFS_CMD_HELP,
+	PFS_CMD_VERSION,
+	PFS_CMD_MOUNT,
+	PFS_CMD_MOUNT_HELP,
+	PFS_CMD_UNMOUNT,
+	PFS_CMD_STATUS,
+};
+
+enum pfs_log_format { PFS_LOG_TEXT, PFS_LOG_JSON };
+
+#define PFS_DEFAULT_TIMEOUT 86400.0
+
+struct pfs_config {
+	enum pfs_cmd cmd;
+	const char *source;     /* as given on the command line */
+	const char *mountpoint;
+	bool foreground;
+	bool read_only;
+	bool volatile_source;   /* other programs change the source: no kernel caching */
+	bool default_permissions; /* kernel checks permissions against our attributes */
+	bool allow_other;
+	bool json;              /* status --json */
+	char *fuse_opts;        /* comma-joined -o options, owned */
+	const char *log_path;   /* NULL: no op log; "-": stderr */
+	enum pfs_log_format log_format;
+	double timeout;         /* entry/attr timeout in seconds */
+	long threads;           /* max worker threads */
+};
+
+/* Parse argv. 0 on success; -EINVAL with a one-line reason in err on bad
+ * usage. cfg must be released with pfs_config_free either way. */
+int pfs_cli_parse(int argc, char **argv, struct pfs_config *cfg, char *err, size_t errlen);
+void pfs_config_free(struct pfs_config *cfg);
+
+/* Append one -o item (comma list allowed) to cfg->fuse_opts, recognising
+ * the ones prismfs itself acts on. 0 or -EINVAL/-ENOMEM. */
+int pfs_cli_add_fuse_opts(struct pfs_config *cfg, const char *opts, char *err, size_t errlen);
+
+extern const char pfs_usage[];
+extern const char pfs_mount_usage[];
+
+#endif

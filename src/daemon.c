@@ -1,0 +1,565 @@
+#include "daemon.h"
+#include "ctl.h"
+#include "util.h"
+#include "view.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <libgen.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* libfuse reports through fuse_log; before mounting, keep its last words so
+ * they can be said in our one line instead of beside it. */
+static char fuse_msg[512];
+static int fuse_log_to_stderr;
+
+static void fuse_log_capture(enum fuse_log_level level, const char *fmt, va_list ap)
+{
+	if (level > FUSE_LOG_ERR)
+		return;
+	vsnprintf(fuse_msg, sizeof(fuse_msg), fmt, ap);
+	fuse_msg[strcspn(fuse_msg, "\n")] = '\0';
+	if (fuse_log_to_stderr)
+		fprintf(stderr, "prismfs: %s\n", fuse_msg);
+}
+
+static void say(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("prismfs: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+/* An absolute, canonical name for path without stat()ing path itself: the
+ * mount point may be a dead FUSE mount that would hang or fail. */
+static char *canonical_noleaf(const char *path)
+{
+	char *a = strdup(path), *b = strdup(path), *dir = NULL, *out = NULL;
+	const char *base;
+
+	if (!a || !b)
+		goto out;
+	base = basename(b);
+	dir = realpath(dirname(a), NULL);
+	if (!dir)
+		goto out;
+	if (strcmp(base, "/") == 0 || strcmp(base, ".") == 0 || strcmp(base, "..") == 0) {
+		out = realpath(path, NULL);
+		goto out;
+	}
+	if (asprintf(&out, "%s/%s", strcmp(dir, "/") == 0 ? "" : dir, base) < 0)
+		out = NULL;
+out:
+	free(a);
+	free(b);
+	free(dir);
+	return out;
+}
+
+static int find_mount(const char *path, struct pfs_mntent *e)
+{
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	int ret;
+
+	if (!f)
+		return -errno;
+	ret = pfs_mountinfo_find(f, path, e);
+	fclose(f);
+	return ret;
+}
+
+/* libfuse splits -o on commas; a source path may hold them. */
+static char *escape_opt(const char *s)
+{
+	char *out = malloc(strlen(s) * 2 + 1), *p = out;
+
+	if (!out)
+		return NULL;
+	for (; *s; s++) {
+		if (*s == ',' || *s == '\\')
+			*p++ = '\\';
+		*p++ = *s;
+	}
+	*p = '\0';
+	return out;
+}
+
+static int check_config(const struct pfs_config *cfg, struct pfs_fs *fs)
+{
+	struct stat st;
+	struct pfs_mntent *e = malloc(sizeof(*e));
+	int fd, ret = -1;
+
+	if (!e) {
+		say("out of memory");
+		return -1;
+	}
+	fs->root_fd = open(cfg->source, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (fs->root_fd < 0) {
+		if (errno == ENOENT)
+			say("source %s does not exist", cfg->source);
+		else if (errno == ENOTDIR)
+			say("source %s is not a directory", cfg->source);
+		else
+			say("cannot open source %s: %s", cfg->source, strerror(errno));
+		goto out;
+	}
+	fs->source = realpath(cfg->source, NULL);
+	fs->mountpoint = canonical_noleaf(cfg->mountpoint);
+	if (!fs->source || !fs->mountpoint) {
+		say("mount point %s does not exist", cfg->mountpoint);
+		goto out;
+	}
+	if (find_mount(fs->mountpoint, e) == 0 && strncmp(e->fstype, "fuse", 4) == 0) {
+		say("mount point %s is busy: a %s filesystem is already mounted there",
+		    cfg->mountpoint, e->fstype);
+		goto out;
+	}
+	if (stat(fs->mountpoint, &st) < 0) {
+		if (errno == ENOENT)
+			say("mount point %s does not exist", cfg->mountpoint);
+		else
+			say("mount point %s is not usable: %s", cfg->mountpoint, strerror(errno));
+		goto out;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		say("mount point %s is not a directory", cfg->mountpoint);
+		goto out;
+	}
+	fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
+	if (fd < 0) {
+		say("no access to /dev/fuse: %s", strerror(errno));
+		goto out;
+	}
+	close(fd);
+	ret = 0;
+out:
+	free(e);
+	return ret;
+}
+
+static struct fuse_session *new_session(const struct pfs_config *cfg, struct pfs_fs *fs)
+{
+	char *src = escape_opt(fs->source), *opts = NULL;
+	struct fuse_session *se = NULL;
+
+	if (!src)
+		return NULL;
+	if (asprintf(&opts, "fsname=%s,subtype=prismfs%s%s%s%s", src,
+		     cfg->default_permissions ? ",default_permissions" : "",
+		     cfg->read_only ? ",ro" : "", cfg->fuse_opts ? "," : "",
+		     cfg->fuse_opts ? cfg->fuse_opts : "") >= 0) {
+		char *argv[] = {"prismfs", "-o", opts, NULL};
+		struct fuse_args args = FUSE_ARGS_INIT(3, argv);
+
+		fuse_msg[0] = '\0';
+		se = fuse_session_new(&args, &pfs_ops, sizeof(pfs_ops), fs);
+		if (!se)
+			say("invalid mount options: %s", fuse_msg[0] ? fuse_msg : opts);
+		fuse_opt_free_args(&args);
+	}
+	free(opts);
+	free(src);
+	return se;
+}
+
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	/* One O_PATH fd per node the kernel holds. */
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+/* Background mode: the parent returns only once the mount answers. */
+static int wait_for_child(int rfd, pid_t pid, const char *mountpoint)
+{
+	char buf[600];
+	ssize_t n, used = 0;
+	struct stat st;
+	int status;
+
+	while ((n = read(rfd, buf + used, sizeof(buf) - 1 - (size_t)used)) > 0)
+		used += n;
+	buf[used] = '\0';
+	close(rfd);
+	if (strncmp(buf, "ok", 2) == 0) {
+		if (stat(mountpoint, &st) < 0) {
+			say("the mount at %s does not answer: %s", mountpoint, strerror(errno));
+			return 1;
+		}
+		return 0;
+	}
+	if (used > 0) {
+		buf[strcspn(buf, "\n")] = '\0';
+		fprintf(stderr, "prismfs: %s\n", buf);
+	} else {
+		say("the daemon died before mounting");
+	}
+	waitpid(pid, &status, 0);
+	return 1;
+}
+
+static void report(int pfd, const char *fmt, ...)
+{
+	char msg[600];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (pfd >= 0) {
+		dprintf(pfd, "%s\n", msg);
+	} else {
+		fprintf(stderr, "prismfs: %s\n", msg);
+	}
+}
+
+static int serve(const struct pfs_config *cfg, struct pfs_fs *fs, struct fuse_session *se,
+		 int pfd)
+{
+	struct pfs_mntent *e = malloc(sizeof(*e));
+	struct pfs_ctl *ctl = NULL;
+	struct fuse_loop_config *lc = NULL;
+	char sock[108];
+	uint64_t dropped = 0;
+	int ret = 1, loop;
+
+	if (!e) {
+		report(pfd, "out of memory");
+		return 1;
+	}
+	/* Opened here, after any fork: /proc/self is resolved at open time. */
+	fs->proc_fd = open("/proc/self/fd", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (fs->proc_fd < 0) {
+		report(pfd, "cannot open /proc/self/fd: %s", strerror(errno));
+		goto out;
+	}
+	if (fuse_set_signal_handlers(se) < 0) {
+		report(pfd, "cannot install signal handlers");
+		goto out;
+	}
+	fuse_msg[0] = '\0';
+	if (fuse_session_mount(se, fs->mountpoint) < 0) {
+		report(pfd, "cannot mount on %s: %s", fs->mountpoint,
+		       fuse_msg[0] ? fuse_msg : "mount failed");
+		goto out_signals;
+	}
+	if (find_mount(fs->mountpoint, e) < 0 ||
+	    pfs_ctl_path(e->major, e->minor, sock, sizeof(sock), 1) < 0 ||
+	    pfs_ctl_start(&ctl, fs, sock) < 0) {
+		report(pfd, "cannot start the control socket for %s", fs->mountpoint);
+		goto out_unmount;
+	}
+	if (fs->log && pfs_oplog_start(fs->log, fs->source, fs->mountpoint,
+				       "data path: daemon (every read and write is seen)") < 0) {
+		report(pfd, "cannot start the op log writer");
+		goto out_unmount;
+	}
+	if (pfd >= 0) {
+		int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+
+		dprintf(pfd, "ok\n");
+		close(pfd);
+		if (null >= 0) {
+			dup2(null, STDIN_FILENO);
+			dup2(null, STDOUT_FILENO);
+			dup2(null, STDERR_FILENO);
+			close(null);
+		}
+	}
+	fuse_log_to_stderr = 1;
+	lc = fuse_loop_cfg_create();
+	if (!lc)
+		goto out_unmount;
+	fuse_loop_cfg_set_max_threads(lc, (unsigned)cfg->threads);
+	fuse_loop_cfg_set_clone_fd(lc, 0);
+	loop = fuse_session_loop_mt(se, lc);
+	fuse_loop_cfg_destroy(lc);
+	/* A signal (>0) or the kernel ending the connection are clean ends. */
+	ret = loop < 0 ? 1 : 0;
+	if (ret)
+		say("session ended with an error: %s", strerror(-loop));
+out_unmount:
+	fuse_session_unmount(se);
+out_signals:
+	fuse_remove_signal_handlers(se);
+out:
+	if (fs->log) {
+		dropped = pfs_oplog_close(fs->log);
+		fs->log = NULL;
+		if (dropped)
+			say("op log: %llu records dropped", (unsigned long long)dropped);
+	}
+	pfs_ctl_finish(ctl, ret, dropped);
+	free(e);
+	return ret;
+}
+
+int pfs_cmd_mount(const struct pfs_config *cfg)
+{
+	struct pfs_fs fs = {.cfg = cfg, .root_fd = -1, .proc_fd = -1};
+	struct fuse_session *se = NULL;
+	int ret = 1, pipefd[2] = {-1, -1};
+	pid_t pid;
+
+	umask(0); /* modes arrive already masked by the caller's umask */
+	fuse_set_log_func(fuse_log_capture);
+	raise_fd_limit();
+	pthread_rwlock_init(&fs.names_lock, NULL);
+	fs.uid = geteuid();
+	fs.gid = getegid();
+	fs.read_only = cfg->read_only;
+	fs.timeout = cfg->timeout;
+	fs.keep_cache = !cfg->volatile_source;
+	if (check_config(cfg, &fs) < 0)
+		goto out;
+	if (cfg->log_path) {
+		int r = pfs_oplog_open(&fs.log, cfg->log_path, cfg->log_format, 65536);
+
+		if (r < 0) {
+			say("cannot open log %s: %s", cfg->log_path, strerror(-r));
+			goto out;
+		}
+	}
+	if (pfs_nodes_init(&fs, fs.root_fd) < 0) {
+		say("cannot set up the node table");
+		goto out;
+	}
+	se = new_session(cfg, &fs);
+	if (!se)
+		goto out;
+	fs.se = se;
+	if (cfg->foreground) {
+		ret = serve(cfg, &fs, se, -1);
+		goto out;
+	}
+	if (pipe2(pipefd, O_CLOEXEC) < 0) {
+		say("cannot create a pipe: %s", strerror(errno));
+		goto out;
+	}
+	pid = fork();
+	if (pid < 0) {
+		say("cannot fork: %s", strerror(errno));
+		goto out;
+	}
+	if (pid > 0) {
+		close(pipefd[1]);
+		pipefd[1] = -1;
+		ret = wait_for_child(pipefd[0], pid, fs.mountpoint);
+		pipefd[0] = -1;
+		/* The child owns the mount; only release our copies. */
+		goto out;
+	}
+	close(pipefd[0]);
+	pipefd[0] = -1;
+	setsid();
+	if (chdir("/") < 0) {
+		/* harmless: the daemon reaches files only through its fds */
+	}
+	ret = serve(cfg, &fs, se, pipefd[1]);
+	pipefd[1] = -1;
+out:
+	if (pipefd[0] >= 0)
+		close(pipefd[0]);
+	if (pipefd[1] >= 0)
+		close(pipefd[1]);
+	if (fs.log)
+		pfs_oplog_close(fs.log);
+	if (se)
+		fuse_session_destroy(se);
+	pfs_nodes_destroy(&fs);
+	if (fs.proc_fd >= 0)
+		close(fs.proc_fd);
+	if (fs.root_fd >= 0)
+		close(fs.root_fd);
+	free(fs.source);
+	free(fs.mountpoint);
+	pthread_rwlock_destroy(&fs.names_lock);
+	return ret;
+}
+
+static int read_line(int fd, char *buf, size_t len, int timeout_ms)
+{
+	size_t used = 0;
+
+	while (used + 1 < len) {
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		ssize_t n;
+		int r = poll(&p, 1, timeout_ms);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return r == 0 ? -ETIMEDOUT : -errno;
+		n = recv(fd, buf + used, 1, 0);
+		if (n <= 0)
+			return n == 0 ? -EPIPE : -errno;
+		if (buf[used] == '\n')
+			break;
+		used++;
+	}
+	buf[used] = '\0';
+	return (int)used;
+}
+
+static int do_umount(const char *mnt)
+{
+	pid_t pid;
+	int status;
+
+	if (geteuid() == 0)
+		return umount2(mnt, UMOUNT_NOFOLLOW) < 0 ? -errno : 0;
+	pid = fork();
+	if (pid < 0)
+		return -errno;
+	if (pid == 0) {
+		execlp("fusermount3", "fusermount3", "-u", "-q", mnt, (char *)NULL);
+		_exit(127);
+	}
+	if (waitpid(pid, &status, 0) < 0)
+		return -errno;
+	return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -EBUSY;
+}
+
+int pfs_cmd_unmount(const struct pfs_config *cfg)
+{
+	char *mnt = canonical_noleaf(cfg->mountpoint);
+	struct pfs_mntent *e = malloc(sizeof(*e));
+	const char *why = NULL;
+	char line[128];
+	int fd = -1, pidfd = -1, ret = 1, r;
+	int daemon_pid = 0;
+
+	if (!mnt || !e) {
+		say("%s does not exist", cfg->mountpoint);
+		goto out;
+	}
+	if (find_mount(mnt, e) < 0 || strcmp(e->fstype, "fuse.prismfs") != 0) {
+		say("%s is not a prismfs mount", cfg->mountpoint);
+		goto out;
+	}
+	fd = pfs_ctl_connect(mnt, &why);
+	if (fd >= 0 && (send(fd, "wait\n", 5, MSG_NOSIGNAL) != 5 ||
+			read_line(fd, line, sizeof(line), 5000) < 0)) {
+		close(fd);
+		fd = -1;
+	}
+	if (fd >= 0 && sscanf(line, "pid %d", &daemon_pid) == 1)
+		pidfd = (int)syscall(SYS_pidfd_open, daemon_pid, 0);
+	r = do_umount(mnt);
+	if (r < 0) {
+		if (r == -EBUSY)
+			say("cannot unmount %s: it is busy (a program has a file open or its "
+			    "working directory there)", cfg->mountpoint);
+		else
+			say("cannot unmount %s: %s", cfg->mountpoint, strerror(-r));
+		goto out;
+	}
+	if (fd < 0) {
+		/* Unmounted, but no daemon to wait for: it had died. */
+		say("unmounted %s; its daemon was not running", cfg->mountpoint);
+		goto out;
+	}
+	r = read_line(fd, line, sizeof(line), 120000);
+	if (r < 0) {
+		say("unmounted %s, but its daemon did not report how it ended", cfg->mountpoint);
+		goto out;
+	}
+	{
+		int code = 1;
+		unsigned long long dropped = 0;
+
+		if (sscanf(line, "exit %d dropped %llu", &code, &dropped) < 1) {
+			say("unexpected answer from the daemon: %s", line);
+			goto out;
+		}
+		if (dropped)
+			say("op log: %llu records were dropped", dropped);
+		if (code != 0)
+			say("the daemon for %s ended with status %d", cfg->mountpoint, code);
+		ret = code;
+	}
+	/* The daemon has said its last word; wait until it is really gone. */
+	if (pidfd >= 0) {
+		struct pollfd p = {.fd = pidfd, .events = POLLIN};
+
+		poll(&p, 1, 30000);
+	}
+out:
+	if (pidfd >= 0)
+		close(pidfd);
+	if (fd >= 0)
+		close(fd);
+	free(e);
+	free(mnt);
+	return ret;
+}
+
+int pfs_cmd_status(const struct pfs_config *cfg)
+{
+	char *mnt = canonical_noleaf(cfg->mountpoint);
+	const char *why = "does not exist";
+	char buf[8192];
+	size_t used = 0;
+	ssize_t n;
+	json_t *o;
+	json_error_t jerr;
+	int fd = mnt ? pfs_ctl_connect(mnt, &why) : -1;
+
+	free(mnt);
+	if (fd < 0) {
+		say("%s: %s", cfg->mountpoint, why);
+		return 1;
+	}
+	if (send(fd, "status\n", 7, MSG_NOSIGNAL) != 7) {
+		say("%s: cannot ask the daemon", cfg->mountpoint);
+		close(fd);
+		return 1;
+	}
+	while (used < sizeof(buf) - 1 && (n = recv(fd, buf + used, sizeof(buf) - 1 - used, 0)) > 0)
+		used += (size_t)n;
+	buf[used] = '\0';
+	close(fd);
+	o = json_loads(buf, 0, &jerr);
+	if (!o) {
+		say("%s: the daemon gave no status", cfg->mountpoint);
+		return 1;
+	}
+	if (cfg->json) {
+		fputs(buf, stdout);
+	} else {
+		const char *key;
+		json_t *v;
+
+		json_object_foreach(o, key, v) {
+			char *s = json_is_string(v) ? NULL : json_dumps(v, JSON_ENCODE_ANY);
+
+			printf("%-18s %s\n", key, s ? s : json_string_value(v));
+			free(s);
+		}
+	}
+	json_decref(o);
+	return 0;
+}

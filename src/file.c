@@ -1,0 +1,174 @@
+/* file: open files. The daemon holds one backing fd per open; reads and
+ * writes go straight to it (ops.c), the rest is here. */
+#include "view.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <string.h>
+#include <unistd.h>
+
+static bool writes(int flags)
+{
+	return (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
+}
+
+/* The kernel already enforced O_DIRECT's intent (no page cache for this
+ * open); the backing fd must not keep it, or libfuse's unaligned request
+ * buffers would make every transfer fail with EINVAL. Opening with it first
+ * still reports a backing filesystem that refuses O_DIRECT, as natively. */
+static int drop_direct(int fd, int flags)
+{
+	int fl;
+
+	if (!(flags & O_DIRECT))
+		return 0;
+	fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_DIRECT) < 0)
+		return -errno;
+	return 0;
+}
+
+static void set_open_flags(struct pfs_fs *fs, struct fuse_file_info *fi, int flags)
+{
+	fi->keep_cache = fs->keep_cache && !(flags & O_DIRECT);
+	fi->direct_io = 0;
+}
+
+int pfs_view_open(struct pfs_fs *fs, struct pfs_node *n, struct fuse_file_info *fi)
+{
+	int fd, ret;
+
+	if (fs->read_only && writes(fi->flags))
+		return -EROFS;
+	fd = pfs_store_reopen(fs, n, fi->flags);
+	if (fd < 0)
+		return fd;
+	ret = drop_direct(fd, fi->flags);
+	if (ret < 0) {
+		close(fd);
+		return ret;
+	}
+	fi->fh = (uint64_t)fd;
+	set_open_flags(fs, fi, fi->flags);
+	return 0;
+}
+
+int pfs_view_create(struct pfs_fs *fs, const struct fuse_ctx *ctx, struct pfs_node *parent,
+		    const char *name, mode_t mode, struct fuse_file_info *fi,
+		    struct fuse_entry_param *e)
+{
+	int flags = (fi->flags | O_CLOEXEC | O_NOFOLLOW) & ~O_CREAT;
+	bool created = true;
+	int fd, ret;
+
+	if (strnlen(name, NAME_MAX + 1) > NAME_MAX)
+		return -ENAMETOOLONG;
+	if (fs->read_only)
+		return -EROFS;
+	fd = openat(parent->fd, name, flags | O_CREAT | O_EXCL, mode);
+	if (fd < 0 && errno == EEXIST && !(fi->flags & O_EXCL)) {
+		/* Someone made it between the kernel's lookup and now: open it. */
+		created = false;
+		fd = openat(parent->fd, name, flags);
+	}
+	if (fd < 0)
+		return -errno;
+	ret = drop_direct(fd, fi->flags);
+	if (ret == 0 && created)
+		ret = pfs_store_give(fs, ctx, parent, name, S_IFREG | mode);
+	if (ret == 0)
+		ret = pfs_view_lookup(fs, parent, name, e);
+	if (ret < 0) {
+		close(fd);
+		if (created)
+			unlinkat(parent->fd, name, 0);
+		return ret;
+	}
+	fi->fh = (uint64_t)fd;
+	set_open_flags(fs, fi, fi->flags);
+	return 0;
+}
+
+int pfs_view_release(struct pfs_fs *fs, struct fuse_file_info *fi)
+{
+	close((int)fi->fh);
+	return 0;
+}
+
+int pfs_view_flush(struct pfs_fs *fs, struct fuse_file_info *fi)
+{
+	/* close() of a duplicate reports what a close of the file would (NFS
+	 * and other backings report deferred write errors there). */
+	int fd = dup((int)fi->fh);
+
+	if (fd < 0)
+		return -errno;
+	return close(fd) < 0 ? -errno : 0;
+}
+
+int pfs_view_fsync(struct pfs_fs *fs, int datasync, struct fuse_file_info *fi)
+{
+	int ret = datasync ? fdatasync((int)fi->fh) : fsync((int)fi->fh);
+
+	return ret < 0 ? -errno : 0;
+}
+
+int pfs_view_fallocate(struct pfs_fs *fs, int mode, off_t off, off_t len,
+		       struct fuse_file_info *fi)
+{
+	if (fs->read_only)
+		return -EROFS;
+	return fallocate((int)fi->fh, mode, off, len) < 0 ? -errno : 0;
+}
+
+ssize_t pfs_view_copy_file_range(struct pfs_fs *fs, struct fuse_file_info *fi_in, off_t off_in,
+				 struct fuse_file_info *fi_out, off_t off_out, size_t len,
+				 int flags)
+{
+	ssize_t n;
+
+	if (fs->read_only)
+		return -EROFS;
+	n = copy_file_range((int)fi_in->fh, &off_in, (int)fi_out->fh, &off_out, len,
+			    (unsigned int)flags);
+	return n < 0 ? -errno : n;
+}
+
+off_t pfs_view_lseek(struct pfs_fs *fs, off_t off, int whence, struct fuse_file_info *fi)
+{
+	off_t r = lseek((int)fi->fh, off, whence);
+
+	return r < 0 ? -errno : r;
+}
+
+void pfs_view_read_buf(struct pfs_fs *fs, struct fuse_file_info *fi, size_t size, off_t off,
+		       struct fuse_bufvec *out)
+{
+	/* Described, not copied: libfuse splices from the fd into the reply. */
+	*out = (struct fuse_bufvec)FUSE_BUFVEC_INIT(size);
+	out->buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+	out->buf[0].fd = (int)fi->fh;
+	out->buf[0].pos = off;
+}
+
+ssize_t pfs_view_read(struct pfs_fs *fs, struct fuse_file_info *fi, char *buf, size_t size,
+		      off_t off)
+{
+	ssize_t n = pread((int)fi->fh, buf, size, off);
+
+	return n < 0 ? -errno : n;
+}
+
+ssize_t pfs_view_write(struct pfs_fs *fs, struct fuse_file_info *fi, struct fuse_bufvec *in,
+		       off_t off)
+{
+	struct fuse_bufvec out = FUSE_BUFVEC_INIT(fuse_buf_size(in));
+
+	if (fs->read_only)
+		return -EROFS;
+	out.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+	out.buf[0].fd = (int)fi->fh;
+	out.buf[0].pos = off;
+	return fuse_buf_copy(&out, in, 0);
+}

@@ -1,0 +1,45 @@
+/* prismfs: program entry — parse, then hand the command to its runner. */
+#include "cli.h"
+#include "daemon.h"
+
+#include <stdio.h>
+
+int main(int argc, char **argv)
+{
+	struct pfs_config cfg;
+	char err[256];
+	int ret;
+
+	if (pfs_cli_parse(argc, argv, &cfg, err, sizeof(err)) < 0) {
+		fprintf(stderr, "prismfs: %s\n", err);
+		pfs_config_free(&cfg);
+		return 2;
+	}
+	switch (cfg.cmd) {
+	case PFS_CMD_HELP:
+		fputs(pfs_usage, stdout);
+		ret = 0;
+		break;
+	case PFS_CMD_VERSION:
+		printf("prismfs %s\n", PRISMFS_VERSION);
+		ret = 0;
+		break;
+	case PFS_CMD_MOUNT_HELP:
+		fputs(pfs_mount_usage, stdout);
+		ret = 0;
+		break;
+	case PFS_CMD_MOUNT:
+		ret = pfs_cmd_mount(&cfg);
+		break;
+	case PFS_CMD_UNMOUNT:
+		ret = pfs_cmd_unmount(&cfg);
+		break;
+	case PFS_CMD_STATUS:
+		ret = pfs_cmd_status(&cfg);
+		break;
+	default:
+		ret = 2;
+	}
+	pfs_config_free(&cfg);
+	return ret;
+}

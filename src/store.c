@@ -1,0 +1,56 @@
+/* store: the local directory store. Every backing object is reached by a
+ * *at() call on an fd opened before the mount existed, or by reopening a
+ * node's O_PATH fd through /proc/self/fd, which follows the fd's own dentry
+ * and never walks a path through the mount point. */
+#include "view.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <unistd.h>
+
+void pfs_store_procname(int fd, char buf[24])
+{
+	snprintf(buf, 24, "%d", fd);
+}
+
+int pfs_store_reopen(struct pfs_fs *fs, struct pfs_node *n, int flags)
+{
+	char name[24];
+	int fd;
+
+	pfs_store_procname(n->fd, name);
+	fd = openat(fs->proc_fd, name, (flags | O_CLOEXEC) & ~(O_NOFOLLOW | O_CREAT | O_EXCL));
+	return fd < 0 ? -errno : fd;
+}
+
+int pfs_store_stat(struct pfs_node *n, struct stat *st)
+{
+	if (fstatat(n->fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
+		return -errno;
+	return 0;
+}
+
+/* A new object made by the daemon (as itself) must belong to the caller, as
+ * if the caller had made it: the caller's uid, and its gid unless the parent
+ * is set-group-ID (then the kernel already gave it the parent's group). */
+int pfs_store_give(struct pfs_fs *fs, const struct fuse_ctx *ctx, struct pfs_node *parent,
+		   const char *name, mode_t mode)
+{
+	struct stat pst;
+	gid_t gid = ctx->gid;
+
+	if (ctx->uid == fs->uid && ctx->gid == fs->gid)
+		return 0;
+	if (fstatat(parent->fd, "", &pst, AT_EMPTY_PATH) < 0)
+		return -errno;
+	if (pst.st_mode & S_ISGID)
+		gid = (gid_t)-1;
+	if (fchownat(parent->fd, name, ctx->uid, gid, AT_SYMLINK_NOFOLLOW) < 0)
+		return -errno;
+	/* chown clears set-ID bits on files; the caller asked for them. */
+	if (!S_ISLNK(mode) && !S_ISDIR(mode) && (mode & (S_ISUID | S_ISGID)) &&
+	    fchmodat(parent->fd, name, mode & 07777, 0) < 0)
+		return -errno;
+	return 0;
+}

@@ -1,0 +1,45 @@
+/* util: small pure helpers shared by the daemon and the CLI. */
+#ifndef PFS_UTIL_H
+#define PFS_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <time.h>
+
+#define PFS_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+/* "ENOENT" for 2; "E123" for numbers glibc does not name. buf >= 16. */
+const char *pfs_errname(int err, char *buf, size_t len);
+
+/* Strict decimal parse of a whole string into [min, max]. 0 or -EINVAL. */
+int pfs_parse_long(const char *s, long min, long max, long *out);
+/* Strict parse of a non-negative decimal number of seconds (e.g. "0.5"). */
+int pfs_parse_seconds(const char *s, double *out);
+
+/* ISO 8601 UTC with microseconds: 2026-11-21T14:00:00.123456Z. len >= 32. */
+void pfs_fmt_time(const struct timespec *ts, char *buf, size_t len);
+uint64_t pfs_now_ns(void);
+
+/* One line of /proc/self/mountinfo that matters to us. */
+struct pfs_mntent {
+	unsigned major, minor;
+	char mountpoint[4096];
+	char fstype[64];
+	char source[4096];
+};
+
+/* Find the topmost (last listed) mount whose mount point is exactly `path`
+ * (already canonical). 0 and *out filled, -ENOENT if none, -EIO on a
+ * malformed file. */
+int pfs_mountinfo_find(FILE *mountinfo, const char *path, struct pfs_mntent *out);
+
+/* Decode mountinfo's octal escapes (\040 etc.) in place. */
+void pfs_mountinfo_unescape(char *s);
+
+/* A single path component the kernel may send: not empty, no '/',
+ * not "." or "..", at most NAME_MAX bytes. */
+bool pfs_valid_name(const char *name);
+
+#endif

@@ -1,0 +1,148 @@
+/* view: the virtual namespace the mount shows, and the operations on it.
+ * Every FUSE handler in ops.c is a thin wrapper around one function here.
+ * Functions return 0 (or a byte count) or a negative errno. */
+#ifndef PFS_VIEW_H
+#define PFS_VIEW_H
+
+#define FUSE_USE_VERSION 314
+#include <fuse_lowlevel.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/stat.h>
+
+#include "cli.h"
+#include "oplog.h"
+
+struct pfs_nodes;
+
+/* A name the kernel holds. Keyed by the backing object's (dev, ino) so hard
+ * links share a node (and so st_ino, st_nlink stay truthful); the node keeps
+ * an O_PATH fd so it stays reachable whatever happens to its names. */
+struct pfs_node {
+	struct pfs_node *hnext;  /* hash chain, under the shard lock */
+	dev_t dev;
+	ino_t ino;
+	int fd;                  /* O_PATH | O_NOFOLLOW on the backing object */
+	mode_t type;             /* S_IFMT bits */
+	uint64_t nlookup;        /* kernel references, under the shard lock */
+	uint32_t refs;           /* children naming us as parent, under the shard lock */
+	struct pfs_node *parent; /* last known name: under fs->names_lock */
+	char *name;
+};
+
+struct pfs_fs {
+	const struct pfs_config *cfg;
+	char *source;            /* canonical absolute paths */
+	char *mountpoint;
+	int root_fd;             /* O_PATH on SOURCE, opened before mounting */
+	int proc_fd;             /* /proc/self/fd, to reopen O_PATH fds */
+	struct pfs_node *root;
+	struct pfs_nodes *nodes;
+	pthread_rwlock_t names_lock;
+	double timeout;
+	bool read_only;
+	bool keep_cache;
+	uid_t uid;               /* the daemon's own ids */
+	gid_t gid;
+	struct pfs_oplog *log;   /* NULL: no op log */
+	struct fuse_session *se;
+};
+
+static inline struct pfs_node *pfs_node_of(struct pfs_fs *fs, fuse_ino_t ino)
+{
+	return ino == FUSE_ROOT_ID ? fs->root : (struct pfs_node *)(uintptr_t)ino;
+}
+
+static inline fuse_ino_t pfs_ino_of(struct pfs_fs *fs, struct pfs_node *n)
+{
+	return n == fs->root ? FUSE_ROOT_ID : (fuse_ino_t)(uintptr_t)n;
+}
+
+/* node.c */
+int pfs_nodes_init(struct pfs_fs *fs, int root_fd);
+void pfs_nodes_destroy(struct pfs_fs *fs);
+/* Find or add the node for fd (O_PATH, stat'ed as st), count one kernel
+ * lookup. Takes ownership of fd. */
+int pfs_node_intern(struct pfs_fs *fs, struct pfs_node *parent, const char *name, int fd,
+		    const struct stat *st, struct pfs_node **out);
+void pfs_node_forget(struct pfs_fs *fs, struct pfs_node *n, uint64_t nlookup);
+/* The object (dev, ino) now has the name `name` in `parent`. */
+void pfs_node_moved(struct pfs_fs *fs, dev_t dev, ino_t ino, struct pfs_node *parent,
+		    const char *name);
+/* Virtual path of n (plus "/name" if name): malloc'd, or NULL. */
+char *pfs_node_path(struct pfs_fs *fs, struct pfs_node *n, const char *name);
+size_t pfs_nodes_count(struct pfs_fs *fs);
+
+/* store.c: the local directory store, reached only through *at() calls on
+ * fds opened before mounting. */
+int pfs_store_reopen(struct pfs_fs *fs, struct pfs_node *n, int flags);
+void pfs_store_procname(int fd, char buf[24]);
+int pfs_store_stat(struct pfs_node *n, struct stat *st);
+int pfs_store_give(struct pfs_fs *fs, const struct fuse_ctx *ctx, struct pfs_node *parent,
+		   const char *name, mode_t mode);
+
+/* dir.c: names */
+int pfs_view_lookup(struct pfs_fs *fs, struct pfs_node *parent, const char *name,
+		    struct fuse_entry_param *e);
+int pfs_view_getattr(struct pfs_fs *fs, struct pfs_node *n, struct fuse_file_info *fi,
+		     struct stat *st);
+int pfs_view_setattr(struct pfs_fs *fs, struct pfs_node *n, struct stat *attr, int valid,
+		     struct fuse_file_info *fi, struct stat *out);
+int pfs_view_readlink(struct pfs_fs *fs, struct pfs_node *n, char *buf, size_t size);
+int pfs_view_mknod(struct pfs_fs *fs, const struct fuse_ctx *ctx, struct pfs_node *parent,
+		   const char *name, mode_t mode, dev_t rdev, struct fuse_entry_param *e);
+int pfs_view_mkdir(struct pfs_fs *fs, const struct fuse_ctx *ctx, struct pfs_node *parent,
+		   const char *name, mode_t mode, struct fuse_entry_param *e);
+int pfs_view_symlink(struct pfs_fs *fs, const struct fuse_ctx *ctx, const char *target,
+		     struct pfs_node *parent, const char *name, struct fuse_entry_param *e);
+int pfs_view_link(struct pfs_fs *fs, struct pfs_node *n, struct pfs_node *newparent,
+		  const char *newname, struct fuse_entry_param *e);
+int pfs_view_unlink(struct pfs_fs *fs, struct pfs_node *parent, const char *name);
+int pfs_view_rmdir(struct pfs_fs *fs, struct pfs_node *parent, const char *name);
+int pfs_view_rename(struct pfs_fs *fs, struct pfs_node *parent, const char *name,
+		    struct pfs_node *newparent, const char *newname, unsigned int flags);
+int pfs_view_statfs(struct pfs_fs *fs, struct pfs_node *n, struct statvfs *st);
+int pfs_view_access(struct pfs_fs *fs, struct pfs_node *n, int mask);
+
+/* file.c: open files */
+int pfs_view_open(struct pfs_fs *fs, struct pfs_node *n, struct fuse_file_info *fi);
+int pfs_view_create(struct pfs_fs *fs, const struct fuse_ctx *ctx, struct pfs_node *parent,
+		    const char *name, mode_t mode, struct fuse_file_info *fi,
+		    struct fuse_entry_param *e);
+int pfs_view_release(struct pfs_fs *fs, struct fuse_file_info *fi);
+int pfs_view_flush(struct pfs_fs *fs, struct fuse_file_info *fi);
+int pfs_view_fsync(struct pfs_fs *fs, int datasync, struct fuse_file_info *fi);
+int pfs_view_fallocate(struct pfs_fs *fs, int mode, off_t off, off_t len,
+		       struct fuse_file_info *fi);
+ssize_t pfs_view_copy_file_range(struct pfs_fs *fs, struct fuse_file_info *fi_in, off_t off_in,
+				 struct fuse_file_info *fi_out, off_t off_out, size_t len,
+				 int flags);
+void pfs_view_read_buf(struct pfs_fs *fs, struct fuse_file_info *fi, size_t size, off_t off,
+		       struct fuse_bufvec *out);
+ssize_t pfs_view_read(struct pfs_fs *fs, struct fuse_file_info *fi, char *buf, size_t size,
+		      off_t off);
+ssize_t pfs_view_write(struct pfs_fs *fs, struct fuse_file_info *fi, struct fuse_bufvec *in,
+		       off_t off);
+off_t pfs_view_lseek(struct pfs_fs *fs, off_t off, int whence, struct fuse_file_info *fi);
+
+/* readdir.c: listings */
+int pfs_view_opendir(struct pfs_fs *fs, struct pfs_node *n, struct fuse_file_info *fi);
+/* Fill buf with entries from off; returns bytes used or -errno. */
+ssize_t pfs_view_readdir(struct pfs_fs *fs, fuse_req_t req, struct pfs_node *n, char *buf,
+			 size_t size, off_t off, struct fuse_file_info *fi, bool plus);
+int pfs_view_releasedir(struct pfs_fs *fs, struct fuse_file_info *fi);
+int pfs_view_fsyncdir(struct pfs_fs *fs, int datasync, struct fuse_file_info *fi);
+
+/* xattr.c */
+ssize_t pfs_view_getxattr(struct pfs_fs *fs, struct pfs_node *n, const char *name, char *buf,
+			  size_t size);
+ssize_t pfs_view_listxattr(struct pfs_fs *fs, struct pfs_node *n, char *buf, size_t size);
+int pfs_view_setxattr(struct pfs_fs *fs, struct pfs_node *n, const char *name,
+		      const char *value, size_t size, int flags);
+int pfs_view_removexattr(struct pfs_fs *fs, struct pfs_node *n, const char *name);
+
+/* ops.c */
+extern const struct fuse_lowlevel_ops pfs_ops;
+
+#endif

@@ -1,0 +1,89 @@
+/* xattr: extended attributes. There is no f*xattr on an O_PATH fd, so
+ * objects are named through /proc/self/fd, which resolves to the node's own
+ * inode without walking the mount. A symlink cannot be reached that way
+ * without following it, so it is named as its parent's fd plus its name. */
+#include "view.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/xattr.h>
+
+struct xpath {
+	char path[64 + NAME_MAX];
+	bool nofollow;
+};
+
+static int xpath_of(struct pfs_fs *fs, struct pfs_node *n, struct xpath *x)
+{
+	int ret = 0;
+
+	x->nofollow = n->type == S_IFLNK;
+	if (!x->nofollow) {
+		snprintf(x->path, sizeof(x->path), "/proc/self/fd/%d", n->fd);
+		return 0;
+	}
+	pthread_rwlock_rdlock(&fs->names_lock);
+	if (!n->parent || !n->name)
+		ret = -EPERM;
+	else
+		snprintf(x->path, sizeof(x->path), "/proc/self/fd/%d/%s", n->parent->fd, n->name);
+	pthread_rwlock_unlock(&fs->names_lock);
+	return ret;
+}
+
+ssize_t pfs_view_getxattr(struct pfs_fs *fs, struct pfs_node *n, const char *name, char *buf,
+			  size_t size)
+{
+	struct xpath x;
+	ssize_t r;
+	int ret = xpath_of(fs, n, &x);
+
+	if (ret < 0)
+		return ret;
+	r = x.nofollow ? lgetxattr(x.path, name, buf, size) : getxattr(x.path, name, buf, size);
+	return r < 0 ? -errno : r;
+}
+
+ssize_t pfs_view_listxattr(struct pfs_fs *fs, struct pfs_node *n, char *buf, size_t size)
+{
+	struct xpath x;
+	ssize_t r;
+	int ret = xpath_of(fs, n, &x);
+
+	if (ret < 0)
+		return ret;
+	r = x.nofollow ? llistxattr(x.path, buf, size) : listxattr(x.path, buf, size);
+	return r < 0 ? -errno : r;
+}
+
+int pfs_view_setxattr(struct pfs_fs *fs, struct pfs_node *n, const char *name,
+		      const char *value, size_t size, int flags)
+{
+	struct xpath x;
+	int ret;
+
+	if (fs->read_only)
+		return -EROFS;
+	ret = xpath_of(fs, n, &x);
+	if (ret < 0)
+		return ret;
+	ret = x.nofollow ? lsetxattr(x.path, name, value, size, flags)
+			 : setxattr(x.path, name, value, size, flags);
+	return ret < 0 ? -errno : 0;
+}
+
+int pfs_view_removexattr(struct pfs_fs *fs, struct pfs_node *n, const char *name)
+{
+	struct xpath x;
+	int ret;
+
+	if (fs->read_only)
+		return -EROFS;
+	ret = xpath_of(fs, n, &x);
+	if (ret < 0)
+		return ret;
+	ret = x.nofollow ? lremovexattr(x.path, name) : removexattr(x.path, name);
+	return ret < 0 ? -errno : 0;
+}
