@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Set up, build and run every prismfs test: unit tests (cmocka), then the
+# integration suite (pytest, real mounts through /dev/fuse) against the
+# normal build and against the AddressSanitizer + UBSan build.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+./scripts/setup.sh || exit 1
+./scripts/build.sh --asan || { echo "prismfs test: build failed" >&2; exit 1; }
+
+status=0
+total_pass=0
+total_fail=0
+
+echo "== unit tests"
+if meson test -C build --print-errorlogs; then :; else status=1; fi
+
+run_suite() { # name binary [extra env...]
+	local name=$1 bin=$2; shift 2
+	local log="$root/build/pytest-$name.log"
+	echo "== integration tests ($name: $bin)"
+	env PRISMFS_BIN="$bin" "$@" /usr/bin/python3 -m pytest -q -p no:cacheprovider \
+		-o console_output_style=classic tests/integration "${PYTEST_ARGS[@]}" 2>&1 | tee "$log"
+	local rc=${PIPESTATUS[0]}
+	# pytest exits 5 when it collected nothing: that is a failure here.
+	[ "$rc" -eq 0 ] || status=1
+	local p f
+	p=$(grep -Eo '[0-9]+ passed' "$log" | tail -1 | grep -Eo '[0-9]+' || echo 0)
+	f=$(grep -Eo '[0-9]+ (failed|error)' "$log" | awk '{s+=$1} END {print s+0}')
+	total_pass=$((total_pass + p))
+	total_fail=$((total_fail + f))
+}
+
+PYTEST_ARGS=("$@")
+run_suite plain "$root/build/prismfs"
+
+asan_dir=$(mktemp -d /tmp/prismfs-asan.XXXXXX)
+run_suite asan "$root/build-asan/prismfs" \
+	ASAN_OPTIONS="detect_leaks=1:log_path=$asan_dir/asan" \
+	UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:log_path=$asan_dir/ubsan"
+if compgen -G "$asan_dir/*" >/dev/null; then
+	echo "== sanitizer reports from prismfs:"
+	cat "$asan_dir"/*
+	status=1
+	total_fail=$((total_fail + 1))
+fi
+rm -rf "$asan_dir"
+
+# No run leaves a mount behind.
+if grep -q ' fuse.prismfs ' /proc/mounts; then
+	echo "== prismfs mounts left behind:"
+	grep ' fuse.prismfs ' /proc/mounts
+	status=1
+fi
+
+echo "prismfs: ${total_pass} passed, ${total_fail} failed"
+exit $status

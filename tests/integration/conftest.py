@@ -1,0 +1,244 @@
+"""Fixtures that mount the real prismfs through /dev/fuse.
+
+Every mount made here is unmounted in teardown, even when the test fails, and
+a session that finds a stale mount of its own (under TEST_ROOT) removes it
+before starting.  The binary under test is $PRISMFS_BIN (default:
+build/prismfs); the test command runs the whole suite once against the normal
+build and once against the AddressSanitizer + UBSan build.
+"""
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import uuid
+
+import pytest
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+PRISMFS = os.environ.get("PRISMFS_BIN", os.path.join(REPO, "build", "prismfs"))
+# Not under /tmp/pytest-of-root (mode 0700): unprivileged users must be able
+# to reach the test trees.
+TEST_ROOT = os.environ.get("PRISMFS_TEST_ROOT", "/tmp/prismfs-tests")
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                     "runtime error:", "ERROR: UndefinedBehaviorSanitizer")
+
+
+def mounts_under(prefix):
+    """Mount points of FUSE mounts at or below prefix (from mountinfo)."""
+    out = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            parts = line.split()
+            sep = parts.index("-")
+            fstype = parts[sep + 1]
+            mp = parts[4].replace("\\040", " ")
+            if fstype.startswith("fuse") and (mp == prefix or mp.startswith(prefix + "/")):
+                out.append(mp)
+    return out
+
+
+def is_mounted(path):
+    return os.path.realpath(path) in mounts_under(os.path.realpath(path))
+
+
+def force_unmount(path):
+    for cmd in (["fusermount3", "-u", "-z", path], ["umount", "-l", path]):
+        if not is_mounted(path):
+            return
+        subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def pytest_sessionstart(session):
+    os.makedirs(TEST_ROOT, exist_ok=True)
+    os.chmod(TEST_ROOT, 0o755)
+    # A stale mount of an earlier, killed run: remove it before starting.
+    for mp in sorted(mounts_under(os.path.realpath(TEST_ROOT)), key=len, reverse=True):
+        force_unmount(mp)
+
+
+@pytest.fixture
+def workdir():
+    """A fresh directory reachable by every user (mode 0755)."""
+    d = os.path.join(TEST_ROOT, uuid.uuid4().hex[:12])
+    os.makedirs(d)
+    os.chmod(d, 0o755)
+    yield d
+    for mp in sorted(mounts_under(os.path.realpath(d)), key=len, reverse=True):
+        force_unmount(mp)
+    shutil.rmtree(d, ignore_errors=True)
+
+
+class Mount:
+    """One prismfs daemon run in the foreground (-f) so that its stderr and
+    exit status are observable (sanitizer reports land there)."""
+
+    def __init__(self, source, mountpoint, args=(), env=None):
+        self.source = source
+        self.mountpoint = mountpoint
+        self.args = list(args)
+        self.env = env
+        self.proc = None
+        self.stderr_path = None
+        self.returncode = None
+
+    def start(self, timeout=20):
+        fd, self.stderr_path = tempfile.mkstemp(prefix="prismfs-stderr-", dir=TEST_ROOT)
+        env = dict(os.environ)
+        if self.env:
+            env.update(self.env)
+        self.proc = subprocess.Popen(
+            [PRISMFS, "mount", "-f", *self.args, self.source, self.mountpoint],
+            stdin=subprocess.DEVNULL, stdout=fd, stderr=fd, env=env)
+        os.close(fd)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("prismfs exited with %d before mounting: %s"
+                                   % (self.proc.returncode, self.stderr()))
+            if is_mounted(self.mountpoint):
+                os.stat(self.mountpoint)  # blocks until INIT is answered
+                return self
+            time.sleep(0.02)
+        self.kill()
+        raise RuntimeError("prismfs did not mount within %ss: %s" % (timeout, self.stderr()))
+
+    def stderr(self):
+        if not self.stderr_path or not os.path.exists(self.stderr_path):
+            return ""
+        with open(self.stderr_path, errors="replace") as f:
+            return f.read()
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def stop(self, timeout=30):
+        """Clean unmount through the CLI; returns the daemon's exit status."""
+        if self.proc is None:
+            return self.returncode
+        if is_mounted(self.mountpoint):
+            subprocess.run([PRISMFS, "unmount", self.mountpoint],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           timeout=timeout)
+        return self.wait(timeout)
+
+    def wait(self, timeout=30):
+        try:
+            self.returncode = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise
+        self.proc = None
+        return self.returncode
+
+    def kill(self):
+        force_unmount(self.mountpoint)
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+        if self.proc is not None:
+            self.returncode = self.proc.returncode
+        self.proc = None
+
+    def check_clean_exit(self):
+        """Assert exit 0 and no sanitizer report."""
+        err = self.stderr()
+        for m in SANITIZER_MARKERS:
+            assert m not in err, "sanitizer report from prismfs:\n" + err
+        assert self.returncode == 0, "prismfs exited %r:\n%s" % (self.returncode, err)
+
+    def cleanup(self):
+        try:
+            if self.proc is not None:
+                try:
+                    self.stop()
+                except Exception:
+                    self.kill()
+        finally:
+            force_unmount(self.mountpoint)
+            if self.stderr_path and os.path.exists(self.stderr_path):
+                os.unlink(self.stderr_path)
+
+
+@pytest.fixture
+def mounter(workdir):
+    """Factory: mounter(source, mountpoint, *args) -> started Mount.  Each
+    mount is stopped in teardown and must have exited cleanly (0, no
+    sanitizer report) unless the test already stopped it itself."""
+    made = []
+
+    def make(source, mountpoint, *args, env=None):
+        m = Mount(source, mountpoint, args, env=env)
+        made.append(m)
+        return m.start()
+
+    yield make
+    failures = []
+    for m in made:
+        try:
+            if m.proc is not None:
+                m.stop()
+                m.check_clean_exit()
+        except Exception as e:  # report after every mount is cleaned up
+            failures.append(e)
+        finally:
+            m.cleanup()
+    if failures:
+        raise failures[0]
+
+
+class View:
+    """What a test drives: `path` is the mount, `native` a plain directory
+    with the same initial content for parity comparisons, `backing` the
+    source as seen without prismfs (None when mounted over the source)."""
+
+    def __init__(self, mount, path, source, backing, native, mode):
+        self.mount = mount
+        self.path = path
+        self.source = source
+        self.backing = backing
+        self.native = native
+        self.mode = mode
+
+    def p(self, *parts):
+        return os.path.join(self.path, *parts)
+
+
+def _make_view(mode, workdir, mounter, args=(), populate=None):
+    src = os.path.join(workdir, "src")
+    native = os.path.join(workdir, "native")
+    os.makedirs(src)
+    os.makedirs(native)
+    for d in (src, native):
+        os.chmod(d, 0o755)
+        if populate:
+            populate(d)
+    if mode == "plain":
+        mnt = os.path.join(workdir, "mnt")
+        os.makedirs(mnt)
+        m = mounter(src, mnt, *args)
+        return View(m, mnt, src, src, native, mode)
+    m = mounter(src, src, *args)
+    return View(m, src, src, None, native, mode)
+
+
+@pytest.fixture(params=["plain", "oversrc"])
+def view(request, workdir, mounter):
+    """The same suite runs against a plain mount and a mount over its own
+    source."""
+    return _make_view(request.param, workdir, mounter)
+
+
+@pytest.fixture
+def make_view(workdir, mounter):
+    """make_view(mode, *args, populate=fn) for tests that need options."""
+    def make(mode, *args, populate=None):
+        return _make_view(mode, workdir, mounter, args, populate)
+    return make
+
+
+def run_cli(*args, timeout=60, **kw):
+    return subprocess.run([PRISMFS, *args], capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL, **kw)

@@ -1,0 +1,166 @@
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <string.h>
+
+#include "cli.h"
+
+static char err[256];
+
+static int parse(struct pfs_config *cfg, int argc, const char **argv)
+{
+	return pfs_cli_parse(argc, (char **)argv, cfg, err, sizeof(err));
+}
+
+#define PARSE(cfg, ...)                                                              \
+	({                                                                           \
+		const char *argv_[] = {"prismfs", __VA_ARGS__};                      \
+		parse(cfg, (int)(sizeof(argv_) / sizeof(argv_[0])), argv_);           \
+	})
+
+static void t_commands(void **s)
+{
+	struct pfs_config c;
+
+	(void)s;
+	assert_int_equal(PARSE(&c, "--help"), 0);
+	assert_int_equal(c.cmd, PFS_CMD_HELP);
+	assert_int_equal(PARSE(&c, "--version"), 0);
+	assert_int_equal(c.cmd, PFS_CMD_VERSION);
+	assert_int_equal(PARSE(&c, "mount", "--help"), 0);
+	assert_int_equal(c.cmd, PFS_CMD_MOUNT_HELP);
+	assert_int_equal(PARSE(&c, "unmount", "/m"), 0);
+	assert_int_equal(c.cmd, PFS_CMD_UNMOUNT);
+	assert_string_equal(c.mountpoint, "/m");
+	assert_int_equal(PARSE(&c, "status", "--json", "/m"), 0);
+	assert_int_equal(c.cmd, PFS_CMD_STATUS);
+	assert_true(c.json);
+	pfs_config_free(&c);
+}
+
+static void t_mount_defaults(void **s)
+{
+	struct pfs_config c;
+
+	(void)s;
+	assert_int_equal(PARSE(&c, "mount", "/src", "/mnt"), 0);
+	assert_int_equal(c.cmd, PFS_CMD_MOUNT);
+	assert_string_equal(c.source, "/src");
+	assert_string_equal(c.mountpoint, "/mnt");
+	assert_false(c.foreground);
+	assert_false(c.read_only);
+	assert_true(c.default_permissions);
+	assert_true(c.timeout == PFS_DEFAULT_TIMEOUT);
+	assert_null(c.log_path);
+	assert_null(c.fuse_opts);
+	pfs_config_free(&c);
+}
+
+static void t_mount_options(void **s)
+{
+	struct pfs_config c;
+
+	(void)s;
+	assert_int_equal(PARSE(&c, "mount", "-f", "-o", "allow_other,max_read=65536", "-oro",
+			       "--read-only", "--log=-", "--log-format", "json", "--timeout", "2.5",
+			       "--threads=4", "/s", "/m"), 0);
+	assert_true(c.foreground);
+	assert_true(c.read_only);
+	assert_true(c.allow_other);
+	assert_string_equal(c.fuse_opts, "allow_other,max_read=65536,ro");
+	assert_string_equal(c.log_path, "-");
+	assert_int_equal(c.log_format, PFS_LOG_JSON);
+	assert_true(c.timeout == 2.5);
+	assert_int_equal(c.threads, 4);
+	pfs_config_free(&c);
+
+	assert_int_equal(PARSE(&c, "mount", "--volatile", "/s", "/m"), 0);
+	assert_true(c.volatile_source);
+	assert_true(c.timeout == 0);
+	pfs_config_free(&c);
+
+	/* default_permissions is ours to pass; it can be turned off. */
+	assert_int_equal(PARSE(&c, "mount", "-o", "default_permissions", "/s", "/m"), 0);
+	assert_true(c.default_permissions);
+	assert_null(c.fuse_opts);
+	pfs_config_free(&c);
+	assert_int_equal(PARSE(&c, "mount", "-o", "nodefault_permissions", "/s", "/m"), 0);
+	assert_false(c.default_permissions);
+	pfs_config_free(&c);
+	assert_int_equal(PARSE(&c, "mount", "--no-default-permissions", "/s", "/m"), 0);
+	assert_false(c.default_permissions);
+	pfs_config_free(&c);
+}
+
+static void t_mount_helper_convention(void **s)
+{
+	struct pfs_config c;
+
+	(void)s;
+	/* mount.fuse3 runs: prismfs SOURCE MOUNTPOINT -o OPTS */
+	assert_int_equal(PARSE(&c, "/s", "/m", "-o", "rw,allow_other"), 0);
+	assert_int_equal(c.cmd, PFS_CMD_MOUNT);
+	assert_string_equal(c.source, "/s");
+	assert_string_equal(c.mountpoint, "/m");
+	assert_string_equal(c.fuse_opts, "rw,allow_other");
+	pfs_config_free(&c);
+}
+
+static void t_errors(void **s)
+{
+	struct pfs_config c;
+
+	(void)s;
+	assert_int_equal(PARSE(&c, "mount", "--bogus", "/s", "/m"), -EINVAL);
+	assert_non_null(strstr(err, "--bogus"));
+	pfs_config_free(&c);
+	assert_int_equal(PARSE(&c, "mount", "/s"), -EINVAL);
+	assert_non_null(strstr(err, "MOUNTPOINT"));
+	pfs_config_free(&c);
+	assert_int_equal(PARSE(&c, "mount"), -EINVAL);
+	pfs_config_free(&c);
+	assert_int_equal(PARSE(&c, "mount", "/s", "/m", "/x"), -EINVAL);
+	pfs_config_free(&c);
+	assert_int_equal(PARSE(&c, "mount", "--log-format", "xml", "/s", "/m"), -EINVAL);
+	assert_non_null(strstr(err, "xml"));
+	pfs_config_free(&c);
+	assert_int_equal(PARSE(&c, "mount", "--timeout", "-3", "/s", "/m"), -EINVAL);
+	pfs_config_free(&c);
+	assert_int_equal(PARSE(&c, "mount", "--threads", "0", "/s", "/m"), -EINVAL);
+	pfs_config_free(&c);
+	assert_int_equal(PARSE(&c, "mount", "-o", "a,,b", "/s", "/m"), -EINVAL);
+	pfs_config_free(&c);
+	assert_int_equal(PARSE(&c, "mount", "/s", "/m", "-o"), -EINVAL);
+	pfs_config_free(&c);
+	assert_int_equal(PARSE(&c, "--frobnicate"), -EINVAL);
+	pfs_config_free(&c);
+	assert_int_equal(PARSE(&c, "unmount"), -EINVAL);
+	pfs_config_free(&c);
+	assert_int_equal(PARSE(&c, "unmount", "--json", "/m"), -EINVAL);
+	pfs_config_free(&c);
+	{
+		const char *argv[] = {"prismfs"};
+
+		assert_int_equal(parse(&c, 1, argv), -EINVAL);
+		pfs_config_free(&c);
+	}
+	/* Every message is one line. */
+	assert_null(strchr(err, '\n'));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(t_commands),
+		cmocka_unit_test(t_mount_defaults),
+		cmocka_unit_test(t_mount_options),
+		cmocka_unit_test(t_mount_helper_convention),
+		cmocka_unit_test(t_errors),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,134 @@
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "util.h"
+
+static void t_errname(void **s)
+{
+	char b[16];
+
+	(void)s;
+	assert_string_equal(pfs_errname(ENOENT, b, sizeof(b)), "ENOENT");
+	assert_string_equal(pfs_errname(EROFS, b, sizeof(b)), "EROFS");
+	assert_string_equal(pfs_errname(4095, b, sizeof(b)), "E4095");
+}
+
+static void t_parse_long(void **s)
+{
+	long v;
+
+	(void)s;
+	assert_int_equal(pfs_parse_long("16", 1, 1024, &v), 0);
+	assert_int_equal(v, 16);
+	assert_int_equal(pfs_parse_long("0", 1, 1024, &v), -EINVAL);
+	assert_int_equal(pfs_parse_long("2000", 1, 1024, &v), -EINVAL);
+	assert_int_equal(pfs_parse_long("12x", 1, 1024, &v), -EINVAL);
+	assert_int_equal(pfs_parse_long("", 1, 1024, &v), -EINVAL);
+	assert_int_equal(pfs_parse_long(" 3", 1, 1024, &v), -EINVAL);
+	assert_int_equal(pfs_parse_long(NULL, 1, 1024, &v), -EINVAL);
+}
+
+static void t_parse_seconds(void **s)
+{
+	double v;
+
+	(void)s;
+	assert_int_equal(pfs_parse_seconds("0", &v), 0);
+	assert_true(v == 0.0);
+	assert_int_equal(pfs_parse_seconds("0.5", &v), 0);
+	assert_true(v == 0.5);
+	assert_int_equal(pfs_parse_seconds("-1", &v), -EINVAL);
+	assert_int_equal(pfs_parse_seconds("nan", &v), -EINVAL);
+	assert_int_equal(pfs_parse_seconds("1s", &v), -EINVAL);
+	assert_int_equal(pfs_parse_seconds("1e12", &v), -EINVAL);
+}
+
+static void t_fmt_time(void **s)
+{
+	struct timespec ts = {.tv_sec = 1795270898, .tv_nsec = 123456789};
+	char b[40];
+
+	(void)s;
+	pfs_fmt_time(&ts, b, sizeof(b));
+	assert_string_equal(b, "2026-11-21T14:21:38.123456Z");
+}
+
+static const char mountinfo[] =
+	"22 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw\n"
+	"40 22 0:50 / /tmp/a\\040b rw,nosuid shared:20 - fuse.prismfs /src\\040dir rw,user_id=0\n"
+	"41 22 0:51 / /tmp/x rw - tmpfs tmpfs rw\n"
+	"42 41 0:52 / /tmp/x rw master:3 - fuse.prismfs /tmp/x rw\n";
+
+static void t_mountinfo(void **s)
+{
+	struct pfs_mntent e;
+	FILE *f;
+
+	(void)s;
+	f = fmemopen((void *)mountinfo, sizeof(mountinfo) - 1, "r");
+	assert_int_equal(pfs_mountinfo_find(f, "/tmp/a b", &e), 0);
+	fclose(f);
+	assert_int_equal(e.major, 0);
+	assert_int_equal(e.minor, 50);
+	assert_string_equal(e.fstype, "fuse.prismfs");
+	assert_string_equal(e.source, "/src dir");
+
+	/* Stacked mounts: the last listed is the one on top. */
+	f = fmemopen((void *)mountinfo, sizeof(mountinfo) - 1, "r");
+	assert_int_equal(pfs_mountinfo_find(f, "/tmp/x", &e), 0);
+	fclose(f);
+	assert_int_equal(e.minor, 52);
+	assert_string_equal(e.fstype, "fuse.prismfs");
+
+	f = fmemopen((void *)mountinfo, sizeof(mountinfo) - 1, "r");
+	assert_int_equal(pfs_mountinfo_find(f, "/tmp/none", &e), -ENOENT);
+	fclose(f);
+}
+
+static void t_mountinfo_malformed(void **s)
+{
+	static const char bad[] = "22 1 254:0 / / rw,relatime shared:1 ext4 /dev/vda rw\n";
+	struct pfs_mntent e;
+	FILE *f = fmemopen((void *)bad, sizeof(bad) - 1, "r");
+
+	(void)s;
+	assert_int_equal(pfs_mountinfo_find(f, "/", &e), -EIO);
+	fclose(f);
+}
+
+static void t_valid_name(void **s)
+{
+	char longname[300];
+
+	(void)s;
+	memset(longname, 'a', sizeof(longname) - 1);
+	longname[sizeof(longname) - 1] = '\0';
+	assert_true(pfs_valid_name("a"));
+	assert_true(pfs_valid_name("..."));
+	assert_true(pfs_valid_name(".hidden"));
+	assert_false(pfs_valid_name(""));
+	assert_false(pfs_valid_name("."));
+	assert_false(pfs_valid_name(".."));
+	assert_false(pfs_valid_name("a/b"));
+	assert_false(pfs_valid_name(longname));
+	assert_false(pfs_valid_name(NULL));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(t_errname),     cmocka_unit_test(t_parse_long),
+		cmocka_unit_test(t_parse_seconds), cmocka_unit_test(t_fmt_time),
+		cmocka_unit_test(t_mountinfo),   cmocka_unit_test(t_mountinfo_malformed),
+		cmocka_unit_test(t_valid_name),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
