@@ -369,6 +369,8 @@ int pfs_cmd_mount(const struct pfs_config *cfg)
 		pipefd[1] = -1;
 		ret = wait_for_child(pipefd[0], pid, fs.mountpoint);
 		pipefd[0] = -1;
+		pfs_oplog_discard(fs.log);
+		fs.log = NULL;
 		/* The child owns the mount; only release our copies. */
 		goto out;
 	}

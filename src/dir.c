@@ -219,26 +219,30 @@ int pfs_view_link(struct pfs_fs *fs, struct pfs_node *n, struct pfs_node *newpar
 	return ret;
 }
 
-int pfs_view_unlink(struct pfs_fs *fs, struct pfs_node *parent, const char *name)
+static int remove_name(struct pfs_fs *fs, struct pfs_node *parent, const char *name, int flags)
 {
+	struct stat st;
+	bool known;
+
 	if (fs->read_only)
 		return -EROFS;
-	return unlinkat(parent->fd, name, 0) < 0 ? -errno : 0;
+	/* Which object loses the name, so its node stops being called by it. */
+	known = fstatat(parent->fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
+	if (unlinkat(parent->fd, name, flags) < 0)
+		return -errno;
+	if (known)
+		pfs_node_unlinked(fs, st.st_dev, st.st_ino, parent, name);
+	return 0;
+}
+
+int pfs_view_unlink(struct pfs_fs *fs, struct pfs_node *parent, const char *name)
+{
+	return remove_name(fs, parent, name, 0);
 }
 
 int pfs_view_rmdir(struct pfs_fs *fs, struct pfs_node *parent, const char *name)
 {
-	if (fs->read_only)
-		return -EROFS;
-	return unlinkat(parent->fd, name, AT_REMOVEDIR) < 0 ? -errno : 0;
-}
-
-static void note_moved(struct pfs_fs *fs, struct pfs_node *parent, const char *name)
-{
-	struct stat st;
-
-	if (fstatat(parent->fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0)
-		pfs_node_moved(fs, st.st_dev, st.st_ino, parent, name);
+	return remove_name(fs, parent, name, AT_REMOVEDIR);
 }
 
 int pfs_view_rename(struct pfs_fs *fs, struct pfs_node *parent, const char *name,
@@ -250,11 +254,22 @@ int pfs_view_rename(struct pfs_fs *fs, struct pfs_node *parent, const char *name
 		return ret;
 	if (fs->read_only)
 		return -EROFS;
+	struct stat from, to;
+	bool have_from, have_to;
+
+	have_from = fstatat(parent->fd, name, &from, AT_SYMLINK_NOFOLLOW) == 0;
+	have_to = fstatat(newparent->fd, newname, &to, AT_SYMLINK_NOFOLLOW) == 0;
 	if (renameat2(parent->fd, name, newparent->fd, newname, flags) < 0)
 		return -errno;
-	note_moved(fs, newparent, newname);
-	if (flags & RENAME_EXCHANGE)
-		note_moved(fs, parent, name);
+	if (!have_from)
+		return 0;
+	if (have_to && from.st_dev == to.st_dev && from.st_ino == to.st_ino)
+		return 0; /* two links of one file: rename did nothing */
+	if (have_to && (flags & RENAME_EXCHANGE))
+		pfs_node_renamed(fs, to.st_dev, to.st_ino, newparent, newname, parent, name);
+	else if (have_to)
+		pfs_node_unlinked(fs, to.st_dev, to.st_ino, newparent, newname);
+	pfs_node_renamed(fs, from.st_dev, from.st_ino, parent, name, newparent, newname);
 	return 0;
 }
 

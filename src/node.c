@@ -78,11 +78,39 @@ err:
 	return ret;
 }
 
+static void put_ref(struct pfs_fs *fs, struct pfs_node *n);
+
+static struct pfs_alias *alias_new(struct pfs_node *parent, const char *name)
+{
+	size_t l = strlen(name) + 1;
+	struct pfs_alias *a = malloc(sizeof(*a) + l);
+
+	if (a) {
+		a->next = NULL;
+		a->parent = parent;
+		memcpy(a->name, name, l);
+	}
+	return a;
+}
+
+/* n is out of the table and nothing refers to it. */
+static void release_node(struct pfs_fs *fs, struct pfs_node *n)
+{
+	struct pfs_alias *a = n->alias, *next;
+
+	close(n->fd);
+	free(n);
+	for (; a; a = next) {
+		next = a->next;
+		if (fs)
+			put_ref(fs, a->parent);
+		free(a);
+	}
+}
+
 static void free_node(struct pfs_node *n)
 {
-	close(n->fd);
-	free(n->name);
-	free(n);
+	release_node(NULL, n);
 }
 
 void pfs_nodes_destroy(struct pfs_fs *fs)
@@ -165,26 +193,64 @@ static void get_ref(struct pfs_fs *fs, struct pfs_node *n)
 	pthread_mutex_unlock(&s->lock);
 }
 
-/* Drop one child's hold on n; free n (and walk up) once nothing holds it. */
+/* Drop one alias's hold on n; free n once nothing holds it. */
 static void put_ref(struct pfs_fs *fs, struct pfs_node *n)
 {
-	while (n && n != fs->root) {
-		struct shard *s = shard_of(fs, n->dev, n->ino);
-		struct pfs_node *parent;
-		bool gone;
+	struct shard *s;
+	bool gone;
 
-		pthread_mutex_lock(&s->lock);
-		n->refs--;
-		gone = n->refs == 0 && n->nlookup == 0;
-		if (gone)
-			unlink_locked(s, n);
-		pthread_mutex_unlock(&s->lock);
-		if (!gone)
-			return;
-		parent = n->parent;
-		free_node(n);
-		n = parent;
+	if (!n || n == fs->root)
+		return;
+	s = shard_of(fs, n->dev, n->ino);
+	pthread_mutex_lock(&s->lock);
+	n->refs--;
+	gone = n->refs == 0 && n->nlookup == 0;
+	if (gone)
+		unlink_locked(s, n);
+	pthread_mutex_unlock(&s->lock);
+	if (gone)
+		release_node(fs, n);
+}
+
+static struct pfs_alias **alias_find(struct pfs_node *n, struct pfs_node *parent,
+				     const char *name)
+{
+	struct pfs_alias **pp = &n->alias;
+
+	for (; *pp; pp = &(*pp)->next)
+		if ((*pp)->parent == parent && strcmp((*pp)->name, name) == 0)
+			return pp;
+	return NULL;
+}
+
+/* A lookup found n under (parent, name): remember that name too. */
+static void alias_note(struct pfs_fs *fs, struct pfs_node *n, struct pfs_node *parent,
+		       const char *name)
+{
+	struct pfs_alias *a;
+	bool known;
+
+	pthread_rwlock_rdlock(&fs->names_lock);
+	known = alias_find(n, parent, name) != NULL;
+	pthread_rwlock_unlock(&fs->names_lock);
+	if (known || !(a = alias_new(parent, name)))
+		return;
+	pthread_rwlock_wrlock(&fs->names_lock);
+	if (alias_find(n, parent, name)) {
+		pthread_rwlock_unlock(&fs->names_lock);
+		free(a);
+		return;
 	}
+	get_ref(fs, parent);
+	{
+		/* Appended: the name a node was first known by stays the one shown. */
+		struct pfs_alias **pp = &n->alias;
+
+		while (*pp)
+			pp = &(*pp)->next;
+		*pp = a;
+	}
+	pthread_rwlock_unlock(&fs->names_lock);
 }
 
 int pfs_node_intern(struct pfs_fs *fs, struct pfs_node *parent, const char *name, int fd,
@@ -205,6 +271,7 @@ int pfs_node_intern(struct pfs_fs *fs, struct pfs_node *parent, const char *name
 		n->nlookup++;
 		pthread_mutex_unlock(&s->lock);
 		close(fd);
+		alias_note(fs, n, parent, name);
 		*out = n;
 		return 0;
 	}
@@ -212,7 +279,7 @@ int pfs_node_intern(struct pfs_fs *fs, struct pfs_node *parent, const char *name
 
 	/* Build outside the lock; recheck before inserting. */
 	fresh = calloc(1, sizeof(*fresh));
-	if (!fresh || !(fresh->name = strdup(name))) {
+	if (!fresh || !(fresh->alias = alias_new(parent, name))) {
 		free(fresh);
 		close(fd);
 		return -ENOMEM;
@@ -222,7 +289,6 @@ int pfs_node_intern(struct pfs_fs *fs, struct pfs_node *parent, const char *name
 	fresh->fd = fd;
 	fresh->type = st->st_mode & S_IFMT;
 	fresh->nlookup = 1;
-	fresh->parent = parent;
 	get_ref(fs, parent);
 
 	pthread_mutex_lock(&s->lock);
@@ -230,8 +296,8 @@ int pfs_node_intern(struct pfs_fs *fs, struct pfs_node *parent, const char *name
 	if (n) {
 		n->nlookup++;
 		pthread_mutex_unlock(&s->lock);
-		put_ref(fs, parent);
-		free_node(fresh);
+		release_node(fs, fresh);
+		alias_note(fs, n, parent, name);
 		*out = n;
 		return 0;
 	}
@@ -248,7 +314,6 @@ int pfs_node_intern(struct pfs_fs *fs, struct pfs_node *parent, const char *name
 void pfs_node_forget(struct pfs_fs *fs, struct pfs_node *n, uint64_t nlookup)
 {
 	struct shard *s;
-	struct pfs_node *parent;
 	bool gone;
 
 	if (n == fs->root)
@@ -260,42 +325,89 @@ void pfs_node_forget(struct pfs_fs *fs, struct pfs_node *n, uint64_t nlookup)
 	if (gone)
 		unlink_locked(s, n);
 	pthread_mutex_unlock(&s->lock);
-	if (!gone)
-		return;
-	parent = n->parent;
-	free_node(n);
-	put_ref(fs, parent);
+	if (gone)
+		release_node(fs, n);
 }
 
-void pfs_node_moved(struct pfs_fs *fs, dev_t dev, ino_t ino, struct pfs_node *parent,
-		    const char *name)
+/* Find (dev, ino) and hold it against a concurrent forget. */
+static struct pfs_node *find_held(struct pfs_fs *fs, dev_t dev, ino_t ino)
 {
 	struct shard *s = shard_of(fs, dev, ino);
-	struct pfs_node *n, *old = NULL;
-	char *nn = strdup(name);
+	struct pfs_node *n;
 
-	if (!nn)
-		return; /* only the logged name goes stale */
-	pthread_rwlock_wrlock(&fs->names_lock);
 	pthread_mutex_lock(&s->lock);
 	n = find_locked(s, dev, ino);
 	if (n)
-		n->refs++; /* keep it while we rename it */
+		n->refs++;
 	pthread_mutex_unlock(&s->lock);
-	if (n) {
-		get_ref(fs, parent);
-		old = n->parent;
-		n->parent = parent;
-		free(n->name);
-		n->name = nn;
-		nn = NULL;
+	return n;
+}
+
+void pfs_node_renamed(struct pfs_fs *fs, dev_t dev, ino_t ino, struct pfs_node *parent,
+		      const char *name, struct pfs_node *np, const char *nn)
+{
+	struct pfs_node *n = find_held(fs, dev, ino), *old = NULL;
+	struct pfs_alias *fresh, **pp;
+
+	if (!n)
+		return;
+	fresh = alias_new(np, nn);
+	pthread_rwlock_wrlock(&fs->names_lock);
+	if (fresh && !alias_find(n, np, nn)) {
+		get_ref(fs, np);
+		pp = alias_find(n, parent, name);
+		if (pp) { /* the name moves: same place in the list */
+			fresh->next = (*pp)->next;
+			old = (*pp)->parent;
+			free(*pp);
+			*pp = fresh;
+		} else {
+			fresh->next = n->alias;
+			n->alias = fresh;
+		}
+		fresh = NULL;
 	}
 	pthread_rwlock_unlock(&fs->names_lock);
-	free(nn);
-	if (n) {
-		put_ref(fs, old);
-		put_ref(fs, n);
+	free(fresh);
+	put_ref(fs, old);
+	put_ref(fs, n);
+}
+
+void pfs_node_unlinked(struct pfs_fs *fs, dev_t dev, ino_t ino, struct pfs_node *parent,
+		       const char *name)
+{
+	struct pfs_node *n = find_held(fs, dev, ino), *old = NULL;
+	struct pfs_alias **pp, *gone = NULL;
+
+	if (!n)
+		return;
+	pthread_rwlock_wrlock(&fs->names_lock);
+	pp = alias_find(n, parent, name);
+	/* Keep the last name: an open, unlinked file is still logged by it. */
+	if (pp && !(n->alias == *pp && !(*pp)->next)) {
+		gone = *pp;
+		*pp = gone->next;
+		old = gone->parent;
 	}
+	pthread_rwlock_unlock(&fs->names_lock);
+	free(gone);
+	put_ref(fs, old);
+	put_ref(fs, n);
+}
+
+int pfs_node_name(struct pfs_fs *fs, struct pfs_node *n, int *parent_fd, char *name,
+		  size_t len)
+{
+	int ret = -ENOENT;
+
+	pthread_rwlock_rdlock(&fs->names_lock);
+	if (n->alias && strlen(n->alias->name) < len) {
+		*parent_fd = n->alias->parent->fd;
+		strcpy(name, n->alias->name);
+		ret = 0;
+	}
+	pthread_rwlock_unlock(&fs->names_lock);
+	return ret;
 }
 
 char *pfs_node_path(struct pfs_fs *fs, struct pfs_node *n, const char *name)
@@ -309,9 +421,10 @@ char *pfs_node_path(struct pfs_fs *fs, struct pfs_node *n, const char *name)
 		parts[np++] = name;
 		len += strlen(name) + 1;
 	}
-	for (; n && n != fs->root && np < PFS_ARRAY_SIZE(parts); n = n->parent) {
-		parts[np++] = n->name;
-		len += strlen(n->name) + 1;
+	for (; n && n != fs->root && n->alias && np < PFS_ARRAY_SIZE(parts);
+	     n = n->alias->parent) {
+		parts[np++] = n->alias->name;
+		len += strlen(n->alias->name) + 1;
 	}
 	out = malloc(len + 2);
 	if (out) {

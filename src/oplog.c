@@ -331,6 +331,26 @@ uint64_t pfs_oplog_dropped(struct pfs_oplog *lg)
 	return d;
 }
 
+static void free_log(struct pfs_oplog *lg)
+{
+	while (lg->count) {
+		free(lg->ring[lg->head]);
+		lg->head = (lg->head + 1) % lg->cap;
+		lg->count--;
+	}
+	close(lg->fd);
+	pthread_cond_destroy(&lg->wake);
+	pthread_mutex_destroy(&lg->lock);
+	free(lg->ring);
+	free(lg);
+}
+
+void pfs_oplog_discard(struct pfs_oplog *lg)
+{
+	if (lg)
+		free_log(lg);
+}
+
 uint64_t pfs_oplog_close(struct pfs_oplog *lg)
 {
 	uint64_t dropped;
@@ -367,10 +387,6 @@ uint64_t pfs_oplog_close(struct pfs_oplog *lg)
 		write_all(lg->fd, s, strlen(s));
 		free(s);
 	}
-	close(lg->fd);
-	pthread_cond_destroy(&lg->wake);
-	pthread_mutex_destroy(&lg->lock);
-	free(lg->ring);
-	free(lg);
+	free_log(lg);
 	return dropped;
 }

@@ -49,6 +49,8 @@ int pfs_oplog_start(struct pfs_oplog *lg, const char *source, const char *mountp
 		    const char *note);
 void pfs_oplog_op(struct pfs_oplog *lg, const struct pfs_oprec *rec);
 uint64_t pfs_oplog_dropped(struct pfs_oplog *lg);
+/* Release without writing anything: the forked daemon owns the log now. */
+void pfs_oplog_discard(struct pfs_oplog *lg);
 /* Drain, write the end record, stop the thread, close. Returns dropped count. */
 uint64_t pfs_oplog_close(struct pfs_oplog *lg);
 

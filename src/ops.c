@@ -279,9 +279,19 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const 
 	struct pfs_fs *fs = FS(req);
 	uint64_t t0 = t0_of(fs);
 	struct fuse_entry_param e;
+	char *from = t0 ? pfs_node_path(fs, NODE(ino), NULL) : NULL;
 	int ret = pfs_view_link(fs, NODE(ino), NODE(newparent), newname, &e);
 
-	LOG("link", NODE(ino), NULL, NODE(newparent), newname, ret, PFS_LA_END);
+	if (t0) {
+		struct pfs_oprec r = {.op = "link", .path = from, .result = ret, .t0_ns = t0};
+		char *to = pfs_node_path(fs, NODE(newparent), newname);
+
+		r.path2 = to;
+		r.t1_ns = pfs_now_ns();
+		pfs_oplog_op(fs->log, &r);
+		free(to);
+	}
+	free(from);
 	reply_entry(fs, req, ret, &e);
 }
 

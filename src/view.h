@@ -16,6 +16,13 @@
 
 struct pfs_nodes;
 
+/* One name a node is known by: hard links give a node several. */
+struct pfs_alias {
+	struct pfs_alias *next;
+	struct pfs_node *parent; /* holds a ref on it */
+	char name[];
+};
+
 /* A name the kernel holds. Keyed by the backing object's (dev, ino) so hard
  * links share a node (and so st_ino, st_nlink stay truthful); the node keeps
  * an O_PATH fd so it stays reachable whatever happens to its names. */
@@ -26,9 +33,10 @@ struct pfs_node {
 	int fd;                  /* O_PATH | O_NOFOLLOW on the backing object */
 	mode_t type;             /* S_IFMT bits */
 	uint64_t nlookup;        /* kernel references, under the shard lock */
-	uint32_t refs;           /* children naming us as parent, under the shard lock */
-	struct pfs_node *parent; /* last known name: under fs->names_lock */
-	char *name;
+	uint32_t refs;           /* aliases naming us as parent, under the shard lock */
+	struct pfs_alias *alias; /* known names, first = the one shown; under
+				  * fs->names_lock. The last name is kept even
+				  * once unlinked, to name an open deleted file. */
 };
 
 struct pfs_fs {
@@ -67,9 +75,15 @@ void pfs_nodes_destroy(struct pfs_fs *fs);
 int pfs_node_intern(struct pfs_fs *fs, struct pfs_node *parent, const char *name, int fd,
 		    const struct stat *st, struct pfs_node **out);
 void pfs_node_forget(struct pfs_fs *fs, struct pfs_node *n, uint64_t nlookup);
-/* The object (dev, ino) now has the name `name` in `parent`. */
-void pfs_node_moved(struct pfs_fs *fs, dev_t dev, ino_t ino, struct pfs_node *parent,
-		    const char *name);
+/* The object (dev, ino) was renamed from (parent, name) to (np, nn). */
+void pfs_node_renamed(struct pfs_fs *fs, dev_t dev, ino_t ino, struct pfs_node *parent,
+		      const char *name, struct pfs_node *np, const char *nn);
+/* The object (dev, ino) lost its name (parent, name). */
+void pfs_node_unlinked(struct pfs_fs *fs, dev_t dev, ino_t ino, struct pfs_node *parent,
+		       const char *name);
+/* The first known name of n: fills *parent_fd and name. 0 or -ENOENT. */
+int pfs_node_name(struct pfs_fs *fs, struct pfs_node *n, int *parent_fd, char *name,
+		  size_t len);
 /* Virtual path of n (plus "/name" if name): malloc'd, or NULL. */
 char *pfs_node_path(struct pfs_fs *fs, struct pfs_node *n, const char *name);
 size_t pfs_nodes_count(struct pfs_fs *fs);

@@ -24,13 +24,16 @@ static int xpath_of(struct pfs_fs *fs, struct pfs_node *n, struct xpath *x)
 		snprintf(x->path, sizeof(x->path), "/proc/self/fd/%d", n->fd);
 		return 0;
 	}
-	pthread_rwlock_rdlock(&fs->names_lock);
-	if (!n->parent || !n->name)
-		ret = -EPERM;
-	else
-		snprintf(x->path, sizeof(x->path), "/proc/self/fd/%d/%s", n->parent->fd, n->name);
-	pthread_rwlock_unlock(&fs->names_lock);
-	return ret;
+	{
+		char name[NAME_MAX + 1];
+		int pfd;
+
+		ret = pfs_node_name(fs, n, &pfd, name, sizeof(name));
+		if (ret < 0)
+			return -EPERM;
+		snprintf(x->path, sizeof(x->path), "/proc/self/fd/%d/%s", pfd, name);
+	}
+	return 0;
 }
 
 ssize_t pfs_view_getxattr(struct pfs_fs *fs, struct pfs_node *n, const char *name, char *buf,
