@@ -19,8 +19,10 @@ import pytest
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 PRISMFS = os.environ.get("PRISMFS_BIN", os.path.join(REPO, "build", "prismfs"))
 # Not under /tmp/pytest-of-root (mode 0700): unprivileged users must be able
-# to reach the test trees.
-TEST_ROOT = os.environ.get("PRISMFS_TEST_ROOT", "/tmp/prismfs-tests")
+# to reach the test trees. Each run works below its own directory, named by
+# its pid, so a run can tell its own stale mounts from another live run's.
+TESTS_BASE = os.environ.get("PRISMFS_TEST_ROOT", "/tmp/prismfs-tests")
+TEST_ROOT = os.path.join(TESTS_BASE, "run-%d" % os.getpid())
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
                      "runtime error:", "ERROR: UndefinedBehaviorSanitizer")
 
@@ -50,12 +52,42 @@ def force_unmount(path):
         subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def pytest_sessionstart(session):
+    os.makedirs(TESTS_BASE, exist_ok=True)
+    os.chmod(TESTS_BASE, 0o755)
+    # Stale mounts of earlier, killed runs (their pid is gone): remove them
+    # and their trees before starting. Live runs beside us are left alone.
+    for entry in os.listdir(TESTS_BASE):
+        if not entry.startswith("run-"):
+            continue
+        try:
+            pid = int(entry[4:])
+        except ValueError:
+            continue
+        if pid == os.getpid() or _pid_alive(pid):
+            continue
+        d = os.path.realpath(os.path.join(TESTS_BASE, entry))
+        for mp in sorted(mounts_under(d), key=len, reverse=True):
+            force_unmount(mp)
+        shutil.rmtree(d, ignore_errors=True)
     os.makedirs(TEST_ROOT, exist_ok=True)
     os.chmod(TEST_ROOT, 0o755)
-    # A stale mount of an earlier, killed run: remove it before starting.
+
+
+def pytest_sessionfinish(session, exitstatus):
     for mp in sorted(mounts_under(os.path.realpath(TEST_ROOT)), key=len, reverse=True):
         force_unmount(mp)
+    shutil.rmtree(TEST_ROOT, ignore_errors=True)
 
 
 @pytest.fixture
