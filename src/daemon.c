@@ -328,6 +328,7 @@ int pfs_cmd_mount(const struct pfs_config *cfg)
 	fuse_set_log_func(fuse_log_capture);
 	raise_fd_limit();
 	pthread_rwlock_init(&fs.names_lock, NULL);
+	pthread_mutex_init(&fs.dirs_lock, NULL);
 	fs.uid = geteuid();
 	fs.gid = getegid();
 	fs.read_only = cfg->read_only;
@@ -391,6 +392,7 @@ out:
 		pfs_oplog_close(fs.log);
 	if (se)
 		fuse_session_destroy(se);
+	pfs_view_close_dirs(&fs);
 	pfs_nodes_destroy(&fs);
 	if (fs.proc_fd >= 0)
 		close(fs.proc_fd);
@@ -398,6 +400,7 @@ out:
 		close(fs.root_fd);
 	free(fs.source);
 	free(fs.mountpoint);
+	pthread_mutex_destroy(&fs.dirs_lock);
 	pthread_rwlock_destroy(&fs.names_lock);
 	return ret;
 }

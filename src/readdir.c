@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 struct pfs_dirh {
+	struct pfs_dirh *prev, *next; /* fs->dirs, under fs->dirs_lock */
 	pthread_mutex_t lock;
 	DIR *dp;
 	off_t offset;          /* where dp stands */
@@ -42,6 +43,12 @@ int pfs_view_opendir(struct pfs_fs *fs, struct pfs_node *n, struct fuse_file_inf
 		goto err;
 	}
 	pthread_mutex_init(&d->lock, NULL);
+	pthread_mutex_lock(&fs->dirs_lock);
+	d->next = fs->dirs;
+	if (d->next)
+		d->next->prev = d;
+	fs->dirs = d;
+	pthread_mutex_unlock(&fs->dirs_lock);
 	fi->fh = (uint64_t)(uintptr_t)d;
 	return 0;
 err:
@@ -128,14 +135,41 @@ ssize_t pfs_view_readdir(struct pfs_fs *fs, fuse_req_t req, struct pfs_node *n, 
 	return (ssize_t)used;
 }
 
+static void free_dirh(struct pfs_dirh *d)
+{
+	closedir(d->dp);
+	pthread_mutex_destroy(&d->lock);
+	free(d);
+}
+
 int pfs_view_releasedir(struct pfs_fs *fs, struct fuse_file_info *fi)
 {
 	struct pfs_dirh *d = dirh_of(fi);
 
-	closedir(d->dp);
-	pthread_mutex_destroy(&d->lock);
-	free(d);
+	pthread_mutex_lock(&fs->dirs_lock);
+	if (d->prev)
+		d->prev->next = d->next;
+	else
+		fs->dirs = d->next;
+	if (d->next)
+		d->next->prev = d->prev;
+	pthread_mutex_unlock(&fs->dirs_lock);
+	free_dirh(d);
 	return 0;
+}
+
+void pfs_view_close_dirs(struct pfs_fs *fs)
+{
+	struct pfs_dirh *d, *next;
+
+	pthread_mutex_lock(&fs->dirs_lock);
+	d = fs->dirs;
+	fs->dirs = NULL;
+	pthread_mutex_unlock(&fs->dirs_lock);
+	for (; d; d = next) {
+		next = d->next;
+		free_dirh(d);
+	}
 }
 
 int pfs_view_fsyncdir(struct pfs_fs *fs, int datasync, struct fuse_file_info *fi)

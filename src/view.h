@@ -15,6 +15,7 @@
 #include "oplog.h"
 
 struct pfs_nodes;
+struct pfs_dirh;
 
 /* One name a node is known by: hard links give a node several. */
 struct pfs_alias {
@@ -54,6 +55,8 @@ struct pfs_fs {
 	uid_t uid;               /* the daemon's own ids */
 	gid_t gid;
 	struct pfs_oplog *log;   /* NULL: no op log */
+	pthread_mutex_t dirs_lock; /* open directory handles, to free those the */
+	struct pfs_dirh *dirs;     /* kernel never released (session ended)    */
 	struct fuse_session *se;
 };
 
@@ -147,6 +150,8 @@ ssize_t pfs_view_readdir(struct pfs_fs *fs, fuse_req_t req, struct pfs_node *n, 
 			 size_t size, off_t off, struct fuse_file_info *fi, bool plus);
 int pfs_view_releasedir(struct pfs_fs *fs, struct fuse_file_info *fi);
 int pfs_view_fsyncdir(struct pfs_fs *fs, int datasync, struct fuse_file_info *fi);
+/* Free every directory handle still open once the session has ended. */
+void pfs_view_close_dirs(struct pfs_fs *fs);
 
 /* xattr.c */
 ssize_t pfs_view_getxattr(struct pfs_fs *fs, struct pfs_node *n, const char *name, char *buf,
