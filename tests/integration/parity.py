@@ -21,7 +21,13 @@ and the agreeing steps before it.  run_parity returns the native results
 a test can also check that the native behaviour is the one it expects.
 
 Steps may be given as (label, callable) to get a readable label; otherwise
-the label is taken from the callable's source line.
+the step's `label` attribute (set by the builders below) or the callable's
+source line is used.
+
+Helpers: write_file/read_file/pread_all; step builders st/fst (stat
+summaries), same_inode, content (bytes, or digest() for big files),
+listing, tree (recursive snapshot), opened/closed (fds kept in b.fds);
+TimeWatch for timestamp relations.
 
 Timestamps of two trees never match, so stat summaries leave them out; use
 `TimeWatch` to compare *relations* ("mtime changed since the mark") or
@@ -122,7 +128,8 @@ def stat_summary(s, blocks=False, times=False, dir_size=False):
     st_nlink, st_uid, st_gid, st_size (not for directories unless dir_size:
     their size is a filesystem detail), st_rdev for device nodes, and
     optionally st_blocks and the explicitly settable times (times=True:
-    atime and mtime in ns; times="mtime": mtime only).  st_ino, st_dev and ctime are never included."""
+    atime and mtime in ns; times="mtime": mtime only).  st_ino, st_dev and
+    ctime are never included."""
     fmt = stat.S_IFMT(s.st_mode)
     d = {"type": _TYPES.get(fmt, oct(fmt)),
          "mode": oct(stat.S_IMODE(s.st_mode)),
@@ -212,9 +219,9 @@ def _flags_str(flags):
     acc = flags & 3
     names.append({os.O_RDONLY: "O_RDONLY", os.O_WRONLY: "O_WRONLY", os.O_RDWR: "O_RDWR"}.get(acc, str(acc)))
     for n in ("O_CREAT", "O_EXCL", "O_TRUNC", "O_APPEND", "O_DIRECTORY", "O_NOFOLLOW",
-              "O_DIRECT", "O_SYNC", "O_DSYNC", "O_NONBLOCK", "O_PATH", "O_TMPFILE", "O_CLOEXEC"):
+              "O_DIRECT", "O_SYNC", "O_DSYNC", "O_NONBLOCK", "O_PATH", "O_CLOEXEC"):
         v = getattr(os, n, 0)
-        if v and flags & v == v and n != "O_TMPFILE":
+        if v and flags & v == v:
             names.append(n)
     return "|".join(names)
 
@@ -372,7 +379,7 @@ class Results(list):
 
     def __init__(self, labelled):
         super().__init__(r for _, r in labelled)
-        self.labels = [l for l, _ in labelled]
+        self.labels = [lab for lab, _ in labelled]
 
     def __getitem__(self, k):
         if isinstance(k, str):
@@ -383,14 +390,16 @@ class Results(list):
         return list.__getitem__(self, k)
 
     def all(self, label):
-        return [r for l, r in zip(self.labels, self) if l == label]
+        return [r for lab, r in zip(self.labels, self) if lab == label]
 
 
 def run_parity(target, steps, native_first=True):
     """Run steps on both trees of target (a View, or a (native, mount) pair
-    of directories), step by step, native first.  Fails with a message at
-    the first divergence; returns the native results (Results: a list also
-    indexable by step label)."""
+    of directories), step by step, native first (mount first with
+    native_first=False).  Fails with a message at the first divergence;
+    returns the native results (Results: a list also indexable by step
+    label).  Only OSError is recorded as a result: any other exception is a
+    bug in the test and propagates."""
     a, b = _trees(target)
     ta, tb = Base(a, NATIVE), Base(b, MOUNT)
     done = []
@@ -404,8 +413,8 @@ def run_parity(target, steps, native_first=True):
                 rb = run_step(fn, tb)
                 ra = run_step(fn, ta)
             if ra != rb:
-                hist = "\n".join("    #%d %s -> %s" % (j, l, _short(r, 160))
-                                 for j, (l, r) in enumerate(done))
+                hist = "\n".join("    #%d %s -> %s" % (j, lab, _short(r, 160))
+                                 for j, (lab, r) in enumerate(done))
                 raise ParityError(
                     "parity divergence at step #%d: %s\n  native (%s): %s\n  mount  (%s): %s%s\n"
                     "  agreeing steps before it:\n%s"

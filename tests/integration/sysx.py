@@ -3,6 +3,7 @@
 OSError(errno) on failure, like the os module, so the parity harness records
 errors from both the same way."""
 import ctypes
+import fcntl
 import os
 import platform
 
@@ -134,7 +135,6 @@ class Flock(ctypes.Structure):
 
 def getlk(fd, ltype, start=0, length=0, whence=os.SEEK_SET):
     """fcntl(F_GETLK): returns the resulting struct Flock."""
-    import fcntl
     fl = Flock(ltype, whence, start, length, 0)
     out = fcntl.fcntl(fd, fcntl.F_GETLK, bytes(fl))
     return Flock.from_buffer_copy(out)
@@ -142,7 +142,6 @@ def getlk(fd, ltype, start=0, length=0, whence=os.SEEK_SET):
 
 def setlk(fd, ltype, start=0, length=0, whence=os.SEEK_SET):
     """fcntl(F_SETLK) (non-blocking)."""
-    import fcntl
     fcntl.fcntl(fd, fcntl.F_SETLK, bytes(Flock(ltype, whence, start, length, 0)))
 
 

@@ -5,10 +5,8 @@ import errno
 import os
 import time
 
-import pytest
-
 import sysx
-from parity import (TimeWatch, closed, content, err, fst, opened, read_file, run_parity,
+from parity import (TimeWatch, closed, content, err, fst, opened, run_parity,
                     same_inode, st, write_file)
 
 
@@ -17,29 +15,33 @@ def test_lookup(view):
         lambda b: write_file(b.p("f"), b"data"),
         lambda b: os.mkdir(b.p("d")),
         lambda b: write_file(b.p("d", "g"), b"g"),
-        st("f"),
-        st("d"),
-        st("d/g"),
-        st("missing"),
-        st("d/missing"),
-        st("f/x"),                                   # component is a file
-        st("missing/x"),
-        same_inode("d/..", "."),
-        same_inode("d/./g", "d/g"),
+        ("f", st("f")),
+        ("d", st("d")),
+        ("d/g", st("d/g")),
+        ("missing", st("missing")),
+        ("d/missing", st("d/missing")),
+        ("component is a file", st("f/x")),
+        ("component missing", st("missing/x")),
+        ("d/.. is the root", same_inode("d/..", ".")),
+        ("d/./g is d/g", same_inode("d/./g", "d/g")),
         ("stat f via d/../f", lambda b: os.stat(b.p("d", "..", "f")).st_size),
         ("create 255-byte name", lambda b: write_file(b.p("n" * 255), b"x")),
-        st("n" * 255),
-        st("n" * 256),                               # ENAMETOOLONG
+        ("255-byte name", st("n" * 255)),
+        ("256-byte name", st("n" * 256)),
         ("create 256-byte name", lambda b: write_file(b.p("m" * 256), b"x")),
-        st("F"),                                      # names are case-sensitive
+        ("other case", st("F")),
         ("create non-ASCII name", lambda b: write_file(b.p("\u00fcn\u00ef \u20ac\t.txt"), b"u")),
-        st("\u00fcn\u00ef \u20ac\t.txt"),
+        ("non-ASCII name", st("\u00fcn\u00ef \u20ac\t.txt")),
         ("listdir", lambda b: sorted(os.listdir(b))),
     ])
-    assert res[6] == err(errno.ENOENT)
-    assert res[8] == err(errno.ENOTDIR)
-    assert res[10] is True
-    assert res[15] == err(errno.ENAMETOOLONG)
+    assert res["f"]["type"] == "reg" and res["f"]["size"] == 4
+    assert res["missing"] == err(errno.ENOENT)
+    assert res["component is a file"] == err(errno.ENOTDIR)
+    assert res["d/.. is the root"] is True
+    assert res["255-byte name"]["type"] == "reg"
+    assert res["256-byte name"] == err(errno.ENAMETOOLONG)
+    assert res["create 256-byte name"] == err(errno.ENAMETOOLONG)
+    assert res["other case"] == err(errno.ENOENT)
 
 
 def test_stat_lstat_fstat_agree(view):
@@ -59,23 +61,29 @@ def test_stat_lstat_fstat_agree(view):
         lambda b: os.mkdir(b.p("d", "sub")),
         lambda b: os.symlink("f", b.p("ln")),
         lambda b: os.symlink("d", b.p("lnd")),
-        st("f"), st("d"), st("d/sub"), st("."),
-        st("ln"), st("ln", follow=True),
+        ("f", st("f")), ("d", st("d")), st("d/sub"), ("root", st(".")),
+        ("ln", st("ln")), ("ln followed", st("ln", follow=True)),
         st("lnd"), st("lnd", follow=True),
         same_inode("lnd/sub", "d/sub"),
-        opened("r", "f", os.O_RDONLY), fst("r"),
-        opened("dfd", "d", os.O_RDONLY | os.O_DIRECTORY), fst("dfd"),
-        fstat_matches_stat,
-        ("stat vs lstat ino of target",
+        opened("r", "f", os.O_RDONLY), ("fstat f", fst("r")),
+        opened("dfd", "d", os.O_RDONLY | os.O_DIRECTORY), ("fstat d", fst("dfd")),
+        ("fstat matches stat", fstat_matches_stat),
+        ("stat through symlink is the target",
          lambda b: os.stat(b.p("ln")).st_ino == os.lstat(b.p("f")).st_ino),
-        ("lstat on symlink differs", lambda b: os.lstat(b.p("ln")).st_ino != os.lstat(b.p("f")).st_ino),
+        ("lstat on symlink is the link", lambda b: os.lstat(b.p("ln")).st_ino != os.lstat(b.p("f")).st_ino),
         # st_blocks/st_size of a written file after fsync
         lambda b: os.fsync(b.fd("r")),
-        st("f", blocks=True),
+        ("f with blocks", st("f", blocks=True)),
     ])
-    assert res[5]["size"] == 5000 and res[5]["mode"] == "0o640"
-    assert res[9]["type"] == "lnk" and res[9]["size"] == 1
-    assert all(res[18])
+    assert res["f"]["size"] == 5000 and res["f"]["mode"] == "0o640"
+    assert res["d"]["nlink"] == 3 and res["d"]["mode"] == "0o750"
+    assert res["ln"]["type"] == "lnk" and res["ln"]["size"] == 1
+    assert res["ln followed"] == res["f"] and res["fstat f"] == res["f"]
+    assert res["fstat d"] == res["d"]
+    assert all(res["fstat matches stat"])
+    assert res["stat through symlink is the target"] is True
+    assert res["lstat on symlink is the link"] is True
+    assert res["f with blocks"]["blocks"] >= 5000 // 512
 
 
 def test_stat_blksize_is_sane(view):
@@ -92,36 +100,39 @@ def test_chmod(view):
              lambda b: os.mkdir(b.p("d")),
              lambda b: os.symlink("f", b.p("ln"))]
     for m in MODES:
-        steps += [("chmod f %o" % m, lambda b, m=m: os.chmod(b.p("f"), m)), st("f"),
-                  ("chmod d %o" % m, lambda b, m=m: os.chmod(b.p("d"), m)), st("d")]
+        steps += [("chmod f %o" % m, lambda b, m=m: os.chmod(b.p("f"), m)), ("f %o" % m, st("f")),
+                  ("chmod d %o" % m, lambda b, m=m: os.chmod(b.p("d"), m)), ("d %o" % m, st("d"))]
     w = TimeWatch("f")
     steps += [
         # chmod through a symlink changes the target, not the link
         ("chmod via symlink", lambda b: os.chmod(b.p("ln"), 0o640)),
-        st("f"), st("ln"),
-        # fchmod
+        ("f after chmod via symlink", st("f")), ("ln after chmod via symlink", st("ln")),
         opened("fd", "f", os.O_RDONLY),
         ("fchmod", lambda b: os.fchmod(b.fd("fd"), 0o604)),
-        fst("fd"), st("f"),
+        ("fstat after fchmod", fst("fd")), ("f after fchmod", st("f")),
         closed("fd"),
         # chmod updates ctime, not mtime
         w.mark,
         lambda b: os.chmod(b.p("f"), 0o600),
-        w.check,
+        ("times after chmod", w.check),
         ("chmod missing", lambda b: os.chmod(b.p("missing"), 0o600)),
         ("chmod through file", lambda b: os.chmod(b.p("f", "x"), 0o600)),
         # a 0000 file is still readable and writable by root
         lambda b: os.chmod(b.p("f"), 0),
         lambda b: write_file(b.p("f"), b"root", flags=os.O_WRONLY | os.O_TRUNC),
-        content("f"),
+        ("content of 0000 file", content("f")),
     ]
     res = run_parity(view, steps)
-    assert res[4]["mode"] == "0o0"
-    assert {"mtime": "marked", "ctime": "changed", "atime": "marked"} in res
-    for i, m in enumerate(MODES):
-        assert res[3 + 4 * i + 1]["mode"] == oct(m)
-        assert res[3 + 4 * i + 3]["mode"] == oct(m)
-    assert read_file(view.p("f")) == b"root"
+    for m in MODES:
+        assert res["f %o" % m]["mode"] == oct(m)
+        assert res["d %o" % m]["mode"] == oct(m)
+    assert res["f after chmod via symlink"]["mode"] == "0o640"
+    assert res["ln after chmod via symlink"]["mode"] == "0o777"
+    assert res["fstat after fchmod"]["mode"] == res["f after fchmod"]["mode"] == "0o604"
+    assert res["times after chmod"] == {"mtime": "marked", "ctime": "changed", "atime": "marked"}
+    assert res["chmod missing"] == err(errno.ENOENT)
+    assert res["chmod through file"] == err(errno.ENOTDIR)
+    assert res["content of 0000 file"] == b"root"
 
 
 def test_chown_as_root(view):
@@ -131,48 +142,50 @@ def test_chown_as_root(view):
         lambda b: os.mkdir(b.p("d")),
         lambda b: os.symlink("f", b.p("ln")),
         ("chown f 1234:5678", lambda b: os.chown(b.p("f"), 1234, 5678)),
-        st("f"),
+        ("f 1234:5678", st("f")),
         ("chown f uid only", lambda b: os.chown(b.p("f"), 4321, -1)),
-        st("f"),
+        ("f 4321:-1", st("f")),
         ("chown f gid only", lambda b: os.chown(b.p("f"), -1, 8765)),
-        st("f"),
+        ("f -1:8765", st("f")),
         ("chown f -1:-1", lambda b: os.chown(b.p("f"), -1, -1)),
-        st("f"),
+        ("f -1:-1", st("f")),
         ("chown d", lambda b: os.chown(b.p("d"), 99, 98)),
-        st("d"),
+        ("d 99:98", st("d")),
         # lchown changes the link itself, chown through it the target
         ("lchown ln", lambda b: os.lchown(b.p("ln"), 2000, 2001)),
-        st("ln"), st("f"),
+        ("ln after lchown", st("ln")), ("f after lchown", st("f")),
         ("chown via ln", lambda b: os.chown(b.p("ln"), 3000, 3001)),
-        st("ln"), st("f"),
-        # fchown
+        ("ln after chown via ln", st("ln")), ("f after chown via ln", st("f")),
         opened("fd", "f", os.O_RDONLY),
         ("fchown", lambda b: os.fchown(b.fd("fd"), 0, 0)),
-        fst("fd"),
+        ("fstat after fchown", fst("fd")),
         closed("fd"),
         # changing the owner of an executable clears set-user-ID/set-group-ID
         lambda b: os.chmod(b.p("f"), 0o6755),
         ("chown setuid file", lambda b: os.chown(b.p("f"), 1000, 1000)),
-        st("f"),
+        ("setuid file after chown", st("f")),
         # ... but not the set-group-ID bit of a directory
         lambda b: os.chmod(b.p("d"), 0o2775),
         ("chown setgid dir", lambda b: os.chown(b.p("d"), 1000, 1000)),
-        st("d"),
+        ("setgid dir after chown", st("d")),
         # chown updates ctime, not mtime
         w.mark,
         lambda b: os.chown(b.p("f"), 7, 7),
-        w.check,
+        ("times after chown", w.check),
         ("chown missing", lambda b: os.chown(b.p("missing"), 1, 1)),
     ])
-    assert res[4]["uid"] == 1234 and res[4]["gid"] == 5678
-    assert res[6]["uid"] == 4321 and res[6]["gid"] == 5678
-    assert res[8]["uid"] == 4321 and res[8]["gid"] == 8765
-    assert res[14]["uid"] == 2000 and res[15]["uid"] == 4321
-    assert res[17]["uid"] == 2000 and res[18]["uid"] == 3000
-    assert res[25]["mode"] == "0o755"
-    assert res[28]["mode"] == "0o2775"
-    assert res[31] == {"mtime": "marked", "ctime": "changed", "atime": "marked"}
-    assert res[32] == err(errno.ENOENT)
+    assert (res["f 1234:5678"]["uid"], res["f 1234:5678"]["gid"]) == (1234, 5678)
+    assert (res["f 4321:-1"]["uid"], res["f 4321:-1"]["gid"]) == (4321, 5678)
+    assert (res["f -1:8765"]["uid"], res["f -1:8765"]["gid"]) == (4321, 8765)
+    assert res["f -1:-1"] == res["f -1:8765"]
+    assert (res["d 99:98"]["uid"], res["d 99:98"]["gid"]) == (99, 98)
+    assert res["ln after lchown"]["uid"] == 2000 and res["f after lchown"]["uid"] == 4321
+    assert res["ln after chown via ln"]["uid"] == 2000 and res["f after chown via ln"]["uid"] == 3000
+    assert (res["fstat after fchown"]["uid"], res["fstat after fchown"]["gid"]) == (0, 0)
+    assert res["setuid file after chown"]["mode"] == "0o755"
+    assert res["setgid dir after chown"]["mode"] == "0o2775"
+    assert res["times after chown"] == {"mtime": "marked", "ctime": "changed", "atime": "marked"}
+    assert res["chown missing"] == err(errno.ENOENT)
 
 
 def test_truncate_grow_and_shrink(view):
@@ -244,13 +257,13 @@ def test_utime_nanoseconds_roundtrip(view):
     steps = [lambda b: write_file(b.p("f"), b"abc"), lambda b: os.mkdir(b.p("d"))]
     for at, mt in TIMES:
         steps += [("utime f %d %d" % (at, mt), lambda b, at=at, mt=mt: os.utime(b.p("f"), ns=(at, mt))),
-                  ("times f", lambda b: (os.stat(b.p("f")).st_atime_ns, os.stat(b.p("f")).st_mtime_ns)),
-                  ("utime d", lambda b, at=at, mt=mt: os.utime(b.p("d"), ns=(at, mt))),
-                  ("times d", lambda b: (os.stat(b.p("d")).st_atime_ns, os.stat(b.p("d")).st_mtime_ns))]
+                  ("times f %d %d" % (at, mt), lambda b: (os.stat(b.p("f")).st_atime_ns, os.stat(b.p("f")).st_mtime_ns)),
+                  ("utime d %d %d" % (at, mt), lambda b, at=at, mt=mt: os.utime(b.p("d"), ns=(at, mt))),
+                  ("times d %d %d" % (at, mt), lambda b: (os.stat(b.p("d")).st_atime_ns, os.stat(b.p("d")).st_mtime_ns))]
     res = run_parity(view, steps)
-    for i, (at, mt) in enumerate(TIMES):
-        assert res[2 + 4 * i + 1] == (at, mt)
-        assert res[2 + 4 * i + 3] == (at, mt)
+    for at, mt in TIMES:
+        assert res["times f %d %d" % (at, mt)] == (at, mt)
+        assert res["times d %d %d" % (at, mt)] == (at, mt)
     # and directly through the mount, including through an open fd
     fd = os.open(view.p("f"), os.O_RDONLY)
     try:
@@ -280,60 +293,70 @@ def test_utimensat_now_and_omit(view):
     A, M = 1_111_111_111_111_111_111, 1_222_222_222_222_222_222
     w = TimeWatch("f")
 
-    def rel_now(b):
-        s = os.stat(b.p("f"))
-        now = time.time_ns()
-        return {"atime": "set" if s.st_atime_ns == A else ("now" if abs(s.st_atime_ns - now) < 5 * 10 ** 9 else s.st_atime_ns),
-                "mtime": "set" if s.st_mtime_ns == M else ("now" if abs(s.st_mtime_ns - now) < 5 * 10 ** 9 else s.st_mtime_ns)}
+    def rel_now(label):
+        """Step: each of atime/mtime is "set" (still A/M), "now" (within a
+        few seconds of the clock) or its raw value."""
+        def step(b):
+            s = os.stat(b.p("f"))
+            now = time.time_ns()
+
+            def rel(v, setv):
+                return "set" if v == setv else ("now" if abs(v - now) < 5 * 10 ** 9 else v)
+            return {"atime": rel(s.st_atime_ns, A), "mtime": rel(s.st_mtime_ns, M)}
+        return (label, step)
 
     reset = ("reset times", lambda b: os.utime(b.p("f"), ns=(A, M)))
     res = run_parity(view, [
         lambda b: write_file(b.p("f"), b"abc"),
         reset,
         ("atime NOW, mtime OMIT", lambda b: sysx.utimensat(b.p("f"), sysx.NOW, sysx.OMIT)),
-        rel_now,
+        rel_now("after NOW,OMIT"),
         reset,
         ("atime OMIT, mtime NOW", lambda b: sysx.utimensat(b.p("f"), sysx.OMIT, sysx.NOW)),
-        rel_now,
+        rel_now("after OMIT,NOW"),
         reset,
         ("both NOW", lambda b: sysx.utimensat(b.p("f"), sysx.NOW, sysx.NOW)),
-        rel_now,
+        rel_now("after NOW,NOW"),
         reset,
         ("atime OMIT, mtime explicit", lambda b: sysx.utimensat(b.p("f"), sysx.OMIT, 42_000_000_123)),
-        st("f", times=True),
+        ("after OMIT,explicit", st("f", times=True)),
         reset,
         ("atime explicit, mtime OMIT", lambda b: sysx.utimensat(b.p("f"), 7_000_000_007, sysx.OMIT)),
-        st("f", times=True),
+        ("after explicit,OMIT", st("f", times=True)),
         # both OMIT changes nothing, not even ctime
         w.mark,
         ("both OMIT", lambda b: sysx.utimensat(b.p("f"), sysx.OMIT, sysx.OMIT)),
-        w.check,
+        ("relations after OMIT,OMIT", w.check),
         # an explicit time change updates ctime
         w.mark,
         lambda b: sysx.utimensat(b.p("f"), 1, 2),
-        w.check,
-        st("f", times=True),
+        ("relations after explicit", w.check),
+        ("after explicit 1,2", st("f", times=True)),
         # futimens on an open fd
         reset,
         opened("fd", "f", os.O_RDONLY),
         ("futimens OMIT,NOW", lambda b: sysx.futimens(b.fd("fd"), sysx.OMIT, sysx.NOW)),
-        rel_now,
+        rel_now("after futimens OMIT,NOW"),
         ("futimens explicit", lambda b: sysx.futimens(b.fd("fd"), 123_456_789_987_654_321, 3)),
-        fst("fd", times=True),
+        ("after futimens explicit", fst("fd", times=True)),
         closed("fd"),
         ("utimensat missing", lambda b: sysx.utimensat(b.p("missing"), sysx.NOW, sysx.NOW)),
     ])
-    assert res[3] == {"atime": "now", "mtime": "set"}
-    assert res[6] == {"atime": "set", "mtime": "now"}
-    assert res[9] == {"atime": "now", "mtime": "now"}
-    assert (res[12]["atime_ns"], res[12]["mtime_ns"]) == (A, 42_000_000_123)
-    assert (res[15]["atime_ns"], res[15]["mtime_ns"]) == (7_000_000_007, M)
-    assert res[18] == {"atime": "marked", "mtime": "marked", "ctime": "same"}
-    assert res[21] == {"atime": "changed", "mtime": "changed", "ctime": "changed"}
-    assert (res[22]["atime_ns"], res[22]["mtime_ns"]) == (1, 2)
-    assert res[26] == {"atime": "set", "mtime": "now"}
-    assert (res[28]["atime_ns"], res[28]["mtime_ns"]) == (123_456_789_987_654_321, 3)
-    assert res[30] == err(errno.ENOENT)
+
+    def t(label):
+        return (res[label]["atime_ns"], res[label]["mtime_ns"])
+
+    assert res["after NOW,OMIT"] == {"atime": "now", "mtime": "set"}
+    assert res["after OMIT,NOW"] == {"atime": "set", "mtime": "now"}
+    assert res["after NOW,NOW"] == {"atime": "now", "mtime": "now"}
+    assert t("after OMIT,explicit") == (A, 42_000_000_123)
+    assert t("after explicit,OMIT") == (7_000_000_007, M)
+    assert res["relations after OMIT,OMIT"] == {"atime": "marked", "mtime": "marked", "ctime": "same"}
+    assert res["relations after explicit"] == {"atime": "changed", "mtime": "changed", "ctime": "changed"}
+    assert t("after explicit 1,2") == (1, 2)
+    assert res["after futimens OMIT,NOW"] == {"atime": "set", "mtime": "now"}
+    assert t("after futimens explicit") == (123_456_789_987_654_321, 3)
+    assert res["utimensat missing"] == err(errno.ENOENT)
 
 
 def test_utimensat_symlink_nofollow(view):

@@ -2,7 +2,6 @@
 in the source, for pre-existing and new files, across the kernel forgetting
 inodes and across an unmount and a remount."""
 import os
-import stat
 
 import pytest
 

@@ -63,11 +63,11 @@ def test_many_hard_links(view):
     n = 60
     res = run_parity(view, [
         lambda b: write_file(b.p("f"), b"x"),
-        ("make links", lambda b: [os.link(b.p("f"), b.p("l%d" % i)) for i in range(n)] and None),
+        ("make links", lambda b: len([os.link(b.p("f"), b.p("l%d" % i)) for i in range(n)])),
         ("nlink", nlinks("f", "l0", "l%d" % (n - 1))),
         ("all same", lambda b: len({os.lstat(b.p("l%d" % i)).st_ino for i in range(n)} |
                                    {os.lstat(b.p("f")).st_ino})),
-        ("remove half", lambda b: [os.unlink(b.p("l%d" % i)) for i in range(0, n, 2)] and None),
+        ("remove half", lambda b: len([os.unlink(b.p("l%d" % i)) for i in range(0, n, 2)])),
         ("nlink after", nlinks("f", "l1")),
     ])
     assert res["nlink"] == (n + 1,) * 3
@@ -162,8 +162,8 @@ def test_symlink_errors(view):
         ("stat loop", st("loop1", follow=True)),
         ("open loop", lambda b: os.open(b.p("loop1"), os.O_RDONLY)),
         ("lstat loop", st("loop1")),
-        ("chain of 30", lambda b: [os.symlink("c%d" % (i + 1) if i < 29 else "f", b.p("c%d" % i))
-                                   for i in range(30)] and None),
+        ("chain of 30", lambda b: len([os.symlink("c%d" % (i + 1) if i < 29 else "f", b.p("c%d" % i))
+                                       for i in range(30)])),
         ("follow chain", content("c0")),
         ("symlink to dir traversal", lambda b: (os.symlink("d", b.p("dl")), write_file(b.p("dl", "inner"), b"i"))),
         ("inner via real path", content("d/inner")),

@@ -3,7 +3,6 @@ entries added and removed during a listing, rewinddir/seekdir/telldir."""
 import collections
 import errno
 import os
-import socket
 import stat
 
 import pytest
