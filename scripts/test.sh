@@ -33,12 +33,14 @@ run_suite() { # name binary [extra env...]
 }
 
 PYTEST_ARGS=("$@")
-run_suite plain "$root/build/prismfs"
-
 asan_dir=$(mktemp -d /tmp/prismfs-asan.XXXXXX)
-run_suite asan "$root/build-asan/prismfs" \
-	ASAN_OPTIONS="detect_leaks=1:log_path=$asan_dir/asan" \
-	UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:log_path=$asan_dir/ubsan"
+# Every suite runs on both data paths: kernel passthrough and the daemon.
+for pt in on off; do
+	run_suite "plain-passthrough-$pt" "$root/build/prismfs" PRISMFS_TEST_PASSTHROUGH=$pt
+	run_suite "asan-passthrough-$pt" "$root/build-asan/prismfs" PRISMFS_TEST_PASSTHROUGH=$pt \
+		ASAN_OPTIONS="detect_leaks=1:log_path=$asan_dir/asan" \
+		UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:log_path=$asan_dir/ubsan"
+done
 if compgen -G "$asan_dir/*" >/dev/null; then
 	echo "== sanitizer reports from prismfs:"
 	cat "$asan_dir"/*

@@ -32,10 +32,19 @@ const char pfs_mount_usage[] =
 	"  -o OPT[,OPT...]         FUSE mount options: allow_other, ro, default_permissions,\n"
 	"                          fsname=..., max_read=..., ... (repeatable)\n"
 	"  --read-only             every modifying call fails with EROFS\n"
+	"  --passthrough auto|on|off\n"
+	"                          kernel FUSE passthrough: file data moves between the\n"
+	"                          program and the source inside the kernel, never through\n"
+	"                          the daemon. auto (default) uses it when the kernel and\n"
+	"                          privileges allow and says why not otherwise (prismfs\n"
+	"                          status); on refuses to mount without it; off never uses it\n"
 	"  --log FILE|-            log every operation, its arguments and result, to FILE\n"
 	"                          (- = stderr). Logging never stalls I/O: when the writer\n"
 	"                          falls behind, records are dropped and counted, and the\n"
-	"                          count is reported at unmount.\n"
+	"                          count is reported at unmount. With kernel passthrough the\n"
+	"                          daemon never sees reads and writes of regular files, so\n"
+	"                          they are not logged; opens, releases and all metadata\n"
+	"                          operations are.\n"
 	"  --log-format text|json  text lines (-> op path args / <- op path = result) or\n"
 	"                          one JSON object per operation (default text)\n"
 	"  --timeout SECONDS       how long the kernel may cache names and attributes\n"
@@ -184,6 +193,18 @@ static int parse_mount(int argc, char **argv, int start, struct pfs_config *cfg,
 				cfg->log_format = PFS_LOG_JSON;
 			} else {
 				seterr(err, errlen, "--log-format must be text or json, not '%s'",
+				       v ? v : "");
+				return -EINVAL;
+			}
+		} else if ((v = optval(argc, argv, &i, a, "--passthrough", &m)) || m) {
+			if (v && strcmp(v, "auto") == 0) {
+				cfg->passthrough = PFS_PT_AUTO;
+			} else if (v && strcmp(v, "on") == 0) {
+				cfg->passthrough = PFS_PT_ON;
+			} else if (v && strcmp(v, "off") == 0) {
+				cfg->passthrough = PFS_PT_OFF;
+			} else {
+				seterr(err, errlen, "--passthrough must be auto, on or off, not '%s'",
 				       v ? v : "");
 				return -EINVAL;
 			}

@@ -16,6 +16,8 @@ enum pfs_cmd {
 
 enum pfs_log_format { PFS_LOG_TEXT, PFS_LOG_JSON };
 
+enum pfs_passthrough { PFS_PT_AUTO, PFS_PT_ON, PFS_PT_OFF };
+
 #define PFS_DEFAULT_TIMEOUT 86400.0
 
 struct pfs_config {
@@ -33,6 +35,7 @@ struct pfs_config {
 	enum pfs_log_format log_format;
 	double timeout;         /* entry/attr timeout in seconds */
 	long threads;           /* max worker threads */
+	enum pfs_passthrough passthrough; /* kernel FUSE passthrough for file data */
 };
 
 /* Parse argv. 0 on success; -EINVAL with a one-line reason in err on bad

@@ -78,9 +78,14 @@ static char *status_json(struct pfs_ctl *ctl)
 	json_object_set_new(o, "read_only", json_boolean(fs->read_only));
 	json_object_set_new(o, "timeout", json_real(fs->timeout));
 	json_object_set_new(o, "nodes", json_integer((json_int_t)pfs_nodes_count(fs)));
-	json_object_set_new(o, "data_path", json_string("daemon"));
-	json_object_set_new(o, "data_path_reason",
-			    json_string("kernel passthrough is not implemented yet"));
+	json_object_set_new(o, "data_path", json_string(fs->passthrough_active
+								? "kernel passthrough" : "daemon"));
+	json_object_set_new(o, "data_path_reason", json_string(fs->data_path_reason));
+	json_object_set_new(o, "passthrough_option",
+			    json_string((const char *[]){"auto", "on", "off"}[fs->cfg->passthrough]));
+	json_object_set_new(o, "backing_ids_open",
+			    json_integer((json_int_t)__atomic_load_n(&fs->backing_open,
+								     __ATOMIC_RELAXED)));
 	json_object_set_new(o, "log", fs->cfg->log_path ? json_string(fs->cfg->log_path)
 							: json_null());
 	json_object_set_new(o, "log_dropped",

@@ -1,5 +1,6 @@
 #include "daemon.h"
 #include "ctl.h"
+#include "shim.h"
 #include "util.h"
 #include "view.h"
 
@@ -18,6 +19,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -236,6 +238,110 @@ static void report(int pfd, const char *fmt, ...)
 	}
 }
 
+/* The initial user namespace maps every uid to itself, in one line. */
+static bool in_initial_userns(void)
+{
+	FILE *f = fopen("/proc/self/uid_map", "re");
+	unsigned long long inside, outside, count;
+	int n;
+	bool initial;
+
+	if (!f)
+		return true; /* kernels without user namespaces */
+	n = fscanf(f, "%llu %llu %llu", &inside, &outside, &count);
+	initial = n == 3 && inside == 0 && outside == 0 && count == 4294967295ULL &&
+		  fscanf(f, "%llu", &inside) == EOF;
+	fclose(f);
+	return initial;
+}
+
+/* Backing files need CAP_SYS_ADMIN in the initial user namespace; inside a
+ * container's namespace the capability is there but does not count. */
+static bool have_cap_sys_admin(void)
+{
+	FILE *f;
+	char line[256];
+	unsigned long long eff = 0;
+
+	if (!in_initial_userns())
+		return false;
+	f = fopen("/proc/self/status", "re");
+	if (!f)
+		return false;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "CapEff: %llx", &eff) == 1)
+			break;
+	fclose(f);
+	return eff & (1ULL << 21);
+}
+
+static void tell_parent(struct pfs_fs *fs, const char *msg)
+{
+	if (fs->ready_fd < 0) {
+		if (msg)
+			fprintf(stderr, "prismfs: %s\n", msg);
+		return;
+	}
+	dprintf(fs->ready_fd, "%s\n", msg ? msg : "ok");
+	close(fs->ready_fd);
+	fs->ready_fd = -1;
+}
+
+void pfs_daemon_init_done(struct pfs_fs *fs)
+{
+	const struct pfs_config *cfg = fs->cfg;
+	char note[320];
+
+	fs->passthrough_active = false;
+	if (cfg->passthrough == PFS_PT_OFF)
+		snprintf(fs->data_path_reason, sizeof(fs->data_path_reason),
+			 "kernel passthrough is off (--passthrough off)");
+	else if (!fs->kernel_passthrough)
+		snprintf(fs->data_path_reason, sizeof(fs->data_path_reason),
+			 "this kernel does not offer FUSE passthrough");
+	else if (!have_cap_sys_admin())
+		snprintf(fs->data_path_reason, sizeof(fs->data_path_reason),
+			 "kernel passthrough needs CAP_SYS_ADMIN in the initial user namespace, "
+			 "which the daemon lacks");
+	else
+		fs->passthrough_active = true;
+	if (fs->passthrough_active)
+		snprintf(fs->data_path_reason, sizeof(fs->data_path_reason),
+			 "kernel passthrough: regular files' data never passes through the daemon");
+	if (cfg->passthrough == PFS_PT_ON && !fs->passthrough_active) {
+		char msg[240];
+
+		snprintf(msg, sizeof(msg), "cannot use kernel passthrough (--passthrough on): %s",
+			 fs->data_path_reason);
+		fs->init_failed = 1;
+		tell_parent(fs, msg);
+		fuse_session_exit(fs->se);
+		return;
+	}
+	if (fs->log) {
+		snprintf(note, sizeof(note), "data path: %s%s", fs->data_path_reason,
+			 fs->passthrough_active ? " (so reads and writes of regular files are "
+						  "not logged; opens, releases and metadata are)"
+						: " (every read and write is logged)");
+		if (pfs_oplog_start(fs->log, fs->source, fs->mountpoint, note) < 0) {
+			pfs_oplog_discard(fs->log);
+			fs->log = NULL;
+		}
+	}
+	tell_parent(fs, NULL);
+}
+
+/* A backing file that is itself on a stacking filesystem needs depth 2. */
+static int stack_depth_of(int fd)
+{
+	struct statfs sf;
+
+	if (fstatfs(fd, &sf) == 0 && (sf.f_type == 0x794c7630 /* overlayfs */ ||
+				      sf.f_type == 0x65735546 /* fuse */))
+		return 2;
+	return 1;
+}
+
 static int serve(const struct pfs_config *cfg, struct pfs_fs *fs, struct fuse_session *se,
 		 int pfd)
 {
@@ -266,22 +372,23 @@ static int serve(const struct pfs_config *cfg, struct pfs_fs *fs, struct fuse_se
 		       fuse_msg[0] ? fuse_msg : "mount failed");
 		goto out_signals;
 	}
+	if (pfs_shim_install(fs) < 0) {
+		report(pfd, "cannot install the FUSE channel shim");
+		goto out_unmount;
+	}
 	if (find_mount(fs->mountpoint, e) < 0 ||
 	    pfs_ctl_path(e->major, e->minor, sock, sizeof(sock), 1) < 0 ||
 	    pfs_ctl_start(&ctl, fs, sock) < 0) {
 		report(pfd, "cannot start the control socket for %s", fs->mountpoint);
 		goto out_unmount;
 	}
-	if (fs->log && pfs_oplog_start(fs->log, fs->source, fs->mountpoint,
-				       "data path: daemon (every read and write is seen)") < 0) {
-		report(pfd, "cannot start the op log writer");
-		goto out_unmount;
-	}
-	if (pfd >= 0) {
+	fs->stack_depth = stack_depth_of(fs->root_fd);
+	/* The INIT handler tells the parent: the mount answers only then. */
+	fs->ready_fd = pfd;
+	pfd = -1;
+	if (fs->ready_fd >= 0) {
 		int null = open("/dev/null", O_RDWR | O_CLOEXEC);
 
-		dprintf(pfd, "ok\n");
-		close(pfd);
 		if (null >= 0) {
 			dup2(null, STDIN_FILENO);
 			dup2(null, STDOUT_FILENO);
@@ -298,9 +405,11 @@ static int serve(const struct pfs_config *cfg, struct pfs_fs *fs, struct fuse_se
 	loop = fuse_session_loop_mt(se, lc);
 	fuse_loop_cfg_destroy(lc);
 	/* A signal (>0) or the kernel ending the connection are clean ends. */
-	ret = loop < 0 ? 1 : 0;
-	if (ret)
+	ret = loop < 0 || fs->init_failed ? 1 : 0;
+	if (loop < 0)
 		say("session ended with an error: %s", strerror(-loop));
+	if (fs->ready_fd >= 0)
+		tell_parent(fs, "the kernel never started the session");
 out_unmount:
 	fuse_session_unmount(se);
 out_signals:
@@ -313,13 +422,15 @@ out:
 			say("op log: %llu records dropped", (unsigned long long)dropped);
 	}
 	pfs_ctl_finish(ctl, ret, dropped);
+	if (pfd >= 0)
+		close(pfd);
 	free(e);
 	return ret;
 }
 
 int pfs_cmd_mount(const struct pfs_config *cfg)
 {
-	struct pfs_fs fs = {.cfg = cfg, .root_fd = -1, .proc_fd = -1};
+	struct pfs_fs fs = {.cfg = cfg, .root_fd = -1, .proc_fd = -1, .ready_fd = -1};
 	struct fuse_session *se = NULL;
 	int ret = 1, pipefd[2] = {-1, -1};
 	pid_t pid;

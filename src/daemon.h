@@ -5,6 +5,12 @@
 
 #include "cli.h"
 
+struct pfs_fs;
+
+/* Called from the INIT handler: choose the data path, start the op log and
+ * tell a waiting parent that the mount answers (or why it cannot). */
+void pfs_daemon_init_done(struct pfs_fs *fs);
+
 /* Each returns the process exit status. */
 int pfs_cmd_mount(const struct pfs_config *cfg);
 int pfs_cmd_unmount(const struct pfs_config *cfg);

@@ -53,7 +53,7 @@ int pfs_view_getattr(struct pfs_fs *fs, struct pfs_node *n, struct fuse_file_inf
 		     struct stat *st)
 {
 	if (fi && n->type == S_IFREG)
-		return fstat((int)fi->fh, st) < 0 ? -errno : 0;
+		return fstat(pfs_fh_fd(fi), st) < 0 ? -errno : 0;
 	return pfs_store_stat(n, st);
 }
 
@@ -63,7 +63,7 @@ static int set_times(struct pfs_fs *fs, struct pfs_node *n, const struct timespe
 	char name[24];
 
 	if (fi && n->type == S_IFREG)
-		return futimens((int)fi->fh, tv) < 0 ? -errno : 0;
+		return futimens(pfs_fh_fd(fi), tv) < 0 ? -errno : 0;
 	if (n->type == S_IFLNK) {
 		/* No fd can be opened on a symlink for writing; AT_EMPTY_PATH on
 		 * the O_PATH fd touches the link itself. */
@@ -84,7 +84,7 @@ int pfs_view_setattr(struct pfs_fs *fs, struct pfs_node *n, struct stat *attr, i
 		return -EROFS;
 	pfs_store_procname(n->fd, name);
 	if (valid & FUSE_SET_ATTR_MODE) {
-		ret = has_fh ? fchmod((int)fi->fh, attr->st_mode & 07777)
+		ret = has_fh ? fchmod(pfs_fh_fd(fi), attr->st_mode & 07777)
 			     : fchmodat(fs->proc_fd, name, attr->st_mode & 07777, 0);
 		if (ret < 0)
 			return -errno;
@@ -98,7 +98,7 @@ int pfs_view_setattr(struct pfs_fs *fs, struct pfs_node *n, struct stat *attr, i
 	}
 	if (valid & FUSE_SET_ATTR_SIZE) {
 		if (has_fh) {
-			ret = ftruncate((int)fi->fh, attr->st_size) < 0 ? -errno : 0;
+			ret = ftruncate(pfs_fh_fd(fi), attr->st_size) < 0 ? -errno : 0;
 		} else {
 			int fd = pfs_store_reopen(fs, n, O_WRONLY);
 

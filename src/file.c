@@ -1,6 +1,7 @@
 /* file: open files. The daemon holds one backing fd per open; reads and
  * writes go straight to it (ops.c), the rest is here. */
 #include "view.h"
+#include "shim.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -29,10 +30,22 @@ static int drop_direct(int fd, int flags)
 	return 0;
 }
 
-static void set_open_flags(struct pfs_fs *fs, struct fuse_file_info *fi, int flags)
+static void set_open_flags(struct pfs_fs *fs, struct pfs_node *n, struct fuse_file_info *fi,
+			   int flags)
 {
+	int id;
+
 	fi->keep_cache = fs->keep_cache && !(flags & O_DIRECT);
 	fi->direct_io = 0;
+	if (!fs->passthrough_active || n->type != S_IFREG)
+		return;
+	id = pfs_node_backing_get(fs, n, pfs_fh_fd(fi));
+	if (id < 0)
+		return; /* this open is served by the daemon instead */
+	pfs_shim_set_backing(id);
+	fi->fh |= PFS_FH_PASSTHROUGH;
+	/* The kernel keeps no page cache of its own for passthrough files. */
+	fi->keep_cache = 0;
 }
 
 int pfs_view_open(struct pfs_fs *fs, struct pfs_node *n, struct fuse_file_info *fi)
@@ -50,7 +63,7 @@ int pfs_view_open(struct pfs_fs *fs, struct pfs_node *n, struct fuse_file_info *
 		return ret;
 	}
 	fi->fh = (uint64_t)fd;
-	set_open_flags(fs, fi, fi->flags);
+	set_open_flags(fs, n, fi, fi->flags);
 	return 0;
 }
 
@@ -86,13 +99,15 @@ int pfs_view_create(struct pfs_fs *fs, const struct fuse_ctx *ctx, struct pfs_no
 		return ret;
 	}
 	fi->fh = (uint64_t)fd;
-	set_open_flags(fs, fi, fi->flags);
+	set_open_flags(fs, pfs_node_of(fs, e->ino), fi, fi->flags);
 	return 0;
 }
 
-int pfs_view_release(struct pfs_fs *fs, struct fuse_file_info *fi)
+int pfs_view_release(struct pfs_fs *fs, struct pfs_node *n, struct fuse_file_info *fi)
 {
-	close((int)fi->fh);
+	close(pfs_fh_fd(fi));
+	if (fi->fh & PFS_FH_PASSTHROUGH)
+		pfs_node_backing_put(fs, n);
 	return 0;
 }
 
@@ -100,7 +115,7 @@ int pfs_view_flush(struct pfs_fs *fs, struct fuse_file_info *fi)
 {
 	/* close() of a duplicate reports what a close of the file would (NFS
 	 * and other backings report deferred write errors there). */
-	int fd = dup((int)fi->fh);
+	int fd = dup(pfs_fh_fd(fi));
 
 	if (fd < 0)
 		return -errno;
@@ -109,7 +124,7 @@ int pfs_view_flush(struct pfs_fs *fs, struct fuse_file_info *fi)
 
 int pfs_view_fsync(struct pfs_fs *fs, int datasync, struct fuse_file_info *fi)
 {
-	int ret = datasync ? fdatasync((int)fi->fh) : fsync((int)fi->fh);
+	int ret = datasync ? fdatasync(pfs_fh_fd(fi)) : fsync(pfs_fh_fd(fi));
 
 	return ret < 0 ? -errno : 0;
 }
@@ -119,7 +134,7 @@ int pfs_view_fallocate(struct pfs_fs *fs, int mode, off_t off, off_t len,
 {
 	if (fs->read_only)
 		return -EROFS;
-	return fallocate((int)fi->fh, mode, off, len) < 0 ? -errno : 0;
+	return fallocate(pfs_fh_fd(fi), mode, off, len) < 0 ? -errno : 0;
 }
 
 ssize_t pfs_view_copy_file_range(struct pfs_fs *fs, struct fuse_file_info *fi_in, off_t off_in,
@@ -130,14 +145,14 @@ ssize_t pfs_view_copy_file_range(struct pfs_fs *fs, struct fuse_file_info *fi_in
 
 	if (fs->read_only)
 		return -EROFS;
-	n = copy_file_range((int)fi_in->fh, &off_in, (int)fi_out->fh, &off_out, len,
+	n = copy_file_range(pfs_fh_fd(fi_in), &off_in, pfs_fh_fd(fi_out), &off_out, len,
 			    (unsigned int)flags);
 	return n < 0 ? -errno : n;
 }
 
 off_t pfs_view_lseek(struct pfs_fs *fs, off_t off, int whence, struct fuse_file_info *fi)
 {
-	off_t r = lseek((int)fi->fh, off, whence);
+	off_t r = lseek(pfs_fh_fd(fi), off, whence);
 
 	return r < 0 ? -errno : r;
 }
@@ -148,14 +163,14 @@ void pfs_view_read_buf(struct pfs_fs *fs, struct fuse_file_info *fi, size_t size
 	/* Described, not copied: libfuse splices from the fd into the reply. */
 	*out = (struct fuse_bufvec)FUSE_BUFVEC_INIT(size);
 	out->buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
-	out->buf[0].fd = (int)fi->fh;
+	out->buf[0].fd = pfs_fh_fd(fi);
 	out->buf[0].pos = off;
 }
 
 ssize_t pfs_view_read(struct pfs_fs *fs, struct fuse_file_info *fi, char *buf, size_t size,
 		      off_t off)
 {
-	ssize_t n = pread((int)fi->fh, buf, size, off);
+	ssize_t n = pread(pfs_fh_fd(fi), buf, size, off);
 
 	return n < 0 ? -errno : n;
 }
@@ -168,7 +183,7 @@ ssize_t pfs_view_write(struct pfs_fs *fs, struct fuse_file_info *fi, struct fuse
 	if (fs->read_only)
 		return -EROFS;
 	out.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
-	out.buf[0].fd = (int)fi->fh;
+	out.buf[0].fd = pfs_fh_fd(fi);
 	out.buf[0].pos = off;
 	return fuse_buf_copy(&out, in, 0);
 }

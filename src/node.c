@@ -2,6 +2,7 @@
  * Sharded so that lookups in different directories do not contend; the
  * nodeid the kernel sees is the node's address, so ino -> node is O(1). */
 #include "view.h"
+#include "shim.h"
 #include "util.h"
 
 #include <errno.h>
@@ -454,4 +455,38 @@ size_t pfs_nodes_count(struct pfs_fs *fs)
 		pthread_mutex_unlock(&fs->nodes->shards[i].lock);
 	}
 	return total;
+}
+
+int pfs_node_backing_get(struct pfs_fs *fs, struct pfs_node *n, int fd)
+{
+	struct shard *s = shard_of(fs, n->dev, n->ino);
+	int id;
+
+	pthread_mutex_lock(&s->lock);
+	if (n->backing_refs == 0) {
+		id = pfs_shim_backing_open(fs, fd);
+		if (id < 0) {
+			pthread_mutex_unlock(&s->lock);
+			return id;
+		}
+		n->backing_id = id;
+		__atomic_add_fetch(&fs->backing_open, 1, __ATOMIC_RELAXED);
+	}
+	n->backing_refs++;
+	id = n->backing_id;
+	pthread_mutex_unlock(&s->lock);
+	return id;
+}
+
+void pfs_node_backing_put(struct pfs_fs *fs, struct pfs_node *n)
+{
+	struct shard *s = shard_of(fs, n->dev, n->ino);
+
+	pthread_mutex_lock(&s->lock);
+	if (n->backing_refs && --n->backing_refs == 0) {
+		pfs_shim_backing_close(fs, n->backing_id);
+		n->backing_id = 0;
+		__atomic_sub_fetch(&fs->backing_open, 1, __ATOMIC_RELAXED);
+	}
+	pthread_mutex_unlock(&s->lock);
 }

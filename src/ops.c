@@ -2,6 +2,8 @@
  * view, logs (when asked) and replies. Logging happens before the reply:
  * once replied, the kernel may forget the nodes the record names. */
 #include "view.h"
+#include "daemon.h"
+#include "shim.h"
 #include "util.h"
 
 #include <errno.h>
@@ -64,7 +66,7 @@ static void reply_create(struct pfs_fs *fs, fuse_req_t req, int ret,
 		return;
 	}
 	if (fuse_reply_create(req, e, fi) != 0) {
-		pfs_view_release(fs, fi);
+		pfs_view_release(fs, NODE(e->ino), fi);
 		pfs_node_forget(fs, NODE(e->ino), 1);
 	}
 }
@@ -87,6 +89,7 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_CACHE_SYMLINKS;
 	/* Locks are left to the kernel (no getlk/setlk/flock handlers): every
 	 * program using the mount sees every other's locks. */
+	pfs_daemon_init_done(fs);
 }
 
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -137,7 +140,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	struct stat st;
 	int ret = pfs_view_getattr(fs, NODE(ino), fi, &st);
 
-	LOG("getattr", NODE(ino), NULL, NULL, NULL, ret, PFS_LA_INT("fh", fi ? (int64_t)fi->fh : -1));
+	LOG("getattr", NODE(ino), NULL, NULL, NULL, ret, PFS_LA_INT("fh", fi ? pfs_fh_fd(fi) : -1));
 	if (ret < 0)
 		fuse_reply_err(req, -ret);
 	else
@@ -301,12 +304,12 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	uint64_t t0 = t0_of(fs);
 	int ret = pfs_view_open(fs, NODE(ino), fi);
 
-	LOG("open", NODE(ino), NULL, NULL, NULL, ret ? ret : (int64_t)fi->fh,
+	LOG("open", NODE(ino), NULL, NULL, NULL, ret ? ret : (int64_t)pfs_fh_fd(fi),
 	    PFS_LA_OCT("flags", fi->flags));
 	if (ret < 0)
 		fuse_reply_err(req, -ret);
 	else if (fuse_reply_open(req, fi) != 0)
-		pfs_view_release(fs, fi);
+		pfs_view_release(fs, NODE(ino), fi);
 }
 
 static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
@@ -317,7 +320,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	struct fuse_entry_param e;
 	int ret = pfs_view_create(fs, fuse_req_ctx(req), NODE(parent), name, mode, fi, &e);
 
-	LOG("create", NODE(parent), name, NULL, NULL, ret ? ret : (int64_t)fi->fh,
+	LOG("create", NODE(parent), name, NULL, NULL, ret ? ret : (int64_t)pfs_fh_fd(fi),
 	    PFS_LA_OCT("mode", mode), PFS_LA_OCT("flags", fi->flags));
 	reply_create(fs, req, ret, &e, fi);
 }
@@ -340,7 +343,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	mem = malloc(size ? size : 1);
 	n = mem ? pfs_view_read(fs, fi, mem, size, off) : -ENOMEM;
 	LOG("read", NODE(ino), NULL, NULL, NULL, n, PFS_LA_INT("size", size),
-	    PFS_LA_INT("offset", off), PFS_LA_INT("fh", fi->fh));
+	    PFS_LA_INT("offset", off), PFS_LA_INT("fh", pfs_fh_fd(fi)));
 	if (n < 0)
 		fuse_reply_err(req, (int)-n);
 	else
@@ -357,7 +360,7 @@ static void op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in,
 	ssize_t n = pfs_view_write(fs, fi, in, off);
 
 	LOG("write", NODE(ino), NULL, NULL, NULL, n, PFS_LA_INT("size", size),
-	    PFS_LA_INT("offset", off), PFS_LA_INT("fh", fi->fh));
+	    PFS_LA_INT("offset", off), PFS_LA_INT("fh", pfs_fh_fd(fi)));
 	if (n < 0)
 		fuse_reply_err(req, (int)-n);
 	else
@@ -370,7 +373,7 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	uint64_t t0 = t0_of(fs);
 	int ret = pfs_view_flush(fs, fi);
 
-	LOG("flush", NODE(ino), NULL, NULL, NULL, ret, PFS_LA_INT("fh", fi->fh));
+	LOG("flush", NODE(ino), NULL, NULL, NULL, ret, PFS_LA_INT("fh", pfs_fh_fd(fi)));
 	fuse_reply_err(req, -ret);
 }
 
@@ -378,9 +381,9 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 {
 	struct pfs_fs *fs = FS(req);
 	uint64_t t0 = t0_of(fs);
-	int ret = pfs_view_release(fs, fi);
+	int ret = pfs_view_release(fs, NODE(ino), fi);
 
-	LOG("release", NODE(ino), NULL, NULL, NULL, ret, PFS_LA_INT("fh", fi->fh));
+	LOG("release", NODE(ino), NULL, NULL, NULL, ret, PFS_LA_INT("fh", pfs_fh_fd(fi)));
 	fuse_reply_err(req, -ret);
 }
 

@@ -35,6 +35,8 @@ struct pfs_node {
 	mode_t type;             /* S_IFMT bits */
 	uint64_t nlookup;        /* kernel references, under the shard lock */
 	uint32_t refs;           /* aliases naming us as parent, under the shard lock */
+	int backing_id;          /* kernel passthrough id while opens are live, */
+	uint32_t backing_refs;   /* counted; both under the shard lock        */
 	struct pfs_alias *alias; /* known names, first = the one shown; under
 				  * fs->names_lock. The last name is kept even
 				  * once unlinked, to name an open deleted file. */
@@ -58,7 +60,21 @@ struct pfs_fs {
 	pthread_mutex_t dirs_lock; /* open directory handles, to free those the */
 	struct pfs_dirh *dirs;     /* kernel never released (session ended)    */
 	struct fuse_session *se;
+	int ready_fd;            /* background: tell the parent once INIT is done */
+	bool kernel_passthrough; /* the kernel's INIT offered FUSE passthrough */
+	bool passthrough_active; /* ... and this mount uses it */
+	int stack_depth;         /* max_stack_depth given to the kernel */
+	char data_path_reason[160];
+	unsigned long backing_open; /* backing ids held now (atomic) */
+	int init_failed;
 };
+
+/* fi->fh: the backing fd in the low 32 bits; bit 32 = opened with passthrough. */
+#define PFS_FH_PASSTHROUGH (1ULL << 32)
+static inline int pfs_fh_fd(const struct fuse_file_info *fi)
+{
+	return (int)(uint32_t)fi->fh;
+}
 
 static inline struct pfs_node *pfs_node_of(struct pfs_fs *fs, fuse_ino_t ino)
 {
@@ -90,6 +106,9 @@ int pfs_node_name(struct pfs_fs *fs, struct pfs_node *n, int *parent_fd, char *n
 /* Virtual path of n (plus "/name" if name): malloc'd, or NULL. */
 char *pfs_node_path(struct pfs_fs *fs, struct pfs_node *n, const char *name);
 size_t pfs_nodes_count(struct pfs_fs *fs);
+/* Share one passthrough backing id per node among its live opens. */
+int pfs_node_backing_get(struct pfs_fs *fs, struct pfs_node *n, int fd);
+void pfs_node_backing_put(struct pfs_fs *fs, struct pfs_node *n);
 
 /* store.c: the local directory store, reached only through *at() calls on
  * fds opened before mounting. */
@@ -127,7 +146,7 @@ int pfs_view_open(struct pfs_fs *fs, struct pfs_node *n, struct fuse_file_info *
 int pfs_view_create(struct pfs_fs *fs, const struct fuse_ctx *ctx, struct pfs_node *parent,
 		    const char *name, mode_t mode, struct fuse_file_info *fi,
 		    struct fuse_entry_param *e);
-int pfs_view_release(struct pfs_fs *fs, struct fuse_file_info *fi);
+int pfs_view_release(struct pfs_fs *fs, struct pfs_node *n, struct fuse_file_info *fi);
 int pfs_view_flush(struct pfs_fs *fs, struct fuse_file_info *fi);
 int pfs_view_fsync(struct pfs_fs *fs, int datasync, struct fuse_file_info *fi);
 int pfs_view_fallocate(struct pfs_fs *fs, int mode, off_t off, off_t len,

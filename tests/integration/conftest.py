@@ -23,6 +23,9 @@ PRISMFS = os.environ.get("PRISMFS_BIN", os.path.join(REPO, "build", "prismfs"))
 # its pid, so a run can tell its own stale mounts from another live run's.
 TESTS_BASE = os.environ.get("PRISMFS_TEST_ROOT", "/tmp/prismfs-tests")
 TEST_ROOT = os.path.join(TESTS_BASE, "run-%d" % os.getpid())
+# The whole suite runs once per data path: the test command sets this to
+# "on" (kernel passthrough) and "off" (every byte through the daemon).
+PASSTHROUGH = os.environ.get("PRISMFS_TEST_PASSTHROUGH")
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
                      "runtime error:", "ERROR: UndefinedBehaviorSanitizer")
 
@@ -120,8 +123,11 @@ class Mount:
         env = dict(os.environ)
         if self.env:
             env.update(self.env)
+        extra = []
+        if PASSTHROUGH and not any(a.startswith("--passthrough") for a in self.args):
+            extra = ["--passthrough", PASSTHROUGH]
         self.proc = subprocess.Popen(
-            [PRISMFS, "mount", "-f", *self.args, self.source, self.mountpoint],
+            [PRISMFS, "mount", "-f", *extra, *self.args, self.source, self.mountpoint],
             stdin=subprocess.DEVNULL, stdout=fd, stderr=fd, env=env)
         os.close(fd)
         deadline = time.monotonic() + timeout

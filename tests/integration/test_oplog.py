@@ -90,7 +90,8 @@ def test_scripted_sequence(workdir, mounter, fmt):
         f.write(b"r" * 3000)
     logpath = os.path.join(workdir, "op.log")
     t0 = time.time()
-    m = mounter(src, mnt, "--log", logpath, "--log-format", fmt)
+    # Data records exist only on the daemon data path.
+    m = mounter(src, mnt, "--passthrough", "off", "--log", logpath, "--log-format", fmt)
     p = lambda *a: os.path.join(mnt, *a)  # noqa: E731
     old = os.umask(0o022)
     try:
@@ -166,7 +167,7 @@ def test_every_operation_is_logged(workdir, mounter):
     with open(os.path.join(src, "r.txt"), "wb") as f:
         f.write(b"r" * 5000)
     logpath = os.path.join(workdir, "op.jsonl")
-    m = mounter(src, mnt, "--log", logpath, "--log-format", "json")
+    m = mounter(src, mnt, "--passthrough", "off", "--log", logpath, "--log-format", "json")
     p = lambda *a: os.path.join(mnt, *a)  # noqa: E731
     old = os.umask(0o022)
     try:
@@ -307,7 +308,7 @@ def test_background_mount_log(workdir, bg, fmt):
         f.write("x")
     logpath = os.path.join(workdir, "op.log")
     t0 = time.time()
-    res = bg.mount(src, mnt, "--log", logpath, "--log-format", fmt)
+    res = bg.mount(src, mnt, "--passthrough", "off", "--log", logpath, "--log-format", fmt)
     assert res.returncode == 0, "prismfs mount failed (%d): %s" % (res.returncode, res.stderr)
     pid = status_json(mnt)["pid"]
     bg.remember_pid(pid)
@@ -423,3 +424,31 @@ def test_unread_log_does_not_stall(workdir, mounter, fmt):
     assert len(log.records) + log.end["dropped"] >= 2 * n, (
         "records (%d) + dropped (%d) is less than the %d operations made" % (
             len(log.records), log.end["dropped"], 2 * n))
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_passthrough_log_says_data_is_not_seen(workdir, mounter, fmt):
+    """With kernel passthrough the daemon never sees reads and writes of
+    regular files: the log says so at its start, and still records the open,
+    the release and every metadata operation."""
+    src, mnt = make_dirs(workdir, "src", "mnt")
+    logpath = os.path.join(workdir, "op.log")
+    m = mounter(src, mnt, "--passthrough", "on", "--log", logpath, "--log-format", fmt)
+    with open(os.path.join(mnt, "f"), "w") as f:
+        f.write("data")
+    with open(os.path.join(mnt, "f")) as f:
+        assert f.read() == "data"
+    os.chmod(os.path.join(mnt, "f"), 0o600)
+    assert m.stop() == 0, m.stderr()
+    with open(logpath) as f:
+        text = f.read()
+    head = text.split("\n", 2)[:2]
+    assert any("passthrough" in line and "not logged" in line for line in head), (
+        "the log's start does not say that passthrough reads and writes are not logged:\n%s"
+        % "\n".join(head))
+    log = parse_log(text, fmt)
+    ops = [r["op"] for r in log.records]
+    for op in ("create", "open", "release", "setattr"):
+        assert op in ops, "%s is missing from a passthrough log: %r" % (op, ops)
+    assert "read" not in ops and "write" not in ops, (
+        "reads or writes of a passthrough file reached the daemon: %r" % ops)

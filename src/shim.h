@@ -1,0 +1,26 @@
+/* shim: sits between libfuse and /dev/fuse (fuse_session_custom_io). It
+ * adds to the INIT reply what libfuse 3.14 cannot say — parallel directory
+ * operations and kernel passthrough — and gives OPEN/CREATE replies their
+ * passthrough backing id. Nothing else knows it exists. */
+#ifndef PFS_SHIM_H
+#define PFS_SHIM_H
+
+#include <stdbool.h>
+
+struct pfs_fs;
+
+/* Install the shim on the mounted session's fd. 0 or -errno. */
+int pfs_shim_install(struct pfs_fs *fs);
+
+/* Did the kernel's INIT request offer FUSE passthrough? (valid in init) */
+bool pfs_shim_kernel_offers_passthrough(struct pfs_fs *fs);
+
+/* The reply about to be sent on this thread (to the OPEN or CREATE being
+ * handled) should carry this backing id. */
+void pfs_shim_set_backing(int backing_id);
+
+/* Register fd as a passthrough backing file; returns the id or -errno. */
+int pfs_shim_backing_open(struct pfs_fs *fs, int fd);
+void pfs_shim_backing_close(struct pfs_fs *fs, int backing_id);
+
+#endif
