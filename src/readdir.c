@@ -50,6 +50,10 @@ int pfs_view_opendir(struct pfs_fs *fs, struct pfs_node *n, struct fuse_file_inf
 	fs->dirs = d;
 	pthread_mutex_unlock(&fs->dirs_lock);
 	fi->fh = (uint64_t)(uintptr_t)d;
+	/* Every change made through the mount resets the kernel's copy of a
+	 * listing; only a volatile source (changed behind us) must not keep it. */
+	fi->cache_readdir = fs->keep_cache;
+	fi->keep_cache = fs->keep_cache;
 	return 0;
 err:
 	free(d);
