@@ -187,8 +187,26 @@ static void raise_fd_limit(void)
 {
 	struct rlimit rl;
 
-	/* One O_PATH fd per node the kernel holds. */
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+	FILE *f;
+	unsigned long long nr_open = 0;
+
+	/* One O_PATH fd per node the kernel holds: as many as the system
+	 * allows a process (the hard limit can be raised with CAP_SYS_RESOURCE). */
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return;
+	f = fopen("/proc/sys/fs/nr_open", "re");
+	if (f) {
+		if (fscanf(f, "%llu", &nr_open) != 1)
+			nr_open = 0;
+		fclose(f);
+	}
+	if (nr_open > rl.rlim_max) {
+		struct rlimit want = {.rlim_cur = nr_open, .rlim_max = nr_open};
+
+		if (setrlimit(RLIMIT_NOFILE, &want) == 0)
+			return;
+	}
+	if (rl.rlim_cur < rl.rlim_max) {
 		rl.rlim_cur = rl.rlim_max;
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}

@@ -6,6 +6,7 @@
 #include "util.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -489,4 +490,17 @@ void pfs_node_backing_put(struct pfs_fs *fs, struct pfs_node *n)
 		__atomic_sub_fetch(&fs->backing_open, 1, __ATOMIC_RELAXED);
 	}
 	pthread_mutex_unlock(&s->lock);
+}
+
+/* Freed nodes are small chunks scattered through malloc's arenas, which keep
+ * them as resident memory; after a large forget (memory pressure, drop_caches)
+ * hand the free pages back, at most once per 8192 forgotten nodes. */
+void pfs_nodes_maybe_trim(struct pfs_fs *fs, size_t forgotten)
+{
+	static unsigned long pending;
+	unsigned long now = __atomic_add_fetch(&pending, forgotten, __ATOMIC_RELAXED);
+
+	if (now >= 8192 && __atomic_compare_exchange_n(&pending, &now, 0, false,
+							__ATOMIC_RELAXED, __ATOMIC_RELAXED))
+		malloc_trim(0);
 }

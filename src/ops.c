@@ -130,6 +130,7 @@ static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_dat
 		    PFS_LA_INT("nlookup", forgets[i].nlookup));
 		pfs_node_forget(fs, NODE(forgets[i].ino), forgets[i].nlookup);
 	}
+	pfs_nodes_maybe_trim(fs, count);
 	fuse_reply_none(req);
 }
 

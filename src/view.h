@@ -106,6 +106,8 @@ int pfs_node_name(struct pfs_fs *fs, struct pfs_node *n, int *parent_fd, char *n
 /* Virtual path of n (plus "/name" if name): malloc'd, or NULL. */
 char *pfs_node_path(struct pfs_fs *fs, struct pfs_node *n, const char *name);
 size_t pfs_nodes_count(struct pfs_fs *fs);
+/* After the kernel forgot many nodes, give their memory back to the system. */
+void pfs_nodes_maybe_trim(struct pfs_fs *fs, size_t forgotten);
 /* Share one passthrough backing id per node among its live opens. */
 int pfs_node_backing_get(struct pfs_fs *fs, struct pfs_node *n, int fd);
 void pfs_node_backing_put(struct pfs_fs *fs, struct pfs_node *n);
