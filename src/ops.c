@@ -254,6 +254,21 @@ static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, cons
 	reply_entry(fs, req, ret, &e);
 }
 
+/* Two-path ops are logged with the source path as it was before the call
+ * (taken by the caller), and the target as it is after. Frees `from`. */
+static void log_moved(struct pfs_fs *fs, const char *op, char *from, struct pfs_node *n2,
+		      const char *name2, const struct pfs_logarg *args, int ret, uint64_t t0)
+{
+	struct pfs_oprec r = {.op = op, .path = from, .args = args, .result = ret, .t0_ns = t0};
+	char *to = pfs_node_path(fs, n2, name2);
+
+	r.path2 = to;
+	r.t1_ns = pfs_now_ns();
+	pfs_oplog_op(fs->log, &r);
+	free(to);
+	free(from);
+}
+
 static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
 		      const char *newname, unsigned int flags)
 {
@@ -263,18 +278,10 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 	int ret = pfs_view_rename(fs, NODE(parent), name, NODE(newparent), newname, flags);
 
 	if (t0) {
-		/* The source path as it was before the move. */
 		const struct pfs_logarg a[] = {PFS_LA_HEX("flags", flags), PFS_LA_END};
-		struct pfs_oprec r = {.op = "rename", .path = from, .args = a, .result = ret,
-				      .t0_ns = t0};
-		char *to = pfs_node_path(fs, NODE(newparent), newname);
 
-		r.path2 = to;
-		r.t1_ns = pfs_now_ns();
-		pfs_oplog_op(fs->log, &r);
-		free(to);
+		log_moved(fs, "rename", from, NODE(newparent), newname, a, ret, t0);
 	}
-	free(from);
 	fuse_reply_err(req, -ret);
 }
 
@@ -286,16 +293,8 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const 
 	char *from = t0 ? pfs_node_path(fs, NODE(ino), NULL) : NULL;
 	int ret = pfs_view_link(fs, NODE(ino), NODE(newparent), newname, &e);
 
-	if (t0) {
-		struct pfs_oprec r = {.op = "link", .path = from, .result = ret, .t0_ns = t0};
-		char *to = pfs_node_path(fs, NODE(newparent), newname);
-
-		r.path2 = to;
-		r.t1_ns = pfs_now_ns();
-		pfs_oplog_op(fs->log, &r);
-		free(to);
-	}
-	free(from);
+	if (t0)
+		log_moved(fs, "link", from, NODE(newparent), newname, NULL, ret, t0);
 	reply_entry(fs, req, ret, &e);
 }
 
