@@ -25,6 +25,17 @@ def _safe(pred):
     return wrapped
 
 
+def _read_checked_log(logpath, fmt, src, mnt, t0, t1):
+    """The log's text and its parsed records, once its framing, paths and
+    times have been checked."""
+    with open(logpath, errors="replace") as f:
+        text = f.read()
+    log = parse_log(text, fmt)
+    _check_header_and_end(log, fmt, src, mnt)
+    _check_paths_and_times(log, src, t0, t1)
+    return text, log
+
+
 def _check_header_and_end(log, fmt, src, mnt):
     assert not log.problems, "the log is malformed:\n" + "\n".join(log.problems[:30])
     if fmt == "text":
@@ -115,11 +126,7 @@ def test_scripted_sequence(workdir, mounter, fmt):
     assert m.stop() == 0, "the daemon exited %r: %s" % (m.returncode, m.stderr())
     m.check_clean_exit()
     t1 = time.time()
-    with open(logpath, errors="replace") as f:
-        text = f.read()
-    log = parse_log(text, fmt)
-    _check_header_and_end(log, fmt, src, mnt)
-    _check_paths_and_times(log, src, t0, t1)
+    text, log = _read_checked_log(logpath, fmt, src, mnt, t0, t1)
 
     def is_to(r, want):
         return r["path2"] == want
@@ -319,11 +326,7 @@ def test_background_mount_log(workdir, bg, fmt):
     assert res.returncode == 0, "prismfs unmount failed (%d): %s" % (res.returncode, res.stderr)
     assert process_gone(pid), "unmount returned before the daemon exited"
     t1 = time.time()
-    with open(logpath, errors="replace") as f:
-        text = f.read()
-    log = parse_log(text, fmt)
-    _check_header_and_end(log, fmt, src, mnt)
-    _check_paths_and_times(log, src, t0, t1)
+    text, log = _read_checked_log(logpath, fmt, src, mnt, t0, t1)
     marker = '"event":"end"' if fmt == "json" else "# prismfs op log end:"
     assert text.count(marker) == 1, "the log has %d end records:\n%s" % (
         text.count(marker), text[:1500])

@@ -70,9 +70,8 @@ DIRS = ["d_%o_%s" % (m, o) for m in MODES for o in OWNERS] + \
     ["sticky", "sgid", "sgid_member", "nosgid"] + ["sticky_%s" % u[0] for u in USERS] + \
     ["own_%s" % u[0] for u in USERS]
 
-# Runs as the user.  Input: {"root", "tag", "uid", "gid", "files", "dirs"}.
-# Output: {check name: "ok" | value | errno name}.
-PERMISSION_CHECKS = r'''
+# What every script run as the user starts with: its input and a recorder.
+SCRIPT_PRELUDE = r'''
 import errno, json, os, stat, sys
 a = json.load(sys.stdin)
 root, tag, uid, gid = a["root"], a["tag"], a["uid"], a["gid"]
@@ -84,7 +83,11 @@ def rec(key, fn):
         out[key] = "ok" if v is None else v
     except OSError as e:
         out[key] = errno.errorcode.get(e.errno, str(e.errno))
+'''
 
+# Runs as the user.  Input: {"root", "tag", "uid", "gid", "files", "dirs"}.
+# Output: {check name: "ok" | value | errno name}.
+PERMISSION_CHECKS = SCRIPT_PRELUDE + r'''
 def P(*x):
     return os.path.join(root, *x)
 
@@ -193,19 +196,7 @@ print(json.dumps(out))
 
 # Runs as the user: creates objects of every kind in several directories and
 # reports their lstat, plus ownership changes on them.
-CREATE_CHECKS = r'''
-import errno, json, os, stat, sys
-a = json.load(sys.stdin)
-root, tag, uid, gid = a["root"], a["tag"], a["uid"], a["gid"]
-out = {}
-
-def rec(key, fn):
-    try:
-        v = fn()
-        out[key] = "ok" if v is None else v
-    except OSError as e:
-        out[key] = errno.errorcode.get(e.errno, str(e.errno))
-
+CREATE_CHECKS = SCRIPT_PRELUDE + r'''
 def st(path):
     s = os.lstat(path)
     return [oct(s.st_mode), s.st_uid, s.st_gid]
