@@ -5,10 +5,12 @@ cd "$(dirname "$0")/.."
 
 build() { # dir [meson options...]
 	local dir=$1; shift
+	local out
+	# Quiet on success; on failure show what meson or the compiler said.
 	if [ ! -f "$dir/build.ninja" ]; then
-		meson setup "$dir" "$@" >/dev/null
+		out=$(meson setup "$dir" "$@" 2>&1) || { printf '%s\n' "$out" >&2; return 1; }
 	fi
-	ninja -C "$dir" >/dev/null
+	out=$(ninja -C "$dir" 2>&1) || { printf '%s\n' "$out" >&2; return 1; }
 }
 
 build build
