@@ -59,7 +59,18 @@ const char pfs_mount_usage[] =
 	"                          attributes shown (default: it does; with allow_other\n"
 	"                          this is what keeps users apart)\n"
 	"  --threads N             at most N worker threads (default 16)\n"
-	"  -h, --help              this help\n";
+	"  --map FILE              a live mapping table (JSON) that remaps, grafts, hides and\n"
+	"                          narrows paths in the view. FILE is a regular file (watched:\n"
+	"                          in-place writes and atomic renames are applied at once)\n"
+	"                          or a named pipe (messages: 4-byte big-endian length, then\n"
+	"                          that much JSON; applied in order). An update that does not\n"
+	"                          parse or validate is rejected whole; the view stays.\n"
+	"  --map-max BYTES         largest message accepted from a mapping pipe (default 64M;\n"
+	"                          K, M, G suffixes)\n"
+	"  -h, --help              this help\n"
+	"\n"
+	"PassthroughFS's command line also works (stays in the foreground, as it did):\n"
+	"  prismfs --mountpoint MOUNTPOINT --target SOURCE [--mapping_file FILE] [OPTIONS]\n";
 
 static void seterr(char *err, size_t len, const char *fmt, ...)
 {
@@ -144,8 +155,10 @@ static const char *optval(int argc, char **argv, int *i, const char *arg, const 
 	return argv[++*i];
 }
 
-static int parse_mount(int argc, char **argv, int start, struct pfs_config *cfg, char *err,
-		       size_t errlen)
+/* compat: PassthroughFS's spelling, --mountpoint M --target T --mapping_file F,
+ * instead of positional SOURCE MOUNTPOINT. */
+static int parse_mount(int argc, char **argv, int start, bool compat, struct pfs_config *cfg,
+		       char *err, size_t errlen)
 {
 	const char *pos[2];
 	int npos = 0;
@@ -157,7 +170,7 @@ static int parse_mount(int argc, char **argv, int start, struct pfs_config *cfg,
 		int ret;
 
 		if (dashdash || a[0] != '-' || a[1] == '\0') {
-			if (npos == 2) {
+			if (npos == 2 || compat) {
 				seterr(err, errlen, "unexpected argument '%s'", a);
 				return -EINVAL;
 			}
@@ -220,6 +233,32 @@ static int parse_mount(int argc, char **argv, int start, struct pfs_config *cfg,
 				       v ? v : "");
 				return -EINVAL;
 			}
+		} else if ((v = optval(argc, argv, &i, a, "--map-max", &m)) || m) {
+			if (pfs_parse_size(v, &cfg->map_max) < 0 || cfg->map_max == 0) {
+				seterr(err, errlen, "--map-max needs a size in bytes (K, M, G allowed), not '%s'",
+				       v ? v : "");
+				return -EINVAL;
+			}
+		} else if ((v = optval(argc, argv, &i, a, "--map", &m)) || m ||
+			   (v = optval(argc, argv, &i, a, "--mapping_file", &m)) || m ||
+			   (v = optval(argc, argv, &i, a, "--mapping-file", &m)) || m) {
+			if (!v || !*v) {
+				seterr(err, errlen, "%s needs a file name", a);
+				return -EINVAL;
+			}
+			cfg->map_path = v;
+		} else if (compat && (((v = optval(argc, argv, &i, a, "--mountpoint", &m)) || m) ||
+				      ((v = optval(argc, argv, &i, a, "--target", &m)) || m))) {
+			bool is_mnt = strncmp(a, "--mountpoint", 12) == 0;
+
+			if (!v || !*v) {
+				seterr(err, errlen, "%s needs a directory", is_mnt ? "--mountpoint" : "--target");
+				return -EINVAL;
+			}
+			if (is_mnt)
+				cfg->mountpoint = v;
+			else
+				cfg->source = v;
 		} else if ((v = optval(argc, argv, &i, a, "--threads", &m)) || m) {
 			if (pfs_parse_long(v, 1, 1024, &cfg->threads) < 0) {
 				seterr(err, errlen, "--threads needs a number from 1 to 1024, not '%s'",
@@ -231,13 +270,21 @@ static int parse_mount(int argc, char **argv, int start, struct pfs_config *cfg,
 			return -EINVAL;
 		}
 	}
-	if (npos < 2) {
+	if (compat) {
+		if (!cfg->mountpoint || !cfg->source) {
+			seterr(err, errlen, "missing %s (usage: prismfs --mountpoint MOUNTPOINT --target SOURCE [--mapping_file FILE])",
+			       cfg->mountpoint ? "--target" : "--mountpoint");
+			return -EINVAL;
+		}
+		cfg->foreground = true; /* PassthroughFS ran in the foreground */
+	} else if (npos < 2) {
 		seterr(err, errlen, npos ? "missing MOUNTPOINT (usage: prismfs mount SOURCE MOUNTPOINT)"
 					 : "missing SOURCE and MOUNTPOINT (usage: prismfs mount SOURCE MOUNTPOINT)");
 		return -EINVAL;
+	} else {
+		cfg->source = pos[0];
+		cfg->mountpoint = pos[1];
 	}
-	cfg->source = pos[0];
-	cfg->mountpoint = pos[1];
 	if (cfg->volatile_source)
 		cfg->timeout = 0;
 	return 0;
@@ -279,6 +326,7 @@ int pfs_cli_parse(int argc, char **argv, struct pfs_config *cfg, char *err, size
 	cfg->timeout = PFS_DEFAULT_TIMEOUT;
 	cfg->threads = 16;
 	cfg->default_permissions = true;
+	cfg->map_max = PFS_DEFAULT_MAP_MAX;
 	err[0] = '\0';
 	if (argc < 2) {
 		seterr(err, errlen, "missing command (see prismfs --help)");
@@ -295,7 +343,7 @@ int pfs_cli_parse(int argc, char **argv, struct pfs_config *cfg, char *err, size
 	}
 	if (strcmp(c, "mount") == 0) {
 		cfg->cmd = PFS_CMD_MOUNT;
-		return parse_mount(argc, argv, 2, cfg, err, errlen);
+		return parse_mount(argc, argv, 2, false, cfg, err, errlen);
 	}
 	if (strcmp(c, "unmount") == 0 || strcmp(c, "umount") == 0) {
 		cfg->cmd = PFS_CMD_UNMOUNT;
@@ -308,7 +356,13 @@ int pfs_cli_parse(int argc, char **argv, struct pfs_config *cfg, char *err, size
 	if (c[0] != '-') {
 		/* mount(8) helper convention: prismfs SOURCE MOUNTPOINT -o OPTS */
 		cfg->cmd = PFS_CMD_MOUNT;
-		return parse_mount(argc, argv, 1, cfg, err, errlen);
+		return parse_mount(argc, argv, 1, false, cfg, err, errlen);
+	}
+	for (int i = 1; i < argc; i++) {
+		if (strncmp(argv[i], "--mountpoint", 12) == 0 || strncmp(argv[i], "--target", 8) == 0) {
+			cfg->cmd = PFS_CMD_MOUNT;
+			return parse_mount(argc, argv, 1, true, cfg, err, errlen);
+		}
 	}
 	seterr(err, errlen, "unknown option '%s' (see prismfs --help)", c);
 	return -EINVAL;

@@ -36,7 +36,11 @@ struct pfs_config {
 	double timeout;         /* entry/attr timeout in seconds */
 	long threads;           /* max worker threads */
 	enum pfs_passthrough passthrough; /* kernel FUSE passthrough for file data */
+	const char *map_path;   /* --map: mapping table, a file or a named pipe */
+	size_t map_max;         /* largest mapping message accepted from a pipe */
 };
+
+#define PFS_DEFAULT_MAP_MAX ((size_t)64 << 20)
 
 /* Parse argv. 0 on success; -EINVAL with a one-line reason in err on bad
  * usage. cfg must be released with pfs_config_free either way. */

@@ -1,4 +1,5 @@
 #include "ctl.h"
+#include "mapwatch.h"
 #include "util.h"
 #include "view.h"
 
@@ -90,6 +91,7 @@ static char *status_json(struct pfs_ctl *ctl)
 							: json_null());
 	json_object_set_new(o, "log_dropped",
 			    json_integer(fs->log ? (json_int_t)pfs_oplog_dropped(fs->log) : 0));
+	json_object_set_new(o, "mapping", pfs_mapwatch_status(fs));
 	s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 	json_decref(o);
 	return s;

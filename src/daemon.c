@@ -1,4 +1,5 @@
 #include "daemon.h"
+#include "mapwatch.h"
 #include "ctl.h"
 #include "shim.h"
 #include "util.h"
@@ -346,6 +347,12 @@ void pfs_daemon_init_done(struct pfs_fs *fs)
 			fs->log = NULL;
 		}
 	}
+	if (pfs_mapwatch_start(fs) < 0) {
+		fs->init_failed = 1;
+		tell_parent(fs, "cannot start following the mapping source");
+		fuse_session_exit(fs->se);
+		return;
+	}
 	tell_parent(fs, NULL);
 }
 
@@ -439,6 +446,7 @@ out:
 		if (dropped)
 			say("op log: %llu records dropped", (unsigned long long)dropped);
 	}
+	pfs_mapwatch_stop(fs);
 	pfs_ctl_finish(ctl, ret, dropped);
 	if (pfd >= 0)
 		close(pfd);
@@ -448,7 +456,8 @@ out:
 
 int pfs_cmd_mount(const struct pfs_config *cfg)
 {
-	struct pfs_fs fs = {.cfg = cfg, .root_fd = -1, .proc_fd = -1, .ready_fd = -1};
+	struct pfs_fs fs = {.cfg = cfg, .root_fd = -1, .proc_fd = -1, .ready_fd = -1,
+			    .empty_fd = -1};
 	struct fuse_session *se = NULL;
 	int ret = 1, pipefd[2] = {-1, -1};
 	pid_t pid;
@@ -458,13 +467,26 @@ int pfs_cmd_mount(const struct pfs_config *cfg)
 	raise_fd_limit();
 	pthread_rwlock_init(&fs.names_lock, NULL);
 	pthread_mutex_init(&fs.dirs_lock, NULL);
+	pthread_mutex_init(&fs.map_lock, NULL);
+	clock_gettime(CLOCK_REALTIME, &fs.started);
 	fs.uid = geteuid();
 	fs.gid = getegid();
 	fs.read_only = cfg->read_only;
 	fs.timeout = cfg->timeout;
 	fs.keep_cache = !cfg->volatile_source;
+	/* Listings change with the table; its names are invalidated one by
+	 * one, listings are not cached at all. */
+	fs.keep_dir_cache = fs.keep_cache && !cfg->map_path;
 	if (check_config(cfg, &fs) < 0)
 		goto out;
+	if (cfg->map_path) {
+		char err[PFS_MAP_ERRLEN + 128] = "";
+
+		if (pfs_mapwatch_prepare(&fs, cfg->map_path, cfg->map_max, err, sizeof(err)) < 0) {
+			say("%s", err);
+			goto out;
+		}
+	}
 	if (cfg->log_path) {
 		int r = pfs_oplog_open(&fs.log, cfg->log_path, cfg->log_format, 65536);
 
@@ -523,6 +545,11 @@ out:
 		fuse_session_destroy(se);
 	pfs_view_close_dirs(&fs);
 	pfs_nodes_destroy(&fs);
+	pfs_mapwatch_free(fs.watch);
+	pfs_map_unref(fs.map);
+	if (fs.empty_fd >= 0)
+		close(fs.empty_fd);
+	pthread_mutex_destroy(&fs.map_lock);
 	if (fs.proc_fd >= 0)
 		close(fs.proc_fd);
 	if (fs.root_fd >= 0)
@@ -651,11 +678,21 @@ out:
 	return ret;
 }
 
+static void print_field(const char *key, const char *sub, json_t *v)
+{
+	char *s = json_is_string(v) ? NULL : json_dumps(v, JSON_ENCODE_ANY);
+	char name[64];
+
+	snprintf(name, sizeof(name), "%s%s%s", key, sub ? "." : "", sub ? sub : "");
+	printf("%-28s %s\n", name, s ? s : json_string_value(v));
+	free(s);
+}
+
 int pfs_cmd_status(const struct pfs_config *cfg)
 {
 	char *mnt = canonical_noleaf(cfg->mountpoint);
 	const char *why = "does not exist";
-	char buf[8192];
+	static char buf[65536];
 	size_t used = 0;
 	ssize_t n;
 	json_t *o;
@@ -688,10 +725,15 @@ int pfs_cmd_status(const struct pfs_config *cfg)
 		json_t *v;
 
 		json_object_foreach(o, key, v) {
-			char *s = json_is_string(v) ? NULL : json_dumps(v, JSON_ENCODE_ANY);
+			const char *k2;
+			json_t *v2;
 
-			printf("%-18s %s\n", key, s ? s : json_string_value(v));
-			free(s);
+			if (!json_is_object(v)) {
+				print_field(key, NULL, v);
+				continue;
+			}
+			json_object_foreach(v, k2, v2)
+				print_field(key, k2, v2);
 		}
 	}
 	json_decref(o);

@@ -28,33 +28,73 @@ static void entry_init(struct pfs_fs *fs, struct fuse_entry_param *e)
 int pfs_view_lookup(struct pfs_fs *fs, struct pfs_node *parent, const char *name,
 		    struct fuse_entry_param *e)
 {
+	struct pfs_place pl;
 	struct pfs_node *n;
+	uint64_t ctx;
 	int fd, ret;
 
 	entry_init(fs, e);
 	if (strnlen(name, NAME_MAX + 1) > NAME_MAX)
 		return -ENAMETOOLONG;
-	fd = openat(parent->fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	if (fstatat(fd, "", &e->attr, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0) {
+	ret = pfs_place_get(fs, parent, name, &pl);
+	if (ret < 0)
+		goto out;
+	if (pl.map && pl.res.hidden) {
+		ret = -ENOENT;
+		goto out;
+	}
+	ctx = pl.ctx;
+	fd = pl.dirfd >= 0 ? openat(pl.dirfd, pl.name, O_PATH | O_NOFOLLOW | O_CLOEXEC) : -1;
+	if (fd < 0) {
+		ret = pl.dirfd >= 0 ? -errno : -ENOENT;
+		/* Nothing behind a virtual parent of mapped paths: synthetic. */
+		if ((ret == -ENOENT || ret == -ENOTDIR) && pl.map && pl.res.parent_of_keys) {
+			fd = pfs_view_synthetic(fs, pl.vpath, &e->attr);
+			ctx = pfs_map_hash(pl.vpath);
+		}
+		if (fd < 0) {
+			ret = fd < -1 ? fd : ret;
+			goto out;
+		}
+	} else if (fstatat(fd, "", &e->attr, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0) {
 		ret = -errno;
 		close(fd);
-		return ret;
+		goto out;
 	}
-	ret = pfs_node_intern(fs, parent, name, fd, &e->attr, &n);
+	ret = pfs_node_intern(fs, parent, name, fd, &e->attr, ctx, &n);
 	if (ret < 0)
-		return ret;
+		goto out;
+	pfs_view_fix_attr(fs, n, &e->attr);
 	e->ino = pfs_ino_of(fs, n);
-	return 0;
+out:
+	pfs_place_put(&pl);
+	return ret;
 }
 
 int pfs_view_getattr(struct pfs_fs *fs, struct pfs_node *n, struct fuse_file_info *fi,
 		     struct stat *st)
 {
-	if (fi && n->type == S_IFREG)
-		return fstat(pfs_fh_fd(fi), st) < 0 ? -errno : 0;
-	return pfs_store_stat(n, st);
+	int ret;
+
+	if (pfs_node_synthetic(n)) {
+		ret = 0;
+	} else if (fi && n->type == S_IFREG) {
+		ret = fstat(pfs_fh_fd(fi), st) < 0 ? -errno : 0;
+	} else if (n == fs->root && fs->watch) {
+		int fd = pfs_view_root_target(fs, O_PATH);
+
+		if (fd >= 0) {
+			ret = fstatat(fd, "", st, AT_EMPTY_PATH) < 0 ? -errno : 0;
+			close(fd);
+		} else {
+			ret = pfs_store_stat(n, st);
+		}
+	} else {
+		ret = pfs_store_stat(n, st);
+	}
+	if (ret == 0)
+		pfs_view_fix_attr(fs, n, st);
+	return ret;
 }
 
 static int set_times(struct pfs_fs *fs, struct pfs_node *n, const struct timespec tv[2],
@@ -80,8 +120,11 @@ int pfs_view_setattr(struct pfs_fs *fs, struct pfs_node *n, struct stat *attr, i
 	bool has_fh = fi && n->type == S_IFREG;
 	int ret;
 
-	if (fs->read_only)
-		return -EROFS;
+	ret = pfs_view_writable(fs, n);
+	if (ret == 0)
+		ret = pfs_view_attr_fixed(fs, n, valid);
+	if (ret < 0)
+		return ret;
 	pfs_store_procname(n->fd, name);
 	if (valid & FUSE_SET_ATTR_MODE) {
 		ret = has_fh ? fchmod(pfs_fh_fd(fi), attr->st_mode & 07777)
@@ -138,101 +181,130 @@ int pfs_view_readlink(struct pfs_fs *fs, struct pfs_node *n, char *buf, size_t s
 	return 0;
 }
 
-/* Finish a name made by the daemon: hand it to the caller and look it up.
- * On failure the new name is removed again, so a failed call changes nothing. */
+/* Finish a name made by the daemon at pl: hand it to the caller and look it
+ * up. On failure the new name is removed again: a failed call changes nothing. */
 static int finish_new(struct pfs_fs *fs, const struct fuse_ctx *ctx, struct pfs_node *parent,
-		      const char *name, mode_t mode, struct fuse_entry_param *e)
+		      const char *name, const struct pfs_place *pl, mode_t mode,
+		      struct fuse_entry_param *e)
 {
-	int ret = ctx ? pfs_store_give(fs, ctx, parent, name, mode) : 0;
+	int ret = ctx ? pfs_store_give(fs, ctx, pl->dirfd, pl->name, mode) : 0;
 
 	if (ret == 0)
 		ret = pfs_view_lookup(fs, parent, name, e);
 	if (ret < 0)
-		unlinkat(parent->fd, name, S_ISDIR(mode) ? AT_REMOVEDIR : 0);
+		unlinkat(pl->dirfd, pl->name, S_ISDIR(mode) ? AT_REMOVEDIR : 0);
 	return ret;
+}
+
+/* Where a new name goes, or why it may not be made there. */
+static int place_new(struct pfs_fs *fs, struct pfs_node *parent, const char *name,
+		     struct pfs_place *pl)
+{
+	int ret = check_name(name);
+
+	if (ret < 0) {
+		memset(pl, 0, sizeof(*pl));
+		pl->own_fd = -1;
+		return ret;
+	}
+	ret = pfs_place_get(fs, parent, name, pl);
+	return ret < 0 ? ret : pfs_place_creatable(fs, pl);
 }
 
 int pfs_view_mknod(struct pfs_fs *fs, const struct fuse_ctx *ctx, struct pfs_node *parent,
 		   const char *name, mode_t mode, dev_t rdev, struct fuse_entry_param *e)
 {
-	int ret = check_name(name);
+	struct pfs_place pl;
+	int ret = place_new(fs, parent, name, &pl);
 
-	if (ret < 0)
-		return ret;
-	if (fs->read_only)
-		return -EROFS;
-	if (mknodat(parent->fd, name, mode, rdev) < 0)
-		return -errno;
-	return finish_new(fs, ctx, parent, name, mode, e);
+	if (ret == 0)
+		ret = mknodat(pl.dirfd, pl.name, mode, rdev) < 0 ? -errno : 1;
+	if (ret == 1)
+		ret = finish_new(fs, ctx, parent, name, &pl, mode, e);
+	pfs_place_put(&pl);
+	return ret;
 }
 
 int pfs_view_mkdir(struct pfs_fs *fs, const struct fuse_ctx *ctx, struct pfs_node *parent,
 		   const char *name, mode_t mode, struct fuse_entry_param *e)
 {
-	int ret = check_name(name);
+	struct pfs_place pl;
+	int ret = place_new(fs, parent, name, &pl);
 
-	if (ret < 0)
-		return ret;
-	if (fs->read_only)
-		return -EROFS;
-	if (mkdirat(parent->fd, name, mode) < 0)
-		return -errno;
-	return finish_new(fs, ctx, parent, name, S_IFDIR | mode, e);
+	if (ret == 0)
+		ret = mkdirat(pl.dirfd, pl.name, mode) < 0 ? -errno : 1;
+	if (ret == 1)
+		ret = finish_new(fs, ctx, parent, name, &pl, S_IFDIR | mode, e);
+	pfs_place_put(&pl);
+	return ret;
 }
 
 int pfs_view_symlink(struct pfs_fs *fs, const struct fuse_ctx *ctx, const char *target,
 		     struct pfs_node *parent, const char *name, struct fuse_entry_param *e)
 {
-	int ret = check_name(name);
+	struct pfs_place pl;
+	int ret = place_new(fs, parent, name, &pl);
 
-	if (ret < 0)
-		return ret;
-	if (fs->read_only)
-		return -EROFS;
-	if (symlinkat(target, parent->fd, name) < 0)
-		return -errno;
-	return finish_new(fs, ctx, parent, name, S_IFLNK | 0777, e);
+	if (ret == 0)
+		ret = symlinkat(target, pl.dirfd, pl.name) < 0 ? -errno : 1;
+	if (ret == 1)
+		ret = finish_new(fs, ctx, parent, name, &pl, S_IFLNK | 0777, e);
+	pfs_place_put(&pl);
+	return ret;
 }
 
 int pfs_view_link(struct pfs_fs *fs, struct pfs_node *n, struct pfs_node *newparent,
 		  const char *newname, struct fuse_entry_param *e)
 {
-	int ret = check_name(newname);
+	struct pfs_place pl;
+	int ret = place_new(fs, newparent, newname, &pl);
 
 	if (ret < 0)
-		return ret;
-	if (fs->read_only)
-		return -EROFS;
-	if (linkat(n->fd, "", newparent->fd, newname, AT_EMPTY_PATH) < 0) {
+		goto out;
+	if (linkat(n->fd, "", pl.dirfd, pl.name, AT_EMPTY_PATH) < 0) {
 		char name[24];
 
-		if (errno != ENOENT && errno != EPERM)
-			return -errno;
+		if (errno != ENOENT && errno != EPERM) {
+			ret = -errno;
+			goto out;
+		}
 		/* Without CAP_DAC_READ_SEARCH: the same object through /proc. */
 		pfs_store_procname(n->fd, name);
-		if (linkat(fs->proc_fd, name, newparent->fd, newname, AT_SYMLINK_FOLLOW) < 0)
-			return -errno;
+		if (linkat(fs->proc_fd, name, pl.dirfd, pl.name, AT_SYMLINK_FOLLOW) < 0) {
+			ret = -errno;
+			goto out;
+		}
 	}
 	ret = pfs_view_lookup(fs, newparent, newname, e);
 	if (ret < 0)
-		unlinkat(newparent->fd, newname, 0);
+		unlinkat(pl.dirfd, pl.name, 0);
+out:
+	pfs_place_put(&pl);
 	return ret;
 }
 
 static int remove_name(struct pfs_fs *fs, struct pfs_node *parent, const char *name, int flags)
 {
+	struct pfs_place pl;
 	struct stat st;
 	bool known;
+	int ret = pfs_place_get(fs, parent, name, &pl);
 
-	if (fs->read_only)
-		return -EROFS;
+	if (ret == 0)
+		ret = pfs_place_removable(fs, &pl, flags & AT_REMOVEDIR);
+	if (ret < 0)
+		goto out;
 	/* Which object loses the name, so its node stops being called by it. */
-	known = fstatat(parent->fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
-	if (unlinkat(parent->fd, name, flags) < 0)
-		return -errno;
+	known = fstatat(pl.dirfd, pl.name, &st, AT_SYMLINK_NOFOLLOW) == 0;
+	if (unlinkat(pl.dirfd, pl.name, flags) < 0) {
+		ret = -errno;
+		goto out;
+	}
 	if (known)
-		pfs_node_unlinked(fs, st.st_dev, st.st_ino, parent, name);
-	return 0;
+		pfs_node_unlinked(fs, st.st_dev, st.st_ino, pl.ctx, parent, name);
+out:
+	pfs_place_put(&pl);
+	return ret;
 }
 
 int pfs_view_unlink(struct pfs_fs *fs, struct pfs_node *parent, const char *name)
@@ -245,32 +317,58 @@ int pfs_view_rmdir(struct pfs_fs *fs, struct pfs_node *parent, const char *name)
 	return remove_name(fs, parent, name, AT_REMOVEDIR);
 }
 
+/* A rename's destination: like a new name, except that a file the table
+ * maps exactly may be replaced (editors save by renaming over a file). */
+static int place_dest(struct pfs_fs *fs, struct pfs_node *parent, const char *name,
+		      unsigned int flags, struct pfs_place *pl)
+{
+	int ret = place_new(fs, parent, name, pl);
+
+	if (ret == -ENOENT && pl->map && pl->res.exact)
+		return -EXDEV; /* the target's directory is gone: nothing to replace */
+	if (ret == 0 && pl->map && !pl->res.exact && pl->res.parent_of_keys)
+		return -EBUSY;
+	if (ret == 0 && pl->map && pl->res.exact && (flags & RENAME_EXCHANGE))
+		return -EBUSY; /* the mapped name would move away */
+	return ret;
+}
+
 int pfs_view_rename(struct pfs_fs *fs, struct pfs_node *parent, const char *name,
 		    struct pfs_node *newparent, const char *newname, unsigned int flags)
 {
-	int ret = check_name(newname);
-
-	if (ret < 0)
-		return ret;
-	if (fs->read_only)
-		return -EROFS;
-	struct stat from, to;
+	struct pfs_place from, to;
+	struct stat fst, tst;
 	bool have_from, have_to;
+	int ret = pfs_place_get(fs, parent, name, &from);
 
-	have_from = fstatat(parent->fd, name, &from, AT_SYMLINK_NOFOLLOW) == 0;
-	have_to = fstatat(newparent->fd, newname, &to, AT_SYMLINK_NOFOLLOW) == 0;
-	if (renameat2(parent->fd, name, newparent->fd, newname, flags) < 0)
-		return -errno;
+	memset(&to, 0, sizeof(to));
+	to.own_fd = -1;
+	if (ret == 0)
+		ret = pfs_place_removable(fs, &from, false);
+	if (ret == 0)
+		ret = place_dest(fs, newparent, newname, flags, &to);
+	if (ret < 0)
+		goto out;
+	have_from = fstatat(from.dirfd, from.name, &fst, AT_SYMLINK_NOFOLLOW) == 0;
+	have_to = fstatat(to.dirfd, to.name, &tst, AT_SYMLINK_NOFOLLOW) == 0;
+	if (renameat2(from.dirfd, from.name, to.dirfd, to.name, flags) < 0) {
+		ret = -errno;
+		goto out;
+	}
 	if (!have_from)
-		return 0;
-	if (have_to && from.st_dev == to.st_dev && from.st_ino == to.st_ino)
-		return 0; /* two links of one file: rename did nothing */
+		goto out;
+	if (have_to && fst.st_dev == tst.st_dev && fst.st_ino == tst.st_ino)
+		goto out; /* two links of one file: rename did nothing */
 	if (have_to && (flags & RENAME_EXCHANGE))
-		pfs_node_renamed(fs, to.st_dev, to.st_ino, newparent, newname, parent, name);
+		pfs_node_renamed(fs, tst.st_dev, tst.st_ino, to.ctx, newparent, newname, parent,
+				 name);
 	else if (have_to)
-		pfs_node_unlinked(fs, to.st_dev, to.st_ino, newparent, newname);
-	pfs_node_renamed(fs, from.st_dev, from.st_ino, parent, name, newparent, newname);
-	return 0;
+		pfs_node_unlinked(fs, tst.st_dev, tst.st_ino, to.ctx, newparent, newname);
+	pfs_node_renamed(fs, fst.st_dev, fst.st_ino, from.ctx, parent, name, newparent, newname);
+out:
+	pfs_place_put(&from);
+	pfs_place_put(&to);
+	return ret;
 }
 
 int pfs_view_statfs(struct pfs_fs *fs, struct pfs_node *n, struct statvfs *st)
@@ -286,8 +384,14 @@ int pfs_view_access(struct pfs_fs *fs, struct pfs_node *n, int mask)
 {
 	char name[24];
 
-	if ((mask & W_OK) && fs->read_only)
-		return -EROFS;
+	if (mask & W_OK) {
+		int ret = pfs_view_writable(fs, n);
+
+		if (ret < 0)
+			return ret;
+	}
+	if (pfs_node_synthetic(n))
+		return 0; /* r-x for all, and W_OK was refused above */
 	pfs_store_procname(n->fd, name);
 	return faccessat(fs->proc_fd, name, mask, AT_EACCESS) < 0 ? -errno : 0;
 }

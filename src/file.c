@@ -56,8 +56,11 @@ int pfs_view_open(struct pfs_fs *fs, struct pfs_node *n, struct fuse_file_info *
 {
 	int fd, ret;
 
-	if (fs->read_only && writes(fi->flags))
-		return -EROFS;
+	if (writes(fi->flags)) {
+		ret = pfs_view_writable(fs, n);
+		if (ret < 0)
+			return ret;
+	}
 	fd = pfs_store_reopen(fs, n, fi->flags);
 	if (fd < 0)
 		return fd;
@@ -76,35 +79,43 @@ int pfs_view_create(struct pfs_fs *fs, const struct fuse_ctx *ctx, struct pfs_no
 		    struct fuse_entry_param *e)
 {
 	int flags = (fi->flags | O_CLOEXEC | O_NOFOLLOW) & ~O_CREAT;
+	struct pfs_place pl;
 	bool created = true;
-	int fd, ret;
+	int fd = -1, ret;
 
 	if (strnlen(name, NAME_MAX + 1) > NAME_MAX)
 		return -ENAMETOOLONG;
-	if (fs->read_only)
-		return -EROFS;
-	fd = openat(parent->fd, name, flags | O_CREAT | O_EXCL, mode);
+	ret = pfs_place_get(fs, parent, name, &pl);
+	if (ret == 0)
+		ret = pfs_place_creatable(fs, &pl);
+	if (ret < 0)
+		goto out;
+	fd = openat(pl.dirfd, pl.name, flags | O_CREAT | O_EXCL, mode);
 	if (fd < 0 && errno == EEXIST && !(fi->flags & O_EXCL)) {
 		/* Someone made it between the kernel's lookup and now: open it. */
 		created = false;
-		fd = openat(parent->fd, name, flags);
+		fd = openat(pl.dirfd, pl.name, flags);
 	}
-	if (fd < 0)
-		return -errno;
+	if (fd < 0) {
+		ret = -errno;
+		goto out;
+	}
 	ret = drop_direct(fd, fi->flags);
 	if (ret == 0 && created)
-		ret = pfs_store_give(fs, ctx, parent, name, S_IFREG | mode);
+		ret = pfs_store_give(fs, ctx, pl.dirfd, pl.name, S_IFREG | mode);
 	if (ret == 0)
 		ret = pfs_view_lookup(fs, parent, name, e);
 	if (ret < 0) {
 		close(fd);
 		if (created)
-			unlinkat(parent->fd, name, 0);
-		return ret;
+			unlinkat(pl.dirfd, pl.name, 0);
+		goto out;
 	}
 	fi->fh = (uint64_t)fd;
 	set_open_flags(fs, pfs_node_of(fs, e->ino), fi, fi->flags);
-	return 0;
+out:
+	pfs_place_put(&pl);
+	return ret;
 }
 
 int pfs_view_release(struct pfs_fs *fs, struct pfs_node *n, struct fuse_file_info *fi)

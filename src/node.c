@@ -24,21 +24,27 @@ struct pfs_nodes {
 	struct shard shards[SHARDS];
 };
 
-static uint64_t hash_key(dev_t dev, ino_t ino)
+static uint64_t hash_key(dev_t dev, ino_t ino, uint64_t ctx)
 {
-	uint64_t h = (uint64_t)ino * 0x9e3779b97f4a7c15ull ^ (uint64_t)dev * 0xc2b2ae3d27d4eb4full;
+	uint64_t h = (uint64_t)ino * 0x9e3779b97f4a7c15ull ^ (uint64_t)dev * 0xc2b2ae3d27d4eb4full ^
+		     ctx;
 
 	return h ^ (h >> 29);
 }
 
-static struct shard *shard_of(struct pfs_fs *fs, dev_t dev, ino_t ino)
+static struct shard *shard_of(struct pfs_fs *fs, const struct pfs_node *n)
 {
-	return &fs->nodes->shards[hash_key(dev, ino) % SHARDS];
+	return &fs->nodes->shards[hash_key(n->dev, n->ino, n->ctx) % SHARDS];
 }
 
-static size_t bucket_of(const struct shard *s, dev_t dev, ino_t ino)
+static struct shard *shard_for(struct pfs_fs *fs, dev_t dev, ino_t ino, uint64_t ctx)
 {
-	return (hash_key(dev, ino) / SHARDS) & (s->nbuckets - 1);
+	return &fs->nodes->shards[hash_key(dev, ino, ctx) % SHARDS];
+}
+
+static size_t bucket_of(const struct shard *s, dev_t dev, ino_t ino, uint64_t ctx)
+{
+	return (hash_key(dev, ino, ctx) / SHARDS) & (s->nbuckets - 1);
 }
 
 int pfs_nodes_init(struct pfs_fs *fs, int root_fd)
@@ -152,7 +158,7 @@ static void grow(struct shard *s)
 		struct pfs_node *n = s->buckets[b], *next;
 
 		for (; n; n = next) {
-			size_t i = (hash_key(n->dev, n->ino) / SHARDS) & (nb - 1);
+			size_t i = (hash_key(n->dev, n->ino, n->ctx) / SHARDS) & (nb - 1);
 
 			next = n->hnext;
 			n->hnext = nbk[i];
@@ -164,18 +170,18 @@ static void grow(struct shard *s)
 	s->nbuckets = nb;
 }
 
-static struct pfs_node *find_locked(struct shard *s, dev_t dev, ino_t ino)
+static struct pfs_node *find_locked(struct shard *s, dev_t dev, ino_t ino, uint64_t ctx)
 {
-	struct pfs_node *n = s->buckets[bucket_of(s, dev, ino)];
+	struct pfs_node *n = s->buckets[bucket_of(s, dev, ino, ctx)];
 
-	while (n && !(n->dev == dev && n->ino == ino))
+	while (n && !(n->dev == dev && n->ino == ino && n->ctx == ctx))
 		n = n->hnext;
 	return n;
 }
 
 static void unlink_locked(struct shard *s, struct pfs_node *n)
 {
-	struct pfs_node **pp = &s->buckets[bucket_of(s, n->dev, n->ino)];
+	struct pfs_node **pp = &s->buckets[bucket_of(s, n->dev, n->ino, n->ctx)];
 
 	while (*pp != n)
 		pp = &(*pp)->hnext;
@@ -189,7 +195,7 @@ static void get_ref(struct pfs_fs *fs, struct pfs_node *n)
 
 	if (n == fs->root)
 		return;
-	s = shard_of(fs, n->dev, n->ino);
+	s = shard_of(fs, n);
 	pthread_mutex_lock(&s->lock);
 	n->refs++;
 	pthread_mutex_unlock(&s->lock);
@@ -203,7 +209,7 @@ static void put_ref(struct pfs_fs *fs, struct pfs_node *n)
 
 	if (!n || n == fs->root)
 		return;
-	s = shard_of(fs, n->dev, n->ino);
+	s = shard_of(fs, n);
 	pthread_mutex_lock(&s->lock);
 	n->refs--;
 	gone = n->refs == 0 && n->nlookup == 0;
@@ -256,19 +262,19 @@ static void alias_note(struct pfs_fs *fs, struct pfs_node *n, struct pfs_node *p
 }
 
 int pfs_node_intern(struct pfs_fs *fs, struct pfs_node *parent, const char *name, int fd,
-		    const struct stat *st, struct pfs_node **out)
+		    const struct stat *st, uint64_t ctx, struct pfs_node **out)
 {
-	struct shard *s = shard_of(fs, st->st_dev, st->st_ino);
+	struct shard *s = shard_for(fs, st->st_dev, st->st_ino, ctx);
 	struct pfs_node *n, *fresh;
 
-	if (st->st_dev == fs->root->dev && st->st_ino == fs->root->ino) {
+	if (st->st_dev == fs->root->dev && st->st_ino == fs->root->ino && ctx == 0) {
 		/* Only reachable through a bind mount of the source inside itself. */
 		close(fd);
 		*out = fs->root;
 		return 0;
 	}
 	pthread_mutex_lock(&s->lock);
-	n = find_locked(s, st->st_dev, st->st_ino);
+	n = find_locked(s, st->st_dev, st->st_ino, ctx);
 	if (n) {
 		n->nlookup++;
 		pthread_mutex_unlock(&s->lock);
@@ -288,13 +294,14 @@ int pfs_node_intern(struct pfs_fs *fs, struct pfs_node *parent, const char *name
 	}
 	fresh->dev = st->st_dev;
 	fresh->ino = st->st_ino;
+	fresh->ctx = ctx;
 	fresh->fd = fd;
 	fresh->type = st->st_mode & S_IFMT;
 	fresh->nlookup = 1;
 	get_ref(fs, parent);
 
 	pthread_mutex_lock(&s->lock);
-	n = find_locked(s, st->st_dev, st->st_ino);
+	n = find_locked(s, st->st_dev, st->st_ino, ctx);
 	if (n) {
 		n->nlookup++;
 		pthread_mutex_unlock(&s->lock);
@@ -305,8 +312,8 @@ int pfs_node_intern(struct pfs_fs *fs, struct pfs_node *parent, const char *name
 	}
 	if (s->count >= s->nbuckets)
 		grow(s);
-	fresh->hnext = s->buckets[bucket_of(s, fresh->dev, fresh->ino)];
-	s->buckets[bucket_of(s, fresh->dev, fresh->ino)] = fresh;
+	fresh->hnext = s->buckets[bucket_of(s, fresh->dev, fresh->ino, ctx)];
+	s->buckets[bucket_of(s, fresh->dev, fresh->ino, ctx)] = fresh;
 	s->count++;
 	pthread_mutex_unlock(&s->lock);
 	*out = fresh;
@@ -320,7 +327,7 @@ void pfs_node_forget(struct pfs_fs *fs, struct pfs_node *n, uint64_t nlookup)
 
 	if (n == fs->root)
 		return;
-	s = shard_of(fs, n->dev, n->ino);
+	s = shard_of(fs, n);
 	pthread_mutex_lock(&s->lock);
 	n->nlookup = nlookup > n->nlookup ? 0 : n->nlookup - nlookup;
 	gone = n->nlookup == 0 && n->refs == 0;
@@ -331,24 +338,33 @@ void pfs_node_forget(struct pfs_fs *fs, struct pfs_node *n, uint64_t nlookup)
 		release_node(fs, n);
 }
 
-/* Find (dev, ino) and hold it against a concurrent forget. */
-static struct pfs_node *find_held(struct pfs_fs *fs, dev_t dev, ino_t ino)
+/* Find (dev, ino, ctx) and hold it against a concurrent forget. */
+struct pfs_node *pfs_node_find(struct pfs_fs *fs, dev_t dev, ino_t ino, uint64_t ctx)
 {
-	struct shard *s = shard_of(fs, dev, ino);
+	struct shard *s;
 	struct pfs_node *n;
 
+	if (dev == fs->root->dev && ino == fs->root->ino && ctx == 0)
+		return fs->root;
+	s = shard_for(fs, dev, ino, ctx);
 	pthread_mutex_lock(&s->lock);
-	n = find_locked(s, dev, ino);
+	n = find_locked(s, dev, ino, ctx);
 	if (n)
 		n->refs++;
 	pthread_mutex_unlock(&s->lock);
 	return n;
 }
 
-void pfs_node_renamed(struct pfs_fs *fs, dev_t dev, ino_t ino, struct pfs_node *parent,
-		      const char *name, struct pfs_node *np, const char *nn)
+void pfs_node_release(struct pfs_fs *fs, struct pfs_node *n)
 {
-	struct pfs_node *n = find_held(fs, dev, ino), *old = NULL;
+	put_ref(fs, n);
+}
+
+void pfs_node_renamed(struct pfs_fs *fs, dev_t dev, ino_t ino, uint64_t ctx,
+		      struct pfs_node *parent, const char *name, struct pfs_node *np,
+		      const char *nn)
+{
+	struct pfs_node *n = pfs_node_find(fs, dev, ino, ctx), *old = NULL;
 	struct pfs_alias *fresh, **pp;
 
 	if (!n)
@@ -375,10 +391,10 @@ void pfs_node_renamed(struct pfs_fs *fs, dev_t dev, ino_t ino, struct pfs_node *
 	put_ref(fs, n);
 }
 
-void pfs_node_unlinked(struct pfs_fs *fs, dev_t dev, ino_t ino, struct pfs_node *parent,
-		       const char *name)
+void pfs_node_unlinked(struct pfs_fs *fs, dev_t dev, ino_t ino, uint64_t ctx,
+		       struct pfs_node *parent, const char *name)
 {
-	struct pfs_node *n = find_held(fs, dev, ino), *old = NULL;
+	struct pfs_node *n = pfs_node_find(fs, dev, ino, ctx), *old = NULL;
 	struct pfs_alias **pp, *gone = NULL;
 
 	if (!n)
@@ -460,7 +476,7 @@ size_t pfs_nodes_count(struct pfs_fs *fs)
 
 int pfs_node_backing_get(struct pfs_fs *fs, struct pfs_node *n, int fd)
 {
-	struct shard *s = shard_of(fs, n->dev, n->ino);
+	struct shard *s = shard_of(fs, n);
 	int id;
 
 	pthread_mutex_lock(&s->lock);
@@ -481,7 +497,7 @@ int pfs_node_backing_get(struct pfs_fs *fs, struct pfs_node *n, int fd)
 
 void pfs_node_backing_put(struct pfs_fs *fs, struct pfs_node *n)
 {
-	struct shard *s = shard_of(fs, n->dev, n->ino);
+	struct shard *s = shard_of(fs, n);
 
 	pthread_mutex_lock(&s->lock);
 	if (n->backing_refs && --n->backing_refs == 0) {

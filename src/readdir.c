@@ -1,7 +1,12 @@
 /* readdir: listings. A directory handle wraps a backing DIR stream; the
  * kernel's offsets are the backing filesystem's own d_off cookies, so an
  * entry that is neither added nor removed during a listing is returned
- * exactly once, as POSIX asks. */
+ * exactly once, as POSIX asks.
+ *
+ * A directory the mapping table puts names in (or hides names from) is
+ * listed from a snapshot instead, taken when the listing starts, against
+ * one generation of the table: the backing names minus those the table
+ * claims, then the table's own. Offsets are positions in the snapshot. */
 #include "view.h"
 
 #include <dirent.h>
@@ -11,17 +16,53 @@
 #include <string.h>
 #include <unistd.h>
 
+struct snap_ent {
+	char *name;
+	ino_t ino;
+	unsigned char type;
+};
+
 struct pfs_dirh {
 	struct pfs_dirh *prev, *next; /* fs->dirs, under fs->dirs_lock */
 	pthread_mutex_t lock;
-	DIR *dp;
+	DIR *dp;               /* NULL for a synthetic directory */
 	off_t offset;          /* where dp stands */
 	struct dirent *entry;  /* read but not yet returned */
+	bool mapped;           /* listed from a snapshot */
+	bool taken;
+	struct snap_ent *snap;
+	size_t nsnap, asnap;
 };
 
 static struct pfs_dirh *dirh_of(struct fuse_file_info *fi)
 {
 	return (struct pfs_dirh *)(uintptr_t)fi->fh;
+}
+
+static int count_child(const char *name, bool hidden, const struct pfs_map_entry *e, void *arg)
+{
+	(void)name;
+	(void)hidden;
+	(void)e;
+	++*(size_t *)arg;
+	return 1; /* one is enough to know */
+}
+
+/* Does the table put names in (or hide names from) n? */
+static bool is_mapped(struct pfs_fs *fs, struct pfs_node *n)
+{
+	struct pfs_map *m = pfs_view_map(fs);
+	size_t count = 0;
+	char *vp;
+
+	if (!m)
+		return false;
+	vp = pfs_node_path(fs, n, NULL);
+	if (vp)
+		pfs_map_children(m, vp, count_child, &count);
+	free(vp);
+	pfs_map_unref(m);
+	return count > 0;
 }
 
 int pfs_view_opendir(struct pfs_fs *fs, struct pfs_node *n, struct fuse_file_info *fi)
@@ -31,16 +72,19 @@ int pfs_view_opendir(struct pfs_fs *fs, struct pfs_node *n, struct fuse_file_inf
 
 	if (!d)
 		return -ENOMEM;
-	fd = pfs_store_reopen(fs, n, O_RDONLY | O_DIRECTORY);
-	if (fd < 0) {
-		ret = fd;
-		goto err;
-	}
-	d->dp = fdopendir(fd);
-	if (!d->dp) {
-		ret = -errno;
-		close(fd);
-		goto err;
+	d->mapped = pfs_node_synthetic(n) || is_mapped(fs, n);
+	if (!pfs_node_synthetic(n)) {
+		fd = pfs_view_open_dir(fs, n);
+		if (fd < 0) {
+			ret = fd;
+			goto err;
+		}
+		d->dp = fdopendir(fd);
+		if (!d->dp) {
+			ret = -errno;
+			close(fd);
+			goto err;
+		}
 	}
 	pthread_mutex_init(&d->lock, NULL);
 	pthread_mutex_lock(&fs->dirs_lock);
@@ -52,8 +96,8 @@ int pfs_view_opendir(struct pfs_fs *fs, struct pfs_node *n, struct fuse_file_inf
 	fi->fh = (uint64_t)(uintptr_t)d;
 	/* Every change made through the mount resets the kernel's copy of a
 	 * listing; only a volatile source (changed behind us) must not keep it. */
-	fi->cache_readdir = fs->keep_cache;
-	fi->keep_cache = fs->keep_cache;
+	fi->cache_readdir = fs->keep_dir_cache;
+	fi->keep_cache = fs->keep_dir_cache;
 	return 0;
 err:
 	free(d);
@@ -65,6 +109,191 @@ static bool is_dot(const char *name)
 	return name[0] == '.' && (name[1] == '\0' || (name[1] == '.' && name[2] == '\0'));
 }
 
+static void snap_clear(struct pfs_dirh *d)
+{
+	for (size_t i = 0; i < d->nsnap; i++)
+		free(d->snap[i].name);
+	d->nsnap = 0;
+}
+
+static int snap_add(struct pfs_dirh *d, const char *name, ino_t ino, unsigned char type)
+{
+	if (d->nsnap == d->asnap) {
+		size_t na = d->asnap ? d->asnap * 2 : 64;
+		struct snap_ent *ns = realloc(d->snap, na * sizeof(*ns));
+
+		if (!ns)
+			return -ENOMEM;
+		d->snap = ns;
+		d->asnap = na;
+	}
+	d->snap[d->nsnap].name = strdup(name);
+	if (!d->snap[d->nsnap].name)
+		return -ENOMEM;
+	d->snap[d->nsnap].ino = ino;
+	d->snap[d->nsnap].type = type;
+	d->nsnap++;
+	return 0;
+}
+
+struct snap_ctx {
+	struct pfs_fs *fs;
+	struct pfs_node *dir;
+	struct pfs_dirh *d;
+	char **claimed; /* names the table places here, strcmp order */
+	size_t nclaimed, aclaimed;
+	int err;
+};
+
+static int claim(const char *name, bool hidden, const struct pfs_map_entry *e, void *arg)
+{
+	struct snap_ctx *c = arg;
+
+	(void)hidden;
+	(void)e;
+	if (c->nclaimed == c->aclaimed) {
+		size_t na = c->aclaimed ? c->aclaimed * 2 : 16;
+		char **nc = realloc(c->claimed, na * sizeof(*nc));
+
+		if (!nc)
+			return -ENOMEM;
+		c->claimed = nc;
+		c->aclaimed = na;
+	}
+	c->claimed[c->nclaimed] = strdup(name);
+	if (!c->claimed[c->nclaimed])
+		return -ENOMEM;
+	c->nclaimed++;
+	return 0;
+}
+
+static int cmp_name(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* A name the table places: listed as what a lookup would find there. */
+static int add_mapped(struct snap_ctx *c, const char *name)
+{
+	struct pfs_place pl;
+	struct stat st;
+	int ret = pfs_place_get(c->fs, c->dir, name, &pl);
+
+	if (ret < 0)
+		goto out;
+	if (pl.res.hidden)
+		goto out;
+	if (pl.dirfd >= 0 && fstatat(pl.dirfd, pl.name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+		ret = snap_add(c->d, name, pfs_view_ino(c->fs, pl.ctx, &st), IFTODT(st.st_mode));
+	} else if (pl.res.parent_of_keys) {
+		ret = snap_add(c->d, name, pfs_map_hash(pl.vpath) & 0x7fffffffffffffffull, DT_DIR);
+	} /* else: the target is missing; a lookup would say ENOENT */
+out:
+	pfs_place_put(&pl);
+	return ret;
+}
+
+/* Take the listing of a mapped directory against one table generation. */
+static int snap_take(struct pfs_fs *fs, struct pfs_node *n, struct pfs_dirh *d)
+{
+	struct snap_ctx c = {.fs = fs, .dir = n, .d = d};
+	struct pfs_map *m = pfs_view_map(fs);
+	char *vp = pfs_node_path(fs, n, NULL);
+	int ret = 0;
+
+	snap_clear(d);
+	if (!vp) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	if (m)
+		ret = pfs_map_children(m, vp, claim, &c);
+	if (ret < 0)
+		goto out;
+	qsort(c.claimed, c.nclaimed, sizeof(*c.claimed), cmp_name);
+	if (d->dp) {
+		struct dirent *de;
+
+		rewinddir(d->dp);
+		errno = 0;
+		while ((de = readdir(d->dp))) {
+			const char *name = de->d_name;
+
+			if (bsearch(&name, c.claimed, c.nclaimed, sizeof(*c.claimed), cmp_name))
+				continue;
+			ret = snap_add(d, name, de->d_ino, de->d_type);
+			if (ret < 0)
+				goto out;
+		}
+		if (errno) {
+			ret = -errno;
+			goto out;
+		}
+	} else {
+		ret = snap_add(d, ".", n->ino, DT_DIR);
+		if (ret == 0)
+			ret = snap_add(d, "..", 1, DT_DIR); /* glibc skips d_ino 0 */
+		if (ret < 0)
+			goto out;
+	}
+	for (size_t i = 0; i < c.nclaimed && ret == 0; i++)
+		ret = add_mapped(&c, c.claimed[i]);
+out:
+	for (size_t i = 0; i < c.nclaimed; i++)
+		free(c.claimed[i]);
+	free(c.claimed);
+	free(vp);
+	pfs_map_unref(m);
+	return ret;
+}
+
+static ssize_t readdir_snap(struct pfs_fs *fs, fuse_req_t req, struct pfs_node *n, char *buf,
+			    size_t size, off_t off, struct pfs_dirh *d, bool plus)
+{
+	size_t used = 0;
+	int err = 0;
+
+	if (off == 0 || !d->taken) {
+		err = -snap_take(fs, n, d);
+		if (err)
+			return -err;
+		d->taken = true;
+	}
+	for (size_t i = (size_t)off; i < d->nsnap; i++) {
+		struct snap_ent *se = &d->snap[i];
+		struct fuse_entry_param e;
+		size_t want;
+
+		if (plus && !is_dot(se->name)) {
+			int ret = pfs_view_lookup(fs, n, se->name, &e);
+
+			if (ret == -ENOENT)
+				continue; /* gone since the snapshot */
+			if (ret < 0) {
+				err = -ret;
+				break;
+			}
+		} else {
+			memset(&e, 0, sizeof(e));
+			e.attr.st_ino = se->ino;
+			e.attr.st_mode = (mode_t)se->type << 12;
+		}
+		want = plus ? fuse_add_direntry_plus(req, buf + used, size - used, se->name, &e,
+						     (off_t)i + 1)
+			    : fuse_add_direntry(req, buf + used, size - used, se->name, &e.attr,
+						(off_t)i + 1);
+		if (want > size - used) {
+			if (plus && e.ino)
+				pfs_node_forget(fs, pfs_node_of(fs, e.ino), 1);
+			break;
+		}
+		used += want;
+	}
+	if (err && used == 0)
+		return -err;
+	return (ssize_t)used;
+}
+
 ssize_t pfs_view_readdir(struct pfs_fs *fs, fuse_req_t req, struct pfs_node *n, char *buf,
 			 size_t size, off_t off, struct fuse_file_info *fi, bool plus)
 {
@@ -73,6 +302,12 @@ ssize_t pfs_view_readdir(struct pfs_fs *fs, fuse_req_t req, struct pfs_node *n, 
 	int err = 0;
 
 	pthread_mutex_lock(&d->lock);
+	if (d->mapped) {
+		ssize_t r = readdir_snap(fs, req, n, buf, size, off, d, plus);
+
+		pthread_mutex_unlock(&d->lock);
+		return r;
+	}
 	if (off != d->offset) {
 		seekdir(d->dp, off);
 		d->entry = NULL;
@@ -141,7 +376,10 @@ ssize_t pfs_view_readdir(struct pfs_fs *fs, fuse_req_t req, struct pfs_node *n, 
 
 static void free_dirh(struct pfs_dirh *d)
 {
-	closedir(d->dp);
+	snap_clear(d);
+	free(d->snap);
+	if (d->dp)
+		closedir(d->dp);
 	pthread_mutex_destroy(&d->lock);
 	free(d);
 }
@@ -178,8 +416,12 @@ void pfs_view_close_dirs(struct pfs_fs *fs)
 
 int pfs_view_fsyncdir(struct pfs_fs *fs, int datasync, struct fuse_file_info *fi)
 {
-	int fd = dirfd(dirh_of(fi)->dp);
-	int ret = datasync ? fdatasync(fd) : fsync(fd);
+	struct pfs_dirh *d = dirh_of(fi);
+	int ret;
+
+	if (!d->dp)
+		return 0; /* synthetic: nothing to make durable */
+	ret = datasync ? fdatasync(dirfd(d->dp)) : fsync(dirfd(d->dp));
 
 	return ret < 0 ? -errno : 0;
 }

@@ -34,23 +34,23 @@ int pfs_store_stat(struct pfs_node *n, struct stat *st)
 /* A new object made by the daemon (as itself) must belong to the caller, as
  * if the caller had made it: the caller's uid, and its gid unless the parent
  * is set-group-ID (then the kernel already gave it the parent's group). */
-int pfs_store_give(struct pfs_fs *fs, const struct fuse_ctx *ctx, struct pfs_node *parent,
-		   const char *name, mode_t mode)
+int pfs_store_give(struct pfs_fs *fs, const struct fuse_ctx *ctx, int dirfd, const char *name,
+		   mode_t mode)
 {
 	struct stat pst;
 	gid_t gid = ctx->gid;
 
 	if (ctx->uid == fs->uid && ctx->gid == fs->gid)
 		return 0;
-	if (fstatat(parent->fd, "", &pst, AT_EMPTY_PATH) < 0)
+	if (fstatat(dirfd, "", &pst, AT_EMPTY_PATH) < 0)
 		return -errno;
 	if (pst.st_mode & S_ISGID)
 		gid = (gid_t)-1;
-	if (fchownat(parent->fd, name, ctx->uid, gid, AT_SYMLINK_NOFOLLOW) < 0)
+	if (fchownat(dirfd, name, ctx->uid, gid, AT_SYMLINK_NOFOLLOW) < 0)
 		return -errno;
 	/* chown clears set-ID bits on files; the caller asked for them. */
 	if (!S_ISLNK(mode) && !S_ISDIR(mode) && (mode & (S_ISUID | S_ISGID)) &&
-	    fchmodat(parent->fd, name, mode & 07777, 0) < 0)
+	    fchmodat(dirfd, name, mode & 07777, 0) < 0)
 		return -errno;
 	return 0;
 }

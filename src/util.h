@@ -18,6 +18,9 @@ int pfs_parse_long(const char *s, long min, long max, long *out);
 /* Strict parse of a non-negative decimal number of seconds (e.g. "0.5"). */
 int pfs_parse_seconds(const char *s, double *out);
 
+/* A byte count with an optional K, M or G suffix (powers of 1024). */
+int pfs_parse_size(const char *s, size_t *out);
+
 /* ISO 8601 UTC with microseconds: 2026-11-21T14:00:00.123456Z. len >= 32. */
 void pfs_fmt_time(const struct timespec *ts, char *buf, size_t len);
 uint64_t pfs_now_ns(void);

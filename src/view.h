@@ -12,10 +12,12 @@
 #include <sys/stat.h>
 
 #include "cli.h"
+#include "mapping.h"
 #include "oplog.h"
 
 struct pfs_nodes;
 struct pfs_dirh;
+struct pfs_mapwatch;
 
 /* One name a node is known by: hard links give a node several. */
 struct pfs_alias {
@@ -29,8 +31,12 @@ struct pfs_alias {
  * an O_PATH fd so it stays reachable whatever happens to its names. */
 struct pfs_node {
 	struct pfs_node *hnext;  /* hash chain, under the shard lock */
-	dev_t dev;
-	ino_t ino;
+	dev_t dev;               /* 0 for a synthetic directory (a virtual parent */
+	ino_t ino;               /* of mapped paths, with nothing behind it)     */
+	uint64_t ctx;            /* 0: reached without the mapping table; else the
+				  * hash of the entry (key and target) that placed
+				  * it. Part of the key: one backing directory
+				  * grafted at two places is two directories. */
 	int fd;                  /* O_PATH | O_NOFOLLOW on the backing object */
 	mode_t type;             /* S_IFMT bits */
 	uint64_t nlookup;        /* kernel references, under the shard lock */
@@ -54,6 +60,15 @@ struct pfs_fs {
 	double timeout;
 	bool read_only;
 	bool keep_cache;
+	bool keep_dir_cache;     /* let the kernel keep listings (no mapping table) */
+	/* Mapping table: swapped whole under map_lock; each call holds one
+	 * generation by reference for as long as it resolves names. */
+	pthread_mutex_t map_lock;
+	struct pfs_map *map;
+	struct pfs_mapwatch *watch;
+	int empty_fd;            /* O_PATH on a removed empty directory: what a
+				  * synthetic directory's node holds */
+	struct timespec started; /* times shown on synthetic directories */
 	uid_t uid;               /* the daemon's own ids */
 	gid_t gid;
 	struct pfs_oplog *log;   /* NULL: no op log */
@@ -89,17 +104,22 @@ static inline fuse_ino_t pfs_ino_of(struct pfs_fs *fs, struct pfs_node *n)
 /* node.c */
 int pfs_nodes_init(struct pfs_fs *fs, int root_fd);
 void pfs_nodes_destroy(struct pfs_fs *fs);
-/* Find or add the node for fd (O_PATH, stat'ed as st), count one kernel
- * lookup. Takes ownership of fd. */
+/* Find or add the node for (st's dev and ino, ctx) whose backing object fd
+ * is (O_PATH, stat'ed as st), count one kernel lookup. Takes ownership of fd. */
 int pfs_node_intern(struct pfs_fs *fs, struct pfs_node *parent, const char *name, int fd,
-		    const struct stat *st, struct pfs_node **out);
+		    const struct stat *st, uint64_t ctx, struct pfs_node **out);
 void pfs_node_forget(struct pfs_fs *fs, struct pfs_node *n, uint64_t nlookup);
-/* The object (dev, ino) was renamed from (parent, name) to (np, nn). */
-void pfs_node_renamed(struct pfs_fs *fs, dev_t dev, ino_t ino, struct pfs_node *parent,
-		      const char *name, struct pfs_node *np, const char *nn);
-/* The object (dev, ino) lost its name (parent, name). */
-void pfs_node_unlinked(struct pfs_fs *fs, dev_t dev, ino_t ino, struct pfs_node *parent,
-		       const char *name);
+/* The object (dev, ino, ctx) was renamed from (parent, name) to (np, nn). */
+void pfs_node_renamed(struct pfs_fs *fs, dev_t dev, ino_t ino, uint64_t ctx,
+		      struct pfs_node *parent, const char *name, struct pfs_node *np,
+		      const char *nn);
+/* The object (dev, ino, ctx) lost its name (parent, name). */
+void pfs_node_unlinked(struct pfs_fs *fs, dev_t dev, ino_t ino, uint64_t ctx,
+		       struct pfs_node *parent, const char *name);
+/* The node for (dev, ino, ctx) if the kernel holds it, held against a
+ * concurrent forget until pfs_node_release(). */
+struct pfs_node *pfs_node_find(struct pfs_fs *fs, dev_t dev, ino_t ino, uint64_t ctx);
+void pfs_node_release(struct pfs_fs *fs, struct pfs_node *n);
 /* The first known name of n: fills *parent_fd and name. 0 or -ENOENT. */
 int pfs_node_name(struct pfs_fs *fs, struct pfs_node *n, int *parent_fd, char *name,
 		  size_t len);
@@ -112,13 +132,59 @@ void pfs_nodes_maybe_trim(struct pfs_fs *fs, size_t forgotten);
 int pfs_node_backing_get(struct pfs_fs *fs, struct pfs_node *n, int fd);
 void pfs_node_backing_put(struct pfs_fs *fs, struct pfs_node *n);
 
+/* resolve.c: where a name of the view lives. Without a mapping table a
+ * name is its parent's backing directory plus the same name; with one, the
+ * table may put it elsewhere, hide it, or make it a synthetic directory. */
+struct pfs_place {
+	struct pfs_map *map;     /* the generation used (held), or NULL */
+	char *vpath;             /* virtual path of the name; NULL without a table */
+	struct pfs_map_res res;
+	int dirfd;               /* directory holding the backing name; -1: none
+				  * (a missing or synthetic parent) */
+	int own_fd;              /* dirfd when this place opened it, else -1 */
+	const char *name;        /* backing name in dirfd */
+	uint64_t ctx;            /* node ctx for the object found there */
+	char *tbuf;              /* owned storage behind name, or NULL */
+};
+struct pfs_map *pfs_view_map(struct pfs_fs *fs); /* held generation or NULL */
+int pfs_place_get(struct pfs_fs *fs, struct pfs_node *parent, const char *name,
+		  struct pfs_place *pl);
+void pfs_place_put(struct pfs_place *pl);
+/* The errno for making a name at pl (hidden: EACCES; read-only: EROFS), or 0. */
+int pfs_place_creatable(struct pfs_fs *fs, const struct pfs_place *pl);
+/* ... for removing or renaming the name at pl, or 0. */
+int pfs_place_removable(struct pfs_fs *fs, const struct pfs_place *pl, bool is_dir);
+/* May n be changed (read-only view, mapping's readonly)? 0 or -EROFS. */
+int pfs_view_writable(struct pfs_fs *fs, struct pfs_node *n);
+/* Attributes as the view shows them: synthetic directories, the mapping's
+ * mode/uid/gid, inode numbers of other filesystems kept apart. */
+void pfs_view_fix_attr(struct pfs_fs *fs, struct pfs_node *n, struct stat *st);
+/* The inode number shown for st reached through an entry with ctx. */
+ino_t pfs_view_ino(struct pfs_fs *fs, uint64_t ctx, const struct stat *st);
+/* The mapping fixes n's mode (FUSE_SET_ATTR_MODE) or owner: -EPERM, else 0. */
+int pfs_view_attr_fixed(struct pfs_fs *fs, struct pfs_node *n, int valid);
+/* An fd to list n's backing directory (O_RDONLY|O_DIRECTORY), or -errno. */
+int pfs_view_open_dir(struct pfs_fs *fs, struct pfs_node *n);
+/* An fd on the directory a key "/" with a target makes the root, or -ENOENT. */
+int pfs_view_root_target(struct pfs_fs *fs, int flags);
+/* Attributes of the synthetic directory at vpath; returns the fd its node
+ * holds (owned) or -errno. */
+int pfs_view_synthetic(struct pfs_fs *fs, const char *vpath, struct stat *st);
+/* Apply a new table (NULL: empty); the kernel forgets every name it changes. */
+void pfs_view_set_map(struct pfs_fs *fs, struct pfs_map *map);
+
+static inline bool pfs_node_synthetic(const struct pfs_node *n)
+{
+	return n->dev == 0;
+}
+
 /* store.c: the local directory store, reached only through *at() calls on
  * fds opened before mounting. */
 int pfs_store_reopen(struct pfs_fs *fs, struct pfs_node *n, int flags);
 void pfs_store_procname(int fd, char buf[24]);
 int pfs_store_stat(struct pfs_node *n, struct stat *st);
-int pfs_store_give(struct pfs_fs *fs, const struct fuse_ctx *ctx, struct pfs_node *parent,
-		   const char *name, mode_t mode);
+int pfs_store_give(struct pfs_fs *fs, const struct fuse_ctx *ctx, int dirfd, const char *name,
+		   mode_t mode);
 
 /* dir.c: names */
 int pfs_view_lookup(struct pfs_fs *fs, struct pfs_node *parent, const char *name,

@@ -67,8 +67,9 @@ int pfs_view_setxattr(struct pfs_fs *fs, struct pfs_node *n, const char *name,
 	struct xpath x;
 	int ret;
 
-	if (fs->read_only)
-		return -EROFS;
+	ret = pfs_view_writable(fs, n);
+	if (ret < 0)
+		return ret;
 	ret = xpath_of(fs, n, &x);
 	if (ret < 0)
 		return ret;
@@ -82,8 +83,9 @@ int pfs_view_removexattr(struct pfs_fs *fs, struct pfs_node *n, const char *name
 	struct xpath x;
 	int ret;
 
-	if (fs->read_only)
-		return -EROFS;
+	ret = pfs_view_writable(fs, n);
+	if (ret < 0)
+		return ret;
 	ret = xpath_of(fs, n, &x);
 	if (ret < 0)
 		return ret;

@@ -1,0 +1,563 @@
+/* resolve: where a name of the view lives in the stores, as the mapping
+ * table says. Nodes are bound to backing objects at lookup; a name is
+ * resolved again, against the current table, whenever a call makes, removes
+ * or renames one, so a stale node (an open directory whose path the table
+ * has since moved) never gets around the table. */
+#include "view.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <linux/openat2.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+struct pfs_map *pfs_view_map(struct pfs_fs *fs)
+{
+	struct pfs_map *m;
+
+	/* Without --map there is never a table: no lock on the hot path. */
+	if (!fs->watch)
+		return NULL;
+	pthread_mutex_lock(&fs->map_lock);
+	m = fs->map ? pfs_map_ref(fs->map) : NULL;
+	pthread_mutex_unlock(&fs->map_lock);
+	return m;
+}
+
+/* Node ctx for objects an entry places: same key and target, same nodes; a
+ * key given a new target gets new ones. */
+static uint64_t ctx_of(const struct pfs_map_entry *e)
+{
+	uint64_t h = pfs_map_hash(e->key) ^ (pfs_map_hash(e->target) * 0x9e3779b97f4a7c15ull);
+
+	return h ? h : 1;
+}
+
+static uint64_t synth_ino(const char *vpath)
+{
+	return pfs_map_hash(vpath) & 0x7fffffffffffffffull;
+}
+
+static int openat2_beneath(int dirfd, const char *path, int flags)
+{
+	struct open_how how = {
+		.flags = (uint64_t)(flags | O_CLOEXEC),
+		.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS,
+	};
+	long fd = syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
+
+	return fd < 0 ? -errno : (int)fd;
+}
+
+/* A target split into the directory holding it and its last name. */
+struct target {
+	char *buf;       /* owned copy, trailing slashes removed */
+	bool beneath;    /* resolved beneath the source root */
+	const char *dir; /* NULL: the start itself (source root) */
+	const char *name;
+};
+
+/* Relative targets, and absolute ones under the mount point (which would
+ * re-enter the mount), are taken beneath the source; others as given. */
+static int target_split(struct pfs_fs *fs, const char *t, struct target *tg)
+{
+	size_t ml = strlen(fs->mountpoint), tl;
+	char *p, *slash;
+
+	tg->buf = strdup(t);
+	if (!tg->buf)
+		return -ENOMEM;
+	p = tg->buf;
+	tl = strlen(p);
+	while (tl > 1 && p[tl - 1] == '/')
+		p[--tl] = '\0';
+	tg->beneath = p[0] != '/';
+	if (!tg->beneath && strncmp(p, fs->mountpoint, ml) == 0 &&
+	    (p[ml] == '/' || p[ml] == '\0' || ml == 1)) {
+		p += ml;
+		while (*p == '/')
+			p++;
+		if (!*p)
+			p = ".";
+		tg->beneath = true;
+	}
+	slash = strrchr(p, '/');
+	if (!slash) {
+		tg->dir = NULL;
+		tg->name = p;
+	} else if (slash == p) { /* "/" or "/x" */
+		tg->dir = "/";
+		tg->name = slash[1] ? slash + 1 : ".";
+	} else {
+		*slash = '\0';
+		tg->dir = p;
+		tg->name = slash + 1;
+	}
+	return 0;
+}
+
+/* An O_PATH fd on the directory holding the target (owned), or -errno. */
+static int target_dir(struct pfs_fs *fs, const struct target *tg)
+{
+	int fd;
+
+	if (!tg->dir) {
+		fd = fcntl(fs->root_fd, F_DUPFD_CLOEXEC, 0);
+		return fd < 0 ? -errno : fd;
+	}
+	if (tg->beneath)
+		return openat2_beneath(fs->root_fd, tg->dir, O_PATH | O_DIRECTORY);
+	fd = open(tg->dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	return fd < 0 ? -errno : fd;
+}
+
+/* The directory an entry's target names (a graft's root), owned, or -errno. */
+static int target_open_dir(struct pfs_fs *fs, const struct pfs_map_entry *e)
+{
+	struct target tg;
+	int dfd, fd;
+
+	fd = target_split(fs, e->target, &tg);
+	if (fd < 0)
+		return fd;
+	dfd = target_dir(fs, &tg);
+	if (dfd < 0) {
+		free(tg.buf);
+		return dfd;
+	}
+	fd = openat(dfd, tg.name, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	fd = fd < 0 ? -errno : fd;
+	close(dfd);
+	free(tg.buf);
+	return fd;
+}
+
+/* Open each component of rel[0..len) as a directory, never through a
+ * symlink, from dirfd (borrowed). Returns an owned fd or -errno. */
+static int walk_dirs(int dirfd, const char *rel, size_t len)
+{
+	const char *p = rel, *end = rel + len;
+	int fd = fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
+
+	if (fd < 0)
+		return -errno;
+	while (p < end) {
+		const char *slash = memchr(p, '/', (size_t)(end - p));
+		size_t n = slash ? (size_t)(slash - p) : (size_t)(end - p);
+		char comp[NAME_MAX + 1];
+		int next;
+
+		if (n == 0) {
+			p++;
+			continue;
+		}
+		if (n > NAME_MAX) {
+			close(fd);
+			return -ENAMETOOLONG;
+		}
+		memcpy(comp, p, n);
+		comp[n] = '\0';
+		next = openat(fd, comp, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		close(fd);
+		if (next < 0)
+			return -errno;
+		fd = next;
+		p += n + 1;
+	}
+	return fd;
+}
+
+/* A walk that finds nothing behind the name is not an error: the place has
+ * no directory (dirfd -1) and the caller decides (ENOENT, or synthetic). */
+static int set_walked(struct pfs_place *pl, int fd)
+{
+	if (fd == -ENOENT || fd == -ENOTDIR || fd == -ELOOP)
+		return 0;
+	if (fd < 0)
+		return fd;
+	pl->dirfd = pl->own_fd = fd;
+	return 0;
+}
+
+static int place_exact(struct pfs_fs *fs, struct pfs_place *pl)
+{
+	struct target tg;
+	int ret = target_split(fs, pl->res.entry->target, &tg);
+
+	if (ret < 0)
+		return ret;
+	pl->tbuf = tg.buf;
+	pl->name = tg.name;
+	return set_walked(pl, target_dir(fs, &tg));
+}
+
+int pfs_place_get(struct pfs_fs *fs, struct pfs_node *parent, const char *name,
+		  struct pfs_place *pl)
+{
+	const struct pfs_map_entry *e;
+	const char *last;
+
+	memset(pl, 0, sizeof(*pl));
+	pl->dirfd = pfs_node_synthetic(parent) ? -1 : parent->fd;
+	pl->own_fd = -1;
+	pl->name = name;
+	pl->map = pfs_view_map(fs);
+	if (!pl->map)
+		return 0;
+	pl->vpath = pfs_node_path(fs, parent, name);
+	if (!pl->vpath)
+		return -ENOMEM;
+	pfs_map_resolve(pl->map, pl->vpath, &pl->res);
+	if (pl->res.hidden)
+		return 0;
+	e = pl->res.entry;
+	last = strrchr(pl->vpath, '/') + 1;
+	if (e && pl->res.exact) {
+		pl->ctx = ctx_of(e);
+		pl->dirfd = -1;
+		return place_exact(fs, pl);
+	}
+	pl->name = last;
+	if (e) {
+		const char *rest = pl->res.rest, *rl = strrchr(rest, '/');
+		int base, fd;
+
+		pl->ctx = ctx_of(e);
+		if (parent->ctx == pl->ctx && !pfs_node_synthetic(parent))
+			return 0; /* the parent was placed by the same entry */
+		pl->dirfd = -1;
+		base = target_open_dir(fs, e);
+		if (base < 0)
+			return set_walked(pl, base);
+		fd = walk_dirs(base, rest, rl ? (size_t)(rl - rest) : 0);
+		close(base);
+		return set_walked(pl, fd);
+	}
+	pl->ctx = 0;
+	if (parent->ctx == 0 && !pfs_node_synthetic(parent))
+		return 0;
+	pl->dirfd = -1;
+	return set_walked(pl, walk_dirs(fs->root_fd, pl->vpath + 1,
+					last - pl->vpath >= 2 ? (size_t)(last - pl->vpath - 2) : 0));
+}
+
+void pfs_place_put(struct pfs_place *pl)
+{
+	if (pl->own_fd >= 0)
+		close(pl->own_fd);
+	free(pl->tbuf);
+	free(pl->vpath);
+	pfs_map_unref(pl->map);
+	pl->map = NULL;
+	pl->vpath = NULL;
+	pl->tbuf = NULL;
+	pl->own_fd = -1;
+}
+
+int pfs_place_creatable(struct pfs_fs *fs, const struct pfs_place *pl)
+{
+	if (fs->read_only)
+		return -EROFS;
+	if (!pl->map)
+		return pl->dirfd < 0 ? -ENOENT : 0;
+	if (pl->res.hidden)
+		return -EACCES; /* a hidden name may not be brought back */
+	if (pl->res.readonly)
+		return -EROFS;
+	if (pl->dirfd < 0) /* a synthetic parent: read-only by design */
+		return pl->res.exact ? -ENOENT : -EROFS;
+	return 0;
+}
+
+int pfs_place_removable(struct pfs_fs *fs, const struct pfs_place *pl, bool is_dir)
+{
+	(void)is_dir;
+	if (fs->read_only)
+		return -EROFS;
+	if (!pl->map)
+		return pl->dirfd < 0 ? -ENOENT : 0;
+	if (pl->res.hidden)
+		return -ENOENT;
+	if (pl->res.readonly)
+		return -EROFS;
+	/* Mapped names and the directories holding them are like mount points. */
+	if (pl->res.exact || pl->res.parent_of_keys)
+		return -EBUSY;
+	if (pl->dirfd < 0)
+		return -ENOENT;
+	return 0;
+}
+
+/* The table's verdict on the node's own path. */
+static int node_res(struct pfs_fs *fs, struct pfs_node *n, struct pfs_map *m,
+		    struct pfs_map_res *r)
+{
+	char *vp = pfs_node_path(fs, n, NULL);
+
+	if (!vp)
+		return -ENOMEM;
+	pfs_map_resolve(m, vp, r);
+	free(vp);
+	return 0;
+}
+
+int pfs_view_writable(struct pfs_fs *fs, struct pfs_node *n)
+{
+	struct pfs_map_res r;
+	struct pfs_map *m;
+	int ret = 0;
+
+	if (fs->read_only || pfs_node_synthetic(n))
+		return -EROFS;
+	m = pfs_view_map(fs);
+	if (!m)
+		return 0;
+	ret = node_res(fs, n, m, &r);
+	if (ret == 0 && r.hidden)
+		ret = -EACCES;
+	else if (ret == 0 && r.readonly)
+		ret = -EROFS;
+	pfs_map_unref(m);
+	return ret;
+}
+
+ino_t pfs_view_ino(struct pfs_fs *fs, uint64_t ctx, const struct stat *st)
+{
+	char dev[24];
+
+	/* Objects a mapping brings from other filesystems keep inode numbers
+	 * apart from the source's (as overlayfs's xino does), so tools that
+	 * key on (st_dev, st_ino) do not take them for hard links. */
+	if (!ctx || st->st_dev == fs->root->dev || (st->st_ino >> 56))
+		return st->st_ino;
+	snprintf(dev, sizeof(dev), "%llx", (unsigned long long)st->st_dev);
+	return st->st_ino | (uint64_t)(pfs_map_hash(dev) % 255 + 1) << 56;
+}
+
+void pfs_view_fix_attr(struct pfs_fs *fs, struct pfs_node *n, struct stat *st)
+{
+	struct pfs_map_res r;
+	struct pfs_map *m;
+
+	if (pfs_node_synthetic(n)) {
+		memset(st, 0, sizeof(*st));
+		st->st_ino = n->ino;
+		st->st_mode = S_IFDIR | 0555;
+		st->st_nlink = 2;
+		st->st_uid = fs->uid;
+		st->st_gid = fs->gid;
+		st->st_blksize = 4096;
+		st->st_atim = st->st_mtim = st->st_ctim = fs->started;
+		return;
+	}
+	st->st_ino = pfs_view_ino(fs, n->ctx, st);
+	if (!n->ctx && n != fs->root)
+		return; /* only names the table placed can carry its attributes */
+	m = pfs_view_map(fs);
+	if (!m)
+		return;
+	if (node_res(fs, n, m, &r) == 0 && r.exact && r.entry) {
+		if (r.entry->has_mode)
+			st->st_mode = (st->st_mode & S_IFMT) | r.entry->mode;
+		if (r.entry->has_uid)
+			st->st_uid = r.entry->uid;
+		if (r.entry->has_gid)
+			st->st_gid = r.entry->gid;
+	}
+	pfs_map_unref(m);
+}
+
+int pfs_view_attr_fixed(struct pfs_fs *fs, struct pfs_node *n, int valid)
+{
+	struct pfs_map_res r;
+	struct pfs_map *m;
+	int ret = 0;
+
+	if (!n->ctx && n != fs->root)
+		return 0;
+	m = pfs_view_map(fs);
+	if (!m)
+		return 0;
+	if (node_res(fs, n, m, &r) == 0 && r.exact && r.entry &&
+	    (((valid & FUSE_SET_ATTR_MODE) && r.entry->has_mode) ||
+	     ((valid & FUSE_SET_ATTR_UID) && r.entry->has_uid) ||
+	     ((valid & FUSE_SET_ATTR_GID) && r.entry->has_gid)))
+		ret = -EPERM; /* the table decides these, not chmod/chown */
+	pfs_map_unref(m);
+	return ret;
+}
+
+/* With a key "/" that has a target, the root itself is that directory. */
+int pfs_view_root_target(struct pfs_fs *fs, int flags)
+{
+	struct pfs_map_res r;
+	struct pfs_map *m = pfs_view_map(fs);
+	int fd = -ENOENT;
+
+	if (!m)
+		return -ENOENT;
+	pfs_map_resolve(m, "/", &r);
+	if (r.entry && r.exact && !r.hidden) {
+		int d = target_open_dir(fs, r.entry);
+
+		if (d >= 0 && (flags & O_PATH)) {
+			fd = d;
+		} else if (d >= 0) {
+			fd = openat(d, ".", (flags & ~O_PATH) | O_CLOEXEC);
+			fd = fd < 0 ? -errno : fd;
+			close(d);
+		} else {
+			fd = d;
+		}
+	}
+	pfs_map_unref(m);
+	return fd;
+}
+
+int pfs_view_open_dir(struct pfs_fs *fs, struct pfs_node *n)
+{
+	if (n == fs->root && fs->watch) {
+		int fd = pfs_view_root_target(fs, O_RDONLY | O_DIRECTORY);
+
+		if (fd != -ENOENT)
+			return fd;
+	}
+	return pfs_store_reopen(fs, n, O_RDONLY | O_DIRECTORY);
+}
+
+int pfs_view_synthetic(struct pfs_fs *fs, const char *vpath, struct stat *st)
+{
+	int fd;
+
+	memset(st, 0, sizeof(*st));
+	st->st_dev = 0;
+	st->st_ino = synth_ino(vpath);
+	st->st_mode = S_IFDIR | 0555;
+	st->st_nlink = 2;
+	st->st_uid = fs->uid;
+	st->st_gid = fs->gid;
+	st->st_atim = st->st_mtim = st->st_ctim = fs->started;
+	fd = fcntl(fs->empty_fd, F_DUPFD_CLOEXEC, 0);
+	return fd < 0 ? -errno : fd;
+}
+
+/* The kernel forgets the name (parent, name) and what it knew below it. */
+static void forget_name(struct pfs_fs *fs, struct pfs_node *parent, const char *name)
+{
+	fuse_lowlevel_notify_inval_entry(fs->se, pfs_ino_of(fs, parent), name, strlen(name));
+}
+
+/* Every name directly in the root: the backing root's and the tables'. */
+static int forget_root_child(const char *name, bool hidden, const struct pfs_map_entry *e,
+			     void *arg)
+{
+	(void)hidden;
+	(void)e;
+	forget_name(arg, ((struct pfs_fs *)arg)->root, name);
+	return 0;
+}
+
+static void forget_root(struct pfs_fs *fs, const struct pfs_map *old, const struct pfs_map *nw)
+{
+	int fd = pfs_store_reopen(fs, fs->root, O_RDONLY | O_DIRECTORY);
+	DIR *dp = fd >= 0 ? fdopendir(fd) : NULL;
+	struct dirent *de;
+
+	if (fd >= 0 && !dp)
+		close(fd);
+	while (dp && (de = readdir(dp)))
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+			forget_name(fs, fs->root, de->d_name);
+	if (dp)
+		closedir(dp);
+	pfs_map_children(old, "/", forget_root_child, fs);
+	pfs_map_children(nw, "/", forget_root_child, fs);
+	fuse_lowlevel_notify_inval_inode(fs->se, FUSE_ROOT_ID, 0, 0);
+}
+
+/* The node the kernel holds for (parent, name) under the current table. */
+static struct pfs_node *held_child(struct pfs_fs *fs, struct pfs_node *parent, const char *name,
+				   bool *exists)
+{
+	struct pfs_place pl;
+	struct pfs_node *n = NULL;
+	struct stat st;
+
+	*exists = false;
+	if (pfs_place_get(fs, parent, name, &pl) == 0 && !pl.res.hidden && pl.dirfd >= 0 &&
+	    fstatat(pl.dirfd, pl.name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+		*exists = true;
+		n = pfs_node_find(fs, st.st_dev, st.st_ino, pl.ctx);
+	}
+	pfs_place_put(&pl);
+	return n;
+}
+
+/* A key changed: walk down to it through the nodes the kernel holds and
+ * make the kernel forget the highest name whose meaning may have changed:
+ * a directory that may have become or stopped being synthetic, else the
+ * key's own name. Nothing above it is touched (forgetting a name detaches
+ * whatever is mounted below it, so forget as little as possible). */
+static int forget_key(const char *key, void *arg)
+{
+	struct pfs_fs *fs = arg;
+	struct pfs_node *dir = fs->root, *child;
+	const char *p = key + 1;
+	char comp[NAME_MAX + 1];
+
+	if (strcmp(key, "/") == 0)
+		return 1; /* the caller forgets the whole root */
+	for (;;) {
+		const char *slash = strchr(p, '/');
+		size_t n = slash ? (size_t)(slash - p) : strlen(p);
+		bool exists;
+
+		if (n > NAME_MAX)
+			break;
+		memcpy(comp, p, n);
+		comp[n] = '\0';
+		if (!slash) {
+			forget_name(fs, dir, comp);
+			child = held_child(fs, dir, comp, &exists);
+			if (child) { /* same node, new attributes (mode, owner) */
+				fuse_lowlevel_notify_inval_inode(fs->se, pfs_ino_of(fs, child), 0, 0);
+				pfs_node_release(fs, child);
+			}
+			break;
+		}
+		child = held_child(fs, dir, comp, &exists);
+		if (!exists) { /* synthetic now or before: its existence changed */
+			forget_name(fs, dir, comp);
+			break;
+		}
+		if (dir != fs->root)
+			pfs_node_release(fs, dir);
+		dir = child;
+		if (!dir)
+			return 0; /* the kernel holds nothing below */
+		p = slash + 1;
+	}
+	if (dir != fs->root)
+		pfs_node_release(fs, dir);
+	return 0;
+}
+
+void pfs_view_set_map(struct pfs_fs *fs, struct pfs_map *map)
+{
+	struct pfs_map *old;
+
+	pthread_mutex_lock(&fs->map_lock);
+	old = fs->map;
+	fs->map = map;
+	pthread_mutex_unlock(&fs->map_lock);
+	/* After the swap, without the lock: the kernel may call back into the
+	 * daemon while it drops names, and those calls see the new table. */
+	if (fs->se && pfs_map_diff(old, map, forget_key, fs) == 1)
+		forget_root(fs, old, map);
+	pfs_map_unref(old);
+}
