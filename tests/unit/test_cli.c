@@ -110,6 +110,66 @@ static void t_mount_helper_convention(void **s)
 	pfs_config_free(&c);
 }
 
+static void t_mapping(void **s)
+{
+	struct pfs_config c;
+
+	(void)s;
+	assert_int_equal(PARSE(&c, "mount", "--map", "/m.json", "/src", "/mnt"), 0);
+	assert_string_equal(c.map_path, "/m.json");
+	assert_true(c.map_max == PFS_DEFAULT_MAP_MAX);
+	assert_false(c.foreground);
+	pfs_config_free(&c);
+	assert_int_equal(PARSE(&c, "mount", "--map=/p", "--map-max", "1K", "/src", "/mnt"), 0);
+	assert_string_equal(c.map_path, "/p");
+	assert_true(c.map_max == 1024);
+	pfs_config_free(&c);
+	assert_int_equal(PARSE(&c, "mount", "--map-max=2M", "/src", "/mnt"), 0);
+	assert_true(c.map_max == 2u << 20);
+	pfs_config_free(&c);
+	assert_int_equal(PARSE(&c, "mount", "--map-max", "0", "/src", "/mnt"), -EINVAL);
+	assert_non_null(strstr(err, "--map-max"));
+	pfs_config_free(&c);
+	assert_int_equal(PARSE(&c, "mount", "--map-max", "12Q", "/src", "/mnt"), -EINVAL);
+	pfs_config_free(&c);
+	assert_int_equal(PARSE(&c, "mount", "/src", "/mnt", "--map"), -EINVAL);
+	assert_non_null(strstr(err, "--map"));
+	pfs_config_free(&c);
+}
+
+/* PassthroughFS's spelling, flags in any order; stays in the foreground. */
+static void t_passthroughfs_compat(void **s)
+{
+	struct pfs_config c;
+
+	(void)s;
+	assert_int_equal(PARSE(&c, "--mountpoint", "/mnt", "--target", "/src", "--mapping_file",
+			       "/m.json"), 0);
+	assert_int_equal(c.cmd, PFS_CMD_MOUNT);
+	assert_string_equal(c.mountpoint, "/mnt");
+	assert_string_equal(c.source, "/src");
+	assert_string_equal(c.map_path, "/m.json");
+	assert_true(c.foreground);
+	pfs_config_free(&c);
+	assert_int_equal(PARSE(&c, "--mapping_file=/m.json", "--target=/src", "--mountpoint=/mnt"),
+			 0);
+	assert_string_equal(c.mountpoint, "/mnt");
+	assert_string_equal(c.source, "/src");
+	assert_string_equal(c.map_path, "/m.json");
+	pfs_config_free(&c);
+	assert_int_equal(PARSE(&c, "--target", "/src", "--mountpoint", "/mnt"), 0);
+	assert_null(c.map_path);
+	pfs_config_free(&c);
+	assert_int_equal(PARSE(&c, "--target", "/src", "--mapping_file", "/m"), -EINVAL);
+	assert_non_null(strstr(err, "--mountpoint"));
+	pfs_config_free(&c);
+	assert_int_equal(PARSE(&c, "--mountpoint", "/mnt"), -EINVAL);
+	assert_non_null(strstr(err, "--target"));
+	pfs_config_free(&c);
+	assert_int_equal(PARSE(&c, "--mountpoint", "/mnt", "--target", "/src", "extra"), -EINVAL);
+	pfs_config_free(&c);
+}
+
 static void t_errors(void **s)
 {
 	struct pfs_config c;
@@ -160,6 +220,8 @@ int main(void)
 		cmocka_unit_test(t_mount_options),
 		cmocka_unit_test(t_mount_helper_convention),
 		cmocka_unit_test(t_errors),
+		cmocka_unit_test(t_mapping),
+		cmocka_unit_test(t_passthroughfs_compat),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

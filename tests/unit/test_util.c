@@ -121,10 +121,36 @@ static void t_valid_name(void **s)
 	assert_false(pfs_valid_name(NULL));
 }
 
+static void t_parse_size(void **s)
+{
+	size_t v;
+
+	(void)s;
+	assert_int_equal(pfs_parse_size("0", &v), 0);
+	assert_true(v == 0);
+	assert_int_equal(pfs_parse_size("4096", &v), 0);
+	assert_true(v == 4096);
+	assert_int_equal(pfs_parse_size("3k", &v), 0);
+	assert_true(v == 3072);
+	assert_int_equal(pfs_parse_size("64M", &v), 0);
+	assert_true(v == (size_t)64 << 20);
+	assert_int_equal(pfs_parse_size("2G", &v), 0);
+	assert_true(v == (size_t)2 << 30);
+	assert_int_equal(pfs_parse_size("", &v), -EINVAL);
+	assert_int_equal(pfs_parse_size(NULL, &v), -EINVAL);
+	assert_int_equal(pfs_parse_size("-1", &v), -EINVAL);
+	assert_int_equal(pfs_parse_size(" 1", &v), -EINVAL);
+	assert_int_equal(pfs_parse_size("1MB", &v), -EINVAL);
+	assert_int_equal(pfs_parse_size("1T", &v), -EINVAL);
+	assert_int_equal(pfs_parse_size("99999999999999999999", &v), -EINVAL);
+	assert_int_equal(pfs_parse_size("18014398509481984G", &v), -EINVAL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(t_errname),     cmocka_unit_test(t_parse_long),
+		cmocka_unit_test(t_errname),
+		cmocka_unit_test(t_parse_size),     cmocka_unit_test(t_parse_long),
 		cmocka_unit_test(t_parse_seconds), cmocka_unit_test(t_fmt_time),
 		cmocka_unit_test(t_mountinfo),   cmocka_unit_test(t_mountinfo_malformed),
 		cmocka_unit_test(t_valid_name),
