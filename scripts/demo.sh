@@ -44,6 +44,28 @@ step "tail -n 6 $log   # the operation log"
 step prismfs unmount "$mnt"
 
 echo
+echo "== a live mapping table: remap, graft, hide and narrow paths while mounted"
+mkdir -p "$demo/shared/assets"
+printf 'logo\n' > "$demo/shared/assets/logo.svg"
+printf 'secret\n' > "$src/docs/private.txt"
+cat > "$demo/map.json" <<JSON
+{
+  "/README": {"target": "docs/hello.txt", "mode": "0444"},
+  "/assets": {"target": "$demo/shared/assets", "readonly": true},
+  "/docs/private.txt": {}
+}
+JSON
+step cat "$demo/map.json"
+step prismfs mount --map "$demo/map.json" "$src" "$mnt"
+step ls -l "$mnt" "$mnt/docs" "$mnt/assets"
+step "touch $mnt/assets/new 2>&1 || true   # readonly: EROFS"
+step "cat $mnt/docs/private.txt 2>&1 || true   # hidden"
+step "echo '{\"/notes/today.txt\": {\"target\": \"docs/hello.txt\"}}' > $demo/map.json.new && mv $demo/map.json.new $demo/map.json && sleep 0.3"
+step ls -l "$mnt" "$mnt/notes"
+step "prismfs status $mnt | grep mapping"
+step prismfs unmount "$mnt"
+
+echo
 echo "== the same tree mounted over itself (the daemon opened it before mounting)"
 step prismfs mount "$src" "$src"
 step "mv $src/docs/new.txt $src/docs/renamed.txt && ls $src/docs"
