@@ -58,8 +58,15 @@ static bool is_mapped(struct pfs_fs *fs, struct pfs_node *n)
 	if (!m)
 		return false;
 	vp = pfs_node_path(fs, n, NULL);
-	if (vp)
-		pfs_map_children(m, vp, count_child, &count);
+	if (vp) {
+		struct pfs_map_res r;
+
+		pfs_map_resolve(m, vp, &r);
+		if (r.hidden)
+			count = 1; /* an open handle on a hidden directory lists nothing */
+		else
+			pfs_map_children(m, vp, count_child, &count);
+	}
 	free(vp);
 	pfs_map_unref(m);
 	return count > 0;
@@ -199,6 +206,7 @@ static int snap_take(struct pfs_fs *fs, struct pfs_node *n, struct pfs_dirh *d)
 	struct snap_ctx c = {.fs = fs, .dir = n, .d = d};
 	struct pfs_map *m = pfs_view_map(fs);
 	char *vp = pfs_node_path(fs, n, NULL);
+	bool hidden = false;
 	int ret = 0;
 
 	snap_clear(d);
@@ -206,12 +214,18 @@ static int snap_take(struct pfs_fs *fs, struct pfs_node *n, struct pfs_dirh *d)
 		ret = -ENOMEM;
 		goto out;
 	}
-	if (m)
-		ret = pfs_map_children(m, vp, claim, &c);
+	if (m) {
+		struct pfs_map_res r;
+
+		pfs_map_resolve(m, vp, &r);
+		hidden = r.hidden;
+		if (!hidden)
+			ret = pfs_map_children(m, vp, claim, &c);
+	}
 	if (ret < 0)
 		goto out;
 	qsort(c.claimed, c.nclaimed, sizeof(*c.claimed), cmp_name);
-	if (d->dp) {
+	if (d->dp && !hidden) {
 		struct dirent *de;
 
 		rewinddir(d->dp);
