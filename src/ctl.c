@@ -27,6 +27,7 @@ struct pfs_ctl {
 	int waiters[MAX_WAITERS];
 	int nwaiters;
 	char path[108];
+	struct stat sock_st; /* the socket file we made, to remove only it */
 	time_t started;
 };
 
@@ -191,6 +192,8 @@ int pfs_ctl_start(struct pfs_ctl **out, struct pfs_fs *fs, const char *path)
 		ret = -errno;
 		goto err_sock;
 	}
+	if (stat(path, &ctl->sock_st) < 0)
+		memset(&ctl->sock_st, 0, sizeof(ctl->sock_st));
 	ret = pthread_create(&ctl->thread, NULL, ctl_thread, ctl);
 	if (ret) {
 		ret = -ret;
@@ -220,7 +223,15 @@ void pfs_ctl_finish(struct pfs_ctl *ctl, int exit_code, uint64_t dropped)
 		/* The thread then only ends with the process. */
 	}
 	pthread_join(ctl->thread, NULL);
-	unlink(ctl->path);
+	{
+		/* The kernel reuses device numbers at once: a mount made since
+		 * ours ended may own this path now. */
+		struct stat st;
+
+		if (stat(ctl->path, &st) == 0 && st.st_ino == ctl->sock_st.st_ino &&
+		    st.st_dev == ctl->sock_st.st_dev)
+			unlink(ctl->path);
+	}
 	snprintf(msg, sizeof(msg), "exit %d dropped %llu\n", exit_code, (unsigned long long)dropped);
 	for (int i = 0; i < ctl->nwaiters; i++) {
 		write_str(ctl->waiters[i], msg);
@@ -260,11 +271,17 @@ int pfs_ctl_connect(const char *mountpoint, const char **why)
 		*why = "cannot create a socket";
 		return -errno;
 	}
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		ret = -errno;
-		close(fd);
-		*why = "its daemon does not answer (it may have died)";
-		return ret;
+	/* The mount appears a moment before its daemon listens (a foreground
+	 * daemon has nobody to wait for it): give it up to two seconds. */
+	for (int tries = 0; tries < 100; tries++) {
+		if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
+			return fd;
+		if (errno != ENOENT && errno != ECONNREFUSED)
+			break;
+		usleep(20000);
 	}
-	return fd;
+	ret = -errno;
+	close(fd);
+	*why = "its daemon does not answer (it may have died)";
+	return ret;
 }

@@ -347,7 +347,7 @@ void pfs_daemon_init_done(struct pfs_fs *fs)
 			fs->log = NULL;
 		}
 	}
-	if (pfs_mapwatch_start(fs) < 0) {
+	if (fs->watch && (pfs_inval_start(fs) < 0 || pfs_mapwatch_start(fs) < 0)) {
 		fs->init_failed = 1;
 		tell_parent(fs, "cannot start following the mapping source");
 		fuse_session_exit(fs->se);
@@ -447,6 +447,7 @@ out:
 			say("op log: %llu records dropped", (unsigned long long)dropped);
 	}
 	pfs_mapwatch_stop(fs);
+	pfs_inval_stop(fs);
 	pfs_ctl_finish(ctl, ret, dropped);
 	if (pfd >= 0)
 		close(pfd);

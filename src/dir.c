@@ -60,11 +60,14 @@ int pfs_view_lookup(struct pfs_fs *fs, struct pfs_node *parent, const char *name
 		ret = -errno;
 		close(fd);
 		goto out;
+	} else {
+		ctx = pfs_place_node_ctx(&pl, e->attr.st_mode);
 	}
 	ret = pfs_node_intern(fs, parent, name, fd, &e->attr, ctx, &n);
 	if (ret < 0)
 		goto out;
 	pfs_view_fix_attr(fs, n, &e->attr);
+	e->attr_timeout = pfs_view_attr_timeout(fs, n);
 	e->ino = pfs_ino_of(fs, n);
 out:
 	pfs_place_put(&pl);
@@ -168,6 +171,7 @@ int pfs_view_setattr(struct pfs_fs *fs, struct pfs_node *n, struct stat *attr, i
 		if (ret < 0)
 			return ret;
 	}
+	pfs_view_changed(fs, n, NULL);
 	return pfs_view_getattr(fs, n, fi, out);
 }
 
@@ -221,6 +225,8 @@ int pfs_view_mknod(struct pfs_fs *fs, const struct fuse_ctx *ctx, struct pfs_nod
 		ret = mknodat(pl.dirfd, pl.name, mode, rdev) < 0 ? -errno : 1;
 	if (ret == 1)
 		ret = finish_new(fs, ctx, parent, name, &pl, mode, e);
+	if (ret == 0)
+		pfs_view_changed(fs, parent, name);
 	pfs_place_put(&pl);
 	return ret;
 }
@@ -235,6 +241,8 @@ int pfs_view_mkdir(struct pfs_fs *fs, const struct fuse_ctx *ctx, struct pfs_nod
 		ret = mkdirat(pl.dirfd, pl.name, mode) < 0 ? -errno : 1;
 	if (ret == 1)
 		ret = finish_new(fs, ctx, parent, name, &pl, S_IFDIR | mode, e);
+	if (ret == 0)
+		pfs_view_changed(fs, parent, name);
 	pfs_place_put(&pl);
 	return ret;
 }
@@ -249,6 +257,8 @@ int pfs_view_symlink(struct pfs_fs *fs, const struct fuse_ctx *ctx, const char *
 		ret = symlinkat(target, pl.dirfd, pl.name) < 0 ? -errno : 1;
 	if (ret == 1)
 		ret = finish_new(fs, ctx, parent, name, &pl, S_IFLNK | 0777, e);
+	if (ret == 0)
+		pfs_view_changed(fs, parent, name);
 	pfs_place_put(&pl);
 	return ret;
 }
@@ -278,6 +288,8 @@ int pfs_view_link(struct pfs_fs *fs, struct pfs_node *n, struct pfs_node *newpar
 	ret = pfs_view_lookup(fs, newparent, newname, e);
 	if (ret < 0)
 		unlinkat(pl.dirfd, pl.name, 0);
+	else
+		pfs_view_changed(fs, newparent, newname);
 out:
 	pfs_place_put(&pl);
 	return ret;
@@ -301,7 +313,9 @@ static int remove_name(struct pfs_fs *fs, struct pfs_node *parent, const char *n
 		goto out;
 	}
 	if (known)
-		pfs_node_unlinked(fs, st.st_dev, st.st_ino, pl.ctx, parent, name);
+		pfs_node_unlinked(fs, st.st_dev, st.st_ino, pfs_place_node_ctx(&pl, st.st_mode),
+				  parent, name);
+	pfs_view_changed(fs, parent, name);
 out:
 	pfs_place_put(&pl);
 	return ret;
@@ -355,16 +369,20 @@ int pfs_view_rename(struct pfs_fs *fs, struct pfs_node *parent, const char *name
 		ret = -errno;
 		goto out;
 	}
+	pfs_view_changed(fs, parent, name);
+	pfs_view_changed(fs, newparent, newname);
 	if (!have_from)
 		goto out;
 	if (have_to && fst.st_dev == tst.st_dev && fst.st_ino == tst.st_ino)
 		goto out; /* two links of one file: rename did nothing */
 	if (have_to && (flags & RENAME_EXCHANGE))
-		pfs_node_renamed(fs, tst.st_dev, tst.st_ino, to.ctx, newparent, newname, parent,
-				 name);
+		pfs_node_renamed(fs, tst.st_dev, tst.st_ino, pfs_place_node_ctx(&to, tst.st_mode),
+				 newparent, newname, parent, name);
 	else if (have_to)
-		pfs_node_unlinked(fs, tst.st_dev, tst.st_ino, to.ctx, newparent, newname);
-	pfs_node_renamed(fs, fst.st_dev, fst.st_ino, from.ctx, parent, name, newparent, newname);
+		pfs_node_unlinked(fs, tst.st_dev, tst.st_ino, pfs_place_node_ctx(&to, tst.st_mode),
+				  newparent, newname);
+	pfs_node_renamed(fs, fst.st_dev, fst.st_ino, pfs_place_node_ctx(&from, fst.st_mode), parent,
+			 name, newparent, newname);
 out:
 	pfs_place_put(&from);
 	pfs_place_put(&to);

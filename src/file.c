@@ -35,7 +35,9 @@ static void set_open_flags(struct pfs_fs *fs, struct pfs_node *n, struct fuse_fi
 {
 	int id;
 
-	fi->keep_cache = fs->keep_cache && !(flags & O_DIRECT);
+	/* A file shown at several places through its own nodes: no copy of its
+	 * data may outlive a write through another of them. */
+	fi->keep_cache = fs->keep_cache && !(flags & O_DIRECT) && !(fs->watch && n->ctx);
 	fi->direct_io = 0;
 	/* A local backing file reports nothing at close, and the kernel drops
 	 * POSIX locks itself: skip the synchronous FLUSH round trip on every
@@ -113,6 +115,8 @@ int pfs_view_create(struct pfs_fs *fs, const struct fuse_ctx *ctx, struct pfs_no
 	}
 	fi->fh = (uint64_t)fd;
 	set_open_flags(fs, pfs_node_of(fs, e->ino), fi, fi->flags);
+	if (created)
+		pfs_view_changed(fs, parent, name);
 out:
 	pfs_place_put(&pl);
 	return ret;
@@ -121,6 +125,9 @@ out:
 int pfs_view_release(struct pfs_fs *fs, struct pfs_node *n, struct fuse_file_info *fi)
 {
 	close(pfs_fh_fd(fi));
+	/* Its size and times may have changed for its other places too. */
+	if (writes(fi->flags))
+		pfs_view_changed(fs, n, NULL);
 	if (fi->fh & PFS_FH_PASSTHROUGH)
 		pfs_node_backing_put(fs, n);
 	return 0;

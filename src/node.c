@@ -24,11 +24,14 @@ struct pfs_nodes {
 	struct shard shards[SHARDS];
 };
 
+/* ctx is left out of the hash on purpose: the nodes of one backing object
+ * (a directory grafted at several places) share a chain, so they can be
+ * found together and kept coherent. */
 static uint64_t hash_key(dev_t dev, ino_t ino, uint64_t ctx)
 {
-	uint64_t h = (uint64_t)ino * 0x9e3779b97f4a7c15ull ^ (uint64_t)dev * 0xc2b2ae3d27d4eb4full ^
-		     ctx;
+	uint64_t h = (uint64_t)ino * 0x9e3779b97f4a7c15ull ^ (uint64_t)dev * 0xc2b2ae3d27d4eb4full;
 
+	(void)ctx;
 	return h ^ (h >> 29);
 }
 
@@ -358,6 +361,29 @@ struct pfs_node *pfs_node_find(struct pfs_fs *fs, dev_t dev, ino_t ino, uint64_t
 void pfs_node_release(struct pfs_fs *fs, struct pfs_node *n)
 {
 	put_ref(fs, n);
+}
+
+size_t pfs_node_siblings(struct pfs_fs *fs, struct pfs_node *n, struct pfs_node **out, size_t max)
+{
+	struct shard *s;
+	struct pfs_node *m;
+	size_t count = 0;
+
+	if (n == fs->root || pfs_node_synthetic(n))
+		return 0;
+	s = shard_of(fs, n);
+	pthread_mutex_lock(&s->lock);
+	for (m = s->buckets[bucket_of(s, n->dev, n->ino, n->ctx)]; m && count < max; m = m->hnext) {
+		if (m != n && m->dev == n->dev && m->ino == n->ino) {
+			m->refs++;
+			out[count++] = m;
+		}
+	}
+	pthread_mutex_unlock(&s->lock);
+	/* The root is no table entry: a graft of the source root is its sibling. */
+	if (count < max && n->dev == fs->root->dev && n->ino == fs->root->ino)
+		out[count++] = fs->root;
+	return count;
 }
 
 void pfs_node_renamed(struct pfs_fs *fs, dev_t dev, ino_t ino, uint64_t ctx,

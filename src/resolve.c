@@ -223,14 +223,22 @@ int pfs_place_get(struct pfs_fs *fs, struct pfs_node *parent, const char *name,
 		return place_exact(fs, pl);
 	}
 	pl->name = last;
+	/* A name below a real directory is that directory's own child, even
+	 * when the table has moved the directory's path since the kernel
+	 * looked it up: a process inside it keeps seeing what it holds. Only
+	 * the root under a key "/" with a target, and synthetic directories
+	 * (nothing behind them), are walked again from what the table says. */
+	if (!pfs_node_synthetic(parent) &&
+	    !(parent == fs->root && e && strcmp(e->key, "/") == 0)) {
+		pl->ctx = parent->ctx;
+		return 0;
+	}
+	pl->dirfd = -1;
 	if (e) {
 		const char *rest = pl->res.rest, *rl = strrchr(rest, '/');
 		int base, fd;
 
 		pl->ctx = ctx_of(e);
-		if (parent->ctx == pl->ctx && !pfs_node_synthetic(parent))
-			return 0; /* the parent was placed by the same entry */
-		pl->dirfd = -1;
 		base = target_open_dir(fs, e);
 		if (base < 0)
 			return set_walked(pl, base);
@@ -239,11 +247,25 @@ int pfs_place_get(struct pfs_fs *fs, struct pfs_node *parent, const char *name,
 		return set_walked(pl, fd);
 	}
 	pl->ctx = 0;
-	if (parent->ctx == 0 && !pfs_node_synthetic(parent))
-		return 0;
-	pl->dirfd = -1;
 	return set_walked(pl, walk_dirs(fs->root_fd, pl->vpath + 1,
 					last - pl->vpath >= 2 ? (size_t)(last - pl->vpath - 2) : 0));
+}
+
+uint64_t pfs_place_node_ctx(const struct pfs_place *pl, mode_t mode)
+{
+	const struct pfs_map_entry *e = pl->res.entry;
+
+	/* Directories placed by different entries are different directories
+	 * (their children resolve differently). Other objects are one inode
+	 * wherever they appear, as hard links are, so the kernel keeps one
+	 * coherent copy of their size and data; only one the table shows
+	 * differently (its own mode/owner, or read-only) needs a node of its own. */
+	if (S_ISDIR(mode) || !pl->map)
+		return pl->ctx;
+	if (pl->res.readonly ||
+	    (pl->res.exact && e && (e->has_mode || e->has_uid || e->has_gid)))
+		return pl->ctx ? pl->ctx : 1;
+	return 0;
 }
 
 void pfs_place_put(struct pfs_place *pl)
@@ -326,6 +348,16 @@ int pfs_view_writable(struct pfs_fs *fs, struct pfs_node *n)
 	return ret;
 }
 
+double pfs_view_attr_timeout(struct pfs_fs *fs, struct pfs_node *n)
+{
+	/* A file with a node of its own at one place (the table shows it
+	 * differently there) is also reachable by other nodes whose writes
+	 * this one never hears of: ask each time. */
+	if (fs->watch && n->ctx && n->type != S_IFDIR)
+		return 0;
+	return fs->timeout;
+}
+
 ino_t pfs_view_ino(struct pfs_fs *fs, uint64_t ctx, const struct stat *st)
 {
 	char dev[24];
@@ -333,7 +365,8 @@ ino_t pfs_view_ino(struct pfs_fs *fs, uint64_t ctx, const struct stat *st)
 	/* Objects a mapping brings from other filesystems keep inode numbers
 	 * apart from the source's (as overlayfs's xino does), so tools that
 	 * key on (st_dev, st_ino) do not take them for hard links. */
-	if (!ctx || st->st_dev == fs->root->dev || (st->st_ino >> 56))
+	(void)ctx;
+	if (!fs->watch || st->st_dev == fs->root->dev || (st->st_ino >> 56))
 		return st->st_ino;
 	snprintf(dev, sizeof(dev), "%llx", (unsigned long long)st->st_dev);
 	return st->st_ino | (uint64_t)(pfs_map_hash(dev) % 255 + 1) << 56;
@@ -357,7 +390,7 @@ void pfs_view_fix_attr(struct pfs_fs *fs, struct pfs_node *n, struct stat *st)
 	}
 	st->st_ino = pfs_view_ino(fs, n->ctx, st);
 	if (!n->ctx && n != fs->root)
-		return; /* only names the table placed can carry its attributes */
+		return; /* names with attributes from the table have a ctx */
 	m = pfs_view_map(fs);
 	if (!m)
 		return;
@@ -492,7 +525,7 @@ static struct pfs_node *held_child(struct pfs_fs *fs, struct pfs_node *parent, c
 	if (pfs_place_get(fs, parent, name, &pl) == 0 && !pl.res.hidden && pl.dirfd >= 0 &&
 	    fstatat(pl.dirfd, pl.name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
 		*exists = true;
-		n = pfs_node_find(fs, st.st_dev, st.st_ino, pl.ctx);
+		n = pfs_node_find(fs, st.st_dev, st.st_ino, pfs_place_node_ctx(&pl, st.st_mode));
 	}
 	pfs_place_put(&pl);
 	return n;

@@ -18,6 +18,7 @@
 struct pfs_nodes;
 struct pfs_dirh;
 struct pfs_mapwatch;
+struct pfs_inval;
 
 /* One name a node is known by: hard links give a node several. */
 struct pfs_alias {
@@ -66,6 +67,7 @@ struct pfs_fs {
 	pthread_mutex_t map_lock;
 	struct pfs_map *map;
 	struct pfs_mapwatch *watch;
+	struct pfs_inval *inval;
 	int empty_fd;            /* O_PATH on a removed empty directory: what a
 				  * synthetic directory's node holds */
 	struct timespec started; /* times shown on synthetic directories */
@@ -120,6 +122,18 @@ void pfs_node_unlinked(struct pfs_fs *fs, dev_t dev, ino_t ino, uint64_t ctx,
  * concurrent forget until pfs_node_release(). */
 struct pfs_node *pfs_node_find(struct pfs_fs *fs, dev_t dev, ino_t ino, uint64_t ctx);
 void pfs_node_release(struct pfs_fs *fs, struct pfs_node *n);
+/* Other nodes of n's backing object (other ctx), held; at most max. */
+size_t pfs_node_siblings(struct pfs_fs *fs, struct pfs_node *n, struct pfs_node **out,
+			 size_t max);
+
+/* inval.c: the kernel's caches of one backing object seen at several places
+ * (grafts) are dropped by a thread of their own, never from inside the
+ * request that changed it (that could deadlock on the kernel's locks). */
+int pfs_inval_start(struct pfs_fs *fs);
+void pfs_inval_stop(struct pfs_fs *fs);
+/* Something changed in n (name: that name in the directory n; NULL: n's
+ * attributes or data): make the kernel forget it at n's other places. */
+void pfs_view_changed(struct pfs_fs *fs, struct pfs_node *n, const char *name);
 /* The first known name of n: fills *parent_fd and name. 0 or -ENOENT. */
 int pfs_node_name(struct pfs_fs *fs, struct pfs_node *n, int *parent_fd, char *name,
 		  size_t len);
@@ -150,6 +164,8 @@ struct pfs_map *pfs_view_map(struct pfs_fs *fs); /* held generation or NULL */
 int pfs_place_get(struct pfs_fs *fs, struct pfs_node *parent, const char *name,
 		  struct pfs_place *pl);
 void pfs_place_put(struct pfs_place *pl);
+/* The ctx of the node for an object of type mode found at pl. */
+uint64_t pfs_place_node_ctx(const struct pfs_place *pl, mode_t mode);
 /* The errno for making a name at pl (hidden: EACCES; read-only: EROFS), or 0. */
 int pfs_place_creatable(struct pfs_fs *fs, const struct pfs_place *pl);
 /* ... for removing or renaming the name at pl, or 0. */
@@ -159,6 +175,7 @@ int pfs_view_writable(struct pfs_fs *fs, struct pfs_node *n);
 /* Attributes as the view shows them: synthetic directories, the mapping's
  * mode/uid/gid, inode numbers of other filesystems kept apart. */
 void pfs_view_fix_attr(struct pfs_fs *fs, struct pfs_node *n, struct stat *st);
+double pfs_view_attr_timeout(struct pfs_fs *fs, struct pfs_node *n);
 /* The inode number shown for st reached through an entry with ctx. */
 ino_t pfs_view_ino(struct pfs_fs *fs, uint64_t ctx, const struct stat *st);
 /* The mapping fixes n's mode (FUSE_SET_ATTR_MODE) or owner: -EPERM, else 0. */

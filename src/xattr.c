@@ -75,7 +75,10 @@ int pfs_view_setxattr(struct pfs_fs *fs, struct pfs_node *n, const char *name,
 		return ret;
 	ret = x.nofollow ? lsetxattr(x.path, name, value, size, flags)
 			 : setxattr(x.path, name, value, size, flags);
-	return ret < 0 ? -errno : 0;
+	if (ret < 0)
+		return -errno;
+	pfs_view_changed(fs, n, NULL);
+	return 0;
 }
 
 int pfs_view_removexattr(struct pfs_fs *fs, struct pfs_node *n, const char *name)
@@ -90,5 +93,8 @@ int pfs_view_removexattr(struct pfs_fs *fs, struct pfs_node *n, const char *name
 	if (ret < 0)
 		return ret;
 	ret = x.nofollow ? lremovexattr(x.path, name) : removexattr(x.path, name);
-	return ret < 0 ? -errno : 0;
+	if (ret < 0)
+		return -errno;
+	pfs_view_changed(fs, n, NULL);
+	return 0;
 }

@@ -1,0 +1,124 @@
+/* inval: a queue of kernel cache invalidations for the nodes that share a
+ * backing object. Requests that change a name or attributes queue them;
+ * one thread sends them, outside any request, since the kernel takes the
+ * directory's lock to drop a name and a request may hold it. */
+#include "view.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct inval_item {
+	struct inval_item *next;
+	struct pfs_node *node; /* held */
+	char name[];           /* "" for the node's own attributes */
+};
+
+struct pfs_inval {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct inval_item *head, **tail;
+	bool stop;
+	pthread_t thread;
+};
+
+static void *run(void *arg)
+{
+	struct pfs_fs *fs = arg;
+	struct pfs_inval *q = fs->inval;
+
+	pthread_mutex_lock(&q->lock);
+	for (;;) {
+		struct inval_item *it;
+
+		while (!q->head && !q->stop)
+			pthread_cond_wait(&q->cond, &q->lock);
+		if (!q->head)
+			break;
+		it = q->head;
+		q->head = it->next;
+		if (!q->head)
+			q->tail = &q->head;
+		pthread_mutex_unlock(&q->lock);
+		if (!q->stop) {
+			fuse_ino_t ino = pfs_ino_of(fs, it->node);
+
+			if (it->name[0])
+				fuse_lowlevel_notify_inval_entry(fs->se, ino, it->name,
+								 strlen(it->name));
+			fuse_lowlevel_notify_inval_inode(fs->se, ino, 0, 0);
+		}
+		pfs_node_release(fs, it->node);
+		free(it);
+		pthread_mutex_lock(&q->lock);
+	}
+	pthread_mutex_unlock(&q->lock);
+	return NULL;
+}
+
+int pfs_inval_start(struct pfs_fs *fs)
+{
+	struct pfs_inval *q = calloc(1, sizeof(*q));
+	int ret;
+
+	if (!q)
+		return -ENOMEM;
+	pthread_mutex_init(&q->lock, NULL);
+	pthread_cond_init(&q->cond, NULL);
+	q->tail = &q->head;
+	fs->inval = q;
+	ret = pthread_create(&q->thread, NULL, run, fs);
+	if (ret) {
+		fs->inval = NULL;
+		pthread_cond_destroy(&q->cond);
+		pthread_mutex_destroy(&q->lock);
+		free(q);
+		return -ret;
+	}
+	return 0;
+}
+
+void pfs_inval_stop(struct pfs_fs *fs)
+{
+	struct pfs_inval *q = fs->inval;
+
+	if (!q)
+		return;
+	pthread_mutex_lock(&q->lock);
+	q->stop = true;
+	pthread_cond_signal(&q->cond);
+	pthread_mutex_unlock(&q->lock);
+	pthread_join(q->thread, NULL); /* drains: releases what is queued */
+	fs->inval = NULL;
+	pthread_cond_destroy(&q->cond);
+	pthread_mutex_destroy(&q->lock);
+	free(q);
+}
+
+void pfs_view_changed(struct pfs_fs *fs, struct pfs_node *n, const char *name)
+{
+	struct pfs_inval *q = fs->inval;
+	struct pfs_node *sib[16];
+	size_t count;
+
+	if (!q)
+		return; /* no table: every object has one node */
+	count = pfs_node_siblings(fs, n, sib, 16);
+	for (size_t i = 0; i < count; i++) {
+		size_t l = name ? strlen(name) : 0;
+		struct inval_item *it = malloc(sizeof(*it) + l + 1);
+
+		if (!it) {
+			pfs_node_release(fs, sib[i]);
+			continue;
+		}
+		it->next = NULL;
+		it->node = sib[i];
+		memcpy(it->name, name ? name : "", l + 1);
+		pthread_mutex_lock(&q->lock);
+		*q->tail = it;
+		q->tail = &it->next;
+		pthread_cond_signal(&q->cond);
+		pthread_mutex_unlock(&q->lock);
+	}
+}
