@@ -26,7 +26,6 @@ struct trace {
 	size_t cap;
 	size_t msgs, errs;
 	size_t errs_since_eof;
-	size_t longest; /* since the last EOF */
 };
 
 static void mix(struct trace *t, const void *p, size_t n)
@@ -44,8 +43,6 @@ static void on_msg(const char *msg, size_t len, void *arg)
 	struct trace *t = arg;
 
 	CHECK(msg && len <= t->cap);
-	if (len > t->longest)
-		t->longest = len;
 	mix(t, "M", 1);
 	mix(t, &len, sizeof(len));
 	mix(t, msg, len);
@@ -120,14 +117,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			len = n - pos;
 		CHECK(pfs_frame_feed(&d, s + pos, len, on_msg, on_err, &got) == 0);
 		CHECK(d.hdr_have <= 4 && d.have <= d.need && d.have <= d.alloc);
-		/* Memory follows the data: never beyond a length seen. */
-		CHECK(d.alloc <= (d.need > got.longest ? d.need : got.longest));
+		/* Memory follows the data and never exceeds the length. */
+		CHECK(d.alloc <= d.need && (d.alloc == 0) == (d.buf == NULL));
 		CHECK(got.errs_since_eof <= 1);
 		pos += len;
 		if (every && ++piece % every == 0) {
 			pfs_frame_eof(&d, on_err, &got);
 			got.errs_since_eof = 0;
-			got.longest = 0;
 			reference(s + seg, pos - seg, &want);
 			seg = pos;
 		}
