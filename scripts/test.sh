@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Set up, build and run every prismfs test: unit tests (cmocka), then the
-# integration suite (pytest, real mounts through /dev/fuse) against the
-# normal build and against the AddressSanitizer + UBSan build.
+# Set up, build and run every prismfs test: unit tests (cmocka), the
+# libFuzzer targets (FUZZ_SECONDS each, default 30), then the integration
+# suite (pytest, real mounts through /dev/fuse) against the normal build
+# and against the AddressSanitizer + UBSan build.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -15,6 +16,12 @@ total_fail=0
 
 echo "== unit tests"
 if meson test -C build --print-errorlogs; then :; else status=1; fi
+
+echo "== fuzz"
+if ./scripts/fuzz.sh; then :; else
+	status=1
+	total_fail=$((total_fail + 1))
+fi
 
 run_suite() { # name binary [extra env...]
 	local name=$1 bin=$2; shift 2

@@ -8,9 +8,6 @@
 
 /* First allocation for a message body; later ones double. */
 #define FIRST_ALLOC 4096
-/* A buffer larger than this is released after its message, so one big
- * update does not pin its size for the life of the mount. */
-#define KEEP_ALLOC (1u << 20)
 
 void pfs_frame_init(struct pfs_frame_dec *d, size_t cap)
 {
@@ -105,8 +102,9 @@ int pfs_frame_feed(struct pfs_frame_dec *d, const void *p, size_t n, pfs_frame_m
 				msg(d->need ? d->buf : "", d->need, arg);
 			d->hdr_have = 0;
 			d->need = d->have = 0;
-			if (d->alloc > KEEP_ALLOC)
-				drop_buf(d);
+			/* Updates are rare: a fresh buffer per message keeps
+			 * alloc <= need and one big update from pinning memory. */
+			drop_buf(d);
 		}
 	}
 	return 0;

@@ -397,3 +397,32 @@ def test_passthroughfs_command_line_refusals(workdir, case):
     assert_one_error_line(res, "prismfs %s (%s)" % (" ".join(args), case))
     if case == "bad table":
         assert "/example.txt" in res.stderr
+
+
+def mount_dev(mnt):
+    rp = os.path.realpath(mnt)
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            parts = line.split()
+            if parts[4] == rp:
+                return parts[2]
+    return None
+
+
+def test_status_of_a_mount_after_another_mapped_mount_ended(workdir, mounter):
+    """A mapped mount ended from outside (fusermount -u) and a new mount made
+    right after it (which may get the same device number): once the first
+    daemon has exited, the new mount's status still answers."""
+    src, mnt = trees(workdir)
+    src2, mnt2 = mkdirs(os.path.join(workdir, "src2"), os.path.join(workdir, "mnt2"))
+    mapfile = write_file(os.path.join(workdir, "map.json"), '{"/g": {"target": "f"}}')
+    first = mounter(src, mnt, "--map", mapfile)
+    dev = mount_dev(mnt)
+    subprocess.run(["fusermount3", "-u", mnt], check=True)
+    second = mounter(src2, mnt2)
+    first.wait(20)
+    st = cli("status", "--json", mnt2)
+    assert st.returncode == 0, (
+        "the status of a live mount (device %s, the ended one was %s) fails: %s"
+        % (mount_dev(mnt2), dev, st.stderr))
+    assert json.loads(st.stdout)["pid"] == second.pid

@@ -612,3 +612,37 @@ def test_write_through_a_mapped_name_is_seen_through_the_real_one(grafted):
     assert read_file(m.s("a")) == "through the alias\n", "sanity: the target was written"
     assert os.stat(m.p("a")).st_size == len("through the alias\n"), "stale size through /a"
     assert read_file(m.p("a")) == "through the alias\n", "stale data through /a"
+
+
+# --------------------------------------------------------------------------
+# the key "/"
+
+def test_root_key_grafts_the_whole_view(workdir, mounter):
+    """"/" is a valid key: with a target the whole view is that tree; keys
+    beneath it still apply, and relative targets still name the source."""
+    ext, _ = outside(workdir)
+    m = make_mapped(workdir, mounter, {"/": {"target": ext}, "/kk": {"target": "keep"},
+                                       "/hid": {}}, populate=populate_src)
+    assert ls(m.mnt) == ["e1", "kk", "sub"]
+    assert read_file(m.p("e1")) == "ext1\n"
+    assert ls(m.p("kk")) == ["k"]
+    write_file(m.p("made"), "m")
+    assert read_file(os.path.join(ext, "made")) == "m"
+    assert not os.path.exists(m.s("made"))
+
+
+def test_root_key_readonly_makes_everything_readonly(workdir, mounter):
+    m = make_mapped(workdir, mounter, {"/": {"target": os.path.join(workdir, "src"),
+                                             "readonly": True}},
+                    populate=populate_src)
+    got = {
+        "create": err(os.open, m.p("new"), os.O_CREAT | os.O_WRONLY, 0o644),
+        "mkdir": err(os.mkdir, m.p("d", "nd")),
+        "write": err(os.open, m.p("a"), os.O_WRONLY),
+        "unlink": err(os.unlink, m.p("d", "x")),
+        "rename": err(os.rename, m.p("keep", "k"), m.p("keep", "k2")),
+        "chmod root": err(os.chmod, m.mnt, 0o700),
+    }
+    assert got == dict.fromkeys(got, "EROFS"), got
+    assert read_file(m.p("a")) == "A\n"
+    assert ls(m.mnt) == ["a", "b.txt", "d", "e", "h", "keep", "secret"]

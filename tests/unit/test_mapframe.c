@@ -140,12 +140,14 @@ static void t_byte_at_a_time(void **st)
 	for (size_t i = 0; i < n; i++) {
 		feed(&d, b + i, 1, &s);
 		/* The buffer follows the bytes, never more than the length. */
-		assert_true(d.alloc <= 10000);
+		assert_true(d.alloc <= d.need);
+		assert_true(d.have <= d.alloc);
 	}
 	assert_int_equal(s.nmsg, 2);
 	assert_int_equal(s.lens[0], 10000);
 	assert_memory_equal(s.msgs[0], big, 10000);
 	assert_string_equal(s.msgs[1], "ok");
+	assert_null(d.buf); /* released once its message is out */
 	pfs_frame_free(&d);
 	seen_free(&s);
 	free(b);
