@@ -36,6 +36,11 @@ int pfs_view_lookup(struct pfs_fs *fs, struct pfs_node *parent, const char *name
 	entry_init(fs, e);
 	if (strnlen(name, NAME_MAX + 1) > NAME_MAX)
 		return -ENAMETOOLONG;
+	/* Names in a directory seen at several places can change through any
+	 * of them: the kernel must ask each time (the others are told too, but
+	 * only after the change has been answered). */
+	if (pfs_view_aliased(fs, parent))
+		e->entry_timeout = 0;
 	ret = pfs_place_get(fs, parent, name, &pl);
 	if (ret < 0)
 		goto out;

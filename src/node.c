@@ -369,7 +369,7 @@ size_t pfs_node_siblings(struct pfs_fs *fs, struct pfs_node *n, struct pfs_node 
 	struct pfs_node *m;
 	size_t count = 0;
 
-	if (n == fs->root || pfs_node_synthetic(n))
+	if (pfs_node_synthetic(n))
 		return 0;
 	s = shard_of(fs, n);
 	pthread_mutex_lock(&s->lock);
@@ -381,7 +381,7 @@ size_t pfs_node_siblings(struct pfs_fs *fs, struct pfs_node *n, struct pfs_node 
 	}
 	pthread_mutex_unlock(&s->lock);
 	/* The root is no table entry: a graft of the source root is its sibling. */
-	if (count < max && n->dev == fs->root->dev && n->ino == fs->root->ino)
+	if (count < max && n != fs->root && n->dev == fs->root->dev && n->ino == fs->root->ino)
 		out[count++] = fs->root;
 	return count;
 }

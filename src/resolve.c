@@ -348,12 +348,25 @@ int pfs_view_writable(struct pfs_fs *fs, struct pfs_node *n)
 	return ret;
 }
 
+bool pfs_view_aliased(struct pfs_fs *fs, struct pfs_node *n)
+{
+	struct pfs_node *sib;
+
+	if (!fs->watch || !pfs_node_siblings(fs, n, &sib, 1))
+		return false;
+	pfs_node_release(fs, sib);
+	return true;
+}
+
 double pfs_view_attr_timeout(struct pfs_fs *fs, struct pfs_node *n)
 {
 	/* A file with a node of its own at one place (the table shows it
 	 * differently there) is also reachable by other nodes whose writes
 	 * this one never hears of: ask each time. */
 	if (fs->watch && n->ctx && n->type != S_IFDIR)
+		return 0;
+	/* A directory seen at several places changes through any of them. */
+	if (n->type == S_IFDIR && pfs_view_aliased(fs, n))
 		return 0;
 	return fs->timeout;
 }

@@ -176,6 +176,8 @@ int pfs_view_writable(struct pfs_fs *fs, struct pfs_node *n);
  * mode/uid/gid, inode numbers of other filesystems kept apart. */
 void pfs_view_fix_attr(struct pfs_fs *fs, struct pfs_node *n, struct stat *st);
 double pfs_view_attr_timeout(struct pfs_fs *fs, struct pfs_node *n);
+/* Is n's backing object also another node (grafted elsewhere)? */
+bool pfs_view_aliased(struct pfs_fs *fs, struct pfs_node *n);
 /* The inode number shown for st reached through an entry with ctx. */
 ino_t pfs_view_ino(struct pfs_fs *fs, uint64_t ctx, const struct stat *st);
 /* The mapping fixes n's mode (FUSE_SET_ATTR_MODE) or owner: -EPERM, else 0. */
