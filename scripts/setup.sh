@@ -3,7 +3,8 @@
 set -euo pipefail
 
 PKGS=(gcc libc6-dev meson ninja-build pkg-config libfuse3-dev fuse3 libjansson-dev
-      libcmocka-dev python3 python3-pytest fio attr git util-linux passwd)
+      libcmocka-dev python3 python3-pytest fio attr git util-linux passwd
+      e2fsprogs xfsprogs acl)
 
 missing=()
 for p in "${PKGS[@]}"; do
