@@ -24,7 +24,6 @@ struct alevel {
 	struct pfs_ovl_dir up; /* empty when the upper has no such directory */
 	struct pfs_names lo;   /* the lower names that show through */
 	size_t ui, li, plen;
-	bool replace;
 	bool from_upper;       /* whose metadata the directory gets */
 	struct stat st;
 };
@@ -96,8 +95,8 @@ static int new_subdir(struct build *b, const char *name, int *nfd)
 	return 0;
 }
 
-static int enter_upper_dir(struct build *b, const struct alevel *parent,
-			   const struct pfs_ovl_ent *e, const struct stat *ust, size_t plen)
+static int enter_upper_dir(struct build *b, const struct pfs_ovl_ent *e, const struct stat *ust,
+			   size_t plen)
 {
 	struct pfs_cctx *c = b->c;
 	struct alevel l = {.from_upper = true, .st = *ust, .plen = plen};
@@ -115,10 +114,14 @@ static int enter_upper_dir(struct build *b, const struct alevel *parent,
 		pfs_cfail_at(c, ret, "cannot read", c->upper, NULL);
 		goto fail;
 	}
-	l.replace = parent->replace || (e->flags & PFS_OVL_FRESH) || l.up.opaque;
-	if (!l.replace) {
+	/* Only its own opaqueness hides a directory's lower: overlayfs follows
+	 * an absolute redirect even below an opaque parent (whose own lower
+	 * is already gone: lparent < 0 there). */
+	if (!(e->flags & PFS_OVL_FRESH) && !l.up.opaque) {
 		n = pfs_ovl_get(pfs_ref_fd(ufd), "redirect", redir, sizeof(redir));
-		if (n >= 0) {
+		if (n >= 0 && redir[0] != '/' && lparent < 0) {
+			/* Relative to a parent without lower: nothing, as in overlayfs. */
+		} else if (n >= 0) {
 			/* Renamed from elsewhere in the lower (the scan checked it). */
 			ret = pfs_commit_redirect(c, lparent, redir, &dfd, &leaf);
 			if (ret == 0) {
@@ -359,8 +362,8 @@ static void next_entry(struct alevel *l, const struct pfs_ovl_ent **ue, const st
 	}
 }
 
-static int step(struct build *b, struct alevel *l, const struct pfs_ovl_ent *ue,
-		const struct pfs_name *le, size_t plen)
+static int step(struct build *b, const struct pfs_ovl_ent *ue, const struct pfs_name *le,
+		size_t plen)
 {
 	struct pfs_cctx *c = b->c;
 	const char *name = ue ? ue->name : le->name;
@@ -375,7 +378,7 @@ static int step(struct build *b, struct alevel *l, const struct pfs_ovl_ent *ue,
 		if (fstatat(pfs_dstack_top(&b->us), name, &st, AT_SYMLINK_NOFOLLOW) < 0)
 			return pfs_cfail_at(c, -errno, "cannot stat", c->upper, NULL);
 		if (S_ISDIR(st.st_mode))
-			return enter_upper_dir(b, l, ue, &st, plen);
+			return enter_upper_dir(b, ue, &st, plen);
 		ret = upper_file(b, ue, &st);
 		if (ret < 0)
 			return ret;
@@ -466,7 +469,7 @@ int pfs_commit_build(struct pfs_cctx *c, int newfd)
 			ret = pfs_cfail(c, -ENOMEM, "out of memory");
 			goto out;
 		}
-		ret = step(&b, l, ue, le, plen);
+		ret = step(&b, ue, le, plen);
 		if (ret < 0)
 			goto out;
 		/* A directory entered keeps its name on the path until left. */

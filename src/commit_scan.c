@@ -85,7 +85,6 @@ struct slevel {
 	struct pfs_ovl_dir up;
 	size_t next;
 	size_t plen;
-	bool replace; /* lower contents do not show through */
 };
 
 struct scan {
@@ -161,7 +160,7 @@ static int metacopy(struct scan *s, int ufd, int lfd, const char *name, uint64_t
 	return 0;
 }
 
-static int enter_dir(struct scan *s, struct slevel *parent, const struct pfs_ovl_ent *e)
+static int enter_dir(struct scan *s, const struct pfs_ovl_ent *e)
 {
 	struct pfs_cctx *c = s->c;
 	int ufd = pfs_dstack_top(&s->us), lfd_parent = pfs_dstack_top(&s->ls);
@@ -181,14 +180,19 @@ static int enter_dir(struct scan *s, struct slevel *parent, const struct pfs_ovl
 		pfs_cfail_at(c, ret, "cannot read", c->upper, NULL);
 		goto fail;
 	}
-	replace = parent->replace || (e->flags & PFS_OVL_FRESH) || d.opaque;
+	/* Only its own opaqueness hides a directory's lower: overlayfs follows
+	 * an absolute redirect even below an opaque parent. */
+	replace = (e->flags & PFS_OVL_FRESH) || d.opaque;
 	if (!replace) {
 		n = pfs_ovl_get(pfs_ref_fd(cfd), "redirect", redir, sizeof(redir));
-		if (n >= 0) {
+		if (n >= 0 && (redir[0] == '/' || lfd_parent >= 0 || !c->o->atomic)) {
 			ret = renamed_dir(s, lfd_parent, redir, &lfd);
 			if (ret < 0)
 				goto fail;
 			child = redir[0] != '/';
+		} else if (n >= 0) {
+			/* Relative, and the parent has no lower: overlayfs finds
+			 * nothing either; a plain upper directory. */
 		} else if (n != -ENODATA) {
 			ret = pfs_cfail_at(c, (int)n, "cannot read", c->upper, NULL);
 			goto fail;
@@ -227,7 +231,7 @@ static int enter_dir(struct scan *s, struct slevel *parent, const struct pfs_ovl
 		pfs_cfail(c, ret, "cannot walk %s/%s", c->upper, pfs_pathbuf_str(&c->path));
 		goto fail;
 	}
-	s->lv[s->n++] = (struct slevel){.up = d, .replace = replace};
+	s->lv[s->n++] = (struct slevel){.up = d};
 	return 0;
 fail:
 	if (cfd >= 0)
@@ -299,7 +303,7 @@ int pfs_commit_scan(struct pfs_cctx *c)
 			goto out;
 		}
 		if (S_ISDIR(st.st_mode)) {
-			ret = enter_dir(&s, l, e);
+			ret = enter_dir(&s, e);
 			if (ret < 0)
 				goto out;
 			s.lv[s.n - 1].plen = plen;

@@ -464,6 +464,9 @@ def rename_changes(M):
     os.makedirs(p("merge"))                                     # new dir where one was
     with open(p("merge/again.txt"), "wb") as f:
         f.write(b"again\n")
+    shutil.rmtree(p("opaque"))
+    os.makedirs(p("opaque"))                                    # opaque...
+    os.rename(p("dir-to-file"), p("opaque/moved-in"))          # ...holding a redirect
 
 
 def test_commit_redirect_in_place_refused(layers):
@@ -485,6 +488,7 @@ def test_commit_redirect_atomic(layers):
     metacopy files) and builds exactly the merged view."""
     lay = layers
     _, merged, _ = kernel_upper(lay, "redirect_dir=on,metacopy=on", rename_changes)
+    assert "opaque/moved-in/x.txt" in merged["entries"], "the redirect below an opaque dir"
     res = commit(lay, "--atomic", "--work", lay.W)
     assert_ok(res, "prismfs commit --atomic (redirects)")
     assert_same_tree(merged, snapshot(lay.L), "atomic commit with redirects")
