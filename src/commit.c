@@ -33,7 +33,7 @@ static void seterr(char *err, size_t len, const char *fmt, ...)
 
 int pfs_cfail(struct pfs_cctx *c, int err, const char *fmt, ...)
 {
-	char msg[PATH_MAX + 512];
+	char msg[PATH_MAX + 512], name[16];
 	va_list ap;
 
 	/* The first failure is the one to report; the rest is unwinding. */
@@ -42,7 +42,8 @@ int pfs_cfail(struct pfs_cctx *c, int err, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	snprintf(c->err, c->errlen, "%s: %s", msg, strerror(-err));
+	snprintf(c->err, c->errlen, "%s: %s (%s)", msg, strerror(-err),
+		 pfs_errname(-err, name, sizeof(name)));
 	return err;
 }
 
@@ -372,12 +373,12 @@ int pfs_commit(const struct pfs_commit_opts *o, char *err, size_t errlen)
 	pfs_progress_init(&c.prog, o->progress, stderr, "commit");
 	ret = pfs_commit_scan(&c);
 	if (ret < 0) {
-		append(&c, " (nothing was changed)");
+		append(&c, "; nothing was changed");
 	} else {
 		ret = o->atomic ? pfs_commit_atomic(&c) : pfs_commit_inplace(&c);
 		if (ret < 0 && !c.committed)
-			append(&c, o->atomic ? " (the lower is unchanged and the upper is kept)"
-					     : " (the upper is kept; run the commit again to complete it)");
+			append(&c, o->atomic ? "; the lower is unchanged and the upper is kept"
+					     : "; the upper is kept, run the commit again to complete it");
 	}
 	pfs_progress_end(&c.prog);
 out:
