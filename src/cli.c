@@ -333,12 +333,12 @@ static int parse_layers(int argc, char **argv, int start, struct pfs_config *cfg
 			slot = &cfg->work;
 			name = "--work";
 		} else if (a[0] == '-' && a[1]) {
-			seterr(err, errlen, "unknown option '%s' for %s (see prismfs %s --help)", a, cmd,
-			       cmd);
+			seterr(err, errlen, "unknown option '%s' for %s (see prismfs %s --help)", a,
+			       cmd, cmd);
 			return -EINVAL;
 		} else {
-			seterr(err, errlen, "unexpected argument '%s' (prismfs %s takes named options)",
-			       a, cmd);
+			seterr(err, errlen,
+			       "unexpected argument '%s' (prismfs %s takes named options)", a, cmd);
 			return -EINVAL;
 		}
 		if (!v || !*v) {

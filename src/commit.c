@@ -47,6 +47,18 @@ int pfs_cfail(struct pfs_cctx *c, int err, const char *fmt, ...)
 	return err;
 }
 
+int pfs_crefuse(struct pfs_cctx *c, int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (c->err[0])
+		return err;
+	va_start(ap, fmt);
+	vsnprintf(c->err, c->errlen, fmt, ap);
+	va_end(ap);
+	return err;
+}
+
 int pfs_cfail_at(struct pfs_cctx *c, int err, const char *op, const char *root, const char *name)
 {
 	return pfs_cfail(c, err, "%s %s%s%s%s%s", op, root, c->path.len ? "/" : "",
@@ -145,14 +157,15 @@ static bool overlay_uses(const char *path, char *mnt, size_t mntlen)
 		opts = strrchr(fstype, ' ');
 		if (!opts)
 			continue;
-		for (o = strtok_r(opts + 1, ",", &save); o && !found; o = strtok_r(NULL, ",", &save)) {
+		for (o = strtok_r(opts + 1, ",", &save); o && !found;
+		     o = strtok_r(NULL, ",", &save)) {
 			char *eq = strchr(o, '='), *s2 = NULL, *v;
 
 			if (!eq)
 				continue;
 			*eq = '\0';
-			if (strcmp(o, "upperdir") && strcmp(o, "workdir") && strncmp(o, "lowerdir", 8) &&
-			    strncmp(o, "datadir", 7))
+			if (strcmp(o, "upperdir") && strcmp(o, "workdir") &&
+			    strncmp(o, "lowerdir", 8) && strncmp(o, "datadir", 7))
 				continue;
 			for (v = strtok_r(eq + 1, ":", &s2); v; v = strtok_r(NULL, ":", &s2)) {
 				pfs_mountinfo_unescape(v);
@@ -189,8 +202,9 @@ static int check_unused(const char *what, const char *path, char *err, size_t er
 	char mnt[PATH_MAX];
 
 	if (overlay_uses(path, mnt, sizeof(mnt))) {
-		seterr(err, errlen, "the %s %s is in use by the overlay mounted at %s; unmount it first",
-		       what, path, mnt);
+		seterr(err, errlen,
+		       "the %s %s is in use by the overlay mounted at %s; unmount it first", what,
+		       path, mnt);
 		return -EBUSY;
 	}
 	return 0;
@@ -245,9 +259,10 @@ static int lock_parent(struct pfs_cctx *c)
 		int ret = -errno;
 
 		if (ret == -EWOULDBLOCK)
-			pfs_cfail(c, -EBUSY,
-				  "another prismfs commit or recovery is working beside %s (%s is locked)",
-				  c->lower, parent);
+			pfs_crefuse(c, -EBUSY,
+				    "another prismfs commit or recovery is working beside %s "
+				    "(%s is locked)",
+				    c->lower, parent);
 		else
 			pfs_cfail(c, ret, "cannot lock %s", parent);
 		free(parent);
@@ -285,7 +300,8 @@ static int check_commit(struct pfs_cctx *c, const struct pfs_commit_opts *o)
 	    (o->work && (ret = canon_dir("work directory", o->work, &c->work, &sw, c->err,
 					 c->errlen)) < 0))
 		return ret;
-	if ((ret = check_apart("upper", c->upper, &su, "lower", c->lower, &sl, c->err, c->errlen)) < 0)
+	ret = check_apart("upper", c->upper, &su, "lower", c->lower, &sl, c->err, c->errlen);
+	if (ret < 0)
 		return ret;
 	if (c->work &&
 	    ((ret = check_apart("work directory", c->work, &sw, "upper", c->upper, &su, c->err,
@@ -378,7 +394,8 @@ int pfs_commit(const struct pfs_commit_opts *o, char *err, size_t errlen)
 		ret = o->atomic ? pfs_commit_atomic(&c) : pfs_commit_inplace(&c);
 		if (ret < 0 && !c.committed)
 			append(&c, o->atomic ? "; the lower is unchanged and the upper is kept"
-					     : "; the upper is kept, run the commit again to complete it");
+					     : "; the upper is kept, run the commit again to "
+					       "complete it");
 	}
 	pfs_progress_end(&c.prog);
 out:

@@ -76,7 +76,8 @@ static int push_level(struct build *b, int ufd, int lfd, bool lchild, int nfd,
 			ret = pfs_dstack_push(&b->ns, nfd, true);
 	}
 	if (ret < 0)
-		return pfs_cfail(c, ret, "cannot walk %s/%s", c->newroot, pfs_pathbuf_str(&c->path));
+		return pfs_cfail(c, ret, "cannot walk %s/%s", c->newroot,
+				 pfs_pathbuf_str(&c->path));
 	b->lv[b->n++] = *l;
 	return 0;
 }
@@ -129,7 +130,8 @@ static int enter_upper_dir(struct build *b, const struct pfs_ovl_ent *e, const s
 				close(dfd);
 			}
 			if (ret < 0) {
-				pfs_cfail(c, ret, "cannot open %s (renamed from %s)", c->lower, redir);
+				pfs_cfail(c, ret, "cannot open %s (renamed from %s)", c->lower,
+					  redir);
 				goto fail;
 			}
 			lchild = redir[0] != '/';
@@ -139,8 +141,9 @@ static int enter_upper_dir(struct build *b, const struct pfs_ovl_ent *e, const s
 		} else if (lparent >= 0) {
 			ret = pfs_open_subdir(lparent, e->name, &lfd);
 			if (ret < 0 && !unreachable(ret)) {
-				pfs_cfail_at(c, ret, ret == -EXDEV ? "not crossing into another mount at"
-								  : "cannot open",
+				pfs_cfail_at(c, ret,
+					     ret == -EXDEV ? "not crossing into another mount at"
+							   : "cannot open",
 					     c->lower, NULL);
 				goto fail;
 			}
@@ -457,9 +460,11 @@ int pfs_commit_build(struct pfs_cctx *c, int newfd)
 			pfs_names_free(&l->lo);
 			b.n--;
 			pfs_pathbuf_cut(&c->path, l->plen);
-			if ((ret = pfs_dstack_pop(&b.us)) < 0 || (ret = pfs_dstack_pop(&b.ls)) < 0 ||
+			if ((ret = pfs_dstack_pop(&b.us)) < 0 ||
+			    (ret = pfs_dstack_pop(&b.ls)) < 0 ||
 			    (ret = pfs_dstack_pop(&b.ns)) < 0) {
-				pfs_cfail(c, ret, "cannot walk back up to %s", pfs_pathbuf_str(&c->path));
+				pfs_cfail(c, ret, "cannot walk back up to %s",
+					  pfs_pathbuf_str(&c->path));
 				goto out;
 			}
 			continue;

@@ -50,12 +50,12 @@ int pfs_cmd_recover(const struct pfs_config *cfg)
 		printf("no interrupted commit of %s\n", cfg->lower);
 		break;
 	case PFS_RECOVERY_ROLLED_BACK:
-		printf("rolled back the interrupted commit of %s: the old tree stays, the upper is kept\n",
-		       cfg->lower);
+		printf("rolled back the interrupted commit of %s: "
+		       "the old tree stays, the upper is kept\n", cfg->lower);
 		break;
 	case PFS_RECOVERY_FINISHED:
-		printf("finished the interrupted commit of %s: the new tree stays, the upper is emptied\n",
-		       cfg->lower);
+		printf("finished the interrupted commit of %s: "
+		       "the new tree stays, the upper is emptied\n", cfg->lower);
 		break;
 	}
 	return 0;

@@ -396,8 +396,8 @@ int pfs_commit_inplace(struct pfs_cctx *c)
 		char msg[512];
 
 		snprintf(msg, sizeof(msg), "%s", c->err);
-		snprintf(c->err, c->errlen, "the commit is complete, but emptying the upper failed: %s",
-			 msg);
+		snprintf(c->err, c->errlen,
+			 "the commit is complete, but emptying the upper failed: %s", msg);
 	}
 out:
 	for (size_t i = 0; i < s.n; i++)

@@ -35,6 +35,9 @@ struct pfs_cctx {
 /* Write "MESSAGE: strerror(-err)" to c->err; returns err. */
 int pfs_cfail(struct pfs_cctx *c, int err, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+/* A refusal that is not a system call's failure: MESSAGE alone. */
+int pfs_crefuse(struct pfs_cctx *c, int err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 /* "OP ROOT/PATH[/name]: strerror(-err)", PATH being c->path. */
 int pfs_cfail_at(struct pfs_cctx *c, int err, const char *op, const char *root,
 		 const char *name);

@@ -79,8 +79,8 @@ static int new_reg(struct pfs_cctx *c, int dirfd, const char *name, const struct
 	if (fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)) {
 		do {
 			tmp_name(c, tmp, sizeof(tmp));
-			fd = openat(dirfd, tmp, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC,
-				    0600);
+			fd = openat(dirfd, tmp,
+				    O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600);
 		} while (fd < 0 && errno == EEXIST);
 	}
 	if (fd < 0)
@@ -120,7 +120,8 @@ static int new_reg(struct pfs_cctx *c, int dirfd, const char *name, const struct
 		}
 		do {
 			tmp_name(c, tmp, sizeof(tmp));
-			ret = linkat(AT_FDCWD, proc, dirfd, tmp, AT_SYMLINK_FOLLOW) < 0 ? -errno : 0;
+			ret = linkat(AT_FDCWD, proc, dirfd, tmp, AT_SYMLINK_FOLLOW) < 0 ? -errno
+										 : 0;
 		} while (ret == -EEXIST);
 		if (ret < 0) {
 			tmp[0] = '\0';
@@ -186,7 +187,8 @@ int pfs_cnew(struct pfs_cctx *c, int dirfd, const char *name, const struct pfs_c
 		ret = symlinkat(target, dirfd, at) < 0 ? -errno : 0;
 		free(target);
 	} else {
-		ret = mknodat(dirfd, at, (st->st_mode & S_IFMT) | 0600, st->st_rdev) < 0 ? -errno : 0;
+		ret = mknodat(dirfd, at, (st->st_mode & S_IFMT) | 0600, st->st_rdev);
+		ret = ret < 0 ? -errno : 0;
 	}
 	if (ret < 0)
 		return pfs_cfail_at(c, ret, op, root, NULL);

@@ -101,10 +101,10 @@ static int renamed_dir(struct scan *s, int lfd_parent, const char *redir, int *l
 	int dfd, ret;
 
 	if (!c->o->atomic)
-		return pfs_cfail(c, -EXDEV,
-				 "%s/%s was renamed from %s by overlayfs (redirect); an in-place commit "
-				 "cannot move lower directories, use --atomic",
-				 c->upper, pfs_pathbuf_str(&c->path), redir);
+		return pfs_crefuse(c, -EXDEV,
+				   "%s/%s was renamed from %s by overlayfs (redirect); an in-place "
+				   "commit cannot move lower directories, use --atomic",
+				   c->upper, pfs_pathbuf_str(&c->path), redir);
 	ret = pfs_commit_redirect(c, lfd_parent, redir, &dfd, &leaf);
 	if (ret == 0) {
 		ret = pfs_open_subdir(dfd, leaf, lfd);
@@ -114,8 +114,8 @@ static int renamed_dir(struct scan *s, int lfd_parent, const char *redir, int *l
 	}
 	if (ret < 0)
 		return pfs_cfail(c, ret,
-				 "%s/%s was renamed from %s by overlayfs (redirect), but the lower %s "
-				 "has no directory there (in a deeper lower layer?)",
+				 "%s/%s was renamed from %s by overlayfs (redirect), but the lower "
+				 "%s has no directory there (in a deeper lower layer?)",
 				 c->upper, pfs_pathbuf_str(&c->path), redir, c->lower);
 	return 0;
 }
@@ -135,10 +135,11 @@ static int metacopy(struct scan *s, int ufd, int lfd, const char *name, uint64_t
 		return pfs_cfail_at(c, (int)n, "cannot read", c->upper, NULL);
 	if (n >= 0) {
 		if (!c->o->atomic)
-			return pfs_cfail(c, -EXDEV,
-					 "%s/%s is a metadata-only copy of %s, renamed by overlayfs "
-					 "(redirect); an in-place commit cannot use its data, use --atomic",
-					 c->upper, pfs_pathbuf_str(&c->path), redir);
+			return pfs_crefuse(c, -EXDEV,
+					   "%s/%s is a metadata-only copy of %s, renamed by "
+					   "overlayfs (redirect); an in-place commit cannot use "
+					   "its data, use --atomic",
+					   c->upper, pfs_pathbuf_str(&c->path), redir);
 		ret = pfs_commit_redirect(c, lfd, redir, &dfd, &leaf);
 	} else if (lfd < 0) {
 		ret = -ENOENT;
@@ -153,8 +154,8 @@ static int metacopy(struct scan *s, int ufd, int lfd, const char *name, uint64_t
 		close(dfd);
 	if (ret < 0)
 		return pfs_cfail(c, ret,
-				 "%s/%s is a metadata-only copy (overlayfs metacopy) but its data is "
-				 "not in the lower %s (in a deeper lower layer?)",
+				 "%s/%s is a metadata-only copy (overlayfs metacopy) but its data "
+				 "is not in the lower %s (in a deeper lower layer?)",
 				 c->upper, pfs_pathbuf_str(&c->path), c->lower);
 	*bytes = c->o->atomic ? (uint64_t)st.st_size : 0;
 	return 0;

@@ -143,7 +143,8 @@ out:
 
 static bool same(const struct stat *st, unsigned long long dev, unsigned long long ino)
 {
-	return ino && (unsigned long long)st->st_dev == dev && (unsigned long long)st->st_ino == ino;
+	return ino && (unsigned long long)st->st_dev == dev &&
+	       (unsigned long long)st->st_ino == ino;
 }
 
 static int remove_sibling(struct pfs_cctx *c, const char *name, const char *what)
@@ -183,8 +184,9 @@ static int finish(struct pfs_cctx *c, const struct names *n, struct journal *j)
 	}
 	if (fstatat(c->pfd, n->newdir, &st, AT_SYMLINK_NOFOLLOW) == 0) {
 		if (!same(&st, j->dev, j->old_ino))
-			return pfs_cfail(c, -EEXIST, "%s/../%s is not the old tree the journal names; "
-					 "not touching it", c->lower, n->newdir);
+			return pfs_crefuse(c, -EEXIST,
+					   "%s/../%s is not the old tree the journal names; "
+					   "not touching it", c->lower, n->newdir);
 		ret = remove_sibling(c, n->newdir, "the old tree");
 		if (ret < 0)
 			return ret;
@@ -206,8 +208,9 @@ static int roll_back(struct pfs_cctx *c, const struct names *n, const struct jou
 	if (fstatat(c->pfd, n->newdir, &st, AT_SYMLINK_NOFOLLOW) == 0) {
 		/* Made by us: its inode is recorded, or the crash came before. */
 		if (j->new_ino && !same(&st, j->dev, j->new_ino))
-			return pfs_cfail(c, -EEXIST, "%s/../%s is not the new tree the journal names; "
-					 "not touching it", c->lower, n->newdir);
+			return pfs_crefuse(c, -EEXIST,
+					   "%s/../%s is not the new tree the journal names; "
+					   "not touching it", c->lower, n->newdir);
 		ret = remove_sibling(c, n->newdir, "the unfinished new tree");
 		if (ret < 0)
 			return ret;
@@ -231,9 +234,10 @@ int pfs_commit_recover_locked(struct pfs_cctx *c, enum pfs_recovery *done,
 	if (ret == -ENOENT) {
 		unlinkat(c->pfd, n.tmp, 0); /* a journal write cut short */
 		if (fstatat(c->pfd, n.newdir, &st, AT_SYMLINK_NOFOLLOW) == 0)
-			return pfs_cfail(c, -EEXIST, "%s/../%s exists but no commit journal names it; "
-					 "not touching it (remove it if it is not needed)",
-					 c->lower, n.newdir);
+			return pfs_crefuse(c, -EEXIST,
+					   "%s/../%s exists but no commit journal names it; "
+					   "not touching it (remove it if it is not needed)",
+					   c->lower, n.newdir);
 		return 0;
 	}
 	if (ret < 0)
@@ -255,9 +259,9 @@ int pfs_commit_recover_locked(struct pfs_cctx *c, enum pfs_recovery *done,
 		if (ret == 0)
 			*done = PFS_RECOVERY_ROLLED_BACK;
 	} else {
-		ret = pfs_cfail(c, -ESTALE, "%s is neither the old nor the new tree of the "
-				"interrupted commit in %s/../%s; not touching anything",
-				c->lower, c->lower, n.journal);
+		ret = pfs_crefuse(c, -ESTALE, "%s is neither the old nor the new tree of the "
+				  "interrupted commit in %s/../%s; not touching anything",
+				  c->lower, c->lower, n.journal);
 	}
 	journal_free(&j);
 	return ret;
@@ -274,8 +278,9 @@ int pfs_commit_atomic(struct pfs_cctx *c)
 	if (fstatat(c->pfd, c->base, &st, AT_SYMLINK_NOFOLLOW) < 0)
 		return pfs_cfail(c, -errno, "cannot stat %s", c->lower);
 	if (fstatat(c->pfd, n.newdir, &(struct stat){0}, AT_SYMLINK_NOFOLLOW) == 0)
-		return pfs_cfail(c, -EEXIST, "cannot build the new tree at %s/../%s", c->lower,
-				 n.newdir);
+		return pfs_crefuse(c, -EEXIST, "cannot build the new tree at %s/../%s: it exists "
+				   "already (not made by prismfs: no journal names it)", c->lower,
+				   n.newdir);
 	if (asprintf(&c->newroot, "%s/../%s", c->lower, n.newdir) < 0) {
 		c->newroot = NULL;
 		return pfs_cfail(c, -ENOMEM, "out of memory");

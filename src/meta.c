@@ -87,7 +87,8 @@ static ssize_t x_get(struct pfs_ref r, const char *p, const char *name, void **v
 {
 	*val = NULL;
 	for (;;) {
-		ssize_t n = r.fd >= 0 ? fgetxattr(r.fd, name, NULL, 0) : lgetxattr(p, name, NULL, 0);
+		ssize_t n = r.fd >= 0 ? fgetxattr(r.fd, name, NULL, 0)
+				      : lgetxattr(p, name, NULL, 0);
 		void *buf;
 
 		if (n < 0)

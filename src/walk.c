@@ -168,8 +168,10 @@ int pfs_dstack_pop(struct pfs_dstack *s)
 	top = &s->lv[s->n - 1];
 	up = s->n >= 2 ? &s->lv[s->n - 2] : NULL;
 	if (up && up->closed) {
-		int fd = top->fd >= 0 ? openat(top->fd, "..", O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+		int fd = -1;
 
+		if (top->fd >= 0)
+			fd = openat(top->fd, "..", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (fd < 0) {
 			ret = top->fd >= 0 ? -errno : -ESTALE;
 		} else if (fstat(fd, &st) < 0 || st.st_dev != up->dev || st.st_ino != up->ino) {
