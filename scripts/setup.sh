@@ -4,7 +4,8 @@ set -euo pipefail
 
 PKGS=(gcc libc6-dev meson ninja-build pkg-config libfuse3-dev fuse3 libjansson-dev
       libcmocka-dev python3 python3-pytest fio attr git util-linux passwd
-      clang libclang-rt-14-dev)
+      clang libclang-rt-14-dev
+      e2fsprogs xfsprogs acl)
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -16,8 +16,13 @@ const char pfs_usage[] =
 	"  mount [OPTIONS] SOURCE MOUNTPOINT   show SOURCE at MOUNTPOINT (may be SOURCE itself)\n"
 	"  unmount MOUNTPOINT                  unmount cleanly and wait for the daemon to exit\n"
 	"  status [--json] MOUNTPOINT          show what a mount is doing\n"
+	"  commit --upper U --lower L [--atomic] [--work W]\n"
+	"                                      apply an overlay upper directory to its lower\n"
+	"  discard --upper U [--work W]        throw an upper directory's changes away\n"
+	"  recover --lower L                   finish or undo an interrupted atomic commit\n"
 	"\n"
-	"  -h, --help       this help;  prismfs mount --help for mount options\n"
+	"  -h, --help       this help;  prismfs mount --help for mount options,\n"
+	"                   prismfs commit --help for commit, discard and recover\n"
 	"  -V, --version    print the version\n";
 
 const char pfs_mount_usage[] =
@@ -71,6 +76,33 @@ const char pfs_mount_usage[] =
 	"\n"
 	"PassthroughFS's command line also works (stays in the foreground, as it did):\n"
 	"  prismfs --mountpoint MOUNTPOINT --target SOURCE [--mapping_file FILE] [OPTIONS]\n";
+
+const char pfs_layers_usage[] =
+	"usage: prismfs commit --upper U --lower L [--atomic] [--work W]\n"
+	"       prismfs discard --upper U [--work W]\n"
+	"       prismfs recover --lower L\n"
+	"\n"
+	"Finalize a copy-on-write layer offline. U is an upper directory in the kernel\n"
+	"overlayfs format (whiteouts, opaque directories, overlay xattrs) and L the\n"
+	"lower directory it applies to (the top lower). Neither may be in use by a mount.\n"
+	"\n"
+	"  commit    make L what the overlay showed: whiteouts delete, opaque directories\n"
+	"            replace, directories merge, changed files are written to a temporary\n"
+	"            file and renamed over the old one (identical ones are kept), with\n"
+	"            owner, mode, times and extended attributes; everything is made durable,\n"
+	"            then U (and W) are emptied. On failure U is kept and nothing more\n"
+	"            changes; running the same commit again completes it.\n"
+	"  --atomic  build the new tree beside L (.L.prismfs-new, sharing unchanged files\n"
+	"            by reflink or hard link, never copying them), make it durable, and\n"
+	"            swap it with L in one rename. A crash at any point leaves L wholly old\n"
+	"            or wholly new; the next commit or recover finishes or undoes it.\n"
+	"  discard   empty U (and W): any depth, never following symlinks or crossing\n"
+	"            into other mounts.\n"
+	"  recover   finish (if the swap happened) or roll back (if not) an interrupted\n"
+	"            atomic commit of L.\n"
+	"  --work W  the overlay work directory, emptied together with U\n"
+	"\n"
+	"With a terminal on stderr, a long commit shows its progress on one line.\n";
 
 static void seterr(char *err, size_t len, const char *fmt, ...)
 {
@@ -318,6 +350,67 @@ static int parse_target(int argc, char **argv, int start, struct pfs_config *cfg
 	return 0;
 }
 
+/* commit, discard, recover: named options only. */
+static int parse_layers(int argc, char **argv, int start, struct pfs_config *cfg, char *err,
+			size_t errlen, const char *cmd)
+{
+	bool commit = cfg->cmd == PFS_CMD_COMMIT, discard = cfg->cmd == PFS_CMD_DISCARD;
+	bool recover = cfg->cmd == PFS_CMD_RECOVER;
+
+	for (int i = start; i < argc; i++) {
+		const char *a = argv[i], *v, **slot = NULL, *name = NULL;
+		bool m;
+
+		if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+			cfg->cmd = PFS_CMD_LAYERS_HELP;
+			return 0;
+		} else if (commit && strcmp(a, "--atomic") == 0) {
+			cfg->atomic = true;
+			continue;
+		} else if ((commit || discard) &&
+			   ((v = optval(argc, argv, &i, a, "--upper", &m)) || m)) {
+			slot = &cfg->upper;
+			name = "--upper";
+		} else if ((commit || recover) &&
+			   ((v = optval(argc, argv, &i, a, "--lower", &m)) || m)) {
+			slot = &cfg->lower;
+			name = "--lower";
+		} else if ((commit || discard) &&
+			   ((v = optval(argc, argv, &i, a, "--work", &m)) || m)) {
+			slot = &cfg->work;
+			name = "--work";
+		} else if (a[0] == '-' && a[1]) {
+			seterr(err, errlen, "unknown option '%s' for %s (see prismfs %s --help)", a,
+			       cmd, cmd);
+			return -EINVAL;
+		} else {
+			seterr(err, errlen,
+			       "unexpected argument '%s' (prismfs %s takes named options)", a, cmd);
+			return -EINVAL;
+		}
+		if (!v || !*v) {
+			seterr(err, errlen, "%s needs a directory", name);
+			return -EINVAL;
+		}
+		if (*slot) {
+			seterr(err, errlen, "%s given twice", name);
+			return -EINVAL;
+		}
+		*slot = v;
+	}
+	if ((commit || discard) && !cfg->upper) {
+		seterr(err, errlen, "missing --upper (usage: prismfs %s --upper U%s)", cmd,
+		       commit ? " --lower L" : "");
+		return -EINVAL;
+	}
+	if ((commit || recover) && !cfg->lower) {
+		seterr(err, errlen, "missing --lower (usage: prismfs %s%s --lower L)", cmd,
+		       commit ? " --upper U" : "");
+		return -EINVAL;
+	}
+	return 0;
+}
+
 int pfs_cli_parse(int argc, char **argv, struct pfs_config *cfg, char *err, size_t errlen)
 {
 	const char *c;
@@ -352,6 +445,11 @@ int pfs_cli_parse(int argc, char **argv, struct pfs_config *cfg, char *err, size
 	if (strcmp(c, "status") == 0) {
 		cfg->cmd = PFS_CMD_STATUS;
 		return parse_target(argc, argv, 2, cfg, err, errlen, "status");
+	}
+	if (strcmp(c, "commit") == 0 || strcmp(c, "discard") == 0 || strcmp(c, "recover") == 0) {
+		cfg->cmd = c[0] == 'c' ? PFS_CMD_COMMIT : c[0] == 'd' ? PFS_CMD_DISCARD
+								     : PFS_CMD_RECOVER;
+		return parse_layers(argc, argv, 2, cfg, err, errlen, c);
 	}
 	if (c[0] != '-') {
 		/* mount(8) helper convention: prismfs SOURCE MOUNTPOINT -o OPTS */

@@ -12,6 +12,10 @@ enum pfs_cmd {
 	PFS_CMD_MOUNT_HELP,
 	PFS_CMD_UNMOUNT,
 	PFS_CMD_STATUS,
+	PFS_CMD_COMMIT,
+	PFS_CMD_DISCARD,
+	PFS_CMD_RECOVER,
+	PFS_CMD_LAYERS_HELP, /* commit/discard/recover --help */
 };
 
 enum pfs_log_format { PFS_LOG_TEXT, PFS_LOG_JSON };
@@ -38,6 +42,10 @@ struct pfs_config {
 	enum pfs_passthrough passthrough; /* kernel FUSE passthrough for file data */
 	const char *map_path;   /* --map: mapping table, a file or a named pipe */
 	size_t map_max;         /* largest mapping message accepted from a pipe */
+	const char *upper;      /* commit, discard */
+	const char *lower;      /* commit, recover */
+	const char *work;       /* commit, discard: the overlay work directory */
+	bool atomic;            /* commit --atomic */
 };
 
 #define PFS_DEFAULT_MAP_MAX ((size_t)64 << 20)
@@ -53,5 +61,6 @@ int pfs_cli_add_fuse_opts(struct pfs_config *cfg, const char *opts, char *err, s
 
 extern const char pfs_usage[];
 extern const char pfs_mount_usage[];
+extern const char pfs_layers_usage[];
 
 #endif

@@ -1,5 +1,6 @@
 /* prismfs: program entry — parse, then hand the command to its runner. */
 #include "cli.h"
+#include "commit_cmd.h"
 #include "daemon.h"
 
 #include <stdio.h>
@@ -36,6 +37,19 @@ int main(int argc, char **argv)
 		break;
 	case PFS_CMD_STATUS:
 		ret = pfs_cmd_status(&cfg);
+		break;
+	case PFS_CMD_LAYERS_HELP:
+		fputs(pfs_layers_usage, stdout);
+		ret = 0;
+		break;
+	case PFS_CMD_COMMIT:
+		ret = pfs_cmd_commit(&cfg);
+		break;
+	case PFS_CMD_DISCARD:
+		ret = pfs_cmd_discard(&cfg);
+		break;
+	case PFS_CMD_RECOVER:
+		ret = pfs_cmd_recover(&cfg);
 		break;
 	default:
 		ret = 2;

@@ -212,6 +212,81 @@ static void t_errors(void **s)
 	assert_null(strchr(err, '\n'));
 }
 
+static void t_layers(void **s)
+{
+	struct pfs_config c;
+
+	(void)s;
+	assert_int_equal(PARSE(&c, "commit", "--upper", "/u", "--lower=/l"), 0);
+	assert_int_equal(c.cmd, PFS_CMD_COMMIT);
+	assert_string_equal(c.upper, "/u");
+	assert_string_equal(c.lower, "/l");
+	assert_null(c.work);
+	assert_false(c.atomic);
+	pfs_config_free(&c);
+	assert_int_equal(PARSE(&c, "commit", "--atomic", "--lower", "/l", "--work", "/w", "--upper",
+			       "/u"), 0);
+	assert_true(c.atomic);
+	assert_string_equal(c.work, "/w");
+	pfs_config_free(&c);
+	assert_int_equal(PARSE(&c, "discard", "--upper", "/u", "--work=/w"), 0);
+	assert_int_equal(c.cmd, PFS_CMD_DISCARD);
+	assert_string_equal(c.upper, "/u");
+	assert_string_equal(c.work, "/w");
+	pfs_config_free(&c);
+	assert_int_equal(PARSE(&c, "recover", "--lower", "/l"), 0);
+	assert_int_equal(c.cmd, PFS_CMD_RECOVER);
+	assert_string_equal(c.lower, "/l");
+	pfs_config_free(&c);
+	assert_int_equal(PARSE(&c, "commit", "--help"), 0);
+	assert_int_equal(c.cmd, PFS_CMD_LAYERS_HELP);
+	pfs_config_free(&c);
+	assert_int_equal(PARSE(&c, "recover", "-h"), 0);
+	assert_int_equal(c.cmd, PFS_CMD_LAYERS_HELP);
+	pfs_config_free(&c);
+}
+
+static void t_layers_errors(void **s)
+{
+	struct pfs_config c;
+
+	(void)s;
+	assert_int_equal(PARSE(&c, "commit", "--upper", "/u"), -EINVAL);
+	assert_non_null(strstr(err, "--lower"));
+	pfs_config_free(&c);
+	assert_int_equal(PARSE(&c, "commit", "--lower", "/l"), -EINVAL);
+	assert_non_null(strstr(err, "--upper"));
+	pfs_config_free(&c);
+	assert_int_equal(PARSE(&c, "commit", "--upper"), -EINVAL);
+	assert_non_null(strstr(err, "--upper"));
+	pfs_config_free(&c);
+	assert_int_equal(PARSE(&c, "commit", "--upper=", "--lower", "/l"), -EINVAL);
+	pfs_config_free(&c);
+	assert_int_equal(PARSE(&c, "commit", "--upper", "/u", "--upper", "/v", "--lower", "/l"),
+			 -EINVAL);
+	assert_non_null(strstr(err, "twice"));
+	pfs_config_free(&c);
+	assert_int_equal(PARSE(&c, "commit", "/u", "/l"), -EINVAL);
+	assert_non_null(strstr(err, "/u"));
+	pfs_config_free(&c);
+	assert_int_equal(PARSE(&c, "commit", "--upper", "/u", "--lower", "/l", "--bogus"), -EINVAL);
+	assert_non_null(strstr(err, "--bogus"));
+	pfs_config_free(&c);
+	/* Each command takes only its own options. */
+	assert_int_equal(PARSE(&c, "discard", "--upper", "/u", "--atomic"), -EINVAL);
+	pfs_config_free(&c);
+	assert_int_equal(PARSE(&c, "discard", "--upper", "/u", "--lower", "/l"), -EINVAL);
+	pfs_config_free(&c);
+	assert_int_equal(PARSE(&c, "discard"), -EINVAL);
+	pfs_config_free(&c);
+	assert_int_equal(PARSE(&c, "recover", "--upper", "/u", "--lower", "/l"), -EINVAL);
+	pfs_config_free(&c);
+	assert_int_equal(PARSE(&c, "recover"), -EINVAL);
+	assert_non_null(strstr(err, "--lower"));
+	assert_null(strchr(err, '\n'));
+	pfs_config_free(&c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -222,6 +297,8 @@ int main(void)
 		cmocka_unit_test(t_errors),
 		cmocka_unit_test(t_mapping),
 		cmocka_unit_test(t_passthroughfs_compat),
+		cmocka_unit_test(t_layers),
+		cmocka_unit_test(t_layers_errors),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

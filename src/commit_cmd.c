@@ -1,0 +1,62 @@
+#include "commit_cmd.h"
+#include "commit.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <unistd.h>
+
+/* Room for a message naming a few paths. */
+#define ERRLEN (3 * PATH_MAX)
+
+static int report(int ret, const char *err)
+{
+	if (ret == 0)
+		return 0;
+	fprintf(stderr, "prismfs: %s\n", err);
+	return 1;
+}
+
+int pfs_cmd_commit(const struct pfs_config *cfg)
+{
+	struct pfs_commit_opts o = {
+		.upper = cfg->upper,
+		.lower = cfg->lower,
+		.work = cfg->work,
+		.atomic = cfg->atomic,
+		.progress = isatty(STDERR_FILENO),
+	};
+	static char err[ERRLEN];
+
+	return report(pfs_commit(&o, err, sizeof(err)), err);
+}
+
+int pfs_cmd_discard(const struct pfs_config *cfg)
+{
+	static char err[ERRLEN];
+
+	return report(pfs_discard(cfg->upper, cfg->work, err, sizeof(err)), err);
+}
+
+int pfs_cmd_recover(const struct pfs_config *cfg)
+{
+	static char err[ERRLEN];
+	enum pfs_recovery done;
+	int ret = pfs_commit_recover(cfg->lower, &done, err, sizeof(err));
+
+	if (ret < 0)
+		return report(ret, err);
+	switch (done) {
+	case PFS_RECOVERY_NONE:
+		printf("no interrupted commit of %s\n", cfg->lower);
+		break;
+	case PFS_RECOVERY_ROLLED_BACK:
+		printf("rolled back the interrupted commit of %s: "
+		       "the old tree stays, the upper is kept\n", cfg->lower);
+		break;
+	case PFS_RECOVERY_FINISHED:
+		printf("finished the interrupted commit of %s: "
+		       "the new tree stays, the upper is emptied\n", cfg->lower);
+		break;
+	}
+	return 0;
+}

@@ -1,0 +1,55 @@
+/* ovlfmt: the kernel overlayfs on-disk format of an upper layer, read back
+ * (Documentation/filesystems/overlayfs.rst is the specification).
+ *
+ * A name is whited out by a 0/0 character device, by a `.wh.NAME` entry
+ * (OCI/AUFS layers), or by a zero-size regular file with the overlay.whiteout
+ * xattr in a directory whose overlay.opaque is "x". A directory is opaque
+ * when overlay.opaque is "y" or it holds `.wh..wh..opq`. Every overlay xattr
+ * exists under trusted. (the kernel's default) and user. (userxattr). */
+#ifndef PFS_OVLFMT_H
+#define PFS_OVLFMT_H
+
+#include "walk.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "meta.h"
+
+#define PFS_OVL_WH_PREFIX ".wh."
+#define PFS_OVL_OPAQUE_MARKER ".wh..wh..opq"
+
+/* Read overlay.<key> of r, trusted. first, then user.; NUL-terminated in
+ * buf. The length, or -errno (-ENODATA: neither is set). */
+ssize_t pfs_ovl_get(struct pfs_ref r, const char *key, char *buf, size_t len);
+
+/* Is overlay.<key> set on r (whatever its value)? 1, 0, or -errno. */
+int pfs_ovl_has(struct pfs_ref r, const char *key);
+
+/* This entry hides the lower one of the same name (and is hidden itself). */
+#define PFS_OVL_WHITEOUT 1u
+/* A real entry that also has a `.wh.NAME`: the lower NAME is gone and this
+ * one replaces it without merging (as an opaque directory). */
+#define PFS_OVL_FRESH 2u
+
+struct pfs_ovl_ent {
+	const char *name;
+	unsigned char type; /* DT_* of the real entry (DT_UNKNOWN possible) */
+	unsigned flags;
+};
+
+/* An upper directory's entries with the markers applied: marker entries
+ * themselves are not listed; sorted by name. */
+struct pfs_ovl_dir {
+	struct pfs_ovl_ent *v;
+	size_t n;
+	bool opaque;
+	struct pfs_names raw;
+};
+
+int pfs_ovl_read_dir(int dirfd, struct pfs_ovl_dir *d);
+const struct pfs_ovl_ent *pfs_ovl_find(const struct pfs_ovl_dir *d, const char *name);
+void pfs_ovl_dir_free(struct pfs_ovl_dir *d);
+
+#endif
