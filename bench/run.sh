@@ -373,6 +373,7 @@ cleanup() {
     if ! is_mounted "$MNT"; then
         rm -rf -- "$SRC/rw" "$OVL"
     fi
+    [[ -n ${MD:-} ]] && rm -f -- "$MD.head"
     exit "$rc"
 }
 # A signal can arrive while a workload runs with stdout/stderr sent to the log;
