@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# bench/run.sh - compare prismfs against the native filesystem it passes through.
+# bench/run.sh - compare prismfs, and the filesystems like it, against the
+# native filesystem they pass through.
 #
-# Every workload runs twice back to back, native first and then through
-# prismfs, on the same underlying filesystem. The result is printed as
-#     ratio = native time / prismfs time   (1.00 = native speed, <1 = slower)
-# See bench/README.md for the workloads and the environment variables.
+# For every system (prismfs with and without kernel passthrough, overlayfs,
+# fuse-overlayfs, bindfs, mergerfs) every workload runs twice back to back:
+# natively first, then through the system, on the same underlying filesystem.
+# Each figure is
+#     ratio = native time / system time   (1.00 = native speed, <1 = slower)
+# of that pair; over ROUNDS rounds the median ratio is reported.
+# See bench/README.md for the workloads, the systems and the settings.
 set -euo pipefail
 export LC_ALL=C
 
@@ -16,38 +20,65 @@ warn() { printf 'bench: warning: %s\n' "$*" >&2; }
 say()  { printf 'bench: %s\n' "$*" >&2; }
 
 # ---------------------------------------------------------------- settings --
-BENCH_QUICK=${BENCH_QUICK:-0}
+ALL_SYSTEMS="prismfs-pt prismfs-nopt overlayfs fuse-overlayfs bindfs mergerfs"
+KNOWN_SYSTEMS="$ALL_SYSTEMS bind"
 BENCH_SELFTEST=${BENCH_SELFTEST:-0}
-if [[ $BENCH_QUICK == 1 ]]; then
-    _size=64M; _nfiles=1000; _rrtime=3
+if [[ $BENCH_SELFTEST == 1 ]]; then
+    # Checks the script, not the speed: tiny sizes, one round, every system
+    # plus "bind" (a kernel bind mount, whose ratios should be about 1.00).
+    BENCH_QUICK=1
+    _size=16M; _nfiles=200; _rrtime=1; _rounds=1; _tar=/usr/include/linux
+    _systems="bind $ALL_SYSTEMS"
 else
-    _size=1G;  _nfiles=10000; _rrtime=10
+    BENCH_QUICK=${BENCH_QUICK:-0}
+    if [[ $BENCH_QUICK == 1 ]]; then
+        _size=64M; _nfiles=1000; _rrtime=3
+    else
+        _size=1G;  _nfiles=10000; _rrtime=10
+    fi
+    _rounds=3; _tar=/usr/include; _systems=$ALL_SYSTEMS
 fi
 BENCH_SIZE=${BENCH_SIZE:-$_size}
 NFILES=${NFILES:-$_nfiles}
 RANDREAD_TIME=${RANDREAD_TIME:-$_rrtime}
-ROUNDS=${ROUNDS:-1}
+ROUNDS=${ROUNDS:-$_rounds}
 BENCH_DIR=${BENCH_DIR:-/var/tmp/prismfs-bench}
+RESULTS_DIR=${RESULTS_DIR:-$SCRIPT_DIR/results}
 PRISMFS_BIN=${PRISMFS_BIN:-$REPO_ROOT/build/prismfs}
 PRISMFS_OPTS=${PRISMFS_OPTS:-}
-TAR_SOURCE=${TAR_SOURCE:-/usr/include}
+# mergerfs 2.33: its "BASIC SETUP" (man mergerfs) plus the knobs its
+# PERFORMANCE section lists: page caching kept across opens while a file is
+# unchanged (auto-full), kernel writeback caching, long attribute/entry
+# caches, statfs/readdir/symlink caching, security.capability answered
+# without a lookup. Not dropcacheonclose: it is there to save memory, and it
+# would evict from the page cache the backing files that the native runs read.
+MERGERFS_OPTS=${MERGERFS_OPTS:-use_ino,cache.files=auto-full,cache.writeback=true,cache.attr=3600,cache.entry=3600,cache.negative_entry=3600,cache.statfs=10,cache.readdir=true,cache.symlinks=true,security_capability=false,category.create=mfs}
+BINDFS_OPTS=${BINDFS_OPTS:-}
+FUSE_OVERLAYFS_OPTS=${FUSE_OVERLAYFS_OPTS:-}
+TAR_SOURCE=${TAR_SOURCE:-$_tar}
 BENCH_ONLY=${BENCH_ONLY:-seqread randread seqwrite files untar git}
-MOUNT_TIMEOUT=${MOUNT_TIMEOUT:-120}
+BENCH_SYSTEMS=${BENCH_SYSTEMS:-$_systems}
+BENCH_NO_INSTALL=${BENCH_NO_INSTALL:-0}
 BENCH_PRIME=${BENCH_PRIME:-1}
+BENCH_FSTRIM=${BENCH_FSTRIM:-1}
+MOUNT_TIMEOUT=${MOUNT_TIMEOUT:-120}
 
 is_uint() { [[ $1 =~ ^[0-9]+$ ]] && (( 10#$1 > 0 )); }
 is_uint "$ROUNDS"        || die "ROUNDS must be a positive integer (got '$ROUNDS')"
 is_uint "$NFILES"        || die "NFILES must be a positive integer (got '$NFILES')"
 is_uint "$RANDREAD_TIME" || die "RANDREAD_TIME must be a positive integer of seconds (got '$RANDREAD_TIME')"
 is_uint "$MOUNT_TIMEOUT" || die "MOUNT_TIMEOUT must be a positive integer of seconds"
+ROUNDS=$((10#$ROUNDS)); NFILES=$((10#$NFILES)); RANDREAD_TIME=$((10#$RANDREAD_TIME))
 SIZE_BYTES=$(numfmt --from=iec -- "$BENCH_SIZE" 2>/dev/null) \
     || die "BENCH_SIZE must be a size like 64M or 1G (got '$BENCH_SIZE')"
 SIZE_MIB=$(( (SIZE_BYTES + 1048575) / 1048576 ))
 (( SIZE_MIB >= 1 )) || die "BENCH_SIZE must be at least 1M"
 SIZE_BYTES=$(( SIZE_MIB * 1048576 ))     # whole MiB, so dd bs=1M covers it exactly
-SIZE_H=$(numfmt --to=iec "$SIZE_BYTES")
+if (( SIZE_MIB % 1024 == 0 )); then SIZE_H="$(( SIZE_MIB / 1024 )) GiB"; else SIZE_H="$SIZE_MIB MiB"; fi
+NFILES_H=$(printf '%d' "$NFILES" | sed ':a;s/\B[0-9]\{3\}\>/,&/;ta')
 
 read -r -a PRISMFS_OPTS_ARR <<<"$PRISMFS_OPTS"
+read -r -a BINDFS_OPTS_ARR <<<"$BINDFS_OPTS"
 
 declare -A WANT=()
 for g in $BENCH_ONLY; do
@@ -58,55 +89,108 @@ for g in $BENCH_ONLY; do
 done
 want() { [[ -n ${WANT[$1]:-} ]]; }
 
+SYSTEMS=()
+for s in $BENCH_SYSTEMS; do
+    [[ " $KNOWN_SYSTEMS " == *" $s "* ]] || die "unknown system '$s' in BENCH_SYSTEMS (systems: $KNOWN_SYSTEMS)"
+    [[ " ${SYSTEMS[*]} " == *" $s "* ]] || SYSTEMS+=("$s")
+done
+(( ${#SYSTEMS[@]} )) || die "BENCH_SYSTEMS is empty"
+
 # ------------------------------------------------------------ prerequisites --
-[[ $EUID -eq 0 ]] || die "must run as root (drop_caches, mounting)"
+[[ $EUID -eq 0 ]] || die "must run as root (mounting, drop_caches)"
+
+APT_UPDATED=0
+apt_install() {   # apt_install PKG...: 0 if all installed
+    command -v apt-get >/dev/null 2>&1 || { warn "apt-get not available; cannot install $*"; return 1; }
+    if (( ! APT_UPDATED )); then
+        apt-get update -qq >&2 || { warn "apt-get update failed"; return 1; }
+        APT_UPDATED=1
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
 
 missing=()
 command -v fio >/dev/null 2>&1 || missing+=(fio)
 command -v git >/dev/null 2>&1 || missing+=(git)
 if (( ${#missing[@]} )); then
+    [[ $BENCH_NO_INSTALL == 1 ]] && die "missing ${missing[*]} (BENCH_NO_INSTALL=1: not installing)"
     say "installing ${missing[*]} with apt-get"
-    command -v apt-get >/dev/null 2>&1 || die "${missing[*]} missing and apt-get not available"
-    apt-get update -qq >&2 || die "apt-get update failed"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2 \
-        || die "apt-get install ${missing[*]} failed"
+    apt_install "${missing[@]}" || die "apt-get install ${missing[*]} failed"
 fi
-for t in fio git dd tar find du xargs stat awk sort sed numfmt seq sync timeout df cp; do
+for t in fio git dd tar find du xargs stat awk sort sed numfmt seq sync timeout df cp flock ps mount umount; do
     command -v "$t" >/dev/null 2>&1 || die "required tool '$t' not found"
 done
 
-if [[ $BENCH_SELFTEST == 1 ]]; then
-    MODE="SELFTEST (bind mount instead of prismfs: ratios should be ~1.00)"
-else
-    MODE="prismfs"
-    [[ -e $PRISMFS_BIN ]] || die "prismfs binary not found: $PRISMFS_BIN
-  build it first (meson setup build && meson compile -C build) or set PRISMFS_BIN=/path/to/prismfs
-  (BENCH_SELFTEST=1 runs the script against a plain bind mount instead)"
-    [[ -x $PRISMFS_BIN ]] || die "prismfs binary is not executable: $PRISMFS_BIN"
-    PRISMFS_BIN=$(cd -- "$(dirname -- "$PRISMFS_BIN")" && pwd -P)/$(basename -- "$PRISMFS_BIN")
+# What each system needs; STATUS[s] = ok | why it cannot run (a table column).
+declare -A STATUS=()
+for s in "${SYSTEMS[@]}"; do
+    case $s in
+        prismfs-*)
+            [[ -x $PRISMFS_BIN ]] || die "prismfs binary not found or not executable: $PRISMFS_BIN
+  build it first (./scripts/build.sh) or set PRISMFS_BIN=/path/to/prismfs,
+  or leave prismfs out with BENCH_SYSTEMS"
+            PRISMFS_BIN=$(cd -- "$(dirname -- "$PRISMFS_BIN")" && pwd -P)/$(basename -- "$PRISMFS_BIN")
+            STATUS[$s]=ok ;;
+        overlayfs)
+            grep -qw overlay /proc/filesystems || modprobe overlay >/dev/null 2>&1 || true
+            if grep -qw overlay /proc/filesystems; then STATUS[$s]=ok; else STATUS[$s]="not available"; fi ;;
+        fuse-overlayfs|bindfs|mergerfs)
+            if ! command -v "$s" >/dev/null 2>&1; then
+                if [[ $BENCH_NO_INSTALL == 1 ]]; then
+                    say "$s is not installed (BENCH_NO_INSTALL=1: not installing)"
+                else
+                    say "installing $s with apt-get"
+                    apt_install "$s" || warn "could not install $s"
+                fi
+            fi
+            if command -v "$s" >/dev/null 2>&1; then STATUS[$s]=ok; else STATUS[$s]="not installed"; fi ;;
+        bind) STATUS[$s]=ok ;;
+    esac
+done
+if [[ " ${SYSTEMS[*]} " == *" fuse-overlayfs "* || " ${SYSTEMS[*]} " == *" bindfs "* || " ${SYSTEMS[*]} " == *" mergerfs "* ]]; then
+    command -v fusermount3 >/dev/null 2>&1 || command -v fusermount >/dev/null 2>&1 \
+        || warn "neither fusermount3 nor fusermount found; FUSE mounts are removed with umount"
 fi
+RUNNABLE=()
+for s in "${SYSTEMS[@]}"; do [[ ${STATUS[$s]} == ok ]] && RUNNABLE+=("$s"); done
 
+# ------------------------------------------------------------------ layout --
 mkdir -p -- "$BENCH_DIR"
 BENCH_DIR=$(cd -- "$BENCH_DIR" && pwd -P)
 [[ $BENCH_DIR != / ]] || die "BENCH_DIR must not be /"
-SRC=$BENCH_DIR/src          # native directory (what prismfs passes through)
-MNT=$BENCH_DIR/mnt          # prismfs mount of $SRC
+[[ $BENCH_DIR != *[,:\ ]* ]] || die "BENCH_DIR must not contain ',' ':' or spaces (overlay mount options)"
+SRC=$BENCH_DIR/src          # the native directory; every system shows it at $MNT
+MNT=$BENCH_DIR/mnt          # mount point of the system under test
+OVL=$BENCH_DIR/ovl          # overlay upper and work dirs (same filesystem as $SRC)
 CACHE=$BENCH_DIR/cache      # prepared inputs, always read natively
 LOG=$BENCH_DIR/bench.log
-RESULTS=$BENCH_DIR/results.tsv
-ROUNDS_TSV=$BENCH_DIR/results-rounds.tsv
+PIDFILE=$BENCH_DIR/daemon.pid
 FSTYPE=$(stat -f -c %T -- "$BENCH_DIR")
+FSDEV=$(findmnt -n -o SOURCE -T "$BENCH_DIR" 2>/dev/null || echo '?')
 case $FSTYPE in
     tmpfs|ramfs) warn "BENCH_DIR $BENCH_DIR is on $FSTYPE; results will not reflect a disk" ;;
 esac
+command -v fstrim >/dev/null 2>&1 || BENCH_FSTRIM=0
+
+# One run per BENCH_DIR at a time. The lock fd is closed for every mount
+# command, so a daemon never inherits it.
+exec {LOCKFD}>"$BENCH_DIR/.lock"
+flock -n "$LOCKFD" || die "another bench run is using $BENCH_DIR"
+
+STAMP=$(date '+%Y%m%d-%H%M%S')
+mkdir -p -- "$RESULTS_DIR"
+RESULTS_DIR=$(cd -- "$RESULTS_DIR" && pwd -P)
+CSV=$RESULTS_DIR/bench-$STAMP.csv
+MD=$RESULTS_DIR/bench-$STAMP.md
 
 export GIT_CONFIG_NOSYSTEM=1 GIT_CONFIG_GLOBAL=/dev/null GIT_TERMINAL_PROMPT=0
 GIT=(git -c safe.directory='*' -c user.name=prismfs-bench -c user.email=bench@localhost
      -c commit.gpgsign=false -c init.defaultBranch=main -c core.fsmonitor=false)
 
 # ------------------------------------------------------------ mount helpers --
-# Is $1 a mount point? Read /proc/self/mounts so that a dead FUSE daemon
-# (ENOTCONN on stat) is still detected.
+# Read /proc/self/mounts so that a dead FUSE daemon (ENOTCONN on stat) is
+# still seen as a mount.
+unescape_mnt() { printf '%b' "${1//\\/\\0}"; }
 mount_field() {   # mount_field PATH FIELD -> prints field of the last mount on PATH
     local esc=${1//\\/\\134}
     esc=${esc// /\\040}; esc=${esc//$'\t'/\\011}
@@ -114,93 +198,182 @@ mount_field() {   # mount_field PATH FIELD -> prints field of the last mount on 
                      $2 == p { v = $f; n = 1 } END { if (n) print v; exit !n }' /proc/self/mounts
 }
 is_mounted() { mount_field "$1" 2 >/dev/null; }
-
-unmount_one() {   # one attempt, strongest-correct first; lazy only as last resort
-    local fstype
-    fstype=$(mount_field "$MNT" 3 || true)
-    if [[ $fstype == fuse* && -x ${PRISMFS_BIN:-} && $BENCH_SELFTEST != 1 ]]; then
-        timeout --foreground 120 "$PRISMFS_BIN" unmount "$MNT" >>"$LOG" 2>&1 && return 0
-        warn "prismfs unmount $MNT failed; trying fusermount3/umount"
-    fi
-    if [[ $fstype == fuse* ]] && command -v fusermount3 >/dev/null 2>&1; then
-        fusermount3 -u "$MNT" >>"$LOG" 2>&1 && return 0
-    fi
-    umount "$MNT" >>"$LOG" 2>&1 && return 0
-    warn "umount $MNT failed (busy?); doing a lazy unmount"
-    umount -l "$MNT" >>"$LOG" 2>&1
+mounts_under() {  # every mount point at or below $1, deepest first
+    P=$1 awk 'BEGIN { p = ENVIRON["P"] } $2 == p || index($2, p "/") == 1 { print $2 }' /proc/self/mounts \
+        | sort -r | uniq | while IFS= read -r m; do unescape_mnt "$m"; echo; done
 }
-unmount_all() {
+
+unmount_once() {  # one attempt, strongest-correct first; lazy only as last resort
+    local m=$1 fstype
+    fstype=$(mount_field "$m" 3 || true)
+    if [[ $fstype == fuse.prismfs && -x $PRISMFS_BIN ]]; then
+        timeout --foreground 120 "$PRISMFS_BIN" unmount "$m" >>"$LOG" 2>&1 && return 0
+        warn "prismfs unmount $m failed; trying fusermount3/umount"
+    fi
+    if [[ $fstype == fuse* ]]; then
+        local fm
+        for fm in fusermount3 fusermount; do
+            command -v "$fm" >/dev/null 2>&1 || continue
+            "$fm" -u "$m" >>"$LOG" 2>&1 && return 0
+            break
+        done
+    fi
+    umount "$m" >>"$LOG" 2>&1 && return 0
+    warn "umount $m failed (busy?); doing a lazy unmount"
+    umount -l "$m" >>"$LOG" 2>&1
+}
+unmount_path() {
     local _i
     for _i in 1 2 3 4 5; do
-        is_mounted "$MNT" || return 0
-        unmount_one || true
+        is_mounted "$1" || return 0
+        unmount_once "$1" || sleep 1
     done
-    ! is_mounted "$MNT"
+    ! is_mounted "$1"
+}
+# Wait for a FUSE daemon to exit after its unmount, so that its last work
+# does not overlap the next system's runs. The daemon is ours: if it does
+# not exit, end it by its pid.
+wait_daemon_gone() {
+    local pid=$1 i
+    [[ -n $pid ]] || return 0
+    for (( i = 0; i < 300; i++ )); do
+        [[ -d /proc/$pid ]] || return 0
+        [[ $(sed 's/^.*) //' "/proc/$pid/stat" 2>/dev/null | cut -d' ' -f1) == Z ]] && return 0
+        sleep 0.1
+    done
+    warn "daemon pid $pid still running 30 s after unmount; sending TERM"
+    kill -TERM "$pid" 2>/dev/null || true
+}
+unmount_mnt() {   # unmount $MNT and wait for the daemon of the last mount
+    local pid=""
+    [[ -f $PIDFILE ]] && pid=$(cat "$PIDFILE" 2>/dev/null || true)
+    if is_mounted "$MNT"; then
+        unmount_path "$MNT" || { printf 'bench: error: %s is STILL MOUNTED; unmount it by hand\n' "$MNT" >&2; return 1; }
+    fi
+    wait_daemon_gone "$pid"
+    rm -f -- "$PIDFILE"
 }
 
-DAEMON_PID=
-do_mount() {
-    if is_mounted "$MNT"; then die "$MNT is still mounted"; fi
-    if [[ $BENCH_SELFTEST == 1 ]]; then
-        mount --bind "$SRC" "$MNT" || die "mount --bind $SRC $MNT failed"
-    else
-        timeout --foreground "$MOUNT_TIMEOUT" "$PRISMFS_BIN" mount "${PRISMFS_OPTS_ARR[@]}" "$SRC" "$MNT" >>"$LOG" 2>&1 {ERRFD}>&- \
-            || die "prismfs mount ${PRISMFS_OPTS:+$PRISMFS_OPTS }$SRC $MNT failed (see $LOG)"
-    fi
-    is_mounted "$MNT" || die "mount command succeeded but $MNT is not a mount point"
-    if [[ $BENCH_SELFTEST != 1 ]]; then
-        local fstype; fstype=$(mount_field "$MNT" 3)
-        [[ $fstype == fuse* ]] || die "$MNT is mounted as '$fstype', not FUSE; refusing to benchmark it as prismfs"
-        DAEMON_PID=$(find_daemon_pid || true)
-        [[ -n $DAEMON_PID ]] || warn "could not find the prismfs daemon pid; no CPU figures"
-    fi
-    [[ -d $MNT/ro ]] || die "$MNT/ro is not visible through the mount"
-}
-
-find_daemon_pid() {
-    local out re pid=""
-    if out=$("$PRISMFS_BIN" status --json "$MNT" 2>>"$LOG"); then
+# The daemon of a FUSE system: the process named like the system whose
+# command line has $MNT as one of its arguments.
+find_daemon_pid() {   # find_daemon_pid SYSTEM
+    local comm pid="" p out
+    case $1 in
+        prismfs-*) comm=prismfs ;;
+        fuse-overlayfs|bindfs|mergerfs) comm=$1 ;;
+        *) return 1 ;;
+    esac
+    if [[ $comm == prismfs ]] && out=$("$PRISMFS_BIN" status --json "$MNT" 2>>"$LOG"); then
         pid=$(printf '%s\n' "$out" | grep -o '"pid"[[:space:]]*:[[:space:]]*[0-9][0-9]*' | head -n1 | grep -o '[0-9]*$' || true)
     fi
-    if [[ -z $pid ]] && command -v pgrep >/dev/null 2>&1; then
-        re=$(printf '%s' "$MNT" | sed 's/[][\.*^$+?(){}|]/\\&/g')
-        # pgrep -f also matches any shell whose command line quotes the
-        # pattern: keep only processes that really are prismfs.
-        local p
-        for p in $(pgrep -f "prismfs mount .*${re}" || true); do
-            [[ $(cat "/proc/$p/comm" 2>/dev/null) == prismfs ]] || continue
+    if [[ -z $pid ]]; then
+        for p in /proc/[0-9]*; do
+            p=${p#/proc/}
+            [[ $(cat "/proc/$p/comm" 2>/dev/null) == "$comm" ]] || continue
             [[ $(sed 's/^.*) //' "/proc/$p/stat" 2>/dev/null | cut -d' ' -f1) != Z ]] || continue
+            tr '\0' '\n' <"/proc/$p/cmdline" 2>/dev/null | grep -Fxq -- "$MNT" || continue
             pid=$p
         done
     fi
     [[ -n $pid && -r /proc/$pid/stat ]] || return 1
     printf '%s\n' "$pid"
 }
-
+DAEMON_PID=
 cpu_ticks() {     # utime stime of the daemon (whole thread group), in clock ticks
     [[ -n $DAEMON_PID && -r /proc/$DAEMON_PID/stat ]] || { echo "- -"; return; }
     sed 's/^.*) //' "/proc/$DAEMON_PID/stat" | awk '{ print $12, $13 }'
 }
 CLK_TCK=$(getconf CLK_TCK 2>/dev/null || echo 100)
 
+# Per-system layout. Every system shows $SRC; the overlays use it as their
+# lower layer and write into $OVL/upper on the same filesystem. While an
+# overlay is mounted the native runs write into $SRC/rw/native and
+# $SRC/rw/prime, which the overlay never looks up.
+mount_system() {  # mount_system SYSTEM (stdout/stderr to the log)
+    local s=$1
+    case $s in
+        prismfs-pt)   "$PRISMFS_BIN" mount --passthrough on  "${PRISMFS_OPTS_ARR[@]}" "$SRC" "$MNT" ;;
+        prismfs-nopt) "$PRISMFS_BIN" mount --passthrough off "${PRISMFS_OPTS_ARR[@]}" "$SRC" "$MNT" ;;
+        overlayfs)    mount -t overlay overlay -o "lowerdir=$SRC,upperdir=$OVL/upper,workdir=$OVL/work" "$MNT" ;;
+        fuse-overlayfs) fuse-overlayfs -o "lowerdir=$SRC,upperdir=$OVL/upper,workdir=$OVL/work${FUSE_OVERLAYFS_OPTS:+,$FUSE_OVERLAYFS_OPTS}" "$MNT" ;;
+        bindfs)       bindfs "${BINDFS_OPTS_ARR[@]}" "$SRC" "$MNT" ;;
+        mergerfs)     mergerfs -o "$MERGERFS_OPTS" "$SRC" "$MNT" ;;
+        bind)         mount --bind "$SRC" "$MNT" ;;
+    esac
+}
+expected_fstype() {
+    case $1 in
+        overlayfs) echo overlay ;;
+        bind) echo "$FSTYPE_MNT" ;;
+        *) echo 'fuse*' ;;
+    esac
+}
+FSTYPE_MNT=$(findmnt -n -o FSTYPE -T "$BENCH_DIR" 2>/dev/null || echo '*')
+
+system_version() {
+    case $1 in
+        prismfs-*)      "$PRISMFS_BIN" --version 2>/dev/null | head -n1 ;;
+        overlayfs|bind) echo "kernel $(uname -r)" ;;
+        fuse-overlayfs) fuse-overlayfs --version 2>&1 | grep -m1 '^fuse-overlayfs' ;;
+        bindfs)         bindfs --version 2>&1 | head -n1 ;;
+        mergerfs)       mergerfs -V 2>&1 | head -n1 ;;
+    esac
+}
+system_options() {
+    case $1 in
+        prismfs-pt)     echo "--passthrough on${PRISMFS_OPTS:+ $PRISMFS_OPTS}" ;;
+        prismfs-nopt)   echo "--passthrough off${PRISMFS_OPTS:+ $PRISMFS_OPTS}" ;;
+        overlayfs)      echo "lowerdir=src,upperdir=ovl/upper,workdir=ovl/work" ;;
+        fuse-overlayfs) echo "lowerdir=src,upperdir=ovl/upper,workdir=ovl/work${FUSE_OVERLAYFS_OPTS:+,$FUSE_OVERLAYFS_OPTS}" ;;
+        bindfs)         echo "${BINDFS_OPTS:-(defaults)}" ;;
+        mergerfs)       echo "-o $MERGERFS_OPTS" ;;
+        bind)           echo "mount --bind" ;;
+    esac
+}
+
 # ------------------------------------------------------------------ cleanup --
+CHILD_PID=
+descendants() {   # pids below $1, children first listed before their own
+    local c
+    for c in $(ps -o pid= --ppid "$1" 2>/dev/null); do
+        echo "$c"; descendants "$c"
+    done
+}
+stop_child() {    # end the running system round (ours, by pid) and what it started
+    [[ -n $CHILD_PID ]] || return 0
+    local pids dpid="" p i
+    [[ -f $PIDFILE ]] && dpid=$(cat "$PIDFILE" 2>/dev/null || true)
+    pids="$CHILD_PID $(descendants "$CHILD_PID" | tr '\n' ' ')"
+    for p in $pids; do [[ $p == "$dpid" ]] || kill -TERM "$p" 2>/dev/null || true; done
+    for (( i = 0; i < 50; i++ )); do
+        kill -0 "$CHILD_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    for p in $pids; do [[ $p == "$dpid" ]] || kill -KILL "$p" 2>/dev/null || true; done
+    wait "$CHILD_PID" 2>/dev/null || true
+    CHILD_PID=
+}
 CLEANED=0
 cleanup() {
-    local rc=$?
+    local rc=$? m
     (( CLEANED )) && return 0
     CLEANED=1
     set +e
     trap '' INT TERM HUP PIPE
     exec 2>&"$ERRFD"
     cd /
-    if is_mounted "$MNT"; then
-        say "unmounting $MNT"
-        if ! unmount_all; then
-            printf 'bench: error: %s is STILL MOUNTED; unmount it by hand\n' "$MNT" >&2
-            rc=1
-        fi
+    stop_child
+    if is_mounted "$MNT"; then say "unmounting $MNT"; fi
+    unmount_mnt || rc=1
+    while IFS= read -r m; do
+        [[ -n $m ]] || continue
+        say "unmounting $m"
+        unmount_path "$m" || { printf 'bench: error: %s is STILL MOUNTED; unmount it by hand\n' "$m" >&2; rc=1; }
+    done < <(mounts_under "$BENCH_DIR")
+    if ! is_mounted "$MNT"; then
+        rm -rf -- "$SRC/rw" "$OVL"
     fi
-    is_mounted "$MNT" || rm -rf -- "$SRC/rw"
+    [[ -n ${MD:-} ]] && rm -f -- "$MD.head"
     exit "$rc"
 }
 # A signal can arrive while a workload runs with stdout/stderr sent to the log;
@@ -215,9 +388,10 @@ trap 'on_signal PIPE 141' PIPE     # e.g. "run.sh | head": still unmount
 
 # ----------------------------------------------------------------- timing --
 now() { printf '%s\n' "${EPOCHREALTIME:-$(date +%s.%N)}"; }
-T_LAST=; C_LAST=-
+T_LAST=; C_LAST=
+FAILED_WL=
 # measure SIDE CMD... : run CMD (output to the log), set T_LAST (wall seconds)
-# and C_LAST (daemon CPU seconds during CMD, prismfs side only).
+# and C_LAST (daemon CPU seconds during CMD; system side of a FUSE system only).
 measure() {
     local side=$1; shift
     local t0 t1 c0 c1
@@ -230,8 +404,8 @@ measure() {
     t1=$(now)
     c1=$(cpu_ticks)
     T_LAST=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.6f", b - a }')
-    C_LAST=-
-    if [[ $side == prismfs && $c0 != "- -" && $c1 != "- -" ]]; then
+    C_LAST=
+    if [[ $side != native && $c0 != "- -" && $c1 != "- -" ]]; then
         C_LAST=$(awk -v a="$c0" -v b="$c1" -v hz="$CLK_TCK" 'BEGIN {
             split(a, x, " "); split(b, y, " ");
             printf "%.2f", ((y[1] + y[2]) - (x[1] + x[2])) / hz }')
@@ -239,6 +413,13 @@ measure() {
 }
 unmeasured() { "$@" >>"$LOG" 2>&1 || die "preparation step failed: $* (see $LOG)"; }
 drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
+# After a phase that deleted a lot: write back, and with BENCH_FSTRIM=1 have
+# the discards done now rather than during the next timed run. Done at the same
+# points of every system's run, so every system gets the same treatment.
+settle() {
+    sync
+    if [[ $BENCH_FSTRIM == 1 ]]; then fstrim -- "$BENCH_DIR" >>"$LOG" 2>&1 || true; fi
+}
 
 # ------------------------------------------------------------- operations --
 op_read()     { dd if="$1" of=/dev/null bs=1M status=none; }
@@ -260,7 +441,7 @@ op_gitstatus(){ "${GIT[@]}" -C "$1" status >/dev/null; }
 
 # ---------------------------------------------------------------- workloads --
 # wl_ID SIDE BASE : prepare (unmeasured), then measure. BASE is $SRC for the
-# native side and $MNT for the prismfs side. Read-only inputs are shared
+# native side and $MNT for the system. Read-only inputs are shared
 # (BASE/ro/...); anything written goes to BASE/rw/SIDE/... so both sides start
 # from the same state. Nothing is deleted between the measured runs of a group
 # (see cleanup_group): on filesystems mounted with "discard" the first writer
@@ -294,25 +475,33 @@ wl_rmtree()   { measure "$1" op_rmtree "$2/rw/$1/tree"; }
 wl_gitwarm()  { unmeasured op_gitstatus "$2/ro/git-$1"; measure "$1" op_gitstatus "$2/ro/git-$1"; }
 wl_gitcold()  { drop_caches; measure "$1" op_gitstatus "$2/ro/git-$1"; }
 
-TREE_NAME=$(basename -- "$TAR_SOURCE")
 label() {
     case $1 in
-        seqread)  echo "seq read $SIZE_H (warm)" ;;
-        randread) echo "randread 4k (warm) [s/100k]" ;;
-        seqwrite) echo "seq write $SIZE_H + fsync" ;;
-        create)   echo "create $NFILES files" ;;
-        stat)     echo "stat $NFILES files" ;;
-        delete)   echo "delete $NFILES files" ;;
-        untar)    echo "untar $TREE_NAME" ;;
-        find)     echo "find tree (warm)" ;;
-        du)       echo "du -s tree (warm)" ;;
-        rmtree)   echo "rm -rf tree" ;;
-        gitwarm)  echo "git status (warm)" ;;
-        gitcold)  echo "git status (cold)" ;;
+        seqread)  echo "warm sequential read, $SIZE_H" ;;
+        randread) echo "4 KiB random read (warm)" ;;
+        seqwrite) echo "sequential write + fsync, $SIZE_H" ;;
+        create)   echo "create $NFILES_H files" ;;
+        stat)     echo "stat $NFILES_H files" ;;
+        delete)   echo "delete $NFILES_H files" ;;
+        untar)    echo "untar a $TAR_SOURCE tarball" ;;
+        find)     echo "find over the tree (warm)" ;;
+        du)       echo "du -s over the tree (warm)" ;;
+        rmtree)   echo "rm -rf the tree" ;;
+        gitwarm)  echo "git status warm" ;;
+        gitcold)  echo "git status cold" ;;
+    esac
+}
+target() {        # the targets for prismfs with passthrough
+    case $1 in
+        seqread|seqwrite) echo 0.95 ;;
+        randread|gitwarm) echo 0.90 ;;
+        create|delete)    echo 0.60 ;;
+        untar)            echo 0.50 ;;
+        *) echo "" ;;
     esac
 }
 
-# Priming: right before a writing group's measured pair, run its first
+# Priming: right before a writing group's measured pairs, run its first
 # workload once, unmeasured, natively in rw/prime. It absorbs what the first
 # writer after a pause or after the previous group's cleanup pays (deferred
 # discards; VMs that hand idle guest memory back to the host make the first
@@ -326,13 +515,14 @@ prime_group() {
         untar)    wl_untar prime "$SRC" ;;
     esac
 }
-cleanup_group() {   # each side's files are removed through the path that made them
+cleanup_group() {   # cleanup_group GROUP SYSTEM: each side's files go through the path that made them
     case $1 in
-        seqwrite) unmeasured rm -f -- "$SRC/rw/prime/write.dat" "$SRC/rw/native/write.dat" "$MNT/rw/prismfs/write.dat" ;;
-        files)    unmeasured rm -rf -- "$SRC/rw/prime/small" "$SRC/rw/native/small" "$MNT/rw/prismfs/small" ;;
-        untar)    unmeasured rm -rf -- "$SRC/rw/prime/tree" "$SRC/rw/native/tree" "$MNT/rw/prismfs/tree" ;;
+        seqwrite) unmeasured rm -f -- "$SRC/rw/prime/write.dat" "$SRC/rw/native/write.dat" "$MNT/rw/$2/write.dat" ;;
+        files)    unmeasured rm -rf -- "$SRC/rw/prime/small" "$SRC/rw/native/small" "$MNT/rw/$2/small" ;;
+        untar)    unmeasured rm -rf -- "$SRC/rw/prime/tree" "$SRC/rw/native/tree" "$MNT/rw/$2/tree" ;;
+        *) return 0 ;;
     esac
-    sync
+    settle
 }
 
 group_ids() {
@@ -354,22 +544,98 @@ for g in seqread randread seqwrite files untar git; do
 done
 (( ${#ORDER[@]} )) || die "nothing to run (BENCH_ONLY='$BENCH_ONLY')"
 
+# CSV: one line per round, system and workload; daemon_total lines hold the
+# daemon's CPU over the whole mount, read just before unmounting.
+csv_row() { local IFS=,; printf '%s\n' "$*" >>"$CSV"; }
+
+# ------------------------------------------------------------ system round --
+# run_system SYSTEM ROUND, in a subshell: mount, every workload pair, the
+# daemon's CPU total. The parent unmounts. Exits non-zero if anything fails.
+run_system() {
+    local s=$1 r=$2 g id tn ts ratio cpu
+    local -a ids
+    exec 2>&"$ERRFD"
+    timeout --foreground "$MOUNT_TIMEOUT" bash -c "$(declare -f mount_system); $(declare -p PRISMFS_BIN PRISMFS_OPTS_ARR BINDFS_OPTS_ARR SRC MNT OVL MERGERFS_OPTS FUSE_OVERLAYFS_OPTS); mount_system $s" \
+        >>"$LOG" 2>&1 {LOCKFD}>&- {ERRFD}>&- \
+        || die "mounting $s failed (see $LOG)"
+    is_mounted "$MNT" || die "mounting $s returned success but $MNT is not a mount point"
+    local fstype want_t
+    fstype=$(mount_field "$MNT" 3); want_t=$(expected_fstype "$s")
+    # shellcheck disable=SC2053
+    [[ $fstype == $want_t ]] || die "$MNT is mounted as '$fstype', expected '$want_t' for $s"
+    [[ -f $MNT/ro/.bench-src ]] || die "$MNT/ro/.bench-src is not visible through $s"
+    DAEMON_PID=
+    if [[ $s != overlayfs && $s != bind ]]; then
+        DAEMON_PID=$(find_daemon_pid "$s" || true)
+        [[ -n $DAEMON_PID ]] || warn "could not find the $s daemon's pid; no CPU figures"
+        printf '%s\n' "$DAEMON_PID" >"$PIDFILE"
+    fi
+    if [[ $s == prismfs-* ]]; then
+        local dp
+        dp=$("$PRISMFS_BIN" status --json "$MNT" 2>>"$LOG" | sed -n 's/.*"data_path"[[:space:]]*:[[:space:]]*"\([^"]*\)".*/\1/p' || true)
+        say "round $r/$ROUNDS: $s data path: ${dp:-unknown}"
+        if [[ $s == prismfs-pt && $dp != *passthrough* ]]; then die "prismfs-pt is not using kernel passthrough (data path: ${dp:-unknown})"; fi
+        if [[ $s == prismfs-nopt && $dp == *"kernel passthrough"* ]]; then die "prismfs-nopt is using kernel passthrough"; fi
+    fi
+    for g in "${GROUPS_RUN[@]}"; do
+        read -r -a ids <<<"$(group_ids "$g")"
+        prime_group "$g"
+        for id in "${ids[@]}"; do
+            FAILED_WL=$id
+            "wl_$id" native "$SRC"; tn=$T_LAST
+            "wl_$id" "$s" "$MNT";   ts=$T_LAST; cpu=$C_LAST
+            FAILED_WL=
+            ratio=$(awk -v n="$tn" -v p="$ts" 'BEGIN { if (p > 0) printf "%.4f", n / p; else print "" }')
+            csv_row "$r" "$s" "$id" ok "$tn" "$ts" "$ratio" "$cpu" "" ""
+            say "$(printf 'r%d/%d %-14s %-34s native %9.4f s  %9.4f s  ratio %s%s' \
+                "$r" "$ROUNDS" "$s" "$(label "$id")" "$tn" "$ts" "${ratio:-?}" "${cpu:+  daemon cpu ${cpu}s}")"
+        done
+        cleanup_group "$g" "$s"
+    done
+    if [[ -n $DAEMON_PID ]]; then
+        local ticks
+        ticks=$(cpu_ticks)
+        if [[ $ticks != "- -" ]]; then
+            read -r -a tk <<<"$ticks"
+            local u sy
+            u=$(awk -v t="${tk[0]}" -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", t / hz }')
+            sy=$(awk -v t="${tk[1]}" -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", t / hz }')
+            csv_row "$r" "$s" daemon_total ok "" "" "" "$(awk -v a="$u" -v b="$sy" 'BEGIN { printf "%.2f", a + b }')" "$u" "$sy"
+            say "round $r/$ROUNDS: $s daemon cpu over the whole mount: user ${u}s sys ${sy}s"
+        else
+            warn "$s daemon (pid $DAEMON_PID) is gone before unmount; no CPU total"
+        fi
+    fi
+}
+# die inside run_system: note which workload failed before leaving.
+run_system_guarded() {
+    trap 'rc=$?; if (( rc )) && [[ -n $FAILED_WL ]]; then csv_row "$2" "$1" "$FAILED_WL" failed "" "" "" "" "" ""; fi' EXIT
+    run_system "$@"
+}
+
+prepare_system() {   # fresh write areas for SYSTEM (nothing mounted)
+    rm -rf -- "$SRC/rw/$1" "$OVL"
+    mkdir -p -- "$SRC/rw/$1"
+    if [[ $1 == overlayfs || $1 == fuse-overlayfs ]]; then mkdir -p -- "$OVL/upper" "$OVL/work"; fi
+    settle
+}
+
 # ---------------------------------------------------------------- set up --
 mkdir -p -- "$SRC" "$MNT" "$CACHE"
 : >"$LOG"
-if is_mounted "$MNT"; then
-    warn "found a stale mount on $MNT; unmounting it"
-    unmount_all || die "could not unmount stale mount on $MNT"
-fi
+while IFS= read -r m; do
+    [[ -n $m ]] || continue
+    warn "found a stale mount on $m (left by an earlier run); unmounting it"
+    unmount_path "$m" || die "could not unmount stale mount on $m"
+done < <(mounts_under "$BENCH_DIR")
+rm -f -- "$PIDFILE"
 if [[ -n $(ls -A -- "$MNT") ]]; then
     die "mount point $MNT is not empty while unmounted; clean it by hand"
 fi
-rm -rf -- "$SRC/rw"
-mkdir -p -- "$SRC/ro" "$SRC/rw/native" "$SRC/rw/prismfs" "$SRC/rw/prime"
-
-avail=$(df -B1 --output=avail -- "$BENCH_DIR" | tail -n1 | tr -d ' ')
-need=$(( 4 * SIZE_BYTES + 1024 * 1048576 ))   # seq.dat + 3 written copies + trees
-(( avail > need )) || die "not enough space in $BENCH_DIR: need ~$(numfmt --to=iec $need), have $(numfmt --to=iec "$avail")"
+rm -rf -- "$SRC/rw" "$OVL"
+mkdir -p -- "$SRC/ro" "$SRC/rw/native" "$SRC/rw/prime"
+: >"$SRC/ro/.bench-src"
+for s in "${RUNNABLE[@]}"; do mkdir -p -- "$SRC/rw/$s"; done
 
 if want seqread || want randread; then
     if [[ ! -f $SRC/ro/seq.dat || $(stat -c %s -- "$SRC/ro/seq.dat") != "$SIZE_BYTES" ]]; then
@@ -378,14 +644,13 @@ if want seqread || want randread; then
         dd if=/dev/urandom of="$SRC/ro/seq.dat.tmp" bs=1M count="$SIZE_MIB" status=none
         mv -- "$SRC/ro/seq.dat.tmp" "$SRC/ro/seq.dat"
     fi
-else
-    rm -f -- "$SRC/ro/seq.dat"
 fi
 
 if want files; then
     seq -f 'f%08.0f' 1 "$NFILES" >"$CACHE/names.txt"
 fi
 
+TREE_NAME=$(basename -- "$TAR_SOURCE")
 if want untar || want git; then
     [[ -d $TAR_SOURCE ]] || die "TAR_SOURCE $TAR_SOURCE is not a directory"
     src_sig="$TAR_SOURCE $(find "$TAR_SOURCE" -printf '%s %T@\n' 2>/dev/null | cksum)"
@@ -400,101 +665,202 @@ fi
 TREE_FILES=-
 [[ -f $CACHE/tree.tar ]] && TREE_FILES=$(tar -tf "$CACHE/tree.tar" | wc -l)
 
+# One git repository per side (git status refreshes its index; a side must
+# not find the index the other one just refreshed).
 if want git; then
-    if [[ ! -f $CACHE/git.stamp || ! -d $SRC/ro/git-native/.git || ! -d $SRC/ro/git-prismfs/.git ]]; then
-        say "making git repositories of the tree"
-        rm -rf -- "$SRC/ro/git-native" "$SRC/ro/git-prismfs"
+    if [[ ! -f $CACHE/git.stamp || ! -d $SRC/ro/git-native/.git ]]; then
+        say "making a git repository of the tree"
+        rm -rf -- "$SRC"/ro/git-*
         mkdir -p -- "$SRC/ro/git-native"
         tar -xf "$CACHE/tree.tar" -C "$SRC/ro/git-native"
         unmeasured "${GIT[@]}" -C "$SRC/ro/git-native" init -q
         unmeasured "${GIT[@]}" -C "$SRC/ro/git-native" add -A
         unmeasured "${GIT[@]}" -C "$SRC/ro/git-native" commit -q -m "prismfs bench tree"
-        cp -a -- "$SRC/ro/git-native" "$SRC/ro/git-prismfs"
         date >"$CACHE/git.stamp"
     fi
-fi
-sync
-
-# ------------------------------------------------------------------- run --
-do_mount
-
-{
-    echo "prismfs benchmark   ratio = native time / prismfs time; 1.00 = native speed (<1 slower, >1 faster)"
-    echo "  mode:      $MODE"
-    echo "  date:      $(date '+%Y-%m-%d %H:%M:%S %z')   kernel $(uname -r)   cpus $(nproc)"
-    echo "  bench dir: $BENCH_DIR ($FSTYPE)"
-    if [[ $BENCH_SELFTEST != 1 ]]; then
-        ver=$("$PRISMFS_BIN" --version 2>/dev/null | head -n1 || true)
-        rev=$(git -C "$REPO_ROOT" describe --always --dirty 2>/dev/null || echo "no commit")
-        echo "  binary:    $PRISMFS_BIN ${ver:+($ver)} repo $rev"
-        echo "  options:   ${PRISMFS_OPTS:-(none)}   daemon pid ${DAEMON_PID:-unknown}"
-    fi
-    echo "  sizes:     file $SIZE_H, $NFILES small files, tree $TAR_SOURCE ($TREE_FILES entries), randread ${RANDREAD_TIME}s"
-    echo "  rounds:    $ROUNDS (median shown)   priming: $([[ $BENCH_PRIME == 1 ]] && echo on || echo off)"
-} | tee "$BENCH_DIR/results.txt"
-
-printf 'round\tworkload\tnative_s\tprismfs_s\tratio\tdaemon_cpu_s\n' >"$ROUNDS_TSV"
-for (( r = 1; r <= ROUNDS; r++ )); do
-  for g in "${GROUPS_RUN[@]}"; do
-    read -r -a ids <<<"$(group_ids "$g")"
-    prime_group "$g"
-    for id in "${ids[@]}"; do
-        "wl_$id" native "$SRC";  tn=$T_LAST
-        "wl_$id" prismfs "$MNT"; tp=$T_LAST; cpu=$C_LAST
-        ratio=$(awk -v n="$tn" -v p="$tp" 'BEGIN { if (p > 0) printf "%.3f", n / p; else print "inf" }')
-        printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$id" "$tn" "$tp" "$ratio" "$cpu" >>"$ROUNDS_TSV"
-        say "$(printf 'round %d/%d  %-28s native %9.4f s  prismfs %9.4f s  ratio %s' \
-            "$r" "$ROUNDS" "$(label "$id")" "$tn" "$tp" "$ratio")"
+    for s in "${RUNNABLE[@]}"; do
+        if [[ ! -d $SRC/ro/git-$s/.git ]]; then
+            say "copying the git repository for $s"
+            cp -a -- "$SRC/ro/git-native" "$SRC/ro/git-$s.tmp"
+            mv -- "$SRC/ro/git-$s.tmp" "$SRC/ro/git-$s"
+        fi
     done
-    cleanup_group "$g"
-  done
+fi
+
+avail=$(df -B1 --output=avail -- "$BENCH_DIR" | tail -n1 | tr -d ' ')
+tarb=$(stat -c %s -- "$CACHE/tree.tar" 2>/dev/null || echo 0)
+need=$(( 4 * SIZE_BYTES + 4 * tarb + 1024 * 1048576 ))   # written copies + trees + slack
+(( avail > need )) || die "not enough space in $BENCH_DIR: need ~$(numfmt --to=iec $need), have $(numfmt --to=iec "$avail")"
+settle
+
+printf 'round,system,workload,status,native_s,system_s,ratio,daemon_cpu_s,daemon_user_s,daemon_sys_s\n' >"$CSV"
+for s in "${SYSTEMS[@]}"; do
+    [[ ${STATUS[$s]} == ok ]] || csv_row 0 "$s" "" "${STATUS[$s]// /-}" "" "" "" "" "" ""
 done
 
-# Daemon CPU over the whole run (setup, warm-ups and all), read before unmounting.
-cpu_total=$(cpu_ticks)
+REV=$(git -C "$REPO_ROOT" describe --always --dirty 2>/dev/null || echo "no commit")
+{
+    echo "prismfs benchmark: ratio = native time / system time (1.00 = native speed, higher is better)"
+    echo
+    [[ $BENCH_SELFTEST == 1 ]] && echo "- **SELFTEST** (checks the script; sizes are tiny, the figures mean nothing)"
+    [[ $BENCH_QUICK == 1 && $BENCH_SELFTEST != 1 ]] && echo "- **QUICK** run (small sizes; noisy)"
+    echo "- date: $(date '+%Y-%m-%d %H:%M:%S %z'); kernel $(uname -r); $(nproc) cpus; $(awk '/^MemTotal/ { printf "%.0f GiB RAM", $2 / 1048576 }' /proc/meminfo)"
+    echo "- bench dir: $BENCH_DIR ($FSTYPE_MNT on $FSDEV, the native side); overlay upper/work in $OVL"
+    echo "- repo $REV; rounds $ROUNDS (median of the per-round ratios); priming $([[ $BENCH_PRIME == 1 ]] && echo on || echo off); fstrim after deletes $([[ $BENCH_FSTRIM == 1 ]] && echo on || echo off)"
+    echo "- sizes: file $SIZE_H; $NFILES_H small files; tree $TAR_SOURCE ($TREE_FILES entries); random read ${RANDREAD_TIME} s per run"
+    for s in "${SYSTEMS[@]}"; do
+        if [[ ${STATUS[$s]} == ok ]]; then
+            echo "- $s: $(system_version "$s") ($(system_options "$s"))"
+        else
+            echo "- $s: ${STATUS[$s]}"
+        fi
+    done
+} >"$MD.head"
+cat "$MD.head" >&2
+
+# ------------------------------------------------------------------- run --
+# Each round runs every system once, in a rotated order (round 2 starts with
+# the second system, ...), so that no system always runs first or last.
+FAILURES=()
+n=${#RUNNABLE[@]}
+for (( r = 1; r <= ROUNDS; r++ )); do
+    for (( k = 0; k < n; k++ )); do
+        s=${RUNNABLE[$(( (k + r - 1) % n ))]}
+        say "round $r/$ROUNDS: $s"
+        prepare_system "$s"
+        run_system_guarded "$s" "$r" &
+        CHILD_PID=$!
+        rc=0; wait "$CHILD_PID" || rc=$?
+        CHILD_PID=
+        if (( rc )); then
+            warn "$s failed in round $r (exit $rc); last lines of $LOG:"
+            tail -n 5 "$LOG" >&2 || true
+            FAILURES+=("$s/r$r")
+            grep -q "^$r,$s,[^,]*,failed," "$CSV" || csv_row "$r" "$s" "" failed "" "" "" "" "" ""
+        fi
+        unmount_mnt || die "could not unmount $s"
+        rm -rf -- "$SRC/rw/$s" "$OVL"
+        mkdir -p -- "$SRC/rw/$s"
+    done
+done
+settle
 
 # ---------------------------------------------------------------- report --
-printf 'workload\tnative_s\tprismfs_s\tratio\tdaemon_cpu_s\trounds\n' >"$RESULTS"
-for id in "${ORDER[@]}"; do
-    awk -F'\t' -v id="$id" -v rounds="$ROUNDS" '
+# cell SYSTEM WORKLOAD FIELD: median over the rounds of FIELD (column number)
+median_cell() {
+    awk -F, -v s="$1" -v w="$2" -v f="$3" '
         function median(a, n,   i, j, t) {
-            if (n == 0) return "-"
             for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
             return (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
         }
-        NR > 1 && $2 == id {
-            nn++; N[nn] = $3 + 0; P[nn] = $4 + 0
-            if ($5 != "inf") { nr++; R[nr] = $5 + 0 }
-            if ($6 != "-")   { nc++; C[nc] = $6 + 0 }
-        }
-        END {
-            n = median(N, nn); p = median(P, nn); r = median(R, nr); c = median(C, nc)
-            printf "%s\t%.6f\t%.6f\t%s\t%s\t%d\n", id, n, p,
-                   (r == "-" ? "inf" : sprintf("%.3f", r)), (c == "-" ? "-" : sprintf("%.2f", c)), rounds
-        }' "$ROUNDS_TSV" >>"$RESULTS"
-done
+        NR > 1 && $2 == s && $3 == w && $4 == "ok" && $f != "" { n++; v[n] = $f + 0 }
+        NR > 1 && $2 == s && $4 == "failed" { failed = 1 }
+        END { if (n) printf "%.2f\n", median(v, n); else if (failed) print "failed"; else print "-" }' "$CSV"
+}
+median_native() { # median native seconds of WORKLOAD over every system and round
+    awk -F, -v w="$1" '
+        NR > 1 && $3 == w && $4 == "ok" { n++; v[n] = $5 + 0 }
+        END { if (!n) { print "-"; exit }
+              for (i = 2; i <= n; i++) { t = v[i]; for (j = i - 1; j >= 1 && v[j] > t; j--) v[j + 1] = v[j]; v[j + 1] = t }
+              printf "%.3f\n", (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2 }' "$CSV"
+}
+is_fuse_system() { [[ $1 != overlayfs && $1 != bind ]]; }
 
+HAVE_PT=0; [[ " ${SYSTEMS[*]} " == *" prismfs-pt "* ]] && HAVE_PT=1
 {
+    cat "$MD.head"
     echo
-    printf '%-30s %11s %11s %7s %12s\n' "workload" "native s" "prismfs s" "ratio" "daemon cpu s"
-    printf '%-30s %11s %11s %7s %12s\n' "--------" "--------" "---------" "-----" "------------"
-    tail -n +2 "$RESULTS" | while IFS=$'\t' read -r id n p ratio cpu _; do
-        printf '%-30s %11.4f %11.4f %7s %12s\n' "$(label "$id")" "$n" "$p" \
-            "$( [[ $ratio == inf ]] && echo inf || printf '%.2f' "$ratio")" "$cpu"
+    hdr="| workload |"; sep="|---|"
+    (( HAVE_PT )) && { hdr+=" target (prismfs-pt) |"; sep+="---:|"; }
+    for s in "${SYSTEMS[@]}"; do hdr+=" $s |"; sep+="---:|"; done
+    hdr+=" native s (median) |"; sep+="---:|"
+    echo "$hdr"; echo "$sep"
+    for id in "${ORDER[@]}"; do
+        row="| $(label "$id") |"
+        t=$(target "$id")
+        (( HAVE_PT )) && row+=" ${t:+≥ $t} |"
+        for s in "${SYSTEMS[@]}"; do
+            if [[ ${STATUS[$s]} != ok ]]; then row+=" ${STATUS[$s]} |"; continue; fi
+            v=$(median_cell "$s" "$id" 7)
+            if [[ $s == prismfs-pt && -n $t && $v =~ ^[0-9.]+$ ]] && awk -v v="$v" -v t="$t" 'BEGIN { exit !(v < t) }'; then
+                v="$v ✗"
+            fi
+            row+=" $v |"
+        done
+        row+=" $(median_native "$id") |"
+        echo "$row"
     done
+    row="| daemon CPU s, whole mount (user+sys) |"
+    (( HAVE_PT )) && row+=" |"
+    for s in "${SYSTEMS[@]}"; do
+        if [[ ${STATUS[$s]} != ok ]]; then row+=" ${STATUS[$s]} |"
+        elif ! is_fuse_system "$s"; then row+=" kernel |"
+        else row+=" $(median_cell "$s" daemon_total 8) |"; fi
+    done
+    row+=" |"
+    echo "$row"
     echo
-    if [[ $BENCH_SELFTEST == 1 ]]; then
-        echo "daemon cpu: n/a (self-test, no daemon)"
-    elif [[ $cpu_total == "- -" ]]; then
-        echo "daemon cpu: unknown (daemon pid not found or gone)"
+    echo "Cells: median over $ROUNDS round(s) of native time / system time, each system run right after its own native run; 1.00 = native speed, higher is better."
+    (( HAVE_PT )) && echo "✗ = prismfs-pt below its target."
+    want randread && echo "Random read: fio, 4 KiB psync reads for ${RANDREAD_TIME} s; the ratio is of reads per second."
+    echo "Daemon CPU: utime+stime of the FUSE daemon (/proc/PID/stat) from mount to just before unmount (all workloads, warm-ups and preparation), median over rounds; 'kernel' = no daemon."
+    echo
+    echo "Daemon CPU seconds during each timed run (median):"
+    echo
+    hdr="| workload |"; sep="|---|"; nf=0
+    for s in "${SYSTEMS[@]}"; do
+        is_fuse_system "$s" || continue
+        [[ ${STATUS[$s]} == ok ]] || continue
+        hdr+=" $s |"; sep+="---:|"; nf=$((nf + 1))
+    done
+    if (( nf )); then
+        echo "$hdr"; echo "$sep"
+        for id in "${ORDER[@]}"; do
+            row="| $(label "$id") |"
+            for s in "${SYSTEMS[@]}"; do
+                is_fuse_system "$s" || continue
+                [[ ${STATUS[$s]} == ok ]] || continue
+                row+=" $(median_cell "$s" "$id" 8) |"
+            done
+            echo "$row"
+        done
     else
-        awk -v c="$cpu_total" -v hz="$CLK_TCK" -v pid="$DAEMON_PID" 'BEGIN {
-            split(c, x, " ");
-            printf "daemon cpu (pid %s, whole mount incl. warm-ups): user %.2f s  sys %.2f s  total %.2f s\n",
-                   pid, x[1] / hz, x[2] / hz, (x[1] + x[2]) / hz }'
+        echo "(no FUSE system ran)"
     fi
-    if want randread; then
-        echo "randread row: fio time_based ${RANDREAD_TIME}s, shown as seconds per 100k 4k reads (its daemon cpu covers the whole ${RANDREAD_TIME}s)"
+    if (( ${#FAILURES[@]} )); then
+        echo
+        echo "Failed: ${FAILURES[*]} (see $LOG)"
     fi
-    echo "results: $RESULTS (per round: $ROUNDS_TSV)"
-} | tee -a "$BENCH_DIR/results.txt"
+} >"$MD"
+rm -f -- "$MD.head"
+cat "$MD"
+echo
+echo "results: $MD"
+echo "per-round CSV: $CSV"
+echo "log: $LOG"
+
+# ------------------------------------------------------------ self-test --
+if [[ $BENCH_SELFTEST == 1 ]]; then
+    bad=()
+    for s in "${SYSTEMS[@]}"; do
+        [[ ${STATUS[$s]} == ok ]] || { say "selftest: $s ${STATUS[$s]} (not checked)"; continue; }
+        for id in "${ORDER[@]}"; do
+            for (( r = 1; r <= ROUNDS; r++ )); do
+                grep -Eq "^$r,$s,$id,ok,[0-9.]+,[0-9.]+,[0-9.]+," "$CSV" || bad+=("$s/$id/r$r")
+            done
+        done
+        if is_fuse_system "$s"; then
+            grep -Eq "^[0-9]+,$s,daemon_total,ok,,,,[0-9.]+," "$CSV" || bad+=("$s/daemon-cpu")
+        fi
+    done
+    grep -q '^| workload |' "$MD" || bad+=("table-header")
+    for id in "${ORDER[@]}"; do
+        grep -Fq "| $(label "$id") |" "$MD" || bad+=("table-row:$id")
+    done
+    grep -Fq "| daemon CPU s, whole mount" "$MD" || bad+=("table-row:daemon-cpu")
+    (( ${#FAILURES[@]} == 0 )) || bad+=("failures:${FAILURES[*]}")
+    if (( ${#bad[@]} )); then
+        die "selftest FAILED: ${bad[*]}"
+    fi
+    say "selftest passed: every system mounted, every workload ran, table printed"
+fi
