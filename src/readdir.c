@@ -193,7 +193,7 @@ static int add_mapped(struct snap_ctx *c, const char *name)
 	if (pl.dirfd >= 0 && fstatat(pl.dirfd, pl.name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
 		ret = snap_add(c->d, name, pfs_view_ino(c->fs, pl.ctx, &st), IFTODT(st.st_mode));
 	} else if (pl.res.parent_of_keys) {
-		ret = snap_add(c->d, name, pfs_map_hash(pl.vpath) & 0x7fffffffffffffffull, DT_DIR);
+		ret = snap_add(c->d, name, pfs_view_synthetic_ino(pl.vpath), DT_DIR);
 	} /* else: the target is missing; a lookup would say ENOENT */
 out:
 	pfs_place_put(&pl);

@@ -38,7 +38,7 @@ static uint64_t ctx_of(const struct pfs_map_entry *e)
 	return h ? h : 1;
 }
 
-static uint64_t synth_ino(const char *vpath)
+ino_t pfs_view_synthetic_ino(const char *vpath)
 {
 	return pfs_map_hash(vpath) & 0x7fffffffffffffffull;
 }
@@ -482,7 +482,7 @@ int pfs_view_synthetic(struct pfs_fs *fs, const char *vpath, struct stat *st)
 
 	memset(st, 0, sizeof(*st));
 	st->st_dev = 0;
-	st->st_ino = synth_ino(vpath);
+	st->st_ino = pfs_view_synthetic_ino(vpath);
 	st->st_mode = S_IFDIR | 0555;
 	st->st_nlink = 2;
 	st->st_uid = fs->uid;

@@ -189,6 +189,8 @@ int pfs_view_root_target(struct pfs_fs *fs, int flags);
 /* Attributes of the synthetic directory at vpath; returns the fd its node
  * holds (owned) or -errno. */
 int pfs_view_synthetic(struct pfs_fs *fs, const char *vpath, struct stat *st);
+/* The inode number of the synthetic directory at vpath (stable). */
+ino_t pfs_view_synthetic_ino(const char *vpath);
 /* Apply a new table (NULL: empty); the kernel forgets every name it changes. */
 void pfs_view_set_map(struct pfs_fs *fs, struct pfs_map *map);
 
