@@ -47,19 +47,13 @@ static int push_level(struct build *b, int ufd, int lfd, bool lchild, int nfd,
 	struct pfs_cctx *c = b->c;
 	int ret;
 
-	if (b->n == b->cap) {
-		struct alevel *v = realloc(b->lv, b->cap * 2 * sizeof(*v));
-
-		if (!v) {
-			if (ufd >= 0)
-				close(ufd);
-			if (lfd >= 0)
-				close(lfd);
-			close(nfd);
-			return pfs_cfail(c, -ENOMEM, "out of memory");
-		}
-		b->lv = v;
-		b->cap *= 2;
+	if (pfs_grow(&b->lv, &b->cap, b->n, sizeof(*b->lv)) < 0) {
+		if (ufd >= 0)
+			close(ufd);
+		if (lfd >= 0)
+			close(lfd);
+		close(nfd);
+		return pfs_cfail(c, -ENOMEM, "out of memory");
 	}
 	/* Each push owns its fd even on failure; the stacks are freed as a
 	 * whole on any error, so being one level out of step is harmless. */

@@ -117,15 +117,9 @@ static int enter_dir(struct inplace *s, const struct ilevel *parent, const struc
 		if (ret < 0)
 			goto fail;
 	}
-	if (s->n == s->cap) {
-		struct ilevel *v = realloc(s->lv, s->cap * 2 * sizeof(*v));
-
-		if (!v) {
-			ret = pfs_cfail(c, -ENOMEM, "out of memory");
-			goto fail;
-		}
-		s->lv = v;
-		s->cap *= 2;
+	if (pfs_grow(&s->lv, &s->cap, s->n, sizeof(*s->lv)) < 0) {
+		ret = pfs_cfail(c, -ENOMEM, "out of memory");
+		goto fail;
 	}
 	ret = pfs_dstack_push(&s->us, ufd, true);
 	ufd = -1;

@@ -212,15 +212,9 @@ static int enter_dir(struct scan *s, const struct pfs_ovl_ent *e)
 				lfd = -1; /* no lower directory: nothing to merge */
 		}
 	}
-	if (s->n == s->cap) {
-		struct slevel *v = realloc(s->lv, s->cap * 2 * sizeof(*v));
-
-		if (!v) {
-			ret = pfs_cfail(c, -ENOMEM, "out of memory");
-			goto fail;
-		}
-		s->lv = v;
-		s->cap *= 2;
+	if (pfs_grow(&s->lv, &s->cap, s->n, sizeof(*s->lv)) < 0) {
+		ret = pfs_cfail(c, -ENOMEM, "out of memory");
+		goto fail;
 	}
 	ret = pfs_dstack_push(&s->us, cfd, true);
 	cfd = -1;

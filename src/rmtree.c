@@ -113,16 +113,10 @@ static int rm_contents(int fd, const char *prefix, char *where, size_t wlen)
 			set_where(where, wlen, &path, e->name);
 			goto out;
 		}
-		if (n == cap) {
-			struct rmlevel *v = realloc(lv, cap * 2 * sizeof(*v));
-
-			if (!v) {
-				close(cfd);
-				ret = -ENOMEM;
-				goto out;
-			}
-			lv = v;
-			cap *= 2;
+		if (pfs_grow(&lv, &cap, n, sizeof(*lv)) < 0) {
+			close(cfd);
+			ret = -ENOMEM;
+			goto out;
 		}
 		ret = pfs_dstack_push(&ds, cfd, true);
 		if (ret < 0)

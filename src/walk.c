@@ -275,3 +275,19 @@ void pfs_pathbuf_free(struct pfs_pathbuf *p)
 	free(p->s);
 	memset(p, 0, sizeof(*p));
 }
+
+int pfs_grow(void *arrp, size_t *cap, size_t n, size_t sz)
+{
+	void **arr = arrp;
+	size_t ncap = *cap ? *cap * 2 : 16;
+	void *v;
+
+	if (n < *cap)
+		return 0;
+	v = realloc(*arr, ncap * sz);
+	if (!v)
+		return -ENOMEM;
+	*arr = v;
+	*cap = ncap;
+	return 0;
+}

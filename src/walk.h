@@ -52,6 +52,9 @@ struct pfs_dstack {
 /* Push fd (owned from now on, even on failure; PFS_DSTACK_ABSENT for none).
  * child: fd is an entry of the directory on top, so ".." leads back. */
 int pfs_dstack_push(struct pfs_dstack *s, int fd, bool child);
+/* Room for element n of the array *arrp (elements of size sz, *cap of
+ * them): doubles it when full. 0 or -ENOMEM (the array is left as it was). */
+int pfs_grow(void *arrp, size_t *cap, size_t n, size_t sz);
 /* The descriptor of the top level (PFS_DSTACK_ABSENT if none). */
 int pfs_dstack_top(const struct pfs_dstack *s);
 /* Close the top level and make sure the new top is open again. 0, or
