@@ -470,4 +470,7 @@ void pfs_config_free(struct pfs_config *cfg)
 {
 	free(cfg->fuse_opts);
 	cfg->fuse_opts = NULL;
+	free(cfg->lowers);
+	cfg->lowers = NULL;
+	cfg->nlowers = 0;
 }

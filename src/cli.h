@@ -22,6 +22,20 @@ enum pfs_log_format { PFS_LOG_TEXT, PFS_LOG_JSON };
 
 enum pfs_passthrough { PFS_PT_AUTO, PFS_PT_ON, PFS_PT_OFF };
 
+/* How a layered mount writes whiteouts: a 0/0 character device (the
+ * kernel's form; needs CAP_MKNOD), a `.wh.NAME` file, or the device where
+ * mknod works and the file otherwise. */
+enum pfs_whiteout { PFS_WH_AUTO, PFS_WH_CHARDEV, PFS_WH_FILE };
+
+/* What becomes of a layered mount's upper when it is unmounted. */
+enum pfs_action {
+	PFS_ACT_NONE,            /* not given */
+	PFS_ACT_PRESERVE,        /* keep the upper as it is (the default) */
+	PFS_ACT_DISCARD,         /* empty the upper (and work) */
+	PFS_ACT_COMMIT,          /* apply the upper to the top lower in place */
+	PFS_ACT_COMMIT_ATOMIC,   /* ... by building a new tree and swapping it in */
+};
+
 #define PFS_DEFAULT_TIMEOUT 86400.0
 
 struct pfs_config {
@@ -42,10 +56,16 @@ struct pfs_config {
 	enum pfs_passthrough passthrough; /* kernel FUSE passthrough for file data */
 	const char *map_path;   /* --map: mapping table, a file or a named pipe */
 	size_t map_max;         /* largest mapping message accepted from a pipe */
-	const char *upper;      /* commit, discard */
+	const char *upper;      /* mount (layered), commit, discard */
 	const char *lower;      /* commit, recover */
-	const char *work;       /* commit, discard: the overlay work directory */
+	const char *work;       /* mount, commit, discard: the overlay work directory */
 	bool atomic;            /* commit --atomic */
+	/* mount: the read-only layers below SOURCE, highest first (--lower,
+	 * in order; or lowerdir=SOURCE:L2:... after the first). Owned array. */
+	const char **lowers;
+	size_t nlowers;
+	enum pfs_whiteout whiteout; /* mount --whiteout */
+	enum pfs_action action;     /* mount --on-unmount; unmount --action */
 };
 
 #define PFS_DEFAULT_MAP_MAX ((size_t)64 << 20)

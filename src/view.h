@@ -19,6 +19,7 @@ struct pfs_nodes;
 struct pfs_dirh;
 struct pfs_mapwatch;
 struct pfs_inval;
+struct pfs_layers;
 
 /* One name a node is known by: hard links give a node several. */
 struct pfs_alias {
@@ -68,6 +69,7 @@ struct pfs_fs {
 	struct pfs_map *map;
 	struct pfs_mapwatch *watch;
 	struct pfs_inval *inval;
+	struct pfs_layers *layers; /* copy-on-write layers (layer.h), or NULL */
 	int empty_fd;            /* O_PATH on a removed empty directory: what a
 				  * synthetic directory's node holds */
 	struct timespec started; /* times shown on synthetic directories */
