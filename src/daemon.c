@@ -347,7 +347,13 @@ void pfs_daemon_init_done(struct pfs_fs *fs)
 			fs->log = NULL;
 		}
 	}
-	if (fs->watch && (pfs_inval_start(fs) < 0 || pfs_mapwatch_start(fs) < 0)) {
+	if ((fs->watch || fs->layers) && pfs_inval_start(fs) < 0) {
+		fs->init_failed = 1;
+		tell_parent(fs, "cannot start the invalidation thread");
+		fuse_session_exit(fs->se);
+		return;
+	}
+	if (fs->watch && pfs_mapwatch_start(fs) < 0) {
 		fs->init_failed = 1;
 		tell_parent(fs, "cannot start following the mapping source");
 		fuse_session_exit(fs->se);

@@ -1,6 +1,7 @@
 /* dir: names in the view — lookup, attributes, and everything that makes,
  * removes or moves a name. */
 #include "view.h"
+#include "layer.h"
 #include "util.h"
 
 #include <errno.h>
@@ -33,6 +34,8 @@ int pfs_view_lookup(struct pfs_fs *fs, struct pfs_node *parent, const char *name
 	uint64_t ctx;
 	int fd, ret;
 
+	if (fs->layers)
+		return pfs_layer_lookup(fs, parent, name, e);
 	entry_init(fs, e);
 	if (strnlen(name, NAME_MAX + 1) > NAME_MAX)
 		return -ENAMETOOLONG;
@@ -131,6 +134,8 @@ int pfs_view_setattr(struct pfs_fs *fs, struct pfs_node *n, struct stat *attr, i
 	ret = pfs_view_writable(fs, n);
 	if (ret == 0)
 		ret = pfs_view_attr_fixed(fs, n, valid);
+	if (ret == 0 && fs->layers)
+		ret = pfs_layer_prepare_change(fs, n, -1);
 	if (ret < 0)
 		return ret;
 	pfs_store_procname(n->fd, name);
@@ -224,8 +229,11 @@ int pfs_view_mknod(struct pfs_fs *fs, const struct fuse_ctx *ctx, struct pfs_nod
 		   const char *name, mode_t mode, dev_t rdev, struct fuse_entry_param *e)
 {
 	struct pfs_place pl;
-	int ret = place_new(fs, parent, name, &pl);
+	int ret;
 
+	if (fs->layers)
+		return pfs_layer_make(fs, ctx, parent, name, mode, rdev, NULL, 0, NULL, e);
+	ret = place_new(fs, parent, name, &pl);
 	if (ret == 0)
 		ret = mknodat(pl.dirfd, pl.name, mode, rdev) < 0 ? -errno : 1;
 	if (ret == 1)
@@ -240,8 +248,11 @@ int pfs_view_mkdir(struct pfs_fs *fs, const struct fuse_ctx *ctx, struct pfs_nod
 		   const char *name, mode_t mode, struct fuse_entry_param *e)
 {
 	struct pfs_place pl;
-	int ret = place_new(fs, parent, name, &pl);
+	int ret;
 
+	if (fs->layers)
+		return pfs_layer_make(fs, ctx, parent, name, S_IFDIR | mode, 0, NULL, 0, NULL, e);
+	ret = place_new(fs, parent, name, &pl);
 	if (ret == 0)
 		ret = mkdirat(pl.dirfd, pl.name, mode) < 0 ? -errno : 1;
 	if (ret == 1)
@@ -256,8 +267,11 @@ int pfs_view_symlink(struct pfs_fs *fs, const struct fuse_ctx *ctx, const char *
 		     struct pfs_node *parent, const char *name, struct fuse_entry_param *e)
 {
 	struct pfs_place pl;
-	int ret = place_new(fs, parent, name, &pl);
+	int ret;
 
+	if (fs->layers)
+		return pfs_layer_make(fs, ctx, parent, name, S_IFLNK | 0777, 0, target, 0, NULL, e);
+	ret = place_new(fs, parent, name, &pl);
 	if (ret == 0)
 		ret = symlinkat(target, pl.dirfd, pl.name) < 0 ? -errno : 1;
 	if (ret == 1)
@@ -272,8 +286,11 @@ int pfs_view_link(struct pfs_fs *fs, struct pfs_node *n, struct pfs_node *newpar
 		  const char *newname, struct fuse_entry_param *e)
 {
 	struct pfs_place pl;
-	int ret = place_new(fs, newparent, newname, &pl);
+	int ret;
 
+	if (fs->layers)
+		return pfs_layer_link(fs, n, newparent, newname, e);
+	ret = place_new(fs, newparent, newname, &pl);
 	if (ret < 0)
 		goto out;
 	if (linkat(n->fd, "", pl.dirfd, pl.name, AT_EMPTY_PATH) < 0) {
@@ -328,11 +345,15 @@ out:
 
 int pfs_view_unlink(struct pfs_fs *fs, struct pfs_node *parent, const char *name)
 {
+	if (fs->layers)
+		return pfs_layer_remove(fs, parent, name, false);
 	return remove_name(fs, parent, name, 0);
 }
 
 int pfs_view_rmdir(struct pfs_fs *fs, struct pfs_node *parent, const char *name)
 {
+	if (fs->layers)
+		return pfs_layer_remove(fs, parent, name, true);
 	return remove_name(fs, parent, name, AT_REMOVEDIR);
 }
 
@@ -358,7 +379,11 @@ int pfs_view_rename(struct pfs_fs *fs, struct pfs_node *parent, const char *name
 	struct pfs_place from, to;
 	struct stat fst, tst;
 	bool have_from, have_to;
-	int ret = pfs_place_get(fs, parent, name, &from);
+	int ret;
+
+	if (fs->layers)
+		return pfs_layer_rename(fs, parent, name, newparent, newname, flags);
+	ret = pfs_place_get(fs, parent, name, &from);
 
 	memset(&to, 0, sizeof(to));
 	to.own_fd = -1;
@@ -396,7 +421,8 @@ out:
 
 int pfs_view_statfs(struct pfs_fs *fs, struct pfs_node *n, struct statvfs *st)
 {
-	if (fstatvfs(n->fd, st) < 0)
+	/* A layered mount has the room its upper has, as overlayfs. */
+	if (fstatvfs(fs->layers ? fs->layers->root[0] : n->fd, st) < 0)
 		return -errno;
 	if (fs->read_only)
 		st->f_flag |= ST_RDONLY;
@@ -415,6 +441,11 @@ int pfs_view_access(struct pfs_fs *fs, struct pfs_node *n, int mask)
 	}
 	if (pfs_node_synthetic(n))
 		return 0; /* r-x for all, and W_OK was refused above */
+	/* A lower object is copied up before it changes: write access is
+	 * decided by what the upper copy will allow, read access stands in. */
+	if (fs->layers && n->ln && n->ln->top != 0 && (mask & W_OK) && n->type != S_IFCHR &&
+	    n->type != S_IFBLK && n->type != S_IFIFO && n->type != S_IFSOCK)
+		mask = (mask & ~W_OK) | R_OK;
 	pfs_store_procname(n->fd, name);
 	return faccessat(fs->proc_fd, name, mask, AT_EACCESS) < 0 ? -errno : 0;
 }

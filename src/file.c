@@ -1,6 +1,7 @@
 /* file: open files. The daemon holds one backing fd per open; reads and
  * writes go straight to it (ops.c), the rest is here. */
 #include "view.h"
+#include "layer.h"
 #include "shim.h"
 
 #include <errno.h>
@@ -30,8 +31,8 @@ static int drop_direct(int fd, int flags)
 	return 0;
 }
 
-static void set_open_flags(struct pfs_fs *fs, struct pfs_node *n, struct fuse_file_info *fi,
-			   int flags)
+static int set_open_flags(struct pfs_fs *fs, struct pfs_node *n, struct fuse_file_info *fi,
+			  int flags)
 {
 	int id;
 
@@ -44,14 +45,17 @@ static void set_open_flags(struct pfs_fs *fs, struct pfs_node *n, struct fuse_fi
 	 * close(). With the op log on, closes stay visible as flush records. */
 	fi->noflush = !fs->log;
 	if (!fs->passthrough_active || n->type != S_IFREG)
-		return;
+		return 0;
 	id = pfs_node_backing_get(fs, n, pfs_fh_fd(fi));
+	if (id == -ESTALE)
+		return id; /* the kernel must look the name up again */
 	if (id < 0)
-		return; /* this open is served by the daemon instead */
+		return 0; /* this open is served by the daemon instead */
 	pfs_shim_set_backing(id);
 	fi->fh |= PFS_FH_PASSTHROUGH;
 	/* The kernel keeps no page cache of its own for passthrough files. */
 	fi->keep_cache = 0;
+	return 0;
 }
 
 int pfs_view_open(struct pfs_fs *fs, struct pfs_node *n, struct fuse_file_info *fi)
@@ -60,6 +64,8 @@ int pfs_view_open(struct pfs_fs *fs, struct pfs_node *n, struct fuse_file_info *
 
 	if (writes(fi->flags)) {
 		ret = pfs_view_writable(fs, n);
+		if (ret == 0 && fs->layers && n->type == S_IFREG)
+			ret = pfs_layer_prepare_change(fs, n, fi->flags);
 		if (ret < 0)
 			return ret;
 	}
@@ -72,8 +78,41 @@ int pfs_view_open(struct pfs_fs *fs, struct pfs_node *n, struct fuse_file_info *
 		return ret;
 	}
 	fi->fh = (uint64_t)fd;
-	set_open_flags(fs, n, fi, fi->flags);
-	return 0;
+	ret = set_open_flags(fs, n, fi, fi->flags);
+	if (ret < 0)
+		close(fd);
+	return ret;
+}
+
+/* O_CREAT on a layered mount: made in the upper; an existing name is
+ * opened (copied up first if the open writes). */
+static int layer_create(struct pfs_fs *fs, const struct fuse_ctx *ctx, struct pfs_node *parent,
+			const char *name, mode_t mode, struct fuse_file_info *fi,
+			struct fuse_entry_param *e)
+{
+	int fd = -1, ret = pfs_layer_make(fs, ctx, parent, name, S_IFREG | mode, 0, NULL,
+					  fi->flags & ~O_CREAT, &fd, e);
+
+	if (ret == -EEXIST && !(fi->flags & O_EXCL)) {
+		ret = pfs_layer_lookup(fs, parent, name, e);
+		if (ret < 0)
+			return ret;
+		ret = pfs_view_open(fs, pfs_node_of(fs, e->ino), fi);
+		if (ret < 0)
+			pfs_node_forget(fs, pfs_node_of(fs, e->ino), 1);
+		return ret;
+	}
+	if (ret < 0)
+		return ret;
+	ret = drop_direct(fd, fi->flags);
+	fi->fh = (uint64_t)fd;
+	if (ret == 0)
+		ret = set_open_flags(fs, pfs_node_of(fs, e->ino), fi, fi->flags);
+	if (ret < 0) {
+		close(fd);
+		pfs_node_forget(fs, pfs_node_of(fs, e->ino), 1);
+	}
+	return ret;
 }
 
 int pfs_view_create(struct pfs_fs *fs, const struct fuse_ctx *ctx, struct pfs_node *parent,
@@ -87,6 +126,8 @@ int pfs_view_create(struct pfs_fs *fs, const struct fuse_ctx *ctx, struct pfs_no
 
 	if (strnlen(name, NAME_MAX + 1) > NAME_MAX)
 		return -ENAMETOOLONG;
+	if (fs->layers)
+		return layer_create(fs, ctx, parent, name, mode, fi, e);
 	ret = pfs_place_get(fs, parent, name, &pl);
 	if (ret == 0)
 		ret = pfs_place_creatable(fs, &pl);
@@ -114,6 +155,7 @@ int pfs_view_create(struct pfs_fs *fs, const struct fuse_ctx *ctx, struct pfs_no
 		goto out;
 	}
 	fi->fh = (uint64_t)fd;
+	/* A new node: no old backing can stand in its way. */
 	set_open_flags(fs, pfs_node_of(fs, e->ino), fi, fi->flags);
 	if (created)
 		pfs_view_changed(fs, parent, name);

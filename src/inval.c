@@ -95,6 +95,31 @@ void pfs_inval_stop(struct pfs_fs *fs)
 	free(q);
 }
 
+static void enqueue(struct pfs_inval *q, struct pfs_node *held, const char *name)
+{
+	size_t l = name ? strlen(name) : 0;
+	struct inval_item *it = malloc(sizeof(*it) + l + 1);
+
+	if (!it)
+		return; /* the caller holds held: release below */
+	it->next = NULL;
+	it->node = held;
+	memcpy(it->name, name ? name : "", l + 1);
+	pthread_mutex_lock(&q->lock);
+	*q->tail = it;
+	q->tail = &it->next;
+	pthread_cond_signal(&q->cond);
+	pthread_mutex_unlock(&q->lock);
+}
+
+void pfs_inval_entry(struct pfs_fs *fs, struct pfs_node *parent, const char *name)
+{
+	if (!fs->inval)
+		return;
+	pfs_node_hold(fs, parent);
+	enqueue(fs->inval, parent, name);
+}
+
 void pfs_view_changed(struct pfs_fs *fs, struct pfs_node *n, const char *name)
 {
 	struct pfs_inval *q = fs->inval;

@@ -1,20 +1,711 @@
-/* layer: opening and checking the layers of a copy-on-write mount. */
+/* layer: the layers of a copy-on-write mount — opening and checking them,
+ * and what a name is in a merged directory (lookup, listing). The format
+ * is kernel overlayfs's (Documentation/filesystems/overlayfs.rst): a name
+ * is whited out by a 0/0 character device or a `.wh.NAME` entry (OCI
+ * layers); a directory stops the merge below it when its overlay.opaque
+ * xattr is "y" or it holds `.wh..wh..opq`. */
 #include "layer.h"
+#include "rmtree.h"
 #include "view.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include "ovlfmt.h"
+#include "walk.h"
+
+#define ORIGIN_KEY "prismfs.origin"
+
+/* What prismfs records on an object it copied up: the layer and inode
+ * number it came from, so the view keeps showing that number. */
+struct origin {
+	uint32_t layer;
+	uint32_t pad;
+	uint64_t ino;
+};
+
+static void seterr(char *err, size_t len, const char *fmt, const char *a, const char *b)
+{
+	snprintf(err, len, fmt, a, b);
+}
+
+void pfs_lnode_free(struct pfs_layers *L, struct pfs_lnode *ln, int keep)
+{
+	if (!ln)
+		return;
+	for (size_t i = 0; L && i < L->n; i++)
+		if (ln->fd[i] >= 0 && ln->fd[i] != keep)
+			close(ln->fd[i]);
+	free(ln);
+}
+
+struct pfs_lnode *pfs_lnode_new(struct pfs_layers *L)
+{
+	struct pfs_lnode *ln = malloc(sizeof(*ln) + L->n * sizeof(int));
+
+	if (!ln)
+		return NULL;
+	ln->top = ln->bottom = 0;
+	for (size_t i = 0; i < L->n; i++)
+		ln->fd[i] = -1;
+	return ln;
+}
+
+static int proc_at(char *buf, size_t len, int dirfd, const char *name)
+{
+	int n = name && *name ? snprintf(buf, len, "/proc/self/fd/%d/%s", dirfd, name)
+			      : snprintf(buf, len, "/proc/self/fd/%d", dirfd);
+
+	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+ssize_t pfs_layer_getx(struct pfs_fs *fs, int dirfd, const char *name, const char *key,
+		       char *buf, size_t len)
+{
+	char p[64 + NAME_MAX], x[64];
+	ssize_t r;
+
+	if (proc_at(p, sizeof(p), dirfd, name) < 0)
+		return -ENAMETOOLONG;
+	snprintf(x, sizeof(x), "%s%s", fs->layers->xprefix, key);
+	r = lgetxattr(p, x, buf, len);
+	return r < 0 ? -errno : r;
+}
+
+int pfs_layer_setx(struct pfs_fs *fs, int dirfd, const char *name, const char *key,
+		   const void *val, size_t len)
+{
+	char p[64 + NAME_MAX], x[64];
+
+	if (proc_at(p, sizeof(p), dirfd, name) < 0)
+		return -ENAMETOOLONG;
+	snprintf(x, sizeof(x), "%s%s", fs->layers->xprefix, key);
+	return lsetxattr(p, x, val, len, 0) < 0 ? -errno : 0;
+}
+
+bool pfs_layer_private_xattr(struct pfs_fs *fs, const char *name)
+{
+	/* As the kernel: trusted.overlay.* always; user.overlay.* when the
+	 * layers keep their bookkeeping there (its userxattr). */
+	return strncmp(name, "trusted.overlay.", 16) == 0 ||
+	       (strncmp(name, "user.overlay.", 13) == 0 &&
+		strcmp(fs->layers->xprefix, "user.overlay.") == 0);
+}
+
+ino_t pfs_layer_ino(struct pfs_fs *fs, dev_t kdev, ino_t kino)
+{
+	struct pfs_layers *L = fs->layers;
+
+	/* Layers on several filesystems: objects of each filesystem but the
+	 * upper's get a tag in the high bits (overlayfs's xino), so numbers
+	 * stay apart. */
+	if (L->onedev)
+		return kino;
+	for (size_t i = 0; i < L->n; i++)
+		if (L->dev[i] == kdev)
+			return L->fsid[i] ? (kino & ((1ull << 56) - 1)) | (uint64_t)L->fsid[i] << 56
+					  : kino;
+	return kino;
+}
+
+static bool is_whiteout(const struct stat *st)
+{
+	return S_ISCHR(st->st_mode) && st->st_rdev == makedev(0, 0);
+}
+
+/* A `.wh.NAME` entry beside name in dirfd? */
+static bool has_wh_file(int dirfd, const char *name)
+{
+	char wh[NAME_MAX + 8];
+	struct stat st;
+
+	if (strlen(name) > NAME_MAX - 4)
+		return false;
+	snprintf(wh, sizeof(wh), PFS_OVL_WH_PREFIX "%s", name);
+	return fstatat(dirfd, wh, &st, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
+/* Does the directory name in dirfd (open as fd) hide the layers below? */
+static bool is_opaque(struct pfs_fs *fs, int dirfd, const char *name, int fd)
+{
+	char v[4];
+	struct stat st;
+	ssize_t r = pfs_layer_getx(fs, dirfd, name, "opaque", v, sizeof(v));
+
+	if (r == 1 && v[0] == 'y')
+		return true;
+	return fstatat(fd, PFS_OVL_OPAQUE_MARKER, &st, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
+/* The key of a non-directory found in the upper: where it was copied from. */
+static void upper_key(struct pfs_fs *fs, int dirfd, const char *name, struct pfs_lfound *f)
+{
+	struct origin o;
+
+	f->kdev = f->st.st_dev;
+	f->kino = f->st.st_ino;
+	if (pfs_layer_getx(fs, dirfd, name, ORIGIN_KEY, (char *)&o, sizeof(o)) ==
+		    (ssize_t)sizeof(o) &&
+	    o.layer > 0 && o.layer < fs->layers->n) {
+		f->kdev = fs->layers->dev[o.layer];
+		f->kino = (ino_t)o.ino;
+	}
+}
+
+int pfs_layer_set_origin(struct pfs_fs *fs, int dirfd, const char *name, int layer, ino_t ino)
+{
+	struct origin o = {.layer = (uint32_t)layer, .ino = ino};
+
+	return pfs_layer_setx(fs, dirfd, name, ORIGIN_KEY, &o, sizeof(o));
+}
+
+void pfs_lfound_put(struct pfs_fs *fs, struct pfs_lfound *f)
+{
+	if (f->ln)
+		pfs_lnode_free(fs->layers, f->ln, -1);
+	else if (f->fd >= 0)
+		close(f->fd);
+	f->ln = NULL;
+	f->fd = -1;
+}
+
+int pfs_layer_find(struct pfs_fs *fs, struct pfs_node *parent, const char *name,
+		   struct pfs_lfound *f)
+{
+	struct pfs_layers *L = fs->layers;
+	const struct pfs_lnode *pl = parent->ln;
+	bool merging = false, keyed = false;
+	int ret = 0;
+
+	memset(f, 0, sizeof(*f));
+	f->layer = -1;
+	f->fd = -1;
+	if (!pl)
+		return -ENOENT; /* a node from before a retire or without layers */
+	for (int i = pl->top; i <= pl->bottom; i++) {
+		int d = __atomic_load_n(&pl->fd[i], __ATOMIC_ACQUIRE);
+		struct stat st;
+
+		if (d < 0)
+			continue;
+		if (fstatat(d, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+			if (errno != ENOENT && errno != ENOTDIR) {
+				ret = -errno;
+				goto err;
+			}
+			if (has_wh_file(d, name)) {
+				if (i == 0)
+					f->upper_wh = f->upper_wh_file = true;
+				break;
+			}
+			continue;
+		}
+		if (is_whiteout(&st)) {
+			if (i == 0)
+				f->upper_wh = true;
+			break;
+		}
+		if (f->layer < 0) {
+			int fd = openat(d, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+
+			if (fd < 0) {
+				ret = -errno;
+				goto err;
+			}
+			f->layer = i;
+			f->fd = fd;
+			f->st = st;
+			f->below = i > 0;
+			if (S_ISDIR(st.st_mode)) {
+				f->ln = pfs_lnode_new(L);
+				if (!f->ln) {
+					ret = -ENOMEM;
+					goto err;
+				}
+				f->ln->top = f->ln->bottom = (uint8_t)i;
+				f->ln->fd[i] = fd;
+				/* A `.wh.NAME` beside a real directory makes it a
+				 * replacement, not a merge (as an opaque one). */
+				merging = i < pl->bottom && !is_opaque(fs, d, name, fd) &&
+					  !has_wh_file(d, name);
+				if (i > 0) {
+					f->kdev = st.st_dev;
+					f->kino = st.st_ino;
+					keyed = true;
+				}
+			} else if (i == 0) {
+				upper_key(fs, d, name, f);
+				keyed = true;
+			} else {
+				f->kdev = st.st_dev;
+				f->kino = st.st_ino;
+				keyed = true;
+			}
+			if (i > 0 && !merging)
+				break;
+			continue;
+		}
+		/* Below the object shown. */
+		f->below = true;
+		if (merging && S_ISDIR(st.st_mode)) {
+			int fd = openat(d, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+
+			if (fd < 0) {
+				ret = -errno;
+				goto err;
+			}
+			f->ln->fd[i] = fd;
+			f->ln->bottom = (uint8_t)i;
+			if (!keyed) { /* a merged directory is known by its highest lower */
+				f->kdev = st.st_dev;
+				f->kino = st.st_ino;
+				keyed = true;
+			}
+			merging = i < pl->bottom && !is_opaque(fs, d, name, fd);
+		} else {
+			merging = false;
+		}
+		if (!merging)
+			break;
+	}
+	if (f->layer >= 0 && !keyed) {
+		f->kdev = f->st.st_dev;
+		f->kino = f->st.st_ino;
+	}
+	return f->layer >= 0 ? 0 : -ENOENT;
+err:
+	pfs_lfound_put(fs, f);
+	f->layer = -1;
+	return ret;
+}
+
+/* ---- listing ---- */
+
+static bool is_dot(const char *name)
+{
+	return name[0] == '.' && (name[1] == '\0' || (name[1] == '.' && name[2] == '\0'));
+}
+
+struct lvl {
+	struct pfs_names names;
+	int fd; /* readable fd on the directory */
+};
+
+/* Does layer level lv (a directory in a higher layer) shadow name? */
+static bool shadows(const struct lvl *lv, const char *name)
+{
+	char wh[NAME_MAX + 8];
+
+	if (pfs_names_find(&lv->names, name))
+		return true;
+	if (strlen(name) > NAME_MAX - 4)
+		return false;
+	snprintf(wh, sizeof(wh), PFS_OVL_WH_PREFIX "%s", name);
+	return pfs_names_find(&lv->names, wh) != NULL;
+}
+
+static int read_levels(struct pfs_fs *fs, const struct pfs_lnode *ln, struct lvl *lv)
+{
+	for (size_t i = 0; i < fs->layers->n; i++) {
+		lv[i].fd = -1;
+		memset(&lv[i].names, 0, sizeof(lv[i].names));
+	}
+	for (int i = ln->top; i <= ln->bottom; i++) {
+		int d = __atomic_load_n(&ln->fd[i], __ATOMIC_ACQUIRE), ret;
+
+		if (d < 0)
+			continue;
+		lv[i].fd = openat(d, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (lv[i].fd < 0)
+			return -errno;
+		ret = pfs_names_read(lv[i].fd, &lv[i].names);
+		if (ret < 0)
+			return ret;
+	}
+	return 0;
+}
+
+static void free_levels(struct pfs_fs *fs, struct lvl *lv)
+{
+	for (size_t i = 0; i < fs->layers->n; i++) {
+		if (lv[i].fd >= 0)
+			close(lv[i].fd);
+		pfs_names_free(&lv[i].names);
+	}
+}
+
+/* Is the entry e of level i visible in the merge (not a marker, not a
+ * whiteout, not shadowed by a higher level)? Sets *st when it had to stat. */
+static bool visible(const struct pfs_lnode *ln, struct lvl *lv, int i, const struct pfs_name *e)
+{
+	struct stat st;
+
+	if (strncmp(e->name, PFS_OVL_WH_PREFIX, 4) == 0)
+		return false; /* a whiteout or the opaque marker, never shown */
+	if ((e->type == DT_CHR || e->type == DT_UNKNOWN) &&
+	    fstatat(lv[i].fd, e->name, &st, AT_SYMLINK_NOFOLLOW) == 0 && is_whiteout(&st))
+		return false;
+	for (int j = ln->top; j < i; j++)
+		if (lv[j].fd >= 0 && shadows(&lv[j], e->name))
+			return false;
+	return true;
+}
+
+int pfs_layer_list(struct pfs_fs *fs, struct pfs_node *n, pfs_layer_list_cb *cb, void *arg)
+{
+	struct pfs_layers *L = fs->layers;
+	const struct pfs_lnode *ln = n->ln;
+	struct lvl *lv;
+	int ret;
+
+	if (!ln)
+		return -ESTALE;
+	lv = calloc(L->n, sizeof(*lv));
+	if (!lv)
+		return -ENOMEM;
+	ret = read_levels(fs, ln, lv);
+	if (ret < 0)
+		goto out;
+	ret = cb(arg, ".", pfs_layer_ino(fs, n->dev, n->ino), DT_DIR);
+	if (ret == 0)
+		ret = cb(arg, "..", 1, DT_DIR); /* glibc skips d_ino 0 */
+	for (int i = ln->top; i <= ln->bottom && ret == 0; i++) {
+		for (size_t k = 0; lv[i].fd >= 0 && k < lv[i].names.n && ret == 0; k++) {
+			const struct pfs_name *e = &lv[i].names.v[k];
+			struct pfs_lfound f;
+			ino_t ino;
+			unsigned char type = e->type;
+
+			if (!visible(ln, lv, i, e))
+				continue;
+			/* Upper objects may carry another number (copied up, or a
+			 * directory merged with a lower): ask as a lookup would. */
+			if (i == 0 || ln->bottom > i) {
+				int r = pfs_layer_find(fs, n, e->name, &f);
+
+				if (r == -ENOENT)
+					continue;
+				if (r < 0) {
+					ret = r;
+					break;
+				}
+				ino = pfs_layer_ino(fs, f.kdev, f.kino);
+				type = IFTODT(f.st.st_mode);
+				pfs_lfound_put(fs, &f);
+			} else {
+				struct stat st;
+
+				if (fstatat(lv[i].fd, e->name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+					continue;
+				ino = pfs_layer_ino(fs, st.st_dev, st.st_ino);
+				type = IFTODT(st.st_mode);
+			}
+			ret = cb(arg, e->name, ino, type);
+		}
+	}
+out:
+	free_levels(fs, lv);
+	free(lv);
+	return ret;
+}
+
+int pfs_layer_dir_nonempty(struct pfs_fs *fs, const struct pfs_lnode *ln)
+{
+	struct lvl *lv = calloc(fs->layers->n, sizeof(*lv));
+	int ret;
+
+	if (!lv)
+		return -ENOMEM;
+	ret = read_levels(fs, ln, lv);
+	for (int i = ln->top; i <= ln->bottom && ret == 0; i++)
+		for (size_t k = 0; lv[i].fd >= 0 && k < lv[i].names.n && ret == 0; k++)
+			if (!is_dot(lv[i].names.v[k].name) && visible(ln, lv, i, &lv[i].names.v[k]))
+				ret = 1;
+	free_levels(fs, lv);
+	free(lv);
+	return ret;
+}
+
+/* ---- opening ---- */
+
+static int open_dir(const char *path, const char *what, char *err, size_t errlen)
+{
+	struct stat st;
+	int fd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+
+	if (fd >= 0)
+		return fd;
+	if (errno == ENOENT)
+		seterr(err, errlen, "%s %s does not exist", what, path);
+	else if (errno == ENOTDIR)
+		seterr(err, errlen, "%s %s is not a directory", what, path);
+	else
+		snprintf(err, errlen, "cannot open %s %s: %s", what, path, strerror(errno));
+	(void)st;
+	return -errno;
+}
+
+/* Is a below b (or the same)? Both canonical. */
+static bool path_within(const char *a, const char *b)
+{
+	size_t lb = strlen(b);
+
+	if (strcmp(b, "/") == 0)
+		return true;
+	return strncmp(a, b, lb) == 0 && (a[lb] == '/' || a[lb] == '\0');
+}
+
+static int probe_xattrs(struct pfs_layers *L, int workfd)
+{
+	char p[48];
+	static const char *const prefixes[] = {"trusted.overlay.", "user.overlay."};
+
+	snprintf(p, sizeof(p), "/proc/self/fd/%d", workfd);
+	for (size_t i = 0; i < 2; i++) {
+		char x[64];
+
+		snprintf(x, sizeof(x), "%sprismfs.probe", prefixes[i]);
+		if (setxattr(p, x, "1", 1, 0) == 0) {
+			removexattr(p, x);
+			snprintf(L->xprefix, sizeof(L->xprefix), "%s", prefixes[i]);
+			return 0;
+		}
+	}
+	/* No xattrs here: opaque directories get the `.wh..wh..opq` marker. */
+	snprintf(L->xprefix, sizeof(L->xprefix), "trusted.overlay.");
+	return 0;
+}
+
+static int probe_whiteout(struct pfs_layers *L, int workfd, enum pfs_whiteout form, char *err,
+			  size_t errlen)
+{
+	char name[32];
+
+	if (form == PFS_WH_FILE) {
+		L->wh_file = true;
+		return 0;
+	}
+	pfs_layer_tmpname(L, name);
+	if (mknodat(workfd, name, S_IFCHR | 0, makedev(0, 0)) == 0) {
+		unlinkat(workfd, name, 0);
+		return 0;
+	}
+	if (form == PFS_WH_CHARDEV) {
+		snprintf(err, errlen,
+			 "cannot make whiteouts as character devices in the work directory: %s "
+			 "(use --whiteout file)", strerror(errno));
+		return -errno;
+	}
+	L->wh_file = true;
+	return 0;
+}
 
 int pfs_layers_open(struct pfs_fs *fs, const struct pfs_layer_spec *spec, char *err,
 		    size_t errlen)
 {
-	(void)fs;
-	(void)spec;
-	snprintf(err, errlen, "copy-on-write layers are not built yet");
-	return -ENOSYS;
+	struct pfs_layers *L = calloc(1, sizeof(*L));
+	char **real = NULL;
+	size_t n = spec->nlowers + 1;
+	int wfd = -1, ret = -ENOMEM;
+	struct stat st;
+
+	if (!L)
+		goto nomem;
+	if ((fs->cfg && fs->cfg->map_path) || spec->nlowers == 0 || n > 200) {
+		snprintf(err, errlen, spec->nlowers && n <= 200 ? "--map cannot be combined with --upper yet"
+						: "a layered mount needs 1 to 199 lower directories");
+		ret = -EINVAL;
+		goto fail;
+	}
+	L->n = n;
+	L->work_fd = -1;
+	pthread_mutex_init(&L->lock, NULL);
+	L->root = malloc(n * sizeof(int));
+	L->dev = calloc(n, sizeof(dev_t));
+	L->fsid = calloc(n, 1);
+	real = calloc(n + 1, sizeof(char *));
+	if (!L->root || !L->dev || !L->fsid || !real)
+		goto nomem;
+	for (size_t i = 0; i < n; i++)
+		L->root[i] = -1;
+	/* upper */
+	ret = open_dir(spec->upper, "upper directory", err, errlen);
+	if (ret < 0)
+		goto fail;
+	L->root[0] = ret;
+	real[0] = realpath(spec->upper, NULL);
+	if (faccessat(L->root[0], ".", W_OK, AT_EACCESS) < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "upper directory %s is not writable: %s", spec->upper,
+			 strerror(errno));
+		goto fail;
+	}
+	for (size_t i = 1; i < n; i++) {
+		const char *p = spec->lowers[i - 1];
+
+		ret = i == 1 ? fcntl(fs->root_fd, F_DUPFD_CLOEXEC, 0)
+			     : open_dir(p, "lower directory", err, errlen);
+		if (ret < 0)
+			goto fail;
+		L->root[i] = ret;
+		real[i] = realpath(p, NULL);
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (!real[i])
+			goto nomem;
+		if (fstat(L->root[i], &st) < 0) {
+			ret = -errno;
+			goto fail;
+		}
+		L->dev[i] = st.st_dev;
+	}
+	/* Layers may not overlap: a change in the upper would show up in a
+	 * lower (the kernel refuses these too). */
+	for (size_t i = 1; i < n; i++) {
+		if (path_within(real[0], real[i]) || path_within(real[i], real[0])) {
+			seterr(err, errlen, "upper directory %s and lower directory %s overlap",
+			       spec->upper, spec->lowers[i - 1]);
+			ret = -EINVAL;
+			goto fail;
+		}
+	}
+	/* work */
+	if (!spec->work) {
+		snprintf(err, errlen, "a layered mount needs a work directory (--work)");
+		ret = -EINVAL;
+		goto fail;
+	}
+	ret = open_dir(spec->work, "work directory", err, errlen);
+	if (ret < 0)
+		goto fail;
+	wfd = ret;
+	real[n] = realpath(spec->work, NULL);
+	if (!real[n])
+		goto nomem;
+	if (fstat(wfd, &st) < 0) {
+		ret = -errno;
+		goto fail;
+	}
+	if (st.st_dev != L->dev[0]) {
+		seterr(err, errlen, "work directory %s is not on the filesystem of upper directory %s",
+		       spec->work, spec->upper);
+		ret = -EXDEV;
+		goto fail;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (path_within(real[n], real[i]) || path_within(real[i], real[n])) {
+			seterr(err, errlen, "work directory %s overlaps layer %s", spec->work,
+			       i ? spec->lowers[i - 1] : spec->upper);
+			ret = -EINVAL;
+			goto fail;
+		}
+	}
+	/* Temporaries live in W/work, as the kernel's do; what a crash left
+	 * there is removed now. */
+	if (mkdirat(wfd, "work", 0700) < 0 && errno != EEXIST) {
+		ret = -errno;
+		snprintf(err, errlen, "cannot use work directory %s: %s", spec->work,
+			 strerror(errno));
+		goto fail;
+	}
+	L->work_fd = openat(wfd, "work", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (L->work_fd < 0 || pfs_rmtree_contents(L->work_fd, NULL, 0) < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "cannot use work directory %s: %s", spec->work,
+			 strerror(errno));
+		goto fail;
+	}
+	probe_xattrs(L, L->work_fd);
+	ret = probe_whiteout(L, L->work_fd, spec->whiteout, err, errlen);
+	if (ret < 0)
+		goto fail;
+	/* Filesystem tags for inode numbers: the upper's is 0. */
+	L->onedev = true;
+	for (size_t i = 1; i < n; i++) {
+		if (L->dev[i] == L->dev[0])
+			continue;
+		L->onedev = false;
+		for (size_t j = 1; j <= i; j++) {
+			if (L->dev[j] == L->dev[i] && L->fsid[j]) {
+				L->fsid[i] = L->fsid[j];
+				break;
+			}
+			if (j == i) {
+				uint8_t max = 0;
+
+				for (size_t k = 1; k < i; k++)
+					max = L->fsid[k] > max ? L->fsid[k] : max;
+				L->fsid[i] = max + 1;
+			}
+		}
+	}
+	close(wfd);
+	for (size_t i = 0; i <= n; i++)
+		free(real[i]);
+	free(real);
+	fs->layers = L;
+	return 0;
+nomem:
+	snprintf(err, errlen, "out of memory");
+	ret = -ENOMEM;
+fail:
+	if (wfd >= 0)
+		close(wfd);
+	if (real) {
+		for (size_t i = 0; i <= n; i++)
+			free(real[i]);
+		free(real);
+	}
+	if (L) {
+		fs->layers = L;
+		pfs_layers_close(fs);
+	}
+	return ret;
 }
 
 void pfs_layers_close(struct pfs_fs *fs)
 {
-	(void)fs;
+	struct pfs_layers *L = fs->layers;
+
+	if (!L)
+		return;
+	for (size_t i = 0; L->root && i < L->n; i++)
+		if (L->root[i] >= 0)
+			close(L->root[i]);
+	if (L->work_fd >= 0)
+		close(L->work_fd);
+	pthread_mutex_destroy(&L->lock);
+	free(L->root);
+	free(L->dev);
+	free(L->fsid);
+	free(L);
+	fs->layers = NULL;
+}
+
+struct pfs_lnode *pfs_layer_root_ln(struct pfs_fs *fs)
+{
+	struct pfs_layers *L = fs->layers;
+	struct pfs_lnode *ln = pfs_lnode_new(L);
+
+	if (!ln)
+		return NULL;
+	ln->top = 0;
+	ln->bottom = (uint8_t)(L->n - 1);
+	for (size_t i = 0; i < L->n; i++) {
+		ln->fd[i] = L->root[i];
+		if (i > 0 && i + 1 < L->n && is_opaque(fs, L->root[i], "", L->root[i])) {
+			ln->bottom = (uint8_t)i;
+			break;
+		}
+	}
+	return ln;
 }

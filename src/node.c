@@ -2,6 +2,7 @@
  * Sharded so that lookups in different directories do not contend; the
  * nodeid the kernel sees is the node's address, so ino -> node is O(1). */
 #include "view.h"
+#include "layer.h"
 #include "shim.h"
 #include "util.h"
 
@@ -74,6 +75,13 @@ int pfs_nodes_init(struct pfs_fs *fs, int root_fd)
 	root->dev = st.st_dev;
 	root->ino = st.st_ino;
 	root->fd = root_fd;
+	if (fs->layers) {
+		/* Known by the source's root; changed through the upper's. */
+		root->ln = pfs_layer_root_ln(fs);
+		if (!root->ln)
+			goto err;
+		root->fd = root->ln->fd[0];
+	}
 	root->type = S_IFDIR;
 	root->nlookup = 2;
 	fs->nodes = t;
@@ -109,7 +117,10 @@ static void release_node(struct pfs_fs *fs, struct pfs_node *n)
 {
 	struct pfs_alias *a = n->alias, *next;
 
-	close(n->fd);
+	if (n->ln)
+		pfs_lnode_free(fs ? fs->layers : NULL, n->ln, -1);
+	else
+		close(n->fd);
 	free(n);
 	for (; a; a = next) {
 		next = a->next;
@@ -119,9 +130,19 @@ static void release_node(struct pfs_fs *fs, struct pfs_node *n)
 	}
 }
 
-static void free_node(struct pfs_node *n)
+static void free_node(struct pfs_fs *fs, struct pfs_node *n)
 {
-	release_node(NULL, n);
+	if (n->ln)
+		pfs_lnode_free(fs->layers, n->ln, -1);
+	else
+		close(n->fd);
+	n->ln = NULL;
+	n->fd = -1;
+	for (struct pfs_alias *a = n->alias, *next; a; a = next) {
+		next = a->next;
+		free(a);
+	}
+	free(n);
 }
 
 void pfs_nodes_destroy(struct pfs_fs *fs)
@@ -138,7 +159,7 @@ void pfs_nodes_destroy(struct pfs_fs *fs)
 
 			for (; n; n = next) {
 				next = n->hnext;
-				free_node(n);
+				free_node(fs, n);
 			}
 		}
 		free(s->buckets);
@@ -146,6 +167,8 @@ void pfs_nodes_destroy(struct pfs_fs *fs)
 	}
 	free(t);
 	fs->nodes = NULL;
+	if (fs->root)
+		free(fs->root->ln); /* its descriptors are the layers' */
 	free(fs->root); /* its fd is fs->root_fd, closed by the owner */
 	fs->root = NULL;
 }
@@ -267,11 +290,20 @@ static void alias_note(struct pfs_fs *fs, struct pfs_node *n, struct pfs_node *p
 int pfs_node_intern(struct pfs_fs *fs, struct pfs_node *parent, const char *name, int fd,
 		    const struct stat *st, uint64_t ctx, struct pfs_node **out)
 {
+	return pfs_node_intern_ln(fs, parent, name, fd, st, ctx, NULL, out);
+}
+
+int pfs_node_intern_ln(struct pfs_fs *fs, struct pfs_node *parent, const char *name, int fd,
+		       const struct stat *st, uint64_t ctx, struct pfs_lnode *ln,
+		       struct pfs_node **out)
+{
 	struct shard *s = shard_for(fs, st->st_dev, st->st_ino, ctx);
 	struct pfs_node *n, *fresh;
 
 	if (st->st_dev == fs->root->dev && st->st_ino == fs->root->ino && ctx == 0) {
 		/* Only reachable through a bind mount of the source inside itself. */
+		if (ln)
+			pfs_lnode_free(fs->layers, ln, fd);
 		close(fd);
 		*out = fs->root;
 		return 0;
@@ -281,6 +313,8 @@ int pfs_node_intern(struct pfs_fs *fs, struct pfs_node *parent, const char *name
 	if (n) {
 		n->nlookup++;
 		pthread_mutex_unlock(&s->lock);
+		if (ln)
+			pfs_lnode_free(fs->layers, ln, fd);
 		close(fd);
 		alias_note(fs, n, parent, name);
 		*out = n;
@@ -292,9 +326,12 @@ int pfs_node_intern(struct pfs_fs *fs, struct pfs_node *parent, const char *name
 	fresh = calloc(1, sizeof(*fresh));
 	if (!fresh || !(fresh->alias = alias_new(parent, name))) {
 		free(fresh);
+		if (ln)
+			pfs_lnode_free(fs->layers, ln, fd);
 		close(fd);
 		return -ENOMEM;
 	}
+	fresh->ln = ln;
 	fresh->dev = st->st_dev;
 	fresh->ino = st->st_ino;
 	fresh->ctx = ctx;
@@ -361,6 +398,47 @@ struct pfs_node *pfs_node_find(struct pfs_fs *fs, dev_t dev, ino_t ino, uint64_t
 void pfs_node_release(struct pfs_fs *fs, struct pfs_node *n)
 {
 	put_ref(fs, n);
+}
+
+void pfs_node_hold(struct pfs_fs *fs, struct pfs_node *n)
+{
+	get_ref(fs, n);
+}
+
+bool pfs_node_moved_up(struct pfs_fs *fs, struct pfs_node *n, int fd)
+{
+	struct shard *s;
+	bool stale = false;
+
+	__atomic_store_n(&n->ln->fd[0], fd, __ATOMIC_RELEASE);
+	n->ln->top = 0;
+	__atomic_store_n(&n->fd, fd, __ATOMIC_RELEASE);
+	if (n == fs->root || n->type != S_IFREG)
+		return false;
+	s = shard_of(fs, n);
+	pthread_mutex_lock(&s->lock);
+	if (n->backing_refs) {
+		n->backing_stale = true;
+		stale = true;
+	}
+	pthread_mutex_unlock(&s->lock);
+	if (stale)
+		pfs_node_retire(fs, n);
+	return stale;
+}
+
+void pfs_node_retire(struct pfs_fs *fs, struct pfs_node *n)
+{
+	struct shard *s;
+
+	if (n == fs->root)
+		return;
+	/* The ctx is in the key but not in the hash: the node stays in its
+	 * chain (so teardown still finds it) under a key no lookup asks for. */
+	s = shard_of(fs, n);
+	pthread_mutex_lock(&s->lock);
+	n->ctx = (uint64_t)(uintptr_t)n | 1;
+	pthread_mutex_unlock(&s->lock);
 }
 
 size_t pfs_node_siblings(struct pfs_fs *fs, struct pfs_node *n, struct pfs_node **out, size_t max)
@@ -506,6 +584,13 @@ int pfs_node_backing_get(struct pfs_fs *fs, struct pfs_node *n, int fd)
 	int id;
 
 	pthread_mutex_lock(&s->lock);
+	if (n->backing_stale) {
+		/* The kernel's inode still has the old object as its backing and
+		 * takes no other while it is open: the caller must make it look up
+		 * the name again (a fresh node, a fresh inode). */
+		pthread_mutex_unlock(&s->lock);
+		return -ESTALE;
+	}
 	if (n->backing_refs == 0) {
 		id = pfs_shim_backing_open(fs, fd);
 		if (id < 0) {
@@ -529,6 +614,7 @@ void pfs_node_backing_put(struct pfs_fs *fs, struct pfs_node *n)
 	if (n->backing_refs && --n->backing_refs == 0) {
 		pfs_shim_backing_close(fs, n->backing_id);
 		n->backing_id = 0;
+		n->backing_stale = false;
 		__atomic_sub_fetch(&fs->backing_open, 1, __ATOMIC_RELAXED);
 	}
 	pthread_mutex_unlock(&s->lock);

@@ -8,6 +8,7 @@
  * one generation of the table: the backing names minus those the table
  * claims, then the table's own. Offsets are positions in the snapshot. */
 #include "view.h"
+#include "layer.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -79,8 +80,9 @@ int pfs_view_opendir(struct pfs_fs *fs, struct pfs_node *n, struct fuse_file_inf
 
 	if (!d)
 		return -ENOMEM;
-	d->mapped = pfs_node_synthetic(n) || is_mapped(fs, n);
-	if (!pfs_node_synthetic(n)) {
+	/* A layered directory is the merge of several: always a snapshot. */
+	d->mapped = fs->layers || pfs_node_synthetic(n) || is_mapped(fs, n);
+	if (!pfs_node_synthetic(n) && !fs->layers) {
 		fd = pfs_view_open_dir(fs, n);
 		if (fd < 0) {
 			ret = fd;
@@ -200,8 +202,24 @@ out:
 	return ret;
 }
 
+static int snap_take_map(struct pfs_fs *fs, struct pfs_node *n, struct pfs_dirh *d);
+
+static int snap_layer_cb(void *arg, const char *name, ino_t ino, unsigned char type)
+{
+	return snap_add(arg, name, ino, type);
+}
+
 /* Take the listing of a mapped directory against one table generation. */
 static int snap_take(struct pfs_fs *fs, struct pfs_node *n, struct pfs_dirh *d)
+{
+	if (fs->layers) {
+		snap_clear(d);
+		return pfs_layer_list(fs, n, snap_layer_cb, d);
+	}
+	return snap_take_map(fs, n, d);
+}
+
+static int snap_take_map(struct pfs_fs *fs, struct pfs_node *n, struct pfs_dirh *d)
 {
 	struct snap_ctx c = {.fs = fs, .dir = n, .d = d};
 	struct pfs_map *m = pfs_view_map(fs);

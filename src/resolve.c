@@ -4,6 +4,7 @@
  * or renames one, so a stale node (an open directory whose path the table
  * has since moved) never gets around the table. */
 #include "view.h"
+#include "layer.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -390,6 +391,10 @@ void pfs_view_fix_attr(struct pfs_fs *fs, struct pfs_node *n, struct stat *st)
 	struct pfs_map_res r;
 	struct pfs_map *m;
 
+	if (fs->layers) {
+		st->st_ino = pfs_layer_ino(fs, n->dev, n->ino);
+		return;
+	}
 	if (pfs_node_synthetic(n)) {
 		memset(st, 0, sizeof(*st));
 		st->st_ino = n->ino;

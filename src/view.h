@@ -20,6 +20,7 @@ struct pfs_dirh;
 struct pfs_mapwatch;
 struct pfs_inval;
 struct pfs_layers;
+struct pfs_lnode;
 
 /* One name a node is known by: hard links give a node several. */
 struct pfs_alias {
@@ -45,6 +46,9 @@ struct pfs_node {
 	uint32_t refs;           /* aliases naming us as parent, under the shard lock */
 	int backing_id;          /* kernel passthrough id while opens are live, */
 	uint32_t backing_refs;   /* counted; both under the shard lock        */
+	bool backing_stale;      /* the backing id is an object the node has left
+				  * (copied up): new opens must not share it */
+	struct pfs_lnode *ln;    /* copy-on-write layers: the name in each layer */
 	struct pfs_alias *alias; /* known names, first = the one shown; under
 				  * fs->names_lock. The last name is kept even
 				  * once unlinked, to name an open deleted file. */
@@ -112,6 +116,14 @@ void pfs_nodes_destroy(struct pfs_fs *fs);
  * is (O_PATH, stat'ed as st), count one kernel lookup. Takes ownership of fd. */
 int pfs_node_intern(struct pfs_fs *fs, struct pfs_node *parent, const char *name, int fd,
 		    const struct stat *st, uint64_t ctx, struct pfs_node **out);
+/* The same for a layered mount: fd is ln's top descriptor, and ln (owned)
+ * is attached to a new node or freed if the node exists. */
+int pfs_node_intern_ln(struct pfs_fs *fs, struct pfs_node *parent, const char *name, int fd,
+		       const struct stat *st, uint64_t ctx, struct pfs_lnode *ln,
+		       struct pfs_node **out);
+/* n no longer answers lookups of its key: the next lookup makes a new node
+ * (and the kernel a new inode). n lives on for the kernel's references. */
+void pfs_node_retire(struct pfs_fs *fs, struct pfs_node *n);
 void pfs_node_forget(struct pfs_fs *fs, struct pfs_node *n, uint64_t nlookup);
 /* The object (dev, ino, ctx) was renamed from (parent, name) to (np, nn). */
 void pfs_node_renamed(struct pfs_fs *fs, dev_t dev, ino_t ino, uint64_t ctx,
@@ -124,6 +136,12 @@ void pfs_node_unlinked(struct pfs_fs *fs, dev_t dev, ino_t ino, uint64_t ctx,
  * concurrent forget until pfs_node_release(). */
 struct pfs_node *pfs_node_find(struct pfs_fs *fs, dev_t dev, ino_t ino, uint64_t ctx);
 void pfs_node_release(struct pfs_fs *fs, struct pfs_node *n);
+/* Hold n (as pfs_node_find does) until pfs_node_release. */
+void pfs_node_hold(struct pfs_fs *fs, struct pfs_node *n);
+/* n (layered) now lives in the upper at fd: n's descriptor follows it.
+ * When the kernel's inode has the old object open as its passthrough
+ * backing, n is retired (true): the kernel must look the name up again. */
+bool pfs_node_moved_up(struct pfs_fs *fs, struct pfs_node *n, int fd);
 /* Other nodes of n's backing object (other ctx), held; at most max. */
 size_t pfs_node_siblings(struct pfs_fs *fs, struct pfs_node *n, struct pfs_node **out,
 			 size_t max);
@@ -133,6 +151,8 @@ size_t pfs_node_siblings(struct pfs_fs *fs, struct pfs_node *n, struct pfs_node 
  * request that changed it (that could deadlock on the kernel's locks). */
 int pfs_inval_start(struct pfs_fs *fs);
 void pfs_inval_stop(struct pfs_fs *fs);
+/* Make the kernel forget (parent, name), from the invalidation thread. */
+void pfs_inval_entry(struct pfs_fs *fs, struct pfs_node *parent, const char *name);
 /* Something changed in n (name: that name in the directory n; NULL: n's
  * attributes or data): make the kernel forget it at n's other places. */
 void pfs_view_changed(struct pfs_fs *fs, struct pfs_node *n, const char *name);

@@ -3,10 +3,12 @@
  * inode without walking the mount. A symlink cannot be reached that way
  * without following it, so it is named as its parent's fd plus its name. */
 #include "view.h"
+#include "layer.h"
 
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/xattr.h>
 
@@ -28,7 +30,8 @@ static int xpath_of(struct pfs_fs *fs, struct pfs_node *n, struct xpath *x)
 		char name[NAME_MAX + 1];
 		int pfd;
 
-		ret = pfs_node_name(fs, n, &pfd, name, sizeof(name));
+		ret = fs->layers ? pfs_layer_node_name(fs, n, &pfd, name, sizeof(name))
+				 : pfs_node_name(fs, n, &pfd, name, sizeof(name));
 		if (ret < 0)
 			return -EPERM;
 		snprintf(x->path, sizeof(x->path), "/proc/self/fd/%d/%s", pfd, name);
@@ -45,8 +48,48 @@ ssize_t pfs_view_getxattr(struct pfs_fs *fs, struct pfs_node *n, const char *nam
 
 	if (ret < 0)
 		return ret;
+	if (fs->layers && pfs_layer_private_xattr(fs, name))
+		return -EOPNOTSUPP; /* the layers' bookkeeping, as overlayfs answers */
 	r = x.nofollow ? lgetxattr(x.path, name, buf, size) : getxattr(x.path, name, buf, size);
 	return r < 0 ? -errno : r;
+}
+
+/* The list without the layers' private names. */
+static ssize_t layer_listxattr(struct pfs_fs *fs, const struct xpath *x, char *buf, size_t size)
+{
+	char *all = NULL;
+	ssize_t r, out = 0;
+
+	for (;;) {
+		r = x->nofollow ? llistxattr(x->path, NULL, 0) : listxattr(x->path, NULL, 0);
+		if (r <= 0)
+			return r < 0 ? -errno : 0;
+		all = malloc((size_t)r);
+		if (!all)
+			return -ENOMEM;
+		r = x->nofollow ? llistxattr(x->path, all, (size_t)r) : listxattr(x->path, all, (size_t)r);
+		if (r >= 0)
+			break;
+		free(all);
+		if (errno != ERANGE)
+			return -errno;
+	}
+	for (ssize_t i = 0; i < r;) {
+		size_t l = strlen(all + i) + 1;
+
+		if (!pfs_layer_private_xattr(fs, all + i)) {
+			if (size && (size_t)out + l > size) {
+				free(all);
+				return -ERANGE;
+			}
+			if (size)
+				memcpy(buf + out, all + i, l);
+			out += (ssize_t)l;
+		}
+		i += (ssize_t)l;
+	}
+	free(all);
+	return out;
 }
 
 ssize_t pfs_view_listxattr(struct pfs_fs *fs, struct pfs_node *n, char *buf, size_t size)
@@ -57,6 +100,8 @@ ssize_t pfs_view_listxattr(struct pfs_fs *fs, struct pfs_node *n, char *buf, siz
 
 	if (ret < 0)
 		return ret;
+	if (fs->layers)
+		return layer_listxattr(fs, &x, buf, size);
 	r = x.nofollow ? llistxattr(x.path, buf, size) : listxattr(x.path, buf, size);
 	return r < 0 ? -errno : r;
 }
@@ -68,6 +113,9 @@ int pfs_view_setxattr(struct pfs_fs *fs, struct pfs_node *n, const char *name,
 	int ret;
 
 	ret = pfs_view_writable(fs, n);
+	if (ret == 0 && fs->layers)
+		ret = pfs_layer_private_xattr(fs, name) ? -EOPNOTSUPP
+							: pfs_layer_prepare_change(fs, n, -1);
 	if (ret < 0)
 		return ret;
 	ret = xpath_of(fs, n, &x);
@@ -87,6 +135,9 @@ int pfs_view_removexattr(struct pfs_fs *fs, struct pfs_node *n, const char *name
 	int ret;
 
 	ret = pfs_view_writable(fs, n);
+	if (ret == 0 && fs->layers)
+		ret = pfs_layer_private_xattr(fs, name) ? -EOPNOTSUPP
+							: pfs_layer_prepare_change(fs, n, -1);
 	if (ret < 0)
 		return ret;
 	ret = xpath_of(fs, n, &x);
