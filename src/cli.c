@@ -14,7 +14,10 @@ const char pfs_usage[] =
 	"\n"
 	"commands:\n"
 	"  mount [OPTIONS] SOURCE MOUNTPOINT   show SOURCE at MOUNTPOINT (may be SOURCE itself)\n"
-	"  unmount MOUNTPOINT                  unmount cleanly and wait for the daemon to exit\n"
+	"  unmount [--action ACTION] MOUNTPOINT\n"
+	"                                      unmount cleanly and wait for the daemon to exit;\n"
+	"                                      with an upper, then preserve, discard, commit or\n"
+	"                                      commit-atomic it (default: --on-unmount's)\n"
 	"  status [--json] MOUNTPOINT          show what a mount is doing\n"
 	"  commit --upper U --lower L [--atomic] [--work W]\n"
 	"                                      apply an overlay upper directory to its lower\n"
@@ -73,6 +76,29 @@ const char pfs_mount_usage[] =
 	"  --map-max BYTES         largest message accepted from a mapping pipe (default 64M;\n"
 	"                          K, M, G suffixes)\n"
 	"  -h, --help              this help\n"
+	"\n"
+	"copy-on-write layers (SOURCE and every --lower stay unchanged):\n"
+	"  --upper DIR             every change lands in DIR, in kernel overlayfs's format\n"
+	"  --work DIR              scratch directory on DIR's filesystem (default: made\n"
+	"                          beside the upper as .NAME.prismfs-work)\n"
+	"  --lower DIR             a read-only layer below SOURCE (repeatable: each one is\n"
+	"                          below the ones before it)\n"
+	"  --whiteout auto|chardev|file\n"
+	"                          how a deletion is recorded: a 0/0 character device (the\n"
+	"                          kernel's form, needs CAP_MKNOD), a .wh.NAME file, or the\n"
+	"                          device where mknod works and the file otherwise (auto)\n"
+	"  --on-unmount preserve|discard|commit|commit-atomic\n"
+	"                          what becomes of the upper when the mount ends (default\n"
+	"                          preserve; prismfs unmount --action overrides it). commit\n"
+	"                          applies it to SOURCE in place, commit-atomic builds the\n"
+	"                          new tree beside SOURCE and swaps it in; either empties\n"
+	"                          the upper only once SOURCE is durable, and keeps it on\n"
+	"                          failure. discard empties the upper.\n"
+	"\n"
+	"The kernel's spelling works too, also through mount(8) and /etc/fstab:\n"
+	"  -o lowerdir=L1:L2,upperdir=U,workdir=W   (SOURCE is then none, or L1)\n"
+	"  -o whiteout=FORM,on_unmount=ACTION       ('\\:' and '\\,' escape ':' and ',')\n"
+	"  mount -t fuse.prismfs -o lowerdir=L,upperdir=U none MOUNTPOINT\n"
 	"\n"
 	"PassthroughFS's command line also works (stays in the foreground, as it did):\n"
 	"  prismfs --mountpoint MOUNTPOINT --target SOURCE [--mapping_file FILE] [OPTIONS]\n";
@@ -133,36 +159,308 @@ static bool item_is(const char *p, size_t n, const char *lit)
 	return strlen(lit) == n && strncmp(p, lit, n) == 0;
 }
 
+/* The value of a "name=value" item, or NULL if the item is not name's. */
+static const char *item_val(const char *p, size_t n, const char *name)
+{
+	size_t k = strlen(name);
+
+	if (n > k && strncmp(p, name, k) == 0 && p[k] == '=')
+		return p + k + 1;
+	return NULL;
+}
+
+/* Where the item starting at p ends: the next sep not escaped by a
+ * backslash (how the kernel and libfuse let ',' and ':' into values). */
+static const char *scan_to(const char *p, const char *end, char sep)
+{
+	for (; p < end && *p != sep; p++)
+		if (*p == '\\' && p + 1 < end)
+			p++;
+	return p;
+}
+
+/* A copy of s[0..n) that cfg owns, its backslash escapes removed. */
+static char *keep_str(struct pfs_config *cfg, const char *s, size_t n)
+{
+	char **strs = realloc(cfg->strs, (cfg->nstrs + 1) * sizeof(*strs));
+	char *out, *o;
+
+	if (!strs)
+		return NULL;
+	cfg->strs = strs;
+	out = malloc(n + 1);
+	if (!out)
+		return NULL;
+	o = out;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] == '\\' && i + 1 < n)
+			i++;
+		*o++ = s[i];
+	}
+	*o = '\0';
+	cfg->strs[cfg->nstrs++] = out;
+	return out;
+}
+
+static int push_dir(const char ***arr, size_t *n, const char *dir)
+{
+	const char **a = realloc(*arr, (*n + 1) * sizeof(*a));
+
+	if (!a)
+		return -ENOMEM;
+	a[(*n)++] = dir;
+	*arr = a;
+	return 0;
+}
+
+/* lowerdir=L1:L2:... — SOURCE and the layers below it, as the kernel
+ * spells them ('\:' is a colon inside a name). */
+static int add_lowerdir(struct pfs_config *cfg, const char *v, size_t n, char *err,
+			size_t errlen)
+{
+	const char *p = v, *end = v + n;
+
+	if (cfg->noptlowers) {
+		seterr(err, errlen, "lowerdir= given twice");
+		return -EINVAL;
+	}
+	if (!cfg->layer_opt)
+		cfg->layer_opt = "lowerdir=";
+	for (;;) {
+		const char *q = scan_to(p, end, ':');
+		char *dir;
+
+		if (q == p) {
+			seterr(err, errlen, "empty directory in lowerdir=%.*s", (int)n, v);
+			return -EINVAL;
+		}
+		dir = keep_str(cfg, p, (size_t)(q - p));
+		if (!dir || push_dir(&cfg->optlowers, &cfg->noptlowers, dir) < 0)
+			return -ENOMEM;
+		if (q == end)
+			return 0;
+		p = q + 1;
+	}
+}
+
+/* --upper, upperdir=, --work, workdir=: each names one directory once. */
+static int set_dir(struct pfs_config *cfg, const char **slot, const char *v, const char *what,
+		   char *err, size_t errlen)
+{
+	if (!v || !*v) {
+		seterr(err, errlen, "%s needs a directory", what);
+		return -EINVAL;
+	}
+	if (*slot) {
+		seterr(err, errlen, "the %s directory is given twice (%s and %s)",
+		       slot == &cfg->upper ? "upper" : "work", *slot, v);
+		return -EINVAL;
+	}
+	*slot = v;
+	if (slot != &cfg->upper && !cfg->layer_opt)
+		cfg->layer_opt = what;
+	return 0;
+}
+
+static const char *const action_names[] = {
+	[PFS_ACT_NONE] = "none",
+	[PFS_ACT_PRESERVE] = "preserve",
+	[PFS_ACT_DISCARD] = "discard",
+	[PFS_ACT_COMMIT] = "commit",
+	[PFS_ACT_COMMIT_ATOMIC] = "commit-atomic",
+};
+
+const char *pfs_action_name(enum pfs_action a)
+{
+	return (unsigned)a < PFS_ARRAY_SIZE(action_names) ? action_names[a] : "?";
+}
+
+int pfs_action_parse(const char *s, enum pfs_action *out)
+{
+	for (size_t i = PFS_ACT_PRESERVE; s && i < PFS_ARRAY_SIZE(action_names); i++) {
+		if (strcmp(s, action_names[i]) == 0) {
+			*out = (enum pfs_action)i;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+static const char *const whiteout_names[] = {
+	[PFS_WH_AUTO] = "auto",
+	[PFS_WH_CHARDEV] = "chardev",
+	[PFS_WH_FILE] = "file",
+};
+
+const char *pfs_whiteout_name(enum pfs_whiteout w)
+{
+	return (unsigned)w < PFS_ARRAY_SIZE(whiteout_names) ? whiteout_names[w] : "?";
+}
+
+static int set_whiteout(struct pfs_config *cfg, const char *v, const char *what, char *err,
+			size_t errlen)
+{
+	for (size_t i = 0; v && i < PFS_ARRAY_SIZE(whiteout_names); i++) {
+		if (strcmp(v, whiteout_names[i]) == 0) {
+			cfg->whiteout = (enum pfs_whiteout)i;
+			if (!cfg->layer_opt)
+				cfg->layer_opt = what;
+			return 0;
+		}
+	}
+	seterr(err, errlen, "%s must be auto, chardev or file, not '%s'", what, v ? v : "");
+	return -EINVAL;
+}
+
+static int set_action(struct pfs_config *cfg, const char *v, const char *what, char *err,
+		      size_t errlen)
+{
+	if (pfs_action_parse(v, &cfg->action) < 0) {
+		seterr(err, errlen, "%s must be preserve, discard, commit or commit-atomic, not '%s'",
+		       what, v ? v : "");
+		return -EINVAL;
+	}
+	if (!cfg->layer_opt)
+		cfg->layer_opt = what;
+	return 0;
+}
+
+/* Options mount(8), mount.fuse3 and fstab lines carry that mean nothing to
+ * a FUSE mount (they steer mount(8) itself): accepted and dropped. relatime
+ * is the kernel's default, which libfuse does not know by name. */
+static bool mount8_only(const char *p, size_t n)
+{
+	static const char *const names[] = {"defaults", "auto", "noauto", "nofail", "user",
+					    "nouser", "users", "owner", "group", "_netdev",
+					    "relatime"};
+
+	for (size_t i = 0; i < PFS_ARRAY_SIZE(names); i++)
+		if (item_is(p, n, names[i]))
+			return true;
+	return (n >= 2 && strncmp(p, "x-", 2) == 0) || item_val(p, n, "comment");
+}
+
+/* One -o item. The layer options are ours, in the kernel overlayfs
+ * spelling, and never reach libfuse. */
+static int add_fuse_opt(struct pfs_config *cfg, const char *p, size_t n, char *err,
+			size_t errlen)
+{
+	const char *v;
+	char *val = NULL;
+
+	if ((v = item_val(p, n, "lowerdir")))
+		return add_lowerdir(cfg, v, n - (size_t)(v - p), err, errlen);
+	if ((v = item_val(p, n, "upperdir")) || (v = item_val(p, n, "workdir")) ||
+	    (v = item_val(p, n, "whiteout")) || (v = item_val(p, n, "on_unmount"))) {
+		val = keep_str(cfg, v, n - (size_t)(v - p));
+		if (!val)
+			return -ENOMEM;
+		switch (p[0]) {
+		case 'u':
+			return set_dir(cfg, &cfg->upper, val, "upperdir=", err, errlen);
+		case 'w':
+			if (p[1] == 'o')
+				return set_dir(cfg, &cfg->work, val, "workdir=", err, errlen);
+			return set_whiteout(cfg, val, "whiteout=", err, errlen);
+		default:
+			return set_action(cfg, val, "on_unmount=", err, errlen);
+		}
+	}
+	if (mount8_only(p, n))
+		return 0;
+	if (item_is(p, n, "default_permissions")) {
+		cfg->default_permissions = true; /* passed on by the daemon */
+		return 0;
+	}
+	if (item_is(p, n, "nodefault_permissions")) {
+		cfg->default_permissions = false;
+		return 0;
+	}
+	if (item_is(p, n, "allow_other"))
+		cfg->allow_other = true;
+	else if (item_is(p, n, "ro"))
+		cfg->mount_ro = true;
+	else if (item_is(p, n, "rw"))
+		cfg->mount_ro = false;
+	return append_opt(cfg, p, n);
+}
+
 int pfs_cli_add_fuse_opts(struct pfs_config *cfg, const char *opts, char *err, size_t errlen)
 {
-	const char *p = opts;
+	const char *p = opts, *end = opts + strlen(opts);
 
 	if (!*opts) {
 		seterr(err, errlen, "empty -o option");
 		return -EINVAL;
 	}
-	while (*p) {
-		const char *end = strchrnul(p, ',');
-		size_t n = (size_t)(end - p);
-		int ret = 0;
+	while (p < end) {
+		const char *q = scan_to(p, end, ',');
+		int ret;
 
-		if (n == 0) {
+		if (q == p || (q + 1 == end && *q == ',')) {
 			seterr(err, errlen, "empty item in -o option list '%s'", opts);
 			return -EINVAL;
 		}
-		if (item_is(p, n, "default_permissions")) {
-			cfg->default_permissions = true; /* passed on by the daemon */
-		} else if (item_is(p, n, "nodefault_permissions")) {
-			cfg->default_permissions = false;
-		} else {
-			if (item_is(p, n, "allow_other"))
-				cfg->allow_other = true;
-			ret = append_opt(cfg, p, n);
-		}
+		ret = add_fuse_opt(cfg, p, (size_t)(q - p), err, errlen);
 		if (ret < 0)
 			return ret;
-		p = *end ? end + 1 : end;
+		p = q < end ? q + 1 : q;
 	}
+	return 0;
+}
+
+/* SOURCE given with lowerdir=: a label ("none", as mount(8) lines have it,
+ * or any word without a '/'), or the same directory as lowerdir's first. */
+static bool same_dir_name(const char *a, const char *b)
+{
+	size_t na = strlen(a), nb = strlen(b);
+
+	while (na > 1 && a[na - 1] == '/')
+		na--;
+	while (nb > 1 && b[nb - 1] == '/')
+		nb--;
+	return na == nb && strncmp(a, b, na) == 0;
+}
+
+/* After all arguments: fold lowerdir= into SOURCE and the lowers, and
+ * check that the layer options come with an upper. */
+static int finish_layers(struct pfs_config *cfg, char *err, size_t errlen)
+{
+	if (cfg->noptlowers) {
+		const char *src = cfg->source;
+
+		if (cfg->nlowers) {
+			seterr(err, errlen, "give the lower layers with --lower or with lowerdir=, "
+			       "not both");
+			return -EINVAL;
+		}
+		if (src && (strchr(src, '/') || strcmp(src, ".") == 0 || strcmp(src, "..") == 0) &&
+		    !same_dir_name(src, cfg->optlowers[0])) {
+			seterr(err, errlen, "SOURCE %s is not lowerdir's first directory %s "
+			       "(with lowerdir=, give none as SOURCE)", src, cfg->optlowers[0]);
+			return -EINVAL;
+		}
+		cfg->source = cfg->optlowers[0];
+		for (size_t i = 1; i < cfg->noptlowers; i++)
+			if (push_dir(&cfg->lowers, &cfg->nlowers, cfg->optlowers[i]) < 0)
+				return -ENOMEM;
+	}
+	if (!cfg->upper) {
+		if (cfg->layer_opt) {
+			seterr(err, errlen, "%s needs an upper directory (--upper DIR or upperdir=DIR)",
+			       cfg->layer_opt);
+			return -EINVAL;
+		}
+		return 0;
+	}
+	if (cfg->read_only || cfg->mount_ro) {
+		seterr(err, errlen, "%s cannot be used with an upper directory: the upper is "
+		       "where changes go (mount without --upper for a read-only view)",
+		       cfg->read_only ? "--read-only" : "-o ro");
+		return -EINVAL;
+	}
+	if (cfg->action == PFS_ACT_NONE)
+		cfg->action = PFS_ACT_PRESERVE;
 	return 0;
 }
 
@@ -291,6 +589,31 @@ static int parse_mount(int argc, char **argv, int start, bool compat, struct pfs
 				cfg->mountpoint = v;
 			else
 				cfg->source = v;
+		} else if ((v = optval(argc, argv, &i, a, "--upper", &m)) || m) {
+			ret = set_dir(cfg, &cfg->upper, v, "--upper", err, errlen);
+			if (ret < 0)
+				return ret;
+		} else if ((v = optval(argc, argv, &i, a, "--work", &m)) || m) {
+			ret = set_dir(cfg, &cfg->work, v, "--work", err, errlen);
+			if (ret < 0)
+				return ret;
+		} else if ((v = optval(argc, argv, &i, a, "--lower", &m)) || m) {
+			if (!v || !*v) {
+				seterr(err, errlen, "--lower needs a directory");
+				return -EINVAL;
+			}
+			if (push_dir(&cfg->lowers, &cfg->nlowers, v) < 0)
+				return -ENOMEM;
+			if (!cfg->layer_opt)
+				cfg->layer_opt = "--lower";
+		} else if ((v = optval(argc, argv, &i, a, "--whiteout", &m)) || m) {
+			ret = set_whiteout(cfg, v, "--whiteout", err, errlen);
+			if (ret < 0)
+				return ret;
+		} else if ((v = optval(argc, argv, &i, a, "--on-unmount", &m)) || m) {
+			ret = set_action(cfg, v, "--on-unmount", err, errlen);
+			if (ret < 0)
+				return ret;
 		} else if ((v = optval(argc, argv, &i, a, "--threads", &m)) || m) {
 			if (pfs_parse_long(v, 1, 1024, &cfg->threads) < 0) {
 				seterr(err, errlen, "--threads needs a number from 1 to 1024, not '%s'",
@@ -319,17 +642,25 @@ static int parse_mount(int argc, char **argv, int start, bool compat, struct pfs
 	}
 	if (cfg->volatile_source)
 		cfg->timeout = 0;
-	return 0;
+	return finish_layers(cfg, err, errlen);
 }
 
 static int parse_target(int argc, char **argv, int start, struct pfs_config *cfg, char *err,
 			size_t errlen, const char *cmd)
 {
 	for (int i = start; i < argc; i++) {
-		const char *a = argv[i];
+		const char *a = argv[i], *v;
+		bool m = false;
 
 		if (strcmp(a, "--json") == 0 && cfg->cmd == PFS_CMD_STATUS) {
 			cfg->json = true;
+		} else if (cfg->cmd == PFS_CMD_UNMOUNT &&
+			   ((v = optval(argc, argv, &i, a, "--action", &m)) || m)) {
+			if (pfs_action_parse(v, &cfg->action) < 0) {
+				seterr(err, errlen, "--action must be preserve, discard, commit or "
+				       "commit-atomic, not '%s'", v ? v : "");
+				return -EINVAL;
+			}
 		} else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
 			cfg->cmd = PFS_CMD_HELP;
 			return 0;
@@ -473,4 +804,12 @@ void pfs_config_free(struct pfs_config *cfg)
 	free(cfg->lowers);
 	cfg->lowers = NULL;
 	cfg->nlowers = 0;
+	free(cfg->optlowers);
+	cfg->optlowers = NULL;
+	cfg->noptlowers = 0;
+	for (size_t i = 0; i < cfg->nstrs; i++)
+		free(cfg->strs[i]);
+	free(cfg->strs);
+	cfg->strs = NULL;
+	cfg->nstrs = 0;
 }

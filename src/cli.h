@@ -66,6 +66,15 @@ struct pfs_config {
 	size_t nlowers;
 	enum pfs_whiteout whiteout; /* mount --whiteout */
 	enum pfs_action action;     /* mount --on-unmount; unmount --action */
+	bool mount_ro;          /* -o ro (last of ro/rw): the kernel mount is read-only */
+	/* Parse state: lowerdir= entries (until folded into source and
+	 * lowers), the first layer option seen (to name it when --upper is
+	 * missing), and the strings unescaped from -o that fields point into. */
+	const char **optlowers;
+	size_t noptlowers;
+	const char *layer_opt;
+	char **strs;
+	size_t nstrs;
 };
 
 #define PFS_DEFAULT_MAP_MAX ((size_t)64 << 20)
@@ -78,6 +87,13 @@ void pfs_config_free(struct pfs_config *cfg);
 /* Append one -o item (comma list allowed) to cfg->fuse_opts, recognising
  * the ones prismfs itself acts on. 0 or -EINVAL/-ENOMEM. */
 int pfs_cli_add_fuse_opts(struct pfs_config *cfg, const char *opts, char *err, size_t errlen);
+
+/* "preserve", "discard", "commit", "commit-atomic" (NONE: "none"). */
+const char *pfs_action_name(enum pfs_action a);
+/* The action named s; 0 or -EINVAL. */
+int pfs_action_parse(const char *s, enum pfs_action *out);
+/* "auto", "chardev", "file". */
+const char *pfs_whiteout_name(enum pfs_whiteout w);
 
 extern const char pfs_usage[];
 extern const char pfs_mount_usage[];

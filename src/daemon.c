@@ -484,6 +484,10 @@ int pfs_cmd_mount(const struct pfs_config *cfg)
 	/* Listings change with the table; its names are invalidated one by
 	 * one, listings are not cached at all. */
 	fs.keep_dir_cache = fs.keep_cache && !cfg->map_path;
+	if (cfg->upper) {
+		say("copy-on-write layers (--upper) are not wired into the daemon yet");
+		goto out;
+	}
 	if (check_config(cfg, &fs) < 0)
 		goto out;
 	if (cfg->map_path) {

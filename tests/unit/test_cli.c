@@ -287,6 +287,257 @@ static void t_layers_errors(void **s)
 	pfs_config_free(&c);
 }
 
+static void t_mount_layers(void **s)
+{
+	struct pfs_config c;
+
+	(void)s;
+	assert_int_equal(PARSE(&c, "mount", "/s", "/m"), 0);
+	assert_null(c.upper);
+	assert_int_equal(c.action, PFS_ACT_NONE);
+	assert_int_equal(c.nlowers, 0);
+	pfs_config_free(&c);
+
+	/* --lower in order, below SOURCE; preserve is the default action. */
+	assert_int_equal(PARSE(&c, "mount", "--upper", "/u", "--lower", "/l1", "--work=/w",
+			       "--lower=/l2", "/s", "/m"), 0);
+	assert_string_equal(c.upper, "/u");
+	assert_string_equal(c.work, "/w");
+	assert_string_equal(c.source, "/s");
+	assert_int_equal(c.nlowers, 2);
+	assert_string_equal(c.lowers[0], "/l1");
+	assert_string_equal(c.lowers[1], "/l2");
+	assert_int_equal(c.whiteout, PFS_WH_AUTO);
+	assert_int_equal(c.action, PFS_ACT_PRESERVE);
+	pfs_config_free(&c);
+
+	assert_int_equal(PARSE(&c, "mount", "--upper=/u", "--whiteout", "file", "--on-unmount",
+			       "commit-atomic", "/s", "/m"), 0);
+	assert_int_equal(c.whiteout, PFS_WH_FILE);
+	assert_int_equal(c.action, PFS_ACT_COMMIT_ATOMIC);
+	assert_null(c.work);
+	pfs_config_free(&c);
+	assert_int_equal(PARSE(&c, "mount", "--upper=/u", "--whiteout=chardev",
+			       "--on-unmount=discard", "/s", "/m"), 0);
+	assert_int_equal(c.whiteout, PFS_WH_CHARDEV);
+	assert_int_equal(c.action, PFS_ACT_DISCARD);
+	pfs_config_free(&c);
+	assert_int_equal(PARSE(&c, "mount", "--upper=/u", "--on-unmount", "commit", "/s", "/m"), 0);
+	assert_int_equal(c.action, PFS_ACT_COMMIT);
+	pfs_config_free(&c);
+}
+
+static void t_mount_layers_errors(void **s)
+{
+	struct pfs_config c;
+
+	(void)s;
+	/* Every layer option needs an upper, and says which one it was. */
+	assert_int_equal(PARSE(&c, "mount", "--work", "/w", "/s", "/m"), -EINVAL);
+	assert_non_null(strstr(err, "--work"));
+	assert_non_null(strstr(err, "--upper"));
+	pfs_config_free(&c);
+	assert_int_equal(PARSE(&c, "mount", "--lower", "/l", "/s", "/m"), -EINVAL);
+	assert_non_null(strstr(err, "--lower"));
+	pfs_config_free(&c);
+	assert_int_equal(PARSE(&c, "mount", "--whiteout", "auto", "/s", "/m"), -EINVAL);
+	assert_non_null(strstr(err, "--whiteout"));
+	pfs_config_free(&c);
+	assert_int_equal(PARSE(&c, "mount", "--on-unmount", "commit", "/s", "/m"), -EINVAL);
+	assert_non_null(strstr(err, "--on-unmount"));
+	pfs_config_free(&c);
+	assert_int_equal(PARSE(&c, "mount", "-o", "lowerdir=/a:/b", "none", "/m"), -EINVAL);
+	assert_non_null(strstr(err, "lowerdir="));
+	assert_non_null(strstr(err, "upperdir="));
+	pfs_config_free(&c);
+	assert_int_equal(PARSE(&c, "mount", "-o", "workdir=/w", "/s", "/m"), -EINVAL);
+	assert_non_null(strstr(err, "workdir="));
+	pfs_config_free(&c);
+
+	assert_int_equal(PARSE(&c, "mount", "--upper", "/u", "--whiteout", "dev", "/s", "/m"),
+			 -EINVAL);
+	assert_non_null(strstr(err, "'dev'"));
+	pfs_config_free(&c);
+	assert_int_equal(PARSE(&c, "mount", "--upper", "/u", "--on-unmount", "keep", "/s", "/m"),
+			 -EINVAL);
+	assert_non_null(strstr(err, "'keep'"));
+	pfs_config_free(&c);
+	assert_int_equal(PARSE(&c, "mount", "--upper", "/u", "--on-unmount", "none", "/s", "/m"),
+			 -EINVAL);
+	pfs_config_free(&c);
+	assert_int_equal(PARSE(&c, "mount", "--upper", "/u", "/s", "/m", "--lower"), -EINVAL);
+	assert_non_null(strstr(err, "--lower"));
+	pfs_config_free(&c);
+	/* --upper takes a value: /s is the upper, /m the only positional. */
+	assert_int_equal(PARSE(&c, "mount", "--upper", "/s", "/m"), -EINVAL);
+	assert_non_null(strstr(err, "MOUNTPOINT"));
+	pfs_config_free(&c);
+	assert_int_equal(PARSE(&c, "mount", "--upper", "/u", "--upper", "/v", "/s", "/m"),
+			 -EINVAL);
+	assert_non_null(strstr(err, "twice"));
+	pfs_config_free(&c);
+	assert_int_equal(PARSE(&c, "mount", "--upper", "/u", "-o", "upperdir=/v", "/s", "/m"),
+			 -EINVAL);
+	assert_non_null(strstr(err, "twice"));
+	pfs_config_free(&c);
+	/* Nowhere to write. */
+	assert_int_equal(PARSE(&c, "mount", "--upper", "/u", "--read-only", "/s", "/m"), -EINVAL);
+	assert_non_null(strstr(err, "--read-only"));
+	pfs_config_free(&c);
+	assert_int_equal(PARSE(&c, "mount", "-o", "ro,upperdir=/u", "/s", "/m"), -EINVAL);
+	assert_non_null(strstr(err, "-o ro"));
+	pfs_config_free(&c);
+	assert_int_equal(PARSE(&c, "mount", "-o", "ro,upperdir=/u,rw", "/s", "/m"), 0);
+	pfs_config_free(&c);
+	assert_null(strchr(err, '\n'));
+}
+
+/* The kernel overlayfs spelling, as mount(8) and mount.fuse3 pass it. */
+static void t_mount_kernel_spelling(void **s)
+{
+	struct pfs_config c;
+
+	(void)s;
+	/* mount.fuse3: prismfs none MNT -o rw,...,dev,suid */
+	assert_int_equal(PARSE(&c, "none", "/m", "-o",
+			       "rw,lowerdir=/l1:/l2:/l3,upperdir=/u,workdir=/w,dev,suid"), 0);
+	assert_int_equal(c.cmd, PFS_CMD_MOUNT);
+	assert_string_equal(c.source, "/l1");
+	assert_string_equal(c.mountpoint, "/m");
+	assert_int_equal(c.nlowers, 2);
+	assert_string_equal(c.lowers[0], "/l2");
+	assert_string_equal(c.lowers[1], "/l3");
+	assert_string_equal(c.upper, "/u");
+	assert_string_equal(c.work, "/w");
+	assert_int_equal(c.action, PFS_ACT_PRESERVE);
+	/* Layer options never reach libfuse. */
+	assert_string_equal(c.fuse_opts, "rw,dev,suid");
+	assert_false(c.mount_ro);
+	pfs_config_free(&c);
+
+	/* -o anywhere, several of them; SOURCE may repeat lowerdir's first. */
+	assert_int_equal(PARSE(&c, "mount", "-o", "upperdir=/u", "/l1/", "/m", "-o",
+			       "lowerdir=/l1,whiteout=file,on_unmount=commit"), 0);
+	assert_string_equal(c.source, "/l1");
+	assert_int_equal(c.nlowers, 0);
+	assert_null(c.fuse_opts);
+	assert_int_equal(c.whiteout, PFS_WH_FILE);
+	assert_int_equal(c.action, PFS_ACT_COMMIT);
+	pfs_config_free(&c);
+	assert_int_equal(PARSE(&c, "mount", "-ooverlay", "/m"), -EINVAL); /* one positional */
+	pfs_config_free(&c);
+	assert_int_equal(PARSE(&c, "overlay", "/m", "-o", "lowerdir=/l,upperdir=/u"), 0);
+	assert_string_equal(c.source, "/l");
+	pfs_config_free(&c);
+
+	/* upperdir= alone: SOURCE is the lower, as with --upper. */
+	assert_int_equal(PARSE(&c, "/s", "/m", "-o", "upperdir=/u"), 0);
+	assert_string_equal(c.source, "/s");
+	assert_string_equal(c.upper, "/u");
+	pfs_config_free(&c);
+
+	/* Escapes: '\:' inside a lowerdir name, '\,' inside any value. */
+	assert_int_equal(PARSE(&c, "none", "/m", "-o",
+			       "lowerdir=/a\\:b:/c\\,d,upperdir=/u\\,v,fsname=x\\,y"), 0);
+	assert_string_equal(c.source, "/a:b");
+	assert_int_equal(c.nlowers, 1);
+	assert_string_equal(c.lowers[0], "/c,d");
+	assert_string_equal(c.upper, "/u,v");
+	assert_string_equal(c.fuse_opts, "fsname=x\\,y"); /* libfuse unescapes its own */
+	pfs_config_free(&c);
+}
+
+static void t_mount_kernel_spelling_errors(void **s)
+{
+	struct pfs_config c;
+
+	(void)s;
+	assert_int_equal(PARSE(&c, "/s", "/m", "-o", "lowerdir=/l1,upperdir=/u"), -EINVAL);
+	assert_non_null(strstr(err, "none"));
+	pfs_config_free(&c);
+	assert_int_equal(PARSE(&c, "none", "/m", "-o", "lowerdir=/l1,upperdir=/u", "--lower",
+			       "/l2"), -EINVAL);
+	assert_non_null(strstr(err, "not both"));
+	pfs_config_free(&c);
+	assert_int_equal(PARSE(&c, "none", "/m", "-o", "lowerdir=/l1::/l2,upperdir=/u"), -EINVAL);
+	assert_non_null(strstr(err, "empty"));
+	pfs_config_free(&c);
+	assert_int_equal(PARSE(&c, "none", "/m", "-o", "lowerdir=/l1:,upperdir=/u"), -EINVAL);
+	pfs_config_free(&c);
+	assert_int_equal(PARSE(&c, "none", "/m", "-o", "lowerdir=,upperdir=/u"), -EINVAL);
+	pfs_config_free(&c);
+	assert_int_equal(PARSE(&c, "none", "/m", "-o", "lowerdir=/a,lowerdir=/b,upperdir=/u"),
+			 -EINVAL);
+	assert_non_null(strstr(err, "twice"));
+	pfs_config_free(&c);
+	assert_int_equal(PARSE(&c, "none", "/m", "-o", "lowerdir=/a,upperdir="), -EINVAL);
+	pfs_config_free(&c);
+	assert_int_equal(PARSE(&c, "none", "/m", "-o", "lowerdir=/a,upperdir=/u,on_unmount=x"),
+			 -EINVAL);
+	assert_non_null(strstr(err, "on_unmount="));
+	pfs_config_free(&c);
+	assert_int_equal(PARSE(&c, "none", "/m", "-o", "lowerdir=/a,upperdir=/u,"), -EINVAL);
+	pfs_config_free(&c);
+	assert_null(strchr(err, '\n'));
+}
+
+/* What mount(8), mount.fuse3 and fstab lines add is accepted: steering
+ * options dropped, mount flags passed on. */
+static void t_mount8_options(void **s)
+{
+	struct pfs_config c;
+
+	(void)s;
+	assert_int_equal(PARSE(&c, "none", "/m", "-o",
+			       "defaults,rw,nofail,noauto,auto,user,users,nouser,owner,group,"
+			       "_netdev,x-systemd.requires=/x,comment=hi,relatime,dev,suid,exec,"
+			       "nosuid,nodev,noexec,lowerdir=/l,upperdir=/u"), 0);
+	assert_string_equal(c.fuse_opts, "rw,dev,suid,exec,nosuid,nodev,noexec");
+	pfs_config_free(&c);
+	assert_int_equal(PARSE(&c, "/s", "/m", "-o", "ro"), 0);
+	assert_true(c.mount_ro);
+	assert_string_equal(c.fuse_opts, "ro");
+	pfs_config_free(&c);
+}
+
+static void t_unmount_action(void **s)
+{
+	struct pfs_config c;
+	static const struct {
+		const char *name;
+		enum pfs_action a;
+	} names[] = {{"preserve", PFS_ACT_PRESERVE}, {"discard", PFS_ACT_DISCARD},
+		     {"commit", PFS_ACT_COMMIT}, {"commit-atomic", PFS_ACT_COMMIT_ATOMIC}};
+
+	(void)s;
+	assert_int_equal(PARSE(&c, "unmount", "/m"), 0);
+	assert_int_equal(c.action, PFS_ACT_NONE);
+	pfs_config_free(&c);
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		enum pfs_action a;
+
+		assert_int_equal(PARSE(&c, "unmount", "/m", "--action", names[i].name), 0);
+		assert_int_equal(c.action, names[i].a);
+		assert_string_equal(c.mountpoint, "/m");
+		pfs_config_free(&c);
+		assert_int_equal(pfs_action_parse(names[i].name, &a), 0);
+		assert_int_equal(a, names[i].a);
+		assert_string_equal(pfs_action_name(a), names[i].name);
+	}
+	assert_int_equal(PARSE(&c, "umount", "--action=discard", "/m"), 0);
+	assert_int_equal(c.action, PFS_ACT_DISCARD);
+	assert_string_equal(c.mountpoint, "/m");
+	pfs_config_free(&c);
+	assert_int_equal(PARSE(&c, "unmount", "/m", "--action", "later"), -EINVAL);
+	assert_non_null(strstr(err, "later"));
+	pfs_config_free(&c);
+	assert_int_equal(PARSE(&c, "unmount", "/m", "--action"), -EINVAL);
+	pfs_config_free(&c);
+	assert_int_equal(PARSE(&c, "status", "/m", "--action", "commit"), -EINVAL);
+	pfs_config_free(&c);
+	assert_string_equal(pfs_whiteout_name(PFS_WH_FILE), "file");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -299,6 +550,12 @@ int main(void)
 		cmocka_unit_test(t_passthroughfs_compat),
 		cmocka_unit_test(t_layers),
 		cmocka_unit_test(t_layers_errors),
+		cmocka_unit_test(t_mount_layers),
+		cmocka_unit_test(t_mount_layers_errors),
+		cmocka_unit_test(t_mount_kernel_spelling),
+		cmocka_unit_test(t_mount_kernel_spelling_errors),
+		cmocka_unit_test(t_mount8_options),
+		cmocka_unit_test(t_unmount_action),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
