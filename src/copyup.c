@@ -58,7 +58,7 @@ static int make_copy(struct pfs_fs *fs, int ldir, const char *name, int obj,
 			return -errno;
 		if (!no_data && st->st_size > 0) {
 			snprintf(p, sizeof(p), "/proc/self/fd/%d", obj);
-			src = open(p, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+			src = open(p, O_RDONLY | O_CLOEXEC);
 			ret = src < 0 ? -errno : copy_data(fd, src, st);
 		}
 		break;
