@@ -131,29 +131,40 @@ static int copy_up_one(struct pfs_fs *fs, struct pfs_node *n, struct pfs_node *p
 {
 	struct pfs_layers *L = fs->layers;
 	int t = n->ln->top, ud = parent->ln->fd[0], ldir = parent->ln->fd[t], fd, ret;
-	struct stat st;
-	char tmp[32];
+	struct stat st, pst;
+	char tmp[32], pp[32];
+	bool split;
 
 	if (ud < 0 || ldir < 0)
 		return -ESTALE;
-	if (fstatat(n->fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
+	if (fstatat(n->fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0 ||
+	    fstatat(ud, "", &pst, AT_EMPTY_PATH) < 0)
 		return -errno;
+	/* A lower file with several links loses them in the upper (as on
+	 * overlayfs without index): the copy is a file of its own, with its
+	 * own number, and the other names keep the lower one. */
+	split = !S_ISDIR(st.st_mode) && st.st_nlink > 1;
 	pfs_layer_tmpname(L, tmp);
 	ret = make_copy(fs, ldir, name, n->fd, &st, tmp, no_data);
 	if (ret < 0)
 		return ret;
-	if (!S_ISDIR(st.st_mode))
+	if (!S_ISDIR(st.st_mode) && !split)
 		pfs_layer_set_origin(fs, L->work_fd, tmp, t, n->ino);
 	if (renameat2(L->work_fd, tmp, ud, name, RENAME_NOREPLACE) < 0) {
 		ret = -errno;
 		pfs_rmtree_at(L->work_fd, tmp, NULL, 0);
 		return ret;
 	}
+	/* A copy-up is no change to the parent the view shows. */
+	snprintf(pp, sizeof(pp), "/proc/self/fd/%d", ud);
+	utimensat(AT_FDCWD, pp, (struct timespec[2]){pst.st_atim, pst.st_mtim}, 0);
 	fd = openat(ud, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
-	if (pfs_node_moved_up(fs, n, fd))
+	if (pfs_node_moved_up(fs, n, fd) || split) {
+		pfs_node_retire(fs, n);
 		pfs_inval_entry(fs, parent, name);
+	}
 	return 0;
 }
 

@@ -1,4 +1,5 @@
 #include "daemon.h"
+#include "layer.h"
 #include "mapwatch.h"
 #include "ctl.h"
 #include "shim.h"
@@ -484,12 +485,15 @@ int pfs_cmd_mount(const struct pfs_config *cfg)
 	/* Listings change with the table; its names are invalidated one by
 	 * one, listings are not cached at all. */
 	fs.keep_dir_cache = fs.keep_cache && !cfg->map_path;
-	if (cfg->upper) {
-		say("copy-on-write layers (--upper) are not wired into the daemon yet");
-		goto out;
-	}
 	if (check_config(cfg, &fs) < 0)
 		goto out;
+	if (cfg->upper) { /* TEMP wiring */
+		const char *lw[16] = {cfg->source};
+		char err[512];
+		for (size_t i = 0; i < cfg->nlowers && i < 15; i++) lw[i + 1] = cfg->lowers[i];
+		struct pfs_layer_spec sp = {.upper = cfg->upper, .work = cfg->work, .lowers = lw, .nlowers = cfg->nlowers + 1, .whiteout = cfg->whiteout};
+		if (pfs_layers_open(&fs, &sp, err, sizeof(err)) < 0) { say("%s", err); goto out; }
+	}
 	if (cfg->map_path) {
 		char err[PFS_MAP_ERRLEN + 128] = "";
 
@@ -556,6 +560,7 @@ out:
 		fuse_session_destroy(se);
 	pfs_view_close_dirs(&fs);
 	pfs_nodes_destroy(&fs);
+	pfs_layers_close(&fs);
 	pfs_mapwatch_free(fs.watch);
 	pfs_map_unref(fs.map);
 	if (fs.empty_fd >= 0)

@@ -38,6 +38,15 @@ static void seterr(char *err, size_t len, const char *fmt, const char *a, const 
 	snprintf(err, len, fmt, a, b);
 }
 
+bool pfs_layer_merged(const struct pfs_node *n)
+{
+	int count = 0;
+
+	for (int i = n->ln ? n->ln->top : 1; n->ln && i <= n->ln->bottom; i++)
+		count += __atomic_load_n(&n->ln->fd[i], __ATOMIC_RELAXED) >= 0;
+	return count > 1;
+}
+
 void pfs_lnode_free(struct pfs_layers *L, struct pfs_lnode *ln, int keep)
 {
 	if (!ln)
@@ -101,6 +110,30 @@ bool pfs_layer_private_xattr(struct pfs_fs *fs, const char *name)
 		strcmp(fs->layers->xprefix, "user.overlay.") == 0);
 }
 
+int pfs_layer_escape_xattr(const char *name, char *buf, size_t len)
+{
+	const char *dot = strchr(name, '.'); /* "trusted." or "user." */
+	size_t pl = (size_t)(dot - name) + 1 + strlen("overlay.");
+	int n = snprintf(buf, len, "%.*soverlay.%s", (int)pl, name, name + pl);
+
+	return n < 0 || (size_t)n >= len ? -ERANGE : 0;
+}
+
+bool pfs_layer_unescape_xattr(struct pfs_fs *fs, const char *stored, char *buf, size_t len)
+{
+	size_t pl;
+
+	if (!pfs_layer_private_xattr(fs, stored)) {
+		snprintf(buf, len, "%s", stored);
+		return true;
+	}
+	pl = strncmp(stored, "trusted.", 8) == 0 ? 16 : 13; /* the private prefix */
+	if (strncmp(stored + pl, "overlay.", 8) != 0)
+		return false;
+	snprintf(buf, len, "%.*s%s", (int)pl, stored, stored + pl + 8);
+	return true;
+}
+
 ino_t pfs_layer_ino(struct pfs_fs *fs, dev_t kdev, ino_t kino)
 {
 	struct pfs_layers *L = fs->layers;
@@ -137,11 +170,14 @@ static bool has_wh_file(int dirfd, const char *name)
 /* Does the directory name in dirfd (open as fd) hide the layers below? */
 static bool is_opaque(struct pfs_fs *fs, int dirfd, const char *name, int fd)
 {
-	char v[4];
+	char v[4], p[64 + NAME_MAX];
 	struct stat st;
-	ssize_t r = pfs_layer_getx(fs, dirfd, name, "opaque", v, sizeof(v));
 
-	if (r == 1 && v[0] == 'y')
+	/* Either namespace: uppers made by the kernel (trusted.) and by
+	 * unprivileged tools (user., overlayfs's userxattr) both work. */
+	if (proc_at(p, sizeof(p), dirfd, name) == 0 &&
+	    ((lgetxattr(p, "trusted.overlay.opaque", v, sizeof(v)) == 1 && v[0] == 'y') ||
+	     (lgetxattr(p, "user.overlay.opaque", v, sizeof(v)) == 1 && v[0] == 'y')))
 		return true;
 	return fstatat(fd, PFS_OVL_OPAQUE_MARKER, &st, AT_SYMLINK_NOFOLLOW) == 0;
 }
@@ -191,6 +227,8 @@ int pfs_layer_find(struct pfs_fs *fs, struct pfs_node *parent, const char *name,
 	f->fd = -1;
 	if (!pl)
 		return -ENOENT; /* a node from before a retire or without layers */
+	if (strncmp(name, PFS_OVL_WH_PREFIX, 4) == 0)
+		return -ENOENT; /* whiteouts and markers are never names of the view */
 	for (int i = pl->top; i <= pl->bottom; i++) {
 		int d = __atomic_load_n(&pl->fd[i], __ATOMIC_ACQUIRE);
 		struct stat st;
@@ -376,8 +414,15 @@ int pfs_layer_list(struct pfs_fs *fs, struct pfs_node *n, pfs_layer_list_cb *cb,
 	if (ret < 0)
 		goto out;
 	ret = cb(arg, ".", pfs_layer_ino(fs, n->dev, n->ino), DT_DIR);
-	if (ret == 0)
-		ret = cb(arg, "..", 1, DT_DIR); /* glibc skips d_ino 0 */
+	if (ret == 0) {
+		ino_t up = 1; /* the root's parent is outside: glibc skips d_ino 0 */
+
+		pthread_rwlock_rdlock(&fs->names_lock);
+		if (n != fs->root && n->alias)
+			up = pfs_layer_ino(fs, n->alias->parent->dev, n->alias->parent->ino);
+		pthread_rwlock_unlock(&fs->names_lock);
+		ret = cb(arg, "..", up, DT_DIR);
+	}
 	for (int i = ln->top; i <= ln->bottom && ret == 0; i++) {
 		for (size_t k = 0; lv[i].fd >= 0 && k < lv[i].names.n && ret == 0; k++) {
 			const struct pfs_name *e = &lv[i].names.v[k];

@@ -66,6 +66,8 @@ struct pfs_lnode {
  * descriptors stay the layers'. */
 struct pfs_lnode *pfs_layer_root_ln(struct pfs_fs *fs);
 struct pfs_lnode *pfs_lnode_new(struct pfs_layers *L);
+/* Is n a directory merged from more than one layer? */
+bool pfs_layer_merged(const struct pfs_node *n);
 /* Free ln, closing its descriptors except `keep`. */
 void pfs_lnode_free(struct pfs_layers *L, struct pfs_lnode *ln, int keep);
 
@@ -88,6 +90,13 @@ void pfs_lfound_put(struct pfs_fs *fs, struct pfs_lfound *f);
 ino_t pfs_layer_ino(struct pfs_fs *fs, dev_t kdev, ino_t kino);
 /* Is name one of the layers' private attributes (hidden from the view)? */
 bool pfs_layer_private_xattr(struct pfs_fs *fs, const char *name);
+
+/* A private name as the view's program gave it, stored escaped
+ * (trusted.overlay.X -> trusted.overlay.overlay.X). 0 or -ERANGE. */
+int pfs_layer_escape_xattr(const char *name, char *buf, size_t len);
+/* The name a stored attribute shows as, in buf: escaped ones unescaped,
+ * others as they are; false for private ones (hidden). */
+bool pfs_layer_unescape_xattr(struct pfs_fs *fs, const char *stored, char *buf, size_t len);
 
 /* Read overlay.<key> (under the mount's prefix, then the other) of the
  * entry name in dirfd. Length or -errno. */

@@ -24,6 +24,10 @@ static int check_name(const char *name)
 {
 	if (strnlen(name, NAME_MAX + 1) > NAME_MAX)
 		return -ENAMETOOLONG;
+	/* `.wh.` names are whiteouts in a layer: one made here would hide
+	 * its namesake instead of showing up. */
+	if (strncmp(name, ".wh.", 4) == 0)
+		return -EINVAL;
 	return pfs_valid_name(name) ? 0 : -EINVAL;
 }
 
@@ -69,7 +73,7 @@ int pfs_layer_lookup(struct pfs_fs *fs, struct pfs_node *parent, const char *nam
 		return ret;
 	}
 	e->attr = f.st;
-	e->attr.st_ino = pfs_layer_ino(fs, n->dev, n->ino);
+	pfs_view_fix_attr(fs, n, &e->attr);
 	e->ino = pfs_ino_of(fs, n);
 	return 0;
 }
@@ -77,11 +81,11 @@ int pfs_layer_lookup(struct pfs_fs *fs, struct pfs_node *parent, const char *nam
 /* Move the object tmp (in work) to name in the upper directory ud, over
  * the whiteout there. */
 static int replace_whiteout(struct pfs_fs *fs, int ud, const char *name, const char *tmp,
-			    bool dir)
+			    bool dir, bool wh_file)
 {
 	int wd = fs->layers->work_fd;
 
-	if (!dir)
+	if (!dir || wh_file) /* over a device, or onto a free name */
 		return renameat(wd, tmp, ud, name) < 0 ? -errno : 0;
 	/* A directory cannot be renamed over a device: swap, then drop it. */
 	if (renameat2(wd, tmp, ud, name, RENAME_EXCHANGE) < 0)
@@ -159,7 +163,7 @@ int pfs_layer_make(struct pfs_fs *fs, const struct fuse_ctx *ctx, struct pfs_nod
 	if (ret == 0 && dir && f.upper_wh)
 		ret = pfs_layer_set_opaque(fs, where, wname);
 	if (ret == 0 && in_work)
-		ret = replace_whiteout(fs, ud, name, tmp, dir);
+		ret = replace_whiteout(fs, ud, name, tmp, dir, f.upper_wh_file);
 	if (ret < 0)
 		goto out;
 	where = ud;
@@ -228,7 +232,7 @@ int pfs_layer_link(struct pfs_fs *fs, struct pfs_node *n, struct pfs_node *newpa
 	if (f.upper_wh && !f.upper_wh_file) {
 		pfs_layer_tmpname(L, tmp);
 		ret = link_object(fs, n, L->work_fd, tmp);
-		if (ret == 0 && (ret = replace_whiteout(fs, ud, newname, tmp, false)) < 0)
+		if (ret == 0 && (ret = replace_whiteout(fs, ud, newname, tmp, false, false)) < 0)
 			unlinkat(L->work_fd, tmp, 0);
 	} else {
 		ret = link_object(fs, n, ud, newname);

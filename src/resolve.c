@@ -393,6 +393,10 @@ void pfs_view_fix_attr(struct pfs_fs *fs, struct pfs_node *n, struct stat *st)
 
 	if (fs->layers) {
 		st->st_ino = pfs_layer_ino(fs, n->dev, n->ino);
+		/* A merged directory's links cannot be counted cheaply: 1 is
+		 * what find and other walkers take as "unknown", as overlayfs. */
+		if (S_ISDIR(st->st_mode) && pfs_layer_merged(n))
+			st->st_nlink = 1;
 		return;
 	}
 	if (pfs_node_synthetic(n)) {

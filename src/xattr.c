@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <linux/limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,14 +43,19 @@ static int xpath_of(struct pfs_fs *fs, struct pfs_node *n, struct xpath *x)
 ssize_t pfs_view_getxattr(struct pfs_fs *fs, struct pfs_node *n, const char *name, char *buf,
 			  size_t size)
 {
+	char esc[XATTR_NAME_MAX + 1];
 	struct xpath x;
 	ssize_t r;
 	int ret = xpath_of(fs, n, &x);
 
 	if (ret < 0)
 		return ret;
-	if (fs->layers && pfs_layer_private_xattr(fs, name))
-		return -EOPNOTSUPP; /* the layers' bookkeeping, as overlayfs answers */
+	if (fs->layers && pfs_layer_private_xattr(fs, name)) {
+		ret = pfs_layer_escape_xattr(name, esc, sizeof(esc));
+		if (ret < 0)
+			return ret;
+		name = esc;
+	}
 	r = x.nofollow ? lgetxattr(x.path, name, buf, size) : getxattr(x.path, name, buf, size);
 	return r < 0 ? -errno : r;
 }
@@ -77,14 +83,18 @@ static ssize_t layer_listxattr(struct pfs_fs *fs, const struct xpath *x, char *b
 	for (ssize_t i = 0; i < r;) {
 		size_t l = strlen(all + i) + 1;
 
-		if (!pfs_layer_private_xattr(fs, all + i)) {
-			if (size && (size_t)out + l > size) {
+		char shown[XATTR_NAME_MAX + 1];
+
+		if (pfs_layer_unescape_xattr(fs, all + i, shown, sizeof(shown))) {
+			size_t sl = strlen(shown) + 1;
+
+			if (size && (size_t)out + sl > size) {
 				free(all);
 				return -ERANGE;
 			}
 			if (size)
-				memcpy(buf + out, all + i, l);
-			out += (ssize_t)l;
+				memcpy(buf + out, shown, sl);
+			out += (ssize_t)sl;
 		}
 		i += (ssize_t)l;
 	}
@@ -109,13 +119,19 @@ ssize_t pfs_view_listxattr(struct pfs_fs *fs, struct pfs_node *n, char *buf, siz
 int pfs_view_setxattr(struct pfs_fs *fs, struct pfs_node *n, const char *name,
 		      const char *value, size_t size, int flags)
 {
+	char esc[XATTR_NAME_MAX + 1];
 	struct xpath x;
 	int ret;
 
 	ret = pfs_view_writable(fs, n);
 	if (ret == 0 && fs->layers)
-		ret = pfs_layer_private_xattr(fs, name) ? -EOPNOTSUPP
-							: pfs_layer_prepare_change(fs, n, -1);
+		ret = pfs_layer_prepare_change(fs, n, -1);
+	if (ret == 0 && fs->layers && pfs_layer_private_xattr(fs, name)) {
+		/* Stored escaped, as overlayfs does for nested overlays: an
+		 * ordinary attribute of the view, never bookkeeping of ours. */
+		ret = pfs_layer_escape_xattr(name, esc, sizeof(esc));
+		name = esc;
+	}
 	if (ret < 0)
 		return ret;
 	ret = xpath_of(fs, n, &x);
@@ -131,13 +147,19 @@ int pfs_view_setxattr(struct pfs_fs *fs, struct pfs_node *n, const char *name,
 
 int pfs_view_removexattr(struct pfs_fs *fs, struct pfs_node *n, const char *name)
 {
+	char esc[XATTR_NAME_MAX + 1];
 	struct xpath x;
 	int ret;
 
 	ret = pfs_view_writable(fs, n);
 	if (ret == 0 && fs->layers)
-		ret = pfs_layer_private_xattr(fs, name) ? -EOPNOTSUPP
-							: pfs_layer_prepare_change(fs, n, -1);
+		ret = pfs_layer_prepare_change(fs, n, -1);
+	if (ret == 0 && fs->layers && pfs_layer_private_xattr(fs, name)) {
+		/* Stored escaped, as overlayfs does for nested overlays: an
+		 * ordinary attribute of the view, never bookkeeping of ours. */
+		ret = pfs_layer_escape_xattr(name, esc, sizeof(esc));
+		name = esc;
+	}
 	if (ret < 0)
 		return ret;
 	ret = xpath_of(fs, n, &x);
