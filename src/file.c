@@ -44,6 +44,22 @@ static int set_open_flags(struct pfs_fs *fs, struct pfs_node *n, struct fuse_fil
 	 * POSIX locks itself: skip the synchronous FLUSH round trip on every
 	 * close(). With the op log on, closes stay visible as flush records. */
 	fi->noflush = !fs->log;
+	if (fs->layers && n->type == S_IFREG && n->ln) {
+		bool lower = __atomic_load_n(&n->ln->top, __ATOMIC_ACQUIRE) != 0;
+
+		/* A lower file is read through the daemon so that a copy-up can
+		 * move this open to the upper copy (the kernel's passthrough
+		 * backing could not be moved); so is any open of a file that
+		 * has such opens (one kernel inode, one way of caching it). */
+		if (lower || !fs->passthrough_active || pfs_node_has_cached_opens(fs, n)) {
+			int ret = pfs_node_open_track(fs, n, pfs_fh_fd(fi), lower);
+
+			if (ret < 0)
+				return ret;
+			fi->fh |= PFS_FH_TRACKED;
+			return 0;
+		}
+	}
 	if (!fs->passthrough_active || n->type != S_IFREG)
 		return 0;
 	id = pfs_node_backing_get(fs, n, pfs_fh_fd(fi));
@@ -81,6 +97,8 @@ int pfs_view_open(struct pfs_fs *fs, struct pfs_node *n, struct fuse_file_info *
 	ret = set_open_flags(fs, n, fi, fi->flags);
 	if (ret < 0)
 		close(fd);
+	if (ret == -EAGAIN) /* copied up while we opened: open the copy */
+		return pfs_view_open(fs, n, fi);
 	return ret;
 }
 
@@ -172,6 +190,8 @@ int pfs_view_release(struct pfs_fs *fs, struct pfs_node *n, struct fuse_file_inf
 		pfs_view_changed(fs, n, NULL);
 	if (fi->fh & PFS_FH_PASSTHROUGH)
 		pfs_node_backing_put(fs, n);
+	if (fi->fh & PFS_FH_TRACKED)
+		pfs_node_open_untrack(fs, n, pfs_fh_fd(fi));
 	return 0;
 }
 

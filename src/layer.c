@@ -54,6 +54,7 @@ void pfs_lnode_free(struct pfs_layers *L, struct pfs_lnode *ln, int keep)
 	for (size_t i = 0; L && i < L->n; i++)
 		if (ln->fd[i] >= 0 && ln->fd[i] != keep)
 			close(ln->fd[i]);
+	free(ln->opens);
 	free(ln);
 }
 
@@ -64,6 +65,9 @@ struct pfs_lnode *pfs_lnode_new(struct pfs_layers *L)
 	if (!ln)
 		return NULL;
 	ln->top = ln->bottom = 0;
+	ln->nopens = ln->aopens = 0;
+	ln->opens = NULL;
+	ln->cached = 0;
 	for (size_t i = 0; i < L->n; i++)
 		ln->fd[i] = -1;
 	return ln;

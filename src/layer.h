@@ -59,6 +59,9 @@ struct pfs_layers {
 struct pfs_lnode {
 	uint8_t top;
 	uint8_t bottom;
+	uint16_t nopens, aopens;  /* opens (daemon fds) of a lower object; */
+	int *opens;               /* under the node's shard lock            */
+	uint32_t cached;          /* opens served by the daemon (no passthrough) */
 	int fd[];
 };
 

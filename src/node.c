@@ -7,6 +7,8 @@
 #include "util.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
@@ -405,18 +407,23 @@ void pfs_node_hold(struct pfs_fs *fs, struct pfs_node *n)
 	get_ref(fs, n);
 }
 
+static void move_opens_locked(struct pfs_lnode *ln, int obj);
+
 bool pfs_node_moved_up(struct pfs_fs *fs, struct pfs_node *n, int fd)
 {
 	struct shard *s;
 	bool stale = false;
 
 	__atomic_store_n(&n->ln->fd[0], fd, __ATOMIC_RELEASE);
-	n->ln->top = 0;
 	__atomic_store_n(&n->fd, fd, __ATOMIC_RELEASE);
-	if (n == fs->root || n->type != S_IFREG)
+	if (n == fs->root || n->type != S_IFREG) {
+		n->ln->top = 0;
 		return false;
+	}
 	s = shard_of(fs, n);
 	pthread_mutex_lock(&s->lock);
+	n->ln->top = 0;
+	move_opens_locked(n->ln, fd);
 	if (n->backing_refs) {
 		n->backing_stale = true;
 		stale = true;
@@ -425,6 +432,83 @@ bool pfs_node_moved_up(struct pfs_fs *fs, struct pfs_node *n, int fd)
 	if (stale)
 		pfs_node_retire(fs, n);
 	return stale;
+}
+
+int pfs_node_open_track(struct pfs_fs *fs, struct pfs_node *n, int fd, bool lower)
+{
+	struct shard *s = shard_of(fs, n);
+	struct pfs_lnode *ln = n->ln;
+	int ret = 0;
+
+	pthread_mutex_lock(&s->lock);
+	if (lower && ln->top == 0) {
+		ret = -EAGAIN;
+	} else if (lower && ln->nopens == ln->aopens) {
+		uint16_t na = ln->aopens ? (uint16_t)(ln->aopens * 2) : 4;
+		int *no = na > ln->aopens ? realloc(ln->opens, na * sizeof(int)) : NULL;
+
+		if (!no)
+			ret = -ENOMEM;
+		else
+			ln->opens = no, ln->aopens = na;
+	}
+	if (ret == 0) {
+		if (lower)
+			ln->opens[ln->nopens++] = fd;
+		ln->cached++;
+	}
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}
+
+void pfs_node_open_untrack(struct pfs_fs *fs, struct pfs_node *n, int fd)
+{
+	struct shard *s = shard_of(fs, n);
+	struct pfs_lnode *ln = n->ln;
+
+	pthread_mutex_lock(&s->lock);
+	for (uint16_t i = 0; i < ln->nopens; i++) {
+		if (ln->opens[i] == fd) {
+			ln->opens[i] = ln->opens[--ln->nopens];
+			break;
+		}
+	}
+	if (ln->cached)
+		ln->cached--;
+	pthread_mutex_unlock(&s->lock);
+}
+
+bool pfs_node_has_cached_opens(struct pfs_fs *fs, struct pfs_node *n)
+{
+	struct shard *s = shard_of(fs, n);
+	bool any;
+
+	pthread_mutex_lock(&s->lock);
+	any = n->ln->cached > 0;
+	pthread_mutex_unlock(&s->lock);
+	return any;
+}
+
+/* The open descriptors of n's lower object now read its upper copy: each
+ * is replaced in place (same number), so requests in flight or to come
+ * on it see the new file, as overlayfs reopens under its open files. */
+static void move_opens_locked(struct pfs_lnode *ln, int obj)
+{
+	char p[32];
+
+	snprintf(p, sizeof(p), "/proc/self/fd/%d", obj);
+	for (uint16_t i = 0; i < ln->nopens; i++) {
+		int fl = fcntl(ln->opens[i], F_GETFL), nfd;
+
+		if (fl < 0)
+			continue;
+		nfd = open(p, (fl & (O_ACCMODE | O_APPEND | O_NONBLOCK)) | O_CLOEXEC);
+		if (nfd < 0)
+			continue; /* keeps reading the lower copy */
+		dup3(nfd, ln->opens[i], O_CLOEXEC);
+		close(nfd);
+	}
+	ln->nopens = 0;
 }
 
 void pfs_node_retire(struct pfs_fs *fs, struct pfs_node *n)

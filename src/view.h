@@ -94,6 +94,7 @@ struct pfs_fs {
 
 /* fi->fh: the backing fd in the low 32 bits; bit 32 = opened with passthrough. */
 #define PFS_FH_PASSTHROUGH (1ULL << 32)
+#define PFS_FH_TRACKED (1ULL << 33) /* layered: counted in the node's opens */
 static inline int pfs_fh_fd(const struct fuse_file_info *fi)
 {
 	return (int)(uint32_t)fi->fh;
@@ -142,6 +143,14 @@ void pfs_node_hold(struct pfs_fs *fs, struct pfs_node *n);
  * When the kernel's inode has the old object open as its passthrough
  * backing, n is retired (true): the kernel must look the name up again. */
 bool pfs_node_moved_up(struct pfs_fs *fs, struct pfs_node *n, int fd);
+/* Layered: an open of n served by the daemon (fd). An open of a lower
+ * object is remembered, so a copy-up can move it to the upper copy as
+ * overlayfs moves its open files: -EAGAIN if n moved up meanwhile (open
+ * again). Any such open keeps later opens of n off passthrough (the
+ * kernel takes no passthrough open of an inode with cached opens). */
+int pfs_node_open_track(struct pfs_fs *fs, struct pfs_node *n, int fd, bool lower);
+void pfs_node_open_untrack(struct pfs_fs *fs, struct pfs_node *n, int fd);
+bool pfs_node_has_cached_opens(struct pfs_fs *fs, struct pfs_node *n);
 /* Other nodes of n's backing object (other ctx), held; at most max. */
 size_t pfs_node_siblings(struct pfs_fs *fs, struct pfs_node *n, struct pfs_node **out,
 			 size_t max);
