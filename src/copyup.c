@@ -244,11 +244,14 @@ int pfs_layer_whiteout(struct pfs_fs *fs, int dirfd, const char *name)
 			unlinkat(dirfd, wh, 0);
 		return ret;
 	}
+	/* Nothing there: making the device in place is atomic already. */
+	if (!exists)
+		return mknodat(dirfd, name, S_IFCHR | 0, makedev(0, 0)) < 0 ? -errno : 0;
 	pfs_layer_tmpname(L, tmp);
 	ret = make_wh_dev(fs, tmp);
 	if (ret < 0)
 		return ret;
-	if (exists && S_ISDIR(st.st_mode)) {
+	if (S_ISDIR(st.st_mode)) {
 		/* Swap in one step, then clear the old directory (whiteouts only)
 		 * out of sight in work. */
 		if (renameat2(L->work_fd, tmp, dirfd, name, RENAME_EXCHANGE) < 0) {
