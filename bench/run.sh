@@ -2,7 +2,8 @@
 # bench/run.sh - compare prismfs, and the filesystems like it, against the
 # native filesystem they pass through.
 #
-# For every system (prismfs with and without kernel passthrough, overlayfs,
+# For every system (prismfs with and without kernel passthrough and in
+# overlay mode over an upper directory, overlayfs,
 # fuse-overlayfs, bindfs, mergerfs) every workload runs twice back to back:
 # natively first, then through the system, on the same underlying filesystem.
 # Each figure is
@@ -20,7 +21,7 @@ warn() { printf 'bench: warning: %s\n' "$*" >&2; }
 say()  { printf 'bench: %s\n' "$*" >&2; }
 
 # ---------------------------------------------------------------- settings --
-ALL_SYSTEMS="prismfs-pt prismfs-nopt overlayfs fuse-overlayfs bindfs mergerfs"
+ALL_SYSTEMS="prismfs-pt prismfs-nopt prismfs-ovl overlayfs fuse-overlayfs bindfs mergerfs"
 KNOWN_SYSTEMS="$ALL_SYSTEMS bind"
 BENCH_SELFTEST=${BENCH_SELFTEST:-0}
 if [[ $BENCH_SELFTEST == 1 ]]; then
@@ -294,6 +295,7 @@ mount_system() {  # mount_system SYSTEM (stdout/stderr to the log)
     case $s in
         prismfs-pt)   "$PRISMFS_BIN" mount --passthrough on  "${PRISMFS_OPTS_ARR[@]}" "$SRC" "$MNT" ;;
         prismfs-nopt) "$PRISMFS_BIN" mount --passthrough off "${PRISMFS_OPTS_ARR[@]}" "$SRC" "$MNT" ;;
+        prismfs-ovl)  "$PRISMFS_BIN" mount --passthrough on --upper "$OVL/upper" --work "$OVL/work" "${PRISMFS_OPTS_ARR[@]}" "$SRC" "$MNT" ;;
         overlayfs)    mount -t overlay overlay -o "lowerdir=$SRC,upperdir=$OVL/upper,workdir=$OVL/work" "$MNT" ;;
         fuse-overlayfs) fuse-overlayfs -o "lowerdir=$SRC,upperdir=$OVL/upper,workdir=$OVL/work${FUSE_OVERLAYFS_OPTS:+,$FUSE_OVERLAYFS_OPTS}" "$MNT" ;;
         bindfs)       bindfs "${BINDFS_OPTS_ARR[@]}" "$SRC" "$MNT" ;;
@@ -323,6 +325,7 @@ system_options() {
     case $1 in
         prismfs-pt)     echo "--passthrough on${PRISMFS_OPTS:+ $PRISMFS_OPTS}" ;;
         prismfs-nopt)   echo "--passthrough off${PRISMFS_OPTS:+ $PRISMFS_OPTS}" ;;
+        prismfs-ovl)    echo "--passthrough on --upper ovl/upper --work ovl/work${PRISMFS_OPTS:+ $PRISMFS_OPTS}" ;;
         overlayfs)      echo "lowerdir=src,upperdir=ovl/upper,workdir=ovl/work" ;;
         fuse-overlayfs) echo "lowerdir=src,upperdir=ovl/upper,workdir=ovl/work${FUSE_OVERLAYFS_OPTS:+,$FUSE_OVERLAYFS_OPTS}" ;;
         bindfs)         echo "${BINDFS_OPTS:-(defaults)}" ;;
@@ -616,7 +619,7 @@ run_system_guarded() {
 prepare_system() {   # fresh write areas for SYSTEM (nothing mounted)
     rm -rf -- "$SRC/rw/$1" "$OVL"
     mkdir -p -- "$SRC/rw/$1"
-    if [[ $1 == overlayfs || $1 == fuse-overlayfs ]]; then mkdir -p -- "$OVL/upper" "$OVL/work"; fi
+    if [[ $1 == overlayfs || $1 == fuse-overlayfs || $1 == prismfs-ovl ]]; then mkdir -p -- "$OVL/upper" "$OVL/work"; fi
     settle
 }
 

@@ -82,7 +82,9 @@ int pfs_view_opendir(struct pfs_fs *fs, struct pfs_node *n, struct fuse_file_inf
 		return -ENOMEM;
 	/* A layered directory is the merge of several: always a snapshot. */
 	d->mapped = fs->layers || pfs_node_synthetic(n) || is_mapped(fs, n);
-	if (!pfs_node_synthetic(n) && !fs->layers) {
+	/* A layered directory keeps a stream on its top part too: fsyncdir
+	 * makes that one durable (the listing itself is a merge). */
+	if (!pfs_node_synthetic(n)) {
 		fd = pfs_view_open_dir(fs, n);
 		if (fd < 0) {
 			ret = fd;
