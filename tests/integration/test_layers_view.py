@@ -11,7 +11,6 @@ tests marked @prismfs_only ask for more than the kernel (OCI whiteouts in
 lowers) and have no kernel variant.  See layer_helpers.py.
 """
 import collections
-import errno
 import os
 import stat
 
