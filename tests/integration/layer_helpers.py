@@ -8,6 +8,9 @@ kernel overlayfs satisfies.  The backends:
 
   kernel   mount -t overlay overlay -o lowerdir=L1:L2,upperdir=U,workdir=W M
   prismfs  prismfs mount -f --upper U --work W --lower L2 [--whiteout F] L1 M
+  fuse-overlayfs  (opt-in) fuse-overlayfs -o lowerdir=L1:L2,upperdir=U,workdir=W M:
+           another FUSE implementation, to see that a test asks for the
+           kernel's behaviour and not for one implementation's details
 
 PRISMFS_LAYER_BACKENDS (default "kernel,prismfs") selects the backends, e.g.
 PRISMFS_LAYER_BACKENDS=kernel to check the tests themselves against the
@@ -42,7 +45,7 @@ from conftest import Mount
 # --------------------------------------------------------------------------
 # backends
 
-ALL_BACKENDS = ("kernel", "prismfs")
+ALL_BACKENDS = ("kernel", "prismfs", "fuse-overlayfs")
 
 
 def _backends_from_env():
@@ -161,6 +164,11 @@ class Overlay:
                 self._prism.cleanup()
                 self._prism = None
                 raise
+        elif backend == "fuse-overlayfs":
+            assert whiteout in (None, "chardev"), "no --whiteout option in fuse-overlayfs"
+            _run(["fuse-overlayfs", "-o", "lowerdir=%s:%s,upperdir=%s,workdir=%s"
+                  % (self.L1, self.L2, self.U, self.W), self.M])
+            os.stat(self.M)
         else:
             raise ValueError(backend)
         self.current = backend
@@ -173,6 +181,8 @@ class Overlay:
         backend, self.current = self.current, None
         if backend == "kernel":
             _run(["umount", self.M])
+        elif backend == "fuse-overlayfs":
+            _run(["fusermount3", "-u", self.M])
         elif backend == "prismfs":
             m, self._prism = self._prism, None
             try:

@@ -23,12 +23,13 @@ assert ovl and pytest_generate_tests  # fixture and hook used by pytest
 
 
 def names_once(path):
-    """readdir of path: every name (without . and ..) exactly once."""
+    """readdir of path: {name: d_type} of every name but . and .., checking
+    that no name is listed twice (. and .. included: POSIX lets them be
+    absent, never repeated; kernel overlayfs lists each once)."""
     ents = readdir_all(path)
     counts = collections.Counter(n for n, _, _ in ents)
     dup = sorted(n for n, c in counts.items() if c > 1)
     assert not dup, "%s: names listed more than once: %s" % (path, dup)
-    assert counts["."] == 1 and counts[".."] == 1, "%s: . and .. should be listed once" % path
     return {n: t for n, t, _ in ents if n not in (".", "..")}
 
 
@@ -391,25 +392,34 @@ def test_private_xattrs_never_shown(ovl):
     assert os.getxattr(ovl.m("new"), "user.c") == b"3"
 
 
-def test_private_xattr_set_through_mount_is_an_ordinary_xattr(ovl):
-    """Setting trusted.overlay.opaque through the mount does not make the
-    directory opaque: kernel overlayfs (6.7+, overlayfs.rst "Nesting
-    overlayfs mounts") stores it escaped as trusted.overlay.overlay.opaque
-    in the upper and shows it back as an ordinary xattr.  The lower
-    children stay visible, now and after a remount."""
+def test_private_xattr_set_through_mount_is_not_private(ovl):
+    """Setting trusted.overlay.opaque through the mount never makes the
+    directory opaque.  Kernel overlayfs 6.7+ (overlayfs.rst "Nesting
+    overlayfs mounts") stores it escaped, as trusted.overlay.overlay.opaque
+    in the upper, and shows it back as an ordinary xattr; older kernels
+    refused it (EOPNOTSUPP).  Either is accepted: a round trip, or a refusal
+    after which it still does not exist.  The lower children stay visible,
+    now and after a remount."""
     mkfile(ovl.l1("d/a"), b"a")
     mkfile(ovl.l2("d/b"), b"b")
     ovl.mount()
-    os.setxattr(ovl.m("d"), "trusted.overlay.opaque", b"y")
-    assert os.getxattr(ovl.m("d"), "trusted.overlay.opaque") == b"y"
-    assert "trusted.overlay.opaque" in os.listxattr(ovl.m("d"))
-    assert listing(ovl.m("d")) == ["a", "b"]
+    e = err_of(os.setxattr, ovl.m("d"), "trusted.overlay.opaque", b"y")
+    assert e in (None, "EOPNOTSUPP", "EPERM"), e
+    want = b"y" if e is None else "ENODATA"
+
+    def check():
+        got = err_of(os.getxattr, ovl.m("d"), "trusted.overlay.opaque") or \
+            os.getxattr(ovl.m("d"), "trusted.overlay.opaque")
+        assert got == want
+        assert ("trusted.overlay.opaque" in os.listxattr(ovl.m("d"))) == (e is None)
+        assert listing(ovl.m("d")) == ["a", "b"]
+    check()
     ovl.remount()
-    assert listing(ovl.m("d")) == ["a", "b"]
-    assert os.getxattr(ovl.m("d"), "trusted.overlay.opaque") == b"y"
-    os.removexattr(ovl.m("d"), "trusted.overlay.opaque")
-    assert "trusted.overlay.opaque" not in os.listxattr(ovl.m("d"))
-    assert listing(ovl.m("d")) == ["a", "b"]
+    check()
+    if e is None:
+        os.removexattr(ovl.m("d"), "trusted.overlay.opaque")
+        assert "trusted.overlay.opaque" not in os.listxattr(ovl.m("d"))
+        assert listing(ovl.m("d")) == ["a", "b"]
 
 
 # --------------------------------------------------------------------------
@@ -417,9 +427,9 @@ def test_private_xattr_set_through_mount_is_an_ordinary_xattr(ovl):
 
 def test_statfs(ovl):
     """statfs works on the mount and on files in it, and describes the
-    upper's filesystem (where changes land): same block size, total blocks,
-    total inodes and name length; kernel overlayfs takes them from the
-    upper."""
+    upper's filesystem (where changes land): same total size and total
+    inodes, a name length no longer than the upper's; kernel overlayfs takes
+    them all from the upper."""
     mkfile(ovl.l2("f"), b"x")
     ovl.mount()
     vm = os.statvfs(ovl.M)
@@ -427,7 +437,9 @@ def test_statfs(ovl):
     assert vm.f_bsize > 0 and vm.f_blocks > 0
     assert (vm.f_frsize * vm.f_blocks) == (vu.f_frsize * vu.f_blocks)
     assert vm.f_files == vu.f_files
-    assert vm.f_namemax == vu.f_namemax
+    # the kernel gives the upper's; a smaller limit is fine (room for a
+    # ".wh." prefix), a larger one would promise names the upper refuses
+    assert 0 < vm.f_namemax <= vu.f_namemax
     assert 0 <= vm.f_bavail <= vm.f_bfree <= vm.f_blocks
     fd = os.open(ovl.m("f"), os.O_RDONLY)
     try:
@@ -435,4 +447,4 @@ def test_statfs(ovl):
     finally:
         os.close(fd)
     assert (vf.f_frsize * vf.f_blocks) == (vu.f_frsize * vu.f_blocks)
-    assert os.statvfs(ovl.m("f")).f_namemax == vu.f_namemax
+    assert os.statvfs(ovl.m("f")).f_namemax == vm.f_namemax
