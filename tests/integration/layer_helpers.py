@@ -125,6 +125,7 @@ class Overlay:
             os.chmod(d, 0o755)
         self.current = None             # backend mounted now, or None
         self.whiteout = None
+        self.allow_other = False
         self._prism = None              # conftest.Mount of the prismfs backend
 
     # paths
@@ -141,10 +142,11 @@ class Overlay:
         return os.path.join(self.M, *p)
 
     # mounting
-    def mount(self, backend=None, whiteout=None):
+    def mount(self, backend=None, whiteout=None, allow_other=False):
         """Mount the layers at M with backend (default: the test's).
         whiteout: None (the backend's default), or "chardev"/"file"/"auto"
-        (prismfs only: --whiteout)."""
+        (prismfs only: --whiteout).  allow_other: let users other than root
+        in (FUSE backends: -o allow_other; the kernel's mount always does)."""
         assert self.current is None, "already mounted by %s" % self.current
         backend = backend or self.backend
         if backend == "kernel":
@@ -157,6 +159,8 @@ class Overlay:
             args = ["--upper", self.U, "--work", self.W, "--lower", self.L2]
             if whiteout:
                 args += ["--whiteout", whiteout]
+            if allow_other:
+                args += ["-o", "allow_other"]
             self._prism = Mount(self.L1, self.M, args)
             try:
                 self._prism.start()
@@ -166,13 +170,15 @@ class Overlay:
                 raise
         elif backend == "fuse-overlayfs":
             assert whiteout in (None, "chardev"), "no --whiteout option in fuse-overlayfs"
-            _run(["fuse-overlayfs", "-o", "lowerdir=%s:%s,upperdir=%s,workdir=%s"
-                  % (self.L1, self.L2, self.U, self.W), self.M])
+            _run(["fuse-overlayfs", "-o", "lowerdir=%s:%s,upperdir=%s,workdir=%s%s"
+                  % (self.L1, self.L2, self.U, self.W,
+                     ",allow_other" if allow_other else ""), self.M])
             os.stat(self.M)
         else:
             raise ValueError(backend)
         self.current = backend
         self.whiteout = whiteout
+        self.allow_other = allow_other
         return self
 
     def umount(self):
@@ -194,9 +200,10 @@ class Overlay:
     def remount(self, backend=None, whiteout="same"):
         """Unmount and mount again (same backend and whiteout option unless
         told otherwise)."""
-        prev_backend, prev_wh = self.current, self.whiteout
+        prev_backend, prev_wh, prev_ao = self.current, self.whiteout, self.allow_other
         self.umount()
-        self.mount(backend or prev_backend, prev_wh if whiteout == "same" else whiteout)
+        self.mount(backend or prev_backend, prev_wh if whiteout == "same" else whiteout,
+                   prev_ao)
 
     def cleanup(self):
         """Teardown: unmount whatever is still mounted, even after a failure."""

@@ -11,6 +11,7 @@ generated per backend and asserts what kernel overlayfs does
 creates the object with the same metadata (owner, mode, mtime,
 symlink-target etc.) ... Finally any extended attributes are copied up").
 """
+import mmap
 import os
 import stat
 
@@ -86,7 +87,23 @@ def _op_pwrite(p):
     return {"mtime_ns": "changed", "data": DATA[:5000] + b"XYZ" + DATA[5003:]}
 
 
-OPS = {"chmod": _op_chmod, "chown": _op_chown, "setxattr": _op_setxattr,
+def _op_open_trunc(p):
+    os.close(os.open(p, os.O_WRONLY | os.O_TRUNC))
+    return {"size": 0, "mtime_ns": "changed", "data": b""}
+
+
+def _op_mmap_write(p):
+    fd = os.open(p, os.O_RDWR)
+    try:
+        with mmap.mmap(fd, 0) as mm:
+            mm[100:104] = b"MMAP"
+            mm.flush()
+    finally:
+        os.close(fd)
+    return {"mtime_ns": "changed", "data": DATA[:100] + b"MMAP" + DATA[104:]}
+
+
+OPS = {"open_trunc": _op_open_trunc, "mmap_write": _op_mmap_write, "chmod": _op_chmod, "chown": _op_chown, "setxattr": _op_setxattr,
        "utimes": _op_utimes, "truncate": _op_truncate, "open_wronly": _op_open_wronly,
        "pwrite": _op_pwrite}
 
@@ -163,6 +180,63 @@ def test_copyup_creates_parents_like_lower_dirs(ovl):
     assert sorted(os.listdir(ovl.u("a"))) == ["b"]
     assert listing(ovl.m("a")) == ["b", "l1only", "l2only"]
     assert {d: os.lstat(ovl.m(d)).st_ino for d in ino_before} == ino_before
+    lowers.check()
+
+
+def test_copyup_of_directory_metadata(ovl):
+    """chmod, chown, utimes and setxattr on a lower directory copy up the
+    directory alone (not its children), keep the attributes the call does
+    not change, and leave it merged (children of both lowers listed)."""
+    mkfile(ovl.l1("d/a"), b"a")
+    mkfile(ovl.l2("d/b"), b"b")
+    mkfile(ovl.l2("d/sub/c"), b"c")
+    mkdir(ovl.l2("d"), mode=0o700, uid=1, gid=2, mtime_ns=T1,
+          xattrs={"user.lower": b"2"})
+    mkdir(ovl.l1("d"), mode=0o750, uid=3, gid=4, mtime_ns=T0,
+          xattrs={"user.lower": b"1"})
+    lowers = Untouched(ovl.L1, ovl.L2)
+    ovl.mount()
+    before = attrs(ovl.m("d"))
+    del before["size"]
+
+    os.chmod(ovl.m("d"), 0o755)
+    want = dict(before, mode=0o755)
+    got = attrs(ovl.m("d"))
+    del got["size"]
+    assert_attrs(want, got, "the directory after chmod")
+    os.chown(ovl.m("d"), 5, 6)
+    os.setxattr(ovl.m("d"), "user.added", b"x")
+    os.utime(ovl.m("d"), ns=(T2, T2))
+    want.update(uid=5, gid=6, mtime_ns=T2,
+                xattrs={"user.lower": b"1", "user.added": b"x"})
+    for where in (ovl.m("d"), ovl.u("d")):
+        got = attrs(where)
+        del got["size"]
+        assert_attrs(want, got, where)
+    assert listing(ovl.m("d")) == ["a", "b", "sub"]
+    assert sorted(os.listdir(ovl.u("d"))) == []
+    ovl.remount()
+    assert listing(ovl.m("d")) == ["a", "b", "sub"]
+    assert read(ovl.m("d/sub/c")) == b"c"
+    lowers.check()
+
+
+def test_write_through_symlink_copies_up_the_target(ovl):
+    """Opening a lower symlink for writing follows it (open(2) does): the
+    target file is copied up and changed, the symlink itself stays below."""
+    mkfile(ovl.l2("dir/target"), b"target data", mode=0o640, mtime_ns=T0)
+    mksymlink(ovl.l1("link"), "dir/target")
+    lowers = Untouched(ovl.L1, ovl.L2)
+    ovl.mount()
+    with open(ovl.m("link"), "r+b") as f:
+        f.write(b"TARGET")
+    assert read(ovl.m("dir/target")) == b"TARGET data"
+    assert read(ovl.u("dir/target")) == b"TARGET data"
+    assert not os.path.lexists(ovl.u("link")), "the symlink was copied up"
+    assert os.readlink(ovl.m("link")) == "dir/target"
+    os.chmod(ovl.m("link"), 0o600)             # chmod follows symlinks too
+    assert stat.S_IMODE(os.lstat(ovl.u("dir/target")).st_mode) == 0o600
+    assert not os.path.lexists(ovl.u("link"))
     lowers.check()
 
 
