@@ -391,6 +391,16 @@ def assert_whiteout(upper_path, whiteout=None):
             "in the upper (found %s)" % (upper_path, describe(upper_path))
 
 
+def assert_upper_data(upper_path, data):
+    """The upper file holds data, unless it is a metadata-only copy-up
+    (kernel overlayfs metacopy=on: the trusted.overlay.metacopy xattr says
+    the data is still the lower file's; issue 5 allows chmod/chown/utimes
+    without copying data)."""
+    if "trusted.overlay.metacopy" in os.listxattr(upper_path, follow_symlinks=False):
+        return
+    assert read(upper_path) == data, "%s: the upper file's data" % upper_path
+
+
 def assert_no_whiteout(upper_path):
     """Neither the name (in any form) nor a .wh.NAME marker is in the upper."""
     d, name = os.path.split(upper_path)

@@ -17,8 +17,8 @@ import stat
 
 import pytest
 
-from layer_helpers import (T0, T1, T2, Untouched, err_of, listing, mkdir, mkfile,
-                           mksymlink, ovl, pattern, pytest_generate_tests, read, walk)
+from layer_helpers import (T0, T1, T2, Untouched, assert_upper_data, err_of, listing, mkdir,
+                           mkfile, mksymlink, ovl, pattern, pytest_generate_tests, read, walk)
 
 assert ovl and pytest_generate_tests  # fixture and hook used by pytest
 
@@ -136,7 +136,7 @@ def test_copyup_keeps_metadata(ovl, op, layer):
     assert_attrs(want, view, "the view after %s" % op)
     assert read(ovl.m("dir/f")) == data
     assert_attrs(want, attrs(ovl.u("dir/f")), "the upper file after %s" % op)
-    assert read(ovl.u("dir/f")) == data
+    assert_upper_data(ovl.u("dir/f"), data)
     assert os.lstat(ovl.m("dir/f")).st_ino == ino, "st_ino changed by copy-up"
     assert not os.path.lexists(ovl.u("dir/sibling")), "copy-up of a sibling"
     lowers.check()
@@ -289,7 +289,6 @@ def test_hard_link_of_lower_file(ovl):
     assert sf.st_nlink == sg.st_nlink == 2
     assert (stat.S_IMODE(sg.st_mode), sg.st_uid, sg.st_gid, sg.st_mtime_ns) == (0o640, 3, 4, T0)
     assert os.path.samefile(ovl.u("d/f"), ovl.u("g"))
-    assert os.lstat(ovl.u("g")).st_nlink == 2
     with open(ovl.m("g"), "r+b") as f:
         f.write(b"CHANGED!")
     assert read(ovl.m("d/f")) == b"CHANGED!"

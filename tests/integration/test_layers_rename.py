@@ -15,9 +15,9 @@ import stat
 
 import pytest
 
-from layer_helpers import (T0, T1, Untouched, assert_no_whiteout, assert_whiteout, err_of,
-                           listing, mkdir, mkfile, mksymlink, ovl, pytest_generate_tests, read,
-                           snapshot)
+from layer_helpers import (T0, T1, Untouched, assert_no_whiteout, assert_upper_data,
+                           assert_whiteout, err_of, listing, mkdir, mkfile, mksymlink, ovl,
+                           pytest_generate_tests, read, snapshot)
 from sysx import RENAME_EXCHANGE, RENAME_NOREPLACE, renameat2
 
 assert ovl and pytest_generate_tests  # fixture and hook used by pytest
@@ -54,7 +54,7 @@ def test_rename_lower_file(ovl):
         assert os.getxattr(ovl.m("b/g"), "user.k") == b"v"
     check()
     assert_whiteout(ovl.u("a/f"))
-    assert read(ovl.u("b/g")) == b"lower content"
+    assert_upper_data(ovl.u("b/g"), b"lower content")
     ovl.remount()
     check()
     lowers.check()
