@@ -221,6 +221,19 @@ def test_copyup_of_directory_metadata(ovl):
     lowers.check()
 
 
+def test_chown_clears_setuid_after_copy_up(ovl):
+    """chown of a lower set-user-ID executable copies it up and clears
+    S_ISUID/S_ISGID as on any Linux filesystem (chown(2)); the lower keeps
+    its bits."""
+    mkfile(ovl.l2("suid"), b"#!/bin/sh\n", mode=0o6755, mtime_ns=T0)
+    ovl.mount()
+    os.chown(ovl.m("suid"), 1000, 1000)
+    for where in (ovl.m("suid"), ovl.u("suid")):
+        st = os.lstat(where)
+        assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (1000, 1000, 0o755), where
+    assert stat.S_IMODE(os.lstat(ovl.l2("suid")).st_mode) == 0o6755
+
+
 def test_write_through_symlink_copies_up_the_target(ovl):
     """Opening a lower symlink for writing follows it (open(2) does): the
     target file is copied up and changed, the symlink itself stays below."""

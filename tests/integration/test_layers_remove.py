@@ -97,6 +97,27 @@ def test_unlink_upper_only_file_leaves_no_whiteout(ovl, origin):
     assert char_devices(ovl.U) == []
 
 
+def test_open_lower_file_survives_unlink_and_rename(ovl):
+    """Descriptors on lower files keep reading the file after its name is
+    unlinked or renamed away (POSIX: the file lives while open)."""
+    mkfile(ovl.l1("gone"), b"unlinked while open")
+    mkfile(ovl.l2("moved"), b"renamed while open")
+    ovl.mount()
+    fa = os.open(ovl.m("gone"), os.O_RDONLY)
+    fb = os.open(ovl.m("moved"), os.O_RDONLY)
+    try:
+        os.unlink(ovl.m("gone"))
+        os.rename(ovl.m("moved"), ovl.m("new_name"))
+        assert os.pread(fa, 100, 0) == b"unlinked while open"
+        assert os.pread(fb, 100, 0) == b"renamed while open"
+        assert os.fstat(fb).st_ino == os.lstat(ovl.m("new_name")).st_ino
+        assert err_of(os.lstat, ovl.m("gone")) == "ENOENT"
+    finally:
+        os.close(fa)
+        os.close(fb)
+    assert listing(ovl.M) == ["new_name"]
+
+
 def test_unlink_copied_up_file_leaves_whiteout(ovl):
     """A lower file copied up (chmod) and then unlinked still needs a
     whiteout: the lower file is still there below."""

@@ -17,7 +17,7 @@ import stat
 from layer_helpers import (T0, T1, Untouched, err_of, listing, mkdir, mkfile,
                            mkoci_whiteout, mksymlink, mkwhiteout, ovl, prismfs_only,
                            pytest_generate_tests, read, set_opaque, walk)
-from sysx import DT_DIR, DT_LNK, DT_REG, listxattr, readdir_all
+from sysx import DT_DIR, DT_LNK, DT_REG, DirStream, listxattr, readdir_all
 
 assert ovl and pytest_generate_tests  # fixture and hook used by pytest
 
@@ -217,6 +217,35 @@ def test_oci_opaque_marker_in_lower_hides_deeper_lowers(ovl):
     assert read(ovl.m("d/mine")) == b"L1"
     assert err_of(os.lstat, ovl.m("d/theirs")) == "ENOENT"
     assert err_of(os.lstat, ovl.m("d/.wh..wh..opq")) == "ENOENT"
+
+
+def test_large_merged_listing_and_seekdir(ovl):
+    """A merged directory with names spread over three layers (and some
+    whited out) lists each visible name once; telldir/seekdir inside one
+    open stream return to the same place; rewinddir shows names created
+    since (overlayfs.rst "readdir": a seek to offset 0 rebuilds the list)."""
+    for i in range(0, 900):
+        layer = (ovl.u, ovl.l1, ovl.l2)[i % 3]
+        mkfile(layer("big", "n%04d" % i), b"")
+    for i in range(0, 900, 7):                 # the same names again, below
+        mkfile(ovl.l2("big", "n%04d" % i), b"dup")
+    for i in range(40):                        # whited out in U or in L1
+        mkfile(ovl.l2("big", "w%04d" % i), b"hidden")
+        mkwhiteout((ovl.u, ovl.l1)[i % 2]("big", "w%04d" % i))
+    ovl.mount()
+    want = sorted("n%04d" % i for i in range(900))
+    assert sorted(names_once(ovl.m("big"))) == want
+    with DirStream(ovl.m("big")) as d:
+        head = [d.read() for _ in range(300)]
+        pos = d.tell()
+        rest = list(d)
+        d.seek(pos)
+        assert list(d) == rest
+        mkfile(ovl.m("big/zz_new"), b"")
+        d.rewind()
+        again = [n for n, _, _ in d if n not in (".", "..")]
+    assert sorted(n for n, _, _ in head + rest if n not in (".", "..")) == want
+    assert sorted(again) == sorted(want + ["zz_new"])
 
 
 def test_merged_dir_nlink(ovl):
