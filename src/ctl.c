@@ -1,4 +1,5 @@
 #include "ctl.h"
+#include "layer_life.h"
 #include "mapwatch.h"
 #include "util.h"
 #include "view.h"
@@ -6,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,11 +26,19 @@ struct pfs_ctl {
 	int stop_pipe[2];
 	pthread_t thread;
 	pthread_mutex_t lock;
-	int waiters[MAX_WAITERS];
+	/* Clients waiting to hear how the daemon ends (prismfs unmount), in
+	 * the order they came, each with the action it asked for (or NONE). */
+	struct {
+		int fd;
+		enum pfs_action asked;
+	} waiters[MAX_WAITERS];
 	int nwaiters;
 	char path[108];
 	struct stat sock_st; /* the socket file we made, to remove only it */
 	time_t started;
+	bool stopped;
+	const struct pfs_layer_paths *layers; /* NULL: no copy-on-write layers */
+	enum pfs_action on_unmount;  /* given at mount */
 };
 
 int pfs_ctl_path(unsigned maj, unsigned min, char *buf, size_t len, int make_dir)
@@ -66,6 +76,89 @@ static void write_str(int fd, const char *s)
 	}
 }
 
+/* The newest waiting client's --action, or on_unmount. Only clients still
+ * connected count: one whose unmount failed (busy) has gone, and its
+ * action must not hit a later plain umount. */
+static enum pfs_action action_now(const struct pfs_ctl *ctl)
+{
+	if (!ctl->layers)
+		return PFS_ACT_NONE;
+	for (int i = ctl->nwaiters - 1; i >= 0; i--)
+		if (ctl->waiters[i].asked != PFS_ACT_NONE)
+			return ctl->waiters[i].asked;
+	return ctl->on_unmount;
+}
+
+/* Forget the waiters whose client has hung up (or sent anything: a
+ * waiting client only listens). Under ctl->lock or with the thread
+ * joined. */
+static void drop_gone_waiters(struct pfs_ctl *ctl)
+{
+	int kept = 0;
+
+	for (int i = 0; i < ctl->nwaiters; i++) {
+		struct pollfd p = {.fd = ctl->waiters[i].fd, .events = POLLIN | POLLRDHUP};
+
+		if (poll(&p, 1, 0) > 0) {
+			close(p.fd);
+			continue;
+		}
+		ctl->waiters[kept++] = ctl->waiters[i];
+	}
+	ctl->nwaiters = kept;
+}
+
+static json_t *layers_json(struct pfs_ctl *ctl)
+{
+	const struct pfs_layer_paths *lp = ctl->layers;
+	json_t *o, *lowers;
+
+	if (!lp)
+		return json_null();
+	o = json_object();
+	lowers = json_array();
+	for (size_t i = 0; i < lp->nlowers; i++)
+		json_array_append_new(lowers, json_string(lp->lowers[i]));
+	json_object_set_new(o, "upper", json_string(lp->upper));
+	json_object_set_new(o, "work", json_string(lp->work));
+	json_object_set_new(o, "lowers", lowers);
+	json_object_set_new(o, "whiteout", json_string(pfs_whiteout_name(ctl->fs->cfg->whiteout)));
+	json_object_set_new(o, "on_unmount", json_string(pfs_action_name(action_now(ctl))));
+	return o;
+}
+
+/* "wait" or "wait action=ACTION": register fd to hear how the daemon ends.
+ * Returns fd when it is not kept. */
+static int serve_wait(struct pfs_ctl *ctl, int fd, const char *arg)
+{
+	char msg[PATH_MAX + 160];
+	enum pfs_action a = PFS_ACT_NONE;
+
+	if (*arg && (strncmp(arg, " action=", 8) != 0 || pfs_action_parse(arg + 8, &a) < 0)) {
+		write_str(fd, "error unknown wait request\n");
+		return fd;
+	}
+	if (a != PFS_ACT_NONE && !ctl->layers) {
+		snprintf(msg, sizeof(msg), "error %s has no upper directory: --action is for "
+			 "mounts made with --upper\n", ctl->fs->mountpoint);
+		write_str(fd, msg);
+		return fd;
+	}
+	pthread_mutex_lock(&ctl->lock);
+	if (ctl->nwaiters == MAX_WAITERS) {
+		pthread_mutex_unlock(&ctl->lock);
+		write_str(fd, "error too many clients are waiting for this mount\n");
+		return fd;
+	}
+	ctl->waiters[ctl->nwaiters].fd = fd;
+	ctl->waiters[ctl->nwaiters++].asked = a; /* the newest asking wins */
+	snprintf(msg, sizeof(msg), "pid %d action %s\n", (int)getpid(),
+		 pfs_action_name(action_now(ctl)));
+	pthread_mutex_unlock(&ctl->lock);
+	write_str(fd, msg);
+	return -1;
+}
+
 static char *status_json(struct pfs_ctl *ctl)
 {
 	struct pfs_fs *fs = ctl->fs;
@@ -93,6 +186,7 @@ static char *status_json(struct pfs_ctl *ctl)
 	json_object_set_new(o, "log_dropped",
 			    json_integer(fs->log ? (json_int_t)pfs_oplog_dropped(fs->log) : 0));
 	json_object_set_new(o, "mapping", pfs_mapwatch_status(fs));
+	json_object_set_new(o, "layers", layers_json(ctl));
 	s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 	json_decref(o);
 	return s;
@@ -100,7 +194,7 @@ static char *status_json(struct pfs_ctl *ctl)
 
 static void serve(struct pfs_ctl *ctl, int fd)
 {
-	char line[64];
+	char line[128];
 	ssize_t n;
 	struct timeval tv = {.tv_sec = 2};
 
@@ -118,17 +212,8 @@ static void serve(struct pfs_ctl *ctl, int fd)
 			write_str(fd, "\n");
 			free(s);
 		}
-	} else if (strcmp(line, "wait") == 0) {
-		char pid[32];
-
-		snprintf(pid, sizeof(pid), "pid %d\n", (int)getpid());
-		write_str(fd, pid);
-		pthread_mutex_lock(&ctl->lock);
-		if (ctl->nwaiters < MAX_WAITERS) {
-			ctl->waiters[ctl->nwaiters++] = fd;
-			fd = -1;
-		}
-		pthread_mutex_unlock(&ctl->lock);
+	} else if (strncmp(line, "wait", 4) == 0 && (line[4] == '\0' || line[4] == ' ')) {
+		fd = serve_wait(ctl, fd, line + 4);
 	} else {
 		write_str(fd, "error unknown command\n");
 	}
@@ -140,19 +225,36 @@ close:
 static void *ctl_thread(void *arg)
 {
 	struct pfs_ctl *ctl = arg;
-	struct pollfd p[2] = {{.fd = ctl->listen_fd, .events = POLLIN},
-			      {.fd = ctl->stop_pipe[0], .events = POLLIN}};
+	struct pollfd p[2 + MAX_WAITERS] = {{.fd = ctl->listen_fd, .events = POLLIN},
+					    {.fd = ctl->stop_pipe[0], .events = POLLIN}};
 
 	for (;;) {
-		int fd;
+		int fd, n;
+		bool hangup = false;
 
-		if (poll(p, 2, -1) < 0) {
+		/* Waiters too: to notice a client that gave up. */
+		pthread_mutex_lock(&ctl->lock);
+		n = ctl->nwaiters;
+		for (int i = 0; i < n; i++)
+			p[2 + i] = (struct pollfd){.fd = ctl->waiters[i].fd,
+						   .events = POLLIN | POLLRDHUP};
+		pthread_mutex_unlock(&ctl->lock);
+		if (poll(p, (nfds_t)(2 + n), -1) < 0) {
 			if (errno == EINTR)
 				continue;
 			break;
 		}
 		if (p[1].revents)
 			break;
+		for (int i = 0; i < n; i++)
+			hangup |= p[2 + i].revents != 0;
+		if (hangup) {
+			pthread_mutex_lock(&ctl->lock);
+			drop_gone_waiters(ctl);
+			pthread_mutex_unlock(&ctl->lock);
+		}
+		if (!p[0].revents)
+			continue;
 		fd = accept4(ctl->listen_fd, NULL, NULL, SOCK_CLOEXEC);
 		if (fd >= 0)
 			serve(ctl, fd);
@@ -160,7 +262,8 @@ static void *ctl_thread(void *arg)
 	return NULL;
 }
 
-int pfs_ctl_start(struct pfs_ctl **out, struct pfs_fs *fs, const char *path)
+int pfs_ctl_start(struct pfs_ctl **out, struct pfs_fs *fs, const char *path,
+		  const struct pfs_layer_paths *layers, enum pfs_action on_unmount)
 {
 	struct pfs_ctl *ctl = calloc(1, sizeof(*ctl));
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
@@ -173,6 +276,8 @@ int pfs_ctl_start(struct pfs_ctl **out, struct pfs_fs *fs, const char *path)
 		goto err_free;
 	}
 	ctl->fs = fs;
+	ctl->layers = layers;
+	ctl->on_unmount = on_unmount;
 	ctl->started = time(NULL);
 	snprintf(ctl->path, sizeof(ctl->path), "%s", path);
 	strcpy(sa.sun_path, path);
@@ -213,31 +318,49 @@ err_free:
 	return ret;
 }
 
-void pfs_ctl_finish(struct pfs_ctl *ctl, int exit_code, uint64_t dropped)
+void pfs_ctl_stop(struct pfs_ctl *ctl)
 {
-	char msg[64];
+	struct stat st;
 
-	if (!ctl)
+	if (!ctl || ctl->stopped)
 		return;
+	ctl->stopped = true;
 	if (write(ctl->stop_pipe[1], "x", 1) < 0) {
 		/* The thread then only ends with the process. */
 	}
 	pthread_join(ctl->thread, NULL);
-	{
-		/* The kernel reuses device numbers at once: a mount made since
-		 * ours ended may own this path now. */
-		struct stat st;
-
-		if (stat(ctl->path, &st) == 0 && st.st_ino == ctl->sock_st.st_ino &&
-		    st.st_dev == ctl->sock_st.st_dev)
-			unlink(ctl->path);
-	}
-	snprintf(msg, sizeof(msg), "exit %d dropped %llu\n", exit_code, (unsigned long long)dropped);
-	for (int i = 0; i < ctl->nwaiters; i++) {
-		write_str(ctl->waiters[i], msg);
-		close(ctl->waiters[i]);
-	}
+	/* The kernel reuses device numbers at once: a mount made since ours
+	 * ended may own this path now. */
+	if (stat(ctl->path, &st) == 0 && st.st_ino == ctl->sock_st.st_ino &&
+	    st.st_dev == ctl->sock_st.st_dev)
+		unlink(ctl->path);
 	close(ctl->listen_fd);
+	ctl->listen_fd = -1;
+	drop_gone_waiters(ctl);
+}
+
+enum pfs_action pfs_ctl_action(const struct pfs_ctl *ctl)
+{
+	/* The thread that registers waiters has been joined: no lock needed. */
+	return ctl ? action_now(ctl) : PFS_ACT_NONE;
+}
+
+void pfs_ctl_finish(struct pfs_ctl *ctl, int exit_code, uint64_t dropped,
+		    const char *action_line)
+{
+	char *msg = NULL;
+
+	if (!ctl)
+		return;
+	pfs_ctl_stop(ctl);
+	if (asprintf(&msg, "exit %d dropped %llu%s%s\n", exit_code, (unsigned long long)dropped,
+		     action_line ? " action " : "", action_line ? action_line : "") < 0)
+		msg = NULL;
+	for (int i = 0; i < ctl->nwaiters; i++) {
+		write_str(ctl->waiters[i].fd, msg ? msg : "exit 1 dropped 0\n");
+		close(ctl->waiters[i].fd);
+	}
+	free(msg);
 	close(ctl->stop_pipe[0]);
 	close(ctl->stop_pipe[1]);
 	pthread_mutex_destroy(&ctl->lock);

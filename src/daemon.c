@@ -1,5 +1,6 @@
 #include "daemon.h"
 #include "layer.h"
+#include "layer_life.h"
 #include "mapwatch.h"
 #include "ctl.h"
 #include "shim.h"
@@ -24,6 +25,7 @@
 #include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <syslog.h>
 #include <unistd.h>
 
 /* libfuse reports through fuse_log; before mounting, keep its last words so
@@ -374,14 +376,22 @@ static int stack_depth_of(int fd)
 	return 1;
 }
 
+/* How serve() went, for what follows the session. */
+struct served {
+	bool mounted;         /* the kernel mount was made */
+	bool ran;             /* ... answered, and ended cleanly: the unmount action may run */
+	struct pfs_ctl *ctl;  /* stopped; still holds the clients waiting for the end */
+};
+
+/* Mount, answer the kernel until the session ends, unmount. lp: the layers
+ * of a copy-on-write mount, or NULL. Returns the exit status so far. */
 static int serve(const struct pfs_config *cfg, struct pfs_fs *fs, struct fuse_session *se,
-		 int pfd)
+		 int pfd, const struct pfs_layer_paths *lp, struct served *sv)
 {
 	struct pfs_mntent *e = malloc(sizeof(*e));
 	struct pfs_ctl *ctl = NULL;
 	struct fuse_loop_config *lc = NULL;
 	char sock[108];
-	uint64_t dropped = 0;
 	int ret = 1, loop;
 
 	if (!e) {
@@ -404,13 +414,14 @@ static int serve(const struct pfs_config *cfg, struct pfs_fs *fs, struct fuse_se
 		       fuse_msg[0] ? fuse_msg : "mount failed");
 		goto out_signals;
 	}
+	sv->mounted = true;
 	if (pfs_shim_install(fs) < 0) {
 		report(pfd, "cannot install the FUSE channel shim");
 		goto out_unmount;
 	}
 	if (find_mount(fs->mountpoint, e) < 0 ||
 	    pfs_ctl_path(e->major, e->minor, sock, sizeof(sock), 1) < 0 ||
-	    pfs_ctl_start(&ctl, fs, sock) < 0) {
+	    pfs_ctl_start(&ctl, fs, sock, lp, cfg->action) < 0) {
 		report(pfd, "cannot start the control socket for %s", fs->mountpoint);
 		goto out_unmount;
 	}
@@ -440,6 +451,7 @@ static int serve(const struct pfs_config *cfg, struct pfs_fs *fs, struct fuse_se
 	ret = loop < 0 || fs->init_failed ? 1 : 0;
 	if (loop < 0)
 		say("session ended with an error: %s", strerror(-loop));
+	sv->ran = ret == 0 && fs->ready_fd < 0;
 	if (fs->ready_fd >= 0)
 		tell_parent(fs, "the kernel never started the session");
 out_unmount:
@@ -447,18 +459,118 @@ out_unmount:
 out_signals:
 	fuse_remove_signal_handlers(se);
 out:
-	if (fs->log) {
-		dropped = pfs_oplog_close(fs->log);
-		fs->log = NULL;
-		if (dropped)
-			say("op log: %llu records dropped", (unsigned long long)dropped);
-	}
 	pfs_mapwatch_stop(fs);
 	pfs_inval_stop(fs);
-	pfs_ctl_finish(ctl, ret, dropped);
+	/* No more status answers: what they read is torn down next. */
+	pfs_ctl_stop(ctl);
+	sv->ctl = ctl;
 	if (pfd >= 0)
 		close(pfd);
 	free(e);
+	return ret;
+}
+
+/* Before SOURCE is opened: an interrupted atomic commit of it is finished
+ * or rolled back, so the mount shows one whole tree. */
+static int recover_source(const struct pfs_config *cfg)
+{
+	char err[3 * PATH_MAX], note[PATH_MAX + 128];
+
+	if (pfs_layers_recover(cfg->source, note, sizeof(note), err, sizeof(err)) < 0) {
+		say("cannot mount: %s", err);
+		return -1;
+	}
+	if (note[0])
+		say("%s", note);
+	return 0;
+}
+
+/* After check_config opened SOURCE: the paths of the layers, the work
+ * directory, then the layers themselves, all before anything is mounted. */
+static int open_layers(const struct pfs_config *cfg, struct pfs_fs *fs,
+		       struct pfs_layer_paths *lp)
+{
+	char err[3 * PATH_MAX];
+	struct pfs_layer_spec spec = {.whiteout = cfg->whiteout};
+
+	if (pfs_layer_paths_get(lp, cfg, fs->source, err, sizeof(err)) < 0) {
+		say("%s", err);
+		return -1;
+	}
+	spec.upper = lp->upper;
+	spec.work = lp->work;
+	spec.lowers = (const char *const *)lp->lowers;
+	spec.nlowers = lp->nlowers;
+	err[0] = '\0';
+	if (pfs_layers_open(fs, &spec, err, sizeof(err)) < 0) {
+		say("%s", err[0] ? err : "cannot open the layers");
+		return -1;
+	}
+	return 0;
+}
+
+/* The outcome of the unmount action, where someone may look for it: stderr
+ * (a terminal in the foreground), syslog (in the background nobody may be
+ * waiting: plain umount, fstab) and the op log. */
+static void record_action(const struct pfs_config *cfg, struct pfs_fs *fs,
+			  const struct pfs_layer_paths *lp, enum pfs_action a, int r,
+			  const char *msg, uint64_t t0)
+{
+	struct pfs_logarg args[] = {PFS_LA_STR("action", pfs_action_name(a)),
+				    PFS_LA_STR("upper", lp->upper),
+				    PFS_LA_STR("lower", lp->lowers[0]),
+				    r < 0 ? (struct pfs_logarg)PFS_LA_STR("error", msg)
+					  : (struct pfs_logarg)PFS_LA_END,
+				    PFS_LA_END};
+	struct pfs_oprec rec = {.op = "unmount-action", .args = args, .result = r, .t0_ns = t0,
+				.t1_ns = pfs_now_ns()};
+
+	if (msg[0])
+		say("%s", msg);
+	if (!cfg->foreground && msg[0])
+		syslog(LOG_DAEMON | (r < 0 ? LOG_ERR : LOG_INFO), "prismfs %s: %s",
+		       fs->mountpoint, msg);
+	if (fs->log)
+		pfs_oplog_op(fs->log, &rec);
+}
+
+/* After the session, with nothing holding files in the layers any more:
+ * run the unmount action on the upper, close the op log and tell the
+ * waiting clients how it all went. Returns the exit status. */
+static int finish(const struct pfs_config *cfg, struct pfs_fs *fs,
+		  const struct pfs_layer_paths *lp, const struct served *sv, int ret)
+{
+	static char msg[3 * PATH_MAX];
+	enum pfs_action a = pfs_ctl_action(sv->ctl);
+	char *line = NULL;
+	uint64_t dropped;
+
+	if (lp && sv->ran) {
+		uint64_t t0 = pfs_now_ns();
+		int r = pfs_layers_finalize(lp, a, msg, sizeof(msg));
+
+		record_action(cfg, fs, lp, a, r, msg, t0);
+		if (r < 0)
+			ret = 1;
+		if (asprintf(&line, "%s %s %s", pfs_action_name(a), r < 0 ? "failed" : "ok",
+			     msg) < 0)
+			line = NULL;
+	} else if (lp && sv->mounted && a != PFS_ACT_PRESERVE) {
+		/* A session that failed leaves the upper as it is, for a look. */
+		snprintf(msg, sizeof(msg), "the mount ended in an error, so %s did not run: the "
+			 "upper %s is kept", pfs_action_name(a), lp->upper);
+		say("%s", msg);
+		if (asprintf(&line, "%s failed %s", pfs_action_name(a), msg) < 0)
+			line = NULL;
+	}
+	dropped = pfs_oplog_close(fs->log);
+	fs->log = NULL;
+	if (dropped)
+		say("op log: %llu records dropped", (unsigned long long)dropped);
+	if (line)
+		line[strcspn(line, "\n")] = '\0'; /* the protocol is line based */
+	pfs_ctl_finish(sv->ctl, ret, dropped, line);
+	free(line);
 	return ret;
 }
 
@@ -467,6 +579,9 @@ int pfs_cmd_mount(const struct pfs_config *cfg)
 	struct pfs_fs fs = {.cfg = cfg, .root_fd = -1, .proc_fd = -1, .ready_fd = -1,
 			    .empty_fd = -1};
 	struct fuse_session *se = NULL;
+	struct pfs_layer_paths lpaths = {0}, *lp = cfg->upper ? &lpaths : NULL;
+	struct served sv = {0};
+	bool served = false, layers_open = false;
 	int ret = 1, pipefd[2] = {-1, -1};
 	pid_t pid;
 
@@ -485,14 +600,14 @@ int pfs_cmd_mount(const struct pfs_config *cfg)
 	/* Listings change with the table; its names are invalidated one by
 	 * one, listings are not cached at all. */
 	fs.keep_dir_cache = fs.keep_cache && !cfg->map_path;
+	if (lp && recover_source(cfg) < 0)
+		goto out;
 	if (check_config(cfg, &fs) < 0)
 		goto out;
-	if (cfg->upper) { /* TEMP wiring */
-		const char *lw[16] = {cfg->source};
-		char err[512];
-		for (size_t i = 0; i < cfg->nlowers && i < 15; i++) lw[i + 1] = cfg->lowers[i];
-		struct pfs_layer_spec sp = {.upper = cfg->upper, .work = cfg->work, .lowers = lw, .nlowers = cfg->nlowers + 1, .whiteout = cfg->whiteout};
-		if (pfs_layers_open(&fs, &sp, err, sizeof(err)) < 0) { say("%s", err); goto out; }
+	if (lp) {
+		if (open_layers(cfg, &fs, lp) < 0)
+			goto out;
+		layers_open = true;
 	}
 	if (cfg->map_path) {
 		char err[PFS_MAP_ERRLEN + 128] = "";
@@ -519,7 +634,8 @@ int pfs_cmd_mount(const struct pfs_config *cfg)
 		goto out;
 	fs.se = se;
 	if (cfg->foreground) {
-		ret = serve(cfg, &fs, se, -1);
+		ret = serve(cfg, &fs, se, -1, lp, &sv);
+		served = true;
 		goto out;
 	}
 	if (pipe2(pipefd, O_CLOEXEC) < 0) {
@@ -535,6 +651,7 @@ int pfs_cmd_mount(const struct pfs_config *cfg)
 		close(pipefd[1]);
 		pipefd[1] = -1;
 		ret = wait_for_child(pipefd[0], pid, fs.mountpoint);
+		sv.mounted = ret == 0;
 		pipefd[0] = -1;
 		pfs_oplog_discard(fs.log);
 		fs.log = NULL;
@@ -547,20 +664,18 @@ int pfs_cmd_mount(const struct pfs_config *cfg)
 	if (chdir("/") < 0) {
 		/* harmless: the daemon reaches files only through its fds */
 	}
-	ret = serve(cfg, &fs, se, pipefd[1]);
+	ret = serve(cfg, &fs, se, pipefd[1], lp, &sv);
+	served = true;
 	pipefd[1] = -1;
 out:
 	if (pipefd[0] >= 0)
 		close(pipefd[0]);
 	if (pipefd[1] >= 0)
 		close(pipefd[1]);
-	if (fs.log)
-		pfs_oplog_close(fs.log);
 	if (se)
 		fuse_session_destroy(se);
 	pfs_view_close_dirs(&fs);
 	pfs_nodes_destroy(&fs);
-	pfs_layers_close(&fs);
 	pfs_mapwatch_free(fs.watch);
 	pfs_map_unref(fs.map);
 	if (fs.empty_fd >= 0)
@@ -568,8 +683,18 @@ out:
 	pthread_mutex_destroy(&fs.map_lock);
 	if (fs.proc_fd >= 0)
 		close(fs.proc_fd);
+	if (layers_open)
+		pfs_layers_close(&fs);
+	/* Last: commit-atomic swaps SOURCE away, so nothing may hold it. */
 	if (fs.root_fd >= 0)
 		close(fs.root_fd);
+	if (served)
+		ret = finish(cfg, &fs, lp, &sv, ret);
+	else if (fs.log)
+		pfs_oplog_close(fs.log);
+	if (lp && !sv.mounted)
+		pfs_layer_paths_abandon(lp);
+	pfs_layer_paths_free(&lpaths);
 	free(fs.source);
 	free(fs.mountpoint);
 	pthread_mutex_destroy(&fs.dirs_lock);
@@ -620,14 +745,49 @@ static int do_umount(const char *mnt)
 	return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -EBUSY;
 }
 
+/* Say what the daemon reported at its end: "exit CODE dropped N[ action
+ * ACTION ok|failed MSG]". Returns the exit status for prismfs unmount. */
+static int report_end(const struct pfs_config *cfg, const char *line)
+{
+	int code = 1, n = 0;
+	unsigned long long dropped = 0;
+	const char *act;
+
+	if (sscanf(line, "exit %d dropped %llu%n", &code, &dropped, &n) < 1) {
+		say("unexpected answer from the daemon: %s", line);
+		return 1;
+	}
+	if (dropped)
+		say("op log: %llu records were dropped", dropped);
+	act = n > 0 && strncmp(line + n, " action ", 8) == 0 ? line + n + 8 : NULL;
+	if (act) {
+		const char *sp = strchr(act, ' ');
+		const char *msg = sp ? strchr(sp + 1, ' ') : NULL;
+
+		msg = msg ? msg + 1 : "";
+		if (sp && strncmp(sp + 1, "failed", 6) == 0) {
+			/* The action's line says it all; the status follows from it. */
+			say("%s", msg[0] ? msg : "the unmount action failed");
+			return code ? code : 1;
+		}
+		if (msg[0])
+			printf("%s\n", msg);
+	}
+	if (code != 0)
+		say("the daemon for %s ended with status %d", cfg->mountpoint, code);
+	return code;
+}
+
 int pfs_cmd_unmount(const struct pfs_config *cfg)
 {
 	char *mnt = canonical_noleaf(cfg->mountpoint);
 	struct pfs_mntent *e = malloc(sizeof(*e));
 	const char *why = NULL;
-	char line[128];
+	static char line[3 * PATH_MAX + 128];
+	char req[64], pending[32] = "none";
 	int fd = -1, pidfd = -1, ret = 1, r;
 	int daemon_pid = 0;
+	bool long_wait;
 
 	if (!mnt || !e) {
 		say("%s does not exist", cfg->mountpoint);
@@ -637,13 +797,29 @@ int pfs_cmd_unmount(const struct pfs_config *cfg)
 		say("%s is not a prismfs mount", cfg->mountpoint);
 		goto out;
 	}
+	if (cfg->action != PFS_ACT_NONE)
+		snprintf(req, sizeof(req), "wait action=%s\n", pfs_action_name(cfg->action));
+	else
+		snprintf(req, sizeof(req), "wait\n");
 	fd = pfs_ctl_connect(mnt, &why);
-	if (fd >= 0 && (send(fd, "wait\n", 5, MSG_NOSIGNAL) != 5 ||
+	if (fd >= 0 && (send(fd, req, strlen(req), MSG_NOSIGNAL) != (ssize_t)strlen(req) ||
 			read_line(fd, line, sizeof(line), 5000) < 0)) {
 		close(fd);
 		fd = -1;
 	}
-	if (fd >= 0 && sscanf(line, "pid %d", &daemon_pid) == 1)
+	if (fd >= 0 && strncmp(line, "error ", 6) == 0) {
+		say("%s", line + 6);
+		goto out;
+	}
+	if (fd < 0 && cfg->action != PFS_ACT_NONE) {
+		/* Only the daemon knows the upper: unmounting now would leave
+		 * the action undone without saying so. */
+		say("--action %s needs the daemon of %s, but %s; not unmounting",
+		    pfs_action_name(cfg->action), cfg->mountpoint,
+		    why ? why : "it does not answer");
+		goto out;
+	}
+	if (fd >= 0 && sscanf(line, "pid %d action %31s", &daemon_pid, pending) >= 1)
 		pidfd = (int)syscall(SYS_pidfd_open, daemon_pid, 0);
 	r = do_umount(mnt);
 	if (r < 0) {
@@ -659,25 +835,15 @@ int pfs_cmd_unmount(const struct pfs_config *cfg)
 		say("unmounted %s; its daemon was not running", cfg->mountpoint);
 		goto out;
 	}
-	r = read_line(fd, line, sizeof(line), 120000);
+	/* A commit or discard takes as long as the upper is big: wait for it
+	 * as long as the daemon lives (its end closes the socket). */
+	long_wait = strcmp(pending, "none") != 0 && strcmp(pending, "preserve") != 0;
+	r = read_line(fd, line, sizeof(line), long_wait ? -1 : 120000);
 	if (r < 0) {
 		say("unmounted %s, but its daemon did not report how it ended", cfg->mountpoint);
 		goto out;
 	}
-	{
-		int code = 1;
-		unsigned long long dropped = 0;
-
-		if (sscanf(line, "exit %d dropped %llu", &code, &dropped) < 1) {
-			say("unexpected answer from the daemon: %s", line);
-			goto out;
-		}
-		if (dropped)
-			say("op log: %llu records were dropped", dropped);
-		if (code != 0)
-			say("the daemon for %s ended with status %d", cfg->mountpoint, code);
-		ret = code;
-	}
+	ret = report_end(cfg, line);
 	/* The daemon has said its last word; wait until it is really gone. */
 	if (pidfd >= 0) {
 		struct pollfd p = {.fd = pidfd, .events = POLLIN};
