@@ -7,8 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ./scripts/setup.sh
-./scripts/build.sh
-meson install -C build --quiet >/dev/null 2>&1 || meson install -C build >/dev/null
+./scripts/install.sh
 command -v prismfs >/dev/null || { echo "prismfs is not in PATH after install" >&2; exit 1; }
 
 demo=${DEMO_DIR:-/tmp/prismfs-demo}
