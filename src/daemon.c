@@ -41,15 +41,22 @@ static void fuse_log_capture(enum fuse_log_level level, const char *fmt, va_list
 		fprintf(stderr, "prismfs: %s\n", fuse_msg);
 }
 
+_Thread_local char pfs_said[PFS_SAID_LEN];
+_Thread_local pid_t pfs_say_quiet_pid;
+_Thread_local pid_t pfs_daemon_pid;
+
+/* One line on stderr; also kept in pfs_said for the library, which asks
+ * for silence in its own process only (a forked daemon speaks as usual). */
 static void say(const char *fmt, ...)
 {
 	va_list ap;
 
-	fputs("prismfs: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vsnprintf(pfs_said, sizeof(pfs_said), fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
+	pfs_said[strcspn(pfs_said, "\n")] = '\0';
+	if (pfs_say_quiet_pid == 0 || pfs_say_quiet_pid != getpid())
+		fprintf(stderr, "prismfs: %s\n", pfs_said);
 }
 
 /* An absolute, canonical name for path without stat()ing path itself: the
@@ -235,7 +242,7 @@ static int wait_for_child(int rfd, pid_t pid, const char *mountpoint)
 	}
 	if (used > 0) {
 		buf[strcspn(buf, "\n")] = '\0';
-		fprintf(stderr, "prismfs: %s\n", buf);
+		say("%s", buf);
 	} else {
 		say("the daemon died before mounting");
 	}
@@ -535,6 +542,7 @@ int pfs_cmd_mount(const struct pfs_config *cfg)
 		close(pipefd[1]);
 		pipefd[1] = -1;
 		ret = wait_for_child(pipefd[0], pid, fs.mountpoint);
+		pfs_daemon_pid = ret == 0 ? pid : 0;
 		pipefd[0] = -1;
 		pfs_oplog_discard(fs.log);
 		fs.log = NULL;
