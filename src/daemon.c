@@ -43,15 +43,22 @@ static void fuse_log_capture(enum fuse_log_level level, const char *fmt, va_list
 		fprintf(stderr, "prismfs: %s\n", fuse_msg);
 }
 
+_Thread_local char pfs_said[PFS_SAID_LEN];
+_Thread_local pid_t pfs_say_quiet_pid;
+_Thread_local pid_t pfs_daemon_pid;
+
+/* One line on stderr; also kept in pfs_said for the library, which asks
+ * for silence in its own process only (a forked daemon speaks as usual). */
 static void say(const char *fmt, ...)
 {
 	va_list ap;
 
-	fputs("prismfs: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vsnprintf(pfs_said, sizeof(pfs_said), fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
+	pfs_said[strcspn(pfs_said, "\n")] = '\0';
+	if (pfs_say_quiet_pid == 0 || pfs_say_quiet_pid != getpid())
+		fprintf(stderr, "prismfs: %s\n", pfs_said);
 }
 
 /* An absolute, canonical name for path without stat()ing path itself: the
@@ -237,7 +244,7 @@ static int wait_for_child(int rfd, pid_t pid, const char *mountpoint)
 	}
 	if (used > 0) {
 		buf[strcspn(buf, "\n")] = '\0';
-		fprintf(stderr, "prismfs: %s\n", buf);
+		say("%s", buf);
 	} else {
 		say("the daemon died before mounting");
 	}
@@ -652,6 +659,7 @@ int pfs_cmd_mount(const struct pfs_config *cfg)
 		pipefd[1] = -1;
 		ret = wait_for_child(pipefd[0], pid, fs.mountpoint);
 		sv.mounted = ret == 0;
+		pfs_daemon_pid = ret == 0 ? pid : 0;
 		pipefd[0] = -1;
 		pfs_oplog_discard(fs.log);
 		fs.log = NULL;
@@ -770,7 +778,8 @@ static int report_end(const struct pfs_config *cfg, const char *line)
 			say("%s", msg[0] ? msg : "the unmount action failed");
 			return code ? code : 1;
 		}
-		if (msg[0])
+		/* The library's caller gets no lines on its stdout. */
+		if (msg[0] && pfs_say_quiet_pid != getpid())
 			printf("%s\n", msg);
 	}
 	if (code != 0)

@@ -5,6 +5,8 @@
 
 #include "cli.h"
 
+#include <sys/types.h>
+
 struct pfs_fs;
 
 /* Called from the INIT handler: choose the data path, start the op log and
@@ -15,5 +17,14 @@ void pfs_daemon_init_done(struct pfs_fs *fs);
 int pfs_cmd_mount(const struct pfs_config *cfg);
 int pfs_cmd_unmount(const struct pfs_config *cfg);
 int pfs_cmd_status(const struct pfs_config *cfg);
+
+/* For the library (lib.c): the last line the commands said, without the
+ * "prismfs: " prefix; the process that keeps them off stderr (0: none);
+ * the daemon the last successful background pfs_cmd_mount forked (its
+ * parent must reap it). All per thread. */
+#define PFS_SAID_LEN 1024
+extern _Thread_local char pfs_said[PFS_SAID_LEN];
+extern _Thread_local pid_t pfs_say_quiet_pid;
+extern _Thread_local pid_t pfs_daemon_pid;
 
 #endif

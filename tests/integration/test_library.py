@@ -1,0 +1,188 @@
+"""The C API (include/prismfs.h, libprismfs.so, prismfs.pc).
+
+examples/mount_overlay.c is compiled here the way a user would,
+`cc mount_overlay.c $(pkg-config --cflags --libs prismfs)`, against the
+build tree under test (meson's uninstalled prismfs.pc), and run on real
+directories: the file it writes through the mount must land in the upper
+(preserve), in the source (commit, commit-atomic) or nowhere (discard). A
+second small program checks the refusals: a configuration without a source,
+a source that does not exist, an unknown option — each a negative errno and
+one line from prismfs_last_error(), with nothing mounted. Every mount is
+unmounted in teardown even when a test fails (the workdir fixture).
+"""
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from conftest import PRISMFS, REPO, is_mounted
+
+BUILD = os.path.dirname(os.path.abspath(PRISMFS))
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mounts as root")
+
+
+def _sanitized():
+    """Compile flags matching the library's build (the ASan build's)."""
+    lib = os.path.join(BUILD, "libprismfs.so")
+    out = subprocess.run(["ldd", lib], capture_output=True, text=True).stdout
+    return ["-fsanitize=address,undefined"] if "libasan" in out else []
+
+
+def _compile(src, out):
+    env = dict(os.environ, PKG_CONFIG_PATH=os.path.join(BUILD, "meson-uninstalled"))
+    flags = subprocess.run(["pkg-config", "--cflags", "--libs", "prismfs"], env=env,
+                           capture_output=True, text=True, check=True).stdout.split()
+    subprocess.run(["cc", "-std=c11", "-Wall", "-Wextra", "-Werror", *_sanitized(), src,
+                    "-o", out, *flags], check=True)
+    return out
+
+
+@pytest.fixture(scope="module")
+def programs(tmp_path_factory):
+    d = tmp_path_factory.mktemp("libprismfs")
+    example = _compile(os.path.join(REPO, "examples", "mount_overlay.c"), str(d / "example"))
+    check_src = d / "api_check.c"
+    check_src.write_text(API_CHECK)
+    check = _compile(str(check_src), str(d / "api_check"))
+    return example, check
+
+
+def _run(prog, *args):
+    env = dict(os.environ, LD_LIBRARY_PATH=BUILD)
+    return subprocess.run([prog, *args], capture_output=True, text=True, timeout=120, env=env)
+
+
+def _tree(workdir):
+    src, upper, mnt = (os.path.join(workdir, n) for n in ("src", "upper", "mnt"))
+    for d in (src, upper, mnt):
+        os.makedirs(d)
+    with open(os.path.join(src, "old.txt"), "w") as f:
+        f.write("old\n")
+    return src, upper, mnt
+
+
+def _mount_overlay(example, src, upper, mnt, action):
+    res = _run(example, src, upper, mnt, action, "new.txt")
+    if upper != "-" and "needs a work directory" in res.stderr:
+        pytest.skip("this build's layered mount needs --work (before the layers wiring)")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == os.path.realpath(mnt) + "\n"
+    assert res.stderr == ""
+    assert not is_mounted(mnt)
+    return res
+
+
+def test_mirror_mount_and_unmount(workdir, programs):
+    example, _ = programs
+    src, _upper, mnt = _tree(workdir)
+    _mount_overlay(example, src, "-", mnt, "preserve")
+    with open(os.path.join(src, "new.txt")) as f:
+        assert f.read() == "written through prismfs\n"
+
+
+def test_preserve_keeps_the_change_in_the_upper(workdir, programs):
+    example, _ = programs
+    src, upper, mnt = _tree(workdir)
+    _mount_overlay(example, src, upper, mnt, "preserve")
+    with open(os.path.join(upper, "new.txt")) as f:
+        assert f.read() == "written through prismfs\n"
+    assert sorted(os.listdir(src)) == ["old.txt"]
+
+
+@pytest.mark.parametrize("action", ["commit", "commit-atomic"])
+def test_commit_puts_the_change_into_the_source(workdir, programs, action):
+    example, _ = programs
+    src, upper, mnt = _tree(workdir)
+    _mount_overlay(example, src, upper, mnt, action)
+    with open(os.path.join(src, "new.txt")) as f:
+        assert f.read() == "written through prismfs\n"
+    assert sorted(os.listdir(src)) == ["new.txt", "old.txt"]
+    assert os.listdir(upper) == []
+
+
+def test_discard_throws_the_change_away(workdir, programs):
+    example, _ = programs
+    src, upper, mnt = _tree(workdir)
+    _mount_overlay(example, src, upper, mnt, "discard")
+    assert sorted(os.listdir(src)) == ["old.txt"]
+    assert os.listdir(upper) == []
+
+
+def test_refusals_say_one_line_and_mount_nothing(workdir, programs):
+    _, check = programs
+    src, _upper, mnt = _tree(workdir)
+    res = _run(check, os.path.join(workdir, "missing"), src, mnt)
+    assert res.returncode == 0, res.stdout + res.stderr
+    # Nothing on stderr: the reasons come only through prismfs_last_error().
+    assert res.stderr == ""
+    lines = res.stdout.splitlines()
+    assert len(lines) == 5, res.stdout
+    for line in lines:
+        what, err, msg = line.split("|")
+        assert int(err) < 0, line
+        assert msg and "\n" not in msg and not msg.startswith("prismfs:"), line
+    got = {line.split("|")[0]: line.split("|")[2] for line in lines}
+    assert got["no-source"] == "no source set"
+    assert "missing" in got["missing-source"] and "does not exist" in got["missing-source"]
+    assert "frobnicate" in got["unknown-option"]
+    assert "passthrough" in got["bad-value"]
+    assert "no upper" in got["discard-without-upper"]
+    assert not is_mounted(mnt)
+    assert sorted(os.listdir(src)) == ["old.txt"]
+
+
+# Prints one line per refusal: name|errno|prismfs_last_error(). Exits 0 when
+# each was refused, and unmounts what it mounted.
+API_CHECK = r"""
+#include <prismfs.h>
+#include <stdio.h>
+
+static void show(const char *what, int r) { printf("%s|%d|%s\n", what, r, prismfs_last_error()); }
+
+int main(int argc, char **argv)
+{
+	const char *missing = argv[1], *src = argv[2], *mnt = argv[3];
+	prismfs_mount_t *m = NULL;
+	prismfs_config *c = prismfs_config_new();
+	int bad = 0, r;
+
+	if (argc != 4 || !c)
+		return 2;
+	r = prismfs_mount(c, mnt, &m);               /* no source at all */
+	show("no-source", r);
+	bad |= r >= 0 || m;
+	prismfs_config_set_source(c, missing);
+	r = prismfs_mount(c, mnt, &m);
+	show("missing-source", r);
+	bad |= r >= 0 || m;
+	r = prismfs_config_set_option(c, "frobnicate", "1");
+	show("unknown-option", r);
+	bad |= r >= 0;
+	prismfs_config_set_source(c, src);
+	prismfs_config_set_option(c, "passthrough", "sometimes");
+	r = prismfs_mount(c, mnt, &m);
+	show("bad-value", r);
+	bad |= r >= 0 || m;
+	prismfs_config_free(c);
+
+	c = prismfs_config_new();
+	prismfs_config_set_source(c, src);
+	r = prismfs_mount(c, mnt, &m);
+	prismfs_config_free(c);
+	if (r < 0) {
+		printf("mount failed: %s\n", prismfs_last_error());
+		return 1;
+	}
+	r = prismfs_unmount(m, PRISMFS_DISCARD);     /* refused, m still valid */
+	show("discard-without-upper", r);
+	bad |= r != -22;
+	r = prismfs_unmount(m, PRISMFS_PRESERVE);
+	if (r < 0) {
+		printf("unmount failed: %s\n", prismfs_last_error());
+		return 1;
+	}
+	return bad;
+}
+"""
