@@ -76,34 +76,6 @@ void pfs_commit_crashpoint(const char *step)
 /* --------------------------------------------------------------------
  * checking the input */
 
-static int canon_dir(const char *what, const char *path, char **out, struct stat *st, char *err,
-		     size_t errlen)
-{
-	char *p = realpath(path, NULL);
-	int ret;
-
-	if (!p) {
-		ret = -errno;
-		if (ret == -ENOENT)
-			seterr(err, errlen, "%s %s does not exist", what, path);
-		else
-			seterr(err, errlen, "%s %s: %s", what, path, strerror(-ret));
-		return ret;
-	}
-	if (stat(p, st) < 0) {
-		ret = -errno;
-		seterr(err, errlen, "%s %s: %s", what, path, strerror(-ret));
-		free(p);
-		return ret;
-	}
-	if (!S_ISDIR(st->st_mode)) {
-		seterr(err, errlen, "%s %s is not a directory", what, path);
-		free(p);
-		return -ENOTDIR;
-	}
-	*out = p;
-	return 0;
-}
 
 /* Is a (canonical) at or below b? */
 static bool within(const char *a, const char *b)
@@ -295,9 +267,9 @@ static int check_commit(struct pfs_cctx *c, const struct pfs_commit_opts *o)
 		seterr(c->err, c->errlen, "both the upper and the lower are needed");
 		return -EINVAL;
 	}
-	if ((ret = canon_dir("upper", o->upper, &c->upper, &su, c->err, c->errlen)) < 0 ||
-	    (ret = canon_dir("lower", o->lower, &c->lower, &sl, c->err, c->errlen)) < 0 ||
-	    (o->work && (ret = canon_dir("work directory", o->work, &c->work, &sw, c->err,
+	if ((ret = pfs_canon_dir("upper", o->upper, &c->upper, &su, c->err, c->errlen)) < 0 ||
+	    (ret = pfs_canon_dir("lower", o->lower, &c->lower, &sl, c->err, c->errlen)) < 0 ||
+	    (o->work && (ret = pfs_canon_dir("work directory", o->work, &c->work, &sw, c->err,
 					 c->errlen)) < 0))
 		return ret;
 	ret = check_apart("upper", c->upper, &su, "lower", c->lower, &sl, c->err, c->errlen);
@@ -452,9 +424,9 @@ int pfs_discard(const char *upper, const char *work, char *err, size_t errlen)
 		seterr(err, errlen, "the upper is needed");
 		return -EINVAL;
 	}
-	ret = canon_dir("upper", upper, &u, &su, err, errlen);
+	ret = pfs_canon_dir("upper", upper, &u, &su, err, errlen);
 	if (ret == 0 && work)
-		ret = canon_dir("work directory", work, &w, &sw, err, errlen);
+		ret = pfs_canon_dir("work directory", work, &w, &sw, err, errlen);
 	if (ret < 0)
 		goto out;
 	if (strcmp(u, "/") == 0 || (w && strcmp(w, "/") == 0)) {
@@ -491,7 +463,7 @@ int pfs_commit_recover(const char *lower, enum pfs_recovery *done, char *err, si
 		ret = -EINVAL;
 		goto out;
 	}
-	ret = canon_dir("lower", lower, &c.lower, &st, err, errlen);
+	ret = pfs_canon_dir("lower", lower, &c.lower, &st, err, errlen);
 	if (ret == 0)
 		ret = check_lower_name(&c);
 	if (ret == 0)

@@ -1,4 +1,5 @@
 #include "layer_life.h"
+#include "util.h"
 #include "commit.h"
 
 #include <errno.h>
@@ -59,32 +60,6 @@ out:
 	return ret;
 }
 
-/* realpath(path) of an existing directory, or an error naming what. */
-static int canon_dir(const char *what, const char *path, char **out, struct stat *st,
-		     char *err, size_t errlen)
-{
-	int ret;
-
-	*out = realpath(path, NULL);
-	if (!*out) {
-		ret = -errno;
-		if (ret == -ENOENT)
-			seterr(err, errlen, "%s %s does not exist", what, path);
-		else
-			seterr(err, errlen, "%s %s: %s", what, path, strerror(-ret));
-		return ret;
-	}
-	if (stat(*out, st) < 0) {
-		ret = -errno;
-		seterr(err, errlen, "%s %s: %s", what, path, strerror(-ret));
-		return ret;
-	}
-	if (!S_ISDIR(st->st_mode)) {
-		seterr(err, errlen, "%s %s is not a directory", what, path);
-		return -ENOTDIR;
-	}
-	return 0;
-}
 
 /* .NAME.prismfs-work beside the upper, made if missing; like the kernel's
  * workdir it must be on the upper's filesystem (copy-up renames from it). */
@@ -135,11 +110,11 @@ int pfs_layer_paths_get(struct pfs_layer_paths *lp, const struct pfs_config *cfg
 	int ret;
 
 	memset(lp, 0, sizeof(*lp));
-	ret = canon_dir("upper directory", cfg->upper, &lp->upper, &ust, err, errlen);
+	ret = pfs_canon_dir("upper directory", cfg->upper, &lp->upper, &ust, err, errlen);
 	if (ret < 0)
 		return ret;
 	if (cfg->work)
-		ret = canon_dir("work directory", cfg->work, &lp->work, &wst, err, errlen);
+		ret = pfs_canon_dir("work directory", cfg->work, &lp->work, &wst, err, errlen);
 	else
 		ret = default_work(lp, &ust, err, errlen);
 	if (ret < 0)

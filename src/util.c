@@ -180,3 +180,33 @@ bool pfs_valid_name(const char *name)
 		return false;
 	return strcmp(name, ".") != 0 && strcmp(name, "..") != 0;
 }
+
+int pfs_canon_dir(const char *what, const char *path, char **out, struct stat *st, char *err,
+		  size_t errlen)
+{
+	char *p = realpath(path, NULL);
+	int ret;
+
+	*out = NULL;
+	if (!p) {
+		ret = -errno;
+		if (ret == -ENOENT)
+			snprintf(err, errlen, "%s %s does not exist", what, path);
+		else
+			snprintf(err, errlen, "%s %s: %s", what, path, strerror(-ret));
+		return ret;
+	}
+	if (stat(p, st) < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "%s %s: %s", what, path, strerror(-ret));
+		free(p);
+		return ret;
+	}
+	if (!S_ISDIR(st->st_mode)) {
+		snprintf(err, errlen, "%s %s is not a directory", what, path);
+		free(p);
+		return -ENOTDIR;
+	}
+	*out = p;
+	return 0;
+}

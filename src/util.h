@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #define PFS_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
@@ -44,5 +45,10 @@ void pfs_mountinfo_unescape(char *s);
 /* A single path component the kernel may send: not empty, no '/',
  * not "." or "..", at most NAME_MAX bytes. */
 bool pfs_valid_name(const char *name);
+
+/* realpath(path) of an existing directory in *out (malloc'd; NULL on
+ * failure) and its stat, or -errno with one line in err naming `what`. */
+int pfs_canon_dir(const char *what, const char *path, char **out, struct stat *st, char *err,
+		  size_t errlen);
 
 #endif
