@@ -116,6 +116,25 @@ ssize_t pfs_view_listxattr(struct pfs_fs *fs, struct pfs_node *n, char *buf, siz
 	return r < 0 ? -errno : r;
 }
 
+/* Before setting or removing *name on n: may it change, copied up first;
+ * the name as stored (a private one escaped into esc). */
+static int prepare_change(struct pfs_fs *fs, struct pfs_node *n, const char **name,
+			  char esc[XATTR_NAME_MAX + 1])
+{
+	int ret = pfs_view_writable(fs, n);
+
+	if (ret < 0 || !fs->layers)
+		return ret;
+	ret = pfs_layer_prepare_change(fs, n, -1);
+	if (ret == 0 && pfs_layer_private_xattr(fs, *name)) {
+		/* Stored escaped, as overlayfs does for nested overlays: an
+		 * ordinary attribute of the view, never bookkeeping of ours. */
+		ret = pfs_layer_escape_xattr(*name, esc, XATTR_NAME_MAX + 1);
+		*name = esc;
+	}
+	return ret;
+}
+
 int pfs_view_setxattr(struct pfs_fs *fs, struct pfs_node *n, const char *name,
 		      const char *value, size_t size, int flags)
 {
@@ -123,15 +142,7 @@ int pfs_view_setxattr(struct pfs_fs *fs, struct pfs_node *n, const char *name,
 	struct xpath x;
 	int ret;
 
-	ret = pfs_view_writable(fs, n);
-	if (ret == 0 && fs->layers)
-		ret = pfs_layer_prepare_change(fs, n, -1);
-	if (ret == 0 && fs->layers && pfs_layer_private_xattr(fs, name)) {
-		/* Stored escaped, as overlayfs does for nested overlays: an
-		 * ordinary attribute of the view, never bookkeeping of ours. */
-		ret = pfs_layer_escape_xattr(name, esc, sizeof(esc));
-		name = esc;
-	}
+	ret = prepare_change(fs, n, &name, esc);
 	if (ret < 0)
 		return ret;
 	ret = xpath_of(fs, n, &x);
@@ -151,15 +162,7 @@ int pfs_view_removexattr(struct pfs_fs *fs, struct pfs_node *n, const char *name
 	struct xpath x;
 	int ret;
 
-	ret = pfs_view_writable(fs, n);
-	if (ret == 0 && fs->layers)
-		ret = pfs_layer_prepare_change(fs, n, -1);
-	if (ret == 0 && fs->layers && pfs_layer_private_xattr(fs, name)) {
-		/* Stored escaped, as overlayfs does for nested overlays: an
-		 * ordinary attribute of the view, never bookkeeping of ours. */
-		ret = pfs_layer_escape_xattr(name, esc, sizeof(esc));
-		name = esc;
-	}
+	ret = prepare_change(fs, n, &name, esc);
 	if (ret < 0)
 		return ret;
 	ret = xpath_of(fs, n, &x);
