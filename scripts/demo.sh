@@ -65,6 +65,19 @@ step "prismfs status $mnt | grep mapping"
 step prismfs unmount "$mnt"
 
 echo
+echo "== copy-on-write: an upper directory takes every change; the source stays as it was"
+up="$demo/upper"
+rm -rf "$up" "$demo/.upper.prismfs-work"
+mkdir -p "$up"
+step prismfs mount --upper "$up" "$src" "$mnt"
+step "echo 'changed in the layer' >> $mnt/docs/hello.txt && rm $mnt/link && mkdir $mnt/scratch"
+step ls -l "$mnt" "$mnt/docs"
+step "ls -lR $up   # the upper: copied-up file, a whiteout (c 0,0), a new directory"
+step cat "$src/docs/hello.txt"
+step prismfs unmount "$mnt" --action discard
+step "ls -A $up; ls $src   # discarded: the upper is empty, the source untouched"
+
+echo
 echo "== the same tree mounted over itself (the daemon opened it before mounting)"
 step prismfs mount "$src" "$src"
 step "mv $src/docs/new.txt $src/docs/renamed.txt && ls $src/docs"
