@@ -437,8 +437,10 @@ int pfs_layer_list(struct pfs_fs *fs, struct pfs_node *n, pfs_layer_list_cb *cb,
 			if (!visible(ln, lv, i, e))
 				continue;
 			/* Upper objects may carry another number (copied up, or a
-			 * directory merged with a lower): ask as a lookup would. */
-			if (i == 0 || ln->bottom > i) {
+			 * directory merged with a lower): ask as a lookup would. A
+			 * lower entry shown is the highest of its name, which is
+			 * what a lookup keys it by: its own number. */
+			if (i == 0) {
 				int r = pfs_layer_find(fs, n, e->name, &f);
 
 				if (r == -ENOENT)

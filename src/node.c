@@ -114,37 +114,28 @@ static struct pfs_alias *alias_new(struct pfs_node *parent, const char *name)
 	return a;
 }
 
-/* n is out of the table and nothing refers to it. */
-static void release_node(struct pfs_fs *fs, struct pfs_node *n)
+/* n is out of the table and nothing refers to it. Its names let go of
+ * their parents unless the whole table is going (drop_parents false). */
+static void free_node(struct pfs_fs *fs, struct pfs_node *n, bool drop_parents)
 {
 	struct pfs_alias *a = n->alias, *next;
 
 	if (n->ln)
-		pfs_lnode_free(fs ? fs->layers : NULL, n->ln, -1);
+		pfs_lnode_free(fs->layers, n->ln, -1);
 	else
 		close(n->fd);
 	free(n);
 	for (; a; a = next) {
 		next = a->next;
-		if (fs)
+		if (drop_parents)
 			put_ref(fs, a->parent);
 		free(a);
 	}
 }
 
-static void free_node(struct pfs_fs *fs, struct pfs_node *n)
+static void release_node(struct pfs_fs *fs, struct pfs_node *n)
 {
-	if (n->ln)
-		pfs_lnode_free(fs->layers, n->ln, -1);
-	else
-		close(n->fd);
-	n->ln = NULL;
-	n->fd = -1;
-	for (struct pfs_alias *a = n->alias, *next; a; a = next) {
-		next = a->next;
-		free(a);
-	}
-	free(n);
+	free_node(fs, n, true);
 }
 
 void pfs_nodes_destroy(struct pfs_fs *fs)
@@ -161,7 +152,7 @@ void pfs_nodes_destroy(struct pfs_fs *fs)
 
 			for (; n; n = next) {
 				next = n->hnext;
-				free_node(fs, n);
+				free_node(fs, n, false);
 			}
 		}
 		free(s->buckets);
