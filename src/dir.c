@@ -1,6 +1,7 @@
 /* dir: names in the view — lookup, attributes, and everything that makes,
  * removes or moves a name. */
 #include "view.h"
+#include "shim.h"
 #include "layer.h"
 #include "util.h"
 
@@ -124,7 +125,20 @@ static int set_times(struct pfs_fs *fs, struct pfs_node *n, const struct timespe
 	return utimensat(fs->proc_fd, name, tv, 0) < 0 ? -errno : 0;
 }
 
-int pfs_view_setattr(struct pfs_fs *fs, struct pfs_node *n, struct stat *attr, int valid,
+/* Must this SETATTR clear set-ID bits? The kernel marks a truncate or chown
+ * by a caller without CAP_FSETID; a SETATTR that changes nothing is its
+ * file_remove_privs() before a write by such a caller (passthrough writes
+ * included, which the daemon never sees), and answering it with the new
+ * mode keeps the kernel's copy of the mode true. */
+static bool kills_setid(struct pfs_fs *fs, const struct fuse_ctx *ctx, int valid)
+{
+	if (!fs->killpriv_v2)
+		return false;
+	return pfs_shim_kill_suidgid() || (valid == 0 && ctx->uid != 0);
+}
+
+int pfs_view_setattr(struct pfs_fs *fs, const struct fuse_ctx *ctx, struct pfs_node *n,
+		     struct stat *attr, int valid,
 		     struct fuse_file_info *fi, struct stat *out)
 {
 	char name[24];
@@ -163,6 +177,14 @@ int pfs_view_setattr(struct pfs_fs *fs, struct pfs_node *n, struct stat *attr, i
 			ret = ftruncate(fd, attr->st_size) < 0 ? -errno : 0;
 			close(fd);
 		}
+		if (ret < 0)
+			return ret;
+	}
+	/* A truncate or chown by the caller would have cleared set-ID bits;
+	 * the daemon's own (with CAP_FSETID) does not always. */
+	if (n->type == S_IFREG && !(valid & FUSE_SET_ATTR_MODE) && kills_setid(fs, ctx, valid)) {
+		ret = has_fh ? pfs_view_kill_suidgid(fs, pfs_fh_fd(fi), false)
+			     : pfs_view_kill_suidgid(fs, n->fd, true);
 		if (ret < 0)
 			return ret;
 	}

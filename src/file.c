@@ -8,11 +8,54 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static bool writes(int flags)
 {
 	return (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
+}
+
+/* A file whose set-ID bits a write by an unprivileged caller must clear
+ * (set-group-ID only with group execute, as the kernel's FUSE rule says). */
+static mode_t setid_bits(mode_t mode)
+{
+	mode_t kill = 0;
+
+	if (!S_ISREG(mode))
+		return 0;
+	if (mode & S_ISUID)
+		kill |= S_ISUID;
+	if ((mode & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP))
+		kill |= S_ISGID;
+	return kill;
+}
+
+int pfs_view_kill_suidgid(struct pfs_fs *fs, int fd, bool opath)
+{
+	struct stat st;
+	mode_t kill;
+	char name[24];
+
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	kill = setid_bits(st.st_mode);
+	if (!kill)
+		return 0;
+	if (!opath)
+		return fchmod(fd, st.st_mode & 07777 & ~kill) < 0 ? -errno : 0;
+	pfs_store_procname(fd, name);
+	return fchmodat(fs->proc_fd, name, st.st_mode & 07777 & ~kill, 0) < 0 ? -errno : 0;
+}
+
+/* The daemon writes with CAP_FSETID, so the backing filesystem keeps set-ID
+ * bits that a write by the caller would have cleared: clear them here when
+ * the kernel says the caller could not keep them. */
+static int kill_for_caller(struct pfs_fs *fs, int fd)
+{
+	if (!fs->killpriv_v2 || !pfs_shim_kill_suidgid())
+		return 0;
+	return pfs_view_kill_suidgid(fs, fd, false);
 }
 
 /* The kernel already enforced O_DIRECT's intent (no page cache for this
@@ -94,7 +137,9 @@ int pfs_view_open(struct pfs_fs *fs, struct pfs_node *n, struct fuse_file_info *
 		return ret;
 	}
 	fi->fh = (uint64_t)fd;
-	ret = set_open_flags(fs, n, fi, fi->flags);
+	ret = (fi->flags & O_TRUNC) ? kill_for_caller(fs, fd) : 0;
+	if (ret == 0)
+		ret = set_open_flags(fs, n, fi, fi->flags);
 	if (ret < 0)
 		close(fd);
 	if (ret == -EAGAIN) /* copied up while we opened: open the copy */
@@ -162,6 +207,8 @@ int pfs_view_create(struct pfs_fs *fs, const struct fuse_ctx *ctx, struct pfs_no
 		goto out;
 	}
 	ret = drop_direct(fd, fi->flags);
+	if (ret == 0 && !created && (fi->flags & O_TRUNC))
+		ret = kill_for_caller(fs, fd);
 	if (ret == 0 && created)
 		ret = pfs_store_give(fs, ctx, pl.dirfd, pl.name, S_IFREG | mode);
 	if (ret == 0)
@@ -264,8 +311,13 @@ ssize_t pfs_view_write(struct pfs_fs *fs, struct fuse_file_info *fi, struct fuse
 {
 	struct fuse_bufvec out = FUSE_BUFVEC_INIT(fuse_buf_size(in));
 
+	ssize_t ret;
+
 	if (fs->read_only)
 		return -EROFS;
+	ret = kill_for_caller(fs, pfs_fh_fd(fi));
+	if (ret < 0)
+		return ret;
 	out.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
 	out.buf[0].fd = pfs_fh_fd(fi);
 	out.buf[0].pos = off;

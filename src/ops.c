@@ -154,7 +154,8 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int va
 	struct pfs_fs *fs = FS(req);
 	uint64_t t0 = t0_of(fs);
 	struct stat st;
-	int ret = pfs_view_setattr(fs, NODE(ino), attr, valid, fi, &st);
+	int ret = pfs_view_setattr(fs, fuse_req_ctx(req), NODE(ino), attr, valid, fi,
+				   &st);
 
 	if (t0) {
 		struct pfs_logarg a[8];

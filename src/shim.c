@@ -10,13 +10,19 @@
 #include <unistd.h>
 
 /* Kernel ABI (linux/fuse.h, protocol 7.40+); Debian 12's headers are older. */
-#define K_FUSE_INIT 26
+#define K_FUSE_SETATTR 4
 #define K_FUSE_OPEN 14
+#define K_FUSE_WRITE 16
+#define K_FUSE_INIT 26
 #define K_FUSE_CREATE 35
 #define K_FUSE_PARALLEL_DIROPS (1u << 18)
+#define K_FUSE_HANDLE_KILLPRIV_V2 (1u << 28)
 #define K_FUSE_INIT_EXT (1u << 30)
 #define K_FUSE_PASSTHROUGH_FLAGS2 (1u << 5) /* bit 37 */
 #define K_FOPEN_PASSTHROUGH (1u << 7)
+#define K_FUSE_WRITE_KILL_SUIDGID (1u << 2)  /* fuse_write_in.write_flags */
+#define K_FUSE_OPEN_KILL_SUIDGID (1u << 0)   /* fuse_open_in/fuse_create_in.open_flags */
+#define K_FATTR_KILL_SUIDGID (1u << 11)      /* fuse_setattr_in.valid */
 
 struct k_backing_map {
 	int32_t fd;
@@ -50,6 +56,23 @@ struct k_open_out {
 static _Thread_local uint64_t tl_unique;
 static _Thread_local uint32_t tl_opcode;
 static _Thread_local int tl_backing_id;
+static _Thread_local bool tl_kill_suidgid;
+
+bool pfs_shim_kill_suidgid(void)
+{
+	return tl_kill_suidgid;
+}
+
+/* The request's flag word at byte `off` of its body, if the body has it. */
+static bool body_flag(const void *buf, ssize_t n, size_t off, uint32_t bit)
+{
+	uint32_t v;
+
+	if ((size_t)n < sizeof(struct k_in_header) + off + sizeof(v))
+		return false;
+	memcpy(&v, (const char *)buf + sizeof(struct k_in_header) + off, sizeof(v));
+	return (v & bit) != 0;
+}
 
 void pfs_shim_set_backing(int backing_id)
 {
@@ -72,6 +95,24 @@ static ssize_t shim_read(int fd, void *buf, size_t len, void *userdata)
 	tl_unique = h->unique;
 	tl_opcode = h->opcode;
 	tl_backing_id = 0;
+	/* Set when the caller lacks CAP_FSETID (and, for a chown, always):
+	 * the daemon must clear set-ID bits, as the VFS would for the caller. */
+	switch (h->opcode) {
+	case K_FUSE_WRITE:
+		tl_kill_suidgid = body_flag(buf, n, 20, K_FUSE_WRITE_KILL_SUIDGID);
+		break;
+	case K_FUSE_OPEN:
+		tl_kill_suidgid = body_flag(buf, n, 4, K_FUSE_OPEN_KILL_SUIDGID);
+		break;
+	case K_FUSE_CREATE:
+		tl_kill_suidgid = body_flag(buf, n, 12, K_FUSE_OPEN_KILL_SUIDGID);
+		break;
+	case K_FUSE_SETATTR:
+		tl_kill_suidgid = body_flag(buf, n, 0, K_FATTR_KILL_SUIDGID);
+		break;
+	default:
+		tl_kill_suidgid = false;
+	}
 	if (h->opcode == K_FUSE_INIT && n >= (ssize_t)sizeof(*h) + 20) {
 		uint32_t flags, flags2;
 
@@ -79,6 +120,7 @@ static ssize_t shim_read(int fd, void *buf, size_t len, void *userdata)
 		memcpy(&flags2, (char *)buf + sizeof(*h) + 16, 4);
 		fs->kernel_passthrough = (flags & K_FUSE_INIT_EXT) &&
 					 (flags2 & K_FUSE_PASSTHROUGH_FLAGS2);
+		fs->killpriv_v2 = (flags & K_FUSE_HANDLE_KILLPRIV_V2) != 0;
 	}
 	return n;
 }
@@ -106,6 +148,11 @@ static void patch_init(struct pfs_fs *fs, struct iovec *iov, int count)
 	if (!flags)
 		return;
 	*flags |= K_FUSE_PARALLEL_DIROPS;
+	/* Without it the kernel asks for security.capability (a GETXATTR round
+	 * trip) before every write(), passthrough writes included. With it, it
+	 * asks once per attribute refresh and leaves set-ID clearing to us. */
+	if (fs->killpriv_v2)
+		*flags |= K_FUSE_HANDLE_KILLPRIV_V2;
 	if (fs->passthrough_active && flags2 && depth) {
 		*flags |= K_FUSE_INIT_EXT;
 		*flags2 |= K_FUSE_PASSTHROUGH_FLAGS2;

@@ -19,6 +19,11 @@ bool pfs_shim_kernel_offers_passthrough(struct pfs_fs *fs);
  * handled) should carry this backing id. */
 void pfs_shim_set_backing(int backing_id);
 
+/* Does the request being handled on this thread ask the daemon to clear
+ * set-ID bits (FUSE_HANDLE_KILLPRIV_V2: WRITE, OPEN/CREATE with O_TRUNC,
+ * SETATTR of size or owner)? */
+bool pfs_shim_kill_suidgid(void);
+
 /* Register fd as a passthrough backing file; returns the id or -errno. */
 int pfs_shim_backing_open(struct pfs_fs *fs, int fd);
 void pfs_shim_backing_close(struct pfs_fs *fs, int backing_id);

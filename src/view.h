@@ -86,6 +86,8 @@ struct pfs_fs {
 	int ready_fd;            /* background: tell the parent once INIT is done */
 	bool kernel_passthrough; /* the kernel's INIT offered FUSE passthrough */
 	bool passthrough_active; /* ... and this mount uses it */
+	bool killpriv_v2;        /* the daemon clears set-ID bits on write,
+				  * truncate and chown (FUSE_HANDLE_KILLPRIV_V2) */
 	int stack_depth;         /* max_stack_depth given to the kernel */
 	char data_path_reason[160];
 	unsigned long backing_open; /* backing ids held now (atomic) */
@@ -243,7 +245,8 @@ int pfs_view_lookup(struct pfs_fs *fs, struct pfs_node *parent, const char *name
 		    struct fuse_entry_param *e);
 int pfs_view_getattr(struct pfs_fs *fs, struct pfs_node *n, struct fuse_file_info *fi,
 		     struct stat *st);
-int pfs_view_setattr(struct pfs_fs *fs, struct pfs_node *n, struct stat *attr, int valid,
+int pfs_view_setattr(struct pfs_fs *fs, const struct fuse_ctx *ctx, struct pfs_node *n,
+		     struct stat *attr, int valid,
 		     struct fuse_file_info *fi, struct stat *out);
 int pfs_view_readlink(struct pfs_fs *fs, struct pfs_node *n, char *buf, size_t size);
 int pfs_view_mknod(struct pfs_fs *fs, const struct fuse_ctx *ctx, struct pfs_node *parent,
@@ -278,6 +281,9 @@ void pfs_view_read_buf(struct pfs_fs *fs, struct fuse_file_info *fi, size_t size
 		       struct fuse_bufvec *out);
 ssize_t pfs_view_read(struct pfs_fs *fs, struct fuse_file_info *fi, char *buf, size_t size,
 		      off_t off);
+/* Clear the set-ID bits an unprivileged write, truncate or chown clears;
+ * fd is an open file, or an O_PATH one when opath. 0 or -errno. */
+int pfs_view_kill_suidgid(struct pfs_fs *fs, int fd, bool opath);
 ssize_t pfs_view_write(struct pfs_fs *fs, struct fuse_file_info *fi, struct fuse_bufvec *in,
 		       off_t off);
 off_t pfs_view_lseek(struct pfs_fs *fs, off_t off, int whence, struct fuse_file_info *fi);
