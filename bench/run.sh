@@ -160,17 +160,29 @@ mkdir -p -- "$BENCH_DIR"
 BENCH_DIR=$(cd -- "$BENCH_DIR" && pwd -P)
 [[ $BENCH_DIR != / ]] || die "BENCH_DIR must not be /"
 [[ $BENCH_DIR != *[,:\ ]* ]] || die "BENCH_DIR must not contain ',' ':' or spaces (overlay mount options)"
-SRC=$BENCH_DIR/src          # the native directory; every system shows it at $MNT
-MNT=$BENCH_DIR/mnt          # mount point of the system under test
-OVL=$BENCH_DIR/ovl          # overlay upper and work dirs (same filesystem as $SRC)
-CACHE=$BENCH_DIR/cache      # prepared inputs, always read natively
+# BENCH_FS=image (default): the runs happen on a new ext4 made with mkfs's
+# defaults (journal included) in a sparse image file, loop-mounted at
+# $BENCH_DIR/fs for this run. A filesystem that has been in use carries its
+# history into the figures: ext4 without a journal (as the root filesystem
+# of these VMs) skips every inode freed in the last minutes when it
+# allocates one, reading its inode table block each time, so a create run
+# right after a delete run pays for it. BENCH_FS=host runs in $BENCH_DIR as is.
+BENCH_FS=${BENCH_FS:-image}
+BENCH_FS_SIZE=${BENCH_FS_SIZE:-16G}
+case $BENCH_FS in
+    image) FS_ROOT=$BENCH_DIR/fs; FS_IMG=$BENCH_DIR/fs.img
+           numfmt --from=iec -- "$BENCH_FS_SIZE" >/dev/null 2>&1 \
+               || die "BENCH_FS_SIZE must be a size like 16G (got '$BENCH_FS_SIZE')"
+           command -v mkfs.ext4 >/dev/null 2>&1 || die "BENCH_FS=image needs mkfs.ext4 (e2fsprogs)" ;;
+    host)  FS_ROOT=$BENCH_DIR; FS_IMG= ;;
+    *)     die "BENCH_FS must be image or host (got '$BENCH_FS')" ;;
+esac
+SRC=$FS_ROOT/src            # the native directory; every system shows it at $MNT
+MNT=$FS_ROOT/mnt            # mount point of the system under test
+OVL=$FS_ROOT/ovl            # overlay upper and work dirs (same filesystem as $SRC)
+CACHE=$FS_ROOT/cache        # prepared inputs, always read natively
 LOG=$BENCH_DIR/bench.log
 PIDFILE=$BENCH_DIR/daemon.pid
-FSTYPE=$(stat -f -c %T -- "$BENCH_DIR")
-FSDEV=$(findmnt -n -o SOURCE -T "$BENCH_DIR" 2>/dev/null || echo '?')
-case $FSTYPE in
-    tmpfs|ramfs) warn "BENCH_DIR $BENCH_DIR is on $FSTYPE; results will not reflect a disk" ;;
-esac
 command -v fstrim >/dev/null 2>&1 || BENCH_FSTRIM=0
 
 # One run per BENCH_DIR at a time. The lock fd is closed for every mount
@@ -310,7 +322,6 @@ expected_fstype() {
         *) echo 'fuse*' ;;
     esac
 }
-FSTYPE_MNT=$(findmnt -n -o FSTYPE -T "$BENCH_DIR" 2>/dev/null || echo '*')
 
 system_version() {
     case $1 in
@@ -376,6 +387,7 @@ cleanup() {
     if ! is_mounted "$MNT"; then
         rm -rf -- "$SRC/rw" "$OVL"
     fi
+    if [[ -n ${FS_IMG:-} ]] && ! is_mounted "$FS_ROOT"; then rm -f -- "$FS_IMG"; fi
     [[ -n ${MD:-} ]] && rm -f -- "$MD.head"
     exit "$rc"
 }
@@ -624,13 +636,27 @@ prepare_system() {   # fresh write areas for SYSTEM (nothing mounted)
 }
 
 # ---------------------------------------------------------------- set up --
-mkdir -p -- "$SRC" "$MNT" "$CACHE"
 : >"$LOG"
 while IFS= read -r m; do
     [[ -n $m ]] || continue
     warn "found a stale mount on $m (left by an earlier run); unmounting it"
     unmount_path "$m" || die "could not unmount stale mount on $m"
 done < <(mounts_under "$BENCH_DIR")
+if [[ $BENCH_FS == image ]]; then
+    say "making a new ext4 ($BENCH_FS_SIZE sparse image) for this run at $FS_ROOT"
+    rm -f -- "$FS_IMG"
+    mkdir -p -- "$FS_ROOT"
+    truncate -s "$BENCH_FS_SIZE" -- "$FS_IMG" || die "cannot create $FS_IMG"
+    mkfs.ext4 -q -F -- "$FS_IMG" >>"$LOG" 2>&1 || die "mkfs.ext4 $FS_IMG failed (see $LOG)"
+    mount -o loop -- "$FS_IMG" "$FS_ROOT" >>"$LOG" 2>&1 || die "cannot loop-mount $FS_IMG (see $LOG)"
+fi
+FSTYPE=$(stat -f -c %T -- "$FS_ROOT")
+FSDEV=$(findmnt -n -o SOURCE -T "$FS_ROOT" 2>/dev/null || echo '?')
+FSTYPE_MNT=$(findmnt -n -o FSTYPE -T "$FS_ROOT" 2>/dev/null || echo '*')
+case $FSTYPE in
+    tmpfs|ramfs) warn "$FS_ROOT is on $FSTYPE; results will not reflect a disk" ;;
+esac
+mkdir -p -- "$SRC" "$MNT" "$CACHE"
 rm -f -- "$PIDFILE"
 if [[ -n $(ls -A -- "$MNT") ]]; then
     die "mount point $MNT is not empty while unmounted; clean it by hand"
@@ -708,7 +734,11 @@ REV=$(git -C "$REPO_ROOT" describe --always --dirty 2>/dev/null || echo "no comm
     [[ $BENCH_SELFTEST == 1 ]] && echo "- **SELFTEST** (checks the script; sizes are tiny, the figures mean nothing)"
     [[ $BENCH_QUICK == 1 && $BENCH_SELFTEST != 1 ]] && echo "- **QUICK** run (small sizes; noisy)"
     echo "- date: $(date '+%Y-%m-%d %H:%M:%S %z'); kernel $(uname -r); $(nproc) cpus; $(awk '/^MemTotal/ { printf "%.0f GiB RAM", $2 / 1048576 }' /proc/meminfo)"
-    echo "- bench dir: $BENCH_DIR ($FSTYPE_MNT on $FSDEV, the native side); overlay upper/work in $OVL"
+    if [[ $BENCH_FS == image ]]; then
+        echo "- native side: a new ext4 (mkfs.ext4 defaults, $BENCH_FS_SIZE sparse image $FS_IMG on a loop device) at $FS_ROOT; overlay upper/work in $OVL"
+    else
+        echo "- native side: $FS_ROOT as is ($FSTYPE_MNT on $FSDEV); overlay upper/work in $OVL"
+    fi
     echo "- repo $REV; rounds $ROUNDS (median of the per-round ratios); priming $([[ $BENCH_PRIME == 1 ]] && echo on || echo off); fstrim after deletes $([[ $BENCH_FSTRIM == 1 ]] && echo on || echo off)"
     echo "- sizes: file $SIZE_H; $NFILES_H small files; tree $TAR_SOURCE ($TREE_FILES entries); random read ${RANDREAD_TIME} s per run"
     for s in "${SYSTEMS[@]}"; do
