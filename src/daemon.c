@@ -3,6 +3,7 @@
 #include "layer_life.h"
 #include "mapwatch.h"
 #include "ctl.h"
+#include "progress.h"
 #include "shim.h"
 #include "util.h"
 #include "view.h"
@@ -551,11 +552,14 @@ static int finish(const struct pfs_config *cfg, struct pfs_fs *fs,
 	enum pfs_action a = pfs_ctl_action(sv->ctl);
 	char *line = NULL;
 	uint64_t dropped;
+	int r = 0;
 
 	if (lp && sv->ran) {
 		uint64_t t0 = pfs_now_ns();
-		int r = pfs_layers_finalize(lp, a, msg, sizeof(msg));
+		bool sink = pfs_ctl_wants_progress(sv->ctl);
 
+		r = pfs_layers_finalize(lp, a, sink ? pfs_ctl_progress : NULL, sv->ctl, msg,
+					sizeof(msg));
 		record_action(cfg, fs, lp, a, r, msg, t0);
 		if (r < 0)
 			ret = 1;
@@ -787,16 +791,54 @@ static int report_end(const struct pfs_config *cfg, const char *line)
 	return code;
 }
 
+/* Connect to the daemon of mnt and register to hear its end; line gets
+ * its first answer. Returns the fd, or -errno (*why says why). */
+static int ask_wait(const char *mnt, enum pfs_action action, bool progress, char *line,
+		    size_t len, const char **why)
+{
+	char req[64];
+	int fd;
+
+	snprintf(req, sizeof(req), "wait%s%s%s\n", action != PFS_ACT_NONE ? " action=" : "",
+		 action != PFS_ACT_NONE ? pfs_action_name(action) : "",
+		 progress ? " progress" : "");
+	fd = pfs_ctl_connect(mnt, why);
+	if (fd >= 0 && (send(fd, req, strlen(req), MSG_NOSIGNAL) != (ssize_t)strlen(req) ||
+			read_line(fd, line, len, 5000) < 0)) {
+		close(fd);
+		return -EPIPE;
+	}
+	return fd;
+}
+
+/* Until the daemon's last line: draw the progress records that come
+ * before it (a commit at unmount), then leave line holding the last one.
+ * timeout_ms is for each line. Returns read_line's result. */
+static int wait_end(int fd, char *line, size_t len, int timeout_ms, struct pfs_progress *prog)
+{
+	int r;
+
+	while ((r = read_line(fd, line, len, timeout_ms)) >= 0 &&
+	       pfs_progress_decode(line, prog) == 0)
+		pfs_progress_redraw(prog);
+	pfs_progress_end(prog);
+	return r;
+}
+
 int pfs_cmd_unmount(const struct pfs_config *cfg)
 {
 	char *mnt = canonical_noleaf(cfg->mountpoint);
 	struct pfs_mntent *e = malloc(sizeof(*e));
 	const char *why = NULL;
 	static char line[3 * PATH_MAX + 128];
-	char req[64], pending[32] = "none";
+	char pending[32] = "none";
 	int fd = -1, pidfd = -1, ret = 1, r;
 	int daemon_pid = 0;
 	bool long_wait;
+	/* As the offline commit: a progress line only on a terminal, and
+	 * never from the library, which prints nothing. */
+	bool progress = isatty(STDERR_FILENO) && pfs_say_quiet_pid != getpid();
+	struct pfs_progress prog;
 
 	if (!mnt || !e) {
 		say("%s does not exist", cfg->mountpoint);
@@ -806,15 +848,13 @@ int pfs_cmd_unmount(const struct pfs_config *cfg)
 		say("%s is not a prismfs mount", cfg->mountpoint);
 		goto out;
 	}
-	if (cfg->action != PFS_ACT_NONE)
-		snprintf(req, sizeof(req), "wait action=%s\n", pfs_action_name(cfg->action));
-	else
-		snprintf(req, sizeof(req), "wait\n");
-	fd = pfs_ctl_connect(mnt, &why);
-	if (fd >= 0 && (send(fd, req, strlen(req), MSG_NOSIGNAL) != (ssize_t)strlen(req) ||
-			read_line(fd, line, sizeof(line), 5000) < 0)) {
+	pfs_progress_init(&prog, progress, stderr, "commit");
+	fd = ask_wait(mnt, cfg->action, progress, line, sizeof(line), &why);
+	if (fd >= 0 && progress && strcmp(line, "error unknown wait request") == 0) {
+		/* A daemon started before prismfs learnt to send progress:
+		 * unmount without it. */
 		close(fd);
-		fd = -1;
+		fd = ask_wait(mnt, cfg->action, false, line, sizeof(line), &why);
 	}
 	if (fd >= 0 && strncmp(line, "error ", 6) == 0) {
 		say("%s", line + 6);
@@ -847,7 +887,7 @@ int pfs_cmd_unmount(const struct pfs_config *cfg)
 	/* A commit or discard takes as long as the upper is big: wait for it
 	 * as long as the daemon lives (its end closes the socket). */
 	long_wait = strcmp(pending, "none") != 0 && strcmp(pending, "preserve") != 0;
-	r = read_line(fd, line, sizeof(line), long_wait ? -1 : 120000);
+	r = wait_end(fd, line, sizeof(line), long_wait ? -1 : 120000, &prog);
 	if (r < 0) {
 		say("unmounted %s, but its daemon did not report how it ended", cfg->mountpoint);
 		goto out;

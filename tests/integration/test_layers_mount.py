@@ -15,6 +15,8 @@ namespace or not, is unmounted in teardown, and the namespace ends with it.
 """
 import json
 import os
+import re
+import select
 import signal
 import stat
 import subprocess
@@ -394,6 +396,102 @@ def test_mount_recovers_an_interrupted_atomic_commit(workdir, lay, bg):
     assert read(os.path.join(lay.L, "edit.txt")) == "committed\n"
     assert read(os.path.join(lay.M, "edit.txt")) == "committed\n"
     assert_upper_empty(lay, "recovery at mount")
+
+
+# --------------------------------------------------------------------------
+# what prismfs unmount shows while a commit runs
+
+def run_on_a_terminal(args, timeout=120):
+    """Run prismfs with its stderr on a pseudo-terminal and its stdout on a
+    file: returns (exit status, stdout, everything the terminal received)."""
+    master, slave = os.openpty()
+    got = b""
+    with tempfile.TemporaryFile(dir=TEST_ROOT) as out:
+        try:
+            p = subprocess.Popen([PRISMFS, *args], stdin=subprocess.DEVNULL, stdout=out,
+                                 stderr=slave)
+            os.close(slave)
+            slave = -1
+            # Read until the terminal's last writer is gone (EIO on Linux):
+            # the client must never block on a full terminal.
+            while True:
+                r, _, _ = select.select([master], [], [], 1.0)
+                if not r:
+                    if p.poll() is not None:
+                        break
+                    continue
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                got += chunk
+            rc = p.wait(timeout)
+        finally:
+            os.close(master)
+            if slave >= 0:
+                os.close(slave)
+        out.seek(0)
+        return rc, out.read().decode(errors="replace"), got.decode(errors="replace")
+
+
+PROGRESS_RE = re.compile(r"prismfs: commit: (\d+)/(\d+) files, ([0-9.]+ [KMG]iB)/([0-9.]+ [KMG]iB)")
+
+
+def kib(n):
+    return "%.1f KiB" % (n / 1024)
+
+
+def many_files(lay, n, size):
+    """n new files of size bytes each, written through the mount, in a few
+    new directories (directories do not count as files in the progress)."""
+    for i in range(n):
+        write(os.path.join(lay.M, "many/d%d/f%d" % (i % 6, i)), "x" * size)
+
+
+@pytest.mark.parametrize("action", ["commit", "commit-atomic"])
+def test_unmount_commit_shows_progress_on_a_terminal(workdir, lay, mounter, action):
+    """The daemon commits after the kernel lets go; prismfs unmount draws
+    its progress (files and bytes, done and total) on its terminal, then
+    clears the line and prints the result as before."""
+    n, size = 120, 1000
+    m = mounter(lay.L, lay.M, "--upper", lay.U, env={"PRISMFS_TEST_PROGRESS_MS": "0"})
+    many_files(lay, n, size)
+    rc, out, term = run_on_a_terminal(["unmount", "--action", action, lay.M])
+    assert rc == 0, "prismfs unmount --action %s exited %d: %r" % (action, rc, term)
+    assert_one_line_stdout(subprocess.CompletedProcess([], rc, out, ""),
+                           "unmount --action " + action, "committed", lay.L)
+    shown = PROGRESS_RE.findall(term)
+    assert shown, "no progress line reached the terminal: %r" % term[:300]
+    for done, total, bdone, btotal in shown:
+        assert int(total) == n, "the progress line counts %s files, not %d: %r" % (
+            total, n, term[:300])
+        assert btotal == kib(n * size), "the progress line totals %s, not %s" % (
+            btotal, kib(n * size))
+        assert int(done) <= n
+    assert any(int(d) > 0 for d, _, _, _ in shown), "no progress was ever shown: %r" % term
+    dones = [int(d) for d, _, _, _ in shown]
+    assert dones == sorted(dones), "files done went backwards: %s" % dones
+    assert "\n" not in term.replace("\r\n", ""), "progress must stay on one line: %r" % term
+    assert term.endswith("\r\x1b[K"), "the progress line is not cleared: %r" % term[-40:]
+    assert m.wait(30) == 0
+    m.check_clean_exit()
+    assert_upper_empty(lay, "--action %s with a terminal" % action)
+    assert read(os.path.join(lay.L, "many/d0/f0")) == "x" * size
+
+
+def test_unmount_commit_no_progress_without_a_terminal(workdir, lay, mounter):
+    m = mounter(lay.L, lay.M, "--upper", lay.U, "--on-unmount", "commit",
+                env={"PRISMFS_TEST_PROGRESS_MS": "0"})
+    many_files(lay, 60, 1000)
+    res = cli("unmount", lay.M)
+    assert res.returncode == 0, res.stderr
+    assert res.stderr == "", "progress text without a terminal: %r" % res.stderr
+    assert_one_line_stdout(res, "unmount with --on-unmount commit", "committed", lay.L)
+    assert m.wait(30) == 0
+    m.check_clean_exit()
+    assert_upper_empty(lay, "--on-unmount commit")
 
 
 # --------------------------------------------------------------------------
