@@ -3,6 +3,7 @@
 #include "layer_life.h"
 #include "mapwatch.h"
 #include "ctl.h"
+#include "failrec.h"
 #include "progress.h"
 #include "shim.h"
 #include "util.h"
@@ -493,6 +494,21 @@ static int recover_source(const struct pfs_config *cfg)
 	return 0;
 }
 
+/* Once everything is checked, just before mounting: a failed unmount
+ * action of an earlier mount of this upper that nobody heard is said here,
+ * once. The library says nothing, so it leaves the record to the command. */
+static void report_failure_record(const struct pfs_layer_paths *lp)
+{
+	char line[3 * PATH_MAX + 256];
+
+	if (pfs_say_quiet_pid == getpid())
+		return;
+	/* Not say(): its buffer would cut a long error short. */
+	if (pfs_failrec_take(lp->upper, line, sizeof(line)) > 0)
+		fprintf(stderr, "prismfs: the unmount action of an earlier mount failed: %s\n",
+			line);
+}
+
 /* After check_config opened SOURCE: the paths of the layers, the work
  * directory, then the layers themselves, all before anything is mounted. */
 static int open_layers(const struct pfs_config *cfg, struct pfs_fs *fs,
@@ -542,6 +558,21 @@ static void record_action(const struct pfs_config *cfg, struct pfs_fs *fs,
 		pfs_oplog_op(fs->log, &rec);
 }
 
+/* A failed unmount action that no prismfs unmount heard: leave the record
+ * the next mount with this upper reports (failrec.h). */
+static void leave_failure_record(const struct pfs_config *cfg, struct pfs_fs *fs,
+				 const struct pfs_layer_paths *lp, const char *msg)
+{
+	int r = pfs_failrec_write(lp->upper, fs->mountpoint, msg);
+
+	if (r < 0 && !cfg->foreground)
+		syslog(LOG_DAEMON | LOG_ERR, "prismfs %s: cannot leave a record of the failure "
+		       "beside %s: %s", fs->mountpoint, lp->upper, strerror(-r));
+	else if (r < 0)
+		say("cannot leave a record of the failure beside %s: %s", lp->upper,
+		    strerror(-r));
+}
+
 /* After the session, with nothing holding files in the layers any more:
  * run the unmount action on the upper, close the op log and tell the
  * waiting clients how it all went. Returns the exit status. */
@@ -552,7 +583,7 @@ static int finish(const struct pfs_config *cfg, struct pfs_fs *fs,
 	enum pfs_action a = pfs_ctl_action(sv->ctl);
 	char *line = NULL;
 	uint64_t dropped;
-	int r = 0;
+	int r = 0, told;
 
 	if (lp && sv->ran) {
 		uint64_t t0 = pfs_now_ns();
@@ -571,6 +602,7 @@ static int finish(const struct pfs_config *cfg, struct pfs_fs *fs,
 		snprintf(msg, sizeof(msg), "the mount ended in an error, so %s did not run: the "
 			 "upper %s is kept", pfs_action_name(a), lp->upper);
 		say("%s", msg);
+		r = -EIO;
 		if (asprintf(&line, "%s failed %s", pfs_action_name(a), msg) < 0)
 			line = NULL;
 	}
@@ -580,8 +612,13 @@ static int finish(const struct pfs_config *cfg, struct pfs_fs *fs,
 		say("op log: %llu records dropped", (unsigned long long)dropped);
 	if (line)
 		line[strcspn(line, "\n")] = '\0'; /* the protocol is line based */
-	pfs_ctl_finish(sv->ctl, ret, dropped, line);
+	told = pfs_ctl_finish(sv->ctl, ret, dropped, line);
 	free(line);
+	if (lp && r < 0 && told == 0)
+		leave_failure_record(cfg, fs, lp, msg);
+	else if (lp && r == 0 && sv->ran && (a == PFS_ACT_COMMIT || a == PFS_ACT_COMMIT_ATOMIC ||
+					     a == PFS_ACT_DISCARD))
+		pfs_failrec_clear(lp->upper);
 	return ret;
 }
 
@@ -644,6 +681,8 @@ int pfs_cmd_mount(const struct pfs_config *cfg)
 	if (!se)
 		goto out;
 	fs.se = se;
+	if (lp)
+		report_failure_record(lp);
 	if (cfg->foreground) {
 		ret = serve(cfg, &fs, se, -1, lp, &sv);
 		served = true;

@@ -329,6 +329,8 @@ def test_failed_commit_keeps_the_upper(workdir, lay, mounter):
         assert "upper is kept" in err, "the daemon's stderr does not record the failure"
         assert tree(lay.U) == upper, "a failed commit changed the upper"
         assert not os.path.exists(os.path.join(lay.L, "dir/blocked.txt"))
+        assert not os.path.exists(os.path.join(lay.base, ".U.prismfs-failed")), \
+            "prismfs unmount reported the failure; no record should be left for later"
     finally:
         subprocess.run(["chattr", "-i", os.path.join(lay.L, "dir")])
     # Offline, the same commit then completes the job.
@@ -399,7 +401,8 @@ def test_mount_recovers_an_interrupted_atomic_commit(workdir, lay, bg):
 
 
 # --------------------------------------------------------------------------
-# what prismfs unmount shows while a commit runs
+# what prismfs unmount shows while a commit runs, and the record a failed
+# action leaves when nobody waited for it
 
 def run_on_a_terminal(args, timeout=120):
     """Run prismfs with its stderr on a pseudo-terminal and its stdout on a
@@ -492,6 +495,67 @@ def test_unmount_commit_no_progress_without_a_terminal(workdir, lay, mounter):
     assert m.wait(30) == 0
     m.check_clean_exit()
     assert_upper_empty(lay, "--on-unmount commit")
+
+
+def failure_record(lay):
+    return os.path.join(lay.base, ".U.prismfs-failed")
+
+
+@pytest.mark.parametrize("then", ["mount", "commit"])
+def test_failed_on_unmount_commit_leaves_a_record(workdir, lay, bg, then):
+    """A plain umount: nobody waits, the daemon is in the background (stderr
+    /dev/null). Its failed commit leaves one line beside the upper; the next
+    mount with that upper says it once and removes it, and a later commit
+    that succeeds removes it too."""
+    res = bg.mount(lay.L, lay.M, "--upper", lay.U, "--on-unmount", "commit")
+    assert res.returncode == 0, res.stderr
+    lay.change()
+    write(os.path.join(lay.M, "dir/blocked.txt"), "cannot land\n")
+    upper = tree(lay.U)
+    pid = daemon_pid(lay.M)
+    bg.remember_pid(pid)
+    locked = os.path.join(lay.L, "dir")
+    if subprocess.run(["chattr", "+i", locked], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not supported here")
+    try:
+        subprocess.run(["umount", lay.M], check=True, timeout=30)
+        assert wait_for(lambda: process_gone(pid), 30), "the daemon is still running"
+        rec = failure_record(lay)
+        assert os.path.isfile(rec), "a failed --on-unmount commit left no record beside the upper"
+        assert stat.S_IMODE(os.lstat(rec).st_mode) == 0o600
+        line = read(rec)
+        assert line.endswith("\n") and line.count("\n") == 1, "not one line: %r" % line
+        for word in (os.path.realpath(lay.M), "commit at unmount", "dir", "upper is kept"):
+            assert word in line, "the record %r does not mention %r" % (line, word)
+        assert tree(lay.U) == upper, "a failed commit changed the upper"
+        if then == "commit":
+            # Still failing: the record stays.
+            res = cli("commit", "--upper", lay.U, "--lower", lay.L)
+            assert res.returncode == 1
+            assert read(rec) == line, "a failed offline commit changed the record"
+    finally:
+        subprocess.run(["chattr", "-i", locked])
+    if then == "mount":
+        res = bg.mount(lay.L, lay.M, "--upper", lay.U)
+        assert res.returncode == 0, res.stderr
+        said = [ln for ln in stderr_lines(res.stderr) if "earlier mount failed" in ln]
+        assert said == ["prismfs: the unmount action of an earlier mount failed: "
+                        + line.rstrip("\n")], res.stderr
+        assert not os.path.exists(rec), "the record stays after it was reported"
+        assert read(os.path.join(lay.M, "dir/blocked.txt")) == "cannot land\n"
+        res = cli("unmount", lay.M)
+        assert res.returncode == 0, res.stderr
+        res = bg.mount(lay.L, lay.M, "--upper", lay.U)
+        assert res.returncode == 0, res.stderr
+        assert res.stderr == "", "the record was reported twice: %r" % res.stderr
+        assert tree(lay.U) == upper, "the upper changed"
+    else:
+        res = cli("commit", "--upper", lay.U, "--lower", lay.L, "--work", lay.default_work())
+        assert res.returncode == 0, res.stderr
+        assert not os.path.exists(rec), "a commit that succeeded left the failure record"
+        want = lay.expected_after_commit()
+        want["dir/blocked.txt"] = "cannot land\n"
+        assert tree(lay.L) == want
 
 
 # --------------------------------------------------------------------------
