@@ -17,7 +17,8 @@ const char pfs_usage[] =
 	"  unmount [--action ACTION] MOUNTPOINT\n"
 	"                                      unmount cleanly and wait for the daemon to exit;\n"
 	"                                      with an upper, then preserve, discard, commit or\n"
-	"                                      commit-atomic it (default: --on-unmount's)\n"
+	"                                      commit-atomic it (default: --on-unmount's),\n"
+	"                                      showing a long commit's progress on a terminal\n"
 	"  status [--json] MOUNTPOINT          show what a mount is doing\n"
 	"  commit --upper U --lower L [--atomic] [--work W]\n"
 	"                                      apply an overlay upper directory to its lower\n"
@@ -93,7 +94,13 @@ const char pfs_mount_usage[] =
 	"                          applies it to SOURCE in place, commit-atomic builds the\n"
 	"                          new tree beside SOURCE and swaps it in; either empties\n"
 	"                          the upper only once SOURCE is durable, and keeps it on\n"
-	"                          failure. discard empties the upper.\n"
+	"                          failure. discard empties the upper. prismfs unmount\n"
+	"                          waits for the action and reports it (with a commit's\n"
+	"                          progress on a terminal); after a plain umount a failed\n"
+	"                          action leaves one line in .NAME.prismfs-failed beside\n"
+	"                          the upper, which the next mount with it prints once\n"
+	"                          and removes (so does a later commit or discard of it\n"
+	"                          that succeeds).\n"
 	"\n"
 	"The kernel's spelling works too, also through mount(8) and /etc/fstab:\n"
 	"  -o lowerdir=L1:L2,upperdir=U,workdir=W   (SOURCE is then none, or L1)\n"
@@ -128,7 +135,9 @@ const char pfs_layers_usage[] =
 	"            atomic commit of L.\n"
 	"  --work W  the overlay work directory, emptied together with U\n"
 	"\n"
-	"With a terminal on stderr, a long commit shows its progress on one line.\n";
+	"With a terminal on stderr, a long commit shows its progress on one line.\n"
+	"A commit or discard that succeeds also removes .U.prismfs-failed, the record a\n"
+	"failed unmount action left beside U (see prismfs mount --help, --on-unmount).\n";
 
 static void seterr(char *err, size_t len, const char *fmt, ...)
 {

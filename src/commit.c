@@ -359,6 +359,7 @@ int pfs_commit(const struct pfs_commit_opts *o, char *err, size_t errlen)
 	if (ret < 0)
 		goto out;
 	pfs_progress_init(&c.prog, o->progress, stderr, "commit");
+	pfs_progress_set_sink(&c.prog, o->sink, o->sink_arg);
 	ret = pfs_commit_scan(&c);
 	if (ret < 0) {
 		append(&c, "; nothing was changed");

@@ -11,12 +11,16 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "progress.h"
+
 struct pfs_commit_opts {
 	const char *upper;
 	const char *lower;  /* the top lower: the directory the changes apply to */
 	const char *work;   /* NULL, or the overlay work directory: emptied with the upper */
 	bool atomic;        /* build the new tree beside lower and swap it in */
 	bool progress;      /* draw a progress line on stderr (pass isatty(2)) */
+	pfs_progress_sink sink; /* NULL, or where the same counts go at the same pace */
+	void *sink_arg;
 };
 
 /* Apply upper to lower so that lower becomes what the overlay showed.

@@ -1,8 +1,10 @@
 #include "commit_cmd.h"
 #include "commit.h"
+#include "failrec.h"
 
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 /* Room for a message naming a few paths. */
@@ -16,6 +18,17 @@ static int report(int ret, const char *err)
 	return 1;
 }
 
+/* U's changes are now applied or gone: a record of an unmount action that
+ * failed on it earlier (failrec.h) reports nothing true any more. */
+static void resolved(const char *upper)
+{
+	char *canon = realpath(upper, NULL);
+
+	if (canon)
+		pfs_failrec_clear(canon);
+	free(canon);
+}
+
 int pfs_cmd_commit(const struct pfs_config *cfg)
 {
 	struct pfs_commit_opts o = {
@@ -26,15 +39,21 @@ int pfs_cmd_commit(const struct pfs_config *cfg)
 		.progress = isatty(STDERR_FILENO),
 	};
 	static char err[ERRLEN];
+	int ret = pfs_commit(&o, err, sizeof(err));
 
-	return report(pfs_commit(&o, err, sizeof(err)), err);
+	if (ret == 0)
+		resolved(cfg->upper);
+	return report(ret, err);
 }
 
 int pfs_cmd_discard(const struct pfs_config *cfg)
 {
 	static char err[ERRLEN];
+	int ret = pfs_discard(cfg->upper, cfg->work, err, sizeof(err));
 
-	return report(pfs_discard(cfg->upper, cfg->work, err, sizeof(err)), err);
+	if (ret == 0)
+		resolved(cfg->upper);
+	return report(ret, err);
 }
 
 int pfs_cmd_recover(const struct pfs_config *cfg)

@@ -31,6 +31,7 @@ struct pfs_ctl {
 	struct {
 		int fd;
 		enum pfs_action asked;
+		bool progress;  /* wants progress records */
 	} waiters[MAX_WAITERS];
 	int nwaiters;
 	char path[108];
@@ -59,7 +60,7 @@ int pfs_ctl_path(unsigned maj, unsigned min, char *buf, size_t len, int make_dir
 	return 0;
 }
 
-static void write_str(int fd, const char *s)
+static int write_str(int fd, const char *s)
 {
 	size_t n = strlen(s);
 
@@ -69,11 +70,12 @@ static void write_str(int fd, const char *s)
 		if (w <= 0) {
 			if (w < 0 && errno == EINTR)
 				continue;
-			return;
+			return w < 0 ? -errno : -EPIPE;
 		}
 		s += w;
 		n -= (size_t)w;
 	}
+	return 0;
 }
 
 /* The newest waiting client's --action, or on_unmount. Only clients still
@@ -127,14 +129,36 @@ static json_t *layers_json(struct pfs_ctl *ctl)
 	return o;
 }
 
-/* "wait" or "wait action=ACTION": register fd to hear how the daemon ends.
- * Returns fd when it is not kept. */
-static int serve_wait(struct pfs_ctl *ctl, int fd, const char *arg)
+/* The words after "wait": [action=ACTION] [progress], in any order, each
+ * at most once. 0 or -EINVAL. */
+static int parse_wait(char *arg, enum pfs_action *a, bool *progress)
+{
+	bool have_action = false;
+	char *save = NULL;
+
+	for (char *w = strtok_r(arg, " ", &save); w; w = strtok_r(NULL, " ", &save)) {
+		if (strncmp(w, "action=", 7) == 0 && !have_action) {
+			if (pfs_action_parse(w + 7, a) < 0)
+				return -EINVAL;
+			have_action = true;
+		} else if (strcmp(w, "progress") == 0 && !*progress) {
+			*progress = true;
+		} else {
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+/* "wait [action=ACTION] [progress]": register fd to hear how the daemon
+ * ends. Returns fd when it is not kept. */
+static int serve_wait(struct pfs_ctl *ctl, int fd, char *arg)
 {
 	char msg[PATH_MAX + 160];
 	enum pfs_action a = PFS_ACT_NONE;
+	bool progress = false;
 
-	if (*arg && (strncmp(arg, " action=", 8) != 0 || pfs_action_parse(arg + 8, &a) < 0)) {
+	if (parse_wait(arg, &a, &progress) < 0) {
 		write_str(fd, "error unknown wait request\n");
 		return fd;
 	}
@@ -151,6 +175,7 @@ static int serve_wait(struct pfs_ctl *ctl, int fd, const char *arg)
 		return fd;
 	}
 	ctl->waiters[ctl->nwaiters].fd = fd;
+	ctl->waiters[ctl->nwaiters].progress = progress;
 	ctl->waiters[ctl->nwaiters++].asked = a; /* the newest asking wins */
 	snprintf(msg, sizeof(msg), "pid %d action %s\n", (int)getpid(),
 		 pfs_action_name(action_now(ctl)));
@@ -345,19 +370,55 @@ enum pfs_action pfs_ctl_action(const struct pfs_ctl *ctl)
 	return ctl ? action_now(ctl) : PFS_ACT_NONE;
 }
 
-void pfs_ctl_finish(struct pfs_ctl *ctl, int exit_code, uint64_t dropped,
-		    const char *action_line)
+bool pfs_ctl_wants_progress(const struct pfs_ctl *ctl)
+{
+	if (!ctl)
+		return false;
+	for (int i = 0; i < ctl->nwaiters; i++)
+		if (ctl->waiters[i].progress)
+			return true;
+	return false;
+}
+
+void pfs_ctl_progress(void *arg, const struct pfs_progress *p)
+{
+	struct pfs_ctl *ctl = arg;
+	char rec[128];
+	int n = pfs_progress_encode(p, rec, sizeof(rec));
+
+	if (n < 0)
+		return;
+	for (int i = 0; i < ctl->nwaiters; i++) {
+		ssize_t w;
+
+		if (!ctl->waiters[i].progress)
+			continue;
+		/* A commit must not wait for a client's terminal: a record
+		 * that does not fit now is dropped (the next one says more). */
+		w = send(ctl->waiters[i].fd, rec, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+		/* A record this small goes whole or not at all on a local
+		 * stream socket; should part of one ever go, the rest must
+		 * follow, or the line after it would be garbled. */
+		if (w > 0 && w < n)
+			write_str(ctl->waiters[i].fd, rec + w);
+	}
+}
+
+int pfs_ctl_finish(struct pfs_ctl *ctl, int exit_code, uint64_t dropped,
+		   const char *action_line)
 {
 	char *msg = NULL;
+	int told = 0;
 
 	if (!ctl)
-		return;
+		return 0;
 	pfs_ctl_stop(ctl);
 	if (asprintf(&msg, "exit %d dropped %llu%s%s\n", exit_code, (unsigned long long)dropped,
 		     action_line ? " action " : "", action_line ? action_line : "") < 0)
 		msg = NULL;
 	for (int i = 0; i < ctl->nwaiters; i++) {
-		write_str(ctl->waiters[i].fd, msg ? msg : "exit 1 dropped 0\n");
+		if (write_str(ctl->waiters[i].fd, msg ? msg : "exit 1 dropped 0\n") == 0)
+			told++;
 		close(ctl->waiters[i].fd);
 	}
 	free(msg);
@@ -365,6 +426,7 @@ void pfs_ctl_finish(struct pfs_ctl *ctl, int exit_code, uint64_t dropped,
 	close(ctl->stop_pipe[1]);
 	pthread_mutex_destroy(&ctl->lock);
 	free(ctl);
+	return told;
 }
 
 int pfs_ctl_connect(const char *mountpoint, const char **why)

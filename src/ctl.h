@@ -3,18 +3,25 @@
  *
  * One request line per connection:
  *   status                  -> the status as one JSON object
- *   wait [action=ACTION]    -> "pid PID action ACTION" (ACTION: what the upper
+ *   wait [action=ACTION] [progress]
+ *                           -> "pid PID action ACTION" (ACTION: what the upper
  *                              gets at unmount, "none" without layers) or
- *                              "error MESSAGE"; then, once the daemon is done:
- *                              "exit CODE dropped N[ action ACTION ok|failed MSG]"
+ *                              "error MESSAGE"; then, with progress, while a
+ *                              commit runs at unmount, any number of
+ *                              "progress FILES FILES_TOTAL BYTES BYTES_TOTAL
+ *                              SHARED" (progress.h); then, once the daemon is
+ *                              done: "exit CODE dropped N[ action ACTION
+ *                              ok|failed MSG]"
  */
 #ifndef PFS_CTL_H
 #define PFS_CTL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "cli.h"
+#include "progress.h"
 
 struct pfs_fs;
 struct pfs_ctl;
@@ -34,11 +41,17 @@ void pfs_ctl_stop(struct pfs_ctl *ctl);
 /* The action to run at unmount: the last one a client asked for, or
  * on_unmount. Only after pfs_ctl_stop. */
 enum pfs_action pfs_ctl_action(const struct pfs_ctl *ctl);
+/* Does a waiting client want progress records? Only after pfs_ctl_stop. */
+bool pfs_ctl_wants_progress(const struct pfs_ctl *ctl);
+/* pfs_progress_sink (arg: the ctl): send the counts to the waiting clients
+ * that asked for them. Never blocks: a client that does not read misses
+ * records. Only after pfs_ctl_stop. */
+void pfs_ctl_progress(void *ctl, const struct pfs_progress *p);
 /* Tell waiting clients the outcome (action_line: NULL, or one line about
  * the unmount action: "ACTION ok MSG" or "ACTION failed ERROR"), stop if
- * not stopped yet, free. */
-void pfs_ctl_finish(struct pfs_ctl *ctl, int exit_code, uint64_t dropped,
-		    const char *action_line);
+ * not stopped yet, free. Returns how many clients were told. */
+int pfs_ctl_finish(struct pfs_ctl *ctl, int exit_code, uint64_t dropped,
+		   const char *action_line);
 
 /* Client: connect to the daemon serving mountpoint (canonical path).
  * Returns a connected fd or -errno; *why explains in one line. */

@@ -3,6 +3,8 @@
 #include "layer_life.h"
 #include "mapwatch.h"
 #include "ctl.h"
+#include "failrec.h"
+#include "progress.h"
 #include "shim.h"
 #include "util.h"
 #include "view.h"
@@ -492,6 +494,21 @@ static int recover_source(const struct pfs_config *cfg)
 	return 0;
 }
 
+/* Once everything is checked, just before mounting: a failed unmount
+ * action of an earlier mount of this upper that nobody heard is said here,
+ * once. The library says nothing, so it leaves the record to the command. */
+static void report_failure_record(const struct pfs_layer_paths *lp)
+{
+	char line[3 * PATH_MAX + 256];
+
+	if (pfs_say_quiet_pid == getpid())
+		return;
+	/* Not say(): its buffer would cut a long error short. */
+	if (pfs_failrec_take(lp->upper, line, sizeof(line)) > 0)
+		fprintf(stderr, "prismfs: the unmount action of an earlier mount failed: %s\n",
+			line);
+}
+
 /* After check_config opened SOURCE: the paths of the layers, the work
  * directory, then the layers themselves, all before anything is mounted. */
 static int open_layers(const struct pfs_config *cfg, struct pfs_fs *fs,
@@ -541,6 +558,21 @@ static void record_action(const struct pfs_config *cfg, struct pfs_fs *fs,
 		pfs_oplog_op(fs->log, &rec);
 }
 
+/* A failed unmount action that no prismfs unmount heard: leave the record
+ * the next mount with this upper reports (failrec.h). */
+static void leave_failure_record(const struct pfs_config *cfg, struct pfs_fs *fs,
+				 const struct pfs_layer_paths *lp, const char *msg)
+{
+	int r = pfs_failrec_write(lp->upper, fs->mountpoint, msg);
+
+	if (r < 0 && !cfg->foreground)
+		syslog(LOG_DAEMON | LOG_ERR, "prismfs %s: cannot leave a record of the failure "
+		       "beside %s: %s", fs->mountpoint, lp->upper, strerror(-r));
+	else if (r < 0)
+		say("cannot leave a record of the failure beside %s: %s", lp->upper,
+		    strerror(-r));
+}
+
 /* After the session, with nothing holding files in the layers any more:
  * run the unmount action on the upper, close the op log and tell the
  * waiting clients how it all went. Returns the exit status. */
@@ -551,11 +583,14 @@ static int finish(const struct pfs_config *cfg, struct pfs_fs *fs,
 	enum pfs_action a = pfs_ctl_action(sv->ctl);
 	char *line = NULL;
 	uint64_t dropped;
+	int r = 0, told;
 
 	if (lp && sv->ran) {
 		uint64_t t0 = pfs_now_ns();
-		int r = pfs_layers_finalize(lp, a, msg, sizeof(msg));
+		bool sink = pfs_ctl_wants_progress(sv->ctl);
 
+		r = pfs_layers_finalize(lp, a, sink ? pfs_ctl_progress : NULL, sv->ctl, msg,
+					sizeof(msg));
 		record_action(cfg, fs, lp, a, r, msg, t0);
 		if (r < 0)
 			ret = 1;
@@ -567,6 +602,7 @@ static int finish(const struct pfs_config *cfg, struct pfs_fs *fs,
 		snprintf(msg, sizeof(msg), "the mount ended in an error, so %s did not run: the "
 			 "upper %s is kept", pfs_action_name(a), lp->upper);
 		say("%s", msg);
+		r = -EIO;
 		if (asprintf(&line, "%s failed %s", pfs_action_name(a), msg) < 0)
 			line = NULL;
 	}
@@ -576,8 +612,13 @@ static int finish(const struct pfs_config *cfg, struct pfs_fs *fs,
 		say("op log: %llu records dropped", (unsigned long long)dropped);
 	if (line)
 		line[strcspn(line, "\n")] = '\0'; /* the protocol is line based */
-	pfs_ctl_finish(sv->ctl, ret, dropped, line);
+	told = pfs_ctl_finish(sv->ctl, ret, dropped, line);
 	free(line);
+	if (lp && r < 0 && told == 0)
+		leave_failure_record(cfg, fs, lp, msg);
+	else if (lp && r == 0 && sv->ran && (a == PFS_ACT_COMMIT || a == PFS_ACT_COMMIT_ATOMIC ||
+					     a == PFS_ACT_DISCARD))
+		pfs_failrec_clear(lp->upper);
 	return ret;
 }
 
@@ -640,6 +681,8 @@ int pfs_cmd_mount(const struct pfs_config *cfg)
 	if (!se)
 		goto out;
 	fs.se = se;
+	if (lp)
+		report_failure_record(lp);
 	if (cfg->foreground) {
 		ret = serve(cfg, &fs, se, -1, lp, &sv);
 		served = true;
@@ -787,16 +830,54 @@ static int report_end(const struct pfs_config *cfg, const char *line)
 	return code;
 }
 
+/* Connect to the daemon of mnt and register to hear its end; line gets
+ * its first answer. Returns the fd, or -errno (*why says why). */
+static int ask_wait(const char *mnt, enum pfs_action action, bool progress, char *line,
+		    size_t len, const char **why)
+{
+	char req[64];
+	int fd;
+
+	snprintf(req, sizeof(req), "wait%s%s%s\n", action != PFS_ACT_NONE ? " action=" : "",
+		 action != PFS_ACT_NONE ? pfs_action_name(action) : "",
+		 progress ? " progress" : "");
+	fd = pfs_ctl_connect(mnt, why);
+	if (fd >= 0 && (send(fd, req, strlen(req), MSG_NOSIGNAL) != (ssize_t)strlen(req) ||
+			read_line(fd, line, len, 5000) < 0)) {
+		close(fd);
+		return -EPIPE;
+	}
+	return fd;
+}
+
+/* Until the daemon's last line: draw the progress records that come
+ * before it (a commit at unmount), then leave line holding the last one.
+ * timeout_ms is for each line. Returns read_line's result. */
+static int wait_end(int fd, char *line, size_t len, int timeout_ms, struct pfs_progress *prog)
+{
+	int r;
+
+	while ((r = read_line(fd, line, len, timeout_ms)) >= 0 &&
+	       pfs_progress_decode(line, prog) == 0)
+		pfs_progress_redraw(prog);
+	pfs_progress_end(prog);
+	return r;
+}
+
 int pfs_cmd_unmount(const struct pfs_config *cfg)
 {
 	char *mnt = canonical_noleaf(cfg->mountpoint);
 	struct pfs_mntent *e = malloc(sizeof(*e));
 	const char *why = NULL;
 	static char line[3 * PATH_MAX + 128];
-	char req[64], pending[32] = "none";
+	char pending[32] = "none";
 	int fd = -1, pidfd = -1, ret = 1, r;
 	int daemon_pid = 0;
 	bool long_wait;
+	/* As the offline commit: a progress line only on a terminal, and
+	 * never from the library, which prints nothing. */
+	bool progress = isatty(STDERR_FILENO) && pfs_say_quiet_pid != getpid();
+	struct pfs_progress prog;
 
 	if (!mnt || !e) {
 		say("%s does not exist", cfg->mountpoint);
@@ -806,15 +887,13 @@ int pfs_cmd_unmount(const struct pfs_config *cfg)
 		say("%s is not a prismfs mount", cfg->mountpoint);
 		goto out;
 	}
-	if (cfg->action != PFS_ACT_NONE)
-		snprintf(req, sizeof(req), "wait action=%s\n", pfs_action_name(cfg->action));
-	else
-		snprintf(req, sizeof(req), "wait\n");
-	fd = pfs_ctl_connect(mnt, &why);
-	if (fd >= 0 && (send(fd, req, strlen(req), MSG_NOSIGNAL) != (ssize_t)strlen(req) ||
-			read_line(fd, line, sizeof(line), 5000) < 0)) {
+	pfs_progress_init(&prog, progress, stderr, "commit");
+	fd = ask_wait(mnt, cfg->action, progress, line, sizeof(line), &why);
+	if (fd >= 0 && progress && strcmp(line, "error unknown wait request") == 0) {
+		/* A daemon started before prismfs learnt to send progress:
+		 * unmount without it. */
 		close(fd);
-		fd = -1;
+		fd = ask_wait(mnt, cfg->action, false, line, sizeof(line), &why);
 	}
 	if (fd >= 0 && strncmp(line, "error ", 6) == 0) {
 		say("%s", line + 6);
@@ -847,7 +926,7 @@ int pfs_cmd_unmount(const struct pfs_config *cfg)
 	/* A commit or discard takes as long as the upper is big: wait for it
 	 * as long as the daemon lives (its end closes the socket). */
 	long_wait = strcmp(pending, "none") != 0 && strcmp(pending, "preserve") != 0;
-	r = read_line(fd, line, sizeof(line), long_wait ? -1 : 120000);
+	r = wait_end(fd, line, sizeof(line), long_wait ? -1 : 120000, &prog);
 	if (r < 0) {
 		say("unmounted %s, but its daemon did not report how it ended", cfg->mountpoint);
 		goto out;

@@ -158,11 +158,11 @@ void pfs_layer_paths_free(struct pfs_layer_paths *lp)
 	memset(lp, 0, sizeof(*lp));
 }
 
-int pfs_layers_finalize(const struct pfs_layer_paths *lp, enum pfs_action action, char *msg,
-			size_t msglen)
+int pfs_layers_finalize(const struct pfs_layer_paths *lp, enum pfs_action action,
+			pfs_progress_sink sink, void *sink_arg, char *msg, size_t msglen)
 {
 	struct pfs_commit_opts o = {.upper = lp->upper, .lower = lp->lowers[0],
-				    .work = lp->work};
+				    .work = lp->work, .sink = sink, .sink_arg = sink_arg};
 	size_t n;
 	int ret;
 

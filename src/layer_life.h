@@ -13,6 +13,7 @@
 #include <stddef.h>
 
 #include "cli.h"
+#include "progress.h"
 
 /* The layers by absolute path: the daemon leaves the caller's working
  * directory when it goes to the background, and finalizes by path after
@@ -45,8 +46,9 @@ void pfs_layer_paths_free(struct pfs_layer_paths *lp);
 
 /* Run action on lp's upper. On success msg says what was done in one line
  * ("" for preserve); on failure it holds the error line. A failed commit
- * keeps the upper (pfs_commit guarantees it). */
-int pfs_layers_finalize(const struct pfs_layer_paths *lp, enum pfs_action action, char *msg,
-			size_t msglen);
+ * keeps the upper (pfs_commit guarantees it). sink (or NULL) gets a
+ * commit's progress counts as they change, paced as a progress line. */
+int pfs_layers_finalize(const struct pfs_layer_paths *lp, enum pfs_action action,
+			pfs_progress_sink sink, void *sink_arg, char *msg, size_t msglen);
 
 #endif

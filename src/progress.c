@@ -1,6 +1,8 @@
 #include "progress.h"
 #include "util.h"
 
+#include <errno.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -33,17 +35,18 @@ static void fmt_bytes(char *buf, size_t len, uint64_t b)
 		snprintf(buf, len, "%.2f GiB", (double)b / (1024 * 1024 * 1024));
 }
 
-static void draw(struct pfs_progress *p)
+void pfs_progress_set_sink(struct pfs_progress *p, pfs_progress_sink sink, void *arg)
+{
+	p->sink = sink;
+	p->sink_arg = arg;
+}
+
+void pfs_progress_redraw(struct pfs_progress *p)
 {
 	char done[32], total[32], shared[48] = "";
-	uint64_t now;
 
 	if (!p->on)
 		return;
-	now = pfs_now_ns();
-	if (now < p->next_ns)
-		return;
-	p->next_ns = now + p->interval_ns;
 	fmt_bytes(done, sizeof(done), p->bytes);
 	fmt_bytes(total, sizeof(total), p->bytes_total);
 	if (p->shared)
@@ -55,6 +58,21 @@ static void draw(struct pfs_progress *p)
 		shared);
 	fflush(p->out);
 	p->drawn = true;
+}
+
+static void draw(struct pfs_progress *p)
+{
+	uint64_t now;
+
+	if (!p->on && !p->sink)
+		return;
+	now = pfs_now_ns();
+	if (now < p->next_ns)
+		return;
+	p->next_ns = now + p->interval_ns;
+	if (p->sink)
+		p->sink(p->sink_arg, p);
+	pfs_progress_redraw(p);
 }
 
 void pfs_progress_bytes(struct pfs_progress *p, uint64_t n)
@@ -89,4 +107,42 @@ void pfs_progress_end(struct pfs_progress *p)
 		fflush(p->out);
 	}
 	p->drawn = false;
+}
+
+int pfs_progress_encode(const struct pfs_progress *p, char *buf, size_t len)
+{
+	int n = snprintf(buf, len, "progress %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64
+			 " %" PRIu64 "\n", p->files, p->files_total, p->bytes, p->bytes_total,
+			 p->shared);
+
+	return n < 0 || (size_t)n >= len ? -ENOSPC : n;
+}
+
+int pfs_progress_decode(const char *line, struct pfs_progress *p)
+{
+	uint64_t v[5];
+	const char *s;
+	char *end;
+
+	if (strncmp(line, "progress", 8) != 0)
+		return -EINVAL;
+	s = line + 8;
+	/* strtoull alone would take signs and blanks it should not. */
+	for (int i = 0; i < 5; i++) {
+		if (s[0] != ' ' || s[1] < '0' || s[1] > '9')
+			return -EINVAL;
+		errno = 0;
+		v[i] = strtoull(s + 1, &end, 10);
+		if (errno)
+			return -EINVAL;
+		s = end;
+	}
+	if (*s)
+		return -EINVAL;
+	p->files = v[0];
+	p->files_total = v[1];
+	p->bytes = v[2];
+	p->bytes_total = v[3];
+	p->shared = v[4];
+	return 0;
 }

@@ -15,6 +15,8 @@ namespace or not, is unmounted in teardown, and the namespace ends with it.
 """
 import json
 import os
+import re
+import select
 import signal
 import stat
 import subprocess
@@ -327,6 +329,8 @@ def test_failed_commit_keeps_the_upper(workdir, lay, mounter):
         assert "upper is kept" in err, "the daemon's stderr does not record the failure"
         assert tree(lay.U) == upper, "a failed commit changed the upper"
         assert not os.path.exists(os.path.join(lay.L, "dir/blocked.txt"))
+        assert not os.path.exists(os.path.join(lay.base, ".U.prismfs-failed")), \
+            "prismfs unmount reported the failure; no record should be left for later"
     finally:
         subprocess.run(["chattr", "-i", os.path.join(lay.L, "dir")])
     # Offline, the same commit then completes the job.
@@ -394,6 +398,164 @@ def test_mount_recovers_an_interrupted_atomic_commit(workdir, lay, bg):
     assert read(os.path.join(lay.L, "edit.txt")) == "committed\n"
     assert read(os.path.join(lay.M, "edit.txt")) == "committed\n"
     assert_upper_empty(lay, "recovery at mount")
+
+
+# --------------------------------------------------------------------------
+# what prismfs unmount shows while a commit runs, and the record a failed
+# action leaves when nobody waited for it
+
+def run_on_a_terminal(args, timeout=120):
+    """Run prismfs with its stderr on a pseudo-terminal and its stdout on a
+    file: returns (exit status, stdout, everything the terminal received)."""
+    master, slave = os.openpty()
+    got = b""
+    with tempfile.TemporaryFile(dir=TEST_ROOT) as out:
+        try:
+            p = subprocess.Popen([PRISMFS, *args], stdin=subprocess.DEVNULL, stdout=out,
+                                 stderr=slave)
+            os.close(slave)
+            slave = -1
+            # Read until the terminal's last writer is gone (EIO on Linux):
+            # the client must never block on a full terminal.
+            while True:
+                r, _, _ = select.select([master], [], [], 1.0)
+                if not r:
+                    if p.poll() is not None:
+                        break
+                    continue
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                got += chunk
+            rc = p.wait(timeout)
+        finally:
+            os.close(master)
+            if slave >= 0:
+                os.close(slave)
+        out.seek(0)
+        return rc, out.read().decode(errors="replace"), got.decode(errors="replace")
+
+
+PROGRESS_RE = re.compile(r"prismfs: commit: (\d+)/(\d+) files, ([0-9.]+ [KMG]iB)/([0-9.]+ [KMG]iB)")
+
+
+def kib(n):
+    return "%.1f KiB" % (n / 1024)
+
+
+def many_files(lay, n, size):
+    """n new files of size bytes each, written through the mount, in a few
+    new directories (directories do not count as files in the progress)."""
+    for i in range(n):
+        write(os.path.join(lay.M, "many/d%d/f%d" % (i % 6, i)), "x" * size)
+
+
+@pytest.mark.parametrize("action", ["commit", "commit-atomic"])
+def test_unmount_commit_shows_progress_on_a_terminal(workdir, lay, mounter, action):
+    """The daemon commits after the kernel lets go; prismfs unmount draws
+    its progress (files and bytes, done and total) on its terminal, then
+    clears the line and prints the result as before."""
+    n, size = 120, 1000
+    m = mounter(lay.L, lay.M, "--upper", lay.U, env={"PRISMFS_TEST_PROGRESS_MS": "0"})
+    many_files(lay, n, size)
+    rc, out, term = run_on_a_terminal(["unmount", "--action", action, lay.M])
+    assert rc == 0, "prismfs unmount --action %s exited %d: %r" % (action, rc, term)
+    assert_one_line_stdout(subprocess.CompletedProcess([], rc, out, ""),
+                           "unmount --action " + action, "committed", lay.L)
+    shown = PROGRESS_RE.findall(term)
+    assert shown, "no progress line reached the terminal: %r" % term[:300]
+    for done, total, bdone, btotal in shown:
+        assert int(total) == n, "the progress line counts %s files, not %d: %r" % (
+            total, n, term[:300])
+        assert btotal == kib(n * size), "the progress line totals %s, not %s" % (
+            btotal, kib(n * size))
+        assert int(done) <= n
+    assert any(int(d) > 0 for d, _, _, _ in shown), "no progress was ever shown: %r" % term
+    dones = [int(d) for d, _, _, _ in shown]
+    assert dones == sorted(dones), "files done went backwards: %s" % dones
+    assert "\n" not in term.replace("\r\n", ""), "progress must stay on one line: %r" % term
+    assert term.endswith("\r\x1b[K"), "the progress line is not cleared: %r" % term[-40:]
+    assert m.wait(30) == 0
+    m.check_clean_exit()
+    assert_upper_empty(lay, "--action %s with a terminal" % action)
+    assert read(os.path.join(lay.L, "many/d0/f0")) == "x" * size
+
+
+def test_unmount_commit_no_progress_without_a_terminal(workdir, lay, mounter):
+    m = mounter(lay.L, lay.M, "--upper", lay.U, "--on-unmount", "commit",
+                env={"PRISMFS_TEST_PROGRESS_MS": "0"})
+    many_files(lay, 60, 1000)
+    res = cli("unmount", lay.M)
+    assert res.returncode == 0, res.stderr
+    assert res.stderr == "", "progress text without a terminal: %r" % res.stderr
+    assert_one_line_stdout(res, "unmount with --on-unmount commit", "committed", lay.L)
+    assert m.wait(30) == 0
+    m.check_clean_exit()
+    assert_upper_empty(lay, "--on-unmount commit")
+
+
+def failure_record(lay):
+    return os.path.join(lay.base, ".U.prismfs-failed")
+
+
+@pytest.mark.parametrize("then", ["mount", "commit"])
+def test_failed_on_unmount_commit_leaves_a_record(workdir, lay, bg, then):
+    """A plain umount: nobody waits, the daemon is in the background (stderr
+    /dev/null). Its failed commit leaves one line beside the upper; the next
+    mount with that upper says it once and removes it, and a later commit
+    that succeeds removes it too."""
+    res = bg.mount(lay.L, lay.M, "--upper", lay.U, "--on-unmount", "commit")
+    assert res.returncode == 0, res.stderr
+    lay.change()
+    write(os.path.join(lay.M, "dir/blocked.txt"), "cannot land\n")
+    upper = tree(lay.U)
+    pid = daemon_pid(lay.M)
+    bg.remember_pid(pid)
+    locked = os.path.join(lay.L, "dir")
+    if subprocess.run(["chattr", "+i", locked], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not supported here")
+    try:
+        subprocess.run(["umount", lay.M], check=True, timeout=30)
+        assert wait_for(lambda: process_gone(pid), 30), "the daemon is still running"
+        rec = failure_record(lay)
+        assert os.path.isfile(rec), "a failed --on-unmount commit left no record beside the upper"
+        assert stat.S_IMODE(os.lstat(rec).st_mode) == 0o600
+        line = read(rec)
+        assert line.endswith("\n") and line.count("\n") == 1, "not one line: %r" % line
+        for word in (os.path.realpath(lay.M), "commit at unmount", "dir", "upper is kept"):
+            assert word in line, "the record %r does not mention %r" % (line, word)
+        assert tree(lay.U) == upper, "a failed commit changed the upper"
+        if then == "commit":
+            # Still failing: the record stays.
+            res = cli("commit", "--upper", lay.U, "--lower", lay.L)
+            assert res.returncode == 1
+            assert read(rec) == line, "a failed offline commit changed the record"
+    finally:
+        subprocess.run(["chattr", "-i", locked])
+    if then == "mount":
+        res = bg.mount(lay.L, lay.M, "--upper", lay.U)
+        assert res.returncode == 0, res.stderr
+        said = [ln for ln in stderr_lines(res.stderr) if "earlier mount failed" in ln]
+        assert said == ["prismfs: the unmount action of an earlier mount failed: "
+                        + line.rstrip("\n")], res.stderr
+        assert not os.path.exists(rec), "the record stays after it was reported"
+        assert read(os.path.join(lay.M, "dir/blocked.txt")) == "cannot land\n"
+        res = cli("unmount", lay.M)
+        assert res.returncode == 0, res.stderr
+        res = bg.mount(lay.L, lay.M, "--upper", lay.U)
+        assert res.returncode == 0, res.stderr
+        assert res.stderr == "", "the record was reported twice: %r" % res.stderr
+        assert tree(lay.U) == upper, "the upper changed"
+    else:
+        res = cli("commit", "--upper", lay.U, "--lower", lay.L, "--work", lay.default_work())
+        assert res.returncode == 0, res.stderr
+        assert not os.path.exists(rec), "a commit that succeeded left the failure record"
+        want = lay.expected_after_commit()
+        want["dir/blocked.txt"] = "cannot land\n"
+        assert tree(lay.L) == want
 
 
 # --------------------------------------------------------------------------
