@@ -3,6 +3,7 @@
 #include "layer_life.h"
 #include "mapwatch.h"
 #include "ctl.h"
+#include "loop.h"
 #include "failrec.h"
 #include "progress.h"
 #include "shim.h"
@@ -399,7 +400,6 @@ static int serve(const struct pfs_config *cfg, struct pfs_fs *fs, struct fuse_se
 {
 	struct pfs_mntent *e = malloc(sizeof(*e));
 	struct pfs_ctl *ctl = NULL;
-	struct fuse_loop_config *lc = NULL;
 	char sock[108];
 	int ret = 1, loop;
 
@@ -449,13 +449,7 @@ static int serve(const struct pfs_config *cfg, struct pfs_fs *fs, struct fuse_se
 		}
 	}
 	fuse_log_to_stderr = 1;
-	lc = fuse_loop_cfg_create();
-	if (!lc)
-		goto out_unmount;
-	fuse_loop_cfg_set_max_threads(lc, (unsigned)cfg->threads);
-	fuse_loop_cfg_set_clone_fd(lc, 0);
-	loop = fuse_session_loop_mt(se, lc);
-	fuse_loop_cfg_destroy(lc);
+	loop = pfs_loop_run(se, (unsigned)cfg->threads);
 	/* A signal (>0) or the kernel ending the connection are clean ends. */
 	ret = loop < 0 || fs->init_failed ? 1 : 0;
 	if (loop < 0)
