@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "fcopy.h"
+#include "layermap.h"
 #include "meta.h"
 #include "rmtree.h"
 
@@ -117,7 +118,11 @@ int pfs_layer_node_name(struct pfs_fs *fs, struct pfs_node *n, int *dirfd, char 
 	int ret = -ENOENT;
 
 	pthread_rwlock_rdlock(&fs->names_lock);
-	if (n->alias && n->ln && n->alias->parent->ln && strlen(n->alias->name) < len) {
+	if (n->ln && n->ln->top && n->ln->sdir >= 0 && strlen(n->ln->sname) < len) {
+		*dirfd = n->ln->sdir; /* where the table put it */
+		strcpy(name, n->ln->sname);
+		ret = 0;
+	} else if (n->alias && n->ln && n->alias->parent->ln && strlen(n->alias->name) < len) {
 		*dirfd = n->alias->parent->ln->fd[n->ln->top];
 		strcpy(name, n->alias->name);
 		ret = *dirfd >= 0 ? 0 : -ENOENT;
@@ -126,16 +131,41 @@ int pfs_layer_node_name(struct pfs_fs *fs, struct pfs_node *n, int *dirfd, char 
 	return ret;
 }
 
+/* A synthetic directory of the mapping table as tmp in work: made as the
+ * view shows it (pfs_lmap_syn_attr), so the copy-up changes nothing seen. */
+static int make_synthetic(struct pfs_fs *fs, struct pfs_node *n, const char *tmp)
+{
+	int wd = fs->layers->work_fd, ret = 0;
+	struct stat st;
+
+	pfs_lmap_syn_attr(fs, n->ino, &st);
+	if (mkdirat(wd, tmp, st.st_mode & 07777) < 0)
+		return -errno;
+	if (fchownat(wd, tmp, st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW) < 0 ||
+	    fchmodat(wd, tmp, st.st_mode & 07777, 0) < 0)
+		ret = -errno;
+	if (ret == 0)
+		ret = pfs_meta_times(pfs_ref_at(wd, tmp), &st);
+	if (ret < 0)
+		unlinkat(wd, tmp, AT_REMOVEDIR);
+	return ret;
+}
+
 static int copy_up_one(struct pfs_fs *fs, struct pfs_node *n, struct pfs_node *parent,
 		       const char *name, bool no_data)
 {
 	struct pfs_layers *L = fs->layers;
 	int t = n->ln->top, ud = parent->ln->fd[0], ldir = parent->ln->fd[t], fd, ret;
+	bool syn = t == 1 && n->ln->syn, split;
+	const char *lname = name;
 	struct stat st, pst;
 	char tmp[32], pp[32];
-	bool split;
 
-	if (ud < 0 || ldir < 0)
+	if (n->ln->sdir >= 0) { /* the table put it elsewhere than its parent's part */
+		ldir = n->ln->sdir;
+		lname = n->ln->sname;
+	}
+	if (ud < 0 || (ldir < 0 && !syn))
 		return -ESTALE;
 	if (fstatat(n->fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0 ||
 	    fstatat(ud, "", &pst, AT_EMPTY_PATH) < 0)
@@ -145,11 +175,12 @@ static int copy_up_one(struct pfs_fs *fs, struct pfs_node *n, struct pfs_node *p
 	 * own number, and the other names keep the lower one. */
 	split = !S_ISDIR(st.st_mode) && st.st_nlink > 1;
 	pfs_layer_tmpname(L, tmp);
-	ret = make_copy(fs, ldir, name, n->fd, &st, tmp, no_data);
+	ret = syn ? make_synthetic(fs, n, tmp)
+		  : make_copy(fs, ldir, lname, n->fd, &st, tmp, no_data);
 	if (ret < 0)
 		return ret;
 	if (!S_ISDIR(st.st_mode) && !split)
-		pfs_layer_set_origin(fs, L->work_fd, tmp, t, n->ino);
+		pfs_layer_set_origin(fs, L->work_fd, tmp, t, n->dev, n->ino);
 	if (renameat2(L->work_fd, tmp, ud, name, RENAME_NOREPLACE) < 0) {
 		ret = -errno;
 		pfs_rmtree_at(L->work_fd, tmp, NULL, 0);

@@ -88,11 +88,11 @@ int pfs_view_getattr(struct pfs_fs *fs, struct pfs_node *n, struct fuse_file_inf
 {
 	int ret;
 
-	if (pfs_node_synthetic(n)) {
+	if (pfs_node_synthetic(n) && !fs->layers) {
 		ret = 0;
 	} else if (fi && n->type == S_IFREG) {
 		ret = fstat(pfs_fh_fd(fi), st) < 0 ? -errno : 0;
-	} else if (n == fs->root && fs->watch) {
+	} else if (n == fs->root && fs->watch && !fs->layers) {
 		int fd = pfs_view_root_target(fs, O_PATH);
 
 		if (fd >= 0) {
@@ -461,8 +461,8 @@ int pfs_view_access(struct pfs_fs *fs, struct pfs_node *n, int mask)
 		if (ret < 0)
 			return ret;
 	}
-	if (pfs_node_synthetic(n))
-		return 0; /* r-x for all, and W_OK was refused above */
+	if (pfs_node_synthetic(n) && !(fs->layers && n->ln && n->ln->top == 0))
+		return 0; /* r-x for all; W_OK was refused above (or copies it up) */
 	/* A lower object is copied up before it changes: write access is
 	 * decided by what the upper copy will allow, read access stands in. */
 	if (fs->layers && n->ln && n->ln->top != 0 && (mask & W_OK) && n->type != S_IFCHR &&

@@ -20,18 +20,24 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include "layermap.h"
 #include "ovlfmt.h"
+#include "util.h"
 #include "walk.h"
 
 #define ORIGIN_KEY "prismfs.origin"
 
 /* What prismfs records on an object it copied up: the layer and inode
- * number it came from, so the view keeps showing that number. */
+ * number it came from, so the view keeps showing that number. An object a
+ * mapping table brought from another filesystem also records that
+ * filesystem (the longer form; the short one means the layer's own). */
 struct origin {
 	uint32_t layer;
 	uint32_t pad;
 	uint64_t ino;
+	uint64_t dev;
 };
+#define ORIGIN_SHORT offsetof(struct origin, dev)
 
 static void seterr(char *err, size_t len, const char *fmt, const char *a, const char *b)
 {
@@ -54,6 +60,9 @@ void pfs_lnode_free(struct pfs_layers *L, struct pfs_lnode *ln, int keep)
 	for (size_t i = 0; L && i < L->n; i++)
 		if (ln->fd[i] >= 0 && ln->fd[i] != keep)
 			close(ln->fd[i]);
+	if (ln->sdir >= 0)
+		close(ln->sdir);
+	free(ln->sname);
 	free(ln->opens);
 	free(ln);
 }
@@ -65,6 +74,9 @@ struct pfs_lnode *pfs_lnode_new(struct pfs_layers *L)
 	if (!ln)
 		return NULL;
 	ln->top = ln->bottom = 0;
+	ln->syn = false;
+	ln->sdir = -1;
+	ln->sname = NULL;
 	ln->nopens = ln->aopens = 0;
 	ln->opens = NULL;
 	ln->cached = 0;
@@ -141,17 +153,23 @@ bool pfs_layer_unescape_xattr(struct pfs_fs *fs, const char *stored, char *buf, 
 ino_t pfs_layer_ino(struct pfs_fs *fs, dev_t kdev, ino_t kino)
 {
 	struct pfs_layers *L = fs->layers;
+	char buf[24];
 
 	/* Layers on several filesystems: objects of each filesystem but the
 	 * upper's get a tag in the high bits (overlayfs's xino), so numbers
 	 * stay apart. */
-	if (L->onedev)
+	if (L->onedev && kdev == L->dev[0])
 		return kino;
 	for (size_t i = 0; i < L->n; i++)
 		if (L->dev[i] == kdev)
 			return L->fsid[i] ? (kino & ((1ull << 56) - 1)) | (uint64_t)L->fsid[i] << 56
 					  : kino;
-	return kino;
+	/* No layer's: synthetic (0), or where a mapping table's target lies
+	 * (tagged apart from the layers' tags, 1..199, as a mapped mount does). */
+	if (kdev == 0 || (kino >> 56))
+		return kino;
+	snprintf(buf, sizeof(buf), "%llx", (unsigned long long)kdev);
+	return kino | (uint64_t)(200 + pfs_map_hash(buf) % 55) << 56;
 }
 
 static bool is_whiteout(const struct stat *st)
@@ -190,22 +208,24 @@ static bool is_opaque(struct pfs_fs *fs, int dirfd, const char *name, int fd)
 static void upper_key(struct pfs_fs *fs, int dirfd, const char *name, struct pfs_lfound *f)
 {
 	struct origin o;
+	ssize_t len = pfs_layer_getx(fs, dirfd, name, ORIGIN_KEY, (char *)&o, sizeof(o));
 
 	f->kdev = f->st.st_dev;
 	f->kino = f->st.st_ino;
-	if (pfs_layer_getx(fs, dirfd, name, ORIGIN_KEY, (char *)&o, sizeof(o)) ==
-		    (ssize_t)sizeof(o) &&
-	    o.layer > 0 && o.layer < fs->layers->n) {
-		f->kdev = fs->layers->dev[o.layer];
+	if ((len == (ssize_t)ORIGIN_SHORT || len == (ssize_t)sizeof(o)) && o.layer > 0 &&
+	    o.layer < fs->layers->n) {
+		f->kdev = len == (ssize_t)sizeof(o) ? (dev_t)o.dev : fs->layers->dev[o.layer];
 		f->kino = (ino_t)o.ino;
 	}
 }
 
-int pfs_layer_set_origin(struct pfs_fs *fs, int dirfd, const char *name, int layer, ino_t ino)
+int pfs_layer_set_origin(struct pfs_fs *fs, int dirfd, const char *name, int layer, dev_t dev,
+			 ino_t ino)
 {
-	struct origin o = {.layer = (uint32_t)layer, .ino = ino};
+	struct origin o = {.layer = (uint32_t)layer, .ino = ino, .dev = dev};
+	bool own = dev == fs->layers->dev[layer];
 
-	return pfs_layer_setx(fs, dirfd, name, ORIGIN_KEY, &o, sizeof(o));
+	return pfs_layer_setx(fs, dirfd, name, ORIGIN_KEY, &o, own ? ORIGIN_SHORT : sizeof(o));
 }
 
 void pfs_lfound_put(struct pfs_fs *fs, struct pfs_lfound *f)
@@ -214,41 +234,171 @@ void pfs_lfound_put(struct pfs_fs *fs, struct pfs_lfound *f)
 		pfs_lnode_free(fs->layers, f->ln, -1);
 	else if (f->fd >= 0)
 		close(f->fd);
+	if (f->sdir >= 0)
+		close(f->sdir);
+	free(f->sname);
 	f->ln = NULL;
 	f->fd = -1;
+	f->sdir = -1;
+	f->sname = NULL;
+}
+
+int pfs_layer_ldir_get(struct pfs_fs *fs, struct pfs_node *n, struct pfs_ldir *d)
+{
+	memset(d, 0, sizeof(*d));
+	d->ln = n->ln;
+	d->ctx = n->ctx;
+	d->root = n == fs->root;
+	d->map = pfs_view_map(fs);
+	if (!d->map)
+		return 0;
+	d->vpath = pfs_node_path(fs, n, NULL);
+	return d->vpath ? 0 : -ENOMEM;
+}
+
+void pfs_layer_ldir_put(struct pfs_ldir *d)
+{
+	pfs_map_unref(d->map);
+	free(d->vpath);
+	d->map = NULL;
+	d->vpath = NULL;
+}
+
+/* The node key of a synthetic directory (the view's number for it). */
+static void syn_key(const struct pfs_lsrc *src, struct pfs_lfound *f)
+{
+	f->kdev = 0;
+	f->kino = pfs_view_synthetic_ino(src->pl.vpath);
+	f->ctx = pfs_map_hash(src->pl.vpath);
+}
+
+/* SOURCE has nothing at the name, but the table has names below it: a
+ * synthetic directory, shown (nothing above) or merged under an upper one. */
+static int found_synthetic(struct pfs_fs *fs, const struct pfs_lsrc *src,
+			   struct pfs_lfound *f, bool *merging, bool *keyed, int pbottom)
+{
+	int fd = fcntl(fs->empty_fd, F_DUPFD_CLOEXEC, 0);
+
+	if (fd < 0)
+		return -errno;
+	if (f->layer < 0) {
+		f->ln = pfs_lnode_new(fs->layers);
+		if (!f->ln) {
+			close(fd);
+			return -ENOMEM;
+		}
+		f->layer = 1;
+		f->fd = fd;
+		f->ln->top = 1;
+		syn_key(src, f);
+		pfs_lmap_syn_attr(fs, f->kino, &f->st);
+	} else {
+		syn_key(src, f); /* an upper directory over it is known by it */
+	}
+	*keyed = true;
+	f->below = true;
+	f->ln->fd[1] = fd;
+	f->ln->bottom = 1;
+	f->ln->syn = true;
+	*merging = 1 < pbottom;
+	return 0;
+}
+
+/* The object of layer 1 shown was put where it is by the table: keep its
+ * place for a copy-up (its parent's part of SOURCE does not hold it). */
+static int keep_place(struct pfs_lsrc *src, const char *name, struct pfs_lfound *f)
+{
+	if (src->pl.own_fd < 0 && strcmp(src->pl.name, name) == 0)
+		return 0;
+	f->sname = strdup(src->pl.name);
+	if (!f->sname)
+		return -ENOMEM;
+	if (src->pl.own_fd >= 0) {
+		f->sdir = src->pl.own_fd;
+		src->pl.own_fd = -1; /* now f's */
+	} else {
+		f->sdir = fcntl(src->pl.dirfd, F_DUPFD_CLOEXEC, 0);
+		if (f->sdir < 0)
+			return -errno;
+	}
+	return 0;
 }
 
 int pfs_layer_find(struct pfs_fs *fs, struct pfs_node *parent, const char *name,
 		   struct pfs_lfound *f)
 {
-	struct pfs_layers *L = fs->layers;
-	const struct pfs_lnode *pl = parent->ln;
-	bool merging = false, keyed = false;
-	int ret = 0;
+	struct pfs_ldir d;
+	int ret;
 
 	memset(f, 0, sizeof(*f));
 	f->layer = -1;
-	f->fd = -1;
-	if (!pl)
+	f->fd = f->sdir = -1;
+	if (!parent->ln)
 		return -ENOENT; /* a node from before a retire or without layers */
+	ret = pfs_layer_ldir_get(fs, parent, &d);
+	if (ret == 0)
+		ret = pfs_layer_find_in(fs, &d, name, f);
+	pfs_layer_ldir_put(&d);
+	return ret;
+}
+
+int pfs_layer_find_in(struct pfs_fs *fs, const struct pfs_ldir *dir, const char *name,
+		      struct pfs_lfound *f)
+{
+	struct pfs_layers *L = fs->layers;
+	const struct pfs_lnode *pl = dir->ln;
+	struct pfs_lsrc src = {.pl = {.own_fd = -1}};
+	bool merging = false, keyed = false;
+	int last = pl ? pl->bottom : -1, ret = 0;
+
+	memset(f, 0, sizeof(*f));
+	f->layer = -1;
+	f->fd = f->sdir = -1;
+	if (!pl)
+		return -ENOENT;
 	if (strncmp(name, PFS_OVL_WH_PREFIX, 4) == 0)
 		return -ENOENT; /* whiteouts and markers are never names of the view */
-	for (int i = pl->top; i <= pl->bottom; i++) {
+	if (dir->map) {
+		ret = pfs_lmap_source(fs, dir, name, &src);
+		if (ret < 0)
+			goto err;
+		f->ctx = src.pl.ctx;
+		if (src.hidden)
+			last = 0; /* the user's own entries still show */
+	}
+	for (int i = pl->top; i <= last; i++) {
 		int d = __atomic_load_n(&pl->fd[i], __ATOMIC_ACQUIRE);
+		const char *nm = name;
 		struct stat st;
 
-		if (d < 0)
-			continue;
-		if (fstatat(d, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+		if (i == 1 && dir->map) { /* SOURCE: where the table says */
+			d = src.use ? src.pl.dirfd : -1;
+			nm = src.pl.name;
+		}
+		if (d >= 0 && fstatat(d, nm, &st, AT_SYMLINK_NOFOLLOW) < 0) {
 			if (errno != ENOENT && errno != ENOTDIR) {
 				ret = -errno;
 				goto err;
 			}
-			if (has_wh_file(d, name)) {
+			if (has_wh_file(d, nm)) {
 				if (i == 0)
 					f->upper_wh = f->upper_wh_file = true;
 				break;
 			}
+			d = -1;
+		}
+		if (d < 0) {
+			if (!(i == 1 && dir->map && src.use && src.syn_ok))
+				continue;
+			if (f->layer >= 0 && !merging) {
+				f->below = true; /* under an upper non-directory */
+				break;
+			}
+			ret = found_synthetic(fs, &src, f, &merging, &keyed, pl->bottom);
+			if (ret < 0)
+				goto err;
+			if (!merging)
+				break;
 			continue;
 		}
 		if (is_whiteout(&st)) {
@@ -257,7 +407,7 @@ int pfs_layer_find(struct pfs_fs *fs, struct pfs_node *parent, const char *name,
 			break;
 		}
 		if (f->layer < 0) {
-			int fd = openat(d, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+			int fd = openat(d, nm, O_PATH | O_NOFOLLOW | O_CLOEXEC);
 
 			if (fd < 0) {
 				ret = -errno;
@@ -267,6 +417,11 @@ int pfs_layer_find(struct pfs_fs *fs, struct pfs_node *parent, const char *name,
 			f->fd = fd;
 			f->st = st;
 			f->below = i > 0;
+			if (i == 1 && dir->map) {
+				ret = keep_place(&src, name, f);
+				if (ret < 0)
+					goto err;
+			}
 			if (S_ISDIR(st.st_mode)) {
 				f->ln = pfs_lnode_new(L);
 				if (!f->ln) {
@@ -277,15 +432,15 @@ int pfs_layer_find(struct pfs_fs *fs, struct pfs_node *parent, const char *name,
 				f->ln->fd[i] = fd;
 				/* A `.wh.NAME` beside a real directory makes it a
 				 * replacement, not a merge (as an opaque one). */
-				merging = i < pl->bottom && !is_opaque(fs, d, name, fd) &&
-					  !has_wh_file(d, name);
+				merging = i < pl->bottom && !is_opaque(fs, d, nm, fd) &&
+					  !has_wh_file(d, nm);
 				if (i > 0) {
 					f->kdev = st.st_dev;
 					f->kino = st.st_ino;
 					keyed = true;
 				}
 			} else if (i == 0) {
-				upper_key(fs, d, name, f);
+				upper_key(fs, d, nm, f);
 				keyed = true;
 			} else {
 				f->kdev = st.st_dev;
@@ -299,7 +454,7 @@ int pfs_layer_find(struct pfs_fs *fs, struct pfs_node *parent, const char *name,
 		/* Below the object shown. */
 		f->below = true;
 		if (merging && S_ISDIR(st.st_mode)) {
-			int fd = openat(d, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			int fd = openat(d, nm, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 
 			if (fd < 0) {
 				ret = -errno;
@@ -312,7 +467,7 @@ int pfs_layer_find(struct pfs_fs *fs, struct pfs_node *parent, const char *name,
 				f->kino = st.st_ino;
 				keyed = true;
 			}
-			merging = i < pl->bottom && !is_opaque(fs, d, name, fd);
+			merging = i < pl->bottom && !is_opaque(fs, d, nm, fd);
 		} else {
 			merging = false;
 		}
@@ -323,8 +478,12 @@ int pfs_layer_find(struct pfs_fs *fs, struct pfs_node *parent, const char *name,
 		f->kdev = f->st.st_dev;
 		f->kino = f->st.st_ino;
 	}
+	if (dir->map)
+		pfs_lmap_source_put(&src);
 	return f->layer >= 0 ? 0 : -ENOENT;
 err:
+	if (dir->map)
+		pfs_lmap_source_put(&src);
 	pfs_lfound_put(fs, f);
 	f->layer = -1;
 	return ret;
@@ -355,20 +514,34 @@ static bool shadows(const struct lvl *lv, const char *name)
 	return pfs_names_find(&lv->names, wh) != NULL;
 }
 
-static int read_levels(struct pfs_fs *fs, const struct pfs_lnode *ln, struct lvl *lv)
+/* The levels of directory d: each layer's part, read whole. With a table,
+ * SOURCE's part of the root is the directory a key "/" names, and a hidden
+ * directory shows its upper part only. */
+static int read_levels(struct pfs_fs *fs, const struct pfs_ldir *d, bool hidden, struct lvl *lv)
 {
+	const struct pfs_lnode *ln = d->ln;
+
 	for (size_t i = 0; i < fs->layers->n; i++) {
 		lv[i].fd = -1;
 		memset(&lv[i].names, 0, sizeof(lv[i].names));
 	}
-	for (int i = ln->top; i <= ln->bottom; i++) {
-		int d = __atomic_load_n(&ln->fd[i], __ATOMIC_ACQUIRE), ret;
+	for (int i = ln->top; i <= (hidden ? 0 : ln->bottom); i++) {
+		int fd = __atomic_load_n(&ln->fd[i], __ATOMIC_ACQUIRE), ret;
 
-		if (d < 0)
-			continue;
-		lv[i].fd = openat(d, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (i == 1 && ln->syn)
+			continue; /* a synthetic directory: the table's names only */
+		if (i == 1 && d->root && d->map) {
+			lv[i].fd = pfs_view_root_target(fs, O_RDONLY | O_DIRECTORY);
+			if (lv[i].fd < 0 && lv[i].fd != -ENOENT)
+				return lv[i].fd;
+		}
+		if (lv[i].fd < 0 && fd >= 0) {
+			lv[i].fd = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+			if (lv[i].fd < 0)
+				return -errno;
+		}
 		if (lv[i].fd < 0)
-			return -errno;
+			continue;
 		ret = pfs_names_read(lv[i].fd, &lv[i].names);
 		if (ret < 0)
 			return ret;
@@ -402,46 +575,38 @@ static bool visible(const struct pfs_lnode *ln, struct lvl *lv, int i, const str
 	return true;
 }
 
-int pfs_layer_list(struct pfs_fs *fs, struct pfs_node *n, pfs_layer_list_cb *cb, void *arg)
+/* Each name directory d shows: cb(arg, name, ino, type); with exact
+ * false, upper names are not looked up (ino and type are the entry's). The
+ * names the table decides are looked up one by one, after the others. */
+static int list_names(struct pfs_fs *fs, const struct pfs_ldir *d, bool exact,
+		      pfs_layer_list_cb *cb, void *arg)
 {
-	struct pfs_layers *L = fs->layers;
-	const struct pfs_lnode *ln = n->ln;
-	struct lvl *lv;
-	int ret;
+	const struct pfs_lnode *ln = d->ln;
+	struct pfs_lclaims claims = {0};
+	struct lvl *lv = calloc(fs->layers->n, sizeof(*lv));
+	int ret = 0;
 
-	if (!ln)
-		return -ESTALE;
-	lv = calloc(L->n, sizeof(*lv));
 	if (!lv)
 		return -ENOMEM;
-	ret = read_levels(fs, ln, lv);
-	if (ret < 0)
-		goto out;
-	ret = cb(arg, ".", pfs_layer_ino(fs, n->dev, n->ino), DT_DIR);
-	if (ret == 0) {
-		ino_t up = 1; /* the root's parent is outside: glibc skips d_ino 0 */
-
-		pthread_rwlock_rdlock(&fs->names_lock);
-		if (n != fs->root && n->alias)
-			up = pfs_layer_ino(fs, n->alias->parent->dev, n->alias->parent->ino);
-		pthread_rwlock_unlock(&fs->names_lock);
-		ret = cb(arg, "..", up, DT_DIR);
-	}
+	if (d->map)
+		ret = pfs_lmap_claims(d, &claims);
+	if (ret == 0)
+		ret = read_levels(fs, d, claims.hidden, lv);
 	for (int i = ln->top; i <= ln->bottom && ret == 0; i++) {
 		for (size_t k = 0; lv[i].fd >= 0 && k < lv[i].names.n && ret == 0; k++) {
 			const struct pfs_name *e = &lv[i].names.v[k];
 			struct pfs_lfound f;
-			ino_t ino;
+			ino_t ino = 0;
 			unsigned char type = e->type;
 
-			if (!visible(ln, lv, i, e))
+			if (!visible(ln, lv, i, e) || pfs_lmap_claimed(&claims, e->name))
 				continue;
 			/* Upper objects may carry another number (copied up, or a
 			 * directory merged with a lower): ask as a lookup would. A
 			 * lower entry shown is the highest of its name, which is
 			 * what a lookup keys it by: its own number. */
-			if (i == 0) {
-				int r = pfs_layer_find(fs, n, e->name, &f);
+			if (i == 0 && exact) {
+				int r = pfs_layer_find_in(fs, d, e->name, &f);
 
 				if (r == -ENOENT)
 					continue;
@@ -452,7 +617,7 @@ int pfs_layer_list(struct pfs_fs *fs, struct pfs_node *n, pfs_layer_list_cb *cb,
 				ino = pfs_layer_ino(fs, f.kdev, f.kino);
 				type = IFTODT(f.st.st_mode);
 				pfs_lfound_put(fs, &f);
-			} else {
+			} else if (exact) {
 				struct stat st;
 
 				if (fstatat(lv[i].fd, e->name, &st, AT_SYMLINK_NOFOLLOW) < 0)
@@ -463,26 +628,76 @@ int pfs_layer_list(struct pfs_fs *fs, struct pfs_node *n, pfs_layer_list_cb *cb,
 			ret = cb(arg, e->name, ino, type);
 		}
 	}
-out:
+	for (size_t k = 0; k < claims.n && ret == 0; k++) {
+		struct pfs_lfound f;
+		int r = pfs_layer_find_in(fs, d, claims.v[k], &f);
+
+		if (r == -ENOENT)
+			continue;
+		if (r < 0) {
+			ret = r;
+			break;
+		}
+		ret = cb(arg, claims.v[k], pfs_layer_ino(fs, f.kdev, f.kino), IFTODT(f.st.st_mode));
+		pfs_lfound_put(fs, &f);
+	}
+	pfs_lmap_claims_free(&claims);
 	free_levels(fs, lv);
 	free(lv);
 	return ret;
 }
 
-int pfs_layer_dir_nonempty(struct pfs_fs *fs, const struct pfs_lnode *ln)
+int pfs_layer_list(struct pfs_fs *fs, struct pfs_node *n, pfs_layer_list_cb *cb, void *arg)
 {
-	struct lvl *lv = calloc(fs->layers->n, sizeof(*lv));
+	struct pfs_ldir d;
+	ino_t up = 1; /* the root's parent is outside: glibc skips d_ino 0 */
 	int ret;
 
-	if (!lv)
-		return -ENOMEM;
-	ret = read_levels(fs, ln, lv);
-	for (int i = ln->top; i <= ln->bottom && ret == 0; i++)
-		for (size_t k = 0; lv[i].fd >= 0 && k < lv[i].names.n && ret == 0; k++)
-			if (!is_dot(lv[i].names.v[k].name) && visible(ln, lv, i, &lv[i].names.v[k]))
-				ret = 1;
-	free_levels(fs, lv);
-	free(lv);
+	if (!n->ln)
+		return -ESTALE;
+	ret = pfs_layer_ldir_get(fs, n, &d);
+	if (ret == 0)
+		ret = cb(arg, ".", pfs_layer_ino(fs, n->dev, n->ino), DT_DIR);
+	if (ret == 0) {
+		pthread_rwlock_rdlock(&fs->names_lock);
+		if (n != fs->root && n->alias)
+			up = pfs_layer_ino(fs, n->alias->parent->dev, n->alias->parent->ino);
+		pthread_rwlock_unlock(&fs->names_lock);
+		ret = cb(arg, "..", up, DT_DIR);
+	}
+	if (ret == 0)
+		ret = list_names(fs, &d, true, cb, arg);
+	pfs_layer_ldir_put(&d);
+	return ret;
+}
+
+static int any_name(void *arg, const char *name, ino_t ino, unsigned char type)
+{
+	(void)arg;
+	(void)ino;
+	(void)type;
+	return is_dot(name) ? 0 : 1;
+}
+
+int pfs_layer_dir_nonempty(struct pfs_fs *fs, struct pfs_node *parent, const char *name,
+			   const struct pfs_lfound *f)
+{
+	struct pfs_ldir d;
+	int ret = pfs_layer_ldir_get(fs, parent, &d);
+
+	if (ret == 0 && d.vpath) { /* the directory's own path */
+		char *vp = pfs_path_join(d.vpath, name);
+
+		free(d.vpath);
+		d.vpath = vp;
+		ret = vp ? 0 : -ENOMEM;
+	}
+	d.ln = f->ln;
+	d.ctx = f->ctx;
+	d.root = false;
+	if (ret == 0)
+		ret = list_names(fs, &d, false, any_name, NULL);
+	pfs_layer_ldir_put(&d);
 	return ret;
 }
 
@@ -527,6 +742,7 @@ static int probe_xattrs(struct pfs_layers *L, int workfd)
 		snprintf(x, sizeof(x), "%sprismfs.probe", prefixes[i]);
 		if (setxattr(p, x, "1", 1, 0) == 0) {
 			removexattr(p, x);
+			L->xattrs = true;
 			snprintf(L->xprefix, sizeof(L->xprefix), "%s", prefixes[i]);
 			return 0;
 		}
@@ -560,6 +776,60 @@ static int probe_whiteout(struct pfs_layers *L, int workfd, enum pfs_whiteout fo
 	return 0;
 }
 
+/* An upper written through a mapping table holds virtual paths: no commit
+ * may apply them to SOURCE's real ones. It is marked (pfs_layers_mark_mapped)
+ * and the mark stays until a discard empties the upper. */
+static int check_mapped(struct pfs_fs *fs, struct pfs_layers *L,
+			const struct pfs_layer_spec *spec, char *err, size_t errlen)
+{
+	int fd = openat(L->root[0], ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC), has;
+	bool map = fs->cfg && fs->cfg->map_path;
+
+	if (fd < 0) {
+		snprintf(err, errlen, "cannot open upper directory %s: %s", spec->upper,
+			 strerror(errno));
+		return -errno;
+	}
+	has = pfs_ovl_has(pfs_ref_fd(fd), PFS_OVL_MAPPED);
+	close(fd);
+	if (map && !L->xattrs) {
+		/* Without the mark an offline commit could not tell. */
+		snprintf(err, errlen, "--map with --upper needs extended attributes on the "
+			 "upper's filesystem (%s), to mark what it holds", spec->upper);
+		return -ENOTSUP;
+	}
+	L->mapped = has > 0 || map;
+	if (L->mapped && fs->cfg &&
+	    (fs->cfg->action == PFS_ACT_COMMIT || fs->cfg->action == PFS_ACT_COMMIT_ATOMIC)) {
+		snprintf(err, errlen, "--on-unmount %s cannot be used %s: its paths are the "
+			 "view's, not SOURCE's (use preserve or discard)",
+			 pfs_action_name(fs->cfg->action),
+			 map ? "with --map" : "on an upper written through --map");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int pfs_layers_mark_mapped(struct pfs_fs *fs, char *err, size_t errlen)
+{
+	struct pfs_layers *L = fs->layers;
+	int fd, ret = 0;
+	char x[64];
+
+	if (!L || !fs->cfg || !fs->cfg->map_path)
+		return 0;
+	fd = openat(L->root[0], ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	snprintf(x, sizeof(x), "%s%s", L->xprefix, PFS_OVL_MAPPED);
+	if (fd < 0 || fsetxattr(fd, x, "y", 1, 0) < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "cannot mark the upper directory as written through --map: "
+			 "%s", strerror(errno));
+	}
+	if (fd >= 0)
+		close(fd);
+	return ret;
+}
+
 int pfs_layers_open(struct pfs_fs *fs, const struct pfs_layer_spec *spec, char *err,
 		    size_t errlen)
 {
@@ -571,9 +841,8 @@ int pfs_layers_open(struct pfs_fs *fs, const struct pfs_layer_spec *spec, char *
 
 	if (!L)
 		goto nomem;
-	if ((fs->cfg && fs->cfg->map_path) || spec->nlowers == 0 || n > 200) {
-		snprintf(err, errlen, spec->nlowers && n <= 200 ? "--map cannot be combined with --upper yet"
-						: "a layered mount needs 1 to 199 lower directories");
+	if (spec->nlowers == 0 || n > 200) {
+		snprintf(err, errlen, "a layered mount needs 1 to 199 lower directories");
 		ret = -EINVAL;
 		goto fail;
 	}
@@ -677,6 +946,9 @@ int pfs_layers_open(struct pfs_fs *fs, const struct pfs_layer_spec *spec, char *
 	}
 	probe_xattrs(L, L->work_fd);
 	ret = probe_whiteout(L, L->work_fd, spec->whiteout, err, errlen);
+	if (ret < 0)
+		goto fail;
+	ret = check_mapped(fs, L, spec, err, errlen);
 	if (ret < 0)
 		goto fail;
 	/* Filesystem tags for inode numbers: the upper's is 0. */

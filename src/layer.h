@@ -15,6 +15,7 @@
 #include "cli.h"
 
 struct pfs_fs;
+struct pfs_map;
 struct pfs_node;
 struct fuse_entry_param;
 struct fuse_ctx;
@@ -34,6 +35,10 @@ struct pfs_layer_spec {
  * the mount point or below it. 0, or -errno with one line in err. */
 int pfs_layers_open(struct pfs_fs *fs, const struct pfs_layer_spec *spec, char *err,
 		    size_t errlen);
+/* With --map: mark the upper as holding a mapped view's paths, so no
+ * commit takes it (once every other check has passed: a refused mount
+ * changes nothing). 0, or -errno with one line in err. */
+int pfs_layers_mark_mapped(struct pfs_fs *fs, char *err, size_t errlen);
 /* Close what pfs_layers_open opened (after the session has ended). */
 void pfs_layers_close(struct pfs_fs *fs);
 
@@ -49,6 +54,9 @@ struct pfs_layers {
 	bool wh_file;             /* whiteouts as `.wh.NAME` files */
 	bool wh_auto;             /* ... after mknod was refused */
 	char xprefix[24];         /* "trusted.overlay." or "user.overlay." */
+	bool xattrs;              /* the upper's filesystem takes overlay xattrs */
+	bool mapped;              /* the upper holds virtual paths of a mapping
+				   * table: commit refused (PFS_OVL_MAPPED) */
 	pthread_mutex_t lock;     /* every name change and copy-up: they must see
 				   * each other's upper whole */
 	unsigned long tmpseq;     /* names of temporaries in work, under lock */
@@ -59,9 +67,15 @@ struct pfs_layers {
 struct pfs_lnode {
 	uint8_t top;
 	uint8_t bottom;
+	bool syn;                 /* fd[1] stands for a synthetic directory of the
+				   * mapping table (nothing in SOURCE; the table
+				   * has names below): an empty placeholder */
 	uint16_t nopens, aopens;  /* opens (daemon fds) of a lower object; */
 	int *opens;               /* under the node's shard lock            */
 	uint32_t cached;          /* opens served by the daemon (no passthrough) */
+	int sdir;                 /* where the table put the object of layer top */
+	char *sname;              /* (owned), or -1/NULL: its parent's part of
+				   * that layer, under its own name */
 	int fd[];
 };
 
@@ -74,6 +88,18 @@ bool pfs_layer_merged(const struct pfs_node *n);
 /* Free ln, closing its descriptors except `keep`. */
 void pfs_lnode_free(struct pfs_layers *L, struct pfs_lnode *ln, int keep);
 
+/* A merged directory as a lookup in it sees it. */
+struct pfs_ldir {
+	const struct pfs_lnode *ln;
+	struct pfs_map *map;      /* the mapping table's generation (held), or NULL */
+	char *vpath;              /* its virtual path (owned) when there is a table */
+	uint64_t ctx;             /* its node's ctx */
+	bool root;
+};
+/* The directory node n: 0 or -errno. */
+int pfs_layer_ldir_get(struct pfs_fs *fs, struct pfs_node *n, struct pfs_ldir *d);
+void pfs_layer_ldir_put(struct pfs_ldir *d);
+
 /* What a name is in a merged directory. */
 struct pfs_lfound {
 	int layer;                /* layer of the object shown, -1: none */
@@ -81,6 +107,9 @@ struct pfs_lfound {
 	struct stat st;           /* its lstat */
 	dev_t kdev;               /* the node key: stable across copy-up */
 	ino_t kino;
+	uint64_t ctx;             /* ... with the ctx the table gives the name */
+	int sdir;                 /* owned: see pfs_lnode (layer 1, placed by */
+	char *sname;              /* the table), or -1/NULL                  */
 	struct pfs_lnode *ln;     /* owned, or NULL */
 	bool upper_wh;            /* the upper holds a whiteout for the name */
 	bool upper_wh_file;       /* ... as a `.wh.NAME` file */
@@ -88,6 +117,8 @@ struct pfs_lfound {
 };
 int pfs_layer_find(struct pfs_fs *fs, struct pfs_node *parent, const char *name,
 		   struct pfs_lfound *f);
+int pfs_layer_find_in(struct pfs_fs *fs, const struct pfs_ldir *d, const char *name,
+		      struct pfs_lfound *f);
 void pfs_lfound_put(struct pfs_fs *fs, struct pfs_lfound *f);
 /* The inode number the view shows for a node key. */
 ino_t pfs_layer_ino(struct pfs_fs *fs, dev_t kdev, ino_t kino);
@@ -109,15 +140,18 @@ int pfs_layer_setx(struct pfs_fs *fs, int dirfd, const char *name, const char *k
 		   const void *val, size_t len);
 
 /* Record on the new upper object name in dirfd that it was copied from
- * inode ino of layer `layer` (its number in the view stays that). */
-int pfs_layer_set_origin(struct pfs_fs *fs, int dirfd, const char *name, int layer, ino_t ino);
+ * inode ino (on dev) of layer `layer` (its number in the view stays that). */
+int pfs_layer_set_origin(struct pfs_fs *fs, int dirfd, const char *name, int layer, dev_t dev,
+			 ino_t ino);
 
 /* List n's merged directory: cb for each visible name (with the inode
  * number a lookup gives it and its DT_ type), "." and ".." first. */
 typedef int pfs_layer_list_cb(void *arg, const char *name, ino_t ino, unsigned char type);
 int pfs_layer_list(struct pfs_fs *fs, struct pfs_node *n, pfs_layer_list_cb *cb, void *arg);
-/* Does n's merged directory show any name? 1, 0, or -errno. */
-int pfs_layer_dir_nonempty(struct pfs_fs *fs, const struct pfs_lnode *ln);
+/* Does the directory f found at (parent, name) show any name? 1, 0, or
+ * -errno. */
+int pfs_layer_dir_nonempty(struct pfs_fs *fs, struct pfs_node *parent, const char *name,
+			   const struct pfs_lfound *f);
 
 /* copyup.c: make n's object live in the upper (parents first), keeping its
  * metadata; with no_data (a truncating open), the data is not copied.

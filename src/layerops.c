@@ -17,6 +17,7 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include "layermap.h"
 #include "rmtree.h"
 #include "util.h"
 
@@ -57,11 +58,14 @@ int pfs_layer_lookup(struct pfs_fs *fs, struct pfs_node *parent, const char *nam
 		ln->top = ln->bottom = (uint8_t)f.layer;
 		ln->fd[f.layer] = f.fd;
 	}
+	/* Where the table put it, for a copy-up: now the node's. */
+	ln->sdir = f.sdir;
+	ln->sname = f.sname;
 	fd = f.fd;
 	key = f.st;
 	key.st_dev = f.kdev;
 	key.st_ino = f.kino;
-	ret = pfs_node_intern_ln(fs, parent, name, fd, &key, 0, ln, &n);
+	ret = pfs_node_intern_ln(fs, parent, name, fd, &key, f.ctx, ln, &n);
 	if (ret < 0)
 		return ret;
 	/* A node already known (a hard link copied up through another name)
@@ -121,6 +125,9 @@ int pfs_layer_make(struct pfs_fs *fs, const struct fuse_ctx *ctx, struct pfs_nod
 		return -EROFS;
 	if (S_ISCHR(mode) && rdev == makedev(0, 0))
 		return -EPERM; /* it would read back as a whiteout */
+	ret = pfs_lmap_may_change(fs, parent, name);
+	if (ret < 0)
+		return ret;
 	pthread_mutex_lock(&L->lock);
 	ret = pfs_layer_find(fs, parent, name, &f);
 	if (ret == 0) {
@@ -215,6 +222,9 @@ int pfs_layer_link(struct pfs_fs *fs, struct pfs_node *n, struct pfs_node *newpa
 		return ret;
 	if (fs->read_only)
 		return -EROFS;
+	ret = pfs_lmap_may_change(fs, newparent, newname);
+	if (ret < 0)
+		return ret;
 	pthread_mutex_lock(&L->lock);
 	ret = pfs_layer_find(fs, newparent, newname, &f);
 	if (ret == 0) {
@@ -242,6 +252,15 @@ int pfs_layer_link(struct pfs_fs *fs, struct pfs_node *n, struct pfs_node *newpa
 out:
 	pthread_mutex_unlock(&L->lock);
 	return ret < 0 ? ret : pfs_layer_lookup(fs, newparent, newname, e);
+}
+
+/* A directory to remove or replace must show nothing. */
+static int dir_check(struct pfs_fs *fs, struct pfs_node *parent, const char *name,
+		     const struct pfs_lfound *f)
+{
+	int ret = pfs_layer_dir_nonempty(fs, parent, name, f);
+
+	return ret > 0 ? -ENOTEMPTY : ret;
 }
 
 static bool has_lower_part(const struct pfs_lfound *f)
@@ -282,6 +301,9 @@ int pfs_layer_remove(struct pfs_fs *fs, struct pfs_node *parent, const char *nam
 
 	if (fs->read_only)
 		return -EROFS;
+	ret = pfs_lmap_may_change(fs, parent, name);
+	if (ret < 0)
+		return ret;
 	pthread_mutex_lock(&L->lock);
 	ret = pfs_layer_find(fs, parent, name, &f);
 	if (ret < 0)
@@ -291,7 +313,7 @@ int pfs_layer_remove(struct pfs_fs *fs, struct pfs_node *parent, const char *nam
 	else if (!dir && S_ISDIR(f.st.st_mode))
 		ret = -EISDIR;
 	else if (dir)
-		ret = pfs_layer_dir_nonempty(fs, f.ln) > 0 ? -ENOTEMPTY : 0;
+		ret = dir_check(fs, parent, name, &f);
 	if (ret == 0)
 		ret = pfs_layer_copy_up_locked(fs, parent, false);
 	if (ret < 0)
@@ -302,7 +324,7 @@ int pfs_layer_remove(struct pfs_fs *fs, struct pfs_node *parent, const char *nam
 	else
 		ret = remove_upper(fs, ud, name, dir);
 	if (ret == 0)
-		pfs_node_unlinked(fs, f.kdev, f.kino, 0, parent, name);
+		pfs_node_unlinked(fs, f.kdev, f.kino, f.ctx, parent, name);
 out:
 	pfs_lfound_put(fs, &f);
 out_unlocked_f:
@@ -318,7 +340,7 @@ static int copy_up_found(struct pfs_fs *fs, const struct pfs_lfound *f)
 
 	if (f->layer == 0)
 		return 0;
-	n = pfs_node_find(fs, f->kdev, f->kino, 0);
+	n = pfs_node_find(fs, f->kdev, f->kino, f->ctx);
 	if (!n)
 		return -ESTALE;
 	ret = pfs_layer_copy_up_locked(fs, n, false);
@@ -341,8 +363,13 @@ int pfs_layer_rename(struct pfs_fs *fs, struct pfs_node *parent, const char *nam
 		return -EROFS;
 	if (flags & RENAME_WHITEOUT)
 		return -EINVAL; /* as overlayfs: the whiteouts here are its own */
+	ret = pfs_lmap_may_change(fs, parent, name);
+	if (ret == 0)
+		ret = pfs_lmap_may_change(fs, newparent, newname);
+	if (ret < 0)
+		return ret;
 	memset(&dst, 0, sizeof(dst));
-	dst.fd = -1;
+	dst.fd = dst.sdir = -1;
 	pthread_mutex_lock(&L->lock);
 	ret = pfs_layer_find(fs, parent, name, &src);
 	if (ret < 0) {
@@ -375,7 +402,7 @@ int pfs_layer_rename(struct pfs_fs *fs, struct pfs_node *parent, const char *nam
 		else if (!sdir && ddir)
 			ret = -EISDIR;
 		else if (ddir)
-			ret = pfs_layer_dir_nonempty(fs, dst.ln) > 0 ? -ENOTEMPTY : 0;
+			ret = dir_check(fs, newparent, newname, &dst);
 		if (ret < 0)
 			goto out;
 	}
@@ -436,10 +463,10 @@ int pfs_layer_rename(struct pfs_fs *fs, struct pfs_node *parent, const char *nam
 	if (xchg && ddir && src.below)
 		pfs_layer_set_opaque(fs, ud1, name);
 	if (xchg)
-		pfs_node_renamed(fs, dst.kdev, dst.kino, 0, newparent, newname, parent, name);
+		pfs_node_renamed(fs, dst.kdev, dst.kino, dst.ctx, newparent, newname, parent, name);
 	else if (have_dst)
-		pfs_node_unlinked(fs, dst.kdev, dst.kino, 0, newparent, newname);
-	pfs_node_renamed(fs, src.kdev, src.kino, 0, parent, name, newparent, newname);
+		pfs_node_unlinked(fs, dst.kdev, dst.kino, dst.ctx, newparent, newname);
+	pfs_node_renamed(fs, src.kdev, src.kino, src.ctx, parent, name, newparent, newname);
 out:
 	pfs_lfound_put(fs, &src);
 	pfs_lfound_put(fs, &dst);

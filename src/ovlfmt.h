@@ -19,6 +19,10 @@
 
 #define PFS_OVL_WH_PREFIX ".wh."
 #define PFS_OVL_OPAQUE_MARKER ".wh..wh..opq"
+/* prismfs's own: overlay.<this> on an upper's root says a mapping table
+ * shaped the view it was written through, so its paths are virtual ones
+ * and it cannot be committed to the lower's real paths. */
+#define PFS_OVL_MAPPED "prismfs.mapped"
 
 /* Read overlay.<key> of r, trusted. first, then user.; NUL-terminated in
  * buf. The length, or -errno (-ENODATA: neither is set). */

@@ -5,6 +5,7 @@
  * has since moved) never gets around the table. */
 #include "view.h"
 #include "layer.h"
+#include "layermap.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -197,22 +198,15 @@ static int place_exact(struct pfs_fs *fs, struct pfs_place *pl)
 	return set_walked(pl, target_dir(fs, &tg));
 }
 
-int pfs_place_get(struct pfs_fs *fs, struct pfs_node *parent, const char *name,
-		  struct pfs_place *pl)
+/* The rest of a place once pl->map and pl->vpath are set: pdir is the
+ * directory the parent's own children live in (-1: none, the table says
+ * where they are), proot whether the parent is the root, pctx its ctx. */
+static int place_resolve(struct pfs_fs *fs, struct pfs_place *pl, int pdir, bool proot,
+			 uint64_t pctx)
 {
 	const struct pfs_map_entry *e;
 	const char *last;
 
-	memset(pl, 0, sizeof(*pl));
-	pl->dirfd = pfs_node_synthetic(parent) ? -1 : parent->fd;
-	pl->own_fd = -1;
-	pl->name = name;
-	pl->map = pfs_view_map(fs);
-	if (!pl->map)
-		return 0;
-	pl->vpath = pfs_node_path(fs, parent, name);
-	if (!pl->vpath)
-		return -ENOMEM;
 	pfs_map_resolve(pl->map, pl->vpath, &pl->res);
 	if (pl->res.hidden)
 		return 0;
@@ -229,9 +223,8 @@ int pfs_place_get(struct pfs_fs *fs, struct pfs_node *parent, const char *name,
 	 * looked it up: a process inside it keeps seeing what it holds. Only
 	 * the root under a key "/" with a target, and synthetic directories
 	 * (nothing behind them), are walked again from what the table says. */
-	if (!pfs_node_synthetic(parent) &&
-	    !(parent == fs->root && e && strcmp(e->key, "/") == 0)) {
-		pl->ctx = parent->ctx;
+	if (pdir >= 0 && !(proot && e && strcmp(e->key, "/") == 0)) {
+		pl->ctx = pctx;
 		return 0;
 	}
 	pl->dirfd = -1;
@@ -250,6 +243,36 @@ int pfs_place_get(struct pfs_fs *fs, struct pfs_node *parent, const char *name,
 	pl->ctx = 0;
 	return set_walked(pl, walk_dirs(fs->root_fd, pl->vpath + 1,
 					last - pl->vpath >= 2 ? (size_t)(last - pl->vpath - 2) : 0));
+}
+
+int pfs_place_get(struct pfs_fs *fs, struct pfs_node *parent, const char *name,
+		  struct pfs_place *pl)
+{
+	int pdir = pfs_node_synthetic(parent) ? -1 : parent->fd;
+
+	memset(pl, 0, sizeof(*pl));
+	pl->dirfd = pdir;
+	pl->own_fd = -1;
+	pl->name = name;
+	pl->map = pfs_view_map(fs);
+	if (!pl->map)
+		return 0;
+	pl->vpath = pfs_node_path(fs, parent, name);
+	if (!pl->vpath)
+		return -ENOMEM;
+	return place_resolve(fs, pl, pdir, parent == fs->root, parent->ctx);
+}
+
+int pfs_place_at(struct pfs_fs *fs, struct pfs_map *m, char *vpath, int pdir, bool proot,
+		 uint64_t pctx, struct pfs_place *pl)
+{
+	memset(pl, 0, sizeof(*pl));
+	pl->dirfd = pdir;
+	pl->own_fd = -1;
+	pl->map = pfs_map_ref(m);
+	pl->vpath = vpath;
+	pl->name = strrchr(vpath, '/') + 1;
+	return place_resolve(fs, pl, pdir, proot, pctx);
 }
 
 uint64_t pfs_place_node_ctx(const struct pfs_place *pl, mode_t mode)
@@ -335,13 +358,15 @@ int pfs_view_writable(struct pfs_fs *fs, struct pfs_node *n)
 	struct pfs_map *m;
 	int ret = 0;
 
-	if (fs->read_only || pfs_node_synthetic(n))
+	/* In a layered view a synthetic directory is a lower one: it copies up. */
+	if (fs->read_only || (pfs_node_synthetic(n) && !fs->layers))
 		return -EROFS;
 	m = pfs_view_map(fs);
 	if (!m)
 		return 0;
 	ret = node_res(fs, n, m, &r);
-	if (ret == 0 && r.hidden)
+	/* ... and what the upper holds at a hidden path is the user's own. */
+	if (ret == 0 && r.hidden && !(fs->layers && n->ln && n->ln->top == 0))
 		ret = -EACCES;
 	else if (ret == 0 && r.readonly)
 		ret = -EROFS;
@@ -392,14 +417,17 @@ void pfs_view_fix_attr(struct pfs_fs *fs, struct pfs_node *n, struct stat *st)
 	struct pfs_map *m;
 
 	if (fs->layers) {
+		if (n->ln && n->ln->syn && n->ln->top == 1)
+			pfs_lmap_syn_attr(fs, n->ino, st); /* nothing copied up yet */
 		st->st_ino = pfs_layer_ino(fs, n->dev, n->ino);
 		/* A merged directory's links cannot be counted cheaply: 1 is
 		 * what find and other walkers take as "unknown", as overlayfs. */
 		if (S_ISDIR(st->st_mode) && pfs_layer_merged(n))
 			st->st_nlink = 1;
-		return;
+		if (!n->ctx)
+			return; /* names with attributes from the table have a ctx */
 	}
-	if (pfs_node_synthetic(n)) {
+	if (pfs_node_synthetic(n) && !fs->layers) {
 		memset(st, 0, sizeof(*st));
 		st->st_ino = n->ino;
 		st->st_mode = S_IFDIR | 0555;
@@ -410,7 +438,8 @@ void pfs_view_fix_attr(struct pfs_fs *fs, struct pfs_node *n, struct stat *st)
 		st->st_atim = st->st_mtim = st->st_ctim = fs->started;
 		return;
 	}
-	st->st_ino = pfs_view_ino(fs, n->ctx, st);
+	if (!fs->layers)
+		st->st_ino = pfs_view_ino(fs, n->ctx, st);
 	if (!n->ctx && n != fs->root)
 		return; /* names with attributes from the table have a ctx */
 	m = pfs_view_map(fs);
@@ -476,7 +505,7 @@ int pfs_view_root_target(struct pfs_fs *fs, int flags)
 
 int pfs_view_open_dir(struct pfs_fs *fs, struct pfs_node *n)
 {
-	if (n == fs->root && fs->watch) {
+	if (n == fs->root && fs->watch && !fs->layers) {
 		int fd = pfs_view_root_target(fs, O_RDONLY | O_DIRECTORY);
 
 		if (fd != -ENOENT)
@@ -517,9 +546,10 @@ static int forget_root_child(const char *name, bool hidden, const struct pfs_map
 	return 0;
 }
 
-static void forget_root(struct pfs_fs *fs, const struct pfs_map *old, const struct pfs_map *nw)
+/* Every name in the directory dfd (owned) is forgotten in the root. */
+static void forget_root_names(struct pfs_fs *fs, int dfd)
 {
-	int fd = pfs_store_reopen(fs, fs->root, O_RDONLY | O_DIRECTORY);
+	int fd = dfd >= 0 ? openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
 	DIR *dp = fd >= 0 ? fdopendir(fd) : NULL;
 	struct dirent *de;
 
@@ -530,6 +560,31 @@ static void forget_root(struct pfs_fs *fs, const struct pfs_map *old, const stru
 			forget_name(fs, fs->root, de->d_name);
 	if (dp)
 		closedir(dp);
+	if (dfd >= 0)
+		close(dfd);
+}
+
+/* The directory a key "/" with a target makes the root in table m. */
+static int root_target_of(struct pfs_fs *fs, const struct pfs_map *m)
+{
+	struct pfs_map_res r;
+
+	pfs_map_resolve(m, "/", &r);
+	return r.entry && r.exact && !r.hidden ? target_open_dir(fs, r.entry) : -ENOENT;
+}
+
+static void forget_root(struct pfs_fs *fs, const struct pfs_map *old, const struct pfs_map *nw)
+{
+	/* The root's names: its backing directory's (each layer's), those of
+	 * the directories the old and new key "/" named, and the tables'. */
+	if (fs->layers) {
+		for (size_t i = 0; i < fs->layers->n; i++)
+			forget_root_names(fs, fcntl(fs->layers->root[i], F_DUPFD_CLOEXEC, 0));
+	} else {
+		forget_root_names(fs, pfs_store_reopen(fs, fs->root, O_RDONLY | O_DIRECTORY));
+	}
+	forget_root_names(fs, root_target_of(fs, old));
+	forget_root_names(fs, root_target_of(fs, nw));
 	pfs_map_children(old, "/", forget_root_child, fs);
 	pfs_map_children(nw, "/", forget_root_child, fs);
 	fuse_lowlevel_notify_inval_inode(fs->se, FUSE_ROOT_ID, 0, 0);
@@ -543,6 +598,8 @@ static struct pfs_node *held_child(struct pfs_fs *fs, struct pfs_node *parent, c
 	struct pfs_node *n = NULL;
 	struct stat st;
 
+	if (fs->layers)
+		return pfs_lmap_held_child(fs, parent, name, exists);
 	*exists = false;
 	if (pfs_place_get(fs, parent, name, &pl) == 0 && !pl.res.hidden && pl.dirfd >= 0 &&
 	    fstatat(pl.dirfd, pl.name, &st, AT_SYMLINK_NOFOLLOW) == 0) {

@@ -210,3 +210,12 @@ int pfs_canon_dir(const char *what, const char *path, char **out, struct stat *s
 	*out = p;
 	return 0;
 }
+
+char *pfs_path_join(const char *dir, const char *name)
+{
+	char *out;
+
+	if (asprintf(&out, "%s/%s", strcmp(dir, "/") == 0 ? "" : dir, name) < 0)
+		return NULL;
+	return out;
+}

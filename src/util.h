@@ -46,6 +46,9 @@ void pfs_mountinfo_unescape(char *s);
  * not "." or "..", at most NAME_MAX bytes. */
 bool pfs_valid_name(const char *name);
 
+/* The virtual path dir/name ("/name" for the root "/"), malloc'd or NULL. */
+char *pfs_path_join(const char *dir, const char *name);
+
 /* realpath(path) of an existing directory in *out (malloc'd; NULL on
  * failure) and its stat, or -errno with one line in err naming `what`. */
 int pfs_canon_dir(const char *what, const char *path, char **out, struct stat *st, char *err,

@@ -196,6 +196,13 @@ struct pfs_place {
 struct pfs_map *pfs_view_map(struct pfs_fs *fs); /* held generation or NULL */
 int pfs_place_get(struct pfs_fs *fs, struct pfs_node *parent, const char *name,
 		  struct pfs_place *pl);
+/* The place of the name at vpath (malloc'd; pl owns it from now on, even
+ * on failure) in a tree where the parent's own children live in pdir (-1:
+ * none, so the table says where they are); proot: the parent is the root;
+ * pctx: the parent's ctx. m (not NULL) is held by pl. What a layered
+ * mount's source layer shows at a name (layermap.c). */
+int pfs_place_at(struct pfs_fs *fs, struct pfs_map *m, char *vpath, int pdir, bool proot,
+		 uint64_t pctx, struct pfs_place *pl);
 void pfs_place_put(struct pfs_place *pl);
 /* The ctx of the node for an object of type mode found at pl. */
 uint64_t pfs_place_node_ctx(const struct pfs_place *pl, mode_t mode);
