@@ -1,6 +1,7 @@
 /* commit: the entry points — check the input before touching anything,
  * lock, recover, scan, apply, and only then empty the upper. */
 #include "commit_int.h"
+#include "ovlfmt.h"
 #include "rmtree.h"
 #include "util.h"
 
@@ -14,6 +15,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 /* Names beside the lower: ".NAME" + the longest suffix used. */
@@ -258,6 +260,29 @@ static int check_lower_name(struct pfs_cctx *c)
 	return 0;
 }
 
+/* An upper written through a mapping table (layer.c marks it) holds the
+ * view's paths: applied to the lower's real ones it would change the wrong
+ * files. */
+static int check_not_mapped(struct pfs_cctx *c)
+{
+	int fd = open(c->upper, O_RDONLY | O_DIRECTORY | O_CLOEXEC), has;
+
+	if (fd < 0) {
+		seterr(c->err, c->errlen, "cannot open the upper %s: %s", c->upper,
+		       strerror(errno));
+		return -errno;
+	}
+	has = pfs_ovl_has(pfs_ref_fd(fd), PFS_OVL_MAPPED);
+	close(fd);
+	if (has > 0) {
+		seterr(c->err, c->errlen, "the upper %s was written through a mapping table "
+		       "(--map): its paths are the view's, not %s's, so it cannot be committed; "
+		       "it is kept (prismfs discard empties it)", c->upper, c->lower);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 static int check_commit(struct pfs_cctx *c, const struct pfs_commit_opts *o)
 {
 	struct stat su, sl, sw;
@@ -282,6 +307,8 @@ static int check_commit(struct pfs_cctx *c, const struct pfs_commit_opts *o)
 				c->errlen)) < 0))
 		return ret;
 	if ((ret = check_lower_name(c)) < 0)
+		return ret;
+	if ((ret = check_not_mapped(c)) < 0)
 		return ret;
 	if ((ret = check_unused("upper", c->upper, c->err, c->errlen)) < 0 ||
 	    (ret = check_unused("lower", c->lower, c->err, c->errlen)) < 0)
@@ -408,6 +435,12 @@ static int empty_dir(const char *what, const char *path, char *err, size_t errle
 int pfs_discard_paths(const char *upper, const char *work, char *err, size_t errlen)
 {
 	int ret = empty_dir("upper", upper, err, errlen);
+
+	/* Empty, it holds no path of a mapping table's view any more. */
+	if (ret == 0) {
+		removexattr(upper, "trusted.overlay." PFS_OVL_MAPPED);
+		removexattr(upper, "user.overlay." PFS_OVL_MAPPED);
+	}
 
 	if (ret == 0 && work)
 		ret = empty_dir("work directory", work, err, errlen);

@@ -1,4 +1,5 @@
 #include "ctl.h"
+#include "layer.h"
 #include "layer_life.h"
 #include "mapwatch.h"
 #include "util.h"
@@ -165,6 +166,16 @@ static int serve_wait(struct pfs_ctl *ctl, int fd, char *arg)
 	if (a != PFS_ACT_NONE && !ctl->layers) {
 		snprintf(msg, sizeof(msg), "error %s has no upper directory: --action is for "
 			 "mounts made with --upper\n", ctl->fs->mountpoint);
+		write_str(fd, msg);
+		return fd;
+	}
+	if ((a == PFS_ACT_COMMIT || a == PFS_ACT_COMMIT_ATOMIC) && ctl->fs->layers &&
+	    ctl->fs->layers->mapped) {
+		/* Refused before anything is unmounted: the mount and its upper
+		 * stay as they are. */
+		snprintf(msg, sizeof(msg), "error --action %s refused: the upper of %s holds the "
+			 "paths of its mapping table's view, not SOURCE's; unmount with --action "
+			 "preserve or discard\n", pfs_action_name(a), ctl->fs->mountpoint);
 		write_str(fd, msg);
 		return fd;
 	}

@@ -671,6 +671,14 @@ int pfs_cmd_mount(const struct pfs_config *cfg)
 		say("cannot set up the node table");
 		goto out;
 	}
+	if (layers_open) {
+		char err[256];
+
+		if (pfs_layers_mark_mapped(&fs, err, sizeof(err)) < 0) {
+			say("%s", err);
+			goto out;
+		}
+	}
 	se = new_session(cfg, &fs);
 	if (!se)
 		goto out;
