@@ -127,6 +127,8 @@ static json_t *layers_json(struct pfs_ctl *ctl)
 	json_object_set_new(o, "lowers", lowers);
 	json_object_set_new(o, "whiteout", json_string(pfs_whiteout_name(ctl->fs->cfg->whiteout)));
 	json_object_set_new(o, "on_unmount", json_string(pfs_action_name(action_now(ctl))));
+	/* The upper holds a mapping table's view paths: no commit takes it. */
+	json_object_set_new(o, "mapped", json_boolean(ctl->fs->layers && ctl->fs->layers->mapped));
 	return o;
 }
 
