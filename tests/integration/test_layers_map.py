@@ -34,9 +34,9 @@ import pytest
 from conftest import is_mounted
 from layer_helpers import (T0, T1, assert_no_whiteout, assert_whiteout, mkdir, mkfile,
                            opaque_form, read, user_xattrs)
-from map_helpers import (mapping_status, shm_dir, wait_generation,  # noqa: F401
-                         wait_rejected, write_map_by_rename)
-from prism_helpers import assert_one_error_line, cli
+from map_helpers import (mapping_status, send_messages, shm_dir,  # noqa: F401
+                         wait_generation, wait_rejected, write_map_by_rename)
+from prism_helpers import assert_one_error_line, cli, status_json
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0,
                                 reason="layered mounts are tested as root (mknod, chown)")
@@ -393,12 +393,59 @@ def test_reload_changes_the_lower_view_and_keeps_the_upper(lm):
     lm.assert_lowers_untouched()
 
 
+def test_root_key_with_a_target_and_hidden(lm):
+    """A key "/" with a target is SOURCE's part of the root; L2 still merges
+    below it; hiding "/" leaves the user's own entries only."""
+    lm.table = {"/": {"target": "real"}}
+    with open(lm.mapfile, "w") as f:
+        json.dump(lm.table, f)
+    lm.mount()
+    assert sorted(os.listdir(lm.M)) == ["below.txt", "g", "hid", "secret.txt", "sub", "y"]
+    append(lm.m("y"), b"mine\n")
+    assert read(lm.u("y")) == b"realy\nmine\n"
+    os.unlink(lm.m("sub/f"))
+    assert_whiteout(lm.u("sub/f"))
+    write(lm.m("new"), b"new\n")
+    lm.assert_lowers_untouched()
+    lm.set_table({"/": {}})
+    assert sorted(os.listdir(lm.M)) == ["new", "sub", "y"], "only the upper's entries"
+    assert os.listdir(lm.m("sub")) == []
+    assert read(lm.m("y")) == b"realy\nmine\n"
+    lm.set_table({})
+    assert sorted(os.listdir(lm.M)) == ["a.txt", "below.txt", "g", "hid", "new", "real",
+                                        "secret.txt", "sub", "y"]
+
+
+def test_table_from_a_pipe(lm):
+    """A named pipe starts with no table (the plain layered view); each
+    message applied reshapes the lower view, the upper stays."""
+    os.unlink(lm.mapfile)
+    os.mkfifo(lm.mapfile, 0o600)
+    lm.mount()
+    assert "cfg.json" not in os.listdir(lm.M)
+    assert read(lm.m("secret.txt")) == b"secret\n"
+    write(lm.m("made.txt"), b"made\n")
+    send_messages(lm.mapfile, lm.table)
+    wait_generation(lm.M, 1)
+    assert read(lm.m("cfg.json")) == b"realy\n"
+    assert errname(os.stat, lm.m("secret.txt")) == "ENOENT"
+    append(lm.m("g/y"), b"via g\n")
+    assert read(lm.u("g/y")) == b"realy\nvia g\n"
+    assert read(lm.m("made.txt")) == b"made\n"
+    send_messages(lm.mapfile, {})
+    wait_generation(lm.M, 2)
+    assert "cfg.json" not in os.listdir(lm.M)
+    assert read(lm.m("g/y")) == b"realy\nvia g\n", "the upper's entry went with the table"
+    lm.assert_lowers_untouched()
+
+
 # --------------------------------------------------------------------------
 # the upper at the end: commit refused, preserve and discard
 
 
 def test_unmount_commit_is_refused_and_keeps_the_upper(lm):
     lm.mount()
+    assert status_json(lm.M)["layers"]["mapped"] is True
     append(lm.m("cfg.json"), b"mine\n")
     os.unlink(lm.m("g/y"))
     upper = files(lm.U)
