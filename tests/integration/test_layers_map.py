@@ -356,6 +356,25 @@ def test_readonly_entries_stay_read_only(lm):
     assert os.listdir(lm.U) == []
 
 
+def test_table_attributes_apply_at_their_path(lm):
+    """mode, uid and gid of an entry are what stat shows at its path, before
+    and after the copy-up; chmod/chown of what the table fixes is EPERM."""
+    lm.table["/cfg.json"] = {"target": "real/y", "mode": "0444", "uid": 7, "gid": 8}
+    with open(lm.mapfile, "w") as f:
+        json.dump(lm.table, f)
+    lm.mount()
+    st = os.stat(lm.m("cfg.json"))
+    assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid) == (0o444, 7, 8)
+    assert errname(os.chmod, lm.m("cfg.json"), 0o644) == "EPERM"
+    assert errname(os.chown, lm.m("cfg.json"), 0, -1) == "EPERM"
+    append(lm.m("cfg.json"), b"root may\n")
+    st = os.stat(lm.m("cfg.json"))
+    assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid) == (0o444, 7, 8)
+    up = os.stat(lm.u("cfg.json"))  # the copy keeps the lower file's own
+    assert (stat.S_IMODE(up.st_mode), up.st_uid, up.st_gid) == (0o640, 1234, 5678)
+    assert (stat.S_IMODE(os.stat(lm.m("g/y")).st_mode)) == 0o640, "another place changed"
+
+
 def test_reload_changes_the_lower_view_and_keeps_the_upper(lm):
     lm.mount()
     append(lm.m("cfg.json"), b"mine\n")
