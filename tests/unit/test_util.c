@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "util.h"
@@ -146,6 +147,19 @@ static void t_parse_size(void **s)
 	assert_int_equal(pfs_parse_size("18014398509481984G", &v), -EINVAL);
 }
 
+static void t_path_join(void **s)
+{
+	char *p;
+
+	(void)s;
+	p = pfs_path_join("/", "a");
+	assert_string_equal(p, "/a");
+	free(p);
+	p = pfs_path_join("/a/b", "c");
+	assert_string_equal(p, "/a/b/c");
+	free(p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -153,7 +167,7 @@ int main(void)
 		cmocka_unit_test(t_parse_size),     cmocka_unit_test(t_parse_long),
 		cmocka_unit_test(t_parse_seconds), cmocka_unit_test(t_fmt_time),
 		cmocka_unit_test(t_mountinfo),   cmocka_unit_test(t_mountinfo_malformed),
-		cmocka_unit_test(t_valid_name),
+		cmocka_unit_test(t_valid_name),    cmocka_unit_test(t_path_join),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
