@@ -49,14 +49,7 @@ void pfs_lmap_syn_attr(struct pfs_fs *fs, ino_t ino, struct stat *st)
 	/* Unlike a mapped mount's (0555: read-only by design), a synthetic
 	 * directory of a layered view can change like any lower directory:
 	 * its copy-up in the upper is made with these attributes. */
-	memset(st, 0, sizeof(*st));
-	st->st_ino = ino;
-	st->st_mode = S_IFDIR | 0755;
-	st->st_nlink = 2;
-	st->st_uid = fs->uid;
-	st->st_gid = fs->gid;
-	st->st_blksize = 4096;
-	st->st_atim = st->st_mtim = st->st_ctim = fs->started;
+	pfs_view_synthetic_stat(fs, ino, 0755, st);
 }
 
 static int claim(const char *name, bool hidden, const struct pfs_map_entry *e, void *arg)

@@ -40,6 +40,18 @@ static uint64_t ctx_of(const struct pfs_map_entry *e)
 	return h ? h : 1;
 }
 
+void pfs_view_synthetic_stat(struct pfs_fs *fs, ino_t ino, mode_t perm, struct stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_ino = ino;
+	st->st_mode = S_IFDIR | perm;
+	st->st_nlink = 2;
+	st->st_uid = fs->uid;
+	st->st_gid = fs->gid;
+	st->st_blksize = 4096;
+	st->st_atim = st->st_mtim = st->st_ctim = fs->started;
+}
+
 ino_t pfs_view_synthetic_ino(const char *vpath)
 {
 	return pfs_map_hash(vpath) & 0x7fffffffffffffffull;
@@ -428,14 +440,7 @@ void pfs_view_fix_attr(struct pfs_fs *fs, struct pfs_node *n, struct stat *st)
 			return; /* names with attributes from the table have a ctx */
 	}
 	if (pfs_node_synthetic(n) && !fs->layers) {
-		memset(st, 0, sizeof(*st));
-		st->st_ino = n->ino;
-		st->st_mode = S_IFDIR | 0555;
-		st->st_nlink = 2;
-		st->st_uid = fs->uid;
-		st->st_gid = fs->gid;
-		st->st_blksize = 4096;
-		st->st_atim = st->st_mtim = st->st_ctim = fs->started;
+		pfs_view_synthetic_stat(fs, n->ino, 0555, st);
 		return;
 	}
 	if (!fs->layers)

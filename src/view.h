@@ -231,6 +231,9 @@ int pfs_view_root_target(struct pfs_fs *fs, int flags);
 int pfs_view_synthetic(struct pfs_fs *fs, const char *vpath, struct stat *st);
 /* The inode number of the synthetic directory at vpath (stable). */
 ino_t pfs_view_synthetic_ino(const char *vpath);
+/* The attributes of a synthetic directory (a virtual parent of mapped
+ * paths with nothing behind it): perm, the daemon's ids, the start time. */
+void pfs_view_synthetic_stat(struct pfs_fs *fs, ino_t ino, mode_t perm, struct stat *st);
 /* Apply a new table (NULL: empty); the kernel forgets every name it changes. */
 void pfs_view_set_map(struct pfs_fs *fs, struct pfs_map *map);
 
