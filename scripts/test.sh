@@ -56,11 +56,25 @@ if compgen -G "$asan_dir/*" >/dev/null; then
 fi
 rm -rf "$asan_dir"
 
-# No run leaves a mount behind (its own: under the tests' directory; a
-# benchmark or a user's mount elsewhere on the machine is not ours).
-if grep ' fuse.prismfs ' /proc/mounts | grep -q ' /tmp/prismfs-tests/'; then
+# No run leaves a mount behind. Ours are under the tests' directory, in
+# run-PID of a pytest that has ended by now; a live PID there is a test run
+# beside this one, and a mount elsewhere (a benchmark, a user's) is not ours.
+left_behind() {
+	local mp pid
+	awk '$3 == "fuse.prismfs" {print $2}' /proc/mounts | while IFS= read -r mp; do
+		case $mp in
+		/tmp/prismfs-tests/run-*)
+			pid=${mp#/tmp/prismfs-tests/run-}
+			pid=${pid%%/*}
+			kill -0 "$pid" 2>/dev/null || echo "$mp"
+			;;
+		esac
+	done
+}
+left=$(left_behind)
+if [ -n "$left" ]; then
 	echo "== prismfs mounts left behind:"
-	grep ' fuse.prismfs ' /proc/mounts | grep ' /tmp/prismfs-tests/'
+	echo "$left"
 	status=1
 fi
 
