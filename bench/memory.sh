@@ -52,15 +52,19 @@ t0=$(date +%s.%N)
 find "$mnt" -printf '%s\n' >/dev/null
 t1=$(date +%s.%N)
 held=$(nodes); full=$(rss_kb "$pid")
+fds=$(ls "/proc/$pid/fd" | wc -l)
+nfd=$("$P" status --json "$mnt" | /usr/bin/python3 -c 'import json,sys; d=json.load(sys.stdin)["node_fds"]; print(d["budget"], d["open"], d["closed"])')
 sync; echo 2 > /proc/sys/vm/drop_caches; sleep 2
 after_nodes=$(nodes); after=$(rss_kb "$pid")
 awk -v n="$N" -v idle="$idle" -v full="$full" -v held="$held" -v after="$after" \
-    -v an="$after_nodes" -v t0="$t0" -v t1="$t1" 'BEGIN {
+    -v an="$after_nodes" -v t0="$t0" -v t1="$t1" -v fds="$fds" -v nfd="$nfd" 'BEGIN {
+	split(nfd, b, " ")
 	printf "entries in tree          %d\n", n
 	printf "walk (find) seconds      %.1f\n", t1 - t0
 	printf "daemon RSS idle          %.1f MiB\n", idle / 1024
 	printf "nodes held by the kernel %d\n", held
 	printf "daemon RSS walked        %.1f MiB\n", full / 1024
 	printf "bytes per node held      %.0f   (target <= 300)\n", held ? (full - idle) * 1024 / held : 0
+	printf "daemon fds walked        %d   (node fd budget %d: %d open, %d closed)\n", fds, b[1], b[2], b[3]
 	printf "after drop_caches        %.1f MiB, %d nodes held\n", after / 1024, an
 }'

@@ -69,6 +69,11 @@ const char pfs_mount_usage[] =
 	"                          this is what keeps users apart)\n"
 	"  --threads N             at most N worker threads (default 16; one reads at a\n"
 	"                          time, more join while requests block or pile up)\n"
+	"  --node-fds N            keep at most N fds open on the objects the kernel\n"
+	"                          holds (default: 3/4 of the fd limit); past that the\n"
+	"                          least used are closed and reopened from file handles\n"
+	"                          when needed (needs CAP_DAC_READ_SEARCH and a source\n"
+	"                          filesystem with handles; otherwise they stay open)\n"
 	"  --map FILE              a live mapping table (JSON) that remaps, grafts, hides and\n"
 	"                          narrows paths in the view. FILE is a regular file (watched:\n"
 	"                          in-place writes and atomic renames are applied at once)\n"
@@ -633,6 +638,12 @@ static int parse_mount(int argc, char **argv, int start, bool compat, struct pfs
 			if (pfs_parse_long(v, 1, 1024, &cfg->threads) < 0) {
 				seterr(err, errlen, "--threads needs a number from 1 to 1024, not '%s'",
 				       v ? v : "");
+				return -EINVAL;
+			}
+		} else if ((v = optval(argc, argv, &i, a, "--node-fds", &m)) || m) {
+			if (pfs_parse_long(v, 16, 1L << 30, &cfg->node_fds) < 0) {
+				seterr(err, errlen, "--node-fds needs a number from 16 to %ld, not '%s'",
+				       1L << 30, v ? v : "");
 				return -EINVAL;
 			}
 		} else {

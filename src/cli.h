@@ -53,6 +53,7 @@ struct pfs_config {
 	enum pfs_log_format log_format;
 	double timeout;         /* entry/attr timeout in seconds */
 	long threads;           /* max worker threads */
+	long node_fds;          /* node fd budget; 0: from RLIMIT_NOFILE */
 	enum pfs_passthrough passthrough; /* kernel FUSE passthrough for file data */
 	const char *map_path;   /* --map: mapping table, a file or a named pipe */
 	size_t map_max;         /* largest mapping message accepted from a pipe */

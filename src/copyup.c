@@ -167,7 +167,10 @@ static int copy_up_one(struct pfs_fs *fs, struct pfs_node *n, struct pfs_node *p
 	}
 	if (ud < 0 || (ldir < 0 && !syn))
 		return -ESTALE;
-	if (fstatat(n->fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0 ||
+	/* Layered nodes keep their fds: no budget closes them. */
+	int nfd = pfs_node_fd(fs, n);
+
+	if (fstatat(nfd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0 ||
 	    fstatat(ud, "", &pst, AT_EMPTY_PATH) < 0)
 		return -errno;
 	/* A lower file with several links loses them in the upper (as on
@@ -176,7 +179,7 @@ static int copy_up_one(struct pfs_fs *fs, struct pfs_node *n, struct pfs_node *p
 	split = !S_ISDIR(st.st_mode) && st.st_nlink > 1;
 	pfs_layer_tmpname(L, tmp);
 	ret = syn ? make_synthetic(fs, n, tmp)
-		  : make_copy(fs, ldir, lname, n->fd, &st, tmp, no_data);
+		  : make_copy(fs, ldir, lname, nfd, &st, tmp, no_data);
 	if (ret < 0)
 		return ret;
 	if (!S_ISDIR(st.st_mode) && !split)

@@ -1,4 +1,5 @@
 #include "ctl.h"
+#include "nodefd.h"
 #include "layer.h"
 #include "layer_life.h"
 #include "mapwatch.h"
@@ -197,6 +198,22 @@ static int serve_wait(struct pfs_ctl *ctl, int fd, char *arg)
 	return -1;
 }
 
+static json_t *node_fds_json(struct pfs_fs *fs)
+{
+	struct pfs_nodefd *b = fs->nfd;
+	json_t *o = json_object();
+
+	/* open: those the budget may close (others never are: the root,
+	 * synthetic and layered nodes, and objects without file handles). */
+	json_object_set_new(o, "open", json_integer(__atomic_load_n(&b->held, __ATOMIC_RELAXED)));
+	json_object_set_new(o, "budget", json_integer(b->budget));
+	json_object_set_new(o, "closed", json_integer((json_int_t)__atomic_load_n(
+							  &b->closed, __ATOMIC_RELAXED)));
+	json_object_set_new(o, "reopened", json_integer((json_int_t)__atomic_load_n(
+							    &b->reopened, __ATOMIC_RELAXED)));
+	return o;
+}
+
 static char *status_json(struct pfs_ctl *ctl)
 {
 	struct pfs_fs *fs = ctl->fs;
@@ -211,6 +228,7 @@ static char *status_json(struct pfs_ctl *ctl)
 	json_object_set_new(o, "read_only", json_boolean(fs->read_only));
 	json_object_set_new(o, "timeout", json_real(fs->timeout));
 	json_object_set_new(o, "nodes", json_integer((json_int_t)pfs_nodes_count(fs)));
+	json_object_set_new(o, "node_fds", node_fds_json(fs));
 	json_object_set_new(o, "data_path", json_string(fs->passthrough_active
 								? "kernel passthrough" : "daemon"));
 	json_object_set_new(o, "data_path_reason", json_string(fs->data_path_reason));

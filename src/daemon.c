@@ -4,6 +4,7 @@
 #include "mapwatch.h"
 #include "ctl.h"
 #include "loop.h"
+#include "nodefd.h"
 #include "failrec.h"
 #include "progress.h"
 #include "shim.h"
@@ -197,6 +198,11 @@ static struct fuse_session *new_session(const struct pfs_config *cfg, struct pfs
 	return se;
 }
 
+static void request_done(void *fs)
+{
+	pfs_node_request_done(fs);
+}
+
 static void raise_fd_limit(void)
 {
 	struct rlimit rl;
@@ -204,8 +210,8 @@ static void raise_fd_limit(void)
 	FILE *f;
 	unsigned long long nr_open = 0;
 
-	/* One O_PATH fd per node the kernel holds: as many as the system
-	 * allows a process (the hard limit can be raised with CAP_SYS_RESOURCE). */
+	/* Room for one O_PATH fd per node the kernel holds, as far as the
+	 * system allows (past that, nodefd.c closes the least used ones). */
 	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
 		return;
 	f = fopen("/proc/sys/fs/nr_open", "re");
@@ -449,7 +455,7 @@ static int serve(const struct pfs_config *cfg, struct pfs_fs *fs, struct fuse_se
 		}
 	}
 	fuse_log_to_stderr = 1;
-	loop = pfs_loop_run(se, (unsigned)cfg->threads);
+	loop = pfs_loop_run(se, (unsigned)cfg->threads, request_done, fs);
 	/* A signal (>0) or the kernel ending the connection are clean ends. */
 	ret = loop < 0 || fs->init_failed ? 1 : 0;
 	if (loop < 0)
@@ -667,7 +673,7 @@ int pfs_cmd_mount(const struct pfs_config *cfg)
 			goto out;
 		}
 	}
-	if (pfs_nodes_init(&fs, fs.root_fd) < 0) {
+	if (pfs_nodefd_init(&fs, cfg->node_fds) < 0 || pfs_nodes_init(&fs, fs.root_fd) < 0) {
 		say("cannot set up the node table");
 		goto out;
 	}
@@ -729,6 +735,7 @@ out:
 		fuse_session_destroy(se);
 	pfs_view_close_dirs(&fs);
 	pfs_nodes_destroy(&fs);
+	pfs_nodefd_destroy(&fs);
 	pfs_mapwatch_free(fs.watch);
 	pfs_map_unref(fs.map);
 	if (fs.empty_fd >= 0)

@@ -99,10 +99,10 @@ int pfs_view_getattr(struct pfs_fs *fs, struct pfs_node *n, struct fuse_file_inf
 			ret = fstatat(fd, "", st, AT_EMPTY_PATH) < 0 ? -errno : 0;
 			close(fd);
 		} else {
-			ret = pfs_store_stat(n, st);
+			ret = pfs_store_stat(fs, n, st);
 		}
 	} else {
-		ret = pfs_store_stat(n, st);
+		ret = pfs_store_stat(fs, n, st);
 	}
 	if (ret == 0)
 		pfs_view_fix_attr(fs, n, st);
@@ -113,15 +113,19 @@ static int set_times(struct pfs_fs *fs, struct pfs_node *n, const struct timespe
 		     struct fuse_file_info *fi)
 {
 	char name[24];
+	int fd;
 
 	if (fi && n->type == S_IFREG)
 		return futimens(pfs_fh_fd(fi), tv) < 0 ? -errno : 0;
+	fd = pfs_node_fd(fs, n);
+	if (fd < 0)
+		return fd;
 	if (n->type == S_IFLNK) {
 		/* No fd can be opened on a symlink for writing; AT_EMPTY_PATH on
 		 * the O_PATH fd touches the link itself. */
-		return utimensat(n->fd, "", tv, AT_EMPTY_PATH) < 0 ? -errno : 0;
+		return utimensat(fd, "", tv, AT_EMPTY_PATH) < 0 ? -errno : 0;
 	}
-	pfs_store_procname(n->fd, name);
+	pfs_store_procname(fd, name);
 	return utimensat(fs->proc_fd, name, tv, 0) < 0 ? -errno : 0;
 }
 
@@ -143,7 +147,7 @@ int pfs_view_setattr(struct pfs_fs *fs, const struct fuse_ctx *ctx, struct pfs_n
 {
 	char name[24];
 	bool has_fh = fi && n->type == S_IFREG;
-	int ret;
+	int ret, nfd;
 
 	ret = pfs_view_writable(fs, n);
 	if (ret == 0)
@@ -152,7 +156,10 @@ int pfs_view_setattr(struct pfs_fs *fs, const struct fuse_ctx *ctx, struct pfs_n
 		ret = pfs_layer_prepare_change(fs, n, -1);
 	if (ret < 0)
 		return ret;
-	pfs_store_procname(n->fd, name);
+	nfd = pfs_node_fd(fs, n);
+	if (nfd < 0)
+		return nfd;
+	pfs_store_procname(nfd, name);
 	if (valid & FUSE_SET_ATTR_MODE) {
 		ret = has_fh ? fchmod(pfs_fh_fd(fi), attr->st_mode & 07777)
 			     : fchmodat(fs->proc_fd, name, attr->st_mode & 07777, 0);
@@ -163,7 +170,7 @@ int pfs_view_setattr(struct pfs_fs *fs, const struct fuse_ctx *ctx, struct pfs_n
 		uid_t uid = (valid & FUSE_SET_ATTR_UID) ? attr->st_uid : (uid_t)-1;
 		gid_t gid = (valid & FUSE_SET_ATTR_GID) ? attr->st_gid : (gid_t)-1;
 
-		if (fchownat(n->fd, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
+		if (fchownat(nfd, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
 			return -errno;
 	}
 	if (valid & FUSE_SET_ATTR_SIZE) {
@@ -184,7 +191,7 @@ int pfs_view_setattr(struct pfs_fs *fs, const struct fuse_ctx *ctx, struct pfs_n
 	 * the daemon's own (with CAP_FSETID) does not always. */
 	if (n->type == S_IFREG && !(valid & FUSE_SET_ATTR_MODE) && kills_setid(fs, ctx, valid)) {
 		ret = has_fh ? pfs_view_kill_suidgid(fs, pfs_fh_fd(fi), false)
-			     : pfs_view_kill_suidgid(fs, n->fd, true);
+			     : pfs_view_kill_suidgid(fs, nfd, true);
 		if (ret < 0)
 			return ret;
 	}
@@ -209,8 +216,12 @@ int pfs_view_setattr(struct pfs_fs *fs, const struct fuse_ctx *ctx, struct pfs_n
 
 int pfs_view_readlink(struct pfs_fs *fs, struct pfs_node *n, char *buf, size_t size)
 {
-	ssize_t len = readlinkat(n->fd, "", buf, size - 1);
+	int fd = pfs_node_fd(fs, n);
+	ssize_t len;
 
+	if (fd < 0)
+		return fd;
+	len = readlinkat(fd, "", buf, size - 1);
 	if (len < 0)
 		return -errno;
 	buf[len] = '\0';
@@ -308,14 +319,17 @@ int pfs_view_link(struct pfs_fs *fs, struct pfs_node *n, struct pfs_node *newpar
 		  const char *newname, struct fuse_entry_param *e)
 {
 	struct pfs_place pl;
-	int ret;
+	int ret, fd;
 
 	if (fs->layers)
 		return pfs_layer_link(fs, n, newparent, newname, e);
+	fd = pfs_node_fd(fs, n);
+	if (fd < 0)
+		return fd;
 	ret = place_new(fs, newparent, newname, &pl);
 	if (ret < 0)
 		goto out;
-	if (linkat(n->fd, "", pl.dirfd, pl.name, AT_EMPTY_PATH) < 0) {
+	if (linkat(fd, "", pl.dirfd, pl.name, AT_EMPTY_PATH) < 0) {
 		char name[24];
 
 		if (errno != ENOENT && errno != EPERM) {
@@ -323,7 +337,7 @@ int pfs_view_link(struct pfs_fs *fs, struct pfs_node *n, struct pfs_node *newpar
 			goto out;
 		}
 		/* Without CAP_DAC_READ_SEARCH: the same object through /proc. */
-		pfs_store_procname(n->fd, name);
+		pfs_store_procname(fd, name);
 		if (linkat(fs->proc_fd, name, pl.dirfd, pl.name, AT_SYMLINK_FOLLOW) < 0) {
 			ret = -errno;
 			goto out;
@@ -444,7 +458,11 @@ out:
 int pfs_view_statfs(struct pfs_fs *fs, struct pfs_node *n, struct statvfs *st)
 {
 	/* A layered mount has the room its upper has, as overlayfs. */
-	if (fstatvfs(fs->layers ? fs->layers->root[0] : n->fd, st) < 0)
+	int fd = fs->layers ? fs->layers->root[0] : pfs_node_fd(fs, n);
+
+	if (fd < 0)
+		return fd;
+	if (fstatvfs(fd, st) < 0)
 		return -errno;
 	if (fs->read_only)
 		st->f_flag |= ST_RDONLY;
@@ -454,6 +472,7 @@ int pfs_view_statfs(struct pfs_fs *fs, struct pfs_node *n, struct statvfs *st)
 int pfs_view_access(struct pfs_fs *fs, struct pfs_node *n, int mask)
 {
 	char name[24];
+	int fd;
 
 	if (mask & W_OK) {
 		int ret = pfs_view_writable(fs, n);
@@ -468,6 +487,9 @@ int pfs_view_access(struct pfs_fs *fs, struct pfs_node *n, int mask)
 	if (fs->layers && n->ln && n->ln->top != 0 && (mask & W_OK) && n->type != S_IFCHR &&
 	    n->type != S_IFBLK && n->type != S_IFIFO && n->type != S_IFSOCK)
 		mask = (mask & ~W_OK) | R_OK;
-	pfs_store_procname(n->fd, name);
+	fd = pfs_node_fd(fs, n);
+	if (fd < 0)
+		return fd;
+	pfs_store_procname(fd, name);
 	return faccessat(fs->proc_fd, name, mask, AT_EACCESS) < 0 ? -errno : 0;
 }

@@ -117,6 +117,14 @@ static int set_open_flags(struct pfs_fs *fs, struct pfs_node *n, struct fuse_fil
 	return 0;
 }
 
+/* An open file keeps its node's fd open: once unlinked, a closed one could
+ * not be reopened, and the kernel still asks about the file by its node. */
+static void pin_open(struct pfs_fs *fs, struct pfs_node *n, struct fuse_file_info *fi)
+{
+	pfs_node_pin(fs, n);
+	fi->fh |= PFS_FH_PINNED;
+}
+
 int pfs_view_open(struct pfs_fs *fs, struct pfs_node *n, struct fuse_file_info *fi)
 {
 	int fd, ret;
@@ -144,6 +152,8 @@ int pfs_view_open(struct pfs_fs *fs, struct pfs_node *n, struct fuse_file_info *
 		close(fd);
 	if (ret == -EAGAIN) /* copied up while we opened: open the copy */
 		return pfs_view_open(fs, n, fi);
+	if (ret == 0)
+		pin_open(fs, n, fi);
 	return ret;
 }
 
@@ -174,6 +184,8 @@ static int layer_create(struct pfs_fs *fs, const struct fuse_ctx *ctx, struct pf
 	if (ret < 0) {
 		close(fd);
 		pfs_node_forget(fs, pfs_node_of(fs, e->ino), 1);
+	} else {
+		pin_open(fs, pfs_node_of(fs, e->ino), fi);
 	}
 	return ret;
 }
@@ -222,6 +234,7 @@ int pfs_view_create(struct pfs_fs *fs, const struct fuse_ctx *ctx, struct pfs_no
 	fi->fh = (uint64_t)fd;
 	/* A new node: no old backing can stand in its way. */
 	set_open_flags(fs, pfs_node_of(fs, e->ino), fi, fi->flags);
+	pin_open(fs, pfs_node_of(fs, e->ino), fi);
 	if (created)
 		pfs_view_changed(fs, parent, name);
 out:
@@ -239,6 +252,8 @@ int pfs_view_release(struct pfs_fs *fs, struct pfs_node *n, struct fuse_file_inf
 		pfs_node_backing_put(fs, n);
 	if (fi->fh & PFS_FH_TRACKED)
 		pfs_node_open_untrack(fs, n, pfs_fh_fd(fi));
+	if (fi->fh & PFS_FH_PINNED)
+		pfs_node_unpin(fs, n);
 	return 0;
 }
 

@@ -70,8 +70,8 @@ int pfs_layer_lookup(struct pfs_fs *fs, struct pfs_node *parent, const char *nam
 		return ret;
 	/* A node already known (a hard link copied up through another name)
 	 * shows its own object. */
-	if (__atomic_load_n(&n->fd, __ATOMIC_ACQUIRE) != fd || n == fs->root)
-		ret = pfs_store_stat(n, &f.st);
+	if (pfs_node_fd(fs, n) != fd || n == fs->root)
+		ret = pfs_store_stat(fs, n, &f.st);
 	if (ret < 0) {
 		pfs_node_forget(fs, n, 1);
 		return ret;
@@ -201,12 +201,15 @@ out:
 static int link_object(struct pfs_fs *fs, struct pfs_node *n, int dirfd, const char *name)
 {
 	char p[24];
+	int fd = pfs_node_fd(fs, n);
 
-	if (linkat(n->fd, "", dirfd, name, AT_EMPTY_PATH) == 0)
+	if (fd < 0)
+		return fd;
+	if (linkat(fd, "", dirfd, name, AT_EMPTY_PATH) == 0)
 		return 0;
 	if (errno != ENOENT && errno != EPERM)
 		return -errno;
-	pfs_store_procname(n->fd, p);
+	pfs_store_procname(fd, p);
 	return linkat(fs->proc_fd, p, dirfd, name, AT_SYMLINK_FOLLOW) < 0 ? -errno : 0;
 }
 

@@ -45,6 +45,8 @@ struct pfs_loop {
 	bool exit;
 	int error;
 	struct worker *workers;  /* under lock */
+	void (*done)(void *);    /* after each request, on its worker */
+	void *done_arg;
 };
 
 static unsigned load(const unsigned *p)
@@ -109,6 +111,8 @@ static bool serve(struct pfs_loop *lp, struct worker *w)
 			pthread_mutex_unlock(&lp->lock);
 		}
 		fuse_session_process_buf(lp->se, &w->fbuf);
+		if (lp->done)
+			lp->done(lp->done_arg);
 		__atomic_sub_fetch(&lp->busy, 1, __ATOMIC_RELAXED);
 		if (fuse_session_exited(lp->se)) { /* a handler ended it */
 			end_session(lp, 0);
@@ -205,12 +209,15 @@ static void *monitor_main(void *arg)
 	return NULL;
 }
 
-int pfs_loop_run(struct fuse_session *se, unsigned max_threads)
+int pfs_loop_run(struct fuse_session *se, unsigned max_threads, void (*done)(void *),
+		 void *arg)
 {
 	struct pfs_loop lp = {
 		.se = se,
 		.max_threads = max_threads ? max_threads : 1,
 		.slots = 1,
+		.done = done,
+		.done_arg = arg,
 	};
 	pthread_t monitor;
 	bool monitor_started = false;

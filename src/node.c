@@ -3,6 +3,7 @@
  * nodeid the kernel sees is the node's address, so ino -> node is O(1). */
 #include "view.h"
 #include "layer.h"
+#include "nodefd.h"
 #include "shim.h"
 #include "util.h"
 
@@ -25,6 +26,9 @@ struct shard {
 
 struct pfs_nodes {
 	struct shard shards[SHARDS];
+	pthread_mutex_t sweep_lock; /* one sweep at a time; its hand: */
+	unsigned sweep_shard;
+	size_t sweep_bucket;
 };
 
 /* ctx is left out of the hash on purpose: the nodes of one backing object
@@ -76,16 +80,18 @@ int pfs_nodes_init(struct pfs_fs *fs, int root_fd)
 	/* The root lives outside the table: the kernel calls it 1, not its address. */
 	root->dev = st.st_dev;
 	root->ino = st.st_ino;
-	root->fd = root_fd;
+	root->bfd = root_fd;
+	root->fd_fixed = true;
 	if (fs->layers) {
 		/* Known by the source's root; changed through the upper's. */
 		root->ln = pfs_layer_root_ln(fs);
 		if (!root->ln)
 			goto err;
-		root->fd = root->ln->fd[0];
+		root->bfd = root->ln->fd[0];
 	}
 	root->type = S_IFDIR;
 	root->nlookup = 2;
+	pthread_mutex_init(&t->sweep_lock, NULL);
 	fs->nodes = t;
 	fs->root = root;
 	return 0;
@@ -122,8 +128,11 @@ static void free_node(struct pfs_fs *fs, struct pfs_node *n, bool drop_parents)
 
 	if (n->ln)
 		pfs_lnode_free(fs->layers, n->ln, -1);
-	else
-		close(n->fd);
+	else if (n->bfd >= 0)
+		close(n->bfd);
+	if (n->bfd >= 0 && !n->fd_fixed)
+		__atomic_sub_fetch(&fs->nfd->held, 1, __ATOMIC_RELAXED);
+	free(n->handle);
 	free(n);
 	for (; a; a = next) {
 		next = a->next;
@@ -158,6 +167,7 @@ void pfs_nodes_destroy(struct pfs_fs *fs)
 		free(s->buckets);
 		pthread_mutex_destroy(&s->lock);
 	}
+	pthread_mutex_destroy(&t->sweep_lock);
 	free(t);
 	fs->nodes = NULL;
 	if (fs->root)
@@ -280,6 +290,34 @@ static void alias_note(struct pfs_fs *fs, struct pfs_node *n, struct pfs_node *p
 	pthread_rwlock_unlock(&fs->names_lock);
 }
 
+static void sweep(struct pfs_fs *fs);
+
+/* The node of (st's dev and ino, ctx) if it is still the object at fd. A
+ * node holding its fd keeps its inode alive, so its number cannot have
+ * been reused; one whose fd the budget closed may name a removed object
+ * whose number a new one now has. That node is retired (it lives on for
+ * the kernel's references to the old object) and a new one is made. */
+static struct pfs_node *find_current_locked(struct shard *s, const struct stat *st,
+					    uint64_t ctx, int fd)
+{
+	struct pfs_node *n = find_locked(s, st->st_dev, st->st_ino, ctx);
+
+	if (!n || n->fd_fixed || n->bfd >= 0)
+		return n;
+	if (n->type == (st->st_mode & S_IFMT) && pfs_nodefd_same(fd, n->handle))
+		return n;
+	n->ctx = (uint64_t)(uintptr_t)n | 1; /* as pfs_node_retire */
+	return NULL;
+}
+
+/* Past this many node fds a request sweeps at once, not at its end. */
+static long fd_hard_limit(struct pfs_fs *fs)
+{
+	long b = fs->nfd->budget;
+
+	return b + (b / 8 > 16 ? b / 8 : 16);
+}
+
 int pfs_node_intern(struct pfs_fs *fs, struct pfs_node *parent, const char *name, int fd,
 		    const struct stat *st, uint64_t ctx, struct pfs_node **out)
 {
@@ -302,7 +340,7 @@ int pfs_node_intern_ln(struct pfs_fs *fs, struct pfs_node *parent, const char *n
 		return 0;
 	}
 	pthread_mutex_lock(&s->lock);
-	n = find_locked(s, st->st_dev, st->st_ino, ctx);
+	n = find_current_locked(s, st, ctx, fd);
 	if (n) {
 		n->nlookup++;
 		pthread_mutex_unlock(&s->lock);
@@ -328,13 +366,17 @@ int pfs_node_intern_ln(struct pfs_fs *fs, struct pfs_node *parent, const char *n
 	fresh->dev = st->st_dev;
 	fresh->ino = st->st_ino;
 	fresh->ctx = ctx;
-	fresh->fd = fd;
+	fresh->bfd = fd;
+	/* Layered nodes share their fds with their layer names; a synthetic
+	 * directory's is the daemon's own empty directory. */
+	fresh->fd_fixed = ln != NULL || st->st_dev == 0;
+	fresh->fd_used = true; /* the kernel is about to use it */
 	fresh->type = st->st_mode & S_IFMT;
 	fresh->nlookup = 1;
 	get_ref(fs, parent);
 
 	pthread_mutex_lock(&s->lock);
-	n = find_locked(s, st->st_dev, st->st_ino, ctx);
+	n = find_current_locked(s, st, ctx, fd);
 	if (n) {
 		n->nlookup++;
 		pthread_mutex_unlock(&s->lock);
@@ -349,6 +391,9 @@ int pfs_node_intern_ln(struct pfs_fs *fs, struct pfs_node *parent, const char *n
 	s->buckets[bucket_of(s, fresh->dev, fresh->ino, ctx)] = fresh;
 	s->count++;
 	pthread_mutex_unlock(&s->lock);
+	if (!fresh->fd_fixed &&
+	    __atomic_add_fetch(&fs->nfd->held, 1, __ATOMIC_RELAXED) > fd_hard_limit(fs))
+		sweep(fs); /* a READDIRPLUS can make thousands of nodes at once */
 	*out = fresh;
 	return 0;
 }
@@ -406,7 +451,7 @@ bool pfs_node_moved_up(struct pfs_fs *fs, struct pfs_node *n, int fd)
 	bool stale = false;
 
 	__atomic_store_n(&n->ln->fd[0], fd, __ATOMIC_RELEASE);
-	__atomic_store_n(&n->fd, fd, __ATOMIC_RELEASE);
+	__atomic_store_n(&n->bfd, fd, __ATOMIC_RELEASE);
 	if (n == fs->root || n->type != S_IFREG) {
 		n->ln->top = 0;
 		return false;
@@ -595,16 +640,26 @@ void pfs_node_unlinked(struct pfs_fs *fs, dev_t dev, ino_t ino, uint64_t ctx,
 int pfs_node_name(struct pfs_fs *fs, struct pfs_node *n, int *parent_fd, char *name,
 		  size_t len)
 {
+	struct pfs_node *parent = NULL;
 	int ret = -ENOENT;
 
 	pthread_rwlock_rdlock(&fs->names_lock);
 	if (n->alias && strlen(n->alias->name) < len) {
-		*parent_fd = n->alias->parent->fd;
+		parent = n->alias->parent;
+		get_ref(fs, parent);
 		strcpy(name, n->alias->name);
 		ret = 0;
 	}
 	pthread_rwlock_unlock(&fs->names_lock);
-	return ret;
+	if (ret < 0)
+		return ret;
+	/* Outside the names lock: it may have to be reopened. */
+	ret = pfs_node_fd(fs, parent);
+	put_ref(fs, parent);
+	if (ret < 0)
+		return ret;
+	*parent_fd = ret;
+	return 0;
 }
 
 char *pfs_node_path(struct pfs_fs *fs, struct pfs_node *n, const char *name)
@@ -706,4 +761,197 @@ void pfs_nodes_maybe_trim(struct pfs_fs *fs, size_t forgotten)
 	if (now >= 8192 && __atomic_compare_exchange_n(&pending, &now, 0, false,
 							__ATOMIC_RELAXED, __ATOMIC_RELAXED))
 		malloc_trim(0);
+}
+
+/* The nodes whose fds the request on this thread uses: pinned (no sweep
+ * closes them) and held (no forget frees them) until it ends. */
+#define INLINE_PINS 32
+static __thread struct {
+	struct pfs_node *v[INLINE_PINS];
+	struct pfs_node **more; /* past INLINE_PINS; freed at request end */
+	size_t n, cap;
+} tl_pins;
+
+static void pins_add(struct pfs_node *n)
+{
+	size_t i = tl_pins.n;
+
+	if (i < INLINE_PINS) {
+		tl_pins.v[i] = n;
+	} else {
+		if (i - INLINE_PINS == tl_pins.cap) {
+			size_t cap = tl_pins.cap ? tl_pins.cap * 2 : 64;
+			struct pfs_node **m = realloc(tl_pins.more, cap * sizeof(*m));
+
+			if (!m)
+				abort(); /* a pin that cannot be dropped would leak n */
+			tl_pins.more = m;
+			tl_pins.cap = cap;
+		}
+		tl_pins.more[i - INLINE_PINS] = n;
+	}
+	tl_pins.n++;
+}
+
+int pfs_node_fd(struct pfs_fs *fs, struct pfs_node *n)
+{
+	struct shard *s;
+	int fd, nfd;
+
+	if (__atomic_load_n(&n->fd_fixed, __ATOMIC_ACQUIRE))
+		return __atomic_load_n(&n->bfd, __ATOMIC_ACQUIRE);
+	/* Pinned by this request already (a READDIRPLUS looks up every entry
+	 * in one parent): its fd stays until the request ends. */
+	for (size_t i = 0; i < tl_pins.n && i < INLINE_PINS; i++) {
+		if (tl_pins.v[i] == n) {
+			fd = __atomic_load_n(&n->bfd, __ATOMIC_ACQUIRE);
+			if (fd >= 0)
+				return fd;
+			break;
+		}
+	}
+	s = shard_of(fs, n);
+	pthread_mutex_lock(&s->lock);
+	if (n->fd_fixed) {
+		fd = n->bfd;
+		pthread_mutex_unlock(&s->lock);
+		return fd;
+	}
+	n->pins++;
+	n->refs++;
+	n->fd_used = true;
+	fd = n->bfd;
+	pthread_mutex_unlock(&s->lock);
+	pins_add(n);
+	if (fd >= 0)
+		return fd;
+	nfd = pfs_nodefd_reopen(fs, n->dev, n->handle);
+	if (nfd < 0)
+		return nfd;
+	pthread_mutex_lock(&s->lock);
+	if (n->bfd < 0) {
+		n->bfd = nfd;
+		__atomic_add_fetch(&fs->nfd->held, 1, __ATOMIC_RELAXED);
+	}
+	fd = n->bfd;
+	pthread_mutex_unlock(&s->lock);
+	if (fd != nfd)
+		close(nfd); /* another request reopened it first */
+	return fd;
+}
+
+void pfs_node_pin(struct pfs_fs *fs, struct pfs_node *n)
+{
+	struct shard *s = shard_of(fs, n);
+
+	pthread_mutex_lock(&s->lock);
+	n->pins++;
+	pthread_mutex_unlock(&s->lock);
+}
+
+void pfs_node_unpin(struct pfs_fs *fs, struct pfs_node *n)
+{
+	struct shard *s = shard_of(fs, n);
+
+	pthread_mutex_lock(&s->lock);
+	n->pins--;
+	pthread_mutex_unlock(&s->lock);
+	__atomic_store_n(&fs->nfd->futile, 0, __ATOMIC_RELAXED); /* worth a sweep again */
+}
+
+/* Under s's lock: close n's fd if the sweep may. A node used since the hand
+ * last passed gets another round (the clock algorithm). */
+static bool sweep_one(struct pfs_fs *fs, struct pfs_node *n)
+{
+	int ret;
+
+	if (n->fd_fixed || n->bfd < 0 || n->pins)
+		return false;
+	if (n->fd_used) {
+		n->fd_used = false;
+		return false;
+	}
+	if (!n->handle) {
+		ret = pfs_nodefd_handle(fs, n->bfd, n->dev, n->type == S_IFDIR, &n->handle);
+		if (ret == -EAGAIN)
+			return false;
+		if (ret < 0) {
+			/* It cannot be reopened: it keeps its fd for good. */
+			__atomic_store_n(&n->fd_fixed, true, __ATOMIC_RELEASE);
+			__atomic_sub_fetch(&fs->nfd->held, 1, __ATOMIC_RELAXED);
+			return false;
+		}
+	}
+	close(n->bfd);
+	n->bfd = -1;
+	__atomic_sub_fetch(&fs->nfd->held, 1, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&fs->nfd->closed, 1, __ATOMIC_RELAXED);
+	return true;
+}
+
+/* Close node fds down to 15/16 of the budget: one sweep then lasts a while.
+ * At most two turns of the hand (the first may only clear used marks). */
+static void sweep(struct pfs_fs *fs)
+{
+	struct pfs_nodes *t = fs->nodes;
+	struct pfs_nodefd *b = fs->nfd;
+	long target = b->budget - b->budget / 16;
+	size_t shards_left = 2 * SHARDS + 1;
+
+	if (pthread_mutex_trylock(&t->sweep_lock) != 0)
+		return; /* another thread is at it */
+	while (shards_left && __atomic_load_n(&b->held, __ATOMIC_RELAXED) > target) {
+		struct shard *s = &t->shards[t->sweep_shard];
+
+		pthread_mutex_lock(&s->lock);
+		for (; t->sweep_bucket < s->nbuckets; t->sweep_bucket++) {
+			for (struct pfs_node *n = s->buckets[t->sweep_bucket]; n; n = n->hnext)
+				sweep_one(fs, n);
+			if (__atomic_load_n(&b->held, __ATOMIC_RELAXED) <= target)
+				break;
+		}
+		if (t->sweep_bucket >= s->nbuckets) {
+			t->sweep_bucket = 0;
+			t->sweep_shard = (t->sweep_shard + 1) % SHARDS;
+			shards_left--;
+		}
+		pthread_mutex_unlock(&s->lock);
+	}
+	{
+		long left = __atomic_load_n(&b->held, __ATOMIC_RELAXED);
+
+		__atomic_store_n(&b->futile, left > target ? left + 16 + b->budget / 16 : 0,
+				 __ATOMIC_RELAXED);
+	}
+	pthread_mutex_unlock(&t->sweep_lock);
+}
+
+void pfs_node_request_done(struct pfs_fs *fs)
+{
+	for (size_t i = 0; i < tl_pins.n; i++) {
+		struct pfs_node *n = i < INLINE_PINS ? tl_pins.v[i] : tl_pins.more[i - INLINE_PINS];
+		struct shard *s = shard_of(fs, n);
+		bool gone;
+
+		pthread_mutex_lock(&s->lock);
+		n->pins--;
+		n->refs--;
+		gone = n->refs == 0 && n->nlookup == 0;
+		if (gone)
+			unlink_locked(s, n);
+		pthread_mutex_unlock(&s->lock);
+		if (gone)
+			release_node(fs, n);
+	}
+	tl_pins.n = 0;
+	free(tl_pins.more);
+	tl_pins.more = NULL;
+	tl_pins.cap = 0;
+	if (fs->nfd) {
+		long held = __atomic_load_n(&fs->nfd->held, __ATOMIC_RELAXED);
+
+		if (held > fs->nfd->budget && held > __atomic_load_n(&fs->nfd->futile,
+								       __ATOMIC_RELAXED))
+			sweep(fs);
+	}
 }

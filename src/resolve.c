@@ -260,11 +260,13 @@ static int place_resolve(struct pfs_fs *fs, struct pfs_place *pl, int pdir, bool
 int pfs_place_get(struct pfs_fs *fs, struct pfs_node *parent, const char *name,
 		  struct pfs_place *pl)
 {
-	int pdir = pfs_node_synthetic(parent) ? -1 : parent->fd;
+	int pdir = pfs_node_synthetic(parent) ? -1 : pfs_node_fd(fs, parent);
 
 	memset(pl, 0, sizeof(*pl));
-	pl->dirfd = pdir;
 	pl->own_fd = -1;
+	if (pdir < -1)
+		return pdir;
+	pl->dirfd = pdir;
 	pl->name = name;
 	pl->map = pfs_view_map(fs);
 	if (!pl->map)
@@ -677,4 +679,5 @@ void pfs_view_set_map(struct pfs_fs *fs, struct pfs_map *map)
 	if (fs->se && pfs_map_diff(old, map, forget_key, fs) == 1)
 		forget_root(fs, old, map);
 	pfs_map_unref(old);
+	pfs_node_request_done(fs); /* the node fds that walk used */
 }

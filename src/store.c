@@ -17,16 +17,22 @@ void pfs_store_procname(int fd, char buf[24])
 int pfs_store_reopen(struct pfs_fs *fs, struct pfs_node *n, int flags)
 {
 	char name[24];
-	int fd;
+	int fd = pfs_node_fd(fs, n);
 
-	pfs_store_procname(n->fd, name);
+	if (fd < 0)
+		return fd;
+	pfs_store_procname(fd, name);
 	fd = openat(fs->proc_fd, name, (flags | O_CLOEXEC) & ~(O_NOFOLLOW | O_CREAT | O_EXCL));
 	return fd < 0 ? -errno : fd;
 }
 
-int pfs_store_stat(struct pfs_node *n, struct stat *st)
+int pfs_store_stat(struct pfs_fs *fs, struct pfs_node *n, struct stat *st)
 {
-	if (fstatat(n->fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
+	int fd = pfs_node_fd(fs, n);
+
+	if (fd < 0)
+		return fd;
+	if (fstatat(fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
 		return -errno;
 	return 0;
 }

@@ -40,7 +40,9 @@ struct pfs_node {
 				  * hash of the entry (key and target) that placed
 				  * it. Part of the key: one backing directory
 				  * grafted at two places is two directories. */
-	int fd;                  /* O_PATH | O_NOFOLLOW on the backing object */
+	int bfd;                 /* O_PATH | O_NOFOLLOW on the backing object, or
+				  * -1 while closed to stay in the fd budget;
+				  * read it only through pfs_node_fd() */
 	mode_t type;             /* S_IFMT bits */
 	uint64_t nlookup;        /* kernel references, under the shard lock */
 	uint32_t refs;           /* aliases naming us as parent, under the shard lock */
@@ -48,6 +50,12 @@ struct pfs_node {
 	uint32_t backing_refs;   /* counted; both under the shard lock        */
 	bool backing_stale;      /* the backing id is an object the node has left
 				  * (copied up): new opens must not share it */
+	bool fd_fixed;           /* bfd is never closed early (root, synthetic,
+				  * layered, or no usable file handle) */
+	bool fd_used;            /* used since the budget sweep last came by */
+	uint32_t pins;           /* requests using bfd now, plus open files;
+				  * under the shard lock */
+	struct file_handle *handle; /* to reopen bfd once closed, or NULL */
 	struct pfs_lnode *ln;    /* copy-on-write layers: the name in each layer */
 	struct pfs_alias *alias; /* known names, first = the one shown; under
 				  * fs->names_lock. The last name is kept even
@@ -91,12 +99,14 @@ struct pfs_fs {
 	int stack_depth;         /* max_stack_depth given to the kernel */
 	char data_path_reason[160];
 	unsigned long backing_open; /* backing ids held now (atomic) */
+	struct pfs_nodefd *nfd;  /* the budget of node fds (nodefd.c) */
 	int init_failed;
 };
 
 /* fi->fh: the backing fd in the low 32 bits; bit 32 = opened with passthrough. */
 #define PFS_FH_PASSTHROUGH (1ULL << 32)
 #define PFS_FH_TRACKED (1ULL << 33) /* layered: counted in the node's opens */
+#define PFS_FH_PINNED (1ULL << 34)  /* holds a pin on its node's fd */
 static inline int pfs_fh_fd(const struct fuse_file_info *fi)
 {
 	return (int)(uint32_t)fi->fh;
@@ -175,6 +185,16 @@ char *pfs_node_path(struct pfs_fs *fs, struct pfs_node *n, const char *name);
 size_t pfs_nodes_count(struct pfs_fs *fs);
 /* After the kernel forgot many nodes, give their memory back to the system. */
 void pfs_nodes_maybe_trim(struct pfs_fs *fs, size_t forgotten);
+/* n's O_PATH fd (or -errno: it was closed to stay in the fd budget and its
+ * object is gone). Valid until the calling request ends: it is pinned
+ * until pfs_node_request_done(). Only on worker threads. */
+int pfs_node_fd(struct pfs_fs *fs, struct pfs_node *n);
+/* The request on this thread is over: unpin what it used, then close the
+ * least recently used node fds if over budget. */
+void pfs_node_request_done(struct pfs_fs *fs);
+/* An open file keeps its node's fd (the object may have no name left). */
+void pfs_node_pin(struct pfs_fs *fs, struct pfs_node *n);
+void pfs_node_unpin(struct pfs_fs *fs, struct pfs_node *n);
 /* Share one passthrough backing id per node among its live opens. */
 int pfs_node_backing_get(struct pfs_fs *fs, struct pfs_node *n, int fd);
 void pfs_node_backing_put(struct pfs_fs *fs, struct pfs_node *n);
@@ -246,7 +266,7 @@ static inline bool pfs_node_synthetic(const struct pfs_node *n)
  * fds opened before mounting. */
 int pfs_store_reopen(struct pfs_fs *fs, struct pfs_node *n, int flags);
 void pfs_store_procname(int fd, char buf[24]);
-int pfs_store_stat(struct pfs_node *n, struct stat *st);
+int pfs_store_stat(struct pfs_fs *fs, struct pfs_node *n, struct stat *st);
 int pfs_store_give(struct pfs_fs *fs, const struct fuse_ctx *ctx, int dirfd, const char *name,
 		   mode_t mode);
 

@@ -24,7 +24,11 @@ static int xpath_of(struct pfs_fs *fs, struct pfs_node *n, struct xpath *x)
 
 	x->nofollow = n->type == S_IFLNK;
 	if (!x->nofollow) {
-		snprintf(x->path, sizeof(x->path), "/proc/self/fd/%d", n->fd);
+		int fd = pfs_node_fd(fs, n);
+
+		if (fd < 0)
+			return fd;
+		snprintf(x->path, sizeof(x->path), "/proc/self/fd/%d", fd);
 		return 0;
 	}
 	{

@@ -26,6 +26,9 @@ TEST_ROOT = os.path.join(TESTS_BASE, "run-%d" % os.getpid())
 # The whole suite runs once per data path: the test command sets this to
 # "on" (kernel passthrough) and "off" (every byte through the daemon).
 PASSTHROUGH = os.environ.get("PRISMFS_TEST_PASSTHROUGH")
+# Set (to a small number) for a run where nearly every node's fd is closed
+# and reopened from its file handle between requests.
+NODE_FDS = os.environ.get("PRISMFS_TEST_NODE_FDS")
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
                      "runtime error:", "ERROR: UndefinedBehaviorSanitizer")
 
@@ -109,7 +112,8 @@ class Mount:
     """One prismfs daemon run in the foreground (-f) so that its stderr and
     exit status are observable (sanitizer reports land there)."""
 
-    def __init__(self, source, mountpoint, args=(), env=None):
+    def __init__(self, source, mountpoint, args=(), env=None, prefix=()):
+        self.prefix = list(prefix)  # argv run before prismfs (it must exec it)
         self.source = source
         self.mountpoint = mountpoint
         self.args = list(args)
@@ -126,8 +130,11 @@ class Mount:
         extra = []
         if PASSTHROUGH and not any(a.startswith("--passthrough") for a in self.args):
             extra = ["--passthrough", PASSTHROUGH]
+        if NODE_FDS and not any(a.startswith("--node-fds") for a in self.args):
+            extra += ["--node-fds", NODE_FDS]
         self.proc = subprocess.Popen(
-            [PRISMFS, "mount", "-f", *extra, *self.args, self.source, self.mountpoint],
+            [*self.prefix, PRISMFS, "mount", "-f", *extra, *self.args, self.source,
+             self.mountpoint],
             stdin=subprocess.DEVNULL, stdout=fd, stderr=fd, env=env)
         os.close(fd)
         deadline = time.monotonic() + timeout
@@ -207,8 +214,8 @@ def mounter(workdir):
     sanitizer report) unless the test already stopped it itself."""
     made = []
 
-    def make(source, mountpoint, *args, env=None):
-        m = Mount(source, mountpoint, args, env=env)
+    def make(source, mountpoint, *args, env=None, prefix=()):
+        m = Mount(source, mountpoint, args, env=env, prefix=prefix)
         made.append(m)
         return m.start()
 
