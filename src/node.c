@@ -199,6 +199,33 @@ static void grow(struct shard *s)
 	s->nbuckets = nb;
 }
 
+/* After the kernel forgot most nodes: a table sized for a million nodes
+ * would otherwise stay resident for good. Under s's lock. */
+static void shrink(struct shard *s)
+{
+	size_t nb = s->nbuckets;
+	struct pfs_node **nbk;
+
+	while (nb > 64 && s->count < nb / 4)
+		nb /= 2;
+	if (nb == s->nbuckets || !(nbk = calloc(nb, sizeof(*nbk))))
+		return;
+	for (size_t b = 0; b < s->nbuckets; b++) {
+		struct pfs_node *n = s->buckets[b], *next;
+
+		for (; n; n = next) {
+			size_t i = (hash_key(n->dev, n->ino, n->ctx) / SHARDS) & (nb - 1);
+
+			next = n->hnext;
+			n->hnext = nbk[i];
+			nbk[i] = n;
+		}
+	}
+	free(s->buckets);
+	s->buckets = nbk;
+	s->nbuckets = nb;
+}
+
 static struct pfs_node *find_locked(struct shard *s, dev_t dev, ino_t ino, uint64_t ctx)
 {
 	struct pfs_node *n = s->buckets[bucket_of(s, dev, ino, ctx)];
@@ -759,8 +786,20 @@ void pfs_nodes_maybe_trim(struct pfs_fs *fs, size_t forgotten)
 	unsigned long now = __atomic_add_fetch(&pending, forgotten, __ATOMIC_RELAXED);
 
 	if (now >= 8192 && __atomic_compare_exchange_n(&pending, &now, 0, false,
-							__ATOMIC_RELAXED, __ATOMIC_RELAXED))
+							__ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+		struct pfs_nodes *t = fs->nodes;
+
+		/* The sweep's hand is an index into these tables. */
+		pthread_mutex_lock(&t->sweep_lock);
+		for (int i = 0; i < SHARDS; i++) {
+			pthread_mutex_lock(&t->shards[i].lock);
+			shrink(&t->shards[i]);
+			pthread_mutex_unlock(&t->shards[i].lock);
+		}
+		t->sweep_bucket = 0;
+		pthread_mutex_unlock(&t->sweep_lock);
 		malloc_trim(0);
+	}
 }
 
 /* The nodes whose fds the request on this thread uses: pinned (no sweep
