@@ -648,6 +648,13 @@ int pfs_cmd_mount(const struct pfs_config *cfg)
 	/* Listings change with the table; its names are invalidated one by
 	 * one, listings are not cached at all. */
 	fs.keep_dir_cache = fs.keep_cache && !cfg->map_path;
+	/* A plain listing needs no state between READDIRs (the offsets are the
+	 * backing filesystem's cookies): answering OPENDIR with ENOSYS tells the
+	 * kernel to open directories without asking, and to keep every listing
+	 * cached, so a warm walk costs no round trip per directory. Not for a
+	 * merged (layered) listing, and not with an op log, which records
+	 * directory opens. */
+	fs.stateless_dirs = fs.keep_dir_cache && !lp && !cfg->log_path;
 	if (lp && recover_source(cfg) < 0)
 		goto out;
 	if (check_config(cfg, &fs) < 0)

@@ -402,8 +402,13 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 {
 	struct pfs_fs *fs = FS(req);
 	uint64_t t0 = t0_of(fs);
-	int ret = pfs_view_opendir(fs, NODE(ino), fi);
+	int ret;
 
+	if (fs->stateless_dirs) {
+		fuse_reply_err(req, ENOSYS); /* the kernel asks no more */
+		return;
+	}
+	ret = pfs_view_opendir(fs, NODE(ino), fi);
 	LOG("opendir", NODE(ino), NULL, NULL, NULL, ret, PFS_LA_END);
 	if (ret < 0)
 		fuse_reply_err(req, -ret);
@@ -454,7 +459,7 @@ static void op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fus
 {
 	struct pfs_fs *fs = FS(req);
 	uint64_t t0 = t0_of(fs);
-	int ret = pfs_view_fsyncdir(fs, datasync, fi);
+	int ret = pfs_view_fsyncdir(fs, NODE(ino), datasync, fi);
 
 	LOG("fsyncdir", NODE(ino), NULL, NULL, NULL, ret, PFS_LA_INT("datasync", datasync));
 	fuse_reply_err(req, -ret);

@@ -328,10 +328,44 @@ static ssize_t readdir_snap(struct pfs_fs *fs, fuse_req_t req, struct pfs_node *
 	return (ssize_t)used;
 }
 
+static ssize_t read_handle(struct pfs_fs *fs, fuse_req_t req, struct pfs_node *n, char *buf,
+			   size_t size, off_t off, struct pfs_dirh *d, bool plus);
+
+/* No handle (stateless_dirs): a stream of its own for this one READDIR,
+ * placed at the kernel's offset, a cookie of the backing filesystem. */
+static ssize_t read_stateless(struct pfs_fs *fs, fuse_req_t req, struct pfs_node *n, char *buf,
+			      size_t size, off_t off, bool plus)
+{
+	struct pfs_dirh d = {.offset = 0};
+	int fd = pfs_view_open_dir(fs, n);
+	ssize_t ret;
+
+	if (fd < 0)
+		return fd == -ESTALE ? -ENOENT : fd; /* removed: as a removed dir's */
+	d.dp = fdopendir(fd);
+	if (!d.dp) {
+		ret = -errno;
+		close(fd);
+		return ret;
+	}
+	pthread_mutex_init(&d.lock, NULL);
+	ret = read_handle(fs, req, n, buf, size, off, &d, plus);
+	pthread_mutex_destroy(&d.lock);
+	closedir(d.dp);
+	return ret;
+}
+
 ssize_t pfs_view_readdir(struct pfs_fs *fs, fuse_req_t req, struct pfs_node *n, char *buf,
 			 size_t size, off_t off, struct fuse_file_info *fi, bool plus)
 {
-	struct pfs_dirh *d = dirh_of(fi);
+	if (!fi->fh)
+		return read_stateless(fs, req, n, buf, size, off, plus);
+	return read_handle(fs, req, n, buf, size, off, dirh_of(fi), plus);
+}
+
+static ssize_t read_handle(struct pfs_fs *fs, fuse_req_t req, struct pfs_node *n, char *buf,
+			   size_t size, off_t off, struct pfs_dirh *d, bool plus)
+{
 	size_t used = 0;
 	int err = 0;
 
@@ -448,11 +482,22 @@ void pfs_view_close_dirs(struct pfs_fs *fs)
 	}
 }
 
-int pfs_view_fsyncdir(struct pfs_fs *fs, int datasync, struct fuse_file_info *fi)
+int pfs_view_fsyncdir(struct pfs_fs *fs, struct pfs_node *n, int datasync,
+		      struct fuse_file_info *fi)
 {
 	struct pfs_dirh *d = dirh_of(fi);
 	int ret;
 
+	if (!d) { /* stateless_dirs: no handle */
+		int fd = pfs_view_open_dir(fs, n);
+
+		if (fd < 0)
+			return fd;
+		ret = datasync ? fdatasync(fd) : fsync(fd);
+		ret = ret < 0 ? -errno : 0;
+		close(fd);
+		return ret;
+	}
 	if (!d->dp)
 		return 0; /* synthetic: nothing to make durable */
 	ret = datasync ? fdatasync(dirfd(d->dp)) : fsync(dirfd(d->dp));

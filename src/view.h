@@ -75,6 +75,7 @@ struct pfs_fs {
 	bool read_only;
 	bool keep_cache;
 	bool keep_dir_cache;     /* let the kernel keep listings (no mapping table) */
+	bool stateless_dirs;     /* no directory handles: OPENDIR answers ENOSYS */
 	/* Mapping table: swapped whole under map_lock; each call holds one
 	 * generation by reference for as long as it resolves names. */
 	pthread_mutex_t map_lock;
@@ -324,7 +325,8 @@ int pfs_view_opendir(struct pfs_fs *fs, struct pfs_node *n, struct fuse_file_inf
 ssize_t pfs_view_readdir(struct pfs_fs *fs, fuse_req_t req, struct pfs_node *n, char *buf,
 			 size_t size, off_t off, struct fuse_file_info *fi, bool plus);
 int pfs_view_releasedir(struct pfs_fs *fs, struct fuse_file_info *fi);
-int pfs_view_fsyncdir(struct pfs_fs *fs, int datasync, struct fuse_file_info *fi);
+int pfs_view_fsyncdir(struct pfs_fs *fs, struct pfs_node *n, int datasync,
+		      struct fuse_file_info *fi);
 /* Free every directory handle still open once the session has ended. */
 void pfs_view_close_dirs(struct pfs_fs *fs);
 
