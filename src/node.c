@@ -176,13 +176,13 @@ void pfs_nodes_destroy(struct pfs_fs *fs)
 	fs->root = NULL;
 }
 
-static void grow(struct shard *s)
+/* Rehash s into nb buckets (a power of two). Under s's lock. */
+static void resize(struct shard *s, size_t nb)
 {
-	size_t nb = s->nbuckets * 2;
 	struct pfs_node **nbk = calloc(nb, sizeof(*nbk));
 
 	if (!nbk)
-		return; /* longer chains, still correct */
+		return; /* longer chains (or a larger table), still correct */
 	for (size_t b = 0; b < s->nbuckets; b++) {
 		struct pfs_node *n = s->buckets[b], *next;
 
@@ -199,31 +199,21 @@ static void grow(struct shard *s)
 	s->nbuckets = nb;
 }
 
+static void grow(struct shard *s)
+{
+	resize(s, s->nbuckets * 2);
+}
+
 /* After the kernel forgot most nodes: a table sized for a million nodes
  * would otherwise stay resident for good. Under s's lock. */
 static void shrink(struct shard *s)
 {
 	size_t nb = s->nbuckets;
-	struct pfs_node **nbk;
 
 	while (nb > 64 && s->count < nb / 4)
 		nb /= 2;
-	if (nb == s->nbuckets || !(nbk = calloc(nb, sizeof(*nbk))))
-		return;
-	for (size_t b = 0; b < s->nbuckets; b++) {
-		struct pfs_node *n = s->buckets[b], *next;
-
-		for (; n; n = next) {
-			size_t i = (hash_key(n->dev, n->ino, n->ctx) / SHARDS) & (nb - 1);
-
-			next = n->hnext;
-			n->hnext = nbk[i];
-			nbk[i] = n;
-		}
-	}
-	free(s->buckets);
-	s->buckets = nbk;
-	s->nbuckets = nb;
+	if (nb != s->nbuckets)
+		resize(s, nb);
 }
 
 static struct pfs_node *find_locked(struct shard *s, dev_t dev, ino_t ino, uint64_t ctx)
