@@ -105,7 +105,13 @@ err:
 	return ret;
 }
 
-static void put_ref(struct pfs_fs *fs, struct pfs_node *n);
+static void drop_ref(struct pfs_fs *fs, struct pfs_node *n, uint32_t pins);
+
+/* Drop one alias's hold on n. */
+static void put_ref(struct pfs_fs *fs, struct pfs_node *n)
+{
+	drop_ref(fs, n, 0);
+}
 
 static struct pfs_alias *alias_new(struct pfs_node *parent, const char *name)
 {
@@ -247,8 +253,8 @@ static void get_ref(struct pfs_fs *fs, struct pfs_node *n)
 	pthread_mutex_unlock(&s->lock);
 }
 
-/* Drop one alias's hold on n; free n once nothing holds it. */
-static void put_ref(struct pfs_fs *fs, struct pfs_node *n)
+/* Drop one hold on n (and pins of its fd); free n once nothing holds it. */
+static void drop_ref(struct pfs_fs *fs, struct pfs_node *n, uint32_t pins)
 {
 	struct shard *s;
 	bool gone;
@@ -257,6 +263,7 @@ static void put_ref(struct pfs_fs *fs, struct pfs_node *n)
 		return;
 	s = shard_of(fs, n);
 	pthread_mutex_lock(&s->lock);
+	n->pins -= pins;
 	n->refs--;
 	gone = n->refs == 0 && n->nlookup == 0;
 	if (gone)
@@ -957,21 +964,8 @@ static void sweep(struct pfs_fs *fs)
 
 void pfs_node_request_done(struct pfs_fs *fs)
 {
-	for (size_t i = 0; i < tl_pins.n; i++) {
-		struct pfs_node *n = i < INLINE_PINS ? tl_pins.v[i] : tl_pins.more[i - INLINE_PINS];
-		struct shard *s = shard_of(fs, n);
-		bool gone;
-
-		pthread_mutex_lock(&s->lock);
-		n->pins--;
-		n->refs--;
-		gone = n->refs == 0 && n->nlookup == 0;
-		if (gone)
-			unlink_locked(s, n);
-		pthread_mutex_unlock(&s->lock);
-		if (gone)
-			release_node(fs, n);
-	}
+	for (size_t i = 0; i < tl_pins.n; i++)
+		drop_ref(fs, i < INLINE_PINS ? tl_pins.v[i] : tl_pins.more[i - INLINE_PINS], 1);
 	tl_pins.n = 0;
 	free(tl_pins.more);
 	tl_pins.more = NULL;
