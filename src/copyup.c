@@ -115,6 +115,7 @@ static int node_first_name(struct pfs_fs *fs, struct pfs_node *n, struct pfs_nod
 int pfs_layer_node_name(struct pfs_fs *fs, struct pfs_node *n, int *dirfd, char *name,
 			size_t len)
 {
+	struct pfs_node *parent = NULL;
 	int ret = -ENOENT;
 
 	pthread_rwlock_rdlock(&fs->names_lock);
@@ -123,11 +124,20 @@ int pfs_layer_node_name(struct pfs_fs *fs, struct pfs_node *n, int *dirfd, char 
 		strcpy(name, n->ln->sname);
 		ret = 0;
 	} else if (n->alias && n->ln && n->alias->parent->ln && strlen(n->alias->name) < len) {
-		*dirfd = n->alias->parent->ln->fd[n->ln->top];
+		parent = n->alias->parent;
+		pfs_node_hold(fs, parent);
 		strcpy(name, n->alias->name);
-		ret = *dirfd >= 0 ? 0 : -ENOENT;
 	}
 	pthread_rwlock_unlock(&fs->names_lock);
+	if (parent) {
+		/* Pinned to the request's end: its fds stay open until then. */
+		ret = pfs_node_fd(fs, parent);
+		if (ret >= 0) {
+			*dirfd = __atomic_load_n(&parent->ln->fd[n->ln->top], __ATOMIC_ACQUIRE);
+			ret = *dirfd >= 0 ? 0 : -ENOENT;
+		}
+		pfs_node_release(fs, parent);
+	}
 	return ret;
 }
 
@@ -155,21 +165,24 @@ static int copy_up_one(struct pfs_fs *fs, struct pfs_node *n, struct pfs_node *p
 		       const char *name, bool no_data)
 {
 	struct pfs_layers *L = fs->layers;
-	int t = n->ln->top, ud = parent->ln->fd[0], ldir = parent->ln->fd[t], fd, ret;
+	/* Both pinned (their fds open) until the request ends. */
+	int pfd = pfs_node_fd(fs, parent), nfd = pfs_node_fd(fs, n);
+	int t = n->ln->top, ud, ldir, fd, ret;
 	bool syn = t == 1 && n->ln->syn, split;
 	const char *lname = name;
 	struct stat st, pst;
 	char tmp[32], pp[32];
 
+	if (pfd < 0 || nfd < 0)
+		return pfd < 0 ? pfd : nfd;
+	ud = __atomic_load_n(&parent->ln->fd[0], __ATOMIC_ACQUIRE);
+	ldir = __atomic_load_n(&parent->ln->fd[t], __ATOMIC_ACQUIRE);
 	if (n->ln->sdir >= 0) { /* the table put it elsewhere than its parent's part */
 		ldir = n->ln->sdir;
 		lname = n->ln->sname;
 	}
 	if (ud < 0 || (ldir < 0 && !syn))
 		return -ESTALE;
-	/* Layered nodes keep their fds: no budget closes them. */
-	int nfd = pfs_node_fd(fs, n);
-
 	if (fstatat(nfd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0 ||
 	    fstatat(ud, "", &pst, AT_EMPTY_PATH) < 0)
 		return -errno;

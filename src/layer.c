@@ -49,7 +49,7 @@ bool pfs_layer_merged(const struct pfs_node *n)
 	int count = 0;
 
 	for (int i = n->ln ? n->ln->top : 1; n->ln && i <= n->ln->bottom; i++)
-		count += __atomic_load_n(&n->ln->fd[i], __ATOMIC_RELAXED) >= 0;
+		count += __atomic_load_n(&n->ln->fd[i], __ATOMIC_RELAXED) != -1;
 	return count > 1;
 }
 
@@ -62,6 +62,9 @@ void pfs_lnode_free(struct pfs_layers *L, struct pfs_lnode *ln, int keep)
 			close(ln->fd[i]);
 	if (ln->sdir >= 0)
 		close(ln->sdir);
+	for (size_t i = 0; ln->hs && L && i < L->n; i++)
+		free(ln->hs[i].h);
+	free(ln->hs);
 	free(ln->sname);
 	free(ln->opens);
 	free(ln);
@@ -79,6 +82,7 @@ struct pfs_lnode *pfs_lnode_new(struct pfs_layers *L)
 	ln->sname = NULL;
 	ln->nopens = ln->aopens = 0;
 	ln->opens = NULL;
+	ln->hs = NULL;
 	ln->cached = 0;
 	for (size_t i = 0; i < L->n; i++)
 		ln->fd[i] = -1;
@@ -246,6 +250,12 @@ void pfs_lfound_put(struct pfs_fs *fs, struct pfs_lfound *f)
 int pfs_layer_ldir_get(struct pfs_fs *fs, struct pfs_node *n, struct pfs_ldir *d)
 {
 	memset(d, 0, sizeof(*d));
+	if (n->ln) {
+		int fd = pfs_node_fd(fs, n); /* pins it: its fds stay open */
+
+		if (fd < 0)
+			return fd;
+	}
 	d->ln = n->ln;
 	d->ctx = n->ctx;
 	d->root = n == fs->root;
@@ -841,7 +851,7 @@ int pfs_layers_open(struct pfs_fs *fs, const struct pfs_layer_spec *spec, char *
 
 	if (!L)
 		goto nomem;
-	if (spec->nlowers == 0 || n > 200) {
+	if (spec->nlowers == 0 || n > PFS_LAYERS_MAX) {
 		snprintf(err, errlen, "a layered mount needs 1 to 199 lower directories");
 		ret = -EINVAL;
 		goto fail;

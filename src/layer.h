@@ -62,8 +62,23 @@ struct pfs_layers {
 	unsigned long tmpseq;     /* names of temporaries in work, under lock */
 };
 
+#define PFS_LAYERS_MAX 200 /* the upper and up to 199 lowers */
+
+/* fd[i] of a node whose fds the budget closed: the layer has an object
+ * there, reopened from hs[i] when the node is next used (pfs_node_fd). */
+#define PFS_LFD_CLOSED (-2)
+
+struct file_handle;
+
+struct pfs_lhandle {
+	dev_t dev;
+	struct file_handle *h;
+};
+
 /* A node's name in each layer. fd[top] is the node's fd; for a directory
- * fd[top..bottom] (where >= 0) are merged, highest first. */
+ * fd[top..bottom] (where >= 0) are merged, highest first. Whoever reads
+ * fd[] of a node has it pinned (pfs_node_fd, pfs_layer_ldir_get): then
+ * none is PFS_LFD_CLOSED. */
 struct pfs_lnode {
 	uint8_t top;
 	uint8_t bottom;
@@ -76,6 +91,8 @@ struct pfs_lnode {
 	int sdir;                 /* where the table put the object of layer top */
 	char *sname;              /* (owned), or -1/NULL: its parent's part of
 				   * that layer, under its own name */
+	struct pfs_lhandle *hs;   /* per layer, once the budget closed fd[]
+				   * (node.c), or NULL; under the shard lock */
 	int fd[];
 };
 

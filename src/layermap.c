@@ -123,7 +123,7 @@ struct pfs_node *pfs_lmap_held_child(struct pfs_fs *fs, struct pfs_node *parent,
 	struct pfs_node *n = NULL;
 	struct pfs_lfound f;
 	struct pfs_lsrc s;
-	struct pfs_ldir d;
+	struct pfs_ldir d = {0};
 	struct stat st;
 
 	*exists = false;

@@ -39,6 +39,7 @@ int pfs_layer_lookup(struct pfs_fs *fs, struct pfs_node *parent, const char *nam
 	struct pfs_lnode *ln;
 	struct pfs_node *n;
 	struct stat key;
+	bool made;
 	int fd, ret;
 
 	memset(e, 0, sizeof(*e));
@@ -65,12 +66,12 @@ int pfs_layer_lookup(struct pfs_fs *fs, struct pfs_node *parent, const char *nam
 	key = f.st;
 	key.st_dev = f.kdev;
 	key.st_ino = f.kino;
-	ret = pfs_node_intern_ln(fs, parent, name, fd, &key, f.ctx, ln, &n);
+	ret = pfs_node_intern_ln(fs, parent, name, fd, &key, f.ctx, ln, &n, &made);
 	if (ret < 0)
 		return ret;
 	/* A node already known (a hard link copied up through another name)
 	 * shows its own object. */
-	if (pfs_node_fd(fs, n) != fd || n == fs->root)
+	if (!made || n == fs->root)
 		ret = pfs_store_stat(fs, n, &f.st);
 	if (ret < 0) {
 		pfs_node_forget(fs, n, 1);

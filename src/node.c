@@ -126,18 +126,38 @@ static struct pfs_alias *alias_new(struct pfs_node *parent, const char *name)
 	return a;
 }
 
+/* The fds n holds open: a layered node one per layer it has an object in. */
+static long node_fds(struct pfs_fs *fs, const struct pfs_node *n)
+{
+	long count = 0;
+
+	if (!n->ln)
+		return n->bfd >= 0;
+	for (size_t i = 0; fs->layers && i < fs->layers->n; i++)
+		count += __atomic_load_n(&n->ln->fd[i], __ATOMIC_RELAXED) >= 0;
+	return count;
+}
+
+/* Whether a layered node's fds may be closed and reopened: not a synthetic
+ * directory (its fd is on a removed one) nor an object the table placed
+ * (a second fd, on where it was placed, would be needed for a copy-up). */
+static bool ln_sweepable(const struct pfs_lnode *ln)
+{
+	return !ln->syn && ln->sdir < 0;
+}
+
 /* n is out of the table and nothing refers to it. Its names let go of
  * their parents unless the whole table is going (drop_parents false). */
 static void free_node(struct pfs_fs *fs, struct pfs_node *n, bool drop_parents)
 {
 	struct pfs_alias *a = n->alias, *next;
 
+	if (!n->fd_fixed)
+		__atomic_sub_fetch(&fs->nfd->held, node_fds(fs, n), __ATOMIC_RELAXED);
 	if (n->ln)
 		pfs_lnode_free(fs->layers, n->ln, -1);
 	else if (n->bfd >= 0)
 		close(n->bfd);
-	if (n->bfd >= 0 && !n->fd_fixed)
-		__atomic_sub_fetch(&fs->nfd->held, 1, __ATOMIC_RELAXED);
 	free(n->handle);
 	free(n);
 	for (; a; a = next) {
@@ -325,10 +345,13 @@ static struct pfs_node *find_current_locked(struct shard *s, const struct stat *
 					    uint64_t ctx, int fd)
 {
 	struct pfs_node *n = find_locked(s, st->st_dev, st->st_ino, ctx);
+	const struct file_handle *h;
 
 	if (!n || n->fd_fixed || n->bfd >= 0)
 		return n;
-	if (n->type == (st->st_mode & S_IFMT) && pfs_nodefd_same(fd, n->handle))
+	/* fd is the top object of a layered name: a closed node's top handle. */
+	h = n->ln ? n->ln->hs[n->ln->top].h : n->handle;
+	if (n->type == (st->st_mode & S_IFMT) && pfs_nodefd_same(fd, h))
 		return n;
 	n->ctx = (uint64_t)(uintptr_t)n | 1; /* as pfs_node_retire */
 	return NULL;
@@ -345,15 +368,19 @@ static long fd_hard_limit(struct pfs_fs *fs)
 int pfs_node_intern(struct pfs_fs *fs, struct pfs_node *parent, const char *name, int fd,
 		    const struct stat *st, uint64_t ctx, struct pfs_node **out)
 {
-	return pfs_node_intern_ln(fs, parent, name, fd, st, ctx, NULL, out);
+	return pfs_node_intern_ln(fs, parent, name, fd, st, ctx, NULL, out, NULL);
 }
 
 int pfs_node_intern_ln(struct pfs_fs *fs, struct pfs_node *parent, const char *name, int fd,
 		       const struct stat *st, uint64_t ctx, struct pfs_lnode *ln,
-		       struct pfs_node **out)
+		       struct pfs_node **out, bool *made)
 {
 	struct shard *s = shard_for(fs, st->st_dev, st->st_ino, ctx);
 	struct pfs_node *n, *fresh;
+	long fds;
+
+	if (made)
+		*made = false;
 
 	if (st->st_dev == fs->root->dev && st->st_ino == fs->root->ino && ctx == 0) {
 		/* Only reachable through a bind mount of the source inside itself. */
@@ -391,9 +418,8 @@ int pfs_node_intern_ln(struct pfs_fs *fs, struct pfs_node *parent, const char *n
 	fresh->ino = st->st_ino;
 	fresh->ctx = ctx;
 	fresh->bfd = fd;
-	/* Layered nodes share their fds with their layer names; a synthetic
-	 * directory's is the daemon's own empty directory. */
-	fresh->fd_fixed = ln != NULL || st->st_dev == 0;
+	/* A synthetic directory's fd is the daemon's own empty directory. */
+	fresh->fd_fixed = st->st_dev == 0 || (ln && !ln_sweepable(ln));
 	fresh->fd_used = true; /* the kernel is about to use it */
 	fresh->type = st->st_mode & S_IFMT;
 	fresh->nlookup = 1;
@@ -414,11 +440,13 @@ int pfs_node_intern_ln(struct pfs_fs *fs, struct pfs_node *parent, const char *n
 	fresh->hnext = s->buckets[bucket_of(s, fresh->dev, fresh->ino, ctx)];
 	s->buckets[bucket_of(s, fresh->dev, fresh->ino, ctx)] = fresh;
 	s->count++;
+	fds = fresh->fd_fixed ? 0 : node_fds(fs, fresh);
 	pthread_mutex_unlock(&s->lock);
-	if (!fresh->fd_fixed &&
-	    __atomic_add_fetch(&fs->nfd->held, 1, __ATOMIC_RELAXED) > fd_hard_limit(fs))
+	if (fds && __atomic_add_fetch(&fs->nfd->held, fds, __ATOMIC_RELAXED) > fd_hard_limit(fs))
 		sweep(fs); /* a READDIRPLUS can make thousands of nodes at once */
 	*out = fresh;
+	if (made)
+		*made = true;
 	return 0;
 }
 
@@ -474,19 +502,27 @@ bool pfs_node_moved_up(struct pfs_fs *fs, struct pfs_node *n, int fd)
 	struct shard *s;
 	bool stale = false;
 
-	__atomic_store_n(&n->ln->fd[0], fd, __ATOMIC_RELEASE);
-	__atomic_store_n(&n->bfd, fd, __ATOMIC_RELEASE);
-	if (n == fs->root || n->type != S_IFREG) {
-		n->ln->top = 0;
+	if (n == fs->root) {
+		__atomic_store_n(&n->ln->fd[0], fd, __ATOMIC_RELEASE);
+		__atomic_store_n(&n->bfd, fd, __ATOMIC_RELEASE);
+		__atomic_store_n(&n->ln->top, 0, __ATOMIC_RELEASE);
 		return false;
 	}
+	/* n is pinned by the copy-up: no sweep closes its fds meanwhile. The
+	 * lower fd stays (a request may still use it) until the next sweep. */
 	s = shard_of(fs, n);
 	pthread_mutex_lock(&s->lock);
-	n->ln->top = 0;
-	move_opens_locked(n->ln, fd);
-	if (n->backing_refs) {
-		n->backing_stale = true;
-		stale = true;
+	__atomic_store_n(&n->ln->fd[0], fd, __ATOMIC_RELEASE);
+	__atomic_store_n(&n->bfd, fd, __ATOMIC_RELEASE);
+	__atomic_store_n(&n->ln->top, 0, __ATOMIC_RELEASE);
+	if (!n->fd_fixed)
+		__atomic_add_fetch(&fs->nfd->held, 1, __ATOMIC_RELAXED);
+	if (n->type == S_IFREG) {
+		move_opens_locked(n->ln, fd);
+		if (n->backing_refs) {
+			n->backing_stale = true;
+			stale = true;
+		}
 	}
 	pthread_mutex_unlock(&s->lock);
 	if (stale)
@@ -829,6 +865,52 @@ static void pins_add(struct pfs_node *n)
 	tl_pins.n++;
 }
 
+/* Does a layered node reopen its object of layer i? A directory merges
+ * all its layers; a file shows its top one only (a lower one left behind
+ * by a copy-up is closed for good). */
+static bool ln_keeps(const struct pfs_node *n, size_t i)
+{
+	return n->type == S_IFDIR ? i >= n->ln->top && i <= n->ln->bottom : i == n->ln->top;
+}
+
+/* A pinned layered node whose fds the budget closed: all reopened, so that
+ * whoever reads ln->fd[] now finds them open. */
+static int reopen_layered(struct pfs_fs *fs, struct pfs_node *n, struct shard *s)
+{
+	struct pfs_lnode *ln = n->ln;
+	size_t nl = fs->layers->n;
+	int fds[PFS_LAYERS_MAX], ret = 0;
+
+	for (size_t i = 0; i < nl; i++)
+		fds[i] = -1;
+	for (size_t i = 0; i < nl && ret == 0; i++) {
+		if (__atomic_load_n(&ln->fd[i], __ATOMIC_ACQUIRE) != PFS_LFD_CLOSED)
+			continue;
+		fds[i] = pfs_nodefd_reopen(fs, ln->hs[i].dev, ln->hs[i].h);
+		if (fds[i] < 0)
+			ret = fds[i], fds[i] = -1;
+	}
+	if (ret == 0) {
+		pthread_mutex_lock(&s->lock);
+		if (n->bfd < 0) { /* else another request reopened them first */
+			for (size_t i = 0; i < nl; i++) {
+				if (fds[i] >= 0 && ln->fd[i] == PFS_LFD_CLOSED) {
+					__atomic_store_n(&ln->fd[i], fds[i], __ATOMIC_RELEASE);
+					fds[i] = -1;
+					__atomic_add_fetch(&fs->nfd->held, 1, __ATOMIC_RELAXED);
+				}
+			}
+			__atomic_store_n(&n->bfd, ln->fd[ln->top], __ATOMIC_RELEASE);
+		}
+		ret = n->bfd;
+		pthread_mutex_unlock(&s->lock);
+	}
+	for (size_t i = 0; i < nl; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+	return ret;
+}
+
 int pfs_node_fd(struct pfs_fs *fs, struct pfs_node *n)
 {
 	struct shard *s;
@@ -861,6 +943,8 @@ int pfs_node_fd(struct pfs_fs *fs, struct pfs_node *n)
 	pins_add(n);
 	if (fd >= 0)
 		return fd;
+	if (n->ln)
+		return reopen_layered(fs, n, s);
 	nfd = pfs_nodefd_reopen(fs, n->dev, n->handle);
 	if (nfd < 0)
 		return nfd;
@@ -895,6 +979,47 @@ void pfs_node_unpin(struct pfs_fs *fs, struct pfs_node *n)
 	__atomic_store_n(&fs->nfd->futile, 0, __ATOMIC_RELAXED); /* worth a sweep again */
 }
 
+/* Under s's lock: the fds of layered node n that it would reopen get a
+ * handle (once), then all its fds are closed. */
+static bool sweep_layered(struct pfs_fs *fs, struct pfs_node *n)
+{
+	struct pfs_lnode *ln = n->ln;
+	size_t nl = fs->layers->n;
+	long closed = 0;
+
+	if (!ln->hs && !(ln->hs = calloc(nl, sizeof(*ln->hs))))
+		return false;
+	for (size_t i = 0; i < nl; i++) {
+		struct stat st;
+		int ret;
+
+		if (ln->fd[i] < 0 || ln->hs[i].h || !ln_keeps(n, i))
+			continue;
+		ret = fstat(ln->fd[i], &st) < 0 ? -errno
+						 : pfs_nodefd_handle(fs, ln->fd[i], st.st_dev,
+								     S_ISDIR(st.st_mode), &ln->hs[i].h);
+		if (ret == -EAGAIN)
+			return false;
+		if (ret < 0) { /* it cannot be reopened: it keeps its fds for good */
+			__atomic_store_n(&n->fd_fixed, true, __ATOMIC_RELEASE);
+			__atomic_sub_fetch(&fs->nfd->held, node_fds(fs, n), __ATOMIC_RELAXED);
+			return false;
+		}
+		ln->hs[i].dev = st.st_dev;
+	}
+	for (size_t i = 0; i < nl; i++) {
+		if (ln->fd[i] < 0)
+			continue;
+		close(ln->fd[i]);
+		__atomic_store_n(&ln->fd[i], ln_keeps(n, i) ? PFS_LFD_CLOSED : -1, __ATOMIC_RELAXED);
+		closed++;
+	}
+	__atomic_store_n(&n->bfd, -1, __ATOMIC_RELAXED);
+	__atomic_sub_fetch(&fs->nfd->held, closed, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&fs->nfd->closed, closed, __ATOMIC_RELAXED);
+	return true;
+}
+
 /* Under s's lock: close n's fd if the sweep may. A node used since the hand
  * last passed gets another round (the clock algorithm). */
 static bool sweep_one(struct pfs_fs *fs, struct pfs_node *n)
@@ -907,6 +1032,8 @@ static bool sweep_one(struct pfs_fs *fs, struct pfs_node *n)
 		n->fd_used = false;
 		return false;
 	}
+	if (n->ln)
+		return sweep_layered(fs, n);
 	if (!n->handle) {
 		ret = pfs_nodefd_handle(fs, n->bfd, n->dev, n->type == S_IFDIR, &n->handle);
 		if (ret == -EAGAIN)

@@ -33,6 +33,9 @@ struct pfs_dirh {
 	bool taken;
 	struct snap_ent *snap;
 	size_t nsnap, asnap;
+	struct pfs_node *pinned; /* a layered directory keeps its fds open
+				  * while listed: a removed one cannot be
+				  * reopened for a rewind */
 };
 
 static struct pfs_dirh *dirh_of(struct fuse_file_info *fi)
@@ -96,6 +99,10 @@ int pfs_view_opendir(struct pfs_fs *fs, struct pfs_node *n, struct fuse_file_inf
 			close(fd);
 			goto err;
 		}
+	}
+	if (fs->layers && n->ln) {
+		pfs_node_pin(fs, n); /* open now: pfs_view_open_dir used them */
+		d->pinned = n;
 	}
 	pthread_mutex_init(&d->lock, NULL);
 	pthread_mutex_lock(&fs->dirs_lock);
@@ -464,6 +471,8 @@ int pfs_view_releasedir(struct pfs_fs *fs, struct fuse_file_info *fi)
 	if (d->next)
 		d->next->prev = d->prev;
 	pthread_mutex_unlock(&fs->dirs_lock);
+	if (d->pinned)
+		pfs_node_unpin(fs, d->pinned);
 	free_dirh(d);
 	return 0;
 }

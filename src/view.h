@@ -51,7 +51,8 @@ struct pfs_node {
 	bool backing_stale;      /* the backing id is an object the node has left
 				  * (copied up): new opens must not share it */
 	bool fd_fixed;           /* bfd is never closed early (root, synthetic,
-				  * layered, or no usable file handle) */
+				  * placed by the table in a layered mount,
+				  * or no usable file handle) */
 	bool fd_used;            /* used since the budget sweep last came by */
 	uint32_t pins;           /* requests using bfd now, plus open files;
 				  * under the shard lock */
@@ -131,10 +132,10 @@ void pfs_nodes_destroy(struct pfs_fs *fs);
 int pfs_node_intern(struct pfs_fs *fs, struct pfs_node *parent, const char *name, int fd,
 		    const struct stat *st, uint64_t ctx, struct pfs_node **out);
 /* The same for a layered mount: fd is ln's top descriptor, and ln (owned)
- * is attached to a new node or freed if the node exists. */
+ * is attached to a new node (*made true) or freed if the node exists. */
 int pfs_node_intern_ln(struct pfs_fs *fs, struct pfs_node *parent, const char *name, int fd,
 		       const struct stat *st, uint64_t ctx, struct pfs_lnode *ln,
-		       struct pfs_node **out);
+		       struct pfs_node **out, bool *made);
 /* n no longer answers lookups of its key: the next lookup makes a new node
  * (and the kernel a new inode). n lives on for the kernel's references. */
 void pfs_node_retire(struct pfs_fs *fs, struct pfs_node *n);
