@@ -74,20 +74,24 @@ def budget_view(request, make_view):
     return make_view(request.param, "--node-fds", str(BUDGET), populate=_populate)
 
 
-def test_walk_beyond_budget(budget_view):
-    v = budget_view
-    assert _snapshot(v.path) == _snapshot(v.native)
-    st = status_json(v.path)
-    # More nodes than the budget, yet no more fds than it (plus the fixed
-    # few: /dev/fuse, the source, /proc, the control socket, ...).
+def check_walk_beyond_budget(path, native, pid, snapshot=_snapshot, fixed=24):
+    """Walks of path see what native shows, with more nodes than the budget
+    yet no more fds than it, plus `fixed` others (/dev/fuse, the source,
+    /proc, the control socket, ...)."""
+    assert snapshot(path) == snapshot(native)
+    st = status_json(path)
     assert st["nodes"] > 4 * BUDGET
     assert st["node_fds"]["budget"] == BUDGET
     assert st["node_fds"]["open"] <= BUDGET
     assert st["node_fds"]["closed"] > 0
-    assert _fd_count(v.mount.pid) <= BUDGET + 24
+    assert _fd_count(pid) <= BUDGET + fixed
     # A second walk reopens what the first closed: same answers.
-    assert _snapshot(v.path) == _snapshot(v.native)
-    assert status_json(v.path)["node_fds"]["reopened"] > 0
+    assert snapshot(path) == snapshot(native)
+    assert status_json(path)["node_fds"]["reopened"] > 0
+
+
+def test_walk_beyond_budget(budget_view):
+    check_walk_beyond_budget(budget_view.path, budget_view.native, budget_view.mount.pid)
 
 
 def test_identity_survives_closing(budget_view):
@@ -105,8 +109,11 @@ def test_identity_survives_closing(budget_view):
         os.close(fd_dir)
 
 
-def _change(root):
-    """The same changes, to objects whose node fds the walks have closed."""
+def _change(root, layered=False):
+    """The same changes, to objects whose node fds the walks have closed.
+    layered: over two lowers (test_nodefd_layers), where copy-ups and
+    whiteouts do them, and a lower directory cannot be renamed (EXDEV, as
+    on overlayfs without redirect_dir)."""
     d = os.path.join(root, "d00")
     with open(os.path.join(d, "f02"), "a") as f:
         f.write("appended\n")
@@ -126,10 +133,19 @@ def _change(root):
     os.symlink("../d00/f02", os.path.join(root, "d04", "sym"))
     os.utime(os.path.join(root, "d05", "link"), ns=(3_000_000_000, 4_000_000_000),
              follow_symlinks=False)
-    os.rename(os.path.join(root, "d06"), os.path.join(root, "d00", "sub", "d06"))
+    dirs = ["d00", "d00/sub", "d00/sub/new", "d01", "d02", "d03", "d04"]
+    if layered:  # the bottom lower's objects
+        with open(os.path.join(d, "low03"), "r+") as f:
+            f.write("LOW")
+        os.unlink(os.path.join(root, "d08", "low01"))
+        os.unlink(os.path.join(root, "d04", "deep", "x"))
+        os.rmdir(os.path.join(root, "d04", "deep"))
+        dirs.append("d08")
+    else:
+        os.rename(os.path.join(root, "d06"), os.path.join(root, "d00", "sub", "d06"))
     # Directories changed above get their times back: the comparison is of
     # what the changes did, not of when.
-    for dd in ("d00", "d00/sub", "d00/sub/new", "d01", "d02", "d03", "d04"):
+    for dd in dirs:
         os.utime(os.path.join(root, dd), ns=(5_000_000_000, 6_000_000_000))
 
 
@@ -188,6 +204,18 @@ def test_object_changed_outside_while_closed(make_view):
         os.close(fd_dir)
 
 
+def fd_limit(pid):
+    with open("/proc/%d/limits" % pid) as f:
+        return [int(line.split()[3]) for line in f if line.startswith("Max open files")][0]
+
+
+def find_count(path):
+    """How many entries find(1) lists under path; it must report no error."""
+    names = subprocess.run(["find", path], capture_output=True, text=True)
+    assert names.returncode == 0 and names.stderr == "", names.stderr[:2000]
+    return len(names.stdout.split("\n")) - 1
+
+
 def test_default_budget_under_a_low_fd_limit(workdir, mounter):
     """No --node-fds: the budget comes from the fd limit the daemon runs
     under. A tree of several times that limit walks without EMFILE."""
@@ -201,13 +229,10 @@ def test_default_budget_under_a_low_fd_limit(workdir, mounter):
         for i in range(120):
             open(os.path.join(dd, "f%03d" % i), "w").close()
     m = mounter(src, mnt, prefix=["prlimit", "--nofile=256:256"])
-    with open("/proc/%d/limits" % m.pid) as f:
-        limit = [int(line.split()[3]) for line in f if line.startswith("Max open files")][0]
+    limit = fd_limit(m.pid)
     st = status_json(mnt)
     assert 0 < st["node_fds"]["budget"] < limit
-    names = subprocess.run(["find", mnt], capture_output=True, text=True)
-    assert names.returncode == 0 and names.stderr == "", names.stderr[:2000]
-    assert len(names.stdout.split("\n")) - 1 == 1 + 8 + 8 * 120
+    assert find_count(mnt) == 1 + 8 + 8 * 120
     with open(os.path.join(mnt, "d7", "f119"), "w") as f:
         f.write("last\n")
     with open(os.path.join(src, "d7", "f119")) as f:

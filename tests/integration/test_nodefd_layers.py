@@ -6,12 +6,12 @@ changed as kernel overlayfs shows it; here the merge is modelled by a native
 directory holding the same content (the upper lower's files win)."""
 import os
 import stat
-import subprocess
 
 import pytest
 
 from prism_helpers import status_json
-from test_nodefd import BUDGET, DIRS, _fd_count, _populate, _snapshot, _walk_all
+from test_nodefd import (BUDGET, DIRS, TIMED, _change, _fd_count, _populate, _snapshot,
+                         _walk_all, check_walk_beyond_budget, fd_limit, find_count)
 
 
 def _populate_low(root):
@@ -32,39 +32,7 @@ def _populate_low(root):
             f.write("x%d\n" % d)
 
 
-LTIMED = ("d00/f05", "d05/link", "d00", "d00/sub", "d00/sub/new", "d01", "d02", "d03",
-          "d04", "d08")
-
-
-def _change(root):
-    """Changes a layered view makes by copy-up, whiteout and in the upper,
-    to objects whose node fds the walks have closed."""
-    d = os.path.join(root, "d00")
-    with open(os.path.join(d, "f02"), "a") as f:     # copy-up of a top-lower file
-        f.write("appended\n")
-    with open(os.path.join(d, "low03"), "r+") as f:  # ... of a bottom-lower file
-        f.write("LOW")
-    os.chmod(os.path.join(d, "f03"), 0o600)
-    os.chown(os.path.join(d, "f04"), 1234, 5678)
-    os.utime(os.path.join(d, "f05"), ns=(1_000_000_000, 2_000_000_000))
-    os.setxattr(os.path.join(d, "f06"), "user.new", b"v")
-    os.removexattr(os.path.join(d, "f01"), "user.tag")
-    os.truncate(os.path.join(d, "f07"), 3)
-    os.link(os.path.join(d, "f08"), os.path.join(root, "d01", "hard"))
-    os.rename(os.path.join(d, "f09"), os.path.join(root, "d02", "moved"))
-    os.unlink(os.path.join(d, "f10"))                # a whiteout
-    os.unlink(os.path.join(root, "d08", "low01"))
-    os.mkdir(os.path.join(d, "sub", "new"))
-    with open(os.path.join(d, "sub", "new", "x"), "w") as f:
-        f.write("x\n")
-    os.rmdir(os.path.join(root, "d03", "sub"))
-    os.unlink(os.path.join(root, "d04", "deep", "x"))
-    os.rmdir(os.path.join(root, "d04", "deep"))      # a bottom-lower directory
-    os.symlink("../d00/f02", os.path.join(root, "d04", "sym"))
-    os.utime(os.path.join(root, "d05", "link"), ns=(3_000_000_000, 4_000_000_000),
-             follow_symlinks=False)
-    for dd in ("d00", "d00/sub", "d00/sub/new", "d01", "d02", "d03", "d04", "d08"):
-        os.utime(os.path.join(root, dd), ns=(5_000_000_000, 6_000_000_000))
+LTIMED = TIMED + ("d08",)
 
 
 def _view(root, timed=()):
@@ -105,17 +73,9 @@ def layered(workdir, mounter):
 
 
 def test_walk_beyond_budget(layered):
-    v = layered
-    assert _view(v.path) == _view(v.native)
-    st = status_json(v.path)
-    assert st["nodes"] > 4 * BUDGET
-    assert st["node_fds"]["open"] <= BUDGET
-    assert st["node_fds"]["closed"] > 0
-    # The fixed few besides node fds: /dev/fuse, the layers' roots, work,
-    # /proc, the control socket, ...
-    assert _fd_count(v.mount.pid) <= BUDGET + 32
-    assert _view(v.path) == _view(v.native)
-    assert status_json(v.path)["node_fds"]["reopened"] > 0
+    # Fixed fds besides those of test_nodefd: the layers' roots, work.
+    check_walk_beyond_budget(layered.path, layered.native, layered.mount.pid,
+                             snapshot=_view, fixed=32)
 
 
 def test_identity_survives_closing(layered):
@@ -139,8 +99,8 @@ def test_changes_through_closed_fds(layered):
     _walk_all(v.path)
     _walk_all(v.path)
     before = status_json(v.path)["node_fds"]["reopened"]
-    _change(v.path)
-    _change(v.native)
+    _change(v.path, layered=True)
+    _change(v.native, layered=True)
     assert status_json(v.path)["node_fds"]["reopened"] > before
     assert _view(v.path, LTIMED) == _view(v.native, LTIMED)
     # The lowers are read-only: nothing written there.
@@ -220,12 +180,9 @@ def test_default_budget_under_a_low_fd_limit(workdir, mounter):
                 open(os.path.join(dd, "%s%02d" % (tag, i)), "w").close()
     m = mounter(top, mnt, "--upper", upper, "--work", work, "--lower", low,
                 prefix=["prlimit", "--nofile=256:256"])
-    with open("/proc/%d/limits" % m.pid) as f:
-        limit = [int(line.split()[3]) for line in f if line.startswith("Max open files")][0]
+    limit = fd_limit(m.pid)
     assert limit == 256
-    names = subprocess.run(["find", mnt], capture_output=True, text=True)
-    assert names.returncode == 0 and names.stderr == "", names.stderr[:2000]
-    assert len(names.stdout.split("\n")) - 1 == 1 + 40 + 40 * 24
+    assert find_count(mnt) == 1 + 40 + 40 * 24
     with open(os.path.join(mnt, "d39", "l11"), "w") as f:
         f.write("last\n")
     with open(os.path.join(upper, "d39", "l11")) as f:
