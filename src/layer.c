@@ -258,6 +258,8 @@ int pfs_layer_ldir_get(struct pfs_fs *fs, struct pfs_node *n, struct pfs_ldir *d
 	}
 	d->ln = n->ln;
 	d->ctx = n->ctx;
+	d->dev = n->dev;
+	d->ino = n->ino;
 	d->root = n == fs->root;
 	d->map = pfs_view_map(fs);
 	if (!d->map)
@@ -350,6 +352,20 @@ int pfs_layer_find(struct pfs_fs *fs, struct pfs_node *parent, const char *name,
 		ret = pfs_layer_find_in(fs, &d, name, f);
 	pfs_layer_ldir_put(&d);
 	return ret;
+}
+
+/* The key of one name of a lower file with several links. A copy-up
+ * breaks the link (as on overlayfs without index), so each name must be
+ * an inode of its own: the kernel opens an inode, not a name, and the copy
+ * must land at the name written through. All names still show the lower
+ * file's number until then, as on overlayfs. */
+static uint64_t link_ctx(const struct pfs_ldir *dir, const char *name, uint64_t ctx)
+{
+	uint64_t h = pfs_map_hash(name) ^ ctx;
+
+	h ^= ((uint64_t)dir->dev * 0xc2b2ae3d27d4eb4full) ^ ((uint64_t)dir->ino * 0x9e3779b97f4a7c15ull);
+	h ^= dir->ctx * 0xff51afd7ed558ccdull;
+	return h | 1; /* never 0: that is a name the table did not place */
 }
 
 int pfs_layer_find_in(struct pfs_fs *fs, const struct pfs_ldir *dir, const char *name,
@@ -455,6 +471,8 @@ int pfs_layer_find_in(struct pfs_fs *fs, const struct pfs_ldir *dir, const char 
 			} else {
 				f->kdev = st.st_dev;
 				f->kino = st.st_ino;
+				if (st.st_nlink > 1)
+					f->ctx = link_ctx(dir, name, f->ctx);
 				keyed = true;
 			}
 			if (i > 0 && !merging)
@@ -704,6 +722,8 @@ int pfs_layer_dir_nonempty(struct pfs_fs *fs, struct pfs_node *parent, const cha
 	}
 	d.ln = f->ln;
 	d.ctx = f->ctx;
+	d.dev = f->kdev;
+	d.ino = f->kino;
 	d.root = false;
 	if (ret == 0)
 		ret = list_names(fs, &d, false, any_name, NULL);

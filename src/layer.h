@@ -110,7 +110,9 @@ struct pfs_ldir {
 	const struct pfs_lnode *ln;
 	struct pfs_map *map;      /* the mapping table's generation (held), or NULL */
 	char *vpath;              /* its virtual path (owned) when there is a table */
-	uint64_t ctx;             /* its node's ctx */
+	uint64_t ctx;             /* its node's key: ctx, dev, ino */
+	dev_t dev;
+	ino_t ino;
 	bool root;
 };
 /* The directory node n: 0 or -errno. */

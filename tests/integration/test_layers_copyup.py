@@ -253,6 +253,29 @@ def test_write_through_symlink_copies_up_the_target(ovl):
     lowers.check()
 
 
+@pytest.mark.parametrize("first", ["a", "b"])
+def test_write_through_one_name_of_a_lower_hard_link(ovl, first):
+    """A lower file with two names: a write through one of them copies up
+    that name only (without index, overlayfs breaks the link at copy-up);
+    the other keeps showing the lower data, whichever name was looked up
+    first. Until then both show the lower file's number."""
+    mkfile(ovl.l1("dir/a"), b"orig data\n")
+    os.link(ovl.l1("dir/a"), ovl.l1("dir/b"))
+    lowers = Untouched(ovl.L1, ovl.L2)
+    ovl.mount()
+    other = "b" if first == "a" else "a"
+    assert read(ovl.m("dir", first)) == b"orig data\n"
+    assert os.lstat(ovl.m("dir/a")).st_ino == os.lstat(ovl.m("dir/b")).st_ino
+    with open(ovl.m("dir", other), "r+b") as f:
+        f.write(b"NEW!")
+    assert read(ovl.m("dir", other)) == b"NEW! data\n"
+    assert read(ovl.m("dir", first)) == b"orig data\n"
+    assert read(ovl.u("dir", other)) == b"NEW! data\n"
+    assert not os.path.lexists(ovl.u("dir", first)), "the other name was copied up"
+    assert os.lstat(ovl.m("dir", other)).st_nlink == 1
+    lowers.check()
+
+
 @pytest.mark.parametrize("op", ["lchown", "lutimes"])
 def test_symlink_copyup_never_follows(ovl, op):
     """Changing a symlink's own attributes copies up the symlink (same
