@@ -453,14 +453,10 @@ int pfs_commit_build(struct pfs_cctx *c, int newfd)
 			pfs_ovl_dir_free(&l->up);
 			pfs_names_free(&l->lo);
 			b.n--;
-			pfs_pathbuf_cut(&c->path, l->plen);
-			if ((ret = pfs_dstack_pop(&b.us)) < 0 ||
-			    (ret = pfs_dstack_pop(&b.ls)) < 0 ||
-			    (ret = pfs_dstack_pop(&b.ns)) < 0) {
-				pfs_cfail(c, ret, "cannot walk back up to %s",
-					  pfs_pathbuf_str(&c->path));
+			ret = pfs_cwalk_up(c, l->plen, c->newroot,
+					   (struct pfs_dstack *const[]){&b.us, &b.ls, &b.ns}, 3);
+			if (ret < 0)
 				goto out;
-			}
 			continue;
 		}
 		plen = pfs_pathbuf_push(&c->path, ue ? ue->name : le->name);

@@ -336,15 +336,10 @@ int pfs_commit_inplace(struct pfs_cctx *c)
 				break;
 			pfs_ovl_dir_free(&l->up);
 			s.n--;
-			pfs_pathbuf_cut(&c->path, l->plen);
-			ret = pfs_dstack_pop(&s.us);
-			if (ret == 0)
-				ret = pfs_dstack_pop(&s.ls);
-			if (ret < 0) {
-				pfs_cfail(c, ret, "cannot walk back up to %s/%s", c->lower,
-					  pfs_pathbuf_str(&c->path));
+			ret = pfs_cwalk_up(c, l->plen, c->lower,
+					   (struct pfs_dstack *const[]){&s.us, &s.ls}, 2);
+			if (ret < 0)
 				goto out;
-			}
 			continue;
 		}
 		e = &l->up.v[l->next++];

@@ -42,6 +42,11 @@ int pfs_crefuse(struct pfs_cctx *c, int err, const char *fmt, ...)
 int pfs_cfail_at(struct pfs_cctx *c, int err, const char *op, const char *root,
 		 const char *name);
 
+/* A commit walk leaves a directory: c->path cut back to plen and each of
+ * the n directory stacks popped; a failure names root/path. */
+int pfs_cwalk_up(struct pfs_cctx *c, size_t plen, const char *root,
+		 struct pfs_dstack *const *stacks, size_t n);
+
 /* Tests make the process die for real at a named step:
  * PRISMFS_TEST_CRASH=<step> raises SIGKILL there. */
 void pfs_commit_crashpoint(const char *step);
