@@ -68,6 +68,7 @@ int prismfs_config_add_lower(prismfs_config *cfg, const char *path);
 /* Any other option of `prismfs mount`, by its long name without "--":
  *   "read-only", "volatile", "no-default-permissions"  value NULL (or "1")
  *   "passthrough"  "auto" | "on" | "off"
+ *   "uring"        "auto" | "on" | "off"
  *   "map"          a mapping table (file or named pipe)
  *   "map-max"      bytes
  *   "log"          a file, or "-" for the daemon's stderr

@@ -47,6 +47,12 @@ const char pfs_mount_usage[] =
 	"                          the daemon. auto (default) uses it when the kernel and\n"
 	"                          privileges allow and says why not otherwise (prismfs\n"
 	"                          status); on refuses to mount without it; off never uses it\n"
+	"  --uring auto|on|off     take requests over io_uring (kernel FUSE-over-io_uring,\n"
+	"                          enabled by Y in /sys/module/fuse/parameters/enable_uring):\n"
+	"                          one queue per CPU, each request answered on the CPU that\n"
+	"                          made it, which makes metadata calls several times faster.\n"
+	"                          auto (default) uses it when the kernel offers it; on\n"
+	"                          refuses to mount without it; off reads /dev/fuse\n"
 	"  --log FILE|-            log every operation, its arguments and result, to FILE\n"
 	"                          (- = stderr). Logging never stalls I/O: when the writer\n"
 	"                          falls behind, records are dropped and counted, and the\n"
@@ -568,6 +574,18 @@ static int parse_mount(int argc, char **argv, int start, bool compat, struct pfs
 				cfg->passthrough = PFS_PT_OFF;
 			} else {
 				seterr(err, errlen, "--passthrough must be auto, on or off, not '%s'",
+				       v ? v : "");
+				return -EINVAL;
+			}
+		} else if ((v = optval(argc, argv, &i, a, "--uring", &m)) || m) {
+			if (v && strcmp(v, "auto") == 0) {
+				cfg->uring = PFS_UR_AUTO;
+			} else if (v && strcmp(v, "on") == 0) {
+				cfg->uring = PFS_UR_ON;
+			} else if (v && strcmp(v, "off") == 0) {
+				cfg->uring = PFS_UR_OFF;
+			} else {
+				seterr(err, errlen, "--uring must be auto, on or off, not '%s'",
 				       v ? v : "");
 				return -EINVAL;
 			}

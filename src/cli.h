@@ -22,6 +22,9 @@ enum pfs_log_format { PFS_LOG_TEXT, PFS_LOG_JSON };
 
 enum pfs_passthrough { PFS_PT_AUTO, PFS_PT_ON, PFS_PT_OFF };
 
+/* How requests reach the daemon: FUSE over io_uring or /dev/fuse. */
+enum pfs_uring_opt { PFS_UR_AUTO, PFS_UR_ON, PFS_UR_OFF };
+
 /* How a layered mount writes whiteouts: a 0/0 character device (the
  * kernel's form; needs CAP_MKNOD), a `.wh.NAME` file, or the device where
  * mknod works and the file otherwise. */
@@ -55,6 +58,7 @@ struct pfs_config {
 	long threads;           /* max worker threads */
 	long node_fds;          /* node fd budget; 0: from RLIMIT_NOFILE */
 	enum pfs_passthrough passthrough; /* kernel FUSE passthrough for file data */
+	enum pfs_uring_opt uring;  /* FUSE requests over io_uring */
 	const char *map_path;   /* --map: mapping table, a file or a named pipe */
 	size_t map_max;         /* largest mapping message accepted from a pipe */
 	const char *upper;      /* mount (layered), commit, discard */

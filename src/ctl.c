@@ -3,6 +3,7 @@
 #include "layer.h"
 #include "layer_life.h"
 #include "mapwatch.h"
+#include "uring.h"
 #include "util.h"
 #include "view.h"
 
@@ -234,6 +235,12 @@ static char *status_json(struct pfs_ctl *ctl)
 	json_object_set_new(o, "data_path_reason", json_string(fs->data_path_reason));
 	json_object_set_new(o, "passthrough_option",
 			    json_string((const char *[]){"auto", "on", "off"}[fs->cfg->passthrough]));
+	json_object_set_new(o, "requests", json_string(fs->uring ? "io_uring" : "/dev/fuse"));
+	json_object_set_new(o, "requests_reason", json_string(fs->requests_reason));
+	json_object_set_new(o, "uring_option",
+			    json_string((const char *[]){"auto", "on", "off"}[fs->cfg->uring]));
+	json_object_set_new(o, "uring_queues", json_integer(pfs_uring_queues(fs->uring)));
+	json_object_set_new(o, "uring_threads", json_integer(pfs_uring_threads(fs->uring)));
 	json_object_set_new(o, "backing_ids_open",
 			    json_integer((json_int_t)__atomic_load_n(&fs->backing_open,
 								     __ATOMIC_RELAXED)));

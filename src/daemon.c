@@ -8,6 +8,7 @@
 #include "failrec.h"
 #include "progress.h"
 #include "shim.h"
+#include "uring.h"
 #include "util.h"
 #include "view.h"
 
@@ -119,6 +120,23 @@ static char *escape_opt(const char *s)
 	return out;
 }
 
+#define URING_PARAM "/sys/module/fuse/parameters/enable_uring"
+
+/* 1: the kernel offers FUSE over io_uring to new mounts, 0: it is off, -1:
+ * the kernel has none. */
+static int uring_enabled(void)
+{
+	char c = 0;
+	int fd = open(URING_PARAM, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return -1;
+	if (read(fd, &c, 1) != 1)
+		c = 0;
+	close(fd);
+	return c == 'Y' || c == '1';
+}
+
 static int check_config(const struct pfs_config *cfg, struct pfs_fs *fs)
 {
 	struct stat st;
@@ -128,6 +146,13 @@ static int check_config(const struct pfs_config *cfg, struct pfs_fs *fs)
 	if (!e) {
 		say("out of memory");
 		return -1;
+	}
+	if (cfg->uring == PFS_UR_ON && uring_enabled() <= 0) {
+		say(uring_enabled() < 0 ? "cannot take requests over io_uring (--uring on): this "
+					  "kernel has no FUSE over io_uring"
+					: "cannot take requests over io_uring (--uring on): it is off in "
+					  "the kernel (echo Y > " URING_PARAM ")");
+		goto out;
 	}
 	fs->root_fd = open(cfg->source, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (fs->root_fd < 0) {
@@ -325,6 +350,43 @@ static void tell_parent(struct pfs_fs *fs, const char *msg)
 	fs->ready_fd = -1;
 }
 
+/* In INIT: take requests over io_uring or from /dev/fuse. -1: the mount
+ * must not go on (--uring on without io_uring). */
+static int choose_requests(struct pfs_fs *fs)
+{
+	const struct pfs_config *cfg = fs->cfg;
+	/* libfuse 3.14 lets the kernel send at most 256 pages per request. */
+	size_t payload = (size_t)256 * (size_t)sysconf(_SC_PAGESIZE);
+	int ret = 0;
+
+	fs->uring = NULL;
+	if (cfg->uring == PFS_UR_OFF)
+		snprintf(fs->requests_reason, sizeof(fs->requests_reason),
+			 "/dev/fuse: io_uring is off (--uring off)");
+	else if (!fs->kernel_uring)
+		snprintf(fs->requests_reason, sizeof(fs->requests_reason),
+			 "/dev/fuse: the kernel does not offer FUSE over io_uring "
+			 "(Y in /sys/module/fuse/parameters/enable_uring turns it on)");
+	else if ((ret = pfs_uring_prepare(fs, payload, (unsigned)cfg->threads, &fs->uring)) < 0)
+		snprintf(fs->requests_reason, sizeof(fs->requests_reason),
+			 "/dev/fuse: cannot set up io_uring: %s", strerror(-ret));
+	else
+		snprintf(fs->requests_reason, sizeof(fs->requests_reason),
+			 "io_uring: one queue per CPU, each request answered on the CPU "
+			 "that made it");
+	if (cfg->uring == PFS_UR_ON && !fs->uring) {
+		char msg[240];
+
+		snprintf(msg, sizeof(msg), "cannot take requests over io_uring (--uring on): %s",
+			 fs->requests_reason + strlen("/dev/fuse: "));
+		fs->init_failed = 1;
+		tell_parent(fs, msg);
+		fuse_session_exit(fs->se);
+		return -1;
+	}
+	return 0;
+}
+
 void pfs_daemon_init_done(struct pfs_fs *fs)
 {
 	const struct pfs_config *cfg = fs->cfg;
@@ -356,6 +418,8 @@ void pfs_daemon_init_done(struct pfs_fs *fs)
 		fuse_session_exit(fs->se);
 		return;
 	}
+	if (choose_requests(fs) < 0)
+		return;
 	if (fs->log) {
 		snprintf(note, sizeof(note), "data path: %s%s", fs->data_path_reason,
 			 fs->passthrough_active ? " (so reads and writes of regular files are "
@@ -472,6 +536,9 @@ out:
 	pfs_inval_stop(fs);
 	/* No more status answers: what they read is torn down next. */
 	pfs_ctl_stop(ctl);
+	/* After the unmount: the kernel may ask for a last reply on a ring. */
+	pfs_uring_stop(fs->uring);
+	fs->uring = NULL;
 	sv->ctl = ctl;
 	if (pfd >= 0)
 		close(pfd);

@@ -133,8 +133,9 @@ PFS_API int prismfs_config_add_lower(prismfs_config *cfg, const char *path)
 PFS_API int prismfs_config_set_option(prismfs_config *cfg, const char *key, const char *value)
 {
 	static const char *const flags[] = {"read-only", "volatile", "no-default-permissions"};
-	static const char *const valued[] = {"passthrough", "map", "map-max", "log", "log-format",
-					     "timeout", "threads", "whiteout", "on-unmount"};
+	static const char *const valued[] = {"passthrough", "uring", "map", "map-max", "log",
+					     "log-format", "timeout", "threads", "whiteout",
+					     "on-unmount"};
 	char flag[64];
 
 	if (!cfg || !key)

@@ -1,9 +1,11 @@
 #include "shim.h"
+#include "uring.h"
 #include "view.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/uio.h>
@@ -84,14 +86,13 @@ bool pfs_shim_kernel_offers_passthrough(struct pfs_fs *fs)
 	return fs->kernel_passthrough;
 }
 
-static ssize_t shim_read(int fd, void *buf, size_t len, void *userdata)
+void pfs_shim_request(struct pfs_fs *fs, const void *buf, size_t len)
 {
-	struct pfs_fs *fs = userdata;
-	ssize_t n = read(fd, buf, len);
 	const struct k_in_header *h = buf;
+	ssize_t n = (ssize_t)len;
 
 	if (n < (ssize_t)sizeof(*h))
-		return n;
+		return;
 	tl_unique = h->unique;
 	tl_opcode = h->opcode;
 	tl_backing_id = 0;
@@ -121,7 +122,16 @@ static ssize_t shim_read(int fd, void *buf, size_t len, void *userdata)
 		fs->kernel_passthrough = (flags & K_FUSE_INIT_EXT) &&
 					 (flags2 & K_FUSE_PASSTHROUGH_FLAGS2);
 		fs->killpriv_v2 = (flags & K_FUSE_HANDLE_KILLPRIV_V2) != 0;
+		fs->kernel_uring = (flags & K_FUSE_INIT_EXT) && (flags2 & PFS_URING_INIT_FLAGS2);
 	}
+}
+
+static ssize_t shim_read(int fd, void *buf, size_t len, void *userdata)
+{
+	ssize_t n = read(fd, buf, len);
+
+	if (n > 0)
+		pfs_shim_request(userdata, buf, (size_t)n);
 	return n;
 }
 
@@ -158,6 +168,26 @@ static void patch_init(struct pfs_fs *fs, struct iovec *iov, int count)
 		*flags2 |= K_FUSE_PASSTHROUGH_FLAGS2;
 		*depth = (uint32_t)fs->stack_depth;
 	}
+	if (fs->uring) {
+		/* fuse_init_out: max_write at 20, max_pages (u16) at 28. The
+		 * kernel refuses ring buffers smaller than either. */
+		uint32_t *max_write = payload_at(iov, count, 20, 4);
+		uint16_t *max_pages = payload_at(iov, count, 28, 2);
+		size_t need = max_write ? *max_write : SIZE_MAX;
+
+		if (max_pages && (size_t)*max_pages * 4096 > need)
+			need = (size_t)*max_pages * 4096;
+		if (flags2 && need <= pfs_uring_payload(fs->uring)) {
+			*flags |= K_FUSE_INIT_EXT;
+			*flags2 |= PFS_URING_INIT_FLAGS2;
+		} else {
+			pfs_uring_stop(fs->uring);
+			fs->uring = NULL;
+			snprintf(fs->requests_reason, sizeof(fs->requests_reason),
+				 "/dev/fuse: the kernel's largest request does not fit the "
+				 "io_uring buffers");
+		}
+	}
 }
 
 static void patch_open(struct iovec *iov, int count, size_t payload_len)
@@ -191,12 +221,29 @@ static ssize_t shim_writev(int fd, struct iovec *iov, int count, void *userdata)
 	}
 	if (oh->unique == tl_unique)
 		tl_backing_id = 0;
+	if (pfs_uring_claims(oh->unique))
+		return pfs_uring_reply(iov, count);
+	if (tl_opcode == K_FUSE_INIT && oh->unique == tl_unique && fs->uring) {
+		ssize_t n = writev(fd, iov, count);
+
+		/* The kernel now waits for an entry on every queue. */
+		if (n >= 0 && oh->error == 0) {
+			pfs_uring_start(fs->uring);
+		} else {
+			pfs_uring_stop(fs->uring);
+			fs->uring = NULL;
+		}
+		return n;
+	}
 	return writev(fd, iov, count);
 }
 
 static ssize_t shim_splice_send(int fdin, off_t *offin, int fdout, off_t *offout, size_t len,
 				unsigned int flags, void *userdata)
 {
+	/* libfuse splices only the reply to the request on this thread. */
+	if (pfs_uring_claims(tl_unique))
+		return pfs_uring_reply_pipe(fdin, len);
 	return splice(fdin, offin, fdout, offout, len, flags);
 }
 

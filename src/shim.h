@@ -6,11 +6,16 @@
 #define PFS_SHIM_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 struct pfs_fs;
 
 /* Install the shim on the mounted session's fd. 0 or -errno. */
 int pfs_shim_install(struct pfs_fs *fs);
+
+/* A request is about to be handled on this thread (read from /dev/fuse or
+ * taken from an io_uring entry): note what its reply needs. */
+void pfs_shim_request(struct pfs_fs *fs, const void *buf, size_t len);
 
 /* Did the kernel's INIT request offer FUSE passthrough? (valid in init) */
 bool pfs_shim_kernel_offers_passthrough(struct pfs_fs *fs);

@@ -21,6 +21,7 @@ struct pfs_mapwatch;
 struct pfs_inval;
 struct pfs_layers;
 struct pfs_lnode;
+struct pfs_uring;
 
 /* One name a node is known by: hard links give a node several. */
 struct pfs_alias {
@@ -100,6 +101,9 @@ struct pfs_fs {
 				  * truncate and chown (FUSE_HANDLE_KILLPRIV_V2) */
 	int stack_depth;         /* max_stack_depth given to the kernel */
 	char data_path_reason[160];
+	bool kernel_uring;       /* the kernel's INIT offered FUSE over io_uring */
+	struct pfs_uring *uring; /* the rings, once prepared (uring.h), or NULL */
+	char requests_reason[160]; /* how requests arrive, and why */
 	unsigned long backing_open; /* backing ids held now (atomic) */
 	struct pfs_nodefd *nfd;  /* the budget of node fds (nodefd.c) */
 	int init_failed;

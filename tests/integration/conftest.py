@@ -26,6 +26,10 @@ TEST_ROOT = os.path.join(TESTS_BASE, "run-%d" % os.getpid())
 # The whole suite runs once per data path: the test command sets this to
 # "on" (kernel passthrough) and "off" (every byte through the daemon).
 PASSTHROUGH = os.environ.get("PRISMFS_TEST_PASSTHROUGH")
+# "on" or "off": how the daemon takes requests (io_uring or /dev/fuse). The
+# test command also sets the kernel's enable_uring to match, so that mounts
+# started without this fixture (default --uring auto) follow it too.
+URING = os.environ.get("PRISMFS_TEST_URING")
 # Set (to a small number) for a run where nearly every node's fd is closed
 # and reopened from its file handle between requests.
 NODE_FDS = os.environ.get("PRISMFS_TEST_NODE_FDS")
@@ -130,6 +134,8 @@ class Mount:
         extra = []
         if PASSTHROUGH and not any(a.startswith("--passthrough") for a in self.args):
             extra = ["--passthrough", PASSTHROUGH]
+        if URING and not any(a.startswith("--uring") for a in self.args):
+            extra += ["--uring", URING]
         if NODE_FDS and not any(a.startswith("--node-fds") for a in self.args):
             extra += ["--node-fds", NODE_FDS]
         self.proc = subprocess.Popen(
