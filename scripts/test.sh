@@ -39,17 +39,39 @@ run_suite() { # name binary [extra env...]
 	total_fail=$((total_fail + f))
 }
 
+# Requests reach the daemon over io_uring only while the kernel's
+# enable_uring is Y. Each pass sets it as it needs; the old value comes back
+# at the end.
+uring_param=/sys/module/fuse/parameters/enable_uring
+uring_old=$(cat "$uring_param" 2>/dev/null || true)
+restore_uring() { [ -n "$uring_old" ] && echo "$uring_old" >"$uring_param"; }
+trap restore_uring EXIT
+uring() { # on|off: the mode a pass runs in, as far as this kernel allows
+	if [ "$1" = on ] && [ -z "$uring_old" ]; then
+		echo "off" # no FUSE over io_uring in this kernel: said below
+		return
+	fi
+	[ -n "$uring_old" ] && { [ "$1" = on ] && echo Y || echo N; } >"$uring_param"
+	echo "$1"
+}
+[ -n "$uring_old" ] || echo "== note: this kernel has no FUSE over io_uring; every pass reads /dev/fuse"
+
 PYTEST_ARGS=("$@")
 asan_dir=$(mktemp -d /tmp/prismfs-asan.XXXXXX)
-# Every suite runs on both data paths: kernel passthrough and the daemon.
-# The sanitized daemon-path run also keeps at most 16 node fds open, so that
-# nearly every node's fd is closed and reopened from its file handle.
+# Every suite runs on both data paths, kernel passthrough and the daemon,
+# and on both ways requests arrive, io_uring and /dev/fuse: each build meets
+# each of the four. The sanitized daemon-path run also keeps at most 16 node
+# fds open, so that nearly every node's fd is closed and reopened from its
+# file handle.
 for pt in on off; do
 	budget=()
 	[ "$pt" = off ] && budget=(PRISMFS_TEST_NODE_FDS=16)
-	run_suite "plain-passthrough-$pt" "$root/build/prismfs" PRISMFS_TEST_PASSTHROUGH=$pt
-	run_suite "asan-passthrough-$pt${budget:+-node-fds-16}" "$root/build-asan/prismfs" \
-		PRISMFS_TEST_PASSTHROUGH=$pt "${budget[@]}" \
+	u=$(uring "$([ "$pt" = on ] && echo on || echo off)")
+	run_suite "plain-passthrough-$pt-uring-$u" "$root/build/prismfs" \
+		PRISMFS_TEST_PASSTHROUGH=$pt PRISMFS_TEST_URING=$u
+	u=$(uring "$([ "$pt" = on ] && echo off || echo on)")
+	run_suite "asan-passthrough-$pt-uring-$u${budget:+-node-fds-16}" "$root/build-asan/prismfs" \
+		PRISMFS_TEST_PASSTHROUGH=$pt PRISMFS_TEST_URING=$u "${budget[@]}" \
 		ASAN_OPTIONS="detect_leaks=1:log_path=$asan_dir/asan" \
 		UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:log_path=$asan_dir/ubsan"
 done
