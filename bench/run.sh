@@ -63,6 +63,14 @@ BENCH_NO_INSTALL=${BENCH_NO_INSTALL:-0}
 BENCH_PRIME=${BENCH_PRIME:-1}
 BENCH_FSTRIM=${BENCH_FSTRIM:-1}
 MOUNT_TIMEOUT=${MOUNT_TIMEOUT:-120}
+# How prismfs takes requests: "on" = over io_uring (the kernel's enable_uring
+# is set to Y for the run and put back after), "off" = from /dev/fuse.
+URING_PARAM=/sys/module/fuse/parameters/enable_uring
+if [[ -e $URING_PARAM ]]; then _uring=on; else _uring=off; fi
+BENCH_URING=${BENCH_URING:-$_uring}
+[[ $BENCH_URING == on || $BENCH_URING == off ]] || die "BENCH_URING must be on or off (got '$BENCH_URING')"
+[[ $BENCH_URING == off || -e $URING_PARAM ]] || die "BENCH_URING=on: this kernel has no FUSE over io_uring ($URING_PARAM is missing)"
+URING_OLD=
 
 is_uint() { [[ $1 =~ ^[0-9]+$ ]] && (( 10#$1 > 0 )); }
 is_uint "$ROUNDS"        || die "ROUNDS must be a positive integer (got '$ROUNDS')"
@@ -78,7 +86,7 @@ SIZE_BYTES=$(( SIZE_MIB * 1048576 ))     # whole MiB, so dd bs=1M covers it exac
 if (( SIZE_MIB % 1024 == 0 )); then SIZE_H="$(( SIZE_MIB / 1024 )) GiB"; else SIZE_H="$SIZE_MIB MiB"; fi
 NFILES_H=$(printf '%d' "$NFILES" | sed ':a;s/\B[0-9]\{3\}\>/,&/;ta')
 
-read -r -a PRISMFS_OPTS_ARR <<<"$PRISMFS_OPTS"
+read -r -a PRISMFS_OPTS_ARR <<<"--uring $BENCH_URING $PRISMFS_OPTS"
 read -r -a BINDFS_OPTS_ARR <<<"$BINDFS_OPTS"
 
 declare -A WANT=()
@@ -334,9 +342,9 @@ system_version() {
 }
 system_options() {
     case $1 in
-        prismfs-pt)     echo "--passthrough on${PRISMFS_OPTS:+ $PRISMFS_OPTS}" ;;
-        prismfs-nopt)   echo "--passthrough off${PRISMFS_OPTS:+ $PRISMFS_OPTS}" ;;
-        prismfs-ovl)    echo "--passthrough on --upper ovl/upper --work ovl/work${PRISMFS_OPTS:+ $PRISMFS_OPTS}" ;;
+        prismfs-pt)     echo "--passthrough on --uring $BENCH_URING${PRISMFS_OPTS:+ $PRISMFS_OPTS}" ;;
+        prismfs-nopt)   echo "--passthrough off --uring $BENCH_URING${PRISMFS_OPTS:+ $PRISMFS_OPTS}" ;;
+        prismfs-ovl)    echo "--passthrough on --uring $BENCH_URING --upper ovl/upper --work ovl/work${PRISMFS_OPTS:+ $PRISMFS_OPTS}" ;;
         overlayfs)      echo "lowerdir=src,upperdir=ovl/upper,workdir=ovl/work" ;;
         fuse-overlayfs) echo "lowerdir=src,upperdir=ovl/upper,workdir=ovl/work${FUSE_OVERLAYFS_OPTS:+,$FUSE_OVERLAYFS_OPTS}" ;;
         bindfs)         echo "${BINDFS_OPTS:-(defaults)}" ;;
@@ -389,6 +397,7 @@ cleanup() {
     fi
     if [[ -n ${FS_IMG:-} ]] && ! is_mounted "$FS_ROOT"; then rm -f -- "$FS_IMG"; fi
     [[ -n ${MD:-} ]] && rm -f -- "$MD.head"
+    [[ -n $URING_OLD ]] && echo "$URING_OLD" >"$URING_PARAM"
     exit "$rc"
 }
 # A signal can arrive while a workload runs with stdout/stderr sent to the log;
@@ -400,6 +409,11 @@ trap 'on_signal INT 130' INT
 trap 'on_signal TERM 143' TERM
 trap 'on_signal HUP 129' HUP
 trap 'on_signal PIPE 141' PIPE     # e.g. "run.sh | head": still unmount
+if [[ -e $URING_PARAM ]]; then
+    URING_OLD=$(cat "$URING_PARAM")
+    if [[ $BENCH_URING == on ]]; then echo Y; else echo N; fi >"$URING_PARAM" \
+        || die "cannot set $URING_PARAM (BENCH_URING=$BENCH_URING needs root)"
+fi
 
 # ----------------------------------------------------------------- timing --
 now() { printf '%s\n' "${EPOCHREALTIME:-$(date +%s.%N)}"; }
@@ -591,6 +605,9 @@ run_system() {
         say "round $r/$ROUNDS: $s data path: ${dp:-unknown}"
         if [[ $s == prismfs-pt && $dp != *passthrough* ]]; then die "prismfs-pt is not using kernel passthrough (data path: ${dp:-unknown})"; fi
         if [[ $s == prismfs-nopt && $dp == *"kernel passthrough"* ]]; then die "prismfs-nopt is using kernel passthrough"; fi
+        local rq
+        rq=$("$PRISMFS_BIN" status --json "$MNT" 2>>"$LOG" | sed -n 's/.*"requests"[[:space:]]*:[[:space:]]*"\([^"]*\)".*/\1/p' || true)
+        if [[ $BENCH_URING == on && $rq != io_uring ]]; then die "$s is not taking requests over io_uring (requests: ${rq:-unknown})"; fi
     fi
     for g in "${GROUPS_RUN[@]}"; do
         read -r -a ids <<<"$(group_ids "$g")"
@@ -739,6 +756,7 @@ REV=$(git -C "$REPO_ROOT" describe --always --dirty 2>/dev/null || echo "no comm
     else
         echo "- native side: $FS_ROOT as is ($FSTYPE_MNT on $FSDEV); overlay upper/work in $OVL"
     fi
+    echo "- prismfs requests: $([[ $BENCH_URING == on ]] && echo "over io_uring (enable_uring set to Y for the run)" || echo "from /dev/fuse") (BENCH_URING=$BENCH_URING)"
     echo "- repo $REV; rounds $ROUNDS (median of the per-round ratios); priming $([[ $BENCH_PRIME == 1 ]] && echo on || echo off); fstrim after deletes $([[ $BENCH_FSTRIM == 1 ]] && echo on || echo off)"
     echo "- sizes: file $SIZE_H; $NFILES_H small files; tree $TAR_SOURCE ($TREE_FILES entries); random read ${RANDREAD_TIME} s per run"
     for s in "${SYSTEMS[@]}"; do
