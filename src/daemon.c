@@ -322,20 +322,7 @@ static bool in_initial_userns(void)
  * container's namespace the capability is there but does not count. */
 static bool have_cap_sys_admin(void)
 {
-	FILE *f;
-	char line[256];
-	unsigned long long eff = 0;
-
-	if (!in_initial_userns())
-		return false;
-	f = fopen("/proc/self/status", "re");
-	if (!f)
-		return false;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "CapEff: %llx", &eff) == 1)
-			break;
-	fclose(f);
-	return eff & (1ULL << 21);
+	return in_initial_userns() && pfs_cap_effective(21 /* CAP_SYS_ADMIN */);
 }
 
 static void tell_parent(struct pfs_fs *fs, const char *msg)

@@ -1,3 +1,4 @@
+#include "fuse_kabi.h"
 #include "shim.h"
 #include "uring.h"
 #include "view.h"
@@ -33,19 +34,6 @@ struct k_backing_map {
 };
 #define K_FUSE_DEV_IOC_BACKING_OPEN _IOW(229, 1, struct k_backing_map)
 #define K_FUSE_DEV_IOC_BACKING_CLOSE _IOW(229, 2, uint32_t)
-
-struct k_in_header {
-	uint32_t len, opcode;
-	uint64_t unique, nodeid;
-	uint32_t uid, gid, pid;
-	uint16_t total_extlen, padding;
-};
-
-struct k_out_header {
-	uint32_t len;
-	int32_t error;
-	uint64_t unique;
-};
 
 struct k_open_out {
 	uint64_t fh;

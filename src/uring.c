@@ -27,7 +27,9 @@
  * queue whose threads are all stuck in slow calls (as loop.c does). Ring
  * entries cannot be unregistered, so added threads stay until the end. */
 #include "uring.h"
+#include "fuse_kabi.h"
 #include "shim.h"
+#include "util.h"
 #include "view.h"
 
 #include <errno.h>
@@ -71,19 +73,6 @@ struct k_cmd_req { /* in the SQE's 80-byte command area */
 	uint64_t commit_id;
 	uint16_t qid;
 	uint8_t padding[6];
-};
-
-struct k_in_header {
-	uint32_t len, opcode;
-	uint64_t unique, nodeid;
-	uint32_t uid, gid, pid;
-	uint16_t total_extlen, padding;
-};
-
-struct k_out_header {
-	uint32_t len;
-	int32_t error;
-	uint64_t unique;
 };
 
 /* Room before the payload for the in header and the op header, so that a
@@ -554,22 +543,10 @@ static void *monitor_main(void *arg)
 static bool can_leave_sched_idle(void)
 {
 	struct rlimit rl;
-	FILE *f;
-	char line[256];
-	unsigned long long eff = 0;
 
-	if (getrlimit(RLIMIT_NICE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur >= 20)
+	if (getrlimit(RLIMIT_NICE, &rl) == 0 && (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= 20))
 		return true;
-	if (getrlimit(RLIMIT_NICE, &rl) == 0 && rl.rlim_cur == RLIM_INFINITY)
-		return true;
-	f = fopen("/proc/self/status", "re");
-	if (!f)
-		return false;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "CapEff: %llx", &eff) == 1)
-			break;
-	fclose(f);
-	return eff & (1ULL << 23); /* CAP_SYS_NICE */
+	return pfs_cap_effective(23 /* CAP_SYS_NICE */);
 }
 
 int pfs_uring_prepare(struct pfs_fs *fs, size_t payload, unsigned max_per_queue,

@@ -88,6 +88,21 @@ uint64_t pfs_now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+bool pfs_cap_effective(unsigned cap)
+{
+	FILE *f = fopen("/proc/self/status", "re");
+	char line[256];
+	unsigned long long eff = 0;
+
+	if (!f)
+		return false;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "CapEff: %llx", &eff) == 1)
+			break;
+	fclose(f);
+	return cap < 64 && (eff & (1ULL << cap));
+}
+
 void pfs_mountinfo_unescape(char *s)
 {
 	char *w = s;

@@ -26,6 +26,10 @@ int pfs_parse_size(const char *s, size_t *out);
 void pfs_fmt_time(const struct timespec *ts, char *buf, size_t len);
 uint64_t pfs_now_ns(void);
 
+/* Does this process have capability `cap` (linux/capability.h number) in
+ * its effective set? Reads /proc/self/status; false when it cannot. */
+bool pfs_cap_effective(unsigned cap);
+
 /* One line of /proc/self/mountinfo that matters to us. */
 struct pfs_mntent {
 	unsigned major, minor;

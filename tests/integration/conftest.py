@@ -214,6 +214,16 @@ class Mount:
 
 
 @pytest.fixture
+def trees(workdir):
+    """An empty source and mount point: (src, mnt)."""
+    src = os.path.join(workdir, "src")
+    mnt = os.path.join(workdir, "mnt")
+    os.makedirs(src)
+    os.makedirs(mnt)
+    return src, mnt
+
+
+@pytest.fixture
 def mounter(workdir):
     """Factory: mounter(source, mountpoint, *args) -> started Mount.  Each
     mount is stopped in teardown and must have exited cleanly (0, no

@@ -22,15 +22,6 @@ def open_fds(pid):
     return len(os.listdir("/proc/%d/fd" % pid))
 
 
-@pytest.fixture
-def trees(workdir):
-    src = os.path.join(workdir, "src")
-    mnt = os.path.join(workdir, "mnt")
-    os.makedirs(src)
-    os.makedirs(mnt)
-    return src, mnt
-
-
 @pytest.mark.parametrize("mode,path", [("on", "kernel passthrough"), ("off", "daemon"),
                                        ("auto", "kernel passthrough")])
 def test_status_says_which_data_path(trees, mounter, mode, path):

@@ -51,15 +51,6 @@ def kernel_uring():
         f.write(old)
 
 
-@pytest.fixture
-def trees(workdir):
-    src = os.path.join(workdir, "src")
-    mnt = os.path.join(workdir, "mnt")
-    os.makedirs(src)
-    os.makedirs(mnt)
-    return src, mnt
-
-
 @pytest.mark.parametrize("kernel,option,want,why", [
     (True, "on", "io_uring", "CPU"),
     (True, "auto", "io_uring", "CPU"),
