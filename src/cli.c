@@ -491,6 +491,17 @@ static int finish_layers(struct pfs_config *cfg, char *err, size_t errlen)
 }
 
 /* --name=value or --name value; returns the value or NULL. */
+/* "auto", "on", "off" -> 0, 1, 2 (the order of both tri-state enums), or -1. */
+static int auto_on_off(const char *v)
+{
+	static const char *const words[] = {"auto", "on", "off"};
+
+	for (int k = 0; v && k < 3; k++)
+		if (strcmp(v, words[k]) == 0)
+			return k;
+	return -1;
+}
+
 static const char *optval(int argc, char **argv, int *i, const char *arg, const char *name,
 			  bool *matched)
 {
@@ -566,29 +577,23 @@ static int parse_mount(int argc, char **argv, int start, bool compat, struct pfs
 				return -EINVAL;
 			}
 		} else if ((v = optval(argc, argv, &i, a, "--passthrough", &m)) || m) {
-			if (v && strcmp(v, "auto") == 0) {
-				cfg->passthrough = PFS_PT_AUTO;
-			} else if (v && strcmp(v, "on") == 0) {
-				cfg->passthrough = PFS_PT_ON;
-			} else if (v && strcmp(v, "off") == 0) {
-				cfg->passthrough = PFS_PT_OFF;
-			} else {
+			int t = auto_on_off(v);
+
+			if (t < 0) {
 				seterr(err, errlen, "--passthrough must be auto, on or off, not '%s'",
 				       v ? v : "");
 				return -EINVAL;
 			}
+			cfg->passthrough = (enum pfs_passthrough)t;
 		} else if ((v = optval(argc, argv, &i, a, "--uring", &m)) || m) {
-			if (v && strcmp(v, "auto") == 0) {
-				cfg->uring = PFS_UR_AUTO;
-			} else if (v && strcmp(v, "on") == 0) {
-				cfg->uring = PFS_UR_ON;
-			} else if (v && strcmp(v, "off") == 0) {
-				cfg->uring = PFS_UR_OFF;
-			} else {
+			int t = auto_on_off(v);
+
+			if (t < 0) {
 				seterr(err, errlen, "--uring must be auto, on or off, not '%s'",
 				       v ? v : "");
 				return -EINVAL;
 			}
+			cfg->uring = (enum pfs_uring_opt)t;
 		} else if ((v = optval(argc, argv, &i, a, "--log", &m)) || m) {
 			if (!v || !*v) {
 				seterr(err, errlen, "--log needs a file name or -");

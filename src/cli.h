@@ -20,6 +20,7 @@ enum pfs_cmd {
 
 enum pfs_log_format { PFS_LOG_TEXT, PFS_LOG_JSON };
 
+/* Both in the order auto, on, off (cli.c parses them alike). */
 enum pfs_passthrough { PFS_PT_AUTO, PFS_PT_ON, PFS_PT_OFF };
 
 /* How requests reach the daemon: FUSE over io_uring or /dev/fuse. */
