@@ -23,8 +23,11 @@
  *
  * Each thread has a ring of its own with one entry: it takes one request at
  * a time. The kernel gives a queue's next request to the entry freed last,
- * so one warm thread per CPU does the work; a monitor adds a thread to a
- * queue whose threads are all stuck in slow calls (as loop.c does). Ring
+ * so one warm thread per CPU does most of the work. Each queue starts with
+ * two, so that one slow call (a large copy-up, say) does not hold up the
+ * CPU's other callers: a request that finds no free entry waits for a
+ * commit, and an entry registered later does not take it. A monitor adds a
+ * thread to a queue whose threads are all stuck (as loop.c does). Ring
  * entries cannot be unregistered, so added threads stay until the end. */
 #include "uring.h"
 #include "fuse_kabi.h"
@@ -80,6 +83,7 @@ struct k_cmd_req { /* in the SQE's 80-byte command area */
 #define PRE 256
 #define STOP_TAG 1
 #define TICK_NS 1000000L
+#define START_PER_QUEUE 2
 
 struct uworker {
 	struct uworker *next;
@@ -583,7 +587,8 @@ int pfs_uring_prepare(struct pfs_fs *fs, size_t payload, unsigned max_per_queue,
 	pthread_cond_init(&u->cond, NULL);
 	pthread_mutex_lock(&u->lock);
 	for (unsigned i = 0; i < nq && ret == 0; i++)
-		ret = start_worker(u, i);
+		for (unsigned k = 0; k < START_PER_QUEUE && k < u->max_per_queue && ret == 0; k++)
+			ret = start_worker(u, i);
 	while (ret == 0 && u->set_up < u->threads)
 		pthread_cond_wait(&u->cond, &u->lock);
 	if (ret == 0 && u->failed)
