@@ -9,6 +9,7 @@ import errno
 import json
 import os
 import re
+import select
 import signal
 import subprocess
 import tempfile
@@ -435,3 +436,38 @@ def arg_mode(value):
     if isinstance(value, int):
         return value & 0o7777
     return int(str(value), 8) & 0o7777
+
+
+def run_on_a_terminal(args, timeout=120, env=None):
+    """Run prismfs with its stderr on a pseudo-terminal and its stdout on a
+    file: returns (exit status, stdout, everything the terminal received)."""
+    master, slave = os.openpty()
+    got = b""
+    with tempfile.TemporaryFile(dir=TEST_ROOT) as out:
+        try:
+            p = subprocess.Popen([PRISMFS, *args], stdin=subprocess.DEVNULL, stdout=out,
+                                 stderr=slave, env=env)
+            os.close(slave)
+            slave = -1
+            # Read until the terminal's last writer is gone (EIO on Linux):
+            # the client must never block on a full terminal.
+            while True:
+                r, _, _ = select.select([master], [], [], 1.0)
+                if not r:
+                    if p.poll() is not None:
+                        break
+                    continue
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                got += chunk
+            rc = p.wait(timeout)
+        finally:
+            os.close(master)
+            if slave >= 0:
+                os.close(slave)
+        out.seek(0)
+        return rc, out.read().decode(errors="replace"), got.decode(errors="replace")

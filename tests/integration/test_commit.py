@@ -14,19 +14,16 @@ unmounted in teardown, even when the test fails.
 import errno
 import hashlib
 import os
-import pty
-import select
 import shutil
 import signal
 import socket
 import stat
 import subprocess
-import time
 
 import pytest
 
 from conftest import PRISMFS, SANITIZER_MARKERS
-from prism_helpers import assert_one_error_line, cli
+from prism_helpers import assert_one_error_line, cli, run_on_a_terminal
 
 PRIVATE_XATTR = ("trusted.overlay.", "user.overlay.")
 SIBLING_SUFFIXES = (".prismfs-new", ".prismfs-commit", ".prismfs-commit.tmp")
@@ -896,33 +893,9 @@ def test_progress_only_on_a_terminal(layers):
     lay = layers
     for i in range(200):
         write(lay.u("d%d" % (i % 10), "f%d" % i), b"x" * 1000)
-    master, slave = pty.openpty()
-    try:
-        p = subprocess.Popen([PRISMFS, "commit", "--upper", lay.U, "--lower", lay.L],
-                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=slave,
-                             env=env_with(PRISMFS_TEST_PROGRESS_MS="0"))
-        os.close(slave)
-        slave = -1
-        out = b""
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            r, _, _ = select.select([master], [], [], 0.5)
-            if r:
-                try:
-                    chunk = os.read(master, 65536)
-                except OSError:
-                    break
-                if not chunk:
-                    break
-                out += chunk
-            elif p.poll() is not None:
-                break
-        assert p.wait(30) == 0, out
-    finally:
-        os.close(master)
-        if slave >= 0:
-            os.close(slave)
-    text = out.decode(errors="replace")
+    rc, _, text = run_on_a_terminal(["commit", "--upper", lay.U, "--lower", lay.L], timeout=60,
+                                    env=env_with(PRISMFS_TEST_PROGRESS_MS="0"))
+    assert rc == 0, text
     assert "\r" in text and "files" in text and "/200 files" in text, \
         "no progress line on the terminal: %r" % text[:300]
     assert "\n" not in text.replace("\r\n", ""), "progress must stay on one line: %r" % text[:300]

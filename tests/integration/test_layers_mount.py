@@ -16,7 +16,6 @@ namespace or not, is unmounted in teardown, and the namespace ends with it.
 import json
 import os
 import re
-import select
 import signal
 import stat
 import subprocess
@@ -26,6 +25,7 @@ import pytest
 
 from conftest import PRISMFS, SANITIZER_MARKERS, TEST_ROOT, is_mounted
 from prism_helpers import (assert_one_error_line, bg, cli, make_dirs,  # noqa: F401
+                           run_on_a_terminal,
                            process_gone, status_json, stderr_lines, wait_for)
 
 SIBLING_SUFFIXES = (".prismfs-new", ".prismfs-commit", ".prismfs-commit.tmp")
@@ -403,41 +403,6 @@ def test_mount_recovers_an_interrupted_atomic_commit(workdir, lay, bg):
 # --------------------------------------------------------------------------
 # what prismfs unmount shows while a commit runs, and the record a failed
 # action leaves when nobody waited for it
-
-def run_on_a_terminal(args, timeout=120):
-    """Run prismfs with its stderr on a pseudo-terminal and its stdout on a
-    file: returns (exit status, stdout, everything the terminal received)."""
-    master, slave = os.openpty()
-    got = b""
-    with tempfile.TemporaryFile(dir=TEST_ROOT) as out:
-        try:
-            p = subprocess.Popen([PRISMFS, *args], stdin=subprocess.DEVNULL, stdout=out,
-                                 stderr=slave)
-            os.close(slave)
-            slave = -1
-            # Read until the terminal's last writer is gone (EIO on Linux):
-            # the client must never block on a full terminal.
-            while True:
-                r, _, _ = select.select([master], [], [], 1.0)
-                if not r:
-                    if p.poll() is not None:
-                        break
-                    continue
-                try:
-                    chunk = os.read(master, 65536)
-                except OSError:
-                    break
-                if not chunk:
-                    break
-                got += chunk
-            rc = p.wait(timeout)
-        finally:
-            os.close(master)
-            if slave >= 0:
-                os.close(slave)
-        out.seek(0)
-        return rc, out.read().decode(errors="replace"), got.decode(errors="replace")
-
 
 PROGRESS_RE = re.compile(r"prismfs: commit: (\d+)/(\d+) files, ([0-9.]+ [KMG]iB)/([0-9.]+ [KMG]iB)")
 
