@@ -244,6 +244,11 @@ static char *status_json(struct pfs_ctl *ctl)
 	json_object_set_new(o, "backing_ids_open",
 			    json_integer((json_int_t)__atomic_load_n(&fs->backing_open,
 								     __ATOMIC_RELAXED)));
+	/* close() does not wait for the kernel's RELEASE: this says when the
+	 * daemon has seen them all. */
+	json_object_set_new(o, "files_open",
+			    json_integer((json_int_t)__atomic_load_n(&fs->files_open,
+								     __ATOMIC_RELAXED)));
 	json_object_set_new(o, "log", fs->cfg->log_path ? json_string(fs->cfg->log_path)
 							: json_null());
 	json_object_set_new(o, "log_dropped",

@@ -123,6 +123,7 @@ static void pin_open(struct pfs_fs *fs, struct pfs_node *n, struct fuse_file_inf
 {
 	pfs_node_pin(fs, n);
 	fi->fh |= PFS_FH_PINNED;
+	__atomic_add_fetch(&fs->files_open, 1, __ATOMIC_RELAXED);
 }
 
 int pfs_view_open(struct pfs_fs *fs, struct pfs_node *n, struct fuse_file_info *fi)
@@ -252,8 +253,10 @@ int pfs_view_release(struct pfs_fs *fs, struct pfs_node *n, struct fuse_file_inf
 		pfs_node_backing_put(fs, n);
 	if (fi->fh & PFS_FH_TRACKED)
 		pfs_node_open_untrack(fs, n, pfs_fh_fd(fi));
-	if (fi->fh & PFS_FH_PINNED)
+	if (fi->fh & PFS_FH_PINNED) {
 		pfs_node_unpin(fs, n);
+		__atomic_sub_fetch(&fs->files_open, 1, __ATOMIC_RELAXED);
+	}
 	return 0;
 }
 

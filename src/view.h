@@ -105,6 +105,7 @@ struct pfs_fs {
 	struct pfs_uring *uring; /* the rings, once prepared (uring.h), or NULL */
 	char requests_reason[160]; /* how requests arrive, and why */
 	unsigned long backing_open; /* backing ids held now (atomic) */
+	unsigned long files_open;   /* file handles not yet released (atomic) */
 	struct pfs_nodefd *nfd;  /* the budget of node fds (nodefd.c) */
 	int init_failed;
 };

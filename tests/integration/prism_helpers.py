@@ -155,6 +155,15 @@ def status_json(mnt):
     return obj
 
 
+def wait_released(mnt, timeout=10.0):
+    """close(2) returns before the kernel's RELEASE reaches the daemon: wait
+    until the daemon holds no file handle, and return its status."""
+    st = wait_for(lambda: (lambda s: s if s["files_open"] == 0 else None)(status_json(mnt)),
+                  timeout=timeout)
+    assert st, "the daemon still holds file handles: %s" % status_json(mnt)
+    return st
+
+
 # --------------------------------------------------------------------------
 # background mounts
 

@@ -13,7 +13,7 @@ import os
 import pytest
 
 from conftest import PASSTHROUGH
-from prism_helpers import status_json as status
+from prism_helpers import status_json as status, wait_released
 
 
 @pytest.fixture
@@ -51,7 +51,7 @@ def test_upper_files_use_passthrough(layered):
         os.close(fd)
     with open(os.path.join(layered["upper"], "up"), "rb") as f:
         assert f.read()[8:14] == b"UUxyUU"
-    assert status(mnt)["backing_ids_open"] == 0
+    assert wait_released(mnt)["backing_ids_open"] == 0
 
 
 def test_lower_file_copied_up_on_write_then_passthrough(layered):
@@ -73,7 +73,8 @@ def test_lower_file_copied_up_on_write_then_passthrough(layered):
         assert f.read() == b"L" * 8192, "the lower file changed"
     with open(os.path.join(layered["upper"], "low"), "rb") as f:
         assert f.read(103)[99:] == b"Lnew"
-    # All opens closed: the copy is an upper file like any other.
+    # All opens closed (and released): the copy is an upper file like any other.
+    wait_released(mnt)
     fd = os.open(p, os.O_RDONLY)
     try:
         assert status(mnt)["backing_ids_open"] == (1 if pt else 0)

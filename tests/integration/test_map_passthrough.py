@@ -9,6 +9,7 @@ import pytest
 
 from conftest import PASSTHROUGH
 from map_helpers import make_mapped, mkdirs, read_file, status_json, write_file
+from prism_helpers import wait_released
 
 
 @pytest.fixture
@@ -53,7 +54,7 @@ def test_mapped_files_use_the_active_data_path(mapped):
     finally:
         for fd in fds:
             os.close(fd)
-    assert status_json(m.mnt)["backing_ids_open"] == 0
+    assert wait_released(m.mnt)["backing_ids_open"] == 0
 
 
 def test_created_file_in_a_graft_uses_the_data_path(mapped):
@@ -67,7 +68,7 @@ def test_created_file_in_a_graft_uses_the_data_path(mapped):
     finally:
         os.close(fd)
     assert os.path.getsize(os.path.join(m.ext, "new")) == 100000
-    assert status_json(m.mnt)["backing_ids_open"] == 0
+    assert wait_released(m.mnt)["backing_ids_open"] == 0
 
 
 def test_passthrough_data_of_mapped_files_bypasses_the_daemon(workdir, mounter):

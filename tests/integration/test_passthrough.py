@@ -90,11 +90,14 @@ def test_one_backing_id_per_file_and_no_leaks(trees, mounter):
 
     held = [os.open(p, os.O_RDONLY) for p in paths]
     held += [os.open(p, os.O_RDWR) for p in paths]  # a second open of each file
-    assert status(mnt)["backing_ids_open"] == nfiles, "one backing id per open file"
+    st = status(mnt)
+    assert st["backing_ids_open"] == nfiles, "one backing id per open file"
+    assert st["files_open"] == 2 * nfiles, st
     for fd in held:
         os.close(fd)
     # RELEASE is asynchronous: close(2) returns before the daemon has it.
     assert wait_for(lambda: status(mnt)["backing_ids_open"] == 0, timeout=10)
+    assert wait_for(lambda: status(mnt)["files_open"] == 0, timeout=10), status(mnt)
 
     for _ in range(1000):
         for p in paths:
