@@ -4,6 +4,7 @@
 #include "view.h"
 #include "daemon.h"
 #include "shim.h"
+#include "uring.h"
 #include "util.h"
 
 #include <errno.h>
@@ -97,8 +98,13 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct pfs_fs *fs = FS(req);
 	uint64_t t0 = t0_of(fs);
 	struct fuse_entry_param e;
-	int ret = pfs_view_lookup(fs, NODE(parent), name, &e);
+	int ret;
 
+	if (parent == FUSE_ROOT_ID && pfs_uring_is_kick(fs->uring, name)) {
+		fuse_reply_err(req, ENOENT); /* an error reply is not cached */
+		return;
+	}
+	ret = pfs_view_lookup(fs, NODE(parent), name, &e);
 	LOG("lookup", NODE(parent), name, NULL, NULL, ret, PFS_LA_END);
 	if (ret == -ENOENT && fs->timeout > 0) {
 		/* Cache the absence too: compilers and git stat many names

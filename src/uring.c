@@ -36,6 +36,8 @@
 #include "view.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
 #include <liburing.h>
 #include <poll.h>
 #include <pthread.h>
@@ -47,7 +49,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/random.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -98,6 +102,7 @@ struct uworker {
 	uint64_t unique;         /* request being handled */
 	bool replied;
 	pid_t ktid;              /* the kernel's id of the thread */
+	bool registered;         /* its entry was handed to the kernel (under lock) */
 	uint64_t hint_since;     /* in the SCHED_IDLE window since (ns), or 0 */
 };
 
@@ -129,6 +134,7 @@ struct pfs_uring {
 	pthread_t monitor;
 	bool monitor_started;
 	bool monitor_asleep;
+	char kick[48];          /* the root name a kick looks up (see kick()) */
 };
 
 static _Thread_local struct uworker *tl_w;
@@ -421,6 +427,13 @@ static void *worker_main(void *arg)
 	io_uring_prep_poll_add(sqe, u->stop_fd, POLLIN);
 	io_uring_sqe_set_data64(sqe, STOP_TAG);
 	prep_cmd(io_uring_get_sqe(&w->ring), w, K_URING_CMD_REGISTER, 0);
+	/* The kernel takes the entry during the submit (DEFER_TASKRUN runs
+	 * the command inline): from here on it can be kicked. */
+	io_uring_submit(&w->ring);
+	pthread_mutex_lock(&u->lock);
+	w->registered = true;
+	pthread_cond_broadcast(&u->cond);
+	pthread_mutex_unlock(&u->lock);
 	for (;;) {
 		struct io_uring_cqe *cqe;
 		unsigned head, seen = 0;
@@ -485,6 +498,65 @@ static int start_worker(struct pfs_uring *u, unsigned qid)
 	return 0;
 }
 
+struct kick_arg {
+	unsigned cpu;
+	char path[];
+};
+
+static void *kick_main(void *arg)
+{
+	struct kick_arg *k = arg;
+	struct stat st;
+	cpu_set_t set;
+	sigset_t all;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	CPU_ZERO(&set);
+	CPU_SET(k->cpu, &set);
+	if (sched_setaffinity(0, sizeof(set), &set) == 0)
+		(void)fstatat(AT_FDCWD, k->path, &st, AT_SYMLINK_NOFOLLOW);
+	free(k);
+	return NULL;
+}
+
+/* The kernel gives a request that found every entry of its queue busy to
+ * the next entry that commits a reply, never to one registered later; if
+ * all are stuck in slow calls, it waits for them. So once a new thread's
+ * entry is in, a throwaway request is made from the queue's CPU: a lookup
+ * of a name only this mount knows, answered ENOENT without touching the
+ * source. Its reply's commit takes up the waiting request. The lookup runs
+ * in its own short thread, which may wait behind stuck calls itself. Under
+ * u->lock. */
+static void kick(struct pfs_uring *u, struct uworker *w)
+{
+	size_t len = strlen(u->fs->mountpoint) + 1 + strlen(u->kick) + 1;
+	struct kick_arg *k;
+	pthread_attr_t at;
+	pthread_t t;
+
+	while (!w->registered && u->state == U_RUN)
+		pthread_cond_wait(&u->cond, &u->lock);
+	if (!w->registered || !(k = malloc(sizeof(*k) + len)))
+		return;
+	k->cpu = w->qid;
+	snprintf(k->path, len, "%s/%s", u->fs->mountpoint, u->kick);
+	if (pthread_attr_init(&at) != 0) {
+		free(k);
+		return;
+	}
+	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&at, 64 * 1024);
+	if (pthread_create(&t, &at, kick_main, k) != 0)
+		free(k);
+	pthread_attr_destroy(&at);
+}
+
+bool pfs_uring_is_kick(const struct pfs_uring *u, const char *name)
+{
+	return u && strcmp(name, u->kick) == 0;
+}
+
 /* A queue gets another thread when all of its threads have been busy for
  * two ticks in a row without taking up a request: stuck in slow calls. */
 static void *monitor_main(void *arg)
@@ -515,7 +587,9 @@ static void *monitor_main(void *arg)
 			full[i] = busy >= q->nthreads && started == seen[i] ? full[i] + 1 : 0;
 			seen[i] = started;
 			if (full[i] >= 2 && q->nthreads < u->max_per_queue) {
-				start_worker(u, i); /* on failure, the queue waits */
+				/* on failure, the queue waits */
+				if (start_worker(u, i) == 0)
+					kick(u, u->workers);
 				full[i] = 0;
 			}
 		}
@@ -558,6 +632,7 @@ int pfs_uring_prepare(struct pfs_fs *fs, size_t payload, unsigned max_per_queue,
 {
 	struct pfs_uring *u;
 	unsigned nq = possible_cpus();
+	uint64_t rnd;
 	int ret = 0;
 
 	*up = NULL;
@@ -583,6 +658,9 @@ int pfs_uring_prepare(struct pfs_fs *fs, size_t payload, unsigned max_per_queue,
 	u->payload = payload;
 	u->max_per_queue = max_per_queue ? max_per_queue : 1;
 	u->idle_hint = can_leave_sched_idle();
+	if (getrandom(&rnd, sizeof(rnd), 0) != sizeof(rnd))
+		rnd = (uint64_t)now_ns() ^ ((uint64_t)getpid() << 32);
+	snprintf(u->kick, sizeof(u->kick), ".prismfs-uring-kick-%016" PRIx64, rnd);
 	pthread_mutex_init(&u->lock, NULL);
 	pthread_cond_init(&u->cond, NULL);
 	pthread_mutex_lock(&u->lock);

@@ -30,6 +30,9 @@ size_t pfs_uring_payload(const struct pfs_uring *u);
  * ring entries. Until every queue has one the kernel holds all requests. */
 void pfs_uring_start(struct pfs_uring *u);
 
+/* The root name whose lookup unsticks a queue (answered ENOENT at once). */
+bool pfs_uring_is_kick(const struct pfs_uring *u, const char *name);
+
 /* After the unmount (or instead of starting): stop and free. NULL is fine. */
 void pfs_uring_stop(struct pfs_uring *u);
 
