@@ -27,8 +27,9 @@
  * two, so that one slow call (a large copy-up, say) does not hold up the
  * CPU's other callers: a request that finds no free entry waits for a
  * commit, and an entry registered later does not take it. A monitor adds a
- * thread to a queue whose threads are all stuck (as loop.c does). Ring
- * entries cannot be unregistered, so added threads stay until the end. */
+ * thread to a queue whose threads are all stuck (as loop.c does) and
+ * kicks it (see kick()). Ring entries cannot be unregistered, so added
+ * threads stay until the end. */
 #include "uring.h"
 #include "fuse_kabi.h"
 #include "shim.h"
@@ -102,7 +103,8 @@ struct uworker {
 	uint64_t unique;         /* request being handled */
 	bool replied;
 	pid_t ktid;              /* the kernel's id of the thread */
-	bool registered;         /* its entry was handed to the kernel (under lock) */
+	int reg;                 /* entry handed to the kernel: 0 not yet, 1 yes,
+				  * -1 never will be (under lock) */
 	uint64_t hint_since;     /* in the SCHED_IDLE window since (ns), or 0 */
 };
 
@@ -417,6 +419,8 @@ static void *worker_main(void *arg)
 	while (u->state == U_SETUP)
 		pthread_cond_wait(&u->cond, &u->lock);
 	if (u->state == U_STOP || ret < 0) {
+		w->reg = -1; /* a kick waiting for it gives up */
+		pthread_cond_broadcast(&u->cond);
 		pthread_mutex_unlock(&u->lock);
 		return NULL;
 	}
@@ -429,9 +433,9 @@ static void *worker_main(void *arg)
 	prep_cmd(io_uring_get_sqe(&w->ring), w, K_URING_CMD_REGISTER, 0);
 	/* The kernel takes the entry during the submit (DEFER_TASKRUN runs
 	 * the command inline): from here on it can be kicked. */
-	io_uring_submit(&w->ring);
+	ret = io_uring_submit(&w->ring);
 	pthread_mutex_lock(&u->lock);
-	w->registered = true;
+	w->reg = ret < 0 ? -1 : 1;
 	pthread_cond_broadcast(&u->cond);
 	pthread_mutex_unlock(&u->lock);
 	for (;;) {
@@ -535,9 +539,9 @@ static void kick(struct pfs_uring *u, struct uworker *w)
 	pthread_attr_t at;
 	pthread_t t;
 
-	while (!w->registered && u->state == U_RUN)
+	while (w->reg == 0 && u->state == U_RUN)
 		pthread_cond_wait(&u->cond, &u->lock);
-	if (!w->registered || !(k = malloc(sizeof(*k) + len)))
+	if (w->reg != 1 || !(k = malloc(sizeof(*k) + len)))
 		return;
 	k->cpu = w->qid;
 	snprintf(k->path, len, "%s/%s", u->fs->mountpoint, u->kick);
