@@ -400,6 +400,12 @@ int pfs_layer_rename(struct pfs_fs *fs, struct pfs_node *parent, const char *nam
 		goto out;
 	if (!xchg && have_dst && src.kdev == dst.kdev && src.kino == dst.kino)
 		goto out; /* two links of one file: rename does nothing */
+	/* Before the target's emptiness, as overlayfs: a directory with lower
+	 * parts cannot move at all, whatever it would replace. */
+	if ((sdir && has_lower_part(&src)) || (xchg && ddir && has_lower_part(&dst))) {
+		ret = -EXDEV;
+		goto out;
+	}
 	if (!xchg && have_dst) {
 		if (sdir && !ddir)
 			ret = -ENOTDIR;
@@ -409,10 +415,6 @@ int pfs_layer_rename(struct pfs_fs *fs, struct pfs_node *parent, const char *nam
 			ret = dir_check(fs, newparent, newname, &dst);
 		if (ret < 0)
 			goto out;
-	}
-	if ((sdir && has_lower_part(&src)) || (xchg && ddir && has_lower_part(&dst))) {
-		ret = -EXDEV;
-		goto out;
 	}
 	ret = pfs_layer_copy_up_locked(fs, parent, false);
 	if (ret == 0)

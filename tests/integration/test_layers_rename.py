@@ -176,6 +176,28 @@ def test_rename_dir_present_in_lower(ovl, what):
     lowers.check()
 
 
+def test_rename_lower_dir_onto_non_empty_dir(ovl):
+    """A directory that cannot move (EXDEV) fails so whatever it would
+    replace: overlayfs refuses the move before it looks at the target, so
+    the answer is EXDEV, not the target's ENOTEMPTY; where lower directories
+    can move (redirect_dir=on) the target's ENOTEMPTY is the answer."""
+    mkfile(ovl.l2("lo/x"), b"x")
+    mkfile(ovl.l1("full/y"), b"y")
+    mkfile(ovl.l2("full/z"), b"z")
+    ovl.mount()
+    mkdir(ovl.m("ufull"))
+    mkfile(ovl.m("ufull/w"), b"w")
+    names = {d: listing(ovl.m(d)) for d in ("", "lo", "full", "ufull")}
+    onto_full = err_of(os.rename, ovl.m("lo"), ovl.m("full"))
+    onto_ufull = err_of(os.rename, ovl.m("lo"), ovl.m("ufull"))
+    # (With redirect_dir=on the kernel copies "lo" up before the upper
+    # filesystem refuses, so only the names are the same as before.)
+    assert {d: listing(ovl.m(d)) for d in names} == names
+    moved = err_of(os.rename, ovl.m("lo"), ovl.m("fresh"))
+    want = "EXDEV" if moved == "EXDEV" else "ENOTEMPTY"
+    assert (onto_full, onto_ufull) == (want, want)
+
+
 def test_rename_noreplace(ovl):
     """RENAME_NOREPLACE onto a name that exists only in a lower fails with
     EEXIST and changes nothing (from an upper file, a lower file, a
