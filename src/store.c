@@ -60,3 +60,24 @@ int pfs_store_give(struct pfs_fs *fs, const struct fuse_ctx *ctx, int dirfd, con
 		return -errno;
 	return 0;
 }
+
+/* An object built elsewhere (the layers' work directory) and moved into
+ * parentfd later must look as if made there: a set-group-ID parent gives it
+ * its group, and a directory its set-group-ID bit, as the kernel does. */
+int pfs_store_inherit(int parentfd, int dirfd, const char *name, mode_t mode)
+{
+	struct stat pst;
+
+	if (fstatat(parentfd, "", &pst, AT_EMPTY_PATH) < 0)
+		return -errno;
+	if (!(pst.st_mode & S_ISGID))
+		return 0;
+	if (fchownat(dirfd, name, (uid_t)-1, pst.st_gid, AT_SYMLINK_NOFOLLOW) < 0)
+		return -errno;
+	if (S_ISDIR(mode))
+		mode |= S_ISGID;
+	if (!S_ISLNK(mode) && (mode & (S_ISUID | S_ISGID)) &&
+	    fchmodat(dirfd, name, mode & 07777, 0) < 0)
+		return -errno;
+	return 0;
+}

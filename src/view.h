@@ -276,6 +276,7 @@ void pfs_store_procname(int fd, char buf[24]);
 int pfs_store_stat(struct pfs_fs *fs, struct pfs_node *n, struct stat *st);
 int pfs_store_give(struct pfs_fs *fs, const struct fuse_ctx *ctx, int dirfd, const char *name,
 		   mode_t mode);
+int pfs_store_inherit(int parentfd, int dirfd, const char *name, mode_t mode);
 
 /* dir.c: names */
 int pfs_view_lookup(struct pfs_fs *fs, struct pfs_node *parent, const char *name,

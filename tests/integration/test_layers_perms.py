@@ -156,3 +156,41 @@ print(json.dumps(sorted(os.listdir(p("home")))))
     assert listing(ovl.m("home")) == ["new", "newdir", "own"]
     assert_whiteout(ovl.u("home/roots"))
     lowers.check()
+
+
+def test_set_group_id_directory_over_deleted_names(ovl):
+    """Objects made where a lower name was deleted (over a whiteout, and a
+    directory that must be opaque) are made as in any set-group-ID
+    directory: they take its group, and a new directory its set-group-ID
+    bit (mkdir(2), "NOTES"), whether root or a user makes them."""
+    mkdir(ovl.l1("d/sub"))
+    mkdir(ovl.l1("d/usub"))
+    mkfile(ovl.l1("d/f"), b"lower f")
+    mkfile(ovl.l1("d/uf"), b"lower uf")
+    mkdir(ovl.l1("d"), mode=0o2777, gid=5)
+    ovl.mount(allow_other=True)
+    for rel in ("d/sub", "d/usub"):
+        os.rmdir(ovl.m(rel))
+    for rel in ("d/f", "d/uf"):
+        os.unlink(ovl.m(rel))
+    os.mkdir(ovl.m("d/sub"), 0o755)
+    with open(ovl.m("d/f"), "wb") as f:
+        f.write(b"new f")
+    code = r"""
+import json, os, sys
+M = json.load(sys.stdin)
+os.mkdir(os.path.join(M, "d/usub"), 0o755)
+with open(os.path.join(M, "d/uf"), "wb") as f:
+    f.write(b"new uf")
+print(json.dumps(True))
+"""
+    assert run_as(USER, USER, [], code, ovl.M) is True
+    want = {"d/sub": (0, 5, 0o2755), "d/f": (0, 5, 0o644),
+            "d/usub": (USER, 5, 0o2755), "d/uf": (USER, 5, 0o644)}
+    for rel, (uid, gid, mode) in want.items():
+        for where in (ovl.m(rel), ovl.u(rel)):
+            st = os.lstat(where)
+            assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (uid, gid, mode), where
+    assert listing(ovl.m("d/sub")) == [] and listing(ovl.m("d/usub")) == []
+    ovl.remount()
+    assert listing(ovl.m("d/sub")) == [] and read(ovl.m("d/uf")) == b"new uf"
