@@ -164,8 +164,17 @@ int pfs_view_removexattr(struct pfs_fs *fs, struct pfs_node *n, const char *name
 {
 	char esc[XATTR_NAME_MAX + 1];
 	struct xpath x;
+	ssize_t r;
 	int ret;
 
+	if (fs->layers) {
+		/* Removing what is not there changes nothing, so it copies
+		 * nothing up (as overlayfs): ENODATA from the lower. */
+		ret = pfs_view_writable(fs, n);
+		r = ret < 0 ? ret : pfs_view_getxattr(fs, n, name, NULL, 0);
+		if (r < 0)
+			return (int)r;
+	}
 	ret = prepare_change(fs, n, &name, esc);
 	if (ret < 0)
 		return ret;

@@ -455,3 +455,28 @@ def test_st_ino_stable_across_remount(ovl):
              for rel in walk(ovl.M) if rel != "."}
     assert after == before
     assert err_of(os.lstat, ovl.m("to_rename")) == "ENOENT"
+
+
+@pytest.mark.parametrize("kind", ["file", "dir", "symlink"])
+def test_removing_a_missing_xattr_copies_nothing_up(ovl, kind):
+    """removexattr of a name the lower object does not have fails with
+    ENODATA and leaves the upper empty: nothing changed, so nothing is
+    copied up; removing one it has copies it up and removes it there."""
+    path = ovl.l1("o")
+    if kind == "file":
+        mkfile(path, b"x", xattrs={"user.here": b"1"})
+    elif kind == "dir":
+        mkdir(path, xattrs={"user.here": b"1"})
+    else:
+        mksymlink(path, "target")
+    lowers = Untouched(ovl.L1, ovl.L2)
+    ovl.mount()
+    # (user.* names are not allowed on symlinks at all: EPERM.)
+    absent = "trusted.absent" if kind == "symlink" else "user.absent"
+    assert err_of(os.removexattr, ovl.m("o"), absent, follow_symlinks=False) == "ENODATA"
+    assert walk(ovl.U) == ["."], "a failed removexattr copied up: %s" % walk(ovl.U)
+    if kind != "symlink":
+        os.removexattr(ovl.m("o"), "user.here")
+        assert "user.here" not in os.listxattr(ovl.m("o"))
+        assert "user.here" not in os.listxattr(ovl.u("o"))
+    lowers.check()
