@@ -56,11 +56,11 @@ def make_step(rng, existing):
     kind = rng.choices(
         ("create", "mkdir", "rmdir", "unlink", "rename", "link", "symlink", "chmod",
          "truncate", "append", "otrunc", "read", "readlink", "lstat", "listdir",
-         "setxattr", "getxattr", "removexattr", "utime"),
-        weights=(14, 9, 4, 6, 16, 5, 4, 4, 3, 4, 2, 5, 2, 6, 5, 3, 2, 1, 2))[0]
+         "setxattr", "getxattr", "removexattr", "utime", "mkfifo", "chown", "openrw"),
+        weights=(14, 9, 4, 6, 16, 5, 4, 4, 3, 4, 2, 5, 2, 6, 5, 3, 2, 1, 2, 2, 3, 2))[0]
     # Operations that make a name mostly get a new one; the others mostly
     # an existing object (and rename's target often one too).
-    makes = kind in ("create", "mkdir", "symlink")
+    makes = kind in ("create", "mkdir", "symlink", "mkfifo")
     p = (rng.choice(existing) if existing and rng.random() < (0.2 if makes else 0.7)
          else rand_path(rng))
     q = (rng.choice(existing) if existing and rng.random() < (0.4 if kind == "rename" else 0.1)
@@ -72,8 +72,8 @@ def make_step(rng, existing):
         excl = rng.random() < 0.5
 
         def create(r):
-            fd = os.open(os.path.join(r, p),
-                         os.O_WRONLY | os.O_CREAT | (os.O_EXCL if excl else 0), mode)
+            fd = os.open(os.path.join(r, p), os.O_WRONLY | os.O_CREAT | os.O_NONBLOCK
+                         | (os.O_EXCL if excl else 0), mode)
             try:
                 return os.write(fd, data)
             finally:
@@ -106,7 +106,8 @@ def make_step(rng, existing):
         size = rng.choice((0, 1, 100, 5000))
         return "truncate %s %d" % (p, size), lambda r: os.truncate(os.path.join(r, p), size)
     if kind in ("append", "otrunc"):
-        flags = os.O_WRONLY | (os.O_APPEND if kind == "append" else os.O_TRUNC)
+        # (O_NONBLOCK: a FIFO must not wait for a reader.)
+        flags = os.O_WRONLY | os.O_NONBLOCK | (os.O_APPEND if kind == "append" else os.O_TRUNC)
 
         def write(r):
             fd = os.open(os.path.join(r, p), flags)
@@ -117,8 +118,16 @@ def make_step(rng, existing):
         return "%s %s (%d bytes)" % (kind, p, len(data)), write
     if kind == "read":
         def read(r):
-            with open(os.path.join(r, p), "rb") as f:
-                return hashlib.sha256(f.read()).hexdigest()
+            fd = os.open(os.path.join(r, p), os.O_RDONLY | os.O_NONBLOCK)
+            try:
+                chunks = []
+                while True:
+                    chunk = os.read(fd, 65536)
+                    if not chunk:
+                        return hashlib.sha256(b"".join(chunks)).hexdigest()
+                    chunks.append(chunk)
+            finally:
+                os.close(fd)
         return "read %s" % p, read
     if kind == "readlink":
         return "readlink %s" % p, lambda r: os.readlink(os.path.join(r, p))
@@ -138,6 +147,18 @@ def make_step(rng, existing):
     if kind == "removexattr":
         return "removexattr %s user.t" % p, lambda r: os.removexattr(
             os.path.join(r, p), "user.t", follow_symlinks=False)
+    if kind == "mkfifo":
+        return "mkfifo %s" % p, lambda r: os.mkfifo(os.path.join(r, p), 0o640)
+    if kind == "chown":
+        uid, gid = rng.choice((0, 1000, 5)), rng.choice((0, 1000, 5, -1))
+        return ("lchown %s %d:%d" % (p, uid, gid),
+                lambda r: os.chown(os.path.join(r, p), uid, gid, follow_symlinks=False))
+    if kind == "openrw":
+        def openrw(r):
+            fd = os.open(os.path.join(r, p), os.O_RDWR | os.O_NONBLOCK)
+            os.close(fd)
+            return True
+        return "open O_RDWR and close %s" % p, openrw
     ns = rng.choice((1_500_000_000_123_456_789, 1_234_567_890_000_000_001))
     return ("utime %s %d" % (p, ns),
             lambda r: os.utime(os.path.join(r, p), ns=(ns, ns), follow_symlinks=False))
@@ -152,7 +173,7 @@ def describe(path, dir_nlink=True):
     if not stat.S_ISDIR(st.st_mode) or dir_nlink:
         d["nlink"] = st.st_nlink
     if stat.S_ISREG(st.st_mode):
-        d["size"] = st.st_size
+        d["size"] = st.st_size  # (only files are opened: a FIFO would wait)
         with open(path, "rb") as f:
             d["sha"] = hashlib.sha256(f.read()).hexdigest()[:16]
     if stat.S_ISLNK(st.st_mode):
@@ -224,6 +245,7 @@ def populate_plain(d):
     mkfile(os.path.join(d, "x"), b"top x\n")
     mkfile(os.path.join(d, "a", "y"), b"a/y\n" * 100, mode=0o600)
     mkfile(os.path.join(d, "a", "c", "z"), b"")
+    mkfile(os.path.join(d, "e", "x"), b"e/x", mode=0o4755)
     mkdir(os.path.join(d, "b"))
     mksymlink(os.path.join(d, "a", "b"), "../x")
     os.link(os.path.join(d, "x"), os.path.join(d, "b", "x"))
