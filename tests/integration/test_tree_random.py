@@ -174,16 +174,20 @@ def describe(path, dir_nlink=True):
         d["nlink"] = st.st_nlink
     if stat.S_ISREG(st.st_mode):
         d["size"] = st.st_size  # (only files are opened: a FIFO would wait)
-        with open(path, "rb") as f:
-            d["sha"] = hashlib.sha256(f.read()).hexdigest()[:16]
+        d["sha"] = outcome(lambda: sha_of(path))  # (a user may not read it)
     if stat.S_ISLNK(st.st_mode):
         d["target"] = os.readlink(path)
         d.pop("mode")  # symlink modes are always 0777
     else:
-        d["xattr"] = sorted(x for x in os.listxattr(path, follow_symlinks=False)
-                            if x.startswith("user."))
+        d["xattr"] = outcome(lambda: sorted(x for x in os.listxattr(path, follow_symlinks=False)
+                                            if x.startswith("user.")))
         d["mtime_ns"] = st.st_mtime_ns if st.st_mtime_ns in UTIMES else None
     return d
+
+
+def sha_of(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()[:16]
 
 
 UTIMES = (1_500_000_000_123_456_789, 1_234_567_890_000_000_001)
@@ -199,7 +203,10 @@ def snapshot(root, dir_nlink=True):
         for name in sorted(dirnames + filenames):
             rel = os.path.normpath(os.path.join(rel_dir, name))
             full = os.path.join(dirpath, name)
-            out[rel] = describe(full, dir_nlink)
+            # (A user may list a directory it cannot search.)
+            out[rel] = outcome(lambda: describe(full, dir_nlink))
+            if out[rel][0] == "err":
+                continue
             st = os.lstat(full)
             if not stat.S_ISDIR(st.st_mode):
                 by_ino.setdefault(st.st_ino, []).append(rel)
@@ -305,6 +312,81 @@ def test_random_tree_operations_on_layers(workdir, seed):
         ours.umount()
         kernel.umount()
         assert layer_files(ours) == before, "a lower layer changed"
+    finally:
+        ours.cleanup()
+        kernel.cleanup()
+
+
+USER = 1000
+
+
+def give_some_to_user(root):
+    """Part of the tree (the root, "a", "c", "e" and every name whose
+    characters sum odd) to USER, the rest to root: the user's operations
+    then meet both their own objects and objects they may not change."""
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            if name in ("a", "c", "e") or sum(name.encode()) % 2:
+                os.chown(os.path.join(dirpath, name), USER, USER, follow_symlinks=False)
+    os.chown(root, USER, USER)
+
+
+def as_user(fn):
+    """Run fn in a child process as USER (no supplementary groups); an
+    assertion or error there fails the test with its message."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover (child)
+        code = 0
+        try:
+            os.close(r)
+            os.setgroups([])
+            os.setresgid(USER, USER, USER)
+            os.setresuid(USER, USER, USER)
+            fn()
+        except BaseException as e:  # noqa: B902 (reported to the parent)
+            os.write(w, ("%s: %s" % (type(e).__name__, e)).encode()[:60000])
+            code = 1
+        os._exit(code)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        msg = f.read().decode(errors="replace")
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, msg or "the child failed"
+
+
+@pytest.mark.parametrize("seed", (31, 32))
+def test_random_tree_operations_as_a_user(make_view, seed):
+    """The same sequences run by an unprivileged user, through allow_other,
+    on a tree partly the user's: permission errors, sticky and set-group-ID
+    directories and ownership must come out as on the native tree."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to become another user")
+
+    def populate(d):
+        populate_plain(d)
+        give_some_to_user(d)
+    v = make_view("plain", "-o", "allow_other", populate=populate)
+    as_user(lambda: run_sequence(seed, v.path, v.native))
+
+
+@pytest.mark.parametrize("seed", (41, 42))
+def test_random_tree_operations_on_layers_as_a_user(workdir, seed):
+    """As test_random_tree_operations_on_layers, run by an unprivileged
+    user on layers partly the user's."""
+    if os.geteuid() != 0:
+        pytest.skip("layered mounts are tested as root (mount -t overlay)")
+    ours = Overlay(os.path.join(workdir, "p"), "prismfs")
+    kernel = Overlay(os.path.join(workdir, "k"), "kernel")
+    try:
+        for o in (ours, kernel):
+            populate_layers(o)
+            give_some_to_user(o.L1)
+            give_some_to_user(o.L2)
+            os.chown(o.U, USER, USER)
+        ours.mount(allow_other=True)
+        kernel.mount(allow_other=True)
+        as_user(lambda: run_sequence(seed, ours.M, kernel.M, dir_nlink=False))
     finally:
         ours.cleanup()
         kernel.cleanup()
