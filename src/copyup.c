@@ -211,6 +211,10 @@ static int copy_up_one(struct pfs_fs *fs, struct pfs_node *n, struct pfs_node *p
 	if (pfs_node_moved_up(fs, n, fd) || split) {
 		pfs_node_retire(fs, n);
 		pfs_inval_entry(fs, parent, name);
+	} else if (S_ISDIR(st.st_mode)) {
+		/* Its ctime is the new upper directory's from now on (it cannot
+		 * be set): the kernel must not keep showing the lower one's. */
+		pfs_inval_entry(fs, n, NULL);
 	}
 	return 0;
 }

@@ -480,3 +480,26 @@ def test_removing_a_missing_xattr_copies_nothing_up(ovl, kind):
         assert "user.here" not in os.listxattr(ovl.m("o"))
         assert "user.here" not in os.listxattr(ovl.u("o"))
     lowers.check()
+
+
+def test_attributes_after_copy_up_are_what_a_fresh_lookup_shows(ovl):
+    """After a change deep in lower directories copies them up, stat of
+    each directory shows what it shows once the kernel has forgotten
+    everything (no stale cached attributes)."""
+    mkfile(ovl.l2("a/b/c/f"), b"lower")
+    mkdir(ovl.l1("a/b"), mtime_ns=T0)
+    ovl.mount()
+    rels = ("a", "a/b", "a/b/c", "a/b/c/f")
+    for rel in rels:
+        os.lstat(ovl.m(rel))
+    with open(ovl.m("a/b/c/f"), "ab") as f:
+        f.write(b" and upper")
+
+    def attrs_now():
+        return {rel: (st.st_ino, st.st_mode, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+                for rel, st in ((rel, os.lstat(ovl.m(rel))) for rel in rels)}
+    cached = attrs_now()
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("2")
+    assert attrs_now() == cached
+    assert os.lstat(ovl.m("a/b")).st_mtime_ns == T0
