@@ -41,16 +41,18 @@ def outcome(fn):
 
 
 class Side:
-    """One file and its two descriptors, "a" and "b"."""
+    """One file and its two descriptors, "a" and "b" (opened by the names
+    path and path_b, which may be two names of the file)."""
 
-    def __init__(self, path):
+    def __init__(self, path, path_b=None):
         self.path = path
+        self.names = {"a": path, "b": path_b or path}
         self.fds = {}
         self.flags = {}
 
     def open(self, key, flags):
         self.close(key)
-        self.fds[key] = os.open(self.path, flags)
+        self.fds[key] = os.open(self.names[key], flags)
         self.flags[key] = flags
         return True
 
@@ -166,9 +168,9 @@ def make_step(rng, size):
     return ("read %d at %d through a new open" % (n, off), read_fresh)
 
 
-def run_sequence(seed, mounted_path, native_path):
+def run_sequence(seed, mounted_path, native_path, mounted_path_b=None):
     rng = random.Random(seed)
-    sides = (Side(mounted_path), Side(native_path))
+    sides = (Side(mounted_path, mounted_path_b), Side(native_path))
     history = []
     try:
         for s in sides:
@@ -276,3 +278,24 @@ def test_random_data_operations_on_a_lower_file(workdir, mounter, seed):
     check_end(seed, os.path.join(dirs["mnt"], "f"), os.path.join(dirs["native"], "f"),
               os.path.join(dirs["upper"], "f"))
     assert read_all(os.path.join(dirs["lower"], "f")) == data, "the lower file changed"
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_random_data_operations_on_a_file_mapped_twice(workdir, mounter, seed):
+    """The file is seen at two places of a mapping table (a grafted
+    directory and a remapped name); descriptor "a" is opened by one name,
+    "b" by the other, and appends and fresh reads use the first."""
+    data = initial(seed)
+    src, mnt, native = (os.path.join(workdir, k) for k in ("src", "mnt", "native"))
+    for d in (src, mnt, native, os.path.join(src, "real")):
+        os.makedirs(d)
+    write_file(os.path.join(src, "real", "f"), data)
+    write_file(os.path.join(native, "f"), data)
+    table = os.path.join(workdir, "map.json")
+    with open(table, "w") as f:
+        f.write('{"/g": {"target": "real"}, "/alias": {"target": "real/f"}}')
+    mounter(src, mnt, "--map", table)
+    run_sequence(seed, os.path.join(mnt, "g", "f"), os.path.join(native, "f"),
+                 os.path.join(mnt, "alias"))
+    check_end(seed, os.path.join(mnt, "alias"), os.path.join(native, "f"),
+              os.path.join(src, "real", "f"))
