@@ -11,6 +11,7 @@ errno) compared step by step and the whole trees compared every few steps:
 
 The sequences are fixed by their seeds, so a failure names a replayable step.
 """
+import contextlib
 import errno
 import hashlib
 import os
@@ -346,15 +347,10 @@ def test_random_tree_operations_as_a_user(make_view, seed):
     as_user(lambda: run_sequence(seed, v.path, v.native))
 
 
-@pytest.mark.parametrize("seed,user", [(21, False), (22, False), (23, False), (24, False),
-                                       (41, True), (42, True)])
-def test_random_tree_operations_on_layers(workdir, seed, user):
-    """prismfs's layered view against kernel overlayfs on the same layers,
-    run by root, or by an unprivileged user on layers partly the user's.
-    Directory link counts are not compared: overlayfs reports 1 for a merged
-    directory (it does not count the lowers' subdirectories)."""
-    if os.geteuid() != 0:
-        pytest.skip("layered mounts are tested as root (mount -t overlay)")
+@contextlib.contextmanager
+def two_overlays(workdir, user=False):
+    """The same layers twice, populated, for prismfs ("p") and the kernel
+    ("k"); with user, partly USER's. Unmounted in the end, even on failure."""
     ours = Overlay(os.path.join(workdir, "p"), "prismfs")
     kernel = Overlay(os.path.join(workdir, "k"), "kernel")
     try:
@@ -364,6 +360,22 @@ def test_random_tree_operations_on_layers(workdir, seed, user):
                 give_some_to_user(o.L1)
                 give_some_to_user(o.L2)
                 os.chown(o.U, USER, USER)
+        yield ours, kernel
+    finally:
+        ours.cleanup()
+        kernel.cleanup()
+
+
+@pytest.mark.parametrize("seed,user", [(21, False), (22, False), (23, False), (24, False),
+                                       (41, True), (42, True)])
+def test_random_tree_operations_on_layers(workdir, seed, user):
+    """prismfs's layered view against kernel overlayfs on the same layers,
+    run by root, or by an unprivileged user on layers partly the user's.
+    Directory link counts are not compared: overlayfs reports 1 for a merged
+    directory (it does not count the lowers' subdirectories)."""
+    if os.geteuid() != 0:
+        pytest.skip("layered mounts are tested as root (mount -t overlay)")
+    with two_overlays(workdir, user) as (ours, kernel):
         before = layer_files(ours)
         ours.mount(allow_other=user)
         kernel.mount(allow_other=user)
@@ -374,6 +386,24 @@ def test_random_tree_operations_on_layers(workdir, seed, user):
         ours.umount()
         kernel.umount()
         assert layer_files(ours) == before, "a lower layer changed"
-    finally:
-        ours.cleanup()
-        kernel.cleanup()
+
+
+@pytest.mark.parametrize("seed", (51, 52))
+def test_random_tree_layers_read_back_by_the_other(workdir, seed):
+    """After the same sequence, the layers prismfs wrote (its upper, in the
+    kernel's format) mounted by kernel overlayfs show the tree that the
+    kernel's own layers, mounted by prismfs, show; and each reads back its
+    own after a remount."""
+    if os.geteuid() != 0:
+        pytest.skip("layered mounts are tested as root (mount -t overlay)")
+    with two_overlays(workdir) as (ours, kernel):
+        ours.mount()
+        kernel.mount()
+        run_sequence(seed, ours.M, kernel.M, dir_nlink=False)
+        for mine, theirs, what in (("kernel", "prismfs", "each one's layers by the other"),
+                                   ("prismfs", "kernel", "each one's layers remounted")):
+            ours.umount()
+            kernel.umount()
+            ours.mount(backend=mine)
+            kernel.mount(backend=theirs)
+            compare_trees(seed, STEPS, ours.M, kernel.M, ["(%s)" % what], dir_nlink=False)
