@@ -234,7 +234,7 @@ static int finish_new(struct pfs_fs *fs, const struct fuse_ctx *ctx, struct pfs_
 		      const char *name, const struct pfs_place *pl, mode_t mode,
 		      struct fuse_entry_param *e)
 {
-	int ret = ctx ? pfs_store_give(fs, ctx, pl->dirfd, pl->name, mode) : 0;
+	int ret = ctx ? pfs_store_give(fs, ctx, pl->dirfd, pl->dirfd, pl->name, mode) : 0;
 
 	if (ret == 0)
 		ret = pfs_view_lookup(fs, parent, name, e);

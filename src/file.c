@@ -223,7 +223,7 @@ int pfs_view_create(struct pfs_fs *fs, const struct fuse_ctx *ctx, struct pfs_no
 	if (ret == 0 && !created && (fi->flags & O_TRUNC))
 		ret = kill_for_caller(fs, fd);
 	if (ret == 0 && created)
-		ret = pfs_store_give(fs, ctx, pl.dirfd, pl.name, S_IFREG | mode);
+		ret = pfs_store_give(fs, ctx, pl.dirfd, pl.dirfd, pl.name, S_IFREG | mode);
 	if (ret == 0)
 		ret = pfs_view_lookup(fs, parent, name, e);
 	if (ret < 0) {

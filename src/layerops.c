@@ -166,10 +166,8 @@ int pfs_layer_make(struct pfs_fs *fs, const struct fuse_ctx *ctx, struct pfs_nod
 	if (ret < 0)
 		goto out;
 	made = true;
-	if (ctx)
-		ret = pfs_store_give(fs, ctx, where, wname, target ? S_IFLNK | 0777 : mode);
-	if (ret == 0 && in_work)
-		ret = pfs_store_inherit(ud, where, wname, target ? S_IFLNK | 0777 : mode);
+	if (ctx || in_work)
+		ret = pfs_store_give(fs, ctx, ud, where, wname, target ? S_IFLNK | 0777 : mode);
 	if (ret == 0 && dir && f.upper_wh)
 		ret = pfs_layer_set_opaque(fs, where, wname);
 	if (ret == 0 && in_work)

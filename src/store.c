@@ -37,47 +37,36 @@ int pfs_store_stat(struct pfs_fs *fs, struct pfs_node *n, struct stat *st)
 	return 0;
 }
 
-/* A new object made by the daemon (as itself) must belong to the caller, as
- * if the caller had made it: the caller's uid, and its gid unless the parent
- * is set-group-ID (then the kernel already gave it the parent's group). */
-int pfs_store_give(struct pfs_fs *fs, const struct fuse_ctx *ctx, int dirfd, const char *name,
-		   mode_t mode)
+/* A new object made by the daemon (as itself) must look as if the caller
+ * (NULL: the daemon) had made it in parentfd: the caller's uid, and its gid
+ * unless parentfd is set-group-ID. Made in parentfd itself, the kernel
+ * already gave it that directory's group (and a directory its set-group-ID
+ * bit); made elsewhere (the layers' work directory) and moved in later, it
+ * gets them here. */
+int pfs_store_give(struct pfs_fs *fs, const struct fuse_ctx *ctx, int parentfd, int dirfd,
+		   const char *name, mode_t mode)
 {
+	bool elsewhere = parentfd != dirfd;
+	uid_t uid = ctx ? ctx->uid : fs->uid;
+	gid_t gid = ctx ? ctx->gid : fs->gid;
 	struct stat pst;
-	gid_t gid = ctx->gid;
 
-	if (ctx->uid == fs->uid && ctx->gid == fs->gid)
+	if (uid == fs->uid && gid == fs->gid && !elsewhere)
 		return 0;
-	if (fstatat(dirfd, "", &pst, AT_EMPTY_PATH) < 0)
-		return -errno;
-	if (pst.st_mode & S_ISGID)
-		gid = (gid_t)-1;
-	if (fchownat(dirfd, name, ctx->uid, gid, AT_SYMLINK_NOFOLLOW) < 0)
-		return -errno;
-	/* chown clears set-ID bits on files; the caller asked for them. */
-	if (!S_ISLNK(mode) && !S_ISDIR(mode) && (mode & (S_ISUID | S_ISGID)) &&
-	    fchmodat(dirfd, name, mode & 07777, 0) < 0)
-		return -errno;
-	return 0;
-}
-
-/* An object built elsewhere (the layers' work directory) and moved into
- * parentfd later must look as if made there: a set-group-ID parent gives it
- * its group, and a directory its set-group-ID bit, as the kernel does. */
-int pfs_store_inherit(int parentfd, int dirfd, const char *name, mode_t mode)
-{
-	struct stat pst;
-
 	if (fstatat(parentfd, "", &pst, AT_EMPTY_PATH) < 0)
 		return -errno;
-	if (!(pst.st_mode & S_ISGID))
-		return 0;
-	if (fchownat(dirfd, name, (uid_t)-1, pst.st_gid, AT_SYMLINK_NOFOLLOW) < 0)
+	if (pst.st_mode & S_ISGID) {
+		gid = elsewhere ? pst.st_gid : (gid_t)-1;
+		if (elsewhere && S_ISDIR(mode))
+			mode |= S_ISGID;
+	} else if (gid == fs->gid && uid == fs->uid) {
+		return 0; /* made elsewhere by the daemon's own ids: as made */
+	}
+	if (fchownat(dirfd, name, uid, gid, AT_SYMLINK_NOFOLLOW) < 0)
 		return -errno;
-	if (S_ISDIR(mode))
-		mode |= S_ISGID;
+	/* chown clears set-ID bits on files; the caller asked for them. */
 	if (!S_ISLNK(mode) && (mode & (S_ISUID | S_ISGID)) &&
-	    fchmodat(dirfd, name, mode & 07777, 0) < 0)
+	    (!S_ISDIR(mode) || elsewhere) && fchmodat(dirfd, name, mode & 07777, 0) < 0)
 		return -errno;
 	return 0;
 }

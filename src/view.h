@@ -274,9 +274,8 @@ static inline bool pfs_node_synthetic(const struct pfs_node *n)
 int pfs_store_reopen(struct pfs_fs *fs, struct pfs_node *n, int flags);
 void pfs_store_procname(int fd, char buf[24]);
 int pfs_store_stat(struct pfs_fs *fs, struct pfs_node *n, struct stat *st);
-int pfs_store_give(struct pfs_fs *fs, const struct fuse_ctx *ctx, int dirfd, const char *name,
-		   mode_t mode);
-int pfs_store_inherit(int parentfd, int dirfd, const char *name, mode_t mode);
+int pfs_store_give(struct pfs_fs *fs, const struct fuse_ctx *ctx, int parentfd, int dirfd,
+		   const char *name, mode_t mode);
 
 /* dir.c: names */
 int pfs_view_lookup(struct pfs_fs *fs, struct pfs_node *parent, const char *name,
