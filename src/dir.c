@@ -321,6 +321,11 @@ int pfs_view_link(struct pfs_fs *fs, struct pfs_node *n, struct pfs_node *newpar
 	struct pfs_place pl;
 	int ret, fd;
 
+	/* A new name of an object is a new way to change it: one of a
+	 * read-only area gets none, wherever it would go (EROFS). */
+	ret = pfs_view_writable(fs, n);
+	if (ret < 0)
+		return ret;
 	if (fs->layers)
 		return pfs_layer_link(fs, n, newparent, newname, e);
 	fd = pfs_node_fd(fs, n);
