@@ -55,9 +55,10 @@ int pfs_view_lookup(struct pfs_fs *fs, struct pfs_node *parent, const char *name
 	ctx = pl.ctx;
 	fd = pl.dirfd >= 0 ? openat(pl.dirfd, pl.name, O_PATH | O_NOFOLLOW | O_CLOEXEC) : -1;
 	if (fd < 0) {
-		ret = pl.dirfd >= 0 ? -errno : -ENOENT;
+		ret = pl.dirfd >= 0 ? -errno : pl.unreach ? pl.unreach : -ENOENT;
 		/* Nothing behind a virtual parent of mapped paths: synthetic. */
-		if ((ret == -ENOENT || ret == -ENOTDIR) && pl.map && pl.res.parent_of_keys) {
+		if ((ret == -ENOENT || ret == -ENOTDIR || ret == -EXDEV) && pl.map &&
+		    pl.res.parent_of_keys) {
 			fd = pfs_view_synthetic(fs, pl.vpath, &e->attr);
 			ctx = pfs_map_hash(pl.vpath);
 		}

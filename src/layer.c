@@ -6,6 +6,7 @@
  * xattr is "y" or it holds `.wh..wh..opq`. */
 #include "layer.h"
 #include "rmtree.h"
+#include "util.h"
 #include "view.h"
 
 #include <dirent.h>
@@ -375,7 +376,7 @@ int pfs_layer_find_in(struct pfs_fs *fs, const struct pfs_ldir *dir, const char 
 	const struct pfs_lnode *pl = dir->ln;
 	struct pfs_lsrc src = {.pl = {.own_fd = -1}};
 	bool merging = false, keyed = false;
-	int last = pl ? pl->bottom : -1, ret = 0;
+	int last = pl ? pl->bottom : -1, ret = 0, unreach = 0;
 
 	memset(f, 0, sizeof(*f));
 	f->layer = -1;
@@ -400,6 +401,8 @@ int pfs_layer_find_in(struct pfs_fs *fs, const struct pfs_ldir *dir, const char 
 		if (i == 1 && dir->map) { /* SOURCE: where the table says */
 			d = src.use ? src.pl.dirfd : -1;
 			nm = src.pl.name;
+			if (src.use)
+				unreach = src.pl.unreach;
 		}
 		if (d >= 0 && fstatat(d, nm, &st, AT_SYMLINK_NOFOLLOW) < 0) {
 			if (errno != ENOENT && errno != ENOTDIR) {
@@ -508,7 +511,8 @@ int pfs_layer_find_in(struct pfs_fs *fs, const struct pfs_ldir *dir, const char 
 	}
 	if (dir->map)
 		pfs_lmap_source_put(&src);
-	return f->layer >= 0 ? 0 : -ENOENT;
+	/* Nothing shows: EXDEV where the table's way out of SOURCE is why. */
+	return f->layer >= 0 ? 0 : unreach ? unreach : -ENOENT;
 err:
 	if (dir->map)
 		pfs_lmap_source_put(&src);
@@ -560,6 +564,10 @@ static int read_levels(struct pfs_fs *fs, const struct pfs_ldir *d, bool hidden,
 			continue; /* a synthetic directory: the table's names only */
 		if (i == 1 && d->root && d->map) {
 			lv[i].fd = pfs_view_root_target(fs, O_RDONLY | O_DIRECTORY);
+			/* A key "/" whose target cannot be opened shows nothing
+			 * of SOURCE (not SOURCE's own root); it fails alone. */
+			if (lv[i].fd < 0 && pfs_view_root_keyed(fs))
+				continue;
 			if (lv[i].fd < 0 && lv[i].fd != -ENOENT)
 				return lv[i].fd;
 		}
@@ -660,7 +668,8 @@ static int list_names(struct pfs_fs *fs, const struct pfs_ldir *d, bool exact,
 		struct pfs_lfound f;
 		int r = pfs_layer_find_in(fs, d, claims.v[k], &f);
 
-		if (r == -ENOENT)
+		/* A name the table places fails alone: its neighbours list. */
+		if (r < 0 && !pfs_err_resource(r))
 			continue;
 		if (r < 0) {
 			ret = r;

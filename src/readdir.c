@@ -9,6 +9,7 @@
  * claims, then the table's own. Offsets are positions in the snapshot. */
 #include "view.h"
 #include "layer.h"
+#include "util.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -89,6 +90,12 @@ int pfs_view_opendir(struct pfs_fs *fs, struct pfs_node *n, struct fuse_file_inf
 	 * makes that one durable (the listing itself is a merge). */
 	if (!pfs_node_synthetic(n)) {
 		fd = pfs_view_open_dir(fs, n);
+		if (fd < 0 && n == fs->root && !fs->layers && pfs_view_root_keyed(fs)) {
+			/* The target of the key "/" cannot be opened: that entry
+			 * fails alone, the table's other names still show. */
+			d->mapped = true;
+			goto listed;
+		}
 		if (fd < 0) {
 			ret = fd;
 			goto err;
@@ -100,6 +107,7 @@ int pfs_view_opendir(struct pfs_fs *fs, struct pfs_node *n, struct fuse_file_inf
 			goto err;
 		}
 	}
+listed:
 	if (fs->layers && n->ln) {
 		pfs_node_pin(fs, n); /* open now: pfs_view_open_dir used them */
 		d->pinned = n;
@@ -190,15 +198,20 @@ static int cmp_name(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* A name the table places: listed as what a lookup would find there. */
+/* A name the table places: listed as what a lookup would find there. One
+ * whose target cannot be resolved (EXDEV: it leads out of SOURCE) is left
+ * out, as a missing one is; only a lookup of that name fails. */
 static int add_mapped(struct snap_ctx *c, const char *name)
 {
 	struct pfs_place pl;
 	struct stat st;
 	int ret = pfs_place_get(c->fs, c->dir, name, &pl);
 
-	if (ret < 0)
+	if (ret < 0) {
+		if (!pfs_err_resource(ret))
+			ret = 0;
 		goto out;
+	}
 	if (pl.res.hidden)
 		goto out;
 	if (pl.dirfd >= 0 && fstatat(pl.dirfd, pl.name, &st, AT_SYMLINK_NOFOLLOW) == 0) {

@@ -74,6 +74,7 @@ struct target {
 	bool beneath;    /* resolved beneath the source root */
 	const char *dir; /* NULL: the start itself (source root) */
 	const char *name;
+	char *cut;       /* the '/' made '\0' between dir and name, or NULL */
 };
 
 /* Relative targets, and absolute ones under the mount point (which would
@@ -101,6 +102,7 @@ static int target_split(struct pfs_fs *fs, const char *t, struct target *tg)
 		tg->beneath = true;
 	}
 	slash = strrchr(p, '/');
+	tg->cut = NULL;
 	if (!slash) {
 		tg->dir = NULL;
 		tg->name = p;
@@ -109,6 +111,7 @@ static int target_split(struct pfs_fs *fs, const char *t, struct target *tg)
 		tg->name = slash[1] ? slash + 1 : ".";
 	} else {
 		*slash = '\0';
+		tg->cut = slash;
 		tg->dir = p;
 		tg->name = slash + 1;
 	}
@@ -130,7 +133,11 @@ static int target_dir(struct pfs_fs *fs, const struct target *tg)
 	return fd < 0 ? -errno : fd;
 }
 
-/* The directory an entry's target names (a graft's root), owned, or -errno. */
+/* The directory an entry's target names (a graft's root), owned, or -errno.
+ * Unlike a name the table places (whose last component is the object shown,
+ * a symlink included, never followed here), this directory is walked into:
+ * beneath the source, its last component too is resolved by openat2, so a
+ * symlink there, even one swapped in while mounted, cannot lead out (EXDEV). */
 static int target_open_dir(struct pfs_fs *fs, const struct pfs_map_entry *e)
 {
 	struct target tg;
@@ -139,6 +146,14 @@ static int target_open_dir(struct pfs_fs *fs, const struct pfs_map_entry *e)
 	fd = target_split(fs, e->target, &tg);
 	if (fd < 0)
 		return fd;
+	if (tg.beneath) {
+		if (tg.cut)
+			*tg.cut = '/';
+		fd = openat2_beneath(fs->root_fd, tg.cut ? tg.dir : tg.name,
+				     O_PATH | O_DIRECTORY);
+		free(tg.buf);
+		return fd;
+	}
 	dfd = target_dir(fs, &tg);
 	if (dfd < 0) {
 		free(tg.buf);
@@ -187,10 +202,14 @@ static int walk_dirs(int dirfd, const char *rel, size_t len)
 }
 
 /* A walk that finds nothing behind the name is not an error: the place has
- * no directory (dirfd -1) and the caller decides (ENOENT, or synthetic). */
+ * no directory (dirfd -1) and the caller decides (ENOENT, or synthetic).
+ * Nor is one that would leave SOURCE: that entry fails alone (EXDEV where
+ * a missing target gives ENOENT), the names around and below it still work. */
 static int set_walked(struct pfs_place *pl, int fd)
 {
-	if (fd == -ENOENT || fd == -ENOTDIR || fd == -ELOOP)
+	if (fd == -EXDEV)
+		pl->unreach = -EXDEV;
+	if (fd == -ENOENT || fd == -ENOTDIR || fd == -ELOOP || fd == -EXDEV)
 		return 0;
 	if (fd < 0)
 		return fd;
@@ -329,6 +348,8 @@ int pfs_place_creatable(struct pfs_fs *fs, const struct pfs_place *pl)
 		return -EACCES; /* a hidden name may not be brought back */
 	if (pl->res.readonly)
 		return -EROFS;
+	if (pl->dirfd < 0 && pl->unreach)
+		return pl->unreach;
 	if (pl->dirfd < 0) /* a synthetic parent: read-only by design */
 		return pl->res.exact ? -ENOENT : -EROFS;
 	return 0;
@@ -349,7 +370,7 @@ int pfs_place_removable(struct pfs_fs *fs, const struct pfs_place *pl, bool is_d
 	if (pl->res.exact || pl->res.parent_of_keys)
 		return -EBUSY;
 	if (pl->dirfd < 0)
-		return -ENOENT;
+		return pl->unreach ? pl->unreach : -ENOENT;
 	return 0;
 }
 
@@ -483,19 +504,23 @@ int pfs_view_attr_fixed(struct pfs_fs *fs, struct pfs_node *n, int valid)
 	return ret;
 }
 
-/* With a key "/" that has a target, the root itself is that directory. */
-int pfs_view_root_target(struct pfs_fs *fs, int flags)
+/* With a key "/" that has a target, the root itself is that directory;
+ * *keyed tells whether the table has such a key (when the fd is -ENOENT:
+ * no key, or a missing target). */
+static int root_target(struct pfs_fs *fs, int flags, bool *keyed)
 {
 	struct pfs_map_res r;
 	struct pfs_map *m = pfs_view_map(fs);
 	int fd = -ENOENT;
 
+	*keyed = false;
 	if (!m)
 		return -ENOENT;
 	pfs_map_resolve(m, "/", &r);
 	if (r.entry && r.exact && !r.hidden) {
 		int d = target_open_dir(fs, r.entry);
 
+		*keyed = true;
 		if (d >= 0 && (flags & O_PATH)) {
 			fd = d;
 		} else if (d >= 0) {
@@ -510,12 +535,36 @@ int pfs_view_root_target(struct pfs_fs *fs, int flags)
 	return fd;
 }
 
+int pfs_view_root_target(struct pfs_fs *fs, int flags)
+{
+	bool keyed;
+
+	return root_target(fs, flags, &keyed);
+}
+
+bool pfs_view_root_keyed(struct pfs_fs *fs)
+{
+	struct pfs_map_res r;
+	struct pfs_map *m = pfs_view_map(fs);
+	bool keyed;
+
+	if (!m)
+		return false;
+	pfs_map_resolve(m, "/", &r);
+	keyed = r.entry && r.exact && !r.hidden;
+	pfs_map_unref(m);
+	return keyed;
+}
+
 int pfs_view_open_dir(struct pfs_fs *fs, struct pfs_node *n)
 {
 	if (n == fs->root && fs->watch && !fs->layers) {
-		int fd = pfs_view_root_target(fs, O_RDONLY | O_DIRECTORY);
+		bool keyed;
+		int fd = root_target(fs, O_RDONLY | O_DIRECTORY, &keyed);
 
-		if (fd != -ENOENT)
+		/* A target that cannot be opened is not SOURCE's root either:
+		 * the root then has no names of its own (see pfs_view_opendir). */
+		if (keyed || fd != -ENOENT)
 			return fd;
 	}
 	return pfs_store_reopen(fs, n, O_RDONLY | O_DIRECTORY);

@@ -2,6 +2,7 @@
 #ifndef PFS_UTIL_H
 #define PFS_UTIL_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -10,6 +11,13 @@
 #include <time.h>
 
 #define PFS_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Is -err a shortage of memory or descriptors (the whole call fails),
+ * rather than a problem of one name (which then fails alone)? */
+static inline bool pfs_err_resource(int err)
+{
+	return err == -ENOMEM || err == -EMFILE || err == -ENFILE;
+}
 
 /* "ENOENT" for 2; "E123" for numbers glibc does not name. buf >= 16. */
 const char *pfs_errname(int err, char *buf, size_t len);

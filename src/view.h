@@ -219,6 +219,8 @@ struct pfs_place {
 	const char *name;        /* backing name in dirfd */
 	uint64_t ctx;            /* node ctx for the object found there */
 	char *tbuf;              /* owned storage behind name, or NULL */
+	int unreach;             /* -EXDEV: the table's way there leads out of
+				  * SOURCE (dirfd -1: nothing there), else 0 */
 };
 struct pfs_map *pfs_view_map(struct pfs_fs *fs); /* held generation or NULL */
 int pfs_place_get(struct pfs_fs *fs, struct pfs_node *parent, const char *name,
@@ -251,8 +253,12 @@ ino_t pfs_view_ino(struct pfs_fs *fs, uint64_t ctx, const struct stat *st);
 int pfs_view_attr_fixed(struct pfs_fs *fs, struct pfs_node *n, int valid);
 /* An fd to list n's backing directory (O_RDONLY|O_DIRECTORY), or -errno. */
 int pfs_view_open_dir(struct pfs_fs *fs, struct pfs_node *n);
-/* An fd on the directory a key "/" with a target makes the root, or -ENOENT. */
+/* An fd on the directory a key "/" with a target makes the root, or -ENOENT
+ * (no such key, or a missing target), or the target's -errno (EXDEV: it
+ * leads out of SOURCE). */
 int pfs_view_root_target(struct pfs_fs *fs, int flags);
+/* Has the table a key "/" with a target (the root is that directory)? */
+bool pfs_view_root_keyed(struct pfs_fs *fs);
 /* Attributes of the synthetic directory at vpath; returns the fd its node
  * holds (owned) or -errno. */
 int pfs_view_synthetic(struct pfs_fs *fs, const char *vpath, struct stat *st);
