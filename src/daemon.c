@@ -7,6 +7,7 @@
 #include "nodefd.h"
 #include "failrec.h"
 #include "progress.h"
+#include "selfmnt.h"
 #include "shim.h"
 #include "uring.h"
 #include "util.h"
@@ -141,7 +142,7 @@ static int check_config(const struct pfs_config *cfg, struct pfs_fs *fs)
 {
 	struct stat st;
 	struct pfs_mntent *e = malloc(sizeof(*e));
-	int fd, ret = -1;
+	int fd, r, ret = -1;
 
 	if (!e) {
 		say("out of memory");
@@ -184,6 +185,10 @@ static int check_config(const struct pfs_config *cfg, struct pfs_fs *fs)
 	}
 	if (!S_ISDIR(st.st_mode)) {
 		say("mount point %s is not a directory", cfg->mountpoint);
+		goto out;
+	}
+	if ((r = pfs_selfmnt_prepare(fs)) < 0) {
+		say("mount point %s is not usable: %s", cfg->mountpoint, strerror(-r));
 		goto out;
 	}
 	fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
@@ -679,7 +684,7 @@ static int finish(const struct pfs_config *cfg, struct pfs_fs *fs,
 int pfs_cmd_mount(const struct pfs_config *cfg)
 {
 	struct pfs_fs fs = {.cfg = cfg, .root_fd = -1, .proc_fd = -1, .ready_fd = -1,
-			    .empty_fd = -1};
+			    .empty_fd = -1, .cover_fd = -1};
 	struct fuse_session *se = NULL;
 	struct pfs_layer_paths lpaths = {0}, *lp = cfg->upper ? &lpaths : NULL;
 	struct served sv = {0};
@@ -804,6 +809,7 @@ out:
 	pthread_mutex_destroy(&fs.map_lock);
 	if (fs.proc_fd >= 0)
 		close(fs.proc_fd);
+	pfs_selfmnt_close(&fs);
 	if (layers_open)
 		pfs_layers_close(&fs);
 	/* Last: commit-atomic swaps SOURCE away, so nothing may hold it. */

@@ -1,6 +1,7 @@
 /* dir: names in the view — lookup, attributes, and everything that makes,
  * removes or moves a name. */
 #include "view.h"
+#include "selfmnt.h"
 #include "shim.h"
 #include "layer.h"
 #include "util.h"
@@ -53,7 +54,8 @@ int pfs_view_lookup(struct pfs_fs *fs, struct pfs_node *parent, const char *name
 		goto out;
 	}
 	ctx = pl.ctx;
-	fd = pl.dirfd >= 0 ? openat(pl.dirfd, pl.name, O_PATH | O_NOFOLLOW | O_CLOEXEC) : -1;
+	fd = pl.dirfd >= 0 ? pfs_selfmnt_openat(fs, pl.dirfd, pl.name,
+						 O_PATH | O_NOFOLLOW | O_CLOEXEC) : -1;
 	if (fd < 0) {
 		ret = pl.dirfd >= 0 ? -errno : pl.unreach ? pl.unreach : -ENOENT;
 		/* Nothing behind a virtual parent of mapped paths: synthetic. */
@@ -371,7 +373,7 @@ static int remove_name(struct pfs_fs *fs, struct pfs_node *parent, const char *n
 	if (ret < 0)
 		goto out;
 	/* Which object loses the name, so its node stops being called by it. */
-	known = fstatat(pl.dirfd, pl.name, &st, AT_SYMLINK_NOFOLLOW) == 0;
+	known = pfs_selfmnt_fstatat(fs, pl.dirfd, pl.name, &st, AT_SYMLINK_NOFOLLOW) == 0;
 	if (unlinkat(pl.dirfd, pl.name, flags) < 0) {
 		ret = -errno;
 		goto out;
@@ -435,8 +437,8 @@ int pfs_view_rename(struct pfs_fs *fs, struct pfs_node *parent, const char *name
 		ret = place_dest(fs, newparent, newname, flags, &to);
 	if (ret < 0)
 		goto out;
-	have_from = fstatat(from.dirfd, from.name, &fst, AT_SYMLINK_NOFOLLOW) == 0;
-	have_to = fstatat(to.dirfd, to.name, &tst, AT_SYMLINK_NOFOLLOW) == 0;
+	have_from = pfs_selfmnt_fstatat(fs, from.dirfd, from.name, &fst, AT_SYMLINK_NOFOLLOW) == 0;
+	have_to = pfs_selfmnt_fstatat(fs, to.dirfd, to.name, &tst, AT_SYMLINK_NOFOLLOW) == 0;
 	if (renameat2(from.dirfd, from.name, to.dirfd, to.name, flags) < 0) {
 		ret = -errno;
 		goto out;

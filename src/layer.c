@@ -5,6 +5,7 @@
  * layers); a directory stops the merge below it when its overlay.opaque
  * xattr is "y" or it holds `.wh..wh..opq`. */
 #include "layer.h"
+#include "selfmnt.h"
 #include "rmtree.h"
 #include "util.h"
 #include "view.h"
@@ -404,7 +405,7 @@ int pfs_layer_find_in(struct pfs_fs *fs, const struct pfs_ldir *dir, const char 
 			if (src.use)
 				unreach = src.pl.unreach;
 		}
-		if (d >= 0 && fstatat(d, nm, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+		if (d >= 0 && pfs_selfmnt_fstatat(fs, d, nm, &st, AT_SYMLINK_NOFOLLOW) < 0) {
 			if (errno != ENOENT && errno != ENOTDIR) {
 				ret = -errno;
 				goto err;
@@ -436,7 +437,7 @@ int pfs_layer_find_in(struct pfs_fs *fs, const struct pfs_ldir *dir, const char 
 			break;
 		}
 		if (f->layer < 0) {
-			int fd = openat(d, nm, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+			int fd = pfs_selfmnt_openat(fs, d, nm, O_PATH | O_NOFOLLOW | O_CLOEXEC);
 
 			if (fd < 0) {
 				ret = -errno;
@@ -485,7 +486,8 @@ int pfs_layer_find_in(struct pfs_fs *fs, const struct pfs_ldir *dir, const char 
 		/* Below the object shown. */
 		f->below = true;
 		if (merging && S_ISDIR(st.st_mode)) {
-			int fd = openat(d, nm, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			int fd = pfs_selfmnt_openat(fs, d, nm,
+						    O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 
 			if (fd < 0) {
 				ret = -errno;
@@ -656,7 +658,8 @@ static int list_names(struct pfs_fs *fs, const struct pfs_ldir *d, bool exact,
 			} else if (exact) {
 				struct stat st;
 
-				if (fstatat(lv[i].fd, e->name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+				if (pfs_selfmnt_fstatat(fs, lv[i].fd, e->name, &st,
+								AT_SYMLINK_NOFOLLOW) < 0)
 					continue;
 				ino = pfs_layer_ino(fs, st.st_dev, st.st_ino);
 				type = IFTODT(st.st_mode);

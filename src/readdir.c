@@ -8,6 +8,7 @@
  * one generation of the table: the backing names minus those the table
  * claims, then the table's own. Offsets are positions in the snapshot. */
 #include "view.h"
+#include "selfmnt.h"
 #include "layer.h"
 #include "util.h"
 
@@ -214,7 +215,8 @@ static int add_mapped(struct snap_ctx *c, const char *name)
 	}
 	if (pl.res.hidden)
 		goto out;
-	if (pl.dirfd >= 0 && fstatat(pl.dirfd, pl.name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+	if (pl.dirfd >= 0 &&
+	    pfs_selfmnt_fstatat(c->fs, pl.dirfd, pl.name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
 		ret = snap_add(c->d, name, pfs_view_ino(c->fs, pl.ctx, &st), IFTODT(st.st_mode));
 	} else if (pl.res.parent_of_keys) {
 		ret = snap_add(c->d, name, pfs_view_synthetic_ino(pl.vpath), DT_DIR);

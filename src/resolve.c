@@ -4,6 +4,7 @@
  * or renames one, so a stale node (an open directory whose path the table
  * has since moved) never gets around the table. */
 #include "view.h"
+#include "selfmnt.h"
 #include "layer.h"
 #include "layermap.h"
 
@@ -159,7 +160,7 @@ static int target_open_dir(struct pfs_fs *fs, const struct pfs_map_entry *e)
 		free(tg.buf);
 		return dfd;
 	}
-	fd = openat(dfd, tg.name, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	fd = pfs_selfmnt_openat(fs, dfd, tg.name, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	fd = fd < 0 ? -errno : fd;
 	close(dfd);
 	free(tg.buf);
@@ -168,7 +169,7 @@ static int target_open_dir(struct pfs_fs *fs, const struct pfs_map_entry *e)
 
 /* Open each component of rel[0..len) as a directory, never through a
  * symlink, from dirfd (borrowed). Returns an owned fd or -errno. */
-static int walk_dirs(int dirfd, const char *rel, size_t len)
+static int walk_dirs(struct pfs_fs *fs, int dirfd, const char *rel, size_t len)
 {
 	const char *p = rel, *end = rel + len;
 	int fd = fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
@@ -191,7 +192,7 @@ static int walk_dirs(int dirfd, const char *rel, size_t len)
 		}
 		memcpy(comp, p, n);
 		comp[n] = '\0';
-		next = openat(fd, comp, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		next = pfs_selfmnt_openat(fs, fd, comp, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		close(fd);
 		if (next < 0)
 			return -errno;
@@ -267,12 +268,12 @@ static int place_resolve(struct pfs_fs *fs, struct pfs_place *pl, int pdir, bool
 		base = target_open_dir(fs, e);
 		if (base < 0)
 			return set_walked(pl, base);
-		fd = walk_dirs(base, rest, rl ? (size_t)(rl - rest) : 0);
+		fd = walk_dirs(fs, base, rest, rl ? (size_t)(rl - rest) : 0);
 		close(base);
 		return set_walked(pl, fd);
 	}
 	pl->ctx = 0;
-	return set_walked(pl, walk_dirs(fs->root_fd, pl->vpath + 1,
+	return set_walked(pl, walk_dirs(fs, fs->root_fd, pl->vpath + 1,
 					last - pl->vpath >= 2 ? (size_t)(last - pl->vpath - 2) : 0));
 }
 
@@ -658,7 +659,7 @@ static struct pfs_node *held_child(struct pfs_fs *fs, struct pfs_node *parent, c
 		return pfs_lmap_held_child(fs, parent, name, exists);
 	*exists = false;
 	if (pfs_place_get(fs, parent, name, &pl) == 0 && !pl.res.hidden && pl.dirfd >= 0 &&
-	    fstatat(pl.dirfd, pl.name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+	    pfs_selfmnt_fstatat(fs, pl.dirfd, pl.name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
 		*exists = true;
 		n = pfs_node_find(fs, st.st_dev, st.st_ino, pfs_place_node_ctx(&pl, st.st_mode));
 	}

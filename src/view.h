@@ -70,6 +70,11 @@ struct pfs_fs {
 	char *mountpoint;
 	int root_fd;             /* O_PATH on SOURCE, opened before mounting */
 	int proc_fd;             /* /proc/self/fd, to reopen O_PATH fds */
+	int cover_fd;            /* O_PATH on the mount point's directory, opened
+				  * before mounting (selfmnt.h), or -1 */
+	char *cover_name;        /* ... its name in its parent, and the parent */
+	dev_t cover_pdev;
+	ino_t cover_pino;
 	struct pfs_node *root;
 	struct pfs_nodes *nodes;
 	pthread_rwlock_t names_lock;
