@@ -506,6 +506,14 @@ int pfs_ctl_connect(const char *mountpoint, const char **why)
 			return fd;
 		if (errno != ENOENT && errno != ECONNREFUSED)
 			break;
+		/* A daemon that died (kill -9) leaves its mount: the kernel
+		 * answers every access with ENOTCONN, which no live daemon's
+		 * mount does. Asked once, before waiting for nothing. */
+		if (tries == 0 && pfs_mount_is_dead(mountpoint)) {
+			close(fd);
+			*why = "its daemon is gone";
+			return -ENOTCONN;
+		}
 		usleep(20000);
 	}
 	ret = -errno;

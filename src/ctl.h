@@ -54,7 +54,8 @@ int pfs_ctl_finish(struct pfs_ctl *ctl, int exit_code, uint64_t dropped,
 		   const char *action_line);
 
 /* Client: connect to the daemon serving mountpoint (canonical path).
- * Returns a connected fd or -errno; *why explains in one line. */
+ * Returns a connected fd or -errno; *why explains in one line. -ENOTCONN:
+ * the daemon is gone and its mount is dead (every access to it fails so). */
 int pfs_ctl_connect(const char *mountpoint, const char **why);
 
 #endif

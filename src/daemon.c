@@ -138,6 +138,35 @@ static int uring_enabled(void)
 	return c == 'Y' || c == '1';
 }
 
+/* Why a mount point that holds a FUSE mount is refused. One whose daemon
+ * is gone is not busy: it is dead, and says how to clear it (not cleared
+ * here: that it is really this user's own and left over is more than a
+ * mount can prove). */
+static void say_fuse_there(const char *given, const char *mnt, const char *fstype)
+{
+	bool ours = strcmp(fstype, "fuse.prismfs") == 0, dead;
+	const char *why;
+	int fd;
+
+	if (ours) {
+		fd = pfs_ctl_connect(mnt, &why);
+		dead = fd == -ENOTCONN;
+		if (fd >= 0)
+			close(fd);
+	} else {
+		dead = pfs_mount_is_dead(mnt);
+	}
+	if (!dead)
+		say("mount point %s is busy: a %s filesystem is already mounted there", given,
+		    fstype);
+	else if (ours)
+		say("%s: a prismfs mount whose daemon is gone is still there; clear it with "
+		    "`prismfs unmount %s` (or fusermount3 -u %s)", given, given, given);
+	else
+		say("%s: a %s mount whose daemon is gone is still there; clear it with "
+		    "`fusermount3 -u %s`", given, fstype, given);
+}
+
 static int check_config(const struct pfs_config *cfg, struct pfs_fs *fs)
 {
 	struct stat st;
@@ -172,8 +201,7 @@ static int check_config(const struct pfs_config *cfg, struct pfs_fs *fs)
 		goto out;
 	}
 	if (find_mount(fs->mountpoint, e) == 0 && strncmp(e->fstype, "fuse", 4) == 0) {
-		say("mount point %s is busy: a %s filesystem is already mounted there",
-		    cfg->mountpoint, e->fstype);
+		say_fuse_there(cfg->mountpoint, fs->mountpoint, e->fstype);
 		goto out;
 	}
 	if (stat(fs->mountpoint, &st) < 0) {
@@ -975,6 +1003,14 @@ int pfs_cmd_unmount(const struct pfs_config *cfg)
 		say("%s", line + 6);
 		goto out;
 	}
+	if (fd == -ENOTCONN && cfg->action != PFS_ACT_NONE) {
+		/* The daemon took what it knew of the upper with it. */
+		say("--action %s needs the daemon of %s, but it is gone; not unmounting (clear "
+		    "the dead mount with `prismfs unmount %s`, then prismfs %s the upper "
+		    "offline)", pfs_action_name(cfg->action), cfg->mountpoint, cfg->mountpoint,
+		    cfg->action == PFS_ACT_DISCARD ? "discard" : "commit");
+		goto out;
+	}
 	if (fd < 0 && cfg->action != PFS_ACT_NONE) {
 		/* Only the daemon knows the upper: unmounting now would leave
 		 * the action undone without saying so. */
@@ -992,6 +1028,12 @@ int pfs_cmd_unmount(const struct pfs_config *cfg)
 			    "working directory there)", cfg->mountpoint);
 		else
 			say("cannot unmount %s: %s", cfg->mountpoint, strerror(-r));
+		goto out;
+	}
+	if (fd == -ENOTCONN) {
+		/* Cleared, as asked: the mount was dead, nothing was lost here. */
+		say("unmounted %s, a dead mount: its daemon was gone", cfg->mountpoint);
+		ret = 0;
 		goto out;
 	}
 	if (fd < 0) {
@@ -1046,6 +1088,12 @@ int pfs_cmd_status(const struct pfs_config *cfg)
 	int fd = mnt ? pfs_ctl_connect(mnt, &why) : -1;
 
 	free(mnt);
+	if (fd == -ENOTCONN) {
+		say("%s: its daemon is gone; the mount is dead (every access fails with "
+		    "\"Transport endpoint is not connected\"): clear it with `prismfs unmount %s`",
+		    cfg->mountpoint, cfg->mountpoint);
+		return 1;
+	}
 	if (fd < 0) {
 		say("%s: %s", cfg->mountpoint, why);
 		return 1;

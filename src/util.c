@@ -4,6 +4,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statfs.h>
 
 const char *pfs_errname(int err, char *buf, size_t len)
 {
@@ -182,6 +183,15 @@ int pfs_mountinfo_find(FILE *f, const char *path, struct pfs_mntent *out)
 	free(line);
 	free(e);
 	return found;
+}
+
+bool pfs_mount_is_dead(const char *path)
+{
+	struct statfs sf;
+
+	/* statfs, not stat: the kernel may answer stat from attributes it
+	 * cached before the daemon died; STATFS always goes to the daemon. */
+	return statfs(path, &sf) < 0 && errno == ENOTCONN;
 }
 
 bool pfs_valid_name(const char *name)

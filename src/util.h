@@ -51,6 +51,10 @@ struct pfs_mntent {
  * malformed file. */
 int pfs_mountinfo_find(FILE *mountinfo, const char *path, struct pfs_mntent *out);
 
+/* Is path a FUSE mount whose daemon is gone (killed: the mount stays, and
+ * the kernel answers every access to it with ENOTCONN)? */
+bool pfs_mount_is_dead(const char *path);
+
 /* Decode mountinfo's octal escapes (\040 etc.) in place. */
 void pfs_mountinfo_unescape(char *s);
 
