@@ -58,15 +58,46 @@ ino_t pfs_view_synthetic_ino(const char *vpath)
 	return pfs_map_hash(vpath) & 0x7fffffffffffffffull;
 }
 
-static int openat2_beneath(int dirfd, const char *path, int flags)
+static long openat2_how(int dirfd, const char *path, int flags, uint64_t resolve)
 {
-	struct open_how how = {
-		.flags = (uint64_t)(flags | O_CLOEXEC),
-		.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS,
-	};
-	long fd = syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
+	struct open_how how = {.flags = (uint64_t)(flags | O_CLOEXEC), .resolve = resolve};
 
-	return fd < 0 ? -errno : (int)fd;
+	return syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
+}
+
+/* An O_PATH fd on the directory path names beneath dirfd, or -errno. */
+static int openat2_beneath(struct pfs_fs *fs, int dirfd, const char *path)
+{
+	const uint64_t beneath = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
+	const int flags = O_PATH | O_DIRECTORY;
+	long fd = openat2_how(dirfd, path, flags, beneath | RESOLVE_NO_XDEV);
+	char *copy, *save = NULL;
+
+	if (fd >= 0 || errno != EXDEV)
+		return fd < 0 ? -errno : (int)fd;
+	/* The path crosses a mount, which may be this one (a mount point
+	 * inside SOURCE): walk it a name at a time, so that the mount point is
+	 * the directory it covers (selfmnt.h). Each step stays beneath the
+	 * directory it starts from: a "..", or a symlink that climbs, on such
+	 * a path is refused. */
+	copy = strdup(path);
+	if (!copy)
+		return -ENOMEM;
+	fd = fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
+	if (fd < 0)
+		fd = -errno;
+	for (char *c = strtok_r(copy, "/", &save); c && fd >= 0; c = strtok_r(NULL, "/", &save)) {
+		long next = pfs_selfmnt_is(fs, (int)fd, c)
+				    ? fcntl(fs->cover_fd, F_DUPFD_CLOEXEC, 0)
+				    : openat2_how((int)fd, c, flags, beneath);
+
+		if (next < 0)
+			next = -errno;
+		close((int)fd);
+		fd = next;
+	}
+	free(copy);
+	return (int)fd;
 }
 
 /* A target split into the directory holding it and its last name. */
@@ -129,7 +160,7 @@ static int target_dir(struct pfs_fs *fs, const struct target *tg)
 		return fd < 0 ? -errno : fd;
 	}
 	if (tg->beneath)
-		return openat2_beneath(fs->root_fd, tg->dir, O_PATH | O_DIRECTORY);
+		return openat2_beneath(fs, fs->root_fd, tg->dir);
 	fd = open(tg->dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	return fd < 0 ? -errno : fd;
 }
@@ -150,8 +181,7 @@ static int target_open_dir(struct pfs_fs *fs, const struct pfs_map_entry *e)
 	if (tg.beneath) {
 		if (tg.cut)
 			*tg.cut = '/';
-		fd = openat2_beneath(fs->root_fd, tg.cut ? tg.dir : tg.name,
-				     O_PATH | O_DIRECTORY);
+		fd = openat2_beneath(fs, fs->root_fd, tg.cut ? tg.dir : tg.name);
 		free(tg.buf);
 		return fd;
 	}
