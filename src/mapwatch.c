@@ -365,7 +365,20 @@ int pfs_mapwatch_prepare(struct pfs_fs *fs, const char *path, size_t cap, char *
 		goto fail;
 	}
 	if (S_ISFIFO(st.st_mode)) {
+		size_t ml = strlen(fs->mountpoint);
+
 		w->fifo = true;
+		/* After mounting, that path is the view's pipe, and the reader
+		 * keeps it open: the daemon would hold its own mount busy, and
+		 * no unmount would ever succeed. */
+		if (strncmp(w->path, fs->mountpoint, ml) == 0 &&
+		    (w->path[ml] == '/' || ml == 1)) {
+			ret = -EINVAL;
+			snprintf(err, errlen, "mapping pipe %s is inside the mount point %s, where "
+				 "the daemon would hold its own mount open: put it outside", path,
+				 fs->mountpoint);
+			goto fail;
+		}
 	} else if (!S_ISREG(st.st_mode)) {
 		ret = -EINVAL;
 		snprintf(err, errlen, "mapping %s: not a regular file or a named pipe", path);

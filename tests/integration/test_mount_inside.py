@@ -11,7 +11,8 @@ import subprocess
 import pytest
 
 from conftest import is_mounted
-from prism_helpers import bg, cli, mount_count, wait_for  # noqa: F401 (bg: fixture)
+from prism_helpers import (assert_one_error_line, bg, cli,  # noqa: F401 (bg: fixture)
+                           mount_count, wait_for)
 
 HOW = ["prismfs unmount", "fusermount3 -u", "umount"]
 
@@ -49,6 +50,13 @@ def _shape(name, w):
         src = os.path.join(w, "src")
         _covered(src)
         return src, src, [], None
+    if name == "over source, --map inside":   # the table's file is in the view
+        src = os.path.join(w, "src")
+        _covered(src)
+        mapf = os.path.join(src, "map.json")
+        with open(mapf, "w") as f:
+            json.dump({"/g": {"target": "covered-dir"}}, f)
+        return src, src, ["--map", mapf], None
     if name == "layers, in source":   # --upper U L L/m
         src = os.path.join(w, "L")
         mnt = os.path.join(src, "m")
@@ -94,7 +102,7 @@ def _shape(name, w):
     raise AssertionError(name)
 
 
-SHAPES = ["source", "source, deep", "over source", "layers, in source",
+SHAPES = ["source", "source, deep", "over source", "over source, --map inside", "layers, in source",
           "layers, in a lower", "graft of an ancestor", "graft, absolute target",
           "graft targets through the mount point"]
 
@@ -187,3 +195,21 @@ def test_mount_inside_the_view_background(workdir, bg, shape):
     assert res.returncode == 0, "prismfs unmount failed (%d): %s" % (res.returncode,
                                                                      res.stderr)
     assert not is_mounted(mnt)
+
+
+@pytest.mark.parametrize("where", ["over source", "under the mount point"])
+def test_mapping_pipe_inside_the_mount_point_refused(workdir, bg, where):
+    """A mapping pipe inside the mount point is, once mounted, the view's
+    pipe, and its reader would hold the mount open for good: refused before
+    mounting, in one line, nothing mounted."""
+    src = os.path.join(workdir, "src")
+    mnt = src if where == "over source" else os.path.join(workdir, "mnt")
+    os.makedirs(os.path.join(mnt, "sub"))
+    os.makedirs(src, exist_ok=True)
+    pipe = os.path.join(mnt, "sub", "table.pipe")
+    os.mkfifo(pipe)
+    res = bg.mount(src, mnt, "--map", pipe)
+    mounted = is_mounted(mnt)
+    assert not mounted, "mounted with its mapping pipe inside the mount point"
+    assert_one_error_line(res, "prismfs mount --map PIPE inside MOUNTPOINT")
+    assert "pipe" in res.stderr and "inside" in res.stderr, res.stderr
