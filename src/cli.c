@@ -20,7 +20,7 @@ const char pfs_usage[] =
 	"                                      commit-atomic it (default: --on-unmount's),\n"
 	"                                      showing a long commit's progress on a terminal\n"
 	"  status [--json] MOUNTPOINT          show what a mount is doing\n"
-	"  commit --upper U --lower L [--atomic] [--work W]\n"
+	"  commit --upper U --lower L [--lower L2 ...] [--atomic] [--work W]\n"
 	"                                      apply an overlay upper directory to its lower\n"
 	"  discard --upper U [--work W]        throw an upper directory's changes away\n"
 	"  recover --lower L                   finish or undo an interrupted atomic commit\n"
@@ -129,7 +129,8 @@ const char pfs_mount_usage[] =
 	"  prismfs --mountpoint MOUNTPOINT --target SOURCE [--mapping_file FILE] [OPTIONS]\n";
 
 const char pfs_layers_usage[] =
-	"usage: prismfs commit --upper U --lower L [--atomic] [--work W]\n"
+	"usage: prismfs commit --upper U --lower L [--lower L2 ...] [--atomic] [--work W]\n"
+	"                      [--whiteout auto|chardev|file]\n"
 	"       prismfs discard --upper U [--work W]\n"
 	"       prismfs recover --lower L\n"
 	"\n"
@@ -152,6 +153,11 @@ const char pfs_layers_usage[] =
 	"  recover   finish (if the swap happened) or roll back (if not) an interrupted\n"
 	"            atomic commit of L.\n"
 	"  --work W  the overlay work directory, emptied together with U\n"
+	"  --lower L2 (after L, repeatable) the lowers below L, in the order the overlay\n"
+	"            stacked them: what U hid from them stays hidden, by whiteouts and\n"
+	"            opaque directories kept in L (only where they would show through)\n"
+	"  --whiteout auto|chardev|file  how such a whiteout is made: a 0/0 character\n"
+	"            device, a .wh.NAME file, or the device where mknod works (default)\n"
 	"\n"
 	"With a terminal on stderr, a long commit shows its progress on one line.\n"
 	"A commit or discard that succeeds also removes .U.prismfs-failed, the record a\n"
@@ -754,8 +760,23 @@ static int parse_layers(int argc, char **argv, int start, struct pfs_config *cfg
 			name = "--upper";
 		} else if ((commit || recover) &&
 			   ((v = optval(argc, argv, &i, a, "--lower", &m)) || m)) {
+			/* commit: the first is the top lower, the others are
+			 * the lowers below it, as stacked at mount */
+			if (commit && cfg->lower && v && *v) {
+				if (push_dir(&cfg->lowers, &cfg->nlowers, v) < 0) {
+					seterr(err, errlen, "out of memory");
+					return -ENOMEM;
+				}
+				continue;
+			}
 			slot = &cfg->lower;
 			name = "--lower";
+		} else if (commit && ((v = optval(argc, argv, &i, a, "--whiteout", &m)) || m)) {
+			int ret = set_whiteout(cfg, v, "--whiteout", err, errlen);
+
+			if (ret < 0)
+				return ret;
+			continue;
 		} else if ((commit || discard) &&
 			   ((v = optval(argc, argv, &i, a, "--work", &m)) || m)) {
 			slot = &cfg->work;

@@ -209,6 +209,7 @@ static bool is_mount_root(const char *path)
 
 static void ctx_free(struct pfs_cctx *c)
 {
+	pfs_chide_close(c);
 	if (c->uroot >= 0)
 		close(c->uroot);
 	if (c->lroot >= 0)
@@ -396,8 +397,14 @@ int pfs_commit(const struct pfs_commit_opts *o, char *err, size_t errlen)
 		goto out;
 	}
 	ret = open_roots(&c);
-	if (ret < 0)
+	if (ret == 0)
+		ret = pfs_chide_open(&c);
+	if (ret == 0)
+		ret = pfs_chide_probe(&c);
+	if (ret < 0) {
+		append(&c, "; nothing was changed");
 		goto out;
+	}
 	pfs_progress_init(&c.prog, o->progress, stderr, "commit");
 	pfs_progress_set_sink(&c.prog, o->sink, o->sink_arg);
 	ret = pfs_commit_scan(&c);

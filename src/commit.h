@@ -11,11 +11,17 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "cli.h"
 #include "progress.h"
 
 struct pfs_commit_opts {
 	const char *upper;
 	const char *lower;  /* the top lower: the directory the changes apply to */
+	/* The lowers below it, highest first, as the overlay stacked them: what
+	 * the upper hid from them stays hidden in lower (commit_hide.c). */
+	const char *const *below;
+	size_t nbelow;
+	enum pfs_whiteout whiteout; /* how a whiteout kept in lower is made */
 	const char *work;   /* NULL, or the overlay work directory: emptied with the upper */
 	bool atomic;        /* build the new tree beside lower and swap it in */
 	bool progress;      /* draw a progress line on stderr (pass isatty(2)) */

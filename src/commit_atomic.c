@@ -25,6 +25,8 @@ struct alevel {
 	struct pfs_names lo;   /* the lower names that show through */
 	size_t ui, li, plen;
 	bool from_upper;       /* whose metadata the directory gets */
+	bool reach;            /* its view merged the lowers below the top one
+				* (only upper directories ask) */
 	struct stat st;
 };
 
@@ -96,9 +98,10 @@ static int enter_upper_dir(struct build *b, const struct pfs_ovl_ent *e, const s
 	struct pfs_cctx *c = b->c;
 	struct alevel l = {.from_upper = true, .st = *ust, .plen = plen};
 	int ufd = -1, lfd = -1, nfd = -1, lparent = pfs_dstack_top(&b->ls), dfd, ret;
+	bool lchild = true, reach = b->lv[b->n - 1].reach, cut;
+	enum pfs_chide_need need;
 	char redir[PATH_MAX];
 	const char *leaf;
-	bool lchild = true;
 	ssize_t n;
 
 	ret = pfs_open_subdir(pfs_dstack_top(&b->us), e->name, &ufd);
@@ -150,9 +153,24 @@ static int enter_upper_dir(struct build *b, const struct pfs_ovl_ent *e, const s
 			goto fail;
 		}
 	}
+	/* The scan refused redirects with lowers below: lparent is the top
+	 * lower's part of the parent, where its entry may stop the merge. */
+	cut = (e->flags & PFS_OVL_FRESH) || l.up.opaque ||
+	      (c->hide && reach && pfs_chide_cuts(lparent, e->name));
+	ret = pfs_chide_decide(c, reach, false, cut, &need);
+	if (ret < 0)
+		goto fail;
+	l.reach = reach && !cut;
 	ret = new_subdir(b, e->name, &nfd);
 	if (ret < 0)
 		goto fail;
+	if (need == PFS_CHIDE_OPAQUE) {
+		ret = pfs_chide_opaque(c, nfd, c->newroot);
+		if (ret < 0) {
+			close(nfd);
+			goto fail;
+		}
+	}
 	ret = push_level(b, ufd, lfd, lchild, nfd, &l);
 	if (ret < 0) {
 		ufd = lfd = -1;
@@ -369,6 +387,14 @@ static int step(struct build *b, const struct pfs_ovl_ent *ue, const struct pfs_
 
 	if (ue) {
 		if (ue->flags & PFS_OVL_WHITEOUT) {
+			enum pfs_chide_need need;
+
+			ret = pfs_chide_decide(c, b->lv[b->n - 1].reach, true, false, &need);
+			if (ret == 0 && need == PFS_CHIDE_WHITEOUT)
+				ret = pfs_chide_whiteout(c, pfs_dstack_top(&b->ns), name,
+							 c->newroot);
+			if (ret < 0)
+				return ret;
 			pfs_progress_file(&c->prog, 0);
 			return 0;
 		}
@@ -396,7 +422,7 @@ static int step(struct build *b, const struct pfs_ovl_ent *ue, const struct pfs_
 int pfs_commit_build(struct pfs_cctx *c, int newfd)
 {
 	struct build b = {.c = c, .nroot = newfd};
-	struct alevel root = {.from_upper = true};
+	struct alevel root = {.from_upper = true, .reach = true};
 	int ufd = -1, lfd = -1, nfd = -1, ret;
 
 	b.lv = calloc(16, sizeof(*b.lv));

@@ -34,6 +34,9 @@ int pfs_cmd_commit(const struct pfs_config *cfg)
 	struct pfs_commit_opts o = {
 		.upper = cfg->upper,
 		.lower = cfg->lower,
+		.below = cfg->lowers,
+		.nbelow = cfg->nlowers,
+		.whiteout = cfg->whiteout,
 		.work = cfg->work,
 		.atomic = cfg->atomic,
 		.progress = isatty(STDERR_FILENO),

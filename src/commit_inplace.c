@@ -19,6 +19,7 @@ struct ilevel {
 	struct pfs_ovl_dir up;
 	size_t next, plen;
 	bool replace;    /* the lower directory's own children do not survive */
+	bool reach;      /* its view merged the lowers below the top one */
 	struct stat ust; /* the upper directory, applied on the way out */
 };
 
@@ -44,8 +45,10 @@ static int remove_at(struct pfs_cctx *c, int dirfd, const char *name)
 }
 
 /* An opaque directory: the lower children that the upper does not have
- * go (the ones it has are replaced one by one). */
-static int drop_lower_children(struct pfs_cctx *c, int lfd, const struct pfs_ovl_dir *d)
+ * go (the ones it has are replaced one by one); keep_marker: except the
+ * opaque marker, which must stay. */
+static int drop_lower_children(struct pfs_cctx *c, int lfd, const struct pfs_ovl_dir *d,
+			       bool keep_marker)
 {
 	struct pfs_names ln;
 	int ret = pfs_names_read(lfd, &ln);
@@ -57,6 +60,8 @@ static int drop_lower_children(struct pfs_cctx *c, int lfd, const struct pfs_ovl
 		size_t plen;
 
 		if (e && !(e->flags & PFS_OVL_WHITEOUT))
+			continue;
+		if (keep_marker && strcmp(ln.v[i].name, PFS_OVL_OPAQUE_MARKER) == 0)
 			continue;
 		plen = pfs_pathbuf_push(&c->path, ln.v[i].name);
 		if (plen == (size_t)-1) {
@@ -70,20 +75,46 @@ static int drop_lower_children(struct pfs_cctx *c, int lfd, const struct pfs_ovl
 	return ret;
 }
 
-/* Make the lower side of an upper directory exist as a directory. */
-static int lower_dir(struct pfs_cctx *c, int lfd_parent, const char *name, int *lfd)
+/* Make the lower side of an upper directory exist as a directory; opaque:
+ * one that hides the lowers below it. A new one takes its name already
+ * marked, and in one step with the non-directory it replaces (exchanged,
+ * then removed): at no moment does the name let the lowers below show. */
+static int lower_dir(struct pfs_cctx *c, int lfd_parent, const char *name, bool opaque, int *lfd)
 {
+	char tmp[64];
 	struct stat st;
-	int ret;
+	bool exists;
+	int ret, tfd;
 
-	if (fstatat(lfd_parent, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISDIR(st.st_mode)) {
-		ret = remove_at(c, lfd_parent, name);
-		if (ret < 0)
-			return ret;
-	}
+	exists = fstatat(lfd_parent, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
+	if (exists && S_ISDIR(st.st_mode))
+		goto open;
+	snprintf(tmp, sizeof(tmp), ".prismfs-tmp-%ld-d%lu", (long)getpid(), ++c->tmpseq);
 	/* 0700 until its real metadata is applied, after its children. */
-	if (mkdirat(lfd_parent, name, 0700) < 0 && errno != EEXIST)
+	if (mkdirat(lfd_parent, tmp, 0700) < 0)
 		return pfs_cfail_at(c, -errno, "cannot create", c->lower, NULL);
+	if (opaque) {
+		ret = pfs_open_subdir(lfd_parent, tmp, &tfd);
+		if (ret == 0) {
+			ret = pfs_chide_opaque(c, tfd, c->lower);
+			close(tfd);
+		} else {
+			pfs_cfail_at(c, ret, "cannot open", c->lower, NULL);
+		}
+		if (ret < 0) {
+			unlinkat(lfd_parent, tmp, AT_REMOVEDIR);
+			return ret;
+		}
+	}
+	if (renameat2(lfd_parent, tmp, lfd_parent, name,
+		      exists ? RENAME_EXCHANGE : RENAME_NOREPLACE) < 0) {
+		ret = pfs_cfail_at(c, -errno, "cannot create", c->lower, NULL);
+		unlinkat(lfd_parent, tmp, AT_REMOVEDIR);
+		return ret;
+	}
+	if (exists && unlinkat(lfd_parent, tmp, 0) < 0)
+		return pfs_cfail_at(c, -errno, "cannot remove the old", c->lower, NULL);
+open:
 	ret = pfs_open_subdir(lfd_parent, name, lfd);
 	if (ret < 0)
 		return pfs_cfail_at(c, ret, ret == -EXDEV ? "not crossing into another mount at"
@@ -98,7 +129,8 @@ static int enter_dir(struct inplace *s, const struct ilevel *parent, const struc
 	struct pfs_cctx *c = s->c;
 	struct pfs_ovl_dir d = {0};
 	int ufd = -1, lfd = -1, ret;
-	bool replace;
+	enum pfs_chide_need need;
+	bool replace, cut, reach;
 
 	ret = pfs_open_subdir(pfs_dstack_top(&s->us), e->name, &ufd);
 	if (ret < 0)
@@ -109,11 +141,24 @@ static int enter_dir(struct inplace *s, const struct ilevel *parent, const struc
 		goto fail;
 	}
 	replace = parent->replace || (e->flags & PFS_OVL_FRESH) || d.opaque;
-	ret = lower_dir(c, pfs_dstack_top(&s->ls), e->name, &lfd);
+	/* Read before lower_dir changes what the top lower holds there. */
+	cut = (e->flags & PFS_OVL_FRESH) || d.opaque ||
+	      (c->hide && parent->reach && pfs_chide_cuts(pfs_dstack_top(&s->ls), e->name));
+	ret = pfs_chide_decide(c, parent->reach, false, cut, &need);
 	if (ret < 0)
 		goto fail;
+	reach = parent->reach && !cut;
+	ret = lower_dir(c, pfs_dstack_top(&s->ls), e->name, need == PFS_CHIDE_OPAQUE, &lfd);
+	if (ret < 0)
+		goto fail;
+	/* An existing directory is marked before its children change. */
+	if (need == PFS_CHIDE_OPAQUE) {
+		ret = pfs_chide_opaque(c, lfd, c->lower);
+		if (ret < 0)
+			goto fail;
+	}
 	if (replace) {
-		ret = drop_lower_children(c, lfd, &d);
+		ret = drop_lower_children(c, lfd, &d, need == PFS_CHIDE_OPAQUE);
 		if (ret < 0)
 			goto fail;
 	}
@@ -131,7 +176,9 @@ static int enter_dir(struct inplace *s, const struct ilevel *parent, const struc
 		pfs_cfail(c, ret, "cannot walk %s/%s", c->upper, pfs_pathbuf_str(&c->path));
 		goto fail;
 	}
-	s->lv[s->n++] = (struct ilevel){.up = d, .replace = replace, .ust = *ust, .plen = plen};
+	/* parent (in s->lv) may have moved with pfs_grow: reach was read before. */
+	s->lv[s->n++] = (struct ilevel){.up = d, .replace = replace, .reach = reach,
+					.ust = *ust, .plen = plen};
 	return 0;
 fail:
 	if (ufd >= 0)
@@ -320,6 +367,7 @@ int pfs_commit_inplace(struct pfs_cctx *c)
 		goto out;
 	}
 	s.lv[0].ust = rst;
+	s.lv[0].reach = true; /* overlayfs always merges the root */
 	s.n = 1;
 	while (s.n) {
 		struct ilevel *l = &s.lv[s.n - 1];
@@ -349,7 +397,14 @@ int pfs_commit_inplace(struct pfs_cctx *c)
 			goto out;
 		}
 		if (e->flags & PFS_OVL_WHITEOUT) {
-			ret = remove_at(c, pfs_dstack_top(&s.ls), e->name);
+			enum pfs_chide_need need;
+
+			ret = pfs_chide_decide(c, l->reach, true, false, &need);
+			if (ret == 0)
+				ret = remove_at(c, pfs_dstack_top(&s.ls), e->name);
+			if (ret == 0 && need == PFS_CHIDE_WHITEOUT)
+				ret = pfs_chide_whiteout(c, pfs_dstack_top(&s.ls), e->name,
+							 c->lower);
 			if (ret < 0)
 				goto out;
 			pfs_progress_file(&c->prog, 0);

@@ -30,6 +30,7 @@ struct pfs_cctx {
 	char *newroot;              /* atomic: where the new tree is built */
 	bool no_reflink;            /* atomic: FICLONE failed once, share by hard link */
 	bool committed;             /* the lower holds the new state for good */
+	struct pfs_chide *hide;     /* the lowers below lower, or NULL: none */
 };
 
 /* Write "MESSAGE: strerror(-err)" to c->err; returns err. */
@@ -65,6 +66,34 @@ int pfs_commit_scan(struct pfs_cctx *c);
  * when redir is not a path overlayfs writes. */
 int pfs_commit_redirect(struct pfs_cctx *c, int parent_lfd, const char *redir, int *dfd,
 			const char **leaf);
+
+/* --- what stays hidden from the lowers below (commit_hide.c) --- */
+
+/* Open c->o->below (nothing to do when there is none). */
+int pfs_chide_open(struct pfs_cctx *c);
+/* Before anything changes: can whiteouts be made in c->o->whiteout's form
+ * (auto: a device where mknod works beside the lower, else `.wh.NAME`)? */
+int pfs_chide_probe(struct pfs_cctx *c);
+void pfs_chide_close(struct pfs_cctx *c);
+
+/* Does the top lower's entry name in its directory lfd (-1: none) stop the
+ * merge of the layers below there (a whiteout, a non-directory, an opaque
+ * or `.wh.`-replaced directory)? */
+bool pfs_chide_cuts(int lfd, const char *name);
+
+enum pfs_chide_need { PFS_CHIDE_NOTHING, PFS_CHIDE_WHITEOUT, PFS_CHIDE_OPAQUE };
+
+/* The one decision: what the top lower must hold at c->path so that the
+ * lowers below show there what the view showed. reach: the view of the
+ * parent directory merged the lowers below; gone: the view showed nothing
+ * at the path (the upper whited it out); cut: it showed a directory that
+ * merged nothing from below. */
+int pfs_chide_decide(struct pfs_cctx *c, bool reach, bool gone, bool cut,
+		     enum pfs_chide_need *need);
+/* Make the whiteout for name in dirfd (a directory of the new lower). */
+int pfs_chide_whiteout(struct pfs_cctx *c, int dirfd, const char *name, const char *root);
+/* Make the directory dirfd opaque (overlay.opaque=y, or the marker). */
+int pfs_chide_opaque(struct pfs_cctx *c, int dirfd, const char *root);
 
 /* --- making entries (commit_new.c) --- */
 

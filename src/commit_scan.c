@@ -100,6 +100,13 @@ static int renamed_dir(struct scan *s, int lfd_parent, const char *redir, int *l
 	const char *leaf;
 	int dfd, ret;
 
+	/* The lowers below would still be looked up at the new place, not at
+	 * the one the directory came from. */
+	if (c->o->nbelow)
+		return pfs_crefuse(c, -EXDEV,
+				   "%s/%s was renamed from %s by overlayfs (redirect); with lowers "
+				   "below %s a commit into it cannot move their directories",
+				   c->upper, pfs_pathbuf_str(&c->path), redir, c->lower);
 	if (!c->o->atomic)
 		return pfs_crefuse(c, -EXDEV,
 				   "%s/%s was renamed from %s by overlayfs (redirect); an in-place "

@@ -124,6 +124,7 @@ int pfs_layer_paths_get(struct pfs_layer_paths *lp, const struct pfs_config *cfg
 		seterr(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
+	lp->whiteout = cfg->whiteout;
 	lp->lowers[lp->nlowers++] = strdup(source);
 	for (size_t i = 0; i < cfg->nlowers; i++) {
 		char *p = realpath(cfg->lowers[i], NULL);
@@ -162,6 +163,8 @@ int pfs_layers_finalize(const struct pfs_layer_paths *lp, enum pfs_action action
 			pfs_progress_sink sink, void *sink_arg, char *msg, size_t msglen)
 {
 	struct pfs_commit_opts o = {.upper = lp->upper, .lower = lp->lowers[0],
+				    .below = (const char *const *)lp->lowers + 1,
+				    .nbelow = lp->nlowers - 1, .whiteout = lp->whiteout,
 				    .work = lp->work, .sink = sink, .sink_arg = sink_arg};
 	size_t n;
 	int ret;

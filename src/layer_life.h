@@ -24,6 +24,7 @@ struct pfs_layer_paths {
 	bool work_made;   /* made by this mount: removed again if it never mounts */
 	char **lowers;    /* highest first; lowers[0] is SOURCE, what commit applies to */
 	size_t nlowers;
+	enum pfs_whiteout whiteout; /* the mount's --whiteout: a commit keeps its form */
 };
 
 /* If SOURCE has the journal of an interrupted atomic commit beside it,
