@@ -297,6 +297,39 @@ static int check_not_mapped(struct pfs_cctx *c)
 	return 0;
 }
 
+/* An upper last mounted over lowers below this one (layer_life.c records
+ * them): committed without them, what it hid from them would show again. */
+static int check_lowers_named(struct pfs_cctx *c)
+{
+	char rec[2048], *p;
+	ssize_t n;
+	int fd;
+
+	if (c->o->nbelow)
+		return 0;
+	fd = open(c->upper, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return 0; /* open_roots says what is wrong */
+	n = pfs_ovl_get(pfs_ref_fd(fd), PFS_OVL_LOWERS, rec, sizeof(rec));
+	close(fd);
+	if (n == -ENODATA || n == 0)
+		return 0;
+	if (n == -ERANGE || n < 0 || strcmp(rec, "?") == 0) {
+		seterr(c->err, c->errlen, "the upper %s was mounted with lowers below %s: name "
+		       "them after it, in order (--lower %s --lower L2 ...), so that what the "
+		       "upper hid from them stays hidden", c->upper, c->lower, c->lower);
+		return -EINVAL;
+	}
+	/* The record is the paths, each ended by a NUL: one line, a space apart. */
+	for (p = rec; p < rec + n - 1; p++)
+		if (!*p)
+			*p = ' ';
+	seterr(c->err, c->errlen, "the upper %s was mounted with lowers below %s (%s): name "
+	       "them after it, in order (--lower %s --lower ...), so that what the upper hid "
+	       "from them stays hidden", c->upper, c->lower, rec, c->lower);
+	return -EINVAL;
+}
+
 static int check_commit(struct pfs_cctx *c, const struct pfs_commit_opts *o)
 {
 	struct stat su, sl, sw;
@@ -322,7 +355,7 @@ static int check_commit(struct pfs_cctx *c, const struct pfs_commit_opts *o)
 		return ret;
 	if ((ret = check_lower_name(c)) < 0)
 		return ret;
-	if ((ret = check_not_mapped(c)) < 0)
+	if ((ret = check_not_mapped(c)) < 0 || (ret = check_lowers_named(c)) < 0)
 		return ret;
 	if ((ret = check_unused("upper", c->upper, c->err, c->errlen)) < 0 ||
 	    (ret = check_unused("lower", c->lower, c->err, c->errlen)) < 0)
@@ -460,6 +493,8 @@ int pfs_discard_paths(const char *upper, const char *work, char *err, size_t err
 	if (ret == 0) {
 		removexattr(upper, "trusted.overlay." PFS_OVL_MAPPED);
 		removexattr(upper, "user.overlay." PFS_OVL_MAPPED);
+		removexattr(upper, "trusted.overlay." PFS_OVL_LOWERS);
+		removexattr(upper, "user.overlay." PFS_OVL_LOWERS);
 	}
 
 	if (ret == 0 && work)

@@ -778,6 +778,8 @@ int pfs_cmd_mount(const struct pfs_config *cfg)
 			say("%s", err);
 			goto out;
 		}
+		if (lp)
+			pfs_layers_record_lowers(lp);
 	}
 	se = new_session(cfg, &fs);
 	if (!se)

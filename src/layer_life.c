@@ -1,6 +1,7 @@
 #include "layer_life.h"
 #include "util.h"
 #include "commit.h"
+#include "ovlfmt.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -9,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 static void seterr(char *err, size_t len, const char *fmt, ...)
@@ -157,6 +159,44 @@ void pfs_layer_paths_free(struct pfs_layer_paths *lp)
 		free(lp->lowers[i]);
 	free(lp->lowers);
 	memset(lp, 0, sizeof(*lp));
+}
+
+void pfs_layers_record_lowers(const struct pfs_layer_paths *lp)
+{
+	static const char *const ns[] = {"trusted.overlay.", "user.overlay."};
+	char *val = NULL;
+	size_t len = 0;
+
+	for (size_t i = 1; i < lp->nlowers; i++) {
+		size_t n = strlen(lp->lowers[i]) + 1;
+		char *v = realloc(val, len + n);
+
+		if (!v) {
+			free(val);
+			val = NULL;
+			len = 0;
+			break;
+		}
+		val = v;
+		memcpy(val + len, lp->lowers[i], n);
+		len += n;
+	}
+	for (size_t i = 0; i < 2; i++) {
+		char x[64];
+
+		snprintf(x, sizeof(x), "%s%s", ns[i], PFS_OVL_LOWERS);
+		if (lp->nlowers < 2) {
+			removexattr(lp->upper, x);
+			continue;
+		}
+		/* Too long for the filesystem (or no memory): still say that
+		 * there are lowers below, so no commit forgets them. */
+		if ((!val || setxattr(lp->upper, x, val, len, 0) < 0) &&
+		    setxattr(lp->upper, x, "?", 1, 0) < 0)
+			continue;
+		break;
+	}
+	free(val);
 }
 
 int pfs_layers_finalize(const struct pfs_layer_paths *lp, enum pfs_action action,

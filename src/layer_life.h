@@ -45,6 +45,11 @@ int pfs_layer_paths_get(struct pfs_layer_paths *lp, const struct pfs_config *cfg
 void pfs_layer_paths_abandon(struct pfs_layer_paths *lp);
 void pfs_layer_paths_free(struct pfs_layer_paths *lp);
 
+/* Record on the upper's root which lowers lie below SOURCE (ovlfmt.h,
+ * PFS_OVL_LOWERS), or that none does. Best effort: an upper whose
+ * filesystem takes no extended attributes cannot say. */
+void pfs_layers_record_lowers(const struct pfs_layer_paths *lp);
+
 /* Run action on lp's upper. On success msg says what was done in one line
  * ("" for preserve); on failure it holds the error line. A failed commit
  * keeps the upper (pfs_commit guarantees it). sink (or NULL) gets a

@@ -23,6 +23,12 @@
  * shaped the view it was written through, so its paths are virtual ones
  * and it cannot be committed to the lower's real paths. */
 #define PFS_OVL_MAPPED "prismfs.mapped"
+/* prismfs's own: overlay.<this> on an upper's root names the lowers that
+ * were below SOURCE when it was last mounted (canonical paths, each ended
+ * by a NUL; "?" when they did not fit), so that an offline commit knows it
+ * must keep hidden what the upper hid from them. Absent: none (or an upper
+ * prismfs never mounted). */
+#define PFS_OVL_LOWERS "prismfs.lowers"
 
 /* Read overlay.<key> of r, trusted. first, then user.; NUL-terminated in
  * buf. The length, or -errno (-ENODATA: neither is set). */

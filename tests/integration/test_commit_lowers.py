@@ -245,7 +245,8 @@ def finish(st, m, how, action):
         assert res.returncode == 0, res.stderr
         m.wait()
     else:
-        m.stop()
+        if m:
+            m.stop()
         args = ["commit", "--upper", st.U, "--work", st.W]
         for L in st.lowers:
             args += ["--lower", L]
@@ -253,7 +254,8 @@ def finish(st, m, how, action):
             args.append("--atomic")
         res = cli(*args, timeout=120)
         assert res.returncode == 0, res.stderr
-    m.check_clean_exit()
+    if m:
+        m.check_clean_exit()
     assert os.listdir(st.U) == [], "the upper was not emptied"
 
 
@@ -397,3 +399,42 @@ def test_commit_bad_lower_below(stack_of):
     assert_one_error_line(res, "a missing lower below")
     assert view(st.lowers[0]) == snap
     assert sorted(os.listdir(st.U)) == ["f_2", "new"]
+
+
+def test_offline_commit_must_name_the_lowers_below(stack_of):
+    """An upper last mounted over lowers below SOURCE is not committed into
+    SOURCE alone (what it hid from them would show again): one line naming
+    them, nothing changed.  Named, it commits; a later mount over SOURCE
+    alone drops the record again."""
+    st = stack_of(3)
+    populate(st.lowers)
+    m = st.mount()
+    change(st.M, 3)
+    before = view(st.M)
+    m.stop()
+    m.check_clean_exit()
+    lsnap, usnap = view(st.lowers[0]), sorted(os.listdir(st.U))
+    for extra in ([], ["--atomic"]):
+        res = cli("commit", "--upper", st.U, "--lower", st.lowers[0], "--work", st.W, *extra)
+        assert_one_error_line(res, "a commit without the lowers below")
+        assert st.lowers[1] in res.stderr and st.lowers[2] in res.stderr, res.stderr
+        assert view(st.lowers[0]) == lsnap and sorted(os.listdir(st.U)) == usnap
+    finish(st, None, "offline-named", "commit")
+    m = st.mount(st.fresh("U2"), st.fresh("W2"))
+    after = view(st.M)
+    m.stop()
+    m.check_clean_exit()
+    assert after == before, diff(before, after)
+
+    # Mounted over L1 alone, the upper holds no record: L1 alone commits.
+    one = Mount(st.lowers[0], st.M, ["--upper", st.U, "--work", st.W])
+    st.mounts.append(one)
+    one.start()
+    write(os.path.join(st.M, "one"), "1\n")
+    one.stop()
+    one.check_clean_exit()
+    res = cli("commit", "--upper", st.U, "--lower", st.lowers[0], "--work", st.W)
+    assert res.returncode == 0, res.stderr
+    with open(os.path.join(st.lowers[0], "one")) as f:
+        assert f.read() == "1\n"
+
