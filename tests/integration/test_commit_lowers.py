@@ -20,12 +20,13 @@ by kernel overlayfs (mount -t overlay, lowerdir=L1:L2:L3).
 """
 import itertools
 import os
+import signal
 import stat
 import subprocess
 
 import pytest
 
-from conftest import Mount
+from conftest import PRISMFS, Mount
 from prism_helpers import assert_one_error_line, cli
 
 WH_XATTRS = ("trusted.overlay.", "user.overlay.")
@@ -437,4 +438,111 @@ def test_offline_commit_must_name_the_lowers_below(stack_of):
     assert res.returncode == 0, res.stderr
     with open(os.path.join(st.lowers[0], "one")) as f:
         assert f.read() == "1\n"
+
+
+@pytest.mark.parametrize("atomic,step", [(False, "inplace-file"), (False, "inplace-synced"),
+                                         (True, "atomic-build"), (True, "atomic-swapped")])
+def test_commit_killed_then_again_keeps_the_view(stack_of, atomic, step):
+    """A commit killed partway (the in-place one with part of L1 already
+    changed) and run again: the whiteouts and opaque directories it keeps
+    are decided alike on the second run, and the view is still the one
+    the mount showed."""
+    st = stack_of(3)
+    populate(st.lowers)
+    m = st.mount()
+    change(st.M, 3)
+    before = view(st.M)
+    m.stop()
+    m.check_clean_exit()
+    args = ["commit", "--upper", st.U, "--work", st.W]
+    for L in st.lowers:
+        args += ["--lower", L]
+    if atomic:
+        args.append("--atomic")
+    env = dict(os.environ, PRISMFS_TEST_CRASH=step)
+    res = cli(*args, env=env, timeout=120)
+    assert res.returncode == -signal.SIGKILL, res.stderr
+    res = cli(*args, timeout=120)
+    assert res.returncode == 0, res.stderr
+    m = st.mount(st.fresh("U2"), st.fresh("W2"))
+    after = view(st.M)
+    m.stop()
+    m.check_clean_exit()
+    assert after == before, diff(before, after)
+    kview = st.kernel_view()
+    assert kview == before, diff(before, kview)
+
+
+def test_commit_redirect_with_lowers_below_refused(stack_of):
+    """A directory renamed by kernel overlayfs (redirect_dir=on): the lowers
+    below would still be looked up at its new name, so a commit into L1 is
+    refused, in one line, before anything changes."""
+    st = stack_of(2)
+    L1, L2 = st.lowers
+    write(os.path.join(L1, "d", "f1"), "L1\n")
+    write(os.path.join(L2, "d", "f2"), "L2\n")
+    opts = "lowerdir=%s:%s,upperdir=%s,workdir=%s,redirect_dir=on" % (L1, L2, st.U, st.W)
+    subprocess.run(["mount", "-t", "overlay", "overlay", "-o", opts, st.M], check=True)
+    st.kernel.append(st.M)
+    try:
+        os.rename(os.path.join(st.M, "d"), os.path.join(st.M, "e"))
+    finally:
+        st.kernel_umount(st.M)
+    lsnap = view(L1)
+    for extra in ([], ["--atomic"]):
+        res = cli("commit", "--upper", st.U, "--work", st.W, "--lower", L1, "--lower", L2,
+                  *extra)
+        assert_one_error_line(res, "a redirect with lowers below")
+        assert "redirect" in res.stderr, res.stderr
+        assert view(L1) == lsnap
+        assert "e" in os.listdir(st.U)
+
+
+def test_commit_unprivileged_keeps_the_view(stack_of):
+    """A commit by a user without CAP_MKNOD and without trusted.* xattrs:
+    opaque directories carry user.overlay.opaque, whiteouts are 0/0 devices
+    where the kernel lets users make them (Linux >= 5.8), else `.wh.NAME`
+    files (--whiteout auto)."""
+    st = stack_of(2)
+    L1, L2 = st.lowers
+    for name in ("gone", "again"):
+        write(os.path.join(L2, name, "below"), "L2\n")
+    write(os.path.join(L1, "gone", "l1"), "L1\n")
+    whiteout(os.path.join(st.U, "gone"))
+    write(os.path.join(st.U, "again", "u"), "U\n")
+    try:
+        os.setxattr(os.path.join(st.U, "again"), "user.overlay.opaque", b"y")
+        os.setxattr(L1, "user.prismfs-test", b"1")
+        os.removexattr(L1, "user.prismfs-test")
+    except OSError as e:
+        pytest.skip("no user.* xattrs here: %s" % e)
+    m = st.mount()
+    before = view(st.M)
+    m.stop()
+    m.check_clean_exit()
+    assert "gone" not in before and "again/below" not in before, before
+    uid = 65534
+    for d in (st.base, *st.lowers, st.U, st.W):
+        for dirpath, dirnames, filenames in os.walk(d):
+            for n in [""] + dirnames + filenames:
+                os.lchown(os.path.join(dirpath, n), uid, uid)
+
+    def as_user(*args):
+        return subprocess.run(["setpriv", "--reuid=%d" % uid, "--regid=%d" % uid,
+                               "--clear-groups", PRISMFS, *args],
+                              capture_output=True, text=True, timeout=120)
+
+    args = ["commit", "--upper", st.U, "--work", st.W, "--lower", L1, "--lower", L2]
+    res = as_user(*args)
+    assert res.returncode == 0, res.stderr
+    wh = os.path.join(L1, "gone")
+    assert os.path.exists(os.path.join(L1, ".wh.gone")) or (
+        os.path.lexists(wh) and stat.S_ISCHR(os.lstat(wh).st_mode)
+        and os.lstat(wh).st_rdev == 0), os.listdir(L1)
+    assert os.getxattr(os.path.join(L1, "again"), "user.overlay.opaque") == b"y"
+    m = st.mount(st.fresh("U2"), st.fresh("W2"))
+    after = view(st.M)
+    m.stop()
+    m.check_clean_exit()
+    assert after == before, diff(before, after)
 
