@@ -216,6 +216,16 @@ int pfs_chide_open(struct pfs_cctx *c)
 		h->root[h->n++] = fd;
 		if (fstat(fd, &st) < 0)
 			return pfs_cfail(c, -errno, "cannot stat %s", o->below[i]);
+		/* Read while the commit changes them, they would not say what
+		 * was below. */
+		for (int j = 0; j < 2; j++) {
+			struct stat rs;
+
+			if (fstat(j ? c->uroot : c->lroot, &rs) == 0 && rs.st_dev == st.st_dev &&
+			    rs.st_ino == st.st_ino)
+				return pfs_crefuse(c, -EINVAL, "the lower %s below %s is the %s",
+						   o->below[i], c->lower, j ? "upper" : "lower itself");
+		}
 	}
 	h->wh_file = o->whiteout == PFS_WH_FILE;
 	return 0;

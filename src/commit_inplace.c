@@ -106,9 +106,22 @@ static int lower_dir(struct pfs_cctx *c, int lfd_parent, const char *name, bool 
 			return ret;
 		}
 	}
-	if (renameat2(lfd_parent, tmp, lfd_parent, name,
-		      exists ? RENAME_EXCHANGE : RENAME_NOREPLACE) < 0) {
-		ret = pfs_cfail_at(c, -errno, "cannot create", c->lower, NULL);
+	ret = renameat2(lfd_parent, tmp, lfd_parent, name,
+			exists ? RENAME_EXCHANGE : RENAME_NOREPLACE) < 0 ? -errno : 0;
+	if (ret == -EINVAL || ret == -ENOSYS) {
+		/* A filesystem without these flags: out of the way, then in. */
+		if (exists) {
+			ret = remove_at(c, lfd_parent, name);
+			if (ret < 0) {
+				unlinkat(lfd_parent, tmp, AT_REMOVEDIR);
+				return ret;
+			}
+		}
+		exists = false;
+		ret = renameat(lfd_parent, tmp, lfd_parent, name) < 0 ? -errno : 0;
+	}
+	if (ret < 0) {
+		pfs_cfail_at(c, ret, "cannot create", c->lower, NULL);
 		unlinkat(lfd_parent, tmp, AT_REMOVEDIR);
 		return ret;
 	}

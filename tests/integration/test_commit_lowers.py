@@ -395,11 +395,16 @@ def test_commit_bad_lower_below(stack_of):
     write(os.path.join(st.U, "new"), "x\n")
     whiteout(os.path.join(st.U, "f_2"))
     snap = view(st.lowers[0])
-    res = cli("commit", "--upper", st.U, "--lower", st.lowers[0], "--lower",
-              os.path.join(st.base, "missing"))
-    assert_one_error_line(res, "a missing lower below")
-    assert view(st.lowers[0]) == snap
-    assert sorted(os.listdir(st.U)) == ["f_2", "new"]
+    for what, below in (("a missing lower below", os.path.join(st.base, "missing")),
+                        ("the lower below is the lower", st.lowers[0] + "/."),
+                        ("the lower below is the upper", st.U),
+                        ("a file as the lower below", os.path.join(st.lowers[1], "g_2"))):
+        for extra in ([], ["--atomic"]):
+            res = cli("commit", "--upper", st.U, "--lower", st.lowers[0], "--lower", below,
+                      *extra)
+            assert_one_error_line(res, what)
+            assert view(st.lowers[0]) == snap, what
+            assert sorted(os.listdir(st.U)) == ["f_2", "new"], what
 
 
 def test_offline_commit_must_name_the_lowers_below(stack_of):
@@ -545,4 +550,32 @@ def test_commit_unprivileged_keeps_the_view(stack_of):
     m.stop()
     m.check_clean_exit()
     assert after == before, diff(before, after)
+
+
+@pytest.mark.parametrize("action", ["commit", "commit-atomic"])
+def test_commit_deep_keeps_the_view(stack_of, action):
+    """Deeper than a commit walk keeps descriptors open (and than its first
+    allocations): a whiteout and an opaque directory 40 levels down, with
+    the lower below holding the names all the way."""
+    st = stack_of(2)
+    L1, L2 = st.lowers
+    deep = os.path.join(*["d%02d" % i for i in range(40)])
+    for L in (L1, L2):
+        write(os.path.join(L, deep, "keep"), "%s\n" % os.path.basename(L))
+    write(os.path.join(L2, deep, "gone"), "L2\n")
+    write(os.path.join(L2, deep, "again", "below"), "L2\n")
+    write(os.path.join(L1, deep, "again", "l1"), "L1\n")
+    m = st.mount()
+    os.unlink(os.path.join(st.M, deep, "gone"))
+    subprocess.run(["rm", "-rf", os.path.join(st.M, deep, "again")], check=True)
+    write(os.path.join(st.M, deep, "again", "new"), "new\n")
+    before = view(st.M)
+    finish(st, m, "unmount", action)
+    m = st.mount(st.fresh("U2"), st.fresh("W2"))
+    after = view(st.M)
+    m.stop()
+    m.check_clean_exit()
+    assert after == before, diff(before, after)
+    kview = st.kernel_view()
+    assert kview == before, diff(before, kview)
 

@@ -229,6 +229,22 @@ static void t_layers(void **s)
 	assert_true(c.atomic);
 	assert_string_equal(c.work, "/w");
 	pfs_config_free(&c);
+	/* The first --lower is the top one; the others lie below it, in order. */
+	assert_int_equal(PARSE(&c, "commit", "--upper", "/u", "--lower", "/l", "--lower", "/l2",
+			       "--lower=/l3", "--whiteout", "file"), 0);
+	assert_string_equal(c.lower, "/l");
+	assert_int_equal(c.nlowers, 2);
+	assert_string_equal(c.lowers[0], "/l2");
+	assert_string_equal(c.lowers[1], "/l3");
+	assert_int_equal(c.whiteout, PFS_WH_FILE);
+	pfs_config_free(&c);
+	assert_int_equal(PARSE(&c, "commit", "--upper", "/u", "--lower", "/l", "--whiteout", "x"),
+			 -EINVAL);
+	pfs_config_free(&c);
+	assert_int_equal(PARSE(&c, "recover", "--lower", "/l", "--lower", "/l2"), -EINVAL);
+	pfs_config_free(&c);
+	assert_int_equal(PARSE(&c, "discard", "--upper", "/u", "--whiteout", "file"), -EINVAL);
+	pfs_config_free(&c);
 	assert_int_equal(PARSE(&c, "discard", "--upper", "/u", "--work=/w"), 0);
 	assert_int_equal(c.cmd, PFS_CMD_DISCARD);
 	assert_string_equal(c.upper, "/u");
