@@ -53,6 +53,8 @@ int pfs_view_lookup(struct pfs_fs *fs, struct pfs_node *parent, const char *name
 		ret = -ENOENT;
 		goto out;
 	}
+	if (pfs_place_near_target(fs, parent, &pl))
+		e->entry_timeout = 0;
 	ctx = pl.ctx;
 	fd = pl.dirfd >= 0 ? pfs_selfmnt_openat(fs, pl.dirfd, pl.name,
 						 O_PATH | O_NOFOLLOW | O_CLOEXEC) : -1;

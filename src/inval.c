@@ -158,12 +158,18 @@ static void wait_sent(struct pfs_inval *q, uint64_t seq)
 	pthread_mutex_unlock(&q->lock);
 }
 
-void pfs_inval_entry(struct pfs_fs *fs, struct pfs_node *parent, const char *name)
+uint64_t pfs_inval_entry(struct pfs_fs *fs, struct pfs_node *parent, const char *name)
 {
 	if (!fs->inval)
-		return;
+		return 0;
 	pfs_node_hold(fs, parent);
-	enqueue(fs, parent, name);
+	return enqueue(fs, parent, name);
+}
+
+void pfs_inval_wait(struct pfs_fs *fs, uint64_t seq)
+{
+	if (fs->inval && seq)
+		wait_sent(fs->inval, seq);
 }
 
 void pfs_view_changed(struct pfs_fs *fs, struct pfs_node *n, const char *name)
@@ -178,6 +184,13 @@ void pfs_view_changed(struct pfs_fs *fs, struct pfs_node *n, const char *name)
 	count = pfs_node_siblings(fs, n, sib, 16);
 	for (size_t i = 0; i < count; i++) {
 		uint64_t seq = enqueue(fs, sib[i], name);
+
+		last = seq ? seq : last;
+	}
+	/* The name may be (or lead to) a mapping's target: the mapped names
+	 * showing the object it named must drop it too. */
+	if (name && fs->watch) {
+		uint64_t seq = pfs_view_targets_changed(fs, n, name);
 
 		last = seq ? seq : last;
 	}

@@ -600,6 +600,34 @@ int pfs_map_diff(const struct pfs_map *a, const struct pfs_map *b,
 	return 0;
 }
 
+static bool has_component(const char *path, const char *name, size_t nl)
+{
+	for (const char *p = strstr(path, name); p; p = strstr(p + 1, name))
+		if ((p == path || p[-1] == '/') && (p[nl] == '/' || p[nl] == '\0'))
+			return true;
+	return false;
+}
+
+int pfs_map_targets_through(const struct pfs_map *m, const char *name,
+			    int (*fn)(const struct pfs_map_entry *e, void *arg), void *arg)
+{
+	size_t nl = name ? strlen(name) : 0;
+
+	/* A scan, no index: it runs once per name a request changes, and a
+	 * strstr per entry costs less than the syscalls of that request. */
+	for (size_t i = 0; i < pfs_map_count(m); i++) {
+		const struct pfs_map_entry *e = &m->ents[i];
+		int rc;
+
+		if (!e->target || (name && (!nl || !has_component(e->target, name, nl))))
+			continue;
+		rc = fn(e, arg);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
 uint64_t pfs_map_hash(const char *s)
 {
 	uint64_t h = 14695981039346656037ull;

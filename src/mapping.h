@@ -60,6 +60,13 @@ int pfs_map_children(const struct pfs_map *m, const char *dir, pfs_map_child_fn 
 int pfs_map_diff(const struct pfs_map *a, const struct pfs_map *b,
 		 int (*fn)(const char *key, void *arg), void *arg);
 
+/* Calls fn for every entry with a target that has `name` as one of its
+ * path components (the last included; NULL: every entry with a target), in
+ * key order: the keys whose object a change of such a name may replace.
+ * Stops on fn's non-zero value and returns it. */
+int pfs_map_targets_through(const struct pfs_map *m, const char *name,
+			    int (*fn)(const struct pfs_map_entry *e, void *arg), void *arg);
+
 /* Stable 64-bit hash of a string (FNV-1a), never 0. */
 uint64_t pfs_map_hash(const char *s);
 

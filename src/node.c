@@ -644,6 +644,44 @@ size_t pfs_node_siblings(struct pfs_fs *fs, struct pfs_node *n, struct pfs_node 
 	return count;
 }
 
+size_t pfs_node_all(struct pfs_fs *fs, dev_t dev, ino_t ino, struct pfs_node **out, size_t max)
+{
+	struct pfs_node *n = pfs_node_find(fs, dev, ino, 0);
+	size_t count = 0;
+
+	if (!n) { /* ctx 0 is not held: any node of the object stands in */
+		struct shard *s = shard_for(fs, dev, ino, 0);
+
+		pthread_mutex_lock(&s->lock);
+		for (n = s->buckets[bucket_of(s, dev, ino, 0)]; n; n = n->hnext)
+			if (n->dev == dev && n->ino == ino)
+				break;
+		if (n)
+			n->refs++;
+		pthread_mutex_unlock(&s->lock);
+	}
+	if (!n || !max)
+		goto out;
+	out[count++] = n;
+	count += pfs_node_siblings(fs, n, out + 1, max - 1);
+	return count;
+out:
+	if (n)
+		put_ref(fs, n);
+	return count;
+}
+
+bool pfs_node_known_as(struct pfs_fs *fs, struct pfs_node *n, struct pfs_node *parent,
+		       const char *name)
+{
+	bool known;
+
+	pthread_rwlock_rdlock(&fs->names_lock);
+	known = alias_find(n, parent, name) != NULL;
+	pthread_rwlock_unlock(&fs->names_lock);
+	return known;
+}
+
 void pfs_node_renamed(struct pfs_fs *fs, dev_t dev, ino_t ino, uint64_t ctx,
 		      struct pfs_node *parent, const char *name, struct pfs_node *np,
 		      const char *nn)

@@ -248,6 +248,43 @@ static int set_walked(struct pfs_place *pl, int fd)
 	return 0;
 }
 
+bool pfs_place_near_target(struct pfs_fs *fs, struct pfs_node *parent,
+			   const struct pfs_place *pl)
+{
+	const struct pfs_map_entry *e = pl->res.entry;
+	struct target tg;
+	bool near = false;
+	char *p, *save = NULL;
+	int fd;
+
+	if (!pl->map || !pl->res.exact || !e || !e->target || pfs_node_synthetic(parent) ||
+	    target_split(fs, e->target, &tg) < 0)
+		return false;
+	fd = tg.beneath ? fcntl(fs->root_fd, F_DUPFD_CLOEXEC, 0)
+			: open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	/* tg.dir lies in tg.buf (writable), unless it is the literal "/". */
+	p = tg.dir && strcmp(tg.dir, "/") ? strtok_r((char *)tg.dir, "/", &save) : NULL;
+	while (fd >= 0) {
+		struct stat st;
+		int next;
+
+		if (fstat(fd, &st) == 0 && st.st_dev == parent->dev && st.st_ino == parent->ino) {
+			near = true;
+			break;
+		}
+		if (!p)
+			break;
+		next = openat(fd, p, O_PATH | O_DIRECTORY | O_CLOEXEC);
+		close(fd);
+		fd = next;
+		p = strtok_r(NULL, "/", &save);
+	}
+	if (fd >= 0)
+		close(fd);
+	free(tg.buf);
+	return near;
+}
+
 static int place_exact(struct pfs_fs *fs, struct pfs_place *pl)
 {
 	struct target tg;
@@ -746,6 +783,123 @@ static int forget_key(const char *key, void *arg)
 	return 0;
 }
 
+/* The node the kernel holds at (dir, name), held, a synthetic directory
+ * included; NULL if none. */
+static struct pfs_node *held_dir(struct pfs_fs *fs, struct pfs_node *dir, const char *name)
+{
+	struct pfs_node *n;
+	bool exists;
+	char *vp;
+
+	n = held_child(fs, dir, name, &exists);
+	if (n || exists || fs->layers)
+		return n;
+	vp = pfs_node_path(fs, dir, name);
+	if (vp) /* as pfs_view_lookup makes it */
+		n = pfs_node_find(fs, 0, pfs_view_synthetic_ino(vp), pfs_map_hash(vp));
+	free(vp);
+	return n;
+}
+
+struct recheck {
+	struct pfs_fs *fs;
+	bool queued;   /* from a request: through the invalidation thread */
+	struct pfs_node *locked; /* the request's directory, locked by the kernel */
+	uint64_t last; /* the last invalidation queued */
+};
+
+/* The kernel keeps a mapped name for as long as --timeout says, bound to
+ * the object it was given: if the key's target now names another object
+ * (replaced, moved, removed, made anew), or the kernel never got the
+ * current one by that name, the name is forgotten. Walks down through the
+ * nodes the kernel holds, as forget_key does; nothing above the key is
+ * touched. */
+static int recheck_key(const struct pfs_map_entry *e, void *arg)
+{
+	struct recheck *rc = arg;
+	struct pfs_fs *fs = rc->fs;
+	struct pfs_node *dir = fs->root, *cur;
+	const char *p = e->key + 1;
+	char comp[NAME_MAX + 1];
+
+	if (strcmp(e->key, "/") == 0)
+		return 0; /* the root is no name */
+	for (;;) {
+		const char *slash = strchr(p, '/');
+		size_t n = slash ? (size_t)(slash - p) : strlen(p);
+		bool exists;
+
+		if (n > NAME_MAX)
+			break;
+		memcpy(comp, p, n);
+		comp[n] = '\0';
+		if (!slash) {
+			cur = held_child(fs, dir, comp, &exists);
+			/* A key in the very directory the request changed is
+			 * not cached (pfs_place_near_target): nothing to drop,
+			 * and dropping it would wait for the request's end. */
+			if (rc->queued && dir == rc->locked) {
+				/* nothing */
+			} else if (!cur || !pfs_node_known_as(fs, cur, dir, comp)) {
+				if (rc->queued) {
+					uint64_t seq = pfs_inval_entry(fs, dir, comp);
+
+					rc->last = seq ? seq : rc->last;
+				} else {
+					forget_name(fs, dir, comp);
+				}
+			}
+			if (cur)
+				pfs_node_release(fs, cur);
+			break;
+		}
+		cur = held_dir(fs, dir, comp);
+		if (dir != fs->root)
+			pfs_node_release(fs, dir);
+		dir = cur;
+		if (!dir)
+			return 0; /* the kernel holds nothing below */
+		p = slash + 1;
+	}
+	if (dir != fs->root)
+		pfs_node_release(fs, dir);
+	return 0;
+}
+
+uint64_t pfs_view_targets_changed(struct pfs_fs *fs, struct pfs_node *parent, const char *name)
+{
+	struct recheck rc = {.fs = fs, .queued = true, .locked = parent};
+	struct pfs_place pl;
+	struct stat st;
+
+	if (fs->layers)
+		return 0; /* targets are lower content: never changed through the mount */
+	if (pfs_place_get(fs, parent, name, &pl) < 0 || !pl.map) {
+		pfs_place_put(&pl);
+		return 0;
+	}
+	pfs_map_targets_through(pl.map, name, recheck_key, &rc);
+	/* The name is itself a mapped one (a file saved onto it): its target
+	 * changed under another name, in another directory. */
+	if (pl.res.exact && pl.res.entry && pl.res.entry->target && pl.dirfd >= 0 &&
+	    strcmp(pl.name, name) != 0)
+		pfs_map_targets_through(pl.map, pl.name, recheck_key, &rc);
+	if (pl.res.exact && pl.res.entry && pl.res.entry->target && pl.dirfd >= 0 &&
+	    fstat(pl.dirfd, &st) == 0) {
+		struct pfs_node *dirs[16];
+		size_t count = pfs_node_all(fs, st.st_dev, st.st_ino, dirs, 16);
+
+		for (size_t i = 0; i < count; i++) {
+			uint64_t seq = pfs_inval_entry(fs, dirs[i], pl.name);
+
+			rc.last = seq ? seq : rc.last;
+			pfs_node_release(fs, dirs[i]);
+		}
+	}
+	pfs_place_put(&pl);
+	return rc.last;
+}
+
 void pfs_view_set_map(struct pfs_fs *fs, struct pfs_map *map)
 {
 	struct pfs_map *old;
@@ -758,6 +912,14 @@ void pfs_view_set_map(struct pfs_fs *fs, struct pfs_map *map)
 	 * daemon while it drops names, and those calls see the new table. */
 	if (fs->se && pfs_map_diff(old, map, forget_key, fs) == 1)
 		forget_root(fs, old, map);
+	/* Keys the update left as they were may show a stale object too (their
+	 * target replaced since the kernel looked them up): a reload sets every
+	 * name right. */
+	if (fs->se) {
+		struct recheck rc = {.fs = fs};
+
+		pfs_map_targets_through(map, NULL, recheck_key, &rc);
+	}
 	pfs_map_unref(old);
 	pfs_node_request_done(fs); /* the node fds that walk used */
 }

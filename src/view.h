@@ -178,6 +178,11 @@ bool pfs_node_has_cached_opens(struct pfs_fs *fs, struct pfs_node *n);
 /* Other nodes of n's backing object (other ctx), held; at most max. */
 size_t pfs_node_siblings(struct pfs_fs *fs, struct pfs_node *n, struct pfs_node **out,
 			 size_t max);
+/* Every node of the object (dev, ino), whatever its ctx, held; at most max. */
+size_t pfs_node_all(struct pfs_fs *fs, dev_t dev, ino_t ino, struct pfs_node **out, size_t max);
+/* Is (parent, name) one of the names n was looked up by? */
+bool pfs_node_known_as(struct pfs_fs *fs, struct pfs_node *n, struct pfs_node *parent,
+		       const char *name);
 
 /* inval.c: the kernel's caches of one backing object seen at several places
  * (grafts) are dropped by a thread of their own, never from inside the
@@ -185,7 +190,9 @@ size_t pfs_node_siblings(struct pfs_fs *fs, struct pfs_node *n, struct pfs_node 
 int pfs_inval_start(struct pfs_fs *fs);
 void pfs_inval_stop(struct pfs_fs *fs);
 /* Make the kernel forget (parent, name), from the invalidation thread. */
-void pfs_inval_entry(struct pfs_fs *fs, struct pfs_node *parent, const char *name);
+uint64_t pfs_inval_entry(struct pfs_fs *fs, struct pfs_node *parent, const char *name);
+/* Wait (briefly: see inval.c) until the invalidation seq is sent. */
+void pfs_inval_wait(struct pfs_fs *fs, uint64_t seq);
 /* Something changed in n (name: that name in the directory n; NULL: n's
  * attributes or data): make the kernel forget it at n's other places. */
 void pfs_view_changed(struct pfs_fs *fs, struct pfs_node *n, const char *name);
@@ -240,6 +247,12 @@ int pfs_place_at(struct pfs_fs *fs, struct pfs_map *m, char *vpath, int pdir, bo
 void pfs_place_put(struct pfs_place *pl);
 /* The ctx of the node for an object of type mode found at pl. */
 uint64_t pfs_place_node_ctx(const struct pfs_place *pl, mode_t mode);
+/* Does the target of the mapped name at pl (in parent) pass through
+ * parent's own directory? A change there is made while the kernel holds
+ * parent locked, so the mapped name could only be forgotten once the change
+ * is answered: the kernel must not cache that name. */
+bool pfs_place_near_target(struct pfs_fs *fs, struct pfs_node *parent,
+			   const struct pfs_place *pl);
 /* The errno for making a name at pl (hidden: EACCES; read-only: EROFS), or 0. */
 int pfs_place_creatable(struct pfs_fs *fs, const struct pfs_place *pl);
 /* ... for removing or renaming the name at pl, or 0. */
@@ -272,6 +285,10 @@ ino_t pfs_view_synthetic_ino(const char *vpath);
 /* The attributes of a synthetic directory (a virtual parent of mapped
  * paths with nothing behind it): perm, the daemon's ids, the start time. */
 void pfs_view_synthetic_stat(struct pfs_fs *fs, ino_t ino, mode_t perm, struct stat *st);
+/* A request made or removed (parent, name): the kernel forgets every mapped
+ * name whose target that may have replaced. Returns the last invalidation
+ * queued (see pfs_inval_wait), or 0. */
+uint64_t pfs_view_targets_changed(struct pfs_fs *fs, struct pfs_node *parent, const char *name);
 /* Apply a new table (NULL: empty); the kernel forgets every name it changes. */
 void pfs_view_set_map(struct pfs_fs *fs, struct pfs_map *map);
 
