@@ -266,24 +266,33 @@ static int snap_take_map(struct pfs_fs *fs, struct pfs_node *n, struct pfs_dirh 
 	}
 	if (ret < 0)
 		goto out;
-	qsort(c.claimed, c.nclaimed, sizeof(*c.claimed), cmp_name);
+	if (c.nclaimed) /* no NULL base, even for none */
+		qsort(c.claimed, c.nclaimed, sizeof(*c.claimed), cmp_name);
 	if (d->dp && !hidden) {
 		struct dirent *de;
 
 		rewinddir(d->dp);
-		errno = 0;
-		while ((de = readdir(d->dp))) {
-			const char *name = de->d_name;
+		for (;;) {
+			const char *name;
 
-			if (bsearch(&name, c.claimed, c.nclaimed, sizeof(*c.claimed), cmp_name))
+			/* errno is readdir's only when reset right before it: the
+			 * loop's other calls may leave theirs (a sanitizer's
+			 * report left ENOTTY from isatty). */
+			errno = 0;
+			de = readdir(d->dp);
+			if (!de) {
+				ret = -errno;
+				if (ret < 0)
+					goto out;
+				break;
+			}
+			name = de->d_name;
+			if (c.nclaimed &&
+			    bsearch(&name, c.claimed, c.nclaimed, sizeof(*c.claimed), cmp_name))
 				continue;
 			ret = snap_add(d, name, de->d_ino, de->d_type);
 			if (ret < 0)
 				goto out;
-		}
-		if (errno) {
-			ret = -errno;
-			goto out;
 		}
 	} else {
 		ret = snap_add(d, ".", n->ino, DT_DIR);
