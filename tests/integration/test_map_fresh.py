@@ -42,7 +42,8 @@ PAIRS = {
     "g/d": "data/d",
     "ge": "empty",               # a graft of an empty directory
     "near/k": "near/t",          # a key beside its target
-}
+    "extf": "ext/file",          # an absolute target outside SOURCE, and
+}                                # its own path in the view (a graft)
 TABLE = {
     "/cfg": {"target": "etc/app.conf"},
     "/cfg2": {"target": "etc/app.conf", "mode": "0640"},
@@ -54,6 +55,19 @@ TABLE = {
     "/ge": {"target": "empty"},
     "/near/k": {"target": "near/t"},
 }
+
+
+def table(workdir):
+    """TABLE plus absolute targets in workdir/outside (made by populate)."""
+    out = os.path.join(workdir, "outside")
+    return dict(TABLE, **{"/ext": {"target": out}, "/extf": {"target": os.path.join(out, "file")}})
+
+
+def real(m, t):
+    """Where the target t of PAIRS lives outside the mount."""
+    if t.startswith("ext/"):
+        return os.path.join(m.workdir, "outside", t[len("ext/"):])
+    return m.s(t)
 
 
 def populate(s):
@@ -69,6 +83,8 @@ def populate(s):
     write_file(os.path.join(s, "data2/y"), "y\n")
     write_file(os.path.join(s, "spare/z"), "z\n")
     write_file(os.path.join(s, "near/t"), "old t\n")
+    out = mkdirs(os.path.join(os.path.dirname(s), "outside"))
+    write_file(os.path.join(out, "file"), "outside file\n")
 
 
 def state(path, ino=True):
@@ -141,6 +157,9 @@ OPS = {
     "save onto, deeper": lambda p: save(p, "etc/sub/leaf", "saved leaf\n"),
     "save onto, beside its key": lambda p: save(p, "near/t", "saved t\n"),
     "save onto the mapped name": lambda p: save(p, "cfg", "saved through the key\n"),
+    "rename onto from another directory": lambda p: os.rename(p("etc2/app.conf"),
+                                                              p("etc/app.conf")),
+    "save onto, absolute target": lambda p: save(p, "ext/file", "saved outside\n"),
     # a file inside a graft's target
     "save inside a graft": lambda p: save(p, "data/f", "saved f\n"),
     "rmdir, mkdir inside a graft": lambda p: (os.unlink(p("data/d/x")), os.rmdir(p("data/d")),
@@ -170,7 +189,7 @@ def look_all(m, ino=True):
 
 @pytest.mark.parametrize("op", list(OPS))
 def test_mapped_names_follow_a_change_through_the_mount(workdir, mounter, op):
-    m = make_mapped(workdir, mounter, TABLE, populate=populate)
+    m = make_mapped(workdir, mounter, table(workdir), populate=populate)
     # Prime the kernel's caches: every mapped name and every target's own
     # path, looked up, stat'ed, read or listed, twice.
     for _ in range(2):
@@ -191,7 +210,7 @@ def test_mapped_names_follow_a_change_through_the_mount(workdir, mounter, op):
 @pytest.mark.parametrize("op", list(OPS))
 def test_layered_mapped_names_keep_showing_source(workdir, mounter, op):
     upper = mkdirs(os.path.join(workdir, "upper"))
-    m = make_mapped(workdir, mounter, TABLE, "--upper", upper, populate=populate)
+    m = make_mapped(workdir, mounter, table(workdir), "--upper", upper, populate=populate)
     for _ in range(2):
         look_all(m, ino=False)
         targets = {t: state(m.p(t), False) for t in set(PAIRS.values())}
@@ -203,7 +222,7 @@ def test_layered_mapped_names_keep_showing_source(workdir, mounter, op):
         assert e.errno == errno.EXDEV, (op, e)
         refused = True
     got = look_all(m, ino=False)
-    want = {k: state(m.s(t), False) for k, t in PAIRS.items()}
+    want = {k: state(real(m, t), False) for k, t in PAIRS.items()}
     if op == "save onto the mapped name":  # that name itself: the upper's entry wins
         assert got["cfg"]["data"] == "saved through the key\n", got["cfg"]
         want["cfg"] = got["cfg"]
@@ -219,7 +238,7 @@ def test_a_reload_sets_every_mapped_name_right(workdir, mounter):
     """Changes made outside the mount are the kernel's to see after
     --timeout, but a reload, even one that leaves these keys as they were,
     shows each mapped name's target as it is now."""
-    m = make_mapped(workdir, mounter, TABLE, populate=populate)
+    m = make_mapped(workdir, mounter, table(workdir), populate=populate)
     for _ in range(2):
         look_all(m)
     s = m.s
@@ -229,7 +248,7 @@ def test_a_reload_sets_every_mapped_name_right(workdir, mounter):
     os.mkdir(s("data"))
     write_file(s("data/f"), "new f\n")
     os.rename(s("etc/sub"), s("etc/sub.old"))
-    m.update(dict(TABLE, **{"/unrelated": {"target": "spare"}}))
+    m.update(dict(table(workdir), **{"/unrelated": {"target": "spare"}}))
     got = look_all(m)
     want = {k: state(m.p(t)) for k, t in PAIRS.items()}
     wrong = {k: {"mapped name": got[k], "target's path": want[k]}
