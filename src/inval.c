@@ -166,12 +166,6 @@ uint64_t pfs_inval_entry(struct pfs_fs *fs, struct pfs_node *parent, const char 
 	return enqueue(fs, parent, name);
 }
 
-void pfs_inval_wait(struct pfs_fs *fs, uint64_t seq)
-{
-	if (fs->inval && seq)
-		wait_sent(fs->inval, seq);
-}
-
 void pfs_view_changed(struct pfs_fs *fs, struct pfs_node *n, const char *name)
 {
 	struct pfs_inval *q = fs->inval;

@@ -248,17 +248,15 @@ static int set_walked(struct pfs_place *pl, int fd)
 	return 0;
 }
 
-bool pfs_place_near_target(struct pfs_fs *fs, struct pfs_node *parent,
-			   const struct pfs_place *pl)
+/* Does resolving e's target pass through the directory (dev, ino)? */
+static bool target_passes(struct pfs_fs *fs, const struct pfs_map_entry *e, dev_t dev, ino_t ino)
 {
-	const struct pfs_map_entry *e = pl->res.entry;
 	struct target tg;
 	bool near = false;
 	char *p, *save = NULL;
 	int fd;
 
-	if (!pl->map || !pl->res.exact || !e || !e->target || pfs_node_synthetic(parent) ||
-	    target_split(fs, e->target, &tg) < 0)
+	if (target_split(fs, e->target, &tg) < 0)
 		return false;
 	fd = tg.beneath ? fcntl(fs->root_fd, F_DUPFD_CLOEXEC, 0)
 			: open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
@@ -268,7 +266,7 @@ bool pfs_place_near_target(struct pfs_fs *fs, struct pfs_node *parent,
 		struct stat st;
 		int next;
 
-		if (fstat(fd, &st) == 0 && st.st_dev == parent->dev && st.st_ino == parent->ino) {
+		if (fstat(fd, &st) == 0 && st.st_dev == dev && st.st_ino == ino) {
 			near = true;
 			break;
 		}
@@ -283,6 +281,57 @@ bool pfs_place_near_target(struct pfs_fs *fs, struct pfs_node *parent,
 		close(fd);
 	free(tg.buf);
 	return near;
+}
+
+struct sibling_key {
+	const struct pfs_map_entry *e;
+	bool found;
+};
+
+/* Another mapped name beside e whose target is e's or one of its
+ * directories (as written): renaming onto it replaces e's object. */
+static int sibling_target(const char *name, bool hidden, const struct pfs_map_entry *x, void *arg)
+{
+	struct sibling_key *sk = arg;
+	size_t l;
+
+	(void)name;
+	(void)hidden;
+	if (!x || x == sk->e || !x->target)
+		return 0;
+	l = strlen(x->target);
+	if (strncmp(sk->e->target, x->target, l) == 0 &&
+	    (sk->e->target[l] == '\0' || sk->e->target[l] == '/'))
+		sk->found = true;
+	return sk->found;
+}
+
+/* Must the kernel not cache the mapped name of e in parent (virtual path
+ * of the name: vpath)? See pfs_place_near_target. */
+static bool entry_near(struct pfs_fs *fs, const struct pfs_map *m, struct pfs_node *parent,
+		       const struct pfs_map_entry *e, const char *vpath)
+{
+	struct sibling_key sk = {.e = e};
+	const char *slash = strrchr(vpath, '/');
+	char *pv;
+
+	if (!e->target || pfs_node_synthetic(parent))
+		return false;
+	if (target_passes(fs, e, parent->dev, parent->ino))
+		return true;
+	pv = strndup(vpath, slash && slash != vpath ? (size_t)(slash - vpath) : 1);
+	if (pv)
+		pfs_map_children(m, pv, sibling_target, &sk);
+	free(pv);
+	return sk.found;
+}
+
+bool pfs_place_near_target(struct pfs_fs *fs, struct pfs_node *parent,
+			   const struct pfs_place *pl)
+{
+	if (!pl->map || !pl->res.exact || !pl->res.entry || !pl->vpath)
+		return false;
+	return entry_near(fs, pl->map, parent, pl->res.entry, pl->vpath);
 }
 
 static int place_exact(struct pfs_fs *fs, struct pfs_place *pl)
@@ -805,6 +854,7 @@ struct recheck {
 	struct pfs_fs *fs;
 	bool queued;   /* from a request: through the invalidation thread */
 	struct pfs_node *locked; /* the request's directory, locked by the kernel */
+	const struct pfs_map *map; /* the table rechecked */
 	uint64_t last; /* the last invalidation queued */
 };
 
@@ -836,9 +886,10 @@ static int recheck_key(const struct pfs_map_entry *e, void *arg)
 		if (!slash) {
 			cur = held_child(fs, dir, comp, &exists);
 			/* A key in the very directory the request changed is
-			 * not cached (pfs_place_near_target): nothing to drop,
-			 * and dropping it would wait for the request's end. */
-			if (rc->queued && dir == rc->locked) {
+			 * not cached when a change there can reach its target
+			 * (pfs_place_near_target): nothing to drop, and dropping
+			 * it would wait for the request's end. */
+			if (rc->queued && dir == rc->locked && entry_near(fs, rc->map, dir, e, e->key)) {
 				/* nothing */
 			} else if (!cur || !pfs_node_known_as(fs, cur, dir, comp)) {
 				if (rc->queued) {
@@ -878,6 +929,7 @@ uint64_t pfs_view_targets_changed(struct pfs_fs *fs, struct pfs_node *parent, co
 		pfs_place_put(&pl);
 		return 0;
 	}
+	rc.map = pl.map;
 	pfs_map_targets_through(pl.map, name, recheck_key, &rc);
 	/* The name is itself a mapped one (a file saved onto it): its target
 	 * changed under another name, in another directory. */
@@ -916,7 +968,7 @@ void pfs_view_set_map(struct pfs_fs *fs, struct pfs_map *map)
 	 * target replaced since the kernel looked them up): a reload sets every
 	 * name right. */
 	if (fs->se) {
-		struct recheck rc = {.fs = fs};
+		struct recheck rc = {.fs = fs, .map = map};
 
 		pfs_map_targets_through(map, NULL, recheck_key, &rc);
 	}

@@ -191,8 +191,6 @@ int pfs_inval_start(struct pfs_fs *fs);
 void pfs_inval_stop(struct pfs_fs *fs);
 /* Make the kernel forget (parent, name), from the invalidation thread. */
 uint64_t pfs_inval_entry(struct pfs_fs *fs, struct pfs_node *parent, const char *name);
-/* Wait (briefly: see inval.c) until the invalidation seq is sent. */
-void pfs_inval_wait(struct pfs_fs *fs, uint64_t seq);
 /* Something changed in n (name: that name in the directory n; NULL: n's
  * attributes or data): make the kernel forget it at n's other places. */
 void pfs_view_changed(struct pfs_fs *fs, struct pfs_node *n, const char *name);
@@ -247,10 +245,12 @@ int pfs_place_at(struct pfs_fs *fs, struct pfs_map *m, char *vpath, int pdir, bo
 void pfs_place_put(struct pfs_place *pl);
 /* The ctx of the node for an object of type mode found at pl. */
 uint64_t pfs_place_node_ctx(const struct pfs_place *pl, mode_t mode);
-/* Does the target of the mapped name at pl (in parent) pass through
- * parent's own directory? A change there is made while the kernel holds
- * parent locked, so the mapped name could only be forgotten once the change
- * is answered: the kernel must not cache that name. */
+/* Can a change in parent reach the target of the mapped name at pl (in
+ * parent): does its target pass through parent's own directory, or is
+ * another mapped name in parent mapped to it (or to a directory above it)?
+ * Such a change is made while the kernel holds parent locked, so the
+ * mapped name could only be forgotten once the change is answered: the
+ * kernel must not cache that name. */
 bool pfs_place_near_target(struct pfs_fs *fs, struct pfs_node *parent,
 			   const struct pfs_place *pl);
 /* The errno for making a name at pl (hidden: EACCES; read-only: EROFS), or 0. */
@@ -287,7 +287,7 @@ ino_t pfs_view_synthetic_ino(const char *vpath);
 void pfs_view_synthetic_stat(struct pfs_fs *fs, ino_t ino, mode_t perm, struct stat *st);
 /* A request made or removed (parent, name): the kernel forgets every mapped
  * name whose target that may have replaced. Returns the last invalidation
- * queued (see pfs_inval_wait), or 0. */
+ * queued, or 0. */
 uint64_t pfs_view_targets_changed(struct pfs_fs *fs, struct pfs_node *parent, const char *name);
 /* Apply a new table (NULL: empty); the kernel forgets every name it changes. */
 void pfs_view_set_map(struct pfs_fs *fs, struct pfs_map *map);
