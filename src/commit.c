@@ -19,7 +19,7 @@
 #include <unistd.h>
 
 /* Names beside the lower: ".NAME" + the longest suffix used. */
-#define SIBLING_EXTRA (1 + sizeof(".prismfs-commit.tmp"))
+#define SIBLING_EXTRA (1 + sizeof(".prismfs-inplace.tmp"))
 
 static void seterr(char *err, size_t len, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
@@ -82,9 +82,19 @@ int pfs_cwalk_up(struct pfs_cctx *c, size_t plen, const char *root,
 
 void pfs_commit_crashpoint(const char *step)
 {
+	static unsigned long hits;
 	const char *want = getenv("PRISMFS_TEST_CRASH");
+	unsigned long nth = 1;
+	size_t n;
 
-	if (want && strcmp(want, step) == 0)
+	if (!want)
+		return;
+	n = strcspn(want, ":");
+	if (strlen(step) != n || strncmp(want, step, n) != 0)
+		return;
+	if (want[n])
+		nth = strtoul(want + n + 1, NULL, 10);
+	if (++hits >= nth)
 		raise(SIGKILL);
 }
 
@@ -407,6 +417,67 @@ static void append(struct pfs_cctx *c, const char *s)
 		snprintf(c->err + n, c->errlen - n, "%s", s);
 }
 
+/* An interrupted in-place commit, applied again from its journal
+ * (commit_resume.c) with c's lock, as it was first run: in place. */
+static int redo_inplace(struct pfs_cctx *c, const char *upper, const char *work)
+{
+	struct pfs_commit_opts o = {.upper = upper, .lower = c->lower, .work = work};
+	struct pfs_cctx r;
+	int ret;
+
+	ctx_init(&r, &o, c->err, c->errlen);
+	r.pfd = c->pfd;
+	r.base = c->base;
+	r.upper = strdup(upper);
+	r.lower = strdup(c->lower);
+	r.work = work ? strdup(work) : NULL;
+	if (!r.upper || !r.lower || (work && !r.work)) {
+		ret = pfs_cfail(&r, -ENOMEM, "out of memory");
+		goto out;
+	}
+	ret = open_roots(&r);
+	if (ret < 0)
+		goto out;
+	pfs_progress_init(&r.prog, false, stderr, "commit");
+	ret = pfs_commit_scan(&r);
+	if (ret == 0)
+		ret = pfs_commit_inplace(&r);
+	else
+		pfs_inplace_abandon(&r);
+	pfs_progress_end(&r.prog);
+	if (ret < 0 && !r.committed)
+		append(&r, "; the upper is kept, prismfs commit completes it");
+out:
+	r.pfd = -1; /* c's, and c's lock */
+	ctx_free(&r);
+	return ret;
+}
+
+/* Whatever commit of c->lower was cut short: in place, then atomic (each
+ * commit recovers first, so there is at most one). */
+static int recover_any(struct pfs_cctx *c, enum pfs_recovery *done, char **recovered)
+{
+	int ret = pfs_inplace_recover_locked(c, done, recovered, redo_inplace);
+
+	if (ret < 0 || *done != PFS_RECOVERY_NONE)
+		return ret;
+	return pfs_commit_recover_locked(c, done, recovered);
+}
+
+/* An upper that holds a commit cut short into another lower is that
+ * commit's until it is completed. */
+static int check_not_pending(struct pfs_cctx *c)
+{
+	char other[PATH_MAX + 1];
+	int ret = pfs_commit_upper_pending(c->upper, other, sizeof(other));
+
+	if (ret > 0 && strcmp(other, c->lower) != 0)
+		return pfs_crefuse(c, -EBUSY, "the upper %s holds an interrupted commit into %s: "
+				   "prismfs recover --lower %s completes it first", c->upper,
+				   other, other);
+	return 0;
+}
+
 int pfs_commit(const struct pfs_commit_opts *o, char *err, size_t errlen)
 {
 	enum pfs_recovery rec;
@@ -421,14 +492,18 @@ int pfs_commit(const struct pfs_commit_opts *o, char *err, size_t errlen)
 	ret = lock_parent(&c);
 	if (ret < 0)
 		goto out;
-	ret = pfs_commit_recover_locked(&c, &rec, &recovered);
+	ret = recover_any(&c, &rec, &recovered);
 	if (ret < 0)
 		goto out;
-	if (rec == PFS_RECOVERY_FINISHED && recovered && strcmp(recovered, c.upper) == 0) {
+	if ((rec == PFS_RECOVERY_FINISHED || rec == PFS_RECOVERY_COMPLETED) && recovered &&
+	    strcmp(recovered, c.upper) == 0) {
 		/* This very upper was committed; recovery just tidied up. */
 		ret = 0;
 		goto out;
 	}
+	ret = check_not_pending(&c);
+	if (ret < 0)
+		goto out;
 	ret = open_roots(&c);
 	if (ret == 0)
 		ret = pfs_chide_open(&c);
@@ -460,7 +535,13 @@ out:
 /* --------------------------------------------------------------------
  * discard */
 
-static int empty_dir(const char *what, const char *path, char *err, size_t errlen)
+static void crash_tick(void *step)
+{
+	pfs_commit_crashpoint(step);
+}
+
+static int empty_dir(const char *what, const char *path, const char *step, char *err,
+		     size_t errlen)
 {
 	char where[PATH_MAX];
 	int fd, ret;
@@ -473,7 +554,8 @@ static int empty_dir(const char *what, const char *path, char *err, size_t errle
 		seterr(err, errlen, "cannot open the %s %s: %s", what, path, strerror(-ret));
 		return ret;
 	}
-	ret = pfs_rmtree_contents(fd, where, sizeof(where));
+	ret = pfs_rmtree_contents_each(fd, where, sizeof(where), step ? crash_tick : NULL,
+				       (void *)step);
 	if (ret == -EXDEV)
 		seterr(err, errlen, "not removing %s/%s: another filesystem is mounted there", path,
 		       where);
@@ -487,7 +569,13 @@ static int empty_dir(const char *what, const char *path, char *err, size_t errle
 
 int pfs_discard_paths(const char *upper, const char *work, char *err, size_t errlen)
 {
-	int ret = empty_dir("upper", upper, err, errlen);
+	return pfs_empty_layers(upper, work, NULL, err, errlen);
+}
+
+int pfs_empty_layers(const char *upper, const char *work, const char *step, char *err,
+		     size_t errlen)
+{
+	int ret = empty_dir("upper", upper, step, err, errlen);
 
 	/* Empty, it holds no path of a mapping table's view any more. */
 	if (ret == 0) {
@@ -498,13 +586,13 @@ int pfs_discard_paths(const char *upper, const char *work, char *err, size_t err
 	}
 
 	if (ret == 0 && work)
-		ret = empty_dir("work directory", work, err, errlen);
+		ret = empty_dir("work directory", work, step, err, errlen);
 	return ret;
 }
 
 int pfs_discard(const char *upper, const char *work, char *err, size_t errlen)
 {
-	char *u = NULL, *w = NULL;
+	char *u = NULL, *w = NULL, lower[PATH_MAX + 1];
 	struct stat su, sw;
 	int ret;
 
@@ -528,6 +616,14 @@ int pfs_discard(const char *upper, const char *work, char *err, size_t errlen)
 	if ((ret = check_unused("upper", u, err, errlen)) < 0 ||
 	    (w && (ret = check_unused("work directory", w, err, errlen)) < 0))
 		goto out;
+	ret = pfs_commit_upper_pending(u, lower, sizeof(lower));
+	if (ret > 0) {
+		/* Half applied: emptying it would leave the lower half old. */
+		seterr(err, errlen, "the upper %s holds an interrupted commit into %s: prismfs "
+		       "recover --lower %s completes it (and empties the upper)", u, lower, lower);
+		ret = -EBUSY;
+		goto out;
+	}
 	ret = pfs_discard_paths(u, w, err, errlen);
 out:
 	free(u);
@@ -558,7 +654,7 @@ int pfs_commit_recover(const char *lower, enum pfs_recovery *done, char *err, si
 	if (ret == 0)
 		ret = lock_parent(&c);
 	if (ret == 0)
-		ret = pfs_commit_recover_locked(&c, &rec, NULL);
+		ret = recover_any(&c, &rec, NULL);
 out:
 	if (done)
 		*done = rec;

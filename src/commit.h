@@ -35,7 +35,11 @@ struct pfs_commit_opts {
  * directory's contents, directories merge, each changed file is written to a
  * temporary file and renamed over the old one, identical files are kept.
  * A failure stops at once; lower may then be partly updated (each file is
- * whole, old or new) and running the same commit again completes it.
+ * whole, old or new), the upper is whole, and running the same commit again
+ * completes it. A journal `.NAME.prismfs-inplace` beside lower and a mark
+ * on the upper (commit_resume.c) let pfs_commit_recover complete a commit
+ * cut short at any point, and keep an upper that emptying has begun on from
+ * ever being applied again.
  *
  * Atomic: the new tree is built in `.NAME.prismfs-new` beside lower (NAME
  * = lower's name), sharing unchanged files with lower (reflink, or else hard
@@ -57,9 +61,15 @@ enum pfs_recovery {
 	PFS_RECOVERY_NONE,        /* no interrupted commit */
 	PFS_RECOVERY_ROLLED_BACK, /* the old tree stays; the upper is kept */
 	PFS_RECOVERY_FINISHED,    /* the new tree stays; the old tree and upper are gone */
+	PFS_RECOVERY_COMPLETED,   /* in place: the rest applied, the upper emptied */
 };
 
-/* Finish or roll back an interrupted atomic commit of lower. */
+/* Finish or roll back an interrupted atomic commit of lower, or complete an
+ * interrupted in-place one. */
 int pfs_commit_recover(const char *lower, enum pfs_recovery *done, char *err, size_t errlen);
+
+/* Does upper hold an in-place commit cut short (its mark)? 1 and the lower
+ * it goes into in lower (NUL-terminated), 0, or -errno. */
+int pfs_commit_upper_pending(const char *upper, char *lower, size_t len);
 
 #endif

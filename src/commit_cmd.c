@@ -79,6 +79,10 @@ int pfs_cmd_recover(const struct pfs_config *cfg)
 		printf("finished the interrupted commit of %s: "
 		       "the new tree stays, the upper is emptied\n", cfg->lower);
 		break;
+	case PFS_RECOVERY_COMPLETED:
+		printf("completed the interrupted in-place commit of %s: "
+		       "it holds the committed view, the upper is emptied\n", cfg->lower);
+		break;
 	}
 	return 0;
 }

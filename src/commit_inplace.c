@@ -1,8 +1,10 @@
 /* commit_inplace: apply the upper to the lower directly. Each file changes
  * by one rename (old or new, never half); directories get their metadata
  * after their children; everything is made durable before the upper goes.
- * Re-running after an interruption completes the job: what is done already
- * is found identical and kept. */
+ * Applying a whole upper again after an interruption completes the job:
+ * what is done already is found identical and kept. An upper whose
+ * emptying has begun is never applied again: commit_resume.c holds the
+ * journal that tells the two apart, and the crash protocol. */
 #include "commit_int.h"
 #include "fcopy.h"
 #include "ovlfmt.h"
@@ -174,6 +176,7 @@ static int enter_dir(struct inplace *s, const struct ilevel *parent, const struc
 		ret = drop_lower_children(c, lfd, &d, need == PFS_CHIDE_OPAQUE);
 		if (ret < 0)
 			goto fail;
+		pfs_commit_crashpoint("inplace-dropped");
 	}
 	if (pfs_grow(&s->lv, &s->cap, s->n, sizeof(*s->lv)) < 0) {
 		ret = pfs_cfail(c, -ENOMEM, "out of memory");
@@ -217,6 +220,7 @@ static int leave_dir(struct inplace *s)
 	/* Its entries (renames, removals) and its metadata, durable. */
 	if (fsync(lfd) < 0)
 		return pfs_cfail_at(c, -errno, "cannot sync", c->lower, NULL);
+	pfs_commit_crashpoint("inplace-dir");
 	return 0;
 }
 
@@ -381,6 +385,9 @@ int pfs_commit_inplace(struct pfs_cctx *c)
 	}
 	s.lv[0].ust = rst;
 	s.lv[0].reach = true; /* overlayfs always merges the root */
+	ret = pfs_inplace_begin(c);
+	if (ret < 0)
+		goto out;
 	s.n = 1;
 	while (s.n) {
 		struct ilevel *l = &s.lv[s.n - 1];
@@ -420,6 +427,7 @@ int pfs_commit_inplace(struct pfs_cctx *c)
 							 c->lower);
 			if (ret < 0)
 				goto out;
+			pfs_commit_crashpoint("inplace-whiteout");
 			pfs_progress_file(&c->prog, 0);
 			pfs_pathbuf_cut(&c->path, plen);
 			continue;
@@ -445,18 +453,26 @@ int pfs_commit_inplace(struct pfs_cctx *c)
 		ret = pfs_cfail(c, -errno, "cannot sync the filesystem of %s", c->lower);
 		goto out;
 	}
-	c->committed = true;
 	pfs_commit_crashpoint("inplace-synced");
-	/* Only now, with the lower durable, may the upper go. */
-	ret = pfs_discard_paths(c->upper, c->work, c->err, c->errlen);
+	/* Only now, with the lower durable and that recorded, may the upper
+	 * go: from here on it is never applied again. */
+	ret = pfs_inplace_applied(c);
+	if (ret < 0)
+		goto out;
+	c->committed = true;
+	pfs_commit_crashpoint("inplace-applied");
+	ret = pfs_inplace_end(c);
 	if (ret < 0) {
 		char msg[512];
 
 		snprintf(msg, sizeof(msg), "%s", c->err);
 		snprintf(c->err, c->errlen,
-			 "the commit is complete, but emptying the upper failed: %s", msg);
+			 "the commit is complete, but emptying the upper failed: %s; prismfs "
+			 "recover --lower %s finishes it", msg, c->lower);
 	}
 out:
+	if (ret < 0 && !c->committed)
+		pfs_inplace_abandon(c);
 	for (size_t i = 0; i < s.n; i++)
 		pfs_ovl_dir_free(&s.lv[i].up);
 	free(s.lv);

@@ -31,6 +31,7 @@ struct pfs_cctx {
 	bool no_reflink;            /* atomic: FICLONE failed once, share by hard link */
 	bool committed;             /* the lower holds the new state for good */
 	struct pfs_chide *hide;     /* the lowers below lower, or NULL: none */
+	bool marked;                /* in place: the upper carries the commit's mark */
 };
 
 /* Write "MESSAGE: strerror(-err)" to c->err; returns err. */
@@ -49,7 +50,8 @@ int pfs_cwalk_up(struct pfs_cctx *c, size_t plen, const char *root,
 		 struct pfs_dstack *const *stacks, size_t n);
 
 /* Tests make the process die for real at a named step:
- * PRISMFS_TEST_CRASH=<step> raises SIGKILL there. */
+ * PRISMFS_TEST_CRASH=<step> raises SIGKILL there, PRISMFS_TEST_CRASH=<step>:N
+ * the Nth time the step is reached. */
 void pfs_commit_crashpoint(const char *step);
 
 /* First pass over the upper: count what is to do (progress totals) and
@@ -140,5 +142,29 @@ int pfs_commit_recover_locked(struct pfs_cctx *c, enum pfs_recovery *done,
 
 /* Empty dir (and work) — the checks are the caller's. */
 int pfs_discard_paths(const char *upper, const char *work, char *err, size_t errlen);
+/* The same, passing the crash point `step` (or NULL) after each removal. */
+int pfs_empty_layers(const char *upper, const char *work, const char *step, char *err,
+		     size_t errlen);
+
+/* --- the in-place commit's crash protocol (commit_resume.c) --- */
+
+/* Before anything is applied: journal "applying", mark the upper. */
+int pfs_inplace_begin(struct pfs_cctx *c);
+/* Everything applied and durable: journal "applied" (the upper may go). */
+int pfs_inplace_applied(struct pfs_cctx *c);
+/* Empty the upper and work, unmark, drop the journal. */
+int pfs_inplace_end(struct pfs_cctx *c);
+/* A failure before "applied": unmark and drop the journal, best effort
+ * (the upper is whole; the commit run again completes it). */
+void pfs_inplace_abandon(struct pfs_cctx *c);
+
+/* Apply upper (with work) to c->lower again, all steps, under c's lock. */
+typedef int (*pfs_inplace_redo)(struct pfs_cctx *c, const char *upper, const char *work);
+/* With c->pfd locked: finish an interrupted in-place commit of c->lower.
+ * *done: NONE (nothing to do), ROLLED_BACK (nothing had been applied, the
+ * upper is kept) or COMPLETED; *recovered_upper (to free, or NULL) the
+ * upper that was completed. */
+int pfs_inplace_recover_locked(struct pfs_cctx *c, enum pfs_recovery *done,
+			       char **recovered_upper, pfs_inplace_redo redo);
 
 #endif

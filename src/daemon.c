@@ -566,13 +566,14 @@ out:
 	return ret;
 }
 
-/* Before SOURCE is opened: an interrupted atomic commit of it is finished
- * or rolled back, so the mount shows one whole tree. */
+/* Before SOURCE is opened: an interrupted commit of it is finished (or an
+ * atomic one rolled back), so the mount shows one whole tree. */
 static int recover_source(const struct pfs_config *cfg)
 {
 	char err[3 * PATH_MAX], note[PATH_MAX + 128];
 
-	if (pfs_layers_recover(cfg->source, note, sizeof(note), err, sizeof(err)) < 0) {
+	if (pfs_layers_recover(cfg->source, cfg->upper, note, sizeof(note), err, sizeof(err)) <
+	    0) {
 		say("cannot mount: %s", err);
 		return -1;
 	}

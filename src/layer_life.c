@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,10 +23,24 @@ static void seterr(char *err, size_t len, const char *fmt, ...)
 	va_end(ap);
 }
 
-int pfs_layers_recover(const char *source, char *note, size_t notelen, char *err,
-		       size_t errlen)
+/* An upper marked as holding an in-place commit cut short into another
+ * lower (or one whose recovery did not get that far) shows no true view:
+ * it is refused until that commit is completed. */
+static int check_upper(const char *upper, char *err, size_t errlen)
 {
-	char *canon = realpath(source, NULL), *slash, *journal = NULL;
+	char lower[PATH_MAX + 1];
+
+	if (!upper || pfs_commit_upper_pending(upper, lower, sizeof(lower)) <= 0)
+		return 0;
+	seterr(err, errlen, "the upper %s holds an interrupted commit into %s: prismfs recover "
+	       "--lower %s completes it first", upper, lower, lower);
+	return -EBUSY;
+}
+
+int pfs_layers_recover(const char *source, const char *upper, char *note, size_t notelen,
+		       char *err, size_t errlen)
+{
+	char *canon = realpath(source, NULL), *slash, *journal = NULL, *inplace = NULL;
 	enum pfs_recovery done = PFS_RECOVERY_NONE;
 	struct stat st;
 	int ret = 0;
@@ -39,25 +54,32 @@ int pfs_layers_recover(const char *source, char *note, size_t notelen, char *err
 	 * then is there anything to recover; the lock pfs_commit_recover takes
 	 * is not worth taking (or failing on) for every mount. */
 	if (asprintf(&journal, "%.*s/.%s.prismfs-commit", (int)(slash - canon), canon,
+		     slash + 1) < 0 ||
+	    asprintf(&inplace, "%.*s/.%s.prismfs-inplace", (int)(slash - canon), canon,
 		     slash + 1) < 0) {
-		journal = NULL;
 		ret = -ENOMEM;
 		seterr(err, errlen, "out of memory");
 		goto out;
 	}
-	if (lstat(journal, &st) < 0)
+	if (lstat(journal, &st) < 0 && lstat(inplace, &st) < 0)
 		goto out;
 	ret = pfs_commit_recover(canon, &done, err, errlen);
 	if (ret < 0)
 		goto out;
 	if (done == PFS_RECOVERY_ROLLED_BACK)
-		seterr(note, notelen, "rolled back the interrupted atomic commit of %s: "
+		seterr(note, notelen, "rolled back the interrupted commit of %s: "
 		       "the old tree stays, the upper is kept", canon);
 	else if (done == PFS_RECOVERY_FINISHED)
 		seterr(note, notelen, "finished the interrupted atomic commit of %s: "
 		       "the new tree stays, the upper is emptied", canon);
+	else if (done == PFS_RECOVERY_COMPLETED)
+		seterr(note, notelen, "completed the interrupted in-place commit of %s: "
+		       "it holds the committed view, the upper is emptied", canon);
 out:
+	if (ret == 0)
+		ret = check_upper(upper, err, errlen);
 	free(journal);
+	free(inplace);
 	free(canon);
 	return ret;
 }

@@ -1,6 +1,6 @@
 /* layer_life: what the daemon of a copy-on-write mount does with its layers
- * outside the FUSE session. Before mounting: finish an interrupted atomic
- * commit of SOURCE, and find or make the work directory. After the session
+ * outside the FUSE session. Before mounting: finish an interrupted commit
+ * of SOURCE, and find or make the work directory. After the session
  * has ended and nothing holds files in the layers any more: preserve,
  * discard or commit the upper (commit.h does the work).
  *
@@ -27,11 +27,14 @@ struct pfs_layer_paths {
 	enum pfs_whiteout whiteout; /* the mount's --whiteout: a commit keeps its form */
 };
 
-/* If SOURCE has the journal of an interrupted atomic commit beside it,
- * finish or roll that commit back (so the mount shows a whole tree). note
- * gets one line saying what was done, or "" when there was nothing to do. */
-int pfs_layers_recover(const char *source, char *note, size_t notelen, char *err,
-		       size_t errlen);
+/* If SOURCE has the journal of an interrupted commit beside it, finish or
+ * roll back an atomic one, complete an in-place one (so the mount shows a
+ * whole tree). note gets one line saying what was done, or "" when there
+ * was nothing to do. Then refuse an upper that still holds an in-place
+ * commit cut short (into another lower): applied or not, half emptied, it
+ * shows no true view. upper may be NULL. */
+int pfs_layers_recover(const char *source, const char *upper, char *note, size_t notelen,
+		       char *err, size_t errlen);
 
 /* Fill lp from cfg: the upper must exist and be a directory; the work
  * directory is cfg->work (which must exist), or else .NAME.prismfs-work

@@ -40,8 +40,10 @@ static int is_dir(int dirfd, const struct pfs_name *e, bool *dir)
 	return 0;
 }
 
-/* Empties the directory fd (owned). prefix: the path of fd for messages. */
-static int rm_contents(int fd, const char *prefix, char *where, size_t wlen)
+/* Empties the directory fd (owned). prefix: the path of fd for messages;
+ * each (or NULL) is called after every removal. */
+static int rm_contents(int fd, const char *prefix, char *where, size_t wlen,
+		       void (*each)(void *), void *arg)
 {
 	struct pfs_dstack ds = {0};
 	struct pfs_pathbuf path = {0};
@@ -92,6 +94,8 @@ static int rm_contents(int fd, const char *prefix, char *where, size_t wlen)
 				set_where(where, wlen, &path, e->name);
 				goto out;
 			}
+			if (each)
+				each(arg);
 			continue;
 		}
 		e = &l->names.v[l->next++];
@@ -99,7 +103,12 @@ static int rm_contents(int fd, const char *prefix, char *where, size_t wlen)
 		if (ret == -ENOENT)
 			continue;
 		if (ret == 0 && !dir) {
-			if (unlinkat(dfd, e->name, 0) == 0 || errno == ENOENT)
+			if (unlinkat(dfd, e->name, 0) == 0) {
+				if (each)
+					each(arg);
+				continue;
+			}
+			if (errno == ENOENT)
 				continue;
 			if (errno != EISDIR) { /* EISDIR: replaced by a directory meanwhile */
 				ret = -errno;
@@ -146,6 +155,12 @@ out:
 
 int pfs_rmtree_contents(int dirfd, char *where, size_t wlen)
 {
+	return pfs_rmtree_contents_each(dirfd, where, wlen, NULL, NULL);
+}
+
+int pfs_rmtree_contents_each(int dirfd, char *where, size_t wlen, void (*each)(void *),
+			     void *arg)
+{
 	int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 
 	if (fd < 0) {
@@ -153,7 +168,7 @@ int pfs_rmtree_contents(int dirfd, char *where, size_t wlen)
 			snprintf(where, wlen, ".");
 		return -errno;
 	}
-	return rm_contents(fd, NULL, where, wlen);
+	return rm_contents(fd, NULL, where, wlen, each, arg);
 }
 
 int pfs_rmtree_at(int dirfd, const char *name, char *where, size_t wlen)
@@ -170,7 +185,7 @@ int pfs_rmtree_at(int dirfd, const char *name, char *where, size_t wlen)
 	ret = pfs_open_subdir(dirfd, name, &fd);
 	if (ret < 0)
 		return ret == -ENOENT ? 0 : ret;
-	ret = rm_contents(fd, name, where, wlen);
+	ret = rm_contents(fd, name, where, wlen, NULL, NULL);
 	if (ret < 0)
 		return ret;
 	if (unlinkat(dirfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT) {

@@ -10,6 +10,9 @@
  * 0 or -errno; on failure `where` (may be NULL) receives the path, relative
  * to dirfd, of the entry that could not be removed (-EXDEV: a mount point). */
 int pfs_rmtree_contents(int dirfd, char *where, size_t wlen);
+/* The same, calling each(arg) after every entry removed. */
+int pfs_rmtree_contents_each(int dirfd, char *where, size_t wlen, void (*each)(void *),
+			     void *arg);
 
 /* Remove name in dirfd, whatever it is; a missing name is not an error.
  * `where` as above, relative to dirfd (so it starts with name). */

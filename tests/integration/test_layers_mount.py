@@ -28,7 +28,8 @@ from prism_helpers import (assert_one_error_line, bg, cli, make_dirs,  # noqa: F
                            run_on_a_terminal,
                            process_gone, status_json, stderr_lines, wait_for)
 
-SIBLING_SUFFIXES = (".prismfs-new", ".prismfs-commit", ".prismfs-commit.tmp")
+SIBLING_SUFFIXES = (".prismfs-new", ".prismfs-commit", ".prismfs-commit.tmp", ".prismfs-inplace",
+                    ".prismfs-inplace.tmp")
 
 
 def write(path, data):
