@@ -29,7 +29,7 @@ import time
 
 import pytest
 
-from conftest import PRISMFS, force_unmount, is_mounted
+from conftest import PASSTHROUGH, PRISMFS, force_unmount, is_mounted
 from prism_helpers import assert_one_error_line, cli, wait_for
 from test_commit import (Layers, assert_clean_lower, assert_empty, assert_same_tree,
                          check_no_sanitizer, env_with, run, snapshot, strip_ino, umount_all,
@@ -248,6 +248,8 @@ def killed(res, what):
 
 def mount_prismfs(lay, *extra, env=None):
     lay.mounts.append(lay.M)
+    if PASSTHROUGH:
+        extra += ("--passthrough", PASSTHROUGH)
     res = cli("mount", "--upper", lay.U, *extra, lay.L, lay.M, env=env, timeout=60)
     check_no_sanitizer(res)
     return res
@@ -353,11 +355,13 @@ def prismfs_upper(lay, action_opt=(), env=None):
     return before, snapshot(lay.M)
 
 
-UNMOUNT_STEPS = ["inplace-file:3", "inplace-applied", "inplace-emptying:5"]
+# One step of each phase, each resumed another way (every way is tried at
+# every phase above; here it is the commit's origin that differs).
+UNMOUNT_CASES = [("inplace-file:3", "mount"), ("inplace-applied", "recover"),
+                 ("inplace-emptying:5", "commit"), ("inplace-emptying:9", "mount")]
 
 
-@pytest.mark.parametrize("way", WAYS)
-@pytest.mark.parametrize("at", UNMOUNT_STEPS)
+@pytest.mark.parametrize("at,way", UNMOUNT_CASES)
 def test_unmount_commit_killed_then_resumed(lay, at, way):
     before, view = prismfs_upper(lay, env=env_with(PRISMFS_TEST_CRASH=at))
     res = unmount_prismfs(lay, "--action", "commit")
@@ -369,7 +373,7 @@ def test_unmount_commit_killed_then_resumed(lay, at, way):
                    "resumed by %s" % (at, way), full=False)
 
 
-@pytest.mark.parametrize("way", WAYS)
+@pytest.mark.parametrize("way", ["mount", "recover"])
 def test_on_unmount_commit_killed_then_resumed(lay, way):
     before, view = prismfs_upper(lay, ("--on-unmount", "commit"),
                                  env=env_with(PRISMFS_TEST_CRASH="inplace-emptying:7"))
@@ -536,3 +540,72 @@ def test_inplace_timed_kill_then_resumed(tmpfs_lay, way):
                 force_unmount(mp)
             shutil.rmtree(base, ignore_errors=True)
 
+
+
+# --------------------------------------------------------------------------
+# a user's commit: the mark goes under user.overlay.
+
+NOBODY = 65534
+
+
+def user_upper(base):
+    """L and an upper as a user writes one (user.overlay.opaque, as with
+    userxattr; an OCI .wh.NAME whiteout), owned by nobody."""
+    L, U = os.path.join(base, "L"), os.path.join(base, "U")
+    for i in range(4):
+        write(os.path.join(L, "op", "old%d.txt" % i), b"old %d\n" % i)
+    write(os.path.join(L, "del.txt"), b"deleted\n")
+    write(os.path.join(L, "keep.txt"), b"kept\n")
+    os.makedirs(os.path.join(U, "op"))
+    os.setxattr(os.path.join(U, "op"), "user.overlay.opaque", b"y")
+    for i in range(20):
+        write(os.path.join(U, "op", "new%02d.txt" % i), b"new %d\n" % i)
+    write(os.path.join(U, ".wh.del.txt"), b"")
+    write(os.path.join(U, "hl-1.txt"), b"a group\n")
+    os.link(os.path.join(U, "hl-1.txt"), os.path.join(U, "op", "hl-2.txt"))
+    subprocess.run(["chown", "-R", "%d:%d" % (NOBODY, NOBODY), base], check=True)
+    return L, U
+
+
+def as_nobody(*args, env=None):
+    from prism_helpers import SETPRIV
+    res = subprocess.run([SETPRIV, "--reuid=%d" % NOBODY, "--regid=%d" % NOBODY,
+                          "--clear-groups", PRISMFS, *args], capture_output=True, text=True,
+                         timeout=120, cwd="/", env=env or dict(os.environ))
+    check_no_sanitizer(res)
+    return res
+
+
+@pytest.mark.parametrize("way", ["commit", "recover"])
+def test_inplace_killed_as_a_user_then_resumed(workdir, way):
+    want_base = os.path.join(workdir, "want")
+    os.makedirs(want_base)
+    os.chmod(workdir, 0o755)
+    wL, wU = user_upper(want_base)
+    res = as_nobody("commit", "--upper", wU, "--lower", wL)
+    assert res.returncode == 0, res.stderr
+    want = snapshot(wL)
+    assert sorted(want["entries"]) == [".", "hl-1.txt", "keep.txt", "op", "op/hl-2.txt"] + \
+        ["op/new%02d.txt" % i for i in range(20)], sorted(want["entries"])
+    assert want["links"] == [["hl-1.txt", "op/hl-2.txt"]]
+
+    base = os.path.join(workdir, "cut")
+    os.makedirs(base)
+    L, U = user_upper(base)
+    # Whatever the order of removal, op is then half emptied.
+    res = as_nobody("commit", "--upper", U, "--lower", L,
+                    env=env_with(PRISMFS_TEST_CRASH="inplace-emptying:12"))
+    assert res.returncode == -signal.SIGKILL, res.stderr
+    mark = [x for x in os.listxattr(U) if x.endswith(MARK)]
+    if way == "commit":
+        res = as_nobody("commit", "--upper", U, "--lower", L)
+    else:
+        res = as_nobody("recover", "--lower", L)
+    assert res.returncode == 0, res.stderr
+    got = snapshot(L)
+    # The two trees were made at different times: all but times and owners.
+    assert_same_tree(view_of(want), view_of(got),
+                     "a user's commit killed while emptying, resumed by %s" % way)
+    assert os.listdir(U) == [] and not marked(U)
+    assert sorted(os.listdir(base)) == ["L", "U"]
+    assert mark == ["user.overlay." + MARK], "the cut-short upper was marked %s" % mark
