@@ -25,6 +25,11 @@
  * 3. journal "applied"                         (crash: finish emptying)
  * 4. empty U and W, unmark U, drop the journal (crash: finish emptying)
  *
+ * The journal is written before the mark: a mark that no journal beside
+ * its L names could not be found from L. The mark holds L's path, and "U
+ * marked" below means marked for this L: a mark naming another lower is
+ * another commit's (this one's journal outlived it).
+ *
  * Recovery (prismfs recover, the start of every commit of L, the mount of
  * L with an upper) reads the journal, all under P's lock:
  * - U is not the journal's directory (another inode): touch nothing;
@@ -33,7 +38,8 @@
  *   U is kept as it is;
  * - "applying" otherwise: U is whole; apply it again, then 3 and 4;
  * - "applied" and U marked (or unmarkable): finish step 4;
- * - "applied" and U unmarked: only the journal was left; drop it.
+ * - "applied" and U unmarked: the crash came between the unmark and the
+ *   journal's removal; drop it.
  * Only the journal's state decides whether U is applied, never what is
  * left in U.
  *
@@ -41,7 +47,9 @@
  * and drops the journal: U is whole, U over L shows the view, and the
  * commit run again completes it. A failure in step 4 keeps both: from then
  * on only finishing step 4 may touch U. Where U cannot carry an extended
- * attribute, the journal says so and recovery goes by the journal alone. */
+ * attribute, the journal says so and recovery goes by the journal alone.
+ * A mount of U over another lower, a commit of U into another lower and a
+ * discard of U are refused while U is marked (layer_life.c, commit.c). */
 #include "commit_int.h"
 #include "ovlfmt.h"
 
@@ -290,17 +298,19 @@ int pfs_inplace_applied(struct pfs_cctx *c)
 void pfs_inplace_abandon(struct pfs_cctx *c)
 {
 	struct inames n;
-	char *err = c->err;
-	char scratch[PATH_MAX];
+	char *err = c->err, scratch[PATH_MAX];
+	size_t errlen = c->errlen;
 
 	/* Best effort, the first error is the one reported: unmarked first,
 	 * so that a journal left behind is read as "nothing applied". */
 	make_names(c, &n);
 	c->err = scratch;
+	c->errlen = sizeof(scratch);
 	scratch[0] = '\0';
 	if (mark_drop(c, c->uroot) == 0)
 		drop_journal(c, &n);
 	c->err = err;
+	c->errlen = errlen;
 }
 
 /* Step 4, for the commit and for recovery alike. */
