@@ -276,8 +276,12 @@ def resume(lay, way, merged):
         assert res.returncode == 0, "prismfs recover exited %d: %s" % (
             res.returncode, res.stderr)
         return
+    was_marked = marked(lay.U)
     res = mount_prismfs(lay)
     assert res.returncode == 0, "the mount of the same upper failed: %s" % res.stderr
+    if was_marked:
+        assert "completed the interrupted in-place commit of %s" % lay.L in res.stderr, \
+            "the mount should say it completed the commit: %r" % res.stderr
     try:
         # The mount never shows anything but the committed view.
         got = view_of(snapshot(lay.M))
@@ -339,6 +343,34 @@ def test_inplace_killed_at_step_then_resumed(lay, step, which, way):
     resume(lay, way, merged)
     assert_resumed(lay, strip_ino(before), merged, raw, "killed at %s, resumed by %s"
                    % (at, way))
+
+
+# Killed, then killed again while resuming (the resume is the same protocol):
+# (first kill, the way that is killed in turn, its kill).
+TWICE = [("inplace-file:5", "recover", "inplace-emptying:6"),
+         ("inplace-emptying:6", "commit", "inplace-emptying:3"),
+         ("inplace-marked", "recover", "inplace-file:2"),
+         ("inplace-file:5", "mount", "inplace-applied")]
+
+
+@pytest.mark.parametrize("first,way,second", TWICE)
+def test_inplace_killed_while_resuming(lay, first, way, second):
+    before, merged, raw = kernel_upper(lay)
+    res = cli("commit", "--upper", lay.U, "--lower", lay.L, "--work", lay.W, timeout=120,
+              env=env_with(PRISMFS_TEST_CRASH=first))
+    killed(res, "PRISMFS_TEST_CRASH=" + first)
+    env = env_with(PRISMFS_TEST_CRASH=second)
+    if way == "recover":
+        res = cli("recover", "--lower", lay.L, env=env, timeout=120)
+    elif way == "commit":
+        res = cli("commit", "--upper", lay.U, "--lower", lay.L, env=env, timeout=120)
+    else:
+        res = mount_prismfs(lay, env=env)
+    killed(res, "the %s resuming it, PRISMFS_TEST_CRASH=%s" % (way, second))
+    # Another way resumes it now.
+    resume(lay, WAYS[(WAYS.index(way) + 1) % len(WAYS)], merged)
+    assert_resumed(lay, strip_ino(before), merged, raw, "killed at %s, then at %s while "
+                   "%s resumed it" % (first, second, way))
 
 
 # --------------------------------------------------------------------------
@@ -609,3 +641,29 @@ def test_inplace_killed_as_a_user_then_resumed(workdir, way):
     assert os.listdir(U) == [] and not marked(U)
     assert sorted(os.listdir(base)) == ["L", "U"]
     assert mark == ["user.overlay." + MARK], "the cut-short upper was marked %s" % mark
+
+
+@pytest.mark.parametrize("at", ["inplace-file:5", "inplace-emptying:6"])
+def test_mount_with_another_upper_completes_first(lay, workdir, at):
+    """A mount of L with another upper completes the commit cut short first,
+    then shows the committed view through its own (empty) upper."""
+    before, merged, _ = kernel_upper(lay)
+    res = cli("commit", "--upper", lay.U, "--lower", lay.L, "--work", lay.W,
+              env=env_with(PRISMFS_TEST_CRASH=at))
+    killed(res, at)
+    u2 = os.path.join(workdir, "U2")
+    os.makedirs(u2)
+    lay.mounts.append(lay.M)
+    res = cli("mount", "--upper", u2, lay.L, lay.M, timeout=60)
+    check_no_sanitizer(res)
+    assert res.returncode == 0, res.stderr
+    try:
+        assert "completed the interrupted in-place commit" in res.stderr, res.stderr
+        d = diff_views(view_of(merged), view_of(snapshot(lay.M)))
+        assert not d, "the mount shows another view:\n  " + "\n  ".join(d[:30])
+    finally:
+        res = unmount_prismfs(lay)
+    assert res.returncode == 0, res.stderr
+    assert_same_tree(merged, snapshot(lay.L), "the lower after the mount completed the commit")
+    assert_empty(lay.U, "the upper")
+    assert_clean_lower(lay)
