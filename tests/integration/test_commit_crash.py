@@ -489,7 +489,7 @@ def test_clean_failure_keeps_upper_unmarked(lay):
 # --------------------------------------------------------------------------
 # timed kills from outside on a larger tree
 
-NEW_FILES = 1000
+NEW_FILES = 600
 
 
 def big_populate(L):
@@ -564,9 +564,10 @@ def test_inplace_timed_kill_then_resumed(tmpfs_lay, way):
                 _, err = p.communicate(timeout=60)
             assert b"Sanitizer" not in err and b"runtime error" not in err, err
             what = "timed kill (%s, exit %s), resumed by %s" % (phase, p.returncode, way)
+            # Killed after the end (ASan's exit checks take a while), or not at all.
+            ended = not os.listdir(lay.U) and not lay.siblings()
             resume(lay, way, merged)
-            assert_resumed(lay, strip_ino(before), merged, raw, what,
-                           root_times=p.returncode != 0)
+            assert_resumed(lay, strip_ino(before), merged, raw, what, root_times=not ended)
         finally:
             for mp in lay.mounts:
                 force_unmount(mp)
