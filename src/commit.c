@@ -445,8 +445,13 @@ static int redo_inplace(struct pfs_cctx *c, const char *upper, const char *work)
 	else
 		pfs_inplace_abandon(&r);
 	pfs_progress_end(&r.prog);
-	if (ret < 0 && !r.committed)
-		append(&r, "; the upper is kept, prismfs commit completes it");
+	if (ret < 0 && !r.committed) {
+		char hint[2 * PATH_MAX + 96];
+
+		snprintf(hint, sizeof(hint), "; the upper is kept, prismfs commit --upper %s "
+			 "--lower %s completes it", r.upper, r.lower);
+		append(&r, hint);
+	}
 out:
 	r.pfd = -1; /* c's, and c's lock */
 	ctx_free(&r);

@@ -54,9 +54,12 @@ int pfs_layers_recover(const char *source, const char *upper, char *note, size_t
 	 * then is there anything to recover; the lock pfs_commit_recover takes
 	 * is not worth taking (or failing on) for every mount. */
 	if (asprintf(&journal, "%.*s/.%s.prismfs-commit", (int)(slash - canon), canon,
-		     slash + 1) < 0 ||
-	    asprintf(&inplace, "%.*s/.%s.prismfs-inplace", (int)(slash - canon), canon,
-		     slash + 1) < 0) {
+		     slash + 1) < 0)
+		journal = NULL;
+	if (asprintf(&inplace, "%.*s/.%s.prismfs-inplace", (int)(slash - canon), canon,
+		     slash + 1) < 0)
+		inplace = NULL;
+	if (!journal || !inplace) {
 		ret = -ENOMEM;
 		seterr(err, errlen, "out of memory");
 		goto out;

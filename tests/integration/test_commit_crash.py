@@ -668,3 +668,31 @@ def test_mount_with_another_upper_completes_first(lay, workdir, at):
     assert_same_tree(merged, snapshot(lay.L), "the lower after the mount completed the commit")
     assert_empty(lay.U, "the upper")
     assert_clean_lower(lay)
+
+
+def test_resume_that_fails_keeps_upper_whole(lay):
+    """A resume that fails on its own (not killed) while applying says so in
+    one line and leaves the upper whole and unmarked; fixed, the commit
+    completes."""
+    before, merged, raw = kernel_upper(lay)
+    res = cli("commit", "--upper", lay.U, "--lower", lay.L, "--work", lay.W,
+              env=env_with(PRISMFS_TEST_CRASH="inplace-dropped:1"))
+    killed(res, "inplace-dropped:1")
+    locked = lay.l("newdir")  # made by the commit, filled later
+    os.makedirs(locked, exist_ok=True)
+    if subprocess.run(["chattr", "+i", locked], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not supported here")
+    try:
+        res = cli("recover", "--lower", lay.L)
+        assert_one_error_line(res, "a recovery that cannot apply")
+        assert "prismfs commit --upper %s --lower %s" % (lay.U, lay.L) in res.stderr, \
+            res.stderr
+    finally:
+        subprocess.run(["chattr", "-i", locked])
+    assert not marked(lay.U), "the failed resume left its mark"
+    assert lay.siblings() == [], "the failed resume left %s" % lay.siblings()
+    assert_same_tree(raw, raw_upper(lay), "the failed resume changed the upper")
+    res = cli("commit", "--upper", lay.U, "--lower", lay.L, "--work", lay.W)
+    assert res.returncode == 0, res.stderr
+    assert_same_tree(merged, snapshot(lay.L), "the commit after the failed resume")
+    assert_empty(lay.U, "the upper")
