@@ -419,13 +419,13 @@ static void append(struct pfs_cctx *c, const char *s)
 
 /* An interrupted in-place commit, applied again from its journal
  * (commit_resume.c) with c's lock, as it was first run: in place. */
-static int redo_inplace(struct pfs_cctx *c, const char *upper, const char *work)
+static int redo_inplace(struct pfs_cctx *c, const struct pfs_commit_opts *o)
 {
-	struct pfs_commit_opts o = {.upper = upper, .lower = c->lower, .work = work};
+	const char *upper = o->upper, *work = o->work;
 	struct pfs_cctx r;
 	int ret;
 
-	ctx_init(&r, &o, c->err, c->errlen);
+	ctx_init(&r, o, c->err, c->errlen);
 	r.pfd = c->pfd;
 	r.base = c->base;
 	r.upper = strdup(upper);
@@ -436,6 +436,10 @@ static int redo_inplace(struct pfs_cctx *c, const char *upper, const char *work)
 		goto out;
 	}
 	ret = open_roots(&r);
+	if (ret == 0)
+		ret = pfs_chide_open(&r);
+	if (ret == 0)
+		ret = pfs_chide_probe(&r);
 	if (ret < 0)
 		goto out;
 	pfs_progress_init(&r.prog, false, stderr, "commit");

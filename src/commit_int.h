@@ -158,8 +158,9 @@ int pfs_inplace_end(struct pfs_cctx *c);
  * (the upper is whole; the commit run again completes it). */
 void pfs_inplace_abandon(struct pfs_cctx *c);
 
-/* Apply upper (with work) to c->lower again, all steps, under c's lock. */
-typedef int (*pfs_inplace_redo)(struct pfs_cctx *c, const char *upper, const char *work);
+/* Apply o (upper, work and the lowers below, as the journal recorded the
+ * commit) to c->lower again, all steps, under c's lock. */
+typedef int (*pfs_inplace_redo)(struct pfs_cctx *c, const struct pfs_commit_opts *o);
 /* With c->pfd locked: finish an interrupted in-place commit of c->lower.
  * *done: NONE (nothing to do), ROLLED_BACK (nothing had been applied, the
  * upper is kept) or COMPLETED; *recovered_upper (to free, or NULL) the

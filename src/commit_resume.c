@@ -13,8 +13,10 @@
  *
  * Beside the lower L (in its parent P), during an in-place commit only:
  *   .L.prismfs-inplace       the journal: the state, the upper (path,
- *                            device, inode), the work directory, and
- *                            whether U carries the mark
+ *                            device, inode), the work directory, whether
+ *                            U carries the mark, and the lowers below L
+ *                            with the whiteout form (an apply again must
+ *                            hide from them what the first one hid)
  *   .L.prismfs-inplace.tmp   a journal being written
  * and on U's root overlay.prismfs.commit = L: U holds an unfinished
  * commit into L, so it is neither mounted over another lower, committed
@@ -64,13 +66,16 @@
 #include <unistd.h>
 
 #define JOURNAL_MAGIC "prismfs-inplace 1"
-#define JOURNAL_MAX (3 * PATH_MAX + 256)
+#define JOURNAL_MAX (1 << 20)
 #define MARK "prismfs.commit" /* overlay.<this>, see ovlfmt.h */
 
 struct ijournal {
 	bool applied, marked;
 	unsigned long long dev, ino; /* U's root */
 	char *upper, *work;
+	char **below; /* the lowers below L, highest first */
+	size_t nbelow;
+	int whiteout; /* enum pfs_whiteout */
 };
 
 struct inames {
@@ -87,21 +92,44 @@ static void ij_free(struct ijournal *j)
 {
 	free(j->upper);
 	free(j->work);
+	for (size_t i = 0; i < j->nbelow; i++)
+		free(j->below[i]);
+	free(j->below);
 	memset(j, 0, sizeof(*j));
+}
+
+/* The journal's fields of how the commit was asked, from c. */
+static void ij_from(const struct pfs_cctx *c, struct ijournal *j)
+{
+	j->upper = c->upper;
+	j->work = c->work;
+	j->below = (char **)c->o->below;
+	j->nbelow = c->o->nbelow;
+	j->whiteout = (int)c->o->whiteout;
 }
 
 /* Fields end in NUL, so any path fits (a newline too). */
 static int ij_write(struct pfs_cctx *c, const struct inames *n, const struct ijournal *j)
 {
-	char *buf;
+	char *buf = NULL;
+	size_t size = 0;
+	FILE *f = open_memstream(&buf, &size);
 	int fd, len, ret = 0;
 
-	len = asprintf(&buf, "%s%cstate %s%cdev %llu%cino %llu%cmarked %d%cupper %s%c%s%s%c",
-		       JOURNAL_MAGIC, 0, j->applied ? "applied" : "applying", 0, j->dev, 0, j->ino,
-		       0, j->marked ? 1 : 0, 0, j->upper, 0, j->work ? "work " : "",
-		       j->work ? j->work : "", 0);
-	if (len < 0)
+	if (!f)
 		return pfs_cfail(c, -ENOMEM, "out of memory");
+	fprintf(f, "%s%cstate %s%cdev %llu%cino %llu%cmarked %d%cwhiteout %d%cupper %s%c",
+		JOURNAL_MAGIC, 0, j->applied ? "applied" : "applying", 0, j->dev, 0, j->ino, 0,
+		j->marked ? 1 : 0, 0, j->whiteout, 0, j->upper, 0);
+	if (j->work)
+		fprintf(f, "work %s%c", j->work, 0);
+	for (size_t i = 0; i < j->nbelow; i++)
+		fprintf(f, "below %s%c", j->below[i], 0);
+	if (fclose(f) != 0 || size > JOURNAL_MAX) {
+		free(buf);
+		return pfs_cfail(c, -ENOMEM, "cannot write the commit journal: too long");
+	}
+	len = (int)size;
 	fd = openat(c->pfd, n->tmp, O_CREAT | O_TRUNC | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		ret = -errno;
@@ -160,10 +188,24 @@ static int ij_read(struct pfs_cctx *c, const struct inames *n, struct ijournal *
 			have_id = true;
 		else if (sscanf(p, "marked %d", &marked) == 1)
 			;
+		else if (sscanf(p, "whiteout %d", &j->whiteout) == 1)
+			;
 		else if (strncmp(p, "upper ", 6) == 0 && !j->upper)
 			j->upper = strdup(p + 6);
 		else if (strncmp(p, "work ", 5) == 0 && !j->work)
 			j->work = strdup(p + 5);
+		else if (strncmp(p, "below ", 6) == 0) {
+			char **nb = realloc(j->below, (j->nbelow + 1) * sizeof(*nb));
+
+			if (!nb || !(nb[j->nbelow] = strdup(p + 6))) {
+				if (nb)
+					j->below = nb;
+				ret = -ENOMEM;
+				goto out;
+			}
+			j->below = nb;
+			j->nbelow++;
+		}
 	}
 	j->marked = marked != 0;
 	if (!magic || !state || !have_id || !j->upper || j->upper[0] != '/')
@@ -249,13 +291,14 @@ static int same_lower(int ufd, const char *lower, bool *marked)
 
 int pfs_inplace_begin(struct pfs_cctx *c)
 {
-	struct ijournal j = {.marked = true, .upper = c->upper, .work = c->work};
+	struct ijournal j = {.marked = true};
 	struct inames n;
 	struct stat st;
 	bool marked;
 	int ret;
 
 	make_names(c, &n);
+	ij_from(c, &j);
 	if (fstat(c->uroot, &st) < 0)
 		return pfs_cfail(c, -errno, "cannot stat %s", c->upper);
 	j.dev = st.st_dev;
@@ -282,12 +325,12 @@ int pfs_inplace_begin(struct pfs_cctx *c)
 
 int pfs_inplace_applied(struct pfs_cctx *c)
 {
-	struct ijournal j = {.applied = true, .marked = c->marked, .upper = c->upper,
-			     .work = c->work};
+	struct ijournal j = {.applied = true, .marked = c->marked};
 	struct inames n;
 	struct stat st;
 
 	make_names(c, &n);
+	ij_from(c, &j);
 	if (fstat(c->uroot, &st) < 0)
 		return pfs_cfail(c, -errno, "cannot stat %s", c->upper);
 	j.dev = st.st_dev;
@@ -393,7 +436,13 @@ int pfs_inplace_recover_locked(struct pfs_cctx *c, enum pfs_recovery *done,
 		if (ret == 0)
 			*done = PFS_RECOVERY_COMPLETED;
 	} else {
-		ret = redo(c, j.upper, j.work);
+		struct pfs_commit_opts o = {
+			.upper = j.upper, .lower = c->lower, .work = j.work,
+			.below = (const char *const *)j.below, .nbelow = j.nbelow,
+			.whiteout = (enum pfs_whiteout)j.whiteout,
+		};
+
+		ret = redo(c, &o);
 		if (ret == 0)
 			*done = PFS_RECOVERY_COMPLETED;
 	}

@@ -445,13 +445,18 @@ def test_offline_commit_must_name_the_lowers_below(stack_of):
         assert f.read() == "1\n"
 
 
-@pytest.mark.parametrize("atomic,step", [(False, "inplace-file"), (False, "inplace-synced"),
-                                         (True, "atomic-build"), (True, "atomic-swapped")])
-def test_commit_killed_then_again_keeps_the_view(stack_of, atomic, step):
+@pytest.mark.parametrize("atomic,step,resume", [
+    (False, "inplace-file", "again"), (False, "inplace-file", "recover"),
+    (False, "inplace-file", "mount"), (False, "inplace-synced", "again"),
+    (False, "inplace-synced", "recover"), (False, "inplace-synced", "mount"),
+    (True, "atomic-build", "again"), (True, "atomic-swapped", "again"),
+    (True, "atomic-swapped", "recover")])
+def test_commit_killed_then_again_keeps_the_view(stack_of, atomic, step, resume):
     """A commit killed partway (the in-place one with part of L1 already
-    changed) and run again: the whiteouts and opaque directories it keeps
-    are decided alike on the second run, and the view is still the one
-    the mount showed."""
+    changed) and resumed by running it again, by prismfs recover (which is
+    given only L1) or by the next mount of L1: the whiteouts and opaque
+    directories it keeps are decided alike on the second run, and the view
+    is still the one the mount showed."""
     st = stack_of(3)
     populate(st.lowers)
     m = st.mount()
@@ -467,8 +472,12 @@ def test_commit_killed_then_again_keeps_the_view(stack_of, atomic, step):
     env = dict(os.environ, PRISMFS_TEST_CRASH=step)
     res = cli(*args, env=env, timeout=120)
     assert res.returncode == -signal.SIGKILL, res.stderr
-    res = cli(*args, timeout=120)
-    assert res.returncode == 0, res.stderr
+    if resume == "again":
+        res = cli(*args, timeout=120)
+        assert res.returncode == 0, res.stderr
+    elif resume == "recover":
+        res = cli("recover", "--lower", st.lowers[0], timeout=120)
+        assert res.returncode == 0, res.stderr
     m = st.mount(st.fresh("U2"), st.fresh("W2"))
     after = view(st.M)
     m.stop()
