@@ -117,6 +117,30 @@ static int set_open_flags(struct pfs_fs *fs, struct pfs_node *n, struct fuse_fil
 	return 0;
 }
 
+/* An open that may change the file behind the back of a kernel inode that
+ * shows it: by kernel passthrough (no request at all; through a shared
+ * mapping not even at msync), or at one place of an object the table shows
+ * at several (the other places' inodes hear of no write). Until its RELEASE,
+ * which the kernel sends only once no mapping of the open is left, the
+ * object's attributes are given uncached (pfs_view_attr_timeout). */
+static bool count_writer(struct pfs_fs *fs, struct pfs_node *n, struct fuse_file_info *fi)
+{
+	if (!writes(fi->flags) || n->type != S_IFREG)
+		return false;
+	if (!(fi->fh & PFS_FH_PASSTHROUGH) && !fs->watch)
+		return false; /* the kernel invalidates after its own requests */
+	pfs_node_writer_get(fs, n);
+	fi->fh |= PFS_FH_WRITER;
+	return true;
+}
+
+/* ... and what the kernel was given for long before it is dropped (n's own
+ * inode hears of writes by the daemon: only its other places). */
+static void drop_cached_attrs(struct pfs_fs *fs, struct pfs_node *n, struct fuse_file_info *fi)
+{
+	pfs_inval_attrs(fs, n, (fi->fh & PFS_FH_PASSTHROUGH) != 0);
+}
+
 /* An open file keeps its node's fd open: once unlinked, a closed one could
  * not be reopened, and the kernel still asks about the file by its node. */
 static void pin_open(struct pfs_fs *fs, struct pfs_node *n, struct fuse_file_info *fi)
@@ -153,9 +177,12 @@ int pfs_view_open(struct pfs_fs *fs, struct pfs_node *n, struct fuse_file_info *
 		close(fd);
 	if (ret == -EAGAIN) /* copied up while we opened: open the copy */
 		return pfs_view_open(fs, n, fi);
-	if (ret == 0)
-		pin_open(fs, n, fi);
-	return ret;
+	if (ret < 0)
+		return ret;
+	pin_open(fs, n, fi);
+	if (count_writer(fs, n, fi))
+		drop_cached_attrs(fs, n, fi);
+	return 0;
 }
 
 /* O_CREAT on a layered mount: made in the upper; an existing name is
@@ -174,6 +201,8 @@ static int layer_create(struct pfs_fs *fs, const struct fuse_ctx *ctx, struct pf
 		ret = pfs_view_open(fs, pfs_node_of(fs, e->ino), fi);
 		if (ret < 0)
 			pfs_node_forget(fs, pfs_node_of(fs, e->ino), 1);
+		else if (fi->fh & PFS_FH_WRITER)
+			e->attr_timeout = 0;
 		return ret;
 	}
 	if (ret < 0)
@@ -187,6 +216,9 @@ static int layer_create(struct pfs_fs *fs, const struct fuse_ctx *ctx, struct pf
 		pfs_node_forget(fs, pfs_node_of(fs, e->ino), 1);
 	} else {
 		pin_open(fs, pfs_node_of(fs, e->ino), fi);
+		/* A new object: no kernel inode holds attributes of it yet. */
+		if (count_writer(fs, pfs_node_of(fs, e->ino), fi))
+			e->attr_timeout = 0;
 	}
 	return ret;
 }
@@ -236,6 +268,11 @@ int pfs_view_create(struct pfs_fs *fs, const struct fuse_ctx *ctx, struct pfs_no
 	/* A new node: no old backing can stand in its way. */
 	set_open_flags(fs, pfs_node_of(fs, e->ino), fi, fi->flags);
 	pin_open(fs, pfs_node_of(fs, e->ino), fi);
+	if (count_writer(fs, pfs_node_of(fs, e->ino), fi)) {
+		e->attr_timeout = 0;
+		if (!created) /* an object the kernel may hold already */
+			drop_cached_attrs(fs, pfs_node_of(fs, e->ino), fi);
+	}
 	if (created)
 		pfs_view_changed(fs, parent, name);
 out:
@@ -249,6 +286,8 @@ int pfs_view_release(struct pfs_fs *fs, struct pfs_node *n, struct fuse_file_inf
 	/* Its size and times may have changed for its other places too. */
 	if (writes(fi->flags))
 		pfs_view_changed(fs, n, NULL);
+	if (fi->fh & PFS_FH_WRITER)
+		pfs_node_writer_put(fs, n);
 	if (fi->fh & PFS_FH_PASSTHROUGH)
 		pfs_node_backing_put(fs, n);
 	if (fi->fh & PFS_FH_TRACKED)

@@ -1,7 +1,8 @@
 /* inval: a queue of kernel cache invalidations for the nodes that share a
  * backing object. Requests that change a name or attributes queue them;
  * one thread sends them, outside any request, since the kernel takes the
- * directory's lock to drop a name and a request may hold it. */
+ * directory's lock to drop a name and a request may hold it. Attributes
+ * alone are dropped at once (pfs_inval_attrs): that takes no lock. */
 #include "view.h"
 
 #include <errno.h>
@@ -192,4 +193,22 @@ void pfs_view_changed(struct pfs_fs *fs, struct pfs_node *n, const char *name)
 	 * show at every place of the object, as on one filesystem. */
 	if (last)
 		wait_sent(q, last);
+}
+
+void pfs_inval_attrs(struct pfs_fs *fs, struct pfs_node *n, bool self)
+{
+	struct pfs_node *sib[16];
+	size_t count = fs->watch ? pfs_node_siblings(fs, n, sib, 16) : 0;
+
+	/* Sent from the request itself, before its answer: with a negative
+	 * offset the kernel only marks the attributes stale (under the inode's
+	 * spinlock; no inode, page or directory lock, no writeback: there is
+	 * no writeback cache), so nothing the request holds can block it. The
+	 * kernel also drops attributes still in flight, as older than this. */
+	if (self)
+		fuse_lowlevel_notify_inval_inode(fs->se, pfs_ino_of(fs, n), -1, 0);
+	for (size_t i = 0; i < count; i++) {
+		fuse_lowlevel_notify_inval_inode(fs->se, pfs_ino_of(fs, sib[i]), -1, 0);
+		pfs_node_release(fs, sib[i]);
+	}
 }

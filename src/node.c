@@ -848,6 +848,41 @@ void pfs_node_backing_put(struct pfs_fs *fs, struct pfs_node *n)
 	pthread_mutex_unlock(&s->lock);
 }
 
+void pfs_node_writer_get(struct pfs_fs *fs, struct pfs_node *n)
+{
+	__atomic_add_fetch(&n->writers, 1, __ATOMIC_RELEASE);
+	__atomic_add_fetch(&fs->writers, 1, __ATOMIC_RELEASE);
+}
+
+void pfs_node_writer_put(struct pfs_fs *fs, struct pfs_node *n)
+{
+	__atomic_sub_fetch(&n->writers, 1, __ATOMIC_RELEASE);
+	__atomic_sub_fetch(&fs->writers, 1, __ATOMIC_RELEASE);
+}
+
+bool pfs_node_writing(struct pfs_fs *fs, struct pfs_node *n)
+{
+	struct shard *s;
+	struct pfs_node *m;
+	bool found = false;
+
+	/* The common case, no such writer anywhere: one load. */
+	if (n->type != S_IFREG || !__atomic_load_n(&fs->writers, __ATOMIC_ACQUIRE))
+		return false;
+	if (__atomic_load_n(&n->writers, __ATOMIC_ACQUIRE))
+		return true;
+	if (!fs->watch)
+		return false; /* without a table an object has one node */
+	/* Its other places (one chain: ctx is not in the hash). */
+	s = shard_of(fs, n);
+	pthread_mutex_lock(&s->lock);
+	for (m = s->buckets[bucket_of(s, n->dev, n->ino, n->ctx)]; m && !found; m = m->hnext)
+		found = m->dev == n->dev && m->ino == n->ino &&
+			__atomic_load_n(&m->writers, __ATOMIC_ACQUIRE);
+	pthread_mutex_unlock(&s->lock);
+	return found;
+}
+
 /* Freed nodes are small chunks scattered through malloc's arenas, which keep
  * them as resident memory; after a large forget (memory pressure, drop_caches)
  * hand the free pages back, at most once per 8192 forgotten nodes. */

@@ -543,6 +543,9 @@ double pfs_view_attr_timeout(struct pfs_fs *fs, struct pfs_node *n)
 	 * this one never hears of: ask each time. */
 	if (fs->watch && n->ctx && n->type != S_IFDIR)
 		return 0;
+	/* Open by a writer the kernel may not hear of (file.c). */
+	if (pfs_node_writing(fs, n))
+		return 0;
 	/* A directory seen at several places changes through any of them. */
 	if (n->type == S_IFDIR && pfs_view_aliased(fs, n))
 		return 0;

@@ -49,6 +49,8 @@ struct pfs_node {
 	uint32_t refs;           /* aliases naming us as parent, under the shard lock */
 	int backing_id;          /* kernel passthrough id while opens are live, */
 	uint32_t backing_refs;   /* counted; both under the shard lock        */
+	uint32_t writers;        /* opens that may change the object unseen by
+				  * a kernel inode of it (atomic; file.c) */
 	bool backing_stale;      /* the backing id is an object the node has left
 				  * (copied up): new opens must not share it */
 	bool fd_fixed;           /* bfd is never closed early (root, synthetic,
@@ -111,6 +113,7 @@ struct pfs_fs {
 	char requests_reason[160]; /* how requests arrive, and why */
 	unsigned long backing_open; /* backing ids held now (atomic) */
 	unsigned long files_open;   /* file handles not yet released (atomic) */
+	unsigned long writers;      /* opens counted in some node's writers (atomic) */
 	struct pfs_nodefd *nfd;  /* the budget of node fds (nodefd.c) */
 	int init_failed;
 };
@@ -119,6 +122,7 @@ struct pfs_fs {
 #define PFS_FH_PASSTHROUGH (1ULL << 32)
 #define PFS_FH_TRACKED (1ULL << 33) /* layered: counted in the node's opens */
 #define PFS_FH_PINNED (1ULL << 34)  /* holds a pin on its node's fd */
+#define PFS_FH_WRITER (1ULL << 35)  /* counted in its node's writers */
 static inline int pfs_fh_fd(const struct fuse_file_info *fi)
 {
 	return (int)(uint32_t)fi->fh;
@@ -191,6 +195,9 @@ int pfs_inval_start(struct pfs_fs *fs);
 void pfs_inval_stop(struct pfs_fs *fs);
 /* Make the kernel forget (parent, name), from the invalidation thread. */
 uint64_t pfs_inval_entry(struct pfs_fs *fs, struct pfs_node *parent, const char *name);
+/* Make the kernel forget the attributes it holds of n's other places (and
+ * of n itself if self), at once: safe inside a request. */
+void pfs_inval_attrs(struct pfs_fs *fs, struct pfs_node *n, bool self);
 /* Something changed in n (name: that name in the directory n; NULL: n's
  * attributes or data): make the kernel forget it at n's other places. */
 void pfs_view_changed(struct pfs_fs *fs, struct pfs_node *n, const char *name);
@@ -215,6 +222,13 @@ void pfs_node_unpin(struct pfs_fs *fs, struct pfs_node *n);
 /* Share one passthrough backing id per node among its live opens. */
 int pfs_node_backing_get(struct pfs_fs *fs, struct pfs_node *n, int fd);
 void pfs_node_backing_put(struct pfs_fs *fs, struct pfs_node *n);
+/* Count an open of n that may change it unseen by a kernel inode of it
+ * (by kernel passthrough, or at one of several places), until its RELEASE. */
+void pfs_node_writer_get(struct pfs_fs *fs, struct pfs_node *n);
+void pfs_node_writer_put(struct pfs_fs *fs, struct pfs_node *n);
+/* Is n's object (at any of its places) open by such a writer? Then its
+ * attributes are not to be cached. */
+bool pfs_node_writing(struct pfs_fs *fs, struct pfs_node *n);
 
 /* resolve.c: where a name of the view lives. Without a mapping table a
  * name is its parent's backing directory plus the same name; with one, the
