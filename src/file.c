@@ -120,9 +120,19 @@ static int set_open_flags(struct pfs_fs *fs, struct pfs_node *n, struct fuse_fil
 /* An open that may change the file behind the back of a kernel inode that
  * shows it: by kernel passthrough (no request at all; through a shared
  * mapping not even at msync), or at one place of an object the table shows
- * at several (the other places' inodes hear of no write). Until its RELEASE,
- * which the kernel sends only once no mapping of the open is left, the
- * object's attributes are given uncached (pfs_view_attr_timeout). */
+ * at several (the other places' inodes hear of no write). While it is open
+ * the object's attributes are given uncached (pfs_view_writing), and what
+ * the kernel held before is dropped.
+ *
+ * A passthrough mapping outlives the open: the kernel maps the backing file
+ * itself, sends the RELEASE at close(2) however long the mapping still
+ * writes, and neither msync nor munmap reaches the daemon. So a writer's
+ * RELEASE leaves the node lingering, uncached, until its backing file is
+ * found open for writing no more: once the RELEASE is answered (the kernel
+ * lets go of the open's own hold on it as it takes the answer), and else at
+ * each answer about its attributes. Each end of writing drops what the
+ * kernel was given meanwhile: an answer made before it, arriving after, is
+ * then older than the invalidation, and the kernel ignores it. */
 static bool count_writer(struct pfs_fs *fs, struct pfs_node *n, struct fuse_file_info *fi)
 {
 	if (!writes(fi->flags) || n->type != S_IFREG)
@@ -139,6 +149,29 @@ static bool count_writer(struct pfs_fs *fs, struct pfs_node *n, struct fuse_file
 static void drop_cached_attrs(struct pfs_fs *fs, struct pfs_node *n, struct fuse_file_info *fi)
 {
 	pfs_inval_attrs(fs, n, (fi->fh & PFS_FH_PASSTHROUGH) != 0);
+}
+
+static void uncount_writer(struct pfs_fs *fs, struct pfs_node *n, struct fuse_file_info *fi)
+{
+	if (pfs_node_writer_put(fs, n, (fi->fh & PFS_FH_PASSTHROUGH) != 0))
+		pfs_inval_attrs(fs, n, true);
+}
+
+void pfs_view_settle(struct pfs_fs *fs, struct pfs_node *n)
+{
+	if (__atomic_load_n(&n->lingering, __ATOMIC_ACQUIRE) && !pfs_store_written(fs, n) &&
+	    pfs_node_settle(fs, n))
+		pfs_inval_attrs(fs, n, true);
+}
+
+bool pfs_view_writing(struct pfs_fs *fs, struct pfs_node *n)
+{
+	if (!pfs_node_writing(fs, n))
+		return false;
+	/* Settled now, this answer's attributes were read before (and the
+	 * kernel ignores them): the next answer may be cached. */
+	pfs_view_settle(fs, n);
+	return true;
 }
 
 /* An open file keeps its node's fd open: once unlinked, a closed one could
@@ -287,7 +320,7 @@ int pfs_view_release(struct pfs_fs *fs, struct pfs_node *n, struct fuse_file_inf
 	if (writes(fi->flags))
 		pfs_view_changed(fs, n, NULL);
 	if (fi->fh & PFS_FH_WRITER)
-		pfs_node_writer_put(fs, n);
+		uncount_writer(fs, n, fi);
 	if (fi->fh & PFS_FH_PASSTHROUGH)
 		pfs_node_backing_put(fs, n);
 	if (fi->fh & PFS_FH_TRACKED)

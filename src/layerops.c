@@ -81,7 +81,7 @@ int pfs_layer_lookup(struct pfs_fs *fs, struct pfs_node *parent, const char *nam
 	pfs_view_fix_attr(fs, n, &e->attr);
 	e->ino = pfs_ino_of(fs, n);
 	/* Open by a writer the kernel may not hear of (file.c). */
-	if (pfs_node_writing(fs, n))
+	if (pfs_view_writing(fs, n))
 		e->attr_timeout = 0;
 	return 0;
 }

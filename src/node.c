@@ -154,6 +154,8 @@ static void free_node(struct pfs_fs *fs, struct pfs_node *n, bool drop_parents)
 
 	if (!n->fd_fixed)
 		__atomic_sub_fetch(&fs->nfd->held, node_fds(fs, n), __ATOMIC_RELAXED);
+	if (n->writers) /* lingering: the kernel has forgotten it after all */
+		__atomic_sub_fetch(&fs->writers, n->writers, __ATOMIC_RELEASE);
 	if (n->ln)
 		pfs_lnode_free(fs->layers, n->ln, -1);
 	else if (n->bfd >= 0)
@@ -850,14 +852,50 @@ void pfs_node_backing_put(struct pfs_fs *fs, struct pfs_node *n)
 
 void pfs_node_writer_get(struct pfs_fs *fs, struct pfs_node *n)
 {
-	__atomic_add_fetch(&n->writers, 1, __ATOMIC_RELEASE);
-	__atomic_add_fetch(&fs->writers, 1, __ATOMIC_RELEASE);
+	struct shard *s = shard_of(fs, n);
+
+	pthread_mutex_lock(&s->lock);
+	if (n->lingering) {
+		n->lingering = false; /* the open takes its count over */
+	} else {
+		__atomic_add_fetch(&n->writers, 1, __ATOMIC_RELEASE);
+		__atomic_add_fetch(&fs->writers, 1, __ATOMIC_RELEASE);
+	}
+	pthread_mutex_unlock(&s->lock);
 }
 
-void pfs_node_writer_put(struct pfs_fs *fs, struct pfs_node *n)
+static bool writer_drop_locked(struct pfs_fs *fs, struct pfs_node *n)
 {
-	__atomic_sub_fetch(&n->writers, 1, __ATOMIC_RELEASE);
 	__atomic_sub_fetch(&fs->writers, 1, __ATOMIC_RELEASE);
+	return __atomic_sub_fetch(&n->writers, 1, __ATOMIC_RELEASE) == 0;
+}
+
+bool pfs_node_writer_put(struct pfs_fs *fs, struct pfs_node *n, bool linger)
+{
+	struct shard *s = shard_of(fs, n);
+	bool done = false;
+
+	pthread_mutex_lock(&s->lock);
+	if (linger && n->writers == 1)
+		n->lingering = true;
+	else
+		done = writer_drop_locked(fs, n);
+	pthread_mutex_unlock(&s->lock);
+	return done;
+}
+
+bool pfs_node_settle(struct pfs_fs *fs, struct pfs_node *n)
+{
+	struct shard *s = shard_of(fs, n);
+	bool done = false;
+
+	pthread_mutex_lock(&s->lock);
+	if (n->lingering) { /* else an open took it over meanwhile */
+		n->lingering = false;
+		done = writer_drop_locked(fs, n);
+	}
+	pthread_mutex_unlock(&s->lock);
+	return done;
 }
 
 bool pfs_node_writing(struct pfs_fs *fs, struct pfs_node *n)

@@ -388,10 +388,18 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 {
 	struct pfs_fs *fs = FS(req);
 	uint64_t t0 = t0_of(fs);
-	int ret = pfs_view_release(fs, NODE(ino), fi);
+	bool writer = fi->fh & PFS_FH_WRITER;
+	int ret;
 
+	if (writer) /* past the reply, which may let the kernel forget it */
+		pfs_node_hold(fs, NODE(ino));
+	ret = pfs_view_release(fs, NODE(ino), fi);
 	LOG("release", NODE(ino), NULL, NULL, NULL, ret, PFS_LA_INT("fh", pfs_fh_fd(fi)));
 	fuse_reply_err(req, -ret);
+	if (writer) {
+		pfs_view_settle(fs, NODE(ino));
+		pfs_node_release(fs, NODE(ino));
+	}
 }
 
 static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)

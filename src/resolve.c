@@ -544,7 +544,7 @@ double pfs_view_attr_timeout(struct pfs_fs *fs, struct pfs_node *n)
 	if (fs->watch && n->ctx && n->type != S_IFDIR)
 		return 0;
 	/* Open by a writer the kernel may not hear of (file.c). */
-	if (pfs_node_writing(fs, n))
+	if (pfs_view_writing(fs, n))
 		return 0;
 	/* A directory seen at several places changes through any of them. */
 	if (n->type == S_IFDIR && pfs_view_aliased(fs, n))

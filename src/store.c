@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <unistd.h>
 
@@ -35,6 +36,27 @@ int pfs_store_stat(struct pfs_fs *fs, struct pfs_node *n, struct stat *st)
 	if (fstatat(fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
 		return -errno;
 	return 0;
+}
+
+bool pfs_store_written(struct pfs_fs *fs, struct pfs_node *n)
+{
+	int fd = pfs_store_reopen(fs, n, O_RDONLY | O_NONBLOCK);
+	bool written = true;
+
+	if (fd < 0)
+		return true;
+	/* A read lease is granted only while no one has the file open for
+	 * writing (fcntl(2), F_SETLEASE) -- a mapping's hold included -- and
+	 * given back at once. An open for writing in between waits for that
+	 * (O_NONBLOCK: ours fails instead of breaking a lease someone holds)
+	 * and sends us the lease's signal: SIGURG, ignored by default, not
+	 * SIGIO, which would end the process. */
+	if (fcntl(fd, F_SETSIG, SIGURG) == 0 && fcntl(fd, F_SETLEASE, F_RDLCK) == 0) {
+		fcntl(fd, F_SETLEASE, F_UNLCK);
+		written = false;
+	}
+	close(fd);
+	return written;
 }
 
 /* A new object made by the daemon (as itself) must look as if the caller

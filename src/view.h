@@ -50,7 +50,11 @@ struct pfs_node {
 	int backing_id;          /* kernel passthrough id while opens are live, */
 	uint32_t backing_refs;   /* counted; both under the shard lock        */
 	uint32_t writers;        /* opens that may change the object unseen by
-				  * a kernel inode of it (atomic; file.c) */
+				  * a kernel inode of it, plus one while it
+				  * lingers (file.c); changed under the shard
+				  * lock, read atomically */
+	bool lingering;          /* a writer's open is released but a mapping
+				  * made from it may still write */
 	bool backing_stale;      /* the backing id is an object the node has left
 				  * (copied up): new opens must not share it */
 	bool fd_fixed;           /* bfd is never closed early (root, synthetic,
@@ -223,9 +227,14 @@ void pfs_node_unpin(struct pfs_fs *fs, struct pfs_node *n);
 int pfs_node_backing_get(struct pfs_fs *fs, struct pfs_node *n, int fd);
 void pfs_node_backing_put(struct pfs_fs *fs, struct pfs_node *n);
 /* Count an open of n that may change it unseen by a kernel inode of it
- * (by kernel passthrough, or at one of several places), until its RELEASE. */
+ * (by kernel passthrough, or at one of several places), until its RELEASE;
+ * put with linger: n stays counted (lingering) if it was the last. Put
+ * returns true when n is no longer written at all. */
 void pfs_node_writer_get(struct pfs_fs *fs, struct pfs_node *n);
-void pfs_node_writer_put(struct pfs_fs *fs, struct pfs_node *n);
+bool pfs_node_writer_put(struct pfs_fs *fs, struct pfs_node *n, bool linger);
+/* n lingers and its backing file is no longer open for writing: counted no
+ * more. True when n is no longer written at all. */
+bool pfs_node_settle(struct pfs_fs *fs, struct pfs_node *n);
 /* Is n's object (at any of its places) open by such a writer? Then its
  * attributes are not to be cached. */
 bool pfs_node_writing(struct pfs_fs *fs, struct pfs_node *n);
@@ -316,6 +325,9 @@ static inline bool pfs_node_synthetic(const struct pfs_node *n)
 int pfs_store_reopen(struct pfs_fs *fs, struct pfs_node *n, int flags);
 void pfs_store_procname(int fd, char buf[24]);
 int pfs_store_stat(struct pfs_fs *fs, struct pfs_node *n, struct stat *st);
+/* Is n's backing file open for writing anywhere (any process, or a mapping
+ * the kernel keeps)? true also when it cannot tell. */
+bool pfs_store_written(struct pfs_fs *fs, struct pfs_node *n);
 int pfs_store_give(struct pfs_fs *fs, const struct fuse_ctx *ctx, int parentfd, int dirfd,
 		   const char *name, mode_t mode);
 
@@ -360,6 +372,12 @@ void pfs_view_read_buf(struct pfs_fs *fs, struct fuse_file_info *fi, size_t size
 		       struct fuse_bufvec *out);
 ssize_t pfs_view_read(struct pfs_fs *fs, struct fuse_file_info *fi, char *buf, size_t size,
 		      off_t off);
+/* Must n's attributes be given uncached (a writer the kernel may not hear
+ * of has it open, or had it: see file.c)? Only on worker threads. */
+bool pfs_view_writing(struct pfs_fs *fs, struct pfs_node *n);
+/* After the answer to the RELEASE of a writer's open of n (held): is a
+ * mapping of it left? If not, its attributes may be cached again. */
+void pfs_view_settle(struct pfs_fs *fs, struct pfs_node *n);
 /* Clear the set-ID bits an unprivileged write, truncate or chown clears;
  * fd is an open file, or an O_PATH one when opath. 0 or -errno. */
 int pfs_view_kill_suidgid(struct pfs_fs *fs, int fd, bool opath);

@@ -38,6 +38,11 @@ _libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c
 _libc.splice.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_int,
                          ctypes.POINTER(ctypes.c_int64), ctypes.c_size_t, ctypes.c_uint]
 _libc.splice.restype = ctypes.c_ssize_t
+_libc.mmap.restype = ctypes.c_void_p
+_libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                       ctypes.c_int, ctypes.c_long]
+_libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+_libc.msync.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
 FALLOC_FL_KEEP_SIZE = 1
 FALLOC_FL_PUNCH_HOLE = 2
 OLD_NS = 1_500_000_000 * 10**9  # a time no write can leave in place
@@ -145,11 +150,11 @@ class Place:
         if fd is not None:
             os.fstat(fd)
 
-    def check(self, f, when, fd=None, changed=True):
+    def check(self, f, when, fd=None, changed=True, names=None):
         want = attrs(os.stat(self.backing(f)))
         if changed:
             assert want[1] != OLD_NS, "%s: the backing file's mtime did not change" % when
-        for n in self.names(f):
+        for n in names or self.names(f):
             got = attrs(os.stat(n))
             assert got == want, ("%s: stat %s in the writer shows (size, mtime_ns, "
                                  "ctime_ns) %r, the backing file %r" % (when, n, got, want))
@@ -236,7 +241,7 @@ WRITES = {
 
 
 # Every file the tests write (the mapped mounts give each a file key).
-NAMES = ["f-" + how for how in WRITES] + ["t", "m", "u", "o", "c"]
+NAMES = ["f-" + how for how in WRITES] + ["t", "m", "u", "o", "c", "l"]
 
 
 @pytest.mark.parametrize("how", sorted(WRITES))
@@ -326,53 +331,104 @@ def test_mmap_munmap_without_msync(place):
     place.check("u", "after munmap and close")
 
 
+class Mapping:
+    """A shared, writable mapping made by mmap(2) itself: Python's mmap
+    module keeps a duplicate of the fd open, which would hide what happens
+    once the fd is closed."""
+    PROT_RW, MAP_SHARED, MS_SYNC = 3, 1, 4
+
+    def __init__(self, fd, size):
+        self.size = size
+        self.addr = _libc.mmap(None, size, self.PROT_RW, self.MAP_SHARED, fd, 0)
+        assert self.addr not in (None, ctypes.c_void_p(-1).value), os.strerror(ctypes.get_errno())
+
+    def write(self, off, data):
+        ctypes.memmove(self.addr + off, data, len(data))
+
+    def msync(self):
+        assert _libc.msync(self.addr, self.size, self.MS_SYNC) == 0
+
+    def unmap(self):
+        assert _libc.munmap(self.addr, self.size) == 0
+
+
 def test_mmap_outlives_its_fd(place):
-    """The mapping is written after its fd was closed (as linkers do): msync
-    and then munmap still show the change."""
+    """The mapping is written after its fd was closed: msync, then munmap
+    still show the change (with passthrough the daemon hears of neither)."""
     place.start()
     place.make("o")
     name = place.names("o")[0]
     fd = os.open(name, os.O_RDWR)
-    mm = mmap.mmap(fd, SIZE)
+    mm = Mapping(fd, SIZE)
     os.close(fd)
     try:
         place.cache("o")
-        mm[100:106] = b"linked"
-        mm.flush()
+        mm.write(100, b"linked")
+        mm.msync()
         place.check("o", "after close, mmap write and msync")
         os.utime(name, ns=(OLD_NS, OLD_NS))
         place.cache("o")
-        mm[200:206] = b"again!"
-        mm.flush()
+        mm.write(200, b"again!")
+        mm.msync()
         place.check("o", "after close, a second mmap write and msync")
+        os.utime(name, ns=(OLD_NS, OLD_NS))
+        place.cache("o")
+        mm.write(300, b"last")
     finally:
-        mm.close()
-    place.check("o", "after munmap")
+        mm.unmap()
+    place.check("o", "after close, a third mmap write and munmap")
 
 
 def test_mmap_in_a_child_after_the_parent_closed(place):
-    """A mapping inherited by a child process and written there: the parent
-    sees the change once the child has called msync and exited."""
+    """A mapping inherited by a child process and written there after the
+    parent closed the fd and unmapped: the parent sees the change once the
+    child has called msync and exited."""
     place.start()
     place.make("c")
     name = place.names("c")[0]
     fd = os.open(name, os.O_RDWR)
-    mm = mmap.mmap(fd, SIZE)
+    mm = Mapping(fd, SIZE)
     os.close(fd)
     place.cache("c")
     pid = os.fork()
     if pid == 0:
         try:
-            mm[0:5] = b"child"
-            mm.flush()
+            mm.write(0, b"child")
+            mm.msync()
         finally:
             os._exit(0)
-    mm.close()
+    mm.unmap()
     _, status = os.waitpid(pid, 0)
     assert status == 0
     place.check("c", "after a child wrote the mapping, called msync and exited")
 
 
+def test_linker_output(place):
+    """As lld writes its output: a new temporary file sized with ftruncate,
+    mapped, its fd closed, written through the mapping, unmapped, renamed
+    over the final name (which make had stat'ed before)."""
+    if place.kind == "map-key":
+        # A file key whose target is replaced by a rename is issue 19's
+        # item 5 (names, not attributes); a file key's directory is the
+        # table's own and takes no new files.
+        pytest.skip("a file key's target replaced through the mount: issue 19 item 5")
+    place.start()
+    place.make("l")
+    final = place.names("l")[0]
+    tmp = os.path.join(os.path.dirname(final), "l.tmp")
+    place.cache("l")
+    fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o755)
+    os.ftruncate(fd, 3 * SIZE)
+    mm = Mapping(fd, 3 * SIZE)
+    os.close(fd)
+    os.stat(tmp)
+    place.peer.stat(tmp)
+    mm.write(0, b"\x7fELF")
+    mm.write(2 * SIZE, b"section")
+    mm.unmap()
+    os.rename(tmp, final)
+    place.check("l", "after the linker's output was renamed into place",
+                names=[n for n in place.names("l") if "/keys/" not in n])
 # --------------------------------------------------------------------------
 # the fix keeps the kernel's attribute cache for files nobody is writing
 
@@ -411,6 +467,25 @@ def test_files_not_being_written_keep_their_cached_attributes(workdir, mounter):
     # The log is written by its own thread: give it time to catch up.
     wait_for(lambda: getattrs_logged(log, "/quiet") > before, timeout=0.5)
     after = getattrs_logged(log, "/quiet")
-    assert after - before <= 1, (
+    # One answer, or two when the first raced the end of writing (whose
+    # invalidation makes the kernel drop an answer made before it).
+    assert after - before <= 2, (
         "50 stats of a file no one is writing asked the daemon %d times" % (after - before))
+
+    # A mapping that outlived its fd, written and gone: cached again too.
+    fd = os.open(p, os.O_RDWR)
+    mm = Mapping(fd, 100)
+    os.close(fd)
+    mm.write(0, b"m")
+    mm.msync()
+    mm.unmap()
+    wait_released(mnt)
+    before = getattrs_logged(log, "/quiet")
+    for _ in range(50):
+        os.stat(p)
+    wait_for(lambda: getattrs_logged(log, "/quiet") > before, timeout=0.5)
+    after = getattrs_logged(log, "/quiet")
+    assert after - before <= 2, (
+        "50 stats of a file whose mapping is gone asked the daemon %d times"
+        % (after - before))
     assert status_json(mnt)["files_open"] == 0
