@@ -855,8 +855,8 @@ void pfs_node_writer_get(struct pfs_fs *fs, struct pfs_node *n)
 	struct shard *s = shard_of(fs, n);
 
 	pthread_mutex_lock(&s->lock);
-	if (n->lingering) {
-		n->lingering = false; /* the open takes its count over */
+	if (n->lingering) { /* the open takes its count over */
+		__atomic_store_n(&n->lingering, false, __ATOMIC_RELEASE);
 	} else {
 		__atomic_add_fetch(&n->writers, 1, __ATOMIC_RELEASE);
 		__atomic_add_fetch(&fs->writers, 1, __ATOMIC_RELEASE);
@@ -877,7 +877,7 @@ bool pfs_node_writer_put(struct pfs_fs *fs, struct pfs_node *n, bool linger)
 
 	pthread_mutex_lock(&s->lock);
 	if (linger && n->writers == 1)
-		n->lingering = true;
+		__atomic_store_n(&n->lingering, true, __ATOMIC_RELEASE);
 	else
 		done = writer_drop_locked(fs, n);
 	pthread_mutex_unlock(&s->lock);
@@ -891,7 +891,7 @@ bool pfs_node_settle(struct pfs_fs *fs, struct pfs_node *n)
 
 	pthread_mutex_lock(&s->lock);
 	if (n->lingering) { /* else an open took it over meanwhile */
-		n->lingering = false;
+		__atomic_store_n(&n->lingering, false, __ATOMIC_RELEASE);
 		done = writer_drop_locked(fs, n);
 	}
 	pthread_mutex_unlock(&s->lock);
