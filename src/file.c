@@ -166,11 +166,22 @@ void pfs_view_settle(struct pfs_fs *fs, struct pfs_node *n)
 
 bool pfs_view_writing(struct pfs_fs *fs, struct pfs_node *n)
 {
+	struct pfs_node *sib[16];
+	size_t count;
+
 	if (!pfs_node_writing(fs, n))
 		return false;
 	/* Settled now, this answer's attributes were read before (and the
 	 * kernel ignores them): the next answer may be cached. */
 	pfs_view_settle(fs, n);
+	if (!fs->watch || __atomic_load_n(&n->writers, __ATOMIC_ACQUIRE))
+		return true;
+	/* Written at another place, which may linger unasked. */
+	count = pfs_node_siblings(fs, n, sib, 16);
+	for (size_t i = 0; i < count; i++) {
+		pfs_view_settle(fs, sib[i]);
+		pfs_node_release(fs, sib[i]);
+	}
 	return true;
 }
 

@@ -538,13 +538,14 @@ bool pfs_view_aliased(struct pfs_fs *fs, struct pfs_node *n)
 
 double pfs_view_attr_timeout(struct pfs_fs *fs, struct pfs_node *n)
 {
+	/* Open by a writer the kernel may not hear of (file.c); asked first,
+	 * as it also finds when such a writer has gone. */
+	if (pfs_view_writing(fs, n))
+		return 0;
 	/* A file with a node of its own at one place (the table shows it
 	 * differently there) is also reachable by other nodes whose writes
 	 * this one never hears of: ask each time. */
 	if (fs->watch && n->ctx && n->type != S_IFDIR)
-		return 0;
-	/* Open by a writer the kernel may not hear of (file.c). */
-	if (pfs_view_writing(fs, n))
 		return 0;
 	/* A directory seen at several places changes through any of them. */
 	if (n->type == S_IFDIR && pfs_view_aliased(fs, n))
