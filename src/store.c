@@ -46,11 +46,13 @@ bool pfs_store_written(struct pfs_fs *fs, struct pfs_node *n)
 	if (fd < 0)
 		return true;
 	/* A read lease is granted only while no one has the file open for
-	 * writing (fcntl(2), F_SETLEASE) -- a mapping's hold included -- and
-	 * given back at once. An open for writing in between waits for that
-	 * (O_NONBLOCK: ours fails instead of breaking a lease someone holds)
-	 * and sends us the lease's signal: SIGURG, ignored by default, not
-	 * SIGIO, which would end the process. */
+	 * writing (fcntl(2), F_SETLEASE) -- the hold of a mapping included --
+	 * and is given back at once. Someone opening it for writing in that
+	 * instant waits until then, and the kernel signals us: with SIGURG,
+	 * ignored by default, rather than SIGIO, which would end the process.
+	 * O_NONBLOCK: a lease someone else holds fails our open (written, as
+	 * far as we know) instead of waiting for them. A filesystem without
+	 * leases, or no CAP_LEASE for another's file: written, likewise. */
 	if (fcntl(fd, F_SETSIG, SIGURG) == 0 && fcntl(fd, F_SETLEASE, F_RDLCK) == 0) {
 		fcntl(fd, F_SETLEASE, F_UNLCK);
 		written = false;
