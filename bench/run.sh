@@ -3,12 +3,15 @@
 # native filesystem they pass through.
 #
 # For every system (prismfs with and without kernel passthrough and in
-# overlay mode over an upper directory, overlayfs,
+# overlay mode over an upper directory, the FUSE floor, overlayfs,
 # fuse-overlayfs, bindfs, mergerfs) every workload runs twice back to back:
 # natively first, then through the system, on the same underlying filesystem.
 # Each figure is
 #     ratio = native time / system time   (1.00 = native speed, <1 = slower)
 # of that pair; over ROUNDS rounds the median ratio is reported.
+# The floor (fuse-floor, bench/fuse-floor.c) is a FUSE filesystem in memory:
+# prismfs's ratio over the floor's says how much of the gap is prismfs's own.
+# A last pass counts the FUSE requests per file of every workload.
 # See bench/README.md for the workloads, the systems and the settings.
 set -euo pipefail
 export LC_ALL=C
@@ -21,7 +24,7 @@ warn() { printf 'bench: warning: %s\n' "$*" >&2; }
 say()  { printf 'bench: %s\n' "$*" >&2; }
 
 # ---------------------------------------------------------------- settings --
-ALL_SYSTEMS="prismfs-pt prismfs-nopt prismfs-ovl overlayfs fuse-overlayfs bindfs mergerfs"
+ALL_SYSTEMS="prismfs-pt prismfs-nopt prismfs-ovl fuse-floor overlayfs fuse-overlayfs bindfs mergerfs"
 KNOWN_SYSTEMS="$ALL_SYSTEMS bind"
 BENCH_SELFTEST=${BENCH_SELFTEST:-0}
 if [[ $BENCH_SELFTEST == 1 ]]; then
@@ -59,6 +62,14 @@ PRISMFS_OPTS=${PRISMFS_OPTS:-}
 MERGERFS_OPTS=${MERGERFS_OPTS:-use_ino,cache.files=auto-full,cache.writeback=true,cache.attr=3600,cache.entry=3600,cache.negative_entry=3600,cache.statfs=10,cache.readdir=true,cache.symlinks=true,security_capability=false,category.create=mfs}
 BINDFS_OPTS=${BINDFS_OPTS:-}
 FUSE_OVERLAYFS_OPTS=${FUSE_OVERLAYFS_OPTS:-}
+# The floor is built by this script from bench/fuse-floor.c, into
+# FLOOR_BUILD_DIR (git-ignored), with prismfs's session loop when found.
+FLOOR_BUILD_DIR=${FLOOR_BUILD_DIR:-$SCRIPT_DIR/build}
+FLOOR_BIN=
+FLOOR_LOOP=
+# 1: after the timed rounds, count the requests of each workload on prismfs
+# (its op log) and on the floor (its counters), untimed.
+BENCH_REQUESTS=${BENCH_REQUESTS:-1}
 TAR_SOURCE=${TAR_SOURCE:-$_tar}
 BENCH_ONLY=${BENCH_ONLY:-seqread randread seqwrite files untar git}
 BENCH_SYSTEMS=${BENCH_SYSTEMS:-$_systems}
@@ -71,6 +82,7 @@ MOUNT_TIMEOUT=${MOUNT_TIMEOUT:-120}
 URING_PARAM=/sys/module/fuse/parameters/enable_uring
 if [[ -e $URING_PARAM ]]; then _uring=on; else _uring=off; fi
 BENCH_URING=${BENCH_URING:-$_uring}
+[[ $BENCH_REQUESTS == 0 || $BENCH_REQUESTS == 1 ]] || die "BENCH_REQUESTS must be 0 or 1 (got '$BENCH_REQUESTS')"
 [[ $BENCH_URING == on || $BENCH_URING == off ]] || die "BENCH_URING must be on or off (got '$BENCH_URING')"
 [[ $BENCH_URING == off || -e $URING_PARAM ]] || die "BENCH_URING=on: this kernel has no FUSE over io_uring ($URING_PARAM is missing)"
 URING_OLD=
@@ -91,6 +103,7 @@ NFILES_H=$(printf '%d' "$NFILES" | sed ':a;s/\B[0-9]\{3\}\>/,&/;ta')
 
 read -r -a PRISMFS_OPTS_ARR <<<"--uring $BENCH_URING $PRISMFS_OPTS"
 read -r -a BINDFS_OPTS_ARR <<<"$BINDFS_OPTS"
+PRISMFS_LOG_ARR=()      # --log FILE --log-format json in the requests pass
 
 declare -A WANT=()
 for g in $BENCH_ONLY; do
@@ -129,9 +142,37 @@ if (( ${#missing[@]} )); then
     say "installing ${missing[*]} with apt-get"
     apt_install "${missing[@]}" || die "apt-get install ${missing[*]} failed"
 fi
-for t in fio git dd tar find du xargs stat awk sort sed numfmt seq sync timeout df cp flock ps mount umount; do
+for t in fio git dd tar find du xargs stat awk sort sed numfmt seq sync timeout df cp flock ps mount umount join; do
     command -v "$t" >/dev/null 2>&1 || die "required tool '$t' not found"
 done
+
+# build_floor: compile bench/fuse-floor.c; 0 if FLOOR_BIN is ready. It is
+# rebuilt on every run (a second): the loop it links is prismfs's own.
+build_floor() {
+    local out=$FLOOR_BUILD_DIR/fuse-floor loop_c loop_h
+    local -a base=(-std=c11 -O2 -Wall -Wextra -D_GNU_SOURCE) fcflags flibs
+    local blog=$BENCH_DIR/floor-build.log
+    command -v cc >/dev/null 2>&1 || { warn "no C compiler (cc): cannot build the floor"; return 1; }
+    pkg-config --exists fuse3 2>/dev/null || { warn "pkg-config finds no fuse3 (libfuse3-dev): cannot build the floor"; return 1; }
+    read -r -a fcflags <<<"$(pkg-config --cflags fuse3)"
+    read -r -a flibs <<<"$(pkg-config --libs fuse3)"
+    mkdir -p -- "$FLOOR_BUILD_DIR" || return 1
+    loop_c=$(find "$REPO_ROOT/src" -name loop.c -print -quit 2>/dev/null || true)
+    loop_h=$(find "$REPO_ROOT/src" "$REPO_ROOT/include" -name loop.h -print -quit 2>/dev/null || true)
+    if [[ -n $loop_c && -n $loop_h ]] && grep -q pfs_loop_run "$loop_h" \
+        && cc "${base[@]}" -DFLOOR_PFS_LOOP -I"$(dirname -- "$loop_h")" "${fcflags[@]}" \
+              "$SCRIPT_DIR/fuse-floor.c" "$loop_c" -o "$out.tmp" "${flibs[@]}" -pthread >>"$blog" 2>&1; then
+        FLOOR_LOOP="prismfs's session loop, ${loop_c#"$REPO_ROOT"/}"
+    elif cc "${base[@]}" "${fcflags[@]}" "$SCRIPT_DIR/fuse-floor.c" -o "$out.tmp" \
+              "${flibs[@]}" -pthread >>"$blog" 2>&1; then
+        FLOOR_LOOP="libfuse's multi-threaded loop"
+        [[ -z $loop_c ]] || warn "the floor did not build with $loop_c; it uses libfuse's loop (see $blog)"
+    else
+        warn "building the floor failed (see $blog)"
+        return 1
+    fi
+    mv -f -- "$out.tmp" "$out" && FLOOR_BIN=$out
+}
 
 # What each system needs; STATUS[s] = ok | why it cannot run (a table column).
 declare -A STATUS=()
@@ -157,9 +198,12 @@ for s in "${SYSTEMS[@]}"; do
             fi
             if command -v "$s" >/dev/null 2>&1; then STATUS[$s]=ok; else STATUS[$s]="not installed"; fi ;;
         bind) STATUS[$s]=ok ;;
+        fuse-floor)
+            mkdir -p -- "$BENCH_DIR" && : >"$BENCH_DIR/floor-build.log"
+            if build_floor; then STATUS[$s]=ok; else STATUS[$s]="not built"; fi ;;
     esac
 done
-if [[ " ${SYSTEMS[*]} " == *" fuse-overlayfs "* || " ${SYSTEMS[*]} " == *" bindfs "* || " ${SYSTEMS[*]} " == *" mergerfs "* ]]; then
+if [[ " ${SYSTEMS[*]} " == *" fuse-overlayfs "* || " ${SYSTEMS[*]} " == *" bindfs "* || " ${SYSTEMS[*]} " == *" mergerfs "* || " ${SYSTEMS[*]} " == *" fuse-floor "* ]]; then
     command -v fusermount3 >/dev/null 2>&1 || command -v fusermount >/dev/null 2>&1 \
         || warn "neither fusermount3 nor fusermount found; FUSE mounts are removed with umount"
 fi
@@ -194,6 +238,7 @@ OVL=$FS_ROOT/ovl            # overlay upper and work dirs (same filesystem as $S
 CACHE=$FS_ROOT/cache        # prepared inputs, always read natively
 LOG=$BENCH_DIR/bench.log
 PIDFILE=$BENCH_DIR/daemon.pid
+FLOOR_COUNTS=$BENCH_DIR/floor-counts   # the floor's request counters (SIGUSR1)
 command -v fstrim >/dev/null 2>&1 || BENCH_FSTRIM=0
 
 # One run per BENCH_DIR at a time. The lock fd is closed for every mount
@@ -284,7 +329,7 @@ find_daemon_pid() {   # find_daemon_pid SYSTEM
     local comm pid="" p out
     case $1 in
         prismfs-*) comm=prismfs ;;
-        fuse-overlayfs|bindfs|mergerfs) comm=$1 ;;
+        fuse-overlayfs|bindfs|mergerfs|fuse-floor) comm=$1 ;;
         *) return 1 ;;
     esac
     if [[ $comm == prismfs ]] && out=$("$PRISMFS_BIN" status --json "$MNT" 2>>"$LOG"); then
@@ -316,9 +361,10 @@ CLK_TCK=$(getconf CLK_TCK 2>/dev/null || echo 100)
 mount_system() {  # mount_system SYSTEM (stdout/stderr to the log)
     local s=$1
     case $s in
-        prismfs-pt)   "$PRISMFS_BIN" mount --passthrough on  "${PRISMFS_OPTS_ARR[@]}" "$SRC" "$MNT" ;;
-        prismfs-nopt) "$PRISMFS_BIN" mount --passthrough off "${PRISMFS_OPTS_ARR[@]}" "$SRC" "$MNT" ;;
-        prismfs-ovl)  "$PRISMFS_BIN" mount --passthrough on --upper "$OVL/upper" --work "$OVL/work" "${PRISMFS_OPTS_ARR[@]}" "$SRC" "$MNT" ;;
+        prismfs-pt)   "$PRISMFS_BIN" mount --passthrough on  "${PRISMFS_OPTS_ARR[@]}" "${PRISMFS_LOG_ARR[@]}" "$SRC" "$MNT" ;;
+        prismfs-nopt) "$PRISMFS_BIN" mount --passthrough off "${PRISMFS_OPTS_ARR[@]}" "${PRISMFS_LOG_ARR[@]}" "$SRC" "$MNT" ;;
+        prismfs-ovl)  "$PRISMFS_BIN" mount --passthrough on --upper "$OVL/upper" --work "$OVL/work" "${PRISMFS_OPTS_ARR[@]}" "${PRISMFS_LOG_ARR[@]}" "$SRC" "$MNT" ;;
+        fuse-floor)   "$FLOOR_BIN" --counts "$FLOOR_COUNTS" "$MNT" ;;
         overlayfs)    mount -t overlay overlay -o "lowerdir=$SRC,upperdir=$OVL/upper,workdir=$OVL/work" "$MNT" ;;
         fuse-overlayfs) fuse-overlayfs -o "lowerdir=$SRC,upperdir=$OVL/upper,workdir=$OVL/work${FUSE_OVERLAYFS_OPTS:+,$FUSE_OVERLAYFS_OPTS}" "$MNT" ;;
         bindfs)       bindfs "${BINDFS_OPTS_ARR[@]}" "$SRC" "$MNT" ;;
@@ -341,6 +387,7 @@ system_version() {
         fuse-overlayfs) fuse-overlayfs --version 2>&1 | grep -m1 '^fuse-overlayfs' ;;
         bindfs)         bindfs --version 2>&1 | head -n1 ;;
         mergerfs)       mergerfs -V 2>&1 | head -n1 ;;
+        fuse-floor)     echo "bench/fuse-floor.c on libfuse $(pkg-config --modversion fuse3 2>/dev/null || echo '?'), $FLOOR_LOOP" ;;
     esac
 }
 system_options() {
@@ -353,6 +400,7 @@ system_options() {
         bindfs)         echo "${BINDFS_OPTS:-(defaults)}" ;;
         mergerfs)       echo "-o $MERGERFS_OPTS" ;;
         bind)           echo "mount --bind" ;;
+        fuse-floor)     echo "in memory; default_permissions, entry/attr timeout 86400 s, page and readdir caches kept, requests from /dev/fuse" ;;
     esac
 }
 
@@ -412,10 +460,14 @@ trap 'on_signal INT 130' INT
 trap 'on_signal TERM 143' TERM
 trap 'on_signal HUP 129' HUP
 trap 'on_signal PIPE 141' PIPE     # e.g. "run.sh | head": still unmount
+# Written only when it has to change (and put back at exit).
 if [[ -e $URING_PARAM ]]; then
-    URING_OLD=$(cat "$URING_PARAM")
-    if [[ $BENCH_URING == on ]]; then echo Y; else echo N; fi >"$URING_PARAM" \
-        || die "cannot set $URING_PARAM (BENCH_URING=$BENCH_URING needs root)"
+    _cur=$(cat "$URING_PARAM")
+    if [[ $BENCH_URING == on ]]; then _want=Y; else _want=N; fi
+    if [[ $_cur != "$_want" ]]; then
+        URING_OLD=$_cur
+        echo "$_want" >"$URING_PARAM" || die "cannot set $URING_PARAM (BENCH_URING=$BENCH_URING needs root)"
+    fi
 fi
 
 # ----------------------------------------------------------------- timing --
@@ -428,6 +480,7 @@ measure() {
     local side=$1; shift
     local t0 t1 c0 c1
     sync
+    [[ -n $REQ_SYS && $side != native ]] && req_before
     c0=$(cpu_ticks)
     t0=$(now)
     if ! "$@" >>"$LOG" 2>&1; then
@@ -435,6 +488,7 @@ measure() {
     fi
     t1=$(now)
     c1=$(cpu_ticks)
+    [[ -n $REQ_SYS && $side != native ]] && req_after
     T_LAST=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.6f", b - a }')
     C_LAST=
     if [[ $side != native && $c0 != "- -" && $c1 != "- -" ]]; then
@@ -444,6 +498,63 @@ measure() {
     fi
 }
 unmeasured() { "$@" >>"$LOG" 2>&1 || die "preparation step failed: $* (see $LOG)"; }
+# Untimed checks that a workload did what it should (on every side: a system
+# that gets a workload wrong gets "failed", not a ratio).
+check_count() {   # check_count SIDE DIR N WHAT [-R]: DIR holds N names (-R: the whole tree)
+    local n
+    if [[ ${5:-} == -R ]]; then
+        n=$(find "$2" -mindepth 1 | wc -l)
+    else
+        n=$(find "$2" -mindepth 1 -maxdepth 1 | wc -l)
+    fi
+    (( n == $3 )) || die "$1: $4: $n names in $2, expected $3"
+}
+check_git_clean() {   # check_git_clean SIDE REPO: git sees the committed tree unchanged
+    local out
+    out=$("${GIT[@]}" -C "$2" status --porcelain 2>>"$LOG") || die "$1: git status failed in $2"
+    [[ -z $out ]] || die "$1: git status in $2 shows changes: $(printf '%s' "$out" | head -n3 | tr '\n' ' ')"
+}
+
+# ------------------------------------------------------- request counting --
+# In the requests pass (REQ_SYS set, in its subshell) measure() takes the
+# daemon's request totals before and after the timed command and writes the
+# difference to REQ_CSV: system,workload,op,count. Totals: prismfs's op log
+# (one JSON object per request, "op":"name"), or the floor's counters
+# (written to FLOOR_COUNTS on SIGUSR1). A total is taken only once it stops
+# moving, so that requests the kernel sends after the command returns (a
+# RELEASE, FORGETs) count for the workload that caused them.
+REQ_SYS=; REQ_ID=; REQ_LOG=; REQ_T0=
+REQ_CSV=
+req_totals() {    # "op count" lines, sorted, of everything so far
+    if [[ $REQ_SYS == fuse-floor ]]; then
+        local i
+        rm -f -- "$FLOOR_COUNTS"
+        kill -USR1 "$DAEMON_PID" 2>/dev/null || die "the floor daemon (pid $DAEMON_PID) is gone"
+        for (( i = 0; i < 100; i++ )); do [[ -f $FLOOR_COUNTS ]] && break; sleep 0.05; done
+        [[ -f $FLOOR_COUNTS ]] || die "the floor did not write $FLOOR_COUNTS"
+        grep -v '^#' "$FLOOR_COUNTS" | awk '$2 > 0' | sort
+    else
+        grep -o '"op":"[a-z_]*"' "$REQ_LOG" 2>/dev/null | cut -d'"' -f4 | sort | uniq -c | awk '{ print $2, $1 }'
+    fi
+}
+req_settled() {   # req_totals once two readings 0.3 s apart agree (at most ~15 s)
+    local a b i
+    a=$(req_totals)
+    for (( i = 0; i < 50; i++ )); do
+        sleep 0.3
+        b=$(req_totals)
+        [[ $a == "$b" ]] && break
+        a=$b
+    done
+    printf '%s\n' "$a"
+}
+req_before() { REQ_T0=$(req_settled); }
+req_after() {
+    local t1
+    t1=$(req_settled)
+    join -a 2 -e 0 -o 0,1.2,2.2 <(printf '%s\n' "$REQ_T0" | sed '/^$/d') <(printf '%s\n' "$t1" | sed '/^$/d') \
+        | awk -v s="$REQ_SYS" -v w="$REQ_ID" '$3 - $2 > 0 { printf "%s,%s,%s,%d\n", s, w, $1, $3 - $2 }' >>"$REQ_CSV"
+}
 drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
 # After a phase that deleted a lot: write back, and with BENCH_FSTRIM=1 have
 # the discards done now rather than during the next timed run. Done at the same
@@ -497,19 +608,31 @@ wl_seqwrite() {
     unmeasured rm -f -- "$f"
     measure "$1" op_write "$f"
 }
-wl_create()   { unmeasured mkdir -p -- "$2/rw/$1/small"; measure "$1" op_create "$2/rw/$1/small"; }
+wl_create()   {
+    unmeasured mkdir -p -- "$2/rw/$1/small"
+    measure "$1" op_create "$2/rw/$1/small"
+    check_count "$1" "$2/rw/$1/small" "$NFILES" "files after create"
+}
 wl_stat()     { measure "$1" op_stat "$2/rw/$1/small"; }
-wl_delete()   { measure "$1" op_delete "$2/rw/$1/small"; }
+wl_delete()   { measure "$1" op_delete "$2/rw/$1/small"; check_count "$1" "$2/rw/$1/small" 0 "files after delete"; }
 wl_untar()    {
     unmeasured rm -rf -- "$2/rw/$1/tree"
     unmeasured mkdir -p -- "$2/rw/$1/tree"
     measure "$1" op_untar "$2/rw/$1/tree"
+    check_count "$1" "$2/rw/$1/tree" "$TREE_FILES" "entries after untar" -R
 }
 wl_find()     { unmeasured op_find "$2/rw/$1/tree"; measure "$1" op_find "$2/rw/$1/tree"; }
 wl_du()       { unmeasured op_du "$2/rw/$1/tree";   measure "$1" op_du "$2/rw/$1/tree"; }
-wl_rmtree()   { measure "$1" op_rmtree "$2/rw/$1/tree"; }
-wl_gitwarm()  { unmeasured op_gitstatus "$2/ro/git-$1"; measure "$1" op_gitstatus_reps "$2/ro/git-$1"; }
-wl_gitcold()  { drop_caches; measure "$1" op_gitstatus "$2/ro/git-$1"; }
+wl_rmtree()   {
+    measure "$1" op_rmtree "$2/rw/$1/tree"
+    [[ ! -e $2/rw/$1/tree ]] || die "$1: $2/rw/$1/tree is still there after rm -rf"
+}
+wl_gitwarm()  {
+    unmeasured op_gitstatus "$2/ro/git-$1"
+    measure "$1" op_gitstatus_reps "$2/ro/git-$1"
+    check_git_clean "$1" "$2/ro/git-$1"
+}
+wl_gitcold()  { drop_caches; measure "$1" op_gitstatus "$2/ro/git-$1"; check_git_clean "$1" "$2/ro/git-$1"; }
 
 label() {
     case $1 in
@@ -584,14 +707,21 @@ done
 # daemon's CPU over the whole mount, read just before unmounting.
 csv_row() { local IFS=,; printf '%s\n' "$*" >>"$CSV"; }
 
+# The floor starts empty: it is given, untimed and through the mount, what
+# the workloads read (the marker, the data file, its own git repository).
+populate_floor() {
+    mkdir -p -- "$MNT/ro" "$MNT/rw/fuse-floor"
+    : >"$MNT/ro/.bench-src"
+    if want seqread || want randread; then cp -- "$SRC/ro/seq.dat" "$MNT/ro/seq.dat"; fi
+    if want git; then cp -a -- "$SRC/ro/git-fuse-floor" "$MNT/ro/git-fuse-floor"; fi
+}
+
 # ------------------------------------------------------------ system round --
-# run_system SYSTEM ROUND, in a subshell: mount, every workload pair, the
-# daemon's CPU total. The parent unmounts. Exits non-zero if anything fails.
-run_system() {
-    local s=$1 r=$2 g id tn ts ratio cpu
-    local -a ids
-    exec 2>&"$ERRFD"
-    timeout --foreground "$MOUNT_TIMEOUT" bash -c "$(declare -f mount_system); $(declare -p PRISMFS_BIN PRISMFS_OPTS_ARR BINDFS_OPTS_ARR SRC MNT OVL MERGERFS_OPTS FUSE_OVERLAYFS_OPTS); mount_system $s" \
+# mount_checked SYSTEM ROUND: mount SYSTEM at $MNT, check it is what it
+# should be, set DAEMON_PID (and the pid file the parent unmounts with).
+mount_checked() {
+    local s=$1 r=$2
+    timeout --foreground "$MOUNT_TIMEOUT" bash -c "$(declare -f mount_system); $(declare -p PRISMFS_BIN PRISMFS_OPTS_ARR PRISMFS_LOG_ARR BINDFS_OPTS_ARR SRC MNT OVL MERGERFS_OPTS FUSE_OVERLAYFS_OPTS FLOOR_BIN FLOOR_COUNTS); mount_system $s" \
         >>"$LOG" 2>&1 {LOCKFD}>&- {ERRFD}>&- \
         || die "mounting $s failed (see $LOG)"
     is_mounted "$MNT" || die "mounting $s returned success but $MNT is not a mount point"
@@ -599,6 +729,11 @@ run_system() {
     fstype=$(mount_field "$MNT" 3); want_t=$(expected_fstype "$s")
     # shellcheck disable=SC2053
     [[ $fstype == $want_t ]] || die "$MNT is mounted as '$fstype', expected '$want_t' for $s"
+    if [[ $s == fuse-floor ]]; then
+        # pid first: the parent waits for this daemon even if filling it fails
+        find_daemon_pid "$s" >"$PIDFILE" 2>/dev/null || true
+        unmeasured populate_floor
+    fi
     [[ -f $MNT/ro/.bench-src ]] || die "$MNT/ro/.bench-src is not visible through $s"
     DAEMON_PID=
     if [[ $s != overlayfs && $s != bind ]]; then
@@ -609,13 +744,21 @@ run_system() {
     if [[ $s == prismfs-* ]]; then
         local dp
         dp=$("$PRISMFS_BIN" status --json "$MNT" 2>>"$LOG" | sed -n 's/.*"data_path"[[:space:]]*:[[:space:]]*"\([^"]*\)".*/\1/p' || true)
-        say "round $r/$ROUNDS: $s data path: ${dp:-unknown}"
+        say "$([[ $r == requests ]] && echo requests || echo "round $r/$ROUNDS"): $s data path: ${dp:-unknown}"
         if [[ $s == prismfs-pt && $dp != *passthrough* ]]; then die "prismfs-pt is not using kernel passthrough (data path: ${dp:-unknown})"; fi
         if [[ $s == prismfs-nopt && $dp == *"kernel passthrough"* ]]; then die "prismfs-nopt is using kernel passthrough"; fi
         local rq
         rq=$("$PRISMFS_BIN" status --json "$MNT" 2>>"$LOG" | sed -n 's/.*"requests"[[:space:]]*:[[:space:]]*"\([^"]*\)".*/\1/p' || true)
         if [[ $BENCH_URING == on && $rq != io_uring ]]; then die "$s is not taking requests over io_uring (requests: ${rq:-unknown})"; fi
     fi
+}
+# run_system SYSTEM ROUND, in a subshell: mount, every workload pair, the
+# daemon's CPU total. The parent unmounts. Exits non-zero if anything fails.
+run_system() {
+    local s=$1 r=$2 g id tn ts ratio cpu
+    local -a ids
+    exec 2>&"$ERRFD"
+    mount_checked "$s" "$r"
     for g in "${GROUPS_RUN[@]}"; do
         read -r -a ids <<<"$(group_ids "$g")"
         prime_group "$g"
@@ -647,9 +790,36 @@ run_system() {
     fi
 }
 # die inside run_system: note which workload failed before leaving.
+# (The trap runs at exit, where $1 and $2 are no longer this function's.)
 run_system_guarded() {
-    trap 'rc=$?; if (( rc )) && [[ -n $FAILED_WL ]]; then csv_row "$2" "$1" "$FAILED_WL" failed "" "" "" "" "" ""; fi' EXIT
+    GUARD_S=$1 GUARD_R=$2
+    trap 'rc=$?; if (( rc )) && [[ -n $FAILED_WL ]]; then csv_row "$GUARD_R" "$GUARD_S" "$FAILED_WL" failed "" "" "" "" "" ""; fi' EXIT
     run_system "$@"
+}
+
+# run_requests SYSTEM, in a subshell: mount with request counting on (the
+# op log for prismfs), run every workload once on the system side only.
+run_requests() {
+    local s=$1 g id
+    local -a ids
+    exec 2>&"$ERRFD"
+    if [[ $s == prismfs-* ]]; then
+        REQ_LOG=$BENCH_DIR/oplog-$s.json
+        rm -f -- "$REQ_LOG"
+        PRISMFS_LOG_ARR=(--log "$REQ_LOG" --log-format json)
+    fi
+    mount_checked "$s" requests
+    REQ_SYS=$s
+    for g in "${GROUPS_RUN[@]}"; do
+        read -r -a ids <<<"$(group_ids "$g")"
+        for id in "${ids[@]}"; do
+            FAILED_WL=$id; REQ_ID=$id
+            "wl_$id" "$s" "$MNT"
+            say "requests: $s $(label "$id"): $(awk -F, -v s="$s" -v w="$id" '$1 == s && $2 == w { n += $4 } END { print n + 0 }' "$REQ_CSV") requests"
+        done
+        FAILED_WL=
+        cleanup_group "$g" "$s"
+    done
 }
 
 prepare_system() {   # fresh write areas for SYSTEM (nothing mounted)
@@ -803,17 +973,84 @@ for (( r = 1; r <= ROUNDS; r++ )); do
 done
 settle
 
+# ------------------------------------------------------ requests per file --
+REQ_SYSTEMS=()
+if [[ $BENCH_REQUESTS == 1 ]]; then
+    for s in "${RUNNABLE[@]}"; do
+        case $s in prismfs-*|fuse-floor) REQ_SYSTEMS+=("$s") ;; esac
+    done
+fi
+REQ_DROPPED=()
+if (( ${#REQ_SYSTEMS[@]} )); then
+    REQ_CSV=$RESULTS_DIR/bench-$STAMP-requests.csv
+    printf 'system,workload,op,count\n' >"$REQ_CSV"
+    for s in "${REQ_SYSTEMS[@]}"; do
+        say "requests: $s (untimed, counted by $([[ $s == fuse-floor ]] && echo "the floor's counters" || echo "prismfs's op log, --log-format json"))"
+        prepare_system "$s"
+        run_requests "$s" &
+        CHILD_PID=$!
+        rc=0; wait "$CHILD_PID" || rc=$?
+        CHILD_PID=
+        if (( rc )); then
+            warn "counting the requests of $s failed (exit $rc); last lines of $LOG:"
+            tail -n 5 "$LOG" >&2 || true
+            FAILURES+=("$s/requests")
+        fi
+        unmount_mnt || die "could not unmount $s"
+        if [[ $s == prismfs-* ]]; then
+            d=$(grep -o '"dropped":[0-9]*' "$BENCH_DIR/oplog-$s.json" 2>/dev/null | tail -n1 | cut -d: -f2 || true)
+            [[ -z $d || $d == 0 ]] || { warn "$s's op log dropped $d records: its counts are too low"; REQ_DROPPED+=("$s: $d"); }
+        fi
+        rm -rf -- "$SRC/rw/$s" "$OVL"
+        mkdir -p -- "$SRC/rw/$s"
+    done
+    settle
+fi
+
 # ---------------------------------------------------------------- report --
 # cell SYSTEM WORKLOAD FIELD: median over the rounds of FIELD (column number)
-median_cell() {
-    awk -F, -v s="$1" -v w="$2" -v f="$3" '
+median_cell() {    # [FORMAT]: printf format of the median, %.2f unless given
+    awk -F, -v s="$1" -v w="$2" -v f="$3" -v fmt="${4:-%.2f}" '
         function median(a, n,   i, j, t) {
             for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
             return (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
         }
         NR > 1 && $2 == s && $3 == w && $4 == "ok" && $f != "" { n++; v[n] = $f + 0 }
         NR > 1 && $2 == s && $4 == "failed" { failed = 1 }
-        END { if (n) printf "%.2f\n", median(v, n); else if (failed) print "failed"; else print "-" }' "$CSV"
+        END { if (n) printf fmt "\n", median(v, n); else if (failed) print "failed"; else print "-" }' "$CSV"
+}
+# What "per file" divides by, for each workload.
+files_of() {
+    case $1 in
+        create|stat|delete)     echo "$NFILES" ;;
+        untar|find|du|rmtree)   echo "$TREE_FILES" ;;
+        gitcold)                echo "$TREE_FILES" ;;
+        gitwarm)                echo $(( TREE_FILES * WARM_REPS )) ;;
+        *)                      echo 1 ;;
+    esac
+}
+per_what() {
+    case $1 in
+        create|stat|delete)     echo "file" ;;
+        untar|find|du|rmtree|gitcold) echo "tree entry" ;;
+        gitwarm)                echo "tree entry and run" ;;
+        *)                      echo "run" ;;
+    esac
+}
+# req_cell SYSTEM WORKLOAD: requests per file; req_ops SYSTEM WORKLOAD: by
+# kind. prismfs's totals leave out what it is sent only because its op log
+# is on (see the note printed with the table).
+REQ_LOG_ONLY="flush opendir releasedir"
+req_cell() {
+    awk -F, -v s="$1" -v w="$2" -v f="$(files_of "$2")" -v lo=" $REQ_LOG_ONLY " '
+        NR > 1 && $1 == s && $2 == w && !(s ~ /^prismfs-/ && index(lo, " " $3 " ")) { n += $4; seen = 1 }
+        END { if (!seen) print "-"; else printf "%.2f\n", n / f }' "$REQ_CSV"
+}
+req_ops() {
+    awk -F, -v s="$1" -v w="$2" -v f="$(files_of "$2")" '
+        NR > 1 && $1 == s && $2 == w { print $4, $3 }' "$REQ_CSV" | sort -k1,1nr -k2 \
+        | awk -v f="$(files_of "$2")" '{ v = $1 / f; printf "%s%s %s", (NR > 1 ? ", " : ""), $2, (v >= 0.01 ? sprintf("%.2f", v) : sprintf("%.4f", v)) }
+                                       END { if (!NR) printf "-"; print "" }'
 }
 median_native() { # median native seconds of WORKLOAD over every system and round
     awk -F, -v w="$1" '
@@ -885,6 +1122,55 @@ HAVE_PT=0; [[ " ${SYSTEMS[*]} " == *" prismfs-pt "* ]] && HAVE_PT=1
     else
         echo "(no FUSE system ran)"
     fi
+    if [[ " ${RUNNABLE[*]} " == *" fuse-floor "* ]]; then
+        echo
+        echo "Fraction of the floor: each system's median ratio over fuse-floor's (1.00 = as fast as a FUSE filesystem that keeps everything in memory and does no work; the rest of the gap to native is what FUSE itself costs):"
+        echo
+        hdr="| workload |"; sep="|---|"
+        for s in "${SYSTEMS[@]}"; do
+            [[ $s != fuse-floor && ${STATUS[$s]} == ok ]] || continue
+            hdr+=" $s |"; sep+="---:|"
+        done
+        hdr+=" fuse-floor ratio |"; sep+="---:|"
+        echo "$hdr"; echo "$sep"
+        for id in "${ORDER[@]}"; do
+            fl=$(median_cell fuse-floor "$id" 7 %.4f)
+            row="| $(label "$id") |"
+            for s in "${SYSTEMS[@]}"; do
+                [[ $s != fuse-floor && ${STATUS[$s]} == ok ]] || continue
+                v=$(median_cell "$s" "$id" 7 %.4f)
+                row+=" $(awk -v v="$v" -v f="$fl" 'BEGIN { if (v ~ /^[0-9.]+$/ && f ~ /^[0-9.]+$/ && f > 0) printf "%.2f", v / f; else print "-" }') |"
+            done
+            row+=" $(awk -v f="$fl" 'BEGIN { if (f ~ /^[0-9.]+$/) printf "%.2f", f; else print f }') |"
+            echo "$row"
+        done
+    fi
+    if [[ -n $REQ_CSV && -f $REQ_CSV ]]; then
+        echo
+        echo "FUSE requests per file: one more, untimed, run of each workload on the system side only, counted by prismfs's op log (--log FILE --log-format json) and by the floor's counters. A FORGET counts once per inode."
+        echo
+        hdr="| workload | per |"; sep="|---|---|"
+        for s in "${REQ_SYSTEMS[@]}"; do hdr+=" $s |"; sep+="---:|"; done
+        echo "$hdr"; echo "$sep"
+        for id in "${ORDER[@]}"; do
+            row="| $(label "$id") | $(per_what "$id") |"
+            for s in "${REQ_SYSTEMS[@]}"; do row+=" $(req_cell "$s" "$id") |"; done
+            echo "$row"
+        done
+        echo
+        echo "prismfs's totals leave out FLUSH, OPENDIR and RELEASEDIR: without its op log prismfs asks the kernel for no FLUSH on close and answers OPENDIR with ENOSYS (after which the kernel opens directories without asking), so those are sent only in this pass (they are listed below). The floor answers OPENDIR with ENOSYS as prismfs does without the log: its one OPENDIR is counted."
+        (( ${#REQ_DROPPED[@]} )) && echo "**The op log dropped records** (counts too low): ${REQ_DROPPED[*]}."
+        echo
+        echo "By kind, per $(per_what create) / tree entry / run as above:"
+        echo
+        echo "| workload | system | requests |"
+        echo "|---|---|---|"
+        for id in "${ORDER[@]}"; do
+            for s in "${REQ_SYSTEMS[@]}"; do
+                echo "| $(label "$id") | $s | $(req_ops "$s" "$id") |"
+            done
+        done
+    fi
     if (( ${#FAILURES[@]} )); then
         echo
         echo "Failed: ${FAILURES[*]} (see $LOG)"
@@ -895,6 +1181,7 @@ cat "$MD"
 echo
 echo "results: $MD"
 echo "per-round CSV: $CSV"
+[[ -n $REQ_CSV ]] && echo "requests CSV: $REQ_CSV"
 echo "log: $LOG"
 
 # ------------------------------------------------------------ self-test --
@@ -916,6 +1203,12 @@ if [[ $BENCH_SELFTEST == 1 ]]; then
         grep -Fq "| $(label "$id") |" "$MD" || bad+=("table-row:$id")
     done
     grep -Fq "| daemon CPU s, whole mount" "$MD" || bad+=("table-row:daemon-cpu")
+    if [[ " ${RUNNABLE[*]} " == *" fuse-floor "* ]]; then
+        grep -q '^Fraction of the floor' "$MD" || bad+=("table:fraction-of-floor")
+    fi
+    for s in "${REQ_SYSTEMS[@]}"; do
+        grep -q "^$s,create,create," "$REQ_CSV" || bad+=("requests:$s")
+    done
     (( ${#FAILURES[@]} == 0 )) || bad+=("failures:${FAILURES[*]}")
     if (( ${#bad[@]} )); then
         die "selftest FAILED: ${bad[*]}"
