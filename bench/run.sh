@@ -1040,10 +1040,15 @@ per_what() {
 # req_cell SYSTEM WORKLOAD: requests per file; req_ops SYSTEM WORKLOAD: by
 # kind. prismfs's totals leave out what it is sent only because its op log
 # is on (see the note printed with the table).
-REQ_LOG_ONLY="flush opendir releasedir"
+req_log_only() {  # req_log_only SYSTEM: the kinds its op log adds
+    case $1 in
+        prismfs-ovl) echo flush ;;      # a layered mount answers OPENDIR anyway
+        prismfs-*)   echo flush opendir releasedir ;;
+    esac
+}
 req_cell() {
-    awk -F, -v s="$1" -v w="$2" -v f="$(files_of "$2")" -v lo=" $REQ_LOG_ONLY " '
-        NR > 1 && $1 == s && $2 == w && !(s ~ /^prismfs-/ && index(lo, " " $3 " ")) { n += $4; seen = 1 }
+    awk -F, -v s="$1" -v w="$2" -v f="$(files_of "$2")" -v lo=" $(req_log_only "$1") " '
+        NR > 1 && $1 == s && $2 == w && !index(lo, " " $3 " ") { n += $4; seen = 1 }
         END { if (!seen) print "-"; else printf "%.2f\n", n / f }' "$REQ_CSV"
 }
 req_ops() {
@@ -1158,7 +1163,7 @@ HAVE_PT=0; [[ " ${SYSTEMS[*]} " == *" prismfs-pt "* ]] && HAVE_PT=1
             echo "$row"
         done
         echo
-        echo "prismfs's totals leave out FLUSH, OPENDIR and RELEASEDIR: without its op log prismfs asks the kernel for no FLUSH on close and answers OPENDIR with ENOSYS (after which the kernel opens directories without asking), so those are sent only in this pass (they are listed below). The floor answers OPENDIR with ENOSYS as prismfs does without the log: its one OPENDIR is counted."
+        echo "prismfs's totals leave out what only its op log makes the kernel send (they are listed below): FLUSH, which prismfs otherwise turns off, and for a plain mirror OPENDIR and RELEASEDIR, since without the log it answers OPENDIR with ENOSYS and the kernel then opens directories without asking (a layered mount, prismfs-ovl, answers OPENDIR either way: they count there). The floor answers OPENDIR with ENOSYS like a plain prismfs without the log: its one OPENDIR is counted."
         (( ${#REQ_DROPPED[@]} )) && echo "**The op log dropped records** (counts too low): ${REQ_DROPPED[*]}."
         echo
         echo "By kind, per $(per_what create) / tree entry / run as above:"
