@@ -24,10 +24,39 @@ const char pfs_usage[] =
 	"                                      apply an overlay upper directory to its lower\n"
 	"  discard --upper U [--work W]        throw an upper directory's changes away\n"
 	"  recover --lower L                   finish an interrupted commit (or undo an atomic one)\n"
+	"  help [COMMAND]                      this help, or COMMAND's (as COMMAND --help)\n"
 	"\n"
-	"  -h, --help       this help;  prismfs mount --help for mount options,\n"
-	"                   prismfs commit --help for commit, discard and recover\n"
-	"  -V, --version    print the version\n";
+	"  -h, --help       this help;  prismfs help mount (or mount --help) for mount\n"
+	"                   options, prismfs help commit for commit, discard and recover\n"
+	"  -V, --version    print the version\n"
+	"\n"
+	"mount(8) runs prismfs as its helper (mount -t fuse.prismfs, /etc/fstab), without\n"
+	"the word mount:\n"
+	"  prismfs SOURCE MOUNTPOINT [-o OPTS]   as prismfs mount; SOURCE must have a '/'\n"
+	"                   or exist, or -o must be given (then SOURCE may be a label such\n"
+	"                   as none with lowerdir=); any other first word is an unknown\n"
+	"                   command (exit 2)\n";
+
+const char pfs_unmount_usage[] =
+	"usage: prismfs unmount [--action ACTION] MOUNTPOINT\n"
+	"\n"
+	"Unmount a prismfs mount cleanly and wait for its daemon to exit (umount is a\n"
+	"synonym). A dead mount (its daemon killed) is cleared.\n"
+	"\n"
+	"  --action preserve|discard|commit|commit-atomic\n"
+	"            what becomes of a layered mount's upper (default: the mount's\n"
+	"            --on-unmount, itself preserve by default); the outcome is printed,\n"
+	"            with a long commit's progress on a terminal\n"
+	"  -h, --help  this help\n";
+
+const char pfs_status_usage[] =
+	"usage: prismfs status [--json] MOUNTPOINT\n"
+	"\n"
+	"Show what a prismfs mount is doing: its source, layers, data path, request\n"
+	"transport, mapping table and counters. Times are in ISO 8601 (UTC).\n"
+	"\n"
+	"  --json      one JSON object (started: seconds since the epoch)\n"
+	"  -h, --help  this help\n";
 
 const char pfs_mount_usage[] =
 	"usage: prismfs mount [OPTIONS] SOURCE MOUNTPOINT\n"
@@ -38,8 +67,22 @@ const char pfs_mount_usage[] =
 	"\n"
 	"options:\n"
 	"  -f, --foreground        stay in the foreground (logs and errors on stderr)\n"
+	"  -d                      debug: libfuse's trace of every request and reply on\n"
+	"                          stderr, in the foreground (same as -o debug)\n"
 	"  -o OPT[,OPT...]         FUSE mount options: allow_other, ro, default_permissions,\n"
-	"                          fsname=..., max_read=..., ... (repeatable)\n"
+	"                          fsname=..., subtype=..., max_read=..., debug, ...\n"
+	"                          (repeatable). A value libfuse refuses is bad usage\n"
+	"                          (exit 2). The generic flags of mount(8) are accepted:\n"
+	"                          ro, rw, nosuid, nodev, noexec, sync, dirsync and noatime\n"
+	"                          apply to the FUSE mount; atime, relatime, norelatime,\n"
+	"                          strictatime, nostrictatime, diratime, nodiratime,\n"
+	"                          lazytime and nolazytime change nothing (a FUSE mount's\n"
+	"                          kernel never updates access times itself: they are\n"
+	"                          SOURCE's, under its own mount's flags); nosymfollow\n"
+	"                          and symfollow are accepted but not applied (libfuse\n"
+	"                          does not pass them on); fsname= and subtype= change\n"
+	"                          how /proc/mounts shows the mount, prismfs status and\n"
+	"                          unmount still find it\n"
 	"  --read-only             every modifying call fails with EROFS\n"
 	"  --passthrough auto|on|off\n"
 	"                          kernel FUSE passthrough: file data moves between the\n"
@@ -124,6 +167,8 @@ const char pfs_mount_usage[] =
 	"  -o lowerdir=L1:L2,upperdir=U,workdir=W   (SOURCE is then none, or L1)\n"
 	"  -o whiteout=FORM,on_unmount=ACTION       ('\\:' and '\\,' escape ':' and ',')\n"
 	"  mount -t fuse.prismfs -o lowerdir=L,upperdir=U none MOUNTPOINT\n"
+	"  (upperdir= without lowerdir= takes SOURCE as the lower; SOURCE none, or one\n"
+	"  that does not exist, is refused naming the missing lowerdir=)\n"
 	"\n"
 	"PassthroughFS's command line also works (stays in the foreground, as it did):\n"
 	"  prismfs --mountpoint MOUNTPOINT --target SOURCE [--mapping_file FILE] [OPTIONS]\n";
@@ -362,13 +407,19 @@ static int set_action(struct pfs_config *cfg, const char *v, const char *what, c
 }
 
 /* Options mount(8), mount.fuse3 and fstab lines carry that mean nothing to
- * a FUSE mount (they steer mount(8) itself): accepted and dropped. relatime
- * is the kernel's default, which libfuse does not know by name. */
+ * a FUSE mount: accepted and dropped. Most steer mount(8) itself. The
+ * access time flags (relatime is also the kernel's default) cannot matter:
+ * FUSE marks its inodes S_NOATIME, so the kernel never updates an access
+ * time on the mount; SOURCE's filesystem does, under its own flags.
+ * libfuse 3.14 knows none of these by name, nor nosymfollow, which it
+ * cannot pass on (documented as accepted, not applied). */
 static bool mount8_only(const char *p, size_t n)
 {
 	static const char *const names[] = {"defaults", "auto", "noauto", "nofail", "user",
 					    "nouser", "users", "owner", "group", "_netdev",
-					    "relatime"};
+					    "relatime", "norelatime", "strictatime", "nostrictatime",
+					    "diratime", "nodiratime", "lazytime", "nolazytime",
+					    "symfollow", "nosymfollow"};
 
 	for (size_t i = 0; i < PFS_ARRAY_SIZE(names); i++)
 		if (item_is(p, n, names[i]))
@@ -393,6 +444,7 @@ static int add_fuse_opt(struct pfs_config *cfg, const char *p, size_t n, char *e
 			return -ENOMEM;
 		switch (p[0]) {
 		case 'u':
+			cfg->upper_from_opt = true;
 			return set_dir(cfg, &cfg->upper, val, "upperdir=", err, errlen);
 		case 'w':
 			if (p[1] == 'o')
@@ -411,6 +463,11 @@ static int add_fuse_opt(struct pfs_config *cfg, const char *p, size_t n, char *e
 	if (item_is(p, n, "nodefault_permissions")) {
 		cfg->default_permissions = false;
 		return 0;
+	}
+	if (item_is(p, n, "debug")) {
+		/* As libfuse's own -o debug: the trace needs a terminal's stderr */
+		cfg->debug = true;
+		cfg->foreground = true;
 	}
 	if (item_is(p, n, "allow_other"))
 		cfg->allow_other = true;
@@ -480,6 +537,12 @@ static int finish_layers(struct pfs_config *cfg, char *err, size_t errlen)
 		for (size_t i = 1; i < cfg->noptlowers; i++)
 			if (push_dir(&cfg->lowers, &cfg->nlowers, cfg->optlowers[i]) < 0)
 				return -ENOMEM;
+	}
+	if (cfg->upper_from_opt && !cfg->noptlowers && !cfg->nlowers && cfg->source &&
+	    strcmp(cfg->source, "none") == 0) {
+		seterr(err, errlen, "upperdir= needs lowerdir= (the layers below it; or a SOURCE "
+		       "directory instead of none)");
+		return -EINVAL;
 	}
 	if (!cfg->upper) {
 		if (cfg->layer_opt) {
@@ -558,9 +621,14 @@ static int parse_mount(int argc, char **argv, int start, bool compat, struct pfs
 			dashdash = true;
 		} else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
 			cfg->cmd = PFS_CMD_MOUNT_HELP;
+			cfg->usage = pfs_mount_usage;
 			return 0;
 		} else if (strcmp(a, "-f") == 0 || strcmp(a, "--foreground") == 0) {
 			cfg->foreground = true;
+		} else if (strcmp(a, "-d") == 0 || strcmp(a, "--debug") == 0) {
+			ret = pfs_cli_add_fuse_opts(cfg, "debug", err, errlen);
+			if (ret < 0)
+				return ret;
 		} else if (strcmp(a, "--read-only") == 0) {
 			cfg->read_only = true;
 		} else if (strcmp(a, "--volatile") == 0) {
@@ -721,10 +789,14 @@ static int parse_target(int argc, char **argv, int start, struct pfs_config *cfg
 				return -EINVAL;
 			}
 		} else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-			cfg->cmd = PFS_CMD_HELP;
+			bool st = cfg->cmd == PFS_CMD_STATUS;
+
+			cfg->cmd = st ? PFS_CMD_STATUS_HELP : PFS_CMD_UNMOUNT_HELP;
+			cfg->usage = st ? pfs_status_usage : pfs_unmount_usage;
 			return 0;
 		} else if (a[0] == '-' && a[1]) {
-			seterr(err, errlen, "unknown option '%s' for %s", a, cmd);
+			seterr(err, errlen, "unknown option '%s' for %s (see prismfs %s --help)", a,
+			       cmd, cmd);
 			return -EINVAL;
 		} else if (cfg->mountpoint) {
 			seterr(err, errlen, "unexpected argument '%s'", a);
@@ -753,6 +825,7 @@ static int parse_layers(int argc, char **argv, int start, struct pfs_config *cfg
 
 		if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
 			cfg->cmd = PFS_CMD_LAYERS_HELP;
+			cfg->usage = pfs_layers_usage;
 			return 0;
 		} else if (commit && strcmp(a, "--atomic") == 0) {
 			cfg->atomic = true;
@@ -816,6 +889,61 @@ static int parse_layers(int argc, char **argv, int start, struct pfs_config *cfg
 	return 0;
 }
 
+/* `help CMD`: the help of CMD, as CMD --help gives it. */
+static int parse_help(int argc, char **argv, struct pfs_config *cfg, char *err, size_t errlen)
+{
+	static const struct {
+		const char *name;
+		enum pfs_cmd cmd;
+		const char *usage;
+	} topics[] = {
+		{"help", PFS_CMD_HELP, pfs_usage},
+		{"mount", PFS_CMD_MOUNT_HELP, pfs_mount_usage},
+		{"unmount", PFS_CMD_UNMOUNT_HELP, pfs_unmount_usage},
+		{"umount", PFS_CMD_UNMOUNT_HELP, pfs_unmount_usage},
+		{"status", PFS_CMD_STATUS_HELP, pfs_status_usage},
+		{"commit", PFS_CMD_LAYERS_HELP, pfs_layers_usage},
+		{"discard", PFS_CMD_LAYERS_HELP, pfs_layers_usage},
+		{"recover", PFS_CMD_LAYERS_HELP, pfs_layers_usage},
+	};
+
+	cfg->cmd = PFS_CMD_HELP;
+	cfg->usage = pfs_usage;
+	if (argc < 3)
+		return 0;
+	if (argc > 3) {
+		seterr(err, errlen, "unexpected argument '%s' (usage: prismfs help [COMMAND])",
+		       argv[3]);
+		return -EINVAL;
+	}
+	for (size_t i = 0; i < PFS_ARRAY_SIZE(topics); i++) {
+		if (strcmp(argv[2], topics[i].name) == 0) {
+			cfg->cmd = topics[i].cmd;
+			cfg->usage = topics[i].usage;
+			return 0;
+		}
+	}
+	seterr(err, errlen, "unknown command '%s' (see prismfs --help)", argv[2]);
+	return -EINVAL;
+}
+
+/* A first word that may be a SOURCE (the mount(8) helper form): a path
+ * by its spelling, or any word when mount.fuse's -o comes along. */
+static bool source_by_form(int argc, char **argv)
+{
+	const char *c = argv[1];
+
+	if (strchr(c, '/') || strcmp(c, ".") == 0 || strcmp(c, "..") == 0)
+		return true;
+	for (int i = 2; i < argc; i++) {
+		if (strcmp(argv[i], "--") == 0)
+			break;
+		if (strncmp(argv[i], "-o", 2) == 0)
+			return true;
+	}
+	return false;
+}
+
 int pfs_cli_parse(int argc, char **argv, struct pfs_config *cfg, char *err, size_t errlen)
 {
 	const char *c;
@@ -831,10 +959,13 @@ int pfs_cli_parse(int argc, char **argv, struct pfs_config *cfg, char *err, size
 		return -EINVAL;
 	}
 	c = argv[1];
-	if (strcmp(c, "-h") == 0 || strcmp(c, "--help") == 0 || strcmp(c, "help") == 0) {
+	if (strcmp(c, "-h") == 0 || strcmp(c, "--help") == 0) {
 		cfg->cmd = PFS_CMD_HELP;
+		cfg->usage = pfs_usage;
 		return 0;
 	}
+	if (strcmp(c, "help") == 0)
+		return parse_help(argc, argv, cfg, err, errlen);
 	if (strcmp(c, "-V") == 0 || strcmp(c, "--version") == 0 || strcmp(c, "version") == 0) {
 		cfg->cmd = PFS_CMD_VERSION;
 		return 0;
@@ -857,7 +988,10 @@ int pfs_cli_parse(int argc, char **argv, struct pfs_config *cfg, char *err, size
 		return parse_layers(argc, argv, 2, cfg, err, errlen, c);
 	}
 	if (c[0] != '-') {
-		/* mount(8) helper convention: prismfs SOURCE MOUNTPOINT -o OPTS */
+		/* mount(8) helper convention: prismfs SOURCE MOUNTPOINT -o OPTS.
+		 * A bare word without -o may be a mistyped command instead. */
+		if (!source_by_form(argc, argv))
+			cfg->maybe_cmd = c;
 		cfg->cmd = PFS_CMD_MOUNT;
 		return parse_mount(argc, argv, 1, false, cfg, err, errlen);
 	}

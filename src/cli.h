@@ -16,6 +16,8 @@ enum pfs_cmd {
 	PFS_CMD_DISCARD,
 	PFS_CMD_RECOVER,
 	PFS_CMD_LAYERS_HELP, /* commit/discard/recover --help */
+	PFS_CMD_UNMOUNT_HELP,
+	PFS_CMD_STATUS_HELP,
 };
 
 enum pfs_log_format { PFS_LOG_TEXT, PFS_LOG_JSON };
@@ -73,12 +75,20 @@ struct pfs_config {
 	enum pfs_whiteout whiteout; /* mount --whiteout */
 	enum pfs_action action;     /* mount --on-unmount; unmount --action */
 	bool mount_ro;          /* -o ro (last of ro/rw): the kernel mount is read-only */
+	bool debug;             /* -d, -o debug: libfuse's request trace on stderr */
+	const char *usage;      /* the *_HELP commands: the text to print */
+	/* The mount(8) helper form, `prismfs WORD MOUNTPOINT`, with a first
+	 * word that names no command, has no '/' and came without -o: WORD
+	 * is a mistyped command unless it exists (checked by the caller:
+	 * parsing does no I/O). */
+	const char *maybe_cmd;
 	/* Parse state: lowerdir= entries (until folded into source and
 	 * lowers), the first layer option seen (to name it when --upper is
 	 * missing), and the strings unescaped from -o that fields point into. */
 	const char **optlowers;
 	size_t noptlowers;
 	const char *layer_opt;
+	bool upper_from_opt;    /* the upper came as upperdir= */
 	char **strs;
 	size_t nstrs;
 };
@@ -104,5 +114,7 @@ const char *pfs_whiteout_name(enum pfs_whiteout w);
 extern const char pfs_usage[];
 extern const char pfs_mount_usage[];
 extern const char pfs_layers_usage[];
+extern const char pfs_unmount_usage[];
+extern const char pfs_status_usage[];
 
 #endif

@@ -1,8 +1,10 @@
 /* prismfs: program entry — parse, then hand the command to its runner. */
 #include "cli.h"
+#include "cli_check.h"
 #include "commit_cmd.h"
 #include "daemon.h"
 
+#include <errno.h>
 #include <stdio.h>
 
 int main(int argc, char **argv)
@@ -11,22 +13,27 @@ int main(int argc, char **argv)
 	char err[256];
 	int ret;
 
-	if (pfs_cli_parse(argc, argv, &cfg, err, sizeof(err)) < 0) {
+	ret = pfs_cli_parse(argc, argv, &cfg, err, sizeof(err));
+	/* A mistyped command is named as such, whatever its arguments. */
+	if (pfs_cli_check_command(&cfg, err, sizeof(err)) < 0 ||
+	    (ret == 0 && pfs_cli_check_mount(&cfg, err, sizeof(err)) < 0))
+		ret = -EINVAL;
+	if (ret < 0) {
 		fprintf(stderr, "prismfs: %s\n", err);
 		pfs_config_free(&cfg);
 		return 2;
 	}
 	switch (cfg.cmd) {
 	case PFS_CMD_HELP:
-		fputs(pfs_usage, stdout);
+	case PFS_CMD_MOUNT_HELP:
+	case PFS_CMD_LAYERS_HELP:
+	case PFS_CMD_UNMOUNT_HELP:
+	case PFS_CMD_STATUS_HELP:
+		fputs(cfg.usage ? cfg.usage : pfs_usage, stdout);
 		ret = 0;
 		break;
 	case PFS_CMD_VERSION:
 		printf("prismfs %s\n", PRISMFS_VERSION);
-		ret = 0;
-		break;
-	case PFS_CMD_MOUNT_HELP:
-		fputs(pfs_mount_usage, stdout);
 		ret = 0;
 		break;
 	case PFS_CMD_MOUNT:
@@ -37,10 +44,6 @@ int main(int argc, char **argv)
 		break;
 	case PFS_CMD_STATUS:
 		ret = pfs_cmd_status(&cfg);
-		break;
-	case PFS_CMD_LAYERS_HELP:
-		fputs(pfs_layers_usage, stdout);
-		ret = 0;
 		break;
 	case PFS_CMD_COMMIT:
 		ret = pfs_cmd_commit(&cfg);
