@@ -472,6 +472,22 @@ int pfs_ctl_finish(struct pfs_ctl *ctl, int exit_code, uint64_t dropped,
 	return told;
 }
 
+bool pfs_ctl_is_prismfs(const struct pfs_mntent *e)
+{
+	struct sockaddr_un sa;
+	struct stat st;
+
+	if (strcmp(e->fstype, "fuse.prismfs") == 0)
+		return true;
+	/* fsname= only changes the source column; subtype= changes the type
+	 * to fuse.NAME. The socket is made by the daemon of this very device
+	 * (a stale one is replaced at mount), so it marks the mount as ours. */
+	if (strcmp(e->fstype, "fuse") != 0 && strncmp(e->fstype, "fuse.", 5) != 0)
+		return false;
+	return pfs_ctl_path(e->major, e->minor, sa.sun_path, sizeof(sa.sun_path), 0) == 0 &&
+	       stat(sa.sun_path, &st) == 0 && S_ISSOCK(st.st_mode);
+}
+
 int pfs_ctl_connect(const char *mountpoint, const char **why)
 {
 	struct pfs_mntent e;
@@ -485,7 +501,7 @@ int pfs_ctl_connect(const char *mountpoint, const char **why)
 	}
 	ret = pfs_mountinfo_find(f, mountpoint, &e);
 	fclose(f);
-	if (ret < 0 || strcmp(e.fstype, "fuse.prismfs") != 0) {
+	if (ret < 0 || !pfs_ctl_is_prismfs(&e)) {
 		*why = "not a prismfs mount";
 		return -EINVAL;
 	}

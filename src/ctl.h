@@ -58,4 +58,9 @@ int pfs_ctl_finish(struct pfs_ctl *ctl, int exit_code, uint64_t dropped,
  * the daemon is gone and its mount is dead (every access to it fails so). */
 int pfs_ctl_connect(const char *mountpoint, const char **why);
 
+struct pfs_mntent;
+/* Is e a prismfs mount? Its type says so (fuse.prismfs) unless -o subtype=
+ * renamed it; then the control socket named by its device does. */
+bool pfs_ctl_is_prismfs(const struct pfs_mntent *e);
+
 #endif

@@ -38,11 +38,15 @@
  * they can be said in our one line instead of beside it. */
 static char fuse_msg[512];
 static int fuse_log_to_stderr;
+static bool fuse_log_debug; /* -d, -o debug: libfuse's trace goes to stderr */
 
 static void fuse_log_capture(enum fuse_log_level level, const char *fmt, va_list ap)
 {
-	if (level > FUSE_LOG_ERR)
+	if (level > FUSE_LOG_ERR) {
+		if (fuse_log_debug)
+			vfprintf(stderr, fmt, ap);
 		return;
+	}
 	vsnprintf(fuse_msg, sizeof(fuse_msg), fmt, ap);
 	fuse_msg[strcspn(fuse_msg, "\n")] = '\0';
 	if (fuse_log_to_stderr)
@@ -722,6 +726,7 @@ int pfs_cmd_mount(const struct pfs_config *cfg)
 	pid_t pid;
 
 	umask(0); /* modes arrive already masked by the caller's umask */
+	fuse_log_debug = cfg->debug;
 	fuse_set_log_func(fuse_log_capture);
 	raise_fd_limit();
 	pthread_rwlock_init(&fs.names_lock, NULL);
@@ -990,7 +995,7 @@ int pfs_cmd_unmount(const struct pfs_config *cfg)
 		say("%s does not exist", cfg->mountpoint);
 		goto out;
 	}
-	if (find_mount(mnt, e) < 0 || strcmp(e->fstype, "fuse.prismfs") != 0) {
+	if (find_mount(mnt, e) < 0 || !pfs_ctl_is_prismfs(e)) {
 		say("%s is not a prismfs mount", cfg->mountpoint);
 		goto out;
 	}
@@ -1075,6 +1080,17 @@ static void print_field(const char *key, const char *sub, json_t *v)
 	char name[64];
 
 	snprintf(name, sizeof(name), "%s%s%s", key, sub ? "." : "", sub ? sub : "");
+	if (!sub && strcmp(key, "started") == 0 && json_is_integer(v)) {
+		/* JSON keeps the epoch seconds; a person reads ISO 8601 as the
+		 * other times are shown */
+		struct timespec ts = {.tv_sec = (time_t)json_integer_value(v)};
+		char at[40];
+
+		pfs_fmt_time(&ts, at, sizeof(at));
+		free(s);
+		printf("%-28s %s\n", name, at);
+		return;
+	}
 	printf("%-28s %s\n", name, s ? s : json_string_value(v));
 	free(s);
 }
