@@ -29,6 +29,21 @@ static void resolved(const char *upper)
 	free(canon);
 }
 
+/* What was done, in the words of `prismfs unmount --action` (layer_life.c),
+ * with the directories as canonical paths. */
+static void said_done(const char *verb, const char *upper, const char *lower, bool atomic)
+{
+	char *u = realpath(upper, NULL), *l = lower ? realpath(lower, NULL) : NULL;
+
+	if (lower)
+		printf("%s %s to %s%s\n", verb, u ? u : upper, l ? l : lower,
+		       atomic ? " atomically" : "");
+	else
+		printf("%s the changes in %s\n", verb, u ? u : upper);
+	free(u);
+	free(l);
+}
+
 int pfs_cmd_commit(const struct pfs_config *cfg)
 {
 	struct pfs_commit_opts o = {
@@ -44,8 +59,10 @@ int pfs_cmd_commit(const struct pfs_config *cfg)
 	static char err[ERRLEN];
 	int ret = pfs_commit(&o, err, sizeof(err));
 
-	if (ret == 0)
+	if (ret == 0) {
 		resolved(cfg->upper);
+		said_done("committed", cfg->upper, cfg->lower, cfg->atomic);
+	}
 	return report(ret, err);
 }
 
@@ -54,8 +71,10 @@ int pfs_cmd_discard(const struct pfs_config *cfg)
 	static char err[ERRLEN];
 	int ret = pfs_discard(cfg->upper, cfg->work, err, sizeof(err));
 
-	if (ret == 0)
+	if (ret == 0) {
 		resolved(cfg->upper);
+		said_done("discarded", cfg->upper, NULL, false);
+	}
 	return report(ret, err);
 }
 
