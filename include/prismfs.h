@@ -85,9 +85,11 @@ int prismfs_config_set_option(prismfs_config *cfg, const char *key, const char *
 /* Mount cfg at mountpoint (an existing directory; it may be the source
  * itself). On success *out is the mount, to be given to prismfs_unmount().
  * Errors: -EINVAL for a configuration the command would refuse (no source,
- * a bad option value), -EIO for a mount that failed (a missing source, a
- * busy mount point, no /dev/fuse...), -ENOMEM; nothing is mounted then and
- * *out is NULL. */
+ * a bad option value, a -o option libfuse refuses), -ENOENT when a
+ * directory it names does not exist (the source, the mount point, the
+ * upper, a lower), -EIO for a mount that failed otherwise (a busy mount
+ * point, no /dev/fuse...), -ENOMEM; nothing is mounted then and *out is
+ * NULL. */
 int prismfs_mount(const prismfs_config *cfg, const char *mountpoint, prismfs_mount_t **out);
 
 /* The absolute, canonical path of m's mount point. Valid until m is freed. */

@@ -5,6 +5,7 @@
 #include "prismfs.h"
 
 #include "cli.h"
+#include "cli_check.h"
 #include "daemon.h"
 
 #include <errno.h>
@@ -163,9 +164,28 @@ PFS_API int prismfs_config_set_option(prismfs_config *cfg, const char *key, cons
 	return fail(-EINVAL, "unknown option %s", key);
 }
 
+/* A directory the mount names (SOURCE, the mount point, the upper, a
+ * lower) that does not exist: the mount failed for want of it. */
+static bool names_missing(const struct pfs_config *pc)
+{
+	const char *dirs[] = {pc->source, pc->mountpoint, pc->upper};
+	struct stat st;
+
+	for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++)
+		if (dirs[i] && lstat(dirs[i], &st) < 0 && errno == ENOENT)
+			return true;
+	for (size_t i = 0; i < pc->nlowers; i++)
+		if (lstat(pc->lowers[i], &st) < 0 && errno == ENOENT)
+			return true;
+	return false;
+}
+
+#define RUN_MISSING 3 /* run(): failed, and a directory it names is missing */
+
 /* Run the command line argv (argc entries) in this process: parse it as
  * main() does, then run it with its lines kept for prismfs_last_error and
- * off stderr. Returns the command's exit status (2: bad usage). */
+ * off stderr. Returns the command's exit status (2: bad usage), or
+ * RUN_MISSING. */
 static int run(int argc, char **argv, bool mount)
 {
 	struct pfs_config pc;
@@ -174,7 +194,8 @@ static int run(int argc, char **argv, bool mount)
 	mode_t mask;
 	int ret;
 
-	if (pfs_cli_parse(argc, argv, &pc, err, sizeof(err)) < 0) {
+	if (pfs_cli_parse(argc, argv, &pc, err, sizeof(err)) < 0 ||
+	    (mount && pfs_cli_check_mount(&pc, err, sizeof(err)) < 0)) {
 		pfs_config_free(&pc);
 		fail(0, "%s", err);
 		return 2;
@@ -189,9 +210,12 @@ static int run(int argc, char **argv, bool mount)
 		_exit(ret); /* the forked daemon, done serving: never the caller's code */
 	umask(mask);
 	pfs_say_quiet_pid = 0;
-	pfs_config_free(&pc);
-	if (ret != 0)
+	if (ret != 0) {
 		fail(0, "%s", pfs_said[0] ? pfs_said : "failed");
+		if (mount && names_missing(&pc))
+			ret = RUN_MISSING;
+	}
+	pfs_config_free(&pc);
 	return ret;
 }
 
@@ -225,7 +249,7 @@ PFS_API int prismfs_mount(const prismfs_config *cfg, const char *mountpoint, pri
 		m->mountpoint = strdup(real);
 	r = run(argc, argv, true);
 	if (r != 0) {
-		r = r == 2 ? -EINVAL : -EIO;
+		r = r == 2 ? -EINVAL : r == RUN_MISSING ? -ENOENT : -EIO;
 		goto out;
 	}
 	if (!m->mountpoint && realpath(mountpoint, real))
