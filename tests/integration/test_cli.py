@@ -11,8 +11,8 @@ import pytest
 
 from conftest import PRISMFS, force_unmount, is_mounted, mounts_under
 from prism_helpers import (SETPRIV, assert_one_error_line, bg, cli, make_dirs,  # noqa: F401
-                           mount_count, mountinfo_entry, prismfs_daemons_for, status_json,
-                           wait_for)
+                           mount_count, mountinfo_entry, prismfs_daemons_for, proc_state,
+                           status_json, wait_for)
 
 
 def nothing_left(workdir, what):
@@ -438,3 +438,264 @@ def test_log_to_stderr(workdir, mounter, fmt):
                for o in objs), "lookup of /hello not logged"
     assert any(o.get("op") == "lookup" and o.get("path") == "/nothere" and
                o.get("errno") == "ENOENT" for o in objs), "failed lookup of /nothere not logged"
+
+
+# --------------------------------------------------------------------------
+# command-line hygiene: unknown commands, help per command, -o values,
+# debug output, generic mount flags, finding a renamed mount, what commit
+# says, times in status
+
+@pytest.mark.parametrize("args", [
+    ["snapshot", "mnt"], ["snapshot"], ["frobnicate", "mnt", "-f"], ["statsu", "mnt"],
+    ["snapshot", "--help"], ["snapshot", "src", "mnt"],
+], ids=lambda a: " ".join(a))
+def test_unknown_command_is_usage_error(workdir, args):
+    """A first word that is no command and no existing path is a mistyped
+    command (exit 2), never a SOURCE that does not exist."""
+    make_dirs(workdir, "src", "mnt")
+    res = cli(*args, cwd=workdir, timeout=15)
+    assert_one_error_line(res, "prismfs %s" % " ".join(args))
+    assert res.returncode == 2, "prismfs %s exited %d, not 2 (bad usage)" % (
+        " ".join(args), res.returncode)
+    assert "unknown command '%s'" % args[0] in res.stderr, (
+        "prismfs %s should name the unknown command: %r" % (" ".join(args), res.stderr))
+    nothing_left(workdir, "unknown command")
+
+
+@pytest.mark.parametrize("form", ["absolute paths", "existing relative SOURCE",
+                                  "label with -o lowerdir=", "relative SOURCE with -o"])
+def test_mount_helper_form_still_mounts(workdir, bg, form):
+    """mount(8)'s helper convention, `prismfs SOURCE MOUNTPOINT [-o OPTS]`,
+    keeps working (mount.fuse3 runs it so)."""
+    src, mnt, upper = make_dirs(workdir, "src", "mnt", "U")
+    with open(os.path.join(src, "f"), "w") as f:
+        f.write("helper\n")
+    args = {
+        "absolute paths": [src, mnt],
+        "existing relative SOURCE": ["src", "mnt"],
+        "label with -o lowerdir=": ["none", "mnt", "-o", "lowerdir=%s,upperdir=%s" % (src, upper)],
+        "relative SOURCE with -o": ["src", "mnt", "-o", "default_permissions"],
+    }[form]
+    bg.mountpoints.append(os.path.realpath(mnt))
+    res = cli(*args, cwd=workdir)
+    assert res.returncode == 0, "prismfs %s failed (%d): %s" % (" ".join(args), res.returncode,
+                                                                res.stderr)
+    with open(os.path.join(mnt, "f")) as f:
+        assert f.read() == "helper\n"
+    res = cli("unmount", mnt)
+    assert res.returncode == 0, "unmount failed: %s" % res.stderr
+
+
+HELP_TOPICS = {"mount": "prismfs mount", "unmount": "prismfs unmount",
+               "umount": "prismfs unmount", "status": "prismfs status",
+               "commit": "prismfs commit", "discard": "prismfs discard",
+               "recover": "prismfs recover"}
+
+
+@pytest.mark.parametrize("cmd", sorted(HELP_TOPICS))
+def test_help_of_each_command(cmd):
+    """`prismfs help CMD` and `prismfs CMD --help` print CMD's own help."""
+    general = cli("--help").stdout
+    outs = []
+    for args in (["help", cmd], [cmd, "--help"], [cmd, "-h"]):
+        res = cli(*args)
+        assert res.returncode == 0, "prismfs %s exited %d: %s" % (" ".join(args),
+                                                                  res.returncode, res.stderr)
+        assert res.stderr == "", "prismfs %s wrote to stderr: %r" % (" ".join(args), res.stderr)
+        assert res.stdout.startswith("usage: "), "prismfs %s: no usage line:\n%s" % (
+            " ".join(args), res.stdout)
+        assert HELP_TOPICS[cmd] in res.stdout, "prismfs %s does not show %r:\n%s" % (
+            " ".join(args), HELP_TOPICS[cmd], res.stdout)
+        assert res.stdout != general, "prismfs %s printed the general help" % " ".join(args)
+        outs.append(res.stdout)
+    assert outs[0] == outs[1] == outs[2], "help %s and %s --help differ" % (cmd, cmd)
+
+
+def test_help_without_topic_and_unknown_topic():
+    assert cli("help").stdout == cli("--help").stdout
+    res = cli("help", "snapshot")
+    assert_one_error_line(res, "prismfs help snapshot")
+    assert res.returncode == 2 and "unknown command 'snapshot'" in res.stderr, res.stderr
+
+
+@pytest.mark.parametrize("opt", ["max_read=abc", "no_such_option", "foo=bar",
+                                 "allow_other,max_read=x1", "nodiratime,bogus"])
+@pytest.mark.parametrize("foreground", [False, True])
+def test_bad_o_value_is_usage_error(workdir, opt, foreground):
+    src, mnt = make_dirs(workdir, "src", "mnt")
+    args = ["mount"] + (["-f"] if foreground else []) + ["-o", opt, src, mnt]
+    res = cli(*args, timeout=15)
+    assert_one_error_line(res, "prismfs %s" % " ".join(args))
+    assert res.returncode == 2, "a bad -o option should exit 2 (usage), got %d: %s" % (
+        res.returncode, res.stderr)
+    bad = [o for o in opt.split(",") if o not in ("allow_other", "nodiratime")][0]
+    assert bad in res.stderr, "the error does not name -o %s: %r" % (bad, res.stderr)
+    for q in ("`", "'", '"'):
+        assert q not in res.stderr, "stray quote %s in %r" % (q, res.stderr)
+    nothing_left(workdir, "bad -o")
+
+
+@pytest.mark.parametrize("opts", ["subtype=other", "fsname=elsewhere",
+                                  "fsname=x,subtype=y", "subtype=prismfs2"])
+def test_renamed_mount_is_still_found(workdir, bg, opts):
+    """-o subtype= (type fuse.NAME) and fsname= (the source column) change
+    how /proc/mounts shows the mount, not whether status/unmount find it."""
+    src, mnt = make_dirs(workdir, "src", "mnt")
+    res = bg.mount(src, mnt, "-o", opts)
+    assert res.returncode == 0, "mount -o %s failed: %s" % (opts, res.stderr)
+    ent = [ln.split() for ln in open("/proc/self/mounts") if
+           ln.split()[1] == os.path.realpath(mnt)]
+    assert ent, "nothing mounted"
+    if "subtype=" in opts:
+        want = "fuse." + opts.split("subtype=")[1].split(",")[0]
+        assert ent[-1][2] == want, "type %s, expected %s" % (ent[-1][2], want)
+    res = cli("status", mnt)
+    assert res.returncode == 0, "status of a mount with -o %s failed: %s" % (opts, res.stderr)
+    obj = status_json(mnt)
+    pid = obj["pid"]
+    bg.remember_pid(pid)
+    res = cli("unmount", mnt)
+    assert res.returncode == 0, "unmount of a mount with -o %s failed: %s" % (opts, res.stderr)
+    assert not is_mounted(mnt), "still mounted"
+    assert wait_for(lambda: proc_state(pid) in (None, "Z"), 10), "the daemon did not exit"
+
+
+@pytest.mark.parametrize("flag", [["-d"], ["-o", "debug"], ["-o", "allow_other,debug"]],
+                         ids=lambda a: " ".join(a))
+def test_debug_gives_libfuse_trace_in_foreground(workdir, flag):
+    """-d / -o debug: libfuse's request trace on stderr, and (as libfuse's
+    own -d) the command stays in the foreground without -f."""
+    src, mnt = make_dirs(workdir, "src", "mnt")
+    with open(os.path.join(src, "f"), "w") as f:
+        f.write("x")
+    errpath = os.path.join(workdir, "stderr")
+    with open(errpath, "w") as err:
+        p = subprocess.Popen([PRISMFS, "mount", *flag, src, mnt], stdin=subprocess.DEVNULL,
+                             stdout=err, stderr=err)
+    try:
+        assert wait_for(lambda: is_mounted(mnt) or p.poll() is not None, 20), "never mounted"
+        assert p.poll() is None, "prismfs %s returned (%r): not in the foreground: %s" % (
+            " ".join(flag), p.returncode, open(errpath).read())
+        os.stat(os.path.join(mnt, "f"))
+        os.listdir(mnt)
+
+        def traced():
+            t = open(errpath).read()
+            return "opcode: LOOKUP" in t and "unique:" in t
+        assert wait_for(traced, 10), "no libfuse trace on stderr:\n%s" % open(errpath).read()[-2000:]
+    finally:
+        if is_mounted(mnt):
+            cli("unmount", mnt)
+        try:
+            p.wait(30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+    assert p.returncode == 0, "prismfs -d exited %d" % p.returncode
+    for m in ("AddressSanitizer", "LeakSanitizer", "runtime error:"):
+        assert m not in open(errpath).read(), "sanitizer report:\n" + open(errpath).read()
+
+
+@pytest.mark.parametrize("args", [
+    ["mount", "-o", "upperdir=U", "none", "mnt"],
+    ["mount", "-o", "upperdir=U,workdir=W", "none", "mnt"],
+    ["overlay", "mnt", "-o", "upperdir=U,workdir=W"],
+    ["mount", "-o", "upperdir=U", "missing", "mnt"],
+], ids=lambda a: " ".join(a))
+def test_upperdir_without_lowerdir_names_lowerdir(workdir, args):
+    make_dirs(workdir, "mnt", "U", "W")
+    res = cli(*args, cwd=workdir, timeout=15)
+    assert_one_error_line(res, "prismfs %s" % " ".join(args))
+    assert res.returncode == 2, "exit %d, not 2: %s" % (res.returncode, res.stderr)
+    assert "lowerdir=" in res.stderr, "the error does not name the missing lowerdir=: %r" % (
+        res.stderr)
+    nothing_left(workdir, "upperdir without lowerdir")
+
+
+GENERIC_FLAGS = ["nodiratime", "diratime", "strictatime", "nostrictatime", "lazytime",
+                 "nolazytime", "norelatime", "relatime", "noatime", "atime", "nosymfollow",
+                 "symfollow"]
+
+
+@pytest.mark.parametrize("how", ["mount -o", "helper form"])
+def test_generic_mount_flags_accepted(workdir, bg, how):
+    """The flags mount(8) and xfstests pass are accepted, each one alone
+    and all together (a remount line carries several)."""
+    src = make_dirs(workdir, "src")[0]
+    with open(os.path.join(src, "f"), "w") as f:
+        f.write("flags\n")
+    for i, opt in enumerate(GENERIC_FLAGS + [",".join(GENERIC_FLAGS)]):
+        mnt = make_dirs(workdir, "m%d" % i)[0]
+        if how == "mount -o":
+            res = bg.mount(src, mnt, "-o", opt)
+        else:
+            bg.mountpoints.append(os.path.realpath(mnt))
+            res = cli(src, mnt, "-o", "rw," + opt)
+        assert res.returncode == 0, "-o %s refused (%d): %s" % (opt, res.returncode, res.stderr)
+        with open(os.path.join(mnt, "f")) as f:
+            assert f.read() == "flags\n"
+        res = cli("unmount", mnt)
+        assert res.returncode == 0, res.stderr
+
+
+def test_noatime_still_reaches_the_mount(workdir, bg):
+    src, mnt = make_dirs(workdir, "src", "mnt")
+    assert bg.mount(src, mnt, "-o", "noatime,nodiratime").returncode == 0
+    ent = mountinfo_entry(mnt)
+    assert "noatime" in ent[0], "noatime is not a flag of the mount: %s" % (ent[0],)
+    assert cli("unmount", mnt).returncode == 0
+
+
+def test_status_text_times_are_iso8601(workdir, mounter):
+    import re
+    import datetime
+    src, mnt = make_dirs(workdir, "src", "mnt")
+    mounter(src, mnt)
+    res = cli("status", mnt)
+    assert res.returncode == 0, res.stderr
+    obj = status_json(mnt)
+    iso = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:?\d\d)$")
+    fields = dict(ln.split(None, 1) for ln in res.stdout.splitlines() if len(ln.split(None, 1)) == 2)
+    started = fields.get("started", "").strip()
+    assert iso.match(started), "status shows started as %r, not ISO 8601" % started
+    when = datetime.datetime.strptime(started[:19], "%Y-%m-%dT%H:%M:%S").replace(
+        tzinfo=datetime.timezone.utc)
+    assert abs(when.timestamp() - obj["started"]) < 1, (started, obj["started"])
+    for key, value in fields.items():
+        if key.endswith("_at") or key in ("started",):
+            value = value.strip()
+            assert value == "null" or iso.match(value), "%s is %r, not ISO 8601" % (key, value)
+
+
+@pytest.mark.parametrize("atomic", [False, True])
+def test_commit_and_discard_say_what_they_did(workdir, bg, atomic):
+    """prismfs commit / discard print one line saying what they did, in the
+    words `prismfs unmount --action` uses."""
+    import re
+    lower, upper, lower2, upper2, mnt = make_dirs(workdir, "L", "U", "L2", "U2", "mnt")
+    with open(os.path.join(upper, "new"), "w") as f:
+        f.write("n\n")
+    args = ["commit", "--upper", upper, "--lower", lower] + (["--atomic"] if atomic else [])
+    res = cli(*args)
+    assert res.returncode == 0, res.stderr
+    want = "committed %s to %s%s" % (os.path.realpath(upper), os.path.realpath(lower),
+                                     " atomically" if atomic else "")
+    assert res.stdout.strip() == want, "prismfs commit said %r, expected %r" % (res.stdout,
+                                                                                  want)
+    assert os.path.exists(os.path.join(lower, "new"))
+    # the same words as an unmount that commits
+    res = bg.mount(lower2, mnt, "--upper", upper2)
+    assert res.returncode == 0, res.stderr
+    with open(os.path.join(mnt, "x"), "w") as f:
+        f.write("x")
+    res = cli("unmount", "--action", "commit-atomic" if atomic else "commit", mnt)
+    assert res.returncode == 0, res.stderr
+    pat = r"^committed (\S+) to (\S+)%s$" % (" atomically" if atomic else "")
+    assert re.match(pat, res.stdout.strip()), res.stdout
+    with open(os.path.join(upper, "gone"), "w") as f:
+        f.write("g")
+    res = cli("discard", "--upper", upper)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "discarded the changes in %s" % os.path.realpath(upper), \
+        res.stdout
+    assert os.listdir(upper) == []

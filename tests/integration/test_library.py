@@ -10,6 +10,7 @@ a source that does not exist, an unknown option — each a negative errno and
 one line from prismfs_last_error(), with nothing mounted. Every mount is
 unmounted in teardown even when a test fails (the workdir fixture).
 """
+import errno
 import os
 import shutil
 import subprocess
@@ -118,12 +119,22 @@ def test_refusals_say_one_line_and_mount_nothing(workdir, programs):
     # Nothing on stderr: the reasons come only through prismfs_last_error().
     assert res.stderr == ""
     lines = res.stdout.splitlines()
-    assert len(lines) == 5, res.stdout
+    assert len(lines) == 7, res.stdout
     for line in lines:
         what, err, msg = line.split("|")
         assert int(err) < 0, line
         assert msg and "\n" not in msg and not msg.startswith("prismfs:"), line
     got = {line.split("|")[0]: line.split("|")[2] for line in lines}
+    code = {line.split("|")[0]: int(line.split("|")[1]) for line in lines}
+    # a directory that does not exist is ENOENT, as open(2) says; bad usage EINVAL
+    for what in ("missing-source", "missing-upper"):
+        assert code[what] == -errno.ENOENT, "%s gave %d, not -ENOENT: %s" % (
+            what, code[what], got[what])
+    for what in ("bad-value", "bad-o-value"):
+        assert code[what] == -errno.EINVAL, "%s gave %d, not -EINVAL: %s" % (
+            what, code[what], got[what])
+    assert "max_read=lots" in got["bad-o-value"] and "'" not in got["bad-o-value"], \
+        got["bad-o-value"]
     assert got["no-source"] == "no source set"
     assert "missing" in got["missing-source"] and "does not exist" in got["missing-source"]
     assert "frobnicate" in got["unknown-option"]
@@ -164,6 +175,22 @@ int main(int argc, char **argv)
 	prismfs_config_set_option(c, "passthrough", "sometimes");
 	r = prismfs_mount(c, mnt, &m);
 	show("bad-value", r);
+	bad |= r >= 0 || m;
+	prismfs_config_free(c);
+
+	c = prismfs_config_new();                    /* a missing upper */
+	prismfs_config_set_source(c, src);
+	prismfs_config_set_upper(c, missing);
+	r = prismfs_mount(c, mnt, &m);
+	show("missing-upper", r);
+	bad |= r >= 0 || m;
+	prismfs_config_free(c);
+
+	c = prismfs_config_new();                    /* a -o value libfuse refuses */
+	prismfs_config_set_source(c, src);
+	prismfs_config_set_option(c, "o", "max_read=lots");
+	r = prismfs_mount(c, mnt, &m);
+	show("bad-o-value", r);
 	bad |= r >= 0 || m;
 	prismfs_config_free(c);
 
