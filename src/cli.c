@@ -79,8 +79,9 @@ const char pfs_mount_usage[] =
 	"                          lazytime and nolazytime change nothing (a FUSE mount's\n"
 	"                          kernel never updates access times itself: they are\n"
 	"                          SOURCE's, under its own mount's flags); nosymfollow\n"
-	"                          and symfollow are accepted but not applied (libfuse\n"
-	"                          does not pass them on); fsname= and subtype= change\n"
+	"                          is set on the mount by the daemon (mount_setattr:\n"
+	"                          needs root, else the mount is refused); fsname= and\n"
+	"                          subtype= change\n"
 	"                          how /proc/mounts shows the mount, prismfs status and\n"
 	"                          unmount still find it\n"
 	"  --read-only             every modifying call fails with EROFS\n"
@@ -411,15 +412,13 @@ static int set_action(struct pfs_config *cfg, const char *v, const char *what, c
  * access time flags (relatime is also the kernel's default) cannot matter:
  * FUSE marks its inodes S_NOATIME, so the kernel never updates an access
  * time on the mount; SOURCE's filesystem does, under its own flags.
- * libfuse 3.14 knows none of these by name, nor nosymfollow, which it
- * cannot pass on (documented as accepted, not applied). */
+ * libfuse 3.14 knows none of these by name. */
 static bool mount8_only(const char *p, size_t n)
 {
 	static const char *const names[] = {"defaults", "auto", "noauto", "nofail", "user",
 					    "nouser", "users", "owner", "group", "_netdev",
 					    "relatime", "norelatime", "strictatime", "nostrictatime",
-					    "diratime", "nodiratime", "lazytime", "nolazytime",
-					    "symfollow", "nosymfollow"};
+					    "diratime", "nodiratime", "lazytime", "nolazytime"};
 
 	for (size_t i = 0; i < PFS_ARRAY_SIZE(names); i++)
 		if (item_is(p, n, names[i]))
@@ -462,6 +461,11 @@ static int add_fuse_opt(struct pfs_config *cfg, const char *p, size_t n, char *e
 	}
 	if (item_is(p, n, "nodefault_permissions")) {
 		cfg->default_permissions = false;
+		return 0;
+	}
+	if (item_is(p, n, "nosymfollow") || item_is(p, n, "symfollow")) {
+		/* libfuse 3.14 cannot pass it: the daemon sets it on the mount */
+		cfg->nosymfollow = p[0] == 'n';
 		return 0;
 	}
 	if (item_is(p, n, "debug")) {

@@ -76,6 +76,7 @@ struct pfs_config {
 	enum pfs_action action;     /* mount --on-unmount; unmount --action */
 	bool mount_ro;          /* -o ro (last of ro/rw): the kernel mount is read-only */
 	bool debug;             /* -d, -o debug: libfuse's request trace on stderr */
+	bool nosymfollow;       /* -o nosymfollow (last of it and symfollow) */
 	const char *usage;      /* the *_HELP commands: the text to print */
 	/* The mount(8) helper form, `prismfs WORD MOUNTPOINT`, with a first
 	 * word that names no command, has no '/' and came without -o: WORD

@@ -518,6 +518,10 @@ static int serve(const struct pfs_config *cfg, struct pfs_fs *fs, struct fuse_se
 		goto out_signals;
 	}
 	sv->mounted = true;
+	if (cfg->nosymfollow && pfs_mount_nosymfollow(fs->mountpoint) < 0) {
+		report(pfd, "cannot make %s nosymfollow: %s", fs->mountpoint, strerror(errno));
+		goto out_unmount;
+	}
 	if (pfs_shim_install(fs) < 0) {
 		report(pfd, "cannot install the FUSE channel shim");
 		goto out_unmount;

@@ -200,6 +200,15 @@ static int run(int argc, char **argv, bool mount)
 		fail(0, "%s", err);
 		return 2;
 	}
+	if (pc.debug) {
+		/* The trace keeps the daemon in the foreground, on our stderr:
+		 * prismfs_mount would never return, and the library prints
+		 * nothing. */
+		pfs_config_free(&pc);
+		fail(0, "-o debug is for the command line (prismfs mount -d): the library "
+		     "prints nothing");
+		return 2;
+	}
 	pfs_said[0] = '\0';
 	pfs_say_quiet_pid = self;
 	pfs_daemon_pid = 0;

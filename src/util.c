@@ -4,7 +4,11 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <linux/mount.h>
 #include <sys/statfs.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 const char *pfs_errname(int err, char *buf, size_t len)
 {
@@ -243,4 +247,13 @@ char *pfs_path_join(const char *dir, const char *name)
 	if (asprintf(&out, "%s/%s", strcmp(dir, "/") == 0 ? "" : dir, name) < 0)
 		return NULL;
 	return out;
+}
+
+int pfs_mount_nosymfollow(const char *path)
+{
+	struct mount_attr attr = {.attr_set = MOUNT_ATTR_NOSYMFOLLOW};
+
+	if (syscall(SYS_mount_setattr, AT_FDCWD, path, 0, &attr, sizeof(attr)) < 0)
+		return -errno;
+	return 0;
 }

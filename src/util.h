@@ -38,6 +38,11 @@ uint64_t pfs_now_ns(void);
  * its effective set? Reads /proc/self/status; false when it cannot. */
 bool pfs_cap_effective(unsigned cap);
 
+/* Make the mount at path refuse to follow symlinks (nosymfollow), which
+ * libfuse cannot ask for. 0 or -errno (EPERM without CAP_SYS_ADMIN over
+ * the mount, ENOSYS before Linux 5.12). */
+int pfs_mount_nosymfollow(const char *path);
+
 /* One line of /proc/self/mountinfo that matters to us. */
 struct pfs_mntent {
 	unsigned major, minor;

@@ -638,6 +638,30 @@ def test_generic_mount_flags_accepted(workdir, bg, how):
         assert res.returncode == 0, res.stderr
 
 
+@pytest.mark.parametrize("opts,follows", [("nosymfollow", False), ("symfollow", True),
+                                          ("nosymfollow,symfollow", True),
+                                          ("symfollow,nosymfollow", False)])
+def test_nosymfollow_is_applied(workdir, bg, opts, follows):
+    """nosymfollow as mount(8) documents it: symlinks on the mount are not
+    followed when a path is resolved (ELOOP), readlink(2) still works."""
+    src, mnt = make_dirs(workdir, "src", "mnt")
+    with open(os.path.join(src, "target"), "w") as f:
+        f.write("t\n")
+    os.symlink("target", os.path.join(src, "link"))
+    res = bg.mount(src, mnt, "-o", opts)
+    assert res.returncode == 0, "-o %s refused: %s" % (opts, res.stderr)
+    assert os.readlink(os.path.join(mnt, "link")) == "target"
+    if follows:
+        with open(os.path.join(mnt, "link")) as f:
+            assert f.read() == "t\n"
+    else:
+        with pytest.raises(OSError) as ei:
+            open(os.path.join(mnt, "link")).close()
+        assert ei.value.errno == errno.ELOOP, "opening a symlink under nosymfollow: %s" % ei.value
+        assert "nosymfollow" in mountinfo_entry(mnt)[0], mountinfo_entry(mnt)
+    assert cli("unmount", mnt).returncode == 0
+
+
 def test_noatime_still_reaches_the_mount(workdir, bg):
     src, mnt = make_dirs(workdir, "src", "mnt")
     assert bg.mount(src, mnt, "-o", "noatime,nodiratime").returncode == 0

@@ -119,7 +119,7 @@ def test_refusals_say_one_line_and_mount_nothing(workdir, programs):
     # Nothing on stderr: the reasons come only through prismfs_last_error().
     assert res.stderr == ""
     lines = res.stdout.splitlines()
-    assert len(lines) == 7, res.stdout
+    assert len(lines) == 8, res.stdout
     for line in lines:
         what, err, msg = line.split("|")
         assert int(err) < 0, line
@@ -130,7 +130,7 @@ def test_refusals_say_one_line_and_mount_nothing(workdir, programs):
     for what in ("missing-source", "missing-upper"):
         assert code[what] == -errno.ENOENT, "%s gave %d, not -ENOENT: %s" % (
             what, code[what], got[what])
-    for what in ("bad-value", "bad-o-value"):
+    for what in ("bad-value", "bad-o-value", "debug"):
         assert code[what] == -errno.EINVAL, "%s gave %d, not -EINVAL: %s" % (
             what, code[what], got[what])
     assert "max_read=lots" in got["bad-o-value"] and "'" not in got["bad-o-value"], \
@@ -191,6 +191,14 @@ int main(int argc, char **argv)
 	prismfs_config_set_option(c, "o", "max_read=lots");
 	r = prismfs_mount(c, mnt, &m);
 	show("bad-o-value", r);
+	bad |= r >= 0 || m;
+	prismfs_config_free(c);
+
+	c = prismfs_config_new();                    /* the trace is the command line's */
+	prismfs_config_set_source(c, src);
+	prismfs_config_set_option(c, "o", "debug");
+	r = prismfs_mount(c, mnt, &m);
+	show("debug", r);
 	bad |= r >= 0 || m;
 	prismfs_config_free(c);
 

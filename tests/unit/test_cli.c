@@ -554,6 +554,129 @@ static void t_unmount_action(void **s)
 	assert_string_equal(pfs_whiteout_name(PFS_WH_FILE), "file");
 }
 
+/* help CMD and CMD --help: the same text, CMD's own. */
+static void t_help_per_command(void **s)
+{
+	static const struct {
+		const char *cmd;
+		enum pfs_cmd help;
+		const char *usage;
+	} topics[] = {
+		{"mount", PFS_CMD_MOUNT_HELP, pfs_mount_usage},
+		{"unmount", PFS_CMD_UNMOUNT_HELP, pfs_unmount_usage},
+		{"umount", PFS_CMD_UNMOUNT_HELP, pfs_unmount_usage},
+		{"status", PFS_CMD_STATUS_HELP, pfs_status_usage},
+		{"commit", PFS_CMD_LAYERS_HELP, pfs_layers_usage},
+		{"discard", PFS_CMD_LAYERS_HELP, pfs_layers_usage},
+		{"recover", PFS_CMD_LAYERS_HELP, pfs_layers_usage},
+	};
+	struct pfs_config c;
+
+	(void)s;
+	for (size_t i = 0; i < sizeof(topics) / sizeof(topics[0]); i++) {
+		assert_int_equal(PARSE(&c, "help", topics[i].cmd), 0);
+		assert_int_equal(c.cmd, topics[i].help);
+		assert_ptr_equal(c.usage, topics[i].usage);
+		pfs_config_free(&c);
+		assert_int_equal(PARSE(&c, topics[i].cmd, "--help"), 0);
+		assert_int_equal(c.cmd, topics[i].help);
+		assert_ptr_equal(c.usage, topics[i].usage);
+		pfs_config_free(&c);
+	}
+	assert_int_equal(PARSE(&c, "help"), 0);
+	assert_int_equal(c.cmd, PFS_CMD_HELP);
+	assert_ptr_equal(c.usage, pfs_usage);
+	assert_int_equal(PARSE(&c, "help", "snapshot"), -EINVAL);
+	assert_non_null(strstr(err, "unknown command 'snapshot'"));
+	assert_int_equal(PARSE(&c, "help", "mount", "extra"), -EINVAL);
+}
+
+/* The mount(8) helper form is told from a mistyped command by its form:
+ * a path, or -o given; any other first word is left to the caller, which
+ * checks whether it exists. */
+static void t_unknown_command(void **s)
+{
+	struct pfs_config c;
+
+	(void)s;
+	assert_int_equal(PARSE(&c, "snapshot", "mnt"), 0);
+	assert_string_equal(c.maybe_cmd, "snapshot");
+	pfs_config_free(&c);
+	assert_int_equal(PARSE(&c, "snapshot"), -EINVAL);
+	assert_string_equal(c.maybe_cmd, "snapshot");
+	pfs_config_free(&c);
+	assert_int_equal(PARSE(&c, "./src", "mnt"), 0);
+	assert_null(c.maybe_cmd);
+	assert_int_equal(PARSE(&c, "/src", "/mnt"), 0);
+	assert_null(c.maybe_cmd);
+	assert_int_equal(PARSE(&c, "..", "mnt"), 0);
+	assert_null(c.maybe_cmd);
+	assert_int_equal(PARSE(&c, "src", "mnt", "-o", "ro"), 0);
+	assert_null(c.maybe_cmd);
+	pfs_config_free(&c);
+	assert_int_equal(PARSE(&c, "none", "mnt", "-olowerdir=/l,upperdir=/u"), 0);
+	assert_null(c.maybe_cmd);
+	pfs_config_free(&c);
+	assert_int_equal(PARSE(&c, "mount", "snapshot", "mnt"), 0);
+	assert_null(c.maybe_cmd);
+	pfs_config_free(&c);
+}
+
+static void t_debug_and_generic_flags(void **s)
+{
+	static const char *const flags[] = {"nodiratime", "diratime", "strictatime",
+					    "nostrictatime", "lazytime", "nolazytime",
+					    "norelatime", "relatime", "nosymfollow", "symfollow"};
+	struct pfs_config c;
+
+	(void)s;
+	assert_int_equal(PARSE(&c, "mount", "-d", "/s", "/m"), 0);
+	assert_true(c.debug);
+	assert_true(c.foreground);
+	assert_string_equal(c.fuse_opts, "debug");
+	pfs_config_free(&c);
+	assert_int_equal(PARSE(&c, "mount", "-o", "allow_other,debug", "/s", "/m"), 0);
+	assert_true(c.debug);
+	assert_true(c.foreground);
+	pfs_config_free(&c);
+	for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++) {
+		assert_int_equal(PARSE(&c, "mount", "-o", flags[i], "/s", "/m"), 0);
+		/* nothing libfuse 3.14 would refuse reaches it */
+		assert_null(c.fuse_opts);
+		pfs_config_free(&c);
+	}
+	assert_int_equal(PARSE(&c, "mount", "-o", "nosymfollow", "/s", "/m"), 0);
+	assert_true(c.nosymfollow);
+	pfs_config_free(&c);
+	assert_int_equal(PARSE(&c, "mount", "-o", "nosymfollow,symfollow", "/s", "/m"), 0);
+	assert_false(c.nosymfollow);
+	pfs_config_free(&c);
+	assert_int_equal(PARSE(&c, "mount", "-o", "noatime,nodiratime", "/s", "/m"), 0);
+	assert_string_equal(c.fuse_opts, "noatime");
+	pfs_config_free(&c);
+}
+
+static void t_upperdir_needs_lowerdir(void **s)
+{
+	struct pfs_config c;
+
+	(void)s;
+	assert_int_equal(PARSE(&c, "mount", "-o", "upperdir=/u", "none", "/m"), -EINVAL);
+	assert_non_null(strstr(err, "lowerdir="));
+	pfs_config_free(&c);
+	assert_int_equal(PARSE(&c, "none", "/m", "-o", "upperdir=/u,workdir=/w"), -EINVAL);
+	assert_non_null(strstr(err, "lowerdir="));
+	pfs_config_free(&c);
+	/* SOURCE is the lower: no lowerdir= needed */
+	assert_int_equal(PARSE(&c, "mount", "-o", "upperdir=/u", "/s", "/m"), 0);
+	assert_true(c.upper_from_opt);
+	assert_string_equal(c.source, "/s");
+	pfs_config_free(&c);
+	assert_int_equal(PARSE(&c, "mount", "-o", "lowerdir=/l,upperdir=/u", "none", "/m"), 0);
+	assert_string_equal(c.source, "/l");
+	pfs_config_free(&c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -572,6 +695,10 @@ int main(void)
 		cmocka_unit_test(t_mount_kernel_spelling_errors),
 		cmocka_unit_test(t_mount8_options),
 		cmocka_unit_test(t_unmount_action),
+		cmocka_unit_test(t_help_per_command),
+		cmocka_unit_test(t_unknown_command),
+		cmocka_unit_test(t_debug_and_generic_flags),
+		cmocka_unit_test(t_upperdir_needs_lowerdir),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
