@@ -560,6 +560,25 @@ def test_renamed_mount_is_still_found(workdir, bg, opts):
     assert wait_for(lambda: proc_state(pid) in (None, "Z"), 10), "the daemon did not exit"
 
 
+def test_renamed_dead_mount_is_still_cleared(workdir, bg):
+    """A renamed mount whose daemon was killed: status says the daemon is
+    gone, unmount clears it, as for a mount of type fuse.prismfs."""
+    import signal
+    src, mnt = make_dirs(workdir, "src", "mnt")
+    res = bg.mount(src, mnt, "-o", "subtype=other,fsname=elsewhere")
+    assert res.returncode == 0, res.stderr
+    pid = status_json(mnt)["pid"]
+    bg.remember_pid(pid)
+    os.kill(pid, signal.SIGKILL)
+    assert wait_for(lambda: proc_state(pid) in (None, "Z"), 10), "the daemon did not die"
+    res = cli("status", mnt)
+    assert_one_error_line(res, "status of a dead renamed mount")
+    assert "gone" in res.stderr, res.stderr
+    res = cli("unmount", mnt)
+    assert res.returncode == 0, "unmount of a dead renamed mount failed: %s" % res.stderr
+    assert not is_mounted(mnt), "the dead mount is still there"
+
+
 @pytest.mark.parametrize("flag", [["-d"], ["-o", "debug"], ["-o", "allow_other,debug"]],
                          ids=lambda a: " ".join(a))
 def test_debug_gives_libfuse_trace_in_foreground(workdir, flag):
