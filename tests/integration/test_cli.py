@@ -560,6 +560,15 @@ def test_renamed_mount_is_still_found(workdir, bg, opts):
     assert wait_for(lambda: proc_state(pid) in (None, "Z"), 10), "the daemon did not exit"
 
 
+def proc_state_of_task(pid, tid):
+    try:
+        with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+            data = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return data[data.rindex(")") + 2]
+
+
 def test_renamed_dead_mount_is_still_cleared(workdir, bg):
     """A renamed mount whose daemon was killed: status says the daemon is
     gone, unmount clears it, as for a mount of type fuse.prismfs."""
@@ -570,7 +579,15 @@ def test_renamed_dead_mount_is_still_cleared(workdir, bg):
     pid = status_json(mnt)["pid"]
     bg.remember_pid(pid)
     os.kill(pid, signal.SIGKILL)
-    assert wait_for(lambda: proc_state(pid) in (None, "Z"), 10), "the daemon did not die"
+
+    def all_threads_dead():
+        # a zombie leader's other threads may still hold its sockets open
+        try:
+            tasks = os.listdir("/proc/%d/task" % pid)
+        except FileNotFoundError:
+            return True
+        return all(proc_state_of_task(pid, t) in (None, "Z", "X") for t in tasks)
+    assert wait_for(all_threads_dead, 20), "the daemon did not die"
     res = cli("status", mnt)
     assert_one_error_line(res, "status of a dead renamed mount")
     assert "gone" in res.stderr, res.stderr
