@@ -13,10 +13,8 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
-#include <linux/openat2.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 struct pfs_map *pfs_view_map(struct pfs_fs *fs)
@@ -58,48 +56,6 @@ ino_t pfs_view_synthetic_ino(const char *vpath)
 	return pfs_map_hash(vpath) & 0x7fffffffffffffffull;
 }
 
-static long openat2_how(int dirfd, const char *path, int flags, uint64_t resolve)
-{
-	struct open_how how = {.flags = (uint64_t)(flags | O_CLOEXEC), .resolve = resolve};
-
-	return syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
-}
-
-/* An O_PATH fd on the directory path names beneath dirfd, or -errno. */
-static int openat2_beneath(struct pfs_fs *fs, int dirfd, const char *path)
-{
-	const uint64_t beneath = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
-	const int flags = O_PATH | O_DIRECTORY;
-	long fd = openat2_how(dirfd, path, flags, beneath | RESOLVE_NO_XDEV);
-	char *copy, *save = NULL;
-
-	if (fd >= 0 || errno != EXDEV)
-		return fd < 0 ? -errno : (int)fd;
-	/* The path crosses a mount, which may be this one (a mount point
-	 * inside SOURCE): walk it a name at a time, so that the mount point is
-	 * the directory it covers (selfmnt.h). Each step stays beneath the
-	 * directory it starts from: a "..", or a symlink that climbs, on such
-	 * a path is refused. */
-	copy = strdup(path);
-	if (!copy)
-		return -ENOMEM;
-	fd = fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
-	if (fd < 0)
-		fd = -errno;
-	for (char *c = strtok_r(copy, "/", &save); c && fd >= 0; c = strtok_r(NULL, "/", &save)) {
-		long next = pfs_selfmnt_is(fs, (int)fd, c)
-				    ? fcntl(fs->cover_fd, F_DUPFD_CLOEXEC, 0)
-				    : openat2_how((int)fd, c, flags, beneath);
-
-		if (next < 0)
-			next = -errno;
-		close((int)fd);
-		fd = next;
-	}
-	free(copy);
-	return (int)fd;
-}
-
 /* A target split into the directory holding it and its last name. */
 struct target {
 	char *buf;       /* owned copy, trailing slashes removed */
@@ -110,7 +66,9 @@ struct target {
 };
 
 /* Relative targets, and absolute ones under the mount point (which would
- * re-enter the mount), are taken beneath the source; others as given. */
+ * re-enter the mount), are taken beneath the source; others as given
+ * (and where they reach the mount point another way, a symlink or "..",
+ * pfs_selfmnt_opendir takes the rest beneath the source likewise). */
 static int target_split(struct pfs_fs *fs, const char *t, struct target *tg)
 {
 	size_t ml = strlen(fs->mountpoint), tl;
@@ -150,7 +108,8 @@ static int target_split(struct pfs_fs *fs, const char *t, struct target *tg)
 	return 0;
 }
 
-/* An O_PATH fd on the directory holding the target (owned), or -errno. */
+/* An O_PATH fd on the directory holding the target (owned), or -errno.
+ * Either way the walk never enters this very mount (selfmnt.h). */
 static int target_dir(struct pfs_fs *fs, const struct target *tg)
 {
 	int fd;
@@ -159,40 +118,27 @@ static int target_dir(struct pfs_fs *fs, const struct target *tg)
 		fd = fcntl(fs->root_fd, F_DUPFD_CLOEXEC, 0);
 		return fd < 0 ? -errno : fd;
 	}
-	if (tg->beneath)
-		return openat2_beneath(fs, fs->root_fd, tg->dir);
-	fd = open(tg->dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
-	return fd < 0 ? -errno : fd;
+	return pfs_selfmnt_opendir(fs, fs->root_fd, tg->dir);
 }
 
 /* The directory an entry's target names (a graft's root), owned, or -errno.
  * Unlike a name the table places (whose last component is the object shown,
- * a symlink included, never followed here), this directory is walked into:
- * beneath the source, its last component too is resolved by openat2, so a
- * symlink there, even one swapped in while mounted, cannot lead out (EXDEV). */
+ * a symlink included, never followed here), this directory is walked into,
+ * its last component too: beneath the source, a symlink there, even one
+ * swapped in while mounted, cannot lead out (EXDEV). */
 static int target_open_dir(struct pfs_fs *fs, const struct pfs_map_entry *e)
 {
 	struct target tg;
-	int dfd, fd;
+	int fd = target_split(fs, e->target, &tg);
 
-	fd = target_split(fs, e->target, &tg);
 	if (fd < 0)
 		return fd;
-	if (tg.beneath) {
-		if (tg.cut)
-			*tg.cut = '/';
-		fd = openat2_beneath(fs, fs->root_fd, tg.cut ? tg.dir : tg.name);
-		free(tg.buf);
-		return fd;
-	}
-	dfd = target_dir(fs, &tg);
-	if (dfd < 0) {
-		free(tg.buf);
-		return dfd;
-	}
-	fd = pfs_selfmnt_openat(fs, dfd, tg.name, O_PATH | O_DIRECTORY | O_CLOEXEC);
-	fd = fd < 0 ? -errno : fd;
-	close(dfd);
+	if (tg.cut)
+		*tg.cut = '/';
+	if (!tg.beneath)
+		fd = pfs_selfmnt_opendir(fs, fs->root_fd, e->target);
+	else
+		fd = pfs_selfmnt_opendir(fs, fs->root_fd, tg.cut ? tg.dir : tg.name);
 	free(tg.buf);
 	return fd;
 }
@@ -343,7 +289,16 @@ static int place_exact(struct pfs_fs *fs, struct pfs_place *pl)
 		return ret;
 	pl->tbuf = tg.buf;
 	pl->name = tg.name;
-	return set_walked(pl, target_dir(fs, &tg));
+	ret = target_dir(fs, &tg);
+	if (ret >= 0 && !tg.beneath && pfs_selfmnt_is(fs, ret, tg.name)) {
+		/* The mount point itself, reached by another spelling than
+		 * its own (a symlinked ancestor): the source, as that one. */
+		close(ret);
+		ret = fcntl(fs->root_fd, F_DUPFD_CLOEXEC, 0);
+		ret = ret < 0 ? -errno : ret;
+		pl->name = ".";
+	}
+	return set_walked(pl, ret);
 }
 
 /* The rest of a place once pl->map and pl->vpath are set: pdir is the

@@ -25,5 +25,14 @@ bool pfs_selfmnt_is(struct pfs_fs *fs, int dirfd, const char *name);
 int pfs_selfmnt_openat(struct pfs_fs *fs, int dirfd, const char *name, int flags);
 int pfs_selfmnt_fstatat(struct pfs_fs *fs, int dirfd, const char *name, struct stat *st,
 			int flags);
+/* An O_PATH fd on the directory path names, owned, or -errno; symlinks
+ * are followed, by the daemon itself wherever a mount is crossed, so that
+ * the walk never enters this mount, whatever way leads to it (a symlink,
+ * "..", a symlinked ancestor). A relative path is taken beneath dirfd: a
+ * ".." above it, or an absolute symlink, gives EXDEV (RESOLVE_BENEATH);
+ * reaching the mount point there gives what the mount covers. An absolute
+ * path is resolved as open(2) would, but reaching the mount point means
+ * the source there: the rest is taken beneath SOURCE. */
+int pfs_selfmnt_opendir(struct pfs_fs *fs, int dirfd, const char *path);
 
 #endif

@@ -7,6 +7,7 @@ name shows the directory the mount covers, as a bind mount of the tree would
 import json
 import os
 import subprocess
+import sys
 
 import pytest
 
@@ -213,3 +214,186 @@ def test_mapping_pipe_inside_the_mount_point_refused(workdir, bg, where):
     assert not mounted, "mounted with its mapping pipe inside the mount point"
     assert_one_error_line(res, "prismfs mount --map PIPE inside MOUNTPOINT")
     assert "pipe" in res.stderr and "inside" in res.stderr, res.stderr
+
+
+# A mapping target that reaches the mount point by another way than its own
+# spelling: a symlink into it, a symlinked ancestor of it, a ".." climbing
+# into it. Resolving such a target must never enter the mount itself (the
+# daemon would send requests to itself: a key "/" through it asks itself
+# for its own root without end, and any fd it keeps there holds the mount
+# busy). README ("Mappings"): an absolute target that reaches the mount
+# point, however spelled, means the source there (as one spelled under the
+# mount point); a relative one reaches the name of the mount point in
+# SOURCE, which is the directory the mount covers. The symlink on the way
+# is swapped in while mounted (the attack an unprivileged user who can
+# write the directory holding it would make), before the view looked.
+ROUTES = ["abs: symlink into it", "abs: symlinked ancestor", "abs: '..' into it",
+          "rel: symlink into it", "rel: '..' into it"]
+KEYS = ["file", "graft", "/"]
+
+
+def _repoint(link, dest):
+    tmp = link + ".new"
+    os.symlink(dest, tmp)
+    os.rename(tmp, link)
+
+
+def _route(route, w):
+    """(src, mnt, target of a directory holding `a`, swap, where the
+    target's `a` is (checked after unmount), decoys that must stay as
+    they were)."""
+    src = os.path.join(w, "src")
+    _write(os.path.join(src, "data", "a"), "source\n")
+    _write(os.path.join(src, "other", "a"), "other\n")  # the view's /data
+    mnt = os.path.join(w, "mnt") if route.startswith("abs") else os.path.join(src, "d")
+    _write(os.path.join(mnt, "data", "a"), "covered\n")
+    decoy = os.path.join(w, "decoy") if route.startswith("abs") else os.path.join(src, "decoy")
+    if route == "abs: symlink into it":
+        _write(os.path.join(decoy, "data", "a"), "decoy\n")
+        link = os.path.join(w, "lnk")
+        os.symlink(decoy, link)
+        target, dest = os.path.join(link, "data"), mnt
+    elif route == "abs: symlinked ancestor":
+        _write(os.path.join(decoy, "mnt", "data", "a"), "decoy\n")
+        link = os.path.join(w, "alias")
+        os.symlink(decoy, link)
+        target, dest = os.path.join(link, "mnt", "data"), w
+    elif route == "abs: '..' into it":
+        # lnk/.. is decoy/ before the swap, W after it
+        _write(os.path.join(decoy, "mnt", "data", "a"), "decoy\n")
+        os.makedirs(os.path.join(decoy, "y"))
+        os.makedirs(os.path.join(w, "z"))
+        link = os.path.join(w, "lnk")
+        os.symlink(os.path.join(decoy, "y"), link)
+        target, dest = link + "/../mnt/data", os.path.join(w, "z")
+    elif route == "rel: symlink into it":
+        _write(os.path.join(decoy, "data", "a"), "decoy\n")
+        link = os.path.join(src, "lnk")
+        os.symlink("decoy", link)
+        target, dest = "lnk/data", "d"
+    elif route == "rel: '..' into it":
+        # a relative target has no "..": its symlink's text has
+        _write(os.path.join(decoy, "data", "a"), "decoy\n")
+        os.makedirs(os.path.join(src, "y"))
+        link = os.path.join(src, "lnk")
+        os.symlink("y/../decoy", link)
+        target, dest = "lnk/data", "y/../d"
+    else:
+        raise AssertionError(route)
+    shown = os.path.join(src, "data") if route.startswith("abs") else os.path.join(mnt, "data")
+    return src, mnt, target, lambda: _repoint(link, dest), shown, decoy
+
+
+# Run in a child with a deadline: a daemon that calls its own mount may
+# never answer, and a hung test process could not be stopped.
+_PROBE = r'''
+import errno, json, os, sys
+mnt, key, pid = sys.argv[1], sys.argv[2], int(sys.argv[3])
+out = {}
+def rd(p):
+    with open(p) as f:
+        return f.read()
+try:
+    where = {"file": None, "graft": os.path.join(mnt, "g"), "/": mnt}[key]
+    if where is None:
+        out["read"] = rd(os.path.join(mnt, "f"))
+        with open(os.path.join(mnt, "f"), "w") as f:
+            f.write("written\n")
+    else:
+        out["list"] = sorted(os.listdir(where))
+        out["read"] = rd(os.path.join(where, "a"))
+        with open(os.path.join(where, "new"), "w") as f:
+            f.write("written\n")
+except OSError as e:
+    out["error"] = errno.errorcode.get(e.errno, str(e.errno))
+dev = os.stat(mnt).st_dev
+held = []
+for fd in os.listdir("/proc/%d/fd" % pid):
+    p = "/proc/%d/fd/%s" % (pid, fd)
+    try:
+        if os.stat(p).st_dev == dev:
+            held.append(os.readlink(p))
+    except OSError:
+        pass
+out["held"] = held
+print(json.dumps(out))
+'''
+
+
+# plain: every route with every key; layered (--upper): the same
+# resolution, for a few of them
+CASES = [(r, k, "plain") for r in ROUTES for k in KEYS] + [
+    ("abs: symlink into it", "/", "layered"), ("abs: '..' into it", "file", "layered"),
+    ("rel: '..' into it", "graft", "layered")]
+
+
+@pytest.mark.parametrize("route,key,mode", CASES)
+def test_target_reaching_the_mount_point_never_enters_it(workdir, mounter, route, key, mode):
+    src, mnt, target, swap, shown, decoy = _route(route, workdir)
+    extra = []
+    if mode == "layered":
+        upper = os.path.join(workdir, "U")
+        os.makedirs(upper)
+        extra = ["--upper", upper]
+    before = {os.path.relpath(os.path.join(d, n), decoy): open(os.path.join(d, n)).read()
+              for d, _, files in os.walk(decoy) for n in files}
+    vkey = {"file": "/f", "graft": "/g", "/": "/"}[key]
+    table = {vkey: {"target": target + "/a" if key == "file" else target},
+             "/data": {"target": "other"}}
+    mapf = os.path.join(workdir, "map.json")
+    with open(mapf, "w") as f:
+        json.dump(table, f)
+    # each route meets each way of unmounting, and so does each key
+    how = HOW[(ROUTES.index(route) + KEYS.index(key)) % len(HOW)]
+    m = mounter(src, mnt, "--map", mapf, *extra)
+    swap()
+    probe = subprocess.Popen([sys.executable, "-c", _PROBE, mnt, key, str(m.pid)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out, errs = probe.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        # Every thread of such a daemon waits on its own mount, and so
+        # does the probe, unkillably: only aborting the connection (what
+        # umount -f does to a FUSE mount) lets them go.
+        subprocess.run(["umount", "-f", mnt], capture_output=True, timeout=30)
+        probe.kill()
+        probe.communicate()
+        pytest.fail("%s, key %s: the view did not answer within 60 s (the daemon "
+                    "waits on its own mount)" % (route, vkey))
+    assert probe.returncode == 0, errs
+    got = json.loads(out)
+    want = "source\n" if route.startswith("abs") else "covered\n"
+    assert got.get("error") is None and got["read"] == want, (
+        "%s, key %s: should show %r, got %r" % (route, vkey, want, got))
+    if key == "graft":
+        assert got["list"] == ["a"], got
+    elif key == "/":
+        assert "a" in got["list"] and "decoy" not in got["list"], got
+    assert got["held"] == [], "the daemon holds fds on its own mount: %r" % got["held"]
+    _unmount(how, mnt)
+    assert wait_for(lambda: not is_mounted(mnt), 15), \
+        "%s: the mount is still there after %s" % (route, how)
+    assert m.wait(30) == 0, "the daemon did not exit cleanly:\n%s" % m.stderr()
+    m.check_clean_exit()
+    assert mount_count(mnt) == 0
+    # what was written landed where the target was shown from (layered:
+    # in the upper, at the view's path), nowhere else
+    name = "a" if key == "file" else "new"
+    if mode == "layered":
+        with open(os.path.join(shown, "a")) as f:
+            assert f.read() == want
+        assert sorted(os.listdir(shown)) == ["a"]
+        shown = os.path.join(upper, {"file": "", "graft": "g", "/": ""}[key])
+        name = {"file": "f", "graft": "new", "/": "new"}[key]
+    with open(os.path.join(shown, name)) as f:
+        assert f.read() == "written\n"
+    after = {os.path.relpath(os.path.join(d, n), decoy): open(os.path.join(d, n)).read()
+             for d, _, files in os.walk(decoy) for n in files}
+    assert after == before, "the decoy changed"
+    for other in ("src/other", "src/d/data" if route.startswith("abs") else "src/data",
+                  "mnt/data"):
+        p = os.path.join(workdir, other)
+        if os.path.isdir(p) and p != shown:
+            assert sorted(os.listdir(p)) == ["a"], p
+            with open(os.path.join(p, "a")) as f:
+                assert f.read() != "written\n", p
