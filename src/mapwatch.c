@@ -6,6 +6,7 @@
  * reported, the previous view staying. */
 #include "mapwatch.h"
 #include "mapframe.h"
+#include "selfmnt.h"
 #include "util.h"
 
 #include <errno.h>
@@ -107,15 +108,61 @@ static void update(struct pfs_mapwatch *w, const char *json, size_t len, const c
 	applied(w, m);
 }
 
-static int read_file(const char *path, size_t cap, char **out, size_t *len, struct stat *st)
+/* The table's file (or pipe) opened with flags, or -errno. The path may
+ * lead through the mount point (a table inside it, or a directory on the
+ * way swapped for a symlink there): read through the mount, that would be
+ * the daemon asking itself, for whatever the view shows there. So its
+ * directory is walked as selfmnt.h does (the mount point is what it
+ * covers, as when the path was given), and a symlink in the file's place
+ * (a table switched by a symlink) is followed the same way. */
+static int map_open(struct pfs_mapwatch *w, int flags)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	char *path = strdup(w->path);
+	int fd = -ENOMEM;
+
+	for (int links = 0; path; links++) {
+		char *slash = strrchr(path, '/'), *dir, *text = NULL, *next = NULL;
+		ssize_t len;
+		int dfd;
+
+		dir = slash == path ? strdup("/") : strndup(path, (size_t)(slash - path));
+		dfd = dir ? pfs_selfmnt_opendir_covered(w->fs, dir) : -ENOMEM;
+		fd = dfd < 0 ? dfd : pfs_selfmnt_openat(w->fs, dfd, slash + 1, flags | O_NOFOLLOW |
+								       O_CLOEXEC | O_NOCTTY);
+		if (dfd >= 0 && fd < 0)
+			fd = -errno;
+		if (fd == -ELOOP && links < 40 && (text = malloc(PATH_MAX)) &&
+		    (len = readlinkat(dfd, slash + 1, text, PATH_MAX - 1)) >= 0) {
+			text[len] = '\0';
+			if (text[0] == '/')
+				next = strdup(text);
+			else if (asprintf(&next, "%s/%s", dir, text) < 0)
+				next = NULL;
+			fd = next ? -EAGAIN : -ENOMEM; /* again, from the link */
+		}
+		free(text);
+		free(dir);
+		if (dfd >= 0)
+			close(dfd);
+		free(path);
+		path = next;
+		if (fd != -EAGAIN)
+			break;
+	}
+	free(path);
+	return fd;
+}
+
+static int read_file(struct pfs_mapwatch *w, size_t cap, char **out, size_t *len,
+		     struct stat *st)
+{
+	int fd = map_open(w, O_RDONLY | O_NONBLOCK);
 	size_t used = 0, alloc = 0;
 	char *buf = NULL;
 	int ret = 0;
 
 	if (fd < 0)
-		return -errno;
+		return fd;
 	if (fstat(fd, st) < 0) {
 		ret = -errno;
 		goto out;
@@ -181,7 +228,7 @@ static void reload_file(struct pfs_mapwatch *w)
 	struct stat st;
 	char *buf;
 	size_t len;
-	int ret = read_file(w->path, w->cap, &buf, &len, &st);
+	int ret = read_file(w, w->cap, &buf, &len, &st);
 
 	if (ret == -ENOENT)
 		return; /* between the removal and the rename of an atomic replace */
@@ -206,18 +253,24 @@ static void *watch_file(void *arg)
 {
 	struct pfs_mapwatch *w = arg;
 	int in = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+	int dfd = pfs_selfmnt_opendir_covered(w->fs, w->dir);
+	char at[64];
 
-	if (in >= 0 && inotify_add_watch(in, w->dir, IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE |
-						      IN_ATTRIB) < 0) {
+	/* The directory as it was given, never the view's (see map_open). */
+	snprintf(at, sizeof(at), "/proc/self/fd/%d", dfd);
+	if (in >= 0 && (dfd < 0 || inotify_add_watch(in, at, IN_CLOSE_WRITE | IN_MOVED_TO |
+							      IN_CREATE | IN_ATTRIB) < 0)) {
 		close(in);
 		in = -1; /* the poll alone still sees every change */
 	}
+	if (dfd >= 0)
+		close(dfd);
 	for (;;) {
 		struct pollfd p[2] = {{.fd = w->stop[0], .events = POLLIN},
 				      {.fd = in, .events = POLLIN}};
 		bool hit = false;
 		struct stat st;
-		int r = poll(p, in >= 0 ? 2 : 1, 100);
+		int fd, r = poll(p, in >= 0 ? 2 : 1, 100);
 
 		if (r < 0 && errno != EINTR)
 			break;
@@ -245,7 +298,11 @@ static void *watch_file(void *arg)
 		/* Fallback: a change the events missed (a writer that keeps the
 		 * file open, a filesystem without inotify), read once it has
 		 * stood still for one poll interval. */
-		if (stat(w->path, &st) < 0 || !S_ISREG(st.st_mode))
+		fd = map_open(w, O_RDONLY | O_NONBLOCK);
+		r = fd >= 0 ? fstat(fd, &st) : -1;
+		if (fd >= 0)
+			close(fd);
+		if (r < 0 || !S_ISREG(st.st_mode))
 			continue;
 		if (w->have_seen && same_stat(&st, &w->seen)) {
 			w->have_pending = false;
@@ -302,9 +359,9 @@ static void *watch_fifo(void *arg)
 		if (fd < 0) {
 			/* Non-blocking: opening never waits for a writer. Until one
 			 * comes, poll reports nothing on a fresh reader. */
-			fd = open(w->path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+			fd = map_open(w, O_RDONLY | O_NONBLOCK);
 			if (fd < 0) {
-				rejected(w, "cannot open pipe %s: %s", w->path, strerror(errno));
+				rejected(w, "cannot open pipe %s: %s", w->path, strerror(-fd));
 				if (poll(p, 1, 1000) > 0)
 					break;
 				continue;
@@ -418,7 +475,7 @@ int pfs_mapwatch_prepare(struct pfs_fs *fs, const char *path, size_t cap, char *
 		char perr[PFS_MAP_ERRLEN];
 		struct pfs_map *m;
 
-		ret = read_file(w->path, cap, &buf, &len, &st);
+		ret = read_file(w, cap, &buf, &len, &st);
 		if (ret < 0) {
 			snprintf(err, errlen, "mapping %s: %s", path,
 				 ret == -EFBIG ? "larger than --map-max" : strerror(-ret));

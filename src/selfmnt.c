@@ -93,6 +93,7 @@ struct walk {
 	int *fd;
 	size_t n, cap;
 	bool beneath; /* fd[0] is a floor: no "..", no absolute symlink */
+	bool covered; /* the mount point is always what it covers */
 };
 
 static int walk_push(struct walk *w, int fd)
@@ -152,7 +153,7 @@ static int walk_step(struct pfs_fs *fs, struct walk *w, const char *name, char *
 		 * source there, as one spelled under it (target_split): the
 		 * rest is taken beneath SOURCE. A walk already beneath gets
 		 * what the mount covers, as the name shows in the view. */
-		if (!w->beneath)
+		if (!w->beneath && !w->covered)
 			return walk_reset(w, fs->root_fd, true);
 		return walk_push(w, fcntl(fs->cover_fd, F_DUPFD_CLOEXEC, 0));
 	}
@@ -176,13 +177,13 @@ static int walk_step(struct pfs_fs *fs, struct walk *w, const char *name, char *
 	return 0;
 }
 
-int pfs_selfmnt_opendir(struct pfs_fs *fs, int dirfd, const char *path)
+static int opendir_walk(struct pfs_fs *fs, int dirfd, const char *path, bool covered)
 {
 	const uint64_t beneath = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
 	bool abs = path[0] == '/';
 	long fd = openat2_res(abs ? AT_FDCWD : dirfd, path,
 			      RESOLVE_NO_XDEV | (abs ? 0 : beneath));
-	struct walk w = {0};
+	struct walk w = {.covered = covered};
 	int links = 0, ret;
 	char *rest, *p;
 
@@ -243,4 +244,14 @@ int pfs_selfmnt_opendir(struct pfs_fs *fs, int dirfd, const char *path)
 	free(w.fd);
 	free(rest);
 	return (int)fd;
+}
+
+int pfs_selfmnt_opendir(struct pfs_fs *fs, int dirfd, const char *path)
+{
+	return opendir_walk(fs, dirfd, path, false);
+}
+
+int pfs_selfmnt_opendir_covered(struct pfs_fs *fs, const char *path)
+{
+	return opendir_walk(fs, AT_FDCWD, path, true);
 }

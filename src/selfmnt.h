@@ -34,5 +34,9 @@ int pfs_selfmnt_fstatat(struct pfs_fs *fs, int dirfd, const char *name, struct s
  * path is resolved as open(2) would, but reaching the mount point means
  * the source there: the rest is taken beneath SOURCE. */
 int pfs_selfmnt_opendir(struct pfs_fs *fs, int dirfd, const char *path);
+/* The same for an absolute path named on the command line (the --map
+ * file's directory): the mount point is what it covers, as it was when
+ * the path was given. */
+int pfs_selfmnt_opendir_covered(struct pfs_fs *fs, const char *path);
 
 #endif

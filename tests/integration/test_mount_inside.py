@@ -397,3 +397,43 @@ def test_target_reaching_the_mount_point_never_enters_it(workdir, mounter, route
             assert sorted(os.listdir(p)) == ["a"], p
             with open(os.path.join(p, "a")) as f:
                 assert f.read() != "written\n", p
+
+
+@pytest.mark.parametrize("how", ["rename", "write in place"])
+def test_map_file_inside_the_mount_point_is_read_as_given(workdir, mounter, how):
+    """Mounted over SOURCE with its --map file inside: the file the table
+    is read from is the one named at mount (what the mount covers), never
+    the view's name for it. Here the table's own key "/" makes the view's
+    /map.json another file (one/map.json, absent): a watcher reading
+    through the mount would never see an update. The update is made on the
+    covered file, through a directory fd opened before mounting."""
+    src = os.path.join(workdir, "src")
+    _write(os.path.join(src, "one", "a"), "one\n")
+    _write(os.path.join(src, "two", "b"), "two\n")
+    mapf = os.path.join(src, "map.json")
+    with open(mapf, "w") as f:
+        json.dump({"/": {"target": "one"}}, f)
+    dfd = os.open(src, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        m = mounter(src, src, "--map", mapf)
+        assert sorted(os.listdir(src)) == ["a"]
+        data = json.dumps({"/": {"target": "two"}})
+        if how == "rename":
+            fd = os.open("map.json.tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644,
+                         dir_fd=dfd)
+            os.write(fd, data.encode())
+            os.close(fd)
+            os.rename("map.json.tmp", "map.json", src_dir_fd=dfd, dst_dir_fd=dfd)
+        else:
+            fd = os.open("map.json", os.O_WRONLY | os.O_TRUNC, dir_fd=dfd)
+            os.write(fd, data.encode())
+            os.close(fd)
+        assert wait_for(lambda: sorted(os.listdir(src)) == ["b"], 15), (
+            "the table was not reloaded from the file named at mount: the view shows %r"
+            % sorted(os.listdir(src)))
+        _unmount("prismfs unmount", src)
+        assert wait_for(lambda: not is_mounted(src), 15)
+        assert m.wait(30) == 0, m.stderr()
+        m.check_clean_exit()
+    finally:
+        os.close(dfd)
