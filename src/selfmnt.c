@@ -96,6 +96,7 @@ struct walk {
 	bool covered; /* the mount point is always what it covers */
 };
 
+/* fd: what open or fcntl returned (-1: errno says why). */
 static int walk_push(struct walk *w, int fd)
 {
 	if (fd < 0)
@@ -151,14 +152,17 @@ static int walk_step(struct pfs_fs *fs, struct walk *w, const char *name, char *
 	if (fd == -EXDEV && pfs_selfmnt_is(fs, cur, name)) {
 		/* An absolute path that reaches the mount point means the
 		 * source there, as one spelled under it (target_split): the
-		 * rest is taken beneath SOURCE. A walk already beneath gets
-		 * what the mount covers, as the name shows in the view. */
+		 * rest is taken beneath SOURCE. A walk already beneath (or
+		 * of a path given on the command line) gets what the mount
+		 * covers, as the name shows in the view. */
 		if (!w->beneath && !w->covered)
 			return walk_reset(w, fs->root_fd, true);
 		return walk_push(w, fcntl(fs->cover_fd, F_DUPFD_CLOEXEC, 0));
 	}
-	if (fd == -EXDEV) /* another filesystem mounted there */
-		return walk_push(w, (int)openat2_res(cur, name, RESOLVE_NO_SYMLINKS));
+	if (fd == -EXDEV) { /* another filesystem mounted there */
+		fd = openat2_res(cur, name, RESOLVE_NO_SYMLINKS);
+		return fd < 0 ? (int)fd : walk_push(w, (int)fd);
+	}
 	if (fd != -ELOOP)
 		return (int)fd;
 	/* Read as text and walked here, a symlink never takes the walk
