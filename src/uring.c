@@ -166,14 +166,29 @@ static unsigned possible_cpus(void)
 	return n;
 }
 
-static void prep_cmd(struct io_uring_sqe *sqe, struct uworker *w, uint32_t op,
-		     uint64_t commit_id)
+/* A thread has at most two commands outstanding (its stop poll and its
+ * entry's) in a ring of four, so the SQ is never full; should it be, what
+ * is queued goes to the kernel first. NULL: the ring cannot take it. */
+static struct io_uring_sqe *get_sqe(struct uworker *w)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
+
+	if (!sqe && io_uring_submit(&w->ring) >= 0)
+		sqe = io_uring_get_sqe(&w->ring);
+	return sqe;
+}
+
+static int prep_cmd(struct uworker *w, uint32_t op, uint64_t commit_id)
 {
 	/* SQE128: the 80-byte command area starts at sqe->cmd (byte 48) and
 	 * runs into the second half, past what the 64-byte struct declares. */
 	struct k_cmd_req r = {.commit_id = commit_id, .qid = (uint16_t)w->qid};
-	void *area = (void *)((uintptr_t)sqe + offsetof(struct io_uring_sqe, cmd));
+	struct io_uring_sqe *sqe = get_sqe(w);
+	void *area;
 
+	if (!sqe)
+		return -EBUSY;
+	area = (void *)((uintptr_t)sqe + offsetof(struct io_uring_sqe, cmd));
 	memset(sqe, 0, sizeof(*sqe));
 	memset(area, 0, 80);
 	memcpy(area, &r, sizeof(r));
@@ -185,6 +200,7 @@ static void prep_cmd(struct io_uring_sqe *sqe, struct uworker *w, uint32_t op,
 		sqe->len = 2;
 	}
 	io_uring_sqe_set_data(sqe, w);
+	return 0;
 }
 
 static int make_ring(struct uworker *w)
@@ -283,6 +299,8 @@ ssize_t pfs_uring_reply(const struct iovec *iov, int count)
 	memcpy(w->hdr.in_out, iov[0].iov_base, iov[0].iov_len);
 	body = 0;
 	for (int i = 1; i < count; i++) {
+		if (iov[i].iov_len == 0) /* its base may be NULL */
+			continue;
 		memmove(w->buf + PRE + body, iov[i].iov_base, iov[i].iov_len);
 		body += iov[i].iov_len;
 	}
@@ -376,13 +394,13 @@ static uint64_t now_ns(void)
  * caller is woken here and runs as soon as this thread waits again. The
  * window is one syscall; should this thread be preempted inside it by
  * other work, the monitor restores its policy. */
-static void commit(struct uworker *w)
+static int commit(struct uworker *w)
 {
 	struct pfs_uring *u = w->u;
 	struct sched_param sp = {0};
+	int ret = prep_cmd(w, K_URING_CMD_COMMIT_AND_FETCH, w->unique);
 
-	prep_cmd(io_uring_get_sqe(&w->ring), w, K_URING_CMD_COMMIT_AND_FETCH, w->unique);
-	if (u->idle_hint) {
+	if (ret == 0 && u->idle_hint) {
 		__atomic_store_n(&w->hint_since, now_ns(), __ATOMIC_RELAXED);
 		if (sched_setscheduler(0, SCHED_IDLE, &sp) == 0) {
 			io_uring_submit(&w->ring);
@@ -392,6 +410,7 @@ static void commit(struct uworker *w)
 		__atomic_store_n(&w->hint_since, 0, __ATOMIC_RELAXED);
 	}
 	__atomic_sub_fetch(&u->q[w->qid].busy, 1, __ATOMIC_RELAXED);
+	return ret;
 }
 
 static void *worker_main(void *arg)
@@ -426,18 +445,27 @@ static void *worker_main(void *arg)
 	}
 	pthread_mutex_unlock(&u->lock);
 
-	struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
+	struct io_uring_sqe *sqe = get_sqe(w);
 
-	io_uring_prep_poll_add(sqe, u->stop_fd, POLLIN);
-	io_uring_sqe_set_data64(sqe, STOP_TAG);
-	prep_cmd(io_uring_get_sqe(&w->ring), w, K_URING_CMD_REGISTER, 0);
+	ret = -EBUSY;
+	if (sqe) {
+		io_uring_prep_poll_add(sqe, u->stop_fd, POLLIN);
+		io_uring_sqe_set_data64(sqe, STOP_TAG);
+		ret = prep_cmd(w, K_URING_CMD_REGISTER, 0);
+	}
 	/* The kernel takes the entry during the submit (DEFER_TASKRUN runs
 	 * the command inline): from here on it can be kicked. */
-	ret = io_uring_submit(&w->ring);
+	if (ret == 0)
+		ret = io_uring_submit(&w->ring);
 	pthread_mutex_lock(&u->lock);
 	w->reg = ret < 0 ? -1 : 1;
 	pthread_cond_broadcast(&u->cond);
 	pthread_mutex_unlock(&u->lock);
+	if (ret < 0) { /* its entry is not in the kernel: nothing to serve */
+		fuse_log(FUSE_LOG_ERR, "prismfs: io_uring queue %u: cannot register: %s\n", w->qid,
+			 strerror(-ret));
+		return NULL;
+	}
 	for (;;) {
 		struct io_uring_cqe *cqe;
 		unsigned head, seen = 0;
@@ -469,7 +497,14 @@ static void *worker_main(void *arg)
 		io_uring_cq_advance(&w->ring, seen);
 		if (got) {
 			handle(w);
-			commit(w);
+			if (commit(w) < 0) {
+				/* Cannot happen (see get_sqe); the caller then
+				 * waits for the unmount, the other threads go on. */
+				fuse_log(FUSE_LOG_ERR,
+					 "prismfs: io_uring queue %u: no room to commit a reply\n",
+					 w->qid);
+				break;
+			}
 		}
 		if (stop) {
 			if (got)

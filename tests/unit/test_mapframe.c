@@ -28,6 +28,10 @@ static void on_msg(const char *msg, size_t len, void *arg)
 	assert_non_null(msg);
 	assert_true(s->nmsg < MAXMSG);
 	s->msgs[s->nmsg] = malloc(len + 1);
+	if (!s->msgs[s->nmsg]) {
+		fail();
+		return;
+	}
 	memcpy(s->msgs[s->nmsg], msg, len);
 	s->msgs[s->nmsg][len] = '\0';
 	s->lens[s->nmsg++] = len;
@@ -133,6 +137,10 @@ static void t_byte_at_a_time(void **st)
 	size_t n = 0;
 
 	(void)st;
+	if (!b || !big) {
+		fail();
+		return;
+	}
 	memset(big, 'x', 10000);
 	frame(b, &n, 10000, big);
 	frame(b, &n, 2, "ok");

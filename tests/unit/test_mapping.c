@@ -167,6 +167,10 @@ static void t_target_too_long(void **s)
 	int n;
 
 	(void)s;
+	if (!json) { /* cmocka's fail() returns as far as the compiler knows */
+		fail();
+		return;
+	}
 	n = sprintf(json, "{\"/a\": {\"target\": \"/");
 	memset(json + n, 't', 4095);
 	strcpy(json + n + 4094, "\"}}"); /* "/" + 4094 bytes: the limit */

@@ -91,6 +91,7 @@ static char *slurp(const char *path)
 	char *buf = calloc(1, 1 << 16);
 
 	assert_non_null(f);
+	assert_non_null(buf);
 	assert_true(fread(buf, 1, (1 << 16) - 1, f) > 0);
 	fclose(f);
 	return buf;
