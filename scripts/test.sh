@@ -2,20 +2,38 @@
 # Set up, build and run every prismfs test: unit tests (cmocka), the
 # libFuzzer targets (FUZZ_SECONDS each, default 30), then the integration
 # suite (pytest, real mounts through /dev/fuse) against the normal build
-# and against the AddressSanitizer + UBSan build.
+# and against the AddressSanitizer + UBSan build. The builds packagers make
+# (release, plain, clang, sanitizers at -O2) are built too, with -Werror,
+# and run the unit tests.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
 ./scripts/setup.sh || exit 1
-./scripts/build.sh --asan || { echo "prismfs test: build failed" >&2; exit 1; }
+./scripts/build.sh --asan --variants || { echo "prismfs test: build failed" >&2; exit 1; }
 
 status=0
 total_pass=0
 total_fail=0
 
 echo "== unit tests"
-if meson test -C build --print-errorlogs; then :; else status=1; fi
+if meson test -C build --print-errorlogs; then :; else
+	status=1
+	total_fail=$((total_fail + 1))
+fi
+# The other builds: one line each, the log when one fails. (meson test
+# runs them with halt_on_error for the sanitizers; build.sh also builds
+# them not to recover from a UBSan finding.)
+for b in build-asan build-release build-plain build-clang build-sanitize; do
+	if out=$(meson test -C "$b" --print-errorlogs 2>&1); then
+		echo "$b ($(cat "$b/prismfs-setup")): $(grep -Eo '^Ok: +[0-9]+' <<<"$out" | grep -Eo '[0-9]+') ok"
+	else
+		printf '%s\n' "$out"
+		echo "$b ($(cat "$b/prismfs-setup")): unit tests FAILED"
+		status=1
+		total_fail=$((total_fail + 1))
+	fi
+done
 
 echo "== fuzz"
 if ./scripts/fuzz.sh; then :; else
