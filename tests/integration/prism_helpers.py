@@ -165,6 +165,79 @@ def wait_released(mnt, timeout=10.0):
 
 
 # --------------------------------------------------------------------------
+# the daemon's file descriptors
+
+def _fd_kinds(pid):
+    ring = pipe = total = 0
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            target = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+        except FileNotFoundError:  # closed meanwhile: the caller looks again
+            continue
+        total += 1
+        ring += target == "anon_inode:[io_uring]"
+        pipe += target.startswith("pipe:")
+    return total, ring, pipe
+
+
+def daemon_fds(pid, mnt, timeout=10.0):
+    """The fds of the daemon `pid` serving `mnt`, by what holds them, from a
+    settled look (two looks alike, status included):
+
+    - node: node fds (status node_fds.open), which the node fd budget
+      closes and opens again;
+    - ring: io_uring instances, one per io_uring thread (status
+      uring_threads). A queue starts with two threads and gets another
+      while all of its threads are stuck in slow calls (or starved of CPU),
+      up to --threads; the kernel cannot take a ring entry back, so those
+      threads and their rings stay until unmount (src/uring.c);
+    - pipe: pipes: the daemon's own, and the one libfuse keeps for each
+      thread that has spliced a reply (2 fds), until the thread ends;
+    - other: everything else (/dev/fuse, the source, the control socket,
+      open files and directories, ...);
+    - threads: the process's threads.
+    Growth of ring and pipe is bounded by the threads, not by the requests:
+    check_fds_back says how much."""
+    def look():
+        st = status_json(mnt)
+        total, ring, pipe = _fd_kinds(pid)
+        return {"node": st["node_fds"]["open"], "ring": ring, "pipe": pipe,
+                "other": total - ring - pipe - st["node_fds"]["open"],
+                "threads": len(os.listdir("/proc/%d/task" % pid)),
+                "uring_threads": st["uring_threads"], "uring_queues": st["uring_queues"]}
+
+    last = [None]
+
+    def settled():
+        a, b = look(), look()
+        last[0] = b
+        return b if a == b else None
+    got = wait_for(settled, timeout=timeout, step=0.05)
+    assert got, "the daemon's fds did not settle: last %r" % last[0]
+    return got
+
+
+def check_fds_back(pid, mnt, idle, max_threads, timeout=10.0):
+    """After work that has ended: the daemon holds the fds it held at `idle`
+    (a daemon_fds result) but for node fds and what its threads keep: one
+    ring per io_uring thread, at most max_threads (--threads) per queue, and
+    at most one pipe per thread more than at idle. Returns the last look."""
+    last = [None]
+
+    def back():
+        last[0] = daemon_fds(pid, mnt, timeout=timeout)
+        return last[0]["other"] == idle["other"]
+    assert wait_for(back, timeout=timeout), (
+        "the daemon holds other fds than before: %r, idle %r" % (last[0], idle))
+    now = last[0]
+    assert now["ring"] == now["uring_threads"], "one io_uring instance per thread: %r" % now
+    assert now["uring_threads"] <= now["uring_queues"] * max_threads, now
+    assert now["pipe"] <= idle["pipe"] + 2 * now["threads"], (
+        "pipes beyond one per thread: %r, idle %r" % (now, idle))
+    return now
+
+
+# --------------------------------------------------------------------------
 # background mounts
 
 class BackgroundMounts:

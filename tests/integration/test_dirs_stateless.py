@@ -7,13 +7,14 @@ import os
 
 import pytest
 
-from prism_helpers import make_dirs, status_json, wait_for
+from prism_helpers import daemon_fds, make_dirs, wait_for
 
 
 def _fds(m):
     """The daemon's fds other than node fds (those come and go with the
-    node fd budget: a test run may set a tiny one)."""
-    return len(os.listdir("/proc/%d/fd" % m.pid)) - status_json(m.mountpoint)["node_fds"]["open"]
+    node fd budget: a test run may set a tiny one) and those its threads
+    keep (threads added under load keep theirs: see daemon_fds)."""
+    return daemon_fds(m.pid, m.mountpoint)["other"]
 
 
 def _tree(src):
