@@ -54,23 +54,6 @@ static bool unreachable(int err)
 	return err == -ENOENT || err == -ENOTDIR || err == -ELOOP;
 }
 
-static bool is_wh_dev(const struct stat *st)
-{
-	return S_ISCHR(st->st_mode) && st->st_rdev == makedev(0, 0);
-}
-
-/* A `.wh.NAME` beside name in dirfd? */
-static bool has_wh_file(int dirfd, const char *name)
-{
-	char wh[NAME_MAX + 8];
-	struct stat st;
-
-	if (strlen(name) > NAME_MAX - 4)
-		return false;
-	snprintf(wh, sizeof(wh), PFS_OVL_WH_PREFIX "%s", name);
-	return fstatat(dirfd, wh, &st, AT_SYMLINK_NOFOLLOW) == 0;
-}
-
 /* Does the directory fd hide the layers below it? Either namespace, or
  * the marker: prismfs reads all three in a lower (layer.c). */
 static bool dir_opaque(int fd)
@@ -103,11 +86,11 @@ static int lookup(const int *cfd, size_t n, const char *name, enum shown *what, 
 		if (fstatat(cfd[i], name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
 			if (!unreachable(-errno))
 				return -errno;
-			if (has_wh_file(cfd[i], name))
+			if (pfs_ovl_has_wh_file(cfd[i], name))
 				return 0;
 			continue;
 		}
-		if (is_wh_dev(&st))
+		if (pfs_ovl_is_whiteout(&st))
 			return 0;
 		if (!S_ISDIR(st.st_mode)) {
 			if (*what == SHOWN_NOTHING)
@@ -121,7 +104,7 @@ static int lookup(const int *cfd, size_t n, const char *name, enum shown *what, 
 		if (ret < 0)
 			return ret;
 		next[(*nnext)++] = fd;
-		if (dir_opaque(fd) || has_wh_file(cfd[i], name))
+		if (dir_opaque(fd) || pfs_ovl_has_wh_file(cfd[i], name))
 			return 0;
 	}
 	return 0;
@@ -279,10 +262,10 @@ bool pfs_chide_cuts(int lfd, const char *name)
 	if (lfd < 0)
 		return false;
 	if (fstatat(lfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-		return has_wh_file(lfd, name);
+		return pfs_ovl_has_wh_file(lfd, name);
 	if (!S_ISDIR(st.st_mode))
 		return true; /* a whiteout device or any other non-directory */
-	if (has_wh_file(lfd, name))
+	if (pfs_ovl_has_wh_file(lfd, name))
 		return true;
 	if (pfs_open_subdir(lfd, name, &fd) < 0)
 		return true; /* nothing to merge through */
@@ -326,7 +309,7 @@ int pfs_chide_whiteout(struct pfs_cctx *c, int dirfd, const char *name, const ch
 		if (mknodat(dirfd, name, S_IFCHR | 0, makedev(0, 0)) == 0)
 			return 0;
 		if (errno == EEXIST && fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-		    is_wh_dev(&st))
+		    pfs_ovl_is_whiteout(&st))
 			return 0; /* kept by an earlier run */
 		return pfs_cfail_at(c, -errno, "cannot make a whiteout at", root, NULL);
 	}

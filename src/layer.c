@@ -178,23 +178,6 @@ ino_t pfs_layer_ino(struct pfs_fs *fs, dev_t kdev, ino_t kino)
 	return kino | (uint64_t)(200 + pfs_map_hash(buf) % 55) << 56;
 }
 
-static bool is_whiteout(const struct stat *st)
-{
-	return S_ISCHR(st->st_mode) && st->st_rdev == makedev(0, 0);
-}
-
-/* A `.wh.NAME` entry beside name in dirfd? */
-static bool has_wh_file(int dirfd, const char *name)
-{
-	char wh[NAME_MAX + 8];
-	struct stat st;
-
-	if (strlen(name) > NAME_MAX - 4)
-		return false;
-	snprintf(wh, sizeof(wh), PFS_OVL_WH_PREFIX "%s", name);
-	return fstatat(dirfd, wh, &st, AT_SYMLINK_NOFOLLOW) == 0;
-}
-
 /* Does the directory name in dirfd (open as fd) hide the layers below? */
 static bool is_opaque(struct pfs_fs *fs, int dirfd, const char *name, int fd)
 {
@@ -410,7 +393,7 @@ int pfs_layer_find_in(struct pfs_fs *fs, const struct pfs_ldir *dir, const char 
 				ret = -errno;
 				goto err;
 			}
-			if (has_wh_file(d, nm)) {
+			if (pfs_ovl_has_wh_file(d, nm)) {
 				if (i == 0)
 					f->upper_wh = f->upper_wh_file = true;
 				break;
@@ -431,7 +414,7 @@ int pfs_layer_find_in(struct pfs_fs *fs, const struct pfs_ldir *dir, const char 
 				break;
 			continue;
 		}
-		if (is_whiteout(&st)) {
+		if (pfs_ovl_is_whiteout(&st)) {
 			if (i == 0)
 				f->upper_wh = true;
 			break;
@@ -463,7 +446,7 @@ int pfs_layer_find_in(struct pfs_fs *fs, const struct pfs_ldir *dir, const char 
 				/* A `.wh.NAME` beside a real directory makes it a
 				 * replacement, not a merge (as an opaque one). */
 				merging = i < pl->bottom && !is_opaque(fs, d, nm, fd) &&
-					  !has_wh_file(d, nm);
+					  !pfs_ovl_has_wh_file(d, nm);
 				if (i > 0) {
 					f->kdev = st.st_dev;
 					f->kino = st.st_ino;
@@ -605,7 +588,7 @@ static bool visible(const struct pfs_lnode *ln, struct lvl *lv, int i, const str
 	if (strncmp(e->name, PFS_OVL_WH_PREFIX, 4) == 0)
 		return false; /* a whiteout or the opaque marker, never shown */
 	if ((e->type == DT_CHR || e->type == DT_UNKNOWN) &&
-	    fstatat(lv[i].fd, e->name, &st, AT_SYMLINK_NOFOLLOW) == 0 && is_whiteout(&st))
+	    fstatat(lv[i].fd, e->name, &st, AT_SYMLINK_NOFOLLOW) == 0 && pfs_ovl_is_whiteout(&st))
 		return false;
 	for (int j = ln->top; j < i; j++)
 		if (lv[j].fd >= 0 && shadows(&lv[j], e->name))

@@ -3,10 +3,28 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
+
+bool pfs_ovl_is_whiteout(const struct stat *st)
+{
+	return S_ISCHR(st->st_mode) && st->st_rdev == makedev(0, 0);
+}
+
+bool pfs_ovl_has_wh_file(int dirfd, const char *name)
+{
+	char wh[NAME_MAX + 8];
+	struct stat st;
+
+	if (strlen(name) > NAME_MAX - 4)
+		return false;
+	snprintf(wh, sizeof(wh), PFS_OVL_WH_PREFIX "%s", name);
+	return fstatat(dirfd, wh, &st, AT_SYMLINK_NOFOLLOW) == 0;
+}
 
 ssize_t pfs_ovl_get(struct pfs_ref r, const char *key, char *buf, size_t len)
 {
@@ -53,7 +71,7 @@ static int classify(int dirfd, struct pfs_ovl_ent *e, bool xwhiteouts)
 	if (fstatat(dirfd, e->name, &st, AT_SYMLINK_NOFOLLOW) < 0)
 		return -errno;
 	e->type = IFTODT(st.st_mode);
-	if (S_ISCHR(st.st_mode) && st.st_rdev == 0)
+	if (pfs_ovl_is_whiteout(&st))
 		e->flags |= PFS_OVL_WHITEOUT;
 	else if (xwhiteouts && S_ISREG(st.st_mode) && st.st_size == 0 &&
 		 pfs_ovl_get(pfs_ref_at(dirfd, e->name), "whiteout", v, sizeof(v)) >= 0)

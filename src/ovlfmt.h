@@ -30,6 +30,11 @@
  * prismfs never mounted). */
 #define PFS_OVL_LOWERS "prismfs.lowers"
 
+/* A 0/0 character device: overlayfs's whiteout. */
+bool pfs_ovl_is_whiteout(const struct stat *st);
+/* A `.wh.NAME` entry beside name in dirfd (the OCI/AUFS whiteout)? */
+bool pfs_ovl_has_wh_file(int dirfd, const char *name);
+
 /* Read overlay.<key> of r, trusted. first, then user.; NUL-terminated in
  * buf. The length, or -errno (-ENODATA: neither is set). */
 ssize_t pfs_ovl_get(struct pfs_ref r, const char *key, char *buf, size_t len);
