@@ -400,12 +400,12 @@ static int commit(struct uworker *w)
 	struct sched_param sp = {0};
 	int ret = prep_cmd(w, K_URING_CMD_COMMIT_AND_FETCH, w->unique);
 
-	if (ret == 0 && u->idle_hint) {
+	if (ret == 0 && __atomic_load_n(&u->idle_hint, __ATOMIC_RELAXED)) {
 		__atomic_store_n(&w->hint_since, now_ns(), __ATOMIC_RELAXED);
 		if (sched_setscheduler(0, SCHED_IDLE, &sp) == 0) {
 			io_uring_submit(&w->ring);
 			if (sched_setscheduler(0, SCHED_OTHER, &sp) < 0)
-				u->idle_hint = false;
+				__atomic_store_n(&u->idle_hint, false, __ATOMIC_RELAXED);
 		}
 		__atomic_store_n(&w->hint_since, 0, __ATOMIC_RELAXED);
 	}
@@ -424,7 +424,7 @@ static void *worker_main(void *arg)
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, NULL);
 	pin(w->qid);
-	w->ktid = gettid();
+	__atomic_store_n(&w->ktid, gettid(), __ATOMIC_RELAXED);
 	ret = make_ring(w);
 	pthread_mutex_lock(&u->lock);
 	if (u->state == U_SETUP) {
@@ -632,7 +632,7 @@ static void *monitor_main(void *arg)
 				full[i] = 0;
 			}
 		}
-		if (u->idle_hint) {
+		if (__atomic_load_n(&u->idle_hint, __ATOMIC_RELAXED)) {
 			uint64_t now = now_ns();
 			struct sched_param sp = {0};
 
@@ -747,6 +747,19 @@ void pfs_uring_stop(struct pfs_uring *u)
 		fuse_log(FUSE_LOG_ERR, "prismfs: cannot stop the io_uring threads\n");
 	if (u->monitor_started)
 		pthread_join(u->monitor, NULL);
+	/* The monitor no longer restores a thread preempted in its SCHED_IDLE
+	 * window (commit()): beside CPU-bound work such a thread could wait
+	 * seconds for the CPU before it sees the stop. No new window opens,
+	 * and every thread gets its normal policy back. */
+	__atomic_store_n(&u->idle_hint, false, __ATOMIC_RELAXED);
+	for (struct uworker *w = u->workers; w; w = w->next) {
+		struct sched_param sp = {0};
+
+		pid_t tid = __atomic_load_n(&w->ktid, __ATOMIC_RELAXED);
+
+		if (tid > 0)
+			sched_setscheduler(tid, SCHED_OTHER, &sp);
+	}
 	/* No lock: the monitor, the only other starter, has ended. */
 	while (u->workers) {
 		struct uworker *w = u->workers;
