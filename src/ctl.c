@@ -524,8 +524,11 @@ int pfs_ctl_connect(const char *mountpoint, const char **why)
 			break;
 		/* A daemon that died (kill -9) leaves its mount: the kernel
 		 * answers every access with ENOTCONN, which no live daemon's
-		 * mount does. Asked once, before waiting for nothing. */
-		if (tries == 0 && pfs_mount_is_dead(mountpoint)) {
+		 * mount does. Asked first, before waiting for nothing, and
+		 * again now and then: the connection ends only once the dead
+		 * daemon's last hold on /dev/fuse is gone (its io_uring rings
+		 * are torn down after its threads). */
+		if (tries % 10 == 0 && pfs_mount_is_dead(mountpoint)) {
 			close(fd);
 			*why = "its daemon is gone";
 			return -ENOTCONN;
