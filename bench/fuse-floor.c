@@ -9,7 +9,7 @@
  * asks for (see floor_init and the reply flags): the same entry and
  * attribute timeouts (86400 s, absences cached too), default_permissions,
  * page and readdir caches kept across opens, no FLUSH, no writeback cache.
- * When the bench finds prismfs's session loop (src/loop.c) it builds the
+ * When the bench finds prismfs's session loop (src/fuse/loop.c) it builds the
  * floor with it (-DFLOOR_PFS_LOOP), so that both take requests from
  * /dev/fuse the same way; otherwise libfuse's multi-threaded loop is used.
  * It does not take requests over io_uring: compare it with prismfs run with
@@ -27,7 +27,7 @@
 #define _GNU_SOURCE
 #endif
 #ifdef FLOOR_PFS_LOOP
-#include "loop.h" /* defines FUSE_USE_VERSION like the rest of prismfs */
+#include "fuse/loop.h" /* defines FUSE_USE_VERSION like the rest of prismfs */
 #else
 #define FUSE_USE_VERSION 314
 #include <fuse_lowlevel.h>

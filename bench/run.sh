@@ -160,7 +160,7 @@ build_floor() {
     loop_c=$(find "$REPO_ROOT/src" -name loop.c -print -quit 2>/dev/null || true)
     loop_h=$(find "$REPO_ROOT/src" "$REPO_ROOT/include" -name loop.h -print -quit 2>/dev/null || true)
     if [[ -n $loop_c && -n $loop_h ]] && grep -q pfs_loop_run "$loop_h" \
-        && cc "${base[@]}" -DFLOOR_PFS_LOOP -I"$(dirname -- "$loop_h")" "${fcflags[@]}" \
+        && cc "${base[@]}" -DFLOOR_PFS_LOOP -I"$(dirname -- "$(dirname -- "$loop_h")")" "${fcflags[@]}" \
               "$SCRIPT_DIR/fuse-floor.c" "$loop_c" -o "$out.tmp" "${flibs[@]}" -pthread >>"$blog" 2>&1; then
         FLOOR_LOOP="prismfs's session loop, ${loop_c#"$REPO_ROOT"/}"
     elif cc "${base[@]}" "${fcflags[@]}" "$SCRIPT_DIR/fuse-floor.c" -o "$out.tmp" \

@@ -24,8 +24,8 @@ build() { # target sources...
 	"$cc" "${cflags[@]}" -o "$out/$t" "$@" $jansson ||
 		{ echo "prismfs fuzz: building $t failed" >&2; return 1; }
 }
-build fuzz_mapping tests/fuzz/fuzz_mapping.c src/mapping.c || exit 1
-build fuzz_frame tests/fuzz/fuzz_frame.c src/mapframe.c || exit 1
+build fuzz_mapping tests/fuzz/fuzz_mapping.c src/map/mapping.c || exit 1
+build fuzz_frame tests/fuzz/fuzz_frame.c src/map/mapframe.c || exit 1
 
 work=$(mktemp -d /tmp/prismfs-fuzz.XXXXXX)
 trap 'rm -rf "$work"' EXIT

@@ -4,7 +4,7 @@
  * Input: byte 0 picks the piece sizes, byte 1 how often a writer closes,
  * byte 2 the cap (4, 8 or 16 KiB, so that buffers have to double), the rest
  * is the stream. */
-#include "mapframe.h"
+#include "map/mapframe.h"
 
 #include <errno.h>
 #include <stdint.h>

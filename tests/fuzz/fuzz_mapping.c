@@ -1,7 +1,7 @@
 /* libFuzzer target: pfs_map_parse on arbitrary bytes, then resolve,
  * children and diff on paths taken from the keys, checking that the
  * answers agree with each other. */
-#include "mapping.h"
+#include "map/mapping.h"
 
 #include <errno.h>
 #include <stdio.h>

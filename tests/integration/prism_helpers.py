@@ -190,7 +190,7 @@ def daemon_fds(pid, mnt, timeout=10.0):
       uring_threads). A queue starts with two threads and gets another
       while all of its threads are stuck in slow calls (or starved of CPU),
       up to --threads; the kernel cannot take a ring entry back, so those
-      threads and their rings stay until unmount (src/uring.c);
+      threads and their rings stay until unmount (src/fuse/uring.c);
     - pipe: pipes: the daemon's own, and the one libfuse keeps for each
       thread that has spliced a reply (2 fds), until the thread ends;
     - other: everything else (/dev/fuse, the source, the control socket,

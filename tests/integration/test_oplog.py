@@ -372,7 +372,7 @@ def test_unread_log_does_not_stall(workdir, mounter, fmt):
     try:
         m = mounter(src, mnt, "--log", fifo, "--log-format", fmt)
         # The brief's example is 20,000 operations; the daemon's queue holds
-        # 65,536 records (src/daemon.c), so the burst must be larger than
+        # 65,536 records (src/cli/daemon.c), so the burst must be larger than
         # that for anything to be dropped.
         n = 50000
         done = threading.Event()

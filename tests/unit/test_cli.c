@@ -7,7 +7,7 @@
 #include <errno.h>
 #include <string.h>
 
-#include "cli.h"
+#include "cli/cli.h"
 
 static char err[256];
 

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mapframe.h"
+#include "map/mapframe.h"
 
 #define MAXMSG 256
 

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mapping.h"
+#include "map/mapping.h"
 
 static struct pfs_map *parse_ok(const char *json)
 {

@@ -12,7 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "oplog.h"
+#include "ctl/oplog.h"
 
 static const uint64_t T0 = 1795270898123456789ull;
 

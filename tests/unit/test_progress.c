@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "progress.h"
+#include "ctl/progress.h"
 
 static void t_round_trip(void **s)
 {

@@ -1,0 +1,1027 @@
+#include "cli/cli.h"
+#include "util/util.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char pfs_usage[] =
+	"usage: prismfs COMMAND [ARGS]\n"
+	"\n"
+	"A live, programmable view of real directories (FUSE).\n"
+	"\n"
+	"commands:\n"
+	"  mount [OPTIONS] SOURCE MOUNTPOINT   show SOURCE at MOUNTPOINT (may be SOURCE itself)\n"
+	"  unmount [--action ACTION] MOUNTPOINT\n"
+	"                                      unmount cleanly and wait for the daemon to exit;\n"
+	"                                      with an upper, then preserve, discard, commit or\n"
+	"                                      commit-atomic it (default: --on-unmount's),\n"
+	"                                      showing a long commit's progress on a terminal\n"
+	"  status [--json] MOUNTPOINT          show what a mount is doing\n"
+	"  commit --upper U --lower L [--lower L2 ...] [--atomic] [--work W]\n"
+	"                                      apply an overlay upper directory to its lower\n"
+	"  discard --upper U [--work W]        throw an upper directory's changes away\n"
+	"  recover --lower L                   finish an interrupted commit (or undo an atomic one)\n"
+	"  help [COMMAND]                      this help, or COMMAND's (= COMMAND --help)\n"
+	"\n"
+	"  -h, --help       this help;  prismfs help mount (or mount --help) for mount\n"
+	"                   options, prismfs help commit for commit, discard and recover\n"
+	"  -V, --version    print the version\n"
+	"\n"
+	"mount(8) runs prismfs as its helper (mount -t fuse.prismfs, /etc/fstab), without\n"
+	"the word mount:\n"
+	"  prismfs SOURCE MOUNTPOINT [-o OPTS]\n"
+	"                   as prismfs mount; SOURCE must have a '/' or exist, or -o\n"
+	"                   must be given (then SOURCE may be a label such as none,\n"
+	"                   with lowerdir=); any other first word is an unknown\n"
+	"                   command (exit 2)\n";
+
+const char pfs_unmount_usage[] =
+	"usage: prismfs unmount [--action ACTION] MOUNTPOINT\n"
+	"\n"
+	"Unmount a prismfs mount cleanly and wait for its daemon to exit (umount is a\n"
+	"synonym). A dead mount (its daemon killed) is cleared.\n"
+	"\n"
+	"  --action preserve|discard|commit|commit-atomic\n"
+	"            what becomes of a layered mount's upper (default: the mount's\n"
+	"            --on-unmount, itself preserve by default); the outcome is printed,\n"
+	"            with a long commit's progress on a terminal\n"
+	"  -h, --help  this help\n";
+
+const char pfs_status_usage[] =
+	"usage: prismfs status [--json] MOUNTPOINT\n"
+	"\n"
+	"Show what a prismfs mount is doing: its source, layers, data path, request\n"
+	"transport, mapping table and counters. Times are in ISO 8601 (UTC).\n"
+	"\n"
+	"  --json      one JSON object (started: seconds since the epoch)\n"
+	"  -h, --help  this help\n";
+
+const char pfs_mount_usage[] =
+	"usage: prismfs mount [OPTIONS] SOURCE MOUNTPOINT\n"
+	"\n"
+	"Mirror the directory SOURCE at MOUNTPOINT. MOUNTPOINT may be SOURCE itself:\n"
+	"the daemon opens SOURCE before mounting and never re-enters the mount.\n"
+	"Returns once the mount answers; the daemon then runs in the background.\n"
+	"\n"
+	"options:\n"
+	"  -f, --foreground        stay in the foreground (logs and errors on stderr)\n"
+	"  -d                      debug: libfuse's trace of every request and reply on\n"
+	"                          stderr, in the foreground (same as -o debug)\n"
+	"  -o OPT[,OPT...]         FUSE mount options: allow_other, ro, default_permissions,\n"
+	"                          fsname=..., subtype=..., max_read=..., debug, ...\n"
+	"                          (repeatable). A value libfuse refuses is bad usage\n"
+	"                          (exit 2). The generic flags of mount(8) are accepted:\n"
+	"                          ro, rw, nosuid, nodev, noexec, sync, dirsync and noatime\n"
+	"                          apply to the FUSE mount; atime, relatime, norelatime,\n"
+	"                          strictatime, nostrictatime, diratime, nodiratime,\n"
+	"                          lazytime and nolazytime change nothing (a FUSE mount's\n"
+	"                          kernel never updates access times itself: they are\n"
+	"                          SOURCE's, under its own mount's flags); nosymfollow\n"
+	"                          is set on the mount by the daemon (mount_setattr:\n"
+	"                          needs root, else the mount is refused); fsname= and\n"
+	"                          subtype= change how /proc/mounts shows the mount;\n"
+	"                          prismfs status and unmount still find it\n"
+	"  --read-only             every modifying call fails with EROFS\n"
+	"  --passthrough auto|on|off\n"
+	"                          kernel FUSE passthrough: file data moves between the\n"
+	"                          program and the source inside the kernel, never through\n"
+	"                          the daemon. auto (default) uses it when the kernel and\n"
+	"                          privileges allow and says why not otherwise (prismfs\n"
+	"                          status); on refuses to mount without it; off never uses it\n"
+	"  --uring auto|on|off     take requests over io_uring (kernel FUSE-over-io_uring,\n"
+	"                          enabled by Y in /sys/module/fuse/parameters/enable_uring):\n"
+	"                          one queue per CPU, each request answered on the CPU that\n"
+	"                          made it, which makes metadata calls several times faster.\n"
+	"                          auto (default) uses it when the kernel offers it; on\n"
+	"                          refuses to mount without it; off reads /dev/fuse\n"
+	"  --log FILE|-            log every operation, its arguments and result, to FILE\n"
+	"                          (- = stderr). Logging never stalls I/O: when the writer\n"
+	"                          falls behind, records are dropped and counted, and the\n"
+	"                          count is reported at unmount. With kernel passthrough the\n"
+	"                          daemon never sees reads and writes of regular files, so\n"
+	"                          they are not logged; opens, releases and all metadata\n"
+	"                          operations are.\n"
+	"  --log-format text|json  text lines (-> op path args / <- op path = result) or\n"
+	"                          one JSON object per operation (default text)\n"
+	"  --timeout SECONDS       how long the kernel may cache names and attributes\n"
+	"                          (default 86400). prismfs invalidates the kernel's cache\n"
+	"                          itself for every change made through the mount.\n"
+	"  --volatile              the source is also changed by programs that do not go\n"
+	"                          through the mount: no kernel caching of names,\n"
+	"                          attributes or file data (same as --timeout 0 plus no\n"
+	"                          page cache kept across opens)\n"
+	"  --no-default-permissions\n"
+	"                          do not let the kernel check permissions against the\n"
+	"                          attributes shown (default: it does; with allow_other\n"
+	"                          this is what keeps users apart)\n"
+	"  --threads N             at most N worker threads (default 16; one reads at a\n"
+	"                          time, more join while requests block or pile up);\n"
+	"                          over io_uring, at most N per CPU queue\n"
+	"  --node-fds N            keep at most N fds open on the objects the kernel\n"
+	"                          holds (default: 3/4 of the fd limit); past that the\n"
+	"                          least used are closed and reopened from file handles\n"
+	"                          when needed (needs CAP_DAC_READ_SEARCH and a source\n"
+	"                          filesystem with handles; otherwise they stay open)\n"
+	"  --map FILE              a live mapping table (JSON) that remaps, grafts, hides and\n"
+	"                          narrows paths in the view. FILE is a regular file (watched:\n"
+	"                          in-place writes and atomic renames are applied at once)\n"
+	"                          or a named pipe (messages: 4-byte big-endian length, then\n"
+	"                          that much JSON; applied in order). An update that does not\n"
+	"                          parse or validate is rejected whole; the view stays.\n"
+	"                          Also with --upper: the table shapes SOURCE's layer only\n"
+	"                          (each --lower is taken at the view's paths, but a hidden\n"
+	"                          path hides every lower); changes land in the upper at the\n"
+	"                          view's paths, and an upper written so is never committed\n"
+	"                          (commit and commit-atomic are refused: preserve or discard)\n"
+	"  --map-max BYTES         largest message accepted from a mapping pipe (default 64M;\n"
+	"                          K, M, G suffixes)\n"
+	"  -h, --help              this help\n"
+	"\n"
+	"copy-on-write layers (SOURCE and every --lower stay unchanged):\n"
+	"  --upper DIR             every change lands in DIR, in kernel overlayfs's format\n"
+	"  --work DIR              scratch directory on DIR's filesystem (default: made\n"
+	"                          beside the upper as .NAME.prismfs-work)\n"
+	"  --lower DIR             a read-only layer below SOURCE (repeatable: each one is\n"
+	"                          below the ones before it)\n"
+	"  --whiteout auto|chardev|file\n"
+	"                          how a deletion is recorded: a 0/0 character device (the\n"
+	"                          kernel's form, needs CAP_MKNOD), a .wh.NAME file, or the\n"
+	"                          device where mknod works and the file otherwise (auto)\n"
+	"  --on-unmount preserve|discard|commit|commit-atomic\n"
+	"                          what becomes of the upper when the mount ends (default\n"
+	"                          preserve; prismfs unmount --action overrides it). commit\n"
+	"                          applies it to SOURCE in place, commit-atomic builds the\n"
+	"                          new tree beside SOURCE and swaps it in; either empties\n"
+	"                          the upper only once SOURCE is durable, and keeps it on\n"
+	"                          failure. discard empties the upper. prismfs unmount\n"
+	"                          waits for the action and reports it (with a commit's\n"
+	"                          progress on a terminal); after a plain umount a failed\n"
+	"                          action leaves one line in .NAME.prismfs-failed beside\n"
+	"                          the upper, which the next mount with it prints once\n"
+	"                          and removes (so does a later commit or discard of it\n"
+	"                          that succeeds).\n"
+	"\n"
+	"The kernel's spelling works too, also through mount(8) and /etc/fstab:\n"
+	"  -o lowerdir=L1:L2,upperdir=U,workdir=W   (SOURCE is then none, or L1)\n"
+	"  -o whiteout=FORM,on_unmount=ACTION       ('\\:' and '\\,' escape ':' and ',')\n"
+	"  mount -t fuse.prismfs -o lowerdir=L,upperdir=U none MOUNTPOINT\n"
+	"  (upperdir= without lowerdir= takes SOURCE as the lower; SOURCE none, or one\n"
+	"  that does not exist, is refused naming the missing lowerdir=)\n"
+	"\n"
+	"PassthroughFS's command line also works (stays in the foreground, as it did):\n"
+	"  prismfs --mountpoint MOUNTPOINT --target SOURCE [--mapping_file FILE] [OPTIONS]\n";
+
+const char pfs_layers_usage[] =
+	"usage: prismfs commit --upper U --lower L [--lower L2 ...] [--atomic] [--work W]\n"
+	"                      [--whiteout auto|chardev|file]\n"
+	"       prismfs discard --upper U [--work W]\n"
+	"       prismfs recover --lower L\n"
+	"\n"
+	"Finalize a copy-on-write layer offline. U is an upper directory in the kernel\n"
+	"overlayfs format (whiteouts, opaque directories, overlay xattrs) and L the\n"
+	"lower directory it applies to (the top lower). Neither may be in use by a mount.\n"
+	"\n"
+	"  commit    make L what the overlay showed: whiteouts delete, opaque directories\n"
+	"            replace, directories merge, changed files are written to a temporary\n"
+	"            file and renamed over the old one (identical ones are kept), with\n"
+	"            owner, mode, times and extended attributes; everything is made durable,\n"
+	"            then U (and W) are emptied. On failure U is kept and nothing more\n"
+	"            changes; running the same commit again completes it. Killed at any\n"
+	"            point, the next commit, recover, or mount of L with an upper\n"
+	"            completes it (journal .L.prismfs-inplace); U is never applied again\n"
+	"            once its emptying has begun.\n"
+	"  --atomic  build the new tree beside L (.L.prismfs-new, sharing unchanged files\n"
+	"            by reflink or hard link, never copying them), make it durable, and\n"
+	"            swap it with L in one rename. A crash at any point leaves L wholly old\n"
+	"            or wholly new; the next commit or recover finishes or undoes it.\n"
+	"  discard   empty U (and W): any depth, never following symlinks or crossing\n"
+	"            into other mounts.\n"
+	"  recover   finish (if the swap happened) or roll back (if not) an interrupted\n"
+	"            atomic commit of L; complete an interrupted in-place one.\n"
+	"  --work W  the overlay work directory, emptied together with U\n"
+	"  --lower L2 (after L, repeatable) the lowers below L, in the order the overlay\n"
+	"            stacked them: what U hid from them stays hidden, by whiteouts and\n"
+	"            opaque directories kept in L (only where they would show through)\n"
+	"  --whiteout auto|chardev|file  how such a whiteout is made: a 0/0 character\n"
+	"            device, a .wh.NAME file, or the device where mknod works (default)\n"
+	"\n"
+	"With a terminal on stderr, a long commit shows its progress on one line.\n"
+	"A commit or discard that succeeds also removes .U.prismfs-failed, the record a\n"
+	"failed unmount action left beside U (see prismfs mount --help, --on-unmount).\n";
+
+static void seterr(char *err, size_t len, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, len, fmt, ap);
+	va_end(ap);
+}
+
+static int append_opt(struct pfs_config *cfg, const char *item, size_t n)
+{
+	size_t old = cfg->fuse_opts ? strlen(cfg->fuse_opts) : 0;
+	char *p = realloc(cfg->fuse_opts, old + n + 2);
+
+	if (!p)
+		return -ENOMEM;
+	if (old)
+		p[old++] = ',';
+	memcpy(p + old, item, n);
+	p[old + n] = '\0';
+	cfg->fuse_opts = p;
+	return 0;
+}
+
+static bool item_is(const char *p, size_t n, const char *lit)
+{
+	return strlen(lit) == n && strncmp(p, lit, n) == 0;
+}
+
+/* The value of a "name=value" item, or NULL if the item is not name's. */
+static const char *item_val(const char *p, size_t n, const char *name)
+{
+	size_t k = strlen(name);
+
+	if (n > k && strncmp(p, name, k) == 0 && p[k] == '=')
+		return p + k + 1;
+	return NULL;
+}
+
+/* Where the item starting at p ends: the next sep not escaped by a
+ * backslash (how the kernel and libfuse let ',' and ':' into values). */
+static const char *scan_to(const char *p, const char *end, char sep)
+{
+	for (; p < end && *p != sep; p++)
+		if (*p == '\\' && p + 1 < end)
+			p++;
+	return p;
+}
+
+/* A copy of s[0..n) that cfg owns, its backslash escapes removed. */
+static char *keep_str(struct pfs_config *cfg, const char *s, size_t n)
+{
+	char **strs = realloc(cfg->strs, (cfg->nstrs + 1) * sizeof(*strs));
+	char *out, *o;
+
+	if (!strs)
+		return NULL;
+	cfg->strs = strs;
+	out = malloc(n + 1);
+	if (!out)
+		return NULL;
+	o = out;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] == '\\' && i + 1 < n)
+			i++;
+		*o++ = s[i];
+	}
+	*o = '\0';
+	cfg->strs[cfg->nstrs++] = out;
+	return out;
+}
+
+static int push_dir(const char ***arr, size_t *n, const char *dir)
+{
+	const char **a = realloc(*arr, (*n + 1) * sizeof(*a));
+
+	if (!a)
+		return -ENOMEM;
+	a[(*n)++] = dir;
+	*arr = a;
+	return 0;
+}
+
+/* lowerdir=L1:L2:... — SOURCE and the layers below it, as the kernel
+ * spells them ('\:' is a colon inside a name). */
+static int add_lowerdir(struct pfs_config *cfg, const char *v, size_t n, char *err,
+			size_t errlen)
+{
+	const char *p = v, *end = v + n;
+
+	if (cfg->noptlowers) {
+		seterr(err, errlen, "lowerdir= given twice");
+		return -EINVAL;
+	}
+	if (!cfg->layer_opt)
+		cfg->layer_opt = "lowerdir=";
+	for (;;) {
+		const char *q = scan_to(p, end, ':');
+		char *dir;
+
+		if (q == p) {
+			seterr(err, errlen, "empty directory in lowerdir=%.*s", (int)n, v);
+			return -EINVAL;
+		}
+		dir = keep_str(cfg, p, (size_t)(q - p));
+		if (!dir || push_dir(&cfg->optlowers, &cfg->noptlowers, dir) < 0)
+			return -ENOMEM;
+		if (q == end)
+			return 0;
+		p = q + 1;
+	}
+}
+
+/* --upper, upperdir=, --work, workdir=: each names one directory once. */
+static int set_dir(struct pfs_config *cfg, const char **slot, const char *v, const char *what,
+		   char *err, size_t errlen)
+{
+	if (!v || !*v) {
+		seterr(err, errlen, "%s needs a directory", what);
+		return -EINVAL;
+	}
+	if (*slot) {
+		seterr(err, errlen, "the %s directory is given twice (%s and %s)",
+		       slot == &cfg->upper ? "upper" : "work", *slot, v);
+		return -EINVAL;
+	}
+	*slot = v;
+	if (slot != &cfg->upper && !cfg->layer_opt)
+		cfg->layer_opt = what;
+	return 0;
+}
+
+static const char *const action_names[] = {
+	[PFS_ACT_NONE] = "none",
+	[PFS_ACT_PRESERVE] = "preserve",
+	[PFS_ACT_DISCARD] = "discard",
+	[PFS_ACT_COMMIT] = "commit",
+	[PFS_ACT_COMMIT_ATOMIC] = "commit-atomic",
+};
+
+const char *pfs_action_name(enum pfs_action a)
+{
+	return (unsigned)a < PFS_ARRAY_SIZE(action_names) ? action_names[a] : "?";
+}
+
+int pfs_action_parse(const char *s, enum pfs_action *out)
+{
+	for (size_t i = PFS_ACT_PRESERVE; s && i < PFS_ARRAY_SIZE(action_names); i++) {
+		if (strcmp(s, action_names[i]) == 0) {
+			*out = (enum pfs_action)i;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+static const char *const whiteout_names[] = {
+	[PFS_WH_AUTO] = "auto",
+	[PFS_WH_CHARDEV] = "chardev",
+	[PFS_WH_FILE] = "file",
+};
+
+const char *pfs_whiteout_name(enum pfs_whiteout w)
+{
+	return (unsigned)w < PFS_ARRAY_SIZE(whiteout_names) ? whiteout_names[w] : "?";
+}
+
+static int set_whiteout(struct pfs_config *cfg, const char *v, const char *what, char *err,
+			size_t errlen)
+{
+	for (size_t i = 0; v && i < PFS_ARRAY_SIZE(whiteout_names); i++) {
+		if (strcmp(v, whiteout_names[i]) == 0) {
+			cfg->whiteout = (enum pfs_whiteout)i;
+			if (!cfg->layer_opt)
+				cfg->layer_opt = what;
+			return 0;
+		}
+	}
+	seterr(err, errlen, "%s must be auto, chardev or file, not '%s'", what, v ? v : "");
+	return -EINVAL;
+}
+
+static int set_action(struct pfs_config *cfg, const char *v, const char *what, char *err,
+		      size_t errlen)
+{
+	if (pfs_action_parse(v, &cfg->action) < 0) {
+		seterr(err, errlen, "%s must be preserve, discard, commit or commit-atomic, not '%s'",
+		       what, v ? v : "");
+		return -EINVAL;
+	}
+	if (!cfg->layer_opt)
+		cfg->layer_opt = what;
+	return 0;
+}
+
+/* Options mount(8), mount.fuse3 and fstab lines carry that mean nothing to
+ * a FUSE mount: accepted and dropped. Most steer mount(8) itself. The
+ * access time flags (relatime is also the kernel's default) cannot matter:
+ * FUSE marks its inodes S_NOATIME, so the kernel never updates an access
+ * time on the mount; SOURCE's filesystem does, under its own flags.
+ * libfuse 3.14 knows none of these by name. */
+static bool mount8_only(const char *p, size_t n)
+{
+	static const char *const names[] = {"defaults", "auto", "noauto", "nofail", "user",
+					    "nouser", "users", "owner", "group", "_netdev",
+					    "relatime", "norelatime", "strictatime", "nostrictatime",
+					    "diratime", "nodiratime", "lazytime", "nolazytime"};
+
+	for (size_t i = 0; i < PFS_ARRAY_SIZE(names); i++)
+		if (item_is(p, n, names[i]))
+			return true;
+	return (n >= 2 && strncmp(p, "x-", 2) == 0) || item_val(p, n, "comment");
+}
+
+/* One -o item. The layer options are ours, in the kernel overlayfs
+ * spelling, and never reach libfuse. */
+static int add_fuse_opt(struct pfs_config *cfg, const char *p, size_t n, char *err,
+			size_t errlen)
+{
+	const char *v;
+	char *val = NULL;
+
+	if ((v = item_val(p, n, "lowerdir")))
+		return add_lowerdir(cfg, v, n - (size_t)(v - p), err, errlen);
+	if ((v = item_val(p, n, "upperdir")) || (v = item_val(p, n, "workdir")) ||
+	    (v = item_val(p, n, "whiteout")) || (v = item_val(p, n, "on_unmount"))) {
+		val = keep_str(cfg, v, n - (size_t)(v - p));
+		if (!val)
+			return -ENOMEM;
+		switch (p[0]) {
+		case 'u':
+			cfg->upper_from_opt = true;
+			return set_dir(cfg, &cfg->upper, val, "upperdir=", err, errlen);
+		case 'w':
+			if (p[1] == 'o')
+				return set_dir(cfg, &cfg->work, val, "workdir=", err, errlen);
+			return set_whiteout(cfg, val, "whiteout=", err, errlen);
+		default:
+			return set_action(cfg, val, "on_unmount=", err, errlen);
+		}
+	}
+	if (mount8_only(p, n))
+		return 0;
+	if (item_is(p, n, "default_permissions")) {
+		cfg->default_permissions = true; /* passed on by the daemon */
+		return 0;
+	}
+	if (item_is(p, n, "nodefault_permissions")) {
+		cfg->default_permissions = false;
+		return 0;
+	}
+	if (item_is(p, n, "nosymfollow") || item_is(p, n, "symfollow")) {
+		/* libfuse 3.14 cannot pass it: the daemon sets it on the mount */
+		cfg->nosymfollow = p[0] == 'n';
+		return 0;
+	}
+	if (item_is(p, n, "debug")) {
+		/* As libfuse's own -o debug: the trace needs a terminal's stderr */
+		cfg->debug = true;
+		cfg->foreground = true;
+	}
+	if (item_is(p, n, "allow_other"))
+		cfg->allow_other = true;
+	else if (item_is(p, n, "ro"))
+		cfg->mount_ro = true;
+	else if (item_is(p, n, "rw"))
+		cfg->mount_ro = false;
+	return append_opt(cfg, p, n);
+}
+
+int pfs_cli_add_fuse_opts(struct pfs_config *cfg, const char *opts, char *err, size_t errlen)
+{
+	const char *p = opts, *end = opts + strlen(opts);
+
+	if (!*opts) {
+		seterr(err, errlen, "empty -o option");
+		return -EINVAL;
+	}
+	while (p < end) {
+		const char *q = scan_to(p, end, ',');
+		int ret;
+
+		if (q == p || (q + 1 == end && *q == ',')) {
+			seterr(err, errlen, "empty item in -o option list '%s'", opts);
+			return -EINVAL;
+		}
+		ret = add_fuse_opt(cfg, p, (size_t)(q - p), err, errlen);
+		if (ret < 0)
+			return ret;
+		p = q < end ? q + 1 : q;
+	}
+	return 0;
+}
+
+/* SOURCE given with lowerdir=: a label ("none", as mount(8) lines have it,
+ * or any word without a '/'), or the same directory as lowerdir's first. */
+static bool same_dir_name(const char *a, const char *b)
+{
+	size_t na = strlen(a), nb = strlen(b);
+
+	while (na > 1 && a[na - 1] == '/')
+		na--;
+	while (nb > 1 && b[nb - 1] == '/')
+		nb--;
+	return na == nb && strncmp(a, b, na) == 0;
+}
+
+/* After all arguments: fold lowerdir= into SOURCE and the lowers, and
+ * check that the layer options come with an upper. */
+static int finish_layers(struct pfs_config *cfg, char *err, size_t errlen)
+{
+	if (cfg->noptlowers) {
+		const char *src = cfg->source;
+
+		if (cfg->nlowers) {
+			seterr(err, errlen, "give the lower layers with --lower or with lowerdir=, "
+			       "not both");
+			return -EINVAL;
+		}
+		if (src && (strchr(src, '/') || strcmp(src, ".") == 0 || strcmp(src, "..") == 0) &&
+		    !same_dir_name(src, cfg->optlowers[0])) {
+			seterr(err, errlen, "SOURCE %s is not lowerdir's first directory %s "
+			       "(with lowerdir=, give none as SOURCE)", src, cfg->optlowers[0]);
+			return -EINVAL;
+		}
+		cfg->source = cfg->optlowers[0];
+		for (size_t i = 1; i < cfg->noptlowers; i++)
+			if (push_dir(&cfg->lowers, &cfg->nlowers, cfg->optlowers[i]) < 0)
+				return -ENOMEM;
+	}
+	if (cfg->upper_from_opt && !cfg->noptlowers && !cfg->nlowers && cfg->source &&
+	    strcmp(cfg->source, "none") == 0) {
+		seterr(err, errlen, "upperdir= needs lowerdir= (the layers below it; or a SOURCE "
+		       "directory instead of none)");
+		return -EINVAL;
+	}
+	if (!cfg->upper) {
+		if (cfg->layer_opt) {
+			seterr(err, errlen, "%s needs an upper directory (--upper DIR or upperdir=DIR)",
+			       cfg->layer_opt);
+			return -EINVAL;
+		}
+		return 0;
+	}
+	if (cfg->read_only || cfg->mount_ro) {
+		seterr(err, errlen, "%s cannot be used with an upper directory: the upper is "
+		       "where changes go (mount without --upper for a read-only view)",
+		       cfg->read_only ? "--read-only" : "-o ro");
+		return -EINVAL;
+	}
+	if (cfg->action == PFS_ACT_NONE)
+		cfg->action = PFS_ACT_PRESERVE;
+	return 0;
+}
+
+/* --name=value or --name value; returns the value or NULL. */
+/* "auto", "on", "off" -> 0, 1, 2 (the order of both tri-state enums), or -1. */
+static int auto_on_off(const char *v)
+{
+	static const char *const words[] = {"auto", "on", "off"};
+
+	for (int k = 0; v && k < 3; k++)
+		if (strcmp(v, words[k]) == 0)
+			return k;
+	return -1;
+}
+
+static const char *optval(int argc, char **argv, int *i, const char *arg, const char *name,
+			  bool *matched)
+{
+	size_t n = strlen(name);
+
+	*matched = false;
+	if (strncmp(arg, name, n) != 0)
+		return NULL;
+	if (arg[n] == '=') {
+		*matched = true;
+		return arg + n + 1;
+	}
+	if (arg[n] != '\0')
+		return NULL;
+	*matched = true;
+	if (*i + 1 >= argc)
+		return NULL;
+	return argv[++*i];
+}
+
+/* compat: PassthroughFS's spelling, --mountpoint M --target T --mapping_file F,
+ * instead of positional SOURCE MOUNTPOINT. */
+static int parse_mount(int argc, char **argv, int start, bool compat, struct pfs_config *cfg,
+		       char *err, size_t errlen)
+{
+	const char *pos[2];
+	int npos = 0;
+	bool dashdash = false;
+
+	for (int i = start; i < argc; i++) {
+		const char *a = argv[i], *v;
+		bool m;
+		int ret;
+
+		if (dashdash || a[0] != '-' || a[1] == '\0') {
+			if (npos == 2 || compat) {
+				seterr(err, errlen, "unexpected argument '%s'", a);
+				return -EINVAL;
+			}
+			pos[npos++] = a;
+			continue;
+		}
+		if (strcmp(a, "--") == 0) {
+			dashdash = true;
+		} else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+			cfg->cmd = PFS_CMD_MOUNT_HELP;
+			cfg->usage = pfs_mount_usage;
+			return 0;
+		} else if (strcmp(a, "-f") == 0 || strcmp(a, "--foreground") == 0) {
+			cfg->foreground = true;
+		} else if (strcmp(a, "-d") == 0 || strcmp(a, "--debug") == 0) {
+			ret = pfs_cli_add_fuse_opts(cfg, "debug", err, errlen);
+			if (ret < 0)
+				return ret;
+		} else if (strcmp(a, "--read-only") == 0) {
+			cfg->read_only = true;
+		} else if (strcmp(a, "--volatile") == 0) {
+			cfg->volatile_source = true;
+		} else if (strcmp(a, "--no-default-permissions") == 0) {
+			cfg->default_permissions = false;
+		} else if (strncmp(a, "-o", 2) == 0) {
+			v = a[2] ? a + 2 : (i + 1 < argc ? argv[++i] : NULL);
+			if (!v) {
+				seterr(err, errlen, "option -o needs a value");
+				return -EINVAL;
+			}
+			ret = pfs_cli_add_fuse_opts(cfg, v, err, errlen);
+			if (ret < 0)
+				return ret;
+		} else if ((v = optval(argc, argv, &i, a, "--log-format", &m)) || m) {
+			if (v && strcmp(v, "text") == 0) {
+				cfg->log_format = PFS_LOG_TEXT;
+			} else if (v && strcmp(v, "json") == 0) {
+				cfg->log_format = PFS_LOG_JSON;
+			} else {
+				seterr(err, errlen, "--log-format must be text or json, not '%s'",
+				       v ? v : "");
+				return -EINVAL;
+			}
+		} else if ((v = optval(argc, argv, &i, a, "--passthrough", &m)) || m) {
+			int t = auto_on_off(v);
+
+			if (t < 0) {
+				seterr(err, errlen, "--passthrough must be auto, on or off, not '%s'",
+				       v ? v : "");
+				return -EINVAL;
+			}
+			cfg->passthrough = (enum pfs_passthrough)t;
+		} else if ((v = optval(argc, argv, &i, a, "--uring", &m)) || m) {
+			int t = auto_on_off(v);
+
+			if (t < 0) {
+				seterr(err, errlen, "--uring must be auto, on or off, not '%s'",
+				       v ? v : "");
+				return -EINVAL;
+			}
+			cfg->uring = (enum pfs_uring_opt)t;
+		} else if ((v = optval(argc, argv, &i, a, "--log", &m)) || m) {
+			if (!v || !*v) {
+				seterr(err, errlen, "--log needs a file name or -");
+				return -EINVAL;
+			}
+			cfg->log_path = v;
+		} else if ((v = optval(argc, argv, &i, a, "--timeout", &m)) || m) {
+			if (pfs_parse_seconds(v, &cfg->timeout) < 0) {
+				seterr(err, errlen, "--timeout needs a number of seconds, not '%s'",
+				       v ? v : "");
+				return -EINVAL;
+			}
+		} else if ((v = optval(argc, argv, &i, a, "--map-max", &m)) || m) {
+			if (pfs_parse_size(v, &cfg->map_max) < 0 || cfg->map_max == 0) {
+				seterr(err, errlen, "--map-max needs a size in bytes (K, M, G allowed), not '%s'",
+				       v ? v : "");
+				return -EINVAL;
+			}
+		} else if ((v = optval(argc, argv, &i, a, "--map", &m)) || m ||
+			   (v = optval(argc, argv, &i, a, "--mapping_file", &m)) || m ||
+			   (v = optval(argc, argv, &i, a, "--mapping-file", &m)) || m) {
+			if (!v || !*v) {
+				seterr(err, errlen, "%s needs a file name", a);
+				return -EINVAL;
+			}
+			cfg->map_path = v;
+		} else if (compat && (((v = optval(argc, argv, &i, a, "--mountpoint", &m)) || m) ||
+				      ((v = optval(argc, argv, &i, a, "--target", &m)) || m))) {
+			bool is_mnt = strncmp(a, "--mountpoint", 12) == 0;
+
+			if (!v || !*v) {
+				seterr(err, errlen, "%s needs a directory", is_mnt ? "--mountpoint" : "--target");
+				return -EINVAL;
+			}
+			if (is_mnt)
+				cfg->mountpoint = v;
+			else
+				cfg->source = v;
+		} else if ((v = optval(argc, argv, &i, a, "--upper", &m)) || m) {
+			ret = set_dir(cfg, &cfg->upper, v, "--upper", err, errlen);
+			if (ret < 0)
+				return ret;
+		} else if ((v = optval(argc, argv, &i, a, "--work", &m)) || m) {
+			ret = set_dir(cfg, &cfg->work, v, "--work", err, errlen);
+			if (ret < 0)
+				return ret;
+		} else if ((v = optval(argc, argv, &i, a, "--lower", &m)) || m) {
+			if (!v || !*v) {
+				seterr(err, errlen, "--lower needs a directory");
+				return -EINVAL;
+			}
+			if (push_dir(&cfg->lowers, &cfg->nlowers, v) < 0)
+				return -ENOMEM;
+			if (!cfg->layer_opt)
+				cfg->layer_opt = "--lower";
+		} else if ((v = optval(argc, argv, &i, a, "--whiteout", &m)) || m) {
+			ret = set_whiteout(cfg, v, "--whiteout", err, errlen);
+			if (ret < 0)
+				return ret;
+		} else if ((v = optval(argc, argv, &i, a, "--on-unmount", &m)) || m) {
+			ret = set_action(cfg, v, "--on-unmount", err, errlen);
+			if (ret < 0)
+				return ret;
+		} else if ((v = optval(argc, argv, &i, a, "--threads", &m)) || m) {
+			if (pfs_parse_long(v, 1, 1024, &cfg->threads) < 0) {
+				seterr(err, errlen, "--threads needs a number from 1 to 1024, not '%s'",
+				       v ? v : "");
+				return -EINVAL;
+			}
+		} else if ((v = optval(argc, argv, &i, a, "--node-fds", &m)) || m) {
+			if (pfs_parse_long(v, 16, 1L << 30, &cfg->node_fds) < 0) {
+				seterr(err, errlen, "--node-fds needs a number from 16 to %ld, not '%s'",
+				       1L << 30, v ? v : "");
+				return -EINVAL;
+			}
+		} else {
+			seterr(err, errlen, "unknown option '%s' (see prismfs mount --help)", a);
+			return -EINVAL;
+		}
+	}
+	if (compat) {
+		if (!cfg->mountpoint || !cfg->source) {
+			seterr(err, errlen, "missing %s (usage: prismfs --mountpoint MOUNTPOINT --target SOURCE [--mapping_file FILE])",
+			       cfg->mountpoint ? "--target" : "--mountpoint");
+			return -EINVAL;
+		}
+		cfg->foreground = true; /* PassthroughFS ran in the foreground */
+	} else if (npos < 2) {
+		seterr(err, errlen, npos ? "missing MOUNTPOINT (usage: prismfs mount SOURCE MOUNTPOINT)"
+					 : "missing SOURCE and MOUNTPOINT (usage: prismfs mount SOURCE MOUNTPOINT)");
+		return -EINVAL;
+	} else {
+		cfg->source = pos[0];
+		cfg->mountpoint = pos[1];
+	}
+	if (cfg->volatile_source)
+		cfg->timeout = 0;
+	return finish_layers(cfg, err, errlen);
+}
+
+static int parse_target(int argc, char **argv, int start, struct pfs_config *cfg, char *err,
+			size_t errlen, const char *cmd)
+{
+	for (int i = start; i < argc; i++) {
+		const char *a = argv[i], *v;
+		bool m = false;
+
+		if (strcmp(a, "--json") == 0 && cfg->cmd == PFS_CMD_STATUS) {
+			cfg->json = true;
+		} else if (cfg->cmd == PFS_CMD_UNMOUNT &&
+			   ((v = optval(argc, argv, &i, a, "--action", &m)) || m)) {
+			if (pfs_action_parse(v, &cfg->action) < 0) {
+				seterr(err, errlen, "--action must be preserve, discard, commit or "
+				       "commit-atomic, not '%s'", v ? v : "");
+				return -EINVAL;
+			}
+		} else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+			bool st = cfg->cmd == PFS_CMD_STATUS;
+
+			cfg->cmd = st ? PFS_CMD_STATUS_HELP : PFS_CMD_UNMOUNT_HELP;
+			cfg->usage = st ? pfs_status_usage : pfs_unmount_usage;
+			return 0;
+		} else if (a[0] == '-' && a[1]) {
+			seterr(err, errlen, "unknown option '%s' for %s (see prismfs %s --help)", a,
+			       cmd, cmd);
+			return -EINVAL;
+		} else if (cfg->mountpoint) {
+			seterr(err, errlen, "unexpected argument '%s'", a);
+			return -EINVAL;
+		} else {
+			cfg->mountpoint = a;
+		}
+	}
+	if (!cfg->mountpoint) {
+		seterr(err, errlen, "missing MOUNTPOINT (usage: prismfs %s MOUNTPOINT)", cmd);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* commit, discard, recover: named options only. */
+static int parse_layers(int argc, char **argv, int start, struct pfs_config *cfg, char *err,
+			size_t errlen, const char *cmd)
+{
+	bool commit = cfg->cmd == PFS_CMD_COMMIT, discard = cfg->cmd == PFS_CMD_DISCARD;
+	bool recover = cfg->cmd == PFS_CMD_RECOVER;
+
+	for (int i = start; i < argc; i++) {
+		const char *a = argv[i], *v, **slot = NULL, *name = NULL;
+		bool m;
+
+		if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+			cfg->cmd = PFS_CMD_LAYERS_HELP;
+			cfg->usage = pfs_layers_usage;
+			return 0;
+		} else if (commit && strcmp(a, "--atomic") == 0) {
+			cfg->atomic = true;
+			continue;
+		} else if ((commit || discard) &&
+			   ((v = optval(argc, argv, &i, a, "--upper", &m)) || m)) {
+			slot = &cfg->upper;
+			name = "--upper";
+		} else if ((commit || recover) &&
+			   ((v = optval(argc, argv, &i, a, "--lower", &m)) || m)) {
+			/* commit: the first is the top lower, the others are
+			 * the lowers below it, as stacked at mount */
+			if (commit && cfg->lower && v && *v) {
+				if (push_dir(&cfg->lowers, &cfg->nlowers, v) < 0) {
+					seterr(err, errlen, "out of memory");
+					return -ENOMEM;
+				}
+				continue;
+			}
+			slot = &cfg->lower;
+			name = "--lower";
+		} else if (commit && ((v = optval(argc, argv, &i, a, "--whiteout", &m)) || m)) {
+			int ret = set_whiteout(cfg, v, "--whiteout", err, errlen);
+
+			if (ret < 0)
+				return ret;
+			continue;
+		} else if ((commit || discard) &&
+			   ((v = optval(argc, argv, &i, a, "--work", &m)) || m)) {
+			slot = &cfg->work;
+			name = "--work";
+		} else if (a[0] == '-' && a[1]) {
+			seterr(err, errlen, "unknown option '%s' for %s (see prismfs %s --help)", a,
+			       cmd, cmd);
+			return -EINVAL;
+		} else {
+			seterr(err, errlen,
+			       "unexpected argument '%s' (prismfs %s takes named options)", a, cmd);
+			return -EINVAL;
+		}
+		if (!v || !*v) {
+			seterr(err, errlen, "%s needs a directory", name);
+			return -EINVAL;
+		}
+		if (*slot) {
+			seterr(err, errlen, "%s given twice", name);
+			return -EINVAL;
+		}
+		*slot = v;
+	}
+	if ((commit || discard) && !cfg->upper) {
+		seterr(err, errlen, "missing --upper (usage: prismfs %s --upper U%s)", cmd,
+		       commit ? " --lower L" : "");
+		return -EINVAL;
+	}
+	if ((commit || recover) && !cfg->lower) {
+		seterr(err, errlen, "missing --lower (usage: prismfs %s%s --lower L)", cmd,
+		       commit ? " --upper U" : "");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* `help CMD`: the help of CMD, as CMD --help gives it. */
+static int parse_help(int argc, char **argv, struct pfs_config *cfg, char *err, size_t errlen)
+{
+	static const struct {
+		const char *name;
+		enum pfs_cmd cmd;
+		const char *usage;
+	} topics[] = {
+		{"help", PFS_CMD_HELP, pfs_usage},
+		{"mount", PFS_CMD_MOUNT_HELP, pfs_mount_usage},
+		{"unmount", PFS_CMD_UNMOUNT_HELP, pfs_unmount_usage},
+		{"umount", PFS_CMD_UNMOUNT_HELP, pfs_unmount_usage},
+		{"status", PFS_CMD_STATUS_HELP, pfs_status_usage},
+		{"commit", PFS_CMD_LAYERS_HELP, pfs_layers_usage},
+		{"discard", PFS_CMD_LAYERS_HELP, pfs_layers_usage},
+		{"recover", PFS_CMD_LAYERS_HELP, pfs_layers_usage},
+	};
+
+	cfg->cmd = PFS_CMD_HELP;
+	cfg->usage = pfs_usage;
+	if (argc < 3)
+		return 0;
+	if (argc > 3) {
+		seterr(err, errlen, "unexpected argument '%s' (usage: prismfs help [COMMAND])",
+		       argv[3]);
+		return -EINVAL;
+	}
+	for (size_t i = 0; i < PFS_ARRAY_SIZE(topics); i++) {
+		if (strcmp(argv[2], topics[i].name) == 0) {
+			cfg->cmd = topics[i].cmd;
+			cfg->usage = topics[i].usage;
+			return 0;
+		}
+	}
+	seterr(err, errlen, "unknown command '%s' (see prismfs --help)", argv[2]);
+	return -EINVAL;
+}
+
+/* A first word that may be a SOURCE (the mount(8) helper form): a path
+ * by its spelling, or any word when mount.fuse's -o comes along. */
+static bool source_by_form(int argc, char **argv)
+{
+	const char *c = argv[1];
+
+	if (strchr(c, '/') || strcmp(c, ".") == 0 || strcmp(c, "..") == 0)
+		return true;
+	for (int i = 2; i < argc; i++) {
+		if (strcmp(argv[i], "--") == 0)
+			break;
+		if (strncmp(argv[i], "-o", 2) == 0)
+			return true;
+	}
+	return false;
+}
+
+int pfs_cli_parse(int argc, char **argv, struct pfs_config *cfg, char *err, size_t errlen)
+{
+	const char *c;
+
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->timeout = PFS_DEFAULT_TIMEOUT;
+	cfg->threads = 16;
+	cfg->default_permissions = true;
+	cfg->map_max = PFS_DEFAULT_MAP_MAX;
+	err[0] = '\0';
+	if (argc < 2) {
+		seterr(err, errlen, "missing command (see prismfs --help)");
+		return -EINVAL;
+	}
+	c = argv[1];
+	if (strcmp(c, "-h") == 0 || strcmp(c, "--help") == 0) {
+		cfg->cmd = PFS_CMD_HELP;
+		cfg->usage = pfs_usage;
+		return 0;
+	}
+	if (strcmp(c, "help") == 0)
+		return parse_help(argc, argv, cfg, err, errlen);
+	if (strcmp(c, "-V") == 0 || strcmp(c, "--version") == 0 || strcmp(c, "version") == 0) {
+		cfg->cmd = PFS_CMD_VERSION;
+		return 0;
+	}
+	if (strcmp(c, "mount") == 0) {
+		cfg->cmd = PFS_CMD_MOUNT;
+		return parse_mount(argc, argv, 2, false, cfg, err, errlen);
+	}
+	if (strcmp(c, "unmount") == 0 || strcmp(c, "umount") == 0) {
+		cfg->cmd = PFS_CMD_UNMOUNT;
+		return parse_target(argc, argv, 2, cfg, err, errlen, "unmount");
+	}
+	if (strcmp(c, "status") == 0) {
+		cfg->cmd = PFS_CMD_STATUS;
+		return parse_target(argc, argv, 2, cfg, err, errlen, "status");
+	}
+	if (strcmp(c, "commit") == 0 || strcmp(c, "discard") == 0 || strcmp(c, "recover") == 0) {
+		cfg->cmd = c[0] == 'c' ? PFS_CMD_COMMIT : c[0] == 'd' ? PFS_CMD_DISCARD
+								     : PFS_CMD_RECOVER;
+		return parse_layers(argc, argv, 2, cfg, err, errlen, c);
+	}
+	if (c[0] != '-') {
+		/* mount(8) helper convention: prismfs SOURCE MOUNTPOINT -o OPTS.
+		 * A bare word without -o may be a mistyped command instead. */
+		if (!source_by_form(argc, argv))
+			cfg->maybe_cmd = c;
+		cfg->cmd = PFS_CMD_MOUNT;
+		return parse_mount(argc, argv, 1, false, cfg, err, errlen);
+	}
+	for (int i = 1; i < argc; i++) {
+		if (strncmp(argv[i], "--mountpoint", 12) == 0 || strncmp(argv[i], "--target", 8) == 0) {
+			cfg->cmd = PFS_CMD_MOUNT;
+			return parse_mount(argc, argv, 1, true, cfg, err, errlen);
+		}
+	}
+	seterr(err, errlen, "unknown option '%s' (see prismfs --help)", c);
+	return -EINVAL;
+}
+
+void pfs_config_free(struct pfs_config *cfg)
+{
+	free(cfg->fuse_opts);
+	cfg->fuse_opts = NULL;
+	free(cfg->lowers);
+	cfg->lowers = NULL;
+	cfg->nlowers = 0;
+	free(cfg->optlowers);
+	cfg->optlowers = NULL;
+	cfg->noptlowers = 0;
+	for (size_t i = 0; i < cfg->nstrs; i++)
+		free(cfg->strs[i]);
+	free(cfg->strs);
+	cfg->strs = NULL;
+	cfg->nstrs = 0;
+}

@@ -1,0 +1,1158 @@
+#include "cli/daemon.h"
+#include "layers/layer.h"
+#include "layers/layer_life.h"
+#include "map/mapwatch.h"
+#include "ctl/ctl.h"
+#include "fuse/loop.h"
+#include "view/nodefd.h"
+#include "commit/failrec.h"
+#include "ctl/progress.h"
+#include "view/selfmnt.h"
+#include "fuse/shim.h"
+#include "fuse/uring.h"
+#include "util/util.h"
+#include "view/view.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <libgen.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <syslog.h>
+#include <unistd.h>
+
+/* libfuse reports through fuse_log; before mounting, keep its last words so
+ * they can be said in our one line instead of beside it. */
+static char fuse_msg[512];
+static int fuse_log_to_stderr;
+static bool fuse_log_debug; /* -d, -o debug: libfuse's trace goes to stderr */
+
+static void fuse_log_capture(enum fuse_log_level level, const char *fmt, va_list ap)
+{
+	if (level > FUSE_LOG_ERR) {
+		if (fuse_log_debug)
+			vfprintf(stderr, fmt, ap);
+		return;
+	}
+	vsnprintf(fuse_msg, sizeof(fuse_msg), fmt, ap);
+	fuse_msg[strcspn(fuse_msg, "\n")] = '\0';
+	if (fuse_log_to_stderr)
+		fprintf(stderr, "prismfs: %s\n", fuse_msg);
+}
+
+_Thread_local char pfs_said[PFS_SAID_LEN];
+_Thread_local pid_t pfs_say_quiet_pid;
+_Thread_local pid_t pfs_daemon_pid;
+
+/* One line on stderr; also kept in pfs_said for the library, which asks
+ * for silence in its own process only (a forked daemon speaks as usual). */
+static void say(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(pfs_said, sizeof(pfs_said), fmt, ap);
+	va_end(ap);
+	pfs_said[strcspn(pfs_said, "\n")] = '\0';
+	if (pfs_say_quiet_pid == 0 || pfs_say_quiet_pid != getpid())
+		fprintf(stderr, "prismfs: %s\n", pfs_said);
+}
+
+/* An absolute, canonical name for path without stat()ing path itself: the
+ * mount point may be a dead FUSE mount that would hang or fail. */
+static char *canonical_noleaf(const char *path)
+{
+	char *a = strdup(path), *b = strdup(path), *dir = NULL, *out = NULL;
+	const char *base;
+
+	if (!a || !b)
+		goto out;
+	base = basename(b);
+	dir = realpath(dirname(a), NULL);
+	if (!dir)
+		goto out;
+	if (strcmp(base, "/") == 0 || strcmp(base, ".") == 0 || strcmp(base, "..") == 0) {
+		out = realpath(path, NULL);
+		goto out;
+	}
+	if (asprintf(&out, "%s/%s", strcmp(dir, "/") == 0 ? "" : dir, base) < 0)
+		out = NULL;
+out:
+	free(a);
+	free(b);
+	free(dir);
+	return out;
+}
+
+static int find_mount(const char *path, struct pfs_mntent *e)
+{
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	int ret;
+
+	if (!f)
+		return -errno;
+	ret = pfs_mountinfo_find(f, path, e);
+	fclose(f);
+	return ret;
+}
+
+/* libfuse splits -o on commas; a source path may hold them. */
+static char *escape_opt(const char *s)
+{
+	char *out = malloc(strlen(s) * 2 + 1), *p = out;
+
+	if (!out)
+		return NULL;
+	for (; *s; s++) {
+		if (*s == ',' || *s == '\\')
+			*p++ = '\\';
+		*p++ = *s;
+	}
+	*p = '\0';
+	return out;
+}
+
+#define URING_PARAM "/sys/module/fuse/parameters/enable_uring"
+
+/* 1: the kernel offers FUSE over io_uring to new mounts, 0: it is off, -1:
+ * the kernel has none. */
+static int uring_enabled(void)
+{
+	char c = 0;
+	int fd = open(URING_PARAM, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return -1;
+	if (read(fd, &c, 1) != 1)
+		c = 0;
+	close(fd);
+	return c == 'Y' || c == '1';
+}
+
+/* Why a mount point that holds a FUSE mount is refused. One whose daemon
+ * is gone is not busy: it is dead, and says how to clear it (not cleared
+ * here: that it is really this user's own and left over is more than a
+ * mount can prove). */
+static void say_fuse_there(const char *given, const char *mnt, const char *fstype)
+{
+	bool ours = strcmp(fstype, "fuse.prismfs") == 0, dead;
+	const char *why;
+	int fd;
+
+	if (ours) {
+		fd = pfs_ctl_connect(mnt, &why);
+		dead = fd == -ENOTCONN;
+		if (fd >= 0)
+			close(fd);
+	} else {
+		dead = pfs_mount_is_dead(mnt);
+	}
+	if (!dead)
+		say("mount point %s is busy: a %s filesystem is already mounted there", given,
+		    fstype);
+	else if (ours)
+		say("%s: a prismfs mount whose daemon is gone is still there; clear it with "
+		    "`prismfs unmount %s` (or fusermount3 -u %s)", given, given, given);
+	else
+		say("%s: a %s mount whose daemon is gone is still there; clear it with "
+		    "`fusermount3 -u %s`", given, fstype, given);
+}
+
+static int check_config(const struct pfs_config *cfg, struct pfs_fs *fs)
+{
+	struct stat st;
+	struct pfs_mntent *e = malloc(sizeof(*e));
+	int fd, r, ret = -1;
+
+	if (!e) {
+		say("out of memory");
+		return -1;
+	}
+	if (cfg->uring == PFS_UR_ON && uring_enabled() <= 0) {
+		say(uring_enabled() < 0 ? "cannot take requests over io_uring (--uring on): this "
+					  "kernel has no FUSE over io_uring"
+					: "cannot take requests over io_uring (--uring on): it is off in "
+					  "the kernel (echo Y > " URING_PARAM ")");
+		goto out;
+	}
+	fs->root_fd = open(cfg->source, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (fs->root_fd < 0) {
+		if (errno == ENOENT)
+			say("source %s does not exist", cfg->source);
+		else if (errno == ENOTDIR)
+			say("source %s is not a directory", cfg->source);
+		else
+			say("cannot open source %s: %s", cfg->source, strerror(errno));
+		goto out;
+	}
+	fs->source = realpath(cfg->source, NULL);
+	fs->mountpoint = canonical_noleaf(cfg->mountpoint);
+	if (!fs->source || !fs->mountpoint) {
+		say("mount point %s does not exist", cfg->mountpoint);
+		goto out;
+	}
+	if (find_mount(fs->mountpoint, e) == 0 && strncmp(e->fstype, "fuse", 4) == 0) {
+		say_fuse_there(cfg->mountpoint, fs->mountpoint, e->fstype);
+		goto out;
+	}
+	if (stat(fs->mountpoint, &st) < 0) {
+		if (errno == ENOENT)
+			say("mount point %s does not exist", cfg->mountpoint);
+		else
+			say("mount point %s is not usable: %s", cfg->mountpoint, strerror(errno));
+		goto out;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		say("mount point %s is not a directory", cfg->mountpoint);
+		goto out;
+	}
+	if ((r = pfs_selfmnt_prepare(fs)) < 0) {
+		say("mount point %s is not usable: %s", cfg->mountpoint, strerror(-r));
+		goto out;
+	}
+	fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
+	if (fd < 0) {
+		say("no access to /dev/fuse: %s", strerror(errno));
+		goto out;
+	}
+	close(fd);
+	ret = 0;
+out:
+	free(e);
+	return ret;
+}
+
+static struct fuse_session *new_session(const struct pfs_config *cfg, struct pfs_fs *fs)
+{
+	char *src = escape_opt(fs->source), *opts = NULL;
+	struct fuse_session *se = NULL;
+
+	if (!src)
+		return NULL;
+	if (asprintf(&opts, "fsname=%s,subtype=prismfs%s%s%s%s", src,
+		     cfg->default_permissions ? ",default_permissions" : "",
+		     cfg->read_only ? ",ro" : "", cfg->fuse_opts ? "," : "",
+		     cfg->fuse_opts ? cfg->fuse_opts : "") >= 0) {
+		char *argv[] = {"prismfs", "-o", opts, NULL};
+		struct fuse_args args = FUSE_ARGS_INIT(3, argv);
+
+		fuse_msg[0] = '\0';
+		se = fuse_session_new(&args, &pfs_ops, sizeof(pfs_ops), fs);
+		if (!se)
+			say("invalid mount options: %s", fuse_msg[0] ? fuse_msg : opts);
+		fuse_opt_free_args(&args);
+	}
+	free(opts);
+	free(src);
+	return se;
+}
+
+static void request_done(void *fs)
+{
+	pfs_node_request_done(fs);
+}
+
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	FILE *f;
+	unsigned long long nr_open = 0;
+
+	/* Room for one O_PATH fd per node the kernel holds, as far as the
+	 * system allows (past that, nodefd.c closes the least used ones). */
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return;
+	f = fopen("/proc/sys/fs/nr_open", "re");
+	if (f) {
+		if (fscanf(f, "%llu", &nr_open) != 1)
+			nr_open = 0;
+		fclose(f);
+	}
+	if (nr_open > rl.rlim_max) {
+		struct rlimit want = {.rlim_cur = nr_open, .rlim_max = nr_open};
+
+		if (setrlimit(RLIMIT_NOFILE, &want) == 0)
+			return;
+	}
+	if (rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+/* Background mode: the parent returns only once the mount answers. */
+static int wait_for_child(int rfd, pid_t pid, const char *mountpoint)
+{
+	char buf[600];
+	ssize_t n, used = 0;
+	struct stat st;
+	int status;
+
+	while ((n = read(rfd, buf + used, sizeof(buf) - 1 - (size_t)used)) > 0)
+		used += n;
+	buf[used] = '\0';
+	close(rfd);
+	if (strncmp(buf, "ok", 2) == 0) {
+		if (stat(mountpoint, &st) < 0) {
+			say("the mount at %s does not answer: %s", mountpoint, strerror(errno));
+			return 1;
+		}
+		return 0;
+	}
+	if (used > 0) {
+		buf[strcspn(buf, "\n")] = '\0';
+		say("%s", buf);
+	} else {
+		say("the daemon died before mounting");
+	}
+	waitpid(pid, &status, 0);
+	return 1;
+}
+
+static void report(int pfd, const char *fmt, ...)
+{
+	char msg[600];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (pfd >= 0) {
+		dprintf(pfd, "%s\n", msg);
+	} else {
+		fprintf(stderr, "prismfs: %s\n", msg);
+	}
+}
+
+/* The initial user namespace maps every uid to itself, in one line. */
+static bool in_initial_userns(void)
+{
+	FILE *f = fopen("/proc/self/uid_map", "re");
+	unsigned long long inside, outside, count;
+	int n;
+	bool initial;
+
+	if (!f)
+		return true; /* kernels without user namespaces */
+	n = fscanf(f, "%llu %llu %llu", &inside, &outside, &count);
+	initial = n == 3 && inside == 0 && outside == 0 && count == 4294967295ULL &&
+		  fscanf(f, "%llu", &inside) == EOF;
+	fclose(f);
+	return initial;
+}
+
+/* Backing files need CAP_SYS_ADMIN in the initial user namespace; inside a
+ * container's namespace the capability is there but does not count. */
+static bool have_cap_sys_admin(void)
+{
+	return in_initial_userns() && pfs_cap_effective(21 /* CAP_SYS_ADMIN */);
+}
+
+static void tell_parent(struct pfs_fs *fs, const char *msg)
+{
+	if (fs->ready_fd < 0) {
+		if (msg)
+			fprintf(stderr, "prismfs: %s\n", msg);
+		return;
+	}
+	dprintf(fs->ready_fd, "%s\n", msg ? msg : "ok");
+	close(fs->ready_fd);
+	fs->ready_fd = -1;
+}
+
+/* In INIT: take requests over io_uring or from /dev/fuse. -1: the mount
+ * must not go on (--uring on without io_uring). */
+static int choose_requests(struct pfs_fs *fs)
+{
+	const struct pfs_config *cfg = fs->cfg;
+	/* libfuse 3.14 lets the kernel send at most 256 pages per request. */
+	size_t payload = (size_t)256 * (size_t)sysconf(_SC_PAGESIZE);
+	int ret = 0;
+
+	fs->uring = NULL;
+	if (cfg->uring == PFS_UR_OFF)
+		snprintf(fs->requests_reason, sizeof(fs->requests_reason),
+			 "/dev/fuse: io_uring is off (--uring off)");
+	else if (!fs->kernel_uring)
+		snprintf(fs->requests_reason, sizeof(fs->requests_reason),
+			 "/dev/fuse: the kernel does not offer FUSE over io_uring "
+			 "(Y in /sys/module/fuse/parameters/enable_uring turns it on)");
+	else if ((ret = pfs_uring_prepare(fs, payload, (unsigned)cfg->threads, &fs->uring)) < 0)
+		snprintf(fs->requests_reason, sizeof(fs->requests_reason),
+			 "/dev/fuse: cannot set up io_uring: %s", strerror(-ret));
+	else
+		snprintf(fs->requests_reason, sizeof(fs->requests_reason),
+			 "io_uring: one queue per CPU, each request answered on the CPU "
+			 "that made it");
+	if (cfg->uring == PFS_UR_ON && !fs->uring) {
+		char msg[240];
+
+		snprintf(msg, sizeof(msg), "cannot take requests over io_uring (--uring on): %s",
+			 fs->requests_reason + strlen("/dev/fuse: "));
+		fs->init_failed = 1;
+		tell_parent(fs, msg);
+		fuse_session_exit(fs->se);
+		return -1;
+	}
+	return 0;
+}
+
+void pfs_daemon_init_done(struct pfs_fs *fs)
+{
+	const struct pfs_config *cfg = fs->cfg;
+	char note[320];
+
+	fs->passthrough_active = false;
+	if (cfg->passthrough == PFS_PT_OFF)
+		snprintf(fs->data_path_reason, sizeof(fs->data_path_reason),
+			 "kernel passthrough is off (--passthrough off)");
+	else if (!fs->kernel_passthrough)
+		snprintf(fs->data_path_reason, sizeof(fs->data_path_reason),
+			 "this kernel does not offer FUSE passthrough");
+	else if (!have_cap_sys_admin())
+		snprintf(fs->data_path_reason, sizeof(fs->data_path_reason),
+			 "kernel passthrough needs CAP_SYS_ADMIN in the initial user namespace, "
+			 "which the daemon lacks");
+	else
+		fs->passthrough_active = true;
+	if (fs->passthrough_active)
+		snprintf(fs->data_path_reason, sizeof(fs->data_path_reason),
+			 "kernel passthrough: regular files' data never passes through the daemon");
+	if (cfg->passthrough == PFS_PT_ON && !fs->passthrough_active) {
+		char msg[240];
+
+		snprintf(msg, sizeof(msg), "cannot use kernel passthrough (--passthrough on): %s",
+			 fs->data_path_reason);
+		fs->init_failed = 1;
+		tell_parent(fs, msg);
+		fuse_session_exit(fs->se);
+		return;
+	}
+	if (choose_requests(fs) < 0)
+		return;
+	if (fs->log) {
+		snprintf(note, sizeof(note), "data path: %s%s", fs->data_path_reason,
+			 fs->passthrough_active ? " (so reads and writes of regular files are "
+						  "not logged; opens, releases and metadata are)"
+						: " (every read and write is logged)");
+		if (pfs_oplog_start(fs->log, fs->source, fs->mountpoint, note) < 0) {
+			pfs_oplog_discard(fs->log);
+			fs->log = NULL;
+		}
+	}
+	if ((fs->watch || fs->layers) && pfs_inval_start(fs) < 0) {
+		fs->init_failed = 1;
+		tell_parent(fs, "cannot start the invalidation thread");
+		fuse_session_exit(fs->se);
+		return;
+	}
+	if (fs->watch && pfs_mapwatch_start(fs) < 0) {
+		fs->init_failed = 1;
+		tell_parent(fs, "cannot start following the mapping source");
+		fuse_session_exit(fs->se);
+		return;
+	}
+	tell_parent(fs, NULL);
+}
+
+/* A backing file that is itself on a stacking filesystem needs depth 2. */
+static int stack_depth_of(int fd)
+{
+	struct statfs sf;
+
+	if (fstatfs(fd, &sf) == 0 && (sf.f_type == 0x794c7630 /* overlayfs */ ||
+				      sf.f_type == 0x65735546 /* fuse */))
+		return 2;
+	return 1;
+}
+
+/* How serve() went, for what follows the session. */
+struct served {
+	bool mounted;         /* the kernel mount was made */
+	bool ran;             /* ... answered, and ended cleanly: the unmount action may run */
+	struct pfs_ctl *ctl;  /* stopped; still holds the clients waiting for the end */
+};
+
+/* Mount, answer the kernel until the session ends, unmount. lp: the layers
+ * of a copy-on-write mount, or NULL. Returns the exit status so far. */
+static int serve(const struct pfs_config *cfg, struct pfs_fs *fs, struct fuse_session *se,
+		 int pfd, const struct pfs_layer_paths *lp, struct served *sv)
+{
+	struct pfs_mntent *e = malloc(sizeof(*e));
+	struct pfs_ctl *ctl = NULL;
+	char sock[108];
+	int ret = 1, loop;
+
+	if (!e) {
+		report(pfd, "out of memory");
+		return 1;
+	}
+	/* Opened here, after any fork: /proc/self is resolved at open time. */
+	fs->proc_fd = open("/proc/self/fd", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (fs->proc_fd < 0) {
+		report(pfd, "cannot open /proc/self/fd: %s", strerror(errno));
+		goto out;
+	}
+	if (fuse_set_signal_handlers(se) < 0) {
+		report(pfd, "cannot install signal handlers");
+		goto out;
+	}
+	fuse_msg[0] = '\0';
+	if (fuse_session_mount(se, fs->mountpoint) < 0) {
+		report(pfd, "cannot mount on %s: %s", fs->mountpoint,
+		       fuse_msg[0] ? fuse_msg : "mount failed");
+		goto out_signals;
+	}
+	sv->mounted = true;
+	if (cfg->nosymfollow && pfs_mount_nosymfollow(fs->mountpoint) < 0) {
+		report(pfd, "cannot make %s nosymfollow: %s", fs->mountpoint, strerror(errno));
+		goto out_unmount;
+	}
+	if (pfs_shim_install(fs) < 0) {
+		report(pfd, "cannot install the FUSE channel shim");
+		goto out_unmount;
+	}
+	if (find_mount(fs->mountpoint, e) < 0 ||
+	    pfs_ctl_path(e->major, e->minor, sock, sizeof(sock), 1) < 0 ||
+	    pfs_ctl_start(&ctl, fs, sock, lp, cfg->action) < 0) {
+		report(pfd, "cannot start the control socket for %s", fs->mountpoint);
+		goto out_unmount;
+	}
+	fs->stack_depth = stack_depth_of(fs->root_fd);
+	/* The INIT handler tells the parent: the mount answers only then. */
+	fs->ready_fd = pfd;
+	pfd = -1;
+	if (fs->ready_fd >= 0) {
+		int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+
+		if (null >= 0) {
+			dup2(null, STDIN_FILENO);
+			dup2(null, STDOUT_FILENO);
+			dup2(null, STDERR_FILENO);
+			close(null);
+		}
+	}
+	fuse_log_to_stderr = 1;
+	loop = pfs_loop_run(se, (unsigned)cfg->threads, request_done, fs);
+	/* A signal (>0) or the kernel ending the connection are clean ends. */
+	ret = loop < 0 || fs->init_failed ? 1 : 0;
+	if (loop < 0)
+		say("session ended with an error: %s", strerror(-loop));
+	sv->ran = ret == 0 && fs->ready_fd < 0;
+	if (fs->ready_fd >= 0)
+		tell_parent(fs, "the kernel never started the session");
+out_unmount:
+	fuse_session_unmount(se);
+out_signals:
+	fuse_remove_signal_handlers(se);
+out:
+	pfs_mapwatch_stop(fs);
+	pfs_inval_stop(fs);
+	/* No more status answers: what they read is torn down next. */
+	pfs_ctl_stop(ctl);
+	/* After the unmount: the kernel may ask for a last reply on a ring. */
+	pfs_uring_stop(fs->uring);
+	fs->uring = NULL;
+	sv->ctl = ctl;
+	if (pfd >= 0)
+		close(pfd);
+	free(e);
+	return ret;
+}
+
+/* Before SOURCE is opened: an interrupted commit of it is finished (or an
+ * atomic one rolled back), so the mount shows one whole tree. */
+static int recover_source(const struct pfs_config *cfg)
+{
+	char err[3 * PATH_MAX], note[PATH_MAX + 128];
+
+	if (pfs_layers_recover(cfg->source, cfg->upper, note, sizeof(note), err, sizeof(err)) <
+	    0) {
+		say("cannot mount: %s", err);
+		return -1;
+	}
+	if (note[0])
+		say("%s", note);
+	return 0;
+}
+
+/* Once everything is checked, just before mounting: a failed unmount
+ * action of an earlier mount of this upper that nobody heard is said here,
+ * once. The library says nothing, so it leaves the record to the command. */
+static void report_failure_record(const struct pfs_layer_paths *lp)
+{
+	char line[3 * PATH_MAX + 256];
+
+	if (pfs_say_quiet_pid == getpid())
+		return;
+	/* Not say(): its buffer would cut a long error short. */
+	if (pfs_failrec_take(lp->upper, line, sizeof(line)) > 0)
+		fprintf(stderr, "prismfs: the unmount action of an earlier mount failed: %s\n",
+			line);
+}
+
+/* After check_config opened SOURCE: the paths of the layers, the work
+ * directory, then the layers themselves, all before anything is mounted. */
+static int open_layers(const struct pfs_config *cfg, struct pfs_fs *fs,
+		       struct pfs_layer_paths *lp)
+{
+	char err[3 * PATH_MAX];
+	struct pfs_layer_spec spec = {.whiteout = cfg->whiteout};
+
+	if (pfs_layer_paths_get(lp, cfg, fs->source, err, sizeof(err)) < 0) {
+		say("%s", err);
+		return -1;
+	}
+	spec.upper = lp->upper;
+	spec.work = lp->work;
+	spec.lowers = (const char *const *)lp->lowers;
+	spec.nlowers = lp->nlowers;
+	err[0] = '\0';
+	if (pfs_layers_open(fs, &spec, err, sizeof(err)) < 0) {
+		say("%s", err[0] ? err : "cannot open the layers");
+		return -1;
+	}
+	return 0;
+}
+
+/* The outcome of the unmount action, where someone may look for it: stderr
+ * (a terminal in the foreground), syslog (in the background nobody may be
+ * waiting: plain umount, fstab) and the op log. */
+static void record_action(const struct pfs_config *cfg, struct pfs_fs *fs,
+			  const struct pfs_layer_paths *lp, enum pfs_action a, int r,
+			  const char *msg, uint64_t t0)
+{
+	struct pfs_logarg args[] = {PFS_LA_STR("action", pfs_action_name(a)),
+				    PFS_LA_STR("upper", lp->upper),
+				    PFS_LA_STR("lower", lp->lowers[0]),
+				    r < 0 ? (struct pfs_logarg)PFS_LA_STR("error", msg)
+					  : (struct pfs_logarg)PFS_LA_END,
+				    PFS_LA_END};
+	struct pfs_oprec rec = {.op = "unmount-action", .args = args, .result = r, .t0_ns = t0,
+				.t1_ns = pfs_now_ns()};
+
+	if (msg[0])
+		say("%s", msg);
+	if (!cfg->foreground && msg[0])
+		syslog(LOG_DAEMON | (r < 0 ? LOG_ERR : LOG_INFO), "prismfs %s: %s",
+		       fs->mountpoint, msg);
+	if (fs->log)
+		pfs_oplog_op(fs->log, &rec);
+}
+
+/* A failed unmount action that no prismfs unmount heard: leave the record
+ * the next mount with this upper reports (failrec.h). */
+static void leave_failure_record(const struct pfs_config *cfg, struct pfs_fs *fs,
+				 const struct pfs_layer_paths *lp, const char *msg)
+{
+	int r = pfs_failrec_write(lp->upper, fs->mountpoint, msg);
+
+	if (r < 0 && !cfg->foreground)
+		syslog(LOG_DAEMON | LOG_ERR, "prismfs %s: cannot leave a record of the failure "
+		       "beside %s: %s", fs->mountpoint, lp->upper, strerror(-r));
+	else if (r < 0)
+		say("cannot leave a record of the failure beside %s: %s", lp->upper,
+		    strerror(-r));
+}
+
+/* After the session, with nothing holding files in the layers any more:
+ * run the unmount action on the upper, close the op log and tell the
+ * waiting clients how it all went. Returns the exit status. */
+static int finish(const struct pfs_config *cfg, struct pfs_fs *fs,
+		  const struct pfs_layer_paths *lp, const struct served *sv, int ret)
+{
+	static char msg[3 * PATH_MAX];
+	enum pfs_action a = pfs_ctl_action(sv->ctl);
+	char *line = NULL;
+	uint64_t dropped;
+	int r = 0, told;
+
+	if (lp && sv->ran) {
+		uint64_t t0 = pfs_now_ns();
+		bool sink = pfs_ctl_wants_progress(sv->ctl);
+
+		r = pfs_layers_finalize(lp, a, sink ? pfs_ctl_progress : NULL, sv->ctl, msg,
+					sizeof(msg));
+		record_action(cfg, fs, lp, a, r, msg, t0);
+		if (r < 0)
+			ret = 1;
+		if (asprintf(&line, "%s %s %s", pfs_action_name(a), r < 0 ? "failed" : "ok",
+			     msg) < 0)
+			line = NULL;
+	} else if (lp && sv->mounted && a != PFS_ACT_PRESERVE) {
+		/* A session that failed leaves the upper as it is, for a look. */
+		snprintf(msg, sizeof(msg), "the mount ended in an error, so %s did not run: the "
+			 "upper %s is kept", pfs_action_name(a), lp->upper);
+		say("%s", msg);
+		r = -EIO;
+		if (asprintf(&line, "%s failed %s", pfs_action_name(a), msg) < 0)
+			line = NULL;
+	}
+	dropped = pfs_oplog_close(fs->log);
+	fs->log = NULL;
+	if (dropped)
+		say("op log: %llu records dropped", (unsigned long long)dropped);
+	if (line)
+		line[strcspn(line, "\n")] = '\0'; /* the protocol is line based */
+	told = pfs_ctl_finish(sv->ctl, ret, dropped, line);
+	free(line);
+	if (lp && r < 0 && told == 0)
+		leave_failure_record(cfg, fs, lp, msg);
+	else if (lp && r == 0 && sv->ran && (a == PFS_ACT_COMMIT || a == PFS_ACT_COMMIT_ATOMIC ||
+					     a == PFS_ACT_DISCARD))
+		pfs_failrec_clear(lp->upper);
+	return ret;
+}
+
+int pfs_cmd_mount(const struct pfs_config *cfg)
+{
+	struct pfs_fs fs = {.cfg = cfg, .root_fd = -1, .proc_fd = -1, .ready_fd = -1,
+			    .empty_fd = -1, .cover_fd = -1};
+	struct fuse_session *se = NULL;
+	struct pfs_layer_paths lpaths = {0}, *lp = cfg->upper ? &lpaths : NULL;
+	struct served sv = {0};
+	bool served = false, layers_open = false;
+	int ret = 1, pipefd[2] = {-1, -1};
+	pid_t pid;
+
+	umask(0); /* modes arrive already masked by the caller's umask */
+	fuse_log_debug = cfg->debug;
+	fuse_set_log_func(fuse_log_capture);
+	raise_fd_limit();
+	pthread_rwlock_init(&fs.names_lock, NULL);
+	pthread_mutex_init(&fs.dirs_lock, NULL);
+	pthread_mutex_init(&fs.map_lock, NULL);
+	clock_gettime(CLOCK_REALTIME, &fs.started);
+	fs.uid = geteuid();
+	fs.gid = getegid();
+	fs.read_only = cfg->read_only;
+	fs.timeout = cfg->timeout;
+	fs.keep_cache = !cfg->volatile_source;
+	/* Listings change with the table; its names are invalidated one by
+	 * one, listings are not cached at all. */
+	fs.keep_dir_cache = fs.keep_cache && !cfg->map_path;
+	/* A plain listing needs no state between READDIRs (the offsets are the
+	 * backing filesystem's cookies): answering OPENDIR with ENOSYS tells the
+	 * kernel to open directories without asking, and to keep every listing
+	 * cached, so a warm walk costs no round trip per directory. Not for a
+	 * merged (layered) listing, and not with an op log, which records
+	 * directory opens. */
+	fs.stateless_dirs = fs.keep_dir_cache && !lp && !cfg->log_path;
+	if (lp && recover_source(cfg) < 0)
+		goto out;
+	if (check_config(cfg, &fs) < 0)
+		goto out;
+	if (lp) {
+		if (open_layers(cfg, &fs, lp) < 0)
+			goto out;
+		layers_open = true;
+	}
+	if (cfg->map_path) {
+		char err[PFS_MAP_ERRLEN + 128] = "";
+
+		if (pfs_mapwatch_prepare(&fs, cfg->map_path, cfg->map_max, err, sizeof(err)) < 0) {
+			say("%s", err);
+			goto out;
+		}
+	}
+	if (cfg->log_path) {
+		int r = pfs_oplog_open(&fs.log, cfg->log_path, cfg->log_format, 65536);
+
+		if (r < 0) {
+			say("cannot open log %s: %s", cfg->log_path, strerror(-r));
+			goto out;
+		}
+	}
+	if (pfs_nodefd_init(&fs, cfg->node_fds) < 0 || pfs_nodes_init(&fs, fs.root_fd) < 0) {
+		say("cannot set up the node table");
+		goto out;
+	}
+	if (layers_open) {
+		char err[256];
+
+		if (pfs_layers_mark_mapped(&fs, err, sizeof(err)) < 0) {
+			say("%s", err);
+			goto out;
+		}
+		if (lp)
+			pfs_layers_record_lowers(lp);
+	}
+	se = new_session(cfg, &fs);
+	if (!se)
+		goto out;
+	fs.se = se;
+	if (lp)
+		report_failure_record(lp);
+	if (cfg->foreground) {
+		ret = serve(cfg, &fs, se, -1, lp, &sv);
+		served = true;
+		goto out;
+	}
+	if (pipe2(pipefd, O_CLOEXEC) < 0) {
+		say("cannot create a pipe: %s", strerror(errno));
+		goto out;
+	}
+	pid = fork();
+	if (pid < 0) {
+		say("cannot fork: %s", strerror(errno));
+		goto out;
+	}
+	if (pid > 0) {
+		close(pipefd[1]);
+		pipefd[1] = -1;
+		ret = wait_for_child(pipefd[0], pid, fs.mountpoint);
+		sv.mounted = ret == 0;
+		pfs_daemon_pid = ret == 0 ? pid : 0;
+		pipefd[0] = -1;
+		pfs_oplog_discard(fs.log);
+		fs.log = NULL;
+		/* The child owns the mount; only release our copies. */
+		goto out;
+	}
+	close(pipefd[0]);
+	pipefd[0] = -1;
+	setsid();
+	if (chdir("/") < 0) {
+		/* harmless: the daemon reaches files only through its fds */
+	}
+	ret = serve(cfg, &fs, se, pipefd[1], lp, &sv);
+	served = true;
+	pipefd[1] = -1;
+out:
+	if (pipefd[0] >= 0)
+		close(pipefd[0]);
+	if (pipefd[1] >= 0)
+		close(pipefd[1]);
+	if (se)
+		fuse_session_destroy(se);
+	pfs_view_close_dirs(&fs);
+	pfs_nodes_destroy(&fs);
+	pfs_nodefd_destroy(&fs);
+	pfs_mapwatch_free(fs.watch);
+	pfs_map_unref(fs.map);
+	if (fs.empty_fd >= 0)
+		close(fs.empty_fd);
+	pthread_mutex_destroy(&fs.map_lock);
+	if (fs.proc_fd >= 0)
+		close(fs.proc_fd);
+	pfs_selfmnt_close(&fs);
+	if (layers_open)
+		pfs_layers_close(&fs);
+	/* Last: commit-atomic swaps SOURCE away, so nothing may hold it. */
+	if (fs.root_fd >= 0)
+		close(fs.root_fd);
+	if (served)
+		ret = finish(cfg, &fs, lp, &sv, ret);
+	else if (fs.log)
+		pfs_oplog_close(fs.log);
+	if (lp && !sv.mounted)
+		pfs_layer_paths_abandon(lp);
+	pfs_layer_paths_free(&lpaths);
+	free(fs.source);
+	free(fs.mountpoint);
+	pthread_mutex_destroy(&fs.dirs_lock);
+	pthread_rwlock_destroy(&fs.names_lock);
+	return ret;
+}
+
+static int read_line(int fd, char *buf, size_t len, int timeout_ms)
+{
+	size_t used = 0;
+
+	while (used + 1 < len) {
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		ssize_t n;
+		int r = poll(&p, 1, timeout_ms);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return r == 0 ? -ETIMEDOUT : -errno;
+		n = recv(fd, buf + used, 1, 0);
+		if (n <= 0)
+			return n == 0 ? -EPIPE : -errno;
+		if (buf[used] == '\n')
+			break;
+		used++;
+	}
+	buf[used] = '\0';
+	return (int)used;
+}
+
+static int do_umount(const char *mnt)
+{
+	pid_t pid;
+	int status;
+
+	if (geteuid() == 0)
+		return umount2(mnt, UMOUNT_NOFOLLOW) < 0 ? -errno : 0;
+	pid = fork();
+	if (pid < 0)
+		return -errno;
+	if (pid == 0) {
+		execlp("fusermount3", "fusermount3", "-u", "-q", mnt, (char *)NULL);
+		_exit(127);
+	}
+	if (waitpid(pid, &status, 0) < 0)
+		return -errno;
+	return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -EBUSY;
+}
+
+/* Say what the daemon reported at its end: "exit CODE dropped N[ action
+ * ACTION ok|failed MSG]". Returns the exit status for prismfs unmount. */
+static int report_end(const struct pfs_config *cfg, const char *line)
+{
+	int code = 1, n = 0;
+	unsigned long long dropped = 0;
+	const char *act;
+
+	if (sscanf(line, "exit %d dropped %llu%n", &code, &dropped, &n) < 1) {
+		say("unexpected answer from the daemon: %s", line);
+		return 1;
+	}
+	if (dropped)
+		say("op log: %llu records were dropped", dropped);
+	act = n > 0 && strncmp(line + n, " action ", 8) == 0 ? line + n + 8 : NULL;
+	if (act) {
+		const char *sp = strchr(act, ' ');
+		const char *msg = sp ? strchr(sp + 1, ' ') : NULL;
+
+		msg = msg ? msg + 1 : "";
+		if (sp && strncmp(sp + 1, "failed", 6) == 0) {
+			/* The action's line says it all; the status follows from it. */
+			say("%s", msg[0] ? msg : "the unmount action failed");
+			return code ? code : 1;
+		}
+		/* The library's caller gets no lines on its stdout. */
+		if (msg[0] && pfs_say_quiet_pid != getpid())
+			printf("%s\n", msg);
+	}
+	if (code != 0)
+		say("the daemon for %s ended with status %d", cfg->mountpoint, code);
+	return code;
+}
+
+/* Connect to the daemon of mnt and register to hear its end; line gets
+ * its first answer. Returns the fd, or -errno (*why says why). */
+static int ask_wait(const char *mnt, enum pfs_action action, bool progress, char *line,
+		    size_t len, const char **why)
+{
+	char req[64];
+	int fd;
+
+	snprintf(req, sizeof(req), "wait%s%s%s\n", action != PFS_ACT_NONE ? " action=" : "",
+		 action != PFS_ACT_NONE ? pfs_action_name(action) : "",
+		 progress ? " progress" : "");
+	fd = pfs_ctl_connect(mnt, why);
+	if (fd >= 0 && (send(fd, req, strlen(req), MSG_NOSIGNAL) != (ssize_t)strlen(req) ||
+			read_line(fd, line, len, 5000) < 0)) {
+		close(fd);
+		return -EPIPE;
+	}
+	return fd;
+}
+
+/* Until the daemon's last line: draw the progress records that come
+ * before it (a commit at unmount), then leave line holding the last one.
+ * timeout_ms is for each line. Returns read_line's result. */
+static int wait_end(int fd, char *line, size_t len, int timeout_ms, struct pfs_progress *prog)
+{
+	int r;
+
+	while ((r = read_line(fd, line, len, timeout_ms)) >= 0 &&
+	       pfs_progress_decode(line, prog) == 0)
+		pfs_progress_redraw(prog);
+	pfs_progress_end(prog);
+	return r;
+}
+
+int pfs_cmd_unmount(const struct pfs_config *cfg)
+{
+	char *mnt = canonical_noleaf(cfg->mountpoint);
+	struct pfs_mntent *e = malloc(sizeof(*e));
+	const char *why = NULL;
+	static char line[3 * PATH_MAX + 128];
+	char pending[32] = "none";
+	int fd = -1, pidfd = -1, ret = 1, r;
+	int daemon_pid = 0;
+	bool long_wait;
+	/* As the offline commit: a progress line only on a terminal, and
+	 * never from the library, which prints nothing. */
+	bool progress = isatty(STDERR_FILENO) && pfs_say_quiet_pid != getpid();
+	struct pfs_progress prog;
+
+	if (!mnt || !e) {
+		say("%s does not exist", cfg->mountpoint);
+		goto out;
+	}
+	if (find_mount(mnt, e) < 0 || !pfs_ctl_is_prismfs(e)) {
+		say("%s is not a prismfs mount", cfg->mountpoint);
+		goto out;
+	}
+	pfs_progress_init(&prog, progress, stderr, "commit");
+	fd = ask_wait(mnt, cfg->action, progress, line, sizeof(line), &why);
+	if (fd >= 0 && progress && strcmp(line, "error unknown wait request") == 0) {
+		/* A daemon started before prismfs learnt to send progress:
+		 * unmount without it. */
+		close(fd);
+		fd = ask_wait(mnt, cfg->action, false, line, sizeof(line), &why);
+	}
+	if (fd >= 0 && strncmp(line, "error ", 6) == 0) {
+		say("%s", line + 6);
+		goto out;
+	}
+	if (fd == -ENOTCONN && cfg->action != PFS_ACT_NONE) {
+		/* The daemon took what it knew of the upper with it. */
+		say("--action %s needs the daemon of %s, but it is gone; not unmounting (clear "
+		    "the dead mount with `prismfs unmount %s`, then prismfs %s the upper "
+		    "offline)", pfs_action_name(cfg->action), cfg->mountpoint, cfg->mountpoint,
+		    cfg->action == PFS_ACT_DISCARD ? "discard" : "commit");
+		goto out;
+	}
+	if (fd < 0 && cfg->action != PFS_ACT_NONE) {
+		/* Only the daemon knows the upper: unmounting now would leave
+		 * the action undone without saying so. */
+		say("--action %s needs the daemon of %s, but %s; not unmounting",
+		    pfs_action_name(cfg->action), cfg->mountpoint,
+		    why ? why : "it does not answer");
+		goto out;
+	}
+	if (fd >= 0 && sscanf(line, "pid %d action %31s", &daemon_pid, pending) >= 1)
+		pidfd = (int)syscall(SYS_pidfd_open, daemon_pid, 0);
+	r = do_umount(mnt);
+	if (r < 0) {
+		if (r == -EBUSY)
+			say("cannot unmount %s: it is busy (a program has a file open or its "
+			    "working directory there)", cfg->mountpoint);
+		else
+			say("cannot unmount %s: %s", cfg->mountpoint, strerror(-r));
+		goto out;
+	}
+	if (fd == -ENOTCONN) {
+		/* Cleared, as asked: the mount was dead, nothing was lost here. */
+		say("unmounted %s, a dead mount: its daemon was gone", cfg->mountpoint);
+		ret = 0;
+		goto out;
+	}
+	if (fd < 0) {
+		/* Unmounted, but no daemon to wait for: it had died. */
+		say("unmounted %s; its daemon was not running", cfg->mountpoint);
+		goto out;
+	}
+	/* A commit or discard takes as long as the upper is big: wait for it
+	 * as long as the daemon lives (its end closes the socket). */
+	long_wait = strcmp(pending, "none") != 0 && strcmp(pending, "preserve") != 0;
+	r = wait_end(fd, line, sizeof(line), long_wait ? -1 : 120000, &prog);
+	if (r < 0) {
+		say("unmounted %s, but its daemon did not report how it ended", cfg->mountpoint);
+		goto out;
+	}
+	ret = report_end(cfg, line);
+	/* The daemon has said its last word; wait until it is really gone. */
+	if (pidfd >= 0) {
+		struct pollfd p = {.fd = pidfd, .events = POLLIN};
+
+		poll(&p, 1, 30000);
+	}
+out:
+	if (pidfd >= 0)
+		close(pidfd);
+	if (fd >= 0)
+		close(fd);
+	free(e);
+	free(mnt);
+	return ret;
+}
+
+static void print_field(const char *key, const char *sub, json_t *v)
+{
+	char *s = json_is_string(v) ? NULL : json_dumps(v, JSON_ENCODE_ANY);
+	char name[64];
+
+	snprintf(name, sizeof(name), "%s%s%s", key, sub ? "." : "", sub ? sub : "");
+	if (!sub && strcmp(key, "started") == 0 && json_is_integer(v)) {
+		/* JSON keeps the epoch seconds; a person reads ISO 8601 as the
+		 * other times are shown */
+		struct timespec ts = {.tv_sec = (time_t)json_integer_value(v)};
+		char at[40];
+
+		pfs_fmt_time(&ts, at, sizeof(at));
+		free(s);
+		printf("%-28s %s\n", name, at);
+		return;
+	}
+	printf("%-28s %s\n", name, s ? s : json_string_value(v));
+	free(s);
+}
+
+int pfs_cmd_status(const struct pfs_config *cfg)
+{
+	char *mnt = canonical_noleaf(cfg->mountpoint);
+	const char *why = "does not exist";
+	static char buf[65536];
+	size_t used = 0;
+	ssize_t n;
+	json_t *o;
+	json_error_t jerr;
+	int fd = mnt ? pfs_ctl_connect(mnt, &why) : -1;
+
+	free(mnt);
+	if (fd == -ENOTCONN) {
+		say("%s: its daemon is gone; the mount is dead (every access fails with "
+		    "\"Transport endpoint is not connected\"): clear it with `prismfs unmount %s`",
+		    cfg->mountpoint, cfg->mountpoint);
+		return 1;
+	}
+	if (fd < 0) {
+		say("%s: %s", cfg->mountpoint, why);
+		return 1;
+	}
+	if (send(fd, "status\n", 7, MSG_NOSIGNAL) != 7) {
+		say("%s: cannot ask the daemon", cfg->mountpoint);
+		close(fd);
+		return 1;
+	}
+	while (used < sizeof(buf) - 1 && (n = recv(fd, buf + used, sizeof(buf) - 1 - used, 0)) > 0)
+		used += (size_t)n;
+	buf[used] = '\0';
+	close(fd);
+	o = json_loads(buf, 0, &jerr);
+	if (!o) {
+		say("%s: the daemon gave no status", cfg->mountpoint);
+		return 1;
+	}
+	if (cfg->json) {
+		fputs(buf, stdout);
+	} else {
+		const char *key;
+		json_t *v;
+
+		json_object_foreach(o, key, v) {
+			const char *k2;
+			json_t *v2;
+
+			if (!json_is_object(v)) {
+				print_field(key, NULL, v);
+				continue;
+			}
+			json_object_foreach(v, k2, v2)
+				print_field(key, k2, v2);
+		}
+	}
+	json_decref(o);
+	return 0;
+}

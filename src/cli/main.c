@@ -1,0 +1,62 @@
+/* prismfs: program entry — parse, then hand the command to its runner. */
+#include "cli/cli.h"
+#include "cli/cli_check.h"
+#include "commit/commit_cmd.h"
+#include "cli/daemon.h"
+
+#include <errno.h>
+#include <stdio.h>
+
+int main(int argc, char **argv)
+{
+	struct pfs_config cfg;
+	char err[256];
+	int ret;
+
+	ret = pfs_cli_parse(argc, argv, &cfg, err, sizeof(err));
+	/* A mistyped command is named as such, whatever its arguments. */
+	if (pfs_cli_check_command(&cfg, err, sizeof(err)) < 0 ||
+	    (ret == 0 && pfs_cli_check_mount(&cfg, err, sizeof(err)) < 0))
+		ret = -EINVAL;
+	if (ret < 0) {
+		fprintf(stderr, "prismfs: %s\n", err);
+		pfs_config_free(&cfg);
+		return 2;
+	}
+	switch (cfg.cmd) {
+	case PFS_CMD_HELP:
+	case PFS_CMD_MOUNT_HELP:
+	case PFS_CMD_LAYERS_HELP:
+	case PFS_CMD_UNMOUNT_HELP:
+	case PFS_CMD_STATUS_HELP:
+		fputs(cfg.usage ? cfg.usage : pfs_usage, stdout);
+		ret = 0;
+		break;
+	case PFS_CMD_VERSION:
+		printf("prismfs %s\n", PRISMFS_VERSION);
+		ret = 0;
+		break;
+	case PFS_CMD_MOUNT:
+		ret = pfs_cmd_mount(&cfg);
+		break;
+	case PFS_CMD_UNMOUNT:
+		ret = pfs_cmd_unmount(&cfg);
+		break;
+	case PFS_CMD_STATUS:
+		ret = pfs_cmd_status(&cfg);
+		break;
+	case PFS_CMD_COMMIT:
+		ret = pfs_cmd_commit(&cfg);
+		break;
+	case PFS_CMD_DISCARD:
+		ret = pfs_cmd_discard(&cfg);
+		break;
+	case PFS_CMD_RECOVER:
+		ret = pfs_cmd_recover(&cfg);
+		break;
+	default:
+		ret = 2;
+	}
+	pfs_config_free(&cfg);
+	return ret;
+}

@@ -1,0 +1,522 @@
+/* commit_atomic: build the new tree — the upper over the old lower — in an
+ * empty directory beside the lower, leaving the old tree untouched.
+ *
+ * What the upper changed is written new (cloned from the upper where the
+ * filesystem can, else copied). What it did not change is shared with the
+ * old tree, never copied: a reflink (FICLONE) where the filesystem has them,
+ * else a hard link. With hard links the new tree's unchanged files are the
+ * very inodes of the old tree; that is safe because nothing here writes to
+ * them (their metadata is already right) and the old names simply go away
+ * after the swap. Directories are always new, so their metadata is copied. */
+#include "commit/commit_int.h"
+#include "store/fcopy.h"
+#include "layers/ovlfmt.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct alevel {
+	struct pfs_ovl_dir up; /* empty when the upper has no such directory */
+	struct pfs_names lo;   /* the lower names that show through */
+	size_t ui, li, plen;
+	bool from_upper;       /* whose metadata the directory gets */
+	bool reach;            /* its view merged the lowers below the top one
+				* (only upper directories ask) */
+	struct stat st;
+};
+
+struct build {
+	struct pfs_cctx *c;
+	int nroot;
+	struct pfs_dstack us, ls, ns;
+	struct alevel *lv;
+	size_t n, cap;
+};
+
+static bool unreachable(int err)
+{
+	return err == -ENOENT || err == -ENOTDIR || err == -ELOOP;
+}
+
+static int push_level(struct build *b, int ufd, int lfd, bool lchild, int nfd,
+		      const struct alevel *l)
+{
+	struct pfs_cctx *c = b->c;
+	int ret;
+
+	if (pfs_grow(&b->lv, &b->cap, b->n, sizeof(*b->lv)) < 0) {
+		if (ufd >= 0)
+			close(ufd);
+		if (lfd >= 0)
+			close(lfd);
+		close(nfd);
+		return pfs_cfail(c, -ENOMEM, "out of memory");
+	}
+	/* Each push owns its fd even on failure; the stacks are freed as a
+	 * whole on any error, so being one level out of step is harmless. */
+	ret = pfs_dstack_push(&b->us, ufd, true);
+	if (ret < 0) {
+		if (lfd >= 0)
+			close(lfd);
+		close(nfd);
+	} else {
+		ret = pfs_dstack_push(&b->ls, lfd, lchild);
+		if (ret < 0)
+			close(nfd);
+		else
+			ret = pfs_dstack_push(&b->ns, nfd, true);
+	}
+	if (ret < 0)
+		return pfs_cfail(c, ret, "cannot walk %s/%s", c->newroot,
+				 pfs_pathbuf_str(&c->path));
+	b->lv[b->n++] = *l;
+	return 0;
+}
+
+static int new_subdir(struct build *b, const char *name, int *nfd)
+{
+	struct pfs_cctx *c = b->c;
+	int ret;
+
+	/* 0700 until its real metadata comes, after its children. */
+	if (mkdirat(pfs_dstack_top(&b->ns), name, 0700) < 0)
+		return pfs_cfail_at(c, -errno, "cannot create", c->newroot, NULL);
+	ret = pfs_open_subdir(pfs_dstack_top(&b->ns), name, nfd);
+	if (ret < 0)
+		return pfs_cfail_at(c, ret, "cannot open", c->newroot, NULL);
+	return 0;
+}
+
+static int enter_upper_dir(struct build *b, const struct pfs_ovl_ent *e, const struct stat *ust,
+			   size_t plen)
+{
+	struct pfs_cctx *c = b->c;
+	struct alevel l = {.from_upper = true, .st = *ust, .plen = plen};
+	int ufd = -1, lfd = -1, nfd = -1, lparent = pfs_dstack_top(&b->ls), dfd, ret;
+	bool lchild = true, reach = b->lv[b->n - 1].reach, cut;
+	enum pfs_chide_need need;
+	char redir[PATH_MAX];
+	const char *leaf;
+	ssize_t n;
+
+	ret = pfs_open_subdir(pfs_dstack_top(&b->us), e->name, &ufd);
+	if (ret < 0)
+		return pfs_cfail_at(c, ret, "cannot open", c->upper, NULL);
+	ret = pfs_ovl_read_dir(ufd, &l.up);
+	if (ret < 0) {
+		pfs_cfail_at(c, ret, "cannot read", c->upper, NULL);
+		goto fail;
+	}
+	/* Only its own opaqueness hides a directory's lower: overlayfs follows
+	 * an absolute redirect even below an opaque parent (whose own lower
+	 * is already gone: lparent < 0 there). */
+	if (!(e->flags & PFS_OVL_FRESH) && !l.up.opaque) {
+		n = pfs_ovl_get(pfs_ref_fd(ufd), "redirect", redir, sizeof(redir));
+		if (n >= 0 && redir[0] != '/' && lparent < 0) {
+			/* Relative to a parent without lower: nothing, as in overlayfs. */
+		} else if (n >= 0) {
+			/* Renamed from elsewhere in the lower (the scan checked it). */
+			ret = pfs_commit_redirect(c, lparent, redir, &dfd, &leaf);
+			if (ret == 0) {
+				ret = pfs_open_subdir(dfd, leaf, &lfd);
+				close(dfd);
+			}
+			if (ret < 0) {
+				pfs_cfail(c, ret, "cannot open %s (renamed from %s)", c->lower,
+					  redir);
+				goto fail;
+			}
+			lchild = redir[0] != '/';
+		} else if (n != -ENODATA) {
+			ret = pfs_cfail_at(c, (int)n, "cannot read", c->upper, NULL);
+			goto fail;
+		} else if (lparent >= 0) {
+			ret = pfs_open_subdir(lparent, e->name, &lfd);
+			if (ret < 0 && !unreachable(ret)) {
+				pfs_cfail_at(c, ret,
+					     ret == -EXDEV ? "not crossing into another mount at"
+							   : "cannot open",
+					     c->lower, NULL);
+				goto fail;
+			}
+		}
+	}
+	if (lfd >= 0) {
+		ret = pfs_names_read(lfd, &l.lo);
+		if (ret < 0) {
+			pfs_cfail_at(c, ret, "cannot read", c->lower, NULL);
+			goto fail;
+		}
+	}
+	/* The scan refused redirects with lowers below: lparent is the top
+	 * lower's part of the parent, where its entry may stop the merge. */
+	cut = (e->flags & PFS_OVL_FRESH) || l.up.opaque ||
+	      (c->hide && reach && pfs_chide_cuts(lparent, e->name));
+	ret = pfs_chide_decide(c, reach, false, cut, &need);
+	if (ret < 0)
+		goto fail;
+	l.reach = reach && !cut;
+	ret = new_subdir(b, e->name, &nfd);
+	if (ret < 0)
+		goto fail;
+	if (need == PFS_CHIDE_OPAQUE) {
+		ret = pfs_chide_opaque(c, nfd, c->newroot);
+		if (ret < 0) {
+			close(nfd);
+			goto fail;
+		}
+	}
+	ret = push_level(b, ufd, lfd, lchild, nfd, &l);
+	if (ret < 0) {
+		ufd = lfd = -1;
+		goto fail;
+	}
+	return 0;
+fail:
+	if (ufd >= 0)
+		close(ufd);
+	if (lfd >= 0)
+		close(lfd);
+	pfs_ovl_dir_free(&l.up);
+	pfs_names_free(&l.lo);
+	return ret;
+}
+
+static int enter_lower_dir(struct build *b, const char *name, const struct stat *lst,
+			   size_t plen)
+{
+	struct pfs_cctx *c = b->c;
+	struct alevel l = {.st = *lst, .plen = plen};
+	int lfd = -1, nfd = -1, ret;
+
+	ret = pfs_open_subdir(pfs_dstack_top(&b->ls), name, &lfd);
+	if (ret < 0)
+		return pfs_cfail_at(c, ret, ret == -EXDEV ? "not crossing into another mount at"
+							  : "cannot open",
+				    c->lower, NULL);
+	ret = pfs_names_read(lfd, &l.lo);
+	if (ret < 0) {
+		pfs_cfail_at(c, ret, "cannot read", c->lower, NULL);
+		goto fail;
+	}
+	ret = new_subdir(b, name, &nfd);
+	if (ret < 0)
+		goto fail;
+	return push_level(b, PFS_DSTACK_ABSENT, lfd, true, nfd, &l);
+fail:
+	close(lfd);
+	pfs_names_free(&l.lo);
+	return ret;
+}
+
+static int leave_dir(struct build *b)
+{
+	struct pfs_cctx *c = b->c;
+	struct alevel *l = &b->lv[b->n - 1];
+	int nfd = pfs_dstack_top(&b->ns);
+	const char *op;
+	int ret;
+
+	if (l->from_upper)
+		ret = pfs_meta_copy(pfs_ref_fd(nfd), pfs_ref_fd(pfs_dstack_top(&b->us)), &l->st,
+				    PFS_META_NO_PRIVATE, &op);
+	else
+		ret = pfs_meta_copy(pfs_ref_fd(nfd), pfs_ref_fd(pfs_dstack_top(&b->ls)), &l->st, 0,
+				    &op);
+	if (ret < 0)
+		return pfs_cfail_at(c, ret, op, c->newroot, NULL);
+	if (fsync(nfd) < 0)
+		return pfs_cfail_at(c, -errno, "cannot sync", c->newroot, NULL);
+	return 0;
+}
+
+/* A metadata-only copy: its bytes are in the lower (maybe renamed). */
+static int open_lower_data(struct build *b, const char *name)
+{
+	struct pfs_cctx *c = b->c;
+	int ufd = pfs_dstack_top(&b->us), lfd = pfs_dstack_top(&b->ls), dfd = -1, fd;
+	char redir[PATH_MAX];
+	const char *leaf = name;
+	ssize_t n;
+	int ret = 0;
+
+	n = pfs_ovl_get(pfs_ref_at(ufd, name), "redirect", redir, sizeof(redir));
+	if (n >= 0)
+		ret = pfs_commit_redirect(c, lfd, redir, &dfd, &leaf);
+	else if (n != -ENODATA)
+		ret = (int)n;
+	if (ret < 0)
+		return pfs_cfail_at(c, ret, "cannot find the data of", c->upper, NULL);
+	fd = openat(dfd >= 0 ? dfd : lfd, leaf, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	ret = fd < 0 ? -errno : 0;
+	if (dfd >= 0)
+		close(dfd);
+	if (ret < 0)
+		return pfs_cfail_at(c, ret, "cannot open the data of", c->upper, NULL);
+	return fd;
+}
+
+static int upper_file(struct build *b, const struct pfs_ovl_ent *e, const struct stat *ust)
+{
+	struct pfs_cctx *c = b->c;
+	int ufd = pfs_dstack_top(&b->us), nfd = pfs_dstack_top(&b->ns), dfd = -1, ret;
+	const struct pfs_inomap_ent *g = NULL;
+	bool metacopy = false, cloned;
+	struct pfs_csrc src;
+	ino_t tino;
+
+	if (ust->st_nlink > 1)
+		g = pfs_inomap_get(&c->ulinks, ust->st_dev, ust->st_ino);
+	if (g)
+		return pfs_clink(c, b->nroot, g->path, nfd, e->name, false, c->newroot);
+	if (S_ISREG(ust->st_mode)) {
+		ret = pfs_ovl_has(pfs_ref_at(ufd, e->name), "metacopy");
+		if (ret < 0)
+			return pfs_cfail_at(c, ret, "cannot read", c->upper, NULL);
+		metacopy = ret > 0;
+		if (metacopy) {
+			dfd = open_lower_data(b, e->name);
+		} else {
+			dfd = openat(ufd, e->name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+			if (dfd < 0)
+				dfd = pfs_cfail_at(c, -errno, "cannot open", c->upper, NULL);
+		}
+		if (dfd < 0)
+			return dfd;
+	}
+	src = (struct pfs_csrc){
+		.st = ust,
+		.meta = pfs_ref_at(ufd, e->name),
+		.meta_flags = PFS_META_NO_PRIVATE,
+		.datafd = dfd,
+		.clone = true,
+		.tick = true,
+		.upath = e->name,
+		.udirfd = ufd,
+	};
+	ret = pfs_cnew(c, nfd, e->name, &src, false, &tino, &cloned, c->newroot);
+	if (dfd >= 0)
+		close(dfd);
+	if (ret < 0)
+		return ret;
+	if (ust->st_nlink > 1 && pfs_inomap_put(&c->ulinks, ust->st_dev, ust->st_ino,
+						pfs_pathbuf_str(&c->path), tino) < 0)
+		return pfs_cfail(c, -ENOMEM, "out of memory");
+	return 0;
+}
+
+/* An entry the upper did not touch: shared with the old tree. */
+static int shared_file(struct build *b, const char *name, const struct stat *lst)
+{
+	struct pfs_cctx *c = b->c;
+	int lfd = pfs_dstack_top(&b->ls), nfd = pfs_dstack_top(&b->ns), dfd, ret;
+	const struct pfs_inomap_ent *g;
+	struct pfs_csrc src;
+	bool cloned;
+	ino_t tino;
+
+	if (S_ISREG(lst->st_mode) && !c->no_reflink) {
+		/* Clones are new inodes: keep the lower's hard links links. */
+		g = lst->st_nlink > 1 ? pfs_inomap_get(&c->llinks, lst->st_dev, lst->st_ino) : NULL;
+		if (g)
+			return pfs_clink(c, b->nroot, g->path, nfd, name, false, c->newroot);
+		dfd = openat(lfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+		if (dfd < 0)
+			return pfs_cfail_at(c, -errno, "cannot open", c->lower, NULL);
+		src = (struct pfs_csrc){
+			.st = lst,
+			.meta = pfs_ref_at(lfd, name),
+			.datafd = dfd,
+			.clone = true,
+			.must_clone = true,
+		};
+		ret = pfs_cnew(c, nfd, name, &src, false, &tino, &cloned, c->newroot);
+		close(dfd);
+		if (ret == 0) {
+			if (lst->st_nlink > 1 &&
+			    pfs_inomap_put(&c->llinks, lst->st_dev, lst->st_ino,
+					   pfs_pathbuf_str(&c->path), tino) < 0)
+				return pfs_cfail(c, -ENOMEM, "out of memory");
+			return 0;
+		}
+		if (!pfs_fcopy_clone_unsupported(ret))
+			return ret;
+		/* This filesystem cannot clone: hard links from now on. */
+		c->no_reflink = true;
+	}
+	if (linkat(lfd, name, nfd, name, 0) < 0)
+		return pfs_cfail_at(c, -errno, "cannot link", c->newroot, NULL);
+	return 0;
+}
+
+/* The next name of the merged listing: from the upper (ue, with the lower
+ * one of the same name hidden or merged) or from the lower alone (le). */
+static void next_entry(struct alevel *l, const struct pfs_ovl_ent **ue, const struct pfs_name **le)
+{
+	const struct pfs_ovl_ent *u = l->ui < l->up.n ? &l->up.v[l->ui] : NULL;
+	const struct pfs_name *lo = l->li < l->lo.n ? &l->lo.v[l->li] : NULL;
+	int cmp = !u ? 1 : !lo ? -1 : strcmp(u->name, lo->name);
+
+	*ue = NULL;
+	*le = NULL;
+	if (!u && !lo)
+		return;
+	if (cmp <= 0) {
+		*ue = u;
+		l->ui++;
+		if (cmp == 0)
+			l->li++;
+	} else {
+		*le = lo;
+		l->li++;
+	}
+}
+
+static int step(struct build *b, const struct pfs_ovl_ent *ue, const struct pfs_name *le,
+		size_t plen)
+{
+	struct pfs_cctx *c = b->c;
+	const char *name = ue ? ue->name : le->name;
+	struct stat st;
+	int ret;
+
+	if (ue) {
+		if (ue->flags & PFS_OVL_WHITEOUT) {
+			enum pfs_chide_need need;
+
+			ret = pfs_chide_decide(c, b->lv[b->n - 1].reach, true, false, &need);
+			if (ret == 0 && need == PFS_CHIDE_WHITEOUT)
+				ret = pfs_chide_whiteout(c, pfs_dstack_top(&b->ns), name,
+							 c->newroot);
+			if (ret < 0)
+				return ret;
+			pfs_progress_file(&c->prog, 0);
+			return 0;
+		}
+		if (fstatat(pfs_dstack_top(&b->us), name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+			return pfs_cfail_at(c, -errno, "cannot stat", c->upper, NULL);
+		if (S_ISDIR(st.st_mode))
+			return enter_upper_dir(b, ue, &st, plen);
+		ret = upper_file(b, ue, &st);
+		if (ret < 0)
+			return ret;
+		pfs_progress_file(&c->prog, S_ISREG(st.st_mode) ? (uint64_t)st.st_size : 0);
+		pfs_commit_crashpoint("atomic-build");
+		return 0;
+	}
+	if (fstatat(pfs_dstack_top(&b->ls), name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return pfs_cfail_at(c, -errno, "cannot stat", c->lower, NULL);
+	if (S_ISDIR(st.st_mode))
+		return enter_lower_dir(b, name, &st, plen);
+	ret = shared_file(b, name, &st);
+	if (ret == 0)
+		pfs_progress_shared(&c->prog);
+	return ret;
+}
+
+int pfs_commit_build(struct pfs_cctx *c, int newfd)
+{
+	struct build b = {.c = c, .nroot = newfd};
+	struct alevel root = {.from_upper = true, .reach = true};
+	int ufd = -1, lfd = -1, nfd = -1, ret;
+
+	b.lv = calloc(16, sizeof(*b.lv));
+	if (!b.lv)
+		return pfs_cfail(c, -ENOMEM, "out of memory");
+	b.cap = 16;
+	ufd = openat(c->uroot, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	lfd = openat(c->lroot, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	nfd = openat(newfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (ufd < 0 || lfd < 0 || nfd < 0 || fstat(ufd, &root.st) < 0) {
+		ret = pfs_cfail(c, -errno, "cannot open the roots");
+		goto early;
+	}
+	ret = pfs_ovl_read_dir(ufd, &root.up);
+	if (ret < 0) {
+		pfs_cfail(c, ret, "cannot read %s", c->upper);
+		goto early;
+	}
+	ret = pfs_names_read(lfd, &root.lo);
+	if (ret < 0) {
+		pfs_cfail(c, ret, "cannot read %s", c->lower);
+		goto early;
+	}
+	/* Each push owns its fd from then on, even when it fails. */
+	ret = pfs_dstack_push(&b.us, ufd, false);
+	ufd = -1;
+	if (ret == 0) {
+		ret = pfs_dstack_push(&b.ls, lfd, false);
+		lfd = -1;
+	}
+	if (ret == 0) {
+		ret = pfs_dstack_push(&b.ns, nfd, false);
+		nfd = -1;
+	}
+	if (ret < 0) {
+		pfs_cfail(c, ret, "cannot walk %s", c->upper);
+		goto early;
+	}
+	b.lv[0] = root;
+	b.n = 1;
+	while (b.n) {
+		struct alevel *l = &b.lv[b.n - 1];
+		const struct pfs_ovl_ent *ue;
+		const struct pfs_name *le;
+		size_t plen, depth = b.n;
+
+		next_entry(l, &ue, &le);
+		if (!ue && !le) {
+			ret = leave_dir(&b);
+			if (ret < 0)
+				goto out;
+			if (b.n == 1)
+				break;
+			pfs_ovl_dir_free(&l->up);
+			pfs_names_free(&l->lo);
+			b.n--;
+			ret = pfs_cwalk_up(c, l->plen, c->newroot,
+					   (struct pfs_dstack *const[]){&b.us, &b.ls, &b.ns}, 3);
+			if (ret < 0)
+				goto out;
+			continue;
+		}
+		plen = pfs_pathbuf_push(&c->path, ue ? ue->name : le->name);
+		if (plen == (size_t)-1) {
+			ret = pfs_cfail(c, -ENOMEM, "out of memory");
+			goto out;
+		}
+		ret = step(&b, ue, le, plen);
+		if (ret < 0)
+			goto out;
+		/* A directory entered keeps its name on the path until left. */
+		if (b.n == depth)
+			pfs_pathbuf_cut(&c->path, plen);
+	}
+	ret = 0;
+out:
+	for (size_t i = 0; i < b.n; i++) {
+		pfs_ovl_dir_free(&b.lv[i].up);
+		pfs_names_free(&b.lv[i].lo);
+	}
+	free(b.lv);
+	pfs_dstack_free(&b.us);
+	pfs_dstack_free(&b.ls);
+	pfs_dstack_free(&b.ns);
+	pfs_pathbuf_cut(&c->path, 0);
+	return ret;
+early:
+	if (ufd >= 0)
+		close(ufd);
+	if (lfd >= 0)
+		close(lfd);
+	if (nfd >= 0)
+		close(nfd);
+	pfs_ovl_dir_free(&root.up);
+	pfs_names_free(&root.lo);
+	goto out;
+}

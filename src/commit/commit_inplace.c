@@ -1,0 +1,483 @@
+/* commit_inplace: apply the upper to the lower directly. Each file changes
+ * by one rename (old or new, never half); directories get their metadata
+ * after their children; everything is made durable before the upper goes.
+ * Applying a whole upper again after an interruption completes the job:
+ * what is done already is found identical and kept. An upper whose
+ * emptying has begun is never applied again: commit_resume.c holds the
+ * journal that tells the two apart, and the crash protocol. */
+#include "commit/commit_int.h"
+#include "store/fcopy.h"
+#include "layers/ovlfmt.h"
+#include "store/rmtree.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct ilevel {
+	struct pfs_ovl_dir up;
+	size_t next, plen;
+	bool replace;    /* the lower directory's own children do not survive */
+	bool reach;      /* its view merged the lowers below the top one */
+	struct stat ust; /* the upper directory, applied on the way out */
+};
+
+struct inplace {
+	struct pfs_cctx *c;
+	struct pfs_dstack us, ls;
+	struct ilevel *lv;
+	size_t n, cap;
+};
+
+static int remove_at(struct pfs_cctx *c, int dirfd, const char *name)
+{
+	char where[PATH_MAX];
+	int ret = pfs_rmtree_at(dirfd, name, where, sizeof(where));
+
+	if (ret == -EXDEV)
+		return pfs_cfail(c, ret, "not removing %s/%s (at %s): a mount point", c->lower,
+				 pfs_pathbuf_str(&c->path), where);
+	if (ret < 0)
+		return pfs_cfail(c, ret, "cannot remove %s/%s (at %s)", c->lower,
+				 pfs_pathbuf_str(&c->path), where);
+	return 0;
+}
+
+/* An opaque directory: the lower children that the upper does not have
+ * go (the ones it has are replaced one by one); keep_marker: except the
+ * opaque marker, which must stay. */
+static int drop_lower_children(struct pfs_cctx *c, int lfd, const struct pfs_ovl_dir *d,
+			       bool keep_marker)
+{
+	struct pfs_names ln;
+	int ret = pfs_names_read(lfd, &ln);
+
+	if (ret < 0)
+		return pfs_cfail_at(c, ret, "cannot read", c->lower, NULL);
+	for (size_t i = 0; i < ln.n && ret == 0; i++) {
+		const struct pfs_ovl_ent *e = pfs_ovl_find(d, ln.v[i].name);
+		size_t plen;
+
+		if (e && !(e->flags & PFS_OVL_WHITEOUT))
+			continue;
+		if (keep_marker && strcmp(ln.v[i].name, PFS_OVL_OPAQUE_MARKER) == 0)
+			continue;
+		plen = pfs_pathbuf_push(&c->path, ln.v[i].name);
+		if (plen == (size_t)-1) {
+			ret = pfs_cfail(c, -ENOMEM, "out of memory");
+			break;
+		}
+		ret = remove_at(c, lfd, ln.v[i].name);
+		pfs_pathbuf_cut(&c->path, plen);
+	}
+	pfs_names_free(&ln);
+	return ret;
+}
+
+/* Make the lower side of an upper directory exist as a directory; opaque:
+ * one that hides the lowers below it. A new one takes its name already
+ * marked, and in one step with the non-directory it replaces (exchanged,
+ * then removed): at no moment does the name let the lowers below show. */
+static int lower_dir(struct pfs_cctx *c, int lfd_parent, const char *name, bool opaque, int *lfd)
+{
+	char tmp[64];
+	struct stat st;
+	bool exists;
+	int ret, tfd;
+
+	exists = fstatat(lfd_parent, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
+	if (exists && S_ISDIR(st.st_mode))
+		goto open;
+	snprintf(tmp, sizeof(tmp), ".prismfs-tmp-%ld-d%lu", (long)getpid(), ++c->tmpseq);
+	/* 0700 until its real metadata is applied, after its children. */
+	if (mkdirat(lfd_parent, tmp, 0700) < 0)
+		return pfs_cfail_at(c, -errno, "cannot create", c->lower, NULL);
+	if (opaque) {
+		ret = pfs_open_subdir(lfd_parent, tmp, &tfd);
+		if (ret == 0) {
+			ret = pfs_chide_opaque(c, tfd, c->lower);
+			close(tfd);
+		} else {
+			pfs_cfail_at(c, ret, "cannot open", c->lower, NULL);
+		}
+		if (ret < 0) {
+			unlinkat(lfd_parent, tmp, AT_REMOVEDIR);
+			return ret;
+		}
+	}
+	ret = renameat2(lfd_parent, tmp, lfd_parent, name,
+			exists ? RENAME_EXCHANGE : RENAME_NOREPLACE) < 0 ? -errno : 0;
+	if (ret == -EINVAL || ret == -ENOSYS) {
+		/* A filesystem without these flags: out of the way, then in. */
+		if (exists) {
+			ret = remove_at(c, lfd_parent, name);
+			if (ret < 0) {
+				unlinkat(lfd_parent, tmp, AT_REMOVEDIR);
+				return ret;
+			}
+		}
+		exists = false;
+		ret = renameat(lfd_parent, tmp, lfd_parent, name) < 0 ? -errno : 0;
+	}
+	if (ret < 0) {
+		pfs_cfail_at(c, ret, "cannot create", c->lower, NULL);
+		unlinkat(lfd_parent, tmp, AT_REMOVEDIR);
+		return ret;
+	}
+	if (exists && unlinkat(lfd_parent, tmp, 0) < 0)
+		return pfs_cfail_at(c, -errno, "cannot remove the old", c->lower, NULL);
+open:
+	ret = pfs_open_subdir(lfd_parent, name, lfd);
+	if (ret < 0)
+		return pfs_cfail_at(c, ret, ret == -EXDEV ? "not crossing into another mount at"
+							  : "cannot open",
+				    c->lower, NULL);
+	return 0;
+}
+
+static int enter_dir(struct inplace *s, const struct ilevel *parent, const struct pfs_ovl_ent *e,
+		     const struct stat *ust, size_t plen)
+{
+	struct pfs_cctx *c = s->c;
+	struct pfs_ovl_dir d = {0};
+	int ufd = -1, lfd = -1, ret;
+	enum pfs_chide_need need;
+	bool replace, cut, reach;
+
+	ret = pfs_open_subdir(pfs_dstack_top(&s->us), e->name, &ufd);
+	if (ret < 0)
+		return pfs_cfail_at(c, ret, "cannot open", c->upper, NULL);
+	ret = pfs_ovl_read_dir(ufd, &d);
+	if (ret < 0) {
+		pfs_cfail_at(c, ret, "cannot read", c->upper, NULL);
+		goto fail;
+	}
+	replace = parent->replace || (e->flags & PFS_OVL_FRESH) || d.opaque;
+	/* Read before lower_dir changes what the top lower holds there. */
+	cut = (e->flags & PFS_OVL_FRESH) || d.opaque ||
+	      (c->hide && parent->reach && pfs_chide_cuts(pfs_dstack_top(&s->ls), e->name));
+	ret = pfs_chide_decide(c, parent->reach, false, cut, &need);
+	if (ret < 0)
+		goto fail;
+	reach = parent->reach && !cut;
+	ret = lower_dir(c, pfs_dstack_top(&s->ls), e->name, need == PFS_CHIDE_OPAQUE, &lfd);
+	if (ret < 0)
+		goto fail;
+	/* An existing directory is marked before its children change. */
+	if (need == PFS_CHIDE_OPAQUE) {
+		ret = pfs_chide_opaque(c, lfd, c->lower);
+		if (ret < 0)
+			goto fail;
+	}
+	if (replace) {
+		ret = drop_lower_children(c, lfd, &d, need == PFS_CHIDE_OPAQUE);
+		if (ret < 0)
+			goto fail;
+		pfs_commit_crashpoint("inplace-dropped");
+	}
+	if (pfs_grow(&s->lv, &s->cap, s->n, sizeof(*s->lv)) < 0) {
+		ret = pfs_cfail(c, -ENOMEM, "out of memory");
+		goto fail;
+	}
+	ret = pfs_dstack_push(&s->us, ufd, true);
+	ufd = -1;
+	if (ret == 0) {
+		ret = pfs_dstack_push(&s->ls, lfd, true);
+		lfd = -1;
+	}
+	if (ret < 0) {
+		pfs_cfail(c, ret, "cannot walk %s/%s", c->upper, pfs_pathbuf_str(&c->path));
+		goto fail;
+	}
+	/* parent (in s->lv) may have moved with pfs_grow: reach was read before. */
+	s->lv[s->n++] = (struct ilevel){.up = d, .replace = replace, .reach = reach,
+					.ust = *ust, .plen = plen};
+	return 0;
+fail:
+	if (ufd >= 0)
+		close(ufd);
+	if (lfd >= 0)
+		close(lfd);
+	pfs_ovl_dir_free(&d);
+	return ret;
+}
+
+static int leave_dir(struct inplace *s)
+{
+	struct pfs_cctx *c = s->c;
+	struct ilevel *l = &s->lv[s->n - 1];
+	int lfd = pfs_dstack_top(&s->ls);
+	const char *op;
+	int ret;
+
+	ret = pfs_meta_copy(pfs_ref_fd(lfd), pfs_ref_fd(pfs_dstack_top(&s->us)), &l->ust,
+			    PFS_META_NO_PRIVATE, &op);
+	if (ret < 0)
+		return pfs_cfail_at(c, ret, op, c->lower, NULL);
+	/* Its entries (renames, removals) and its metadata, durable. */
+	if (fsync(lfd) < 0)
+		return pfs_cfail_at(c, -errno, "cannot sync", c->lower, NULL);
+	pfs_commit_crashpoint("inplace-dir");
+	return 0;
+}
+
+static int open_ro(int dirfd, const char *name)
+{
+	return openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+}
+
+/* Can the lower entry stay as it is, taking only the upper's metadata? */
+static int reusable(struct pfs_cctx *c, int ufd, int lfd, const char *name,
+		    const struct stat *ust, const struct stat *lst, bool metacopy, bool *reuse)
+{
+	int a = -1, b = -1, ret = 0;
+
+	*reuse = false;
+	/* Another name shares the lower inode: changing it would change that
+	 * name too, which the overlay did not. */
+	if (lst->st_nlink != 1 || (lst->st_mode & S_IFMT) != (ust->st_mode & S_IFMT))
+		return 0;
+	switch (ust->st_mode & S_IFMT) {
+	case S_IFREG:
+		if (metacopy) {
+			*reuse = true;
+			return 0;
+		}
+		if (lst->st_size != ust->st_size)
+			return 0;
+		a = open_ro(ufd, name);
+		if (a < 0)
+			return pfs_cfail_at(c, -errno, "cannot open", c->upper, NULL);
+		b = open_ro(lfd, name);
+		if (b < 0) {
+			ret = pfs_cfail_at(c, -errno, "cannot open", c->lower, NULL);
+			break;
+		}
+		ret = pfs_fcopy_same(a, b, ust->st_size, reuse, pfs_progress_tick, &c->prog);
+		if (ret < 0)
+			pfs_cfail_at(c, ret, "cannot compare", c->lower, NULL);
+		break;
+	case S_IFLNK: {
+		char ut[PATH_MAX], lt[PATH_MAX];
+		ssize_t un = readlinkat(ufd, name, ut, sizeof(ut));
+		ssize_t ln = readlinkat(lfd, name, lt, sizeof(lt));
+
+		*reuse = un >= 0 && un == ln && memcmp(ut, lt, (size_t)un) == 0;
+		break;
+	}
+	case S_IFCHR:
+	case S_IFBLK:
+		*reuse = ust->st_rdev == lst->st_rdev;
+		break;
+	default: /* fifos and sockets: nothing but metadata */
+		*reuse = true;
+	}
+	if (a >= 0)
+		close(a);
+	if (b >= 0)
+		close(b);
+	return ret;
+}
+
+/* bytes: what this entry counts for in the progress totals (the scan
+ * counted a metadata-only copy as nothing). */
+static int apply_file(struct inplace *s, const struct pfs_ovl_ent *e, const struct stat *ust,
+		      uint64_t *bytes)
+{
+	struct pfs_cctx *c = s->c;
+	int ufd = pfs_dstack_top(&s->us), lfd = pfs_dstack_top(&s->ls);
+	const struct pfs_inomap_ent *g = NULL;
+	bool exists, metacopy = false, reuse, cloned;
+	struct pfs_csrc src;
+	struct stat lst;
+	ino_t tino;
+	int ret, dfd = -1;
+	const char *op;
+
+	*bytes = S_ISREG(ust->st_mode) ? (uint64_t)ust->st_size : 0;
+	exists = fstatat(lfd, e->name, &lst, AT_SYMLINK_NOFOLLOW) == 0;
+	if (!exists && errno != ENOENT)
+		return pfs_cfail_at(c, -errno, "cannot stat", c->lower, NULL);
+	if (ust->st_nlink > 1)
+		g = pfs_inomap_get(&c->ulinks, ust->st_dev, ust->st_ino);
+	if (g) {
+		/* Another name of an upper inode already written: link to it. */
+		if (exists && lst.st_ino == g->tino)
+			return 0;
+		return pfs_clink(c, c->lroot, g->path, lfd, e->name, exists, c->lower);
+	}
+	if (S_ISREG(ust->st_mode)) {
+		ret = pfs_ovl_has(pfs_ref_at(ufd, e->name), "metacopy");
+		if (ret < 0)
+			return pfs_cfail_at(c, ret, "cannot read", c->upper, NULL);
+		metacopy = ret > 0;
+		if (metacopy)
+			*bytes = 0;
+	}
+	reuse = false;
+	if (exists) {
+		ret = reusable(c, ufd, lfd, e->name, ust, &lst, metacopy, &reuse);
+		if (ret < 0)
+			return ret;
+	}
+	if (reuse) {
+		ret = pfs_meta_copy(pfs_ref_at(lfd, e->name), pfs_ref_at(ufd, e->name), ust,
+				    PFS_META_NO_PRIVATE, &op);
+		if (ret < 0)
+			return pfs_cfail_at(c, ret, op, c->lower, NULL);
+		tino = lst.st_ino;
+	} else {
+		/* The scan made sure a metadata-only copy has its data below. */
+		if (S_ISREG(ust->st_mode)) {
+			dfd = open_ro(metacopy ? lfd : ufd, e->name);
+			if (dfd < 0)
+				return pfs_cfail_at(c, -errno, "cannot open",
+						    metacopy ? c->lower : c->upper, NULL);
+		}
+		src = (struct pfs_csrc){
+			.st = ust,
+			.meta = pfs_ref_at(ufd, e->name),
+			.meta_flags = PFS_META_NO_PRIVATE,
+			.datafd = dfd,
+			.clone = true,
+			.tick = !metacopy,
+			.upath = e->name,
+			.udirfd = ufd,
+		};
+		ret = pfs_cnew(c, lfd, e->name, &src, exists, &tino, &cloned, c->lower);
+		if (dfd >= 0)
+			close(dfd);
+		if (ret < 0)
+			return ret;
+	}
+	if (ust->st_nlink > 1 && pfs_inomap_put(&c->ulinks, ust->st_dev, ust->st_ino,
+						pfs_pathbuf_str(&c->path), tino) < 0)
+		return pfs_cfail(c, -ENOMEM, "out of memory");
+	return 0;
+}
+
+int pfs_commit_inplace(struct pfs_cctx *c)
+{
+	struct inplace s = {.c = c};
+	struct stat rst;
+	int fd, ret;
+
+	s.lv = calloc(16, sizeof(*s.lv));
+	if (!s.lv)
+		return pfs_cfail(c, -ENOMEM, "out of memory");
+	s.cap = 16;
+	fd = openat(c->uroot, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	ret = fd < 0 ? -errno : pfs_dstack_push(&s.us, fd, false);
+	if (ret == 0) {
+		fd = openat(c->lroot, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		ret = fd < 0 ? -errno : pfs_dstack_push(&s.ls, fd, false);
+	}
+	if (ret == 0)
+		ret = fstat(c->uroot, &rst) < 0 ? -errno : 0;
+	if (ret == 0)
+		ret = pfs_ovl_read_dir(c->uroot, &s.lv[0].up);
+	if (ret < 0) {
+		pfs_cfail(c, ret, "cannot read %s", c->upper);
+		goto out;
+	}
+	s.lv[0].ust = rst;
+	s.lv[0].reach = true; /* overlayfs always merges the root */
+	ret = pfs_inplace_begin(c);
+	if (ret < 0)
+		goto out;
+	s.n = 1;
+	while (s.n) {
+		struct ilevel *l = &s.lv[s.n - 1];
+		const struct pfs_ovl_ent *e;
+		struct stat ust;
+		uint64_t bytes;
+		size_t plen;
+
+		if (l->next == l->up.n) {
+			ret = leave_dir(&s);
+			if (ret < 0)
+				goto out;
+			if (s.n == 1)
+				break;
+			pfs_ovl_dir_free(&l->up);
+			s.n--;
+			ret = pfs_cwalk_up(c, l->plen, c->lower,
+					   (struct pfs_dstack *const[]){&s.us, &s.ls}, 2);
+			if (ret < 0)
+				goto out;
+			continue;
+		}
+		e = &l->up.v[l->next++];
+		plen = pfs_pathbuf_push(&c->path, e->name);
+		if (plen == (size_t)-1) {
+			ret = pfs_cfail(c, -ENOMEM, "out of memory");
+			goto out;
+		}
+		if (e->flags & PFS_OVL_WHITEOUT) {
+			enum pfs_chide_need need;
+
+			ret = pfs_chide_decide(c, l->reach, true, false, &need);
+			if (ret == 0)
+				ret = remove_at(c, pfs_dstack_top(&s.ls), e->name);
+			if (ret == 0 && need == PFS_CHIDE_WHITEOUT)
+				ret = pfs_chide_whiteout(c, pfs_dstack_top(&s.ls), e->name,
+							 c->lower);
+			if (ret < 0)
+				goto out;
+			pfs_commit_crashpoint("inplace-whiteout");
+			pfs_progress_file(&c->prog, 0);
+			pfs_pathbuf_cut(&c->path, plen);
+			continue;
+		}
+		if (fstatat(pfs_dstack_top(&s.us), e->name, &ust, AT_SYMLINK_NOFOLLOW) < 0) {
+			ret = pfs_cfail_at(c, -errno, "cannot stat", c->upper, NULL);
+			goto out;
+		}
+		if (S_ISDIR(ust.st_mode)) {
+			ret = enter_dir(&s, l, e, &ust, plen);
+			if (ret < 0)
+				goto out;
+			continue;
+		}
+		ret = apply_file(&s, e, &ust, &bytes);
+		if (ret < 0)
+			goto out;
+		pfs_progress_file(&c->prog, bytes);
+		pfs_commit_crashpoint("inplace-file");
+		pfs_pathbuf_cut(&c->path, plen);
+	}
+	if (syncfs(c->lroot) < 0) {
+		ret = pfs_cfail(c, -errno, "cannot sync the filesystem of %s", c->lower);
+		goto out;
+	}
+	pfs_commit_crashpoint("inplace-synced");
+	/* Only now, with the lower durable and that recorded, may the upper
+	 * go: from here on it is never applied again. */
+	ret = pfs_inplace_applied(c);
+	if (ret < 0)
+		goto out;
+	c->committed = true;
+	pfs_commit_crashpoint("inplace-applied");
+	ret = pfs_inplace_end(c);
+	if (ret < 0) {
+		char msg[512];
+
+		snprintf(msg, sizeof(msg), "%s", c->err);
+		snprintf(c->err, c->errlen,
+			 "the commit is complete, but emptying the upper failed: %s; prismfs "
+			 "recover --lower %s finishes it", msg, c->lower);
+	}
+out:
+	if (ret < 0 && !c->committed)
+		pfs_inplace_abandon(c);
+	for (size_t i = 0; i < s.n; i++)
+		pfs_ovl_dir_free(&s.lv[i].up);
+	free(s.lv);
+	pfs_dstack_free(&s.us);
+	pfs_dstack_free(&s.ls);
+	pfs_pathbuf_cut(&c->path, 0);
+	return ret;
+}

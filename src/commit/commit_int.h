@@ -1,0 +1,171 @@
+/* commit_int: what the parts of commit share — the state of one run,
+ * error lines, the first pass, making new entries, test crash points. */
+#ifndef PFS_COMMIT_INT_H
+#define PFS_COMMIT_INT_H
+
+#include "commit/commit.h"
+#include "commit/inomap.h"
+#include "store/meta.h"
+#include "ctl/progress.h"
+#include "store/walk.h"
+
+#include <stdbool.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+struct pfs_cctx {
+	const struct pfs_commit_opts *o;
+	char *err;
+	size_t errlen;
+	char *upper, *lower, *work; /* canonical paths (work may be NULL) */
+	int pfd;                    /* lower's parent directory, locked */
+	const char *base;           /* lower's name in it */
+	int uroot, lroot;
+	dev_t udev;
+	struct pfs_progress prog;
+	struct pfs_inomap ulinks;   /* upper (dev, ino) with several names -> first copy */
+	struct pfs_inomap llinks;   /* lower (dev, ino) -> first clone made of it */
+	struct pfs_pathbuf path;    /* the entry being handled, relative to the roots */
+	unsigned long tmpseq;
+	char *newroot;              /* atomic: where the new tree is built */
+	bool no_reflink;            /* atomic: FICLONE failed once, share by hard link */
+	bool committed;             /* the lower holds the new state for good */
+	struct pfs_chide *hide;     /* the lowers below lower, or NULL: none */
+	bool marked;                /* in place: the upper carries the commit's mark */
+};
+
+/* Write "MESSAGE: strerror(-err)" to c->err; returns err. */
+int pfs_cfail(struct pfs_cctx *c, int err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* A refusal that is not a system call's failure: MESSAGE alone. */
+int pfs_crefuse(struct pfs_cctx *c, int err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* "OP ROOT/PATH[/name]: strerror(-err)", PATH being c->path. */
+int pfs_cfail_at(struct pfs_cctx *c, int err, const char *op, const char *root,
+		 const char *name);
+
+/* A commit walk leaves a directory: c->path cut back to plen and each of
+ * the n directory stacks popped; a failure names root/path. */
+int pfs_cwalk_up(struct pfs_cctx *c, size_t plen, const char *root,
+		 struct pfs_dstack *const *stacks, size_t n);
+
+/* Tests make the process die for real at a named step:
+ * PRISMFS_TEST_CRASH=<step> raises SIGKILL there, PRISMFS_TEST_CRASH=<step>:N
+ * the Nth time the step is reached. */
+void pfs_commit_crashpoint(const char *step);
+
+/* First pass over the upper: count what is to do (progress totals) and
+ * refuse, before anything changes, what cannot be applied: renamed lower
+ * directories and metadata-only copies whose data is not in lower (and, in
+ * place, any redirect at all). */
+int pfs_commit_scan(struct pfs_cctx *c);
+
+/* Where overlayfs finds the lower object of an upper entry that carries the
+ * redirect xattr `redir`: an absolute path from the lower root, or a name in
+ * the parent's lower directory parent_lfd. On success *dfd (to close) is the
+ * directory holding it and *leaf its name there. -ENOENT when it cannot be
+ * reached (missing, not a directory on the way, a symlink, a mount), -EINVAL
+ * when redir is not a path overlayfs writes. */
+int pfs_commit_redirect(struct pfs_cctx *c, int parent_lfd, const char *redir, int *dfd,
+			const char **leaf);
+
+/* --- what stays hidden from the lowers below (commit_hide.c) --- */
+
+/* Open c->o->below (nothing to do when there is none). */
+int pfs_chide_open(struct pfs_cctx *c);
+/* Before anything changes: can whiteouts be made in c->o->whiteout's form
+ * (auto: a device where mknod works beside the lower, else `.wh.NAME`)? */
+int pfs_chide_probe(struct pfs_cctx *c);
+void pfs_chide_close(struct pfs_cctx *c);
+
+/* Does the top lower's entry name in its directory lfd (-1: none) stop the
+ * merge of the layers below there (a whiteout, a non-directory, an opaque
+ * or `.wh.`-replaced directory)? */
+bool pfs_chide_cuts(int lfd, const char *name);
+
+enum pfs_chide_need { PFS_CHIDE_NOTHING, PFS_CHIDE_WHITEOUT, PFS_CHIDE_OPAQUE };
+
+/* The one decision: what the top lower must hold at c->path so that the
+ * lowers below show there what the view showed. reach: the view of the
+ * parent directory merged the lowers below; gone: the view showed nothing
+ * at the path (the upper whited it out); cut: it showed a directory that
+ * merged nothing from below. */
+int pfs_chide_decide(struct pfs_cctx *c, bool reach, bool gone, bool cut,
+		     enum pfs_chide_need *need);
+/* Make the whiteout for name in dirfd (a directory of the new lower). */
+int pfs_chide_whiteout(struct pfs_cctx *c, int dirfd, const char *name, const char *root);
+/* Make the directory dirfd opaque (overlay.opaque=y, or the marker). */
+int pfs_chide_opaque(struct pfs_cctx *c, int dirfd, const char *root);
+
+/* --- making entries (commit_new.c) --- */
+
+/* Where a new entry comes from. */
+struct pfs_csrc {
+	const struct stat *st;   /* its lstat: type, owner, mode, times */
+	struct pfs_ref meta;     /* whose xattrs it gets */
+	unsigned meta_flags;     /* PFS_META_* */
+	int datafd;              /* regular files: where the bytes are read */
+	bool clone;              /* regular files: try FICLONE from datafd first */
+	bool must_clone;         /* ...and never copy: return the clone's error as is */
+	bool tick;               /* count the bytes copied in the progress line */
+	const char *upath;       /* the upper directory's entry, for symlink targets */
+	int udirfd;
+};
+
+/* Make name in dirfd a new copy of src, replacing whatever is there (a
+ * directory there is removed first). Regular files are written unnamed
+ * (O_TMPFILE) or under a temporary name, made durable, then linked into
+ * place, so name is always the whole old or the whole new file. *ino gets
+ * the new inode number; *cloned whether the data was shared. */
+int pfs_cnew(struct pfs_cctx *c, int dirfd, const char *name, const struct pfs_csrc *src,
+	     bool exists, ino_t *ino, bool *cloned, const char *root);
+
+/* Make name in dirfd another link to the file at `from` (relative to
+ * fromroot), replacing whatever is there. */
+int pfs_clink(struct pfs_cctx *c, int fromroot, const char *from, int dirfd, const char *name,
+	      bool exists, const char *root);
+
+/* Rename tmp over name in dirfd; a directory at name is removed first. */
+int pfs_cinstall(struct pfs_cctx *c, int dirfd, const char *tmp, const char *name,
+		 const char *root);
+
+/* --- the two ways of applying --- */
+int pfs_commit_inplace(struct pfs_cctx *c);
+/* Build the new tree (upper over lower) into the empty directory newfd. */
+int pfs_commit_build(struct pfs_cctx *c, int newfd);
+/* Build beside lower, swap in, clean up — journaled (commit_swap.c). */
+int pfs_commit_atomic(struct pfs_cctx *c);
+
+/* With c->pfd locked: finish or roll back an interrupted atomic commit. */
+int pfs_commit_recover_locked(struct pfs_cctx *c, enum pfs_recovery *done,
+			      char **recovered_upper);
+
+/* Empty dir (and work) — the checks are the caller's. */
+int pfs_discard_paths(const char *upper, const char *work, char *err, size_t errlen);
+/* The same, passing the crash point `step` (or NULL) after each removal. */
+int pfs_empty_layers(const char *upper, const char *work, const char *step, char *err,
+		     size_t errlen);
+
+/* --- the in-place commit's crash protocol (commit_resume.c) --- */
+
+/* Before anything is applied: journal "applying", mark the upper. */
+int pfs_inplace_begin(struct pfs_cctx *c);
+/* Everything applied and durable: journal "applied" (the upper may go). */
+int pfs_inplace_applied(struct pfs_cctx *c);
+/* Empty the upper and work, unmark, drop the journal. */
+int pfs_inplace_end(struct pfs_cctx *c);
+/* A failure before "applied": unmark and drop the journal, best effort
+ * (the upper is whole; the commit run again completes it). */
+void pfs_inplace_abandon(struct pfs_cctx *c);
+
+/* Apply o (upper, work and the lowers below, as the journal recorded the
+ * commit) to c->lower again, all steps, under c's lock. */
+typedef int (*pfs_inplace_redo)(struct pfs_cctx *c, const struct pfs_commit_opts *o);
+/* With c->pfd locked: finish an interrupted in-place commit of c->lower.
+ * *done: NONE (nothing to do), ROLLED_BACK (nothing had been applied, the
+ * upper is kept) or COMPLETED; *recovered_upper (to free, or NULL) the
+ * upper that was completed. */
+int pfs_inplace_recover_locked(struct pfs_cctx *c, enum pfs_recovery *done,
+			       char **recovered_upper, pfs_inplace_redo redo);
+
+#endif

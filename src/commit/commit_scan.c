@@ -1,0 +1,333 @@
+/* commit_scan: the first pass over the upper — totals for the progress
+ * line, and every "cannot apply this" found before anything changes. */
+#include "commit/commit_int.h"
+#include "layers/ovlfmt.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Lookups that fail like this mean "nothing there to use". */
+static bool unreachable(int err)
+{
+	return err == -ENOENT || err == -ENOTDIR || err == -ELOOP || err == -EXDEV;
+}
+
+static bool bad_component(const char *s)
+{
+	return !*s || strcmp(s, ".") == 0 || strcmp(s, "..") == 0;
+}
+
+int pfs_commit_redirect(struct pfs_cctx *c, int parent_lfd, const char *redir, int *dfd,
+			const char **leaf)
+{
+	char *copy, *p, *slash;
+	int fd, nfd, ret;
+
+	*dfd = -1;
+	if (redir[0] != '/') {
+		if (strchr(redir, '/') || bad_component(redir))
+			return -EINVAL;
+		if (parent_lfd < 0)
+			return -ENOENT;
+		fd = openat(parent_lfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (fd < 0)
+			return -errno;
+		*dfd = fd;
+		*leaf = redir;
+		return 0;
+	}
+	/* Absolute: from the lower root, one component at a time, never
+	 * through a symlink or into another mount. */
+	copy = strdup(redir + 1);
+	if (!copy)
+		return -ENOMEM;
+	fd = openat(c->lroot, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0) {
+		ret = -errno;
+		goto out;
+	}
+	for (p = copy; (slash = strchr(p, '/')); p = slash + 1) {
+		*slash = '\0';
+		if (bad_component(p)) {
+			ret = -EINVAL;
+			goto out;
+		}
+		ret = pfs_open_subdir(fd, p, &nfd);
+		if (ret < 0) {
+			if (unreachable(ret))
+				ret = -ENOENT;
+			goto out;
+		}
+		close(fd);
+		fd = nfd;
+	}
+	if (bad_component(p)) {
+		ret = -EINVAL;
+		goto out;
+	}
+	*dfd = fd;
+	fd = -1;
+	*leaf = redir + 1 + (p - copy);
+	ret = 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	free(copy);
+	return ret;
+}
+
+struct slevel {
+	struct pfs_ovl_dir up;
+	size_t next;
+	size_t plen;
+};
+
+struct scan {
+	struct pfs_cctx *c;
+	struct pfs_dstack us, ls;
+	struct slevel *lv;
+	size_t n, cap;
+};
+
+static int renamed_dir(struct scan *s, int lfd_parent, const char *redir, int *lfd)
+{
+	struct pfs_cctx *c = s->c;
+	const char *leaf;
+	int dfd, ret;
+
+	/* The lowers below would still be looked up at the new place, not at
+	 * the one the directory came from. */
+	if (c->o->nbelow)
+		return pfs_crefuse(c, -EXDEV,
+				   "%s/%s was renamed from %s by overlayfs (redirect); with lowers "
+				   "below %s a commit into it cannot move their directories",
+				   c->upper, pfs_pathbuf_str(&c->path), redir, c->lower);
+	if (!c->o->atomic)
+		return pfs_crefuse(c, -EXDEV,
+				   "%s/%s was renamed from %s by overlayfs (redirect); an in-place "
+				   "commit cannot move lower directories, use --atomic",
+				   c->upper, pfs_pathbuf_str(&c->path), redir);
+	ret = pfs_commit_redirect(c, lfd_parent, redir, &dfd, &leaf);
+	if (ret == 0) {
+		ret = pfs_open_subdir(dfd, leaf, lfd);
+		close(dfd);
+		if (unreachable(ret))
+			ret = -ENOENT;
+	}
+	if (ret < 0)
+		return pfs_cfail(c, ret,
+				 "%s/%s was renamed from %s by overlayfs (redirect), but the lower "
+				 "%s has no directory there (in a deeper lower layer?)",
+				 c->upper, pfs_pathbuf_str(&c->path), redir, c->lower);
+	return 0;
+}
+
+/* A metadata-only copy-up: its data must be in the lower. */
+static int metacopy(struct scan *s, int ufd, int lfd, const char *name, uint64_t *bytes)
+{
+	struct pfs_cctx *c = s->c;
+	char redir[PATH_MAX];
+	const char *leaf = name;
+	struct stat st;
+	ssize_t n;
+	int dfd = -1, ret = 0;
+
+	n = pfs_ovl_get(pfs_ref_at(ufd, name), "redirect", redir, sizeof(redir));
+	if (n < 0 && n != -ENODATA)
+		return pfs_cfail_at(c, (int)n, "cannot read", c->upper, NULL);
+	if (n >= 0) {
+		if (!c->o->atomic)
+			return pfs_crefuse(c, -EXDEV,
+					   "%s/%s is a metadata-only copy of %s, renamed by "
+					   "overlayfs (redirect); an in-place commit cannot use "
+					   "its data, use --atomic",
+					   c->upper, pfs_pathbuf_str(&c->path), redir);
+		ret = pfs_commit_redirect(c, lfd, redir, &dfd, &leaf);
+	} else if (lfd < 0) {
+		ret = -ENOENT;
+	} else {
+		dfd = lfd;
+	}
+	if (ret == 0 && fstatat(dfd, leaf, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		ret = -errno;
+	if (ret == 0 && !S_ISREG(st.st_mode))
+		ret = -ENOENT;
+	if (dfd >= 0 && dfd != lfd)
+		close(dfd);
+	if (ret < 0)
+		return pfs_cfail(c, ret,
+				 "%s/%s is a metadata-only copy (overlayfs metacopy) but its data "
+				 "is not in the lower %s (in a deeper lower layer?)",
+				 c->upper, pfs_pathbuf_str(&c->path), c->lower);
+	*bytes = c->o->atomic ? (uint64_t)st.st_size : 0;
+	return 0;
+}
+
+static int enter_dir(struct scan *s, const struct pfs_ovl_ent *e)
+{
+	struct pfs_cctx *c = s->c;
+	int ufd = pfs_dstack_top(&s->us), lfd_parent = pfs_dstack_top(&s->ls);
+	int cfd = -1, lfd = -1, ret;
+	struct pfs_ovl_dir d = {0};
+	char redir[PATH_MAX];
+	bool replace, child = true;
+	ssize_t n;
+
+	ret = pfs_open_subdir(ufd, e->name, &cfd);
+	if (ret < 0)
+		return pfs_cfail_at(c, ret, ret == -EXDEV ? "not crossing into another mount at"
+							  : "cannot open",
+				    c->upper, NULL);
+	ret = pfs_ovl_read_dir(cfd, &d);
+	if (ret < 0) {
+		pfs_cfail_at(c, ret, "cannot read", c->upper, NULL);
+		goto fail;
+	}
+	/* Only its own opaqueness hides a directory's lower: overlayfs follows
+	 * an absolute redirect even below an opaque parent. */
+	replace = (e->flags & PFS_OVL_FRESH) || d.opaque;
+	if (!replace) {
+		n = pfs_ovl_get(pfs_ref_fd(cfd), "redirect", redir, sizeof(redir));
+		if (n >= 0 && (redir[0] == '/' || lfd_parent >= 0 || !c->o->atomic)) {
+			ret = renamed_dir(s, lfd_parent, redir, &lfd);
+			if (ret < 0)
+				goto fail;
+			child = redir[0] != '/';
+		} else if (n >= 0) {
+			/* Relative, and the parent has no lower: overlayfs finds
+			 * nothing either; a plain upper directory. */
+		} else if (n != -ENODATA) {
+			ret = pfs_cfail_at(c, (int)n, "cannot read", c->upper, NULL);
+			goto fail;
+		} else if (lfd_parent >= 0) {
+			ret = pfs_open_subdir(lfd_parent, e->name, &lfd);
+			if (ret == -EXDEV) {
+				pfs_cfail_at(c, ret, "not crossing into another mount at", c->lower,
+					     NULL);
+				goto fail;
+			}
+			if (ret < 0 && !unreachable(ret)) {
+				pfs_cfail_at(c, ret, "cannot open", c->lower, NULL);
+				goto fail;
+			}
+			if (ret < 0)
+				lfd = -1; /* no lower directory: nothing to merge */
+		}
+	}
+	if (pfs_grow(&s->lv, &s->cap, s->n, sizeof(*s->lv)) < 0) {
+		ret = pfs_cfail(c, -ENOMEM, "out of memory");
+		goto fail;
+	}
+	ret = pfs_dstack_push(&s->us, cfd, true);
+	cfd = -1;
+	if (ret == 0) {
+		ret = pfs_dstack_push(&s->ls, lfd, child);
+		lfd = -1;
+	}
+	if (ret < 0) {
+		pfs_cfail(c, ret, "cannot walk %s/%s", c->upper, pfs_pathbuf_str(&c->path));
+		goto fail;
+	}
+	s->lv[s->n++] = (struct slevel){.up = d};
+	return 0;
+fail:
+	if (cfd >= 0)
+		close(cfd);
+	if (lfd >= 0)
+		close(lfd);
+	pfs_ovl_dir_free(&d);
+	return ret;
+}
+
+int pfs_commit_scan(struct pfs_cctx *c)
+{
+	struct scan s = {.c = c};
+	int fd, ret;
+
+	s.lv = calloc(16, sizeof(*s.lv));
+	if (!s.lv)
+		return pfs_cfail(c, -ENOMEM, "out of memory");
+	s.cap = 16;
+	fd = openat(c->uroot, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	ret = fd < 0 ? -errno : pfs_dstack_push(&s.us, fd, false);
+	if (ret == 0) {
+		fd = openat(c->lroot, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		ret = fd < 0 ? -errno : pfs_dstack_push(&s.ls, fd, false);
+	}
+	if (ret == 0)
+		ret = pfs_ovl_read_dir(c->uroot, &s.lv[0].up);
+	if (ret < 0) {
+		pfs_cfail(c, ret, "cannot read %s", c->upper);
+		goto out;
+	}
+	/* overlayfs always merges the root, whatever it is marked. */
+	s.n = 1;
+	while (s.n) {
+		struct slevel *l = &s.lv[s.n - 1];
+		const struct pfs_ovl_ent *e;
+		struct stat st;
+		uint64_t bytes;
+		size_t plen;
+
+		if (l->next == l->up.n) {
+			if (s.n == 1)
+				break;
+			pfs_ovl_dir_free(&l->up);
+			s.n--;
+			ret = pfs_cwalk_up(c, l->plen, c->upper,
+					   (struct pfs_dstack *const[]){&s.us, &s.ls}, 2);
+			if (ret < 0)
+				goto out;
+			continue;
+		}
+		e = &l->up.v[l->next++];
+		if (e->flags & PFS_OVL_WHITEOUT) {
+			c->prog.files_total++;
+			continue;
+		}
+		plen = pfs_pathbuf_push(&c->path, e->name);
+		if (plen == (size_t)-1) {
+			ret = pfs_cfail(c, -ENOMEM, "out of memory");
+			goto out;
+		}
+		if (fstatat(pfs_dstack_top(&s.us), e->name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+			ret = pfs_cfail_at(c, -errno, "cannot stat", c->upper, NULL);
+			goto out;
+		}
+		if (S_ISDIR(st.st_mode)) {
+			ret = enter_dir(&s, e);
+			if (ret < 0)
+				goto out;
+			s.lv[s.n - 1].plen = plen;
+			continue;
+		}
+		c->prog.files_total++;
+		bytes = S_ISREG(st.st_mode) ? (uint64_t)st.st_size : 0;
+		if (S_ISREG(st.st_mode)) {
+			ret = pfs_ovl_has(pfs_ref_at(pfs_dstack_top(&s.us), e->name), "metacopy");
+			if (ret > 0)
+				ret = metacopy(&s, pfs_dstack_top(&s.us), pfs_dstack_top(&s.ls),
+					       e->name, &bytes);
+			else if (ret < 0)
+				pfs_cfail_at(c, ret, "cannot read", c->upper, NULL);
+			if (ret < 0)
+				goto out;
+		}
+		c->prog.bytes_total += bytes;
+		pfs_pathbuf_cut(&c->path, plen);
+	}
+	ret = 0;
+out:
+	for (size_t i = 0; i < s.n; i++)
+		pfs_ovl_dir_free(&s.lv[i].up);
+	free(s.lv);
+	pfs_dstack_free(&s.us);
+	pfs_dstack_free(&s.ls);
+	pfs_pathbuf_cut(&c->path, 0);
+	return ret;
+}

@@ -1,0 +1,349 @@
+/* copyup: bringing an object from a lower layer into the upper before it
+ * changes. The copy is made in the work directory — data, then owner,
+ * xattrs, mode and times — made durable, and renamed into place, so the
+ * upper never holds half a copy; parents are copied first. */
+#include "layers/layer.h"
+#include "view/view.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include "store/fcopy.h"
+#include "layers/layermap.h"
+#include "store/meta.h"
+#include "store/rmtree.h"
+
+void pfs_layer_tmpname(struct pfs_layers *L, char buf[32])
+{
+	snprintf(buf, 32, "#pfs.%d.%lu", (int)getpid(), ++L->tmpseq);
+}
+
+/* The data of the regular file src (lstat st) into the new file dst. */
+static int copy_data(int dst, int src, const struct stat *st)
+{
+	int ret = pfs_fcopy_clone(dst, src);
+
+	if (ret == 0)
+		return 0;
+	if (!pfs_fcopy_clone_unsupported(-ret) && ret != -EXDEV && ret != -EOPNOTSUPP &&
+	    ret != -EINVAL)
+		return ret;
+	return pfs_fcopy_data(dst, src, st->st_size, NULL, NULL);
+}
+
+/* Make a copy of the object `name` in the lower directory ldir (whose
+ * O_PATH fd is obj, lstat st) as tmp in the work directory. */
+static int make_copy(struct pfs_fs *fs, int ldir, const char *name, int obj,
+		     const struct stat *st, const char *tmp, bool no_data)
+{
+	int wd = fs->layers->work_fd, fd = -1, src = -1, ret = 0;
+	const char *op = NULL;
+
+	switch (st->st_mode & S_IFMT) {
+	case S_IFDIR:
+		if (mkdirat(wd, tmp, 0700) < 0)
+			return -errno;
+		break;
+	case S_IFREG: {
+		char p[32];
+
+		fd = openat(wd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (fd < 0)
+			return -errno;
+		if (!no_data && st->st_size > 0) {
+			snprintf(p, sizeof(p), "/proc/self/fd/%d", obj);
+			src = open(p, O_RDONLY | O_CLOEXEC);
+			ret = src < 0 ? -errno : copy_data(fd, src, st);
+		}
+		break;
+	}
+	case S_IFLNK: {
+		char target[PATH_MAX];
+		ssize_t l = readlinkat(obj, "", target, sizeof(target) - 1);
+
+		if (l < 0)
+			return -errno;
+		target[l] = '\0';
+		if (symlinkat(target, wd, tmp) < 0)
+			return -errno;
+		break;
+	}
+	default:
+		if (mknodat(wd, tmp, st->st_mode, st->st_rdev) < 0)
+			return -errno;
+	}
+	if (ret == 0)
+		ret = pfs_meta_copy(fd >= 0 ? pfs_ref_fd(fd) : pfs_ref_at(wd, tmp),
+				    pfs_ref_at(ldir, name), st, PFS_META_NO_PRIVATE, &op);
+	/* Durable before it is renamed into place: a crash must not leave an
+	 * upper file that hides the lower one with less than its data. */
+	if (ret == 0 && fd >= 0 && fsync(fd) < 0)
+		ret = -errno;
+	if (src >= 0)
+		close(src);
+	if (fd >= 0)
+		close(fd);
+	if (ret < 0)
+		pfs_rmtree_at(wd, tmp, NULL, 0);
+	return ret;
+}
+
+/* The first name of n: its parent (held) and name. */
+static int node_first_name(struct pfs_fs *fs, struct pfs_node *n, struct pfs_node **parent,
+			   char name[NAME_MAX + 1])
+{
+	int ret = -ENOENT;
+
+	pthread_rwlock_rdlock(&fs->names_lock);
+	if (n->alias) {
+		*parent = n->alias->parent;
+		pfs_node_hold(fs, *parent);
+		snprintf(name, NAME_MAX + 1, "%s", n->alias->name);
+		ret = 0;
+	}
+	pthread_rwlock_unlock(&fs->names_lock);
+	return ret;
+}
+
+int pfs_layer_node_name(struct pfs_fs *fs, struct pfs_node *n, int *dirfd, char *name,
+			size_t len)
+{
+	struct pfs_node *parent = NULL;
+	int ret = -ENOENT;
+
+	pthread_rwlock_rdlock(&fs->names_lock);
+	if (n->ln && n->ln->top && n->ln->sdir >= 0 && strlen(n->ln->sname) < len) {
+		*dirfd = n->ln->sdir; /* where the table put it */
+		strcpy(name, n->ln->sname);
+		ret = 0;
+	} else if (n->alias && n->ln && n->alias->parent->ln && strlen(n->alias->name) < len) {
+		parent = n->alias->parent;
+		pfs_node_hold(fs, parent);
+		strcpy(name, n->alias->name);
+	}
+	pthread_rwlock_unlock(&fs->names_lock);
+	if (parent) {
+		/* Pinned to the request's end: its fds stay open until then. */
+		ret = pfs_node_fd(fs, parent);
+		if (ret >= 0) {
+			*dirfd = __atomic_load_n(&parent->ln->fd[n->ln->top], __ATOMIC_ACQUIRE);
+			ret = *dirfd >= 0 ? 0 : -ENOENT;
+		}
+		pfs_node_release(fs, parent);
+	}
+	return ret;
+}
+
+/* A synthetic directory of the mapping table as tmp in work: made as the
+ * view shows it (pfs_lmap_syn_attr), so the copy-up changes nothing seen. */
+static int make_synthetic(struct pfs_fs *fs, struct pfs_node *n, const char *tmp)
+{
+	int wd = fs->layers->work_fd, ret = 0;
+	struct stat st;
+
+	pfs_lmap_syn_attr(fs, n->ino, &st);
+	if (mkdirat(wd, tmp, st.st_mode & 07777) < 0)
+		return -errno;
+	if (fchownat(wd, tmp, st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW) < 0 ||
+	    fchmodat(wd, tmp, st.st_mode & 07777, 0) < 0)
+		ret = -errno;
+	if (ret == 0)
+		ret = pfs_meta_times(pfs_ref_at(wd, tmp), &st);
+	if (ret < 0)
+		unlinkat(wd, tmp, AT_REMOVEDIR);
+	return ret;
+}
+
+static int copy_up_one(struct pfs_fs *fs, struct pfs_node *n, struct pfs_node *parent,
+		       const char *name, bool no_data)
+{
+	struct pfs_layers *L = fs->layers;
+	/* Both pinned (their fds open) until the request ends. */
+	int pfd = pfs_node_fd(fs, parent), nfd = pfs_node_fd(fs, n);
+	int t = n->ln->top, ud, ldir, fd, ret;
+	bool syn = t == 1 && n->ln->syn, split;
+	const char *lname = name;
+	struct stat st, pst;
+	char tmp[32], pp[32];
+
+	if (pfd < 0 || nfd < 0)
+		return pfd < 0 ? pfd : nfd;
+	ud = __atomic_load_n(&parent->ln->fd[0], __ATOMIC_ACQUIRE);
+	ldir = __atomic_load_n(&parent->ln->fd[t], __ATOMIC_ACQUIRE);
+	if (n->ln->sdir >= 0) { /* the table put it elsewhere than its parent's part */
+		ldir = n->ln->sdir;
+		lname = n->ln->sname;
+	}
+	if (ud < 0 || (ldir < 0 && !syn))
+		return -ESTALE;
+	if (fstatat(nfd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0 ||
+	    fstatat(ud, "", &pst, AT_EMPTY_PATH) < 0)
+		return -errno;
+	/* A lower file with several links loses them in the upper (as on
+	 * overlayfs without index): the copy is a file of its own, with its
+	 * own number, and the other names keep the lower one. */
+	split = !S_ISDIR(st.st_mode) && st.st_nlink > 1;
+	pfs_layer_tmpname(L, tmp);
+	ret = syn ? make_synthetic(fs, n, tmp)
+		  : make_copy(fs, ldir, lname, nfd, &st, tmp, no_data);
+	if (ret < 0)
+		return ret;
+	if (!S_ISDIR(st.st_mode) && !split)
+		pfs_layer_set_origin(fs, L->work_fd, tmp, t, n->dev, n->ino);
+	if (renameat2(L->work_fd, tmp, ud, name, RENAME_NOREPLACE) < 0) {
+		ret = -errno;
+		pfs_rmtree_at(L->work_fd, tmp, NULL, 0);
+		return ret;
+	}
+	/* A copy-up is no change to the parent the view shows. */
+	snprintf(pp, sizeof(pp), "/proc/self/fd/%d", ud);
+	utimensat(AT_FDCWD, pp, (struct timespec[2]){pst.st_atim, pst.st_mtim}, 0);
+	fd = openat(ud, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (pfs_node_moved_up(fs, n, fd) || split) {
+		pfs_node_retire(fs, n);
+		pfs_inval_entry(fs, parent, name);
+	} else if (S_ISDIR(st.st_mode)) {
+		/* Its ctime is the new upper directory's from now on (it cannot
+		 * be set): the kernel must not keep showing the lower one's. */
+		pfs_inval_entry(fs, n, NULL);
+	}
+	return 0;
+}
+
+int pfs_layer_copy_up_locked(struct pfs_fs *fs, struct pfs_node *n, bool no_data)
+{
+	struct pfs_node *parent;
+	char name[NAME_MAX + 1];
+	int ret;
+
+	if (!n->ln)
+		return -ESTALE;
+	if (n->ln->top == 0)
+		return 0;
+	ret = node_first_name(fs, n, &parent, name);
+	if (ret < 0)
+		return ret; /* an unlinked lower object: nowhere to put it */
+	ret = pfs_layer_copy_up_locked(fs, parent, false);
+	if (ret == 0)
+		ret = copy_up_one(fs, n, parent, name, no_data);
+	pfs_node_release(fs, parent);
+	return ret;
+}
+
+int pfs_layer_copy_up(struct pfs_fs *fs, struct pfs_node *n, bool no_data)
+{
+	int ret;
+
+	if (!n->ln)
+		return -ESTALE;
+	if (__atomic_load_n(&n->ln->top, __ATOMIC_ACQUIRE) == 0)
+		return 0;
+	pthread_mutex_lock(&fs->layers->lock);
+	ret = pfs_layer_copy_up_locked(fs, n, no_data);
+	pthread_mutex_unlock(&fs->layers->lock);
+	return ret;
+}
+
+/* ---- whiteouts and opaque directories ---- */
+
+static int wh_file_name(char buf[NAME_MAX + 8], const char *name)
+{
+	if (strlen(name) > NAME_MAX - 4)
+		return -ENAMETOOLONG; /* no room for the `.wh.` form */
+	snprintf(buf, NAME_MAX + 8, ".wh.%s", name);
+	return 0;
+}
+
+/* A whiteout device made as tmp in work. */
+static int make_wh_dev(struct pfs_fs *fs, const char *tmp)
+{
+	return mknodat(fs->layers->work_fd, tmp, S_IFCHR | 0, makedev(0, 0)) < 0 ? -errno : 0;
+}
+
+int pfs_layer_whiteout(struct pfs_fs *fs, int dirfd, const char *name)
+{
+	struct pfs_layers *L = fs->layers;
+	struct stat st;
+	char tmp[32], wh[NAME_MAX + 8];
+	bool exists = fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
+	int ret;
+
+	if (L->wh_file) {
+		int fd;
+
+		ret = wh_file_name(wh, name);
+		if (ret < 0)
+			return ret;
+		fd = openat(dirfd, wh, O_WRONLY | O_CREAT | O_CLOEXEC, 0);
+		if (fd < 0)
+			return -errno;
+		close(fd);
+		if (exists && S_ISDIR(st.st_mode))
+			ret = pfs_rmtree_at(dirfd, name, NULL, 0);
+		else if (exists)
+			ret = unlinkat(dirfd, name, 0) < 0 ? -errno : 0;
+		if (ret < 0)
+			unlinkat(dirfd, wh, 0);
+		return ret;
+	}
+	/* Nothing there: making the device in place is atomic already. */
+	if (!exists)
+		return mknodat(dirfd, name, S_IFCHR | 0, makedev(0, 0)) < 0 ? -errno : 0;
+	pfs_layer_tmpname(L, tmp);
+	ret = make_wh_dev(fs, tmp);
+	if (ret < 0)
+		return ret;
+	if (S_ISDIR(st.st_mode)) {
+		/* Swap in one step, then clear the old directory (whiteouts only)
+		 * out of sight in work. */
+		if (renameat2(L->work_fd, tmp, dirfd, name, RENAME_EXCHANGE) < 0) {
+			ret = -errno;
+			unlinkat(L->work_fd, tmp, 0);
+			return ret;
+		}
+		pfs_rmtree_at(L->work_fd, tmp, NULL, 0);
+		return 0;
+	}
+	if (renameat(L->work_fd, tmp, dirfd, name) < 0) {
+		ret = -errno;
+		unlinkat(L->work_fd, tmp, 0);
+		return ret;
+	}
+	return 0;
+}
+
+int pfs_layer_clear_whiteouts(struct pfs_fs *fs, int dirfd)
+{
+	(void)fs;
+	/* Called only on a directory whose merged view is empty: what it
+	 * holds are whiteouts and markers. */
+	return pfs_rmtree_contents(dirfd, NULL, 0);
+}
+
+int pfs_layer_set_opaque(struct pfs_fs *fs, int dirfd, const char *name)
+{
+	int ret = pfs_layer_setx(fs, dirfd, name, "opaque", "y", 1);
+
+	if (ret == -EPERM || ret == -ENOTSUP || ret == -EOPNOTSUPP) {
+		/* No overlay xattrs here: the marker file says the same. */
+		int d = openat(dirfd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC), fd;
+
+		if (d < 0)
+			return -errno;
+		fd = openat(d, ".wh..wh..opq", O_WRONLY | O_CREAT | O_CLOEXEC, 0);
+		ret = fd < 0 ? -errno : 0;
+		if (fd >= 0)
+			close(fd);
+		close(d);
+	}
+	return ret;
+}

@@ -1,0 +1,497 @@
+/* layerops: the operations that make, remove and move names on a layered
+ * mount, as kernel overlayfs does them: everything happens in the upper
+ * (parents copied up first); a name a lower still shows is hidden by a
+ * whiteout; a directory made where a lower one was hidden is opaque; a
+ * directory with lower parts does not move (EXDEV, as overlayfs without
+ * redirect_dir: mv then copies, and no child is ever lost).
+ * All of them hold the layers' lock, so each sees the upper whole. */
+#include "layers/layer.h"
+#include "view/view.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include "layers/layermap.h"
+#include "store/rmtree.h"
+#include "util/util.h"
+
+static int check_name(const char *name)
+{
+	if (strnlen(name, NAME_MAX + 1) > NAME_MAX)
+		return -ENAMETOOLONG;
+	/* `.wh.` names are whiteouts in a layer: one made here would hide
+	 * its namesake instead of showing up. */
+	if (strncmp(name, ".wh.", 4) == 0)
+		return -EINVAL;
+	return pfs_valid_name(name) ? 0 : -EINVAL;
+}
+
+int pfs_layer_lookup(struct pfs_fs *fs, struct pfs_node *parent, const char *name,
+		     struct fuse_entry_param *e)
+{
+	struct pfs_lfound f;
+	struct pfs_lnode *ln;
+	struct pfs_node *n;
+	struct stat key;
+	bool made;
+	int fd, ret;
+
+	memset(e, 0, sizeof(*e));
+	e->attr_timeout = e->entry_timeout = fs->timeout;
+	if (strnlen(name, NAME_MAX + 1) > NAME_MAX)
+		return -ENAMETOOLONG;
+	ret = pfs_layer_find(fs, parent, name, &f);
+	if (ret < 0)
+		return ret;
+	ln = f.ln;
+	if (!ln) {
+		ln = pfs_lnode_new(fs->layers);
+		if (!ln) {
+			pfs_lfound_put(fs, &f);
+			return -ENOMEM;
+		}
+		ln->top = ln->bottom = (uint8_t)f.layer;
+		ln->fd[f.layer] = f.fd;
+	}
+	/* Where the table put it, for a copy-up: now the node's. */
+	ln->sdir = f.sdir;
+	ln->sname = f.sname;
+	fd = f.fd;
+	key = f.st;
+	key.st_dev = f.kdev;
+	key.st_ino = f.kino;
+	ret = pfs_node_intern_ln(fs, parent, name, fd, &key, f.ctx, ln, &n, &made);
+	if (ret < 0)
+		return ret;
+	/* A node already known (a hard link copied up through another name)
+	 * shows its own object. */
+	if (!made || n == fs->root)
+		ret = pfs_store_stat(fs, n, &f.st);
+	if (ret < 0) {
+		pfs_node_forget(fs, n, 1);
+		return ret;
+	}
+	e->attr = f.st;
+	pfs_view_fix_attr(fs, n, &e->attr);
+	e->ino = pfs_ino_of(fs, n);
+	/* Open by a writer the kernel may not hear of (file.c). */
+	if (pfs_view_writing(fs, n))
+		e->attr_timeout = 0;
+	return 0;
+}
+
+/* Move the object tmp (in work) to name in the upper directory ud, over
+ * the whiteout there. */
+static int replace_whiteout(struct pfs_fs *fs, int ud, const char *name, const char *tmp,
+			    bool dir, bool wh_file)
+{
+	int wd = fs->layers->work_fd;
+
+	if (!dir || wh_file) /* over a device, or onto a free name */
+		return renameat(wd, tmp, ud, name) < 0 ? -errno : 0;
+	/* A directory cannot be renamed over a device: swap, then drop it. */
+	if (renameat2(wd, tmp, ud, name, RENAME_EXCHANGE) < 0)
+		return -errno;
+	unlinkat(wd, tmp, 0);
+	return 0;
+}
+
+static int drop_wh_file(int ud, const char *name)
+{
+	char wh[NAME_MAX + 8];
+
+	if (strlen(name) > NAME_MAX - 4)
+		return 0;
+	snprintf(wh, sizeof(wh), ".wh.%s", name);
+	return unlinkat(ud, wh, 0) < 0 && errno != ENOENT ? -errno : 0;
+}
+
+int pfs_layer_make(struct pfs_fs *fs, const struct fuse_ctx *ctx, struct pfs_node *parent,
+		   const char *name, mode_t mode, dev_t rdev, const char *target,
+		   int open_flags, int *fdp, struct fuse_entry_param *e)
+{
+	struct pfs_layers *L = fs->layers;
+	struct pfs_lfound f;
+	char tmp[32];
+	const char *wname = name;
+	bool in_work, dir = S_ISDIR(mode), made = false;
+	int where, ud, fd = -1, ret = check_name(name);
+
+	if (ret < 0)
+		return ret;
+	if (fs->read_only)
+		return -EROFS;
+	if (S_ISCHR(mode) && rdev == makedev(0, 0))
+		return -EPERM; /* it would read back as a whiteout */
+	ret = pfs_lmap_may_change(fs, parent, name);
+	if (ret < 0)
+		return ret;
+	pthread_mutex_lock(&L->lock);
+	ret = pfs_layer_find(fs, parent, name, &f);
+	if (ret == 0) {
+		pfs_lfound_put(fs, &f);
+		ret = -EEXIST;
+		goto out;
+	}
+	if (ret != -ENOENT)
+		goto out;
+	ret = pfs_layer_copy_up_locked(fs, parent, false);
+	if (ret < 0)
+		goto out;
+	ud = parent->ln->fd[0];
+	/* Over a whiteout device, or a directory that must be opaque before
+	 * anyone sees it: build it in work and move it in whole. */
+	in_work = (f.upper_wh && !f.upper_wh_file) || (dir && f.upper_wh);
+	where = ud;
+	if (in_work) {
+		pfs_layer_tmpname(L, tmp);
+		wname = tmp;
+		where = L->work_fd;
+	}
+	if (fdp) {
+		fd = openat(where, wname,
+			    (open_flags | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW) & ~O_TRUNC,
+			    mode & 07777);
+		ret = fd < 0 ? -errno : 0;
+	} else if (dir) {
+		ret = mkdirat(where, wname, mode & 07777) < 0 ? -errno : 0;
+	} else if (target) {
+		ret = symlinkat(target, where, wname) < 0 ? -errno : 0;
+	} else {
+		ret = mknodat(where, wname, mode, rdev) < 0 ? -errno : 0;
+	}
+	if (ret < 0)
+		goto out;
+	made = true;
+	if (ctx || in_work)
+		ret = pfs_store_give(fs, ctx, ud, where, wname, target ? S_IFLNK | 0777 : mode);
+	if (ret == 0 && dir && f.upper_wh)
+		ret = pfs_layer_set_opaque(fs, where, wname);
+	if (ret == 0 && in_work)
+		ret = replace_whiteout(fs, ud, name, tmp, dir, f.upper_wh_file);
+	if (ret < 0)
+		goto out;
+	where = ud;
+	wname = name;
+	if (f.upper_wh_file)
+		drop_wh_file(ud, name);
+	pthread_mutex_unlock(&L->lock);
+	ret = pfs_layer_lookup(fs, parent, name, e);
+	if (ret == 0) {
+		if (fdp)
+			*fdp = fd;
+		return 0;
+	}
+	pthread_mutex_lock(&L->lock);
+out:
+	if (made) {
+		if (dir)
+			pfs_rmtree_at(where, wname, NULL, 0);
+		else
+			unlinkat(where, wname, 0);
+	}
+	if (fd >= 0)
+		close(fd);
+	pthread_mutex_unlock(&L->lock);
+	return ret;
+}
+
+static int link_object(struct pfs_fs *fs, struct pfs_node *n, int dirfd, const char *name)
+{
+	char p[24];
+	int fd = pfs_node_fd(fs, n);
+
+	if (fd < 0)
+		return fd;
+	if (linkat(fd, "", dirfd, name, AT_EMPTY_PATH) == 0)
+		return 0;
+	if (errno != ENOENT && errno != EPERM)
+		return -errno;
+	pfs_store_procname(fd, p);
+	return linkat(fs->proc_fd, p, dirfd, name, AT_SYMLINK_FOLLOW) < 0 ? -errno : 0;
+}
+
+int pfs_layer_link(struct pfs_fs *fs, struct pfs_node *n, struct pfs_node *newparent,
+		   const char *newname, struct fuse_entry_param *e)
+{
+	struct pfs_layers *L = fs->layers;
+	struct pfs_lfound f;
+	char tmp[32];
+	int ud, ret = check_name(newname);
+
+	if (ret < 0)
+		return ret;
+	if (fs->read_only)
+		return -EROFS;
+	ret = pfs_lmap_may_change(fs, newparent, newname);
+	if (ret < 0)
+		return ret;
+	pthread_mutex_lock(&L->lock);
+	ret = pfs_layer_find(fs, newparent, newname, &f);
+	if (ret == 0) {
+		pfs_lfound_put(fs, &f);
+		ret = -EEXIST;
+	}
+	if (ret != -ENOENT)
+		goto out;
+	ret = pfs_layer_copy_up_locked(fs, n, false);
+	if (ret == 0)
+		ret = pfs_layer_copy_up_locked(fs, newparent, false);
+	if (ret < 0)
+		goto out;
+	ud = newparent->ln->fd[0];
+	if (f.upper_wh && !f.upper_wh_file) {
+		pfs_layer_tmpname(L, tmp);
+		ret = link_object(fs, n, L->work_fd, tmp);
+		if (ret == 0 && (ret = replace_whiteout(fs, ud, newname, tmp, false, false)) < 0)
+			unlinkat(L->work_fd, tmp, 0);
+	} else {
+		ret = link_object(fs, n, ud, newname);
+		if (ret == 0 && f.upper_wh_file)
+			drop_wh_file(ud, newname);
+	}
+out:
+	pthread_mutex_unlock(&L->lock);
+	return ret < 0 ? ret : pfs_layer_lookup(fs, newparent, newname, e);
+}
+
+/* A directory to remove or replace must show nothing. */
+static int dir_check(struct pfs_fs *fs, struct pfs_node *parent, const char *name,
+		     const struct pfs_lfound *f)
+{
+	int ret = pfs_layer_dir_nonempty(fs, parent, name, f);
+
+	return ret > 0 ? -ENOTEMPTY : ret;
+}
+
+static bool has_lower_part(const struct pfs_lfound *f)
+{
+	if (f->layer > 0)
+		return true;
+	for (int i = 1; f->ln && i <= f->ln->bottom; i++)
+		if (f->ln->fd[i] >= 0)
+			return true;
+	return false;
+}
+
+/* Remove the upper-only name: a directory may still hold whiteouts of
+ * names that are gone (its merged view is empty). */
+static int remove_upper(struct pfs_fs *fs, int ud, const char *name, bool dir)
+{
+	int d, ret;
+
+	if (unlinkat(ud, name, dir ? AT_REMOVEDIR : 0) == 0)
+		return 0;
+	if (!dir || (errno != ENOTEMPTY && errno != EEXIST))
+		return -errno;
+	d = openat(ud, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (d < 0)
+		return -errno;
+	ret = pfs_layer_clear_whiteouts(fs, d);
+	close(d);
+	if (ret == 0 && unlinkat(ud, name, AT_REMOVEDIR) < 0)
+		ret = -errno;
+	return ret;
+}
+
+int pfs_layer_remove(struct pfs_fs *fs, struct pfs_node *parent, const char *name, bool dir)
+{
+	struct pfs_layers *L = fs->layers;
+	struct pfs_lfound f;
+	int ud, ret;
+
+	if (fs->read_only)
+		return -EROFS;
+	ret = pfs_lmap_may_change(fs, parent, name);
+	if (ret < 0)
+		return ret;
+	pthread_mutex_lock(&L->lock);
+	ret = pfs_layer_find(fs, parent, name, &f);
+	if (ret < 0)
+		goto out_unlocked_f;
+	if (dir && !S_ISDIR(f.st.st_mode))
+		ret = -ENOTDIR;
+	else if (!dir && S_ISDIR(f.st.st_mode))
+		ret = -EISDIR;
+	else if (dir)
+		ret = dir_check(fs, parent, name, &f);
+	if (ret == 0)
+		ret = pfs_layer_copy_up_locked(fs, parent, false);
+	if (ret < 0)
+		goto out;
+	ud = parent->ln->fd[0];
+	if (f.below)
+		ret = pfs_layer_whiteout(fs, ud, name);
+	else
+		ret = remove_upper(fs, ud, name, dir);
+	if (ret == 0)
+		pfs_node_unlinked(fs, f.kdev, f.kino, f.ctx, parent, name);
+out:
+	pfs_lfound_put(fs, &f);
+out_unlocked_f:
+	pthread_mutex_unlock(&L->lock);
+	return ret;
+}
+
+/* Copy up the object found at (parent, name): the kernel holds its node. */
+static int copy_up_found(struct pfs_fs *fs, const struct pfs_lfound *f)
+{
+	struct pfs_node *n;
+	int ret;
+
+	if (f->layer == 0)
+		return 0;
+	n = pfs_node_find(fs, f->kdev, f->kino, f->ctx);
+	if (!n)
+		return -ESTALE;
+	ret = pfs_layer_copy_up_locked(fs, n, false);
+	pfs_node_release(fs, n);
+	return ret;
+}
+
+int pfs_layer_rename(struct pfs_fs *fs, struct pfs_node *parent, const char *name,
+		     struct pfs_node *newparent, const char *newname, unsigned int flags)
+{
+	struct pfs_layers *L = fs->layers;
+	struct pfs_lfound src, dst;
+	bool have_dst, sdir, ddir, xchg = flags & RENAME_EXCHANGE;
+	unsigned int rflags;
+	int ud1, ud2, ret = check_name(newname);
+
+	if (ret < 0)
+		return ret;
+	if (fs->read_only)
+		return -EROFS;
+	if (flags & RENAME_WHITEOUT)
+		return -EINVAL; /* as overlayfs: the whiteouts here are its own */
+	ret = pfs_lmap_may_change(fs, parent, name);
+	if (ret == 0)
+		ret = pfs_lmap_may_change(fs, newparent, newname);
+	if (ret < 0)
+		return ret;
+	memset(&dst, 0, sizeof(dst));
+	dst.fd = dst.sdir = -1;
+	pthread_mutex_lock(&L->lock);
+	ret = pfs_layer_find(fs, parent, name, &src);
+	if (ret < 0) {
+		pthread_mutex_unlock(&L->lock);
+		return ret;
+	}
+	ret = pfs_layer_find(fs, newparent, newname, &dst);
+	have_dst = ret == 0;
+	if (ret == -ENOENT)
+		ret = 0;
+	if (ret < 0)
+		goto out;
+	sdir = S_ISDIR(src.st.st_mode);
+	ddir = have_dst && S_ISDIR(dst.st.st_mode);
+	if ((flags & RENAME_NOREPLACE) && have_dst) {
+		ret = -EEXIST;
+		goto out;
+	}
+	if (xchg && !have_dst) {
+		ret = -ENOENT;
+		goto out;
+	}
+	if (parent == newparent && strcmp(name, newname) == 0)
+		goto out;
+	if (!xchg && have_dst && src.kdev == dst.kdev && src.kino == dst.kino)
+		goto out; /* two links of one file: rename does nothing */
+	/* Before the target's emptiness, as overlayfs: a directory with lower
+	 * parts cannot move at all, whatever it would replace. */
+	if ((sdir && has_lower_part(&src)) || (xchg && ddir && has_lower_part(&dst))) {
+		ret = -EXDEV;
+		goto out;
+	}
+	if (!xchg && have_dst) {
+		if (sdir && !ddir)
+			ret = -ENOTDIR;
+		else if (!sdir && ddir)
+			ret = -EISDIR;
+		else if (ddir)
+			ret = dir_check(fs, newparent, newname, &dst);
+		if (ret < 0)
+			goto out;
+	}
+	ret = pfs_layer_copy_up_locked(fs, parent, false);
+	if (ret == 0)
+		ret = pfs_layer_copy_up_locked(fs, newparent, false);
+	if (ret == 0)
+		ret = copy_up_found(fs, &src);
+	if (ret == 0 && xchg)
+		ret = copy_up_found(fs, &dst);
+	if (ret < 0)
+		goto out;
+	ud1 = parent->ln->fd[0];
+	ud2 = newparent->ln->fd[0];
+	if (!xchg) {
+		/* The target's upper part is a whiteout device (a directory
+		 * cannot replace it) or a directory of whiteouts only. */
+		if (sdir && dst.upper_wh && !dst.upper_wh_file && unlinkat(ud2, newname, 0) < 0) {
+			ret = -errno;
+			goto out;
+		}
+		if (ddir && dst.layer == 0) {
+			ret = remove_upper(fs, ud2, newname, true);
+			if (ret < 0)
+				goto out;
+		}
+		/* A directory moved where a lower one is hidden must hide it. */
+		if (sdir && (dst.below || dst.upper_wh)) {
+			ret = pfs_layer_set_opaque(fs, ud1, name);
+			if (ret < 0)
+				goto out;
+		}
+	}
+	rflags = xchg ? RENAME_EXCHANGE : 0;
+	if (!xchg && src.below && !L->wh_file)
+		rflags |= RENAME_WHITEOUT; /* the whiteout appears with the move */
+	if (renameat2(ud1, name, ud2, newname, rflags) < 0) {
+		ret = -errno;
+		if (!(rflags & RENAME_WHITEOUT) || (ret != -EINVAL && ret != -EPERM))
+			goto out;
+		rflags &= ~RENAME_WHITEOUT;
+		if (renameat2(ud1, name, ud2, newname, rflags) < 0) {
+			ret = -errno;
+			goto out;
+		}
+	}
+	ret = 0;
+	if (!xchg && src.below && !(rflags & RENAME_WHITEOUT))
+		ret = pfs_layer_whiteout(fs, ud1, name);
+	if (!xchg && dst.upper_wh_file)
+		drop_wh_file(ud2, newname);
+	if (xchg && sdir && dst.below)
+		pfs_layer_set_opaque(fs, ud2, newname);
+	if (xchg && ddir && src.below)
+		pfs_layer_set_opaque(fs, ud1, name);
+	if (xchg)
+		pfs_node_renamed(fs, dst.kdev, dst.kino, dst.ctx, newparent, newname, parent, name);
+	else if (have_dst)
+		pfs_node_unlinked(fs, dst.kdev, dst.kino, dst.ctx, newparent, newname);
+	pfs_node_renamed(fs, src.kdev, src.kino, src.ctx, parent, name, newparent, newname);
+out:
+	pfs_lfound_put(fs, &src);
+	pfs_lfound_put(fs, &dst);
+	pthread_mutex_unlock(&L->lock);
+	return ret;
+}
+
+int pfs_layer_prepare_change(struct pfs_fs *fs, struct pfs_node *n, int open_flags)
+{
+	int ret;
+
+	if (fs->read_only)
+		return -EROFS;
+	if (!n->ln)
+		return -ESTALE;
+	ret = pfs_layer_copy_up(fs, n, open_flags >= 0 && (open_flags & O_TRUNC) &&
+					       n->type == S_IFREG);
+	return ret;
+}

@@ -1,0 +1,96 @@
+/* store: the local directory store. Every backing object is reached by a
+ * *at() call on an fd opened before the mount existed, or by reopening a
+ * node's O_PATH fd through /proc/self/fd, which follows the fd's own dentry
+ * and never walks a path through the mount point. */
+#include "view/view.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <unistd.h>
+
+void pfs_store_procname(int fd, char buf[24])
+{
+	snprintf(buf, 24, "%d", fd);
+}
+
+int pfs_store_reopen(struct pfs_fs *fs, struct pfs_node *n, int flags)
+{
+	char name[24];
+	int fd = pfs_node_fd(fs, n);
+
+	if (fd < 0)
+		return fd;
+	pfs_store_procname(fd, name);
+	fd = openat(fs->proc_fd, name, (flags | O_CLOEXEC) & ~(O_NOFOLLOW | O_CREAT | O_EXCL));
+	return fd < 0 ? -errno : fd;
+}
+
+int pfs_store_stat(struct pfs_fs *fs, struct pfs_node *n, struct stat *st)
+{
+	int fd = pfs_node_fd(fs, n);
+
+	if (fd < 0)
+		return fd;
+	if (fstatat(fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
+		return -errno;
+	return 0;
+}
+
+bool pfs_store_written(struct pfs_fs *fs, struct pfs_node *n)
+{
+	int fd = pfs_store_reopen(fs, n, O_RDONLY | O_NONBLOCK);
+	bool written = true;
+
+	if (fd < 0)
+		return true;
+	/* A read lease is granted only while no one has the file open for
+	 * writing (fcntl(2), F_SETLEASE) -- the hold of a mapping included --
+	 * and is given back at once. Someone opening it for writing in that
+	 * instant waits until then, and the kernel signals us: with SIGURG,
+	 * ignored by default, rather than SIGIO, which would end the process.
+	 * O_NONBLOCK: a lease someone else holds fails our open (written, as
+	 * far as we know) instead of waiting for them. A filesystem without
+	 * leases, or no CAP_LEASE for another's file: written, likewise. */
+	if (fcntl(fd, F_SETSIG, SIGURG) == 0 && fcntl(fd, F_SETLEASE, F_RDLCK) == 0) {
+		fcntl(fd, F_SETLEASE, F_UNLCK);
+		written = false;
+	}
+	close(fd);
+	return written;
+}
+
+/* A new object made by the daemon (as itself) must look as if the caller
+ * (NULL: the daemon) had made it in parentfd: the caller's uid, and its gid
+ * unless parentfd is set-group-ID. Made in parentfd itself, the kernel
+ * already gave it that directory's group (and a directory its set-group-ID
+ * bit); made elsewhere (the layers' work directory) and moved in later, it
+ * gets them here. */
+int pfs_store_give(struct pfs_fs *fs, const struct fuse_ctx *ctx, int parentfd, int dirfd,
+		   const char *name, mode_t mode)
+{
+	bool elsewhere = parentfd != dirfd;
+	uid_t uid = ctx ? ctx->uid : fs->uid;
+	gid_t gid = ctx ? ctx->gid : fs->gid;
+	struct stat pst;
+
+	if (uid == fs->uid && gid == fs->gid && !elsewhere)
+		return 0;
+	if (fstatat(parentfd, "", &pst, AT_EMPTY_PATH) < 0)
+		return -errno;
+	if (pst.st_mode & S_ISGID) {
+		gid = elsewhere ? pst.st_gid : (gid_t)-1;
+		if (elsewhere && S_ISDIR(mode))
+			mode |= S_ISGID;
+	} else if (gid == fs->gid && uid == fs->uid) {
+		return 0; /* made elsewhere by the daemon's own ids: as made */
+	}
+	if (fchownat(dirfd, name, uid, gid, AT_SYMLINK_NOFOLLOW) < 0)
+		return -errno;
+	/* chown clears set-ID bits on files; the caller asked for them. */
+	if (!S_ISLNK(mode) && (mode & (S_ISUID | S_ISGID)) &&
+	    (!S_ISDIR(mode) || elsewhere) && fchmodat(dirfd, name, mode & 07777, 0) < 0)
+		return -errno;
+	return 0;
+}

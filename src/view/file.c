@@ -1,0 +1,426 @@
+/* file: open files. The daemon holds one backing fd per open; reads and
+ * writes go straight to it (ops.c), the rest is here. */
+#include "view/view.h"
+#include "layers/layer.h"
+#include "fuse/shim.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static bool writes(int flags)
+{
+	return (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
+}
+
+/* A file whose set-ID bits a write by an unprivileged caller must clear
+ * (set-group-ID only with group execute, as the kernel's FUSE rule says). */
+static mode_t setid_bits(mode_t mode)
+{
+	mode_t kill = 0;
+
+	if (!S_ISREG(mode))
+		return 0;
+	if (mode & S_ISUID)
+		kill |= S_ISUID;
+	if ((mode & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP))
+		kill |= S_ISGID;
+	return kill;
+}
+
+int pfs_view_kill_suidgid(struct pfs_fs *fs, int fd, bool opath)
+{
+	struct stat st;
+	mode_t kill;
+	char name[24];
+
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	kill = setid_bits(st.st_mode);
+	if (!kill)
+		return 0;
+	if (!opath)
+		return fchmod(fd, st.st_mode & 07777 & ~kill) < 0 ? -errno : 0;
+	pfs_store_procname(fd, name);
+	return fchmodat(fs->proc_fd, name, st.st_mode & 07777 & ~kill, 0) < 0 ? -errno : 0;
+}
+
+/* The daemon writes with CAP_FSETID, so the backing filesystem keeps set-ID
+ * bits that a write by the caller would have cleared: clear them here when
+ * the kernel says the caller could not keep them. */
+static int kill_for_caller(struct pfs_fs *fs, int fd)
+{
+	if (!fs->killpriv_v2 || !pfs_shim_kill_suidgid())
+		return 0;
+	return pfs_view_kill_suidgid(fs, fd, false);
+}
+
+/* The kernel already enforced O_DIRECT's intent (no page cache for this
+ * open); the backing fd must not keep it, or libfuse's unaligned request
+ * buffers would make every transfer fail with EINVAL. Opening with it first
+ * still reports a backing filesystem that refuses O_DIRECT, as natively. */
+static int drop_direct(int fd, int flags)
+{
+	int fl;
+
+	if (!(flags & O_DIRECT))
+		return 0;
+	fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_DIRECT) < 0)
+		return -errno;
+	return 0;
+}
+
+static int set_open_flags(struct pfs_fs *fs, struct pfs_node *n, struct fuse_file_info *fi,
+			  int flags)
+{
+	int id;
+
+	/* A file shown at several places through its own nodes: no copy of its
+	 * data may outlive a write through another of them. */
+	fi->keep_cache = fs->keep_cache && !(flags & O_DIRECT) && !(fs->watch && n->ctx);
+	fi->direct_io = 0;
+	/* A local backing file reports nothing at close, and the kernel drops
+	 * POSIX locks itself: skip the synchronous FLUSH round trip on every
+	 * close(). With the op log on, closes stay visible as flush records. */
+	fi->noflush = !fs->log;
+	if (fs->layers && n->type == S_IFREG && n->ln) {
+		bool lower = __atomic_load_n(&n->ln->top, __ATOMIC_ACQUIRE) != 0;
+
+		/* A lower file is read through the daemon so that a copy-up can
+		 * move this open to the upper copy (the kernel's passthrough
+		 * backing could not be moved); so is any open of a file that
+		 * has such opens (one kernel inode, one way of caching it). */
+		if (lower || !fs->passthrough_active || pfs_node_has_cached_opens(fs, n)) {
+			int ret = pfs_node_open_track(fs, n, pfs_fh_fd(fi), lower);
+
+			if (ret < 0)
+				return ret;
+			fi->fh |= PFS_FH_TRACKED;
+			return 0;
+		}
+	}
+	if (!fs->passthrough_active || n->type != S_IFREG)
+		return 0;
+	id = pfs_node_backing_get(fs, n, pfs_fh_fd(fi));
+	if (id == -ESTALE)
+		return id; /* the kernel must look the name up again */
+	if (id < 0)
+		return 0; /* this open is served by the daemon instead */
+	pfs_shim_set_backing(id);
+	fi->fh |= PFS_FH_PASSTHROUGH;
+	/* The kernel keeps no page cache of its own for passthrough files. */
+	fi->keep_cache = 0;
+	return 0;
+}
+
+/* An open that may change the file behind the back of a kernel inode that
+ * shows it: by kernel passthrough (no request at all; through a shared
+ * mapping not even at msync), or at one place of an object the table shows
+ * at several (the other places' inodes hear of no write). While it is open
+ * the object's attributes are given uncached (pfs_view_writing), and what
+ * the kernel held before is dropped.
+ *
+ * A passthrough mapping outlives the open: the kernel maps the backing file
+ * itself, sends the RELEASE at close(2) however long the mapping still
+ * writes, and neither msync nor munmap reaches the daemon. So a writer's
+ * RELEASE leaves the node lingering, uncached, until its backing file is
+ * found open for writing no more: once the RELEASE is answered (the kernel
+ * lets go of the open's own hold on it as it takes the answer), and else at
+ * each answer about its attributes. Each end of writing drops what the
+ * kernel was given meanwhile: an answer made before it, arriving after, is
+ * then older than the invalidation, and the kernel ignores it. */
+static bool count_writer(struct pfs_fs *fs, struct pfs_node *n, struct fuse_file_info *fi)
+{
+	if (!writes(fi->flags) || n->type != S_IFREG)
+		return false;
+	if (!(fi->fh & PFS_FH_PASSTHROUGH) && !fs->watch)
+		return false; /* the kernel invalidates after its own requests */
+	pfs_node_writer_get(fs, n);
+	fi->fh |= PFS_FH_WRITER;
+	return true;
+}
+
+/* ... and what the kernel was given for long before it is dropped (n's own
+ * inode hears of writes by the daemon: only its other places). */
+static void drop_cached_attrs(struct pfs_fs *fs, struct pfs_node *n, struct fuse_file_info *fi)
+{
+	pfs_inval_attrs(fs, n, (fi->fh & PFS_FH_PASSTHROUGH) != 0);
+}
+
+static void uncount_writer(struct pfs_fs *fs, struct pfs_node *n, struct fuse_file_info *fi)
+{
+	if (pfs_node_writer_put(fs, n, (fi->fh & PFS_FH_PASSTHROUGH) != 0))
+		pfs_inval_attrs(fs, n, true);
+}
+
+void pfs_view_settle(struct pfs_fs *fs, struct pfs_node *n)
+{
+	if (__atomic_load_n(&n->lingering, __ATOMIC_ACQUIRE) && !pfs_store_written(fs, n) &&
+	    pfs_node_settle(fs, n))
+		pfs_inval_attrs(fs, n, true);
+}
+
+bool pfs_view_writing(struct pfs_fs *fs, struct pfs_node *n)
+{
+	struct pfs_node *sib[16];
+	size_t count;
+
+	if (!pfs_node_writing(fs, n))
+		return false;
+	/* Settled now, this answer's attributes were read before (and the
+	 * kernel ignores them): the next answer may be cached. */
+	pfs_view_settle(fs, n);
+	if (!fs->watch || __atomic_load_n(&n->writers, __ATOMIC_ACQUIRE))
+		return true;
+	/* Written at another place, which may linger unasked. */
+	count = pfs_node_siblings(fs, n, sib, 16);
+	for (size_t i = 0; i < count; i++) {
+		pfs_view_settle(fs, sib[i]);
+		pfs_node_release(fs, sib[i]);
+	}
+	return true;
+}
+
+/* An open file keeps its node's fd open: once unlinked, a closed one could
+ * not be reopened, and the kernel still asks about the file by its node. */
+static void pin_open(struct pfs_fs *fs, struct pfs_node *n, struct fuse_file_info *fi)
+{
+	pfs_node_pin(fs, n);
+	fi->fh |= PFS_FH_PINNED;
+	__atomic_add_fetch(&fs->files_open, 1, __ATOMIC_RELAXED);
+}
+
+int pfs_view_open(struct pfs_fs *fs, struct pfs_node *n, struct fuse_file_info *fi)
+{
+	int fd, ret;
+
+	if (writes(fi->flags)) {
+		ret = pfs_view_writable(fs, n);
+		if (ret == 0 && fs->layers && n->type == S_IFREG)
+			ret = pfs_layer_prepare_change(fs, n, fi->flags);
+		if (ret < 0)
+			return ret;
+	}
+	fd = pfs_store_reopen(fs, n, fi->flags);
+	if (fd < 0)
+		return fd;
+	ret = drop_direct(fd, fi->flags);
+	if (ret < 0) {
+		close(fd);
+		return ret;
+	}
+	fi->fh = (uint64_t)fd;
+	ret = (fi->flags & O_TRUNC) ? kill_for_caller(fs, fd) : 0;
+	if (ret == 0)
+		ret = set_open_flags(fs, n, fi, fi->flags);
+	if (ret < 0)
+		close(fd);
+	if (ret == -EAGAIN) /* copied up while we opened: open the copy */
+		return pfs_view_open(fs, n, fi);
+	if (ret < 0)
+		return ret;
+	pin_open(fs, n, fi);
+	if (count_writer(fs, n, fi))
+		drop_cached_attrs(fs, n, fi);
+	return 0;
+}
+
+/* O_CREAT on a layered mount: made in the upper; an existing name is
+ * opened (copied up first if the open writes). */
+static int layer_create(struct pfs_fs *fs, const struct fuse_ctx *ctx, struct pfs_node *parent,
+			const char *name, mode_t mode, struct fuse_file_info *fi,
+			struct fuse_entry_param *e)
+{
+	int fd = -1, ret = pfs_layer_make(fs, ctx, parent, name, S_IFREG | mode, 0, NULL,
+					  fi->flags & ~O_CREAT, &fd, e);
+
+	if (ret == -EEXIST && !(fi->flags & O_EXCL)) {
+		ret = pfs_layer_lookup(fs, parent, name, e);
+		if (ret < 0)
+			return ret;
+		ret = pfs_view_open(fs, pfs_node_of(fs, e->ino), fi);
+		if (ret < 0)
+			pfs_node_forget(fs, pfs_node_of(fs, e->ino), 1);
+		else if (fi->fh & PFS_FH_WRITER)
+			e->attr_timeout = 0;
+		return ret;
+	}
+	if (ret < 0)
+		return ret;
+	ret = drop_direct(fd, fi->flags);
+	fi->fh = (uint64_t)fd;
+	if (ret == 0)
+		ret = set_open_flags(fs, pfs_node_of(fs, e->ino), fi, fi->flags);
+	if (ret < 0) {
+		close(fd);
+		pfs_node_forget(fs, pfs_node_of(fs, e->ino), 1);
+	} else {
+		pin_open(fs, pfs_node_of(fs, e->ino), fi);
+		/* A new object: no kernel inode holds attributes of it yet. */
+		if (count_writer(fs, pfs_node_of(fs, e->ino), fi))
+			e->attr_timeout = 0;
+	}
+	return ret;
+}
+
+int pfs_view_create(struct pfs_fs *fs, const struct fuse_ctx *ctx, struct pfs_node *parent,
+		    const char *name, mode_t mode, struct fuse_file_info *fi,
+		    struct fuse_entry_param *e)
+{
+	int flags = (fi->flags | O_CLOEXEC | O_NOFOLLOW) & ~O_CREAT;
+	struct pfs_place pl;
+	bool created = true;
+	int fd = -1, ret;
+
+	if (strnlen(name, NAME_MAX + 1) > NAME_MAX)
+		return -ENAMETOOLONG;
+	if (fs->layers)
+		return layer_create(fs, ctx, parent, name, mode, fi, e);
+	ret = pfs_place_get(fs, parent, name, &pl);
+	if (ret == 0)
+		ret = pfs_place_creatable(fs, &pl);
+	if (ret < 0)
+		goto out;
+	fd = openat(pl.dirfd, pl.name, flags | O_CREAT | O_EXCL, mode);
+	if (fd < 0 && errno == EEXIST && !(fi->flags & O_EXCL)) {
+		/* Someone made it between the kernel's lookup and now: open it. */
+		created = false;
+		fd = openat(pl.dirfd, pl.name, flags);
+	}
+	if (fd < 0) {
+		ret = -errno;
+		goto out;
+	}
+	ret = drop_direct(fd, fi->flags);
+	if (ret == 0 && !created && (fi->flags & O_TRUNC))
+		ret = kill_for_caller(fs, fd);
+	if (ret == 0 && created)
+		ret = pfs_store_give(fs, ctx, pl.dirfd, pl.dirfd, pl.name, S_IFREG | mode);
+	if (ret == 0)
+		ret = pfs_view_lookup(fs, parent, name, e);
+	if (ret < 0) {
+		close(fd);
+		if (created)
+			unlinkat(pl.dirfd, pl.name, 0);
+		goto out;
+	}
+	fi->fh = (uint64_t)fd;
+	/* A new node: no old backing can stand in its way. */
+	set_open_flags(fs, pfs_node_of(fs, e->ino), fi, fi->flags);
+	pin_open(fs, pfs_node_of(fs, e->ino), fi);
+	if (count_writer(fs, pfs_node_of(fs, e->ino), fi)) {
+		e->attr_timeout = 0;
+		if (!created) /* an object the kernel may hold already */
+			drop_cached_attrs(fs, pfs_node_of(fs, e->ino), fi);
+	}
+	if (created)
+		pfs_view_changed(fs, parent, name);
+out:
+	pfs_place_put(&pl);
+	return ret;
+}
+
+int pfs_view_release(struct pfs_fs *fs, struct pfs_node *n, struct fuse_file_info *fi)
+{
+	close(pfs_fh_fd(fi));
+	/* Its size and times may have changed for its other places too. */
+	if (writes(fi->flags))
+		pfs_view_changed(fs, n, NULL);
+	if (fi->fh & PFS_FH_WRITER)
+		uncount_writer(fs, n, fi);
+	if (fi->fh & PFS_FH_PASSTHROUGH)
+		pfs_node_backing_put(fs, n);
+	if (fi->fh & PFS_FH_TRACKED)
+		pfs_node_open_untrack(fs, n, pfs_fh_fd(fi));
+	if (fi->fh & PFS_FH_PINNED) {
+		pfs_node_unpin(fs, n);
+		__atomic_sub_fetch(&fs->files_open, 1, __ATOMIC_RELAXED);
+	}
+	return 0;
+}
+
+int pfs_view_flush(struct pfs_fs *fs, struct fuse_file_info *fi)
+{
+	/* close() of a duplicate reports what a close of the file would (NFS
+	 * and other backings report deferred write errors there). */
+	int fd = dup(pfs_fh_fd(fi));
+
+	if (fd < 0)
+		return -errno;
+	return close(fd) < 0 ? -errno : 0;
+}
+
+int pfs_view_fsync(struct pfs_fs *fs, int datasync, struct fuse_file_info *fi)
+{
+	int ret = datasync ? fdatasync(pfs_fh_fd(fi)) : fsync(pfs_fh_fd(fi));
+
+	return ret < 0 ? -errno : 0;
+}
+
+int pfs_view_fallocate(struct pfs_fs *fs, int mode, off_t off, off_t len,
+		       struct fuse_file_info *fi)
+{
+	if (fs->read_only)
+		return -EROFS;
+	return fallocate(pfs_fh_fd(fi), mode, off, len) < 0 ? -errno : 0;
+}
+
+ssize_t pfs_view_copy_file_range(struct pfs_fs *fs, struct fuse_file_info *fi_in, off_t off_in,
+				 struct fuse_file_info *fi_out, off_t off_out, size_t len,
+				 int flags)
+{
+	ssize_t n;
+
+	if (fs->read_only)
+		return -EROFS;
+	n = copy_file_range(pfs_fh_fd(fi_in), &off_in, pfs_fh_fd(fi_out), &off_out, len,
+			    (unsigned int)flags);
+	return n < 0 ? -errno : n;
+}
+
+off_t pfs_view_lseek(struct pfs_fs *fs, off_t off, int whence, struct fuse_file_info *fi)
+{
+	off_t r = lseek(pfs_fh_fd(fi), off, whence);
+
+	return r < 0 ? -errno : r;
+}
+
+void pfs_view_read_buf(struct pfs_fs *fs, struct fuse_file_info *fi, size_t size, off_t off,
+		       struct fuse_bufvec *out)
+{
+	/* Described, not copied: libfuse splices from the fd into the reply. */
+	*out = (struct fuse_bufvec)FUSE_BUFVEC_INIT(size);
+	out->buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+	out->buf[0].fd = pfs_fh_fd(fi);
+	out->buf[0].pos = off;
+}
+
+ssize_t pfs_view_read(struct pfs_fs *fs, struct fuse_file_info *fi, char *buf, size_t size,
+		      off_t off)
+{
+	ssize_t n = pread(pfs_fh_fd(fi), buf, size, off);
+
+	return n < 0 ? -errno : n;
+}
+
+ssize_t pfs_view_write(struct pfs_fs *fs, struct fuse_file_info *fi, struct fuse_bufvec *in,
+		       off_t off)
+{
+	struct fuse_bufvec out = FUSE_BUFVEC_INIT(fuse_buf_size(in));
+
+	ssize_t ret;
+
+	if (fs->read_only)
+		return -EROFS;
+	ret = kill_for_caller(fs, pfs_fh_fd(fi));
+	if (ret < 0)
+		return ret;
+	out.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+	out.buf[0].fd = pfs_fh_fd(fi);
+	out.buf[0].pos = off;
+	return fuse_buf_copy(&out, in, 0);
+}
