@@ -576,12 +576,12 @@ out:
 
 /* Before SOURCE is opened: an interrupted commit of it is finished (or an
  * atomic one rolled back), so the mount shows one whole tree. */
-static int recover_source(const struct pfs_config *cfg)
+static int recover_source(const struct pfs_config *cfg, struct pfs_fs *fs)
 {
 	char err[3 * PATH_MAX], note[PATH_MAX + 128];
 
-	if (pfs_layers_recover(cfg->source, cfg->upper, note, sizeof(note), err, sizeof(err)) <
-	    0) {
+	if (pfs_layers_recover(fs->store, cfg->source, cfg->upper, note, sizeof(note), err,
+			       sizeof(err)) < 0) {
 		say("cannot mount: %s", err);
 		return -1;
 	}
@@ -613,7 +613,7 @@ static int open_layers(const struct pfs_config *cfg, struct pfs_fs *fs,
 	char err[3 * PATH_MAX];
 	struct pfs_layer_spec spec = {.whiteout = cfg->whiteout};
 
-	if (pfs_layer_paths_get(lp, cfg, fs->source, err, sizeof(err)) < 0) {
+	if (pfs_layer_paths_get(lp, fs->store, cfg, fs->source, err, sizeof(err)) < 0) {
 		say("%s", err);
 		return -1;
 	}
@@ -752,7 +752,16 @@ int pfs_cmd_mount(const struct pfs_config *cfg)
 	 * merged (layered) listing, and not with an op log, which records
 	 * directory opens. */
 	fs.stateless_dirs = fs.keep_dir_cache && !lp && !cfg->log_path;
-	if (lp && recover_source(cfg) < 0)
+	{
+		char err[256];
+
+		fs.store = pfs_store_default(err, sizeof(err));
+		if (!fs.store) {
+			say("%s", err);
+			goto out;
+		}
+	}
+	if (lp && recover_source(cfg, &fs) < 0)
 		goto out;
 	if (check_config(cfg, &fs) < 0)
 		goto out;
@@ -862,6 +871,7 @@ out:
 	if (lp && !sv.mounted)
 		pfs_layer_paths_abandon(lp);
 	pfs_layer_paths_free(&lpaths);
+	pfs_store_free(fs.store);
 	free(fs.source);
 	free(fs.mountpoint);
 	pthread_mutex_destroy(&fs.dirs_lock);

@@ -296,7 +296,7 @@ static int check_not_mapped(struct pfs_cctx *c)
 		       strerror(errno));
 		return -errno;
 	}
-	has = pfs_ovl_has(pfs_ref_fd(fd), PFS_OVL_MAPPED);
+	has = pfs_ovl_has(c->st, pfs_ref_fd(fd), PFS_OVL_MAPPED);
 	close(fd);
 	if (has > 0) {
 		seterr(c->err, c->errlen, "the upper %s was written through a mapping table "
@@ -320,7 +320,7 @@ static int check_lowers_named(struct pfs_cctx *c)
 	fd = open(c->upper, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0)
 		return 0; /* open_roots says what is wrong */
-	n = pfs_ovl_get(pfs_ref_fd(fd), PFS_OVL_LOWERS, rec, sizeof(rec));
+	n = pfs_ovl_get(c->st, pfs_ref_fd(fd), PFS_OVL_LOWERS, rec, sizeof(rec));
 	close(fd);
 	if (n == -ENODATA || n == 0)
 		return 0;
@@ -403,6 +403,7 @@ static void ctx_init(struct pfs_cctx *c, const struct pfs_commit_opts *o, char *
 {
 	memset(c, 0, sizeof(*c));
 	c->o = o;
+	c->st = o->store;
 	c->err = err;
 	c->errlen = errlen;
 	c->pfd = c->uroot = c->lroot = -1;
@@ -549,7 +550,7 @@ static void crash_tick(void *step)
 	pfs_commit_crashpoint(step);
 }
 
-static int empty_dir(const char *what, const char *path, const char *step, char *err,
+static int empty_dir(struct pfs_store *st, const char *what, const char *path, const char *step, char *err,
 		     size_t errlen)
 {
 	char where[PATH_MAX];
@@ -563,7 +564,7 @@ static int empty_dir(const char *what, const char *path, const char *step, char 
 		seterr(err, errlen, "cannot open the %s %s: %s", what, path, strerror(-ret));
 		return ret;
 	}
-	ret = pfs_rmtree_contents_each(fd, where, sizeof(where), step ? crash_tick : NULL,
+	ret = pfs_rmtree_contents_each(st, fd, where, sizeof(where), step ? crash_tick : NULL,
 				       (void *)step);
 	if (ret == -EXDEV)
 		seterr(err, errlen, "not removing %s/%s: another filesystem is mounted there", path,
@@ -576,15 +577,16 @@ static int empty_dir(const char *what, const char *path, const char *step, char 
 	return ret;
 }
 
-int pfs_discard_paths(const char *upper, const char *work, char *err, size_t errlen)
+int pfs_discard_paths(struct pfs_store *st, const char *upper, const char *work, char *err,
+		      size_t errlen)
 {
-	return pfs_empty_layers(upper, work, NULL, err, errlen);
+	return pfs_empty_layers(st, upper, work, NULL, err, errlen);
 }
 
-int pfs_empty_layers(const char *upper, const char *work, const char *step, char *err,
-		     size_t errlen)
+int pfs_empty_layers(struct pfs_store *st, const char *upper, const char *work,
+		     const char *step, char *err, size_t errlen)
 {
-	int ret = empty_dir("upper", upper, step, err, errlen);
+	int ret = empty_dir(st, "upper", upper, step, err, errlen);
 
 	/* Empty, it holds no path of a mapping table's view any more. */
 	if (ret == 0) {
@@ -595,11 +597,11 @@ int pfs_empty_layers(const char *upper, const char *work, const char *step, char
 	}
 
 	if (ret == 0 && work)
-		ret = empty_dir("work directory", work, step, err, errlen);
+		ret = empty_dir(st, "work directory", work, step, err, errlen);
 	return ret;
 }
 
-int pfs_discard(const char *upper, const char *work, char *err, size_t errlen)
+int pfs_discard(struct pfs_store *st, const char *upper, const char *work, char *err, size_t errlen)
 {
 	char *u = NULL, *w = NULL, lower[PATH_MAX + 1];
 	struct stat su, sw;
@@ -633,7 +635,7 @@ int pfs_discard(const char *upper, const char *work, char *err, size_t errlen)
 		ret = -EBUSY;
 		goto out;
 	}
-	ret = pfs_discard_paths(u, w, err, errlen);
+	ret = pfs_discard_paths(st, u, w, err, errlen);
 out:
 	free(u);
 	free(w);
@@ -643,9 +645,10 @@ out:
 /* --------------------------------------------------------------------
  * recover */
 
-int pfs_commit_recover(const char *lower, enum pfs_recovery *done, char *err, size_t errlen)
+int pfs_commit_recover(struct pfs_store *store, const char *lower, enum pfs_recovery *done,
+		       char *err, size_t errlen)
 {
-	struct pfs_commit_opts o = {.lower = lower};
+	struct pfs_commit_opts o = {.lower = lower, .store = store};
 	enum pfs_recovery rec = PFS_RECOVERY_NONE;
 	struct pfs_cctx c;
 	struct stat st;

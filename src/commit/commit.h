@@ -14,6 +14,8 @@
 #include "cli/cli.h"
 #include "ctl/progress.h"
 
+struct pfs_store;
+
 struct pfs_commit_opts {
 	const char *upper;
 	const char *lower;  /* the top lower: the directory the changes apply to */
@@ -26,6 +28,7 @@ struct pfs_commit_opts {
 	bool atomic;        /* build the new tree beside lower and swap it in */
 	bool progress;      /* draw a progress line on stderr (pass isatty(2)) */
 	pfs_progress_sink sink; /* NULL, or where the same counts go at the same pace */
+	struct pfs_store *store; /* how the directories are reached (store/store.h) */
 	void *sink_arg;
 };
 
@@ -55,7 +58,7 @@ int pfs_commit(const struct pfs_commit_opts *o, char *err, size_t errlen);
 /* Remove everything inside upper (and inside work, unless NULL); the
  * directories themselves stay. Never follows a symlink, never crosses into
  * another mount, any depth. */
-int pfs_discard(const char *upper, const char *work, char *err, size_t errlen);
+int pfs_discard(struct pfs_store *st, const char *upper, const char *work, char *err, size_t errlen);
 
 enum pfs_recovery {
 	PFS_RECOVERY_NONE,        /* no interrupted commit */
@@ -66,7 +69,8 @@ enum pfs_recovery {
 
 /* Finish or roll back an interrupted atomic commit of lower, or complete an
  * interrupted in-place one. */
-int pfs_commit_recover(const char *lower, enum pfs_recovery *done, char *err, size_t errlen);
+int pfs_commit_recover(struct pfs_store *store, const char *lower, enum pfs_recovery *done,
+		       char *err, size_t errlen);
 
 /* Does upper hold an in-place commit cut short (its mark)? 1 and the lower
  * it goes into in lower (NUL-terminated), 0, or -errno. */

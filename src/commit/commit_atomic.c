@@ -86,7 +86,7 @@ static int new_subdir(struct build *b, const char *name, int *nfd)
 	/* 0700 until its real metadata comes, after its children. */
 	if (mkdirat(pfs_dstack_top(&b->ns), name, 0700) < 0)
 		return pfs_cfail_at(c, -errno, "cannot create", c->newroot, NULL);
-	ret = pfs_open_subdir(pfs_dstack_top(&b->ns), name, nfd);
+	ret = pfs_open_subdir(c->st, pfs_dstack_top(&b->ns), name, nfd);
 	if (ret < 0)
 		return pfs_cfail_at(c, ret, "cannot open", c->newroot, NULL);
 	return 0;
@@ -104,10 +104,10 @@ static int enter_upper_dir(struct build *b, const struct pfs_ovl_ent *e, const s
 	const char *leaf;
 	ssize_t n;
 
-	ret = pfs_open_subdir(pfs_dstack_top(&b->us), e->name, &ufd);
+	ret = pfs_open_subdir(c->st, pfs_dstack_top(&b->us), e->name, &ufd);
 	if (ret < 0)
 		return pfs_cfail_at(c, ret, "cannot open", c->upper, NULL);
-	ret = pfs_ovl_read_dir(ufd, &l.up);
+	ret = pfs_ovl_read_dir(c->st, ufd, &l.up);
 	if (ret < 0) {
 		pfs_cfail_at(c, ret, "cannot read", c->upper, NULL);
 		goto fail;
@@ -116,14 +116,14 @@ static int enter_upper_dir(struct build *b, const struct pfs_ovl_ent *e, const s
 	 * an absolute redirect even below an opaque parent (whose own lower
 	 * is already gone: lparent < 0 there). */
 	if (!(e->flags & PFS_OVL_FRESH) && !l.up.opaque) {
-		n = pfs_ovl_get(pfs_ref_fd(ufd), "redirect", redir, sizeof(redir));
+		n = pfs_ovl_get(c->st, pfs_ref_fd(ufd), "redirect", redir, sizeof(redir));
 		if (n >= 0 && redir[0] != '/' && lparent < 0) {
 			/* Relative to a parent without lower: nothing, as in overlayfs. */
 		} else if (n >= 0) {
 			/* Renamed from elsewhere in the lower (the scan checked it). */
 			ret = pfs_commit_redirect(c, lparent, redir, &dfd, &leaf);
 			if (ret == 0) {
-				ret = pfs_open_subdir(dfd, leaf, &lfd);
+				ret = pfs_open_subdir(c->st, dfd, leaf, &lfd);
 				close(dfd);
 			}
 			if (ret < 0) {
@@ -136,7 +136,7 @@ static int enter_upper_dir(struct build *b, const struct pfs_ovl_ent *e, const s
 			ret = pfs_cfail_at(c, (int)n, "cannot read", c->upper, NULL);
 			goto fail;
 		} else if (lparent >= 0) {
-			ret = pfs_open_subdir(lparent, e->name, &lfd);
+			ret = pfs_open_subdir(c->st, lparent, e->name, &lfd);
 			if (ret < 0 && !unreachable(ret)) {
 				pfs_cfail_at(c, ret,
 					     ret == -EXDEV ? "not crossing into another mount at"
@@ -194,7 +194,7 @@ static int enter_lower_dir(struct build *b, const char *name, const struct stat 
 	struct alevel l = {.st = *lst, .plen = plen};
 	int lfd = -1, nfd = -1, ret;
 
-	ret = pfs_open_subdir(pfs_dstack_top(&b->ls), name, &lfd);
+	ret = pfs_open_subdir(c->st, pfs_dstack_top(&b->ls), name, &lfd);
 	if (ret < 0)
 		return pfs_cfail_at(c, ret, ret == -EXDEV ? "not crossing into another mount at"
 							  : "cannot open",
@@ -223,10 +223,10 @@ static int leave_dir(struct build *b)
 	int ret;
 
 	if (l->from_upper)
-		ret = pfs_meta_copy(pfs_ref_fd(nfd), pfs_ref_fd(pfs_dstack_top(&b->us)), &l->st,
+		ret = pfs_meta_copy(c->st, pfs_ref_fd(nfd), pfs_ref_fd(pfs_dstack_top(&b->us)), &l->st,
 				    PFS_META_NO_PRIVATE, &op);
 	else
-		ret = pfs_meta_copy(pfs_ref_fd(nfd), pfs_ref_fd(pfs_dstack_top(&b->ls)), &l->st, 0,
+		ret = pfs_meta_copy(c->st, pfs_ref_fd(nfd), pfs_ref_fd(pfs_dstack_top(&b->ls)), &l->st, 0,
 				    &op);
 	if (ret < 0)
 		return pfs_cfail_at(c, ret, op, c->newroot, NULL);
@@ -245,7 +245,7 @@ static int open_lower_data(struct build *b, const char *name)
 	ssize_t n;
 	int ret = 0;
 
-	n = pfs_ovl_get(pfs_ref_at(ufd, name), "redirect", redir, sizeof(redir));
+	n = pfs_ovl_get(c->st, pfs_ref_at(ufd, name), "redirect", redir, sizeof(redir));
 	if (n >= 0)
 		ret = pfs_commit_redirect(c, lfd, redir, &dfd, &leaf);
 	else if (n != -ENODATA)
@@ -275,7 +275,7 @@ static int upper_file(struct build *b, const struct pfs_ovl_ent *e, const struct
 	if (g)
 		return pfs_clink(c, b->nroot, g->path, nfd, e->name, false, c->newroot);
 	if (S_ISREG(ust->st_mode)) {
-		ret = pfs_ovl_has(pfs_ref_at(ufd, e->name), "metacopy");
+		ret = pfs_ovl_has(c->st, pfs_ref_at(ufd, e->name), "metacopy");
 		if (ret < 0)
 			return pfs_cfail_at(c, ret, "cannot read", c->upper, NULL);
 		metacopy = ret > 0;
@@ -436,7 +436,7 @@ int pfs_commit_build(struct pfs_cctx *c, int newfd)
 		ret = pfs_cfail(c, -errno, "cannot open the roots");
 		goto early;
 	}
-	ret = pfs_ovl_read_dir(ufd, &root.up);
+	ret = pfs_ovl_read_dir(c->st, ufd, &root.up);
 	if (ret < 0) {
 		pfs_cfail(c, ret, "cannot read %s", c->upper);
 		goto early;

@@ -1,6 +1,7 @@
 #include "commit/commit_cmd.h"
 #include "commit/commit.h"
 #include "commit/failrec.h"
+#include "store/store.h"
 
 #include <limits.h>
 #include <stdio.h>
@@ -44,8 +45,21 @@ static void said_done(const char *verb, const char *upper, const char *lower, bo
 	free(l);
 }
 
+/* The store the command works through (store/store.h); NULL after saying
+ * why not. */
+static struct pfs_store *store(void)
+{
+	char err[256];
+	struct pfs_store *st = pfs_store_default(err, sizeof(err));
+
+	if (!st)
+		fprintf(stderr, "prismfs: %s\n", err);
+	return st;
+}
+
 int pfs_cmd_commit(const struct pfs_config *cfg)
 {
+	struct pfs_store *st = store();
 	struct pfs_commit_opts o = {
 		.upper = cfg->upper,
 		.lower = cfg->lower,
@@ -55,9 +69,15 @@ int pfs_cmd_commit(const struct pfs_config *cfg)
 		.work = cfg->work,
 		.atomic = cfg->atomic,
 		.progress = isatty(STDERR_FILENO),
+		.store = st,
 	};
 	static char err[ERRLEN];
-	int ret = pfs_commit(&o, err, sizeof(err));
+	int ret;
+
+	if (!st)
+		return 2;
+	ret = pfs_commit(&o, err, sizeof(err));
+	pfs_store_free(st);
 
 	if (ret == 0) {
 		resolved(cfg->upper);
@@ -69,7 +89,13 @@ int pfs_cmd_commit(const struct pfs_config *cfg)
 int pfs_cmd_discard(const struct pfs_config *cfg)
 {
 	static char err[ERRLEN];
-	int ret = pfs_discard(cfg->upper, cfg->work, err, sizeof(err));
+	struct pfs_store *st = store();
+	int ret;
+
+	if (!st)
+		return 2;
+	ret = pfs_discard(st, cfg->upper, cfg->work, err, sizeof(err));
+	pfs_store_free(st);
 
 	if (ret == 0) {
 		resolved(cfg->upper);
@@ -82,7 +108,13 @@ int pfs_cmd_recover(const struct pfs_config *cfg)
 {
 	static char err[ERRLEN];
 	enum pfs_recovery done;
-	int ret = pfs_commit_recover(cfg->lower, &done, err, sizeof(err));
+	struct pfs_store *st = store();
+	int ret;
+
+	if (!st)
+		return 2;
+	ret = pfs_commit_recover(st, cfg->lower, &done, err, sizeof(err));
+	pfs_store_free(st);
 
 	if (ret < 0)
 		return report(ret, err);

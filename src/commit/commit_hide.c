@@ -86,7 +86,7 @@ static int lookup(const int *cfd, size_t n, const char *name, enum shown *what, 
 		if (fstatat(cfd[i], name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
 			if (!unreachable(-errno))
 				return -errno;
-			if (pfs_ovl_has_wh_file(cfd[i], name))
+			if (pfs_ovl_has_wh_file(pfs_store_local(), cfd[i], name))
 				return 0;
 			continue;
 		}
@@ -100,11 +100,11 @@ static int lookup(const int *cfd, size_t n, const char *name, enum shown *what, 
 		*what = SHOWN_DIR;
 		if (!next)
 			return 0;
-		ret = pfs_open_subdir(cfd[i], name, &fd);
+		ret = pfs_open_subdir(pfs_store_local(), cfd[i], name, &fd);
 		if (ret < 0)
 			return ret;
 		next[(*nnext)++] = fd;
-		if (dir_opaque(fd) || pfs_ovl_has_wh_file(cfd[i], name))
+		if (dir_opaque(fd) || pfs_ovl_has_wh_file(pfs_store_local(), cfd[i], name))
 			return 0;
 	}
 	return 0;
@@ -262,12 +262,12 @@ bool pfs_chide_cuts(int lfd, const char *name)
 	if (lfd < 0)
 		return false;
 	if (fstatat(lfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-		return pfs_ovl_has_wh_file(lfd, name);
+		return pfs_ovl_has_wh_file(pfs_store_local(), lfd, name);
 	if (!S_ISDIR(st.st_mode))
 		return true; /* a whiteout device or any other non-directory */
-	if (pfs_ovl_has_wh_file(lfd, name))
+	if (pfs_ovl_has_wh_file(pfs_store_local(), lfd, name))
 		return true;
-	if (pfs_open_subdir(lfd, name, &fd) < 0)
+	if (pfs_open_subdir(pfs_store_local(), lfd, name, &fd) < 0)
 		return true; /* nothing to merge through */
 	cut = dir_opaque(fd);
 	close(fd);

@@ -35,7 +35,7 @@ struct inplace {
 static int remove_at(struct pfs_cctx *c, int dirfd, const char *name)
 {
 	char where[PATH_MAX];
-	int ret = pfs_rmtree_at(dirfd, name, where, sizeof(where));
+	int ret = pfs_rmtree_at(c->st, dirfd, name, where, sizeof(where));
 
 	if (ret == -EXDEV)
 		return pfs_cfail(c, ret, "not removing %s/%s (at %s): a mount point", c->lower,
@@ -96,7 +96,7 @@ static int lower_dir(struct pfs_cctx *c, int lfd_parent, const char *name, bool 
 	if (mkdirat(lfd_parent, tmp, 0700) < 0)
 		return pfs_cfail_at(c, -errno, "cannot create", c->lower, NULL);
 	if (opaque) {
-		ret = pfs_open_subdir(lfd_parent, tmp, &tfd);
+		ret = pfs_open_subdir(c->st, lfd_parent, tmp, &tfd);
 		if (ret == 0) {
 			ret = pfs_chide_opaque(c, tfd, c->lower);
 			close(tfd);
@@ -130,7 +130,7 @@ static int lower_dir(struct pfs_cctx *c, int lfd_parent, const char *name, bool 
 	if (exists && unlinkat(lfd_parent, tmp, 0) < 0)
 		return pfs_cfail_at(c, -errno, "cannot remove the old", c->lower, NULL);
 open:
-	ret = pfs_open_subdir(lfd_parent, name, lfd);
+	ret = pfs_open_subdir(c->st, lfd_parent, name, lfd);
 	if (ret < 0)
 		return pfs_cfail_at(c, ret, ret == -EXDEV ? "not crossing into another mount at"
 							  : "cannot open",
@@ -147,10 +147,10 @@ static int enter_dir(struct inplace *s, const struct ilevel *parent, const struc
 	enum pfs_chide_need need;
 	bool replace, cut, reach;
 
-	ret = pfs_open_subdir(pfs_dstack_top(&s->us), e->name, &ufd);
+	ret = pfs_open_subdir(c->st, pfs_dstack_top(&s->us), e->name, &ufd);
 	if (ret < 0)
 		return pfs_cfail_at(c, ret, "cannot open", c->upper, NULL);
-	ret = pfs_ovl_read_dir(ufd, &d);
+	ret = pfs_ovl_read_dir(c->st, ufd, &d);
 	if (ret < 0) {
 		pfs_cfail_at(c, ret, "cannot read", c->upper, NULL);
 		goto fail;
@@ -213,7 +213,7 @@ static int leave_dir(struct inplace *s)
 	const char *op;
 	int ret;
 
-	ret = pfs_meta_copy(pfs_ref_fd(lfd), pfs_ref_fd(pfs_dstack_top(&s->us)), &l->ust,
+	ret = pfs_meta_copy(c->st, pfs_ref_fd(lfd), pfs_ref_fd(pfs_dstack_top(&s->us)), &l->ust,
 			    PFS_META_NO_PRIVATE, &op);
 	if (ret < 0)
 		return pfs_cfail_at(c, ret, op, c->lower, NULL);
@@ -310,7 +310,7 @@ static int apply_file(struct inplace *s, const struct pfs_ovl_ent *e, const stru
 		return pfs_clink(c, c->lroot, g->path, lfd, e->name, exists, c->lower);
 	}
 	if (S_ISREG(ust->st_mode)) {
-		ret = pfs_ovl_has(pfs_ref_at(ufd, e->name), "metacopy");
+		ret = pfs_ovl_has(c->st, pfs_ref_at(ufd, e->name), "metacopy");
 		if (ret < 0)
 			return pfs_cfail_at(c, ret, "cannot read", c->upper, NULL);
 		metacopy = ret > 0;
@@ -324,7 +324,7 @@ static int apply_file(struct inplace *s, const struct pfs_ovl_ent *e, const stru
 			return ret;
 	}
 	if (reuse) {
-		ret = pfs_meta_copy(pfs_ref_at(lfd, e->name), pfs_ref_at(ufd, e->name), ust,
+		ret = pfs_meta_copy(c->st, pfs_ref_at(lfd, e->name), pfs_ref_at(ufd, e->name), ust,
 				    PFS_META_NO_PRIVATE, &op);
 		if (ret < 0)
 			return pfs_cfail_at(c, ret, op, c->lower, NULL);
@@ -378,7 +378,7 @@ int pfs_commit_inplace(struct pfs_cctx *c)
 	if (ret == 0)
 		ret = fstat(c->uroot, &rst) < 0 ? -errno : 0;
 	if (ret == 0)
-		ret = pfs_ovl_read_dir(c->uroot, &s.lv[0].up);
+		ret = pfs_ovl_read_dir(c->st, c->uroot, &s.lv[0].up);
 	if (ret < 0) {
 		pfs_cfail(c, ret, "cannot read %s", c->upper);
 		goto out;

@@ -15,6 +15,7 @@
 
 struct pfs_cctx {
 	const struct pfs_commit_opts *o;
+	struct pfs_store *st;       /* o->store */
 	char *err;
 	size_t errlen;
 	char *upper, *lower, *work; /* canonical paths (work may be NULL) */
@@ -141,9 +142,11 @@ int pfs_commit_recover_locked(struct pfs_cctx *c, enum pfs_recovery *done,
 			      char **recovered_upper);
 
 /* Empty dir (and work) — the checks are the caller's. */
-int pfs_discard_paths(const char *upper, const char *work, char *err, size_t errlen);
+int pfs_discard_paths(struct pfs_store *st, const char *upper, const char *work, char *err,
+		      size_t errlen);
 /* The same, passing the crash point `step` (or NULL) after each removal. */
-int pfs_empty_layers(const char *upper, const char *work, const char *step, char *err,
+int pfs_empty_layers(struct pfs_store *st, const char *upper, const char *work,
+		     const char *step, char *err,
 		     size_t errlen);
 
 /* --- the in-place commit's crash protocol (commit_resume.c) --- */

@@ -30,7 +30,7 @@ int pfs_cinstall(struct pfs_cctx *c, int dirfd, const char *tmp, const char *nam
 	ret = -errno;
 	if (ret == -EISDIR || ret == -ENOTEMPTY || ret == -EEXIST) {
 		/* A directory is in the way; rename(2) replaces only files. */
-		ret = pfs_rmtree_at(dirfd, name, where, sizeof(where));
+		ret = pfs_rmtree_at(c->st, dirfd, name, where, sizeof(where));
 		if (ret < 0) {
 			unlinkat(dirfd, tmp, 0);
 			return pfs_cfail(c, ret, "cannot remove %s/%s (at %s)", root,
@@ -100,7 +100,7 @@ static int new_reg(struct pfs_cctx *c, int dirfd, const char *name, const struct
 	}
 	if (ret < 0)
 		goto fail;
-	ret = pfs_meta_copy(pfs_ref_fd(fd), src->meta, src->st, src->meta_flags, &op);
+	ret = pfs_meta_copy(c->st, pfs_ref_fd(fd), src->meta, src->st, src->meta_flags, &op);
 	if (ret < 0)
 		goto fail;
 	op = "cannot write";
@@ -192,7 +192,7 @@ int pfs_cnew(struct pfs_cctx *c, int dirfd, const char *name, const struct pfs_c
 	}
 	if (ret < 0)
 		return pfs_cfail_at(c, ret, op, root, NULL);
-	ret = pfs_meta_copy(pfs_ref_at(dirfd, at), src->meta, st, src->meta_flags, &op);
+	ret = pfs_meta_copy(c->st, pfs_ref_at(dirfd, at), src->meta, st, src->meta_flags, &op);
 	if (ret == 0 && fstatat(dirfd, at, &nst, AT_SYMLINK_NOFOLLOW) < 0)
 		ret = -errno;
 	if (ret < 0) {

@@ -231,7 +231,7 @@ static int drop_journal(struct pfs_cctx *c, const struct inames *n)
  * -errno. */
 static ssize_t mark_get(int ufd, char *lower, size_t len)
 {
-	ssize_t n = pfs_ovl_get(pfs_ref_fd(ufd), MARK, lower, len);
+	ssize_t n = pfs_ovl_get(pfs_store_local(), pfs_ref_fd(ufd), MARK, lower, len);
 
 	if (n == -ENODATA || n == -ENOTSUP || n == -EOPNOTSUPP)
 		return 0;
@@ -362,7 +362,7 @@ static int finish(struct pfs_cctx *c, const struct inames *n, const char *upper,
 {
 	int ufd, ret;
 
-	ret = pfs_empty_layers(upper, work, "inplace-emptying", c->err, c->errlen);
+	ret = pfs_empty_layers(c->st, upper, work, "inplace-emptying", c->err, c->errlen);
 	if (ret < 0)
 		return ret;
 	pfs_commit_crashpoint("inplace-emptied");
@@ -439,7 +439,7 @@ int pfs_inplace_recover_locked(struct pfs_cctx *c, enum pfs_recovery *done,
 		struct pfs_commit_opts o = {
 			.upper = j.upper, .lower = c->lower, .work = j.work,
 			.below = (const char *const *)j.below, .nbelow = j.nbelow,
-			.whiteout = (enum pfs_whiteout)j.whiteout,
+			.whiteout = (enum pfs_whiteout)j.whiteout, .store = c->st,
 		};
 
 		ret = redo(c, &o);

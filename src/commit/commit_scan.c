@@ -57,7 +57,7 @@ int pfs_commit_redirect(struct pfs_cctx *c, int parent_lfd, const char *redir, i
 			ret = -EINVAL;
 			goto out;
 		}
-		ret = pfs_open_subdir(fd, p, &nfd);
+		ret = pfs_open_subdir(c->st, fd, p, &nfd);
 		if (ret < 0) {
 			if (unreachable(ret))
 				ret = -ENOENT;
@@ -114,7 +114,7 @@ static int renamed_dir(struct scan *s, int lfd_parent, const char *redir, int *l
 				   c->upper, pfs_pathbuf_str(&c->path), redir);
 	ret = pfs_commit_redirect(c, lfd_parent, redir, &dfd, &leaf);
 	if (ret == 0) {
-		ret = pfs_open_subdir(dfd, leaf, lfd);
+		ret = pfs_open_subdir(c->st, dfd, leaf, lfd);
 		close(dfd);
 		if (unreachable(ret))
 			ret = -ENOENT;
@@ -137,7 +137,7 @@ static int metacopy(struct scan *s, int ufd, int lfd, const char *name, uint64_t
 	ssize_t n;
 	int dfd = -1, ret = 0;
 
-	n = pfs_ovl_get(pfs_ref_at(ufd, name), "redirect", redir, sizeof(redir));
+	n = pfs_ovl_get(c->st, pfs_ref_at(ufd, name), "redirect", redir, sizeof(redir));
 	if (n < 0 && n != -ENODATA)
 		return pfs_cfail_at(c, (int)n, "cannot read", c->upper, NULL);
 	if (n >= 0) {
@@ -178,12 +178,12 @@ static int enter_dir(struct scan *s, const struct pfs_ovl_ent *e)
 	bool replace, child = true;
 	ssize_t n;
 
-	ret = pfs_open_subdir(ufd, e->name, &cfd);
+	ret = pfs_open_subdir(c->st, ufd, e->name, &cfd);
 	if (ret < 0)
 		return pfs_cfail_at(c, ret, ret == -EXDEV ? "not crossing into another mount at"
 							  : "cannot open",
 				    c->upper, NULL);
-	ret = pfs_ovl_read_dir(cfd, &d);
+	ret = pfs_ovl_read_dir(c->st, cfd, &d);
 	if (ret < 0) {
 		pfs_cfail_at(c, ret, "cannot read", c->upper, NULL);
 		goto fail;
@@ -192,7 +192,7 @@ static int enter_dir(struct scan *s, const struct pfs_ovl_ent *e)
 	 * an absolute redirect even below an opaque parent. */
 	replace = (e->flags & PFS_OVL_FRESH) || d.opaque;
 	if (!replace) {
-		n = pfs_ovl_get(pfs_ref_fd(cfd), "redirect", redir, sizeof(redir));
+		n = pfs_ovl_get(c->st, pfs_ref_fd(cfd), "redirect", redir, sizeof(redir));
 		if (n >= 0 && (redir[0] == '/' || lfd_parent >= 0 || !c->o->atomic)) {
 			ret = renamed_dir(s, lfd_parent, redir, &lfd);
 			if (ret < 0)
@@ -205,7 +205,7 @@ static int enter_dir(struct scan *s, const struct pfs_ovl_ent *e)
 			ret = pfs_cfail_at(c, (int)n, "cannot read", c->upper, NULL);
 			goto fail;
 		} else if (lfd_parent >= 0) {
-			ret = pfs_open_subdir(lfd_parent, e->name, &lfd);
+			ret = pfs_open_subdir(c->st, lfd_parent, e->name, &lfd);
 			if (ret == -EXDEV) {
 				pfs_cfail_at(c, ret, "not crossing into another mount at", c->lower,
 					     NULL);
@@ -260,7 +260,7 @@ int pfs_commit_scan(struct pfs_cctx *c)
 		ret = fd < 0 ? -errno : pfs_dstack_push(&s.ls, fd, false);
 	}
 	if (ret == 0)
-		ret = pfs_ovl_read_dir(c->uroot, &s.lv[0].up);
+		ret = pfs_ovl_read_dir(c->st, c->uroot, &s.lv[0].up);
 	if (ret < 0) {
 		pfs_cfail(c, ret, "cannot read %s", c->upper);
 		goto out;
@@ -309,7 +309,7 @@ int pfs_commit_scan(struct pfs_cctx *c)
 		c->prog.files_total++;
 		bytes = S_ISREG(st.st_mode) ? (uint64_t)st.st_size : 0;
 		if (S_ISREG(st.st_mode)) {
-			ret = pfs_ovl_has(pfs_ref_at(pfs_dstack_top(&s.us), e->name), "metacopy");
+			ret = pfs_ovl_has(c->st, pfs_ref_at(pfs_dstack_top(&s.us), e->name), "metacopy");
 			if (ret > 0)
 				ret = metacopy(&s, pfs_dstack_top(&s.us), pfs_dstack_top(&s.ls),
 					       e->name, &bytes);

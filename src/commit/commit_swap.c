@@ -150,7 +150,7 @@ static bool same(const struct stat *st, unsigned long long dev, unsigned long lo
 static int remove_sibling(struct pfs_cctx *c, const char *name, const char *what)
 {
 	char where[PATH_MAX];
-	int ret = pfs_rmtree_at(c->pfd, name, where, sizeof(where));
+	int ret = pfs_rmtree_at(c->st, c->pfd, name, where, sizeof(where));
 
 	if (ret < 0)
 		return pfs_cfail(c, ret, "cannot remove %s at %s/../%s", what, c->lower, where);
@@ -192,7 +192,7 @@ static int finish(struct pfs_cctx *c, const struct names *n, struct journal *j)
 			return ret;
 	}
 	pfs_commit_crashpoint("atomic-old-removed");
-	ret = pfs_discard_paths(j->upper, j->work, c->err, c->errlen);
+	ret = pfs_discard_paths(c->st, j->upper, j->work, c->err, c->errlen);
 	if (ret < 0)
 		return ret;
 	pfs_commit_crashpoint("atomic-upper-removed");

@@ -80,7 +80,7 @@ static int make_copy(struct pfs_fs *fs, int ldir, const char *name, int obj,
 			return -errno;
 	}
 	if (ret == 0)
-		ret = pfs_meta_copy(fd >= 0 ? pfs_ref_fd(fd) : pfs_ref_at(wd, tmp),
+		ret = pfs_meta_copy(fs->store, fd >= 0 ? pfs_ref_fd(fd) : pfs_ref_at(wd, tmp),
 				    pfs_ref_at(ldir, name), st, PFS_META_NO_PRIVATE, &op);
 	/* Durable before it is renamed into place: a crash must not leave an
 	 * upper file that hides the lower one with less than its data. */
@@ -91,7 +91,7 @@ static int make_copy(struct pfs_fs *fs, int ldir, const char *name, int obj,
 	if (fd >= 0)
 		close(fd);
 	if (ret < 0)
-		pfs_rmtree_at(wd, tmp, NULL, 0);
+		pfs_rmtree_at(fs->store, wd, tmp, NULL, 0);
 	return ret;
 }
 
@@ -155,7 +155,7 @@ static int make_synthetic(struct pfs_fs *fs, struct pfs_node *n, const char *tmp
 	    fchmodat(wd, tmp, st.st_mode & 07777, 0) < 0)
 		ret = -errno;
 	if (ret == 0)
-		ret = pfs_meta_times(pfs_ref_at(wd, tmp), &st);
+		ret = pfs_meta_times(fs->store, pfs_ref_at(wd, tmp), &st);
 	if (ret < 0)
 		unlinkat(wd, tmp, AT_REMOVEDIR);
 	return ret;
@@ -199,7 +199,7 @@ static int copy_up_one(struct pfs_fs *fs, struct pfs_node *n, struct pfs_node *p
 		pfs_layer_set_origin(fs, L->work_fd, tmp, t, n->dev, n->ino);
 	if (renameat2(L->work_fd, tmp, ud, name, RENAME_NOREPLACE) < 0) {
 		ret = -errno;
-		pfs_rmtree_at(L->work_fd, tmp, NULL, 0);
+		pfs_rmtree_at(fs->store, L->work_fd, tmp, NULL, 0);
 		return ret;
 	}
 	/* A copy-up is no change to the parent the view shows. */
@@ -288,7 +288,7 @@ int pfs_layer_whiteout(struct pfs_fs *fs, int dirfd, const char *name)
 			return -errno;
 		close(fd);
 		if (exists && S_ISDIR(st.st_mode))
-			ret = pfs_rmtree_at(dirfd, name, NULL, 0);
+			ret = pfs_rmtree_at(fs->store, dirfd, name, NULL, 0);
 		else if (exists)
 			ret = unlinkat(dirfd, name, 0) < 0 ? -errno : 0;
 		if (ret < 0)
@@ -310,7 +310,7 @@ int pfs_layer_whiteout(struct pfs_fs *fs, int dirfd, const char *name)
 			unlinkat(L->work_fd, tmp, 0);
 			return ret;
 		}
-		pfs_rmtree_at(L->work_fd, tmp, NULL, 0);
+		pfs_rmtree_at(fs->store, L->work_fd, tmp, NULL, 0);
 		return 0;
 	}
 	if (renameat(L->work_fd, tmp, dirfd, name) < 0) {
@@ -326,7 +326,7 @@ int pfs_layer_clear_whiteouts(struct pfs_fs *fs, int dirfd)
 	(void)fs;
 	/* Called only on a directory whose merged view is empty: what it
 	 * holds are whiteouts and markers. */
-	return pfs_rmtree_contents(dirfd, NULL, 0);
+	return pfs_rmtree_contents(fs->store, dirfd, NULL, 0);
 }
 
 int pfs_layer_set_opaque(struct pfs_fs *fs, int dirfd, const char *name)

@@ -393,7 +393,7 @@ int pfs_layer_find_in(struct pfs_fs *fs, const struct pfs_ldir *dir, const char 
 				ret = -errno;
 				goto err;
 			}
-			if (pfs_ovl_has_wh_file(d, nm)) {
+			if (pfs_ovl_has_wh_file(fs->store, d, nm)) {
 				if (i == 0)
 					f->upper_wh = f->upper_wh_file = true;
 				break;
@@ -446,7 +446,7 @@ int pfs_layer_find_in(struct pfs_fs *fs, const struct pfs_ldir *dir, const char 
 				/* A `.wh.NAME` beside a real directory makes it a
 				 * replacement, not a merge (as an opaque one). */
 				merging = i < pl->bottom && !is_opaque(fs, d, nm, fd) &&
-					  !pfs_ovl_has_wh_file(d, nm);
+					  !pfs_ovl_has_wh_file(fs->store, d, nm);
 				if (i > 0) {
 					f->kdev = st.st_dev;
 					f->kino = st.st_ino;
@@ -815,7 +815,7 @@ static int check_mapped(struct pfs_fs *fs, struct pfs_layers *L,
 			 strerror(errno));
 		return -errno;
 	}
-	has = pfs_ovl_has(pfs_ref_fd(fd), PFS_OVL_MAPPED);
+	has = pfs_ovl_has(fs->store, pfs_ref_fd(fd), PFS_OVL_MAPPED);
 	close(fd);
 	if (map && !L->xattrs) {
 		/* Without the mark an offline commit could not tell. */
@@ -963,7 +963,7 @@ int pfs_layers_open(struct pfs_fs *fs, const struct pfs_layer_spec *spec, char *
 		goto fail;
 	}
 	L->work_fd = openat(wfd, "work", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (L->work_fd < 0 || pfs_rmtree_contents(L->work_fd, NULL, 0) < 0) {
+	if (L->work_fd < 0 || pfs_rmtree_contents(fs->store, L->work_fd, NULL, 0) < 0) {
 		ret = -errno;
 		snprintf(err, errlen, "cannot use work directory %s: %s", spec->work,
 			 strerror(errno));

@@ -37,7 +37,7 @@ static int check_upper(const char *upper, char *err, size_t errlen)
 	return -EBUSY;
 }
 
-int pfs_layers_recover(const char *source, const char *upper, char *note, size_t notelen,
+int pfs_layers_recover(struct pfs_store *store, const char *source, const char *upper, char *note, size_t notelen,
 		       char *err, size_t errlen)
 {
 	char *canon = realpath(source, NULL), *slash, *journal = NULL, *inplace = NULL;
@@ -66,7 +66,7 @@ int pfs_layers_recover(const char *source, const char *upper, char *note, size_t
 	}
 	if (lstat(journal, &st) < 0 && lstat(inplace, &st) < 0)
 		goto out;
-	ret = pfs_commit_recover(canon, &done, err, errlen);
+	ret = pfs_commit_recover(store, canon, &done, err, errlen);
 	if (ret < 0)
 		goto out;
 	if (done == PFS_RECOVERY_ROLLED_BACK)
@@ -130,13 +130,14 @@ static int default_work(struct pfs_layer_paths *lp, const struct stat *ust, char
 	return 0;
 }
 
-int pfs_layer_paths_get(struct pfs_layer_paths *lp, const struct pfs_config *cfg,
-			const char *source, char *err, size_t errlen)
+int pfs_layer_paths_get(struct pfs_layer_paths *lp, struct pfs_store *store,
+			const struct pfs_config *cfg, const char *source, char *err, size_t errlen)
 {
 	struct stat ust, wst;
 	int ret;
 
 	memset(lp, 0, sizeof(*lp));
+	lp->store = store;
 	ret = pfs_canon_dir("upper directory", cfg->upper, &lp->upper, &ust, err, errlen);
 	if (ret < 0)
 		return ret;
@@ -230,7 +231,8 @@ int pfs_layers_finalize(const struct pfs_layer_paths *lp, enum pfs_action action
 	struct pfs_commit_opts o = {.upper = lp->upper, .lower = lp->lowers[0],
 				    .below = (const char *const *)lp->lowers + 1,
 				    .nbelow = lp->nlowers - 1, .whiteout = lp->whiteout,
-				    .work = lp->work, .sink = sink, .sink_arg = sink_arg};
+				    .work = lp->work, .sink = sink, .sink_arg = sink_arg,
+				    .store = lp->store};
 	size_t n;
 	int ret;
 
@@ -242,7 +244,7 @@ int pfs_layers_finalize(const struct pfs_layer_paths *lp, enum pfs_action action
 	case PFS_ACT_DISCARD:
 		snprintf(msg, msglen, "discard at unmount: ");
 		n = strlen(msg);
-		ret = pfs_discard(lp->upper, lp->work, msg + n, msglen - n);
+		ret = pfs_discard(lp->store, lp->upper, lp->work, msg + n, msglen - n);
 		if (ret == 0)
 			snprintf(msg, msglen, "discarded the changes in %s", lp->upper);
 		return ret;

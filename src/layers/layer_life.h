@@ -15,6 +15,8 @@
 #include "cli/cli.h"
 #include "ctl/progress.h"
 
+struct pfs_store;
+
 /* The layers by absolute path: the daemon leaves the caller's working
  * directory when it goes to the background, and finalizes by path after
  * its descriptors are closed. */
@@ -25,6 +27,7 @@ struct pfs_layer_paths {
 	char **lowers;    /* highest first; lowers[0] is SOURCE, what commit applies to */
 	size_t nlowers;
 	enum pfs_whiteout whiteout; /* the mount's --whiteout: a commit keeps its form */
+	struct pfs_store *store;    /* the mount's store: what recovery and the action use */
 };
 
 /* If SOURCE has the journal of an interrupted commit beside it, finish or
@@ -33,7 +36,7 @@ struct pfs_layer_paths {
  * was nothing to do. Then refuse an upper that still holds an in-place
  * commit cut short (into another lower): applied or not, half emptied, it
  * shows no true view. upper may be NULL. */
-int pfs_layers_recover(const char *source, const char *upper, char *note, size_t notelen,
+int pfs_layers_recover(struct pfs_store *store, const char *source, const char *upper, char *note, size_t notelen,
 		       char *err, size_t errlen);
 
 /* Fill lp from cfg: the upper must exist and be a directory; the work
@@ -41,7 +44,8 @@ int pfs_layers_recover(const char *source, const char *upper, char *note, size_t
  * beside the upper (made 0700 if missing), which must then be on the
  * upper's filesystem. source is SOURCE's canonical path. The lowers are
  * made absolute where they exist; checking them is pfs_layers_open's job. */
-int pfs_layer_paths_get(struct pfs_layer_paths *lp, const struct pfs_config *cfg,
+int pfs_layer_paths_get(struct pfs_layer_paths *lp, struct pfs_store *store,
+			const struct pfs_config *cfg,
 			const char *source, char *err, size_t errlen);
 /* The mount did not happen: remove the work directory if this mount made
  * it (and it is still empty). */

@@ -192,7 +192,7 @@ int pfs_layer_make(struct pfs_fs *fs, const struct fuse_ctx *ctx, struct pfs_nod
 out:
 	if (made) {
 		if (dir)
-			pfs_rmtree_at(where, wname, NULL, 0);
+			pfs_rmtree_at(fs->store, where, wname, NULL, 0);
 		else
 			unlinkat(where, wname, 0);
 	}

@@ -15,7 +15,7 @@ bool pfs_ovl_is_whiteout(const struct stat *st)
 	return S_ISCHR(st->st_mode) && st->st_rdev == makedev(0, 0);
 }
 
-bool pfs_ovl_has_wh_file(int dirfd, const char *name)
+bool pfs_ovl_has_wh_file(struct pfs_store *s, int dirfd, const char *name)
 {
 	char wh[NAME_MAX + 8];
 	struct stat st;
@@ -23,10 +23,10 @@ bool pfs_ovl_has_wh_file(int dirfd, const char *name)
 	if (strlen(name) > NAME_MAX - 4)
 		return false;
 	snprintf(wh, sizeof(wh), PFS_OVL_WH_PREFIX "%s", name);
-	return fstatat(dirfd, wh, &st, AT_SYMLINK_NOFOLLOW) == 0;
+	return pfs_st_stat(s, dirfd, wh, &st, AT_SYMLINK_NOFOLLOW) == 0;
 }
 
-ssize_t pfs_ovl_get(struct pfs_ref r, const char *key, char *buf, size_t len)
+ssize_t pfs_ovl_get(struct pfs_store *s, struct pfs_ref r, const char *key, char *buf, size_t len)
 {
 	static const char *const ns[] = {"trusted.overlay.", "user.overlay."};
 	char name[64];
@@ -34,7 +34,7 @@ ssize_t pfs_ovl_get(struct pfs_ref r, const char *key, char *buf, size_t len)
 
 	for (size_t i = 0; i < 2 && n == -ENODATA; i++) {
 		snprintf(name, sizeof(name), "%s%s", ns[i], key);
-		n = pfs_meta_getxattr(r, name, buf, len ? len - 1 : 0);
+		n = pfs_meta_getxattr(s, r, name, buf, len ? len - 1 : 0);
 		/* No xattr support, or no right to read trusted.*: as unset. */
 		if (n == -ENOTSUP || n == -EPERM)
 			n = -ENODATA;
@@ -44,10 +44,10 @@ ssize_t pfs_ovl_get(struct pfs_ref r, const char *key, char *buf, size_t len)
 	return n;
 }
 
-int pfs_ovl_has(struct pfs_ref r, const char *key)
+int pfs_ovl_has(struct pfs_store *s, struct pfs_ref r, const char *key)
 {
 	char v[16];
-	ssize_t n = pfs_ovl_get(r, key, v, sizeof(v));
+	ssize_t n = pfs_ovl_get(s, r, key, v, sizeof(v));
 
 	/* -ERANGE: set, to something longer (a metacopy digest). */
 	if (n >= 0 || n == -ERANGE)
@@ -61,25 +61,27 @@ static int cmp_ent(const void *a, const void *b)
 }
 
 /* Is this entry a whiteout? Fills in its type when the listing did not. */
-static int classify(int dirfd, struct pfs_ovl_ent *e, bool xwhiteouts)
+static int classify(struct pfs_store *s, int dirfd, struct pfs_ovl_ent *e, bool xwhiteouts)
 {
 	struct stat st;
 	char v[8];
+	int ret;
 
 	if (e->type != DT_UNKNOWN && e->type != DT_CHR && !(xwhiteouts && e->type == DT_REG))
 		return 0;
-	if (fstatat(dirfd, e->name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-		return -errno;
+	ret = pfs_st_stat(s, dirfd, e->name, &st, AT_SYMLINK_NOFOLLOW);
+	if (ret < 0)
+		return ret;
 	e->type = IFTODT(st.st_mode);
 	if (pfs_ovl_is_whiteout(&st))
 		e->flags |= PFS_OVL_WHITEOUT;
 	else if (xwhiteouts && S_ISREG(st.st_mode) && st.st_size == 0 &&
-		 pfs_ovl_get(pfs_ref_at(dirfd, e->name), "whiteout", v, sizeof(v)) >= 0)
+		 pfs_ovl_get(s, pfs_ref_at(dirfd, e->name), "whiteout", v, sizeof(v)) >= 0)
 		e->flags |= PFS_OVL_WHITEOUT;
 	return 0;
 }
 
-int pfs_ovl_read_dir(int dirfd, struct pfs_ovl_dir *d)
+int pfs_ovl_read_dir(struct pfs_store *s, int dirfd, struct pfs_ovl_dir *d)
 {
 	size_t pre = strlen(PFS_OVL_WH_PREFIX), out = 0;
 	bool xwhiteouts = false;
@@ -90,7 +92,7 @@ int pfs_ovl_read_dir(int dirfd, struct pfs_ovl_dir *d)
 	ret = pfs_names_read(dirfd, &d->raw);
 	if (ret < 0)
 		return ret;
-	if (pfs_ovl_get(pfs_ref_fd(dirfd), "opaque", v, sizeof(v)) >= 0) {
+	if (pfs_ovl_get(s, pfs_ref_fd(dirfd), "opaque", v, sizeof(v)) >= 0) {
 		d->opaque = strcmp(v, "y") == 0;
 		/* "x": not opaque, but holds xattr whiteouts. */
 		xwhiteouts = strcmp(v, "x") == 0;
@@ -124,7 +126,7 @@ int pfs_ovl_read_dir(int dirfd, struct pfs_ovl_dir *d)
 		e->name = r->name;
 		e->type = r->type;
 		e->flags = 0;
-		ret = classify(dirfd, e, xwhiteouts);
+		ret = classify(s, dirfd, e, xwhiteouts);
 		if (ret == -ENOENT)
 			continue;
 		if (ret < 0)

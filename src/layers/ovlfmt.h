@@ -33,14 +33,14 @@
 /* A 0/0 character device: overlayfs's whiteout. */
 bool pfs_ovl_is_whiteout(const struct stat *st);
 /* A `.wh.NAME` entry beside name in dirfd (the OCI/AUFS whiteout)? */
-bool pfs_ovl_has_wh_file(int dirfd, const char *name);
+bool pfs_ovl_has_wh_file(struct pfs_store *s, int dirfd, const char *name);
 
 /* Read overlay.<key> of r, trusted. first, then user.; NUL-terminated in
  * buf. The length, or -errno (-ENODATA: neither is set). */
-ssize_t pfs_ovl_get(struct pfs_ref r, const char *key, char *buf, size_t len);
+ssize_t pfs_ovl_get(struct pfs_store *s, struct pfs_ref r, const char *key, char *buf, size_t len);
 
 /* Is overlay.<key> set on r (whatever its value)? 1, 0, or -errno. */
-int pfs_ovl_has(struct pfs_ref r, const char *key);
+int pfs_ovl_has(struct pfs_store *s, struct pfs_ref r, const char *key);
 
 /* This entry hides the lower one of the same name (and is hidden itself). */
 #define PFS_OVL_WHITEOUT 1u
@@ -63,7 +63,7 @@ struct pfs_ovl_dir {
 	struct pfs_names raw;
 };
 
-int pfs_ovl_read_dir(int dirfd, struct pfs_ovl_dir *d);
+int pfs_ovl_read_dir(struct pfs_store *s, int dirfd, struct pfs_ovl_dir *d);
 const struct pfs_ovl_ent *pfs_ovl_find(const struct pfs_ovl_dir *d, const char *name);
 void pfs_ovl_dir_free(struct pfs_ovl_dir *d);
 

@@ -1,5 +1,5 @@
 /* meta: an object's metadata — owner, extended attributes, mode, times —
- * copied from one object to another. */
+ * copied from one object to another, through a store (store/store.h). */
 #ifndef PFS_META_H
 #define PFS_META_H
 
@@ -8,30 +8,14 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 
-/* An object: an open descriptor (fd >= 0, not O_PATH), or the entry name in
- * the directory dirfd, never followed if it is a symlink. */
-struct pfs_ref {
-	int fd;
-	int dirfd;
-	const char *name;
-};
-
-static inline struct pfs_ref pfs_ref_fd(int fd)
-{
-	return (struct pfs_ref){.fd = fd, .dirfd = -1, .name = NULL};
-}
-
-static inline struct pfs_ref pfs_ref_at(int dirfd, const char *name)
-{
-	return (struct pfs_ref){.fd = -1, .dirfd = dirfd, .name = name};
-}
+#include "store/store.h"
 
 /* The overlayfs private attributes (trusted.overlay.*, user.overlay.*):
  * layer bookkeeping, never part of the content. */
 bool pfs_meta_private_xattr(const char *name);
 
 /* getxattr of r: the value's length, or -errno (-ENODATA: none). */
-ssize_t pfs_meta_getxattr(struct pfs_ref r, const char *name, void *buf, size_t len);
+ssize_t pfs_meta_getxattr(struct pfs_store *s, struct pfs_ref r, const char *name, void *buf, size_t len);
 
 /* Leave out the private attributes of src, and keep those of dst. */
 #define PFS_META_NO_PRIVATE 1u
@@ -43,10 +27,10 @@ ssize_t pfs_meta_getxattr(struct pfs_ref r, const char *name, void *buf, size_t 
  * The order keeps each: owner first (chown clears set-id bits and file
  * capabilities), then xattrs (an ACL rewrites mode bits), then mode, then
  * times (everything else may move them). On failure *op names the step. */
-int pfs_meta_copy(struct pfs_ref dst, struct pfs_ref src, const struct stat *st,
+int pfs_meta_copy(struct pfs_store *s, struct pfs_ref dst, struct pfs_ref src, const struct stat *st,
 		  unsigned flags, const char **op);
 
 /* Set dst's access and modification times (with nanoseconds) from st. */
-int pfs_meta_times(struct pfs_ref dst, const struct stat *st);
+int pfs_meta_times(struct pfs_store *s, struct pfs_ref dst, const struct stat *st);
 
 #endif

@@ -26,23 +26,25 @@ static void set_where(char *where, size_t wlen, const struct pfs_pathbuf *p, con
 		snprintf(where, wlen, "%s", name ? name : pfs_pathbuf_str(p));
 }
 
-static int is_dir(int dirfd, const struct pfs_name *e, bool *dir)
+static int is_dir(struct pfs_store *s, int dirfd, const struct pfs_name *e, bool *dir)
 {
 	struct stat st;
+	int ret;
 
 	if (e->type != DT_UNKNOWN) {
 		*dir = e->type == DT_DIR;
 		return 0;
 	}
-	if (fstatat(dirfd, e->name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-		return -errno;
+	ret = pfs_st_stat(s, dirfd, e->name, &st, AT_SYMLINK_NOFOLLOW);
+	if (ret < 0)
+		return ret;
 	*dir = S_ISDIR(st.st_mode);
 	return 0;
 }
 
 /* Empties the directory fd (owned). prefix: the path of fd for messages;
  * each (or NULL) is called after every removal. */
-static int rm_contents(int fd, const char *prefix, char *where, size_t wlen,
+static int rm_contents(struct pfs_store *s, int fd, const char *prefix, char *where, size_t wlen,
 		       void (*each)(void *), void *arg)
 {
 	struct pfs_dstack ds = {0};
@@ -87,9 +89,11 @@ static int rm_contents(int fd, const char *prefix, char *where, size_t wlen,
 			ret = pfs_dstack_pop(&ds);
 			pfs_pathbuf_cut(&path, l->plen);
 			e = &up->names.v[up->next - 1];
-			if (ret == 0 && unlinkat(pfs_dstack_top(&ds), e->name, AT_REMOVEDIR) < 0 &&
-			    errno != ENOENT)
-				ret = -errno;
+			if (ret == 0) {
+				ret = pfs_st_unlink(s, pfs_dstack_top(&ds), e->name, AT_REMOVEDIR);
+				if (ret == -ENOENT)
+					ret = 0;
+			}
 			if (ret < 0) {
 				set_where(where, wlen, &path, e->name);
 				goto out;
@@ -99,23 +103,23 @@ static int rm_contents(int fd, const char *prefix, char *where, size_t wlen,
 			continue;
 		}
 		e = &l->names.v[l->next++];
-		ret = is_dir(dfd, e, &dir);
+		ret = is_dir(s, dfd, e, &dir);
 		if (ret == -ENOENT)
 			continue;
 		if (ret == 0 && !dir) {
-			if (unlinkat(dfd, e->name, 0) == 0) {
+			ret = pfs_st_unlink(s, dfd, e->name, 0);
+			if (ret == 0) {
 				if (each)
 					each(arg);
 				continue;
 			}
-			if (errno == ENOENT)
+			if (ret == -ENOENT)
 				continue;
-			if (errno != EISDIR) { /* EISDIR: replaced by a directory meanwhile */
-				ret = -errno;
-			}
+			if (ret == -EISDIR) /* replaced by a directory meanwhile */
+				ret = 0;
 		}
 		if (ret == 0)
-			ret = pfs_open_subdir(dfd, e->name, &cfd);
+			ret = pfs_open_subdir(s, dfd, e->name, &cfd);
 		if (ret == -ENOENT)
 			continue;
 		if (ret < 0) {
@@ -153,45 +157,49 @@ out:
 	return ret;
 }
 
-int pfs_rmtree_contents(int dirfd, char *where, size_t wlen)
+int pfs_rmtree_contents(struct pfs_store *s, int dirfd, char *where, size_t wlen)
 {
-	return pfs_rmtree_contents_each(dirfd, where, wlen, NULL, NULL);
+	return pfs_rmtree_contents_each(s, dirfd, where, wlen, NULL, NULL);
 }
 
-int pfs_rmtree_contents_each(int dirfd, char *where, size_t wlen, void (*each)(void *),
-			     void *arg)
+int pfs_rmtree_contents_each(struct pfs_store *s, int dirfd, char *where, size_t wlen,
+			     void (*each)(void *), void *arg)
 {
-	int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int fd = pfs_st_openat(s, dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
 
 	if (fd < 0) {
 		if (where && wlen)
 			snprintf(where, wlen, ".");
-		return -errno;
+		return fd;
 	}
-	return rm_contents(fd, NULL, where, wlen, each, arg);
+	return rm_contents(s, fd, NULL, where, wlen, each, arg);
 }
 
-int pfs_rmtree_at(int dirfd, const char *name, char *where, size_t wlen)
+int pfs_rmtree_at(struct pfs_store *s, int dirfd, const char *name, char *where, size_t wlen)
 {
 	struct stat st;
 	int fd, ret;
 
 	if (where && wlen)
 		snprintf(where, wlen, "%s", name);
-	if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-		return errno == ENOENT ? 0 : -errno;
-	if (!S_ISDIR(st.st_mode))
-		return unlinkat(dirfd, name, 0) == 0 || errno == ENOENT ? 0 : -errno;
-	ret = pfs_open_subdir(dirfd, name, &fd);
+	ret = pfs_st_stat(s, dirfd, name, &st, AT_SYMLINK_NOFOLLOW);
 	if (ret < 0)
 		return ret == -ENOENT ? 0 : ret;
-	ret = rm_contents(fd, name, where, wlen, NULL, NULL);
+	if (!S_ISDIR(st.st_mode)) {
+		ret = pfs_st_unlink(s, dirfd, name, 0);
+		return ret == -ENOENT ? 0 : ret;
+	}
+	ret = pfs_open_subdir(s, dirfd, name, &fd);
+	if (ret < 0)
+		return ret == -ENOENT ? 0 : ret;
+	ret = rm_contents(s, fd, name, where, wlen, NULL, NULL);
 	if (ret < 0)
 		return ret;
-	if (unlinkat(dirfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT) {
+	ret = pfs_st_unlink(s, dirfd, name, AT_REMOVEDIR);
+	if (ret < 0 && ret != -ENOENT) {
 		if (where && wlen)
 			snprintf(where, wlen, "%s", name);
-		return -errno;
+		return ret;
 	}
 	return 0;
 }

@@ -198,15 +198,15 @@ void pfs_dstack_free(struct pfs_dstack *s)
 	memset(s, 0, sizeof(*s));
 }
 
-int pfs_open_subdir(int dirfd, const char *name, int *out)
+int pfs_open_subdir(struct pfs_store *s, int dirfd, const char *name, int *out)
 {
 	struct statx stx;
 	struct stat pst;
 	int fd, ret;
 
-	fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	fd = pfs_st_openat(s, dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
 	if (fd < 0)
-		return -errno;
+		return fd;
 	if (statx(fd, "", AT_EMPTY_PATH, STATX_TYPE, &stx) < 0) {
 		ret = -errno;
 		goto fail;

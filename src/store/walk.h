@@ -11,6 +11,8 @@
 #ifndef PFS_WALK_H
 #define PFS_WALK_H
 
+#include "store/store.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
@@ -64,7 +66,7 @@ void pfs_dstack_free(struct pfs_dstack *s);
 
 /* Open the directory name in dirfd without following a symlink and without
  * entering another mount (-EXDEV). 0 and *fd, or -errno. */
-int pfs_open_subdir(int dirfd, const char *name, int *fd);
+int pfs_open_subdir(struct pfs_store *s, int dirfd, const char *name, int *fd);
 
 struct pfs_pathbuf {
 	char *s;

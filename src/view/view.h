@@ -13,6 +13,7 @@
 
 #include "cli/cli.h"
 #include "map/mapping.h"
+#include "store/store.h"
 #include "ctl/oplog.h"
 
 struct pfs_nodes;
@@ -72,6 +73,7 @@ struct pfs_node {
 
 struct pfs_fs {
 	const struct pfs_config *cfg;
+	struct pfs_store *store;  /* every backing object is reached through it */
 	char *source;            /* canonical absolute paths */
 	char *mountpoint;
 	int root_fd;             /* O_PATH on SOURCE, opened before mounting */
