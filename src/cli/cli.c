@@ -1,4 +1,7 @@
+/* cli: the commands, their usage texts and the dispatch from argv[1]; the
+ * small commands' arguments here, mount's in cli_mount.c. Pure: no I/O. */
 #include "cli/cli.h"
+#include "cli/cli_parse.h"
 #include "util/util.h"
 
 #include <errno.h>
@@ -212,7 +215,7 @@ const char pfs_layers_usage[] =
 	"A commit or discard that succeeds also removes .U.prismfs-failed, the record a\n"
 	"failed unmount action left beside U (see prismfs mount --help, --on-unmount).\n";
 
-static void seterr(char *err, size_t len, const char *fmt, ...)
+void pfs_cli_seterr(char *err, size_t len, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -221,70 +224,7 @@ static void seterr(char *err, size_t len, const char *fmt, ...)
 	va_end(ap);
 }
 
-static int append_opt(struct pfs_config *cfg, const char *item, size_t n)
-{
-	size_t old = cfg->fuse_opts ? strlen(cfg->fuse_opts) : 0;
-	char *p = realloc(cfg->fuse_opts, old + n + 2);
-
-	if (!p)
-		return -ENOMEM;
-	if (old)
-		p[old++] = ',';
-	memcpy(p + old, item, n);
-	p[old + n] = '\0';
-	cfg->fuse_opts = p;
-	return 0;
-}
-
-static bool item_is(const char *p, size_t n, const char *lit)
-{
-	return strlen(lit) == n && strncmp(p, lit, n) == 0;
-}
-
-/* The value of a "name=value" item, or NULL if the item is not name's. */
-static const char *item_val(const char *p, size_t n, const char *name)
-{
-	size_t k = strlen(name);
-
-	if (n > k && strncmp(p, name, k) == 0 && p[k] == '=')
-		return p + k + 1;
-	return NULL;
-}
-
-/* Where the item starting at p ends: the next sep not escaped by a
- * backslash (how the kernel and libfuse let ',' and ':' into values). */
-static const char *scan_to(const char *p, const char *end, char sep)
-{
-	for (; p < end && *p != sep; p++)
-		if (*p == '\\' && p + 1 < end)
-			p++;
-	return p;
-}
-
-/* A copy of s[0..n) that cfg owns, its backslash escapes removed. */
-static char *keep_str(struct pfs_config *cfg, const char *s, size_t n)
-{
-	char **strs = realloc(cfg->strs, (cfg->nstrs + 1) * sizeof(*strs));
-	char *out, *o;
-
-	if (!strs)
-		return NULL;
-	cfg->strs = strs;
-	out = malloc(n + 1);
-	if (!out)
-		return NULL;
-	o = out;
-	for (size_t i = 0; i < n; i++) {
-		if (s[i] == '\\' && i + 1 < n)
-			i++;
-		*o++ = s[i];
-	}
-	*o = '\0';
-	cfg->strs[cfg->nstrs++] = out;
-	return out;
-}
-
-static int push_dir(const char ***arr, size_t *n, const char *dir)
+int pfs_cli_push_dir(const char ***arr, size_t *n, const char *dir)
 {
 	const char **a = realloc(*arr, (*n + 1) * sizeof(*a));
 
@@ -292,55 +232,6 @@ static int push_dir(const char ***arr, size_t *n, const char *dir)
 		return -ENOMEM;
 	a[(*n)++] = dir;
 	*arr = a;
-	return 0;
-}
-
-/* lowerdir=L1:L2:... — SOURCE and the layers below it, as the kernel
- * spells them ('\:' is a colon inside a name). */
-static int add_lowerdir(struct pfs_config *cfg, const char *v, size_t n, char *err,
-			size_t errlen)
-{
-	const char *p = v, *end = v + n;
-
-	if (cfg->noptlowers) {
-		seterr(err, errlen, "lowerdir= given twice");
-		return -EINVAL;
-	}
-	if (!cfg->layer_opt)
-		cfg->layer_opt = "lowerdir=";
-	for (;;) {
-		const char *q = scan_to(p, end, ':');
-		char *dir;
-
-		if (q == p) {
-			seterr(err, errlen, "empty directory in lowerdir=%.*s", (int)n, v);
-			return -EINVAL;
-		}
-		dir = keep_str(cfg, p, (size_t)(q - p));
-		if (!dir || push_dir(&cfg->optlowers, &cfg->noptlowers, dir) < 0)
-			return -ENOMEM;
-		if (q == end)
-			return 0;
-		p = q + 1;
-	}
-}
-
-/* --upper, upperdir=, --work, workdir=: each names one directory once. */
-static int set_dir(struct pfs_config *cfg, const char **slot, const char *v, const char *what,
-		   char *err, size_t errlen)
-{
-	if (!v || !*v) {
-		seterr(err, errlen, "%s needs a directory", what);
-		return -EINVAL;
-	}
-	if (*slot) {
-		seterr(err, errlen, "the %s directory is given twice (%s and %s)",
-		       slot == &cfg->upper ? "upper" : "work", *slot, v);
-		return -EINVAL;
-	}
-	*slot = v;
-	if (slot != &cfg->upper && !cfg->layer_opt)
-		cfg->layer_opt = what;
 	return 0;
 }
 
@@ -379,8 +270,8 @@ const char *pfs_whiteout_name(enum pfs_whiteout w)
 	return (unsigned)w < PFS_ARRAY_SIZE(whiteout_names) ? whiteout_names[w] : "?";
 }
 
-static int set_whiteout(struct pfs_config *cfg, const char *v, const char *what, char *err,
-			size_t errlen)
+int pfs_cli_set_whiteout(struct pfs_config *cfg, const char *v, const char *what, char *err,
+			 size_t errlen)
 {
 	for (size_t i = 0; v && i < PFS_ARRAY_SIZE(whiteout_names); i++) {
 		if (strcmp(v, whiteout_names[i]) == 0) {
@@ -390,197 +281,13 @@ static int set_whiteout(struct pfs_config *cfg, const char *v, const char *what,
 			return 0;
 		}
 	}
-	seterr(err, errlen, "%s must be auto, chardev or file, not '%s'", what, v ? v : "");
+	pfs_cli_seterr(err, errlen, "%s must be auto, chardev or file, not '%s'", what, v ? v : "");
 	return -EINVAL;
 }
 
-static int set_action(struct pfs_config *cfg, const char *v, const char *what, char *err,
-		      size_t errlen)
-{
-	if (pfs_action_parse(v, &cfg->action) < 0) {
-		seterr(err, errlen, "%s must be preserve, discard, commit or commit-atomic, not '%s'",
-		       what, v ? v : "");
-		return -EINVAL;
-	}
-	if (!cfg->layer_opt)
-		cfg->layer_opt = what;
-	return 0;
-}
-
-/* Options mount(8), mount.fuse3 and fstab lines carry that mean nothing to
- * a FUSE mount: accepted and dropped. Most steer mount(8) itself. The
- * access time flags (relatime is also the kernel's default) cannot matter:
- * FUSE marks its inodes S_NOATIME, so the kernel never updates an access
- * time on the mount; SOURCE's filesystem does, under its own flags.
- * libfuse 3.14 knows none of these by name. */
-static bool mount8_only(const char *p, size_t n)
-{
-	static const char *const names[] = {"defaults", "auto", "noauto", "nofail", "user",
-					    "nouser", "users", "owner", "group", "_netdev",
-					    "relatime", "norelatime", "strictatime", "nostrictatime",
-					    "diratime", "nodiratime", "lazytime", "nolazytime"};
-
-	for (size_t i = 0; i < PFS_ARRAY_SIZE(names); i++)
-		if (item_is(p, n, names[i]))
-			return true;
-	return (n >= 2 && strncmp(p, "x-", 2) == 0) || item_val(p, n, "comment");
-}
-
-/* One -o item. The layer options are ours, in the kernel overlayfs
- * spelling, and never reach libfuse. */
-static int add_fuse_opt(struct pfs_config *cfg, const char *p, size_t n, char *err,
-			size_t errlen)
-{
-	const char *v;
-	char *val = NULL;
-
-	if ((v = item_val(p, n, "lowerdir")))
-		return add_lowerdir(cfg, v, n - (size_t)(v - p), err, errlen);
-	if ((v = item_val(p, n, "upperdir")) || (v = item_val(p, n, "workdir")) ||
-	    (v = item_val(p, n, "whiteout")) || (v = item_val(p, n, "on_unmount"))) {
-		val = keep_str(cfg, v, n - (size_t)(v - p));
-		if (!val)
-			return -ENOMEM;
-		switch (p[0]) {
-		case 'u':
-			cfg->upper_from_opt = true;
-			return set_dir(cfg, &cfg->upper, val, "upperdir=", err, errlen);
-		case 'w':
-			if (p[1] == 'o')
-				return set_dir(cfg, &cfg->work, val, "workdir=", err, errlen);
-			return set_whiteout(cfg, val, "whiteout=", err, errlen);
-		default:
-			return set_action(cfg, val, "on_unmount=", err, errlen);
-		}
-	}
-	if (mount8_only(p, n))
-		return 0;
-	if (item_is(p, n, "default_permissions")) {
-		cfg->default_permissions = true; /* passed on by the daemon */
-		return 0;
-	}
-	if (item_is(p, n, "nodefault_permissions")) {
-		cfg->default_permissions = false;
-		return 0;
-	}
-	if (item_is(p, n, "nosymfollow") || item_is(p, n, "symfollow")) {
-		/* libfuse 3.14 cannot pass it: the daemon sets it on the mount */
-		cfg->nosymfollow = p[0] == 'n';
-		return 0;
-	}
-	if (item_is(p, n, "debug")) {
-		/* As libfuse's own -o debug: the trace needs a terminal's stderr */
-		cfg->debug = true;
-		cfg->foreground = true;
-	}
-	if (item_is(p, n, "allow_other"))
-		cfg->allow_other = true;
-	else if (item_is(p, n, "ro"))
-		cfg->mount_ro = true;
-	else if (item_is(p, n, "rw"))
-		cfg->mount_ro = false;
-	return append_opt(cfg, p, n);
-}
-
-int pfs_cli_add_fuse_opts(struct pfs_config *cfg, const char *opts, char *err, size_t errlen)
-{
-	const char *p = opts, *end = opts + strlen(opts);
-
-	if (!*opts) {
-		seterr(err, errlen, "empty -o option");
-		return -EINVAL;
-	}
-	while (p < end) {
-		const char *q = scan_to(p, end, ',');
-		int ret;
-
-		if (q == p || (q + 1 == end && *q == ',')) {
-			seterr(err, errlen, "empty item in -o option list '%s'", opts);
-			return -EINVAL;
-		}
-		ret = add_fuse_opt(cfg, p, (size_t)(q - p), err, errlen);
-		if (ret < 0)
-			return ret;
-		p = q < end ? q + 1 : q;
-	}
-	return 0;
-}
-
-/* SOURCE given with lowerdir=: a label ("none", as mount(8) lines have it,
- * or any word without a '/'), or the same directory as lowerdir's first. */
-static bool same_dir_name(const char *a, const char *b)
-{
-	size_t na = strlen(a), nb = strlen(b);
-
-	while (na > 1 && a[na - 1] == '/')
-		na--;
-	while (nb > 1 && b[nb - 1] == '/')
-		nb--;
-	return na == nb && strncmp(a, b, na) == 0;
-}
-
-/* After all arguments: fold lowerdir= into SOURCE and the lowers, and
- * check that the layer options come with an upper. */
-static int finish_layers(struct pfs_config *cfg, char *err, size_t errlen)
-{
-	if (cfg->noptlowers) {
-		const char *src = cfg->source;
-
-		if (cfg->nlowers) {
-			seterr(err, errlen, "give the lower layers with --lower or with lowerdir=, "
-			       "not both");
-			return -EINVAL;
-		}
-		if (src && (strchr(src, '/') || strcmp(src, ".") == 0 || strcmp(src, "..") == 0) &&
-		    !same_dir_name(src, cfg->optlowers[0])) {
-			seterr(err, errlen, "SOURCE %s is not lowerdir's first directory %s "
-			       "(with lowerdir=, give none as SOURCE)", src, cfg->optlowers[0]);
-			return -EINVAL;
-		}
-		cfg->source = cfg->optlowers[0];
-		for (size_t i = 1; i < cfg->noptlowers; i++)
-			if (push_dir(&cfg->lowers, &cfg->nlowers, cfg->optlowers[i]) < 0)
-				return -ENOMEM;
-	}
-	if (cfg->upper_from_opt && !cfg->noptlowers && !cfg->nlowers && cfg->source &&
-	    strcmp(cfg->source, "none") == 0) {
-		seterr(err, errlen, "upperdir= needs lowerdir= (the layers below it; or a SOURCE "
-		       "directory instead of none)");
-		return -EINVAL;
-	}
-	if (!cfg->upper) {
-		if (cfg->layer_opt) {
-			seterr(err, errlen, "%s needs an upper directory (--upper DIR or upperdir=DIR)",
-			       cfg->layer_opt);
-			return -EINVAL;
-		}
-		return 0;
-	}
-	if (cfg->read_only || cfg->mount_ro) {
-		seterr(err, errlen, "%s cannot be used with an upper directory: the upper is "
-		       "where changes go (mount without --upper for a read-only view)",
-		       cfg->read_only ? "--read-only" : "-o ro");
-		return -EINVAL;
-	}
-	if (cfg->action == PFS_ACT_NONE)
-		cfg->action = PFS_ACT_PRESERVE;
-	return 0;
-}
-
 /* --name=value or --name value; returns the value or NULL. */
-/* "auto", "on", "off" -> 0, 1, 2 (the order of both tri-state enums), or -1. */
-static int auto_on_off(const char *v)
-{
-	static const char *const words[] = {"auto", "on", "off"};
-
-	for (int k = 0; v && k < 3; k++)
-		if (strcmp(v, words[k]) == 0)
-			return k;
-	return -1;
-}
-
-static const char *optval(int argc, char **argv, int *i, const char *arg, const char *name,
-			  bool *matched)
+const char *pfs_cli_optval(int argc, char **argv, int *i, const char *arg, const char *name,
+			   bool *matched)
 {
 	size_t n = strlen(name);
 
@@ -599,183 +306,6 @@ static const char *optval(int argc, char **argv, int *i, const char *arg, const 
 	return argv[++*i];
 }
 
-/* compat: PassthroughFS's spelling, --mountpoint M --target T --mapping_file F,
- * instead of positional SOURCE MOUNTPOINT. */
-static int parse_mount(int argc, char **argv, int start, bool compat, struct pfs_config *cfg,
-		       char *err, size_t errlen)
-{
-	const char *pos[2];
-	int npos = 0;
-	bool dashdash = false;
-
-	for (int i = start; i < argc; i++) {
-		const char *a = argv[i], *v;
-		bool m;
-		int ret;
-
-		if (dashdash || a[0] != '-' || a[1] == '\0') {
-			if (npos == 2 || compat) {
-				seterr(err, errlen, "unexpected argument '%s'", a);
-				return -EINVAL;
-			}
-			pos[npos++] = a;
-			continue;
-		}
-		if (strcmp(a, "--") == 0) {
-			dashdash = true;
-		} else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-			cfg->cmd = PFS_CMD_MOUNT_HELP;
-			cfg->usage = pfs_mount_usage;
-			return 0;
-		} else if (strcmp(a, "-f") == 0 || strcmp(a, "--foreground") == 0) {
-			cfg->foreground = true;
-		} else if (strcmp(a, "-d") == 0 || strcmp(a, "--debug") == 0) {
-			ret = pfs_cli_add_fuse_opts(cfg, "debug", err, errlen);
-			if (ret < 0)
-				return ret;
-		} else if (strcmp(a, "--read-only") == 0) {
-			cfg->read_only = true;
-		} else if (strcmp(a, "--volatile") == 0) {
-			cfg->volatile_source = true;
-		} else if (strcmp(a, "--no-default-permissions") == 0) {
-			cfg->default_permissions = false;
-		} else if (strncmp(a, "-o", 2) == 0) {
-			v = a[2] ? a + 2 : (i + 1 < argc ? argv[++i] : NULL);
-			if (!v) {
-				seterr(err, errlen, "option -o needs a value");
-				return -EINVAL;
-			}
-			ret = pfs_cli_add_fuse_opts(cfg, v, err, errlen);
-			if (ret < 0)
-				return ret;
-		} else if ((v = optval(argc, argv, &i, a, "--log-format", &m)) || m) {
-			if (v && strcmp(v, "text") == 0) {
-				cfg->log_format = PFS_LOG_TEXT;
-			} else if (v && strcmp(v, "json") == 0) {
-				cfg->log_format = PFS_LOG_JSON;
-			} else {
-				seterr(err, errlen, "--log-format must be text or json, not '%s'",
-				       v ? v : "");
-				return -EINVAL;
-			}
-		} else if ((v = optval(argc, argv, &i, a, "--passthrough", &m)) || m) {
-			int t = auto_on_off(v);
-
-			if (t < 0) {
-				seterr(err, errlen, "--passthrough must be auto, on or off, not '%s'",
-				       v ? v : "");
-				return -EINVAL;
-			}
-			cfg->passthrough = (enum pfs_passthrough)t;
-		} else if ((v = optval(argc, argv, &i, a, "--uring", &m)) || m) {
-			int t = auto_on_off(v);
-
-			if (t < 0) {
-				seterr(err, errlen, "--uring must be auto, on or off, not '%s'",
-				       v ? v : "");
-				return -EINVAL;
-			}
-			cfg->uring = (enum pfs_uring_opt)t;
-		} else if ((v = optval(argc, argv, &i, a, "--log", &m)) || m) {
-			if (!v || !*v) {
-				seterr(err, errlen, "--log needs a file name or -");
-				return -EINVAL;
-			}
-			cfg->log_path = v;
-		} else if ((v = optval(argc, argv, &i, a, "--timeout", &m)) || m) {
-			if (pfs_parse_seconds(v, &cfg->timeout) < 0) {
-				seterr(err, errlen, "--timeout needs a number of seconds, not '%s'",
-				       v ? v : "");
-				return -EINVAL;
-			}
-		} else if ((v = optval(argc, argv, &i, a, "--map-max", &m)) || m) {
-			if (pfs_parse_size(v, &cfg->map_max) < 0 || cfg->map_max == 0) {
-				seterr(err, errlen, "--map-max needs a size in bytes (K, M, G allowed), not '%s'",
-				       v ? v : "");
-				return -EINVAL;
-			}
-		} else if ((v = optval(argc, argv, &i, a, "--map", &m)) || m ||
-			   (v = optval(argc, argv, &i, a, "--mapping_file", &m)) || m ||
-			   (v = optval(argc, argv, &i, a, "--mapping-file", &m)) || m) {
-			if (!v || !*v) {
-				seterr(err, errlen, "%s needs a file name", a);
-				return -EINVAL;
-			}
-			cfg->map_path = v;
-		} else if (compat && (((v = optval(argc, argv, &i, a, "--mountpoint", &m)) || m) ||
-				      ((v = optval(argc, argv, &i, a, "--target", &m)) || m))) {
-			bool is_mnt = strncmp(a, "--mountpoint", 12) == 0;
-
-			if (!v || !*v) {
-				seterr(err, errlen, "%s needs a directory", is_mnt ? "--mountpoint" : "--target");
-				return -EINVAL;
-			}
-			if (is_mnt)
-				cfg->mountpoint = v;
-			else
-				cfg->source = v;
-		} else if ((v = optval(argc, argv, &i, a, "--upper", &m)) || m) {
-			ret = set_dir(cfg, &cfg->upper, v, "--upper", err, errlen);
-			if (ret < 0)
-				return ret;
-		} else if ((v = optval(argc, argv, &i, a, "--work", &m)) || m) {
-			ret = set_dir(cfg, &cfg->work, v, "--work", err, errlen);
-			if (ret < 0)
-				return ret;
-		} else if ((v = optval(argc, argv, &i, a, "--lower", &m)) || m) {
-			if (!v || !*v) {
-				seterr(err, errlen, "--lower needs a directory");
-				return -EINVAL;
-			}
-			if (push_dir(&cfg->lowers, &cfg->nlowers, v) < 0)
-				return -ENOMEM;
-			if (!cfg->layer_opt)
-				cfg->layer_opt = "--lower";
-		} else if ((v = optval(argc, argv, &i, a, "--whiteout", &m)) || m) {
-			ret = set_whiteout(cfg, v, "--whiteout", err, errlen);
-			if (ret < 0)
-				return ret;
-		} else if ((v = optval(argc, argv, &i, a, "--on-unmount", &m)) || m) {
-			ret = set_action(cfg, v, "--on-unmount", err, errlen);
-			if (ret < 0)
-				return ret;
-		} else if ((v = optval(argc, argv, &i, a, "--threads", &m)) || m) {
-			if (pfs_parse_long(v, 1, 1024, &cfg->threads) < 0) {
-				seterr(err, errlen, "--threads needs a number from 1 to 1024, not '%s'",
-				       v ? v : "");
-				return -EINVAL;
-			}
-		} else if ((v = optval(argc, argv, &i, a, "--node-fds", &m)) || m) {
-			if (pfs_parse_long(v, 16, 1L << 30, &cfg->node_fds) < 0) {
-				seterr(err, errlen, "--node-fds needs a number from 16 to %ld, not '%s'",
-				       1L << 30, v ? v : "");
-				return -EINVAL;
-			}
-		} else {
-			seterr(err, errlen, "unknown option '%s' (see prismfs mount --help)", a);
-			return -EINVAL;
-		}
-	}
-	if (compat) {
-		if (!cfg->mountpoint || !cfg->source) {
-			seterr(err, errlen, "missing %s (usage: prismfs --mountpoint MOUNTPOINT --target SOURCE [--mapping_file FILE])",
-			       cfg->mountpoint ? "--target" : "--mountpoint");
-			return -EINVAL;
-		}
-		cfg->foreground = true; /* PassthroughFS ran in the foreground */
-	} else if (npos < 2) {
-		seterr(err, errlen, npos ? "missing MOUNTPOINT (usage: prismfs mount SOURCE MOUNTPOINT)"
-					 : "missing SOURCE and MOUNTPOINT (usage: prismfs mount SOURCE MOUNTPOINT)");
-		return -EINVAL;
-	} else {
-		cfg->source = pos[0];
-		cfg->mountpoint = pos[1];
-	}
-	if (cfg->volatile_source)
-		cfg->timeout = 0;
-	return finish_layers(cfg, err, errlen);
-}
-
 static int parse_target(int argc, char **argv, int start, struct pfs_config *cfg, char *err,
 			size_t errlen, const char *cmd)
 {
@@ -786,10 +316,10 @@ static int parse_target(int argc, char **argv, int start, struct pfs_config *cfg
 		if (strcmp(a, "--json") == 0 && cfg->cmd == PFS_CMD_STATUS) {
 			cfg->json = true;
 		} else if (cfg->cmd == PFS_CMD_UNMOUNT &&
-			   ((v = optval(argc, argv, &i, a, "--action", &m)) || m)) {
+			   ((v = pfs_cli_optval(argc, argv, &i, a, "--action", &m)) || m)) {
 			if (pfs_action_parse(v, &cfg->action) < 0) {
-				seterr(err, errlen, "--action must be preserve, discard, commit or "
-				       "commit-atomic, not '%s'", v ? v : "");
+				pfs_cli_seterr(err, errlen, "--action must be preserve, discard, "
+					       "commit or commit-atomic, not '%s'", v ? v : "");
 				return -EINVAL;
 			}
 		} else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
@@ -799,18 +329,19 @@ static int parse_target(int argc, char **argv, int start, struct pfs_config *cfg
 			cfg->usage = st ? pfs_status_usage : pfs_unmount_usage;
 			return 0;
 		} else if (a[0] == '-' && a[1]) {
-			seterr(err, errlen, "unknown option '%s' for %s (see prismfs %s --help)", a,
-			       cmd, cmd);
+			pfs_cli_seterr(err, errlen, "unknown option '%s' for %s (see prismfs %s "
+				       "--help)", a, cmd, cmd);
 			return -EINVAL;
 		} else if (cfg->mountpoint) {
-			seterr(err, errlen, "unexpected argument '%s'", a);
+			pfs_cli_seterr(err, errlen, "unexpected argument '%s'", a);
 			return -EINVAL;
 		} else {
 			cfg->mountpoint = a;
 		}
 	}
 	if (!cfg->mountpoint) {
-		seterr(err, errlen, "missing MOUNTPOINT (usage: prismfs %s MOUNTPOINT)", cmd);
+		pfs_cli_seterr(err, errlen, "missing MOUNTPOINT (usage: prismfs %s MOUNTPOINT)",
+			       cmd);
 		return -EINVAL;
 	}
 	return 0;
@@ -835,59 +366,60 @@ static int parse_layers(int argc, char **argv, int start, struct pfs_config *cfg
 			cfg->atomic = true;
 			continue;
 		} else if ((commit || discard) &&
-			   ((v = optval(argc, argv, &i, a, "--upper", &m)) || m)) {
+			   ((v = pfs_cli_optval(argc, argv, &i, a, "--upper", &m)) || m)) {
 			slot = &cfg->upper;
 			name = "--upper";
 		} else if ((commit || recover) &&
-			   ((v = optval(argc, argv, &i, a, "--lower", &m)) || m)) {
+			   ((v = pfs_cli_optval(argc, argv, &i, a, "--lower", &m)) || m)) {
 			/* commit: the first is the top lower, the others are
 			 * the lowers below it, as stacked at mount */
 			if (commit && cfg->lower && v && *v) {
-				if (push_dir(&cfg->lowers, &cfg->nlowers, v) < 0) {
-					seterr(err, errlen, "out of memory");
+				if (pfs_cli_push_dir(&cfg->lowers, &cfg->nlowers, v) < 0) {
+					pfs_cli_seterr(err, errlen, "out of memory");
 					return -ENOMEM;
 				}
 				continue;
 			}
 			slot = &cfg->lower;
 			name = "--lower";
-		} else if (commit && ((v = optval(argc, argv, &i, a, "--whiteout", &m)) || m)) {
-			int ret = set_whiteout(cfg, v, "--whiteout", err, errlen);
+		} else if (commit &&
+			   ((v = pfs_cli_optval(argc, argv, &i, a, "--whiteout", &m)) || m)) {
+			int ret = pfs_cli_set_whiteout(cfg, v, "--whiteout", err, errlen);
 
 			if (ret < 0)
 				return ret;
 			continue;
 		} else if ((commit || discard) &&
-			   ((v = optval(argc, argv, &i, a, "--work", &m)) || m)) {
+			   ((v = pfs_cli_optval(argc, argv, &i, a, "--work", &m)) || m)) {
 			slot = &cfg->work;
 			name = "--work";
 		} else if (a[0] == '-' && a[1]) {
-			seterr(err, errlen, "unknown option '%s' for %s (see prismfs %s --help)", a,
-			       cmd, cmd);
+			pfs_cli_seterr(err, errlen, "unknown option '%s' for %s (see prismfs %s "
+				       "--help)", a, cmd, cmd);
 			return -EINVAL;
 		} else {
-			seterr(err, errlen,
-			       "unexpected argument '%s' (prismfs %s takes named options)", a, cmd);
+			pfs_cli_seterr(err, errlen, "unexpected argument '%s' (prismfs %s takes "
+				       "named options)", a, cmd);
 			return -EINVAL;
 		}
 		if (!v || !*v) {
-			seterr(err, errlen, "%s needs a directory", name);
+			pfs_cli_seterr(err, errlen, "%s needs a directory", name);
 			return -EINVAL;
 		}
 		if (*slot) {
-			seterr(err, errlen, "%s given twice", name);
+			pfs_cli_seterr(err, errlen, "%s given twice", name);
 			return -EINVAL;
 		}
 		*slot = v;
 	}
 	if ((commit || discard) && !cfg->upper) {
-		seterr(err, errlen, "missing --upper (usage: prismfs %s --upper U%s)", cmd,
-		       commit ? " --lower L" : "");
+		pfs_cli_seterr(err, errlen, "missing --upper (usage: prismfs %s --upper U%s)", cmd,
+			       commit ? " --lower L" : "");
 		return -EINVAL;
 	}
 	if ((commit || recover) && !cfg->lower) {
-		seterr(err, errlen, "missing --lower (usage: prismfs %s%s --lower L)", cmd,
-		       commit ? " --upper U" : "");
+		pfs_cli_seterr(err, errlen, "missing --lower (usage: prismfs %s%s --lower L)", cmd,
+			       commit ? " --upper U" : "");
 		return -EINVAL;
 	}
 	return 0;
@@ -916,8 +448,8 @@ static int parse_help(int argc, char **argv, struct pfs_config *cfg, char *err, 
 	if (argc < 3)
 		return 0;
 	if (argc > 3) {
-		seterr(err, errlen, "unexpected argument '%s' (usage: prismfs help [COMMAND])",
-		       argv[3]);
+		pfs_cli_seterr(err, errlen, "unexpected argument '%s' (usage: prismfs help "
+			       "[COMMAND])", argv[3]);
 		return -EINVAL;
 	}
 	for (size_t i = 0; i < PFS_ARRAY_SIZE(topics); i++) {
@@ -927,7 +459,7 @@ static int parse_help(int argc, char **argv, struct pfs_config *cfg, char *err, 
 			return 0;
 		}
 	}
-	seterr(err, errlen, "unknown command '%s' (see prismfs --help)", argv[2]);
+	pfs_cli_seterr(err, errlen, "unknown command '%s' (see prismfs --help)", argv[2]);
 	return -EINVAL;
 }
 
@@ -959,7 +491,7 @@ int pfs_cli_parse(int argc, char **argv, struct pfs_config *cfg, char *err, size
 	cfg->map_max = PFS_DEFAULT_MAP_MAX;
 	err[0] = '\0';
 	if (argc < 2) {
-		seterr(err, errlen, "missing command (see prismfs --help)");
+		pfs_cli_seterr(err, errlen, "missing command (see prismfs --help)");
 		return -EINVAL;
 	}
 	c = argv[1];
@@ -976,7 +508,7 @@ int pfs_cli_parse(int argc, char **argv, struct pfs_config *cfg, char *err, size
 	}
 	if (strcmp(c, "mount") == 0) {
 		cfg->cmd = PFS_CMD_MOUNT;
-		return parse_mount(argc, argv, 2, false, cfg, err, errlen);
+		return pfs_cli_parse_mount(argc, argv, 2, false, cfg, err, errlen);
 	}
 	if (strcmp(c, "unmount") == 0 || strcmp(c, "umount") == 0) {
 		cfg->cmd = PFS_CMD_UNMOUNT;
@@ -997,15 +529,15 @@ int pfs_cli_parse(int argc, char **argv, struct pfs_config *cfg, char *err, size
 		if (!source_by_form(argc, argv))
 			cfg->maybe_cmd = c;
 		cfg->cmd = PFS_CMD_MOUNT;
-		return parse_mount(argc, argv, 1, false, cfg, err, errlen);
+		return pfs_cli_parse_mount(argc, argv, 1, false, cfg, err, errlen);
 	}
 	for (int i = 1; i < argc; i++) {
 		if (strncmp(argv[i], "--mountpoint", 12) == 0 || strncmp(argv[i], "--target", 8) == 0) {
 			cfg->cmd = PFS_CMD_MOUNT;
-			return parse_mount(argc, argv, 1, true, cfg, err, errlen);
+			return pfs_cli_parse_mount(argc, argv, 1, true, cfg, err, errlen);
 		}
 	}
-	seterr(err, errlen, "unknown option '%s' (see prismfs --help)", c);
+	pfs_cli_seterr(err, errlen, "unknown option '%s' (see prismfs --help)", c);
 	return -EINVAL;
 }
 

@@ -1,0 +1,36 @@
+/* cli_parse: what the two halves of the parser share — cli.c (the
+ * commands and their dispatch) and cli_mount.c (mount's options, -o and
+ * the layer options). Private to them; pure like them. */
+#ifndef PFS_CLI_PARSE_H
+#define PFS_CLI_PARSE_H
+
+#include "cli/cli.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* The one-line reason for bad usage, into err. */
+void pfs_cli_seterr(char *err, size_t len, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Append dir to the array *arr of *n; 0 or -ENOMEM. */
+int pfs_cli_push_dir(const char ***arr, size_t *n, const char *dir);
+
+/* arg is --name=value or --name (value in the next argument, *i moved
+ * past it): the value, or NULL if it is missing. *matched says whether
+ * arg is name's at all. */
+const char *pfs_cli_optval(int argc, char **argv, int *i, const char *arg, const char *name,
+			   bool *matched);
+
+/* --whiteout, whiteout=: the form named v (what: the option, for the
+ * reason). 0 or -EINVAL. */
+int pfs_cli_set_whiteout(struct pfs_config *cfg, const char *v, const char *what, char *err,
+			 size_t errlen);
+
+/* mount's arguments from argv[start]; compat: PassthroughFS's spelling,
+ * --mountpoint M --target T --mapping_file F, instead of positional
+ * SOURCE MOUNTPOINT. 0 or -EINVAL/-ENOMEM, as pfs_cli_parse. */
+int pfs_cli_parse_mount(int argc, char **argv, int start, bool compat, struct pfs_config *cfg,
+			char *err, size_t errlen);
+
+#endif
