@@ -1,5 +1,6 @@
-/* daemon: the life of a mount — check, mount, serve, unmount, finish — and
- * the client commands that talk to a running daemon. */
+/* daemon: the life of a mount — check, mount, serve, unmount, finish
+ * (daemon.c) — and the client commands that talk to a running daemon
+ * (client.c). */
 #ifndef PFS_DAEMON_H
 #define PFS_DAEMON_H
 
@@ -15,6 +16,7 @@ void pfs_daemon_init_done(struct pfs_fs *fs);
 
 /* Each returns the process exit status. */
 int pfs_cmd_mount(const struct pfs_config *cfg);
+/* client.c */
 int pfs_cmd_unmount(const struct pfs_config *cfg);
 int pfs_cmd_status(const struct pfs_config *cfg);
 
