@@ -43,4 +43,21 @@ if [ -z "$dest" ]; then
 		exit 1
 	fi
 fi
+
+# man prismfs: meson installed the pages under the program's prefix
+# (/usr/local/share/man, on man's default path; Debian's /usr/local/man links
+# to it), when the build made them (it needs scdoc, which setup.sh installs).
+if [ -f build/man/prismfs.1 ]; then
+	page=$dest/usr/local/share/man/man1/prismfs.1
+	[ -f "$page" ] || { echo "prismfs install: $page is missing after meson install" >&2; exit 1; }
+	if [ -z "$dest" ] && command -v man >/dev/null; then
+		found=$(man -w prismfs 2>/dev/null || true)
+		if [ -z "$found" ] || ! [ "$found" -ef "$page" ]; then
+			echo "prismfs install: man prismfs would show '${found:-nothing}', not $page" >&2
+			exit 1
+		fi
+	fi
+else
+	echo "prismfs install: no man pages (scdoc is not installed; scripts/setup.sh installs it)"
+fi
 echo "prismfs install: $bin ($("$bin" --version))"
