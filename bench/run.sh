@@ -12,6 +12,8 @@
 # The floor (fuse-floor, bench/fuse-floor.c) is a FUSE filesystem in memory:
 # prismfs's ratio over the floor's says how much of the gap is prismfs's own.
 # A last pass counts the FUSE requests per file of every workload.
+# A/B: with PRISMFS_BASE_BIN set, prismfs-X@base runs prismfs-X with that
+# binary, in the same rounds; a last table gives after/before per workload.
 # See bench/README.md for the workloads, the systems and the settings.
 set -euo pipefail
 export LC_ALL=C
@@ -53,6 +55,10 @@ BENCH_DIR=${BENCH_DIR:-/var/tmp/prismfs-bench}
 RESULTS_DIR=${RESULTS_DIR:-$SCRIPT_DIR/results}
 PRISMFS_BIN=${PRISMFS_BIN:-$REPO_ROOT/build/prismfs}
 PRISMFS_OPTS=${PRISMFS_OPTS:-}
+# A/B: another prismfs binary (the "before"). prismfs-X@base mounts like
+# prismfs-X, with this binary; it is named automatically after each prismfs
+# system in BENCH_SYSTEMS unless BENCH_SYSTEMS names an @base system itself.
+PRISMFS_BASE_BIN=${PRISMFS_BASE_BIN:-}
 # mergerfs 2.33: its "BASIC SETUP" (man mergerfs) plus the knobs its
 # PERFORMANCE section lists: page caching kept across opens while a file is
 # unchanged (auto-full), kernel writeback caching, long attribute/entry
@@ -114,12 +120,29 @@ for g in $BENCH_ONLY; do
 done
 want() { [[ -n ${WANT[$1]:-} ]]; }
 
+# prismfs-X@base: prismfs-X run with PRISMFS_BASE_BIN (A/B). Without an
+# @base system named, each prismfs system gets its @base right after it, so
+# that the two run next to each other in every round.
 SYSTEMS=()
+_auto_base=0
+if [[ -n $PRISMFS_BASE_BIN && " $BENCH_SYSTEMS " != *"@base "* ]]; then _auto_base=1; fi
 for s in $BENCH_SYSTEMS; do
-    [[ " $KNOWN_SYSTEMS " == *" $s "* ]] || die "unknown system '$s' in BENCH_SYSTEMS (systems: $KNOWN_SYSTEMS)"
+    if [[ $s == prismfs-*@base ]]; then
+        [[ " $KNOWN_SYSTEMS " == *" ${s%@base} "* ]] || die "unknown system '$s' in BENCH_SYSTEMS (@base goes with prismfs-pt, prismfs-nopt or prismfs-ovl)"
+        [[ -n $PRISMFS_BASE_BIN ]] || die "$s in BENCH_SYSTEMS needs PRISMFS_BASE_BIN=/path/to/the/other/prismfs"
+    else
+        [[ " $KNOWN_SYSTEMS " == *" $s "* ]] || die "unknown system '$s' in BENCH_SYSTEMS (systems: $KNOWN_SYSTEMS, prismfs-X@base)"
+    fi
     [[ " ${SYSTEMS[*]} " == *" $s "* ]] || SYSTEMS+=("$s")
+    if (( _auto_base )) && [[ $s == prismfs-* && " ${SYSTEMS[*]} " != *" $s@base "* ]]; then
+        SYSTEMS+=("$s@base")
+    fi
 done
 (( ${#SYSTEMS[@]} )) || die "BENCH_SYSTEMS is empty"
+variant() { printf '%s\n' "${1%@base}"; }     # prismfs-pt@base -> prismfs-pt
+prismfs_bin() {   # prismfs_bin SYSTEM: the binary that mounts it
+    if [[ $1 == *@base ]]; then printf '%s\n' "$PRISMFS_BASE_BIN"; else printf '%s\n' "$PRISMFS_BIN"; fi
+}
 
 # ------------------------------------------------------------ prerequisites --
 [[ $EUID -eq 0 ]] || die "must run as root (mounting, drop_caches)"
@@ -178,6 +201,10 @@ build_floor() {
 declare -A STATUS=()
 for s in "${SYSTEMS[@]}"; do
     case $s in
+        prismfs-*@base)
+            [[ -x $PRISMFS_BASE_BIN && ! -d $PRISMFS_BASE_BIN ]] || die "PRISMFS_BASE_BIN is not an executable file: $PRISMFS_BASE_BIN"
+            PRISMFS_BASE_BIN=$(cd -- "$(dirname -- "$PRISMFS_BASE_BIN")" && pwd -P)/$(basename -- "$PRISMFS_BASE_BIN")
+            STATUS[$s]=ok ;;
         prismfs-*)
             [[ -x $PRISMFS_BIN ]] || die "prismfs binary not found or not executable: $PRISMFS_BIN
   build it first (./scripts/build.sh) or set PRISMFS_BIN=/path/to/prismfs,
@@ -238,6 +265,7 @@ OVL=$FS_ROOT/ovl            # overlay upper and work dirs (same filesystem as $S
 CACHE=$FS_ROOT/cache        # prepared inputs, always read natively
 LOG=$BENCH_DIR/bench.log
 PIDFILE=$BENCH_DIR/daemon.pid
+BINFILE=$BENCH_DIR/daemon.bin          # the prismfs binary that mounted $MNT (A/B)
 FLOOR_COUNTS=$BENCH_DIR/floor-counts   # the floor's request counters (SIGUSR1)
 command -v fstrim >/dev/null 2>&1 || BENCH_FSTRIM=0
 
@@ -273,10 +301,12 @@ mounts_under() {  # every mount point at or below $1, deepest first
 }
 
 unmount_once() {  # one attempt, strongest-correct first; lazy only as last resort
-    local m=$1 fstype
+    local m=$1 fstype bin=$PRISMFS_BIN
     fstype=$(mount_field "$m" 3 || true)
-    if [[ $fstype == fuse.prismfs && -x $PRISMFS_BIN ]]; then
-        timeout --foreground 120 "$PRISMFS_BIN" unmount "$m" >>"$LOG" 2>&1 && return 0
+    # $MNT is unmounted by the binary that mounted it (A/B: maybe the base)
+    if [[ $m == "$MNT" && -s $BINFILE ]]; then bin=$(cat "$BINFILE" 2>/dev/null || echo "$PRISMFS_BIN"); fi
+    if [[ $fstype == fuse.prismfs && -x $bin ]]; then
+        timeout --foreground 120 "$bin" unmount "$m" >>"$LOG" 2>&1 && return 0
         warn "prismfs unmount $m failed; trying fusermount3/umount"
     fi
     if [[ $fstype == fuse* ]]; then
@@ -320,19 +350,19 @@ unmount_mnt() {   # unmount $MNT and wait for the daemon of the last mount
         unmount_path "$MNT" || { printf 'bench: error: %s is STILL MOUNTED; unmount it by hand\n' "$MNT" >&2; return 1; }
     fi
     wait_daemon_gone "$pid"
-    rm -f -- "$PIDFILE"
+    rm -f -- "$PIDFILE" "$BINFILE"
 }
 
 # The daemon of a FUSE system: the process named like the system whose
 # command line has $MNT as one of its arguments.
 find_daemon_pid() {   # find_daemon_pid SYSTEM
-    local comm pid="" p out
+    local comm pid="" p out bin=""
     case $1 in
-        prismfs-*) comm=prismfs ;;
+        prismfs-*) bin=$(prismfs_bin "$1"); comm=$(basename -- "$bin" | cut -c1-15) ;;
         fuse-overlayfs|bindfs|mergerfs|fuse-floor) comm=$1 ;;
         *) return 1 ;;
     esac
-    if [[ $comm == prismfs ]] && out=$("$PRISMFS_BIN" status --json "$MNT" 2>>"$LOG"); then
+    if [[ -n $bin ]] && out=$("$bin" status --json "$MNT" 2>>"$LOG"); then
         pid=$(printf '%s\n' "$out" | grep -o '"pid"[[:space:]]*:[[:space:]]*[0-9][0-9]*' | head -n1 | grep -o '[0-9]*$' || true)
     fi
     if [[ -z $pid ]]; then
@@ -359,11 +389,12 @@ CLK_TCK=$(getconf CLK_TCK 2>/dev/null || echo 100)
 # overlay is mounted the native runs write into $SRC/rw/native and
 # $SRC/rw/prime, which the overlay never looks up.
 mount_system() {  # mount_system SYSTEM (stdout/stderr to the log)
-    local s=$1
-    case $s in
-        prismfs-pt)   "$PRISMFS_BIN" mount --passthrough on  "${PRISMFS_OPTS_ARR[@]}" "${PRISMFS_LOG_ARR[@]}" "$SRC" "$MNT" ;;
-        prismfs-nopt) "$PRISMFS_BIN" mount --passthrough off "${PRISMFS_OPTS_ARR[@]}" "${PRISMFS_LOG_ARR[@]}" "$SRC" "$MNT" ;;
-        prismfs-ovl)  "$PRISMFS_BIN" mount --passthrough on --upper "$OVL/upper" --work "$OVL/work" "${PRISMFS_OPTS_ARR[@]}" "${PRISMFS_LOG_ARR[@]}" "$SRC" "$MNT" ;;
+    local s=$1 bin=$PRISMFS_BIN
+    [[ $s == *@base ]] && bin=$PRISMFS_BASE_BIN     # A/B: same options, the base binary
+    case ${s%@base} in
+        prismfs-pt)   "$bin" mount --passthrough on  "${PRISMFS_OPTS_ARR[@]}" "${PRISMFS_LOG_ARR[@]}" "$SRC" "$MNT" ;;
+        prismfs-nopt) "$bin" mount --passthrough off "${PRISMFS_OPTS_ARR[@]}" "${PRISMFS_LOG_ARR[@]}" "$SRC" "$MNT" ;;
+        prismfs-ovl)  "$bin" mount --passthrough on --upper "$OVL/upper" --work "$OVL/work" "${PRISMFS_OPTS_ARR[@]}" "${PRISMFS_LOG_ARR[@]}" "$SRC" "$MNT" ;;
         fuse-floor)   "$FLOOR_BIN" --counts "$FLOOR_COUNTS" "$MNT" ;;
         overlayfs)    mount -t overlay overlay -o "lowerdir=$SRC,upperdir=$OVL/upper,workdir=$OVL/work" "$MNT" ;;
         fuse-overlayfs) fuse-overlayfs -o "lowerdir=$SRC,upperdir=$OVL/upper,workdir=$OVL/work${FUSE_OVERLAYFS_OPTS:+,$FUSE_OVERLAYFS_OPTS}" "$MNT" ;;
@@ -381,8 +412,10 @@ expected_fstype() {
 }
 
 system_version() {
+    local bin
     case $1 in
-        prismfs-*)      "$PRISMFS_BIN" --version 2>/dev/null | head -n1 ;;
+        prismfs-*)      bin=$(prismfs_bin "$1")
+                        echo "$("$bin" --version 2>/dev/null | head -n1), $bin$(bin_tree "$bin")" ;;
         overlayfs|bind) echo "kernel $(uname -r)" ;;
         fuse-overlayfs) fuse-overlayfs --version 2>&1 | grep -m1 '^fuse-overlayfs' ;;
         bindfs)         bindfs --version 2>&1 | head -n1 ;;
@@ -390,8 +423,13 @@ system_version() {
         fuse-floor)     echo "bench/fuse-floor.c on libfuse $(pkg-config --modversion fuse3 2>/dev/null || echo '?'), $FLOOR_LOOP" ;;
     esac
 }
+bin_tree() {      # bin_tree BIN: " (tree at REV)" if BIN sits in a git work tree
+    local rev
+    rev=$("${GIT[@]}" -C "$(dirname -- "$1")" describe --always --dirty 2>/dev/null) || return 0
+    printf ' (its tree at %s)' "$rev"
+}
 system_options() {
-    case $1 in
+    case $(variant "$1") in
         prismfs-pt)     echo "--passthrough on --uring $BENCH_URING${PRISMFS_OPTS:+ $PRISMFS_OPTS}" ;;
         prismfs-nopt)   echo "--passthrough off --uring $BENCH_URING${PRISMFS_OPTS:+ $PRISMFS_OPTS}" ;;
         prismfs-ovl)    echo "--passthrough on --uring $BENCH_URING --upper ovl/upper --work ovl/work${PRISMFS_OPTS:+ $PRISMFS_OPTS}" ;;
@@ -720,8 +758,9 @@ populate_floor() {
 # mount_checked SYSTEM ROUND: mount SYSTEM at $MNT, check it is what it
 # should be, set DAEMON_PID (and the pid file the parent unmounts with).
 mount_checked() {
-    local s=$1 r=$2
-    timeout --foreground "$MOUNT_TIMEOUT" bash -c "$(declare -f mount_system); $(declare -p PRISMFS_BIN PRISMFS_OPTS_ARR PRISMFS_LOG_ARR BINDFS_OPTS_ARR SRC MNT OVL MERGERFS_OPTS FUSE_OVERLAYFS_OPTS FLOOR_BIN FLOOR_COUNTS); mount_system $s" \
+    local s=$1 r=$2 bin
+    [[ $s == prismfs-* ]] && prismfs_bin "$s" >"$BINFILE"     # status and unmount go through it
+    timeout --foreground "$MOUNT_TIMEOUT" bash -c "$(declare -f mount_system); $(declare -p PRISMFS_BIN PRISMFS_BASE_BIN PRISMFS_OPTS_ARR PRISMFS_LOG_ARR BINDFS_OPTS_ARR SRC MNT OVL MERGERFS_OPTS FUSE_OVERLAYFS_OPTS FLOOR_BIN FLOOR_COUNTS); mount_system $s" \
         >>"$LOG" 2>&1 {LOCKFD}>&- {ERRFD}>&- \
         || die "mounting $s failed (see $LOG)"
     is_mounted "$MNT" || die "mounting $s returned success but $MNT is not a mount point"
@@ -743,12 +782,13 @@ mount_checked() {
     fi
     if [[ $s == prismfs-* ]]; then
         local dp
-        dp=$("$PRISMFS_BIN" status --json "$MNT" 2>>"$LOG" | sed -n 's/.*"data_path"[[:space:]]*:[[:space:]]*"\([^"]*\)".*/\1/p' || true)
+        bin=$(prismfs_bin "$s")
+        dp=$("$bin" status --json "$MNT" 2>>"$LOG" | sed -n 's/.*"data_path"[[:space:]]*:[[:space:]]*"\([^"]*\)".*/\1/p' || true)
         say "$([[ $r == requests ]] && echo requests || echo "round $r/$ROUNDS"): $s data path: ${dp:-unknown}"
-        if [[ $s == prismfs-pt && $dp != *passthrough* ]]; then die "prismfs-pt is not using kernel passthrough (data path: ${dp:-unknown})"; fi
-        if [[ $s == prismfs-nopt && $dp == *"kernel passthrough"* ]]; then die "prismfs-nopt is using kernel passthrough"; fi
+        if [[ $(variant "$s") == prismfs-pt && $dp != *passthrough* ]]; then die "$s is not using kernel passthrough (data path: ${dp:-unknown})"; fi
+        if [[ $(variant "$s") == prismfs-nopt && $dp == *"kernel passthrough"* ]]; then die "$s is using kernel passthrough"; fi
         local rq
-        rq=$("$PRISMFS_BIN" status --json "$MNT" 2>>"$LOG" | sed -n 's/.*"requests"[[:space:]]*:[[:space:]]*"\([^"]*\)".*/\1/p' || true)
+        rq=$("$bin" status --json "$MNT" 2>>"$LOG" | sed -n 's/.*"requests"[[:space:]]*:[[:space:]]*"\([^"]*\)".*/\1/p' || true)
         if [[ $BENCH_URING == on && $rq != io_uring ]]; then die "$s is not taking requests over io_uring (requests: ${rq:-unknown})"; fi
     fi
 }
@@ -825,7 +865,7 @@ run_requests() {
 prepare_system() {   # fresh write areas for SYSTEM (nothing mounted)
     rm -rf -- "$SRC/rw/$1" "$OVL"
     mkdir -p -- "$SRC/rw/$1"
-    if [[ $1 == overlayfs || $1 == fuse-overlayfs || $1 == prismfs-ovl ]]; then mkdir -p -- "$OVL/upper" "$OVL/work"; fi
+    if [[ $1 == overlayfs || $1 == fuse-overlayfs || $(variant "$1") == prismfs-ovl ]]; then mkdir -p -- "$OVL/upper" "$OVL/work"; fi
     settle
 }
 
@@ -1041,7 +1081,7 @@ per_what() {
 # kind. prismfs's totals leave out what it is sent only because its op log
 # is on (see the note printed with the table).
 req_log_only() {  # req_log_only SYSTEM: the kinds its op log adds
-    case $1 in
+    case $(variant "$1") in
         prismfs-ovl) echo flush ;;      # a layered mount answers OPENDIR anyway
         prismfs-*)   echo flush opendir releasedir ;;
     esac
@@ -1065,6 +1105,23 @@ median_native() { # median native seconds of WORKLOAD over every system and roun
               printf "%.3f\n", (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2 }' "$CSV"
 }
 is_fuse_system() { [[ $1 != overlayfs && $1 != bind ]]; }
+# A/B: ab_cell AFTER BEFORE WORKLOAD prints "median min max n" of the
+# per-round after/before ratios (AFTER's ratio over BEFORE's in the same
+# round; >1 = AFTER faster), over the rounds where both ran; or "failed"/"-".
+ab_cell() {
+    awk -F, -v a="$1" -v b="$2" -v w="$3" '
+        NR > 1 && $3 == w && $4 == "ok" && $7 > 0 { if ($2 == a) ra[$1] = $7 + 0; else if ($2 == b) rb[$1] = $7 + 0 }
+        NR > 1 && ($2 == a || $2 == b) && $4 == "failed" { failed = 1 }
+        END {
+            for (r in ra) if (r in rb) { n++; v[n] = ra[r] / rb[r] }
+            if (!n) { print (failed ? "failed" : "-"); exit }
+            for (i = 2; i <= n; i++) { t = v[i]; for (j = i - 1; j >= 1 && v[j] > t; j--) v[j + 1] = v[j]; v[j + 1] = t }
+            printf "%.2f %.2f %.2f %d\n", (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2, v[1], v[n], n }' "$CSV"
+}
+AB_PAIRS=()       # prismfs-X whose prismfs-X@base ran too
+for s in "${SYSTEMS[@]}"; do
+    [[ $s == prismfs-* && $s != *@base && ${STATUS[$s]} == ok && ${STATUS[$s@base]:-} == ok ]] && AB_PAIRS+=("$s")
+done
 
 HAVE_PT=0; [[ " ${SYSTEMS[*]} " == *" prismfs-pt "* ]] && HAVE_PT=1
 {
@@ -1104,6 +1161,27 @@ HAVE_PT=0; [[ " ${SYSTEMS[*]} " == *" prismfs-pt "* ]] && HAVE_PT=1
     (( HAVE_PT )) && echo "✗ = prismfs-pt below its target."
     want randread && echo "Random read: fio, 4 KiB psync reads for ${RANDREAD_TIME} s; the ratio is of reads per second."
     echo "Daemon CPU: utime+stime of the FUSE daemon (/proc/PID/stat) from mount to just before unmount (all workloads, warm-ups and preparation), median over rounds; 'kernel' = no daemon."
+    if (( ${#AB_PAIRS[@]} )); then
+        echo
+        echo "A/B, after / before: prismfs-X ($PRISMFS_BIN) over prismfs-X@base ($PRISMFS_BASE_BIN). In each round, prismfs-X's ratio divided by prismfs-X@base's; the cell is the median over the rounds, >1 = faster now. Spread: the lowest and highest per-round value."
+        echo
+        hdr="| workload |"; sep="|---|"
+        for s in "${AB_PAIRS[@]}"; do hdr+=" $s / @base | spread |"; sep+="---:|---|"; done
+        echo "$hdr"; echo "$sep"
+        for id in "${ORDER[@]}"; do
+            row="| $(label "$id") |"
+            for s in "${AB_PAIRS[@]}"; do
+                read -r med lo hi nr <<<"$(ab_cell "$s" "$s@base" "$id")"
+                if [[ -z ${nr:-} ]]; then row+=" $med | |"; continue; fi
+                if (( nr < 2 )); then row+=" $med | (1 round) |"; continue; fi
+                mark=$(awk -v lo="$lo" -v hi="$hi" -v n="$nr" 'BEGIN { if (n >= 3 && hi < 1) print " ▼"; else if (n >= 3 && lo > 1) print " ▲" }')
+                row+=" $med | $lo–$hi$mark |"
+            done
+            echo "$row"
+        done
+        echo
+        echo "A difference within the rounds' spread is noise: when the spread includes 1.00, some round had the two the other way round. ▼ = slower in every round, ▲ = faster in every round, marked from 3 rounds on (that also happens by chance: for two equal binaries, in 2 × 0.5^ROUNDS of the rows, 25% at 3 rounds, 6% at 5; rerun such a row alone with more rounds). Both run in every round, in the rotated order; the native run before each gives it its ratio."
+    fi
     echo
     echo "Daemon CPU seconds during each timed run (median):"
     echo
@@ -1210,6 +1288,9 @@ if [[ $BENCH_SELFTEST == 1 ]]; then
     grep -Fq "| daemon CPU s, whole mount" "$MD" || bad+=("table-row:daemon-cpu")
     if [[ " ${RUNNABLE[*]} " == *" fuse-floor "* ]]; then
         grep -q '^Fraction of the floor' "$MD" || bad+=("table:fraction-of-floor")
+    fi
+    if (( ${#AB_PAIRS[@]} )); then
+        grep -q '^A/B, after / before' "$MD" || bad+=("table:a/b")
     fi
     for s in "${REQ_SYSTEMS[@]}"; do
         grep -q "^$s,create,create," "$REQ_CSV" || bad+=("requests:$s")
