@@ -15,8 +15,8 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
-#include "store/fcopy.h"
 #include "layers/layermap.h"
+#include "layers/ovlfmt.h"
 #include "store/meta.h"
 #include "store/rmtree.h"
 
@@ -25,17 +25,17 @@ void pfs_layer_tmpname(struct pfs_layers *L, char buf[32])
 	snprintf(buf, 32, "#pfs.%d.%lu", (int)getpid(), ++L->tmpseq);
 }
 
-/* The data of the regular file src (lstat st) into the new file dst. */
-static int copy_data(int dst, int src, const struct stat *st)
+/* The data of the regular file src (lstat st) into the new file dst:
+ * shared blocks where the filesystem can, else a copy. */
+static int copy_data(struct pfs_store *s, int dst, int src, const struct stat *st)
 {
-	int ret = pfs_fcopy_clone(dst, src);
+	int ret = pfs_st_copy(s, dst, src, st->st_size, true, NULL, NULL);
 
 	if (ret == 0)
 		return 0;
-	if (!pfs_fcopy_clone_unsupported(-ret) && ret != -EXDEV && ret != -EOPNOTSUPP &&
-	    ret != -EINVAL)
+	if (ret != -EXDEV && ret != -EOPNOTSUPP && ret != -EINVAL)
 		return ret;
-	return pfs_fcopy_data(dst, src, st->st_size, NULL, NULL);
+	return pfs_st_copy(s, dst, src, st->st_size, false, NULL, NULL);
 }
 
 /* Make a copy of the object `name` in the lower directory ldir (whose
@@ -43,49 +43,53 @@ static int copy_data(int dst, int src, const struct stat *st)
 static int make_copy(struct pfs_fs *fs, int ldir, const char *name, int obj,
 		     const struct stat *st, const char *tmp, bool no_data)
 {
+	struct pfs_store *s = fs->store;
 	int wd = fs->layers->work_fd, fd = -1, src = -1, ret = 0;
 	const char *op = NULL;
 
 	switch (st->st_mode & S_IFMT) {
 	case S_IFDIR:
-		if (mkdirat(wd, tmp, 0700) < 0)
-			return -errno;
+		ret = pfs_st_mkdir(s, wd, tmp, 0700);
+		if (ret < 0)
+			return ret;
 		break;
 	case S_IFREG: {
-		char p[32];
+		char p[24];
 
-		fd = openat(wd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		fd = pfs_st_openat(s, wd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 		if (fd < 0)
-			return -errno;
+			return fd;
 		if (!no_data && st->st_size > 0) {
-			snprintf(p, sizeof(p), "/proc/self/fd/%d", obj);
-			src = open(p, O_RDONLY | O_CLOEXEC);
-			ret = src < 0 ? -errno : copy_data(fd, src, st);
+			pfs_store_procname(obj, p);
+			src = pfs_st_openat(s, fs->proc_fd, p, O_RDONLY | O_CLOEXEC, 0);
+			ret = src < 0 ? src : copy_data(s, fd, src, st);
 		}
 		break;
 	}
 	case S_IFLNK: {
 		char target[PATH_MAX];
-		ssize_t l = readlinkat(obj, "", target, sizeof(target) - 1);
+		ssize_t l = pfs_st_readlink(s, obj, "", target, sizeof(target) - 1);
 
 		if (l < 0)
-			return -errno;
+			return (int)l;
 		target[l] = '\0';
-		if (symlinkat(target, wd, tmp) < 0)
-			return -errno;
+		ret = pfs_st_symlink(s, target, wd, tmp);
+		if (ret < 0)
+			return ret;
 		break;
 	}
 	default:
-		if (mknodat(wd, tmp, st->st_mode, st->st_rdev) < 0)
-			return -errno;
+		ret = pfs_st_mknod(s, wd, tmp, st->st_mode, st->st_rdev);
+		if (ret < 0)
+			return ret;
 	}
 	if (ret == 0)
-		ret = pfs_meta_copy(fs->store, fd >= 0 ? pfs_ref_fd(fd) : pfs_ref_at(wd, tmp),
+		ret = pfs_meta_copy(s, fd >= 0 ? pfs_ref_fd(fd) : pfs_ref_at(wd, tmp),
 				    pfs_ref_at(ldir, name), st, PFS_META_NO_PRIVATE, &op);
 	/* Durable before it is renamed into place: a crash must not leave an
 	 * upper file that hides the lower one with less than its data. */
-	if (ret == 0 && fd >= 0 && fsync(fd) < 0)
-		ret = -errno;
+	if (ret == 0 && fd >= 0)
+		ret = pfs_st_sync(s, fd, false);
 	if (src >= 0)
 		close(src);
 	if (fd >= 0)
@@ -145,19 +149,21 @@ int pfs_layer_node_name(struct pfs_fs *fs, struct pfs_node *n, int *dirfd, char 
  * view shows it (pfs_lmap_syn_attr), so the copy-up changes nothing seen. */
 static int make_synthetic(struct pfs_fs *fs, struct pfs_node *n, const char *tmp)
 {
-	int wd = fs->layers->work_fd, ret = 0;
+	struct pfs_store *s = fs->store;
+	int wd = fs->layers->work_fd, ret;
 	struct stat st;
 
 	pfs_lmap_syn_attr(fs, n->ino, &st);
-	if (mkdirat(wd, tmp, st.st_mode & 07777) < 0)
-		return -errno;
-	if (fchownat(wd, tmp, st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW) < 0 ||
-	    fchmodat(wd, tmp, st.st_mode & 07777, 0) < 0)
-		ret = -errno;
-	if (ret == 0)
-		ret = pfs_meta_times(fs->store, pfs_ref_at(wd, tmp), &st);
+	ret = pfs_st_mkdir(s, wd, tmp, st.st_mode & 07777);
 	if (ret < 0)
-		unlinkat(wd, tmp, AT_REMOVEDIR);
+		return ret;
+	ret = pfs_st_chown(s, pfs_ref_at(wd, tmp), st.st_uid, st.st_gid);
+	if (ret == 0)
+		ret = pfs_st_chmod(s, pfs_ref_at(wd, tmp), st.st_mode & 07777);
+	if (ret == 0)
+		ret = pfs_meta_times(s, pfs_ref_at(wd, tmp), &st);
+	if (ret < 0)
+		pfs_st_unlink(s, wd, tmp, AT_REMOVEDIR);
 	return ret;
 }
 
@@ -165,13 +171,14 @@ static int copy_up_one(struct pfs_fs *fs, struct pfs_node *n, struct pfs_node *p
 		       const char *name, bool no_data)
 {
 	struct pfs_layers *L = fs->layers;
+	struct pfs_store *s = fs->store;
 	/* Both pinned (their fds open) until the request ends. */
 	int pfd = pfs_node_fd(fs, parent), nfd = pfs_node_fd(fs, n);
 	int t = n->ln->top, ud, ldir, fd, ret;
 	bool syn = t == 1 && n->ln->syn, split;
 	const char *lname = name;
 	struct stat st, pst;
-	char tmp[32], pp[32];
+	char tmp[32];
 
 	if (pfd < 0 || nfd < 0)
 		return pfd < 0 ? pfd : nfd;
@@ -183,9 +190,11 @@ static int copy_up_one(struct pfs_fs *fs, struct pfs_node *n, struct pfs_node *p
 	}
 	if (ud < 0 || (ldir < 0 && !syn))
 		return -ESTALE;
-	if (fstatat(nfd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0 ||
-	    fstatat(ud, "", &pst, AT_EMPTY_PATH) < 0)
-		return -errno;
+	ret = pfs_st_stat(s, nfd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
+	if (ret == 0)
+		ret = pfs_st_stat(s, ud, "", &pst, AT_EMPTY_PATH);
+	if (ret < 0)
+		return ret;
 	/* A lower file with several links loses them in the upper (as on
 	 * overlayfs without index): the copy is a file of its own, with its
 	 * own number, and the other names keep the lower one. */
@@ -197,17 +206,16 @@ static int copy_up_one(struct pfs_fs *fs, struct pfs_node *n, struct pfs_node *p
 		return ret;
 	if (!S_ISDIR(st.st_mode) && !split)
 		pfs_layer_set_origin(fs, L->work_fd, tmp, t, n->dev, n->ino);
-	if (renameat2(L->work_fd, tmp, ud, name, RENAME_NOREPLACE) < 0) {
-		ret = -errno;
-		pfs_rmtree_at(fs->store, L->work_fd, tmp, NULL, 0);
+	ret = pfs_st_rename(s, L->work_fd, tmp, ud, name, RENAME_NOREPLACE);
+	if (ret < 0) {
+		pfs_rmtree_at(s, L->work_fd, tmp, NULL, 0);
 		return ret;
 	}
 	/* A copy-up is no change to the parent the view shows. */
-	snprintf(pp, sizeof(pp), "/proc/self/fd/%d", ud);
-	utimensat(AT_FDCWD, pp, (struct timespec[2]){pst.st_atim, pst.st_mtim}, 0);
-	fd = openat(ud, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	pfs_st_utimes(s, pfs_ref_at(ud, "."), (struct timespec[2]){pst.st_atim, pst.st_mtim});
+	fd = pfs_st_openat(s, ud, name, O_PATH | O_NOFOLLOW | O_CLOEXEC, 0);
 	if (fd < 0)
-		return -errno;
+		return fd;
 	if (pfs_node_moved_up(fs, n, fd) || split) {
 		pfs_node_retire(fs, n);
 		pfs_inval_entry(fs, parent, name);
@@ -266,15 +274,16 @@ static int wh_file_name(char buf[NAME_MAX + 8], const char *name)
 /* A whiteout device made as tmp in work. */
 static int make_wh_dev(struct pfs_fs *fs, const char *tmp)
 {
-	return mknodat(fs->layers->work_fd, tmp, S_IFCHR | 0, makedev(0, 0)) < 0 ? -errno : 0;
+	return pfs_st_mknod(fs->store, fs->layers->work_fd, tmp, S_IFCHR | 0, makedev(0, 0));
 }
 
 int pfs_layer_whiteout(struct pfs_fs *fs, int dirfd, const char *name)
 {
 	struct pfs_layers *L = fs->layers;
+	struct pfs_store *s = fs->store;
 	struct stat st;
 	char tmp[32], wh[NAME_MAX + 8];
-	bool exists = fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
+	bool exists = pfs_st_stat(s, dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
 	int ret;
 
 	if (L->wh_file) {
@@ -283,41 +292,35 @@ int pfs_layer_whiteout(struct pfs_fs *fs, int dirfd, const char *name)
 		ret = wh_file_name(wh, name);
 		if (ret < 0)
 			return ret;
-		fd = openat(dirfd, wh, O_WRONLY | O_CREAT | O_CLOEXEC, 0);
+		fd = pfs_st_openat(s, dirfd, wh, O_WRONLY | O_CREAT | O_CLOEXEC, 0);
 		if (fd < 0)
-			return -errno;
+			return fd;
 		close(fd);
 		if (exists && S_ISDIR(st.st_mode))
-			ret = pfs_rmtree_at(fs->store, dirfd, name, NULL, 0);
+			ret = pfs_rmtree_at(s, dirfd, name, NULL, 0);
 		else if (exists)
-			ret = unlinkat(dirfd, name, 0) < 0 ? -errno : 0;
+			ret = pfs_st_unlink(s, dirfd, name, 0);
 		if (ret < 0)
-			unlinkat(dirfd, wh, 0);
+			pfs_st_unlink(s, dirfd, wh, 0);
 		return ret;
 	}
 	/* Nothing there: making the device in place is atomic already. */
 	if (!exists)
-		return mknodat(dirfd, name, S_IFCHR | 0, makedev(0, 0)) < 0 ? -errno : 0;
+		return pfs_st_mknod(s, dirfd, name, S_IFCHR | 0, makedev(0, 0));
 	pfs_layer_tmpname(L, tmp);
 	ret = make_wh_dev(fs, tmp);
 	if (ret < 0)
 		return ret;
-	if (S_ISDIR(st.st_mode)) {
-		/* Swap in one step, then clear the old directory (whiteouts only)
-		 * out of sight in work. */
-		if (renameat2(L->work_fd, tmp, dirfd, name, RENAME_EXCHANGE) < 0) {
-			ret = -errno;
-			unlinkat(L->work_fd, tmp, 0);
-			return ret;
-		}
-		pfs_rmtree_at(fs->store, L->work_fd, tmp, NULL, 0);
-		return 0;
-	}
-	if (renameat(L->work_fd, tmp, dirfd, name) < 0) {
-		ret = -errno;
-		unlinkat(L->work_fd, tmp, 0);
+	/* A directory (whiteouts only) is swapped out in one step, then
+	 * cleared out of sight in work. */
+	ret = pfs_st_rename(s, L->work_fd, tmp, dirfd, name,
+			    S_ISDIR(st.st_mode) ? RENAME_EXCHANGE : 0);
+	if (ret < 0) {
+		pfs_st_unlink(s, L->work_fd, tmp, 0);
 		return ret;
 	}
+	if (S_ISDIR(st.st_mode))
+		pfs_rmtree_at(s, L->work_fd, tmp, NULL, 0);
 	return 0;
 }
 
@@ -335,12 +338,14 @@ int pfs_layer_set_opaque(struct pfs_fs *fs, int dirfd, const char *name)
 
 	if (ret == -EPERM || ret == -ENOTSUP || ret == -EOPNOTSUPP) {
 		/* No overlay xattrs here: the marker file says the same. */
-		int d = openat(dirfd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC), fd;
+		struct pfs_store *s = fs->store;
+		int d = pfs_st_openat(s, dirfd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC,
+				      0), fd;
 
 		if (d < 0)
-			return -errno;
-		fd = openat(d, ".wh..wh..opq", O_WRONLY | O_CREAT | O_CLOEXEC, 0);
-		ret = fd < 0 ? -errno : 0;
+			return d;
+		fd = pfs_st_openat(s, d, PFS_OVL_OPAQUE_MARKER, O_WRONLY | O_CREAT | O_CLOEXEC, 0);
+		ret = fd < 0 ? fd : 0;
 		if (fd >= 0)
 			close(fd);
 		close(d);

@@ -11,7 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/xattr.h>
 #include <unistd.h>
 
 static void seterr(char *err, size_t len, const char *fmt, ...)
@@ -64,7 +63,8 @@ int pfs_layers_recover(struct pfs_store *store, const char *source, const char *
 		seterr(err, errlen, "out of memory");
 		goto out;
 	}
-	if (lstat(journal, &st) < 0 && lstat(inplace, &st) < 0)
+	if (pfs_st_stat(store, AT_FDCWD, journal, &st, AT_SYMLINK_NOFOLLOW) < 0 &&
+	    pfs_st_stat(store, AT_FDCWD, inplace, &st, AT_SYMLINK_NOFOLLOW) < 0)
 		goto out;
 	ret = pfs_commit_recover(store, canon, &done, err, errlen);
 	if (ret < 0)
@@ -107,15 +107,16 @@ static int default_work(struct pfs_layer_paths *lp, const struct stat *ust, char
 		seterr(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
-	if (mkdir(lp->work, 0700) == 0) {
+	ret = pfs_st_mkdir(lp->store, AT_FDCWD, lp->work, 0700);
+	if (ret == 0) {
 		lp->work_made = true;
-	} else if (errno != EEXIST) {
-		ret = -errno;
+	} else if (ret != -EEXIST) {
 		seterr(err, errlen, "cannot make the work directory %s: %s (give --work DIR on "
 		       "the upper's filesystem)", lp->work, strerror(-ret));
 		return ret;
 	}
-	if (lstat(lp->work, &wst) < 0 || !S_ISDIR(wst.st_mode)) {
+	if (pfs_st_stat(lp->store, AT_FDCWD, lp->work, &wst, AT_SYMLINK_NOFOLLOW) < 0 ||
+	    !S_ISDIR(wst.st_mode)) {
 		seterr(err, errlen, "%s is in the way of the work directory: it is not a "
 		       "directory (give --work DIR)", lp->work);
 		return -ENOTDIR;
@@ -173,7 +174,7 @@ int pfs_layer_paths_get(struct pfs_layer_paths *lp, struct pfs_store *store,
 void pfs_layer_paths_abandon(struct pfs_layer_paths *lp)
 {
 	if (lp->work_made && lp->work)
-		rmdir(lp->work);
+		pfs_st_unlink(lp->store, AT_FDCWD, lp->work, AT_REMOVEDIR);
 	lp->work_made = false;
 }
 
@@ -190,8 +191,15 @@ void pfs_layer_paths_free(struct pfs_layer_paths *lp)
 void pfs_layers_record_lowers(const struct pfs_layer_paths *lp)
 {
 	static const char *const ns[] = {"trusted.overlay.", "user.overlay."};
+	struct pfs_store *s = lp->store;
+	/* The upper itself ("." of it): lp->upper is canonical, no symlink. */
+	int fd = pfs_st_openat(s, AT_FDCWD, lp->upper, O_PATH | O_DIRECTORY | O_CLOEXEC, 0);
+	struct pfs_ref up = pfs_ref_at(fd, ".");
 	char *val = NULL;
 	size_t len = 0;
+
+	if (fd < 0)
+		return; /* nothing could be written there either */
 
 	for (size_t i = 1; i < lp->nlowers; i++) {
 		size_t n = strlen(lp->lowers[i]) + 1;
@@ -212,17 +220,18 @@ void pfs_layers_record_lowers(const struct pfs_layer_paths *lp)
 
 		snprintf(x, sizeof(x), "%s%s", ns[i], PFS_OVL_LOWERS);
 		if (lp->nlowers < 2) {
-			removexattr(lp->upper, x);
+			pfs_st_removexattr(s, up, x);
 			continue;
 		}
 		/* Too long for the filesystem (or no memory): still say that
 		 * there are lowers below, so no commit forgets them. */
-		if ((!val || setxattr(lp->upper, x, val, len, 0) < 0) &&
-		    setxattr(lp->upper, x, "?", 1, 0) < 0)
+		if ((!val || pfs_st_setxattr(s, up, x, val, len, 0) < 0) &&
+		    pfs_st_setxattr(s, up, x, "?", 1, 0) < 0)
 			continue;
 		break;
 	}
 	free(val);
+	close(fd);
 }
 
 int pfs_layers_finalize(const struct pfs_layer_paths *lp, enum pfs_action action,

@@ -5,7 +5,7 @@
  * nothing of the layers below either), and a path with keys below it and
  * nothing in SOURCE is a synthetic directory. */
 #include "layers/layermap.h"
-#include "view/selfmnt.h"
+#include "layers/layer_int.h"
 #include "util/util.h"
 #include "store/walk.h"
 
@@ -133,7 +133,7 @@ struct pfs_node *pfs_lmap_held_child(struct pfs_fs *fs, struct pfs_node *parent,
 		return NULL;
 	}
 	if (pfs_lmap_source(fs, &d, name, &s) == 0 && !s.hidden && s.use && s.pl.dirfd >= 0 &&
-	    pfs_selfmnt_fstatat(fs, s.pl.dirfd, s.pl.name, &st, AT_SYMLINK_NOFOLLOW) == 0)
+	    pfs_layer_lstat_at(fs, s.pl.dirfd, s.pl.name, &st) == 0)
 		*exists = true;
 	pfs_lmap_source_put(&s);
 	if (pfs_layer_find_in(fs, &d, name, &f) == 0) {

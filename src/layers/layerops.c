@@ -91,25 +91,29 @@ int pfs_layer_lookup(struct pfs_fs *fs, struct pfs_node *parent, const char *nam
 static int replace_whiteout(struct pfs_fs *fs, int ud, const char *name, const char *tmp,
 			    bool dir, bool wh_file)
 {
-	int wd = fs->layers->work_fd;
+	struct pfs_store *s = fs->store;
+	int wd = fs->layers->work_fd, ret;
 
 	if (!dir || wh_file) /* over a device, or onto a free name */
-		return renameat(wd, tmp, ud, name) < 0 ? -errno : 0;
+		return pfs_st_rename(s, wd, tmp, ud, name, 0);
 	/* A directory cannot be renamed over a device: swap, then drop it. */
-	if (renameat2(wd, tmp, ud, name, RENAME_EXCHANGE) < 0)
-		return -errno;
-	unlinkat(wd, tmp, 0);
+	ret = pfs_st_rename(s, wd, tmp, ud, name, RENAME_EXCHANGE);
+	if (ret < 0)
+		return ret;
+	pfs_st_unlink(s, wd, tmp, 0);
 	return 0;
 }
 
-static int drop_wh_file(int ud, const char *name)
+static int drop_wh_file(struct pfs_fs *fs, int ud, const char *name)
 {
 	char wh[NAME_MAX + 8];
+	int ret;
 
 	if (strlen(name) > NAME_MAX - 4)
 		return 0;
 	snprintf(wh, sizeof(wh), ".wh.%s", name);
-	return unlinkat(ud, wh, 0) < 0 && errno != ENOENT ? -errno : 0;
+	ret = pfs_st_unlink(fs->store, ud, wh, 0);
+	return ret == -ENOENT ? 0 : ret;
 }
 
 int pfs_layer_make(struct pfs_fs *fs, const struct fuse_ctx *ctx, struct pfs_node *parent,
@@ -117,6 +121,7 @@ int pfs_layer_make(struct pfs_fs *fs, const struct fuse_ctx *ctx, struct pfs_nod
 		   int open_flags, int *fdp, struct fuse_entry_param *e)
 {
 	struct pfs_layers *L = fs->layers;
+	struct pfs_store *s = fs->store;
 	struct pfs_lfound f;
 	char tmp[32];
 	const char *wname = name;
@@ -155,16 +160,16 @@ int pfs_layer_make(struct pfs_fs *fs, const struct fuse_ctx *ctx, struct pfs_nod
 		where = L->work_fd;
 	}
 	if (fdp) {
-		fd = openat(where, wname,
-			    (open_flags | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW) & ~O_TRUNC,
-			    mode & 07777);
-		ret = fd < 0 ? -errno : 0;
+		fd = pfs_st_openat(s, where, wname,
+				   (open_flags | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW) & ~O_TRUNC,
+				   mode & 07777);
+		ret = fd < 0 ? fd : 0;
 	} else if (dir) {
-		ret = mkdirat(where, wname, mode & 07777) < 0 ? -errno : 0;
+		ret = pfs_st_mkdir(s, where, wname, mode & 07777);
 	} else if (target) {
-		ret = symlinkat(target, where, wname) < 0 ? -errno : 0;
+		ret = pfs_st_symlink(s, target, where, wname);
 	} else {
-		ret = mknodat(where, wname, mode, rdev) < 0 ? -errno : 0;
+		ret = pfs_st_mknod(s, where, wname, mode, rdev);
 	}
 	if (ret < 0)
 		goto out;
@@ -180,7 +185,7 @@ int pfs_layer_make(struct pfs_fs *fs, const struct fuse_ctx *ctx, struct pfs_nod
 	where = ud;
 	wname = name;
 	if (f.upper_wh_file)
-		drop_wh_file(ud, name);
+		drop_wh_file(fs, ud, name);
 	pthread_mutex_unlock(&L->lock);
 	ret = pfs_layer_lookup(fs, parent, name, e);
 	if (ret == 0) {
@@ -192,9 +197,9 @@ int pfs_layer_make(struct pfs_fs *fs, const struct fuse_ctx *ctx, struct pfs_nod
 out:
 	if (made) {
 		if (dir)
-			pfs_rmtree_at(fs->store, where, wname, NULL, 0);
+			pfs_rmtree_at(s, where, wname, NULL, 0);
 		else
-			unlinkat(where, wname, 0);
+			pfs_st_unlink(s, where, wname, 0);
 	}
 	if (fd >= 0)
 		close(fd);
@@ -205,16 +210,15 @@ out:
 static int link_object(struct pfs_fs *fs, struct pfs_node *n, int dirfd, const char *name)
 {
 	char p[24];
-	int fd = pfs_node_fd(fs, n);
+	int fd = pfs_node_fd(fs, n), ret;
 
 	if (fd < 0)
 		return fd;
-	if (linkat(fd, "", dirfd, name, AT_EMPTY_PATH) == 0)
-		return 0;
-	if (errno != ENOENT && errno != EPERM)
-		return -errno;
+	ret = pfs_st_link(fs->store, fd, "", dirfd, name, AT_EMPTY_PATH);
+	if (ret != -ENOENT && ret != -EPERM)
+		return ret;
 	pfs_store_procname(fd, p);
-	return linkat(fs->proc_fd, p, dirfd, name, AT_SYMLINK_FOLLOW) < 0 ? -errno : 0;
+	return pfs_st_link(fs->store, fs->proc_fd, p, dirfd, name, AT_SYMLINK_FOLLOW);
 }
 
 int pfs_layer_link(struct pfs_fs *fs, struct pfs_node *n, struct pfs_node *newparent,
@@ -250,11 +254,11 @@ int pfs_layer_link(struct pfs_fs *fs, struct pfs_node *n, struct pfs_node *newpa
 		pfs_layer_tmpname(L, tmp);
 		ret = link_object(fs, n, L->work_fd, tmp);
 		if (ret == 0 && (ret = replace_whiteout(fs, ud, newname, tmp, false, false)) < 0)
-			unlinkat(L->work_fd, tmp, 0);
+			pfs_st_unlink(fs->store, L->work_fd, tmp, 0);
 	} else {
 		ret = link_object(fs, n, ud, newname);
 		if (ret == 0 && f.upper_wh_file)
-			drop_wh_file(ud, newname);
+			drop_wh_file(fs, ud, newname);
 	}
 out:
 	pthread_mutex_unlock(&L->lock);
@@ -284,19 +288,18 @@ static bool has_lower_part(const struct pfs_lfound *f)
  * names that are gone (its merged view is empty). */
 static int remove_upper(struct pfs_fs *fs, int ud, const char *name, bool dir)
 {
-	int d, ret;
+	struct pfs_store *s = fs->store;
+	int d, ret = pfs_st_unlink(s, ud, name, dir ? AT_REMOVEDIR : 0);
 
-	if (unlinkat(ud, name, dir ? AT_REMOVEDIR : 0) == 0)
-		return 0;
-	if (!dir || (errno != ENOTEMPTY && errno != EEXIST))
-		return -errno;
-	d = openat(ud, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (ret == 0 || !dir || (ret != -ENOTEMPTY && ret != -EEXIST))
+		return ret;
+	d = pfs_st_openat(s, ud, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
 	if (d < 0)
-		return -errno;
+		return d;
 	ret = pfs_layer_clear_whiteouts(fs, d);
 	close(d);
-	if (ret == 0 && unlinkat(ud, name, AT_REMOVEDIR) < 0)
-		ret = -errno;
+	if (ret == 0)
+		ret = pfs_st_unlink(s, ud, name, AT_REMOVEDIR);
 	return ret;
 }
 
@@ -433,9 +436,10 @@ int pfs_layer_rename(struct pfs_fs *fs, struct pfs_node *parent, const char *nam
 	if (!xchg) {
 		/* The target's upper part is a whiteout device (a directory
 		 * cannot replace it) or a directory of whiteouts only. */
-		if (sdir && dst.upper_wh && !dst.upper_wh_file && unlinkat(ud2, newname, 0) < 0) {
-			ret = -errno;
-			goto out;
+		if (sdir && dst.upper_wh && !dst.upper_wh_file) {
+			ret = pfs_st_unlink(fs->store, ud2, newname, 0);
+			if (ret < 0)
+				goto out;
 		}
 		if (ddir && dst.layer == 0) {
 			ret = remove_upper(fs, ud2, newname, true);
@@ -452,21 +456,19 @@ int pfs_layer_rename(struct pfs_fs *fs, struct pfs_node *parent, const char *nam
 	rflags = xchg ? RENAME_EXCHANGE : 0;
 	if (!xchg && src.below && !L->wh_file)
 		rflags |= RENAME_WHITEOUT; /* the whiteout appears with the move */
-	if (renameat2(ud1, name, ud2, newname, rflags) < 0) {
-		ret = -errno;
+	ret = pfs_st_rename(fs->store, ud1, name, ud2, newname, rflags);
+	if (ret < 0) {
 		if (!(rflags & RENAME_WHITEOUT) || (ret != -EINVAL && ret != -EPERM))
 			goto out;
 		rflags &= ~RENAME_WHITEOUT;
-		if (renameat2(ud1, name, ud2, newname, rflags) < 0) {
-			ret = -errno;
+		ret = pfs_st_rename(fs->store, ud1, name, ud2, newname, rflags);
+		if (ret < 0)
 			goto out;
-		}
 	}
-	ret = 0;
 	if (!xchg && src.below && !(rflags & RENAME_WHITEOUT))
 		ret = pfs_layer_whiteout(fs, ud1, name);
 	if (!xchg && dst.upper_wh_file)
-		drop_wh_file(ud2, newname);
+		drop_wh_file(fs, ud2, newname);
 	if (xchg && sdir && dst.below)
 		pfs_layer_set_opaque(fs, ud2, newname);
 	if (xchg && ddir && src.below)

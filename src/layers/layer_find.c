@@ -1,0 +1,303 @@
+/* layer_find: what a name is in a merged directory. The layers are asked
+ * top down: the highest object of the name is the one shown, a whiteout
+ * stops the search, and a directory merges the directories of its name
+ * below it until one is opaque (or not a directory). With a mapping
+ * table, SOURCE's part (layer 1) is where the table puts the name. */
+#include "layers/layer.h"
+#include "layers/layer_int.h"
+#include "view/view.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "layers/layermap.h"
+#include "layers/ovlfmt.h"
+
+/* The node key of a synthetic directory (the view's number for it). */
+static void syn_key(const struct pfs_lsrc *src, struct pfs_lfound *f)
+{
+	f->kdev = 0;
+	f->kino = pfs_view_synthetic_ino(src->pl.vpath);
+	f->ctx = pfs_map_hash(src->pl.vpath);
+}
+
+/* SOURCE has nothing at the name, but the table has names below it: a
+ * synthetic directory, shown (nothing above) or merged under an upper one. */
+static int found_synthetic(struct pfs_fs *fs, const struct pfs_lsrc *src,
+			   struct pfs_lfound *f, bool *merging, bool *keyed, int pbottom)
+{
+	int fd = fcntl(fs->empty_fd, F_DUPFD_CLOEXEC, 0);
+
+	if (fd < 0)
+		return -errno;
+	if (f->layer < 0) {
+		f->ln = pfs_lnode_new(fs->layers);
+		if (!f->ln) {
+			close(fd);
+			return -ENOMEM;
+		}
+		f->layer = 1;
+		f->fd = fd;
+		f->ln->top = 1;
+		syn_key(src, f);
+		pfs_lmap_syn_attr(fs, f->kino, &f->st);
+	} else {
+		syn_key(src, f); /* an upper directory over it is known by it */
+	}
+	*keyed = true;
+	f->below = true;
+	f->ln->fd[1] = fd;
+	f->ln->bottom = 1;
+	f->ln->syn = true;
+	*merging = 1 < pbottom;
+	return 0;
+}
+
+/* The object of layer 1 shown was put where it is by the table: keep its
+ * place for a copy-up (its parent's part of SOURCE does not hold it). */
+static int keep_place(struct pfs_lsrc *src, const char *name, struct pfs_lfound *f)
+{
+	if (src->pl.own_fd < 0 && strcmp(src->pl.name, name) == 0)
+		return 0;
+	f->sname = strdup(src->pl.name);
+	if (!f->sname)
+		return -ENOMEM;
+	if (src->pl.own_fd >= 0) {
+		f->sdir = src->pl.own_fd;
+		src->pl.own_fd = -1; /* now f's */
+	} else {
+		f->sdir = fcntl(src->pl.dirfd, F_DUPFD_CLOEXEC, 0);
+		if (f->sdir < 0)
+			return -errno;
+	}
+	return 0;
+}
+
+int pfs_layer_find(struct pfs_fs *fs, struct pfs_node *parent, const char *name,
+		   struct pfs_lfound *f)
+{
+	struct pfs_ldir d;
+	int ret;
+
+	memset(f, 0, sizeof(*f));
+	f->layer = -1;
+	f->fd = f->sdir = -1;
+	if (!parent->ln)
+		return -ENOENT; /* a node from before a retire or without layers */
+	ret = pfs_layer_ldir_get(fs, parent, &d);
+	if (ret == 0)
+		ret = pfs_layer_find_in(fs, &d, name, f);
+	pfs_layer_ldir_put(&d);
+	return ret;
+}
+
+/* The key of one name of a lower file with several links. A copy-up
+ * breaks the link (as on overlayfs without index), so each name must be
+ * an inode of its own: the kernel opens an inode, not a name, and the copy
+ * must land at the name written through. All names still show the lower
+ * file's number until then, as on overlayfs. */
+static uint64_t link_ctx(const struct pfs_ldir *dir, const char *name, uint64_t ctx)
+{
+	uint64_t h = pfs_map_hash(name) ^ ctx;
+
+	h ^= ((uint64_t)dir->dev * 0xc2b2ae3d27d4eb4full) ^ ((uint64_t)dir->ino * 0x9e3779b97f4a7c15ull);
+	h ^= dir->ctx * 0xff51afd7ed558ccdull;
+	return h | 1; /* never 0: that is a name the table did not place */
+}
+
+/* A search in progress, layer by layer. */
+struct finding {
+	struct pfs_fs *fs;
+	const struct pfs_ldir *dir;
+	const char *name;
+	struct pfs_lfound *f;
+	struct pfs_lsrc src;      /* with a table: SOURCE's place for the name */
+	bool merging;             /* the directory shown merges the next layer */
+	bool keyed;               /* f's key is decided */
+	int unreach;              /* why SOURCE cannot show it (the table's) */
+};
+
+/* What a step says: look at the next layer, or the search is over. */
+enum { GO_ON = 0, STOP = 1 };
+
+/* Layer i's directory and the name in it: SOURCE's where the table says. */
+static int layer_dir(struct finding *s, int i, const char **nm)
+{
+	const struct pfs_ldir *dir = s->dir;
+	int d = __atomic_load_n(&dir->ln->fd[i], __ATOMIC_ACQUIRE);
+
+	*nm = s->name;
+	if (i == 1 && dir->map) {
+		d = s->src.use ? s->src.pl.dirfd : -1;
+		*nm = s->src.pl.name;
+		if (s->src.use)
+			s->unreach = s->src.pl.unreach;
+	}
+	return d;
+}
+
+/* Layer i has nothing at the name: in SOURCE, the table may make it a
+ * synthetic directory. */
+static int found_nothing(struct finding *s, int i)
+{
+	int ret;
+
+	if (!(i == 1 && s->dir->map && s->src.use && s->src.syn_ok))
+		return GO_ON;
+	if (s->f->layer >= 0 && !s->merging) {
+		s->f->below = true; /* under an upper non-directory */
+		return STOP;
+	}
+	ret = found_synthetic(s->fs, &s->src, s->f, &s->merging, &s->keyed, s->dir->ln->bottom);
+	if (ret < 0)
+		return ret;
+	return s->merging ? GO_ON : STOP;
+}
+
+/* The object shown: the highest of the name, in layer i (d, nm; lstat st). */
+static int found_top(struct finding *s, int i, int d, const char *nm, const struct stat *st)
+{
+	struct pfs_fs *fs = s->fs;
+	struct pfs_lfound *f = s->f;
+	int fd = pfs_layer_open_at(fs, d, nm, O_PATH | O_NOFOLLOW | O_CLOEXEC), ret;
+
+	if (fd < 0)
+		return fd;
+	f->layer = i;
+	f->fd = fd;
+	f->st = *st;
+	f->below = i > 0;
+	if (i == 1 && s->dir->map) {
+		ret = keep_place(&s->src, s->name, f);
+		if (ret < 0)
+			return ret;
+	}
+	if (S_ISDIR(st->st_mode)) {
+		f->ln = pfs_lnode_new(fs->layers);
+		if (!f->ln)
+			return -ENOMEM;
+		f->ln->top = f->ln->bottom = (uint8_t)i;
+		f->ln->fd[i] = fd;
+		/* A `.wh.NAME` beside a real directory makes it a replacement,
+		 * not a merge (as an opaque one). */
+		s->merging = i < s->dir->ln->bottom && !pfs_layer_is_opaque(fs, d, nm, fd) &&
+			     !pfs_ovl_has_wh_file(fs->store, d, nm);
+		if (i > 0) {
+			f->kdev = st->st_dev;
+			f->kino = st->st_ino;
+			s->keyed = true;
+		}
+	} else if (i == 0) {
+		pfs_layer_upper_key(fs, d, nm, f);
+		s->keyed = true;
+	} else {
+		f->kdev = st->st_dev;
+		f->kino = st->st_ino;
+		if (st->st_nlink > 1)
+			f->ctx = link_ctx(s->dir, s->name, f->ctx);
+		s->keyed = true;
+	}
+	return i > 0 && !s->merging ? STOP : GO_ON;
+}
+
+/* An object under the one shown, in layer i: a directory merges into a
+ * directory shown until one is opaque. */
+static int found_below(struct finding *s, int i, int d, const char *nm, const struct stat *st)
+{
+	struct pfs_lfound *f = s->f;
+	int fd;
+
+	f->below = true;
+	if (!s->merging || !S_ISDIR(st->st_mode)) {
+		s->merging = false;
+		return STOP;
+	}
+	fd = pfs_layer_open_at(s->fs, d, nm, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return fd;
+	f->ln->fd[i] = fd;
+	f->ln->bottom = (uint8_t)i;
+	if (!s->keyed) { /* a merged directory is known by its highest lower */
+		f->kdev = st->st_dev;
+		f->kino = st->st_ino;
+		s->keyed = true;
+	}
+	s->merging = i < s->dir->ln->bottom && !pfs_layer_is_opaque(s->fs, d, nm, fd);
+	return s->merging ? GO_ON : STOP;
+}
+
+/* Look at layer i: GO_ON, STOP, or -errno. */
+static int find_in_layer(struct finding *s, int i)
+{
+	const char *nm;
+	int d = layer_dir(s, i, &nm), ret;
+	struct stat st;
+
+	if (d >= 0 && (ret = pfs_layer_lstat_at(s->fs, d, nm, &st)) < 0) {
+		if (ret != -ENOENT && ret != -ENOTDIR)
+			return ret;
+		if (pfs_ovl_has_wh_file(s->fs->store, d, nm)) {
+			if (i == 0)
+				s->f->upper_wh = s->f->upper_wh_file = true;
+			return STOP;
+		}
+		d = -1;
+	}
+	if (d < 0)
+		return found_nothing(s, i);
+	if (pfs_ovl_is_whiteout(&st)) {
+		if (i == 0)
+			s->f->upper_wh = true;
+		return STOP;
+	}
+	if (s->f->layer < 0)
+		return found_top(s, i, d, nm, &st);
+	return found_below(s, i, d, nm, &st);
+}
+
+int pfs_layer_find_in(struct pfs_fs *fs, const struct pfs_ldir *dir, const char *name,
+		      struct pfs_lfound *f)
+{
+	struct finding s = {.fs = fs, .dir = dir, .name = name, .f = f,
+			    .src = {.pl = {.own_fd = -1}}};
+	const struct pfs_lnode *pl = dir->ln;
+	int last = pl ? pl->bottom : -1, ret = 0;
+
+	memset(f, 0, sizeof(*f));
+	f->layer = -1;
+	f->fd = f->sdir = -1;
+	if (!pl)
+		return -ENOENT;
+	if (strncmp(name, PFS_OVL_WH_PREFIX, 4) == 0)
+		return -ENOENT; /* whiteouts and markers are never names of the view */
+	if (dir->map) {
+		ret = pfs_lmap_source(fs, dir, name, &s.src);
+		if (ret < 0)
+			goto err;
+		f->ctx = s.src.pl.ctx;
+		if (s.src.hidden)
+			last = 0; /* the user's own entries still show */
+	}
+	for (int i = pl->top; i <= last && ret == GO_ON; i++)
+		ret = find_in_layer(&s, i);
+	if (ret < 0)
+		goto err;
+	if (f->layer >= 0 && !s.keyed) {
+		f->kdev = f->st.st_dev;
+		f->kino = f->st.st_ino;
+	}
+	if (dir->map)
+		pfs_lmap_source_put(&s.src);
+	/* Nothing shows: EXDEV where the table's way out of SOURCE is why. */
+	return f->layer >= 0 ? 0 : s.unreach ? s.unreach : -ENOENT;
+err:
+	if (dir->map)
+		pfs_lmap_source_put(&s.src);
+	pfs_lfound_put(fs, f);
+	f->layer = -1;
+	return ret;
+}
