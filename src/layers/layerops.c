@@ -116,6 +116,19 @@ static int drop_wh_file(struct pfs_fs *fs, int ud, const char *name)
 	return ret == -ENOENT ? 0 : ret;
 }
 
+/* Is the object at name in ud still the one made (lstat made; a file: by
+ * its descriptor fd)? */
+static bool still_made(struct pfs_store *s, int ud, const char *name, int fd,
+		       struct stat *made)
+{
+	struct stat now;
+
+	if (fd >= 0 && fstat(fd, made) < 0)
+		return false;
+	return pfs_st_stat(s, ud, name, &now, AT_SYMLINK_NOFOLLOW) == 0 &&
+	       now.st_dev == made->st_dev && now.st_ino == made->st_ino;
+}
+
 int pfs_layer_make(struct pfs_fs *fs, const struct fuse_ctx *ctx, struct pfs_node *parent,
 		   const char *name, mode_t mode, dev_t rdev, const char *target,
 		   int open_flags, int *fdp, struct fuse_entry_param *e)
@@ -123,9 +136,10 @@ int pfs_layer_make(struct pfs_fs *fs, const struct fuse_ctx *ctx, struct pfs_nod
 	struct pfs_layers *L = fs->layers;
 	struct pfs_store *s = fs->store;
 	struct pfs_lfound f;
+	struct stat mst;
 	char tmp[32];
 	const char *wname = name;
-	bool in_work, dir = S_ISDIR(mode), made = false;
+	bool in_work, dir = S_ISDIR(mode), made = false, known;
 	int where, ud, fd = -1, ret = check_name(name);
 
 	if (ret < 0)
@@ -186,6 +200,10 @@ int pfs_layer_make(struct pfs_fs *fs, const struct fuse_ctx *ctx, struct pfs_nod
 	wname = name;
 	if (f.upper_wh_file)
 		drop_wh_file(fs, ud, name);
+	/* What was made, to know it again once the lock has been let go (a
+	 * file by its descriptor, later). */
+	memset(&mst, 0, sizeof(mst));
+	known = fd >= 0 || pfs_st_stat(s, ud, name, &mst, AT_SYMLINK_NOFOLLOW) == 0;
 	pthread_mutex_unlock(&L->lock);
 	ret = pfs_layer_lookup(fs, parent, name, e);
 	if (ret == 0) {
@@ -194,6 +212,9 @@ int pfs_layer_make(struct pfs_fs *fs, const struct fuse_ctx *ctx, struct pfs_nod
 		return 0;
 	}
 	pthread_mutex_lock(&L->lock);
+	/* Meanwhile another request may have removed the name and made its
+	 * own there: only ours is undone. */
+	made = known && still_made(s, ud, name, fd, &mst);
 out:
 	if (made) {
 		if (dir)
