@@ -486,8 +486,16 @@ int pfs_layer_rename(struct pfs_fs *fs, struct pfs_node *parent, const char *nam
 		if (ret < 0)
 			goto out;
 	}
-	if (!xchg && src.below && !(rflags & RENAME_WHITEOUT))
+	if (!xchg && src.below && !(rflags & RENAME_WHITEOUT)) {
 		ret = pfs_layer_whiteout(fs, ud1, name);
+		/* Without its whiteout the old name would show the lower object
+		 * again: a failed rename changes nothing, so the move is undone
+		 * where it replaced nothing in the upper. */
+		if (ret < 0 && !(have_dst && dst.layer == 0) &&
+		    !(dst.upper_wh && !dst.upper_wh_file) &&
+		    pfs_st_rename(fs->store, ud2, newname, ud1, name, RENAME_NOREPLACE) == 0)
+			goto out;
+	}
 	if (!xchg && dst.upper_wh_file)
 		drop_wh_file(fs, ud2, newname);
 	if (xchg && sdir && dst.below)
