@@ -153,9 +153,9 @@ def assert_shows(p, want):
 
 # The copy-up's steps that fail, each a kind of call the mount does not
 # make before the operation: the data copy (the first call of its kind
-# tries a clone, which fails like any other copy), the rename of the
-# finished copy into the upper, and the mode set on the copy.
-STEPS = ["copy", "rename", "chmod"]
+# tries a clone, which fails like any other copy), the owner, mode and
+# times set on the copy, its fsync, and its rename into the upper.
+STEPS = ["copy", "chown", "chmod", "utimes", "sync", "rename"]
 
 
 @pytest.mark.parametrize("err", sorted(ERRNOS))
