@@ -20,8 +20,11 @@ changes through the mount is made by a first mount without faults.
 """
 import errno
 import os
+import subprocess
 
 import pytest
+
+from conftest import PRISMFS, SANITIZER_MARKERS
 
 DATA = b"lower data\n" * 100
 ERRNOS = {"EIO": errno.EIO, "ENOSPC": errno.ENOSPC}
@@ -225,6 +228,45 @@ def test_copy_up_parent_fails(lay, mounter):
     assert tree(lay.L) == lower_before
 
 
+# ---- a new name over a whiteout ----------------------------------------
+
+MAKES = {
+    "mkdir": lambda p: os.mkdir(p),
+    "create": lambda p: os.close(os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)),
+    "symlink": lambda p: os.symlink("target", p),
+    "mkfifo": lambda p: os.mkfifo(p),
+}
+
+
+@pytest.mark.parametrize("make", sorted(MAKES))
+def test_make_over_whiteout_fails(lay, mounter, make):
+    """A name made where a lower one was removed is built in the work
+    directory and moved over the whiteout in one rename. That rename
+    fails: the call fails with ENOSPC, the name stays absent, nothing is
+    left in the work directory; the next try makes it."""
+    write_file(os.path.join(lay.L, "x"), DATA)
+    mnt = mount(mounter, lay)
+    os.unlink(m(lay, "x"))
+    unmount(mnt)
+    lower_before = tree(lay.L)
+    mnt = mount(mounter, lay, "rename:1:ENOSPC")
+    before = tree(lay.M)
+    fails_with(errno.ENOSPC, MAKES[make], m(lay, "x"))
+    assert tree(lay.M) == before
+    assert "x" not in os.listdir(lay.M)
+    assert work_left(lay) == []
+    MAKES[make](m(lay, "x"))
+    st = os.lstat(m(lay, "x"))
+    if make == "mkdir":
+        assert os.listdir(m(lay, "x")) == []
+    elif make == "symlink":
+        assert os.readlink(m(lay, "x")) == "target"
+    else:
+        assert st.st_size == 0
+    unmount(mnt)
+    assert tree(lay.L) == lower_before
+
+
 # ---- rename ------------------------------------------------------------
 
 def test_rename_lower_file_fails(lay, mounter):
@@ -328,14 +370,38 @@ def test_rename_whiteout_step_fails(lay, mounter):
     assert tree(lay.L) == lower_before
 
 
-def test_whiteout_probe_is_first_mknod(lay, mounter):
-    """What the count above rests on: the mount makes one whiteout device
-    (its probe) before any request; failing it refuses --whiteout chardev."""
+@pytest.mark.parametrize("what", ["file", "dir"])
+def test_remove_lower_whiteout_fails(lay, mounter, what):
+    """Removing a lower name is making its whiteout (a device in place).
+    That fails: unlink/rmdir fails with EIO and the name still shows; the
+    next try removes it."""
+    p = os.path.join(lay.L, "x")
+    if what == "dir":
+        os.mkdir(p)
+    else:
+        write_file(p, DATA)
+    lower_before = tree(lay.L)
+    rm = os.rmdir if what == "dir" else os.unlink
+    mnt = mount(mounter, lay, "mknod:2:EIO")  # 1: the mount's probe
+    before = tree(lay.M)
+    fails_with(errno.EIO, rm, m(lay, "x"))
+    assert tree(lay.M) == before
+    assert work_left(lay) == []
+    rm(m(lay, "x"))
+    assert "x" not in os.listdir(lay.M)
+    unmount(mnt)
+    assert tree(lay.L) == lower_before
+
+
+def test_whiteout_probe_is_first_mknod(lay):
+    """What the mknod counts above rest on: the mount makes one whiteout
+    device (its probe) before any request; failing it refuses --whiteout
+    chardev."""
     env = dict(os.environ, PRISMFS_FAULT="mknod:1:EPERM")
-    from conftest import PRISMFS
-    import subprocess
     r = subprocess.run([PRISMFS, "mount", "-f", "--upper", lay.U, "--work", lay.W,
                         "--whiteout", "chardev", lay.L, lay.M],
                        env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode != 0
     assert "whiteouts as character devices" in r.stderr
+    for marker in SANITIZER_MARKERS:
+        assert marker not in r.stderr
