@@ -14,9 +14,12 @@ them, and ask for what a user of POSIX and of overlayfs expects:
   - once the fault has passed, the same operation succeeds.
 
 Counts are kept robust: the kinds failed here are ones the mount itself
-does not make (copy, rename, chmod), or the fault lasts from the first call
-on and a second mount without it checks the outcome; a layout that needs
-changes through the mount is made by a first mount without faults.
+does not make (copy, chown, chmod, utimes, sync, rename), or the fault
+lasts from the first call on and a second mount without it checks the
+outcome; a layout that needs changes through the mount is made by a first
+mount without faults. The one count that rests on the mount is mknod's:
+its probe for whiteout devices is the first, as a test of its own checks.
+The faults are set with the mounter's env (tests/integration/conftest.py).
 """
 import errno
 import os
