@@ -1,7 +1,7 @@
 /* prismfs: program entry — parse, then hand the command to its runner. */
 #include "cli/cli.h"
 #include "cli/cli_check.h"
-#include "commit/commit_cmd.h"
+#include "cli/commit_cmd.h"
 #include "cli/daemon.h"
 
 #include <errno.h>

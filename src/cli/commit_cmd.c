@@ -1,4 +1,4 @@
-#include "commit/commit_cmd.h"
+#include "cli/commit_cmd.h"
 #include "commit/commit.h"
 #include "commit/failrec.h"
 #include "store/store.h"
