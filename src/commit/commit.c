@@ -2,20 +2,17 @@
  * lock, recover, scan, apply, and only then empty the upper. */
 #include "commit/commit_int.h"
 #include "layers/ovlfmt.h"
-#include "store/rmtree.h"
 #include "util/util.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
-#include <sys/xattr.h>
 #include <unistd.h>
 
 /* Names beside the lower: ".NAME" + the longest suffix used. */
@@ -31,71 +28,6 @@ static void seterr(char *err, size_t len, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(err, len, fmt, ap);
 	va_end(ap);
-}
-
-int pfs_cfail(struct pfs_cctx *c, int err, const char *fmt, ...)
-{
-	char msg[PATH_MAX + 512], name[16];
-	va_list ap;
-
-	/* The first failure is the one to report; the rest is unwinding. */
-	if (c->err[0])
-		return err;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	snprintf(c->err, c->errlen, "%s: %s (%s)", msg, strerror(-err),
-		 pfs_errname(-err, name, sizeof(name)));
-	return err;
-}
-
-int pfs_crefuse(struct pfs_cctx *c, int err, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (c->err[0])
-		return err;
-	va_start(ap, fmt);
-	vsnprintf(c->err, c->errlen, fmt, ap);
-	va_end(ap);
-	return err;
-}
-
-int pfs_cfail_at(struct pfs_cctx *c, int err, const char *op, const char *root, const char *name)
-{
-	return pfs_cfail(c, err, "%s %s%s%s%s%s", op, root, c->path.len ? "/" : "",
-			 c->path.len ? c->path.s : "", name ? "/" : "", name ? name : "");
-}
-
-int pfs_cwalk_up(struct pfs_cctx *c, size_t plen, const char *root,
-		 struct pfs_dstack *const *stacks, size_t n)
-{
-	pfs_pathbuf_cut(&c->path, plen);
-	for (size_t i = 0; i < n; i++) {
-		int ret = pfs_dstack_pop(stacks[i]);
-
-		if (ret < 0)
-			return pfs_cfail_at(c, ret, "cannot walk back up to", root, NULL);
-	}
-	return 0;
-}
-
-void pfs_commit_crashpoint(const char *step)
-{
-	static unsigned long hits;
-	const char *want = getenv("PRISMFS_TEST_CRASH");
-	unsigned long nth = 1;
-	size_t n;
-
-	if (!want)
-		return;
-	n = strcspn(want, ":");
-	if (strlen(step) != n || strncmp(want, step, n) != 0)
-		return;
-	if (want[n])
-		nth = strtoul(want + n + 1, NULL, 10);
-	if (++hits >= nth)
-		raise(SIGKILL);
 }
 
 /* --------------------------------------------------------------------
@@ -544,62 +476,6 @@ out:
 
 /* --------------------------------------------------------------------
  * discard */
-
-static void crash_tick(void *step)
-{
-	pfs_commit_crashpoint(step);
-}
-
-static int empty_dir(struct pfs_store *st, const char *what, const char *path, const char *step, char *err,
-		     size_t errlen)
-{
-	char where[PATH_MAX];
-	int fd, ret;
-
-	fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0) {
-		if (errno == ENOENT)
-			return 0; /* already gone */
-		ret = -errno;
-		seterr(err, errlen, "cannot open the %s %s: %s", what, path, strerror(-ret));
-		return ret;
-	}
-	ret = pfs_rmtree_contents_each(st, fd, where, sizeof(where), step ? crash_tick : NULL,
-				       (void *)step);
-	if (ret == -EXDEV)
-		seterr(err, errlen, "not removing %s/%s: another filesystem is mounted there", path,
-		       where);
-	else if (ret < 0)
-		seterr(err, errlen, "cannot remove %s/%s: %s", path, where, strerror(-ret));
-	else if (fsync(fd) < 0)
-		ret = -errno;
-	close(fd);
-	return ret;
-}
-
-int pfs_discard_paths(struct pfs_store *st, const char *upper, const char *work, char *err,
-		      size_t errlen)
-{
-	return pfs_empty_layers(st, upper, work, NULL, err, errlen);
-}
-
-int pfs_empty_layers(struct pfs_store *st, const char *upper, const char *work,
-		     const char *step, char *err, size_t errlen)
-{
-	int ret = empty_dir(st, "upper", upper, step, err, errlen);
-
-	/* Empty, it holds no path of a mapping table's view any more. */
-	if (ret == 0) {
-		removexattr(upper, "trusted.overlay." PFS_OVL_MAPPED);
-		removexattr(upper, "user.overlay." PFS_OVL_MAPPED);
-		removexattr(upper, "trusted.overlay." PFS_OVL_LOWERS);
-		removexattr(upper, "user.overlay." PFS_OVL_LOWERS);
-	}
-
-	if (ret == 0 && work)
-		ret = empty_dir(st, "work directory", work, step, err, errlen);
-	return ret;
-}
 
 int pfs_discard(struct pfs_store *st, const char *upper, const char *work, char *err, size_t errlen)
 {

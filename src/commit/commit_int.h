@@ -1,5 +1,24 @@
-/* commit_int: what the parts of commit share — the state of one run,
- * error lines, the first pass, making new entries, test crash points. */
+/* commit_int: what the parts of commit share — the state of one run and
+ * the functions each part offers the ones above it.
+ *
+ * Calls go one way, down this graph (a callback passed down is not a call
+ * up: pfs_inplace_redo hands recovery commit.c's way of applying again):
+ *
+ *   commit.c            entry points: check, lock, recover, scan, apply,
+ *    |                  discard, recover
+ *    |-> commit_scan.c      the first pass: totals and refusals
+ *    |-> commit_inplace.c   apply in place --> commit_resume.c
+ *    |-> commit_resume.c    the in-place journal and mark; its recovery
+ *    |-> commit_swap.c      the atomic sequence --> commit_atomic.c
+ *    |                      (build the new tree)
+ *    v
+ *   helpers, used by all of the above:
+ *     commit_new.c      making entries of the new state
+ *     commit_hide.c     what stays hidden from the lowers below
+ *     commit_util.c     error lines, crash points, walking back up,
+ *                       redirects, emptying the upper and work
+ *   (helpers call commit_util.c and nothing else of commit/; commit_util.c
+ *   calls only store/, layers/ovlfmt.h and util/). */
 #ifndef PFS_COMMIT_INT_H
 #define PFS_COMMIT_INT_H
 
@@ -35,6 +54,8 @@ struct pfs_cctx {
 	bool marked;                /* in place: the upper carries the commit's mark */
 };
 
+/* --- commit_util.c --- */
+
 /* Write "MESSAGE: strerror(-err)" to c->err; returns err. */
 int pfs_cfail(struct pfs_cctx *c, int err, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
@@ -55,12 +76,6 @@ int pfs_cwalk_up(struct pfs_cctx *c, size_t plen, const char *root,
  * the Nth time the step is reached. */
 void pfs_commit_crashpoint(const char *step);
 
-/* First pass over the upper: count what is to do (progress totals) and
- * refuse, before anything changes, what cannot be applied: renamed lower
- * directories and metadata-only copies whose data is not in lower (and, in
- * place, any redirect at all). */
-int pfs_commit_scan(struct pfs_cctx *c);
-
 /* Where overlayfs finds the lower object of an upper entry that carries the
  * redirect xattr `redir`: an absolute path from the lower root, or a name in
  * the parent's lower directory parent_lfd. On success *dfd (to close) is the
@@ -69,6 +84,22 @@ int pfs_commit_scan(struct pfs_cctx *c);
  * when redir is not a path overlayfs writes. */
 int pfs_commit_redirect(struct pfs_cctx *c, int parent_lfd, const char *redir, int *dfd,
 			const char **leaf);
+
+/* Empty dir (and work) — the checks are the caller's. */
+int pfs_discard_paths(struct pfs_store *st, const char *upper, const char *work, char *err,
+		      size_t errlen);
+/* The same, passing the crash point `step` (or NULL) after each removal. */
+int pfs_empty_layers(struct pfs_store *st, const char *upper, const char *work,
+		     const char *step, char *err,
+		     size_t errlen);
+
+/* --- the first pass (commit_scan.c) --- */
+
+/* First pass over the upper: count what is to do (progress totals) and
+ * refuse, before anything changes, what cannot be applied: renamed lower
+ * directories and metadata-only copies whose data is not in lower (and, in
+ * place, any redirect at all). */
+int pfs_commit_scan(struct pfs_cctx *c);
 
 /* --- what stays hidden from the lowers below (commit_hide.c) --- */
 
@@ -140,14 +171,6 @@ int pfs_commit_atomic(struct pfs_cctx *c);
 /* With c->pfd locked: finish or roll back an interrupted atomic commit. */
 int pfs_commit_recover_locked(struct pfs_cctx *c, enum pfs_recovery *done,
 			      char **recovered_upper);
-
-/* Empty dir (and work) — the checks are the caller's. */
-int pfs_discard_paths(struct pfs_store *st, const char *upper, const char *work, char *err,
-		      size_t errlen);
-/* The same, passing the crash point `step` (or NULL) after each removal. */
-int pfs_empty_layers(struct pfs_store *st, const char *upper, const char *work,
-		     const char *step, char *err,
-		     size_t errlen);
 
 /* --- the in-place commit's crash protocol (commit_resume.c) --- */
 
