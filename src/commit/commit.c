@@ -178,9 +178,9 @@ static int lock_parent(struct pfs_cctx *c)
 	parent = slash == c->lower ? strdup("/") : strndup(c->lower, (size_t)(slash - c->lower));
 	if (!parent)
 		return pfs_cfail(c, -ENOMEM, "out of memory");
-	c->pfd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	c->pfd = pfs_st_openat(c->st, AT_FDCWD, parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
 	if (c->pfd < 0) {
-		int ret = pfs_cfail(c, -errno, "cannot open %s", parent);
+		int ret = pfs_cfail(c, c->pfd, "cannot open %s", parent);
 
 		free(parent);
 		return ret;
@@ -221,12 +221,12 @@ static int check_lower_name(struct pfs_cctx *c)
  * files. */
 static int check_not_mapped(struct pfs_cctx *c)
 {
-	int fd = open(c->upper, O_RDONLY | O_DIRECTORY | O_CLOEXEC), has;
+	int fd = pfs_st_openat(c->st, AT_FDCWD, c->upper, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+	int has;
 
 	if (fd < 0) {
-		seterr(c->err, c->errlen, "cannot open the upper %s: %s", c->upper,
-		       strerror(errno));
-		return -errno;
+		seterr(c->err, c->errlen, "cannot open the upper %s: %s", c->upper, strerror(-fd));
+		return fd;
 	}
 	has = pfs_ovl_has(c->st, pfs_ref_fd(fd), PFS_OVL_MAPPED);
 	close(fd);
@@ -249,7 +249,7 @@ static int check_lowers_named(struct pfs_cctx *c)
 
 	if (c->o->nbelow)
 		return 0;
-	fd = open(c->upper, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	fd = pfs_st_openat(c->st, AT_FDCWD, c->upper, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
 	if (fd < 0)
 		return 0; /* open_roots says what is wrong */
 	n = pfs_ovl_get(c->st, pfs_ref_fd(fd), PFS_OVL_LOWERS, rec, sizeof(rec));
@@ -321,12 +321,12 @@ static int check_commit(struct pfs_cctx *c, const struct pfs_commit_opts *o)
 
 static int open_roots(struct pfs_cctx *c)
 {
-	c->uroot = open(c->upper, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	c->uroot = pfs_st_openat(c->st, AT_FDCWD, c->upper, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
 	if (c->uroot < 0)
-		return pfs_cfail(c, -errno, "cannot open %s", c->upper);
-	c->lroot = open(c->lower, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		return pfs_cfail(c, c->uroot, "cannot open %s", c->upper);
+	c->lroot = pfs_st_openat(c->st, AT_FDCWD, c->lower, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
 	if (c->lroot < 0)
-		return pfs_cfail(c, -errno, "cannot open %s", c->lower);
+		return pfs_cfail(c, c->lroot, "cannot open %s", c->lower);
 	return 0;
 }
 
@@ -411,7 +411,7 @@ static int recover_any(struct pfs_cctx *c, enum pfs_recovery *done, char **recov
 static int check_not_pending(struct pfs_cctx *c)
 {
 	char other[PATH_MAX + 1];
-	int ret = pfs_commit_upper_pending(c->upper, other, sizeof(other));
+	int ret = pfs_commit_upper_pending(c->st, c->upper, other, sizeof(other));
 
 	if (ret > 0 && strcmp(other, c->lower) != 0)
 		return pfs_crefuse(c, -EBUSY, "the upper %s holds an interrupted commit into %s: "
@@ -503,7 +503,7 @@ int pfs_discard(struct pfs_store *st, const char *upper, const char *work, char 
 	if ((ret = check_unused("upper", u, err, errlen)) < 0 ||
 	    (w && (ret = check_unused("work directory", w, err, errlen)) < 0))
 		goto out;
-	ret = pfs_commit_upper_pending(u, lower, sizeof(lower));
+	ret = pfs_commit_upper_pending(st, u, lower, sizeof(lower));
 	if (ret > 0) {
 		/* Half applied: emptying it would leave the lower half old. */
 		seterr(err, errlen, "the upper %s holds an interrupted commit into %s: prismfs "

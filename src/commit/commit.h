@@ -74,6 +74,6 @@ int pfs_commit_recover(struct pfs_store *store, const char *lower, enum pfs_reco
 
 /* Does upper hold an in-place commit cut short (its mark)? 1 and the lower
  * it goes into in lower (NUL-terminated), 0, or -errno. */
-int pfs_commit_upper_pending(const char *upper, char *lower, size_t len);
+int pfs_commit_upper_pending(struct pfs_store *st, const char *upper, char *lower, size_t len);
 
 #endif

@@ -84,8 +84,9 @@ static int new_subdir(struct build *b, const char *name, int *nfd)
 	int ret;
 
 	/* 0700 until its real metadata comes, after its children. */
-	if (mkdirat(pfs_dstack_top(&b->ns), name, 0700) < 0)
-		return pfs_cfail_at(c, -errno, "cannot create", c->newroot, NULL);
+	ret = pfs_st_mkdir(c->st, pfs_dstack_top(&b->ns), name, 0700);
+	if (ret < 0)
+		return pfs_cfail_at(c, ret, "cannot create", c->newroot, NULL);
 	ret = pfs_open_subdir(c->st, pfs_dstack_top(&b->ns), name, nfd);
 	if (ret < 0)
 		return pfs_cfail_at(c, ret, "cannot open", c->newroot, NULL);
@@ -156,7 +157,7 @@ static int enter_upper_dir(struct build *b, const struct pfs_ovl_ent *e, const s
 	/* The scan refused redirects with lowers below: lparent is the top
 	 * lower's part of the parent, where its entry may stop the merge. */
 	cut = (e->flags & PFS_OVL_FRESH) || l.up.opaque ||
-	      (c->hide && reach && pfs_chide_cuts(lparent, e->name));
+	      (c->hide && reach && pfs_chide_cuts(c, lparent, e->name));
 	ret = pfs_chide_decide(c, reach, false, cut, &need);
 	if (ret < 0)
 		goto fail;
@@ -230,8 +231,9 @@ static int leave_dir(struct build *b)
 				    &op);
 	if (ret < 0)
 		return pfs_cfail_at(c, ret, op, c->newroot, NULL);
-	if (fsync(nfd) < 0)
-		return pfs_cfail_at(c, -errno, "cannot sync", c->newroot, NULL);
+	ret = pfs_st_sync(c->st, nfd, false);
+	if (ret < 0)
+		return pfs_cfail_at(c, ret, "cannot sync", c->newroot, NULL);
 	return 0;
 }
 
@@ -252,8 +254,9 @@ static int open_lower_data(struct build *b, const char *name)
 		ret = (int)n;
 	if (ret < 0)
 		return pfs_cfail_at(c, ret, "cannot find the data of", c->upper, NULL);
-	fd = openat(dfd >= 0 ? dfd : lfd, leaf, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-	ret = fd < 0 ? -errno : 0;
+	fd = pfs_st_openat(c->st, dfd >= 0 ? dfd : lfd, leaf,
+			   O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0);
+	ret = fd < 0 ? fd : 0;
 	if (dfd >= 0)
 		close(dfd);
 	if (ret < 0)
@@ -282,9 +285,10 @@ static int upper_file(struct build *b, const struct pfs_ovl_ent *e, const struct
 		if (metacopy) {
 			dfd = open_lower_data(b, e->name);
 		} else {
-			dfd = openat(ufd, e->name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+			dfd = pfs_st_openat(c->st, ufd, e->name,
+					    O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0);
 			if (dfd < 0)
-				dfd = pfs_cfail_at(c, -errno, "cannot open", c->upper, NULL);
+				dfd = pfs_cfail_at(c, dfd, "cannot open", c->upper, NULL);
 		}
 		if (dfd < 0)
 			return dfd;
@@ -325,9 +329,10 @@ static int shared_file(struct build *b, const char *name, const struct stat *lst
 		g = lst->st_nlink > 1 ? pfs_inomap_get(&c->llinks, lst->st_dev, lst->st_ino) : NULL;
 		if (g)
 			return pfs_clink(c, b->nroot, g->path, nfd, name, false, c->newroot);
-		dfd = openat(lfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+		dfd = pfs_st_openat(c->st, lfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC,
+				    0);
 		if (dfd < 0)
-			return pfs_cfail_at(c, -errno, "cannot open", c->lower, NULL);
+			return pfs_cfail_at(c, dfd, "cannot open", c->lower, NULL);
 		src = (struct pfs_csrc){
 			.st = lst,
 			.meta = pfs_ref_at(lfd, name),
@@ -349,8 +354,9 @@ static int shared_file(struct build *b, const char *name, const struct stat *lst
 		/* This filesystem cannot clone: hard links from now on. */
 		c->no_reflink = true;
 	}
-	if (linkat(lfd, name, nfd, name, 0) < 0)
-		return pfs_cfail_at(c, -errno, "cannot link", c->newroot, NULL);
+	ret = pfs_st_link(c->st, lfd, name, nfd, name, 0);
+	if (ret < 0)
+		return pfs_cfail_at(c, ret, "cannot link", c->newroot, NULL);
 	return 0;
 }
 
@@ -398,8 +404,9 @@ static int step(struct build *b, const struct pfs_ovl_ent *ue, const struct pfs_
 			pfs_progress_file(&c->prog, 0);
 			return 0;
 		}
-		if (fstatat(pfs_dstack_top(&b->us), name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-			return pfs_cfail_at(c, -errno, "cannot stat", c->upper, NULL);
+		ret = pfs_st_stat(c->st, pfs_dstack_top(&b->us), name, &st, AT_SYMLINK_NOFOLLOW);
+		if (ret < 0)
+			return pfs_cfail_at(c, ret, "cannot stat", c->upper, NULL);
 		if (S_ISDIR(st.st_mode))
 			return enter_upper_dir(b, ue, &st, plen);
 		ret = upper_file(b, ue, &st);
@@ -409,8 +416,9 @@ static int step(struct build *b, const struct pfs_ovl_ent *ue, const struct pfs_
 		pfs_commit_crashpoint("atomic-build");
 		return 0;
 	}
-	if (fstatat(pfs_dstack_top(&b->ls), name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-		return pfs_cfail_at(c, -errno, "cannot stat", c->lower, NULL);
+	ret = pfs_st_stat(c->st, pfs_dstack_top(&b->ls), name, &st, AT_SYMLINK_NOFOLLOW);
+	if (ret < 0)
+		return pfs_cfail_at(c, ret, "cannot stat", c->lower, NULL);
 	if (S_ISDIR(st.st_mode))
 		return enter_lower_dir(b, name, &st, plen);
 	ret = shared_file(b, name, &st);
@@ -429,11 +437,12 @@ int pfs_commit_build(struct pfs_cctx *c, int newfd)
 	if (!b.lv)
 		return pfs_cfail(c, -ENOMEM, "out of memory");
 	b.cap = 16;
-	ufd = openat(c->uroot, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	lfd = openat(c->lroot, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	nfd = openat(newfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (ufd < 0 || lfd < 0 || nfd < 0 || fstat(ufd, &root.st) < 0) {
-		ret = pfs_cfail(c, -errno, "cannot open the roots");
+	ufd = pfs_st_openat(c->st, c->uroot, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+	lfd = pfs_st_openat(c->st, c->lroot, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+	nfd = pfs_st_openat(c->st, newfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+	ret = ufd < 0 ? ufd : lfd < 0 ? lfd : nfd < 0 ? nfd : fstat(ufd, &root.st) < 0 ? -errno : 0;
+	if (ret < 0) {
+		pfs_cfail(c, ret, "cannot open the roots");
 		goto early;
 	}
 	ret = pfs_ovl_read_dir(c->st, ufd, &root.up);

@@ -35,10 +35,10 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
-#include <sys/xattr.h>
 #include <unistd.h>
 
 struct pfs_chide {
+	struct pfs_store *st; /* the commit's */
 	int *root;     /* the lowers below the top one, highest first */
 	size_t n;
 	/* The lowers' directories merged at the directory asked about last
@@ -56,15 +56,17 @@ static bool unreachable(int err)
 
 /* Does the directory fd hide the layers below it? Either namespace, or
  * the marker: prismfs reads all three in a lower (layer.c). */
-static bool dir_opaque(int fd)
+static bool dir_opaque(struct pfs_store *s, int fd)
 {
 	char v[4];
 	struct stat st;
 
-	if ((fgetxattr(fd, "trusted.overlay.opaque", v, sizeof(v)) == 1 && v[0] == 'y') ||
-	    (fgetxattr(fd, "user.overlay.opaque", v, sizeof(v)) == 1 && v[0] == 'y'))
+	if ((pfs_st_getxattr(s, pfs_ref_fd(fd), "trusted.overlay.opaque", v, sizeof(v)) == 1 &&
+	     v[0] == 'y') ||
+	    (pfs_st_getxattr(s, pfs_ref_fd(fd), "user.overlay.opaque", v, sizeof(v)) == 1 &&
+	     v[0] == 'y'))
 		return true;
-	return fstatat(fd, PFS_OVL_OPAQUE_MARKER, &st, AT_SYMLINK_NOFOLLOW) == 0;
+	return pfs_st_stat(s, fd, PFS_OVL_OPAQUE_MARKER, &st, AT_SYMLINK_NOFOLLOW) == 0;
 }
 
 enum shown { SHOWN_NOTHING, SHOWN_FILE, SHOWN_DIR };
@@ -73,8 +75,8 @@ enum shown { SHOWN_NOTHING, SHOWN_FILE, SHOWN_DIR };
  * first. *what: what the merge shows; with next (may be NULL) the
  * directories merged at name when it is a directory (fds owned by the
  * caller, *nnext of them). */
-static int lookup(const int *cfd, size_t n, const char *name, enum shown *what, int *next,
-		  size_t *nnext)
+static int lookup(struct pfs_store *s, const int *cfd, size_t n, const char *name,
+		  enum shown *what, int *next, size_t *nnext)
 {
 	*what = SHOWN_NOTHING;
 	if (nnext)
@@ -83,10 +85,11 @@ static int lookup(const int *cfd, size_t n, const char *name, enum shown *what, 
 		struct stat st;
 		int fd, ret;
 
-		if (fstatat(cfd[i], name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
-			if (!unreachable(-errno))
-				return -errno;
-			if (pfs_ovl_has_wh_file(pfs_store_local(), cfd[i], name))
+		ret = pfs_st_stat(s, cfd[i], name, &st, AT_SYMLINK_NOFOLLOW);
+		if (ret < 0) {
+			if (!unreachable(ret))
+				return ret;
+			if (pfs_ovl_has_wh_file(s, cfd[i], name))
 				return 0;
 			continue;
 		}
@@ -100,11 +103,11 @@ static int lookup(const int *cfd, size_t n, const char *name, enum shown *what, 
 		*what = SHOWN_DIR;
 		if (!next)
 			return 0;
-		ret = pfs_open_subdir(pfs_store_local(), cfd[i], name, &fd);
+		ret = pfs_open_subdir(s, cfd[i], name, &fd);
 		if (ret < 0)
 			return ret;
 		next[(*nnext)++] = fd;
-		if (dir_opaque(fd) || pfs_ovl_has_wh_file(pfs_store_local(), cfd[i], name))
+		if (dir_opaque(s, fd) || pfs_ovl_has_wh_file(s, cfd[i], name))
 			return 0;
 	}
 	return 0;
@@ -137,10 +140,10 @@ static int chain_at(struct pfs_chide *h, const char *dir, size_t dlen)
 		goto out;
 	}
 	for (size_t i = 0; i < h->n; i++) {
-		int fd = openat(h->root[i], ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		int fd = pfs_st_openat(h->st, h->root[i], ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
 
 		if (fd < 0) {
-			ret = -errno;
+			ret = fd;
 			goto out;
 		}
 		h->cfd[h->cn++] = fd;
@@ -152,7 +155,7 @@ static int chain_at(struct pfs_chide *h, const char *dir, size_t dlen)
 		slash = strchr(p, '/');
 		if (slash)
 			*slash = '\0';
-		ret = lookup(h->cfd, h->cn, p, &what, tmp, &nt);
+		ret = lookup(h->st, h->cfd, h->cn, p, &what, tmp, &nt);
 		for (size_t i = 0; i < h->cn; i++)
 			close(h->cfd[i]);
 		h->cn = 0;
@@ -185,17 +188,19 @@ int pfs_chide_open(struct pfs_cctx *c)
 	if (!h)
 		return pfs_cfail(c, -ENOMEM, "out of memory");
 	c->hide = h;
+	h->st = c->st;
 	h->root = calloc(o->nbelow, sizeof(*h->root));
 	h->cfd = calloc(o->nbelow, sizeof(*h->cfd));
 	if (!h->root || !h->cfd)
 		return pfs_cfail(c, -ENOMEM, "out of memory");
 	for (size_t i = 0; i < o->nbelow; i++) {
 		struct stat st;
-		int fd = open(o->below[i], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		int fd = pfs_st_openat(c->st, AT_FDCWD, o->below[i], O_RDONLY | O_DIRECTORY | O_CLOEXEC,
+				       0);
 
 		if (fd < 0)
-			return pfs_cfail(c, -errno, "cannot open the lower %s below %s",
-					 o->below[i], c->lower);
+			return pfs_cfail(c, fd, "cannot open the lower %s below %s", o->below[i],
+					 c->lower);
 		h->root[h->n++] = fd;
 		if (fstat(fd, &st) < 0)
 			return pfs_cfail(c, -errno, "cannot stat %s", o->below[i]);
@@ -218,22 +223,24 @@ int pfs_chide_probe(struct pfs_cctx *c)
 {
 	struct pfs_chide *h = c->hide;
 	char name[NAME_MAX + 1];
+	int ret;
 
 	if (!h || h->wh_file)
 		return 0;
 	/* Beside the lower, in the directory this commit holds locked (its
 	 * name fits: check_lower_name), so the lower is not touched. */
 	snprintf(name, sizeof(name), ".%s.prismfs-wh", c->base);
-	unlinkat(c->pfd, name, 0);
-	if (mknodat(c->pfd, name, S_IFCHR | 0, makedev(0, 0)) == 0) {
-		unlinkat(c->pfd, name, 0);
+	pfs_st_unlink(c->st, c->pfd, name, 0);
+	ret = pfs_st_mknod(c->st, c->pfd, name, S_IFCHR | 0, makedev(0, 0));
+	if (ret == 0) {
+		pfs_st_unlink(c->st, c->pfd, name, 0);
 		return 0;
 	}
-	if (c->o->whiteout == PFS_WH_CHARDEV || (errno != EPERM && errno != EOPNOTSUPP))
-		return pfs_cfail(c, -errno,
+	if (c->o->whiteout == PFS_WH_CHARDEV || (ret != -EPERM && ret != -EOPNOTSUPP))
+		return pfs_cfail(c, ret,
 				 "the lowers below %s may need whiteouts kept in it, but "
 				 "character devices cannot be made beside it%s",
-				 c->lower, errno == EPERM ? " (use --whiteout file)" : "");
+				 c->lower, ret == -EPERM ? " (use --whiteout file)" : "");
 	h->wh_file = true;
 	return 0;
 }
@@ -253,7 +260,7 @@ void pfs_chide_close(struct pfs_cctx *c)
 	c->hide = NULL;
 }
 
-bool pfs_chide_cuts(int lfd, const char *name)
+bool pfs_chide_cuts(struct pfs_cctx *c, int lfd, const char *name)
 {
 	struct stat st;
 	int fd;
@@ -261,15 +268,15 @@ bool pfs_chide_cuts(int lfd, const char *name)
 
 	if (lfd < 0)
 		return false;
-	if (fstatat(lfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-		return pfs_ovl_has_wh_file(pfs_store_local(), lfd, name);
+	if (pfs_st_stat(c->st, lfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return pfs_ovl_has_wh_file(c->st, lfd, name);
 	if (!S_ISDIR(st.st_mode))
 		return true; /* a whiteout device or any other non-directory */
-	if (pfs_ovl_has_wh_file(pfs_store_local(), lfd, name))
+	if (pfs_ovl_has_wh_file(c->st, lfd, name))
 		return true;
-	if (pfs_open_subdir(pfs_store_local(), lfd, name, &fd) < 0)
+	if (pfs_open_subdir(c->st, lfd, name, &fd) < 0)
 		return true; /* nothing to merge through */
-	cut = dir_opaque(fd);
+	cut = dir_opaque(c->st, fd);
 	close(fd);
 	return cut;
 }
@@ -287,7 +294,7 @@ int pfs_chide_decide(struct pfs_cctx *c, bool reach, bool gone, bool cut, enum p
 	slash = strrchr(path, '/');
 	ret = chain_at(h, path, slash ? (size_t)(slash - path) : 0);
 	if (ret == 0)
-		ret = lookup(h->cfd, h->cn, slash ? slash + 1 : path, &what, NULL, NULL);
+		ret = lookup(h->st, h->cfd, h->cn, slash ? slash + 1 : path, &what, NULL, NULL);
 	if (ret < 0)
 		return pfs_cfail(c, ret, "cannot look %s up in the lowers below %s", path,
 				 c->lower);
@@ -303,23 +310,25 @@ int pfs_chide_whiteout(struct pfs_cctx *c, int dirfd, const char *name, const ch
 	struct pfs_chide *h = c->hide;
 	char wh[NAME_MAX + 8];
 	struct stat st;
-	int fd;
+	int fd, ret;
 
 	if (!h->wh_file) {
-		if (mknodat(dirfd, name, S_IFCHR | 0, makedev(0, 0)) == 0)
+		ret = pfs_st_mknod(c->st, dirfd, name, S_IFCHR | 0, makedev(0, 0));
+		if (ret == 0)
 			return 0;
-		if (errno == EEXIST && fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		if (ret == -EEXIST &&
+		    pfs_st_stat(c->st, dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
 		    pfs_ovl_is_whiteout(&st))
 			return 0; /* kept by an earlier run */
-		return pfs_cfail_at(c, -errno, "cannot make a whiteout at", root, NULL);
+		return pfs_cfail_at(c, ret, "cannot make a whiteout at", root, NULL);
 	}
 	if (strlen(name) > NAME_MAX - 4)
 		return pfs_cfail_at(c, -ENAMETOOLONG, "cannot make a .wh. whiteout for", root,
 				    NULL);
 	snprintf(wh, sizeof(wh), PFS_OVL_WH_PREFIX "%s", name);
-	fd = openat(dirfd, wh, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0);
+	fd = pfs_st_openat(c->st, dirfd, wh, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0);
 	if (fd < 0)
-		return pfs_cfail_at(c, -errno, "cannot make a .wh. whiteout for", root, NULL);
+		return pfs_cfail_at(c, fd, "cannot make a .wh. whiteout for", root, NULL);
 	close(fd);
 	return 0;
 }
@@ -327,19 +336,21 @@ int pfs_chide_whiteout(struct pfs_cctx *c, int dirfd, const char *name, const ch
 int pfs_chide_opaque(struct pfs_cctx *c, int dirfd, const char *root)
 {
 	static const char *const keys[] = {"trusted.overlay.opaque", "user.overlay.opaque"};
-	int fd;
+	int fd, ret;
 
 	/* The kernel's namespace first, as a mount probes its upper; user.
 	 * where trusted. is not allowed (overlayfs's userxattr reads it). */
 	for (size_t i = 0; i < 2; i++) {
-		if (fsetxattr(dirfd, keys[i], "y", 1, 0) == 0)
+		ret = pfs_st_setxattr(c->st, pfs_ref_fd(dirfd), keys[i], "y", 1, 0);
+		if (ret == 0)
 			return 0;
-		if (errno != EPERM && errno != ENOTSUP && errno != EOPNOTSUPP)
-			return pfs_cfail_at(c, -errno, "cannot mark opaque", root, NULL);
+		if (ret != -EPERM && ret != -ENOTSUP && ret != -EOPNOTSUPP)
+			return pfs_cfail_at(c, ret, "cannot mark opaque", root, NULL);
 	}
-	fd = openat(dirfd, PFS_OVL_OPAQUE_MARKER, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0);
+	fd = pfs_st_openat(c->st, dirfd, PFS_OVL_OPAQUE_MARKER,
+			   O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0);
 	if (fd < 0)
-		return pfs_cfail_at(c, -errno, "cannot mark opaque", root, NULL);
+		return pfs_cfail_at(c, fd, "cannot mark opaque", root, NULL);
 	close(fd);
 	return 0;
 }

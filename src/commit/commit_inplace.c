@@ -88,13 +88,14 @@ static int lower_dir(struct pfs_cctx *c, int lfd_parent, const char *name, bool 
 	bool exists;
 	int ret, tfd;
 
-	exists = fstatat(lfd_parent, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
+	exists = pfs_st_stat(c->st, lfd_parent, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
 	if (exists && S_ISDIR(st.st_mode))
 		goto open;
 	snprintf(tmp, sizeof(tmp), ".prismfs-tmp-%ld-d%lu", (long)getpid(), ++c->tmpseq);
 	/* 0700 until its real metadata is applied, after its children. */
-	if (mkdirat(lfd_parent, tmp, 0700) < 0)
-		return pfs_cfail_at(c, -errno, "cannot create", c->lower, NULL);
+	ret = pfs_st_mkdir(c->st, lfd_parent, tmp, 0700);
+	if (ret < 0)
+		return pfs_cfail_at(c, ret, "cannot create", c->lower, NULL);
 	if (opaque) {
 		ret = pfs_open_subdir(c->st, lfd_parent, tmp, &tfd);
 		if (ret == 0) {
@@ -104,31 +105,31 @@ static int lower_dir(struct pfs_cctx *c, int lfd_parent, const char *name, bool 
 			pfs_cfail_at(c, ret, "cannot open", c->lower, NULL);
 		}
 		if (ret < 0) {
-			unlinkat(lfd_parent, tmp, AT_REMOVEDIR);
+			pfs_st_unlink(c->st, lfd_parent, tmp, AT_REMOVEDIR);
 			return ret;
 		}
 	}
-	ret = renameat2(lfd_parent, tmp, lfd_parent, name,
-			exists ? RENAME_EXCHANGE : RENAME_NOREPLACE) < 0 ? -errno : 0;
+	ret = pfs_st_rename(c->st, lfd_parent, tmp, lfd_parent, name,
+			    exists ? RENAME_EXCHANGE : RENAME_NOREPLACE);
 	if (ret == -EINVAL || ret == -ENOSYS) {
 		/* A filesystem without these flags: out of the way, then in. */
 		if (exists) {
 			ret = remove_at(c, lfd_parent, name);
 			if (ret < 0) {
-				unlinkat(lfd_parent, tmp, AT_REMOVEDIR);
+				pfs_st_unlink(c->st, lfd_parent, tmp, AT_REMOVEDIR);
 				return ret;
 			}
 		}
 		exists = false;
-		ret = renameat(lfd_parent, tmp, lfd_parent, name) < 0 ? -errno : 0;
+		ret = pfs_st_rename(c->st, lfd_parent, tmp, lfd_parent, name, 0);
 	}
 	if (ret < 0) {
 		pfs_cfail_at(c, ret, "cannot create", c->lower, NULL);
-		unlinkat(lfd_parent, tmp, AT_REMOVEDIR);
+		pfs_st_unlink(c->st, lfd_parent, tmp, AT_REMOVEDIR);
 		return ret;
 	}
-	if (exists && unlinkat(lfd_parent, tmp, 0) < 0)
-		return pfs_cfail_at(c, -errno, "cannot remove the old", c->lower, NULL);
+	if (exists && (ret = pfs_st_unlink(c->st, lfd_parent, tmp, 0)) < 0)
+		return pfs_cfail_at(c, ret, "cannot remove the old", c->lower, NULL);
 open:
 	ret = pfs_open_subdir(c->st, lfd_parent, name, lfd);
 	if (ret < 0)
@@ -158,7 +159,7 @@ static int enter_dir(struct inplace *s, const struct ilevel *parent, const struc
 	replace = parent->replace || (e->flags & PFS_OVL_FRESH) || d.opaque;
 	/* Read before lower_dir changes what the top lower holds there. */
 	cut = (e->flags & PFS_OVL_FRESH) || d.opaque ||
-	      (c->hide && parent->reach && pfs_chide_cuts(pfs_dstack_top(&s->ls), e->name));
+	      (c->hide && parent->reach && pfs_chide_cuts(c, pfs_dstack_top(&s->ls), e->name));
 	ret = pfs_chide_decide(c, parent->reach, false, cut, &need);
 	if (ret < 0)
 		goto fail;
@@ -218,15 +219,16 @@ static int leave_dir(struct inplace *s)
 	if (ret < 0)
 		return pfs_cfail_at(c, ret, op, c->lower, NULL);
 	/* Its entries (renames, removals) and its metadata, durable. */
-	if (fsync(lfd) < 0)
-		return pfs_cfail_at(c, -errno, "cannot sync", c->lower, NULL);
+	ret = pfs_st_sync(c->st, lfd, false);
+	if (ret < 0)
+		return pfs_cfail_at(c, ret, "cannot sync", c->lower, NULL);
 	pfs_commit_crashpoint("inplace-dir");
 	return 0;
 }
 
-static int open_ro(int dirfd, const char *name)
+static int open_ro(struct pfs_cctx *c, int dirfd, const char *name)
 {
-	return openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	return pfs_st_openat(c->st, dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0);
 }
 
 /* Can the lower entry stay as it is, taking only the upper's metadata? */
@@ -248,12 +250,12 @@ static int reusable(struct pfs_cctx *c, int ufd, int lfd, const char *name,
 		}
 		if (lst->st_size != ust->st_size)
 			return 0;
-		a = open_ro(ufd, name);
+		a = open_ro(c, ufd, name);
 		if (a < 0)
-			return pfs_cfail_at(c, -errno, "cannot open", c->upper, NULL);
-		b = open_ro(lfd, name);
+			return pfs_cfail_at(c, a, "cannot open", c->upper, NULL);
+		b = open_ro(c, lfd, name);
 		if (b < 0) {
-			ret = pfs_cfail_at(c, -errno, "cannot open", c->lower, NULL);
+			ret = pfs_cfail_at(c, b, "cannot open", c->lower, NULL);
 			break;
 		}
 		ret = pfs_fcopy_same(a, b, ust->st_size, reuse, pfs_progress_tick, &c->prog);
@@ -262,8 +264,8 @@ static int reusable(struct pfs_cctx *c, int ufd, int lfd, const char *name,
 		break;
 	case S_IFLNK: {
 		char ut[PATH_MAX], lt[PATH_MAX];
-		ssize_t un = readlinkat(ufd, name, ut, sizeof(ut));
-		ssize_t ln = readlinkat(lfd, name, lt, sizeof(lt));
+		ssize_t un = pfs_st_readlink(c->st, ufd, name, ut, sizeof(ut));
+		ssize_t ln = pfs_st_readlink(c->st, lfd, name, lt, sizeof(lt));
 
 		*reuse = un >= 0 && un == ln && memcmp(ut, lt, (size_t)un) == 0;
 		break;
@@ -298,9 +300,10 @@ static int apply_file(struct inplace *s, const struct pfs_ovl_ent *e, const stru
 	const char *op;
 
 	*bytes = S_ISREG(ust->st_mode) ? (uint64_t)ust->st_size : 0;
-	exists = fstatat(lfd, e->name, &lst, AT_SYMLINK_NOFOLLOW) == 0;
-	if (!exists && errno != ENOENT)
-		return pfs_cfail_at(c, -errno, "cannot stat", c->lower, NULL);
+	ret = pfs_st_stat(c->st, lfd, e->name, &lst, AT_SYMLINK_NOFOLLOW);
+	exists = ret == 0;
+	if (!exists && ret != -ENOENT)
+		return pfs_cfail_at(c, ret, "cannot stat", c->lower, NULL);
 	if (ust->st_nlink > 1)
 		g = pfs_inomap_get(&c->ulinks, ust->st_dev, ust->st_ino);
 	if (g) {
@@ -332,9 +335,9 @@ static int apply_file(struct inplace *s, const struct pfs_ovl_ent *e, const stru
 	} else {
 		/* The scan made sure a metadata-only copy has its data below. */
 		if (S_ISREG(ust->st_mode)) {
-			dfd = open_ro(metacopy ? lfd : ufd, e->name);
+			dfd = open_ro(c, metacopy ? lfd : ufd, e->name);
 			if (dfd < 0)
-				return pfs_cfail_at(c, -errno, "cannot open",
+				return pfs_cfail_at(c, dfd, "cannot open",
 						    metacopy ? c->lower : c->upper, NULL);
 		}
 		src = (struct pfs_csrc){
@@ -369,11 +372,11 @@ int pfs_commit_inplace(struct pfs_cctx *c)
 	if (!s.lv)
 		return pfs_cfail(c, -ENOMEM, "out of memory");
 	s.cap = 16;
-	fd = openat(c->uroot, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	ret = fd < 0 ? -errno : pfs_dstack_push(&s.us, fd, false);
+	fd = pfs_st_openat(c->st, c->uroot, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+	ret = fd < 0 ? fd : pfs_dstack_push(&s.us, fd, false);
 	if (ret == 0) {
-		fd = openat(c->lroot, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		ret = fd < 0 ? -errno : pfs_dstack_push(&s.ls, fd, false);
+		fd = pfs_st_openat(c->st, c->lroot, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+		ret = fd < 0 ? fd : pfs_dstack_push(&s.ls, fd, false);
 	}
 	if (ret == 0)
 		ret = fstat(c->uroot, &rst) < 0 ? -errno : 0;
@@ -432,8 +435,9 @@ int pfs_commit_inplace(struct pfs_cctx *c)
 			pfs_pathbuf_cut(&c->path, plen);
 			continue;
 		}
-		if (fstatat(pfs_dstack_top(&s.us), e->name, &ust, AT_SYMLINK_NOFOLLOW) < 0) {
-			ret = pfs_cfail_at(c, -errno, "cannot stat", c->upper, NULL);
+		ret = pfs_st_stat(c->st, pfs_dstack_top(&s.us), e->name, &ust, AT_SYMLINK_NOFOLLOW);
+		if (ret < 0) {
+			pfs_cfail_at(c, ret, "cannot stat", c->upper, NULL);
 			goto out;
 		}
 		if (S_ISDIR(ust.st_mode)) {

@@ -113,7 +113,7 @@ void pfs_chide_close(struct pfs_cctx *c);
 /* Does the top lower's entry name in its directory lfd (-1: none) stop the
  * merge of the layers below there (a whiteout, a non-directory, an opaque
  * or `.wh.`-replaced directory)? */
-bool pfs_chide_cuts(int lfd, const char *name);
+bool pfs_chide_cuts(struct pfs_cctx *c, int lfd, const char *name);
 
 enum pfs_chide_need { PFS_CHIDE_NOTHING, PFS_CHIDE_WHITEOUT, PFS_CHIDE_OPAQUE };
 

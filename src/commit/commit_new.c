@@ -23,24 +23,23 @@ int pfs_cinstall(struct pfs_cctx *c, int dirfd, const char *tmp, const char *nam
 		 const char *root)
 {
 	char where[256];
-	int ret;
+	int ret = pfs_st_rename(c->st, dirfd, tmp, dirfd, name, 0);
 
-	if (renameat(dirfd, tmp, dirfd, name) == 0)
+	if (ret == 0)
 		return 0;
-	ret = -errno;
 	if (ret == -EISDIR || ret == -ENOTEMPTY || ret == -EEXIST) {
 		/* A directory is in the way; rename(2) replaces only files. */
 		ret = pfs_rmtree_at(c->st, dirfd, name, where, sizeof(where));
 		if (ret < 0) {
-			unlinkat(dirfd, tmp, 0);
+			pfs_st_unlink(c->st, dirfd, tmp, 0);
 			return pfs_cfail(c, ret, "cannot remove %s/%s (at %s)", root,
 					 pfs_pathbuf_str(&c->path), where);
 		}
-		if (renameat(dirfd, tmp, dirfd, name) == 0)
+		ret = pfs_st_rename(c->st, dirfd, tmp, dirfd, name, 0);
+		if (ret == 0)
 			return 0;
-		ret = -errno;
 	}
-	unlinkat(dirfd, tmp, 0);
+	pfs_st_unlink(c->st, dirfd, tmp, 0);
 	return pfs_cfail_at(c, ret, "cannot replace", root, NULL);
 }
 
@@ -48,19 +47,22 @@ int pfs_clink(struct pfs_cctx *c, int fromroot, const char *from, int dirfd, con
 	      bool exists, const char *root)
 {
 	char tmp[64];
+	int ret;
 
 	if (!exists) {
-		if (linkat(fromroot, from, dirfd, name, 0) == 0)
+		ret = pfs_st_link(c->st, fromroot, from, dirfd, name, 0);
+		if (ret == 0)
 			return 0;
-		if (errno != EEXIST)
-			return pfs_cfail_at(c, -errno, "cannot link", root, NULL);
+		if (ret != -EEXIST)
+			return pfs_cfail_at(c, ret, "cannot link", root, NULL);
 	}
 	for (;;) {
 		tmp_name(c, tmp, sizeof(tmp));
-		if (linkat(fromroot, from, dirfd, tmp, 0) == 0)
+		ret = pfs_st_link(c->st, fromroot, from, dirfd, tmp, 0);
+		if (ret == 0)
 			break;
-		if (errno != EEXIST)
-			return pfs_cfail_at(c, -errno, "cannot link", root, NULL);
+		if (ret != -EEXIST)
+			return pfs_cfail_at(c, ret, "cannot link", root, NULL);
 	}
 	return pfs_cinstall(c, dirfd, tmp, name, root);
 }
@@ -75,28 +77,29 @@ static int new_reg(struct pfs_cctx *c, int dirfd, const char *name, const struct
 
 	*cloned = false;
 	/* Unnamed until complete: a crash leaves nothing behind. */
-	fd = openat(dirfd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
-	if (fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)) {
+	fd = pfs_st_openat(c->st, dirfd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
+	if (fd == -EOPNOTSUPP || fd == -EISDIR || fd == -EINVAL) {
 		do {
 			tmp_name(c, tmp, sizeof(tmp));
-			fd = openat(dirfd, tmp,
-				    O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600);
-		} while (fd < 0 && errno == EEXIST);
+			fd = pfs_st_openat(c->st, dirfd, tmp,
+					   O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600);
+		} while (fd == -EEXIST);
 	}
 	if (fd < 0)
-		return pfs_cfail_at(c, -errno, op, root, NULL);
-	ret = src->clone ? pfs_fcopy_clone(fd, src->datafd) : -EOPNOTSUPP;
+		return pfs_cfail_at(c, fd, op, root, NULL);
+	ret = src->clone ? pfs_st_copy(c->st, fd, src->datafd, src->st->st_size, true, NULL, NULL)
+			 : -EOPNOTSUPP;
 	if (ret == 0) {
 		*cloned = true;
 	} else if (src->must_clone && pfs_fcopy_clone_unsupported(ret)) {
 		close(fd);
 		if (tmp[0])
-			unlinkat(dirfd, tmp, 0);
+			pfs_st_unlink(c->st, dirfd, tmp, 0);
 		return ret; /* the caller shares another way */
 	} else if (pfs_fcopy_clone_unsupported(ret)) {
 		op = "cannot write";
-		ret = pfs_fcopy_data(fd, src->datafd, src->st->st_size,
-				     src->tick ? pfs_progress_tick : NULL, &c->prog);
+		ret = pfs_st_copy(c->st, fd, src->datafd, src->st->st_size, false,
+				  src->tick ? pfs_progress_tick : NULL, &c->prog);
 	}
 	if (ret < 0)
 		goto fail;
@@ -104,24 +107,24 @@ static int new_reg(struct pfs_cctx *c, int dirfd, const char *name, const struct
 	if (ret < 0)
 		goto fail;
 	op = "cannot write";
-	if (fsync(fd) < 0 || fstat(fd, &st) < 0) {
+	ret = pfs_st_sync(c->st, fd, false);
+	if (ret == 0 && fstat(fd, &st) < 0)
 		ret = -errno;
+	if (ret < 0)
 		goto fail;
-	}
 	*ino = st.st_ino;
 	if (!tmp[0]) {
 		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
 		op = "cannot link";
-		if (!exists && linkat(AT_FDCWD, proc, dirfd, name, AT_SYMLINK_FOLLOW) == 0)
+		ret = exists ? -EEXIST
+			     : pfs_st_link(c->st, AT_FDCWD, proc, dirfd, name, AT_SYMLINK_FOLLOW);
+		if (ret == 0)
 			goto done;
-		if (!exists && errno != EEXIST) {
-			ret = -errno;
+		if (ret != -EEXIST)
 			goto fail;
-		}
 		do {
 			tmp_name(c, tmp, sizeof(tmp));
-			ret = linkat(AT_FDCWD, proc, dirfd, tmp, AT_SYMLINK_FOLLOW) < 0 ? -errno
-										 : 0;
+			ret = pfs_st_link(c->st, AT_FDCWD, proc, dirfd, tmp, AT_SYMLINK_FOLLOW);
 		} while (ret == -EEXIST);
 		if (ret < 0) {
 			tmp[0] = '\0';
@@ -136,11 +139,11 @@ done:
 fail:
 	close(fd);
 	if (tmp[0])
-		unlinkat(dirfd, tmp, 0);
+		pfs_st_unlink(c->st, dirfd, tmp, 0);
 	return pfs_cfail_at(c, ret, op, root, NULL);
 }
 
-static int read_link(int dirfd, const char *name, off_t size, char **out)
+static int read_link(struct pfs_store *st, int dirfd, const char *name, off_t size, char **out)
 {
 	size_t len = size > 0 ? (size_t)size + 1 : PATH_MAX;
 
@@ -150,10 +153,10 @@ static int read_link(int dirfd, const char *name, off_t size, char **out)
 
 		if (!buf)
 			return -ENOMEM;
-		n = readlinkat(dirfd, name, buf, len);
+		n = pfs_st_readlink(st, dirfd, name, buf, len);
 		if (n < 0) {
 			free(buf);
-			return -errno;
+			return (int)n;
 		}
 		if ((size_t)n < len) {
 			buf[n] = '\0';
@@ -181,23 +184,22 @@ int pfs_cnew(struct pfs_cctx *c, int dirfd, const char *name, const struct pfs_c
 	/* Nothing to replace: make it in place. */
 	at = exists ? tmp : name;
 	if (S_ISLNK(st->st_mode)) {
-		ret = read_link(src->udirfd, src->upath, st->st_size, &target);
+		ret = read_link(c->st, src->udirfd, src->upath, st->st_size, &target);
 		if (ret < 0)
 			return pfs_cfail_at(c, ret, "cannot read the symlink", c->upper, NULL);
-		ret = symlinkat(target, dirfd, at) < 0 ? -errno : 0;
+		ret = pfs_st_symlink(c->st, target, dirfd, at);
 		free(target);
 	} else {
-		ret = mknodat(dirfd, at, (st->st_mode & S_IFMT) | 0600, st->st_rdev);
-		ret = ret < 0 ? -errno : 0;
+		ret = pfs_st_mknod(c->st, dirfd, at, (st->st_mode & S_IFMT) | 0600, st->st_rdev);
 	}
 	if (ret < 0)
 		return pfs_cfail_at(c, ret, op, root, NULL);
 	ret = pfs_meta_copy(c->st, pfs_ref_at(dirfd, at), src->meta, st, src->meta_flags, &op);
-	if (ret == 0 && fstatat(dirfd, at, &nst, AT_SYMLINK_NOFOLLOW) < 0)
-		ret = -errno;
+	if (ret == 0)
+		ret = pfs_st_stat(c->st, dirfd, at, &nst, AT_SYMLINK_NOFOLLOW);
 	if (ret < 0) {
 		if (exists)
-			unlinkat(dirfd, tmp, 0);
+			pfs_st_unlink(c->st, dirfd, tmp, 0);
 		return pfs_cfail_at(c, ret, op, root, NULL);
 	}
 	*ino = nst.st_ino;

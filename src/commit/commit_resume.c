@@ -62,7 +62,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/xattr.h>
 #include <unistd.h>
 
 #define JOURNAL_MAGIC "prismfs-inplace 1"
@@ -130,21 +129,23 @@ static int ij_write(struct pfs_cctx *c, const struct inames *n, const struct ijo
 		return pfs_cfail(c, -ENOMEM, "cannot write the commit journal: too long");
 	}
 	len = (int)size;
-	fd = openat(c->pfd, n->tmp, O_CREAT | O_TRUNC | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600);
+	fd = pfs_st_openat(c->st, c->pfd, n->tmp,
+			   O_CREAT | O_TRUNC | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0) {
-		ret = -errno;
+		ret = fd;
 	} else {
+		errno = 0;
 		if (write(fd, buf, (size_t)len) != len)
 			ret = errno ? -errno : -EIO;
-		if (ret == 0 && fsync(fd) < 0)
-			ret = -errno;
+		if (ret == 0)
+			ret = pfs_st_sync(c->st, fd, false);
 		close(fd);
 	}
 	free(buf);
-	if (ret == 0 && renameat(c->pfd, n->tmp, c->pfd, n->journal) < 0)
-		ret = -errno;
-	if (ret == 0 && fsync(c->pfd) < 0)
-		ret = -errno;
+	if (ret == 0)
+		ret = pfs_st_rename(c->st, c->pfd, n->tmp, c->pfd, n->journal, 0);
+	if (ret == 0)
+		ret = pfs_st_sync(c->st, c->pfd, false);
 	if (ret < 0)
 		return pfs_cfail(c, ret, "cannot write the commit journal %s/../%s", c->lower,
 				 n->journal);
@@ -160,9 +161,9 @@ static int ij_read(struct pfs_cctx *c, const struct inames *n, struct ijournal *
 	int fd, ret = 0, marked = 1;
 
 	memset(j, 0, sizeof(*j));
-	fd = openat(c->pfd, n->journal, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	fd = pfs_st_openat(c->st, c->pfd, n->journal, O_RDONLY | O_NOFOLLOW | O_CLOEXEC, 0);
 	if (fd < 0)
-		return -errno;
+		return fd;
 	buf = malloc(JOURNAL_MAX + 1);
 	if (!buf) {
 		close(fd);
@@ -219,19 +220,22 @@ out:
 
 static int drop_journal(struct pfs_cctx *c, const struct inames *n)
 {
-	if (unlinkat(c->pfd, n->journal, 0) < 0 && errno != ENOENT)
-		return pfs_cfail(c, -errno, "cannot remove the commit journal %s/../%s", c->lower,
+	int ret = pfs_st_unlink(c->st, c->pfd, n->journal, 0);
+
+	if (ret < 0 && ret != -ENOENT)
+		return pfs_cfail(c, ret, "cannot remove the commit journal %s/../%s", c->lower,
 				 n->journal);
-	if (fsync(c->pfd) < 0)
-		return pfs_cfail(c, -errno, "cannot sync the parent of %s", c->lower);
+	ret = pfs_st_sync(c->st, c->pfd, false);
+	if (ret < 0)
+		return pfs_cfail(c, ret, "cannot sync the parent of %s", c->lower);
 	return 0;
 }
 
 /* Which lower U's root is marked for: its length, 0 when unmarked, or
  * -errno. */
-static ssize_t mark_get(int ufd, char *lower, size_t len)
+static ssize_t mark_get(struct pfs_store *st, int ufd, char *lower, size_t len)
 {
-	ssize_t n = pfs_ovl_get(pfs_store_local(), pfs_ref_fd(ufd), MARK, lower, len);
+	ssize_t n = pfs_ovl_get(st, pfs_ref_fd(ufd), MARK, lower, len);
 
 	if (n == -ENODATA || n == -ENOTSUP || n == -EOPNOTSUPP)
 		return 0;
@@ -252,15 +256,14 @@ static int mark_set(struct pfs_cctx *c, int ufd, bool *marked)
 
 	*marked = false;
 	for (size_t i = 0; i < 2 && !*marked; i++) {
-		if (fsetxattr(ufd, names[i], c->lower, strlen(c->lower), 0) == 0)
-			*marked = true;
-		else
-			ret = -errno;
+		ret = pfs_st_setxattr(c->st, pfs_ref_fd(ufd), names[i], c->lower, strlen(c->lower),
+				      0);
+		*marked = ret == 0;
 	}
 	if (!*marked && !unsupported(ret))
 		return pfs_cfail(c, ret, "cannot mark %s as being committed", c->upper);
-	if (*marked && fsync(ufd) < 0)
-		return pfs_cfail(c, -errno, "cannot sync %s", c->upper);
+	if (*marked && (ret = pfs_st_sync(c->st, ufd, false)) < 0)
+		return pfs_cfail(c, ret, "cannot sync %s", c->upper);
 	return 0;
 }
 
@@ -268,20 +271,23 @@ static int mark_drop(struct pfs_cctx *c, int ufd)
 {
 	static const char *const names[] = {"trusted.overlay." MARK, "user.overlay." MARK};
 
+	int ret;
+
 	for (size_t i = 0; i < 2; i++) {
-		if (fremovexattr(ufd, names[i]) < 0 && errno != ENODATA && errno != ENOTSUP &&
-		    errno != EOPNOTSUPP && errno != EPERM)
-			return pfs_cfail(c, -errno, "cannot unmark %s", c->upper);
+		ret = pfs_st_removexattr(c->st, pfs_ref_fd(ufd), names[i]);
+		if (ret < 0 && ret != -ENODATA && !unsupported(ret))
+			return pfs_cfail(c, ret, "cannot unmark %s", c->upper);
 	}
-	if (fsync(ufd) < 0)
-		return pfs_cfail(c, -errno, "cannot sync %s", c->upper);
+	ret = pfs_st_sync(c->st, ufd, false);
+	if (ret < 0)
+		return pfs_cfail(c, ret, "cannot sync %s", c->upper);
 	return 0;
 }
 
-static int same_lower(int ufd, const char *lower, bool *marked)
+static int same_lower(struct pfs_store *st, int ufd, const char *lower, bool *marked)
 {
 	char buf[PATH_MAX + 1];
-	ssize_t n = mark_get(ufd, buf, sizeof(buf));
+	ssize_t n = mark_get(st, ufd, buf, sizeof(buf));
 
 	if (n < 0)
 		return (int)n;
@@ -366,9 +372,10 @@ static int finish(struct pfs_cctx *c, const struct inames *n, const char *upper,
 	if (ret < 0)
 		return ret;
 	pfs_commit_crashpoint("inplace-emptied");
-	ufd = open(upper, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	ufd = pfs_st_openat(c->st, AT_FDCWD, upper, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC,
+			    0);
 	if (ufd < 0)
-		return pfs_cfail(c, -errno, "cannot open %s", upper);
+		return pfs_cfail(c, ufd, "cannot open %s", upper);
 	ret = mark_drop(c, ufd);
 	close(ufd);
 	if (ret < 0)
@@ -400,15 +407,17 @@ int pfs_inplace_recover_locked(struct pfs_cctx *c, enum pfs_recovery *done,
 	make_names(c, &n);
 	ret = ij_read(c, &n, &j);
 	if (ret == -ENOENT) {
-		unlinkat(c->pfd, n.tmp, 0); /* a journal write cut short */
+		pfs_st_unlink(c->st, c->pfd, n.tmp, 0); /* a journal write cut short */
 		return 0;
 	}
 	if (ret < 0)
 		return pfs_cfail(c, ret, "cannot read the commit journal %s/../%s; not touching "
 				 "anything", c->lower, n.journal);
-	ufd = open(j.upper, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (ufd < 0 || fstat(ufd, &st) < 0) {
-		ret = pfs_cfail(c, -errno, "cannot open %s, the upper of the interrupted commit "
+	ufd = pfs_st_openat(c->st, AT_FDCWD, j.upper, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC,
+			    0);
+	ret = ufd < 0 ? ufd : fstat(ufd, &st) < 0 ? -errno : 0;
+	if (ret < 0) {
+		ret = pfs_cfail(c, ret, "cannot open %s, the upper of the interrupted commit "
 				"of %s (journal %s/../%s)", j.upper, c->lower, c->lower,
 				n.journal);
 		goto out;
@@ -419,7 +428,7 @@ int pfs_inplace_recover_locked(struct pfs_cctx *c, enum pfs_recovery *done,
 				  j.upper, c->lower, c->lower, n.journal);
 		goto out;
 	}
-	ret = same_lower(ufd, c->lower, &marked);
+	ret = same_lower(c->st, ufd, c->lower, &marked);
 	if (ret < 0) {
 		pfs_cfail(c, ret, "cannot read %s", j.upper);
 		goto out;
@@ -457,14 +466,14 @@ out:
 	return ret;
 }
 
-int pfs_commit_upper_pending(const char *upper, char *lower, size_t len)
+int pfs_commit_upper_pending(struct pfs_store *st, const char *upper, char *lower, size_t len)
 {
-	int fd = open(upper, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int fd = pfs_st_openat(st, AT_FDCWD, upper, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
 	ssize_t n;
 
 	if (fd < 0)
-		return -errno;
-	n = mark_get(fd, lower, len);
+		return fd;
+	n = mark_get(st, fd, lower, len);
 	close(fd);
 	return n < 0 ? (int)n : n > 0;
 }

@@ -89,8 +89,8 @@ static int metacopy(struct scan *s, int ufd, int lfd, const char *name, uint64_t
 	} else {
 		dfd = lfd;
 	}
-	if (ret == 0 && fstatat(dfd, leaf, &st, AT_SYMLINK_NOFOLLOW) < 0)
-		ret = -errno;
+	if (ret == 0)
+		ret = pfs_st_stat(c->st, dfd, leaf, &st, AT_SYMLINK_NOFOLLOW);
 	if (ret == 0 && !S_ISREG(st.st_mode))
 		ret = -ENOENT;
 	if (dfd >= 0 && dfd != lfd)
@@ -189,11 +189,11 @@ int pfs_commit_scan(struct pfs_cctx *c)
 	if (!s.lv)
 		return pfs_cfail(c, -ENOMEM, "out of memory");
 	s.cap = 16;
-	fd = openat(c->uroot, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	ret = fd < 0 ? -errno : pfs_dstack_push(&s.us, fd, false);
+	fd = pfs_st_openat(c->st, c->uroot, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+	ret = fd < 0 ? fd : pfs_dstack_push(&s.us, fd, false);
 	if (ret == 0) {
-		fd = openat(c->lroot, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		ret = fd < 0 ? -errno : pfs_dstack_push(&s.ls, fd, false);
+		fd = pfs_st_openat(c->st, c->lroot, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+		ret = fd < 0 ? fd : pfs_dstack_push(&s.ls, fd, false);
 	}
 	if (ret == 0)
 		ret = pfs_ovl_read_dir(c->st, c->uroot, &s.lv[0].up);
@@ -231,8 +231,9 @@ int pfs_commit_scan(struct pfs_cctx *c)
 			ret = pfs_cfail(c, -ENOMEM, "out of memory");
 			goto out;
 		}
-		if (fstatat(pfs_dstack_top(&s.us), e->name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
-			ret = pfs_cfail_at(c, -errno, "cannot stat", c->upper, NULL);
+		ret = pfs_st_stat(c->st, pfs_dstack_top(&s.us), e->name, &st, AT_SYMLINK_NOFOLLOW);
+		if (ret < 0) {
+			pfs_cfail_at(c, ret, "cannot stat", c->upper, NULL);
 			goto out;
 		}
 		if (S_ISDIR(st.st_mode)) {

@@ -64,9 +64,10 @@ static int journal_write(struct pfs_cctx *c, const struct names *n, const struct
 	FILE *f;
 	int fd, ret = 0;
 
-	fd = openat(c->pfd, n->tmp, O_CREAT | O_TRUNC | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600);
+	fd = pfs_st_openat(c->st, c->pfd, n->tmp,
+			   O_CREAT | O_TRUNC | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0)
-		return pfs_cfail(c, -errno, "cannot write the journal %s/../%s", c->lower, n->tmp);
+		return pfs_cfail(c, fd, "cannot write the journal %s/../%s", c->lower, n->tmp);
 	f = fdopen(fd, "w");
 	if (!f) {
 		close(fd);
@@ -77,14 +78,16 @@ static int journal_write(struct pfs_cctx *c, const struct names *n, const struct
 		j->upper);
 	if (j->work)
 		fprintf(f, "work %s\n", j->work);
-	if (fflush(f) != 0 || fsync(fileno(f)) < 0)
+	if (fflush(f) != 0)
 		ret = -errno;
+	if (ret == 0)
+		ret = pfs_st_sync(c->st, fileno(f), false);
 	if (fclose(f) != 0 && ret == 0)
 		ret = -errno;
-	if (ret == 0 && renameat(c->pfd, n->tmp, c->pfd, n->journal) < 0)
-		ret = -errno;
-	if (ret == 0 && fsync(c->pfd) < 0)
-		ret = -errno;
+	if (ret == 0)
+		ret = pfs_st_rename(c->st, c->pfd, n->tmp, c->pfd, n->journal, 0);
+	if (ret == 0)
+		ret = pfs_st_sync(c->st, c->pfd, false);
 	if (ret < 0)
 		return pfs_cfail(c, ret, "cannot write the journal %s/../%s", c->lower, n->journal);
 	return 0;
@@ -99,9 +102,9 @@ static int journal_read(struct pfs_cctx *c, const struct names *n, struct journa
 	int fd, ret = 0;
 
 	memset(j, 0, sizeof(*j));
-	fd = openat(c->pfd, n->journal, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	fd = pfs_st_openat(c->st, c->pfd, n->journal, O_RDONLY | O_NOFOLLOW | O_CLOEXEC, 0);
 	if (fd < 0)
-		return -errno;
+		return fd;
 	buf = malloc(JOURNAL_MAX + 1);
 	if (!buf) {
 		close(fd);
@@ -154,18 +157,22 @@ static int remove_sibling(struct pfs_cctx *c, const char *name, const char *what
 
 	if (ret < 0)
 		return pfs_cfail(c, ret, "cannot remove %s at %s/../%s", what, c->lower, where);
-	if (fsync(c->pfd) < 0)
-		return pfs_cfail(c, -errno, "cannot sync the parent of %s", c->lower);
+	ret = pfs_st_sync(c->st, c->pfd, false);
+	if (ret < 0)
+		return pfs_cfail(c, ret, "cannot sync the parent of %s", c->lower);
 	return 0;
 }
 
 static int drop_journal(struct pfs_cctx *c, const struct names *n)
 {
-	if (unlinkat(c->pfd, n->journal, 0) < 0 && errno != ENOENT)
-		return pfs_cfail(c, -errno, "cannot remove the journal %s/../%s", c->lower,
+	int ret = pfs_st_unlink(c->st, c->pfd, n->journal, 0);
+
+	if (ret < 0 && ret != -ENOENT)
+		return pfs_cfail(c, ret, "cannot remove the journal %s/../%s", c->lower,
 				 n->journal);
-	if (fsync(c->pfd) < 0)
-		return pfs_cfail(c, -errno, "cannot sync the parent of %s", c->lower);
+	ret = pfs_st_sync(c->st, c->pfd, false);
+	if (ret < 0)
+		return pfs_cfail(c, ret, "cannot sync the parent of %s", c->lower);
 	return 0;
 }
 
@@ -182,7 +189,7 @@ static int finish(struct pfs_cctx *c, const struct names *n, struct journal *j)
 			return ret;
 		pfs_commit_crashpoint("atomic-journal-swapped");
 	}
-	if (fstatat(c->pfd, n->newdir, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+	if (pfs_st_stat(c->st, c->pfd, n->newdir, &st, AT_SYMLINK_NOFOLLOW) == 0) {
 		if (!same(&st, j->dev, j->old_ino))
 			return pfs_crefuse(c, -EEXIST,
 					   "%s/../%s is not the old tree the journal names; "
@@ -205,7 +212,7 @@ static int roll_back(struct pfs_cctx *c, const struct names *n, const struct jou
 	struct stat st;
 	int ret;
 
-	if (fstatat(c->pfd, n->newdir, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+	if (pfs_st_stat(c->st, c->pfd, n->newdir, &st, AT_SYMLINK_NOFOLLOW) == 0) {
 		/* Made by us: its inode is recorded, or the crash came before. */
 		if (j->new_ino && !same(&st, j->dev, j->new_ino))
 			return pfs_crefuse(c, -EEXIST,
@@ -232,8 +239,8 @@ int pfs_commit_recover_locked(struct pfs_cctx *c, enum pfs_recovery *done,
 	make_names(c, &n);
 	ret = journal_read(c, &n, &j);
 	if (ret == -ENOENT) {
-		unlinkat(c->pfd, n.tmp, 0); /* a journal write cut short */
-		if (fstatat(c->pfd, n.newdir, &st, AT_SYMLINK_NOFOLLOW) == 0)
+		pfs_st_unlink(c->st, c->pfd, n.tmp, 0); /* a journal write cut short */
+		if (pfs_st_stat(c->st, c->pfd, n.newdir, &st, AT_SYMLINK_NOFOLLOW) == 0)
 			return pfs_crefuse(c, -EEXIST,
 					   "%s/../%s exists but no commit journal names it; "
 					   "not touching it (remove it if it is not needed)",
@@ -243,8 +250,8 @@ int pfs_commit_recover_locked(struct pfs_cctx *c, enum pfs_recovery *done,
 	if (ret < 0)
 		return pfs_cfail(c, ret, "cannot read the commit journal %s/../%s; not touching "
 				 "anything", c->lower, n.journal);
-	if (fstatat(c->pfd, c->base, &st, AT_SYMLINK_NOFOLLOW) < 0) {
-		ret = pfs_cfail(c, -errno, "cannot stat %s", c->lower);
+	if ((ret = pfs_st_stat(c->st, c->pfd, c->base, &st, AT_SYMLINK_NOFOLLOW)) < 0) {
+		pfs_cfail(c, ret, "cannot stat %s", c->lower);
 	} else if (same(&st, j.dev, j.new_ino)) {
 		ret = finish(c, &n, &j);
 		if (ret == 0) {
@@ -275,9 +282,10 @@ int pfs_commit_atomic(struct pfs_cctx *c)
 	int nfd = -1, ret;
 
 	make_names(c, &n);
-	if (fstatat(c->pfd, c->base, &st, AT_SYMLINK_NOFOLLOW) < 0)
-		return pfs_cfail(c, -errno, "cannot stat %s", c->lower);
-	if (fstatat(c->pfd, n.newdir, &(struct stat){0}, AT_SYMLINK_NOFOLLOW) == 0)
+	ret = pfs_st_stat(c->st, c->pfd, c->base, &st, AT_SYMLINK_NOFOLLOW);
+	if (ret < 0)
+		return pfs_cfail(c, ret, "cannot stat %s", c->lower);
+	if (pfs_st_stat(c->st, c->pfd, n.newdir, &(struct stat){0}, AT_SYMLINK_NOFOLLOW) == 0)
 		return pfs_crefuse(c, -EEXIST, "cannot build the new tree at %s/../%s: it exists "
 				   "already (not made by prismfs: no journal names it)", c->lower,
 				   n.newdir);
@@ -293,13 +301,16 @@ int pfs_commit_atomic(struct pfs_cctx *c)
 	if (ret < 0)
 		goto undo;
 	pfs_commit_crashpoint("atomic-journal");
-	if (mkdirat(c->pfd, n.newdir, 0700) < 0) {
-		ret = pfs_cfail(c, -errno, "cannot create %s", c->newroot);
+	ret = pfs_st_mkdir(c->st, c->pfd, n.newdir, 0700);
+	if (ret < 0) {
+		pfs_cfail(c, ret, "cannot create %s", c->newroot);
 		goto undo;
 	}
-	nfd = openat(c->pfd, n.newdir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (nfd < 0 || fstat(nfd, &st) < 0) {
-		ret = pfs_cfail(c, -errno, "cannot open %s", c->newroot);
+	nfd = pfs_st_openat(c->st, c->pfd, n.newdir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC,
+			    0);
+	ret = nfd < 0 ? nfd : fstat(nfd, &st) < 0 ? -errno : 0;
+	if (ret < 0) {
+		pfs_cfail(c, ret, "cannot open %s", c->newroot);
 		goto undo;
 	}
 	j.new_ino = st.st_ino;
@@ -311,18 +322,21 @@ int pfs_commit_atomic(struct pfs_cctx *c)
 	if (ret < 0)
 		goto undo;
 	/* Shared and cloned data too, not only what we wrote and fsynced. */
-	if (syncfs(nfd) < 0 || fsync(c->pfd) < 0) {
-		ret = pfs_cfail(c, -errno, "cannot sync %s", c->newroot);
+	ret = syncfs(nfd) < 0 ? -errno : pfs_st_sync(c->st, c->pfd, false);
+	if (ret < 0) {
+		pfs_cfail(c, ret, "cannot sync %s", c->newroot);
 		goto undo;
 	}
 	pfs_commit_crashpoint("atomic-built");
-	if (renameat2(c->pfd, n.newdir, c->pfd, c->base, RENAME_EXCHANGE) < 0) {
-		ret = pfs_cfail(c, -errno, "cannot swap %s and %s", c->newroot, c->lower);
+	ret = pfs_st_rename(c->st, c->pfd, n.newdir, c->pfd, c->base, RENAME_EXCHANGE);
+	if (ret < 0) {
+		pfs_cfail(c, ret, "cannot swap %s and %s", c->newroot, c->lower);
 		goto undo;
 	}
 	c->committed = true;
-	if (fsync(c->pfd) < 0) {
-		ret = pfs_cfail(c, -errno, "swapped the new tree in, but cannot sync the parent of "
+	ret = pfs_st_sync(c->st, c->pfd, false);
+	if (ret < 0) {
+		pfs_cfail(c, ret, "swapped the new tree in, but cannot sync the parent of "
 				"%s; prismfs recover --lower %s finishes", c->lower, c->lower);
 		goto out;
 	}

@@ -15,7 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/xattr.h>
 #include <unistd.h>
 
 static void seterr(char *err, size_t len, const char *fmt, ...)
@@ -121,9 +120,9 @@ int pfs_commit_redirect(struct pfs_cctx *c, int parent_lfd, const char *redir, i
 			return -EINVAL;
 		if (parent_lfd < 0)
 			return -ENOENT;
-		fd = openat(parent_lfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		fd = pfs_st_openat(c->st, parent_lfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
 		if (fd < 0)
-			return -errno;
+			return fd;
 		*dfd = fd;
 		*leaf = redir;
 		return 0;
@@ -133,9 +132,9 @@ int pfs_commit_redirect(struct pfs_cctx *c, int parent_lfd, const char *redir, i
 	copy = strdup(redir + 1);
 	if (!copy)
 		return -ENOMEM;
-	fd = openat(c->lroot, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	fd = pfs_st_openat(c->st, c->lroot, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
 	if (fd < 0) {
-		ret = -errno;
+		ret = fd;
 		goto out;
 	}
 	for (p = copy; (slash = strchr(p, '/')); p = slash + 1) {
@@ -176,19 +175,28 @@ static void crash_tick(void *step)
 	pfs_commit_crashpoint(step);
 }
 
-static int empty_dir(struct pfs_store *st, const char *what, const char *path, const char *step, char *err,
-		     size_t errlen)
+/* The marks of an upper's root that an empty upper must not carry: it
+ * holds no path of a mapping table's view, nor anything hidden from the
+ * lowers it was mounted over. */
+static const char *const upper_marks[] = {
+	"trusted.overlay." PFS_OVL_MAPPED, "user.overlay." PFS_OVL_MAPPED,
+	"trusted.overlay." PFS_OVL_LOWERS, "user.overlay." PFS_OVL_LOWERS,
+};
+
+/* Empty the directory path; unmark: and drop the upper's marks (best
+ * effort: an upper that cannot carry them has none). */
+static int empty_dir(struct pfs_store *st, const char *what, const char *path, bool unmark,
+		     const char *step, char *err, size_t errlen)
 {
 	char where[PATH_MAX];
 	int fd, ret;
 
-	fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	fd = pfs_st_openat(st, AT_FDCWD, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
 	if (fd < 0) {
-		if (errno == ENOENT)
+		if (fd == -ENOENT)
 			return 0; /* already gone */
-		ret = -errno;
-		seterr(err, errlen, "cannot open the %s %s: %s", what, path, strerror(-ret));
-		return ret;
+		seterr(err, errlen, "cannot open the %s %s: %s", what, path, strerror(-fd));
+		return fd;
 	}
 	ret = pfs_rmtree_contents_each(st, fd, where, sizeof(where), step ? crash_tick : NULL,
 				       (void *)step);
@@ -197,8 +205,10 @@ static int empty_dir(struct pfs_store *st, const char *what, const char *path, c
 		       where);
 	else if (ret < 0)
 		seterr(err, errlen, "cannot remove %s/%s: %s", path, where, strerror(-ret));
-	else if (fsync(fd) < 0)
-		ret = -errno;
+	else
+		ret = pfs_st_sync(st, fd, false);
+	for (size_t i = 0; ret == 0 && unmark && i < sizeof(upper_marks) / sizeof(*upper_marks); i++)
+		pfs_st_removexattr(st, pfs_ref_fd(fd), upper_marks[i]);
 	close(fd);
 	return ret;
 }
@@ -212,17 +222,9 @@ int pfs_discard_paths(struct pfs_store *st, const char *upper, const char *work,
 int pfs_empty_layers(struct pfs_store *st, const char *upper, const char *work,
 		     const char *step, char *err, size_t errlen)
 {
-	int ret = empty_dir(st, "upper", upper, step, err, errlen);
-
-	/* Empty, it holds no path of a mapping table's view any more. */
-	if (ret == 0) {
-		removexattr(upper, "trusted.overlay." PFS_OVL_MAPPED);
-		removexattr(upper, "user.overlay." PFS_OVL_MAPPED);
-		removexattr(upper, "trusted.overlay." PFS_OVL_LOWERS);
-		removexattr(upper, "user.overlay." PFS_OVL_LOWERS);
-	}
+	int ret = empty_dir(st, "upper", upper, true, step, err, errlen);
 
 	if (ret == 0 && work)
-		ret = empty_dir(st, "work directory", work, step, err, errlen);
+		ret = empty_dir(st, "work directory", work, false, step, err, errlen);
 	return ret;
 }

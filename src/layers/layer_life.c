@@ -25,11 +25,11 @@ static void seterr(char *err, size_t len, const char *fmt, ...)
 /* An upper marked as holding an in-place commit cut short into another
  * lower (or one whose recovery did not get that far) shows no true view:
  * it is refused until that commit is completed. */
-static int check_upper(const char *upper, char *err, size_t errlen)
+static int check_upper(struct pfs_store *store, const char *upper, char *err, size_t errlen)
 {
 	char lower[PATH_MAX + 1];
 
-	if (!upper || pfs_commit_upper_pending(upper, lower, sizeof(lower)) <= 0)
+	if (!upper || pfs_commit_upper_pending(store, upper, lower, sizeof(lower)) <= 0)
 		return 0;
 	seterr(err, errlen, "the upper %s holds an interrupted commit into %s: prismfs recover "
 	       "--lower %s completes it first", upper, lower, lower);
@@ -80,7 +80,7 @@ int pfs_layers_recover(struct pfs_store *store, const char *source, const char *
 		       "it holds the committed view, the upper is emptied", canon);
 out:
 	if (ret == 0)
-		ret = check_upper(upper, err, errlen);
+		ret = check_upper(store, upper, err, errlen);
 	free(journal);
 	free(inplace);
 	free(canon);
