@@ -20,92 +20,61 @@
 #include <string.h>
 #include <unistd.h>
 
-struct alevel {
-	struct pfs_ovl_dir up; /* empty when the upper has no such directory */
-	struct pfs_names lo;   /* the lower names that show through */
-	size_t ui, li, plen;
-	bool from_upper;       /* whose metadata the directory gets */
-	bool reach;            /* its view merged the lowers below the top one
-				* (only upper directories ask) */
-	struct stat st;
-};
+/* Levels: up and lo (the lower names that show through), reach (only
+ * upper directories ask), from_upper and st: whose metadata the new
+ * directory gets. */
 
-struct build {
-	struct pfs_cctx *c;
-	int nroot;
-	struct pfs_dstack us, ls, ns;
-	struct alevel *lv;
-	size_t n, cap;
-};
+static int nroot(const struct pfs_cwalk *w)
+{
+	return *(const int *)w->arg;
+}
 
 static bool unreachable(int err)
 {
 	return err == -ENOENT || err == -ENOTDIR || err == -ELOOP;
 }
 
-static int push_level(struct build *b, int ufd, int lfd, bool lchild, int nfd,
-		      const struct alevel *l)
+static int push_level(struct pfs_cwalk *w, int ufd, int lfd, bool lchild, int nfd,
+		      const struct pfs_cwlevel *l)
 {
-	struct pfs_cctx *c = b->c;
-	int ret;
+	struct pfs_cctx *c = w->c;
+	int ret = pfs_cwalk_push(w, (const int[]){ufd, lfd, nfd}, (const bool[]){true, lchild, true},
+				 l);
 
-	if (pfs_grow(&b->lv, &b->cap, b->n, sizeof(*b->lv)) < 0) {
-		if (ufd >= 0)
-			close(ufd);
-		if (lfd >= 0)
-			close(lfd);
-		close(nfd);
-		return pfs_cfail(c, -ENOMEM, "out of memory");
-	}
-	/* Each push owns its fd even on failure; the stacks are freed as a
-	 * whole on any error, so being one level out of step is harmless. */
-	ret = pfs_dstack_push(&b->us, ufd, true);
-	if (ret < 0) {
-		if (lfd >= 0)
-			close(lfd);
-		close(nfd);
-	} else {
-		ret = pfs_dstack_push(&b->ls, lfd, lchild);
-		if (ret < 0)
-			close(nfd);
-		else
-			ret = pfs_dstack_push(&b->ns, nfd, true);
-	}
 	if (ret < 0)
 		return pfs_cfail(c, ret, "cannot walk %s/%s", c->newroot,
 				 pfs_pathbuf_str(&c->path));
-	b->lv[b->n++] = *l;
 	return 0;
 }
 
-static int new_subdir(struct build *b, const char *name, int *nfd)
+static int new_subdir(struct pfs_cwalk *w, const char *name, int *nfd)
 {
-	struct pfs_cctx *c = b->c;
+	struct pfs_cctx *c = w->c;
 	int ret;
 
 	/* 0700 until its real metadata comes, after its children. */
-	ret = pfs_st_mkdir(c->st, pfs_dstack_top(&b->ns), name, 0700);
+	ret = pfs_st_mkdir(c->st, pfs_cwalk_fd(w, PFS_CW_NEW), name, 0700);
 	if (ret < 0)
 		return pfs_cfail_at(c, ret, "cannot create", c->newroot, NULL);
-	ret = pfs_open_subdir(c->st, pfs_dstack_top(&b->ns), name, nfd);
+	ret = pfs_open_subdir(c->st, pfs_cwalk_fd(w, PFS_CW_NEW), name, nfd);
 	if (ret < 0)
 		return pfs_cfail_at(c, ret, "cannot open", c->newroot, NULL);
 	return 0;
 }
 
-static int enter_upper_dir(struct build *b, const struct pfs_ovl_ent *e, const struct stat *ust,
-			   size_t plen)
+static int enter_upper_dir(struct pfs_cwalk *w, const struct pfs_ovl_ent *e,
+			   const struct stat *ust)
 {
-	struct pfs_cctx *c = b->c;
-	struct alevel l = {.from_upper = true, .st = *ust, .plen = plen};
-	int ufd = -1, lfd = -1, nfd = -1, lparent = pfs_dstack_top(&b->ls), dfd, ret;
-	bool lchild = true, reach = b->lv[b->n - 1].reach, cut;
+	struct pfs_cctx *c = w->c;
+	struct pfs_cwlevel l = {.from_upper = true, .st = *ust};
+	int ufd = -1, lfd = -1, nfd = -1, lparent = pfs_cwalk_fd(w, PFS_CW_LOWER), dfd, ret;
+	bool lchild = true, reach = pfs_cwalk_top(w)->reach, cut;
 	enum pfs_chide_need need;
 	char redir[PATH_MAX];
 	const char *leaf;
 	ssize_t n;
 
-	ret = pfs_open_subdir(c->st, pfs_dstack_top(&b->us), e->name, &ufd);
+	ret = pfs_open_subdir(c->st, pfs_cwalk_fd(w, PFS_CW_UPPER), e->name, &ufd);
 	if (ret < 0)
 		return pfs_cfail_at(c, ret, "cannot open", c->upper, NULL);
 	ret = pfs_ovl_read_dir(c->st, ufd, &l.up);
@@ -162,7 +131,7 @@ static int enter_upper_dir(struct build *b, const struct pfs_ovl_ent *e, const s
 	if (ret < 0)
 		goto fail;
 	l.reach = reach && !cut;
-	ret = new_subdir(b, e->name, &nfd);
+	ret = new_subdir(w, e->name, &nfd);
 	if (ret < 0)
 		goto fail;
 	if (need == PFS_CHIDE_OPAQUE) {
@@ -172,7 +141,7 @@ static int enter_upper_dir(struct build *b, const struct pfs_ovl_ent *e, const s
 			goto fail;
 		}
 	}
-	ret = push_level(b, ufd, lfd, lchild, nfd, &l);
+	ret = push_level(w, ufd, lfd, lchild, nfd, &l);
 	if (ret < 0) {
 		ufd = lfd = -1;
 		goto fail;
@@ -188,14 +157,13 @@ fail:
 	return ret;
 }
 
-static int enter_lower_dir(struct build *b, const char *name, const struct stat *lst,
-			   size_t plen)
+static int enter_lower_dir(struct pfs_cwalk *w, const char *name, const struct stat *lst)
 {
-	struct pfs_cctx *c = b->c;
-	struct alevel l = {.st = *lst, .plen = plen};
+	struct pfs_cctx *c = w->c;
+	struct pfs_cwlevel l = {.st = *lst};
 	int lfd = -1, nfd = -1, ret;
 
-	ret = pfs_open_subdir(c->st, pfs_dstack_top(&b->ls), name, &lfd);
+	ret = pfs_open_subdir(c->st, pfs_cwalk_fd(w, PFS_CW_LOWER), name, &lfd);
 	if (ret < 0)
 		return pfs_cfail_at(c, ret, ret == -EXDEV ? "not crossing into another mount at"
 							  : "cannot open",
@@ -205,29 +173,29 @@ static int enter_lower_dir(struct build *b, const char *name, const struct stat 
 		pfs_cfail_at(c, ret, "cannot read", c->lower, NULL);
 		goto fail;
 	}
-	ret = new_subdir(b, name, &nfd);
+	ret = new_subdir(w, name, &nfd);
 	if (ret < 0)
 		goto fail;
-	return push_level(b, PFS_DSTACK_ABSENT, lfd, true, nfd, &l);
+	return push_level(w, PFS_DSTACK_ABSENT, lfd, true, nfd, &l);
 fail:
 	close(lfd);
 	pfs_names_free(&l.lo);
 	return ret;
 }
 
-static int leave_dir(struct build *b)
+static int leave_dir(struct pfs_cwalk *w)
 {
-	struct pfs_cctx *c = b->c;
-	struct alevel *l = &b->lv[b->n - 1];
-	int nfd = pfs_dstack_top(&b->ns);
+	struct pfs_cctx *c = w->c;
+	struct pfs_cwlevel *l = pfs_cwalk_top(w);
+	int nfd = pfs_cwalk_fd(w, PFS_CW_NEW);
 	const char *op;
 	int ret;
 
 	if (l->from_upper)
-		ret = pfs_meta_copy(c->st, pfs_ref_fd(nfd), pfs_ref_fd(pfs_dstack_top(&b->us)), &l->st,
+		ret = pfs_meta_copy(c->st, pfs_ref_fd(nfd), pfs_ref_fd(pfs_cwalk_fd(w, PFS_CW_UPPER)), &l->st,
 				    PFS_META_NO_PRIVATE, &op);
 	else
-		ret = pfs_meta_copy(c->st, pfs_ref_fd(nfd), pfs_ref_fd(pfs_dstack_top(&b->ls)), &l->st, 0,
+		ret = pfs_meta_copy(c->st, pfs_ref_fd(nfd), pfs_ref_fd(pfs_cwalk_fd(w, PFS_CW_LOWER)), &l->st, 0,
 				    &op);
 	if (ret < 0)
 		return pfs_cfail_at(c, ret, op, c->newroot, NULL);
@@ -238,10 +206,10 @@ static int leave_dir(struct build *b)
 }
 
 /* A metadata-only copy: its bytes are in the lower (maybe renamed). */
-static int open_lower_data(struct build *b, const char *name)
+static int open_lower_data(struct pfs_cwalk *w, const char *name)
 {
-	struct pfs_cctx *c = b->c;
-	int ufd = pfs_dstack_top(&b->us), lfd = pfs_dstack_top(&b->ls), dfd = -1, fd;
+	struct pfs_cctx *c = w->c;
+	int ufd = pfs_cwalk_fd(w, PFS_CW_UPPER), lfd = pfs_cwalk_fd(w, PFS_CW_LOWER), dfd = -1, fd;
 	char redir[PATH_MAX];
 	const char *leaf = name;
 	ssize_t n;
@@ -264,10 +232,10 @@ static int open_lower_data(struct build *b, const char *name)
 	return fd;
 }
 
-static int upper_file(struct build *b, const struct pfs_ovl_ent *e, const struct stat *ust)
+static int upper_file(struct pfs_cwalk *w, const struct pfs_ovl_ent *e, const struct stat *ust)
 {
-	struct pfs_cctx *c = b->c;
-	int ufd = pfs_dstack_top(&b->us), nfd = pfs_dstack_top(&b->ns), dfd = -1, ret;
+	struct pfs_cctx *c = w->c;
+	int ufd = pfs_cwalk_fd(w, PFS_CW_UPPER), nfd = pfs_cwalk_fd(w, PFS_CW_NEW), dfd = -1, ret;
 	const struct pfs_inomap_ent *g = NULL;
 	bool metacopy = false, cloned;
 	struct pfs_csrc src;
@@ -276,14 +244,14 @@ static int upper_file(struct build *b, const struct pfs_ovl_ent *e, const struct
 	if (ust->st_nlink > 1)
 		g = pfs_inomap_get(&c->ulinks, ust->st_dev, ust->st_ino);
 	if (g)
-		return pfs_clink(c, b->nroot, g->path, nfd, e->name, false, c->newroot);
+		return pfs_clink(c, nroot(w), g->path, nfd, e->name, false, c->newroot);
 	if (S_ISREG(ust->st_mode)) {
 		ret = pfs_ovl_has(c->st, pfs_ref_at(ufd, e->name), "metacopy");
 		if (ret < 0)
 			return pfs_cfail_at(c, ret, "cannot read", c->upper, NULL);
 		metacopy = ret > 0;
 		if (metacopy) {
-			dfd = open_lower_data(b, e->name);
+			dfd = open_lower_data(w, e->name);
 		} else {
 			dfd = pfs_st_openat(c->st, ufd, e->name,
 					    O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0);
@@ -315,10 +283,10 @@ static int upper_file(struct build *b, const struct pfs_ovl_ent *e, const struct
 }
 
 /* An entry the upper did not touch: shared with the old tree. */
-static int shared_file(struct build *b, const char *name, const struct stat *lst)
+static int shared_file(struct pfs_cwalk *w, const char *name, const struct stat *lst)
 {
-	struct pfs_cctx *c = b->c;
-	int lfd = pfs_dstack_top(&b->ls), nfd = pfs_dstack_top(&b->ns), dfd, ret;
+	struct pfs_cctx *c = w->c;
+	int lfd = pfs_cwalk_fd(w, PFS_CW_LOWER), nfd = pfs_cwalk_fd(w, PFS_CW_NEW), dfd, ret;
 	const struct pfs_inomap_ent *g;
 	struct pfs_csrc src;
 	bool cloned;
@@ -328,7 +296,7 @@ static int shared_file(struct build *b, const char *name, const struct stat *lst
 		/* Clones are new inodes: keep the lower's hard links links. */
 		g = lst->st_nlink > 1 ? pfs_inomap_get(&c->llinks, lst->st_dev, lst->st_ino) : NULL;
 		if (g)
-			return pfs_clink(c, b->nroot, g->path, nfd, name, false, c->newroot);
+			return pfs_clink(c, nroot(w), g->path, nfd, name, false, c->newroot);
 		dfd = pfs_st_openat(c->st, lfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC,
 				    0);
 		if (dfd < 0)
@@ -360,33 +328,9 @@ static int shared_file(struct build *b, const char *name, const struct stat *lst
 	return 0;
 }
 
-/* The next name of the merged listing: from the upper (ue, with the lower
- * one of the same name hidden or merged) or from the lower alone (le). */
-static void next_entry(struct alevel *l, const struct pfs_ovl_ent **ue, const struct pfs_name **le)
+static int step(struct pfs_cwalk *w, const struct pfs_ovl_ent *ue, const struct pfs_name *le)
 {
-	const struct pfs_ovl_ent *u = l->ui < l->up.n ? &l->up.v[l->ui] : NULL;
-	const struct pfs_name *lo = l->li < l->lo.n ? &l->lo.v[l->li] : NULL;
-	int cmp = !u ? 1 : !lo ? -1 : strcmp(u->name, lo->name);
-
-	*ue = NULL;
-	*le = NULL;
-	if (!u && !lo)
-		return;
-	if (cmp <= 0) {
-		*ue = u;
-		l->ui++;
-		if (cmp == 0)
-			l->li++;
-	} else {
-		*le = lo;
-		l->li++;
-	}
-}
-
-static int step(struct build *b, const struct pfs_ovl_ent *ue, const struct pfs_name *le,
-		size_t plen)
-{
-	struct pfs_cctx *c = b->c;
+	struct pfs_cctx *c = w->c;
 	const char *name = ue ? ue->name : le->name;
 	struct stat st;
 	int ret;
@@ -395,33 +339,33 @@ static int step(struct build *b, const struct pfs_ovl_ent *ue, const struct pfs_
 		if (ue->flags & PFS_OVL_WHITEOUT) {
 			enum pfs_chide_need need;
 
-			ret = pfs_chide_decide(c, b->lv[b->n - 1].reach, true, false, &need);
+			ret = pfs_chide_decide(c, pfs_cwalk_top(w)->reach, true, false, &need);
 			if (ret == 0 && need == PFS_CHIDE_WHITEOUT)
-				ret = pfs_chide_whiteout(c, pfs_dstack_top(&b->ns), name,
+				ret = pfs_chide_whiteout(c, pfs_cwalk_fd(w, PFS_CW_NEW), name,
 							 c->newroot);
 			if (ret < 0)
 				return ret;
 			pfs_progress_file(&c->prog, 0);
 			return 0;
 		}
-		ret = pfs_st_stat(c->st, pfs_dstack_top(&b->us), name, &st, AT_SYMLINK_NOFOLLOW);
+		ret = pfs_st_stat(c->st, pfs_cwalk_fd(w, PFS_CW_UPPER), name, &st, AT_SYMLINK_NOFOLLOW);
 		if (ret < 0)
 			return pfs_cfail_at(c, ret, "cannot stat", c->upper, NULL);
 		if (S_ISDIR(st.st_mode))
-			return enter_upper_dir(b, ue, &st, plen);
-		ret = upper_file(b, ue, &st);
+			return enter_upper_dir(w, ue, &st);
+		ret = upper_file(w, ue, &st);
 		if (ret < 0)
 			return ret;
 		pfs_progress_file(&c->prog, S_ISREG(st.st_mode) ? (uint64_t)st.st_size : 0);
 		pfs_commit_crashpoint("atomic-build");
 		return 0;
 	}
-	ret = pfs_st_stat(c->st, pfs_dstack_top(&b->ls), name, &st, AT_SYMLINK_NOFOLLOW);
+	ret = pfs_st_stat(c->st, pfs_cwalk_fd(w, PFS_CW_LOWER), name, &st, AT_SYMLINK_NOFOLLOW);
 	if (ret < 0)
 		return pfs_cfail_at(c, ret, "cannot stat", c->lower, NULL);
 	if (S_ISDIR(st.st_mode))
-		return enter_lower_dir(b, name, &st, plen);
-	ret = shared_file(b, name, &st);
+		return enter_lower_dir(w, name, &st);
+	ret = shared_file(w, name, &st);
 	if (ret == 0)
 		pfs_progress_shared(&c->prog);
 	return ret;
@@ -429,14 +373,14 @@ static int step(struct build *b, const struct pfs_ovl_ent *ue, const struct pfs_
 
 int pfs_commit_build(struct pfs_cctx *c, int newfd)
 {
-	struct build b = {.c = c, .nroot = newfd};
-	struct alevel root = {.from_upper = true, .reach = true};
+	static const struct pfs_cwalk_ops ops = {.entry = step, .leave = leave_dir};
+	struct pfs_cwlevel root = {.from_upper = true, .reach = true};
 	int ufd = -1, lfd = -1, nfd = -1, ret;
+	struct pfs_cwalk w;
 
-	b.lv = calloc(16, sizeof(*b.lv));
-	if (!b.lv)
-		return pfs_cfail(c, -ENOMEM, "out of memory");
-	b.cap = 16;
+	ret = pfs_cwalk_init(&w, c, 3, c->newroot, &newfd);
+	if (ret < 0)
+		return ret;
 	ufd = pfs_st_openat(c->st, c->uroot, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
 	lfd = pfs_st_openat(c->st, c->lroot, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
 	nfd = pfs_st_openat(c->st, newfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
@@ -455,68 +399,17 @@ int pfs_commit_build(struct pfs_cctx *c, int newfd)
 		pfs_cfail(c, ret, "cannot read %s", c->lower);
 		goto early;
 	}
-	/* Each push owns its fd from then on, even when it fails. */
-	ret = pfs_dstack_push(&b.us, ufd, false);
-	ufd = -1;
-	if (ret == 0) {
-		ret = pfs_dstack_push(&b.ls, lfd, false);
-		lfd = -1;
-	}
-	if (ret == 0) {
-		ret = pfs_dstack_push(&b.ns, nfd, false);
-		nfd = -1;
-	}
+	/* The push owns the fds from then on, even when it fails. */
+	ret = pfs_cwalk_push(&w, (const int[]){ufd, lfd, nfd}, (const bool[]){false, false, false},
+			     &root);
+	ufd = lfd = nfd = -1;
 	if (ret < 0) {
 		pfs_cfail(c, ret, "cannot walk %s", c->upper);
 		goto early;
 	}
-	b.lv[0] = root;
-	b.n = 1;
-	while (b.n) {
-		struct alevel *l = &b.lv[b.n - 1];
-		const struct pfs_ovl_ent *ue;
-		const struct pfs_name *le;
-		size_t plen, depth = b.n;
-
-		next_entry(l, &ue, &le);
-		if (!ue && !le) {
-			ret = leave_dir(&b);
-			if (ret < 0)
-				goto out;
-			if (b.n == 1)
-				break;
-			pfs_ovl_dir_free(&l->up);
-			pfs_names_free(&l->lo);
-			b.n--;
-			ret = pfs_cwalk_up(c, l->plen, c->newroot,
-					   (struct pfs_dstack *const[]){&b.us, &b.ls, &b.ns}, 3);
-			if (ret < 0)
-				goto out;
-			continue;
-		}
-		plen = pfs_pathbuf_push(&c->path, ue ? ue->name : le->name);
-		if (plen == (size_t)-1) {
-			ret = pfs_cfail(c, -ENOMEM, "out of memory");
-			goto out;
-		}
-		ret = step(&b, ue, le, plen);
-		if (ret < 0)
-			goto out;
-		/* A directory entered keeps its name on the path until left. */
-		if (b.n == depth)
-			pfs_pathbuf_cut(&c->path, plen);
-	}
-	ret = 0;
+	ret = pfs_cwalk_run(&w, &ops);
 out:
-	for (size_t i = 0; i < b.n; i++) {
-		pfs_ovl_dir_free(&b.lv[i].up);
-		pfs_names_free(&b.lv[i].lo);
-	}
-	free(b.lv);
-	pfs_dstack_free(&b.us);
-	pfs_dstack_free(&b.ls);
-	pfs_dstack_free(&b.ns);
-	pfs_pathbuf_cut(&c->path, 0);
+	pfs_cwalk_free(&w);
 	return ret;
 early:
 	if (ufd >= 0)

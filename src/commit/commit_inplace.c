@@ -17,21 +17,6 @@
 #include <string.h>
 #include <unistd.h>
 
-struct ilevel {
-	struct pfs_ovl_dir up;
-	size_t next, plen;
-	bool replace;    /* the lower directory's own children do not survive */
-	bool reach;      /* its view merged the lowers below the top one */
-	struct stat ust; /* the upper directory, applied on the way out */
-};
-
-struct inplace {
-	struct pfs_cctx *c;
-	struct pfs_dstack us, ls;
-	struct ilevel *lv;
-	size_t n, cap;
-};
-
 static int remove_at(struct pfs_cctx *c, int dirfd, const char *name)
 {
 	char where[PATH_MAX];
@@ -139,16 +124,19 @@ open:
 	return 0;
 }
 
-static int enter_dir(struct inplace *s, const struct ilevel *parent, const struct pfs_ovl_ent *e,
-		     const struct stat *ust, size_t plen)
+/* Levels: up, reach, replace, and st the upper directory's lstat, applied
+ * on the way out. */
+static int enter_dir(struct pfs_cwalk *w, const struct pfs_ovl_ent *e, const struct stat *ust)
 {
-	struct pfs_cctx *c = s->c;
+	const struct pfs_cwlevel *parent = pfs_cwalk_top(w);
+	int lparent = pfs_cwalk_fd(w, PFS_CW_LOWER);
+	struct pfs_cctx *c = w->c;
 	struct pfs_ovl_dir d = {0};
 	int ufd = -1, lfd = -1, ret;
 	enum pfs_chide_need need;
 	bool replace, cut, reach;
 
-	ret = pfs_open_subdir(c->st, pfs_dstack_top(&s->us), e->name, &ufd);
+	ret = pfs_open_subdir(c->st, pfs_cwalk_fd(w, PFS_CW_UPPER), e->name, &ufd);
 	if (ret < 0)
 		return pfs_cfail_at(c, ret, "cannot open", c->upper, NULL);
 	ret = pfs_ovl_read_dir(c->st, ufd, &d);
@@ -159,12 +147,12 @@ static int enter_dir(struct inplace *s, const struct ilevel *parent, const struc
 	replace = parent->replace || (e->flags & PFS_OVL_FRESH) || d.opaque;
 	/* Read before lower_dir changes what the top lower holds there. */
 	cut = (e->flags & PFS_OVL_FRESH) || d.opaque ||
-	      (c->hide && parent->reach && pfs_chide_cuts(c, pfs_dstack_top(&s->ls), e->name));
+	      (c->hide && parent->reach && pfs_chide_cuts(c, lparent, e->name));
 	ret = pfs_chide_decide(c, parent->reach, false, cut, &need);
 	if (ret < 0)
 		goto fail;
 	reach = parent->reach && !cut;
-	ret = lower_dir(c, pfs_dstack_top(&s->ls), e->name, need == PFS_CHIDE_OPAQUE, &lfd);
+	ret = lower_dir(c, lparent, e->name, need == PFS_CHIDE_OPAQUE, &lfd);
 	if (ret < 0)
 		goto fail;
 	/* An existing directory is marked before its children change. */
@@ -179,23 +167,15 @@ static int enter_dir(struct inplace *s, const struct ilevel *parent, const struc
 			goto fail;
 		pfs_commit_crashpoint("inplace-dropped");
 	}
-	if (pfs_grow(&s->lv, &s->cap, s->n, sizeof(*s->lv)) < 0) {
-		ret = pfs_cfail(c, -ENOMEM, "out of memory");
-		goto fail;
-	}
-	ret = pfs_dstack_push(&s->us, ufd, true);
-	ufd = -1;
-	if (ret == 0) {
-		ret = pfs_dstack_push(&s->ls, lfd, true);
-		lfd = -1;
-	}
+	/* parent (in w->lv) may move with the push: reach was read before. */
+	ret = pfs_cwalk_push(w, (const int[]){ufd, lfd}, (const bool[]){true, true},
+			     &(struct pfs_cwlevel){.up = d, .replace = replace, .reach = reach,
+						   .st = *ust});
+	ufd = lfd = -1;
 	if (ret < 0) {
 		pfs_cfail(c, ret, "cannot walk %s/%s", c->upper, pfs_pathbuf_str(&c->path));
 		goto fail;
 	}
-	/* parent (in s->lv) may have moved with pfs_grow: reach was read before. */
-	s->lv[s->n++] = (struct ilevel){.up = d, .replace = replace, .reach = reach,
-					.ust = *ust, .plen = plen};
 	return 0;
 fail:
 	if (ufd >= 0)
@@ -206,16 +186,15 @@ fail:
 	return ret;
 }
 
-static int leave_dir(struct inplace *s)
+static int leave_dir(struct pfs_cwalk *w)
 {
-	struct pfs_cctx *c = s->c;
-	struct ilevel *l = &s->lv[s->n - 1];
-	int lfd = pfs_dstack_top(&s->ls);
+	struct pfs_cctx *c = w->c;
+	int lfd = pfs_cwalk_fd(w, PFS_CW_LOWER);
 	const char *op;
 	int ret;
 
-	ret = pfs_meta_copy(c->st, pfs_ref_fd(lfd), pfs_ref_fd(pfs_dstack_top(&s->us)), &l->ust,
-			    PFS_META_NO_PRIVATE, &op);
+	ret = pfs_meta_copy(c->st, pfs_ref_fd(lfd), pfs_ref_fd(pfs_cwalk_fd(w, PFS_CW_UPPER)),
+			    &pfs_cwalk_top(w)->st, PFS_META_NO_PRIVATE, &op);
 	if (ret < 0)
 		return pfs_cfail_at(c, ret, op, c->lower, NULL);
 	/* Its entries (renames, removals) and its metadata, durable. */
@@ -286,11 +265,11 @@ static int reusable(struct pfs_cctx *c, int ufd, int lfd, const char *name,
 
 /* bytes: what this entry counts for in the progress totals (the scan
  * counted a metadata-only copy as nothing). */
-static int apply_file(struct inplace *s, const struct pfs_ovl_ent *e, const struct stat *ust,
+static int apply_file(struct pfs_cwalk *w, const struct pfs_ovl_ent *e, const struct stat *ust,
 		      uint64_t *bytes)
 {
-	struct pfs_cctx *c = s->c;
-	int ufd = pfs_dstack_top(&s->us), lfd = pfs_dstack_top(&s->ls);
+	struct pfs_cctx *c = w->c;
+	int ufd = pfs_cwalk_fd(w, PFS_CW_UPPER), lfd = pfs_cwalk_fd(w, PFS_CW_LOWER);
 	const struct pfs_inomap_ent *g = NULL;
 	bool exists, metacopy = false, reuse, cloned;
 	struct pfs_csrc src;
@@ -362,97 +341,81 @@ static int apply_file(struct inplace *s, const struct pfs_ovl_ent *e, const stru
 	return 0;
 }
 
+static int inplace_entry(struct pfs_cwalk *w, const struct pfs_ovl_ent *e,
+			 const struct pfs_name *le)
+{
+	struct pfs_cctx *c = w->c;
+	struct stat ust;
+	uint64_t bytes;
+	int ret;
+
+	if (e->flags & PFS_OVL_WHITEOUT) {
+		int lfd = pfs_cwalk_fd(w, PFS_CW_LOWER);
+		enum pfs_chide_need need;
+
+		ret = pfs_chide_decide(c, pfs_cwalk_top(w)->reach, true, false, &need);
+		if (ret == 0)
+			ret = remove_at(c, lfd, e->name);
+		if (ret == 0 && need == PFS_CHIDE_WHITEOUT)
+			ret = pfs_chide_whiteout(c, lfd, e->name, c->lower);
+		if (ret < 0)
+			return ret;
+		pfs_commit_crashpoint("inplace-whiteout");
+		pfs_progress_file(&c->prog, 0);
+		return 0;
+	}
+	ret = pfs_st_stat(c->st, pfs_cwalk_fd(w, PFS_CW_UPPER), e->name, &ust,
+			  AT_SYMLINK_NOFOLLOW);
+	if (ret < 0)
+		return pfs_cfail_at(c, ret, "cannot stat", c->upper, NULL);
+	if (S_ISDIR(ust.st_mode))
+		return enter_dir(w, e, &ust);
+	ret = apply_file(w, e, &ust, &bytes);
+	if (ret < 0)
+		return ret;
+	pfs_progress_file(&c->prog, bytes);
+	pfs_commit_crashpoint("inplace-file");
+	return 0;
+}
+
 int pfs_commit_inplace(struct pfs_cctx *c)
 {
-	struct inplace s = {.c = c};
-	struct stat rst;
-	int fd, ret;
+	static const struct pfs_cwalk_ops ops = {.entry = inplace_entry, .leave = leave_dir};
+	/* overlayfs always merges the root */
+	struct pfs_cwlevel root = {.reach = true};
+	struct pfs_cwalk w;
+	int ufd, lfd, ret;
 
-	s.lv = calloc(16, sizeof(*s.lv));
-	if (!s.lv)
-		return pfs_cfail(c, -ENOMEM, "out of memory");
-	s.cap = 16;
-	fd = pfs_st_openat(c->st, c->uroot, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
-	ret = fd < 0 ? fd : pfs_dstack_push(&s.us, fd, false);
+	ret = pfs_cwalk_init(&w, c, 2, c->lower, NULL);
+	if (ret < 0)
+		return ret;
+	ufd = pfs_st_openat(c->st, c->uroot, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+	lfd = pfs_st_openat(c->st, c->lroot, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+	ret = ufd < 0 ? ufd : lfd < 0 ? lfd : 0;
+	if (ret == 0)
+		ret = fstat(c->uroot, &root.st) < 0 ? -errno : 0;
+	if (ret == 0)
+		ret = pfs_ovl_read_dir(c->st, c->uroot, &root.up);
 	if (ret == 0) {
-		fd = pfs_st_openat(c->st, c->lroot, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
-		ret = fd < 0 ? fd : pfs_dstack_push(&s.ls, fd, false);
+		ret = pfs_cwalk_push(&w, (const int[]){ufd, lfd}, (const bool[]){false, false},
+				     &root);
+		ufd = lfd = -1;
 	}
-	if (ret == 0)
-		ret = fstat(c->uroot, &rst) < 0 ? -errno : 0;
-	if (ret == 0)
-		ret = pfs_ovl_read_dir(c->st, c->uroot, &s.lv[0].up);
 	if (ret < 0) {
 		pfs_cfail(c, ret, "cannot read %s", c->upper);
+		if (ufd >= 0)
+			close(ufd);
+		if (lfd >= 0)
+			close(lfd);
+		pfs_ovl_dir_free(&root.up);
 		goto out;
 	}
-	s.lv[0].ust = rst;
-	s.lv[0].reach = true; /* overlayfs always merges the root */
 	ret = pfs_inplace_begin(c);
 	if (ret < 0)
 		goto out;
-	s.n = 1;
-	while (s.n) {
-		struct ilevel *l = &s.lv[s.n - 1];
-		const struct pfs_ovl_ent *e;
-		struct stat ust;
-		uint64_t bytes;
-		size_t plen;
-
-		if (l->next == l->up.n) {
-			ret = leave_dir(&s);
-			if (ret < 0)
-				goto out;
-			if (s.n == 1)
-				break;
-			pfs_ovl_dir_free(&l->up);
-			s.n--;
-			ret = pfs_cwalk_up(c, l->plen, c->lower,
-					   (struct pfs_dstack *const[]){&s.us, &s.ls}, 2);
-			if (ret < 0)
-				goto out;
-			continue;
-		}
-		e = &l->up.v[l->next++];
-		plen = pfs_pathbuf_push(&c->path, e->name);
-		if (plen == (size_t)-1) {
-			ret = pfs_cfail(c, -ENOMEM, "out of memory");
-			goto out;
-		}
-		if (e->flags & PFS_OVL_WHITEOUT) {
-			enum pfs_chide_need need;
-
-			ret = pfs_chide_decide(c, l->reach, true, false, &need);
-			if (ret == 0)
-				ret = remove_at(c, pfs_dstack_top(&s.ls), e->name);
-			if (ret == 0 && need == PFS_CHIDE_WHITEOUT)
-				ret = pfs_chide_whiteout(c, pfs_dstack_top(&s.ls), e->name,
-							 c->lower);
-			if (ret < 0)
-				goto out;
-			pfs_commit_crashpoint("inplace-whiteout");
-			pfs_progress_file(&c->prog, 0);
-			pfs_pathbuf_cut(&c->path, plen);
-			continue;
-		}
-		ret = pfs_st_stat(c->st, pfs_dstack_top(&s.us), e->name, &ust, AT_SYMLINK_NOFOLLOW);
-		if (ret < 0) {
-			pfs_cfail_at(c, ret, "cannot stat", c->upper, NULL);
-			goto out;
-		}
-		if (S_ISDIR(ust.st_mode)) {
-			ret = enter_dir(&s, l, e, &ust, plen);
-			if (ret < 0)
-				goto out;
-			continue;
-		}
-		ret = apply_file(&s, e, &ust, &bytes);
-		if (ret < 0)
-			goto out;
-		pfs_progress_file(&c->prog, bytes);
-		pfs_commit_crashpoint("inplace-file");
-		pfs_pathbuf_cut(&c->path, plen);
-	}
+	ret = pfs_cwalk_run(&w, &ops);
+	if (ret < 0)
+		goto out;
 	if (syncfs(c->lroot) < 0) {
 		ret = pfs_cfail(c, -errno, "cannot sync the filesystem of %s", c->lower);
 		goto out;
@@ -477,11 +440,6 @@ int pfs_commit_inplace(struct pfs_cctx *c)
 out:
 	if (ret < 0 && !c->committed)
 		pfs_inplace_abandon(c);
-	for (size_t i = 0; i < s.n; i++)
-		pfs_ovl_dir_free(&s.lv[i].up);
-	free(s.lv);
-	pfs_dstack_free(&s.us);
-	pfs_dstack_free(&s.ls);
-	pfs_pathbuf_cut(&c->path, 0);
+	pfs_cwalk_free(&w);
 	return ret;
 }

@@ -13,10 +13,11 @@
  *    |                      (build the new tree)
  *    v
  *   helpers, used by all of the above:
+ *     commit_walk.c     the paired walk of the upper over the lower
  *     commit_new.c      making entries of the new state
  *     commit_hide.c     what stays hidden from the lowers below
- *     commit_util.c     error lines, crash points, walking back up,
- *                       redirects, emptying the upper and work
+ *     commit_util.c     error lines, crash points, redirects, emptying
+ *                       the upper and work
  *   (helpers call commit_util.c and nothing else of commit/; commit_util.c
  *   calls only store/, layers/ovlfmt.h and util/). */
 #ifndef PFS_COMMIT_INT_H
@@ -24,6 +25,7 @@
 
 #include "commit/commit.h"
 #include "commit/inomap.h"
+#include "layers/ovlfmt.h"
 #include "store/meta.h"
 #include "ctl/progress.h"
 #include "store/walk.h"
@@ -66,11 +68,6 @@ int pfs_crefuse(struct pfs_cctx *c, int err, const char *fmt, ...)
 int pfs_cfail_at(struct pfs_cctx *c, int err, const char *op, const char *root,
 		 const char *name);
 
-/* A commit walk leaves a directory: c->path cut back to plen and each of
- * the n directory stacks popped; a failure names root/path. */
-int pfs_cwalk_up(struct pfs_cctx *c, size_t plen, const char *root,
-		 struct pfs_dstack *const *stacks, size_t n);
-
 /* Tests make the process die for real at a named step:
  * PRISMFS_TEST_CRASH=<step> raises SIGKILL there, PRISMFS_TEST_CRASH=<step>:N
  * the Nth time the step is reached. */
@@ -92,6 +89,71 @@ int pfs_discard_paths(struct pfs_store *st, const char *upper, const char *work,
 int pfs_empty_layers(struct pfs_store *st, const char *upper, const char *work,
 		     const char *step, char *err,
 		     size_t errlen);
+
+/* --- the paired walk of the upper over the lower (commit_walk.c) --- */
+
+/* One directory of a walk. */
+struct pfs_cwlevel {
+	struct pfs_ovl_dir up; /* the upper's entries (none: no upper directory) */
+	struct pfs_names lo;   /* the lower names walked beside them (none: not asked) */
+	size_t ui, li;         /* the next of each */
+	size_t plen;           /* c->path's length in the parent */
+	/* The strategies' own. */
+	bool reach;      /* its view merged the lowers below the top one */
+	bool replace;    /* in place: the lower directory's own children do not survive */
+	bool from_upper; /* atomic: whose metadata the new directory gets */
+	struct stat st;  /* the directory whose metadata is applied on the way out */
+};
+
+#define PFS_CWALK_MAXST 3
+
+struct pfs_cwalk {
+	struct pfs_cctx *c;
+	const char *root; /* named when walking back up fails */
+	/* The directories from the roots down: upper, lower[, new tree]. */
+	struct pfs_dstack st[PFS_CWALK_MAXST];
+	size_t nst;
+	struct pfs_cwlevel *lv;
+	size_t n, cap;
+	void *arg; /* the strategy's */
+};
+
+#define PFS_CW_UPPER 0
+#define PFS_CW_LOWER 1
+#define PFS_CW_NEW 2
+
+struct pfs_cwalk_ops {
+	/* An entry of the top directory, named by c->path: ue from the upper
+	 * (the lower one of the same name hidden or merged), or le, a lower
+	 * name alone. A directory is entered by pfs_cwalk_push. */
+	int (*entry)(struct pfs_cwalk *w, const struct pfs_ovl_ent *ue, const struct pfs_name *le);
+	/* The top directory is done (the root too); NULL: nothing to do. */
+	int (*leave)(struct pfs_cwalk *w);
+};
+
+/* Ready w for nst stacks; root names where a failure to walk back up is. */
+int pfs_cwalk_init(struct pfs_cwalk *w, struct pfs_cctx *c, size_t nst, const char *root,
+		   void *arg);
+/* Enter a directory: fds[i] (owned from now on, even on failure;
+ * PFS_DSTACK_ABSENT for none) on stack i, child[i] as pfs_dstack_push;
+ * l's contents are owned on success only. 0 or -errno (a message only
+ * when out of memory). */
+int pfs_cwalk_push(struct pfs_cwalk *w, const int *fds, const bool *child,
+		   const struct pfs_cwlevel *l);
+/* Walk from the levels pushed (the root) to the end, or the first error. */
+int pfs_cwalk_run(struct pfs_cwalk *w, const struct pfs_cwalk_ops *ops);
+/* Free what is left (after an error: the levels still open). */
+void pfs_cwalk_free(struct pfs_cwalk *w);
+
+static inline int pfs_cwalk_fd(const struct pfs_cwalk *w, size_t i)
+{
+	return pfs_dstack_top(&w->st[i]);
+}
+
+static inline struct pfs_cwlevel *pfs_cwalk_top(struct pfs_cwalk *w)
+{
+	return &w->lv[w->n - 1];
+}
 
 /* --- the first pass (commit_scan.c) --- */
 

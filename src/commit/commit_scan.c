@@ -17,22 +17,8 @@ static bool unreachable(int err)
 	return err == -ENOENT || err == -ENOTDIR || err == -ELOOP || err == -EXDEV;
 }
 
-struct slevel {
-	struct pfs_ovl_dir up;
-	size_t next;
-	size_t plen;
-};
-
-struct scan {
-	struct pfs_cctx *c;
-	struct pfs_dstack us, ls;
-	struct slevel *lv;
-	size_t n, cap;
-};
-
-static int renamed_dir(struct scan *s, int lfd_parent, const char *redir, int *lfd)
+static int renamed_dir(struct pfs_cctx *c, int lfd_parent, const char *redir, int *lfd)
 {
-	struct pfs_cctx *c = s->c;
 	const char *leaf;
 	int dfd, ret;
 
@@ -64,9 +50,8 @@ static int renamed_dir(struct scan *s, int lfd_parent, const char *redir, int *l
 }
 
 /* A metadata-only copy-up: its data must be in the lower. */
-static int metacopy(struct scan *s, int ufd, int lfd, const char *name, uint64_t *bytes)
+static int metacopy(struct pfs_cctx *c, int ufd, int lfd, const char *name, uint64_t *bytes)
 {
-	struct pfs_cctx *c = s->c;
 	char redir[PATH_MAX];
 	const char *leaf = name;
 	struct stat st;
@@ -104,10 +89,10 @@ static int metacopy(struct scan *s, int ufd, int lfd, const char *name, uint64_t
 	return 0;
 }
 
-static int enter_dir(struct scan *s, const struct pfs_ovl_ent *e)
+static int enter_dir(struct pfs_cwalk *w, const struct pfs_ovl_ent *e)
 {
-	struct pfs_cctx *c = s->c;
-	int ufd = pfs_dstack_top(&s->us), lfd_parent = pfs_dstack_top(&s->ls);
+	struct pfs_cctx *c = w->c;
+	int ufd = pfs_cwalk_fd(w, PFS_CW_UPPER), lfd_parent = pfs_cwalk_fd(w, PFS_CW_LOWER);
 	int cfd = -1, lfd = -1, ret;
 	struct pfs_ovl_dir d = {0};
 	char redir[PATH_MAX];
@@ -130,7 +115,7 @@ static int enter_dir(struct scan *s, const struct pfs_ovl_ent *e)
 	if (!replace) {
 		n = pfs_ovl_get(c->st, pfs_ref_fd(cfd), "redirect", redir, sizeof(redir));
 		if (n >= 0 && (redir[0] == '/' || lfd_parent >= 0 || !c->o->atomic)) {
-			ret = renamed_dir(s, lfd_parent, redir, &lfd);
+			ret = renamed_dir(c, lfd_parent, redir, &lfd);
 			if (ret < 0)
 				goto fail;
 			child = redir[0] != '/';
@@ -155,21 +140,13 @@ static int enter_dir(struct scan *s, const struct pfs_ovl_ent *e)
 				lfd = -1; /* no lower directory: nothing to merge */
 		}
 	}
-	if (pfs_grow(&s->lv, &s->cap, s->n, sizeof(*s->lv)) < 0) {
-		ret = pfs_cfail(c, -ENOMEM, "out of memory");
-		goto fail;
-	}
-	ret = pfs_dstack_push(&s->us, cfd, true);
-	cfd = -1;
-	if (ret == 0) {
-		ret = pfs_dstack_push(&s->ls, lfd, child);
-		lfd = -1;
-	}
+	ret = pfs_cwalk_push(w, (const int[]){cfd, lfd}, (const bool[]){true, child},
+			     &(struct pfs_cwlevel){.up = d});
+	cfd = lfd = -1;
 	if (ret < 0) {
 		pfs_cfail(c, ret, "cannot walk %s/%s", c->upper, pfs_pathbuf_str(&c->path));
 		goto fail;
 	}
-	s->lv[s->n++] = (struct slevel){.up = d};
 	return 0;
 fail:
 	if (cfd >= 0)
@@ -180,91 +157,69 @@ fail:
 	return ret;
 }
 
+static int scan_entry(struct pfs_cwalk *w, const struct pfs_ovl_ent *e, const struct pfs_name *le)
+{
+	struct pfs_cctx *c = w->c;
+	int ufd = pfs_cwalk_fd(w, PFS_CW_UPPER), ret;
+	struct stat st;
+	uint64_t bytes;
+
+	if (e->flags & PFS_OVL_WHITEOUT) {
+		c->prog.files_total++;
+		return 0;
+	}
+	ret = pfs_st_stat(c->st, ufd, e->name, &st, AT_SYMLINK_NOFOLLOW);
+	if (ret < 0)
+		return pfs_cfail_at(c, ret, "cannot stat", c->upper, NULL);
+	if (S_ISDIR(st.st_mode))
+		return enter_dir(w, e);
+	c->prog.files_total++;
+	bytes = S_ISREG(st.st_mode) ? (uint64_t)st.st_size : 0;
+	if (S_ISREG(st.st_mode)) {
+		ret = pfs_ovl_has(c->st, pfs_ref_at(ufd, e->name), "metacopy");
+		if (ret > 0)
+			ret = metacopy(c, ufd, pfs_cwalk_fd(w, PFS_CW_LOWER), e->name, &bytes);
+		else if (ret < 0)
+			pfs_cfail_at(c, ret, "cannot read", c->upper, NULL);
+		if (ret < 0)
+			return ret;
+	}
+	c->prog.bytes_total += bytes;
+	return 0;
+}
+
 int pfs_commit_scan(struct pfs_cctx *c)
 {
-	struct scan s = {.c = c};
-	int fd, ret;
+	static const struct pfs_cwalk_ops ops = {.entry = scan_entry};
+	struct pfs_cwlevel root = {0};
+	struct pfs_cwalk w;
+	int ufd, lfd, ret;
 
-	s.lv = calloc(16, sizeof(*s.lv));
-	if (!s.lv)
-		return pfs_cfail(c, -ENOMEM, "out of memory");
-	s.cap = 16;
-	fd = pfs_st_openat(c->st, c->uroot, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
-	ret = fd < 0 ? fd : pfs_dstack_push(&s.us, fd, false);
-	if (ret == 0) {
-		fd = pfs_st_openat(c->st, c->lroot, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
-		ret = fd < 0 ? fd : pfs_dstack_push(&s.ls, fd, false);
-	}
+	ret = pfs_cwalk_init(&w, c, 2, c->upper, NULL);
+	if (ret < 0)
+		return ret;
+	ufd = pfs_st_openat(c->st, c->uroot, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+	lfd = pfs_st_openat(c->st, c->lroot, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+	ret = ufd < 0 ? ufd : lfd < 0 ? lfd : 0;
 	if (ret == 0)
-		ret = pfs_ovl_read_dir(c->st, c->uroot, &s.lv[0].up);
+		ret = pfs_ovl_read_dir(c->st, c->uroot, &root.up);
+	/* overlayfs always merges the root, whatever it is marked. */
+	if (ret == 0) {
+		ret = pfs_cwalk_push(&w, (const int[]){ufd, lfd}, (const bool[]){false, false},
+				     &root);
+		ufd = lfd = -1;
+	}
 	if (ret < 0) {
 		pfs_cfail(c, ret, "cannot read %s", c->upper);
+		if (ufd >= 0)
+			close(ufd);
+		if (lfd >= 0)
+			close(lfd);
+		pfs_ovl_dir_free(&root.up);
 		goto out;
 	}
-	/* overlayfs always merges the root, whatever it is marked. */
-	s.n = 1;
-	while (s.n) {
-		struct slevel *l = &s.lv[s.n - 1];
-		const struct pfs_ovl_ent *e;
-		struct stat st;
-		uint64_t bytes;
-		size_t plen;
-
-		if (l->next == l->up.n) {
-			if (s.n == 1)
-				break;
-			pfs_ovl_dir_free(&l->up);
-			s.n--;
-			ret = pfs_cwalk_up(c, l->plen, c->upper,
-					   (struct pfs_dstack *const[]){&s.us, &s.ls}, 2);
-			if (ret < 0)
-				goto out;
-			continue;
-		}
-		e = &l->up.v[l->next++];
-		if (e->flags & PFS_OVL_WHITEOUT) {
-			c->prog.files_total++;
-			continue;
-		}
-		plen = pfs_pathbuf_push(&c->path, e->name);
-		if (plen == (size_t)-1) {
-			ret = pfs_cfail(c, -ENOMEM, "out of memory");
-			goto out;
-		}
-		ret = pfs_st_stat(c->st, pfs_dstack_top(&s.us), e->name, &st, AT_SYMLINK_NOFOLLOW);
-		if (ret < 0) {
-			pfs_cfail_at(c, ret, "cannot stat", c->upper, NULL);
-			goto out;
-		}
-		if (S_ISDIR(st.st_mode)) {
-			ret = enter_dir(&s, e);
-			if (ret < 0)
-				goto out;
-			s.lv[s.n - 1].plen = plen;
-			continue;
-		}
-		c->prog.files_total++;
-		bytes = S_ISREG(st.st_mode) ? (uint64_t)st.st_size : 0;
-		if (S_ISREG(st.st_mode)) {
-			ret = pfs_ovl_has(c->st, pfs_ref_at(pfs_dstack_top(&s.us), e->name), "metacopy");
-			if (ret > 0)
-				ret = metacopy(&s, pfs_dstack_top(&s.us), pfs_dstack_top(&s.ls),
-					       e->name, &bytes);
-			else if (ret < 0)
-				pfs_cfail_at(c, ret, "cannot read", c->upper, NULL);
-			if (ret < 0)
-				goto out;
-		}
-		c->prog.bytes_total += bytes;
-		pfs_pathbuf_cut(&c->path, plen);
-	}
-	ret = 0;
+	ret = pfs_cwalk_run(&w, &ops);
 out:
-	for (size_t i = 0; i < s.n; i++)
-		pfs_ovl_dir_free(&s.lv[i].up);
-	free(s.lv);
-	pfs_dstack_free(&s.us);
-	pfs_dstack_free(&s.ls);
-	pfs_pathbuf_cut(&c->path, 0);
+	pfs_cwalk_free(&w);
 	return ret;
 }

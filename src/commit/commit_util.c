@@ -1,5 +1,5 @@
 /* commit_util: what every part of a commit uses — error lines, test
- * crash points, walking back up, finding a redirect's lower object,
+ * crash points, finding a redirect's lower object,
  * emptying the upper and work. Calls nothing else of commit/. */
 #include "commit/commit_int.h"
 #include "layers/ovlfmt.h"
@@ -61,19 +61,6 @@ int pfs_cfail_at(struct pfs_cctx *c, int err, const char *op, const char *root, 
 {
 	return pfs_cfail(c, err, "%s %s%s%s%s%s", op, root, c->path.len ? "/" : "",
 			 c->path.len ? c->path.s : "", name ? "/" : "", name ? name : "");
-}
-
-int pfs_cwalk_up(struct pfs_cctx *c, size_t plen, const char *root,
-		 struct pfs_dstack *const *stacks, size_t n)
-{
-	pfs_pathbuf_cut(&c->path, plen);
-	for (size_t i = 0; i < n; i++) {
-		int ret = pfs_dstack_pop(stacks[i]);
-
-		if (ret < 0)
-			return pfs_cfail_at(c, ret, "cannot walk back up to", root, NULL);
-	}
-	return 0;
 }
 
 void pfs_commit_crashpoint(const char *step)
