@@ -4,6 +4,8 @@
 #include "layers/layer_life.h"
 #include "map/mapwatch.h"
 #include "ctl/ctl.h"
+#include "ctl/oplog.h"
+#include "fuse/backing.h"
 #include "fuse/loop.h"
 #include "view/nodefd.h"
 #include "commit/failrec.h"
@@ -205,11 +207,6 @@ static struct fuse_session *new_session(const struct pfs_config *cfg, struct pfs
 	free(opts);
 	free(src);
 	return se;
-}
-
-static void request_done(void *fs)
-{
-	pfs_node_request_done(fs);
 }
 
 static void raise_fd_limit(void)
@@ -494,7 +491,7 @@ static int serve(const struct pfs_config *cfg, struct pfs_fs *fs, struct fuse_se
 		}
 	}
 	fuse_log_to_stderr = 1;
-	loop = pfs_loop_run(se, (unsigned)cfg->threads, request_done, fs);
+	loop = pfs_loop_run(se, (unsigned)cfg->threads, pfs_shim_request_done, fs);
 	/* A signal (>0) or the kernel ending the connection are clean ends. */
 	ret = loop < 0 || fs->init_failed ? 1 : 0;
 	if (loop < 0)
@@ -751,6 +748,7 @@ int pfs_cmd_mount(const struct pfs_config *cfg)
 	if (!se)
 		goto out;
 	fs.se = se;
+	pfs_backing_register(&fs);
 	if (lp)
 		report_failure_record(lp);
 	if (cfg->foreground) {

@@ -1,4 +1,5 @@
 #include "ctl/ctl.h"
+#include "ctl/oplog.h"
 #include "view/nodefd.h"
 #include "layers/layer.h"
 #include "layers/layer_life.h"

@@ -4,7 +4,7 @@
 #include "view/view.h"
 #include "cli/daemon.h"
 #include "fuse/shim.h"
-#include "fuse/uring.h"
+#include "ctl/oplog.h"
 #include "util/util.h"
 
 #include <errno.h>
@@ -46,6 +46,13 @@ static void log_op(struct pfs_fs *fs, const char *op, struct pfs_node *n, const 
 			log_op(fs, op, n, name, n2, name2, la_, (int64_t)(res), t0);        \
 		}                                                                           \
 	} while (0)
+
+/* What the view needs of the request being handled on this thread. */
+static struct pfs_req req_of(struct pfs_fs *fs)
+{
+	return (struct pfs_req){.killpriv = fs->killpriv_v2,
+				.kill_suidgid = pfs_shim_kill_suidgid()};
+}
 
 static void reply_entry(struct pfs_fs *fs, fuse_req_t req, int ret,
 			const struct fuse_entry_param *e)
@@ -100,10 +107,6 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct fuse_entry_param e;
 	int ret;
 
-	if (parent == FUSE_ROOT_ID && pfs_uring_is_kick(fs->uring, name)) {
-		fuse_reply_err(req, ENOENT); /* an error reply is not cached */
-		return;
-	}
 	ret = pfs_view_lookup(fs, NODE(parent), name, &e);
 	LOG("lookup", NODE(parent), name, NULL, NULL, ret, PFS_LA_END);
 	if (ret == -ENOENT && fs->timeout > 0) {
@@ -159,9 +162,9 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int va
 {
 	struct pfs_fs *fs = FS(req);
 	uint64_t t0 = t0_of(fs);
+	struct pfs_req rq = req_of(fs);
 	struct stat st;
-	int ret = pfs_view_setattr(fs, fuse_req_ctx(req), NODE(ino), attr, valid, fi,
-				   &st);
+	int ret = pfs_view_setattr(fs, &rq, fuse_req_ctx(req), NODE(ino), attr, valid, fi, &st);
 
 	if (t0) {
 		struct pfs_logarg a[8];
@@ -309,13 +312,17 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct pfs_fs *fs = FS(req);
 	uint64_t t0 = t0_of(fs);
-	int ret = pfs_view_open(fs, NODE(ino), fi);
+	struct pfs_req rq = req_of(fs);
+	int ret = pfs_view_open(fs, &rq, NODE(ino), fi);
 
 	LOG("open", NODE(ino), NULL, NULL, NULL, ret ? ret : (int64_t)pfs_fh_fd(fi),
 	    PFS_LA_OCT("flags", fi->flags));
-	if (ret < 0)
+	if (ret < 0) {
 		fuse_reply_err(req, -ret);
-	else if (fuse_reply_open(req, fi) != 0)
+		return;
+	}
+	pfs_shim_set_backing(rq.backing_id);
+	if (fuse_reply_open(req, fi) != 0)
 		pfs_view_release(fs, NODE(ino), fi);
 }
 
@@ -324,11 +331,14 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 {
 	struct pfs_fs *fs = FS(req);
 	uint64_t t0 = t0_of(fs);
+	struct pfs_req rq = req_of(fs);
 	struct fuse_entry_param e;
-	int ret = pfs_view_create(fs, fuse_req_ctx(req), NODE(parent), name, mode, fi, &e);
+	int ret = pfs_view_create(fs, &rq, fuse_req_ctx(req), NODE(parent), name, mode, fi, &e);
 
 	LOG("create", NODE(parent), name, NULL, NULL, ret ? ret : (int64_t)pfs_fh_fd(fi),
 	    PFS_LA_OCT("mode", mode), PFS_LA_OCT("flags", fi->flags));
+	if (ret == 0)
+		pfs_shim_set_backing(rq.backing_id);
 	reply_create(fs, req, ret, &e, fi);
 }
 
@@ -363,8 +373,9 @@ static void op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in,
 {
 	struct pfs_fs *fs = FS(req);
 	uint64_t t0 = t0_of(fs);
+	struct pfs_req rq = req_of(fs);
 	size_t size = fuse_buf_size(in);
-	ssize_t n = pfs_view_write(fs, fi, in, off);
+	ssize_t n = pfs_view_write(fs, &rq, fi, in, off);
 
 	LOG("write", NODE(ino), NULL, NULL, NULL, n, PFS_LA_INT("size", size),
 	    PFS_LA_INT("offset", off), PFS_LA_INT("fh", pfs_fh_fd(fi)));

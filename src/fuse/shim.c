@@ -8,11 +8,11 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
 /* Kernel ABI (linux/fuse.h, protocol 7.40+); Debian 12's headers are older. */
+#define K_FUSE_LOOKUP 1
 #define K_FUSE_SETATTR 4
 #define K_FUSE_OPEN 14
 #define K_FUSE_WRITE 16
@@ -26,14 +26,6 @@
 #define K_FUSE_WRITE_KILL_SUIDGID (1u << 2)  /* fuse_write_in.write_flags */
 #define K_FUSE_OPEN_KILL_SUIDGID (1u << 0)   /* fuse_open_in/fuse_create_in.open_flags */
 #define K_FATTR_KILL_SUIDGID (1u << 11)      /* fuse_setattr_in.valid */
-
-struct k_backing_map {
-	int32_t fd;
-	uint32_t flags;
-	uint64_t padding;
-};
-#define K_FUSE_DEV_IOC_BACKING_OPEN _IOW(229, 1, struct k_backing_map)
-#define K_FUSE_DEV_IOC_BACKING_CLOSE _IOW(229, 2, uint32_t)
 
 struct k_open_out {
 	uint64_t fh;
@@ -74,13 +66,28 @@ bool pfs_shim_kernel_offers_passthrough(struct pfs_fs *fs)
 	return fs->kernel_passthrough;
 }
 
-void pfs_shim_request(struct pfs_fs *fs, const void *buf, size_t len)
+/* The lookup of the root name that unsticks an io_uring queue (uring.c:
+ * kick): the kernel must only see it answered, at once. */
+static bool is_kick(struct pfs_fs *fs, const void *buf, size_t len)
+{
+	const struct k_in_header *h = buf;
+	const char *name = (const char *)buf + sizeof(*h);
+	struct pfs_uring *u = __atomic_load_n(&fs->uring, __ATOMIC_RELAXED);
+
+	if (!u || h->opcode != K_FUSE_LOOKUP || h->nodeid != FUSE_ROOT_ID)
+		return false;
+	return memchr(name, '\0', len - sizeof(*h)) && pfs_uring_is_kick(u, name);
+}
+
+bool pfs_shim_request(struct pfs_fs *fs, const void *buf, size_t len)
 {
 	const struct k_in_header *h = buf;
 	ssize_t n = (ssize_t)len;
 
 	if (n < (ssize_t)sizeof(*h))
-		return;
+		return false;
+	if (is_kick(fs, buf, len))
+		return true;
 	tl_unique = h->unique;
 	tl_opcode = h->opcode;
 	tl_backing_id = 0;
@@ -112,14 +119,30 @@ void pfs_shim_request(struct pfs_fs *fs, const void *buf, size_t len)
 		fs->killpriv_v2 = (flags & K_FUSE_HANDLE_KILLPRIV_V2) != 0;
 		fs->kernel_uring = (flags & K_FUSE_INIT_EXT) && (flags2 & PFS_URING_INIT_FLAGS2);
 	}
+	return false;
+}
+
+void pfs_shim_request_done(void *fs)
+{
+	pfs_node_request_done(fs);
 }
 
 static ssize_t shim_read(int fd, void *buf, size_t len, void *userdata)
 {
 	ssize_t n = read(fd, buf, len);
 
-	if (n > 0)
-		pfs_shim_request(userdata, buf, (size_t)n);
+	if (n > 0 && pfs_shim_request(userdata, buf, (size_t)n)) {
+		const struct k_in_header *h = buf;
+		struct k_out_header oh = {.len = sizeof(oh), .error = -ENOENT, .unique = h->unique};
+
+		/* An error reply is not cached. libfuse takes EINTR as "read
+		 * again" (loop.c does); the answered request never reaches it. */
+		if (write(fd, &oh, sizeof(oh)) < 0)
+			fuse_log(FUSE_LOG_ERR, "prismfs: cannot answer a kick: %s\n",
+				 strerror(errno));
+		errno = EINTR;
+		return -1;
+	}
 	return n;
 }
 
@@ -245,19 +268,4 @@ int pfs_shim_install(struct pfs_fs *fs)
 	int ret = fuse_session_custom_io(fs->se, &io, fuse_session_fd(fs->se));
 
 	return ret < 0 ? ret : 0;
-}
-
-int pfs_shim_backing_open(struct pfs_fs *fs, int fd)
-{
-	struct k_backing_map map = {.fd = fd};
-	int id = ioctl(fuse_session_fd(fs->se), K_FUSE_DEV_IOC_BACKING_OPEN, &map);
-
-	return id < 0 ? -errno : id;
-}
-
-void pfs_shim_backing_close(struct pfs_fs *fs, int backing_id)
-{
-	uint32_t id = (uint32_t)backing_id;
-
-	ioctl(fuse_session_fd(fs->se), K_FUSE_DEV_IOC_BACKING_CLOSE, &id);
 }

@@ -364,9 +364,11 @@ static void handle(struct uworker *w)
 		reply_error(w, EIO);
 	} else {
 		tl_w = w;
-		pfs_shim_request(u->fs, fb.mem, fb.size);
-		fuse_session_process_buf(u->se, &fb);
-		pfs_node_request_done(u->fs);
+		if (pfs_shim_request(u->fs, fb.mem, fb.size))
+			reply_error(w, ENOENT); /* an error reply is not cached */
+		else
+			fuse_session_process_buf(u->se, &fb);
+		pfs_shim_request_done(u->fs);
 		tl_w = NULL;
 		/* Every handler replies before it returns; should one not,
 		 * the caller must not wait forever. */

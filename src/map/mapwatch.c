@@ -6,6 +6,7 @@
  * reported, the previous view staying. */
 #include "map/mapwatch.h"
 #include "map/mapframe.h"
+#include "ctl/oplog.h"
 #include "view/selfmnt.h"
 #include "util/util.h"
 

@@ -2,7 +2,6 @@
  * removes or moves a name. */
 #include "view/view.h"
 #include "view/selfmnt.h"
-#include "fuse/shim.h"
 #include "layers/layer.h"
 #include "util/util.h"
 
@@ -139,15 +138,15 @@ static int set_times(struct pfs_fs *fs, struct pfs_node *n, const struct timespe
  * file_remove_privs() before a write by such a caller (passthrough writes
  * included, which the daemon never sees), and answering it with the new
  * mode keeps the kernel's copy of the mode true. */
-static bool kills_setid(struct pfs_fs *fs, const struct fuse_ctx *ctx, int valid)
+static bool kills_setid(const struct pfs_req *rq, const struct fuse_ctx *ctx, int valid)
 {
-	if (!fs->killpriv_v2)
+	if (!rq->killpriv)
 		return false;
-	return pfs_shim_kill_suidgid() || (valid == 0 && ctx->uid != 0);
+	return rq->kill_suidgid || (valid == 0 && ctx->uid != 0);
 }
 
-int pfs_view_setattr(struct pfs_fs *fs, const struct fuse_ctx *ctx, struct pfs_node *n,
-		     struct stat *attr, int valid,
+int pfs_view_setattr(struct pfs_fs *fs, struct pfs_req *rq, const struct fuse_ctx *ctx,
+		     struct pfs_node *n, struct stat *attr, int valid,
 		     struct fuse_file_info *fi, struct stat *out)
 {
 	char name[24];
@@ -194,7 +193,7 @@ int pfs_view_setattr(struct pfs_fs *fs, const struct fuse_ctx *ctx, struct pfs_n
 	}
 	/* A truncate or chown by the caller would have cleared set-ID bits;
 	 * the daemon's own (with CAP_FSETID) does not always. */
-	if (n->type == S_IFREG && !(valid & FUSE_SET_ATTR_MODE) && kills_setid(fs, ctx, valid)) {
+	if (n->type == S_IFREG && !(valid & FUSE_SET_ATTR_MODE) && kills_setid(rq, ctx, valid)) {
 		ret = has_fh ? pfs_view_kill_suidgid(fs, pfs_fh_fd(fi), false)
 			     : pfs_view_kill_suidgid(fs, nfd, true);
 		if (ret < 0)

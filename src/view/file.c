@@ -2,7 +2,6 @@
  * writes go straight to it (ops.c), the rest is here. */
 #include "view/view.h"
 #include "layers/layer.h"
-#include "fuse/shim.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -51,9 +50,9 @@ int pfs_view_kill_suidgid(struct pfs_fs *fs, int fd, bool opath)
 /* The daemon writes with CAP_FSETID, so the backing filesystem keeps set-ID
  * bits that a write by the caller would have cleared: clear them here when
  * the kernel says the caller could not keep them. */
-static int kill_for_caller(struct pfs_fs *fs, int fd)
+static int kill_for_caller(struct pfs_fs *fs, const struct pfs_req *rq, int fd)
 {
-	if (!fs->killpriv_v2 || !pfs_shim_kill_suidgid())
+	if (!rq->killpriv || !rq->kill_suidgid)
 		return 0;
 	return pfs_view_kill_suidgid(fs, fd, false);
 }
@@ -74,8 +73,8 @@ static int drop_direct(int fd, int flags)
 	return 0;
 }
 
-static int set_open_flags(struct pfs_fs *fs, struct pfs_node *n, struct fuse_file_info *fi,
-			  int flags)
+static int set_open_flags(struct pfs_fs *fs, struct pfs_req *rq, struct pfs_node *n,
+			  struct fuse_file_info *fi, int flags)
 {
 	int id;
 
@@ -110,7 +109,7 @@ static int set_open_flags(struct pfs_fs *fs, struct pfs_node *n, struct fuse_fil
 		return id; /* the kernel must look the name up again */
 	if (id < 0)
 		return 0; /* this open is served by the daemon instead */
-	pfs_shim_set_backing(id);
+	rq->backing_id = id; /* the handler gives it to the kernel */
 	fi->fh |= PFS_FH_PASSTHROUGH;
 	/* The kernel keeps no page cache of its own for passthrough files. */
 	fi->keep_cache = 0;
@@ -194,7 +193,8 @@ static void pin_open(struct pfs_fs *fs, struct pfs_node *n, struct fuse_file_inf
 	__atomic_add_fetch(&fs->files_open, 1, __ATOMIC_RELAXED);
 }
 
-int pfs_view_open(struct pfs_fs *fs, struct pfs_node *n, struct fuse_file_info *fi)
+int pfs_view_open(struct pfs_fs *fs, struct pfs_req *rq, struct pfs_node *n,
+		  struct fuse_file_info *fi)
 {
 	int fd, ret;
 
@@ -214,13 +214,13 @@ int pfs_view_open(struct pfs_fs *fs, struct pfs_node *n, struct fuse_file_info *
 		return ret;
 	}
 	fi->fh = (uint64_t)fd;
-	ret = (fi->flags & O_TRUNC) ? kill_for_caller(fs, fd) : 0;
+	ret = (fi->flags & O_TRUNC) ? kill_for_caller(fs, rq, fd) : 0;
 	if (ret == 0)
-		ret = set_open_flags(fs, n, fi, fi->flags);
+		ret = set_open_flags(fs, rq, n, fi, fi->flags);
 	if (ret < 0)
 		close(fd);
 	if (ret == -EAGAIN) /* copied up while we opened: open the copy */
-		return pfs_view_open(fs, n, fi);
+		return pfs_view_open(fs, rq, n, fi);
 	if (ret < 0)
 		return ret;
 	pin_open(fs, n, fi);
@@ -231,9 +231,9 @@ int pfs_view_open(struct pfs_fs *fs, struct pfs_node *n, struct fuse_file_info *
 
 /* O_CREAT on a layered mount: made in the upper; an existing name is
  * opened (copied up first if the open writes). */
-static int layer_create(struct pfs_fs *fs, const struct fuse_ctx *ctx, struct pfs_node *parent,
-			const char *name, mode_t mode, struct fuse_file_info *fi,
-			struct fuse_entry_param *e)
+static int layer_create(struct pfs_fs *fs, struct pfs_req *rq, const struct fuse_ctx *ctx,
+			struct pfs_node *parent, const char *name, mode_t mode,
+			struct fuse_file_info *fi, struct fuse_entry_param *e)
 {
 	int fd = -1, ret = pfs_layer_make(fs, ctx, parent, name, S_IFREG | mode, 0, NULL,
 					  fi->flags & ~O_CREAT, &fd, e);
@@ -242,7 +242,7 @@ static int layer_create(struct pfs_fs *fs, const struct fuse_ctx *ctx, struct pf
 		ret = pfs_layer_lookup(fs, parent, name, e);
 		if (ret < 0)
 			return ret;
-		ret = pfs_view_open(fs, pfs_node_of(fs, e->ino), fi);
+		ret = pfs_view_open(fs, rq, pfs_node_of(fs, e->ino), fi);
 		if (ret < 0)
 			pfs_node_forget(fs, pfs_node_of(fs, e->ino), 1);
 		else if (fi->fh & PFS_FH_WRITER)
@@ -254,7 +254,7 @@ static int layer_create(struct pfs_fs *fs, const struct fuse_ctx *ctx, struct pf
 	ret = drop_direct(fd, fi->flags);
 	fi->fh = (uint64_t)fd;
 	if (ret == 0)
-		ret = set_open_flags(fs, pfs_node_of(fs, e->ino), fi, fi->flags);
+		ret = set_open_flags(fs, rq, pfs_node_of(fs, e->ino), fi, fi->flags);
 	if (ret < 0) {
 		close(fd);
 		pfs_node_forget(fs, pfs_node_of(fs, e->ino), 1);
@@ -267,9 +267,9 @@ static int layer_create(struct pfs_fs *fs, const struct fuse_ctx *ctx, struct pf
 	return ret;
 }
 
-int pfs_view_create(struct pfs_fs *fs, const struct fuse_ctx *ctx, struct pfs_node *parent,
-		    const char *name, mode_t mode, struct fuse_file_info *fi,
-		    struct fuse_entry_param *e)
+int pfs_view_create(struct pfs_fs *fs, struct pfs_req *rq, const struct fuse_ctx *ctx,
+		    struct pfs_node *parent, const char *name, mode_t mode,
+		    struct fuse_file_info *fi, struct fuse_entry_param *e)
 {
 	int flags = (fi->flags | O_CLOEXEC | O_NOFOLLOW) & ~O_CREAT;
 	struct pfs_place pl;
@@ -279,7 +279,7 @@ int pfs_view_create(struct pfs_fs *fs, const struct fuse_ctx *ctx, struct pfs_no
 	if (strnlen(name, NAME_MAX + 1) > NAME_MAX)
 		return -ENAMETOOLONG;
 	if (fs->layers)
-		return layer_create(fs, ctx, parent, name, mode, fi, e);
+		return layer_create(fs, rq, ctx, parent, name, mode, fi, e);
 	ret = pfs_place_get(fs, parent, name, &pl);
 	if (ret == 0)
 		ret = pfs_place_creatable(fs, &pl);
@@ -297,7 +297,7 @@ int pfs_view_create(struct pfs_fs *fs, const struct fuse_ctx *ctx, struct pfs_no
 	}
 	ret = drop_direct(fd, fi->flags);
 	if (ret == 0 && !created && (fi->flags & O_TRUNC))
-		ret = kill_for_caller(fs, fd);
+		ret = kill_for_caller(fs, rq, fd);
 	if (ret == 0 && created)
 		ret = pfs_store_give(fs, ctx, pl.dirfd, pl.dirfd, pl.name, S_IFREG | mode);
 	if (ret == 0)
@@ -310,7 +310,7 @@ int pfs_view_create(struct pfs_fs *fs, const struct fuse_ctx *ctx, struct pfs_no
 	}
 	fi->fh = (uint64_t)fd;
 	/* A new node: no old backing can stand in its way. */
-	set_open_flags(fs, pfs_node_of(fs, e->ino), fi, fi->flags);
+	set_open_flags(fs, rq, pfs_node_of(fs, e->ino), fi, fi->flags);
 	pin_open(fs, pfs_node_of(fs, e->ino), fi);
 	if (count_writer(fs, pfs_node_of(fs, e->ino), fi)) {
 		e->attr_timeout = 0;
@@ -407,8 +407,8 @@ ssize_t pfs_view_read(struct pfs_fs *fs, struct fuse_file_info *fi, char *buf, s
 	return n < 0 ? -errno : n;
 }
 
-ssize_t pfs_view_write(struct pfs_fs *fs, struct fuse_file_info *fi, struct fuse_bufvec *in,
-		       off_t off)
+ssize_t pfs_view_write(struct pfs_fs *fs, struct pfs_req *rq, struct fuse_file_info *fi,
+		       struct fuse_bufvec *in, off_t off)
 {
 	struct fuse_bufvec out = FUSE_BUFVEC_INIT(fuse_buf_size(in));
 
@@ -416,7 +416,7 @@ ssize_t pfs_view_write(struct pfs_fs *fs, struct fuse_file_info *fi, struct fuse
 
 	if (fs->read_only)
 		return -EROFS;
-	ret = kill_for_caller(fs, pfs_fh_fd(fi));
+	ret = kill_for_caller(fs, rq, pfs_fh_fd(fi));
 	if (ret < 0)
 		return ret;
 	out.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;

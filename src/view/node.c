@@ -4,7 +4,6 @@
 #include "view/view.h"
 #include "layers/layer.h"
 #include "view/nodefd.h"
-#include "fuse/shim.h"
 #include "util/util.h"
 
 #include <errno.h>
@@ -822,13 +821,12 @@ int pfs_node_backing_get(struct pfs_fs *fs, struct pfs_node *n, int fd)
 		return -ESTALE;
 	}
 	if (n->backing_refs == 0) {
-		id = pfs_shim_backing_open(fs, fd);
+		id = fs->kernel->backing_open(fs->kernel_ctx, fd);
 		if (id < 0) {
 			pthread_mutex_unlock(&s->lock);
 			return id;
 		}
 		n->backing_id = id;
-		__atomic_add_fetch(&fs->backing_open, 1, __ATOMIC_RELAXED);
 	}
 	n->backing_refs++;
 	id = n->backing_id;
@@ -842,10 +840,9 @@ void pfs_node_backing_put(struct pfs_fs *fs, struct pfs_node *n)
 
 	pthread_mutex_lock(&s->lock);
 	if (n->backing_refs && --n->backing_refs == 0) {
-		pfs_shim_backing_close(fs, n->backing_id);
+		fs->kernel->backing_close(fs->kernel_ctx, n->backing_id);
 		n->backing_id = 0;
 		n->backing_stale = false;
-		__atomic_sub_fetch(&fs->backing_open, 1, __ATOMIC_RELAXED);
 	}
 	pthread_mutex_unlock(&s->lock);
 }

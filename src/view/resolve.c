@@ -665,7 +665,7 @@ int pfs_view_synthetic(struct pfs_fs *fs, const char *vpath, struct stat *st)
 /* The kernel forgets the name (parent, name) and what it knew below it. */
 static void forget_name(struct pfs_fs *fs, struct pfs_node *parent, const char *name)
 {
-	fuse_lowlevel_notify_inval_entry(fs->se, pfs_ino_of(fs, parent), name, strlen(name));
+	fs->kernel->inval_entry(fs->kernel_ctx, pfs_ino_of(fs, parent), name, strlen(name));
 }
 
 /* Every name directly in the root: the backing root's and the tables'. */
@@ -719,7 +719,7 @@ static void forget_root(struct pfs_fs *fs, const struct pfs_map *old, const stru
 	forget_root_names(fs, root_target_of(fs, nw));
 	pfs_map_children(old, "/", forget_root_child, fs);
 	pfs_map_children(nw, "/", forget_root_child, fs);
-	fuse_lowlevel_notify_inval_inode(fs->se, FUSE_ROOT_ID, 0, 0);
+	fs->kernel->inval_inode(fs->kernel_ctx, FUSE_ROOT_ID, 0, 0);
 }
 
 /* The node the kernel holds for (parent, name) under the current table. */
@@ -769,7 +769,7 @@ static int forget_key(const char *key, void *arg)
 			forget_name(fs, dir, comp);
 			child = held_child(fs, dir, comp, &exists);
 			if (child) { /* same node, new attributes (mode, owner) */
-				fuse_lowlevel_notify_inval_inode(fs->se, pfs_ino_of(fs, child), 0, 0);
+				fs->kernel->inval_inode(fs->kernel_ctx, pfs_ino_of(fs, child), 0, 0);
 				pfs_node_release(fs, child);
 			}
 			break;
@@ -921,12 +921,12 @@ void pfs_view_set_map(struct pfs_fs *fs, struct pfs_map *map)
 	pthread_mutex_unlock(&fs->map_lock);
 	/* After the swap, without the lock: the kernel may call back into the
 	 * daemon while it drops names, and those calls see the new table. */
-	if (fs->se && pfs_map_diff(old, map, forget_key, fs) == 1)
+	if (fs->kernel && pfs_map_diff(old, map, forget_key, fs) == 1)
 		forget_root(fs, old, map);
 	/* Keys the update left as they were may show a stale object too (their
 	 * target replaced since the kernel looked them up): a reload sets every
 	 * name right. */
-	if (fs->se) {
+	if (fs->kernel) {
 		struct recheck rc = {.fs = fs, .map = map};
 
 		pfs_map_targets_through(map, NULL, recheck_key, &rc);

@@ -11,11 +11,11 @@
 #include <stdint.h>
 #include <sys/stat.h>
 
-#include "cli/cli.h"
 #include "map/mapping.h"
 #include "store/store.h"
-#include "ctl/oplog.h"
 
+struct pfs_config;
+struct pfs_oplog;
 struct pfs_nodes;
 struct pfs_dirh;
 struct pfs_mapwatch;
@@ -71,8 +71,29 @@ struct pfs_node {
 				  * once unlinked, to name an open deleted file. */
 };
 
+/* What the view may ask of the kernel outside a request's reply. The
+ * transport registers this table at mount (fuse/backing.c); the view calls
+ * through it and never a function of the transport. Why a table and not
+ * struct pfs_req: a backing id is shared by every open of a node and
+ * closed at the last RELEASE, under the node's shard lock (node_open.c),
+ * and invalidations are sent from the view's own thread (inval.c), not
+ * from a request. */
+struct pfs_kernel {
+	/* Register fd (open) as a kernel passthrough backing file: its id, or
+	 * -errno. Close: the last open using the id is gone. */
+	int (*backing_open)(void *ctx, int fd);
+	void (*backing_close)(void *ctx, int backing_id);
+	/* Make the kernel forget name in the directory parent. */
+	void (*inval_entry)(void *ctx, fuse_ino_t parent, const char *name, size_t namelen);
+	/* ... what it caches of ino: off < 0: only its attributes (takes no
+	 * lock, so safe inside a request); 0: its attributes and data. */
+	void (*inval_inode)(void *ctx, fuse_ino_t ino, off_t off, off_t len);
+};
+
 struct pfs_fs {
 	const struct pfs_config *cfg;
+	const struct pfs_kernel *kernel; /* set at mount by the transport, else NULL */
+	void *kernel_ctx;                /* its first argument */
 	struct pfs_store *store;  /* every backing object is reached through it */
 	char *source;            /* canonical absolute paths */
 	char *mountpoint;
@@ -122,6 +143,20 @@ struct pfs_fs {
 	unsigned long writers;      /* opens counted in some node's writers (atomic) */
 	struct pfs_nodefd *nfd;  /* the budget of node fds (nodefd.c) */
 	int init_failed;
+};
+
+/* What one request brings down from the transport and takes back up. The
+ * handler (fuse/ops.c) fills the first part from the kernel's request,
+ * passes it to the view, and acts on the rest once the view returns (it
+ * gives the reply its backing id): the view never calls the transport. */
+struct pfs_req {
+	bool killpriv;      /* the daemon clears set-ID bits on write, truncate
+			     * and chown (FUSE_HANDLE_KILLPRIV_V2 agreed at INIT) */
+	bool kill_suidgid;  /* ... and this request asks for it: the caller
+			     * lacks CAP_FSETID (WRITE, OPEN/CREATE with O_TRUNC,
+			     * SETATTR of size or owner) */
+	int backing_id;     /* out, OPEN/CREATE: the kernel passthrough backing
+			     * id the reply carries, or 0 */
 };
 
 /* fi->fh: the backing fd in the low 32 bits; bit 32 = opened with passthrough. */
@@ -194,7 +229,7 @@ size_t pfs_node_all(struct pfs_fs *fs, dev_t dev, ino_t ino, struct pfs_node **o
 bool pfs_node_known_as(struct pfs_fs *fs, struct pfs_node *n, struct pfs_node *parent,
 		       const char *name);
 
-/* inval.c: the kernel's caches of one backing object seen at several places
+/* inval.c (view): the kernel's caches of one backing object seen at several places
  * (grafts) are dropped by a thread of their own, never from inside the
  * request that changed it (that could deadlock on the kernel's locks). */
 int pfs_inval_start(struct pfs_fs *fs);
@@ -338,8 +373,8 @@ int pfs_view_lookup(struct pfs_fs *fs, struct pfs_node *parent, const char *name
 		    struct fuse_entry_param *e);
 int pfs_view_getattr(struct pfs_fs *fs, struct pfs_node *n, struct fuse_file_info *fi,
 		     struct stat *st);
-int pfs_view_setattr(struct pfs_fs *fs, const struct fuse_ctx *ctx, struct pfs_node *n,
-		     struct stat *attr, int valid,
+int pfs_view_setattr(struct pfs_fs *fs, struct pfs_req *rq, const struct fuse_ctx *ctx,
+		     struct pfs_node *n, struct stat *attr, int valid,
 		     struct fuse_file_info *fi, struct stat *out);
 int pfs_view_readlink(struct pfs_fs *fs, struct pfs_node *n, char *buf, size_t size);
 int pfs_view_mknod(struct pfs_fs *fs, const struct fuse_ctx *ctx, struct pfs_node *parent,
@@ -358,10 +393,11 @@ int pfs_view_statfs(struct pfs_fs *fs, struct pfs_node *n, struct statvfs *st);
 int pfs_view_access(struct pfs_fs *fs, struct pfs_node *n, int mask);
 
 /* file.c: open files */
-int pfs_view_open(struct pfs_fs *fs, struct pfs_node *n, struct fuse_file_info *fi);
-int pfs_view_create(struct pfs_fs *fs, const struct fuse_ctx *ctx, struct pfs_node *parent,
-		    const char *name, mode_t mode, struct fuse_file_info *fi,
-		    struct fuse_entry_param *e);
+int pfs_view_open(struct pfs_fs *fs, struct pfs_req *rq, struct pfs_node *n,
+		  struct fuse_file_info *fi);
+int pfs_view_create(struct pfs_fs *fs, struct pfs_req *rq, const struct fuse_ctx *ctx,
+		    struct pfs_node *parent, const char *name, mode_t mode,
+		    struct fuse_file_info *fi, struct fuse_entry_param *e);
 int pfs_view_release(struct pfs_fs *fs, struct pfs_node *n, struct fuse_file_info *fi);
 int pfs_view_flush(struct pfs_fs *fs, struct fuse_file_info *fi);
 int pfs_view_fsync(struct pfs_fs *fs, int datasync, struct fuse_file_info *fi);
@@ -383,8 +419,8 @@ void pfs_view_settle(struct pfs_fs *fs, struct pfs_node *n);
 /* Clear the set-ID bits an unprivileged write, truncate or chown clears;
  * fd is an open file, or an O_PATH one when opath. 0 or -errno. */
 int pfs_view_kill_suidgid(struct pfs_fs *fs, int fd, bool opath);
-ssize_t pfs_view_write(struct pfs_fs *fs, struct fuse_file_info *fi, struct fuse_bufvec *in,
-		       off_t off);
+ssize_t pfs_view_write(struct pfs_fs *fs, struct pfs_req *rq, struct fuse_file_info *fi,
+		       struct fuse_bufvec *in, off_t off);
 off_t pfs_view_lseek(struct pfs_fs *fs, off_t off, int whence, struct fuse_file_info *fi);
 
 /* readdir.c: listings */

@@ -2,7 +2,13 @@
  * backing object. Requests that change a name or attributes queue them;
  * one thread sends them, outside any request, since the kernel takes the
  * directory's lock to drop a name and a request may hold it. Attributes
- * alone are dropped at once (pfs_inval_attrs): that takes no lock. */
+ * alone are dropped at once (pfs_inval_attrs): that takes no lock.
+ *
+ * Why the queue is the view's and only the notification the transport's
+ * (fs->kernel, registered by fuse/backing.c): what to invalidate (a node's
+ * other places, the mapped names a change reaches) and how long a request
+ * waits for it are questions about the namespace; the transport only
+ * knows how to tell the kernel. */
 #include "view/view.h"
 
 #include <errno.h>
@@ -55,9 +61,9 @@ static void *run(void *arg)
 			fuse_ino_t ino = pfs_ino_of(fs, it->node);
 
 			if (it->name[0])
-				fuse_lowlevel_notify_inval_entry(fs->se, ino, it->name,
-								 strlen(it->name));
-			fuse_lowlevel_notify_inval_inode(fs->se, ino, 0, 0);
+				fs->kernel->inval_entry(fs->kernel_ctx, ino, it->name,
+							strlen(it->name));
+			fs->kernel->inval_inode(fs->kernel_ctx, ino, 0, 0);
 		}
 		pfs_node_release(fs, it->node);
 		free(it);
@@ -206,9 +212,9 @@ void pfs_inval_attrs(struct pfs_fs *fs, struct pfs_node *n, bool self)
 	 * no writeback cache), so nothing the request holds can block it. The
 	 * kernel also drops attributes still in flight, as older than this. */
 	if (self)
-		fuse_lowlevel_notify_inval_inode(fs->se, pfs_ino_of(fs, n), -1, 0);
+		fs->kernel->inval_inode(fs->kernel_ctx, pfs_ino_of(fs, n), -1, 0);
 	for (size_t i = 0; i < count; i++) {
-		fuse_lowlevel_notify_inval_inode(fs->se, pfs_ino_of(fs, sib[i]), -1, 0);
+		fs->kernel->inval_inode(fs->kernel_ctx, pfs_ino_of(fs, sib[i]), -1, 0);
 		pfs_node_release(fs, sib[i]);
 	}
 }
