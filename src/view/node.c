@@ -1,7 +1,9 @@
 /* node: the table of nodes the kernel knows, keyed by backing (dev, ino).
  * Sharded so that lookups in different directories do not contend; the
- * nodeid the kernel sees is the node's address, so ino -> node is O(1). */
-#include "view/view.h"
+ * nodeid the kernel sees is the node's address, so ino -> node is O(1).
+ * The nodes' fds and the sweep are in node_pins.c, what open files add to
+ * a node in node_open.c (node_int.h). */
+#include "view/node_int.h"
 #include "layers/layer.h"
 #include "view/nodefd.h"
 #include "util/util.h"
@@ -13,48 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-#define SHARDS 64
-
-struct shard {
-	pthread_mutex_t lock;
-	struct pfs_node **buckets;
-	size_t nbuckets; /* power of two */
-	size_t count;
-};
-
-struct pfs_nodes {
-	struct shard shards[SHARDS];
-	pthread_mutex_t sweep_lock; /* one sweep at a time; its hand: */
-	unsigned sweep_shard;
-	size_t sweep_bucket;
-};
-
-/* ctx is left out of the hash on purpose: the nodes of one backing object
- * (a directory grafted at several places) share a chain, so they can be
- * found together and kept coherent. */
-static uint64_t hash_key(dev_t dev, ino_t ino, uint64_t ctx)
-{
-	uint64_t h = (uint64_t)ino * 0x9e3779b97f4a7c15ull ^ (uint64_t)dev * 0xc2b2ae3d27d4eb4full;
-
-	(void)ctx;
-	return h ^ (h >> 29);
-}
-
-static struct shard *shard_of(struct pfs_fs *fs, const struct pfs_node *n)
-{
-	return &fs->nodes->shards[hash_key(n->dev, n->ino, n->ctx) % SHARDS];
-}
-
-static struct shard *shard_for(struct pfs_fs *fs, dev_t dev, ino_t ino, uint64_t ctx)
-{
-	return &fs->nodes->shards[hash_key(dev, ino, ctx) % SHARDS];
-}
-
-static size_t bucket_of(const struct shard *s, dev_t dev, ino_t ino, uint64_t ctx)
-{
-	return (hash_key(dev, ino, ctx) / SHARDS) & (s->nbuckets - 1);
-}
 
 int pfs_nodes_init(struct pfs_fs *fs, int root_fd)
 {
@@ -104,12 +64,10 @@ err:
 	return ret;
 }
 
-static void drop_ref(struct pfs_fs *fs, struct pfs_node *n, uint32_t pins);
-
 /* Drop one alias's hold on n. */
 static void put_ref(struct pfs_fs *fs, struct pfs_node *n)
 {
-	drop_ref(fs, n, 0);
+	pfs_node_drop(fs, n, 0);
 }
 
 static struct pfs_alias *alias_new(struct pfs_node *parent, const char *name)
@@ -125,8 +83,7 @@ static struct pfs_alias *alias_new(struct pfs_node *parent, const char *name)
 	return a;
 }
 
-/* The fds n holds open: a layered node one per layer it has an object in. */
-static long node_fds(struct pfs_fs *fs, const struct pfs_node *n)
+long pfs_node_nfds(struct pfs_fs *fs, const struct pfs_node *n)
 {
 	long count = 0;
 
@@ -152,7 +109,7 @@ static void free_node(struct pfs_fs *fs, struct pfs_node *n, bool drop_parents)
 	struct pfs_alias *a = n->alias, *next;
 
 	if (!n->fd_fixed)
-		__atomic_sub_fetch(&fs->nfd->held, node_fds(fs, n), __ATOMIC_RELAXED);
+		__atomic_sub_fetch(&fs->nfd->held, pfs_node_nfds(fs, n), __ATOMIC_RELAXED);
 	if (n->writers) /* lingering: the kernel has forgotten it after all */
 		__atomic_sub_fetch(&fs->writers, n->writers, __ATOMIC_RELEASE);
 	if (n->ln)
@@ -274,8 +231,7 @@ static void get_ref(struct pfs_fs *fs, struct pfs_node *n)
 	pthread_mutex_unlock(&s->lock);
 }
 
-/* Drop one hold on n (and pins of its fd); free n once nothing holds it. */
-static void drop_ref(struct pfs_fs *fs, struct pfs_node *n, uint32_t pins)
+void pfs_node_drop(struct pfs_fs *fs, struct pfs_node *n, uint32_t pins)
 {
 	struct shard *s;
 	bool gone;
@@ -334,8 +290,6 @@ static void alias_note(struct pfs_fs *fs, struct pfs_node *n, struct pfs_node *p
 	}
 	pthread_rwlock_unlock(&fs->names_lock);
 }
-
-static void sweep(struct pfs_fs *fs);
 
 /* The node of (st's dev and ino, ctx) if it is still the object at fd. A
  * node holding its fd keeps its inode alive, so its number cannot have
@@ -441,10 +395,10 @@ int pfs_node_intern_ln(struct pfs_fs *fs, struct pfs_node *parent, const char *n
 	fresh->hnext = s->buckets[bucket_of(s, fresh->dev, fresh->ino, ctx)];
 	s->buckets[bucket_of(s, fresh->dev, fresh->ino, ctx)] = fresh;
 	s->count++;
-	fds = fresh->fd_fixed ? 0 : node_fds(fs, fresh);
+	fds = fresh->fd_fixed ? 0 : pfs_node_nfds(fs, fresh);
 	pthread_mutex_unlock(&s->lock);
 	if (fds && __atomic_add_fetch(&fs->nfd->held, fds, __ATOMIC_RELAXED) > fd_hard_limit(fs))
-		sweep(fs); /* a READDIRPLUS can make thousands of nodes at once */
+		pfs_nodes_sweep(fs); /* a READDIRPLUS can make thousands of nodes at once */
 	*out = fresh;
 	if (made)
 		*made = true;
@@ -494,118 +448,6 @@ void pfs_node_release(struct pfs_fs *fs, struct pfs_node *n)
 void pfs_node_hold(struct pfs_fs *fs, struct pfs_node *n)
 {
 	get_ref(fs, n);
-}
-
-static void move_opens_locked(struct pfs_lnode *ln, int obj);
-
-bool pfs_node_moved_up(struct pfs_fs *fs, struct pfs_node *n, int fd)
-{
-	struct shard *s;
-	bool stale = false;
-
-	if (n == fs->root) {
-		__atomic_store_n(&n->ln->fd[0], fd, __ATOMIC_RELEASE);
-		__atomic_store_n(&n->bfd, fd, __ATOMIC_RELEASE);
-		__atomic_store_n(&n->ln->top, 0, __ATOMIC_RELEASE);
-		return false;
-	}
-	/* n is pinned by the copy-up: no sweep closes its fds meanwhile. The
-	 * lower fd stays (a request may still use it) until the next sweep. */
-	s = shard_of(fs, n);
-	pthread_mutex_lock(&s->lock);
-	__atomic_store_n(&n->ln->fd[0], fd, __ATOMIC_RELEASE);
-	__atomic_store_n(&n->bfd, fd, __ATOMIC_RELEASE);
-	__atomic_store_n(&n->ln->top, 0, __ATOMIC_RELEASE);
-	if (!n->fd_fixed)
-		__atomic_add_fetch(&fs->nfd->held, 1, __ATOMIC_RELAXED);
-	if (n->type == S_IFREG) {
-		move_opens_locked(n->ln, fd);
-		if (n->backing_refs) {
-			n->backing_stale = true;
-			stale = true;
-		}
-	}
-	pthread_mutex_unlock(&s->lock);
-	if (stale)
-		pfs_node_retire(fs, n);
-	return stale;
-}
-
-int pfs_node_open_track(struct pfs_fs *fs, struct pfs_node *n, int fd, bool lower)
-{
-	struct shard *s = shard_of(fs, n);
-	struct pfs_lnode *ln = n->ln;
-	int ret = 0;
-
-	pthread_mutex_lock(&s->lock);
-	if (lower && ln->top == 0) {
-		ret = -EAGAIN;
-	} else if (lower && ln->nopens == ln->aopens) {
-		uint16_t na = ln->aopens ? (uint16_t)(ln->aopens * 2) : 4;
-		int *no = na > ln->aopens ? realloc(ln->opens, na * sizeof(int)) : NULL;
-
-		if (!no)
-			ret = -ENOMEM;
-		else
-			ln->opens = no, ln->aopens = na;
-	}
-	if (ret == 0) {
-		if (lower)
-			ln->opens[ln->nopens++] = fd;
-		ln->cached++;
-	}
-	pthread_mutex_unlock(&s->lock);
-	return ret;
-}
-
-void pfs_node_open_untrack(struct pfs_fs *fs, struct pfs_node *n, int fd)
-{
-	struct shard *s = shard_of(fs, n);
-	struct pfs_lnode *ln = n->ln;
-
-	pthread_mutex_lock(&s->lock);
-	for (uint16_t i = 0; i < ln->nopens; i++) {
-		if (ln->opens[i] == fd) {
-			ln->opens[i] = ln->opens[--ln->nopens];
-			break;
-		}
-	}
-	if (ln->cached)
-		ln->cached--;
-	pthread_mutex_unlock(&s->lock);
-}
-
-bool pfs_node_has_cached_opens(struct pfs_fs *fs, struct pfs_node *n)
-{
-	struct shard *s = shard_of(fs, n);
-	bool any;
-
-	pthread_mutex_lock(&s->lock);
-	any = n->ln->cached > 0;
-	pthread_mutex_unlock(&s->lock);
-	return any;
-}
-
-/* The open descriptors of n's lower object now read its upper copy: each
- * is replaced in place (same number), so requests in flight or to come
- * on it see the new file, as overlayfs reopens under its open files. */
-static void move_opens_locked(struct pfs_lnode *ln, int obj)
-{
-	char p[32];
-
-	snprintf(p, sizeof(p), "/proc/self/fd/%d", obj);
-	for (uint16_t i = 0; i < ln->nopens; i++) {
-		int fl = fcntl(ln->opens[i], F_GETFL), nfd;
-
-		if (fl < 0)
-			continue;
-		nfd = open(p, (fl & (O_ACCMODE | O_APPEND | O_NONBLOCK)) | O_CLOEXEC);
-		if (nfd < 0)
-			continue; /* keeps reading the lower copy */
-		dup3(nfd, ln->opens[i], O_CLOEXEC);
-		close(nfd);
-	}
-	ln->nopens = 0;
 }
 
 void pfs_node_retire(struct pfs_fs *fs, struct pfs_node *n)
@@ -807,117 +649,6 @@ size_t pfs_nodes_count(struct pfs_fs *fs)
 	return total;
 }
 
-int pfs_node_backing_get(struct pfs_fs *fs, struct pfs_node *n, int fd)
-{
-	struct shard *s = shard_of(fs, n);
-	int id;
-
-	pthread_mutex_lock(&s->lock);
-	if (n->backing_stale) {
-		/* The kernel's inode still has the old object as its backing and
-		 * takes no other while it is open: the caller must make it look up
-		 * the name again (a fresh node, a fresh inode). */
-		pthread_mutex_unlock(&s->lock);
-		return -ESTALE;
-	}
-	if (n->backing_refs == 0) {
-		id = fs->kernel->backing_open(fs->kernel_ctx, fd);
-		if (id < 0) {
-			pthread_mutex_unlock(&s->lock);
-			return id;
-		}
-		n->backing_id = id;
-	}
-	n->backing_refs++;
-	id = n->backing_id;
-	pthread_mutex_unlock(&s->lock);
-	return id;
-}
-
-void pfs_node_backing_put(struct pfs_fs *fs, struct pfs_node *n)
-{
-	struct shard *s = shard_of(fs, n);
-
-	pthread_mutex_lock(&s->lock);
-	if (n->backing_refs && --n->backing_refs == 0) {
-		fs->kernel->backing_close(fs->kernel_ctx, n->backing_id);
-		n->backing_id = 0;
-		n->backing_stale = false;
-	}
-	pthread_mutex_unlock(&s->lock);
-}
-
-void pfs_node_writer_get(struct pfs_fs *fs, struct pfs_node *n)
-{
-	struct shard *s = shard_of(fs, n);
-
-	pthread_mutex_lock(&s->lock);
-	if (n->lingering) { /* the open takes its count over */
-		__atomic_store_n(&n->lingering, false, __ATOMIC_RELEASE);
-	} else {
-		__atomic_add_fetch(&n->writers, 1, __ATOMIC_RELEASE);
-		__atomic_add_fetch(&fs->writers, 1, __ATOMIC_RELEASE);
-	}
-	pthread_mutex_unlock(&s->lock);
-}
-
-static bool writer_drop_locked(struct pfs_fs *fs, struct pfs_node *n)
-{
-	__atomic_sub_fetch(&fs->writers, 1, __ATOMIC_RELEASE);
-	return __atomic_sub_fetch(&n->writers, 1, __ATOMIC_RELEASE) == 0;
-}
-
-bool pfs_node_writer_put(struct pfs_fs *fs, struct pfs_node *n, bool linger)
-{
-	struct shard *s = shard_of(fs, n);
-	bool done = false;
-
-	pthread_mutex_lock(&s->lock);
-	if (linger && n->writers == 1)
-		__atomic_store_n(&n->lingering, true, __ATOMIC_RELEASE);
-	else
-		done = writer_drop_locked(fs, n);
-	pthread_mutex_unlock(&s->lock);
-	return done;
-}
-
-bool pfs_node_settle(struct pfs_fs *fs, struct pfs_node *n)
-{
-	struct shard *s = shard_of(fs, n);
-	bool done = false;
-
-	pthread_mutex_lock(&s->lock);
-	if (n->lingering) { /* else an open took it over meanwhile */
-		__atomic_store_n(&n->lingering, false, __ATOMIC_RELEASE);
-		done = writer_drop_locked(fs, n);
-	}
-	pthread_mutex_unlock(&s->lock);
-	return done;
-}
-
-bool pfs_node_writing(struct pfs_fs *fs, struct pfs_node *n)
-{
-	struct shard *s;
-	struct pfs_node *m;
-	bool found = false;
-
-	/* The common case, no such writer anywhere: one load. */
-	if (n->type != S_IFREG || !__atomic_load_n(&fs->writers, __ATOMIC_ACQUIRE))
-		return false;
-	if (__atomic_load_n(&n->writers, __ATOMIC_ACQUIRE))
-		return true;
-	if (!fs->watch)
-		return false; /* without a table an object has one node */
-	/* Its other places (one chain: ctx is not in the hash). */
-	s = shard_of(fs, n);
-	pthread_mutex_lock(&s->lock);
-	for (m = s->buckets[bucket_of(s, n->dev, n->ino, n->ctx)]; m && !found; m = m->hnext)
-		found = m->dev == n->dev && m->ino == n->ino &&
-			__atomic_load_n(&m->writers, __ATOMIC_ACQUIRE);
-	pthread_mutex_unlock(&s->lock);
-	return found;
-}
-
 /* Freed nodes are small chunks scattered through malloc's arenas, which keep
  * them as resident memory; after a large forget (memory pressure, drop_caches)
  * hand the free pages back, at most once per 8192 forgotten nodes. */
@@ -940,276 +671,5 @@ void pfs_nodes_maybe_trim(struct pfs_fs *fs, size_t forgotten)
 		t->sweep_bucket = 0;
 		pthread_mutex_unlock(&t->sweep_lock);
 		malloc_trim(0);
-	}
-}
-
-/* The nodes whose fds the request on this thread uses: pinned (no sweep
- * closes them) and held (no forget frees them) until it ends. */
-#define INLINE_PINS 32
-static __thread struct {
-	struct pfs_node *v[INLINE_PINS];
-	struct pfs_node **more; /* past INLINE_PINS; freed at request end */
-	size_t n, cap;
-} tl_pins;
-
-static void pins_add(struct pfs_node *n)
-{
-	size_t i = tl_pins.n;
-
-	if (i < INLINE_PINS) {
-		tl_pins.v[i] = n;
-	} else {
-		if (i - INLINE_PINS == tl_pins.cap) {
-			size_t cap = tl_pins.cap ? tl_pins.cap * 2 : 64;
-			struct pfs_node **m = realloc(tl_pins.more, cap * sizeof(*m));
-
-			if (!m)
-				abort(); /* a pin that cannot be dropped would leak n */
-			tl_pins.more = m;
-			tl_pins.cap = cap;
-		}
-		tl_pins.more[i - INLINE_PINS] = n;
-	}
-	tl_pins.n++;
-}
-
-/* Does a layered node reopen its object of layer i? A directory merges
- * all its layers; a file shows its top one only (a lower one left behind
- * by a copy-up is closed for good). */
-static bool ln_keeps(const struct pfs_node *n, size_t i)
-{
-	return n->type == S_IFDIR ? i >= n->ln->top && i <= n->ln->bottom : i == n->ln->top;
-}
-
-/* A pinned layered node whose fds the budget closed: all reopened, so that
- * whoever reads ln->fd[] now finds them open. */
-static int reopen_layered(struct pfs_fs *fs, struct pfs_node *n, struct shard *s)
-{
-	struct pfs_lnode *ln = n->ln;
-	size_t nl = fs->layers->n;
-	int fds[PFS_LAYERS_MAX], ret = 0;
-
-	for (size_t i = 0; i < nl; i++)
-		fds[i] = -1;
-	for (size_t i = 0; i < nl && ret == 0; i++) {
-		if (__atomic_load_n(&ln->fd[i], __ATOMIC_ACQUIRE) != PFS_LFD_CLOSED)
-			continue;
-		fds[i] = pfs_nodefd_reopen(fs, ln->hs[i].dev, ln->hs[i].h);
-		if (fds[i] < 0)
-			ret = fds[i], fds[i] = -1;
-	}
-	if (ret == 0) {
-		pthread_mutex_lock(&s->lock);
-		if (n->bfd < 0) { /* else another request reopened them first */
-			for (size_t i = 0; i < nl; i++) {
-				if (fds[i] >= 0 && ln->fd[i] == PFS_LFD_CLOSED) {
-					__atomic_store_n(&ln->fd[i], fds[i], __ATOMIC_RELEASE);
-					fds[i] = -1;
-					__atomic_add_fetch(&fs->nfd->held, 1, __ATOMIC_RELAXED);
-				}
-			}
-			__atomic_store_n(&n->bfd, ln->fd[ln->top], __ATOMIC_RELEASE);
-		}
-		ret = n->bfd;
-		pthread_mutex_unlock(&s->lock);
-	}
-	for (size_t i = 0; i < nl; i++)
-		if (fds[i] >= 0)
-			close(fds[i]);
-	return ret;
-}
-
-int pfs_node_fd(struct pfs_fs *fs, struct pfs_node *n)
-{
-	struct shard *s;
-	int fd, nfd;
-
-	if (__atomic_load_n(&n->fd_fixed, __ATOMIC_ACQUIRE))
-		return __atomic_load_n(&n->bfd, __ATOMIC_ACQUIRE);
-	/* Pinned by this request already (a READDIRPLUS looks up every entry
-	 * in one parent): its fd stays until the request ends. */
-	for (size_t i = 0; i < tl_pins.n && i < INLINE_PINS; i++) {
-		if (tl_pins.v[i] == n) {
-			fd = __atomic_load_n(&n->bfd, __ATOMIC_ACQUIRE);
-			if (fd >= 0)
-				return fd;
-			break;
-		}
-	}
-	s = shard_of(fs, n);
-	pthread_mutex_lock(&s->lock);
-	if (n->fd_fixed) {
-		fd = n->bfd;
-		pthread_mutex_unlock(&s->lock);
-		return fd;
-	}
-	n->pins++;
-	n->refs++;
-	n->fd_used = true;
-	fd = n->bfd;
-	pthread_mutex_unlock(&s->lock);
-	pins_add(n);
-	if (fd >= 0)
-		return fd;
-	if (n->ln)
-		return reopen_layered(fs, n, s);
-	nfd = pfs_nodefd_reopen(fs, n->dev, n->handle);
-	if (nfd < 0)
-		return nfd;
-	pthread_mutex_lock(&s->lock);
-	if (n->bfd < 0) {
-		n->bfd = nfd;
-		__atomic_add_fetch(&fs->nfd->held, 1, __ATOMIC_RELAXED);
-	}
-	fd = n->bfd;
-	pthread_mutex_unlock(&s->lock);
-	if (fd != nfd)
-		close(nfd); /* another request reopened it first */
-	return fd;
-}
-
-void pfs_node_pin(struct pfs_fs *fs, struct pfs_node *n)
-{
-	struct shard *s = shard_of(fs, n);
-
-	pthread_mutex_lock(&s->lock);
-	n->pins++;
-	pthread_mutex_unlock(&s->lock);
-}
-
-void pfs_node_unpin(struct pfs_fs *fs, struct pfs_node *n)
-{
-	struct shard *s = shard_of(fs, n);
-
-	pthread_mutex_lock(&s->lock);
-	n->pins--;
-	pthread_mutex_unlock(&s->lock);
-	__atomic_store_n(&fs->nfd->futile, 0, __ATOMIC_RELAXED); /* worth a sweep again */
-}
-
-/* Under s's lock: the fds of layered node n that it would reopen get a
- * handle (once), then all its fds are closed. */
-static bool sweep_layered(struct pfs_fs *fs, struct pfs_node *n)
-{
-	struct pfs_lnode *ln = n->ln;
-	size_t nl = fs->layers->n;
-	long closed = 0;
-
-	if (!ln->hs && !(ln->hs = calloc(nl, sizeof(*ln->hs))))
-		return false;
-	for (size_t i = 0; i < nl; i++) {
-		struct stat st;
-		int ret;
-
-		if (ln->fd[i] < 0 || ln->hs[i].h || !ln_keeps(n, i))
-			continue;
-		ret = fstat(ln->fd[i], &st) < 0 ? -errno
-						 : pfs_nodefd_handle(fs, ln->fd[i], st.st_dev,
-								     S_ISDIR(st.st_mode), &ln->hs[i].h);
-		if (ret == -EAGAIN)
-			return false;
-		if (ret < 0) { /* it cannot be reopened: it keeps its fds for good */
-			__atomic_store_n(&n->fd_fixed, true, __ATOMIC_RELEASE);
-			__atomic_sub_fetch(&fs->nfd->held, node_fds(fs, n), __ATOMIC_RELAXED);
-			return false;
-		}
-		ln->hs[i].dev = st.st_dev;
-	}
-	for (size_t i = 0; i < nl; i++) {
-		if (ln->fd[i] < 0)
-			continue;
-		close(ln->fd[i]);
-		__atomic_store_n(&ln->fd[i], ln_keeps(n, i) ? PFS_LFD_CLOSED : -1, __ATOMIC_RELAXED);
-		closed++;
-	}
-	__atomic_store_n(&n->bfd, -1, __ATOMIC_RELAXED);
-	__atomic_sub_fetch(&fs->nfd->held, closed, __ATOMIC_RELAXED);
-	__atomic_add_fetch(&fs->nfd->closed, closed, __ATOMIC_RELAXED);
-	return true;
-}
-
-/* Under s's lock: close n's fd if the sweep may. A node used since the hand
- * last passed gets another round (the clock algorithm). */
-static bool sweep_one(struct pfs_fs *fs, struct pfs_node *n)
-{
-	int ret;
-
-	if (n->fd_fixed || n->bfd < 0 || n->pins)
-		return false;
-	if (n->fd_used) {
-		n->fd_used = false;
-		return false;
-	}
-	if (n->ln)
-		return sweep_layered(fs, n);
-	if (!n->handle) {
-		ret = pfs_nodefd_handle(fs, n->bfd, n->dev, n->type == S_IFDIR, &n->handle);
-		if (ret == -EAGAIN)
-			return false;
-		if (ret < 0) {
-			/* It cannot be reopened: it keeps its fd for good. */
-			__atomic_store_n(&n->fd_fixed, true, __ATOMIC_RELEASE);
-			__atomic_sub_fetch(&fs->nfd->held, 1, __ATOMIC_RELAXED);
-			return false;
-		}
-	}
-	close(n->bfd);
-	n->bfd = -1;
-	__atomic_sub_fetch(&fs->nfd->held, 1, __ATOMIC_RELAXED);
-	__atomic_add_fetch(&fs->nfd->closed, 1, __ATOMIC_RELAXED);
-	return true;
-}
-
-/* Close node fds down to 15/16 of the budget: one sweep then lasts a while.
- * At most two turns of the hand (the first may only clear used marks). */
-static void sweep(struct pfs_fs *fs)
-{
-	struct pfs_nodes *t = fs->nodes;
-	struct pfs_nodefd *b = fs->nfd;
-	long target = b->budget - b->budget / 16;
-	size_t shards_left = 2 * SHARDS + 1;
-
-	if (pthread_mutex_trylock(&t->sweep_lock) != 0)
-		return; /* another thread is at it */
-	while (shards_left && __atomic_load_n(&b->held, __ATOMIC_RELAXED) > target) {
-		struct shard *s = &t->shards[t->sweep_shard];
-
-		pthread_mutex_lock(&s->lock);
-		for (; t->sweep_bucket < s->nbuckets; t->sweep_bucket++) {
-			for (struct pfs_node *n = s->buckets[t->sweep_bucket]; n; n = n->hnext)
-				sweep_one(fs, n);
-			if (__atomic_load_n(&b->held, __ATOMIC_RELAXED) <= target)
-				break;
-		}
-		if (t->sweep_bucket >= s->nbuckets) {
-			t->sweep_bucket = 0;
-			t->sweep_shard = (t->sweep_shard + 1) % SHARDS;
-			shards_left--;
-		}
-		pthread_mutex_unlock(&s->lock);
-	}
-	{
-		long left = __atomic_load_n(&b->held, __ATOMIC_RELAXED);
-
-		__atomic_store_n(&b->futile, left > target ? left + 16 + b->budget / 16 : 0,
-				 __ATOMIC_RELAXED);
-	}
-	pthread_mutex_unlock(&t->sweep_lock);
-}
-
-void pfs_node_request_done(struct pfs_fs *fs)
-{
-	for (size_t i = 0; i < tl_pins.n; i++)
-		drop_ref(fs, i < INLINE_PINS ? tl_pins.v[i] : tl_pins.more[i - INLINE_PINS], 1);
-	tl_pins.n = 0;
-	free(tl_pins.more);
-	tl_pins.more = NULL;
-	tl_pins.cap = 0;
-	if (fs->nfd) {
-		long held = __atomic_load_n(&fs->nfd->held, __ATOMIC_RELAXED);
-
-		if (held > fs->nfd->budget && held > __atomic_load_n(&fs->nfd->futile,
-								       __ATOMIC_RELAXED))
-			sweep(fs);
 	}
 }
