@@ -14,6 +14,7 @@
 #include "fuse/shim.h"
 #include "fuse/uring.h"
 #include "util/util.h"
+#include "fuse/xport.h"
 #include "view/view.h"
 
 #include <errno.h>
@@ -308,48 +309,51 @@ static bool have_cap_sys_admin(void)
 
 static void tell_parent(struct pfs_fs *fs, const char *msg)
 {
-	if (fs->ready_fd < 0) {
+	struct pfs_xport *xp = fs->xport;
+
+	if (xp->ready_fd < 0) {
 		if (msg)
 			fprintf(stderr, "prismfs: %s\n", msg);
 		return;
 	}
-	dprintf(fs->ready_fd, "%s\n", msg ? msg : "ok");
-	close(fs->ready_fd);
-	fs->ready_fd = -1;
+	dprintf(xp->ready_fd, "%s\n", msg ? msg : "ok");
+	close(xp->ready_fd);
+	xp->ready_fd = -1;
 }
 
 /* In INIT: take requests over io_uring or from /dev/fuse. -1: the mount
  * must not go on (--uring on without io_uring). */
 static int choose_requests(struct pfs_fs *fs)
 {
+	struct pfs_xport *xp = fs->xport;
 	const struct pfs_config *cfg = fs->cfg;
 	/* libfuse 3.14 lets the kernel send at most 256 pages per request. */
 	size_t payload = (size_t)256 * (size_t)sysconf(_SC_PAGESIZE);
 	int ret = 0;
 
-	fs->uring = NULL;
+	xp->uring = NULL;
 	if (cfg->uring == PFS_UR_OFF)
-		snprintf(fs->requests_reason, sizeof(fs->requests_reason),
+		snprintf(xp->requests_reason, sizeof(xp->requests_reason),
 			 "/dev/fuse: io_uring is off (--uring off)");
-	else if (!fs->kernel_uring)
-		snprintf(fs->requests_reason, sizeof(fs->requests_reason),
+	else if (!xp->kernel_uring)
+		snprintf(xp->requests_reason, sizeof(xp->requests_reason),
 			 "/dev/fuse: the kernel does not offer FUSE over io_uring "
 			 "(Y in /sys/module/fuse/parameters/enable_uring turns it on)");
-	else if ((ret = pfs_uring_prepare(fs, payload, (unsigned)cfg->threads, &fs->uring)) < 0)
-		snprintf(fs->requests_reason, sizeof(fs->requests_reason),
+	else if ((ret = pfs_uring_prepare(fs, payload, (unsigned)cfg->threads, &xp->uring)) < 0)
+		snprintf(xp->requests_reason, sizeof(xp->requests_reason),
 			 "/dev/fuse: cannot set up io_uring: %s", strerror(-ret));
 	else
-		snprintf(fs->requests_reason, sizeof(fs->requests_reason),
+		snprintf(xp->requests_reason, sizeof(xp->requests_reason),
 			 "io_uring: one queue per CPU, each request answered on the CPU "
 			 "that made it");
-	if (cfg->uring == PFS_UR_ON && !fs->uring) {
+	if (cfg->uring == PFS_UR_ON && !xp->uring) {
 		char msg[240];
 
 		snprintf(msg, sizeof(msg), "cannot take requests over io_uring (--uring on): %s",
-			 fs->requests_reason + strlen("/dev/fuse: "));
-		fs->init_failed = 1;
+			 xp->requests_reason + strlen("/dev/fuse: "));
+		xp->init_failed = 1;
 		tell_parent(fs, msg);
-		fuse_session_exit(fs->se);
+		fuse_session_exit(xp->se);
 		return -1;
 	}
 	return 0;
@@ -357,40 +361,42 @@ static int choose_requests(struct pfs_fs *fs)
 
 void pfs_daemon_init_done(struct pfs_fs *fs)
 {
+	struct pfs_xport *xp = fs->xport;
 	const struct pfs_config *cfg = fs->cfg;
 	char note[320];
 
-	fs->passthrough_active = false;
+	xp->passthrough_active = false;
 	if (cfg->passthrough == PFS_PT_OFF)
-		snprintf(fs->data_path_reason, sizeof(fs->data_path_reason),
+		snprintf(xp->data_path_reason, sizeof(xp->data_path_reason),
 			 "kernel passthrough is off (--passthrough off)");
-	else if (!fs->kernel_passthrough)
-		snprintf(fs->data_path_reason, sizeof(fs->data_path_reason),
+	else if (!xp->kernel_passthrough)
+		snprintf(xp->data_path_reason, sizeof(xp->data_path_reason),
 			 "this kernel does not offer FUSE passthrough");
 	else if (!have_cap_sys_admin())
-		snprintf(fs->data_path_reason, sizeof(fs->data_path_reason),
+		snprintf(xp->data_path_reason, sizeof(xp->data_path_reason),
 			 "kernel passthrough needs CAP_SYS_ADMIN in the initial user namespace, "
 			 "which the daemon lacks");
 	else
-		fs->passthrough_active = true;
-	if (fs->passthrough_active)
-		snprintf(fs->data_path_reason, sizeof(fs->data_path_reason),
+		xp->passthrough_active = true;
+	fs->passthrough = xp->passthrough_active;
+	if (xp->passthrough_active)
+		snprintf(xp->data_path_reason, sizeof(xp->data_path_reason),
 			 "kernel passthrough: regular files' data never passes through the daemon");
-	if (cfg->passthrough == PFS_PT_ON && !fs->passthrough_active) {
+	if (cfg->passthrough == PFS_PT_ON && !xp->passthrough_active) {
 		char msg[240];
 
 		snprintf(msg, sizeof(msg), "cannot use kernel passthrough (--passthrough on): %s",
-			 fs->data_path_reason);
-		fs->init_failed = 1;
+			 xp->data_path_reason);
+		xp->init_failed = 1;
 		tell_parent(fs, msg);
-		fuse_session_exit(fs->se);
+		fuse_session_exit(xp->se);
 		return;
 	}
 	if (choose_requests(fs) < 0)
 		return;
 	if (fs->log) {
-		snprintf(note, sizeof(note), "data path: %s%s", fs->data_path_reason,
-			 fs->passthrough_active ? " (so reads and writes of regular files are "
+		snprintf(note, sizeof(note), "data path: %s%s", xp->data_path_reason,
+			 xp->passthrough_active ? " (so reads and writes of regular files are "
 						  "not logged; opens, releases and metadata are)"
 						: " (every read and write is logged)");
 		if (pfs_oplog_start(fs->log, fs->source, fs->mountpoint, note) < 0) {
@@ -399,15 +405,15 @@ void pfs_daemon_init_done(struct pfs_fs *fs)
 		}
 	}
 	if ((fs->watch || fs->layers) && pfs_inval_start(fs) < 0) {
-		fs->init_failed = 1;
+		xp->init_failed = 1;
 		tell_parent(fs, "cannot start the invalidation thread");
-		fuse_session_exit(fs->se);
+		fuse_session_exit(xp->se);
 		return;
 	}
 	if (fs->watch && pfs_mapwatch_start(fs) < 0) {
-		fs->init_failed = 1;
+		xp->init_failed = 1;
 		tell_parent(fs, "cannot start following the mapping source");
-		fuse_session_exit(fs->se);
+		fuse_session_exit(xp->se);
 		return;
 	}
 	tell_parent(fs, NULL);
@@ -436,6 +442,7 @@ struct served {
 static int serve(const struct pfs_config *cfg, struct pfs_fs *fs, struct fuse_session *se,
 		 int pfd, const struct pfs_layer_paths *lp, struct served *sv)
 {
+	struct pfs_xport *xp = fs->xport;
 	struct pfs_mntent *e = malloc(sizeof(*e));
 	struct pfs_ctl *ctl = NULL;
 	char sock[108];
@@ -476,11 +483,11 @@ static int serve(const struct pfs_config *cfg, struct pfs_fs *fs, struct fuse_se
 		report(pfd, "cannot start the control socket for %s", fs->mountpoint);
 		goto out_unmount;
 	}
-	fs->stack_depth = stack_depth_of(fs->root_fd);
+	xp->stack_depth = stack_depth_of(fs->root_fd);
 	/* The INIT handler tells the parent: the mount answers only then. */
-	fs->ready_fd = pfd;
+	xp->ready_fd = pfd;
 	pfd = -1;
-	if (fs->ready_fd >= 0) {
+	if (xp->ready_fd >= 0) {
 		int null = open("/dev/null", O_RDWR | O_CLOEXEC);
 
 		if (null >= 0) {
@@ -493,11 +500,11 @@ static int serve(const struct pfs_config *cfg, struct pfs_fs *fs, struct fuse_se
 	fuse_log_to_stderr = 1;
 	loop = pfs_loop_run(se, (unsigned)cfg->threads, pfs_shim_request_done, fs);
 	/* A signal (>0) or the kernel ending the connection are clean ends. */
-	ret = loop < 0 || fs->init_failed ? 1 : 0;
+	ret = loop < 0 || xp->init_failed ? 1 : 0;
 	if (loop < 0)
 		say("session ended with an error: %s", strerror(-loop));
-	sv->ran = ret == 0 && fs->ready_fd < 0;
-	if (fs->ready_fd >= 0)
+	sv->ran = ret == 0 && xp->ready_fd < 0;
+	if (xp->ready_fd >= 0)
 		tell_parent(fs, "the kernel never started the session");
 out_unmount:
 	fuse_session_unmount(se);
@@ -509,8 +516,8 @@ out:
 	/* No more status answers: what they read is torn down next. */
 	pfs_ctl_stop(ctl);
 	/* After the unmount: the kernel may ask for a last reply on a ring. */
-	pfs_uring_stop(fs->uring);
-	fs->uring = NULL;
+	pfs_uring_stop(xp->uring);
+	xp->uring = NULL;
 	sv->ctl = ctl;
 	if (pfd >= 0)
 		close(pfd);
@@ -664,8 +671,9 @@ static int finish(const struct pfs_config *cfg, struct pfs_fs *fs,
 
 int pfs_cmd_mount(const struct pfs_config *cfg)
 {
-	struct pfs_fs fs = {.cfg = cfg, .root_fd = -1, .proc_fd = -1, .ready_fd = -1,
-			    .empty_fd = -1, .cover_fd = -1};
+	struct pfs_xport xport = PFS_XPORT_INIT;
+	struct pfs_fs fs = {.cfg = cfg, .root_fd = -1, .proc_fd = -1, .empty_fd = -1,
+			    .cover_fd = -1, .xport = &xport};
 	struct fuse_session *se = NULL;
 	struct pfs_layer_paths lpaths = {0}, *lp = cfg->upper ? &lpaths : NULL;
 	struct served sv = {0};
@@ -747,7 +755,7 @@ int pfs_cmd_mount(const struct pfs_config *cfg)
 	se = new_session(cfg, &fs);
 	if (!se)
 		goto out;
-	fs.se = se;
+	xport.se = se;
 	pfs_backing_register(&fs);
 	if (lp)
 		report_failure_record(lp);

@@ -6,6 +6,7 @@
 #include "map/mapwatch.h"
 #include "fuse/uring.h"
 #include "util/util.h"
+#include "fuse/xport.h"
 #include "view/view.h"
 
 #include <errno.h>
@@ -219,6 +220,7 @@ static json_t *node_fds_json(struct pfs_fs *fs)
 static char *status_json(struct pfs_ctl *ctl)
 {
 	struct pfs_fs *fs = ctl->fs;
+	struct pfs_xport *xp = fs->xport;
 	json_t *o = json_object();
 	char *s;
 
@@ -231,19 +233,19 @@ static char *status_json(struct pfs_ctl *ctl)
 	json_object_set_new(o, "timeout", json_real(fs->timeout));
 	json_object_set_new(o, "nodes", json_integer((json_int_t)pfs_nodes_count(fs)));
 	json_object_set_new(o, "node_fds", node_fds_json(fs));
-	json_object_set_new(o, "data_path", json_string(fs->passthrough_active
+	json_object_set_new(o, "data_path", json_string(xp->passthrough_active
 								? "kernel passthrough" : "daemon"));
-	json_object_set_new(o, "data_path_reason", json_string(fs->data_path_reason));
+	json_object_set_new(o, "data_path_reason", json_string(xp->data_path_reason));
 	json_object_set_new(o, "passthrough_option",
 			    json_string((const char *[]){"auto", "on", "off"}[fs->cfg->passthrough]));
-	json_object_set_new(o, "requests", json_string(fs->uring ? "io_uring" : "/dev/fuse"));
-	json_object_set_new(o, "requests_reason", json_string(fs->requests_reason));
+	json_object_set_new(o, "requests", json_string(xp->uring ? "io_uring" : "/dev/fuse"));
+	json_object_set_new(o, "requests_reason", json_string(xp->requests_reason));
 	json_object_set_new(o, "uring_option",
 			    json_string((const char *[]){"auto", "on", "off"}[fs->cfg->uring]));
-	json_object_set_new(o, "uring_queues", json_integer(pfs_uring_queues(fs->uring)));
-	json_object_set_new(o, "uring_threads", json_integer(pfs_uring_threads(fs->uring)));
+	json_object_set_new(o, "uring_queues", json_integer(pfs_uring_queues(xp->uring)));
+	json_object_set_new(o, "uring_threads", json_integer(pfs_uring_threads(xp->uring)));
 	json_object_set_new(o, "backing_ids_open",
-			    json_integer((json_int_t)__atomic_load_n(&fs->backing_open,
+			    json_integer((json_int_t)__atomic_load_n(&xp->backing_open,
 								     __ATOMIC_RELAXED)));
 	/* close() does not wait for the kernel's RELEASE: this says when the
 	 * daemon has seen them all. */

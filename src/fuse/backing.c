@@ -2,6 +2,7 @@
  * view decides when a node needs a backing id or the kernel must forget a
  * name; the ioctls and notifications on the session are made here. */
 #include "fuse/backing.h"
+#include "fuse/xport.h"
 #include "view/view.h"
 
 #include <errno.h>
@@ -19,37 +20,37 @@ struct k_backing_map {
 
 static int backing_open(void *ctx, int fd)
 {
-	struct pfs_fs *fs = ctx;
+	struct pfs_xport *xp = ctx;
 	struct k_backing_map map = {.fd = fd};
-	int id = ioctl(fuse_session_fd(fs->se), K_FUSE_DEV_IOC_BACKING_OPEN, &map);
+	int id = ioctl(fuse_session_fd(xp->se), K_FUSE_DEV_IOC_BACKING_OPEN, &map);
 
 	if (id < 0)
 		return -errno;
-	__atomic_add_fetch(&fs->backing_open, 1, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&xp->backing_open, 1, __ATOMIC_RELAXED);
 	return id;
 }
 
 static void backing_close(void *ctx, int backing_id)
 {
-	struct pfs_fs *fs = ctx;
+	struct pfs_xport *xp = ctx;
 	uint32_t id = (uint32_t)backing_id;
 
-	ioctl(fuse_session_fd(fs->se), K_FUSE_DEV_IOC_BACKING_CLOSE, &id);
-	__atomic_sub_fetch(&fs->backing_open, 1, __ATOMIC_RELAXED);
+	ioctl(fuse_session_fd(xp->se), K_FUSE_DEV_IOC_BACKING_CLOSE, &id);
+	__atomic_sub_fetch(&xp->backing_open, 1, __ATOMIC_RELAXED);
 }
 
 static void inval_entry(void *ctx, fuse_ino_t parent, const char *name, size_t namelen)
 {
-	struct pfs_fs *fs = ctx;
+	struct pfs_xport *xp = ctx;
 
-	fuse_lowlevel_notify_inval_entry(fs->se, parent, name, namelen);
+	fuse_lowlevel_notify_inval_entry(xp->se, parent, name, namelen);
 }
 
 static void inval_inode(void *ctx, fuse_ino_t ino, off_t off, off_t len)
 {
-	struct pfs_fs *fs = ctx;
+	struct pfs_xport *xp = ctx;
 
-	fuse_lowlevel_notify_inval_inode(fs->se, ino, off, len);
+	fuse_lowlevel_notify_inval_inode(xp->se, ino, off, len);
 }
 
 static const struct pfs_kernel kernel = {
@@ -61,6 +62,6 @@ static const struct pfs_kernel kernel = {
 
 void pfs_backing_register(struct pfs_fs *fs)
 {
-	fs->kernel_ctx = fs;
+	fs->kernel_ctx = fs->xport;
 	fs->kernel = &kernel;
 }

@@ -1,6 +1,7 @@
 /* ops: the FUSE low-level handler table. Each handler unpacks, calls the
  * view, logs (when asked) and replies. Logging happens before the reply:
  * once replied, the kernel may forget the nodes the record names. */
+#include "fuse/xport.h"
 #include "view/view.h"
 #include "cli/daemon.h"
 #include "fuse/shim.h"
@@ -50,7 +51,7 @@ static void log_op(struct pfs_fs *fs, const char *op, struct pfs_node *n, const 
 /* What the view needs of the request being handled on this thread. */
 static struct pfs_req req_of(struct pfs_fs *fs)
 {
-	return (struct pfs_req){.killpriv = fs->killpriv_v2,
+	return (struct pfs_req){.killpriv = fs->xport->killpriv_v2,
 				.kill_suidgid = pfs_shim_kill_suidgid()};
 }
 

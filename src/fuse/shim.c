@@ -1,6 +1,7 @@
 #include "fuse/fuse_kabi.h"
 #include "fuse/shim.h"
 #include "fuse/uring.h"
+#include "fuse/xport.h"
 #include "view/view.h"
 
 #include <errno.h>
@@ -63,16 +64,17 @@ void pfs_shim_set_backing(int backing_id)
 
 bool pfs_shim_kernel_offers_passthrough(struct pfs_fs *fs)
 {
-	return fs->kernel_passthrough;
+	return fs->xport->kernel_passthrough;
 }
 
 /* The lookup of the root name that unsticks an io_uring queue (uring.c:
  * kick): the kernel must only see it answered, at once. */
 static bool is_kick(struct pfs_fs *fs, const void *buf, size_t len)
 {
+	struct pfs_xport *xp = fs->xport;
 	const struct k_in_header *h = buf;
 	const char *name = (const char *)buf + sizeof(*h);
-	struct pfs_uring *u = __atomic_load_n(&fs->uring, __ATOMIC_RELAXED);
+	struct pfs_uring *u = __atomic_load_n(&xp->uring, __ATOMIC_RELAXED);
 
 	if (!u || h->opcode != K_FUSE_LOOKUP || h->nodeid != FUSE_ROOT_ID)
 		return false;
@@ -81,6 +83,7 @@ static bool is_kick(struct pfs_fs *fs, const void *buf, size_t len)
 
 bool pfs_shim_request(struct pfs_fs *fs, const void *buf, size_t len)
 {
+	struct pfs_xport *xp = fs->xport;
 	const struct k_in_header *h = buf;
 	ssize_t n = (ssize_t)len;
 
@@ -114,10 +117,10 @@ bool pfs_shim_request(struct pfs_fs *fs, const void *buf, size_t len)
 
 		memcpy(&flags, (char *)buf + sizeof(*h) + 12, 4);
 		memcpy(&flags2, (char *)buf + sizeof(*h) + 16, 4);
-		fs->kernel_passthrough = (flags & K_FUSE_INIT_EXT) &&
+		xp->kernel_passthrough = (flags & K_FUSE_INIT_EXT) &&
 					 (flags2 & K_FUSE_PASSTHROUGH_FLAGS2);
-		fs->killpriv_v2 = (flags & K_FUSE_HANDLE_KILLPRIV_V2) != 0;
-		fs->kernel_uring = (flags & K_FUSE_INIT_EXT) && (flags2 & PFS_URING_INIT_FLAGS2);
+		xp->killpriv_v2 = (flags & K_FUSE_HANDLE_KILLPRIV_V2) != 0;
+		xp->kernel_uring = (flags & K_FUSE_INIT_EXT) && (flags2 & PFS_URING_INIT_FLAGS2);
 	}
 	return false;
 }
@@ -161,6 +164,8 @@ static void *payload_at(struct iovec *iov, int count, size_t off, size_t want)
 
 static void patch_init(struct pfs_fs *fs, struct iovec *iov, int count)
 {
+	struct pfs_xport *xp = fs->xport;
+
 	/* fuse_init_out: flags at 12, flags2 at 32, max_stack_depth at 36. */
 	uint32_t *flags = payload_at(iov, count, 12, 4);
 	uint32_t *flags2 = payload_at(iov, count, 32, 4);
@@ -172,14 +177,14 @@ static void patch_init(struct pfs_fs *fs, struct iovec *iov, int count)
 	/* Without it the kernel asks for security.capability (a GETXATTR round
 	 * trip) before every write(), passthrough writes included. With it, it
 	 * asks once per attribute refresh and leaves set-ID clearing to us. */
-	if (fs->killpriv_v2)
+	if (xp->killpriv_v2)
 		*flags |= K_FUSE_HANDLE_KILLPRIV_V2;
-	if (fs->passthrough_active && flags2 && depth) {
+	if (xp->passthrough_active && flags2 && depth) {
 		*flags |= K_FUSE_INIT_EXT;
 		*flags2 |= K_FUSE_PASSTHROUGH_FLAGS2;
-		*depth = (uint32_t)fs->stack_depth;
+		*depth = (uint32_t)xp->stack_depth;
 	}
-	if (fs->uring) {
+	if (xp->uring) {
 		/* fuse_init_out: max_write at 20, max_pages (u16) at 28. The
 		 * kernel refuses ring buffers smaller than either. */
 		uint32_t *max_write = payload_at(iov, count, 20, 4);
@@ -188,13 +193,13 @@ static void patch_init(struct pfs_fs *fs, struct iovec *iov, int count)
 
 		if (max_pages && (size_t)*max_pages * 4096 > need)
 			need = (size_t)*max_pages * 4096;
-		if (flags2 && need <= pfs_uring_payload(fs->uring)) {
+		if (flags2 && need <= pfs_uring_payload(xp->uring)) {
 			*flags |= K_FUSE_INIT_EXT;
 			*flags2 |= PFS_URING_INIT_FLAGS2;
 		} else {
-			pfs_uring_stop(fs->uring);
-			fs->uring = NULL;
-			snprintf(fs->requests_reason, sizeof(fs->requests_reason),
+			pfs_uring_stop(xp->uring);
+			xp->uring = NULL;
+			snprintf(xp->requests_reason, sizeof(xp->requests_reason),
 				 "/dev/fuse: the kernel's largest request does not fit the "
 				 "io_uring buffers");
 		}
@@ -218,6 +223,7 @@ static void patch_open(struct iovec *iov, int count, size_t payload_len)
 static ssize_t shim_writev(int fd, struct iovec *iov, int count, void *userdata)
 {
 	struct pfs_fs *fs = userdata;
+	struct pfs_xport *xp = fs->xport;
 	struct k_out_header *oh = iov[0].iov_base;
 
 	if (count >= 2 && iov[0].iov_len == sizeof(*oh) && oh->error == 0 &&
@@ -234,15 +240,15 @@ static ssize_t shim_writev(int fd, struct iovec *iov, int count, void *userdata)
 		tl_backing_id = 0;
 	if (pfs_uring_claims(oh->unique))
 		return pfs_uring_reply(iov, count);
-	if (tl_opcode == K_FUSE_INIT && oh->unique == tl_unique && fs->uring) {
+	if (tl_opcode == K_FUSE_INIT && oh->unique == tl_unique && xp->uring) {
 		ssize_t n = writev(fd, iov, count);
 
 		/* The kernel now waits for an entry on every queue. */
 		if (n >= 0 && oh->error == 0) {
-			pfs_uring_start(fs->uring);
+			pfs_uring_start(xp->uring);
 		} else {
-			pfs_uring_stop(fs->uring);
-			fs->uring = NULL;
+			pfs_uring_stop(xp->uring);
+			xp->uring = NULL;
 		}
 		return n;
 	}
@@ -260,12 +266,14 @@ static ssize_t shim_splice_send(int fdin, off_t *offin, int fdout, off_t *offout
 
 int pfs_shim_install(struct pfs_fs *fs)
 {
+	struct pfs_xport *xp = fs->xport;
+
 	static const struct fuse_custom_io io = {
 		.read = shim_read,
 		.writev = shim_writev,
 		.splice_send = shim_splice_send,
 	};
-	int ret = fuse_session_custom_io(fs->se, &io, fuse_session_fd(fs->se));
+	int ret = fuse_session_custom_io(xp->se, &io, fuse_session_fd(xp->se));
 
 	return ret < 0 ? ret : 0;
 }

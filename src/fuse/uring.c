@@ -34,6 +34,7 @@
 #include "fuse/fuse_kabi.h"
 #include "fuse/shim.h"
 #include "util/util.h"
+#include "fuse/xport.h"
 #include "view/view.h"
 
 #include <errno.h>
@@ -693,8 +694,8 @@ int pfs_uring_prepare(struct pfs_fs *fs, size_t payload, unsigned max_per_queue,
 		return ret;
 	}
 	u->fs = fs;
-	u->se = fs->se;
-	u->fuse_fd = fuse_session_fd(fs->se);
+	u->se = fs->xport->se;
+	u->fuse_fd = fuse_session_fd(fs->xport->se);
 	u->nq = nq;
 	u->payload = payload;
 	u->max_per_queue = max_per_queue ? max_per_queue : 1;

@@ -93,7 +93,7 @@ static int set_open_flags(struct pfs_fs *fs, struct pfs_req *rq, struct pfs_node
 		 * move this open to the upper copy (the kernel's passthrough
 		 * backing could not be moved); so is any open of a file that
 		 * has such opens (one kernel inode, one way of caching it). */
-		if (lower || !fs->passthrough_active || pfs_node_has_cached_opens(fs, n)) {
+		if (lower || !fs->passthrough || pfs_node_has_cached_opens(fs, n)) {
 			int ret = pfs_node_open_track(fs, n, pfs_fh_fd(fi), lower);
 
 			if (ret < 0)
@@ -102,7 +102,7 @@ static int set_open_flags(struct pfs_fs *fs, struct pfs_req *rq, struct pfs_node
 			return 0;
 		}
 	}
-	if (!fs->passthrough_active || n->type != S_IFREG)
+	if (!fs->passthrough || n->type != S_IFREG)
 		return 0;
 	id = pfs_node_backing_get(fs, n, pfs_fh_fd(fi));
 	if (id == -ESTALE)

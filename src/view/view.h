@@ -22,7 +22,7 @@ struct pfs_mapwatch;
 struct pfs_inval;
 struct pfs_layers;
 struct pfs_lnode;
-struct pfs_uring;
+struct pfs_xport;
 
 /* One name a node is known by: hard links give a node several. */
 struct pfs_alias {
@@ -127,22 +127,13 @@ struct pfs_fs {
 	struct pfs_oplog *log;   /* NULL: no op log */
 	pthread_mutex_t dirs_lock; /* open directory handles, to free those the */
 	struct pfs_dirh *dirs;     /* kernel never released (session ended)    */
-	struct fuse_session *se;
-	int ready_fd;            /* background: tell the parent once INIT is done */
-	bool kernel_passthrough; /* the kernel's INIT offered FUSE passthrough */
-	bool passthrough_active; /* ... and this mount uses it */
-	bool killpriv_v2;        /* the daemon clears set-ID bits on write,
-				  * truncate and chown (FUSE_HANDLE_KILLPRIV_V2) */
-	int stack_depth;         /* max_stack_depth given to the kernel */
-	char data_path_reason[160];
-	bool kernel_uring;       /* the kernel's INIT offered FUSE over io_uring */
-	struct pfs_uring *uring; /* the rings, once prepared (uring.h), or NULL */
-	char requests_reason[160]; /* how requests arrive, and why */
-	unsigned long backing_open; /* backing ids held now (atomic) */
+	struct pfs_xport *xport; /* the transport's own state (fuse/xport.h),
+				  * owned by it; the view never looks inside */
+	bool passthrough;        /* regular files' opens may use kernel
+				  * passthrough (set by the transport at INIT) */
 	unsigned long files_open;   /* file handles not yet released (atomic) */
 	unsigned long writers;      /* opens counted in some node's writers (atomic) */
 	struct pfs_nodefd *nfd;  /* the budget of node fds (nodefd.c) */
-	int init_failed;
 };
 
 /* What one request brings down from the transport and takes back up. The
