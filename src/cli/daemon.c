@@ -672,8 +672,11 @@ static int finish(const struct pfs_config *cfg, struct pfs_fs *fs,
 int pfs_cmd_mount(const struct pfs_config *cfg)
 {
 	struct pfs_xport xport = PFS_XPORT_INIT;
-	struct pfs_fs fs = {.cfg = cfg, .root_fd = -1, .proc_fd = -1, .empty_fd = -1,
-			    .cover_fd = -1, .xport = &xport};
+	struct pfs_fs_opts opts = {.read_only = cfg->read_only, .timeout = cfg->timeout,
+				   .volatile_source = cfg->volatile_source,
+				   .mapped = cfg->map_path != NULL, .layered = cfg->upper != NULL,
+				   .logged = cfg->log_path != NULL};
+	struct pfs_fs fs;
 	struct fuse_session *se = NULL;
 	struct pfs_layer_paths lpaths = {0}, *lp = cfg->upper ? &lpaths : NULL;
 	struct served sv = {0};
@@ -685,25 +688,9 @@ int pfs_cmd_mount(const struct pfs_config *cfg)
 	fuse_log_debug = cfg->debug;
 	fuse_set_log_func(fuse_log_capture);
 	raise_fd_limit();
-	pthread_rwlock_init(&fs.names_lock, NULL);
-	pthread_mutex_init(&fs.dirs_lock, NULL);
-	pthread_mutex_init(&fs.map_lock, NULL);
-	clock_gettime(CLOCK_REALTIME, &fs.started);
-	fs.uid = geteuid();
-	fs.gid = getegid();
-	fs.read_only = cfg->read_only;
-	fs.timeout = cfg->timeout;
-	fs.keep_cache = !cfg->volatile_source;
-	/* Listings change with the table; its names are invalidated one by
-	 * one, listings are not cached at all. */
-	fs.keep_dir_cache = fs.keep_cache && !cfg->map_path;
-	/* A plain listing needs no state between READDIRs (the offsets are the
-	 * backing filesystem's cookies): answering OPENDIR with ENOSYS tells the
-	 * kernel to open directories without asking, and to keep every listing
-	 * cached, so a warm walk costs no round trip per directory. Not for a
-	 * merged (layered) listing, and not with an op log, which records
-	 * directory opens. */
-	fs.stateless_dirs = fs.keep_dir_cache && !lp && !cfg->log_path;
+	pfs_fs_init(&fs, &opts);
+	fs.cfg = cfg;
+	fs.xport = &xport;
 	{
 		char err[256];
 
@@ -801,22 +788,7 @@ out:
 		close(pipefd[1]);
 	if (se)
 		fuse_session_destroy(se);
-	pfs_view_close_dirs(&fs);
-	pfs_nodes_destroy(&fs);
-	pfs_nodefd_destroy(&fs);
-	pfs_mapwatch_free(fs.watch);
-	pfs_map_unref(fs.map);
-	if (fs.empty_fd >= 0)
-		close(fs.empty_fd);
-	pthread_mutex_destroy(&fs.map_lock);
-	if (fs.proc_fd >= 0)
-		close(fs.proc_fd);
-	pfs_selfmnt_close(&fs);
-	if (layers_open)
-		pfs_layers_close(&fs);
-	/* Last: commit-atomic swaps SOURCE away, so nothing may hold it. */
-	if (fs.root_fd >= 0)
-		close(fs.root_fd);
+	pfs_fs_fini(&fs);
 	if (served)
 		ret = finish(cfg, &fs, lp, &sv, ret);
 	else if (fs.log)
@@ -827,7 +799,5 @@ out:
 	pfs_store_free(fs.store);
 	free(fs.source);
 	free(fs.mountpoint);
-	pthread_mutex_destroy(&fs.dirs_lock);
-	pthread_rwlock_destroy(&fs.names_lock);
 	return ret;
 }

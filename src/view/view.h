@@ -136,6 +136,23 @@ struct pfs_fs {
 	struct pfs_nodefd *nfd;  /* the budget of node fds (nodefd.c) */
 };
 
+/* fs.c: struct pfs_fs's owner. What of the configuration the view uses. */
+struct pfs_fs_opts {
+	bool read_only;
+	double timeout;          /* attribute and entry timeout, seconds */
+	bool volatile_source;    /* the source changes behind the mount */
+	bool mapped;             /* a mapping table */
+	bool layered;            /* copy-on-write layers */
+	bool logged;             /* an op log (records directory opens) */
+};
+/* Before anything is opened: zeroes fs, then locks, times, ids, options. */
+void pfs_fs_init(struct pfs_fs *fs, const struct pfs_fs_opts *o);
+/* After the session: what the view holds (directory handles, nodes and
+ * their fds, the mapping table and its watcher, the layers, the root fd
+ * last). The caller's own (store, op log, source and mount point names)
+ * stay for the unmount action. */
+void pfs_fs_fini(struct pfs_fs *fs);
+
 /* What one request brings down from the transport and takes back up. The
  * handler (fuse/ops.c) fills the first part from the kernel's request,
  * passes it to the view, and acts on the rest once the view returns (it
