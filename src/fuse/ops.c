@@ -1,10 +1,10 @@
 /* ops: the FUSE low-level handler table. Each handler unpacks, calls the
  * view, logs (when asked) and replies. Logging happens before the reply:
  * once replied, the kernel may forget the nodes the record names. */
-#include "fuse/xport.h"
 #include "view/view.h"
 #include "cli/daemon.h"
 #include "fuse/shim.h"
+#include "fuse/xport.h"
 #include "ctl/oplog.h"
 #include "util/util.h"
 

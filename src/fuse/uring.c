@@ -33,8 +33,8 @@
 #include "fuse/uring.h"
 #include "fuse/fuse_kabi.h"
 #include "fuse/shim.h"
-#include "util/util.h"
 #include "fuse/xport.h"
+#include "util/util.h"
 #include "view/view.h"
 
 #include <errno.h>
