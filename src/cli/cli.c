@@ -235,40 +235,11 @@ int pfs_cli_push_dir(const char ***arr, size_t *n, const char *dir)
 	return 0;
 }
 
-static const char *const action_names[] = {
-	[PFS_ACT_NONE] = "none",
-	[PFS_ACT_PRESERVE] = "preserve",
-	[PFS_ACT_DISCARD] = "discard",
-	[PFS_ACT_COMMIT] = "commit",
-	[PFS_ACT_COMMIT_ATOMIC] = "commit-atomic",
-};
-
-const char *pfs_action_name(enum pfs_action a)
-{
-	return (unsigned)a < PFS_ARRAY_SIZE(action_names) ? action_names[a] : "?";
-}
-
-int pfs_action_parse(const char *s, enum pfs_action *out)
-{
-	for (size_t i = PFS_ACT_PRESERVE; s && i < PFS_ARRAY_SIZE(action_names); i++) {
-		if (strcmp(s, action_names[i]) == 0) {
-			*out = (enum pfs_action)i;
-			return 0;
-		}
-	}
-	return -EINVAL;
-}
-
 static const char *const whiteout_names[] = {
 	[PFS_WH_AUTO] = "auto",
 	[PFS_WH_CHARDEV] = "chardev",
 	[PFS_WH_FILE] = "file",
 };
-
-const char *pfs_whiteout_name(enum pfs_whiteout w)
-{
-	return (unsigned)w < PFS_ARRAY_SIZE(whiteout_names) ? whiteout_names[w] : "?";
-}
 
 int pfs_cli_set_whiteout(struct pfs_config *cfg, const char *v, const char *what, char *err,
 			 size_t errlen)

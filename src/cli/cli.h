@@ -5,6 +5,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "ctl/oplog.h"
+#include "layers/layer_opts.h"
+
 enum pfs_cmd {
 	PFS_CMD_HELP,
 	PFS_CMD_VERSION,
@@ -20,27 +23,11 @@ enum pfs_cmd {
 	PFS_CMD_STATUS_HELP,
 };
 
-enum pfs_log_format { PFS_LOG_TEXT, PFS_LOG_JSON };
-
 /* Both in the order auto, on, off (cli.c parses them alike). */
 enum pfs_passthrough { PFS_PT_AUTO, PFS_PT_ON, PFS_PT_OFF };
 
 /* How requests reach the daemon: FUSE over io_uring or /dev/fuse. */
 enum pfs_uring_opt { PFS_UR_AUTO, PFS_UR_ON, PFS_UR_OFF };
-
-/* How a layered mount writes whiteouts: a 0/0 character device (the
- * kernel's form; needs CAP_MKNOD), a `.wh.NAME` file, or the device where
- * mknod works and the file otherwise. */
-enum pfs_whiteout { PFS_WH_AUTO, PFS_WH_CHARDEV, PFS_WH_FILE };
-
-/* What becomes of a layered mount's upper when it is unmounted. */
-enum pfs_action {
-	PFS_ACT_NONE,            /* not given */
-	PFS_ACT_PRESERVE,        /* keep the upper as it is (the default) */
-	PFS_ACT_DISCARD,         /* empty the upper (and work) */
-	PFS_ACT_COMMIT,          /* apply the upper to the top lower in place */
-	PFS_ACT_COMMIT_ATOMIC,   /* ... by building a new tree and swapping it in */
-};
 
 #define PFS_DEFAULT_TIMEOUT 86400.0
 
@@ -105,12 +92,6 @@ void pfs_config_free(struct pfs_config *cfg);
  * the ones prismfs itself acts on. 0 or -EINVAL/-ENOMEM. */
 int pfs_cli_add_fuse_opts(struct pfs_config *cfg, const char *opts, char *err, size_t errlen);
 
-/* "preserve", "discard", "commit", "commit-atomic" (NONE: "none"). */
-const char *pfs_action_name(enum pfs_action a);
-/* The action named s; 0 or -EINVAL. */
-int pfs_action_parse(const char *s, enum pfs_action *out);
-/* "auto", "chardev", "file". */
-const char *pfs_whiteout_name(enum pfs_whiteout w);
 
 extern const char pfs_usage[];
 extern const char pfs_mount_usage[];

@@ -11,7 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "cli/cli.h"
+#include "layers/layer_opts.h"
 #include "ctl/progress.h"
 
 struct pfs_store;

@@ -1,4 +1,5 @@
 #include "ctl/ctl.h"
+#include "cli/cli.h" /* the mount's configuration, shown by status */
 #include "ctl/oplog.h"
 #include "view/nodefd.h"
 #include "layers/layer.h"

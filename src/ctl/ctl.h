@@ -20,7 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "cli/cli.h"
+#include "layers/layer_opts.h"
 #include "ctl/progress.h"
 
 struct pfs_fs;

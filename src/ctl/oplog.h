@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "cli/cli.h"
+enum pfs_log_format { PFS_LOG_TEXT, PFS_LOG_JSON };
 
 struct pfs_logarg {
 	const char *key;

@@ -12,7 +12,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 
-#include "cli/cli.h"
+#include "layers/layer_opts.h"
 
 struct pfs_fs;
 struct pfs_map;
@@ -27,6 +27,8 @@ struct pfs_layer_spec {
 	const char *const *lowers;  /* read-only, highest first; lowers[0] is SOURCE */
 	size_t nlowers;
 	enum pfs_whiteout whiteout;
+	bool map;                   /* the mount has a mapping table (--map) */
+	enum pfs_action action;     /* its --on-unmount */
 };
 
 /* Open the layers of spec for fs (whose root_fd is SOURCE, already open).
@@ -57,6 +59,7 @@ struct pfs_layers {
 	bool xattrs;              /* the upper's filesystem takes overlay xattrs */
 	bool mapped;              /* the upper holds virtual paths of a mapping
 				   * table: commit refused (PFS_OVL_MAPPED) */
+	bool map_given;           /* this mount has one (mark the upper) */
 	pthread_mutex_t lock;     /* every name change and copy-up: they must see
 				   * each other's upper whole */
 	unsigned long tmpseq;     /* names of temporaries in work, under lock */

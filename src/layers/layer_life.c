@@ -2,6 +2,7 @@
 #include "util/util.h"
 #include "commit/commit.h"
 #include "layers/ovlfmt.h"
+#include "layers/layer.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -132,7 +133,7 @@ static int default_work(struct pfs_layer_paths *lp, const struct stat *ust, char
 }
 
 int pfs_layer_paths_get(struct pfs_layer_paths *lp, struct pfs_store *store,
-			const struct pfs_config *cfg, const char *source, char *err, size_t errlen)
+			const struct pfs_layer_spec *cfg, const char *source, char *err, size_t errlen)
 {
 	struct stat ust, wst;
 	int ret;

@@ -12,7 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "cli/cli.h"
+#include "layers/layer_opts.h"
 #include "ctl/progress.h"
 
 struct pfs_store;
@@ -39,14 +39,16 @@ struct pfs_layer_paths {
 int pfs_layers_recover(struct pfs_store *store, const char *source, const char *upper, char *note, size_t notelen,
 		       char *err, size_t errlen);
 
-/* Fill lp from cfg: the upper must exist and be a directory; the work
- * directory is cfg->work (which must exist), or else .NAME.prismfs-work
+/* Fill lp from the command line's layers (spec: upper, work, lowers and
+ * whiteout; the paths as given): the upper must exist and be a directory;
+ * the work directory is spec->work (which must exist), or else .NAME.prismfs-work
  * beside the upper (made 0700 if missing), which must then be on the
  * upper's filesystem. source is SOURCE's canonical path. The lowers are
  * made absolute where they exist; checking them is pfs_layers_open's job. */
+struct pfs_layer_spec;
 int pfs_layer_paths_get(struct pfs_layer_paths *lp, struct pfs_store *store,
-			const struct pfs_config *cfg,
-			const char *source, char *err, size_t errlen);
+			const struct pfs_layer_spec *spec, const char *source, char *err,
+			size_t errlen);
 /* The mount did not happen: remove the work directory if this mount made
  * it (and it is still empty). */
 void pfs_layer_paths_abandon(struct pfs_layer_paths *lp);

@@ -105,7 +105,7 @@ static int check_mapped(struct pfs_fs *fs, struct pfs_layers *L,
 			const struct pfs_layer_spec *spec, char *err, size_t errlen)
 {
 	int fd = pfs_st_openat(fs->store, L->root[0], ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
-	bool map = fs->cfg && fs->cfg->map_path;
+	bool map = spec->map;
 	int has;
 
 	if (fd < 0) {
@@ -122,11 +122,11 @@ static int check_mapped(struct pfs_fs *fs, struct pfs_layers *L,
 		return -ENOTSUP;
 	}
 	L->mapped = has > 0 || map;
-	if (L->mapped && fs->cfg &&
-	    (fs->cfg->action == PFS_ACT_COMMIT || fs->cfg->action == PFS_ACT_COMMIT_ATOMIC)) {
+	L->map_given = map;
+	if (L->mapped && (spec->action == PFS_ACT_COMMIT || spec->action == PFS_ACT_COMMIT_ATOMIC)) {
 		snprintf(err, errlen, "--on-unmount %s cannot be used %s: its paths are the "
 			 "view's, not SOURCE's (use preserve or discard)",
-			 pfs_action_name(fs->cfg->action),
+			 pfs_action_name(spec->action),
 			 map ? "with --map" : "on an upper written through --map");
 		return -EINVAL;
 	}
@@ -139,7 +139,7 @@ int pfs_layers_mark_mapped(struct pfs_fs *fs, char *err, size_t errlen)
 	int fd, ret;
 	char x[64];
 
-	if (!L || !fs->cfg || !fs->cfg->map_path)
+	if (!L || !L->map_given)
 		return 0;
 	fd = pfs_st_openat(fs->store, L->root[0], ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
 	snprintf(x, sizeof(x), "%s%s", L->xprefix, PFS_OVL_MAPPED);

@@ -530,7 +530,7 @@ static void t_unmount_action(void **s)
 	assert_int_equal(c.action, PFS_ACT_NONE);
 	pfs_config_free(&c);
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-		enum pfs_action a;
+		enum pfs_action a = PFS_ACT_NONE;
 
 		assert_int_equal(PARSE(&c, "unmount", "/m", "--action", names[i].name), 0);
 		assert_int_equal(c.action, names[i].a);
