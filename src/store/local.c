@@ -18,10 +18,15 @@
 
 #define PROC_PATH_MAX (32 + NAME_MAX)
 
-static int proc_path(struct pfs_ref r, char *buf, size_t len)
+/* r as a path: its entry of r.dirfd, never followed; with an empty name,
+ * r.dirfd's own magic link, followed (*follow) to the object itself. */
+static int proc_path(struct pfs_ref r, char *buf, size_t len, bool *follow)
 {
-	int n = snprintf(buf, len, "/proc/self/fd/%d/%s", r.dirfd, r.name);
+	int n;
 
+	*follow = !r.name[0];
+	n = *follow ? snprintf(buf, len, "/proc/self/fd/%d", r.dirfd)
+		    : snprintf(buf, len, "/proc/self/fd/%d/%s", r.dirfd, r.name);
 	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
 }
 
@@ -84,23 +89,32 @@ static ssize_t l_readlink(struct pfs_store *st, int dirfd, const char *name, cha
 
 static int l_chmod(struct pfs_store *st, struct pfs_ref r, mode_t mode)
 {
+	char p[PROC_PATH_MAX];
+	bool follow;
+	int ret;
+
 	if (r.fd >= 0)
 		return neg(fchmod(r.fd, mode));
-	return neg(fchmodat(r.dirfd, r.name, mode, 0));
+	if (r.name[0])
+		return neg(fchmodat(r.dirfd, r.name, mode, 0));
+	/* No fchmodat(AT_EMPTY_PATH) before Linux 6.6: the magic link. */
+	ret = proc_path(r, p, sizeof(p), &follow);
+	return ret < 0 ? ret : neg(fchmodat(AT_FDCWD, p, mode, 0));
 }
 
 static int l_chown(struct pfs_store *st, struct pfs_ref r, uid_t uid, gid_t gid)
 {
 	if (r.fd >= 0)
 		return neg(fchown(r.fd, uid, gid));
-	return neg(fchownat(r.dirfd, r.name, uid, gid, AT_SYMLINK_NOFOLLOW));
+	return neg(fchownat(r.dirfd, r.name, uid, gid,
+			    AT_SYMLINK_NOFOLLOW | (r.name[0] ? 0 : AT_EMPTY_PATH)));
 }
 
 static int l_utimes(struct pfs_store *st, struct pfs_ref r, const struct timespec ts[2])
 {
 	if (r.fd >= 0)
 		return neg(futimens(r.fd, ts));
-	return neg(utimensat(r.dirfd, r.name, ts, AT_SYMLINK_NOFOLLOW));
+	return neg(utimensat(r.dirfd, r.name, ts, r.name[0] ? AT_SYMLINK_NOFOLLOW : AT_EMPTY_PATH));
 }
 
 static int l_truncate(struct pfs_store *st, int fd, off_t len)
@@ -112,16 +126,17 @@ static ssize_t l_getxattr(struct pfs_store *st, struct pfs_ref r, const char *na
 			  size_t len)
 {
 	char p[PROC_PATH_MAX];
+	bool follow;
 	ssize_t n;
 	int ret;
 
 	if (r.fd >= 0) {
 		n = fgetxattr(r.fd, name, buf, len);
 	} else {
-		ret = proc_path(r, p, sizeof(p));
+		ret = proc_path(r, p, sizeof(p), &follow);
 		if (ret < 0)
 			return ret;
-		n = lgetxattr(p, name, buf, len);
+		n = follow ? getxattr(p, name, buf, len) : lgetxattr(p, name, buf, len);
 	}
 	return n < 0 ? -errno : n;
 }
@@ -130,27 +145,31 @@ static int l_setxattr(struct pfs_store *st, struct pfs_ref r, const char *name, 
 		      size_t len, int flags)
 {
 	char p[PROC_PATH_MAX];
+	bool follow;
 	int ret;
 
 	if (r.fd >= 0)
 		return neg(fsetxattr(r.fd, name, val, len, flags));
-	ret = proc_path(r, p, sizeof(p));
-	return ret < 0 ? ret : neg(lsetxattr(p, name, val, len, flags));
+	ret = proc_path(r, p, sizeof(p), &follow);
+	if (ret < 0)
+		return ret;
+	return neg(follow ? setxattr(p, name, val, len, flags) : lsetxattr(p, name, val, len, flags));
 }
 
 static ssize_t l_listxattr(struct pfs_store *st, struct pfs_ref r, char *buf, size_t len)
 {
 	char p[PROC_PATH_MAX];
+	bool follow;
 	ssize_t n;
 	int ret;
 
 	if (r.fd >= 0) {
 		n = flistxattr(r.fd, buf, len);
 	} else {
-		ret = proc_path(r, p, sizeof(p));
+		ret = proc_path(r, p, sizeof(p), &follow);
 		if (ret < 0)
 			return ret;
-		n = llistxattr(p, buf, len);
+		n = follow ? listxattr(p, buf, len) : llistxattr(p, buf, len);
 	}
 	return n < 0 ? -errno : n;
 }
@@ -158,12 +177,15 @@ static ssize_t l_listxattr(struct pfs_store *st, struct pfs_ref r, char *buf, si
 static int l_removexattr(struct pfs_store *st, struct pfs_ref r, const char *name)
 {
 	char p[PROC_PATH_MAX];
+	bool follow;
 	int ret;
 
 	if (r.fd >= 0)
 		return neg(fremovexattr(r.fd, name));
-	ret = proc_path(r, p, sizeof(p));
-	return ret < 0 ? ret : neg(lremovexattr(p, name));
+	ret = proc_path(r, p, sizeof(p), &follow);
+	if (ret < 0)
+		return ret;
+	return neg(follow ? removexattr(p, name) : lremovexattr(p, name));
 }
 
 static int l_sync(struct pfs_store *st, int fd, bool data_only)

@@ -31,7 +31,8 @@
 #include <time.h>
 
 /* An object: an open descriptor (fd >= 0, not O_PATH), or the entry name in
- * the directory dirfd, never followed if it is a symlink. */
+ * the directory dirfd, never followed if it is a symlink; with an empty
+ * name, dirfd's own object (dirfd may be O_PATH, as AT_EMPTY_PATH takes). */
 struct pfs_ref {
 	int fd;
 	int dirfd;
@@ -46,6 +47,12 @@ static inline struct pfs_ref pfs_ref_fd(int fd)
 static inline struct pfs_ref pfs_ref_at(int dirfd, const char *name)
 {
 	return (struct pfs_ref){.fd = -1, .dirfd = dirfd, .name = name};
+}
+
+/* The object an O_PATH descriptor holds (a node's). */
+static inline struct pfs_ref pfs_ref_path(int fd)
+{
+	return (struct pfs_ref){.fd = -1, .dirfd = fd, .name = ""};
 }
 
 /* The kinds of call, as the fault store counts them. */

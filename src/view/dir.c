@@ -69,8 +69,8 @@ int pfs_view_lookup(struct pfs_fs *fs, struct pfs_node *parent, const char *name
 			ret = fd < -1 ? fd : ret;
 			goto out;
 		}
-	} else if (fstatat(fd, "", &e->attr, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0) {
-		ret = -errno;
+	} else if ((ret = pfs_st_stat(fs->store, fd, "", &e->attr,
+				      AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW)) < 0) {
 		close(fd);
 		goto out;
 	} else {
@@ -100,13 +100,13 @@ int pfs_view_getattr(struct pfs_fs *fs, struct pfs_node *n, struct fuse_file_inf
 		int fd = pfs_view_root_target(fs, O_PATH);
 
 		if (fd >= 0) {
-			ret = fstatat(fd, "", st, AT_EMPTY_PATH) < 0 ? -errno : 0;
+			ret = pfs_st_stat(fs->store, fd, "", st, AT_EMPTY_PATH);
 			close(fd);
 		} else {
-			ret = pfs_store_stat(fs, n, st);
+			ret = pfs_backing_stat(fs, n, st);
 		}
 	} else {
-		ret = pfs_store_stat(fs, n, st);
+		ret = pfs_backing_stat(fs, n, st);
 	}
 	if (ret == 0)
 		pfs_view_fix_attr(fs, n, st);
@@ -116,21 +116,16 @@ int pfs_view_getattr(struct pfs_fs *fs, struct pfs_node *n, struct fuse_file_inf
 static int set_times(struct pfs_fs *fs, struct pfs_node *n, const struct timespec tv[2],
 		     struct fuse_file_info *fi)
 {
-	char name[24];
 	int fd;
 
 	if (fi && n->type == S_IFREG)
-		return futimens(pfs_fh_fd(fi), tv) < 0 ? -errno : 0;
+		return pfs_st_utimes(fs->store, pfs_ref_fd(pfs_fh_fd(fi)), tv);
 	fd = pfs_node_fd(fs, n);
 	if (fd < 0)
 		return fd;
-	if (n->type == S_IFLNK) {
-		/* No fd can be opened on a symlink for writing; AT_EMPTY_PATH on
-		 * the O_PATH fd touches the link itself. */
-		return utimensat(fd, "", tv, AT_EMPTY_PATH) < 0 ? -errno : 0;
-	}
-	pfs_store_procname(fd, name);
-	return utimensat(fs->proc_fd, name, tv, 0) < 0 ? -errno : 0;
+	/* The O_PATH fd's own object (AT_EMPTY_PATH): a symlink's too, which
+	 * no fd can be opened on for writing. */
+	return pfs_st_utimes(fs->store, pfs_ref_path(fd), tv);
 }
 
 /* Must this SETATTR clear set-ID bits? The kernel marks a truncate or chown
@@ -163,29 +158,31 @@ int pfs_view_setattr(struct pfs_fs *fs, struct pfs_req *rq, const struct fuse_ct
 	nfd = pfs_node_fd(fs, n);
 	if (nfd < 0)
 		return nfd;
-	pfs_store_procname(nfd, name);
+	pfs_backing_procname(nfd, name);
 	if (valid & FUSE_SET_ATTR_MODE) {
-		ret = has_fh ? fchmod(pfs_fh_fd(fi), attr->st_mode & 07777)
-			     : fchmodat(fs->proc_fd, name, attr->st_mode & 07777, 0);
+		ret = pfs_st_chmod(fs->store, has_fh ? pfs_ref_fd(pfs_fh_fd(fi))
+						     : pfs_ref_at(fs->proc_fd, name),
+				   attr->st_mode & 07777);
 		if (ret < 0)
-			return -errno;
+			return ret;
 	}
 	if (valid & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
 		uid_t uid = (valid & FUSE_SET_ATTR_UID) ? attr->st_uid : (uid_t)-1;
 		gid_t gid = (valid & FUSE_SET_ATTR_GID) ? attr->st_gid : (gid_t)-1;
 
-		if (fchownat(nfd, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
-			return -errno;
+		ret = pfs_st_chown(fs->store, pfs_ref_path(nfd), uid, gid);
+		if (ret < 0)
+			return ret;
 	}
 	if (valid & FUSE_SET_ATTR_SIZE) {
 		if (has_fh) {
-			ret = ftruncate(pfs_fh_fd(fi), attr->st_size) < 0 ? -errno : 0;
+			ret = pfs_st_truncate(fs->store, pfs_fh_fd(fi), attr->st_size);
 		} else {
-			int fd = pfs_store_reopen(fs, n, O_WRONLY);
+			int fd = pfs_backing_reopen(fs, n, O_WRONLY);
 
 			if (fd < 0)
 				return fd;
-			ret = ftruncate(fd, attr->st_size) < 0 ? -errno : 0;
+			ret = pfs_st_truncate(fs->store, fd, attr->st_size);
 			close(fd);
 		}
 		if (ret < 0)
@@ -225,9 +222,9 @@ int pfs_view_readlink(struct pfs_fs *fs, struct pfs_node *n, char *buf, size_t s
 
 	if (fd < 0)
 		return fd;
-	len = readlinkat(fd, "", buf, size - 1);
+	len = pfs_st_readlink(fs->store, fd, "", buf, size - 1);
 	if (len < 0)
-		return -errno;
+		return (int)len;
 	buf[len] = '\0';
 	return 0;
 }
@@ -238,12 +235,12 @@ static int finish_new(struct pfs_fs *fs, const struct fuse_ctx *ctx, struct pfs_
 		      const char *name, const struct pfs_place *pl, mode_t mode,
 		      struct fuse_entry_param *e)
 {
-	int ret = ctx ? pfs_store_give(fs, ctx, pl->dirfd, pl->dirfd, pl->name, mode) : 0;
+	int ret = ctx ? pfs_backing_give(fs, ctx, pl->dirfd, pl->dirfd, pl->name, mode) : 0;
 
 	if (ret == 0)
 		ret = pfs_view_lookup(fs, parent, name, e);
 	if (ret < 0)
-		unlinkat(pl->dirfd, pl->name, S_ISDIR(mode) ? AT_REMOVEDIR : 0);
+		pfs_st_unlink(fs->store, pl->dirfd, pl->name, S_ISDIR(mode) ? AT_REMOVEDIR : 0);
 	return ret;
 }
 
@@ -272,7 +269,9 @@ int pfs_view_mknod(struct pfs_fs *fs, const struct fuse_ctx *ctx, struct pfs_nod
 		return pfs_layer_make(fs, ctx, parent, name, mode, rdev, NULL, 0, NULL, e);
 	ret = place_new(fs, parent, name, &pl);
 	if (ret == 0)
-		ret = mknodat(pl.dirfd, pl.name, mode, rdev) < 0 ? -errno : 1;
+		ret = pfs_st_mknod(fs->store, pl.dirfd, pl.name, mode, rdev);
+	if (ret == 0)
+		ret = 1;
 	if (ret == 1)
 		ret = finish_new(fs, ctx, parent, name, &pl, mode, e);
 	if (ret == 0)
@@ -291,7 +290,9 @@ int pfs_view_mkdir(struct pfs_fs *fs, const struct fuse_ctx *ctx, struct pfs_nod
 		return pfs_layer_make(fs, ctx, parent, name, S_IFDIR | mode, 0, NULL, 0, NULL, e);
 	ret = place_new(fs, parent, name, &pl);
 	if (ret == 0)
-		ret = mkdirat(pl.dirfd, pl.name, mode) < 0 ? -errno : 1;
+		ret = pfs_st_mkdir(fs->store, pl.dirfd, pl.name, mode);
+	if (ret == 0)
+		ret = 1;
 	if (ret == 1)
 		ret = finish_new(fs, ctx, parent, name, &pl, S_IFDIR | mode, e);
 	if (ret == 0)
@@ -310,7 +311,9 @@ int pfs_view_symlink(struct pfs_fs *fs, const struct fuse_ctx *ctx, const char *
 		return pfs_layer_make(fs, ctx, parent, name, S_IFLNK | 0777, 0, target, 0, NULL, e);
 	ret = place_new(fs, parent, name, &pl);
 	if (ret == 0)
-		ret = symlinkat(target, pl.dirfd, pl.name) < 0 ? -errno : 1;
+		ret = pfs_st_symlink(fs->store, target, pl.dirfd, pl.name);
+	if (ret == 0)
+		ret = 1;
 	if (ret == 1)
 		ret = finish_new(fs, ctx, parent, name, &pl, S_IFLNK | 0777, e);
 	if (ret == 0)
@@ -338,23 +341,22 @@ int pfs_view_link(struct pfs_fs *fs, struct pfs_node *n, struct pfs_node *newpar
 	ret = place_new(fs, newparent, newname, &pl);
 	if (ret < 0)
 		goto out;
-	if (linkat(fd, "", pl.dirfd, pl.name, AT_EMPTY_PATH) < 0) {
+	ret = pfs_st_link(fs->store, fd, "", pl.dirfd, pl.name, AT_EMPTY_PATH);
+	if (ret < 0) {
 		char name[24];
 
-		if (errno != ENOENT && errno != EPERM) {
-			ret = -errno;
+		if (ret != -ENOENT && ret != -EPERM)
 			goto out;
-		}
 		/* Without CAP_DAC_READ_SEARCH: the same object through /proc. */
-		pfs_store_procname(fd, name);
-		if (linkat(fs->proc_fd, name, pl.dirfd, pl.name, AT_SYMLINK_FOLLOW) < 0) {
-			ret = -errno;
+		pfs_backing_procname(fd, name);
+		ret = pfs_st_link(fs->store, fs->proc_fd, name, pl.dirfd, pl.name,
+				  AT_SYMLINK_FOLLOW);
+		if (ret < 0)
 			goto out;
-		}
 	}
 	ret = pfs_view_lookup(fs, newparent, newname, e);
 	if (ret < 0)
-		unlinkat(pl.dirfd, pl.name, 0);
+		pfs_st_unlink(fs->store, pl.dirfd, pl.name, 0);
 	else
 		pfs_view_changed(fs, newparent, newname);
 out:
@@ -375,10 +377,9 @@ static int remove_name(struct pfs_fs *fs, struct pfs_node *parent, const char *n
 		goto out;
 	/* Which object loses the name, so its node stops being called by it. */
 	known = pfs_selfmnt_fstatat(fs, pl.dirfd, pl.name, &st, AT_SYMLINK_NOFOLLOW) == 0;
-	if (unlinkat(pl.dirfd, pl.name, flags) < 0) {
-		ret = -errno;
+	ret = pfs_st_unlink(fs->store, pl.dirfd, pl.name, flags);
+	if (ret < 0)
 		goto out;
-	}
 	if (known)
 		pfs_node_unlinked(fs, st.st_dev, st.st_ino, pfs_place_node_ctx(&pl, st.st_mode),
 				  parent, name);
@@ -440,10 +441,9 @@ int pfs_view_rename(struct pfs_fs *fs, struct pfs_node *parent, const char *name
 		goto out;
 	have_from = pfs_selfmnt_fstatat(fs, from.dirfd, from.name, &fst, AT_SYMLINK_NOFOLLOW) == 0;
 	have_to = pfs_selfmnt_fstatat(fs, to.dirfd, to.name, &tst, AT_SYMLINK_NOFOLLOW) == 0;
-	if (renameat2(from.dirfd, from.name, to.dirfd, to.name, flags) < 0) {
-		ret = -errno;
+	ret = pfs_st_rename(fs->store, from.dirfd, from.name, to.dirfd, to.name, flags);
+	if (ret < 0)
 		goto out;
-	}
 	pfs_view_changed(fs, parent, name);
 	pfs_view_changed(fs, newparent, newname);
 	if (!have_from)
@@ -499,6 +499,6 @@ int pfs_view_access(struct pfs_fs *fs, struct pfs_node *n, int mask)
 	fd = pfs_node_fd(fs, n);
 	if (fd < 0)
 		return fd;
-	pfs_store_procname(fd, name);
+	pfs_backing_procname(fd, name);
 	return faccessat(fs->proc_fd, name, mask, AT_EACCESS) < 0 ? -errno : 0;
 }

@@ -42,9 +42,9 @@ int pfs_view_kill_suidgid(struct pfs_fs *fs, int fd, bool opath)
 	if (!kill)
 		return 0;
 	if (!opath)
-		return fchmod(fd, st.st_mode & 07777 & ~kill) < 0 ? -errno : 0;
-	pfs_store_procname(fd, name);
-	return fchmodat(fs->proc_fd, name, st.st_mode & 07777 & ~kill, 0) < 0 ? -errno : 0;
+		return pfs_st_chmod(fs->store, pfs_ref_fd(fd), st.st_mode & 07777 & ~kill);
+	pfs_backing_procname(fd, name);
+	return pfs_st_chmod(fs->store, pfs_ref_at(fs->proc_fd, name), st.st_mode & 07777 & ~kill);
 }
 
 /* The daemon writes with CAP_FSETID, so the backing filesystem keeps set-ID
@@ -158,7 +158,7 @@ static void uncount_writer(struct pfs_fs *fs, struct pfs_node *n, struct fuse_fi
 
 void pfs_view_settle(struct pfs_fs *fs, struct pfs_node *n)
 {
-	if (__atomic_load_n(&n->lingering, __ATOMIC_ACQUIRE) && !pfs_store_written(fs, n) &&
+	if (__atomic_load_n(&n->lingering, __ATOMIC_ACQUIRE) && !pfs_backing_written(fs, n) &&
 	    pfs_node_settle(fs, n))
 		pfs_inval_attrs(fs, n, true);
 }
@@ -205,7 +205,7 @@ int pfs_view_open(struct pfs_fs *fs, struct pfs_req *rq, struct pfs_node *n,
 		if (ret < 0)
 			return ret;
 	}
-	fd = pfs_store_reopen(fs, n, fi->flags);
+	fd = pfs_backing_reopen(fs, n, fi->flags);
 	if (fd < 0)
 		return fd;
 	ret = drop_direct(fd, fi->flags);
@@ -285,27 +285,27 @@ int pfs_view_create(struct pfs_fs *fs, struct pfs_req *rq, const struct fuse_ctx
 		ret = pfs_place_creatable(fs, &pl);
 	if (ret < 0)
 		goto out;
-	fd = openat(pl.dirfd, pl.name, flags | O_CREAT | O_EXCL, mode);
-	if (fd < 0 && errno == EEXIST && !(fi->flags & O_EXCL)) {
+	fd = pfs_st_openat(fs->store, pl.dirfd, pl.name, flags | O_CREAT | O_EXCL, mode);
+	if (fd == -EEXIST && !(fi->flags & O_EXCL)) {
 		/* Someone made it between the kernel's lookup and now: open it. */
 		created = false;
-		fd = openat(pl.dirfd, pl.name, flags);
+		fd = pfs_st_openat(fs->store, pl.dirfd, pl.name, flags, 0);
 	}
 	if (fd < 0) {
-		ret = -errno;
+		ret = fd;
 		goto out;
 	}
 	ret = drop_direct(fd, fi->flags);
 	if (ret == 0 && !created && (fi->flags & O_TRUNC))
 		ret = kill_for_caller(fs, rq, fd);
 	if (ret == 0 && created)
-		ret = pfs_store_give(fs, ctx, pl.dirfd, pl.dirfd, pl.name, S_IFREG | mode);
+		ret = pfs_backing_give(fs, ctx, pl.dirfd, pl.dirfd, pl.name, S_IFREG | mode);
 	if (ret == 0)
 		ret = pfs_view_lookup(fs, parent, name, e);
 	if (ret < 0) {
 		close(fd);
 		if (created)
-			unlinkat(pl.dirfd, pl.name, 0);
+			pfs_st_unlink(fs->store, pl.dirfd, pl.name, 0);
 		goto out;
 	}
 	fi->fh = (uint64_t)fd;
@@ -356,9 +356,7 @@ int pfs_view_flush(struct pfs_fs *fs, struct fuse_file_info *fi)
 
 int pfs_view_fsync(struct pfs_fs *fs, int datasync, struct fuse_file_info *fi)
 {
-	int ret = datasync ? fdatasync(pfs_fh_fd(fi)) : fsync(pfs_fh_fd(fi));
-
-	return ret < 0 ? -errno : 0;
+	return pfs_st_sync(fs->store, pfs_fh_fd(fi), datasync != 0);
 }
 
 int pfs_view_fallocate(struct pfs_fs *fs, int mode, off_t off, off_t len,

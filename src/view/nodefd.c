@@ -101,10 +101,11 @@ int pfs_nodefd_handle(struct pfs_fs *fs, int fd, dev_t dev, bool isdir,
 
 		/* Through /proc: a mount over this very directory (prismfs over
 		 * its own source) must not be crossed. */
-		pfs_store_procname(fd, name);
-		mfd = openat(fs->proc_fd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		pfs_backing_procname(fd, name);
+		mfd = pfs_st_openat(fs->store, fs->proc_fd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC,
+				    0);
 		if (mfd < 0) {
-			ret = -errno;
+			ret = mfd;
 			goto out;
 		}
 		slot = b->ndevs++;

@@ -519,21 +519,17 @@ int pfs_view_fsyncdir(struct pfs_fs *fs, struct pfs_node *n, int datasync,
 		      struct fuse_file_info *fi)
 {
 	struct pfs_dirh *d = dirh_of(fi);
-	int ret;
 
 	if (!d) { /* stateless_dirs: no handle */
-		int fd = pfs_view_open_dir(fs, n);
+		int ret, fd = pfs_view_open_dir(fs, n);
 
 		if (fd < 0)
 			return fd;
-		ret = datasync ? fdatasync(fd) : fsync(fd);
-		ret = ret < 0 ? -errno : 0;
+		ret = pfs_st_sync(fs->store, fd, datasync != 0);
 		close(fd);
 		return ret;
 	}
 	if (!d->dp)
 		return 0; /* synthetic: nothing to make durable */
-	ret = datasync ? fdatasync(dirfd(d->dp)) : fsync(dirfd(d->dp));
-
-	return ret < 0 ? -errno : 0;
+	return pfs_st_sync(fs->store, dirfd(d->dp), datasync != 0);
 }

@@ -205,7 +205,7 @@ static bool target_passes(struct pfs_fs *fs, const struct pfs_map_entry *e, dev_
 	if (target_split(fs, e->target, &tg) < 0)
 		return false;
 	fd = tg.beneath ? fcntl(fs->root_fd, F_DUPFD_CLOEXEC, 0)
-			: open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+			: pfs_st_openat(fs->store, AT_FDCWD, "/", O_PATH | O_DIRECTORY | O_CLOEXEC, 0);
 	/* tg.dir lies in tg.buf (writable), unless it is the literal "/". */
 	p = tg.dir && strcmp(tg.dir, "/") ? strtok_r((char *)tg.dir, "/", &save) : NULL;
 	while (fd >= 0) {
@@ -218,7 +218,7 @@ static bool target_passes(struct pfs_fs *fs, const struct pfs_map_entry *e, dev_
 		}
 		if (!p)
 			break;
-		next = openat(fd, p, O_PATH | O_DIRECTORY | O_CLOEXEC);
+		next = pfs_st_openat(fs->store, fd, p, O_PATH | O_DIRECTORY | O_CLOEXEC, 0);
 		close(fd);
 		fd = next;
 		p = strtok_r(NULL, "/", &save);
@@ -600,8 +600,7 @@ static int root_target(struct pfs_fs *fs, int flags, bool *keyed)
 		if (d >= 0 && (flags & O_PATH)) {
 			fd = d;
 		} else if (d >= 0) {
-			fd = openat(d, ".", (flags & ~O_PATH) | O_CLOEXEC);
-			fd = fd < 0 ? -errno : fd;
+			fd = pfs_st_openat(fs->store, d, ".", (flags & ~O_PATH) | O_CLOEXEC, 0);
 			close(d);
 		} else {
 			fd = d;
@@ -643,7 +642,7 @@ int pfs_view_open_dir(struct pfs_fs *fs, struct pfs_node *n)
 		if (keyed || fd != -ENOENT)
 			return fd;
 	}
-	return pfs_store_reopen(fs, n, O_RDONLY | O_DIRECTORY);
+	return pfs_backing_reopen(fs, n, O_RDONLY | O_DIRECTORY);
 }
 
 int pfs_view_synthetic(struct pfs_fs *fs, const char *vpath, struct stat *st)
@@ -681,7 +680,8 @@ static int forget_root_child(const char *name, bool hidden, const struct pfs_map
 /* Every name in the directory dfd (owned) is forgotten in the root. */
 static void forget_root_names(struct pfs_fs *fs, int dfd)
 {
-	int fd = dfd >= 0 ? openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+	int fd = dfd >= 0 ? pfs_st_openat(fs->store, dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0)
+			  : -1;
 	DIR *dp = fd >= 0 ? fdopendir(fd) : NULL;
 	struct dirent *de;
 
@@ -713,7 +713,7 @@ static void forget_root(struct pfs_fs *fs, const struct pfs_map *old, const stru
 		for (size_t i = 0; i < fs->layers->n; i++)
 			forget_root_names(fs, fcntl(fs->layers->root[i], F_DUPFD_CLOEXEC, 0));
 	} else {
-		forget_root_names(fs, pfs_store_reopen(fs, fs->root, O_RDONLY | O_DIRECTORY));
+		forget_root_names(fs, pfs_backing_reopen(fs, fs->root, O_RDONLY | O_DIRECTORY));
 	}
 	forget_root_names(fs, root_target_of(fs, old));
 	forget_root_names(fs, root_target_of(fs, nw));

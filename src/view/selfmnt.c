@@ -26,12 +26,17 @@ int pfs_selfmnt_prepare(struct pfs_fs *fs)
 	}
 	if (strcmp(real, "/") == 0)
 		goto out; /* no parent holds it by name */
-	fs->cover_fd = open(real, O_PATH | O_DIRECTORY | O_CLOEXEC);
-	pfd = open(dirname(a), O_PATH | O_DIRECTORY | O_CLOEXEC);
-	if (fs->cover_fd < 0 || pfd < 0 || fstat(pfd, &st) < 0) {
-		ret = -errno;
+	ret = pfs_st_openat(fs->store, AT_FDCWD, real, O_PATH | O_DIRECTORY | O_CLOEXEC, 0);
+	if (ret < 0)
 		goto out;
-	}
+	fs->cover_fd = ret;
+	ret = pfs_st_openat(fs->store, AT_FDCWD, dirname(a), O_PATH | O_DIRECTORY | O_CLOEXEC, 0);
+	if (ret < 0)
+		goto out;
+	pfd = ret;
+	ret = fstat(pfd, &st) < 0 ? -errno : 0;
+	if (ret < 0)
+		goto out;
 	fs->cover_name = strdup(basename(b));
 	if (!fs->cover_name) {
 		ret = -ENOMEM;
@@ -57,6 +62,15 @@ void pfs_selfmnt_close(struct pfs_fs *fs)
 	fs->cover_name = NULL;
 }
 
+/* The store's answer as open(2) and fstatat(2) give it: -1 and errno. */
+static int as_errno(int ret)
+{
+	if (ret >= 0)
+		return ret;
+	errno = -ret;
+	return -1;
+}
+
 /* Known by its parent directory and name, never by looking at the name:
  * that would already cross into the mount. The name costs one compare on
  * every lookup; only a match costs an fstat. */
@@ -71,18 +85,19 @@ bool pfs_selfmnt_is(struct pfs_fs *fs, int dirfd, const char *name)
 int pfs_selfmnt_openat(struct pfs_fs *fs, int dirfd, const char *name, int flags)
 {
 	if (!pfs_selfmnt_is(fs, dirfd, name))
-		return openat(dirfd, name, flags);
+		return as_errno(pfs_st_openat(fs->store, dirfd, name, flags, 0));
 	if (flags & O_PATH)
 		return fcntl(fs->cover_fd, F_DUPFD_CLOEXEC, 0);
 	/* "." stays on the covered directory: it never crosses a mount. */
-	return openat(fs->cover_fd, ".", flags & ~(O_NOFOLLOW | O_CREAT | O_EXCL));
+	return as_errno(pfs_st_openat(fs->store, fs->cover_fd, ".",
+				      flags & ~(O_NOFOLLOW | O_CREAT | O_EXCL), 0));
 }
 
 int pfs_selfmnt_fstatat(struct pfs_fs *fs, int dirfd, const char *name, struct stat *st,
 			int flags)
 {
 	if (!pfs_selfmnt_is(fs, dirfd, name))
-		return fstatat(dirfd, name, st, flags);
+		return as_errno(pfs_st_stat(fs->store, dirfd, name, st, flags));
 	return fstat(fs->cover_fd, st);
 }
 
@@ -96,11 +111,18 @@ struct walk {
 	bool covered; /* the mount point is always what it covers */
 };
 
-/* fd: what open or fcntl returned (-1: errno says why). */
+static int dup_fd(int fd)
+{
+	int r = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+
+	return r < 0 ? -errno : r;
+}
+
+/* fd: a descriptor, or -errno. */
 static int walk_push(struct walk *w, int fd)
 {
 	if (fd < 0)
-		return -errno;
+		return fd;
 	if (w->n == w->cap) {
 		size_t nc = w->cap ? w->cap * 2 : 16;
 		int *nf = realloc(w->fd, nc * sizeof(*nf));
@@ -127,15 +149,19 @@ static int walk_reset(struct walk *w, int dirfd, bool beneath)
 {
 	walk_drop(w, 0);
 	w->beneath = beneath;
-	return walk_push(w, fcntl(dirfd, F_DUPFD_CLOEXEC, 0));
+	return walk_push(w, dup_fd(dirfd));
 }
 
-static long openat2_res(int dirfd, const char *path, uint64_t resolve)
+static long openat2_res(struct pfs_fs *fs, int dirfd, const char *path, uint64_t resolve)
 {
 	struct open_how how = {.flags = O_PATH | O_DIRECTORY | O_CLOEXEC, .resolve = resolve};
-	long fd = syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
 
-	return fd < 0 ? -errno : fd;
+	return pfs_st_open(fs->store, dirfd, path, &how);
+}
+
+static int open_slash(struct pfs_fs *fs)
+{
+	return pfs_st_openat(fs->store, AT_FDCWD, "/", O_PATH | O_DIRECTORY | O_CLOEXEC, 0);
 }
 
 /* One name (not "." or "..") of the walk: a directory entered, or a
@@ -143,7 +169,7 @@ static long openat2_res(int dirfd, const char *path, uint64_t resolve)
 static int walk_step(struct pfs_fs *fs, struct walk *w, const char *name, char **link)
 {
 	int cur = w->fd[w->n - 1];
-	long fd = openat2_res(cur, name, RESOLVE_NO_SYMLINKS | RESOLVE_NO_XDEV);
+	long fd = openat2_res(fs, cur, name, RESOLVE_NO_SYMLINKS | RESOLVE_NO_XDEV);
 	char *buf;
 	ssize_t len;
 
@@ -157,10 +183,10 @@ static int walk_step(struct pfs_fs *fs, struct walk *w, const char *name, char *
 		 * covers, as the name shows in the view. */
 		if (!w->beneath && !w->covered)
 			return walk_reset(w, fs->root_fd, true);
-		return walk_push(w, fcntl(fs->cover_fd, F_DUPFD_CLOEXEC, 0));
+		return walk_push(w, dup_fd(fs->cover_fd));
 	}
 	if (fd == -EXDEV) { /* another filesystem mounted there */
-		fd = openat2_res(cur, name, RESOLVE_NO_SYMLINKS);
+		fd = openat2_res(fs, cur, name, RESOLVE_NO_SYMLINKS);
 		return fd < 0 ? (int)fd : walk_push(w, (int)fd);
 	}
 	if (fd != -ELOOP)
@@ -171,10 +197,10 @@ static int walk_step(struct pfs_fs *fs, struct walk *w, const char *name, char *
 	buf = malloc(PATH_MAX);
 	if (!buf)
 		return -ENOMEM;
-	len = readlinkat(cur, name, buf, PATH_MAX - 1);
+	len = pfs_st_readlink(fs->store, cur, name, buf, PATH_MAX - 1);
 	if (len < 0) {
 		free(buf);
-		return errno == EINVAL ? -ELOOP : -errno;
+		return len == -EINVAL ? -ELOOP : (int)len;
 	}
 	buf[len] = '\0';
 	*link = buf;
@@ -185,7 +211,7 @@ static int opendir_walk(struct pfs_fs *fs, int dirfd, const char *path, bool cov
 {
 	const uint64_t beneath = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
 	bool abs = path[0] == '/';
-	long fd = openat2_res(abs ? AT_FDCWD : dirfd, path,
+	long fd = openat2_res(fs, abs ? AT_FDCWD : dirfd, path,
 			      RESOLVE_NO_XDEV | (abs ? 0 : beneath));
 	struct walk w = {.covered = covered};
 	int links = 0, ret;
@@ -197,7 +223,7 @@ static int opendir_walk(struct pfs_fs *fs, int dirfd, const char *path, bool cov
 	rest = strdup(path);
 	if (!rest)
 		return -ENOMEM;
-	ret = abs ? walk_push(&w, open("/", O_PATH | O_DIRECTORY | O_CLOEXEC))
+	ret = abs ? walk_push(&w, open_slash(fs))
 		  : walk_reset(&w, dirfd, true);
 	for (p = rest; ret == 0;) {
 		char *name, *link = NULL, *joined = NULL;
@@ -228,7 +254,7 @@ static int opendir_walk(struct pfs_fs *fs, int dirfd, const char *path, bool cov
 			ret = -EXDEV; /* as RESOLVE_BENEATH */
 		} else if (link[0] == '/') {
 			walk_drop(&w, 0);
-			ret = walk_push(&w, open("/", O_PATH | O_DIRECTORY | O_CLOEXEC));
+			ret = walk_push(&w, open_slash(fs));
 		}
 		if (ret == 0 && asprintf(&joined, "%s/%s", link, p) < 0)
 			ret = -ENOMEM;

@@ -365,16 +365,33 @@ static inline bool pfs_node_synthetic(const struct pfs_node *n)
 	return n->dev == 0;
 }
 
-/* store.c: the local directory store, reached only through *at() calls on
- * fds opened before mounting. */
-int pfs_store_reopen(struct pfs_fs *fs, struct pfs_node *n, int flags);
-void pfs_store_procname(int fd, char buf[24]);
-int pfs_store_stat(struct pfs_fs *fs, struct pfs_node *n, struct stat *st);
+/* backing.c: a node's backing object, through fs->store. */
+/* Open n's object anew (flags as open(2); never creates), or -errno. */
+int pfs_backing_reopen(struct pfs_fs *fs, struct pfs_node *n, int flags);
+/* The name of fd in /proc/self/fd (fs->proc_fd). */
+void pfs_backing_procname(int fd, char buf[24]);
+int pfs_backing_stat(struct pfs_fs *fs, struct pfs_node *n, struct stat *st);
 /* Is n's backing file open for writing anywhere (any process, or a mapping
  * the kernel keeps)? true also when it cannot tell. */
-bool pfs_store_written(struct pfs_fs *fs, struct pfs_node *n);
-int pfs_store_give(struct pfs_fs *fs, const struct fuse_ctx *ctx, int parentfd, int dirfd,
-		   const char *name, mode_t mode);
+bool pfs_backing_written(struct pfs_fs *fs, struct pfs_node *n);
+/* The new object name in dirfd, to be moved into parentfd (or made there:
+ * dirfd == parentfd), as if the caller of ctx (NULL: the daemon) made it. */
+int pfs_backing_give(struct pfs_fs *fs, const struct fuse_ctx *ctx, int parentfd, int dirfd,
+		     const char *name, mode_t mode);
+/* The names layers/layerops.c still calls, until it is converted too. */
+static inline int pfs_store_stat(struct pfs_fs *fs, struct pfs_node *n, struct stat *st)
+{
+	return pfs_backing_stat(fs, n, st);
+}
+static inline void pfs_store_procname(int fd, char buf[24])
+{
+	pfs_backing_procname(fd, buf);
+}
+static inline int pfs_store_give(struct pfs_fs *fs, const struct fuse_ctx *ctx, int parentfd,
+				 int dirfd, const char *name, mode_t mode)
+{
+	return pfs_backing_give(fs, ctx, parentfd, dirfd, name, mode);
+}
 
 /* dir.c: names */
 int pfs_view_lookup(struct pfs_fs *fs, struct pfs_node *parent, const char *name,

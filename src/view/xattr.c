@@ -1,7 +1,8 @@
-/* xattr: extended attributes. There is no f*xattr on an O_PATH fd, so
- * objects are named through /proc/self/fd, which resolves to the node's own
- * inode without walking the mount. A symlink cannot be reached that way
- * without following it, so it is named as its parent's fd plus its name. */
+/* xattr: extended attributes. There is no f*xattr on an O_PATH fd, so an
+ * object is the store's reference to the node's own fd (reached through
+ * /proc/self/fd, which resolves to the node's inode without walking the
+ * mount). A symlink cannot be reached that way without following it, so it
+ * is named as its parent's fd plus its name. */
 #include "view/view.h"
 #include "layers/layer.h"
 
@@ -13,34 +14,28 @@
 #include <string.h>
 #include <sys/xattr.h>
 
+/* n's object for the store; name: room for a symlink's name. */
 struct xpath {
-	char path[64 + NAME_MAX];
-	bool nofollow;
+	struct pfs_ref r;
+	char name[NAME_MAX + 1];
 };
 
 static int xpath_of(struct pfs_fs *fs, struct pfs_node *n, struct xpath *x)
 {
-	int ret = 0;
+	int ret, fd;
 
-	x->nofollow = n->type == S_IFLNK;
-	if (!x->nofollow) {
-		int fd = pfs_node_fd(fs, n);
-
+	if (n->type != S_IFLNK) {
+		fd = pfs_node_fd(fs, n);
 		if (fd < 0)
 			return fd;
-		snprintf(x->path, sizeof(x->path), "/proc/self/fd/%d", fd);
+		x->r = pfs_ref_path(fd);
 		return 0;
 	}
-	{
-		char name[NAME_MAX + 1];
-		int pfd;
-
-		ret = fs->layers ? pfs_layer_node_name(fs, n, &pfd, name, sizeof(name))
-				 : pfs_node_name(fs, n, &pfd, name, sizeof(name));
-		if (ret < 0)
-			return -EPERM;
-		snprintf(x->path, sizeof(x->path), "/proc/self/fd/%d/%s", pfd, name);
-	}
+	ret = fs->layers ? pfs_layer_node_name(fs, n, &fd, x->name, sizeof(x->name))
+			 : pfs_node_name(fs, n, &fd, x->name, sizeof(x->name));
+	if (ret < 0)
+		return -EPERM;
+	x->r = pfs_ref_at(fd, x->name);
 	return 0;
 }
 
@@ -49,7 +44,6 @@ ssize_t pfs_view_getxattr(struct pfs_fs *fs, struct pfs_node *n, const char *nam
 {
 	char esc[XATTR_NAME_MAX + 1];
 	struct xpath x;
-	ssize_t r;
 	int ret = xpath_of(fs, n, &x);
 
 	if (ret < 0)
@@ -60,8 +54,7 @@ ssize_t pfs_view_getxattr(struct pfs_fs *fs, struct pfs_node *n, const char *nam
 			return ret;
 		name = esc;
 	}
-	r = x.nofollow ? lgetxattr(x.path, name, buf, size) : getxattr(x.path, name, buf, size);
-	return r < 0 ? -errno : r;
+	return pfs_st_getxattr(fs->store, x.r, name, buf, size);
 }
 
 /* The list without the layers' private names. */
@@ -71,18 +64,18 @@ static ssize_t layer_listxattr(struct pfs_fs *fs, const struct xpath *x, char *b
 	ssize_t r, out = 0;
 
 	for (;;) {
-		r = x->nofollow ? llistxattr(x->path, NULL, 0) : listxattr(x->path, NULL, 0);
+		r = pfs_st_listxattr(fs->store, x->r, NULL, 0);
 		if (r <= 0)
-			return r < 0 ? -errno : 0;
+			return r;
 		all = malloc((size_t)r);
 		if (!all)
 			return -ENOMEM;
-		r = x->nofollow ? llistxattr(x->path, all, (size_t)r) : listxattr(x->path, all, (size_t)r);
+		r = pfs_st_listxattr(fs->store, x->r, all, (size_t)r);
 		if (r >= 0)
 			break;
 		free(all);
-		if (errno != ERANGE)
-			return -errno;
+		if (r != -ERANGE)
+			return r;
 	}
 	for (ssize_t i = 0; i < r;) {
 		size_t l = strlen(all + i) + 1;
@@ -109,15 +102,13 @@ static ssize_t layer_listxattr(struct pfs_fs *fs, const struct xpath *x, char *b
 ssize_t pfs_view_listxattr(struct pfs_fs *fs, struct pfs_node *n, char *buf, size_t size)
 {
 	struct xpath x;
-	ssize_t r;
 	int ret = xpath_of(fs, n, &x);
 
 	if (ret < 0)
 		return ret;
 	if (fs->layers)
 		return layer_listxattr(fs, &x, buf, size);
-	r = x.nofollow ? llistxattr(x.path, buf, size) : listxattr(x.path, buf, size);
-	return r < 0 ? -errno : r;
+	return pfs_st_listxattr(fs->store, x.r, buf, size);
 }
 
 /* Before setting or removing *name on n: may it change, copied up first;
@@ -152,10 +143,9 @@ int pfs_view_setxattr(struct pfs_fs *fs, struct pfs_node *n, const char *name,
 	ret = xpath_of(fs, n, &x);
 	if (ret < 0)
 		return ret;
-	ret = x.nofollow ? lsetxattr(x.path, name, value, size, flags)
-			 : setxattr(x.path, name, value, size, flags);
+	ret = pfs_st_setxattr(fs->store, x.r, name, value, size, flags);
 	if (ret < 0)
-		return -errno;
+		return ret;
 	pfs_view_changed(fs, n, NULL);
 	return 0;
 }
@@ -181,9 +171,9 @@ int pfs_view_removexattr(struct pfs_fs *fs, struct pfs_node *n, const char *name
 	ret = xpath_of(fs, n, &x);
 	if (ret < 0)
 		return ret;
-	ret = x.nofollow ? lremovexattr(x.path, name) : removexattr(x.path, name);
+	ret = pfs_st_removexattr(fs->store, x.r, name);
 	if (ret < 0)
-		return -errno;
+		return ret;
 	pfs_view_changed(fs, n, NULL);
 	return 0;
 }

@@ -1,7 +1,7 @@
-/* store: the local directory store. Every backing object is reached by a
- * *at() call on an fd opened before the mount existed, or by reopening a
- * node's O_PATH fd through /proc/self/fd, which follows the fd's own dentry
- * and never walks a path through the mount point. */
+/* backing: a node's backing object, through the mount's store (fs->store).
+ * A node holds an O_PATH fd; the object is reopened through /proc/self/fd,
+ * which follows the fd's own dentry and never walks a path through the
+ * mount point. */
 #include "view/view.h"
 
 #include <errno.h>
@@ -10,37 +10,35 @@
 #include <stdio.h>
 #include <unistd.h>
 
-void pfs_store_procname(int fd, char buf[24])
+void pfs_backing_procname(int fd, char buf[24])
 {
 	snprintf(buf, 24, "%d", fd);
 }
 
-int pfs_store_reopen(struct pfs_fs *fs, struct pfs_node *n, int flags)
+int pfs_backing_reopen(struct pfs_fs *fs, struct pfs_node *n, int flags)
 {
 	char name[24];
 	int fd = pfs_node_fd(fs, n);
 
 	if (fd < 0)
 		return fd;
-	pfs_store_procname(fd, name);
-	fd = openat(fs->proc_fd, name, (flags | O_CLOEXEC) & ~(O_NOFOLLOW | O_CREAT | O_EXCL));
-	return fd < 0 ? -errno : fd;
+	pfs_backing_procname(fd, name);
+	return pfs_st_openat(fs->store, fs->proc_fd, name,
+			     (flags | O_CLOEXEC) & ~(O_NOFOLLOW | O_CREAT | O_EXCL), 0);
 }
 
-int pfs_store_stat(struct pfs_fs *fs, struct pfs_node *n, struct stat *st)
+int pfs_backing_stat(struct pfs_fs *fs, struct pfs_node *n, struct stat *st)
 {
 	int fd = pfs_node_fd(fs, n);
 
 	if (fd < 0)
 		return fd;
-	if (fstatat(fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
-		return -errno;
-	return 0;
+	return pfs_st_stat(fs->store, fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
 }
 
-bool pfs_store_written(struct pfs_fs *fs, struct pfs_node *n)
+bool pfs_backing_written(struct pfs_fs *fs, struct pfs_node *n)
 {
-	int fd = pfs_store_reopen(fs, n, O_RDONLY | O_NONBLOCK);
+	int fd = pfs_backing_reopen(fs, n, O_RDONLY | O_NONBLOCK);
 	bool written = true;
 
 	if (fd < 0)
@@ -67,18 +65,20 @@ bool pfs_store_written(struct pfs_fs *fs, struct pfs_node *n)
  * already gave it that directory's group (and a directory its set-group-ID
  * bit); made elsewhere (the layers' work directory) and moved in later, it
  * gets them here. */
-int pfs_store_give(struct pfs_fs *fs, const struct fuse_ctx *ctx, int parentfd, int dirfd,
-		   const char *name, mode_t mode)
+int pfs_backing_give(struct pfs_fs *fs, const struct fuse_ctx *ctx, int parentfd, int dirfd,
+		     const char *name, mode_t mode)
 {
 	bool elsewhere = parentfd != dirfd;
 	uid_t uid = ctx ? ctx->uid : fs->uid;
 	gid_t gid = ctx ? ctx->gid : fs->gid;
 	struct stat pst;
+	int ret;
 
 	if (uid == fs->uid && gid == fs->gid && !elsewhere)
 		return 0;
-	if (fstatat(parentfd, "", &pst, AT_EMPTY_PATH) < 0)
-		return -errno;
+	ret = pfs_st_stat(fs->store, parentfd, "", &pst, AT_EMPTY_PATH);
+	if (ret < 0)
+		return ret;
 	if (pst.st_mode & S_ISGID) {
 		gid = elsewhere ? pst.st_gid : (gid_t)-1;
 		if (elsewhere && S_ISDIR(mode))
@@ -86,11 +86,11 @@ int pfs_store_give(struct pfs_fs *fs, const struct fuse_ctx *ctx, int parentfd, 
 	} else if (gid == fs->gid && uid == fs->uid) {
 		return 0; /* made elsewhere by the daemon's own ids: as made */
 	}
-	if (fchownat(dirfd, name, uid, gid, AT_SYMLINK_NOFOLLOW) < 0)
-		return -errno;
+	ret = pfs_st_chown(fs->store, pfs_ref_at(dirfd, name), uid, gid);
+	if (ret < 0)
+		return ret;
 	/* chown clears set-ID bits on files; the caller asked for them. */
-	if (!S_ISLNK(mode) && (mode & (S_ISUID | S_ISGID)) &&
-	    (!S_ISDIR(mode) || elsewhere) && fchmodat(dirfd, name, mode & 07777, 0) < 0)
-		return -errno;
+	if (!S_ISLNK(mode) && (mode & (S_ISUID | S_ISGID)) && (!S_ISDIR(mode) || elsewhere))
+		return pfs_st_chmod(fs->store, pfs_ref_at(dirfd, name), mode & 07777);
 	return 0;
 }
