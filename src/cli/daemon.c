@@ -1,6 +1,7 @@
 #include "cli/daemon.h"
 #include "cli/cmdutil.h"
 #include "layers/layer.h"
+#include "view/ns.h"
 #include "layers/layer_life.h"
 #include "map/mapwatch.h"
 #include "ctl/ctl.h"
@@ -713,6 +714,7 @@ int pfs_cmd_mount(const struct pfs_config *cfg)
 			goto out;
 		layers_open = true;
 	}
+	fs.ns = pfs_ns_for(&fs);
 	if (cfg->map_path) {
 		char err[PFS_MAP_ERRLEN + 128] = "";
 

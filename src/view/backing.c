@@ -3,9 +3,11 @@
  * which follows the fd's own dentry and never walks a path through the
  * mount point. */
 #include "view/view.h"
+#include "view/ns.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <unistd.h>
@@ -93,4 +95,77 @@ int pfs_backing_give(struct pfs_fs *fs, const struct fuse_ctx *ctx, int parentfd
 	if (!S_ISLNK(mode) && (mode & (S_ISUID | S_ISGID)) && (!S_ISDIR(mode) || elsewhere))
 		return pfs_st_chmod(fs->store, pfs_ref_at(dirfd, name), mode & 07777);
 	return 0;
+}
+
+int pfs_backing_access(struct pfs_fs *fs, struct pfs_node *n, int mask)
+{
+	char name[24];
+	int fd = pfs_node_fd(fs, n);
+
+	if (fd < 0)
+		return fd;
+	/* The store has no access(2): a check, not an operation on it. */
+	pfs_backing_procname(fd, name);
+	return faccessat(fs->proc_fd, name, mask, AT_EACCESS) < 0 ? -errno : 0;
+}
+
+/* n's object for an xattr call. There is no f*xattr on an O_PATH fd: the
+ * store reaches the node's own fd through /proc/self/fd, which resolves to
+ * its inode without walking the mount. A symlink cannot be reached that
+ * way without following it, so it is named as its parent's fd plus its
+ * name (in name, room for it). */
+struct xref {
+	struct pfs_ref r;
+	char name[NAME_MAX + 1];
+};
+
+static int xref_of(struct pfs_fs *fs, struct pfs_node *n, struct xref *x)
+{
+	int fd;
+
+	if (n->type != S_IFLNK) {
+		fd = pfs_node_fd(fs, n);
+		if (fd < 0)
+			return fd;
+		x->r = pfs_ref_path(fd);
+		return 0;
+	}
+	if (fs->ns->node_name(fs, n, &fd, x->name, sizeof(x->name)) < 0)
+		return -EPERM;
+	x->r = pfs_ref_at(fd, x->name);
+	return 0;
+}
+
+ssize_t pfs_backing_getxattr(struct pfs_fs *fs, struct pfs_node *n, const char *name, char *buf,
+			     size_t size)
+{
+	struct xref x;
+	int ret = xref_of(fs, n, &x);
+
+	return ret < 0 ? ret : pfs_st_getxattr(fs->store, x.r, name, buf, size);
+}
+
+ssize_t pfs_backing_listxattr(struct pfs_fs *fs, struct pfs_node *n, char *buf, size_t size)
+{
+	struct xref x;
+	int ret = xref_of(fs, n, &x);
+
+	return ret < 0 ? ret : pfs_st_listxattr(fs->store, x.r, buf, size);
+}
+
+int pfs_backing_setxattr(struct pfs_fs *fs, struct pfs_node *n, const char *name,
+			 const char *value, size_t size, int flags)
+{
+	struct xref x;
+	int ret = xref_of(fs, n, &x);
+
+	return ret < 0 ? ret : pfs_st_setxattr(fs->store, x.r, name, value, size, flags);
+}
+
+int pfs_backing_removexattr(struct pfs_fs *fs, struct pfs_node *n, const char *name)
+{
+	struct xref x;
+	int ret = xref_of(fs, n, &x);
+
+	return ret < 0 ? ret : pfs_st_removexattr(fs->store, x.r, name);
 }

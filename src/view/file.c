@@ -1,7 +1,7 @@
 /* file: open files. The daemon holds one backing fd per open; reads and
  * writes go straight to it (ops.c), the rest is here. */
 #include "view/view.h"
-#include "layers/layer.h"
+#include "view/ns.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -50,7 +50,7 @@ int pfs_view_kill_suidgid(struct pfs_fs *fs, int fd, bool opath)
 /* The daemon writes with CAP_FSETID, so the backing filesystem keeps set-ID
  * bits that a write by the caller would have cleared: clear them here when
  * the kernel says the caller could not keep them. */
-static int kill_for_caller(struct pfs_fs *fs, const struct pfs_req *rq, int fd)
+int pfs_file_kill_for_caller(struct pfs_fs *fs, const struct pfs_req *rq, int fd)
 {
 	if (!rq->killpriv || !rq->kill_suidgid)
 		return 0;
@@ -61,7 +61,7 @@ static int kill_for_caller(struct pfs_fs *fs, const struct pfs_req *rq, int fd)
  * open); the backing fd must not keep it, or libfuse's unaligned request
  * buffers would make every transfer fail with EINVAL. Opening with it first
  * still reports a backing filesystem that refuses O_DIRECT, as natively. */
-static int drop_direct(int fd, int flags)
+int pfs_file_nodirect(int fd, int flags)
 {
 	int fl;
 
@@ -86,22 +86,10 @@ static int set_open_flags(struct pfs_fs *fs, struct pfs_req *rq, struct pfs_node
 	 * POSIX locks itself: skip the synchronous FLUSH round trip on every
 	 * close(). With the op log on, closes stay visible as flush records. */
 	fi->noflush = !fs->log;
-	if (fs->layers && n->type == S_IFREG && n->ln) {
-		bool lower = __atomic_load_n(&n->ln->top, __ATOMIC_ACQUIRE) != 0;
-
-		/* A lower file is read through the daemon so that a copy-up can
-		 * move this open to the upper copy (the kernel's passthrough
-		 * backing could not be moved); so is any open of a file that
-		 * has such opens (one kernel inode, one way of caching it). */
-		if (lower || !fs->passthrough || pfs_node_has_cached_opens(fs, n)) {
-			int ret = pfs_node_open_track(fs, n, pfs_fh_fd(fi), lower);
-
-			if (ret < 0)
-				return ret;
-			fi->fh |= PFS_FH_TRACKED;
-			return 0;
-		}
-	}
+	/* The namespace may serve it itself (a layered mount's lower file). */
+	id = fs->ns->serve_open(fs, n, fi);
+	if (id != 0)
+		return id < 0 ? id : 0;
 	if (!fs->passthrough || n->type != S_IFREG)
 		return 0;
 	id = pfs_node_backing_get(fs, n, pfs_fh_fd(fi));
@@ -200,21 +188,21 @@ int pfs_view_open(struct pfs_fs *fs, struct pfs_req *rq, struct pfs_node *n,
 
 	if (writes(fi->flags)) {
 		ret = pfs_view_writable(fs, n);
-		if (ret == 0 && fs->layers && n->type == S_IFREG)
-			ret = pfs_layer_prepare_change(fs, n, fi->flags);
+		if (ret == 0 && n->type == S_IFREG)
+			ret = fs->ns->prepare_change(fs, n, fi->flags);
 		if (ret < 0)
 			return ret;
 	}
 	fd = pfs_backing_reopen(fs, n, fi->flags);
 	if (fd < 0)
 		return fd;
-	ret = drop_direct(fd, fi->flags);
+	ret = pfs_file_nodirect(fd, fi->flags);
 	if (ret < 0) {
 		close(fd);
 		return ret;
 	}
 	fi->fh = (uint64_t)fd;
-	ret = (fi->flags & O_TRUNC) ? kill_for_caller(fs, rq, fd) : 0;
+	ret = (fi->flags & O_TRUNC) ? pfs_file_kill_for_caller(fs, rq, fd) : 0;
 	if (ret == 0)
 		ret = set_open_flags(fs, rq, n, fi, fi->flags);
 	if (ret < 0)
@@ -229,99 +217,29 @@ int pfs_view_open(struct pfs_fs *fs, struct pfs_req *rq, struct pfs_node *n,
 	return 0;
 }
 
-/* O_CREAT on a layered mount: made in the upper; an existing name is
- * opened (copied up first if the open writes). */
-static int layer_create(struct pfs_fs *fs, struct pfs_req *rq, const struct fuse_ctx *ctx,
-			struct pfs_node *parent, const char *name, mode_t mode,
-			struct fuse_file_info *fi, struct fuse_entry_param *e)
+int pfs_file_serve(struct pfs_fs *fs, struct pfs_req *rq, struct pfs_node *n,
+		   struct fuse_file_info *fi, struct fuse_entry_param *e, bool fresh)
 {
-	int fd = -1, ret = pfs_layer_make(fs, ctx, parent, name, S_IFREG | mode, 0, NULL,
-					  fi->flags & ~O_CREAT, &fd, e);
+	int ret = set_open_flags(fs, rq, n, fi, fi->flags);
 
-	if (ret == -EEXIST && !(fi->flags & O_EXCL)) {
-		ret = pfs_layer_lookup(fs, parent, name, e);
-		if (ret < 0)
-			return ret;
-		ret = pfs_view_open(fs, rq, pfs_node_of(fs, e->ino), fi);
-		if (ret < 0)
-			pfs_node_forget(fs, pfs_node_of(fs, e->ino), 1);
-		else if (fi->fh & PFS_FH_WRITER)
-			e->attr_timeout = 0;
-		return ret;
-	}
 	if (ret < 0)
 		return ret;
-	ret = drop_direct(fd, fi->flags);
-	fi->fh = (uint64_t)fd;
-	if (ret == 0)
-		ret = set_open_flags(fs, rq, pfs_node_of(fs, e->ino), fi, fi->flags);
-	if (ret < 0) {
-		close(fd);
-		pfs_node_forget(fs, pfs_node_of(fs, e->ino), 1);
-	} else {
-		pin_open(fs, pfs_node_of(fs, e->ino), fi);
-		/* A new object: no kernel inode holds attributes of it yet. */
-		if (count_writer(fs, pfs_node_of(fs, e->ino), fi))
-			e->attr_timeout = 0;
+	pin_open(fs, n, fi);
+	if (count_writer(fs, n, fi)) {
+		e->attr_timeout = 0;
+		if (!fresh) /* an object the kernel may hold already */
+			drop_cached_attrs(fs, n, fi);
 	}
-	return ret;
+	return 0;
 }
 
 int pfs_view_create(struct pfs_fs *fs, struct pfs_req *rq, const struct fuse_ctx *ctx,
 		    struct pfs_node *parent, const char *name, mode_t mode,
 		    struct fuse_file_info *fi, struct fuse_entry_param *e)
 {
-	int flags = (fi->flags | O_CLOEXEC | O_NOFOLLOW) & ~O_CREAT;
-	struct pfs_place pl;
-	bool created = true;
-	int fd = -1, ret;
-
 	if (strnlen(name, NAME_MAX + 1) > NAME_MAX)
 		return -ENAMETOOLONG;
-	if (fs->layers)
-		return layer_create(fs, rq, ctx, parent, name, mode, fi, e);
-	ret = pfs_place_get(fs, parent, name, &pl);
-	if (ret == 0)
-		ret = pfs_place_creatable(fs, &pl);
-	if (ret < 0)
-		goto out;
-	fd = pfs_st_openat(fs->store, pl.dirfd, pl.name, flags | O_CREAT | O_EXCL, mode);
-	if (fd == -EEXIST && !(fi->flags & O_EXCL)) {
-		/* Someone made it between the kernel's lookup and now: open it. */
-		created = false;
-		fd = pfs_st_openat(fs->store, pl.dirfd, pl.name, flags, 0);
-	}
-	if (fd < 0) {
-		ret = fd;
-		goto out;
-	}
-	ret = drop_direct(fd, fi->flags);
-	if (ret == 0 && !created && (fi->flags & O_TRUNC))
-		ret = kill_for_caller(fs, rq, fd);
-	if (ret == 0 && created)
-		ret = pfs_backing_give(fs, ctx, pl.dirfd, pl.dirfd, pl.name, S_IFREG | mode);
-	if (ret == 0)
-		ret = pfs_view_lookup(fs, parent, name, e);
-	if (ret < 0) {
-		close(fd);
-		if (created)
-			pfs_st_unlink(fs->store, pl.dirfd, pl.name, 0);
-		goto out;
-	}
-	fi->fh = (uint64_t)fd;
-	/* A new node: no old backing can stand in its way. */
-	set_open_flags(fs, rq, pfs_node_of(fs, e->ino), fi, fi->flags);
-	pin_open(fs, pfs_node_of(fs, e->ino), fi);
-	if (count_writer(fs, pfs_node_of(fs, e->ino), fi)) {
-		e->attr_timeout = 0;
-		if (!created) /* an object the kernel may hold already */
-			drop_cached_attrs(fs, pfs_node_of(fs, e->ino), fi);
-	}
-	if (created)
-		pfs_view_changed(fs, parent, name);
-out:
-	pfs_place_put(&pl);
-	return ret;
+	return fs->ns->create(fs, rq, ctx, parent, name, mode, fi, e);
 }
 
 int pfs_view_release(struct pfs_fs *fs, struct pfs_node *n, struct fuse_file_info *fi)
@@ -414,7 +332,7 @@ ssize_t pfs_view_write(struct pfs_fs *fs, struct pfs_req *rq, struct fuse_file_i
 
 	if (fs->read_only)
 		return -EROFS;
-	ret = kill_for_caller(fs, rq, pfs_fh_fd(fi));
+	ret = pfs_file_kill_for_caller(fs, rq, pfs_fh_fd(fi));
 	if (ret < 0)
 		return ret;
 	out.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;

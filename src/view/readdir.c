@@ -8,9 +8,7 @@
  * one generation of the table: the backing names minus those the table
  * claims, then the table's own. Offsets are positions in the snapshot. */
 #include "view/view.h"
-#include "view/selfmnt.h"
-#include "layers/layer.h"
-#include "util/util.h"
+#include "view/ns.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -45,53 +43,21 @@ static struct pfs_dirh *dirh_of(struct fuse_file_info *fi)
 	return (struct pfs_dirh *)(uintptr_t)fi->fh;
 }
 
-static int count_child(const char *name, bool hidden, const struct pfs_map_entry *e, void *arg)
-{
-	(void)name;
-	(void)hidden;
-	(void)e;
-	++*(size_t *)arg;
-	return 1; /* one is enough to know */
-}
-
-/* Does the table put names in (or hide names from) n? */
-static bool is_mapped(struct pfs_fs *fs, struct pfs_node *n)
-{
-	struct pfs_map *m = pfs_view_map(fs);
-	size_t count = 0;
-	char *vp;
-
-	if (!m)
-		return false;
-	vp = pfs_node_path(fs, n, NULL);
-	if (vp) {
-		struct pfs_map_res r;
-
-		pfs_map_resolve(m, vp, &r);
-		if (r.hidden)
-			count = 1; /* an open handle on a hidden directory lists nothing */
-		else
-			pfs_map_children(m, vp, count_child, &count);
-	}
-	free(vp);
-	pfs_map_unref(m);
-	return count > 0;
-}
-
 int pfs_view_opendir(struct pfs_fs *fs, struct pfs_node *n, struct fuse_file_info *fi)
 {
 	struct pfs_dirh *d = calloc(1, sizeof(*d));
+	bool bare;
 	int fd, ret;
 
 	if (!d)
 		return -ENOMEM;
 	/* A layered directory is the merge of several: always a snapshot. */
-	d->mapped = fs->layers || pfs_node_synthetic(n) || is_mapped(fs, n);
+	d->mapped = fs->ns->snapshot(fs, n);
 	/* A layered directory keeps a stream on its top part too: fsyncdir
 	 * makes that one durable (the listing itself is a merge). */
 	if (!pfs_node_synthetic(n)) {
-		fd = pfs_view_open_dir(fs, n);
-		if (fd < 0 && n == fs->root && !fs->layers && pfs_view_root_keyed(fs)) {
+		fd = fs->ns->open_dir(fs, n, &bare);
+		if (fd < 0 && bare) {
 			/* The target of the key "/" cannot be opened: that entry
 			 * fails alone, the table's other names still show. */
 			d->mapped = true;
@@ -109,8 +75,8 @@ int pfs_view_opendir(struct pfs_fs *fs, struct pfs_node *n, struct fuse_file_inf
 		}
 	}
 listed:
-	if (fs->layers && n->ln) {
-		pfs_node_pin(fs, n); /* open now: pfs_view_open_dir used them */
+	if (n->ln) { /* layered: the node's fds in each layer */
+		pfs_node_pin(fs, n); /* open now: open_dir used them */
 		d->pinned = n;
 	}
 	pthread_mutex_init(&d->lock, NULL);
@@ -163,153 +129,17 @@ static int snap_add(struct pfs_dirh *d, const char *name, ino_t ino, unsigned ch
 	return 0;
 }
 
-struct snap_ctx {
-	struct pfs_fs *fs;
-	struct pfs_node *dir;
-	struct pfs_dirh *d;
-	char **claimed; /* names the table places here, strcmp order */
-	size_t nclaimed, aclaimed;
-	int err;
-};
-
-static int claim(const char *name, bool hidden, const struct pfs_map_entry *e, void *arg)
-{
-	struct snap_ctx *c = arg;
-
-	(void)hidden;
-	(void)e;
-	if (c->nclaimed == c->aclaimed) {
-		size_t na = c->aclaimed ? c->aclaimed * 2 : 16;
-		char **nc = realloc(c->claimed, na * sizeof(*nc));
-
-		if (!nc)
-			return -ENOMEM;
-		c->claimed = nc;
-		c->aclaimed = na;
-	}
-	c->claimed[c->nclaimed] = strdup(name);
-	if (!c->claimed[c->nclaimed])
-		return -ENOMEM;
-	c->nclaimed++;
-	return 0;
-}
-
-static int cmp_name(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* A name the table places: listed as what a lookup would find there. One
- * whose target cannot be resolved (EXDEV: it leads out of SOURCE) is left
- * out, as a missing one is; only a lookup of that name fails. */
-static int add_mapped(struct snap_ctx *c, const char *name)
-{
-	struct pfs_place pl;
-	struct stat st;
-	int ret = pfs_place_get(c->fs, c->dir, name, &pl);
-
-	if (ret < 0) {
-		if (!pfs_err_resource(ret))
-			ret = 0;
-		goto out;
-	}
-	if (pl.res.hidden)
-		goto out;
-	if (pl.dirfd >= 0 &&
-	    pfs_selfmnt_fstatat(c->fs, pl.dirfd, pl.name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
-		ret = snap_add(c->d, name, pfs_view_ino(c->fs, pl.ctx, &st), IFTODT(st.st_mode));
-	} else if (pl.res.parent_of_keys) {
-		ret = snap_add(c->d, name, pfs_view_synthetic_ino(pl.vpath), DT_DIR);
-	} /* else: the target is missing; a lookup would say ENOENT */
-out:
-	pfs_place_put(&pl);
-	return ret;
-}
-
-static int snap_take_map(struct pfs_fs *fs, struct pfs_node *n, struct pfs_dirh *d);
-
-static int snap_layer_cb(void *arg, const char *name, ino_t ino, unsigned char type)
+static int snap_cb(void *arg, const char *name, ino_t ino, unsigned char type)
 {
 	return snap_add(arg, name, ino, type);
 }
 
-/* Take the listing of a mapped directory against one table generation. */
+/* Take the listing of a mapped (or merged) directory, as the namespace
+ * lists it. */
 static int snap_take(struct pfs_fs *fs, struct pfs_node *n, struct pfs_dirh *d)
 {
-	if (fs->layers) {
-		snap_clear(d);
-		return pfs_layer_list(fs, n, snap_layer_cb, d);
-	}
-	return snap_take_map(fs, n, d);
-}
-
-static int snap_take_map(struct pfs_fs *fs, struct pfs_node *n, struct pfs_dirh *d)
-{
-	struct snap_ctx c = {.fs = fs, .dir = n, .d = d};
-	struct pfs_map *m = pfs_view_map(fs);
-	char *vp = pfs_node_path(fs, n, NULL);
-	bool hidden = false;
-	int ret = 0;
-
 	snap_clear(d);
-	if (!vp) {
-		ret = -ENOMEM;
-		goto out;
-	}
-	if (m) {
-		struct pfs_map_res r;
-
-		pfs_map_resolve(m, vp, &r);
-		hidden = r.hidden;
-		if (!hidden)
-			ret = pfs_map_children(m, vp, claim, &c);
-	}
-	if (ret < 0)
-		goto out;
-	if (c.nclaimed) /* no NULL base, even for none */
-		qsort(c.claimed, c.nclaimed, sizeof(*c.claimed), cmp_name);
-	if (d->dp && !hidden) {
-		struct dirent *de;
-
-		rewinddir(d->dp);
-		for (;;) {
-			const char *name;
-
-			/* errno is readdir's only when reset right before it: the
-			 * loop's other calls may leave theirs (a sanitizer's
-			 * report left ENOTTY from isatty). */
-			errno = 0;
-			de = readdir(d->dp);
-			if (!de) {
-				ret = -errno;
-				if (ret < 0)
-					goto out;
-				break;
-			}
-			name = de->d_name;
-			if (c.nclaimed &&
-			    bsearch(&name, c.claimed, c.nclaimed, sizeof(*c.claimed), cmp_name))
-				continue;
-			ret = snap_add(d, name, de->d_ino, de->d_type);
-			if (ret < 0)
-				goto out;
-		}
-	} else {
-		ret = snap_add(d, ".", n->ino, DT_DIR);
-		if (ret == 0)
-			ret = snap_add(d, "..", 1, DT_DIR); /* glibc skips d_ino 0 */
-		if (ret < 0)
-			goto out;
-	}
-	for (size_t i = 0; i < c.nclaimed && ret == 0; i++)
-		ret = add_mapped(&c, c.claimed[i]);
-out:
-	for (size_t i = 0; i < c.nclaimed; i++)
-		free(c.claimed[i]);
-	free(c.claimed);
-	free(vp);
-	pfs_map_unref(m);
-	return ret;
+	return fs->ns->list(fs, n, d->dp, snap_cb, d);
 }
 
 static ssize_t readdir_snap(struct pfs_fs *fs, fuse_req_t req, struct pfs_node *n, char *buf,

@@ -23,6 +23,7 @@ struct pfs_inval;
 struct pfs_layers;
 struct pfs_lnode;
 struct pfs_xport;
+struct pfs_ns_ops;
 
 /* One name a node is known by: hard links give a node several. */
 struct pfs_alias {
@@ -119,6 +120,8 @@ struct pfs_fs {
 	struct pfs_mapwatch *watch;
 	struct pfs_inval *inval;
 	struct pfs_layers *layers; /* copy-on-write layers (layer.h), or NULL */
+	const struct pfs_ns_ops *ns; /* plain or layered namespace (ns.h): chosen
+				      * once, when the layers are open */
 	int empty_fd;            /* O_PATH on a removed empty directory: what a
 				  * synthetic directory's node holds */
 	struct timespec started; /* times shown on synthetic directories */
@@ -284,7 +287,7 @@ bool pfs_node_settle(struct pfs_fs *fs, struct pfs_node *n);
  * attributes are not to be cached. */
 bool pfs_node_writing(struct pfs_fs *fs, struct pfs_node *n);
 
-/* resolve.c: where a name of the view lives. Without a mapping table a
+/* resolve.c (attr.c, mapload.c): where a name of the view lives. Without a mapping table a
  * name is its parent's backing directory plus the same name; with one, the
  * table may put it elsewhere, hide it, or make it a synthetic directory. */
 struct pfs_place {
