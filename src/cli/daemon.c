@@ -20,21 +20,15 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <jansson.h>
-#include <libgen.h>
 #include <limits.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
-#include <sys/resource.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <syslog.h>
 #include <unistd.h>
@@ -209,35 +203,6 @@ static struct fuse_session *new_session(const struct pfs_config *cfg, struct pfs
 	free(opts);
 	free(src);
 	return se;
-}
-
-static void raise_fd_limit(void)
-{
-	struct rlimit rl;
-
-	FILE *f;
-	unsigned long long nr_open = 0;
-
-	/* Room for one O_PATH fd per node the kernel holds, as far as the
-	 * system allows (past that, nodefd.c closes the least used ones). */
-	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
-		return;
-	f = fopen("/proc/sys/fs/nr_open", "re");
-	if (f) {
-		if (fscanf(f, "%llu", &nr_open) != 1)
-			nr_open = 0;
-		fclose(f);
-	}
-	if (nr_open > rl.rlim_max) {
-		struct rlimit want = {.rlim_cur = nr_open, .rlim_max = nr_open};
-
-		if (setrlimit(RLIMIT_NOFILE, &want) == 0)
-			return;
-	}
-	if (rl.rlim_cur < rl.rlim_max) {
-		rl.rlim_cur = rl.rlim_max;
-		setrlimit(RLIMIT_NOFILE, &rl);
-	}
 }
 
 /* Background mode: the parent returns only once the mount answers. */
@@ -692,10 +657,13 @@ int pfs_cmd_mount(const struct pfs_config *cfg)
 	umask(0); /* modes arrive already masked by the caller's umask */
 	fuse_log_debug = cfg->debug;
 	fuse_set_log_func(fuse_log_capture);
-	raise_fd_limit();
+	/* Room for one O_PATH fd per node the kernel holds, as far as the
+	 * system allows (past that, nodefd.c closes the least used ones). */
+	pfs_raise_fd_limit();
 	pfs_fs_init(&fs, &opts);
 	fs.cfg = cfg;
 	fs.xport = &xport;
+	xport.init_done = pfs_daemon_init_done;
 	{
 		char err[256];
 

@@ -2,7 +2,6 @@
  * view, logs (when asked) and replies. Logging happens before the reply:
  * once replied, the kernel may forget the nodes the record names. */
 #include "view/view.h"
-#include "cli/daemon.h"
 #include "fuse/shim.h"
 #include "fuse/xport.h"
 #include "ctl/oplog.h"
@@ -94,11 +93,11 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	/* Writes go through to the backing file at once: the size and mtime
 	 * the kernel shows are the backing file's. */
 	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
-	if (!fs->cfg->volatile_source && (conn->capable & FUSE_CAP_CACHE_SYMLINKS))
+	if (fs->keep_cache && (conn->capable & FUSE_CAP_CACHE_SYMLINKS))
 		conn->want |= FUSE_CAP_CACHE_SYMLINKS;
 	/* Locks are left to the kernel (no getlk/setlk/flock handlers): every
 	 * program using the mount sees every other's locks. */
-	pfs_daemon_init_done(fs);
+	fs->xport->init_done(fs);
 }
 
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)

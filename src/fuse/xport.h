@@ -10,6 +10,7 @@
 #include <stdbool.h>
 
 struct pfs_uring;
+struct pfs_fs;
 
 struct pfs_xport {
 	struct fuse_session *se;
@@ -25,6 +26,10 @@ struct pfs_xport {
 	struct pfs_uring *uring; /* the rings, once prepared (uring.h), or NULL */
 	char requests_reason[160]; /* how requests arrive, and why */
 	unsigned long backing_open; /* backing ids held now (atomic) */
+	/* Called once INIT is answered, to decide what the mount can do with
+	 * what the kernel offered and tell the parent (cli/daemon.c): set by
+	 * whoever mounts, so the transport never calls up into it. */
+	void (*init_done)(struct pfs_fs *fs);
 };
 
 #define PFS_XPORT_INIT {.ready_fd = -1}

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <fcntl.h>
 #include <linux/mount.h>
+#include <sys/resource.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -256,4 +257,30 @@ int pfs_mount_nosymfollow(const char *path)
 	if (syscall(SYS_mount_setattr, AT_FDCWD, path, 0, &attr, sizeof(attr)) < 0)
 		return -errno;
 	return 0;
+}
+
+void pfs_raise_fd_limit(void)
+{
+	struct rlimit rl;
+	FILE *f;
+	unsigned long long nr_open = 0;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return;
+	f = fopen("/proc/sys/fs/nr_open", "re");
+	if (f) {
+		if (fscanf(f, "%llu", &nr_open) != 1)
+			nr_open = 0;
+		fclose(f);
+	}
+	if (nr_open > rl.rlim_max) {
+		struct rlimit want = {.rlim_cur = nr_open, .rlim_max = nr_open};
+
+		if (setrlimit(RLIMIT_NOFILE, &want) == 0)
+			return;
+	}
+	if (rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
 }

@@ -34,6 +34,10 @@ int pfs_parse_size(const char *s, size_t *out);
 void pfs_fmt_time(const struct timespec *ts, char *buf, size_t len);
 uint64_t pfs_now_ns(void);
 
+/* Raise this process's limit of open files as far as the system allows
+ * (/proc/sys/fs/nr_open when permitted, else the hard limit). */
+void pfs_raise_fd_limit(void);
+
 /* Does this process have capability `cap` (linux/capability.h number) in
  * its effective set? Reads /proc/self/status; false when it cannot. */
 bool pfs_cap_effective(unsigned cap);
