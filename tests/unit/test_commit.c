@@ -33,7 +33,7 @@ static void put(const char *dir, const char *rel, const char *data)
 	char p[PATH_MAX];
 	FILE *f;
 
-	snprintf(p, sizeof(p), "%s/%s", dir, rel);
+	assert_true((size_t)snprintf(p, sizeof(p), "%s/%s", dir, rel) < sizeof(p));
 	f = fopen(p, "w");
 	assert_non_null(f);
 	fputs(data, f);
