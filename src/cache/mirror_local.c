@@ -1,0 +1,548 @@
+#include "cache/mirror_local.h"
+#include "store/meta.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define NBUCKETS 4096u
+
+struct base_ent {
+	struct base_ent *next;
+	uint64_t key;
+	struct pfs_wb_base base;
+	char *conflict; /* the name the cache's version goes to, or NULL */
+};
+
+struct pfs_mirror_local {
+	struct pfs_store *st;
+	int root;
+	pthread_mutex_t lock; /* the table and conflicts */
+	struct base_ent *tab[NBUCKETS];
+	unsigned long conflicts;
+	char last_conflict[PATH_MAX + 128];
+	unsigned long tmpseq; /* the worker's alone */
+};
+
+int pfs_mirror_local_open(struct pfs_mirror_local **out, struct pfs_store *st, const char *path,
+			  char *err, size_t errlen)
+{
+	struct pfs_mirror_local *m = calloc(1, sizeof(*m));
+	int fd;
+
+	if (!m) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	fd = pfs_st_openat(st, AT_FDCWD, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+	if (fd < 0) {
+		snprintf(err, errlen, "cannot open the mirror %s: %s", path, strerror(-fd));
+		free(m);
+		return fd;
+	}
+	m->st = st;
+	m->root = fd;
+	pthread_mutex_init(&m->lock, NULL);
+	*out = m;
+	return 0;
+}
+
+void pfs_mirror_local_close(struct pfs_mirror_local *m)
+{
+	if (!m)
+		return;
+	for (unsigned i = 0; i < NBUCKETS; i++)
+		while (m->tab[i]) {
+			struct base_ent *e = m->tab[i];
+
+			m->tab[i] = e->next;
+			free(e->conflict);
+			free(e);
+		}
+	close(m->root);
+	pthread_mutex_destroy(&m->lock);
+	free(m);
+}
+
+int pfs_mirror_local_root(struct pfs_mirror_local *m)
+{
+	return m->root;
+}
+
+unsigned long pfs_mirror_local_conflicts(struct pfs_mirror_local *m, char *buf, size_t len)
+{
+	unsigned long n;
+
+	pthread_mutex_lock(&m->lock);
+	n = m->conflicts;
+	if (buf && len)
+		snprintf(buf, len, "%s", m->last_conflict);
+	pthread_mutex_unlock(&m->lock);
+	return n;
+}
+
+static struct base_ent **slot(struct pfs_mirror_local *m, uint64_t key)
+{
+	struct base_ent **p = &m->tab[(key * 0x9E3779B97F4A7C15ull) >> 52 & (NBUCKETS - 1)];
+
+	while (*p && (*p)->key != key)
+		p = &(*p)->next;
+	return p;
+}
+
+/* Open the directory that holds path's last component, beneath the root
+ * and through no symlink; *name points into path. The descriptor is the
+ * root itself (not to be closed) when path has one component. */
+static int parent_of(struct pfs_mirror_local *m, const char *path, char *buf, size_t len,
+		     int *dirfd, const char **name)
+{
+	const char *slash = strrchr(path, '/');
+	struct open_how how = {.flags = O_PATH | O_DIRECTORY | O_CLOEXEC,
+			       .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
+					  RESOLVE_NO_MAGICLINKS};
+	int fd;
+
+	if (!slash) {
+		*dirfd = m->root;
+		*name = path;
+		return 0;
+	}
+	if ((size_t)(slash - path) >= len)
+		return -ENAMETOOLONG;
+	memcpy(buf, path, (size_t)(slash - path));
+	buf[slash - path] = '\0';
+	fd = pfs_st_open(m->st, m->root, buf, &how);
+	if (fd < 0)
+		return fd;
+	*dirfd = fd;
+	*name = slash + 1;
+	return 0;
+}
+
+static void put_parent(struct pfs_mirror_local *m, int dirfd)
+{
+	if (dirfd != m->root)
+		close(dirfd);
+}
+
+static void to_base(const struct stat *st, struct pfs_wb_base *b)
+{
+	b->valid = true;
+	b->dev = st->st_dev;
+	b->ino = st->st_ino;
+	b->size = st->st_size;
+	b->mtime = st->st_mtim;
+	b->ctime = st->st_ctim;
+}
+
+static bool same_base(const struct pfs_wb_base *b, const struct stat *st)
+{
+	return b->dev == st->st_dev && b->ino == st->st_ino && b->size == st->st_size &&
+	       b->mtime.tv_sec == st->st_mtim.tv_sec && b->mtime.tv_nsec == st->st_mtim.tv_nsec;
+}
+
+static void set_base(struct pfs_mirror_local *m, uint64_t key, const struct stat *st)
+{
+	struct base_ent **p, *e;
+
+	pthread_mutex_lock(&m->lock);
+	p = slot(m, key);
+	e = *p;
+	if (!e && (e = calloc(1, sizeof(*e)))) {
+		e->key = key;
+		*p = e;
+	}
+	if (e)
+		to_base(st, &e->base);
+	pthread_mutex_unlock(&m->lock);
+}
+
+int pfs_mirror_local_remember(struct pfs_mirror_local *m, uint64_t key, const char *path)
+{
+	char buf[PATH_MAX];
+	const char *name;
+	struct stat st;
+	int dfd, ret;
+
+	ret = parent_of(m, path, buf, sizeof(buf), &dfd, &name);
+	if (ret < 0)
+		return ret;
+	ret = pfs_st_stat(m->st, dfd, name, &st, AT_SYMLINK_NOFOLLOW);
+	put_parent(m, dfd);
+	if (ret == 0)
+		set_base(m, key, &st);
+	return ret;
+}
+
+void pfs_mirror_local_forget(struct pfs_mirror_local *m, uint64_t key)
+{
+	struct base_ent **p, *e;
+
+	pthread_mutex_lock(&m->lock);
+	p = slot(m, key);
+	e = *p;
+	if (e) {
+		*p = e->next;
+		free(e->conflict);
+		free(e);
+	}
+	pthread_mutex_unlock(&m->lock);
+}
+
+/* After a change to the file key through the cache (attrs, xattrs): its
+ * new state is the base, if the old base still held (else the change
+ * behind the mount is kept as the base's difference, for DATA to see). */
+static void refresh_base(struct pfs_mirror_local *m, uint64_t key, int dfd, const char *name,
+			 const struct stat *before)
+{
+	struct base_ent *e;
+	struct stat st;
+	bool held;
+
+	if (!key || pfs_st_stat(m->st, dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return;
+	pthread_mutex_lock(&m->lock);
+	e = *slot(m, key);
+	held = e && before && same_base(&e->base, before);
+	if (held)
+		to_base(&st, &e->base);
+	pthread_mutex_unlock(&m->lock);
+}
+
+static int fail(char *err, size_t errlen, int ret, const char *what, const char *path)
+{
+	snprintf(err, errlen, "%s %s on the mirror: %s", what, path, strerror(-ret));
+	return ret;
+}
+
+/* Give a new object the owner the op asks for. The mirror may refuse to
+ * change owners (an unprivileged daemon): then the object keeps the
+ * daemon's, as cp without -p would. */
+static int own(struct pfs_mirror_local *m, const struct pfs_wb_op *op, int dfd, const char *name)
+{
+	int ret;
+
+	if (!(op->mask & PFS_WB_OWNER))
+		return 0;
+	ret = pfs_st_chown(m->st, pfs_ref_at(dfd, name), op->uid, op->gid);
+	return ret == -EPERM ? 0 : ret;
+}
+
+static int apply_make(struct pfs_mirror_local *m, struct pfs_wb_op *op, int dfd,
+		      const char *name)
+{
+	struct stat st;
+	int ret, fd;
+
+	switch (op->kind) {
+	case PFS_WB_MKDIR:
+		ret = pfs_st_mkdir(m->st, dfd, name, op->mode & 07777);
+		break;
+	case PFS_WB_CREATE:
+		fd = pfs_st_openat(m->st, dfd, name,
+				   O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+				   op->mode & 07777);
+		ret = fd < 0 ? fd : 0;
+		if (fd >= 0)
+			close(fd);
+		break;
+	case PFS_WB_SYMLINK:
+		ret = pfs_st_symlink(m->st, op->target, dfd, name);
+		break;
+	default: /* PFS_WB_MKNOD */
+		ret = pfs_st_mknod(m->st, dfd, name, op->mode, op->rdev);
+		break;
+	}
+	if (ret == -EEXIST) {
+		/* Made before (a replay): done if it is the same kind. */
+		if (pfs_st_stat(m->st, dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    (st.st_mode & S_IFMT) ==
+			    (op->kind == PFS_WB_MKDIR     ? S_IFDIR
+			     : op->kind == PFS_WB_CREATE  ? S_IFREG
+			     : op->kind == PFS_WB_SYMLINK ? S_IFLNK
+							  : (op->mode & S_IFMT)))
+			return 0;
+		return -EEXIST;
+	}
+	if (ret < 0)
+		return ret;
+	ret = own(m, op, dfd, name);
+	if (ret == 0 && op->key && op->kind == PFS_WB_CREATE &&
+	    pfs_st_stat(m->st, dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0)
+		set_base(m, op->key, &st);
+	return ret;
+}
+
+static int apply_attr(struct pfs_mirror_local *m, struct pfs_wb_op *op, int dfd,
+		      const char *name)
+{
+	struct pfs_ref r = pfs_ref_at(dfd, name);
+	struct stat before;
+	bool had = pfs_st_stat(m->st, dfd, name, &before, AT_SYMLINK_NOFOLLOW) == 0;
+	int ret = 0;
+
+	if (op->mask & PFS_WB_OWNER) {
+		ret = pfs_st_chown(m->st, r, op->uid, op->gid);
+		if (ret == -EPERM)
+			ret = 0;
+	}
+	if (ret == 0 && (op->mask & PFS_WB_MODE))
+		ret = pfs_st_chmod(m->st, r, op->mode & 07777);
+	if (ret == 0 && (op->mask & (PFS_WB_ATIME | PFS_WB_MTIME))) {
+		struct timespec ts[2] = {op->atime, op->mtime};
+
+		if (!(op->mask & PFS_WB_ATIME))
+			ts[0].tv_nsec = UTIME_OMIT;
+		if (!(op->mask & PFS_WB_MTIME))
+			ts[1].tv_nsec = UTIME_OMIT;
+		ret = pfs_st_utimes(m->st, r, ts);
+	}
+	if (ret == 0)
+		refresh_base(m, op->key, dfd, name, had ? &before : NULL);
+	return ret;
+}
+
+static int apply_xattr(struct pfs_mirror_local *m, struct pfs_wb_op *op, int dfd,
+		       const char *name)
+{
+	struct pfs_ref r = pfs_ref_at(dfd, name);
+	struct stat before;
+	bool had = pfs_st_stat(m->st, dfd, name, &before, AT_SYMLINK_NOFOLLOW) == 0;
+	int ret;
+
+	if (op->kind == PFS_WB_SETXATTR) {
+		ret = pfs_st_setxattr(m->st, r, op->xname, op->xval, op->xlen, 0);
+	} else {
+		ret = pfs_st_removexattr(m->st, r, op->xname);
+		if (ret == -ENODATA)
+			ret = 0;
+	}
+	if (ret == 0)
+		refresh_base(m, op->key, dfd, name, had ? &before : NULL);
+	return ret;
+}
+
+/* The name the cache's version of name goes to when the mirror changed it. */
+static char *conflict_name(const char *name)
+{
+	char stamp[32], *out;
+	time_t now = time(NULL);
+	struct tm tm;
+
+	gmtime_r(&now, &tm);
+	strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm);
+	if (asprintf(&out, "%s.prismfs-conflict-%s", name, stamp) < 0)
+		return NULL;
+	return out;
+}
+
+/* Copy the cache file's data, mode and times into the open file fd. */
+static int fill(struct pfs_mirror_local *m, int fd, int src, const struct stat *sst)
+{
+	struct timespec ts[2] = {sst->st_atim, sst->st_mtim};
+	int ret;
+
+	ret = pfs_st_truncate(m->st, fd, 0);
+	if (ret == 0)
+		ret = pfs_st_copy(m->st, fd, src, sst->st_size, false, NULL, NULL);
+	if (ret == 0)
+		ret = pfs_st_chmod(m->st, pfs_ref_fd(fd), sst->st_mode & 07777);
+	if (ret == 0)
+		ret = pfs_st_utimes(m->st, pfs_ref_fd(fd), ts);
+	return ret;
+}
+
+static int apply_data(struct pfs_mirror_local *m, struct pfs_wb_op *op, int dfd,
+		      const char *name)
+{
+	char tmp[64], *cname = NULL;
+	const char *target = name;
+	struct base_ent *e;
+	struct stat sst, cur;
+	bool have_cur, conflict = false;
+	int fd = -1, ret;
+
+	if (op->fd < 0 || fstat(op->fd, &sst) < 0)
+		return -EBADF;
+	ret = pfs_st_stat(m->st, dfd, name, &cur, AT_SYMLINK_NOFOLLOW);
+	if (ret < 0 && ret != -ENOENT)
+		return ret;
+	have_cur = ret == 0;
+	pthread_mutex_lock(&m->lock);
+	e = op->key ? *slot(m, op->key) : NULL;
+	if (e && e->conflict) {
+		cname = strdup(e->conflict);
+		conflict = true;
+	} else if (e && have_cur && !same_base(&e->base, &cur)) {
+		conflict = true;
+	} else if (e && !have_cur) {
+		conflict = true; /* removed behind the mount: keep ours aside */
+	}
+	pthread_mutex_unlock(&m->lock);
+	if (conflict) {
+		if (!cname)
+			cname = conflict_name(name);
+		if (!cname)
+			return -ENOMEM;
+		target = cname;
+		ret = pfs_st_stat(m->st, dfd, target, &cur, AT_SYMLINK_NOFOLLOW);
+		have_cur = ret == 0;
+	}
+	if (have_cur && !S_ISREG(cur.st_mode)) {
+		ret = -EEXIST;
+		goto out;
+	}
+	if (have_cur && cur.st_nlink > 1) {
+		/* Other names share it: rewrite it where it is. */
+		fd = pfs_st_openat(m->st, dfd, target, O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0);
+		if (fd < 0) {
+			ret = fd;
+			goto out;
+		}
+		ret = fill(m, fd, op->fd, &sst);
+		goto done;
+	}
+	snprintf(tmp, sizeof(tmp), ".prismfs-wb.%d.%lu", (int)getpid(), ++m->tmpseq);
+	fd = pfs_st_openat(m->st, dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+			   0600);
+	if (fd < 0) {
+		ret = fd;
+		goto out;
+	}
+	ret = fill(m, fd, op->fd, &sst);
+	if (ret == 0 && have_cur) {
+		const char *what;
+
+		/* Owner and xattrs as the file had them; mode and times are
+		 * the cache's (fill). */
+		ret = pfs_meta_copy(m->st, pfs_ref_fd(fd), pfs_ref_at(dfd, target), &cur,
+				    PFS_META_NO_TIMES, &what);
+		if (ret == 0)
+			ret = pfs_st_chmod(m->st, pfs_ref_fd(fd), sst.st_mode & 07777);
+	} else if (ret == 0) {
+		ret = pfs_st_chown(m->st, pfs_ref_fd(fd), sst.st_uid, sst.st_gid);
+		if (ret == -EPERM)
+			ret = 0;
+	}
+	if (ret == 0)
+		ret = pfs_st_rename(m->st, dfd, tmp, dfd, target, 0);
+	if (ret < 0)
+		pfs_st_unlink(m->st, dfd, tmp, 0);
+done:
+	if (ret == 0 && pfs_st_stat(m->st, dfd, target, &cur, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    op->key) {
+		pthread_mutex_lock(&m->lock);
+		e = *slot(m, op->key);
+		if (!e && (e = calloc(1, sizeof(*e)))) {
+			e->key = op->key;
+			*slot(m, op->key) = e;
+		}
+		if (e && !conflict)
+			to_base(&cur, &e->base);
+		if (e && conflict && !e->conflict) {
+			e->conflict = cname;
+			cname = NULL;
+			m->conflicts++;
+			snprintf(m->last_conflict, sizeof(m->last_conflict),
+				 "%s changed on the mirror; the cache's version is kept as %s",
+				 op->path, e->conflict);
+		}
+		pthread_mutex_unlock(&m->lock);
+	}
+out:
+	if (fd >= 0)
+		close(fd);
+	free(cname);
+	return ret;
+}
+
+int pfs_mirror_local_apply(void *arg, struct pfs_wb_op *op, char *err, size_t errlen)
+{
+	struct pfs_mirror_local *m = arg;
+	char b1[PATH_MAX], b2[PATH_MAX];
+	const char *n1, *n2;
+	struct stat st;
+	int d1, d2 = -1, ret;
+
+	ret = parent_of(m, op->path, b1, sizeof(b1), &d1, &n1);
+	if (ret < 0)
+		return fail(err, errlen, ret, "cannot reach the parent of", op->path);
+	if (op->kind == PFS_WB_LINK || op->kind == PFS_WB_RENAME) {
+		ret = parent_of(m, op->path2, b2, sizeof(b2), &d2, &n2);
+		if (ret < 0) {
+			put_parent(m, d1);
+			return fail(err, errlen, ret, "cannot reach the parent of", op->path2);
+		}
+	}
+	switch (op->kind) {
+	case PFS_WB_MKDIR:
+	case PFS_WB_CREATE:
+	case PFS_WB_SYMLINK:
+	case PFS_WB_MKNOD:
+		ret = apply_make(m, op, d1, n1);
+		break;
+	case PFS_WB_LINK:
+		ret = pfs_st_link(m->st, d1, n1, d2, n2, 0);
+		if (ret == -EEXIST) {
+			struct stat a, b;
+
+			if (pfs_st_stat(m->st, d1, n1, &a, AT_SYMLINK_NOFOLLOW) == 0 &&
+			    pfs_st_stat(m->st, d2, n2, &b, AT_SYMLINK_NOFOLLOW) == 0 &&
+			    a.st_ino == b.st_ino && a.st_dev == b.st_dev)
+				ret = 0;
+		} else if (ret == -ENOENT &&
+			   pfs_st_stat(m->st, d2, n2, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+			ret = 0; /* linked, and the old name since removed: a replay */
+		}
+		break;
+	case PFS_WB_UNLINK:
+	case PFS_WB_RMDIR:
+		ret = pfs_st_unlink(m->st, d1, n1, op->kind == PFS_WB_RMDIR ? AT_REMOVEDIR : 0);
+		if (ret == -ENOENT)
+			ret = 0;
+		break;
+	case PFS_WB_RENAME:
+		ret = pfs_st_rename(m->st, d1, n1, d2, n2, op->flags);
+		if (ret == -ENOENT && !(op->flags & RENAME_EXCHANGE) &&
+		    pfs_st_stat(m->st, d2, n2, &st, AT_SYMLINK_NOFOLLOW) == 0)
+			ret = 0; /* a replay: moved already */
+		break;
+	case PFS_WB_DATA:
+		ret = apply_data(m, op, d1, n1);
+		break;
+	case PFS_WB_ATTR:
+		ret = apply_attr(m, op, d1, n1);
+		break;
+	case PFS_WB_SETXATTR:
+	case PFS_WB_RMXATTR:
+		ret = apply_xattr(m, op, d1, n1);
+		break;
+	default:
+		ret = -EINVAL;
+	}
+	if (ret < 0)
+		fail(err, errlen, ret, pfs_wb_kind_name(op->kind), op->path);
+	put_parent(m, d1);
+	if (d2 >= 0)
+		put_parent(m, d2);
+	return ret;
+}
+
+int pfs_mirror_local_flush(void *arg, char *err, size_t errlen)
+{
+	struct pfs_mirror_local *m = arg;
+
+	if (syncfs(m->root) < 0) {
+		int ret = -errno;
+
+		snprintf(err, errlen, "syncing the mirror: %s", strerror(-ret));
+		return ret;
+	}
+	return 0;
+}

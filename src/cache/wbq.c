@@ -1,0 +1,391 @@
+#include "cache/wbq.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct pfs_wbq {
+	struct pfs_wbq_opts o;
+	pthread_t worker;
+	pthread_mutex_t lock;
+	pthread_cond_t work;   /* the worker: something to do, or sooner */
+	pthread_cond_t moved;  /* waiters and writers: the queue moved on */
+	/* All below under lock. */
+	struct pfs_wb_op *head, *tail;
+	struct pfs_wb_op *busy; /* the head while the worker applies it */
+	uint64_t next_seq;
+	uint64_t applied_seq;   /* every op up to it is applied */
+	uint64_t flushed_seq;   /* ... and durable (flush) */
+	uint64_t want;          /* someone waits for ops up to it: no delay */
+	unsigned room_waiters;  /* writers held back: no delay either */
+	uint64_t fail_gen;      /* counts failures, so a wait sees a new one */
+	uint64_t retry_at;      /* after a failure: not before (monotonic ns) */
+	uint64_t pause;         /* the next pause after a failure */
+	bool stopping, drain;
+	uint64_t deadline;      /* drain: give up after it (0: never) */
+	struct pfs_wbq_stats st;
+};
+
+static const char *const kind_names[PFS_WB_NKINDS] = {
+	[PFS_WB_MKDIR] = "mkdir",     [PFS_WB_CREATE] = "create", [PFS_WB_SYMLINK] = "symlink",
+	[PFS_WB_MKNOD] = "mknod",     [PFS_WB_LINK] = "link",     [PFS_WB_UNLINK] = "unlink",
+	[PFS_WB_RMDIR] = "rmdir",     [PFS_WB_RENAME] = "rename", [PFS_WB_DATA] = "data",
+	[PFS_WB_ATTR] = "attr",       [PFS_WB_SETXATTR] = "setxattr",
+	[PFS_WB_RMXATTR] = "removexattr",
+};
+
+const char *pfs_wb_kind_name(enum pfs_wb_kind k)
+{
+	return (unsigned)k < PFS_WB_NKINDS ? kind_names[k] : "?";
+}
+
+struct pfs_wb_op *pfs_wb_op_new(enum pfs_wb_kind k, const char *path)
+{
+	struct pfs_wb_op *op = calloc(1, sizeof(*op));
+
+	if (!op)
+		return NULL;
+	op->kind = k;
+	op->fd = -1;
+	op->path = strdup(path);
+	if (!op->path) {
+		free(op);
+		return NULL;
+	}
+	return op;
+}
+
+void pfs_wb_op_free(struct pfs_wb_op *op)
+{
+	if (!op)
+		return;
+	if (op->fd >= 0)
+		close(op->fd);
+	free(op->path);
+	free(op->path2);
+	free(op->target);
+	free(op->xname);
+	free(op->xval);
+	free(op);
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Wait on c until the monotonic time t (the conds use CLOCK_MONOTONIC). */
+static void wait_until(pthread_cond_t *c, pthread_mutex_t *m, uint64_t t)
+{
+	struct timespec ts = {.tv_sec = (time_t)(t / 1000000000u),
+			      .tv_nsec = (long)(t % 1000000000u)};
+
+	pthread_cond_timedwait(c, m, &ts);
+}
+
+/* Is the head due now? Else *until says when it will be (0: on a signal). */
+static bool due(struct pfs_wbq *q, uint64_t now, uint64_t *until)
+{
+	const struct pfs_wb_op *h = q->head;
+
+	*until = 0;
+	if (q->retry_at > now && !(q->stopping && !q->drain)) {
+		*until = q->retry_at;
+		return false;
+	}
+	if (q->stopping || q->want >= h->seq || q->room_waiters ||
+	    (q->o.max_dirty && q->st.pending_bytes > q->o.max_dirty))
+		return true;
+	if (now - h->when_ns >= q->o.delay_ns)
+		return true;
+	*until = h->when_ns + q->o.delay_ns;
+	return false;
+}
+
+static void pop_head(struct pfs_wbq *q)
+{
+	struct pfs_wb_op *h = q->head;
+
+	q->head = h->next;
+	if (!q->head)
+		q->tail = NULL;
+	q->applied_seq = h->seq;
+	q->st.pending_ops--;
+	q->st.pending_bytes -= h->bytes;
+	q->st.applied++;
+}
+
+/* Someone waits and every op they wait for is applied: make it durable
+ * (under q->lock, dropped around the callback). 0 or -errno. */
+static int flush(struct pfs_wbq *q, char *msg, size_t len)
+{
+	uint64_t upto = q->applied_seq;
+	int ret = 0;
+
+	if (q->o.flush) {
+		pthread_mutex_unlock(&q->lock);
+		msg[0] = '\0';
+		ret = q->o.flush(q->o.arg, msg, len);
+		pthread_mutex_lock(&q->lock);
+	}
+	if (ret == 0 && upto > q->flushed_seq)
+		q->flushed_seq = upto;
+	return ret;
+}
+
+static void failed(struct pfs_wbq *q, int ret, const char *msg)
+{
+	q->st.failures++;
+	q->st.last_err = ret;
+	snprintf(q->st.last_msg, sizeof(q->st.last_msg), "%s", msg);
+	q->fail_gen++;
+	q->retry_at = now_ns() + q->pause;
+	q->pause = q->pause * 2 > q->o.retry_max_ns ? q->o.retry_max_ns : q->pause * 2;
+}
+
+static void succeeded(struct pfs_wbq *q)
+{
+	q->st.last_err = 0;
+	q->st.last_msg[0] = '\0';
+	q->pause = q->o.retry_min_ns;
+	q->retry_at = 0;
+}
+
+static void *worker(void *arg)
+{
+	struct pfs_wbq *q = arg;
+	char msg[sizeof(q->st.last_msg)];
+
+	pthread_mutex_lock(&q->lock);
+	for (;;) {
+		uint64_t now = now_ns(), until;
+		struct pfs_wb_op *h;
+		int ret;
+
+		if (q->stopping && (!q->drain || !q->head ||
+				    (q->deadline && now >= q->deadline)))
+			break;
+		if (q->want > q->flushed_seq && (!q->head || q->applied_seq >= q->want) &&
+		    q->retry_at <= now) {
+			ret = flush(q, msg, sizeof(msg));
+			if (ret < 0)
+				failed(q, ret, msg);
+			else
+				succeeded(q);
+			pthread_cond_broadcast(&q->moved);
+			continue;
+		}
+		if (!q->head) {
+			if (q->want > q->flushed_seq && q->retry_at > now)
+				wait_until(&q->work, &q->lock, q->retry_at);
+			else
+				pthread_cond_wait(&q->work, &q->lock);
+			continue;
+		}
+		if (!due(q, now, &until)) {
+			if (q->stopping && q->deadline && (!until || until > q->deadline))
+				until = q->deadline;
+			if (until)
+				wait_until(&q->work, &q->lock, until);
+			else
+				pthread_cond_wait(&q->work, &q->lock);
+			continue;
+		}
+		h = q->busy = q->head;
+		pthread_mutex_unlock(&q->lock);
+		msg[0] = '\0';
+		ret = q->o.apply(q->o.arg, h, msg, sizeof(msg));
+		if (ret == 0 && q->o.done)
+			q->o.done(q->o.arg, h);
+		pthread_mutex_lock(&q->lock);
+		q->busy = NULL;
+		if (ret == 0) {
+			pop_head(q);
+			succeeded(q);
+			pthread_mutex_unlock(&q->lock);
+			pfs_wb_op_free(h);
+			pthread_mutex_lock(&q->lock);
+		} else {
+			failed(q, ret, msg);
+		}
+		pthread_cond_broadcast(&q->moved);
+	}
+	pthread_mutex_unlock(&q->lock);
+	return NULL;
+}
+
+int pfs_wbq_start(struct pfs_wbq **out, const struct pfs_wbq_opts *o)
+{
+	struct pfs_wbq *q = calloc(1, sizeof(*q));
+	pthread_condattr_t ca;
+	int ret;
+
+	if (!q)
+		return -ENOMEM;
+	q->o = *o;
+	if (!q->o.retry_min_ns)
+		q->o.retry_min_ns = 100000000u; /* 0.1 s */
+	if (q->o.retry_max_ns < q->o.retry_min_ns)
+		q->o.retry_max_ns = 30 * 1000000000ull;
+	q->pause = q->o.retry_min_ns;
+	q->next_seq = 1;
+	pthread_mutex_init(&q->lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&q->work, &ca);
+	pthread_cond_init(&q->moved, &ca);
+	pthread_condattr_destroy(&ca);
+	ret = -pthread_create(&q->worker, NULL, worker, q);
+	if (ret < 0) {
+		pthread_cond_destroy(&q->work);
+		pthread_cond_destroy(&q->moved);
+		pthread_mutex_destroy(&q->lock);
+		free(q);
+		return ret;
+	}
+	*out = q;
+	return 0;
+}
+
+/* The newest queued op of key, or NULL. */
+static struct pfs_wb_op *newest_of(struct pfs_wbq *q, uint64_t key)
+{
+	struct pfs_wb_op *found = NULL;
+
+	for (struct pfs_wb_op *p = q->head; p; p = p->next)
+		if (p->key == key && p->kind == PFS_WB_DATA)
+			found = p;
+		else if (found && (p->kind == PFS_WB_RENAME || p->kind == PFS_WB_UNLINK ||
+				   p->kind == PFS_WB_LINK))
+			found = NULL; /* a name change since: keep the order */
+	return found;
+}
+
+uint64_t pfs_wbq_push(struct pfs_wbq *q, struct pfs_wb_op *op)
+{
+	struct pfs_wb_op *old;
+	uint64_t seq;
+
+	pthread_mutex_lock(&q->lock);
+	if (op->kind == PFS_WB_DATA && op->key && (old = newest_of(q, op->key)) && old != q->busy &&
+	    strcmp(old->path, op->path) == 0) {
+		/* The queued op reads the file when it is applied: it will
+		 * carry this write too. Only the dirty count may grow. */
+		if (op->bytes > old->bytes) {
+			q->st.pending_bytes += op->bytes - old->bytes;
+			old->bytes = op->bytes;
+		}
+		seq = old->seq;
+		pthread_mutex_unlock(&q->lock);
+		pfs_wb_op_free(op);
+		return seq;
+	}
+	op->seq = seq = q->next_seq++;
+	op->when_ns = now_ns();
+	op->next = NULL;
+	if (q->tail)
+		q->tail->next = op;
+	else
+		q->head = op;
+	q->tail = op;
+	q->st.pending_ops++;
+	q->st.pending_bytes += op->bytes;
+	pthread_cond_signal(&q->work);
+	pthread_mutex_unlock(&q->lock);
+	return seq;
+}
+
+uint64_t pfs_wbq_last(struct pfs_wbq *q)
+{
+	uint64_t seq;
+
+	pthread_mutex_lock(&q->lock);
+	seq = q->next_seq - 1;
+	pthread_mutex_unlock(&q->lock);
+	return seq;
+}
+
+int pfs_wbq_wait(struct pfs_wbq *q, uint64_t seq)
+{
+	uint64_t gen;
+	int ret = 0;
+
+	pthread_mutex_lock(&q->lock);
+	gen = q->fail_gen;
+	if (seq > q->want)
+		q->want = seq;
+	pthread_cond_signal(&q->work);
+	while (q->flushed_seq < seq) {
+		if (q->fail_gen != gen) {
+			ret = q->st.last_err;
+			break;
+		}
+		pthread_cond_wait(&q->moved, &q->lock);
+	}
+	pthread_mutex_unlock(&q->lock);
+	return ret;
+}
+
+void pfs_wbq_room(struct pfs_wbq *q, uint64_t bytes)
+{
+	pthread_mutex_lock(&q->lock);
+	if (q->o.max_dirty) {
+		q->room_waiters++;
+		pthread_cond_signal(&q->work);
+		while (q->st.pending_bytes && q->st.pending_bytes + bytes > q->o.max_dirty &&
+		       !q->stopping)
+			pthread_cond_wait(&q->moved, &q->lock);
+		q->room_waiters--;
+	}
+	pthread_mutex_unlock(&q->lock);
+}
+
+void pfs_wbq_stats(struct pfs_wbq *q, struct pfs_wbq_stats *st)
+{
+	pthread_mutex_lock(&q->lock);
+	*st = q->st;
+	pthread_mutex_unlock(&q->lock);
+}
+
+int pfs_wbq_stop(struct pfs_wbq *q, bool drain, uint64_t timeout_ns, struct pfs_wb_op **left)
+{
+	struct pfs_wb_op *rest;
+	bool any;
+
+	pthread_mutex_lock(&q->lock);
+	q->stopping = true;
+	q->drain = drain;
+	q->deadline = timeout_ns ? now_ns() + timeout_ns : 0;
+	pthread_cond_broadcast(&q->work);
+	pthread_cond_broadcast(&q->moved);
+	pthread_mutex_unlock(&q->lock);
+	pthread_join(q->worker, NULL);
+	rest = q->head;
+	any = rest != NULL;
+	if (drain && !any && q->o.flush) {
+		char msg[sizeof(q->st.last_msg)];
+
+		if (q->o.flush(q->o.arg, msg, sizeof(msg)) < 0)
+			any = true; /* applied, but not known to be durable */
+	}
+	pthread_cond_destroy(&q->work);
+	pthread_cond_destroy(&q->moved);
+	pthread_mutex_destroy(&q->lock);
+	free(q);
+	if (left)
+		*left = rest;
+	else
+		while (rest) {
+			struct pfs_wb_op *n = rest->next;
+
+			pfs_wb_op_free(rest);
+			rest = n;
+		}
+	return any ? -EIO : 0;
+}

@@ -1,0 +1,148 @@
+/* wbq: the write-back queue of a memory cache — the changes made in the
+ * cache, in the order they were made, waiting to be applied to the mirror.
+ *
+ * One worker thread applies them in order, through a callback (for a local
+ * directory: cache/mirror_local.c), so the mirror goes through the same
+ * sequence of states the view went through and is a valid tree at every
+ * moment. Nothing is ever dropped: an op that fails stays at the head and is
+ * tried again, with a growing pause, until it succeeds or the queue is
+ * stopped without draining — then the caller gets the ops back (to keep in
+ * a quarantine) instead of losing them.
+ *
+ * Durability is asked for by sequence number: pfs_wbq_wait(q, seq) returns
+ * once every op up to seq is applied (fsync: the file's own ops; sync: all
+ * of them), or with the mirror's error if the op it waits for failed since
+ * the wait began. Writers are held back by bytes: pfs_wbq_room() blocks
+ * while the data not yet written back exceeds the dirty limit.
+ *
+ * Lock order: q->lock only; the apply callback runs without it. */
+#ifndef PFS_WBQ_H
+#define PFS_WBQ_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+enum pfs_wb_kind {
+	PFS_WB_MKDIR,   /* path, mode */
+	PFS_WB_CREATE,  /* path, mode: an empty regular file (data follows as DATA) */
+	PFS_WB_SYMLINK, /* path, target */
+	PFS_WB_MKNOD,   /* path, mode, rdev (fifos, sockets, devices) */
+	PFS_WB_LINK,    /* path (existing) -> path2 (new name) */
+	PFS_WB_UNLINK,  /* path */
+	PFS_WB_RMDIR,   /* path */
+	PFS_WB_RENAME,  /* path -> path2, flags (RENAME_*) */
+	PFS_WB_DATA,    /* path: its content is the cache file's (fd) */
+	PFS_WB_ATTR,    /* path: mode / owner / times, as mask says */
+	PFS_WB_SETXATTR,/* path, xname, xval */
+	PFS_WB_RMXATTR, /* path, xname */
+	PFS_WB_NKINDS
+};
+
+#define PFS_WB_MODE 1u
+#define PFS_WB_OWNER 2u
+#define PFS_WB_ATIME 4u
+#define PFS_WB_MTIME 8u
+
+/* What the mirror's copy of a file was when the cache loaded it (or last
+ * wrote it back): a write-back finding something else there is a conflict. */
+struct pfs_wb_base {
+	bool valid;
+	dev_t dev;
+	ino_t ino;
+	off_t size;
+	struct timespec mtime;
+	struct timespec ctime;
+};
+
+struct pfs_wb_op {
+	struct pfs_wb_op *next;
+	uint64_t seq;            /* given by pfs_wbq_push */
+	uint64_t when_ns;        /* CLOCK_MONOTONIC at push */
+	enum pfs_wb_kind kind;
+	char *path;              /* relative to the roots, no leading '/' */
+	char *path2;             /* LINK, RENAME */
+	char *target;            /* SYMLINK */
+	mode_t mode;
+	uid_t uid;
+	gid_t gid;
+	dev_t rdev;
+	unsigned flags;          /* RENAME: RENAME_*; SETXATTR: XATTR_* */
+	unsigned mask;           /* ATTR: PFS_WB_* */
+	struct timespec atime, mtime;
+	char *xname;
+	void *xval;
+	size_t xlen;
+	int fd;                  /* DATA: the cache file, readable (owned), or -1 */
+	uint64_t key;            /* DATA: the cache inode, to merge repeated writes */
+	uint64_t bytes;          /* DATA: counted as dirty until applied */
+	struct pfs_wb_base base; /* DATA: see above; the apply updates it */
+};
+
+/* A new op of kind k on path (copied). NULL when out of memory. */
+struct pfs_wb_op *pfs_wb_op_new(enum pfs_wb_kind k, const char *path);
+void pfs_wb_op_free(struct pfs_wb_op *op);
+const char *pfs_wb_kind_name(enum pfs_wb_kind k);
+
+/* Apply op to the mirror. 0 or -errno, with a one-line message in err. A
+ * conflict is not a failure: the callback keeps both versions and says so
+ * as the mirror's own business (cache/mirror_local.h). */
+typedef int pfs_wb_apply_fn(void *arg, struct pfs_wb_op *op, char *err, size_t errlen);
+/* Called after an op is applied (under no lock). */
+typedef void pfs_wb_done_fn(void *arg, const struct pfs_wb_op *op);
+/* Make everything applied so far durable on the mirror (syncfs): called
+ * before a waiter is told its ops are applied. 0 or -errno. */
+typedef int pfs_wb_flush_fn(void *arg, char *err, size_t errlen);
+
+struct pfs_wbq_opts {
+	pfs_wb_apply_fn *apply;
+	pfs_wb_done_fn *done;     /* may be NULL */
+	pfs_wb_flush_fn *flush;   /* may be NULL: applied is durable */
+	void *arg;
+	uint64_t delay_ns;        /* an op waits this long before it is applied,
+				   * unless someone waits for it */
+	uint64_t max_dirty;       /* bytes of DATA not yet applied; 0: no limit */
+	uint64_t retry_min_ns;    /* first pause after a failure (doubles) */
+	uint64_t retry_max_ns;
+};
+
+struct pfs_wbq;
+
+/* Start the queue and its worker. 0 or -errno. */
+int pfs_wbq_start(struct pfs_wbq **out, const struct pfs_wbq_opts *o);
+
+/* Queue op (owned from now on): its sequence number. A DATA op replaces a
+ * DATA op of the same key that is the newest queued op of that key and not
+ * yet being applied (repeated writes to one file cost one write-back). */
+uint64_t pfs_wbq_push(struct pfs_wbq *q, struct pfs_wb_op *op);
+
+/* The newest sequence number given out (0: none). */
+uint64_t pfs_wbq_last(struct pfs_wbq *q);
+
+/* Wait until every op up to seq is applied and flushed: 0, or the -errno
+ * of the op the queue is stuck on if it failed after the wait began (it
+ * stays queued). */
+int pfs_wbq_wait(struct pfs_wbq *q, uint64_t seq);
+
+/* Wait while more than the dirty limit of data is pending and bytes more
+ * would not fit (a writer's turn). Returns at once when the pending data
+ * is none, so one write larger than the limit still goes through. */
+void pfs_wbq_room(struct pfs_wbq *q, uint64_t bytes);
+
+struct pfs_wbq_stats {
+	uint64_t pending_ops, pending_bytes, applied, failures;
+	int last_err;             /* -errno of the last failure, 0: none since the last success */
+	char last_msg[512];       /* its message */
+};
+void pfs_wbq_stats(struct pfs_wbq *q, struct pfs_wbq_stats *st);
+
+/* Stop the worker. drain: first apply everything (waiting out failures
+ * until it all succeeds or timeout_ns passes, 0: no limit). Whatever is
+ * left is handed back in *left (oldest first, NULL: nothing), for the
+ * caller to keep; the queue is freed. 0 when nothing is left, else -EIO.
+ * Nobody may be in pfs_wbq_wait or pfs_wbq_room any more. */
+int pfs_wbq_stop(struct pfs_wbq *q, bool drain, uint64_t timeout_ns, struct pfs_wb_op **left);
+
+#endif
