@@ -466,7 +466,7 @@ int pfs_mirror_local_apply(void *arg, struct pfs_wb_op *op, char *err, size_t er
 {
 	struct pfs_mirror_local *m = arg;
 	char b1[PATH_MAX], b2[PATH_MAX];
-	const char *n1, *n2;
+	const char *n1, *n2 = NULL;
 	struct stat st;
 	int d1, d2 = -1, ret;
 

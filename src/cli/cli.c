@@ -23,6 +23,8 @@ const char pfs_usage[] =
 	"                                      commit-atomic it (default: --on-unmount's),\n"
 	"                                      showing a long commit's progress on a terminal\n"
 	"  status [--json] MOUNTPOINT          show what a mount is doing\n"
+	"  sync MOUNTPOINT                     wait until a cached mount (--mirror) has\n"
+	"                                      written everything back, durably\n"
 	"  commit --upper U --lower L [--lower L2 ...] [--atomic] [--work W]\n"
 	"                                      apply an overlay upper directory to its lower\n"
 	"  discard --upper U [--work W]        throw an upper directory's changes away\n"
@@ -42,7 +44,7 @@ const char pfs_usage[] =
 	"                   command (exit 2)\n";
 
 const char pfs_unmount_usage[] =
-	"usage: prismfs unmount [--action ACTION] MOUNTPOINT\n"
+	"usage: prismfs unmount [--action ACTION] [--force] MOUNTPOINT\n"
 	"\n"
 	"Unmount a prismfs mount cleanly and wait for its daemon to exit (umount is a\n"
 	"synonym). A dead mount (its daemon killed) is cleared.\n"
@@ -51,6 +53,20 @@ const char pfs_unmount_usage[] =
 	"            what becomes of a layered mount's upper (default: the mount's\n"
 	"            --on-unmount, itself preserve by default); the outcome is printed,\n"
 	"            with a long commit's progress on a terminal\n"
+	"  --force   a cached mount (--mirror) whose mirror cannot be written is\n"
+	"            unmounted anyway: what is not written back is kept in a\n"
+	"            quarantine directory, which is named (without --force such an\n"
+	"            unmount is refused, naming what is pending)\n"
+	"  -h, --help  this help\n";
+
+const char pfs_sync_usage[] =
+	"usage: prismfs sync MOUNTPOINT\n"
+	"\n"
+	"Wait until every change made in a cached mount (--mirror) is written back to\n"
+	"its mirror and durable there. Exits 1 with the mirror's error if it cannot be\n"
+	"written (the changes stay pending). A mount without a cache has nothing to\n"
+	"write back: it returns at once.\n"
+	"\n"
 	"  -h, --help  this help\n";
 
 const char pfs_status_usage[] =
@@ -64,6 +80,7 @@ const char pfs_status_usage[] =
 
 const char pfs_mount_usage[] =
 	"usage: prismfs mount [OPTIONS] SOURCE MOUNTPOINT\n"
+	"       prismfs mount --mirror DIR [CACHE OPTIONS] [OPTIONS] MOUNTPOINT\n"
 	"\n"
 	"Mirror the directory SOURCE at MOUNTPOINT. MOUNTPOINT may be SOURCE itself:\n"
 	"the daemon opens SOURCE before mounting and never re-enters the mount.\n"
@@ -88,6 +105,28 @@ const char pfs_mount_usage[] =
 	"                          subtype= change how /proc/mounts shows the mount;\n"
 	"                          prismfs status and unmount still find it\n"
 	"  --read-only             every modifying call fails with EROFS\n"
+	"  --mirror DIR            a memory cache of DIR (or file:///DIR) instead of SOURCE:\n"
+	"                          files live in memory, loaded from DIR when first used and\n"
+	"                          written back to it in the background, in order.\n"
+	"                          Durability: fsync and fdatasync return once that file is\n"
+	"                          on DIR and durable there (or fail with DIR's error);\n"
+	"                          close queues; `prismfs sync MOUNTPOINT` waits until\n"
+	"                          nothing is pending; unmount writes everything back\n"
+	"                          first. sync(2)/syncfs(2) do not reach a FUSE daemon\n"
+	"                          (the kernel sends FUSE_SYNCFS to virtiofs only): use\n"
+	"                          fsync or prismfs sync. A file changed in DIR since it\n"
+	"                          was loaded is not overwritten: the cache's version is\n"
+	"                          written beside it as NAME.prismfs-conflict-STAMP\n"
+	"  --cache-size SIZE       memory for the cache (K, M, G; a bare number is MiB;\n"
+	"                          default 512M)\n"
+	"  --cache-max-dirty, --cache-max-write-size SIZE\n"
+	"                          data not yet written back above which writers wait\n"
+	"                          (default a quarter of the cache size)\n"
+	"  --lazy-load [on|off]    on (default): a file's data and a directory's names are\n"
+	"                          read from DIR when first used; off: every directory is\n"
+	"                          read at mount\n"
+	"  --write-back SECONDS    how long a change waits before it is written back, so\n"
+	"                          that changes batch (default 1)\n"
 	"  --passthrough auto|on|off\n"
 	"                          kernel FUSE passthrough: file data moves between the\n"
 	"                          program and the source inside the kernel, never through\n"
@@ -293,11 +332,19 @@ static int parse_target(int argc, char **argv, int start, struct pfs_config *cfg
 					       "commit or commit-atomic, not '%s'", v ? v : "");
 				return -EINVAL;
 			}
+		} else if (strcmp(a, "--force") == 0 && cfg->cmd == PFS_CMD_UNMOUNT) {
+			cfg->force = true;
 		} else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-			bool st = cfg->cmd == PFS_CMD_STATUS;
-
-			cfg->cmd = st ? PFS_CMD_STATUS_HELP : PFS_CMD_UNMOUNT_HELP;
-			cfg->usage = st ? pfs_status_usage : pfs_unmount_usage;
+			if (cfg->cmd == PFS_CMD_STATUS) {
+				cfg->cmd = PFS_CMD_STATUS_HELP;
+				cfg->usage = pfs_status_usage;
+			} else if (cfg->cmd == PFS_CMD_SYNC) {
+				cfg->cmd = PFS_CMD_SYNC_HELP;
+				cfg->usage = pfs_sync_usage;
+			} else {
+				cfg->cmd = PFS_CMD_UNMOUNT_HELP;
+				cfg->usage = pfs_unmount_usage;
+			}
 			return 0;
 		} else if (a[0] == '-' && a[1]) {
 			pfs_cli_seterr(err, errlen, "unknown option '%s' for %s (see prismfs %s "
@@ -409,6 +456,7 @@ static int parse_help(int argc, char **argv, struct pfs_config *cfg, char *err, 
 		{"unmount", PFS_CMD_UNMOUNT_HELP, pfs_unmount_usage},
 		{"umount", PFS_CMD_UNMOUNT_HELP, pfs_unmount_usage},
 		{"status", PFS_CMD_STATUS_HELP, pfs_status_usage},
+		{"sync", PFS_CMD_SYNC_HELP, pfs_sync_usage},
 		{"commit", PFS_CMD_LAYERS_HELP, pfs_layers_usage},
 		{"discard", PFS_CMD_LAYERS_HELP, pfs_layers_usage},
 		{"recover", PFS_CMD_LAYERS_HELP, pfs_layers_usage},
@@ -457,6 +505,8 @@ int pfs_cli_parse(int argc, char **argv, struct pfs_config *cfg, char *err, size
 
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->timeout = PFS_DEFAULT_TIMEOUT;
+	cfg->lazy_load = true;
+	cfg->write_back = -1; /* not given */
 	cfg->threads = 16;
 	cfg->default_permissions = true;
 	cfg->map_max = PFS_DEFAULT_MAP_MAX;
@@ -488,6 +538,10 @@ int pfs_cli_parse(int argc, char **argv, struct pfs_config *cfg, char *err, size
 	if (strcmp(c, "status") == 0) {
 		cfg->cmd = PFS_CMD_STATUS;
 		return parse_target(argc, argv, 2, cfg, err, errlen, "status");
+	}
+	if (strcmp(c, "sync") == 0) {
+		cfg->cmd = PFS_CMD_SYNC;
+		return parse_target(argc, argv, 2, cfg, err, errlen, "sync");
 	}
 	if (strcmp(c, "commit") == 0 || strcmp(c, "discard") == 0 || strcmp(c, "recover") == 0) {
 		cfg->cmd = c[0] == 'c' ? PFS_CMD_COMMIT : c[0] == 'd' ? PFS_CMD_DISCARD

@@ -21,6 +21,8 @@ enum pfs_cmd {
 	PFS_CMD_LAYERS_HELP, /* commit/discard/recover --help */
 	PFS_CMD_UNMOUNT_HELP,
 	PFS_CMD_STATUS_HELP,
+	PFS_CMD_SYNC,
+	PFS_CMD_SYNC_HELP,
 };
 
 /* Both in the order auto, on, off (cli.c parses them alike). */
@@ -41,6 +43,7 @@ struct pfs_config {
 	bool default_permissions; /* kernel checks permissions against our attributes */
 	bool allow_other;
 	bool json;              /* status --json */
+	bool force;             /* unmount --force */
 	char *fuse_opts;        /* comma-joined -o options, owned */
 	const char *log_path;   /* NULL: no op log; "-": stderr */
 	enum pfs_log_format log_format;
@@ -64,6 +67,13 @@ struct pfs_config {
 	bool mount_ro;          /* -o ro (last of ro/rw): the kernel mount is read-only */
 	bool debug;             /* -d, -o debug: libfuse's request trace on stderr */
 	bool nosymfollow;       /* -o nosymfollow (last of it and symfollow) */
+	/* mount --mirror: a memory cache written back to this directory
+	 * (cache/cache.h), instead of SOURCE. */
+	const char *mirror;
+	size_t cache_size;      /* bytes */
+	size_t cache_max_dirty; /* bytes */
+	bool lazy_load;
+	double write_back;      /* seconds a change waits before it is written back */
 	const char *usage;      /* the *_HELP commands: the text to print */
 	/* The mount(8) helper form, `prismfs WORD MOUNTPOINT`, with a first
 	 * word that names no command, has no '/' and came without -o: WORD
@@ -82,6 +92,8 @@ struct pfs_config {
 };
 
 #define PFS_DEFAULT_MAP_MAX ((size_t)64 << 20)
+#define PFS_DEFAULT_CACHE_SIZE ((size_t)512 << 20)
+#define PFS_DEFAULT_WRITE_BACK 1.0
 
 /* Parse argv. 0 on success; -EINVAL with a one-line reason in err on bad
  * usage. cfg must be released with pfs_config_free either way. */
@@ -98,5 +110,6 @@ extern const char pfs_mount_usage[];
 extern const char pfs_layers_usage[];
 extern const char pfs_unmount_usage[];
 extern const char pfs_status_usage[];
+extern const char pfs_sync_usage[];
 
 #endif

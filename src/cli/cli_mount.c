@@ -484,6 +484,67 @@ static int opt_node_fds(struct pfs_config *cfg, const char *v, const char *arg, 
 	return 0;
 }
 
+/* --mirror DIR or file:///DIR. */
+static int opt_mirror(struct pfs_config *cfg, const char *v, const char *arg, char *err,
+		      size_t errlen)
+{
+	if (v && strncmp(v, "file://", 7) == 0)
+		v += 7;
+	if (!v || !*v) {
+		pfs_cli_seterr(err, errlen, "--mirror needs a directory (or file:///DIR)");
+		return -EINVAL;
+	}
+	if (strstr(v, "://")) {
+		pfs_cli_seterr(err, errlen, "--mirror %s: only a local directory (or file:///DIR) "
+			       "can be a mirror", v);
+		return -EINVAL;
+	}
+	cfg->mirror = v;
+	return 0;
+}
+
+/* A cache size: K, M or G; a bare number is MiB, as mem-fuse has it. */
+static int cache_bytes(const char *v, const char *arg, size_t *out, char *err, size_t errlen)
+{
+	size_t n;
+
+	if (v && *v && strspn(v, "0123456789") == strlen(v) && strlen(v) < 10)
+		n = (size_t)strtoul(v, NULL, 10) << 20;
+	else if (!v || pfs_parse_size(v, &n) < 0)
+		n = 0;
+	if (n < ((size_t)1 << 20)) {
+		pfs_cli_seterr(err, errlen, "%s needs a size of at least 1M (K, M, G; a bare "
+			       "number is MiB), not '%s'", arg, v ? v : "");
+		return -EINVAL;
+	}
+	*out = n;
+	return 0;
+}
+
+static int opt_cache_size(struct pfs_config *cfg, const char *v, const char *arg, char *err,
+			  size_t errlen)
+{
+	return cache_bytes(v, arg, &cfg->cache_size, err, errlen);
+}
+
+/* --cache-max-dirty, and mem-fuse's --cache-max-write-size. */
+static int opt_cache_dirty(struct pfs_config *cfg, const char *v, const char *arg, char *err,
+			   size_t errlen)
+{
+	return cache_bytes(v, arg, &cfg->cache_max_dirty, err, errlen);
+}
+
+static int opt_write_back(struct pfs_config *cfg, const char *v, const char *arg, char *err,
+			  size_t errlen)
+{
+	if (pfs_parse_seconds(v, &cfg->write_back) < 0 || cfg->write_back > 86400) {
+		pfs_cli_seterr(err, errlen, "--write-back needs a delay in seconds (0 to 86400), "
+			       "not '%s'", v ? v : "");
+		return -EINVAL;
+	}
+	return 0;
+}
+
 static const struct mount_opt {
 	const char *name;
 	bool compat;            /* PassthroughFS's spelling only */
@@ -507,6 +568,11 @@ static const struct mount_opt {
 	{"--on-unmount", false, opt_on_unmount},
 	{"--threads", false, opt_threads},
 	{"--node-fds", false, opt_node_fds},
+	{"--mirror", false, opt_mirror},
+	{"--cache-size", false, opt_cache_size},
+	{"--cache-max-dirty", false, opt_cache_dirty},
+	{"--cache-max-write-size", false, opt_cache_dirty},
+	{"--write-back", false, opt_write_back},
 };
 
 /* argv[*i] is an option that takes a value (*i moves past a separate
@@ -547,6 +613,17 @@ static int mount_flag(struct pfs_config *cfg, int argc, char **argv, int *i, cha
 		cfg->read_only = true;
 	} else if (strcmp(a, "--volatile") == 0) {
 		cfg->volatile_source = true;
+	} else if (strcmp(a, "--lazy-load") == 0 || strncmp(a, "--lazy-load=", 12) == 0) {
+		/* mem-fuse's flag, or on|off (glued with = or the next word) */
+		v = a[11] == '=' ? a + 12 : NULL;
+		if (!v && *i + 1 < argc &&
+		    (strcmp(argv[*i + 1], "on") == 0 || strcmp(argv[*i + 1], "off") == 0))
+			v = argv[++*i];
+		if (v && strcmp(v, "on") != 0 && strcmp(v, "off") != 0) {
+			pfs_cli_seterr(err, errlen, "--lazy-load takes on or off, not '%s'", v);
+			return -EINVAL;
+		}
+		cfg->lazy_load = !v || strcmp(v, "on") == 0;
 	} else if (strcmp(a, "--no-default-permissions") == 0) {
 		cfg->default_permissions = false;
 	} else if (strncmp(a, "-o", 2) == 0) {
@@ -596,6 +673,18 @@ static int take_words(struct pfs_config *cfg, bool compat, const struct mount_wo
 		cfg->foreground = true; /* PassthroughFS ran in the foreground */
 		return 0;
 	}
+	if (cfg->mirror) {
+		/* The mirror takes SOURCE's place: MOUNTPOINT alone. */
+		if (w->npos != 1) {
+			pfs_cli_seterr(err, errlen, w->npos ? "--mirror takes the place of SOURCE "
+				       "(usage: prismfs mount --mirror DIR MOUNTPOINT)"
+				       : "missing MOUNTPOINT (usage: prismfs mount --mirror DIR "
+					 "MOUNTPOINT)");
+			return -EINVAL;
+		}
+		cfg->mountpoint = w->pos[0];
+		return 0;
+	}
 	if (w->npos < 2) {
 		pfs_cli_seterr(err, errlen, "missing %s (usage: prismfs mount SOURCE MOUNTPOINT)",
 			       w->npos ? "MOUNTPOINT" : "SOURCE and MOUNTPOINT");
@@ -603,6 +692,37 @@ static int take_words(struct pfs_config *cfg, bool compat, const struct mount_wo
 	}
 	cfg->source = w->pos[0];
 	cfg->mountpoint = w->pos[1];
+	return 0;
+}
+
+/* The cache's options belong to --mirror; defaults filled in. */
+static int finish_cache(struct pfs_config *cfg, char *err, size_t errlen)
+{
+	if (!cfg->mirror) {
+		if (cfg->cache_size || cfg->cache_max_dirty || cfg->write_back >= 0) {
+			pfs_cli_seterr(err, errlen, "%s needs --mirror DIR",
+				       cfg->cache_size ? "--cache-size"
+				       : cfg->cache_max_dirty ? "--cache-max-dirty"
+							      : "--write-back");
+			return -EINVAL;
+		}
+		return 0;
+	}
+	if (cfg->upper || cfg->nlowers || cfg->layer_opt) {
+		pfs_cli_seterr(err, errlen, "--mirror cannot be used with layers (--upper, "
+			       "--lower): a cached mount has no SOURCE to lay them over");
+		return -EINVAL;
+	}
+	if (!cfg->cache_size)
+		cfg->cache_size = PFS_DEFAULT_CACHE_SIZE;
+	if (!cfg->cache_max_dirty)
+		cfg->cache_max_dirty = cfg->cache_size / 4;
+	if (cfg->cache_max_dirty > cfg->cache_size) {
+		pfs_cli_seterr(err, errlen, "--cache-max-dirty cannot be larger than --cache-size");
+		return -EINVAL;
+	}
+	if (cfg->write_back < 0)
+		cfg->write_back = PFS_DEFAULT_WRITE_BACK;
 	return 0;
 }
 
@@ -637,5 +757,8 @@ int pfs_cli_parse_mount(int argc, char **argv, int start, bool compat, struct pf
 		return ret;
 	if (cfg->volatile_source)
 		cfg->timeout = 0;
+	ret = finish_cache(cfg, err, errlen);
+	if (ret < 0)
+		return ret;
 	return finish_layers(cfg, err, errlen);
 }

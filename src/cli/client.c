@@ -132,6 +132,46 @@ static int wait_end(int fd, char *line, size_t len, int timeout_ms, struct pfs_p
 	return r;
 }
 
+/* Ask the daemon of mnt to write everything back ("sync"). 0 when done
+ * (or it has nothing to write back), 1 with the reason in msg when not,
+ * -errno when it cannot be asked. */
+static int ask_sync(const char *mnt, char *msg, size_t len)
+{
+	const char *why;
+	int fd = pfs_ctl_connect(mnt, &why), r;
+
+	if (fd < 0)
+		return fd;
+	r = send(fd, "sync\n", 5, MSG_NOSIGNAL) == 5 ? read_line(fd, msg, len, -1) : -errno;
+	close(fd);
+	if (r < 0)
+		return r;
+	if (strcmp(msg, "ok") == 0 || strcmp(msg, "error unknown command") == 0)
+		return 0; /* a daemon from before caches: nothing to write back */
+	if (strncmp(msg, "error ", 6) == 0)
+		memmove(msg, msg + 6, strlen(msg + 6) + 1);
+	return 1;
+}
+
+int pfs_cmd_sync(const struct pfs_config *cfg)
+{
+	char *mnt = canonical_noleaf(cfg->mountpoint);
+	char msg[1024];
+	int r;
+
+	if (!mnt) {
+		say("%s does not exist", cfg->mountpoint);
+		return 1;
+	}
+	r = ask_sync(mnt, msg, sizeof(msg));
+	free(mnt);
+	if (r < 0)
+		say("cannot reach the daemon of %s: %s", cfg->mountpoint, strerror(-r));
+	else if (r > 0)
+		say("%s: %s", cfg->mountpoint, msg);
+	return r == 0 ? 0 : 1;
+}
+
 int pfs_cmd_unmount(const struct pfs_config *cfg)
 {
 	char *mnt = canonical_noleaf(cfg->mountpoint);
@@ -153,6 +193,13 @@ int pfs_cmd_unmount(const struct pfs_config *cfg)
 	}
 	if (find_mount(mnt, e) < 0 || !pfs_ctl_is_prismfs(e)) {
 		say("%s is not a prismfs mount", cfg->mountpoint);
+		goto out;
+	}
+	/* A cache writes everything back first; if it cannot, nothing is
+	 * unmounted (unless forced: then the daemon quarantines it). */
+	if (!cfg->force && ask_sync(mnt, line, sizeof(line)) == 1) {
+		say("not unmounting %s: %s (prismfs unmount --force keeps what is not written "
+		    "back in a quarantine directory)", cfg->mountpoint, line);
 		goto out;
 	}
 	pfs_progress_init(&prog, progress, stderr, "commit");

@@ -1,5 +1,6 @@
 #include "cli/daemon.h"
 #include "cli/cmdutil.h"
+#include "cli/cache_mount.h"
 #include "layers/layer.h"
 #include "view/ns.h"
 #include "layers/layer_life.h"
@@ -133,8 +134,15 @@ static int check_config(const struct pfs_config *cfg, struct pfs_fs *fs)
 					  "the kernel (echo Y > " URING_PARAM ")");
 		goto out;
 	}
-	fs->root_fd = open(cfg->source, O_PATH | O_DIRECTORY | O_CLOEXEC);
-	if (fs->root_fd < 0) {
+	if (cfg->mirror) {
+		fs->mountpoint = canonical_noleaf(cfg->mountpoint);
+		if (!fs->mountpoint) {
+			say("mount point %s does not exist", cfg->mountpoint);
+			goto out;
+		}
+		if (pfs_cache_mount_open(cfg, fs) < 0)
+			goto out;
+	} else if ((fs->root_fd = open(cfg->source, O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0) {
 		if (errno == ENOENT)
 			say("source %s does not exist", cfg->source);
 		else if (errno == ENOTDIR)
@@ -143,8 +151,10 @@ static int check_config(const struct pfs_config *cfg, struct pfs_fs *fs)
 			say("cannot open source %s: %s", cfg->source, strerror(errno));
 		goto out;
 	}
-	fs->source = realpath(cfg->source, NULL);
-	fs->mountpoint = canonical_noleaf(cfg->mountpoint);
+	if (!cfg->mirror) {
+		fs->source = realpath(cfg->source, NULL);
+		fs->mountpoint = canonical_noleaf(cfg->mountpoint);
+	}
 	if (!fs->source || !fs->mountpoint) {
 		say("mount point %s does not exist", cfg->mountpoint);
 		goto out;
@@ -369,6 +379,12 @@ void pfs_daemon_init_done(struct pfs_fs *fs)
 			pfs_oplog_discard(fs->log);
 			fs->log = NULL;
 		}
+	}
+	if (pfs_cache_is(fs->store) && pfs_cache_start(fs->store) < 0) {
+		xp->init_failed = 1;
+		tell_parent(fs, "cannot start the cache's write-back");
+		fuse_session_exit(xp->se);
+		return;
 	}
 	if ((fs->watch || fs->layers) && pfs_inval_start(fs) < 0) {
 		xp->init_failed = 1;
@@ -621,6 +637,13 @@ static int finish(const struct pfs_config *cfg, struct pfs_fs *fs,
 		say("%s", msg);
 		r = -EIO;
 		if (asprintf(&line, "%s failed %s", pfs_action_name(a), msg) < 0)
+			line = NULL;
+	}
+	if (pfs_cache_is(fs->store) && pfs_cache_mount_finish(fs, msg, sizeof(msg)) < 0) {
+		say("%s", msg);
+		ret = 1;
+		free(line);
+		if (asprintf(&line, "write-back failed %s", msg) < 0)
 			line = NULL;
 	}
 	dropped = pfs_oplog_close(fs->log);

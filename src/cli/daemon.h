@@ -19,6 +19,7 @@ int pfs_cmd_mount(const struct pfs_config *cfg);
 /* client.c */
 int pfs_cmd_unmount(const struct pfs_config *cfg);
 int pfs_cmd_status(const struct pfs_config *cfg);
+int pfs_cmd_sync(const struct pfs_config *cfg);
 
 /* For the library (lib.c): the last line the commands said, without the
  * "prismfs: " prefix; the process that keeps them off stderr (0: none);

@@ -29,6 +29,7 @@ int main(int argc, char **argv)
 	case PFS_CMD_LAYERS_HELP:
 	case PFS_CMD_UNMOUNT_HELP:
 	case PFS_CMD_STATUS_HELP:
+	case PFS_CMD_SYNC_HELP:
 		fputs(cfg.usage ? cfg.usage : pfs_usage, stdout);
 		ret = 0;
 		break;
@@ -44,6 +45,9 @@ int main(int argc, char **argv)
 		break;
 	case PFS_CMD_STATUS:
 		ret = pfs_cmd_status(&cfg);
+		break;
+	case PFS_CMD_SYNC:
+		ret = pfs_cmd_sync(&cfg);
 		break;
 	case PFS_CMD_COMMIT:
 		ret = pfs_cmd_commit(&cfg);

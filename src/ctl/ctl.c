@@ -1,3 +1,4 @@
+#include "cache/cache.h"
 #include "ctl/ctl.h"
 #include "cli/cli.h" /* the mount's configuration, shown by status */
 #include "ctl/oplog.h"
@@ -218,6 +219,42 @@ static json_t *node_fds_json(struct pfs_fs *fs)
 	return o;
 }
 
+/* A cached mount's write-back and cache (cache/cache.h), or null. */
+static json_t *cache_json(struct pfs_fs *fs)
+{
+	const struct pfs_config *cfg = fs->cfg;
+	struct pfs_cache_stats s;
+	json_t *o;
+	uint64_t uses;
+
+	if (!pfs_cache_is(fs->store))
+		return json_null();
+	pfs_cache_stats(fs->store, &s);
+	uses = s.hits + s.files_loaded;
+	o = json_object();
+	json_object_set_new(o, "mirror", json_string(fs->source));
+	json_object_set_new(o, "pending_ops", json_integer((json_int_t)s.pending_ops));
+	json_object_set_new(o, "pending_bytes", json_integer((json_int_t)s.pending_bytes));
+	json_object_set_new(o, "written_back", json_integer((json_int_t)s.applied));
+	json_object_set_new(o, "failures", json_integer((json_int_t)s.failures));
+	json_object_set_new(o, "last_error", s.last_err ? json_string(s.last_msg) : json_null());
+	json_object_set_new(o, "conflicts", json_integer((json_int_t)s.conflicts));
+	json_object_set_new(o, "last_conflict",
+			    s.conflicts ? json_string(s.last_conflict) : json_null());
+	json_object_set_new(o, "cache_size", json_integer((json_int_t)cfg->cache_size));
+	json_object_set_new(o, "cache_used", json_integer((json_int_t)s.used_bytes));
+	json_object_set_new(o, "max_dirty", json_integer((json_int_t)cfg->cache_max_dirty));
+	json_object_set_new(o, "write_back_delay", json_real(cfg->write_back));
+	json_object_set_new(o, "lazy_load", json_boolean(cfg->lazy_load));
+	json_object_set_new(o, "dirs_loaded", json_integer((json_int_t)s.dirs_filled));
+	json_object_set_new(o, "files_loaded", json_integer((json_int_t)s.files_loaded));
+	json_object_set_new(o, "bytes_loaded", json_integer((json_int_t)s.bytes_loaded));
+	json_object_set_new(o, "hits", json_integer((json_int_t)s.hits));
+	json_object_set_new(o, "hit_rate", uses ? json_real((double)s.hits / (double)uses)
+						: json_null());
+	return o;
+}
+
 static char *status_json(struct pfs_ctl *ctl)
 {
 	struct pfs_fs *fs = ctl->fs;
@@ -259,6 +296,7 @@ static char *status_json(struct pfs_ctl *ctl)
 			    json_integer(fs->log ? (json_int_t)pfs_oplog_dropped(fs->log) : 0));
 	json_object_set_new(o, "mapping", pfs_mapwatch_status(fs));
 	json_object_set_new(o, "layers", layers_json(ctl));
+	json_object_set_new(o, "cache", cache_json(fs));
 	s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 	json_decref(o);
 	return s;
@@ -284,6 +322,22 @@ static void serve(struct pfs_ctl *ctl, int fd)
 			write_str(fd, "\n");
 			free(s);
 		}
+	} else if (strcmp(line, "sync") == 0) {
+		/* Answered on this thread: status waits meanwhile. */
+		int r = pfs_cache_is(ctl->fs->store) ? pfs_cache_sync(ctl->fs->store) : 0;
+		char *msg = NULL;
+
+		if (r < 0) {
+			struct pfs_cache_stats s;
+
+			pfs_cache_stats(ctl->fs->store, &s);
+			if (asprintf(&msg, "error %llu change%s not written back to %s: %s\n",
+				     (unsigned long long)s.pending_ops, s.pending_ops == 1 ? "" : "s",
+				     ctl->fs->source, s.last_msg[0] ? s.last_msg : strerror(-r)) < 0)
+				msg = NULL;
+		}
+		write_str(fd, msg ? msg : r < 0 ? "error the mirror cannot be written\n" : "ok\n");
+		free(msg);
 	} else if (strncmp(line, "wait", 4) == 0 && (line[4] == '\0' || line[4] == ' ')) {
 		fd = serve_wait(ctl, fd, line + 4);
 	} else {

@@ -245,6 +245,11 @@ static int f_copy(struct pfs_store *st, int dst, int src, off_t size, bool clone
 	PASS(PFS_ST_COPY, copy(INNER(st), dst, src, size, clone, tick, arg));
 }
 
+static void f_release(struct pfs_store *st, int fd)
+{
+	pfs_st_release(INNER(st), fd);
+}
+
 static void f_destroy(struct pfs_store *st)
 {
 	free(st);
@@ -270,6 +275,7 @@ static const struct pfs_store_ops fault_ops = {
 	.removexattr = f_removexattr,
 	.sync = f_sync,
 	.copy = f_copy,
+	.release = f_release,
 	.destroy = f_destroy,
 };
 

@@ -221,6 +221,7 @@ static const struct pfs_store_ops local_ops = {
 	.removexattr = l_removexattr,
 	.sync = l_sync,
 	.copy = l_copy,
+	.release = NULL,
 	.destroy = NULL,
 };
 

@@ -124,6 +124,9 @@ struct pfs_store_ops {
 	 * cannot, and nothing was done). */
 	int (*copy)(struct pfs_store *st, int dst, int src, off_t size, bool clone,
 		    pfs_st_tick *tick, void *arg);
+	/* fd, a file opened through this store, is about to be closed by the
+	 * one who opened it (the view, at RELEASE). NULL: nothing to do. */
+	void (*release)(struct pfs_store *st, int fd);
 	/* Free the store (not the local one, which is static). */
 	void (*destroy)(struct pfs_store *st);
 };
@@ -269,6 +272,12 @@ static inline int pfs_st_removexattr(struct pfs_store *st, struct pfs_ref r, con
 static inline int pfs_st_sync(struct pfs_store *st, int fd, bool data_only)
 {
 	return st->ops->sync(st, fd, data_only);
+}
+
+static inline void pfs_st_release(struct pfs_store *st, int fd)
+{
+	if (st->ops->release)
+		st->ops->release(st, fd);
 }
 
 static inline int pfs_st_copy(struct pfs_store *st, int dst, int src, off_t size, bool clone,

@@ -244,6 +244,8 @@ int pfs_view_create(struct pfs_fs *fs, struct pfs_req *rq, const struct fuse_ctx
 
 int pfs_view_release(struct pfs_fs *fs, struct pfs_node *n, struct fuse_file_info *fi)
 {
+	/* The store hears of it first: a cache writes back what was written. */
+	pfs_st_release(fs->store, pfs_fh_fd(fi));
 	close(pfs_fh_fd(fi));
 	/* Its size and times may have changed for its other places too. */
 	if (writes(fi->flags))

@@ -30,6 +30,7 @@ COMMAND_PAGES = {
     "mount": "prismfs-mount.1",
     "unmount": "prismfs-unmount.1",
     "status": "prismfs-status.1",
+    "sync": "prismfs-sync.1",
     "commit": "prismfs-commit.1",
     "discard": "prismfs-commit.1",
     "recover": "prismfs-commit.1",

@@ -1,0 +1,584 @@
+/* cache: the operations of the cache store (see cache.h). */
+#include "cache/cache_int.h"
+#include "store/fcopy.h"
+#include "store/meta.h"
+#include "store/walk.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+bool pfs_cache_is(const struct pfs_store *st)
+{
+	return st && st->ops == &pfs_cache_ops;
+}
+
+static uint64_t queue(struct pfs_cache *c, struct pfs_wb_op *op)
+{
+	if (!op) {
+		fprintf(stderr, "prismfs: cache: out of memory queueing a write-back\n");
+		return 0;
+	}
+	return pfs_wbq_push(c->q, op);
+}
+
+static struct pfs_wb_op *op_at(struct pfs_cache *c, enum pfs_wb_kind k, int dirfd,
+			       const char *name)
+{
+	char path[PATH_MAX];
+
+	if (pfs_cache_path(c, dirfd, name, path, sizeof(path)) < 0)
+		return NULL;
+	return pfs_wb_op_new(k, path);
+}
+
+/* Queue the data of the open file fd. */
+static uint64_t queue_data(struct pfs_cache *c, int fd)
+{
+	char proc[32];
+	struct pfs_wb_op *op = op_at(c, PFS_WB_DATA, fd, NULL);
+	struct stat st;
+
+	if (!op)
+		return 0; /* unlinked meanwhile: nothing to write back */
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	op->fd = open(proc, O_RDONLY | O_CLOEXEC);
+	if (op->fd < 0 || fstat(op->fd, &st) < 0) {
+		pfs_wb_op_free(op);
+		return 0;
+	}
+	op->key = st.st_ino;
+	op->bytes = (uint64_t)st.st_size;
+	return queue(c, op);
+}
+
+static struct wfd **wfd_slot(struct pfs_cache *c, int fd)
+{
+	struct wfd **p = &c->wtab[pfs_cache_bucket((uint64_t)fd)];
+
+	while (*p && (*p)->fd != fd)
+		p = &(*p)->next;
+	return p;
+}
+
+/* --------------------------------------------------------------------
+ * the operations */
+
+static int c_open(struct pfs_store *st, int dirfd, const char *name, const struct open_how *how)
+{
+	struct pfs_cache *c = C(st);
+	int flags = (int)how->flags, fd, ret;
+	bool creating = false, writing = (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
+	struct stat s;
+
+	ret = pfs_cache_fill_for(c, dirfd, name);
+	if (ret < 0)
+		return ret;
+	if (flags & O_CREAT)
+		creating = pfs_st_stat(c->in, dirfd, name, &s, AT_SYMLINK_NOFOLLOW) == -ENOENT;
+	if (writing && !(flags & O_PATH))
+		pfs_wbq_room(c->q, 0);
+	fd = c->in->ops->open(c->in, dirfd, name, how);
+	if (fd < 0 || (flags & O_PATH))
+		return fd;
+	if (fstat(fd, &s) < 0 || s.st_dev != c->dev)
+		goto opened;
+	if (S_ISDIR(s.st_mode)) { /* to be listed: its names first */
+		ret = pfs_cache_fill(c, fd);
+		if (ret < 0) {
+			close(fd);
+			return ret;
+		}
+		goto opened;
+	}
+	if (!S_ISREG(s.st_mode))
+		goto opened;
+	if (pfs_cache_state(c, s.st_ino) & STUB) {
+		if (flags & O_TRUNC) {
+			char path[PATH_MAX];
+
+			if (pfs_cache_path(c, fd, NULL, path, sizeof(path)) == 0)
+				pfs_mirror_local_remember(c->mirror, s.st_ino, path);
+			pfs_cache_state_set(c, s.st_ino, 0, STUB);
+		} else {
+			ret = pfs_cache_load(c, fd, &s);
+			if (ret < 0) {
+				close(fd);
+				return ret;
+			}
+		}
+	} else if (!creating) {
+		pthread_mutex_lock(&c->lock);
+		c->hits++;
+		pthread_mutex_unlock(&c->lock);
+	}
+	if (creating) {
+		struct pfs_wb_op *op = op_at(c, PFS_WB_CREATE, fd, NULL);
+
+		if (op) {
+			op->mode = s.st_mode & 07777;
+			op->uid = s.st_uid;
+			op->gid = s.st_gid;
+			op->mask = PFS_WB_OWNER;
+			op->key = s.st_ino;
+		}
+		queue(c, op);
+	}
+	if (writing) {
+		struct wfd *w = calloc(1, sizeof(*w)), **p;
+
+		if (fstat(fd, &s) == 0 && w) {
+			w->fd = fd;
+			w->ino = s.st_ino;
+			w->mtime = s.st_mtim;
+			w->size = s.st_size;
+			w->dirty = creating || (flags & O_TRUNC);
+			pthread_mutex_lock(&c->lock);
+			p = wfd_slot(c, fd);
+			if (*p) { /* a number reused: the old one was closed unseen */
+				struct wfd *old = *p;
+
+				*p = old->next;
+				free(old);
+				p = wfd_slot(c, fd);
+			}
+			*p = w;
+			pthread_mutex_unlock(&c->lock);
+		} else {
+			free(w);
+		}
+	}
+opened:
+	return fd;
+}
+
+/* Take fd's entry out of the table if it was opened for writing, and say
+ * whether its data changed. */
+static bool written(struct pfs_cache *c, int fd, bool keep)
+{
+	struct wfd **p, *w;
+	struct stat s;
+	bool changed = false;
+
+	pthread_mutex_lock(&c->lock);
+	p = wfd_slot(c, fd);
+	w = *p;
+	if (w && fstat(fd, &s) == 0 && s.st_ino == w->ino) {
+		changed = w->dirty || s.st_size != w->size ||
+			  s.st_mtim.tv_sec != w->mtime.tv_sec ||
+			  s.st_mtim.tv_nsec != w->mtime.tv_nsec;
+		w->mtime = s.st_mtim;
+		w->size = s.st_size;
+		w->dirty = false;
+	}
+	if (w && !keep) {
+		*p = w->next;
+		free(w);
+	}
+	pthread_mutex_unlock(&c->lock);
+	return changed;
+}
+
+static void c_release(struct pfs_store *st, int fd)
+{
+	struct pfs_cache *c = C(st);
+
+	if (written(c, fd, false))
+		queue_data(c, fd);
+}
+
+static int c_sync(struct pfs_store *st, int fd, bool data_only)
+{
+	struct pfs_cache *c = C(st);
+	int ret = c->in->ops->sync(c->in, fd, data_only);
+
+	if (ret < 0)
+		return ret;
+	if (written(c, fd, true))
+		queue_data(c, fd);
+	/* Everything before it too: the file's name may be new. */
+	return pfs_wbq_wait(c->q, pfs_wbq_last(c->q));
+}
+
+static int c_truncate(struct pfs_store *st, int fd, off_t len)
+{
+	struct pfs_cache *c = C(st);
+	int ret = c->in->ops->truncate(c->in, fd, len);
+
+	if (ret == 0)
+		queue_data(c, fd);
+	return ret;
+}
+
+static int c_stat(struct pfs_store *st, int dirfd, const char *name, struct stat *out, int flags)
+{
+	struct pfs_cache *c = C(st);
+	int ret = pfs_cache_fill_for(c, dirfd, name);
+
+	if (ret < 0)
+		return ret;
+	ret = c->in->ops->stat(c->in, dirfd, name, out, flags);
+	/* A directory's link count counts its subdirectories: fill it. */
+	if (ret == 0 && S_ISDIR(out->st_mode) && out->st_dev == c->dev &&
+	    !(pfs_cache_state(c, out->st_ino) & FILLED)) {
+		int fd = pfs_st_openat(c->in, dirfd, *name ? name : ".",
+				       O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
+
+		if (fd >= 0) {
+			ret = pfs_cache_fill(c, fd);
+			close(fd);
+			if (ret == 0)
+				ret = c->in->ops->stat(c->in, dirfd, name, out, flags);
+		}
+	}
+	return ret;
+}
+
+/* After making name in dirfd: queue it with its mode and owner. */
+static void queue_made(struct pfs_cache *c, enum pfs_wb_kind k, int dirfd, const char *name,
+		       const char *target)
+{
+	struct pfs_wb_op *op = op_at(c, k, dirfd, name);
+	struct stat s;
+
+	if (op && pfs_st_stat(c->in, dirfd, name, &s, AT_SYMLINK_NOFOLLOW) == 0) {
+		op->mode = s.st_mode;
+		op->rdev = s.st_rdev;
+		op->uid = s.st_uid;
+		op->gid = s.st_gid;
+		op->mask = PFS_WB_OWNER;
+		if (S_ISDIR(s.st_mode))
+			pfs_cache_state_set(c, s.st_ino, FILLED, 0); /* new: nothing to fill */
+	}
+	if (op && target && !(op->target = strdup(target))) {
+		pfs_wb_op_free(op);
+		op = NULL;
+	}
+	queue(c, op);
+}
+
+static int c_mkdir(struct pfs_store *st, int dirfd, const char *name, mode_t mode)
+{
+	struct pfs_cache *c = C(st);
+	int ret = pfs_cache_fill_for(c, dirfd, name);
+
+	if (ret == 0)
+		ret = c->in->ops->mkdir(c->in, dirfd, name, mode);
+	if (ret == 0)
+		queue_made(c, PFS_WB_MKDIR, dirfd, name, NULL);
+	return ret;
+}
+
+static int c_mknod(struct pfs_store *st, int dirfd, const char *name, mode_t mode, dev_t dev)
+{
+	struct pfs_cache *c = C(st);
+	int ret = pfs_cache_fill_for(c, dirfd, name);
+
+	if (ret == 0)
+		ret = c->in->ops->mknod(c->in, dirfd, name, mode, dev);
+	if (ret == 0)
+		queue_made(c, S_ISREG(mode) ? PFS_WB_CREATE : PFS_WB_MKNOD, dirfd, name, NULL);
+	return ret;
+}
+
+static int c_symlink(struct pfs_store *st, const char *target, int dirfd, const char *name)
+{
+	struct pfs_cache *c = C(st);
+	int ret = pfs_cache_fill_for(c, dirfd, name);
+
+	if (ret == 0)
+		ret = c->in->ops->symlink(c->in, target, dirfd, name);
+	if (ret == 0)
+		queue_made(c, PFS_WB_SYMLINK, dirfd, name, target);
+	return ret;
+}
+
+/* An op naming two places: both paths taken before the change. */
+static struct pfs_wb_op *op_two(struct pfs_cache *c, enum pfs_wb_kind k, int d1, const char *n1,
+				int d2, const char *n2)
+{
+	struct pfs_wb_op *op = op_at(c, k, d1, n1);
+	char p2[PATH_MAX];
+
+	if (op && (pfs_cache_path(c, d2, n2, p2, sizeof(p2)) < 0 || !(op->path2 = strdup(p2)))) {
+		pfs_wb_op_free(op);
+		return NULL;
+	}
+	return op;
+}
+
+static int c_link(struct pfs_store *st, int odirfd, const char *oname, int ndirfd,
+		  const char *nname, int flags)
+{
+	struct pfs_cache *c = C(st);
+	struct pfs_wb_op *op;
+	int ret = pfs_cache_fill_for(c, odirfd, oname);
+
+	if (ret == 0)
+		ret = pfs_cache_fill_for(c, ndirfd, nname);
+	if (ret < 0)
+		return ret;
+	op = op_two(c, PFS_WB_LINK, odirfd, oname, ndirfd, nname);
+	ret = c->in->ops->link(c->in, odirfd, oname, ndirfd, nname, flags);
+	if (ret == 0)
+		queue(c, op);
+	else
+		pfs_wb_op_free(op);
+	return ret;
+}
+
+static int c_unlink(struct pfs_store *st, int dirfd, const char *name, int flags)
+{
+	struct pfs_cache *c = C(st);
+	struct pfs_wb_op *op;
+	int ret = pfs_cache_fill_for(c, dirfd, name);
+
+	if (ret < 0)
+		return ret;
+	op = op_at(c, flags & AT_REMOVEDIR ? PFS_WB_RMDIR : PFS_WB_UNLINK, dirfd, name);
+	ret = c->in->ops->unlink(c->in, dirfd, name, flags);
+	if (ret == 0)
+		queue(c, op);
+	else
+		pfs_wb_op_free(op);
+	return ret;
+}
+
+static int c_rename(struct pfs_store *st, int odirfd, const char *oname, int ndirfd,
+		    const char *nname, unsigned flags)
+{
+	struct pfs_cache *c = C(st);
+	struct pfs_wb_op *op;
+	int ret = pfs_cache_fill_for(c, odirfd, oname);
+
+	if (ret == 0)
+		ret = pfs_cache_fill_for(c, ndirfd, nname);
+	if (ret < 0)
+		return ret;
+	op = op_two(c, PFS_WB_RENAME, odirfd, oname, ndirfd, nname);
+	if (op)
+		op->flags = flags;
+	ret = c->in->ops->rename(c->in, odirfd, oname, ndirfd, nname, flags);
+	if (ret == 0)
+		queue(c, op);
+	else
+		pfs_wb_op_free(op);
+	return ret;
+}
+
+static ssize_t c_readlink(struct pfs_store *st, int dirfd, const char *name, char *buf,
+			  size_t len)
+{
+	struct pfs_cache *c = C(st);
+	int ret = pfs_cache_fill_for(c, dirfd, name);
+
+	return ret < 0 ? ret : c->in->ops->readlink(c->in, dirfd, name, buf, len);
+}
+
+static int fill_ref(struct pfs_cache *c, struct pfs_ref r)
+{
+	return r.fd >= 0 ? 0 : pfs_cache_fill_for(c, r.dirfd, r.name);
+}
+
+static struct pfs_wb_op *op_ref(struct pfs_cache *c, enum pfs_wb_kind k, struct pfs_ref r)
+{
+	struct pfs_wb_op *op = r.fd >= 0 ? op_at(c, k, r.fd, NULL) : op_at(c, k, r.dirfd, r.name);
+	struct stat s, ds;
+	int fd = r.fd;
+
+	/* (the /proc/self/fd directory, "N"): the object of fd N */
+	if (fd < 0 && r.name && *r.name && strspn(r.name, "0123456789") == strlen(r.name) &&
+	    fstat(r.dirfd, &ds) == 0 && ds.st_dev != c->dev)
+		fd = atoi(r.name);
+	if (fd < 0 && (!r.name || !*r.name))
+		fd = r.dirfd; /* pfs_ref_path: the descriptor's own object */
+	if (op && pfs_st_stat(c->in, fd >= 0 ? fd : r.dirfd, fd >= 0 ? "" : r.name, &s,
+			      fd >= 0 ? AT_EMPTY_PATH : AT_SYMLINK_NOFOLLOW) < 0) {
+		/* What to write back is unknown: keep it out of the queue, and
+		 * say so rather than send the mirror made-up values. */
+		fprintf(stderr, "prismfs: cache: cannot read back %s after a change; it is not "
+			"written back\n", op->path);
+		pfs_wb_op_free(op);
+		return NULL;
+	}
+	if (op) {
+		op->key = S_ISREG(s.st_mode) ? s.st_ino : 0;
+		op->mode = s.st_mode;
+		op->uid = s.st_uid;
+		op->gid = s.st_gid;
+		op->atime = s.st_atim;
+		op->mtime = s.st_mtim;
+	}
+	return op;
+}
+
+static int c_chmod(struct pfs_store *st, struct pfs_ref r, mode_t mode)
+{
+	struct pfs_cache *c = C(st);
+	struct pfs_wb_op *op;
+	int ret = fill_ref(c, r);
+
+	if (ret == 0)
+		ret = c->in->ops->chmod(c->in, r, mode);
+	if (ret == 0 && (op = op_ref(c, PFS_WB_ATTR, r))) {
+		op->mask = PFS_WB_MODE;
+		queue(c, op);
+	}
+	return ret;
+}
+
+static int c_chown(struct pfs_store *st, struct pfs_ref r, uid_t uid, gid_t gid)
+{
+	struct pfs_cache *c = C(st);
+	struct pfs_wb_op *op;
+	int ret = fill_ref(c, r);
+
+	if (ret == 0)
+		ret = c->in->ops->chown(c->in, r, uid, gid);
+	if (ret == 0 && (op = op_ref(c, PFS_WB_ATTR, r))) {
+		/* chown may clear set-ID bits: the mode goes along. */
+		op->mask = PFS_WB_OWNER | PFS_WB_MODE;
+		queue(c, op);
+	}
+	return ret;
+}
+
+static int c_utimes(struct pfs_store *st, struct pfs_ref r, const struct timespec ts[2])
+{
+	struct pfs_cache *c = C(st);
+	struct pfs_wb_op *op;
+	int ret = fill_ref(c, r);
+
+	if (ret == 0)
+		ret = c->in->ops->utimes(c->in, r, ts);
+	if (ret == 0 && (op = op_ref(c, PFS_WB_ATTR, r))) {
+		op->mask = (ts[0].tv_nsec != UTIME_OMIT ? PFS_WB_ATIME : 0) |
+			   (ts[1].tv_nsec != UTIME_OMIT ? PFS_WB_MTIME : 0);
+		queue(c, op);
+	}
+	return ret;
+}
+
+static ssize_t c_getxattr(struct pfs_store *st, struct pfs_ref r, const char *name, void *buf,
+			  size_t len)
+{
+	struct pfs_cache *c = C(st);
+	int ret = fill_ref(c, r);
+
+	return ret < 0 ? ret : c->in->ops->getxattr(c->in, r, name, buf, len);
+}
+
+static ssize_t c_listxattr(struct pfs_store *st, struct pfs_ref r, char *buf, size_t len)
+{
+	struct pfs_cache *c = C(st);
+	int ret = fill_ref(c, r);
+
+	return ret < 0 ? ret : c->in->ops->listxattr(c->in, r, buf, len);
+}
+
+static int c_setxattr(struct pfs_store *st, struct pfs_ref r, const char *name, const void *val,
+		      size_t len, int flags)
+{
+	struct pfs_cache *c = C(st);
+	struct pfs_wb_op *op;
+	int ret = fill_ref(c, r);
+
+	if (ret == 0)
+		ret = c->in->ops->setxattr(c->in, r, name, val, len, flags);
+	if (ret == 0 && (op = op_ref(c, PFS_WB_SETXATTR, r))) {
+		op->xname = strdup(name);
+		op->xval = malloc(len ? len : 1);
+		op->xlen = len;
+		if (!op->xname || !op->xval) {
+			pfs_wb_op_free(op);
+			op = NULL;
+		} else {
+			memcpy(op->xval, val, len);
+		}
+		queue(c, op);
+	}
+	return ret;
+}
+
+static int c_removexattr(struct pfs_store *st, struct pfs_ref r, const char *name)
+{
+	struct pfs_cache *c = C(st);
+	struct pfs_wb_op *op;
+	int ret = fill_ref(c, r);
+
+	if (ret == 0)
+		ret = c->in->ops->removexattr(c->in, r, name);
+	if (ret == 0 && (op = op_ref(c, PFS_WB_RMXATTR, r))) {
+		if (!(op->xname = strdup(name))) {
+			pfs_wb_op_free(op);
+			op = NULL;
+		}
+		queue(c, op);
+	}
+	return ret;
+}
+
+static int c_copy(struct pfs_store *st, int dst, int src, off_t size, bool clone,
+		  pfs_st_tick *tick, void *arg)
+{
+	return C(st)->in->ops->copy(C(st)->in, dst, src, size, clone, tick, arg);
+}
+
+void pfs_cache_destroy(struct pfs_store *st)
+{
+	struct pfs_cache *c = C(st);
+
+	if (c->q)
+		pfs_wbq_stop(c->q, false, 0, NULL);
+	pfs_mirror_local_close(c->mirror);
+	for (unsigned i = 0; i < NBUCKETS; i++) {
+		while (c->tab[i]) {
+			struct ent *e = c->tab[i];
+
+			c->tab[i] = e->next;
+			free(e);
+		}
+		while (c->wtab[i]) {
+			struct wfd *w = c->wtab[i];
+
+			c->wtab[i] = w->next;
+			free(w);
+		}
+	}
+	close(c->root);
+	pthread_mutex_destroy(&c->lock);
+	pthread_mutex_destroy(&c->load_lock);
+	free(c);
+}
+
+const struct pfs_store_ops pfs_cache_ops = {
+	.open = c_open,
+	.stat = c_stat,
+	.mkdir = c_mkdir,
+	.mknod = c_mknod,
+	.symlink = c_symlink,
+	.link = c_link,
+	.unlink = c_unlink,
+	.rename = c_rename,
+	.readlink = c_readlink,
+	.chmod = c_chmod,
+	.chown = c_chown,
+	.utimes = c_utimes,
+	.truncate = c_truncate,
+	.getxattr = c_getxattr,
+	.setxattr = c_setxattr,
+	.listxattr = c_listxattr,
+	.removexattr = c_removexattr,
+	.sync = c_sync,
+	.copy = c_copy,
+	.release = c_release,
+	.destroy = pfs_cache_destroy,
+};
+
+/* --lazy-load off: fill every directory now, breadth first. */

@@ -1,0 +1,291 @@
+/* cache_load: filling the cache's directories and loading its files from
+ * the mirror, the first time they are used. */
+#include "cache/cache_int.h"
+#include "store/fcopy.h"
+#include "store/meta.h"
+#include "store/walk.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+unsigned pfs_cache_bucket(uint64_t k)
+{
+	return (unsigned)((k * 0x9E3779B97F4A7C15ull) >> 52) & (NBUCKETS - 1);
+}
+
+/* Under c->lock. */
+static struct ent *ent_get(struct pfs_cache *c, ino_t ino, bool make)
+{
+	struct ent **p = &c->tab[pfs_cache_bucket(ino)];
+
+	while (*p && (*p)->ino != ino)
+		p = &(*p)->next;
+	if (!*p && make && (*p = calloc(1, sizeof(**p))))
+		(*p)->ino = ino;
+	return *p;
+}
+
+unsigned pfs_cache_state(struct pfs_cache *c, ino_t ino)
+{
+	struct ent *e;
+	unsigned s;
+
+	pthread_mutex_lock(&c->lock);
+	e = ent_get(c, ino, false);
+	s = e ? e->state : 0;
+	pthread_mutex_unlock(&c->lock);
+	return s;
+}
+
+void pfs_cache_state_set(struct pfs_cache *c, ino_t ino, unsigned set, unsigned clear)
+{
+	struct ent *e;
+
+	pthread_mutex_lock(&c->lock);
+	e = ent_get(c, ino, true);
+	if (e)
+		e->state = (e->state & ~clear) | set;
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* The path of fd (and name in it, if not NULL or "") relative to the
+ * cache's root, as the mirror knows it: "" for the root itself. */
+int pfs_cache_path(struct pfs_cache *c, int fd, const char *name, char *buf, size_t len)
+{
+	char proc[32], p[PATH_MAX];
+	const char *rel;
+	struct stat st;
+	ssize_t n;
+
+	/* The view reaches a node's object as /proc/self/fd/N (a reopen of
+	 * its O_PATH fd): that is the object of fd N. Anything else outside
+	 * the cache has no path on the mirror. */
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (st.st_dev != c->dev) {
+		if (!name || !*name || strspn(name, "0123456789") != strlen(name))
+			return -EXDEV;
+		fd = atoi(name);
+		name = NULL;
+	}
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	n = readlink(proc, p, sizeof(p) - 1);
+	if (n < 0)
+		return -errno;
+	p[n] = '\0';
+	if (n > 10 && strcmp(p + n - 10, " (deleted)") == 0)
+		return -ENOENT;
+	if (strncmp(p, c->rootpath, c->rootlen) != 0)
+		return -EXDEV;
+	rel = p + c->rootlen;
+	while (*rel == '/')
+		rel++;
+	n = name && *name ? snprintf(buf, len, "%s%s%s", rel, *rel ? "/" : "", name)
+			  : snprintf(buf, len, "%s", rel);
+	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+/* Open path of the mirror beneath its root, through no symlink. */
+int pfs_cache_mirror_open(struct pfs_cache *c, const char *path, int flags)
+{
+	struct open_how how = {.flags = (uint64_t)(flags | O_CLOEXEC | O_NOFOLLOW),
+			       .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
+					  RESOLVE_NO_MAGICLINKS};
+
+	return pfs_st_open(c->in, pfs_mirror_local_root(c->mirror), *path ? path : ".", &how);
+}
+
+/* Make name in dirfd (the cache) what the mirror's entry e (in mfd) is:
+ * directories empty (filled later), files as stubs. */
+static int fill_one(struct pfs_cache *c, int dirfd, int mfd, const char *name)
+{
+	struct stat st, have;
+	const char *what;
+	char target[PATH_MAX];
+	ssize_t n;
+	int ret, fd;
+
+	if (pfs_st_stat(c->in, dirfd, name, &have, AT_SYMLINK_NOFOLLOW) == 0)
+		return 0;
+	ret = pfs_st_stat(c->in, mfd, name, &st, AT_SYMLINK_NOFOLLOW);
+	if (ret < 0)
+		return ret == -ENOENT ? 0 : ret;
+	switch (st.st_mode & S_IFMT) {
+	case S_IFDIR:
+		ret = pfs_st_mkdir(c->in, dirfd, name, 0700);
+		break;
+	case S_IFREG:
+		fd = pfs_st_openat(c->in, dirfd, name,
+				   O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (fd < 0)
+			return fd;
+		ret = pfs_st_truncate(c->in, fd, st.st_size);
+		if (ret == 0 && fstat(fd, &have) == 0)
+			pfs_cache_state_set(c, have.st_ino, STUB, 0);
+		close(fd);
+		break;
+	case S_IFLNK:
+		n = pfs_st_readlink(c->in, mfd, name, target, sizeof(target) - 1);
+		if (n < 0)
+			return (int)n;
+		target[n] = '\0';
+		ret = pfs_st_symlink(c->in, target, dirfd, name);
+		break;
+	default:
+		ret = pfs_st_mknod(c->in, dirfd, name, st.st_mode, st.st_rdev);
+		break;
+	}
+	if (ret == 0)
+		ret = pfs_meta_copy(c->in, pfs_ref_at(dirfd, name), pfs_ref_at(mfd, name), &st, 0,
+				    &what);
+	return ret;
+}
+
+/* Fill the cache directory dirfd from the mirror, the first time only. */
+int pfs_cache_fill(struct pfs_cache *c, int dirfd)
+{
+	char path[PATH_MAX];
+	struct pfs_names names = {0};
+	struct stat st, mst;
+	int mfd = -1, ret;
+
+	if (fstat(dirfd, &st) < 0)
+		return -errno;
+	if (!S_ISDIR(st.st_mode) || st.st_dev != c->dev || (pfs_cache_state(c, st.st_ino) & FILLED))
+		return 0;
+	pthread_mutex_lock(&c->load_lock);
+	if (pfs_cache_state(c, st.st_ino) & FILLED) {
+		ret = 0;
+		goto out;
+	}
+	/* Changes not yet written back may have moved it (a directory
+	 * renamed before it was ever filled): the mirror holds it at its
+	 * cache path once they are. */
+	if (c->q && pfs_wbq_last(c->q)) {
+		ret = pfs_wbq_wait(c->q, pfs_wbq_last(c->q));
+		if (ret < 0)
+			goto out;
+	}
+	ret = pfs_cache_path(c, dirfd, NULL, path, sizeof(path));
+	if (ret < 0)
+		goto out;
+	mfd = pfs_cache_mirror_open(c, path, O_RDONLY | O_DIRECTORY);
+	if (mfd == -ENOENT || mfd == -ENOTDIR) {
+		ret = 0; /* made in the cache: nothing on the mirror yet */
+		goto done;
+	}
+	if (mfd < 0) {
+		ret = mfd;
+		goto out;
+	}
+	ret = pfs_names_read(mfd, &names);
+	for (size_t i = 0; ret == 0 && i < names.n; i++) {
+		if (strncmp(names.v[i].name, ".prismfs-wb.", 12) == 0)
+			continue; /* a write-back's temporary */
+		ret = fill_one(c, dirfd, mfd, names.v[i].name);
+	}
+	/* Making the names moved the directory's times: back to the mirror's. */
+	if (ret == 0 && fstat(mfd, &mst) == 0) {
+		struct timespec ts[2] = {mst.st_atim, mst.st_mtim};
+
+		pfs_st_utimes(c->in, pfs_ref_at(dirfd, "."), ts);
+	}
+done:
+	if (ret == 0) {
+		pfs_cache_state_set(c, st.st_ino, FILLED, 0);
+		pthread_mutex_lock(&c->lock);
+		c->dirs_filled++;
+		pthread_mutex_unlock(&c->lock);
+	}
+out:
+	pthread_mutex_unlock(&c->load_lock);
+	pfs_names_free(&names);
+	if (mfd >= 0)
+		close(mfd);
+	return ret;
+}
+
+/* Fill the directory dirfd if a name in it is about to be used. */
+int pfs_cache_fill_for(struct pfs_cache *c, int dirfd, const char *name)
+{
+	if (!name || !*name || dirfd == AT_FDCWD) /* AT_FDCWD: not a cache path */
+		return 0;
+	return pfs_cache_fill(c, dirfd);
+}
+
+/* Load the data of the stub file fd (any open descriptor of it). */
+int pfs_cache_load(struct pfs_cache *c, int fd, const struct stat *st)
+{
+	char path[PATH_MAX], proc[32];
+	struct stat mst;
+	int mfd = -1, wfd = -1, ret;
+
+	pthread_mutex_lock(&c->load_lock);
+	if (!(pfs_cache_state(c, st->st_ino) & STUB)) {
+		ret = 0;
+		goto out;
+	}
+	/* Changes not yet written back may have moved it: the mirror holds it
+	 * at its cache path once they are. */
+	if (c->q && pfs_wbq_last(c->q)) {
+		ret = pfs_wbq_wait(c->q, pfs_wbq_last(c->q));
+		if (ret < 0)
+			goto out;
+	}
+	ret = pfs_cache_path(c, fd, NULL, path, sizeof(path));
+	if (ret < 0)
+		goto out;
+	mfd = pfs_cache_mirror_open(c, path, O_RDONLY);
+	if (mfd < 0) {
+		ret = mfd;
+		goto out;
+	}
+	snprintf(proc, sizeof(proc), "%d", fd);
+	wfd = pfs_st_openat(c->in, AT_FDCWD, "/proc/self/fd", O_PATH | O_DIRECTORY, 0);
+	if (wfd >= 0) {
+		int dfd = wfd;
+
+		wfd = pfs_st_openat(c->in, dfd, proc, O_WRONLY | O_CLOEXEC, 0);
+		close(dfd);
+	}
+	if (wfd < 0) {
+		ret = wfd;
+		goto out;
+	}
+	ret = fstat(mfd, &mst) < 0 ? -errno : 0;
+	if (ret == 0)
+		ret = pfs_st_truncate(c->in, wfd, 0);
+	if (ret == 0)
+		ret = pfs_fcopy_data(wfd, mfd, mst.st_size, NULL, NULL);
+	if (ret == 0) {
+		struct timespec ts[2] = {mst.st_atim, mst.st_mtim};
+
+		ret = pfs_st_utimes(c->in, pfs_ref_fd(wfd), ts);
+	}
+	if (ret == 0)
+		ret = pfs_mirror_local_remember(c->mirror, st->st_ino, path);
+	if (ret == 0) {
+		pfs_cache_state_set(c, st->st_ino, 0, STUB);
+		pthread_mutex_lock(&c->lock);
+		c->files_loaded++;
+		c->bytes_loaded += (uint64_t)mst.st_size;
+		pthread_mutex_unlock(&c->lock);
+	}
+out:
+	pthread_mutex_unlock(&c->load_lock);
+	if (mfd >= 0)
+		close(mfd);
+	if (wfd >= 0)
+		close(wfd);
+	return ret;
+}
+
+/* Queue op; on no memory the change is in the cache but will not reach
+ * the mirror: say so loudly rather than lose it quietly. */

@@ -1,0 +1,88 @@
+/* cache_mount: a mount with --mirror — the memory cache takes SOURCE's
+ * place at mount, and writes everything back (or keeps it in a quarantine
+ * directory) at the end. */
+#include "cli/cache_mount.h"
+#include "cli/cmdutil.h"
+#include "cache/cache.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Is path a or below it? Both canonical. */
+static bool path_within(const char *path, const char *a)
+{
+	size_t n = strlen(a);
+
+	return strcmp(a, "/") == 0 ||
+	       (strncmp(path, a, n) == 0 && (path[n] == '/' || path[n] == '\0'));
+}
+
+/* --mirror: the memory cache takes SOURCE's place. Its root is a detached
+ * memory filesystem nothing else can reach; the store in front of it
+ * fills and loads it from the mirror and writes changes back. */
+int pfs_cache_mount_open(const struct pfs_config *cfg, struct pfs_fs *fs)
+{
+	struct pfs_cache_opts o = {.mirror = cfg->mirror, .max_dirty = cfg->cache_max_dirty,
+				   .delay_ns = (uint64_t)(cfg->write_back * 1e9),
+				   .lazy = cfg->lazy_load};
+	struct pfs_store *cache;
+	char err[PATH_MAX + 256];
+	int root, r;
+
+	fs->source = realpath(cfg->mirror, NULL);
+	if (!fs->source) {
+		say("mirror %s: %s", cfg->mirror, strerror(errno));
+		return -1;
+	}
+	if (fs->mountpoint && path_within(fs->mountpoint, fs->source)) {
+		say("mount point %s is inside the mirror %s: the write-back would go through "
+		    "the mount itself", cfg->mountpoint, fs->source);
+		return -1;
+	}
+	root = pfs_memfs_open(cfg->cache_size, err, sizeof(err));
+	if (root < 0) {
+		say("%s", err);
+		return -1;
+	}
+	fs->root_fd = openat(root, ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (fs->root_fd < 0) {
+		say("cannot open the cache: %s", strerror(errno));
+		close(root);
+		return -1;
+	}
+	r = pfs_cache_new(&cache, fs->store, root, &o, err, sizeof(err));
+	if (r < 0) {
+		say("%s", err);
+		return -1;
+	}
+	fs->store = cache; /* it owns the store it wraps now */
+	return 0;
+}
+
+int pfs_cache_mount_finish(struct pfs_fs *fs, char *msg, size_t len)
+{
+	struct pfs_cache_stats cs;
+	char *qdir = NULL, stamp[32];
+	time_t now = time(NULL);
+	struct tm tm;
+	int r;
+
+	/* Nothing is dropped: what cannot reach the mirror goes here. */
+	gmtime_r(&now, &tm);
+	strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm);
+	if (asprintf(&qdir, "/var/tmp/prismfs-quarantine.%d.%s", (int)getpid(), stamp) < 0)
+		qdir = NULL;
+	/* A mirror failing right now gets a short last chance; one that
+	 * works gets the time it takes. */
+	pfs_cache_stats(fs->store, &cs);
+	r = pfs_cache_finish(fs->store, (cs.last_err ? 5 : 600) * 1000000000ull, qdir, msg, len);
+	free(qdir);
+	return r;
+}
