@@ -552,6 +552,9 @@ void pfs_cache_destroy(struct pfs_store *st)
 		}
 	}
 	close(c->root);
+	/* The store it wraps is its own once made (cli/cache_mount.c). */
+	if (c->in)
+		pfs_store_free(c->in);
 	pthread_mutex_destroy(&c->lock);
 	pthread_mutex_destroy(&c->load_lock);
 	free(c);

@@ -34,7 +34,8 @@ struct pfs_cache_opts {
 
 /* A cache store over the directory root (a descriptor of the cache's own
  * filesystem, owned by the store from now on), written back to o->mirror
- * through inner. 0 or -errno with a message in err. */
+ * through inner, which the cache store owns (and frees) once made. 0 or
+ * -errno with a message in err (inner then stays the caller's). */
 int pfs_cache_new(struct pfs_store **out, struct pfs_store *inner, int root,
 		  const struct pfs_cache_opts *o, char *err, size_t errlen);
 

@@ -118,6 +118,7 @@ int pfs_cache_new(struct pfs_store **out, struct pfs_store *inner, int root,
 	*out = &c->base;
 	return 0;
 fail:
+	c->in = NULL; /* not made: the caller keeps the store it gave */
 	pfs_cache_destroy(&c->base);
 	return ret;
 }
