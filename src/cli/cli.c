@@ -471,6 +471,9 @@ static int parse_help(int argc, char **argv, struct pfs_config *cfg, char *err, 
 			       "[COMMAND])", argv[3]);
 		return -EINVAL;
 	}
+	/* help's own help is the general help, which says what help does */
+	if (strcmp(argv[2], "--help") == 0 || strcmp(argv[2], "-h") == 0)
+		return 0;
 	for (size_t i = 0; i < PFS_ARRAY_SIZE(topics); i++) {
 		if (strcmp(argv[2], topics[i].name) == 0) {
 			cfg->cmd = topics[i].cmd;

@@ -513,6 +513,10 @@ def test_help_of_each_command(cmd):
 
 def test_help_without_topic_and_unknown_topic():
     assert cli("help").stdout == cli("--help").stdout
+    # help's own help: the general help, which is what help prints
+    for flag in ("--help", "-h"):
+        res = cli("help", flag)
+        assert res.returncode == 0 and res.stdout == cli("--help").stdout, res.stderr
     res = cli("help", "snapshot")
     assert_one_error_line(res, "prismfs help snapshot")
     assert res.returncode == 2 and "unknown command 'snapshot'" in res.stderr, res.stderr
