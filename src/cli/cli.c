@@ -291,7 +291,8 @@ int pfs_cli_set_whiteout(struct pfs_config *cfg, const char *v, const char *what
 			return 0;
 		}
 	}
-	pfs_cli_seterr(err, errlen, "%s must be auto, chardev or file, not '%s'", what, v ? v : "");
+	pfs_cli_seterr(err, errlen, "%s must be auto, chardev or file, not %s", what,
+		       v && *v ? v : "an empty value");
 	return -EINVAL;
 }
 
@@ -482,6 +483,18 @@ static int parse_help(int argc, char **argv, struct pfs_config *cfg, char *err, 
 	return -EINVAL;
 }
 
+/* Is there a -o among argv[from..] (before any "--")? */
+static bool has_o(int argc, char **argv, int from)
+{
+	for (int i = from; i < argc; i++) {
+		if (strcmp(argv[i], "--") == 0)
+			break;
+		if (strncmp(argv[i], "-o", 2) == 0)
+			return true;
+	}
+	return false;
+}
+
 /* A first word that may be a SOURCE (the mount(8) helper form): a path
  * by its spelling, or any word when mount.fuse's -o comes along. */
 static bool source_by_form(int argc, char **argv)
@@ -490,13 +503,7 @@ static bool source_by_form(int argc, char **argv)
 
 	if (strchr(c, '/') || strcmp(c, ".") == 0 || strcmp(c, "..") == 0)
 		return true;
-	for (int i = 2; i < argc; i++) {
-		if (strcmp(argv[i], "--") == 0)
-			break;
-		if (strncmp(argv[i], "-o", 2) == 0)
-			return true;
-	}
-	return false;
+	return has_o(argc, argv, 2);
 }
 
 int pfs_cli_parse(int argc, char **argv, struct pfs_config *cfg, char *err, size_t errlen)
@@ -561,6 +568,12 @@ int pfs_cli_parse(int argc, char **argv, struct pfs_config *cfg, char *err, size
 			cfg->cmd = PFS_CMD_MOUNT;
 			return pfs_cli_parse_mount(argc, argv, 1, true, cfg, err, errlen);
 		}
+	}
+	if (has_o(argc, argv, 1)) {
+		/* fuse-overlayfs's synopsis: prismfs [-f] -o lowerdir=...
+		 * MOUNTPOINT (or any mount with its options first) */
+		cfg->cmd = PFS_CMD_MOUNT;
+		return pfs_cli_parse_mount(argc, argv, 1, false, cfg, err, errlen);
 	}
 	pfs_cli_seterr(err, errlen, "unknown option '%s' (see prismfs --help)", c);
 	return -EINVAL;

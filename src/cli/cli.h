@@ -67,6 +67,7 @@ struct pfs_config {
 	bool mount_ro;          /* -o ro (last of ro/rw): the kernel mount is read-only */
 	bool debug;             /* -d, -o debug: libfuse's request trace on stderr */
 	bool nosymfollow;       /* -o nosymfollow (last of it and symfollow) */
+	bool userxattr;         /* -o userxattr: the layers' xattrs are user.overlay.* */
 	/* mount --mirror: a memory cache written back to this directory
 	 * (cache/cache.h), instead of SOURCE. */
 	const char *mirror;
