@@ -88,6 +88,7 @@ struct pfs_config {
 	size_t noptlowers;
 	const char *layer_opt;
 	bool upper_from_opt;    /* the upper came as upperdir= */
+	const char *cache_opt;  /* the first cache option seen (they need --mirror) */
 	char **strs;
 	size_t nstrs;
 };

@@ -342,6 +342,8 @@ static int cache_bytes(const char *v, const char *what, size_t *out, char *err, 
 static int opt_cache_size(struct pfs_config *cfg, const char *v, const char *what, char *err,
 			  size_t errlen)
 {
+	if (!cfg->cache_opt)
+		cfg->cache_opt = what;
 	return cache_bytes(v, what, &cfg->cache_size, err, errlen);
 }
 
@@ -349,12 +351,16 @@ static int opt_cache_size(struct pfs_config *cfg, const char *v, const char *wha
 static int opt_cache_dirty(struct pfs_config *cfg, const char *v, const char *what, char *err,
 			   size_t errlen)
 {
+	if (!cfg->cache_opt)
+		cfg->cache_opt = what;
 	return cache_bytes(v, what, &cfg->cache_max_dirty, err, errlen);
 }
 
 static int opt_write_back(struct pfs_config *cfg, const char *v, const char *what, char *err,
 			  size_t errlen)
 {
+	if (!cfg->cache_opt)
+		cfg->cache_opt = what;
 	if (pfs_parse_seconds(v, &cfg->write_back) < 0 || cfg->write_back > 86400) {
 		pfs_cli_seterr(err, errlen, "%s needs a delay in seconds (0 to 86400), not %s",
 			       what, SHOWN(v));
@@ -612,11 +618,9 @@ static int take_words(struct pfs_config *cfg, bool compat, const struct mount_wo
 static int finish_cache(struct pfs_config *cfg, char *err, size_t errlen)
 {
 	if (!cfg->mirror) {
-		if (cfg->cache_size || cfg->cache_max_dirty || cfg->write_back >= 0) {
-			pfs_cli_seterr(err, errlen, "%s needs --mirror DIR",
-				       cfg->cache_size ? "--cache-size"
-				       : cfg->cache_max_dirty ? "--cache-max-dirty"
-							      : "--write-back");
+		if (cfg->cache_opt) {
+			pfs_cli_seterr(err, errlen, "%s needs --mirror DIR (or -o mirror=DIR)",
+				       cfg->cache_opt);
 			return -EINVAL;
 		}
 		return 0;
