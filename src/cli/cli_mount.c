@@ -583,9 +583,8 @@ static int take_words(struct pfs_config *cfg, bool compat, const struct mount_wo
 	}
 	if (cfg->mirror) {
 		/* The mirror takes SOURCE's place: MOUNTPOINT alone, or after
-		 * a label as mount(8) passes one (none, or the mirror). */
-		if (w->npos == 2 && (!has_slash(w->pos[0]) ||
-				     same_dir_name(w->pos[0], cfg->mirror))) {
+		 * a label (a word without '/') as mount(8) passes one: none. */
+		if (w->npos == 2 && !has_slash(w->pos[0])) {
 			cfg->mountpoint = w->pos[1];
 			return 0;
 		}
