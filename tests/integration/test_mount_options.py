@@ -12,13 +12,14 @@ mount is unmounted in teardown."""
 import errno
 import json
 import os
+import struct
 import subprocess
 
 import pytest
 
 from conftest import PRISMFS, mounts_under
 from prism_helpers import (assert_one_error_line, bg, cli, make_dirs,  # noqa: F401
-                           status_json, stderr_lines)
+                           status_json, stderr_lines, wait_for)
 from test_layers_mount import Namespace
 
 
@@ -188,6 +189,32 @@ def test_o_form_does_what_the_long_form_does(dirs, bg, case):
     assert got[1] == got[0], "-o %s did %r, its long form %r" % (o_items, got[1], got[0])
 
 
+def test_map_max_as_o(dirs, bg):
+    """map_max= caps a mapping pipe's messages as --map-max does."""
+    d = dirs
+    reasons = []
+    for form, mnt in (("long", d.M1), ("-o", d.M2)):
+        fifo = os.path.join(d.w, "pipe-" + os.path.basename(mnt))
+        os.mkfifo(fifo)
+        if form == "long":
+            res = bg.mount(d.S, mnt, "--map", fifo, "--map-max", "1K")
+        else:
+            res = mount_o(bg, d, mnt, "map=%s,map_max=1K" % fifo, "plain")
+        assert res.returncode == 0, "%s form: %s" % (form, res.stderr)
+        big = json.dumps({"/alias.txt": {"target": "real.txt"}, "/pad": {"target": "x" * 1500}})
+        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)  # the daemon holds it open
+        try:
+            os.write(fd, struct.pack(">I", len(big)) + big.encode())
+        finally:
+            os.close(fd)
+        assert wait_for(lambda: status_json(mnt)["mapping"]["rejected"] == 1, 10), (
+            "%s form: a message over map_max was not rejected" % form)
+        reasons.append(status_json(mnt)["mapping"]["last_rejected_reason"])
+        assert not os.path.exists(os.path.join(mnt, "alias.txt"))
+    assert "1024-byte cap" in reasons[0], reasons[0]
+    assert reasons[1] == reasons[0]
+
+
 def test_threads_as_o(dirs, bg):
     """threads= is parsed as --threads (status shows no thread count): the
     same bounds, and a valid value mounts."""
@@ -196,7 +223,7 @@ def test_threads_as_o(dirs, bg):
         res = cli(d.S, d.M1, "-o", bad)
         assert_one_error_line(res, "-o " + bad)
         assert res.returncode == 2 and bad.split("=")[1] in res.stderr, res.stderr
-    res = mount_o(bg, d, d.M1, "threads=2,map_max=1M", "plain")
+    res = mount_o(bg, d, d.M1, "threads=2", "plain")
     assert res.returncode == 0, res.stderr
     assert read(os.path.join(d.M1, "a.txt")) == "a\n"
 
