@@ -41,7 +41,10 @@ const char pfs_usage[] =
 	"                   as prismfs mount; SOURCE must have a '/' or exist, or -o\n"
 	"                   must be given (then SOURCE may be a label such as none,\n"
 	"                   with lowerdir=); any other first word is an unknown\n"
-	"                   command (exit 2)\n";
+	"                   command (exit 2)\n"
+	"  prismfs [-f] -o OPTS MOUNTPOINT\n"
+	"                   fuse-overlayfs's form: OPTS name the layers (lowerdir=)\n"
+	"                   or the mirror (mirror=) instead of SOURCE\n";
 
 const char pfs_unmount_usage[] =
 	"usage: prismfs unmount [--action ACTION] [--force] MOUNTPOINT\n"
@@ -92,7 +95,8 @@ const char pfs_mount_usage[] =
 	"                          stderr, in the foreground (same as -o debug)\n"
 	"  -o OPT[,OPT...]         FUSE mount options: allow_other, ro, default_permissions,\n"
 	"                          fsname=..., subtype=..., max_read=..., debug, ...\n"
-	"                          (repeatable). A value libfuse refuses is bad usage\n"
+	"                          (repeatable), and every option below as KEY=VALUE\n"
+	"                          (see the end). A value libfuse refuses is bad usage\n"
 	"                          (exit 2). The generic flags of mount(8) are accepted:\n"
 	"                          ro, rw, nosuid, nodev, noexec, sync, dirsync and noatime\n"
 	"                          apply to the FUSE mount; atime, relatime, norelatime,\n"
@@ -210,8 +214,31 @@ const char pfs_mount_usage[] =
 	"  -o lowerdir=L1:L2,upperdir=U,workdir=W   (SOURCE is then none, or L1)\n"
 	"  -o whiteout=FORM,on_unmount=ACTION       ('\\:' and '\\,' escape ':' and ',')\n"
 	"  mount -t fuse.prismfs -o lowerdir=L,upperdir=U none MOUNTPOINT\n"
+	"  prismfs [-f] -o lowerdir=L,upperdir=U,workdir=W MOUNTPOINT   (fuse-overlayfs's)\n"
 	"  (upperdir= without lowerdir= takes SOURCE as the lower; SOURCE none, or one\n"
 	"  that does not exist, is refused naming the missing lowerdir=)\n"
+	"\n"
+	"Kernel overlay options (of mount -t overlay lines), accepted where they mean\n"
+	"what prismfs does; the others are refused in one line naming them (exit 2):\n"
+	"  -o redirect_dir=off|nofollow,index=off,metacopy=off,nfs_export=off\n"
+	"                          no redirects (a directory with lower parts does not\n"
+	"                          move: EXDEV), no inode index, no metadata-only\n"
+	"                          copy-up, no exported handles: what prismfs does\n"
+	"  -o xino=off|auto|on,uuid=null|off|auto\n"
+	"                          inode numbers: real on one filesystem, the layer in\n"
+	"                          the high bits across several; no overlay uuid kept\n"
+	"  -o userxattr            the layers' xattrs are user.overlay.* (not trusted.)\n"
+	"  -o volatile             is prismfs's --volatile (fsync still reaches the upper)\n"
+	"\n"
+	"Every option above as -o KEY[=VALUE], for /etc/fstab and mount -t fuse.prismfs\n"
+	"(the long name without its dashes, - as _; a flag without a value):\n"
+	"  -o map=FILE,map_max=BYTES,log=FILE,log_format=F,timeout=SECONDS\n"
+	"  -o passthrough=P,uring=U,threads=N,node_fds=N\n"
+	"  -o read_only,volatile,nodefault_permissions\n"
+	"  -o mirror=DIR,cache_size=SIZE,cache_max_dirty=SIZE,write_back=SECONDS\n"
+	"  -o lazy_load[=on|off]\n"
+	"  (upperdir=, workdir=, whiteout=, on_unmount=: above; --lower has lowerdir=)\n"
+	"  mount -t fuse.prismfs -o mirror=DIR,cache_size=1G none MOUNTPOINT\n"
 	"\n"
 	"PassthroughFS's command line also works (stays in the foreground, as it did):\n"
 	"  prismfs --mountpoint MOUNTPOINT --target SOURCE [--mapping_file FILE] [OPTIONS]\n";
@@ -291,7 +318,8 @@ int pfs_cli_set_whiteout(struct pfs_config *cfg, const char *v, const char *what
 			return 0;
 		}
 	}
-	pfs_cli_seterr(err, errlen, "%s must be auto, chardev or file, not '%s'", what, v ? v : "");
+	pfs_cli_seterr(err, errlen, "%s must be auto, chardev or file, not %s", what,
+		       v && *v ? v : "an empty value");
 	return -EINVAL;
 }
 
@@ -485,6 +513,18 @@ static int parse_help(int argc, char **argv, struct pfs_config *cfg, char *err, 
 	return -EINVAL;
 }
 
+/* Is there a -o among argv[from..] (before any "--")? */
+static bool has_o(int argc, char **argv, int from)
+{
+	for (int i = from; i < argc; i++) {
+		if (strcmp(argv[i], "--") == 0)
+			break;
+		if (strncmp(argv[i], "-o", 2) == 0)
+			return true;
+	}
+	return false;
+}
+
 /* A first word that may be a SOURCE (the mount(8) helper form): a path
  * by its spelling, or any word when mount.fuse's -o comes along. */
 static bool source_by_form(int argc, char **argv)
@@ -493,13 +533,7 @@ static bool source_by_form(int argc, char **argv)
 
 	if (strchr(c, '/') || strcmp(c, ".") == 0 || strcmp(c, "..") == 0)
 		return true;
-	for (int i = 2; i < argc; i++) {
-		if (strcmp(argv[i], "--") == 0)
-			break;
-		if (strncmp(argv[i], "-o", 2) == 0)
-			return true;
-	}
-	return false;
+	return has_o(argc, argv, 2);
 }
 
 int pfs_cli_parse(int argc, char **argv, struct pfs_config *cfg, char *err, size_t errlen)
@@ -564,6 +598,12 @@ int pfs_cli_parse(int argc, char **argv, struct pfs_config *cfg, char *err, size
 			cfg->cmd = PFS_CMD_MOUNT;
 			return pfs_cli_parse_mount(argc, argv, 1, true, cfg, err, errlen);
 		}
+	}
+	if (has_o(argc, argv, 1)) {
+		/* fuse-overlayfs's synopsis: prismfs [-f] -o lowerdir=...
+		 * MOUNTPOINT (or any mount with its options first) */
+		cfg->cmd = PFS_CMD_MOUNT;
+		return pfs_cli_parse_mount(argc, argv, 1, false, cfg, err, errlen);
 	}
 	pfs_cli_seterr(err, errlen, "unknown option '%s' (see prismfs --help)", c);
 	return -EINVAL;

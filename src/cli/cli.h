@@ -67,6 +67,7 @@ struct pfs_config {
 	bool mount_ro;          /* -o ro (last of ro/rw): the kernel mount is read-only */
 	bool debug;             /* -d, -o debug: libfuse's request trace on stderr */
 	bool nosymfollow;       /* -o nosymfollow (last of it and symfollow) */
+	bool userxattr;         /* -o userxattr: the layers' xattrs are user.overlay.* */
 	/* mount --mirror: a memory cache written back to this directory
 	 * (cache/cache.h), instead of SOURCE. */
 	const char *mirror;
@@ -87,6 +88,7 @@ struct pfs_config {
 	size_t noptlowers;
 	const char *layer_opt;
 	bool upper_from_opt;    /* the upper came as upperdir= */
+	const char *cache_opt;  /* the first cache option seen (they need --mirror) */
 	char **strs;
 	size_t nstrs;
 };

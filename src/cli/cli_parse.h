@@ -1,6 +1,6 @@
-/* cli_parse: what the two halves of the parser share — cli.c (the
- * commands and their dispatch) and cli_mount.c (mount's options, -o and
- * the layer options). Private to them; pure like them. */
+/* cli_parse: what the parts of the parser share — cli.c (the commands and
+ * their dispatch), cli_mount.c (mount's options and the layer options) and
+ * cli_oopts.c (the -o list). Private to them; pure like them. */
 #ifndef PFS_CLI_PARSE_H
 #define PFS_CLI_PARSE_H
 
@@ -26,6 +26,12 @@ const char *pfs_cli_optval(int argc, char **argv, int *i, const char *arg, const
  * reason). 0 or -EINVAL. */
 int pfs_cli_set_whiteout(struct pfs_config *cfg, const char *v, const char *what, char *err,
 			 size_t errlen);
+
+/* The -o item key[=v] (klen: the key's length; v NULL without '=') as an
+ * option of mount's table (cli_mount.c): 1 if it is one (applied), 0 if
+ * not, or -EINVAL/-ENOMEM. */
+int pfs_cli_mount_key(struct pfs_config *cfg, const char *key, size_t klen, const char *v,
+		      char *err, size_t errlen);
 
 /* mount's arguments from argv[start]; compat: PassthroughFS's spelling,
  * --mountpoint M --target T --mapping_file F, instead of positional

@@ -545,7 +545,7 @@ static int open_layers(const struct pfs_config *cfg, struct pfs_fs *fs,
 {
 	char err[3 * PATH_MAX];
 	struct pfs_layer_spec spec = {.whiteout = cfg->whiteout, .map = cfg->map_path != NULL,
-				      .action = cfg->action};
+				      .action = cfg->action, .userxattr = cfg->userxattr};
 	struct pfs_layer_spec given = {.upper = cfg->upper, .work = cfg->work,
 				       .lowers = cfg->lowers, .nlowers = cfg->nlowers,
 				       .whiteout = cfg->whiteout};

@@ -29,6 +29,8 @@ struct pfs_layer_spec {
 	enum pfs_whiteout whiteout;
 	bool map;                   /* the mount has a mapping table (--map) */
 	enum pfs_action action;     /* its --on-unmount */
+	bool userxattr;             /* overlay xattrs in user.overlay.* only (the
+				     * kernel's userxattr), never trusted. */
 };
 
 /* Open the layers of spec for fs (whose root_fd is SOURCE, already open).

@@ -51,12 +51,15 @@ static bool path_within(const char *a, const char *b)
 	return strncmp(a, b, lb) == 0 && (a[lb] == '/' || a[lb] == '\0');
 }
 
-static int probe_xattrs(struct pfs_store *s, struct pfs_layers *L, int workfd)
+/* Where the layers keep their xattrs: trusted.overlay.* if the daemon may
+ * (the kernel's default), else user.overlay.*; with userxattr, user.* only,
+ * as the kernel's option. */
+static int probe_xattrs(struct pfs_store *s, struct pfs_layers *L, int workfd, bool userxattr)
 {
 	static const char *const prefixes[] = {"trusted.overlay.", "user.overlay."};
 	struct pfs_ref w = pfs_ref_at(workfd, ".");
 
-	for (size_t i = 0; i < 2; i++) {
+	for (size_t i = userxattr ? 1 : 0; i < 2; i++) {
 		char x[64];
 
 		snprintf(x, sizeof(x), "%sprismfs.probe", prefixes[i]);
@@ -68,7 +71,7 @@ static int probe_xattrs(struct pfs_store *s, struct pfs_layers *L, int workfd)
 		}
 	}
 	/* No xattrs here: opaque directories get the `.wh..wh..opq` marker. */
-	snprintf(L->xprefix, sizeof(L->xprefix), "trusted.overlay.");
+	snprintf(L->xprefix, sizeof(L->xprefix), "%s", prefixes[userxattr ? 1 : 0]);
 	return 0;
 }
 
@@ -346,7 +349,7 @@ int pfs_layers_open(struct pfs_fs *fs, const struct pfs_layer_spec *spec, char *
 	if (ret == 0)
 		ret = clean_work(&o);
 	if (ret == 0) {
-		probe_xattrs(fs->store, o.L, o.L->work_fd);
+		probe_xattrs(fs->store, o.L, o.L->work_fd, spec->userxattr);
 		ret = probe_whiteout(fs->store, o.L, o.L->work_fd, spec->whiteout, err, errlen);
 	}
 	if (ret == 0)

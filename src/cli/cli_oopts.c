@@ -1,0 +1,271 @@
+/* cli_oopts: the -o list — what prismfs acts on itself (every option of
+ * mount's table as key=value, cli_mount.c; the kernel overlay options),
+ * what mount(8) alone cares about (dropped), and the rest, kept for
+ * libfuse. Pure, as cli.c. */
+#include "cli/cli.h"
+#include "cli/cli_parse.h"
+#include "util/util.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int append_opt(struct pfs_config *cfg, const char *item, size_t n)
+{
+	size_t old = cfg->fuse_opts ? strlen(cfg->fuse_opts) : 0;
+	char *p = realloc(cfg->fuse_opts, old + n + 2);
+
+	if (!p)
+		return -ENOMEM;
+	if (old)
+		p[old++] = ',';
+	memcpy(p + old, item, n);
+	p[old + n] = '\0';
+	cfg->fuse_opts = p;
+	return 0;
+}
+
+static bool item_is(const char *p, size_t n, const char *lit)
+{
+	return strlen(lit) == n && strncmp(p, lit, n) == 0;
+}
+
+/* The value of a "name=value" item, or NULL if the item is not name's. */
+static const char *item_val(const char *p, size_t n, const char *name)
+{
+	size_t k = strlen(name);
+
+	if (n > k && strncmp(p, name, k) == 0 && p[k] == '=')
+		return p + k + 1;
+	return NULL;
+}
+
+/* Where the item starting at p ends: the next sep not escaped by a
+ * backslash (how the kernel and libfuse let ',' and ':' into values). */
+static const char *scan_to(const char *p, const char *end, char sep)
+{
+	for (; p < end && *p != sep; p++)
+		if (*p == '\\' && p + 1 < end)
+			p++;
+	return p;
+}
+
+/* A copy of s[0..n) that cfg owns, its backslash escapes removed. */
+static char *keep_str(struct pfs_config *cfg, const char *s, size_t n)
+{
+	char **strs = realloc(cfg->strs, (cfg->nstrs + 1) * sizeof(*strs));
+	char *out, *o;
+
+	if (!strs)
+		return NULL;
+	cfg->strs = strs;
+	out = malloc(n + 1);
+	if (!out)
+		return NULL;
+	o = out;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] == '\\' && i + 1 < n)
+			i++;
+		*o++ = s[i];
+	}
+	*o = '\0';
+	cfg->strs[cfg->nstrs++] = out;
+	return out;
+}
+
+/* lowerdir=L1:L2:... — SOURCE and the layers below it, as the kernel
+ * spells them ('\:' is a colon inside a name). */
+static int add_lowerdir(struct pfs_config *cfg, const char *v, size_t n, char *err,
+			size_t errlen)
+{
+	const char *p = v, *end = v + n;
+
+	if (cfg->noptlowers) {
+		pfs_cli_seterr(err, errlen, "lowerdir= given twice");
+		return -EINVAL;
+	}
+	if (!cfg->layer_opt)
+		cfg->layer_opt = "lowerdir=";
+	for (;;) {
+		const char *q = scan_to(p, end, ':');
+		char *dir;
+
+		if (q == p) {
+			pfs_cli_seterr(err, errlen, "empty directory in lowerdir=%.*s", (int)n, v);
+			return -EINVAL;
+		}
+		dir = keep_str(cfg, p, (size_t)(q - p));
+		if (!dir || pfs_cli_push_dir(&cfg->optlowers, &cfg->noptlowers, dir) < 0)
+			return -ENOMEM;
+		if (q == end)
+			return 0;
+		p = q + 1;
+	}
+}
+
+/* Options mount(8), mount.fuse3 and fstab lines carry that mean nothing to
+ * a FUSE mount: accepted and dropped. Most steer mount(8) itself. The
+ * access time flags (relatime is also the kernel's default) cannot matter:
+ * FUSE marks its inodes S_NOATIME, so the kernel never updates an access
+ * time on the mount; SOURCE's filesystem does, under its own flags.
+ * libfuse 3.14 knows none of these by name. */
+static bool mount8_only(const char *p, size_t n)
+{
+	static const char *const names[] = {"defaults", "auto", "noauto", "nofail", "user",
+					    "nouser", "users", "owner", "group", "_netdev",
+					    "relatime", "norelatime", "strictatime", "nostrictatime",
+					    "diratime", "nodiratime", "lazytime", "nolazytime"};
+
+	for (size_t i = 0; i < PFS_ARRAY_SIZE(names); i++)
+		if (item_is(p, n, names[i]))
+			return true;
+	return (n >= 2 && strncmp(p, "x-", 2) == 0) || item_val(p, n, "comment");
+}
+
+/* Kernel overlayfs's options for features (Documentation/filesystems/
+ * overlayfs.rst), so that an overlay fstab line works with its type
+ * changed to fuse.prismfs. A value that means what prismfs does is
+ * accepted (nothing to set); one that asks for what prismfs does not do
+ * is refused, saying why, before anything is mounted. */
+static const struct ovl_opt {
+	const char *key;        /* "key=" */
+	const char *values[5];  /* every value the kernel takes */
+	unsigned same;          /* bit i: values[i] means what prismfs does */
+	const char *why;        /* why the others are refused */
+} ovl_opts[] = {
+	/* prismfs neither makes redirects (a directory with lower parts
+	 * does not move: EXDEV) nor follows them: nofollow, and off as a
+	 * kernel without redirect_always_follow reads it. on and follow
+	 * belong here once directory renames make redirects. */
+	{"redirect_dir=", {"on", "follow", "nofollow", "off"}, 0xc,
+	 "prismfs neither makes nor follows directory redirects (renaming a directory with "
+	 "lower parts fails with EXDEV); use redirect_dir=off"},
+	{"index=", {"on", "off"}, 0x2,
+	 "prismfs keeps no inode index (a copy-up breaks the hard links of a lower file, as with "
+	 "index=off); use index=off"},
+	{"metacopy=", {"on", "off"}, 0x2,
+	 "prismfs copies the data of a file up with its metadata (no metadata-only copy-up); "
+	 "use metacopy=off"},
+	{"nfs_export=", {"on", "off"}, 0x2,
+	 "prismfs does not export overlay file handles; use nfs_export=off"},
+	/* Every mode keeps (st_dev, st_ino) one object's: the kernel by a
+	 * device per layer (off) or the layer in the high bits (on, auto);
+	 * a FUSE mount has one st_dev, so prismfs tags the high bits when
+	 * the layers span filesystems, and shows real numbers when not. */
+	{"xino=", {"off", "auto", "on"}, 0x7, NULL},
+	/* prismfs stores no file handles and no overlay.uuid on the upper:
+	 * the legacy null uuid (auto reads an upper without overlay.uuid so
+	 * too); on asks for a persistent uuid and f_fsid of its own. */
+	{"uuid=", {"on", "off", "null", "auto"}, 0xe,
+	 "prismfs keeps no overlay uuid on the upper (no overlay.uuid xattr, no f_fsid of its "
+	 "own); use uuid=null, off or auto"},
+};
+
+/* 1 if the item is a kernel overlay option (accepted), 0 if it is not one
+ * of them, -EINVAL if prismfs cannot do what it asks. */
+static int ovl_opt(struct pfs_config *cfg, const char *p, size_t n, char *err, size_t errlen)
+{
+	if (item_is(p, n, "userxattr")) {
+		cfg->userxattr = true; /* the layers' xattrs are user.overlay.* */
+		if (!cfg->layer_opt)
+			cfg->layer_opt = "userxattr";
+		return 1;
+	}
+	for (size_t i = 0; i < PFS_ARRAY_SIZE(ovl_opts); i++) {
+		const struct ovl_opt *o = &ovl_opts[i];
+		size_t k = strlen(o->key);
+
+		if (n < k || strncmp(p, o->key, k) != 0)
+			continue;
+		for (unsigned j = 0; j < PFS_ARRAY_SIZE(o->values) && o->values[j]; j++) {
+			if (!item_is(p + k, n - k, o->values[j]))
+				continue;
+			if (!(o->same >> j & 1)) {
+				pfs_cli_seterr(err, errlen, "-o %.*s: %s", (int)n, p, o->why);
+				return -EINVAL;
+			}
+			if (!cfg->layer_opt)
+				cfg->layer_opt = o->key;
+			return 1;
+		}
+		pfs_cli_seterr(err, errlen, "-o %.*s: the kernel overlay option %s takes %s, %s%s%s%s%s",
+			       (int)n, p, o->key, o->values[0], o->values[1],
+			       o->values[2] ? ", " : "", o->values[2] ? o->values[2] : "",
+			       o->values[3] ? ", " : "", o->values[3] ? o->values[3] : "");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* One -o item: lowerdir= (the kernel's list, SOURCE first), an option of
+ * mount's table as key[=value], a kernel overlay option, a flag for
+ * mount(8) alone, or one for libfuse (the generic mount flags among them). */
+static int add_fuse_opt(struct pfs_config *cfg, const char *p, size_t n, char *err,
+			size_t errlen)
+{
+	const char *eq = memchr(p, '=', n), *v;
+	size_t klen = eq ? (size_t)(eq - p) : n;
+	char *val = NULL;
+	int ret;
+
+	if ((v = item_val(p, n, "lowerdir")))
+		return add_lowerdir(cfg, v, n - (size_t)(v - p), err, errlen);
+	if (eq) {
+		val = keep_str(cfg, eq + 1, n - klen - 1);
+		if (!val)
+			return -ENOMEM;
+	}
+	ret = pfs_cli_mount_key(cfg, p, klen, val, err, errlen);
+	if (ret == 0)
+		ret = ovl_opt(cfg, p, n, err, errlen);
+	if (ret != 0)
+		return ret < 0 ? ret : 0;
+	if (mount8_only(p, n))
+		return 0;
+	if (item_is(p, n, "default_permissions")) {
+		cfg->default_permissions = true; /* passed on by the daemon */
+		return 0;
+	}
+	if (item_is(p, n, "nosymfollow") || item_is(p, n, "symfollow")) {
+		/* libfuse 3.14 cannot pass it: the daemon sets it on the mount */
+		cfg->nosymfollow = p[0] == 'n';
+		return 0;
+	}
+	if (item_is(p, n, "debug")) {
+		/* As libfuse's own -o debug: the trace needs a terminal's stderr */
+		cfg->debug = true;
+		cfg->foreground = true;
+	}
+	if (item_is(p, n, "allow_other"))
+		cfg->allow_other = true;
+	else if (item_is(p, n, "ro"))
+		cfg->mount_ro = true;
+	else if (item_is(p, n, "rw"))
+		cfg->mount_ro = false;
+	return append_opt(cfg, p, n);
+}
+
+int pfs_cli_add_fuse_opts(struct pfs_config *cfg, const char *opts, char *err, size_t errlen)
+{
+	const char *p = opts, *end = opts + strlen(opts);
+
+	if (!*opts) {
+		pfs_cli_seterr(err, errlen, "empty -o option");
+		return -EINVAL;
+	}
+	while (p < end) {
+		const char *q = scan_to(p, end, ',');
+		int ret;
+
+		if (q == p || (q + 1 == end && *q == ',')) {
+			pfs_cli_seterr(err, errlen, "empty item in -o option list '%s'", opts);
+			return -EINVAL;
+		}
+		ret = add_fuse_opt(cfg, p, (size_t)(q - p), err, errlen);
+		if (ret < 0)
+			return ret;
+		p = q < end ? q + 1 : q;
+	}
+	return 0;
+}
+
