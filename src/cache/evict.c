@@ -152,7 +152,7 @@ void pfs_evict_released(struct pfs_evict *ev, int fd)
 {
 	struct stat st;
 
-	if (!ev || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+	if (!ev || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_dev != ev->c->dev)
 		return;
 	if (st.st_blocks == 0) { /* no data: nothing to evict, no record */
 		pthread_mutex_lock(&ev->lock);
@@ -220,15 +220,19 @@ out:
 	return ret;
 }
 
+/* Files found busy in one pass before it gives up: a cache full of open or
+ * dirty files costs a writer's open this much, not a look at every file. */
+#define BUSY_MAX 64u
+
 /* Evict least recently used files until the use is at most target. */
 static void evict_to(struct pfs_evict *ev, uint64_t target)
 {
-	uint64_t tries;
+	uint64_t tries, busy = 0;
 
 	pthread_mutex_lock(&ev->lock);
 	tries = ev->nres; /* each record once at most: busy ones go round */
 	pthread_mutex_unlock(&ev->lock);
-	while (tries-- && used(ev) > target) {
+	while (tries-- && busy < BUSY_MAX && used(ev) > target) {
 		struct file_handle *fh;
 		struct res *r;
 		ino_t ino;
@@ -252,7 +256,9 @@ static void evict_to(struct pfs_evict *ev, uint64_t target)
 			break;
 		ret = evict_one(ev, ino, fh);
 		free(fh);
-		if (ret != 0) { /* evicted or gone: no data of it left */
+		if (ret == 0) {
+			busy++;
+		} else { /* evicted or gone: no data of it left */
 			pthread_mutex_lock(&ev->lock);
 			drop_locked(ev, ino);
 			pthread_mutex_unlock(&ev->lock);
