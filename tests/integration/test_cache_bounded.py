@@ -205,3 +205,35 @@ def test_dirty_data_is_never_evicted_before_it_is_written_back(dirs, mounter):
         assert read(os.path.join(mirror, name)) == data, name
         assert read(os.path.join(mnt, name)) == data, name
     b.check()
+
+
+def test_an_evicted_file_changed_again_is_whole_everywhere(dirs, mounter):
+    """Evicted files (stubs again) reached by another name, renamed and
+    appended to: each loads again from the mirror, where the earlier
+    changes went first."""
+    mirror, mnt = dirs
+    for i in range(COUNT):
+        with open(os.path.join(mirror, "f%03d" % i), "wb") as f:
+            f.write(content(i))
+    cached(mounter, mirror, mnt)
+    assert read(os.path.join(mnt, "f000")) == content(0)
+    assert read(os.path.join(mnt, "f001")) == content(1)
+    os.link(os.path.join(mnt, "f000"), os.path.join(mnt, "hard"))
+    os.rename(os.path.join(mnt, "f001"), os.path.join(mnt, "moved"))
+    for i in range(2, COUNT):  # f000 and moved are evicted meanwhile
+        assert read(os.path.join(mnt, "f%03d" % i)) == content(i), i
+    before = status_json(mnt)["cache"]
+    assert before["evictions"] > 0, before
+    assert read(os.path.join(mnt, "hard")) == content(0)
+    with open(os.path.join(mnt, "moved"), "ab") as f:
+        f.write(b"tail")
+    assert status_json(mnt)["cache"]["files_loaded"] >= before["files_loaded"] + 2
+    res = cli("sync", mnt, timeout=120)
+    assert res.returncode == 0, res
+    for root in (mnt, mirror):
+        assert read(os.path.join(root, "f000")) == content(0)
+        assert read(os.path.join(root, "hard")) == content(0)
+        assert read(os.path.join(root, "moved")) == content(1) + b"tail"
+        assert not os.path.exists(os.path.join(root, "f001"))
+    assert os.stat(os.path.join(mirror, "hard")).st_ino == \
+        os.stat(os.path.join(mirror, "f000")).st_ino
