@@ -11,6 +11,9 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/fanotify.h>
 #include <sys/statfs.h>
 
 /* One file with data in the cache, reachable by its file handle (no path
@@ -26,9 +29,9 @@ struct pfs_evict {
 	struct pfs_cache *c;
 	uint64_t size, high, low;     /* bytes: the filesystem's, the marks */
 	pthread_mutex_t lock;
-	pthread_cond_t wake;
+	int wakefd;                   /* an eventfd: released, or stopping */
 	pthread_t thread;
-	bool running, stopping, kicked;
+	bool running, stopping;
 	struct res *tab[NBUCKETS];
 	struct res *oldest, *newest;
 	uint64_t nres;
@@ -38,10 +41,16 @@ struct pfs_evict {
 int pfs_evict_new(struct pfs_evict **out, struct pfs_cache *c, uint64_t size)
 {
 	struct pfs_evict *ev = calloc(1, sizeof(*ev));
-	pthread_condattr_t ca;
 
 	if (!ev)
 		return -ENOMEM;
+	ev->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (ev->wakefd < 0) {
+		int ret = -errno;
+
+		free(ev);
+		return ret;
+	}
 	ev->c = c;
 	ev->size = size;
 	/* The low mark leaves a quarter free for writers (the dirty limit's
@@ -49,10 +58,6 @@ int pfs_evict_new(struct pfs_evict **out, struct pfs_cache *c, uint64_t size)
 	ev->high = size - size / 8;
 	ev->low = size - size / 4;
 	pthread_mutex_init(&ev->lock, NULL);
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&ev->wake, &ca);
-	pthread_condattr_destroy(&ca);
 	*out = ev;
 	return 0;
 }
@@ -148,6 +153,15 @@ fail:
 	free(r);
 }
 
+static void kick(struct pfs_evict *ev)
+{
+	uint64_t one = 1;
+
+	if (write(ev->wakefd, &one, sizeof(one)) < 0) {
+		/* the counter is full: the thread is woken anyway */
+	}
+}
+
 void pfs_evict_released(struct pfs_evict *ev, int fd)
 {
 	struct stat st;
@@ -161,10 +175,8 @@ void pfs_evict_released(struct pfs_evict *ev, int fd)
 	} else {
 		pfs_evict_touch(ev, fd, &st);
 	}
-	pthread_mutex_lock(&ev->lock);
-	ev->kicked = true;
-	pthread_cond_signal(&ev->wake);
-	pthread_mutex_unlock(&ev->lock);
+	if (ev->running)
+		kick(ev);
 }
 
 static uint64_t used(struct pfs_evict *ev)
@@ -282,35 +294,65 @@ void pfs_evict_for_writer(struct pfs_evict *ev)
 	pthread_mutex_unlock(&ev->c->load_lock);
 }
 
+/* Writes into the cache filesystem, seen as they happen (kernel
+ * passthrough writes included): a filesystem-wide fanotify mark, reporting
+ * file handles rather than opening descriptors. -1 where fanotify is not
+ * allowed: the timer and the kicks remain. */
+static int watch_writes(struct pfs_evict *ev)
+{
+	int fan = fanotify_init(FAN_CLASS_NOTIF | FAN_REPORT_FID | FAN_CLOEXEC | FAN_NONBLOCK,
+				O_RDONLY | O_CLOEXEC);
+
+	if (fan < 0)
+		return -1;
+	if (fanotify_mark(fan, FAN_MARK_ADD | FAN_MARK_FILESYSTEM, FAN_MODIFY, ev->c->root,
+			  NULL) < 0) {
+		close(fan);
+		return -1;
+	}
+	return fan;
+}
+
+static void drain(int fd)
+{
+	char buf[4096];
+
+	while (read(fd, buf, sizeof(buf)) > 0)
+		;
+}
+
+/* The background trigger: past the high mark, down to the low mark —
+ * checked at every write into the cache (as fast as a writer fills it,
+ * while clean data is there to give way), at each release, and twice a
+ * second. */
 static void *evictor(void *arg)
 {
 	struct pfs_evict *ev = arg;
+	int fan = watch_writes(ev);
 
-	pthread_mutex_lock(&ev->lock);
-	while (!ev->stopping) {
-		struct timespec ts;
+	for (;;) {
+		struct pollfd p[2] = {{.fd = ev->wakefd, .events = POLLIN},
+				      {.fd = fan, .events = POLLIN}};
+		bool stop;
 
-		if (!ev->kicked) {
-			clock_gettime(CLOCK_MONOTONIC, &ts);
-			ts.tv_nsec += 500000000L;
-			if (ts.tv_nsec >= 1000000000L) {
-				ts.tv_sec++;
-				ts.tv_nsec -= 1000000000L;
-			}
-			pthread_cond_timedwait(&ev->wake, &ev->lock, &ts);
-		}
-		ev->kicked = false;
-		if (ev->stopping)
-			break;
+		poll(p, fan >= 0 ? 2 : 1, 500);
+		pthread_mutex_lock(&ev->lock);
+		stop = ev->stopping;
 		pthread_mutex_unlock(&ev->lock);
+		if (stop)
+			break;
+		if (p[0].revents & POLLIN)
+			drain(ev->wakefd);
+		if (fan >= 0 && (p[1].revents & POLLIN))
+			drain(fan);
 		if (used(ev) > ev->high) {
 			pthread_mutex_lock(&ev->c->load_lock);
 			evict_to(ev, ev->low);
 			pthread_mutex_unlock(&ev->c->load_lock);
 		}
-		pthread_mutex_lock(&ev->lock);
 	}
-	pthread_mutex_unlock(&ev->lock);
+	if (fan >= 0)
+		close(fan);
 	return NULL;
 }
 
@@ -333,8 +375,8 @@ void pfs_evict_free(struct pfs_evict *ev)
 	if (ev->running) {
 		pthread_mutex_lock(&ev->lock);
 		ev->stopping = true;
-		pthread_cond_signal(&ev->wake);
 		pthread_mutex_unlock(&ev->lock);
+		kick(ev);
 		pthread_join(ev->thread, NULL);
 	}
 	for (unsigned i = 0; i < NBUCKETS; i++) {
@@ -346,7 +388,7 @@ void pfs_evict_free(struct pfs_evict *ev)
 			free(r);
 		}
 	}
-	pthread_cond_destroy(&ev->wake);
+	close(ev->wakefd);
 	pthread_mutex_destroy(&ev->lock);
 	free(ev);
 }

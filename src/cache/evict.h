@@ -17,7 +17,9 @@
  * c->load_lock held), an open for writing (room for a writer: the use
  * brought down to the low mark), and a background thread that brings the
  * use down to the low mark whenever it passes the high mark (woken at each
- * release, and twice a second).
+ * write into the cache — a fanotify mark on its filesystem sees kernel
+ * passthrough writes too —, at each release, and twice a second). A writer
+ * can still outrun it: its writes are not the daemon's to hold back.
  *
  * Memory: one record per file with data in the cache (a tmpfs file with
  * data takes at least a page, so at most size/4096 records, ~100 bytes
