@@ -136,11 +136,18 @@ void pfs_evict_touch(struct pfs_evict *ev, int fd, const struct stat *st)
 	if (name_to_handle_at(fd, "", fh, &mnt, AT_EMPTY_PATH) < 0)
 		goto fail; /* not evictable: it stays, as before eviction existed */
 	r->ino = st->st_ino;
-	r->fh = fh;
+	/* Kept at its own size (a dozen bytes on tmpfs, not the maximum). */
+	r->fh = malloc(sizeof(*fh) + fh->handle_bytes);
+	if (!r->fh)
+		goto fail;
+	memcpy(r->fh, fh, sizeof(*fh) + fh->handle_bytes);
+	free(fh);
+	fh = NULL;
 	pthread_mutex_lock(&ev->lock);
 	p = slot(ev, st->st_ino);
 	if (*p) { /* someone else made it meanwhile */
 		pthread_mutex_unlock(&ev->lock);
+		fh = r->fh;
 		goto fail;
 	}
 	*p = r;
