@@ -103,7 +103,7 @@ int pfs_cache_new(struct pfs_store **out, struct pfs_store *inner, int root,
 	qo.max_dirty = o->max_dirty;
 	c->qo = qo; /* the worker starts in the serving process (pfs_cache_start) */
 	if (o->size && (ret = pfs_evict_new(&c->ev, c, o->size)) < 0) {
-		snprintf(err, errlen, "out of memory");
+		snprintf(err, errlen, "cannot make the cache's eviction: %s", strerror(-ret));
 		goto fail;
 	}
 	/* The root's own metadata is the mirror's. */
@@ -130,7 +130,6 @@ fail:
 int pfs_cache_start(struct pfs_store *st)
 {
 	struct pfs_cache *c = C(st);
-
 	int ret = c->q ? 0 : pfs_wbq_start(&c->q, &c->qo);
 
 	return ret < 0 ? ret : pfs_evict_start(c->ev);
