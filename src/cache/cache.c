@@ -82,8 +82,10 @@ static int c_open(struct pfs_store *st, int dirfd, const char *name, const struc
 		return ret;
 	if (flags & O_CREAT)
 		creating = pfs_st_stat(c->in, dirfd, name, &s, AT_SYMLINK_NOFOLLOW) == -ENOENT;
-	if (writing && !(flags & O_PATH))
+	if (writing && !(flags & O_PATH)) {
 		pfs_wbq_room(c->q, 0);
+		pfs_evict_for_writer(c->ev); /* evict.c */
+	}
 	fd = c->in->ops->open(c->in, dirfd, name, how);
 	if (fd < 0 || (flags & O_PATH))
 		return fd;
@@ -99,6 +101,7 @@ static int c_open(struct pfs_store *st, int dirfd, const char *name, const struc
 	}
 	if (!S_ISREG(s.st_mode))
 		goto opened;
+	pfs_evict_touch(c->ev, fd, &s); /* evict.c: the most recently used */
 	if (pfs_cache_state(c, s.st_ino) & STUB) {
 		if (flags & O_TRUNC) {
 			char path[PATH_MAX];
@@ -191,6 +194,7 @@ static void c_release(struct pfs_store *st, int fd)
 
 	if (written(c, fd, false))
 		queue_data(c, fd);
+	pfs_evict_released(c->ev, fd); /* evict.c */
 }
 
 static int c_sync(struct pfs_store *st, int fd, bool data_only)
@@ -534,6 +538,7 @@ void pfs_cache_destroy(struct pfs_store *st)
 {
 	struct pfs_cache *c = C(st);
 
+	pfs_evict_free(c->ev); /* evict.c: its thread first */
 	if (c->q)
 		pfs_wbq_stop(c->q, false, 0, NULL);
 	pfs_mirror_local_close(c->mirror);

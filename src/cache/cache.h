@@ -30,6 +30,7 @@ struct pfs_cache_opts {
 	uint64_t max_dirty;       /* bytes; 0: no limit */
 	uint64_t delay_ns;        /* --write-back DELAY */
 	bool lazy;                /* false: fill every directory at start */
+	uint64_t size;            /* the memory filesystem's; 0: nothing is evicted */
 };
 
 /* A cache store over the directory root (a descriptor of the cache's own
@@ -58,6 +59,7 @@ struct pfs_cache_stats {
 	char last_conflict[512];
 	uint64_t dirs_filled, files_loaded, bytes_loaded, hits;
 	uint64_t used_bytes;      /* the cache filesystem's use */
+	uint64_t evictions, bytes_evicted;
 };
 void pfs_cache_stats(struct pfs_store *st, struct pfs_cache_stats *out);
 

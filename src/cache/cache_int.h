@@ -5,6 +5,7 @@
 #define PFS_CACHE_INT_H
 
 #include "cache/cache.h"
+#include "cache/evict.h"
 #include "cache/mirror_local.h"
 #include "cache/wbq.h"
 
@@ -48,6 +49,7 @@ struct pfs_cache {
 	struct ent *tab[NBUCKETS];
 	struct wfd *wtab[NBUCKETS];
 	uint64_t dirs_filled, files_loaded, bytes_loaded, hits;
+	struct pfs_evict *ev;        /* keeps the use within the size (evict.h) */
 };
 
 #define C(st) ((struct pfs_cache *)(st))

@@ -102,6 +102,10 @@ int pfs_cache_new(struct pfs_store **out, struct pfs_store *inner, int root,
 	qo.delay_ns = o->delay_ns;
 	qo.max_dirty = o->max_dirty;
 	c->qo = qo; /* the worker starts in the serving process (pfs_cache_start) */
+	if (o->size && (ret = pfs_evict_new(&c->ev, c, o->size)) < 0) {
+		snprintf(err, errlen, "cannot make the cache's eviction: %s", strerror(-ret));
+		goto fail;
+	}
 	/* The root's own metadata is the mirror's. */
 	{
 		const char *what;
@@ -126,8 +130,9 @@ fail:
 int pfs_cache_start(struct pfs_store *st)
 {
 	struct pfs_cache *c = C(st);
+	int ret = c->q ? 0 : pfs_wbq_start(&c->q, &c->qo);
 
-	return c->q ? 0 : pfs_wbq_start(&c->q, &c->qo);
+	return ret < 0 ? ret : pfs_evict_start(c->ev);
 }
 
 int pfs_cache_sync(struct pfs_store *st)
@@ -163,6 +168,7 @@ void pfs_cache_stats(struct pfs_store *st, struct pfs_cache_stats *out)
 	pthread_mutex_unlock(&c->lock);
 	if (fstatfs(c->root, &sf) == 0)
 		out->used_bytes = (uint64_t)(sf.f_blocks - sf.f_bfree) * (uint64_t)sf.f_bsize;
+	pfs_evict_counts(c->ev, &out->evictions, &out->bytes_evicted);
 }
 
 /* Keep what could not be written back in dir: each DATA op's file as

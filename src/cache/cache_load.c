@@ -262,6 +262,8 @@ int pfs_cache_load(struct pfs_cache *c, int fd, const struct stat *st)
 	ret = fstat(mfd, &mst) < 0 ? -errno : 0;
 	if (ret == 0)
 		ret = pfs_st_truncate(c->in, wfd, 0);
+	if (ret == 0) /* room for it: least recently used clean data goes */
+		pfs_evict_room_locked(c->ev, (uint64_t)mst.st_size);
 	if (ret == 0)
 		ret = pfs_fcopy_data(wfd, mfd, mst.st_size, NULL, NULL);
 	if (ret == 0) {

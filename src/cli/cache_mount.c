@@ -31,7 +31,7 @@ int pfs_cache_mount_open(const struct pfs_config *cfg, struct pfs_fs *fs)
 {
 	struct pfs_cache_opts o = {.mirror = cfg->mirror, .max_dirty = cfg->cache_max_dirty,
 				   .delay_ns = (uint64_t)(cfg->write_back * 1e9),
-				   .lazy = cfg->lazy_load};
+				   .lazy = cfg->lazy_load, .size = cfg->cache_size};
 	struct pfs_store *cache;
 	char err[PATH_MAX + 256];
 	int root, r;

@@ -250,6 +250,8 @@ static json_t *cache_json(struct pfs_fs *fs)
 	json_object_set_new(o, "files_loaded", json_integer((json_int_t)s.files_loaded));
 	json_object_set_new(o, "bytes_loaded", json_integer((json_int_t)s.bytes_loaded));
 	json_object_set_new(o, "hits", json_integer((json_int_t)s.hits));
+	json_object_set_new(o, "evictions", json_integer((json_int_t)s.evictions));
+	json_object_set_new(o, "bytes_evicted", json_integer((json_int_t)s.bytes_evicted));
 	json_object_set_new(o, "hit_rate", uses ? json_real((double)s.hits / (double)uses)
 						: json_null());
 	return o;
