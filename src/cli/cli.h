@@ -41,7 +41,8 @@ struct pfs_config {
 	bool read_only;
 	bool volatile_source;   /* other programs change the source: no kernel caching */
 	bool default_permissions; /* kernel checks permissions against our attributes */
-	bool allow_other;
+	bool allow_other;       /* -o allow_other given */
+	bool private_mount;     /* --private: no allow_other by default as root */
 	bool json;              /* status --json */
 	bool force;             /* unmount --force */
 	char *fuse_opts;        /* comma-joined -o options, owned */

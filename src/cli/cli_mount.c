@@ -402,6 +402,13 @@ static int opt_no_default_perms(struct pfs_config *cfg, const char *v, const cha
 	return 0;
 }
 
+static int opt_private(struct pfs_config *cfg, const char *v, const char *what, char *err,
+		       size_t errlen)
+{
+	cfg->private_mount = true;
+	return 0;
+}
+
 enum opt_kind {
 	OPT_VALUE,      /* --name VALUE, --name=VALUE, -o key=VALUE */
 	OPT_FLAG,       /* --name, -o key */
@@ -435,6 +442,7 @@ static const struct mount_opt {
 	{"--volatile", "volatile", OPT_FLAG, false, opt_volatile},
 	{"--no-default-permissions", "nodefault_permissions", OPT_FLAG, false,
 	 opt_no_default_perms},
+	{"--private", "private", OPT_FLAG, false, opt_private},
 	{"--threads", "threads=", OPT_VALUE, false, opt_threads},
 	{"--node-fds", "node_fds=", OPT_VALUE, false, opt_node_fds},
 	/* layers (lowerdir= is the kernel's list, SOURCE first: cli_oopts.c) */
@@ -678,6 +686,11 @@ int pfs_cli_parse_mount(int argc, char **argv, int start, bool compat, struct pf
 		return ret;
 	if (cfg->volatile_source)
 		cfg->timeout = 0;
+	if (cfg->private_mount && cfg->allow_other) {
+		pfs_cli_seterr(err, errlen, "--private and -o allow_other contradict each other: "
+			       "a private mount lets no other user in");
+		return -EINVAL;
+	}
 	ret = finish_cache(cfg, err, errlen);
 	if (ret < 0)
 		return ret;

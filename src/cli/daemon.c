@@ -190,6 +190,16 @@ out:
 	return ret;
 }
 
+/* A mount made by root is open to every user, as kernel overlayfs's and
+ * fuse-overlayfs's are, with the kernel checking each access against the
+ * attributes shown. Not without default_permissions: the daemon checks
+ * nothing itself and acts as root, so every user would. */
+static bool open_to_all(const struct pfs_config *cfg)
+{
+	return cfg->allow_other ||
+	       (geteuid() == 0 && !cfg->private_mount && cfg->default_permissions);
+}
+
 static struct fuse_session *new_session(const struct pfs_config *cfg, struct pfs_fs *fs)
 {
 	char *src = escape_opt(fs->source), *opts = NULL;
@@ -197,8 +207,9 @@ static struct fuse_session *new_session(const struct pfs_config *cfg, struct pfs
 
 	if (!src)
 		return NULL;
-	if (asprintf(&opts, "fsname=%s,subtype=prismfs%s%s%s%s", src,
+	if (asprintf(&opts, "fsname=%s,subtype=prismfs%s%s%s%s%s", src,
 		     cfg->default_permissions ? ",default_permissions" : "",
+		     open_to_all(cfg) && !cfg->allow_other ? ",allow_other" : "",
 		     cfg->read_only ? ",ro" : "", cfg->fuse_opts ? "," : "",
 		     cfg->fuse_opts ? cfg->fuse_opts : "") >= 0) {
 		char *argv[] = {"prismfs", "-o", opts, NULL};
