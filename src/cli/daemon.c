@@ -190,16 +190,6 @@ out:
 	return ret;
 }
 
-/* A mount made by root is open to every user, as kernel overlayfs's and
- * fuse-overlayfs's are, with the kernel checking each access against the
- * attributes shown. Not without default_permissions: the daemon checks
- * nothing itself and acts as root, so every user would. */
-static bool open_to_all(const struct pfs_config *cfg)
-{
-	return cfg->allow_other ||
-	       (geteuid() == 0 && !cfg->private_mount && cfg->default_permissions);
-}
-
 static struct fuse_session *new_session(const struct pfs_config *cfg, struct pfs_fs *fs)
 {
 	char *src = escape_opt(fs->source), *opts = NULL;
@@ -207,9 +197,8 @@ static struct fuse_session *new_session(const struct pfs_config *cfg, struct pfs
 
 	if (!src)
 		return NULL;
-	if (asprintf(&opts, "fsname=%s,subtype=prismfs%s%s%s%s%s", src,
-		     cfg->default_permissions ? ",default_permissions" : "",
-		     open_to_all(cfg) && !cfg->allow_other ? ",allow_other" : "",
+	if (asprintf(&opts, "fsname=%s,subtype=prismfs%s%s%s%s", src,
+		     pfs_cli_access_opts(cfg),
 		     cfg->read_only ? ",ro" : "", cfg->fuse_opts ? "," : "",
 		     cfg->fuse_opts ? cfg->fuse_opts : "") >= 0) {
 		char *argv[] = {"prismfs", "-o", opts, NULL};
@@ -678,11 +667,11 @@ int pfs_cmd_mount(const struct pfs_config *cfg)
 	struct pfs_xport xport = PFS_XPORT_INIT;
 	struct pfs_fs_opts opts = {.read_only = cfg->read_only, .timeout = cfg->timeout,
 				   .volatile_source = cfg->volatile_source,
-				   .mapped = cfg->map_path != NULL, .layered = cfg->upper != NULL,
+				   .mapped = cfg->map_path != NULL, .layered = cfg->upper || cfg->nlowers,
 				   .logged = cfg->log_path != NULL};
 	struct pfs_fs fs;
 	struct fuse_session *se = NULL;
-	struct pfs_layer_paths lpaths = {0}, *lp = cfg->upper ? &lpaths : NULL;
+	struct pfs_layer_paths lpaths = {0}, *lp = cfg->upper || cfg->nlowers ? &lpaths : NULL;
 	struct served sv = {0};
 	bool served = false, layers_open = false;
 	int ret = 1, pipefd[2] = {-1, -1};
@@ -707,7 +696,7 @@ int pfs_cmd_mount(const struct pfs_config *cfg)
 			goto out;
 		}
 	}
-	if (lp && recover_source(cfg, &fs) < 0)
+	if (cfg->upper && recover_source(cfg, &fs) < 0)
 		goto out;
 	if (check_config(cfg, &fs) < 0)
 		goto out;
@@ -744,7 +733,7 @@ int pfs_cmd_mount(const struct pfs_config *cfg)
 			say("%s", err);
 			goto out;
 		}
-		if (lp)
+		if (cfg->upper)
 			pfs_layers_record_lowers(lp);
 	}
 	se = new_session(cfg, &fs);
@@ -752,7 +741,7 @@ int pfs_cmd_mount(const struct pfs_config *cfg)
 		goto out;
 	xport.se = se;
 	pfs_backing_register(&fs);
-	if (lp)
+	if (cfg->upper)
 		report_failure_record(lp);
 	if (cfg->foreground) {
 		ret = serve(cfg, &fs, se, -1, lp, &sv);
@@ -798,7 +787,7 @@ out:
 		fuse_session_destroy(se);
 	pfs_fs_fini(&fs);
 	if (served)
-		ret = finish(cfg, &fs, lp, &sv, ret);
+		ret = finish(cfg, &fs, cfg->upper ? lp : NULL, &sv, ret);
 	else if (fs.log)
 		pfs_oplog_close(fs.log);
 	if (lp && !sv.mounted)
