@@ -236,3 +236,60 @@ def test_reads_pass_through_the_kernel(three):
             assert st["backing_ids_open"] >= 1, st
     with open(os.path.join(d["P"], "deep", "er", "est"), "rb") as f:
         assert f.read() == b"deep"
+
+
+def random_layers(d, seed):
+    """Three layers drawn from one small name space, so that names meet
+    across layers: files, directories (some opaque), symlinks and
+    whiteouts, at two levels."""
+    import random
+    rnd = random.Random(seed)
+    names = ["a", "b", "c", "d", "e"]
+    opaque = set()
+    order = ("L3", "L2", "L1")
+
+    def below(depth, rel):
+        """A layer under this one has the name, and none stops the merge
+        on the way (a whiteout with nothing to hide is what the kernel
+        never writes, and lists where a directory is not merged)."""
+        parent = os.path.dirname(rel)
+        if parent and (order[depth], parent) in opaque:
+            return False
+        return any(os.path.lexists(os.path.join(d[order[k]], rel)) for k in range(depth))
+
+    for depth, layer in enumerate(order):
+        root = d[layer]
+        for top in names:
+            for sub in [None] + names[:3]:
+                rel = top if sub is None else os.path.join(top, sub)
+                p = os.path.join(root, rel)
+                if sub is not None and not os.path.isdir(os.path.join(root, top)):
+                    continue
+                if os.path.lexists(p) or rnd.random() < 0.35:
+                    continue
+                kind = rnd.choice(["file", "file", "dir", "dir", "link", "wh", "wh"]
+                                  if below(depth, rel) else ["file", "dir", "dir", "link"])
+                if kind == "file":
+                    mkfile(p, ("%s %s %d" % (layer, rel, seed)).encode(),
+                           mode=rnd.choice([0o644, 0o600, 0o755]))
+                elif kind == "dir":
+                    mkdir(p, mode=rnd.choice([0o755, 0o700, 0o775]))
+                    if depth and rnd.random() < 0.3:
+                        set_opaque(p)
+                        opaque.add((layer, rel))
+                elif kind == "link":
+                    mksymlink(p, rnd.choice(names))
+                else:
+                    mkwhiteout(p)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_layers_as_the_kernel_shows_them(three, seed):
+    d = three
+    random_layers(d, seed)
+    mount_both(d)
+    assert_same(snapshot(d["K"]), snapshot(d["P"]), "seed %d: the view differs" % seed)
+    kino, pino = inodes(d["K"]), inodes(d["P"])
+    wrong = ["%s: kernel %d, prismfs %d" % (k, kino[k], pino[k]) for k in sorted(kino)
+             if k != "." and kino[k] != pino.get(k)]
+    assert not wrong, "seed %d: inode numbers differ:\n%s" % (seed, "\n".join(wrong))
