@@ -283,7 +283,7 @@ def random_layers(d, seed):
                     mkwhiteout(p)
 
 
-@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("seed", range(16))
 def test_random_layers_as_the_kernel_shows_them(three, seed):
     d = three
     random_layers(d, seed)
