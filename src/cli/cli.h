@@ -41,7 +41,8 @@ struct pfs_config {
 	bool read_only;
 	bool volatile_source;   /* other programs change the source: no kernel caching */
 	bool default_permissions; /* kernel checks permissions against our attributes */
-	bool allow_other;
+	bool allow_other;       /* -o allow_other given */
+	bool private_mount;     /* --private: no allow_other by default as root */
 	bool json;              /* status --json */
 	bool force;             /* unmount --force */
 	char *fuse_opts;        /* comma-joined -o options, owned */
@@ -101,6 +102,11 @@ struct pfs_config {
  * usage. cfg must be released with pfs_config_free either way. */
 int pfs_cli_parse(int argc, char **argv, struct pfs_config *cfg, char *err, size_t errlen);
 void pfs_config_free(struct pfs_config *cfg);
+/* The mount options deciding who may use a mount and how it is checked
+ * (",default_permissions", ",allow_other"): a mount made by root is open
+ * to every user, as kernel overlayfs's and fuse-overlayfs's are, unless
+ * --private. (cli_check.c) */
+const char *pfs_cli_access_opts(const struct pfs_config *cfg);
 
 /* Append one -o item (comma list allowed) to cfg->fuse_opts, recognising
  * the ones prismfs itself acts on. 0 or -EINVAL/-ENOMEM. */

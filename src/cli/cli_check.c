@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 static void seterr(char *err, size_t len, const char *fmt, ...)
 {
@@ -90,6 +91,16 @@ static int check_fuse_opts(const char *opts, char *err, size_t errlen)
 	}
 	say_refusal(err, errlen);
 	return -EINVAL;
+}
+
+const char *pfs_cli_access_opts(const struct pfs_config *cfg)
+{
+	if (!cfg->default_permissions)
+		return ""; /* then the daemon, acting as root, would check nothing */
+	/* -o allow_other, when given, is among the -o options already */
+	if (geteuid() == 0 && !cfg->private_mount && !cfg->allow_other)
+		return ",default_permissions,allow_other";
+	return ",default_permissions";
 }
 
 int pfs_cli_check_mount(const struct pfs_config *cfg, char *err, size_t errlen)

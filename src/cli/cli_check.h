@@ -1,6 +1,7 @@
 /* cli_check: what the command line means that parsing alone cannot tell
  * (it does no I/O): a first word that is neither a command nor a path, a
- * -o value libfuse refuses, an upperdir= whose lowerdir= is missing. */
+ * -o value libfuse refuses, an upperdir= whose lowerdir= is missing; and
+ * who may use a mount (pfs_cli_access_opts, declared in cli.h). */
 #ifndef PFS_CLI_CHECK_H
 #define PFS_CLI_CHECK_H
 

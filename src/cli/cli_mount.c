@@ -67,6 +67,28 @@ static bool has_slash(const char *s)
 	return strchr(s, '/') || strcmp(s, ".") == 0 || strcmp(s, "..") == 0;
 }
 
+/* No upper: with lowers (lowerdir=A:B or --lower), a read-only merge of
+ * them, as the kernel mounts lowerdir=A:B alone; the options that only
+ * mean something for an upper are refused. */
+static int lowers_only(struct pfs_config *cfg, char *err, size_t errlen)
+{
+	const char *only_upper = cfg->work ? "workdir= (--work)"
+				 : cfg->whiteout != PFS_WH_AUTO ? "whiteout= (--whiteout)"
+				 : cfg->action != PFS_ACT_NONE ? "on_unmount= (--on-unmount)" : NULL;
+
+	if (!cfg->layer_opt)
+		return 0;
+	if (!cfg->nlowers || only_upper) {
+		pfs_cli_seterr(err, errlen, "%s needs an upper directory (--upper DIR or "
+			       "upperdir=DIR)%s", only_upper ? only_upper : cfg->layer_opt,
+			       cfg->nlowers ? "" : "; a read-only mount of lowers only needs two "
+			       "or more (lowerdir=A:B)");
+		return -EINVAL;
+	}
+	cfg->read_only = true; /* nothing to write to: EROFS, as the kernel's */
+	return 0;
+}
+
 /* After all arguments: fold lowerdir= into SOURCE and the lowers, and
  * check that the layer options come with an upper. */
 static int finish_layers(struct pfs_config *cfg, char *err, size_t errlen)
@@ -96,14 +118,8 @@ static int finish_layers(struct pfs_config *cfg, char *err, size_t errlen)
 			       "SOURCE directory instead of none)");
 		return -EINVAL;
 	}
-	if (!cfg->upper) {
-		if (cfg->layer_opt) {
-			pfs_cli_seterr(err, errlen, "%s needs an upper directory (--upper DIR or "
-				       "upperdir=DIR)", cfg->layer_opt);
-			return -EINVAL;
-		}
-		return 0;
-	}
+	if (!cfg->upper)
+		return lowers_only(cfg, err, errlen);
 	if (cfg->read_only || cfg->mount_ro) {
 		pfs_cli_seterr(err, errlen, "%s cannot be used with an upper directory: the upper "
 			       "is where changes go (mount without --upper for a read-only view)",
@@ -402,6 +418,13 @@ static int opt_no_default_perms(struct pfs_config *cfg, const char *v, const cha
 	return 0;
 }
 
+static int opt_private(struct pfs_config *cfg, const char *v, const char *what, char *err,
+		       size_t errlen)
+{
+	cfg->private_mount = true;
+	return 0;
+}
+
 enum opt_kind {
 	OPT_VALUE,      /* --name VALUE, --name=VALUE, -o key=VALUE */
 	OPT_FLAG,       /* --name, -o key */
@@ -435,6 +458,7 @@ static const struct mount_opt {
 	{"--volatile", "volatile", OPT_FLAG, false, opt_volatile},
 	{"--no-default-permissions", "nodefault_permissions", OPT_FLAG, false,
 	 opt_no_default_perms},
+	{"--private", "private", OPT_FLAG, false, opt_private},
 	{"--threads", "threads=", OPT_VALUE, false, opt_threads},
 	{"--node-fds", "node_fds=", OPT_VALUE, false, opt_node_fds},
 	/* layers (lowerdir= is the kernel's list, SOURCE first: cli_oopts.c) */
@@ -678,6 +702,11 @@ int pfs_cli_parse_mount(int argc, char **argv, int start, bool compat, struct pf
 		return ret;
 	if (cfg->volatile_source)
 		cfg->timeout = 0;
+	if (cfg->private_mount && cfg->allow_other) {
+		pfs_cli_seterr(err, errlen, "--private and -o allow_other contradict each other: "
+			       "a private mount lets no other user in");
+		return -EINVAL;
+	}
 	ret = finish_cache(cfg, err, errlen);
 	if (ret < 0)
 		return ret;

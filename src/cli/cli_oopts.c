@@ -90,6 +90,15 @@ static int add_lowerdir(struct pfs_config *cfg, const char *v, size_t n, char *e
 		const char *q = scan_to(p, end, ':');
 		char *dir;
 
+		if (q == p && p > v && q < end) {
+			/* The kernel's data-only layers: reached only through the
+			 * absolute redirects of metacopy files above, which
+			 * prismfs neither makes nor reads. */
+			pfs_cli_seterr(err, errlen, "lowerdir=%.*s: data-only lower layers (after "
+				       "'::') are not supported: they hold the data of metacopy "
+				       "files, which prismfs does not read", (int)n, v);
+			return -EINVAL;
+		}
 		if (q == p) {
 			pfs_cli_seterr(err, errlen, "empty directory in lowerdir=%.*s", (int)n, v);
 			return -EINVAL;

@@ -198,7 +198,7 @@ static struct fuse_session *new_session(const struct pfs_config *cfg, struct pfs
 	if (!src)
 		return NULL;
 	if (asprintf(&opts, "fsname=%s,subtype=prismfs%s%s%s%s", src,
-		     cfg->default_permissions ? ",default_permissions" : "",
+		     pfs_cli_access_opts(cfg),
 		     cfg->read_only ? ",ro" : "", cfg->fuse_opts ? "," : "",
 		     cfg->fuse_opts ? cfg->fuse_opts : "") >= 0) {
 		char *argv[] = {"prismfs", "-o", opts, NULL};
@@ -667,11 +667,11 @@ int pfs_cmd_mount(const struct pfs_config *cfg)
 	struct pfs_xport xport = PFS_XPORT_INIT;
 	struct pfs_fs_opts opts = {.read_only = cfg->read_only, .timeout = cfg->timeout,
 				   .volatile_source = cfg->volatile_source,
-				   .mapped = cfg->map_path != NULL, .layered = cfg->upper != NULL,
+				   .mapped = cfg->map_path != NULL, .layered = cfg->upper || cfg->nlowers,
 				   .logged = cfg->log_path != NULL};
 	struct pfs_fs fs;
 	struct fuse_session *se = NULL;
-	struct pfs_layer_paths lpaths = {0}, *lp = cfg->upper ? &lpaths : NULL;
+	struct pfs_layer_paths lpaths = {0}, *lp = cfg->upper || cfg->nlowers ? &lpaths : NULL;
 	struct served sv = {0};
 	bool served = false, layers_open = false;
 	int ret = 1, pipefd[2] = {-1, -1};
@@ -696,7 +696,7 @@ int pfs_cmd_mount(const struct pfs_config *cfg)
 			goto out;
 		}
 	}
-	if (lp && recover_source(cfg, &fs) < 0)
+	if (cfg->upper && recover_source(cfg, &fs) < 0)
 		goto out;
 	if (check_config(cfg, &fs) < 0)
 		goto out;
@@ -733,7 +733,7 @@ int pfs_cmd_mount(const struct pfs_config *cfg)
 			say("%s", err);
 			goto out;
 		}
-		if (lp)
+		if (cfg->upper)
 			pfs_layers_record_lowers(lp);
 	}
 	se = new_session(cfg, &fs);
@@ -741,7 +741,7 @@ int pfs_cmd_mount(const struct pfs_config *cfg)
 		goto out;
 	xport.se = se;
 	pfs_backing_register(&fs);
-	if (lp)
+	if (cfg->upper)
 		report_failure_record(lp);
 	if (cfg->foreground) {
 		ret = serve(cfg, &fs, se, -1, lp, &sv);
@@ -787,7 +787,7 @@ out:
 		fuse_session_destroy(se);
 	pfs_fs_fini(&fs);
 	if (served)
-		ret = finish(cfg, &fs, lp, &sv, ret);
+		ret = finish(cfg, &fs, cfg->upper ? lp : NULL, &sv, ret);
 	else if (fs.log)
 		pfs_oplog_close(fs.log);
 	if (lp && !sv.mounted)

@@ -90,7 +90,7 @@ static int write_str(int fd, const char *s)
  * action must not hit a later plain umount. */
 static enum pfs_action action_now(const struct pfs_ctl *ctl)
 {
-	if (!ctl->layers)
+	if (!ctl->layers || !ctl->layers->upper)
 		return PFS_ACT_NONE;
 	for (int i = ctl->nwaiters - 1; i >= 0; i--)
 		if (ctl->waiters[i].asked != PFS_ACT_NONE)
@@ -128,8 +128,9 @@ static json_t *layers_json(struct pfs_ctl *ctl)
 	lowers = json_array();
 	for (size_t i = 0; i < lp->nlowers; i++)
 		json_array_append_new(lowers, json_string(lp->lowers[i]));
-	json_object_set_new(o, "upper", json_string(lp->upper));
-	json_object_set_new(o, "work", json_string(lp->work));
+	/* A mount of lowers only has neither (null) */
+	json_object_set_new(o, "upper", lp->upper ? json_string(lp->upper) : json_null());
+	json_object_set_new(o, "work", lp->work ? json_string(lp->work) : json_null());
 	json_object_set_new(o, "lowers", lowers);
 	json_object_set_new(o, "whiteout", json_string(pfs_whiteout_name(ctl->fs->cfg->whiteout)));
 	json_object_set_new(o, "on_unmount", json_string(pfs_action_name(action_now(ctl))));
@@ -171,7 +172,7 @@ static int serve_wait(struct pfs_ctl *ctl, int fd, char *arg)
 		write_str(fd, "error unknown wait request\n");
 		return fd;
 	}
-	if (a != PFS_ACT_NONE && !ctl->layers) {
+	if (a != PFS_ACT_NONE && (!ctl->layers || !ctl->layers->upper)) {
 		snprintf(msg, sizeof(msg), "error %s has no upper directory: --action is for "
 			 "mounts made with --upper\n", ctl->fs->mountpoint);
 		write_str(fd, msg);

@@ -278,9 +278,9 @@ struct pfs_lnode *pfs_layer_root_ln(struct pfs_fs *fs)
 
 	if (!ln)
 		return NULL;
-	ln->top = 0;
+	ln->top = L->no_upper ? 1 : 0; /* never in layer 0 then: nothing finds it */
 	ln->bottom = (uint8_t)(L->n - 1);
-	for (size_t i = 0; i < L->n; i++) {
+	for (size_t i = ln->top; i < L->n; i++) {
 		ln->fd[i] = L->root[i];
 		if (i > 0 && i + 1 < L->n && pfs_layer_is_opaque(fs, L->root[i], "", L->root[i])) {
 			ln->bottom = (uint8_t)i;

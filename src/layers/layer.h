@@ -22,7 +22,8 @@ struct fuse_ctx;
 struct fuse_file_info;
 
 struct pfs_layer_spec {
-	const char *upper;          /* writable; every change lands here */
+	const char *upper;          /* writable; every change lands here (NULL: a
+				     * read-only mount of the lowers only) */
 	const char *work;           /* empty scratch directory on upper's filesystem */
 	const char *const *lowers;  /* read-only, highest first; lowers[0] is SOURCE */
 	size_t nlowers;
@@ -54,6 +55,8 @@ struct pfs_layers {
 	dev_t *dev;               /* each layer's filesystem */
 	uint8_t *fsid;            /* 0 for the upper's filesystem, else 1.. */
 	bool onedev;              /* one filesystem: inode numbers need no tag */
+	bool no_upper;            /* lowers only, read-only: layer 0 is empty (root[0]
+				   * is -1) and no node is ever in it */
 	int work_fd;              /* O_PATH on the work directory */
 	bool wh_file;             /* whiteouts as `.wh.NAME` files */
 	bool wh_auto;             /* ... after mknod was refused */

@@ -140,6 +140,8 @@ int pfs_layer_paths_get(struct pfs_layer_paths *lp, struct pfs_store *store,
 
 	memset(lp, 0, sizeof(*lp));
 	lp->store = store;
+	if (!cfg->upper)
+		goto lowers; /* a read-only mount of lowers only: no work directory */
 	ret = pfs_canon_dir("upper directory", cfg->upper, &lp->upper, &ust, err, errlen);
 	if (ret < 0)
 		return ret;
@@ -149,6 +151,7 @@ int pfs_layer_paths_get(struct pfs_layer_paths *lp, struct pfs_store *store,
 		ret = default_work(lp, &ust, err, errlen);
 	if (ret < 0)
 		return ret;
+lowers:
 	lp->lowers = calloc(cfg->nlowers + 1, sizeof(*lp->lowers));
 	if (!lp->lowers) {
 		seterr(err, errlen, "out of memory");

@@ -205,6 +205,8 @@ static int open_roots(struct opening *o)
 	struct stat st;
 	int ret;
 
+	if (L->no_upper)
+		goto lowers;
 	ret = open_dir(o->fs->store, spec->upper, "upper directory", o->err, o->errlen);
 	if (ret < 0)
 		return ret;
@@ -216,6 +218,7 @@ static int open_roots(struct opening *o)
 			 strerror(errno));
 		return ret;
 	}
+lowers:
 	for (size_t i = 1; i < o->n; i++) {
 		const char *p = spec->lowers[i - 1];
 
@@ -230,16 +233,20 @@ static int open_roots(struct opening *o)
 		L->root[i] = ret;
 		o->real[i] = realpath(p, NULL);
 	}
-	for (size_t i = 0; i < o->n; i++) {
+	for (size_t i = L->no_upper; i < o->n; i++) {
 		if (!o->real[i])
 			return nomem(o);
 		if (fstat(L->root[i], &st) < 0)
 			return -errno;
 		L->dev[i] = st.st_dev;
 	}
+	/* Without an upper, inode numbers are real on the top lower's
+	 * filesystem (as the kernel's: the layers' first). */
+	if (L->no_upper)
+		L->dev[0] = L->dev[1];
 	/* Layers may not overlap: a change in the upper would show up in a
 	 * lower (the kernel refuses these too). */
-	for (size_t i = 1; i < o->n; i++) {
+	for (size_t i = 1; i < o->n && !L->no_upper; i++) {
 		if (path_within(o->real[0], o->real[i]) || path_within(o->real[i], o->real[0])) {
 			seterr(o->err, o->errlen, "upper directory %s and lower directory %s overlap",
 			       spec->upper, spec->lowers[i - 1]);
@@ -342,8 +349,18 @@ int pfs_layers_open(struct pfs_fs *fs, const struct pfs_layer_spec *spec, char *
 		return -EINVAL;
 	}
 	ret = alloc_layers(&o);
-	if (ret == 0)
+	if (ret == 0) {
+		/* No upper: a read-only merge of the lowers (the kernel's
+		 * lowerdir=A:B alone); nothing is ever written, so there is
+		 * no work directory and nothing to probe. */
+		o.L->no_upper = !spec->upper;
 		ret = open_roots(&o);
+	}
+	if (ret == 0 && o.L->no_upper) {
+		snprintf(o.L->xprefix, sizeof(o.L->xprefix), "%s",
+			 spec->userxattr ? "user.overlay." : "trusted.overlay.");
+		goto opened;
+	}
 	if (ret == 0)
 		ret = open_work(&o);
 	if (ret == 0)
@@ -354,6 +371,7 @@ int pfs_layers_open(struct pfs_fs *fs, const struct pfs_layer_spec *spec, char *
 	}
 	if (ret == 0)
 		ret = check_mapped(fs, o.L, spec, err, errlen);
+opened:
 	if (ret == 0)
 		tag_filesystems(o.L);
 	if (o.wfd >= 0)

@@ -97,7 +97,8 @@ static int ns_access(struct pfs_fs *fs, struct pfs_node *n, int mask)
 
 static int ns_statfs_fd(struct pfs_fs *fs, struct pfs_node *n)
 {
-	return fs->layers->root[0]; /* the upper's room, as overlayfs */
+	/* the upper's room, as overlayfs; without one, the top lower's */
+	return fs->layers->root[fs->layers->no_upper ? 1 : 0];
 }
 
 static int ns_prepare_change(struct pfs_fs *fs, struct pfs_node *n, int open_flags)
@@ -116,8 +117,10 @@ static int ns_serve_open(struct pfs_fs *fs, struct pfs_node *n, struct fuse_file
 	/* A lower file is read through the daemon so that a copy-up can move
 	 * this open to the upper copy (the kernel's passthrough backing could
 	 * not be moved); so is any open of a file that has such opens (one
-	 * kernel inode, one way of caching it). */
-	if (!lower && fs->passthrough && !pfs_node_has_cached_opens(fs, n))
+	 * kernel inode, one way of caching it). A mount of lowers only never
+	 * copies up. */
+	if ((!lower || fs->layers->no_upper) && fs->passthrough &&
+	    !pfs_node_has_cached_opens(fs, n))
 		return 0;
 	ret = pfs_node_open_track(fs, n, pfs_fh_fd(fi), lower);
 	if (ret < 0)

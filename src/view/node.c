@@ -42,11 +42,12 @@ int pfs_nodes_init(struct pfs_fs *fs, int root_fd)
 	root->bfd = root_fd;
 	root->fd_fixed = true;
 	if (fs->layers) {
-		/* Known by the source's root; changed through the upper's. */
+		/* Known by the source's root; changed through the upper's (or
+		 * shown by SOURCE's, on a mount of lowers only). */
 		root->ln = pfs_layer_root_ln(fs);
 		if (!root->ln)
 			goto err;
-		root->bfd = root->ln->fd[0];
+		root->bfd = root->ln->fd[root->ln->top];
 	}
 	root->type = S_IFDIR;
 	root->nlookup = 2;

@@ -142,11 +142,13 @@ class Overlay:
         return os.path.join(self.M, *p)
 
     # mounting
-    def mount(self, backend=None, whiteout=None, allow_other=False):
+    def mount(self, backend=None, whiteout=None, allow_other=False, extra=()):
         """Mount the layers at M with backend (default: the test's).
         whiteout: None (the backend's default), or "chardev"/"file"/"auto"
         (prismfs only: --whiteout).  allow_other: let users other than root
-        in (FUSE backends: -o allow_other; the kernel's mount always does)."""
+        in (FUSE backends: -o allow_other; the kernel's mount always does,
+        and so does prismfs's when run as root unless --private).  extra:
+        more arguments for prismfs."""
         assert self.current is None, "already mounted by %s" % self.current
         backend = backend or self.backend
         if backend == "kernel":
@@ -161,7 +163,7 @@ class Overlay:
                 args += ["--whiteout", whiteout]
             if allow_other:
                 args += ["-o", "allow_other"]
-            self._prism = Mount(self.L1, self.M, args)
+            self._prism = Mount(self.L1, self.M, args + list(extra))
             try:
                 self._prism.start()
             except Exception:

@@ -131,9 +131,12 @@ def assert_one_line_stdout(res, what, *words):
 # options: refused with one line before anything is mounted
 
 def test_layer_options_need_an_upper(workdir, lay):
-    for args in (["--work", lay.U], ["--lower", lay.L2], ["--whiteout", "file"],
-                 ["--on-unmount", "commit"], ["-o", "lowerdir=%s:%s" % (lay.L, lay.L2)],
-                 ["-o", "workdir=" + lay.U]):
+    """The options of an upper need one (lowers alone are a read-only mount
+    of them: test_layers_lowers.py), as does a single lowerdir=."""
+    for args in (["--work", lay.U], ["--whiteout", "file"],
+                 ["--on-unmount", "commit"], ["-o", "lowerdir=%s" % lay.L],
+                 ["-o", "workdir=" + lay.U], ["--lower", lay.L2, "--work", lay.U],
+                 ["-o", "lowerdir=%s:%s,on_unmount=discard" % (lay.L, lay.L2)]):
         src = "none" if args[-1].startswith("lowerdir") else lay.L
         res = cli("mount", *args, src, lay.M)
         assert_one_error_line(res, "mount %s without an upper" % " ".join(args))

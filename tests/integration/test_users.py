@@ -1,4 +1,5 @@
-"""Many users: with -o allow_other,default_permissions, unprivileged users get
+"""Many users: with -o allow_other,default_permissions (a root mount's default),
+unprivileged users get
 the same permission answers through the mount as on a native tree with the
 same content, and what they create belongs to them (setgid directories pass
 their group on, as natively).
@@ -297,12 +298,12 @@ def test_created_objects_belong_to_the_user(make_view, mode):
         assert not wrong, "user %s:\n%s" % (label, "\n".join(wrong))
 
 
-def test_other_users_shut_out_without_allow_other(workdir, mounter):
+def test_other_users_shut_out_of_a_private_mount(workdir, mounter):
     src, mnt = make_dirs(workdir, "src", "mnt")
     with open(os.path.join(src, "f"), "w") as f:
         f.write("x")
     os.chmod(os.path.join(src, "f"), 0o644)
-    mounter(src, mnt)
+    mounter(src, mnt, "--private")
     code = r'''
 import errno, json, os, sys
 a = json.load(sys.stdin)
@@ -319,7 +320,7 @@ print(json.dumps(out))
 '''
     got = run_as(65534, 65534, [], code, {"mnt": mnt})
     assert got == {"stat": "EACCES", "listdir": "EACCES", "read": "EACCES"}, (
-        "without allow_other another user should get EACCES on the mount, got %r" % got)
+        "with --private another user should get EACCES on the mount, got %r" % got)
     assert sorted(os.listdir(mnt)) == ["f"], "root lost access to its own mount"
 
 

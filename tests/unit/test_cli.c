@@ -354,8 +354,25 @@ static void t_mount_layers_errors(void **s)
 	assert_non_null(strstr(err, "--work"));
 	assert_non_null(strstr(err, "--upper"));
 	pfs_config_free(&c);
-	assert_int_equal(PARSE(&c, "mount", "--lower", "/l", "/s", "/m"), -EINVAL);
-	assert_non_null(strstr(err, "--lower"));
+	/* Lowers without an upper: a read-only merge of them (the kernel's
+	 * lowerdir=A:B alone), but none of the upper's options. */
+	assert_int_equal(PARSE(&c, "mount", "--lower", "/l", "/s", "/m"), 0);
+	assert_true(c.read_only);
+	assert_null(c.upper);
+	pfs_config_free(&c);
+	assert_int_equal(PARSE(&c, "mount", "--lower", "/l", "--work", "/w", "/s", "/m"),
+			 -EINVAL);
+	assert_non_null(strstr(err, "--work"));
+	pfs_config_free(&c);
+	assert_int_equal(PARSE(&c, "mount", "-o", "lowerdir=/a:/b,on_unmount=commit", "/m"),
+			 -EINVAL);
+	assert_non_null(strstr(err, "on_unmount="));
+	pfs_config_free(&c);
+	assert_int_equal(PARSE(&c, "mount", "-o", "lowerdir=/a:/b,whiteout=file", "/m"), -EINVAL);
+	assert_non_null(strstr(err, "whiteout="));
+	pfs_config_free(&c);
+	assert_int_equal(PARSE(&c, "mount", "-o", "lowerdir=/a", "none", "/m"), -EINVAL);
+	assert_non_null(strstr(err, "lowerdir=A:B"));
 	pfs_config_free(&c);
 	assert_int_equal(PARSE(&c, "mount", "--whiteout", "auto", "/s", "/m"), -EINVAL);
 	assert_non_null(strstr(err, "--whiteout"));
@@ -363,9 +380,10 @@ static void t_mount_layers_errors(void **s)
 	assert_int_equal(PARSE(&c, "mount", "--on-unmount", "commit", "/s", "/m"), -EINVAL);
 	assert_non_null(strstr(err, "--on-unmount"));
 	pfs_config_free(&c);
-	assert_int_equal(PARSE(&c, "mount", "-o", "lowerdir=/a:/b", "none", "/m"), -EINVAL);
-	assert_non_null(strstr(err, "lowerdir="));
-	assert_non_null(strstr(err, "upperdir="));
+	assert_int_equal(PARSE(&c, "mount", "-o", "lowerdir=/a:/b", "none", "/m"), 0);
+	assert_string_equal(c.source, "/a");
+	assert_int_equal(c.nlowers, 1);
+	assert_true(c.read_only);
 	pfs_config_free(&c);
 	assert_int_equal(PARSE(&c, "mount", "-o", "workdir=/w", "/s", "/m"), -EINVAL);
 	assert_non_null(strstr(err, "workdir="));
@@ -476,8 +494,12 @@ static void t_mount_kernel_spelling_errors(void **s)
 			       "/l2"), -EINVAL);
 	assert_non_null(strstr(err, "not both"));
 	pfs_config_free(&c);
+	/* The kernel's data-only layers need metacopy: refused, naming them */
 	assert_int_equal(PARSE(&c, "none", "/m", "-o", "lowerdir=/l1::/l2,upperdir=/u"), -EINVAL);
-	assert_non_null(strstr(err, "empty"));
+	assert_non_null(strstr(err, "data-only"));
+	pfs_config_free(&c);
+	assert_int_equal(PARSE(&c, "none", "/m", "-o", "lowerdir=/l1:/l2::/l3"), -EINVAL);
+	assert_non_null(strstr(err, "data-only"));
 	pfs_config_free(&c);
 	assert_int_equal(PARSE(&c, "none", "/m", "-o", "lowerdir=/l1:,upperdir=/u"), -EINVAL);
 	pfs_config_free(&c);
