@@ -1267,7 +1267,7 @@ HAVE_PT=0; [[ " ${SYSTEMS[*]} " == *" prismfs-pt "* ]] && HAVE_PT=1
             if [[ $s == prismfs-pt && -n $t && $v =~ ^[0-9.]+$ ]] && awk -v v="$v" -v t="$t" 'BEGIN { exit !(v < t) }'; then
                 v="$v ✗"
             fi
-            if [[ $s == prismfs-cache && $id == writeback && $v =~ ^[0-9.]+$ ]] && awk -v v="$v" 'BEGIN { exit !(v < 0.80) }'; then
+            if [[ $s == prismfs-cache && $id == writeback && $v =~ ^[0-9.]+$ ]] && awk -v v="$v" -v t="$(target_cache writeback)" 'BEGIN { exit !(v < t) }'; then
                 v="$v ✗"
             fi
             row+=" $v |"
@@ -1445,6 +1445,9 @@ if [[ $BENCH_SELFTEST == 1 ]]; then
     fi
     if (( ${#AB_PAIRS[@]} )); then
         grep -q '^A/B, after / before' "$MD" || bad+=("table:a/b")
+    fi
+    if [[ " ${RUNNABLE[*]} " == *" tmpfs "* ]]; then
+        grep -q '^Against tmpfs' "$MD" || bad+=("table:against-tmpfs")
     fi
     for s in "${REQ_SYSTEMS[@]}"; do
         grep -q "^$s,create,create," "$REQ_CSV" || bad+=("requests:$s")
