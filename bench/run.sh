@@ -14,6 +14,10 @@
 # A last pass counts the FUSE requests per file of every workload.
 # A/B: with PRISMFS_BASE_BIN set, prismfs-X@base runs prismfs-X with that
 # binary, in the same rounds; a last table gives after/before per workload.
+# The memory cache (prismfs-cache: prismfs mount --mirror src) runs next to
+# tmpfs and rclone's VFS cache (rclone-vfs); a table gives each one's ratio
+# over tmpfs's in the same round, and the write-back row times writes plus
+# "prismfs sync" against a plain cp -a.
 # See bench/README.md for the workloads, the systems and the settings.
 set -euo pipefail
 export LC_ALL=C
@@ -26,7 +30,7 @@ warn() { printf 'bench: warning: %s\n' "$*" >&2; }
 say()  { printf 'bench: %s\n' "$*" >&2; }
 
 # ---------------------------------------------------------------- settings --
-ALL_SYSTEMS="prismfs-pt prismfs-nopt prismfs-ovl fuse-floor overlayfs fuse-overlayfs bindfs mergerfs"
+ALL_SYSTEMS="prismfs-pt prismfs-nopt prismfs-ovl prismfs-cache fuse-floor tmpfs rclone-vfs overlayfs fuse-overlayfs bindfs mergerfs"
 KNOWN_SYSTEMS="$ALL_SYSTEMS bind"
 BENCH_SELFTEST=${BENCH_SELFTEST:-0}
 if [[ $BENCH_SELFTEST == 1 ]]; then
@@ -68,6 +72,14 @@ PRISMFS_BASE_BIN=${PRISMFS_BASE_BIN:-}
 MERGERFS_OPTS=${MERGERFS_OPTS:-use_ino,cache.files=auto-full,cache.writeback=true,cache.attr=3600,cache.entry=3600,cache.negative_entry=3600,cache.statfs=10,cache.readdir=true,cache.symlinks=true,security_capability=false,category.create=mfs}
 BINDFS_OPTS=${BINDFS_OPTS:-}
 FUSE_OVERLAYFS_OPTS=${FUSE_OVERLAYFS_OPTS:-}
+# prismfs-cache: the size of its memory filesystem. It holds the data file
+# (loaded), what the write workloads write and the trees; past it writes
+# fail with ENOSPC (eviction is not there yet), hence 3 x BENCH_SIZE + 1 GiB.
+CACHE_SIZE=${CACHE_SIZE:-}
+# rclone-vfs: Debian's rclone, "rclone mount src mnt" with its VFS cache in
+# full mode, the cache on the same filesystem as src, write-back after 1 s
+# like prismfs's default --write-back (rclone's own default is 5 s).
+RCLONE_OPTS=${RCLONE_OPTS:---vfs-cache-mode full --vfs-write-back 1s}
 # The floor is built by this script from bench/fuse-floor.c, into
 # FLOOR_BUILD_DIR (git-ignored), with prismfs's session loop when found.
 FLOOR_BUILD_DIR=${FLOOR_BUILD_DIR:-$SCRIPT_DIR/build}
@@ -77,7 +89,7 @@ FLOOR_LOOP=
 # (its op log) and on the floor (its counters), untimed.
 BENCH_REQUESTS=${BENCH_REQUESTS:-1}
 TAR_SOURCE=${TAR_SOURCE:-$_tar}
-BENCH_ONLY=${BENCH_ONLY:-seqread randread seqwrite files untar git}
+BENCH_ONLY=${BENCH_ONLY:-seqread randread seqwrite bufwrite files untar writeback git}
 BENCH_SYSTEMS=${BENCH_SYSTEMS:-$_systems}
 BENCH_NO_INSTALL=${BENCH_NO_INSTALL:-0}
 BENCH_PRIME=${BENCH_PRIME:-1}
@@ -106,16 +118,19 @@ SIZE_MIB=$(( (SIZE_BYTES + 1048575) / 1048576 ))
 SIZE_BYTES=$(( SIZE_MIB * 1048576 ))     # whole MiB, so dd bs=1M covers it exactly
 if (( SIZE_MIB % 1024 == 0 )); then SIZE_H="$(( SIZE_MIB / 1024 )) GiB"; else SIZE_H="$SIZE_MIB MiB"; fi
 NFILES_H=$(printf '%d' "$NFILES" | sed ':a;s/\B[0-9]\{3\}\>/,&/;ta')
+if [[ -z $CACHE_SIZE ]]; then CACHE_SIZE="$(( 3 * SIZE_MIB + 1024 ))M"; fi
+numfmt --from=iec -- "$CACHE_SIZE" >/dev/null 2>&1 || die "CACHE_SIZE must be a size like 4G (got '$CACHE_SIZE')"
 
 read -r -a PRISMFS_OPTS_ARR <<<"--uring $BENCH_URING $PRISMFS_OPTS"
 read -r -a BINDFS_OPTS_ARR <<<"$BINDFS_OPTS"
+read -r -a RCLONE_OPTS_ARR <<<"$RCLONE_OPTS"
 PRISMFS_LOG_ARR=()      # --log FILE --log-format json in the requests pass
 
 declare -A WANT=()
 for g in $BENCH_ONLY; do
     case $g in
-        seqread|randread|seqwrite|files|untar|git) WANT[$g]=1 ;;
-        *) die "unknown BENCH_ONLY group '$g' (groups: seqread randread seqwrite files untar git)" ;;
+        seqread|randread|seqwrite|bufwrite|files|untar|writeback|git) WANT[$g]=1 ;;
+        *) die "unknown BENCH_ONLY group '$g' (groups: seqread randread seqwrite bufwrite files untar writeback git)" ;;
     esac
 done
 want() { [[ -n ${WANT[$1]:-} ]]; }
@@ -128,7 +143,7 @@ _auto_base=0
 if [[ -n $PRISMFS_BASE_BIN && " $BENCH_SYSTEMS " != *"@base "* ]]; then _auto_base=1; fi
 for s in $BENCH_SYSTEMS; do
     if [[ $s == prismfs-*@base ]]; then
-        [[ " $KNOWN_SYSTEMS " == *" ${s%@base} "* ]] || die "unknown system '$s' in BENCH_SYSTEMS (@base goes with prismfs-pt, prismfs-nopt or prismfs-ovl)"
+        [[ " $KNOWN_SYSTEMS " == *" ${s%@base} "* ]] || die "unknown system '$s' in BENCH_SYSTEMS (@base goes with prismfs-pt, prismfs-nopt, prismfs-ovl or prismfs-cache)"
         [[ -n $PRISMFS_BASE_BIN ]] || die "$s in BENCH_SYSTEMS needs PRISMFS_BASE_BIN=/path/to/the/other/prismfs"
     else
         [[ " $KNOWN_SYSTEMS " == *" $s "* ]] || die "unknown system '$s' in BENCH_SYSTEMS (systems: $KNOWN_SYSTEMS, prismfs-X@base)"
@@ -214,23 +229,26 @@ for s in "${SYSTEMS[@]}"; do
         overlayfs)
             grep -qw overlay /proc/filesystems || modprobe overlay >/dev/null 2>&1 || true
             if grep -qw overlay /proc/filesystems; then STATUS[$s]=ok; else STATUS[$s]="not available"; fi ;;
-        fuse-overlayfs|bindfs|mergerfs)
-            if ! command -v "$s" >/dev/null 2>&1; then
+        fuse-overlayfs|bindfs|mergerfs|rclone-vfs)
+            pkg=${s%-vfs}     # rclone-vfs: the rclone command and package
+            if ! command -v "$pkg" >/dev/null 2>&1; then
                 if [[ $BENCH_NO_INSTALL == 1 ]]; then
-                    say "$s is not installed (BENCH_NO_INSTALL=1: not installing)"
+                    say "$pkg is not installed (BENCH_NO_INSTALL=1: not installing)"
                 else
-                    say "installing $s with apt-get"
-                    apt_install "$s" || warn "could not install $s"
+                    say "installing $pkg with apt-get"
+                    apt_install "$pkg" || warn "could not install $pkg"
                 fi
             fi
-            if command -v "$s" >/dev/null 2>&1; then STATUS[$s]=ok; else STATUS[$s]="not installed"; fi ;;
+            if command -v "$pkg" >/dev/null 2>&1; then STATUS[$s]=ok; else STATUS[$s]="not installed"; fi ;;
+        tmpfs)
+            if grep -qw tmpfs /proc/filesystems; then STATUS[$s]=ok; else STATUS[$s]="not available"; fi ;;
         bind) STATUS[$s]=ok ;;
         fuse-floor)
             mkdir -p -- "$BENCH_DIR" && : >"$BENCH_DIR/floor-build.log"
             if build_floor; then STATUS[$s]=ok; else STATUS[$s]="not built"; fi ;;
     esac
 done
-if [[ " ${SYSTEMS[*]} " == *" fuse-overlayfs "* || " ${SYSTEMS[*]} " == *" bindfs "* || " ${SYSTEMS[*]} " == *" mergerfs "* || " ${SYSTEMS[*]} " == *" fuse-floor "* ]]; then
+if [[ " ${SYSTEMS[*]} " == *" fuse-overlayfs "* || " ${SYSTEMS[*]} " == *" bindfs "* || " ${SYSTEMS[*]} " == *" mergerfs "* || " ${SYSTEMS[*]} " == *" fuse-floor "* || " ${SYSTEMS[*]} " == *" rclone-vfs "* ]]; then
     command -v fusermount3 >/dev/null 2>&1 || command -v fusermount >/dev/null 2>&1 \
         || warn "neither fusermount3 nor fusermount found; FUSE mounts are removed with umount"
 fi
@@ -263,6 +281,7 @@ SRC=$FS_ROOT/src            # the native directory; every system shows it at $MN
 MNT=$FS_ROOT/mnt            # mount point of the system under test
 OVL=$FS_ROOT/ovl            # overlay upper and work dirs (same filesystem as $SRC)
 CACHE=$FS_ROOT/cache        # prepared inputs, always read natively
+RCLONE_CACHE=$FS_ROOT/rclone-cache   # rclone-vfs's VFS cache (same filesystem as src)
 LOG=$BENCH_DIR/bench.log
 PIDFILE=$BENCH_DIR/daemon.pid
 BINFILE=$BENCH_DIR/daemon.bin          # the prismfs binary that mounted $MNT (A/B)
@@ -360,6 +379,7 @@ find_daemon_pid() {   # find_daemon_pid SYSTEM
     case $1 in
         prismfs-*) bin=$(prismfs_bin "$1"); comm=$(basename -- "$bin" | cut -c1-15) ;;
         fuse-overlayfs|bindfs|mergerfs|fuse-floor) comm=$1 ;;
+        rclone-vfs) comm=rclone ;;
         *) return 1 ;;
     esac
     if [[ -n $bin ]] && out=$("$bin" status --json "$MNT" 2>>"$LOG"); then
@@ -377,6 +397,7 @@ find_daemon_pid() {   # find_daemon_pid SYSTEM
     [[ -n $pid && -r /proc/$pid/stat ]] || return 1
     printf '%s\n' "$pid"
 }
+is_fuse_system() { [[ $1 != overlayfs && $1 != bind && $1 != tmpfs ]]; }
 DAEMON_PID=
 cpu_ticks() {     # utime stime of the daemon (whole thread group), in clock ticks
     [[ -n $DAEMON_PID && -r /proc/$DAEMON_PID/stat ]] || { echo "- -"; return; }
@@ -395,6 +416,9 @@ mount_system() {  # mount_system SYSTEM (stdout/stderr to the log)
         prismfs-pt)   "$bin" mount --passthrough on  "${PRISMFS_OPTS_ARR[@]}" "${PRISMFS_LOG_ARR[@]}" "$SRC" "$MNT" ;;
         prismfs-nopt) "$bin" mount --passthrough off "${PRISMFS_OPTS_ARR[@]}" "${PRISMFS_LOG_ARR[@]}" "$SRC" "$MNT" ;;
         prismfs-ovl)  "$bin" mount --passthrough on --upper "$OVL/upper" --work "$OVL/work" "${PRISMFS_OPTS_ARR[@]}" "${PRISMFS_LOG_ARR[@]}" "$SRC" "$MNT" ;;
+        prismfs-cache) "$bin" mount --mirror "$SRC" --cache-size "$CACHE_SIZE" "${PRISMFS_OPTS_ARR[@]}" "${PRISMFS_LOG_ARR[@]}" "$MNT" ;;
+        tmpfs)        mount -t tmpfs -o mode=0755 tmpfs "$MNT" ;;
+        rclone-vfs)   RCLONE_CONFIG=$RCLONE_CACHE/rclone.conf rclone mount "$SRC" "$MNT" --cache-dir "$RCLONE_CACHE" "${RCLONE_OPTS_ARR[@]}" --daemon ;;
         fuse-floor)   "$FLOOR_BIN" --counts "$FLOOR_COUNTS" "$MNT" ;;
         overlayfs)    mount -t overlay overlay -o "lowerdir=$SRC,upperdir=$OVL/upper,workdir=$OVL/work" "$MNT" ;;
         fuse-overlayfs) fuse-overlayfs -o "lowerdir=$SRC,upperdir=$OVL/upper,workdir=$OVL/work${FUSE_OVERLAYFS_OPTS:+,$FUSE_OVERLAYFS_OPTS}" "$MNT" ;;
@@ -406,6 +430,7 @@ mount_system() {  # mount_system SYSTEM (stdout/stderr to the log)
 expected_fstype() {
     case $1 in
         overlayfs) echo overlay ;;
+        tmpfs) echo tmpfs ;;
         bind) echo "$FSTYPE_MNT" ;;
         *) echo 'fuse*' ;;
     esac
@@ -421,6 +446,8 @@ system_version() {
         bindfs)         bindfs --version 2>&1 | head -n1 ;;
         mergerfs)       mergerfs -V 2>&1 | head -n1 ;;
         fuse-floor)     echo "bench/fuse-floor.c on libfuse $(pkg-config --modversion fuse3 2>/dev/null || echo '?'), $FLOOR_LOOP" ;;
+        tmpfs)          echo "kernel $(uname -r)" ;;
+        rclone-vfs)     rclone version 2>/dev/null | head -n1 ;;
     esac
 }
 bin_tree() {      # bin_tree BIN: " (tree at REV)" if BIN sits in a git work tree
@@ -433,6 +460,9 @@ system_options() {
         prismfs-pt)     echo "--passthrough on --uring $BENCH_URING${PRISMFS_OPTS:+ $PRISMFS_OPTS}" ;;
         prismfs-nopt)   echo "--passthrough off --uring $BENCH_URING${PRISMFS_OPTS:+ $PRISMFS_OPTS}" ;;
         prismfs-ovl)    echo "--passthrough on --uring $BENCH_URING --upper ovl/upper --work ovl/work${PRISMFS_OPTS:+ $PRISMFS_OPTS}" ;;
+        prismfs-cache)  echo "--mirror src --cache-size $CACHE_SIZE --uring $BENCH_URING${PRISMFS_OPTS:+ $PRISMFS_OPTS}" ;;
+        tmpfs)          echo "mount -t tmpfs (filled like the floor, untimed)" ;;
+        rclone-vfs)     echo "rclone mount src mnt --cache-dir rclone-cache $RCLONE_OPTS (untar: --no-same-owner --no-same-permissions, trees without their symlinks: see README)" ;;
         overlayfs)      echo "lowerdir=src,upperdir=ovl/upper,workdir=ovl/work" ;;
         fuse-overlayfs) echo "lowerdir=src,upperdir=ovl/upper,workdir=ovl/work${FUSE_OVERLAYFS_OPTS:+,$FUSE_OVERLAYFS_OPTS}" ;;
         bindfs)         echo "${BINDFS_OPTS:-(defaults)}" ;;
@@ -482,7 +512,7 @@ cleanup() {
         unmount_path "$m" || { printf 'bench: error: %s is STILL MOUNTED; unmount it by hand\n' "$m" >&2; rc=1; }
     done < <(mounts_under "$BENCH_DIR")
     if ! is_mounted "$MNT"; then
-        rm -rf -- "$SRC/rw" "$OVL"
+        rm -rf -- "$SRC/rw" "$OVL" "$RCLONE_CACHE"
     fi
     if [[ -n ${FS_IMG:-} ]] && ! is_mounted "$FS_ROOT"; then rm -f -- "$FS_IMG"; fi
     [[ -n ${MD:-} ]] && rm -f -- "$MD.head"
@@ -518,6 +548,11 @@ measure() {
     local side=$1; shift
     local t0 t1 c0 c1
     sync
+    # sync(2) does not reach a FUSE daemon: a cached mount still writing back
+    # the previous run's changes is waited for here, untimed, on both sides.
+    if [[ $(variant "$CUR_SYS") == prismfs-cache ]]; then
+        "$(prismfs_bin "$CUR_SYS")" sync "$MNT" >>"$LOG" 2>&1 || die "prismfs sync $MNT failed before a timed run (see $LOG)"
+    fi
     [[ -n $REQ_SYS && $side != native ]] && req_before
     c0=$(cpu_ticks)
     t0=$(now)
@@ -614,7 +649,46 @@ op_randread() {
 op_create()   { (cd -- "$1" && xargs touch -- <"$CACHE/names.txt"); }
 op_stat()     { (cd -- "$1" && xargs stat -c %s -- <"$CACHE/names.txt" >/dev/null); }
 op_delete()   { (cd -- "$1" && xargs rm -f -- <"$CACHE/names.txt"); }
-op_untar()    { tar -xf "$CACHE/tree.tar" -C "$1"; }
+op_untar()    { tar "${TAR_FLAGS[@]}" -xf "$TREE_TAR" -C "$1"; }
+op_bufwrite() { dd if=/dev/zero of="$1" bs=1M count="$SIZE_MIB" status=none; }
+# op_writeback SIDE DEST: copy the tree to DEST (a new name), then wait until
+# what was written is on the system's backing store: "prismfs sync" for the
+# memory cache, the remote holding the whole tree for rclone.
+op_writeback() {
+    cp "${CP_FLAGS[@]}" -- "$TREE_SRC" "$2" || return
+    case $(variant "$1") in
+        prismfs-cache) "$(prismfs_bin "$1")" sync "$MNT" ;;
+        rclone-vfs)    wait_uploaded "$SRC/rw/$1/wb" ;;
+    esac
+}
+# tree_sig DIR: names, kinds and sizes of everything below DIR
+tree_sig() {
+    (cd -- "$1" 2>/dev/null && find . -mindepth 1 \( -type d -printf '%y %P\n' -o -printf '%y %P %s\n' \)) \
+        | sort | cksum
+}
+wait_uploaded() { # wait_uploaded DIR: until DIR holds TREE_SRC's tree (at most 10 min)
+    local i
+    for (( i = 0; i < 6000; i++ )); do
+        [[ $(tree_sig "$1") == "$TREE_SIG" ]] && return 0
+        sleep 0.1
+    done
+    printf 'bench: %s did not get the whole tree in 10 minutes\n' "$1"
+    return 1
+}
+# The tree the tree workloads use with SYSTEM (and on the native side of
+# its pairs). rclone's VFS answers chmod and symlink with EIO (rclone 1.60),
+# so with rclone-vfs the tree has no symlinks and keeps no owner or mode bits.
+TAR_FLAGS=(); CP_FLAGS=(-a); TREE_TAR=; TREE_SRC=; TREE_N=; TREE_SIG=; CUR_SYS=
+use_tree() {      # use_tree SYSTEM
+    CUR_SYS=$1
+    TAR_FLAGS=(); CP_FLAGS=(-a)
+    TREE_TAR=$CACHE/tree.tar; TREE_SRC=$CACHE/wbtree; TREE_N=$TREE_FILES
+    if [[ $1 == rclone-vfs ]]; then
+        TAR_FLAGS=(--no-same-owner --no-same-permissions); CP_FLAGS=(-r --preserve=timestamps)
+        TREE_TAR=$CACHE/tree-nolinks.tar; TREE_SRC=$CACHE/wbtree-nolinks; TREE_N=$TREE_FILES_NOLINKS
+        if want writeback; then TREE_SIG=$(tree_sig "$TREE_SRC"); fi
+    fi
+}
 op_find()     { find "$1" >/dev/null; }
 op_du()       { du -s "$1" >/dev/null; }
 op_rmtree()   { rm -rf -- "$1"; }
@@ -646,6 +720,20 @@ wl_seqwrite() {
     unmeasured rm -f -- "$f"
     measure "$1" op_write "$f"
 }
+wl_bufwrite() {
+    local f=$2/rw/$1/buf.dat
+    unmeasured rm -f -- "$f"
+    measure "$1" op_bufwrite "$f"
+}
+wl_writeback() {
+    local d=$2/rw/$1/wb
+    unmeasured rm -rf -- "$d"
+    measure "$1" op_writeback "$1" "$d"
+    check_count "$1" "$d" "$TREE_N" "entries after the copy" -R
+    case $(variant "$1") in
+        prismfs-cache|rclone-vfs) check_count "$1" "$SRC/rw/$1/wb" "$TREE_N" "entries in the mirror after the write-back" -R ;;
+    esac
+}
 wl_create()   {
     unmeasured mkdir -p -- "$2/rw/$1/small"
     measure "$1" op_create "$2/rw/$1/small"
@@ -657,7 +745,7 @@ wl_untar()    {
     unmeasured rm -rf -- "$2/rw/$1/tree"
     unmeasured mkdir -p -- "$2/rw/$1/tree"
     measure "$1" op_untar "$2/rw/$1/tree"
-    check_count "$1" "$2/rw/$1/tree" "$TREE_FILES" "entries after untar" -R
+    check_count "$1" "$2/rw/$1/tree" "$TREE_N" "entries after untar" -R
 }
 wl_find()     { unmeasured op_find "$2/rw/$1/tree"; measure "$1" op_find "$2/rw/$1/tree"; }
 wl_du()       { unmeasured op_du "$2/rw/$1/tree";   measure "$1" op_du "$2/rw/$1/tree"; }
@@ -677,6 +765,8 @@ label() {
         seqread)  echo "warm sequential read, $SIZE_H" ;;
         randread) echo "4 KiB random read (warm)" ;;
         seqwrite) echo "sequential write + fsync, $SIZE_H" ;;
+        bufwrite) echo "sequential write, no fsync, $SIZE_H" ;;
+        writeback) echo "write-back: cp -a of the tree (+ sync)" ;;
         create)   echo "create $NFILES_H files" ;;
         stat)     echo "stat $NFILES_H files" ;;
         delete)   echo "delete $NFILES_H files" ;;
@@ -697,6 +787,14 @@ target() {        # the targets for prismfs with passthrough
         *) echo "" ;;
     esac
 }
+target_cache() {  # prismfs-cache's targets: over tmpfs, and write-back over native
+    case $1 in
+        seqread|randread) echo 0.95 ;;
+        bufwrite)         echo 0.90 ;;
+        writeback)        echo 0.80 ;;
+        *) echo "" ;;
+    esac
+}
 
 # Priming: right before a writing group's measured pairs, run its first
 # workload once, unmeasured, natively in rw/prime. It absorbs what the first
@@ -708,13 +806,17 @@ prime_group() {
     [[ $BENCH_PRIME == 1 ]] || return 0
     case $1 in
         seqwrite) wl_seqwrite prime "$SRC" ;;
+        bufwrite) wl_bufwrite prime "$SRC" ;;
         files)    wl_create prime "$SRC" ;;
+        writeback) wl_writeback prime "$SRC" ;;
         untar)    wl_untar prime "$SRC" ;;
     esac
 }
 cleanup_group() {   # cleanup_group GROUP SYSTEM: each side's files go through the path that made them
     case $1 in
         seqwrite) unmeasured rm -f -- "$SRC/rw/prime/write.dat" "$SRC/rw/native/write.dat" "$MNT/rw/$2/write.dat" ;;
+        bufwrite) unmeasured rm -f -- "$SRC/rw/prime/buf.dat" "$SRC/rw/native/buf.dat" "$MNT/rw/$2/buf.dat" ;;
+        writeback) unmeasured rm -rf -- "$SRC/rw/prime/wb" "$SRC/rw/native/wb" "$MNT/rw/$2/wb" ;;
         files)    unmeasured rm -rf -- "$SRC/rw/prime/small" "$SRC/rw/native/small" "$MNT/rw/$2/small" ;;
         untar)    unmeasured rm -rf -- "$SRC/rw/prime/tree" "$SRC/rw/native/tree" "$MNT/rw/$2/tree" ;;
         *) return 0 ;;
@@ -727,13 +829,15 @@ group_ids() {
         seqread)  echo seqread ;;
         randread) echo randread ;;
         seqwrite) echo seqwrite ;;
+        bufwrite) echo bufwrite ;;
         files)    echo create stat delete ;;
         untar)    echo untar find du rmtree ;;
+        writeback) echo writeback ;;
         git)      echo gitwarm gitcold ;;
     esac
 }
 GROUPS_RUN=(); ORDER=()
-for g in seqread randread seqwrite files untar git; do
+for g in seqread randread seqwrite bufwrite files untar writeback git; do
     want "$g" || continue
     GROUPS_RUN+=("$g")
     read -r -a _ids <<<"$(group_ids "$g")"
@@ -745,13 +849,14 @@ done
 # daemon's CPU over the whole mount, read just before unmounting.
 csv_row() { local IFS=,; printf '%s\n' "$*" >>"$CSV"; }
 
-# The floor starts empty: it is given, untimed and through the mount, what
-# the workloads read (the marker, the data file, its own git repository).
-populate_floor() {
-    mkdir -p -- "$MNT/ro" "$MNT/rw/fuse-floor"
+# The floor and tmpfs start empty: they are given, untimed and through the
+# mount, what the workloads read (the marker, the data file, their own git
+# repository).
+populate_floor() {   # populate_floor SYSTEM
+    mkdir -p -- "$MNT/ro" "$MNT/rw/$1"
     : >"$MNT/ro/.bench-src"
     if want seqread || want randread; then cp -- "$SRC/ro/seq.dat" "$MNT/ro/seq.dat"; fi
-    if want git; then cp -a -- "$SRC/ro/git-fuse-floor" "$MNT/ro/git-fuse-floor"; fi
+    if want git; then cp -a -- "$SRC/ro/git-$1" "$MNT/ro/git-$1"; fi
 }
 
 # ------------------------------------------------------------ system round --
@@ -760,7 +865,7 @@ populate_floor() {
 mount_checked() {
     local s=$1 r=$2 bin
     [[ $s == prismfs-* ]] && prismfs_bin "$s" >"$BINFILE"     # status and unmount go through it
-    timeout --foreground "$MOUNT_TIMEOUT" bash -c "$(declare -f mount_system); $(declare -p PRISMFS_BIN PRISMFS_BASE_BIN PRISMFS_OPTS_ARR PRISMFS_LOG_ARR BINDFS_OPTS_ARR SRC MNT OVL MERGERFS_OPTS FUSE_OVERLAYFS_OPTS FLOOR_BIN FLOOR_COUNTS); mount_system $s" \
+    timeout --foreground "$MOUNT_TIMEOUT" bash -c "$(declare -f mount_system); $(declare -p PRISMFS_BIN PRISMFS_BASE_BIN PRISMFS_OPTS_ARR PRISMFS_LOG_ARR BINDFS_OPTS_ARR SRC MNT OVL MERGERFS_OPTS FUSE_OVERLAYFS_OPTS FLOOR_BIN FLOOR_COUNTS CACHE_SIZE RCLONE_OPTS_ARR RCLONE_CACHE); mount_system $s" \
         >>"$LOG" 2>&1 {LOCKFD}>&- {ERRFD}>&- \
         || die "mounting $s failed (see $LOG)"
     is_mounted "$MNT" || die "mounting $s returned success but $MNT is not a mount point"
@@ -771,11 +876,12 @@ mount_checked() {
     if [[ $s == fuse-floor ]]; then
         # pid first: the parent waits for this daemon even if filling it fails
         find_daemon_pid "$s" >"$PIDFILE" 2>/dev/null || true
-        unmeasured populate_floor
+        unmeasured populate_floor "$s"
     fi
+    [[ $s == tmpfs ]] && unmeasured populate_floor "$s"
     [[ -f $MNT/ro/.bench-src ]] || die "$MNT/ro/.bench-src is not visible through $s"
     DAEMON_PID=
-    if [[ $s != overlayfs && $s != bind ]]; then
+    if is_fuse_system "$s"; then
         DAEMON_PID=$(find_daemon_pid "$s" || true)
         [[ -n $DAEMON_PID ]] || warn "could not find the $s daemon's pid; no CPU figures"
         printf '%s\n' "$DAEMON_PID" >"$PIDFILE"
@@ -798,6 +904,7 @@ run_system() {
     local s=$1 r=$2 g id tn ts ratio cpu
     local -a ids
     exec 2>&"$ERRFD"
+    use_tree "$s"
     mount_checked "$s" "$r"
     for g in "${GROUPS_RUN[@]}"; do
         read -r -a ids <<<"$(group_ids "$g")"
@@ -843,6 +950,7 @@ run_requests() {
     local s=$1 g id
     local -a ids
     exec 2>&"$ERRFD"
+    use_tree "$s"
     if [[ $s == prismfs-* ]]; then
         REQ_LOG=$BENCH_DIR/oplog-$s.json
         rm -f -- "$REQ_LOG"
@@ -863,8 +971,9 @@ run_requests() {
 }
 
 prepare_system() {   # fresh write areas for SYSTEM (nothing mounted)
-    rm -rf -- "$SRC/rw/$1" "$OVL"
+    rm -rf -- "$SRC/rw/$1" "$OVL" "$RCLONE_CACHE"
     mkdir -p -- "$SRC/rw/$1"
+    [[ $1 == rclone-vfs ]] && mkdir -p -- "$RCLONE_CACHE"
     if [[ $1 == overlayfs || $1 == fuse-overlayfs || $(variant "$1") == prismfs-ovl ]]; then mkdir -p -- "$OVL/upper" "$OVL/work"; fi
     settle
 }
@@ -914,7 +1023,7 @@ if want files; then
 fi
 
 TREE_NAME=$(basename -- "$TAR_SOURCE")
-if want untar || want git; then
+if want untar || want git || want writeback; then
     [[ -d $TAR_SOURCE ]] || die "TAR_SOURCE $TAR_SOURCE is not a directory"
     src_sig="$TAR_SOURCE $(find "$TAR_SOURCE" -printf '%s %T@\n' 2>/dev/null | cksum)"
     if [[ ! -f $CACHE/tree.tar || $(cat "$CACHE/tree.sig" 2>/dev/null) != "$src_sig" ]]; then
@@ -927,6 +1036,18 @@ if want untar || want git; then
 fi
 TREE_FILES=-
 [[ -f $CACHE/tree.tar ]] && TREE_FILES=$(tar -tf "$CACHE/tree.tar" | wc -l)
+# The write-back workload copies the tree from here (same filesystem); rclone
+# gets the tree without its symlinks (see use_tree).
+TREE_FILES_NOLINKS=-
+if [[ -f $CACHE/tree.tar ]] && { want writeback || [[ " ${RUNNABLE[*]} " == *" rclone-vfs "* ]]; }; then
+    rm -rf -- "$CACHE/wbtree" "$CACHE/wbtree-nolinks"
+    mkdir -p -- "$CACHE/wbtree"
+    tar -xf "$CACHE/tree.tar" -C "$CACHE/wbtree"
+    cp -a -- "$CACHE/wbtree" "$CACHE/wbtree-nolinks"
+    find "$CACHE/wbtree-nolinks" -type l -delete
+    tar -cf "$CACHE/tree-nolinks.tar" -C "$CACHE/wbtree-nolinks" "$TREE_NAME"
+    TREE_FILES_NOLINKS=$(tar -tf "$CACHE/tree-nolinks.tar" | wc -l)
+fi
 
 # One git repository per side (git status refreshes its index; a side must
 # not find the index the other one just refreshed).
@@ -945,6 +1066,11 @@ if want git; then
         if [[ ! -d $SRC/ro/git-$s/.git ]]; then
             say "copying the git repository for $s"
             cp -a -- "$SRC/ro/git-native" "$SRC/ro/git-$s.tmp"
+            if [[ $s == rclone-vfs ]]; then   # rclone shows no symlinks: commit their removal
+                find "$SRC/ro/git-$s.tmp" -path "$SRC/ro/git-$s.tmp/.git" -prune -o -type l -exec rm -f -- {} +
+                unmeasured "${GIT[@]}" -C "$SRC/ro/git-$s.tmp" add -A
+                unmeasured "${GIT[@]}" -C "$SRC/ro/git-$s.tmp" commit -q --allow-empty -m "without symlinks (rclone)"
+            fi
             mv -- "$SRC/ro/git-$s.tmp" "$SRC/ro/git-$s"
         fi
     done
@@ -1007,7 +1133,7 @@ for (( r = 1; r <= ROUNDS; r++ )); do
             grep -q "^$r,$s,[^,]*,failed," "$CSV" || csv_row "$r" "$s" "" failed "" "" "" "" "" ""
         fi
         unmount_mnt || die "could not unmount $s"
-        rm -rf -- "$SRC/rw/$s" "$OVL"
+        rm -rf -- "$SRC/rw/$s" "$OVL" "$RCLONE_CACHE"
         mkdir -p -- "$SRC/rw/$s"
     done
 done
@@ -1041,7 +1167,7 @@ if (( ${#REQ_SYSTEMS[@]} )); then
             d=$(grep -o '"dropped":[0-9]*' "$BENCH_DIR/oplog-$s.json" 2>/dev/null | tail -n1 | cut -d: -f2 || true)
             [[ -z $d || $d == 0 ]] || { warn "$s's op log dropped $d records: its counts are too low"; REQ_DROPPED+=("$s: $d"); }
         fi
-        rm -rf -- "$SRC/rw/$s" "$OVL"
+        rm -rf -- "$SRC/rw/$s" "$OVL" "$RCLONE_CACHE"
         mkdir -p -- "$SRC/rw/$s"
     done
     settle
@@ -1063,7 +1189,7 @@ median_cell() {    # [FORMAT]: printf format of the median, %.2f unless given
 files_of() {
     case $1 in
         create|stat|delete)     echo "$NFILES" ;;
-        untar|find|du|rmtree)   echo "$TREE_FILES" ;;
+        untar|find|du|rmtree|writeback) echo "$TREE_FILES" ;;
         gitcold)                echo "$TREE_FILES" ;;
         gitwarm)                echo $(( TREE_FILES * WARM_REPS )) ;;
         *)                      echo 1 ;;
@@ -1072,7 +1198,7 @@ files_of() {
 per_what() {
     case $1 in
         create|stat|delete)     echo "file" ;;
-        untar|find|du|rmtree|gitcold) echo "tree entry" ;;
+        untar|find|du|rmtree|gitcold|writeback) echo "tree entry" ;;
         gitwarm)                echo "tree entry and run" ;;
         *)                      echo "run" ;;
     esac
@@ -1104,7 +1230,6 @@ median_native() { # median native seconds of WORKLOAD over every system and roun
               for (i = 2; i <= n; i++) { t = v[i]; for (j = i - 1; j >= 1 && v[j] > t; j--) v[j + 1] = v[j]; v[j + 1] = t }
               printf "%.3f\n", (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2 }' "$CSV"
 }
-is_fuse_system() { [[ $1 != overlayfs && $1 != bind ]]; }
 # A/B: ab_cell AFTER BEFORE WORKLOAD prints "median min max n" of the
 # per-round after/before ratios (AFTER's ratio over BEFORE's in the same
 # round; >1 = AFTER faster), over the rounds where both ran; or "failed"/"-".
@@ -1142,6 +1267,9 @@ HAVE_PT=0; [[ " ${SYSTEMS[*]} " == *" prismfs-pt "* ]] && HAVE_PT=1
             if [[ $s == prismfs-pt && -n $t && $v =~ ^[0-9.]+$ ]] && awk -v v="$v" -v t="$t" 'BEGIN { exit !(v < t) }'; then
                 v="$v ✗"
             fi
+            if [[ $s == prismfs-cache && $id == writeback && $v =~ ^[0-9.]+$ ]] && awk -v v="$v" -v t="$(target_cache writeback)" 'BEGIN { exit !(v < t) }'; then
+                v="$v ✗"
+            fi
             row+=" $v |"
         done
         row+=" $(median_native "$id") |"
@@ -1161,6 +1289,32 @@ HAVE_PT=0; [[ " ${SYSTEMS[*]} " == *" prismfs-pt "* ]] && HAVE_PT=1
     (( HAVE_PT )) && echo "✗ = prismfs-pt below its target."
     want randread && echo "Random read: fio, 4 KiB psync reads for ${RANDREAD_TIME} s; the ratio is of reads per second."
     echo "Daemon CPU: utime+stime of the FUSE daemon (/proc/PID/stat) from mount to just before unmount (all workloads, warm-ups and preparation), median over rounds; 'kernel' = no daemon."
+    want writeback && echo "Write-back: cp -a of the tree to a new directory; for prismfs-cache the time runs until \`prismfs sync\` returns (the mirror written and synced), for rclone-vfs until the remote holds the whole tree. Target for prismfs-cache: ≥ 0.80."
+    if [[ " ${RUNNABLE[*]} " == *" tmpfs "* ]]; then
+        TMPFS_CMP=()
+        for s in "${SYSTEMS[@]}"; do
+            case $(variant "$s") in prismfs-cache|rclone-vfs|prismfs-pt|prismfs-nopt) ;; *) continue ;; esac
+            [[ ${STATUS[$s]} == ok ]] && TMPFS_CMP+=("$s")
+        done
+        echo
+        echo "Against tmpfs: in each round, the system's ratio divided by tmpfs's (each against the native run just before it, so this is tmpfs time / system time with the native runs' drift between the two pairs); the cell is the median over the rounds, 1.00 = as fast as tmpfs. Spread: the lowest and highest per-round value. Targets are prismfs-cache's (write-back's is over native: see the main table)."
+        echo
+        hdr="| workload | target (prismfs-cache) |"; sep="|---|---:|"
+        for s in "${TMPFS_CMP[@]}"; do hdr+=" $s / tmpfs | spread |"; sep+="---:|---|"; done
+        echo "$hdr"; echo "$sep"
+        for id in "${ORDER[@]}"; do
+            t=$(target_cache "$id")
+            [[ $id == writeback ]] && t=
+            row="| $(label "$id") | ${t:+≥ $t} |"
+            for s in "${TMPFS_CMP[@]}"; do
+                read -r med lo hi nr <<<"$(ab_cell "$s" tmpfs "$id")"
+                if [[ -z ${nr:-} ]]; then row+=" $med | |"; continue; fi
+                if [[ $(variant "$s") == prismfs-cache && -n $t ]] && awk -v v="$med" -v t="$t" 'BEGIN { exit !(v < t) }'; then med="$med ✗"; fi
+                if (( nr < 2 )); then row+=" $med | (1 round) |"; else row+=" $med | $lo–$hi |"; fi
+            done
+            echo "$row"
+        done
+    fi
     if (( ${#AB_PAIRS[@]} )); then
         echo
         echo "A/B, after / before: prismfs-X ($PRISMFS_BIN) over prismfs-X@base ($PRISMFS_BASE_BIN). In each round, prismfs-X's ratio divided by prismfs-X@base's; the cell is the median over the rounds, >1 = faster now. Spread: the lowest and highest per-round value."
@@ -1291,6 +1445,9 @@ if [[ $BENCH_SELFTEST == 1 ]]; then
     fi
     if (( ${#AB_PAIRS[@]} )); then
         grep -q '^A/B, after / before' "$MD" || bad+=("table:a/b")
+    fi
+    if [[ " ${RUNNABLE[*]} " == *" tmpfs "* ]]; then
+        grep -q '^Against tmpfs' "$MD" || bad+=("table:against-tmpfs")
     fi
     for s in "${REQ_SYSTEMS[@]}"; do
         grep -q "^$s,create,create," "$REQ_CSV" || bad+=("requests:$s")
