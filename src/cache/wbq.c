@@ -7,6 +7,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#define KEY_BUCKETS 1024u
+
 struct pfs_wbq {
 	struct pfs_wbq_opts o;
 	pthread_t worker;
@@ -25,6 +27,12 @@ struct pfs_wbq {
 	uint64_t retry_at;      /* after a failure: not before (monotonic ns) */
 	uint64_t pause;         /* the next pause after a failure */
 	bool stopping, drain;
+	/* The newest queued DATA op of each key, so that a push finds the op
+	 * it may merge into without walking the queue: an untar pushes one
+	 * per file, and a walk under q->lock made pushes quadratic in the
+	 * queue's length and held the worker back (27% of the daemon's CPU). */
+	struct pfs_wb_op *bykey[KEY_BUCKETS];
+	uint64_t name_seq;      /* the newest RENAME, UNLINK or LINK pushed */
 	uint64_t deadline;      /* drain: give up after it (0: never) */
 	struct pfs_wbq_stats st;
 };
@@ -108,10 +116,13 @@ static bool due(struct pfs_wbq *q, uint64_t now, uint64_t *until)
 	return false;
 }
 
+static void index_pop(struct pfs_wbq *q, struct pfs_wb_op *op);
+
 static void pop_head(struct pfs_wbq *q)
 {
 	struct pfs_wb_op *h = q->head;
 
+	index_pop(q, h);
 	q->head = h->next;
 	if (!q->head)
 		q->tail = NULL;
@@ -253,18 +264,53 @@ int pfs_wbq_start(struct pfs_wbq **out, const struct pfs_wbq_opts *o)
 	return 0;
 }
 
-/* The newest queued op of key, or NULL. */
+static struct pfs_wb_op **key_slot(struct pfs_wbq *q, uint64_t key)
+{
+	struct pfs_wb_op **p = &q->bykey[(key * 0x9E3779B97F4A7C15ull) >> 54];
+
+	while (*p && (*p)->key != key)
+		p = &(*p)->knext;
+	return p;
+}
+
+static bool is_indexed(const struct pfs_wb_op *op)
+{
+	return op->kind == PFS_WB_DATA && op->key;
+}
+
+/* The newest queued DATA op of key that a new one may merge into, or NULL:
+ * none once a name changed since (a rename, unlink or link of any path
+ * orders the two writes around it). The queue is applied in order, so an
+ * op older than a name change still queued means that change is too. */
 static struct pfs_wb_op *newest_of(struct pfs_wbq *q, uint64_t key)
 {
-	struct pfs_wb_op *found = NULL;
+	struct pfs_wb_op *found = *key_slot(q, key);
 
-	for (struct pfs_wb_op *p = q->head; p; p = p->next)
-		if (p->key == key && p->kind == PFS_WB_DATA)
-			found = p;
-		else if (found && (p->kind == PFS_WB_RENAME || p->kind == PFS_WB_UNLINK ||
-				   p->kind == PFS_WB_LINK))
-			found = NULL; /* a name change since: keep the order */
-	return found;
+	return found && found->seq > q->name_seq ? found : NULL;
+}
+
+static void index_push(struct pfs_wbq *q, struct pfs_wb_op *op)
+{
+	struct pfs_wb_op **p;
+
+	if (op->kind == PFS_WB_RENAME || op->kind == PFS_WB_UNLINK || op->kind == PFS_WB_LINK)
+		q->name_seq = op->seq;
+	if (!is_indexed(op))
+		return;
+	p = key_slot(q, op->key);
+	op->knext = *p ? (*p)->knext : NULL;
+	*p = op; /* replaces the older op of the key, which stays queued */
+}
+
+static void index_pop(struct pfs_wbq *q, struct pfs_wb_op *op)
+{
+	struct pfs_wb_op **p;
+
+	if (!is_indexed(op))
+		return;
+	p = key_slot(q, op->key);
+	if (*p == op)
+		*p = op->knext;
 }
 
 uint64_t pfs_wbq_push(struct pfs_wbq *q, struct pfs_wb_op *op)
@@ -294,6 +340,7 @@ uint64_t pfs_wbq_push(struct pfs_wbq *q, struct pfs_wb_op *op)
 	else
 		q->head = op;
 	q->tail = op;
+	index_push(q, op);
 	q->st.pending_ops++;
 	q->st.pending_bytes += op->bytes;
 	pthread_cond_signal(&q->work);

@@ -59,6 +59,7 @@ struct pfs_wb_base {
 
 struct pfs_wb_op {
 	struct pfs_wb_op *next;
+	struct pfs_wb_op *knext; /* the queue's index of DATA ops by key */
 	uint64_t seq;            /* given by pfs_wbq_push */
 	uint64_t when_ns;        /* CLOCK_MONOTONIC at push */
 	enum pfs_wb_kind kind;

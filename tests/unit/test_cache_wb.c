@@ -439,6 +439,45 @@ static void test_repeated_writes_merge(void **state)
 	assert_int_equal(pfs_wbq_stop(q, true, 0, NULL), 0);
 }
 
+/* Many files written twice each: every second write merges into the first
+ * (the queue finds it by key, also when keys share a bucket); a rename of
+ * any name in between keeps the writes around it apart, in order. */
+static void test_merge_by_key_and_rename_orders(void **state)
+{
+	struct fix *f = *state;
+	struct pfs_wbq *q = start(f, 60000, 0);
+	struct pfs_wbq_stats s;
+	enum { N = 600 }; /* > the buckets filled at random: some share one */
+	static uint64_t first[N];
+	char name[32];
+	uint64_t seq;
+
+	for (int i = 0; i < N; i++) {
+		snprintf(name, sizeof(name), "f%d", i);
+		put(f->cache, name, "1");
+		first[i] = pfs_wbq_push(q, data(f, name, (uint64_t)i + 1));
+	}
+	for (int i = 0; i < N; i++) {
+		snprintf(name, sizeof(name), "f%d", i);
+		put(f->cache, name, "22");
+		assert_int_equal(pfs_wbq_push(q, data(f, name, (uint64_t)i + 1)), first[i]);
+	}
+	pfs_wbq_stats(q, &s);
+	assert_int_equal(s.pending_ops, N);
+	sh("mv %s/f0 %s/g0", f->cache, f->cache);
+	pfs_wbq_push(q, two(PFS_WB_RENAME, "f0", "g0"));
+	put(f->cache, "f1", "333");
+	seq = pfs_wbq_push(q, data(f, "f1", 2));
+	assert_true(seq > first[1]);
+	pfs_wbq_stats(q, &s);
+	assert_int_equal(s.pending_ops, N + 2);
+	assert_int_equal(pfs_wbq_wait(q, seq), 0);
+	assert_string_equal(get(f->mirror, "g0"), "22");
+	assert_string_equal(get(f->mirror, "f1"), "333");
+	assert_string_equal(get(f->mirror, "f599"), "22");
+	assert_int_equal(pfs_wbq_stop(q, true, 0, NULL), 0);
+}
+
 /* A symlink planted in the mirror never leads a write-back out of it. */
 static void test_no_escape_through_symlink(void **state)
 {
@@ -467,6 +506,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_delay_and_wait, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dirty_limit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_repeated_writes_merge, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_merge_by_key_and_rename_orders, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_no_escape_through_symlink, setup, teardown),
 	};
 
