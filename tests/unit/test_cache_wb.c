@@ -447,7 +447,7 @@ static void test_merge_by_key_and_rename_orders(void **state)
 	struct fix *f = *state;
 	struct pfs_wbq *q = start(f, 60000, 0);
 	struct pfs_wbq_stats s;
-	enum { N = 600 }; /* > the buckets filled at random: some share one */
+	enum { N = 600 }; /* in 1,024 buckets: some keys share one */
 	static uint64_t first[N];
 	char name[32];
 	uint64_t seq;
