@@ -5,7 +5,8 @@ directory of the mirror: IN_OPEN and IN_ACCESS of its files), not by the
 cache's own counters:
 - a mirror of 100,000 files mounts without reading any of them, or any
   directory below its root; stat and `ls -l` read no file's data; reading a
-  file opens that file and no other, once;
+  file opens that file and no other, once; writing back a change opens
+  what it writes, and unmounting opens nothing;
 - with --lazy-load off, data is loaded at mount while the cache has room
   (its size less the room kept for writes, --cache-max-dirty); past that
   the rest stays on the mirror, loaded when used, and nothing fails.
@@ -90,7 +91,7 @@ def test_100000_files_mount_at_once_and_only_what_is_read_is_read(big_dirs, moun
     w = reads(mirror)
 
     t0 = time.monotonic()
-    cached(mounter, mirror, mnt)
+    m = cached(mounter, mirror, mnt)
     took = time.monotonic() - t0
     print("mount of a mirror of 100,000 files: %.3f s" % took)
     opened, read = w.files()
@@ -133,6 +134,24 @@ def test_100000_files_mount_at_once_and_only_what_is_read_is_read(big_dirs, moun
     assert w.files() == ({}, {}), "a second read went to the mirror again"
     c = status_json(mnt)["cache"]
     assert (c["files_loaded"], c["bytes_loaded"]) == (1, len(content(321, 42))), c
+
+    # Writing back a change opens what it writes, nothing else; nor does
+    # the unmount.
+    two = os.path.join(leaves[7], "f001")
+    with open(os.path.join(mnt, two), "a") as f:
+        f.write("more\n")
+    with open(os.path.join(mnt, leaves[8], "new"), "w") as f:
+        f.write("new\n")
+    res = cli("sync", mnt, timeout=60)
+    assert res.returncode == 0, res.stderr
+    opened, _ = w.files()
+    written = {p for p in opened if not os.path.basename(p).startswith(".prismfs-wb.")}
+    assert written <= {two, os.path.join(leaves[8], "new")}, sorted(opened)
+    m.stop()
+    m.check_clean_exit()
+    assert w.files() == ({}, {}), "unmounting opened or read files of the mirror"
+    with open(os.path.join(mirror, two)) as f:
+        assert f.read() == content(7, 1) + "more\n"
 
 
 def write_random(path, size):
