@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Set up, build, install and run the prismfs demo: a small tree mirrored at a
 # mount point, then the same tree mounted over itself, with the op log on.
+# On the way: a live mapping table, a copy-on-write layer, and a memory cache
+# written back to a mirror directory.
 # On a terminal it waits for Ctrl-C and unmounts; otherwise it unmounts at
 # the end. DEMO_KEEP=1 leaves the mount up (unmount with: prismfs unmount MNT).
 set -euo pipefail
@@ -11,8 +13,8 @@ cd "$(dirname "$0")/.."
 command -v prismfs >/dev/null || { echo "prismfs is not in PATH after install" >&2; exit 1; }
 
 demo=${DEMO_DIR:-/tmp/prismfs-demo}
-src=$demo/src mnt=$demo/mnt log=$demo/ops.log
-for m in "$mnt" "$src"; do
+src=$demo/src mnt=$demo/mnt log=$demo/ops.log cached=$demo/cached
+for m in "$cached" "$mnt" "$src"; do
 	grep -q " $m fuse.prismfs " /proc/mounts && prismfs unmount "$m" || true
 done
 rm -rf "$demo"
@@ -22,7 +24,7 @@ printf '#!/bin/sh\necho "run through prismfs"\n' > "$src/bin/tool" && chmod +x "
 ln -s docs/hello.txt "$src/link"
 
 cleanup() {
-	for m in "$mnt" "$src"; do
+	for m in "$cached" "$mnt" "$src"; do
 		if grep -q " $m fuse.prismfs " /proc/mounts; then prismfs unmount "$m" || true; fi
 	done
 }
@@ -76,6 +78,20 @@ step "ls -lR $up   # the upper: copied-up file, a whiteout (c 0,0), a new direct
 step cat "$src/docs/hello.txt"
 step prismfs unmount "$mnt" --action discard
 step "ls -A $up; ls $src   # discarded: the upper is empty, the source untouched"
+
+echo
+echo "== a memory cache written back to a mirror: changes wait --write-back seconds"
+mirror="$demo/mirror"
+mkdir -p "$mirror/notes" "$cached"
+printf 'kept on the mirror\n' > "$mirror/notes/plan.txt"
+step prismfs mount --mirror "$mirror" --cache-size 64M --write-back 60 "$cached"
+step "echo 'written into memory' > $cached/notes/today.txt && ls $mirror/notes   # not on the mirror yet"
+step "prismfs status $cached | grep -E 'cache\.(pending|written|files_loaded)'"
+step prismfs sync "$cached"
+step "cat $mirror/notes/today.txt   # prismfs sync waited for it"
+step "echo 'one more line' >> $cached/notes/plan.txt && prismfs status $cached | grep pending_ops"
+step prismfs unmount "$cached"
+step "cat $mirror/notes/plan.txt   # unmount wrote the rest back first"
 
 echo
 echo "== the same tree mounted over itself (the daemon opened it before mounting)"

@@ -72,5 +72,8 @@ int pfs_cache_fill_for(struct pfs_cache *c, int dirfd, const char *name);
 /* Load the data of the stub file fd (st: its fstat). */
 int pfs_cache_load(struct pfs_cache *c, int fd, const struct stat *st);
 void pfs_cache_destroy(struct pfs_store *st);
+/* --lazy-load off: read every directory of the mirror, and load file data
+ * while the cache has more than reserve bytes free (cache_preload.c). */
+int pfs_cache_preload(struct pfs_cache *c, uint64_t reserve);
 
 #endif

@@ -18,48 +18,6 @@
 #include <sys/statfs.h>
 #include <sys/syscall.h>
 
-static int fill_all(struct pfs_cache *c)
-{
-	int *stack = NULL, ret = 0;
-	size_t n = 0, cap = 0;
-	int fd = dup(c->root);
-
-	if (fd < 0)
-		return -errno;
-	for (;;) {
-		struct pfs_names names = {0};
-
-		ret = pfs_cache_fill(c, fd);
-		if (ret == 0)
-			ret = pfs_names_read(fd, &names);
-		for (size_t i = 0; ret == 0 && i < names.n; i++) {
-			int sub;
-
-			if (names.v[i].type != DT_DIR)
-				continue;
-			sub = pfs_st_openat(c->in, fd, names.v[i].name,
-					    O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
-			if (sub < 0)
-				continue;
-			if (pfs_grow(&stack, &cap, n, sizeof(*stack)) < 0) {
-				close(sub);
-				ret = -ENOMEM;
-				break;
-			}
-			stack[n++] = sub;
-		}
-		pfs_names_free(&names);
-		close(fd);
-		if (ret < 0 || !n)
-			break;
-		fd = stack[--n];
-	}
-	while (n)
-		close(stack[--n]);
-	free(stack);
-	return ret;
-}
-
 int pfs_cache_new(struct pfs_store **out, struct pfs_store *inner, int root,
 		  const struct pfs_cache_opts *o, char *err, size_t errlen)
 {
@@ -115,7 +73,7 @@ int pfs_cache_new(struct pfs_store **out, struct pfs_store *inner, int root,
 		if (fstat(mroot, &mst) == 0)
 			pfs_meta_copy(inner, pfs_ref_fd(root), pfs_ref_fd(mroot), &mst, 0, &what);
 	}
-	if (!o->lazy && (ret = fill_all(c)) < 0) {
+	if (!o->lazy && (ret = pfs_cache_preload(c, o->max_dirty)) < 0) {
 		snprintf(err, errlen, "cannot load the mirror %s: %s", o->mirror, strerror(-ret));
 		goto fail;
 	}
