@@ -153,6 +153,8 @@ static int c_open(struct pfs_store *st, int dirfd, const char *name, const struc
 		} else {
 			free(w);
 		}
+		if (c->j) /* passthrough writes are unseen: record the file now */
+			pfs_journal_opened(c->j, fd);
 	}
 opened:
 	return fd;
@@ -191,6 +193,8 @@ static void c_release(struct pfs_store *st, int fd)
 
 	if (written(c, fd, false))
 		queue_data(c, fd);
+	if (c->j) /* after its data is queued (and recorded) */
+		pfs_journal_closed(c->j, fd);
 }
 
 static int c_sync(struct pfs_store *st, int fd, bool data_only)
@@ -536,6 +540,7 @@ void pfs_cache_destroy(struct pfs_store *st)
 
 	if (c->q)
 		pfs_wbq_stop(c->q, false, 0, NULL);
+	pfs_journal_close(c->j); /* after the queue: it unmounts the tree if done */
 	pfs_mirror_local_close(c->mirror);
 	for (unsigned i = 0; i < NBUCKETS; i++) {
 		while (c->tab[i]) {

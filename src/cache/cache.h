@@ -22,6 +22,8 @@
 
 #include "store/store.h"
 
+struct pfs_journal;
+
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -30,6 +32,9 @@ struct pfs_cache_opts {
 	uint64_t max_dirty;       /* bytes; 0: no limit */
 	uint64_t delay_ns;        /* --write-back DELAY */
 	bool lazy;                /* false: fill every directory at start */
+	/* --journal: every op recorded there before the reply; the cache
+	 * store owns it once made (cache/journal.h). NULL: none. */
+	struct pfs_journal *journal;
 };
 
 /* A cache store over the directory root (a descriptor of the cache's own

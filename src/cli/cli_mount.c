@@ -545,6 +545,17 @@ static int opt_write_back(struct pfs_config *cfg, const char *v, const char *arg
 	return 0;
 }
 
+static int opt_journal(struct pfs_config *cfg, const char *v, const char *arg, char *err,
+		       size_t errlen)
+{
+	if (!v || !*v) {
+		pfs_cli_seterr(err, errlen, "--journal needs a local directory");
+		return -EINVAL;
+	}
+	cfg->journal = v;
+	return 0;
+}
+
 static const struct mount_opt {
 	const char *name;
 	bool compat;            /* PassthroughFS's spelling only */
@@ -573,6 +584,7 @@ static const struct mount_opt {
 	{"--cache-max-dirty", false, opt_cache_dirty},
 	{"--cache-max-write-size", false, opt_cache_dirty},
 	{"--write-back", false, opt_write_back},
+	{"--journal", false, opt_journal},
 };
 
 /* argv[*i] is an option that takes a value (*i moves past a separate
@@ -699,10 +711,12 @@ static int take_words(struct pfs_config *cfg, bool compat, const struct mount_wo
 static int finish_cache(struct pfs_config *cfg, char *err, size_t errlen)
 {
 	if (!cfg->mirror) {
-		if (cfg->cache_size || cfg->cache_max_dirty || cfg->write_back >= 0) {
+		if (cfg->cache_size || cfg->cache_max_dirty || cfg->write_back >= 0 ||
+		    cfg->journal) {
 			pfs_cli_seterr(err, errlen, "%s needs --mirror DIR",
 				       cfg->cache_size ? "--cache-size"
 				       : cfg->cache_max_dirty ? "--cache-max-dirty"
+				       : cfg->journal ? "--journal"
 							      : "--write-back");
 			return -EINVAL;
 		}
