@@ -391,6 +391,37 @@ def test_a_kill_at_a_crash_point_loses_nothing_acknowledged(cd, point):
     settle(cd["mirror"], cd["ref"], inflight, cd["scratch"])
 
 
+def renameat2(a, b, flags):
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    AT_FDCWD = -100
+    if libc.renameat2(AT_FDCWD, a.encode(), AT_FDCWD, b.encode(), flags) != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e), a)
+
+
+@pytest.mark.parametrize("point", ["wb-apply-rename:1", "wb-applied-rename:1"])
+def test_an_exchange_cut_short_is_not_exchanged_twice(cd, point):
+    """RENAME_EXCHANGE is the one change that is not idempotent: applied
+    again after a crash it would swap the names back. The worker only
+    sees an op once it is recorded, so when it dies the exchange is in the
+    journal, answered or not: it must be done exactly once."""
+    os.makedirs(os.path.join(cd["mirror"], "x"))
+    with open(os.path.join(cd["mirror"], "f"), "w") as f:
+        f.write("file f\n")
+    m = start(cd, crash=point)
+    try:  # RENAME_EXCHANGE; the worker may die before the reply
+        renameat2(os.path.join(cd["mnt"], "x"), os.path.join(cd["mnt"], "f"), 2)
+    except OSError as e:
+        assert e.errno in DEAD, e
+    cli("sync", cd["mnt"], timeout=60)
+    died(m)
+    recover(cd)
+    assert os.path.isdir(os.path.join(cd["mirror"], "f"))
+    with open(os.path.join(cd["mirror"], "x")) as f:
+        assert f.read() == "file f\n"
+
+
 def test_a_kill_during_the_replay_is_replayed_again(cd):
     # Everything pending (a long delay; an empty mirror, so that no
     # directory is filled from it, which waits for the queue), then killed
