@@ -94,7 +94,7 @@ int pfs_journal_open(struct pfs_journal **out, const char *dir, const char *mirr
 		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
-	j->dirfd = j->lockfd = j->mnt = -1;
+	j->dirfd = j->lockfd = j->mnt = j->appliedfd = -1;
 	pthread_mutex_init(&j->lock, NULL);
 	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
 		ret = -errno;
@@ -151,8 +151,23 @@ int pfs_journal_open(struct pfs_journal **out, const char *dir, const char *mirr
 		sqlite3_finalize(s);
 		s = NULL;
 	}
+	j->appliedfd = openat(j->dirfd, "applied", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (j->appliedfd < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "journal %s/applied: %s", j->dir, strerror(-ret));
+		goto fail;
+	}
+	if (pread(j->appliedfd, &j->applied, sizeof(j->applied), 0) != sizeof(j->applied))
+		j->applied = 0;
+	j->base = j->gc_at = j->applied;
+	if (pfs_journal_stmt(j, "SELECT max(seq) FROM ops", &s) < 0)
+		goto dberr;
+	if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_int64(s, 0) > j->base)
+		j->base = sqlite3_column_int64(s, 0);
+	sqlite3_finalize(s);
+	s = NULL;
 	if (pfs_journal_stmt(j, ins_sql, &j->ins) < 0 ||
-	    pfs_journal_stmt(j, "DELETE FROM ops WHERE seq=?", &j->del) < 0 ||
+	    pfs_journal_stmt(j, "DELETE FROM ops WHERE seq<=?", &j->del) < 0 ||
 	    pfs_journal_stmt(j, "UPDATE ops SET x1=?, x2=? WHERE seq=?", &j->mark) < 0 ||
 	    pfs_journal_stmt(j, "INSERT INTO open(ino, bt_s, bt_ns) VALUES(?,?,?)",
 			     &j->ins_open) < 0 ||
@@ -279,7 +294,7 @@ int pfs_journal_record(void *arg, const struct pfs_wb_op *op)
 	if (op->kind == PFS_WB_DATA && op->fd >= 0)
 		identity(op->fd, &ino, &bs, &bns);
 	pthread_mutex_lock(&j->lock);
-	sqlite3_bind_int64(s, 1, (int64_t)op->seq);
+	sqlite3_bind_int64(s, 1, j->base + (int64_t)op->seq);
 	sqlite3_bind_int(s, 2, (int)op->kind);
 	bind_text(s, 3, op->path);
 	bind_text(s, 4, op->path2);
@@ -328,21 +343,36 @@ int pfs_journal_apply(void *arg, struct pfs_wb_op *op, char *err, size_t errlen)
 		pthread_mutex_lock(&j->lock);
 		sqlite3_bind_int64(j->mark, 1, pfs_journal_mirror_ino(j->m, op->path));
 		sqlite3_bind_int64(j->mark, 2, pfs_journal_mirror_ino(j->m, op->path2));
-		sqlite3_bind_int64(j->mark, 3, (int64_t)op->seq);
+		sqlite3_bind_int64(j->mark, 3, j->base + (int64_t)op->seq);
 		run(j, j->mark);
 		pthread_mutex_unlock(&j->lock);
 	}
 	return pfs_mirror_local_apply(j->m, op, err, errlen);
 }
 
+int pfs_journal_set_applied(struct pfs_journal *j, int64_t seq)
+{
+	if (pwrite(j->appliedfd, &seq, sizeof(seq), 0) != sizeof(seq)) {
+		fprintf(stderr, "prismfs: journal %s/applied: %s\n", j->dir, strerror(errno));
+		return -EIO;
+	}
+	j->applied = seq;
+	return 0;
+}
+
+/* The worker's, after each apply. */
 void pfs_journal_done(void *arg, const struct pfs_wb_op *op)
 {
 	struct pfs_journal *j = arg;
+	int64_t seq = j->base + (int64_t)op->seq;
 
+	if (pfs_journal_set_applied(j, seq) < 0 || seq - j->gc_at < 256)
+		return;
 	pthread_mutex_lock(&j->lock);
-	sqlite3_bind_int64(j->del, 1, (int64_t)op->seq);
+	sqlite3_bind_int64(j->del, 1, seq);
 	run(j, j->del);
 	pthread_mutex_unlock(&j->lock);
+	j->gc_at = seq;
 }
 
 int pfs_journal_flush(void *arg, char *err, size_t errlen)
@@ -402,9 +432,12 @@ int64_t pfs_journal_pending(struct pfs_journal *j, const char *table)
 	sqlite3_stmt *s;
 	int64_t n = -1;
 
-	snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s", table);
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s%s", table,
+		 strcmp(table, "ops") == 0 ? " WHERE seq>?" : "");
 	if (pfs_journal_stmt(j, sql, &s) < 0)
 		return -1;
+	if (strcmp(table, "ops") == 0)
+		sqlite3_bind_int64(s, 1, j->applied);
 	if (sqlite3_step(s) == SQLITE_ROW)
 		n = sqlite3_column_int64(s, 0);
 	sqlite3_finalize(s);
@@ -417,7 +450,7 @@ void pfs_journal_close(struct pfs_journal *j)
 		return;
 	if (j->serving && pfs_journal_pending(j, "ops") == 0) {
 		/* Everything is on the mirror: nothing to keep for a replay. */
-		sqlite3_exec(j->db, "DELETE FROM open", NULL, NULL, NULL);
+		sqlite3_exec(j->db, "DELETE FROM ops; DELETE FROM open", NULL, NULL, NULL);
 		pfs_journal_unmount_tree(j);
 	}
 	sqlite3_finalize(j->ins);
@@ -429,6 +462,8 @@ void pfs_journal_close(struct pfs_journal *j)
 		sqlite3_close(j->db);
 	if (j->lockfd >= 0)
 		close(j->lockfd);
+	if (j->appliedfd >= 0)
+		close(j->appliedfd);
 	if (j->mnt >= 0)
 		close(j->mnt);
 	if (j->dirfd >= 0)

@@ -4,9 +4,12 @@
  * DIR holds
  *   journal.db  SQLite (WAL, synchronous=NORMAL): every write-back op
  *               (cache/wbq.h) recorded before pfs_wbq_push returns, so
- *               before the reply, and deleted once applied to the mirror;
- *               and every file open for writing (its data may change
- *               through kernel passthrough, which the daemon never sees);
+ *               before the reply; and every file open for writing (its
+ *               data may change through kernel passthrough, which the
+ *               daemon never sees);
+ *   applied     the newest op applied to the mirror (8 bytes written over
+ *               after each apply: cheaper than deleting a row; the rows up
+ *               to it are deleted in batches);
  *   tree/       where the cache's memory filesystem (a tmpfs) is mounted
  *               instead of being detached: it outlives the daemon, so the
  *               data of the ops still pending is there after a crash;
@@ -18,9 +21,13 @@
  * longer there has no name in the final state, so nothing it held can
  * reach the mirror's end state — and a file that was open for writing is
  * written back under its names in the old tree. mirror_local's apply is
- * idempotent, and only the op at the head can have been applied before its
- * row was deleted; the one op that is not idempotent, RENAME_EXCHANGE, is
- * marked with the mirror's inodes before it is applied.
+ * idempotent, and only the op after the one DIR/applied names can have
+ * been applied without being counted; the one op that is not idempotent,
+ * RENAME_EXCHANGE, is marked with the mirror's inodes before it is
+ * applied. Why a tmpfs mounted in DIR rather than DIR/tree on DIR's disk:
+ * the cache keeps memory speed and --cache-size keeps its meaning, and a
+ * disk would add nothing the journal promises (its pages are not synced
+ * either, so it too would not survive power loss).
  *
  * What it guarantees: a crash of the daemon (kill -9, OOM, a bug) loses no
  * acknowledged change. Not a crash of the machine: neither journal.db's

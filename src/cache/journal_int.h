@@ -12,6 +12,12 @@ struct pfs_journal {
 	char *dir;                 /* canonical */
 	char *treepath;            /* dir/tree */
 	int dirfd, lockfd;
+	/* DIR/applied: the newest seq applied to the mirror, 8 bytes written
+	 * over after each apply (cheaper than deleting its row; the rows up
+	 * to it are deleted in batches). Seqs go on from one daemon to the
+	 * next: a row's seq is base + the queue's seq. */
+	int appliedfd;
+	int64_t base, applied, gc_at;
 	int mnt;                   /* the new tree, until attached (-1) */
 	bool serving;              /* this process attached the tree and serves */
 	struct pfs_mirror_local *m;
@@ -26,7 +32,9 @@ int pfs_journal_stmt(struct pfs_journal *j, const char *sql, sqlite3_stmt **out)
 /* Is a filesystem mounted on dir/tree? Unmount it (lazily). */
 bool pfs_journal_tree_mounted(struct pfs_journal *j);
 void pfs_journal_unmount_tree(struct pfs_journal *j);
-/* Rows in table (ops, open); -1: cannot tell. */
+/* Say that every op up to seq is applied. 0 or -errno. */
+int pfs_journal_set_applied(struct pfs_journal *j, int64_t seq);
+/* Rows in table (ops: those not applied, open); -1: cannot tell. */
 int64_t pfs_journal_pending(struct pfs_journal *j, const char *table);
 /* A mirror path's inode (0: none). */
 int64_t pfs_journal_mirror_ino(struct pfs_mirror_local *m, const char *path);

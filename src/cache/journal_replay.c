@@ -234,8 +234,9 @@ static int replay_ops(struct pfs_journal *j, struct pfs_mirror_local *m, int tre
 
 	if (pfs_journal_stmt(j, "SELECT seq, kind, path, path2, target, mode, uid, gid, rdev,"
 			     " flags, mask, at_s, at_ns, mt_s, mt_ns, xname, xval, ino, bt_s,"
-			     " bt_ns, x1, x2 FROM ops ORDER BY seq", &s) < 0)
+			     " bt_ns, x1, x2 FROM ops WHERE seq>? ORDER BY seq", &s) < 0)
 		return -EIO;
+	sqlite3_bind_int64(s, 1, j->applied);
 	/* Read first, apply after: the rows are deleted as they are applied. */
 	while (sqlite3_step(s) == SQLITE_ROW) {
 		int64_t ino, bs, bns, x1, x2;
@@ -282,9 +283,9 @@ static int replay_ops(struct pfs_journal *j, struct pfs_mirror_local *m, int tre
 		first = false;
 		if (ret == 0) {
 			pfs_crashpoint("replay-applied");
-			ret = del_row(j, "DELETE FROM ops WHERE seq=?", (int64_t)op->seq);
+			ret = pfs_journal_set_applied(j, (int64_t)op->seq);
 			if (ret < 0)
-				snprintf(err, errlen, "journal %s: %s", j->dir, sqlite3_errmsg(j->db));
+				snprintf(err, errlen, "cannot write %s/applied", j->dir);
 		}
 		pfs_wb_op_free(op);
 	}
@@ -366,6 +367,10 @@ int pfs_journal_replay(struct pfs_journal *j, struct pfs_store *st, const char *
 		ret = replay_open(j, m, tree, &f, err, errlen);
 	if (ret == 0)
 		ret = pfs_mirror_local_flush(m, err, errlen);
+	if (ret == 0 && del_row(j, "DELETE FROM ops WHERE seq<=?", j->applied) < 0) {
+		snprintf(err, errlen, "journal %s: %s", j->dir, sqlite3_errmsg(j->db));
+		ret = -EIO;
+	}
 	finder_free(&f);
 	if (tree >= 0)
 		close(tree);
