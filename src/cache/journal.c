@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,6 +83,46 @@ static char *recorded_mirror(struct pfs_journal *j)
 	return v;
 }
 
+/* Open DIR/journal.db and prepare what the daemon runs. 0 or -EIO. */
+static int open_db(struct pfs_journal *j, char *err, size_t errlen)
+{
+	char *db = NULL;
+
+	if (asprintf(&db, "%s/journal.db", j->dir) < 0) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	if (sqlite3_open_v2(db, &j->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+				SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK ||
+	    sqlite3_exec(j->db, schema, NULL, NULL, NULL) != SQLITE_OK ||
+	    pfs_journal_stmt(j, ins_sql, &j->ins) < 0 ||
+	    pfs_journal_stmt(j, "DELETE FROM ops WHERE seq<=?", &j->del) < 0 ||
+	    pfs_journal_stmt(j, "UPDATE ops SET x1=?, x2=? WHERE seq=?", &j->mark) < 0 ||
+	    pfs_journal_stmt(j, "INSERT INTO open(ino, bt_s, bt_ns) VALUES(?,?,?)",
+			     &j->ins_open) < 0 ||
+	    pfs_journal_stmt(j, "DELETE FROM open WHERE id=?", &j->del_open) < 0) {
+		snprintf(err, errlen, "cannot open the journal %s: %s", db,
+			 j->db ? sqlite3_errmsg(j->db) : "out of memory");
+		free(db);
+		return -EIO;
+	}
+	free(db);
+	return 0;
+}
+
+static void close_db(struct pfs_journal *j)
+{
+	sqlite3_finalize(j->ins);
+	sqlite3_finalize(j->del);
+	sqlite3_finalize(j->mark);
+	sqlite3_finalize(j->ins_open);
+	sqlite3_finalize(j->del_open);
+	j->ins = j->del = j->mark = j->ins_open = j->del_open = NULL;
+	if (j->db)
+		sqlite3_close(j->db);
+	j->db = NULL;
+}
+
 int pfs_journal_open(struct pfs_journal **out, const char *dir, const char *mirror, char *err,
 		     size_t errlen)
 {
@@ -127,14 +168,10 @@ int pfs_journal_open(struct pfs_journal **out, const char *dir, const char *mirr
 				 strerror(-ret));
 		goto fail;
 	}
-	ret = -EIO;
-	if (sqlite3_open_v2(db, &j->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-				SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK ||
-	    sqlite3_exec(j->db, schema, NULL, NULL, NULL) != SQLITE_OK) {
-		snprintf(err, errlen, "cannot open the journal %s: %s", db,
-			 j->db ? sqlite3_errmsg(j->db) : "out of memory");
+	ret = open_db(j, err, errlen);
+	if (ret < 0)
 		goto fail;
-	}
+	ret = -EIO;
 	had = recorded_mirror(j);
 	if (had && strcmp(had, mirror) != 0) {
 		ret = -EINVAL;
@@ -166,13 +203,6 @@ int pfs_journal_open(struct pfs_journal **out, const char *dir, const char *mirr
 		j->base = sqlite3_column_int64(s, 0);
 	sqlite3_finalize(s);
 	s = NULL;
-	if (pfs_journal_stmt(j, ins_sql, &j->ins) < 0 ||
-	    pfs_journal_stmt(j, "DELETE FROM ops WHERE seq<=?", &j->del) < 0 ||
-	    pfs_journal_stmt(j, "UPDATE ops SET x1=?, x2=? WHERE seq=?", &j->mark) < 0 ||
-	    pfs_journal_stmt(j, "INSERT INTO open(ino, bt_s, bt_ns) VALUES(?,?,?)",
-			     &j->ins_open) < 0 ||
-	    pfs_journal_stmt(j, "DELETE FROM open WHERE id=?", &j->del_open) < 0)
-		goto dberr;
 	free(had);
 	free(db);
 	*out = j;
@@ -233,6 +263,9 @@ int pfs_journal_memfs(struct pfs_journal *j, uint64_t size, char *err, size_t er
 		return ret;
 	}
 	j->mnt = mnt; /* attached by the process that serves (pfs_journal_attach) */
+	/* A connection must not cross a fork (the parent's close would take
+	 * the WAL away from the child): the process that serves opens its own. */
+	close_db(j);
 	return root;
 }
 
@@ -240,8 +273,15 @@ int pfs_journal_attach(struct pfs_journal *j)
 {
 	int ret = 0;
 
+	char err[PATH_MAX + 128];
+
 	if (j->serving)
 		return 0;
+	ret = open_db(j, err, sizeof(err));
+	if (ret < 0) {
+		fprintf(stderr, "prismfs: %s\n", err);
+		return ret;
+	}
 	/* Attached, not detached: it must outlive the daemon. */
 	if (syscall(SYS_move_mount, j->mnt, "", j->dirfd, "tree", MOVE_MOUNT_F_EMPTY_PATH) < 0) {
 		ret = -errno;
@@ -453,13 +493,7 @@ void pfs_journal_close(struct pfs_journal *j)
 		sqlite3_exec(j->db, "DELETE FROM ops; DELETE FROM open", NULL, NULL, NULL);
 		pfs_journal_unmount_tree(j);
 	}
-	sqlite3_finalize(j->ins);
-	sqlite3_finalize(j->del);
-	sqlite3_finalize(j->mark);
-	sqlite3_finalize(j->ins_open);
-	sqlite3_finalize(j->del_open);
-	if (j->db)
-		sqlite3_close(j->db);
+	close_db(j);
 	if (j->lockfd >= 0)
 		close(j->lockfd);
 	if (j->appliedfd >= 0)

@@ -31,7 +31,9 @@ import time
 import pytest
 
 from conftest import Mount
-from prism_helpers import assert_one_error_line, cli, wait_for
+from conftest import force_unmount
+from prism_helpers import (assert_one_error_line, cli, prismfs_daemons_for, process_gone,
+                           wait_for)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # What a call on a mount whose daemon died fails with.
@@ -482,6 +484,30 @@ def test_timed_kills_during_a_workload_lose_nothing_acknowledged(cd):
         recover(cd)
         settle(cd["mirror"], cd["ref"], inflight, cd["scratch"])
         assert acked or inflight, "round %d: the writer did nothing" % rnd
+
+
+def test_a_daemon_in_the_background_killed_loses_nothing(cd):
+    """Without -f the journal is set up by a process that forks the daemon
+    and exits: what the daemon records must outlive that process."""
+    seed(cd["mirror"])
+    seed(cd["ref"])
+    res = cli("mount", "--journal", cd["journal"], "--write-back", "600", "--mirror",
+              cd["mirror"], cd["mnt"])
+    assert res.returncode == 0, res.stderr
+    try:
+        pids = prismfs_daemons_for(cd["mnt"])
+        assert len(pids) == 1, pids
+        keep = []
+        inflight, _ = run_workload(cd, None, [op for op in WORKLOAD if op.get("a") != "old"],
+                                   keep)
+        assert inflight is None
+        os.kill(pids[0], signal.SIGKILL)
+        assert wait_for(lambda: process_gone(pids[0]), 20)
+        close_all(keep)
+    finally:
+        force_unmount(cd["mnt"])
+    recover(cd)
+    settle(cd["mirror"], cd["ref"], None, cd["scratch"])
 
 
 # ----------------------------------------------------------------------
