@@ -20,6 +20,7 @@ struct pfs_journal {
 	int64_t base, applied, gc_at;
 	int mnt;                   /* the new tree, until attached (-1) */
 	bool serving;              /* this process attached the tree and serves */
+	bool crash;                /* tests: crash points on */
 	struct pfs_mirror_local *m;
 	pthread_mutex_t lock;      /* the database and byfd */
 	sqlite3 *db;

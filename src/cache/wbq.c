@@ -252,7 +252,7 @@ int pfs_wbq_start(struct pfs_wbq **out, const struct pfs_wbq_opts *o)
 		q->o.retry_max_ns = 30 * 1000000000ull;
 	q->pause = q->o.retry_min_ns;
 	q->next_seq = 1;
-	q->crash = getenv("PRISMFS_TEST_CRASH") != NULL;
+	q->crash = pfs_crash_enabled();
 	pthread_mutex_init(&q->lock, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);

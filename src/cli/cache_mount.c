@@ -31,6 +31,23 @@ static int journal_open(const struct pfs_config *cfg, struct pfs_fs *fs, struct 
 {
 	char err[PATH_MAX * 2 + 256], *dir = realpath(cfg->journal, NULL);
 
+	if (!dir && errno == ENOENT) { /* to be made: where it would be */
+		char *copy = strdup(cfg->journal), *slash = copy ? strrchr(copy, '/') : NULL;
+		char *parent = NULL;
+
+		if (copy && slash && slash[1]) {
+			*slash = '\0';
+			parent = realpath(*copy ? copy : "/", NULL);
+		} else if (copy) {
+			parent = realpath(".", NULL);
+			slash = NULL;
+		}
+		if (parent && asprintf(&dir, "%s/%s", strcmp(parent, "/") ? parent : "",
+				       slash ? slash + 1 : copy) < 0)
+			dir = NULL;
+		free(parent);
+		free(copy);
+	}
 	if (dir && (path_within(dir, fs->source) || path_within(fs->source, dir) ||
 		    (fs->mountpoint && (path_within(dir, fs->mountpoint) ||
 					path_within(fs->mountpoint, dir))))) {

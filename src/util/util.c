@@ -286,6 +286,11 @@ void pfs_raise_fd_limit(void)
 	}
 }
 
+bool pfs_crash_enabled(void)
+{
+	return getenv("PRISMFS_TEST_CRASH") != NULL;
+}
+
 void pfs_crashpoint(const char *step)
 {
 	static unsigned long hits;

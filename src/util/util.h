@@ -83,5 +83,7 @@ int pfs_canon_dir(const char *what, const char *path, char **out, struct stat *s
  * PRISMFS_TEST_CRASH=<step> raises SIGKILL there, PRISMFS_TEST_CRASH=<step>:N
  * the Nth time the step is reached. */
 void pfs_crashpoint(const char *step);
+/* Is PRISMFS_TEST_CRASH set (to skip naming steps otherwise)? */
+bool pfs_crash_enabled(void);
 
 #endif
