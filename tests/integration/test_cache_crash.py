@@ -547,6 +547,11 @@ def test_a_journal_of_another_mirror_or_in_use_is_refused(cd, workdir):
         assert f.read() == db
     assert not tree_mounted(cd["journal"])
 
+    for inside in (os.path.join(cd["mirror"], "j"), os.path.join(mnt2, "j")):
+        res = cli("mount", "--mirror", cd["mirror"], "--journal", inside, mnt2)
+        assert_one_error_line(res, "a journal inside the mirror or the mount point")
+        assert not os.path.exists(inside)
+
     res = cli("mount", "--journal", cd["journal"], cd["mirror"], mnt2)
     assert_one_error_line(res, "--journal without --mirror")
     assert "--journal" in res.stderr
