@@ -22,10 +22,10 @@
 
 #include "store/store.h"
 
-struct pfs_journal;
-
 #include <stdbool.h>
 #include <stdint.h>
+
+struct pfs_journal;
 
 struct pfs_cache_opts {
 	const char *mirror;       /* the mirror directory */
