@@ -230,6 +230,7 @@ static int replay_ops(struct pfs_journal *j, struct pfs_mirror_local *m, int tre
 	struct pfs_wb_op *head = NULL, **tail = &head;
 	sqlite3_stmt *s;
 	bool first = true;
+	unsigned long lost = 0;
 	int ret = 0;
 
 	if (pfs_journal_stmt(j, "SELECT seq, kind, path, path2, target, mode, uid, gid, rdev,"
@@ -254,6 +255,8 @@ static int replay_ops(struct pfs_journal *j, struct pfs_mirror_local *m, int tre
 			/* Gone from the tree: no name has it in the end. */
 			op->fd = p && tree >= 0 ? openat(tree, p, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
 						: -1;
+			if (tree < 0)
+				lost++;
 		}
 		/* Exchanged already (the crash came before its row went)? */
 		if (op->kind == PFS_WB_RENAME && (op->flags & RENAME_EXCHANGE) && x1 && x2 &&
@@ -264,6 +267,10 @@ static int replay_ops(struct pfs_journal *j, struct pfs_mirror_local *m, int tre
 		tail = &op->next;
 	}
 	sqlite3_finalize(s);
+	if (lost) /* the tree went with the machine: said, not hidden */
+		fprintf(stderr, "prismfs: journal %s: %s is gone (the machine restarted?): the "
+			"data of %lu pending write%s is lost, the other changes are replayed\n",
+			j->dir, j->treepath, lost, lost == 1 ? "" : "s");
 	while (head) {
 		struct pfs_wb_op *op = head;
 
@@ -334,6 +341,10 @@ static int replay_open(struct pfs_journal *j, struct pfs_mirror_local *m, int tr
 			ids[n++] = sqlite3_column_int64(s, 0);
 	}
 	sqlite3_finalize(s);
+	if (tree < 0 && n)
+		fprintf(stderr, "prismfs: journal %s: %s is gone (the machine restarted?): the "
+			"data of %zu file%s open for writing is lost\n", j->dir, j->treepath, n,
+			n == 1 ? "" : "s");
 	for (size_t i = 0; ret == 0 && i < n; i++)
 		ret = del_row(j, "DELETE FROM open WHERE id=?", ids[i]);
 	free(ids);

@@ -510,6 +510,24 @@ def test_a_daemon_in_the_background_killed_loses_nothing(cd):
     settle(cd["mirror"], cd["ref"], None, cd["scratch"])
 
 
+def test_a_tree_lost_with_the_machine_is_said_and_the_rest_replayed(cd):
+    """The journal is for a crash of the daemon: a restart of the machine
+    takes DIR/tree (memory) with it. The names still reach the mirror, and
+    the mount says which data is lost instead of hiding it."""
+    m = start(cd, wb="600")
+    os.mkdir(os.path.join(cd["mnt"], "d"))
+    with open(os.path.join(cd["mnt"], "d/f"), "w") as f:
+        f.write("gone with the machine\n")
+    os.kill(m.pid, signal.SIGKILL)
+    m.kill()
+    unmount_tree(cd["journal"])  # what a restart does
+    m = start(cd)
+    assert os.path.isfile(os.path.join(cd["mirror"], "d/f"))
+    assert "is gone (the machine restarted?)" in m.stderr()
+    assert m.stop() == 0
+    m.check_clean_exit()
+
+
 # ----------------------------------------------------------------------
 # the journal's own rules
 
