@@ -106,6 +106,11 @@ static int c_open(struct pfs_store *st, int dirfd, const char *name, const struc
 		if (flags & O_TRUNC) {
 			char path[PATH_MAX];
 
+			/* The mirror holds it at its cache path only once the
+			 * changes before are written back (a rename over it
+			 * pending would make its base the file it replaced). */
+			if (c->q && pfs_wbq_last(c->q))
+				pfs_wbq_wait(c->q, pfs_wbq_last(c->q));
 			if (pfs_cache_path(c, fd, NULL, path, sizeof(path)) == 0)
 				pfs_mirror_local_remember(c->mirror, s.st_ino, path);
 			pfs_cache_state_set(c, s.st_ino, 0, STUB);
@@ -156,6 +161,8 @@ static int c_open(struct pfs_store *st, int dirfd, const char *name, const struc
 		} else {
 			free(w);
 		}
+		if (c->j) /* passthrough writes are unseen: record the file now */
+			pfs_journal_opened(c->j, fd);
 	}
 opened:
 	return fd;
@@ -195,6 +202,8 @@ static void c_release(struct pfs_store *st, int fd)
 	if (written(c, fd, false))
 		queue_data(c, fd);
 	pfs_evict_released(c->ev, fd); /* evict.c */
+	if (c->j) /* after its data is queued (and recorded) */
+		pfs_journal_closed(c->j, fd);
 }
 
 static int c_sync(struct pfs_store *st, int fd, bool data_only)
@@ -541,6 +550,7 @@ void pfs_cache_destroy(struct pfs_store *st)
 	pfs_evict_free(c->ev); /* evict.c: its thread first */
 	if (c->q)
 		pfs_wbq_stop(c->q, false, 0, NULL);
+	pfs_journal_close(c->j); /* after the queue: it unmounts the tree if done */
 	pfs_mirror_local_close(c->mirror);
 	for (unsigned i = 0; i < NBUCKETS; i++) {
 		while (c->tab[i]) {

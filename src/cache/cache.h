@@ -25,12 +25,17 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+struct pfs_journal;
+
 struct pfs_cache_opts {
 	const char *mirror;       /* the mirror directory */
 	uint64_t max_dirty;       /* bytes; 0: no limit */
 	uint64_t delay_ns;        /* --write-back DELAY */
 	bool lazy;                /* false: fill every directory at start */
 	uint64_t size;            /* the memory filesystem's; 0: nothing is evicted */
+	/* --journal: every op recorded there before the reply; the cache
+	 * store owns it once made (cache/journal.h). NULL: none. */
+	struct pfs_journal *journal;
 };
 
 /* A cache store over the directory root (a descriptor of the cache's own

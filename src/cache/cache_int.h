@@ -6,6 +6,7 @@
 
 #include "cache/cache.h"
 #include "cache/evict.h"
+#include "cache/journal.h"
 #include "cache/mirror_local.h"
 #include "cache/wbq.h"
 
@@ -44,6 +45,7 @@ struct pfs_cache {
 	struct pfs_mirror_local *mirror;
 	struct pfs_wbq *q;          /* NULL until pfs_cache_start */
 	struct pfs_wbq_opts qo;
+	struct pfs_journal *j;      /* --journal, or NULL */
 	pthread_mutex_t load_lock;  /* one fill or load at a time */
 	pthread_mutex_t lock;       /* the tables and counters */
 	struct ent *tab[NBUCKETS];

@@ -59,6 +59,14 @@ int pfs_cache_new(struct pfs_store **out, struct pfs_store *inner, int root,
 	qo.arg = c->mirror;
 	qo.delay_ns = o->delay_ns;
 	qo.max_dirty = o->max_dirty;
+	if (o->journal) { /* every op through the journal (cache/journal.h) */
+		pfs_journal_use(o->journal, c->mirror);
+		qo.apply = pfs_journal_apply;
+		qo.done = pfs_journal_done;
+		qo.flush = pfs_journal_flush;
+		qo.record = pfs_journal_record;
+		qo.arg = o->journal;
+	}
 	c->qo = qo; /* the worker starts in the serving process (pfs_cache_start) */
 	if (o->size && (ret = pfs_evict_new(&c->ev, c, o->size)) < 0) {
 		snprintf(err, errlen, "cannot make the cache's eviction: %s", strerror(-ret));
@@ -77,6 +85,7 @@ int pfs_cache_new(struct pfs_store **out, struct pfs_store *inner, int root,
 		snprintf(err, errlen, "cannot load the mirror %s: %s", o->mirror, strerror(-ret));
 		goto fail;
 	}
+	c->j = o->journal; /* owned from now on */
 	*out = &c->base;
 	return 0;
 fail:
@@ -85,11 +94,33 @@ fail:
 	return ret;
 }
 
+/* Where the root is now (the path the mirror's paths are relative to). */
+static int root_path(struct pfs_cache *c)
+{
+	char proc[32];
+	ssize_t n;
+
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", c->root);
+	n = readlink(proc, c->rootpath, sizeof(c->rootpath) - 1);
+	if (n < 0)
+		return -errno;
+	c->rootpath[n] = '\0';
+	c->rootlen = (size_t)n;
+	if (c->rootlen == 1) /* "/": a detached filesystem */
+		c->rootlen = 0;
+	return 0;
+}
+
 int pfs_cache_start(struct pfs_store *st)
 {
 	struct pfs_cache *c = C(st);
-	int ret = c->q ? 0 : pfs_wbq_start(&c->q, &c->qo);
+	int ret;
 
+	if (c->q)
+		return 0;
+	if (c->j && ((ret = pfs_journal_attach(c->j)) < 0 || (ret = root_path(c)) < 0))
+		return ret;
+	ret = pfs_wbq_start(&c->q, &c->qo);
 	return ret < 0 ? ret : pfs_evict_start(c->ev);
 }
 

@@ -1,5 +1,6 @@
 #include "cache/mirror_local.h"
 #include "store/meta.h"
+#include "util/util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -431,6 +432,8 @@ static int apply_data(struct pfs_mirror_local *m, struct pfs_wb_op *op, int dfd,
 		if (ret == -EPERM)
 			ret = 0;
 	}
+	if (ret == 0)
+		pfs_crashpoint("wb-data-tmp"); /* tests: written, not yet renamed */
 	if (ret == 0)
 		ret = pfs_st_rename(m->st, dfd, tmp, dfd, target, 0);
 	if (ret < 0)

@@ -1,4 +1,5 @@
 #include "cache/wbq.h"
+#include "util/util.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -33,6 +34,7 @@ struct pfs_wbq {
 	 * queue's length and held the worker back (27% of the daemon's CPU). */
 	struct pfs_wb_op *bykey[KEY_BUCKETS];
 	uint64_t name_seq;      /* the newest RENAME, UNLINK or LINK pushed */
+	bool crash;             /* PRISMFS_TEST_CRASH is set: crash points on */
 	uint64_t deadline;      /* drain: give up after it (0: never) */
 	struct pfs_wbq_stats st;
 };
@@ -168,6 +170,18 @@ static void succeeded(struct pfs_wbq *q)
 	q->retry_at = 0;
 }
 
+/* Tests kill the daemon before (wb-apply-KIND) and after (wb-applied-KIND)
+ * an op of a kind is applied. */
+static void crashpoint(struct pfs_wbq *q, const char *when, const struct pfs_wb_op *op)
+{
+	char step[64];
+
+	if (!q->crash)
+		return;
+	snprintf(step, sizeof(step), "%s%s", when, pfs_wb_kind_name(op->kind));
+	pfs_crashpoint(step);
+}
+
 static void *worker(void *arg)
 {
 	struct pfs_wbq *q = arg;
@@ -211,7 +225,10 @@ static void *worker(void *arg)
 		h = q->busy = q->head;
 		pthread_mutex_unlock(&q->lock);
 		msg[0] = '\0';
+		crashpoint(q, "wb-apply-", h);
 		ret = q->o.apply(q->o.arg, h, msg, sizeof(msg));
+		if (ret == 0)
+			crashpoint(q, "wb-applied-", h);
 		if (ret == 0 && q->o.done)
 			q->o.done(q->o.arg, h);
 		pthread_mutex_lock(&q->lock);
@@ -246,6 +263,7 @@ int pfs_wbq_start(struct pfs_wbq **out, const struct pfs_wbq_opts *o)
 		q->o.retry_max_ns = 30 * 1000000000ull;
 	q->pause = q->o.retry_min_ns;
 	q->next_seq = 1;
+	q->crash = pfs_crash_enabled();
 	pthread_mutex_init(&q->lock, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -334,6 +352,9 @@ uint64_t pfs_wbq_push(struct pfs_wbq *q, struct pfs_wb_op *op)
 	}
 	op->seq = seq = q->next_seq++;
 	op->when_ns = now_ns();
+	if (q->o.record && q->o.record(q->o.arg, op) < 0)
+		fprintf(stderr, "prismfs: cache: cannot record a %s of %s in the journal\n",
+			pfs_wb_kind_name(op->kind), op->path);
 	op->next = NULL;
 	if (q->tail)
 		q->tail->next = op;

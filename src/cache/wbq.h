@@ -93,6 +93,11 @@ const char *pfs_wb_kind_name(enum pfs_wb_kind k);
 typedef int pfs_wb_apply_fn(void *arg, struct pfs_wb_op *op, char *err, size_t errlen);
 /* Called after an op is applied (under no lock). */
 typedef void pfs_wb_done_fn(void *arg, const struct pfs_wb_op *op);
+/* Record op in a journal (cache/journal.h) before it is queued: called by
+ * pfs_wbq_push, under the queue's lock, so records are in queue order. An
+ * op merged into one already queued is not recorded again. 0 or -errno
+ * (the op is queued all the same). */
+typedef int pfs_wb_record_fn(void *arg, const struct pfs_wb_op *op);
 /* Make everything applied so far durable on the mirror (syncfs): called
  * before a waiter is told its ops are applied. 0 or -errno. */
 typedef int pfs_wb_flush_fn(void *arg, char *err, size_t errlen);
@@ -101,6 +106,7 @@ struct pfs_wbq_opts {
 	pfs_wb_apply_fn *apply;
 	pfs_wb_done_fn *done;     /* may be NULL */
 	pfs_wb_flush_fn *flush;   /* may be NULL: applied is durable */
+	pfs_wb_record_fn *record; /* may be NULL: no journal */
 	void *arg;
 	uint64_t delay_ns;        /* an op waits this long before it is applied,
 				   * unless someone waits for it */

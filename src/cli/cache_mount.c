@@ -4,6 +4,7 @@
 #include "cli/cache_mount.h"
 #include "cli/cmdutil.h"
 #include "cache/cache.h"
+#include "cache/journal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -24,6 +25,48 @@ static bool path_within(const char *path, const char *a)
 	       (strncmp(path, a, n) == 0 && (path[n] == '/' || path[n] == '\0'));
 }
 
+/* --journal DIR: take it (locked, this mirror's), and replay onto the
+ * mirror what a crashed daemon left there, before anything is served. */
+static int journal_open(const struct pfs_config *cfg, struct pfs_fs *fs, struct pfs_journal **j)
+{
+	char err[PATH_MAX * 2 + 256], *dir = realpath(cfg->journal, NULL);
+
+	if (!dir && errno == ENOENT) { /* to be made: where it would be */
+		char *copy = strdup(cfg->journal), *slash = copy ? strrchr(copy, '/') : NULL;
+		char *parent = NULL;
+
+		if (copy && slash && slash[1]) {
+			*slash = '\0';
+			parent = realpath(*copy ? copy : "/", NULL);
+		} else if (copy) {
+			parent = realpath(".", NULL);
+			slash = NULL;
+		}
+		if (parent && asprintf(&dir, "%s/%s", strcmp(parent, "/") ? parent : "",
+				       slash ? slash + 1 : copy) < 0)
+			dir = NULL;
+		free(parent);
+		free(copy);
+	}
+	if (dir && (path_within(dir, fs->source) || path_within(fs->source, dir) ||
+		    (fs->mountpoint && (path_within(dir, fs->mountpoint) ||
+					path_within(fs->mountpoint, dir))))) {
+		say("journal %s cannot be inside the mirror or the mount point, nor hold them",
+		    cfg->journal);
+		free(dir);
+		return -1;
+	}
+	free(dir);
+	if (pfs_journal_open(j, cfg->journal, fs->source, err, sizeof(err)) < 0 ||
+	    pfs_journal_replay(*j, fs->store, fs->source, err, sizeof(err)) < 0) {
+		say("%s", err);
+		pfs_journal_close(*j);
+		*j = NULL;
+		return -1;
+	}
+	return 0;
+}
+
 /* --mirror: the memory cache takes SOURCE's place. Its root is a detached
  * memory filesystem nothing else can reach; the store in front of it
  * fills and loads it from the mirror and writes changes back. */
@@ -33,6 +76,7 @@ int pfs_cache_mount_open(const struct pfs_config *cfg, struct pfs_fs *fs)
 				   .delay_ns = (uint64_t)(cfg->write_back * 1e9),
 				   .lazy = cfg->lazy_load, .size = cfg->cache_size};
 	struct pfs_store *cache;
+	struct pfs_journal *j = NULL;
 	char err[PATH_MAX + 256];
 	int root, r;
 
@@ -46,20 +90,27 @@ int pfs_cache_mount_open(const struct pfs_config *cfg, struct pfs_fs *fs)
 		    "the mount itself", cfg->mountpoint, fs->source);
 		return -1;
 	}
-	root = pfs_memfs_open(cfg->cache_size, err, sizeof(err));
+	if (cfg->journal && journal_open(cfg, fs, &j) < 0)
+		return -1;
+	root = j ? pfs_journal_memfs(j, cfg->cache_size, err, sizeof(err))
+		 : pfs_memfs_open(cfg->cache_size, err, sizeof(err));
 	if (root < 0) {
 		say("%s", err);
+		pfs_journal_close(j);
 		return -1;
 	}
 	fs->root_fd = openat(root, ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (fs->root_fd < 0) {
 		say("cannot open the cache: %s", strerror(errno));
 		close(root);
+		pfs_journal_close(j);
 		return -1;
 	}
+	o.journal = j;
 	r = pfs_cache_new(&cache, fs->store, root, &o, err, sizeof(err));
 	if (r < 0) {
 		say("%s", err);
+		pfs_journal_close(j);
 		return -1;
 	}
 	fs->store = cache; /* it owns the store it wraps now */

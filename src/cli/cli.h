@@ -76,6 +76,7 @@ struct pfs_config {
 	size_t cache_max_dirty; /* bytes */
 	bool lazy_load;
 	double write_back;      /* seconds a change waits before it is written back */
+	const char *journal;    /* --journal DIR (cache/journal.h), or NULL */
 	const char *usage;      /* the *_HELP commands: the text to print */
 	/* The mount(8) helper form, `prismfs WORD MOUNTPOINT`, with a first
 	 * word that names no command, has no '/' and came without -o: WORD

@@ -425,6 +425,19 @@ static int opt_private(struct pfs_config *cfg, const char *v, const char *what, 
 	return 0;
 }
 
+static int opt_journal(struct pfs_config *cfg, const char *v, const char *what, char *err,
+		       size_t errlen)
+{
+	if (!v || !*v) {
+		pfs_cli_seterr(err, errlen, "%s needs a local directory", what);
+		return -EINVAL;
+	}
+	cfg->journal = v;
+	if (!cfg->cache_opt)
+		cfg->cache_opt = what;
+	return 0;
+}
+
 enum opt_kind {
 	OPT_VALUE,      /* --name VALUE, --name=VALUE, -o key=VALUE */
 	OPT_FLAG,       /* --name, -o key */
@@ -467,13 +480,14 @@ static const struct mount_opt {
 	{"--lower", NULL, OPT_VALUE, false, opt_lower},
 	{"--whiteout", "whiteout=", OPT_VALUE, false, opt_whiteout},
 	{"--on-unmount", "on_unmount=", OPT_VALUE, false, opt_on_unmount},
-	/* the memory cache (--journal DIR, journal=, belongs here too) */
+	/* the memory cache */
 	{"--mirror", "mirror=", OPT_VALUE, false, opt_mirror},
 	{"--cache-size", "cache_size=", OPT_VALUE, false, opt_cache_size},
 	{"--cache-max-dirty", "cache_max_dirty=", OPT_VALUE, false, opt_cache_dirty},
 	{"--cache-max-write-size", NULL, OPT_VALUE, false, opt_cache_dirty},
 	{"--lazy-load", "lazy_load", OPT_ON_OFF, false, opt_lazy_load},
 	{"--write-back", "write_back=", OPT_VALUE, false, opt_write_back},
+	{"--journal", "journal=", OPT_VALUE, false, opt_journal},
 };
 
 /* argv[*i] as an option of the table (*i moves past a separate value);

@@ -65,20 +65,7 @@ int pfs_cfail_at(struct pfs_cctx *c, int err, const char *op, const char *root, 
 
 void pfs_commit_crashpoint(const char *step)
 {
-	static unsigned long hits;
-	const char *want = getenv("PRISMFS_TEST_CRASH");
-	unsigned long nth = 1;
-	size_t n;
-
-	if (!want)
-		return;
-	n = strcspn(want, ":");
-	if (strlen(step) != n || strncmp(want, step, n) != 0)
-		return;
-	if (want[n])
-		nth = strtoul(want + n + 1, NULL, 10);
-	if (++hits >= nth)
-		raise(SIGKILL);
+	pfs_crashpoint(step);
 }
 
 /* --------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
@@ -283,4 +284,27 @@ void pfs_raise_fd_limit(void)
 		rl.rlim_cur = rl.rlim_max;
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}
+}
+
+bool pfs_crash_enabled(void)
+{
+	return getenv("PRISMFS_TEST_CRASH") != NULL;
+}
+
+void pfs_crashpoint(const char *step)
+{
+	static unsigned long hits;
+	const char *want = getenv("PRISMFS_TEST_CRASH");
+	unsigned long nth = 1;
+	size_t n;
+
+	if (!want)
+		return;
+	n = strcspn(want, ":");
+	if (strlen(step) != n || strncmp(want, step, n) != 0)
+		return;
+	if (want[n])
+		nth = strtoul(want + n + 1, NULL, 10);
+	if (__atomic_add_fetch(&hits, 1, __ATOMIC_SEQ_CST) >= nth)
+		raise(SIGKILL);
 }

@@ -79,4 +79,11 @@ char *pfs_path_join(const char *dir, const char *name);
 int pfs_canon_dir(const char *what, const char *path, char **out, struct stat *st, char *err,
 		  size_t errlen);
 
+/* Tests make the process die for real at a named step:
+ * PRISMFS_TEST_CRASH=<step> raises SIGKILL there, PRISMFS_TEST_CRASH=<step>:N
+ * the Nth time the step is reached. */
+void pfs_crashpoint(const char *step);
+/* Is PRISMFS_TEST_CRASH set (to skip naming steps otherwise)? */
+bool pfs_crash_enabled(void);
+
 #endif

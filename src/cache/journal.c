@@ -1,0 +1,513 @@
+/* journal: recording the write-back queue in DIR/journal.db, the files
+ * open for writing, and the cache's tree mounted at DIR/tree (see
+ * journal.h; the replay is journal_replay.c). */
+#include "cache/journal_int.h"
+#include "util/util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <linux/mount.h>
+#include <sys/file.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+
+static const char schema[] =
+	"PRAGMA journal_mode=WAL;"
+	"PRAGMA synchronous=NORMAL;"
+	"CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v TEXT NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS ops(seq INTEGER PRIMARY KEY, kind INTEGER NOT NULL,"
+	" path TEXT NOT NULL, path2 TEXT, target TEXT, mode INTEGER, uid INTEGER,"
+	" gid INTEGER, rdev INTEGER, flags INTEGER, mask INTEGER, at_s INTEGER,"
+	" at_ns INTEGER, mt_s INTEGER, mt_ns INTEGER, xname TEXT, xval BLOB,"
+	" ino INTEGER, bt_s INTEGER, bt_ns INTEGER, x1 INTEGER, x2 INTEGER);"
+	"CREATE TABLE IF NOT EXISTS open(id INTEGER PRIMARY KEY, ino INTEGER NOT NULL,"
+	" bt_s INTEGER, bt_ns INTEGER);";
+
+static const char ins_sql[] =
+	"INSERT OR REPLACE INTO ops(seq, kind, path, path2, target, mode, uid, gid, rdev,"
+	" flags, mask, at_s, at_ns, mt_s, mt_ns, xname, xval, ino, bt_s, bt_ns)"
+	" VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
+
+int pfs_journal_stmt(struct pfs_journal *j, const char *sql, sqlite3_stmt **out)
+{
+	return sqlite3_prepare_v2(j->db, sql, -1, out, NULL) == SQLITE_OK ? 0 : -EIO;
+}
+
+/* Step a statement to its end and reset it (under j->lock). 0 or -EIO. */
+static int run(struct pfs_journal *j, sqlite3_stmt *s)
+{
+	int rc = sqlite3_step(s);
+
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
+		fprintf(stderr, "prismfs: journal %s: %s\n", j->dir, sqlite3_errmsg(j->db));
+		return -EIO;
+	}
+	return 0;
+}
+
+bool pfs_journal_tree_mounted(struct pfs_journal *j)
+{
+	struct stat d, t;
+
+	return fstat(j->dirfd, &d) == 0 && fstatat(j->dirfd, "tree", &t, AT_SYMLINK_NOFOLLOW) == 0 &&
+	       S_ISDIR(t.st_mode) && t.st_dev != d.st_dev;
+}
+
+void pfs_journal_unmount_tree(struct pfs_journal *j)
+{
+	if (pfs_journal_tree_mounted(j) && umount2(j->treepath, MNT_DETACH) < 0)
+		fprintf(stderr, "prismfs: cannot unmount the journal's tree %s: %s\n", j->treepath,
+			strerror(errno));
+}
+
+/* The mirror recorded in the journal, or NULL (malloc'd). */
+static char *recorded_mirror(struct pfs_journal *j)
+{
+	sqlite3_stmt *s;
+	char *v = NULL;
+
+	if (pfs_journal_stmt(j, "SELECT v FROM meta WHERE k='mirror'", &s) < 0)
+		return NULL;
+	if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_text(s, 0))
+		v = strdup((const char *)sqlite3_column_text(s, 0));
+	sqlite3_finalize(s);
+	return v;
+}
+
+/* Open DIR/journal.db and prepare what the daemon runs. 0 or -EIO. */
+static int open_db(struct pfs_journal *j, char *err, size_t errlen)
+{
+	char *db = NULL;
+
+	if (asprintf(&db, "%s/journal.db", j->dir) < 0) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	if (sqlite3_open_v2(db, &j->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+				SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK ||
+	    sqlite3_exec(j->db, schema, NULL, NULL, NULL) != SQLITE_OK ||
+	    pfs_journal_stmt(j, ins_sql, &j->ins) < 0 ||
+	    pfs_journal_stmt(j, "DELETE FROM ops WHERE seq<=?", &j->del) < 0 ||
+	    pfs_journal_stmt(j, "UPDATE ops SET x1=?, x2=? WHERE seq=?", &j->mark) < 0 ||
+	    pfs_journal_stmt(j, "INSERT INTO open(ino, bt_s, bt_ns) VALUES(?,?,?)",
+			     &j->ins_open) < 0 ||
+	    pfs_journal_stmt(j, "DELETE FROM open WHERE id=?", &j->del_open) < 0) {
+		snprintf(err, errlen, "cannot open the journal %s: %s", db,
+			 j->db ? sqlite3_errmsg(j->db) : "out of memory");
+		free(db);
+		return -EIO;
+	}
+	free(db);
+	return 0;
+}
+
+static void close_db(struct pfs_journal *j)
+{
+	sqlite3_finalize(j->ins);
+	sqlite3_finalize(j->del);
+	sqlite3_finalize(j->mark);
+	sqlite3_finalize(j->ins_open);
+	sqlite3_finalize(j->del_open);
+	j->ins = j->del = j->mark = j->ins_open = j->del_open = NULL;
+	if (j->db)
+		sqlite3_close(j->db);
+	j->db = NULL;
+}
+
+int pfs_journal_open(struct pfs_journal **out, const char *dir, const char *mirror, char *err,
+		     size_t errlen)
+{
+	struct pfs_journal *j = calloc(1, sizeof(*j));
+	char *db = NULL, *had = NULL;
+	sqlite3_stmt *s = NULL;
+	int ret = -ENOMEM;
+
+	if (!j) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	j->dirfd = j->lockfd = j->mnt = j->appliedfd = -1;
+	j->crash = pfs_crash_enabled();
+	pthread_mutex_init(&j->lock, NULL);
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+		ret = -errno;
+		snprintf(err, errlen, "cannot make the journal directory %s: %s", dir,
+			 strerror(-ret));
+		goto fail;
+	}
+	j->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (j->dirfd < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "journal %s: %s", dir,
+			 ret == -ENOTDIR ? "not a directory" : strerror(-ret));
+		goto fail;
+	}
+	j->dir = realpath(dir, NULL);
+	if (!j->dir || asprintf(&j->treepath, "%s/tree", j->dir) < 0 ||
+	    asprintf(&db, "%s/journal.db", j->dir) < 0) {
+		j->treepath = NULL;
+		snprintf(err, errlen, "journal %s: out of memory", dir);
+		goto fail;
+	}
+	j->lockfd = openat(j->dirfd, "lock", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (j->lockfd < 0 || flock(j->lockfd, LOCK_EX | LOCK_NB) < 0) {
+		ret = -errno;
+		if (ret == -EWOULDBLOCK)
+			snprintf(err, errlen, "journal %s is in use by a running prismfs daemon",
+				 j->dir);
+		else
+			snprintf(err, errlen, "cannot lock the journal %s: %s", j->dir,
+				 strerror(-ret));
+		goto fail;
+	}
+	ret = open_db(j, err, errlen);
+	if (ret < 0)
+		goto fail;
+	ret = -EIO;
+	had = recorded_mirror(j);
+	if (had && strcmp(had, mirror) != 0) {
+		ret = -EINVAL;
+		snprintf(err, errlen, "journal %s belongs to the mirror %s, not %s", j->dir, had,
+			 mirror);
+		goto fail;
+	}
+	if (!had) {
+		if (pfs_journal_stmt(j, "INSERT INTO meta(k, v) VALUES('mirror', ?)", &s) < 0)
+			goto dberr;
+		sqlite3_bind_text(s, 1, mirror, -1, SQLITE_STATIC);
+		if (sqlite3_step(s) != SQLITE_DONE)
+			goto dberr;
+		sqlite3_finalize(s);
+		s = NULL;
+	}
+	j->appliedfd = openat(j->dirfd, "applied", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (j->appliedfd < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "journal %s/applied: %s", j->dir, strerror(-ret));
+		goto fail;
+	}
+	if (pread(j->appliedfd, &j->applied, sizeof(j->applied), 0) != sizeof(j->applied))
+		j->applied = 0;
+	j->base = j->gc_at = j->applied;
+	if (pfs_journal_stmt(j, "SELECT max(seq) FROM ops", &s) < 0)
+		goto dberr;
+	if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_int64(s, 0) > j->base)
+		j->base = sqlite3_column_int64(s, 0);
+	sqlite3_finalize(s);
+	s = NULL;
+	free(had);
+	free(db);
+	*out = j;
+	return 0;
+dberr:
+	snprintf(err, errlen, "journal %s: %s", db, sqlite3_errmsg(j->db));
+	sqlite3_finalize(s);
+fail:
+	free(had);
+	free(db);
+	pfs_journal_close(j);
+	return ret;
+}
+
+int pfs_journal_memfs(struct pfs_journal *j, uint64_t size, char *err, size_t errlen)
+{
+	char opt[32];
+	int fs, mnt, root, ret;
+
+	pfs_journal_unmount_tree(j);
+	if (mkdirat(j->dirfd, "tree", 0700) < 0 && errno != EEXIST) {
+		ret = -errno;
+		snprintf(err, errlen, "cannot make %s: %s", j->treepath, strerror(-ret));
+		return ret;
+	}
+	fs = (int)syscall(SYS_fsopen, "tmpfs", FSOPEN_CLOEXEC);
+	if (fs < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "cannot make the cache's memory filesystem (fsopen tmpfs): %s",
+			 strerror(-ret));
+		return ret;
+	}
+	snprintf(opt, sizeof(opt), "%" PRIu64, size);
+	if (syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, "source", "prismfs-journal", 0) < 0 ||
+	    syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, "size", opt, 0) < 0 ||
+	    syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, "mode", "0755", 0) < 0 ||
+	    syscall(SYS_fsconfig, fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0) {
+		ret = -errno;
+		close(fs);
+		snprintf(err, errlen, "cannot make the cache's memory filesystem: %s",
+			 strerror(-ret));
+		return ret;
+	}
+	mnt = (int)syscall(SYS_fsmount, fs, FSMOUNT_CLOEXEC, 0);
+	ret = -errno;
+	close(fs);
+	if (mnt < 0) {
+		snprintf(err, errlen, "cannot make the cache's memory filesystem (fsmount): %s",
+			 strerror(-ret));
+		return ret;
+	}
+	root = openat(mnt, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	ret = -errno;
+	if (root < 0) {
+		close(mnt);
+		snprintf(err, errlen, "cannot open the cache's memory filesystem: %s",
+			 strerror(-ret));
+		return ret;
+	}
+	j->mnt = mnt; /* attached by the process that serves (pfs_journal_attach) */
+	/* A connection must not cross a fork (the parent's close would take
+	 * the WAL away from the child): the process that serves opens its own. */
+	close_db(j);
+	return root;
+}
+
+int pfs_journal_attach(struct pfs_journal *j)
+{
+	int ret = 0;
+
+	char err[PATH_MAX + 128];
+
+	if (j->serving)
+		return 0;
+	ret = open_db(j, err, sizeof(err));
+	if (ret < 0) {
+		fprintf(stderr, "prismfs: %s\n", err);
+		return ret;
+	}
+	/* Attached, not detached: it must outlive the daemon. */
+	if (syscall(SYS_move_mount, j->mnt, "", j->dirfd, "tree", MOVE_MOUNT_F_EMPTY_PATH) < 0) {
+		ret = -errno;
+		fprintf(stderr, "prismfs: cannot mount the cache's memory filesystem on %s: %s\n",
+			j->treepath, strerror(-ret));
+		return ret;
+	}
+	close(j->mnt);
+	j->mnt = -1;
+	j->serving = true;
+	return 0;
+}
+
+void pfs_journal_use(struct pfs_journal *j, struct pfs_mirror_local *m)
+{
+	j->m = m;
+}
+
+/* The inode and birth time of the open file fd. */
+static void identity(int fd, int64_t *ino, int64_t *bs, int64_t *bns)
+{
+	struct statx sx;
+
+	*ino = *bs = *bns = 0;
+	if (statx(fd, "", AT_EMPTY_PATH, STATX_INO | STATX_BTIME, &sx) < 0)
+		return;
+	*ino = (int64_t)sx.stx_ino;
+	if (sx.stx_mask & STATX_BTIME) {
+		*bs = sx.stx_btime.tv_sec;
+		*bns = sx.stx_btime.tv_nsec;
+	}
+}
+
+static void bind_text(sqlite3_stmt *s, int i, const char *v)
+{
+	if (v)
+		sqlite3_bind_text(s, i, v, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(s, i);
+}
+
+int pfs_journal_record(void *arg, const struct pfs_wb_op *op)
+{
+	struct pfs_journal *j = arg;
+	sqlite3_stmt *s = j->ins;
+	int64_t ino = 0, bs = 0, bns = 0;
+	char step[64];
+	int ret;
+
+	if (op->kind == PFS_WB_DATA && op->fd >= 0)
+		identity(op->fd, &ino, &bs, &bns);
+	pthread_mutex_lock(&j->lock);
+	sqlite3_bind_int64(s, 1, j->base + (int64_t)op->seq);
+	sqlite3_bind_int(s, 2, (int)op->kind);
+	bind_text(s, 3, op->path);
+	bind_text(s, 4, op->path2);
+	bind_text(s, 5, op->target);
+	sqlite3_bind_int64(s, 6, op->mode);
+	sqlite3_bind_int64(s, 7, op->uid);
+	sqlite3_bind_int64(s, 8, op->gid);
+	sqlite3_bind_int64(s, 9, (int64_t)op->rdev);
+	sqlite3_bind_int64(s, 10, op->flags);
+	sqlite3_bind_int64(s, 11, op->mask);
+	sqlite3_bind_int64(s, 12, op->atime.tv_sec);
+	sqlite3_bind_int64(s, 13, op->atime.tv_nsec);
+	sqlite3_bind_int64(s, 14, op->mtime.tv_sec);
+	sqlite3_bind_int64(s, 15, op->mtime.tv_nsec);
+	bind_text(s, 16, op->xname);
+	if (op->xval)
+		sqlite3_bind_blob(s, 17, op->xval, (int)op->xlen, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(s, 17);
+	sqlite3_bind_int64(s, 18, ino);
+	sqlite3_bind_int64(s, 19, bs);
+	sqlite3_bind_int64(s, 20, bns);
+	ret = run(j, s);
+	pthread_mutex_unlock(&j->lock);
+	if (j->crash) { /* tests: recorded, not yet applied (nor answered) */
+		snprintf(step, sizeof(step), "journal-recorded-%s", pfs_wb_kind_name(op->kind));
+		pfs_crashpoint(step);
+	}
+	return ret;
+}
+
+/* A mirror path's inode (0: none), looked at without following symlinks. */
+int64_t pfs_journal_mirror_ino(struct pfs_mirror_local *m, const char *path)
+{
+	struct stat st;
+
+	return fstatat(pfs_mirror_local_root(m), path, &st, AT_SYMLINK_NOFOLLOW) == 0
+		       ? (int64_t)st.st_ino : 0;
+}
+
+int pfs_journal_apply(void *arg, struct pfs_wb_op *op, char *err, size_t errlen)
+{
+	struct pfs_journal *j = arg;
+
+	if (op->kind == PFS_WB_RENAME && (op->flags & RENAME_EXCHANGE)) {
+		/* Not idempotent: say what the mirror held before, so a replay
+		 * can tell whether it is done already. */
+		pthread_mutex_lock(&j->lock);
+		sqlite3_bind_int64(j->mark, 1, pfs_journal_mirror_ino(j->m, op->path));
+		sqlite3_bind_int64(j->mark, 2, pfs_journal_mirror_ino(j->m, op->path2));
+		sqlite3_bind_int64(j->mark, 3, j->base + (int64_t)op->seq);
+		run(j, j->mark);
+		pthread_mutex_unlock(&j->lock);
+	}
+	return pfs_mirror_local_apply(j->m, op, err, errlen);
+}
+
+int pfs_journal_set_applied(struct pfs_journal *j, int64_t seq)
+{
+	if (pwrite(j->appliedfd, &seq, sizeof(seq), 0) != sizeof(seq)) {
+		fprintf(stderr, "prismfs: journal %s/applied: %s\n", j->dir, strerror(errno));
+		return -EIO;
+	}
+	j->applied = seq;
+	return 0;
+}
+
+/* The worker's, after each apply. */
+void pfs_journal_done(void *arg, const struct pfs_wb_op *op)
+{
+	struct pfs_journal *j = arg;
+	int64_t seq = j->base + (int64_t)op->seq;
+
+	if (pfs_journal_set_applied(j, seq) < 0 || seq - j->gc_at < 256)
+		return;
+	pthread_mutex_lock(&j->lock);
+	sqlite3_bind_int64(j->del, 1, seq);
+	run(j, j->del);
+	pthread_mutex_unlock(&j->lock);
+	j->gc_at = seq;
+}
+
+int pfs_journal_flush(void *arg, char *err, size_t errlen)
+{
+	struct pfs_journal *j = arg;
+
+	return pfs_mirror_local_flush(j->m, err, errlen);
+}
+
+void pfs_journal_opened(struct pfs_journal *j, int fd)
+{
+	int64_t ino, bs, bns, *grown;
+
+	if (fd < 0)
+		return;
+	identity(fd, &ino, &bs, &bns);
+	pthread_mutex_lock(&j->lock);
+	if ((size_t)fd >= j->nfd) {
+		size_t n = (size_t)fd * 2 + 16;
+
+		grown = realloc(j->byfd, n * sizeof(*grown));
+		if (!grown)
+			goto out;
+		memset(grown + j->nfd, 0, (n - j->nfd) * sizeof(*grown));
+		j->byfd = grown;
+		j->nfd = n;
+	}
+	if (j->byfd[fd]) { /* a number reused: the old one was closed unseen */
+		sqlite3_bind_int64(j->del_open, 1, j->byfd[fd]);
+		run(j, j->del_open);
+		j->byfd[fd] = 0;
+	}
+	sqlite3_bind_int64(j->ins_open, 1, ino);
+	sqlite3_bind_int64(j->ins_open, 2, bs);
+	sqlite3_bind_int64(j->ins_open, 3, bns);
+	if (run(j, j->ins_open) == 0)
+		j->byfd[fd] = sqlite3_last_insert_rowid(j->db);
+out:
+	pthread_mutex_unlock(&j->lock);
+}
+
+void pfs_journal_closed(struct pfs_journal *j, int fd)
+{
+	pthread_mutex_lock(&j->lock);
+	if (fd >= 0 && (size_t)fd < j->nfd && j->byfd[fd]) {
+		sqlite3_bind_int64(j->del_open, 1, j->byfd[fd]);
+		run(j, j->del_open);
+		j->byfd[fd] = 0;
+	}
+	pthread_mutex_unlock(&j->lock);
+}
+
+/* How many ops are pending in the journal (-1: cannot tell). */
+int64_t pfs_journal_pending(struct pfs_journal *j, const char *table)
+{
+	char sql[64];
+	sqlite3_stmt *s;
+	int64_t n = -1;
+
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s%s", table,
+		 strcmp(table, "ops") == 0 ? " WHERE seq>?" : "");
+	if (pfs_journal_stmt(j, sql, &s) < 0)
+		return -1;
+	if (strcmp(table, "ops") == 0)
+		sqlite3_bind_int64(s, 1, j->applied);
+	if (sqlite3_step(s) == SQLITE_ROW)
+		n = sqlite3_column_int64(s, 0);
+	sqlite3_finalize(s);
+	return n;
+}
+
+void pfs_journal_close(struct pfs_journal *j)
+{
+	if (!j)
+		return;
+	if (j->serving && pfs_journal_pending(j, "ops") == 0) {
+		/* Everything is on the mirror: nothing to keep for a replay. */
+		sqlite3_exec(j->db, "DELETE FROM ops; DELETE FROM open", NULL, NULL, NULL);
+		pfs_journal_unmount_tree(j);
+	}
+	close_db(j);
+	if (j->lockfd >= 0)
+		close(j->lockfd);
+	if (j->appliedfd >= 0)
+		close(j->appliedfd);
+	if (j->mnt >= 0)
+		close(j->mnt);
+	if (j->dirfd >= 0)
+		close(j->dirfd);
+	pthread_mutex_destroy(&j->lock);
+	free(j->byfd);
+	free(j->treepath);
+	free(j->dir);
+	free(j);
+}

@@ -1,0 +1,85 @@
+/* journal: the local journal of a memory cache (mount --journal DIR) —
+ * what makes a kill -9 of the daemon lose nothing acknowledged.
+ *
+ * DIR holds
+ *   journal.db  SQLite (WAL, synchronous=NORMAL): every write-back op
+ *               (cache/wbq.h) recorded before pfs_wbq_push returns, so
+ *               before the reply; and every file open for writing (its
+ *               data may change through kernel passthrough, which the
+ *               daemon never sees);
+ *   applied     the newest op applied to the mirror (8 bytes written over
+ *               after each apply: cheaper than deleting a row; the rows up
+ *               to it are deleted in batches);
+ *   tree/       where the cache's memory filesystem (a tmpfs) is mounted
+ *               instead of being detached: it outlives the daemon, so the
+ *               data of the ops still pending is there after a crash;
+ *   lock        flock'ed by the daemon that uses DIR.
+ *
+ * The next mount with the same DIR replays what is pending onto the
+ * mirror, in order, before serving: a DATA op takes its data from the file
+ * of the old tree that has the recorded inode (and birth time) — a file no
+ * longer there has no name in the final state, so nothing it held can
+ * reach the mirror's end state — and a file that was open for writing is
+ * written back under its names in the old tree. mirror_local's apply is
+ * idempotent, and only the op after the one DIR/applied names can have
+ * been applied without being counted; the one op that is not idempotent,
+ * RENAME_EXCHANGE, is marked with the mirror's inodes before it is
+ * applied. Why a tmpfs mounted in DIR rather than DIR/tree on DIR's disk:
+ * the cache keeps memory speed and --cache-size keeps its meaning, and a
+ * disk would add nothing the journal promises (its pages are not synced
+ * either, so it too would not survive power loss).
+ *
+ * What it guarantees: a crash of the daemon (kill -9, OOM, a bug) loses no
+ * acknowledged change. Not a crash of the machine: neither journal.db's
+ * commits (synchronous=NORMAL) nor the tmpfs survive power loss; fsync and
+ * prismfs sync are what make data durable on the mirror.
+ *
+ * Lock order: j->lock is a leaf (taken under the queue's lock by record). */
+#ifndef PFS_JOURNAL_H
+#define PFS_JOURNAL_H
+
+#include "cache/mirror_local.h"
+#include "cache/wbq.h"
+#include "store/store.h"
+
+#include <stdint.h>
+
+struct pfs_journal;
+
+/* Take DIR (made if missing) as the journal of the mirror mirror (a
+ * canonical path): lock it, open its database, and check it is this
+ * mirror's. 0, or -errno with one line in err, nothing changed. */
+int pfs_journal_open(struct pfs_journal **out, const char *dir, const char *mirror, char *err,
+		     size_t errlen);
+
+/* Apply what a crashed daemon left pending to the mirror (opened through
+ * st), then unmount the old tree. 0, or -errno with one line in err (what
+ * is left stays in the journal). */
+int pfs_journal_replay(struct pfs_journal *j, struct pfs_store *st, const char *mirror,
+		       char *err, size_t errlen);
+
+/* A new memory filesystem of size bytes, to be mounted at DIR/tree: its
+ * root (O_RDONLY | O_DIRECTORY), or -errno with one line in err. */
+int pfs_journal_memfs(struct pfs_journal *j, uint64_t size, char *err, size_t errlen);
+/* Mount it there: in the process that serves (a daemon's parent, which
+ * only sets up, must not leave it behind nor take it away). 0 or -errno. */
+int pfs_journal_attach(struct pfs_journal *j);
+
+/* The mirror the queue's ops go to (pfs_journal_apply). */
+void pfs_journal_use(struct pfs_journal *j, struct pfs_mirror_local *m);
+
+/* The queue's callbacks (cache/wbq.h), arg = the journal: record, apply
+ * (the mirror's apply), done (deletes the record), flush (the mirror's). */
+int pfs_journal_record(void *j, const struct pfs_wb_op *op);
+int pfs_journal_apply(void *j, struct pfs_wb_op *op, char *err, size_t errlen);
+void pfs_journal_done(void *j, const struct pfs_wb_op *op);
+int pfs_journal_flush(void *j, char *err, size_t errlen);
+
+/* The cache file fd was opened for writing / fd is released. */
+void pfs_journal_opened(struct pfs_journal *j, int fd);
+void pfs_journal_closed(struct pfs_journal *j, int fd);
+
+/* Release DIR; its tree is unmounted when nothing is pending any more. */
+void pfs_journal_close(struct pfs_journal *j);
+
+#endif

@@ -1,0 +1,43 @@
+/* journal_int: what journal.c and journal_replay.c share. */
+#ifndef PFS_JOURNAL_INT_H
+#define PFS_JOURNAL_INT_H
+
+#include "cache/journal.h"
+
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdbool.h>
+
+struct pfs_journal {
+	char *dir;                 /* canonical */
+	char *treepath;            /* dir/tree */
+	int dirfd, lockfd;
+	/* DIR/applied: the newest seq applied to the mirror, 8 bytes written
+	 * over after each apply (cheaper than deleting its row; the rows up
+	 * to it are deleted in batches). Seqs go on from one daemon to the
+	 * next: a row's seq is base + the queue's seq. */
+	int appliedfd;
+	int64_t base, applied, gc_at;
+	int mnt;                   /* the new tree, until attached (-1) */
+	bool serving;              /* this process attached the tree and serves */
+	bool crash;                /* tests: crash points on */
+	struct pfs_mirror_local *m;
+	pthread_mutex_t lock;      /* the database and byfd */
+	sqlite3 *db;
+	sqlite3_stmt *ins, *del, *mark, *ins_open, *del_open;
+	int64_t *byfd;             /* fd -> its row in open (0: none) */
+	size_t nfd;
+};
+
+int pfs_journal_stmt(struct pfs_journal *j, const char *sql, sqlite3_stmt **out);
+/* Is a filesystem mounted on dir/tree? Unmount it (lazily). */
+bool pfs_journal_tree_mounted(struct pfs_journal *j);
+void pfs_journal_unmount_tree(struct pfs_journal *j);
+/* Say that every op up to seq is applied. 0 or -errno. */
+int pfs_journal_set_applied(struct pfs_journal *j, int64_t seq);
+/* Rows in table (ops: those not applied, open); -1: cannot tell. */
+int64_t pfs_journal_pending(struct pfs_journal *j, const char *table);
+/* A mirror path's inode (0: none). */
+int64_t pfs_journal_mirror_ino(struct pfs_mirror_local *m, const char *path);
+
+#endif

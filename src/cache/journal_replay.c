@@ -1,0 +1,394 @@
+/* journal_replay: applying what a crashed daemon left in its journal to the
+ * mirror, before a new mount serves (see journal.h). */
+#include "cache/journal_int.h"
+#include "store/walk.h"
+#include "util/util.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/openat2.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+/* A file of the old tree that a pending op needs: its inode, birth time
+ * and one of its paths (a file with several names has several entries). */
+struct found {
+	uint64_t ino;
+	int64_t bs, bns;
+	char *path;
+};
+
+struct finder {
+	uint64_t *want; /* sorted */
+	size_t nwant, wcap;
+	struct found *v;
+	size_t n, cap;
+};
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Walk the directory dfd (path rel) of the old tree, keeping the files
+ * whose inode is wanted. 0 or -errno. */
+static int walk(struct finder *f, int dfd, char *rel, size_t len)
+{
+	int fd = dup(dfd), ret = 0;
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	struct dirent *e;
+
+	if (!d) {
+		if (fd >= 0)
+			close(fd);
+		return -errno;
+	}
+	while (ret == 0 && (e = readdir(d))) {
+		size_t nl = strlen(e->d_name);
+		uint64_t ino = e->d_ino;
+
+		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+			continue;
+		if (len + nl + 2 > PATH_MAX)
+			continue;
+		if (len)
+			rel[len] = '/';
+		memcpy(rel + len + (len ? 1 : 0), e->d_name, nl + 1);
+		if (e->d_type == DT_DIR) {
+			int sub = openat(dfd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+							 O_CLOEXEC);
+
+			if (sub >= 0) {
+				ret = walk(f, sub, rel, len + nl + (len ? 1 : 0));
+				close(sub);
+			}
+		} else if (bsearch(&ino, f->want, f->nwant, sizeof(*f->want), cmp_u64)) {
+			struct statx sx;
+
+			if (statx(dfd, e->d_name, AT_SYMLINK_NOFOLLOW, STATX_INO | STATX_BTIME |
+				  STATX_TYPE, &sx) == 0 && S_ISREG(sx.stx_mode)) {
+				if (pfs_grow(&f->v, &f->cap, f->n, sizeof(*f->v)) < 0 ||
+				    !(f->v[f->n].path = strdup(rel))) {
+					ret = -ENOMEM;
+				} else {
+					f->v[f->n].ino = sx.stx_ino;
+					f->v[f->n].bs = (sx.stx_mask & STATX_BTIME) ? sx.stx_btime.tv_sec : 0;
+					f->v[f->n].bns = (sx.stx_mask & STATX_BTIME)
+								? sx.stx_btime.tv_nsec : 0;
+					f->n++;
+				}
+			}
+		}
+		rel[len] = '\0';
+	}
+	closedir(d);
+	return ret;
+}
+
+/* The i-th path of the file (ino, birth time) in the old tree, or NULL. A
+ * birth time of 0 on either side (a filesystem without one) matches. */
+static const char *find(const struct finder *f, int64_t ino, int64_t bs, int64_t bns, size_t i)
+{
+	for (size_t k = 0; k < f->n; k++)
+		if ((int64_t)f->v[k].ino == ino &&
+		    (!bs || !f->v[k].bs || (f->v[k].bs == bs && f->v[k].bns == bns)) && i-- == 0)
+			return f->v[k].path;
+	return NULL;
+}
+
+static void finder_free(struct finder *f)
+{
+	for (size_t k = 0; k < f->n; k++)
+		free(f->v[k].path);
+	free(f->v);
+	free(f->want);
+}
+
+static int want_inodes(struct pfs_journal *j, struct finder *f)
+{
+	sqlite3_stmt *s;
+	int ret = 0;
+
+	if (pfs_journal_stmt(j, "SELECT ino FROM ops WHERE kind=? AND ino<>0 UNION "
+			     "SELECT ino FROM open", &s) < 0)
+		return -EIO;
+	sqlite3_bind_int(s, 1, PFS_WB_DATA);
+	while (ret == 0 && sqlite3_step(s) == SQLITE_ROW) {
+		if (pfs_grow(&f->want, &f->wcap, f->nwant, sizeof(*f->want)) < 0)
+			ret = -ENOMEM;
+		else
+			f->want[f->nwant++] = (uint64_t)sqlite3_column_int64(s, 0);
+	}
+	sqlite3_finalize(s);
+	if (f->nwant)
+		qsort(f->want, f->nwant, sizeof(*f->want), cmp_u64);
+	return ret;
+}
+
+static char *col_dup(sqlite3_stmt *s, int i)
+{
+	const unsigned char *t = sqlite3_column_text(s, i);
+
+	return t ? strdup((const char *)t) : NULL;
+}
+
+/* The op of the current row of s (see ins_sql's columns, then x1, x2). */
+static struct pfs_wb_op *row_op(sqlite3_stmt *s, int64_t *ino, int64_t *bs, int64_t *bns,
+				int64_t *x1, int64_t *x2)
+{
+	const unsigned char *path = sqlite3_column_text(s, 2);
+	struct pfs_wb_op *op;
+
+	if (!path || !(op = pfs_wb_op_new((enum pfs_wb_kind)sqlite3_column_int(s, 1),
+					  (const char *)path)))
+		return NULL;
+	op->seq = (uint64_t)sqlite3_column_int64(s, 0);
+	op->path2 = col_dup(s, 3);
+	op->target = col_dup(s, 4);
+	op->mode = (mode_t)sqlite3_column_int64(s, 5);
+	op->uid = (uid_t)sqlite3_column_int64(s, 6);
+	op->gid = (gid_t)sqlite3_column_int64(s, 7);
+	op->rdev = (dev_t)sqlite3_column_int64(s, 8);
+	op->flags = (unsigned)sqlite3_column_int64(s, 9);
+	op->mask = (unsigned)sqlite3_column_int64(s, 10);
+	op->atime.tv_sec = sqlite3_column_int64(s, 11);
+	op->atime.tv_nsec = sqlite3_column_int64(s, 12);
+	op->mtime.tv_sec = sqlite3_column_int64(s, 13);
+	op->mtime.tv_nsec = sqlite3_column_int64(s, 14);
+	op->xname = col_dup(s, 15);
+	if (sqlite3_column_type(s, 16) == SQLITE_BLOB) {
+		op->xlen = (size_t)sqlite3_column_bytes(s, 16);
+		op->xval = malloc(op->xlen ? op->xlen : 1);
+		if (op->xval && op->xlen)
+			memcpy(op->xval, sqlite3_column_blob(s, 16), op->xlen);
+	}
+	*ino = sqlite3_column_int64(s, 17);
+	*bs = sqlite3_column_int64(s, 18);
+	*bns = sqlite3_column_int64(s, 19);
+	*x1 = sqlite3_column_int64(s, 20);
+	*x2 = sqlite3_column_int64(s, 21);
+	if ((op->path2 == NULL && (op->kind == PFS_WB_LINK || op->kind == PFS_WB_RENAME)) ||
+	    (op->target == NULL && op->kind == PFS_WB_SYMLINK) ||
+	    (op->xname == NULL && (op->kind == PFS_WB_SETXATTR || op->kind == PFS_WB_RMXATTR)) ||
+	    (op->xval == NULL && op->kind == PFS_WB_SETXATTR) || op->kind >= PFS_WB_NKINDS) {
+		pfs_wb_op_free(op);
+		return NULL;
+	}
+	return op;
+}
+
+/* The write-back that was cut off by the crash may have left its
+ * temporary in the directory of path: remove it. */
+static void sweep(struct pfs_mirror_local *m, const char *path)
+{
+	struct open_how how = {.flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC,
+			       .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS};
+	const char *slash = strrchr(path, '/');
+	char dir[PATH_MAX];
+	struct dirent *e;
+	DIR *d;
+	int fd;
+
+	snprintf(dir, sizeof(dir), "%.*s", slash ? (int)(slash - path) : 1, slash ? path : ".");
+	fd = (int)syscall(SYS_openat2, pfs_mirror_local_root(m), dir, &how, sizeof(how));
+	if (fd < 0 || !(d = fdopendir(fd))) {
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	while ((e = readdir(d)))
+		if (strncmp(e->d_name, ".prismfs-wb.", 12) == 0)
+			unlinkat(dirfd(d), e->d_name, 0);
+	closedir(d);
+}
+
+static int del_row(struct pfs_journal *j, const char *sql, int64_t id)
+{
+	sqlite3_stmt *s;
+	int rc;
+
+	if (pfs_journal_stmt(j, sql, &s) < 0)
+		return -EIO;
+	sqlite3_bind_int64(s, 1, id);
+	rc = sqlite3_step(s);
+	sqlite3_finalize(s);
+	return rc == SQLITE_DONE ? 0 : -EIO;
+}
+
+/* Apply the pending ops in order, each deleted once applied. */
+static int replay_ops(struct pfs_journal *j, struct pfs_mirror_local *m, int tree,
+		      const struct finder *f, char *err, size_t errlen)
+{
+	struct pfs_wb_op *head = NULL, **tail = &head;
+	sqlite3_stmt *s;
+	bool first = true;
+	unsigned long lost = 0;
+	int ret = 0;
+
+	if (pfs_journal_stmt(j, "SELECT seq, kind, path, path2, target, mode, uid, gid, rdev,"
+			     " flags, mask, at_s, at_ns, mt_s, mt_ns, xname, xval, ino, bt_s,"
+			     " bt_ns, x1, x2 FROM ops WHERE seq>? ORDER BY seq", &s) < 0)
+		return -EIO;
+	sqlite3_bind_int64(s, 1, j->applied);
+	/* Read first, apply after: the rows are deleted as they are applied. */
+	while (sqlite3_step(s) == SQLITE_ROW) {
+		int64_t ino, bs, bns, x1, x2;
+		struct pfs_wb_op *op = row_op(s, &ino, &bs, &bns, &x1, &x2);
+
+		if (!op) {
+			snprintf(err, errlen, "journal %s: an unreadable record (%lld)", j->dir,
+				 (long long)sqlite3_column_int64(s, 0));
+			ret = -EIO;
+			break;
+		}
+		if (op->kind == PFS_WB_DATA) {
+			const char *p = find(f, ino, bs, bns, 0);
+
+			/* Gone from the tree: no name has it in the end. */
+			op->fd = p && tree >= 0 ? openat(tree, p, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+						: -1;
+			if (tree < 0)
+				lost++;
+		}
+		/* Exchanged already (the crash came before its row went)? */
+		if (op->kind == PFS_WB_RENAME && (op->flags & RENAME_EXCHANGE) && x1 && x2 &&
+		    pfs_journal_mirror_ino(m, op->path) == x2 &&
+		    pfs_journal_mirror_ino(m, op->path2) == x1)
+			op->kind = PFS_WB_NKINDS; /* done: only to be deleted */
+		*tail = op;
+		tail = &op->next;
+	}
+	sqlite3_finalize(s);
+	if (lost) /* the tree went with the machine: said, not hidden */
+		fprintf(stderr, "prismfs: journal %s: %s is gone (the machine restarted?): the "
+			"data of %lu pending write%s is lost, the other changes are replayed\n",
+			j->dir, j->treepath, lost, lost == 1 ? "" : "s");
+	while (head) {
+		struct pfs_wb_op *op = head;
+
+		head = op->next;
+		if (ret == 0 && !(op->kind == PFS_WB_DATA && op->fd < 0) &&
+		    op->kind != PFS_WB_NKINDS) {
+			char msg[PATH_MAX + 128];
+
+			if (first && op->kind == PFS_WB_DATA)
+				sweep(m, op->path);
+			msg[0] = '\0';
+			ret = pfs_mirror_local_apply(m, op, msg, sizeof(msg));
+			if (ret < 0)
+				snprintf(err, errlen, "cannot replay the journal %s onto the mirror: %s",
+					 j->dir, msg);
+		}
+		first = false;
+		if (ret == 0) {
+			pfs_crashpoint("replay-applied");
+			ret = pfs_journal_set_applied(j, (int64_t)op->seq);
+			if (ret < 0)
+				snprintf(err, errlen, "cannot write %s/applied", j->dir);
+		}
+		pfs_wb_op_free(op);
+	}
+	return ret;
+}
+
+/* Files that were open for writing: their data as the old tree has it,
+ * under their first name there that the mirror has as a file. */
+static int replay_open(struct pfs_journal *j, struct pfs_mirror_local *m, int tree,
+		       const struct finder *f, char *err, size_t errlen)
+{
+	sqlite3_stmt *s;
+	int64_t *ids = NULL;
+	size_t n = 0, cap = 0;
+	int ret = 0;
+
+	if (pfs_journal_stmt(j, "SELECT id, ino, bt_s, bt_ns FROM open ORDER BY id", &s) < 0)
+		return -EIO;
+	while (ret == 0 && sqlite3_step(s) == SQLITE_ROW) {
+		int64_t ino = sqlite3_column_int64(s, 1), bs = sqlite3_column_int64(s, 2),
+			bns = sqlite3_column_int64(s, 3);
+		const char *p;
+
+		for (size_t i = 0; tree >= 0 && (p = find(f, ino, bs, bns, i)); i++) {
+			struct pfs_wb_op *op;
+			struct stat st;
+			char msg[PATH_MAX + 128] = "cannot open the cache's copy";
+
+			if (fstatat(pfs_mirror_local_root(m), p, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+			    !S_ISREG(st.st_mode))
+				continue;
+			op = pfs_wb_op_new(PFS_WB_DATA, p);
+			if (!op) {
+				ret = -ENOMEM;
+				break;
+			}
+			op->fd = openat(tree, p, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+			ret = op->fd < 0 ? -errno : pfs_mirror_local_apply(m, op, msg, sizeof(msg));
+			pfs_wb_op_free(op);
+			if (ret < 0)
+				snprintf(err, errlen, "cannot replay the journal %s onto the mirror: "
+					 "%s", j->dir, msg);
+			break;
+		}
+		if (ret == 0 && pfs_grow(&ids, &cap, n, sizeof(*ids)) == 0)
+			ids[n++] = sqlite3_column_int64(s, 0);
+	}
+	sqlite3_finalize(s);
+	if (tree < 0 && n)
+		fprintf(stderr, "prismfs: journal %s: %s is gone (the machine restarted?): the "
+			"data of %zu file%s open for writing is lost\n", j->dir, j->treepath, n,
+			n == 1 ? "" : "s");
+	for (size_t i = 0; ret == 0 && i < n; i++)
+		ret = del_row(j, "DELETE FROM open WHERE id=?", ids[i]);
+	free(ids);
+	return ret;
+}
+
+int pfs_journal_replay(struct pfs_journal *j, struct pfs_store *st, const char *mirror,
+		       char *err, size_t errlen)
+{
+	struct pfs_mirror_local *m = NULL;
+	struct finder f = {0};
+	char rel[PATH_MAX] = "";
+	int tree = -1, ret;
+
+	if (pfs_journal_pending(j, "ops") == 0 && pfs_journal_pending(j, "open") == 0)
+		goto done;
+	ret = pfs_mirror_local_open(&m, st, mirror, err, errlen);
+	if (ret < 0)
+		return ret;
+	if (pfs_journal_tree_mounted(j))
+		tree = openat(j->dirfd, "tree", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	ret = want_inodes(j, &f);
+	if (ret == 0 && tree >= 0 && f.nwant)
+		ret = walk(&f, tree, rel, 0);
+	if (ret < 0)
+		snprintf(err, errlen, "cannot read the journal's tree %s: %s", j->treepath,
+			 strerror(-ret));
+	if (ret == 0)
+		ret = replay_ops(j, m, tree, &f, err, errlen);
+	if (ret == 0)
+		ret = replay_open(j, m, tree, &f, err, errlen);
+	if (ret == 0)
+		ret = pfs_mirror_local_flush(m, err, errlen);
+	if (ret == 0 && del_row(j, "DELETE FROM ops WHERE seq<=?", j->applied) < 0) {
+		snprintf(err, errlen, "journal %s: %s", j->dir, sqlite3_errmsg(j->db));
+		ret = -EIO;
+	}
+	finder_free(&f);
+	if (tree >= 0)
+		close(tree);
+	pfs_mirror_local_close(m);
+	if (ret < 0)
+		return ret;
+done:
+	pfs_journal_unmount_tree(j);
+	return 0;
+}
