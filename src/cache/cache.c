@@ -67,6 +67,11 @@ static struct wfd **wfd_slot(struct pfs_cache *c, int fd)
 	return p;
 }
 
+struct wfd **pfs_cache_wfd_locked(struct pfs_cache *c, int fd)
+{
+	return wfd_slot(c, fd);
+}
+
 /* --------------------------------------------------------------------
  * the operations */
 
@@ -103,6 +108,11 @@ static int c_open(struct pfs_store *st, int dirfd, const char *name, const struc
 		goto opened;
 	pfs_evict_touch(c->ev, fd, &s); /* evict.c: the most recently used */
 	if (pfs_cache_state(c, s.st_ino) & STUB) {
+		ret = (flags & O_TRUNC) ? -ENOENT : pfs_cache_open_large(c, fd, &s, flags);
+		if (ret != -ENOENT) { /* cache_spill.c: the mirror's file, or why not */
+			close(fd);
+			return ret;
+		}
 		if (flags & O_TRUNC) {
 			char path[PATH_MAX];
 
@@ -142,6 +152,7 @@ static int c_open(struct pfs_store *st, int dirfd, const char *name, const struc
 			w->mtime = s.st_mtim;
 			w->size = s.st_size;
 			w->dirty = creating || (flags & O_TRUNC);
+			w->spill = w->cfd = -1;
 			pthread_mutex_lock(&c->lock);
 			p = wfd_slot(c, fd);
 			if (*p) { /* a number reused: the old one was closed unseen */
@@ -192,6 +203,8 @@ static void c_release(struct pfs_store *st, int fd)
 {
 	struct pfs_cache *c = C(st);
 
+	if (pfs_cache_spill_queue(c, fd, true))
+		return;
 	if (written(c, fd, false))
 		queue_data(c, fd);
 	pfs_evict_released(c->ev, fd); /* evict.c */
@@ -204,7 +217,7 @@ static int c_sync(struct pfs_store *st, int fd, bool data_only)
 
 	if (ret < 0)
 		return ret;
-	if (written(c, fd, true))
+	if (!pfs_cache_spill_queue(c, fd, false) && written(c, fd, true))
 		queue_data(c, fd);
 	/* Everything before it too: the file's name may be new. */
 	return pfs_wbq_wait(c->q, pfs_wbq_last(c->q));
@@ -553,6 +566,10 @@ void pfs_cache_destroy(struct pfs_store *st)
 			struct wfd *w = c->wtab[i];
 
 			c->wtab[i] = w->next;
+			if (w->spill >= 0)
+				close(w->spill);
+			if (w->cfd >= 0)
+				close(w->cfd);
 			free(w);
 		}
 	}
@@ -586,6 +603,8 @@ const struct pfs_store_ops pfs_cache_ops = {
 	.sync = c_sync,
 	.copy = c_copy,
 	.release = c_release,
+	.direct_ok = pfs_cache_direct_ok,
+	.write_prep = pfs_cache_write_prep,
 	.destroy = pfs_cache_destroy,
 };
 

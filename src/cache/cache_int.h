@@ -15,7 +15,9 @@
 
 #define NBUCKETS 4096u
 
-enum { FILLED = 1, STUB = 2 };
+/* SPILLED: a stub whose data waits for its write-back from a file on the
+ * mirror's filesystem (cache_spill.c): not to be loaded before it is done. */
+enum { FILLED = 1, STUB = 2, SPILLED = 4 };
 
 /* What the cache knows of one of its inodes beyond what the tmpfs says. */
 struct ent {
@@ -32,6 +34,10 @@ struct wfd {
 	struct timespec mtime;
 	off_t size;
 	bool dirty;
+	int spill;      /* spilled: the file on the mirror's filesystem that
+			 * holds the data now (fd was made to open it too), or -1 */
+	int cfd;        /* spilled: the cache file (a stub of the right size) */
+	off_t stub_size;
 };
 
 struct pfs_cache {
@@ -50,6 +56,8 @@ struct pfs_cache {
 	struct wfd *wtab[NBUCKETS];
 	uint64_t dirs_filled, files_loaded, bytes_loaded, hits;
 	struct pfs_evict *ev;        /* keeps the use within the size (evict.h) */
+	uint64_t spill_at;           /* a file larger leaves memory; 0: never */
+	unsigned spilled;            /* open files spilled now (atomic) */
 };
 
 #define C(st) ((struct pfs_cache *)(st))
@@ -72,5 +80,18 @@ int pfs_cache_fill_for(struct pfs_cache *c, int dirfd, const char *name);
 /* Load the data of the stub file fd (st: its fstat). */
 int pfs_cache_load(struct pfs_cache *c, int fd, const struct stat *st);
 void pfs_cache_destroy(struct pfs_store *st);
+
+/* cache_spill.c: files too large for memory. */
+bool pfs_cache_direct_ok(struct pfs_store *st, int fd, int flags);
+int pfs_cache_write_prep(struct pfs_store *st, int fd, off_t off, size_t len, int failed);
+/* The writer fd is released or fsync'ed: if it was spilled, its data is
+ * queued (from the spill file) and true returned; release: forget it. */
+bool pfs_cache_spill_queue(struct pfs_cache *c, int fd, bool release);
+/* Open the data of the stub file fd (st: its fstat) if it is too large for
+ * memory: wait for a spilled write-back, then the mirror's file for a
+ * reader. -ENOENT: not such a file, load it as usual. */
+int pfs_cache_open_large(struct pfs_cache *c, int fd, const struct stat *st, int flags);
+/* fd's place in the table of files opened for writing (c->lock held). */
+struct wfd **pfs_cache_wfd_locked(struct pfs_cache *c, int fd);
 
 #endif

@@ -343,8 +343,10 @@ static char *conflict_name(const char *name)
 }
 
 /* Copy the cache file's data, mode and times into the open file fd. */
-static int fill(struct pfs_mirror_local *m, int fd, int src, const struct stat *sst)
+static int fill(struct pfs_mirror_local *m, int fd, const struct pfs_wb_op *op,
+		const struct stat *sst)
 {
+	int src = op->datafd >= 0 ? op->datafd : op->fd;
 	struct timespec ts[2] = {sst->st_atim, sst->st_mtim};
 	int ret;
 
@@ -405,7 +407,7 @@ static int apply_data(struct pfs_mirror_local *m, struct pfs_wb_op *op, int dfd,
 			ret = fd;
 			goto out;
 		}
-		ret = fill(m, fd, op->fd, &sst);
+		ret = fill(m, fd, op, &sst);
 		goto done;
 	}
 	snprintf(tmp, sizeof(tmp), ".prismfs-wb.%d.%lu", (int)getpid(), ++m->tmpseq);
@@ -415,7 +417,7 @@ static int apply_data(struct pfs_mirror_local *m, struct pfs_wb_op *op, int dfd,
 		ret = fd;
 		goto out;
 	}
-	ret = fill(m, fd, op->fd, &sst);
+	ret = fill(m, fd, op, &sst);
 	if (ret == 0 && have_cur) {
 		const char *what;
 

@@ -76,6 +76,9 @@ struct pfs_wb_op {
 	void *xval;
 	size_t xlen;
 	int fd;                  /* DATA: the cache file, readable (owned), or -1 */
+	int datafd;              /* DATA: where its data is when not in fd (a file
+				  * too large for memory, cache_spill.c), or -1;
+				  * fd still gives size, mode and times (owned) */
 	uint64_t key;            /* DATA: the cache inode, to merge repeated writes */
 	uint64_t bytes;          /* DATA: counted as dirty until applied */
 	struct pfs_wb_base base; /* DATA: see above; the apply updates it */

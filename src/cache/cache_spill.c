@@ -1,0 +1,245 @@
+/* cache_spill: files too large for memory.
+ *
+ * A writer of a cache file is served by the daemon (pfs_cache_direct_ok
+ * says no to kernel passthrough), so each of its writes is seen first
+ * (pfs_cache_write_prep): it waits while more than the dirty limit is
+ * waiting for its write-back, and once the file would pass half the cache
+ * or the dirty limit — or a write found the cache full — the file leaves
+ * memory: its data is copied to an unnamed file on the mirror's filesystem
+ * (O_TMPFILE at the mirror's root), that file takes the writer's
+ * descriptor number (dup3: the view keeps writing to "its" descriptor),
+ * and the cache file stays a stub of the right size with its memory
+ * punched out. The kernel sends one write of an inode at a time (its inode
+ * lock), so no write goes to the old place meanwhile.
+ *
+ * At fsync and release the write-back is queued from the spill file (the
+ * stub still gives the size, mode and times); at release the stub becomes
+ * STUB | SPILLED. An open of a SPILLED stub first waits for the write-back,
+ * and a reader of a stub larger than what may be in memory gets the
+ * mirror's file instead of a load (its attributes stay the stub's: the
+ * view shows the node's, not a foreign handle's). */
+#include "cache/cache_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static bool writes(int flags)
+{
+	return (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
+}
+
+bool pfs_cache_direct_ok(struct pfs_store *st, int fd, int flags)
+{
+	struct pfs_cache *c = C(st);
+	struct stat s;
+
+	if (!c->spill_at || fstat(fd, &s) < 0 || !S_ISREG(s.st_mode))
+		return true;
+	/* The mirror's file of a large stub: a writer opening it meanwhile
+	 * must not write to the mirror by the kernel's hand. */
+	if (s.st_dev != c->dev)
+		return false;
+	return !writes(flags);
+}
+
+/* A spilled writer's stub grows with it. 1: fd is spilled; 0: not; -errno. */
+static int grow_spilled(struct pfs_cache *c, int fd, off_t end)
+{
+	struct wfd *w;
+	int ret = 0;
+
+	pthread_mutex_lock(&c->lock);
+	w = *pfs_cache_wfd_locked(c, fd);
+	if (w && w->spill >= 0) {
+		ret = 1;
+		if (end > w->stub_size) {
+			if (ftruncate(w->cfd, end) < 0)
+				ret = -errno;
+			else
+				w->stub_size = end;
+		}
+	}
+	pthread_mutex_unlock(&c->lock);
+	return ret;
+}
+
+static int spill(struct pfs_cache *c, int fd, off_t end, int failed)
+{
+	struct open_how how = {.flags = O_TMPFILE | O_RDWR | O_CLOEXEC, .mode = 0600};
+	int cfd = -1, mfd = -1, nfd = -1, fl, ret;
+	char proc[32];
+	struct stat s;
+	struct wfd *w;
+
+	pthread_mutex_lock(&c->lock);
+	w = *pfs_cache_wfd_locked(c, fd);
+	ret = w && w->spill < 0;
+	pthread_mutex_unlock(&c->lock);
+	if (!ret)
+		return failed; /* not a writer of the cache's: nothing to move */
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	cfd = open(proc, O_RDWR | O_CLOEXEC);
+	if (cfd < 0 || fstat(cfd, &s) < 0 || s.st_dev != c->dev) {
+		ret = cfd < 0 ? -errno : -EXDEV;
+		goto fail;
+	}
+	mfd = pfs_st_open(c->in, pfs_mirror_local_root(c->mirror), ".", &how);
+	if (mfd < 0) {
+		ret = mfd;
+		goto fail;
+	}
+	ret = pfs_st_copy(c->in, mfd, cfd, s.st_size, false, NULL, NULL);
+	if (ret < 0)
+		goto fail;
+	fl = fcntl(fd, F_GETFL);
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", mfd);
+	nfd = fl < 0 ? -1 : open(proc, (fl & (O_ACCMODE | O_APPEND | O_NONBLOCK)) | O_CLOEXEC);
+	if (nfd < 0 || dup3(nfd, fd, O_CLOEXEC) < 0) {
+		ret = -errno;
+		goto fail;
+	}
+	close(nfd);
+	/* The data is the spill file's from now on: give the memory back. */
+	if (s.st_size > 0)
+		fallocate(cfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, s.st_size);
+	if (end > s.st_size && ftruncate(cfd, end) == 0)
+		s.st_size = end;
+	pthread_mutex_lock(&c->lock);
+	w = *pfs_cache_wfd_locked(c, fd);
+	if (w) {
+		w->spill = mfd;
+		w->cfd = cfd;
+		w->stub_size = s.st_size;
+		mfd = cfd = -1;
+		__atomic_add_fetch(&c->spilled, 1, __ATOMIC_RELEASE);
+	}
+	pthread_mutex_unlock(&c->lock);
+	pfs_cache_state_set(c, s.st_ino, SPILLED, 0);
+	ret = 0;
+fail:
+	if (nfd >= 0)
+		close(nfd);
+	if (mfd >= 0)
+		close(mfd);
+	if (cfd >= 0)
+		close(cfd);
+	if (ret < 0 && !failed) {
+		fprintf(stderr, "prismfs: cache: cannot move a large file out of memory: %s\n",
+			strerror(-ret));
+		return 0; /* write it to memory while there is room */
+	}
+	return ret < 0 ? failed : 0;
+}
+
+int pfs_cache_write_prep(struct pfs_store *st, int fd, off_t off, size_t len, int failed)
+{
+	struct pfs_cache *c = C(st);
+	off_t end = off + (off_t)len;
+	struct stat s;
+	int ret;
+
+	if (__atomic_load_n(&c->spilled, __ATOMIC_ACQUIRE)) {
+		ret = grow_spilled(c, fd, end);
+		if (ret != 0)
+			return ret < 0 ? ret : failed;
+	}
+	if (failed && failed != -ENOSPC)
+		return failed;
+	if (!failed) {
+		if (!c->spill_at)
+			return 0;
+		if (fstat(fd, &s) < 0 || s.st_dev != c->dev || !S_ISREG(s.st_mode))
+			return 0;
+		if ((s.st_size > end ? s.st_size : end) <= (off_t)c->spill_at) {
+			/* --cache-max-dirty: wait for the write-back of others. */
+			if (c->q && c->qo.max_dirty)
+				pfs_wbq_room(c->q, len);
+			return 0;
+		}
+	}
+	return spill(c, fd, end, failed);
+}
+
+bool pfs_cache_spill_queue(struct pfs_cache *c, int fd, bool release)
+{
+	struct wfd **p, *w;
+	struct pfs_wb_op *op = NULL;
+	struct timespec ts[2] = {{.tv_nsec = UTIME_OMIT}, {0}};
+	char path[PATH_MAX], proc[32];
+	struct stat ss;
+
+	if (!__atomic_load_n(&c->spilled, __ATOMIC_ACQUIRE))
+		return false;
+	pthread_mutex_lock(&c->lock);
+	p = pfs_cache_wfd_locked(c, fd);
+	w = *p;
+	if (!w || w->spill < 0) {
+		pthread_mutex_unlock(&c->lock);
+		return false;
+	}
+	if (release) {
+		*p = w->next;
+		__atomic_sub_fetch(&c->spilled, 1, __ATOMIC_RELEASE);
+	}
+	/* The stub says what the file is: its size and time of change. */
+	if (fstat(w->spill, &ss) == 0) {
+		if (ss.st_size != w->stub_size && ftruncate(w->cfd, ss.st_size) == 0)
+			w->stub_size = ss.st_size;
+		ts[1] = ss.st_mtim;
+		futimens(w->cfd, ts);
+	}
+	pthread_mutex_unlock(&c->lock);
+	if (pfs_cache_path(c, w->cfd, NULL, path, sizeof(path)) == 0)
+		op = pfs_wb_op_new(PFS_WB_DATA, path);
+	if (op && release) {
+		op->fd = w->cfd;
+		op->datafd = w->spill;
+		w->cfd = w->spill = -1;
+	} else if (op) {
+		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", w->cfd);
+		op->fd = open(proc, O_RDONLY | O_CLOEXEC);
+		op->datafd = fcntl(w->spill, F_DUPFD_CLOEXEC, 0);
+		if (op->fd < 0 || op->datafd < 0) {
+			pfs_wb_op_free(op);
+			op = NULL;
+		}
+	}
+	if (op) {
+		op->key = w->ino;
+		op->bytes = (uint64_t)w->stub_size;
+		pfs_wbq_push(c->q, op);
+	}
+	if (release) {
+		pfs_cache_state_set(c, w->ino, STUB | SPILLED, 0);
+		if (w->cfd >= 0)
+			close(w->cfd);
+		if (w->spill >= 0)
+			close(w->spill);
+		free(w);
+	}
+	return true;
+}
+
+int pfs_cache_open_large(struct pfs_cache *c, int fd, const struct stat *st, int flags)
+{
+	char path[PATH_MAX];
+	int ret;
+
+	if (pfs_cache_state(c, st->st_ino) & SPILLED) {
+		/* Its data is on its way to the mirror: loaded from there after. */
+		ret = pfs_wbq_wait(c->q, pfs_wbq_last(c->q));
+		if (ret < 0)
+			return ret;
+		pfs_cache_state_set(c, st->st_ino, 0, SPILLED);
+	}
+	if (!c->spill_at || st->st_size <= (off_t)c->spill_at || writes(flags))
+		return -ENOENT;
+	ret = pfs_cache_path(c, fd, NULL, path, sizeof(path));
+	if (ret < 0)
+		return ret;
+	return pfs_cache_mirror_open(c, path, O_RDONLY | (flags & O_NONBLOCK));
+}
