@@ -80,6 +80,7 @@ static int c_open(struct pfs_store *st, int dirfd, const char *name, const struc
 	struct pfs_cache *c = C(st);
 	int flags = (int)how->flags, fd, ret;
 	bool creating = false, writing = (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
+	bool spill_now = false;
 	struct stat s;
 
 	ret = pfs_cache_fill_for(c, dirfd, name);
@@ -109,11 +110,15 @@ static int c_open(struct pfs_store *st, int dirfd, const char *name, const struc
 	pfs_evict_touch(c->ev, fd, &s); /* evict.c: the most recently used */
 	if (pfs_cache_state(c, s.st_ino) & STUB) {
 		ret = (flags & O_TRUNC) ? -ENOENT : pfs_cache_open_large(c, fd, &s, flags);
-		if (ret != -ENOENT) { /* cache_spill.c: the mirror's file, or why not */
+		if (ret == -EINPROGRESS) { /* cache_spill.c: a writer of a large file */
+			spill_now = true;
+		} else if (ret != -ENOENT) { /* the mirror's file, or why not */
 			close(fd);
 			return ret;
 		}
-		if (flags & O_TRUNC) {
+		if (spill_now) {
+			/* its data goes to a file beside the mirror, below */
+		} else if (flags & O_TRUNC) {
 			char path[PATH_MAX];
 
 			if (pfs_cache_path(c, fd, NULL, path, sizeof(path)) == 0)
@@ -167,6 +172,10 @@ static int c_open(struct pfs_store *st, int dirfd, const char *name, const struc
 		} else {
 			free(w);
 		}
+	}
+	if (spill_now && (ret = pfs_cache_spill_open(c, fd)) < 0) {
+		close(fd);
+		return ret;
 	}
 opened:
 	return fd;
@@ -228,7 +237,7 @@ static int c_truncate(struct pfs_store *st, int fd, off_t len)
 	struct pfs_cache *c = C(st);
 	int ret = c->in->ops->truncate(c->in, fd, len);
 
-	if (ret == 0)
+	if (ret == 0 && !pfs_cache_spill_truncated(c, fd, len))
 		queue_data(c, fd);
 	return ret;
 }

@@ -89,8 +89,14 @@ int pfs_cache_write_prep(struct pfs_store *st, int fd, off_t off, size_t len, in
 bool pfs_cache_spill_queue(struct pfs_cache *c, int fd, bool release);
 /* Open the data of the stub file fd (st: its fstat) if it is too large for
  * memory: wait for a spilled write-back, then the mirror's file for a
- * reader. -ENOENT: not such a file, load it as usual. */
+ * reader. -ENOENT: not such a file, load it as usual; -EINPROGRESS: a
+ * writer's, to open with pfs_cache_spill_open once in the writers' table. */
 int pfs_cache_open_large(struct pfs_cache *c, int fd, const struct stat *st, int flags);
+/* The writer fd of a stub too large for memory: its data copied from the
+ * mirror to a spill file, which fd now opens. 0 or -errno (fd forgotten). */
+int pfs_cache_spill_open(struct pfs_cache *c, int fd);
+/* fd was truncated to len: if it is spilled, its stub too (true). */
+bool pfs_cache_spill_truncated(struct pfs_cache *c, int fd, off_t len);
 /* fd's place in the table of files opened for writing (c->lock held). */
 struct wfd **pfs_cache_wfd_locked(struct pfs_cache *c, int fd);
 

@@ -236,10 +236,107 @@ int pfs_cache_open_large(struct pfs_cache *c, int fd, const struct stat *st, int
 			return ret;
 		pfs_cache_state_set(c, st->st_ino, 0, SPILLED);
 	}
-	if (!c->spill_at || st->st_size <= (off_t)c->spill_at || writes(flags))
+	if (!c->spill_at || st->st_size <= (off_t)c->spill_at)
 		return -ENOENT;
+	if (writes(flags))
+		return -EINPROGRESS;
 	ret = pfs_cache_path(c, fd, NULL, path, sizeof(path));
 	if (ret < 0)
 		return ret;
 	return pfs_cache_mirror_open(c, path, O_RDONLY | (flags & O_NONBLOCK));
+}
+
+int pfs_cache_spill_open(struct pfs_cache *c, int fd)
+{
+	struct open_how how = {.flags = O_TMPFILE | O_RDWR | O_CLOEXEC, .mode = 0600};
+	int src = -1, mfd = -1, cfd = -1, nfd = -1, fl, ret;
+	char path[PATH_MAX], proc[32];
+	struct wfd **p, *w;
+	struct stat mst, s;
+
+	pthread_mutex_lock(&c->lock);
+	ret = *pfs_cache_wfd_locked(c, fd) ? 0 : -ENOMEM; /* not in the table */
+	pthread_mutex_unlock(&c->lock);
+	if (ret == 0)
+		ret = pfs_cache_path(c, fd, NULL, path, sizeof(path));
+	if (ret < 0)
+		goto fail;
+	src = pfs_cache_mirror_open(c, path, O_RDONLY);
+	if (src < 0 || fstat(src, &mst) < 0) {
+		ret = src < 0 ? src : -errno;
+		goto fail;
+	}
+	mfd = pfs_st_open(c->in, pfs_mirror_local_root(c->mirror), ".", &how);
+	if (mfd < 0) {
+		ret = mfd;
+		goto fail;
+	}
+	/* The same filesystem: shared blocks where it can. */
+	ret = pfs_st_copy(c->in, mfd, src, mst.st_size, true, NULL, NULL);
+	if (ret == -EOPNOTSUPP || ret == -EXDEV || ret == -EINVAL)
+		ret = pfs_st_copy(c->in, mfd, src, mst.st_size, false, NULL, NULL);
+	if (ret < 0)
+		goto fail;
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	cfd = open(proc, O_RDWR | O_CLOEXEC);
+	fl = fcntl(fd, F_GETFL);
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", mfd);
+	nfd = cfd < 0 || fl < 0 ? -1 : open(proc, (fl & (O_ACCMODE | O_APPEND | O_NONBLOCK)) | O_CLOEXEC);
+	if (nfd < 0 || fstat(cfd, &s) < 0 || ftruncate(cfd, mst.st_size) < 0 ||
+	    dup3(nfd, fd, O_CLOEXEC) < 0) {
+		ret = -errno;
+		goto fail;
+	}
+	ret = pfs_mirror_local_remember(c->mirror, s.st_ino, path);
+	if (ret < 0)
+		goto fail;
+	pthread_mutex_lock(&c->lock);
+	w = *pfs_cache_wfd_locked(c, fd);
+	if (w) {
+		w->spill = mfd;
+		w->cfd = cfd;
+		w->stub_size = mst.st_size;
+		mfd = cfd = -1;
+		__atomic_add_fetch(&c->spilled, 1, __ATOMIC_RELEASE);
+	}
+	pthread_mutex_unlock(&c->lock);
+	pfs_cache_state_set(c, s.st_ino, SPILLED, STUB);
+	ret = 0;
+fail:
+	if (ret < 0) {
+		pthread_mutex_lock(&c->lock);
+		p = pfs_cache_wfd_locked(c, fd);
+		if ((w = *p)) {
+			*p = w->next;
+			free(w);
+		}
+		pthread_mutex_unlock(&c->lock);
+	}
+	if (nfd >= 0)
+		close(nfd);
+	if (src >= 0)
+		close(src);
+	if (mfd >= 0)
+		close(mfd);
+	if (cfd >= 0)
+		close(cfd);
+	return ret;
+}
+
+bool pfs_cache_spill_truncated(struct pfs_cache *c, int fd, off_t len)
+{
+	struct wfd *w;
+	bool spilled = false;
+
+	if (!__atomic_load_n(&c->spilled, __ATOMIC_ACQUIRE))
+		return false;
+	pthread_mutex_lock(&c->lock);
+	w = *pfs_cache_wfd_locked(c, fd);
+	if (w && w->spill >= 0) {
+		spilled = true;
+		if (ftruncate(w->cfd, len) == 0)
+			w->stub_size = len;
+	}
+	pthread_mutex_unlock(&c->lock);
+	return spilled;
 }

@@ -91,10 +91,19 @@ def test_a_file_three_times_the_cache_is_written_whole(dirs, mounter, passthroug
     res = cli("sync", mnt, timeout=120)
     assert res.returncode == 0, res
     assert digest(os.path.join(mirror, "d", "big")) == want
-    # Read again through the mount once written back, then appended to.
+    # Read again through the mount once written back, then appended to
+    # (its data cannot be loaded into memory: the writer works beside the
+    # mirror from the start).
     assert digest(path) == want
     c = check_bounded(mnt)
     assert c["pending_ops"] == 0, c
+    with open(path, "ab", buffering=0) as f:
+        assert f.write(chunk(BIG // CHUNK)) == CHUNK
+        assert os.fstat(f.fileno()).st_size == os.stat(path).st_size == BIG + CHUNK
+        assert os.fstat(f.fileno()).st_ino == os.stat(path).st_ino
+    want = expected(BIG + CHUNK)
+    assert digest(path) == want
+    check_bounded(mnt)
     assert m.stop() == 0
     assert digest(os.path.join(mirror, "d", "big")) == want
     assert not [n for n in os.listdir(os.path.join(mirror, "d")) if n != "big"]
@@ -149,3 +158,21 @@ def test_writers_past_the_dirty_limit_wait_and_finish(dirs, mounter):
         for root in (mnt, mirror):
             with open(os.path.join(root, "f%02d" % i), "rb") as f:
                 assert f.read() == data, (root, i)
+
+
+def test_a_large_file_truncated_while_written_is_right_everywhere(dirs, mounter):
+    mirror, mnt = dirs
+    cached(mounter, mirror, mnt)
+    path = os.path.join(mnt, "big")
+    with open(path, "w+b", buffering=0) as f:
+        for i in range(BIG // CHUNK):
+            f.write(chunk(i))
+        f.truncate(2 * CACHE)  # ftruncate(2) of the open, spilled file
+        assert os.fstat(f.fileno()).st_size == os.stat(path).st_size == 2 * CACHE
+        f.seek(0)
+        assert hashlib.sha256(f.read()).hexdigest() == expected(2 * CACHE)
+    res = cli("sync", mnt, timeout=120)
+    assert res.returncode == 0, res
+    for root in (mnt, mirror):
+        assert os.stat(os.path.join(root, "big")).st_size == 2 * CACHE
+        assert digest(os.path.join(root, "big")) == expected(2 * CACHE), root
