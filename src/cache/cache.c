@@ -81,6 +81,7 @@ static int c_open(struct pfs_store *st, int dirfd, const char *name, const struc
 	int flags = (int)how->flags, fd, ret;
 	bool creating = false, writing = (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
 	bool spill_now = false;
+	ino_t ino;
 	struct stat s;
 
 	ret = pfs_cache_fill_for(c, dirfd, name);
@@ -136,6 +137,7 @@ static int c_open(struct pfs_store *st, int dirfd, const char *name, const struc
 		c->hits++;
 		pthread_mutex_unlock(&c->lock);
 	}
+	ino = s.st_ino;
 	if (creating) {
 		struct pfs_wb_op *op = op_at(c, PFS_WB_CREATE, fd, NULL);
 
@@ -174,6 +176,12 @@ static int c_open(struct pfs_store *st, int dirfd, const char *name, const struc
 		}
 	}
 	if (spill_now && (ret = pfs_cache_spill_open(c, fd)) < 0) {
+		close(fd);
+		return ret;
+	}
+	/* A file a writer has moved out of memory: opened where it is now. */
+	if (!spill_now && (pfs_cache_state(c, ino) & SPILLED) &&
+	    (ret = pfs_cache_spill_join(c, fd, ino, flags)) < 0) {
 		close(fd);
 		return ret;
 	}

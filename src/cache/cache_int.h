@@ -95,6 +95,10 @@ int pfs_cache_open_large(struct pfs_cache *c, int fd, const struct stat *st, int
 /* The writer fd of a stub too large for memory: its data copied from the
  * mirror to a spill file, which fd now opens. 0 or -errno (fd forgotten). */
 int pfs_cache_spill_open(struct pfs_cache *c, int fd);
+/* fd, just opened (flags) of the cache file ino marked SPILLED: if a writer
+ * has it spilled now, fd is made to open the spill file too (a writer
+ * shares it). 0 or -errno. */
+int pfs_cache_spill_join(struct pfs_cache *c, int fd, ino_t ino, int flags);
 /* fd was truncated to len: if it is spilled, its stub too (true). */
 bool pfs_cache_spill_truncated(struct pfs_cache *c, int fd, off_t len);
 /* fd's place in the table of files opened for writing (c->lock held). */

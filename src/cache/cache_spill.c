@@ -22,6 +22,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,13 +56,16 @@ static int grow_spilled(struct pfs_cache *c, int fd, off_t end)
 	pthread_mutex_lock(&c->lock);
 	w = *pfs_cache_wfd_locked(c, fd);
 	if (w && w->spill >= 0) {
+		struct stat s;
+
+		/* Another writer of the same spill file may have grown it. */
 		ret = 1;
-		if (end > w->stub_size) {
+		if (end > w->stub_size && fstat(w->cfd, &s) == 0 && end > s.st_size) {
 			if (ftruncate(w->cfd, end) < 0)
 				ret = -errno;
-			else
-				w->stub_size = end;
 		}
+		if (ret == 1 && end > w->stub_size)
+			w->stub_size = end;
 	}
 	pthread_mutex_unlock(&c->lock);
 	return ret;
@@ -103,9 +107,15 @@ static int spill(struct pfs_cache *c, int fd, off_t end, int failed)
 		goto fail;
 	}
 	close(nfd);
-	/* The data is the spill file's from now on: give the memory back. */
-	if (s.st_size > 0)
+	nfd = -1;
+	/* The data is the spill file's from now on: give the memory back —
+	 * unless another open still reads it there (the write lease proves
+	 * none does, as eviction's does; an open meanwhile waits for it). */
+	if (s.st_size > 0 && fcntl(cfd, F_SETSIG, SIGURG) == 0 &&
+	    fcntl(cfd, F_SETLEASE, F_WRLCK) == 0) {
 		fallocate(cfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, s.st_size);
+		fcntl(cfd, F_SETLEASE, F_UNLCK);
+	}
 	if (end > s.st_size && ftruncate(cfd, end) == 0)
 		s.st_size = end;
 	pthread_mutex_lock(&c->lock);
@@ -164,6 +174,16 @@ int pfs_cache_write_prep(struct pfs_store *st, int fd, off_t off, size_t len, in
 	return spill(c, fd, end, failed);
 }
 
+/* Another writer of ino has it spilled now. */
+static bool live_locked(struct pfs_cache *c, ino_t ino)
+{
+	for (unsigned i = 0; i < NBUCKETS; i++)
+		for (struct wfd *w = c->wtab[i]; w; w = w->next)
+			if (w->ino == ino && w->spill >= 0)
+				return true;
+	return false;
+}
+
 bool pfs_cache_spill_queue(struct pfs_cache *c, int fd, bool release)
 {
 	struct wfd **p, *w;
@@ -171,6 +191,7 @@ bool pfs_cache_spill_queue(struct pfs_cache *c, int fd, bool release)
 	struct timespec ts[2] = {{.tv_nsec = UTIME_OMIT}, {0}};
 	char path[PATH_MAX], proc[32];
 	struct stat ss;
+	bool last = false;
 
 	if (!__atomic_load_n(&c->spilled, __ATOMIC_ACQUIRE))
 		return false;
@@ -184,10 +205,11 @@ bool pfs_cache_spill_queue(struct pfs_cache *c, int fd, bool release)
 	if (release) {
 		*p = w->next;
 		__atomic_sub_fetch(&c->spilled, 1, __ATOMIC_RELEASE);
+		last = !live_locked(c, w->ino);
 	}
 	/* The stub says what the file is: its size and time of change. */
 	if (fstat(w->spill, &ss) == 0) {
-		if (ss.st_size != w->stub_size && ftruncate(w->cfd, ss.st_size) == 0)
+		if (ftruncate(w->cfd, ss.st_size) == 0)
 			w->stub_size = ss.st_size;
 		ts[1] = ss.st_mtim;
 		futimens(w->cfd, ts);
@@ -214,7 +236,9 @@ bool pfs_cache_spill_queue(struct pfs_cache *c, int fd, bool release)
 		pfs_wbq_push(c->q, op);
 	}
 	if (release) {
-		pfs_cache_state_set(c, w->ino, STUB | SPILLED, 0);
+		/* The last writer gone: a stub, loaded once written back. */
+		if (last)
+			pfs_cache_state_set(c, w->ino, STUB | SPILLED, 0);
 		if (w->cfd >= 0)
 			close(w->cfd);
 		if (w->spill >= 0)
@@ -339,4 +363,61 @@ bool pfs_cache_spill_truncated(struct pfs_cache *c, int fd, off_t len)
 	}
 	pthread_mutex_unlock(&c->lock);
 	return spilled;
+}
+
+int pfs_cache_spill_join(struct pfs_cache *c, int fd, ino_t ino, int flags)
+{
+	int spill = -1, cfd = -1, nfd = -1, fl, ret = 0;
+	off_t size = 0;
+	char proc[32];
+	struct wfd *w, *mine;
+
+	if (!__atomic_load_n(&c->spilled, __ATOMIC_ACQUIRE))
+		return 0;
+	pthread_mutex_lock(&c->lock);
+	for (unsigned i = 0; i < NBUCKETS && spill < 0 && ret == 0; i++) {
+		for (w = c->wtab[i]; w; w = w->next) {
+			if (w->ino == ino && w->spill >= 0 && w->fd != fd) {
+				spill = fcntl(w->spill, F_DUPFD_CLOEXEC, 0);
+				cfd = fcntl(w->cfd, F_DUPFD_CLOEXEC, 0);
+				size = w->stub_size;
+				ret = spill < 0 || cfd < 0 ? -errno : 0;
+				break;
+			}
+		}
+	}
+	pthread_mutex_unlock(&c->lock);
+	if (ret < 0 || spill < 0)
+		goto out; /* none live: the stub, as it is */
+	fl = fcntl(fd, F_GETFL);
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", spill);
+	nfd = fl < 0 ? -1 : open(proc, (fl & (O_ACCMODE | O_APPEND | O_NONBLOCK)) | O_CLOEXEC);
+	if (nfd < 0 || dup3(nfd, fd, O_CLOEXEC) < 0) {
+		ret = -errno;
+		goto out;
+	}
+	if ((flags & O_TRUNC) && (ftruncate(spill, 0) < 0 || ftruncate(cfd, 0) < 0)) {
+		ret = -errno;
+		goto out;
+	}
+	if (flags & O_TRUNC)
+		size = 0;
+	pthread_mutex_lock(&c->lock);
+	mine = *pfs_cache_wfd_locked(c, fd);
+	if (mine && mine->spill < 0) { /* a writer: it shares the spill file */
+		mine->spill = spill;
+		mine->cfd = cfd;
+		mine->stub_size = size;
+		spill = cfd = -1;
+		__atomic_add_fetch(&c->spilled, 1, __ATOMIC_RELEASE);
+	}
+	pthread_mutex_unlock(&c->lock);
+out:
+	if (nfd >= 0)
+		close(nfd);
+	if (spill >= 0)
+		close(spill);
+	if (cfd >= 0)
+		close(cfd);
+	return ret;
 }

@@ -176,3 +176,30 @@ def test_a_large_file_truncated_while_written_is_right_everywhere(dirs, mounter)
     for root in (mnt, mirror):
         assert os.stat(os.path.join(root, "big")).st_size == 2 * CACHE
         assert digest(os.path.join(root, "big")) == expected(2 * CACHE), root
+
+
+@pytest.mark.parametrize("passthrough", ["on", "off"])
+def test_opens_of_a_large_file_while_it_is_written_see_its_data(dirs, mounter, passthrough):
+    """A reader and a second writer opened while the first writer has the
+    file out of memory: they read and write the same data it does."""
+    mirror, mnt = dirs
+    cached(mounter, mirror, mnt, "--passthrough", passthrough)
+    path = os.path.join(mnt, "big")
+    n = BIG // CHUNK
+    with open(path, "wb", buffering=0) as w:
+        for i in range(n):
+            w.write(chunk(i))
+        with open(path, "rb") as r:
+            assert hashlib.sha256(r.read()).hexdigest() == expected()
+        with open(path, "ab", buffering=0) as a:
+            assert a.write(chunk(n)) == CHUNK
+        w.seek(0, os.SEEK_END)
+        assert w.write(chunk(n + 1)) == CHUNK
+        assert os.stat(path).st_size == BIG + 2 * CHUNK
+        with open(path, "rb") as r:
+            assert hashlib.sha256(r.read()).hexdigest() == expected(BIG + 2 * CHUNK)
+    check_bounded(mnt)
+    res = cli("sync", mnt, timeout=120)
+    assert res.returncode == 0, res
+    for root in (mnt, mirror):
+        assert digest(os.path.join(root, "big")) == expected(BIG + 2 * CHUNK), root
