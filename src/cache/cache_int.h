@@ -38,6 +38,7 @@ struct wfd {
 			 * holds the data now (fd was made to open it too), or -1 */
 	int cfd;        /* spilled: the cache file (a stub of the right size) */
 	off_t stub_size;
+	bool nospill;   /* a move out of memory failed: only at ENOSPC again */
 };
 
 struct pfs_cache {
@@ -58,6 +59,7 @@ struct pfs_cache {
 	struct pfs_evict *ev;        /* keeps the use within the size (evict.h) */
 	uint64_t spill_at;           /* a file larger leaves memory; 0: never */
 	unsigned spilled;            /* open files spilled now (atomic) */
+	unsigned long spill_seq;     /* names of spill files where O_TMPFILE fails */
 };
 
 #define C(st) ((struct pfs_cache *)(st))

@@ -71,9 +71,29 @@ static int grow_spilled(struct pfs_cache *c, int fd, off_t end)
 	return ret;
 }
 
-static int spill(struct pfs_cache *c, int fd, off_t end, int failed)
+/* A new file without a name on the mirror's filesystem, read-write: an
+ * O_TMPFILE at its root, or where that is not supported, a write-back
+ * temporary's name (which a fill skips) removed at once. */
+static int spill_file(struct pfs_cache *c)
 {
 	struct open_how how = {.flags = O_TMPFILE | O_RDWR | O_CLOEXEC, .mode = 0600};
+	int root = pfs_mirror_local_root(c->mirror), fd;
+	char name[64];
+
+	fd = pfs_st_open(c->in, root, ".", &how);
+	if (fd != -EOPNOTSUPP && fd != -EISDIR && fd != -EINVAL)
+		return fd;
+	snprintf(name, sizeof(name), ".prismfs-wb.spill.%d.%lu", (int)getpid(),
+		 (unsigned long)__atomic_add_fetch(&c->spill_seq, 1, __ATOMIC_RELAXED));
+	fd = pfs_st_openat(c->in, root, name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+			   0600);
+	if (fd >= 0)
+		pfs_st_unlink(c->in, root, name, 0);
+	return fd;
+}
+
+static int spill(struct pfs_cache *c, int fd, off_t end, int failed)
+{
 	int cfd = -1, mfd = -1, nfd = -1, fl, ret;
 	char proc[32];
 	struct stat s;
@@ -81,7 +101,8 @@ static int spill(struct pfs_cache *c, int fd, off_t end, int failed)
 
 	pthread_mutex_lock(&c->lock);
 	w = *pfs_cache_wfd_locked(c, fd);
-	ret = w && w->spill < 0;
+	/* Once it could not be moved, only a full cache tries again. */
+	ret = w && w->spill < 0 && (failed || !w->nospill);
 	pthread_mutex_unlock(&c->lock);
 	if (!ret)
 		return failed; /* not a writer of the cache's: nothing to move */
@@ -91,7 +112,7 @@ static int spill(struct pfs_cache *c, int fd, off_t end, int failed)
 		ret = cfd < 0 ? -errno : -EXDEV;
 		goto fail;
 	}
-	mfd = pfs_st_open(c->in, pfs_mirror_local_root(c->mirror), ".", &how);
+	mfd = spill_file(c);
 	if (mfd < 0) {
 		ret = mfd;
 		goto fail;
@@ -138,6 +159,11 @@ fail:
 	if (cfd >= 0)
 		close(cfd);
 	if (ret < 0 && !failed) {
+		pthread_mutex_lock(&c->lock);
+		w = *pfs_cache_wfd_locked(c, fd);
+		if (w)
+			w->nospill = true;
+		pthread_mutex_unlock(&c->lock);
 		fprintf(stderr, "prismfs: cache: cannot move a large file out of memory: %s\n",
 			strerror(-ret));
 		return 0; /* write it to memory while there is room */
@@ -272,7 +298,6 @@ int pfs_cache_open_large(struct pfs_cache *c, int fd, const struct stat *st, int
 
 int pfs_cache_spill_open(struct pfs_cache *c, int fd)
 {
-	struct open_how how = {.flags = O_TMPFILE | O_RDWR | O_CLOEXEC, .mode = 0600};
 	int src = -1, mfd = -1, cfd = -1, nfd = -1, fl, ret;
 	char path[PATH_MAX], proc[32];
 	struct wfd **p, *w;
@@ -290,7 +315,7 @@ int pfs_cache_spill_open(struct pfs_cache *c, int fd)
 		ret = src < 0 ? src : -errno;
 		goto fail;
 	}
-	mfd = pfs_st_open(c->in, pfs_mirror_local_root(c->mirror), ".", &how);
+	mfd = spill_file(c);
 	if (mfd < 0) {
 		ret = mfd;
 		goto fail;
