@@ -289,21 +289,47 @@ int pfs_view_fsync(struct pfs_fs *fs, int datasync, struct fuse_file_info *fi)
 int pfs_view_fallocate(struct pfs_fs *fs, int mode, off_t off, off_t len,
 		       struct fuse_file_info *fi)
 {
+	int ret;
+
 	if (fs->read_only)
 		return -EROFS;
-	return fallocate(pfs_fh_fd(fi), mode, off, len) < 0 ? -errno : 0;
+	/* Growing it is writing, as the store sees it (room, or a move). */
+	ret = mode == 0 ? pfs_st_write_prep(fs->store, pfs_fh_fd(fi), off, (size_t)len, 0) : 0;
+	if (ret == 0 && fallocate(pfs_fh_fd(fi), mode, off, len) < 0) {
+		ret = -errno;
+		if (ret == -ENOSPC && mode == 0 &&
+		    pfs_st_write_prep(fs->store, pfs_fh_fd(fi), off, (size_t)len, ret) == 0)
+			ret = fallocate(pfs_fh_fd(fi), mode, off, len) < 0 ? -errno : 0;
+	}
+	return ret;
 }
 
 ssize_t pfs_view_copy_file_range(struct pfs_fs *fs, struct fuse_file_info *fi_in, off_t off_in,
 				 struct fuse_file_info *fi_out, off_t off_out, size_t len,
 				 int flags)
 {
+	off_t in0 = off_in, out0 = off_out;
+	struct stat sin;
 	ssize_t n;
 
 	if (fs->read_only)
 		return -EROFS;
+	/* What it will write: len is often far more than the source has. */
+	if (fstat(pfs_fh_fd(fi_in), &sin) == 0)
+		len = off_in >= sin.st_size ? 0 : (size_t)(sin.st_size - off_in) < len ?
+		      (size_t)(sin.st_size - off_in) : len;
+	n = pfs_st_write_prep(fs->store, pfs_fh_fd(fi_out), off_out, len, 0);
+	if (n < 0)
+		return n;
 	n = copy_file_range(pfs_fh_fd(fi_in), &off_in, pfs_fh_fd(fi_out), &off_out, len,
 			    (unsigned int)flags);
+	if (n < 0 && errno == ENOSPC &&
+	    pfs_st_write_prep(fs->store, pfs_fh_fd(fi_out), out0, len, -ENOSPC) == 0) {
+		off_in = in0;
+		off_out = out0;
+		n = copy_file_range(pfs_fh_fd(fi_in), &off_in, pfs_fh_fd(fi_out), &off_out, len,
+				    (unsigned int)flags);
+	}
 	return n < 0 ? -errno : n;
 }
 

@@ -210,3 +210,33 @@ def test_opens_of_a_large_file_while_it_is_written_see_its_data(dirs, mounter, p
     assert res.returncode == 0, res
     for root in (mnt, mirror):
         assert digest(os.path.join(root, "big")) == expected(BIG + 2 * CHUNK), root
+
+
+def test_copy_file_range_and_fallocate_into_the_cache_are_bounded(dirs, mounter):
+    """copy_file_range(2) of a mirror file three times the cache into a new
+    file, and fallocate(2) growing another past the cache: no ENOSPC, whole
+    everywhere."""
+    mirror, mnt = dirs
+    with open(os.path.join(mirror, "src"), "wb") as f:
+        for i in range(BIG // CHUNK):
+            f.write(chunk(i))
+    cached(mounter, mirror, mnt)
+    with open(os.path.join(mnt, "src"), "rb") as s, \
+            open(os.path.join(mnt, "dst"), "wb") as d:
+        done = 0
+        while done < BIG:
+            n = os.copy_file_range(s.fileno(), d.fileno(), 1 << 30, done, done)
+            assert n > 0, done
+            done += n
+            check_bounded(mnt)
+        assert os.fstat(d.fileno()).st_size == os.stat(os.path.join(mnt, "dst")).st_size == BIG
+    with open(os.path.join(mnt, "alloc"), "wb") as f:
+        os.posix_fallocate(f.fileno(), 0, BIG)
+        assert os.stat(os.path.join(mnt, "alloc")).st_size == BIG
+        check_bounded(mnt)
+    res = cli("sync", mnt, timeout=120)
+    assert res.returncode == 0, res
+    zeros = hashlib.sha256(bytes(BIG)).hexdigest()
+    for root in (mnt, mirror):
+        assert digest(os.path.join(root, "dst")) == expected(), root
+        assert digest(os.path.join(root, "alloc")) == zeros, root
