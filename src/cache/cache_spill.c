@@ -247,6 +247,8 @@ bool pfs_cache_spill_queue(struct pfs_cache *c, int fd, bool release)
 		op->fd = w->cfd;
 		op->datafd = w->spill;
 		w->cfd = w->spill = -1;
+		if (last) /* no one writes it any more: the mirror may take it */
+			op->flags = PFS_WB_DATA_MOVE;
 	} else if (op) {
 		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", w->cfd);
 		op->fd = open(proc, O_RDONLY | O_CLOEXEC);

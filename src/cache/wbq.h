@@ -46,6 +46,10 @@ enum pfs_wb_kind {
 #define PFS_WB_ATIME 4u
 #define PFS_WB_MTIME 8u
 
+/* DATA flags: datafd is the op's alone, and may become the mirror's file
+ * itself (linked in) rather than be copied. */
+#define PFS_WB_DATA_MOVE 1u
+
 /* What the mirror's copy of a file was when the cache loaded it (or last
  * wrote it back): a write-back finding something else there is a conflict. */
 struct pfs_wb_base {
