@@ -13,8 +13,9 @@
  * lock), so no write goes to the old place meanwhile.
  *
  * At fsync and release the write-back is queued from the spill file (the
- * stub still gives the size, mode and times); at release the stub becomes
- * STUB | SPILLED. An open of a SPILLED stub first waits for the write-back,
+ * stub still gives the size, mode and times; at the release of its last
+ * writer the mirror links the spill file itself into place, PFS_WB_DATA_MOVE,
+ * else copies it); at that release the stub becomes STUB | SPILLED. An open of a SPILLED stub first waits for the write-back,
  * and a reader of a stub larger than what may be in memory gets the
  * mirror's file instead of a load (its attributes stay the stub's: the
  * view shows the node's, not a foreign handle's). */
