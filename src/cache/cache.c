@@ -67,6 +67,11 @@ static struct wfd **wfd_slot(struct pfs_cache *c, int fd)
 	return p;
 }
 
+struct wfd **pfs_cache_wfd_locked(struct pfs_cache *c, int fd)
+{
+	return wfd_slot(c, fd);
+}
+
 /* --------------------------------------------------------------------
  * the operations */
 
@@ -75,6 +80,8 @@ static int c_open(struct pfs_store *st, int dirfd, const char *name, const struc
 	struct pfs_cache *c = C(st);
 	int flags = (int)how->flags, fd, ret;
 	bool creating = false, writing = (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
+	bool spill_now = false;
+	ino_t ino;
 	struct stat s;
 
 	ret = pfs_cache_fill_for(c, dirfd, name);
@@ -103,7 +110,16 @@ static int c_open(struct pfs_store *st, int dirfd, const char *name, const struc
 		goto opened;
 	pfs_evict_touch(c->ev, fd, &s); /* evict.c: the most recently used */
 	if (pfs_cache_state(c, s.st_ino) & STUB) {
-		if (flags & O_TRUNC) {
+		ret = (flags & O_TRUNC) ? -ENOENT : pfs_cache_open_large(c, fd, &s, flags);
+		if (ret == -EINPROGRESS) { /* cache_spill.c: a writer of a large file */
+			spill_now = true;
+		} else if (ret != -ENOENT) { /* the mirror's file, or why not */
+			close(fd);
+			return ret;
+		}
+		if (spill_now) {
+			/* its data goes to a file beside the mirror, below */
+		} else if (flags & O_TRUNC) {
 			char path[PATH_MAX];
 
 			/* The mirror holds it at its cache path only once the
@@ -126,6 +142,7 @@ static int c_open(struct pfs_store *st, int dirfd, const char *name, const struc
 		c->hits++;
 		pthread_mutex_unlock(&c->lock);
 	}
+	ino = s.st_ino;
 	if (creating) {
 		struct pfs_wb_op *op = op_at(c, PFS_WB_CREATE, fd, NULL);
 
@@ -147,6 +164,7 @@ static int c_open(struct pfs_store *st, int dirfd, const char *name, const struc
 			w->mtime = s.st_mtim;
 			w->size = s.st_size;
 			w->dirty = creating || (flags & O_TRUNC);
+			w->spill = w->cfd = -1;
 			pthread_mutex_lock(&c->lock);
 			p = wfd_slot(c, fd);
 			if (*p) { /* a number reused: the old one was closed unseen */
@@ -163,6 +181,16 @@ static int c_open(struct pfs_store *st, int dirfd, const char *name, const struc
 		}
 		if (c->j) /* passthrough writes are unseen: record the file now */
 			pfs_journal_opened(c->j, fd);
+	}
+	if (spill_now && (ret = pfs_cache_spill_open(c, fd)) < 0) {
+		close(fd);
+		return ret;
+	}
+	/* A file a writer has moved out of memory: opened where it is now. */
+	if (!spill_now && (pfs_cache_state(c, ino) & SPILLED) &&
+	    (ret = pfs_cache_spill_join(c, fd, ino, flags)) < 0) {
+		close(fd);
+		return ret;
 	}
 opened:
 	return fd;
@@ -199,6 +227,8 @@ static void c_release(struct pfs_store *st, int fd)
 {
 	struct pfs_cache *c = C(st);
 
+	if (pfs_cache_spill_queue(c, fd, true))
+		return;
 	if (written(c, fd, false))
 		queue_data(c, fd);
 	pfs_evict_released(c->ev, fd); /* evict.c */
@@ -213,7 +243,7 @@ static int c_sync(struct pfs_store *st, int fd, bool data_only)
 
 	if (ret < 0)
 		return ret;
-	if (written(c, fd, true))
+	if (!pfs_cache_spill_queue(c, fd, false) && written(c, fd, true))
 		queue_data(c, fd);
 	/* Everything before it too: the file's name may be new. */
 	return pfs_wbq_wait(c->q, pfs_wbq_last(c->q));
@@ -224,7 +254,7 @@ static int c_truncate(struct pfs_store *st, int fd, off_t len)
 	struct pfs_cache *c = C(st);
 	int ret = c->in->ops->truncate(c->in, fd, len);
 
-	if (ret == 0)
+	if (ret == 0 && !pfs_cache_spill_truncated(c, fd, len))
 		queue_data(c, fd);
 	return ret;
 }
@@ -563,6 +593,10 @@ void pfs_cache_destroy(struct pfs_store *st)
 			struct wfd *w = c->wtab[i];
 
 			c->wtab[i] = w->next;
+			if (w->spill >= 0)
+				close(w->spill);
+			if (w->cfd >= 0)
+				close(w->cfd);
 			free(w);
 		}
 	}
@@ -596,6 +630,8 @@ const struct pfs_store_ops pfs_cache_ops = {
 	.sync = c_sync,
 	.copy = c_copy,
 	.release = c_release,
+	.direct_ok = pfs_cache_direct_ok,
+	.write_prep = pfs_cache_write_prep,
 	.destroy = pfs_cache_destroy,
 };
 

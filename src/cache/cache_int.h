@@ -16,7 +16,9 @@
 
 #define NBUCKETS 4096u
 
-enum { FILLED = 1, STUB = 2 };
+/* SPILLED: a stub whose data waits for its write-back from a file on the
+ * mirror's filesystem (cache_spill.c): not to be loaded before it is done. */
+enum { FILLED = 1, STUB = 2, SPILLED = 4 };
 
 /* What the cache knows of one of its inodes beyond what the tmpfs says. */
 struct ent {
@@ -33,6 +35,11 @@ struct wfd {
 	struct timespec mtime;
 	off_t size;
 	bool dirty;
+	int spill;      /* spilled: the file on the mirror's filesystem that
+			 * holds the data now (fd was made to open it too), or -1 */
+	int cfd;        /* spilled: the cache file (a stub of the right size) */
+	off_t stub_size;
+	bool nospill;   /* a move out of memory failed: only at ENOSPC again */
 };
 
 struct pfs_cache {
@@ -52,6 +59,9 @@ struct pfs_cache {
 	struct wfd *wtab[NBUCKETS];
 	uint64_t dirs_filled, files_loaded, bytes_loaded, hits;
 	struct pfs_evict *ev;        /* keeps the use within the size (evict.h) */
+	uint64_t spill_at;           /* a file larger leaves memory; 0: never */
+	unsigned spilled;            /* open files spilled now (atomic) */
+	unsigned long spill_seq;     /* names of spill files where O_TMPFILE fails */
 };
 
 #define C(st) ((struct pfs_cache *)(st))
@@ -77,5 +87,28 @@ void pfs_cache_destroy(struct pfs_store *st);
 /* --lazy-load off: read every directory of the mirror, and load file data
  * while the cache has more than reserve bytes free (cache_preload.c). */
 int pfs_cache_preload(struct pfs_cache *c, uint64_t reserve);
+
+/* cache_spill.c: files too large for memory. */
+bool pfs_cache_direct_ok(struct pfs_store *st, int fd, int flags);
+int pfs_cache_write_prep(struct pfs_store *st, int fd, off_t off, size_t len, int failed);
+/* The writer fd is released or fsync'ed: if it was spilled, its data is
+ * queued (from the spill file) and true returned; release: forget it. */
+bool pfs_cache_spill_queue(struct pfs_cache *c, int fd, bool release);
+/* Open the data of the stub file fd (st: its fstat) if it is too large for
+ * memory: wait for a spilled write-back, then the mirror's file for a
+ * reader. -ENOENT: not such a file, load it as usual; -EINPROGRESS: a
+ * writer's, to open with pfs_cache_spill_open once in the writers' table. */
+int pfs_cache_open_large(struct pfs_cache *c, int fd, const struct stat *st, int flags);
+/* The writer fd of a stub too large for memory: its data copied from the
+ * mirror to a spill file, which fd now opens. 0 or -errno (fd forgotten). */
+int pfs_cache_spill_open(struct pfs_cache *c, int fd);
+/* fd, just opened (flags) of the cache file ino marked SPILLED: if a writer
+ * has it spilled now, fd is made to open the spill file too (a writer
+ * shares it). 0 or -errno. */
+int pfs_cache_spill_join(struct pfs_cache *c, int fd, ino_t ino, int flags);
+/* fd was truncated to len: if it is spilled, its stub too (true). */
+bool pfs_cache_spill_truncated(struct pfs_cache *c, int fd, off_t len);
+/* fd's place in the table of files opened for writing (c->lock held). */
+struct wfd **pfs_cache_wfd_locked(struct pfs_cache *c, int fd);
 
 #endif

@@ -67,6 +67,18 @@ int pfs_cache_new(struct pfs_store **out, struct pfs_store *inner, int root,
 		qo.record = pfs_journal_record;
 		qo.arg = o->journal;
 	}
+	/* A file whose data would pass half the cache, or the dirty limit,
+	 * leaves memory while it is written (cache_spill.c). */
+	c->spill_at = o->size / 2;
+	if (o->max_dirty && (!c->spill_at || o->max_dirty < c->spill_at))
+		c->spill_at = o->max_dirty;
+	/* A spilled file is an unnamed file the daemon holds: a kill -9 would
+	 * take its data with it, where the journal promises nothing
+	 * acknowledged is lost. With a journal, files stay in the memory
+	 * filesystem (which outlives the daemon) and one larger than it fails
+	 * with ENOSPC. */
+	if (o->journal)
+		c->spill_at = 0;
 	c->qo = qo; /* the worker starts in the serving process (pfs_cache_start) */
 	if (o->size && (ret = pfs_evict_new(&c->ev, c, o->size)) < 0) {
 		snprintf(err, errlen, "cannot make the cache's eviction: %s", strerror(-ret));
@@ -185,7 +197,8 @@ static int quarantine(struct pfs_wb_op *left, const char *dir, char *msg, size_t
 			snprintf(name, sizeof(name), "%06d", n);
 			fd = openat(dfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 			if (fd < 0 || fstat(op->fd, &st) < 0 ||
-			    pfs_fcopy_data(fd, op->fd, st.st_size, NULL, NULL) < 0)
+			    pfs_fcopy_data(fd, op->datafd >= 0 ? op->datafd : op->fd, st.st_size,
+					   NULL, NULL) < 0)
 				ret = -EIO;
 			if (fd >= 0)
 				close(fd);

@@ -19,7 +19,9 @@
  * use down to the low mark whenever it passes the high mark (woken at each
  * write into the cache — a fanotify mark on its filesystem sees kernel
  * passthrough writes too —, at each release, and twice a second). A writer
- * can still outrun it: its writes are not the daemon's to hold back.
+ * served by the daemon (cache_spill.c) that finds the cache full moves its
+ * file out of memory instead; one sharing a file with passthrough readers
+ * writes by passthrough, and can still outrun it.
  *
  * Memory: one record per file with data in the cache (a tmpfs file with
  * data takes at least a page, so at most size/4096 records, ~100 bytes

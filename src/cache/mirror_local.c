@@ -345,18 +345,44 @@ static char *conflict_name(const char *name)
 }
 
 /* Copy the cache file's data, mode and times into the open file fd. */
-static int fill(struct pfs_mirror_local *m, int fd, int src, const struct stat *sst)
+static int fill(struct pfs_mirror_local *m, int fd, const struct pfs_wb_op *op,
+		const struct stat *sst, bool moved)
 {
+	int src = op->datafd >= 0 ? op->datafd : op->fd;
 	struct timespec ts[2] = {sst->st_atim, sst->st_mtim};
 	int ret;
 
-	ret = pfs_st_truncate(m->st, fd, 0);
-	if (ret == 0)
+	/* moved: fd is the data file itself, linked in (move_in). */
+	ret = pfs_st_truncate(m->st, fd, moved ? sst->st_size : 0);
+	if (ret == 0 && !moved)
 		ret = pfs_st_copy(m->st, fd, src, sst->st_size, false, NULL, NULL);
 	if (ret == 0)
 		ret = pfs_st_chmod(m->st, pfs_ref_fd(fd), sst->st_mode & 07777);
 	if (ret == 0)
 		ret = pfs_st_utimes(m->st, pfs_ref_fd(fd), ts);
+	return ret;
+}
+
+/* The file src (a data file without a name on the mirror's filesystem,
+ * cache_spill.c) linked in as tmp in dfd, opened for writing; -errno (a
+ * file that cannot be linked: elsewhere, or linked once already) to copy
+ * it instead. */
+static int move_in(struct pfs_mirror_local *m, int src, int dfd, const char *tmp)
+{
+	char name[16];
+	int pfd, ret;
+
+	pfd = pfs_st_openat(m->st, AT_FDCWD, "/proc/self/fd", O_PATH | O_DIRECTORY | O_CLOEXEC, 0);
+	if (pfd < 0)
+		return pfd;
+	snprintf(name, sizeof(name), "%d", src);
+	ret = pfs_st_link(m->st, pfd, name, dfd, tmp, AT_SYMLINK_FOLLOW);
+	close(pfd);
+	if (ret < 0)
+		return ret;
+	ret = pfs_st_openat(m->st, dfd, tmp, O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0);
+	if (ret < 0)
+		pfs_st_unlink(m->st, dfd, tmp, 0);
 	return ret;
 }
 
@@ -407,17 +433,23 @@ static int apply_data(struct pfs_mirror_local *m, struct pfs_wb_op *op, int dfd,
 			ret = fd;
 			goto out;
 		}
-		ret = fill(m, fd, op->fd, &sst);
+		ret = fill(m, fd, op, &sst, false);
 		goto done;
 	}
 	snprintf(tmp, sizeof(tmp), ".prismfs-wb.%d.%lu", (int)getpid(), ++m->tmpseq);
-	fd = pfs_st_openat(m->st, dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-			   0600);
-	if (fd < 0) {
-		ret = fd;
-		goto out;
+	fd = (op->flags & PFS_WB_DATA_MOVE) && op->datafd >= 0 ? move_in(m, op->datafd, dfd, tmp)
+								: -1;
+	if (fd >= 0) {
+		ret = fill(m, fd, op, &sst, true);
+	} else {
+		fd = pfs_st_openat(m->st, dfd, tmp,
+				   O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (fd < 0) {
+			ret = fd;
+			goto out;
+		}
+		ret = fill(m, fd, op, &sst, false);
 	}
-	ret = fill(m, fd, op->fd, &sst);
 	if (ret == 0 && have_cur) {
 		const char *what;
 
@@ -436,7 +468,8 @@ static int apply_data(struct pfs_mirror_local *m, struct pfs_wb_op *op, int dfd,
 		pfs_crashpoint("wb-data-tmp"); /* tests: written, not yet renamed */
 	if (ret == 0)
 		ret = pfs_st_rename(m->st, dfd, tmp, dfd, target, 0);
-	if (ret < 0)
+	/* (a rename between two names of one file leaves both) */
+	if (ret < 0 || (op->flags & PFS_WB_DATA_MOVE))
 		pfs_st_unlink(m->st, dfd, tmp, 0);
 done:
 	if (ret == 0 && pfs_st_stat(m->st, dfd, target, &cur, AT_SYMLINK_NOFOLLOW) == 0 &&

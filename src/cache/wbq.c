@@ -60,6 +60,7 @@ struct pfs_wb_op *pfs_wb_op_new(enum pfs_wb_kind k, const char *path)
 		return NULL;
 	op->kind = k;
 	op->fd = -1;
+	op->datafd = -1;
 	op->path = strdup(path);
 	if (!op->path) {
 		free(op);
@@ -74,6 +75,8 @@ void pfs_wb_op_free(struct pfs_wb_op *op)
 		return;
 	if (op->fd >= 0)
 		close(op->fd);
+	if (op->datafd >= 0)
+		close(op->datafd);
 	free(op->path);
 	free(op->path2);
 	free(op->target);

@@ -46,6 +46,10 @@ enum pfs_wb_kind {
 #define PFS_WB_ATIME 4u
 #define PFS_WB_MTIME 8u
 
+/* DATA flags: datafd is the op's alone, and may become the mirror's file
+ * itself (linked in) rather than be copied. */
+#define PFS_WB_DATA_MOVE 1u
+
 /* What the mirror's copy of a file was when the cache loaded it (or last
  * wrote it back): a write-back finding something else there is a conflict. */
 struct pfs_wb_base {
@@ -77,6 +81,9 @@ struct pfs_wb_op {
 	void *xval;
 	size_t xlen;
 	int fd;                  /* DATA: the cache file, readable (owned), or -1 */
+	int datafd;              /* DATA: where its data is when not in fd (a file
+				  * too large for memory, cache_spill.c), or -1;
+				  * fd still gives size, mode and times (owned) */
 	uint64_t key;            /* DATA: the cache inode, to merge repeated writes */
 	uint64_t bytes;          /* DATA: counted as dirty until applied */
 	struct pfs_wb_base base; /* DATA: see above; the apply updates it */

@@ -127,6 +127,16 @@ struct pfs_store_ops {
 	/* fd, a file opened through this store, is about to be closed by the
 	 * one who opened it (the view, at RELEASE). NULL: nothing to do. */
 	void (*release)(struct pfs_store *st, int fd);
+	/* May the kernel serve the open file fd (opened with flags) itself, by
+	 * passthrough, so that its writes never reach the daemon? A store that
+	 * must see writes to bound its own use says no. NULL: yes. */
+	bool (*direct_ok)(struct pfs_store *st, int fd, int flags);
+	/* The daemon is about to write len bytes at off to fd, a file opened
+	 * through this store (failed: 0, or the -errno the last try of this
+	 * write got). The store may wait, make room, or move the file's data
+	 * elsewhere under the same descriptor number. 0: (re)try the write;
+	 * else the -errno to answer with. NULL: write. */
+	int (*write_prep)(struct pfs_store *st, int fd, off_t off, size_t len, int failed);
 	/* Free the store (not the local one, which is static). */
 	void (*destroy)(struct pfs_store *st);
 };
@@ -278,6 +288,17 @@ static inline void pfs_st_release(struct pfs_store *st, int fd)
 {
 	if (st->ops->release)
 		st->ops->release(st, fd);
+}
+
+static inline bool pfs_st_direct_ok(struct pfs_store *st, int fd, int flags)
+{
+	return !st->ops->direct_ok || st->ops->direct_ok(st, fd, flags);
+}
+
+static inline int pfs_st_write_prep(struct pfs_store *st, int fd, off_t off, size_t len,
+				    int failed)
+{
+	return st->ops->write_prep ? st->ops->write_prep(st, fd, off, len, failed) : failed;
 }
 
 static inline int pfs_st_copy(struct pfs_store *st, int dst, int src, off_t size, bool clone,

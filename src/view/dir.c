@@ -24,9 +24,12 @@ int pfs_view_getattr(struct pfs_fs *fs, struct pfs_node *n, struct fuse_file_inf
 {
 	int ret;
 
+	ret = -ENOENT;
 	if (fi && n->type == S_IFREG)
 		ret = fstat(pfs_fh_fd(fi), st) < 0 ? -errno : 0;
-	else
+	/* A handle the store keeps elsewhere (a cache's file moved out of
+	 * memory) is not the node's object: the node's attributes. */
+	if (!fi || n->type != S_IFREG || (ret == 0 && (st->st_ino != n->ino || st->st_dev != n->dev)))
 		ret = fs->ns->getattr(fs, n, st);
 	if (ret == 0)
 		pfs_view_fix_attr(fs, n, st);

@@ -92,7 +92,12 @@ static int set_open_flags(struct pfs_fs *fs, struct pfs_req *rq, struct pfs_node
 		return id < 0 ? id : 0;
 	if (!fs->passthrough || n->type != S_IFREG)
 		return 0;
-	id = pfs_node_backing_get(fs, n, pfs_fh_fd(fi));
+	id = pfs_node_backing_get_or_daemon(fs, n, pfs_fh_fd(fi),
+					    !pfs_st_direct_ok(fs->store, pfs_fh_fd(fi), flags));
+	if (id == PFS_BACKING_DAEMON) {
+		fi->fh |= PFS_FH_DAEMON; /* the store sees its writes */
+		return 0;
+	}
 	if (id == -ESTALE)
 		return id; /* the kernel must look the name up again */
 	if (id < 0)
@@ -254,6 +259,8 @@ int pfs_view_release(struct pfs_fs *fs, struct pfs_node *n, struct fuse_file_inf
 		uncount_writer(fs, n, fi);
 	if (fi->fh & PFS_FH_PASSTHROUGH)
 		pfs_node_backing_put(fs, n);
+	if (fi->fh & PFS_FH_DAEMON)
+		pfs_node_daemon_put(fs, n);
 	if (fi->fh & PFS_FH_TRACKED)
 		pfs_node_open_untrack(fs, n, pfs_fh_fd(fi));
 	if (fi->fh & PFS_FH_PINNED) {
@@ -282,21 +289,47 @@ int pfs_view_fsync(struct pfs_fs *fs, int datasync, struct fuse_file_info *fi)
 int pfs_view_fallocate(struct pfs_fs *fs, int mode, off_t off, off_t len,
 		       struct fuse_file_info *fi)
 {
+	int ret;
+
 	if (fs->read_only)
 		return -EROFS;
-	return fallocate(pfs_fh_fd(fi), mode, off, len) < 0 ? -errno : 0;
+	/* Growing it is writing, as the store sees it (room, or a move). */
+	ret = mode == 0 ? pfs_st_write_prep(fs->store, pfs_fh_fd(fi), off, (size_t)len, 0) : 0;
+	if (ret == 0 && fallocate(pfs_fh_fd(fi), mode, off, len) < 0) {
+		ret = -errno;
+		if (ret == -ENOSPC && mode == 0 &&
+		    pfs_st_write_prep(fs->store, pfs_fh_fd(fi), off, (size_t)len, ret) == 0)
+			ret = fallocate(pfs_fh_fd(fi), mode, off, len) < 0 ? -errno : 0;
+	}
+	return ret;
 }
 
 ssize_t pfs_view_copy_file_range(struct pfs_fs *fs, struct fuse_file_info *fi_in, off_t off_in,
 				 struct fuse_file_info *fi_out, off_t off_out, size_t len,
 				 int flags)
 {
+	off_t in0 = off_in, out0 = off_out;
+	struct stat sin;
 	ssize_t n;
 
 	if (fs->read_only)
 		return -EROFS;
+	/* What it will write: len is often far more than the source has. */
+	if (fstat(pfs_fh_fd(fi_in), &sin) == 0)
+		len = off_in >= sin.st_size ? 0 : (size_t)(sin.st_size - off_in) < len ?
+		      (size_t)(sin.st_size - off_in) : len;
+	n = pfs_st_write_prep(fs->store, pfs_fh_fd(fi_out), off_out, len, 0);
+	if (n < 0)
+		return n;
 	n = copy_file_range(pfs_fh_fd(fi_in), &off_in, pfs_fh_fd(fi_out), &off_out, len,
 			    (unsigned int)flags);
+	if (n < 0 && errno == ENOSPC &&
+	    pfs_st_write_prep(fs->store, pfs_fh_fd(fi_out), out0, len, -ENOSPC) == 0) {
+		off_in = in0;
+		off_out = out0;
+		n = copy_file_range(pfs_fh_fd(fi_in), &off_in, pfs_fh_fd(fi_out), &off_out, len,
+				    (unsigned int)flags);
+	}
 	return n < 0 ? -errno : n;
 }
 
@@ -340,5 +373,20 @@ ssize_t pfs_view_write(struct pfs_fs *fs, struct pfs_req *rq, struct fuse_file_i
 	out.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
 	out.buf[0].fd = pfs_fh_fd(fi);
 	out.buf[0].pos = off;
-	return fuse_buf_copy(&out, in, 0);
+	/* The store may hold the writer back, make room, or move the file
+	 * (same descriptor number): asked first, and again once after a
+	 * failure. The kernel sends one write of an inode at a time (its
+	 * inode lock), so nothing writes to the old place meanwhile. */
+	ret = pfs_st_write_prep(fs->store, pfs_fh_fd(fi), off, fuse_buf_size(in), 0);
+	if (ret < 0)
+		return ret;
+	ret = fuse_buf_copy(&out, in, 0);
+	if ((ret == -ENOSPC || ret == -EFBIG) && !(in->buf[0].flags & FUSE_BUF_IS_FD)) {
+		int again = pfs_st_write_prep(fs->store, pfs_fh_fd(fi), off, fuse_buf_size(in),
+					      (int)ret);
+
+		if (again == 0)
+			ret = fuse_buf_copy(&out, in, 0);
+	}
+	return ret;
 }

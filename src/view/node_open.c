@@ -128,10 +128,23 @@ static void move_opens_locked(struct pfs_lnode *ln, int obj)
 
 int pfs_node_backing_get(struct pfs_fs *fs, struct pfs_node *n, int fd)
 {
+	return pfs_node_backing_get_or_daemon(fs, n, fd, false);
+}
+
+/* One decision under the shard lock: the kernel refuses a passthrough open
+ * of an inode open without it (and the reverse), so the choice between the
+ * two must not race with another open of the node. */
+int pfs_node_backing_get_or_daemon(struct pfs_fs *fs, struct pfs_node *n, int fd, bool daemon)
+{
 	struct shard *s = shard_of(fs, n);
 	int id;
 
 	pthread_mutex_lock(&s->lock);
+	if (n->backing_refs == 0 && (daemon || n->daemon_opens)) {
+		n->daemon_opens++;
+		pthread_mutex_unlock(&s->lock);
+		return PFS_BACKING_DAEMON;
+	}
 	if (n->backing_stale) {
 		/* The kernel's inode still has the old object as its backing and
 		 * takes no other while it is open: the caller must make it look up
@@ -163,6 +176,16 @@ void pfs_node_backing_put(struct pfs_fs *fs, struct pfs_node *n)
 		n->backing_id = 0;
 		n->backing_stale = false;
 	}
+	pthread_mutex_unlock(&s->lock);
+}
+
+void pfs_node_daemon_put(struct pfs_fs *fs, struct pfs_node *n)
+{
+	struct shard *s = shard_of(fs, n);
+
+	pthread_mutex_lock(&s->lock);
+	if (n->daemon_opens)
+		n->daemon_opens--;
 	pthread_mutex_unlock(&s->lock);
 }
 

@@ -51,6 +51,10 @@ struct pfs_node {
 	uint32_t refs;           /* aliases naming us as parent, under the shard lock */
 	int backing_id;          /* kernel passthrough id while opens are live, */
 	uint32_t backing_refs;   /* counted; both under the shard lock        */
+	uint32_t daemon_opens;   /* opens served by the daemon because the store
+				  * wants to see their writes, and every open
+				  * while one is (the kernel takes no passthrough
+				  * open of an inode open otherwise); shard lock */
 	uint32_t writers;        /* opens that may change the object unseen by
 				  * a kernel inode of it, plus one while it
 				  * lingers (file.c); changed under the shard
@@ -175,6 +179,7 @@ struct pfs_req {
 #define PFS_FH_TRACKED (1ULL << 33) /* layered: counted in the node's opens */
 #define PFS_FH_PINNED (1ULL << 34)  /* holds a pin on its node's fd */
 #define PFS_FH_WRITER (1ULL << 35)  /* counted in its node's writers */
+#define PFS_FH_DAEMON (1ULL << 36)  /* counted in its node's daemon_opens */
 static inline int pfs_fh_fd(const struct fuse_file_info *fi)
 {
 	return (int)(uint32_t)fi->fh;
@@ -273,6 +278,12 @@ void pfs_node_pin(struct pfs_fs *fs, struct pfs_node *n);
 void pfs_node_unpin(struct pfs_fs *fs, struct pfs_node *n);
 /* Share one passthrough backing id per node among its live opens. */
 int pfs_node_backing_get(struct pfs_fs *fs, struct pfs_node *n, int fd);
+/* As pfs_node_backing_get, unless no passthrough open of n is live and
+ * either daemon is true or another open is served by the daemon so: then
+ * the open is counted in n->daemon_opens and PFS_BACKING_DAEMON returned. */
+#define PFS_BACKING_DAEMON (-EUSERS)
+int pfs_node_backing_get_or_daemon(struct pfs_fs *fs, struct pfs_node *n, int fd, bool daemon);
+void pfs_node_daemon_put(struct pfs_fs *fs, struct pfs_node *n);
 void pfs_node_backing_put(struct pfs_fs *fs, struct pfs_node *n);
 /* Count an open of n that may change it unseen by a kernel inode of it
  * (by kernel passthrough, or at one of several places), until its RELEASE;

@@ -1,0 +1,451 @@
+/* cache_spill: files too large for memory.
+ *
+ * A writer of a cache file is served by the daemon (pfs_cache_direct_ok
+ * says no to kernel passthrough), so each of its writes is seen first
+ * (pfs_cache_write_prep): it waits while more than the dirty limit is
+ * waiting for its write-back, and once the file would pass half the cache
+ * or the dirty limit — or a write found the cache full — the file leaves
+ * memory: its data is copied to an unnamed file on the mirror's filesystem
+ * (O_TMPFILE at the mirror's root), that file takes the writer's
+ * descriptor number (dup3: the view keeps writing to "its" descriptor),
+ * and the cache file stays a stub of the right size with its memory
+ * punched out. The kernel sends one write of an inode at a time (its inode
+ * lock), so no write goes to the old place meanwhile.
+ *
+ * At fsync and release the write-back is queued from the spill file (the
+ * stub still gives the size, mode and times; at the release of its last
+ * writer the mirror links the spill file itself into place, PFS_WB_DATA_MOVE,
+ * else copies it); at that release the stub becomes STUB | SPILLED. An open of a SPILLED stub first waits for the write-back,
+ * and a reader of a stub larger than what may be in memory gets the
+ * mirror's file instead of a load (its attributes stay the stub's: the
+ * view shows the node's, not a foreign handle's). */
+#include "cache/cache_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static bool writes(int flags)
+{
+	return (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
+}
+
+bool pfs_cache_direct_ok(struct pfs_store *st, int fd, int flags)
+{
+	struct pfs_cache *c = C(st);
+	struct stat s;
+
+	if (!c->spill_at || fstat(fd, &s) < 0 || !S_ISREG(s.st_mode))
+		return true;
+	/* The mirror's file of a large stub: a writer opening it meanwhile
+	 * must not write to the mirror by the kernel's hand. */
+	if (s.st_dev != c->dev)
+		return false;
+	return !writes(flags);
+}
+
+/* A spilled writer's stub grows with it. 1: fd is spilled; 0: not; -errno. */
+static int grow_spilled(struct pfs_cache *c, int fd, off_t end)
+{
+	struct wfd *w;
+	int ret = 0;
+
+	pthread_mutex_lock(&c->lock);
+	w = *pfs_cache_wfd_locked(c, fd);
+	if (w && w->spill >= 0) {
+		struct stat s;
+
+		/* Another writer of the same spill file may have grown it. */
+		ret = 1;
+		if (end > w->stub_size && fstat(w->cfd, &s) == 0 && end > s.st_size) {
+			if (ftruncate(w->cfd, end) < 0)
+				ret = -errno;
+		}
+		if (ret == 1 && end > w->stub_size)
+			w->stub_size = end;
+	}
+	pthread_mutex_unlock(&c->lock);
+	return ret;
+}
+
+/* A new file without a name on the mirror's filesystem, read-write: an
+ * O_TMPFILE at its root, or where that is not supported, a write-back
+ * temporary's name (which a fill skips) removed at once. */
+static int spill_file(struct pfs_cache *c)
+{
+	struct open_how how = {.flags = O_TMPFILE | O_RDWR | O_CLOEXEC, .mode = 0600};
+	int root = pfs_mirror_local_root(c->mirror), fd;
+	char name[64];
+
+	fd = pfs_st_open(c->in, root, ".", &how);
+	if (fd != -EOPNOTSUPP && fd != -EISDIR && fd != -EINVAL)
+		return fd;
+	snprintf(name, sizeof(name), ".prismfs-wb.spill.%d.%lu", (int)getpid(),
+		 (unsigned long)__atomic_add_fetch(&c->spill_seq, 1, __ATOMIC_RELAXED));
+	fd = pfs_st_openat(c->in, root, name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+			   0600);
+	if (fd >= 0)
+		pfs_st_unlink(c->in, root, name, 0);
+	return fd;
+}
+
+static int spill(struct pfs_cache *c, int fd, off_t end, int failed)
+{
+	int cfd = -1, mfd = -1, nfd = -1, fl, ret;
+	char proc[32];
+	struct stat s;
+	struct wfd *w;
+
+	pthread_mutex_lock(&c->lock);
+	w = *pfs_cache_wfd_locked(c, fd);
+	/* Once it could not be moved, only a full cache tries again. */
+	ret = w && w->spill < 0 && (failed || !w->nospill);
+	pthread_mutex_unlock(&c->lock);
+	if (!ret)
+		return failed; /* not a writer of the cache's: nothing to move */
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	cfd = open(proc, O_RDWR | O_CLOEXEC);
+	if (cfd < 0 || fstat(cfd, &s) < 0 || s.st_dev != c->dev) {
+		ret = cfd < 0 ? -errno : -EXDEV;
+		goto fail;
+	}
+	mfd = spill_file(c);
+	if (mfd < 0) {
+		ret = mfd;
+		goto fail;
+	}
+	ret = pfs_st_copy(c->in, mfd, cfd, s.st_size, false, NULL, NULL);
+	if (ret < 0)
+		goto fail;
+	fl = fcntl(fd, F_GETFL);
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", mfd);
+	nfd = fl < 0 ? -1 : open(proc, (fl & (O_ACCMODE | O_APPEND | O_NONBLOCK)) | O_CLOEXEC);
+	if (nfd < 0 || dup3(nfd, fd, O_CLOEXEC) < 0) {
+		ret = -errno;
+		goto fail;
+	}
+	close(nfd);
+	nfd = -1;
+	/* The data is the spill file's from now on: give the memory back —
+	 * unless another open still reads it there (the write lease proves
+	 * none does, as eviction's does; an open meanwhile waits for it). */
+	if (s.st_size > 0 && fcntl(cfd, F_SETSIG, SIGURG) == 0 &&
+	    fcntl(cfd, F_SETLEASE, F_WRLCK) == 0) {
+		fallocate(cfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, s.st_size);
+		fcntl(cfd, F_SETLEASE, F_UNLCK);
+	}
+	if (end > s.st_size && ftruncate(cfd, end) == 0)
+		s.st_size = end;
+	pthread_mutex_lock(&c->lock);
+	w = *pfs_cache_wfd_locked(c, fd);
+	if (w) {
+		w->spill = mfd;
+		w->cfd = cfd;
+		w->stub_size = s.st_size;
+		mfd = cfd = -1;
+		__atomic_add_fetch(&c->spilled, 1, __ATOMIC_RELEASE);
+	}
+	pthread_mutex_unlock(&c->lock);
+	pfs_cache_state_set(c, s.st_ino, SPILLED, 0);
+	ret = 0;
+fail:
+	if (nfd >= 0)
+		close(nfd);
+	if (mfd >= 0)
+		close(mfd);
+	if (cfd >= 0)
+		close(cfd);
+	if (ret < 0 && !failed) {
+		pthread_mutex_lock(&c->lock);
+		w = *pfs_cache_wfd_locked(c, fd);
+		if (w)
+			w->nospill = true;
+		pthread_mutex_unlock(&c->lock);
+		fprintf(stderr, "prismfs: cache: cannot move a large file out of memory: %s\n",
+			strerror(-ret));
+		return 0; /* write it to memory while there is room */
+	}
+	return ret < 0 ? failed : 0;
+}
+
+int pfs_cache_write_prep(struct pfs_store *st, int fd, off_t off, size_t len, int failed)
+{
+	struct pfs_cache *c = C(st);
+	off_t end = off + (off_t)len;
+	struct stat s;
+	int ret;
+
+	if (__atomic_load_n(&c->spilled, __ATOMIC_ACQUIRE)) {
+		ret = grow_spilled(c, fd, end);
+		if (ret != 0)
+			return ret < 0 ? ret : failed;
+	}
+	if (failed && failed != -ENOSPC)
+		return failed;
+	if (!failed) {
+		if (!c->spill_at)
+			return 0;
+		if (fstat(fd, &s) < 0 || s.st_dev != c->dev || !S_ISREG(s.st_mode))
+			return 0;
+		if ((s.st_size > end ? s.st_size : end) <= (off_t)c->spill_at) {
+			/* --cache-max-dirty: wait for the write-back of others. */
+			if (c->q && c->qo.max_dirty)
+				pfs_wbq_room(c->q, len);
+			return 0;
+		}
+	}
+	return spill(c, fd, end, failed);
+}
+
+/* Another writer of ino has it spilled now. */
+static bool live_locked(struct pfs_cache *c, ino_t ino)
+{
+	for (unsigned i = 0; i < NBUCKETS; i++)
+		for (struct wfd *w = c->wtab[i]; w; w = w->next)
+			if (w->ino == ino && w->spill >= 0)
+				return true;
+	return false;
+}
+
+bool pfs_cache_spill_queue(struct pfs_cache *c, int fd, bool release)
+{
+	struct wfd **p, *w;
+	struct pfs_wb_op *op = NULL;
+	struct timespec ts[2] = {{.tv_nsec = UTIME_OMIT}, {0}};
+	char path[PATH_MAX], proc[32];
+	struct stat ss;
+	bool last = false;
+
+	if (!__atomic_load_n(&c->spilled, __ATOMIC_ACQUIRE))
+		return false;
+	pthread_mutex_lock(&c->lock);
+	p = pfs_cache_wfd_locked(c, fd);
+	w = *p;
+	if (!w || w->spill < 0) {
+		pthread_mutex_unlock(&c->lock);
+		return false;
+	}
+	if (release) {
+		*p = w->next;
+		__atomic_sub_fetch(&c->spilled, 1, __ATOMIC_RELEASE);
+		last = !live_locked(c, w->ino);
+	}
+	/* The stub says what the file is: its size and time of change. */
+	if (fstat(w->spill, &ss) == 0) {
+		if (ftruncate(w->cfd, ss.st_size) == 0)
+			w->stub_size = ss.st_size;
+		ts[1] = ss.st_mtim;
+		futimens(w->cfd, ts);
+	}
+	pthread_mutex_unlock(&c->lock);
+	if (pfs_cache_path(c, w->cfd, NULL, path, sizeof(path)) == 0)
+		op = pfs_wb_op_new(PFS_WB_DATA, path);
+	if (op && release) {
+		op->fd = w->cfd;
+		op->datafd = w->spill;
+		w->cfd = w->spill = -1;
+		if (last) /* no one writes it any more: the mirror may take it */
+			op->flags = PFS_WB_DATA_MOVE;
+	} else if (op) {
+		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", w->cfd);
+		op->fd = open(proc, O_RDONLY | O_CLOEXEC);
+		op->datafd = fcntl(w->spill, F_DUPFD_CLOEXEC, 0);
+		if (op->fd < 0 || op->datafd < 0) {
+			pfs_wb_op_free(op);
+			op = NULL;
+		}
+	}
+	if (op) {
+		op->key = w->ino;
+		op->bytes = (uint64_t)w->stub_size;
+		pfs_wbq_push(c->q, op);
+	}
+	if (release) {
+		/* The last writer gone: a stub, loaded once written back. */
+		if (last)
+			pfs_cache_state_set(c, w->ino, STUB | SPILLED, 0);
+		if (w->cfd >= 0)
+			close(w->cfd);
+		if (w->spill >= 0)
+			close(w->spill);
+		free(w);
+	}
+	return true;
+}
+
+int pfs_cache_open_large(struct pfs_cache *c, int fd, const struct stat *st, int flags)
+{
+	char path[PATH_MAX];
+	int ret;
+
+	if (pfs_cache_state(c, st->st_ino) & SPILLED) {
+		/* Its data is on its way to the mirror: loaded from there after. */
+		ret = pfs_wbq_wait(c->q, pfs_wbq_last(c->q));
+		if (ret < 0)
+			return ret;
+		pfs_cache_state_set(c, st->st_ino, 0, SPILLED);
+	}
+	if (!c->spill_at || st->st_size <= (off_t)c->spill_at)
+		return -ENOENT;
+	if (writes(flags))
+		return -EINPROGRESS;
+	ret = pfs_cache_path(c, fd, NULL, path, sizeof(path));
+	if (ret < 0)
+		return ret;
+	return pfs_cache_mirror_open(c, path, O_RDONLY | (flags & O_NONBLOCK));
+}
+
+int pfs_cache_spill_open(struct pfs_cache *c, int fd)
+{
+	int src = -1, mfd = -1, cfd = -1, nfd = -1, fl, ret;
+	char path[PATH_MAX], proc[32];
+	struct wfd **p, *w;
+	struct stat mst, s;
+
+	pthread_mutex_lock(&c->lock);
+	ret = *pfs_cache_wfd_locked(c, fd) ? 0 : -ENOMEM; /* not in the table */
+	pthread_mutex_unlock(&c->lock);
+	if (ret == 0)
+		ret = pfs_cache_path(c, fd, NULL, path, sizeof(path));
+	if (ret < 0)
+		goto fail;
+	src = pfs_cache_mirror_open(c, path, O_RDONLY);
+	if (src < 0 || fstat(src, &mst) < 0) {
+		ret = src < 0 ? src : -errno;
+		goto fail;
+	}
+	mfd = spill_file(c);
+	if (mfd < 0) {
+		ret = mfd;
+		goto fail;
+	}
+	/* The same filesystem: shared blocks where it can. */
+	ret = pfs_st_copy(c->in, mfd, src, mst.st_size, true, NULL, NULL);
+	if (ret == -EOPNOTSUPP || ret == -EXDEV || ret == -EINVAL)
+		ret = pfs_st_copy(c->in, mfd, src, mst.st_size, false, NULL, NULL);
+	if (ret < 0)
+		goto fail;
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	cfd = open(proc, O_RDWR | O_CLOEXEC);
+	fl = fcntl(fd, F_GETFL);
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", mfd);
+	nfd = cfd < 0 || fl < 0 ? -1 : open(proc, (fl & (O_ACCMODE | O_APPEND | O_NONBLOCK)) | O_CLOEXEC);
+	if (nfd < 0 || fstat(cfd, &s) < 0 || ftruncate(cfd, mst.st_size) < 0 ||
+	    dup3(nfd, fd, O_CLOEXEC) < 0) {
+		ret = -errno;
+		goto fail;
+	}
+	ret = pfs_mirror_local_remember(c->mirror, s.st_ino, path);
+	if (ret < 0)
+		goto fail;
+	pthread_mutex_lock(&c->lock);
+	w = *pfs_cache_wfd_locked(c, fd);
+	if (w) {
+		w->spill = mfd;
+		w->cfd = cfd;
+		w->stub_size = mst.st_size;
+		mfd = cfd = -1;
+		__atomic_add_fetch(&c->spilled, 1, __ATOMIC_RELEASE);
+	}
+	pthread_mutex_unlock(&c->lock);
+	pfs_cache_state_set(c, s.st_ino, SPILLED, STUB);
+	ret = 0;
+fail:
+	if (ret < 0) {
+		pthread_mutex_lock(&c->lock);
+		p = pfs_cache_wfd_locked(c, fd);
+		if ((w = *p)) {
+			*p = w->next;
+			free(w);
+		}
+		pthread_mutex_unlock(&c->lock);
+	}
+	if (nfd >= 0)
+		close(nfd);
+	if (src >= 0)
+		close(src);
+	if (mfd >= 0)
+		close(mfd);
+	if (cfd >= 0)
+		close(cfd);
+	return ret;
+}
+
+bool pfs_cache_spill_truncated(struct pfs_cache *c, int fd, off_t len)
+{
+	struct wfd *w;
+	bool spilled = false;
+
+	if (!__atomic_load_n(&c->spilled, __ATOMIC_ACQUIRE))
+		return false;
+	pthread_mutex_lock(&c->lock);
+	w = *pfs_cache_wfd_locked(c, fd);
+	if (w && w->spill >= 0) {
+		spilled = true;
+		if (ftruncate(w->cfd, len) == 0)
+			w->stub_size = len;
+	}
+	pthread_mutex_unlock(&c->lock);
+	return spilled;
+}
+
+int pfs_cache_spill_join(struct pfs_cache *c, int fd, ino_t ino, int flags)
+{
+	int spill = -1, cfd = -1, nfd = -1, fl, ret = 0;
+	off_t size = 0;
+	char proc[32];
+	struct wfd *w, *mine;
+
+	if (!__atomic_load_n(&c->spilled, __ATOMIC_ACQUIRE))
+		return 0;
+	pthread_mutex_lock(&c->lock);
+	for (unsigned i = 0; i < NBUCKETS && spill < 0 && ret == 0; i++) {
+		for (w = c->wtab[i]; w; w = w->next) {
+			if (w->ino == ino && w->spill >= 0 && w->fd != fd) {
+				spill = fcntl(w->spill, F_DUPFD_CLOEXEC, 0);
+				cfd = fcntl(w->cfd, F_DUPFD_CLOEXEC, 0);
+				size = w->stub_size;
+				ret = spill < 0 || cfd < 0 ? -errno : 0;
+				break;
+			}
+		}
+	}
+	pthread_mutex_unlock(&c->lock);
+	if (ret < 0 || spill < 0)
+		goto out; /* none live: the stub, as it is */
+	fl = fcntl(fd, F_GETFL);
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", spill);
+	nfd = fl < 0 ? -1 : open(proc, (fl & (O_ACCMODE | O_APPEND | O_NONBLOCK)) | O_CLOEXEC);
+	if (nfd < 0 || dup3(nfd, fd, O_CLOEXEC) < 0) {
+		ret = -errno;
+		goto out;
+	}
+	if ((flags & O_TRUNC) && (ftruncate(spill, 0) < 0 || ftruncate(cfd, 0) < 0)) {
+		ret = -errno;
+		goto out;
+	}
+	if (flags & O_TRUNC)
+		size = 0;
+	pthread_mutex_lock(&c->lock);
+	mine = *pfs_cache_wfd_locked(c, fd);
+	if (mine && mine->spill < 0) { /* a writer: it shares the spill file */
+		mine->spill = spill;
+		mine->cfd = cfd;
+		mine->stub_size = size;
+		spill = cfd = -1;
+		__atomic_add_fetch(&c->spilled, 1, __ATOMIC_RELEASE);
+	}
+	pthread_mutex_unlock(&c->lock);
+out:
+	if (nfd >= 0)
+		close(nfd);
+	if (spill >= 0)
+		close(spill);
+	if (cfd >= 0)
+		close(cfd);
+	return ret;
+}
