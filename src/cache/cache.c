@@ -537,6 +537,7 @@ void pfs_cache_destroy(struct pfs_store *st)
 	if (c->q)
 		pfs_wbq_stop(c->q, false, 0, NULL);
 	pfs_mirror_local_close(c->mirror);
+	pfs_cache_links_free(c);
 	for (unsigned i = 0; i < NBUCKETS; i++) {
 		while (c->tab[i]) {
 			struct ent *e = c->tab[i];

@@ -48,6 +48,7 @@ struct pfs_cache {
 	struct ent *tab[NBUCKETS];
 	struct wfd *wtab[NBUCKETS];
 	uint64_t dirs_filled, files_loaded, bytes_loaded, hits;
+	struct pfs_cache_links *links; /* cache_links.c; under load_lock */
 };
 
 #define C(st) ((struct pfs_cache *)(st))
@@ -70,5 +71,13 @@ int pfs_cache_fill_for(struct pfs_cache *c, int dirfd, const char *name);
 /* Load the data of the stub file fd (st: its fstat). */
 int pfs_cache_load(struct pfs_cache *c, int fd, const struct stat *st);
 void pfs_cache_destroy(struct pfs_store *st);
+/* Filling name in dirfd for the mirror file mst: 1 if it was made a hard
+ * link to the cache object of another of its names, 0 if it is to be made
+ * (and then noted with pfs_cache_link_note), or -errno. */
+int pfs_cache_link_fill(struct pfs_cache *c, int dirfd, const char *name,
+			const struct stat *mst);
+void pfs_cache_link_note(struct pfs_cache *c, int dirfd, const char *name,
+			 const struct stat *mst);
+void pfs_cache_links_free(struct pfs_cache *c);
 
 #endif

@@ -122,6 +122,9 @@ static int fill_one(struct pfs_cache *c, int dirfd, int mfd, const char *name)
 		ret = pfs_st_mkdir(c->in, dirfd, name, 0700);
 		break;
 	case S_IFREG:
+		ret = pfs_cache_link_fill(c, dirfd, name, &st);
+		if (ret != 0)
+			return ret < 0 ? ret : 0; /* linked: its data and metadata are there */
 		fd = pfs_st_openat(c->in, dirfd, name,
 				   O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 		if (fd < 0)
@@ -145,6 +148,8 @@ static int fill_one(struct pfs_cache *c, int dirfd, int mfd, const char *name)
 	if (ret == 0)
 		ret = pfs_meta_copy(c->in, pfs_ref_at(dirfd, name), pfs_ref_at(mfd, name), &st, 0,
 				    &what);
+	if (ret == 0)
+		pfs_cache_link_note(c, dirfd, name, &st);
 	return ret;
 }
 
