@@ -62,6 +62,9 @@ unsigned pfs_cache_bucket(uint64_t k);
 /* fd's path (and name in it) relative to the cache root, as the mirror
  * knows it. 0 or -errno (-EXDEV: not in the cache). */
 int pfs_cache_path(struct pfs_cache *c, int fd, const char *name, char *buf, size_t len);
+/* A live name (relative to the cache root) of the file fd, whose own
+ * name was unlinked while it has others (cache_find.c). 0 or -ENOENT. */
+int pfs_cache_find_live(struct pfs_cache *c, int fd, char *buf, size_t len);
 /* Open a mirror path beneath its root, through no symlink. */
 int pfs_cache_mirror_open(struct pfs_cache *c, const char *path, int flags);
 /* Fill the directory dirfd from the mirror the first time; the same when a

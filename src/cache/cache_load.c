@@ -59,7 +59,7 @@ void pfs_cache_state_set(struct pfs_cache *c, ino_t ino, unsigned set, unsigned 
  * cache's root, as the mirror knows it: "" for the root itself. */
 int pfs_cache_path(struct pfs_cache *c, int fd, const char *name, char *buf, size_t len)
 {
-	char proc[32], p[PATH_MAX];
+	char proc[32], p[PATH_MAX], live[PATH_MAX];
 	const char *rel;
 	struct stat st;
 	ssize_t n;
@@ -80,11 +80,16 @@ int pfs_cache_path(struct pfs_cache *c, int fd, const char *name, char *buf, siz
 	if (n < 0)
 		return -errno;
 	p[n] = '\0';
-	if (n > 10 && strcmp(p + n - 10, " (deleted)") == 0)
-		return -ENOENT;
-	if (strncmp(p, c->rootpath, c->rootlen) != 0)
+	if (n > 10 && strcmp(p + n - 10, " (deleted)") == 0) {
+		/* That name is gone; the file may live on under another. */
+		if (pfs_cache_find_live(c, fd, live, sizeof(live)) < 0)
+			return -ENOENT;
+		rel = live;
+	} else if (strncmp(p, c->rootpath, c->rootlen) != 0) {
 		return -EXDEV;
-	rel = p + c->rootlen;
+	} else {
+		rel = p + c->rootlen;
+	}
 	while (*rel == '/')
 		rel++;
 	n = name && *name ? snprintf(buf, len, "%s%s%s", rel, *rel ? "/" : "", name)

@@ -322,3 +322,28 @@ def test_hard_links_on_the_mirror_stay_one_file(dirs, mounter):
     sync(mnt)
     assert tree(mirror) == tree(mnt)
     assert read(os.path.join(mirror, "a/deep/x")) == "new through b/y\n"
+
+
+@pytest.mark.parametrize("where", ["cache", "mirror"])
+def test_a_file_written_after_its_first_name_is_unlinked_reaches_the_mirror(dirs, mounter,
+                                                                           where):
+    """The view holds a file by the name it first met it by; once that name
+    is unlinked, a write through another name of it still reaches the
+    mirror, under that name (and so does a chmod)."""
+    mirror, mnt = dirs
+    if where == "mirror":
+        write(os.path.join(mirror, "first"), "old\n")
+        os.link(os.path.join(mirror, "first"), os.path.join(mirror, "second"))
+    cached(mounter, mirror, mnt)
+    if where == "cache":
+        write(os.path.join(mnt, "first"), "old\n")
+        os.link(os.path.join(mnt, "first"), os.path.join(mnt, "second"))
+    assert read(os.path.join(mnt, "first")) == "old\n"  # met as "first"
+    os.unlink(os.path.join(mnt, "first"))
+    write(os.path.join(mnt, "second"), "new\n", "a")
+    os.chmod(os.path.join(mnt, "second"), 0o640)
+    sync(mnt)
+    assert os.listdir(mirror) == ["second"]
+    assert read(os.path.join(mirror, "second")) == "old\nnew\n"
+    assert stat.S_IMODE(os.stat(os.path.join(mirror, "second")).st_mode) == 0o640
+    assert tree(mirror) == tree(mnt)
