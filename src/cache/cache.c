@@ -216,6 +216,24 @@ static int c_truncate(struct pfs_store *st, int fd, off_t len)
 	return ret;
 }
 
+/* The memory filesystem (tmpfs) has no FALLOC_FL_ZERO_RANGE, which the
+ * mirror's filesystem may well have: a hole punched and the range
+ * allocated again read as zeros, allocated, as a zeroed range does. */
+static int c_fallocate(struct pfs_store *st, int fd, int mode, off_t off, off_t len)
+{
+	struct pfs_cache *c = C(st);
+	int ret = pfs_st_fallocate(c->in, fd, mode, off, len);
+
+	if (ret != -EOPNOTSUPP || (mode & ~FALLOC_FL_KEEP_SIZE) != FALLOC_FL_ZERO_RANGE)
+		return ret;
+	if (off < 0 || len <= 0)
+		return -EINVAL;
+	ret = pfs_st_fallocate(c->in, fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len);
+	if (ret == 0)
+		ret = pfs_st_fallocate(c->in, fd, mode & FALLOC_FL_KEEP_SIZE, off, len);
+	return ret;
+}
+
 static int c_stat(struct pfs_store *st, int dirfd, const char *name, struct stat *out, int flags)
 {
 	struct pfs_cache *c = C(st);
@@ -582,6 +600,7 @@ const struct pfs_store_ops pfs_cache_ops = {
 	.sync = c_sync,
 	.copy = c_copy,
 	.release = c_release,
+	.fallocate = c_fallocate,
 	.destroy = pfs_cache_destroy,
 };
 

@@ -127,6 +127,9 @@ struct pfs_store_ops {
 	/* fd, a file opened through this store, is about to be closed by the
 	 * one who opened it (the view, at RELEASE). NULL: nothing to do. */
 	void (*release)(struct pfs_store *st, int fd);
+	/* fallocate(2) on fd, a file opened through this store. NULL: the
+	 * system call itself. */
+	int (*fallocate)(struct pfs_store *st, int fd, int mode, off_t off, off_t len);
 	/* Free the store (not the local one, which is static). */
 	void (*destroy)(struct pfs_store *st);
 };
@@ -240,6 +243,8 @@ static inline int pfs_st_utimes(struct pfs_store *st, struct pfs_ref r,
 {
 	return st->ops->utimes(st, r, ts);
 }
+
+int pfs_st_fallocate(struct pfs_store *st, int fd, int mode, off_t off, off_t len);
 
 static inline int pfs_st_truncate(struct pfs_store *st, int fd, off_t len)
 {

@@ -284,7 +284,7 @@ int pfs_view_fallocate(struct pfs_fs *fs, int mode, off_t off, off_t len,
 {
 	if (fs->read_only)
 		return -EROFS;
-	return fallocate(pfs_fh_fd(fi), mode, off, len) < 0 ? -errno : 0;
+	return pfs_st_fallocate(fs->store, pfs_fh_fd(fi), mode, off, len);
 }
 
 ssize_t pfs_view_copy_file_range(struct pfs_fs *fs, struct fuse_file_info *fi_in, off_t off_in,
