@@ -222,12 +222,79 @@ out:
 	return ret;
 }
 
-/* Fill the directory dirfd if a name in it is about to be used. */
+/* A path of several names (a mapping's target, opened at once): every
+ * directory on the way is filled before the name in it is looked up, a
+ * relative symlink on the way followed (as the open will), up to the
+ * kernel's 40. What cannot be walked is left for the call itself to fail
+ * on. */
+static int fill_path(struct pfs_cache *c, int dirfd, const char *path, int *links)
+{
+	char *buf = strdup(path), *p, *name, *rest;
+	int fd = dirfd < 0 ? -EBADF : fcntl(dirfd, F_DUPFD_CLOEXEC, 0), ret = 0;
+
+	if (!buf || fd < 0) {
+		free(buf);
+		if (fd >= 0)
+			close(fd);
+		return buf ? 0 : -ENOMEM;
+	}
+	for (p = buf; ret == 0;) {
+		char target[PATH_MAX], *joined;
+		ssize_t n;
+		int next;
+
+		while (*p == '/')
+			p++;
+		name = p;
+		p += strcspn(p, "/");
+		if (!*p)
+			break; /* the last name: its directory is filled below */
+		*p++ = '\0';
+		rest = p;
+		ret = pfs_cache_fill(c, fd);
+		if (ret < 0 || strcmp(name, ".") == 0)
+			continue;
+		next = pfs_st_openat(c->in, fd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC,
+				     0);
+		if (next >= 0) {
+			close(fd);
+			fd = next;
+			continue;
+		}
+		if (next != -ENOTDIR && next != -ELOOP)
+			break; /* missing: the call fails as it would */
+		n = pfs_st_readlink(c->in, fd, name, target, sizeof(target) - 1);
+		if (n <= 0 || target[0] == '/' || ++*links > 40)
+			break;
+		target[n] = '\0';
+		if (asprintf(&joined, "%s/%s", target, rest) < 0) {
+			ret = -ENOMEM;
+			break;
+		}
+		ret = fill_path(c, fd, joined, links);
+		free(joined);
+		goto out;
+	}
+	if (ret == 0 && name != buf)
+		ret = pfs_cache_fill(c, fd);
+out:
+	close(fd);
+	free(buf);
+	return ret;
+}
+
+/* Fill the directory dirfd if a name in it is about to be used (each
+ * directory on the way, for a name with slashes). */
 int pfs_cache_fill_for(struct pfs_cache *c, int dirfd, const char *name)
 {
+	int links = 0, ret;
+
 	if (!name || !*name || dirfd == AT_FDCWD) /* AT_FDCWD: not a cache path */
 		return 0;
-	return pfs_cache_fill(c, dirfd);
+	ret = pfs_cache_fill(c, dirfd);
+	if (ret < 0 || name[0] == '/' || !strchr(name, '/'))
+		return ret;
+	return fill_path(c, dirfd, name, &links);
 }
 
 /* Load the data of the stub file fd (any open descriptor of it). */
