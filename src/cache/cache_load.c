@@ -74,6 +74,10 @@ int pfs_cache_path(struct pfs_cache *c, int fd, const char *name, char *buf, siz
 			return -EXDEV;
 		fd = atoi(name);
 		name = NULL;
+		/* ... if that object is the cache's: a --map target outside
+		 * the mirror has an absolute path that would read as one. */
+		if (fstat(fd, &st) < 0 || st.st_dev != c->dev)
+			return -EXDEV;
 	}
 	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
 	n = readlink(proc, p, sizeof(p) - 1);

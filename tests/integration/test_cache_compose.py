@@ -240,3 +240,36 @@ def test_random_tree_under_a_remapped_root_with_the_log(workdir, mounter, seed):
         text = f.read()
     assert "rename" in text and "# prismfs op log end: records=" in text
     assert "dropped=0" in text.rsplit("\n", 2)[-2]
+
+
+def test_changes_in_a_graft_outside_the_mirror_stay_there(tree, mounter, workdir):
+    """A graft of a directory outside the mirror shows that directory as it
+    is: changes made there are made there at once and are no business of
+    the write-back, which goes on writing the cache's own changes."""
+    mirror, mnt, outside = tree
+    table = os.path.join(workdir, "map.json")
+    write_map(table, {"/ext": {"target": outside}})
+    cached(mounter, mirror, mnt, "--map", table)
+    v = lambda *a: os.path.join(mnt, *a)  # noqa: E731
+
+    write(v("ext/new"), "new\n")
+    os.mkdir(v("ext/dir"))
+    os.rename(v("ext/new"), v("ext/dir/new"))
+    os.chmod(v("ext/dir/new"), 0o600)
+    os.setxattr(v("ext/dir/new"), "user.k", b"v")
+    os.link(v("ext/dir/new"), v("ext/hard"))
+    os.unlink(v("ext/prod.json"))
+    os.symlink("dir/new", v("ext/sym"))
+    write(v("app/inside"), "inside\n")
+    sync(mnt)  # nothing of the graft is pending, nothing fails
+
+    assert sorted(os.listdir(outside)) == ["dir", "hard", "sym"]
+    assert read(os.path.join(outside, "dir/new")) == "new\n"
+    assert stat.S_IMODE(os.stat(os.path.join(outside, "dir/new")).st_mode) == 0o600
+    assert os.getxattr(os.path.join(outside, "dir/new"), "user.k") == b"v"
+    assert os.stat(os.path.join(outside, "hard")).st_nlink == 2
+    assert read(os.path.join(mirror, "app/inside")) == "inside\n"
+    assert sorted(os.listdir(mirror)) == ["app", "data", "secret"]
+    st = cli("status", "--json", mnt)
+    cache = json.loads(st.stdout)["cache"]
+    assert cache["pending_ops"] == 0 and cache["last_error"] is None, cache
