@@ -22,7 +22,9 @@ bool pfs_cache_is(const struct pfs_store *st)
 static uint64_t queue(struct pfs_cache *c, struct pfs_wb_op *op)
 {
 	if (!op) {
-		fprintf(stderr, "prismfs: cache: out of memory queueing a write-back\n");
+		/* (errno from op_at: not in the cache, or no memory) */
+		if (errno == ENOMEM)
+			fprintf(stderr, "prismfs: cache: out of memory queueing a write-back\n");
 		return 0;
 	}
 	return pfs_wbq_push(c->q, op);
@@ -32,9 +34,12 @@ static struct pfs_wb_op *op_at(struct pfs_cache *c, enum pfs_wb_kind k, int dirf
 			       const char *name)
 {
 	char path[PATH_MAX];
+	int ret = pfs_cache_path(c, dirfd, name, path, sizeof(path));
 
-	if (pfs_cache_path(c, dirfd, name, path, sizeof(path)) < 0)
+	if (ret < 0) {
+		errno = -ret; /* for queue(): a change outside the cache is not lost */
 		return NULL;
+	}
 	return pfs_wb_op_new(k, path);
 }
 
@@ -323,9 +328,11 @@ static struct pfs_wb_op *op_two(struct pfs_cache *c, enum pfs_wb_kind k, int d1,
 {
 	struct pfs_wb_op *op = op_at(c, k, d1, n1);
 	char p2[PATH_MAX];
+	int ret = op ? pfs_cache_path(c, d2, n2, p2, sizeof(p2)) : 0;
 
-	if (op && (pfs_cache_path(c, d2, n2, p2, sizeof(p2)) < 0 || !(op->path2 = strdup(p2)))) {
+	if (op && (ret < 0 || !(op->path2 = strdup(p2)))) {
 		pfs_wb_op_free(op);
+		errno = ret < 0 ? -ret : ENOMEM;
 		return NULL;
 	}
 	return op;

@@ -249,7 +249,7 @@ def test_changes_in_a_graft_outside_the_mirror_stay_there(tree, mounter, workdir
     mirror, mnt, outside = tree
     table = os.path.join(workdir, "map.json")
     write_map(table, {"/ext": {"target": outside}})
-    cached(mounter, mirror, mnt, "--map", table)
+    m = cached(mounter, mirror, mnt, "--map", table)
     v = lambda *a: os.path.join(mnt, *a)  # noqa: E731
 
     write(v("ext/new"), "new\n")
@@ -273,3 +273,5 @@ def test_changes_in_a_graft_outside_the_mirror_stay_there(tree, mounter, workdir
     st = cli("status", "--json", mnt)
     cache = json.loads(st.stdout)["cache"]
     assert cache["pending_ops"] == 0 and cache["last_error"] is None, cache
+    assert m.stop() == 0
+    assert "prismfs: cache:" not in m.stderr(), m.stderr()  # no false alarm either
