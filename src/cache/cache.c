@@ -22,7 +22,9 @@ bool pfs_cache_is(const struct pfs_store *st)
 static uint64_t queue(struct pfs_cache *c, struct pfs_wb_op *op)
 {
 	if (!op) {
-		fprintf(stderr, "prismfs: cache: out of memory queueing a write-back\n");
+		/* (errno from op_at: not in the cache, or no memory) */
+		if (errno == ENOMEM)
+			fprintf(stderr, "prismfs: cache: out of memory queueing a write-back\n");
 		return 0;
 	}
 	return pfs_wbq_push(c->q, op);
@@ -32,9 +34,12 @@ static struct pfs_wb_op *op_at(struct pfs_cache *c, enum pfs_wb_kind k, int dirf
 			       const char *name)
 {
 	char path[PATH_MAX];
+	int ret = pfs_cache_path(c, dirfd, name, path, sizeof(path));
 
-	if (pfs_cache_path(c, dirfd, name, path, sizeof(path)) < 0)
+	if (ret < 0) {
+		errno = -ret; /* for queue(): a change outside the cache is not lost */
 		return NULL;
+	}
 	return pfs_wb_op_new(k, path);
 }
 
@@ -259,6 +264,24 @@ static int c_truncate(struct pfs_store *st, int fd, off_t len)
 	return ret;
 }
 
+/* The memory filesystem (tmpfs) has no FALLOC_FL_ZERO_RANGE, which the
+ * mirror's filesystem may well have: a hole punched and the range
+ * allocated again read as zeros, allocated, as a zeroed range does. */
+static int c_fallocate(struct pfs_store *st, int fd, int mode, off_t off, off_t len)
+{
+	struct pfs_cache *c = C(st);
+	int ret = pfs_st_fallocate(c->in, fd, mode, off, len);
+
+	if (ret != -EOPNOTSUPP || (mode & ~FALLOC_FL_KEEP_SIZE) != FALLOC_FL_ZERO_RANGE)
+		return ret;
+	if (off < 0 || len <= 0)
+		return -EINVAL;
+	ret = pfs_st_fallocate(c->in, fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len);
+	if (ret == 0)
+		ret = pfs_st_fallocate(c->in, fd, mode & FALLOC_FL_KEEP_SIZE, off, len);
+	return ret;
+}
+
 static int c_stat(struct pfs_store *st, int dirfd, const char *name, struct stat *out, int flags)
 {
 	struct pfs_cache *c = C(st);
@@ -348,9 +371,11 @@ static struct pfs_wb_op *op_two(struct pfs_cache *c, enum pfs_wb_kind k, int d1,
 {
 	struct pfs_wb_op *op = op_at(c, k, d1, n1);
 	char p2[PATH_MAX];
+	int ret = op ? pfs_cache_path(c, d2, n2, p2, sizeof(p2)) : 0;
 
-	if (op && (pfs_cache_path(c, d2, n2, p2, sizeof(p2)) < 0 || !(op->path2 = strdup(p2)))) {
+	if (op && (ret < 0 || !(op->path2 = strdup(p2)))) {
 		pfs_wb_op_free(op);
+		errno = ret < 0 ? -ret : ENOMEM;
 		return NULL;
 	}
 	return op;
@@ -582,6 +607,7 @@ void pfs_cache_destroy(struct pfs_store *st)
 		pfs_wbq_stop(c->q, false, 0, NULL);
 	pfs_journal_close(c->j); /* after the queue: it unmounts the tree if done */
 	pfs_mirror_local_close(c->mirror);
+	pfs_cache_links_free(c);
 	for (unsigned i = 0; i < NBUCKETS; i++) {
 		while (c->tab[i]) {
 			struct ent *e = c->tab[i];
@@ -632,6 +658,7 @@ const struct pfs_store_ops pfs_cache_ops = {
 	.release = c_release,
 	.direct_ok = pfs_cache_direct_ok,
 	.write_prep = pfs_cache_write_prep,
+	.fallocate = c_fallocate,
 	.destroy = pfs_cache_destroy,
 };
 

@@ -62,6 +62,7 @@ struct pfs_cache {
 	uint64_t spill_at;           /* a file larger leaves memory; 0: never */
 	unsigned spilled;            /* open files spilled now (atomic) */
 	unsigned long spill_seq;     /* names of spill files where O_TMPFILE fails */
+	struct pfs_cache_links *links; /* cache_links.c; under load_lock */
 };
 
 #define C(st) ((struct pfs_cache *)(st))
@@ -75,6 +76,9 @@ unsigned pfs_cache_bucket(uint64_t k);
 /* fd's path (and name in it) relative to the cache root, as the mirror
  * knows it. 0 or -errno (-EXDEV: not in the cache). */
 int pfs_cache_path(struct pfs_cache *c, int fd, const char *name, char *buf, size_t len);
+/* A live name (relative to the cache root) of the file fd, whose own
+ * name was unlinked while it has others (cache_find.c). 0 or -ENOENT. */
+int pfs_cache_find_live(struct pfs_cache *c, int fd, char *buf, size_t len);
 /* Open a mirror path beneath its root, through no symlink. */
 int pfs_cache_mirror_open(struct pfs_cache *c, const char *path, int flags);
 /* Fill the directory dirfd from the mirror the first time; the same when a
@@ -110,5 +114,13 @@ int pfs_cache_spill_join(struct pfs_cache *c, int fd, ino_t ino, int flags);
 bool pfs_cache_spill_truncated(struct pfs_cache *c, int fd, off_t len);
 /* fd's place in the table of files opened for writing (c->lock held). */
 struct wfd **pfs_cache_wfd_locked(struct pfs_cache *c, int fd);
+/* Filling name in dirfd for the mirror file mst: 1 if it was made a hard
+ * link to the cache object of another of its names, 0 if it is to be made
+ * (and then noted with pfs_cache_link_note), or -errno. */
+int pfs_cache_link_fill(struct pfs_cache *c, int dirfd, const char *name,
+			const struct stat *mst);
+void pfs_cache_link_note(struct pfs_cache *c, int dirfd, const char *name,
+			 const struct stat *mst);
+void pfs_cache_links_free(struct pfs_cache *c);
 
 #endif

@@ -59,7 +59,7 @@ void pfs_cache_state_set(struct pfs_cache *c, ino_t ino, unsigned set, unsigned 
  * cache's root, as the mirror knows it: "" for the root itself. */
 int pfs_cache_path(struct pfs_cache *c, int fd, const char *name, char *buf, size_t len)
 {
-	char proc[32], p[PATH_MAX];
+	char proc[32], p[PATH_MAX], live[PATH_MAX];
 	const char *rel;
 	struct stat st;
 	ssize_t n;
@@ -74,17 +74,26 @@ int pfs_cache_path(struct pfs_cache *c, int fd, const char *name, char *buf, siz
 			return -EXDEV;
 		fd = atoi(name);
 		name = NULL;
+		/* ... if that object is the cache's: a --map target outside
+		 * the mirror has an absolute path that would read as one. */
+		if (fstat(fd, &st) < 0 || st.st_dev != c->dev)
+			return -EXDEV;
 	}
 	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
 	n = readlink(proc, p, sizeof(p) - 1);
 	if (n < 0)
 		return -errno;
 	p[n] = '\0';
-	if (n > 10 && strcmp(p + n - 10, " (deleted)") == 0)
-		return -ENOENT;
-	if (strncmp(p, c->rootpath, c->rootlen) != 0)
+	if (n > 10 && strcmp(p + n - 10, " (deleted)") == 0) {
+		/* That name is gone; the file may live on under another. */
+		if (pfs_cache_find_live(c, fd, live, sizeof(live)) < 0)
+			return -ENOENT;
+		rel = live;
+	} else if (strncmp(p, c->rootpath, c->rootlen) != 0) {
 		return -EXDEV;
-	rel = p + c->rootlen;
+	} else {
+		rel = p + c->rootlen;
+	}
 	while (*rel == '/')
 		rel++;
 	n = name && *name ? snprintf(buf, len, "%s%s%s", rel, *rel ? "/" : "", name)
@@ -122,6 +131,9 @@ static int fill_one(struct pfs_cache *c, int dirfd, int mfd, const char *name)
 		ret = pfs_st_mkdir(c->in, dirfd, name, 0700);
 		break;
 	case S_IFREG:
+		ret = pfs_cache_link_fill(c, dirfd, name, &st);
+		if (ret != 0)
+			return ret < 0 ? ret : 0; /* linked: its data and metadata are there */
 		fd = pfs_st_openat(c->in, dirfd, name,
 				   O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 		if (fd < 0)
@@ -145,6 +157,8 @@ static int fill_one(struct pfs_cache *c, int dirfd, int mfd, const char *name)
 	if (ret == 0)
 		ret = pfs_meta_copy(c->in, pfs_ref_at(dirfd, name), pfs_ref_at(mfd, name), &st, 0,
 				    &what);
+	if (ret == 0)
+		pfs_cache_link_note(c, dirfd, name, &st);
 	return ret;
 }
 
@@ -212,12 +226,79 @@ out:
 	return ret;
 }
 
-/* Fill the directory dirfd if a name in it is about to be used. */
+/* A path of several names (a mapping's target, opened at once): every
+ * directory on the way is filled before the name in it is looked up, a
+ * relative symlink on the way followed (as the open will), up to the
+ * kernel's 40. What cannot be walked is left for the call itself to fail
+ * on. */
+static int fill_path(struct pfs_cache *c, int dirfd, const char *path, int *links)
+{
+	char *buf = strdup(path), *p, *name, *rest;
+	int fd = dirfd < 0 ? -EBADF : fcntl(dirfd, F_DUPFD_CLOEXEC, 0), ret = 0;
+
+	if (!buf || fd < 0) {
+		free(buf);
+		if (fd >= 0)
+			close(fd);
+		return buf ? 0 : -ENOMEM;
+	}
+	for (p = buf; ret == 0;) {
+		char target[PATH_MAX], *joined;
+		ssize_t n;
+		int next;
+
+		while (*p == '/')
+			p++;
+		name = p;
+		p += strcspn(p, "/");
+		if (!*p)
+			break; /* the last name: its directory is filled below */
+		*p++ = '\0';
+		rest = p;
+		ret = pfs_cache_fill(c, fd);
+		if (ret < 0 || strcmp(name, ".") == 0)
+			continue;
+		next = pfs_st_openat(c->in, fd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC,
+				     0);
+		if (next >= 0) {
+			close(fd);
+			fd = next;
+			continue;
+		}
+		if (next != -ENOTDIR && next != -ELOOP)
+			break; /* missing: the call fails as it would */
+		n = pfs_st_readlink(c->in, fd, name, target, sizeof(target) - 1);
+		if (n <= 0 || target[0] == '/' || ++*links > 40)
+			break;
+		target[n] = '\0';
+		if (asprintf(&joined, "%s/%s", target, rest) < 0) {
+			ret = -ENOMEM;
+			break;
+		}
+		ret = fill_path(c, fd, joined, links);
+		free(joined);
+		goto out;
+	}
+	if (ret == 0 && name != buf)
+		ret = pfs_cache_fill(c, fd);
+out:
+	close(fd);
+	free(buf);
+	return ret;
+}
+
+/* Fill the directory dirfd if a name in it is about to be used (each
+ * directory on the way, for a name with slashes). */
 int pfs_cache_fill_for(struct pfs_cache *c, int dirfd, const char *name)
 {
+	int links = 0, ret;
+
 	if (!name || !*name || dirfd == AT_FDCWD) /* AT_FDCWD: not a cache path */
 		return 0;
-	return pfs_cache_fill(c, dirfd);
+	ret = pfs_cache_fill(c, dirfd);
+	if (ret < 0 || name[0] == '/' || !strchr(name, '/'))
+		return ret;
+	return fill_path(c, dirfd, name, &links);
 }
 
 /* Load the data of the stub file fd (any open descriptor of it). */

@@ -293,7 +293,8 @@ static int apply_attr(struct pfs_mirror_local *m, struct pfs_wb_op *op, int dfd,
 		if (ret == -EPERM)
 			ret = 0;
 	}
-	/* chmod follows a symlink (Linux has no mode on one): it would change the target. */
+	/* A symlink has no mode of its own: chmod by name would follow it
+	 * (and fail on a dangling one, or change its target). */
 	if (ret == 0 && (op->mask & PFS_WB_MODE) && !(had && S_ISLNK(before.st_mode)))
 		ret = pfs_st_chmod(m->st, r, op->mode & 07777);
 	if (ret == 0 && (op->mask & (PFS_WB_ATIME | PFS_WB_MTIME))) {

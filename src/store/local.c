@@ -237,3 +237,10 @@ void pfs_store_free(struct pfs_store *st)
 	if (st && st->ops->destroy)
 		st->ops->destroy(st);
 }
+
+int pfs_st_fallocate(struct pfs_store *st, int fd, int mode, off_t off, off_t len)
+{
+	if (st->ops->fallocate)
+		return st->ops->fallocate(st, fd, mode, off, len);
+	return fallocate(fd, mode, off, len) < 0 ? -errno : 0;
+}

@@ -137,6 +137,9 @@ struct pfs_store_ops {
 	 * elsewhere under the same descriptor number. 0: (re)try the write;
 	 * else the -errno to answer with. NULL: write. */
 	int (*write_prep)(struct pfs_store *st, int fd, off_t off, size_t len, int failed);
+	/* fallocate(2) on fd, a file opened through this store. NULL: the
+	 * system call itself. */
+	int (*fallocate)(struct pfs_store *st, int fd, int mode, off_t off, off_t len);
 	/* Free the store (not the local one, which is static). */
 	void (*destroy)(struct pfs_store *st);
 };
@@ -250,6 +253,8 @@ static inline int pfs_st_utimes(struct pfs_store *st, struct pfs_ref r,
 {
 	return st->ops->utimes(st, r, ts);
 }
+
+int pfs_st_fallocate(struct pfs_store *st, int fd, int mode, off_t off, off_t len);
 
 static inline int pfs_st_truncate(struct pfs_store *st, int fd, off_t len)
 {

@@ -295,12 +295,11 @@ int pfs_view_fallocate(struct pfs_fs *fs, int mode, off_t off, off_t len,
 		return -EROFS;
 	/* Growing it is writing, as the store sees it (room, or a move). */
 	ret = mode == 0 ? pfs_st_write_prep(fs->store, pfs_fh_fd(fi), off, (size_t)len, 0) : 0;
-	if (ret == 0 && fallocate(pfs_fh_fd(fi), mode, off, len) < 0) {
-		ret = -errno;
-		if (ret == -ENOSPC && mode == 0 &&
-		    pfs_st_write_prep(fs->store, pfs_fh_fd(fi), off, (size_t)len, ret) == 0)
-			ret = fallocate(pfs_fh_fd(fi), mode, off, len) < 0 ? -errno : 0;
-	}
+	if (ret == 0)
+		ret = pfs_st_fallocate(fs->store, pfs_fh_fd(fi), mode, off, len);
+	if (ret == -ENOSPC && mode == 0 &&
+	    pfs_st_write_prep(fs->store, pfs_fh_fd(fi), off, (size_t)len, ret) == 0)
+		ret = pfs_st_fallocate(fs->store, pfs_fh_fd(fi), mode, off, len);
 	return ret;
 }
 

@@ -295,3 +295,55 @@ def test_mem_fuse_command_line(dirs, workdir):
         assert read(os.path.join(mnt, "hello")) == "hi"
     finally:
         cli("unmount", mnt, timeout=60)
+
+
+def test_hard_links_on_the_mirror_stay_one_file(dirs, mounter):
+    """Names of one mirror file in different directories are one file in
+    the view: a write through one shows through the other, the link count
+    is the mirror's, and the write-back keeps them one file."""
+    mirror, mnt = dirs
+    os.makedirs(os.path.join(mirror, "a/deep"))
+    os.makedirs(os.path.join(mirror, "b"))
+    write(os.path.join(mirror, "a/deep/x"), "old\n")
+    os.link(os.path.join(mirror, "a/deep/x"), os.path.join(mirror, "b/y"))
+    os.link(os.path.join(mirror, "a/deep/x"), os.path.join(mirror, "z"))
+    cached(mounter, mirror, mnt)
+
+    # Lazily, a link count counts the names in the directories filled so
+    # far (README): here the root's and b's; then a/deep's too.
+    assert os.stat(os.path.join(mnt, "b/y")).st_nlink == 2
+    assert os.listdir(os.path.join(mnt, "a/deep")) == ["x"]
+    assert os.stat(os.path.join(mnt, "b/y")).st_nlink == 3
+    write(os.path.join(mnt, "b/y"), "new through b/y\n")
+    assert read(os.path.join(mnt, "a/deep/x")) == "new through b/y\n"
+    assert read(os.path.join(mnt, "z")) == "new through b/y\n"
+    ino = {os.stat(os.path.join(mnt, p)).st_ino for p in ("a/deep/x", "b/y", "z")}
+    assert len(ino) == 1 and os.stat(os.path.join(mnt, "z")).st_nlink == 3
+    sync(mnt)
+    assert tree(mirror) == tree(mnt)
+    assert read(os.path.join(mirror, "a/deep/x")) == "new through b/y\n"
+
+
+@pytest.mark.parametrize("where", ["cache", "mirror"])
+def test_a_file_written_after_its_first_name_is_unlinked_reaches_the_mirror(dirs, mounter,
+                                                                           where):
+    """The view holds a file by the name it first met it by; once that name
+    is unlinked, a write through another name of it still reaches the
+    mirror, under that name (and so does a chmod)."""
+    mirror, mnt = dirs
+    if where == "mirror":
+        write(os.path.join(mirror, "first"), "old\n")
+        os.link(os.path.join(mirror, "first"), os.path.join(mirror, "second"))
+    cached(mounter, mirror, mnt)
+    if where == "cache":
+        write(os.path.join(mnt, "first"), "old\n")
+        os.link(os.path.join(mnt, "first"), os.path.join(mnt, "second"))
+    assert read(os.path.join(mnt, "first")) == "old\n"  # met as "first"
+    os.unlink(os.path.join(mnt, "first"))
+    write(os.path.join(mnt, "second"), "new\n", "a")
+    os.chmod(os.path.join(mnt, "second"), 0o640)
+    sync(mnt)
+    assert os.listdir(mirror) == ["second"]
+    assert read(os.path.join(mirror, "second")) == "old\nnew\n"
+    assert stat.S_IMODE(os.stat(os.path.join(mirror, "second")).st_mode) == 0o640
+    assert tree(mirror) == tree(mnt)

@@ -237,7 +237,7 @@ def write_file(path, data):
 
 
 @pytest.mark.parametrize("seed", SEEDS)
-@pytest.mark.parametrize("mode", ["plain", "oversrc", "volatile"])
+@pytest.mark.parametrize("mode", ["plain", "oversrc", "volatile", "cached"])
 def test_random_data_operations(make_view, seed, mode):
     data = initial(seed)
 

@@ -69,7 +69,7 @@ def _walk_all(root):
     return n
 
 
-@pytest.fixture(params=["plain", "oversrc"])
+@pytest.fixture(params=["plain", "oversrc", "cached"])
 def budget_view(request, make_view):
     return make_view(request.param, "--node-fds", str(BUDGET), populate=_populate)
 

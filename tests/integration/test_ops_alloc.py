@@ -97,6 +97,36 @@ def test_fallocate_punch_hole(view):
     assert res["final"][0] == MiB
 
 
+def test_fallocate_zero_range(view):
+    """FALLOC_FL_ZERO_RANGE: the range reads as zeros; without KEEP_SIZE a
+    range past the end makes the file longer, with it the size stays. (A
+    cached view's memory filesystem has no ZERO_RANGE of its own.)"""
+    data = bytes((i * 11) % 256 for i in range(256 * KiB))
+    ZERO = sysx.FALLOC_FL_ZERO_RANGE
+
+    res = run_parity(view, [
+        lambda b: write_file(b.p("f"), data),
+        opened("f", "f", os.O_RDWR),
+        ("zero inside", lambda b: sysx.fallocate(b.fd("f"), ZERO, 1000, 70000)),
+        ("zeros", lambda b: (pread_all(b.fd("f"), 70000, 1000) == bytes(70000),
+                             os.pread(b.fd("f"), 1, 999) == data[999:1000],
+                             os.pread(b.fd("f"), 1, 71000) == data[71000:71001])),
+        ("zero past EOF, KEEP_SIZE", lambda b: sysx.fallocate(b.fd("f"), ZERO | KEEP,
+                                                               200 * KiB, 100 * KiB)),
+        ("size kept", fst("f")),
+        ("zero past EOF", lambda b: sysx.fallocate(b.fd("f"), ZERO, 250 * KiB, 20 * KiB)),
+        ("size grown", fst("f")),
+        ("on O_RDONLY", lambda b: (b.open("r", "f", os.O_RDONLY),
+                                   sysx.fallocate(b.fd("r"), ZERO, 0, 10))),
+        closed("f"),
+        ("sha", content("f")),
+    ])
+    assert res["zeros"] == (True, True, True)
+    assert res["size kept"]["size"] == 256 * KiB
+    assert res["size grown"]["size"] == 270 * KiB
+    assert res["on O_RDONLY"] == err(errno.EBADF)
+
+
 def test_copy_file_range(view):
     src = os.urandom(3 * MiB + 333)
 

@@ -24,7 +24,7 @@ def inos(root, names=NAMES):
     return {n: os.lstat(os.path.join(root, n)).st_ino for n in names}
 
 
-@pytest.mark.parametrize("mode", ["plain", "oversrc"])
+@pytest.mark.parametrize("mode", ["plain", "oversrc", "cached"])
 def test_ino_of_preexisting_files_matches_source(make_view, mode):
     before = {}
 
@@ -44,7 +44,7 @@ def test_ino_of_preexisting_files_matches_source(make_view, mode):
         assert inos(v.backing) == got
 
 
-@pytest.mark.parametrize("mode", ["plain", "oversrc"])
+@pytest.mark.parametrize("mode", ["plain", "oversrc", "cached"])
 def test_root_ino_matches_source(make_view, mode):
     before = {}
 
@@ -110,7 +110,7 @@ def test_ino_stable_after_kernel_forgets(view):
     assert os.stat(view.p("a", "l0")).st_ino == first["a/b/f0"]
 
 
-@pytest.mark.parametrize("mode", ["plain", "oversrc"])
+@pytest.mark.parametrize("mode", ["plain", "oversrc", "cached"])
 def test_ino_stable_across_remount(workdir, mounter, mode):
     src = os.path.join(workdir, "src")
     os.makedirs(src)

@@ -94,12 +94,20 @@ def test_listing_parity_with_native(view):
     def populate(b):
         make_large(b.p("big"), n=600, sized=True)
 
+    def size(e):
+        # A cached view's directories are the memory filesystem's, whose
+        # directory sizes are its own (parity.stat_summary leaves directory
+        # sizes out for that reason); files' sizes are compared always.
+        if view.mode == "cached" and e.is_dir(follow_symlinks=False):
+            return "dir"
+        return e.stat(follow_symlinks=False).st_size
+
     run_parity(view, [
         populate,
         ("sorted listing", lambda b: sorted(os.listdir(b.p("big")))),
         ("scandir types", lambda b: sorted((e.name, e.is_dir(follow_symlinks=False),
                                             e.is_file(follow_symlinks=False), e.is_symlink(),
-                                            e.stat(follow_symlinks=False).st_size)
+                                            size(e))
                                            for e in os.scandir(b.p("big")))),
         ("raw d_types", lambda b: sorted((n, t) for n, t, _ in sysx.readdir_all(b.p("big")))),
     ])

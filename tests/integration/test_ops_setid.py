@@ -72,7 +72,7 @@ def both(v, fn):
     return fn(v.native), fn(v.path)
 
 
-@pytest.mark.parametrize("mode", ["plain", "oversrc"])
+@pytest.mark.parametrize("mode", ["plain", "oversrc", "cached"])
 def test_unprivileged_changes_clear_setid(make_view, mode):
     v = make_view(mode, "-o", "allow_other,default_permissions", populate=populate)
     names = ["%s_%o" % (k, m) for k in KINDS for m in MODES]
@@ -94,7 +94,7 @@ def test_unprivileged_changes_clear_setid(make_view, mode):
         assert oct(os.stat(os.path.join(v.backing, "trunc_6777")).st_mode & 0o7777) == "0o777"
 
 
-@pytest.mark.parametrize("mode", ["plain", "oversrc"])
+@pytest.mark.parametrize("mode", ["plain", "oversrc", "cached"])
 def test_privileged_write_keeps_setid_and_chown_clears_it(make_view, mode):
     v = make_view(mode, "-o", "allow_other,default_permissions", populate=populate)
 
@@ -120,7 +120,7 @@ def test_privileged_write_keeps_setid_and_chown_clears_it(make_view, mode):
     assert mounted["chown_4777"] == "0o777"
 
 
-@pytest.mark.parametrize("mode", ["plain", "oversrc"])
+@pytest.mark.parametrize("mode", ["plain", "oversrc", "cached"])
 def test_setuid_made_while_open_is_cleared_by_next_write(make_view, mode):
     """The bit is set by chmod while a writer holds the file open (for
     passthrough, with its data path already set up); its next write clears
@@ -161,7 +161,7 @@ def test_setuid_made_while_open_is_cleared_by_next_write(make_view, mode):
     assert mounted == ("0o4777", "0o777", "0o777")
 
 
-@pytest.mark.parametrize("mode", ["plain", "oversrc"])
+@pytest.mark.parametrize("mode", ["plain", "oversrc", "cached"])
 def test_write_removes_file_capabilities(make_view, mode):
     v = make_view(mode, "-o", "allow_other,default_permissions")
 

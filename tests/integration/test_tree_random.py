@@ -260,7 +260,7 @@ def populate_plain(d):
 
 
 @pytest.mark.parametrize("seed", (11, 12, 13, 14))
-@pytest.mark.parametrize("mode", ["plain", "oversrc"])
+@pytest.mark.parametrize("mode", ["plain", "oversrc", "cached"])
 def test_random_tree_operations(make_view, seed, mode):
     v = make_view(mode, populate=populate_plain)
     run_sequence(seed, v.path, v.native)
@@ -333,7 +333,8 @@ def as_user(fn):
 
 
 @pytest.mark.parametrize("seed", (31, 32))
-def test_random_tree_operations_as_a_user(make_view, seed):
+@pytest.mark.parametrize("mode", ["plain", "cached"])
+def test_random_tree_operations_as_a_user(make_view, seed, mode):
     """The same sequences run by an unprivileged user, through allow_other,
     on a tree partly the user's: permission errors, sticky and set-group-ID
     directories and ownership must come out as on the native tree."""
@@ -343,7 +344,7 @@ def test_random_tree_operations_as_a_user(make_view, seed):
     def populate(d):
         populate_plain(d)
         give_some_to_user(d)
-    v = make_view("plain", "-o", "allow_other", populate=populate)
+    v = make_view(mode, "-o", "allow_other", populate=populate)
     as_user(lambda: run_sequence(seed, v.path, v.native))
 
 

@@ -249,7 +249,7 @@ def _compare(label, native, mounted):
         label, len(diffs), "\n".join(diffs[:60]))
 
 
-@pytest.mark.parametrize("mode", ["plain", "oversrc"])
+@pytest.mark.parametrize("mode", ["plain", "oversrc", "cached"])
 def test_permission_matrix(make_view, mode):
     v = make_view(mode, "-o", "allow_other,default_permissions", populate=populate)
     for label, uid, gid, groups in USERS:
@@ -266,7 +266,7 @@ def test_permission_matrix(make_view, mode):
 CREATE_DIRS = ["d_777_r", "sticky", "sgid", "sgid_member", "nosgid"]
 
 
-@pytest.mark.parametrize("mode", ["plain", "oversrc"])
+@pytest.mark.parametrize("mode", ["plain", "oversrc", "cached"])
 def test_created_objects_belong_to_the_user(make_view, mode):
     v = make_view(mode, "-o", "allow_other,default_permissions", populate=populate)
     users = [u for u in USERS if u[0] in ("owner", "supp", "nobody")]
