@@ -191,7 +191,9 @@ int pfs_cache_write_prep(struct pfs_store *st, int fd, off_t off, size_t len, in
 			return 0;
 		if (fstat(fd, &s) < 0 || s.st_dev != c->dev || !S_ISREG(s.st_mode))
 			return 0;
-		if ((s.st_size > end ? s.st_size : end) <= (off_t)c->spill_at) {
+		/* The data it holds, not its size: a sparse file of any size
+		 * whose few blocks fit stays in memory, as on any filesystem. */
+		if ((off_t)s.st_blocks * 512 + (off_t)len <= (off_t)c->spill_at) {
 			/* --cache-max-dirty: wait for the write-back of others. */
 			if (c->q && c->qo.max_dirty)
 				pfs_wbq_room(c->q, len);
