@@ -367,7 +367,11 @@ uint64_t pfs_wbq_push(struct pfs_wbq *q, struct pfs_wb_op *op)
 	index_push(q, op);
 	q->st.pending_ops++;
 	q->st.pending_bytes += op->bytes;
-	pthread_cond_signal(&q->work);
+	/* The worker waits for the head (its delay, a retry) or for work:
+	 * only a new head or the dirty limit passed changes what it waits
+	 * for. A wake per op cost a thread switch per op. */
+	if (q->head == op || (q->o.max_dirty && q->st.pending_bytes > q->o.max_dirty))
+		pthread_cond_signal(&q->work);
 	pthread_mutex_unlock(&q->lock);
 	return seq;
 }
