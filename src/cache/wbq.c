@@ -245,7 +245,10 @@ static void *worker(void *arg)
 		} else {
 			failed(q, ret, msg);
 		}
-		pthread_cond_broadcast(&q->moved);
+		/* Waiters for a flush wake at the flush or a failure; only
+		 * writers held back for room care about each op. */
+		if (ret < 0 || q->room_waiters)
+			pthread_cond_broadcast(&q->moved);
 	}
 	pthread_mutex_unlock(&q->lock);
 	return NULL;
@@ -410,7 +413,10 @@ int pfs_wbq_wait(struct pfs_wbq *q, uint64_t seq)
 void pfs_wbq_room(struct pfs_wbq *q, uint64_t bytes)
 {
 	pthread_mutex_lock(&q->lock);
-	if (q->o.max_dirty) {
+	/* Counted (and the worker told: no delay now) only when held back:
+	 * a writer with room to spare must not hurry the queue. */
+	if (q->o.max_dirty && q->st.pending_bytes &&
+	    q->st.pending_bytes + bytes > q->o.max_dirty && !q->stopping) {
 		q->room_waiters++;
 		pthread_cond_signal(&q->work);
 		while (q->st.pending_bytes && q->st.pending_bytes + bytes > q->o.max_dirty &&
