@@ -346,19 +346,32 @@ static char *conflict_name(const char *name)
 }
 
 /* Copy the cache file's data, mode and times into the open file fd. */
-static int fill(struct pfs_mirror_local *m, int fd, const struct pfs_wb_op *op,
-		const struct stat *sst, bool moved)
+/* How fd gets the data: over what it holds; fresh (made just now, empty:
+ * a truncation would only cost, and on ext4 make its close start the
+ * file's write-out); or moved (fd is the data file itself, linked in:
+ * move_in). */
+enum fill_how { FILL_OVER, FILL_FRESH, FILL_MOVED };
+
+static int fill_data(struct pfs_mirror_local *m, int fd, const struct pfs_wb_op *op,
+		     const struct stat *sst, enum fill_how how)
 {
 	int src = op->datafd >= 0 ? op->datafd : op->fd;
-	struct timespec ts[2] = {sst->st_atim, sst->st_mtim};
-	int ret;
+	int ret = 0;
 
-	/* moved: fd is the data file itself, linked in (move_in). */
-	ret = pfs_st_truncate(m->st, fd, moved ? sst->st_size : 0);
-	if (ret == 0 && !moved)
+	if (how != FILL_FRESH)
+		ret = pfs_st_truncate(m->st, fd, how == FILL_MOVED ? sst->st_size : 0);
+	if (ret == 0 && how != FILL_MOVED)
 		ret = pfs_st_copy(m->st, fd, src, sst->st_size, false, NULL, NULL);
-	if (ret == 0)
-		ret = pfs_st_chmod(m->st, pfs_ref_fd(fd), sst->st_mode & 07777);
+	return ret;
+}
+
+/* Mode and times as the cache has them: after any change of owner (a
+ * chown clears the set-id bits). */
+static int fill_mode_times(struct pfs_mirror_local *m, int fd, const struct stat *sst)
+{
+	struct timespec ts[2] = {sst->st_atim, sst->st_mtim};
+	int ret = pfs_st_chmod(m->st, pfs_ref_fd(fd), sst->st_mode & 07777);
+
 	if (ret == 0)
 		ret = pfs_st_utimes(m->st, pfs_ref_fd(fd), ts);
 	return ret;
@@ -434,14 +447,16 @@ static int apply_data(struct pfs_mirror_local *m, struct pfs_wb_op *op, int dfd,
 			ret = fd;
 			goto out;
 		}
-		ret = fill(m, fd, op, &sst, false);
+		ret = fill_data(m, fd, op, &sst, FILL_OVER);
+		if (ret == 0)
+			ret = fill_mode_times(m, fd, &sst);
 		goto done;
 	}
 	snprintf(tmp, sizeof(tmp), ".prismfs-wb.%d.%lu", (int)getpid(), ++m->tmpseq);
 	fd = (op->flags & PFS_WB_DATA_MOVE) && op->datafd >= 0 ? move_in(m, op->datafd, dfd, tmp)
 								: -1;
 	if (fd >= 0) {
-		ret = fill(m, fd, op, &sst, true);
+		ret = fill_data(m, fd, op, &sst, FILL_MOVED);
 	} else {
 		fd = pfs_st_openat(m->st, dfd, tmp,
 				   O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
@@ -449,22 +464,22 @@ static int apply_data(struct pfs_mirror_local *m, struct pfs_wb_op *op, int dfd,
 			ret = fd;
 			goto out;
 		}
-		ret = fill(m, fd, op, &sst, false);
+		ret = fill_data(m, fd, op, &sst, FILL_FRESH);
 	}
 	if (ret == 0 && have_cur) {
 		const char *what;
 
 		/* Owner and xattrs as the file had them; mode and times are
-		 * the cache's (fill). */
+		 * the cache's. */
 		ret = pfs_meta_copy(m->st, pfs_ref_fd(fd), pfs_ref_at(dfd, target), &cur,
 				    PFS_META_NO_TIMES, &what);
-		if (ret == 0)
-			ret = pfs_st_chmod(m->st, pfs_ref_fd(fd), sst.st_mode & 07777);
 	} else if (ret == 0) {
 		ret = pfs_st_chown(m->st, pfs_ref_fd(fd), sst.st_uid, sst.st_gid);
 		if (ret == -EPERM)
 			ret = 0;
 	}
+	if (ret == 0)
+		ret = fill_mode_times(m, fd, &sst);
 	if (ret == 0)
 		pfs_crashpoint("wb-data-tmp"); /* tests: written, not yet renamed */
 	if (ret == 0)
