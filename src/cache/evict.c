@@ -160,6 +160,8 @@ fail:
 	free(r);
 }
 
+static uint64_t used(struct pfs_evict *ev);
+
 static void kick(struct pfs_evict *ev)
 {
 	uint64_t one = 1;
@@ -182,7 +184,9 @@ void pfs_evict_released(struct pfs_evict *ev, int fd)
 	} else {
 		pfs_evict_touch(ev, fd, &st);
 	}
-	if (ev->running)
+	/* The thread acts only past the high mark: look here rather than
+	 * wake it at every release (a thread switch per file). */
+	if (ev->running && used(ev) > ev->high)
 		kick(ev);
 }
 
