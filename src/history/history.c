@@ -448,6 +448,30 @@ const char *pfs_history_dir(const struct pfs_store *st)
 	return H(st)->dir;
 }
 
+/* dir's canonical name, made or not (its parent must exist). */
+static char *canon_dir(const char *dir)
+{
+	char *c = realpath(dir, NULL), *copy, *slash, *parent, *out = NULL;
+
+	if (c || errno != ENOENT)
+		return c;
+	copy = strdup(dir);
+	if (!copy)
+		return NULL;
+	while (strlen(copy) > 1 && copy[strlen(copy) - 1] == '/')
+		copy[strlen(copy) - 1] = '\0';
+	slash = strrchr(copy, '/');
+	if (slash)
+		*slash = '\0';
+	parent = realpath(slash ? (*copy ? copy : "/") : ".", NULL);
+	if (parent && asprintf(&out, "%s/%s", strcmp(parent, "/") ? parent : "",
+			       slash ? slash + 1 : copy) < 0)
+		out = NULL;
+	free(parent);
+	free(copy);
+	return out;
+}
+
 int pfs_history_new(struct pfs_store **out, struct pfs_store *inner, const char *rootpath,
 		    const char *dir, char *err, size_t errlen)
 {
@@ -455,19 +479,22 @@ int pfs_history_new(struct pfs_store **out, struct pfs_store *inner, const char 
 	struct stat s;
 	char *canon = NULL;
 	size_t rl = strlen(rootpath);
+	bool made = false;
 
 	if (!h) {
 		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
 	h->vdir = -1;
-	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
-		snprintf(err, errlen, "cannot make history directory %s: %s", dir, strerror(errno));
+	if (stat("/proc/self/fd", &s) < 0) {
+		snprintf(err, errlen, "history needs /proc: %s", strerror(errno));
 		goto fail;
 	}
-	canon = realpath(dir, NULL);
-	if (!canon || stat(canon, &s) < 0 || !S_ISDIR(s.st_mode)) {
-		snprintf(err, errlen, "history %s is not a directory", dir);
+	h->procdev = s.st_dev;
+	canon = canon_dir(dir);
+	if (!canon) {
+		snprintf(err, errlen, "history %s: %s", dir,
+			 errno == ENOENT ? "its parent does not exist" : strerror(errno));
 		goto fail;
 	}
 	if (strlen(canon) >= sizeof(h->dir) || rl >= sizeof(h->root)) {
@@ -479,16 +506,18 @@ int pfs_history_new(struct pfs_store **out, struct pfs_store *inner, const char 
 		snprintf(err, errlen, "history %s cannot be inside the source %s", dir, rootpath);
 		goto fail;
 	}
+	if (mkdir(canon, 0700) == 0) {
+		made = true;
+	} else if (errno != EEXIST || stat(canon, &s) < 0 || !S_ISDIR(s.st_mode)) {
+		snprintf(err, errlen, "history %s: %s", dir,
+			 errno == EEXIST ? "not a directory" : strerror(errno));
+		goto fail;
+	}
 	memcpy(h->dir, canon, strlen(canon) + 1);
 	memcpy(h->root, rootpath, rl + 1);
 	h->rootlen = rl;
 	free(canon);
 	canon = NULL;
-	if (stat("/proc/self/fd", &s) < 0) {
-		snprintf(err, errlen, "history needs /proc: %s", strerror(errno));
-		goto fail;
-	}
-	h->procdev = s.st_dev;
 	pthread_mutex_init(&h->lock, NULL);
 	/* The database opens now to say early what is wrong, and again in
 	 * the process that serves. */
@@ -502,6 +531,13 @@ int pfs_history_new(struct pfs_store **out, struct pfs_store *inner, const char 
 	return 0;
 fail_lock:
 	pthread_mutex_destroy(&h->lock);
+	if (made) { /* bad input changes nothing */
+		char p[PATH_MAX + 32];
+
+		snprintf(p, sizeof(p), "%s/history.db", h->dir);
+		unlink(p);
+		rmdir(h->dir);
+	}
 fail:
 	free(canon);
 	free(h);
