@@ -10,6 +10,7 @@ command name and a uid of its choosing) makes the changes; the journal is
 compared with what it did. The daemon is killed with SIGKILL in the middle
 of a workload, and every entry then in SOURCE must have its change in the
 journal."""
+import errno
 import json
 import os
 import signal
@@ -231,3 +232,37 @@ def test_log_of_a_mount_without_history_says_so(trees, mounter):
     mounter(src, mnt)
     assert_one_error_line(cli("log", mnt), "log without --history")
     assert_one_error_line(cli("snapshot", mnt), "snapshot without --history")
+
+
+def test_a_change_that_cannot_be_recorded_is_not_made(workdir, trees, mounter):
+    # DIR on a full filesystem: the journal cannot grow, so the change
+    # fails with its error and SOURCE is left as it was; with room again,
+    # changes are recorded and made.
+    src, mnt = trees
+    small = os.path.join(workdir, "small")
+    os.mkdir(small)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", small], check=True)
+    try:
+        hdir = os.path.join(small, "h")
+        mounter(src, mnt, "--history", hdir)
+        fill = os.path.join(small, "fill")
+        fd = os.open(fill, os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            while True:
+                os.write(fd, b"\0" * 4096)
+        except OSError as e:
+            assert e.errno == errno.ENOSPC
+        finally:
+            os.close(fd)
+        with pytest.raises(OSError) as e:
+            os.mkdir(os.path.join(mnt, "d"))
+        assert e.value.errno == errno.ENOSPC
+        assert os.listdir(src) == []
+        os.unlink(fill)
+        os.mkdir(os.path.join(mnt, "d"))
+        assert os.path.isdir(os.path.join(src, "d"))
+        assert [(r["kind"], r["path"], r["state"]) for r in log_json(mnt)][-1:] == [
+            ("mkdir", "d", "done")]
+        cli("unmount", mnt)
+    finally:
+        subprocess.run(["umount", "-l", small])
