@@ -371,7 +371,7 @@ static void serve(struct pfs_ctl *ctl, int fd)
 		}
 		write_str(fd, msg ? msg : r < 0 ? "error the mirror cannot be written\n" : "ok\n");
 		free(msg);
-	} else if (strncmp(line, "history", 7) == 0 || strncmp(line, "snapshot ", 9) == 0) {
+	} else if (strcmp(line, "history") == 0 || strncmp(line, "snapshot ", 9) == 0) {
 		serve_history(ctl, fd, line);
 	} else if (strncmp(line, "wait", 4) == 0 && (line[4] == '\0' || line[4] == ' ')) {
 		fd = serve_wait(ctl, fd, line + 4);
