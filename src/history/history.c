@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -409,6 +410,8 @@ static void h_destroy(struct pfs_store *st)
 	}
 	if (h->vdir >= 0)
 		close(h->vdir);
+	if (h->lockfd >= 0)
+		close(h->lockfd);
 	pfs_store_free(h->in);
 	pthread_mutex_destroy(&h->lock);
 	free(h);
@@ -486,6 +489,7 @@ int pfs_history_new(struct pfs_store **out, struct pfs_store *inner, const char 
 		return -ENOMEM;
 	}
 	h->vdir = -1;
+	h->lockfd = -1;
 	if (stat("/proc/self/fd", &s) < 0) {
 		snprintf(err, errlen, "history needs /proc: %s", strerror(errno));
 		goto fail;
@@ -519,6 +523,19 @@ int pfs_history_new(struct pfs_store **out, struct pfs_store *inner, const char 
 	free(canon);
 	canon = NULL;
 	pthread_mutex_init(&h->lock, NULL);
+	/* One daemon per DIR: the lock goes with the daemon across its fork
+	 * (the same open file) and with it when it dies. */
+	{
+		char lp[PATH_MAX + 16];
+
+		snprintf(lp, sizeof(lp), "%s/lock", h->dir);
+		h->lockfd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+		if (h->lockfd < 0 || flock(h->lockfd, LOCK_EX | LOCK_NB) < 0) {
+			snprintf(err, errlen, "history %s: %s", dir,
+				 errno == EWOULDBLOCK ? "another mount uses it" : strerror(errno));
+			goto fail_lock;
+		}
+	}
 	/* The database opens now to say early what is wrong, and again in
 	 * the process that serves. */
 	if (pfs_hist_db_open(h, err, errlen) < 0)
@@ -536,8 +553,12 @@ fail_lock:
 
 		snprintf(p, sizeof(p), "%s/history.db", h->dir);
 		unlink(p);
+		snprintf(p, sizeof(p), "%s/lock", h->dir);
+		unlink(p);
 		rmdir(h->dir);
 	}
+	if (h->lockfd >= 0)
+		close(h->lockfd);
 fail:
 	free(canon);
 	free(h);

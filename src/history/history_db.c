@@ -19,7 +19,8 @@ static const char SCHEMA[] =
 	" t_ns INTEGER NOT NULL, seq INTEGER NOT NULL, pinned INTEGER NOT NULL);"
 	"CREATE TABLE IF NOT EXISTS versions(snap INTEGER NOT NULL, seq INTEGER NOT NULL,"
 	" path TEXT NOT NULL, mode INTEGER, uid INTEGER, gid INTEGER, size INTEGER,"
-	" mtime_ns INTEGER, file TEXT);";
+	" mtime_ns INTEGER, file TEXT);"
+	"CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);";
 
 /* SQLite's result as an -errno: what a writer is told. */
 static int db_errno(int rc)
@@ -43,6 +44,34 @@ static uint64_t now_ns(void)
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* DIR is the history of one source: recorded at its first use, checked
+ * after. SQLITE_MISMATCH (and one line in err) for another's. */
+static int same_source(struct pfs_history *h, char *err, size_t errlen)
+{
+	sqlite3_stmt *q = NULL;
+	int rc = sqlite3_prepare_v2(h->db, "INSERT OR IGNORE INTO meta VALUES('source', ?);"
+				    , -1, &q, NULL);
+
+	if (rc != SQLITE_OK)
+		return rc;
+	sqlite3_bind_text(q, 1, h->root, -1, SQLITE_STATIC);
+	rc = sqlite3_step(q);
+	sqlite3_finalize(q);
+	if (rc != SQLITE_DONE)
+		return rc;
+	rc = sqlite3_prepare_v2(h->db, "SELECT value FROM meta WHERE key='source'", -1, &q, NULL);
+	if (rc != SQLITE_OK)
+		return rc;
+	rc = sqlite3_step(q) == SQLITE_ROW ? SQLITE_OK : SQLITE_CORRUPT;
+	if (rc == SQLITE_OK && strcmp((const char *)sqlite3_column_text(q, 0), h->root) != 0) {
+		snprintf(err, errlen, "history %s is the history of %s, not of %s", h->dir,
+			 (const char *)sqlite3_column_text(q, 0), h->root);
+		rc = SQLITE_MISMATCH;
+	}
+	sqlite3_finalize(q);
+	return rc;
 }
 
 int pfs_hist_db_open(struct pfs_history *h, char *err, size_t errlen)
@@ -78,6 +107,12 @@ int pfs_hist_db_open(struct pfs_history *h, char *err, size_t errlen)
 					" mtime_ns, file) VALUES(?1, (SELECT coalesce(max(seq), 0) FROM changes),"
 					" ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
 					-1, &h->sav, NULL);
+	if (rc == SQLITE_OK)
+		rc = same_source(h, err, errlen);
+	if (rc == SQLITE_MISMATCH) {
+		pfs_hist_db_close(h);
+		return -EINVAL;
+	}
 	if (rc == SQLITE_OK)
 		rc = sqlite3_prepare_v2(h->db, "SELECT coalesce(max(id), 0) FROM snapshots", -1,
 					&q, NULL);

@@ -44,6 +44,7 @@ struct pfs_history {
 	long long snap;        /* the newest snapshot's id, 0: none */
 	unsigned long long vseq; /* names of saved versions */
 	int vdir;              /* DIR/versions */
+	int lockfd;            /* DIR/lock, flock'ed */
 	struct hsaved *saved[PFS_HIST_NB];
 	struct hwfd *wfds[PFS_HIST_NB];
 };

@@ -227,6 +227,25 @@ def test_history_is_refused_where_it_does_not_work_yet(workdir, trees):
     assert not os.path.ismount(mnt)
 
 
+def test_a_history_belongs_to_one_mount_and_one_source(workdir, trees, mounter):
+    src, mnt = trees
+    hdir = os.path.join(workdir, "h")
+    other, mnt2 = os.path.join(workdir, "other"), os.path.join(workdir, "mnt2")
+    os.mkdir(other)
+    os.mkdir(mnt2)
+    mounter(src, mnt, "--history", hdir)
+    r = cli("mount", "--history", hdir, src, mnt2)
+    assert_one_error_line(r, "a history used by another mount")
+    assert "another mount" in r.stderr
+    assert cli("unmount", mnt).returncode == 0
+    r = cli("mount", "--history", hdir, other, mnt2)
+    assert_one_error_line(r, "the history of another source")
+    assert not os.path.ismount(mnt2)
+    r = cli("mount", "--history", hdir, src, mnt2)
+    assert r.returncode == 0, r.stderr
+    assert cli("unmount", mnt2).returncode == 0
+
+
 def test_log_of_a_mount_without_history_says_so(trees, mounter):
     src, mnt = trees
     mounter(src, mnt)
