@@ -318,6 +318,7 @@ static void serve_history(struct pfs_ctl *ctl, int fd, const char *line)
 		return;
 	}
 	if (strcmp(line, "history") == 0) {
+		pfs_history_flush(st); /* the outcomes so far, for the reader */
 		snprintf(msg, sizeof(msg), "dir %s\n", pfs_history_dir(st));
 	} else {
 		const char *name = line + 9;

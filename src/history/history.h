@@ -11,7 +11,8 @@
  *
  * A change is recorded (committed to the WAL) before it is made, with
  * state 0 ("not known to have happened"); once made, its row says 1, or
- * the -errno it failed with. A kill -9 between the two leaves state 0: the
+ * the -errno it failed with — written in the next row's transaction (one
+ * commit per change), or when the journal is about to be read. A kill -9 between the two leaves state 0: the
  * change may or may not be in the tree. If the record cannot be written,
  * the change is not made and fails with the error: nothing is dropped.
  *
@@ -42,6 +43,9 @@ int pfs_history_start(struct pfs_store *st);
 bool pfs_history_is(const struct pfs_store *st);
 /* Its directory (canonical). */
 const char *pfs_history_dir(const struct pfs_store *st);
+/* Write the outcomes of the changes made so far (each is written with the
+ * next change's row otherwise): before the journal is read. */
+void pfs_history_flush(struct pfs_store *st);
 /* Take a snapshot: a row naming the journal's last change. name NULL: the
  * time. Its id, or -errno with one line in err (-EEXIST: name taken). */
 long long pfs_history_snapshot(struct pfs_store *st, const char *name, bool pin, char *err,

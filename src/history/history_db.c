@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -44,6 +45,34 @@ static uint64_t now_ns(void)
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Under h->lock: write the outcomes noted since the last commit, in the
+ * transaction that is open. */
+static void apply_pending(struct pfs_history *h)
+{
+	for (size_t i = 0; i < h->npend; i++) {
+		sqlite3_bind_int(h->upd, 1, h->pend[i].ret < 0 ? h->pend[i].ret : 1);
+		sqlite3_bind_int64(h->upd, 2, h->pend[i].seq);
+		/* A failure here leaves state 0: "not known to have happened",
+		 * which is still true of what the row claims. */
+		sqlite3_step(h->upd);
+		sqlite3_reset(h->upd);
+	}
+}
+
+/* Under h->lock: commit what is pending on its own. */
+static void flush_locked(struct pfs_history *h)
+{
+	if (!h->db || !h->npend)
+		return;
+	if (sqlite3_exec(h->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
+		return;
+	apply_pending(h);
+	if (sqlite3_exec(h->db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK)
+		h->npend = 0;
+	else
+		sqlite3_exec(h->db, "ROLLBACK", NULL, NULL, NULL);
 }
 
 /* DIR is the history of one source: recorded at its first use, checked
@@ -130,6 +159,11 @@ fail:
 
 void pfs_hist_db_close(struct pfs_history *h)
 {
+	if (h->db)
+		flush_locked(h);
+	free(h->pend);
+	h->pend = NULL;
+	h->npend = h->cpend = 0;
 	sqlite3_finalize(h->ins);
 	sqlite3_finalize(h->upd);
 	sqlite3_finalize(h->sav);
@@ -164,7 +198,8 @@ long long pfs_hist_db_record(struct pfs_history *h, const struct pfs_caller *who
 	struct pfs_caller c = who ? *who : pfs_caller_get();
 	char comm[32];
 	long long seq;
-	int rc;
+	int rc = SQLITE_OK;
+	bool txn = false;
 
 	comm_of(c.pid, comm, sizeof(comm));
 	pthread_mutex_lock(&h->lock);
@@ -184,10 +219,28 @@ long long pfs_hist_db_record(struct pfs_history *h, const struct pfs_caller *who
 	else
 		sqlite3_bind_null(h->ins, 8);
 	sqlite3_bind_int64(h->ins, 9, arg);
-	rc = sqlite3_step(h->ins);
+	if (h->npend) { /* the outcomes noted since, in the same commit */
+		rc = sqlite3_exec(h->db, "BEGIN", NULL, NULL, NULL);
+		txn = rc == SQLITE_OK;
+		if (txn)
+			apply_pending(h);
+	}
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(h->ins);
 	seq = rc == SQLITE_DONE ? (long long)sqlite3_last_insert_rowid(h->db) : db_errno(rc);
 	sqlite3_reset(h->ins);
 	sqlite3_clear_bindings(h->ins);
+	if (txn) {
+		rc = seq > 0 ? sqlite3_exec(h->db, "COMMIT", NULL, NULL, NULL) : SQLITE_ERROR;
+		if (rc == SQLITE_OK) {
+			h->npend = 0;
+		} else {
+			/* none of it was written: the change must not be made */
+			sqlite3_exec(h->db, "ROLLBACK", NULL, NULL, NULL);
+			if (seq > 0)
+				seq = db_errno(rc);
+		}
+	}
 	pthread_mutex_unlock(&h->lock);
 	if (seq < 0)
 		fprintf(stderr, "prismfs: history: cannot record %s %s: %s\n", kind, path,
@@ -195,19 +248,35 @@ long long pfs_hist_db_record(struct pfs_history *h, const struct pfs_caller *who
 	return seq;
 }
 
+/* Outcomes wait for the next row's commit (one commit per change, not
+ * two): until then, or a crash, their rows say "not known" — true. */
 void pfs_hist_db_done(struct pfs_history *h, long long seq, int ret)
 {
 	if (seq <= 0)
 		return;
 	pthread_mutex_lock(&h->lock);
-	if (h->db) {
-		sqlite3_bind_int(h->upd, 1, ret < 0 ? ret : 1);
-		sqlite3_bind_int64(h->upd, 2, seq);
-		/* A failure here leaves state 0: "not known to have happened",
-		 * which is still true of what the row claims. */
-		sqlite3_step(h->upd);
-		sqlite3_reset(h->upd);
+	if (h->npend == h->cpend) {
+		size_t c = h->cpend ? h->cpend * 2 : 64;
+		void *p = realloc(h->pend, c * sizeof(*h->pend));
+
+		if (p) {
+			h->pend = p;
+			h->cpend = c;
+		}
 	}
+	if (h->npend < h->cpend) {
+		h->pend[h->npend].seq = seq;
+		h->pend[h->npend++].ret = ret;
+	}
+	pthread_mutex_unlock(&h->lock);
+}
+
+void pfs_history_flush(struct pfs_store *st)
+{
+	struct pfs_history *h = H(st);
+
+	pthread_mutex_lock(&h->lock);
+	flush_locked(h);
 	pthread_mutex_unlock(&h->lock);
 }
 
@@ -232,6 +301,7 @@ long long pfs_history_snapshot(struct pfs_store *st, const char *name, bool pin,
 		name = def;
 	}
 	pthread_mutex_lock(&h->lock);
+	flush_locked(h);
 	rc = h->db ? sqlite3_prepare_v2(h->db,
 					"INSERT INTO snapshots(name, t_ns, seq, pinned) VALUES(?, ?,"
 					" (SELECT coalesce(max(seq), 0) FROM changes), ?)",

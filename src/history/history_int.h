@@ -41,6 +41,8 @@ struct pfs_history {
 	pthread_mutex_t lock;  /* the database, the tables */
 	sqlite3 *db;
 	sqlite3_stmt *ins, *upd, *sav;
+	struct { long long seq; int ret; } *pend; /* outcomes not yet written */
+	size_t npend, cpend;
 	long long snap;        /* the newest snapshot's id, 0: none */
 	unsigned long long vseq; /* names of saved versions */
 	int vdir;              /* DIR/versions */
