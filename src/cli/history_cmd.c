@@ -169,6 +169,8 @@ static const char *state_of(long long s, char *buf, size_t len)
 		return "done";
 	if (s == 0)
 		return "unknown";
+	if (s == 2)
+		return "interrupted";
 	snprintf(buf, len, "failed: %s", strerror((int)-s));
 	return buf;
 }

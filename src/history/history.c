@@ -576,6 +576,13 @@ int pfs_history_start(struct pfs_store *st)
 		fprintf(stderr, "prismfs: %s\n", err);
 		return r;
 	}
+	/* Rows a dead daemon left at 0 were never finished: say so, so that 0
+	 * means "in flight" on a live mount. */
+	if (sqlite3_exec(h->db, "UPDATE changes SET state = 2 WHERE state = 0", NULL, NULL,
+			 NULL) != SQLITE_OK) {
+		fprintf(stderr, "prismfs: history: %s\n", sqlite3_errmsg(h->db));
+		return -EIO;
+	}
 	snprintf(vpath, sizeof(vpath), "%s/versions", h->dir);
 	if (mkdir(vpath, 0700) < 0 && errno != EEXIST)
 		return -errno;

@@ -12,7 +12,9 @@
  * A change is recorded (committed to the WAL) before it is made, with
  * state 0 ("not known to have happened"); once made, its row says 1, or
  * the -errno it failed with — written in the next row's transaction (one
- * commit per change), or when the journal is about to be read. A kill -9 between the two leaves state 0: the
+ * commit per change), or when the journal is about to be read. The next
+ * mount marks the rows a dead daemon left at 0 with 2, "interrupted":
+ * still not known to have happened. A kill -9 between the two leaves state 0: the
  * change may or may not be in the tree. If the record cannot be written,
  * the change is not made and fails with the error: nothing is dropped.
  *

@@ -21,6 +21,7 @@ import textwrap
 
 import pytest
 
+from conftest import Mount
 from prism_helpers import assert_one_error_line, cli, wait_for
 
 NOBODY = 65534
@@ -174,6 +175,17 @@ def test_kill_9_during_a_workload_leaves_everything_in_source_in_the_journal(his
     for p in present:
         if os.path.isfile(os.path.join(src, p)) and os.path.getsize(os.path.join(src, p)):
             assert p in opened or renamed.get(p) in opened, p
+    # The next mount with DIR marks what the dead daemon never finished.
+    unknown = db_rows(hdir, "SELECT count(*) FROM changes WHERE state = 0")[0][0]
+    m2 = Mount(src, mnt, ["--history", hdir]).start()
+    try:
+        states = {r["state"] for r in log_json(mnt)}
+        assert "unknown" not in states, states
+        assert ("interrupted" in states) == (unknown > 0), (states, unknown)
+    finally:
+        m2.stop()
+        m2.cleanup()
+    m2.check_clean_exit()
 
 
 def test_a_snapshot_saves_the_previous_version_before_a_change(hist):
