@@ -297,3 +297,14 @@ def test_a_change_that_cannot_be_recorded_is_not_made(workdir, trees, mounter):
         cli("unmount", mnt)
     finally:
         subprocess.run(["umount", "-l", small])
+
+
+def test_bad_usage_of_the_history_commands_is_one_line(hist):
+    src, mnt, hdir, m = hist
+    for args, code in ((["log"], 2), (["log", mnt, "--since", "no-such-snapshot"], 1),
+                       (["log", mnt, "--frob"], 2), (["snapshot", mnt, "--name", ""], 2),
+                       (["snapshot", mnt, "--name"], 2), (["snapshots", mnt, "x"], 2)):
+        r = cli(*args)
+        assert_one_error_line(r, " ".join(args))
+        assert r.returncode == code, (args, r.returncode, r.stderr)
+    assert db_rows(hdir, "SELECT count(*) FROM snapshots")[0][0] == 0
