@@ -29,6 +29,11 @@ const char pfs_usage[] =
 	"                                      apply an overlay upper directory to its lower\n"
 	"  discard --upper U [--work W]        throw an upper directory's changes away\n"
 	"  recover --lower L                   finish an interrupted commit (or undo an atomic one)\n"
+	"  log MOUNTPOINT [PATH] [--since T] [--json]\n"
+	"                                      the changes made through a mount with --history\n"
+	"  snapshot MOUNTPOINT [--name NAME] [--pin]\n"
+	"                                      mark the history's position (constant time)\n"
+	"  snapshots [--json] MOUNTPOINT       list a mount's snapshots\n"
 	"  help [COMMAND]                      this help, or COMMAND's (= COMMAND --help)\n"
 	"\n"
 	"  -h, --help       this help;  prismfs help mount (or mount --help) for mount\n"
@@ -61,6 +66,33 @@ const char pfs_unmount_usage[] =
 	"            quarantine directory, which is named (without --force such an\n"
 	"            unmount is refused, naming what is pending)\n"
 	"  -h, --help  this help\n";
+
+const char pfs_log_usage[] =
+	"usage: prismfs log MOUNTPOINT [PATH] [--since T] [--json]\n"
+	"\n"
+	"The changes made through a mount with --history, oldest first: time, kind,\n"
+	"path(s), the requester's uid, pid and command. PATH: only changes to it or\n"
+	"beneath it (a path inside the mount, or relative to its root).\n"
+	"\n"
+	"options:\n"
+	"  --since T               only changes after T: seconds since the epoch, a UTC\n"
+	"                          time YYYY-MM-DDTHH:MM:SS, or a snapshot's name\n"
+	"  --json                  one JSON array of objects\n"
+	"  -h, --help              this help\n";
+
+const char pfs_snapshot_usage[] =
+	"usage: prismfs snapshot MOUNTPOINT [--name NAME] [--pin]\n"
+	"       prismfs snapshots MOUNTPOINT [--json]\n"
+	"\n"
+	"snapshot marks the journal's position of a mount with --history, in constant\n"
+	"time; from then on the first change of each object saves its previous\n"
+	"version. snapshots lists them.\n"
+	"\n"
+	"options:\n"
+	"  --name NAME             the snapshot's name (default: the UTC time)\n"
+	"  --pin                   never to be pruned\n"
+	"  --json                  snapshots: one JSON array of objects\n"
+	"  -h, --help              this help\n";
 
 const char pfs_sync_usage[] =
 	"usage: prismfs sync MOUNTPOINT\n"
@@ -145,6 +177,11 @@ const char pfs_mount_usage[] =
 	"                          for. --cache-size bounds DIR/tree as it bounds memory.\n"
 	"                          Without it, a crash loses what was not yet written back\n"
 	"                          (at most what was not fsync'ed)\n"
+	"  --history DIR           journal every change made through the mount (time,\n"
+	"                          uid, pid, command, paths) in DIR/history.db (SQLite),\n"
+	"                          each before it is made; snapshots save the previous\n"
+	"                          version of what changes next into DIR/versions (see\n"
+	"                          prismfs log, prismfs snapshot). A plain mount only\n"
 	"  --passthrough auto|on|off\n"
 	"                          kernel FUSE passthrough: file data moves between the\n"
 	"                          program and the source inside the kernel, never through\n"
@@ -514,6 +551,9 @@ static int parse_help(int argc, char **argv, struct pfs_config *cfg, char *err, 
 		{"commit", PFS_CMD_LAYERS_HELP, pfs_layers_usage},
 		{"discard", PFS_CMD_LAYERS_HELP, pfs_layers_usage},
 		{"recover", PFS_CMD_LAYERS_HELP, pfs_layers_usage},
+		{"log", PFS_CMD_STATUS_HELP, pfs_log_usage},
+		{"snapshot", PFS_CMD_STATUS_HELP, pfs_snapshot_usage},
+		{"snapshots", PFS_CMD_STATUS_HELP, pfs_snapshot_usage},
 	};
 
 	cfg->cmd = PFS_CMD_HELP;

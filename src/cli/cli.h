@@ -77,6 +77,7 @@ struct pfs_config {
 	bool lazy_load;
 	double write_back;      /* seconds a change waits before it is written back */
 	const char *journal;    /* --journal DIR (cache/journal.h), or NULL */
+	const char *history;    /* --history DIR (history/history.h), or NULL */
 	const char *usage;      /* the *_HELP commands: the text to print */
 	/* The mount(8) helper form, `prismfs WORD MOUNTPOINT`, with a first
 	 * word that names no command, has no '/' and came without -o: WORD
@@ -120,5 +121,7 @@ extern const char pfs_layers_usage[];
 extern const char pfs_unmount_usage[];
 extern const char pfs_status_usage[];
 extern const char pfs_sync_usage[];
+extern const char pfs_log_usage[];      /* log (cli/history_cmd.c runs it) */
+extern const char pfs_snapshot_usage[]; /* snapshot and snapshots */
 
 #endif

@@ -438,6 +438,17 @@ static int opt_journal(struct pfs_config *cfg, const char *v, const char *what, 
 	return 0;
 }
 
+static int opt_history(struct pfs_config *cfg, const char *v, const char *what, char *err,
+		       size_t errlen)
+{
+	if (!v || !*v) {
+		pfs_cli_seterr(err, errlen, "%s needs a local directory", what);
+		return -EINVAL;
+	}
+	cfg->history = v;
+	return 0;
+}
+
 enum opt_kind {
 	OPT_VALUE,      /* --name VALUE, --name=VALUE, -o key=VALUE */
 	OPT_FLAG,       /* --name, -o key */
@@ -488,6 +499,7 @@ static const struct mount_opt {
 	{"--lazy-load", "lazy_load", OPT_ON_OFF, false, opt_lazy_load},
 	{"--write-back", "write_back=", OPT_VALUE, false, opt_write_back},
 	{"--journal", "journal=", OPT_VALUE, false, opt_journal},
+	{"--history", "history=", OPT_VALUE, false, opt_history},
 };
 
 /* argv[*i] as an option of the table (*i moves past a separate value);
@@ -719,6 +731,12 @@ int pfs_cli_parse_mount(int argc, char **argv, int start, bool compat, struct pf
 	if (cfg->private_mount && cfg->allow_other) {
 		pfs_cli_seterr(err, errlen, "--private and -o allow_other contradict each other: "
 			       "a private mount lets no other user in");
+		return -EINVAL;
+	}
+	if (cfg->history && (cfg->mirror || cfg->upper || cfg->nlowers || cfg->layer_opt ||
+			     cfg->map_path)) {
+		pfs_cli_seterr(err, errlen, "--history works on a plain mount for now (not with "
+			       "--mirror, --upper, --lower or --map)");
 		return -EINVAL;
 	}
 	ret = finish_cache(cfg, err, errlen);

@@ -184,7 +184,7 @@ static int check_config(const struct pfs_config *cfg, struct pfs_fs *fs)
 		goto out;
 	}
 	close(fd);
-	ret = 0;
+	ret = pfs_history_mount_open(cfg, fs);
 out:
 	free(e);
 	return ret;
@@ -380,9 +380,9 @@ void pfs_daemon_init_done(struct pfs_fs *fs)
 			fs->log = NULL;
 		}
 	}
-	if (pfs_cache_is(fs->store) && pfs_cache_start(fs->store) < 0) {
+	if (pfs_stores_start(fs) < 0) {
 		xp->init_failed = 1;
-		tell_parent(fs, "cannot start the cache's write-back");
+		tell_parent(fs, "cannot start the cache's write-back or the history");
 		fuse_session_exit(xp->se);
 		return;
 	}

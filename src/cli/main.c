@@ -3,6 +3,7 @@
 #include "cli/cli_check.h"
 #include "cli/commit_cmd.h"
 #include "cli/daemon.h"
+#include "cli/history_cmd.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -13,6 +14,8 @@ int main(int argc, char **argv)
 	char err[256];
 	int ret;
 
+	if (argc >= 2 && pfs_history_cmd_is(argv[1]))
+		return pfs_history_cmd(argc, argv);
 	ret = pfs_cli_parse(argc, argv, &cfg, err, sizeof(err));
 	/* A mistyped command is named as such, whatever its arguments. */
 	if (pfs_cli_check_command(&cfg, err, sizeof(err)) < 0 ||

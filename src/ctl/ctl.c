@@ -1,5 +1,6 @@
 #include "cache/cache.h"
 #include "ctl/ctl.h"
+#include "history/history.h"
 #include "cli/cli.h" /* the mount's configuration, shown by status */
 #include "ctl/oplog.h"
 #include "view/nodefd.h"
@@ -305,9 +306,39 @@ static char *status_json(struct pfs_ctl *ctl)
 	return s;
 }
 
+/* "history": "dir DIR", the mount's history directory; "snapshot PIN
+ * [NAME]": take one, "ok ID". Either "error MESSAGE" when it cannot. */
+static void serve_history(struct pfs_ctl *ctl, int fd, const char *line)
+{
+	struct pfs_store *st = ctl->fs->store;
+	char msg[PATH_MAX + 300], err[256];
+
+	if (!pfs_history_is(st)) {
+		write_str(fd, "error this mount keeps no history (mount it with --history DIR)\n");
+		return;
+	}
+	if (strcmp(line, "history") == 0) {
+		pfs_history_flush(st); /* the outcomes so far, for the reader */
+		snprintf(msg, sizeof(msg), "dir %s\n", pfs_history_dir(st));
+	} else {
+		const char *name = line + 9;
+		bool pin = name[0] == '1';
+		long long id;
+
+		name += name[0] ? 1 : 0;
+		name += strspn(name, " ");
+		id = pfs_history_snapshot(st, name, pin, err, sizeof(err));
+		if (id < 0)
+			snprintf(msg, sizeof(msg), "error %s\n", err);
+		else
+			snprintf(msg, sizeof(msg), "ok %lld\n", id);
+	}
+	write_str(fd, msg);
+}
+
 static void serve(struct pfs_ctl *ctl, int fd)
 {
-	char line[128];
+	char line[512];
 	ssize_t n;
 	struct timeval tv = {.tv_sec = 2};
 
@@ -341,6 +372,8 @@ static void serve(struct pfs_ctl *ctl, int fd)
 		}
 		write_str(fd, msg ? msg : r < 0 ? "error the mirror cannot be written\n" : "ok\n");
 		free(msg);
+	} else if (strcmp(line, "history") == 0 || strncmp(line, "snapshot ", 9) == 0) {
+		serve_history(ctl, fd, line);
 	} else if (strncmp(line, "wait", 4) == 0 && (line[4] == '\0' || line[4] == ' ')) {
 		fd = serve_wait(ctl, fd, line + 4);
 	} else {

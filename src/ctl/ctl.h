@@ -3,6 +3,9 @@
  *
  * One request line per connection:
  *   status                  -> the status as one JSON object
+ *   history                 -> "dir DIR": the mount's --history directory
+ *   snapshot PIN [NAME]     -> "ok ID": a history snapshot taken (PIN 0|1)
+ *                              (both: "error MESSAGE" without --history)
  *   wait [action=ACTION] [progress]
  *                           -> "pid PID action ACTION" (ACTION: what the upper
  *                              gets at unmount, "none" without layers) or

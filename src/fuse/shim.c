@@ -3,6 +3,7 @@
 #include "fuse/uring.h"
 #include "fuse/xport.h"
 #include "view/view.h"
+#include "store/caller.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -92,6 +93,7 @@ bool pfs_shim_request(struct pfs_fs *fs, const void *buf, size_t len)
 	if (is_kick(fs, buf, len))
 		return true;
 	tl_unique = h->unique;
+	pfs_caller_set(h->uid, h->gid, (pid_t)h->pid);
 	tl_opcode = h->opcode;
 	tl_backing_id = 0;
 	/* Set when the caller lacks CAP_FSETID (and, for a chown, always):

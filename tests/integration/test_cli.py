@@ -446,8 +446,8 @@ def test_log_to_stderr(workdir, mounter, fmt):
 # says, times in status
 
 @pytest.mark.parametrize("args", [
-    ["snapshot", "mnt"], ["snapshot"], ["frobnicate", "mnt", "-f"], ["statsu", "mnt"],
-    ["snapshot", "--help"], ["snapshot", "src", "mnt"],
+    ["rewind", "mnt"], ["rewind"], ["frobnicate", "mnt", "-f"], ["statsu", "mnt"],
+    ["rewind", "--help"], ["rewind", "src", "mnt"],
 ], ids=lambda a: " ".join(a))
 def test_unknown_command_is_usage_error(workdir, args):
     """A first word that is no command and no existing path is a mistyped
@@ -517,9 +517,9 @@ def test_help_without_topic_and_unknown_topic():
     for flag in ("--help", "-h"):
         res = cli("help", flag)
         assert res.returncode == 0 and res.stdout == cli("--help").stdout, res.stderr
-    res = cli("help", "snapshot")
-    assert_one_error_line(res, "prismfs help snapshot")
-    assert res.returncode == 2 and "unknown command 'snapshot'" in res.stderr, res.stderr
+    res = cli("help", "rewind")
+    assert_one_error_line(res, "prismfs help rewind")
+    assert res.returncode == 2 and "unknown command 'rewind'" in res.stderr, res.stderr
 
 
 @pytest.mark.parametrize("opt", ["max_read=abc", "no_such_option", "foo=bar",

@@ -34,6 +34,9 @@ COMMAND_PAGES = {
     "commit": "prismfs-commit.1",
     "discard": "prismfs-commit.1",
     "recover": "prismfs-commit.1",
+    "log": "prismfs-log.1",
+    "snapshot": "prismfs-snapshot.1",
+    "snapshots": "prismfs-snapshot.1",
     "help": "prismfs.1",
 }
 

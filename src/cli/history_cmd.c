@@ -1,0 +1,374 @@
+/* history_cmd: the history's commands, and its part of the daemon.
+ *
+ * prismfs log and prismfs snapshots read DIR/history.db themselves
+ * (read-only; SQLite's WAL lets them read while the daemon writes): a long
+ * log streams from the database without holding the daemon's journal lock
+ * or its control thread, which answers one client at a time. They ask the
+ * daemon only where DIR is. prismfs snapshot asks the daemon, which must
+ * know at once that versions are to be saved from now on. */
+#include "cli/cache_mount.h"
+#include "cli/cmdutil.h"
+#include "cli/history_cmd.h"
+#include "ctl/ctl.h"
+#include "history/history.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <limits.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+bool pfs_history_cmd_is(const char *w)
+{
+	return strcmp(w, "log") == 0 || strcmp(w, "snapshot") == 0 ||
+	       strcmp(w, "snapshots") == 0;
+}
+
+int pfs_history_mount_open(const struct pfs_config *cfg, struct pfs_fs *fs)
+{
+	struct pfs_store *st;
+	char err[PATH_MAX + 256], *dir;
+	size_t n = strlen(fs->mountpoint);
+
+	if (!cfg->history)
+		return 0;
+	dir = canonical_noleaf(cfg->history);
+	if (dir && strncmp(dir, fs->mountpoint, n) == 0 && (dir[n] == '/' || dir[n] == '\0')) {
+		say("history %s cannot be inside the mount point", cfg->history);
+		free(dir);
+		return -1;
+	}
+	free(dir);
+	if (pfs_history_new(&st, fs->store, fs->source, cfg->history, err, sizeof(err)) < 0) {
+		say("%s", err);
+		return -1;
+	}
+	fs->store = st; /* it owns the store it wraps now */
+	return 0;
+}
+
+int pfs_stores_start(struct pfs_fs *fs)
+{
+	if (pfs_cache_is(fs->store))
+		return pfs_cache_start(fs->store);
+	if (pfs_history_is(fs->store))
+		return pfs_history_start(fs->store);
+	return 0;
+}
+
+/* Send req to the daemon of mnt; its one-line answer in buf. 0 or -1
+ * after saying why. */
+static int ask(const char *mnt, const char *req, char *buf, size_t len)
+{
+	char *canon = canonical_noleaf(mnt);
+	const char *why = "does not exist";
+	int fd = canon ? pfs_ctl_connect(canon, &why) : -1;
+	size_t used = 0;
+	ssize_t n;
+
+	free(canon);
+	if (fd < 0) {
+		say("%s: %s", mnt, fd == -ENOTCONN ? "its daemon is gone" : why);
+		return -1;
+	}
+	if (send(fd, req, strlen(req), MSG_NOSIGNAL) != (ssize_t)strlen(req)) {
+		say("%s: cannot ask the daemon", mnt);
+		close(fd);
+		return -1;
+	}
+	while (used < len - 1 && (n = recv(fd, buf + used, len - 1 - used, 0)) > 0)
+		used += (size_t)n;
+	close(fd);
+	buf[used] = '\0';
+	buf[strcspn(buf, "\n")] = '\0';
+	if (strncmp(buf, "error ", 6) == 0) {
+		say("%s: %s", mnt, buf + 6);
+		return -1;
+	}
+	return 0;
+}
+
+/* The history database of the mount mnt, opened read-only. */
+static sqlite3 *open_db(const char *mnt)
+{
+	char line[PATH_MAX + 64], path[PATH_MAX + 128];
+	sqlite3 *db = NULL;
+
+	if (ask(mnt, "history\n", line, sizeof(line)) < 0)
+		return NULL;
+	if (strncmp(line, "dir ", 4) != 0) {
+		say("%s: the daemon did not say where its history is", mnt);
+		return NULL;
+	}
+	snprintf(path, sizeof(path), "%s/history.db", line + 4);
+	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+		say("%s: %s", path, db ? sqlite3_errmsg(db) : "cannot open");
+		sqlite3_close(db);
+		return NULL;
+	}
+	sqlite3_busy_timeout(db, 10000);
+	return db;
+}
+
+static void fmt_ns(long long ns, char *buf, size_t len)
+{
+	time_t s = (time_t)(ns / 1000000000ll);
+	struct tm tm;
+
+	gmtime_r(&s, &tm);
+	snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%06lldZ", tm.tm_year + 1900,
+		 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+		 (ns % 1000000000ll) / 1000);
+}
+
+static const char *col(sqlite3_stmt *q, int i)
+{
+	const unsigned char *t = sqlite3_column_text(q, i);
+
+	return t ? (const char *)t : "";
+}
+
+/* --since T as a condition on (t_ns, seq): "t_ns > X" or "seq > X". */
+static int since_of(sqlite3 *db, const char *t, long long *t_ns, long long *seq)
+{
+	struct tm tm = {0};
+	char *end;
+	double d = strtod(t, &end);
+	sqlite3_stmt *q;
+
+	if (*t && !*end) {
+		*t_ns = (long long)(d * 1e9);
+		return 0;
+	}
+	end = strptime(t, "%Y-%m-%dT%H:%M:%S", &tm);
+	if (end && (!*end || strcmp(end, "Z") == 0)) {
+		*t_ns = (long long)timegm(&tm) * 1000000000ll;
+		return 0;
+	}
+	if (sqlite3_prepare_v2(db, "SELECT seq FROM snapshots WHERE name=?", -1, &q, NULL) !=
+	    SQLITE_OK)
+		return -1;
+	sqlite3_bind_text(q, 1, t, -1, SQLITE_STATIC);
+	if (sqlite3_step(q) == SQLITE_ROW) {
+		*seq = sqlite3_column_int64(q, 0);
+		sqlite3_finalize(q);
+		return 0;
+	}
+	sqlite3_finalize(q);
+	return -1;
+}
+
+static const char *state_of(long long s, char *buf, size_t len)
+{
+	if (s == 1)
+		return "done";
+	if (s == 0)
+		return "unknown";
+	if (s == 2)
+		return "interrupted";
+	snprintf(buf, len, "failed: %s", strerror((int)-s));
+	return buf;
+}
+
+static int cmd_log(const char *mnt, const char *path, const char *since, bool json)
+{
+	char rel[PATH_MAX] = "", *canon_m = canonical_noleaf(mnt), tbuf[64], sbuf[128];
+	long long t_ns = -1, seq = -1;
+	sqlite3 *db = open_db(mnt);
+	sqlite3_stmt *q = NULL;
+	json_t *arr = json_array();
+	int ret = 1;
+
+	if (!db || !canon_m || !arr)
+		goto out;
+	if (path) {
+		char *p = path[0] == '/' ? canonical_noleaf(path) : NULL;
+		size_t n = strlen(canon_m);
+		const char *r = path;
+
+		if (p && strncmp(p, canon_m, n) == 0 && (p[n] == '/' || p[n] == '\0'))
+			r = p + n;
+		else if (p)
+			r = p; /* outside the mount: matches nothing, as asked */
+		while (*r == '/' && r != p)
+			r++;
+		snprintf(rel, sizeof(rel), "%s", r);
+		rel[strcspn(rel, "\0")] = '\0';
+		while (*rel && rel[strlen(rel) - 1] == '/')
+			rel[strlen(rel) - 1] = '\0';
+		free(p);
+	}
+	if (since && since_of(db, since, &t_ns, &seq) < 0) {
+		say("--since %s: neither a time (seconds, or YYYY-MM-DDTHH:MM:SS UTC) nor a "
+		    "snapshot of %s", since, mnt);
+		goto out;
+	}
+	if (sqlite3_prepare_v2(db,
+			       "SELECT seq, t_ns, uid, gid, pid, comm, kind, path, path2, arg, state"
+			       " FROM changes WHERE t_ns > ?1 AND seq > ?2 AND (?3 = '' OR path = ?3"
+			       " OR substr(path, 1, length(?3) + 1) = ?3 || '/' OR path2 = ?3"
+			       " OR substr(path2, 1, length(?3) + 1) = ?3 || '/') ORDER BY seq",
+			       -1, &q, NULL) != SQLITE_OK) {
+		say("%s: %s", mnt, sqlite3_errmsg(db));
+		goto out;
+	}
+	sqlite3_bind_int64(q, 1, t_ns);
+	sqlite3_bind_int64(q, 2, seq);
+	sqlite3_bind_text(q, 3, rel, -1, SQLITE_STATIC);
+	while (sqlite3_step(q) == SQLITE_ROW) {
+		long long st = sqlite3_column_int64(q, 10);
+		bool two = sqlite3_column_type(q, 8) != SQLITE_NULL;
+
+		fmt_ns(sqlite3_column_int64(q, 1), tbuf, sizeof(tbuf));
+		if (json) {
+			json_t *o = json_pack("{s:I, s:s, s:I, s:I, s:I, s:I, s:s, s:s, s:s, s:o,"
+					      " s:I, s:s}",
+					      "seq", (json_int_t)sqlite3_column_int64(q, 0),
+					      "time", tbuf,
+					      "t_ns", (json_int_t)sqlite3_column_int64(q, 1),
+					      "uid", (json_int_t)sqlite3_column_int64(q, 2),
+					      "gid", (json_int_t)sqlite3_column_int64(q, 3),
+					      "pid", (json_int_t)sqlite3_column_int64(q, 4),
+					      "comm", col(q, 5), "kind", col(q, 6), "path", col(q, 7),
+					      "path2", two ? json_string(col(q, 8)) : json_null(),
+					      "arg", (json_int_t)sqlite3_column_int64(q, 9),
+					      "state", state_of(st, sbuf, sizeof(sbuf)));
+
+			if (o)
+				json_array_append_new(arr, o);
+		} else {
+			printf("%s %-11s %s%s%s uid=%lld pid=%lld comm=%s%s%s\n", tbuf, col(q, 6),
+			       col(q, 7), two ? " -> " : "", two ? col(q, 8) : "",
+			       sqlite3_column_int64(q, 2), sqlite3_column_int64(q, 4), col(q, 5),
+			       st == 1 ? "" : " ", st == 1 ? "" : state_of(st, sbuf, sizeof(sbuf)));
+		}
+	}
+	if (json) {
+		char *s = json_dumps(arr, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+
+		if (s)
+			puts(s);
+		free(s);
+	}
+	ret = 0;
+out:
+	sqlite3_finalize(q);
+	sqlite3_close(db);
+	json_decref(arr);
+	free(canon_m);
+	return ret;
+}
+
+static int cmd_snapshots(const char *mnt, bool json)
+{
+	sqlite3 *db = open_db(mnt);
+	sqlite3_stmt *q = NULL;
+	json_t *arr = json_array();
+	char tbuf[64];
+	int ret = 1;
+
+	if (!db || !arr)
+		goto out;
+	if (sqlite3_prepare_v2(db,
+			       "SELECT id, name, t_ns, seq, pinned, (SELECT count(*) FROM versions"
+			       " v WHERE v.snap = s.id) FROM snapshots s ORDER BY id",
+			       -1, &q, NULL) != SQLITE_OK) {
+		say("%s: %s", mnt, sqlite3_errmsg(db));
+		goto out;
+	}
+	while (sqlite3_step(q) == SQLITE_ROW) {
+		fmt_ns(sqlite3_column_int64(q, 2), tbuf, sizeof(tbuf));
+		if (json) {
+			json_t *o = json_pack("{s:I, s:s, s:s, s:I, s:b, s:I}",
+					      "id", (json_int_t)sqlite3_column_int64(q, 0),
+					      "name", col(q, 1), "time", tbuf,
+					      "seq", (json_int_t)sqlite3_column_int64(q, 3),
+					      "pinned", sqlite3_column_int(q, 4),
+					      "versions", (json_int_t)sqlite3_column_int64(q, 5));
+
+			if (o)
+				json_array_append_new(arr, o);
+		} else {
+			printf("%lld %s %s seq=%lld%s versions=%lld\n", sqlite3_column_int64(q, 0),
+			       col(q, 1), tbuf, sqlite3_column_int64(q, 3),
+			       sqlite3_column_int(q, 4) ? " pinned" : "",
+			       sqlite3_column_int64(q, 5));
+		}
+	}
+	if (json) {
+		char *s = json_dumps(arr, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+
+		if (s)
+			puts(s);
+		free(s);
+	}
+	ret = 0;
+out:
+	sqlite3_finalize(q);
+	sqlite3_close(db);
+	json_decref(arr);
+	return ret;
+}
+
+static int cmd_snapshot(const char *mnt, const char *name, bool pin)
+{
+	char req[400], line[300];
+
+	if (name && (strlen(name) > 255 || strchr(name, '\n') || !*name)) {
+		say("--name: 1 to 255 characters, no newline");
+		return 2;
+	}
+	snprintf(req, sizeof(req), "snapshot %d %s\n", pin, name ? name : "");
+	if (ask(mnt, req, line, sizeof(line)) < 0)
+		return 1;
+	printf("%s\n", strncmp(line, "ok ", 3) == 0 ? line + 3 : line);
+	return 0;
+}
+
+int pfs_history_cmd(int argc, char **argv)
+{
+	const char *cmd = argv[1], *pos[2] = {NULL, NULL}, *since = NULL, *name = NULL;
+	const char *usage = strcmp(cmd, "log") == 0 ? pfs_log_usage : pfs_snapshot_usage;
+	bool json = false, pin = false, log = strcmp(cmd, "log") == 0;
+	bool snap = strcmp(cmd, "snapshot") == 0;
+	int npos = 0;
+
+	for (int i = 2; i < argc; i++) {
+		const char *a = argv[i];
+
+		if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+			fputs(usage, stdout);
+			return 0;
+		} else if (strcmp(a, "--json") == 0 && !snap) {
+			json = true;
+		} else if (strcmp(a, "--pin") == 0 && snap) {
+			pin = true;
+		} else if ((strcmp(a, "--since") == 0 && log) || (strcmp(a, "--name") == 0 && snap)) {
+			if (i + 1 >= argc) {
+				say("%s needs a value (see prismfs %s --help)", a, cmd);
+				return 2;
+			}
+			*(log ? &since : &name) = argv[++i];
+		} else if (a[0] == '-' && a[1]) {
+			say("unknown option '%s' (see prismfs %s --help)", a, cmd);
+			return 2;
+		} else if (npos < (log ? 2 : 1)) {
+			pos[npos++] = a;
+		} else {
+			say("unexpected argument '%s' (see prismfs %s --help)", a, cmd);
+			return 2;
+		}
+	}
+	if (!npos) {
+		say("missing MOUNTPOINT (usage: prismfs %s MOUNTPOINT ...)", cmd);
+		return 2;
+	}
+	if (log)
+		return cmd_log(pos[0], pos[1], since, json);
+	return snap ? cmd_snapshot(pos[0], name, pin) : cmd_snapshots(pos[0], json);
+}

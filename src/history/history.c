@@ -1,0 +1,591 @@
+/* history: the operations of the history store (see history.h). Each
+ * change: save the previous version if a snapshot asks for it, record the
+ * intent, make the change, say how it went. */
+#include "history/history_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+void pfs_hist_obj(struct pfs_history *h, int *dirfd, const char **name)
+{
+	struct stat st;
+
+	if (*dirfd >= 0 && *name && **name && strspn(*name, "0123456789") == strlen(*name) &&
+	    fstat(*dirfd, &st) == 0 && st.st_dev == h->procdev) {
+		*dirfd = atoi(*name);
+		*name = NULL;
+	}
+}
+
+int pfs_hist_path(struct pfs_history *h, int dirfd, const char *name, char *buf, size_t len)
+{
+	char proc[40], p[PATH_MAX];
+	const char *rel = p;
+	ssize_t n;
+	int w;
+
+	if (dirfd < 0) { /* AT_FDCWD: a path as it is */
+		w = snprintf(buf, len, "%s", name ? name : "");
+		return w < 0 || (size_t)w >= len ? -ENAMETOOLONG : 0;
+	}
+	pfs_hist_obj(h, &dirfd, &name);
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", dirfd);
+	n = readlink(proc, p, sizeof(p) - 1);
+	if (n < 0)
+		return -errno;
+	p[n] = '\0';
+	if (n > 10 && strcmp(p + n - 10, " (deleted)") == 0)
+		p[n - 10] = '\0';
+	if (strncmp(p, h->root, h->rootlen) == 0 &&
+	    (p[h->rootlen] == '/' || p[h->rootlen] == '\0' || h->rootlen == 1)) {
+		rel = p + h->rootlen;
+		while (*rel == '/')
+			rel++;
+	}
+	w = name && *name ? snprintf(buf, len, "%s%s%s", rel, *rel ? "/" : "", name)
+			  : snprintf(buf, len, "%s", rel);
+	return w < 0 || (size_t)w >= len ? -ENAMETOOLONG : 0;
+}
+
+/* Record kind on (d1, n1) [and (d2, n2)]: the row's seq or -errno. */
+static long long rec_by(struct pfs_history *h, const struct pfs_caller *who, const char *kind,
+		       int d1, const char *n1, int d2, const char *n2, long long arg)
+{
+	char *p1 = malloc(PATH_MAX), *p2 = d2 != -1 || n2 ? malloc(PATH_MAX) : NULL;
+	long long seq = -ENOMEM;
+	int r;
+
+	if (!p1 || ((d2 != -1 || n2) && !p2))
+		goto out;
+	r = pfs_hist_path(h, d1, n1, p1, PATH_MAX);
+	if (r == 0 && p2)
+		r = pfs_hist_path(h, d2, n2, p2, PATH_MAX);
+	seq = r < 0 ? r : pfs_hist_db_record(h, who, kind, p1, p2, arg);
+out:
+	free(p1);
+	free(p2);
+	return seq;
+}
+
+static long long rec(struct pfs_history *h, const char *kind, int d1, const char *n1, int d2,
+		     const char *n2, long long arg)
+{
+	return rec_by(h, NULL, kind, d1, n1, d2, n2, arg);
+}
+
+/* A ref as (dirfd, name): an open fd is its own object. */
+static void ref_at(struct pfs_ref r, int *dirfd, const char **name)
+{
+	*dirfd = r.fd >= 0 ? r.fd : r.dirfd;
+	*name = r.fd >= 0 ? NULL : r.name;
+}
+
+static int done(struct pfs_history *h, long long seq, int ret)
+{
+	pfs_hist_db_done(h, seq, ret);
+	return ret;
+}
+
+/* Save, then record: the seq, or -errno and nothing is to be done. */
+static long long before(struct pfs_history *h, const char *kind, int d1, const char *n1,
+			int d2, const char *n2, long long arg, bool save)
+{
+	int r = save ? pfs_hist_save(h, d1, n1) : 0;
+
+	return r < 0 ? r : rec(h, kind, d1, n1, d2, n2, arg);
+}
+
+static struct hwfd **wfd_slot(struct pfs_history *h, int fd)
+{
+	struct hwfd **p = &h->wfds[(unsigned)fd % PFS_HIST_NB];
+
+	while (*p && (*p)->fd != fd)
+		p = &(*p)->next;
+	return p;
+}
+
+/* Did fd's file change since it was opened (or last asked)? */
+static bool wfd_changed(struct pfs_history *h, int fd, bool forget, struct pfs_caller *who)
+{
+	struct hwfd **p, *w;
+	struct stat s;
+	bool changed = false;
+
+	pthread_mutex_lock(&h->lock);
+	p = wfd_slot(h, fd);
+	w = *p;
+	if (w && fstat(fd, &s) == 0 && s.st_ino == w->ino) {
+		changed = s.st_size != w->size || s.st_mtim.tv_sec != w->mtime.tv_sec ||
+			  s.st_mtim.tv_nsec != w->mtime.tv_nsec;
+		w->size = s.st_size;
+		w->mtime = s.st_mtim;
+		*who = w->who;
+	}
+	if (w && forget) {
+		*p = w->next;
+		free(w);
+	}
+	pthread_mutex_unlock(&h->lock);
+	return changed;
+}
+
+static void wfd_add(struct pfs_history *h, int fd)
+{
+	struct hwfd *w = calloc(1, sizeof(*w)), **p;
+	struct stat s;
+
+	if (!w || fstat(fd, &s) < 0) {
+		free(w);
+		return;
+	}
+	w->fd = fd;
+	w->ino = s.st_ino;
+	w->who = pfs_caller_get();
+	w->size = s.st_size;
+	w->mtime = s.st_mtim;
+	pthread_mutex_lock(&h->lock);
+	p = wfd_slot(h, fd);
+	if (*p) { /* a number reused: the old one was closed unseen */
+		struct hwfd *old = *p;
+
+		*p = old->next;
+		free(old);
+		p = wfd_slot(h, fd);
+	}
+	*p = w;
+	pthread_mutex_unlock(&h->lock);
+}
+
+static int h_open(struct pfs_store *st, int dirfd, const char *name, const struct open_how *how)
+{
+	struct pfs_history *h = H(st);
+	int flags = (int)how->flags, fd;
+	bool writing = (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
+	bool exists = true;
+	const char *kind;
+	long long seq;
+	struct stat s;
+
+	if ((flags & O_PATH) || (!writing && !(flags & O_CREAT)))
+		return h->in->ops->open(h->in, dirfd, name, how);
+	if (flags & O_CREAT)
+		exists = pfs_st_stat(h->in, dirfd, name, &s, AT_SYMLINK_NOFOLLOW) != -ENOENT;
+	if (!exists)
+		kind = "create";
+	else if (!writing)
+		return h->in->ops->open(h->in, dirfd, name, how);
+	else
+		kind = (flags & O_TRUNC) ? "truncate" : "open-write";
+	seq = before(h, kind, dirfd, name, -1, NULL, flags, exists);
+	if (seq < 0)
+		return (int)seq;
+	fd = h->in->ops->open(h->in, dirfd, name, how);
+	done(h, seq, fd < 0 ? fd : 0);
+	if (fd >= 0 && writing)
+		wfd_add(h, fd);
+	return fd;
+}
+
+static int h_stat(struct pfs_store *st, int dirfd, const char *name, struct stat *out, int flags)
+{
+	return H(st)->in->ops->stat(H(st)->in, dirfd, name, out, flags);
+}
+
+static int h_mkdir(struct pfs_store *st, int dirfd, const char *name, mode_t mode)
+{
+	struct pfs_history *h = H(st);
+	long long seq = before(h, "mkdir", dirfd, name, -1, NULL, mode, false);
+
+	return seq < 0 ? (int)seq : done(h, seq, h->in->ops->mkdir(h->in, dirfd, name, mode));
+}
+
+static int h_mknod(struct pfs_store *st, int dirfd, const char *name, mode_t mode, dev_t dev)
+{
+	struct pfs_history *h = H(st);
+	long long seq = before(h, "mknod", dirfd, name, -1, NULL, mode, false);
+
+	return seq < 0 ? (int)seq
+		       : done(h, seq, h->in->ops->mknod(h->in, dirfd, name, mode, dev));
+}
+
+static int h_symlink(struct pfs_store *st, const char *target, int dirfd, const char *name)
+{
+	struct pfs_history *h = H(st);
+	long long seq = before(h, "symlink", dirfd, name, -1, target, 0, false);
+
+	/* path2 is the target as given: rec() takes it as a path with AT_FDCWD. */
+	return seq < 0 ? (int)seq
+		       : done(h, seq, h->in->ops->symlink(h->in, target, dirfd, name));
+}
+
+static int h_link(struct pfs_store *st, int odirfd, const char *oname, int ndirfd,
+		  const char *nname, int flags)
+{
+	struct pfs_history *h = H(st);
+	long long seq = before(h, "link", odirfd, oname, ndirfd, nname, flags, false);
+
+	return seq < 0 ? (int)seq
+		       : done(h, seq, h->in->ops->link(h->in, odirfd, oname, ndirfd, nname,
+						       flags));
+}
+
+static int h_unlink(struct pfs_store *st, int dirfd, const char *name, int flags)
+{
+	struct pfs_history *h = H(st);
+	long long seq = before(h, (flags & AT_REMOVEDIR) ? "rmdir" : "unlink", dirfd, name, -1,
+			       NULL, flags, true);
+
+	return seq < 0 ? (int)seq
+		       : done(h, seq, h->in->ops->unlink(h->in, dirfd, name, flags));
+}
+
+static int h_rename(struct pfs_store *st, int odirfd, const char *oname, int ndirfd,
+		    const char *nname, unsigned flags)
+{
+	struct pfs_history *h = H(st);
+	struct stat s;
+	long long seq;
+	int r;
+
+	/* What a rename replaces (or, exchanged, moves) is changed too. */
+	r = pfs_st_stat(h->in, ndirfd, nname, &s, AT_SYMLINK_NOFOLLOW);
+	r = r == 0 ? pfs_hist_save(h, ndirfd, nname) : 0;
+	if (r < 0)
+		return r;
+	seq = before(h, "rename", odirfd, oname, ndirfd, nname, flags, true);
+	return seq < 0 ? (int)seq
+		       : done(h, seq, h->in->ops->rename(h->in, odirfd, oname, ndirfd, nname,
+							 flags));
+}
+
+static ssize_t h_readlink(struct pfs_store *st, int dirfd, const char *name, char *buf,
+			  size_t len)
+{
+	return H(st)->in->ops->readlink(H(st)->in, dirfd, name, buf, len);
+}
+
+static int h_chmod(struct pfs_store *st, struct pfs_ref r, mode_t mode)
+{
+	struct pfs_history *h = H(st);
+	const char *n;
+	int d;
+	long long seq;
+
+	ref_at(r, &d, &n);
+	seq = before(h, "chmod", d, n, -1, NULL, mode, true);
+	return seq < 0 ? (int)seq : done(h, seq, h->in->ops->chmod(h->in, r, mode));
+}
+
+static int h_chown(struct pfs_store *st, struct pfs_ref r, uid_t uid, gid_t gid)
+{
+	struct pfs_history *h = H(st);
+	const char *n;
+	int d;
+	long long seq;
+
+	ref_at(r, &d, &n);
+	/* arg: uid in the high half, gid in the low; -1 each when left */
+	seq = before(h, "chown", d, n, -1, NULL,
+		     (long long)(((unsigned long long)uid << 32) | (unsigned)gid), true);
+	return seq < 0 ? (int)seq : done(h, seq, h->in->ops->chown(h->in, r, uid, gid));
+}
+
+static int h_utimes(struct pfs_store *st, struct pfs_ref r, const struct timespec ts[2])
+{
+	struct pfs_history *h = H(st);
+	const char *n;
+	int d;
+	long long seq;
+
+	ref_at(r, &d, &n);
+	seq = before(h, "utimes", d, n, -1, NULL, 0, true);
+	return seq < 0 ? (int)seq : done(h, seq, h->in->ops->utimes(h->in, r, ts));
+}
+
+static int h_truncate(struct pfs_store *st, int fd, off_t len)
+{
+	struct pfs_history *h = H(st);
+	long long seq = before(h, "truncate", fd, NULL, -1, NULL, len, true);
+
+	return seq < 0 ? (int)seq : done(h, seq, h->in->ops->truncate(h->in, fd, len));
+}
+
+static ssize_t h_getxattr(struct pfs_store *st, struct pfs_ref r, const char *name, void *buf,
+			  size_t len)
+{
+	return H(st)->in->ops->getxattr(H(st)->in, r, name, buf, len);
+}
+
+static int h_setxattr(struct pfs_store *st, struct pfs_ref r, const char *name, const void *val,
+		      size_t len, int flags)
+{
+	struct pfs_history *h = H(st);
+	const char *n;
+	int d;
+	long long seq;
+
+	ref_at(r, &d, &n);
+	seq = before(h, "setxattr", d, n, -1, name, (long long)len, true);
+	return seq < 0 ? (int)seq
+		       : done(h, seq, h->in->ops->setxattr(h->in, r, name, val, len, flags));
+}
+
+static ssize_t h_listxattr(struct pfs_store *st, struct pfs_ref r, char *buf, size_t len)
+{
+	return H(st)->in->ops->listxattr(H(st)->in, r, buf, len);
+}
+
+static int h_removexattr(struct pfs_store *st, struct pfs_ref r, const char *name)
+{
+	struct pfs_history *h = H(st);
+	const char *n;
+	int d;
+	long long seq;
+
+	ref_at(r, &d, &n);
+	seq = before(h, "removexattr", d, n, -1, name, 0, true);
+	return seq < 0 ? (int)seq : done(h, seq, h->in->ops->removexattr(h->in, r, name));
+}
+
+/* The data of a file open for writing changed unseen (passthrough, or the
+ * view's pwrite): say so now, after the fact; its open is in the journal. */
+static int note_written(struct pfs_history *h, int fd, bool forget)
+{
+	struct pfs_caller who = pfs_caller_get();
+	long long seq;
+
+	if (!wfd_changed(h, fd, forget, &who))
+		return 0;
+	/* at release, the request comes from no process: the opener's */
+	seq = rec_by(h, forget ? &who : NULL, "write", fd, NULL, -1, NULL, 0);
+	return seq < 0 ? (int)seq : done(h, seq, 0);
+}
+
+static int h_sync(struct pfs_store *st, int fd, bool data_only)
+{
+	struct pfs_history *h = H(st);
+	int r = note_written(h, fd, false);
+
+	return r < 0 ? r : h->in->ops->sync(h->in, fd, data_only);
+}
+
+static int h_copy(struct pfs_store *st, int dst, int src, off_t size, bool clone,
+		  pfs_st_tick *tick, void *arg)
+{
+	struct pfs_history *h = H(st);
+	long long seq = before(h, "copy", dst, NULL, src, NULL, size, false);
+
+	return seq < 0 ? (int)seq
+		       : done(h, seq, h->in->ops->copy(h->in, dst, src, size, clone, tick, arg));
+}
+
+static void h_release(struct pfs_store *st, int fd)
+{
+	struct pfs_history *h = H(st);
+
+	/* Too late to fail the close: the open-write row already covers it. */
+	note_written(h, fd, true);
+	pfs_st_release(h->in, fd);
+}
+
+static void h_destroy(struct pfs_store *st)
+{
+	struct pfs_history *h = H(st);
+
+	pfs_hist_db_close(h);
+	pfs_hist_saved_clear(h);
+	for (unsigned i = 0; i < PFS_HIST_NB; i++) {
+		while (h->wfds[i]) {
+			struct hwfd *w = h->wfds[i];
+
+			h->wfds[i] = w->next;
+			free(w);
+		}
+	}
+	if (h->vdir >= 0)
+		close(h->vdir);
+	if (h->lockfd >= 0)
+		close(h->lockfd);
+	pfs_store_free(h->in);
+	pthread_mutex_destroy(&h->lock);
+	free(h);
+}
+
+static const struct pfs_store_ops history_ops = {
+	.open = h_open,
+	.stat = h_stat,
+	.mkdir = h_mkdir,
+	.mknod = h_mknod,
+	.symlink = h_symlink,
+	.link = h_link,
+	.unlink = h_unlink,
+	.rename = h_rename,
+	.readlink = h_readlink,
+	.chmod = h_chmod,
+	.chown = h_chown,
+	.utimes = h_utimes,
+	.truncate = h_truncate,
+	.getxattr = h_getxattr,
+	.setxattr = h_setxattr,
+	.listxattr = h_listxattr,
+	.removexattr = h_removexattr,
+	.sync = h_sync,
+	.copy = h_copy,
+	.release = h_release,
+	.destroy = h_destroy,
+};
+
+bool pfs_history_is(const struct pfs_store *st)
+{
+	return st && st->ops == &history_ops;
+}
+
+const char *pfs_history_dir(const struct pfs_store *st)
+{
+	return H(st)->dir;
+}
+
+/* dir's canonical name, made or not (its parent must exist). */
+static char *canon_dir(const char *dir)
+{
+	char *c = realpath(dir, NULL), *copy, *slash, *parent, *out = NULL;
+
+	if (c || errno != ENOENT)
+		return c;
+	copy = strdup(dir);
+	if (!copy)
+		return NULL;
+	while (strlen(copy) > 1 && copy[strlen(copy) - 1] == '/')
+		copy[strlen(copy) - 1] = '\0';
+	slash = strrchr(copy, '/');
+	if (slash)
+		*slash = '\0';
+	parent = realpath(slash ? (*copy ? copy : "/") : ".", NULL);
+	if (parent && asprintf(&out, "%s/%s", strcmp(parent, "/") ? parent : "",
+			       slash ? slash + 1 : copy) < 0)
+		out = NULL;
+	free(parent);
+	free(copy);
+	return out;
+}
+
+int pfs_history_new(struct pfs_store **out, struct pfs_store *inner, const char *rootpath,
+		    const char *dir, char *err, size_t errlen)
+{
+	struct pfs_history *h = calloc(1, sizeof(*h));
+	struct stat s;
+	char *canon = NULL;
+	size_t rl = strlen(rootpath);
+	bool made = false;
+
+	if (!h) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	h->vdir = -1;
+	h->lockfd = -1;
+	if (stat("/proc/self/fd", &s) < 0) {
+		snprintf(err, errlen, "history needs /proc: %s", strerror(errno));
+		goto fail;
+	}
+	h->procdev = s.st_dev;
+	canon = canon_dir(dir);
+	if (!canon) {
+		snprintf(err, errlen, "history %s: %s", dir,
+			 errno == ENOENT ? "its parent does not exist" : strerror(errno));
+		goto fail;
+	}
+	if (strlen(canon) >= sizeof(h->dir) || rl >= sizeof(h->root)) {
+		snprintf(err, errlen, "history %s: path too long", dir);
+		goto fail;
+	}
+	if (strcmp(rootpath, "/") == 0 ||
+	    (strncmp(canon, rootpath, rl) == 0 && (canon[rl] == '/' || canon[rl] == '\0'))) {
+		snprintf(err, errlen, "history %s cannot be inside the source %s", dir, rootpath);
+		goto fail;
+	}
+	if (mkdir(canon, 0700) == 0) {
+		made = true;
+	} else if (errno != EEXIST || stat(canon, &s) < 0 || !S_ISDIR(s.st_mode)) {
+		snprintf(err, errlen, "history %s: %s", dir,
+			 errno == EEXIST ? "not a directory" : strerror(errno));
+		goto fail;
+	}
+	memcpy(h->dir, canon, strlen(canon) + 1);
+	memcpy(h->root, rootpath, rl + 1);
+	h->rootlen = rl;
+	free(canon);
+	canon = NULL;
+	pthread_mutex_init(&h->lock, NULL);
+	/* One daemon per DIR: the lock goes with the daemon across its fork
+	 * (the same open file) and with it when it dies. */
+	{
+		char lp[PATH_MAX + 16];
+
+		snprintf(lp, sizeof(lp), "%s/lock", h->dir);
+		h->lockfd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+		if (h->lockfd < 0 || flock(h->lockfd, LOCK_EX | LOCK_NB) < 0) {
+			snprintf(err, errlen, "history %s: %s", dir,
+				 errno == EWOULDBLOCK ? "another mount uses it" : strerror(errno));
+			goto fail_lock;
+		}
+	}
+	/* The database opens now to say early what is wrong, and again in
+	 * the process that serves. */
+	if (pfs_hist_db_open(h, err, errlen) < 0)
+		goto fail_lock;
+	pfs_hist_db_close(h);
+	h->base.ops = &history_ops;
+	h->base.name = "history";
+	h->in = inner;
+	*out = &h->base;
+	return 0;
+fail_lock:
+	pthread_mutex_destroy(&h->lock);
+	if (made) { /* bad input changes nothing */
+		char p[PATH_MAX + 32];
+
+		snprintf(p, sizeof(p), "%s/history.db", h->dir);
+		unlink(p);
+		snprintf(p, sizeof(p), "%s/lock", h->dir);
+		unlink(p);
+		rmdir(h->dir);
+	}
+	if (h->lockfd >= 0)
+		close(h->lockfd);
+fail:
+	free(canon);
+	free(h);
+	return -EINVAL;
+}
+
+int pfs_history_start(struct pfs_store *st)
+{
+	struct pfs_history *h = H(st);
+	char err[PATH_MAX + 128], vpath[PATH_MAX + 16];
+	int r;
+
+	r = pfs_hist_db_open(h, err, sizeof(err));
+	if (r < 0) {
+		fprintf(stderr, "prismfs: %s\n", err);
+		return r;
+	}
+	/* Rows a dead daemon left at 0 were never finished: say so, so that 0
+	 * means "in flight" on a live mount. */
+	if (sqlite3_exec(h->db, "UPDATE changes SET state = 2 WHERE state = 0", NULL, NULL,
+			 NULL) != SQLITE_OK) {
+		fprintf(stderr, "prismfs: history: %s\n", sqlite3_errmsg(h->db));
+		return -EIO;
+	}
+	snprintf(vpath, sizeof(vpath), "%s/versions", h->dir);
+	if (mkdir(vpath, 0700) < 0 && errno != EEXIST)
+		return -errno;
+	h->vdir = open(vpath, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	return h->vdir < 0 ? -errno : 0;
+}

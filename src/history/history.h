@@ -1,0 +1,56 @@
+/* history: every change made through a mount, journaled; snapshots, and
+ * the previous version of what a change after a snapshot touches (issue
+ * 17; docs/HISTORY.md). A store (store/store.h) wrapping the one the view
+ * uses, as the memory cache is: the view never knows.
+ *
+ * DIR holds
+ *   history.db   SQLite (WAL): the journal (table changes), the snapshots,
+ *                and the index of saved versions;
+ *   versions/    the saved previous versions, one file each (a reflink
+ *                where the filesystem has one, a copy otherwise).
+ *
+ * A change is recorded (committed to the WAL) before it is made, with
+ * state 0 ("not known to have happened"); once made, its row says 1, or
+ * the -errno it failed with — written in the next row's transaction (one
+ * commit per change), or when the journal is about to be read. The next
+ * mount marks the rows a dead daemon left at 0 with 2, "interrupted":
+ * still not known to have happened. A kill -9 between the two leaves state 0: the
+ * change may or may not be in the tree. If the record cannot be written,
+ * the change is not made and fails with the error: nothing is dropped.
+ *
+ * Data written through kernel passthrough never reaches the daemon: the
+ * journal has the open for writing (before any byte can change), then a
+ * "write" row at fsync and at release when size or mtime moved. Without
+ * passthrough the writes do reach the view, but it writes with pwrite(2),
+ * not through the store, so the same rows are what there is: no ranges.
+ *
+ * Lock order: one mutex per history, a leaf, held across a row's insert
+ * (SQLite's connection is one; the journal is one sequence anyway). */
+#ifndef PFS_HISTORY_H
+#define PFS_HISTORY_H
+
+#include "store/store.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* A history store over the tree whose root is rootpath (canonical), kept
+ * in dir (made if missing; not inside the tree), wrapping inner (owned
+ * once made). 0 or -errno with one line in err, nothing changed. */
+int pfs_history_new(struct pfs_store **out, struct pfs_store *inner, const char *rootpath,
+		    const char *dir, char *err, size_t errlen);
+/* Open the journal in the process that serves (SQLite's connection does
+ * not cross a fork). 0 or -errno. */
+int pfs_history_start(struct pfs_store *st);
+bool pfs_history_is(const struct pfs_store *st);
+/* Its directory (canonical). */
+const char *pfs_history_dir(const struct pfs_store *st);
+/* Write the outcomes of the changes made so far (each is written with the
+ * next change's row otherwise): before the journal is read. */
+void pfs_history_flush(struct pfs_store *st);
+/* Take a snapshot: a row naming the journal's last change. name NULL: the
+ * time. Its id, or -errno with one line in err (-EEXIST: name taken). */
+long long pfs_history_snapshot(struct pfs_store *st, const char *name, bool pin, char *err,
+			       size_t errlen);
+
+#endif

@@ -1,0 +1,331 @@
+/* history_db: the journal's database, DIR/history.db (see history.h). */
+#include "history/history_int.h"
+#include "store/caller.h"
+#include "util/util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char SCHEMA[] =
+	"CREATE TABLE IF NOT EXISTS changes(seq INTEGER PRIMARY KEY, t_ns INTEGER NOT NULL,"
+	" uid INTEGER, gid INTEGER, pid INTEGER, comm TEXT, kind TEXT NOT NULL,"
+	" path TEXT NOT NULL, path2 TEXT, arg INTEGER, state INTEGER NOT NULL);"
+	"CREATE INDEX IF NOT EXISTS changes_path ON changes(path);"
+	"CREATE TABLE IF NOT EXISTS snapshots(id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL,"
+	" t_ns INTEGER NOT NULL, seq INTEGER NOT NULL, pinned INTEGER NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS versions(snap INTEGER NOT NULL, seq INTEGER NOT NULL,"
+	" path TEXT NOT NULL, mode INTEGER, uid INTEGER, gid INTEGER, size INTEGER,"
+	" mtime_ns INTEGER, file TEXT);"
+	"CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);";
+
+/* SQLite's result as an -errno: what a writer is told. */
+static int db_errno(int rc)
+{
+	switch (rc & 0xff) {
+	case SQLITE_FULL:
+		return -ENOSPC;
+	case SQLITE_NOMEM:
+		return -ENOMEM;
+	case SQLITE_READONLY:
+	case SQLITE_PERM:
+		return -EROFS;
+	default:
+		return -EIO;
+	}
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Under h->lock: write the outcomes noted since the last commit, in the
+ * transaction that is open. */
+static void apply_pending(struct pfs_history *h)
+{
+	for (size_t i = 0; i < h->npend; i++) {
+		sqlite3_bind_int(h->upd, 1, h->pend[i].ret < 0 ? h->pend[i].ret : 1);
+		sqlite3_bind_int64(h->upd, 2, h->pend[i].seq);
+		/* A failure here leaves state 0: "not known to have happened",
+		 * which is still true of what the row claims. */
+		sqlite3_step(h->upd);
+		sqlite3_reset(h->upd);
+	}
+}
+
+/* Under h->lock: commit what is pending on its own. */
+static void flush_locked(struct pfs_history *h)
+{
+	if (!h->db || !h->npend)
+		return;
+	if (sqlite3_exec(h->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
+		return;
+	apply_pending(h);
+	if (sqlite3_exec(h->db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK)
+		h->npend = 0;
+	else
+		sqlite3_exec(h->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+/* DIR is the history of one source: recorded at its first use, checked
+ * after. SQLITE_MISMATCH (and one line in err) for another's. */
+static int same_source(struct pfs_history *h, char *err, size_t errlen)
+{
+	sqlite3_stmt *q = NULL;
+	int rc = sqlite3_prepare_v2(h->db, "INSERT OR IGNORE INTO meta VALUES('source', ?);"
+				    , -1, &q, NULL);
+
+	if (rc != SQLITE_OK)
+		return rc;
+	sqlite3_bind_text(q, 1, h->root, -1, SQLITE_STATIC);
+	rc = sqlite3_step(q);
+	sqlite3_finalize(q);
+	if (rc != SQLITE_DONE)
+		return rc;
+	rc = sqlite3_prepare_v2(h->db, "SELECT value FROM meta WHERE key='source'", -1, &q, NULL);
+	if (rc != SQLITE_OK)
+		return rc;
+	rc = sqlite3_step(q) == SQLITE_ROW ? SQLITE_OK : SQLITE_CORRUPT;
+	if (rc == SQLITE_OK && strcmp((const char *)sqlite3_column_text(q, 0), h->root) != 0) {
+		snprintf(err, errlen, "history %s is the history of %s, not of %s", h->dir,
+			 (const char *)sqlite3_column_text(q, 0), h->root);
+		rc = SQLITE_MISMATCH;
+	}
+	sqlite3_finalize(q);
+	return rc;
+}
+
+int pfs_hist_db_open(struct pfs_history *h, char *err, size_t errlen)
+{
+	char path[PATH_MAX + 16];
+	sqlite3_stmt *q = NULL;
+	int rc;
+
+	snprintf(path, sizeof(path), "%s/history.db", h->dir);
+	rc = sqlite3_open_v2(path, &h->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+					   SQLITE_OPEN_NOMUTEX, NULL);
+	if (rc != SQLITE_OK)
+		goto fail;
+	sqlite3_busy_timeout(h->db, 10000);
+	/* WAL: a commit is one append, readers (prismfs log) never block the
+	 * daemon. synchronous=NORMAL: a commit survives the daemon's death
+	 * (it is in the kernel's page cache), not the machine's. */
+	rc = sqlite3_exec(h->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", NULL,
+			  NULL, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_exec(h->db, SCHEMA, NULL, NULL, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_prepare_v2(h->db,
+					"INSERT INTO changes(t_ns, uid, gid, pid, comm, kind, path,"
+					" path2, arg, state) VALUES(?,?,?,?,?,?,?,?,?,0)",
+					-1, &h->ins, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_prepare_v2(h->db, "UPDATE changes SET state=? WHERE seq=?", -1,
+					&h->upd, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_prepare_v2(h->db,
+					"INSERT INTO versions(snap, seq, path, mode, uid, gid, size,"
+					" mtime_ns, file) VALUES(?1, (SELECT coalesce(max(seq), 0) FROM changes),"
+					" ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+					-1, &h->sav, NULL);
+	if (rc == SQLITE_OK)
+		rc = same_source(h, err, errlen);
+	if (rc == SQLITE_MISMATCH) {
+		pfs_hist_db_close(h);
+		return -EINVAL;
+	}
+	if (rc == SQLITE_OK)
+		rc = sqlite3_prepare_v2(h->db, "SELECT coalesce(max(id), 0) FROM snapshots", -1,
+					&q, NULL);
+	if (rc == SQLITE_OK && sqlite3_step(q) == SQLITE_ROW)
+		h->snap = sqlite3_column_int64(q, 0);
+	sqlite3_finalize(q);
+	if (rc == SQLITE_OK)
+		return 0;
+fail:
+	snprintf(err, errlen, "history %s: %s", path,
+			h->db ? sqlite3_errmsg(h->db) : sqlite3_errstr(rc));
+	pfs_hist_db_close(h);
+	return db_errno(rc);
+}
+
+void pfs_hist_db_close(struct pfs_history *h)
+{
+	if (h->db)
+		flush_locked(h);
+	free(h->pend);
+	h->pend = NULL;
+	h->npend = h->cpend = 0;
+	sqlite3_finalize(h->ins);
+	sqlite3_finalize(h->upd);
+	sqlite3_finalize(h->sav);
+	h->ins = h->upd = h->sav = NULL;
+	sqlite3_close(h->db);
+	h->db = NULL;
+}
+
+/* The requester's command name; "" once it is gone. */
+static void comm_of(pid_t pid, char *buf, size_t len)
+{
+	char p[40];
+	int fd;
+	ssize_t n = -1;
+
+	buf[0] = '\0';
+	if (pid <= 0)
+		return;
+	snprintf(p, sizeof(p), "/proc/%d/comm", (int)pid);
+	fd = open(p, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		n = read(fd, buf, len - 1);
+		close(fd);
+	}
+	buf[n > 0 ? n : 0] = '\0';
+	buf[strcspn(buf, "\n")] = '\0';
+}
+
+long long pfs_hist_db_record(struct pfs_history *h, const struct pfs_caller *who,
+			     const char *kind, const char *path, const char *path2, long long arg)
+{
+	struct pfs_caller c = who ? *who : pfs_caller_get();
+	char comm[32];
+	long long seq;
+	int rc = SQLITE_OK;
+	bool txn = false;
+
+	comm_of(c.pid, comm, sizeof(comm));
+	pthread_mutex_lock(&h->lock);
+	if (!h->db) {
+		pthread_mutex_unlock(&h->lock);
+		return -EIO;
+	}
+	sqlite3_bind_int64(h->ins, 1, (sqlite3_int64)now_ns());
+	sqlite3_bind_int64(h->ins, 2, c.pid ? (sqlite3_int64)c.uid : (sqlite3_int64)getuid());
+	sqlite3_bind_int64(h->ins, 3, c.pid ? (sqlite3_int64)c.gid : (sqlite3_int64)getgid());
+	sqlite3_bind_int64(h->ins, 4, c.pid ? c.pid : getpid());
+	sqlite3_bind_text(h->ins, 5, c.pid ? comm : "prismfs", -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(h->ins, 6, kind, -1, SQLITE_STATIC);
+	sqlite3_bind_text(h->ins, 7, path, -1, SQLITE_TRANSIENT);
+	if (path2)
+		sqlite3_bind_text(h->ins, 8, path2, -1, SQLITE_TRANSIENT);
+	else
+		sqlite3_bind_null(h->ins, 8);
+	sqlite3_bind_int64(h->ins, 9, arg);
+	if (h->npend) { /* the outcomes noted since, in the same commit */
+		rc = sqlite3_exec(h->db, "BEGIN", NULL, NULL, NULL);
+		txn = rc == SQLITE_OK;
+		if (txn)
+			apply_pending(h);
+	}
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(h->ins);
+	seq = rc == SQLITE_DONE ? (long long)sqlite3_last_insert_rowid(h->db) : db_errno(rc);
+	sqlite3_reset(h->ins);
+	sqlite3_clear_bindings(h->ins);
+	if (txn) {
+		rc = seq > 0 ? sqlite3_exec(h->db, "COMMIT", NULL, NULL, NULL) : SQLITE_ERROR;
+		if (rc == SQLITE_OK) {
+			h->npend = 0;
+		} else {
+			/* none of it was written: the change must not be made */
+			sqlite3_exec(h->db, "ROLLBACK", NULL, NULL, NULL);
+			if (seq > 0)
+				seq = db_errno(rc);
+		}
+	}
+	pthread_mutex_unlock(&h->lock);
+	if (seq < 0)
+		fprintf(stderr, "prismfs: history: cannot record %s %s: %s\n", kind, path,
+			strerror((int)-seq));
+	return seq;
+}
+
+/* Outcomes wait for the next row's commit (one commit per change, not
+ * two): until then, or a crash, their rows say "not known" — true. */
+void pfs_hist_db_done(struct pfs_history *h, long long seq, int ret)
+{
+	if (seq <= 0)
+		return;
+	pthread_mutex_lock(&h->lock);
+	if (h->npend == h->cpend) {
+		size_t c = h->cpend ? h->cpend * 2 : 64;
+		void *p = realloc(h->pend, c * sizeof(*h->pend));
+
+		if (p) {
+			h->pend = p;
+			h->cpend = c;
+		}
+	}
+	if (h->npend < h->cpend) {
+		h->pend[h->npend].seq = seq;
+		h->pend[h->npend++].ret = ret;
+	}
+	pthread_mutex_unlock(&h->lock);
+}
+
+void pfs_history_flush(struct pfs_store *st)
+{
+	struct pfs_history *h = H(st);
+
+	pthread_mutex_lock(&h->lock);
+	flush_locked(h);
+	pthread_mutex_unlock(&h->lock);
+}
+
+long long pfs_history_snapshot(struct pfs_store *st, const char *name, bool pin, char *err,
+			       size_t errlen)
+{
+	struct pfs_history *h = H(st);
+	sqlite3_stmt *q = NULL;
+	char def[64];
+	uint64_t t = now_ns();
+	long long id = -EIO;
+	int rc;
+
+	if (!name || !*name) {
+		time_t s = (time_t)(t / 1000000000ull);
+		struct tm tm;
+
+		gmtime_r(&s, &tm);
+		snprintf(def, sizeof(def), "%04d-%02d-%02dT%02d:%02d:%02d.%09lluZ",
+			 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+			 tm.tm_sec, (unsigned long long)(t % 1000000000ull));
+		name = def;
+	}
+	pthread_mutex_lock(&h->lock);
+	flush_locked(h);
+	rc = h->db ? sqlite3_prepare_v2(h->db,
+					"INSERT INTO snapshots(name, t_ns, seq, pinned) VALUES(?, ?,"
+					" (SELECT coalesce(max(seq), 0) FROM changes), ?)",
+					-1, &q, NULL)
+		   : SQLITE_MISUSE;
+	if (rc == SQLITE_OK) {
+		sqlite3_bind_text(q, 1, name, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_int64(q, 2, (sqlite3_int64)t);
+		sqlite3_bind_int(q, 3, pin);
+		rc = sqlite3_step(q);
+	}
+	if (rc == SQLITE_DONE) {
+		id = (long long)sqlite3_last_insert_rowid(h->db);
+		h->snap = id;
+		pfs_hist_saved_clear(h);
+	} else if ((rc & 0xff) == SQLITE_CONSTRAINT) {
+		id = -EEXIST;
+		snprintf(err, errlen, "a snapshot named %s exists", name);
+	} else {
+		id = db_errno(rc);
+		snprintf(err, errlen, "cannot record the snapshot: %s",
+				h->db ? sqlite3_errmsg(h->db) : "no database");
+	}
+	sqlite3_finalize(q);
+	pthread_mutex_unlock(&h->lock);
+	return id;
+}

@@ -1,0 +1,80 @@
+/* history_int: what the parts of the history store share (history.c: the
+ * operations; history_db.c: the database; history_save.c: versions). */
+#ifndef PFS_HISTORY_INT_H
+#define PFS_HISTORY_INT_H
+
+#include "history/history.h"
+#include "store/caller.h"
+
+#include <limits.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <sys/stat.h>
+
+#define PFS_HIST_NB 4096u
+
+/* An object whose previous version the current snapshot already has. */
+struct hsaved {
+	struct hsaved *next;
+	dev_t dev;
+	ino_t ino;
+};
+
+/* A file opened for writing: what it was, to say at release if it changed. */
+struct hwfd {
+	struct hwfd *next;
+	int fd;
+	ino_t ino;
+	struct pfs_caller who; /* who opened it: releases come from no one */
+	off_t size;
+	struct timespec mtime;
+};
+
+struct pfs_history {
+	struct pfs_store base;
+	struct pfs_store *in;
+	char root[PATH_MAX];   /* the tree's canonical path */
+	size_t rootlen;
+	char dir[PATH_MAX];    /* DIR, canonical */
+	dev_t procdev;         /* /proc's: the view names a node's object as
+				* (its /proc/self/fd, "N") */
+	pthread_mutex_t lock;  /* the database, the tables */
+	sqlite3 *db;
+	sqlite3_stmt *ins, *upd, *sav;
+	struct { long long seq; int ret; } *pend; /* outcomes not yet written */
+	size_t npend, cpend;
+	long long snap;        /* the newest snapshot's id, 0: none */
+	unsigned long long vseq; /* names of saved versions */
+	int vdir;              /* DIR/versions */
+	int lockfd;            /* DIR/lock, flock'ed */
+	struct hsaved *saved[PFS_HIST_NB];
+	struct hwfd *wfds[PFS_HIST_NB];
+};
+
+#define H(st) ((struct pfs_history *)(st))
+
+/* history.c: (dirfd, name) as the object it names: the view names a
+ * node's object as ("/proc/self/fd", "N"), which becomes (N, NULL). */
+void pfs_hist_obj(struct pfs_history *h, int *dirfd, const char **name);
+/* history.c: the path of (dirfd, name) relative to the root ("" the root;
+ * absolute when outside it). 0 or -errno. */
+int pfs_hist_path(struct pfs_history *h, int dirfd, const char *name, char *buf, size_t len);
+
+/* history_db.c. Open DIR/history.db (tables made if missing). */
+int pfs_hist_db_open(struct pfs_history *h, char *err, size_t errlen);
+void pfs_hist_db_close(struct pfs_history *h);
+/* Record a change about to be made by who (NULL: this thread's
+ * requester): its row's seq, or -errno. */
+long long pfs_hist_db_record(struct pfs_history *h, const struct pfs_caller *who,
+			     const char *kind, const char *path, const char *path2, long long arg);
+/* The change seq was made (ret >= 0) or failed (ret < 0). */
+void pfs_hist_db_done(struct pfs_history *h, long long seq, int ret);
+
+/* history_save.c: before a change to the object (dirfd, name) — name NULL
+ * or "" for dirfd's own — save its previous version if a snapshot was
+ * taken since it was last saved. 0 or -errno (the change must not go on). */
+int pfs_hist_save(struct pfs_history *h, int dirfd, const char *name);
+/* Forget what was saved (a new snapshot). Under h->lock. */
+void pfs_hist_saved_clear(struct pfs_history *h);
+
+#endif

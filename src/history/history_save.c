@@ -1,0 +1,153 @@
+/* history_save: the previous version of an object, saved into
+ * DIR/versions before its first change after a snapshot (history.h). */
+#include "history/history_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+static unsigned bucket(dev_t dev, ino_t ino)
+{
+	unsigned long long k = (unsigned long long)ino * 0x9E3779B97F4A7C15ull ^ dev;
+
+	return (unsigned)(k >> 40) % PFS_HIST_NB;
+}
+
+/* Under h->lock: true if (dev, ino) was saved for this snapshot; else
+ * mark it saved. */
+static bool seen(struct pfs_history *h, dev_t dev, ino_t ino, bool mark)
+{
+	struct hsaved **p = &h->saved[bucket(dev, ino)], *s;
+
+	for (s = *p; s; s = s->next)
+		if (s->dev == dev && s->ino == ino)
+			return true;
+	if (mark) {
+		s = malloc(sizeof(*s));
+		if (s) {
+			s->dev = dev;
+			s->ino = ino;
+			s->next = *p;
+			*p = s;
+		}
+	}
+	return false;
+}
+
+void pfs_hist_saved_clear(struct pfs_history *h)
+{
+	for (unsigned i = 0; i < PFS_HIST_NB; i++) {
+		while (h->saved[i]) {
+			struct hsaved *s = h->saved[i];
+
+			h->saved[i] = s->next;
+			free(s);
+		}
+	}
+}
+
+/* Copy the regular file (dirfd, name) into DIR/versions/file. */
+static int copy_data(struct pfs_history *h, int dirfd, const char *name, const struct stat *st,
+		     const char *file)
+{
+	char proc[40];
+	int src, dst, r;
+
+	/* an fd (or O_PATH fd) of its own: read it through /proc */
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", dirfd);
+	src = name && *name ? pfs_st_openat(h->in, dirfd, name,
+					    O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0)
+			    : pfs_st_openat(h->in, AT_FDCWD, proc, O_RDONLY | O_CLOEXEC, 0);
+	if (src < 0)
+		return src;
+	dst = openat(h->vdir, file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (dst < 0) {
+		r = -errno;
+		close(src);
+		return r;
+	}
+	/* A reflink shares the blocks (XFS, btrfs): constant space until
+	 * the live file is written; otherwise a copy, holes kept. */
+	r = ioctl(dst, FICLONE, src) == 0 ? 0 : pfs_st_copy(h->in, dst, src, st->st_size, false,
+							   NULL, NULL);
+	if (r == 0 && fsync(dst) < 0)
+		r = -errno;
+	close(dst);
+	close(src);
+	if (r < 0)
+		unlinkat(h->vdir, file, 0);
+	return r;
+}
+
+int pfs_hist_save(struct pfs_history *h, int dirfd, const char *name)
+{
+	char path[PATH_MAX], file[64];
+	struct stat st;
+	long long snap;
+	int r;
+
+	if (!h->snap || h->vdir < 0)
+		return 0;
+	pfs_hist_obj(h, &dirfd, &name);
+	r = name && *name ? pfs_st_stat(h->in, dirfd, name, &st, AT_SYMLINK_NOFOLLOW)
+			  : pfs_st_fstat(h->in, dirfd, &st);
+	if (r == -ENOENT)
+		return 0; /* nothing there: nothing to save */
+	if (r < 0)
+		return r;
+	pthread_mutex_lock(&h->lock);
+	snap = h->snap;
+	/* Marked before it is saved, so that two writers do not both copy;
+	 * a failed save takes the mark back. */
+	if (seen(h, st.st_dev, st.st_ino, true)) {
+		pthread_mutex_unlock(&h->lock);
+		return 0;
+	}
+	snprintf(file, sizeof(file), "%lld-%llu", snap, ++h->vseq);
+	pthread_mutex_unlock(&h->lock);
+	r = pfs_hist_path(h, dirfd, name, path, sizeof(path));
+	if (r == 0 && S_ISREG(st.st_mode))
+		r = copy_data(h, dirfd, name, &st, file);
+	pthread_mutex_lock(&h->lock);
+	if (r == 0 && h->db) {
+		sqlite3_stmt *q = h->sav;
+
+		sqlite3_bind_int64(q, 1, snap);
+		sqlite3_bind_text(q, 3, path, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_int64(q, 4, st.st_mode);
+		sqlite3_bind_int64(q, 5, st.st_uid);
+		sqlite3_bind_int64(q, 6, st.st_gid);
+		sqlite3_bind_int64(q, 7, st.st_size);
+		sqlite3_bind_int64(q, 8, (sqlite3_int64)st.st_mtim.tv_sec * 1000000000ll +
+					      st.st_mtim.tv_nsec);
+		if (S_ISREG(st.st_mode))
+			sqlite3_bind_text(q, 9, file, -1, SQLITE_TRANSIENT);
+		else
+			sqlite3_bind_null(q, 9);
+		r = sqlite3_step(q) == SQLITE_DONE ? 0 : -EIO;
+		sqlite3_reset(q);
+		sqlite3_clear_bindings(q);
+	}
+	if (r < 0) {
+		struct hsaved **p = &h->saved[bucket(st.st_dev, st.st_ino)];
+
+		while (*p && ((*p)->dev != st.st_dev || (*p)->ino != st.st_ino))
+			p = &(*p)->next;
+		if (*p) {
+			struct hsaved *s = *p;
+
+			*p = s->next;
+			free(s);
+		}
+	}
+	pthread_mutex_unlock(&h->lock);
+	if (r < 0)
+		fprintf(stderr, "prismfs: history: cannot save the version of %s before it "
+			"changes: %s\n", path, strerror(-r));
+	return r;
+}
