@@ -80,5 +80,9 @@ int pfs_cache_finish(struct pfs_store *st, uint64_t timeout_ns, const char *quar
  * reaches it): its root, opened O_RDONLY | O_DIRECTORY. -errno and a
  * message when the kernel or the daemon's rights do not allow it. */
 int pfs_memfs_open(uint64_t size, char *err, size_t errlen);
+/* The same, named source in /proc/mounts, its mount kept in *mnt for the
+ * caller to attach somewhere (--journal: at DIR/tree, to outlive the
+ * daemon); mnt NULL: closed, the filesystem detached. */
+int pfs_memfs_make(uint64_t size, const char *source, int *mnt, char *err, size_t errlen);
 
 #endif

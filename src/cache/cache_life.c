@@ -246,7 +246,7 @@ int pfs_cache_finish(struct pfs_store *st, uint64_t timeout_ns, const char *qdir
 	return ret;
 }
 
-int pfs_memfs_open(uint64_t size, char *err, size_t errlen)
+int pfs_memfs_make(uint64_t size, const char *source, int *mntp, char *err, size_t errlen)
 {
 	char opt[32];
 	int fs, mnt, root, ret;
@@ -259,7 +259,8 @@ int pfs_memfs_open(uint64_t size, char *err, size_t errlen)
 		return ret;
 	}
 	snprintf(opt, sizeof(opt), "%" PRIu64, size);
-	if (syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, "size", opt, 0) < 0 ||
+	if ((source && syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, "source", source, 0) < 0) ||
+	    syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, "size", opt, 0) < 0 ||
 	    syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, "mode", "0755", 0) < 0 ||
 	    syscall(SYS_fsconfig, fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0) {
 		ret = -errno;
@@ -278,12 +279,20 @@ int pfs_memfs_open(uint64_t size, char *err, size_t errlen)
 	}
 	root = openat(mnt, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	ret = -errno;
-	close(mnt);
+	if (root < 0 || !mntp)
+		close(mnt);
 	if (root < 0) {
 		snprintf(err, errlen, "cannot open the cache's memory filesystem: %s",
 			 strerror(-ret));
 		return ret;
 	}
+	if (mntp)
+		*mntp = mnt;
 	return root;
+}
+
+int pfs_memfs_open(uint64_t size, char *err, size_t errlen)
+{
+	return pfs_memfs_make(size, NULL, NULL, err, errlen);
 }
 

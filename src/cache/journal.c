@@ -1,6 +1,7 @@
 /* journal: recording the write-back queue in DIR/journal.db, the files
  * open for writing, and the cache's tree mounted at DIR/tree (see
  * journal.h; the replay is journal_replay.c). */
+#include "cache/cache.h"
 #include "cache/journal_int.h"
 #include "util/util.h"
 
@@ -220,8 +221,7 @@ fail:
 
 int pfs_journal_memfs(struct pfs_journal *j, uint64_t size, char *err, size_t errlen)
 {
-	char opt[32];
-	int fs, mnt, root, ret;
+	int root, ret;
 
 	pfs_journal_unmount_tree(j);
 	if (mkdirat(j->dirfd, "tree", 0700) < 0 && errno != EEXIST) {
@@ -229,41 +229,10 @@ int pfs_journal_memfs(struct pfs_journal *j, uint64_t size, char *err, size_t er
 		snprintf(err, errlen, "cannot make %s: %s", j->treepath, strerror(-ret));
 		return ret;
 	}
-	fs = (int)syscall(SYS_fsopen, "tmpfs", FSOPEN_CLOEXEC);
-	if (fs < 0) {
-		ret = -errno;
-		snprintf(err, errlen, "cannot make the cache's memory filesystem (fsopen tmpfs): %s",
-			 strerror(-ret));
-		return ret;
-	}
-	snprintf(opt, sizeof(opt), "%" PRIu64, size);
-	if (syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, "source", "prismfs-journal", 0) < 0 ||
-	    syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, "size", opt, 0) < 0 ||
-	    syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, "mode", "0755", 0) < 0 ||
-	    syscall(SYS_fsconfig, fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0) {
-		ret = -errno;
-		close(fs);
-		snprintf(err, errlen, "cannot make the cache's memory filesystem: %s",
-			 strerror(-ret));
-		return ret;
-	}
-	mnt = (int)syscall(SYS_fsmount, fs, FSMOUNT_CLOEXEC, 0);
-	ret = -errno;
-	close(fs);
-	if (mnt < 0) {
-		snprintf(err, errlen, "cannot make the cache's memory filesystem (fsmount): %s",
-			 strerror(-ret));
-		return ret;
-	}
-	root = openat(mnt, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	ret = -errno;
-	if (root < 0) {
-		close(mnt);
-		snprintf(err, errlen, "cannot open the cache's memory filesystem: %s",
-			 strerror(-ret));
-		return ret;
-	}
-	j->mnt = mnt; /* attached by the process that serves (pfs_journal_attach) */
+	/* kept mounted (j->mnt): attached by the process that serves (pfs_journal_attach) */
+	root = pfs_memfs_make(size, "prismfs-journal", &j->mnt, err, errlen);
+	if (root < 0)
+		return root;
 	/* A connection must not cross a fork (the parent's close would take
 	 * the WAL away from the child): the process that serves opens its own. */
 	close_db(j);
