@@ -269,6 +269,16 @@ class Mount:
 
 
 @pytest.fixture
+def dirs(workdir):
+    """A mirror and a mount point for a cached mount (--mirror), both empty."""
+    mirror = os.path.join(workdir, "mirror")
+    mnt = os.path.join(workdir, "mnt")
+    os.makedirs(mirror)
+    os.makedirs(mnt)
+    return mirror, mnt
+
+
+@pytest.fixture
 def trees(workdir):
     """An empty source and mount point: (src, mnt)."""
     src = os.path.join(workdir, "src")

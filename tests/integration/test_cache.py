@@ -21,22 +21,12 @@ import subprocess
 
 import pytest
 
-from conftest import PRISMFS
 from prism_helpers import cli, status_json, wait_for
 
 
 def cached(mounter, mirror, mnt, *args, env=None):
     # Mount's argv is `mount -f ARGS SOURCE MNT`: --mirror takes SOURCE's place.
     return mounter(mirror, mnt, *args, "--mirror", env=env)
-
-
-@pytest.fixture
-def dirs(workdir):
-    mirror = os.path.join(workdir, "mirror")
-    mnt = os.path.join(workdir, "mnt")
-    os.makedirs(mirror)
-    os.makedirs(mnt)
-    return mirror, mnt
 
 
 def write(path, data, mode="w"):

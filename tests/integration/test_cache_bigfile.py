@@ -23,15 +23,6 @@ BIG = 3 * CACHE
 CHUNK = 128 * 1024
 
 
-@pytest.fixture
-def dirs(workdir):
-    mirror = os.path.join(workdir, "mirror")
-    mnt = os.path.join(workdir, "mnt")
-    os.makedirs(mirror)
-    os.makedirs(mnt)
-    return mirror, mnt
-
-
 def cached(mounter, mirror, mnt, *args):
     env = {"ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":quarantine_size_mb=4"}
     return mounter(mirror, mnt, "--cache-size", "8M", "--cache-max-dirty", "4M", *args,

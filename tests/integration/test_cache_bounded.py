@@ -11,8 +11,6 @@ moved — it stays within the fixed overhead the README states.
 import mmap
 import os
 
-import pytest
-
 from prism_helpers import cli, status_json
 
 MiB = 1 << 20
@@ -20,15 +18,6 @@ CACHE = 8 * MiB
 FILE = 256 * 1024
 COUNT = 3 * CACHE // FILE          # three times the cache, in files
 OVERHEAD = 16 * MiB                # README: the daemon's fixed overhead
-
-
-@pytest.fixture
-def dirs(workdir):
-    mirror = os.path.join(workdir, "mirror")
-    mnt = os.path.join(workdir, "mnt")
-    os.makedirs(mirror)
-    os.makedirs(mnt)
-    return mirror, mnt
 
 
 def cached(mounter, mirror, mnt, *args):

@@ -30,15 +30,6 @@ def cached(mounter, mirror, mnt, *args):
 
 
 @pytest.fixture
-def dirs(workdir):
-    mirror = os.path.join(workdir, "mirror")
-    mnt = os.path.join(workdir, "mnt")
-    os.makedirs(mirror)
-    os.makedirs(mnt)
-    return mirror, mnt
-
-
-@pytest.fixture
 def big_dirs(workdir):
     """A mirror on a tmpfs of its own: 100,000 files are made and removed in
     a second there, where a disk takes a minute to delete them."""

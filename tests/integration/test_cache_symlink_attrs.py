@@ -8,11 +8,11 @@ points nowhere must not stop the write-back.
 import os
 import stat
 
-from test_cache import cached, dirs, read, sync, write  # noqa: F401 (dirs: fixture)
+from test_cache import cached, read, sync, write
 from prism_helpers import status_json
 
 
-def test_symlink_attributes_reach_the_link_not_its_target(dirs, mounter):  # noqa: F811
+def test_symlink_attributes_reach_the_link_not_its_target(dirs, mounter):
     mirror, mnt = dirs
     cached(mounter, mirror, mnt)
     target = os.path.join(mnt, "target")
