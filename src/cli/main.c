@@ -4,6 +4,7 @@
 #include "cli/commit_cmd.h"
 #include "cli/daemon.h"
 #include "cli/history_cmd.h"
+#include "cli/throwaway.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -41,7 +42,8 @@ int main(int argc, char **argv)
 		ret = 0;
 		break;
 	case PFS_CMD_MOUNT:
-		ret = pfs_cmd_mount(&cfg);
+		ret = pfs_throwaway_prepare(&cfg) < 0 ? 1 : pfs_cmd_mount(&cfg);
+		pfs_throwaway_after_mount(ret == 0);
 		break;
 	case PFS_CMD_UNMOUNT:
 		ret = pfs_cmd_unmount(&cfg);
