@@ -12,7 +12,6 @@
 
 /* What this mount made (NULL: nothing), owned here. */
 static char *made_upper, *made_mp;
-static bool made_foreground;
 
 static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
@@ -105,7 +104,6 @@ int pfs_throwaway_prepare(struct pfs_config *cfg)
 {
 	int r;
 
-	made_foreground = cfg->foreground;
 	if (cfg->default_upper && cfg->upper) {
 		if (mkdir(cfg->upper, 0755) == 0) {
 			/* absolute: the daemon works from / */
@@ -125,21 +123,14 @@ int pfs_throwaway_prepare(struct pfs_config *cfg)
 			remove_upper();
 			return r;
 		}
-		if (cfg->foreground) {
-			/* the mount blocks from here: say where it will be now */
-			printf("%s\n", made_mp);
-			fflush(stdout);
-		}
 	}
 	return 0;
 }
 
-void pfs_throwaway_after_mount(bool ok)
+char *pfs_throwaway_after_mount(bool ok)
 {
-	if (ok && made_mp && !made_foreground) {
-		printf("%s\n", made_mp);
-		fflush(stdout);
-	}
+	char *mp = ok && made_mp ? strdup(made_mp) : NULL;
+
 	if (!ok) {
 		remove_mp();
 		remove_upper();
@@ -148,6 +139,7 @@ void pfs_throwaway_after_mount(bool ok)
 	free(made_mp);
 	free(made_upper);
 	made_mp = made_upper = NULL;
+	return mp;
 }
 
 void pfs_throwaway_finish(enum pfs_action a, bool ran, int r)

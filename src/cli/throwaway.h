@@ -14,9 +14,10 @@
  * point cfg at them. 0, or -errno with a one-line message said. */
 int pfs_throwaway_prepare(struct pfs_config *cfg);
 
-/* After a mount command: print the made mount point when it mounted
- * (ok); when it did not, remove what prepare made. */
-void pfs_throwaway_after_mount(bool ok);
+/* After a mount command: when it did not mount (!ok), remove what prepare
+ * made. Returns a copy of the made mount point's path when it mounted
+ * (the caller frees it), else NULL; the daemon owns what was made now. */
+char *pfs_throwaway_after_mount(bool ok);
 
 /* In the daemon once the unmount action ran (or not, ran false): remove
  * what the mount made, as the action says — discard: upper and mount

@@ -148,3 +148,96 @@ def test_bad_usage_is_one_line(workdir, lower, args):
     assert res.stdout == ""
     assert os.listdir(env["TMPDIR"]) == []
     assert not os.path.exists(lower + "_upper")
+
+
+# The C API: the same options through prismfs_config_set_option, and
+# prismfs_mount() with no mount point.
+API_PROG = r"""
+#include <prismfs.h>
+#include <stdio.h>
+#include <string.h>
+
+int main(int argc, char **argv)
+{
+	enum prismfs_action a = strcmp(argv[2], "discard") == 0 ? PRISMFS_DISCARD
+				: strcmp(argv[2], "commit") == 0 ? PRISMFS_COMMIT
+				: PRISMFS_PRESERVE;
+	prismfs_config *cfg = prismfs_config_new();
+	prismfs_mount_t *m;
+	char line[16];
+	int r;
+
+	(void)argc;
+	if (prismfs_config_set_source(cfg, argv[1]) < 0 ||
+	    prismfs_config_set_option(cfg, "default-upper", NULL) < 0 ||
+	    prismfs_config_set_option(cfg, "new-mountpoint", "tmp") < 0) {
+		fprintf(stderr, "config: %s\n", prismfs_last_error());
+		return 1;
+	}
+	r = prismfs_mount(cfg, NULL, &m);
+	prismfs_config_free(cfg);
+	if (r < 0) {
+		fprintf(stderr, "mount: %d %s\n", r, prismfs_last_error());
+		return 1;
+	}
+	printf("%s\n", prismfs_mount_point(m));
+	fflush(stdout);
+	if (!fgets(line, sizeof(line), stdin))
+		return 1;
+	r = prismfs_unmount(m, a);
+	if (r < 0) {
+		fprintf(stderr, "unmount: %d %s\n", r, prismfs_last_error());
+		return 1;
+	}
+	return 0;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def api_prog(tmp_path_factory):
+    import subprocess
+    from conftest import PRISMFS
+    build = os.path.dirname(os.path.abspath(PRISMFS))
+    d = tmp_path_factory.mktemp("throwaway_api")
+    src = d / "api.c"
+    src.write_text(API_PROG)
+    env = dict(os.environ, PKG_CONFIG_PATH=os.path.join(build, "meson-uninstalled"))
+    flags = subprocess.run(["pkg-config", "--cflags", "--libs", "prismfs"], env=env,
+                           capture_output=True, text=True, check=True).stdout.split()
+    ldd = subprocess.run(["ldd", os.path.join(build, "libprismfs.so")], capture_output=True,
+                         text=True).stdout
+    san = ["-fsanitize=address,undefined"] if "libasan" in ldd else []
+    out = str(d / "api")
+    subprocess.run(["cc", "-std=c11", "-Wall", "-Wextra", "-Werror", *san, str(src), "-o", out,
+                    *flags], check=True)
+    return out, build
+
+
+@pytest.mark.parametrize("action", ["discard", "commit", "preserve"])
+def test_c_api_makes_and_removes(workdir, lower, api_prog, action):
+    import subprocess
+    prog, build = api_prog
+    env = dict(env_for(workdir), LD_LIBRARY_PATH=build)
+    upper = lower + "_upper"
+    p = subprocess.Popen([prog, lower, action], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        mnt = p.stdout.readline().strip()
+        assert mnt, p.stderr.read() if p.poll() is not None else "no mount point printed"
+        assert os.path.dirname(mnt) == os.path.realpath(env["TMPDIR"])
+        assert is_mounted(mnt)
+        assert os.path.isdir(upper)
+        with open(os.path.join(mnt, "new"), "w") as f:
+            f.write("api\n")
+        assert read(os.path.join(upper, "new")) == "api\n"
+        _, err = p.communicate("go\n", timeout=60)
+        assert p.returncode == 0, err
+        assert not any(m in err for m in SANITIZER_MARKERS), err
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert not os.path.exists(mnt)
+    assert os.path.exists(upper) == (action == "preserve")
+    assert os.path.exists(os.path.join(lower, "new")) == (action == "commit")
