@@ -6,11 +6,12 @@ after success; preserve: the mount point — and never a directory that was
 there before.  Mount points are made under $TMPDIR (or $XDG_CACHE_HOME)
 pointed into the test's own directory, whose mounts teardown removes."""
 import os
+import subprocess
 
 import pytest
 
-from conftest import SANITIZER_MARKERS, is_mounted
-from prism_helpers import assert_one_error_line, cli
+from conftest import PRISMFS, SANITIZER_MARKERS, is_mounted
+from prism_helpers import assert_one_error_line, cli, wait_for
 
 
 def env_for(workdir):
@@ -196,8 +197,6 @@ int main(int argc, char **argv)
 
 @pytest.fixture(scope="module")
 def api_prog(tmp_path_factory):
-    import subprocess
-    from conftest import PRISMFS
     build = os.path.dirname(os.path.abspath(PRISMFS))
     d = tmp_path_factory.mktemp("throwaway_api")
     src = d / "api.c"
@@ -216,7 +215,6 @@ def api_prog(tmp_path_factory):
 
 @pytest.mark.parametrize("action", ["discard", "commit", "preserve"])
 def test_c_api_makes_and_removes(workdir, lower, api_prog, action):
-    import subprocess
     prog, build = api_prog
     env = dict(env_for(workdir), LD_LIBRARY_PATH=build)
     upper = lower + "_upper"
@@ -241,3 +239,25 @@ def test_c_api_makes_and_removes(workdir, lower, api_prog, action):
     assert not os.path.exists(mnt)
     assert os.path.exists(upper) == (action == "preserve")
     assert os.path.exists(os.path.join(lower, "new")) == (action == "commit")
+
+
+def test_foreground_prints_the_path_before_serving(workdir, lower):
+    env = env_for(workdir)
+    p = subprocess.Popen([PRISMFS, "mount", "-f", "--default-upper", "--new-mountpoint", "tmp",
+                          "--on-unmount", "discard", lower], stdin=subprocess.DEVNULL,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        mnt = p.stdout.readline().strip()
+        assert os.path.dirname(mnt) == os.path.realpath(env["TMPDIR"])
+        assert wait_for(lambda: is_mounted(mnt))
+        assert read(os.path.join(mnt, "base")) == "base\n"
+        unmount(mnt)
+        _, err = p.communicate(timeout=60)
+        assert p.returncode == 0, err
+        assert not any(m in err for m in SANITIZER_MARKERS), err
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert not os.path.exists(mnt)
+    assert not os.path.exists(lower + "_upper")
