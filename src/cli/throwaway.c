@@ -12,6 +12,9 @@
 
 /* What this mount made (NULL: nothing), owned here. */
 static char *made_upper, *made_mp;
+/* The default work directory beside a made upper (.NAME.prismfs-work, as
+ * layer_life.c names it), when it was not there before either. */
+static char *made_work;
 
 static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
@@ -27,8 +30,31 @@ static void remove_upper(void)
 {
 	if (made_upper)
 		nftw(made_upper, rm_entry, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
+	if (made_work)
+		nftw(made_work, rm_entry, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
 	free(made_upper);
-	made_upper = NULL;
+	free(made_work);
+	made_upper = made_work = NULL;
+}
+
+/* The work directory the daemon will make beside the made upper, if it
+ * is not there already (a leftover is never ours to remove). */
+static void note_work(const struct pfs_config *cfg)
+{
+	const char *slash = strrchr(made_upper, '/');
+	struct stat st;
+
+	if (cfg->work || !slash || slash == made_upper)
+		return;
+	if (asprintf(&made_work, "%.*s/.%s.prismfs-work", (int)(slash - made_upper), made_upper,
+		     slash + 1) < 0) {
+		made_work = NULL;
+		return;
+	}
+	if (lstat(made_work, &st) == 0) {
+		free(made_work);
+		made_work = NULL;
+	}
 }
 
 /* The mount point is empty once unmounted: rmdir, never more. */
@@ -110,6 +136,7 @@ int pfs_throwaway_prepare(struct pfs_config *cfg)
 			made_upper = realpath(cfg->upper, NULL);
 			if (!made_upper)
 				return -ENOMEM;
+			note_work(cfg);
 		} else if (errno != EEXIST) {
 			r = -errno;
 			fprintf(stderr, "prismfs: cannot make the upper %s: %s\n", cfg->upper,
@@ -138,7 +165,8 @@ char *pfs_throwaway_after_mount(bool ok)
 	/* either way, the daemon (or nobody) owns them now */
 	free(made_mp);
 	free(made_upper);
-	made_mp = made_upper = NULL;
+	free(made_work);
+	made_mp = made_upper = made_work = NULL;
 	return mp;
 }
 
@@ -154,5 +182,6 @@ void pfs_throwaway_finish(enum pfs_action a, bool ran, int r)
 		remove_upper();
 	free(made_mp);
 	free(made_upper);
-	made_mp = made_upper = NULL;
+	free(made_work);
+	made_mp = made_upper = made_work = NULL;
 }

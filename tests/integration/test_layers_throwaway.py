@@ -81,6 +81,8 @@ def test_discard_removes_upper_and_mount_point(workdir, lower):
     assert not os.path.exists(upper)
     assert not os.path.exists(mnt)
     assert sorted(os.listdir(lower)) == ["base"]
+    # nor the default work directory made beside the upper
+    assert sorted(os.listdir(workdir)) == ["lower", "tmp"]
 
 
 def test_commit_removes_both_after_success(workdir, lower):
@@ -90,6 +92,7 @@ def test_commit_removes_both_after_success(workdir, lower):
         f.write("committed\n")
     os.unlink(os.path.join(mnt, "base"))
     unmount(mnt, "--action", "commit")
+    assert sorted(os.listdir(workdir)) == ["lower", "tmp"]
     assert not os.path.exists(upper)
     assert not os.path.exists(mnt)
     assert sorted(os.listdir(lower)) == ["new"]
@@ -110,6 +113,7 @@ def test_pre_existing_directories_are_kept(workdir, lower, action):
     unmount(mnt, "--action", action)
     assert os.path.isdir(upper)
     assert os.path.isdir(mnt)
+    assert os.path.isdir(os.path.join(workdir, ".lower_upper.prismfs-work"))
     assert os.path.exists(os.path.join(lower, "new")) == (action == "commit")
 
 
