@@ -76,6 +76,14 @@ int prismfs_config_add_lower(prismfs_config *cfg, const char *path);
  *   "timeout"      seconds;   "threads"  a count
  *   "whiteout"     "auto" | "chardev" | "file"
  *   "on-unmount"   "preserve" | "discard" | "commit" | "commit-atomic"
+ *   "default-upper"  value NULL: the upper is SOURCE_upper, made if missing
+ *   "new-mountpoint" "tmp" | "cache": prismfs_mount() is given no mount
+ *                  point and makes one ($TMPDIR or /tmp, or
+ *                  ~/.cache/prismfs); prismfs_mount_point() names it.
+ *                  The unmount action removes what the mount made, never
+ *                  a directory that was there: PRESERVE the mount point,
+ *                  DISCARD the upper and the mount point, COMMIT (and
+ *                  COMMIT_ATOMIC) both once they succeeded.
  *   "o"            FUSE mount options, comma separated (repeatable)
  * -EINVAL for an unknown key, a missing value or a flag given one; values
  * are checked by prismfs_mount(). Later values of a key win, except "o",
@@ -83,7 +91,7 @@ int prismfs_config_add_lower(prismfs_config *cfg, const char *path);
 int prismfs_config_set_option(prismfs_config *cfg, const char *key, const char *value);
 
 /* Mount cfg at mountpoint (an existing directory; it may be the source
- * itself). On success *out is the mount, to be given to prismfs_unmount().
+ * itself; NULL with the option "new-mountpoint"). On success *out is the mount, to be given to prismfs_unmount().
  * Errors: -EINVAL for a configuration the command would refuse (no source,
  * a bad option value, a -o option libfuse refuses), -ENOENT when a
  * directory it names does not exist (the source, the mount point, the

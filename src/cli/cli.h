@@ -58,6 +58,8 @@ struct pfs_config {
 	const char *upper;      /* mount (layered), commit, discard */
 	const char *lower;      /* commit, recover */
 	const char *work;       /* mount, commit, discard: the overlay work directory */
+	bool default_upper;     /* --default-upper: the upper is SOURCE_upper, made if missing */
+	const char *new_mountpoint; /* --new-mountpoint tmp|cache: a new one is made */
 	bool atomic;            /* commit --atomic */
 	/* mount: the read-only layers below SOURCE, highest first (--lower,
 	 * in order; or lowerdir=SOURCE:L2:... after the first). Owned array. */

@@ -112,6 +112,8 @@ static int finish_layers(struct pfs_config *cfg, char *err, size_t errlen)
 			if (pfs_cli_push_dir(&cfg->lowers, &cfg->nlowers, cfg->optlowers[i]) < 0)
 				return -ENOMEM;
 	}
+	if (cfg->default_upper && pfs_cli_default_upper(cfg, err, errlen) < 0)
+		return -EINVAL;
 	if (cfg->upper_from_opt && !cfg->noptlowers && !cfg->nlowers && cfg->source &&
 	    strcmp(cfg->source, "none") == 0) {
 		pfs_cli_seterr(err, errlen, "upperdir= needs lowerdir= (the layers below it; or a "
@@ -288,6 +290,29 @@ static int opt_whiteout(struct pfs_config *cfg, const char *v, const char *what,
 			size_t errlen)
 {
 	return pfs_cli_set_whiteout(cfg, v, what, err, errlen);
+}
+
+static int opt_default_upper(struct pfs_config *cfg, const char *v, const char *what,
+			     char *err, size_t errlen)
+{
+	(void)v;
+	(void)err;
+	(void)errlen;
+	cfg->default_upper = true;
+	if (!cfg->layer_opt)
+		cfg->layer_opt = what;
+	return 0;
+}
+
+static int opt_new_mountpoint(struct pfs_config *cfg, const char *v, const char *what,
+			      char *err, size_t errlen)
+{
+	if (!v || (strcmp(v, "tmp") != 0 && strcmp(v, "cache") != 0)) {
+		pfs_cli_seterr(err, errlen, "%s must be tmp or cache, not %s", what, SHOWN(v));
+		return -EINVAL;
+	}
+	cfg->new_mountpoint = v;
+	return 0;
 }
 
 static int opt_on_unmount(struct pfs_config *cfg, const char *v, const char *what, char *err,
@@ -491,6 +516,8 @@ static const struct mount_opt {
 	{"--lower", NULL, OPT_VALUE, false, opt_lower},
 	{"--whiteout", "whiteout=", OPT_VALUE, false, opt_whiteout},
 	{"--on-unmount", "on_unmount=", OPT_VALUE, false, opt_on_unmount},
+	{"--default-upper", "default_upper", OPT_FLAG, false, opt_default_upper},
+	{"--new-mountpoint", "new_mountpoint=", OPT_VALUE, false, opt_new_mountpoint},
 	/* the memory cache */
 	{"--mirror", "mirror=", OPT_VALUE, false, opt_mirror},
 	{"--cache-size", "cache_size=", OPT_VALUE, false, opt_cache_size},
@@ -647,6 +674,18 @@ static int take_words(struct pfs_config *cfg, bool compat, const struct mount_wo
 		}
 		cfg->mountpoint = w->pos[0];
 		return 0;
+	}
+	if (w->npos == 1 && cfg->new_mountpoint && !cfg->noptlowers) {
+		/* SOURCE alone: the mount point is made at mount (throwaway.c) */
+		cfg->source = w->pos[0];
+		return 0;
+	}
+	if (w->npos == 0 && cfg->new_mountpoint && cfg->noptlowers)
+		return 0;
+	if (w->npos == 2 && cfg->new_mountpoint) {
+		pfs_cli_seterr(err, errlen, "--new-mountpoint makes the mount point: give SOURCE "
+			       "alone, not %s", w->pos[1]);
+		return -EINVAL;
 	}
 	if (w->npos == 1 && cfg->noptlowers) {
 		/* fuse-overlayfs's synopsis: lowerdir= names SOURCE */

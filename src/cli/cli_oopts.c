@@ -278,3 +278,34 @@ int pfs_cli_add_fuse_opts(struct pfs_config *cfg, const char *opts, char *err, s
 	return 0;
 }
 
+/* --default-upper: the upper is SOURCE_upper, beside the source (made at
+ * mount if missing: throwaway.c). */
+int pfs_cli_default_upper(struct pfs_config *cfg, char *err, size_t errlen)
+{
+	size_t n = cfg->source ? strlen(cfg->source) : 0;
+	char **strs, *up;
+
+	if (cfg->upper) {
+		pfs_cli_seterr(err, errlen, "--default-upper and --upper %s contradict each other",
+			       cfg->upper);
+		return -EINVAL;
+	}
+	while (n > 1 && cfg->source[n - 1] == '/')
+		n--;
+	if (!n || strcmp(cfg->source, "/") == 0) {
+		pfs_cli_seterr(err, errlen, "--default-upper needs a SOURCE directory other than /");
+		return -EINVAL;
+	}
+	strs = realloc(cfg->strs, (cfg->nstrs + 1) * sizeof(*strs));
+	if (!strs)
+		return -EINVAL;
+	cfg->strs = strs;
+	up = malloc(n + sizeof("_upper"));
+	if (!up)
+		return -EINVAL;
+	memcpy(up, cfg->source, n);
+	memcpy(up + n, "_upper", sizeof("_upper"));
+	cfg->strs[cfg->nstrs++] = up;
+	cfg->upper = up;
+	return 0;
+}

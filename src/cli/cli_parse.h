@@ -39,4 +39,8 @@ int pfs_cli_mount_key(struct pfs_config *cfg, const char *key, size_t klen, cons
 int pfs_cli_parse_mount(int argc, char **argv, int start, bool compat, struct pfs_config *cfg,
 			char *err, size_t errlen);
 
+/* --default-upper: cfg->upper becomes SOURCE_upper (a string cfg owns).
+ * 0 or -EINVAL. */
+int pfs_cli_default_upper(struct pfs_config *cfg, char *err, size_t errlen);
+
 #endif

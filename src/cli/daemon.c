@@ -1,6 +1,7 @@
 #include "cli/daemon.h"
 #include "cli/cmdutil.h"
 #include "cli/cache_mount.h"
+#include "cli/throwaway.h"
 #include "layers/layer.h"
 #include "view/ns.h"
 #include "layers/layer_life.h"
@@ -652,6 +653,7 @@ static int finish(const struct pfs_config *cfg, struct pfs_fs *fs,
 		say("op log: %llu records dropped", (unsigned long long)dropped);
 	if (line)
 		line[strcspn(line, "\n")] = '\0'; /* the protocol is line based */
+	pfs_throwaway_finish(a, sv->ran, r); /* before the waiting client hears */
 	told = pfs_ctl_finish(sv->ctl, ret, dropped, line);
 	free(line);
 	if (lp && r < 0 && told == 0)
@@ -772,9 +774,7 @@ int pfs_cmd_mount(const struct pfs_config *cfg)
 	close(pipefd[0]);
 	pipefd[0] = -1;
 	setsid();
-	if (chdir("/") < 0) {
-		/* harmless: the daemon reaches files only through its fds */
-	}
+	(void)!chdir("/"); /* harmless if not: the daemon reaches files through its fds */
 	ret = serve(cfg, &fs, se, pipefd[1], lp, &sv);
 	served = true;
 	pipefd[1] = -1;

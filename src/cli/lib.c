@@ -7,6 +7,7 @@
 #include "cli/cli.h"
 #include "cli/cli_check.h"
 #include "cli/daemon.h"
+#include "cli/throwaway.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -26,6 +27,7 @@ struct prismfs_config {
 	char **args; /* options, as the command line has them */
 	size_t nargs;
 	bool upper;
+	bool new_mountpoint; /* "new-mountpoint": the mount makes its mount point */
 };
 
 struct prismfs_mount {
@@ -133,10 +135,11 @@ PFS_API int prismfs_config_add_lower(prismfs_config *cfg, const char *path)
 
 PFS_API int prismfs_config_set_option(prismfs_config *cfg, const char *key, const char *value)
 {
-	static const char *const flags[] = {"read-only", "volatile", "no-default-permissions"};
+	static const char *const flags[] = {"read-only", "volatile", "no-default-permissions",
+					    "default-upper"};
 	static const char *const valued[] = {"passthrough", "uring", "map", "map-max", "log",
 					     "log-format", "timeout", "threads", "whiteout",
-					     "on-unmount"};
+					     "on-unmount", "new-mountpoint"};
 	char flag[64];
 
 	if (!cfg || !key)
@@ -152,6 +155,8 @@ PFS_API int prismfs_config_set_option(prismfs_config *cfg, const char *key, cons
 			continue;
 		if (value && strcmp(value, "1") != 0)
 			return fail(-EINVAL, "option %s takes no value", key);
+		if (strcmp(key, "default-upper") == 0)
+			cfg->upper = true;
 		return add_opt(cfg, flag, NULL);
 	}
 	for (size_t i = 0; i < sizeof(valued) / sizeof(valued[0]); i++) {
@@ -159,6 +164,8 @@ PFS_API int prismfs_config_set_option(prismfs_config *cfg, const char *key, cons
 			continue;
 		if (!value)
 			return fail(-EINVAL, "option %s needs a value", key);
+		if (strcmp(key, "new-mountpoint") == 0)
+			cfg->new_mountpoint = true;
 		return add_opt(cfg, flag, value);
 	}
 	return fail(-EINVAL, "unknown option %s", key);
@@ -186,7 +193,7 @@ static bool names_missing(const struct pfs_config *pc)
  * main() does, then run it with its lines kept for prismfs_last_error and
  * off stderr. Returns the command's exit status (2: bad usage), or
  * RUN_MISSING. */
-static int run(int argc, char **argv, bool mount)
+static int run(int argc, char **argv, bool mount, char **made)
 {
 	struct pfs_config pc;
 	char err[256];
@@ -214,9 +221,17 @@ static int run(int argc, char **argv, bool mount)
 	pfs_daemon_pid = 0;
 	mask = umask(0);
 	umask(mask); /* the mount sets umask 0 for itself; keep the caller's */
-	ret = mount ? pfs_cmd_mount(&pc) : pfs_cmd_unmount(&pc);
+	if (mount && pfs_throwaway_prepare(&pc) < 0)
+		ret = 1;
+	else
+		ret = mount ? pfs_cmd_mount(&pc) : pfs_cmd_unmount(&pc);
 	if (getpid() != self)
 		_exit(ret); /* the forked daemon, done serving: never the caller's code */
+	if (mount) {
+		*made = pfs_throwaway_after_mount(ret == 0);
+		if (pc.new_mountpoint)
+			pc.mountpoint = NULL; /* it was the made one, now freed */
+	}
 	umask(mask);
 	pfs_say_quiet_pid = 0;
 	if (ret != 0) {
@@ -231,7 +246,7 @@ static int run(int argc, char **argv, bool mount)
 PFS_API int prismfs_mount(const prismfs_config *cfg, const char *mountpoint, prismfs_mount_t **out)
 {
 	prismfs_mount_t *m = NULL;
-	char **argv = NULL, real[PATH_MAX];
+	char **argv = NULL, *made = NULL, real[PATH_MAX];
 	int argc = 0, r;
 
 	if (!out)
@@ -239,8 +254,10 @@ PFS_API int prismfs_mount(const prismfs_config *cfg, const char *mountpoint, pri
 	*out = NULL;
 	if (!cfg || !cfg->source)
 		return fail(-EINVAL, "no source set");
-	if (!mountpoint || !*mountpoint)
+	if ((!mountpoint || !*mountpoint) && !cfg->new_mountpoint)
 		return fail(-EINVAL, "no mount point given");
+	if (mountpoint && *mountpoint && cfg->new_mountpoint)
+		return fail(-EINVAL, "option new-mountpoint makes the mount point: give none");
 	argv = calloc(cfg->nargs + 5, sizeof(*argv));
 	m = calloc(1, sizeof(*m));
 	if (!argv || !m) {
@@ -252,16 +269,24 @@ PFS_API int prismfs_mount(const prismfs_config *cfg, const char *mountpoint, pri
 	for (size_t i = 0; i < cfg->nargs; i++)
 		argv[argc++] = cfg->args[i];
 	argv[argc++] = cfg->source;
-	argv[argc++] = (char *)mountpoint;
-	/* Named before mounting: the directory is plain now. */
-	if (realpath(mountpoint, real))
-		m->mountpoint = strdup(real);
-	r = run(argc, argv, true);
+	if (!cfg->new_mountpoint) {
+		argv[argc++] = (char *)mountpoint;
+		/* Named before mounting: the directory is plain now. */
+		if (realpath(mountpoint, real))
+			m->mountpoint = strdup(real);
+	}
+	r = run(argc, argv, true, &made);
+	if (made) {
+		free(m->mountpoint);
+		m->mountpoint = realpath(made, real) ? strdup(real) : made;
+		if (m->mountpoint != made)
+			free(made);
+	}
 	if (r != 0) {
 		r = r == 2 ? -EINVAL : r == RUN_MISSING ? -ENOENT : -EIO;
 		goto out;
 	}
-	if (!m->mountpoint && realpath(mountpoint, real))
+	if (!m->mountpoint && mountpoint && realpath(mountpoint, real))
 		m->mountpoint = strdup(real);
 	m->daemon = pfs_daemon_pid;
 	m->upper = cfg->upper;
@@ -307,7 +332,7 @@ PFS_API int prismfs_unmount(prismfs_mount_t *m, enum prismfs_action action)
 		argv[argc++] = (char *)names[action];
 	}
 	argv[argc++] = m->mountpoint;
-	r = run(argc, argv, false);
+	r = run(argc, argv, false, NULL);
 	if (r != 0 && m->daemon > 0 && waitpid(m->daemon, &status, WNOHANG) == 0)
 		return -EBUSY; /* the daemon still serves: still mounted */
 	if (r == 0 && m->daemon > 0)

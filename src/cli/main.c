@@ -4,9 +4,35 @@
 #include "cli/commit_cmd.h"
 #include "cli/daemon.h"
 #include "cli/history_cmd.h"
+#include "cli/throwaway.h"
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
+
+/* A mount, with what throwaway.c makes for it; a made mount point's path
+ * is printed on stdout once it answers (with -f: before it serves). */
+static int mount_cmd(struct pfs_config *cfg)
+{
+	char *made;
+	int ret;
+
+	if (pfs_throwaway_prepare(cfg) < 0)
+		return 1;
+	if (cfg->new_mountpoint && cfg->foreground) {
+		printf("%s\n", cfg->mountpoint);
+		fflush(stdout);
+	}
+	ret = pfs_cmd_mount(cfg);
+	made = pfs_throwaway_after_mount(ret == 0);
+	/* the parent that forked the daemon, not the daemon once done */
+	if (made && !cfg->foreground && pfs_daemon_pid > 0) {
+		printf("%s\n", made);
+		fflush(stdout);
+	}
+	free(made);
+	return ret;
+}
 
 int main(int argc, char **argv)
 {
@@ -41,7 +67,7 @@ int main(int argc, char **argv)
 		ret = 0;
 		break;
 	case PFS_CMD_MOUNT:
-		ret = pfs_cmd_mount(&cfg);
+		ret = mount_cmd(&cfg);
 		break;
 	case PFS_CMD_UNMOUNT:
 		ret = pfs_cmd_unmount(&cfg);
