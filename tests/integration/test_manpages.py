@@ -37,6 +37,8 @@ COMMAND_PAGES = {
     "log": "prismfs-log.1",
     "snapshot": "prismfs-snapshot.1",
     "snapshots": "prismfs-snapshot.1",
+    "versions": "prismfs-versions.1",
+    "diff": "prismfs-diff.1",
     "help": "prismfs.1",
 }
 
