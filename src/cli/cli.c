@@ -37,6 +37,7 @@ const char pfs_usage[] =
 	"  versions MOUNTPOINT PATH [--json]   one file's saved versions\n"
 	"  diff MOUNTPOINT A [B] [--stat]      what changed between two snapshots, or\n"
 	"                                      a snapshot and now\n"
+	"  restore MOUNTPOINT SNAPSHOT PATH... put files back as they were at SNAPSHOT\n"
 	"  help [COMMAND]                      this help, or COMMAND's (= COMMAND --help)\n"
 	"\n"
 	"  -h, --help       this help;  prismfs help mount (or mount --help) for mount\n"
@@ -116,6 +117,18 @@ const char pfs_diff_usage[] =
 	"\n"
 	"options:\n"
 	"  --stat                  only how many of each\n"
+	"  -h, --help              this help\n";
+
+const char pfs_restore_usage[] =
+	"usage: prismfs restore MOUNTPOINT SNAPSHOT PATH...\n"
+	"\n"
+	"Put each file PATH of a mount with --history back as it was at SNAPSHOT (a\n"
+	"name or an id), atomically: its saved version is copied beside it and renamed\n"
+	"over it, through the mount's daemon, so the restore is in the journal. A\n"
+	"snapshot is taken first (before-restore-TIME): restoring it undoes the restore.\n"
+	"Files only (not directories, symlinks or whole trees, yet).\n"
+	"\n"
+	"options:\n"
 	"  -h, --help              this help\n";
 
 const char pfs_sync_usage[] =
@@ -580,6 +593,7 @@ static int parse_help(int argc, char **argv, struct pfs_config *cfg, char *err, 
 		{"snapshots", PFS_CMD_STATUS_HELP, pfs_snapshot_usage},
 		{"versions", PFS_CMD_STATUS_HELP, pfs_versions_usage},
 		{"diff", PFS_CMD_STATUS_HELP, pfs_diff_usage},
+		{"restore", PFS_CMD_STATUS_HELP, pfs_restore_usage},
 	};
 
 	cfg->cmd = PFS_CMD_HELP;

@@ -22,5 +22,7 @@ void pfs_hc_relpath(const char *canon_m, const char *path, char *rel, size_t len
 /* versions and diff (history_query.c). */
 bool pfs_history_query_is(const char *word);
 int pfs_history_query(int argc, char **argv);
+/* restore (history_restore.c): its exit code. */
+int pfs_history_restore_cmd(int argc, char **argv);
 
 #endif

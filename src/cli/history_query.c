@@ -20,12 +20,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define PFS_RENAME_EXCHANGE 2 /* <linux/fs.h>'s RENAME_EXCHANGE */
 
 bool pfs_history_query_is(const char *w)
 {
-	return strcmp(w, "versions") == 0 || strcmp(w, "diff") == 0;
+	return strcmp(w, "versions") == 0 || strcmp(w, "diff") == 0 || strcmp(w, "restore") == 0;
 }
 
 static int cmd_versions(const char *mnt, const char *path, bool json)
@@ -388,7 +389,11 @@ int pfs_history_query(int argc, char **argv)
 {
 	const char *cmd = argv[1], *pos[3] = {NULL, NULL, NULL};
 	bool versions = strcmp(cmd, "versions") == 0, json = false, stat = false;
+	bool restore = strcmp(cmd, "restore") == 0;
 	int npos = 0, want = versions ? 2 : 3, need = 2;
+
+	if (restore)
+		return pfs_history_restore_cmd(argc, argv);
 
 	for (int i = 2; i < argc; i++) {
 		const char *a = argv[i];

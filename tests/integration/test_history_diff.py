@@ -124,7 +124,8 @@ def test_diff_lists_what_changed_between_snapshots(hist):
     assert cli("snapshot", mnt, "--name", "s2").returncode == 0
     put(p("mod"), "rewritten")              # O_TRUNC
     os.rename(p("nd"), p("nd2"))
-    os.rmdir(p("e", "sub"))
+    held_dir = os.open(os.path.join(src, "e", "sub"), os.O_RDONLY | os.O_DIRECTORY)
+    os.rmdir(p("e", "sub"))                 # (held open: its inode is not reused)
     put(p("e", "sub"), "a file where the directory was")
     t2 = walk(src)
     assert diff(mnt, "s1", "s2") == want    # what s2 closes does not move
@@ -142,6 +143,7 @@ def test_diff_lists_what_changed_between_snapshots(hist):
         count("+"), count("-"), count("M"), count("R"))
     for f in held:
         f.close()
+    os.close(held_dir)
 
 
 def test_versions_lists_what_each_snapshot_saved(hist):
@@ -189,3 +191,83 @@ def test_bad_usage_of_diff_and_versions_is_one_line(hist, trees, mounter):
         r = cli(*args)
         assert_one_error_line(r, " ".join(args))
         assert r.returncode == code, (args, r.returncode, r.stderr)
+
+
+def snapshot_names(mnt):
+    r = cli("snapshots", mnt, "--json")
+    assert r.returncode == 0, r.stderr
+    return [s["name"] for s in json.loads(r.stdout)]
+
+
+def state(path):
+    st = os.stat(path)
+    with open(path, "rb") as f:
+        return f.read(), st.st_mode, st.st_mtime_ns
+
+
+def test_restore_puts_files_back_and_can_be_undone(hist):
+    src, mnt, hdir, m = hist
+    f, g = os.path.join(mnt, "f"), os.path.join(mnt, "d", "g")
+    os.mkdir(os.path.join(mnt, "d"))
+    put(f, "first\n")
+    os.chmod(f, 0o640)
+    os.utime(f, ns=(1_000_000_000_000_000_000, 1_000_000_000_000_000_000))
+    put(g, "g one\n")
+    at_s1 = {f: state(f), g: state(g)}
+    assert cli("snapshot", mnt, "--name", "s1").returncode == 0
+    put(f, "second, longer\n")
+    os.chmod(f, 0o600)
+    put(g, "g two\n", "a")
+    put(os.path.join(mnt, "new"), "made after s1")
+    before = {f: state(f), g: state(g)}
+    ino = os.stat(f).st_ino
+
+    r = cli("restore", mnt, "s1", f, "d/g")
+    assert r.returncode == 0, r.stderr
+    # read through the mount (the kernel's caches see it) and in SOURCE
+    assert {p: state(p) for p in (f, g)} == at_s1
+    assert state(os.path.join(src, "f")) == at_s1[f]
+    assert os.stat(f).st_ino != ino                    # replaced in one rename
+    assert sorted(os.listdir(mnt)) == ["d", "f", "new"]  # no temporary left
+    # the restore is in the journal, as this command's doing
+    renames = [x for x in log_json(mnt, "--since", "s1") if x["kind"] == "rename"]
+    assert [x["path2"] for x in renames] == ["f", "d/g"], renames
+    assert {x["comm"] for x in renames} == {"prismfs"}
+    # the snapshot taken just before it undoes it
+    undo = [n for n in snapshot_names(mnt) if n.startswith("before-restore-")]
+    assert len(undo) == 1 and undo[0] in r.stdout, r.stdout
+    r = cli("restore", mnt, undo[0], "f", g)
+    assert r.returncode == 0, r.stderr
+    assert {p: state(p) for p in (f, g)} == before
+
+
+def log_json(mnt, *args):
+    r = cli("log", mnt, *args, "--json")
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def test_restore_refuses_in_one_line_what_it_cannot_restore(hist):
+    src, mnt, hdir, m = hist
+    f = os.path.join(mnt, "f")
+    put(f, "kept")
+    os.mkdir(os.path.join(mnt, "d"))
+    assert cli("snapshot", mnt, "--name", "s1").returncode == 0
+    put(os.path.join(mnt, "later"), "made after s1")
+    put(os.path.join(mnt, "later"), "changed")
+    os.chmod(os.path.join(mnt, "d"), 0o700)
+    # no such snapshot: nothing taken, nothing changed
+    r = cli("restore", mnt, "nope", f)
+    assert_one_error_line(r, "restore from an unknown snapshot")
+    assert r.returncode == 1
+    assert snapshot_names(mnt) == ["s1"]
+    for what in ("f", "later", "missing", "d"):  # unchanged, made after, never, a dir
+        r = cli("restore", mnt, "s1", what)
+        assert_one_error_line(r, "restore of %s" % what)
+        assert r.returncode == 1 and what in r.stderr, r.stderr
+    assert open(f).read() == "kept"
+    assert open(os.path.join(mnt, "later")).read() == "changed"
+    for args in (["restore", mnt, "s1"], ["restore", mnt], ["restore", mnt, "s1", "f", "-x"]):
+        r = cli(*args)
+        assert_one_error_line(r, " ".join(args))
+        assert r.returncode == 2

@@ -39,6 +39,7 @@ COMMAND_PAGES = {
     "snapshots": "prismfs-snapshot.1",
     "versions": "prismfs-versions.1",
     "diff": "prismfs-diff.1",
+    "restore": "prismfs-restore.1",
     "help": "prismfs.1",
 }
 
