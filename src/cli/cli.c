@@ -34,6 +34,10 @@ const char pfs_usage[] =
 	"  snapshot MOUNTPOINT [--name NAME] [--pin]\n"
 	"                                      mark the history's position (constant time)\n"
 	"  snapshots [--json] MOUNTPOINT       list a mount's snapshots\n"
+	"  versions MOUNTPOINT PATH [--json]   one file's saved versions\n"
+	"  diff MOUNTPOINT A [B] [--stat]      what changed between two snapshots, or\n"
+	"                                      a snapshot and now\n"
+	"  restore MOUNTPOINT SNAPSHOT PATH... put files back as they were at SNAPSHOT\n"
 	"  help [COMMAND]                      this help, or COMMAND's (= COMMAND --help)\n"
 	"\n"
 	"  -h, --help       this help;  prismfs help mount (or mount --help) for mount\n"
@@ -92,6 +96,39 @@ const char pfs_snapshot_usage[] =
 	"  --name NAME             the snapshot's name (default: the UTC time)\n"
 	"  --pin                   never to be pruned\n"
 	"  --json                  snapshots: one JSON array of objects\n"
+	"  -h, --help              this help\n";
+
+const char pfs_versions_usage[] =
+	"usage: prismfs versions MOUNTPOINT PATH [--json]\n"
+	"\n"
+	"The versions of PATH a mount with --history saved, oldest first: the snapshot\n"
+	"each was saved under and its time, the version's size and mtime.\n"
+	"\n"
+	"options:\n"
+	"  --json                  one JSON array of objects\n"
+	"  -h, --help              this help\n";
+
+const char pfs_diff_usage[] =
+	"usage: prismfs diff MOUNTPOINT A [B] [--stat]\n"
+	"\n"
+	"The paths created (+), deleted (-), modified (M) and renamed (R OLD -> NEW)\n"
+	"between snapshot A and snapshot B (a name or an id), or A and now, from the\n"
+	"journal of a mount with --history; one a line, by path, as zfs diff.\n"
+	"\n"
+	"options:\n"
+	"  --stat                  only how many of each\n"
+	"  -h, --help              this help\n";
+
+const char pfs_restore_usage[] =
+	"usage: prismfs restore MOUNTPOINT SNAPSHOT PATH...\n"
+	"\n"
+	"Put each file PATH of a mount with --history back as it was at SNAPSHOT (a\n"
+	"name or an id), atomically: its saved version is copied beside it and renamed\n"
+	"over it, through the mount's daemon, so the restore is in the journal. A\n"
+	"snapshot is taken first (before-restore-TIME): restoring it undoes the restore.\n"
+	"Files only (not directories, symlinks or whole trees, yet).\n"
+	"\n"
+	"options:\n"
 	"  -h, --help              this help\n";
 
 const char pfs_sync_usage[] =
@@ -564,6 +601,9 @@ static int parse_help(int argc, char **argv, struct pfs_config *cfg, char *err, 
 		{"log", PFS_CMD_STATUS_HELP, pfs_log_usage},
 		{"snapshot", PFS_CMD_STATUS_HELP, pfs_snapshot_usage},
 		{"snapshots", PFS_CMD_STATUS_HELP, pfs_snapshot_usage},
+		{"versions", PFS_CMD_STATUS_HELP, pfs_versions_usage},
+		{"diff", PFS_CMD_STATUS_HELP, pfs_diff_usage},
+		{"restore", PFS_CMD_STATUS_HELP, pfs_restore_usage},
 	};
 
 	cfg->cmd = PFS_CMD_HELP;

@@ -125,5 +125,8 @@ extern const char pfs_status_usage[];
 extern const char pfs_sync_usage[];
 extern const char pfs_log_usage[];      /* log (cli/history_cmd.c runs it) */
 extern const char pfs_snapshot_usage[]; /* snapshot and snapshots */
+extern const char pfs_versions_usage[]; /* versions (cli/history_query.c runs it) */
+extern const char pfs_diff_usage[];     /* diff */
+extern const char pfs_restore_usage[];  /* restore */
 
 #endif

@@ -9,6 +9,7 @@
 #include "cli/cache_mount.h"
 #include "cli/cmdutil.h"
 #include "cli/history_cmd.h"
+#include "cli/history_cmd_int.h"
 #include "ctl/ctl.h"
 #include "history/history.h"
 
@@ -25,7 +26,7 @@
 
 bool pfs_history_cmd_is(const char *w)
 {
-	return strcmp(w, "log") == 0 || strcmp(w, "snapshot") == 0 ||
+	return pfs_history_query_is(w) || strcmp(w, "log") == 0 || strcmp(w, "snapshot") == 0 ||
 	       strcmp(w, "snapshots") == 0;
 }
 
@@ -63,7 +64,7 @@ int pfs_stores_start(struct pfs_fs *fs)
 
 /* Send req to the daemon of mnt; its one-line answer in buf. 0 or -1
  * after saying why. */
-static int ask(const char *mnt, const char *req, char *buf, size_t len)
+int pfs_hc_ask(const char *mnt, const char *req, char *buf, size_t len)
 {
 	char *canon = canonical_noleaf(mnt);
 	const char *why = "does not exist";
@@ -94,12 +95,12 @@ static int ask(const char *mnt, const char *req, char *buf, size_t len)
 }
 
 /* The history database of the mount mnt, opened read-only. */
-static sqlite3 *open_db(const char *mnt)
+sqlite3 *pfs_hc_open_db(const char *mnt)
 {
 	char line[PATH_MAX + 64], path[PATH_MAX + 128];
 	sqlite3 *db = NULL;
 
-	if (ask(mnt, "history\n", line, sizeof(line)) < 0)
+	if (pfs_hc_ask(mnt, "history\n", line, sizeof(line)) < 0)
 		return NULL;
 	if (strncmp(line, "dir ", 4) != 0) {
 		say("%s: the daemon did not say where its history is", mnt);
@@ -115,7 +116,7 @@ static sqlite3 *open_db(const char *mnt)
 	return db;
 }
 
-static void fmt_ns(long long ns, char *buf, size_t len)
+void pfs_hc_fmt_ns(long long ns, char *buf, size_t len)
 {
 	time_t s = (time_t)(ns / 1000000000ll);
 	struct tm tm;
@@ -126,7 +127,7 @@ static void fmt_ns(long long ns, char *buf, size_t len)
 		 (ns % 1000000000ll) / 1000);
 }
 
-static const char *col(sqlite3_stmt *q, int i)
+const char *pfs_hc_col(sqlite3_stmt *q, int i)
 {
 	const unsigned char *t = sqlite3_column_text(q, i);
 
@@ -175,34 +176,39 @@ static const char *state_of(long long s, char *buf, size_t len)
 	return buf;
 }
 
+/* PATH as the journal names it: relative to the mount's root (canon_m). */
+void pfs_hc_relpath(const char *canon_m, const char *path, char *rel, size_t len)
+{
+	char *p = path[0] == '/' ? canonical_noleaf(path) : NULL;
+	size_t n = strlen(canon_m);
+	const char *r = path;
+
+	if (p && strncmp(p, canon_m, n) == 0 && (p[n] == '/' || p[n] == '\0'))
+		r = p + n;
+	else if (p)
+		r = p; /* outside the mount: matches nothing, as asked */
+	while (*r == '/' && r != p)
+		r++;
+	snprintf(rel, len, "%s", r);
+	rel[strcspn(rel, "\0")] = '\0';
+	while (*rel && rel[strlen(rel) - 1] == '/')
+		rel[strlen(rel) - 1] = '\0';
+	free(p);
+}
+
 static int cmd_log(const char *mnt, const char *path, const char *since, bool json)
 {
 	char rel[PATH_MAX] = "", *canon_m = canonical_noleaf(mnt), tbuf[64], sbuf[128];
 	long long t_ns = -1, seq = -1;
-	sqlite3 *db = open_db(mnt);
+	sqlite3 *db = pfs_hc_open_db(mnt);
 	sqlite3_stmt *q = NULL;
 	json_t *arr = json_array();
 	int ret = 1;
 
 	if (!db || !canon_m || !arr)
 		goto out;
-	if (path) {
-		char *p = path[0] == '/' ? canonical_noleaf(path) : NULL;
-		size_t n = strlen(canon_m);
-		const char *r = path;
-
-		if (p && strncmp(p, canon_m, n) == 0 && (p[n] == '/' || p[n] == '\0'))
-			r = p + n;
-		else if (p)
-			r = p; /* outside the mount: matches nothing, as asked */
-		while (*r == '/' && r != p)
-			r++;
-		snprintf(rel, sizeof(rel), "%s", r);
-		rel[strcspn(rel, "\0")] = '\0';
-		while (*rel && rel[strlen(rel) - 1] == '/')
-			rel[strlen(rel) - 1] = '\0';
-		free(p);
-	}
+	if (path)
+		pfs_hc_relpath(canon_m, path, rel, sizeof(rel));
 	if (since && since_of(db, since, &t_ns, &seq) < 0) {
 		say("--since %s: neither a time (seconds, or YYYY-MM-DDTHH:MM:SS UTC) nor a "
 		    "snapshot of %s", since, mnt);
@@ -224,7 +230,7 @@ static int cmd_log(const char *mnt, const char *path, const char *since, bool js
 		long long st = sqlite3_column_int64(q, 10);
 		bool two = sqlite3_column_type(q, 8) != SQLITE_NULL;
 
-		fmt_ns(sqlite3_column_int64(q, 1), tbuf, sizeof(tbuf));
+		pfs_hc_fmt_ns(sqlite3_column_int64(q, 1), tbuf, sizeof(tbuf));
 		if (json) {
 			json_t *o = json_pack("{s:I, s:s, s:I, s:I, s:I, s:I, s:s, s:s, s:s, s:o,"
 					      " s:I, s:s}",
@@ -234,17 +240,17 @@ static int cmd_log(const char *mnt, const char *path, const char *since, bool js
 					      "uid", (json_int_t)sqlite3_column_int64(q, 2),
 					      "gid", (json_int_t)sqlite3_column_int64(q, 3),
 					      "pid", (json_int_t)sqlite3_column_int64(q, 4),
-					      "comm", col(q, 5), "kind", col(q, 6), "path", col(q, 7),
-					      "path2", two ? json_string(col(q, 8)) : json_null(),
+					      "comm", pfs_hc_col(q, 5), "kind", pfs_hc_col(q, 6), "path", pfs_hc_col(q, 7),
+					      "path2", two ? json_string(pfs_hc_col(q, 8)) : json_null(),
 					      "arg", (json_int_t)sqlite3_column_int64(q, 9),
 					      "state", state_of(st, sbuf, sizeof(sbuf)));
 
 			if (o)
 				json_array_append_new(arr, o);
 		} else {
-			printf("%s %-11s %s%s%s uid=%lld pid=%lld comm=%s%s%s\n", tbuf, col(q, 6),
-			       col(q, 7), two ? " -> " : "", two ? col(q, 8) : "",
-			       sqlite3_column_int64(q, 2), sqlite3_column_int64(q, 4), col(q, 5),
+			printf("%s %-11s %s%s%s uid=%lld pid=%lld comm=%s%s%s\n", tbuf, pfs_hc_col(q, 6),
+			       pfs_hc_col(q, 7), two ? " -> " : "", two ? pfs_hc_col(q, 8) : "",
+			       sqlite3_column_int64(q, 2), sqlite3_column_int64(q, 4), pfs_hc_col(q, 5),
 			       st == 1 ? "" : " ", st == 1 ? "" : state_of(st, sbuf, sizeof(sbuf)));
 		}
 	}
@@ -266,7 +272,7 @@ out:
 
 static int cmd_snapshots(const char *mnt, bool json)
 {
-	sqlite3 *db = open_db(mnt);
+	sqlite3 *db = pfs_hc_open_db(mnt);
 	sqlite3_stmt *q = NULL;
 	json_t *arr = json_array();
 	char tbuf[64];
@@ -282,11 +288,11 @@ static int cmd_snapshots(const char *mnt, bool json)
 		goto out;
 	}
 	while (sqlite3_step(q) == SQLITE_ROW) {
-		fmt_ns(sqlite3_column_int64(q, 2), tbuf, sizeof(tbuf));
+		pfs_hc_fmt_ns(sqlite3_column_int64(q, 2), tbuf, sizeof(tbuf));
 		if (json) {
 			json_t *o = json_pack("{s:I, s:s, s:s, s:I, s:b, s:I}",
 					      "id", (json_int_t)sqlite3_column_int64(q, 0),
-					      "name", col(q, 1), "time", tbuf,
+					      "name", pfs_hc_col(q, 1), "time", tbuf,
 					      "seq", (json_int_t)sqlite3_column_int64(q, 3),
 					      "pinned", sqlite3_column_int(q, 4),
 					      "versions", (json_int_t)sqlite3_column_int64(q, 5));
@@ -295,7 +301,7 @@ static int cmd_snapshots(const char *mnt, bool json)
 				json_array_append_new(arr, o);
 		} else {
 			printf("%lld %s %s seq=%lld%s versions=%lld\n", sqlite3_column_int64(q, 0),
-			       col(q, 1), tbuf, sqlite3_column_int64(q, 3),
+			       pfs_hc_col(q, 1), tbuf, sqlite3_column_int64(q, 3),
 			       sqlite3_column_int(q, 4) ? " pinned" : "",
 			       sqlite3_column_int64(q, 5));
 		}
@@ -324,7 +330,7 @@ static int cmd_snapshot(const char *mnt, const char *name, bool pin)
 		return 2;
 	}
 	snprintf(req, sizeof(req), "snapshot %d %s\n", pin, name ? name : "");
-	if (ask(mnt, req, line, sizeof(line)) < 0)
+	if (pfs_hc_ask(mnt, req, line, sizeof(line)) < 0)
 		return 1;
 	printf("%s\n", strncmp(line, "ok ", 3) == 0 ? line + 3 : line);
 	return 0;
@@ -332,6 +338,8 @@ static int cmd_snapshot(const char *mnt, const char *name, bool pin)
 
 int pfs_history_cmd(int argc, char **argv)
 {
+	if (pfs_history_query_is(argv[1]))
+		return pfs_history_query(argc, argv);
 	const char *cmd = argv[1], *pos[2] = {NULL, NULL}, *since = NULL, *name = NULL;
 	const char *usage = strcmp(cmd, "log") == 0 ? pfs_log_usage : pfs_snapshot_usage;
 	bool json = false, pin = false, log = strcmp(cmd, "log") == 0;

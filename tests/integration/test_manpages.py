@@ -37,6 +37,9 @@ COMMAND_PAGES = {
     "log": "prismfs-log.1",
     "snapshot": "prismfs-snapshot.1",
     "snapshots": "prismfs-snapshot.1",
+    "versions": "prismfs-versions.1",
+    "diff": "prismfs-diff.1",
+    "restore": "prismfs-restore.1",
     "help": "prismfs.1",
 }
 

@@ -1,0 +1,28 @@
+/* history_cmd_int: what the history's commands share (history_cmd.c,
+ * history_query.c). */
+#ifndef PFS_HISTORY_CMD_INT_H
+#define PFS_HISTORY_CMD_INT_H
+
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+/* Send req to the daemon of mnt; its one-line answer in buf. 0 or -1
+ * after saying why. */
+int pfs_hc_ask(const char *mnt, const char *req, char *buf, size_t len);
+/* The history database of the mount mnt, opened read-only (the daemon
+ * first writes the outcomes it holds); NULL after saying why. */
+sqlite3 *pfs_hc_open_db(const char *mnt);
+void pfs_hc_fmt_ns(long long ns, char *buf, size_t len);
+/* Column i as text, "" for NULL. */
+const char *pfs_hc_col(sqlite3_stmt *q, int i);
+/* PATH as the journal names it: relative to the mount's root (canon_m). */
+void pfs_hc_relpath(const char *canon_m, const char *path, char *rel, size_t len);
+
+/* versions and diff (history_query.c). */
+bool pfs_history_query_is(const char *word);
+int pfs_history_query(int argc, char **argv);
+/* restore (history_restore.c): its exit code. */
+int pfs_history_restore_cmd(int argc, char **argv);
+
+#endif

@@ -1,0 +1,425 @@
+/* history_query: prismfs versions and prismfs diff (issue 17), read from
+ * DIR/history.db as prismfs log is (read-only; the daemon is asked only
+ * where DIR is, and writes the outcomes it holds first).
+ *
+ * diff replays the journal's rows between two snapshots' positions (the
+ * changes that were made, state 1) over an in-memory table of what moved:
+ * cur(path, orig, mod) maps a path now to the path its object had at the
+ * first snapshot (NULL: made since), gone holds the paths whose object
+ * went away, del the first snapshot's paths that were removed. A path the
+ * replay never saw is its own object, unchanged; a path beneath a renamed
+ * directory follows it. Whether a rename replaced something the replay
+ * never saw is known from the version the rename saved of it. */
+#include "cli/cli.h"
+#include "cli/cmdutil.h"
+#include "cli/history_cmd_int.h"
+
+#include <jansson.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define PFS_RENAME_EXCHANGE 2 /* <linux/fs.h>'s RENAME_EXCHANGE */
+
+bool pfs_history_query_is(const char *w)
+{
+	return strcmp(w, "versions") == 0 || strcmp(w, "diff") == 0 || strcmp(w, "restore") == 0;
+}
+
+static int cmd_versions(const char *mnt, const char *path, bool json)
+{
+	char rel[PATH_MAX] = "", *canon_m = canonical_noleaf(mnt), tbuf[64], mbuf[64];
+	sqlite3 *db = canon_m ? pfs_hc_open_db(mnt) : NULL;
+	sqlite3_stmt *q = NULL;
+	json_t *arr = json_array();
+	int ret = 1;
+
+	if (!db || !arr)
+		goto out;
+	pfs_hc_relpath(canon_m, path, rel, sizeof(rel));
+	if (sqlite3_prepare_v2(db,
+			       "SELECT s.id, s.name, s.t_ns, v.size, v.mtime_ns, v.mode, v.seq, v.file"
+			       " FROM versions v JOIN snapshots s ON v.snap = s.id WHERE v.path = ?"
+			       " ORDER BY v.seq, v.rowid",
+			       -1, &q, NULL) != SQLITE_OK) {
+		say("%s: %s", mnt, sqlite3_errmsg(db));
+		goto out;
+	}
+	sqlite3_bind_text(q, 1, rel, -1, SQLITE_STATIC);
+	while (sqlite3_step(q) == SQLITE_ROW) {
+		pfs_hc_fmt_ns(sqlite3_column_int64(q, 2), tbuf, sizeof(tbuf));
+		pfs_hc_fmt_ns(sqlite3_column_int64(q, 4), mbuf, sizeof(mbuf));
+		if (json) {
+			json_t *o = json_pack("{s:I, s:s, s:s, s:I, s:s, s:I, s:I}",
+					      "snapshot_id", (json_int_t)sqlite3_column_int64(q, 0),
+					      "snapshot", pfs_hc_col(q, 1), "time", tbuf,
+					      "size", (json_int_t)sqlite3_column_int64(q, 3),
+					      "mtime", mbuf,
+					      "mode", (json_int_t)sqlite3_column_int64(q, 5),
+					      "seq", (json_int_t)sqlite3_column_int64(q, 6));
+
+			if (o)
+				json_array_append_new(arr, o);
+		} else {
+			printf("%s %s size=%lld mtime=%s\n", pfs_hc_col(q, 1), tbuf,
+			       sqlite3_column_int64(q, 3), mbuf);
+		}
+	}
+	if (json) {
+		char *s = json_dumps(arr, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+
+		if (s)
+			puts(s);
+		free(s);
+	}
+	ret = 0;
+out:
+	sqlite3_finalize(q);
+	sqlite3_close(db);
+	json_decref(arr);
+	free(canon_m);
+	return ret;
+}
+
+/* The journal position of snapshot name (a name, or an id), and its id. */
+static int snap_seq(sqlite3 *db, const char *name, long long *seq, long long *id)
+{
+	sqlite3_stmt *q;
+	int found;
+
+	if (sqlite3_prepare_v2(db, "SELECT seq, id FROM snapshots WHERE name = ?1 OR"
+				   " CAST(id AS TEXT) = ?1 ORDER BY name = ?1 DESC LIMIT 1",
+			       -1, &q, NULL) != SQLITE_OK)
+		return -1;
+	sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
+	found = sqlite3_step(q) == SQLITE_ROW;
+	if (found) {
+		*seq = sqlite3_column_int64(q, 0);
+		*id = sqlite3_column_int64(q, 1);
+	}
+	sqlite3_finalize(q);
+	return found ? 0 : -1;
+}
+
+/* One statement, its parameters as text (NULL: SQL NULL); 0 or -1. With
+ * out, the first column of its first row (empty: none; "\x01": NULL). */
+static int run(sqlite3 *db, const char *sql, char *out, size_t len, int n, ...)
+{
+	sqlite3_stmt *q;
+	va_list ap;
+	int rc;
+
+	if (sqlite3_prepare_v2(db, sql, -1, &q, NULL) != SQLITE_OK)
+		return -1;
+	va_start(ap, n);
+	for (int i = 1; i <= n; i++) {
+		const char *v = va_arg(ap, const char *);
+
+		if (v)
+			sqlite3_bind_text(q, i, v, -1, SQLITE_TRANSIENT);
+	}
+	va_end(ap);
+	rc = sqlite3_step(q);
+	if (out) {
+		out[0] = '\0';
+		if (rc == SQLITE_ROW)
+			snprintf(out, len, "%s",
+				 sqlite3_column_type(q, 0) == SQLITE_NULL ? "\x01" : pfs_hc_col(q, 0));
+	}
+	sqlite3_finalize(q);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
+}
+
+enum found { F_CUR, F_BENEATH, F_GONE, F_UNSEEN };
+
+/* What the object at path p was at the first snapshot: orig "" for one
+ * made since (or none), else its path then. */
+static enum found lookup(sqlite3 *db, const char *p, char *orig, size_t len)
+{
+	char q[PATH_MAX], got[PATH_MAX];
+
+	snprintf(q, sizeof(q), "%s", p);
+	for (;;) {
+		char *slash;
+
+		if (run(db, "SELECT orig FROM cur WHERE path = ?", got, sizeof(got), 1, q) == 0 &&
+		    got[0]) {
+			if (got[0] == '\x01')
+				orig[0] = '\0';
+			else
+				snprintf(orig, len, "%s%s", got, p + strlen(q));
+			return strcmp(q, p) == 0 ? F_CUR : F_BENEATH;
+		}
+		if (run(db, "SELECT 1 FROM gone WHERE path = ?", got, sizeof(got), 1, q) == 0 &&
+		    got[0]) {
+			orig[0] = '\0';
+			return F_GONE;
+		}
+		slash = strrchr(q, '/');
+		if (!slash)
+			break;
+		*slash = '\0';
+	}
+	snprintf(orig, len, "%s", p);
+	return F_UNSEEN;
+}
+
+/* Move what the tables know beneath directory from to beneath to. */
+static int move_under(sqlite3 *db, const char *from, const char *to)
+{
+	static const char *const sql[] = {
+		"UPDATE cur SET path = ?2 || substr(path, length(?1) + 1)"
+		" WHERE substr(path, 1, length(?1) + 1) = ?1 || '/'",
+		"UPDATE gone SET path = ?2 || substr(path, length(?1) + 1)"
+		" WHERE substr(path, 1, length(?1) + 1) = ?1 || '/'",
+	};
+
+	for (size_t i = 0; i < 2; i++)
+		if (run(db, sql[i], NULL, 0, 2, from, to) < 0)
+			return -1;
+	return 0;
+}
+
+static int set_cur(sqlite3 *db, const char *p, const char *orig, bool mod)
+{
+	return run(db, "DELETE FROM gone WHERE path = ?1", NULL, 0, 1, p) < 0 ||
+			       run(db, "INSERT OR REPLACE INTO cur VALUES(?1, ?2, ?3)", NULL, 0, 3, p,
+				   orig[0] ? orig : NULL, mod ? "1" : "0") < 0
+		       ? -1
+		       : 0;
+}
+
+/* The object at p is gone (unlinked, or replaced). */
+static int remove_at(sqlite3 *db, const char *p, const char *orig)
+{
+	if (orig[0] && run(db, "INSERT INTO del VALUES(?)", NULL, 0, 1, orig) < 0)
+		return -1;
+	return run(db, "DELETE FROM cur WHERE path = ?1 OR substr(path, 1, length(?1) + 1) ="
+		       " ?1 || '/'", NULL, 0, 1, p) < 0 ||
+			       run(db, "DELETE FROM gone WHERE substr(path, 1, length(?1) + 1) ="
+				   " ?1 || '/'", NULL, 0, 1, p) < 0 ||
+			       run(db, "INSERT OR IGNORE INTO gone VALUES(?)", NULL, 0, 1, p) < 0
+		       ? -1
+		       : 0;
+}
+
+static int was_modified(sqlite3 *db, const char *p)
+{
+	char got[8];
+
+	return run(db, "SELECT mod FROM cur WHERE path = ?", got, sizeof(got), 1, p) == 0 &&
+	       strcmp(got, "1") == 0;
+}
+
+static int apply_rename(sqlite3 *db, const char *from, const char *to, long long flags,
+			long long a_seq, long long seq)
+{
+	char of[PATH_MAX], ot[PATH_MAX], buf[32], sa[32], ss[32];
+	enum found ft;
+	bool mf, mt;
+
+	lookup(db, from, of, sizeof(of));
+	mf = was_modified(db, from);
+	ft = lookup(db, to, ot, sizeof(ot));
+	mt = was_modified(db, to);
+	if (flags & PFS_RENAME_EXCHANGE) {
+		return move_under(db, from, "\x02") < 0 || move_under(db, to, from) < 0 ||
+				       move_under(db, "\x02", to) < 0 || set_cur(db, to, of, mf) < 0 ||
+				       set_cur(db, from, ot, mt) < 0
+			       ? -1
+			       : 0;
+	}
+	if (ft == F_UNSEEN) {
+		/* the replay never saw it: did it exist? the rename saved it if so */
+		snprintf(sa, sizeof(sa), "%lld", a_seq);
+		snprintf(ss, sizeof(ss), "%lld", seq);
+		if (run(db, "SELECT 1 FROM versions WHERE path = ?1 AND seq >= ?2 AND seq < ?3",
+			buf, sizeof(buf), 3, to, sa, ss) < 0 || !buf[0])
+			ot[0] = '\0';
+	} else if (ft == F_GONE) {
+		ot[0] = '\0';
+	}
+	if (ot[0] && run(db, "INSERT INTO del VALUES(?)", NULL, 0, 1, ot) < 0)
+		return -1;
+	return run(db, "DELETE FROM cur WHERE substr(path, 1, length(?1) + 1) = ?1 || '/'", NULL,
+		   0, 1, to) < 0 ||
+			       move_under(db, from, to) < 0 || set_cur(db, to, of, mf) < 0 ||
+			       run(db, "DELETE FROM cur WHERE path = ?", NULL, 0, 1, from) < 0 ||
+			       run(db, "INSERT OR IGNORE INTO gone VALUES(?)", NULL, 0, 1, from) < 0
+		       ? -1
+		       : 0;
+}
+
+static int apply(sqlite3 *db, sqlite3_stmt *r, long long a_seq)
+{
+	const char *kind = pfs_hc_col(r, 0), *p = pfs_hc_col(r, 1), *p2 = pfs_hc_col(r, 2);
+	long long arg = sqlite3_column_int64(r, 3), seq = sqlite3_column_int64(r, 4);
+	static const char *const mods[] = {"write", "truncate", "chmod", "chown", "utimes",
+					   "setxattr", "removexattr", "copy"};
+	char orig[PATH_MAX];
+
+	if (!strcmp(kind, "create") || !strcmp(kind, "mkdir") || !strcmp(kind, "mknod") ||
+	    !strcmp(kind, "symlink") || !strcmp(kind, "link")) {
+		const char *at = strcmp(kind, "link") == 0 ? p2 : p;
+
+		return set_cur(db, at, "", false);
+	}
+	if (!strcmp(kind, "unlink") || !strcmp(kind, "rmdir")) {
+		lookup(db, p, orig, sizeof(orig));
+		return remove_at(db, p, orig);
+	}
+	if (!strcmp(kind, "rename"))
+		return apply_rename(db, p, p2, arg, a_seq, seq);
+	for (size_t i = 0; i < sizeof(mods) / sizeof(mods[0]); i++) {
+		if (strcmp(kind, mods[i]) == 0) {
+			lookup(db, p, orig, sizeof(orig));
+			return set_cur(db, p, orig, true);
+		}
+	}
+	return 0; /* open-write: a write row follows if anything changed */
+}
+
+/* The replay's outcome into out, in zfs diff's shape. Something beneath a
+ * renamed directory, still where the directory took it, is not renamed
+ * itself: it is M if it changed, else not listed. */
+static int report(sqlite3 *db)
+{
+	sqlite3_stmt *c;
+	int ret = 0;
+
+	if (sqlite3_exec(db, "INSERT INTO out SELECT '-', orig, NULL FROM del;"
+			     "INSERT INTO out SELECT '+', path, NULL FROM cur WHERE orig IS NULL;",
+			 NULL, NULL, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(db, "SELECT path, orig, mod FROM cur WHERE orig IS NOT NULL", -1,
+			       &c, NULL) != SQLITE_OK)
+		return -1;
+	while (ret == 0 && sqlite3_step(c) == SQLITE_ROW) {
+		const char *p = pfs_hc_col(c, 0), *o = pfs_hc_col(c, 1), *slash = strrchr(p, '/');
+		char parent[PATH_MAX], implied[PATH_MAX * 2];
+		bool moved = strcmp(p, o) != 0;
+
+		if (moved && slash) {
+			snprintf(parent, sizeof(parent), "%.*s", (int)(slash - p), p);
+			lookup(db, parent, implied, sizeof(implied) / 2);
+			if (implied[0]) {
+				strcat(implied, slash);
+				moved = strcmp(implied, o) != 0;
+			}
+		}
+		if (moved)
+			ret = run(db, "INSERT INTO out VALUES('R', ?, ?)", NULL, 0, 2, o, p);
+		else if (sqlite3_column_int(c, 2))
+			ret = run(db, "INSERT INTO out VALUES('M', ?, NULL)", NULL, 0, 1, p);
+	}
+	sqlite3_finalize(c);
+	return ret;
+}
+
+static int cmd_diff(const char *mnt, const char *a, const char *b, bool stat)
+{
+	static const char TABLES[] =
+		"CREATE TEMP TABLE cur(path TEXT PRIMARY KEY, orig TEXT, mod INTEGER);"
+		"CREATE TEMP TABLE gone(path TEXT PRIMARY KEY);"
+		"CREATE TEMP TABLE del(orig TEXT);"
+		"CREATE TEMP TABLE out(t TEXT, p TEXT, o TEXT);";
+	sqlite3 *db = pfs_hc_open_db(mnt);
+	sqlite3_stmt *r = NULL;
+	long long sa, sb = -1, ia, ib = 0, n[4] = {0, 0, 0, 0};
+	int ret = 1;
+
+	if (!db)
+		return 1;
+	if (snap_seq(db, a, &sa, &ia) < 0 || (b && snap_seq(db, b, &sb, &ib) < 0)) {
+		say("%s: no snapshot %s", mnt, snap_seq(db, a, &sa, &ia) < 0 ? a : b);
+		goto out;
+	}
+	if (b && ib < ia) {
+		say("%s: snapshot %s was taken before %s (the older one first)", mnt, b, a);
+		goto out;
+	}
+	if (sqlite3_exec(db, "PRAGMA temp_store = MEMORY;", NULL, NULL, NULL) != SQLITE_OK ||
+	    sqlite3_exec(db, TABLES, NULL, NULL, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(db, "SELECT kind, path, path2, arg, seq FROM changes WHERE"
+				   " seq > ?1 AND (?2 < 0 OR seq <= ?2) AND state = 1 ORDER BY seq",
+			       -1, &r, NULL) != SQLITE_OK) {
+		say("%s: %s", mnt, sqlite3_errmsg(db));
+		goto out;
+	}
+	sqlite3_bind_int64(r, 1, sa);
+	sqlite3_bind_int64(r, 2, sb);
+	while (sqlite3_step(r) == SQLITE_ROW) {
+		if (apply(db, r, sa) < 0) {
+			say("%s: %s", mnt, sqlite3_errmsg(db));
+			goto out;
+		}
+	}
+	sqlite3_finalize(r);
+	r = NULL;
+	if (report(db) < 0 ||
+	    sqlite3_prepare_v2(db, "SELECT t, p, o FROM out ORDER BY p, t", -1, &r, NULL) !=
+		    SQLITE_OK) {
+		say("%s: %s", mnt, sqlite3_errmsg(db));
+		goto out;
+	}
+	while (sqlite3_step(r) == SQLITE_ROW) {
+		const char *t = pfs_hc_col(r, 0);
+
+		n[strchr("+-MR", t[0]) - "+-MR"]++;
+		if (stat)
+			continue;
+		if (t[0] == 'R')
+			printf("R\t%s -> %s\n", pfs_hc_col(r, 1), pfs_hc_col(r, 2));
+		else
+			printf("%s\t%s\n", t, pfs_hc_col(r, 1));
+	}
+	if (stat)
+		printf("%lld created, %lld deleted, %lld modified, %lld renamed\n", n[0], n[1], n[2],
+		       n[3]);
+	ret = 0;
+out:
+	sqlite3_finalize(r);
+	sqlite3_close(db);
+	return ret;
+}
+
+int pfs_history_query(int argc, char **argv)
+{
+	const char *cmd = argv[1], *pos[3] = {NULL, NULL, NULL};
+	bool versions = strcmp(cmd, "versions") == 0, json = false, stat = false;
+	bool restore = strcmp(cmd, "restore") == 0;
+	int npos = 0, want = versions ? 2 : 3, need = 2;
+
+	if (restore)
+		return pfs_history_restore_cmd(argc, argv);
+
+	for (int i = 2; i < argc; i++) {
+		const char *a = argv[i];
+
+		if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+			fputs(versions ? pfs_versions_usage : pfs_diff_usage, stdout);
+			return 0;
+		} else if (strcmp(a, "--json") == 0 && versions) {
+			json = true;
+		} else if (strcmp(a, "--stat") == 0 && !versions) {
+			stat = true;
+		} else if (a[0] == '-' && a[1]) {
+			say("unknown option '%s' (see prismfs %s --help)", a, cmd);
+			return 2;
+		} else if (npos < want) {
+			pos[npos++] = a;
+		} else {
+			say("unexpected argument '%s' (see prismfs %s --help)", a, cmd);
+			return 2;
+		}
+	}
+	if (npos < need) {
+		say("missing %s (usage: prismfs %s MOUNTPOINT %s)",
+		    npos ? (versions ? "PATH" : "SNAPSHOT") : "MOUNTPOINT", cmd,
+		    versions ? "PATH" : "A [B]");
+		return 2;
+	}
+	return versions ? cmd_versions(pos[0], pos[1], json) : cmd_diff(pos[0], pos[1], pos[2], stat);
+}

@@ -1,0 +1,243 @@
+/* history_restore: prismfs restore MNT SNAPSHOT PATH... (issue 17; docs/
+ * HISTORY.md). A snapshot first, through the daemon (so the restore can
+ * be undone by restoring it); then for each file, its version at SNAPSHOT
+ * is copied from DIR/versions into a temporary beside it *in the mount*
+ * and renamed over it there: the restore is a change made through the
+ * mount like any other, journaled with this process as its author (and
+ * the rename saves what it replaces under the snapshot just taken), the
+ * kernel's caches of the mount see it, and each path is replaced in one
+ * rename or not at all. */
+#include "cli/cli.h"
+#include "cli/cmdutil.h"
+#include "cli/history_cmd_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/fs.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+struct hver {
+	char file[256];
+	mode_t mode;
+	uid_t uid;
+	gid_t gid;
+	long long mtime_ns;
+};
+
+/* The version of rel at snapshot snap: the first saved under it or a
+ * later one (a version is saved under the newest snapshot before the
+ * change), unless the path named another object by then. 1 found, 0 not
+ * (said why), -1 error (said). */
+static int find_version(sqlite3 *db, const char *snap, const char *rel, struct hver *v)
+{
+	static const char SQL[] =
+		"WITH s AS (SELECT id, seq FROM snapshots WHERE name = ?1 OR CAST(id AS TEXT) = ?1"
+		" ORDER BY name = ?1 DESC LIMIT 1)"
+		" SELECT v.file, v.mode, v.uid, v.gid, v.mtime_ns,"
+		" (SELECT count(*) FROM changes c WHERE c.seq > s.seq AND c.seq <= v.seq"
+		"  AND c.state = 1 AND ((c.kind IN ('create', 'mkdir', 'mknod', 'symlink')"
+		"  AND c.path = ?2) OR (c.kind IN ('rename', 'link') AND c.path2 = ?2)))"
+		" FROM s LEFT JOIN versions v ON v.path = ?2 AND v.snap >= s.id"
+		" ORDER BY v.snap, v.seq LIMIT 1";
+	sqlite3_stmt *q = NULL;
+	int ret = -1;
+
+	if (sqlite3_prepare_v2(db, SQL, -1, &q, NULL) != SQLITE_OK) {
+		say("%s", sqlite3_errmsg(db));
+		return -1;
+	}
+	sqlite3_bind_text(q, 1, snap, -1, SQLITE_STATIC);
+	sqlite3_bind_text(q, 2, rel, -1, SQLITE_STATIC);
+	if (sqlite3_step(q) != SQLITE_ROW) {
+		say("no snapshot %s", snap);
+		goto out;
+	}
+	ret = 0;
+	if (sqlite3_column_type(q, 0) == SQLITE_NULL || sqlite3_column_int64(q, 5) > 0) {
+		say("%s: no saved version at %s (unchanged since, or made after it)", rel, snap);
+		goto out;
+	}
+	snprintf(v->file, sizeof(v->file), "%s", pfs_hc_col(q, 0));
+	v->mode = (mode_t)sqlite3_column_int64(q, 1);
+	v->uid = (uid_t)sqlite3_column_int64(q, 2);
+	v->gid = (gid_t)sqlite3_column_int64(q, 3);
+	v->mtime_ns = sqlite3_column_int64(q, 4);
+	if (!S_ISREG(v->mode) || !v->file[0]) {
+		say("%s: not a regular file at %s (only files are restored yet)", rel, snap);
+		goto out;
+	}
+	ret = 1;
+out:
+	sqlite3_finalize(q);
+	return ret;
+}
+
+static int copy_data(int dst, int src)
+{
+	char buf[65536];
+	ssize_t n;
+
+	if (ioctl(dst, FICLONE, src) == 0)
+		return 0;
+	while ((n = read(src, buf, sizeof(buf))) > 0) {
+		for (ssize_t off = 0; off < n;) {
+			ssize_t w = write(dst, buf + off, (size_t)(n - off));
+
+			if (w < 0)
+				return -1;
+			off += w;
+		}
+	}
+	return n < 0 ? -1 : 0;
+}
+
+/* One file: 0, or 1 after saying why (nothing changed). */
+static int restore_one(sqlite3 *db, const char *hdir, const char *canon_m, const char *snap,
+		       const char *path)
+{
+	char rel[PATH_MAX], target[PATH_MAX * 2], tmp[PATH_MAX * 2 + 64], vpath[PATH_MAX + 300];
+	struct timespec ts[2] = {{.tv_nsec = UTIME_OMIT}, {0}};
+	const char *slash;
+	struct hver v;
+	int src = -1, fd = -1, ret = 1;
+
+	pfs_hc_relpath(canon_m, path, rel, sizeof(rel));
+	if (!*rel || rel[0] == '/') {
+		say("%s: not a file inside %s", path, canon_m);
+		return 1;
+	}
+	if (find_version(db, snap, rel, &v) <= 0)
+		return 1;
+	snprintf(target, sizeof(target), "%s/%s", canon_m, rel);
+	slash = strrchr(target, '/');
+	snprintf(tmp, sizeof(tmp), "%.*s/.prismfs-restore.%d.%s", (int)(slash - target), target,
+		 (int)getpid(), slash + 1);
+	snprintf(vpath, sizeof(vpath), "%s/versions/%s", hdir, v.file);
+	src = open(vpath, O_RDONLY | O_CLOEXEC);
+	if (src < 0) {
+		say("%s: %s", vpath, strerror(errno));
+		return 1;
+	}
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		say("%s: %s", tmp, strerror(errno));
+		goto out;
+	}
+	ts[1].tv_sec = (time_t)(v.mtime_ns / 1000000000ll);
+	ts[1].tv_nsec = (long)(v.mtime_ns % 1000000000ll);
+	/* the owner where permitted (not permitted: the restorer's, as cp -p) */
+	if (copy_data(fd, src) < 0 || (fchown(fd, v.uid, v.gid) < 0 && errno != EPERM) ||
+	    fchmod(fd, v.mode & 07777) < 0 || futimens(fd, ts) < 0 || fsync(fd) < 0 ||
+	    close(fd) < 0) {
+		say("%s: %s", rel, strerror(errno));
+		fd = -1;
+		unlink(tmp);
+		goto out;
+	}
+	fd = -1;
+	if (rename(tmp, target) < 0) {
+		say("%s: %s", rel, strerror(errno));
+		unlink(tmp);
+		goto out;
+	}
+	printf("restored %s\n", rel);
+	ret = 0;
+out:
+	if (fd >= 0) {
+		close(fd);
+		unlink(tmp);
+	}
+	close(src);
+	return ret;
+}
+
+static bool snap_exists(sqlite3 *db, const char *snap)
+{
+	sqlite3_stmt *q = NULL;
+	bool found;
+
+	if (sqlite3_prepare_v2(db, "SELECT 1 FROM snapshots WHERE name = ?1 OR"
+				   " CAST(id AS TEXT) = ?1", -1, &q, NULL) != SQLITE_OK)
+		return false;
+	sqlite3_bind_text(q, 1, snap, -1, SQLITE_STATIC);
+	found = sqlite3_step(q) == SQLITE_ROW;
+	sqlite3_finalize(q);
+	return found;
+}
+
+static int cmd_restore(const char *mnt, const char *snap, char **paths, int n)
+{
+	char *canon_m = canonical_noleaf(mnt), req[400], line[300], name[80], hdir[PATH_MAX];
+	sqlite3 *db = canon_m ? pfs_hc_open_db(mnt) : NULL;
+	struct timespec now;
+	int ret = 1;
+
+	if (!db)
+		goto out;
+	snprintf(hdir, sizeof(hdir), "%s", sqlite3_db_filename(db, "main"));
+	*strrchr(hdir, '/') = '\0';
+	/* nothing taken if the snapshot is unknown */
+	if (!snap_exists(db, snap)) {
+		say("%s: no snapshot %s", mnt, snap);
+		goto out;
+	}
+	clock_gettime(CLOCK_REALTIME, &now);
+	snprintf(name, sizeof(name), "before-restore-%lld.%09ld", (long long)now.tv_sec,
+		 now.tv_nsec);
+	snprintf(req, sizeof(req), "snapshot 0 %s\n", name);
+	if (pfs_hc_ask(mnt, req, line, sizeof(line)) < 0)
+		goto out;
+	printf("took snapshot %s (restore from it to undo)\n", name);
+	fflush(stdout);
+	ret = 0;
+	for (int i = 0; i < n; i++)
+		ret |= restore_one(db, hdir, canon_m, snap, paths[i]);
+out:
+	sqlite3_close(db);
+	free(canon_m);
+	return ret;
+}
+
+int pfs_history_restore_cmd(int argc, char **argv)
+{
+	int npos = 0;
+	char **pos = calloc((size_t)argc, sizeof(char *));
+	bool dashdash = false;
+	int ret;
+
+	if (!pos)
+		return 1;
+	for (int i = 2; i < argc; i++) {
+		const char *a = argv[i];
+
+		if (!dashdash && (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0)) {
+			fputs(pfs_restore_usage, stdout);
+			free(pos);
+			return 0;
+		} else if (!dashdash && strcmp(a, "--") == 0) {
+			dashdash = true;
+		} else if (!dashdash && a[0] == '-' && a[1]) {
+			say("unknown option '%s' (see prismfs restore --help)", a);
+			free(pos);
+			return 2;
+		} else {
+			pos[npos++] = argv[i];
+		}
+	}
+	if (npos < 3) {
+		say("missing %s (usage: prismfs restore MOUNTPOINT SNAPSHOT PATH...)",
+		    npos == 0 ? "MOUNTPOINT" : npos == 1 ? "SNAPSHOT" : "PATH");
+		free(pos);
+		return 2;
+	}
+	ret = cmd_restore(pos[0], pos[1], pos + 2, npos - 2);
+	free(pos);
+	return ret;
+}
