@@ -180,7 +180,13 @@ static int check_config(const struct pfs_config *cfg, struct pfs_fs *fs)
 	}
 	fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
 	if (fd < 0) {
-		say("no access to /dev/fuse: %s", strerror(errno));
+		/* libfuse opens it before it would call fusermount3: a user
+		 * other than root needs it readable and writable (0666). */
+		if (errno == EACCES || errno == EPERM)
+			say("no access to /dev/fuse: %s (a user other than root needs it mode 0666)",
+			    strerror(errno));
+		else
+			say("no access to /dev/fuse: %s", strerror(errno));
 		goto out;
 	}
 	close(fd);
