@@ -43,6 +43,8 @@ struct pfs_config {
 	bool default_permissions; /* kernel checks permissions against our attributes */
 	bool allow_other;       /* -o allow_other given */
 	bool private_mount;     /* --private: no allow_other by default as root */
+	long long squash_uid;   /* --squash-to-uid/-root: owner shown, -1 none */
+	long long squash_gid;   /* --squash-to-gid/-root: group shown, -1 none */
 	bool json;              /* status --json */
 	bool force;             /* unmount --force */
 	char *fuse_opts;        /* comma-joined -o options, owned */

@@ -674,7 +674,10 @@ int pfs_cmd_mount(const struct pfs_config *cfg)
 	struct pfs_fs_opts opts = {.read_only = cfg->read_only, .timeout = cfg->timeout,
 				   .volatile_source = cfg->volatile_source,
 				   .mapped = cfg->map_path != NULL, .layered = cfg->upper || cfg->nlowers,
-				   .logged = cfg->log_path != NULL};
+				   .logged = cfg->log_path != NULL,
+				   .squash_uid = cfg->squash_uid >= 0, .squash_gid = cfg->squash_gid >= 0,
+				   .squash_uid_to = (uid_t)cfg->squash_uid,
+				   .squash_gid_to = (gid_t)cfg->squash_gid};
 	struct pfs_fs fs;
 	struct fuse_session *se = NULL;
 	struct pfs_layer_paths lpaths = {0}, *lp = cfg->upper || cfg->nlowers ? &lpaths : NULL;
