@@ -121,7 +121,8 @@ static int check_config(const struct pfs_config *cfg, struct pfs_fs *fs)
 {
 	struct stat st;
 	struct pfs_mntent *e = malloc(sizeof(*e));
-	int fd, r, ret = -1;
+	int r, ret = -1;
+	const char *hint;
 
 	if (!e) {
 		say("out of memory");
@@ -178,18 +179,10 @@ static int check_config(const struct pfs_config *cfg, struct pfs_fs *fs)
 		say("mount point %s is not usable: %s", cfg->mountpoint, strerror(-r));
 		goto out;
 	}
-	fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
-	if (fd < 0) {
-		/* libfuse opens it before it would call fusermount3: a user
-		 * other than root needs it readable and writable (0666). */
-		if (errno == EACCES || errno == EPERM)
-			say("no access to /dev/fuse: %s (a user other than root needs it mode 0666)",
-			    strerror(errno));
-		else
-			say("no access to /dev/fuse: %s", strerror(errno));
+	if ((r = pfs_cli_fuse_dev(&hint)) < 0) {
+		say("no access to /dev/fuse: %s%s", strerror(-r), hint);
 		goto out;
 	}
-	close(fd);
 	ret = pfs_history_mount_open(cfg, fs);
 out:
 	free(e);
@@ -675,9 +668,7 @@ int pfs_cmd_mount(const struct pfs_config *cfg)
 				   .volatile_source = cfg->volatile_source,
 				   .mapped = cfg->map_path != NULL, .layered = cfg->upper || cfg->nlowers,
 				   .logged = cfg->log_path != NULL,
-				   .squash_uid = cfg->squash_uid >= 0, .squash_gid = cfg->squash_gid >= 0,
-				   .squash_uid_to = (uid_t)cfg->squash_uid,
-				   .squash_gid_to = (gid_t)cfg->squash_gid};
+				   .squash_uid = cfg->squash_uid, .squash_gid = cfg->squash_gid};
 	struct pfs_fs fs;
 	struct fuse_session *se = NULL;
 	struct pfs_layer_paths lpaths = {0}, *lp = cfg->upper || cfg->nlowers ? &lpaths : NULL;

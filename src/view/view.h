@@ -154,10 +154,9 @@ struct pfs_fs_opts {
 	bool mapped;             /* a mapping table */
 	bool layered;            /* copy-on-write layers */
 	bool logged;             /* an op log (records directory opens) */
-	bool squash_uid;         /* every owner shown as squash_uid_to ... */
-	bool squash_gid;         /* ... every group as squash_gid_to (as */
-	uid_t squash_uid_to;     /* fuse-overlayfs's squash_to_root, */
-	gid_t squash_gid_to;     /* squash_to_uid=, squash_to_gid=) */
+	long long squash_uid;    /* >= 0: every owner shown as that id, */
+	long long squash_gid;    /* every group as that id (fuse-overlayfs's
+				  * squash_to_root, squash_to_uid=, _gid=) */
 };
 /* Before anything is opened: zeroes fs, then locks, times, ids, options. */
 void pfs_fs_init(struct pfs_fs *fs, const struct pfs_fs_opts *o);
