@@ -261,6 +261,11 @@ const char pfs_mount_usage[] =
 	"                          the attributes shown, as with kernel overlayfs; a\n"
 	"                          mount made by another user is private unless it asks\n"
 	"                          for -o allow_other (user_allow_other in fuse.conf)\n"
+	"  --squash-to-root        show every file and directory as owned by uid 0 and\n"
+	"                          gid 0 (fuse-overlayfs's squash_to_root); the backing\n"
+	"                          files keep their owners\n"
+	"  --squash-to-uid UID     show every owner as UID (fuse-overlayfs's squash_to_uid)\n"
+	"  --squash-to-gid GID     show every group as GID (fuse-overlayfs's squash_to_gid)\n"
 	"  --threads N             at most N worker threads (default 16; one reads at a\n"
 	"                          time, more join while requests block or pile up);\n"
 	"                          over io_uring, at most N per CPU queue\n"
@@ -344,6 +349,7 @@ const char pfs_mount_usage[] =
 	"  -o map=FILE,map_max=BYTES,log=FILE,log_format=F,timeout=SECONDS\n"
 	"  -o passthrough=P,uring=U,threads=N,node_fds=N\n"
 	"  -o read_only,volatile,nodefault_permissions,private\n"
+	"  -o squash_to_root,squash_to_uid=UID,squash_to_gid=GID\n"
 	"  -o mirror=DIR,cache_size=SIZE,cache_max_dirty=SIZE,write_back=SECONDS\n"
 	"  -o lazy_load[=on|off]\n"
 	"  -o default_upper,new_mountpoint=WHERE\n"
@@ -662,6 +668,7 @@ int pfs_cli_parse(int argc, char **argv, struct pfs_config *cfg, char *err, size
 	cfg->write_back = -1; /* not given */
 	cfg->threads = 16;
 	cfg->default_permissions = true;
+	cfg->squash_uid = cfg->squash_gid = -1;
 	cfg->map_max = PFS_DEFAULT_MAP_MAX;
 	err[0] = '\0';
 	if (argc < 2) {

@@ -43,6 +43,8 @@ struct pfs_config {
 	bool default_permissions; /* kernel checks permissions against our attributes */
 	bool allow_other;       /* -o allow_other given */
 	bool private_mount;     /* --private: no allow_other by default as root */
+	long long squash_uid;   /* --squash-to-uid/-root: owner shown, -1 none */
+	long long squash_gid;   /* --squash-to-gid/-root: group shown, -1 none */
 	bool json;              /* status --json */
 	bool force;             /* unmount --force */
 	char *fuse_opts;        /* comma-joined -o options, owned */
@@ -111,6 +113,10 @@ void pfs_config_free(struct pfs_config *cfg);
  * to every user, as kernel overlayfs's and fuse-overlayfs's are, unless
  * --private. (cli_check.c) */
 const char *pfs_cli_access_opts(const struct pfs_config *cfg);
+/* 0 if /dev/fuse opens read-write, else -errno and in *hint what to add
+ * to the message ("" or a parenthesised advice, with its leading space).
+ * (cli_check.c) */
+int pfs_cli_fuse_dev(const char **hint);
 
 /* Append one -o item (comma list allowed) to cfg->fuse_opts, recognising
  * the ones prismfs itself acts on. 0 or -EINVAL/-ENOMEM. */

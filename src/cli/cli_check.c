@@ -4,6 +4,7 @@
 #include <fuse_lowlevel.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -24,6 +25,21 @@ static bool exists(const char *path)
 	struct stat st;
 
 	return lstat(path, &st) == 0 || errno != ENOENT;
+}
+
+int pfs_cli_fuse_dev(const char **hint)
+{
+	int fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
+
+	*hint = "";
+	if (fd < 0) {
+		/* libfuse opens it before it would call fusermount3 */
+		if (errno == EACCES || errno == EPERM)
+			*hint = " (a user other than root needs it mode 0666)";
+		return -errno;
+	}
+	close(fd);
+	return 0;
 }
 
 int pfs_cli_check_command(const struct pfs_config *cfg, char *err, size_t errlen)

@@ -450,6 +450,41 @@ static int opt_private(struct pfs_config *cfg, const char *v, const char *what, 
 	return 0;
 }
 
+static int opt_squash_root(struct pfs_config *cfg, const char *v, const char *what, char *err,
+			   size_t errlen)
+{
+	cfg->squash_uid = cfg->squash_gid = 0;
+	return 0;
+}
+
+static int squash_id(const char *v, const char *what, long long *out, char *err, size_t errlen)
+{
+	char *end;
+	unsigned long long id;
+
+	errno = 0;
+	id = v && *v >= '0' && *v <= '9' ? strtoull(v, &end, 10) : 0;
+	if (!v || *v < '0' || *v > '9' || *end || errno || id >= (uid_t)-1) {
+		pfs_cli_seterr(err, errlen, "%s needs a numeric id below 4294967295, not '%s'", what,
+			       v ? v : "");
+		return -EINVAL;
+	}
+	*out = (long long)id;
+	return 0;
+}
+
+static int opt_squash_uid(struct pfs_config *cfg, const char *v, const char *what, char *err,
+			  size_t errlen)
+{
+	return squash_id(v, what, &cfg->squash_uid, err, errlen);
+}
+
+static int opt_squash_gid(struct pfs_config *cfg, const char *v, const char *what, char *err,
+			  size_t errlen)
+{
+	return squash_id(v, what, &cfg->squash_gid, err, errlen);
+}
+
 static int opt_journal(struct pfs_config *cfg, const char *v, const char *what, char *err,
 		       size_t errlen)
 {
@@ -508,6 +543,9 @@ static const struct mount_opt {
 	{"--no-default-permissions", "nodefault_permissions", OPT_FLAG, false,
 	 opt_no_default_perms},
 	{"--private", "private", OPT_FLAG, false, opt_private},
+	{"--squash-to-root", "squash_to_root", OPT_FLAG, false, opt_squash_root},
+	{"--squash-to-uid", "squash_to_uid=", OPT_VALUE, false, opt_squash_uid},
+	{"--squash-to-gid", "squash_to_gid=", OPT_VALUE, false, opt_squash_gid},
 	{"--threads", "threads=", OPT_VALUE, false, opt_threads},
 	{"--node-fds", "node_fds=", OPT_VALUE, false, opt_node_fds},
 	/* layers (lowerdir= is the kernel's list, SOURCE first: cli_oopts.c) */

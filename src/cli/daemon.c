@@ -122,7 +122,8 @@ static int check_config(const struct pfs_config *cfg, struct pfs_fs *fs)
 {
 	struct stat st;
 	struct pfs_mntent *e = malloc(sizeof(*e));
-	int fd, r, ret = -1;
+	int r, ret = -1;
+	const char *hint;
 
 	if (!e) {
 		say("out of memory");
@@ -179,12 +180,10 @@ static int check_config(const struct pfs_config *cfg, struct pfs_fs *fs)
 		say("mount point %s is not usable: %s", cfg->mountpoint, strerror(-r));
 		goto out;
 	}
-	fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
-	if (fd < 0) {
-		say("no access to /dev/fuse: %s", strerror(errno));
+	if ((r = pfs_cli_fuse_dev(&hint)) < 0) {
+		say("no access to /dev/fuse: %s%s", strerror(-r), hint);
 		goto out;
 	}
-	close(fd);
 	ret = pfs_history_mount_open(cfg, fs);
 out:
 	free(e);
@@ -670,7 +669,8 @@ int pfs_cmd_mount(const struct pfs_config *cfg)
 	struct pfs_fs_opts opts = {.read_only = cfg->read_only, .timeout = cfg->timeout,
 				   .volatile_source = cfg->volatile_source,
 				   .mapped = cfg->map_path != NULL, .layered = cfg->upper || cfg->nlowers,
-				   .logged = cfg->log_path != NULL};
+				   .logged = cfg->log_path != NULL,
+				   .squash_uid = cfg->squash_uid, .squash_gid = cfg->squash_gid};
 	struct pfs_fs fs;
 	struct fuse_session *se = NULL;
 	struct pfs_layer_paths lpaths = {0}, *lp = cfg->upper || cfg->nlowers ? &lpaths : NULL;

@@ -50,17 +50,38 @@ struct pfs_ctl {
 	enum pfs_action on_unmount;  /* given at mount */
 };
 
+/* The uid outside every user namespace that our euid stands for: root of
+ * an `unshare -Ur` made by an unprivileged user is that user, who may not
+ * write /run, and whose /tmp/prismfs-UID another namespace's "root" must
+ * not share with the real root. Falls back to the euid. */
+static unsigned outer_uid(void)
+{
+	unsigned euid = (unsigned)geteuid(), in, out, count, ret = euid;
+	FILE *f = fopen("/proc/self/uid_map", "re");
+
+	if (!f)
+		return ret;
+	while (fscanf(f, "%u %u %u", &in, &out, &count) == 3)
+		if (euid >= in && euid - in < count) {
+			ret = out + (euid - in);
+			break;
+		}
+	fclose(f);
+	return ret;
+}
+
 int pfs_ctl_path(unsigned maj, unsigned min, char *buf, size_t len, int make_dir)
 {
 	char dir[80];
 	const char *rt = getenv("XDG_RUNTIME_DIR");
+	unsigned outer = outer_uid();
 
-	if (geteuid() == 0)
+	if (geteuid() == 0 && outer == 0)
 		snprintf(dir, sizeof(dir), "/run/prismfs");
 	else if (rt && *rt && strlen(rt) < 60)
 		snprintf(dir, sizeof(dir), "%s/prismfs", rt);
 	else
-		snprintf(dir, sizeof(dir), "/tmp/prismfs-%u", (unsigned)geteuid());
+		snprintf(dir, sizeof(dir), "/tmp/prismfs-%u", outer);
 	if (make_dir && mkdir(dir, 0700) < 0 && errno != EEXIST)
 		return -errno;
 	if ((size_t)snprintf(buf, len, "%s/%u-%u.sock", dir, maj, min) >= len)

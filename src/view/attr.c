@@ -91,7 +91,7 @@ ino_t pfs_view_ino(struct pfs_fs *fs, uint64_t ctx, const struct stat *st)
 	return st->st_ino | (uint64_t)(pfs_map_hash(dev) % 255 + 1) << 56;
 }
 
-void pfs_view_fix_attr(struct pfs_fs *fs, struct pfs_node *n, struct stat *st)
+static void fix_attr(struct pfs_fs *fs, struct pfs_node *n, struct stat *st)
 {
 	struct pfs_map_res r;
 	struct pfs_map *m;
@@ -112,6 +112,17 @@ void pfs_view_fix_attr(struct pfs_fs *fs, struct pfs_node *n, struct stat *st)
 			st->st_gid = r.entry->gid;
 	}
 	pfs_map_unref(m);
+}
+
+void pfs_view_fix_attr(struct pfs_fs *fs, struct pfs_node *n, struct stat *st)
+{
+	fix_attr(fs, n, st);
+	/* Last, over the table's owners too: fuse-overlayfs's squash shows
+	 * every object as one owner, whatever its layer or table says. */
+	if (fs->squash_uid)
+		st->st_uid = fs->squash_uid_to;
+	if (fs->squash_gid)
+		st->st_gid = fs->squash_gid_to;
 }
 
 int pfs_view_attr_fixed(struct pfs_fs *fs, struct pfs_node *n, int valid)

@@ -27,6 +27,10 @@ void pfs_fs_init(struct pfs_fs *fs, const struct pfs_fs_opts *o)
 	clock_gettime(CLOCK_REALTIME, &fs->started);
 	fs->uid = geteuid();
 	fs->gid = getegid();
+	fs->squash_uid = o->squash_uid >= 0;
+	fs->squash_gid = o->squash_gid >= 0;
+	fs->squash_uid_to = (uid_t)o->squash_uid;
+	fs->squash_gid_to = (gid_t)o->squash_gid;
 	fs->read_only = o->read_only;
 	fs->timeout = o->timeout;
 	fs->keep_cache = !o->volatile_source;

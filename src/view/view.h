@@ -131,6 +131,9 @@ struct pfs_fs {
 	struct timespec started; /* times shown on synthetic directories */
 	uid_t uid;               /* the daemon's own ids */
 	gid_t gid;
+	bool squash_uid, squash_gid; /* pfs_fs_opts: owners shown as one id */
+	uid_t squash_uid_to;
+	gid_t squash_gid_to;
 	struct pfs_oplog *log;   /* NULL: no op log */
 	pthread_mutex_t dirs_lock; /* open directory handles, to free those the */
 	struct pfs_dirh *dirs;     /* kernel never released (session ended)    */
@@ -151,6 +154,9 @@ struct pfs_fs_opts {
 	bool mapped;             /* a mapping table */
 	bool layered;            /* copy-on-write layers */
 	bool logged;             /* an op log (records directory opens) */
+	long long squash_uid;    /* >= 0: every owner shown as that id, */
+	long long squash_gid;    /* every group as that id (fuse-overlayfs's
+				  * squash_to_root, squash_to_uid=, _gid=) */
 };
 /* Before anything is opened: zeroes fs, then locks, times, ids, options. */
 void pfs_fs_init(struct pfs_fs *fs, const struct pfs_fs_opts *o);
