@@ -43,4 +43,24 @@ int pfs_cli_parse_mount(int argc, char **argv, int start, bool compat, struct pf
  * 0 or -EINVAL. */
 int pfs_cli_default_upper(struct pfs_config *cfg, char *err, size_t errlen);
 
+/* cli_mount_layers.c: the layer options' setters (an entry of mount's
+ * option table each: 0 or -EINVAL/-ENOMEM), their folding together once
+ * every argument is read, and whether a word has a '/'. */
+int pfs_cli_opt_upper(struct pfs_config *cfg, const char *v, const char *what, char *err,
+		      size_t errlen);
+int pfs_cli_opt_work(struct pfs_config *cfg, const char *v, const char *what, char *err,
+		     size_t errlen);
+int pfs_cli_opt_lower(struct pfs_config *cfg, const char *v, const char *what, char *err,
+		      size_t errlen);
+int pfs_cli_opt_whiteout(struct pfs_config *cfg, const char *v, const char *what, char *err,
+			 size_t errlen);
+int pfs_cli_opt_default_upper(struct pfs_config *cfg, const char *v, const char *what,
+			      char *err, size_t errlen);
+int pfs_cli_opt_new_mountpoint(struct pfs_config *cfg, const char *v, const char *what,
+			       char *err, size_t errlen);
+int pfs_cli_opt_on_unmount(struct pfs_config *cfg, const char *v, const char *what, char *err,
+			   size_t errlen);
+int pfs_cli_finish_layers(struct pfs_config *cfg, char *err, size_t errlen);
+bool pfs_cli_has_slash(const char *s);
+
 #endif
