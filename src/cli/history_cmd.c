@@ -127,6 +127,15 @@ void pfs_hc_fmt_ns(long long ns, char *buf, size_t len)
 		 (ns % 1000000000ll) / 1000);
 }
 
+void pfs_hc_put_json(const json_t *arr)
+{
+	char *s = json_dumps(arr, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+
+	if (s)
+		puts(s);
+	free(s);
+}
+
 const char *pfs_hc_col(sqlite3_stmt *q, int i)
 {
 	const unsigned char *t = sqlite3_column_text(q, i);
@@ -254,13 +263,8 @@ static int cmd_log(const char *mnt, const char *path, const char *since, bool js
 			       st == 1 ? "" : " ", st == 1 ? "" : state_of(st, sbuf, sizeof(sbuf)));
 		}
 	}
-	if (json) {
-		char *s = json_dumps(arr, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-
-		if (s)
-			puts(s);
-		free(s);
-	}
+	if (json)
+		pfs_hc_put_json(arr);
 	ret = 0;
 out:
 	sqlite3_finalize(q);
@@ -306,13 +310,8 @@ static int cmd_snapshots(const char *mnt, bool json)
 			       sqlite3_column_int64(q, 5));
 		}
 	}
-	if (json) {
-		char *s = json_dumps(arr, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-
-		if (s)
-			puts(s);
-		free(s);
-	}
+	if (json)
+		pfs_hc_put_json(arr);
 	ret = 0;
 out:
 	sqlite3_finalize(q);

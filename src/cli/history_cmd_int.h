@@ -3,6 +3,7 @@
 #ifndef PFS_HISTORY_CMD_INT_H
 #define PFS_HISTORY_CMD_INT_H
 
+#include <jansson.h>
 #include <sqlite3.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -14,6 +15,8 @@ int pfs_hc_ask(const char *mnt, const char *req, char *buf, size_t len);
  * first writes the outcomes it holds); NULL after saying why. */
 sqlite3 *pfs_hc_open_db(const char *mnt);
 void pfs_hc_fmt_ns(long long ns, char *buf, size_t len);
+/* A --json answer: arr on stdout, indented, in its order. */
+void pfs_hc_put_json(const json_t *arr);
 /* Column i as text, "" for NULL. */
 const char *pfs_hc_col(sqlite3_stmt *q, int i);
 /* PATH as the journal names it: relative to the mount's root (canon_m). */

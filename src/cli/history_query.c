@@ -68,13 +68,8 @@ static int cmd_versions(const char *mnt, const char *path, bool json)
 			       sqlite3_column_int64(q, 3), mbuf);
 		}
 	}
-	if (json) {
-		char *s = json_dumps(arr, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-
-		if (s)
-			puts(s);
-		free(s);
-	}
+	if (json)
+		pfs_hc_put_json(arr);
 	ret = 0;
 out:
 	sqlite3_finalize(q);
