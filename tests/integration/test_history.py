@@ -151,10 +151,14 @@ def test_kill_9_during_a_workload_leaves_everything_in_source_in_the_journal(his
         os.kill(m.pid, signal.SIGKILL)
         writer.wait(timeout=60)
     finally:
+        # The daemon first: a writer waiting on a request of a daemon that
+        # never finishes dying (over io_uring a killed daemon's thread can
+        # stay in the kernel) waits uninterruptibly until m.kill() aborts
+        # the connection; waiting for the writer first hung the whole run.
         if writer.poll() is None:
             writer.kill()
-            writer.wait()
         m.kill()
+        writer.wait()
     made = set()
     for kind, path, path2 in db_rows(hdir, "SELECT kind, path, path2 FROM changes"):
         if kind in ("create", "mkdir", "mknod", "symlink"):
