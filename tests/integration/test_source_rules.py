@@ -12,26 +12,28 @@ SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "src"
 
 # Which folders' headers each folder may include (its own always). The
 # order of the layers, top first: cli -> ctl -> fuse -> view -> layers ->
-# commit -> map, cache, history -> store -> util. ctl (the control socket) reports
+# commit -> map, cache, history -> mirror -> store -> util. ctl (the control socket) reports
 # on the transport, so it sits above it; the layers are the layered
 # implementation of the view's namespace and work on its nodes.
 ALLOWED = {
-    "cli": {"ctl", "fuse", "view", "layers", "commit", "map", "cache", "history", "store",
+    "cli": {"ctl", "fuse", "view", "layers", "commit", "map", "cache", "history", "mirror",
+            "store", "util"},
+    "ctl": {"fuse", "view", "layers", "commit", "map", "cache", "history", "mirror", "store",
             "util"},
-    "ctl": {"fuse", "view", "layers", "commit", "map", "cache", "history", "store", "util"},
     "fuse": {"view", "map", "store", "util"},
     "view": {"layers", "map", "store", "util"},
     "layers": {"view", "commit", "map", "store", "util"},
     "commit": {"store", "util"},
     "map": {"store", "util"},
-    "cache": {"store", "util"},
+    "cache": {"mirror", "store", "util"},
     "history": {"store", "util"},
+    "mirror": {"store", "util"},
     "store": {"util"},
     "util": set(),
 }
 
-ORDER = ["cli", "ctl", "fuse", "view", "layers", "commit", "map", "cache", "history", "store",
-         "util"]
+ORDER = ["cli", "ctl", "fuse", "view", "layers", "commit", "map", "cache", "history", "mirror",
+         "store", "util"]
 
 # The few headers a folder takes from one above it, each with its reason.
 EXCEPTIONS = {
