@@ -10,15 +10,18 @@ on both sides: one upstream connection per client connection.
 
 Until a rule says otherwise.  Rules are tried in order on each request; a rule
 matches on method and/or a path regex (re.search on the request target, query
-included) and fires from its nth match on, `times` times (None: for ever):
+included) and fires from its nth match on, `times` times (None: for ever);
+the first armed rule wins, but every matching rule counts the request:
 
     p = FaultProxy("127.0.0.1", dav_port).start()
     p.fail(503, method="PUT", retry_after=2)       # answered here, not sent
     p.fail(507, path=r"^/big", nth=3, times=None)  # 3rd match onwards
     p.slow(delay=1.0, rate=256 << 10)               # slow server, slow upload
+    p.slow(response_rate=1 << 20, method="GET")     # slow download
     p.reset(method="PUT", after_bytes=8 << 20)      # RST mid-upload
     p.reset(method="GET")                           # forwarded, answer lost
     p.drop(method="PROPFIND")                       # hung server
+    p.kill(method="PUT", nth=5)                     # dies: down(kill=True)
     p.down(); p.up()                                # refused / back on port
     p.wait_for(lambda: p.count("PUT") >= 2, timeout=10)
     p.log        # [(method, target, status-or-fault-name), ...]
@@ -58,17 +61,13 @@ class Rule:
         self.nth, self.times = nth, times
         self.seen = self.hits = 0
 
-    def _fires(self, method, target):
-        if self.method and self.method != method:
-            return False
-        if self.path and not self.path.search(target):
-            return False
-        self.seen += 1
-        if self.seen < self.nth or (self.times is not None
-                                    and self.hits >= self.times):
-            return False
-        self.hits += 1
-        return True
+    def _matches(self, method, target):
+        return (not self.method or self.method == method) and \
+            (not self.path or bool(self.path.search(target)))
+
+    def _armed(self):
+        return self.seen >= self.nth and (self.times is None
+                                          or self.hits < self.times)
 
     def __repr__(self):
         return "Rule(%s %s method=%s path=%s nth=%d times=%s hits=%d)" % (
@@ -273,10 +272,12 @@ class FaultProxy:
         return self.add(Rule("status", code=code, retry_after=retry_after,
                              body=body, **match))
 
-    def slow(self, delay=0.0, rate=None, **match):
+    def slow(self, delay=0.0, rate=None, response_rate=None, **match):
         """Wait `delay` s before forwarding; send the request body upstream
-        at most `rate` bytes/s."""
-        return self.add(Rule("slow", delay=delay, rate=rate, **match))
+        at most `rate` bytes/s, the response body to the client at most
+        `response_rate` bytes/s."""
+        return self.add(Rule("slow", delay=delay, rate=rate,
+                             response_rate=response_rate, **match))
 
     def reset(self, after_bytes=None, **match):
         """Forward the head and `after_bytes` bytes of the request body (as
@@ -291,7 +292,7 @@ class FaultProxy:
 
     def kill(self, **match):
         """The server dies on this request: down(kill=True), unanswered."""
-        return self.add(Rule("down", **match))
+        return self.add(Rule("kill", **match))
 
     def clear(self):
         with self._cond:
@@ -367,8 +368,14 @@ class FaultProxy:
         h = _headers(lines)
         with self._cond:
             self.counts[(method, target)] += 1
-            rule = next((r for r in self.rules if r._fires(method, target)),
-                        None)
+            rule = None          # every matching rule counts the request
+            for r in self.rules:
+                if r._matches(method, target):
+                    r.seen += 1
+                    if rule is None and r._armed():
+                        rule = r
+            if rule is not None:
+                rule.hits += 1
             self._cond.notify_all()
         act = rule.action if rule else None
         body, _ = _body(client.rf, h, True)
@@ -402,8 +409,8 @@ class FaultProxy:
                 if r and not client.sock.recv(CHUNK):
                     break
             return False, False
-        if act == "down":
-            self._record(method, target, "down")
+        if act == "kill":
+            self._record(method, target, "kill")
             self.down(kill=True)
             return False, True
         if act == "reset" and rule.params["after_bytes"] == 0:
@@ -510,8 +517,8 @@ class FaultProxy:
         self._record(method, target, status)   # before the client sees it
         client.sock.sendall(rhead)
         try:
-            for piece in rbody:
-                client.sock.sendall(piece)
+            self._send_body(rbody, client.sock, rule.params["response_rate"]
+                            if act == "slow" else None, None)
         except (OSError, ValueError):
             return False, False  # cut in the middle: the client sees it
         if status == 101 or not framed or _wants_close(lines, rh):

@@ -297,7 +297,12 @@ def test_nth_match_times_and_clear(proxy, upstream):
     assert forever.hits == 3
     proxy.clear()
     assert request(proxy, "HEAD", "/n", c=c)[0] == 200
-    assert proxy.count("GET", "^/n$") == 4 and proxy.count("HEAD") == 4
+    # the nth match counts requests an earlier rule answered
+    proxy.fail(500, method="GET")
+    proxy.fail(409, method="GET", nth=2, times=None)
+    assert [request(proxy, "GET", "/n", c=c)[0] for _ in range(3)] == \
+        [500, 409, 409]
+    assert proxy.count("GET", "^/n$") == 7 and proxy.count("HEAD") == 4
 
 
 def test_delay_before_forwarding(proxy, upstream):
@@ -315,6 +320,14 @@ def test_rate_limited_upload(proxy, upstream):
     # 1 MiB at 512 KiB/s cannot take less than 2 s (less the first piece)
     assert time.monotonic() - t0 >= 1.9
     assert request(proxy, "GET", "/r")[2] == b"r" * MiB
+
+
+def test_rate_limited_download(proxy, upstream):
+    assert request(proxy, "PUT", "/r", body=b"r" * MiB)[0] == 201
+    proxy.slow(response_rate=512 << 10, method="GET")
+    t0 = time.monotonic()
+    assert request(proxy, "GET", "/r")[2] == b"r" * MiB
+    assert time.monotonic() - t0 >= 1.9
 
 
 def test_reset_in_the_middle_of_a_large_upload(proxy, upstream):
@@ -379,6 +392,7 @@ def test_kill_cuts_the_request_and_refuses_until_up(proxy, upstream):
     proxy.kill(method="PUT")
     with pytest.raises(ConnectionError):
         request(proxy, "PUT", "/k", body=b"k")
+    assert ("PUT", "/k", "kill") in proxy.log and upstream.seen[-1][0] == "GET"
     with pytest.raises(ConnectionRefusedError):
         request(proxy, "GET", "/k")
     # the idle keep-alive connection was cut too
