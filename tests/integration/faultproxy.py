@@ -187,9 +187,14 @@ def _wants_close(lines, h):
 
 class FaultProxy:
     def __init__(self, upstream_host, upstream_port, host="127.0.0.1", port=0,
-                 upstream_timeout=60.0):
+                 upstream_timeout=60.0, upstream_idle=2.0):
+        """upstream_timeout: seconds a socket operation on the upstream may
+        block.  upstream_idle: an upstream connection idle longer than this
+        is not reused (a server closing it at that moment, e.g. Apache's
+        KeepAliveTimeout 5 s, would fail a request no rule asked to fail)."""
         self.upstream = (upstream_host, upstream_port)
         self.upstream_timeout = upstream_timeout
+        self.upstream_idle = upstream_idle
         self.host, self.port = host, port
         self.rules, self.log = [], []
         self.counts = collections.Counter()   # (method, target) -> requests
@@ -341,7 +346,7 @@ class FaultProxy:
             self._spawn(self._serve, sock)
 
     def _serve(self, sock):
-        client, state = _Peer(sock), {"up": None}
+        client, state = _Peer(sock), {"up": None, "used": 0.0}
         rst = False
         try:
             while not self._stop.is_set():
@@ -431,7 +436,7 @@ class FaultProxy:
     def _upstream(self, state):
         if state["up"] is not None:    # reuse unless the server closed it
             r, _, _ = select.select([state["up"].sock], [], [], 0)
-            if r:
+            if r or time.monotonic() - state["used"] > self.upstream_idle:
                 self._close_up(state)
         if state["up"] is None:
             sock = socket.create_connection(self.upstream,
@@ -523,6 +528,7 @@ class FaultProxy:
             return False, False  # cut in the middle: the client sees it
         if status == 101 or not framed or _wants_close(lines, rh):
             keep = False
+        state["used"] = time.monotonic()
         if not keep:
             self._close_up(state)
         return keep, False

@@ -6,7 +6,9 @@ import hashlib
 import http.client
 import http.server
 import os
+import shutil
 import socket
+import subprocess
 import threading
 import time
 import urllib.parse
@@ -439,3 +441,37 @@ def test_upstream_unreachable_is_502(upstream):
     with FaultProxy("127.0.0.1", port) as p:
         assert request(p, "GET", "/")[0] == 502
         assert p.log == [("GET", "/", 502)]
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl")
+def test_curl_upload_with_expect_continue_and_keepalive(proxy, upstream,
+                                                        tmp_path):
+    """libcurl (what prismfs's HTTP client is built on) sends
+    `Expect: 100-continue` with a large PUT and reuses its connection."""
+    src = tmp_path / "src"
+    src.write_bytes(os.urandom(3 * MiB))
+    url = "http://127.0.0.1:%d/c" % proxy.port
+    out = subprocess.run(["curl", "-sS", "--fail", "-H", "Expect: 100-continue",
+                          "-T", str(src), url, "-o", "/dev/null", "--next",
+                          "-sS", "--fail", url, "-o", str(tmp_path / "dst")],
+                         capture_output=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "dst").read_bytes() == src.read_bytes()
+    assert "Expect" in upstream.seen[0][2] and proxy.connections == 1
+    proxy.fail(507, method="PUT")
+    out = subprocess.run(["curl", "-sS", "-H", "Expect: 100-continue", "-T",
+                          str(src), url, "-o", "/dev/null", "-w",
+                          "%{http_code}"], capture_output=True, timeout=60)
+    assert out.stdout == b"507"
+
+
+def test_idle_upstream_connection_is_not_reused(upstream):
+    with FaultProxy("127.0.0.1", upstream.server_address[1],
+                    upstream_idle=0.2) as p:
+        c = conn(p)
+        request(p, "GET", "/i", c=c)
+        request(p, "GET", "/i", c=c)
+        time.sleep(0.5)
+        request(p, "GET", "/i", c=c)
+    ports = [s[3] for s in upstream.seen]
+    assert ports[0] == ports[1] != ports[2] and p.connections == 1
