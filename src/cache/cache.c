@@ -133,7 +133,7 @@ static int c_open(struct pfs_store *st, int dirfd, const char *name, const struc
 			if (c->q && pfs_wbq_last(c->q))
 				pfs_wbq_wait(c->q, pfs_wbq_last(c->q));
 			if (pfs_cache_path(c, fd, NULL, path, sizeof(path)) == 0)
-				pfs_mirror_local_remember(c->mirror, s.st_ino, path);
+				c->mirror->ops->remember(c->mirror, s.st_ino, path);
 			pfs_cache_state_set(c, s.st_ino, 0, STUB);
 		} else {
 			ret = pfs_cache_load(c, fd, &s);
@@ -606,7 +606,7 @@ void pfs_cache_destroy(struct pfs_store *st)
 	if (c->q)
 		pfs_wbq_stop(c->q, false, 0, NULL);
 	pfs_journal_close(c->j); /* after the queue: it unmounts the tree if done */
-	pfs_mirror_local_close(c->mirror);
+	pfs_mirror_close(c->mirror);
 	pfs_cache_links_free(c);
 	for (unsigned i = 0; i < NBUCKETS; i++) {
 		while (c->tab[i]) {

@@ -38,7 +38,7 @@
 #ifndef PFS_JOURNAL_H
 #define PFS_JOURNAL_H
 
-#include "cache/mirror_local.h"
+#include "mirror/mirror.h"
 #include "cache/wbq.h"
 #include "store/store.h"
 
@@ -66,7 +66,7 @@ int pfs_journal_memfs(struct pfs_journal *j, uint64_t size, char *err, size_t er
 int pfs_journal_attach(struct pfs_journal *j);
 
 /* The mirror the queue's ops go to (pfs_journal_apply). */
-void pfs_journal_use(struct pfs_journal *j, struct pfs_mirror_local *m);
+void pfs_journal_use(struct pfs_journal *j, struct pfs_mirror *m);
 
 /* The queue's callbacks (cache/wbq.h), arg = the journal: record, apply
  * (the mirror's apply), done (deletes the record), flush (the mirror's). */
