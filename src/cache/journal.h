@@ -20,11 +20,12 @@
  * of the old tree that has the recorded inode (and birth time) — a file no
  * longer there has no name in the final state, so nothing it held can
  * reach the mirror's end state — and a file that was open for writing is
- * written back under its names in the old tree. mirror_local's apply is
- * idempotent, and only the op after the one DIR/applied names can have
- * been applied without being counted; the one op that is not idempotent,
- * RENAME_EXCHANGE, is marked with the mirror's inodes before it is
- * applied. Why a tmpfs mounted in DIR rather than DIR/tree on DIR's disk:
+ * written back under its names in the old tree. A mirror's apply is
+ * idempotent (mirror/local.c), and only the op after the one DIR/applied
+ * names can have been applied without being counted; the one op that is
+ * not idempotent, RENAME_EXCHANGE, is marked with the mirror's inodes
+ * before it is applied (where the mirror has them, its ino; one without
+ * is not marked, and a replay applies it again). Why a tmpfs mounted in DIR rather than DIR/tree on DIR's disk:
  * the cache keeps memory speed and --cache-size keeps its meaning, and a
  * disk would add nothing the journal promises (its pages are not synced
  * either, so it too would not survive power loss).
