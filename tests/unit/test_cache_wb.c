@@ -494,6 +494,85 @@ static void test_no_escape_through_symlink(void **state)
 	sh("test -z \"$(ls -A %s)\"", f->outside);
 }
 
+/* The mirror is chosen by its address: a directory or file:// is local,
+ * the remote kinds are refused until they are built, anything else is bad
+ * input. */
+static void test_open_by_address(void **state)
+{
+	static const char *const remote[] = {"http://h/x", "https://h/x", "dav://h/x",
+					     "davs://h/x", "s3://bucket/p"};
+	struct fix *f = *state;
+	struct pfs_mirror *m = NULL;
+	char err[256], addr[128];
+
+	for (size_t i = 0; i < sizeof(remote) / sizeof(remote[0]); i++) {
+		err[0] = '\0';
+		assert_int_equal(pfs_mirror_open(&m, remote[i], f->st, NULL, err, sizeof(err)),
+				 -EPROTONOSUPPORT);
+		assert_non_null(strstr(err, "not built yet"));
+	}
+	assert_int_equal(pfs_mirror_open(&m, "ftp://h/x", f->st, NULL, err, sizeof(err)), -EINVAL);
+	snprintf(addr, sizeof(addr), "file://%s", f->mirror);
+	assert_int_equal(pfs_mirror_open(&m, addr, f->st, NULL, err, sizeof(err)), 0);
+	assert_string_equal(m->ops->kind, "local");
+	assert_non_null(m->ops->open);
+	assert_non_null(m->ops->tmpfile);
+	assert_non_null(m->ops->ino);
+	pfs_mirror_close(m);
+}
+
+/* list gives names, their stat and symlink targets, not the write-back's
+ * temporaries; fetch streams a file's data and remembers it as the base
+ * (a change behind the mount after it is a conflict). */
+static void test_list_and_fetch(void **state)
+{
+	struct fix *f = *state;
+	struct pfs_wbq *q;
+	struct pfs_mirror_dir d = {0};
+	struct stat st;
+	char p[512];
+	bool seen[3] = {false, false, false};
+	int fd;
+
+	put(f->mirror, "f", "hello");
+	put(f->mirror, ".prismfs-wb.1.2", "half");
+	sh("mkdir %s/d && ln -s somewhere %s/l", f->mirror, f->mirror);
+	assert_int_equal(f->m->ops->list(f->m, "", &d), 0);
+	assert_int_equal(d.n, 3);
+	for (size_t i = 0; i < d.n; i++) {
+		const struct pfs_mirror_ent *e = &d.v[i];
+
+		if (strcmp(e->name, "f") == 0) {
+			seen[0] = S_ISREG(e->st.st_mode) && e->st.st_size == 5 && !e->target;
+		} else if (strcmp(e->name, "d") == 0) {
+			seen[1] = S_ISDIR(e->st.st_mode) && !e->target;
+		} else if (strcmp(e->name, "l") == 0) {
+			seen[2] = S_ISLNK(e->st.st_mode) && e->target &&
+				  strcmp(e->target, "somewhere") == 0;
+		}
+	}
+	pfs_mirror_dir_free(&d);
+	assert_true(seen[0] && seen[1] && seen[2]);
+	assert_int_equal(f->m->ops->list(f->m, "nope", &d), -ENOENT);
+	assert_int_equal(f->m->ops->list(f->m, "f", &d), -ENOTDIR);
+	assert_int_equal(f->m->ops->stat(f->m, "d/nope", &st), -ENOENT);
+
+	snprintf(p, sizeof(p), "%s/f", f->cache);
+	fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	assert_true(fd >= 0);
+	assert_int_equal(f->m->ops->fetch(f->m, "f", 5, fd, &st), 0);
+	close(fd);
+	assert_int_equal(st.st_size, 5);
+	assert_string_equal(get(f->cache, "f"), "hello");
+	sh("sleep 0.01; printf 'theirs' > %s/f", f->mirror);
+	q = start(f, 0, 0);
+	pfs_wbq_push(q, data(f, "f", 5));
+	assert_int_equal(pfs_wbq_wait(q, pfs_wbq_last(q)), 0);
+	assert_string_equal(get(f->mirror, "f"), "theirs");
+	assert_int_equal(f->m->ops->conflicts(f->m, NULL, 0), 1);
+	assert_int_equal(pfs_wbq_stop(q, true, 0, NULL), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -508,6 +587,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_repeated_writes_merge, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_merge_by_key_and_rename_orders, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_no_escape_through_symlink, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_open_by_address, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_list_and_fetch, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
