@@ -133,7 +133,7 @@ static int c_open(struct pfs_store *st, int dirfd, const char *name, const struc
 			if (c->q && pfs_wbq_last(c->q))
 				pfs_wbq_wait(c->q, pfs_wbq_last(c->q));
 			if (pfs_cache_path(c, fd, NULL, path, sizeof(path)) == 0)
-				pfs_mirror_local_remember(c->mirror, s.st_ino, path);
+				c->mirror->ops->remember(c->mirror, s.st_ino, path);
 			pfs_cache_state_set(c, s.st_ino, 0, STUB);
 		} else {
 			ret = pfs_cache_load(c, fd, &s);
@@ -329,6 +329,23 @@ static void queue_made(struct pfs_cache *c, enum pfs_wb_kind k, int dirfd, const
 	queue(c, op);
 }
 
+/* The one place the cache refuses a change its mirror could not keep
+ * (mirror.h, caps), as a filesystem without it would: err (EPERM for a
+ * kind of file it lacks, EOPNOTSUPP for xattrs), after the checks such a
+ * filesystem makes first (name, when not NULL, taken: EEXIST). Changes of
+ * mode, owner and times are never refused: the mirror keeps what it can,
+ * and says what (describe). */
+static int refuse(struct pfs_cache *c, unsigned cap, int err, int dirfd, const char *name)
+{
+	struct stat s;
+
+	if (c->mirror->ops->caps & cap)
+		return 0;
+	if (name && pfs_st_stat(c->in, dirfd, name, &s, AT_SYMLINK_NOFOLLOW) == 0)
+		return -EEXIST;
+	return err;
+}
+
 static int c_mkdir(struct pfs_store *st, int dirfd, const char *name, mode_t mode)
 {
 	struct pfs_cache *c = C(st);
@@ -346,6 +363,8 @@ static int c_mknod(struct pfs_store *st, int dirfd, const char *name, mode_t mod
 	struct pfs_cache *c = C(st);
 	int ret = pfs_cache_fill_for(c, dirfd, name);
 
+	if (ret == 0 && !S_ISREG(mode))
+		ret = refuse(c, PFS_MIRROR_SPECIAL, -EPERM, dirfd, name);
 	if (ret == 0)
 		ret = c->in->ops->mknod(c->in, dirfd, name, mode, dev);
 	if (ret == 0)
@@ -358,6 +377,8 @@ static int c_symlink(struct pfs_store *st, const char *target, int dirfd, const 
 	struct pfs_cache *c = C(st);
 	int ret = pfs_cache_fill_for(c, dirfd, name);
 
+	if (ret == 0)
+		ret = refuse(c, PFS_MIRROR_SYMLINK, -EPERM, dirfd, name);
 	if (ret == 0)
 		ret = c->in->ops->symlink(c->in, target, dirfd, name);
 	if (ret == 0)
@@ -386,10 +407,15 @@ static int c_link(struct pfs_store *st, int odirfd, const char *oname, int ndirf
 {
 	struct pfs_cache *c = C(st);
 	struct pfs_wb_op *op;
+	struct stat s;
 	int ret = pfs_cache_fill_for(c, odirfd, oname);
 
 	if (ret == 0)
 		ret = pfs_cache_fill_for(c, ndirfd, nname);
+	/* (a missing old name is ENOENT first, as the kernel's lookup says) */
+	if (ret == 0 && pfs_st_stat(c->in, odirfd, oname, &s,
+				    AT_SYMLINK_NOFOLLOW | (flags & AT_EMPTY_PATH)) == 0)
+		ret = refuse(c, PFS_MIRROR_HARDLINK, -EPERM, ndirfd, nname);
 	if (ret < 0)
 		return ret;
 	op = op_two(c, PFS_WB_LINK, odirfd, oname, ndirfd, nname);
@@ -558,6 +584,8 @@ static int c_setxattr(struct pfs_store *st, struct pfs_ref r, const char *name, 
 	int ret = fill_ref(c, r);
 
 	if (ret == 0)
+		ret = refuse(c, PFS_MIRROR_XATTR, -EOPNOTSUPP, -1, NULL);
+	if (ret == 0)
 		ret = c->in->ops->setxattr(c->in, r, name, val, len, flags);
 	if (ret == 0 && (op = op_ref(c, PFS_WB_SETXATTR, r))) {
 		op->xname = strdup(name);
@@ -606,7 +634,7 @@ void pfs_cache_destroy(struct pfs_store *st)
 	if (c->q)
 		pfs_wbq_stop(c->q, false, 0, NULL);
 	pfs_journal_close(c->j); /* after the queue: it unmounts the tree if done */
-	pfs_mirror_local_close(c->mirror);
+	pfs_mirror_close(c->mirror);
 	pfs_cache_links_free(c);
 	for (unsigned i = 0; i < NBUCKETS; i++) {
 		while (c->tab[i]) {

@@ -9,7 +9,7 @@
  *     stubs of the right size with no data);
  *   - before a stub file is opened for its data, loads its data;
  *   - after a change, queues it for write-back (cache/wbq.h), to the
- *     mirror (cache/mirror_local.h) in the order it was made;
+ *     mirror (mirror/mirror.h, its only way there) in the order it was made;
  *   - a file opened for writing is queued when it is released, when it is
  *     fsync'ed (which then waits for it to be durable on the mirror) or
  *     truncated.

@@ -7,8 +7,8 @@
 #include "cache/cache.h"
 #include "cache/evict.h"
 #include "cache/journal.h"
-#include "cache/mirror_local.h"
 #include "cache/wbq.h"
+#include "mirror/mirror.h"
 
 #include <limits.h>
 #include <pthread.h>
@@ -49,7 +49,7 @@ struct pfs_cache {
 	dev_t dev;                  /* the cache filesystem's */
 	char rootpath[PATH_MAX];    /* what /proc shows for root ("/" when detached) */
 	size_t rootlen;
-	struct pfs_mirror_local *mirror;
+	struct pfs_mirror *mirror;    /* its only way there (mirror/mirror.h) */
 	struct pfs_wbq *q;          /* NULL until pfs_cache_start */
 	struct pfs_wbq_opts qo;
 	struct pfs_journal *j;      /* --journal, or NULL */
@@ -61,7 +61,6 @@ struct pfs_cache {
 	struct pfs_evict *ev;        /* keeps the use within the size (evict.h) */
 	uint64_t spill_at;           /* a file larger leaves memory; 0: never */
 	unsigned spilled;            /* open files spilled now (atomic) */
-	unsigned long spill_seq;     /* names of spill files where O_TMPFILE fails */
 	struct pfs_cache_links *links; /* cache_links.c; under load_lock */
 };
 
@@ -79,8 +78,6 @@ int pfs_cache_path(struct pfs_cache *c, int fd, const char *name, char *buf, siz
 /* A live name (relative to the cache root) of the file fd, whose own
  * name was unlinked while it has others (cache_find.c). 0 or -ENOENT. */
 int pfs_cache_find_live(struct pfs_cache *c, int fd, char *buf, size_t len);
-/* Open a mirror path beneath its root, through no symlink. */
-int pfs_cache_mirror_open(struct pfs_cache *c, const char *path, int flags);
 /* Fill the directory dirfd from the mirror the first time; the same when a
  * name in it is about to be used. */
 int pfs_cache_fill(struct pfs_cache *c, int dirfd);

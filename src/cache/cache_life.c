@@ -2,7 +2,6 @@
  * its status, and finishing it at unmount. */
 #include "cache/cache_int.h"
 #include "store/fcopy.h"
-#include "store/meta.h"
 #include "store/walk.h"
 
 #include <dirent.h>
@@ -51,11 +50,11 @@ int pfs_cache_new(struct pfs_store **out, struct pfs_store *inner, int root,
 	if (c->rootlen == 1) /* "/": a detached filesystem */
 		c->rootlen = 0;
 	c->dev = st.st_dev;
-	ret = pfs_mirror_local_open(&c->mirror, inner, o->mirror, err, errlen);
+	ret = pfs_mirror_open(&c->mirror, o->mirror, inner, NULL, err, errlen);
 	if (ret < 0)
 		goto fail;
-	qo.apply = pfs_mirror_local_apply;
-	qo.flush = pfs_mirror_local_flush;
+	qo.apply = c->mirror->ops->apply;
+	qo.flush = c->mirror->ops->flush;
 	qo.arg = c->mirror;
 	qo.delay_ns = o->delay_ns;
 	qo.max_dirty = o->max_dirty;
@@ -79,6 +78,11 @@ int pfs_cache_new(struct pfs_store **out, struct pfs_store *inner, int root,
 	 * with ENOSPC. */
 	if (o->journal)
 		c->spill_at = 0;
+	/* Nor can a mirror that is no local filesystem take them (a spill
+	 * file is made there, and a large stub read from there): the same
+	 * ENOSPC. */
+	if (!c->mirror->ops->tmpfile || !c->mirror->ops->open)
+		c->spill_at = 0;
 	c->qo = qo; /* the worker starts in the serving process (pfs_cache_start) */
 	if (o->size && (ret = pfs_evict_new(&c->ev, c, o->size)) < 0) {
 		snprintf(err, errlen, "cannot make the cache's eviction: %s", strerror(-ret));
@@ -86,12 +90,10 @@ int pfs_cache_new(struct pfs_store **out, struct pfs_store *inner, int root,
 	}
 	/* The root's own metadata is the mirror's. */
 	{
-		const char *what;
 		struct stat mst;
-		int mroot = pfs_mirror_local_root(c->mirror);
 
-		if (fstat(mroot, &mst) == 0)
-			pfs_meta_copy(inner, pfs_ref_fd(root), pfs_ref_fd(mroot), &mst, 0, &what);
+		if (c->mirror->ops->stat(c->mirror, "", &mst) == 0)
+			c->mirror->ops->meta(c->mirror, "", &mst, inner, pfs_ref_fd(root));
 	}
 	if (!o->lazy && (ret = pfs_cache_preload(c, o->max_dirty)) < 0) {
 		snprintf(err, errlen, "cannot load the mirror %s: %s", o->mirror, strerror(-ret));
@@ -159,7 +161,7 @@ void pfs_cache_stats(struct pfs_store *st, struct pfs_cache_stats *out)
 	out->failures = q.failures;
 	out->last_err = q.last_err;
 	snprintf(out->last_msg, sizeof(out->last_msg), "%s", q.last_msg);
-	out->conflicts = pfs_mirror_local_conflicts(c->mirror, out->last_conflict,
+	out->conflicts = c->mirror->ops->conflicts(c->mirror, out->last_conflict,
 						    sizeof(out->last_conflict));
 	pthread_mutex_lock(&c->lock);
 	out->dirs_filled = c->dirs_filled;

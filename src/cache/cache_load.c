@@ -1,11 +1,7 @@
 /* cache_load: filling the cache's directories and loading its files from
  * the mirror, the first time they are used. */
 #include "cache/cache_int.h"
-#include "store/fcopy.h"
-#include "store/meta.h"
-#include "store/walk.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -101,64 +97,50 @@ int pfs_cache_path(struct pfs_cache *c, int fd, const char *name, char *buf, siz
 	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
 }
 
-/* Open path of the mirror beneath its root, through no symlink. */
-int pfs_cache_mirror_open(struct pfs_cache *c, const char *path, int flags)
+/* Make name in dirfd (the cache) what the mirror's entry e of the
+ * directory dir is: directories empty (filled later), files as stubs. */
+static int fill_one(struct pfs_cache *c, int dirfd, const char *dir,
+		    const struct pfs_mirror_ent *e)
 {
-	struct open_how how = {.flags = (uint64_t)(flags | O_CLOEXEC | O_NOFOLLOW),
-			       .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
-					  RESOLVE_NO_MAGICLINKS};
-
-	return pfs_st_open(c->in, pfs_mirror_local_root(c->mirror), *path ? path : ".", &how);
-}
-
-/* Make name in dirfd (the cache) what the mirror's entry e (in mfd) is:
- * directories empty (filled later), files as stubs. */
-static int fill_one(struct pfs_cache *c, int dirfd, int mfd, const char *name)
-{
-	struct stat st, have;
-	const char *what;
-	char target[PATH_MAX];
-	ssize_t n;
+	const struct stat *st = &e->st;
+	const char *name = e->name;
+	char path[PATH_MAX];
+	struct stat have;
 	int ret, fd;
 
 	if (pfs_st_stat(c->in, dirfd, name, &have, AT_SYMLINK_NOFOLLOW) == 0)
 		return 0;
-	ret = pfs_st_stat(c->in, mfd, name, &st, AT_SYMLINK_NOFOLLOW);
-	if (ret < 0)
-		return ret == -ENOENT ? 0 : ret;
-	switch (st.st_mode & S_IFMT) {
+	if ((size_t)snprintf(path, sizeof(path), "%s%s%s", dir, *dir ? "/" : "", name) >=
+	    sizeof(path))
+		return -ENAMETOOLONG;
+	switch (st->st_mode & S_IFMT) {
 	case S_IFDIR:
 		ret = pfs_st_mkdir(c->in, dirfd, name, 0700);
 		break;
 	case S_IFREG:
-		ret = pfs_cache_link_fill(c, dirfd, name, &st);
+		ret = pfs_cache_link_fill(c, dirfd, name, st);
 		if (ret != 0)
 			return ret < 0 ? ret : 0; /* linked: its data and metadata are there */
 		fd = pfs_st_openat(c->in, dirfd, name,
 				   O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 		if (fd < 0)
 			return fd;
-		ret = pfs_st_truncate(c->in, fd, st.st_size);
+		ret = pfs_st_truncate(c->in, fd, st->st_size);
 		if (ret == 0 && fstat(fd, &have) == 0)
 			pfs_cache_state_set(c, have.st_ino, STUB, 0);
 		close(fd);
 		break;
 	case S_IFLNK:
-		n = pfs_st_readlink(c->in, mfd, name, target, sizeof(target) - 1);
-		if (n < 0)
-			return (int)n;
-		target[n] = '\0';
-		ret = pfs_st_symlink(c->in, target, dirfd, name);
+		ret = e->target ? pfs_st_symlink(c->in, e->target, dirfd, name) : -EIO;
 		break;
 	default:
-		ret = pfs_st_mknod(c->in, dirfd, name, st.st_mode, st.st_rdev);
+		ret = pfs_st_mknod(c->in, dirfd, name, st->st_mode, st->st_rdev);
 		break;
 	}
 	if (ret == 0)
-		ret = pfs_meta_copy(c->in, pfs_ref_at(dirfd, name), pfs_ref_at(mfd, name), &st, 0,
-				    &what);
+		ret = c->mirror->ops->meta(c->mirror, path, st, c->in, pfs_ref_at(dirfd, name));
 	if (ret == 0)
-		pfs_cache_link_note(c, dirfd, name, &st);
+		pfs_cache_link_note(c, dirfd, name, st);
 	return ret;
 }
 
@@ -166,9 +148,9 @@ static int fill_one(struct pfs_cache *c, int dirfd, int mfd, const char *name)
 int pfs_cache_fill(struct pfs_cache *c, int dirfd)
 {
 	char path[PATH_MAX];
-	struct pfs_names names = {0};
+	struct pfs_mirror_dir list = {0};
 	struct stat st, mst;
-	int mfd = -1, ret;
+	int ret;
 
 	if (fstat(dirfd, &st) < 0)
 		return -errno;
@@ -190,23 +172,15 @@ int pfs_cache_fill(struct pfs_cache *c, int dirfd)
 	ret = pfs_cache_path(c, dirfd, NULL, path, sizeof(path));
 	if (ret < 0)
 		goto out;
-	mfd = pfs_cache_mirror_open(c, path, O_RDONLY | O_DIRECTORY);
-	if (mfd == -ENOENT || mfd == -ENOTDIR) {
+	ret = c->mirror->ops->list(c->mirror, path, &list);
+	if (ret == -ENOENT || ret == -ENOTDIR) {
 		ret = 0; /* made in the cache: nothing on the mirror yet */
 		goto done;
 	}
-	if (mfd < 0) {
-		ret = mfd;
-		goto out;
-	}
-	ret = pfs_names_read(mfd, &names);
-	for (size_t i = 0; ret == 0 && i < names.n; i++) {
-		if (strncmp(names.v[i].name, ".prismfs-wb.", 12) == 0)
-			continue; /* a write-back's temporary */
-		ret = fill_one(c, dirfd, mfd, names.v[i].name);
-	}
+	for (size_t i = 0; ret == 0 && i < list.n; i++)
+		ret = fill_one(c, dirfd, path, &list.v[i]);
 	/* Making the names moved the directory's times: back to the mirror's. */
-	if (ret == 0 && fstat(mfd, &mst) == 0) {
+	if (ret == 0 && c->mirror->ops->stat(c->mirror, path, &mst) == 0) {
 		struct timespec ts[2] = {mst.st_atim, mst.st_mtim};
 
 		pfs_st_utimes(c->in, pfs_ref_at(dirfd, "."), ts);
@@ -220,9 +194,7 @@ done:
 	}
 out:
 	pthread_mutex_unlock(&c->load_lock);
-	pfs_names_free(&names);
-	if (mfd >= 0)
-		close(mfd);
+	pfs_mirror_dir_free(&list);
 	return ret;
 }
 
@@ -306,7 +278,7 @@ int pfs_cache_load(struct pfs_cache *c, int fd, const struct stat *st)
 {
 	char path[PATH_MAX], proc[32];
 	struct stat mst;
-	int mfd = -1, wfd = -1, ret;
+	int wfd = -1, ret;
 
 	pthread_mutex_lock(&c->load_lock);
 	if (!(pfs_cache_state(c, st->st_ino) & STUB)) {
@@ -323,11 +295,12 @@ int pfs_cache_load(struct pfs_cache *c, int fd, const struct stat *st)
 	ret = pfs_cache_path(c, fd, NULL, path, sizeof(path));
 	if (ret < 0)
 		goto out;
-	mfd = pfs_cache_mirror_open(c, path, O_RDONLY);
-	if (mfd < 0) {
-		ret = mfd;
+	/* Its size first, to make room for it. */
+	ret = c->mirror->ops->stat(c->mirror, path, &mst);
+	if (ret == 0 && !S_ISREG(mst.st_mode))
+		ret = S_ISDIR(mst.st_mode) ? -EISDIR : -ELOOP; /* as an O_NOFOLLOW open says */
+	if (ret < 0)
 		goto out;
-	}
 	snprintf(proc, sizeof(proc), "%d", fd);
 	wfd = pfs_st_openat(c->in, AT_FDCWD, "/proc/self/fd", O_PATH | O_DIRECTORY, 0);
 	if (wfd >= 0) {
@@ -340,20 +313,17 @@ int pfs_cache_load(struct pfs_cache *c, int fd, const struct stat *st)
 		ret = wfd;
 		goto out;
 	}
-	ret = fstat(mfd, &mst) < 0 ? -errno : 0;
-	if (ret == 0)
-		ret = pfs_st_truncate(c->in, wfd, 0);
+	ret = pfs_st_truncate(c->in, wfd, 0);
 	if (ret == 0) /* room for it: least recently used clean data goes */
 		pfs_evict_room_locked(c->ev, (uint64_t)mst.st_size);
+	/* (it remembers what it read as the file's base) */
 	if (ret == 0)
-		ret = pfs_fcopy_data(wfd, mfd, mst.st_size, NULL, NULL);
+		ret = c->mirror->ops->fetch(c->mirror, path, st->st_ino, wfd, &mst);
 	if (ret == 0) {
 		struct timespec ts[2] = {mst.st_atim, mst.st_mtim};
 
 		ret = pfs_st_utimes(c->in, pfs_ref_fd(wfd), ts);
 	}
-	if (ret == 0)
-		ret = pfs_mirror_local_remember(c->mirror, st->st_ino, path);
 	if (ret == 0) {
 		pfs_cache_state_set(c, st->st_ino, 0, STUB);
 		pthread_mutex_lock(&c->lock);
@@ -363,8 +333,6 @@ int pfs_cache_load(struct pfs_cache *c, int fd, const struct stat *st)
 	}
 out:
 	pthread_mutex_unlock(&c->load_lock);
-	if (mfd >= 0)
-		close(mfd);
 	if (wfd >= 0)
 		close(wfd);
 	return ret;

@@ -6,7 +6,9 @@
  * waiting for its write-back, and once the file would pass half the cache
  * or the dirty limit — or a write found the cache full — the file leaves
  * memory: its data is copied to an unnamed file on the mirror's filesystem
- * (O_TMPFILE at the mirror's root), that file takes the writer's
+ * (the mirror's tmpfile: O_TMPFILE at its root; only a mirror on a local
+ * filesystem has tmpfile and open, with any other files stay in memory and
+ * one larger than the cache gets ENOSPC, as with --journal), that file takes the writer's
  * descriptor number (dup3: the view keeps writing to "its" descriptor),
  * and the cache file stays a stub of the right size with its memory
  * punched out. The kernel sends one write of an inode at a time (its inode
@@ -17,7 +19,7 @@
  * writer the mirror links the spill file itself into place, PFS_WB_DATA_MOVE,
  * else copies it); at that release the stub becomes STUB | SPILLED. An open of a SPILLED stub first waits for the write-back,
  * and a reader of a stub larger than what may be in memory gets the
- * mirror's file instead of a load (its attributes stay the stub's: the
+ * mirror's file (its open) instead of a load (its attributes stay the stub's: the
  * view shows the node's, not a foreign handle's). */
 #include "cache/cache_int.h"
 
@@ -72,25 +74,11 @@ static int grow_spilled(struct pfs_cache *c, int fd, off_t end)
 	return ret;
 }
 
-/* A new file without a name on the mirror's filesystem, read-write: an
- * O_TMPFILE at its root, or where that is not supported, a write-back
- * temporary's name (which a fill skips) removed at once. */
+/* A new file without a name on the mirror's filesystem, read-write (only
+ * a mirror with tmpfile spills: c->spill_at is 0 otherwise). */
 static int spill_file(struct pfs_cache *c)
 {
-	struct open_how how = {.flags = O_TMPFILE | O_RDWR | O_CLOEXEC, .mode = 0600};
-	int root = pfs_mirror_local_root(c->mirror), fd;
-	char name[64];
-
-	fd = pfs_st_open(c->in, root, ".", &how);
-	if (fd != -EOPNOTSUPP && fd != -EISDIR && fd != -EINVAL)
-		return fd;
-	snprintf(name, sizeof(name), ".prismfs-wb.spill.%d.%lu", (int)getpid(),
-		 (unsigned long)__atomic_add_fetch(&c->spill_seq, 1, __ATOMIC_RELAXED));
-	fd = pfs_st_openat(c->in, root, name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-			   0600);
-	if (fd >= 0)
-		pfs_st_unlink(c->in, root, name, 0);
-	return fd;
+	return c->mirror->ops->tmpfile ? c->mirror->ops->tmpfile(c->mirror) : -EOPNOTSUPP;
 }
 
 static int spill(struct pfs_cache *c, int fd, off_t end, int failed)
@@ -291,14 +279,15 @@ int pfs_cache_open_large(struct pfs_cache *c, int fd, const struct stat *st, int
 			return ret;
 		pfs_cache_state_set(c, st->st_ino, 0, SPILLED);
 	}
-	if (!c->spill_at || st->st_size <= (off_t)c->spill_at)
+	/* (a mirror that cannot be read locally: loaded, as any file) */
+	if (!c->spill_at || st->st_size <= (off_t)c->spill_at || !c->mirror->ops->open)
 		return -ENOENT;
 	if (writes(flags))
 		return -EINPROGRESS;
 	ret = pfs_cache_path(c, fd, NULL, path, sizeof(path));
 	if (ret < 0)
 		return ret;
-	return pfs_cache_mirror_open(c, path, O_RDONLY | (flags & O_NONBLOCK));
+	return c->mirror->ops->open(c->mirror, path, O_RDONLY | (flags & O_NONBLOCK));
 }
 
 int pfs_cache_spill_open(struct pfs_cache *c, int fd)
@@ -315,7 +304,7 @@ int pfs_cache_spill_open(struct pfs_cache *c, int fd)
 		ret = pfs_cache_path(c, fd, NULL, path, sizeof(path));
 	if (ret < 0)
 		goto fail;
-	src = pfs_cache_mirror_open(c, path, O_RDONLY);
+	src = c->mirror->ops->open(c->mirror, path, O_RDONLY); /* spilling: it has open */
 	if (src < 0 || fstat(src, &mst) < 0) {
 		ret = src < 0 ? src : -errno;
 		goto fail;
@@ -341,7 +330,7 @@ int pfs_cache_spill_open(struct pfs_cache *c, int fd)
 		ret = -errno;
 		goto fail;
 	}
-	ret = pfs_mirror_local_remember(c->mirror, s.st_ino, path);
+	ret = c->mirror->ops->remember(c->mirror, s.st_ino, path);
 	if (ret < 0)
 		goto fail;
 	pthread_mutex_lock(&c->lock);

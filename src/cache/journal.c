@@ -265,7 +265,7 @@ int pfs_journal_attach(struct pfs_journal *j)
 	return 0;
 }
 
-void pfs_journal_use(struct pfs_journal *j, struct pfs_mirror_local *m)
+void pfs_journal_use(struct pfs_journal *j, struct pfs_mirror *m)
 {
 	j->m = m;
 }
@@ -336,13 +336,12 @@ int pfs_journal_record(void *arg, const struct pfs_wb_op *op)
 	return ret;
 }
 
-/* A mirror path's inode (0: none), looked at without following symlinks. */
-int64_t pfs_journal_mirror_ino(struct pfs_mirror_local *m, const char *path)
+/* A mirror path's inode, looked at without following symlinks (0: none,
+ * or a mirror without inodes: the exchange is not marked, and a replay
+ * applies it again). */
+int64_t pfs_journal_mirror_ino(struct pfs_mirror *m, const char *path)
 {
-	struct stat st;
-
-	return fstatat(pfs_mirror_local_root(m), path, &st, AT_SYMLINK_NOFOLLOW) == 0
-		       ? (int64_t)st.st_ino : 0;
+	return m->ops->ino ? m->ops->ino(m, path) : 0;
 }
 
 int pfs_journal_apply(void *arg, struct pfs_wb_op *op, char *err, size_t errlen)
@@ -359,7 +358,7 @@ int pfs_journal_apply(void *arg, struct pfs_wb_op *op, char *err, size_t errlen)
 		run(j, j->mark);
 		pthread_mutex_unlock(&j->lock);
 	}
-	return pfs_mirror_local_apply(j->m, op, err, errlen);
+	return j->m->ops->apply(j->m, op, err, errlen);
 }
 
 int pfs_journal_set_applied(struct pfs_journal *j, int64_t seq)
@@ -391,7 +390,7 @@ int pfs_journal_flush(void *arg, char *err, size_t errlen)
 {
 	struct pfs_journal *j = arg;
 
-	return pfs_mirror_local_flush(j->m, err, errlen);
+	return j->m->ops->flush(j->m, err, errlen);
 }
 
 void pfs_journal_opened(struct pfs_journal *j, int fd)

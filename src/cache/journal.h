@@ -20,11 +20,12 @@
  * of the old tree that has the recorded inode (and birth time) — a file no
  * longer there has no name in the final state, so nothing it held can
  * reach the mirror's end state — and a file that was open for writing is
- * written back under its names in the old tree. mirror_local's apply is
- * idempotent, and only the op after the one DIR/applied names can have
- * been applied without being counted; the one op that is not idempotent,
- * RENAME_EXCHANGE, is marked with the mirror's inodes before it is
- * applied. Why a tmpfs mounted in DIR rather than DIR/tree on DIR's disk:
+ * written back under its names in the old tree. A mirror's apply is
+ * idempotent (mirror/local.c), and only the op after the one DIR/applied
+ * names can have been applied without being counted; the one op that is
+ * not idempotent, RENAME_EXCHANGE, is marked with the mirror's inodes
+ * before it is applied (where the mirror has them, its ino; one without
+ * is not marked, and a replay applies it again). Why a tmpfs mounted in DIR rather than DIR/tree on DIR's disk:
  * the cache keeps memory speed and --cache-size keeps its meaning, and a
  * disk would add nothing the journal promises (its pages are not synced
  * either, so it too would not survive power loss).
@@ -38,7 +39,7 @@
 #ifndef PFS_JOURNAL_H
 #define PFS_JOURNAL_H
 
-#include "cache/mirror_local.h"
+#include "mirror/mirror.h"
 #include "cache/wbq.h"
 #include "store/store.h"
 
@@ -66,7 +67,7 @@ int pfs_journal_memfs(struct pfs_journal *j, uint64_t size, char *err, size_t er
 int pfs_journal_attach(struct pfs_journal *j);
 
 /* The mirror the queue's ops go to (pfs_journal_apply). */
-void pfs_journal_use(struct pfs_journal *j, struct pfs_mirror_local *m);
+void pfs_journal_use(struct pfs_journal *j, struct pfs_mirror *m);
 
 /* The queue's callbacks (cache/wbq.h), arg = the journal: record, apply
  * (the mirror's apply), done (deletes the record), flush (the mirror's). */

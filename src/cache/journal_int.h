@@ -21,7 +21,7 @@ struct pfs_journal {
 	int mnt;                   /* the new tree, until attached (-1) */
 	bool serving;              /* this process attached the tree and serves */
 	bool crash;                /* tests: crash points on */
-	struct pfs_mirror_local *m;
+	struct pfs_mirror *m;
 	pthread_mutex_t lock;      /* the database and byfd */
 	sqlite3 *db;
 	sqlite3_stmt *ins, *del, *mark, *ins_open, *del_open;
@@ -37,7 +37,7 @@ void pfs_journal_unmount_tree(struct pfs_journal *j);
 int pfs_journal_set_applied(struct pfs_journal *j, int64_t seq);
 /* Rows in table (ops: those not applied, open); -1: cannot tell. */
 int64_t pfs_journal_pending(struct pfs_journal *j, const char *table);
-/* A mirror path's inode (0: none). */
-int64_t pfs_journal_mirror_ino(struct pfs_mirror_local *m, const char *path);
+/* A mirror path's inode (0: none, or a mirror that cannot tell). */
+int64_t pfs_journal_mirror_ino(struct pfs_mirror *m, const char *path);
 
 #endif

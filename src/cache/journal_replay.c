@@ -187,18 +187,18 @@ static struct pfs_wb_op *row_op(sqlite3_stmt *s, int64_t *ino, int64_t *bs, int6
 
 /* The write-back that was cut off by the crash may have left its
  * temporary in the directory of path: remove it. */
-static void sweep(struct pfs_mirror_local *m, const char *path)
+static void sweep(struct pfs_mirror *m, const char *path)
 {
-	struct open_how how = {.flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC,
-			       .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS};
 	const char *slash = strrchr(path, '/');
 	char dir[PATH_MAX];
 	struct dirent *e;
 	DIR *d;
 	int fd;
 
-	snprintf(dir, sizeof(dir), "%.*s", slash ? (int)(slash - path) : 1, slash ? path : ".");
-	fd = (int)syscall(SYS_openat2, pfs_mirror_local_root(m), dir, &how, sizeof(how));
+	if (!m->ops->open)
+		return; /* not a local directory: its own business */
+	snprintf(dir, sizeof(dir), "%.*s", slash ? (int)(slash - path) : 0, slash ? path : "");
+	fd = m->ops->open(m, dir, O_RDONLY | O_DIRECTORY);
 	if (fd < 0 || !(d = fdopendir(fd))) {
 		if (fd >= 0)
 			close(fd);
@@ -224,7 +224,7 @@ static int del_row(struct pfs_journal *j, const char *sql, int64_t id)
 }
 
 /* Apply the pending ops in order, each deleted once applied. */
-static int replay_ops(struct pfs_journal *j, struct pfs_mirror_local *m, int tree,
+static int replay_ops(struct pfs_journal *j, struct pfs_mirror *m, int tree,
 		      const struct finder *f, char *err, size_t errlen)
 {
 	struct pfs_wb_op *head = NULL, **tail = &head;
@@ -282,7 +282,7 @@ static int replay_ops(struct pfs_journal *j, struct pfs_mirror_local *m, int tre
 			if (first && op->kind == PFS_WB_DATA)
 				sweep(m, op->path);
 			msg[0] = '\0';
-			ret = pfs_mirror_local_apply(m, op, msg, sizeof(msg));
+			ret = m->ops->apply(m, op, msg, sizeof(msg));
 			if (ret < 0)
 				snprintf(err, errlen, "cannot replay the journal %s onto the mirror: %s",
 					 j->dir, msg);
@@ -301,7 +301,7 @@ static int replay_ops(struct pfs_journal *j, struct pfs_mirror_local *m, int tre
 
 /* Files that were open for writing: their data as the old tree has it,
  * under their first name there that the mirror has as a file. */
-static int replay_open(struct pfs_journal *j, struct pfs_mirror_local *m, int tree,
+static int replay_open(struct pfs_journal *j, struct pfs_mirror *m, int tree,
 		       const struct finder *f, char *err, size_t errlen)
 {
 	sqlite3_stmt *s;
@@ -321,7 +321,7 @@ static int replay_open(struct pfs_journal *j, struct pfs_mirror_local *m, int tr
 			struct stat st;
 			char msg[PATH_MAX + 128] = "cannot open the cache's copy";
 
-			if (fstatat(pfs_mirror_local_root(m), p, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+			if (m->ops->stat(m, p, &st) < 0 ||
 			    !S_ISREG(st.st_mode))
 				continue;
 			op = pfs_wb_op_new(PFS_WB_DATA, p);
@@ -330,7 +330,7 @@ static int replay_open(struct pfs_journal *j, struct pfs_mirror_local *m, int tr
 				break;
 			}
 			op->fd = openat(tree, p, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-			ret = op->fd < 0 ? -errno : pfs_mirror_local_apply(m, op, msg, sizeof(msg));
+			ret = op->fd < 0 ? -errno : m->ops->apply(m, op, msg, sizeof(msg));
 			pfs_wb_op_free(op);
 			if (ret < 0)
 				snprintf(err, errlen, "cannot replay the journal %s onto the mirror: "
@@ -354,14 +354,14 @@ static int replay_open(struct pfs_journal *j, struct pfs_mirror_local *m, int tr
 int pfs_journal_replay(struct pfs_journal *j, struct pfs_store *st, const char *mirror,
 		       char *err, size_t errlen)
 {
-	struct pfs_mirror_local *m = NULL;
+	struct pfs_mirror *m = NULL;
 	struct finder f = {0};
 	char rel[PATH_MAX] = "";
 	int tree = -1, ret;
 
 	if (pfs_journal_pending(j, "ops") == 0 && pfs_journal_pending(j, "open") == 0)
 		goto done;
-	ret = pfs_mirror_local_open(&m, st, mirror, err, errlen);
+	ret = pfs_mirror_open(&m, mirror, st, NULL, err, errlen);
 	if (ret < 0)
 		return ret;
 	if (pfs_journal_tree_mounted(j))
@@ -377,7 +377,7 @@ int pfs_journal_replay(struct pfs_journal *j, struct pfs_store *st, const char *
 	if (ret == 0)
 		ret = replay_open(j, m, tree, &f, err, errlen);
 	if (ret == 0)
-		ret = pfs_mirror_local_flush(m, err, errlen);
+		ret = m->ops->flush(m, err, errlen);
 	if (ret == 0 && del_row(j, "DELETE FROM ops WHERE seq<=?", j->applied) < 0) {
 		snprintf(err, errlen, "journal %s: %s", j->dir, sqlite3_errmsg(j->db));
 		ret = -EIO;
@@ -385,7 +385,7 @@ int pfs_journal_replay(struct pfs_journal *j, struct pfs_store *st, const char *
 	finder_free(&f);
 	if (tree >= 0)
 		close(tree);
-	pfs_mirror_local_close(m);
+	pfs_mirror_close(m);
 	if (ret < 0)
 		return ret;
 done:

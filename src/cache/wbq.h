@@ -1,8 +1,8 @@
 /* wbq: the write-back queue of a memory cache — the changes made in the
  * cache, in the order they were made, waiting to be applied to the mirror.
  *
- * One worker thread applies them in order, through a callback (for a local
- * directory: cache/mirror_local.c), so the mirror goes through the same
+ * One worker thread applies them in order, through a callback (the mirror's,
+ * mirror/mirror.h), so the mirror goes through the same
  * sequence of states the view went through and is a valid tree at every
  * moment. Nothing is ever dropped: an op that fails stays at the head and is
  * tried again, with a growing pause, until it succeeds or the queue is
@@ -19,85 +19,14 @@
 #ifndef PFS_WBQ_H
 #define PFS_WBQ_H
 
+#include "mirror/wbop.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 #include <time.h>
 
-enum pfs_wb_kind {
-	PFS_WB_MKDIR,   /* path, mode */
-	PFS_WB_CREATE,  /* path, mode: an empty regular file (data follows as DATA) */
-	PFS_WB_SYMLINK, /* path, target */
-	PFS_WB_MKNOD,   /* path, mode, rdev (fifos, sockets, devices) */
-	PFS_WB_LINK,    /* path (existing) -> path2 (new name) */
-	PFS_WB_UNLINK,  /* path */
-	PFS_WB_RMDIR,   /* path */
-	PFS_WB_RENAME,  /* path -> path2, flags (RENAME_*) */
-	PFS_WB_DATA,    /* path: its content is the cache file's (fd) */
-	PFS_WB_ATTR,    /* path: mode / owner / times, as mask says */
-	PFS_WB_SETXATTR,/* path, xname, xval */
-	PFS_WB_RMXATTR, /* path, xname */
-	PFS_WB_NKINDS
-};
-
-#define PFS_WB_MODE 1u
-#define PFS_WB_OWNER 2u
-#define PFS_WB_ATIME 4u
-#define PFS_WB_MTIME 8u
-
-/* DATA flags: datafd is the op's alone, and may become the mirror's file
- * itself (linked in) rather than be copied. */
-#define PFS_WB_DATA_MOVE 1u
-
-/* What the mirror's copy of a file was when the cache loaded it (or last
- * wrote it back): a write-back finding something else there is a conflict. */
-struct pfs_wb_base {
-	bool valid;
-	dev_t dev;
-	ino_t ino;
-	off_t size;
-	struct timespec mtime;
-	struct timespec ctime;
-};
-
-struct pfs_wb_op {
-	struct pfs_wb_op *next;
-	struct pfs_wb_op *knext; /* the queue's index of DATA ops by key */
-	uint64_t seq;            /* given by pfs_wbq_push */
-	uint64_t when_ns;        /* CLOCK_MONOTONIC at push */
-	enum pfs_wb_kind kind;
-	char *path;              /* relative to the roots, no leading '/' */
-	char *path2;             /* LINK, RENAME */
-	char *target;            /* SYMLINK */
-	mode_t mode;
-	uid_t uid;
-	gid_t gid;
-	dev_t rdev;
-	unsigned flags;          /* RENAME: RENAME_*; SETXATTR: XATTR_* */
-	unsigned mask;           /* ATTR: PFS_WB_* */
-	struct timespec atime, mtime;
-	char *xname;
-	void *xval;
-	size_t xlen;
-	int fd;                  /* DATA: the cache file, readable (owned), or -1 */
-	int datafd;              /* DATA: where its data is when not in fd (a file
-				  * too large for memory, cache_spill.c), or -1;
-				  * fd still gives size, mode and times (owned) */
-	uint64_t key;            /* DATA: the cache inode, to merge repeated writes */
-	uint64_t bytes;          /* DATA: counted as dirty until applied */
-	struct pfs_wb_base base; /* DATA: see above; the apply updates it */
-};
-
-/* A new op of kind k on path (copied). NULL when out of memory. */
-struct pfs_wb_op *pfs_wb_op_new(enum pfs_wb_kind k, const char *path);
-void pfs_wb_op_free(struct pfs_wb_op *op);
-const char *pfs_wb_kind_name(enum pfs_wb_kind k);
-
-/* Apply op to the mirror. 0 or -errno, with a one-line message in err. A
- * conflict is not a failure: the callback keeps both versions and says so
- * as the mirror's own business (cache/mirror_local.h). */
-typedef int pfs_wb_apply_fn(void *arg, struct pfs_wb_op *op, char *err, size_t errlen);
 /* Called after an op is applied (under no lock). */
 typedef void pfs_wb_done_fn(void *arg, const struct pfs_wb_op *op);
 /* Record op in a journal (cache/journal.h) before it is queued: called by
@@ -105,9 +34,6 @@ typedef void pfs_wb_done_fn(void *arg, const struct pfs_wb_op *op);
  * op merged into one already queued is not recorded again. 0 or -errno
  * (the op is queued all the same). */
 typedef int pfs_wb_record_fn(void *arg, const struct pfs_wb_op *op);
-/* Make everything applied so far durable on the mirror (syncfs): called
- * before a waiter is told its ops are applied. 0 or -errno. */
-typedef int pfs_wb_flush_fn(void *arg, char *err, size_t errlen);
 
 struct pfs_wbq_opts {
 	pfs_wb_apply_fn *apply;

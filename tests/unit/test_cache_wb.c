@@ -1,4 +1,4 @@
-/* The write-back queue and the local mirror (src/cache/), on temporary
+/* The write-back queue and the local mirror (src/cache/, src/mirror/), on temporary
  * directories: the mirror must end up as the sequence of changes left the
  * cache, a replay must change nothing, a change behind the mount must be
  * kept, and a failure must keep the data and be told to whoever waits. */
@@ -7,8 +7,8 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include "cache/mirror_local.h"
 #include "cache/wbq.h"
+#include "mirror/mirror.h"
 #include "store/store.h"
 
 #include <errno.h>
@@ -23,7 +23,7 @@
 
 struct fix {
 	char cache[64], mirror[64], outside[64];
-	struct pfs_mirror_local *m;
+	struct pfs_mirror *m;
 	struct pfs_store *st;
 };
 
@@ -49,7 +49,7 @@ static int setup(void **state)
 	if (!mkdtemp(f->cache) || !mkdtemp(f->mirror) || !mkdtemp(f->outside))
 		return -1;
 	f->st = pfs_store_local();
-	if (pfs_mirror_local_open(&f->m, f->st, f->mirror, err, sizeof(err)) < 0)
+	if (pfs_mirror_open(&f->m, f->mirror, f->st, NULL, err, sizeof(err)) < 0)
 		return -1;
 	*state = f;
 	return 0;
@@ -59,7 +59,7 @@ static int teardown(void **state)
 {
 	struct fix *f = *state;
 
-	pfs_mirror_local_close(f->m);
+	pfs_mirror_close(f->m);
 	sh("rm -rf %s %s %s", f->cache, f->mirror, f->outside);
 	if (f->st != pfs_store_local())
 		pfs_store_free(f->st);
@@ -136,7 +136,7 @@ static struct pfs_wb_op *two(enum pfs_wb_kind k, const char *a, const char *b)
 static void apply(struct fix *f, struct pfs_wb_op *o)
 {
 	char err[512] = "";
-	int ret = pfs_mirror_local_apply(f->m, o, err, sizeof(err));
+	int ret = f->m->ops->apply(f->m, o, err, sizeof(err));
 
 	if (ret < 0)
 		fail_msg("apply %s %s: %s", pfs_wb_kind_name(o->kind), o->path, err);
@@ -144,8 +144,8 @@ static void apply(struct fix *f, struct pfs_wb_op *o)
 
 static struct pfs_wbq *start(struct fix *f, uint64_t delay_ms, uint64_t max_dirty)
 {
-	struct pfs_wbq_opts o = {.apply = pfs_mirror_local_apply,
-				 .flush = pfs_mirror_local_flush,
+	struct pfs_wbq_opts o = {.apply = f->m->ops->apply,
+				 .flush = f->m->ops->flush,
 				 .arg = f->m,
 				 .delay_ns = delay_ms * 1000000u,
 				 .max_dirty = max_dirty,
@@ -239,12 +239,12 @@ static void test_conflict_keeps_both(void **state)
 
 	put(f->mirror, "doc", "original");
 	put(f->cache, "doc", "ours");
-	assert_int_equal(pfs_mirror_local_remember(f->m, 42, "doc"), 0);
+	assert_int_equal(f->m->ops->remember(f->m, 42, "doc"), 0);
 	sh("sleep 0.01; printf 'theirs, longer' > %s/doc", f->mirror);
 	pfs_wbq_push(q, data(f, "doc", 42));
 	assert_int_equal(pfs_wbq_wait(q, pfs_wbq_last(q)), 0);
 	assert_string_equal(get(f->mirror, "doc"), "theirs, longer");
-	assert_int_equal(pfs_mirror_local_conflicts(f->m, msg, sizeof(msg)), 1);
+	assert_int_equal(f->m->ops->conflicts(f->m, msg, sizeof(msg)), 1);
 	assert_non_null(strstr(msg, "doc.prismfs-conflict-"));
 	sh("test \"$(cat %s/doc.prismfs-conflict-*)\" = ours", f->mirror);
 
@@ -256,7 +256,7 @@ static void test_conflict_keeps_both(void **state)
 	assert_string_equal(get(f->mirror, "doc"), "theirs, longer");
 	sh("test $(ls %s | grep -c prismfs-conflict) = 1", f->mirror);
 	sh("test \"$(cat %s/doc.prismfs-conflict-*)\" = 'ours again'", f->mirror);
-	assert_int_equal(pfs_mirror_local_conflicts(f->m, NULL, 0), 1);
+	assert_int_equal(f->m->ops->conflicts(f->m, NULL, 0), 1);
 	assert_int_equal(pfs_wbq_stop(q, true, 0, NULL), 0);
 }
 
@@ -269,14 +269,14 @@ static void test_no_conflict_when_unchanged(void **state)
 
 	put(f->mirror, "doc", "v0");
 	put(f->cache, "doc", "v1");
-	assert_int_equal(pfs_mirror_local_remember(f->m, 7, "doc"), 0);
+	assert_int_equal(f->m->ops->remember(f->m, 7, "doc"), 0);
 	pfs_wbq_push(q, data(f, "doc", 7));
 	assert_int_equal(pfs_wbq_wait(q, pfs_wbq_last(q)), 0);
 	put(f->cache, "doc", "v2, longer");
 	pfs_wbq_push(q, data(f, "doc", 7));
 	assert_int_equal(pfs_wbq_wait(q, pfs_wbq_last(q)), 0);
 	assert_string_equal(get(f->mirror, "doc"), "v2, longer");
-	assert_int_equal(pfs_mirror_local_conflicts(f->m, NULL, 0), 0);
+	assert_int_equal(f->m->ops->conflicts(f->m, NULL, 0), 0);
 	sh("test $(ls -A %s | wc -l) = 1", f->mirror); /* no temporary left */
 	assert_int_equal(pfs_wbq_stop(q, true, 0, NULL), 0);
 }
@@ -311,9 +311,9 @@ static void test_failure_is_told_and_retried(void **state)
 	uint64_t seq;
 
 	assert_non_null(faulty);
-	pfs_mirror_local_close(f->m);
+	pfs_mirror_close(f->m);
 	f->st = faulty;
-	assert_int_equal(pfs_mirror_local_open(&f->m, f->st, f->mirror, err, sizeof(err)), 0);
+	assert_int_equal(pfs_mirror_open(&f->m, f->mirror, f->st, NULL, err, sizeof(err)), 0);
 	q = start(f, 0, 0);
 	put(f->cache, "file", "precious");
 	seq = pfs_wbq_push(q, data(f, "file", 0));
@@ -344,10 +344,10 @@ static void test_stop_hands_back_what_is_left(void **state)
 	struct pfs_wbq *q;
 	int n = 0;
 
-	pfs_mirror_local_close(f->m);
+	pfs_mirror_close(f->m);
 	f->st = pfs_store_fault_new(pfs_store_local(), "mkdir:1-:EIO", err, sizeof(err));
 	assert_non_null(f->st);
-	assert_int_equal(pfs_mirror_local_open(&f->m, f->st, f->mirror, err, sizeof(err)), 0);
+	assert_int_equal(pfs_mirror_open(&f->m, f->mirror, f->st, NULL, err, sizeof(err)), 0);
 	q = start(f, 0, 0);
 	pfs_wbq_push(q, op(PFS_WB_MKDIR, "d"));
 	pfs_wbq_push(q, op(PFS_WB_CREATE, "d/x"));
@@ -488,10 +488,89 @@ static void test_no_escape_through_symlink(void **state)
 	sh("ln -s %s %s/a", f->outside, f->mirror);
 	o = op(PFS_WB_CREATE, "a/x");
 	o->mode = 0644;
-	assert_true(pfs_mirror_local_apply(f->m, o, err, sizeof(err)) < 0);
+	assert_true(f->m->ops->apply(f->m, o, err, sizeof(err)) < 0);
 	assert_non_null(strstr(err, "a/x"));
 	pfs_wb_op_free(o);
 	sh("test -z \"$(ls -A %s)\"", f->outside);
+}
+
+/* The mirror is chosen by its address: a directory or file:// is local,
+ * the remote kinds are refused until they are built, anything else is bad
+ * input. */
+static void test_open_by_address(void **state)
+{
+	static const char *const remote[] = {"http://h/x", "https://h/x", "dav://h/x",
+					     "davs://h/x", "s3://bucket/p"};
+	struct fix *f = *state;
+	struct pfs_mirror *m = NULL;
+	char err[256], addr[128];
+
+	for (size_t i = 0; i < sizeof(remote) / sizeof(remote[0]); i++) {
+		err[0] = '\0';
+		assert_int_equal(pfs_mirror_open(&m, remote[i], f->st, NULL, err, sizeof(err)),
+				 -EPROTONOSUPPORT);
+		assert_non_null(strstr(err, "not built yet"));
+	}
+	assert_int_equal(pfs_mirror_open(&m, "ftp://h/x", f->st, NULL, err, sizeof(err)), -EINVAL);
+	snprintf(addr, sizeof(addr), "file://%s", f->mirror);
+	assert_int_equal(pfs_mirror_open(&m, addr, f->st, NULL, err, sizeof(err)), 0);
+	assert_string_equal(m->ops->kind, "local");
+	assert_non_null(m->ops->open);
+	assert_non_null(m->ops->tmpfile);
+	assert_non_null(m->ops->ino);
+	pfs_mirror_close(m);
+}
+
+/* list gives names, their stat and symlink targets, not the write-back's
+ * temporaries; fetch streams a file's data and remembers it as the base
+ * (a change behind the mount after it is a conflict). */
+static void test_list_and_fetch(void **state)
+{
+	struct fix *f = *state;
+	struct pfs_wbq *q;
+	struct pfs_mirror_dir d = {0};
+	struct stat st;
+	char p[512];
+	bool seen[3] = {false, false, false};
+	int fd;
+
+	put(f->mirror, "f", "hello");
+	put(f->mirror, ".prismfs-wb.1.2", "half");
+	sh("mkdir %s/d && ln -s somewhere %s/l", f->mirror, f->mirror);
+	assert_int_equal(f->m->ops->list(f->m, "", &d), 0);
+	assert_int_equal(d.n, 3);
+	for (size_t i = 0; i < d.n; i++) {
+		const struct pfs_mirror_ent *e = &d.v[i];
+
+		if (strcmp(e->name, "f") == 0) {
+			seen[0] = S_ISREG(e->st.st_mode) && e->st.st_size == 5 && !e->target;
+		} else if (strcmp(e->name, "d") == 0) {
+			seen[1] = S_ISDIR(e->st.st_mode) && !e->target;
+		} else if (strcmp(e->name, "l") == 0) {
+			seen[2] = S_ISLNK(e->st.st_mode) && e->target &&
+				  strcmp(e->target, "somewhere") == 0;
+		}
+	}
+	pfs_mirror_dir_free(&d);
+	assert_true(seen[0] && seen[1] && seen[2]);
+	assert_int_equal(f->m->ops->list(f->m, "nope", &d), -ENOENT);
+	assert_int_equal(f->m->ops->list(f->m, "f", &d), -ENOTDIR);
+	assert_int_equal(f->m->ops->stat(f->m, "d/nope", &st), -ENOENT);
+
+	snprintf(p, sizeof(p), "%s/f", f->cache);
+	fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	assert_true(fd >= 0);
+	assert_int_equal(f->m->ops->fetch(f->m, "f", 5, fd, &st), 0);
+	close(fd);
+	assert_int_equal(st.st_size, 5);
+	assert_string_equal(get(f->cache, "f"), "hello");
+	sh("sleep 0.01; printf 'theirs' > %s/f", f->mirror);
+	q = start(f, 0, 0);
+	pfs_wbq_push(q, data(f, "f", 5));
+	assert_int_equal(pfs_wbq_wait(q, pfs_wbq_last(q)), 0);
+	assert_string_equal(get(f->mirror, "f"), "theirs");
+	assert_int_equal(f->m->ops->conflicts(f->m, NULL, 0), 1);
+	assert_int_equal(pfs_wbq_stop(q, true, 0, NULL), 0);
 }
 
 int main(void)
@@ -508,6 +587,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_repeated_writes_merge, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_merge_by_key_and_rename_orders, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_no_escape_through_symlink, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_open_by_address, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_list_and_fetch, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,10 +1,13 @@
-#include "cache/mirror_local.h"
+#include "mirror/local.h"
+#include "store/fcopy.h"
 #include "store/meta.h"
+#include "store/walk.h"
 #include "util/util.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +25,8 @@ struct base_ent {
 };
 
 struct pfs_mirror_local {
+	struct pfs_mirror base;
+	char *path; /* as given, for describe */
 	struct pfs_store *st;
 	int root;
 	pthread_mutex_t lock; /* the table and conflicts */
@@ -29,9 +34,14 @@ struct pfs_mirror_local {
 	unsigned long conflicts;
 	char last_conflict[PATH_MAX + 128];
 	unsigned long tmpseq; /* the worker's alone */
+	unsigned long spillseq; /* tmpfile names where O_TMPFILE fails (atomic) */
 };
 
-int pfs_mirror_local_open(struct pfs_mirror_local **out, struct pfs_store *st, const char *path,
+#define L(m) ((struct pfs_mirror_local *)(m))
+
+static const struct pfs_mirror_ops local_ops;
+
+int pfs_mirror_local_open(struct pfs_mirror **out, struct pfs_store *st, const char *path,
 			  char *err, size_t errlen)
 {
 	struct pfs_mirror_local *m = calloc(1, sizeof(*m));
@@ -47,17 +57,25 @@ int pfs_mirror_local_open(struct pfs_mirror_local **out, struct pfs_store *st, c
 		free(m);
 		return fd;
 	}
+	m->path = strdup(path);
+	if (!m->path) {
+		close(fd);
+		free(m);
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	m->base.ops = &local_ops;
 	m->st = st;
 	m->root = fd;
 	pthread_mutex_init(&m->lock, NULL);
-	*out = m;
+	*out = &m->base;
 	return 0;
 }
 
-void pfs_mirror_local_close(struct pfs_mirror_local *m)
+static void local_close(struct pfs_mirror *mm)
 {
-	if (!m)
-		return;
+	struct pfs_mirror_local *m = L(mm);
+
 	for (unsigned i = 0; i < NBUCKETS; i++)
 		while (m->tab[i]) {
 			struct base_ent *e = m->tab[i];
@@ -68,16 +86,13 @@ void pfs_mirror_local_close(struct pfs_mirror_local *m)
 		}
 	close(m->root);
 	pthread_mutex_destroy(&m->lock);
+	free(m->path);
 	free(m);
 }
 
-int pfs_mirror_local_root(struct pfs_mirror_local *m)
+static unsigned long local_conflicts(struct pfs_mirror *mm, char *buf, size_t len)
 {
-	return m->root;
-}
-
-unsigned long pfs_mirror_local_conflicts(struct pfs_mirror_local *m, char *buf, size_t len)
-{
+	struct pfs_mirror_local *m = L(mm);
 	unsigned long n;
 
 	pthread_mutex_lock(&m->lock);
@@ -164,8 +179,9 @@ static void set_base(struct pfs_mirror_local *m, uint64_t key, const struct stat
 	pthread_mutex_unlock(&m->lock);
 }
 
-int pfs_mirror_local_remember(struct pfs_mirror_local *m, uint64_t key, const char *path)
+static int local_remember(struct pfs_mirror *mm, uint64_t key, const char *path)
 {
+	struct pfs_mirror_local *m = L(mm);
 	char buf[PATH_MAX];
 	const char *name;
 	struct stat st;
@@ -181,8 +197,9 @@ int pfs_mirror_local_remember(struct pfs_mirror_local *m, uint64_t key, const ch
 	return ret;
 }
 
-void pfs_mirror_local_forget(struct pfs_mirror_local *m, uint64_t key)
+static void local_forget(struct pfs_mirror *mm, uint64_t key)
 {
+	struct pfs_mirror_local *m = L(mm);
 	struct base_ent **p, *e;
 
 	pthread_mutex_lock(&m->lock);
@@ -515,7 +532,7 @@ out:
 	return ret;
 }
 
-int pfs_mirror_local_apply(void *arg, struct pfs_wb_op *op, char *err, size_t errlen)
+static int local_apply(void *arg, struct pfs_wb_op *op, char *err, size_t errlen)
 {
 	struct pfs_mirror_local *m = arg;
 	char b1[PATH_MAX], b2[PATH_MAX];
@@ -587,7 +604,7 @@ int pfs_mirror_local_apply(void *arg, struct pfs_wb_op *op, char *err, size_t er
 	return ret;
 }
 
-int pfs_mirror_local_flush(void *arg, char *err, size_t errlen)
+static int local_flush(void *arg, char *err, size_t errlen)
 {
 	struct pfs_mirror_local *m = arg;
 
@@ -599,3 +616,161 @@ int pfs_mirror_local_flush(void *arg, char *err, size_t errlen)
 	}
 	return 0;
 }
+
+/* Open path beneath the root, through no symlink ("" the root itself). */
+static int local_open(struct pfs_mirror *mm, const char *path, int flags)
+{
+	struct pfs_mirror_local *m = L(mm);
+	struct open_how how = {.flags = (uint64_t)(flags | O_CLOEXEC | O_NOFOLLOW),
+			       .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
+					  RESOLVE_NO_MAGICLINKS};
+
+	return pfs_st_open(m->st, m->root, *path ? path : ".", &how);
+}
+
+static int local_stat(struct pfs_mirror *mm, const char *path, struct stat *st)
+{
+	struct pfs_mirror_local *m = L(mm);
+	char buf[PATH_MAX];
+	const char *name;
+	int dfd, ret;
+
+	if (!*path)
+		return fstat(m->root, st) < 0 ? -errno : 0;
+	ret = parent_of(m, path, buf, sizeof(buf), &dfd, &name);
+	if (ret < 0)
+		return ret;
+	ret = pfs_st_stat(m->st, dfd, name, st, AT_SYMLINK_NOFOLLOW);
+	put_parent(m, dfd);
+	return ret;
+}
+
+static int local_list(struct pfs_mirror *mm, const char *path, struct pfs_mirror_dir *out)
+{
+	struct pfs_mirror_local *m = L(mm);
+	struct pfs_names names = {0};
+	char target[PATH_MAX];
+	int fd = local_open(mm, path, O_RDONLY | O_DIRECTORY), ret;
+
+	if (fd < 0)
+		return fd;
+	ret = pfs_names_read(fd, &names);
+	for (size_t i = 0; ret == 0 && i < names.n; i++) {
+		const char *name = names.v[i].name;
+		struct stat st;
+		ssize_t n = 0;
+
+		if (strncmp(name, ".prismfs-wb.", 12) == 0)
+			continue; /* a write-back's temporary */
+		ret = pfs_st_stat(m->st, fd, name, &st, AT_SYMLINK_NOFOLLOW);
+		if (ret == -ENOENT) {
+			ret = 0; /* gone since it was read */
+			continue;
+		}
+		if (ret == 0 && S_ISLNK(st.st_mode)) {
+			n = pfs_st_readlink(m->st, fd, name, target, sizeof(target) - 1);
+			if (n < 0)
+				ret = (int)n;
+			else
+				target[n] = '\0';
+		}
+		if (ret == 0)
+			ret = pfs_mirror_dir_add(out, name, &st, S_ISLNK(st.st_mode) ? target : NULL);
+	}
+	pfs_names_free(&names);
+	close(fd);
+	return ret;
+}
+
+static int local_meta(struct pfs_mirror *mm, const char *path, const struct stat *st,
+		      struct pfs_store *in, struct pfs_ref dst)
+{
+	struct pfs_mirror_local *m = L(mm);
+	char buf[PATH_MAX];
+	const char *name, *what;
+	int dfd, ret;
+
+	if (!*path)
+		return pfs_meta_copy(in, dst, pfs_ref_fd(m->root), st, 0, &what);
+	ret = parent_of(m, path, buf, sizeof(buf), &dfd, &name);
+	if (ret < 0)
+		return ret;
+	ret = pfs_meta_copy(in, dst, pfs_ref_at(dfd, name), st, 0, &what);
+	put_parent(m, dfd);
+	return ret;
+}
+
+static int local_fetch(struct pfs_mirror *mm, const char *path, uint64_t key, int fd,
+		       struct stat *st)
+{
+	struct stat after;
+	int src = local_open(mm, path, O_RDONLY), ret;
+
+	if (src < 0)
+		return src;
+	ret = fstat(src, st) < 0 ? -errno : 0;
+	if (ret == 0)
+		ret = pfs_fcopy_data(fd, src, st->st_size, NULL, NULL);
+	/* The base is the file as it is once read (what remember would see). */
+	if (ret == 0 && fstat(src, &after) == 0)
+		set_base(L(mm), key, &after);
+	else if (ret == 0)
+		ret = -errno;
+	close(src);
+	return ret;
+}
+
+static int local_tmpfile(struct pfs_mirror *mm)
+{
+	struct pfs_mirror_local *m = L(mm);
+	struct open_how how = {.flags = O_TMPFILE | O_RDWR | O_CLOEXEC, .mode = 0600};
+	char name[64];
+	int fd;
+
+	/* Where O_TMPFILE is not supported: a write-back temporary's name
+	 * (which a listing skips), removed at once. */
+	fd = pfs_st_open(m->st, m->root, ".", &how);
+	if (fd != -EOPNOTSUPP && fd != -EISDIR && fd != -EINVAL)
+		return fd;
+	snprintf(name, sizeof(name), ".prismfs-wb.spill.%d.%lu", (int)getpid(),
+		 (unsigned long)__atomic_add_fetch(&m->spillseq, 1, __ATOMIC_RELAXED));
+	fd = pfs_st_openat(m->st, m->root, name,
+			   O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd >= 0)
+		pfs_st_unlink(m->st, m->root, name, 0);
+	return fd;
+}
+
+static int64_t local_ino(struct pfs_mirror *mm, const char *path)
+{
+	struct stat st;
+
+	return fstatat(L(mm)->root, path, &st, AT_SYMLINK_NOFOLLOW) == 0 ? (int64_t)st.st_ino : 0;
+}
+
+static void local_describe(struct pfs_mirror *mm, char *buf, size_t len)
+{
+	snprintf(buf, len, "local directory %s: everything kept (symlinks, hard links, special "
+		 "files, xattrs, owners, modes, times); conflicts found by a look before each "
+		 "write; durable at fsync and sync (syncfs)", L(mm)->path);
+}
+
+static const struct pfs_mirror_ops local_ops = {
+	.kind = "local",
+	.caps = PFS_MIRROR_SYMLINK | PFS_MIRROR_HARDLINK | PFS_MIRROR_SPECIAL | PFS_MIRROR_XATTR |
+		PFS_MIRROR_MODE | PFS_MIRROR_OWNER | PFS_MIRROR_MTIME,
+	.stat = local_stat,
+	.list = local_list,
+	.meta = local_meta,
+	.fetch = local_fetch,
+	.remember = local_remember,
+	.forget = local_forget,
+	.apply = local_apply,
+	.flush = local_flush,
+	.conflicts = local_conflicts,
+	.describe = local_describe,
+	.open = local_open,
+	.tmpfile = local_tmpfile,
+	.ino = local_ino,
+	.close = local_close,
+};

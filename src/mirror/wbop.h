@@ -1,0 +1,90 @@
+/* wbop: one change made in a memory cache, on its way to the mirror —
+ * what the write-back queue (cache/wbq.h) carries and a mirror's apply
+ * (mirror/mirror.h) takes. */
+#ifndef PFS_WBOP_H
+#define PFS_WBOP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+enum pfs_wb_kind {
+	PFS_WB_MKDIR,   /* path, mode */
+	PFS_WB_CREATE,  /* path, mode: an empty regular file (data follows as DATA) */
+	PFS_WB_SYMLINK, /* path, target */
+	PFS_WB_MKNOD,   /* path, mode, rdev (fifos, sockets, devices) */
+	PFS_WB_LINK,    /* path (existing) -> path2 (new name) */
+	PFS_WB_UNLINK,  /* path */
+	PFS_WB_RMDIR,   /* path */
+	PFS_WB_RENAME,  /* path -> path2, flags (RENAME_*) */
+	PFS_WB_DATA,    /* path: its content is the cache file's (fd) */
+	PFS_WB_ATTR,    /* path: mode / owner / times, as mask says */
+	PFS_WB_SETXATTR,/* path, xname, xval */
+	PFS_WB_RMXATTR, /* path, xname */
+	PFS_WB_NKINDS
+};
+
+#define PFS_WB_MODE 1u
+#define PFS_WB_OWNER 2u
+#define PFS_WB_ATIME 4u
+#define PFS_WB_MTIME 8u
+
+/* DATA flags: datafd is the op's alone, and may become the mirror's file
+ * itself (linked in) rather than be copied. */
+#define PFS_WB_DATA_MOVE 1u
+
+/* What the mirror's copy of a file was when the cache loaded it (or last
+ * wrote it back): a write-back finding something else there is a conflict. */
+struct pfs_wb_base {
+	bool valid;
+	dev_t dev;
+	ino_t ino;
+	off_t size;
+	struct timespec mtime;
+	struct timespec ctime;
+};
+
+struct pfs_wb_op {
+	struct pfs_wb_op *next;
+	struct pfs_wb_op *knext; /* the queue's index of DATA ops by key */
+	uint64_t seq;            /* given by pfs_wbq_push */
+	uint64_t when_ns;        /* CLOCK_MONOTONIC at push */
+	enum pfs_wb_kind kind;
+	char *path;              /* relative to the roots, no leading '/' */
+	char *path2;             /* LINK, RENAME */
+	char *target;            /* SYMLINK */
+	mode_t mode;
+	uid_t uid;
+	gid_t gid;
+	dev_t rdev;
+	unsigned flags;          /* RENAME: RENAME_*; SETXATTR: XATTR_* */
+	unsigned mask;           /* ATTR: PFS_WB_* */
+	struct timespec atime, mtime;
+	char *xname;
+	void *xval;
+	size_t xlen;
+	int fd;                  /* DATA: the cache file, readable (owned), or -1 */
+	int datafd;              /* DATA: where its data is when not in fd (a file
+				  * too large for memory, cache_spill.c), or -1;
+				  * fd still gives size, mode and times (owned) */
+	uint64_t key;            /* DATA: the cache inode, to merge repeated writes */
+	uint64_t bytes;          /* DATA: counted as dirty until applied */
+	struct pfs_wb_base base; /* DATA: see above; the apply updates it */
+};
+
+/* A new op of kind k on path (copied). NULL when out of memory. */
+struct pfs_wb_op *pfs_wb_op_new(enum pfs_wb_kind k, const char *path);
+void pfs_wb_op_free(struct pfs_wb_op *op);
+const char *pfs_wb_kind_name(enum pfs_wb_kind k);
+
+/* Apply op to the mirror. 0 or -errno, with a one-line message in err. A
+ * conflict is not a failure: the callback keeps both versions and says so
+ * as the mirror's own business (mirror/mirror.h). */
+typedef int pfs_wb_apply_fn(void *arg, struct pfs_wb_op *op, char *err, size_t errlen);
+/* Make everything applied so far durable on the mirror (syncfs): called
+ * before a waiter is told its ops are applied. 0 or -errno. */
+typedef int pfs_wb_flush_fn(void *arg, char *err, size_t errlen);
+
+#endif
