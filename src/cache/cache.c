@@ -241,6 +241,19 @@ static void c_release(struct pfs_store *st, int fd)
 		pfs_journal_closed(c->j, fd);
 }
 
+/* close(2) of a descriptor of a writer waits for this, and the caller's
+ * next call comes after: its data is queued before that call's change
+ * (RELEASE comes later, over FUSE over io_uring even after the next call).
+ * A file closed and changed again (mmap) is queued again at RELEASE. */
+static int c_flush(struct pfs_store *st, int fd)
+{
+	struct pfs_cache *c = C(st);
+
+	if (!pfs_cache_spill_flush(c, fd) && written(c, fd, true))
+		queue_data(c, fd);
+	return 0;
+}
+
 static int c_sync(struct pfs_store *st, int fd, bool data_only)
 {
 	struct pfs_cache *c = C(st);
@@ -684,6 +697,7 @@ const struct pfs_store_ops pfs_cache_ops = {
 	.sync = c_sync,
 	.copy = c_copy,
 	.release = c_release,
+	.flush = c_flush,
 	.direct_ok = pfs_cache_direct_ok,
 	.write_prep = pfs_cache_write_prep,
 	.fallocate = c_fallocate,

@@ -95,6 +95,10 @@ int pfs_cache_write_prep(struct pfs_store *st, int fd, off_t off, size_t len, in
 /* The writer fd is released or fsync'ed: if it was spilled, its data is
  * queued (from the spill file) and true returned; release: forget it. */
 bool pfs_cache_spill_queue(struct pfs_cache *c, int fd, bool release);
+/* A descriptor of the writer fd is closed: if it is spilled, its data is
+ * queued (from the spill file) when it changed since it last was, and
+ * true returned. */
+bool pfs_cache_spill_flush(struct pfs_cache *c, int fd);
 /* Open the data of the stub file fd (st: its fstat) if it is too large for
  * memory: wait for a spilled write-back, then the mirror's file for a
  * reader. -ENOENT: not such a file, load it as usual; -EINPROGRESS: a

@@ -14,7 +14,10 @@
  * punched out. The kernel sends one write of an inode at a time (its inode
  * lock), so no write goes to the old place meanwhile.
  *
- * At fsync and release the write-back is queued from the spill file (the
+ * A write-back of the file queued before the move is made to read the
+ * spill file (what the cache file held is punched out; it would read a
+ * stub). At close (FLUSH, when the data changed since), fsync and release
+ * the write-back is queued from the spill file (the
  * stub still gives the size, mode and times; at the release of its last
  * writer the mirror links the spill file itself into place, PFS_WB_DATA_MOVE,
  * else copies it); at that release the stub becomes STUB | SPILLED. An open of a SPILLED stub first waits for the write-back,
@@ -81,12 +84,62 @@ static int spill_file(struct pfs_cache *c)
 	return c->mirror->ops->tmpfile ? c->mirror->ops->tmpfile(c->mirror) : -EOPNOTSUPP;
 }
 
+struct retarget {
+	int mfd;
+	bool failed;
+};
+
+/* A write-back queued before the move reads the data where it is now. The
+ * cache file keeps giving size, mode and times, opened O_PATH: an open
+ * for reading would keep the write lease below from being granted. */
+static void retarget(struct pfs_wb_op *op, void *arg)
+{
+	struct retarget *r = arg;
+	char proc[32];
+	int datafd, pfd;
+
+	if (op->datafd >= 0 || op->fd < 0)
+		return; /* from a spill file already (another writer's) */
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", op->fd);
+	datafd = fcntl(r->mfd, F_DUPFD_CLOEXEC, 0);
+	pfd = open(proc, O_PATH | O_CLOEXEC);
+	if (datafd < 0 || pfd < 0) {
+		if (datafd >= 0)
+			close(datafd);
+		if (pfd >= 0)
+			close(pfd);
+		r->failed = true; /* it reads the cache file: leave its data there */
+		return;
+	}
+	close(op->fd);
+	op->fd = pfd;
+	op->datafd = datafd;
+}
+
+/* Every write-back of ino queued before its data moved to mfd: made to
+ * read mfd (one being applied is waited for). True: none reads the
+ * cache file's data any more. */
+static bool retarget_queued(struct pfs_cache *c, ino_t ino, int mfd)
+{
+	struct retarget r = {.mfd = mfd};
+	uint64_t busy;
+
+	if (!c->q)
+		return true;
+	while ((busy = pfs_wbq_data_each(c->q, ino, retarget, &r)) != 0) {
+		/* (returns once it is applied, or has failed and waits again) */
+		pfs_wbq_wait(c->q, busy);
+	}
+	return !r.failed;
+}
+
 static int spill(struct pfs_cache *c, int fd, off_t end, int failed)
 {
 	int cfd = -1, mfd = -1, nfd = -1, fl, ret;
 	char proc[32];
 	struct stat s;
 	struct wfd *w;
+	bool moved;
 
 	pthread_mutex_lock(&c->lock);
 	w = *pfs_cache_wfd_locked(c, fd);
@@ -120,8 +173,10 @@ static int spill(struct pfs_cache *c, int fd, off_t end, int failed)
 	nfd = -1;
 	/* The data is the spill file's from now on: give the memory back —
 	 * unless another open still reads it there (the write lease proves
-	 * none does, as eviction's does; an open meanwhile waits for it). */
-	if (s.st_size > 0 && fcntl(cfd, F_SETSIG, SIGURG) == 0 &&
+	 * none does, as eviction's does; an open meanwhile waits for it), a
+	 * write-back queued before included: it reads the spill file now. */
+	moved = retarget_queued(c, s.st_ino, mfd);
+	if (s.st_size > 0 && moved && fcntl(cfd, F_SETSIG, SIGURG) == 0 &&
 	    fcntl(cfd, F_SETLEASE, F_WRLCK) == 0) {
 		fallocate(cfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, s.st_size);
 		fcntl(cfd, F_SETLEASE, F_UNLCK);
@@ -134,6 +189,9 @@ static int spill(struct pfs_cache *c, int fd, off_t end, int failed)
 		w->spill = mfd;
 		w->cfd = cfd;
 		w->stub_size = s.st_size;
+		/* Its data is queued again at the next close (FLUSH), from
+		 * the spill file, which is what is compared from now on. */
+		w->dirty = true;
 		mfd = cfd = -1;
 		__atomic_add_fetch(&c->spilled, 1, __ATOMIC_RELEASE);
 	}
@@ -201,7 +259,7 @@ static bool live_locked(struct pfs_cache *c, ino_t ino)
 	return false;
 }
 
-bool pfs_cache_spill_queue(struct pfs_cache *c, int fd, bool release)
+static bool spill_queue(struct pfs_cache *c, int fd, bool release, bool if_changed)
 {
 	struct wfd **p, *w;
 	struct pfs_wb_op *op = NULL;
@@ -218,6 +276,22 @@ bool pfs_cache_spill_queue(struct pfs_cache *c, int fd, bool release)
 	if (!w || w->spill < 0) {
 		pthread_mutex_unlock(&c->lock);
 		return false;
+	}
+	if (if_changed) {
+		bool changed = w->dirty;
+
+		if (fstat(w->spill, &ss) == 0) {
+			changed = changed || ss.st_size != w->size ||
+				  ss.st_mtim.tv_sec != w->mtime.tv_sec ||
+				  ss.st_mtim.tv_nsec != w->mtime.tv_nsec;
+			w->size = ss.st_size;
+			w->mtime = ss.st_mtim;
+		}
+		w->dirty = false;
+		if (!changed) {
+			pthread_mutex_unlock(&c->lock);
+			return true;
+		}
 	}
 	if (release) {
 		*p = w->next;
@@ -265,6 +339,16 @@ bool pfs_cache_spill_queue(struct pfs_cache *c, int fd, bool release)
 		free(w);
 	}
 	return true;
+}
+
+bool pfs_cache_spill_queue(struct pfs_cache *c, int fd, bool release)
+{
+	return spill_queue(c, fd, release, false);
+}
+
+bool pfs_cache_spill_flush(struct pfs_cache *c, int fd)
+{
+	return spill_queue(c, fd, false, true);
 }
 
 int pfs_cache_open_large(struct pfs_cache *c, int fd, const struct stat *st, int flags)

@@ -275,12 +275,14 @@ static int replay_ops(struct pfs_journal *j, struct pfs_mirror *m, int tree,
 		struct pfs_wb_op *op = head;
 
 		head = op->next;
+		/* (a file gone from the tree since is not written, but its
+		 * write-back may be the one the crash cut off) */
+		if (ret == 0 && first && op->kind == PFS_WB_DATA)
+			sweep(m, op->path);
 		if (ret == 0 && !(op->kind == PFS_WB_DATA && op->fd < 0) &&
 		    op->kind != PFS_WB_NKINDS) {
 			char msg[PATH_MAX + 128];
 
-			if (first && op->kind == PFS_WB_DATA)
-				sweep(m, op->path);
 			msg[0] = '\0';
 			ret = m->ops->apply(m, op, msg, sizeof(msg));
 			if (ret < 0)

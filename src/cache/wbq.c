@@ -305,6 +305,19 @@ uint64_t pfs_wbq_push(struct pfs_wbq *q, struct pfs_wb_op *op)
 			q->st.pending_bytes += op->bytes - old->bytes;
 			old->bytes = op->bytes;
 		}
+		/* Where the data is now: the file may have left memory since
+		 * (cache_spill.c), and its last writer's op may hand the mirror
+		 * the data file itself (PFS_WB_DATA_MOVE); never the cache
+		 * file's place for a spill file's. */
+		if (op->fd >= 0 && (op->datafd >= 0 || old->datafd < 0)) {
+			int fd = old->fd, datafd = old->datafd;
+
+			old->fd = op->fd;
+			old->datafd = op->datafd;
+			old->flags = op->flags;
+			op->fd = fd;
+			op->datafd = datafd;
+		}
 		seq = old->seq;
 		pthread_mutex_unlock(&q->lock);
 		pfs_wb_op_free(op);
@@ -331,6 +344,24 @@ uint64_t pfs_wbq_push(struct pfs_wbq *q, struct pfs_wb_op *op)
 		pthread_cond_signal(&q->work);
 	pthread_mutex_unlock(&q->lock);
 	return seq;
+}
+
+uint64_t pfs_wbq_data_each(struct pfs_wbq *q, uint64_t key,
+			   void (*fn)(struct pfs_wb_op *op, void *arg), void *arg)
+{
+	uint64_t busy = 0;
+
+	pthread_mutex_lock(&q->lock);
+	for (struct pfs_wb_op *op = q->head; op; op = op->next) {
+		if (op->kind != PFS_WB_DATA || op->key != key)
+			continue;
+		if (op == q->busy)
+			busy = op->seq;
+		else
+			fn(op, arg);
+	}
+	pthread_mutex_unlock(&q->lock);
+	return busy;
 }
 
 uint64_t pfs_wbq_last(struct pfs_wbq *q)

@@ -55,8 +55,18 @@ int pfs_wbq_start(struct pfs_wbq **out, const struct pfs_wbq_opts *o);
 
 /* Queue op (owned from now on): its sequence number. A DATA op replaces a
  * DATA op of the same key that is the newest queued op of that key and not
- * yet being applied (repeated writes to one file cost one write-back). */
+ * yet being applied (repeated writes to one file cost one write-back): the
+ * queued op takes the new one's fd, datafd and flags (its data source is
+ * the newer, which may be a file moved out of memory since). */
 uint64_t pfs_wbq_push(struct pfs_wbq *q, struct pfs_wb_op *op);
+
+/* Call fn(op, arg), under the queue's lock, for each queued DATA op of key
+ * that is not being applied (fn may change its fd, datafd and flags, not
+ * its place or size). Returns the sequence number of the op of key being
+ * applied now, or 0: none is (a cache file about to move out of memory
+ * waits for it, then calls again). */
+uint64_t pfs_wbq_data_each(struct pfs_wbq *q, uint64_t key,
+			   void (*fn)(struct pfs_wb_op *op, void *arg), void *arg);
 
 /* The newest sequence number given out (0: none). */
 uint64_t pfs_wbq_last(struct pfs_wbq *q);

@@ -250,6 +250,11 @@ static void f_release(struct pfs_store *st, int fd)
 	pfs_st_release(INNER(st), fd);
 }
 
+static int f_flush(struct pfs_store *st, int fd)
+{
+	return pfs_st_flush(INNER(st), fd);
+}
+
 static void f_destroy(struct pfs_store *st)
 {
 	free(st);
@@ -276,6 +281,7 @@ static const struct pfs_store_ops fault_ops = {
 	.sync = f_sync,
 	.copy = f_copy,
 	.release = f_release,
+	.flush = f_flush,
 	.destroy = f_destroy,
 };
 

@@ -127,6 +127,11 @@ struct pfs_store_ops {
 	/* fd, a file opened through this store, is about to be closed by the
 	 * one who opened it (the view, at RELEASE). NULL: nothing to do. */
 	void (*release)(struct pfs_store *st, int fd);
+	/* A descriptor of fd's open file, a file opened for writing through
+	 * this store, is being closed (FLUSH: close(2) waits for it, RELEASE
+	 * may come after the caller's next call). 0 or -errno, which close(2)
+	 * returns. NULL: nothing to do, and the kernel need not ask. */
+	int (*flush)(struct pfs_store *st, int fd);
 	/* May the kernel serve the open file fd (opened with flags) itself, by
 	 * passthrough, so that its writes never reach the daemon? A store that
 	 * must see writes to bound its own use says no. NULL: yes. */
@@ -293,6 +298,16 @@ static inline void pfs_st_release(struct pfs_store *st, int fd)
 {
 	if (st->ops->release)
 		st->ops->release(st, fd);
+}
+
+static inline int pfs_st_flush(struct pfs_store *st, int fd)
+{
+	return st->ops->flush ? st->ops->flush(st, fd) : 0;
+}
+
+static inline bool pfs_st_flush_wanted(const struct pfs_store *st)
+{
+	return st->ops->flush != NULL;
 }
 
 static inline bool pfs_st_direct_ok(struct pfs_store *st, int fd, int flags)

@@ -84,8 +84,10 @@ static int set_open_flags(struct pfs_fs *fs, struct pfs_req *rq, struct pfs_node
 	fi->direct_io = 0;
 	/* A local backing file reports nothing at close, and the kernel drops
 	 * POSIX locks itself: skip the synchronous FLUSH round trip on every
-	 * close(). With the op log on, closes stay visible as flush records. */
-	fi->noflush = !fs->log;
+	 * close(). With the op log on, closes stay visible as flush records; a
+	 * store that orders a writer's data before the caller's next call
+	 * (a cache) hears of it at FLUSH, which close(2) waits for. */
+	fi->noflush = !fs->log && !(writes(flags) && pfs_st_flush_wanted(fs->store));
 	/* The namespace may serve it itself (a layered mount's lower file). */
 	id = fs->ns->serve_open(fs, n, fi);
 	if (id != 0)
@@ -274,11 +276,16 @@ int pfs_view_flush(struct pfs_fs *fs, struct fuse_file_info *fi)
 {
 	/* close() of a duplicate reports what a close of the file would (NFS
 	 * and other backings report deferred write errors there). */
-	int fd = dup(pfs_fh_fd(fi));
+	int fd, ret;
 
+	/* (FLUSH carries no open flags: the store knows its writers) */
+	ret = pfs_st_flush(fs->store, pfs_fh_fd(fi));
+	fd = dup(pfs_fh_fd(fi));
 	if (fd < 0)
 		return -errno;
-	return close(fd) < 0 ? -errno : 0;
+	if (close(fd) < 0)
+		return -errno;
+	return ret;
 }
 
 int pfs_view_fsync(struct pfs_fs *fs, int datasync, struct fuse_file_info *fi)

@@ -611,13 +611,11 @@ def prefix_states(states, ops):
 def test_without_a_journal_the_mirror_is_a_prefix_of_the_calls(cd, point):
     seed(cd["mirror"])
     seed(cd["ref"])
-    # Over /dev/fuse only. A file's data is queued at RELEASE, which the
-    # kernel sends after close(2) returns; over io_uring another queue can
-    # take the caller's next call (a mkdir) first, so the mirror may get
-    # that call before the data: a known gap (README, "Without a journal"),
-    # seen here in about one run in three. Queueing at FLUSH closes it but
-    # must first be taught not to queue the data of a file that spills.
-    m = start(cd, "--uring", "off", crash=point, journal=False)
+    # Over the transport the run uses (PRISMFS_TEST_URING): a file's data
+    # is queued at FLUSH, which close(2) waits for, so the caller's next
+    # call (a mkdir) comes after it over io_uring too, where RELEASE comes
+    # after close(2) returns (test_cache_order.py).
+    m = start(cd, crash=point, journal=False)
     keep = []
     inflight, states = run_workload(cd, m, WORKLOAD_ONCE, keep)
     if inflight is None:

@@ -439,6 +439,44 @@ static void test_repeated_writes_merge(void **state)
 	assert_int_equal(pfs_wbq_stop(q, true, 0, NULL), 0);
 }
 
+static void to_moved(struct pfs_wb_op *o, void *arg)
+{
+	o->datafd = open(arg, O_RDONLY | O_CLOEXEC);
+	assert_true(o->datafd >= 0);
+}
+
+/* A file's data moved out of the cache file (cache_spill.c) after its
+ * write-back was queued: the queued op is made to read it where it is
+ * now, and so is an op merged into by a later one that reads it there
+ * (the cache file keeps only the size). Ops of other keys are left. */
+static void test_queued_data_follows_its_data_when_it_moves(void **state)
+{
+	struct fix *f = *state;
+	struct pfs_wbq *q = start(f, 60000, 0);
+	struct pfs_wb_op *o;
+	char moved[600];
+	uint64_t a, b, c;
+
+	snprintf(moved, sizeof(moved), "%s/moved", f->mirror);
+	put(f->cache, "f", "stub!!");
+	put(f->cache, "g", "ggg");
+	put(f->cache, "h", "......");
+	a = pfs_wbq_push(q, data(f, "f", 5));
+	b = pfs_wbq_push(q, data(f, "g", 6));
+	put(f->mirror, "moved", "moved!");
+	assert_int_equal(pfs_wbq_data_each(q, 5, to_moved, moved), 0);
+	c = pfs_wbq_push(q, data(f, "h", 7));
+	o = data(f, "h", 7);
+	o->datafd = open(moved, O_RDONLY | O_CLOEXEC);
+	assert_int_equal(pfs_wbq_push(q, o), c);
+	assert_int_equal(pfs_wbq_wait(q, c), 0);
+	assert_true(a < b && b < c);
+	assert_string_equal(get(f->mirror, "f"), "moved!");
+	assert_string_equal(get(f->mirror, "g"), "ggg");
+	assert_string_equal(get(f->mirror, "h"), "moved!");
+	assert_int_equal(pfs_wbq_stop(q, true, 0, NULL), 0);
+}
+
 /* Many files written twice each: every second write merges into the first
  * (the queue finds it by key, also when keys share a bucket); a rename of
  * any name in between keeps the writes around it apart, in order. */
@@ -586,6 +624,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_dirty_limit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_repeated_writes_merge, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_merge_by_key_and_rename_orders, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_queued_data_follows_its_data_when_it_moves,
+						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_no_escape_through_symlink, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_open_by_address, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_list_and_fetch, setup, teardown),
