@@ -13,6 +13,7 @@
 
 #define PFS_HTTP_DEF_MAX_BODY (64u << 20)
 #define PFS_HTTP_MAX_HDRS 256
+#define PFS_HTTP_ERR_BODY 65536
 
 struct pfs_http {
 	CURL *c;
@@ -64,6 +65,7 @@ void pfs_http_free(struct pfs_http *h)
 
 /* State of one exchange, shared by the callbacks. */
 struct xfer {
+	CURL *c;
 	const struct pfs_http_req *rq;
 	struct pfs_http_resp *rs;
 	uint64_t in_done;
@@ -103,8 +105,16 @@ static size_t write_cb(char *buf, size_t size, size_t n, void *arg)
 {
 	struct xfer *x = arg;
 	size_t len = size * n, done = 0;
+	long status = 0;
 
-	if (x->rq->out_fd >= 0) {
+	/* Only a success's body goes to the caller's descriptor: an error
+	 * page must not land in a file's data. It is kept in memory, and
+	 * what passes a small cap is dropped (it only explains the status). */
+	curl_easy_getinfo(x->c, CURLINFO_RESPONSE_CODE, &status);
+	if (x->rq->out_fd >= 0 && (status < 200 || status > 299)) {
+		if (x->rs->len + len > PFS_HTTP_ERR_BODY)
+			return len;
+	} else if (x->rq->out_fd >= 0) {
 		while (done < len) {
 			ssize_t w = write(x->rq->out_fd, buf + done, len - done);
 
@@ -118,7 +128,7 @@ static size_t write_cb(char *buf, size_t size, size_t n, void *arg)
 		}
 		return len;
 	}
-	if (x->rs->len + len > x->max_body) {
+	if (x->rq->out_fd < 0 && x->rs->len + len > x->max_body) {
 		x->fd_err = -EFBIG;
 		return 0;
 	}
@@ -226,7 +236,7 @@ static int curl_errno(CURLcode rc)
 int pfs_http_do(struct pfs_http *h, const struct pfs_http_req *rq, struct pfs_http_resp *rs,
 		char *err, size_t errlen)
 {
-	struct xfer x = {.rq = rq, .rs = rs};
+	struct xfer x = {.c = h->c, .rq = rq, .rs = rs};
 	char cerr[CURL_ERROR_SIZE] = "";
 	CURL *c = h->c;
 	CURLcode rc;
