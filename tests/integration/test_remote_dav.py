@@ -138,8 +138,8 @@ def test_every_call(server, tmp_path):
 def test_open_refuses(server, tmp_path):
     # A root that does not exist: open fails with one line naming it, and
     # nothing is written on the server.
-    rc, out, _ = run_check(server.url + "/no-such-root", tmp_path)
-    assert rc == 1, out
+    rc, out, err = run_check(server.url + "/no-such-root", tmp_path)
+    assert rc == 1 and err == "", out + err
     assert out.startswith("FAIL open: PROPFIND /: HTTP 404"), out
     assert os.listdir(server.root) == []
     rc, out, _ = run_check("ftp://127.0.0.1/", tmp_path)
@@ -147,5 +147,7 @@ def test_open_refuses(server, tmp_path):
     # dav:// is http:// by another name; a user:password is accepted
     # (these servers ask for none).
     url = server.url.replace("http://", "dav://user:pw%40x@") + "/no-such-root"
-    rc, out, _ = run_check(url, tmp_path)
-    assert rc == 1 and "HTTP 404" in out, out
+    rc, out, err = run_check(url, tmp_path)
+    assert rc == 1 and "HTTP 404" in out and err == "", out + err
+    # The password is not repeated in messages.
+    assert "pw" not in out, out
