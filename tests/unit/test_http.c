@@ -9,6 +9,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "mirror/dav_int.h"
 #include "mirror/http.h"
 #include "mirror/remote.h"
 
@@ -116,9 +122,16 @@ static void t_refused(void **s)
 	int rc, port;
 
 	(void)s;
-	/* Port 1 on loopback: nothing listens there for an unprivileged test
-	 * box, and connect() to it is refused, not filtered. */
-	port = 1;
+	/* A port bound but not listening: held for the test, so nothing else
+	 * can take it, and a connect() to it is refused. */
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t sl = sizeof(sa);
+	int sk = socket(AF_INET, SOCK_STREAM, 0);
+
+	assert_true(sk >= 0);
+	assert_int_equal(bind(sk, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(getsockname(sk, (struct sockaddr *)&sa, &sl), 0);
+	port = ntohs(sa.sin_port);
 	snprintf(url, sizeof(url), "http://127.0.0.1:%d/x", port);
 	rq.url = url;
 	assert_int_equal(pfs_http_new(&h, 5000, err, sizeof(err)), 0);
@@ -126,6 +139,85 @@ static void t_refused(void **s)
 	assert_int_equal(rc, -ECONNREFUSED);
 	assert_non_null(strstr(err, "GET"));
 	pfs_http_free(h);
+	close(sk);
+}
+
+static int collect(const char *href, const struct pfs_rstat *st, void *arg)
+{
+	struct pfs_rlist *l = arg;
+
+	return pfs_rlist_add(l, href, st);
+}
+
+/* A multistatus as Apache writes it: a 200 and a 404 propstat, our dead
+ * properties, an absolute href; the mtime we kept wins over Last-Modified. */
+static void t_multistatus(void **s)
+{
+	static const char xml[] =
+		"<?xml version=\"1.0\" encoding=\"utf-8\"?>\n"
+		"<D:multistatus xmlns:D=\"DAV:\" xmlns:ns1=\"" PFS_DAV_NS "\">"
+		"<D:response><D:href>/r/dir/</D:href><D:propstat><D:prop>"
+		"<D:resourcetype><D:collection/></D:resourcetype>"
+		"<D:getlastmodified>Sun, 06 Nov 1994 08:49:37 GMT</D:getlastmodified>"
+		"</D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat>"
+		"<D:propstat><D:prop><D:getetag/><ns1:mode/></D:prop>"
+		"<D:status>HTTP/1.1 404 Not Found</D:status></D:propstat></D:response>"
+		"<D:response><D:href>http://h:1/r/dir/a%20b</D:href><D:propstat><D:prop>"
+		"<D:resourcetype/><D:getcontentlength>42</D:getcontentlength>"
+		"<D:getlastmodified>Sun, 06 Nov 1994 08:49:37 GMT</D:getlastmodified>"
+		"<D:getetag>\"2a-5f\"</D:getetag><ns1:mode>0640</ns1:mode><ns1:uid>7</ns1:uid>"
+		"<ns1:gid>8</ns1:gid><ns1:mtime>1000000000.000000005</ns1:mtime>"
+		"</D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat></D:response>"
+		"</D:multistatus>";
+	struct pfs_rlist l = {0};
+	char err[128];
+
+	(void)s;
+	assert_int_equal(pfs_dav_parse_multistatus(xml, strlen(xml), collect, &l, err, sizeof(err)), 0);
+	assert_int_equal(l.n, 2);
+	assert_string_equal(l.v[0].name, "/r/dir/");
+	assert_true(l.v[0].st.dir && l.v[0].st.has == 0 && l.v[0].st.etag[0] == '\0');
+	assert_int_equal(l.v[0].st.mtime.tv_sec, 784111777);
+	assert_string_equal(l.v[1].name, "http://h:1/r/dir/a%20b");
+	assert_false(l.v[1].st.dir);
+	assert_int_equal(l.v[1].st.size, 42);
+	assert_string_equal(l.v[1].st.etag, "\"2a-5f\"");
+	assert_int_equal(l.v[1].st.has, PFS_RMETA_MODE | PFS_RMETA_OWNER | PFS_RMETA_MTIME);
+	assert_int_equal(l.v[1].st.mode, 0640);
+	assert_int_equal(l.v[1].st.uid, 7);
+	assert_int_equal(l.v[1].st.gid, 8);
+	assert_int_equal(l.v[1].st.mtime.tv_sec, 1000000000);
+	assert_int_equal(l.v[1].st.mtime.tv_nsec, 5);
+	pfs_rlist_free(&l);
+	assert_int_equal(pfs_dav_parse_multistatus("<html/>", 7, collect, &l, err, sizeof(err)), -EIO);
+	assert_int_equal(pfs_dav_parse_multistatus("not xml", 7, collect, &l, err, sizeof(err)), -EIO);
+	assert_int_equal(l.n, 0);
+}
+
+static void t_proppatch(void **s)
+{
+	static const char ok[] =
+		"<D:multistatus xmlns:D=\"DAV:\"><D:response><D:href>/x</D:href><D:propstat>"
+		"<D:prop><m/></D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat>"
+		"</D:response></D:multistatus>";
+	static const char refused[] =
+		"<D:multistatus xmlns:D=\"DAV:\"><D:response><D:href>/x</D:href><D:propstat>"
+		"<D:prop><m/></D:prop><D:status>HTTP/1.1 403 Forbidden</D:status></D:propstat>"
+		"</D:response></D:multistatus>";
+	struct pfs_rmeta m = {.has = PFS_RMETA_MODE | PFS_RMETA_MTIME, .mode = 0755,
+			      .mtime = {.tv_sec = 12, .tv_nsec = 34}};
+	char err[128], *body;
+
+	(void)s;
+	assert_int_equal(pfs_dav_parse_proppatch(ok, strlen(ok), err, sizeof(err)), 0);
+	assert_int_equal(pfs_dav_parse_proppatch(refused, strlen(refused), err, sizeof(err)),
+			 -EOPNOTSUPP);
+	body = pfs_dav_proppatch_body(&m);
+	assert_non_null(body);
+	assert_non_null(strstr(body, "<P:mode>0755</P:mode>"));
+	assert_non_null(strstr(body, "<P:mtime>12.000000034</P:mtime>"));
+	assert_null(strstr(body, "uid"));
+	free(body);
 }
 
 static void t_rlist(void **s)
@@ -154,6 +246,7 @@ int main(void)
 		cmocka_unit_test(t_escape),  cmocka_unit_test(t_unescape),
 		cmocka_unit_test(t_date),    cmocka_unit_test(t_errno),
 		cmocka_unit_test(t_refused), cmocka_unit_test(t_rlist),
+		cmocka_unit_test(t_multistatus), cmocka_unit_test(t_proppatch),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
