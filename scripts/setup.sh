@@ -6,7 +6,7 @@ PKGS=(gcc libc6-dev meson ninja-build pkg-config libfuse3-dev fuse3 libjansson-d
       libcmocka-dev python3 python3-pytest python3-pytest-timeout fio attr git util-linux passwd
       clang libclang-rt-14-dev
       e2fsprogs xfsprogs acl scdoc man-db
-      libcurl4-openssl-dev libxml2-dev apache2-bin nginx-light libnginx-mod-http-dav-ext)
+      libcurl4-openssl-dev libxml2-dev apache2-bin nginx-light libnginx-mod-http-dav-ext rclone)
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -432,8 +432,20 @@ static int dav_mkdir(struct pfs_remote *r, const char *path, const struct pfs_rm
 	struct pfs_dav *d = (struct pfs_dav *)r;
 	struct pfs_dav_req q = {.method = "MKCOL", .path = path, .dir = true, .in_fd = -1, .out_fd = -1};
 	struct pfs_http_resp rs;
-	int ret = pfs_dav_do(d, &q, &rs, err, errlen);
+	struct pfs_rstat st;
+	int ret;
 
+	/* Racy (two requests), but the best such a server allows. */
+	if (d->mkcol_lax) {
+		ret = pfs_dav_propfind(d, path, false, "0", NULL, &st, err, errlen);
+		if (ret == 0) {
+			snprintf(err, errlen, "MKCOL /%s: it exists", path);
+			return -EEXIST;
+		}
+		if (ret != -ENOENT)
+			return ret;
+	}
+	ret = pfs_dav_do(d, &q, &rs, err, errlen);
 	if (ret)
 		return ret;
 	if (rs.status < 200 || rs.status > 299) {
@@ -537,6 +549,13 @@ static int dav_move(struct pfs_remote *r, const char *from, const char *to, bool
 			: rs.status == 409	      ? -ENOENT
 						      : pfs_http_errno(rs.status);
 
+		struct pfs_rstat st;
+		char e2[256];
+
+		/* A missing source is 404 on most servers, 403 on rclone. */
+		if (e != -ENOENT && e != -EEXIST &&
+		    pfs_dav_propfind(d, from, dir, "0", NULL, &st, e2, sizeof(e2)) == -ENOENT)
+			e = -ENOENT;
 		snprintf(err, errlen, "MOVE /%s -> /%s: HTTP %ld", from, to, rs.status);
 		ret = e ? e : -EIO;
 	}

@@ -39,6 +39,8 @@ struct pfs_dav {
 	char *base;     /* scheme://host[:port][/escaped root], no trailing '/', no userinfo */
 	char *rootpath; /* the root's path, unescaped, no trailing '/' ("" for /) */
 	char *userpwd;  /* "user:password" or NULL */
+	bool mkcol_lax; /* MKCOL on an existing collection succeeds (rclone):
+			 * mkdir looks first to report -EEXIST */
 };
 
 /* Headers, with allocation failure remembered rather than checked at each

@@ -125,6 +125,26 @@ static long probe_req(struct pfs_dav *d, const char *method, const char *path, c
 
 #define OK(s) ((s) >= 200 && (s) <= 299)
 
+/* Does MKCOL of an existing collection fail (RFC 4918: 405)? rclone says
+ * 201. A collection "NAME.d" made twice, then removed. */
+static int probe_mkcol(struct pfs_dav *d, const char *name, char *err, size_t errlen)
+{
+	char dir[128];
+	long s, s2;
+
+	snprintf(dir, sizeof(dir), "%s.d/", name);
+	s = probe_req(d, "MKCOL", dir, NULL, NULL, NULL, NULL, err, errlen);
+	if (s < 0)
+		return (int)s;
+	if (!OK(s))
+		return 0;
+	s2 = probe_req(d, "MKCOL", dir, NULL, NULL, NULL, NULL, err, errlen);
+	if (s2 >= 0 && OK(s2))
+		d->mkcol_lax = true;
+	s = probe_req(d, "DELETE", dir, NULL, NULL, NULL, NULL, err, errlen);
+	return s2 < 0 ? (int)s2 : s < 0 ? (int)s : 0;
+}
+
 /* What the server honours, found on a file of our own under the root and
  * removed after. Only a transport error fails: a server that refuses a
  * probe just lacks that capability (a read-only share has none). */
@@ -207,6 +227,10 @@ static int probe(struct pfs_dav *d, char *err, size_t errlen)
 			r->caps |= PFS_RCAP_RANGE_PUT;
 		pfs_http_resp_free(&rs);
 	}
+
+	ret = probe_mkcol(d, name, err, errlen);
+	if (ret)
+		goto out;
 
 	s = probe_req(d, "DELETE", name, NULL, "If-Match: \"prismfs-no-such-etag\"", NULL, NULL,
 		      err, errlen);

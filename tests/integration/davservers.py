@@ -1,5 +1,5 @@
-"""Real WebDAV servers for the remote mirror's tests: Apache mod_dav and
-nginx + dav-ext, each started unprivileged (as nobody) on a free loopback
+"""Real WebDAV servers for the remote mirror's tests: Apache mod_dav,
+nginx + dav-ext and rclone serve webdav, each started unprivileged (as nobody) on a free loopback
 port, in a throw-away directory, with no system configuration read.
 
     with dav_server("apache") as s:
@@ -12,6 +12,7 @@ import contextlib
 import grp
 import os
 import pwd
+import re
 import shutil
 import signal
 import socket
@@ -19,7 +20,7 @@ import subprocess
 import tempfile
 import time
 
-KINDS = ("apache", "nginx")
+KINDS = ("apache", "nginx", "rclone")
 
 
 def free_port():
@@ -96,7 +97,15 @@ class DavServer:
         self.url = f"http://127.0.0.1:{port}"
 
     def access_log(self):
-        """The requests so far, as (method, path as sent, status)."""
+        """The requests so far, as (method, path, status). rclone logs
+        neither the status (None) nor the escaped path (the name's)."""
+        if self.kind == "rclone":
+            out = []
+            for line in self.error_log().splitlines():
+                m = re.search(r"INFO  : (.*): ([A-Z]+) from 127\.0\.0\.1:", line)
+                if m:
+                    out.append((m.group(2), m.group(1), None))
+            return out
         try:
             with open(os.path.join(self.base, "logs", "access.log")) as f:
                 lines = f.read().splitlines()
@@ -111,8 +120,9 @@ class DavServer:
         return out
 
     def error_log(self):
+        name = "stderr" if self.kind == "rclone" else os.path.join("logs", "error.log")
         try:
-            with open(os.path.join(self.base, "logs", "error.log")) as f:
+            with open(os.path.join(self.base, name)) as f:
                 return f.read()
         except FileNotFoundError:
             return ""
@@ -121,6 +131,11 @@ class DavServer:
 def _prepare(kind, base, port):
     for d in ("root", "logs", "var", "tmp"):
         os.mkdir(os.path.join(base, d))
+    if kind == "rclone":
+        # -v logs one line per request; a config file that does not exist
+        # only earns a notice.
+        return ["env", f"HOME={base}", f"RCLONE_CONFIG={base}/rclone.conf", "rclone", "serve",
+                "webdav", "-v", "--addr", f"127.0.0.1:{port}", os.path.join(base, "root")]
     if kind == "apache":
         os.symlink(_module_dir("apache2-bin", "/mod_dav.so"), os.path.join(base, "modules"))
         with open(os.path.join(base, "apache.conf"), "w") as f:
