@@ -8,8 +8,10 @@ port, in a throw-away directory, with no system configuration read.
 The context manager always stops the server (by its own PID) and removes
 the directory, whatever happened inside it."""
 
+import base64
 import contextlib
 import grp
+import hashlib
 import os
 import pwd
 import re
@@ -55,8 +57,19 @@ DavLockDB var/DavLock
 LimitRequestBody 0
 <Location />
     Dav On
-    Require all granted
+{access}
 </Location>
+"""
+
+APACHE_AUTH = """    AuthType Basic
+    AuthName prismfs
+    AuthBasicProvider file
+    AuthUserFile htpasswd
+    Require valid-user"""
+APACHE_AUTH_MODULES = """LoadModule auth_basic_module modules/mod_auth_basic.so
+LoadModule authn_core_module modules/mod_authn_core.so
+LoadModule authn_file_module modules/mod_authn_file.so
+LoadModule authz_user_module modules/mod_authz_user.so
 """
 
 # No create_full_put_path: a PUT under a missing parent gets RFC 4918's 409.
@@ -128,7 +141,7 @@ class DavServer:
             return ""
 
 
-def _prepare(kind, base, port):
+def _prepare(kind, base, port, auth):
     for d in ("root", "logs", "var", "tmp"):
         os.mkdir(os.path.join(base, d))
     if kind == "rclone":
@@ -138,8 +151,18 @@ def _prepare(kind, base, port):
                 "webdav", "-v", "--addr", f"127.0.0.1:{port}", os.path.join(base, "root")]
     if kind == "apache":
         os.symlink(_module_dir("apache2-bin", "/mod_dav.so"), os.path.join(base, "modules"))
+        access = "    Require all granted"
+        conf = APACHE_CONF
+        if auth:
+            # Apache's {SHA} form: base64 of the password's SHA-1.
+            user, pw = auth
+            digest = base64.b64encode(hashlib.sha1(pw.encode()).digest()).decode()
+            with open(os.path.join(base, "htpasswd"), "w") as f:
+                f.write(f"{user}:{{SHA}}{digest}\n")
+            access = APACHE_AUTH
+            conf = APACHE_AUTH_MODULES + conf
         with open(os.path.join(base, "apache.conf"), "w") as f:
-            f.write(APACHE_CONF.format(port=port))
+            f.write(conf.format(port=port, access=access))
         return ["apache2", "-d", base, "-f", "apache.conf", "-X"]
     os.symlink(_module_dir("libnginx-mod-http-dav-ext", "ngx_http_dav_ext_module.so"),
                os.path.join(base, "modules"))
@@ -180,14 +203,17 @@ def _stderr(base):
 
 
 @contextlib.contextmanager
-def dav_server(kind):
+def dav_server(kind, auth=None):
+    """auth: (user, password) Basic authentication is required with
+    (apache only)."""
     assert kind in KINDS, kind
+    assert auth is None or kind == "apache", kind
     base = tempfile.mkdtemp(prefix=f"pfs-dav-{kind}-")
     proc = None
     try:
         os.chmod(base, 0o755)
         port = free_port()
-        argv = _prepare(kind, base, port)
+        argv = _prepare(kind, base, port, auth)
         unpriv = os.geteuid() == 0
         if unpriv:
             _chown_tree(base, pwd.getpwnam("nobody").pw_uid, grp.getgrnam("nogroup").gr_gid)

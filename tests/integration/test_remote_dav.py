@@ -157,3 +157,23 @@ def test_open_refuses(server, tmp_path):
     assert rc == 1 and "HTTP 404" in out and err == "", out + err
     # The password is not repeated in messages.
     assert "pw" not in out, out
+
+
+def test_basic_auth(tmp_path):
+    # user:password in the address reaches a server that requires them
+    # (escapes undone: the password holds an '@' and a ':'); a wrong one is
+    # refused at open with EACCES's status, and nothing is written.
+    with dav_server("apache", auth=("alice", "s3:cr@t")) as s:
+        host = s.url.split("://", 1)[1]
+        rc, out, err = run_check(f"http://alice:wrong@{host}", tmp_path)
+        assert rc == 1 and out.startswith("FAIL open: OPTIONS /: HTTP 401"), out + err
+        assert os.listdir(s.root) == []
+        rc, out, err = run_check(f"davs://alice:s3%3Acr%40t@{host}", tmp_path)
+        assert rc == 1 and "FAIL open" in out, out  # TLS to a plain-HTTP port
+        rc, out, err = run_check(f"dav://alice:s3%3Acr%40t@{host}", tmp_path)
+        assert rc == 0 and out.rstrip().endswith("all ok"), out + err + s.error_log()[-2000:]
+        assert err == "", err
+        assert "s3:cr@t" not in out and "s3%3Acr%40t" not in out
+        assert read(os.path.join(s.root, "x2")) == b"first"
+        statuses = {st for m, p, st in s.access_log()}
+        assert "401" in statuses  # the wrong password was asked for, and refused
