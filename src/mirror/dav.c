@@ -290,10 +290,20 @@ static int dav_get(struct pfs_remote *r, const char *path, int fd, struct pfs_rs
 	const char *v;
 	int ret;
 
+	off_t start;
+
 	memset(st, 0, sizeof(*st));
+	/* For a chunked reply (no Content-Length), the size is what came. */
+	start = lseek(fd, 0, SEEK_CUR);
 	ret = pfs_dav_do(d, &q, &rs, err, errlen);
 	if (ret)
 		return ret;
+	if (rs.status == 200 && !pfs_http_header(&rs, "content-length") && start >= 0) {
+		off_t end = lseek(fd, 0, SEEK_CUR);
+
+		if (end >= start)
+			st->size = (uint64_t)(end - start);
+	}
 	if (rs.status != 200) {
 		ret = pfs_dav_fail("GET", path, rs.status,
 			       pfs_http_errno(rs.status) ? pfs_http_errno(rs.status) : -EIO, err,
