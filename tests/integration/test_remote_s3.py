@@ -97,6 +97,13 @@ def test_every_operation(s3server, s3bucket):
     assert get(s3server, b, "pfx/kept/tree/sub/x") == b"x in sub\n"
     assert head(s3server, b, "pfx/m1")[0] == 404 and head(s3server, b, "pfx/m2")[0] == 404
 
+    # names that need escaping kept byte for byte
+    keys, _, _ = list_v2(s3server, b, "pfx/kept/odd names/")
+    assert sorted(k for k, _ in keys) == sorted(
+        "pfx/kept/odd names/" + n for n in
+        ["", "sp ace", "plus+sign", "per%25cent%", "\u00fcn\u00efcode", "a=b&c;d",
+         "t~i'l(d)e!*", "q?uestion#hash"])
+
     # 100 MiB, stored as a multipart object (its etag says the parts)
     st, h = head(s3server, b, "pfx/kept/big")
     assert st == 200 and int(h["content-length"]) == 100 << 20

@@ -331,6 +331,35 @@ static void check_many(struct pfs_remote *r)
 	ok("listing 2500 keys across pages");
 }
 
+/* Names that need escaping, in the path and in the listing's query. */
+static void check_names(struct pfs_remote *r)
+{
+	static const char *const names[] = {"sp ace", "plus+sign", "per%25cent%",
+					    "\xc3\xbc" "n\xc3\xaf" "code", "a=b&c;d", "t~i'l(d)e!*",
+					    "q?uestion#hash"};
+	const size_t n = sizeof(names) / sizeof(names[0]);
+	char path[128];
+	struct pfs_rstat st;
+	struct pfs_rlist l = {0};
+	EXPECT(r->ops->mkdir(r, "odd dir+", NULL, err, sizeof(err)), 0);
+	for (size_t i = 0; i < n; i++) {
+		snprintf(path, sizeof(path), "odd dir+/%s", names[i]);
+		put_str(r, path, names[i], NULL, "*", 0, NULL);
+		EXPECT(r->ops->stat(r, path, &st, err, sizeof(err)), 0);
+		get_is(r, path, names[i]);
+	}
+	EXPECT(r->ops->list(r, "odd dir+", &l, err, sizeof(err)), 0);
+	if (l.n != n)
+		die("list 'odd dir+': %zu entries, want %zu", l.n, n);
+	for (size_t i = 0; i < n; i++)
+		if (!find(&l, names[i]))
+			die("list 'odd dir+': %s missing", names[i]);
+	pfs_rlist_free(&l);
+	EXPECT(r->ops->move(r, "odd dir+", "kept/odd names", true, true, err, sizeof(err)), 0);
+	get_is(r, "kept/odd names/a=b&c;d", "a=b&c;d");
+	ok("names needing escapes: put, stat, get, list, move");
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 3) {
@@ -363,6 +392,7 @@ int main(int argc, char **argv)
 		check_files(r);
 		check_dirs(r);
 		check_move(r);
+		check_names(r);
 		check_big(r);
 		check_many(r);
 	}
