@@ -87,7 +87,9 @@ def test_every_operation(s3server, s3bucket):
     # the empty directory is its marker object
     keys, prefixes, _ = list_v2(s3server, b, "pfx/kept/emptydir/")
     assert keys == [("pfx/kept/emptydir/", 0)] and prefixes == []
-    assert head(s3server, b, "pfx/kept/emptydir/")[1]["x-amz-meta-mode"] == "750"
+    assert head(s3server, b, "pfx/kept/emptydir/")[1]["x-amz-meta-mode"] == "711"
+    # an implicit directory given metadata got a marker
+    assert head(s3server, b, "pfx/impl/")[1]["x-amz-meta-mode"] == "711"
 
     # the moved tree: nothing left at the source, every key at the target
     assert list_v2(s3server, b, "pfx/t/")[0] == []

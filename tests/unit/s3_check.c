@@ -231,9 +231,20 @@ static void check_dirs(struct pfs_remote *r)
 	if (l.n != 1 || !l.v[0].st.dir || strcmp(l.v[0].name, "a"))
 		die("list impl: %zu entries", l.n);
 	pfs_rlist_free(&l);
+	struct pfs_rmeta dm = {.has = PFS_RMETA_MODE | PFS_RMETA_MTIME, .mode = 0711,
+			       .mtime = {1600000000, 5}};
+	EXPECT(r->ops->setmeta(r, "impl", true, &dm, &st, err, sizeof(err)), 0);
+	EXPECT(r->ops->stat(r, "impl", &st, err, sizeof(err)), 0);
+	if (!st.dir || st.mode != 0711 || st.mtime.tv_sec != 1600000000 || st.mtime.tv_nsec != 5)
+		die("setmeta of an implicit dir: dir %d mode %o", st.dir, (unsigned)st.mode);
+	EXPECT(r->ops->setmeta(r, "kept/emptydir", true, &dm, &st, err, sizeof(err)), 0);
+	EXPECT(r->ops->stat(r, "kept/emptydir", &st, err, sizeof(err)), 0);
+	if (!st.dir || st.mode != 0711)
+		die("setmeta of a dir: mode %o", (unsigned)st.mode);
+	EXPECT(r->ops->setmeta(r, "nowhere", true, &dm, &st, err, sizeof(err)), -ENOENT);
 	EXPECT(r->ops->list(r, "nowhere", &l, err, sizeof(err)), -ENOENT);
 	EXPECT(r->ops->list(r, "kept/file", &l, err, sizeof(err)), -ENOTDIR);
-	ok("implicit directories (keys without markers)");
+	ok("implicit directories (keys without markers), setmeta of directories");
 
 	EXPECT(r->ops->remove(r, "kept", true, NULL, err, sizeof(err)), -ENOTEMPTY);
 	EXPECT(r->ops->mkdir(r, "rmme", NULL, err, sizeof(err)), 0);
