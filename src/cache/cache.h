@@ -20,6 +20,7 @@
 #ifndef PFS_CACHE_H
 #define PFS_CACHE_H
 
+#include "mirror/mirror.h"
 #include "store/store.h"
 
 #include <stdbool.h>
@@ -28,7 +29,8 @@
 struct pfs_journal;
 
 struct pfs_cache_opts {
-	const char *mirror;       /* the mirror directory */
+	const char *mirror;       /* the mirror's address (mirror/mirror.h) */
+	const struct pfs_mirror_opts *mirror_opts; /* may be NULL */
 	uint64_t max_dirty;       /* bytes; 0: no limit */
 	uint64_t delay_ns;        /* --write-back DELAY */
 	bool lazy;                /* false: fill every directory at start */
@@ -62,6 +64,8 @@ struct pfs_cache_stats {
 	char last_msg[512];
 	unsigned long conflicts;
 	char last_conflict[512];
+	const char *mirror_kind;  /* "local", "webdav", "s3" */
+	char guarantees[512];     /* what the mirror keeps, and how conflicts are found */
 	uint64_t dirs_filled, files_loaded, bytes_loaded, hits;
 	uint64_t used_bytes;      /* the cache filesystem's use */
 	uint64_t evictions, bytes_evicted;

@@ -50,7 +50,7 @@ int pfs_cache_new(struct pfs_store **out, struct pfs_store *inner, int root,
 	if (c->rootlen == 1) /* "/": a detached filesystem */
 		c->rootlen = 0;
 	c->dev = st.st_dev;
-	ret = pfs_mirror_open(&c->mirror, o->mirror, inner, NULL, err, errlen);
+	ret = pfs_mirror_open(&c->mirror, o->mirror, inner, o->mirror_opts, err, errlen);
 	if (ret < 0)
 		goto fail;
 	qo.apply = c->mirror->ops->apply;
@@ -163,6 +163,8 @@ void pfs_cache_stats(struct pfs_store *st, struct pfs_cache_stats *out)
 	snprintf(out->last_msg, sizeof(out->last_msg), "%s", q.last_msg);
 	out->conflicts = c->mirror->ops->conflicts(c->mirror, out->last_conflict,
 						    sizeof(out->last_conflict));
+	out->mirror_kind = c->mirror->ops->kind;
+	c->mirror->ops->describe(c->mirror, out->guarantees, sizeof(out->guarantees));
 	pthread_mutex_lock(&c->lock);
 	out->dirs_filled = c->dirs_filled;
 	out->files_loaded = c->files_loaded;

@@ -149,7 +149,7 @@ int pfs_cache_fill(struct pfs_cache *c, int dirfd)
 {
 	char path[PATH_MAX];
 	struct pfs_mirror_dir list = {0};
-	struct stat st, mst;
+	struct stat st;
 	int ret;
 
 	if (fstat(dirfd, &st) < 0)
@@ -179,9 +179,11 @@ int pfs_cache_fill(struct pfs_cache *c, int dirfd)
 	}
 	for (size_t i = 0; ret == 0 && i < list.n; i++)
 		ret = fill_one(c, dirfd, path, &list.v[i]);
-	/* Making the names moved the directory's times: back to the mirror's. */
-	if (ret == 0 && c->mirror->ops->stat(c->mirror, path, &mst) == 0) {
-		struct timespec ts[2] = {mst.st_atim, mst.st_mtim};
+	/* Making the names moved the directory's times: back to what they
+	 * were, the mirror's (its parent's listing gave them; asking the
+	 * mirror again would cost a remote one a request per directory). */
+	if (ret == 0) {
+		struct timespec ts[2] = {st.st_atim, st.st_mtim};
 
 		pfs_st_utimes(c->in, pfs_ref_at(dirfd, "."), ts);
 	}
@@ -295,12 +297,6 @@ int pfs_cache_load(struct pfs_cache *c, int fd, const struct stat *st)
 	ret = pfs_cache_path(c, fd, NULL, path, sizeof(path));
 	if (ret < 0)
 		goto out;
-	/* Its size first, to make room for it. */
-	ret = c->mirror->ops->stat(c->mirror, path, &mst);
-	if (ret == 0 && !S_ISREG(mst.st_mode))
-		ret = S_ISDIR(mst.st_mode) ? -EISDIR : -ELOOP; /* as an O_NOFOLLOW open says */
-	if (ret < 0)
-		goto out;
 	snprintf(proc, sizeof(proc), "%d", fd);
 	wfd = pfs_st_openat(c->in, AT_FDCWD, "/proc/self/fd", O_PATH | O_DIRECTORY, 0);
 	if (wfd >= 0) {
@@ -314,8 +310,11 @@ int pfs_cache_load(struct pfs_cache *c, int fd, const struct stat *st)
 		goto out;
 	}
 	ret = pfs_st_truncate(c->in, wfd, 0);
-	if (ret == 0) /* room for it: least recently used clean data goes */
-		pfs_evict_room_locked(c->ev, (uint64_t)mst.st_size);
+	/* Room for it (the stub has the size the mirror's listing gave, so
+	 * a remote mirror is asked once, by the fetch itself): least
+	 * recently used clean data goes. */
+	if (ret == 0)
+		pfs_evict_room_locked(c->ev, (uint64_t)st->st_size);
 	/* (it remembers what it read as the file's base) */
 	if (ret == 0)
 		ret = c->mirror->ops->fetch(c->mirror, path, st->st_ino, wfd, &mst);

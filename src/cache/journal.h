@@ -57,7 +57,7 @@ int pfs_journal_open(struct pfs_journal **out, const char *dir, const char *mirr
  * st), then unmount the old tree. 0, or -errno with one line in err (what
  * is left stays in the journal). */
 int pfs_journal_replay(struct pfs_journal *j, struct pfs_store *st, const char *mirror,
-		       char *err, size_t errlen);
+		       const struct pfs_mirror_opts *mo, char *err, size_t errlen);
 
 /* A new memory filesystem of size bytes, to be mounted at DIR/tree: its
  * root (O_RDONLY | O_DIRECTORY), or -errno with one line in err. */

@@ -354,7 +354,7 @@ static int replay_open(struct pfs_journal *j, struct pfs_mirror *m, int tree,
 }
 
 int pfs_journal_replay(struct pfs_journal *j, struct pfs_store *st, const char *mirror,
-		       char *err, size_t errlen)
+		       const struct pfs_mirror_opts *mo, char *err, size_t errlen)
 {
 	struct pfs_mirror *m = NULL;
 	struct finder f = {0};
@@ -363,7 +363,7 @@ int pfs_journal_replay(struct pfs_journal *j, struct pfs_store *st, const char *
 
 	if (pfs_journal_pending(j, "ops") == 0 && pfs_journal_pending(j, "open") == 0)
 		goto done;
-	ret = pfs_mirror_open(&m, mirror, st, NULL, err, errlen);
+	ret = pfs_mirror_open(&m, mirror, st, mo, err, errlen);
 	if (ret < 0)
 		return ret;
 	if (pfs_journal_tree_mounted(j))

@@ -27,7 +27,8 @@ static bool path_within(const char *path, const char *a)
 
 /* --journal DIR: take it (locked, this mirror's), and replay onto the
  * mirror what a crashed daemon left there, before anything is served. */
-static int journal_open(const struct pfs_config *cfg, struct pfs_fs *fs, struct pfs_journal **j)
+static int journal_open(const struct pfs_config *cfg, struct pfs_fs *fs,
+			const struct pfs_mirror_opts *mo, struct pfs_journal **j)
 {
 	char err[PATH_MAX * 2 + 256], *dir = realpath(cfg->journal, NULL);
 
@@ -58,7 +59,7 @@ static int journal_open(const struct pfs_config *cfg, struct pfs_fs *fs, struct 
 	}
 	free(dir);
 	if (pfs_journal_open(j, cfg->journal, fs->source, err, sizeof(err)) < 0 ||
-	    pfs_journal_replay(*j, fs->store, fs->source, err, sizeof(err)) < 0) {
+	    pfs_journal_replay(*j, fs->store, fs->source, mo, err, sizeof(err)) < 0) {
 		say("%s", err);
 		pfs_journal_close(*j);
 		*j = NULL;
@@ -72,25 +73,33 @@ static int journal_open(const struct pfs_config *cfg, struct pfs_fs *fs, struct 
  * fills and loads it from the mirror and writes changes back. */
 int pfs_cache_mount_open(const struct pfs_config *cfg, struct pfs_fs *fs)
 {
-	struct pfs_cache_opts o = {.mirror = cfg->mirror, .max_dirty = cfg->cache_max_dirty,
+	struct pfs_mirror_opts mo = {.s3_endpoint = cfg->s3_endpoint,
+				     .s3_region = cfg->s3_region,
+				     .s3_profile = cfg->s3_profile};
+	struct pfs_cache_opts o = {.mirror = cfg->mirror, .mirror_opts = &mo,
+				   .max_dirty = cfg->cache_max_dirty,
 				   .delay_ns = (uint64_t)(cfg->write_back * 1e9),
 				   .lazy = cfg->lazy_load, .size = cfg->cache_size};
 	struct pfs_store *cache;
 	struct pfs_journal *j = NULL;
 	char err[PATH_MAX + 256];
+	bool remote;
 	int root, r;
 
-	fs->source = realpath(cfg->mirror, NULL);
+	/* A server's address names it as it is; a directory by its real path
+	 * (the journal is one mirror's, and the mount point cannot be in it). */
+	remote = pfs_cli_mirror_remote(cfg->mirror);
+	fs->source = remote ? strdup(cfg->mirror) : realpath(cfg->mirror, NULL);
 	if (!fs->source) {
 		say("mirror %s: %s", cfg->mirror, strerror(errno));
 		return -1;
 	}
-	if (fs->mountpoint && path_within(fs->mountpoint, fs->source)) {
+	if (!remote && fs->mountpoint && path_within(fs->mountpoint, fs->source)) {
 		say("mount point %s is inside the mirror %s: the write-back would go through "
 		    "the mount itself", cfg->mountpoint, fs->source);
 		return -1;
 	}
-	if (cfg->journal && journal_open(cfg, fs, &j) < 0)
+	if (cfg->journal && journal_open(cfg, fs, &mo, &j) < 0)
 		return -1;
 	root = j ? pfs_journal_memfs(j, cfg->cache_size, err, sizeof(err))
 		 : pfs_memfs_open(cfg->cache_size, err, sizeof(err));

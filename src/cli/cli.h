@@ -81,6 +81,9 @@ struct pfs_config {
 	bool lazy_load;
 	double write_back;      /* seconds a change waits before it is written back */
 	const char *journal;    /* --journal DIR (cache/journal.h), or NULL */
+	const char *s3_endpoint;/* --s3-endpoint URL (an s3:// mirror's server) */
+	const char *s3_region;  /* --s3-region NAME */
+	const char *s3_profile; /* --s3-profile NAME (~/.aws/credentials) */
 	const char *history;    /* --history DIR (history/history.h), or NULL */
 	const char *usage;      /* the *_HELP commands: the text to print */
 	/* The mount(8) helper form, `prismfs WORD MOUNTPOINT`, with a first
@@ -134,5 +137,8 @@ extern const char pfs_snapshot_usage[]; /* snapshot and snapshots */
 extern const char pfs_versions_usage[]; /* versions (cli/history_query.c runs it) */
 extern const char pfs_diff_usage[];     /* diff */
 extern const char pfs_restore_usage[];  /* restore */
+
+/* Is v a remote mirror's address (http(s)://, dav(s)://, s3://)? */
+bool pfs_cli_mirror_remote(const char *v);
 
 #endif

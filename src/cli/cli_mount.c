@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* A value as an error message shows it (no quotes: they would look like
  * part of an -o list). */
@@ -161,22 +162,61 @@ static int opt_node_fds(struct pfs_config *cfg, const char *v, const char *what,
 	return 0;
 }
 
-/* --mirror DIR or file:///DIR. */
+/* Is v a remote mirror's address (http(s)://, dav(s)://, s3://)? */
+bool pfs_cli_mirror_remote(const char *v)
+{
+	static const char *const schemes[] = {"http://", "https://", "dav://", "davs://",
+					      "s3://"};
+
+	for (size_t i = 0; v && i < PFS_ARRAY_SIZE(schemes); i++)
+		if (strncasecmp(v, schemes[i], strlen(schemes[i])) == 0)
+			return v[strlen(schemes[i])] != '\0';
+	return false;
+}
+
+/* --mirror DIR, file:///DIR, or a server's address. */
 static int opt_mirror(struct pfs_config *cfg, const char *v, const char *what, char *err,
 		      size_t errlen)
 {
 	if (v && strncmp(v, "file://", 7) == 0)
 		v += 7;
 	if (!v || !*v) {
-		pfs_cli_seterr(err, errlen, "%s needs a directory (or file:///DIR)", what);
+		pfs_cli_seterr(err, errlen, "%s needs a directory, file:///DIR, http(s)://, "
+			       "dav(s):// or s3:// address", what);
 		return -EINVAL;
 	}
-	if (strstr(v, "://")) {
-		pfs_cli_seterr(err, errlen, "%s %s: only a local directory (or file:///DIR) can be "
-			       "a mirror", what, v);
+	if (strstr(v, "://") && !pfs_cli_mirror_remote(v)) {
+		pfs_cli_seterr(err, errlen, "%s %s: a mirror is a directory, file:///DIR, "
+			       "http(s)://HOST/PATH, dav(s)://HOST/PATH or s3://BUCKET[/PREFIX]",
+			       what, v);
 		return -EINVAL;
 	}
 	cfg->mirror = v;
+	return 0;
+}
+
+/* --s3-endpoint, --s3-region, --s3-profile: an s3:// mirror's. */
+static int opt_s3(struct pfs_config *cfg, const char *v, const char *what, char *err,
+		  size_t errlen)
+{
+	if (!v || !*v) {
+		pfs_cli_seterr(err, errlen, "%s needs a value", what);
+		return -EINVAL;
+	}
+	if (strstr(what, "endpoint")) {
+		if (strncmp(v, "http://", 7) != 0 && strncmp(v, "https://", 8) != 0) {
+			pfs_cli_seterr(err, errlen, "%s %s: not an http:// or https:// URL", what,
+				       v);
+			return -EINVAL;
+		}
+		cfg->s3_endpoint = v;
+	} else if (strstr(what, "region")) {
+		cfg->s3_region = v;
+	} else {
+		cfg->s3_profile = v;
+	}
+	if (!cfg->cache_opt)
+		cfg->cache_opt = what;
 	return 0;
 }
 
@@ -382,6 +422,9 @@ static const struct mount_opt {
 	{"--lazy-load", "lazy_load", OPT_ON_OFF, false, opt_lazy_load},
 	{"--write-back", "write_back=", OPT_VALUE, false, opt_write_back},
 	{"--journal", "journal=", OPT_VALUE, false, opt_journal},
+	{"--s3-endpoint", "s3_endpoint=", OPT_VALUE, false, opt_s3},
+	{"--s3-region", "s3_region=", OPT_VALUE, false, opt_s3},
+	{"--s3-profile", "s3_profile=", OPT_VALUE, false, opt_s3},
 	{"--history", "history=", OPT_VALUE, false, opt_history},
 };
 
@@ -563,7 +606,7 @@ static int finish_cache(struct pfs_config *cfg, char *err, size_t errlen)
 {
 	if (!cfg->mirror) {
 		if (cfg->cache_opt) {
-			pfs_cli_seterr(err, errlen, "%s needs --mirror DIR (or -o mirror=DIR)",
+			pfs_cli_seterr(err, errlen, "%s needs --mirror MIRROR (or -o mirror=MIRROR)",
 				       cfg->cache_opt);
 			return -EINVAL;
 		}
@@ -572,6 +615,12 @@ static int finish_cache(struct pfs_config *cfg, char *err, size_t errlen)
 	if (cfg->upper || cfg->nlowers || cfg->layer_opt) {
 		pfs_cli_seterr(err, errlen, "--mirror cannot be used with layers (--upper, "
 			       "--lower): a cached mount has no SOURCE to lay them over");
+		return -EINVAL;
+	}
+	if ((cfg->s3_endpoint || cfg->s3_region || cfg->s3_profile) &&
+	    strncasecmp(cfg->mirror, "s3://", 5) != 0) {
+		pfs_cli_seterr(err, errlen, "--s3-endpoint, --s3-region and --s3-profile need an "
+			       "s3:// mirror");
 		return -EINVAL;
 	}
 	if (!cfg->cache_size)

@@ -256,6 +256,8 @@ static json_t *cache_json(struct pfs_fs *fs)
 	uses = s.hits + s.files_loaded;
 	o = json_object();
 	json_object_set_new(o, "mirror", json_string(fs->source));
+	json_object_set_new(o, "mirror_kind", json_string(s.mirror_kind));
+	json_object_set_new(o, "guarantees", json_string(s.guarantees));
 	json_object_set_new(o, "pending_ops", json_integer((json_int_t)s.pending_ops));
 	json_object_set_new(o, "pending_bytes", json_integer((json_int_t)s.pending_bytes));
 	json_object_set_new(o, "written_back", json_integer((json_int_t)s.applied));

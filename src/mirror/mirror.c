@@ -2,6 +2,7 @@
  * its address (mirror.h). */
 #include "mirror/local.h"
 #include "mirror/mirror.h"
+#include "mirror/remote.h"
 #include "store/walk.h"
 
 #include <errno.h>
@@ -53,15 +54,11 @@ int pfs_mirror_open(struct pfs_mirror **out, const char *address, struct pfs_sto
 {
 	static const char *const remote[] = {"http", "https", "dav", "davs", "s3"};
 
-	(void)o; /* the remote kinds' */
 	if (has_scheme(address, "file"))
 		address += 7;
 	for (size_t i = 0; i < sizeof(remote) / sizeof(remote[0]); i++)
-		if (has_scheme(address, remote[i])) {
-			snprintf(err, errlen, "mirror %s: remote mirrors are not built yet",
-				 address);
-			return -EPROTONOSUPPORT;
-		}
+		if (has_scheme(address, remote[i]))
+			return pfs_mirror_remote_open(out, address, o, err, errlen);
 	if (!*address || strstr(address, "://")) {
 		snprintf(err, errlen, "mirror %s: not a directory, file://, http(s)://, dav(s):// "
 			 "or s3:// address", address);

@@ -143,4 +143,11 @@ int pfs_dav_open(struct pfs_remote **out, const char *url, const struct pfs_remo
 int pfs_s3_open(struct pfs_remote **out, const char *url, const struct pfs_remote_opts *o,
 		char *err, size_t errlen);
 
+struct pfs_mirror;
+struct pfs_mirror_opts;
+
+/* A mirror (mirror.h) on the server at url, any scheme above (remote.c). */
+int pfs_mirror_remote_open(struct pfs_mirror **out, const char *url,
+			   const struct pfs_mirror_opts *o, char *err, size_t errlen);
+
 #endif

@@ -1,0 +1,709 @@
+/* remote: a mirror on a server spoken to over HTTP (WebDAV, S3) — the
+ * write-back rules once, over the object operations of remote.h.
+ *
+ * Two connections: the write-back worker's own, and one for loads (listing
+ * a directory, fetching a file), which FUSE threads take in turn under
+ * m->load_lock — a slow upload never holds up a lookup.
+ *
+ * Conflicts. Every file the cache loaded or wrote has a base: the ETag the
+ * server gave for that content, by cache inode (key). A data write-back is
+ * conditional on it — If-Match: ETAG for an update, If-None-Match: * for a
+ * file the mirror has never had — so a change made on the server since is
+ * found by the server itself, atomically, where it honours conditions
+ * (PFS_RCAP_IF_MATCH). Where it does not (nginx, rclone), the base is
+ * compared by a stat just before the write, and a change landing between
+ * the two can still be overwritten: describe() says so. A failed condition
+ * keeps both: the cache's version goes to NAME.prismfs-conflict-STAMP, and
+ * so do that file's later write-backs; the server's version stays.
+ *
+ * Idempotence (a journal replayed after a crash applies an op again): a
+ * directory that exists, a removal that finds nothing, a move whose source
+ * is gone and whose target exists, all count as done. A create that finds
+ * a file it did not make keeps the cache's file aside as a conflict.
+ *
+ * Durability: a server answers a write once it has it; flush has nothing
+ * left to do.
+ *
+ * Lock order: m->load_lock -> m->lock (the base table); never held across
+ * a call into the cache. The worker's connection is its alone. */
+#include "mirror/mirror.h"
+#include "mirror/remote.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define NBUCKETS 4096u
+
+/* What the server held for a cache file when it was last loaded or
+ * written: its etag, and size and mtime for servers that give no etag. */
+struct rbase {
+	bool present;     /* false: the mirror had no such file */
+	char etag[128];
+	uint64_t size;
+	int64_t mtime;
+};
+
+struct base_ent {
+	struct base_ent *next;
+	uint64_t key;
+	struct rbase b;
+	char *conflict;   /* where this file's write-backs go, or NULL */
+};
+
+struct pfs_mirror_remote {
+	struct pfs_mirror base;
+	struct pfs_remote *wb;   /* the worker's */
+	struct pfs_remote *ld;   /* loads', under load_lock */
+	pthread_mutex_t load_lock;
+	pthread_mutex_t lock;    /* tab, conflicts */
+	struct base_ent *tab[NBUCKETS];
+	unsigned long conflicts;
+	char last_conflict[PATH_MAX + 128];
+	char url[512];
+	bool skipped_warned;
+};
+
+#define R(m) ((struct pfs_mirror_remote *)(m))
+
+static struct base_ent **slot(struct pfs_mirror_remote *m, uint64_t key)
+{
+	struct base_ent **p = &m->tab[(key * 0x9E3779B97F4A7C15ull) >> 52 & (NBUCKETS - 1)];
+
+	while (*p && (*p)->key != key)
+		p = &(*p)->next;
+	return p;
+}
+
+static void base_of(const struct pfs_rstat *rs, struct rbase *b)
+{
+	b->present = rs != NULL;
+	snprintf(b->etag, sizeof(b->etag), "%s", rs ? rs->etag : "");
+	b->size = rs ? rs->size : 0;
+	b->mtime = rs ? (int64_t)rs->mtime.tv_sec : 0;
+}
+
+/* Set key's base (rs NULL: the mirror has no such file). */
+static int set_base(struct pfs_mirror_remote *m, uint64_t key, const struct pfs_rstat *rs)
+{
+	struct base_ent **p, *e;
+
+	pthread_mutex_lock(&m->lock);
+	p = slot(m, key);
+	e = *p;
+	if (!e) {
+		e = calloc(1, sizeof(*e));
+		if (!e) {
+			pthread_mutex_unlock(&m->lock);
+			return -ENOMEM;
+		}
+		e->key = key;
+		*p = e;
+	}
+	base_of(rs, &e->b);
+	pthread_mutex_unlock(&m->lock);
+	return 0;
+}
+
+/* A stable inode number for path: a remote has none, and the cache only
+ * uses it to find several names of one file (never, here: nlink is 1). */
+static ino_t path_ino(const char *path)
+{
+	uint64_t h = 1469598103934665603ull;
+
+	for (const unsigned char *p = (const unsigned char *)path; *p; p++)
+		h = (h ^ *p) * 1099511628211ull;
+	return (ino_t)(h | 1);
+}
+
+static void to_stat(const char *path, const struct pfs_rstat *rs, struct stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_mode = rs->dir ? S_IFDIR | 0755 : S_IFREG | 0644;
+	if (rs->has & PFS_RMETA_MODE)
+		st->st_mode = (st->st_mode & S_IFMT) | (rs->mode & 07777);
+	st->st_uid = rs->has & PFS_RMETA_OWNER ? rs->uid : getuid();
+	st->st_gid = rs->has & PFS_RMETA_OWNER ? rs->gid : getgid();
+	st->st_nlink = rs->dir ? 2 : 1;
+	st->st_size = rs->dir ? 0 : (off_t)rs->size;
+	st->st_blocks = (blkcnt_t)((rs->size + 511) / 512);
+	st->st_blksize = 4096;
+	st->st_mtim = rs->mtime;
+	st->st_atim = rs->mtime;
+	st->st_ctim = rs->mtime;
+	st->st_ino = path_ino(path);
+}
+
+static int r_stat(struct pfs_mirror *mm, const char *path, struct stat *st)
+{
+	struct pfs_mirror_remote *m = R(mm);
+	struct pfs_rstat rs;
+	char err[256];
+	int ret;
+
+	pthread_mutex_lock(&m->load_lock);
+	ret = m->ld->ops->stat(m->ld, path, &rs, err, sizeof(err));
+	pthread_mutex_unlock(&m->load_lock);
+	if (ret == 0)
+		to_stat(path, &rs, st);
+	else if (ret != -ENOENT)
+		fprintf(stderr, "prismfs: mirror: %s\n", err);
+	return ret;
+}
+
+/* Names a write-back or a probe leaves for a moment, never shown. */
+static bool hidden(const char *name)
+{
+	return strncmp(name, ".prismfs-wb.", 12) == 0;
+}
+
+static int r_list(struct pfs_mirror *mm, const char *path, struct pfs_mirror_dir *out)
+{
+	struct pfs_mirror_remote *m = R(mm);
+	struct pfs_rlist l = {0};
+	char err[256], *sub = NULL;
+	int ret;
+
+	pthread_mutex_lock(&m->load_lock);
+	ret = m->ld->ops->list(m->ld, path, &l, err, sizeof(err));
+	pthread_mutex_unlock(&m->load_lock);
+	if (ret < 0 && ret != -ENOENT && ret != -ENOTDIR)
+		fprintf(stderr, "prismfs: mirror: %s\n", err);
+	for (size_t i = 0; ret == 0 && i < l.n; i++) {
+		struct stat st;
+
+		if (hidden(l.v[i].name) || !strcmp(l.v[i].name, ".") || !strcmp(l.v[i].name, ".."))
+			continue;
+		if (asprintf(&sub, "%s%s%s", path, *path ? "/" : "", l.v[i].name) < 0) {
+			ret = -ENOMEM;
+			break;
+		}
+		to_stat(sub, &l.v[i].st, &st);
+		free(sub);
+		ret = pfs_mirror_dir_add(out, l.v[i].name, &st, NULL);
+	}
+	pfs_rlist_free(&l);
+	return ret;
+}
+
+/* What the server keeps beyond the data goes onto the cache's object. */
+static int r_meta(struct pfs_mirror *mm, const char *path, const struct stat *st,
+		  struct pfs_store *in, struct pfs_ref dst)
+{
+	struct timespec ts[2] = {st->st_atim, st->st_mtim};
+	int ret;
+
+	(void)mm;
+	(void)path;
+	ret = pfs_st_chmod(in, dst, st->st_mode & 07777);
+	if (ret == 0 && (st->st_uid != getuid() || st->st_gid != getgid()))
+		ret = pfs_st_chown(in, dst, st->st_uid, st->st_gid);
+	if (ret == 0)
+		ret = pfs_st_utimes(in, dst, ts);
+	return ret;
+}
+
+static int r_fetch(struct pfs_mirror *mm, const char *path, uint64_t key, int fd,
+		   struct stat *st)
+{
+	struct pfs_mirror_remote *m = R(mm);
+	struct pfs_rstat rs;
+	char err[256];
+	int ret;
+
+	pthread_mutex_lock(&m->load_lock);
+	ret = m->ld->ops->get(m->ld, path, fd, &rs, err, sizeof(err));
+	pthread_mutex_unlock(&m->load_lock);
+	if (ret < 0) {
+		fprintf(stderr, "prismfs: mirror: %s\n", err);
+		return ret;
+	}
+	to_stat(path, &rs, st);
+	return set_base(m, key, &rs);
+}
+
+static int r_remember(struct pfs_mirror *mm, uint64_t key, const char *path)
+{
+	struct pfs_mirror_remote *m = R(mm);
+	struct pfs_rstat rs;
+	char err[256];
+	int ret;
+
+	pthread_mutex_lock(&m->load_lock);
+	ret = m->ld->ops->stat(m->ld, path, &rs, err, sizeof(err));
+	pthread_mutex_unlock(&m->load_lock);
+	if (ret == -ENOENT)
+		return set_base(m, key, NULL);
+	if (ret < 0) {
+		fprintf(stderr, "prismfs: mirror: %s\n", err);
+		return ret;
+	}
+	return set_base(m, key, &rs);
+}
+
+static void r_forget(struct pfs_mirror *mm, uint64_t key)
+{
+	struct pfs_mirror_remote *m = R(mm);
+	struct base_ent **p, *e;
+
+	pthread_mutex_lock(&m->lock);
+	p = slot(m, key);
+	e = *p;
+	if (e) {
+		*p = e->next;
+		free(e->conflict);
+		free(e);
+	}
+	pthread_mutex_unlock(&m->lock);
+}
+
+static char *conflict_name(const char *path)
+{
+	char stamp[32], *out;
+	time_t now = time(NULL);
+	struct tm tm;
+
+	gmtime_r(&now, &tm);
+	strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm);
+	return asprintf(&out, "%s.prismfs-conflict-%s", path, stamp) < 0 ? NULL : out;
+}
+
+static void note_conflict(struct pfs_mirror_remote *m, const char *path, const char *kept)
+{
+	pthread_mutex_lock(&m->lock);
+	m->conflicts++;
+	snprintf(m->last_conflict, sizeof(m->last_conflict),
+		 "%s changed on the server: its version kept, the cache's written to %s", path,
+		 kept);
+	pthread_mutex_unlock(&m->lock);
+	fprintf(stderr, "prismfs: mirror: conflict: %s changed on the server; the cache's "
+		"version is kept as %s\n", path, kept);
+}
+
+static void meta_of(const struct stat *st, unsigned caps, struct pfs_rmeta *meta)
+{
+	memset(meta, 0, sizeof(*meta));
+	meta->mode = st->st_mode & 07777;
+	meta->uid = st->st_uid;
+	meta->gid = st->st_gid;
+	meta->mtime = st->st_mtim;
+	if (caps & PFS_RCAP_META)
+		meta->has = PFS_RMETA_MODE | PFS_RMETA_OWNER | PFS_RMETA_MTIME;
+	else if (caps & PFS_RCAP_MTIME_DATE)
+		meta->has = PFS_RMETA_MTIME;
+}
+
+/* Whether the server still holds what b says, for servers that ignore
+ * conditions: by etag where both have one, else by size and mtime. 1, 0
+ * or -errno. */
+static int still_base(struct pfs_remote *r, const char *path, const struct rbase *b,
+		      char *err, size_t errlen)
+{
+	struct pfs_rstat rs;
+	int ret = r->ops->stat(r, path, &rs, err, errlen);
+
+	if (ret == -ENOENT)
+		return !b->present;
+	if (ret < 0)
+		return ret;
+	if (!b->present || rs.dir)
+		return 0;
+	if (*b->etag && *rs.etag)
+		return strcmp(rs.etag, b->etag) == 0;
+	return rs.size == b->size && (int64_t)rs.mtime.tv_sec == b->mtime;
+}
+
+/* Write the cache file of op (its data: size bytes of dfd; fd < 0: an
+ * empty file) to path, on condition b (NULL: none); *after: what the
+ * server holds then. */
+static int put_file(struct pfs_mirror_remote *m, struct pfs_wb_op *op, const char *path,
+		    const struct rbase *b, struct pfs_rstat *after, char *err, size_t errlen)
+{
+	struct pfs_remote *r = m->wb;
+	int dfd = op->datafd >= 0 ? op->datafd : op->fd, empty = -1;
+	const char *cond = NULL;
+	struct pfs_rmeta meta;
+	struct stat st, dst;
+	int ret;
+
+	if (op->fd >= 0 && (fstat(op->fd, &st) < 0 || fstat(dfd, &dst) < 0))
+		return -errno;
+	if (op->fd < 0) { /* a CREATE: an empty file, with the op's metadata */
+		empty = memfd_create("prismfs-empty", MFD_CLOEXEC);
+		if (empty < 0)
+			return -errno;
+		dfd = empty;
+		memset(&st, 0, sizeof(st));
+		st.st_mode = S_IFREG | (op->mode & 07777);
+		st.st_uid = op->uid;
+		st.st_gid = op->gid;
+		clock_gettime(CLOCK_REALTIME, &st.st_mtim);
+		dst.st_size = 0;
+	}
+	meta_of(&st, r->caps, &meta);
+	if (b && !(r->caps & PFS_RCAP_IF_MATCH)) {
+		ret = still_base(r, path, b, err, errlen);
+		if (ret == 0) {
+			snprintf(err, errlen, "%s changed on the server", path);
+			ret = -ESTALE;
+		}
+		if (ret < 0)
+			goto out;
+	} else if (b) {
+		cond = !b->present ? "*" : *b->etag ? b->etag : NULL;
+	}
+	memset(after, 0, sizeof(*after));
+	ret = r->ops->put(r, path, dfd, (uint64_t)dst.st_size, &meta, cond, after, err, errlen);
+out:
+	if (empty >= 0)
+		close(empty);
+	return ret;
+}
+
+/* Does the server's path hold exactly the size bytes of dfd? Asked only
+ * when a conditional write is refused (rare), the copy on disk, not in
+ * memory. 1, 0 or -errno. */
+static int holds_ours(struct pfs_mirror_remote *m, const char *path, int dfd, uint64_t size)
+{
+	char err[256], a[65536], b[65536];
+	struct pfs_rstat rs;
+	int tmp, ret;
+
+	ret = m->wb->ops->stat(m->wb, path, &rs, err, sizeof(err));
+	if (ret < 0 || rs.dir || rs.size != size)
+		return ret < 0 ? ret : 0;
+	tmp = open("/var/tmp", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (tmp < 0)
+		return -errno;
+	ret = m->wb->ops->get(m->wb, path, tmp, &rs, err, sizeof(err));
+	for (uint64_t off = 0; ret == 0 && off < size;) {
+		size_t want = size - off < sizeof(a) ? (size_t)(size - off) : sizeof(a);
+		ssize_t x = pread(tmp, a, want, (off_t)off), y = pread(dfd, b, want, (off_t)off);
+
+		if (x != (ssize_t)want || y != (ssize_t)want || memcmp(a, b, want) != 0)
+			ret = 1; /* not ours */
+		off += want;
+	}
+	close(tmp);
+	return ret < 0 ? ret : ret == 0;
+}
+
+/* A file's data (or, for a CREATE, the empty file) to the mirror, unless
+ * the server changed it since the cache had it: then beside it. */
+static int apply_data(struct pfs_mirror_remote *m, struct pfs_wb_op *op, bool create,
+		      char *err, size_t errlen)
+{
+	struct rbase b = {.present = false};
+	struct pfs_rstat after;
+	char *target = NULL, *cname;
+	struct base_ent *e;
+	bool aside = false;
+	int ret;
+
+	pthread_mutex_lock(&m->lock);
+	e = op->key ? *slot(m, op->key) : NULL;
+	if (e && e->conflict) {
+		aside = true;
+		target = strdup(e->conflict);
+	} else if (e && !create) {
+		b = e->b;
+	}
+	pthread_mutex_unlock(&m->lock);
+	if (aside && !target)
+		return -ENOMEM;
+	/* A file the cache never loaded nor wrote, or made just now, is new
+	 * to the mirror: it must not be there yet. */
+	ret = put_file(m, op, aside ? target : op->path, aside ? NULL : &b, &after, err, errlen);
+	free(target);
+	if (ret == -ESTALE && !aside) {
+		/* Refused: perhaps because a try before did it — an answer lost
+		 * to a reset (libcurl itself sends a request again when a
+		 * reused connection dies), or a journal replayed after a crash.
+		 * The server holding exactly our data is not a conflict. */
+		int dfd = op->datafd >= 0 ? op->datafd : op->fd, same;
+		struct stat ds = {.st_size = 0};
+
+		if (dfd >= 0 && fstat(dfd, &ds) < 0)
+			return -errno;
+		same = dfd < 0 ? holds_ours(m, op->path, -1, 0)
+			       : holds_ours(m, op->path, dfd, (uint64_t)ds.st_size);
+		if (same < 0)
+			return same;
+		if (same && m->wb->ops->stat(m->wb, op->path, &after, err, errlen) == 0)
+			ret = 0;
+	}
+	if (ret == 0)
+		return aside || !op->key ? 0 : set_base(m, op->key, &after);
+	if (ret != -ESTALE || aside)
+		return ret;
+	cname = conflict_name(op->path);
+	if (!cname)
+		return -ENOMEM;
+	ret = put_file(m, op, cname, NULL, &after, err, errlen);
+	if (ret == 0 && op->key)
+		ret = set_base(m, op->key, &after);
+	if (ret == 0) {
+		note_conflict(m, op->path, cname);
+		pthread_mutex_lock(&m->lock);
+		e = op->key ? *slot(m, op->key) : NULL;
+		if (e) {
+			free(e->conflict);
+			e->conflict = cname;
+			cname = NULL;
+		}
+		pthread_mutex_unlock(&m->lock);
+	}
+	free(cname);
+	return ret;
+}
+
+static int apply_attr(struct pfs_mirror_remote *m, struct pfs_wb_op *op, char *err,
+		      size_t errlen)
+{
+	struct pfs_remote *r = m->wb;
+	struct pfs_rmeta meta = {0};
+	struct pfs_rstat out;
+	bool dir = S_ISDIR(op->mode);
+	int ret;
+
+	if (!(r->caps & PFS_RCAP_META))
+		return 0; /* not kept by this server: describe() says so */
+	if (op->mask & PFS_WB_MODE)
+		meta.has |= PFS_RMETA_MODE;
+	if (op->mask & PFS_WB_OWNER)
+		meta.has |= PFS_RMETA_OWNER;
+	if (op->mask & PFS_WB_MTIME)
+		meta.has |= PFS_RMETA_MTIME;
+	if (!meta.has)
+		return 0;
+	meta.mode = op->mode & 07777;
+	meta.uid = op->uid;
+	meta.gid = op->gid;
+	meta.mtime = op->mtime;
+	memset(&out, 0, sizeof(out));
+	ret = r->ops->setmeta(r, op->path, dir, &meta, &out, err, errlen);
+	if (ret == -ENOENT)
+		return 0; /* gone since (a later op removes it): nothing to keep */
+	if (ret == 0 && !dir && op->key && *out.etag) {
+		/* S3 copies the object onto itself: a new etag, same content. */
+		pthread_mutex_lock(&m->lock);
+		struct base_ent *e = *slot(m, op->key);
+
+		if (e && !e->conflict)
+			base_of(&out, &e->b);
+		pthread_mutex_unlock(&m->lock);
+	}
+	return ret == -EOPNOTSUPP ? 0 : ret;
+}
+
+static int apply_rename(struct pfs_mirror_remote *m, struct pfs_wb_op *op, char *err,
+			size_t errlen)
+{
+	struct pfs_remote *r = m->wb;
+	struct pfs_rstat a, b;
+	bool dir;
+	int ret;
+
+	ret = r->ops->stat(r, op->path, &a, err, errlen);
+	if (ret == -ENOENT) /* done already (a replay) if the target is there */
+		return r->ops->stat(r, op->path2, &b, err, errlen) == 0 ? 0 : ret;
+	if (ret < 0)
+		return ret;
+	dir = a.dir;
+	if (op->flags & RENAME_EXCHANGE) {
+		/* Not atomic on the server; each step is a valid tree. */
+		char *tmp;
+
+		if (asprintf(&tmp, "%s.prismfs-wb.x%lu", op->path2, (unsigned long)op->seq) < 0)
+			return -ENOMEM;
+		ret = r->ops->stat(r, op->path2, &b, err, errlen);
+		if (ret == 0)
+			ret = r->ops->move(r, op->path2, tmp, b.dir, true, err, errlen);
+		if (ret == 0)
+			ret = r->ops->move(r, op->path, op->path2, dir, true, err, errlen);
+		if (ret == 0)
+			ret = r->ops->move(r, tmp, op->path, b.dir, true, err, errlen);
+		free(tmp);
+		return ret;
+	}
+	if (dir && !(op->flags & RENAME_NOREPLACE) &&
+	    r->ops->stat(r, op->path2, &b, err, errlen) == 0 && b.dir) {
+		/* rename(2) over an empty directory replaces it; a server's
+		 * MOVE would merge or refuse. */
+		ret = r->ops->remove(r, op->path2, true, NULL, err, errlen);
+		if (ret < 0 && ret != -ENOENT)
+			return ret;
+	}
+	return r->ops->move(r, op->path, op->path2, dir, op->flags & RENAME_NOREPLACE, err,
+			    errlen);
+}
+
+static int r_apply(void *arg, struct pfs_wb_op *op, char *err, size_t errlen)
+{
+	struct pfs_mirror_remote *m = arg;
+	struct pfs_remote *r = m->wb;
+	struct pfs_rmeta meta = {0};
+	struct pfs_rstat rs;
+	int ret;
+
+	switch (op->kind) {
+	case PFS_WB_MKDIR:
+		meta.mode = op->mode & 07777;
+		meta.uid = op->uid;
+		meta.gid = op->gid;
+		meta.has = r->caps & PFS_RCAP_META ? PFS_RMETA_MODE | PFS_RMETA_OWNER : 0;
+		ret = r->ops->mkdir(r, op->path, &meta, err, errlen);
+		if (ret == -EEXIST && r->ops->stat(r, op->path, &rs, err, errlen) == 0 && rs.dir)
+			ret = 0; /* there already (a replay, or made behind us) */
+		return ret;
+	case PFS_WB_CREATE:
+	case PFS_WB_DATA:
+		return apply_data(m, op, op->kind == PFS_WB_CREATE, err, errlen);
+	case PFS_WB_UNLINK:
+	case PFS_WB_RMDIR:
+		ret = r->ops->remove(r, op->path, op->kind == PFS_WB_RMDIR, NULL, err, errlen);
+		return ret == -ENOENT ? 0 : ret;
+	case PFS_WB_RENAME:
+		return apply_rename(m, op, err, errlen);
+	case PFS_WB_ATTR:
+		return apply_attr(m, op, err, errlen);
+	default:
+		/* The cache refuses what this mirror cannot keep (caps); an op of
+		 * another kind can only come from a journal written with another
+		 * mirror. Say so once rather than stop the queue for good. */
+		if (!m->skipped_warned) {
+			m->skipped_warned = true;
+			fprintf(stderr, "prismfs: mirror: %s of %s cannot be kept on %s; skipped\n",
+				pfs_wb_kind_name(op->kind), op->path, m->url);
+		}
+		return 0;
+	}
+}
+
+static int r_flush(void *arg, char *err, size_t errlen)
+{
+	(void)arg;
+	(void)err;
+	(void)errlen;
+	return 0; /* a server answers a write once it has it */
+}
+
+static unsigned long r_conflicts(struct pfs_mirror *mm, char *buf, size_t len)
+{
+	struct pfs_mirror_remote *m = R(mm);
+	unsigned long n;
+
+	pthread_mutex_lock(&m->lock);
+	n = m->conflicts;
+	if (buf && len)
+		snprintf(buf, len, "%s", m->last_conflict);
+	pthread_mutex_unlock(&m->lock);
+	return n;
+}
+
+static void r_describe(struct pfs_mirror *mm, char *buf, size_t len)
+{
+	struct pfs_mirror_remote *m = R(mm);
+	unsigned caps = m->wb->caps;
+
+	snprintf(buf, len, "%s %s (%s): conflicts %s; %s",
+		 m->wb->ops->kind, m->url, *m->wb->server ? m->wb->server : "server",
+		 caps & PFS_RCAP_IF_MATCH ? "refused by the server (conditional writes)"
+					  : "checked just before each write (the server "
+					    "ignores conditions: a change in between is lost)",
+		 caps & PFS_RCAP_META ? "mode, owner and mtime kept"
+		 : caps & PFS_RCAP_MTIME_DATE ? "mtime kept; mode and owner not kept"
+					      : "mode, owner and mtime not kept");
+}
+
+static void r_close(struct pfs_mirror *mm)
+{
+	struct pfs_mirror_remote *m = R(mm);
+
+	for (unsigned i = 0; i < NBUCKETS; i++)
+		while (m->tab[i]) {
+			struct base_ent *e = m->tab[i];
+
+			m->tab[i] = e->next;
+			free(e->conflict);
+			free(e);
+		}
+	if (m->wb)
+		m->wb->ops->close(m->wb);
+	if (m->ld)
+		m->ld->ops->close(m->ld);
+	pthread_mutex_destroy(&m->lock);
+	pthread_mutex_destroy(&m->load_lock);
+	free(m);
+}
+
+static struct pfs_mirror_ops remote_ops_for(const struct pfs_remote *r)
+{
+	struct pfs_mirror_ops o = {
+		.kind = r->ops->kind,
+		.caps = (r->caps & PFS_RCAP_META ? PFS_MIRROR_MODE | PFS_MIRROR_OWNER |
+							   PFS_MIRROR_MTIME
+						 : 0) |
+			(r->caps & PFS_RCAP_MTIME_DATE ? PFS_MIRROR_MTIME : 0) |
+			(r->caps & PFS_RCAP_IF_MATCH ? PFS_MIRROR_COND : 0),
+		.stat = r_stat,
+		.list = r_list,
+		.meta = r_meta,
+		.fetch = r_fetch,
+		.remember = r_remember,
+		.forget = r_forget,
+		.apply = r_apply,
+		.flush = r_flush,
+		.conflicts = r_conflicts,
+		.describe = r_describe,
+		.close = r_close,
+	};
+	return o;
+}
+
+struct remote_m {
+	struct pfs_mirror_remote m;
+	struct pfs_mirror_ops ops; /* caps are the server's: one table per mount */
+};
+
+int pfs_mirror_remote_open(struct pfs_mirror **out, const char *url,
+			   const struct pfs_mirror_opts *o, char *err, size_t errlen)
+{
+	struct pfs_remote_opts ro = {.s3_endpoint = o ? o->s3_endpoint : NULL,
+				     .s3_region = o ? o->s3_region : NULL,
+				     .s3_profile = o ? o->s3_profile : NULL,
+				     .timeout_ms = o ? o->timeout_ms : 0};
+	int (*opener)(struct pfs_remote **, const char *, const struct pfs_remote_opts *, char *,
+		      size_t);
+	struct remote_m *rm;
+	int ret;
+
+	opener = strncmp(url, "s3://", 5) == 0 ? pfs_s3_open : pfs_dav_open;
+	rm = calloc(1, sizeof(*rm));
+	if (!rm) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	pthread_mutex_init(&rm->m.lock, NULL);
+	pthread_mutex_init(&rm->m.load_lock, NULL);
+	snprintf(rm->m.url, sizeof(rm->m.url), "%s", url);
+	ret = opener(&rm->m.wb, url, &ro, err, errlen);
+	if (ret == 0)
+		ret = opener(&rm->m.ld, url, &ro, err, errlen);
+	if (ret < 0) {
+		r_close(&rm->m.base);
+		return ret;
+	}
+	rm->ops = remote_ops_for(rm->m.wb);
+	rm->m.base.ops = &rm->ops;
+	*out = &rm->m.base;
+	return 0;
+}
