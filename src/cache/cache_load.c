@@ -182,10 +182,17 @@ int pfs_cache_fill(struct pfs_cache *c, int dirfd)
 	/* Making the names moved the directory's times: back to what they
 	 * were, the mirror's (its parent's listing gave them; asking the
 	 * mirror again would cost a remote one a request per directory). */
-	if (ret == 0) {
+	if (ret == 0 && (c->mirror->ops->caps & PFS_MIRROR_LISTMETA)) {
 		struct timespec ts[2] = {st.st_atim, st.st_mtim};
 
 		pfs_st_utimes(c->in, pfs_ref_at(dirfd, "."), ts);
+	} else if (ret == 0) {
+		/* Its parent's listing had none of what the mirror keeps of
+		 * it: one look of its own (an S3 directory's marker). */
+		struct stat mst;
+
+		if (c->mirror->ops->stat(c->mirror, path, &mst) == 0)
+			c->mirror->ops->meta(c->mirror, path, &mst, c->in, pfs_ref_at(dirfd, "."));
 	}
 done:
 	if (ret == 0) {
@@ -318,7 +325,11 @@ int pfs_cache_load(struct pfs_cache *c, int fd, const struct stat *st)
 	/* (it remembers what it read as the file's base) */
 	if (ret == 0)
 		ret = c->mirror->ops->fetch(c->mirror, path, st->st_ino, wfd, &mst);
-	if (ret == 0) {
+	if (ret == 0 && !(c->mirror->ops->caps & PFS_MIRROR_LISTMETA)) {
+		/* The listing had no mode, owner or times: the data came with
+		 * them. */
+		ret = c->mirror->ops->meta(c->mirror, path, &mst, c->in, pfs_ref_fd(wfd));
+	} else if (ret == 0) {
 		struct timespec ts[2] = {mst.st_atim, mst.st_mtim};
 
 		ret = pfs_st_utimes(c->in, pfs_ref_fd(wfd), ts);

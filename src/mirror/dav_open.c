@@ -206,6 +206,8 @@ static int probe(struct pfs_dav *d, char *err, size_t errlen)
 		    st.mtime.tv_nsec != m.mtime.tv_nsec || !(st.has & PFS_RMETA_MODE) ||
 		    st.mode != m.mode)
 			r->caps &= ~PFS_RCAP_META;
+		if (r->caps & PFS_RCAP_META) /* PROPFIND gives them with the names */
+			r->caps |= PFS_RCAP_LIST_META;
 	}
 
 	/* Partial PUT: one byte at offset 0. Apache writes it in place; nginx

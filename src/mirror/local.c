@@ -758,7 +758,7 @@ static void local_describe(struct pfs_mirror *mm, char *buf, size_t len)
 static const struct pfs_mirror_ops local_ops = {
 	.kind = "local",
 	.caps = PFS_MIRROR_SYMLINK | PFS_MIRROR_HARDLINK | PFS_MIRROR_SPECIAL | PFS_MIRROR_XATTR |
-		PFS_MIRROR_MODE | PFS_MIRROR_OWNER | PFS_MIRROR_MTIME,
+		PFS_MIRROR_MODE | PFS_MIRROR_OWNER | PFS_MIRROR_MTIME | PFS_MIRROR_LISTMETA,
 	.stat = local_stat,
 	.list = local_list,
 	.meta = local_meta,

@@ -47,6 +47,10 @@
 #define PFS_MIRROR_COND 0x80u    /* conflicts are detected atomically by the
 				  * server (conditional writes), not by a look
 				  * just before the write */
+#define PFS_MIRROR_LISTMETA 0x100u /* a listing carries the mode, owner and
+				    * times kept; without it (S3) they come
+				    * with a file's data, and a directory's
+				    * with a stat of its own when it is filled */
 
 /* One entry of a directory listing. st: what the mirror says (a remote
  * mirror fills st_mode's type and, where it keeps them, permission bits,

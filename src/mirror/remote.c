@@ -619,7 +619,10 @@ static void r_describe(struct pfs_mirror *mm, char *buf, size_t len)
 		 caps & PFS_RCAP_IF_MATCH ? "refused by the server (conditional writes)"
 					  : "checked just before each write (the server "
 					    "ignores conditions: a change in between is lost)",
-		 caps & PFS_RCAP_META ? "mode, owner and mtime kept"
+		 caps & PFS_RCAP_META && !(caps & PFS_RCAP_LIST_META)
+			 ? "mode, owner and mtime kept (a file's shown once it is first read: "
+			   "listings carry none)"
+		 : caps & PFS_RCAP_META ? "mode, owner and mtime kept"
 		 : caps & PFS_RCAP_MTIME_DATE ? "mtime kept; mode and owner not kept"
 					      : "mode, owner and mtime not kept");
 }
@@ -653,7 +656,9 @@ static struct pfs_mirror_ops remote_ops_for(const struct pfs_remote *r)
 							   PFS_MIRROR_MTIME
 						 : 0) |
 			(r->caps & PFS_RCAP_MTIME_DATE ? PFS_MIRROR_MTIME : 0) |
-			(r->caps & PFS_RCAP_IF_MATCH ? PFS_MIRROR_COND : 0),
+			(r->caps & PFS_RCAP_IF_MATCH ? PFS_MIRROR_COND : 0) |
+			(r->caps & PFS_RCAP_LIST_META || !(r->caps & PFS_RCAP_META)
+				 ? PFS_MIRROR_LISTMETA : 0),
 		.stat = r_stat,
 		.list = r_list,
 		.meta = r_meta,

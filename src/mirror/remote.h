@@ -76,6 +76,9 @@ int pfs_rlist_add(struct pfs_rlist *l, const char *name, const struct pfs_rstat 
 #define PFS_RCAP_RANGE_PUT 0x08u  /* partial PUT with Content-Range */
 #define PFS_RCAP_DEL_COND 0x10u   /* DELETE honours If-Match */
 #define PFS_RCAP_ETAG 0x20u       /* listings and PUT replies carry ETags */
+#define PFS_RCAP_LIST_META 0x40u  /* listings carry the metadata kept (WebDAV's
+				   * PROPFIND the dead properties; S3's
+				   * ListObjectsV2 carries none) */
 
 struct pfs_remote;
 

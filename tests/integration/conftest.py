@@ -479,3 +479,8 @@ def make_view(workdir, mounter):
 def run_cli(*args, timeout=60, **kw):
     return subprocess.run([PRISMFS, *args], capture_output=True, text=True,
                           timeout=timeout, stdin=subprocess.DEVNULL, **kw)
+
+
+# The session's S3 server (one Ceph RGW per run, started by the first test
+# that asks for it), for every test file that uses it.
+from s3server import s3bucket, s3server  # noqa: E402,F401 (fixtures)

@@ -8,7 +8,6 @@ import subprocess
 import xml.etree.ElementTree as ET
 
 from conftest import PRISMFS, SANITIZER_MARKERS
-from s3server import s3bucket, s3server  # noqa: F401 (fixtures)
 
 S3_CHECK = os.path.join(os.path.dirname(PRISMFS), "tests", "unit", "s3_check")
 NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
