@@ -27,5 +27,7 @@ bool pfs_history_query_is(const char *word);
 int pfs_history_query(int argc, char **argv);
 /* restore (history_restore.c): its exit code. */
 int pfs_history_restore_cmd(int argc, char **argv);
+/* prune (history_prune.c): its exit code. */
+int pfs_history_prune_cmd(int argc, char **argv);
 
 #endif

@@ -42,7 +42,7 @@ static int cmd_versions(const char *mnt, const char *path, bool json)
 	pfs_hc_relpath(canon_m, path, rel, sizeof(rel));
 	if (sqlite3_prepare_v2(db,
 			       "SELECT s.id, s.name, s.t_ns, v.size, v.mtime_ns, v.mode, v.seq, v.file"
-			       " FROM versions v JOIN snapshots s ON v.snap = s.id WHERE v.path = ?"
+			       " FROM versions v JOIN snapshots s ON v.snap = s.id WHERE v.path = ? AND v.pruned = 0"
 			       " ORDER BY v.seq, v.rowid",
 			       -1, &q, NULL) != SQLITE_OK) {
 		say("%s: %s", mnt, sqlite3_errmsg(db));

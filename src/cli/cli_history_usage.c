@@ -1,0 +1,21 @@
+/* cli_history_usage: the usage texts of the history's later commands
+ * (cli.c holds the others; it is near its size limit). */
+#include "cli/cli.h"
+
+const char pfs_prune_usage[] =
+	"usage: prismfs prune MOUNTPOINT [--dry-run] [--json] [--keep RULES]\n"
+	"                     [--history-max SIZE]\n"
+	"\n"
+	"Prune the history of a mount with --history now, by the mount's --keep and\n"
+	"--history-max (or the ones given here, for this run): the snapshots they let\n"
+	"go, and the saved versions no kept snapshot needs. Pinned snapshots and the\n"
+	"newest one are never pruned; manual ones only by --keep manual=N or\n"
+	"--history-max. The daemon also prunes after each automatic checkpoint.\n"
+	"\n"
+	"options:\n"
+	"  --dry-run               say what would go, change nothing\n"
+	"  --json                  the report as one JSON object\n"
+	"  --keep RULES            as mount's --keep (last=, hourly=, daily=, weekly=,\n"
+	"                          monthly=, manual=)\n"
+	"  --history-max SIZE      as mount's --history-max (K, M, G)\n"
+	"  -h, --help              this help\n";
