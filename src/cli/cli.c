@@ -41,6 +41,8 @@ const char pfs_usage[] =
 	"  prune MOUNTPOINT [--dry-run] [--json]\n"
 	"                                      drop the snapshots --keep and --history-max\n"
 	"                                      let go, and the versions none needs\n"
+	"  export MOUNTPOINT SNAPSHOT [-o FILE|-]\n"
+	"                                      the tree at SNAPSHOT as a tar stream\n"
 	"  help [COMMAND]                      this help, or COMMAND's (= COMMAND --help)\n"
 	"\n"
 	"  -h, --help       this help;  prismfs help mount (or mount --help) for mount\n"
@@ -627,6 +629,7 @@ static int parse_help(int argc, char **argv, struct pfs_config *cfg, char *err, 
 		{"diff", PFS_CMD_STATUS_HELP, pfs_diff_usage},
 		{"restore", PFS_CMD_STATUS_HELP, pfs_restore_usage},
 		{"prune", PFS_CMD_STATUS_HELP, pfs_prune_usage},
+		{"export", PFS_CMD_STATUS_HELP, pfs_export_usage},
 	};
 
 	cfg->cmd = PFS_CMD_HELP;

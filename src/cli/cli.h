@@ -134,6 +134,7 @@ extern const char pfs_status_usage[];
 extern const char pfs_sync_usage[];
 extern const char pfs_log_usage[];      /* log (cli/history_cmd.c runs it) */
 extern const char pfs_snapshot_usage[]; /* snapshot and snapshots */
+extern const char pfs_export_usage[];   /* export (cli/history_export.c) */
 extern const char pfs_prune_usage[];    /* prune (cli/history_prune.c) */
 extern const char pfs_versions_usage[]; /* versions (cli/history_query.c runs it) */
 extern const char pfs_diff_usage[];     /* diff */

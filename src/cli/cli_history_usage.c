@@ -19,3 +19,15 @@ const char pfs_prune_usage[] =
 	"                          monthly=, manual=)\n"
 	"  --history-max SIZE      as mount's --history-max (K, M, G)\n"
 	"  -h, --help              this help\n";
+
+const char pfs_export_usage[] =
+	"usage: prismfs export MOUNTPOINT SNAPSHOT [-o FILE|-]\n"
+	"\n"
+	"Write the whole tree of a mount with --history as it was at SNAPSHOT (a name\n"
+	"or an id) as a POSIX pax tar stream: files, directories and symlinks with\n"
+	"their mode, owner and mtime. What changed since comes from the versions\n"
+	"saved at the change, the rest from the live tree.\n"
+	"\n"
+	"options:\n"
+	"  -o, --output FILE       write to FILE (default, or -: stdout, not a terminal)\n"
+	"  -h, --help              this help\n";

@@ -27,7 +27,8 @@
 bool pfs_history_cmd_is(const char *w)
 {
 	return pfs_history_query_is(w) || strcmp(w, "log") == 0 || strcmp(w, "snapshot") == 0 ||
-	       strcmp(w, "snapshots") == 0 || strcmp(w, "prune") == 0;
+	       strcmp(w, "snapshots") == 0 || strcmp(w, "prune") == 0 ||
+	       strcmp(w, "export") == 0;
 }
 
 int pfs_history_mount_open(const struct pfs_config *cfg, struct pfs_fs *fs)
@@ -357,6 +358,8 @@ int pfs_history_cmd(int argc, char **argv)
 		return pfs_history_query(argc, argv);
 	if (strcmp(argv[1], "prune") == 0)
 		return pfs_history_prune_cmd(argc, argv);
+	if (strcmp(argv[1], "export") == 0)
+		return pfs_history_export_cmd(argc, argv);
 	const char *cmd = argv[1], *pos[2] = {NULL, NULL}, *since = NULL, *name = NULL;
 	const char *usage = strcmp(cmd, "log") == 0 ? pfs_log_usage : pfs_snapshot_usage;
 	bool json = false, pin = false, log = strcmp(cmd, "log") == 0;

@@ -80,7 +80,7 @@ out:
 }
 
 /* The journal position of snapshot name (a name, or an id), and its id. */
-static int snap_seq(sqlite3 *db, const char *name, long long *seq, long long *id)
+int pfs_hq_snap(sqlite3 *db, const char *name, long long *seq, long long *id)
 {
 	sqlite3_stmt *q;
 	int found;
@@ -313,13 +313,42 @@ static int report(sqlite3 *db)
 	return ret;
 }
 
-static int cmd_diff(const char *mnt, const char *a, const char *b, bool stat)
+int pfs_hq_orig(sqlite3 *db, const char *p, char *orig, size_t len)
+{
+	return lookup(db, p, orig, len) == F_UNSEEN ? 0 : 1;
+}
+
+int pfs_hq_replay(sqlite3 *db, long long sa, long long sb)
 {
 	static const char TABLES[] =
 		"CREATE TEMP TABLE cur(path TEXT PRIMARY KEY, orig TEXT, mod INTEGER);"
 		"CREATE TEMP TABLE gone(path TEXT PRIMARY KEY);"
 		"CREATE TEMP TABLE del(orig TEXT);"
 		"CREATE TEMP TABLE out(t TEXT, p TEXT, o TEXT);";
+	sqlite3_stmt *r = NULL;
+	int ret = -1;
+
+	if (sqlite3_exec(db, "PRAGMA temp_store = MEMORY;", NULL, NULL, NULL) != SQLITE_OK ||
+	    sqlite3_exec(db, TABLES, NULL, NULL, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(db, "SELECT kind, path, path2, arg, seq FROM changes WHERE"
+				   " seq > ?1 AND (?2 < 0 OR seq <= ?2) AND state = 1 ORDER BY seq",
+			       -1, &r, NULL) != SQLITE_OK)
+		goto out;
+	sqlite3_bind_int64(r, 1, sa);
+	sqlite3_bind_int64(r, 2, sb);
+	while (sqlite3_step(r) == SQLITE_ROW)
+		if (apply(db, r, sa) < 0)
+			goto out;
+	ret = 0;
+out:
+	if (ret < 0)
+		say("%s", sqlite3_errmsg(db));
+	sqlite3_finalize(r);
+	return ret;
+}
+
+static int cmd_diff(const char *mnt, const char *a, const char *b, bool stat)
+{
 	sqlite3 *db = pfs_hc_open_db(mnt);
 	sqlite3_stmt *r = NULL;
 	long long sa, sb = -1, ia, ib = 0, n[4] = {0, 0, 0, 0};
@@ -327,32 +356,16 @@ static int cmd_diff(const char *mnt, const char *a, const char *b, bool stat)
 
 	if (!db)
 		return 1;
-	if (snap_seq(db, a, &sa, &ia) < 0 || (b && snap_seq(db, b, &sb, &ib) < 0)) {
-		say("%s: no snapshot %s", mnt, snap_seq(db, a, &sa, &ia) < 0 ? a : b);
+	if (pfs_hq_snap(db, a, &sa, &ia) < 0 || (b && pfs_hq_snap(db, b, &sb, &ib) < 0)) {
+		say("%s: no snapshot %s", mnt, pfs_hq_snap(db, a, &sa, &ia) < 0 ? a : b);
 		goto out;
 	}
 	if (b && ib < ia) {
 		say("%s: snapshot %s was taken before %s (the older one first)", mnt, b, a);
 		goto out;
 	}
-	if (sqlite3_exec(db, "PRAGMA temp_store = MEMORY;", NULL, NULL, NULL) != SQLITE_OK ||
-	    sqlite3_exec(db, TABLES, NULL, NULL, NULL) != SQLITE_OK ||
-	    sqlite3_prepare_v2(db, "SELECT kind, path, path2, arg, seq FROM changes WHERE"
-				   " seq > ?1 AND (?2 < 0 OR seq <= ?2) AND state = 1 ORDER BY seq",
-			       -1, &r, NULL) != SQLITE_OK) {
-		say("%s: %s", mnt, sqlite3_errmsg(db));
+	if (pfs_hq_replay(db, sa, sb) < 0)
 		goto out;
-	}
-	sqlite3_bind_int64(r, 1, sa);
-	sqlite3_bind_int64(r, 2, sb);
-	while (sqlite3_step(r) == SQLITE_ROW) {
-		if (apply(db, r, sa) < 0) {
-			say("%s: %s", mnt, sqlite3_errmsg(db));
-			goto out;
-		}
-	}
-	sqlite3_finalize(r);
-	r = NULL;
 	if (report(db) < 0 ||
 	    sqlite3_prepare_v2(db, "SELECT t, p, o FROM out ORDER BY p, t", -1, &r, NULL) !=
 		    SQLITE_OK) {

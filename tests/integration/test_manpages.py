@@ -41,6 +41,7 @@ COMMAND_PAGES = {
     "diff": "prismfs-diff.1",
     "restore": "prismfs-restore.1",
     "prune": "prismfs-prune.1",
+    "export": "prismfs-export.1",
     "help": "prismfs.1",
 }
 
