@@ -249,3 +249,42 @@ def test_kill_9_during_a_prune(hist, point):
     assert check_consistent(hdir) == set()
     m2.stop()
     m2.check_clean_exit()
+
+
+def test_the_o_forms_of_the_options(hist):
+    src, mnt, hdir, mounter = hist
+    m = mounter(src, mnt, "-o", "history=%s,checkpoint_every=1s,keep=last=1:manual=5,"
+                "history_max=1G" % hdir)
+    f = os.path.join(mnt, "f")
+    autos = set()
+    for i in range(3):
+        before = {s["id"] for s in snapshots(mnt)}
+        write(f, b"round %d" % i)
+        assert wait_for(lambda: {s["id"] for s in snapshots(mnt)} - before, timeout=30)
+        autos |= {s["id"] for s in snapshots(mnt) if s["kind"] == "auto"}
+    assert len(autos) >= 3 and len(snapshots(mnt)) == 1, snapshots(mnt)
+    m.stop()
+    m.check_clean_exit()
+    r = cli("mount", "-o", "history=%s,keep=daily=x" % hdir, src, mnt)
+    assert_one_error_line(r, "daily")
+    assert r.returncode == 2
+
+
+def test_versions_saved_after_a_remount_do_not_collide(hist):
+    # Version files were named SNAP-N with N counting from 1 in each
+    # daemon: the first save after a remount, under the same snapshot,
+    # found its name taken and the change failed.
+    src, mnt, hdir, mounter = hist
+    m = mounter(src, mnt, "--history", hdir)
+    write(os.path.join(mnt, "f"), b"f1")
+    write(os.path.join(mnt, "g"), b"g1")
+    assert cli("snapshot", mnt).returncode == 0
+    write(os.path.join(mnt, "f"), b"f2")
+    m.stop()
+    m.check_clean_exit()
+    mounter(src, mnt, "--history", hdir)
+    write(os.path.join(mnt, "g"), b"g2")
+    sid = snapshots(mnt)[-1]["id"]
+    assert content_at(hdir, src, sid, "f") == b"f1"
+    assert content_at(hdir, src, sid, "g") == b"g1"
+    assert check_consistent(hdir) == set()
