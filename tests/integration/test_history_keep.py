@@ -288,3 +288,56 @@ def test_versions_saved_after_a_remount_do_not_collide(hist):
     assert content_at(hdir, src, sid, "f") == b"f1"
     assert content_at(hdir, src, sid, "g") == b"g1"
     assert check_consistent(hdir) == set()
+
+
+def timeline_oracle(snaps, rules):
+    """snapper's timeline: walking newest first, the first snapshot of each
+    new period is kept, until a rule has N periods. snaps: [(id, t_s)]."""
+    import time as _time
+    period = {
+        "hourly": lambda t: t // 3600,
+        "daily": lambda t: t // 86400,
+        "weekly": lambda t: (t // 86400 + 3) // 7,
+        "monthly": lambda t: _time.gmtime(t).tm_year * 12 + _time.gmtime(t).tm_mon,
+        "last": None,
+    }
+    keep = {max(i for i, _ in snaps)}
+    for rule, n in rules.items():
+        seen = []
+        for i, t in sorted(snaps, reverse=True):
+            b = i if rule == "last" else period[rule](t)
+            if len(seen) < n and (not seen or seen[-1] != b):
+                seen.append(b)
+                keep.add(i)
+    return keep
+
+
+def test_keep_thins_automatic_snapshots_by_period(hist):
+    """The daemon's snapshots are minutes apart at most in a test: their
+    times are set back in the database while nothing is mounted, as if the
+    mount had run for weeks, then a prune thins them."""
+    src, mnt, hdir, mounter = hist
+    m = mounter(src, mnt, "--history", hdir)
+    monday = 1767571200  # 2026-01-05T00:00:00Z, a Monday
+    offs = [0, 1800, 3000, 7200, 86400 + 60, 86400 + 1200, 2 * 86400 - 1, 2 * 86400 + 1,
+            7 * 86400 + 10, 8 * 86400, 9 * 86400 + 5, 30 * 86400, 40 * 86400, 41 * 86400]
+    want = make_history(mnt, src, n=len(offs), pin=-1)
+    m.stop()
+    m.check_clean_exit()
+    ids = sorted(want)
+    db = sqlite3.connect(os.path.join(hdir, "history.db"))
+    with db:
+        for i, off in zip(ids, offs):
+            db.execute("UPDATE snapshots SET kind = 'auto', t_ns = ? WHERE id = ?",
+                       ((monday + off) * 10**9, i))
+    db.close()
+    mounter(src, mnt, "--history", hdir)
+    rules = {"hourly": 2, "daily": 3, "weekly": 2, "monthly": 2}
+    spec = ",".join("%s=%d" % kv for kv in rules.items())
+    r = cli("prune", mnt, "--keep", spec, "--json")
+    assert r.returncode == 0, r.stderr
+    kept = {s["id"] for s in snapshots(mnt)}
+    oracle = timeline_oracle([(i, monday + o) for i, o in zip(ids, offs)], rules)
+    assert kept == oracle and kept != set(ids), (sorted(kept), sorted(oracle))
+    assert check_kept(hdir, src, want) == kept
+    assert check_consistent(hdir) == set()
