@@ -326,14 +326,17 @@ int pfs_history_prune(struct pfs_store *st, const struct pfs_hist_policy *pol, b
 	return r == 0 && !*json ? -ENOMEM : r;
 }
 
-/* Something changed since the newest snapshot (or none was taken)? */
+/* Something changed since the newest snapshot (or none was taken)? A
+ * change that failed changed nothing; one in flight may have. */
 static bool changed_since(struct pfs_history *h)
 {
 	bool ch;
 
+	pfs_history_flush(&h->base); /* the outcomes so far */
 	pthread_mutex_lock(&h->lock);
-	ch = h->db && one_int(h->db, "SELECT (SELECT coalesce(max(seq), 0) FROM changes) >"
-			      " coalesce((SELECT seq FROM snapshots ORDER BY id DESC LIMIT 1), 0)") == 1;
+	ch = h->db && one_int(h->db, "SELECT EXISTS(SELECT 1 FROM changes WHERE seq >"
+			      " coalesce((SELECT seq FROM snapshots ORDER BY id DESC LIMIT 1), 0)"
+			      " AND state >= 0)") == 1;
 	pthread_mutex_unlock(&h->lock);
 	return ch;
 }
