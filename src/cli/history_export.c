@@ -6,8 +6,8 @@
  * since S replayed as diff does (history_query.c) map each path now to
  * the path its object had at S (none: made since), and list S's paths
  * removed since. Each object's content and metadata at S is the version
- * saved at its first change after S (the first version of its path at S
- * saved under S or a later snapshot, as restore finds it), or, if it has
+ * saved at its first change after S (the replay knows where and when
+ * that was, even beneath a directory renamed before it), or, if it has
  * not changed, what the live tree holds. Read through the mount, from
  * this process: nothing of it is journaled (reads are not changes). */
 #include "cli/cli.h"
@@ -164,11 +164,15 @@ out:
 
 static int export(const char *mnt, const char *snap, const char *outpath)
 {
+	/* An object's version at SNAP: the last saved at the path of its first
+	 * change since, before that change's row (it was saved just before
+	 * the row was written), not before SNAP. */
 	static const char PLAN[] =
 		"SELECT e.path, e.live, coalesce(v.file, ''), v.mode, v.uid, v.gid, v.mtime_ns"
-		" FROM temp.exp e LEFT JOIN versions v ON v.rowid = (SELECT rowid FROM versions w"
-		"  WHERE w.path = e.path AND w.snap >= ?1 AND w.seq >= ?2"
-		"  ORDER BY w.snap, w.seq LIMIT 1)"
+		" FROM temp.exp e LEFT JOIN temp.cur c ON c.path = e.live"
+		" LEFT JOIN versions v ON v.rowid = (SELECT rowid FROM versions w"
+		"  WHERE w.path = coalesce(c.fpath, e.dpath) AND w.seq >= ?1"
+		"  AND w.seq < coalesce(c.fseq, e.dseq) ORDER BY w.seq DESC, w.rowid DESC LIMIT 1)"
 		" ORDER BY e.path";
 	char *canon = canonical_noleaf(mnt), line[PATH_MAX + 64], dir[PATH_MAX + 64];
 	sqlite3 *db = canon ? pfs_hc_open_db(mnt) : NULL;
@@ -188,7 +192,8 @@ static int export(const char *mnt, const char *snap, const char *outpath)
 		goto out;
 	}
 	if (pfs_hq_replay(db, seq, -1) < 0 ||
-	    sqlite3_exec(db, "CREATE TEMP TABLE exp(path TEXT PRIMARY KEY, live TEXT)", NULL,
+	    sqlite3_exec(db, "CREATE TEMP TABLE exp(path TEXT PRIMARY KEY, live TEXT, dpath TEXT,"
+			 " dseq INTEGER)", NULL,
 			 NULL, NULL) != SQLITE_OK)
 		goto out;
 	x.db = db;
@@ -200,14 +205,14 @@ static int export(const char *mnt, const char *snap, const char *outpath)
 		say("%s: cannot read the tree: %s", mnt, x.err ? sqlite3_errmsg(db) : strerror(errno));
 		goto out;
 	}
-	if (sqlite3_exec(db, "INSERT OR IGNORE INTO temp.exp(path) SELECT orig FROM temp.del",
+	if (sqlite3_exec(db, "INSERT OR IGNORE INTO temp.exp(path, dpath, dseq) SELECT orig, fpath,"
+			 " fseq FROM temp.del",
 			 NULL, NULL, NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v2(db, PLAN, -1, &q, NULL) != SQLITE_OK) {
 		say("%s: %s", mnt, sqlite3_errmsg(db));
 		goto out;
 	}
-	sqlite3_bind_int64(q, 1, id);
-	sqlite3_bind_int64(q, 2, seq);
+	sqlite3_bind_int64(q, 1, seq);
 	a = archive_write_new();
 	if (!a || archive_write_set_format_pax(a) != ARCHIVE_OK ||
 	    (strcmp(outpath, "-") == 0 ? archive_write_open_fd(a, 1)

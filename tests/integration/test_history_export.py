@@ -71,6 +71,10 @@ def test_export_writes_the_tree_as_it_was_at_the_snapshot(workdir, trees, mounte
     os.symlink("dir/a", p("link"))
     os.symlink("keep", p("link2"))
     os.mkdir(p("emptydir"))
+    write(p("dir", "sub", "c"), b"changed after its directory moved", 1_300_000_000_000_000_000)
+    write(p("dir", "sub", "d"), b"removed after its directory moved")
+    os.chmod(p("dir", "sub", "d"), 0o604)
+    write(p("over"), b"replaced by a rename")
     at_s1 = record(src)
     r = cli("snapshot", mnt, "--name", "s1")
     assert r.returncode == 0, r.stderr
@@ -87,6 +91,10 @@ def test_export_writes_the_tree_as_it_was_at_the_snapshot(workdir, trees, mounte
     os.rmdir(p("emptydir"))
     os.utime(p("link2"), ns=(1, 1), follow_symlinks=False)
     os.rename(p("dir", "sub"), p("dir", "sub2"))  # b (changed before) moves with it
+    write(p("dir", "sub2", "c"), b"new data")  # first changed beneath the moved directory
+    os.unlink(p("dir", "sub2", "d"))
+    write(p("other"), b"renamed over another")
+    os.rename(p("other"), p("over"))
     assert record(src) != at_s1
     out = os.path.join(workdir, "s1.tar")
     r = cli("export", mnt, "s1", "-o", out)
