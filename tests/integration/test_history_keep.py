@@ -9,6 +9,7 @@ saved versions the restore command uses, and through prismfs restore."""
 import json
 import os
 import sqlite3
+import subprocess
 
 import pytest
 
@@ -239,6 +240,15 @@ def test_kill_9_during_a_prune(hist, point):
     else:
         assert kept == {min(before) + 1, max(before)}  # s1 (pinned) and s5
     assert check_consistent(hdir) == set()  # the next start swept what was left
+    # and each kept snapshot exports as it was
+    for sid in kept & set(want):
+        out = os.path.join(os.path.dirname(hdir), "s%d.tar" % sid)
+        r = cli("export", mnt, str(sid), "-o", out)
+        assert r.returncode == 0, r.stderr
+        x = os.path.join(os.path.dirname(hdir), "x%d" % sid)
+        os.makedirs(x)
+        subprocess.run(["tar", "-x", "-f", out, "-C", x], check=True, timeout=60)
+        assert {n: read(os.path.join(x, n)) for n in os.listdir(x)} == want[sid], sid
     # The mount works: a change after a new snapshot saves its version.
     assert cli("snapshot", mnt, "--name", "after-crash").returncode == 0
     write(os.path.join(mnt, "f"), b"new")
