@@ -370,6 +370,9 @@ static void *checkpoint_thread(void *arg)
 				 pfs_history_prune(&h->base, NULL, false, &rep) < 0)
 				fprintf(stderr, "prismfs: history: cannot prune after a "
 					"checkpoint\n");
+			else if (rep && strstr(rep, "\"over_max\":true"))
+				fprintf(stderr, "prismfs: history: the pinned snapshots and the "
+					"newest alone are over --history-max\n");
 			free(rep);
 		}
 		/* counted once its work is done: status shows a whole check */
