@@ -2,7 +2,7 @@
 # Install what prismfs needs to build and test on Debian 12 (run as root).
 set -euo pipefail
 
-PKGS=(gcc libc6-dev meson ninja-build pkg-config libfuse3-dev fuse3 libjansson-dev liburing-dev
+PKGS=(gcc libc6-dev meson ninja-build pkg-config libfuse3-dev fuse3 libjansson-dev libarchive-dev liburing-dev
       libcmocka-dev python3 python3-pytest python3-pytest-timeout fio attr git util-linux passwd
       clang libclang-rt-14-dev
       e2fsprogs xfsprogs acl scdoc man-db

@@ -38,6 +38,11 @@ const char pfs_usage[] =
 	"  diff MOUNTPOINT A [B] [--stat]      what changed between two snapshots, or\n"
 	"                                      a snapshot and now\n"
 	"  restore MOUNTPOINT SNAPSHOT PATH... put files back as they were at SNAPSHOT\n"
+	"  prune MOUNTPOINT [--dry-run] [--json]\n"
+	"                                      drop the snapshots --keep and --history-max\n"
+	"                                      let go, and the versions none needs\n"
+	"  export MOUNTPOINT SNAPSHOT [-o FILE|-]\n"
+	"                                      the tree at SNAPSHOT as a tar stream\n"
 	"  help [COMMAND]                      this help, or COMMAND's (= COMMAND --help)\n"
 	"\n"
 	"  -h, --help       this help;  prismfs help mount (or mount --help) for mount\n"
@@ -229,6 +234,19 @@ const char pfs_mount_usage[] =
 	"                          each before it is made; snapshots save the previous\n"
 	"                          version of what changes next into DIR/versions (see\n"
 	"                          prismfs log, prismfs snapshot). A plain mount only\n"
+	"  --checkpoint-every DURATION\n"
+	"                          with --history: take an automatic snapshot (auto-TIME)\n"
+	"                          every DURATION (30s, 15m, 1h, 1d) when something changed\n"
+	"                          since the last one, then prune\n"
+	"  --keep RULES            with --history: which automatic snapshots a prune keeps,\n"
+	"                          the newest of each of the last N periods that have one:\n"
+	"                          hourly=N,daily=N,weekly=N,monthly=N, and last=N (the N\n"
+	"                          newest); manual=N keeps the N newest manual ones (all\n"
+	"                          by default). Pinned ones and the newest always stay.\n"
+	"                          In -o keep=, separate the rules with ':'\n"
+	"  --history-max SIZE      with --history: a prune also drops the oldest unpinned\n"
+	"                          snapshots until the saved versions the rest need fit\n"
+	"                          in SIZE (K, M, G)\n"
 	"  --passthrough auto|on|off\n"
 	"                          kernel FUSE passthrough: file data moves between the\n"
 	"                          program and the source inside the kernel, never through\n"
@@ -619,6 +637,8 @@ static int parse_help(int argc, char **argv, struct pfs_config *cfg, char *err, 
 		{"versions", PFS_CMD_STATUS_HELP, pfs_versions_usage},
 		{"diff", PFS_CMD_STATUS_HELP, pfs_diff_usage},
 		{"restore", PFS_CMD_STATUS_HELP, pfs_restore_usage},
+		{"prune", PFS_CMD_STATUS_HELP, pfs_prune_usage},
+		{"export", PFS_CMD_STATUS_HELP, pfs_export_usage},
 	};
 
 	cfg->cmd = PFS_CMD_HELP;

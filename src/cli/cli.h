@@ -85,6 +85,9 @@ struct pfs_config {
 	const char *s3_region;  /* --s3-region NAME */
 	const char *s3_profile; /* --s3-profile NAME (~/.aws/credentials) */
 	const char *history;    /* --history DIR (history/history.h), or NULL */
+	const char *checkpoint_every; /* --checkpoint-every DURATION (checked), or NULL */
+	const char *keep;       /* --keep RULES (checked), or NULL */
+	const char *history_max; /* --history-max SIZE (checked), or NULL */
 	const char *usage;      /* the *_HELP commands: the text to print */
 	/* The mount(8) helper form, `prismfs WORD MOUNTPOINT`, with a first
 	 * word that names no command, has no '/' and came without -o: WORD
@@ -134,6 +137,8 @@ extern const char pfs_status_usage[];
 extern const char pfs_sync_usage[];
 extern const char pfs_log_usage[];      /* log (cli/history_cmd.c runs it) */
 extern const char pfs_snapshot_usage[]; /* snapshot and snapshots */
+extern const char pfs_export_usage[];   /* export (cli/history_export.c) */
+extern const char pfs_prune_usage[];    /* prune (cli/history_prune.c) */
 extern const char pfs_versions_usage[]; /* versions (cli/history_query.c runs it) */
 extern const char pfs_diff_usage[];     /* diff */
 extern const char pfs_restore_usage[];  /* restore */

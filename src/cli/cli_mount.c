@@ -6,6 +6,7 @@
  * arguments are read are in cli_mount_layers.c. Pure, as cli.c. */
 #include "cli/cli.h"
 #include "cli/cli_parse.h"
+#include "history/history.h"
 #include "util/util.h"
 
 #include <errno.h>
@@ -367,6 +368,47 @@ static int opt_history(struct pfs_config *cfg, const char *v, const char *what, 
 	return 0;
 }
 
+static int opt_checkpoint(struct pfs_config *cfg, const char *v, const char *what, char *err,
+			  size_t errlen)
+{
+	long long ns;
+
+	if (pfs_hist_parse_duration(v, &ns) < 0) {
+		pfs_cli_seterr(err, errlen, "%s needs a duration like 30s, 15m, 1h or 1d, not '%s'",
+			       what, v ? v : "");
+		return -EINVAL;
+	}
+	cfg->checkpoint_every = v;
+	return 0;
+}
+
+static int opt_keep(struct pfs_config *cfg, const char *v, const char *what, char *err,
+		    size_t errlen)
+{
+	struct pfs_hist_policy pol;
+
+	(void)what;
+	pfs_hist_policy_init(&pol);
+	if (pfs_hist_parse_keep(v, &pol, err, errlen) < 0)
+		return -EINVAL;
+	cfg->keep = v;
+	return 0;
+}
+
+static int opt_history_max(struct pfs_config *cfg, const char *v, const char *what, char *err,
+			   size_t errlen)
+{
+	unsigned long long b;
+
+	if (pfs_hist_parse_size(v, &b) < 0) {
+		pfs_cli_seterr(err, errlen, "%s needs a size like 512M or 2G, not '%s'", what,
+			       v ? v : "");
+		return -EINVAL;
+	}
+	cfg->history_max = v;
+	return 0;
+}
+
 enum opt_kind {
 	OPT_VALUE,      /* --name VALUE, --name=VALUE, -o key=VALUE */
 	OPT_FLAG,       /* --name, -o key */
@@ -426,6 +468,9 @@ static const struct mount_opt {
 	{"--s3-region", "s3_region=", OPT_VALUE, false, opt_s3},
 	{"--s3-profile", "s3_profile=", OPT_VALUE, false, opt_s3},
 	{"--history", "history=", OPT_VALUE, false, opt_history},
+	{"--checkpoint-every", "checkpoint_every=", OPT_VALUE, false, opt_checkpoint},
+	{"--keep", "keep=", OPT_VALUE, false, opt_keep},
+	{"--history-max", "history_max=", OPT_VALUE, false, opt_history_max},
 };
 
 /* argv[*i] as an option of the table (*i moves past a separate value);
@@ -681,6 +726,11 @@ int pfs_cli_parse_mount(int argc, char **argv, int start, bool compat, struct pf
 			     cfg->map_path)) {
 		pfs_cli_seterr(err, errlen, "--history works on a plain mount for now (not with "
 			       "--mirror, --upper, --lower or --map)");
+		return -EINVAL;
+	}
+	if (!cfg->history && (cfg->checkpoint_every || cfg->keep || cfg->history_max)) {
+		pfs_cli_seterr(err, errlen, "--checkpoint-every, --keep and --history-max need "
+			       "--history DIR");
 		return -EINVAL;
 	}
 	ret = finish_cache(cfg, err, errlen);

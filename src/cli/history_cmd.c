@@ -27,7 +27,8 @@
 bool pfs_history_cmd_is(const char *w)
 {
 	return pfs_history_query_is(w) || strcmp(w, "log") == 0 || strcmp(w, "snapshot") == 0 ||
-	       strcmp(w, "snapshots") == 0;
+	       strcmp(w, "snapshots") == 0 || strcmp(w, "prune") == 0 ||
+	       strcmp(w, "export") == 0;
 }
 
 int pfs_history_mount_open(const struct pfs_config *cfg, struct pfs_fs *fs)
@@ -50,6 +51,19 @@ int pfs_history_mount_open(const struct pfs_config *cfg, struct pfs_fs *fs)
 		return -1;
 	}
 	fs->store = st; /* it owns the store it wraps now */
+	{
+		struct pfs_hist_policy pol;
+
+		/* checked when parsed */
+		pfs_hist_policy_init(&pol);
+		if (cfg->checkpoint_every)
+			pfs_hist_parse_duration(cfg->checkpoint_every, &pol.every_ns);
+		if (cfg->keep)
+			pfs_hist_parse_keep(cfg->keep, &pol, err, sizeof(err));
+		if (cfg->history_max)
+			pfs_hist_parse_size(cfg->history_max, &pol.max_bytes);
+		pfs_history_set_policy(st, &pol);
+	}
 	return 0;
 }
 
@@ -286,7 +300,8 @@ static int cmd_snapshots(const char *mnt, bool json)
 		goto out;
 	if (sqlite3_prepare_v2(db,
 			       "SELECT id, name, t_ns, seq, pinned, (SELECT count(*) FROM versions"
-			       " v WHERE v.snap = s.id) FROM snapshots s ORDER BY id",
+			       " v WHERE v.snap = s.id AND v.pruned = 0), kind FROM snapshots s"
+			       " ORDER BY id",
 			       -1, &q, NULL) != SQLITE_OK) {
 		say("%s: %s", mnt, sqlite3_errmsg(db));
 		goto out;
@@ -294,9 +309,10 @@ static int cmd_snapshots(const char *mnt, bool json)
 	while (sqlite3_step(q) == SQLITE_ROW) {
 		pfs_hc_fmt_ns(sqlite3_column_int64(q, 2), tbuf, sizeof(tbuf));
 		if (json) {
-			json_t *o = json_pack("{s:I, s:s, s:s, s:I, s:b, s:I}",
+			json_t *o = json_pack("{s:I, s:s, s:s, s:s, s:I, s:b, s:I}",
 					      "id", (json_int_t)sqlite3_column_int64(q, 0),
-					      "name", pfs_hc_col(q, 1), "time", tbuf,
+					      "name", pfs_hc_col(q, 1), "kind", pfs_hc_col(q, 6),
+					      "time", tbuf,
 					      "seq", (json_int_t)sqlite3_column_int64(q, 3),
 					      "pinned", sqlite3_column_int(q, 4),
 					      "versions", (json_int_t)sqlite3_column_int64(q, 5));
@@ -304,8 +320,9 @@ static int cmd_snapshots(const char *mnt, bool json)
 			if (o)
 				json_array_append_new(arr, o);
 		} else {
-			printf("%lld %s %s seq=%lld%s versions=%lld\n", sqlite3_column_int64(q, 0),
-			       pfs_hc_col(q, 1), tbuf, sqlite3_column_int64(q, 3),
+			printf("%lld %s %s %s seq=%lld%s versions=%lld\n",
+			       sqlite3_column_int64(q, 0), pfs_hc_col(q, 1), pfs_hc_col(q, 6), tbuf,
+			       sqlite3_column_int64(q, 3),
 			       sqlite3_column_int(q, 4) ? " pinned" : "",
 			       sqlite3_column_int64(q, 5));
 		}
@@ -339,6 +356,10 @@ int pfs_history_cmd(int argc, char **argv)
 {
 	if (pfs_history_query_is(argv[1]))
 		return pfs_history_query(argc, argv);
+	if (strcmp(argv[1], "prune") == 0)
+		return pfs_history_prune_cmd(argc, argv);
+	if (strcmp(argv[1], "export") == 0)
+		return pfs_history_export_cmd(argc, argv);
 	const char *cmd = argv[1], *pos[2] = {NULL, NULL}, *since = NULL, *name = NULL;
 	const char *usage = strcmp(cmd, "log") == 0 ? pfs_log_usage : pfs_snapshot_usage;
 	bool json = false, pin = false, log = strcmp(cmd, "log") == 0;

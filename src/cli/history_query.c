@@ -42,7 +42,7 @@ static int cmd_versions(const char *mnt, const char *path, bool json)
 	pfs_hc_relpath(canon_m, path, rel, sizeof(rel));
 	if (sqlite3_prepare_v2(db,
 			       "SELECT s.id, s.name, s.t_ns, v.size, v.mtime_ns, v.mode, v.seq, v.file"
-			       " FROM versions v JOIN snapshots s ON v.snap = s.id WHERE v.path = ?"
+			       " FROM versions v JOIN snapshots s ON v.snap = s.id WHERE v.path = ? AND v.pruned = 0"
 			       " ORDER BY v.seq, v.rowid",
 			       -1, &q, NULL) != SQLITE_OK) {
 		say("%s: %s", mnt, sqlite3_errmsg(db));
@@ -80,7 +80,7 @@ out:
 }
 
 /* The journal position of snapshot name (a name, or an id), and its id. */
-static int snap_seq(sqlite3 *db, const char *name, long long *seq, long long *id)
+int pfs_hq_snap(sqlite3 *db, const char *name, long long *seq, long long *id)
 {
 	sqlite3_stmt *q;
 	int found;
@@ -178,19 +178,58 @@ static int move_under(sqlite3 *db, const char *from, const char *to)
 	return 0;
 }
 
-static int set_cur(sqlite3 *db, const char *p, const char *orig, bool mod)
+/* Where and when (the row's seq) an object was first changed since the
+ * replay's start: its previous version was saved there, just before.
+ * Empty for one made since, or not changed (only moved with a parent). */
+struct touch {
+	char path[PATH_MAX];
+	char seq[24];
+};
+
+static const struct touch NO_TOUCH;
+
+/* The first change of the object now at p: its own row's, else this one
+ * (at p, seq). */
+static void first_touch(sqlite3 *db, const char *p, long long seq, struct touch *t)
+{
+	char got[24];
+
+	if (run(db, "SELECT coalesce(fseq, 0) FROM cur WHERE path = ?", got, sizeof(got), 1, p) ==
+		    0 &&
+	    got[0]) {
+		*t = NO_TOUCH;
+		if (strcmp(got, "0") != 0) {
+			snprintf(t->seq, sizeof(t->seq), "%s", got);
+			run(db, "SELECT fpath FROM cur WHERE path = ?", t->path, sizeof(t->path), 1,
+			    p);
+		}
+		return;
+	}
+	snprintf(t->path, sizeof(t->path), "%s", p);
+	snprintf(t->seq, sizeof(t->seq), "%lld", seq);
+}
+
+static int set_cur(sqlite3 *db, const char *p, const char *orig, bool mod,
+		   const struct touch *t)
 {
 	return run(db, "DELETE FROM gone WHERE path = ?1", NULL, 0, 1, p) < 0 ||
-			       run(db, "INSERT OR REPLACE INTO cur VALUES(?1, ?2, ?3)", NULL, 0, 3, p,
-				   orig[0] ? orig : NULL, mod ? "1" : "0") < 0
+			       run(db, "INSERT OR REPLACE INTO cur VALUES(?1, ?2, ?3, ?4, ?5)", NULL,
+				   0, 5, p, orig[0] ? orig : NULL, mod ? "1" : "0",
+				   t->seq[0] ? t->path : NULL, t->seq[0] ? t->seq : NULL) < 0
 		       ? -1
 		       : 0;
 }
 
-/* The object at p is gone (unlinked, or replaced). */
-static int remove_at(sqlite3 *db, const char *p, const char *orig)
+static int add_del(sqlite3 *db, const char *orig, const struct touch *t)
 {
-	if (orig[0] && run(db, "INSERT INTO del VALUES(?)", NULL, 0, 1, orig) < 0)
+	return run(db, "INSERT INTO del VALUES(?, ?, ?)", NULL, 0, 3, orig,
+		   t->seq[0] ? t->path : NULL, t->seq[0] ? t->seq : NULL);
+}
+
+/* The object at p is gone (unlinked, or replaced). */
+static int remove_at(sqlite3 *db, const char *p, const char *orig, const struct touch *t)
+{
+	if (orig[0] && add_del(db, orig, t) < 0)
 		return -1;
 	return run(db, "DELETE FROM cur WHERE path = ?1 OR substr(path, 1, length(?1) + 1) ="
 		       " ?1 || '/'", NULL, 0, 1, p) < 0 ||
@@ -213,19 +252,27 @@ static int apply_rename(sqlite3 *db, const char *from, const char *to, long long
 			long long a_seq, long long seq)
 {
 	char of[PATH_MAX], ot[PATH_MAX], buf[32], sa[32], ss[32];
+	struct touch *tf = malloc(sizeof(*tf)), *tt = malloc(sizeof(*tt));
 	enum found ft;
 	bool mf, mt;
+	int ret = -1;
 
+	if (!tf || !tt)
+		goto out;
 	lookup(db, from, of, sizeof(of));
 	mf = was_modified(db, from);
+	first_touch(db, from, seq, tf);
 	ft = lookup(db, to, ot, sizeof(ot));
 	mt = was_modified(db, to);
+	first_touch(db, to, seq, tt);
 	if (flags & PFS_RENAME_EXCHANGE) {
-		return move_under(db, from, "\x02") < 0 || move_under(db, to, from) < 0 ||
-				       move_under(db, "\x02", to) < 0 || set_cur(db, to, of, mf) < 0 ||
-				       set_cur(db, from, ot, mt) < 0
-			       ? -1
-			       : 0;
+		ret = move_under(db, from, "\x02") < 0 || move_under(db, to, from) < 0 ||
+				      move_under(db, "\x02", to) < 0 ||
+				      set_cur(db, to, of, mf, tf) < 0 ||
+				      set_cur(db, from, ot, mt, tt) < 0
+			      ? -1
+			      : 0;
+		goto out;
 	}
 	if (ft == F_UNSEEN) {
 		/* the replay never saw it: did it exist? the rename saved it if so */
@@ -237,15 +284,19 @@ static int apply_rename(sqlite3 *db, const char *from, const char *to, long long
 	} else if (ft == F_GONE) {
 		ot[0] = '\0';
 	}
-	if (ot[0] && run(db, "INSERT INTO del VALUES(?)", NULL, 0, 1, ot) < 0)
-		return -1;
-	return run(db, "DELETE FROM cur WHERE substr(path, 1, length(?1) + 1) = ?1 || '/'", NULL,
-		   0, 1, to) < 0 ||
-			       move_under(db, from, to) < 0 || set_cur(db, to, of, mf) < 0 ||
-			       run(db, "DELETE FROM cur WHERE path = ?", NULL, 0, 1, from) < 0 ||
-			       run(db, "INSERT OR IGNORE INTO gone VALUES(?)", NULL, 0, 1, from) < 0
-		       ? -1
-		       : 0;
+	if (ot[0] && add_del(db, ot, tt) < 0)
+		goto out;
+	ret = run(db, "DELETE FROM cur WHERE substr(path, 1, length(?1) + 1) = ?1 || '/'", NULL,
+		  0, 1, to) < 0 ||
+			      move_under(db, from, to) < 0 || set_cur(db, to, of, mf, tf) < 0 ||
+			      run(db, "DELETE FROM cur WHERE path = ?", NULL, 0, 1, from) < 0 ||
+			      run(db, "INSERT OR IGNORE INTO gone VALUES(?)", NULL, 0, 1, from) < 0
+		      ? -1
+		      : 0;
+out:
+	free(tf);
+	free(tt);
+	return ret;
 }
 
 static int apply(sqlite3 *db, sqlite3_stmt *r, long long a_seq)
@@ -255,26 +306,39 @@ static int apply(sqlite3 *db, sqlite3_stmt *r, long long a_seq)
 	static const char *const mods[] = {"write", "truncate", "chmod", "chown", "utimes",
 					   "setxattr", "removexattr", "copy"};
 	char orig[PATH_MAX];
+	struct touch t;
+	enum found f;
 
 	if (!strcmp(kind, "create") || !strcmp(kind, "mkdir") || !strcmp(kind, "mknod") ||
 	    !strcmp(kind, "symlink") || !strcmp(kind, "link")) {
 		const char *at = strcmp(kind, "link") == 0 ? p2 : p;
 
-		return set_cur(db, at, "", false);
+		return set_cur(db, at, "", false, &NO_TOUCH);
 	}
 	if (!strcmp(kind, "unlink") || !strcmp(kind, "rmdir")) {
 		lookup(db, p, orig, sizeof(orig));
-		return remove_at(db, p, orig);
+		first_touch(db, p, seq, &t);
+		return remove_at(db, p, orig, &t);
 	}
 	if (!strcmp(kind, "rename"))
 		return apply_rename(db, p, p2, arg, a_seq, seq);
 	for (size_t i = 0; i < sizeof(mods) / sizeof(mods[0]); i++) {
 		if (strcmp(kind, mods[i]) == 0) {
 			lookup(db, p, orig, sizeof(orig));
-			return set_cur(db, p, orig, true);
+			first_touch(db, p, seq, &t);
+			return set_cur(db, p, orig, true, &t);
 		}
 	}
-	return 0; /* open-write: a write row follows if anything changed */
+	if (!strcmp(kind, "open-write")) {
+		/* the version was saved here, before any byte changed; the
+		 * write row that follows may come after a rename above it */
+		f = lookup(db, p, orig, sizeof(orig));
+		if (f == F_CUR || !orig[0])
+			return 0; /* its first change is known, or it is new */
+		first_touch(db, p, seq, &t);
+		return set_cur(db, p, orig, false, &t);
+	}
+	return 0;
 }
 
 /* The replay's outcome into out, in zfs diff's shape. Something beneath a
@@ -313,13 +377,43 @@ static int report(sqlite3 *db)
 	return ret;
 }
 
-static int cmd_diff(const char *mnt, const char *a, const char *b, bool stat)
+int pfs_hq_orig(sqlite3 *db, const char *p, char *orig, size_t len)
+{
+	return lookup(db, p, orig, len) == F_UNSEEN ? 0 : 1;
+}
+
+int pfs_hq_replay(sqlite3 *db, long long sa, long long sb)
 {
 	static const char TABLES[] =
-		"CREATE TEMP TABLE cur(path TEXT PRIMARY KEY, orig TEXT, mod INTEGER);"
+		"CREATE TEMP TABLE cur(path TEXT PRIMARY KEY, orig TEXT, mod INTEGER, fpath TEXT,"
+		" fseq INTEGER);"
 		"CREATE TEMP TABLE gone(path TEXT PRIMARY KEY);"
-		"CREATE TEMP TABLE del(orig TEXT);"
+		"CREATE TEMP TABLE del(orig TEXT, fpath TEXT, fseq INTEGER);"
 		"CREATE TEMP TABLE out(t TEXT, p TEXT, o TEXT);";
+	sqlite3_stmt *r = NULL;
+	int ret = -1;
+
+	if (sqlite3_exec(db, "PRAGMA temp_store = MEMORY;", NULL, NULL, NULL) != SQLITE_OK ||
+	    sqlite3_exec(db, TABLES, NULL, NULL, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(db, "SELECT kind, path, path2, arg, seq FROM changes WHERE"
+				   " seq > ?1 AND (?2 < 0 OR seq <= ?2) AND state = 1 ORDER BY seq",
+			       -1, &r, NULL) != SQLITE_OK)
+		goto out;
+	sqlite3_bind_int64(r, 1, sa);
+	sqlite3_bind_int64(r, 2, sb);
+	while (sqlite3_step(r) == SQLITE_ROW)
+		if (apply(db, r, sa) < 0)
+			goto out;
+	ret = 0;
+out:
+	if (ret < 0)
+		say("%s", sqlite3_errmsg(db));
+	sqlite3_finalize(r);
+	return ret;
+}
+
+static int cmd_diff(const char *mnt, const char *a, const char *b, bool stat)
+{
 	sqlite3 *db = pfs_hc_open_db(mnt);
 	sqlite3_stmt *r = NULL;
 	long long sa, sb = -1, ia, ib = 0, n[4] = {0, 0, 0, 0};
@@ -327,32 +421,16 @@ static int cmd_diff(const char *mnt, const char *a, const char *b, bool stat)
 
 	if (!db)
 		return 1;
-	if (snap_seq(db, a, &sa, &ia) < 0 || (b && snap_seq(db, b, &sb, &ib) < 0)) {
-		say("%s: no snapshot %s", mnt, snap_seq(db, a, &sa, &ia) < 0 ? a : b);
+	if (pfs_hq_snap(db, a, &sa, &ia) < 0 || (b && pfs_hq_snap(db, b, &sb, &ib) < 0)) {
+		say("%s: no snapshot %s", mnt, pfs_hq_snap(db, a, &sa, &ia) < 0 ? a : b);
 		goto out;
 	}
 	if (b && ib < ia) {
 		say("%s: snapshot %s was taken before %s (the older one first)", mnt, b, a);
 		goto out;
 	}
-	if (sqlite3_exec(db, "PRAGMA temp_store = MEMORY;", NULL, NULL, NULL) != SQLITE_OK ||
-	    sqlite3_exec(db, TABLES, NULL, NULL, NULL) != SQLITE_OK ||
-	    sqlite3_prepare_v2(db, "SELECT kind, path, path2, arg, seq FROM changes WHERE"
-				   " seq > ?1 AND (?2 < 0 OR seq <= ?2) AND state = 1 ORDER BY seq",
-			       -1, &r, NULL) != SQLITE_OK) {
-		say("%s: %s", mnt, sqlite3_errmsg(db));
+	if (pfs_hq_replay(db, sa, sb) < 0)
 		goto out;
-	}
-	sqlite3_bind_int64(r, 1, sa);
-	sqlite3_bind_int64(r, 2, sb);
-	while (sqlite3_step(r) == SQLITE_ROW) {
-		if (apply(db, r, sa) < 0) {
-			say("%s: %s", mnt, sqlite3_errmsg(db));
-			goto out;
-		}
-	}
-	sqlite3_finalize(r);
-	r = NULL;
 	if (report(db) < 0 ||
 	    sqlite3_prepare_v2(db, "SELECT t, p, o FROM out ORDER BY p, t", -1, &r, NULL) !=
 		    SQLITE_OK) {

@@ -324,9 +324,44 @@ static char *status_json(struct pfs_ctl *ctl)
 	json_object_set_new(o, "mapping", pfs_mapwatch_status(fs));
 	json_object_set_new(o, "layers", layers_json(ctl));
 	json_object_set_new(o, "cache", cache_json(fs));
+	if (pfs_history_is(fs->store))
+		json_object_set_new(o, "history", json_pack("{s:s, s:I}", "dir",
+				    pfs_history_dir(fs->store), "checkpoint_checks",
+				    (json_int_t)pfs_history_checks(fs->store)));
 	s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 	json_decref(o);
 	return s;
+}
+
+/* "prune DRY [KEEP|- [MAX|-]]": prune by the mount's policy, or by the
+ * rules given; "ok JSON" (the report). */
+static void serve_prune(struct pfs_store *st, int fd, const char *args)
+{
+	struct pfs_hist_policy pol;
+	const struct pfs_hist_policy *use = NULL;
+	char keep[256] = "-", max[64] = "-", err[256] = "", *rep = NULL;
+	int dry = 0, r;
+
+	sscanf(args, "%d %255s %63s", &dry, keep, max);
+	if (strcmp(keep, "-") != 0 || strcmp(max, "-") != 0) {
+		pfs_hist_policy_init(&pol);
+		if ((strcmp(keep, "-") != 0 && pfs_hist_parse_keep(keep, &pol, err, sizeof(err)) < 0) ||
+		    (strcmp(max, "-") != 0 && pfs_hist_parse_size(max, &pol.max_bytes) < 0)) {
+			write_str(fd, "error bad --keep or --history-max\n");
+			return;
+		}
+		use = &pol;
+	}
+	r = pfs_history_prune(st, use, dry != 0, &rep);
+	if (r < 0) {
+		snprintf(err, sizeof(err), "error cannot prune: %s\n", strerror(-r));
+		write_str(fd, err);
+	} else {
+		write_str(fd, "ok ");
+		write_str(fd, rep);
+		write_str(fd, "\n");
+	}
+	free(rep);
 }
 
 /* "history": "dir DIR", the mount's history directory; "snapshot PIN
@@ -343,6 +378,9 @@ static void serve_history(struct pfs_ctl *ctl, int fd, const char *line)
 	if (strcmp(line, "history") == 0) {
 		pfs_history_flush(st); /* the outcomes so far, for the reader */
 		snprintf(msg, sizeof(msg), "dir %s\n", pfs_history_dir(st));
+	} else if (strncmp(line, "prune ", 6) == 0) {
+		serve_prune(st, fd, line + 6);
+		return;
 	} else {
 		const char *name = line + 9;
 		bool pin = name[0] == '1';
@@ -395,7 +433,8 @@ static void serve(struct pfs_ctl *ctl, int fd)
 		}
 		write_str(fd, msg ? msg : r < 0 ? "error the mirror cannot be written\n" : "ok\n");
 		free(msg);
-	} else if (strcmp(line, "history") == 0 || strncmp(line, "snapshot ", 9) == 0) {
+	} else if (strcmp(line, "history") == 0 || strncmp(line, "snapshot ", 9) == 0 ||
+		   strncmp(line, "prune ", 6) == 0) {
 		serve_history(ctl, fd, line);
 	} else if (strncmp(line, "wait", 4) == 0 && (line[4] == '\0' || line[4] == ' ')) {
 		fd = serve_wait(ctl, fd, line + 4);

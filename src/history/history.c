@@ -398,6 +398,7 @@ static void h_destroy(struct pfs_store *st)
 {
 	struct pfs_history *h = H(st);
 
+	pfs_hist_keep_stop(h);
 	pfs_hist_db_close(h);
 	pfs_hist_saved_clear(h);
 	for (unsigned i = 0; i < PFS_HIST_NB; i++) {
@@ -414,6 +415,8 @@ static void h_destroy(struct pfs_store *st)
 		close(h->lockfd);
 	pfs_store_free(h->in);
 	pthread_mutex_destroy(&h->lock);
+	pthread_mutex_destroy(&h->cp_mu);
+	pthread_cond_destroy(&h->cp_cv);
 	free(h);
 }
 
@@ -490,6 +493,9 @@ int pfs_history_new(struct pfs_store **out, struct pfs_store *inner, const char 
 	}
 	h->vdir = -1;
 	h->lockfd = -1;
+	pfs_hist_policy_init(&h->pol);
+	pthread_mutex_init(&h->cp_mu, NULL);
+	pthread_cond_init(&h->cp_cv, NULL);
 	if (stat("/proc/self/fd", &s) < 0) {
 		snprintf(err, errlen, "history needs /proc: %s", strerror(errno));
 		goto fail;
@@ -561,6 +567,8 @@ fail_lock:
 		close(h->lockfd);
 fail:
 	free(canon);
+	pthread_mutex_destroy(&h->cp_mu);
+	pthread_cond_destroy(&h->cp_cv);
 	free(h);
 	return -EINVAL;
 }
@@ -587,5 +595,8 @@ int pfs_history_start(struct pfs_store *st)
 	if (mkdir(vpath, 0700) < 0 && errno != EEXIST)
 		return -errno;
 	h->vdir = open(vpath, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	return h->vdir < 0 ? -errno : 0;
+	if (h->vdir < 0)
+		return -errno;
+	r = pfs_hist_sweep(h);
+	return r < 0 ? r : pfs_hist_keep_start(h);
 }

@@ -52,5 +52,35 @@ void pfs_history_flush(struct pfs_store *st);
  * time. Its id, or -errno with one line in err (-EEXIST: name taken). */
 long long pfs_history_snapshot(struct pfs_store *st, const char *name, bool pin, char *err,
 			       size_t errlen);
+/* The same, automatic (named auto-TIME, kind "auto"). */
+long long pfs_history_snapshot_kind(struct pfs_store *st, const char *name, bool pin,
+				    bool automatic, char *err, size_t errlen);
+
+/* Retention and automatic checkpoints (history_keep.c). */
+enum { PFS_KEEP_LAST, PFS_KEEP_HOURLY, PFS_KEEP_DAILY, PFS_KEEP_WEEKLY, PFS_KEEP_MONTHLY,
+       PFS_KEEP_MANUAL, PFS_KEEP_N };
+struct pfs_hist_policy {
+	long long every_ns;            /* --checkpoint-every, 0: none */
+	bool has_keep;                 /* --keep given: it thins automatic snapshots */
+	int keep[PFS_KEEP_N];          /* -1: not said */
+	unsigned long long max_bytes;  /* --history-max, 0: none */
+};
+/* "30s", "15m", "1h", "1d" (a bare number: seconds). 0 or -EINVAL. */
+int pfs_hist_parse_duration(const char *s, long long *ns);
+/* "hourly=24,daily=30,weekly=8,monthly=N,last=N,manual=N" into pol. 0 or
+ * -EINVAL with one line in err. */
+int pfs_hist_parse_keep(const char *s, struct pfs_hist_policy *pol, char *err, size_t errlen);
+/* "512K", "10M", "2G" (bytes without a suffix). 0 or -EINVAL. */
+int pfs_hist_parse_size(const char *s, unsigned long long *bytes);
+void pfs_hist_policy_init(struct pfs_hist_policy *pol);
+/* The mount's policy; before pfs_history_start. */
+void pfs_history_set_policy(struct pfs_store *st, const struct pfs_hist_policy *pol);
+/* How many times the checkpoint thread has looked for changes (status). */
+unsigned long long pfs_history_checks(const struct pfs_store *st);
+/* Prune now by pol (NULL: the mount's): the snapshots the policy lets go,
+ * and the saved versions no kept snapshot needs. dry: say what would go,
+ * change nothing. *json: the report (malloc'ed). 0 or -errno. */
+int pfs_history_prune(struct pfs_store *st, const struct pfs_hist_policy *pol, bool dry,
+		      char **json);
 
 #endif

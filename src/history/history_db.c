@@ -21,7 +21,16 @@ static const char SCHEMA[] =
 	"CREATE TABLE IF NOT EXISTS versions(snap INTEGER NOT NULL, seq INTEGER NOT NULL,"
 	" path TEXT NOT NULL, mode INTEGER, uid INTEGER, gid INTEGER, size INTEGER,"
 	" mtime_ns INTEGER, file TEXT);"
-	"CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);";
+	"CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);"
+	"CREATE INDEX IF NOT EXISTS versions_file ON versions(file);";
+
+/* Columns later slices added (an older DIR gets them; "duplicate column"
+ * on a newer one is expected): a snapshot's kind (manual, auto); a
+ * version whose data a prune removed. */
+static const char *const UPGRADE[] = {
+	"ALTER TABLE snapshots ADD COLUMN kind TEXT NOT NULL DEFAULT 'manual'",
+	"ALTER TABLE versions ADD COLUMN pruned INTEGER NOT NULL DEFAULT 0",
+};
 
 /* SQLite's result as an -errno: what a writer is told. */
 static int db_errno(int rc)
@@ -122,6 +131,8 @@ int pfs_hist_db_open(struct pfs_history *h, char *err, size_t errlen)
 			  NULL, NULL);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_exec(h->db, SCHEMA, NULL, NULL, NULL);
+	for (size_t i = 0; rc == SQLITE_OK && i < sizeof(UPGRADE) / sizeof(UPGRADE[0]); i++)
+		sqlite3_exec(h->db, UPGRADE[i], NULL, NULL, NULL);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_prepare_v2(h->db,
 					"INSERT INTO changes(t_ns, uid, gid, pid, comm, kind, path,"
@@ -283,6 +294,12 @@ void pfs_history_flush(struct pfs_store *st)
 long long pfs_history_snapshot(struct pfs_store *st, const char *name, bool pin, char *err,
 			       size_t errlen)
 {
+	return pfs_history_snapshot_kind(st, name, pin, false, err, errlen);
+}
+
+long long pfs_history_snapshot_kind(struct pfs_store *st, const char *name, bool pin,
+				    bool automatic, char *err, size_t errlen)
+{
 	struct pfs_history *h = H(st);
 	sqlite3_stmt *q = NULL;
 	char def[64];
@@ -295,22 +312,23 @@ long long pfs_history_snapshot(struct pfs_store *st, const char *name, bool pin,
 		struct tm tm;
 
 		gmtime_r(&s, &tm);
-		snprintf(def, sizeof(def), "%04d-%02d-%02dT%02d:%02d:%02d.%09lluZ",
-			 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+		snprintf(def, sizeof(def), "%s%04d-%02d-%02dT%02d:%02d:%02d.%09lluZ",
+			 automatic ? "auto-" : "", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
 			 tm.tm_sec, (unsigned long long)(t % 1000000000ull));
 		name = def;
 	}
 	pthread_mutex_lock(&h->lock);
 	flush_locked(h);
 	rc = h->db ? sqlite3_prepare_v2(h->db,
-					"INSERT INTO snapshots(name, t_ns, seq, pinned) VALUES(?, ?,"
-					" (SELECT coalesce(max(seq), 0) FROM changes), ?)",
+					"INSERT INTO snapshots(name, t_ns, seq, pinned, kind) VALUES(?, ?,"
+					" (SELECT coalesce(max(seq), 0) FROM changes), ?, ?)",
 					-1, &q, NULL)
 		   : SQLITE_MISUSE;
 	if (rc == SQLITE_OK) {
 		sqlite3_bind_text(q, 1, name, -1, SQLITE_TRANSIENT);
 		sqlite3_bind_int64(q, 2, (sqlite3_int64)t);
 		sqlite3_bind_int(q, 3, pin);
+		sqlite3_bind_text(q, 4, automatic ? "auto" : "manual", -1, SQLITE_STATIC);
 		rc = sqlite3_step(q);
 	}
 	if (rc == SQLITE_DONE) {

@@ -49,6 +49,12 @@ struct pfs_history {
 	int lockfd;            /* DIR/lock, flock'ed */
 	struct hsaved *saved[PFS_HIST_NB];
 	struct hwfd *wfds[PFS_HIST_NB];
+	struct pfs_hist_policy pol;
+	pthread_mutex_t cp_mu;  /* the checkpoint thread's sleep */
+	pthread_cond_t cp_cv;
+	pthread_t cp_thread;
+	bool cp_running, cp_stop;
+	unsigned long long cp_checks; /* atomic */
 };
 
 #define H(st) ((struct pfs_history *)(st))
@@ -76,5 +82,12 @@ void pfs_hist_db_done(struct pfs_history *h, long long seq, int ret);
 int pfs_hist_save(struct pfs_history *h, int dirfd, const char *name);
 /* Forget what was saved (a new snapshot). Under h->lock. */
 void pfs_hist_saved_clear(struct pfs_history *h);
+
+/* history_keep.c: the checkpoint thread (started if the policy asks for
+ * it), stopped before the database closes; the sweep of DIR/versions at
+ * start (files no row names: a prune or a save a crash cut short). */
+int pfs_hist_keep_start(struct pfs_history *h);
+void pfs_hist_keep_stop(struct pfs_history *h);
+int pfs_hist_sweep(struct pfs_history *h);
 
 #endif

@@ -84,6 +84,27 @@ static int copy_data(struct pfs_history *h, int dirfd, const char *name, const s
 	return r;
 }
 
+/* A symlink's target into DIR/versions/file: what export needs to write
+ * it back (a symlink changes only by going away). */
+static int save_link(struct pfs_history *h, int dirfd, const char *name, const char *file)
+{
+	char t[PATH_MAX];
+	ssize_t n = pfs_st_readlink(h->in, dirfd, name && *name ? name : "", t, sizeof(t));
+	int dst, r = 0;
+
+	if (n < 0)
+		return (int)n;
+	dst = openat(h->vdir, file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (dst < 0)
+		return -errno;
+	if (write(dst, t, (size_t)n) != n || fsync(dst) < 0)
+		r = errno ? -errno : -EIO;
+	close(dst);
+	if (r < 0)
+		unlinkat(h->vdir, file, 0);
+	return r;
+}
+
 int pfs_hist_save(struct pfs_history *h, int dirfd, const char *name)
 {
 	char path[PATH_MAX], file[64];
@@ -113,6 +134,8 @@ int pfs_hist_save(struct pfs_history *h, int dirfd, const char *name)
 	r = pfs_hist_path(h, dirfd, name, path, sizeof(path));
 	if (r == 0 && S_ISREG(st.st_mode))
 		r = copy_data(h, dirfd, name, &st, file);
+	else if (r == 0 && S_ISLNK(st.st_mode))
+		r = save_link(h, dirfd, name, file);
 	pthread_mutex_lock(&h->lock);
 	if (r == 0 && h->db) {
 		sqlite3_stmt *q = h->sav;
@@ -125,7 +148,7 @@ int pfs_hist_save(struct pfs_history *h, int dirfd, const char *name)
 		sqlite3_bind_int64(q, 7, st.st_size);
 		sqlite3_bind_int64(q, 8, (sqlite3_int64)st.st_mtim.tv_sec * 1000000000ll +
 					      st.st_mtim.tv_nsec);
-		if (S_ISREG(st.st_mode))
+		if (S_ISREG(st.st_mode) || S_ISLNK(st.st_mode))
 			sqlite3_bind_text(q, 9, file, -1, SQLITE_TRANSIENT);
 		else
 			sqlite3_bind_null(q, 9);

@@ -40,6 +40,8 @@ COMMAND_PAGES = {
     "versions": "prismfs-versions.1",
     "diff": "prismfs-diff.1",
     "restore": "prismfs-restore.1",
+    "prune": "prismfs-prune.1",
+    "export": "prismfs-export.1",
     "help": "prismfs.1",
 }
 
