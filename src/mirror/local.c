@@ -1,3 +1,4 @@
+#include "mirror/basetab.h"
 #include "mirror/local.h"
 #include "store/fcopy.h"
 #include "store/meta.h"
@@ -15,13 +16,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#define NBUCKETS 4096u
-
 struct base_ent {
-	struct base_ent *next;
-	uint64_t key;
+	struct pfs_basetab_ent h; /* h.conflict: where the cache's version goes */
 	struct pfs_wb_base base;
-	char *conflict; /* the name the cache's version goes to, or NULL */
 };
 
 struct pfs_mirror_local {
@@ -30,7 +27,7 @@ struct pfs_mirror_local {
 	struct pfs_store *st;
 	int root;
 	pthread_mutex_t lock; /* the table and conflicts */
-	struct base_ent *tab[NBUCKETS];
+	struct pfs_basetab bt;
 	unsigned long conflicts;
 	char last_conflict[PATH_MAX + 128];
 	unsigned long tmpseq; /* the worker's alone */
@@ -76,14 +73,7 @@ static void local_close(struct pfs_mirror *mm)
 {
 	struct pfs_mirror_local *m = L(mm);
 
-	for (unsigned i = 0; i < NBUCKETS; i++)
-		while (m->tab[i]) {
-			struct base_ent *e = m->tab[i];
-
-			m->tab[i] = e->next;
-			free(e->conflict);
-			free(e);
-		}
+	pfs_basetab_clear(&m->bt);
 	close(m->root);
 	pthread_mutex_destroy(&m->lock);
 	free(m->path);
@@ -101,15 +91,6 @@ static unsigned long local_conflicts(struct pfs_mirror *mm, char *buf, size_t le
 		snprintf(buf, len, "%s", m->last_conflict);
 	pthread_mutex_unlock(&m->lock);
 	return n;
-}
-
-static struct base_ent **slot(struct pfs_mirror_local *m, uint64_t key)
-{
-	struct base_ent **p = &m->tab[(key * 0x9E3779B97F4A7C15ull) >> 52 & (NBUCKETS - 1)];
-
-	while (*p && (*p)->key != key)
-		p = &(*p)->next;
-	return p;
 }
 
 /* Open the directory that holds path's last component, beneath the root
@@ -165,15 +146,10 @@ static bool same_base(const struct pfs_wb_base *b, const struct stat *st)
 
 static void set_base(struct pfs_mirror_local *m, uint64_t key, const struct stat *st)
 {
-	struct base_ent **p, *e;
+	struct base_ent *e;
 
 	pthread_mutex_lock(&m->lock);
-	p = slot(m, key);
-	e = *p;
-	if (!e && (e = calloc(1, sizeof(*e)))) {
-		e->key = key;
-		*p = e;
-	}
+	e = pfs_basetab_make(&m->bt, key, sizeof(*e));
 	if (e)
 		to_base(st, &e->base);
 	pthread_mutex_unlock(&m->lock);
@@ -200,16 +176,9 @@ static int local_remember(struct pfs_mirror *mm, uint64_t key, const char *path)
 static void local_forget(struct pfs_mirror *mm, uint64_t key)
 {
 	struct pfs_mirror_local *m = L(mm);
-	struct base_ent **p, *e;
 
 	pthread_mutex_lock(&m->lock);
-	p = slot(m, key);
-	e = *p;
-	if (e) {
-		*p = e->next;
-		free(e->conflict);
-		free(e);
-	}
+	pfs_basetab_forget(&m->bt, key);
 	pthread_mutex_unlock(&m->lock);
 }
 
@@ -226,7 +195,7 @@ static void refresh_base(struct pfs_mirror_local *m, uint64_t key, int dfd, cons
 	if (!key || pfs_st_stat(m->st, dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
 		return;
 	pthread_mutex_lock(&m->lock);
-	e = *slot(m, key);
+	e = pfs_basetab_get(&m->bt, key);
 	held = e && before && same_base(&e->base, before);
 	if (held)
 		to_base(&st, &e->base);
@@ -348,20 +317,6 @@ static int apply_xattr(struct pfs_mirror_local *m, struct pfs_wb_op *op, int dfd
 	return ret;
 }
 
-/* The name the cache's version of name goes to when the mirror changed it. */
-static char *conflict_name(const char *name)
-{
-	char stamp[32], *out;
-	time_t now = time(NULL);
-	struct tm tm;
-
-	gmtime_r(&now, &tm);
-	strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm);
-	if (asprintf(&out, "%s.prismfs-conflict-%s", name, stamp) < 0)
-		return NULL;
-	return out;
-}
-
 /* Copy the cache file's data, mode and times into the open file fd. */
 /* How fd gets the data: over what it holds; fresh (made just now, empty:
  * a truncation would only cost, and on ext4 make its close start the
@@ -434,9 +389,9 @@ static int apply_data(struct pfs_mirror_local *m, struct pfs_wb_op *op, int dfd,
 		return ret;
 	have_cur = ret == 0;
 	pthread_mutex_lock(&m->lock);
-	e = op->key ? *slot(m, op->key) : NULL;
-	if (e && e->conflict) {
-		cname = strdup(e->conflict);
+	e = op->key ? pfs_basetab_get(&m->bt, op->key) : NULL;
+	if (e && e->h.conflict) {
+		cname = strdup(e->h.conflict);
 		conflict = true;
 	} else if (e && have_cur && !same_base(&e->base, &cur)) {
 		conflict = true;
@@ -446,7 +401,7 @@ static int apply_data(struct pfs_mirror_local *m, struct pfs_wb_op *op, int dfd,
 	pthread_mutex_unlock(&m->lock);
 	if (conflict) {
 		if (!cname)
-			cname = conflict_name(name);
+			cname = pfs_mirror_conflict_name(name);
 		if (!cname)
 			return -ENOMEM;
 		target = cname;
@@ -508,20 +463,16 @@ done:
 	if (ret == 0 && pfs_st_stat(m->st, dfd, target, &cur, AT_SYMLINK_NOFOLLOW) == 0 &&
 	    op->key) {
 		pthread_mutex_lock(&m->lock);
-		e = *slot(m, op->key);
-		if (!e && (e = calloc(1, sizeof(*e)))) {
-			e->key = op->key;
-			*slot(m, op->key) = e;
-		}
+		e = pfs_basetab_make(&m->bt, op->key, sizeof(*e));
 		if (e && !conflict)
 			to_base(&cur, &e->base);
-		if (e && conflict && !e->conflict) {
-			e->conflict = cname;
+		if (e && conflict && !e->h.conflict) {
+			e->h.conflict = cname;
 			cname = NULL;
 			m->conflicts++;
 			snprintf(m->last_conflict, sizeof(m->last_conflict),
 				 "%s changed on the mirror; the cache's version is kept as %s",
-				 op->path, e->conflict);
+				 op->path, e->h.conflict);
 		}
 		pthread_mutex_unlock(&m->lock);
 	}

@@ -26,6 +26,7 @@
  *
  * Lock order: m->load_lock -> m->lock (the base table); never held across
  * a call into the cache. The worker's connection is its alone. */
+#include "mirror/basetab.h"
 #include "mirror/mirror.h"
 #include "mirror/remote.h"
 
@@ -41,8 +42,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define NBUCKETS 4096u
-
 /* What the server held for a cache file when it was last loaded or
  * written: its etag, and size and mtime for servers that give no etag. */
 struct rbase {
@@ -53,10 +52,8 @@ struct rbase {
 };
 
 struct base_ent {
-	struct base_ent *next;
-	uint64_t key;
+	struct pfs_basetab_ent h; /* h.conflict: where its write-backs go */
 	struct rbase b;
-	char *conflict;   /* where this file's write-backs go, or NULL */
 };
 
 struct pfs_mirror_remote {
@@ -65,7 +62,7 @@ struct pfs_mirror_remote {
 	struct pfs_remote *ld;   /* loads', under load_lock */
 	pthread_mutex_t load_lock;
 	pthread_mutex_t lock;    /* tab, conflicts */
-	struct base_ent *tab[NBUCKETS];
+	struct pfs_basetab bt;
 	unsigned long conflicts;
 	char last_conflict[PATH_MAX + 128];
 	char url[512];
@@ -73,15 +70,6 @@ struct pfs_mirror_remote {
 };
 
 #define R(m) ((struct pfs_mirror_remote *)(m))
-
-static struct base_ent **slot(struct pfs_mirror_remote *m, uint64_t key)
-{
-	struct base_ent **p = &m->tab[(key * 0x9E3779B97F4A7C15ull) >> 52 & (NBUCKETS - 1)];
-
-	while (*p && (*p)->key != key)
-		p = &(*p)->next;
-	return p;
-}
 
 static void base_of(const struct pfs_rstat *rs, struct rbase *b)
 {
@@ -94,19 +82,13 @@ static void base_of(const struct pfs_rstat *rs, struct rbase *b)
 /* Set key's base (rs NULL: the mirror has no such file). */
 static int set_base(struct pfs_mirror_remote *m, uint64_t key, const struct pfs_rstat *rs)
 {
-	struct base_ent **p, *e;
+	struct base_ent *e;
 
 	pthread_mutex_lock(&m->lock);
-	p = slot(m, key);
-	e = *p;
+	e = pfs_basetab_make(&m->bt, key, sizeof(*e));
 	if (!e) {
-		e = calloc(1, sizeof(*e));
-		if (!e) {
-			pthread_mutex_unlock(&m->lock);
-			return -ENOMEM;
-		}
-		e->key = key;
-		*p = e;
+		pthread_mutex_unlock(&m->lock);
+		return -ENOMEM;
 	}
 	base_of(rs, &e->b);
 	pthread_mutex_unlock(&m->lock);
@@ -142,20 +124,28 @@ static void to_stat(const char *path, const struct pfs_rstat *rs, struct stat *s
 	st->st_ino = path_ino(path);
 }
 
-static int r_stat(struct pfs_mirror *mm, const char *path, struct stat *st)
+/* A stat on the loads' connection; a failure other than absence said on
+ * stderr. */
+static int ld_stat(struct pfs_mirror_remote *m, const char *path, struct pfs_rstat *rs)
 {
-	struct pfs_mirror_remote *m = R(mm);
-	struct pfs_rstat rs;
 	char err[256];
 	int ret;
 
 	pthread_mutex_lock(&m->load_lock);
-	ret = m->ld->ops->stat(m->ld, path, &rs, err, sizeof(err));
+	ret = m->ld->ops->stat(m->ld, path, rs, err, sizeof(err));
 	pthread_mutex_unlock(&m->load_lock);
+	if (ret < 0 && ret != -ENOENT)
+		fprintf(stderr, "prismfs: mirror: %s\n", err);
+	return ret;
+}
+
+static int r_stat(struct pfs_mirror *mm, const char *path, struct stat *st)
+{
+	struct pfs_rstat rs;
+	int ret = ld_stat(R(mm), path, &rs);
+
 	if (ret == 0)
 		to_stat(path, &rs, st);
-	else if (ret != -ENOENT)
-		fprintf(stderr, "prismfs: mirror: %s\n", err);
 	return ret;
 }
 
@@ -234,46 +224,20 @@ static int r_remember(struct pfs_mirror *mm, uint64_t key, const char *path)
 {
 	struct pfs_mirror_remote *m = R(mm);
 	struct pfs_rstat rs;
-	char err[256];
-	int ret;
+	int ret = ld_stat(m, path, &rs);
 
-	pthread_mutex_lock(&m->load_lock);
-	ret = m->ld->ops->stat(m->ld, path, &rs, err, sizeof(err));
-	pthread_mutex_unlock(&m->load_lock);
 	if (ret == -ENOENT)
 		return set_base(m, key, NULL);
-	if (ret < 0) {
-		fprintf(stderr, "prismfs: mirror: %s\n", err);
-		return ret;
-	}
-	return set_base(m, key, &rs);
+	return ret < 0 ? ret : set_base(m, key, &rs);
 }
 
 static void r_forget(struct pfs_mirror *mm, uint64_t key)
 {
 	struct pfs_mirror_remote *m = R(mm);
-	struct base_ent **p, *e;
 
 	pthread_mutex_lock(&m->lock);
-	p = slot(m, key);
-	e = *p;
-	if (e) {
-		*p = e->next;
-		free(e->conflict);
-		free(e);
-	}
+	pfs_basetab_forget(&m->bt, key);
 	pthread_mutex_unlock(&m->lock);
-}
-
-static char *conflict_name(const char *path)
-{
-	char stamp[32], *out;
-	time_t now = time(NULL);
-	struct tm tm;
-
-	gmtime_r(&now, &tm);
-	strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm);
-	return asprintf(&out, "%s.prismfs-conflict-%s", path, stamp) < 0 ? NULL : out;
 }
 
 static void note_conflict(struct pfs_mirror_remote *m, const char *path, const char *kept)
@@ -409,10 +373,10 @@ static int apply_data(struct pfs_mirror_remote *m, struct pfs_wb_op *op, bool cr
 	int ret;
 
 	pthread_mutex_lock(&m->lock);
-	e = op->key ? *slot(m, op->key) : NULL;
-	if (e && e->conflict) {
+	e = op->key ? pfs_basetab_get(&m->bt, op->key) : NULL;
+	if (e && e->h.conflict) {
 		aside = true;
-		target = strdup(e->conflict);
+		target = strdup(e->h.conflict);
 	} else if (e && !create) {
 		b = e->b;
 	}
@@ -444,7 +408,7 @@ static int apply_data(struct pfs_mirror_remote *m, struct pfs_wb_op *op, bool cr
 		return aside || !op->key ? 0 : set_base(m, op->key, &after);
 	if (ret != -ESTALE || aside)
 		return ret;
-	cname = conflict_name(op->path);
+	cname = pfs_mirror_conflict_name(op->path);
 	if (!cname)
 		return -ENOMEM;
 	ret = put_file(m, op, cname, NULL, &after, err, errlen);
@@ -453,10 +417,10 @@ static int apply_data(struct pfs_mirror_remote *m, struct pfs_wb_op *op, bool cr
 	if (ret == 0) {
 		note_conflict(m, op->path, cname);
 		pthread_mutex_lock(&m->lock);
-		e = op->key ? *slot(m, op->key) : NULL;
+		e = op->key ? pfs_basetab_get(&m->bt, op->key) : NULL;
 		if (e) {
-			free(e->conflict);
-			e->conflict = cname;
+			free(e->h.conflict);
+			e->h.conflict = cname;
 			cname = NULL;
 		}
 		pthread_mutex_unlock(&m->lock);
@@ -495,9 +459,9 @@ static int apply_attr(struct pfs_mirror_remote *m, struct pfs_wb_op *op, char *e
 	if (ret == 0 && !dir && op->key && *out.etag) {
 		/* S3 copies the object onto itself: a new etag, same content. */
 		pthread_mutex_lock(&m->lock);
-		struct base_ent *e = *slot(m, op->key);
+		struct base_ent *e = pfs_basetab_get(&m->bt, op->key);
 
-		if (e && !e->conflict)
+		if (e && !e->h.conflict)
 			base_of(&out, &e->b);
 		pthread_mutex_unlock(&m->lock);
 	}
@@ -631,14 +595,7 @@ static void r_close(struct pfs_mirror *mm)
 {
 	struct pfs_mirror_remote *m = R(mm);
 
-	for (unsigned i = 0; i < NBUCKETS; i++)
-		while (m->tab[i]) {
-			struct base_ent *e = m->tab[i];
-
-			m->tab[i] = e->next;
-			free(e->conflict);
-			free(e);
-		}
+	pfs_basetab_clear(&m->bt);
 	if (m->wb)
 		m->wb->ops->close(m->wb);
 	if (m->ld)

@@ -26,22 +26,13 @@ from conftest import is_mounted
 from davservers import dav_server
 from faultproxy import FaultProxy
 from prism_helpers import cli, status_json, wait_for
+from test_cache import read, write
 
 SERVERS = ("apache", "nginx")
 
 
 def cached(mounter, url, mnt, *args):
     return mounter(url, mnt, *args, "--mirror")
-
-
-def write(path, data, mode="w"):
-    with open(path, mode) as f:
-        f.write(data)
-
-
-def read(path, mode="r"):
-    with open(path, mode) as f:
-        return f.read()
 
 
 def sync(mnt, ok=True):

@@ -20,6 +20,7 @@ import subprocess
 from conftest import PRISMFS, is_mounted
 from faultproxy import FaultProxy
 from prism_helpers import cli, status_json, wait_for
+from test_cache import read, write
 from test_remote_s3 import get, list_v2
 
 
@@ -33,16 +34,6 @@ def creds(srv, **extra):
 def mount_s3(mounter, srv, bucket, mnt, endpoint=None, env_extra=None):
     return mounter("s3://%s/pfx" % bucket, mnt, "--s3-endpoint", endpoint or srv.endpoint,
                    "--s3-region", srv.region, "--mirror", env=creds(srv, **(env_extra or {})))
-
-
-def write(path, data, mode="w"):
-    with open(path, mode) as f:
-        f.write(data)
-
-
-def read(path, mode="r"):
-    with open(path, mode) as f:
-        return f.read()
 
 
 def sync(mnt):
