@@ -73,6 +73,23 @@ int pfs_dav_do(struct pfs_dav *d, const struct pfs_dav_req *q, struct pfs_http_r
 	return ret;
 }
 
+int pfs_dav_send(struct pfs_dav *d, struct pfs_dav_req *q, struct pfs_dav_hdrs *hs,
+		 struct pfs_http_resp *rs, char *err, size_t errlen)
+{
+	int ret;
+
+	if (hs->oom) {
+		snprintf(err, errlen, "%s /%s: out of memory", q->method, q->path);
+		ret = -ENOMEM;
+	} else {
+		q->hdrs = hs->l;
+		ret = pfs_dav_do(d, q, rs, err, errlen);
+	}
+	curl_slist_free_all(hs->l);
+	hs->l = NULL;
+	return ret;
+}
+
 /* A status that is not a success, as errno and one line. */
 int pfs_dav_fail(const char *method, const char *path, long status, int e, char *err,
 		    size_t errlen)
@@ -162,14 +179,7 @@ int pfs_dav_propfind(struct pfs_dav *d, const char *path, bool dir, const char *
 
 	pfs_dav_hdr(&hs, "Depth: %s", depth);
 	pfs_dav_hdr(&hs, "%s", "Content-Type: application/xml; charset=utf-8");
-	if (hs.oom) {
-		curl_slist_free_all(hs.l);
-		snprintf(err, errlen, "PROPFIND /%s: out of memory", path);
-		return -ENOMEM;
-	}
-	q.hdrs = hs.l;
-	ret = pfs_dav_do(d, &q, &rs, err, errlen);
-	curl_slist_free_all(hs.l);
+	ret = pfs_dav_send(d, &q, &hs, &rs, err, errlen);
 	if (ret)
 		return ret;
 	/* A directory named without its slash: some servers redirect. */
@@ -346,14 +356,7 @@ static int put_once(struct pfs_remote *r, const char *path, int fd, uint64_t siz
 	/* No 100-continue round trip: the body is sent at once. */
 	pfs_dav_hdr(&hs, "%s", "Expect:");
 	pfs_dav_hdr(&hs, "%s", "Content-Type: application/octet-stream");
-	if (hs.oom) {
-		curl_slist_free_all(hs.l);
-		snprintf(err, errlen, "PUT /%s: out of memory", path);
-		return -ENOMEM;
-	}
-	q.hdrs = hs.l;
-	ret = pfs_dav_do(d, &q, &rs, err, errlen);
-	curl_slist_free_all(hs.l);
+	ret = pfs_dav_send(d, &q, &hs, &rs, err, errlen);
 	if (ret == 0)
 		*status = rs.status;
 	pfs_http_resp_free(&rs);
@@ -502,14 +505,7 @@ static int dav_remove(struct pfs_remote *r, const char *path, bool dir, const ch
 	}
 	if (if_match && strcmp(if_match, "*") != 0)
 		pfs_dav_hdr(&hs, "If-Match: %s", if_match);
-	if (hs.oom) {
-		curl_slist_free_all(hs.l);
-		snprintf(err, errlen, "DELETE /%s: out of memory", path);
-		return -ENOMEM;
-	}
-	q.hdrs = hs.l;
-	ret = pfs_dav_do(d, &q, &rs, err, errlen);
-	curl_slist_free_all(hs.l);
+	ret = pfs_dav_send(d, &q, &hs, &rs, err, errlen);
 	if (ret)
 		return ret;
 	if (rs.status < 200 || rs.status > 299) {
@@ -544,14 +540,7 @@ static int dav_move(struct pfs_remote *r, const char *from, const char *to, bool
 	pfs_dav_hdr(&hs, "Destination: %s", dest);
 	pfs_dav_hdr(&hs, "%s", noreplace ? "Overwrite: F" : "Overwrite: T");
 	free(dest);
-	if (hs.oom) {
-		curl_slist_free_all(hs.l);
-		snprintf(err, errlen, "MOVE /%s: out of memory", from);
-		return -ENOMEM;
-	}
-	q.hdrs = hs.l;
-	ret = pfs_dav_do(d, &q, &rs, err, errlen);
-	curl_slist_free_all(hs.l);
+	ret = pfs_dav_send(d, &q, &hs, &rs, err, errlen);
 	if (ret)
 		return ret;
 	if (rs.status < 200 || rs.status > 299) {

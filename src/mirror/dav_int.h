@@ -68,6 +68,10 @@ void pfs_dav_hdr(struct pfs_dav_hdrs *hs, const char *fmt, const char *v);
  * 0 when a reply came (its status in rs), or a transport -errno. */
 int pfs_dav_do(struct pfs_dav *d, const struct pfs_dav_req *q, struct pfs_http_resp *rs,
 	       char *err, size_t errlen);
+/* pfs_dav_do with the headers hs made for it (freed here, whatever
+ * happens; -ENOMEM if making them ran out of memory). */
+int pfs_dav_send(struct pfs_dav *d, struct pfs_dav_req *q, struct pfs_dav_hdrs *hs,
+		 struct pfs_http_resp *rs, char *err, size_t errlen);
 /* PROPFIND path at depth ("0", "1"): itself into *self, its children (at
  * depth 1) into *list when non-NULL. */
 int pfs_dav_propfind(struct pfs_dav *d, const char *path, bool dir, const char *depth,
