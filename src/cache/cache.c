@@ -130,8 +130,8 @@ static int c_open(struct pfs_store *st, int dirfd, const char *name, const struc
 			/* The mirror holds it at its cache path only once the
 			 * changes before are written back (a rename over it
 			 * pending would make its base the file it replaced). */
-			if (c->q && pfs_wbq_last(c->q))
-				pfs_wbq_wait(c->q, pfs_wbq_last(c->q));
+			if (c->q && pfs_wbq_last_move(c->q))
+				pfs_wbq_wait(c->q, pfs_wbq_last_move(c->q));
 			if (pfs_cache_path(c, fd, NULL, path, sizeof(path)) == 0)
 				c->mirror->ops->remember(c->mirror, s.st_ino, path);
 			pfs_cache_state_set(c, s.st_ino, 0, STUB);

@@ -161,11 +161,14 @@ int pfs_cache_fill(struct pfs_cache *c, int dirfd)
 		ret = 0;
 		goto out;
 	}
-	/* Changes not yet written back may have moved it (a directory
+	/* Renames not yet written back may have moved it (a directory
 	 * renamed before it was ever filled): the mirror holds it at its
-	 * cache path once they are. */
-	if (c->q && pfs_wbq_last(c->q)) {
-		ret = pfs_wbq_wait(c->q, pfs_wbq_last(c->q));
+	 * cache path once they are. Nothing else can concern a directory
+	 * never filled (a name in it is used only after the fill; one made
+	 * in the cache is filled from birth), so an upload queued before
+	 * holds up no listing unless a rename follows it. */
+	if (c->q && pfs_wbq_last_move(c->q)) {
+		ret = pfs_wbq_wait(c->q, pfs_wbq_last_move(c->q));
 		if (ret < 0)
 			goto out;
 	}
@@ -294,10 +297,11 @@ int pfs_cache_load(struct pfs_cache *c, int fd, const struct stat *st)
 		ret = 0;
 		goto out;
 	}
-	/* Changes not yet written back may have moved it: the mirror holds it
-	 * at its cache path once they are. */
-	if (c->q && pfs_wbq_last(c->q)) {
-		ret = pfs_wbq_wait(c->q, pfs_wbq_last(c->q));
+	/* Renames and links not yet written back may have moved it or given
+	 * it the name it is opened by: the mirror holds it at its cache path
+	 * once they are. A stub has had no change of its data. */
+	if (c->q && pfs_wbq_last_move(c->q)) {
+		ret = pfs_wbq_wait(c->q, pfs_wbq_last_move(c->q));
 		if (ret < 0)
 			goto out;
 	}

@@ -34,6 +34,7 @@ struct pfs_wbq {
 	 * queue's length and held the worker back (27% of the daemon's CPU). */
 	struct pfs_wb_op *bykey[KEY_BUCKETS];
 	uint64_t name_seq;      /* the newest RENAME, UNLINK or LINK pushed */
+	uint64_t move_seq;      /* the newest RENAME or LINK pushed */
 	bool crash;             /* PRISMFS_TEST_CRASH is set: crash points on */
 	uint64_t deadline;      /* drain: give up after it (0: never) */
 	struct pfs_wbq_stats st;
@@ -273,6 +274,8 @@ static void index_push(struct pfs_wbq *q, struct pfs_wb_op *op)
 
 	if (op->kind == PFS_WB_RENAME || op->kind == PFS_WB_UNLINK || op->kind == PFS_WB_LINK)
 		q->name_seq = op->seq;
+	if (op->kind == PFS_WB_RENAME || op->kind == PFS_WB_LINK)
+		q->move_seq = op->seq;
 	if (!is_indexed(op))
 		return;
 	p = key_slot(q, op->key);
@@ -362,6 +365,16 @@ uint64_t pfs_wbq_data_each(struct pfs_wbq *q, uint64_t key,
 	}
 	pthread_mutex_unlock(&q->lock);
 	return busy;
+}
+
+uint64_t pfs_wbq_last_move(struct pfs_wbq *q)
+{
+	uint64_t seq;
+
+	pthread_mutex_lock(&q->lock);
+	seq = q->move_seq;
+	pthread_mutex_unlock(&q->lock);
+	return seq;
 }
 
 uint64_t pfs_wbq_last(struct pfs_wbq *q)

@@ -70,6 +70,10 @@ uint64_t pfs_wbq_data_each(struct pfs_wbq *q, uint64_t key,
 
 /* The newest sequence number given out (0: none). */
 uint64_t pfs_wbq_last(struct pfs_wbq *q);
+/* The newest RENAME or LINK given out (0: none): once every op up to it
+ * is applied, the mirror holds each of the cache's names where the cache
+ * has it (a name never filled or loaded has had no other change). */
+uint64_t pfs_wbq_last_move(struct pfs_wbq *q);
 
 /* Wait until every op up to seq is applied and flushed: 0, or the -errno
  * of the op the queue is stuck on if it failed after the wait began (it

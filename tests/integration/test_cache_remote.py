@@ -279,3 +279,24 @@ def test_bad_addresses_are_refused_before_mounting(mnt, bad):
     assert res.returncode == 2, res
     assert len(res.stderr.strip().splitlines()) == 1, res.stderr
     assert not is_mounted(mnt)
+
+
+def test_a_slow_upload_holds_up_no_listing_nor_first_read(proxied, mnt, mounter):
+    """Write-back is in the background: a directory listed or a file read
+    for the first time waits for no upload queued before it (only a rename
+    would move what it reads)."""
+    s, p = proxied
+    os.makedirs(os.path.join(s.root, "later"))
+    write(os.path.join(s.root, "later/x"), "on the server")
+    give_to_server(s.root)
+    cached(mounter, "http://127.0.0.1:%d/" % p.port, mnt, "--write-back", "0")
+    p.slow(rate=1 << 20, method="PUT", times=None)  # 1 MiB/s
+    write(os.path.join(mnt, "big"), os.urandom(8 << 20), "wb")
+    # The empty file made, its data's upload under way:
+    assert wait_for(lambda: p.count("PUT", "^/big$") >= 2, timeout=30), p.log
+    assert os.listdir(os.path.join(mnt, "later")) == ["x"]
+    assert read(os.path.join(mnt, "later/x")) == "on the server"
+    # Both were served while the upload was still going.
+    assert [x[2] for x in p.log if x[:2] == ("PUT", "/big")] == [201], p.log
+    p.clear()
+    sync(mnt)
