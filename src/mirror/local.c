@@ -483,6 +483,32 @@ out:
 	return ret;
 }
 
+/* A directory the view removed or replaced still holds, on the mirror,
+ * names the cache never had (a conflict's copy, a file made behind the
+ * mount): it goes aside, to NAME.prismfs-conflict-STAMP, rather than stop
+ * the write-back for good or lose those names. */
+static int aside(struct pfs_mirror_local *m, int dfd, const char *name, const char *path)
+{
+	char *cname = pfs_mirror_conflict_name(name);
+	int ret;
+
+	if (!cname)
+		return -ENOMEM;
+	ret = pfs_st_rename(m->st, dfd, name, dfd, cname, RENAME_NOREPLACE);
+	if (ret == 0) {
+		pthread_mutex_lock(&m->lock);
+		m->conflicts++;
+		snprintf(m->last_conflict, sizeof(m->last_conflict),
+			 "%s held names the cache did not have on the mirror; kept as %s", path,
+			 cname);
+		pthread_mutex_unlock(&m->lock);
+		fprintf(stderr, "prismfs: mirror: %s held names the cache did not have; kept as "
+			"%s\n", path, cname);
+	}
+	free(cname);
+	return ret;
+}
+
 static int local_apply(void *arg, struct pfs_wb_op *op, char *err, size_t errlen)
 {
 	struct pfs_mirror_local *m = arg;
@@ -527,9 +553,14 @@ static int local_apply(void *arg, struct pfs_wb_op *op, char *err, size_t errlen
 		ret = pfs_st_unlink(m->st, d1, n1, op->kind == PFS_WB_RMDIR ? AT_REMOVEDIR : 0);
 		if (ret == -ENOENT)
 			ret = 0;
+		else if (op->kind == PFS_WB_RMDIR && (ret == -ENOTEMPTY || ret == -EEXIST))
+			ret = aside(m, d1, n1, op->path);
 		break;
 	case PFS_WB_RENAME:
 		ret = pfs_st_rename(m->st, d1, n1, d2, n2, op->flags);
+		if ((ret == -ENOTEMPTY || ret == -EEXIST) && !(op->flags & RENAME_NOREPLACE) &&
+		    aside(m, d2, n2, op->path2) == 0)
+			ret = pfs_st_rename(m->st, d1, n1, d2, n2, op->flags);
 		if (ret == -ENOENT && !(op->flags & RENAME_EXCHANGE) &&
 		    pfs_st_stat(m->st, d2, n2, &st, AT_SYMLINK_NOFOLLOW) == 0)
 			ret = 0; /* a replay: moved already */

@@ -34,6 +34,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -240,16 +241,21 @@ static void r_forget(struct pfs_mirror *mm, uint64_t key)
 	pthread_mutex_unlock(&m->lock);
 }
 
-static void note_conflict(struct pfs_mirror_remote *m, const char *path, const char *kept)
+/* Count a conflict and say what happened. */
+__attribute__((format(printf, 2, 3))) static void note_conflict(struct pfs_mirror_remote *m,
+								const char *fmt, ...)
 {
+	char report[sizeof(m->last_conflict)];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(report, sizeof(report), fmt, ap);
+	va_end(ap);
 	pthread_mutex_lock(&m->lock);
 	m->conflicts++;
-	snprintf(m->last_conflict, sizeof(m->last_conflict),
-		 "%s changed on the server: its version kept, the cache's written to %s", path,
-		 kept);
+	memcpy(m->last_conflict, report, sizeof(report));
 	pthread_mutex_unlock(&m->lock);
-	fprintf(stderr, "prismfs: mirror: conflict: %s changed on the server; the cache's "
-		"version is kept as %s\n", path, kept);
+	fprintf(stderr, "prismfs: mirror: conflict: %s\n", report);
 }
 
 static void meta_of(const struct stat *st, unsigned caps, struct pfs_rmeta *meta)
@@ -415,7 +421,8 @@ static int apply_data(struct pfs_mirror_remote *m, struct pfs_wb_op *op, bool cr
 	if (ret == 0 && op->key)
 		ret = set_base(m, op->key, &after);
 	if (ret == 0) {
-		note_conflict(m, op->path, cname);
+		note_conflict(m, "%s changed on the server: its version kept, the cache's "
+			      "written to %s", op->path, cname);
 		pthread_mutex_lock(&m->lock);
 		e = op->key ? pfs_basetab_get(&m->bt, op->key) : NULL;
 		if (e) {
@@ -468,6 +475,25 @@ static int apply_attr(struct pfs_mirror_remote *m, struct pfs_wb_op *op, char *e
 	return ret == -EOPNOTSUPP ? 0 : ret;
 }
 
+/* A directory the view removed or replaced still holds, on the server,
+ * names the cache never had (a conflict's copy, a file made there): it
+ * goes aside, to PATH.prismfs-conflict-STAMP, rather than stop the
+ * write-back for good or lose those names. */
+static int aside(struct pfs_mirror_remote *m, const char *path, char *err, size_t errlen)
+{
+	char *cname = pfs_mirror_conflict_name(path);
+	int ret;
+
+	if (!cname)
+		return -ENOMEM;
+	ret = m->wb->ops->move(m->wb, path, cname, true, true, err, errlen);
+	if (ret == 0)
+		note_conflict(m, "%s held names the cache did not have on the server: kept as %s",
+			      path, cname);
+	free(cname);
+	return ret;
+}
+
 static int apply_rename(struct pfs_mirror_remote *m, struct pfs_wb_op *op, char *err,
 			size_t errlen)
 {
@@ -503,6 +529,8 @@ static int apply_rename(struct pfs_mirror_remote *m, struct pfs_wb_op *op, char 
 		/* rename(2) over an empty directory replaces it; a server's
 		 * MOVE would merge or refuse. */
 		ret = r->ops->remove(r, op->path2, true, NULL, err, errlen);
+		if (ret == -ENOTEMPTY)
+			ret = aside(m, op->path2, err, errlen);
 		if (ret < 0 && ret != -ENOENT)
 			return ret;
 	}
@@ -534,6 +562,8 @@ static int r_apply(void *arg, struct pfs_wb_op *op, char *err, size_t errlen)
 	case PFS_WB_UNLINK:
 	case PFS_WB_RMDIR:
 		ret = r->ops->remove(r, op->path, op->kind == PFS_WB_RMDIR, NULL, err, errlen);
+		if (ret == -ENOTEMPTY && op->kind == PFS_WB_RMDIR)
+			ret = aside(m, op->path, err, errlen);
 		return ret == -ENOENT ? 0 : ret;
 	case PFS_WB_RENAME:
 		return apply_rename(m, op, err, errlen);

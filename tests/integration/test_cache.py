@@ -337,3 +337,36 @@ def test_a_file_written_after_its_first_name_is_unlinked_reaches_the_mirror(dirs
     assert read(os.path.join(mirror, "second")) == "old\nnew\n"
     assert stat.S_IMODE(os.stat(os.path.join(mirror, "second")).st_mode) == 0o640
     assert tree(mirror) == tree(mnt)
+
+
+def test_a_directory_removed_in_the_view_but_not_empty_on_the_mirror_goes_aside(dirs,
+                                                                                mounter):
+    """rmdir(2) of a directory that, on the mirror, holds names the cache
+    never saw (made behind the mount after the cache listed it, or a
+    conflict's copy): the write-back must neither stop for good nor delete
+    them. The directory goes aside, under a conflict name, and the queue
+    goes on."""
+    mirror, mnt = dirs
+    cached(mounter, mirror, mnt)
+    os.makedirs(os.path.join(mnt, "d"))
+    write(os.path.join(mnt, "d/f"), "f")
+    os.makedirs(os.path.join(mnt, "e"))
+    sync(mnt)
+    assert os.listdir(os.path.join(mnt, "d")) == ["f"] and os.listdir(os.path.join(mnt, "e")) == []
+    write(os.path.join(mirror, "d/extra"), "made behind the mount")
+    write(os.path.join(mirror, "e/extra"), "also")
+    os.unlink(os.path.join(mnt, "d/f"))
+    os.rmdir(os.path.join(mnt, "d"))
+    os.makedirs(os.path.join(mnt, "g"))
+    os.rename(os.path.join(mnt, "g"), os.path.join(mnt, "e"))  # over an empty directory
+    write(os.path.join(mnt, "after"), "the queue goes on")
+    sync(mnt)
+    names = sorted(os.listdir(mirror))
+    d_aside = [n for n in names if n.startswith("d.prismfs-conflict-")]
+    e_aside = [n for n in names if n.startswith("e.prismfs-conflict-")]
+    assert len(d_aside) == 1 and len(e_aside) == 1, names
+    assert "d" not in names and os.listdir(os.path.join(mirror, "e")) == []
+    assert read(os.path.join(mirror, d_aside[0], "extra")) == "made behind the mount"
+    assert read(os.path.join(mirror, e_aside[0], "extra")) == "also"
+    assert read(os.path.join(mirror, "after")) == "the queue goes on"
+    assert status_json(mnt)["cache"]["conflicts"] == 2

@@ -300,3 +300,26 @@ def test_a_slow_upload_holds_up_no_listing_nor_first_read(proxied, mnt, mounter)
     assert [x[2] for x in p.log if x[:2] == ("PUT", "/big")] == [201], p.log
     p.clear()
     sync(mnt)
+
+
+def test_a_directory_removed_but_not_empty_on_the_server_goes_aside(dav, mnt, mounter):
+    """A conflict's copy (or a file made on the server) in a directory the
+    view removes: kept aside, and the write-back goes on."""
+    write(os.path.join(dav.root, "f"), "base")
+    give_to_server(dav.root)
+    cached(mounter, dav.url + "/", mnt)
+    os.makedirs(os.path.join(mnt, "d"))
+    write(os.path.join(mnt, "d/f"), "mine")
+    sync(mnt)
+    write(os.path.join(dav.root, "d/extra"), "made on the server")
+    give_to_server(dav.root)
+    os.unlink(os.path.join(mnt, "d/f"))
+    os.rmdir(os.path.join(mnt, "d"))
+    write(os.path.join(mnt, "after"), "the queue goes on")
+    sync(mnt)
+    names = os.listdir(dav.root)
+    aside = [n for n in names if n.startswith("d.prismfs-conflict-")]
+    assert "d" not in names and len(aside) == 1, names
+    assert read(os.path.join(dav.root, aside[0], "extra")) == "made on the server"
+    assert read(os.path.join(dav.root, "after")) == "the queue goes on"
+    assert status_json(mnt)["cache"]["conflicts"] == 1
