@@ -4,8 +4,8 @@
  * The same rule as prismfs export (cli/history_export.c), asked one path
  * at a time: the journal's rows since the snapshot are replayed
  * (history_replay.c) on a read-only connection of the daemon's own, in one
- * read transaction (so the replay and the versions it reads agree), and
- * rolled back after (the TEMP tables go with it). A path at S is, in this
+ * read transaction (so the replay and the versions it reads agree), kept
+ * until the database changes (see begin). A path at S is, in this
  * order: removed since (del: its version saved at its first change, or
  * nothing if pruned), an object the replay saw (cur: its version if it
  * changed, else its live path), one beneath a directory renamed since (the
@@ -14,7 +14,9 @@
  * history store has nothing to record for them.
  *
  * One browse at a time (bmu), and never under h->lock but to write the
- * pending outcomes first. Cost: a replay of the rows since S per call. */
+ * pending outcomes first. Cost: a replay of the rows since S when the
+ * journal changed (or another snapshot is asked), then a few indexed
+ * lookups per path. */
 #include "history/history_int.h"
 #include "history/history_replay.h"
 
@@ -44,11 +46,27 @@ static const char *col(sqlite3_stmt *q, int i)
 	return t ? (const char *)t : "";
 }
 
+static long long data_version(sqlite3 *db)
+{
+	sqlite3_stmt *q;
+	long long v = -1;
+
+	if (sqlite3_prepare_v2(db, "PRAGMA data_version", -1, &q, NULL) == SQLITE_OK &&
+	    sqlite3_step(q) == SQLITE_ROW)
+		v = sqlite3_column_int64(q, 0);
+	sqlite3_finalize(q);
+	return v;
+}
+
 /* Under bmu: the connection, and a read transaction with the replay of
- * the rows since snap. 0, -ENOENT (no such snapshot) or -EIO. */
+ * the rows since snap. The replay's TEMP tables are kept (end commits)
+ * while the database is as it was (SQLite's data_version: any commit of
+ * the journal's, a change or a prune, moves it) and the snapshot is the
+ * same: browsing a tree nobody changes replays once. 0, -ENOENT (no such
+ * snapshot) or -EIO. */
 static int begin(struct pfs_history *h, const char *snap, long long *seq)
 {
-	long long id;
+	long long id, ver;
 	char path[PATH_MAX + 16];
 
 	if (!h->bdb) {
@@ -71,20 +89,38 @@ static int begin(struct pfs_history *h, const char *snap, long long *seq)
 	pfs_history_flush(&h->base);
 	if (sqlite3_exec(h->bdb, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
 		return -EIO;
-	if (snap && pfs_hq_snap(h->bdb, snap, seq, &id) < 0) {
+	if (!snap)
+		return 0;
+	/* a read of the main database starts the transaction's snapshot */
+	if (pfs_hq_snap(h->bdb, snap, seq, &id) < 0) {
 		sqlite3_exec(h->bdb, "ROLLBACK", NULL, NULL, NULL);
 		return -ENOENT;
 	}
-	if (snap && pfs_hq_replay(h->bdb, *seq, -1) < 0) {
+	ver = data_version(h->bdb);
+	if (h->b_valid && h->b_ver == ver && h->b_id == id)
+		return 0;
+	h->b_valid = false;
+	if (sqlite3_exec(h->bdb, "DROP TABLE IF EXISTS temp.cur; DROP TABLE IF EXISTS temp.gone;"
+				 "DROP TABLE IF EXISTS temp.del; DROP TABLE IF EXISTS temp.out;",
+			 NULL, NULL, NULL) != SQLITE_OK ||
+	    pfs_hq_replay(h->bdb, *seq, -1) < 0) {
 		sqlite3_exec(h->bdb, "ROLLBACK", NULL, NULL, NULL);
 		return -EIO;
 	}
+	h->b_valid = true;
+	h->b_ver = ver;
+	h->b_id = id;
 	return 0;
 }
 
 static void end(struct pfs_history *h)
 {
-	sqlite3_exec(h->bdb, "ROLLBACK", NULL, NULL, NULL);
+	/* read-only: the commit keeps the replay's TEMP tables for the next */
+	sqlite3_exec(h->bdb, "DROP TABLE IF EXISTS temp.ls", NULL, NULL, NULL);
+	if (sqlite3_exec(h->bdb, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+		sqlite3_exec(h->bdb, "ROLLBACK", NULL, NULL, NULL);
+		h->b_valid = false;
+	}
 	pthread_mutex_unlock(&h->bmu);
 }
 
@@ -444,6 +480,7 @@ void pfs_hist_browse_init(struct pfs_history *h)
 	pthread_mutex_init(&h->bmu, NULL);
 	h->bdb = NULL;
 	h->rootfd = -1;
+	h->b_valid = false;
 	h->past = (struct pfs_past){
 		.ctx = h,
 		.snapshots = b_snapshots,

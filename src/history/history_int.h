@@ -59,6 +59,8 @@ struct pfs_history {
 	pthread_mutex_t bmu;    /* one browse at a time: bdb, rootfd */
 	sqlite3 *bdb;           /* read-only, opened at the first browse */
 	int rootfd;             /* O_PATH on the tree's root, or -1 */
+	bool b_valid;           /* bdb's TEMP tables hold the replay since */
+	long long b_id, b_ver;  /* snapshot b_id, at data_version b_ver */
 };
 
 #define H(st) ((struct pfs_history *)(st))
