@@ -88,6 +88,7 @@ struct pfs_config {
 	const char *checkpoint_every; /* --checkpoint-every DURATION (checked), or NULL */
 	const char *keep;       /* --keep RULES (checked), or NULL */
 	const char *history_max; /* --history-max SIZE (checked), or NULL */
+	const char *history_dir_name; /* --history-dir-name NAME (checked), or NULL */
 	const char *usage;      /* the *_HELP commands: the text to print */
 	/* The mount(8) helper form, `prismfs WORD MOUNTPOINT`, with a first
 	 * word that names no command, has no '/' and came without -o: WORD

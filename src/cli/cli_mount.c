@@ -10,6 +10,7 @@
 #include "util/util.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -409,6 +410,18 @@ static int opt_history_max(struct pfs_config *cfg, const char *v, const char *wh
 	return 0;
 }
 
+static int opt_history_dir_name(struct pfs_config *cfg, const char *v, const char *what,
+				char *err, size_t errlen)
+{
+	if (!v || !pfs_valid_name(v) || strlen(v) > NAME_MAX) {
+		pfs_cli_seterr(err, errlen, "%s needs a file name (no '/', not . or ..), not '%s'",
+			       what, v ? v : "");
+		return -EINVAL;
+	}
+	cfg->history_dir_name = v;
+	return 0;
+}
+
 enum opt_kind {
 	OPT_VALUE,      /* --name VALUE, --name=VALUE, -o key=VALUE */
 	OPT_FLAG,       /* --name, -o key */
@@ -471,6 +484,7 @@ static const struct mount_opt {
 	{"--checkpoint-every", "checkpoint_every=", OPT_VALUE, false, opt_checkpoint},
 	{"--keep", "keep=", OPT_VALUE, false, opt_keep},
 	{"--history-max", "history_max=", OPT_VALUE, false, opt_history_max},
+	{"--history-dir-name", "history_dir_name=", OPT_VALUE, false, opt_history_dir_name},
 };
 
 /* argv[*i] as an option of the table (*i moves past a separate value);
@@ -728,8 +742,10 @@ int pfs_cli_parse_mount(int argc, char **argv, int start, bool compat, struct pf
 			       "--mirror, --upper, --lower or --map)");
 		return -EINVAL;
 	}
-	if (!cfg->history && (cfg->checkpoint_every || cfg->keep || cfg->history_max)) {
-		pfs_cli_seterr(err, errlen, "--checkpoint-every, --keep and --history-max need "
+	if (!cfg->history && (cfg->checkpoint_every || cfg->keep || cfg->history_max ||
+			      cfg->history_dir_name)) {
+		pfs_cli_seterr(err, errlen, "--checkpoint-every, --keep, --history-max and "
+			       "--history-dir-name need "
 			       "--history DIR");
 		return -EINVAL;
 	}

@@ -14,6 +14,7 @@
 #include "history/history.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <limits.h>
 #include <sqlite3.h>
@@ -51,6 +52,21 @@ int pfs_history_mount_open(const struct pfs_config *cfg, struct pfs_fs *fs)
 		return -1;
 	}
 	fs->store = st; /* it owns the store it wraps now */
+	fs->past = pfs_history_past(st);
+	fs->past_name = cfg->history_dir_name ? cfg->history_dir_name : ".history";
+	/* The .history tree's nodes hold an fd on a removed empty directory,
+	 * as the mapping table's synthetic directories do (map/mapwatch.c). */
+	if (fs->empty_fd < 0) {
+		char tmpl[] = "/tmp/.prismfs-empty-XXXXXX";
+
+		if (!mkdtemp(tmpl) ||
+		    (fs->empty_fd = open(tmpl, O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0) {
+			say("history: cannot make an empty directory: %s", strerror(errno));
+			rmdir(tmpl);
+			return -1;
+		}
+		rmdir(tmpl);
+	}
 	{
 		struct pfs_hist_policy pol;
 

@@ -3,6 +3,8 @@
 #ifndef PFS_HISTORY_CMD_INT_H
 #define PFS_HISTORY_CMD_INT_H
 
+#include "history/history_replay.h"
+
 #include <jansson.h>
 #include <sqlite3.h>
 #include <stdbool.h>
@@ -25,15 +27,6 @@ void pfs_hc_relpath(const char *canon_m, const char *path, char *rel, size_t len
 /* versions and diff (history_query.c). */
 bool pfs_history_query_is(const char *word);
 int pfs_history_query(int argc, char **argv);
-/* Snapshot name (a name or an id): its journal position and id. 0 or -1. */
-int pfs_hq_snap(sqlite3 *db, const char *name, long long *seq, long long *id);
-/* Replay the journal's changes made in (sa, sb] (sb < 0: up to now) into
- * TEMP tables cur(path, orig, mod), gone(path), del(orig) (see
- * history_query.c). 0 or -1 after saying why. */
-int pfs_hq_replay(sqlite3 *db, long long sa, long long sb);
-/* After a replay: the path at sa of the object now at p ("" made since).
- * 1 if the replay saw it or a parent of it, 0 if not (orig is p). */
-int pfs_hq_orig(sqlite3 *db, const char *p, char *orig, size_t len);
 /* export (history_export.c): its exit code. */
 int pfs_history_export_cmd(int argc, char **argv);
 /* restore (history_restore.c): its exit code. */

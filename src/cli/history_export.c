@@ -194,8 +194,10 @@ static int export(const char *mnt, const char *snap, const char *outpath)
 	if (pfs_hq_replay(db, seq, -1) < 0 ||
 	    sqlite3_exec(db, "CREATE TEMP TABLE exp(path TEXT PRIMARY KEY, live TEXT, dpath TEXT,"
 			 " dseq INTEGER)", NULL,
-			 NULL, NULL) != SQLITE_OK)
+			 NULL, NULL) != SQLITE_OK) {
+		say("%s: %s", mnt, sqlite3_errmsg(db));
 		goto out;
+	}
 	x.db = db;
 	x.mnt = canon;
 	x.mntlen = strlen(canon);

@@ -399,6 +399,7 @@ static void h_destroy(struct pfs_store *st)
 	struct pfs_history *h = H(st);
 
 	pfs_hist_keep_stop(h);
+	pfs_hist_browse_fini(h);
 	pfs_hist_db_close(h);
 	pfs_hist_saved_clear(h);
 	for (unsigned i = 0; i < PFS_HIST_NB; i++) {
@@ -550,6 +551,7 @@ int pfs_history_new(struct pfs_store **out, struct pfs_store *inner, const char 
 	h->base.ops = &history_ops;
 	h->base.name = "history";
 	h->in = inner;
+	pfs_hist_browse_init(h);
 	*out = &h->base;
 	return 0;
 fail_lock:

@@ -29,6 +29,7 @@
 #ifndef PFS_HISTORY_H
 #define PFS_HISTORY_H
 
+#include "store/past.h"
 #include "store/store.h"
 
 #include <stdbool.h>
@@ -55,6 +56,10 @@ long long pfs_history_snapshot(struct pfs_store *st, const char *name, bool pin,
 /* The same, automatic (named auto-TIME, kind "auto"). */
 long long pfs_history_snapshot_kind(struct pfs_store *st, const char *name, bool pin,
 				    bool automatic, char *err, size_t errlen);
+
+/* The tree as it was at each snapshot (history_browse.c), for the view's
+ * .history directory; valid while st is. */
+const struct pfs_past *pfs_history_past(struct pfs_store *st);
 
 /* Retention and automatic checkpoints (history_keep.c). */
 enum { PFS_KEEP_LAST, PFS_KEEP_HOURLY, PFS_KEEP_DAILY, PFS_KEEP_WEEKLY, PFS_KEEP_MONTHLY,

@@ -55,6 +55,12 @@ struct pfs_history {
 	pthread_t cp_thread;
 	bool cp_running, cp_stop;
 	unsigned long long cp_checks; /* atomic */
+	struct pfs_past past;   /* the tree at each snapshot (history_browse.c) */
+	pthread_mutex_t bmu;    /* one browse at a time: bdb, rootfd */
+	sqlite3 *bdb;           /* read-only, opened at the first browse */
+	int rootfd;             /* O_PATH on the tree's root, or -1 */
+	bool b_valid;           /* bdb's TEMP tables hold the replay since */
+	long long b_id, b_ver;  /* snapshot b_id, at data_version b_ver */
 };
 
 #define H(st) ((struct pfs_history *)(st))
@@ -89,5 +95,9 @@ void pfs_hist_saved_clear(struct pfs_history *h);
 int pfs_hist_keep_start(struct pfs_history *h);
 void pfs_hist_keep_stop(struct pfs_history *h);
 int pfs_hist_sweep(struct pfs_history *h);
+
+/* history_browse.c: h->past (made with h), closed with it. */
+void pfs_hist_browse_init(struct pfs_history *h);
+void pfs_hist_browse_fini(struct pfs_history *h);
 
 #endif

@@ -268,6 +268,7 @@ const struct pfs_ns_ops pfs_ns_layered = {
 	.link = pfs_layer_link,
 	.remove = pfs_layer_remove,
 	.rename = pfs_layer_rename,
+	.readlink = pfs_backing_readlink,
 	.create = ns_create,
 	.getattr = pfs_backing_stat,
 	.fix_attr = ns_fix_attr,

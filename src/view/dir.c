@@ -140,6 +140,11 @@ int pfs_view_setattr(struct pfs_fs *fs, struct pfs_req *rq, const struct fuse_ct
 
 int pfs_view_readlink(struct pfs_fs *fs, struct pfs_node *n, char *buf, size_t size)
 {
+	return fs->ns->readlink(fs, n, buf, size);
+}
+
+int pfs_backing_readlink(struct pfs_fs *fs, struct pfs_node *n, char *buf, size_t size)
+{
 	int fd = pfs_node_fd(fs, n);
 	ssize_t len;
 

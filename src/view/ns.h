@@ -1,7 +1,8 @@
 /* ns: the namespace a mount shows, as one operations table with two
  * implementations, chosen once at mount (fs->ns): the plain mirror of
  * SOURCE under the mapping table (view/ns_plain.c), or copy-on-write layers
- * over it (layers/ns_layered.c). The view's own functions (dir.c, file.c,
+ * over it (layers/ns_layered.c); with --history, the plain one plus the
+ * read-only .history tree (view/ns_history.c). The view's own functions (dir.c, file.c,
  * readdir.c, xattr.c, attr.c, mapload.c) do what both share -- checks, the
  * kernel's invalidations, open-file bookkeeping -- and call fs->ns where
  * the two differ. Entries return as the view's functions do: 0 (or a
@@ -39,6 +40,9 @@ struct pfs_ns_ops {
 	int (*create)(struct pfs_fs *fs, struct pfs_req *rq, const struct fuse_ctx *ctx,
 		      struct pfs_node *parent, const char *name, mode_t mode,
 		      struct fuse_file_info *fi, struct fuse_entry_param *e);
+
+	/* A symlink's target into buf (size > 0), NUL-terminated. */
+	int (*readlink)(struct pfs_fs *fs, struct pfs_node *n, char *buf, size_t size);
 
 	/* Attributes. n's attributes when no open file answers for them. */
 	int (*getattr)(struct pfs_fs *fs, struct pfs_node *n, struct stat *st);
@@ -94,11 +98,12 @@ struct pfs_ns_ops {
 
 extern const struct pfs_ns_ops pfs_ns_plain;   /* view/ns_plain.c */
 extern const struct pfs_ns_ops pfs_ns_layered; /* layers/ns_layered.c */
+extern const struct pfs_ns_ops pfs_ns_history; /* view/ns_history.c: plain + .history */
 
 /* The table for fs, once its layers (if any) are open. */
 static inline const struct pfs_ns_ops *pfs_ns_for(const struct pfs_fs *fs)
 {
-	return fs->layers ? &pfs_ns_layered : &pfs_ns_plain;
+	return fs->layers ? &pfs_ns_layered : fs->past ? &pfs_ns_history : &pfs_ns_plain;
 }
 
 /* file.c, for the create entries: clear O_DIRECT off a new open's fd (see
@@ -117,6 +122,8 @@ ssize_t pfs_backing_listxattr(struct pfs_fs *fs, struct pfs_node *n, char *buf, 
 int pfs_backing_setxattr(struct pfs_fs *fs, struct pfs_node *n, const char *name,
 			 const char *value, size_t size, int flags);
 int pfs_backing_removexattr(struct pfs_fs *fs, struct pfs_node *n, const char *name);
+/* dir.c: n's symlink target, read from its backing object. */
+int pfs_backing_readlink(struct pfs_fs *fs, struct pfs_node *n, char *buf, size_t size);
 /* access(2) of n's object, for the caller's effective ids. */
 int pfs_backing_access(struct pfs_fs *fs, struct pfs_node *n, int mask);
 

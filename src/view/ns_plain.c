@@ -621,6 +621,7 @@ const struct pfs_ns_ops pfs_ns_plain = {
 	.link = plain_link,
 	.remove = plain_remove,
 	.rename = plain_rename,
+	.readlink = pfs_backing_readlink,
 	.create = plain_create,
 	.getattr = plain_getattr,
 	.fix_attr = plain_fix_attr,

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 
 #include "map/mapping.h"
+#include "store/past.h"
 #include "store/store.h"
 
 struct pfs_config;
@@ -126,6 +127,9 @@ struct pfs_fs {
 	struct pfs_layers *layers; /* copy-on-write layers (layer.h), or NULL */
 	const struct pfs_ns_ops *ns; /* plain or layered namespace (ns.h): chosen
 				      * once, when the layers are open */
+	const struct pfs_past *past; /* the tree at each snapshot (store/past.h),
+				      * shown under past_name at the root; or NULL */
+	const char *past_name;
 	int empty_fd;            /* O_PATH on a removed empty directory: what a
 				  * synthetic directory's node holds */
 	struct timespec started; /* times shown on synthetic directories */
@@ -154,6 +158,7 @@ struct pfs_fs_opts {
 	bool mapped;             /* a mapping table */
 	bool layered;            /* copy-on-write layers */
 	bool logged;             /* an op log (records directory opens) */
+	bool browsed;            /* a .history tree (its listings are the daemon's) */
 	long long squash_uid;    /* >= 0: every owner shown as that id, */
 	long long squash_gid;    /* every group as that id (fuse-overlayfs's
 				  * squash_to_root, squash_to_uid=, _gid=) */

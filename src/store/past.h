@@ -1,0 +1,39 @@
+/* past: the tree as it was at each snapshot, as a store that keeps a
+ * history answers it (history/history_browse.c) and the view shows it
+ * (view/ns_history.c, the .history directory). A table, so that the view
+ * needs nothing of history/ and history nothing of view/. Paths are
+ * relative to the tree's root ("" the root), as the journal names them. */
+#ifndef PFS_PAST_H
+#define PFS_PAST_H
+
+#include <stdbool.h>
+#include <sys/stat.h>
+
+/* What a path was at a snapshot: its attributes then. */
+struct pfs_past_obj {
+	mode_t mode;
+	uid_t uid;
+	gid_t gid;
+	off_t size;
+	nlink_t nlink;
+	struct timespec mtime, ctime;
+};
+
+typedef int pfs_past_name_cb(void *arg, const char *name, mode_t type);
+
+struct pfs_past {
+	void *ctx;
+	/* Each snapshot's name, oldest first. 0 or -errno (cb's too). */
+	int (*snapshots)(void *ctx, pfs_past_name_cb *cb, void *arg);
+	/* path at snap: 0, -ENOENT (no such snapshot, or no such path then),
+	 * or -errno. */
+	int (*stat)(void *ctx, const char *snap, const char *path, struct pfs_past_obj *o);
+	/* The names of directory dir at snap (no "." or ".."), in no order. */
+	int (*list)(void *ctx, const char *snap, const char *dir, pfs_past_name_cb *cb, void *arg);
+	/* A descriptor (O_RDONLY) on the content of the file path had at
+	 * snap; for a symlink, its target. -errno (-EIO: its saved version
+	 * was pruned). */
+	int (*open)(void *ctx, const char *snap, const char *path);
+};
+
+#endif

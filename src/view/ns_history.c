@@ -1,0 +1,439 @@
+/* ns_history: the plain namespace plus the read-only .history directory of
+ * a mount with --history (issue 17 item 4; docs/HISTORY.md, Browse),
+ * chosen at mount (pfs_ns_for) when the store answers for the past
+ * (fs->past, store/past.h).
+ *
+ * .history (fs->past_name) is a name of the root that no listing shows
+ * (as ZFS's .zfs); in it, one directory per snapshot, and in each the tree
+ * as it was. Their nodes are the view's synthetic kind (dev 0: nothing
+ * behind them but the daemon's empty directory) under a context of their
+ * own (PAST_CTX), keyed by their path; everything about them -- attributes,
+ * names, data -- is asked of fs->past by that path each time, so a
+ * snapshot taken later shows without a remount, and a file whose live
+ * object changes after the lookup still reads as it was. Every change
+ * under it is EROFS. Everything else is ns_plain's. */
+#include "view/ns.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PAST_CTX 0x7061737421ull /* no mapping table hashes to it with --history */
+
+static bool is_past(const struct pfs_node *n)
+{
+	return n->dev == 0 && n->ctx == PAST_CTX;
+}
+
+static bool is_gate(struct pfs_fs *fs, const struct pfs_node *parent, const char *name)
+{
+	return parent == fs->root && strcmp(name, fs->past_name) == 0;
+}
+
+/* Where (parent, name) or n is in the past: *snap NULL for .history
+ * itself, else the snapshot and the path in it ("" its root). vp: n's
+ * path (with name), and *buf the copy they point into, both malloc'ed.
+ * 0 or -errno. */
+static int where(struct pfs_fs *fs, struct pfs_node *n, const char *name, char **vp,
+		 char **buf, const char **snap, const char **path)
+{
+	size_t gl = strlen(fs->past_name);
+	char *s;
+
+	*vp = pfs_node_path(fs, n, name);
+	*buf = *vp ? strdup(*vp) : NULL;
+	if (!*buf)
+		return -ENOMEM;
+	s = *buf;
+	if (s[0] != '/' || strncmp(s + 1, fs->past_name, gl) != 0)
+		return -ENOENT; /* not under it: cannot happen */
+	s += 1 + gl;
+	if (!*s) {
+		*snap = NULL;
+		*path = "";
+		return 0;
+	}
+	*snap = ++s;
+	s = strchr(s, '/');
+	if (s)
+		*s++ = '\0';
+	*path = s ? s : "";
+	return 0;
+}
+
+/* The attributes of the past object at vpath. */
+static int past_stat(struct pfs_fs *fs, const char *vp, const char *snap, const char *path,
+		     struct stat *st)
+{
+	struct pfs_past_obj o;
+	int ret;
+
+	if (!snap) {
+		/* listed afresh: a new mtime each time drops a kernel's cached
+		 * listing of it, so a new snapshot shows */
+		pfs_view_synthetic_stat(fs, pfs_view_synthetic_ino(vp), 0555, st);
+		clock_gettime(CLOCK_REALTIME, &st->st_mtim);
+		st->st_ctim = st->st_mtim;
+		return 0;
+	}
+	ret = fs->past->stat(fs->past->ctx, snap, path, &o);
+	if (ret < 0)
+		return ret;
+	memset(st, 0, sizeof(*st));
+	st->st_ino = pfs_view_synthetic_ino(vp);
+	st->st_mode = o.mode;
+	st->st_nlink = o.nlink ? o.nlink : 1;
+	st->st_uid = o.uid;
+	st->st_gid = o.gid;
+	st->st_size = o.size;
+	st->st_blksize = 4096;
+	st->st_blocks = (o.size + 511) / 512;
+	st->st_atim = st->st_mtim = o.mtime;
+	st->st_ctim = o.ctime;
+	return 0;
+}
+
+static int past_lookup(struct pfs_fs *fs, struct pfs_node *parent, const char *name,
+		       struct fuse_entry_param *e)
+{
+	const char *snap = NULL, *path;
+	struct pfs_node *n;
+	char *vp, *buf;
+	int fd, ret;
+
+	memset(e, 0, sizeof(*e));
+	if (strnlen(name, NAME_MAX + 1) > NAME_MAX)
+		return -ENAMETOOLONG;
+	ret = where(fs, parent, name, &vp, &buf, &snap, &path);
+	if (ret == 0)
+		ret = past_stat(fs, vp, snap, path, &e->attr);
+	if (ret < 0)
+		goto out;
+	fd = fcntl(fs->empty_fd, F_DUPFD_CLOEXEC, 0);
+	if (fd < 0) {
+		ret = -errno;
+		goto out;
+	}
+	e->attr.st_dev = 0;
+	ret = pfs_node_intern(fs, parent, name, fd, &e->attr, PAST_CTX, &n);
+	if (ret < 0)
+		goto out;
+	e->ino = pfs_ino_of(fs, n);
+	/* What a snapshot held does not change; which snapshots there are,
+	 * and .history's own times, do. */
+	e->entry_timeout = snap ? fs->timeout : 0;
+	e->attr_timeout = snap ? fs->timeout : 0;
+out:
+	free(vp);
+	free(buf);
+	return ret;
+}
+
+static int h_lookup(struct pfs_fs *fs, struct pfs_node *parent, const char *name,
+		    struct fuse_entry_param *e)
+{
+	if (is_past(parent) || is_gate(fs, parent, name))
+		return past_lookup(fs, parent, name, e);
+	return pfs_ns_plain.lookup(fs, parent, name, e);
+}
+
+/* A name made at (parent, name): none under .history, and not .history. */
+static int may_make(struct pfs_fs *fs, struct pfs_node *parent, const char *name)
+{
+	if (is_past(parent))
+		return -EROFS;
+	return is_gate(fs, parent, name) ? -EEXIST : 0;
+}
+
+static int h_mknod(struct pfs_fs *fs, const struct fuse_ctx *ctx, struct pfs_node *parent,
+		   const char *name, mode_t mode, dev_t rdev, struct fuse_entry_param *e)
+{
+	int ret = may_make(fs, parent, name);
+
+	return ret ? ret : pfs_ns_plain.mknod(fs, ctx, parent, name, mode, rdev, e);
+}
+
+static int h_mkdir(struct pfs_fs *fs, const struct fuse_ctx *ctx, struct pfs_node *parent,
+		   const char *name, mode_t mode, struct fuse_entry_param *e)
+{
+	int ret = may_make(fs, parent, name);
+
+	return ret ? ret : pfs_ns_plain.mkdir(fs, ctx, parent, name, mode, e);
+}
+
+static int h_symlink(struct pfs_fs *fs, const struct fuse_ctx *ctx, const char *target,
+		     struct pfs_node *parent, const char *name, struct fuse_entry_param *e)
+{
+	int ret = may_make(fs, parent, name);
+
+	return ret ? ret : pfs_ns_plain.symlink(fs, ctx, target, parent, name, e);
+}
+
+static int h_link(struct pfs_fs *fs, struct pfs_node *n, struct pfs_node *newparent,
+		  const char *newname, struct fuse_entry_param *e)
+{
+	int ret = is_past(n) ? -EROFS : may_make(fs, newparent, newname);
+
+	return ret ? ret : pfs_ns_plain.link(fs, n, newparent, newname, e);
+}
+
+static int h_remove(struct pfs_fs *fs, struct pfs_node *parent, const char *name, bool dir)
+{
+	if (is_past(parent) || is_gate(fs, parent, name))
+		return -EROFS;
+	return pfs_ns_plain.remove(fs, parent, name, dir);
+}
+
+static int h_rename(struct pfs_fs *fs, struct pfs_node *parent, const char *name,
+		    struct pfs_node *newparent, const char *newname, unsigned int flags)
+{
+	if (is_past(parent) || is_past(newparent) || is_gate(fs, parent, name) ||
+	    is_gate(fs, newparent, newname))
+		return -EROFS;
+	return pfs_ns_plain.rename(fs, parent, name, newparent, newname, flags);
+}
+
+static int h_create(struct pfs_fs *fs, struct pfs_req *rq, const struct fuse_ctx *ctx,
+		    struct pfs_node *parent, const char *name, mode_t mode,
+		    struct fuse_file_info *fi, struct fuse_entry_param *e)
+{
+	int ret = may_make(fs, parent, name);
+
+	return ret ? ret : pfs_ns_plain.create(fs, rq, ctx, parent, name, mode, fi, e);
+}
+
+/* A symlink of the past: its target, as fs->past gives it to read. */
+static int h_readlink(struct pfs_fs *fs, struct pfs_node *n, char *buf, size_t size)
+{
+	const char *snap, *path;
+	char *vp, *b;
+	ssize_t len;
+	int fd, ret;
+
+	if (!is_past(n))
+		return pfs_ns_plain.readlink(fs, n, buf, size);
+	if (n->type != S_IFLNK)
+		return -EINVAL;
+	ret = where(fs, n, NULL, &vp, &b, &snap, &path);
+	fd = ret < 0 ? ret : snap ? fs->past->open(fs->past->ctx, snap, path) : -EINVAL;
+	free(vp);
+	free(b);
+	if (fd < 0)
+		return fd;
+	len = pread(fd, buf, size - 1, 0);
+	ret = len < 0 ? -errno : 0;
+	close(fd);
+	if (ret == 0)
+		buf[len] = '\0';
+	return ret;
+}
+
+static int h_getattr(struct pfs_fs *fs, struct pfs_node *n, struct stat *st)
+{
+	const char *snap, *path;
+	char *vp, *buf;
+	int ret;
+
+	if (!is_past(n))
+		return pfs_ns_plain.getattr(fs, n, st);
+	ret = where(fs, n, NULL, &vp, &buf, &snap, &path);
+	if (ret == 0)
+		ret = past_stat(fs, vp, snap, path, st);
+	free(vp);
+	free(buf);
+	return ret;
+}
+
+static bool h_fix_attr(struct pfs_fs *fs, struct pfs_node *n, struct stat *st)
+{
+	if (!is_past(n))
+		return pfs_ns_plain.fix_attr(fs, n, st);
+	st->st_ino = n->ino;
+	return false;
+}
+
+static int h_may_change(struct pfs_fs *fs, struct pfs_node *n)
+{
+	return is_past(n) ? -EROFS : pfs_ns_plain.may_change(fs, n);
+}
+
+static int h_access(struct pfs_fs *fs, struct pfs_node *n, int mask)
+{
+	return is_past(n) ? 0 : pfs_ns_plain.access(fs, n, mask); /* W_OK: refused before */
+}
+
+static int h_statfs_fd(struct pfs_fs *fs, struct pfs_node *n)
+{
+	return pfs_ns_plain.statfs_fd(fs, is_past(n) ? fs->root : n);
+}
+
+static int h_prepare_change(struct pfs_fs *fs, struct pfs_node *n, int open_flags)
+{
+	return is_past(n) ? -EROFS : pfs_ns_plain.prepare_change(fs, n, open_flags);
+}
+
+/* A file of the past is read by the daemon from what fs->past opens now:
+ * the saved version, or the live object while it is unchanged. */
+static int h_serve_open(struct pfs_fs *fs, struct pfs_node *n, struct fuse_file_info *fi)
+{
+	const char *snap, *path;
+	char *vp, *buf;
+	int fd, ret;
+
+	if (!is_past(n))
+		return pfs_ns_plain.serve_open(fs, n, fi);
+	if (n->type != S_IFREG)
+		return -EISDIR; /* opened as a file: it is not one */
+	ret = where(fs, n, NULL, &vp, &buf, &snap, &path);
+	fd = ret < 0 ? ret : snap ? fs->past->open(fs->past->ctx, snap, path) : -EISDIR;
+	free(vp);
+	free(buf);
+	if (fd < 0)
+		return fd;
+	close(pfs_fh_fd(fi)); /* the empty directory pfs_view_open opened */
+	fi->fh = (uint64_t)fd;
+	fi->keep_cache = 1; /* what a snapshot held never changes */
+	return 1;
+}
+
+static bool h_snapshot(struct pfs_fs *fs, struct pfs_node *n)
+{
+	return is_past(n) || pfs_ns_plain.snapshot(fs, n);
+}
+
+static int h_open_dir(struct pfs_fs *fs, struct pfs_node *n, bool *bare)
+{
+	return is_past(n) ? -ENOTDIR : pfs_ns_plain.open_dir(fs, n, bare);
+}
+
+struct list_ctx {
+	struct pfs_fs *fs;
+	const char *vdir; /* the listed directory's path */
+	pfs_ns_list_cb *cb;
+	void *arg;
+};
+
+static int past_name(void *arg, const char *name, mode_t type)
+{
+	struct list_ctx *c = arg;
+	char vp[PATH_MAX];
+
+	if ((size_t)snprintf(vp, sizeof(vp), "%s/%s", c->vdir, name) >= sizeof(vp))
+		return 0; /* a path no lookup could name */
+	return c->cb(c->arg, name, pfs_view_synthetic_ino(vp), IFTODT(type));
+}
+
+/* The root's names: never .history (a name of SOURCE's own by that name
+ * is hidden by it). */
+static int root_name(void *arg, const char *name, ino_t ino, unsigned char type)
+{
+	struct list_ctx *c = arg;
+
+	if (strcmp(name, c->fs->past_name) == 0)
+		return 0;
+	return c->cb(c->arg, name, ino, type);
+}
+
+static int h_list(struct pfs_fs *fs, struct pfs_node *n, DIR *dp, pfs_ns_list_cb *cb, void *arg)
+{
+	struct list_ctx c = {.fs = fs, .cb = cb, .arg = arg};
+	const char *snap = NULL, *path = "";
+	char *vdir, *buf;
+	int ret;
+
+	if (n == fs->root)
+		return pfs_ns_plain.list(fs, n, dp, root_name, &c);
+	if (!is_past(n))
+		return pfs_ns_plain.list(fs, n, dp, cb, arg);
+	ret = where(fs, n, NULL, &vdir, &buf, &snap, &path);
+	if (ret == 0)
+		ret = cb(arg, ".", n->ino, DT_DIR);
+	if (ret == 0)
+		ret = cb(arg, "..", 1, DT_DIR); /* glibc skips d_ino 0 */
+	c.vdir = vdir;
+	if (ret == 0)
+		ret = snap ? fs->past->list(fs->past->ctx, snap, path, past_name, &c)
+			   : fs->past->snapshots(fs->past->ctx, past_name, &c);
+	free(vdir);
+	free(buf);
+	return ret;
+}
+
+static int h_node_name(struct pfs_fs *fs, struct pfs_node *n, int *dirfd, char *name,
+		       size_t len)
+{
+	return is_past(n) ? -ENOENT : pfs_ns_plain.node_name(fs, n, dirfd, name, len);
+}
+
+static ssize_t h_getxattr(struct pfs_fs *fs, struct pfs_node *n, const char *name, char *buf,
+			  size_t size)
+{
+	return is_past(n) ? -ENODATA : pfs_ns_plain.getxattr(fs, n, name, buf, size);
+}
+
+static ssize_t h_listxattr(struct pfs_fs *fs, struct pfs_node *n, char *buf, size_t size)
+{
+	return is_past(n) ? 0 : pfs_ns_plain.listxattr(fs, n, buf, size);
+}
+
+static int h_setxattr(struct pfs_fs *fs, struct pfs_node *n, const char *name,
+		      const char *value, size_t size, int flags)
+{
+	return is_past(n) ? -EROFS : pfs_ns_plain.setxattr(fs, n, name, value, size, flags);
+}
+
+static int h_removexattr(struct pfs_fs *fs, struct pfs_node *n, const char *name)
+{
+	return is_past(n) ? -EROFS : pfs_ns_plain.removexattr(fs, n, name);
+}
+
+static struct pfs_node *h_held(struct pfs_fs *fs, struct pfs_node *parent, const char *name,
+			       bool *exists, bool synthetic)
+{
+	if (is_past(parent) || is_gate(fs, parent, name)) {
+		*exists = false; /* nothing of SOURCE's: no change reaches it */
+		return NULL;
+	}
+	return pfs_ns_plain.held(fs, parent, name, exists, synthetic);
+}
+
+static void h_root_dirs(struct pfs_fs *fs, void (*cb)(struct pfs_fs *fs, int fd))
+{
+	pfs_ns_plain.root_dirs(fs, cb);
+}
+
+const struct pfs_ns_ops pfs_ns_history = {
+	.name = "history",
+	.lookup = h_lookup,
+	.mknod = h_mknod,
+	.mkdir = h_mkdir,
+	.symlink = h_symlink,
+	.link = h_link,
+	.remove = h_remove,
+	.rename = h_rename,
+	.readlink = h_readlink,
+	.create = h_create,
+	.getattr = h_getattr,
+	.fix_attr = h_fix_attr,
+	.may_change = h_may_change,
+	.access = h_access,
+	.statfs_fd = h_statfs_fd,
+	.prepare_change = h_prepare_change,
+	.serve_open = h_serve_open,
+	.snapshot = h_snapshot,
+	.open_dir = h_open_dir,
+	.list = h_list,
+	.node_name = h_node_name,
+	.getxattr = h_getxattr,
+	.listxattr = h_listxattr,
+	.setxattr = h_setxattr,
+	.removexattr = h_removexattr,
+	.root_dirs = h_root_dirs,
+	.held = h_held,
+	.targets_changed = pfs_plain_targets_changed,
+};
