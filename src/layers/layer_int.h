@@ -21,7 +21,8 @@ bool pfs_layer_is_opaque(struct pfs_fs *fs, int dirfd, const char *name, int fd)
 void pfs_layer_upper_key(struct pfs_fs *fs, int dirfd, const char *name, struct pfs_lfound *f);
 
 /* redirect.c. The overlay.redirect of the directory name in dirfd, valid
- * (malloc'd in *out): 1; none: 0 (*out NULL); or -errno (-EIO: invalid). */
+ * (malloc'd in *out): 1; none: 0 (*out NULL); or -errno (-EINVAL,
+ * -EACCES: invalid, as the kernel says). */
 int pfs_redir_get(struct pfs_fs *fs, int dirfd, const char *name, char **out);
 /* The name a lookup searches the layers below by, once a directory on it
  * has redirect r: cur's first prelen bytes (relative r replaces one

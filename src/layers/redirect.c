@@ -17,28 +17,32 @@
 #include <unistd.h>
 
 #include "layers/ovlfmt.h"
-#include "util/util.h"
 
-/* Every component of an absolute redirect a real name, no "." or "..":
- * a redirect must not lead out of the layer. */
-static bool valid_redirect(const char *r)
+/* One name of a redirect: "." and ".." never (a redirect must not lead
+ * out of the layer): -EACCES, as the kernel's lookup of one refuses it. */
+static int check_comp(const char *p, size_t n)
 {
-	char comp[NAME_MAX + 1];
-	const char *p = r + 1, *q;
+	if (n == 0 || n > NAME_MAX)
+		return -EINVAL;
+	if ((n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
+		return -EACCES;
+	return 0;
+}
+
+/* 0, or why the kernel refuses r: -EINVAL (empty, an empty name in an
+ * absolute one, a slash in a relative one), -EACCES ("." or ".."). */
+static int check_redirect(const char *r)
+{
+	const char *p, *q;
+	int ret;
 
 	if (r[0] != '/')
-		return pfs_valid_name(r);
-	for (;;) {
+		return strchr(r, '/') ? -EINVAL : check_comp(r, strlen(r));
+	for (p = r + 1;; p = q + 1) {
 		q = strchrnul(p, '/');
-		if (q == p || (size_t)(q - p) > NAME_MAX)
-			return false;
-		memcpy(comp, p, (size_t)(q - p));
-		comp[q - p] = '\0';
-		if (!pfs_valid_name(comp))
-			return false;
-		if (!*q)
-			return true;
-		p = q + 1;
+		ret = check_comp(p, (size_t)(q - p));
+		if (ret < 0 || !*q)
+			return ret;
 	}
 }
 
@@ -46,14 +50,17 @@ int pfs_redir_get(struct pfs_fs *fs, int dirfd, const char *name, char **out)
 {
 	char buf[PATH_MAX];
 	ssize_t n = pfs_ovl_get(fs->store, pfs_ref_at(dirfd, name), "redirect", buf, sizeof(buf));
+	int ret;
 
 	*out = NULL;
 	if (n == -ENODATA)
 		return 0;
 	if (n < 0)
-		return n == -ERANGE ? -EIO : (int)n;
-	if (n == 0 || !valid_redirect(buf))
-		return -EIO; /* as the kernel: an invalid redirect fails the lookup */
+		return n == -ERANGE ? -EINVAL : (int)n;
+	/* As the kernel: an invalid redirect fails the lookup. */
+	ret = n == 0 ? -EINVAL : check_redirect(buf);
+	if (ret < 0)
+		return ret;
 	*out = strdup(buf);
 	return *out ? 1 : -ENOMEM;
 }

@@ -273,3 +273,53 @@ def test_commit_of_prismfs_redirects(workdir, backend, atomic):
         tc.assert_same_tree(lower, tc.snapshot(lay.L), "the refused commit changed the lower")
         tc.assert_same_tree(upper, tc.snapshot(lay.U, private=True),
                             "the refused commit changed the upper")
+
+
+@prismfs_only
+def test_redirects_in_a_lower_are_followed(ovl, backend):
+    """An upper with redirects used as the top lower of a mount of lowers
+    only (read-only): with redirect_dir=follow prismfs follows the
+    redirects of lower directories as kernel overlayfs does (both show the
+    tree the writer showed)."""
+    import subprocess
+    from conftest import Mount
+
+    build(ovl)
+    ovl.mount("kernel", kernel_opts=KOPTS)
+    moves(ovl)
+    change_inside(ovl)
+    want = snapshot(ovl.M)
+    ovl.umount()
+    lowers = "%s:%s:%s" % (ovl.U, ovl.L1, ovl.L2)
+    kmp, pmp = os.path.join(ovl.base, "K"), os.path.join(ovl.base, "P")
+    os.mkdir(kmp)
+    os.mkdir(pmp)
+    subprocess.run(["mount", "-t", "overlay", "overlay", "-o",
+                    "lowerdir=%s,redirect_dir=follow" % lowers, kmp], check=True)
+    m = Mount("none", pmp, ["-o", "lowerdir=%s,redirect_dir=follow" % lowers])
+    try:
+        m.start()
+        assert_same(want, snapshot(kmp), "the kernel, lowers only")
+        assert_same(snapshot(kmp), snapshot(pmp), "prismfs against the kernel, lowers only")
+        assert err_of(os.mkdir, os.path.join(pmp, "e", "x")) == "EROFS"
+    finally:
+        subprocess.run(["umount", kmp], capture_output=True)
+        m.stop()
+        m.check_clean_exit()
+        m.cleanup()
+
+
+@pytest.mark.parametrize("value,err", [(b"../d", "EINVAL"), (b"d/f", "EINVAL"), (b"", "EINVAL"),
+                                       (b"/d/../d", "EACCES"), (b"..", "EACCES"),
+                                       (b"//d", "EINVAL")])
+def test_invalid_redirect_fails_the_lookup(ovl, backend, value, err):
+    """A redirect that would lead out of its layer, or is malformed, fails
+    the lookup of its directory with the kernel's errno; nothing else in
+    the view is affected."""
+    build(ovl)
+    mkdir(ovl.u("e"))
+    os.setxattr(ovl.u("e"), "trusted.overlay.redirect", value)
+    mount(ovl, backend)
+    assert err_of(os.lstat, ovl.m("e")) == err
+    assert read(ovl.m("d/b")) == b"b from L1"
+    ovl.umount()
