@@ -323,3 +323,40 @@ def test_invalid_redirect_fails_the_lookup(ovl, backend, value, err):
     assert err_of(os.lstat, ovl.m("e")) == err
     assert read(ovl.m("d/b")) == b"b from L1"
     ovl.umount()
+
+
+@prismfs_only
+def test_commit_at_unmount_of_redirects(ovl, backend):
+    """--on-unmount commit of an upper with redirects: refused in one line
+    naming the redirect and --atomic, nothing changed; commit-atomic then
+    gives the lower exactly the tree the mount showed."""
+    import test_commit as tc
+    from conftest import Mount
+
+    mkfile(ovl.l1("d/f"), b"f")
+    mkfile(ovl.l1("d/sub/g"), b"g")
+    untouched = Untouched(ovl.L1)
+    args = ["--upper", ovl.U, "--work", ovl.W, "-o", "redirect_dir=on", "--on-unmount"]
+    m = Mount(ovl.L1, ovl.M, args + ["commit"])
+    try:
+        m.start()
+        os.rename(ovl.m("d"), ovl.m("e"))
+        os.rename(ovl.m("e/sub"), ovl.m("s"))
+        want = tree(ovl.M)
+        assert m.stop() != 0, "the in-place commit of a redirect did not fail"
+        lines = [ln for ln in m.stderr().splitlines() if ln.strip()]
+        assert len(lines) == 1 and "redirect" in lines[0] and "--atomic" in lines[0], lines
+    finally:
+        m.cleanup()
+    untouched.check()
+    assert redirects(ovl.U) == {"e": b"d", "s": b"/d/sub"}
+    m = Mount(ovl.L1, ovl.M, args + ["commit-atomic"])
+    try:
+        m.start()
+        assert_same(want, tree(ovl.M), "the upper kept after the refused commit")
+        m.stop()
+        m.check_clean_exit()
+    finally:
+        m.cleanup()
+    assert_same(want, tree(ovl.L1), "the lower after commit-atomic")
+    tc.assert_empty(ovl.U, "the upper")
