@@ -775,6 +775,7 @@ static void t_o_keys(void **s)
 		{"log_format=xml", "log_format= must be text or json, not xml"},
 		{"timeout", "-o timeout needs a value"}, {"read_only=1", "read_only takes no value"},
 		{"threads=0", "threads="}, {"lazy_load=maybe", "lazy_load takes on or off"},
+		{"map=/t,redirect_dir=follow", "-o redirect_dir=follow cannot be used with --map"},
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		char o[128];
