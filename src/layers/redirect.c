@@ -126,7 +126,7 @@ static int lower_path(struct pfs_fs *fs, struct pfs_node *parent, char **out)
 		next = r && r[0] == '/' ? strdup(r) : join(acc, r ? r : p);
 		free(r);
 		if (!next) {
-			ret = -ENAMETOOLONG;
+			ret = -EXDEV; /* too long to keep: the move cannot keep the lower parts */
 			goto out;
 		}
 		free(acc);
