@@ -73,6 +73,7 @@ struct pfs_config {
 	bool debug;             /* -d, -o debug: libfuse's request trace on stderr */
 	bool nosymfollow;       /* -o nosymfollow (last of it and symfollow) */
 	bool userxattr;         /* -o userxattr: the layers' xattrs are user.overlay.* */
+	enum pfs_redirect redirect; /* -o redirect_dir= */
 	/* mount --mirror: a memory cache written back to this directory
 	 * (cache/cache.h), instead of SOURCE. */
 	const char *mirror;

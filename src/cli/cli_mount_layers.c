@@ -111,6 +111,13 @@ int pfs_cli_finish_layers(struct pfs_config *cfg, char *err, size_t errlen)
 	}
 	if (cfg->default_upper && pfs_cli_default_upper(cfg, err, errlen) < 0)
 		return -EINVAL;
+	if (cfg->map_path && cfg->redirect != PFS_REDIR_OFF) {
+		pfs_cli_seterr(err, errlen, "-o redirect_dir=%s cannot be used with --map: the "
+			       "paths of a mapping table are not those of the lowers, so no "
+			       "redirect can name them (use redirect_dir=off)",
+			       cfg->redirect == PFS_REDIR_ON ? "on" : "follow");
+		return -EINVAL;
+	}
 	if (cfg->upper_from_opt && !cfg->noptlowers && !cfg->nlowers && cfg->source &&
 	    strcmp(cfg->source, "none") == 0) {
 		pfs_cli_seterr(err, errlen, "upperdir= needs lowerdir= (the layers below it; or a "

@@ -142,13 +142,7 @@ static const struct ovl_opt {
 	unsigned same;          /* bit i: values[i] means what prismfs does */
 	const char *why;        /* why the others are refused */
 } ovl_opts[] = {
-	/* prismfs neither makes redirects (a directory with lower parts
-	 * does not move: EXDEV) nor follows them: nofollow, and off as a
-	 * kernel without redirect_always_follow reads it. on and follow
-	 * belong here once directory renames make redirects. */
-	{"redirect_dir=", {"on", "follow", "nofollow", "off"}, 0xc,
-	 "prismfs neither makes nor follows directory redirects (renaming a directory with "
-	 "lower parts fails with EXDEV); use redirect_dir=off"},
+	/* redirect_dir= is read by ovl_opt itself (it sets cfg->redirect). */
 	{"index=", {"on", "off"}, 0x2,
 	 "prismfs keeps no inode index (a copy-up breaks the hard links of a lower file, as with "
 	 "index=off); use index=off"},
@@ -179,6 +173,25 @@ static int ovl_opt(struct pfs_config *cfg, const char *p, size_t n, char *err, s
 		if (!cfg->layer_opt)
 			cfg->layer_opt = "userxattr";
 		return 1;
+	}
+	if (n >= 13 && strncmp(p, "redirect_dir=", 13) == 0) {
+		/* off as a kernel without redirect_always_follow reads it:
+		 * nofollow (prismfs's default). */
+		static const char *const rv[] = {"off", "nofollow", "follow", "on"};
+		static const enum pfs_redirect rm[] = {PFS_REDIR_OFF, PFS_REDIR_OFF,
+						       PFS_REDIR_FOLLOW, PFS_REDIR_ON};
+
+		for (size_t j = 0; j < PFS_ARRAY_SIZE(rv); j++) {
+			if (item_is(p + 13, n - 13, rv[j])) {
+				cfg->redirect = rm[j];
+				if (!cfg->layer_opt)
+					cfg->layer_opt = "redirect_dir=";
+				return 1;
+			}
+		}
+		pfs_cli_seterr(err, errlen, "-o %.*s: the kernel overlay option redirect_dir= takes "
+			       "on, follow, nofollow, off", (int)n, p);
+		return -EINVAL;
 	}
 	for (size_t i = 0; i < PFS_ARRAY_SIZE(ovl_opts); i++) {
 		const struct ovl_opt *o = &ovl_opts[i];

@@ -544,13 +544,13 @@ static int open_layers(const struct pfs_config *cfg, struct pfs_fs *fs,
 		       struct pfs_layer_paths *lp)
 {
 	char err[3 * PATH_MAX];
-	struct pfs_layer_spec spec = {.whiteout = cfg->whiteout, .map = cfg->map_path != NULL,
-				      .action = cfg->action, .userxattr = cfg->userxattr};
-	struct pfs_layer_spec given = {.upper = cfg->upper, .work = cfg->work,
-				       .lowers = cfg->lowers, .nlowers = cfg->nlowers,
-				       .whiteout = cfg->whiteout};
+	struct pfs_layer_spec spec = {.upper = cfg->upper, .work = cfg->work,
+				      .lowers = cfg->lowers, .nlowers = cfg->nlowers,
+				      .whiteout = cfg->whiteout, .map = cfg->map_path != NULL,
+				      .action = cfg->action, .userxattr = cfg->userxattr,
+				      .redirect = cfg->redirect};
 
-	if (pfs_layer_paths_get(lp, fs->store, &given, fs->source, err, sizeof(err)) < 0) {
+	if (pfs_layer_paths_get(lp, fs->store, &spec, fs->source, err, sizeof(err)) < 0) {
 		say("%s", err);
 		return -1;
 	}

@@ -32,6 +32,7 @@ struct pfs_layer_spec {
 	enum pfs_action action;     /* its --on-unmount */
 	bool userxattr;             /* overlay xattrs in user.overlay.* only (the
 				     * kernel's userxattr), never trusted. */
+	enum pfs_redirect redirect; /* redirect_dir= */
 };
 
 /* Open the layers of spec for fs (whose root_fd is SOURCE, already open).
@@ -62,6 +63,9 @@ struct pfs_layers {
 	bool wh_auto;             /* ... after mknod was refused */
 	char xprefix[24];         /* "trusted.overlay." or "user.overlay." */
 	bool xattrs;              /* the upper's filesystem takes overlay xattrs */
+	bool redir_make;          /* a renamed directory with lower parts gets an
+				   * overlay.redirect (redirect_dir=on) */
+	bool redir_follow;        /* lookups follow overlay.redirect (on, follow) */
 	bool mapped;              /* the upper holds virtual paths of a mapping
 				   * table: commit refused (PFS_OVL_MAPPED) */
 	bool map_given;           /* this mount has one (mark the upper) */

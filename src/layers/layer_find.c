@@ -119,10 +119,152 @@ struct finding {
 	bool merging;             /* the directory shown merges the next layer */
 	bool keyed;               /* f's key is decided */
 	int unreach;              /* why SOURCE cannot show it (the table's) */
+	int bottom;               /* the lowest layer a merge may reach */
+	/* Redirects followed (redirect.c): the name the layers below are
+	 * searched by instead of name — relative, or an absolute path from
+	 * each layer's root — or NULL. Owned. */
+	char *redir;
+	char *walk;               /* layer i's copy of an absolute redir (owned) */
+	int walkfd;               /* the directory it led to in layer i (owned) */
+	bool last;                /* an opaque directory on that path: layer i
+				   * is the last searched */
+	bool redirected;          /* the upper's own directory has a redirect */
 };
 
 /* What a step says: look at the next layer, or the search is over. */
 enum { GO_ON = 0, STOP = 1 };
+
+/* The directory found in layer i at nm in d has a redirect: the layers
+ * below are searched by it from now on (not in the last layer: there
+ * is nothing below to search). 0 or -errno. */
+static int follow(struct finding *s, int i, int d, const char *nm)
+{
+	const struct pfs_layers *L = s->fs->layers;
+	const char *cur = s->redir ? s->redir : s->name;
+	size_t prelen = 0;
+	char *r, *next;
+	int ret;
+
+	if (!L->redir_follow || s->dir->map || i + 1 >= (int)L->n)
+		return 0;
+	ret = pfs_redir_get(s->fs, d, nm, &r);
+	if (ret <= 0)
+		return ret;
+	if (cur[0] == '/') /* a relative one replaces the path's last name */
+		prelen = (size_t)(strrchr(cur, '/') - cur) + 1;
+	ret = pfs_redir_apply(cur, prelen, r, "", &next);
+	if (ret == 0) {
+		s->redirected = s->redirected || i == 0;
+		if (r[0] == '/') {
+			/* From every lower's root, whatever stopped the
+			 * parents' merge (as the kernel's lookup). */
+			s->bottom = s->fs->root->ln->bottom;
+			s->last = false;
+		}
+		free(s->redir);
+		s->redir = next;
+	}
+	free(r);
+	return ret;
+}
+
+/* An upper directory with a redirect shows lower parts found elsewhere:
+ * whether the name itself shows below (so that removing or renaming it
+ * needs a whiteout) is the answer of the parent's lowers for the name, as
+ * the kernel asks it. */
+static bool name_below(const struct finding *s)
+{
+	const struct pfs_lnode *pl = s->dir->ln;
+	struct stat st;
+
+	for (int i = pl->top > 0 ? pl->top : 1; i <= pl->bottom; i++) {
+		int d = __atomic_load_n(&pl->fd[i], __ATOMIC_ACQUIRE);
+
+		if (d < 0)
+			continue;
+		if (pfs_layer_lstat_at(s->fs, d, s->name, &st) == 0)
+			return !pfs_ovl_is_whiteout(&st);
+		if (pfs_ovl_has_wh_file(s->fs->store, d, s->name))
+			return false;
+	}
+	return false;
+}
+
+static void walk_done(struct finding *s)
+{
+	if (s->walkfd >= 0)
+		close(s->walkfd);
+	s->walkfd = -1;
+	free(s->walk);
+	s->walk = NULL;
+}
+
+/* An absolute redirect in layer i: its directories from the layer's root,
+ * each a directory (a whiteout or anything else ends the search, nothing
+ * there leaves layer i out), an opaque one making layer i the last, one
+ * with a redirect of its own changing the path for the layers below. The
+ * last directory in *dp (-1: none) and the name in it. GO_ON, STOP, or
+ * -errno. */
+static int walk_abs(struct finding *s, int i, int *dp, const char **nm)
+{
+	struct pfs_fs *fs = s->fs;
+	int cur = fs->layers->root[i], fd, ret;
+	size_t total;
+	char *p, *slash;
+	struct stat st;
+
+	walk_done(s);
+	*dp = -1;
+	s->walk = strdup(s->redir);
+	if (!s->walk)
+		return -ENOMEM;
+	total = strlen(s->walk);
+	for (p = s->walk + 1; (slash = strchr(p, '/')); p = slash + 1) {
+		*slash = '\0';
+		ret = pfs_layer_lstat_at(fs, cur, p, &st);
+		if (ret == -ENOENT || ret == -ENOTDIR)
+			return pfs_ovl_has_wh_file(fs->store, cur, p) ? STOP : GO_ON;
+		if (ret < 0)
+			return ret;
+		if (pfs_ovl_is_whiteout(&st) || !S_ISDIR(st.st_mode))
+			return STOP;
+		fd = pfs_layer_open_at(fs, cur, p, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0)
+			return fd;
+		if (pfs_layer_is_opaque(fs, cur, p, fd)) {
+			s->last = true;
+		} else if (fs->layers->redir_follow && i + 1 < (int)fs->layers->n) {
+			char *r, *next;
+
+			ret = pfs_redir_get(fs, cur, p, &r);
+			if (ret > 0) {
+				/* This name and what follows end s->redir too. */
+				size_t rem = total - (size_t)(p - s->walk);
+
+				ret = pfs_redir_apply(s->redir, strlen(s->redir) - rem, r,
+						      s->redir + strlen(s->redir) - rem +
+							      (size_t)(slash - p),
+						      &next);
+				if (ret == 0) {
+					free(s->redir);
+					s->redir = next;
+				}
+				free(r);
+			}
+			if (ret < 0) {
+				close(fd);
+				return ret;
+			}
+		}
+		*slash = '/';
+		if (s->walkfd >= 0)
+			close(s->walkfd);
+		s->walkfd = cur = fd;
+	}
+	*dp = cur;
+	*nm = p;
+	return GO_ON;
+}
 
 /* Layer i's directory and the name in it: SOURCE's where the table says. */
 static int layer_dir(struct finding *s, int i, const char **nm)
@@ -130,7 +272,7 @@ static int layer_dir(struct finding *s, int i, const char **nm)
 	const struct pfs_ldir *dir = s->dir;
 	int d = __atomic_load_n(&dir->ln->fd[i], __ATOMIC_ACQUIRE);
 
-	*nm = s->name;
+	*nm = s->redir ? s->redir : s->name;
 	if (i == 1 && dir->map) {
 		d = s->src.use ? s->src.pl.dirfd : -1;
 		*nm = s->src.pl.name;
@@ -184,8 +326,13 @@ static int found_top(struct finding *s, int i, int d, const char *nm, const stru
 		f->ln->fd[i] = fd;
 		/* A `.wh.NAME` beside a real directory makes it a replacement,
 		 * not a merge (as an opaque one). */
-		s->merging = i < s->dir->ln->bottom && !pfs_layer_is_opaque(fs, d, nm, fd) &&
-			     !pfs_ovl_has_wh_file(fs->store, d, nm);
+		bool opq = pfs_layer_is_opaque(fs, d, nm, fd) || pfs_ovl_has_wh_file(fs->store, d, nm);
+
+		/* Its redirect first: an absolute one reaches layers its
+		 * parent's merge does not. */
+		if (!opq && (ret = follow(s, i, d, nm)) < 0)
+			return ret;
+		s->merging = i < s->bottom && !opq;
 		if (i > 0) {
 			f->kdev = st->st_dev;
 			f->kino = st->st_ino;
@@ -209,7 +356,7 @@ static int found_top(struct finding *s, int i, int d, const char *nm, const stru
 static int found_below(struct finding *s, int i, int d, const char *nm, const struct stat *st)
 {
 	struct pfs_lfound *f = s->f;
-	int fd;
+	int fd, ret;
 
 	f->below = true;
 	if (!s->merging || !S_ISDIR(st->st_mode)) {
@@ -226,7 +373,10 @@ static int found_below(struct finding *s, int i, int d, const char *nm, const st
 		f->kino = st->st_ino;
 		s->keyed = true;
 	}
-	s->merging = i < s->dir->ln->bottom && !pfs_layer_is_opaque(s->fs, d, nm, fd);
+	s->merging = !pfs_layer_is_opaque(s->fs, d, nm, fd);
+	if (s->merging && (ret = follow(s, i, d, nm)) < 0)
+		return ret;
+	s->merging = s->merging && i < s->bottom;
 	return s->merging ? GO_ON : STOP;
 }
 
@@ -234,8 +384,16 @@ static int found_below(struct finding *s, int i, int d, const char *nm, const st
 static int find_in_layer(struct finding *s, int i)
 {
 	const char *nm;
-	int d = layer_dir(s, i, &nm), ret;
+	int d, ret;
 	struct stat st;
+
+	if (s->redir && s->redir[0] == '/') {
+		ret = walk_abs(s, i, &d, &nm);
+		if (ret != GO_ON)
+			return ret;
+	} else {
+		d = layer_dir(s, i, &nm);
+	}
 
 	if (d >= 0 && (ret = pfs_layer_lstat_at(s->fs, d, nm, &st)) < 0) {
 		if (ret != -ENOENT && ret != -ENOTDIR)
@@ -263,9 +421,10 @@ int pfs_layer_find_in(struct pfs_fs *fs, const struct pfs_ldir *dir, const char 
 		      struct pfs_lfound *f)
 {
 	struct finding s = {.fs = fs, .dir = dir, .name = name, .f = f,
-			    .src = {.pl = {.own_fd = -1}}};
+			    .src = {.pl = {.own_fd = -1}}, .walkfd = -1};
 	const struct pfs_lnode *pl = dir->ln;
-	int last = pl ? pl->bottom : -1, ret = 0;
+	bool hidden = false;
+	int ret = 0;
 
 	memset(f, 0, sizeof(*f));
 	f->layer = -1;
@@ -280,12 +439,20 @@ int pfs_layer_find_in(struct pfs_fs *fs, const struct pfs_ldir *dir, const char 
 			goto err;
 		f->ctx = s.src.pl.ctx;
 		if (s.src.hidden)
-			last = 0; /* the user's own entries still show */
+			hidden = true; /* the user's own entries still show */
 	}
-	for (int i = pl->top; i <= last && ret == GO_ON; i++)
+	s.bottom = pl->bottom;
+	for (int i = pl->top; i <= (hidden ? 0 : s.bottom) && ret == GO_ON; i++) {
 		ret = find_in_layer(&s, i);
+		if (ret == GO_ON && s.last)
+			ret = STOP;
+	}
+	walk_done(&s);
+	free(s.redir);
 	if (ret < 0)
 		goto err;
+	if (s.redirected)
+		f->below = name_below(&s);
 	if (f->layer >= 0 && !s.keyed) {
 		f->kdev = f->st.st_dev;
 		f->kino = f->st.st_ino;

@@ -20,4 +20,18 @@ bool pfs_layer_is_opaque(struct pfs_fs *fs, int dirfd, const char *name, int fd)
 /* The key of a non-directory found in the upper: where it was copied from. */
 void pfs_layer_upper_key(struct pfs_fs *fs, int dirfd, const char *name, struct pfs_lfound *f);
 
+/* redirect.c. The overlay.redirect of the directory name in dirfd, valid
+ * (malloc'd in *out): 1; none: 0 (*out NULL); or -errno (-EINVAL,
+ * -EACCES: invalid, as the kernel says). */
+int pfs_redir_get(struct pfs_fs *fs, int dirfd, const char *name, char **out);
+/* The name a lookup searches the layers below by, once a directory on it
+ * has redirect r: cur's first prelen bytes (relative r replaces one
+ * component) then r, then post (what follows the component). 0 or -errno. */
+int pfs_redir_apply(const char *cur, size_t prelen, const char *r, const char *post, char **out);
+/* Before the upper directory name in ud (parent's) is renamed, samedir
+ * within parent: give it the redirect that keeps its lower parts, as the
+ * kernel does (one it has already is kept where it stays right). */
+int pfs_redir_set_renamed(struct pfs_fs *fs, struct pfs_node *parent, int ud, const char *name,
+			  bool samedir);
+
 #endif

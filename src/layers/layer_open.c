@@ -381,8 +381,13 @@ opened:
 			free(o.real[i]);
 		free(o.real);
 	}
-	if (o.L)
+	if (o.L) {
+		/* Made only where they can be kept (and no mapping table
+		 * moves names: its paths are not the lowers'). */
+		o.L->redir_follow = spec->redirect != PFS_REDIR_OFF && !spec->map;
+		o.L->redir_make = spec->redirect == PFS_REDIR_ON && !spec->map && o.L->xattrs;
 		fs->layers = o.L;
+	}
 	if (ret < 0)
 		pfs_layers_close(fs);
 	return ret;

@@ -10,6 +10,12 @@
  * mknod works and the file otherwise. */
 enum pfs_whiteout { PFS_WH_AUTO, PFS_WH_CHARDEV, PFS_WH_FILE };
 
+/* Directory redirects (overlayfs's redirect_dir): a directory with lower
+ * parts renamed keeps them through an overlay.redirect xattr naming where
+ * they are. OFF (and the kernel's nofollow): none made, none followed
+ * (rename fails with EXDEV); FOLLOW: followed, none made; ON: both. */
+enum pfs_redirect { PFS_REDIR_OFF, PFS_REDIR_FOLLOW, PFS_REDIR_ON };
+
 /* What becomes of a layered mount's upper when it is unmounted. */
 enum pfs_action {
 	PFS_ACT_NONE,            /* not given */

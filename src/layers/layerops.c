@@ -2,10 +2,12 @@
  * mount, as kernel overlayfs does them: everything happens in the upper
  * (parents copied up first); a name a lower still shows is hidden by a
  * whiteout; a directory made where a lower one was hidden is opaque; a
- * directory with lower parts does not move (EXDEV, as overlayfs without
- * redirect_dir: mv then copies, and no child is ever lost).
+ * directory with lower parts moves with an overlay.redirect to them
+ * (redirect_dir=on, redirect.c), or not at all (EXDEV, as overlayfs
+ * without redirect_dir: mv then copies, and no child is ever lost).
  * All of them hold the layers' lock, so each sees the upper whole. */
 #include "layers/layer.h"
+#include "layers/layer_int.h"
 #include "view/view.h"
 
 #include <errno.h>
@@ -384,7 +386,7 @@ int pfs_layer_rename(struct pfs_fs *fs, struct pfs_node *parent, const char *nam
 {
 	struct pfs_layers *L = fs->layers;
 	struct pfs_lfound src, dst;
-	bool have_dst, sdir, ddir, xchg = flags & RENAME_EXCHANGE;
+	bool have_dst, sdir, ddir, xchg = flags & RENAME_EXCHANGE, sredir, dredir;
 	unsigned int rflags;
 	int ud1, ud2, ret = check_name(newname);
 
@@ -428,8 +430,11 @@ int pfs_layer_rename(struct pfs_fs *fs, struct pfs_node *parent, const char *nam
 	if (!xchg && have_dst && src.kdev == dst.kdev && src.kino == dst.kino)
 		goto out; /* two links of one file: rename does nothing */
 	/* Before the target's emptiness, as overlayfs: a directory with lower
-	 * parts cannot move at all, whatever it would replace. */
-	if ((sdir && has_lower_part(&src)) || (xchg && ddir && has_lower_part(&dst))) {
+	 * parts cannot move at all, whatever it would replace, unless a
+	 * redirect keeps them. */
+	sredir = sdir && has_lower_part(&src);
+	dredir = xchg && ddir && has_lower_part(&dst);
+	if ((sredir || dredir) && !L->redir_make) {
 		ret = -EXDEV;
 		goto out;
 	}
@@ -454,6 +459,12 @@ int pfs_layer_rename(struct pfs_fs *fs, struct pfs_node *parent, const char *nam
 		goto out;
 	ud1 = parent->ln->fd[0];
 	ud2 = newparent->ln->fd[0];
+	if (sredir)
+		ret = pfs_redir_set_renamed(fs, parent, ud1, name, parent == newparent);
+	if (ret == 0 && dredir)
+		ret = pfs_redir_set_renamed(fs, newparent, ud2, newname, parent == newparent);
+	if (ret < 0)
+		goto out;
 	if (!xchg) {
 		/* The target's upper part is a whiteout device (a directory
 		 * cannot replace it) or a directory of whiteouts only. */
@@ -467,8 +478,9 @@ int pfs_layer_rename(struct pfs_fs *fs, struct pfs_node *parent, const char *nam
 			if (ret < 0)
 				goto out;
 		}
-		/* A directory moved where a lower one is hidden must hide it. */
-		if (sdir && (dst.below || dst.upper_wh)) {
+		/* A directory moved where a lower one is hidden must hide it
+		 * (a redirected one is searched by its redirect there). */
+		if (sdir && !sredir && (dst.below || dst.upper_wh)) {
 			ret = pfs_layer_set_opaque(fs, ud1, name);
 			if (ret < 0)
 				goto out;
@@ -498,9 +510,9 @@ int pfs_layer_rename(struct pfs_fs *fs, struct pfs_node *parent, const char *nam
 	}
 	if (!xchg && dst.upper_wh_file)
 		drop_wh_file(fs, ud2, newname);
-	if (xchg && sdir && dst.below)
+	if (xchg && sdir && !sredir && dst.below)
 		pfs_layer_set_opaque(fs, ud2, newname);
-	if (xchg && ddir && src.below)
+	if (xchg && ddir && !dredir && src.below)
 		pfs_layer_set_opaque(fs, ud1, name);
 	if (xchg)
 		pfs_node_renamed(fs, dst.kdev, dst.kino, dst.ctx, newparent, newname, parent, name);

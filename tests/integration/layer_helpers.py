@@ -142,13 +142,14 @@ class Overlay:
         return os.path.join(self.M, *p)
 
     # mounting
-    def mount(self, backend=None, whiteout=None, allow_other=False, extra=()):
+    def mount(self, backend=None, whiteout=None, allow_other=False, extra=(), kernel_opts=""):
         """Mount the layers at M with backend (default: the test's).
         whiteout: None (the backend's default), or "chardev"/"file"/"auto"
         (prismfs only: --whiteout).  allow_other: let users other than root
         in (FUSE backends: -o allow_other; the kernel's mount always does,
         and so does prismfs's when run as root unless --private).  extra:
-        more arguments for prismfs."""
+        more arguments for prismfs.  kernel_opts: more -o options for the
+        kernel backend ("redirect_dir=on")."""
         assert self.current is None, "already mounted by %s" % self.current
         backend = backend or self.backend
         if backend == "kernel":
@@ -156,9 +157,16 @@ class Overlay:
             opts = "lowerdir=%s:%s,upperdir=%s,workdir=%s" % (self.L1, self.L2, self.U, self.W)
             if KERNEL_OPTS:
                 opts += "," + KERNEL_OPTS
+            if kernel_opts:
+                opts += "," + kernel_opts
             _run(["mount", "-t", "overlay", "overlay", "-o", opts, self.M])
         elif backend == "prismfs":
             args = ["--upper", self.U, "--work", self.W, "--lower", self.L2]
+            # The kernel's redirect_dir= of PRISMFS_LAYER_KERNEL_OPTS, so
+            # both backends take the same branches.
+            for item in KERNEL_OPTS.split(","):
+                if item.startswith("redirect_dir="):
+                    args += ["-o", item]
             if whiteout:
                 args += ["--whiteout", whiteout]
             if allow_other:

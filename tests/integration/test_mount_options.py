@@ -245,7 +245,7 @@ def test_bad_o_value_is_refused_in_one_line(dirs, bad):
 # --------------------------------------------------------------------------
 # kernel overlay options
 
-REFUSED = ["redirect_dir=on", "redirect_dir=follow", "index=on", "metacopy=on", "uuid=on",
+REFUSED = ["redirect_dir=sometimes", "index=on", "metacopy=on", "uuid=on",
            "nfs_export=on", "xino=sometimes", "metacopy=yes"]
 
 

@@ -746,9 +746,18 @@ static void t_o_keys(void **s)
 			       "on_unmount=discard,userxattr,index=off,metacopy=off,"
 			       "redirect_dir=nofollow,xino=auto,uuid=null,nfs_export=off"), 0);
 	assert_true(b.userxattr);
+	assert_int_equal(b.redirect, PFS_REDIR_OFF);
 	assert_int_equal(b.whiteout, PFS_WH_FILE);
 	assert_int_equal(b.action, PFS_ACT_DISCARD);
 	assert_null(b.fuse_opts);
+	pfs_config_free(&b);
+	/* redirect_dir= as the kernel's; the last one given counts. */
+	assert_int_equal(PARSE(&b, "none", "/m", "-o", "lowerdir=/l,upperdir=/u,redirect_dir=on"), 0);
+	assert_int_equal(b.redirect, PFS_REDIR_ON);
+	pfs_config_free(&b);
+	assert_int_equal(PARSE(&b, "none", "/m", "-o",
+			       "lowerdir=/l,upperdir=/u,redirect_dir=on,redirect_dir=follow"), 0);
+	assert_int_equal(b.redirect, PFS_REDIR_FOLLOW);
 	pfs_config_free(&b);
 
 	/* fuse-overlayfs's synopsis: options first, MOUNTPOINT alone. */
@@ -761,11 +770,12 @@ static void t_o_keys(void **s)
 	pfs_config_free(&b);
 
 	static const char *const bad[][2] = {
-		{"redirect_dir=on", "redirect_dir=on"}, {"index=on", "index=on"},
+		{"redirect_dir=sometimes", "redirect_dir=sometimes"}, {"index=on", "index=on"},
 		{"metacopy=on", "metacopy=on"}, {"uuid=on", "uuid=on"}, {"xino=x", "xino=x"},
 		{"log_format=xml", "log_format= must be text or json, not xml"},
 		{"timeout", "-o timeout needs a value"}, {"read_only=1", "read_only takes no value"},
 		{"threads=0", "threads="}, {"lazy_load=maybe", "lazy_load takes on or off"},
+		{"map=/t,redirect_dir=follow", "-o redirect_dir=follow cannot be used with --map"},
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		char o[128];
