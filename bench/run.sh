@@ -18,6 +18,10 @@
 # tmpfs and rclone's VFS cache (rclone-vfs); a table gives each one's ratio
 # over tmpfs's in the same round, and the write-back row times writes plus
 # "prismfs sync" against a plain cp -a.
+# Remote mirrors (prismfs-dav: prismfs mount --mirror http://, and its peer
+# rclone-dav: rclone mount of the same server) run against an Apache WebDAV
+# server the bench starts on 127.0.0.1; their "native" side is curl (GET,
+# PUT, PROPFIND) against that server.
 # See bench/README.md for the workloads, the systems and the settings.
 set -euo pipefail
 export LC_ALL=C
@@ -30,7 +34,7 @@ warn() { printf 'bench: warning: %s\n' "$*" >&2; }
 say()  { printf 'bench: %s\n' "$*" >&2; }
 
 # ---------------------------------------------------------------- settings --
-ALL_SYSTEMS="prismfs-pt prismfs-nopt prismfs-ovl prismfs-cache fuse-floor tmpfs rclone-vfs overlayfs fuse-overlayfs bindfs mergerfs"
+ALL_SYSTEMS="prismfs-pt prismfs-nopt prismfs-ovl prismfs-cache prismfs-dav fuse-floor tmpfs rclone-vfs rclone-dav overlayfs fuse-overlayfs bindfs mergerfs"
 KNOWN_SYSTEMS="$ALL_SYSTEMS bind"
 BENCH_SELFTEST=${BENCH_SELFTEST:-0}
 if [[ $BENCH_SELFTEST == 1 ]]; then
@@ -80,6 +84,14 @@ CACHE_SIZE=${CACHE_SIZE:-}
 # full mode, the cache on the same filesystem as src, write-back after 1 s
 # like prismfs's default --write-back (rclone's own default is 5 s).
 RCLONE_OPTS=${RCLONE_OPTS:---vfs-cache-mode full --vfs-write-back 1s}
+# rclone-dav: the same options, over the bench's WebDAV server (a webdav
+# remote in a temporary config, removed after each mount).
+RCLONE_DAV_OPTS=${RCLONE_DAV_OPTS:-$RCLONE_OPTS}
+# The remote group writes back this many files (BENCH_SIZE in all).
+REMOTE_WB_FILES=${REMOTE_WB_FILES:-16}
+# 1: also the S3 rows (a Ceph RGW, tests/servers/ceph-rgw.sh). Not there yet:
+# with BENCH_S3=1 the run says so and why.
+BENCH_S3=${BENCH_S3:-0}
 # The floor is built by this script from bench/fuse-floor.c, into
 # FLOOR_BUILD_DIR (git-ignored), with prismfs's session loop when found.
 FLOOR_BUILD_DIR=${FLOOR_BUILD_DIR:-$SCRIPT_DIR/build}
@@ -89,7 +101,7 @@ FLOOR_LOOP=
 # (its op log) and on the floor (its counters), untimed.
 BENCH_REQUESTS=${BENCH_REQUESTS:-1}
 TAR_SOURCE=${TAR_SOURCE:-$_tar}
-BENCH_ONLY=${BENCH_ONLY:-seqread randread seqwrite bufwrite files untar writeback git}
+BENCH_ONLY=${BENCH_ONLY:-seqread randread seqwrite bufwrite files untar writeback git remote}
 BENCH_SYSTEMS=${BENCH_SYSTEMS:-$_systems}
 BENCH_NO_INSTALL=${BENCH_NO_INSTALL:-0}
 BENCH_PRIME=${BENCH_PRIME:-1}
@@ -109,6 +121,8 @@ is_uint() { [[ $1 =~ ^[0-9]+$ ]] && (( 10#$1 > 0 )); }
 is_uint "$ROUNDS"        || die "ROUNDS must be a positive integer (got '$ROUNDS')"
 is_uint "$NFILES"        || die "NFILES must be a positive integer (got '$NFILES')"
 is_uint "$RANDREAD_TIME" || die "RANDREAD_TIME must be a positive integer of seconds (got '$RANDREAD_TIME')"
+is_uint "$REMOTE_WB_FILES" || die "REMOTE_WB_FILES must be a positive integer (got '$REMOTE_WB_FILES')"
+[[ $BENCH_S3 == 0 || $BENCH_S3 == 1 ]] || die "BENCH_S3 must be 0 or 1 (got '$BENCH_S3')"
 is_uint "$MOUNT_TIMEOUT" || die "MOUNT_TIMEOUT must be a positive integer of seconds"
 ROUNDS=$((10#$ROUNDS)); NFILES=$((10#$NFILES)); RANDREAD_TIME=$((10#$RANDREAD_TIME))
 SIZE_BYTES=$(numfmt --from=iec -- "$BENCH_SIZE" 2>/dev/null) \
@@ -124,13 +138,14 @@ numfmt --from=iec -- "$CACHE_SIZE" >/dev/null 2>&1 || die "CACHE_SIZE must be a 
 read -r -a PRISMFS_OPTS_ARR <<<"--uring $BENCH_URING $PRISMFS_OPTS"
 read -r -a BINDFS_OPTS_ARR <<<"$BINDFS_OPTS"
 read -r -a RCLONE_OPTS_ARR <<<"$RCLONE_OPTS"
+read -r -a RCLONE_DAV_OPTS_ARR <<<"$RCLONE_DAV_OPTS"
 PRISMFS_LOG_ARR=()      # --log FILE --log-format json in the requests pass
 
 declare -A WANT=()
 for g in $BENCH_ONLY; do
     case $g in
-        seqread|randread|seqwrite|bufwrite|files|untar|writeback|git) WANT[$g]=1 ;;
-        *) die "unknown BENCH_ONLY group '$g' (groups: seqread randread seqwrite bufwrite files untar writeback git)" ;;
+        seqread|randread|seqwrite|bufwrite|files|untar|writeback|git|remote) WANT[$g]=1 ;;
+        *) die "unknown BENCH_ONLY group '$g' (groups: seqread randread seqwrite bufwrite files untar writeback git remote)" ;;
     esac
 done
 want() { [[ -n ${WANT[$1]:-} ]]; }
@@ -143,7 +158,7 @@ _auto_base=0
 if [[ -n $PRISMFS_BASE_BIN && " $BENCH_SYSTEMS " != *"@base "* ]]; then _auto_base=1; fi
 for s in $BENCH_SYSTEMS; do
     if [[ $s == prismfs-*@base ]]; then
-        [[ " $KNOWN_SYSTEMS " == *" ${s%@base} "* ]] || die "unknown system '$s' in BENCH_SYSTEMS (@base goes with prismfs-pt, prismfs-nopt, prismfs-ovl or prismfs-cache)"
+        [[ " $KNOWN_SYSTEMS " == *" ${s%@base} "* ]] || die "unknown system '$s' in BENCH_SYSTEMS (@base goes with prismfs-pt, prismfs-nopt, prismfs-ovl, prismfs-cache or prismfs-dav)"
         [[ -n $PRISMFS_BASE_BIN ]] || die "$s in BENCH_SYSTEMS needs PRISMFS_BASE_BIN=/path/to/the/other/prismfs"
     else
         [[ " $KNOWN_SYSTEMS " == *" $s "* ]] || die "unknown system '$s' in BENCH_SYSTEMS (systems: $KNOWN_SYSTEMS, prismfs-X@base)"
@@ -155,6 +170,7 @@ for s in $BENCH_SYSTEMS; do
 done
 (( ${#SYSTEMS[@]} )) || die "BENCH_SYSTEMS is empty"
 variant() { printf '%s\n' "${1%@base}"; }     # prismfs-pt@base -> prismfs-pt
+is_dav_system() { [[ $(variant "$1") == prismfs-dav || $1 == rclone-dav ]]; }
 prismfs_bin() {   # prismfs_bin SYSTEM: the binary that mounts it
     if [[ $1 == *@base ]]; then printf '%s\n' "$PRISMFS_BASE_BIN"; else printf '%s\n' "$PRISMFS_BIN"; fi
 }
@@ -229,8 +245,8 @@ for s in "${SYSTEMS[@]}"; do
         overlayfs)
             grep -qw overlay /proc/filesystems || modprobe overlay >/dev/null 2>&1 || true
             if grep -qw overlay /proc/filesystems; then STATUS[$s]=ok; else STATUS[$s]="not available"; fi ;;
-        fuse-overlayfs|bindfs|mergerfs|rclone-vfs)
-            pkg=${s%-vfs}     # rclone-vfs: the rclone command and package
+        fuse-overlayfs|bindfs|mergerfs|rclone-vfs|rclone-dav)
+            pkg=${s%-vfs}; pkg=${pkg%-dav}     # rclone-vfs, rclone-dav: the rclone command and package
             if ! command -v "$pkg" >/dev/null 2>&1; then
                 if [[ $BENCH_NO_INSTALL == 1 ]]; then
                     say "$pkg is not installed (BENCH_NO_INSTALL=1: not installing)"
@@ -252,6 +268,14 @@ if [[ " ${SYSTEMS[*]} " == *" fuse-overlayfs "* || " ${SYSTEMS[*]} " == *" bindf
     command -v fusermount3 >/dev/null 2>&1 || command -v fusermount >/dev/null 2>&1 \
         || warn "neither fusermount3 nor fusermount found; FUSE mounts are removed with umount"
 fi
+# The remote systems need the WebDAV server (Apache mod_dav, started by
+# bench/davserver.py) and curl for their native side.
+for s in "${SYSTEMS[@]}"; do
+    is_dav_system "$s" && [[ ${STATUS[$s]} == ok ]] || continue
+    for t in apache2 curl python3; do
+        command -v "$t" >/dev/null 2>&1 || { STATUS[$s]="no $t"; break; }
+    done
+done
 RUNNABLE=()
 for s in "${SYSTEMS[@]}"; do [[ ${STATUS[$s]} == ok ]] && RUNNABLE+=("$s"); done
 
@@ -282,6 +306,9 @@ MNT=$FS_ROOT/mnt            # mount point of the system under test
 OVL=$FS_ROOT/ovl            # overlay upper and work dirs (same filesystem as $SRC)
 CACHE=$FS_ROOT/cache        # prepared inputs, always read natively
 RCLONE_CACHE=$FS_ROOT/rclone-cache   # rclone-vfs's VFS cache (same filesystem as src)
+DAV_BASE=$FS_ROOT/dav       # the WebDAV server's directory (TMPDIR of bench/davserver.py)
+DAV_INFO=$BENCH_DIR/davserver.info   # "URL ROOT" of the running server
+DAV_URL=; DAV_ROOT=; DAV_PID=; RWB_SIG=; S3_NOTE=
 LOG=$BENCH_DIR/bench.log
 PIDFILE=$BENCH_DIR/daemon.pid
 BINFILE=$BENCH_DIR/daemon.bin          # the prismfs binary that mounted $MNT (A/B)
@@ -379,7 +406,7 @@ find_daemon_pid() {   # find_daemon_pid SYSTEM
     case $1 in
         prismfs-*) bin=$(prismfs_bin "$1"); comm=$(basename -- "$bin" | cut -c1-15) ;;
         fuse-overlayfs|bindfs|mergerfs|fuse-floor) comm=$1 ;;
-        rclone-vfs) comm=rclone ;;
+        rclone-vfs|rclone-dav) comm=rclone ;;
         *) return 1 ;;
     esac
     if [[ -n $bin ]] && out=$("$bin" status --json "$MNT" 2>>"$LOG"); then
@@ -419,6 +446,9 @@ mount_system() {  # mount_system SYSTEM (stdout/stderr to the log)
         prismfs-cache) "$bin" mount --mirror "$SRC" --cache-size "$CACHE_SIZE" "${PRISMFS_OPTS_ARR[@]}" "${PRISMFS_LOG_ARR[@]}" "$MNT" ;;
         tmpfs)        mount -t tmpfs -o mode=0755 tmpfs "$MNT" ;;
         rclone-vfs)   RCLONE_CONFIG=$RCLONE_CACHE/rclone.conf rclone mount "$SRC" "$MNT" --cache-dir "$RCLONE_CACHE" "${RCLONE_OPTS_ARR[@]}" --daemon ;;
+        prismfs-dav)  "$bin" mount --mirror "$DAV_URL/" --cache-size "$CACHE_SIZE" "${PRISMFS_OPTS_ARR[@]}" "${PRISMFS_LOG_ARR[@]}" "$MNT" ;;
+        rclone-dav)   printf '[dav]\ntype = webdav\nurl = %s/\nvendor = other\n' "$DAV_URL" >"$RCLONE_CACHE/rclone.conf" &&
+                      RCLONE_CONFIG=$RCLONE_CACHE/rclone.conf rclone mount dav: "$MNT" --cache-dir "$RCLONE_CACHE/vfs" "${RCLONE_DAV_OPTS_ARR[@]}" --daemon ;;
         fuse-floor)   "$FLOOR_BIN" --counts "$FLOOR_COUNTS" "$MNT" ;;
         overlayfs)    mount -t overlay overlay -o "lowerdir=$SRC,upperdir=$OVL/upper,workdir=$OVL/work" "$MNT" ;;
         fuse-overlayfs) fuse-overlayfs -o "lowerdir=$SRC,upperdir=$OVL/upper,workdir=$OVL/work${FUSE_OVERLAYFS_OPTS:+,$FUSE_OVERLAYFS_OPTS}" "$MNT" ;;
@@ -447,7 +477,7 @@ system_version() {
         mergerfs)       mergerfs -V 2>&1 | head -n1 ;;
         fuse-floor)     echo "bench/fuse-floor.c on libfuse $(pkg-config --modversion fuse3 2>/dev/null || echo '?'), $FLOOR_LOOP" ;;
         tmpfs)          echo "kernel $(uname -r)" ;;
-        rclone-vfs)     rclone version 2>/dev/null | head -n1 ;;
+        rclone-vfs|rclone-dav) rclone version 2>/dev/null | head -n1 ;;
     esac
 }
 bin_tree() {      # bin_tree BIN: " (tree at REV)" if BIN sits in a git work tree
@@ -463,6 +493,8 @@ system_options() {
         prismfs-cache)  echo "--mirror src --cache-size $CACHE_SIZE --uring $BENCH_URING${PRISMFS_OPTS:+ $PRISMFS_OPTS}" ;;
         tmpfs)          echo "mount -t tmpfs (filled like the floor, untimed)" ;;
         rclone-vfs)     echo "rclone mount src mnt --cache-dir rclone-cache $RCLONE_OPTS (untar: --no-same-owner --no-same-permissions, trees without their symlinks: see README)" ;;
+        prismfs-dav)    echo "--mirror $DAV_URL/ (Apache mod_dav) --cache-size $CACHE_SIZE --uring $BENCH_URING${PRISMFS_OPTS:+ $PRISMFS_OPTS}" ;;
+        rclone-dav)     echo "rclone mount dav: mnt, a webdav remote (vendor other) at $DAV_URL/ in a temporary config, --cache-dir rclone-cache/vfs $RCLONE_DAV_OPTS" ;;
         overlayfs)      echo "lowerdir=src,upperdir=ovl/upper,workdir=ovl/work" ;;
         fuse-overlayfs) echo "lowerdir=src,upperdir=ovl/upper,workdir=ovl/work${FUSE_OVERLAYFS_OPTS:+,$FUSE_OVERLAYFS_OPTS}" ;;
         bindfs)         echo "${BINDFS_OPTS:-(defaults)}" ;;
@@ -494,6 +526,21 @@ stop_child() {    # end the running system round (ours, by pid) and what it star
     wait "$CHILD_PID" 2>/dev/null || true
     CHILD_PID=
 }
+# The WebDAV server of the remote rows: bench/davserver.py, ours by its pid;
+# it stops the server and removes its directory on TERM.
+stop_dav_server() {
+    [[ -n $DAV_PID ]] || return 0
+    local i
+    kill -TERM "$DAV_PID" 2>/dev/null || true
+    for (( i = 0; i < 200; i++ )); do kill -0 "$DAV_PID" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$DAV_PID" 2>/dev/null; then
+        warn "the WebDAV server helper (pid $DAV_PID) did not stop in 20 s; killing it"
+        kill -KILL "$DAV_PID" 2>/dev/null || true
+    fi
+    wait "$DAV_PID" 2>/dev/null || true
+    DAV_PID=
+    rm -f -- "$DAV_INFO"
+}
 CLEANED=0
 cleanup() {
     local rc=$? m
@@ -506,6 +553,7 @@ cleanup() {
     stop_child
     if is_mounted "$MNT"; then say "unmounting $MNT"; fi
     unmount_mnt || rc=1
+    stop_dav_server         # after the mount that writes to it, before its filesystem
     while IFS= read -r m; do
         [[ -n $m ]] || continue
         say "unmounting $m"
@@ -550,7 +598,7 @@ measure() {
     sync
     # sync(2) does not reach a FUSE daemon: a cached mount still writing back
     # the previous run's changes is waited for here, untimed, on both sides.
-    if [[ $(variant "$CUR_SYS") == prismfs-cache ]]; then
+    if [[ $(variant "$CUR_SYS") == prismfs-cache || $(variant "$CUR_SYS") == prismfs-dav ]]; then
         "$(prismfs_bin "$CUR_SYS")" sync "$MNT" >>"$LOG" 2>&1 || die "prismfs sync $MNT failed before a timed run (see $LOG)"
     fi
     [[ -n $REQ_SYS && $side != native ]] && req_before
@@ -697,6 +745,34 @@ op_gitstatus_reps() {
     local i
     for ((i = 0; i < WARM_REPS; i++)); do op_gitstatus "$1" || return; done
 }
+# The remote rows (group "remote", on prismfs-dav and rclone-dav): their
+# native side is curl against the bench's WebDAV server ($DAV_URL, whose
+# files are in $DAV_ROOT); the system side goes through the mount of it.
+op_curl_get()  { curl -sS -f -o /dev/null -- "$1"; }
+op_propfind()  { curl -sS -f -X PROPFIND -H 'Depth: 1' -o "$2" -- "$1"; }
+# One curl process for every file (one upload-file/url pair each in the
+# config), so the connection is reused, as a mount would.
+op_curl_put()  { curl -sS -f -K "$1"; }
+op_ls_l()      { ls -l -- "$1" >/dev/null; }
+op_remote_wb() {  # op_remote_wb SYSTEM DEST: copy the files in, until the server holds them
+    cp -- "$CACHE"/rwb/* "$2"/ || return
+    case $(variant "$1") in
+        prismfs-dav) "$(prismfs_bin "$1")" sync "$MNT" ;;
+        rclone-dav)  wait_files "$DAV_ROOT/rw/$1/rwb" ;;
+    esac
+}
+# files_sig DIR: names, kinds and sizes below DIR, without what mod_dav_fs
+# keeps next to them (.DAV/, its dead properties).
+files_sig() { (cd -- "$1" 2>/dev/null && find . -mindepth 1 -name .DAV -prune -o -printf '%y %P %s\n') | sort | cksum; }
+wait_files() {    # wait_files DIR: until DIR holds the write-back files, sizes included (at most 10 min)
+    local i
+    for (( i = 0; i < 6000; i++ )); do
+        [[ $(files_sig "$1") == "$RWB_SIG" ]] && return 0
+        sleep 0.1
+    done
+    printf 'bench: %s did not get the files in 10 minutes\n' "$1"
+    return 1
+}
 
 # ---------------------------------------------------------------- workloads --
 # wl_ID SIDE BASE : prepare (unmeasured), then measure. BASE is $SRC for the
@@ -758,6 +834,43 @@ wl_gitwarm()  {
     measure "$1" op_gitstatus_reps "$2/ro/git-$1"
     check_git_clean "$1" "$2/ro/git-$1"
 }
+# Cold: the server's page cache is dropped before each side (the native
+# run would otherwise warm it for the system's).
+wl_rlist() {
+    if [[ $1 == native ]]; then
+        local out=$CACHE/propfind.xml n
+        drop_caches
+        measure "$1" op_propfind "$DAV_URL/ro/list/" "$out"
+        n=$(grep -o '<[A-Za-z0-9]*:response[ >]' "$out" | wc -l)
+        (( n == NFILES + 1 )) || die "native: PROPFIND of ro/list/ gave $n responses, expected $((NFILES + 1))"
+    else
+        drop_caches
+        measure "$1" op_ls_l "$2/ro/list"
+        check_count "$1" "$2/ro/list" "$NFILES" "entries listed"
+    fi
+}
+wl_rcold() {
+    drop_caches
+    if [[ $1 == native ]]; then
+        measure "$1" op_curl_get "$DAV_URL/ro/cold.dat"
+    else
+        measure "$1" op_read "$2/ro/cold.dat"
+        [[ $(stat -c %s -- "$2/ro/cold.dat") == "$SIZE_BYTES" ]] || die "$1: ro/cold.dat has the wrong size"
+    fi
+}
+wl_rwb() {
+    if [[ $1 == native ]]; then
+        unmeasured rm -rf -- "$DAV_ROOT/rw/native/rwb"
+        unmeasured curl -sS -f -X MKCOL -o /dev/null -- "$DAV_URL/rw/native/rwb/"
+        measure "$1" op_curl_put "$CACHE/rwb.curl"
+        [[ $(files_sig "$DAV_ROOT/rw/native/rwb") == "$RWB_SIG" ]] || die "native: the server does not hold the files after curl PUT"
+    else
+        unmeasured rm -rf -- "$2/rw/$1/rwb"
+        unmeasured mkdir -p -- "$2/rw/$1/rwb"
+        measure "$1" op_remote_wb "$1" "$2/rw/$1/rwb"
+        [[ $(files_sig "$DAV_ROOT/rw/$1/rwb") == "$RWB_SIG" ]] || die "$1: the server does not hold the files after the write-back"
+    fi
+}
 wl_gitcold()  { drop_caches; measure "$1" op_gitstatus "$2/ro/git-$1"; check_git_clean "$1" "$2/ro/git-$1"; }
 
 label() {
@@ -776,6 +889,9 @@ label() {
         rmtree)   echo "rm -rf the tree" ;;
         gitwarm)  echo "git status warm" ;;
         gitcold)  echo "git status cold" ;;
+        rlist)    echo "remote: ls -l of $NFILES_H entries (native: PROPFIND)" ;;
+        rcold)    echo "remote: cold read, $SIZE_H (native: curl GET)" ;;
+        rwb)      echo "remote: write-back, $REMOTE_WB_FILES files, $SIZE_H (native: curl PUT)" ;;
     esac
 }
 target() {        # the targets for prismfs with passthrough
@@ -819,6 +935,7 @@ cleanup_group() {   # cleanup_group GROUP SYSTEM: each side's files go through t
         writeback) unmeasured rm -rf -- "$SRC/rw/prime/wb" "$SRC/rw/native/wb" "$MNT/rw/$2/wb" ;;
         files)    unmeasured rm -rf -- "$SRC/rw/prime/small" "$SRC/rw/native/small" "$MNT/rw/$2/small" ;;
         untar)    unmeasured rm -rf -- "$SRC/rw/prime/tree" "$SRC/rw/native/tree" "$MNT/rw/$2/tree" ;;
+        remote)   unmeasured rm -rf -- "$DAV_ROOT/rw/native/rwb" "$MNT/rw/$2/rwb" ;;
         *) return 0 ;;
     esac
     settle
@@ -834,10 +951,25 @@ group_ids() {
         untar)    echo untar find du rmtree ;;
         writeback) echo writeback ;;
         git)      echo gitwarm gitcold ;;
+        remote)   echo rlist rcold rwb ;;
     esac
 }
+# group_applies GROUP SYSTEM: 0 if GROUP runs on SYSTEM; if not, prints why
+# (its cells are "-").
+group_applies() {
+    if is_dav_system "$2"; then
+        case $1 in
+            remote|seqread|randread|seqwrite|bufwrite) return 0 ;;
+        esac
+        echo "not for a WebDAV mirror (it keeps no symlinks or owners; see bench/README.md)"
+        return 1
+    fi
+    [[ $1 == remote ]] || return 0
+    echo "its native side is curl against the WebDAV server: prismfs-dav and rclone-dav only"
+    return 1
+}
 GROUPS_RUN=(); ORDER=()
-for g in seqread randread seqwrite bufwrite files untar writeback git; do
+for g in seqread randread seqwrite bufwrite files untar writeback git remote; do
     want "$g" || continue
     GROUPS_RUN+=("$g")
     read -r -a _ids <<<"$(group_ids "$g")"
@@ -865,7 +997,7 @@ populate_floor() {   # populate_floor SYSTEM
 mount_checked() {
     local s=$1 r=$2 bin
     [[ $s == prismfs-* ]] && prismfs_bin "$s" >"$BINFILE"     # status and unmount go through it
-    timeout --foreground "$MOUNT_TIMEOUT" bash -c "$(declare -f mount_system); $(declare -p PRISMFS_BIN PRISMFS_BASE_BIN PRISMFS_OPTS_ARR PRISMFS_LOG_ARR BINDFS_OPTS_ARR SRC MNT OVL MERGERFS_OPTS FUSE_OVERLAYFS_OPTS FLOOR_BIN FLOOR_COUNTS CACHE_SIZE RCLONE_OPTS_ARR RCLONE_CACHE); mount_system $s" \
+    timeout --foreground "$MOUNT_TIMEOUT" bash -c "$(declare -f mount_system); $(declare -p PRISMFS_BIN PRISMFS_BASE_BIN PRISMFS_OPTS_ARR PRISMFS_LOG_ARR BINDFS_OPTS_ARR SRC MNT OVL MERGERFS_OPTS FUSE_OVERLAYFS_OPTS FLOOR_BIN FLOOR_COUNTS CACHE_SIZE RCLONE_OPTS_ARR RCLONE_CACHE DAV_URL RCLONE_DAV_OPTS_ARR); mount_system $s" \
         >>"$LOG" 2>&1 {LOCKFD}>&- {ERRFD}>&- \
         || die "mounting $s failed (see $LOG)"
     is_mounted "$MNT" || die "mounting $s returned success but $MNT is not a mount point"
@@ -901,12 +1033,13 @@ mount_checked() {
 # run_system SYSTEM ROUND, in a subshell: mount, every workload pair, the
 # daemon's CPU total. The parent unmounts. Exits non-zero if anything fails.
 run_system() {
-    local s=$1 r=$2 g id tn ts ratio cpu
+    local s=$1 r=$2 g id tn ts ratio cpu why
     local -a ids
     exec 2>&"$ERRFD"
     use_tree "$s"
     mount_checked "$s" "$r"
     for g in "${GROUPS_RUN[@]}"; do
+        if ! why=$(group_applies "$g" "$s"); then say "r$r/$ROUNDS $s: $g not run: $why"; continue; fi
         read -r -a ids <<<"$(group_ids "$g")"
         prime_group "$g"
         for id in "${ids[@]}"; do
@@ -959,6 +1092,7 @@ run_requests() {
     mount_checked "$s" requests
     REQ_SYS=$s
     for g in "${GROUPS_RUN[@]}"; do
+        group_applies "$g" "$s" >/dev/null || continue
         read -r -a ids <<<"$(group_ids "$g")"
         for id in "${ids[@]}"; do
             FAILED_WL=$id; REQ_ID=$id
@@ -973,7 +1107,12 @@ run_requests() {
 prepare_system() {   # fresh write areas for SYSTEM (nothing mounted)
     rm -rf -- "$SRC/rw/$1" "$OVL" "$RCLONE_CACHE"
     mkdir -p -- "$SRC/rw/$1"
-    [[ $1 == rclone-vfs ]] && mkdir -p -- "$RCLONE_CACHE"
+    [[ $1 == rclone-vfs || $1 == rclone-dav ]] && mkdir -p -- "$RCLONE_CACHE"
+    if is_dav_system "$1"; then   # its area on the server, where the server (nobody) can write
+        rm -rf -- "$DAV_ROOT/rw/$1"
+        mkdir -p -- "$DAV_ROOT/rw/$1"
+        chown nobody:nogroup -- "$DAV_ROOT/rw/$1"
+    fi
     if [[ $1 == overlayfs || $1 == fuse-overlayfs || $(variant "$1") == prismfs-ovl ]]; then mkdir -p -- "$OVL/upper" "$OVL/work"; fi
     settle
 }
@@ -1074,6 +1213,56 @@ if want git; then
             mv -- "$SRC/ro/git-$s.tmp" "$SRC/ro/git-$s"
         fi
     done
+fi
+
+# The remote systems' WebDAV server, on the same filesystem as src, for the
+# whole run (stopped by cleanup, whatever happens). What they read is put
+# into its directory directly, owned by the server's user.
+DAV_RUN=0
+for s in "${RUNNABLE[@]}"; do is_dav_system "$s" && DAV_RUN=1; done
+if (( DAV_RUN )); then
+    say "starting the WebDAV server (Apache mod_dav, bench/davserver.py)"
+    rm -rf -- "$DAV_BASE" "$DAV_INFO"
+    mkdir -p -- "$DAV_BASE"
+    TMPDIR=$DAV_BASE /usr/bin/env python3 "$SCRIPT_DIR/davserver.py" apache "$DAV_INFO" \
+        </dev/null >>"$LOG" 2>&1 {LOCKFD}>&- {ERRFD}>&- &
+    DAV_PID=$!
+    for (( _i = 0; _i < 300; _i++ )); do
+        [[ -s $DAV_INFO ]] && break
+        kill -0 "$DAV_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    [[ -s $DAV_INFO ]] || die "the WebDAV server did not start (see $LOG)"
+    read -r DAV_URL DAV_ROOT <"$DAV_INFO"
+    say "WebDAV server at $DAV_URL serving $DAV_ROOT"
+    mkdir -p -- "$DAV_ROOT/ro" "$DAV_ROOT/rw/native"
+    : >"$DAV_ROOT/ro/.bench-src"
+    if want seqread || want randread; then cp -- "$SRC/ro/seq.dat" "$DAV_ROOT/ro/seq.dat"; fi
+    if want remote; then
+        dd if=/dev/urandom of="$DAV_ROOT/ro/cold.dat" bs=1M count="$SIZE_MIB" status=none
+        mkdir -p -- "$DAV_ROOT/ro/list"
+        (cd -- "$DAV_ROOT/ro/list" && seq -f 'f%08.0f' 1 "$NFILES" | xargs touch --)
+        # The write-back's files (REMOTE_WB_FILES, BENCH_SIZE in all) and the
+        # curl config that PUTs them to rw/native/rwb/.
+        rm -rf -- "$CACHE/rwb"; mkdir -p -- "$CACHE/rwb"; : >"$CACHE/rwb.curl"
+        _per=$(( SIZE_BYTES / REMOTE_WB_FILES ))
+        (( _per > 0 )) || die "REMOTE_WB_FILES is larger than BENCH_SIZE in bytes"
+        for (( _i = 1; _i <= REMOTE_WB_FILES; _i++ )); do
+            _f=$(printf 'f%04d.dat' "$_i")
+            head -c "$_per" /dev/urandom >"$CACHE/rwb/$_f"
+            printf 'upload-file = "%s"\nurl = "%s/rw/native/rwb/%s"\noutput = "/dev/null"\n' "$CACHE/rwb/$_f" "$DAV_URL" "$_f" >>"$CACHE/rwb.curl"
+        done
+        RWB_SIG=$(files_sig "$CACHE/rwb")
+    fi
+    chown -R nobody:nogroup -- "$DAV_ROOT"
+fi
+if want remote; then
+    if [[ $BENCH_S3 == 1 ]]; then
+        S3_NOTE="S3 rows (write-back against a curl --aws-sigv4 multipart upload, Ceph RGW): not run: BENCH_S3=1, but bench/run.sh does not have them yet (see bench/README.md)."
+    else
+        S3_NOTE="S3 rows (write-back against a curl --aws-sigv4 multipart upload, Ceph RGW): not run: they are opt-in (BENCH_S3=1; the gateway takes ~17 s to start)."
+    fi
+    say "$S3_NOTE"
 fi
 
 avail=$(df -B1 --output=avail -- "$BENCH_DIR" | tail -n1 | tr -d ' ')
@@ -1188,7 +1377,8 @@ median_cell() {    # [FORMAT]: printf format of the median, %.2f unless given
 # What "per file" divides by, for each workload.
 files_of() {
     case $1 in
-        create|stat|delete)     echo "$NFILES" ;;
+        create|stat|delete|rlist) echo "$NFILES" ;;
+        rwb)                    echo "$REMOTE_WB_FILES" ;;
         untar|find|du|rmtree|writeback) echo "$TREE_FILES" ;;
         gitcold)                echo "$TREE_FILES" ;;
         gitwarm)                echo $(( TREE_FILES * WARM_REPS )) ;;
@@ -1197,7 +1387,7 @@ files_of() {
 }
 per_what() {
     case $1 in
-        create|stat|delete)     echo "file" ;;
+        create|stat|delete|rlist|rwb) echo "file" ;;
         untar|find|du|rmtree|gitcold|writeback) echo "tree entry" ;;
         gitwarm)                echo "tree entry and run" ;;
         *)                      echo "run" ;;
@@ -1289,11 +1479,15 @@ HAVE_PT=0; [[ " ${SYSTEMS[*]} " == *" prismfs-pt "* ]] && HAVE_PT=1
     (( HAVE_PT )) && echo "✗ = prismfs-pt below its target."
     want randread && echo "Random read: fio, 4 KiB psync reads for ${RANDREAD_TIME} s; the ratio is of reads per second."
     echo "Daemon CPU: utime+stime of the FUSE daemon (/proc/PID/stat) from mount to just before unmount (all workloads, warm-ups and preparation), median over rounds; 'kernel' = no daemon."
+    if want remote; then
+        echo "Remote rows (prismfs-dav, rclone-dav; '-' elsewhere): the native side is curl against the same Apache mod_dav server on 127.0.0.1, so the ratio is curl time / mount time. ls -l: a PROPFIND Depth 1 of the directory against ls -l through a fresh mount. Cold read: curl GET of the file against dd of it through the mount, never read before; the server's page cache is dropped before each side. Write-back: one curl process PUTting the files against cp into the mount until the server holds them (prismfs sync; rclone: until the server's directory has every file at its size)."
+        echo "$S3_NOTE"
+    fi
     want writeback && echo "Write-back: cp -a of the tree to a new directory; for prismfs-cache the time runs until \`prismfs sync\` returns (the mirror written and synced), for rclone-vfs until the remote holds the whole tree. Target for prismfs-cache: ≥ 0.80."
     if [[ " ${RUNNABLE[*]} " == *" tmpfs "* ]]; then
         TMPFS_CMP=()
         for s in "${SYSTEMS[@]}"; do
-            case $(variant "$s") in prismfs-cache|rclone-vfs|prismfs-pt|prismfs-nopt) ;; *) continue ;; esac
+            case $(variant "$s") in prismfs-cache|rclone-vfs|prismfs-pt|prismfs-nopt|prismfs-dav|rclone-dav) ;; *) continue ;; esac
             [[ ${STATUS[$s]} == ok ]] && TMPFS_CMP+=("$s")
         done
         echo
@@ -1303,6 +1497,7 @@ HAVE_PT=0; [[ " ${SYSTEMS[*]} " == *" prismfs-pt "* ]] && HAVE_PT=1
         for s in "${TMPFS_CMP[@]}"; do hdr+=" $s / tmpfs | spread |"; sep+="---:|---|"; done
         echo "$hdr"; echo "$sep"
         for id in "${ORDER[@]}"; do
+            [[ " $(group_ids remote) " == *" $id "* ]] && continue    # not on tmpfs
             t=$(target_cache "$id")
             [[ $id == writeback ]] && t=
             row="| $(label "$id") | ${t:+≥ $t} |"
@@ -1426,9 +1621,12 @@ if [[ $BENCH_SELFTEST == 1 ]]; then
     bad=()
     for s in "${SYSTEMS[@]}"; do
         [[ ${STATUS[$s]} == ok ]] || { say "selftest: $s ${STATUS[$s]} (not checked)"; continue; }
-        for id in "${ORDER[@]}"; do
-            for (( r = 1; r <= ROUNDS; r++ )); do
-                grep -Eq "^$r,$s,$id,ok,[0-9.]+,[0-9.]+,[0-9.]+," "$CSV" || bad+=("$s/$id/r$r")
+        for g in "${GROUPS_RUN[@]}"; do
+            group_applies "$g" "$s" >/dev/null || continue
+            for id in $(group_ids "$g"); do
+                for (( r = 1; r <= ROUNDS; r++ )); do
+                    grep -Eq "^$r,$s,$id,ok,[0-9.]+,[0-9.]+,[0-9.]+," "$CSV" || bad+=("$s/$id/r$r")
+                done
             done
         done
         if is_fuse_system "$s"; then
