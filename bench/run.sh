@@ -272,7 +272,7 @@ fi
 # bench/davserver.py) and curl for their native side.
 for s in "${SYSTEMS[@]}"; do
     is_dav_system "$s" && [[ ${STATUS[$s]} == ok ]] || continue
-    for t in apache2 curl python3; do
+    for t in apache2 curl /usr/bin/python3; do
         command -v "$t" >/dev/null 2>&1 || { STATUS[$s]="no $t"; break; }
     done
 done
@@ -1224,7 +1224,7 @@ if (( DAV_RUN )); then
     say "starting the WebDAV server (Apache mod_dav, bench/davserver.py)"
     rm -rf -- "$DAV_BASE" "$DAV_INFO"
     mkdir -p -- "$DAV_BASE"
-    TMPDIR=$DAV_BASE /usr/bin/env python3 "$SCRIPT_DIR/davserver.py" apache "$DAV_INFO" \
+    TMPDIR=$DAV_BASE /usr/bin/python3 "$SCRIPT_DIR/davserver.py" apache "$DAV_INFO" \
         </dev/null >>"$LOG" 2>&1 {LOCKFD}>&- {ERRFD}>&- &
     DAV_PID=$!
     for (( _i = 0; _i < 300; _i++ )); do
