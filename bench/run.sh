@@ -35,7 +35,8 @@ say()  { printf 'bench: %s\n' "$*" >&2; }
 
 # ---------------------------------------------------------------- settings --
 ALL_SYSTEMS="prismfs-pt prismfs-nopt prismfs-ovl prismfs-cache prismfs-dav fuse-floor tmpfs rclone-vfs rclone-dav overlayfs fuse-overlayfs bindfs mergerfs"
-KNOWN_SYSTEMS="$ALL_SYSTEMS bind"
+# prismfs-s3 (an S3 mirror on a Ceph RGW) is opt-in: BENCH_S3=1 adds it.
+KNOWN_SYSTEMS="$ALL_SYSTEMS bind prismfs-s3"
 BENCH_SELFTEST=${BENCH_SELFTEST:-0}
 if [[ $BENCH_SELFTEST == 1 ]]; then
     # Checks the script, not the speed: tiny sizes, one round, every system
@@ -89,9 +90,12 @@ RCLONE_OPTS=${RCLONE_OPTS:---vfs-cache-mode full --vfs-write-back 1s}
 RCLONE_DAV_OPTS=${RCLONE_DAV_OPTS:-$RCLONE_OPTS}
 # The remote group writes back this many files (BENCH_SIZE in all).
 REMOTE_WB_FILES=${REMOTE_WB_FILES:-16}
-# 1: also the S3 rows (a Ceph RGW, tests/servers/ceph-rgw.sh). Not there yet:
-# with BENCH_S3=1 the run says so and why.
+# 1: also the S3 row and its system, prismfs-s3 (a Ceph RGW started by
+# tests/servers/ceph-rgw.sh, ~17 s, root). Opt-in; without it the run says
+# that the row was not run and why.
 BENCH_S3=${BENCH_S3:-0}
+S3_PART_MIB=${S3_PART_MIB:-8}      # curl's multipart upload: part size (S3: >= 5 MiB)
+S3_PORT=${S3_PORT:-7480}           # the first port tried for the gateway
 # The floor is built by this script from bench/fuse-floor.c, into
 # FLOOR_BUILD_DIR (git-ignored), with prismfs's session loop when found.
 FLOOR_BUILD_DIR=${FLOOR_BUILD_DIR:-$SCRIPT_DIR/build}
@@ -101,7 +105,7 @@ FLOOR_LOOP=
 # (its op log) and on the floor (its counters), untimed.
 BENCH_REQUESTS=${BENCH_REQUESTS:-1}
 TAR_SOURCE=${TAR_SOURCE:-$_tar}
-BENCH_ONLY=${BENCH_ONLY:-seqread randread seqwrite bufwrite files untar writeback git remote}
+BENCH_ONLY=${BENCH_ONLY:-seqread randread seqwrite bufwrite files untar writeback git remote s3}
 BENCH_SYSTEMS=${BENCH_SYSTEMS:-$_systems}
 BENCH_NO_INSTALL=${BENCH_NO_INSTALL:-0}
 BENCH_PRIME=${BENCH_PRIME:-1}
@@ -123,6 +127,8 @@ is_uint "$NFILES"        || die "NFILES must be a positive integer (got '$NFILES
 is_uint "$RANDREAD_TIME" || die "RANDREAD_TIME must be a positive integer of seconds (got '$RANDREAD_TIME')"
 is_uint "$REMOTE_WB_FILES" || die "REMOTE_WB_FILES must be a positive integer (got '$REMOTE_WB_FILES')"
 [[ $BENCH_S3 == 0 || $BENCH_S3 == 1 ]] || die "BENCH_S3 must be 0 or 1 (got '$BENCH_S3')"
+is_uint "$S3_PART_MIB" && (( 10#$S3_PART_MIB >= 5 )) || die "S3_PART_MIB must be an integer >= 5 (got '$S3_PART_MIB')"
+is_uint "$S3_PORT" || die "S3_PORT must be a port number (got '$S3_PORT')"
 is_uint "$MOUNT_TIMEOUT" || die "MOUNT_TIMEOUT must be a positive integer of seconds"
 ROUNDS=$((10#$ROUNDS)); NFILES=$((10#$NFILES)); RANDREAD_TIME=$((10#$RANDREAD_TIME))
 SIZE_BYTES=$(numfmt --from=iec -- "$BENCH_SIZE" 2>/dev/null) \
@@ -144,8 +150,8 @@ PRISMFS_LOG_ARR=()      # --log FILE --log-format json in the requests pass
 declare -A WANT=()
 for g in $BENCH_ONLY; do
     case $g in
-        seqread|randread|seqwrite|bufwrite|files|untar|writeback|git|remote) WANT[$g]=1 ;;
-        *) die "unknown BENCH_ONLY group '$g' (groups: seqread randread seqwrite bufwrite files untar writeback git remote)" ;;
+        seqread|randread|seqwrite|bufwrite|files|untar|writeback|git|remote|s3) WANT[$g]=1 ;;
+        *) die "unknown BENCH_ONLY group '$g' (groups: seqread randread seqwrite bufwrite files untar writeback git remote s3)" ;;
     esac
 done
 want() { [[ -n ${WANT[$1]:-} ]]; }
@@ -153,6 +159,9 @@ want() { [[ -n ${WANT[$1]:-} ]]; }
 # prismfs-X@base: prismfs-X run with PRISMFS_BASE_BIN (A/B). Without an
 # @base system named, each prismfs system gets its @base right after it, so
 # that the two run next to each other in every round.
+if [[ $BENCH_S3 == 1 ]] && want s3 && [[ " $BENCH_SYSTEMS " != *" prismfs-s3 "* ]]; then
+    BENCH_SYSTEMS+=" prismfs-s3"
+fi
 SYSTEMS=()
 _auto_base=0
 if [[ -n $PRISMFS_BASE_BIN && " $BENCH_SYSTEMS " != *"@base "* ]]; then _auto_base=1; fi
@@ -171,6 +180,7 @@ done
 (( ${#SYSTEMS[@]} )) || die "BENCH_SYSTEMS is empty"
 variant() { printf '%s\n' "${1%@base}"; }     # prismfs-pt@base -> prismfs-pt
 is_dav_system() { [[ $(variant "$1") == prismfs-dav || $1 == rclone-dav ]]; }
+is_remote_cache() { [[ $(variant "$1") == prismfs-cache || $(variant "$1") == prismfs-dav || $(variant "$1") == prismfs-s3 ]]; }
 prismfs_bin() {   # prismfs_bin SYSTEM: the binary that mounts it
     if [[ $1 == *@base ]]; then printf '%s\n' "$PRISMFS_BASE_BIN"; else printf '%s\n' "$PRISMFS_BIN"; fi
 }
@@ -276,6 +286,13 @@ for s in "${SYSTEMS[@]}"; do
         command -v "$t" >/dev/null 2>&1 || { STATUS[$s]="no $t"; break; }
     done
 done
+for s in "${SYSTEMS[@]}"; do
+    [[ $(variant "$s") == prismfs-s3 && ${STATUS[$s]} == ok ]] || continue
+    if [[ $BENCH_S3 != 1 ]]; then STATUS[$s]="not run: opt-in, BENCH_S3=1"; continue; fi
+    for t in curl ceph-mon ceph-osd radosgw radosgw-admin; do
+        command -v "$t" >/dev/null 2>&1 || { STATUS[$s]="not run: no $t (tests/servers/ceph-rgw.sh installs Ceph)"; break; }
+    done
+done
 RUNNABLE=()
 for s in "${SYSTEMS[@]}"; do [[ ${STATUS[$s]} == ok ]] && RUNNABLE+=("$s"); done
 
@@ -309,6 +326,8 @@ RCLONE_CACHE=$FS_ROOT/rclone-cache   # rclone-vfs's VFS cache (same filesystem a
 DAV_BASE=$FS_ROOT/dav       # the WebDAV server's directory (TMPDIR of bench/davserver.py)
 DAV_INFO=$BENCH_DIR/davserver.info   # "URL ROOT" of the running server
 DAV_URL=; DAV_ROOT=; DAV_PID=; RWB_SIG=; S3_NOTE=
+S3_DIR=/tmp/pfs-rgw-bench-$$         # the gateway's directory (short: socket paths)
+S3_ENDPOINT=; S3_ACCESS_KEY=; S3_SECRET_KEY=; S3_REGION=; S3_BUCKET=; S3_STARTED=0
 LOG=$BENCH_DIR/bench.log
 PIDFILE=$BENCH_DIR/daemon.pid
 BINFILE=$BENCH_DIR/daemon.bin          # the prismfs binary that mounted $MNT (A/B)
@@ -446,6 +465,9 @@ mount_system() {  # mount_system SYSTEM (stdout/stderr to the log)
         prismfs-cache) "$bin" mount --mirror "$SRC" --cache-size "$CACHE_SIZE" "${PRISMFS_OPTS_ARR[@]}" "${PRISMFS_LOG_ARR[@]}" "$MNT" ;;
         tmpfs)        mount -t tmpfs -o mode=0755 tmpfs "$MNT" ;;
         rclone-vfs)   RCLONE_CONFIG=$RCLONE_CACHE/rclone.conf rclone mount "$SRC" "$MNT" --cache-dir "$RCLONE_CACHE" "${RCLONE_OPTS_ARR[@]}" --daemon ;;
+        prismfs-s3)   AWS_ACCESS_KEY_ID=$S3_ACCESS_KEY AWS_SECRET_ACCESS_KEY=$S3_SECRET_KEY \
+                      "$bin" mount --mirror "s3://$S3_BUCKET/pfx" --s3-endpoint "$S3_ENDPOINT" --s3-region "$S3_REGION" \
+                      --cache-size "$CACHE_SIZE" "${PRISMFS_OPTS_ARR[@]}" "${PRISMFS_LOG_ARR[@]}" "$MNT" ;;
         prismfs-dav)  "$bin" mount --mirror "$DAV_URL/" --cache-size "$CACHE_SIZE" "${PRISMFS_OPTS_ARR[@]}" "${PRISMFS_LOG_ARR[@]}" "$MNT" ;;
         rclone-dav)   printf '[dav]\ntype = webdav\nurl = %s/\nvendor = other\n' "$DAV_URL" >"$RCLONE_CACHE/rclone.conf" &&
                       RCLONE_CONFIG=$RCLONE_CACHE/rclone.conf rclone mount dav: "$MNT" --cache-dir "$RCLONE_CACHE/vfs" "${RCLONE_DAV_OPTS_ARR[@]}" --daemon ;;
@@ -493,6 +515,7 @@ system_options() {
         prismfs-cache)  echo "--mirror src --cache-size $CACHE_SIZE --uring $BENCH_URING${PRISMFS_OPTS:+ $PRISMFS_OPTS}" ;;
         tmpfs)          echo "mount -t tmpfs (filled like the floor, untimed)" ;;
         rclone-vfs)     echo "rclone mount src mnt --cache-dir rclone-cache $RCLONE_OPTS (untar: --no-same-owner --no-same-permissions, trees without their symlinks: see README)" ;;
+        prismfs-s3)     echo "--mirror s3://$S3_BUCKET/pfx --s3-endpoint $S3_ENDPOINT (Ceph RGW) --s3-region $S3_REGION --cache-size $CACHE_SIZE --uring $BENCH_URING${PRISMFS_OPTS:+ $PRISMFS_OPTS}" ;;
         prismfs-dav)    echo "--mirror $DAV_URL/ (Apache mod_dav) --cache-size $CACHE_SIZE --uring $BENCH_URING${PRISMFS_OPTS:+ $PRISMFS_OPTS}" ;;
         rclone-dav)     echo "rclone mount dav: mnt, a webdav remote (vendor other) at $DAV_URL/ in a temporary config, --cache-dir rclone-cache/vfs $RCLONE_DAV_OPTS" ;;
         overlayfs)      echo "lowerdir=src,upperdir=ovl/upper,workdir=ovl/work" ;;
@@ -554,6 +577,11 @@ cleanup() {
     if is_mounted "$MNT"; then say "unmounting $MNT"; fi
     unmount_mnt || rc=1
     stop_dav_server         # after the mount that writes to it, before its filesystem
+    if (( S3_STARTED )); then
+        say "stopping the Ceph RGW"
+        "$REPO_ROOT/tests/servers/ceph-rgw.sh" stop "$S3_DIR" >>"$LOG" 2>&1 || { warn "stopping the Ceph RGW in $S3_DIR failed (see $LOG)"; rc=1; }
+        S3_STARTED=0
+    fi
     while IFS= read -r m; do
         [[ -n $m ]] || continue
         say "unmounting $m"
@@ -598,7 +626,7 @@ measure() {
     sync
     # sync(2) does not reach a FUSE daemon: a cached mount still writing back
     # the previous run's changes is waited for here, untimed, on both sides.
-    if [[ $(variant "$CUR_SYS") == prismfs-cache || $(variant "$CUR_SYS") == prismfs-dav ]]; then
+    if is_remote_cache "$CUR_SYS"; then
         "$(prismfs_bin "$CUR_SYS")" sync "$MNT" >>"$LOG" 2>&1 || die "prismfs sync $MNT failed before a timed run (see $LOG)"
     fi
     [[ -n $REQ_SYS && $side != native ]] && req_before
@@ -761,6 +789,33 @@ op_remote_wb() {  # op_remote_wb SYSTEM DEST: copy the files in, until the serve
         rclone-dav)  wait_files "$DAV_ROOT/rw/$1/rwb" ;;
     esac
 }
+# S3 (group "s3", on prismfs-s3): requests signed by curl --aws-sigv4.
+s3curl() {
+    curl -sS -f --aws-sigv4 "aws:amz:$S3_REGION:s3" --user "$S3_ACCESS_KEY:$S3_SECRET_KEY" \
+         -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' "$@"
+}
+# op_s3_multipart KEY: upload $CACHE/s3.dat as KEY the way a script would:
+# CreateMultipartUpload, one UploadPart per S3_PART_MIB piece (made untimed
+# in $CACHE/s3parts), CompleteMultipartUpload with the parts' ETags.
+op_s3_multipart() {
+    local url=$S3_ENDPOINT/$S3_BUCKET/$1 id etag n=0 p body='<CompleteMultipartUpload>'
+    id=$(s3curl -X POST "$url?uploads" | sed -n 's:.*<UploadId>\([^<]*\)</UploadId>.*:\1:p') || return
+    [[ -n $id ]] || { echo "no UploadId from CreateMultipartUpload"; return 1; }
+    for p in "$CACHE"/s3parts/p*; do
+        n=$((n + 1))
+        etag=$(s3curl -T "$p" -D - -o /dev/null "$url?partNumber=$n&uploadId=$id" | tr -d '\r' \
+               | sed -n 's/^[Ee][Tt][Aa][Gg]:[[:space:]]*//p') || return
+        [[ -n $etag ]] || { echo "no ETag for part $n"; return 1; }
+        body+="<Part><PartNumber>$n</PartNumber><ETag>$etag</ETag></Part>"
+    done
+    body+='</CompleteMultipartUpload>'
+    s3curl -X POST --data-binary "$body" -o /dev/null "$url?uploadId=$id"
+}
+op_s3_wb() {      # op_s3_wb SYSTEM FILE: copy the file in, until the bucket holds it
+    cp -- "$CACHE/s3.dat" "$2" || return
+    "$(prismfs_bin "$1")" sync "$MNT"
+}
+s3_size() { s3curl -I -- "$S3_ENDPOINT/$S3_BUCKET/$1" | tr -d '\r' | sed -n 's/^[Cc]ontent-[Ll]ength:[[:space:]]*//p'; }
 # files_sig DIR: names, kinds and sizes below DIR, without what mod_dav_fs
 # keeps next to them (.DAV/, its dead properties).
 files_sig() { (cd -- "$1" 2>/dev/null && find . -mindepth 1 -name .DAV -prune -o -printf '%y %P %s\n') | sort | cksum; }
@@ -871,6 +926,18 @@ wl_rwb() {
         [[ $(files_sig "$DAV_ROOT/rw/$1/rwb") == "$RWB_SIG" ]] || die "$1: the server does not hold the files after the write-back"
     fi
 }
+wl_s3wb() {
+    if [[ $1 == native ]]; then
+        unmeasured s3curl -X DELETE -o /dev/null -- "$S3_ENDPOINT/$S3_BUCKET/pfx/rw/native/s3.dat"
+        measure "$1" op_s3_multipart pfx/rw/native/s3.dat
+        [[ $(s3_size pfx/rw/native/s3.dat) == "$SIZE_BYTES" ]] || die "native: the bucket does not hold the whole file after the multipart upload"
+    else
+        unmeasured rm -f -- "$2/rw/$1/s3.dat"
+        unmeasured mkdir -p -- "$2/rw/$1"
+        measure "$1" op_s3_wb "$1" "$2/rw/$1/s3.dat"
+        [[ $(s3_size "pfx/rw/$1/s3.dat") == "$SIZE_BYTES" ]] || die "$1: the bucket does not hold the whole file after the write-back"
+    fi
+}
 wl_gitcold()  { drop_caches; measure "$1" op_gitstatus "$2/ro/git-$1"; check_git_clean "$1" "$2/ro/git-$1"; }
 
 label() {
@@ -892,6 +959,7 @@ label() {
         rlist)    echo "remote: ls -l of $NFILES_H entries (native: PROPFIND)" ;;
         rcold)    echo "remote: cold read, $SIZE_H (native: curl GET)" ;;
         rwb)      echo "remote: write-back, $REMOTE_WB_FILES files, $SIZE_H (native: curl PUT)" ;;
+        s3wb)     echo "S3: write-back, $SIZE_H file (native: curl multipart upload)" ;;
     esac
 }
 target() {        # the targets for prismfs with passthrough
@@ -936,6 +1004,8 @@ cleanup_group() {   # cleanup_group GROUP SYSTEM: each side's files go through t
         files)    unmeasured rm -rf -- "$SRC/rw/prime/small" "$SRC/rw/native/small" "$MNT/rw/$2/small" ;;
         untar)    unmeasured rm -rf -- "$SRC/rw/prime/tree" "$SRC/rw/native/tree" "$MNT/rw/$2/tree" ;;
         remote)   unmeasured rm -rf -- "$DAV_ROOT/rw/native/rwb" "$MNT/rw/$2/rwb" ;;
+        s3)       unmeasured rm -f -- "$MNT/rw/$2/s3.dat"
+                  unmeasured s3curl -X DELETE -o /dev/null -- "$S3_ENDPOINT/$S3_BUCKET/pfx/rw/native/s3.dat" ;;
         *) return 0 ;;
     esac
     settle
@@ -952,11 +1022,18 @@ group_ids() {
         writeback) echo writeback ;;
         git)      echo gitwarm gitcold ;;
         remote)   echo rlist rcold rwb ;;
+        s3)       echo s3wb ;;
     esac
 }
 # group_applies GROUP SYSTEM: 0 if GROUP runs on SYSTEM; if not, prints why
 # (its cells are "-").
 group_applies() {
+    if [[ $(variant "$2") == prismfs-s3 ]]; then
+        [[ $1 == s3 ]] && return 0
+        echo "prismfs-s3 runs the S3 row only"
+        return 1
+    fi
+    if [[ $1 == s3 ]]; then echo "its native side is a multipart upload to the Ceph RGW: prismfs-s3 only"; return 1; fi
     if is_dav_system "$2"; then
         case $1 in
             remote|seqread|randread|seqwrite|bufwrite) return 0 ;;
@@ -969,7 +1046,7 @@ group_applies() {
     return 1
 }
 GROUPS_RUN=(); ORDER=()
-for g in seqread randread seqwrite bufwrite files untar writeback git remote; do
+for g in seqread randread seqwrite bufwrite files untar writeback git remote s3; do
     want "$g" || continue
     GROUPS_RUN+=("$g")
     read -r -a _ids <<<"$(group_ids "$g")"
@@ -997,7 +1074,7 @@ populate_floor() {   # populate_floor SYSTEM
 mount_checked() {
     local s=$1 r=$2 bin
     [[ $s == prismfs-* ]] && prismfs_bin "$s" >"$BINFILE"     # status and unmount go through it
-    timeout --foreground "$MOUNT_TIMEOUT" bash -c "$(declare -f mount_system); $(declare -p PRISMFS_BIN PRISMFS_BASE_BIN PRISMFS_OPTS_ARR PRISMFS_LOG_ARR BINDFS_OPTS_ARR SRC MNT OVL MERGERFS_OPTS FUSE_OVERLAYFS_OPTS FLOOR_BIN FLOOR_COUNTS CACHE_SIZE RCLONE_OPTS_ARR RCLONE_CACHE DAV_URL RCLONE_DAV_OPTS_ARR); mount_system $s" \
+    timeout --foreground "$MOUNT_TIMEOUT" bash -c "$(declare -f mount_system); $(declare -p PRISMFS_BIN PRISMFS_BASE_BIN PRISMFS_OPTS_ARR PRISMFS_LOG_ARR BINDFS_OPTS_ARR SRC MNT OVL MERGERFS_OPTS FUSE_OVERLAYFS_OPTS FLOOR_BIN FLOOR_COUNTS CACHE_SIZE RCLONE_OPTS_ARR RCLONE_CACHE DAV_URL RCLONE_DAV_OPTS_ARR S3_ACCESS_KEY S3_SECRET_KEY S3_BUCKET S3_ENDPOINT S3_REGION); mount_system $s" \
         >>"$LOG" 2>&1 {LOCKFD}>&- {ERRFD}>&- \
         || die "mounting $s failed (see $LOG)"
     is_mounted "$MNT" || die "mounting $s returned success but $MNT is not a mount point"
@@ -1256,11 +1333,35 @@ if (( DAV_RUN )); then
     fi
     chown -R nobody:nogroup -- "$DAV_ROOT"
 fi
-if want remote; then
-    if [[ $BENCH_S3 == 1 ]]; then
-        S3_NOTE="S3 rows (write-back against a curl --aws-sigv4 multipart upload, Ceph RGW): not run: BENCH_S3=1, but bench/run.sh does not have them yet (see bench/README.md)."
+# prismfs-s3's Ceph RGW (opt-in), for the whole run; stopped by cleanup.
+S3_RUN=0
+for s in "${RUNNABLE[@]}"; do [[ $(variant "$s") == prismfs-s3 ]] && S3_RUN=1; done
+if (( S3_RUN )); then
+    _port=$S3_PORT
+    while (exec 3<>"/dev/tcp/127.0.0.1/$_port") 2>/dev/null; do _port=$((_port + 7)); done
+    say "starting the Ceph RGW on 127.0.0.1:$_port in $S3_DIR (tests/servers/ceph-rgw.sh, ~17 s)"
+    rm -rf -- "$S3_DIR"; mkdir -p -- "$S3_DIR"
+    S3_STARTED=1
+    _env=$("$REPO_ROOT/tests/servers/ceph-rgw.sh" start "$S3_DIR" "$_port" 2>>"$LOG") \
+        || die "the Ceph RGW did not start (see $LOG)"
+    S3_ENDPOINT=$(sed -n 's/^S3_ENDPOINT=//p' <<<"$_env"); S3_ACCESS_KEY=$(sed -n 's/^S3_ACCESS_KEY=//p' <<<"$_env")
+    S3_SECRET_KEY=$(sed -n 's/^S3_SECRET_KEY=//p' <<<"$_env"); S3_REGION=$(sed -n 's/^S3_REGION=//p' <<<"$_env")
+    [[ -n $S3_ENDPOINT && -n $S3_ACCESS_KEY && -n $S3_SECRET_KEY && -n $S3_REGION ]] || die "ceph-rgw.sh start printed no endpoint or keys (see $LOG)"
+    S3_BUCKET=bench-$$
+    unmeasured s3curl -X PUT -o /dev/null -- "$S3_ENDPOINT/$S3_BUCKET"
+    : >"$CACHE/empty"
+    unmeasured s3curl -T "$CACHE/empty" -o /dev/null -- "$S3_ENDPOINT/$S3_BUCKET/pfx/ro/.bench-src"
+    rm -rf -- "$CACHE/s3parts" "$CACHE/s3.dat"; mkdir -p -- "$CACHE/s3parts"
+    dd if=/dev/urandom of="$CACHE/s3.dat" bs=1M count="$SIZE_MIB" status=none
+    split -a 4 -d -b "${S3_PART_MIB}M" -- "$CACHE/s3.dat" "$CACHE/s3parts/p"
+fi
+if want remote || want s3; then
+    if (( S3_RUN )); then
+        S3_NOTE="S3 row (BENCH_S3=1, prismfs-s3, Ceph RGW at $S3_ENDPOINT): native, one curl --aws-sigv4 multipart upload of the file (CreateMultipartUpload, an UploadPart per ${S3_PART_MIB} MiB, CompleteMultipartUpload); system, cp of it into the mount until prismfs sync returns."
+    elif [[ $BENCH_S3 != 1 ]]; then
+        S3_NOTE="S3 row (write-back against a curl --aws-sigv4 multipart upload, Ceph RGW): not run: it is opt-in (BENCH_S3=1; the gateway takes ~17 s to start, root)."
     else
-        S3_NOTE="S3 rows (write-back against a curl --aws-sigv4 multipart upload, Ceph RGW): not run: they are opt-in (BENCH_S3=1; the gateway takes ~17 s to start)."
+        S3_NOTE="S3 row: not run: ${STATUS[prismfs-s3]:-prismfs-s3 is not in BENCH_SYSTEMS}, or the group s3 is not in BENCH_ONLY."
     fi
     say "$S3_NOTE"
 fi
@@ -1479,7 +1580,7 @@ HAVE_PT=0; [[ " ${SYSTEMS[*]} " == *" prismfs-pt "* ]] && HAVE_PT=1
     (( HAVE_PT )) && echo "✗ = prismfs-pt below its target."
     want randread && echo "Random read: fio, 4 KiB psync reads for ${RANDREAD_TIME} s; the ratio is of reads per second."
     echo "Daemon CPU: utime+stime of the FUSE daemon (/proc/PID/stat) from mount to just before unmount (all workloads, warm-ups and preparation), median over rounds; 'kernel' = no daemon."
-    if want remote; then
+    if want remote || want s3; then
         echo "Remote rows (prismfs-dav, rclone-dav; '-' elsewhere): the native side is curl against the same Apache mod_dav server on 127.0.0.1, so the ratio is curl time / mount time. ls -l: a PROPFIND Depth 1 of the directory against ls -l through a fresh mount. Cold read: curl GET of the file against dd of it through the mount, never read before; the server's page cache is dropped before each side. Write-back: one curl process PUTting the files against cp into the mount until the server holds them (prismfs sync; rclone: until the server's directory has every file at its size)."
         echo "$S3_NOTE"
     fi
@@ -1497,7 +1598,7 @@ HAVE_PT=0; [[ " ${SYSTEMS[*]} " == *" prismfs-pt "* ]] && HAVE_PT=1
         for s in "${TMPFS_CMP[@]}"; do hdr+=" $s / tmpfs | spread |"; sep+="---:|---|"; done
         echo "$hdr"; echo "$sep"
         for id in "${ORDER[@]}"; do
-            [[ " $(group_ids remote) " == *" $id "* ]] && continue    # not on tmpfs
+            [[ " $(group_ids remote) $(group_ids s3) " == *" $id "* ]] && continue    # not on tmpfs
             t=$(target_cache "$id")
             [[ $id == writeback ]] && t=
             row="| $(label "$id") | ${t:+≥ $t} |"
@@ -1648,6 +1749,7 @@ if [[ $BENCH_SELFTEST == 1 ]]; then
         grep -q '^Against tmpfs' "$MD" || bad+=("table:against-tmpfs")
     fi
     for s in "${REQ_SYSTEMS[@]}"; do
+        group_applies files "$s" >/dev/null || continue     # the remote systems do not create files
         grep -q "^$s,create,create," "$REQ_CSV" || bad+=("requests:$s")
     done
     (( ${#FAILURES[@]} == 0 )) || bad+=("failures:${FAILURES[*]}")
