@@ -795,11 +795,12 @@ s3curl() {
          -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' "$@"
 }
 # op_s3_multipart KEY: upload $CACHE/s3.dat as KEY the way a script would:
-# CreateMultipartUpload, one UploadPart per S3_PART_MIB piece (made untimed
+# CreateMultipartUpload ("?uploads=": curl 7.88 signs a bare "?uploads"
+# wrongly, 403), one UploadPart per S3_PART_MIB piece (made untimed
 # in $CACHE/s3parts), CompleteMultipartUpload with the parts' ETags.
 op_s3_multipart() {
     local url=$S3_ENDPOINT/$S3_BUCKET/$1 id etag n=0 p body='<CompleteMultipartUpload>'
-    id=$(s3curl -X POST "$url?uploads" | sed -n 's:.*<UploadId>\([^<]*\)</UploadId>.*:\1:p') || return
+    id=$(s3curl -X POST "$url?uploads=" | sed -n 's:.*<UploadId>\([^<]*\)</UploadId>.*:\1:p') || return
     [[ -n $id ]] || { echo "no UploadId from CreateMultipartUpload"; return 1; }
     for p in "$CACHE"/s3parts/p*; do
         n=$((n + 1))
