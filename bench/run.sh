@@ -18,6 +18,10 @@
 # tmpfs and rclone's VFS cache (rclone-vfs); a table gives each one's ratio
 # over tmpfs's in the same round, and the write-back row times writes plus
 # "prismfs sync" against a plain cp -a.
+# Remote mirrors (prismfs-dav: prismfs mount --mirror http://, and its peer
+# rclone-dav: rclone mount of the same server) run against an Apache WebDAV
+# server the bench starts on 127.0.0.1; their "native" side is curl (GET,
+# PUT, PROPFIND) against that server.
 # See bench/README.md for the workloads, the systems and the settings.
 set -euo pipefail
 export LC_ALL=C
@@ -30,8 +34,9 @@ warn() { printf 'bench: warning: %s\n' "$*" >&2; }
 say()  { printf 'bench: %s\n' "$*" >&2; }
 
 # ---------------------------------------------------------------- settings --
-ALL_SYSTEMS="prismfs-pt prismfs-nopt prismfs-ovl prismfs-cache fuse-floor tmpfs rclone-vfs overlayfs fuse-overlayfs bindfs mergerfs"
-KNOWN_SYSTEMS="$ALL_SYSTEMS bind"
+ALL_SYSTEMS="prismfs-pt prismfs-nopt prismfs-ovl prismfs-cache prismfs-dav fuse-floor tmpfs rclone-vfs rclone-dav overlayfs fuse-overlayfs bindfs mergerfs"
+# prismfs-s3 (an S3 mirror on a Ceph RGW) is opt-in: BENCH_S3=1 adds it.
+KNOWN_SYSTEMS="$ALL_SYSTEMS bind prismfs-s3"
 BENCH_SELFTEST=${BENCH_SELFTEST:-0}
 if [[ $BENCH_SELFTEST == 1 ]]; then
     # Checks the script, not the speed: tiny sizes, one round, every system
@@ -80,6 +85,17 @@ CACHE_SIZE=${CACHE_SIZE:-}
 # full mode, the cache on the same filesystem as src, write-back after 1 s
 # like prismfs's default --write-back (rclone's own default is 5 s).
 RCLONE_OPTS=${RCLONE_OPTS:---vfs-cache-mode full --vfs-write-back 1s}
+# rclone-dav: the same options, over the bench's WebDAV server (a webdav
+# remote in a temporary config, removed after each mount).
+RCLONE_DAV_OPTS=${RCLONE_DAV_OPTS:-$RCLONE_OPTS}
+# The remote group writes back this many files (BENCH_SIZE in all).
+REMOTE_WB_FILES=${REMOTE_WB_FILES:-16}
+# 1: also the S3 row and its system, prismfs-s3 (a Ceph RGW started by
+# tests/servers/ceph-rgw.sh, ~17 s, root). Opt-in; without it the run says
+# that the row was not run and why.
+BENCH_S3=${BENCH_S3:-0}
+S3_PART_MIB=${S3_PART_MIB:-8}      # curl's multipart upload: part size (S3: >= 5 MiB)
+S3_PORT=${S3_PORT:-7480}           # the first port tried for the gateway
 # The floor is built by this script from bench/fuse-floor.c, into
 # FLOOR_BUILD_DIR (git-ignored), with prismfs's session loop when found.
 FLOOR_BUILD_DIR=${FLOOR_BUILD_DIR:-$SCRIPT_DIR/build}
@@ -89,7 +105,7 @@ FLOOR_LOOP=
 # (its op log) and on the floor (its counters), untimed.
 BENCH_REQUESTS=${BENCH_REQUESTS:-1}
 TAR_SOURCE=${TAR_SOURCE:-$_tar}
-BENCH_ONLY=${BENCH_ONLY:-seqread randread seqwrite bufwrite files untar writeback git}
+BENCH_ONLY=${BENCH_ONLY:-seqread randread seqwrite bufwrite files untar writeback git remote s3}
 BENCH_SYSTEMS=${BENCH_SYSTEMS:-$_systems}
 BENCH_NO_INSTALL=${BENCH_NO_INSTALL:-0}
 BENCH_PRIME=${BENCH_PRIME:-1}
@@ -109,6 +125,10 @@ is_uint() { [[ $1 =~ ^[0-9]+$ ]] && (( 10#$1 > 0 )); }
 is_uint "$ROUNDS"        || die "ROUNDS must be a positive integer (got '$ROUNDS')"
 is_uint "$NFILES"        || die "NFILES must be a positive integer (got '$NFILES')"
 is_uint "$RANDREAD_TIME" || die "RANDREAD_TIME must be a positive integer of seconds (got '$RANDREAD_TIME')"
+is_uint "$REMOTE_WB_FILES" || die "REMOTE_WB_FILES must be a positive integer (got '$REMOTE_WB_FILES')"
+[[ $BENCH_S3 == 0 || $BENCH_S3 == 1 ]] || die "BENCH_S3 must be 0 or 1 (got '$BENCH_S3')"
+is_uint "$S3_PART_MIB" && (( 10#$S3_PART_MIB >= 5 )) || die "S3_PART_MIB must be an integer >= 5 (got '$S3_PART_MIB')"
+is_uint "$S3_PORT" || die "S3_PORT must be a port number (got '$S3_PORT')"
 is_uint "$MOUNT_TIMEOUT" || die "MOUNT_TIMEOUT must be a positive integer of seconds"
 ROUNDS=$((10#$ROUNDS)); NFILES=$((10#$NFILES)); RANDREAD_TIME=$((10#$RANDREAD_TIME))
 SIZE_BYTES=$(numfmt --from=iec -- "$BENCH_SIZE" 2>/dev/null) \
@@ -124,13 +144,14 @@ numfmt --from=iec -- "$CACHE_SIZE" >/dev/null 2>&1 || die "CACHE_SIZE must be a 
 read -r -a PRISMFS_OPTS_ARR <<<"--uring $BENCH_URING $PRISMFS_OPTS"
 read -r -a BINDFS_OPTS_ARR <<<"$BINDFS_OPTS"
 read -r -a RCLONE_OPTS_ARR <<<"$RCLONE_OPTS"
+read -r -a RCLONE_DAV_OPTS_ARR <<<"$RCLONE_DAV_OPTS"
 PRISMFS_LOG_ARR=()      # --log FILE --log-format json in the requests pass
 
 declare -A WANT=()
 for g in $BENCH_ONLY; do
     case $g in
-        seqread|randread|seqwrite|bufwrite|files|untar|writeback|git) WANT[$g]=1 ;;
-        *) die "unknown BENCH_ONLY group '$g' (groups: seqread randread seqwrite bufwrite files untar writeback git)" ;;
+        seqread|randread|seqwrite|bufwrite|files|untar|writeback|git|remote|s3) WANT[$g]=1 ;;
+        *) die "unknown BENCH_ONLY group '$g' (groups: seqread randread seqwrite bufwrite files untar writeback git remote s3)" ;;
     esac
 done
 want() { [[ -n ${WANT[$1]:-} ]]; }
@@ -138,12 +159,15 @@ want() { [[ -n ${WANT[$1]:-} ]]; }
 # prismfs-X@base: prismfs-X run with PRISMFS_BASE_BIN (A/B). Without an
 # @base system named, each prismfs system gets its @base right after it, so
 # that the two run next to each other in every round.
+if [[ $BENCH_S3 == 1 ]] && want s3 && [[ " $BENCH_SYSTEMS " != *" prismfs-s3 "* ]]; then
+    BENCH_SYSTEMS+=" prismfs-s3"
+fi
 SYSTEMS=()
 _auto_base=0
 if [[ -n $PRISMFS_BASE_BIN && " $BENCH_SYSTEMS " != *"@base "* ]]; then _auto_base=1; fi
 for s in $BENCH_SYSTEMS; do
     if [[ $s == prismfs-*@base ]]; then
-        [[ " $KNOWN_SYSTEMS " == *" ${s%@base} "* ]] || die "unknown system '$s' in BENCH_SYSTEMS (@base goes with prismfs-pt, prismfs-nopt, prismfs-ovl or prismfs-cache)"
+        [[ " $KNOWN_SYSTEMS " == *" ${s%@base} "* ]] || die "unknown system '$s' in BENCH_SYSTEMS (@base goes with prismfs-pt, prismfs-nopt, prismfs-ovl, prismfs-cache or prismfs-dav)"
         [[ -n $PRISMFS_BASE_BIN ]] || die "$s in BENCH_SYSTEMS needs PRISMFS_BASE_BIN=/path/to/the/other/prismfs"
     else
         [[ " $KNOWN_SYSTEMS " == *" $s "* ]] || die "unknown system '$s' in BENCH_SYSTEMS (systems: $KNOWN_SYSTEMS, prismfs-X@base)"
@@ -155,6 +179,8 @@ for s in $BENCH_SYSTEMS; do
 done
 (( ${#SYSTEMS[@]} )) || die "BENCH_SYSTEMS is empty"
 variant() { printf '%s\n' "${1%@base}"; }     # prismfs-pt@base -> prismfs-pt
+is_dav_system() { [[ $(variant "$1") == prismfs-dav || $1 == rclone-dav ]]; }
+is_remote_cache() { [[ $(variant "$1") == prismfs-cache || $(variant "$1") == prismfs-dav || $(variant "$1") == prismfs-s3 ]]; }
 prismfs_bin() {   # prismfs_bin SYSTEM: the binary that mounts it
     if [[ $1 == *@base ]]; then printf '%s\n' "$PRISMFS_BASE_BIN"; else printf '%s\n' "$PRISMFS_BIN"; fi
 }
@@ -229,8 +255,8 @@ for s in "${SYSTEMS[@]}"; do
         overlayfs)
             grep -qw overlay /proc/filesystems || modprobe overlay >/dev/null 2>&1 || true
             if grep -qw overlay /proc/filesystems; then STATUS[$s]=ok; else STATUS[$s]="not available"; fi ;;
-        fuse-overlayfs|bindfs|mergerfs|rclone-vfs)
-            pkg=${s%-vfs}     # rclone-vfs: the rclone command and package
+        fuse-overlayfs|bindfs|mergerfs|rclone-vfs|rclone-dav)
+            pkg=${s%-vfs}; pkg=${pkg%-dav}     # rclone-vfs, rclone-dav: the rclone command and package
             if ! command -v "$pkg" >/dev/null 2>&1; then
                 if [[ $BENCH_NO_INSTALL == 1 ]]; then
                     say "$pkg is not installed (BENCH_NO_INSTALL=1: not installing)"
@@ -252,6 +278,21 @@ if [[ " ${SYSTEMS[*]} " == *" fuse-overlayfs "* || " ${SYSTEMS[*]} " == *" bindf
     command -v fusermount3 >/dev/null 2>&1 || command -v fusermount >/dev/null 2>&1 \
         || warn "neither fusermount3 nor fusermount found; FUSE mounts are removed with umount"
 fi
+# The remote systems need the WebDAV server (Apache mod_dav, started by
+# bench/davserver.py) and curl for their native side.
+for s in "${SYSTEMS[@]}"; do
+    is_dav_system "$s" && [[ ${STATUS[$s]} == ok ]] || continue
+    for t in apache2 curl /usr/bin/python3; do
+        command -v "$t" >/dev/null 2>&1 || { STATUS[$s]="no $t"; break; }
+    done
+done
+for s in "${SYSTEMS[@]}"; do
+    [[ $(variant "$s") == prismfs-s3 && ${STATUS[$s]} == ok ]] || continue
+    if [[ $BENCH_S3 != 1 ]]; then STATUS[$s]="not run: opt-in, BENCH_S3=1"; continue; fi
+    for t in curl ceph-mon ceph-osd radosgw radosgw-admin; do
+        command -v "$t" >/dev/null 2>&1 || { STATUS[$s]="not run: no $t (tests/servers/ceph-rgw.sh installs Ceph)"; break; }
+    done
+done
 RUNNABLE=()
 for s in "${SYSTEMS[@]}"; do [[ ${STATUS[$s]} == ok ]] && RUNNABLE+=("$s"); done
 
@@ -282,6 +323,11 @@ MNT=$FS_ROOT/mnt            # mount point of the system under test
 OVL=$FS_ROOT/ovl            # overlay upper and work dirs (same filesystem as $SRC)
 CACHE=$FS_ROOT/cache        # prepared inputs, always read natively
 RCLONE_CACHE=$FS_ROOT/rclone-cache   # rclone-vfs's VFS cache (same filesystem as src)
+DAV_BASE=$FS_ROOT/dav       # the WebDAV server's directory (TMPDIR of bench/davserver.py)
+DAV_INFO=$BENCH_DIR/davserver.info   # "URL ROOT" of the running server
+DAV_URL=; DAV_ROOT=; DAV_PID=; RWB_SIG=; S3_NOTE=
+S3_DIR=/tmp/pfs-rgw-bench-$$         # the gateway's directory (short: socket paths)
+S3_ENDPOINT=; S3_ACCESS_KEY=; S3_SECRET_KEY=; S3_REGION=; S3_BUCKET=; S3_STARTED=0
 LOG=$BENCH_DIR/bench.log
 PIDFILE=$BENCH_DIR/daemon.pid
 BINFILE=$BENCH_DIR/daemon.bin          # the prismfs binary that mounted $MNT (A/B)
@@ -379,7 +425,7 @@ find_daemon_pid() {   # find_daemon_pid SYSTEM
     case $1 in
         prismfs-*) bin=$(prismfs_bin "$1"); comm=$(basename -- "$bin" | cut -c1-15) ;;
         fuse-overlayfs|bindfs|mergerfs|fuse-floor) comm=$1 ;;
-        rclone-vfs) comm=rclone ;;
+        rclone-vfs|rclone-dav) comm=rclone ;;
         *) return 1 ;;
     esac
     if [[ -n $bin ]] && out=$("$bin" status --json "$MNT" 2>>"$LOG"); then
@@ -419,6 +465,12 @@ mount_system() {  # mount_system SYSTEM (stdout/stderr to the log)
         prismfs-cache) "$bin" mount --mirror "$SRC" --cache-size "$CACHE_SIZE" "${PRISMFS_OPTS_ARR[@]}" "${PRISMFS_LOG_ARR[@]}" "$MNT" ;;
         tmpfs)        mount -t tmpfs -o mode=0755 tmpfs "$MNT" ;;
         rclone-vfs)   RCLONE_CONFIG=$RCLONE_CACHE/rclone.conf rclone mount "$SRC" "$MNT" --cache-dir "$RCLONE_CACHE" "${RCLONE_OPTS_ARR[@]}" --daemon ;;
+        prismfs-s3)   AWS_ACCESS_KEY_ID=$S3_ACCESS_KEY AWS_SECRET_ACCESS_KEY=$S3_SECRET_KEY \
+                      "$bin" mount --mirror "s3://$S3_BUCKET/pfx" --s3-endpoint "$S3_ENDPOINT" --s3-region "$S3_REGION" \
+                      --cache-size "$CACHE_SIZE" "${PRISMFS_OPTS_ARR[@]}" "${PRISMFS_LOG_ARR[@]}" "$MNT" ;;
+        prismfs-dav)  "$bin" mount --mirror "$DAV_URL/" --cache-size "$CACHE_SIZE" "${PRISMFS_OPTS_ARR[@]}" "${PRISMFS_LOG_ARR[@]}" "$MNT" ;;
+        rclone-dav)   printf '[dav]\ntype = webdav\nurl = %s/\nvendor = other\n' "$DAV_URL" >"$RCLONE_CACHE/rclone.conf" &&
+                      RCLONE_CONFIG=$RCLONE_CACHE/rclone.conf rclone mount dav: "$MNT" --cache-dir "$RCLONE_CACHE/vfs" "${RCLONE_DAV_OPTS_ARR[@]}" --daemon ;;
         fuse-floor)   "$FLOOR_BIN" --counts "$FLOOR_COUNTS" "$MNT" ;;
         overlayfs)    mount -t overlay overlay -o "lowerdir=$SRC,upperdir=$OVL/upper,workdir=$OVL/work" "$MNT" ;;
         fuse-overlayfs) fuse-overlayfs -o "lowerdir=$SRC,upperdir=$OVL/upper,workdir=$OVL/work${FUSE_OVERLAYFS_OPTS:+,$FUSE_OVERLAYFS_OPTS}" "$MNT" ;;
@@ -447,7 +499,7 @@ system_version() {
         mergerfs)       mergerfs -V 2>&1 | head -n1 ;;
         fuse-floor)     echo "bench/fuse-floor.c on libfuse $(pkg-config --modversion fuse3 2>/dev/null || echo '?'), $FLOOR_LOOP" ;;
         tmpfs)          echo "kernel $(uname -r)" ;;
-        rclone-vfs)     rclone version 2>/dev/null | head -n1 ;;
+        rclone-vfs|rclone-dav) rclone version 2>/dev/null | head -n1 ;;
     esac
 }
 bin_tree() {      # bin_tree BIN: " (tree at REV)" if BIN sits in a git work tree
@@ -463,6 +515,9 @@ system_options() {
         prismfs-cache)  echo "--mirror src --cache-size $CACHE_SIZE --uring $BENCH_URING${PRISMFS_OPTS:+ $PRISMFS_OPTS}" ;;
         tmpfs)          echo "mount -t tmpfs (filled like the floor, untimed)" ;;
         rclone-vfs)     echo "rclone mount src mnt --cache-dir rclone-cache $RCLONE_OPTS (untar: --no-same-owner --no-same-permissions, trees without their symlinks: see README)" ;;
+        prismfs-s3)     echo "--mirror s3://$S3_BUCKET/pfx --s3-endpoint $S3_ENDPOINT (Ceph RGW) --s3-region $S3_REGION --cache-size $CACHE_SIZE --uring $BENCH_URING${PRISMFS_OPTS:+ $PRISMFS_OPTS}" ;;
+        prismfs-dav)    echo "--mirror $DAV_URL/ (Apache mod_dav) --cache-size $CACHE_SIZE --uring $BENCH_URING${PRISMFS_OPTS:+ $PRISMFS_OPTS}" ;;
+        rclone-dav)     echo "rclone mount dav: mnt, a webdav remote (vendor other) at $DAV_URL/ in a temporary config, --cache-dir rclone-cache/vfs $RCLONE_DAV_OPTS" ;;
         overlayfs)      echo "lowerdir=src,upperdir=ovl/upper,workdir=ovl/work" ;;
         fuse-overlayfs) echo "lowerdir=src,upperdir=ovl/upper,workdir=ovl/work${FUSE_OVERLAYFS_OPTS:+,$FUSE_OVERLAYFS_OPTS}" ;;
         bindfs)         echo "${BINDFS_OPTS:-(defaults)}" ;;
@@ -494,6 +549,21 @@ stop_child() {    # end the running system round (ours, by pid) and what it star
     wait "$CHILD_PID" 2>/dev/null || true
     CHILD_PID=
 }
+# The WebDAV server of the remote rows: bench/davserver.py, ours by its pid;
+# it stops the server and removes its directory on TERM.
+stop_dav_server() {
+    [[ -n $DAV_PID ]] || return 0
+    local i
+    kill -TERM "$DAV_PID" 2>/dev/null || true
+    for (( i = 0; i < 200; i++ )); do kill -0 "$DAV_PID" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$DAV_PID" 2>/dev/null; then
+        warn "the WebDAV server helper (pid $DAV_PID) did not stop in 20 s; killing it"
+        kill -KILL "$DAV_PID" 2>/dev/null || true
+    fi
+    wait "$DAV_PID" 2>/dev/null || true
+    DAV_PID=
+    rm -f -- "$DAV_INFO"
+}
 CLEANED=0
 cleanup() {
     local rc=$? m
@@ -506,6 +576,12 @@ cleanup() {
     stop_child
     if is_mounted "$MNT"; then say "unmounting $MNT"; fi
     unmount_mnt || rc=1
+    stop_dav_server         # after the mount that writes to it, before its filesystem
+    if (( S3_STARTED )); then
+        say "stopping the Ceph RGW"
+        "$REPO_ROOT/tests/servers/ceph-rgw.sh" stop "$S3_DIR" >>"$LOG" 2>&1 || { warn "stopping the Ceph RGW in $S3_DIR failed (see $LOG)"; rc=1; }
+        S3_STARTED=0
+    fi
     while IFS= read -r m; do
         [[ -n $m ]] || continue
         say "unmounting $m"
@@ -550,7 +626,7 @@ measure() {
     sync
     # sync(2) does not reach a FUSE daemon: a cached mount still writing back
     # the previous run's changes is waited for here, untimed, on both sides.
-    if [[ $(variant "$CUR_SYS") == prismfs-cache ]]; then
+    if is_remote_cache "$CUR_SYS"; then
         "$(prismfs_bin "$CUR_SYS")" sync "$MNT" >>"$LOG" 2>&1 || die "prismfs sync $MNT failed before a timed run (see $LOG)"
     fi
     [[ -n $REQ_SYS && $side != native ]] && req_before
@@ -697,6 +773,62 @@ op_gitstatus_reps() {
     local i
     for ((i = 0; i < WARM_REPS; i++)); do op_gitstatus "$1" || return; done
 }
+# The remote rows (group "remote", on prismfs-dav and rclone-dav): their
+# native side is curl against the bench's WebDAV server ($DAV_URL, whose
+# files are in $DAV_ROOT); the system side goes through the mount of it.
+op_curl_get()  { curl -sS -f -o /dev/null -- "$1"; }
+op_propfind()  { curl -sS -f -X PROPFIND -H 'Depth: 1' -o "$2" -- "$1"; }
+# One curl process for every file (one upload-file/url pair each in the
+# config), so the connection is reused, as a mount would.
+op_curl_put()  { curl -sS -f -K "$1"; }
+op_ls_l()      { ls -l -- "$1" >/dev/null; }
+op_remote_wb() {  # op_remote_wb SYSTEM DEST: copy the files in, until the server holds them
+    cp -- "$CACHE"/rwb/* "$2"/ || return
+    case $(variant "$1") in
+        prismfs-dav) "$(prismfs_bin "$1")" sync "$MNT" ;;
+        rclone-dav)  wait_files "$DAV_ROOT/rw/$1/rwb" ;;
+    esac
+}
+# S3 (group "s3", on prismfs-s3): requests signed by curl --aws-sigv4.
+s3curl() {
+    curl -sS -f --aws-sigv4 "aws:amz:$S3_REGION:s3" --user "$S3_ACCESS_KEY:$S3_SECRET_KEY" \
+         -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' "$@"
+}
+# op_s3_multipart KEY: upload $CACHE/s3.dat as KEY the way a script would:
+# CreateMultipartUpload ("?uploads=": curl 7.88 signs a bare "?uploads"
+# wrongly, 403), one UploadPart per S3_PART_MIB piece (made untimed
+# in $CACHE/s3parts), CompleteMultipartUpload with the parts' ETags.
+op_s3_multipart() {
+    local url=$S3_ENDPOINT/$S3_BUCKET/$1 id etag n=0 p body='<CompleteMultipartUpload>'
+    id=$(s3curl -X POST "$url?uploads=" | sed -n 's:.*<UploadId>\([^<]*\)</UploadId>.*:\1:p') || return
+    [[ -n $id ]] || { echo "no UploadId from CreateMultipartUpload"; return 1; }
+    for p in "$CACHE"/s3parts/p*; do
+        n=$((n + 1))
+        etag=$(s3curl -T "$p" -D - -o /dev/null "$url?partNumber=$n&uploadId=$id" | tr -d '\r' \
+               | sed -n 's/^[Ee][Tt][Aa][Gg]:[[:space:]]*//p') || return
+        [[ -n $etag ]] || { echo "no ETag for part $n"; return 1; }
+        body+="<Part><PartNumber>$n</PartNumber><ETag>$etag</ETag></Part>"
+    done
+    body+='</CompleteMultipartUpload>'
+    s3curl -X POST --data-binary "$body" -o /dev/null "$url?uploadId=$id"
+}
+op_s3_wb() {      # op_s3_wb SYSTEM FILE: copy the file in, until the bucket holds it
+    cp -- "$CACHE/s3.dat" "$2" || return
+    "$(prismfs_bin "$1")" sync "$MNT"
+}
+s3_size() { s3curl -I -- "$S3_ENDPOINT/$S3_BUCKET/$1" | tr -d '\r' | sed -n 's/^[Cc]ontent-[Ll]ength:[[:space:]]*//p'; }
+# files_sig DIR: names, kinds and sizes below DIR, without what mod_dav_fs
+# keeps next to them (.DAV/, its dead properties).
+files_sig() { (cd -- "$1" 2>/dev/null && find . -mindepth 1 -name .DAV -prune -o -printf '%y %P %s\n') | sort | cksum; }
+wait_files() {    # wait_files DIR: until DIR holds the write-back files, sizes included (at most 10 min)
+    local i
+    for (( i = 0; i < 6000; i++ )); do
+        [[ $(files_sig "$1") == "$RWB_SIG" ]] && return 0
+        sleep 0.1
+    done
+    printf 'bench: %s did not get the files in 10 minutes\n' "$1"
+    return 1
+}
 
 # ---------------------------------------------------------------- workloads --
 # wl_ID SIDE BASE : prepare (unmeasured), then measure. BASE is $SRC for the
@@ -758,6 +890,55 @@ wl_gitwarm()  {
     measure "$1" op_gitstatus_reps "$2/ro/git-$1"
     check_git_clean "$1" "$2/ro/git-$1"
 }
+# Cold: the server's page cache is dropped before each side (the native
+# run would otherwise warm it for the system's).
+wl_rlist() {
+    if [[ $1 == native ]]; then
+        local out=$CACHE/propfind.xml n
+        drop_caches
+        measure "$1" op_propfind "$DAV_URL/ro/list/" "$out"
+        n=$(grep -o '<[A-Za-z0-9]*:response[ >]' "$out" | wc -l)
+        (( n == NFILES + 1 )) || die "native: PROPFIND of ro/list/ gave $n responses, expected $((NFILES + 1))"
+    else
+        drop_caches
+        measure "$1" op_ls_l "$2/ro/list"
+        check_count "$1" "$2/ro/list" "$NFILES" "entries listed"
+    fi
+}
+wl_rcold() {
+    drop_caches
+    if [[ $1 == native ]]; then
+        measure "$1" op_curl_get "$DAV_URL/ro/cold.dat"
+    else
+        measure "$1" op_read "$2/ro/cold.dat"
+        [[ $(stat -c %s -- "$2/ro/cold.dat") == "$SIZE_BYTES" ]] || die "$1: ro/cold.dat has the wrong size"
+    fi
+}
+wl_rwb() {
+    if [[ $1 == native ]]; then
+        unmeasured rm -rf -- "$DAV_ROOT/rw/native/rwb"
+        unmeasured curl -sS -f -X MKCOL -o /dev/null -- "$DAV_URL/rw/native/rwb/"
+        measure "$1" op_curl_put "$CACHE/rwb.curl"
+        [[ $(files_sig "$DAV_ROOT/rw/native/rwb") == "$RWB_SIG" ]] || die "native: the server does not hold the files after curl PUT"
+    else
+        unmeasured rm -rf -- "$2/rw/$1/rwb"
+        unmeasured mkdir -p -- "$2/rw/$1/rwb"
+        measure "$1" op_remote_wb "$1" "$2/rw/$1/rwb"
+        [[ $(files_sig "$DAV_ROOT/rw/$1/rwb") == "$RWB_SIG" ]] || die "$1: the server does not hold the files after the write-back"
+    fi
+}
+wl_s3wb() {
+    if [[ $1 == native ]]; then
+        unmeasured s3curl -X DELETE -o /dev/null -- "$S3_ENDPOINT/$S3_BUCKET/pfx/rw/native/s3.dat"
+        measure "$1" op_s3_multipart pfx/rw/native/s3.dat
+        [[ $(s3_size pfx/rw/native/s3.dat) == "$SIZE_BYTES" ]] || die "native: the bucket does not hold the whole file after the multipart upload"
+    else
+        unmeasured rm -f -- "$2/rw/$1/s3.dat"
+        unmeasured mkdir -p -- "$2/rw/$1"
+        measure "$1" op_s3_wb "$1" "$2/rw/$1/s3.dat"
+        [[ $(s3_size "pfx/rw/$1/s3.dat") == "$SIZE_BYTES" ]] || die "$1: the bucket does not hold the whole file after the write-back"
+    fi
+}
 wl_gitcold()  { drop_caches; measure "$1" op_gitstatus "$2/ro/git-$1"; check_git_clean "$1" "$2/ro/git-$1"; }
 
 label() {
@@ -776,6 +957,10 @@ label() {
         rmtree)   echo "rm -rf the tree" ;;
         gitwarm)  echo "git status warm" ;;
         gitcold)  echo "git status cold" ;;
+        rlist)    echo "remote: ls -l of $NFILES_H entries (native: PROPFIND)" ;;
+        rcold)    echo "remote: cold read, $SIZE_H (native: curl GET)" ;;
+        rwb)      echo "remote: write-back, $REMOTE_WB_FILES files, $SIZE_H (native: curl PUT)" ;;
+        s3wb)     echo "S3: write-back, $SIZE_H file (native: curl multipart upload)" ;;
     esac
 }
 target() {        # the targets for prismfs with passthrough
@@ -819,6 +1004,9 @@ cleanup_group() {   # cleanup_group GROUP SYSTEM: each side's files go through t
         writeback) unmeasured rm -rf -- "$SRC/rw/prime/wb" "$SRC/rw/native/wb" "$MNT/rw/$2/wb" ;;
         files)    unmeasured rm -rf -- "$SRC/rw/prime/small" "$SRC/rw/native/small" "$MNT/rw/$2/small" ;;
         untar)    unmeasured rm -rf -- "$SRC/rw/prime/tree" "$SRC/rw/native/tree" "$MNT/rw/$2/tree" ;;
+        remote)   unmeasured rm -rf -- "$DAV_ROOT/rw/native/rwb" "$MNT/rw/$2/rwb" ;;
+        s3)       unmeasured rm -f -- "$MNT/rw/$2/s3.dat"
+                  unmeasured s3curl -X DELETE -o /dev/null -- "$S3_ENDPOINT/$S3_BUCKET/pfx/rw/native/s3.dat" ;;
         *) return 0 ;;
     esac
     settle
@@ -834,10 +1022,32 @@ group_ids() {
         untar)    echo untar find du rmtree ;;
         writeback) echo writeback ;;
         git)      echo gitwarm gitcold ;;
+        remote)   echo rlist rcold rwb ;;
+        s3)       echo s3wb ;;
     esac
 }
+# group_applies GROUP SYSTEM: 0 if GROUP runs on SYSTEM; if not, prints why
+# (its cells are "-").
+group_applies() {
+    if [[ $(variant "$2") == prismfs-s3 ]]; then
+        [[ $1 == s3 ]] && return 0
+        echo "prismfs-s3 runs the S3 row only"
+        return 1
+    fi
+    if [[ $1 == s3 ]]; then echo "its native side is a multipart upload to the Ceph RGW: prismfs-s3 only"; return 1; fi
+    if is_dav_system "$2"; then
+        case $1 in
+            remote|seqread|randread|seqwrite|bufwrite) return 0 ;;
+        esac
+        echo "not for a WebDAV mirror (it keeps no symlinks or owners; see bench/README.md)"
+        return 1
+    fi
+    [[ $1 == remote ]] || return 0
+    echo "its native side is curl against the WebDAV server: prismfs-dav and rclone-dav only"
+    return 1
+}
 GROUPS_RUN=(); ORDER=()
-for g in seqread randread seqwrite bufwrite files untar writeback git; do
+for g in seqread randread seqwrite bufwrite files untar writeback git remote s3; do
     want "$g" || continue
     GROUPS_RUN+=("$g")
     read -r -a _ids <<<"$(group_ids "$g")"
@@ -865,7 +1075,7 @@ populate_floor() {   # populate_floor SYSTEM
 mount_checked() {
     local s=$1 r=$2 bin
     [[ $s == prismfs-* ]] && prismfs_bin "$s" >"$BINFILE"     # status and unmount go through it
-    timeout --foreground "$MOUNT_TIMEOUT" bash -c "$(declare -f mount_system); $(declare -p PRISMFS_BIN PRISMFS_BASE_BIN PRISMFS_OPTS_ARR PRISMFS_LOG_ARR BINDFS_OPTS_ARR SRC MNT OVL MERGERFS_OPTS FUSE_OVERLAYFS_OPTS FLOOR_BIN FLOOR_COUNTS CACHE_SIZE RCLONE_OPTS_ARR RCLONE_CACHE); mount_system $s" \
+    timeout --foreground "$MOUNT_TIMEOUT" bash -c "$(declare -f mount_system); $(declare -p PRISMFS_BIN PRISMFS_BASE_BIN PRISMFS_OPTS_ARR PRISMFS_LOG_ARR BINDFS_OPTS_ARR SRC MNT OVL MERGERFS_OPTS FUSE_OVERLAYFS_OPTS FLOOR_BIN FLOOR_COUNTS CACHE_SIZE RCLONE_OPTS_ARR RCLONE_CACHE DAV_URL RCLONE_DAV_OPTS_ARR S3_ACCESS_KEY S3_SECRET_KEY S3_BUCKET S3_ENDPOINT S3_REGION); mount_system $s" \
         >>"$LOG" 2>&1 {LOCKFD}>&- {ERRFD}>&- \
         || die "mounting $s failed (see $LOG)"
     is_mounted "$MNT" || die "mounting $s returned success but $MNT is not a mount point"
@@ -901,12 +1111,13 @@ mount_checked() {
 # run_system SYSTEM ROUND, in a subshell: mount, every workload pair, the
 # daemon's CPU total. The parent unmounts. Exits non-zero if anything fails.
 run_system() {
-    local s=$1 r=$2 g id tn ts ratio cpu
+    local s=$1 r=$2 g id tn ts ratio cpu why
     local -a ids
     exec 2>&"$ERRFD"
     use_tree "$s"
     mount_checked "$s" "$r"
     for g in "${GROUPS_RUN[@]}"; do
+        if ! why=$(group_applies "$g" "$s"); then say "r$r/$ROUNDS $s: $g not run: $why"; continue; fi
         read -r -a ids <<<"$(group_ids "$g")"
         prime_group "$g"
         for id in "${ids[@]}"; do
@@ -959,6 +1170,7 @@ run_requests() {
     mount_checked "$s" requests
     REQ_SYS=$s
     for g in "${GROUPS_RUN[@]}"; do
+        group_applies "$g" "$s" >/dev/null || continue
         read -r -a ids <<<"$(group_ids "$g")"
         for id in "${ids[@]}"; do
             FAILED_WL=$id; REQ_ID=$id
@@ -973,7 +1185,12 @@ run_requests() {
 prepare_system() {   # fresh write areas for SYSTEM (nothing mounted)
     rm -rf -- "$SRC/rw/$1" "$OVL" "$RCLONE_CACHE"
     mkdir -p -- "$SRC/rw/$1"
-    [[ $1 == rclone-vfs ]] && mkdir -p -- "$RCLONE_CACHE"
+    [[ $1 == rclone-vfs || $1 == rclone-dav ]] && mkdir -p -- "$RCLONE_CACHE"
+    if is_dav_system "$1"; then   # its area on the server, where the server (nobody) can write
+        rm -rf -- "$DAV_ROOT/rw/$1"
+        mkdir -p -- "$DAV_ROOT/rw/$1"
+        chown nobody:nogroup -- "$DAV_ROOT/rw/$1"
+    fi
     if [[ $1 == overlayfs || $1 == fuse-overlayfs || $(variant "$1") == prismfs-ovl ]]; then mkdir -p -- "$OVL/upper" "$OVL/work"; fi
     settle
 }
@@ -1074,6 +1291,80 @@ if want git; then
             mv -- "$SRC/ro/git-$s.tmp" "$SRC/ro/git-$s"
         fi
     done
+fi
+
+# The remote systems' WebDAV server, on the same filesystem as src, for the
+# whole run (stopped by cleanup, whatever happens). What they read is put
+# into its directory directly, owned by the server's user.
+DAV_RUN=0
+for s in "${RUNNABLE[@]}"; do is_dav_system "$s" && DAV_RUN=1; done
+if (( DAV_RUN )); then
+    say "starting the WebDAV server (Apache mod_dav, bench/davserver.py)"
+    rm -rf -- "$DAV_BASE" "$DAV_INFO"
+    mkdir -p -- "$DAV_BASE"
+    TMPDIR=$DAV_BASE /usr/bin/python3 "$SCRIPT_DIR/davserver.py" apache "$DAV_INFO" \
+        </dev/null >>"$LOG" 2>&1 {LOCKFD}>&- {ERRFD}>&- &
+    DAV_PID=$!
+    for (( _i = 0; _i < 300; _i++ )); do
+        [[ -s $DAV_INFO ]] && break
+        kill -0 "$DAV_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    [[ -s $DAV_INFO ]] || die "the WebDAV server did not start (see $LOG)"
+    read -r DAV_URL DAV_ROOT <"$DAV_INFO"
+    say "WebDAV server at $DAV_URL serving $DAV_ROOT"
+    mkdir -p -- "$DAV_ROOT/ro" "$DAV_ROOT/rw/native"
+    : >"$DAV_ROOT/ro/.bench-src"
+    if want seqread || want randread; then cp -- "$SRC/ro/seq.dat" "$DAV_ROOT/ro/seq.dat"; fi
+    if want remote; then
+        dd if=/dev/urandom of="$DAV_ROOT/ro/cold.dat" bs=1M count="$SIZE_MIB" status=none
+        mkdir -p -- "$DAV_ROOT/ro/list"
+        (cd -- "$DAV_ROOT/ro/list" && seq -f 'f%08.0f' 1 "$NFILES" | xargs touch --)
+        # The write-back's files (REMOTE_WB_FILES, BENCH_SIZE in all) and the
+        # curl config that PUTs them to rw/native/rwb/.
+        rm -rf -- "$CACHE/rwb"; mkdir -p -- "$CACHE/rwb"; : >"$CACHE/rwb.curl"
+        _per=$(( SIZE_BYTES / REMOTE_WB_FILES ))
+        (( _per > 0 )) || die "REMOTE_WB_FILES is larger than BENCH_SIZE in bytes"
+        for (( _i = 1; _i <= REMOTE_WB_FILES; _i++ )); do
+            _f=$(printf 'f%04d.dat' "$_i")
+            head -c "$_per" /dev/urandom >"$CACHE/rwb/$_f"
+            printf 'upload-file = "%s"\nurl = "%s/rw/native/rwb/%s"\noutput = "/dev/null"\n' "$CACHE/rwb/$_f" "$DAV_URL" "$_f" >>"$CACHE/rwb.curl"
+        done
+        RWB_SIG=$(files_sig "$CACHE/rwb")
+    fi
+    chown -R nobody:nogroup -- "$DAV_ROOT"
+fi
+# prismfs-s3's Ceph RGW (opt-in), for the whole run; stopped by cleanup.
+S3_RUN=0
+for s in "${RUNNABLE[@]}"; do [[ $(variant "$s") == prismfs-s3 ]] && S3_RUN=1; done
+if (( S3_RUN )); then
+    _port=$S3_PORT
+    while (exec 3<>"/dev/tcp/127.0.0.1/$_port") 2>/dev/null; do _port=$((_port + 7)); done
+    say "starting the Ceph RGW on 127.0.0.1:$_port in $S3_DIR (tests/servers/ceph-rgw.sh, ~17 s)"
+    rm -rf -- "$S3_DIR"; mkdir -p -- "$S3_DIR"
+    S3_STARTED=1
+    _env=$("$REPO_ROOT/tests/servers/ceph-rgw.sh" start "$S3_DIR" "$_port" 2>>"$LOG") \
+        || die "the Ceph RGW did not start (see $LOG)"
+    S3_ENDPOINT=$(sed -n 's/^S3_ENDPOINT=//p' <<<"$_env"); S3_ACCESS_KEY=$(sed -n 's/^S3_ACCESS_KEY=//p' <<<"$_env")
+    S3_SECRET_KEY=$(sed -n 's/^S3_SECRET_KEY=//p' <<<"$_env"); S3_REGION=$(sed -n 's/^S3_REGION=//p' <<<"$_env")
+    [[ -n $S3_ENDPOINT && -n $S3_ACCESS_KEY && -n $S3_SECRET_KEY && -n $S3_REGION ]] || die "ceph-rgw.sh start printed no endpoint or keys (see $LOG)"
+    S3_BUCKET=bench-$$
+    unmeasured s3curl -X PUT -o /dev/null -- "$S3_ENDPOINT/$S3_BUCKET"
+    : >"$CACHE/empty"
+    unmeasured s3curl -T "$CACHE/empty" -o /dev/null -- "$S3_ENDPOINT/$S3_BUCKET/pfx/ro/.bench-src"
+    rm -rf -- "$CACHE/s3parts" "$CACHE/s3.dat"; mkdir -p -- "$CACHE/s3parts"
+    dd if=/dev/urandom of="$CACHE/s3.dat" bs=1M count="$SIZE_MIB" status=none
+    split -a 4 -d -b "${S3_PART_MIB}M" -- "$CACHE/s3.dat" "$CACHE/s3parts/p"
+fi
+if want remote || want s3; then
+    if (( S3_RUN )); then
+        S3_NOTE="S3 row (BENCH_S3=1, prismfs-s3, Ceph RGW at $S3_ENDPOINT): native, one curl --aws-sigv4 multipart upload of the file (CreateMultipartUpload, an UploadPart per ${S3_PART_MIB} MiB, CompleteMultipartUpload); system, cp of it into the mount until prismfs sync returns."
+    elif [[ $BENCH_S3 != 1 ]]; then
+        S3_NOTE="S3 row (write-back against a curl --aws-sigv4 multipart upload, Ceph RGW): not run: it is opt-in (BENCH_S3=1; the gateway takes ~17 s to start, root)."
+    else
+        S3_NOTE="S3 row: not run: ${STATUS[prismfs-s3]:-prismfs-s3 is not in BENCH_SYSTEMS}, or the group s3 is not in BENCH_ONLY."
+    fi
+    say "$S3_NOTE"
 fi
 
 avail=$(df -B1 --output=avail -- "$BENCH_DIR" | tail -n1 | tr -d ' ')
@@ -1188,7 +1479,8 @@ median_cell() {    # [FORMAT]: printf format of the median, %.2f unless given
 # What "per file" divides by, for each workload.
 files_of() {
     case $1 in
-        create|stat|delete)     echo "$NFILES" ;;
+        create|stat|delete|rlist) echo "$NFILES" ;;
+        rwb)                    echo "$REMOTE_WB_FILES" ;;
         untar|find|du|rmtree|writeback) echo "$TREE_FILES" ;;
         gitcold)                echo "$TREE_FILES" ;;
         gitwarm)                echo $(( TREE_FILES * WARM_REPS )) ;;
@@ -1197,7 +1489,7 @@ files_of() {
 }
 per_what() {
     case $1 in
-        create|stat|delete)     echo "file" ;;
+        create|stat|delete|rlist|rwb) echo "file" ;;
         untar|find|du|rmtree|gitcold|writeback) echo "tree entry" ;;
         gitwarm)                echo "tree entry and run" ;;
         *)                      echo "run" ;;
@@ -1289,11 +1581,15 @@ HAVE_PT=0; [[ " ${SYSTEMS[*]} " == *" prismfs-pt "* ]] && HAVE_PT=1
     (( HAVE_PT )) && echo "✗ = prismfs-pt below its target."
     want randread && echo "Random read: fio, 4 KiB psync reads for ${RANDREAD_TIME} s; the ratio is of reads per second."
     echo "Daemon CPU: utime+stime of the FUSE daemon (/proc/PID/stat) from mount to just before unmount (all workloads, warm-ups and preparation), median over rounds; 'kernel' = no daemon."
+    if want remote || want s3; then
+        echo "Remote rows (prismfs-dav, rclone-dav; '-' elsewhere): the native side is curl against the same Apache mod_dav server on 127.0.0.1, so the ratio is curl time / mount time. ls -l: a PROPFIND Depth 1 of the directory against ls -l through a fresh mount. Cold read: curl GET of the file against dd of it through the mount, never read before; the server's page cache is dropped before each side. Write-back: one curl process PUTting the files against cp into the mount until the server holds them (prismfs sync; rclone: until the server's directory has every file at its size)."
+        echo "$S3_NOTE"
+    fi
     want writeback && echo "Write-back: cp -a of the tree to a new directory; for prismfs-cache the time runs until \`prismfs sync\` returns (the mirror written and synced), for rclone-vfs until the remote holds the whole tree. Target for prismfs-cache: ≥ 0.80."
     if [[ " ${RUNNABLE[*]} " == *" tmpfs "* ]]; then
         TMPFS_CMP=()
         for s in "${SYSTEMS[@]}"; do
-            case $(variant "$s") in prismfs-cache|rclone-vfs|prismfs-pt|prismfs-nopt) ;; *) continue ;; esac
+            case $(variant "$s") in prismfs-cache|rclone-vfs|prismfs-pt|prismfs-nopt|prismfs-dav|rclone-dav) ;; *) continue ;; esac
             [[ ${STATUS[$s]} == ok ]] && TMPFS_CMP+=("$s")
         done
         echo
@@ -1303,6 +1599,7 @@ HAVE_PT=0; [[ " ${SYSTEMS[*]} " == *" prismfs-pt "* ]] && HAVE_PT=1
         for s in "${TMPFS_CMP[@]}"; do hdr+=" $s / tmpfs | spread |"; sep+="---:|---|"; done
         echo "$hdr"; echo "$sep"
         for id in "${ORDER[@]}"; do
+            [[ " $(group_ids remote) $(group_ids s3) " == *" $id "* ]] && continue    # not on tmpfs
             t=$(target_cache "$id")
             [[ $id == writeback ]] && t=
             row="| $(label "$id") | ${t:+≥ $t} |"
@@ -1426,9 +1723,12 @@ if [[ $BENCH_SELFTEST == 1 ]]; then
     bad=()
     for s in "${SYSTEMS[@]}"; do
         [[ ${STATUS[$s]} == ok ]] || { say "selftest: $s ${STATUS[$s]} (not checked)"; continue; }
-        for id in "${ORDER[@]}"; do
-            for (( r = 1; r <= ROUNDS; r++ )); do
-                grep -Eq "^$r,$s,$id,ok,[0-9.]+,[0-9.]+,[0-9.]+," "$CSV" || bad+=("$s/$id/r$r")
+        for g in "${GROUPS_RUN[@]}"; do
+            group_applies "$g" "$s" >/dev/null || continue
+            for id in $(group_ids "$g"); do
+                for (( r = 1; r <= ROUNDS; r++ )); do
+                    grep -Eq "^$r,$s,$id,ok,[0-9.]+,[0-9.]+,[0-9.]+," "$CSV" || bad+=("$s/$id/r$r")
+                done
             done
         done
         if is_fuse_system "$s"; then
@@ -1450,6 +1750,7 @@ if [[ $BENCH_SELFTEST == 1 ]]; then
         grep -q '^Against tmpfs' "$MD" || bad+=("table:against-tmpfs")
     fi
     for s in "${REQ_SYSTEMS[@]}"; do
+        group_applies files "$s" >/dev/null || continue     # the remote systems do not create files
         grep -q "^$s,create,create," "$REQ_CSV" || bad+=("requests:$s")
     done
     (( ${#FAILURES[@]} == 0 )) || bad+=("failures:${FAILURES[*]}")
