@@ -546,7 +546,7 @@ static int apply_rename(struct pfs_mirror_remote *m, struct pfs_wb_op *op, char 
 			    errlen);
 }
 
-static int r_apply(void *arg, struct pfs_wb_op *op, char *err, size_t errlen)
+static int apply_op(void *arg, struct pfs_wb_op *op, char *err, size_t errlen)
 {
 	struct pfs_mirror_remote *m = arg;
 	struct pfs_remote *r = m->wb;
@@ -586,6 +586,46 @@ static int r_apply(void *arg, struct pfs_wb_op *op, char *err, size_t errlen)
 		}
 		return 0;
 	}
+}
+
+/* The directories above path made again on the server, where they are
+ * missing (removed there behind the cache, whose own tree still has them). */
+static int make_parents(struct pfs_mirror_remote *m, const char *path, char *err,
+			size_t errlen)
+{
+	struct pfs_remote *r = m->wb;
+	struct pfs_rmeta meta = {0};
+	char *p = strdup(path), *slash;
+	int ret = 0;
+
+	if (!p)
+		return -ENOMEM;
+	for (slash = strchr(p, '/'); ret == 0 && slash; slash = strchr(slash + 1, '/')) {
+		*slash = '\0';
+		ret = r->ops->mkdir(r, p, &meta, err, errlen);
+		if (ret == -EEXIST)
+			ret = 0;
+		*slash = '/';
+	}
+	free(p);
+	return ret;
+}
+
+static int r_apply(void *arg, struct pfs_wb_op *op, char *err, size_t errlen)
+{
+	struct pfs_mirror_remote *m = arg;
+	const char *to = op->kind == PFS_WB_RENAME ? op->path2 : op->path;
+	int ret = apply_op(arg, op, err, errlen);
+
+	/* A parent removed on the server (WebDAV's 409) while the cache's
+	 * change to a name in it waited: the cache's tree wins, as for any
+	 * change not yet written back; the parents are made again. */
+	if (ret == -ENOENT && to && strchr(to, '/') &&
+	    (op->kind == PFS_WB_MKDIR || op->kind == PFS_WB_CREATE || op->kind == PFS_WB_DATA ||
+	     op->kind == PFS_WB_RENAME) &&
+	    make_parents(m, to, err, errlen) == 0)
+		ret = apply_op(arg, op, err, errlen);
+	return ret;
 }
 
 static int r_flush(void *arg, char *err, size_t errlen)
