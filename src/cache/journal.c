@@ -303,6 +303,8 @@ int pfs_journal_record(void *arg, const struct pfs_wb_op *op)
 
 	if (op->kind == PFS_WB_DATA && op->fd >= 0)
 		identity(op->fd, &ino, &bs, &bns);
+	else if (op->kind == PFS_WB_CREATE)
+		ino = (int64_t)op->key; /* a remote mirror's base is by key */
 	pthread_mutex_lock(&j->lock);
 	sqlite3_bind_int64(s, 1, j->base + (int64_t)op->seq);
 	sqlite3_bind_int(s, 2, (int)op->kind);

@@ -1,0 +1,115 @@
+"""--journal DIR with a WebDAV mirror (Apache mod_dav behind the fault proxy):
+the daemon is killed (SIGKILL) while its changes wait for a server that is
+down; the next mount with the same journal, the server back, writes
+everything that was acknowledged to the server. A server down at mount is
+refused with one line naming it -- with a journal too, whose pending
+changes then wait for the next mount."""
+import os
+import signal
+import subprocess
+
+import pytest
+
+from conftest import PRISMFS, Mount, is_mounted
+from davservers import dav_server
+from faultproxy import FaultProxy
+from prism_helpers import cli, status_json
+from test_cache_crash import tree_mounted, unmount_tree
+from test_cache_remote import give_to_server, read, server_tree, write
+
+
+@pytest.fixture
+def cd(workdir):
+    d = {k: os.path.join(workdir, k) for k in ("mnt", "journal")}
+    os.makedirs(d["mnt"])
+    d["mounts"] = []
+    with dav_server("apache") as s:
+        p = FaultProxy("127.0.0.1", s.port).start()
+        d["server"], d["proxy"] = s, p
+        d["url"] = "http://127.0.0.1:%d/" % p.port
+        try:
+            yield d
+        finally:
+            for m in d["mounts"]:
+                m.cleanup()
+            unmount_tree(d["journal"])
+            p.stop()
+
+
+def start(cd):
+    m = Mount(cd["url"], cd["mnt"], ["--journal", cd["journal"], "--write-back", "0",
+                                     "--mirror"])
+    cd["mounts"].append(m)
+    return m.start()
+
+
+def test_a_kill_with_changes_pending_loses_nothing_acknowledged(cd):
+    s, p = cd["server"], cd["proxy"]
+    write(os.path.join(s.root, "old"), "server's")
+    os.makedirs(os.path.join(s.root, "dir"))
+    write(os.path.join(s.root, "dir/moved"), "to be moved")
+    give_to_server(s.root)
+    m = start(cd)
+    mnt = cd["mnt"]
+    assert read(os.path.join(mnt, "old")) == "server's"  # loaded: its base
+    assert sorted(os.listdir(os.path.join(mnt, "dir"))) == ["moved"]
+    p.down(kill=True)  # from now on every change waits
+    big = os.urandom(3 << 20)
+    write(os.path.join(mnt, "new"), "made while down")
+    write(os.path.join(mnt, "big"), big, "wb")
+    write(os.path.join(mnt, "old"), "changed while down")
+    os.makedirs(os.path.join(mnt, "d/e"))
+    write(os.path.join(mnt, "d/e/f"), "deep")
+    os.rename(os.path.join(mnt, "dir/moved"), os.path.join(mnt, "d/moved"))
+    assert status_json(mnt)["cache"]["pending_ops"] >= 1
+    os.kill(m.pid, signal.SIGKILL)
+    m.proc.wait(10)
+    m.kill()  # its mount point
+    assert tree_mounted(cd["journal"]), "the journal's tree went with the daemon"
+    # The server comes back; the next mount replays the journal first.
+    p.up()
+    m2 = start(cd)
+    res = cli("sync", mnt, timeout=120)
+    assert res.returncode == 0, res.stderr
+    tree = server_tree(s.root)
+    assert tree["new"] == ("file", b"made while down")
+    assert tree["big"] == ("file", big)
+    assert tree["d/e/f"] == ("file", b"deep")
+    assert tree["d/moved"] == ("file", b"to be moved")
+    assert "dir/moved" not in tree
+    # old was the server's, loaded: what it was when loaded (its ETag) went
+    # with the daemon, so the server's version is not overwritten blindly
+    # -- the change is kept beside it, under the conflict name, and the
+    # mount shows the server's tree.
+    aside = [k for k in tree if k.startswith("old.prismfs-conflict-")]
+    assert len(aside) == 1 and tree[aside[0]] == ("file", b"changed while down"), tree
+    assert tree["old"] == ("file", b"server's")
+    assert read(os.path.join(mnt, "old")) == "server's"
+    assert read(os.path.join(mnt, aside[0])) == "changed while down"
+    assert read(os.path.join(mnt, "new")) == "made while down"
+    assert m2.stop() == 0
+    m2.check_clean_exit()
+    assert not tree_mounted(cd["journal"])
+
+
+def test_a_server_down_at_mount_with_a_journal_is_one_line(cd):
+    s, p = cd["server"], cd["proxy"]
+    m = start(cd)
+    p.down(kill=True)
+    write(os.path.join(cd["mnt"], "pending"), "waits")
+    os.kill(m.pid, signal.SIGKILL)
+    m.proc.wait(10)
+    m.kill()
+    res = subprocess.run([PRISMFS, "mount", "--journal", cd["journal"], "--mirror", cd["url"],
+                          cd["mnt"]], capture_output=True, text=True, timeout=120)
+    assert res.returncode != 0
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "127.0.0.1:%d" % p.port in lines[0], res.stderr
+    assert not is_mounted(cd["mnt"])
+    # The journal still holds it: the next mount with the server up writes it.
+    p.up()
+    m2 = start(cd)
+    assert cli("sync", cd["mnt"], timeout=120).returncode == 0
+    assert read(os.path.join(s.root, "pending")) == "waits"
+    assert m2.stop() == 0
+    m2.check_clean_exit()
