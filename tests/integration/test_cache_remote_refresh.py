@@ -166,3 +166,26 @@ def test_local_changes_not_written_back_survive_refreshes(proxied, mnt, mounter)
     assert wait_for(lambda: "b" in (listing(docs) if isinstance(listing(docs), list) else []),
                     timeout=30), listing(docs)
     assert read(os.path.join(docs, "b")) == "new there"
+
+
+def test_bucket_changes_show_after_the_ttl(s3server, s3bucket, workdir, mnt, mounter):
+    from test_cache_remote_s3 import creds
+    base = "%s/%s/pfx/docs/" % (s3server.endpoint, s3bucket)
+    s3server.curl("-X", "PUT", "--data-binary", "one", base + "a")
+    s3server.curl("-X", "PUT", "--data-binary", "three", base + "c")
+    mounter("s3://%s/pfx" % s3bucket, mnt, "--s3-endpoint", s3server.endpoint,
+            "--s3-region", s3server.region, "--mirror-ttl", "1", "--mirror",
+            env=creds(s3server))
+    docs = os.path.join(mnt, "docs")
+    assert listing(docs) == ["a", "c"]
+    assert read(os.path.join(docs, "a")) == "one"
+    s3server.curl("-X", "PUT", "--data-binary", "one, changed there", base + "a")
+    s3server.curl("-X", "PUT", "--data-binary", "new there", base + "b")
+    s3server.curl("-X", "DELETE", base + "c")
+    assert wait_for(lambda: shows_the_change(mnt), timeout=30), \
+        (listing(docs), content(os.path.join(docs, "a")))
+    write(os.path.join(docs, "a"), "mine now")
+    sync(mnt)
+    r = s3server.curl(base + "a")
+    assert r.stdout == b"mine now"
+    assert status_json(mnt)["cache"]["conflicts"] == 0
