@@ -260,7 +260,8 @@ int pfs_cache_refresh(struct pfs_cache *c, int dirfd, const struct stat *st)
 		pfs_cache_dir_listed(c, st->st_ino);
 		return 0;
 	}
-	qsort(list.v, list.n, sizeof(*list.v), by_name);
+	if (list.n)
+		qsort(list.v, list.n, sizeof(*list.v), by_name);
 	for (size_t i = 0; i < list.n; i++) {
 		const struct pfs_mirror_ent *me = &list.v[i];
 		struct stat have;
@@ -284,7 +285,7 @@ int pfs_cache_refresh(struct pfs_cache *c, int dirfd, const struct stat *st)
 		if (strcmp(d->d_name, ".") == 0 || strcmp(d->d_name, "..") == 0)
 			continue;
 		key.name = d->d_name;
-		if (bsearch(&key, list.v, list.n, sizeof(*list.v), by_name))
+		if (list.n && bsearch(&key, list.v, list.n, sizeof(*list.v), by_name))
 			continue;
 		if (fstatat(dirfd, d->d_name, &have, AT_SYMLINK_NOFOLLOW) == 0)
 			changed += remove_gone(c, dirfd, d->d_name, &have, began, seq);
