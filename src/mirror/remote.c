@@ -30,6 +30,7 @@
 #include "mirror/remote.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
@@ -247,6 +248,47 @@ static int r_remember(struct pfs_mirror *mm, uint64_t key, const char *path)
 		return ret;
 	}
 	return set_base(m, key, &rs);
+}
+
+/* "1 SIZE MTIME ETAG" (present) or "0" (the mirror had no such file). */
+static int r_base_save(struct pfs_mirror *mm, uint64_t key, char *buf, size_t len)
+{
+	struct pfs_mirror_remote *m = R(mm);
+	struct base_ent *e;
+	int n = -1;
+
+	pthread_mutex_lock(&m->lock);
+	e = *slot(m, key);
+	if (e && !e->conflict)
+		n = e->b.present ? snprintf(buf, len, "1 %" PRIu64 " %" PRId64 " %s", e->b.size,
+					    e->b.mtime, e->b.etag)
+				 : snprintf(buf, len, "0");
+	pthread_mutex_unlock(&m->lock);
+	return n < 0 ? -ENOENT : (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+static int r_base_load(struct pfs_mirror *mm, uint64_t key, const char *line)
+{
+	struct pfs_mirror_remote *m = R(mm);
+	struct base_ent **p, *e;
+	struct rbase b = {0};
+	int present = 0, off = 0;
+
+	if (sscanf(line, "%d %" SCNu64 " %" SCNd64 " %n", &present, &b.size, &b.mtime, &off) >= 1 &&
+	    present && off > 0)
+		snprintf(b.etag, sizeof(b.etag), "%s", line + off);
+	else if (strcmp(line, "0") != 0)
+		return -EINVAL;
+	b.present = present;
+	pthread_mutex_lock(&m->lock);
+	p = slot(m, key);
+	if (!*p && (e = calloc(1, sizeof(*e)))) {
+		e->key = key;
+		e->b = b;
+		*p = e;
+	}
+	pthread_mutex_unlock(&m->lock);
+	return 0;
 }
 
 static void r_forget(struct pfs_mirror *mm, uint64_t key)
@@ -709,6 +751,8 @@ static struct pfs_mirror_ops remote_ops_for(const struct pfs_remote *r)
 		.flush = r_flush,
 		.conflicts = r_conflicts,
 		.describe = r_describe,
+		.base_save = r_base_save,
+		.base_load = r_base_load,
 		.close = r_close,
 	};
 	return o;
