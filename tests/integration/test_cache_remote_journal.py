@@ -135,3 +135,50 @@ def test_a_server_down_at_mount_with_a_journal_is_one_line(cd):
     assert read(os.path.join(s.root, "pending")) == "waits"
     assert m2.stop() == 0
     m2.check_clean_exit()
+
+
+def test_a_kill_with_changes_pending_loses_nothing_on_s3(s3server, s3bucket, workdir):
+    from test_cache_remote_s3 import creds
+    from test_remote_s3 import get, list_v2
+    mnt, journal = os.path.join(workdir, "mnt"), os.path.join(workdir, "journal")
+    os.makedirs(mnt)
+    base = "%s/%s/pfx/" % (s3server.endpoint, s3bucket)
+    s3server.curl("-X", "PUT", "--data-binary", "bucket's", base + "old")
+    host, port = s3server.endpoint.split("//")[1].split(":")
+    mounts = []
+
+    def start(endpoint):
+        m = Mount("s3://%s/pfx" % s3bucket, mnt,
+                  ["--s3-endpoint", endpoint, "--s3-region", s3server.region,
+                   "--journal", journal, "--write-back", "0", "--mirror"],
+                  env=creds(s3server))
+        mounts.append(m)
+        return m.start()
+
+    try:
+        with FaultProxy(host, int(port)).start() as p:
+            m = start("http://127.0.0.1:%d" % p.port)
+            assert read(os.path.join(mnt, "old")) == "bucket's"
+            p.down(kill=True)
+            write(os.path.join(mnt, "new"), "made while down")
+            write(os.path.join(mnt, "old"), "changed while down")
+            os.makedirs(os.path.join(mnt, "d"))
+            write(os.path.join(mnt, "d/f"), "deep")
+            os.kill(m.pid, signal.SIGKILL)
+            m.kill()
+            assert tree_mounted(journal)
+        # The bucket straight (the proxy is gone): the journal names the
+        # mirror, not the endpoint.
+        m2 = start(s3server.endpoint)
+        assert cli("sync", mnt, timeout=120).returncode == 0
+        assert get(s3server, s3bucket, "pfx/new") == b"made while down"
+        assert get(s3server, s3bucket, "pfx/old") == b"changed while down"
+        assert get(s3server, s3bucket, "pfx/d/f") == b"deep"
+        keys, _, _ = list_v2(s3server, s3bucket, "pfx/")
+        assert not [k for k in keys if "conflict" in k[0]], keys
+        assert m2.stop() == 0
+        m2.check_clean_exit()
+    finally:
+        for m in mounts:
+            m.cleanup()
+        unmount_tree(journal)
