@@ -257,6 +257,7 @@ int pfs_cache_refresh(struct pfs_cache *c, int dirfd, const struct stat *st)
 		/* Gone there, or the mirror cannot be reached: the cache
 		 * serves what it has (a lookup does not fail for it), and
 		 * asks again after another TTL, not at every lookup. */
+		pfs_mirror_dir_free(&list);
 		pfs_cache_dir_listed(c, st->st_ino);
 		return 0;
 	}
@@ -294,6 +295,7 @@ int pfs_cache_refresh(struct pfs_cache *c, int dirfd, const struct stat *st)
 		closedir(dir);
 	pfs_mirror_dir_free(&list);
 	pfs_cache_dir_listed(c, st->st_ino);
-	(void)changed;
+	(void)changed; /* (the tmpfs moved the directory's mtime if names came or went:
+			* the kernel drops its cached listing at its next look) */
 	return 0;
 }
