@@ -303,9 +303,12 @@ static int c_stat(struct pfs_store *st, int dirfd, const char *name, struct stat
 	if (ret < 0)
 		return ret;
 	ret = c->in->ops->stat(c->in, dirfd, name, out, flags);
-	/* A directory's link count counts its subdirectories: fill it. */
+	/* A directory's link count counts its subdirectories: fill it (and
+	 * list it again when its listing is old: the kernel asks for its
+	 * attributes before it uses its cached listing). */
 	if (ret == 0 && S_ISDIR(out->st_mode) && out->st_dev == c->dev &&
-	    !(pfs_cache_state(c, out->st_ino) & FILLED)) {
+	    (!(pfs_cache_state(c, out->st_ino) & FILLED) ||
+	     pfs_cache_dir_stale(c, out->st_ino))) {
 		int fd = pfs_st_openat(c->in, dirfd, *name ? name : ".",
 				       O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
 

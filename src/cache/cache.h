@@ -35,6 +35,8 @@ struct pfs_cache_opts {
 	uint64_t delay_ns;        /* --write-back DELAY */
 	bool lazy;                /* false: fill every directory at start */
 	uint64_t size;            /* the memory filesystem's; 0: nothing is evicted */
+	uint64_t ttl_ns;          /* --mirror-ttl: a directory listed again once its
+				   * listing is older (cache_refresh.c); 0: never */
 	/* --journal: every op recorded there before the reply; the cache
 	 * store owns it once made (cache/journal.h). NULL: none. */
 	struct pfs_journal *journal;

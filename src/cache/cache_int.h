@@ -18,13 +18,20 @@
 
 /* SPILLED: a stub whose data waits for its write-back from a file on the
  * mirror's filesystem (cache_spill.c): not to be loaded before it is done. */
-enum { FILLED = 1, STUB = 2, SPILLED = 4 };
+/* LISTED: a file whose mirror listing is remembered (lsize, lmtim), to
+ * tell a change on the mirror at the next listing (cache_refresh.c). */
+enum { FILLED = 1, STUB = 2, SPILLED = 4, LISTED = 8 };
 
 /* What the cache knows of one of its inodes beyond what the tmpfs says. */
 struct ent {
 	struct ent *next;
 	ino_t ino;
 	unsigned state;
+	unsigned gen;            /* a directory: c->list_gen when it was listed */
+	uint64_t listed_ns;      /* ... and when (CLOCK_MONOTONIC) */
+	off_t lsize;             /* a file: its size and mtime in the mirror's */
+	struct timespec lmtim;   /* last listing, and the cache object's ctime */
+	struct timespec lctim;   /* when that was noted (a later one: changed here) */
 };
 
 /* A file opened for writing, to queue its data when it is released. */
@@ -62,6 +69,8 @@ struct pfs_cache {
 	uint64_t spill_at;           /* a file larger leaves memory; 0: never */
 	unsigned spilled;            /* open files spilled now (atomic) */
 	struct pfs_cache_links *links; /* cache_links.c; under load_lock */
+	uint64_t ttl_ns;             /* a listing's life (--mirror-ttl); 0: for ever */
+	unsigned list_gen;           /* bumped by sync: every listing is old (atomic) */
 };
 
 #define C(st) ((struct pfs_cache *)(st))
@@ -71,7 +80,25 @@ extern const struct pfs_store_ops pfs_cache_ops;
 /* The state of a cache inode (FILLED, STUB bits); set and clear bits. */
 unsigned pfs_cache_state(struct pfs_cache *c, ino_t ino);
 void pfs_cache_state_set(struct pfs_cache *c, ino_t ino, unsigned set, unsigned clear);
+/* cache_refresh.c: is the filled directory ino's listing past its life? */
+bool pfs_cache_dir_stale(struct pfs_cache *c, ino_t ino);
+/* The directory ino was listed now. */
+void pfs_cache_dir_listed(struct pfs_cache *c, ino_t ino);
+/* What the mirror's listing said of the cache file (dirfd, name) (mst),
+ * noted with the file's ctime now. */
+void pfs_cache_file_listed(struct pfs_cache *c, int dirfd, const char *name,
+			   const struct stat *mst);
+/* The file fd was loaded: its data is the mirror's as last listed. */
+void pfs_cache_file_loaded(struct pfs_cache *c, int fd);
+/* List the filled directory dirfd (st: its fstat) again and bring it in
+ * step with the mirror, under c->load_lock. 0 or -errno. */
+int pfs_cache_refresh(struct pfs_cache *c, int dirfd, const struct stat *st);
+/* Make name in dirfd (the cache) what the mirror's entry e of dir is. */
+int pfs_cache_fill_one(struct pfs_cache *c, int dirfd, const char *dir,
+		       const struct pfs_mirror_ent *e);
 unsigned pfs_cache_bucket(uint64_t k);
+/* ino's record (under c->lock); make: a new one if it has none. */
+struct ent *pfs_cache_ent(struct pfs_cache *c, ino_t ino, bool make);
 /* fd's path (and name in it) relative to the cache root, as the mirror
  * knows it. 0 or -errno (-EXDEV: not in the cache). */
 int pfs_cache_path(struct pfs_cache *c, int fd, const char *name, char *buf, size_t len);

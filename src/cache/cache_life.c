@@ -58,6 +58,7 @@ int pfs_cache_new(struct pfs_store **out, struct pfs_store *inner, int root,
 	qo.arg = c->mirror;
 	qo.delay_ns = o->delay_ns;
 	qo.max_dirty = o->max_dirty;
+	c->ttl_ns = o->ttl_ns;
 	if (o->journal) { /* every op through the journal (cache/journal.h) */
 		pfs_journal_use(o->journal, c->mirror);
 		qo.apply = pfs_journal_apply;
@@ -141,8 +142,12 @@ int pfs_cache_start(struct pfs_store *st)
 int pfs_cache_sync(struct pfs_store *st)
 {
 	struct pfs_cache *c = C(st);
+	int ret = pfs_wbq_wait(c->q, pfs_wbq_last(c->q));
 
-	return pfs_wbq_wait(c->q, pfs_wbq_last(c->q));
+	/* Every directory is listed again at its next use: what changed on
+	 * the mirror shows from now on. */
+	__atomic_add_fetch(&c->list_gen, 1, __ATOMIC_RELAXED);
+	return ret;
 }
 
 void pfs_cache_stats(struct pfs_store *st, struct pfs_cache_stats *out)

@@ -17,7 +17,7 @@ unsigned pfs_cache_bucket(uint64_t k)
 }
 
 /* Under c->lock. */
-static struct ent *ent_get(struct pfs_cache *c, ino_t ino, bool make)
+struct ent *pfs_cache_ent(struct pfs_cache *c, ino_t ino, bool make)
 {
 	struct ent **p = &c->tab[pfs_cache_bucket(ino)];
 
@@ -34,7 +34,7 @@ unsigned pfs_cache_state(struct pfs_cache *c, ino_t ino)
 	unsigned s;
 
 	pthread_mutex_lock(&c->lock);
-	e = ent_get(c, ino, false);
+	e = pfs_cache_ent(c, ino, false);
 	s = e ? e->state : 0;
 	pthread_mutex_unlock(&c->lock);
 	return s;
@@ -45,7 +45,7 @@ void pfs_cache_state_set(struct pfs_cache *c, ino_t ino, unsigned set, unsigned 
 	struct ent *e;
 
 	pthread_mutex_lock(&c->lock);
-	e = ent_get(c, ino, true);
+	e = pfs_cache_ent(c, ino, true);
 	if (e)
 		e->state = (e->state & ~clear) | set;
 	pthread_mutex_unlock(&c->lock);
@@ -99,8 +99,8 @@ int pfs_cache_path(struct pfs_cache *c, int fd, const char *name, char *buf, siz
 
 /* Make name in dirfd (the cache) what the mirror's entry e of the
  * directory dir is: directories empty (filled later), files as stubs. */
-static int fill_one(struct pfs_cache *c, int dirfd, const char *dir,
-		    const struct pfs_mirror_ent *e)
+int pfs_cache_fill_one(struct pfs_cache *c, int dirfd, const char *dir,
+		       const struct pfs_mirror_ent *e)
 {
 	const struct stat *st = &e->st;
 	const char *name = e->name;
@@ -141,6 +141,8 @@ static int fill_one(struct pfs_cache *c, int dirfd, const char *dir,
 		ret = c->mirror->ops->meta(c->mirror, path, st, c->in, pfs_ref_at(dirfd, name));
 	if (ret == 0)
 		pfs_cache_link_note(c, dirfd, name, st);
+	if (ret == 0 && S_ISREG(st->st_mode))
+		pfs_cache_file_listed(c, dirfd, name, st);
 	return ret;
 }
 
@@ -154,11 +156,13 @@ int pfs_cache_fill(struct pfs_cache *c, int dirfd)
 
 	if (fstat(dirfd, &st) < 0)
 		return -errno;
-	if (!S_ISDIR(st.st_mode) || st.st_dev != c->dev || (pfs_cache_state(c, st.st_ino) & FILLED))
+	if (!S_ISDIR(st.st_mode) || st.st_dev != c->dev ||
+	    ((pfs_cache_state(c, st.st_ino) & FILLED) && !pfs_cache_dir_stale(c, st.st_ino)))
 		return 0;
 	pthread_mutex_lock(&c->load_lock);
 	if (pfs_cache_state(c, st.st_ino) & FILLED) {
-		ret = 0;
+		/* Filled before: listed again once its listing is old. */
+		ret = pfs_cache_dir_stale(c, st.st_ino) ? pfs_cache_refresh(c, dirfd, &st) : 0;
 		goto out;
 	}
 	/* Renames not yet written back may have moved it (a directory
@@ -181,7 +185,7 @@ int pfs_cache_fill(struct pfs_cache *c, int dirfd)
 		goto done;
 	}
 	for (size_t i = 0; ret == 0 && i < list.n; i++)
-		ret = fill_one(c, dirfd, path, &list.v[i]);
+		ret = pfs_cache_fill_one(c, dirfd, path, &list.v[i]);
 	/* Making the names moved the directory's times: back to what they
 	 * were, the mirror's (its parent's listing gave them; asking the
 	 * mirror again would cost a remote one a request per directory). */
@@ -200,6 +204,7 @@ int pfs_cache_fill(struct pfs_cache *c, int dirfd)
 done:
 	if (ret == 0) {
 		pfs_cache_state_set(c, st.st_ino, FILLED, 0);
+		pfs_cache_dir_listed(c, st.st_ino);
 		pthread_mutex_lock(&c->lock);
 		c->dirs_filled++;
 		pthread_mutex_unlock(&c->lock);
@@ -340,6 +345,7 @@ int pfs_cache_load(struct pfs_cache *c, int fd, const struct stat *st)
 	}
 	if (ret == 0) {
 		pfs_cache_state_set(c, st->st_ino, 0, STUB);
+		pfs_cache_file_loaded(c, wfd);
 		pthread_mutex_lock(&c->lock);
 		c->files_loaded++;
 		c->bytes_loaded += (uint64_t)mst.st_size;

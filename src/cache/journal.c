@@ -298,11 +298,13 @@ int pfs_journal_record(void *arg, const struct pfs_wb_op *op)
 	struct pfs_journal *j = arg;
 	sqlite3_stmt *s = j->ins;
 	int64_t ino = 0, bs = 0, bns = 0;
-	char step[64];
+	char step[64], bline[256];
 	int ret;
 
 	if (op->kind == PFS_WB_DATA && op->fd >= 0)
 		identity(op->fd, &ino, &bs, &bns);
+	else if (op->kind == PFS_WB_CREATE)
+		ino = (int64_t)op->key; /* a remote mirror's base is by key */
 	pthread_mutex_lock(&j->lock);
 	sqlite3_bind_int64(s, 1, j->base + (int64_t)op->seq);
 	sqlite3_bind_int(s, 2, (int)op->kind);
@@ -319,7 +321,15 @@ int pfs_journal_record(void *arg, const struct pfs_wb_op *op)
 	sqlite3_bind_int64(s, 13, op->atime.tv_nsec);
 	sqlite3_bind_int64(s, 14, op->mtime.tv_sec);
 	sqlite3_bind_int64(s, 15, op->mtime.tv_nsec);
-	bind_text(s, 16, op->xname);
+	/* A remote mirror's base of the file (what it was on the server when
+	 * the cache had it) lives in memory: kept with its data, in the
+	 * column a DATA op has no other use for, so a replay after a crash
+	 * still writes on the condition it was changed on. */
+	if (op->kind == PFS_WB_DATA && !op->xname && op->key && j->m && j->m->ops->base_save &&
+	    j->m->ops->base_save(j->m, op->key, bline, sizeof(bline)) == 0)
+		bind_text(s, 16, bline);
+	else
+		bind_text(s, 16, op->xname);
 	if (op->xval)
 		sqlite3_bind_blob(s, 17, op->xval, (int)op->xlen, SQLITE_STATIC);
 	else

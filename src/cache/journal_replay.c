@@ -249,6 +249,19 @@ static int replay_ops(struct pfs_journal *j, struct pfs_mirror *m, int tree,
 			ret = -EIO;
 			break;
 		}
+		/* The key a remote mirror keeps a file's base by: what a
+		 * CREATE made is what its DATA ops write over. */
+		if (op->kind == PFS_WB_DATA || op->kind == PFS_WB_CREATE)
+			op->key = (uint64_t)ino;
+		if (op->kind == PFS_WB_DATA && op->xname) {
+			/* its base, as the mirror had it when it was recorded
+			 * (an earlier op of the file replayed first sets a
+			 * newer one: that is kept) */
+			if (m->ops->base_load && op->key)
+				m->ops->base_load(m, op->key, op->xname);
+			free(op->xname);
+			op->xname = NULL;
+		}
 		if (op->kind == PFS_WB_DATA) {
 			const char *p = find(f, ino, bs, bns, 0);
 
@@ -332,6 +345,7 @@ static int replay_open(struct pfs_journal *j, struct pfs_mirror *m, int tree,
 				break;
 			}
 			op->fd = openat(tree, p, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+			op->key = (uint64_t)ino;
 			ret = op->fd < 0 ? -errno : m->ops->apply(m, op, msg, sizeof(msg));
 			pfs_wb_op_free(op);
 			if (ret < 0)

@@ -79,6 +79,7 @@ int pfs_cache_mount_open(const struct pfs_config *cfg, struct pfs_fs *fs)
 	struct pfs_cache_opts o = {.mirror = cfg->mirror, .mirror_opts = &mo,
 				   .max_dirty = cfg->cache_max_dirty,
 				   .delay_ns = (uint64_t)(cfg->write_back * 1e9),
+				   .ttl_ns = (uint64_t)(cfg->mirror_ttl * 1e9),
 				   .lazy = cfg->lazy_load, .size = cfg->cache_size};
 	struct pfs_store *cache;
 	struct pfs_journal *j = NULL;

@@ -225,6 +225,11 @@ const char pfs_mount_usage[] =
 	"                          for. --cache-size bounds DIR/tree as it bounds memory.\n"
 	"                          Without it, a crash loses what was not yet written back\n"
 	"                          (at most what was not fsync'ed)\n"
+	"  --mirror-ttl SECONDS    a directory listed from the mirror is listed again at\n"
+	"                          its next use once older than this, so changes made on\n"
+	"                          the mirror behind the mount show (default 30; 0: never;\n"
+	"                          prismfs sync: at once); names and attributes are cached\n"
+	"                          by the kernel no longer unless --timeout is given\n"
 	"  --s3-endpoint URL       an s3:// mirror's server (default AWS's for the region)\n"
 	"  --s3-region NAME        the region requests are signed for (default us-east-1)\n"
 	"  --s3-profile NAME       the ~/.aws/credentials profile, when AWS_ACCESS_KEY_ID\n"
@@ -273,7 +278,8 @@ const char pfs_mount_usage[] =
 	"                          one JSON object per operation (default text)\n"
 	"  --timeout SECONDS       how long the kernel may cache names and attributes\n"
 	"                          (default 86400). prismfs invalidates the kernel's cache\n"
-	"                          itself for every change made through the mount.\n"
+	"                          itself for every change made through the mount\n"
+	"                          (with --mirror, not given: at most --mirror-ttl).\n"
 	"  --volatile              the source is also changed by programs that do not go\n"
 	"                          through the mount: no kernel caching of names,\n"
 	"                          attributes or file data (same as --timeout 0 plus no\n"
@@ -384,7 +390,7 @@ const char pfs_mount_usage[] =
 	"  -o read_only,volatile,nodefault_permissions,private\n"
 	"  -o squash_to_root,squash_to_uid=UID,squash_to_gid=GID\n"
 	"  -o mirror=DIR,cache_size=SIZE,cache_max_dirty=SIZE,write_back=SECONDS\n"
-	"  -o lazy_load[=on|off]\n"
+	"  -o lazy_load[=on|off],mirror_ttl=SECONDS\n"
 	"  -o default_upper,new_mountpoint=WHERE\n"
 	"  (upperdir=, workdir=, whiteout=, on_unmount=: above; --lower has lowerdir=)\n"
 	"  mount -t fuse.prismfs -o mirror=DIR,cache_size=1G none MOUNTPOINT\n"
@@ -701,6 +707,7 @@ int pfs_cli_parse(int argc, char **argv, struct pfs_config *cfg, char *err, size
 	cfg->timeout = PFS_DEFAULT_TIMEOUT;
 	cfg->lazy_load = true;
 	cfg->write_back = -1; /* not given */
+	cfg->mirror_ttl = -1;
 	cfg->threads = 16;
 	cfg->default_permissions = true;
 	cfg->squash_uid = cfg->squash_gid = -1;

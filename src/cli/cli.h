@@ -81,6 +81,8 @@ struct pfs_config {
 	size_t cache_max_dirty; /* bytes */
 	bool lazy_load;
 	double write_back;      /* seconds a change waits before it is written back */
+	double mirror_ttl;      /* --mirror-ttl: a listing's life in seconds (-1: not given) */
+	bool timeout_set;       /* --timeout given */
 	const char *journal;    /* --journal DIR (cache/journal.h), or NULL */
 	const char *s3_endpoint;/* --s3-endpoint URL (an s3:// mirror's server) */
 	const char *s3_region;  /* --s3-region NAME */
@@ -111,6 +113,7 @@ struct pfs_config {
 #define PFS_DEFAULT_MAP_MAX ((size_t)64 << 20)
 #define PFS_DEFAULT_CACHE_SIZE ((size_t)512 << 20)
 #define PFS_DEFAULT_WRITE_BACK 1.0
+#define PFS_DEFAULT_MIRROR_TTL 30.0
 
 /* Parse argv. 0 on success; -EINVAL with a one-line reason in err on bad
  * usage. cfg must be released with pfs_config_free either way. */

@@ -94,6 +94,7 @@ static int opt_timeout(struct pfs_config *cfg, const char *v, const char *what, 
 		pfs_cli_seterr(err, errlen, "%s needs a number of seconds, not %s", what, SHOWN(v));
 		return -EINVAL;
 	}
+	cfg->timeout_set = true;
 	return 0;
 }
 
@@ -255,6 +256,19 @@ static int opt_cache_dirty(struct pfs_config *cfg, const char *v, const char *wh
 	if (!cfg->cache_opt)
 		cfg->cache_opt = what;
 	return cache_bytes(v, what, &cfg->cache_max_dirty, err, errlen);
+}
+
+static int opt_mirror_ttl(struct pfs_config *cfg, const char *v, const char *what, char *err,
+			  size_t errlen)
+{
+	if (!cfg->cache_opt)
+		cfg->cache_opt = what;
+	if (pfs_parse_seconds(v, &cfg->mirror_ttl) < 0 || cfg->mirror_ttl > 31536000) {
+		pfs_cli_seterr(err, errlen, "%s needs a number of seconds (0: never list again), "
+			       "not %s", what, SHOWN(v));
+		return -EINVAL;
+	}
+	return 0;
 }
 
 static int opt_write_back(struct pfs_config *cfg, const char *v, const char *what, char *err,
@@ -477,6 +491,7 @@ static const struct mount_opt {
 	{"--lazy-load", "lazy_load", OPT_ON_OFF, false, opt_lazy_load},
 	{"--write-back", "write_back=", OPT_VALUE, false, opt_write_back},
 	{"--journal", "journal=", OPT_VALUE, false, opt_journal},
+	{"--mirror-ttl", "mirror_ttl=", OPT_VALUE, false, opt_mirror_ttl},
 	{"--s3-endpoint", "s3_endpoint=", OPT_VALUE, false, opt_s3},
 	{"--s3-region", "s3_region=", OPT_VALUE, false, opt_s3},
 	{"--s3-profile", "s3_profile=", OPT_VALUE, false, opt_s3},
@@ -692,6 +707,12 @@ static int finish_cache(struct pfs_config *cfg, char *err, size_t errlen)
 	}
 	if (cfg->write_back < 0)
 		cfg->write_back = PFS_DEFAULT_WRITE_BACK;
+	if (cfg->mirror_ttl < 0)
+		cfg->mirror_ttl = PFS_DEFAULT_MIRROR_TTL;
+	/* The kernel's own cache of names and attributes lasts no longer than
+	 * a listing, unless --timeout says otherwise. */
+	if (!cfg->timeout_set && cfg->mirror_ttl > 0 && cfg->timeout > cfg->mirror_ttl)
+		cfg->timeout = cfg->mirror_ttl;
 	return 0;
 }
 

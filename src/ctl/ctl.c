@@ -422,6 +422,11 @@ static void serve(struct pfs_ctl *ctl, int fd)
 		int r = pfs_cache_is(ctl->fs->store) ? pfs_cache_sync(ctl->fs->store) : 0;
 		char *msg = NULL;
 
+		/* The cache lists its directories again at their next use:
+		 * the kernel asks for them at its next. */
+		if (pfs_cache_is(ctl->fs->store))
+			pfs_nodes_stale_dirs(ctl->fs);
+
 		if (r < 0) {
 			struct pfs_cache_stats s;
 

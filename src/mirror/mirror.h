@@ -117,6 +117,12 @@ struct pfs_mirror_ops {
 	/* path's inode number, 0 when absent (the journal's replay tells
 	 * whether an exchange is done). */
 	int64_t (*ino)(struct pfs_mirror *m, const char *path);
+	/* Optional, for a mirror whose bases live only in memory (remote):
+	 * key's base as one line to keep (the journal records it with a
+	 * file's data), -ENOENT when it has none; and key's base set back
+	 * from such a line (a replay after a crash), unless it has one. */
+	int (*base_save)(struct pfs_mirror *m, uint64_t key, char *buf, size_t len);
+	int (*base_load)(struct pfs_mirror *m, uint64_t key, const char *line);
 
 	void (*close)(struct pfs_mirror *m);
 };

@@ -31,6 +31,7 @@
 #include "mirror/remote.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
@@ -230,6 +231,47 @@ static int r_remember(struct pfs_mirror *mm, uint64_t key, const char *path)
 	if (ret == -ENOENT)
 		return set_base(m, key, NULL);
 	return ret < 0 ? ret : set_base(m, key, &rs);
+}
+
+/* "1 SIZE MTIME ETAG" (present) or "0" (the mirror had no such file). */
+static int r_base_save(struct pfs_mirror *mm, uint64_t key, char *buf, size_t len)
+{
+	struct pfs_mirror_remote *m = R(mm);
+	struct base_ent *e;
+	int n = -1;
+
+	pthread_mutex_lock(&m->lock);
+	e = *slot(m, key);
+	if (e && !e->conflict)
+		n = e->b.present ? snprintf(buf, len, "1 %" PRIu64 " %" PRId64 " %s", e->b.size,
+					    e->b.mtime, e->b.etag)
+				 : snprintf(buf, len, "0");
+	pthread_mutex_unlock(&m->lock);
+	return n < 0 ? -ENOENT : (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+static int r_base_load(struct pfs_mirror *mm, uint64_t key, const char *line)
+{
+	struct pfs_mirror_remote *m = R(mm);
+	struct base_ent **p, *e;
+	struct rbase b = {0};
+	int present = 0, off = 0;
+
+	if (sscanf(line, "%d %" SCNu64 " %" SCNd64 " %n", &present, &b.size, &b.mtime, &off) >= 1 &&
+	    present && off > 0)
+		snprintf(b.etag, sizeof(b.etag), "%s", line + off);
+	else if (strcmp(line, "0") != 0)
+		return -EINVAL;
+	b.present = present;
+	pthread_mutex_lock(&m->lock);
+	p = slot(m, key);
+	if (!*p && (e = calloc(1, sizeof(*e)))) {
+		e->key = key;
+		e->b = b;
+		*p = e;
+	}
+	pthread_mutex_unlock(&m->lock);
+	return 0;
 }
 
 static void r_forget(struct pfs_mirror *mm, uint64_t key)
@@ -552,7 +594,7 @@ static int apply_rename(struct pfs_mirror_remote *m, struct pfs_wb_op *op, char 
 			    errlen);
 }
 
-static int r_apply(void *arg, struct pfs_wb_op *op, char *err, size_t errlen)
+static int apply_op(void *arg, struct pfs_wb_op *op, char *err, size_t errlen)
 {
 	struct pfs_mirror_remote *m = arg;
 	struct pfs_remote *r = m->wb;
@@ -594,6 +636,46 @@ static int r_apply(void *arg, struct pfs_wb_op *op, char *err, size_t errlen)
 		}
 		return 0;
 	}
+}
+
+/* The directories above path made again on the server, where they are
+ * missing (removed there behind the cache, whose own tree still has them). */
+static int make_parents(struct pfs_mirror_remote *m, const char *path, char *err,
+			size_t errlen)
+{
+	struct pfs_remote *r = m->wb;
+	struct pfs_rmeta meta = {0};
+	char *p = strdup(path), *slash;
+	int ret = 0;
+
+	if (!p)
+		return -ENOMEM;
+	for (slash = strchr(p, '/'); ret == 0 && slash; slash = strchr(slash + 1, '/')) {
+		*slash = '\0';
+		ret = r->ops->mkdir(r, p, &meta, err, errlen);
+		if (ret == -EEXIST)
+			ret = 0;
+		*slash = '/';
+	}
+	free(p);
+	return ret;
+}
+
+static int r_apply(void *arg, struct pfs_wb_op *op, char *err, size_t errlen)
+{
+	struct pfs_mirror_remote *m = arg;
+	const char *to = op->kind == PFS_WB_RENAME ? op->path2 : op->path;
+	int ret = apply_op(arg, op, err, errlen);
+
+	/* A parent removed on the server (WebDAV's 409) while the cache's
+	 * change to a name in it waited: the cache's tree wins, as for any
+	 * change not yet written back; the parents are made again. */
+	if (ret == -ENOENT && to && strchr(to, '/') &&
+	    (op->kind == PFS_WB_MKDIR || op->kind == PFS_WB_CREATE || op->kind == PFS_WB_DATA ||
+	     op->kind == PFS_WB_RENAME) &&
+	    make_parents(m, to, err, errlen) == 0)
+		ret = apply_op(arg, op, err, errlen);
+	return ret;
 }
 
 static int r_flush(void *arg, char *err, size_t errlen)
@@ -670,6 +752,8 @@ static struct pfs_mirror_ops remote_ops_for(const struct pfs_remote *r)
 		.flush = r_flush,
 		.conflicts = r_conflicts,
 		.describe = r_describe,
+		.base_save = r_base_save,
+		.base_load = r_base_load,
 		.close = r_close,
 	};
 	return o;

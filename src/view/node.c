@@ -674,3 +674,26 @@ void pfs_nodes_maybe_trim(struct pfs_fs *fs, size_t forgotten)
 		malloc_trim(0);
 	}
 }
+
+/* Every directory's attributes the kernel holds marked stale (its names and
+ * cached listings stay until then): the next use asks the store, which
+ * lists a remote mirror's directory again after prismfs sync. */
+void pfs_nodes_stale_dirs(struct pfs_fs *fs)
+{
+	if (!fs->kernel || !fs->nodes)
+		return;
+	fs->kernel->inval_inode(fs->kernel_ctx, FUSE_ROOT_ID, -1, 0);
+	for (int i = 0; i < SHARDS; i++) {
+		struct shard *s = &fs->nodes->shards[i];
+
+		/* With a negative offset the kernel only marks the attributes
+		 * (under a spinlock): nothing it does waits for this lock. */
+		pthread_mutex_lock(&s->lock);
+		for (size_t b = 0; b < s->nbuckets; b++)
+			for (struct pfs_node *n = s->buckets[b]; n; n = n->hnext)
+				if (S_ISDIR(n->type) && n->nlookup && n != fs->root)
+					fs->kernel->inval_inode(fs->kernel_ctx, pfs_ino_of(fs, n),
+								-1, 0);
+		pthread_mutex_unlock(&s->lock);
+	}
+}

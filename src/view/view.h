@@ -275,6 +275,8 @@ int pfs_node_name(struct pfs_fs *fs, struct pfs_node *n, int *parent_fd, char *n
 /* Virtual path of n (plus "/name" if name): malloc'd, or NULL. */
 char *pfs_node_path(struct pfs_fs *fs, struct pfs_node *n, const char *name);
 size_t pfs_nodes_count(struct pfs_fs *fs);
+/* The kernel's attributes of every directory marked stale (prismfs sync). */
+void pfs_nodes_stale_dirs(struct pfs_fs *fs);
 /* After the kernel forgot many nodes, give their memory back to the system. */
 void pfs_nodes_maybe_trim(struct pfs_fs *fs, size_t forgotten);
 /* n's O_PATH fd (or -errno: it was closed to stay in the fd budget and its
