@@ -241,8 +241,8 @@ static int r_base_save(struct pfs_mirror *mm, uint64_t key, char *buf, size_t le
 	int n = -1;
 
 	pthread_mutex_lock(&m->lock);
-	e = *slot(m, key);
-	if (e && !e->conflict)
+	e = pfs_basetab_get(&m->bt, key);
+	if (e && !e->h.conflict)
 		n = e->b.present ? snprintf(buf, len, "1 %" PRIu64 " %" PRId64 " %s", e->b.size,
 					    e->b.mtime, e->b.etag)
 				 : snprintf(buf, len, "0");
@@ -253,7 +253,7 @@ static int r_base_save(struct pfs_mirror *mm, uint64_t key, char *buf, size_t le
 static int r_base_load(struct pfs_mirror *mm, uint64_t key, const char *line)
 {
 	struct pfs_mirror_remote *m = R(mm);
-	struct base_ent **p, *e;
+	struct base_ent *e;
 	struct rbase b = {0};
 	int present = 0, off = 0;
 
@@ -264,12 +264,9 @@ static int r_base_load(struct pfs_mirror *mm, uint64_t key, const char *line)
 		return -EINVAL;
 	b.present = present;
 	pthread_mutex_lock(&m->lock);
-	p = slot(m, key);
-	if (!*p && (e = calloc(1, sizeof(*e)))) {
-		e->key = key;
+	e = pfs_basetab_get(&m->bt, key) ? NULL : pfs_basetab_make(&m->bt, key, sizeof(*e));
+	if (e)
 		e->b = b;
-		*p = e;
-	}
 	pthread_mutex_unlock(&m->lock);
 	return 0;
 }

@@ -307,10 +307,13 @@ def test_a_directory_removed_but_not_empty_on_the_server_goes_aside(dav, mnt, mo
     view removes: kept aside, and the write-back goes on."""
     write(os.path.join(dav.root, "f"), "base")
     give_to_server(dav.root)
-    cached(mounter, dav.url + "/", mnt)
+    # Listings never refreshed: the name made on the server stays unseen,
+    # as one made there after the last refresh would be.
+    cached(mounter, dav.url + "/", mnt, "--mirror-ttl", "0")
     os.makedirs(os.path.join(mnt, "d"))
     write(os.path.join(mnt, "d/f"), "mine")
     sync(mnt)
+    assert os.listdir(os.path.join(mnt, "d")) == ["f"]  # listed after the sync
     write(os.path.join(dav.root, "d/extra"), "made on the server")
     give_to_server(dav.root)
     os.unlink(os.path.join(mnt, "d/f"))
