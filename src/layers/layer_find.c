@@ -131,6 +131,7 @@ struct finding {
 	bool redirected;          /* the upper's own directory has a redirect */
 	bool data;                /* the shown upper file is a metacopy: its
 				   * data is the next regular file below */
+	bool refuse;              /* ... on a mount without metacopy=on */
 };
 
 /* What a step says: look at the next layer, or the search is over. */
@@ -343,7 +344,7 @@ static int found_top(struct finding *s, int i, int d, const char *nm, const stru
 	} else if (i == 0) {
 		pfs_layer_upper_key(fs, d, nm, f);
 		s->keyed = true;
-		if (S_ISREG(st->st_mode) && fs->layers->metacopy && !s->dir->map &&
+		if (S_ISREG(st->st_mode) && !s->dir->map &&
 		    pfs_ovl_has(fs->store, pfs_ref_at(d, nm), "metacopy") > 0) {
 			/* Its data is found below as a directory's lower parts
 			 * are: by its redirect, else by its name. */
@@ -355,6 +356,7 @@ static int found_top(struct finding *s, int i, int d, const char *nm, const stru
 			if (ret < 0)
 				return ret;
 			s->data = true;
+			s->refuse = !fs->layers->metacopy;
 			return GO_ON;
 		}
 	} else {
@@ -378,6 +380,8 @@ static int found_below(struct finding *s, int i, int d, const char *nm, const st
 	if (s->data) {
 		if (!S_ISREG(st->st_mode))
 			return STOP; /* no data: the lookup fails (EIO) */
+		if (s->refuse)
+			return -EPERM; /* as the kernel's "refusing to follow metacopy origin" */
 		fd = pfs_layer_open_at(s->fs, d, nm, O_PATH | O_NOFOLLOW | O_CLOEXEC);
 		if (fd < 0)
 			return fd;
@@ -477,7 +481,7 @@ int pfs_layer_find_in(struct pfs_fs *fs, const struct pfs_ldir *dir, const char 
 	}
 	walk_done(&s);
 	free(s.redir);
-	if (ret >= 0 && s.data)
+	if (ret >= 0 && s.data && !s.refuse)
 		ret = -EIO; /* a metacopy file without its data, as the kernel */
 	if (ret < 0)
 		goto err;

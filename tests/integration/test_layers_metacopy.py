@@ -203,3 +203,19 @@ def test_metacopy_needs_redirect_dir_on(ovl, backend, opts):
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "metacopy=on" in lines[0] and "redirect_dir=on" in lines[0], lines
     assert os.listdir(ovl.U) == [] and not os.path.ismount(ovl.M)
+
+
+def test_metacopy_off_refuses_to_follow(layers, writer, reader):
+    """A metacopy upper mounted without metacopy=on: the lookup of a
+    metacopy file fails with EPERM, as the kernel's "refusing to follow
+    metacopy origin"; other names still show."""
+    build(layers)
+    mkfile(layers.l1("plain"), b"plain")
+    mount(layers, writer)
+    os.chmod(layers.m("big"), 0o600)
+    layers.umount()
+    layers.mount(reader)
+    with pytest.raises(PermissionError):
+        os.stat(layers.m("big"))
+    assert read(layers.m("plain")) == b"plain"
+    layers.umount()
