@@ -116,8 +116,8 @@ int pfs_cli_finish_layers(struct pfs_config *cfg, char *err, size_t errlen)
 	if (cfg->metacopy && !cfg->redirect_given && !cfg->map_path)
 		cfg->redirect = PFS_REDIR_ON;
 	if (cfg->metacopy && (cfg->redirect != PFS_REDIR_ON || cfg->map_path)) {
-		pfs_cli_seterr(err, errlen, "-o metacopy=on %s (a moved file's data is found by "
-			       "its redirect)", cfg->map_path ? "cannot be used with --map"
+		pfs_cli_seterr(err, errlen, "-o metacopy=on %s (the data of a moved file is found "
+			       "by its redirect)", cfg->map_path ? "cannot be used with --map"
 							      : "needs redirect_dir=on");
 		return -EINVAL;
 	}
