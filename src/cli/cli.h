@@ -74,6 +74,8 @@ struct pfs_config {
 	bool nosymfollow;       /* -o nosymfollow (last of it and symfollow) */
 	bool userxattr;         /* -o userxattr: the layers' xattrs are user.overlay.* */
 	enum pfs_redirect redirect; /* -o redirect_dir= */
+	bool redirect_given;    /* ... given (else metacopy=on turns it on) */
+	bool metacopy;          /* -o metacopy=on: metadata-only copy-up */
 	/* mount --mirror: a memory cache written back to this directory
 	 * (cache/cache.h), instead of SOURCE. */
 	const char *mirror;

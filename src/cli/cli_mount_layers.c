@@ -111,6 +111,16 @@ int pfs_cli_finish_layers(struct pfs_config *cfg, char *err, size_t errlen)
 	}
 	if (cfg->default_upper && pfs_cli_default_upper(cfg, err, errlen) < 0)
 		return -EINVAL;
+	/* As the kernel's: metacopy finds moved files' data by redirects, so
+	 * it turns redirect_dir=on on, and conflicts with any other. */
+	if (cfg->metacopy && !cfg->redirect_given && !cfg->map_path)
+		cfg->redirect = PFS_REDIR_ON;
+	if (cfg->metacopy && (cfg->redirect != PFS_REDIR_ON || cfg->map_path)) {
+		pfs_cli_seterr(err, errlen, "-o metacopy=on %s (the data of a moved file is found "
+			       "by its redirect)", cfg->map_path ? "cannot be used with --map"
+							      : "needs redirect_dir=on");
+		return -EINVAL;
+	}
 	if (cfg->map_path && cfg->redirect != PFS_REDIR_OFF) {
 		pfs_cli_seterr(err, errlen, "-o redirect_dir=%s cannot be used with --map: the "
 			       "paths of a mapping table are not those of the lowers, so no "

@@ -146,9 +146,7 @@ static const struct ovl_opt {
 	{"index=", {"on", "off"}, 0x2,
 	 "prismfs keeps no inode index (a copy-up breaks the hard links of a lower file, as with "
 	 "index=off); use index=off"},
-	{"metacopy=", {"on", "off"}, 0x2,
-	 "prismfs copies the data of a file up with its metadata (no metadata-only copy-up); "
-	 "use metacopy=off"},
+	/* metacopy= is read by ovl_opt itself (it sets cfg->metacopy). */
 	{"nfs_export=", {"on", "off"}, 0x2,
 	 "prismfs does not export overlay file handles; use nfs_export=off"},
 	/* Every mode keeps (st_dev, st_ino) one object's: the kernel by a
@@ -174,6 +172,17 @@ static int ovl_opt(struct pfs_config *cfg, const char *p, size_t n, char *err, s
 			cfg->layer_opt = "userxattr";
 		return 1;
 	}
+	if (n >= 9 && strncmp(p, "metacopy=", 9) == 0) {
+		if (!item_is(p + 9, n - 9, "on") && !item_is(p + 9, n - 9, "off")) {
+			pfs_cli_seterr(err, errlen, "-o %.*s: the kernel overlay option metacopy= "
+				       "takes on, off", (int)n, p);
+			return -EINVAL;
+		}
+		cfg->metacopy = item_is(p + 9, n - 9, "on");
+		if (!cfg->layer_opt)
+			cfg->layer_opt = "metacopy=";
+		return 1;
+	}
 	if (n >= 13 && strncmp(p, "redirect_dir=", 13) == 0) {
 		/* off as a kernel without redirect_always_follow reads it:
 		 * nofollow (prismfs's default). */
@@ -184,6 +193,7 @@ static int ovl_opt(struct pfs_config *cfg, const char *p, size_t n, char *err, s
 		for (size_t j = 0; j < PFS_ARRAY_SIZE(rv); j++) {
 			if (item_is(p + 13, n - 13, rv[j])) {
 				cfg->redirect = rm[j];
+				cfg->redirect_given = true;
 				if (!cfg->layer_opt)
 					cfg->layer_opt = "redirect_dir=";
 				return 1;

@@ -38,10 +38,14 @@ static int copy_data(struct pfs_store *s, int dst, int src, const struct stat *s
 	return pfs_st_copy(s, dst, src, st->st_size, false, NULL, NULL);
 }
 
+/* What a copy-up brings: all, the object without its data (a truncating
+ * open), or a metacopy (overlay.metacopy: metadata only, data below). */
+enum cu_mode { CU_ALL, CU_NO_DATA, CU_META };
+
 /* Make a copy of the object `name` in the lower directory ldir (whose
  * O_PATH fd is obj, lstat st) as tmp in the work directory. */
 static int make_copy(struct pfs_fs *fs, int ldir, const char *name, int obj,
-		     const struct stat *st, const char *tmp, bool no_data)
+		     const struct stat *st, const char *tmp, enum cu_mode mode)
 {
 	struct pfs_store *s = fs->store;
 	int wd = fs->layers->work_fd, fd = -1, src = -1, ret = 0;
@@ -59,7 +63,11 @@ static int make_copy(struct pfs_fs *fs, int ldir, const char *name, int obj,
 		fd = pfs_st_openat(s, wd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 		if (fd < 0)
 			return fd;
-		if (!no_data && st->st_size > 0) {
+		if (mode == CU_META) {
+			/* As the kernel's: sparse, of the lower's size; the data
+			 * stays below until the first write. */
+			ret = pfs_st_truncate(s, fd, st->st_size);
+		} else if (mode == CU_ALL && st->st_size > 0) {
 			pfs_store_procname(obj, p);
 			src = pfs_st_openat(s, fs->proc_fd, p, O_RDONLY | O_CLOEXEC, 0);
 			ret = src < 0 ? src : copy_data(s, fd, src, st);
@@ -86,6 +94,8 @@ static int make_copy(struct pfs_fs *fs, int ldir, const char *name, int obj,
 	if (ret == 0)
 		ret = pfs_meta_copy(s, fd >= 0 ? pfs_ref_fd(fd) : pfs_ref_at(wd, tmp),
 				    pfs_ref_at(ldir, name), st, PFS_META_NO_PRIVATE, &op);
+	if (ret == 0 && mode == CU_META)
+		ret = pfs_layer_setx(fs, wd, tmp, "metacopy", "", 0);
 	/* Durable before it is renamed into place: a crash must not leave an
 	 * upper file that hides the lower one with less than its data. */
 	if (ret == 0 && fd >= 0)
@@ -168,7 +178,7 @@ static int make_synthetic(struct pfs_fs *fs, struct pfs_node *n, const char *tmp
 }
 
 static int copy_up_one(struct pfs_fs *fs, struct pfs_node *n, struct pfs_node *parent,
-		       const char *name, bool no_data)
+		       const char *name, enum cu_mode mode)
 {
 	struct pfs_layers *L = fs->layers;
 	struct pfs_store *s = fs->store;
@@ -199,9 +209,12 @@ static int copy_up_one(struct pfs_fs *fs, struct pfs_node *n, struct pfs_node *p
 	 * overlayfs without index): the copy is a file of its own, with its
 	 * own number, and the other names keep the lower one. */
 	split = !S_ISDIR(st.st_mode) && st.st_nlink > 1;
+	/* Nothing to leave below: an empty file, or no xattr to say so. */
+	if (mode == CU_META && (!S_ISREG(st.st_mode) || st.st_size == 0 || !L->xattrs || syn))
+		mode = CU_ALL;
 	pfs_layer_tmpname(L, tmp);
 	ret = syn ? make_synthetic(fs, n, tmp)
-		  : make_copy(fs, ldir, lname, nfd, &st, tmp, no_data);
+		  : make_copy(fs, ldir, lname, nfd, &st, tmp, mode);
 	if (ret < 0)
 		return ret;
 	if (!S_ISDIR(st.st_mode) && !split)
@@ -216,6 +229,10 @@ static int copy_up_one(struct pfs_fs *fs, struct pfs_node *n, struct pfs_node *p
 	fd = pfs_st_openat(s, ud, name, O_PATH | O_NOFOLLOW | O_CLOEXEC, 0);
 	if (fd < 0)
 		return fd;
+	/* The lower object (fd[t], kept) still holds the data: its opens
+	 * stay on it (pfs_node_moved_up leaves them). */
+	if (mode == CU_META)
+		__atomic_store_n(&n->ln->meta, true, __ATOMIC_RELEASE);
 	if (pfs_node_moved_up(fs, n, fd) || split) {
 		pfs_node_retire(fs, n);
 		pfs_inval_entry(fs, parent, name);
@@ -227,7 +244,7 @@ static int copy_up_one(struct pfs_fs *fs, struct pfs_node *n, struct pfs_node *p
 	return 0;
 }
 
-int pfs_layer_copy_up_locked(struct pfs_fs *fs, struct pfs_node *n, bool no_data)
+static int copy_up_mode(struct pfs_fs *fs, struct pfs_node *n, enum cu_mode mode)
 {
 	struct pfs_node *parent;
 	char name[NAME_MAX + 1];
@@ -242,8 +259,94 @@ int pfs_layer_copy_up_locked(struct pfs_fs *fs, struct pfs_node *n, bool no_data
 		return ret; /* an unlinked lower object: nowhere to put it */
 	ret = pfs_layer_copy_up_locked(fs, parent, false);
 	if (ret == 0)
-		ret = copy_up_one(fs, n, parent, name, no_data);
+		ret = copy_up_one(fs, n, parent, name, mode);
 	pfs_node_release(fs, parent);
+	return ret;
+}
+
+int pfs_layer_copy_up_locked(struct pfs_fs *fs, struct pfs_node *n, bool no_data)
+{
+	return copy_up_mode(fs, n, no_data ? CU_NO_DATA : CU_ALL);
+}
+
+int pfs_layer_copy_up_meta_locked(struct pfs_fs *fs, struct pfs_node *n)
+{
+	return copy_up_mode(fs, n, fs->layers->metacopy && n->type == S_IFREG ? CU_META : CU_ALL);
+}
+
+int pfs_layer_copy_up_meta(struct pfs_fs *fs, struct pfs_node *n)
+{
+	int ret;
+
+	if (!n->ln)
+		return -ESTALE;
+	if (__atomic_load_n(&n->ln->top, __ATOMIC_ACQUIRE) == 0)
+		return 0;
+	pthread_mutex_lock(&fs->layers->lock);
+	ret = copy_up_mode(fs, n, fs->layers->metacopy && n->type == S_IFREG ? CU_META : CU_ALL);
+	pthread_mutex_unlock(&fs->layers->lock);
+	return ret;
+}
+
+/* overlay.metacopy off the upper file w, under both prefixes (a kernel
+ * may have made it under the other). */
+static int drop_metacopy(struct pfs_fs *fs, int w)
+{
+	static const char *const pre[] = {"trusted.overlay.metacopy", "user.overlay.metacopy"};
+	int ret = 0;
+
+	for (size_t i = 0; i < 2 && ret == 0; i++) {
+		ret = pfs_st_removexattr(fs->store, pfs_ref_fd(w), pre[i]);
+		if (ret == -ENODATA || ret == -EPERM || ret == -ENOTSUP || ret == -EOPNOTSUPP)
+			ret = 0;
+	}
+	return ret;
+}
+
+int pfs_layer_copy_data_up(struct pfs_fs *fs, struct pfs_node *n, bool no_data)
+{
+	struct pfs_store *s = fs->store;
+	int nfd, ufd, dfd, w = -1, r = -1, ret;
+	char p[24];
+	struct stat st;
+
+	if (!n->ln || !__atomic_load_n(&n->ln->meta, __ATOMIC_ACQUIRE))
+		return 0;
+	nfd = pfs_node_fd(fs, n); /* pinned: its fds open until the request ends */
+	if (nfd < 0)
+		return nfd;
+	pthread_mutex_lock(&fs->layers->lock);
+	if (!n->ln->meta) { /* another writer did it meanwhile */
+		pthread_mutex_unlock(&fs->layers->lock);
+		return 0;
+	}
+	ufd = __atomic_load_n(&n->ln->fd[0], __ATOMIC_ACQUIRE);
+	dfd = __atomic_load_n(&n->ln->fd[n->ln->bottom], __ATOMIC_ACQUIRE);
+	pfs_store_procname(ufd, p);
+	w = pfs_st_openat(s, fs->proc_fd, p, O_WRONLY | O_CLOEXEC, 0);
+	ret = w < 0 ? w : 0;
+	/* In place, as the kernel: until overlay.metacopy goes, a crash leaves
+	 * the upper reading its data from below still. */
+	if (ret == 0 && no_data)
+		ret = pfs_st_truncate(s, w, 0);
+	if (ret == 0 && !no_data) {
+		pfs_store_procname(dfd, p);
+		r = pfs_st_openat(s, fs->proc_fd, p, O_RDONLY | O_CLOEXEC, 0);
+		ret = r < 0 ? r : fstat(r, &st) < 0 ? -errno : 0;
+		if (ret == 0)
+			ret = copy_data(s, w, r, &st);
+	}
+	if (ret == 0)
+		ret = pfs_st_sync(s, w, false);
+	if (ret == 0)
+		ret = drop_metacopy(fs, w);
+	if (ret == 0)
+		pfs_node_data_up(fs, n);
+	if (r >= 0)
+		close(r);
+	if (w >= 0)
+		close(w);
+	pthread_mutex_unlock(&fs->layers->lock);
 	return ret;
 }
 

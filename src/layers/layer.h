@@ -33,6 +33,7 @@ struct pfs_layer_spec {
 	bool userxattr;             /* overlay xattrs in user.overlay.* only (the
 				     * kernel's userxattr), never trusted. */
 	enum pfs_redirect redirect; /* redirect_dir= */
+	bool metacopy;              /* metacopy=on: metadata-only copy-up */
 };
 
 /* Open the layers of spec for fs (whose root_fd is SOURCE, already open).
@@ -66,6 +67,9 @@ struct pfs_layers {
 	bool redir_make;          /* a renamed directory with lower parts gets an
 				   * overlay.redirect (redirect_dir=on) */
 	bool redir_follow;        /* lookups follow overlay.redirect (on, follow) */
+	bool metacopy;            /* metacopy=on: a change of metadata copies no
+				   * data (overlay.metacopy); lookups read such
+				   * files' data from the layer below */
 	bool mapped;              /* the upper holds virtual paths of a mapping
 				   * table: commit refused (PFS_OVL_MAPPED) */
 	bool map_given;           /* this mount has one (mark the upper) */
@@ -94,6 +98,9 @@ struct pfs_lhandle {
 struct pfs_lnode {
 	uint8_t top;
 	uint8_t bottom;
+	bool meta;                /* a metacopy file: fd[0] is its upper object,
+				   * fd[bottom] the lower file holding its data
+				   * (under the node's shard lock once a node's) */
 	bool syn;                 /* fd[1] stands for a synthetic directory of the
 				   * mapping table (nothing in SOURCE; the table
 				   * has names below): an empty placeholder */
@@ -190,6 +197,13 @@ int pfs_layer_dir_nonempty(struct pfs_fs *fs, struct pfs_node *parent, const cha
 int pfs_layer_copy_up(struct pfs_fs *fs, struct pfs_node *n, bool no_data);
 /* The same with L->lock held. */
 int pfs_layer_copy_up_locked(struct pfs_fs *fs, struct pfs_node *n, bool no_data);
+/* With metacopy=on, a regular file's metadata alone (overlay.metacopy, a
+ * sparse upper file of the lower's size); else as pfs_layer_copy_up. */
+int pfs_layer_copy_up_meta(struct pfs_fs *fs, struct pfs_node *n);
+int pfs_layer_copy_up_meta_locked(struct pfs_fs *fs, struct pfs_node *n);
+/* A metacopy file's data into its upper file (none with no_data: it is
+ * about to be truncated), then overlay.metacopy removed. Takes L->lock. */
+int pfs_layer_copy_data_up(struct pfs_fs *fs, struct pfs_node *n, bool no_data);
 /* A fresh name for a temporary in the work directory (L->lock held). */
 void pfs_layer_tmpname(struct pfs_layers *L, char buf[32]);
 /* Put a whiteout for name in the upper directory dirfd, replacing what

@@ -129,6 +129,9 @@ struct finding {
 	bool last;                /* an opaque directory on that path: layer i
 				   * is the last searched */
 	bool redirected;          /* the upper's own directory has a redirect */
+	bool data;                /* the shown upper file is a metacopy: its
+				   * data is the next regular file below */
+	bool refuse;              /* ... on a mount without metacopy=on */
 };
 
 /* What a step says: look at the next layer, or the search is over. */
@@ -341,6 +344,21 @@ static int found_top(struct finding *s, int i, int d, const char *nm, const stru
 	} else if (i == 0) {
 		pfs_layer_upper_key(fs, d, nm, f);
 		s->keyed = true;
+		if (S_ISREG(st->st_mode) && !s->dir->map &&
+		    pfs_ovl_has(fs->store, pfs_ref_at(d, nm), "metacopy") > 0) {
+			/* Its data is found below as a directory's lower parts
+			 * are: by its redirect, else by its name. */
+			f->ln = pfs_lnode_new(fs->layers);
+			if (!f->ln)
+				return -ENOMEM;
+			f->ln->fd[0] = fd;
+			ret = follow(s, 0, d, nm);
+			if (ret < 0)
+				return ret;
+			s->data = true;
+			s->refuse = !fs->layers->metacopy;
+			return GO_ON;
+		}
 	} else {
 		f->kdev = st->st_dev;
 		f->kino = st->st_ino;
@@ -359,6 +377,20 @@ static int found_below(struct finding *s, int i, int d, const char *nm, const st
 	int fd, ret;
 
 	f->below = true;
+	if (s->data) {
+		if (!S_ISREG(st->st_mode))
+			return STOP; /* no data: the lookup fails (EIO) */
+		if (s->refuse)
+			return -EPERM; /* as the kernel's "refusing to follow metacopy origin" */
+		fd = pfs_layer_open_at(s->fs, d, nm, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0)
+			return fd;
+		f->ln->fd[i] = fd;
+		f->ln->bottom = (uint8_t)i;
+		f->ln->meta = true;
+		s->data = false;
+		return STOP;
+	}
 	if (!s->merging || !S_ISDIR(st->st_mode)) {
 		s->merging = false;
 		return STOP;
@@ -449,6 +481,8 @@ int pfs_layer_find_in(struct pfs_fs *fs, const struct pfs_ldir *dir, const char 
 	}
 	walk_done(&s);
 	free(s.redir);
+	if (ret >= 0 && s.data && !s.refuse)
+		ret = -EIO; /* a metacopy file without its data, as the kernel */
 	if (ret < 0)
 		goto err;
 	if (s.redirected)

@@ -386,6 +386,7 @@ opened:
 		 * moves names: its paths are not the lowers'). */
 		o.L->redir_follow = spec->redirect != PFS_REDIR_OFF && !spec->map;
 		o.L->redir_make = spec->redirect == PFS_REDIR_ON && !spec->map && o.L->xattrs;
+		o.L->metacopy = spec->metacopy && o.L->redir_make;
 		fs->layers = o.L;
 	}
 	if (ret < 0)

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "layers/layermap.h"
+#include "layers/ovlfmt.h"
 #include "store/rmtree.h"
 #include "util/util.h"
 
@@ -376,9 +377,18 @@ static int copy_up_found(struct pfs_fs *fs, const struct pfs_lfound *f)
 	n = pfs_node_find(fs, f->kdev, f->kino, f->ctx);
 	if (!n)
 		return -ESTALE;
-	ret = pfs_layer_copy_up_locked(fs, n, false);
+	/* A move changes no data: with metacopy=on a file keeps it below. */
+	ret = pfs_layer_copy_up_meta_locked(fs, n);
 	pfs_node_release(fs, n);
 	return ret;
+}
+
+/* Is the upper file name in ud a metacopy (its data below, found by a
+ * redirect once it moves)? */
+static bool is_metacopy(struct pfs_fs *fs, int ud, const char *name, const struct pfs_lfound *f)
+{
+	return fs->layers->metacopy && S_ISREG(f->st.st_mode) &&
+	       pfs_ovl_has(fs->store, pfs_ref_at(ud, name), "metacopy") > 0;
 }
 
 int pfs_layer_rename(struct pfs_fs *fs, struct pfs_node *parent, const char *name,
@@ -459,9 +469,9 @@ int pfs_layer_rename(struct pfs_fs *fs, struct pfs_node *parent, const char *nam
 		goto out;
 	ud1 = parent->ln->fd[0];
 	ud2 = newparent->ln->fd[0];
-	if (sredir)
+	if (sredir || is_metacopy(fs, ud1, name, &src))
 		ret = pfs_redir_set_renamed(fs, parent, ud1, name, parent == newparent);
-	if (ret == 0 && dredir)
+	if (ret == 0 && (dredir || (xchg && is_metacopy(fs, ud2, newname, &dst))))
 		ret = pfs_redir_set_renamed(fs, newparent, ud2, newname, parent == newparent);
 	if (ret < 0)
 		goto out;
@@ -534,7 +544,12 @@ int pfs_layer_prepare_change(struct pfs_fs *fs, struct pfs_node *n, int open_fla
 		return -EROFS;
 	if (!n->ln)
 		return -ESTALE;
-	ret = pfs_layer_copy_up(fs, n, open_flags >= 0 && (open_flags & O_TRUNC) &&
-					       n->type == S_IFREG);
+	/* A change of metadata only (open_flags -1) may leave the data below
+	 * (metacopy=on); a write brings it up. */
+	if (open_flags < 0)
+		return pfs_layer_copy_up_meta(fs, n);
+	ret = pfs_layer_copy_up(fs, n, (open_flags & O_TRUNC) && n->type == S_IFREG);
+	if (ret == 0 && n->type == S_IFREG)
+		ret = pfs_layer_copy_data_up(fs, n, (open_flags & O_TRUNC) != 0);
 	return ret;
 }

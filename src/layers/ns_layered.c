@@ -75,6 +75,15 @@ static bool ns_fix_attr(struct pfs_fs *fs, struct pfs_node *n, struct stat *st)
 	 * find and other walkers take as "unknown", as overlayfs. */
 	if (S_ISDIR(st->st_mode) && pfs_layer_merged(n))
 		st->st_nlink = 1;
+	/* A metacopy file uses the blocks of its data below (as the kernel
+	 * reports it); its upper file is sparse. */
+	if (S_ISREG(st->st_mode) && n->ln && __atomic_load_n(&n->ln->meta, __ATOMIC_ACQUIRE)) {
+		int d = __atomic_load_n(&n->ln->fd[n->ln->bottom], __ATOMIC_ACQUIRE);
+		struct stat ls;
+
+		if (d >= 0 && fstat(d, &ls) == 0)
+			st->st_blocks = ls.st_blocks;
+	}
 	return n->ctx != 0; /* names with attributes from the table have a ctx */
 }
 
@@ -113,7 +122,9 @@ static int ns_serve_open(struct pfs_fs *fs, struct pfs_node *n, struct fuse_file
 
 	if (n->type != S_IFREG || !n->ln)
 		return 0;
-	lower = __atomic_load_n(&n->ln->top, __ATOMIC_ACQUIRE) != 0;
+	/* A metacopy file's data is a lower file's too. */
+	lower = __atomic_load_n(&n->ln->top, __ATOMIC_ACQUIRE) != 0 ||
+		__atomic_load_n(&n->ln->meta, __ATOMIC_ACQUIRE);
 	/* A lower file is read through the daemon so that a copy-up can move
 	 * this open to the upper copy (the kernel's passthrough backing could
 	 * not be moved); so is any open of a file that has such opens (one

@@ -3,6 +3,7 @@
  * which follows the fd's own dentry and never walks a path through the
  * mount point. */
 #include "view/view.h"
+#include "layers/layer.h"
 #include "view/ns.h"
 
 #include <errno.h>
@@ -24,6 +25,15 @@ int pfs_backing_reopen(struct pfs_fs *fs, struct pfs_node *n, int flags)
 
 	if (fd < 0)
 		return fd;
+	/* A metacopy file's data is the lower file's until the first write
+	 * (which copies it up before it opens). */
+	if (n->ln && n->type == S_IFREG && (flags & O_ACCMODE) == O_RDONLY &&
+	    __atomic_load_n(&n->ln->meta, __ATOMIC_ACQUIRE)) {
+		int d = __atomic_load_n(&n->ln->fd[n->ln->bottom], __ATOMIC_ACQUIRE);
+
+		if (d >= 0)
+			fd = d;
+	}
 	pfs_backing_procname(fd, name);
 	return pfs_st_openat(fs->store, fs->proc_fd, name,
 			     (flags | O_CLOEXEC) & ~(O_NOFOLLOW | O_CREAT | O_EXCL), 0);

@@ -75,7 +75,7 @@ int pfs_view_setattr(struct pfs_fs *fs, struct pfs_req *rq, const struct fuse_ct
 	if (ret == 0)
 		ret = pfs_view_attr_fixed(fs, n, valid);
 	if (ret == 0)
-		ret = fs->ns->prepare_change(fs, n, -1);
+		ret = fs->ns->prepare_change(fs, n, (valid & FUSE_SET_ATTR_SIZE) ? O_WRONLY : -1);
 	if (ret < 0)
 		return ret;
 	nfd = pfs_node_fd(fs, n);

@@ -36,7 +36,7 @@ bool pfs_node_moved_up(struct pfs_fs *fs, struct pfs_node *n, int fd)
 	__atomic_store_n(&n->ln->top, 0, __ATOMIC_RELEASE);
 	if (!n->fd_fixed)
 		__atomic_add_fetch(&fs->nfd->held, 1, __ATOMIC_RELAXED);
-	if (n->type == S_IFREG) {
+	if (n->type == S_IFREG && !n->ln->meta) { /* a metacopy's data stays below */
 		move_opens_locked(n->ln, fd);
 		if (n->backing_refs) {
 			n->backing_stale = true;
@@ -49,6 +49,16 @@ bool pfs_node_moved_up(struct pfs_fs *fs, struct pfs_node *n, int fd)
 	return stale;
 }
 
+void pfs_node_data_up(struct pfs_fs *fs, struct pfs_node *n)
+{
+	struct shard *s = shard_of(fs, n);
+
+	pthread_mutex_lock(&s->lock);
+	__atomic_store_n(&n->ln->meta, false, __ATOMIC_RELEASE);
+	move_opens_locked(n->ln, n->ln->fd[0]);
+	pthread_mutex_unlock(&s->lock);
+}
+
 int pfs_node_open_track(struct pfs_fs *fs, struct pfs_node *n, int fd, bool lower)
 {
 	struct shard *s = shard_of(fs, n);
@@ -56,7 +66,7 @@ int pfs_node_open_track(struct pfs_fs *fs, struct pfs_node *n, int fd, bool lowe
 	int ret = 0;
 
 	pthread_mutex_lock(&s->lock);
-	if (lower && ln->top == 0) {
+	if (lower && ln->top == 0 && !ln->meta) {
 		ret = -EAGAIN;
 	} else if (lower && ln->nopens == ln->aopens) {
 		uint16_t na = ln->aopens ? (uint16_t)(ln->aopens * 2) : 4;

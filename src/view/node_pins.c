@@ -45,7 +45,9 @@ static void pins_add(struct pfs_node *n)
  * by a copy-up is closed for good). */
 static bool ln_keeps(const struct pfs_node *n, size_t i)
 {
-	return n->type == S_IFDIR ? i >= n->ln->top && i <= n->ln->bottom : i == n->ln->top;
+	if (n->type == S_IFDIR || (n->ln->meta && n->type == S_IFREG)) /* a metacopy's data too */
+		return i >= n->ln->top && i <= n->ln->bottom;
+	return i == n->ln->top;
 }
 
 /* A pinned layered node whose fds the budget closed: all reopened, so that

@@ -239,6 +239,9 @@ void pfs_node_hold(struct pfs_fs *fs, struct pfs_node *n);
  * When the kernel's inode has the old object open as its passthrough
  * backing, n is retired (true): the kernel must look the name up again. */
 bool pfs_node_moved_up(struct pfs_fs *fs, struct pfs_node *n, int fd);
+/* A metacopy node's data is now its upper object's (ln->meta cleared):
+ * the opens reading the lower one move to it. */
+void pfs_node_data_up(struct pfs_fs *fs, struct pfs_node *n);
 /* Layered: an open of n served by the daemon (fd). An open of a lower
  * object is remembered, so a copy-up can move it to the upper copy as
  * overlayfs moves its open files: -EAGAIN if n moved up meanwhile (open

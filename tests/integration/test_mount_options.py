@@ -245,7 +245,7 @@ def test_bad_o_value_is_refused_in_one_line(dirs, bad):
 # --------------------------------------------------------------------------
 # kernel overlay options
 
-REFUSED = ["redirect_dir=sometimes", "index=on", "metacopy=on", "uuid=on",
+REFUSED = ["redirect_dir=sometimes", "index=on", "uuid=on",
            "nfs_export=on", "xino=sometimes", "metacopy=yes"]
 
 
@@ -379,11 +379,11 @@ def test_mount8_prismfs_options_and_mirror(dirs, ns):
 
 def test_mount8_refused_kernel_option(dirs, ns):
     d = dirs
-    o = "lowerdir=%s,upperdir=%s,workdir=%s,metacopy=on" % (d.S, d.U, d.W)
+    o = "lowerdir=%s,upperdir=%s,workdir=%s,index=on" % (d.S, d.U, d.W)
     res = ns.run("mount", "-t", "fuse.prismfs", "-o", o, "overlay", d.M1)
-    assert res.returncode != 0, "mount(8) with metacopy=on succeeded"
+    assert res.returncode != 0, "mount(8) with index=on succeeded"
     lines = stderr_lines(res.stderr)
-    assert len(lines) == 1 and lines[0].startswith("prismfs: ") and "metacopy=on" in lines[0], (
+    assert len(lines) == 1 and lines[0].startswith("prismfs: ") and "index=on" in lines[0], (
         "mount(8) should pass on prismfs's one line, got %r" % res.stderr)
     assert not ns.mounted(d.M1)
     assert os.listdir(d.U) == []

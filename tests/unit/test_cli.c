@@ -760,6 +760,12 @@ static void t_o_keys(void **s)
 	assert_int_equal(b.redirect, PFS_REDIR_FOLLOW);
 	pfs_config_free(&b);
 
+	/* metacopy=on turns redirect_dir=on on, as the kernel's. */
+	assert_int_equal(PARSE(&b, "none", "/m", "-o", "lowerdir=/l,upperdir=/u,metacopy=on"), 0);
+	assert_true(b.metacopy);
+	assert_int_equal(b.redirect, PFS_REDIR_ON);
+	pfs_config_free(&b);
+
 	/* fuse-overlayfs's synopsis: options first, MOUNTPOINT alone. */
 	assert_int_equal(PARSE(&b, "-f", "-o", "lowerdir=/l1:/l2,upperdir=/u,workdir=/w", "/m"),
 			 0);
@@ -771,7 +777,11 @@ static void t_o_keys(void **s)
 
 	static const char *const bad[][2] = {
 		{"redirect_dir=sometimes", "redirect_dir=sometimes"}, {"index=on", "index=on"},
-		{"metacopy=on", "metacopy=on"}, {"uuid=on", "uuid=on"}, {"xino=x", "xino=x"},
+		{"metacopy=on,redirect_dir=off", "-o metacopy=on needs redirect_dir=on"},
+		{"redirect_dir=follow,metacopy=on", "-o metacopy=on needs redirect_dir=on"},
+		{"map=/t,metacopy=on", "-o metacopy=on cannot be used with --map"},
+		{"metacopy=yes", "metacopy= takes on, off"},
+		{"uuid=on", "uuid=on"}, {"xino=x", "xino=x"},
 		{"log_format=xml", "log_format= must be text or json, not xml"},
 		{"timeout", "-o timeout needs a value"}, {"read_only=1", "read_only takes no value"},
 		{"threads=0", "threads="}, {"lazy_load=maybe", "lazy_load takes on or off"},
