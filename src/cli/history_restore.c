@@ -6,7 +6,8 @@
  * mount like any other, journaled with this process as its author (and
  * the rename saves what it replaces under the snapshot just taken), the
  * kernel's caches of the mount see it, and each path is replaced in one
- * rename or not at all. */
+ * rename or not at all. Anything else (a directory subtree, a symlink, a
+ * path made since, everything): history_restore_tree.c. */
 #include "cli/cli.h"
 #include "cli/cmdutil.h"
 #include "cli/history_cmd_int.h"
@@ -175,6 +176,20 @@ static bool snap_name(sqlite3 *db, const char *snap, char *name, size_t len)
 	return found;
 }
 
+/* rel names its components plainly: no ".", ".." or empty one (the
+ * temporary goes beside the last). */
+static bool plain(const char *rel)
+{
+	for (const char *c = rel; *c;) {
+		size_t n = strcspn(c, "/");
+
+		if (n == 0 || (n == 1 && c[0] == '.') || (n == 2 && c[0] == '.' && c[1] == '.'))
+			return false;
+		c += n + (c[n] == '/');
+	}
+	return true;
+}
+
 /* One PATH: a file whose saved version exists is copied from it (as
  * before trees were restored); anything else, from the .history tree. */
 static int restore_path(sqlite3 *db, const char *hdir, const char *canon_m, const char *bsnap,
@@ -187,8 +202,8 @@ static int restore_path(sqlite3 *db, const char *hdir, const char *canon_m, cons
 	pfs_hc_relpath(canon_m, path, rel, sizeof(rel));
 	if (!*rel || strcmp(rel, ".") == 0)
 		return pfs_hr_restore_all(canon_m, bsnap, snap, past);
-	if (rel[0] == '/' || strcmp(rel, "..") == 0 || strncmp(rel, "../", 3) == 0) {
-		say("%s: not a path inside %s", path, canon_m);
+	if (rel[0] == '/' || !plain(rel)) {
+		say("%s: not a path inside %s (no '.', '..' or '//' in it)", path, canon_m);
 		return 1;
 	}
 	if (strcmp(rel, past) == 0 || (strncmp(rel, past, strlen(past)) == 0 &&

@@ -82,99 +82,189 @@ void pfs_hr_sweep(const char *dir)
 	closedir(d);
 }
 
-static int copy_file(const char *src, const char *dst, const struct stat *st)
+/* One entry of the snapshot's subtree, in pre-order. */
+struct ent {
+	char *rel; /* below the subtree's root ("" the root) */
+	struct stat st;
+	int fd;    /* a regular file's data, opened a batch ahead */
+	char *link; /* a symlink's target, read when listed */
+};
+
+struct ents {
+	struct ent *v;
+	size_t n, cap;
+};
+
+static int collect(struct ents *e, char *src, size_t cap, size_t root_len)
 {
-	char buf[65536];
-	ssize_t n = 0;
-	int in = open(src, O_RDONLY | O_CLOEXEC), out = -1, ret = -1;
+	struct ent *x;
+	size_t ls = strlen(src);
+	DIR *d;
+	struct dirent *de;
+	int ret = 0;
 
-	if (in < 0)
-		return -1;
-	out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (out < 0)
-		goto out;
-	while ((n = read(in, buf, sizeof(buf))) > 0) {
-		for (ssize_t off = 0; off < n;) {
-			ssize_t w = write(out, buf + off, (size_t)(n - off));
+	if (e->n == e->cap) {
+		size_t nc = e->cap ? e->cap * 2 : 64;
+		struct ent *nv = realloc(e->v, nc * sizeof(*nv));
 
-			if (w < 0)
-				goto out;
-			off += w;
-		}
+		if (!nv)
+			return -1;
+		e->v = nv;
+		e->cap = nc;
 	}
-	if (n < 0)
-		goto out;
-	/* the owner where permitted (not permitted: the restorer's, as cp -p) */
-	if ((fchown(out, st->st_uid, st->st_gid) < 0 && errno != EPERM) ||
-	    fchmod(out, st->st_mode & 07777) < 0 || fsync(out) < 0)
-		goto out;
-	ret = 0;
-out:
-	if (out >= 0 && close(out) < 0)
-		ret = -1;
-	close(in);
-	return ret;
-}
-
-/* Copy the tree at src (lstat st) to dst, which does not exist; the
- * buffers grow in place (their lengths restored on return). 0 or -1 with
- * errno, src or dst naming the path at fault. */
-static int copy_tree(char *src, char *dst, size_t cap, const struct stat *st)
-{
-	struct timespec ts[2] = {st->st_atim, st->st_mtim};
-	int ret = -1;
-
-	if (S_ISDIR(st->st_mode)) {
-		size_t ls = strlen(src), ld = strlen(dst);
-		DIR *d;
-		struct dirent *e;
-
-		if (mkdir(dst, 0700) < 0 || !(d = opendir(src)))
-			return -1;
-		while ((e = readdir(d))) {
-			struct stat cst;
-
-			if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-				continue;
-			if (ls + strlen(e->d_name) + 2 > cap || ld + strlen(e->d_name) + 2 > cap) {
-				errno = ENAMETOOLONG;
-				closedir(d);
-				return -1;
-			}
-			snprintf(src + ls, cap - ls, "/%s", e->d_name);
-			snprintf(dst + ld, cap - ld, "/%s", e->d_name);
-			if (lstat(src, &cst) < 0 || copy_tree(src, dst, cap, &cst) < 0) {
-				closedir(d);
-				return -1;
-			}
-			src[ls] = '\0';
-			dst[ld] = '\0';
-		}
-		closedir(d);
-		if ((lchown(dst, st->st_uid, st->st_gid) < 0 && errno != EPERM) ||
-		    chmod(dst, st->st_mode & 07777) < 0)
-			return -1;
-		ret = 0;
-	} else if (S_ISLNK(st->st_mode)) {
+	x = &e->v[e->n];
+	x->fd = -1;
+	x->link = NULL;
+	if (lstat(src, &x->st) < 0 || !(x->rel = strdup(src + root_len + (ls > root_len))))
+		return -1;
+	e->n++;
+	if (S_ISLNK(x->st.st_mode)) {
 		char t[PATH_MAX];
 		ssize_t n = readlink(src, t, sizeof(t) - 1);
 
 		if (n < 0)
 			return -1;
 		t[n] = '\0';
-		if (symlink(t, dst) < 0 || (lchown(dst, st->st_uid, st->st_gid) < 0 && errno != EPERM))
-			return -1;
-		ret = 0;
-	} else if (S_ISREG(st->st_mode)) {
-		ret = copy_file(src, dst, st);
-	} else {
-		ret = mknod(dst, st->st_mode, st->st_rdev);
-		if (ret == 0 && lchown(dst, st->st_uid, st->st_gid) < 0 && errno != EPERM)
-			ret = -1;
+		return (x->link = strdup(t)) ? 0 : -1;
 	}
-	/* times last: the children made above changed the directory's */
-	if (ret == 0 && utimensat(AT_FDCWD, dst, ts, AT_SYMLINK_NOFOLLOW) < 0)
-		ret = -1;
+	if (!S_ISDIR(x->st.st_mode))
+		return 0;
+	if (!(d = opendir(src)))
+		return -1;
+	while (ret == 0 && (de = readdir(d))) {
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		if (ls + strlen(de->d_name) + 2 > cap) {
+			errno = ENAMETOOLONG;
+			ret = -1;
+			break;
+		}
+		snprintf(src + ls, cap - ls, "/%s", de->d_name);
+		ret = collect(e, src, cap, root_len);
+		src[ls] = '\0';
+	}
+	closedir(d);
+	return ret;
+}
+
+static int copy_data(int in, int out)
+{
+	char buf[65536];
+	ssize_t n;
+
+	while ((n = read(in, buf, sizeof(buf))) > 0) {
+		for (ssize_t off = 0; off < n;) {
+			ssize_t w = write(out, buf + off, (size_t)(n - off));
+
+			if (w < 0)
+				return -1;
+			off += w;
+		}
+	}
+	return n < 0 ? -1 : 0;
+}
+
+static int make_one(const char *dst, struct ent *x)
+{
+	const struct stat *st = &x->st;
+	struct timespec ts[2] = {st->st_atim, st->st_mtim};
+	int out;
+
+	if (S_ISDIR(st->st_mode))
+		return mkdir(dst, 0700); /* owner, mode, times: after its children */
+	if (S_ISLNK(st->st_mode)) {
+		if (symlink(x->link, dst) < 0)
+			return -1;
+	} else if (S_ISREG(st->st_mode)) {
+		out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (out < 0)
+			return -1;
+		if (copy_data(x->fd, out) < 0 || fsync(out) < 0) {
+			close(out);
+			return -1;
+		}
+		if (close(out) < 0)
+			return -1;
+	} else if (mknod(dst, st->st_mode, st->st_rdev) < 0) {
+		return -1;
+	}
+	/* the owner where permitted (not permitted: the restorer's, as cp -p) */
+	if ((lchown(dst, st->st_uid, st->st_gid) < 0 && errno != EPERM) ||
+	    (!S_ISLNK(st->st_mode) && chmod(dst, st->st_mode & 07777) < 0))
+		return -1;
+	return utimensat(AT_FDCWD, dst, ts, AT_SYMLINK_NOFOLLOW);
+}
+
+/* Copy the snapshot's tree at src to dst (absent). Reads and writes are
+ * not interleaved one by one: every write changes the journal, after which
+ * the daemon replays it again for the next .history lookup; so the tree
+ * is listed first, and files are opened BATCH at a time before any is
+ * written. 0 or -1 with errno. */
+#define BATCH 256
+static int copy_tree(char *src, char *dst, size_t cap)
+{
+	struct ents e = {0};
+	size_t ls = strlen(src), ld = strlen(dst), next = 0;
+	int ret = -1, err = 0;
+
+	if (collect(&e, src, cap, ls) < 0)
+		goto out;
+	for (size_t i = 0; i < e.n; i++) {
+		struct ent *x = &e.v[i];
+
+		snprintf(dst + ld, cap - ld, "%s%s", *x->rel ? "/" : "", x->rel);
+		if (S_ISREG(x->st.st_mode) && x->fd < 0) {
+			/* the next batch of files opened together */
+			size_t k = 0;
+
+			if (next < i)
+				next = i;
+			for (; next < e.n && k < BATCH; next++) {
+				struct ent *y = &e.v[next];
+				char p[PATH_MAX * 2 + 300];
+
+				if (!S_ISREG(y->st.st_mode))
+					continue;
+				snprintf(p, sizeof(p), "%.*s%s%s", (int)ls, src, *y->rel ? "/" : "",
+					 y->rel);
+				if ((y->fd = open(p, O_RDONLY | O_CLOEXEC)) < 0)
+					goto out;
+				k++;
+			}
+		}
+		if (make_one(dst, x) < 0)
+			goto out;
+		if (x->fd >= 0) {
+			close(x->fd);
+			x->fd = -1;
+		}
+	}
+	/* directories last, deepest first: their children changed their times */
+	for (size_t i = e.n; i-- > 0;) {
+		struct ent *x = &e.v[i];
+		struct timespec ts[2] = {x->st.st_atim, x->st.st_mtim};
+
+		if (!S_ISDIR(x->st.st_mode))
+			continue;
+		snprintf(dst + ld, cap - ld, "%s%s", *x->rel ? "/" : "", x->rel);
+		if ((lchown(dst, x->st.st_uid, x->st.st_gid) < 0 && errno != EPERM) ||
+		    chmod(dst, x->st.st_mode & 07777) < 0 ||
+		    utimensat(AT_FDCWD, dst, ts, AT_SYMLINK_NOFOLLOW) < 0)
+			goto out;
+	}
+	ret = 0;
+out:
+	err = errno;
+	for (size_t i = 0; i < e.n; i++) {
+		if (e.v[i].fd >= 0)
+			close(e.v[i].fd);
+		free(e.v[i].rel);
+		free(e.v[i].link);
+	}
+	free(e.v);
+	src[ls] = '\0';
+	dst[ld] = '\0';
+	errno = err;
 	return ret;
 }
 
@@ -227,7 +317,7 @@ int pfs_hr_restore_path(const char *canon_m, const char *bsnap, const char *snap
 		printf("removed %s (it did not exist at %s)\n", rel, snap);
 		return 0;
 	}
-	if (copy_tree(src, dst, sizeof(src), &st) < 0) {
+	if (copy_tree(src, dst, sizeof(src)) < 0) {
 		say("%s: %s (copying %s)", rel, strerror(errno), src);
 		goto fail;
 	}

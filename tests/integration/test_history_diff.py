@@ -263,8 +263,8 @@ def test_restore_refuses_in_one_line_what_it_cannot_restore(hist):
     assert r.returncode == 1
     assert snapshot_names(mnt) == ["s1"]
     # a path there neither at s1 nor now; one outside the mount; the past
-    for what in ("missing", "/", os.path.join(mnt, ".history", "s1")):
-        r = cli("restore", mnt, "s1", what if what != "/" else "../x")
+    for what in ("missing", "../x", "d/../f", "/etc", os.path.join(mnt, ".history", "s1")):
+        r = cli("restore", mnt, "s1", what)
         assert_one_error_line(r, "restore of %s" % what)
         assert r.returncode == 1, r.stderr
     assert open(f).read() == "kept"
