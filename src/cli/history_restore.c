@@ -6,10 +6,12 @@
  * mount like any other, journaled with this process as its author (and
  * the rename saves what it replaces under the snapshot just taken), the
  * kernel's caches of the mount see it, and each path is replaced in one
- * rename or not at all. */
+ * rename or not at all. Anything else (a directory subtree, a symlink, a
+ * path made since, everything): history_restore_tree.c. */
 #include "cli/cli.h"
 #include "cli/cmdutil.h"
 #include "cli/history_cmd_int.h"
+#include "cli/history_restore_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -34,8 +36,9 @@ struct hver {
 /* The version of rel at snapshot snap: the first saved under it or a
  * later one (a version is saved under the newest snapshot before the
  * change), unless the path named another object by then. 1 found, 0 not
- * (said why), -1 error (said). */
-static int find_version(sqlite3 *db, const char *snap, const char *rel, struct hver *v)
+ * (said why if loud), -1 error (said). */
+static int find_version(sqlite3 *db, const char *snap, const char *rel, struct hver *v,
+			bool loud)
 {
 	static const char SQL[] =
 		"WITH s AS (SELECT id, seq FROM snapshots WHERE name = ?1 OR CAST(id AS TEXT) = ?1"
@@ -61,7 +64,9 @@ static int find_version(sqlite3 *db, const char *snap, const char *rel, struct h
 	}
 	ret = 0;
 	if (sqlite3_column_type(q, 0) == SQLITE_NULL || sqlite3_column_int64(q, 5) > 0) {
-		say("%s: no saved version at %s (unchanged since, or made after it)", rel, snap);
+		if (loud)
+			say("%s: no saved version at %s (unchanged since, or made after it)", rel,
+			    snap);
 		goto out;
 	}
 	snprintf(v->file, sizeof(v->file), "%s", pfs_hc_col(q, 0));
@@ -70,7 +75,8 @@ static int find_version(sqlite3 *db, const char *snap, const char *rel, struct h
 	v->gid = (gid_t)sqlite3_column_int64(q, 3);
 	v->mtime_ns = sqlite3_column_int64(q, 4);
 	if (!S_ISREG(v->mode) || !v->file[0]) {
-		say("%s: not a regular file at %s (only files are restored yet)", rel, snap);
+		if (loud)
+			say("%s: not a regular file at %s", rel, snap);
 		goto out;
 	}
 	ret = 1;
@@ -98,28 +104,21 @@ static int copy_data(int dst, int src)
 	return n < 0 ? -1 : 0;
 }
 
-/* One file: 0, or 1 after saying why (nothing changed). */
-static int restore_one(sqlite3 *db, const char *hdir, const char *canon_m, const char *snap,
-		       const char *path)
+/* One file, from its saved version v: 0, or 1 after saying why (nothing
+ * changed). */
+static int restore_one(const char *hdir, const char *canon_m, const char *rel,
+		       const struct hver *v)
 {
-	char rel[PATH_MAX], target[PATH_MAX * 2], tmp[PATH_MAX * 2 + 64], vpath[PATH_MAX + 300];
+	char target[PATH_MAX * 2], tmp[PATH_MAX * 2 + 64], vpath[PATH_MAX + 300];
 	struct timespec ts[2] = {{.tv_nsec = UTIME_OMIT}, {0}};
 	const char *slash;
-	struct hver v;
 	int src = -1, fd = -1, ret = 1;
 
-	pfs_hc_relpath(canon_m, path, rel, sizeof(rel));
-	if (!*rel || rel[0] == '/') {
-		say("%s: not a file inside %s", path, canon_m);
-		return 1;
-	}
-	if (find_version(db, snap, rel, &v) <= 0)
-		return 1;
 	snprintf(target, sizeof(target), "%s/%s", canon_m, rel);
 	slash = strrchr(target, '/');
 	snprintf(tmp, sizeof(tmp), "%.*s/.prismfs-restore.%d.%s", (int)(slash - target), target,
 		 (int)getpid(), slash + 1);
-	snprintf(vpath, sizeof(vpath), "%s/versions/%s", hdir, v.file);
+	snprintf(vpath, sizeof(vpath), "%s/versions/%s", hdir, v->file);
 	src = open(vpath, O_RDONLY | O_CLOEXEC);
 	if (src < 0) {
 		say("%s: %s", vpath, strerror(errno));
@@ -130,11 +129,11 @@ static int restore_one(sqlite3 *db, const char *hdir, const char *canon_m, const
 		say("%s: %s", tmp, strerror(errno));
 		goto out;
 	}
-	ts[1].tv_sec = (time_t)(v.mtime_ns / 1000000000ll);
-	ts[1].tv_nsec = (long)(v.mtime_ns % 1000000000ll);
+	ts[1].tv_sec = (time_t)(v->mtime_ns / 1000000000ll);
+	ts[1].tv_nsec = (long)(v->mtime_ns % 1000000000ll);
 	/* the owner where permitted (not permitted: the restorer's, as cp -p) */
-	if (copy_data(fd, src) < 0 || (fchown(fd, v.uid, v.gid) < 0 && errno != EPERM) ||
-	    fchmod(fd, v.mode & 07777) < 0 || futimens(fd, ts) < 0 || fsync(fd) < 0 ||
+	if (copy_data(fd, src) < 0 || (fchown(fd, v->uid, v->gid) < 0 && errno != EPERM) ||
+	    fchmod(fd, v->mode & 07777) < 0 || futimens(fd, ts) < 0 || fsync(fd) < 0 ||
 	    close(fd) < 0) {
 		say("%s: %s", rel, strerror(errno));
 		fd = -1;
@@ -158,23 +157,85 @@ out:
 	return ret;
 }
 
-static bool snap_exists(sqlite3 *db, const char *snap)
+/* The name SNAPSHOT (a name or an id) has in the .history tree, in name;
+ * false if there is no such snapshot. */
+static bool snap_name(sqlite3 *db, const char *snap, char *name, size_t len)
 {
 	sqlite3_stmt *q = NULL;
 	bool found;
 
-	if (sqlite3_prepare_v2(db, "SELECT 1 FROM snapshots WHERE name = ?1 OR"
-				   " CAST(id AS TEXT) = ?1", -1, &q, NULL) != SQLITE_OK)
+	if (sqlite3_prepare_v2(db, "SELECT name FROM snapshots WHERE name = ?1 OR"
+				   " CAST(id AS TEXT) = ?1 ORDER BY name = ?1 DESC LIMIT 1",
+			       -1, &q, NULL) != SQLITE_OK)
 		return false;
 	sqlite3_bind_text(q, 1, snap, -1, SQLITE_STATIC);
 	found = sqlite3_step(q) == SQLITE_ROW;
+	if (found)
+		snprintf(name, len, "%s", pfs_hc_col(q, 0));
 	sqlite3_finalize(q);
 	return found;
 }
 
+/* rel names its components plainly: no ".", ".." or empty one (the
+ * temporary goes beside the last). */
+static bool plain(const char *rel)
+{
+	for (const char *c = rel; *c;) {
+		size_t n = strcspn(c, "/");
+
+		if (n == 0 || (n == 1 && c[0] == '.') || (n == 2 && c[0] == '.' && c[1] == '.'))
+			return false;
+		c += n + (c[n] == '/');
+	}
+	return true;
+}
+
+/* One PATH: a file whose saved version exists is copied from it (as
+ * before trees were restored); anything else, from the .history tree. */
+static int restore_path(sqlite3 *db, const char *hdir, const char *canon_m, const char *bsnap,
+			const char *past, const char *snap, const char *path)
+{
+	char rel[PATH_MAX], p[PATH_MAX * 2 + 300];
+	struct stat then, now;
+	bool now_file;
+
+	pfs_hc_relpath(canon_m, path, rel, sizeof(rel));
+	if (!*rel || strcmp(rel, ".") == 0)
+		return pfs_hr_restore_all(canon_m, bsnap, snap, past);
+	if (rel[0] == '/' || !plain(rel)) {
+		say("%s: not a path inside %s (no '.', '..' or '//' in it)", path, canon_m);
+		return 1;
+	}
+	if (strcmp(rel, past) == 0 || (strncmp(rel, past, strlen(past)) == 0 &&
+				       rel[strlen(past)] == '/')) {
+		say("%s: the past is read-only, nothing to restore there", path);
+		return 1;
+	}
+	snprintf(p, sizeof(p), "%s/%s", canon_m, rel);
+	now_file = lstat(p, &now) < 0 || S_ISREG(now.st_mode);
+	if (snprintf(p, sizeof(p), "%s/%s", bsnap, rel) >= (int)sizeof(p)) {
+		say("%s: %s", path, strerror(ENAMETOOLONG));
+		return 1;
+	}
+	if (lstat(p, &then) == 0 && S_ISREG(then.st_mode) && now_file) {
+		struct hver v;
+		int r;
+
+		/* quiet probe: no saved version means unchanged since, or one
+		 * this tree copy handles as well */
+		r = find_version(db, snap, rel, &v, false);
+		if (r < 0)
+			return 1;
+		if (r > 0)
+			return restore_one(hdir, canon_m, rel, &v);
+	}
+	return pfs_hr_restore_path(canon_m, bsnap, snap, rel);
+}
+
 static int cmd_restore(const char *mnt, const char *snap, char **paths, int n)
 {
-	char *canon_m = canonical_noleaf(mnt), req[400], line[300], name[80], hdir[PATH_MAX];
+	char *canon_m = canonical_noleaf(mnt), req[400], line[PATH_MAX + 64], name[80],
+	     hdir[PATH_MAX], sname[NAME_MAX + 1], past[NAME_MAX + 1], bsnap[PATH_MAX * 2 + 300];
 	sqlite3 *db = canon_m ? pfs_hc_open_db(mnt) : NULL;
 	struct timespec now;
 	int ret = 1;
@@ -184,10 +245,18 @@ static int cmd_restore(const char *mnt, const char *snap, char **paths, int n)
 	snprintf(hdir, sizeof(hdir), "%s", sqlite3_db_filename(db, "main"));
 	*strrchr(hdir, '/') = '\0';
 	/* nothing taken if the snapshot is unknown */
-	if (!snap_exists(db, snap)) {
+	if (!snap_name(db, snap, sname, sizeof(sname))) {
 		say("%s: no snapshot %s", mnt, snap);
 		goto out;
 	}
+	if (pfs_hc_ask(mnt, "browse\n", line, sizeof(line)) < 0)
+		goto out;
+	if (strncmp(line, "name ", 5) != 0 || !line[5]) {
+		say("%s: the daemon did not say where its past tree is", mnt);
+		goto out;
+	}
+	snprintf(past, sizeof(past), "%.*s", NAME_MAX, line + 5);
+	snprintf(bsnap, sizeof(bsnap), "%s/%s/%s", canon_m, past, sname);
 	clock_gettime(CLOCK_REALTIME, &now);
 	snprintf(name, sizeof(name), "before-restore-%lld.%09ld", (long long)now.tv_sec,
 		 now.tv_nsec);
@@ -197,8 +266,12 @@ static int cmd_restore(const char *mnt, const char *snap, char **paths, int n)
 	printf("took snapshot %s (restore from it to undo)\n", name);
 	fflush(stdout);
 	ret = 0;
-	for (int i = 0; i < n; i++)
-		ret |= restore_one(db, hdir, canon_m, snap, paths[i]);
+	if (n == 0)
+		ret = pfs_hr_restore_all(canon_m, bsnap, sname, past);
+	for (int i = 0; i < n; i++) {
+		ret |= restore_path(db, hdir, canon_m, bsnap, past, sname, paths[i]);
+		fflush(stdout);
+	}
 out:
 	sqlite3_close(db);
 	free(canon_m);
@@ -231,9 +304,9 @@ int pfs_history_restore_cmd(int argc, char **argv)
 			pos[npos++] = argv[i];
 		}
 	}
-	if (npos < 3) {
-		say("missing %s (usage: prismfs restore MOUNTPOINT SNAPSHOT PATH...)",
-		    npos == 0 ? "MOUNTPOINT" : npos == 1 ? "SNAPSHOT" : "PATH");
+	if (npos < 2) {
+		say("missing %s (usage: prismfs restore MOUNTPOINT SNAPSHOT [PATH...])",
+		    npos == 0 ? "MOUNTPOINT" : "SNAPSHOT");
 		free(pos);
 		return 2;
 	}

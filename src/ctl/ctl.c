@@ -364,7 +364,8 @@ static void serve_prune(struct pfs_store *st, int fd, const char *args)
 	free(rep);
 }
 
-/* "history": "dir DIR", the mount's history directory; "snapshot PIN
+/* "history": "dir DIR", the mount's history directory; "browse": "name
+ * NAME", the root's name of the .history tree (restore reads it); "snapshot PIN
  * [NAME]": take one, "ok ID". Either "error MESSAGE" when it cannot. */
 static void serve_history(struct pfs_ctl *ctl, int fd, const char *line)
 {
@@ -378,6 +379,11 @@ static void serve_history(struct pfs_ctl *ctl, int fd, const char *line)
 	if (strcmp(line, "history") == 0) {
 		pfs_history_flush(st); /* the outcomes so far, for the reader */
 		snprintf(msg, sizeof(msg), "dir %s\n", pfs_history_dir(st));
+	} else if (strcmp(line, "browse") == 0) {
+		if (ctl->fs->past_name)
+			snprintf(msg, sizeof(msg), "name %s\n", ctl->fs->past_name);
+		else
+			snprintf(msg, sizeof(msg), "error this mount shows no past tree\n");
 	} else if (strncmp(line, "prune ", 6) == 0) {
 		serve_prune(st, fd, line + 6);
 		return;
@@ -438,7 +444,8 @@ static void serve(struct pfs_ctl *ctl, int fd)
 		}
 		write_str(fd, msg ? msg : r < 0 ? "error the mirror cannot be written\n" : "ok\n");
 		free(msg);
-	} else if (strcmp(line, "history") == 0 || strncmp(line, "snapshot ", 9) == 0 ||
+	} else if (strcmp(line, "history") == 0 || strcmp(line, "browse") == 0 ||
+		   strncmp(line, "snapshot ", 9) == 0 ||
 		   strncmp(line, "prune ", 6) == 0) {
 		serve_history(ctl, fd, line);
 	} else if (strncmp(line, "wait", 4) == 0 && (line[4] == '\0' || line[4] == ' ')) {

@@ -1,0 +1,21 @@
+/* history_restore_int: restore of trees (history_restore_tree.c), called
+ * by prismfs restore (history_restore.c). */
+#ifndef PFS_HISTORY_RESTORE_INT_H
+#define PFS_HISTORY_RESTORE_INT_H
+
+#include <stdbool.h>
+
+/* Put rel (relative to the mount canon_m, not "") back as it is under
+ * bsnap (MNT/.history/SNAP), whatever it is: built beside it, exchanged
+ * with it in one rename, the old removed; removed if bsnap has no rel.
+ * 0, or 1 after saying why. */
+int pfs_hr_restore_path(const char *canon_m, const char *bsnap, const char *snap,
+			const char *rel);
+/* Every top-level entry of the mount (but past_name), one at a time. */
+int pfs_hr_restore_all(const char *canon_m, const char *bsnap, const char *snap,
+		       const char *past_name);
+/* Remove the temporaries in dir left by a restore that was killed. */
+void pfs_hr_sweep(const char *dir);
+bool pfs_hr_is_tmp(const char *name);
+
+#endif
