@@ -90,7 +90,14 @@ int pfs_cache_mount_open(const struct pfs_config *cfg, struct pfs_fs *fs)
 	/* A server's address names it as it is; a directory by its real path
 	 * (the journal is one mirror's, and the mount point cannot be in it). */
 	remote = pfs_cli_mirror_remote(cfg->mirror);
-	fs->source = remote ? strdup(cfg->mirror) : realpath(cfg->mirror, NULL);
+	if (remote) { /* status and /proc/mounts show it: never its password */
+		char shown[PATH_MAX];
+
+		pfs_mirror_shown_address(cfg->mirror, shown, sizeof(shown));
+		fs->source = strdup(shown);
+	} else {
+		fs->source = realpath(cfg->mirror, NULL);
+	}
 	if (!fs->source) {
 		say("mirror %s: %s", cfg->mirror, strerror(errno));
 		return -1;

@@ -66,3 +66,15 @@ int pfs_mirror_open(struct pfs_mirror **out, const char *address, struct pfs_sto
 	}
 	return pfs_mirror_local_open(out, st, address, err, errlen);
 }
+
+void pfs_mirror_shown_address(const char *address, char *buf, size_t len)
+{
+	const char *host = strstr(address, "://"), *at;
+
+	host = host ? host + 3 : address;
+	at = strchr(host, '@');
+	if (at && (!strchr(host, '/') || at < strchr(host, '/')))
+		snprintf(buf, len, "%.*s%s", (int)(host - address), address, at + 1);
+	else
+		snprintf(buf, len, "%s", address);
+}

@@ -145,6 +145,10 @@ struct pfs_mirror_opts {
 int pfs_mirror_open(struct pfs_mirror **out, const char *address, struct pfs_store *st,
 		    const struct pfs_mirror_opts *o, char *err, size_t errlen);
 
+/* address as it may be shown (status, messages): without a user:password@
+ * part. */
+void pfs_mirror_shown_address(const char *address, char *buf, size_t len);
+
 static inline void pfs_mirror_close(struct pfs_mirror *m)
 {
 	if (m)

@@ -781,11 +781,15 @@ int pfs_mirror_remote_open(struct pfs_mirror **out, const char *url,
 	}
 	pthread_mutex_init(&rm->m.lock, NULL);
 	pthread_mutex_init(&rm->m.load_lock, NULL);
-	snprintf(rm->m.url, sizeof(rm->m.url), "%s", url);
+	pfs_mirror_shown_address(url, rm->m.url, sizeof(rm->m.url));
 	ret = opener(&rm->m.wb, url, &ro, err, errlen);
 	if (ret == 0)
 		ret = opener(&rm->m.ld, url, &ro, err, errlen);
-	if (ret < 0) {
+	if (ret < 0) { /* the message names the mirror, never its password */
+		char *why = strdup(err);
+
+		snprintf(err, errlen, "mirror %s: %s", rm->m.url, why ? why : strerror(-ret));
+		free(why);
 		r_close(&rm->m.base);
 		return ret;
 	}

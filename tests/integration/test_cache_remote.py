@@ -342,3 +342,23 @@ def test_a_file_written_again_at_once_is_no_conflict(dav, mnt, mounter):
         assert read(os.path.join(dav.root, "f")) == "version %d" % i
     assert not [n for n in os.listdir(dav.root) if "conflict" in n]
     assert status_json(mnt)["cache"]["conflicts"] == 0
+
+
+def test_a_password_in_the_address_is_never_shown(mnt, mounter):
+    from conftest import PRISMFS
+    with dav_server("apache", auth=("alice", "s3cret-pw")) as s:
+        host = s.url.split("//")[1]
+        bad = subprocess.run([PRISMFS, "mount", "--mirror", "http://alice:wrong-pw@%s/" % host,
+                              mnt], capture_output=True, text=True, timeout=60)
+        assert bad.returncode != 0 and not is_mounted(mnt)
+        assert len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+        assert "wrong-pw" not in bad.stderr and host in bad.stderr
+        cached(mounter, "http://alice:s3cret-pw@%s/" % host, mnt)
+        write(os.path.join(mnt, "f"), "x")
+        sync(mnt)
+        assert read(os.path.join(s.root, "f")) == "x"
+        st = status_json(mnt)["cache"]
+        assert "s3cret-pw" not in str(st) and host in st["guarantees"]
+        assert "s3cret-pw" not in cli("status", mnt).stdout
+        with open("/proc/mounts") as f:
+            assert "s3cret-pw" not in f.read()
