@@ -13,29 +13,9 @@ Nothing here asserts a time; memory is read from /proc/PID/status."""
 import hashlib
 import os
 
-import pytest
-
-from davservers import dav_server
-from faultproxy import FaultProxy
 from prism_helpers import status_json, wait_for
 from test_cache_remote import give_to_server, read, server_tree, sync, write
-
-
-@pytest.fixture
-def mnt(workdir):
-    d = os.path.join(workdir, "mnt")
-    os.makedirs(d)
-    return d
-
-
-@pytest.fixture
-def proxied():
-    with dav_server("apache") as s:
-        p = FaultProxy("127.0.0.1", s.port).start()
-        try:
-            yield s, p
-        finally:
-            p.stop()
+from test_cache_remote import mnt, proxied  # noqa: F401 (fixtures)
 
 
 def mount(mounter, p, mnt, *args):

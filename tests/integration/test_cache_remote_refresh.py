@@ -10,25 +10,9 @@ deadline."""
 import os
 import time
 
-import pytest
-
-from davservers import dav_server
-from faultproxy import FaultProxy
 from prism_helpers import status_json, wait_for
 from test_cache_remote import give_to_server, read, server_tree, sync, write
-
-
-@pytest.fixture(params=("apache", "nginx"))
-def dav(request):
-    with dav_server(request.param) as s:
-        yield s
-
-
-@pytest.fixture
-def mnt(workdir):
-    d = os.path.join(workdir, "mnt")
-    os.makedirs(d)
-    return d
+from test_cache_remote import dav, mnt, proxied  # noqa: F401 (fixtures)
 
 
 def listing(path):
@@ -114,16 +98,6 @@ def test_a_local_mirror_changed_behind_the_mount(workdir, mnt, mounter):
     change_behind(mirror)
     assert wait_for(lambda: shows_the_change(mnt), timeout=30), \
         (listing(docs), content(os.path.join(docs, "a")))
-
-
-@pytest.fixture
-def proxied():
-    with dav_server("apache") as s:
-        p = FaultProxy("127.0.0.1", s.port).start()
-        try:
-            yield s, p
-        finally:
-            p.stop()
 
 
 def test_local_changes_not_written_back_survive_refreshes(proxied, mnt, mounter):
