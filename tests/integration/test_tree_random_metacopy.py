@@ -10,8 +10,6 @@ import os
 
 import pytest
 
-from layer_helpers import _run
-from conftest import Mount
 from test_tree_random import STEPS, compare_trees, run_sequence
 import test_tree_random_redirect as trr
 
@@ -19,26 +17,8 @@ import test_tree_random_redirect as trr
 class Layers(trr.Layers):
     """trr.Layers, both backends mounted with metacopy=on."""
 
-    def mount(self, backend=None, whiteout=None, allow_other=False, extra=(), kernel_opts=""):
-        assert self.current is None, "already mounted by %s" % self.current
-        backend = backend or self.backend
-        if backend == "kernel":
-            _run(["mount", "-t", "overlay", "overlay", "-o",
-                  "lowerdir=%s,upperdir=%s,workdir=%s,metacopy=on,redirect_dir=on"
-                  % (":".join(self.lowers), self.U, self.W), self.M])
-        else:
-            args = ["--upper", self.U, "--work", self.W, "-o", "metacopy=on"]
-            for lo in self.lowers[1:]:
-                args += ["--lower", lo]
-            self._prism = Mount(self.L1, self.M, args)
-            try:
-                self._prism.start()
-            except Exception:
-                self._prism.cleanup()
-                self._prism = None
-                raise
-        self.current = backend
-        return self
+    KERNEL_OPTS = "metacopy=on,redirect_dir=on"
+    PRISM_OPTS = "metacopy=on"
 
 
 def metacopies(upper):

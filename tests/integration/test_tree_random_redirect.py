@@ -34,15 +34,19 @@ class Layers(Overlay):
     def l3(self, *p):
         return os.path.join(self.L3, *p)
 
+    # The options both backends are mounted with (a subclass changes them).
+    KERNEL_OPTS = "redirect_dir=on"
+    PRISM_OPTS = "redirect_dir=on"
+
     def mount(self, backend=None, whiteout=None, allow_other=False, extra=(), kernel_opts=""):
         assert self.current is None, "already mounted by %s" % self.current
         backend = backend or self.backend
         if backend == "kernel":
             _run(["mount", "-t", "overlay", "overlay", "-o",
-                  "lowerdir=%s,upperdir=%s,workdir=%s,redirect_dir=on"
-                  % (":".join(self.lowers), self.U, self.W), self.M])
+                  "lowerdir=%s,upperdir=%s,workdir=%s,%s"
+                  % (":".join(self.lowers), self.U, self.W, self.KERNEL_OPTS), self.M])
         else:
-            args = ["--upper", self.U, "--work", self.W, "-o", "redirect_dir=on"]
+            args = ["--upper", self.U, "--work", self.W, "-o", self.PRISM_OPTS]
             for lo in self.lowers[1:]:
                 args += ["--lower", lo]
             self._prism = Mount(self.L1, self.M, args)
