@@ -250,6 +250,26 @@ static int live_stat(struct pfs_history *h, const char *live, struct pfs_past_ob
 	return 0;
 }
 
+/* The start of a question about snapshot snap: its room w (the caller's
+ * to free after end()), the browse lock taken, the replay at snap ready.
+ * On failure nothing is held. */
+static int enter(struct pfs_history *h, const char *snap, long long *seq, struct where **w)
+{
+	int ret;
+
+	*w = malloc(sizeof(**w));
+	if (!*w)
+		return -ENOMEM;
+	pthread_mutex_lock(&h->bmu);
+	ret = begin(h, snap, seq);
+	if (ret < 0) {
+		pthread_mutex_unlock(&h->bmu);
+		free(*w);
+		*w = NULL;
+	}
+	return ret;
+}
+
 static int b_snapshots(void *ctx, pfs_past_name_cb *cb, void *arg)
 {
 	struct pfs_history *h = ctx;
@@ -295,19 +315,13 @@ static int stat_locked(struct pfs_history *h, long long seq, const char *path,
 static int b_stat(void *ctx, const char *snap, const char *path, struct pfs_past_obj *o)
 {
 	struct pfs_history *h = ctx;
-	struct where *w = malloc(sizeof(*w));
+	struct where *w;
 	long long seq;
 	int ret;
 
-	if (!w)
-		return -ENOMEM;
-	pthread_mutex_lock(&h->bmu);
-	ret = begin(h, snap, &seq);
-	if (ret < 0) {
-		pthread_mutex_unlock(&h->bmu);
-		free(w);
+	ret = enter(h, snap, &seq, &w);
+	if (ret < 0)
 		return ret;
-	}
 	ret = stat_locked(h, seq, path, o, w);
 	end(h);
 	free(w);
@@ -380,22 +394,16 @@ static int gather(struct pfs_history *h, const char *dir, const char *live)
 static int b_list(void *ctx, const char *snap, const char *dir, pfs_past_name_cb *cb, void *arg)
 {
 	struct pfs_history *h = ctx;
-	struct where *w = malloc(sizeof(*w));
+	struct where *w;
 	struct pfs_past_obj o;
 	char p[PATH_MAX];
 	sqlite3_stmt *q = NULL;
 	long long seq;
 	int ret;
 
-	if (!w)
-		return -ENOMEM;
-	pthread_mutex_lock(&h->bmu);
-	ret = begin(h, snap, &seq);
-	if (ret < 0) {
-		pthread_mutex_unlock(&h->bmu);
-		free(w);
+	ret = enter(h, snap, &seq, &w);
+	if (ret < 0)
 		return ret;
-	}
 	ret = stat_locked(h, seq, dir, &o, w);
 	if (ret == 0 && !S_ISDIR(o.mode))
 		ret = -ENOTDIR;
@@ -445,20 +453,14 @@ static int target_fd(struct pfs_history *h, const char *live)
 static int b_open(void *ctx, const char *snap, const char *path)
 {
 	struct pfs_history *h = ctx;
-	struct where *w = malloc(sizeof(*w));
+	struct where *w;
 	struct pfs_past_obj o;
 	long long seq;
 	int ret;
 
-	if (!w)
-		return -ENOMEM;
-	pthread_mutex_lock(&h->bmu);
-	ret = begin(h, snap, &seq);
-	if (ret < 0) {
-		pthread_mutex_unlock(&h->bmu);
-		free(w);
+	ret = enter(h, snap, &seq, &w);
+	if (ret < 0)
 		return ret;
-	}
 	ret = stat_locked(h, seq, path, &o, w);
 	if (ret == 0 && !S_ISREG(o.mode) && !S_ISLNK(o.mode))
 		ret = -EISDIR;
