@@ -224,26 +224,34 @@ static void st_from_headers(const struct pfs_http_resp *rs, struct pfs_rstat *st
 	}
 }
 
+/* A HEAD's or GET's reply: ok, *st from its headers; else the status's
+ * errno with err. */
+static int reply_stat(const struct pfs_http_resp *rs, bool ok, const char *method,
+		      const char *path, struct pfs_rstat *st, char *err, size_t errlen)
+{
+	const char *v;
+	int e = pfs_http_errno(rs->status);
+
+	if (!ok)
+		return pfs_dav_fail(method, path, rs->status, e ? e : -EIO, err, errlen);
+	if ((v = pfs_http_header(rs, "content-length")))
+		st->size = strtoull(v, NULL, 10);
+	st_from_headers(rs, st);
+	return 0;
+}
+
 static int dav_head(struct pfs_dav *d, const char *path, struct pfs_rstat *st, char *err,
 		    size_t errlen)
 {
 	struct pfs_dav_req q = {.method = "HEAD", .path = path, .in_fd = -1, .out_fd = -1,
 			 .nobody = true};
 	struct pfs_http_resp rs;
-	const char *v;
 	int ret = pfs_dav_do(d, &q, &rs, err, errlen);
 
 	if (ret)
 		return ret;
-	if (rs.status < 200 || rs.status > 299) {
-		ret = pfs_dav_fail("HEAD", path, rs.status,
-			       pfs_http_errno(rs.status) ? pfs_http_errno(rs.status) : -EIO, err,
-			       errlen);
-	} else {
-		if ((v = pfs_http_header(&rs, "content-length")))
-			st->size = strtoull(v, NULL, 10);
-		st_from_headers(&rs, st);
-	}
+	ret = reply_stat(&rs, rs.status >= 200 && rs.status <= 299, "HEAD", path, st, err,
+			 errlen);
 	pfs_http_resp_free(&rs);
 	return ret;
 }
@@ -297,7 +305,6 @@ static int dav_get(struct pfs_remote *r, const char *path, int fd, struct pfs_rs
 	struct pfs_dav *d = (struct pfs_dav *)r;
 	struct pfs_dav_req q = {.method = "GET", .path = path, .in_fd = -1, .out_fd = fd};
 	struct pfs_http_resp rs;
-	const char *v;
 	int ret;
 
 	off_t start;
@@ -314,15 +321,7 @@ static int dav_get(struct pfs_remote *r, const char *path, int fd, struct pfs_rs
 		if (end >= start)
 			st->size = (uint64_t)(end - start);
 	}
-	if (rs.status != 200) {
-		ret = pfs_dav_fail("GET", path, rs.status,
-			       pfs_http_errno(rs.status) ? pfs_http_errno(rs.status) : -EIO, err,
-			       errlen);
-	} else {
-		if ((v = pfs_http_header(&rs, "content-length")))
-			st->size = strtoull(v, NULL, 10);
-		st_from_headers(&rs, st);
-	}
+	ret = reply_stat(&rs, rs.status == 200, "GET", path, st, err, errlen);
 	pfs_http_resp_free(&rs);
 	return ret;
 }
