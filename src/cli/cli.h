@@ -7,6 +7,7 @@
 
 #include "ctl/oplog.h"
 #include "layers/layer_opts.h"
+#include "util/idmap.h"
 
 enum pfs_cmd {
 	PFS_CMD_HELP,
@@ -45,6 +46,7 @@ struct pfs_config {
 	bool private_mount;     /* --private: no allow_other by default as root */
 	long long squash_uid;   /* --squash-to-uid/-root: owner shown, -1 none */
 	long long squash_gid;   /* --squash-to-gid/-root: group shown, -1 none */
+	struct pfs_idmap idmap[2]; /* --uidmapping, --gidmapping (n 0: not given) */
 	bool json;              /* status --json */
 	bool force;             /* unmount --force */
 	char *fuse_opts;        /* comma-joined -o options, owned */

@@ -473,6 +473,8 @@ static const struct mount_opt {
 	{"--squash-to-root", "squash_to_root", OPT_FLAG, false, opt_squash_root},
 	{"--squash-to-uid", "squash_to_uid=", OPT_VALUE, false, opt_squash_uid},
 	{"--squash-to-gid", "squash_to_gid=", OPT_VALUE, false, opt_squash_gid},
+	{"--uidmapping", "uidmapping=", OPT_VALUE, false, pfs_cli_opt_uidmapping},
+	{"--gidmapping", "gidmapping=", OPT_VALUE, false, pfs_cli_opt_gidmapping},
 	{"--threads", "threads=", OPT_VALUE, false, opt_threads},
 	{"--node-fds", "node_fds=", OPT_VALUE, false, opt_node_fds},
 	/* layers (lowerdir= is the kernel's list, SOURCE first: cli_oopts.c) */

@@ -667,7 +667,7 @@ int pfs_cmd_mount(const struct pfs_config *cfg)
 {
 	struct pfs_xport xport = PFS_XPORT_INIT;
 	struct pfs_fs_opts opts = {.read_only = cfg->read_only, .timeout = cfg->timeout,
-				   .volatile_source = cfg->volatile_source,
+				   .volatile_source = cfg->volatile_source, .idmap = cfg->idmap,
 				   .mapped = cfg->map_path != NULL, .layered = cfg->upper || cfg->nlowers,
 				   .logged = cfg->log_path != NULL, .browsed = cfg->history != NULL,
 				   .squash_uid = cfg->squash_uid, .squash_gid = cfg->squash_gid};

@@ -116,13 +116,47 @@ static void fix_attr(struct pfs_fs *fs, struct pfs_node *n, struct stat *st)
 
 void pfs_view_fix_attr(struct pfs_fs *fs, struct pfs_node *n, struct stat *st)
 {
+	uint32_t id;
+
 	fix_attr(fs, n, st);
+	/* The table's owners are ids as stored, like the files': mapped alike.
+	 * An id no range holds is shown as the kernel shows one a user
+	 * namespace does not map (fuse-overlayfs does the same). */
+	if (fs->uidmap)
+		st->st_uid = pfs_idmap_shown(fs->uidmap, st->st_uid, &id) ? id : fs->overflow_uid;
+	if (fs->gidmap)
+		st->st_gid = pfs_idmap_shown(fs->gidmap, st->st_gid, &id) ? id : fs->overflow_gid;
 	/* Last, over the table's owners too: fuse-overlayfs's squash shows
 	 * every object as one owner, whatever its layer or table says. */
 	if (fs->squash_uid)
 		st->st_uid = fs->squash_uid_to;
 	if (fs->squash_gid)
 		st->st_gid = fs->squash_gid_to;
+}
+
+bool pfs_view_ids_stored(const struct pfs_fs *fs, uid_t *uid, gid_t *gid)
+{
+	uint32_t u = *uid, g = *gid;
+
+	if (fs->uidmap && *uid != (uid_t)-1 && !pfs_idmap_stored(fs->uidmap, *uid, &u))
+		return false;
+	if (fs->gidmap && *gid != (gid_t)-1 && !pfs_idmap_stored(fs->gidmap, *gid, &g))
+		return false;
+	*uid = u;
+	*gid = g;
+	return true;
+}
+
+int pfs_view_creator_mapped(const struct pfs_fs *fs, const struct fuse_ctx *ctx)
+{
+	uid_t uid;
+	gid_t gid;
+
+	if (!ctx)
+		return 0;
+	uid = ctx->uid;
+	gid = ctx->gid;
+	return pfs_view_ids_stored(fs, &uid, &gid) ? 0 : -EOVERFLOW;
 }
 
 int pfs_view_attr_fixed(struct pfs_fs *fs, struct pfs_node *n, int valid)

@@ -86,6 +86,11 @@ int pfs_backing_give(struct pfs_fs *fs, const struct fuse_ctx *ctx, int parentfd
 	struct stat pst;
 	int ret;
 
+	/* The ids stored for the caller's (uidmapping=), checked before the
+	 * object was made (pfs_view_creator_mapped); the daemon's own are
+	 * stored ids already. */
+	if (ctx && !pfs_view_ids_stored(fs, &uid, &gid))
+		return -EOVERFLOW;
 	if (uid == fs->uid && gid == fs->gid && !elsewhere)
 		return 0;
 	ret = pfs_st_stat(fs->store, parentfd, "", &pst, AT_EMPTY_PATH);

@@ -69,11 +69,18 @@ int pfs_view_setattr(struct pfs_fs *fs, struct pfs_req *rq, const struct fuse_ct
 {
 	char name[24];
 	bool has_fh = fi && n->type == S_IFREG;
+	uid_t uid = (valid & FUSE_SET_ATTR_UID) ? attr->st_uid : (uid_t)-1;
+	gid_t gid = (valid & FUSE_SET_ATTR_GID) ? attr->st_gid : (gid_t)-1;
 	int ret, nfd;
 
 	ret = pfs_view_writable(fs, n);
 	if (ret == 0)
 		ret = pfs_view_attr_fixed(fs, n, valid);
+	/* An id uidmapping=/gidmapping= cannot store: what chown(2) answers
+	 * for an id the caller's user namespace does not map. Asked before
+	 * anything (a mode in the same call) changes. */
+	if (ret == 0 && !pfs_view_ids_stored(fs, &uid, &gid))
+		ret = -EINVAL;
 	if (ret == 0)
 		ret = fs->ns->prepare_change(fs, n, (valid & FUSE_SET_ATTR_SIZE) ? O_WRONLY : -1);
 	if (ret < 0)
@@ -90,9 +97,6 @@ int pfs_view_setattr(struct pfs_fs *fs, struct pfs_req *rq, const struct fuse_ct
 			return ret;
 	}
 	if (valid & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
-		uid_t uid = (valid & FUSE_SET_ATTR_UID) ? attr->st_uid : (uid_t)-1;
-		gid_t gid = (valid & FUSE_SET_ATTR_GID) ? attr->st_gid : (gid_t)-1;
-
 		ret = pfs_st_chown(fs->store, pfs_ref_path(nfd), uid, gid);
 		if (ret < 0)
 			return ret;
@@ -160,18 +164,30 @@ int pfs_backing_readlink(struct pfs_fs *fs, struct pfs_node *n, char *buf, size_
 int pfs_view_mknod(struct pfs_fs *fs, const struct fuse_ctx *ctx, struct pfs_node *parent,
 		   const char *name, mode_t mode, dev_t rdev, struct fuse_entry_param *e)
 {
+	int ret = pfs_view_creator_mapped(fs, ctx);
+
+	if (ret < 0)
+		return ret;
 	return fs->ns->mknod(fs, ctx, parent, name, mode, rdev, e);
 }
 
 int pfs_view_mkdir(struct pfs_fs *fs, const struct fuse_ctx *ctx, struct pfs_node *parent,
 		   const char *name, mode_t mode, struct fuse_entry_param *e)
 {
+	int ret = pfs_view_creator_mapped(fs, ctx);
+
+	if (ret < 0)
+		return ret;
 	return fs->ns->mkdir(fs, ctx, parent, name, mode, e);
 }
 
 int pfs_view_symlink(struct pfs_fs *fs, const struct fuse_ctx *ctx, const char *target,
 		     struct pfs_node *parent, const char *name, struct fuse_entry_param *e)
 {
+	int ret = pfs_view_creator_mapped(fs, ctx);
+
+	if (ret < 0)
+		return ret;
 	return fs->ns->symlink(fs, ctx, target, parent, name, e);
 }
 

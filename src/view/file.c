@@ -244,6 +244,10 @@ int pfs_view_create(struct pfs_fs *fs, struct pfs_req *rq, const struct fuse_ctx
 		    struct pfs_node *parent, const char *name, mode_t mode,
 		    struct fuse_file_info *fi, struct fuse_entry_param *e)
 {
+	int ret = pfs_view_creator_mapped(fs, ctx);
+
+	if (ret < 0)
+		return ret;
 	if (strnlen(name, NAME_MAX + 1) > NAME_MAX)
 		return -ENAMETOOLONG;
 	return fs->ns->create(fs, rq, ctx, parent, name, mode, fi, e);

@@ -10,9 +10,25 @@
 #include "view/nodefd.h"
 #include "view/selfmnt.h"
 
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+/* The id the kernel shows for one a user namespace does not map
+ * (/proc/sys/kernel/overflowuid, overflowgid): 65534 unless changed. */
+static unsigned int overflow_id(const char *path)
+{
+	unsigned int id = 65534;
+	FILE *f = fopen(path, "re");
+
+	if (f) {
+		if (fscanf(f, "%u", &id) != 1)
+			id = 65534;
+		fclose(f);
+	}
+	return id;
+}
 
 void pfs_fs_init(struct pfs_fs *fs, const struct pfs_fs_opts *o)
 {
@@ -31,6 +47,12 @@ void pfs_fs_init(struct pfs_fs *fs, const struct pfs_fs_opts *o)
 	fs->squash_gid = o->squash_gid >= 0;
 	fs->squash_uid_to = (uid_t)o->squash_uid;
 	fs->squash_gid_to = (gid_t)o->squash_gid;
+	fs->uidmap = o->idmap && o->idmap[0].n ? &o->idmap[0] : NULL;
+	fs->gidmap = o->idmap && o->idmap[1].n ? &o->idmap[1] : NULL;
+	if (fs->uidmap)
+		fs->overflow_uid = (uid_t)overflow_id("/proc/sys/kernel/overflowuid");
+	if (fs->gidmap)
+		fs->overflow_gid = (gid_t)overflow_id("/proc/sys/kernel/overflowgid");
 	fs->read_only = o->read_only;
 	fs->timeout = o->timeout;
 	fs->keep_cache = !o->volatile_source;

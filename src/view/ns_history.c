@@ -123,6 +123,7 @@ static int past_lookup(struct pfs_fs *fs, struct pfs_node *parent, const char *n
 	ret = pfs_node_intern(fs, parent, name, fd, &e->attr, PAST_CTX, &n);
 	if (ret < 0)
 		goto out;
+	pfs_view_fix_attr(fs, n, &e->attr); /* owners as getattr shows them */
 	e->ino = pfs_ino_of(fs, n);
 	/* What a snapshot held does not change; which snapshots there are,
 	 * and .history's own times, do. */

@@ -14,6 +14,7 @@
 #include "map/mapping.h"
 #include "store/past.h"
 #include "store/store.h"
+#include "util/idmap.h"
 
 struct pfs_config;
 struct pfs_oplog;
@@ -138,6 +139,11 @@ struct pfs_fs {
 	bool squash_uid, squash_gid; /* pfs_fs_opts: owners shown as one id */
 	uid_t squash_uid_to;
 	gid_t squash_gid_to;
+	/* pfs_fs_opts: fuse-overlayfs's uidmapping=/gidmapping= (util/idmap.h),
+	 * or NULL; a stored id no range holds is shown as the overflow id. */
+	const struct pfs_idmap *uidmap, *gidmap;
+	uid_t overflow_uid;
+	gid_t overflow_gid;
 	struct pfs_oplog *log;   /* NULL: no op log */
 	pthread_mutex_t dirs_lock; /* open directory handles, to free those the */
 	struct pfs_dirh *dirs;     /* kernel never released (session ended)    */
@@ -162,6 +168,9 @@ struct pfs_fs_opts {
 	long long squash_uid;    /* >= 0: every owner shown as that id, */
 	long long squash_gid;    /* every group as that id (fuse-overlayfs's
 				  * squash_to_root, squash_to_uid=, _gid=) */
+	const struct pfs_idmap *idmap; /* NULL, or [0] uidmapping=, [1] gidmapping=
+					* (n 0: not given), the caller's for the
+					* mount's life */
 };
 /* Before anything is opened: zeroes fs, then locks, times, ids, options. */
 void pfs_fs_init(struct pfs_fs *fs, const struct pfs_fs_opts *o);
@@ -358,8 +367,17 @@ int pfs_place_removable(struct pfs_fs *fs, const struct pfs_place *pl, bool is_d
 /* May n be changed (read-only view, mapping's readonly)? 0 or -EROFS. */
 int pfs_view_writable(struct pfs_fs *fs, struct pfs_node *n);
 /* Attributes as the view shows them: synthetic directories, the mapping's
- * mode/uid/gid, inode numbers of other filesystems kept apart. */
+ * mode/uid/gid, inode numbers of other filesystems kept apart; then the
+ * owners through uidmapping=/gidmapping=, then squash_to_*. */
 void pfs_view_fix_attr(struct pfs_fs *fs, struct pfs_node *n, struct stat *st);
+/* The ids to store for ids given through the mount (chown's, a creator's),
+ * in place; (uid_t)-1 and (gid_t)-1 ("unchanged") stay. false when
+ * uidmapping=/gidmapping= hold one of them in no range (nothing changed). */
+bool pfs_view_ids_stored(const struct pfs_fs *fs, uid_t *uid, gid_t *gid);
+/* 0 if what the caller of ctx (NULL: the daemon) makes can be given its
+ * ids, else -EOVERFLOW: uidmapping=/gidmapping= hold one in no range (the
+ * kernel's answer to a creator an idmapped mount does not map). */
+int pfs_view_creator_mapped(const struct pfs_fs *fs, const struct fuse_ctx *ctx);
 double pfs_view_attr_timeout(struct pfs_fs *fs, struct pfs_node *n);
 /* Is n's backing object also another node (grafted elsewhere)? */
 bool pfs_view_aliased(struct pfs_fs *fs, struct pfs_node *n);

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/idmap.h"
 #include "util/util.h"
 
 static void t_errname(void **s)
@@ -160,10 +161,42 @@ static void t_path_join(void **s)
 	free(p);
 }
 
+/* fuse-overlayfs's uidmapping=: CONTAINERID:HOSTID:SIZE, the stored id first. */
+static void t_idmap(void **s)
+{
+	static struct pfs_idmap m;
+	char err[128];
+	uint32_t id;
+	static const char *const bad[] = {
+		"", "x:1:1", "0:1000", "0:1000:0", "0:1000:1:", "0:1000:1:0:2000:1",
+		"0:1000:1:5:1000:2", "4294967295:0:1", "0:4294967290:10", "0:1:4294967296",
+		"-1:0:1", "0:1000:1,1:2000:1", " 0:1:1",
+	};
+
+	(void)s;
+	assert_int_equal(pfs_idmap_parse("0:1000:1:1:110000:65536", &m, err, sizeof(err)), 0);
+	assert_int_equal(m.n, 2);
+	assert_true(pfs_idmap_shown(&m, 0, &id) && id == 1000);
+	assert_true(pfs_idmap_shown(&m, 65536, &id) && id == 175535);
+	assert_false(pfs_idmap_shown(&m, 65537, &id));
+	assert_true(pfs_idmap_stored(&m, 110005, &id) && id == 6);
+	assert_true(pfs_idmap_stored(&m, 1000, &id) && id == 0);
+	assert_false(pfs_idmap_stored(&m, 999, &id));
+	assert_false(pfs_idmap_stored(&m, 0, &id));
+	/* The last id there is, and adjacent ranges. */
+	assert_int_equal(pfs_idmap_parse("4294967294:0:1:0:1:5", &m, err, sizeof(err)), 0);
+	assert_true(pfs_idmap_shown(&m, 4294967294u, &id) && id == 0);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		err[0] = '\0';
+		assert_int_equal(pfs_idmap_parse(bad[i], &m, err, sizeof(err)), -EINVAL);
+		assert_true(err[0] != '\0');
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(t_errname),
+		cmocka_unit_test(t_errname),       cmocka_unit_test(t_idmap),
 		cmocka_unit_test(t_parse_size),     cmocka_unit_test(t_parse_long),
 		cmocka_unit_test(t_parse_seconds), cmocka_unit_test(t_fmt_time),
 		cmocka_unit_test(t_mountinfo),   cmocka_unit_test(t_mountinfo_malformed),
