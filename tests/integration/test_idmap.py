@@ -194,6 +194,25 @@ def test_unmapped_ids_are_refused_and_change_nothing(im):
             assert os.listdir(os.path.join(top, "d")) == [], top
 
 
+def test_history_tree_shows_mapped_owners(workdir, mounter):
+    """The read-only .history tree of a mount with --history shows a
+    snapshot's owners through the mapping too, looked up or stat'ed."""
+    hdir, = make_dirs(workdir, "history")
+    im = Idmount(workdir, mounter, "plain", ("--history", hdir))
+    res = cli("snapshot", im.mnt, "--name", "s1")
+    assert res.returncode == 0, res.stderr
+    os.chown(im.p("k"), 110010, 2000)     # after the snapshot
+    snap = im.p(".history", "s1")
+    with os.scandir(snap) as it:
+        listed = {e.name: (e.stat(follow_symlinks=False).st_uid,
+                           e.stat(follow_symlinks=False).st_gid) for e in it}
+    for name, (kind, uid, gid) in TREE.items():
+        want = (shown(UIDS, uid, "uid"), shown(GIDS, gid, "gid"))
+        assert ids(os.path.join(snap, name)) == want, name
+        assert listed[name] == want, name
+    assert ids(im.p("k")) == (110010, 2000)
+
+
 def test_layered_copy_up_keeps_stored_ids(workdir, mounter):
     im = Idmount(workdir, mounter, "layered")
     for name in ("k", "far", "root"):
