@@ -61,6 +61,7 @@ int pfs_cli_opt_new_mountpoint(struct pfs_config *cfg, const char *v, const char
 int pfs_cli_opt_on_unmount(struct pfs_config *cfg, const char *v, const char *what, char *err,
 			   size_t errlen);
 int pfs_cli_finish_layers(struct pfs_config *cfg, char *err, size_t errlen);
+bool pfs_cli_has_slash(const char *s);
 
 /* cli_idmap.c: --uidmapping/uidmapping=, --gidmapping/gidmapping= (entries
  * of mount's option table: 0 or -EINVAL). */
@@ -68,6 +69,5 @@ int pfs_cli_opt_uidmapping(struct pfs_config *cfg, const char *v, const char *wh
 			   size_t errlen);
 int pfs_cli_opt_gidmapping(struct pfs_config *cfg, const char *v, const char *what, char *err,
 			   size_t errlen);
-bool pfs_cli_has_slash(const char *s);
 
 #endif
