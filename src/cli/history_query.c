@@ -122,7 +122,7 @@ static int cmd_diff(const char *mnt, const char *a, const char *b, bool stat)
 	ret = 0;
 out:
 	sqlite3_finalize(r);
-	sqlite3_close(db);
+	pfs_hq_close(db);
 	return ret;
 }
 

@@ -265,3 +265,24 @@ def test_history_tree_walk_beyond_the_node_fd_budget(workdir, trees, mounter):
         fds = daemon_fds(m.pid, mnt)
         assert fds["node"] + fds["other"] <= BUDGET + 24, fds
 
+
+def test_snapshots_taken_and_pruned_show_at_once(workdir, trees, mounter):
+    """.history's listing follows the snapshots as soon as the command
+    returns, though the kernel keeps its names and attributes meanwhile."""
+    src, mnt = trees
+    mounter(src, mnt, "--history", os.path.join(workdir, "hist"))
+    gate = os.path.join(mnt, ".history")
+    write(os.path.join(mnt, "f"), b"one")
+    seen = []
+    for name in ["a", "b", "c"]:
+        r = cli("snapshot", mnt, "--name", name)
+        assert r.returncode == 0, r.stderr
+        seen.append(name)
+        assert sorted(os.listdir(gate)) == seen
+        os.stat(os.path.join(gate, name, "f"))  # the kernel holds it now
+        write(os.path.join(mnt, "f"), name.encode())
+    r = cli("prune", mnt, "--keep", "manual=1")
+    assert r.returncode == 0, r.stderr
+    assert sorted(os.listdir(gate)) == ["c"]
+    with open(os.path.join(gate, "c", "f"), "rb") as fh:
+        assert fh.read() == b"b"
