@@ -54,6 +54,7 @@ int pfs_history_mount_open(const struct pfs_config *cfg, struct pfs_fs *fs)
 	fs->store = st; /* it owns the store it wraps now */
 	fs->past = pfs_history_past(st);
 	fs->past_name = cfg->history_dir_name ? cfg->history_dir_name : ".history";
+	pfs_view_past_watch(fs);
 	/* The .history tree's nodes hold an fd on a removed empty directory,
 	 * as the mapping table's synthetic directories do (map/mapwatch.c). */
 	if (fs->empty_fd < 0) {

@@ -248,7 +248,7 @@ out:
 	if (a)
 		archive_write_free(a);
 	sqlite3_finalize(q);
-	sqlite3_close(db);
+	pfs_hq_close(db);
 	free(canon);
 	return ret;
 }

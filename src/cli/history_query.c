@@ -27,40 +27,152 @@ bool pfs_history_query_is(const char *w)
 	return strcmp(w, "versions") == 0 || strcmp(w, "diff") == 0 || strcmp(w, "restore") == 0;
 }
 
+/* The names an object had: PATH, and before each rename that brought
+ * something to PATH (or to a directory above it), the name it came from,
+ * followed back the same way. Each name with the newest position up to
+ * which its versions count (hi; LLONG_MAX for PATH itself). Taken newest
+ * first, so a name is met first with its largest hi and visited once:
+ * renames back and forth stay linear. */
+struct vname {
+	char path[PATH_MAX];
+	long long hi;
+	bool done;
+};
+
+/* Where the object at cur came from through the rename row (src, dst,
+ * flags): 1 with *was set, 0 if the rename did not bring it. */
+static int came_from(const char *cur, const char *src, const char *dst, long long flags,
+		     char *was, size_t len)
+{
+	size_t dl = strlen(dst), sl = strlen(src);
+
+	if (strncmp(cur, dst, dl) == 0 && (cur[dl] == '\0' || cur[dl] == '/'))
+		return (size_t)snprintf(was, len, "%s%s", src, cur + dl) < len;
+	/* RENAME_EXCHANGE: what is at src now was at dst */
+	if ((flags & 2) && strncmp(cur, src, sl) == 0 && (cur[sl] == '\0' || cur[sl] == '/'))
+		return (size_t)snprintf(was, len, "%s%s", dst, cur + sl) < len;
+	return 0;
+}
+
+static int add_name(struct vname **v, size_t *n, const char *path, long long hi)
+{
+	struct vname *nv;
+
+	for (size_t i = 0; i < *n; i++)
+		if (strcmp((*v)[i].path, path) == 0) {
+			if (!(*v)[i].done && hi > (*v)[i].hi)
+				(*v)[i].hi = hi;
+			return 0;
+		}
+	nv = realloc(*v, (*n + 1) * sizeof(**v));
+	if (!nv)
+		return -1;
+	*v = nv;
+	snprintf(nv[*n].path, sizeof(nv[*n].path), "%s", path);
+	nv[*n].hi = hi;
+	nv[*n].done = false;
+	(*n)++;
+	return 0;
+}
+
+static int names_of(sqlite3 *db, const char *rel, struct vname **v, size_t *n)
+{
+	sqlite3_stmt *r = NULL;
+	char was[PATH_MAX];
+	int ret = -1;
+
+	*v = NULL;
+	*n = 0;
+	if (add_name(v, n, rel, LLONG_MAX) < 0 ||
+	    sqlite3_prepare_v2(db, "SELECT seq, path, path2, arg FROM changes WHERE kind = 'rename'"
+				   " AND state = 1 AND seq < ?2 AND (path2 = ?1 OR substr(?1, 1,"
+				   " length(path2) + 1) = path2 || '/' OR (arg & 2 AND (path = ?1 OR"
+				   " substr(?1, 1, length(path) + 1) = path || '/'))) ORDER BY seq DESC",
+			       -1, &r, NULL) != SQLITE_OK)
+		goto out;
+	for (;;) {
+		size_t k = *n;
+
+		for (size_t i = 0; i < *n; i++) /* the newest not visited */
+			if (!(*v)[i].done && (k == *n || (*v)[i].hi > (*v)[k].hi))
+				k = i;
+		if (k == *n)
+			break;
+		(*v)[k].done = true;
+		sqlite3_reset(r);
+		sqlite3_bind_text(r, 1, (*v)[k].path, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_int64(r, 2, (*v)[k].hi);
+		while (sqlite3_step(r) == SQLITE_ROW)
+			if (came_from((*v)[k].path, pfs_hc_col(r, 1), pfs_hc_col(r, 2),
+				      sqlite3_column_int64(r, 3), was, sizeof(was)) &&
+			    add_name(v, n, was, sqlite3_column_int64(r, 0)) < 0)
+				goto out;
+	}
+	ret = 0;
+out:
+	sqlite3_finalize(r);
+	return ret;
+}
+
 static int cmd_versions(const char *mnt, const char *path, bool json)
 {
 	char rel[PATH_MAX] = "", *canon_m = canonical_noleaf(mnt), tbuf[64], mbuf[64];
 	sqlite3 *db = canon_m ? pfs_hc_open_db(mnt) : NULL;
 	sqlite3_stmt *q = NULL;
 	json_t *arr = json_array();
+	struct vname *names = NULL;
+	size_t nnames = 0;
 	int ret = 1;
 
 	if (!db || !arr)
 		goto out;
 	pfs_hc_relpath(canon_m, path, rel, sizeof(rel));
+	/* A version counts under a name up to the rename that took the
+	 * object away from it (saved at that rename: seq <= hi). */
+	if (names_of(db, rel, &names, &nnames) < 0 ||
+	    sqlite3_exec(db, "CREATE TEMP TABLE vn(path TEXT, hi INTEGER)", NULL, NULL, NULL) !=
+		    SQLITE_OK ||
+	    sqlite3_prepare_v2(db, "INSERT INTO vn VALUES(?, ?)", -1, &q, NULL) != SQLITE_OK) {
+		say("%s: %s", mnt, sqlite3_errmsg(db));
+		goto out;
+	}
+	for (size_t i = 0; i < nnames; i++) {
+		sqlite3_reset(q);
+		sqlite3_bind_text(q, 1, names[i].path, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(q, 2, names[i].hi);
+		if (sqlite3_step(q) != SQLITE_DONE) {
+			say("%s: %s", mnt, sqlite3_errmsg(db));
+			goto out;
+		}
+	}
+	sqlite3_finalize(q);
 	if (sqlite3_prepare_v2(db,
-			       "SELECT s.id, s.name, s.t_ns, v.size, v.mtime_ns, v.mode, v.seq, v.file"
-			       " FROM versions v JOIN snapshots s ON v.snap = s.id WHERE v.path = ? AND v.pruned = 0"
+			       "SELECT s.id, s.name, s.t_ns, v.size, v.mtime_ns, v.mode, v.seq, v.path"
+			       " FROM versions v JOIN snapshots s ON v.snap = s.id JOIN vn ON"
+			       " v.path = vn.path AND v.seq <= vn.hi WHERE v.pruned = 0"
 			       " ORDER BY v.seq, v.rowid",
 			       -1, &q, NULL) != SQLITE_OK) {
 		say("%s: %s", mnt, sqlite3_errmsg(db));
 		goto out;
 	}
-	sqlite3_bind_text(q, 1, rel, -1, SQLITE_STATIC);
 	while (sqlite3_step(q) == SQLITE_ROW) {
 		pfs_hc_fmt_ns(sqlite3_column_int64(q, 2), tbuf, sizeof(tbuf));
 		pfs_hc_fmt_ns(sqlite3_column_int64(q, 4), mbuf, sizeof(mbuf));
 		if (json) {
-			json_t *o = json_pack("{s:I, s:s, s:s, s:I, s:s, s:I, s:I}",
+			json_t *o = json_pack("{s:I, s:s, s:s, s:I, s:s, s:I, s:I, s:s}",
 					      "snapshot_id", (json_int_t)sqlite3_column_int64(q, 0),
 					      "snapshot", pfs_hc_col(q, 1), "time", tbuf,
 					      "size", (json_int_t)sqlite3_column_int64(q, 3),
 					      "mtime", mbuf,
 					      "mode", (json_int_t)sqlite3_column_int64(q, 5),
-					      "seq", (json_int_t)sqlite3_column_int64(q, 6));
+					      "seq", (json_int_t)sqlite3_column_int64(q, 6),
+					      "path", pfs_hc_col(q, 7));
 
 			if (o)
 				json_array_append_new(arr, o);
+		} else if (strcmp(pfs_hc_col(q, 7), rel) != 0) {
+			printf("%s %s size=%lld mtime=%s as=%s\n", pfs_hc_col(q, 1), tbuf,
+			       sqlite3_column_int64(q, 3), mbuf, pfs_hc_col(q, 7));
 		} else {
 			printf("%s %s size=%lld mtime=%s\n", pfs_hc_col(q, 1), tbuf,
 			       sqlite3_column_int64(q, 3), mbuf);
@@ -73,6 +185,7 @@ out:
 	sqlite3_finalize(q);
 	sqlite3_close(db);
 	json_decref(arr);
+	free(names);
 	free(canon_m);
 	return ret;
 }
@@ -122,7 +235,7 @@ static int cmd_diff(const char *mnt, const char *a, const char *b, bool stat)
 	ret = 0;
 out:
 	sqlite3_finalize(r);
-	sqlite3_close(db);
+	pfs_hq_close(db);
 	return ret;
 }
 

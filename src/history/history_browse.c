@@ -51,11 +51,25 @@ static long long data_version(sqlite3 *db)
 	sqlite3_stmt *q;
 	long long v = -1;
 
-	if (sqlite3_prepare_v2(db, "PRAGMA data_version", -1, &q, NULL) == SQLITE_OK &&
-	    sqlite3_step(q) == SQLITE_ROW)
-		v = sqlite3_column_int64(q, 0);
-	sqlite3_finalize(q);
+	if (pfs_hq_prep(db, "PRAGMA data_version", &q) == 0) {
+		if (sqlite3_step(q) == SQLITE_ROW)
+			v = sqlite3_column_int64(q, 0);
+		pfs_hq_done(q);
+	}
 	return v;
+}
+
+/* One statement without rows (BEGIN, COMMIT): 0 or -1. */
+static int step1(sqlite3 *db, const char *sql)
+{
+	sqlite3_stmt *q;
+	int rc;
+
+	if (pfs_hq_prep(db, sql, &q) < 0)
+		return -1;
+	rc = sqlite3_step(q);
+	pfs_hq_done(q);
+	return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : -1;
 }
 
 /* Under bmu: the connection, and a read transaction with the replay of
@@ -74,7 +88,7 @@ static int begin(struct pfs_history *h, const char *snap, long long *seq)
 		if (sqlite3_open_v2(path, &h->bdb, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK ||
 		    sqlite3_exec(h->bdb, "PRAGMA temp_store = MEMORY", NULL, NULL, NULL) !=
 			    SQLITE_OK) {
-			sqlite3_close(h->bdb);
+			pfs_hq_close(h->bdb);
 			h->bdb = NULL;
 			return -EIO;
 		}
@@ -87,13 +101,13 @@ static int begin(struct pfs_history *h, const char *snap, long long *seq)
 	}
 	/* the outcomes held back are the replay's: a change made is state 1 */
 	pfs_history_flush(&h->base);
-	if (sqlite3_exec(h->bdb, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
+	if (step1(h->bdb, "BEGIN") < 0)
 		return -EIO;
 	if (!snap)
 		return 0;
 	/* a read of the main database starts the transaction's snapshot */
 	if (pfs_hq_snap(h->bdb, snap, seq, &id) < 0) {
-		sqlite3_exec(h->bdb, "ROLLBACK", NULL, NULL, NULL);
+		step1(h->bdb, "ROLLBACK");
 		return -ENOENT;
 	}
 	ver = data_version(h->bdb);
@@ -116,9 +130,11 @@ static int begin(struct pfs_history *h, const char *snap, long long *seq)
 static void end(struct pfs_history *h)
 {
 	/* read-only: the commit keeps the replay's TEMP tables for the next */
-	sqlite3_exec(h->bdb, "DROP TABLE IF EXISTS temp.ls", NULL, NULL, NULL);
-	if (sqlite3_exec(h->bdb, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-		sqlite3_exec(h->bdb, "ROLLBACK", NULL, NULL, NULL);
+	if (h->b_ls)
+		sqlite3_exec(h->bdb, "DROP TABLE IF EXISTS temp.ls", NULL, NULL, NULL);
+	h->b_ls = false;
+	if (step1(h->bdb, "COMMIT") < 0) {
+		step1(h->bdb, "ROLLBACK");
 		h->b_valid = false;
 	}
 	pthread_mutex_unlock(&h->bmu);
@@ -127,8 +143,10 @@ static void end(struct pfs_history *h)
 /* One row of sql (text parameters) into q, stepped: 1 a row, 0 none, -1. */
 static int row(sqlite3 *db, sqlite3_stmt **q, const char *sql, const char *a, const char *b)
 {
-	if (sqlite3_prepare_v2(db, sql, -1, q, NULL) != SQLITE_OK)
+	if (pfs_hq_prep(db, sql, q) < 0) {
+		*q = NULL;
 		return -1;
+	}
 	sqlite3_bind_text(*q, 1, a, -1, SQLITE_STATIC);
 	if (b)
 		sqlite3_bind_text(*q, 2, b, -1, SQLITE_STATIC);
@@ -150,10 +168,10 @@ static int version(struct pfs_history *h, long long seq, const char *fpath, long
 	sqlite3_stmt *q;
 	int ret = -ENOENT;
 
-	if (sqlite3_prepare_v2(h->bdb, "SELECT mode, uid, gid, size, mtime_ns,"
-				       " coalesce(file, ''), pruned FROM versions WHERE path = ?1"
-				       " AND seq >= ?2 AND seq < ?3 ORDER BY seq DESC, rowid DESC"
-				       " LIMIT 1", -1, &q, NULL) != SQLITE_OK)
+	if (pfs_hq_prep(h->bdb, "SELECT mode, uid, gid, size, mtime_ns,"
+				" coalesce(file, ''), pruned FROM versions WHERE path = ?1"
+				" AND seq >= ?2 AND seq < ?3 ORDER BY seq DESC, rowid DESC"
+				" LIMIT 1", &q) < 0)
 		return -EIO;
 	sqlite3_bind_text(q, 1, fpath, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(q, 2, seq);
@@ -175,7 +193,7 @@ static int version(struct pfs_history *h, long long seq, const char *fpath, long
 			 sqlite3_column_int(q, 6) ? "" : col(q, 5));
 		ret = 0;
 	}
-	sqlite3_finalize(q);
+	pfs_hq_done(q);
 	return ret;
 }
 
@@ -194,10 +212,10 @@ static int locate(struct pfs_history *h, long long seq, const char *path, struct
 		w->gone = true;
 		if (r > 0 && sqlite3_column_type(q, 1) != SQLITE_NULL)
 			ret = version(h, seq, col(q, 0), sqlite3_column_int64(q, 1), w);
-		sqlite3_finalize(q);
+		pfs_hq_done(q);
 		return r < 0 ? -EIO : ret;
 	}
-	sqlite3_finalize(q);
+	pfs_hq_done(q);
 	r = row(h->bdb, &q, "SELECT path, fpath, fseq FROM cur WHERE orig = ?1", path, NULL);
 	if (r != 0) {
 		if (r > 0) {
@@ -208,10 +226,10 @@ static int locate(struct pfs_history *h, long long seq, const char *path, struct
 			    version(h, seq, col(q, 1), sqlite3_column_int64(q, 2), w) < 0)
 				w->saved = false;
 		}
-		sqlite3_finalize(q);
+		pfs_hq_done(q);
 		return r < 0 ? -EIO : ret;
 	}
-	sqlite3_finalize(q);
+	pfs_hq_done(q);
 	/* not seen itself: beneath the nearest ancestor that moved, if any */
 	snprintf(anc, sizeof(anc), "%s", path);
 	snprintf(w->live, sizeof(w->live), "%s", path);
@@ -221,7 +239,7 @@ static int locate(struct pfs_history *h, long long seq, const char *path, struct
 		if (r > 0 && (size_t)snprintf(w->live, sizeof(w->live), "%s%s", col(q, 0),
 					      path + strlen(anc)) >= sizeof(w->live))
 			r = -1;
-		sqlite3_finalize(q);
+		pfs_hq_done(q);
 		if (r < 0)
 			return -EIO;
 		if (r > 0)
@@ -229,7 +247,7 @@ static int locate(struct pfs_history *h, long long seq, const char *path, struct
 	}
 	/* another object there now: path named nothing at S */
 	r = row(h->bdb, &q, "SELECT 1 FROM cur WHERE path = ?1", w->live, NULL);
-	sqlite3_finalize(q);
+	pfs_hq_done(q);
 	return r < 0 ? -EIO : r > 0 ? -ENOENT : 0;
 }
 
@@ -342,7 +360,7 @@ static int add_name(sqlite3 *db, const char *name)
 	sqlite3_stmt *q;
 	int r = row(db, &q, "INSERT OR IGNORE INTO temp.ls VALUES(?1)", name, NULL);
 
-	sqlite3_finalize(q);
+	pfs_hq_done(q);
 	return r < 0 ? -EIO : 0;
 }
 
@@ -360,6 +378,7 @@ static int gather(struct pfs_history *h, const char *dir, const char *live)
 	if (sqlite3_exec(h->bdb, "CREATE TEMP TABLE ls(name TEXT PRIMARY KEY)", NULL, NULL,
 			 NULL) != SQLITE_OK)
 		return -EIO;
+	h->b_ls = true;
 	if (live) {
 		fd = openat(h->rootfd, *live ? live : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (fd < 0 || !(dp = fdopendir(fd))) {
@@ -477,24 +496,41 @@ static int b_open(void *ctx, const char *snap, const char *path)
 	return ret;
 }
 
+static void b_watch(void *ctx, void (*cb)(void *arg), void *arg)
+{
+	struct pfs_history *h = ctx;
+
+	h->on_snaps = cb;
+	h->on_snaps_arg = arg;
+}
+
+void pfs_hist_snaps_changed(struct pfs_history *h)
+{
+	if (h->on_snaps)
+		h->on_snaps(h->on_snaps_arg);
+}
+
 void pfs_hist_browse_init(struct pfs_history *h)
 {
 	pthread_mutex_init(&h->bmu, NULL);
 	h->bdb = NULL;
 	h->rootfd = -1;
 	h->b_valid = false;
+	h->b_ls = false;
 	h->past = (struct pfs_past){
 		.ctx = h,
 		.snapshots = b_snapshots,
 		.stat = b_stat,
 		.list = b_list,
 		.open = b_open,
+		.watch = b_watch,
 	};
 }
 
 void pfs_hist_browse_fini(struct pfs_history *h)
 {
-	sqlite3_close(h->bdb);
+	if (h->bdb)
+		pfs_hq_close(h->bdb);
 	h->bdb = NULL;
 	if (h->rootfd >= 0)
 		close(h->rootfd);

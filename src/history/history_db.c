@@ -345,5 +345,7 @@ long long pfs_history_snapshot_kind(struct pfs_store *st, const char *name, bool
 	}
 	sqlite3_finalize(q);
 	pthread_mutex_unlock(&h->lock);
+	if (id > 0)
+		pfs_hist_snaps_changed(h);
 	return id;
 }

@@ -60,8 +60,14 @@ struct pfs_history {
 	sqlite3 *bdb;           /* read-only, opened at the first browse */
 	int rootfd;             /* O_PATH on the tree's root, or -1 */
 	bool b_valid;           /* bdb's TEMP tables hold the replay since */
+	bool b_ls;              /* a listing made temp.ls in this browse */
 	long long b_id, b_ver;  /* snapshot b_id, at data_version b_ver */
+	void (*on_snaps)(void *arg); /* past.watch's: set once, before serving */
+	void *on_snaps_arg;
 };
+
+/* history_browse.c: tell the watcher the set of snapshots changed. */
+void pfs_hist_snaps_changed(struct pfs_history *h);
 
 #define H(st) ((struct pfs_history *)(st))
 

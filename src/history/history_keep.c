@@ -308,6 +308,8 @@ int pfs_history_prune(struct pfs_store *st, const struct pfs_hist_policy *pol, b
 	if (r < 0 || dry)
 		sqlite3_exec(h->db, "ROLLBACK", NULL, NULL, NULL);
 	pthread_mutex_unlock(&h->lock);
+	if (r == 0 && !dry)
+		pfs_hist_snaps_changed(h);
 	/* After the commit: no row names these now; a crash leaves them to
 	 * the next start's sweep. */
 	for (size_t i = 0; files && files[i]; i++) {

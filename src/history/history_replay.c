@@ -29,14 +29,49 @@ static const char *col(sqlite3_stmt *q, int i)
 	return t ? (const char *)t : "";
 }
 
+/* Statements are kept prepared on the connection and found again by their
+ * text (SQLite lists a connection's statements): a lookup in the .history
+ * tree asks a dozen small questions, and preparing them each time was most
+ * of its cost (a listing of 10,000 entries took 4.7x the live one). A
+ * statement handed out is stepped before anything else asks the same
+ * question, so an idle one (not busy) is free. */
+int pfs_hq_prep(sqlite3 *db, const char *sql, sqlite3_stmt **q)
+{
+	for (sqlite3_stmt *s = sqlite3_next_stmt(db, NULL); s; s = sqlite3_next_stmt(db, s))
+		if (!sqlite3_stmt_busy(s) && strcmp(sqlite3_sql(s), sql) == 0) {
+			*q = s;
+			return 0;
+		}
+	return sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, q, NULL) == SQLITE_OK
+		       ? 0
+		       : -1;
+}
+
+void pfs_hq_done(sqlite3_stmt *q)
+{
+	if (!q)
+		return;
+	sqlite3_reset(q);
+	sqlite3_clear_bindings(q);
+}
+
+void pfs_hq_close(sqlite3 *db)
+{
+	sqlite3_stmt *s;
+
+	while ((s = sqlite3_next_stmt(db, NULL)))
+		sqlite3_finalize(s);
+	sqlite3_close(db);
+}
+
 int pfs_hq_snap(sqlite3 *db, const char *name, long long *seq, long long *id)
 {
 	sqlite3_stmt *q;
 	int found;
 
-	if (sqlite3_prepare_v2(db, "SELECT seq, id FROM snapshots WHERE name = ?1 OR"
-				   " CAST(id AS TEXT) = ?1 ORDER BY name = ?1 DESC LIMIT 1",
-			       -1, &q, NULL) != SQLITE_OK)
+	if (pfs_hq_prep(db, "SELECT seq, id FROM snapshots WHERE name = ?1 OR"
+			    " CAST(id AS TEXT) = ?1 ORDER BY name = ?1 DESC LIMIT 1",
+			&q) < 0)
 		return -1;
 	sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
 	found = sqlite3_step(q) == SQLITE_ROW;
@@ -44,7 +79,7 @@ int pfs_hq_snap(sqlite3 *db, const char *name, long long *seq, long long *id)
 		*seq = sqlite3_column_int64(q, 0);
 		*id = sqlite3_column_int64(q, 1);
 	}
-	sqlite3_finalize(q);
+	pfs_hq_done(q);
 	return found ? 0 : -1;
 }
 
@@ -56,7 +91,7 @@ static int run(sqlite3 *db, const char *sql, char *out, size_t len, int n, ...)
 	va_list ap;
 	int rc;
 
-	if (sqlite3_prepare_v2(db, sql, -1, &q, NULL) != SQLITE_OK)
+	if (pfs_hq_prep(db, sql, &q) < 0)
 		return -1;
 	va_start(ap, n);
 	for (int i = 1; i <= n; i++) {
@@ -73,7 +108,7 @@ static int run(sqlite3 *db, const char *sql, char *out, size_t len, int n, ...)
 			snprintf(out, len, "%s",
 				 sqlite3_column_type(q, 0) == SQLITE_NULL ? "\x01" : col(q, 0));
 	}
-	sqlite3_finalize(q);
+	pfs_hq_done(q);
 	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
 }
 

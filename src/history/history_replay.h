@@ -7,6 +7,12 @@
 #include <sqlite3.h>
 #include <stddef.h>
 
+/* A statement kept prepared on db (found again by its text): 0 or -1.
+ * pfs_hq_done resets it for the next; a connection that used them is
+ * closed by pfs_hq_close (which finalizes them). */
+int pfs_hq_prep(sqlite3 *db, const char *sql, sqlite3_stmt **q);
+void pfs_hq_done(sqlite3_stmt *q);
+void pfs_hq_close(sqlite3 *db);
 /* Snapshot name (a name or an id): its journal position and id. 0 or -1. */
 int pfs_hq_snap(sqlite3 *db, const char *name, long long *seq, long long *id);
 /* Replay the journal's changes made in (sa, sb] (sb < 0: up to now) into

@@ -34,6 +34,10 @@ struct pfs_past {
 	 * snap; for a symlink, its target. -errno (-EIO: its saved version
 	 * was pruned). */
 	int (*open)(void *ctx, const char *snap, const char *path);
+	/* Call cb(arg) each time the set of snapshots changes (one taken or
+	 * pruned), after the change, on the thread that made it: never one of
+	 * the view's requests, and with none of the store's locks held. */
+	void (*watch)(void *ctx, void (*cb)(void *arg), void *arg);
 };
 
 #endif

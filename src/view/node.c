@@ -374,8 +374,10 @@ int pfs_node_intern_ln(struct pfs_fs *fs, struct pfs_node *parent, const char *n
 	fresh->ino = st->st_ino;
 	fresh->ctx = ctx;
 	fresh->bfd = fd;
-	/* A synthetic directory's fd is the daemon's own empty directory. */
-	fresh->fd_fixed = st->st_dev == 0 || (ln && !ln_sweepable(ln));
+	/* A synthetic node's fd (dev 0) is a copy of the daemon's own empty
+	 * directory's: swept like any other, and copied again when needed (a
+	 * walk of 10,000 names under .history held 10,000 of them). */
+	fresh->fd_fixed = ln && !ln_sweepable(ln);
 	fresh->fd_used = true; /* the kernel is about to use it */
 	fresh->type = st->st_mode & S_IFMT;
 	fresh->nlookup = 1;

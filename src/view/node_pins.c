@@ -6,6 +6,7 @@
 #include "view/nodefd.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -88,6 +89,14 @@ static int reopen_layered(struct pfs_fs *fs, struct pfs_node *n, struct shard *s
 	return ret;
 }
 
+/* A synthetic node's fd again: a copy of the empty directory's. */
+static int dup_empty(struct pfs_fs *fs)
+{
+	int fd = fcntl(fs->empty_fd, F_DUPFD_CLOEXEC, 0);
+
+	return fd < 0 ? -errno : fd;
+}
+
 int pfs_node_fd(struct pfs_fs *fs, struct pfs_node *n)
 {
 	struct shard *s;
@@ -122,7 +131,7 @@ int pfs_node_fd(struct pfs_fs *fs, struct pfs_node *n)
 		return fd;
 	if (n->ln)
 		return reopen_layered(fs, n, s);
-	nfd = pfs_nodefd_reopen(fs, n->dev, n->handle);
+	nfd = n->dev == 0 ? dup_empty(fs) : pfs_nodefd_reopen(fs, n->dev, n->handle);
 	if (nfd < 0)
 		return nfd;
 	pthread_mutex_lock(&s->lock);
@@ -211,7 +220,7 @@ static bool sweep_one(struct pfs_fs *fs, struct pfs_node *n)
 	}
 	if (n->ln)
 		return sweep_layered(fs, n);
-	if (!n->handle) {
+	if (!n->handle && n->dev != 0) {
 		ret = pfs_nodefd_handle(fs, n->bfd, n->dev, n->type == S_IFDIR, &n->handle);
 		if (ret == -EAGAIN)
 			return false;

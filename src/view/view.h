@@ -131,6 +131,9 @@ struct pfs_fs {
 	const struct pfs_past *past; /* the tree at each snapshot (store/past.h),
 				      * shown under past_name at the root; or NULL */
 	const char *past_name;
+	uint64_t past_changed_ns; /* atomic: when the snapshots last changed
+				   * (past_name's mtime) */
+	uint64_t past_ino;       /* atomic: the kernel's id of past_name, or 0 */
 	int empty_fd;            /* O_PATH on a removed empty directory: what a
 				  * synthetic directory's node holds */
 	struct timespec started; /* times shown on synthetic directories */
@@ -274,6 +277,9 @@ bool pfs_node_known_as(struct pfs_fs *fs, struct pfs_node *n, struct pfs_node *p
 int pfs_inval_start(struct pfs_fs *fs);
 void pfs_inval_stop(struct pfs_fs *fs);
 /* Make the kernel forget (parent, name), from the invalidation thread. */
+/* ns_history.c: show fs->past's new or pruned snapshots at once (the
+ * kernel keeps past_name's attributes and listing until told). */
+void pfs_view_past_watch(struct pfs_fs *fs);
 uint64_t pfs_inval_entry(struct pfs_fs *fs, struct pfs_node *parent, const char *name);
 /* Make the kernel forget the attributes it holds of n's other places (and
  * of n itself if self), at once: safe inside a request. */

@@ -5,6 +5,7 @@ Background-mode mounts (no -f) are tracked by the `bg` fixture defined here
 its daemon ended in teardown, even when the test fails.
 """
 import calendar
+import contextlib
 import errno
 import json
 import os
@@ -553,3 +554,24 @@ def run_on_a_terminal(args, timeout=120, env=None):
                 os.close(slave)
         out.seek(0)
         return rc, out.read().decode(errors="replace"), got.decode(errors="replace")
+
+
+@contextlib.contextmanager
+def xfs_reflink(workdir, size=512 << 20):
+    """An XFS filesystem with reflinks on a loop device at workdir/xfs
+    (xfsprogs is installed by the README's set-up), unmounted after, also
+    when the test fails. Yields its mount point."""
+    img = os.path.join(workdir, "xfs.img")
+    mnt = os.path.join(workdir, "xfs")
+    os.makedirs(mnt)
+    with open(img, "wb") as f:
+        f.truncate(size)
+    for cmd in (["mkfs.xfs", "-q", "-m", "reflink=1", img], ["mount", "-o", "loop", img, mnt]):
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        assert r.returncode == 0, "%s: %s" % (" ".join(cmd), r.stderr.strip())
+    try:
+        yield mnt
+    finally:
+        for mp in sorted(mounts_under(mnt), key=len, reverse=True):
+            force_unmount(mp)
+        subprocess.run(["umount", "-l", mnt], capture_output=True)

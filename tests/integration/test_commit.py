@@ -23,7 +23,7 @@ import subprocess
 import pytest
 
 from conftest import PRISMFS, SANITIZER_MARKERS
-from prism_helpers import assert_one_error_line, cli, run_on_a_terminal
+from prism_helpers import assert_one_error_line, cli, run_on_a_terminal, xfs_reflink
 
 PRIVATE_XATTR = ("trusted.overlay.", "user.overlay.")
 SIBLING_SUFFIXES = (".prismfs-new", ".prismfs-commit", ".prismfs-commit.tmp", ".prismfs-inplace",
@@ -925,21 +925,8 @@ def fiemap_shared(path):
 
 @pytest.fixture
 def xfs(workdir):
-    if not shutil.which("mkfs.xfs") or not shutil.which("filefrag"):
-        pytest.skip("mkfs.xfs or filefrag missing")
-    img = os.path.join(workdir, "xfs.img")
-    mnt = os.path.join(workdir, "xfs")
-    os.makedirs(mnt)
-    with open(img, "wb") as f:
-        f.truncate(512 << 20)
-    if run("mkfs.xfs", "-q", "-m", "reflink=1", img, check=False).returncode != 0:
-        pytest.skip("mkfs.xfs cannot make a reflink filesystem")
-    if run("mount", "-o", "loop", img, mnt, check=False).returncode != 0:
-        pytest.skip("cannot loop-mount an XFS image here")
-    try:
+    with xfs_reflink(workdir) as mnt:
         yield mnt
-    finally:
-        umount_all(mnt)
 
 
 def populate_big(L):

@@ -13,7 +13,7 @@ import subprocess
 
 import pytest
 
-from prism_helpers import assert_one_error_line, cli
+from prism_helpers import assert_one_error_line, cli, daemon_fds, status_json
 
 
 def record(root):
@@ -236,3 +236,53 @@ def test_history_dir_name_refusals(workdir, trees):
     assert_one_error_line(r, "--history-dir-name without --history")
     assert not os.path.ismount(mnt)
     assert not os.path.exists(hdir)
+
+
+BUDGET = 64
+
+
+def test_history_tree_walk_beyond_the_node_fd_budget(workdir, trees, mounter):
+    """A walk of .history with far more names than --node-fds keeps the
+    daemon's fds within the budget (the nodes of the past are closed and
+    opened again like any), and reads each snapshot as it was."""
+    src, mnt = trees
+    m = mounter(src, mnt, "--history", os.path.join(workdir, "hist"), "--node-fds", str(BUDGET))
+    copies = {}
+    for d in range(6):
+        os.makedirs(os.path.join(mnt, "d%d" % d))
+        for i in range(100):
+            write(os.path.join(mnt, "d%d" % d, "f%d" % i), b"%d/%d\n" % (d, i))
+    snapshot(workdir, src, mnt, "s1", copies)
+    for d in range(6):
+        os.unlink(os.path.join(mnt, "d%d" % d, "f0"))
+        write(os.path.join(mnt, "d%d" % d, "f1"), b"changed")
+    os.rename(os.path.join(mnt, "d5"), os.path.join(mnt, "moved"))
+    for _ in range(2):  # the second walk reopens what the first closed
+        check_all(mnt, copies)
+        st = status_json(mnt)
+        assert st["nodes"] > 4 * BUDGET
+        assert st["node_fds"]["open"] <= BUDGET
+        fds = daemon_fds(m.pid, mnt)
+        assert fds["node"] + fds["other"] <= BUDGET + 24, fds
+
+
+def test_snapshots_taken_and_pruned_show_at_once(workdir, trees, mounter):
+    """.history's listing follows the snapshots as soon as the command
+    returns, though the kernel keeps its names and attributes meanwhile."""
+    src, mnt = trees
+    mounter(src, mnt, "--history", os.path.join(workdir, "hist"))
+    gate = os.path.join(mnt, ".history")
+    write(os.path.join(mnt, "f"), b"one")
+    seen = []
+    for name in ["a", "b", "c"]:
+        r = cli("snapshot", mnt, "--name", name)
+        assert r.returncode == 0, r.stderr
+        seen.append(name)
+        assert sorted(os.listdir(gate)) == seen
+        os.stat(os.path.join(gate, name, "f"))  # the kernel holds it now
+        write(os.path.join(mnt, "f"), name.encode())
+    r = cli("prune", mnt, "--keep", "manual=1")
+    assert r.returncode == 0, r.stderr
+    assert sorted(os.listdir(gate)) == ["c"]
+    with open(os.path.join(gate, "c", "f"), "rb") as fh:
+        assert fh.read() == b"b"

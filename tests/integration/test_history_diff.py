@@ -180,6 +180,44 @@ def test_versions_lists_what_each_snapshot_saved(hist):
     assert r.returncode == 0 and r.stdout == "", (r.stdout, r.stderr)
 
 
+def test_versions_follow_the_file_across_renames(hist):
+    """A file renamed (itself, or a directory above it) keeps the versions
+    saved under its earlier names; each says the name it was saved as."""
+    src, mnt, hdir, m = hist
+    p = lambda *x: os.path.join(mnt, *x)
+    snap = lambda n: cli("snapshot", mnt, "--name", n).returncode == 0
+    put(p("f"), "1")
+    assert snap("s1")
+    put(p("f"), "22")               # saves "1" as f under s1
+    assert snap("s2")
+    os.rename(p("f"), p("g"))       # saves "22" as f under s2
+    put(p("g"), "333")
+    assert snap("s3")
+    os.mkdir(p("d"))
+    os.rename(p("g"), p("d", "h"))  # saves "333" as g under s3
+    put(p("d", "h"), "4444")
+    assert snap("s4")
+    put(p("d", "h"), "55555")       # saves "4444" as d/h under s4
+    os.rename(p("d"), p("e"))       # a directory above it
+    assert snap("s5")
+    put(p("e", "h"), "666666")      # saves "55555" as e/h under s5
+    put(p("f"), "another file at the old name")
+    r = cli("versions", mnt, "e/h", "--json")
+    assert r.returncode == 0, r.stderr
+    got = [(v["snapshot"], v["size"], v["path"]) for v in json.loads(r.stdout)]
+    assert got == [("s1", 1, "f"), ("s2", 2, "f"), ("s3", 3, "g"), ("s4", 4, "d/h"),
+                   ("s5", 5, "e/h")], got
+    r = cli("versions", mnt, "e/h")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert [l.split()[-1] for l in lines[:4]] == ["as=f", "as=f", "as=g", "as=d/h"], lines
+    assert len(lines) == 5 and "as=" not in lines[4], lines
+    # the file now at f was made after every snapshot: f's versions are
+    # those of the object that had the name before
+    r = cli("versions", mnt, "f", "--json")
+    assert [(v["snapshot"], v["size"]) for v in json.loads(r.stdout)] == [("s1", 1), ("s2", 2)]
+
+
 def test_bad_usage_of_diff_and_versions_is_one_line(hist, trees, mounter):
     src, mnt, hdir, m = hist
     assert cli("snapshot", mnt, "--name", "s1").returncode == 0
