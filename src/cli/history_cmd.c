@@ -117,6 +117,10 @@ int pfs_hc_ask(const char *mnt, const char *req, char *buf, size_t len)
 		used += (size_t)n;
 	close(fd);
 	buf[used] = '\0';
+	if (!strchr(buf, '\n')) { /* every answer is a line: the daemon ended first */
+		say("%s: the daemon ended without an answer (it may have died)", mnt);
+		return -1;
+	}
 	buf[strcspn(buf, "\n")] = '\0';
 	if (strncmp(buf, "error ", 6) == 0) {
 		say("%s: %s", mnt, buf + 6);

@@ -586,9 +586,11 @@ int pfs_history_start(struct pfs_store *st)
 		fprintf(stderr, "prismfs: %s\n", err);
 		return r;
 	}
-	/* Rows a dead daemon left at 0 were never finished: say so, so that 0
-	 * means "in flight" on a live mount. */
-	if (sqlite3_exec(h->db, "UPDATE changes SET state = 2 WHERE state = 0", NULL, NULL,
+	/* Rows a dead daemon left at 0 were never finished: those the tree
+	 * shows made count as made; the others say so ("interrupted"), so
+	 * that 0 means "in flight" on a live mount. */
+	if (pfs_hist_settle(h) < 0 ||
+	    sqlite3_exec(h->db, "UPDATE changes SET state = 2 WHERE state = 0", NULL, NULL,
 			 NULL) != SQLITE_OK) {
 		fprintf(stderr, "prismfs: history: %s\n", sqlite3_errmsg(h->db));
 		return -EIO;

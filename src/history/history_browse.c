@@ -160,22 +160,30 @@ static int row(sqlite3 *db, sqlite3_stmt **q, const char *sql, const char *a, co
 	}
 }
 
-/* The version saved at fpath before its row fseq, not before S: 0 (w
- * filled), -ENOENT none (pruned rows keep their place, without data). */
+/* The version saved at fpath before its row fseq, not before S; fseq < 0:
+ * the one saved with snapshot S itself at path (at S's position: a file
+ * open for writing at S, saved then, as nothing later can: passthrough
+ * writes reach it with no call of ours, and its first change after S may
+ * find it saved already). 0 (w filled), -ENOENT none (pruned rows keep
+ * their place, without data). */
 static int version(struct pfs_history *h, long long seq, const char *fpath, long long fseq,
 		   struct where *w)
 {
 	sqlite3_stmt *q;
 	int ret = -ENOENT;
 
-	if (pfs_hq_prep(h->bdb, "SELECT mode, uid, gid, size, mtime_ns,"
-				" coalesce(file, ''), pruned FROM versions WHERE path = ?1"
-				" AND seq >= ?2 AND seq < ?3 ORDER BY seq DESC, rowid DESC"
-				" LIMIT 1", &q) < 0)
+	if (pfs_hq_prep(h->bdb, fseq >= 0
+				  ? "SELECT mode, uid, gid, size, mtime_ns, coalesce(file, ''),"
+				    " pruned FROM versions WHERE path = ?1 AND seq >= ?2 AND"
+				    " seq < ?3 ORDER BY seq DESC, rowid DESC LIMIT 1"
+				  : "SELECT mode, uid, gid, size, mtime_ns, coalesce(file, ''),"
+				    " pruned FROM versions WHERE path = ?1 AND snap = ?2"
+				    " AND seq = ?3 ORDER BY rowid LIMIT 1",
+			&q) < 0)
 		return -EIO;
 	sqlite3_bind_text(q, 1, fpath, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(q, 2, seq);
-	sqlite3_bind_int64(q, 3, fseq);
+	sqlite3_bind_int64(q, 2, fseq >= 0 ? seq : h->b_id);
+	sqlite3_bind_int64(q, 3, fseq >= 0 ? fseq : seq);
 	if (sqlite3_step(q) == SQLITE_ROW) {
 		long long mt = sqlite3_column_int64(q, 4);
 
@@ -202,6 +210,7 @@ static int locate(struct pfs_history *h, long long seq, const char *path, struct
 {
 	char anc[PATH_MAX];
 	sqlite3_stmt *q = NULL;
+	bool moved = false;
 	int r, ret = -ENOENT;
 
 	memset(w, 0, sizeof(*w));
@@ -212,6 +221,8 @@ static int locate(struct pfs_history *h, long long seq, const char *path, struct
 		w->gone = true;
 		if (r > 0 && sqlite3_column_type(q, 1) != SQLITE_NULL)
 			ret = version(h, seq, col(q, 0), sqlite3_column_int64(q, 1), w);
+		if (r > 0 && ret < 0) /* open for writing at S: saved then */
+			ret = version(h, seq, path, -1, w);
 		pfs_hq_done(q);
 		return r < 0 ? -EIO : ret;
 	}
@@ -222,8 +233,9 @@ static int locate(struct pfs_history *h, long long seq, const char *path, struct
 			snprintf(w->live, sizeof(w->live), "%s", col(q, 0));
 			ret = 0;
 			/* no version of its first change (pruned): the live one */
-			if (sqlite3_column_type(q, 2) != SQLITE_NULL &&
-			    version(h, seq, col(q, 1), sqlite3_column_int64(q, 2), w) < 0)
+			if ((sqlite3_column_type(q, 2) == SQLITE_NULL ||
+			     version(h, seq, col(q, 1), sqlite3_column_int64(q, 2), w) < 0) &&
+			    version(h, seq, path, -1, w) < 0)
 				w->saved = false;
 		}
 		pfs_hq_done(q);
@@ -242,13 +254,21 @@ static int locate(struct pfs_history *h, long long seq, const char *path, struct
 		pfs_hq_done(q);
 		if (r < 0)
 			return -EIO;
-		if (r > 0)
+		if (r > 0) {
+			moved = true;
 			break;
+		}
 	}
 	/* another object there now: path named nothing at S */
 	r = row(h->bdb, &q, "SELECT 1 FROM cur WHERE path = ?1", w->live, NULL);
 	pfs_hq_done(q);
-	return r < 0 ? -EIO : r > 0 ? -ENOENT : 0;
+	if (r != 0)
+		return r < 0 ? -EIO : -ENOENT;
+	/* no row names it or a directory above it since S: the same object,
+	 * unless written without a row (open for writing at S: saved then) */
+	if (moved || version(h, seq, path, -1, w) < 0)
+		w->saved = false;
+	return 0;
 }
 
 static int live_stat(struct pfs_history *h, const char *live, struct pfs_past_obj *o)

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -297,6 +298,84 @@ long long pfs_history_snapshot(struct pfs_store *st, const char *name, bool pin,
 	return pfs_history_snapshot_kind(st, name, pin, false, err, errlen);
 }
 
+/* Whether the change of a row a dead daemon left unfinished was made,
+ * as far as the tree shows: a change of an object's data or metadata
+ * counts as made (its version was saved before it: what the object was
+ * stays known either way, and a diff may list it as changed); a name
+ * made, if it is there; a name removed, if it is not; a rename, if the
+ * old name is gone and the new one there. An exchange cannot be told
+ * (both names are there either way): left interrupted. */
+static bool row_made(int root, const char *kind, const char *p, const char *p2, long long arg)
+{
+	struct stat st;
+	bool at1 = p && fstatat(root, p, &st, AT_SYMLINK_NOFOLLOW) == 0;
+	bool at2 = p2 && fstatat(root, p2, &st, AT_SYMLINK_NOFOLLOW) == 0;
+
+	if (!strcmp(kind, "create") || !strcmp(kind, "mkdir") || !strcmp(kind, "mknod") ||
+	    !strcmp(kind, "symlink"))
+		return at1;
+	if (!strcmp(kind, "link"))
+		return at2;
+	if (!strcmp(kind, "unlink") || !strcmp(kind, "rmdir"))
+		return !at1;
+	if (!strcmp(kind, "rename"))
+		return !(arg & 2) && !at1 && at2;
+	return true;
+}
+
+int pfs_hist_settle(struct pfs_history *h)
+{
+	sqlite3_stmt *q = NULL, *u = NULL;
+	int root = open(h->root, O_PATH | O_DIRECTORY | O_CLOEXEC), ret = -EIO;
+
+	if (root < 0)
+		return -errno;
+	if (sqlite3_prepare_v2(h->db, "SELECT seq, kind, path, path2, arg FROM changes"
+				      " WHERE state = 0", -1, &q, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(h->db, "UPDATE changes SET state = 1 WHERE seq = ?", -1, &u,
+			       NULL) != SQLITE_OK ||
+	    sqlite3_exec(h->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
+		goto out;
+	while (sqlite3_step(q) == SQLITE_ROW) {
+		const char *p2 = (const char *)sqlite3_column_text(q, 3);
+
+		if (!row_made(root, (const char *)sqlite3_column_text(q, 1),
+			      (const char *)sqlite3_column_text(q, 2), p2,
+			      sqlite3_column_int64(q, 4)))
+			continue;
+		sqlite3_bind_int64(u, 1, sqlite3_column_int64(q, 0));
+		sqlite3_step(u);
+		sqlite3_reset(u);
+	}
+	ret = sqlite3_exec(h->db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK ? 0 : -EIO;
+	if (ret < 0)
+		sqlite3_exec(h->db, "ROLLBACK", NULL, NULL, NULL);
+out:
+	sqlite3_finalize(q);
+	sqlite3_finalize(u);
+	close(root);
+	return ret;
+}
+
+/* Under h->lock, in the snapshot's transaction: files open for writing
+ * change with no call of ours (kernel passthrough writes reach them
+ * directly, even after a kill -9 of the daemon), so the first change after
+ * the snapshot cannot save them: they are saved with the snapshot, in its
+ * transaction (a reflink where the filesystem has them, else a copy, which
+ * holds every change back meanwhile). Found by killing a writer's daemon:
+ * a file created and not yet written at the snapshot was missing from it. */
+static int save_open_writers(struct pfs_history *h, long long snap)
+{
+	for (unsigned i = 0; i < PFS_HIST_NB; i++)
+		for (struct hwfd *w = h->wfds[i]; w; w = w->next) {
+			int r = pfs_hist_save_open(h, w->fd, snap);
+
+			if (r < 0)
+				return r;
+		}
+	return 0;
+}
+
 long long pfs_history_snapshot_kind(struct pfs_store *st, const char *name, bool pin,
 				    bool automatic, char *err, size_t errlen)
 {
@@ -319,6 +398,12 @@ long long pfs_history_snapshot_kind(struct pfs_store *st, const char *name, bool
 	}
 	pthread_mutex_lock(&h->lock);
 	flush_locked(h);
+	pfs_crashpoint("snapshot-before-insert");
+	if (h->db && sqlite3_exec(h->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
+		snprintf(err, errlen, "cannot record the snapshot: %s", sqlite3_errmsg(h->db));
+		pthread_mutex_unlock(&h->lock);
+		return -EIO;
+	}
 	rc = h->db ? sqlite3_prepare_v2(h->db,
 					"INSERT INTO snapshots(name, t_ns, seq, pinned, kind) VALUES(?, ?,"
 					" (SELECT coalesce(max(seq), 0) FROM changes), ?, ?)",
@@ -332,9 +417,22 @@ long long pfs_history_snapshot_kind(struct pfs_store *st, const char *name, bool
 		rc = sqlite3_step(q);
 	}
 	if (rc == SQLITE_DONE) {
+		long long was = h->snap;
+
 		id = (long long)sqlite3_last_insert_rowid(h->db);
 		h->snap = id;
 		pfs_hist_saved_clear(h);
+		rc = save_open_writers(h, id);
+		pfs_crashpoint("snapshot-inserted"); /* not yet committed */
+		if (rc == 0 && sqlite3_exec(h->db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK) {
+			pfs_crashpoint("snapshot-committed"); /* not yet answered */
+		} else {
+			snprintf(err, errlen, "cannot record the snapshot: %s",
+				 rc < 0 ? strerror(-rc) : sqlite3_errmsg(h->db));
+			h->snap = was;
+			pfs_hist_saved_clear(h);
+			id = rc < 0 ? rc : -EIO;
+		}
 	} else if ((rc & 0xff) == SQLITE_CONSTRAINT) {
 		id = -EEXIST;
 		snprintf(err, errlen, "a snapshot named %s exists", name);
@@ -344,6 +442,8 @@ long long pfs_history_snapshot_kind(struct pfs_store *st, const char *name, bool
 				h->db ? sqlite3_errmsg(h->db) : "no database");
 	}
 	sqlite3_finalize(q);
+	if (id <= 0 && h->db)
+		sqlite3_exec(h->db, "ROLLBACK", NULL, NULL, NULL);
 	pthread_mutex_unlock(&h->lock);
 	if (id > 0)
 		pfs_hist_snaps_changed(h);

@@ -92,8 +92,14 @@ void pfs_hist_db_done(struct pfs_history *h, long long seq, int ret);
  * or "" for dirfd's own — save its previous version if a snapshot was
  * taken since it was last saved. 0 or -errno (the change must not go on). */
 int pfs_hist_save(struct pfs_history *h, int dirfd, const char *name);
+/* history_save.c, under h->lock (a snapshot's transaction): the version
+ * of the regular file open for writing as fd, under snapshot snap. */
+int pfs_hist_save_open(struct pfs_history *h, int fd, long long snap);
 /* Forget what was saved (a new snapshot). Under h->lock. */
 void pfs_hist_saved_clear(struct pfs_history *h);
+/* history_db.c: at the start, the rows a dead daemon left unfinished that
+ * the tree shows were made are marked made. 0 or -EIO. */
+int pfs_hist_settle(struct pfs_history *h);
 
 /* history_keep.c: the checkpoint thread (started if the policy asks for
  * it), stopped before the database closes; the sweep of DIR/versions at

@@ -105,6 +105,52 @@ static int save_link(struct pfs_history *h, int dirfd, const char *name, const c
 	return r;
 }
 
+/* Under h->lock: the row of the version of path (st) saved as file. */
+static int save_row(struct pfs_history *h, long long snap, const char *path,
+		    const struct stat *st, const char *file)
+{
+	sqlite3_stmt *q = h->sav;
+	int r;
+
+	sqlite3_bind_int64(q, 1, snap);
+	sqlite3_bind_text(q, 3, path, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(q, 4, st->st_mode);
+	sqlite3_bind_int64(q, 5, st->st_uid);
+	sqlite3_bind_int64(q, 6, st->st_gid);
+	sqlite3_bind_int64(q, 7, st->st_size);
+	sqlite3_bind_int64(q, 8, (sqlite3_int64)st->st_mtim.tv_sec * 1000000000ll +
+				      st->st_mtim.tv_nsec);
+	if (S_ISREG(st->st_mode) || S_ISLNK(st->st_mode))
+		sqlite3_bind_text(q, 9, file, -1, SQLITE_TRANSIENT);
+	else
+		sqlite3_bind_null(q, 9);
+	r = sqlite3_step(q) == SQLITE_DONE ? 0 : -EIO;
+	sqlite3_reset(q);
+	sqlite3_clear_bindings(q);
+	return r;
+}
+
+int pfs_hist_save_open(struct pfs_history *h, int fd, long long snap)
+{
+	char path[PATH_MAX], file[64];
+	struct stat st;
+	int r;
+
+	if (h->vdir < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
+	    seen(h, st.st_dev, st.st_ino, true))
+		return 0;
+	snprintf(file, sizeof(file), "%lld-%llu", snap, ++h->vseq);
+	r = pfs_hist_path(h, fd, NULL, path, sizeof(path));
+	if (r == 0)
+		r = copy_data(h, fd, NULL, &st, file);
+	if (r == 0)
+		r = save_row(h, snap, path, &st, file);
+	if (r < 0)
+		fprintf(stderr, "prismfs: history: cannot save %s, open for writing at the "
+			"snapshot: %s\n", path, strerror(-r));
+	return r;
+}
+
 int pfs_hist_save(struct pfs_history *h, int dirfd, const char *name)
 {
 	char path[PATH_MAX], file[64];
@@ -137,25 +183,8 @@ int pfs_hist_save(struct pfs_history *h, int dirfd, const char *name)
 	else if (r == 0 && S_ISLNK(st.st_mode))
 		r = save_link(h, dirfd, name, file);
 	pthread_mutex_lock(&h->lock);
-	if (r == 0 && h->db) {
-		sqlite3_stmt *q = h->sav;
-
-		sqlite3_bind_int64(q, 1, snap);
-		sqlite3_bind_text(q, 3, path, -1, SQLITE_TRANSIENT);
-		sqlite3_bind_int64(q, 4, st.st_mode);
-		sqlite3_bind_int64(q, 5, st.st_uid);
-		sqlite3_bind_int64(q, 6, st.st_gid);
-		sqlite3_bind_int64(q, 7, st.st_size);
-		sqlite3_bind_int64(q, 8, (sqlite3_int64)st.st_mtim.tv_sec * 1000000000ll +
-					      st.st_mtim.tv_nsec);
-		if (S_ISREG(st.st_mode) || S_ISLNK(st.st_mode))
-			sqlite3_bind_text(q, 9, file, -1, SQLITE_TRANSIENT);
-		else
-			sqlite3_bind_null(q, 9);
-		r = sqlite3_step(q) == SQLITE_DONE ? 0 : -EIO;
-		sqlite3_reset(q);
-		sqlite3_clear_bindings(q);
-	}
+	if (r == 0 && h->db)
+		r = save_row(h, snap, path, &st, file);
 	if (r < 0) {
 		struct hsaved **p = &h->saved[bucket(st.st_dev, st.st_ino)];
 

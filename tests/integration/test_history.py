@@ -179,13 +179,14 @@ def test_kill_9_during_a_workload_leaves_everything_in_source_in_the_journal(his
     for p in present:
         if os.path.isfile(os.path.join(src, p)) and os.path.getsize(os.path.join(src, p)):
             assert p in opened or renamed.get(p) in opened, p
-    # The next mount with DIR marks what the dead daemon never finished.
+    # The next mount with DIR settles what the dead daemon never finished:
+    # done where the tree shows it made, else interrupted; none unknown.
     unknown = db_rows(hdir, "SELECT count(*) FROM changes WHERE state = 0")[0][0]
     m2 = Mount(src, mnt, ["--history", hdir]).start()
     try:
-        states = {r["state"] for r in log_json(mnt)}
+        states = [r["state"] for r in log_json(mnt)]
         assert "unknown" not in states, states
-        assert ("interrupted" in states) == (unknown > 0), (states, unknown)
+        assert states.count("interrupted") <= unknown, (states, unknown)
     finally:
         m2.stop()
         m2.cleanup()
