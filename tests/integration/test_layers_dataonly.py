@@ -128,7 +128,8 @@ def test_missing_data_as_the_kernel(three):
     """A metacopy file whose redirect finds nothing in the data-only
     layers still shows (stat as the kernel's, blocks guessed from the
     size); opening it fails with the kernel's errno. A relative redirect
-    with a '/' is invalid: the lookup fails as the kernel's does."""
+    with a '/' is invalid: the lookup fails as the kernel's does, and its
+    directory still lists the name (readdirplus gives it no attributes)."""
     d = three
     build(d)
     meta(os.path.join(d["L1"], "miss"), "/nowhere/f", 5000)
@@ -144,6 +145,11 @@ def test_missing_data_as_the_kernel(three):
     ke = errno_of(os.stat, os.path.join(d["K"], "bad", "rel"))
     assert ke != 0
     assert errno_of(os.stat, os.path.join(d["P"], "bad", "rel")) == ke
+    # ... and its directory still lists it (the name fails alone)
+    for root in (d["K"], d["P"]):
+        assert os.listdir(os.path.join(root, "bad")) == ["rel"]
+        assert subprocess.run(["ls", "-l", os.path.join(root, "bad")],
+                              capture_output=True).returncode == 1  # rel: ls's "minor problem"
 
 
 def with_upper(d, tag):
