@@ -17,7 +17,7 @@ import pytest
 
 from conftest import Mount
 from layer_helpers import Untouched, assert_same, entry, mkfile, snapshot
-from prism_helpers import cli
+from prism_helpers import cli, status_json
 from test_layers_lowers import three
 
 assert three  # the fixture, used by pytest
@@ -121,6 +121,8 @@ def test_view_is_the_kernels(three, ns, spelling):
     assert errno_of(os.stat, os.path.join(d["P"], "x")) == errno.ENOENT
     for p in (d["K"], d["P"]):
         assert errno_of(os.chmod, os.path.join(p, "a"), 0o644) == errno.EROFS
+    lay = status_json(d["P"])["layers"]
+    assert len(lay["lowers"]) == 3 and lay["data_only"] == 2, lay
     untouched.check()
 
 
@@ -228,10 +230,12 @@ def test_reads_the_kernels_upper(three):
     assert read(os.path.join(d["P"], "a")) == data["x/f"]
 
 
-def test_commit(three):
+@pytest.mark.parametrize("atomic", [[], ["--atomic"]], ids=["in-place", "atomic"])
+def test_commit(three, atomic):
     """Commit into L1: a file written whole replaces its metacopy file
-    (L1 holds its data then, no redirect); a metadata-only copy whose
-    data is in a data-only layer is refused in one line, nothing changed."""
+    (L1 holds its data then, no redirect), the untouched metacopy files
+    still reach their data; a metadata-only copy whose data is in a
+    data-only layer is refused in one line, nothing changed."""
     d = three
     data = build(d)
     up, wp = with_upper(d, "p")
@@ -243,7 +247,7 @@ def test_commit(three):
     d["mounts"].remove(m)
     m.cleanup()
     res = cli("commit", "--upper", up, "--lower", d["L1"], "--lower", d["L2"],
-              "--lower", d["L3"], "--work", wp)
+              "--lower", d["L3"], "--work", wp, *atomic)
     assert res.returncode == 0, res.stderr
     assert read(os.path.join(d["L1"], "a")) == data["x/f"] + b"more"
     assert errno_of(os.getxattr, os.path.join(d["L1"], "a"),
@@ -251,15 +255,18 @@ def test_commit(three):
 
     os.makedirs(up, exist_ok=True)
     m = mount_prism(d, d["P"], extra=["-o", "upperdir=%s,workdir=%s,metacopy=on" % (up, wp)])
+    assert read(os.path.join(d["P"], "a")) == data["x/f"] + b"more"
+    assert read(os.path.join(d["P"], "b")) == data["g"]
+    assert read(os.path.join(d["P"], "sub", "c")) == data["x/f"]
     os.chmod(os.path.join(d["P"], "b"), 0o600)
     m.stop()
     m.check_clean_exit()
     d["mounts"].remove(m)
     m.cleanup()
     before = Untouched(d["L1"], up)
-    for atomic in ([], ["--atomic"]):
+    for how in ([], ["--atomic"]):
         res = cli("commit", "--upper", up, "--lower", d["L1"], "--lower", d["L2"],
-                  "--lower", d["L3"], "--work", wp, *atomic)
+                  "--lower", d["L3"], "--work", wp, *how)
         lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
         assert res.returncode != 0 and len(lines) == 1, (res.returncode, res.stderr)
         assert "data-only" in lines[0], lines[0]
