@@ -359,6 +359,10 @@ void pfs_config_free(struct pfs_config *cfg)
 	free(cfg->optlowers);
 	cfg->optlowers = NULL;
 	cfg->noptlowers = 0;
+	free(cfg->datalowers);
+	cfg->datalowers = NULL;
+	cfg->ndatalowers = 0;
+	cfg->ndata = 0;
 	for (size_t i = 0; i < cfg->nstrs; i++)
 		free(cfg->strs[i]);
 	free(cfg->strs);

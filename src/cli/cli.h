@@ -69,6 +69,10 @@ struct pfs_config {
 	 * in order; or lowerdir=SOURCE:L2:... after the first). Owned array. */
 	const char **lowers;
 	size_t nlowers;
+	/* ... of which the last ndata are data-only (--data-lower, or
+	 * lowerdir=...::D1::D2 after the first "::"), as the kernel's: no
+	 * merge shows them, metacopy files above reach their data. */
+	size_t ndata;
 	enum pfs_whiteout whiteout; /* mount --whiteout */
 	enum pfs_action action;     /* mount --on-unmount; unmount --action */
 	bool mount_ro;          /* -o ro (last of ro/rw): the kernel mount is read-only */
@@ -107,6 +111,9 @@ struct pfs_config {
 	 * missing), and the strings unescaped from -o that fields point into. */
 	const char **optlowers;
 	size_t noptlowers;
+	const char **datalowers; /* --data-lower, and lowerdir='s after "::" */
+	size_t ndatalowers;
+	bool optdata;           /* lowerdir= had "::" */
 	const char *layer_opt;
 	bool upper_from_opt;    /* the upper came as upperdir= */
 	const char *cache_opt;  /* the first cache option seen (they need --mirror) */

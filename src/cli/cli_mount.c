@@ -481,6 +481,7 @@ static const struct mount_opt {
 	{"--upper", "upperdir=", OPT_VALUE, false, pfs_cli_opt_upper},
 	{"--work", "workdir=", OPT_VALUE, false, pfs_cli_opt_work},
 	{"--lower", NULL, OPT_VALUE, false, pfs_cli_opt_lower},
+	{"--data-lower", NULL, OPT_VALUE, false, pfs_cli_opt_data_lower},
 	{"--whiteout", "whiteout=", OPT_VALUE, false, pfs_cli_opt_whiteout},
 	{"--on-unmount", "on_unmount=", OPT_VALUE, false, pfs_cli_opt_on_unmount},
 	{"--default-upper", "default_upper", OPT_FLAG, false, pfs_cli_opt_default_upper},

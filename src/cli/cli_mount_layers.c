@@ -1,7 +1,7 @@
 /* cli_mount_layers: mount's layer options — --upper/upperdir=,
  * --work/workdir=, --lower, --whiteout, --on-unmount, --default-upper,
  * --new-mountpoint — and their folding together once every argument is
- * read (SOURCE and lowerdir= as the kernel orders them). Setters of
+ * read (SOURCE and lowerdir= as the kernel orders them), --data-lower. Setters of
  * cli_mount.c's one option table. Pure, as cli_mount.c. */
 #include "cli/cli.h"
 #include "cli/cli_parse.h"
@@ -109,6 +109,14 @@ int pfs_cli_finish_layers(struct pfs_config *cfg, char *err, size_t errlen)
 			if (pfs_cli_push_dir(&cfg->lowers, &cfg->nlowers, cfg->optlowers[i]) < 0)
 				return -ENOMEM;
 	}
+	/* Data-only layers go last, below every regular one (the kernel
+	 * allows no regular layer after them). */
+	if (cfg->ndatalowers && !cfg->ndata) {
+		for (size_t i = 0; i < cfg->ndatalowers; i++)
+			if (pfs_cli_push_dir(&cfg->lowers, &cfg->nlowers, cfg->datalowers[i]) < 0)
+				return -ENOMEM;
+		cfg->ndata = cfg->ndatalowers;
+	}
 	if (cfg->default_upper && pfs_cli_default_upper(cfg, err, errlen) < 0)
 		return -EINVAL;
 	/* As the kernel's: metacopy finds moved files' data by redirects, so
@@ -171,6 +179,26 @@ int pfs_cli_opt_lower(struct pfs_config *cfg, const char *v, const char *what, c
 		return -EINVAL;
 	}
 	if (pfs_cli_push_dir(&cfg->lowers, &cfg->nlowers, v) < 0)
+		return -ENOMEM;
+	if (!cfg->layer_opt)
+		cfg->layer_opt = what;
+	return 0;
+}
+
+/* --data-lower: a data-only layer below every --lower (lowerdir=A::D). */
+int pfs_cli_opt_data_lower(struct pfs_config *cfg, const char *v, const char *what, char *err,
+			  size_t errlen)
+{
+	if (!v || !*v) {
+		pfs_cli_seterr(err, errlen, "%s needs a directory", what);
+		return -EINVAL;
+	}
+	if (cfg->optdata) {
+		pfs_cli_seterr(err, errlen, "give the data-only layers with --data-lower or after "
+			       "'::' in lowerdir=, not both");
+		return -EINVAL;
+	}
+	if (pfs_cli_push_dir(&cfg->datalowers, &cfg->ndatalowers, v) < 0)
 		return -ENOMEM;
 	if (!cfg->layer_opt)
 		cfg->layer_opt = what;

@@ -73,12 +73,14 @@ static char *keep_str(struct pfs_config *cfg, const char *s, size_t n)
 	return out;
 }
 
-/* lowerdir=L1:L2:... — SOURCE and the layers below it, as the kernel
- * spells them ('\:' is a colon inside a name). */
+/* lowerdir=L1:L2:...::D1::D2 — SOURCE and the layers below it, as the
+ * kernel spells them ('\:' is a colon inside a name): after the first
+ * "::" the data-only layers, each after a "::" too. */
 static int add_lowerdir(struct pfs_config *cfg, const char *v, size_t n, char *err,
 			size_t errlen)
 {
 	const char *p = v, *end = v + n;
+	bool data = false;
 
 	if (cfg->noptlowers) {
 		pfs_cli_seterr(err, errlen, "lowerdir= given twice");
@@ -90,21 +92,31 @@ static int add_lowerdir(struct pfs_config *cfg, const char *v, size_t n, char *e
 		const char *q = scan_to(p, end, ':');
 		char *dir;
 
-		if (q == p && p > v && q < end) {
-			/* The kernel's data-only layers: reached only through the
-			 * absolute redirects of metacopy files above, which
-			 * prismfs neither makes nor reads. */
-			pfs_cli_seterr(err, errlen, "lowerdir=%.*s: data-only lower layers (after "
-				       "'::') are not supported: they hold the data of metacopy "
-				       "files, which prismfs does not read", (int)n, v);
-			return -EINVAL;
+		if (q == p && p > v && p[-1] == ':' && q < end && !(p - 1 > v && p[-2] == ':')) {
+			/* The second colon of "::": data-only layers from here
+			 * on (the kernel's), one more after each "::". */
+			if (!cfg->optdata && cfg->ndatalowers) {
+				pfs_cli_seterr(err, errlen, "give the data-only layers with "
+					       "--data-lower or after '::' in lowerdir=, not both");
+				return -EINVAL;
+			}
+			data = cfg->optdata = true;
+			p = q + 1;
+			continue;
 		}
 		if (q == p) {
 			pfs_cli_seterr(err, errlen, "empty directory in lowerdir=%.*s", (int)n, v);
 			return -EINVAL;
 		}
+		if (data && q < end && !(q + 1 < end && q[1] == ':')) {
+			pfs_cli_seterr(err, errlen, "lowerdir=%.*s: a regular lower layer (after "
+				       "':') cannot follow data-only ones (after '::'), as the "
+				       "kernel's", (int)n, v);
+			return -EINVAL;
+		}
 		dir = keep_str(cfg, p, (size_t)(q - p));
-		if (!dir || pfs_cli_push_dir(&cfg->optlowers, &cfg->noptlowers, dir) < 0)
+		if (!dir || (data ? pfs_cli_push_dir(&cfg->datalowers, &cfg->ndatalowers, dir)
+				  : pfs_cli_push_dir(&cfg->optlowers, &cfg->noptlowers, dir)) < 0)
 			return -ENOMEM;
 		if (q == end)
 			return 0;

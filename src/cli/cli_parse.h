@@ -52,6 +52,8 @@ int pfs_cli_opt_work(struct pfs_config *cfg, const char *v, const char *what, ch
 		     size_t errlen);
 int pfs_cli_opt_lower(struct pfs_config *cfg, const char *v, const char *what, char *err,
 		      size_t errlen);
+int pfs_cli_opt_data_lower(struct pfs_config *cfg, const char *v, const char *what, char *err,
+			  size_t errlen);
 int pfs_cli_opt_whiteout(struct pfs_config *cfg, const char *v, const char *what, char *err,
 			 size_t errlen);
 int pfs_cli_opt_default_upper(struct pfs_config *cfg, const char *v, const char *what,

@@ -544,7 +544,7 @@ static int open_layers(const struct pfs_config *cfg, struct pfs_fs *fs,
 		       struct pfs_layer_paths *lp)
 {
 	char err[3 * PATH_MAX];
-	struct pfs_layer_spec spec = {.upper = cfg->upper, .work = cfg->work,
+	struct pfs_layer_spec spec = {.upper = cfg->upper, .work = cfg->work, .ndata = cfg->ndata,
 				      .lowers = cfg->lowers, .nlowers = cfg->nlowers,
 				      .whiteout = cfg->whiteout, .map = cfg->map_path != NULL,
 				      .action = cfg->action, .userxattr = cfg->userxattr,

@@ -227,6 +227,10 @@ static int reusable(struct pfs_cctx *c, int ufd, int lfd, const char *name,
 			*reuse = true;
 			return 0;
 		}
+		/* A lower metacopy file (its data in a data-only layer) keeps
+		 * its redirect if reused: replaced, it holds the upper's data. */
+		if (pfs_ovl_has(c->st, pfs_ref_at(lfd, name), "metacopy") > 0)
+			return 0;
 		if (lst->st_size != ust->st_size)
 			return 0;
 		a = open_ro(c, ufd, name);

@@ -78,6 +78,17 @@ static int metacopy(struct pfs_cctx *c, int ufd, int lfd, const char *name, uint
 		ret = pfs_st_stat(c->st, dfd, leaf, &st, AT_SYMLINK_NOFOLLOW);
 	if (ret == 0 && !S_ISREG(st.st_mode))
 		ret = -ENOENT;
+	/* The lower file a metacopy itself: its data is in a data-only layer
+	 * (lowerdir=A::D), which a commit into the lower cannot bring. */
+	if (ret == 0 && pfs_ovl_has(c->st, pfs_ref_at(dfd, leaf), "metacopy") > 0) {
+		if (dfd != lfd)
+			close(dfd);
+		return pfs_crefuse(c, -EXDEV,
+				   "%s/%s is a metadata-only copy whose data is in a data-only "
+				   "lower layer (its lower file is a metacopy too): a commit cannot "
+				   "bring it into %s; write to the file first (that copies its data "
+				   "up)", c->upper, pfs_pathbuf_str(&c->path), c->lower);
+	}
 	if (dfd >= 0 && dfd != lfd)
 		close(dfd);
 	if (ret < 0)

@@ -154,6 +154,9 @@ static json_t *layers_json(struct pfs_ctl *ctl)
 	json_object_set_new(o, "upper", lp->upper ? json_string(lp->upper) : json_null());
 	json_object_set_new(o, "work", lp->work ? json_string(lp->work) : json_null());
 	json_object_set_new(o, "lowers", lowers);
+	/* How many of the last lowers are data-only (lowerdir=A::D). */
+	json_object_set_new(o, "data_only",
+			    json_integer(ctl->fs->layers ? (json_int_t)ctl->fs->layers->ndata : 0));
 	json_object_set_new(o, "whiteout", json_string(pfs_whiteout_name(ctl->fs->cfg->whiteout)));
 	json_object_set_new(o, "on_unmount", json_string(pfs_action_name(action_now(ctl))));
 	/* The upper holds a mapping table's view paths: no commit takes it. */

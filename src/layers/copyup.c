@@ -43,8 +43,9 @@ static int copy_data(struct pfs_store *s, int dst, int src, const struct stat *s
 enum cu_mode { CU_ALL, CU_NO_DATA, CU_META };
 
 /* Make a copy of the object `name` in the lower directory ldir (whose
- * O_PATH fd is obj, lstat st) as tmp in the work directory. */
-static int make_copy(struct pfs_fs *fs, int ldir, const char *name, int obj,
+ * O_PATH fd is obj, lstat st; its data dobj's) as tmp in the work
+ * directory. */
+static int make_copy(struct pfs_fs *fs, int ldir, const char *name, int obj, int dobj,
 		     const struct stat *st, const char *tmp, enum cu_mode mode)
 {
 	struct pfs_store *s = fs->store;
@@ -68,7 +69,7 @@ static int make_copy(struct pfs_fs *fs, int ldir, const char *name, int obj,
 			 * stays below until the first write. */
 			ret = pfs_st_truncate(s, fd, st->st_size);
 		} else if (mode == CU_ALL && st->st_size > 0) {
-			pfs_store_procname(obj, p);
+			pfs_store_procname(dobj, p);
 			src = pfs_st_openat(s, fs->proc_fd, p, O_RDONLY | O_CLOEXEC, 0);
 			ret = src < 0 ? src : copy_data(s, fd, src, st);
 		}
@@ -184,8 +185,8 @@ static int copy_up_one(struct pfs_fs *fs, struct pfs_node *n, struct pfs_node *p
 	struct pfs_store *s = fs->store;
 	/* Both pinned (their fds open) until the request ends. */
 	int pfd = pfs_node_fd(fs, parent), nfd = pfs_node_fd(fs, n);
-	int t = n->ln->top, ud, ldir, fd, ret;
-	bool syn = t == 1 && n->ln->syn, split;
+	int t = n->ln->top, ud, ldir, fd, dobj, ret;
+	bool syn = t == 1 && n->ln->syn, split, whole;
 	const char *lname = name;
 	struct stat st, pst;
 	char tmp[32];
@@ -212,9 +213,16 @@ static int copy_up_one(struct pfs_fs *fs, struct pfs_node *n, struct pfs_node *p
 	/* Nothing to leave below: an empty file, or no xattr to say so. */
 	if (mode == CU_META && (!S_ISREG(st.st_mode) || st.st_size == 0 || !L->xattrs || syn))
 		mode = CU_ALL;
+	/* A lower metacopy file's data is its data file's (a data-only
+	 * layer's): a copy brings that. */
+	dobj = nfd;
+	if (n->ln->meta && n->ln->nodata)
+		return -n->ln->nodata; /* as the kernel's, whatever the copy-up */
+	if (n->ln->meta && mode == CU_ALL)
+		dobj = __atomic_load_n(&n->ln->fd[n->ln->bottom], __ATOMIC_ACQUIRE);
 	pfs_layer_tmpname(L, tmp);
 	ret = syn ? make_synthetic(fs, n, tmp)
-		  : make_copy(fs, ldir, lname, nfd, &st, tmp, mode);
+		  : make_copy(fs, ldir, lname, nfd, dobj, &st, tmp, mode);
 	if (ret < 0)
 		return ret;
 	if (!S_ISDIR(st.st_mode) && !split)
@@ -231,6 +239,7 @@ static int copy_up_one(struct pfs_fs *fs, struct pfs_node *n, struct pfs_node *p
 		return fd;
 	/* The lower object (fd[t], kept) still holds the data: its opens
 	 * stay on it (pfs_node_moved_up leaves them). */
+	whole = mode != CU_META && n->ln->meta; /* a lower metacopy file */
 	if (mode == CU_META)
 		__atomic_store_n(&n->ln->meta, true, __ATOMIC_RELEASE);
 	if (pfs_node_moved_up(fs, n, fd) || split) {
@@ -241,6 +250,10 @@ static int copy_up_one(struct pfs_fs *fs, struct pfs_node *n, struct pfs_node *p
 		 * be set): the kernel must not keep showing the lower one's. */
 		pfs_inval_entry(fs, n, NULL);
 	}
+	/* Its data now the upper's too: the opens reading the data file
+	 * move to the copy (until here they read the data file still). */
+	if (whole)
+		pfs_node_data_up(fs, n);
 	return 0;
 }
 
@@ -319,6 +332,10 @@ int pfs_layer_copy_data_up(struct pfs_fs *fs, struct pfs_node *n, bool no_data)
 	if (!n->ln->meta) { /* another writer did it meanwhile */
 		pthread_mutex_unlock(&fs->layers->lock);
 		return 0;
+	}
+	if (n->ln->nodata) { /* no data to bring: as the kernel's open */
+		pthread_mutex_unlock(&fs->layers->lock);
+		return -n->ln->nodata;
 	}
 	ufd = __atomic_load_n(&n->ln->fd[0], __ATOMIC_ACQUIRE);
 	dfd = __atomic_load_n(&n->ln->fd[n->ln->bottom], __ATOMIC_ACQUIRE);

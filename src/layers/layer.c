@@ -77,6 +77,7 @@ struct pfs_lnode *pfs_lnode_new(struct pfs_layers *L)
 	ln->top = ln->bottom = 0;
 	ln->syn = false;
 	ln->meta = false;
+	ln->nodata = 0;
 	ln->sdir = -1;
 	ln->sname = NULL;
 	ln->nopens = ln->aopens = 0;
@@ -280,10 +281,11 @@ struct pfs_lnode *pfs_layer_root_ln(struct pfs_fs *fs)
 	if (!ln)
 		return NULL;
 	ln->top = L->no_upper ? 1 : 0; /* never in layer 0 then: nothing finds it */
-	ln->bottom = (uint8_t)(L->n - 1);
-	for (size_t i = ln->top; i < L->n; i++) {
+	/* Data-only layers are never merged: the lowest regular one ends it. */
+	ln->bottom = (uint8_t)(L->n - 1 - L->ndata);
+	for (size_t i = ln->top; i <= ln->bottom; i++) {
 		ln->fd[i] = L->root[i];
-		if (i > 0 && i + 1 < L->n && pfs_layer_is_opaque(fs, L->root[i], "", L->root[i])) {
+		if (i > 0 && i < ln->bottom && pfs_layer_is_opaque(fs, L->root[i], "", L->root[i])) {
 			ln->bottom = (uint8_t)i;
 			break;
 		}

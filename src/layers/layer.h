@@ -27,6 +27,9 @@ struct pfs_layer_spec {
 	const char *work;           /* empty scratch directory on upper's filesystem */
 	const char *const *lowers;  /* read-only, highest first; lowers[0] is SOURCE */
 	size_t nlowers;
+	size_t ndata;               /* the last ndata lowers are data-only (the
+				     * kernel's lowerdir=A::D): never merged, they
+				     * hold only the data of metacopy files above */
 	enum pfs_whiteout whiteout;
 	bool map;                   /* the mount has a mapping table (--map) */
 	enum pfs_action action;     /* its --on-unmount */
@@ -53,6 +56,9 @@ void pfs_layers_close(struct pfs_fs *fs);
  * first. */
 struct pfs_layers {
 	size_t n;
+	size_t ndata;             /* the last ndata layers are data-only: no
+				   * merge reaches them; only a metacopy file's
+				   * absolute redirect does (layer_find.c) */
 	int *root;                /* O_PATH on each layer's root directory */
 	dev_t *dev;               /* each layer's filesystem */
 	uint8_t *fsid;            /* 0 for the upper's filesystem, else 1.. */
@@ -98,9 +104,13 @@ struct pfs_lhandle {
 struct pfs_lnode {
 	uint8_t top;
 	uint8_t bottom;
-	bool meta;                /* a metacopy file: fd[0] is its upper object,
-				   * fd[bottom] the lower file holding its data
-				   * (under the node's shard lock once a node's) */
+	bool meta;                /* a metacopy file: fd[top] is its object (the
+				   * upper's, or a lower metacopy file's), fd[bottom]
+				   * the lower file holding its data (under the
+				   * node's shard lock once a node's) */
+	uint8_t nodata;           /* meta, but its data-only layers have no data
+				   * at its redirect: the errno an open gets (the
+				   * kernel looks the data up at the first open) */
 	bool syn;                 /* fd[1] stands for a synthetic directory of the
 				   * mapping table (nothing in SOURCE; the table
 				   * has names below): an empty placeholder */

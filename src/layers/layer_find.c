@@ -137,10 +137,79 @@ struct finding {
 /* What a step says: look at the next layer, or the search is over. */
 enum { GO_ON = 0, STOP = 1 };
 
+/* Is the regular file nm in d of a lower layer a metacopy whose data lies
+ * further down? Asked with data-only layers (whose data only such files
+ * reach) or metacopy=on, as the kernel; never with a mapping table. */
+static bool lower_meta(const struct finding *s, int d, const char *nm)
+{
+	const struct pfs_layers *L = s->fs->layers;
+
+	return (L->ndata || L->metacopy) && !s->dir->map &&
+	       pfs_ovl_has(s->fs->store, pfs_ref_at(d, nm), "metacopy") > 0;
+}
+
+/* The data of a metacopy file by its absolute redirect, in the data-only
+ * layers in order, as the kernel's lookup of lower data: a regular file,
+ * beneath the layer's root, through no symlink. Its layer (the O_PATH in
+ * *fdp), or -errno: the last layer's answer (ENOENT: none has a regular
+ * file there). */
+static int find_data(struct finding *s, int *fdp)
+{
+	struct pfs_fs *fs = s->fs;
+	const struct pfs_layers *L = fs->layers;
+	struct open_how how = {.flags = O_PATH | O_NOFOLLOW | O_CLOEXEC,
+			       .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
+					  RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV};
+	int ret = -ENOENT;
+
+	for (size_t j = L->n - L->ndata; j < L->n; j++) {
+		struct stat st;
+		int fd = pfs_st_open(fs->store, L->root[j], s->redir + 1, &how);
+
+		if (fd < 0) {
+			ret = fd;
+			continue;
+		}
+		if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
+			*fdp = fd;
+			return (int)j;
+		}
+		close(fd);
+		ret = -ENOENT;
+	}
+	return ret;
+}
+
+/* No regular layer held the data of the metacopy file found: with an
+ * absolute redirect, the data-only layers do. Not there, the file still
+ * shows (the kernel looks its data up at the first open, which fails):
+ * ln->nodata says with what. Else a metacopy file without its data. */
+static int data_only(struct finding *s)
+{
+	struct pfs_lnode *ln = s->f->ln;
+	int fd = -1, j;
+
+	if (!s->fs->layers->ndata || !s->redir || s->redir[0] != '/')
+		return -EIO; /* as the kernel */
+	j = find_data(s, &fd);
+	ln->meta = true;
+	s->data = false;
+	if (j < 0) {
+		ln->nodata = (uint8_t)(-j > 255 ? EIO : -j);
+		return 0;
+	}
+	ln->fd[j] = fd;
+	ln->bottom = (uint8_t)j;
+	return 0;
+}
+
 /* The directory found in layer i at nm in d has a redirect: the layers
  * below are searched by it from now on (not in the last layer: there
- * is nothing below to search). 0 or -errno. */
-static int follow(struct finding *s, int i, int d, const char *nm)
+ * is nothing below to search). With data, the object is a metacopy file
+ * whose data is sought by it: with data-only layers such a redirect is
+ * followed whatever redirect_dir says, as the kernel's (it is how their
+ * data is reached, not a renamed directory). 0 or -errno. */
+static int follow(struct finding *s, int i, int d, const char *nm, bool data)
 {
 	const struct pfs_layers *L = s->fs->layers;
 	const char *cur = s->redir ? s->redir : s->name;
@@ -148,7 +217,8 @@ static int follow(struct finding *s, int i, int d, const char *nm)
 	char *r, *next;
 	int ret;
 
-	if (!L->redir_follow || s->dir->map || i + 1 >= (int)L->n)
+	if (s->dir->map || (!L->redir_follow && !(data && L->ndata)) ||
+	    (!data && i + 1 >= (int)L->n))
 		return 0;
 	ret = pfs_redir_get(s->fs, d, nm, &r);
 	if (ret <= 0)
@@ -333,7 +403,7 @@ static int found_top(struct finding *s, int i, int d, const char *nm, const stru
 
 		/* Its redirect first: an absolute one reaches layers its
 		 * parent's merge does not. */
-		if (!opq && (ret = follow(s, i, d, nm)) < 0)
+		if (!opq && (ret = follow(s, i, d, nm, false)) < 0)
 			return ret;
 		s->merging = i < s->bottom && !opq;
 		if (i > 0) {
@@ -352,7 +422,7 @@ static int found_top(struct finding *s, int i, int d, const char *nm, const stru
 			if (!f->ln)
 				return -ENOMEM;
 			f->ln->fd[0] = fd;
-			ret = follow(s, 0, d, nm);
+			ret = follow(s, 0, d, nm, true);
 			if (ret < 0)
 				return ret;
 			s->data = true;
@@ -365,6 +435,20 @@ static int found_top(struct finding *s, int i, int d, const char *nm, const stru
 		if (st->st_nlink > 1)
 			f->ctx = link_ctx(s->dir, s->name, f->ctx);
 		s->keyed = true;
+		if (S_ISREG(st->st_mode) && lower_meta(s, d, nm)) {
+			/* A lower metacopy file: its metadata is shown, its
+			 * data found below (a data-only layer's, mostly). */
+			f->ln = pfs_lnode_new(fs->layers);
+			if (!f->ln)
+				return -ENOMEM;
+			f->ln->top = f->ln->bottom = (uint8_t)i;
+			f->ln->fd[i] = fd;
+			ret = follow(s, i, d, nm, true);
+			if (ret < 0)
+				return ret;
+			s->data = true;
+			return GO_ON;
+		}
 	}
 	return i > 0 && !s->merging ? STOP : GO_ON;
 }
@@ -382,6 +466,10 @@ static int found_below(struct finding *s, int i, int d, const char *nm, const st
 			return STOP; /* no data: the lookup fails (EIO) */
 		if (s->refuse)
 			return -EPERM; /* as the kernel's "refusing to follow metacopy origin" */
+		if (lower_meta(s, d, nm)) { /* a metacopy again: on by its redirect */
+			ret = follow(s, i, d, nm, true);
+			return ret < 0 ? ret : GO_ON;
+		}
 		fd = pfs_layer_open_at(s->fs, d, nm, O_PATH | O_NOFOLLOW | O_CLOEXEC);
 		if (fd < 0)
 			return fd;
@@ -406,7 +494,7 @@ static int found_below(struct finding *s, int i, int d, const char *nm, const st
 		s->keyed = true;
 	}
 	s->merging = !pfs_layer_is_opaque(s->fs, d, nm, fd);
-	if (s->merging && (ret = follow(s, i, d, nm)) < 0)
+	if (s->merging && (ret = follow(s, i, d, nm, false)) < 0)
 		return ret;
 	s->merging = s->merging && i < s->bottom;
 	return s->merging ? GO_ON : STOP;
@@ -480,9 +568,9 @@ int pfs_layer_find_in(struct pfs_fs *fs, const struct pfs_ldir *dir, const char 
 			ret = STOP;
 	}
 	walk_done(&s);
-	free(s.redir);
 	if (ret >= 0 && s.data && !s.refuse)
-		ret = -EIO; /* a metacopy file without its data, as the kernel */
+		ret = data_only(&s);
+	free(s.redir);
 	if (ret < 0)
 		goto err;
 	if (s.redirected)

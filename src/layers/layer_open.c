@@ -348,8 +348,13 @@ int pfs_layers_open(struct pfs_fs *fs, const struct pfs_layer_spec *spec, char *
 		snprintf(err, errlen, "a layered mount needs 1 to 199 lower directories");
 		return -EINVAL;
 	}
+	if (spec->ndata >= spec->nlowers) {
+		snprintf(err, errlen, "data-only lower layers need a regular lower above them");
+		return -EINVAL;
+	}
 	ret = alloc_layers(&o);
 	if (ret == 0) {
+		o.L->ndata = spec->ndata;
 		/* No upper: a read-only merge of the lowers (the kernel's
 		 * lowerdir=A:B alone); nothing is ever written, so there is
 		 * no work directory and nothing to probe. */

@@ -81,7 +81,10 @@ static bool ns_fix_attr(struct pfs_fs *fs, struct pfs_node *n, struct stat *st)
 		int d = __atomic_load_n(&n->ln->fd[n->ln->bottom], __ATOMIC_ACQUIRE);
 		struct stat ls;
 
-		if (d >= 0 && fstat(d, &ls) == 0)
+		if (n->ln->nodata) /* none to ask: the kernel's guess from the size */
+			st->st_blocks = (st->st_size + st->st_blksize - 1) / st->st_blksize *
+					(st->st_blksize / 512);
+		else if (d >= 0 && fstat(d, &ls) == 0)
 			st->st_blocks = ls.st_blocks;
 	}
 	return n->ctx != 0; /* names with attributes from the table have a ctx */

@@ -31,6 +31,9 @@ int pfs_backing_reopen(struct pfs_fs *fs, struct pfs_node *n, int flags)
 	    __atomic_load_n(&n->ln->meta, __ATOMIC_ACQUIRE)) {
 		int d = __atomic_load_n(&n->ln->fd[n->ln->bottom], __ATOMIC_ACQUIRE);
 
+		/* Its data-only layers have none for it: as the kernel's open. */
+		if (n->ln->nodata)
+			return -n->ln->nodata;
 		if (d >= 0)
 			fd = d;
 	}

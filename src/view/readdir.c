@@ -9,6 +9,7 @@
  * claims, then the table's own. Offsets are positions in the snapshot. */
 #include "view/view.h"
 #include "view/ns.h"
+#include "util/util.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -142,6 +143,16 @@ static int snap_take(struct pfs_fs *fs, struct pfs_node *n, struct pfs_dirh *d)
 	return fs->ns->list(fs, n, d->dp, snap_cb, d);
 }
 
+/* A readdirplus entry without attributes (node id 0): the kernel lists
+ * the name and looks it up on its own, as for a name whose lookup failed
+ * (an invalid overlay.redirect: listed, its stat fails, as overlayfs). */
+static void no_attrs(struct fuse_entry_param *e, ino_t ino, unsigned char type)
+{
+	memset(e, 0, sizeof(*e));
+	e->attr.st_ino = ino;
+	e->attr.st_mode = (mode_t)type << 12;
+}
+
 static ssize_t readdir_snap(struct pfs_fs *fs, fuse_req_t req, struct pfs_node *n, char *buf,
 			    size_t size, off_t off, struct pfs_dirh *d, bool plus)
 {
@@ -164,10 +175,12 @@ static ssize_t readdir_snap(struct pfs_fs *fs, fuse_req_t req, struct pfs_node *
 
 			if (ret == -ENOENT)
 				continue; /* gone since the snapshot */
-			if (ret < 0) {
+			if (ret < 0 && pfs_err_resource(ret)) {
 				err = -ret;
 				break;
 			}
+			if (ret < 0) /* the name fails alone (its lookup says why) */
+				no_attrs(&e, se->ino, se->type);
 		} else {
 			memset(&e, 0, sizeof(e));
 			e.attr.st_ino = se->ino;
@@ -269,10 +282,12 @@ static ssize_t read_handle(struct pfs_fs *fs, fuse_req_t req, struct pfs_node *n
 					d->offset = next;
 					continue;
 				}
-				if (ret < 0) {
+				if (ret < 0 && pfs_err_resource(ret)) {
 					err = -ret;
 					break;
 				}
+				if (ret < 0) /* the name fails alone, as above */
+					no_attrs(&e, d->entry->d_ino, d->entry->d_type);
 			}
 			want = fuse_add_direntry_plus(req, buf + used, size - used,
 						      d->entry->d_name, &e, next);

@@ -2,8 +2,8 @@
 alone: read-only (every change fails with EROFS, the layers stay as they
 were), the view merging the lowers with whiteouts and opaque directories.
 Compared with kernel overlayfs mounted on the same layers. Data-only lower
-layers (lowerdir=A:B::C) are refused in one line: they hold the data of
-metacopy files, which prismfs does not read."""
+layers (lowerdir=A:B::C) are test_layers_dataonly.py's; what the kernel
+refuses of their spelling is refused here in one line."""
 import os
 import subprocess
 
@@ -203,19 +203,19 @@ def test_fstab_options_as_the_kernel_takes_them(three):
     assert_same(snapshot(d["K"]), snapshot(d["P"]), "lowerdir=L1:L2 differs from the kernel's")
 
 
-@pytest.mark.parametrize("case", ["data-only", "data-only after two", "one lowerdir",
+@pytest.mark.parametrize("case", ["regular after data-only", "trailing ::", "one lowerdir",
                                   "work without upper"])
 def test_refused_in_one_line(three, case):
     d = three
-    opts = {"data-only": "lowerdir=%s::%s" % (d["L1"], d["L2"]),
-            "data-only after two": "lowerdir=%s:%s::%s" % (d["L1"], d["L2"], d["L3"]),
+    opts = {"regular after data-only": "lowerdir=%s::%s:%s" % (d["L1"], d["L2"], d["L3"]),
+            "trailing ::": "lowerdir=%s::" % d["L1"],
             "one lowerdir": "lowerdir=%s" % d["L1"],
             "work without upper": "lowerdir=%s:%s,workdir=%s" % (d["L1"], d["L2"], d["L3"])}
     res = cli("mount", "-o", opts[case], "none", d["P"])
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
     assert res.returncode == 2, (case, res.returncode, res.stderr)
     assert len(lines) == 1, lines
-    want = {"data-only": "data-only", "data-only after two": "data-only",
+    want = {"regular after data-only": "data-only", "trailing ::": "empty directory",
             "one lowerdir": "lowerdir=A:B", "work without upper": "workdir="}[case]
     assert want in lines[0], lines[0]
     assert not os.path.ismount(d["P"])

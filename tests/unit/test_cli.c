@@ -494,12 +494,31 @@ static void t_mount_kernel_spelling_errors(void **s)
 			       "/l2"), -EINVAL);
 	assert_non_null(strstr(err, "not both"));
 	pfs_config_free(&c);
-	/* The kernel's data-only layers need metacopy: refused, naming them */
-	assert_int_equal(PARSE(&c, "none", "/m", "-o", "lowerdir=/l1::/l2,upperdir=/u"), -EINVAL);
+	/* The kernel's data-only layers: after the first "::", each after a
+	 * "::", below every regular one; --data-lower the same. */
+	assert_int_equal(PARSE(&c, "none", "/m", "-o",
+			       "lowerdir=/l1:/l2::/d1::/d2,upperdir=/u"), 0);
+	assert_string_equal(c.source, "/l1");
+	assert_int_equal(c.nlowers, 3);
+	assert_int_equal(c.ndata, 2);
+	assert_string_equal(c.lowers[0], "/l2");
+	assert_string_equal(c.lowers[1], "/d1");
+	assert_string_equal(c.lowers[2], "/d2");
+	pfs_config_free(&c);
+	assert_int_equal(PARSE(&c, "/s", "/m", "--data-lower", "/d1", "--lower", "/l2"), 0);
+	assert_int_equal(c.nlowers, 2);
+	assert_int_equal(c.ndata, 1);
+	assert_string_equal(c.lowers[0], "/l2");
+	assert_string_equal(c.lowers[1], "/d1");
+	pfs_config_free(&c);
+	/* ... but no regular layer after them (the kernel refuses it), and
+	 * not both spellings. */
+	assert_int_equal(PARSE(&c, "none", "/m", "-o", "lowerdir=/l1::/d1:/l2"), -EINVAL);
 	assert_non_null(strstr(err, "data-only"));
 	pfs_config_free(&c);
-	assert_int_equal(PARSE(&c, "none", "/m", "-o", "lowerdir=/l1:/l2::/l3"), -EINVAL);
-	assert_non_null(strstr(err, "data-only"));
+	assert_int_equal(PARSE(&c, "none", "/m", "-o", "lowerdir=/l1::/d1", "--data-lower",
+			       "/d2"), -EINVAL);
+	assert_non_null(strstr(err, "not both"));
 	pfs_config_free(&c);
 	assert_int_equal(PARSE(&c, "none", "/m", "-o", "lowerdir=/l1:,upperdir=/u"), -EINVAL);
 	pfs_config_free(&c);
