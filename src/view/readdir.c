@@ -9,6 +9,7 @@
  * claims, then the table's own. Offsets are positions in the snapshot. */
 #include "view/view.h"
 #include "view/ns.h"
+#include "view/readdir_merged.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -219,6 +220,8 @@ static ssize_t read_stateless(struct pfs_fs *fs, fuse_req_t req, struct pfs_node
 ssize_t pfs_view_readdir(struct pfs_fs *fs, fuse_req_t req, struct pfs_node *n, char *buf,
 			 size_t size, off_t off, struct fuse_file_info *fi, bool plus)
 {
+	if (!fi->fh && n->ln)
+		return pfs_readdir_merged(fs, req, n, buf, size, off, plus);
 	if (!fi->fh)
 		return read_stateless(fs, req, n, buf, size, off, plus);
 	return read_handle(fs, req, n, buf, size, off, dirh_of(fi), plus);
@@ -335,6 +338,7 @@ void pfs_view_close_dirs(struct pfs_fs *fs)
 {
 	struct pfs_dirh *d, *next;
 
+	pfs_readdir_merged_free(fs);
 	pthread_mutex_lock(&fs->dirs_lock);
 	d = fs->dirs;
 	fs->dirs = NULL;
