@@ -230,7 +230,7 @@ ssize_t pfs_readdir_merged(struct pfs_fs *fs, fuse_req_t req, struct pfs_node *n
 			   size_t size, off_t off, bool plus)
 {
 	struct mlist *l = NULL;
-	size_t used = 0;
+	size_t used = 0, from;
 	int err = 0;
 	/* Holds the node's fds in every layer open for this request (and
 	 * finds a directory removed meanwhile: as a removed plain one). */
@@ -245,7 +245,8 @@ ssize_t pfs_readdir_merged(struct pfs_fs *fs, fuse_req_t req, struct pfs_node *n
 		if (err < 0)
 			return err;
 	}
-	for (size_t i = first_after(l, off); i < l->cnt; i++) {
+	from = first_after(l, off);
+	for (size_t i = from; i < l->cnt; i++) {
 		struct ment *me = &l->v[i];
 		struct fuse_entry_param e;
 		size_t want;
@@ -275,7 +276,11 @@ ssize_t pfs_readdir_merged(struct pfs_fs *fs, fuse_req_t req, struct pfs_node *n
 		}
 		used += want;
 	}
-	cache_put(fs, l);
+	/* Asked past its end: the listing is over, its memory is not kept. */
+	if (off != 0 && from == l->cnt)
+		mlist_free(l);
+	else
+		cache_put(fs, l);
 	/* An error after some entries: return those; the next call reports it. */
 	if (err && used == 0)
 		return err;
