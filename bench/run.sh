@@ -1500,7 +1500,6 @@ per_what() {
 # is on (see the note printed with the table).
 req_log_only() {  # req_log_only SYSTEM: the kinds its op log adds
     case $(variant "$1") in
-        prismfs-ovl) echo flush ;;      # a layered mount answers OPENDIR anyway
         prismfs-*)   echo flush opendir releasedir ;;
     esac
 }
@@ -1692,7 +1691,7 @@ HAVE_PT=0; [[ " ${SYSTEMS[*]} " == *" prismfs-pt "* ]] && HAVE_PT=1
             echo "$row"
         done
         echo
-        echo "prismfs's totals leave out what only its op log makes the kernel send (they are listed below): FLUSH, which prismfs otherwise turns off, and for a plain mirror OPENDIR and RELEASEDIR, since without the log it answers OPENDIR with ENOSYS and the kernel then opens directories without asking (a layered mount, prismfs-ovl, answers OPENDIR either way: they count there). The floor answers OPENDIR with ENOSYS like a plain prismfs without the log: its one OPENDIR is counted."
+        echo "prismfs's totals leave out what only its op log makes the kernel send (they are listed below): FLUSH, which prismfs otherwise turns off, and OPENDIR and RELEASEDIR, since without the log it answers OPENDIR with ENOSYS (a plain mirror and a layered mount alike) and the kernel then opens directories without asking. The floor answers OPENDIR with ENOSYS like a plain prismfs without the log: its one OPENDIR is counted."
         (( ${#REQ_DROPPED[@]} )) && echo "**The op log dropped records** (counts too low): ${REQ_DROPPED[*]}."
         echo
         echo "By kind, per $(per_what create) / tree entry / run as above:"

@@ -62,11 +62,13 @@ void pfs_fs_init(struct pfs_fs *fs, const struct pfs_fs_opts *o)
 	/* A plain listing needs no state between READDIRs (the offsets are the
 	 * backing filesystem's cookies): answering OPENDIR with ENOSYS tells the
 	 * kernel to open directories without asking, and to keep every listing
-	 * cached, so a warm walk costs no round trip per directory. Not for a
-	 * merged (layered) listing, and not with an op log, which records
-	 * directory opens, nor with a .history tree (listed by the daemon: a
-	 * listing without a handle is read from the backing directory). */
-	fs->stateless_dirs = fs->keep_dir_cache && !o->layered && !o->logged && !o->browsed;
+	 * cached, so a warm walk costs no round trip per directory. A merged
+	 * (layered) listing is ordered by a hash of each name, whose offsets
+	 * any listing of it can resume at (readdir_merged.c). Not with an op
+	 * log, which records directory opens, nor with a .history tree (listed
+	 * by the daemon: a listing without a handle is read from the backing
+	 * directory). */
+	fs->stateless_dirs = fs->keep_dir_cache && !o->logged && !o->browsed;
 }
 
 void pfs_fs_fini(struct pfs_fs *fs)

@@ -10,6 +10,7 @@
 #include "view/view.h"
 #include "view/ns.h"
 #include "util/util.h"
+#include "view/readdir_merged.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -232,6 +233,8 @@ static ssize_t read_stateless(struct pfs_fs *fs, fuse_req_t req, struct pfs_node
 ssize_t pfs_view_readdir(struct pfs_fs *fs, fuse_req_t req, struct pfs_node *n, char *buf,
 			 size_t size, off_t off, struct fuse_file_info *fi, bool plus)
 {
+	if (!fi->fh && n->ln)
+		return pfs_readdir_merged(fs, req, n, buf, size, off, plus);
 	if (!fi->fh)
 		return read_stateless(fs, req, n, buf, size, off, plus);
 	return read_handle(fs, req, n, buf, size, off, dirh_of(fi), plus);
@@ -350,6 +353,7 @@ void pfs_view_close_dirs(struct pfs_fs *fs)
 {
 	struct pfs_dirh *d, *next;
 
+	pfs_readdir_merged_free(fs);
 	pthread_mutex_lock(&fs->dirs_lock);
 	d = fs->dirs;
 	fs->dirs = NULL;

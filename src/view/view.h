@@ -119,6 +119,8 @@ struct pfs_fs {
 	bool keep_cache;
 	bool keep_dir_cache;     /* let the kernel keep listings (no mapping table) */
 	bool stateless_dirs;     /* no directory handles: OPENDIR answers ENOSYS */
+	struct pfs_mlists *mlists; /* merged listings kept between READDIRs
+				    * (readdir_merged.c), or NULL */
 	/* Mapping table: swapped whole under map_lock; each call holds one
 	 * generation by reference for as long as it resolves names. */
 	pthread_mutex_t map_lock;
