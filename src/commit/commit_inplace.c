@@ -2,7 +2,9 @@
  * by one rename (old or new, never half); directories get their metadata
  * after their children; everything is made durable before the upper goes.
  * Applying a whole upper again after an interruption completes the job:
- * what is done already is found identical and kept. An upper whose
+ * what is done already is found identical and kept; the moves of renamed
+ * lower directories, which are not, are journaled (commit_redir.c). An
+ * upper whose
  * emptying has begun is never applied again: commit_resume.c holds the
  * journal that tells the two apart, and the crash protocol. */
 #include "commit/commit_int.h"
@@ -144,7 +146,10 @@ static int enter_dir(struct pfs_cwalk *w, const struct pfs_ovl_ent *e, const str
 		pfs_cfail_at(c, ret, "cannot read", c->upper, NULL);
 		goto fail;
 	}
-	replace = parent->replace || (e->flags & PFS_OVL_FRESH) || d.opaque;
+	/* A directory renamed from a lower one is that one, already moved
+	 * here (commit_redir.c), merged even below an opaque parent. */
+	replace = pfs_credir_find(c) < 0 && (parent->replace || (e->flags & PFS_OVL_FRESH) ||
+					     d.opaque);
 	/* Read before lower_dir changes what the top lower holds there. */
 	cut = (e->flags & PFS_OVL_FRESH) || d.opaque ||
 	      (c->hide && parent->reach && pfs_chide_cuts(c, lparent, e->name));
@@ -413,6 +418,19 @@ int pfs_commit_inplace(struct pfs_cctx *c)
 	ret = pfs_inplace_begin(c);
 	if (ret < 0)
 		goto out;
+	/* Renamed lower directories to their new places first: out of the
+	 * way, journaled, then in. */
+	if (c->redir.n && !c->redir.detached) {
+		ret = pfs_credir_detach(c);
+		if (ret == 0)
+			ret = pfs_inplace_detached(c);
+		if (ret < 0)
+			goto out;
+		pfs_commit_crashpoint("inplace-detached");
+	}
+	ret = pfs_credir_attach(c);
+	if (ret < 0)
+		goto out;
 	ret = pfs_cwalk_run(&w, &ops);
 	if (ret < 0)
 		goto out;
@@ -438,7 +456,9 @@ int pfs_commit_inplace(struct pfs_cctx *c)
 			 "recover --lower %s finishes it", msg, c->lower);
 	}
 out:
-	if (ret < 0 && !c->committed)
+	/* Once a lower directory has moved, only the journal can finish the
+	 * commit: it stays, with the mark. */
+	if (ret < 0 && !c->committed && !c->moving)
 		pfs_inplace_abandon(c);
 	pfs_cwalk_free(&w);
 	return ret;

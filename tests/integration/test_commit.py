@@ -468,8 +468,10 @@ def rename_changes(M):
 
 
 def test_commit_redirect_in_place_refused(layers):
-    """A renamed lower directory (redirect) cannot be applied in place:
-    refused before anything changes, one line, upper kept."""
+    """A metadata-only copy renamed (a file's redirect: its data is in
+    another lower file) is not applied in place: refused before anything
+    changes, one line, upper kept (renamed directories are applied in
+    place: test_commit_redirect.py)."""
     lay = layers
     before, merged, raw = kernel_upper(lay, "redirect_dir=on,metacopy=on", rename_changes)
     assert any("trusted.overlay.redirect" in e["xattrs"] for e in raw["entries"].values()), \
