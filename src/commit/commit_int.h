@@ -179,8 +179,10 @@ static inline struct pfs_cwlevel *pfs_cwalk_top(struct pfs_cwalk *w)
 
 /* First pass over the upper: count what is to do (progress totals) and
  * refuse, before anything changes, what cannot be applied: renamed lower
- * directories and metadata-only copies whose data is not in lower (and, in
- * place, any redirect at all). */
+ * directories and metadata-only copies whose data is not in lower (in
+ * place: renamed metadata-only copies, and moves that cannot be made).
+ * In place it also records the moves of renamed directories (c->redir),
+ * or, resuming, finds them where the journal's moves left them. */
 int pfs_commit_scan(struct pfs_cctx *c);
 
 /* --- what stays hidden from the lowers below (commit_hide.c) --- */
