@@ -198,6 +198,10 @@ static int leave_dir(struct pfs_cwalk *w)
 	const char *op;
 	int ret;
 
+	/* The walk is done: the stage goes before the root's metadata. */
+	if (w->n == 1 && (ret = pfs_credir_end(c)) < 0)
+		return ret;
+
 	ret = pfs_meta_copy(c->st, pfs_ref_fd(lfd), pfs_ref_fd(pfs_cwalk_fd(w, PFS_CW_UPPER)),
 			    &pfs_cwalk_top(w)->st, PFS_META_NO_PRIVATE, &op);
 	if (ret < 0)
@@ -279,6 +283,7 @@ static int apply_file(struct pfs_cwalk *w, const struct pfs_ovl_ent *e, const st
 	bool exists, metacopy = false, reuse, cloned;
 	struct pfs_csrc src;
 	struct stat lst;
+	ssize_t ki;
 	ino_t tino;
 	int ret, dfd = -1;
 	const char *op;
@@ -303,9 +308,19 @@ static int apply_file(struct pfs_cwalk *w, const struct pfs_ovl_ent *e, const st
 		metacopy = ret > 0;
 		if (metacopy)
 			*bytes = 0;
+		/* Renamed: its data is the one kept in the stage (none: the
+		 * commit cut short wrote this file, its data is here). */
+		if (metacopy && (ki = pfs_credir_find(c)) >= 0) {
+			ret = pfs_credir_data(c, (size_t)ki, &dfd);
+			if (ret < 0 && ret != -ENOENT)
+				return pfs_cfail(c, ret, "cannot open the data kept for %s/%s",
+						 c->upper, pfs_pathbuf_str(&c->path));
+			if (ret == 0)
+				*bytes = (uint64_t)ust->st_size;
+		}
 	}
 	reuse = false;
-	if (exists) {
+	if (exists && dfd < 0) {
 		ret = reusable(c, ufd, lfd, e->name, ust, &lst, metacopy, &reuse);
 		if (ret < 0)
 			return ret;
@@ -318,7 +333,7 @@ static int apply_file(struct pfs_cwalk *w, const struct pfs_ovl_ent *e, const st
 		tino = lst.st_ino;
 	} else {
 		/* The scan made sure a metadata-only copy has its data below. */
-		if (S_ISREG(ust->st_mode)) {
+		if (S_ISREG(ust->st_mode) && dfd < 0) {
 			dfd = open_ro(c, metacopy ? lfd : ufd, e->name);
 			if (dfd < 0)
 				return pfs_cfail_at(c, dfd, "cannot open",
@@ -330,7 +345,7 @@ static int apply_file(struct pfs_cwalk *w, const struct pfs_ovl_ent *e, const st
 			.meta_flags = PFS_META_NO_PRIVATE,
 			.datafd = dfd,
 			.clone = true,
-			.tick = !metacopy,
+			.tick = *bytes > 0,
 			.upath = e->name,
 			.udirfd = ufd,
 		};

@@ -36,10 +36,13 @@
 #include <sys/types.h>
 
 /* In place: a lower directory an upper directory was renamed from
- * (overlay.redirect), and where it goes. */
+ * (overlay.redirect), and where it goes; or (file) the lower file a renamed
+ * metadata-only copy has its data in, kept in the stage by a hard link
+ * until the walk has written the new file. */
 struct pfs_cmove {
 	char *from; /* its path from the lower root */
-	char *to;   /* the upper directory's path: its place in the new lower */
+	char *to;   /* the upper entry's path: its place in the new lower */
+	bool file;
 };
 
 /* The in-place commit's moves, in the order the scan met their upper
@@ -247,19 +250,25 @@ int pfs_cinstall(struct pfs_cctx *c, int dirfd, const char *tmp, const char *nam
 
 /* --- in place: moving renamed lower directories (commit_redir.c) --- */
 
-/* Record the move of the lower directory at from to c->path. */
-int pfs_credir_add(struct pfs_cctx *c, const char *from);
+/* Record the move of the lower directory at from to c->path (file: keep
+ * the lower file at from, the data of the metadata-only copy c->path). */
+int pfs_credir_add(struct pfs_cctx *c, const char *from, bool file);
 /* The move of the upper directory c->path, or -1. */
 ssize_t pfs_credir_find(const struct pfs_cctx *c);
 /* A resumed commit: open where move i's directory is now (the stage, its
  * place, or still where it came from). */
 int pfs_credir_open(struct pfs_cctx *c, size_t i, int *lfd);
+/* Open the data kept for the file move i (read-only); -ENOENT: none kept
+ * (the walk of a commit cut short wrote the file already). */
+int pfs_credir_data(struct pfs_cctx *c, size_t i, int *fd);
+/* After the walk: drop the kept data and the stage. */
+int pfs_credir_end(struct pfs_cctx *c);
 /* After the scan, before anything changes: refuse what moving cannot give
  * (one lower directory shown at two places). */
 int pfs_credir_check(struct pfs_cctx *c);
-/* Move every directory out of its place into the stage, then (journaled)
- * from the stage into its new place; each step is done once, however often
- * it is run again. */
+/* Move every directory out of its place into the stage (and link every
+ * kept file there), then (journaled) each directory from the stage into
+ * its new place; each step is done once, however often it is run again. */
 int pfs_credir_detach(struct pfs_cctx *c);
 int pfs_credir_attach(struct pfs_cctx *c);
 void pfs_credir_free(struct pfs_credir *r);

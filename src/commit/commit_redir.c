@@ -11,14 +11,20 @@
  *           not moved yet, so S still names it);
  *   attach: shallowest T first, whatever the lower holds at T removed (the
  *           view hides it behind the renamed directory), the parents made,
- *           stage/i renamed to T; then the stage removed.
+ *           stage/i renamed to T;
+ * and, once the walk has merged everything, the stage is removed. A
+ * metadata-only copy renamed (a file's redirect) has its data in another
+ * lower file, which the walk may replace or delete before it reaches the
+ * copy: detach keeps that file by a hard link stage/i, the walk writes the
+ * copy's data from there, and the end removes it.
  * The moves are in the in-place journal from its first write, and
  * "detached" is journaled between the passes (commit_inplace.c), so a
  * resumed commit knows each move's state from the stage alone: before
  * "detached", stage/i present means moved out, absent means still at S;
- * after it, present means not yet at T, absent means at T. Nothing else is
- * read to decide, so a new directory made at S later (the upper recreated
- * the old name) is never taken for S.
+ * after it, present means not yet at T, absent means at T (a kept file:
+ * present until the walk is done, then the file at T has its data).
+ * Nothing else is read to decide, so a new directory made at S later (the
+ * upper recreated the old name) is never taken for S.
  *
  * Moving cannot show one lower directory at two places: the scan's moves
  * are checked first (pfs_credir_check), and a directory that the view
@@ -47,7 +53,7 @@ void pfs_credir_free(struct pfs_credir *r)
 	memset(r, 0, sizeof(*r));
 }
 
-int pfs_credir_add(struct pfs_cctx *c, const char *from)
+int pfs_credir_add(struct pfs_cctx *c, const char *from, bool file)
 {
 	struct pfs_credir *r = &c->redir;
 	char *f = strdup(from), *t = strdup(pfs_pathbuf_str(&c->path));
@@ -57,7 +63,7 @@ int pfs_credir_add(struct pfs_cctx *c, const char *from)
 		free(t);
 		return pfs_cfail(c, -ENOMEM, "out of memory");
 	}
-	r->v[r->n++] = (struct pfs_cmove){.from = f, .to = t};
+	r->v[r->n++] = (struct pfs_cmove){.from = f, .to = t, .file = file};
 	return 0;
 }
 
@@ -282,13 +288,15 @@ int pfs_credir_check(struct pfs_cctx *c)
 		const char *s = r->v[i].from;
 		bool yes = false;
 
+		if (r->v[i].file)
+			continue; /* kept by a link: it may show anywhere */
 		/* From the root, and from each directory renamed from an
 		 * ancestor of it (or from it again). */
 		for (size_t a = 0; a <= r->n && !yes; a++) {
 			const char *af = a < r->n ? r->v[a].from : "";
 			const char *at = a < r->n ? r->v[a].to : "";
 
-			if (a == i)
+			if (a == i || (a < r->n && r->v[a].file))
 				continue;
 			if (a < r->n && strcmp(af, s) == 0) {
 				yes = true;
@@ -369,11 +377,13 @@ int pfs_credir_detach(struct pfs_cctx *c)
 		stage_name(n, sizeof(n), o[k]);
 		ret = open_parent(c, c->lroot, m->from, false, &dfd, &leaf);
 		if (ret == 0) {
-			ret = pfs_st_rename(c->st, dfd, leaf, sfd, n, 0);
+			ret = m->file ? pfs_st_link(c->st, dfd, leaf, sfd, n, 0)
+				      : pfs_st_rename(c->st, dfd, leaf, sfd, n, 0);
 			close(dfd);
 		}
 		if (ret < 0) {
-			pfs_cfail(c, ret, "cannot move %s/%s out of the way", c->lower, m->from);
+			pfs_cfail(c, ret, m->file ? "cannot keep the data of %s/%s"
+						  : "cannot move %s/%s out of the way", c->lower, m->from);
 			goto out;
 		}
 		pfs_commit_crashpoint("inplace-detach");
@@ -415,7 +425,7 @@ int pfs_credir_attach(struct pfs_cctx *c)
 		char n[32];
 		int dfd;
 
-		if (!staged(c, sfd, o[k]))
+		if (m->file || !staged(c, sfd, o[k]))
 			continue;
 		stage_name(n, sizeof(n), o[k]);
 		ret = open_parent(c, c->lroot, m->to, true, &dfd, &leaf);
@@ -440,12 +450,50 @@ int pfs_credir_attach(struct pfs_cctx *c)
 		}
 		pfs_commit_crashpoint("inplace-attach");
 	}
-	ret = pfs_st_unlink(c->st, c->lroot, STAGE, AT_REMOVEDIR);
-	if (ret < 0)
-		pfs_cfail(c, ret, "cannot remove %s/%s", c->lower, STAGE);
+	ret = 0;
 out:
 	free(o);
 	if (sfd >= 0)
 		close(sfd);
 	return ret;
+}
+
+int pfs_credir_data(struct pfs_cctx *c, size_t i, int *fd)
+{
+	char n[32];
+	int sfd, ret = open_stage(c, &sfd);
+
+	if (ret < 0)
+		return ret;
+	stage_name(n, sizeof(n), i);
+	*fd = pfs_st_openat(c->st, sfd, n, O_RDONLY | O_NOFOLLOW | O_CLOEXEC, 0);
+	close(sfd);
+	return *fd < 0 ? *fd : 0;
+}
+
+int pfs_credir_end(struct pfs_cctx *c)
+{
+	char n[32];
+	int sfd, ret;
+
+	if (!c->redir.n)
+		return 0;
+	ret = open_stage(c, &sfd);
+	if (ret == -ENOENT)
+		return 0;
+	if (ret < 0)
+		return pfs_cfail(c, ret, "cannot open %s/%s", c->lower, STAGE);
+	/* Each file is written: its data is no longer needed from here. */
+	for (size_t i = 0; i < c->redir.n && ret == 0; i++) {
+		stage_name(n, sizeof(n), i);
+		ret = pfs_st_unlink(c->st, sfd, n, 0);
+		if (ret == -ENOENT)
+			ret = 0;
+	}
+	close(sfd);
+	if (ret == 0)
+		ret = pfs_st_unlink(c->st, c->lroot, STAGE, AT_REMOVEDIR);
+	if (ret < 0 && ret != -ENOENT)
+		return pfs_cfail(c, ret, "cannot remove %s/%s", c->lower, STAGE);
+	return 0;
 }

@@ -18,6 +18,7 @@
  *                            with the whiteout form (an apply again must
  *                            hide from them what the first one hid)
  *                            and the moves of renamed lower directories
+ *                            and kept data of renamed metadata-only copies
  *                            (commit_redir.c), with whether all of them
  *                            have left their places ("detached")
  *   .L.prismfs-inplace.tmp   a journal being written
@@ -143,7 +144,8 @@ static int ij_write(struct pfs_cctx *c, const struct inames *n, const struct ijo
 	for (size_t i = 0; i < j->nbelow; i++)
 		fprintf(f, "below %s%c", j->below[i], 0);
 	for (size_t i = 0; i < j->nmoves; i++)
-		fprintf(f, "move %s%cto %s%c", j->moves[i].from, 0, j->moves[i].to, 0);
+		fprintf(f, "%s %s%cto %s%c", j->moves[i].file ? "keep" : "move", j->moves[i].from, 0,
+			j->moves[i].to, 0);
 	if (j->detached)
 		fprintf(f, "detached%c", 0);
 	if (fclose(f) != 0 || size > JOURNAL_MAX) {
@@ -228,7 +230,7 @@ static int ij_read(struct pfs_cctx *c, const struct inames *n, struct ijournal *
 			}
 			j->below = nb;
 			j->nbelow++;
-		} else if (strncmp(p, "move ", 5) == 0) {
+		} else if (strncmp(p, "move ", 5) == 0 || strncmp(p, "keep ", 5) == 0) {
 			struct pfs_cmove *nm = realloc(j->moves, (j->nmoves + 1) * sizeof(*nm));
 
 			if (nm)
@@ -237,6 +239,7 @@ static int ij_read(struct pfs_cctx *c, const struct inames *n, struct ijournal *
 				ret = -ENOMEM;
 				goto out;
 			}
+			nm[j->nmoves].file = p[0] == 'k';
 			nm[j->nmoves++].to = NULL;
 		} else if (strncmp(p, "to ", 3) == 0) {
 			if (!j->nmoves || j->moves[j->nmoves - 1].to) {

@@ -81,29 +81,50 @@ static int renamed_dir(struct pfs_cwalk *w, int lfd_parent, const char *plp, con
 		*lp = NULL;
 	if (!*lp)
 		return pfs_cfail(c, -ENOMEM, "out of memory");
-	return c->o->atomic ? 0 : pfs_credir_add(c, *lp);
+	return c->o->atomic ? 0 : pfs_credir_add(c, *lp, false);
 }
 
-/* A metadata-only copy-up: its data must be in the lower. */
-static int metacopy(struct pfs_cctx *c, int ufd, int lfd, const char *name, uint64_t *bytes)
+/* A metadata-only copy-up: its data must be in the lower. plp: the path
+ * of the lower directory lfd (NULL: none). In place, a renamed one's data
+ * is kept for the walk (commit_redir.c). */
+static int metacopy(struct pfs_cctx *c, int ufd, int lfd, const char *plp, const char *name,
+		    uint64_t *bytes)
 {
-	char redir[PATH_MAX];
+	char redir[PATH_MAX], *from = NULL;
 	const char *leaf = name;
+	bool keep = false;
 	struct stat st;
-	ssize_t n;
+	ssize_t n, i;
 	int dfd = -1, ret = 0;
 
 	n = pfs_ovl_get(c->st, pfs_ref_at(ufd, name), "redirect", redir, sizeof(redir));
 	if (n < 0 && n != -ENODATA)
 		return pfs_cfail_at(c, (int)n, "cannot read", c->upper, NULL);
+	if (n >= 0 && c->redir.resumed) {
+		/* Kept by the commit cut short, or written by it already. */
+		i = pfs_credir_find(c);
+		if (i < 0)
+			return pfs_crefuse(c, -EBADMSG, "%s/%s is a renamed metadata-only copy, but "
+					   "the interrupted commit's journal does not keep its data",
+					   c->upper, pfs_pathbuf_str(&c->path));
+		ret = pfs_credir_data(c, (size_t)i, &dfd);
+		if (ret == 0) {
+			ret = fstat(dfd, &st) < 0 ? -errno : 0;
+			close(dfd);
+			dfd = -1;
+			goto checked;
+		}
+		if (ret != -ENOENT)
+			return pfs_cfail(c, ret, "cannot open the data kept for %s/%s", c->upper,
+					 pfs_pathbuf_str(&c->path));
+		ret = 0;
+		/* Not kept yet: where the redirect says; no more: here. */
+		if (c->redir.detached)
+			n = -ENODATA;
+	}
 	if (n >= 0) {
-		if (!c->o->atomic)
-			return pfs_crefuse(c, -EXDEV,
-					   "%s/%s is a metadata-only copy of %s, renamed by "
-					   "overlayfs (redirect); an in-place commit cannot use "
-					   "its data, use --atomic",
-					   c->upper, pfs_pathbuf_str(&c->path), redir);
 		ret = pfs_commit_redirect(c, lfd, redir, &dfd, &leaf);
+		keep = !c->o->atomic && !c->redir.resumed;
 	} else if (lfd < 0) {
 		ret = -ENOENT;
 	} else {
@@ -111,16 +132,27 @@ static int metacopy(struct pfs_cctx *c, int ufd, int lfd, const char *name, uint
 	}
 	if (ret == 0)
 		ret = pfs_st_stat(c->st, dfd, leaf, &st, AT_SYMLINK_NOFOLLOW);
-	if (ret == 0 && !S_ISREG(st.st_mode))
-		ret = -ENOENT;
 	if (dfd >= 0 && dfd != lfd)
 		close(dfd);
+checked:
+	if (ret == 0 && !S_ISREG(st.st_mode))
+		ret = -ENOENT;
 	if (ret < 0)
 		return pfs_cfail(c, ret,
 				 "%s/%s is a metadata-only copy (overlayfs metacopy) but its data "
 				 "is not in the lower %s (in a deeper lower layer?)",
 				 c->upper, pfs_pathbuf_str(&c->path), c->lower);
-	*bytes = c->o->atomic ? (uint64_t)st.st_size : 0;
+	if (keep) {
+		if (redir[0] == '/')
+			from = strdup(redir + 1);
+		else if (asprintf(&from, "%s%s%s", plp, *plp ? "/" : "", redir) < 0)
+			from = NULL;
+		ret = from ? pfs_credir_add(c, from, true) : pfs_cfail(c, -ENOMEM, "out of memory");
+		free(from);
+		if (ret < 0)
+			return ret;
+	}
+	*bytes = c->o->atomic || keep ? (uint64_t)st.st_size : 0;
 	return 0;
 }
 
@@ -227,7 +259,8 @@ static int scan_entry(struct pfs_cwalk *w, const struct pfs_ovl_ent *e, const st
 	if (S_ISREG(st.st_mode)) {
 		ret = pfs_ovl_has(c->st, pfs_ref_at(ufd, e->name), "metacopy");
 		if (ret > 0)
-			ret = metacopy(c, ufd, pfs_cwalk_fd(w, PFS_CW_LOWER), e->name, &bytes);
+			ret = metacopy(c, ufd, pfs_cwalk_fd(w, PFS_CW_LOWER),
+				       ((struct scan *)w->arg)->lp[w->n - 1], e->name, &bytes);
 		else if (ret < 0)
 			pfs_cfail_at(c, ret, "cannot read", c->upper, NULL);
 		if (ret < 0)

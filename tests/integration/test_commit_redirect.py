@@ -113,6 +113,25 @@ def metacopy(M):
     os.rename(m("m"), m("m2"))                     # ...in a moved directory
 
 
+def metacopy_renamed(M):
+    m = m_(M)
+    os.chmod(m("a/f"), 0o600)
+    os.rename(m("a/f"), m("p/f-moved"))           # its data in a/f: absolute
+    os.chmod(m("b/x"), 0o640)
+    os.rename(m("b/x"), m("b/x2"))                # relative
+    os.rename(m("a"), m("a9"))                    # a file's data in a moved directory
+    os.chmod(m("a9/sub/g"), 0o600)
+    os.rename(m("a9/sub/g"), m("g-top"))
+    write(m("a/f"), b"a new a/f where the data was\n")
+
+
+def link(M):
+    m = m_(M)
+    os.link(m("m/big"), m("p/big-link"))          # metadata only, with a redirect
+    os.link(m("a/f"), m("a/f-link"))
+    os.unlink(m("a/f"))                           # the data's own name gone
+
+
 CASES = {
     "relative": (relative, "redirect_dir=on"),
     "absolute": (absolute, "redirect_dir=on"),
@@ -123,6 +142,8 @@ CASES = {
     "swap": (swap, "redirect_dir=on"),
     "recreate": (recreate, "redirect_dir=on"),
     "metacopy": (metacopy, "redirect_dir=on,metacopy=on"),
+    "metacopy_renamed": (metacopy_renamed, "redirect_dir=on,metacopy=on"),
+    "link": (link, "redirect_dir=on,metacopy=on"),
 }
 
 # Where each case's lower directories went (old -> new), checked by inode.
@@ -136,6 +157,8 @@ MOVED = {
     "swap": {"a": "p", "p": "a", "b": "t", "e": "b"},
     "recreate": {"a": "a2", "b": "a/b-in"},
     "metacopy": {"m": "m2", "m/big": "m2/big"},
+    "metacopy_renamed": {"a": "a9", "b": "b"},
+    "link": {},
 }
 
 
@@ -167,6 +190,24 @@ def test_in_place_commit_of_redirects(layers, case):
     assert_clean_lower(lay)
     assert_empty(lay.U, "the upper")
     assert_empty(lay.W, "the work directory")
+
+
+@pytest.mark.parametrize("step", ["inplace-detach:2", "inplace-detached", "inplace-file:1",
+                                  "inplace-file:3", "inplace-dir:3", "inplace-synced"])
+def test_in_place_metacopy_redirect_crash(layers, step):
+    """Renamed metadata-only copies (their data kept by a link in the
+    stage until written): killed at any step, the commit run again gives
+    the same lower as one run."""
+    lay = layers
+    _, merged, raw = kernel_upper(lay, "redirect_dir=on,metacopy=on",
+                                  lambda M: (metacopy_renamed(M), link(M)), populate)
+    crash(lay, step, "--work", lay.W)
+    upper_as_made(lay, raw)
+    assert_ok(commit(lay, "--work", lay.W), "the commit after a crash at %s" % step)
+    assert_same_tree(merged, snapshot(lay.L), "after a crash at %s" % step)
+    assert_clean_lower(lay)
+    assert not os.path.exists(lay.l(STAGE))
+    assert_empty(lay.U, "the upper")
 
 
 def everything(M):
