@@ -2,7 +2,9 @@
 renamed with redirect_dir=on: the upper directory renamed from a lower one
 (overlay.redirect) becomes that lower directory moved to its new name, the
 upper's changes merged into it, the old name gone unless the upper made it
-again.
+again; a renamed or linked metadata-only copy (metacopy=on) gets its data
+from the lower file its redirect names, even when the walk replaced or
+removed that file first.
 
 Uppers are made by the kernel (mount -t overlay -o redirect_dir=on, the
 changes made through it); what the kernel's overlay showed is recorded
