@@ -165,6 +165,7 @@ static void ctx_free(struct pfs_cctx *c)
 	pfs_inomap_free(&c->ulinks);
 	pfs_inomap_free(&c->llinks);
 	pfs_pathbuf_free(&c->path);
+	pfs_credir_free(&c->redir);
 }
 
 /* Open and lock lower's parent: one commit or recovery at a time beside a
@@ -359,6 +360,9 @@ static int redo_inplace(struct pfs_cctx *c, const struct pfs_commit_opts *o)
 	int ret;
 
 	ctx_init(&r, o, c->err, c->errlen);
+	r.redir = c->redir;
+	memset(&c->redir, 0, sizeof(c->redir));
+	r.moving = r.redir.n > 0;
 	r.pfd = c->pfd;
 	r.base = c->base;
 	r.upper = strdup(upper);
@@ -379,7 +383,7 @@ static int redo_inplace(struct pfs_cctx *c, const struct pfs_commit_opts *o)
 	ret = pfs_commit_scan(&r);
 	if (ret == 0)
 		ret = pfs_commit_inplace(&r);
-	else
+	else if (!r.moving)
 		pfs_inplace_abandon(&r);
 	pfs_progress_end(&r.prog);
 	if (ret < 0 && !r.committed) {

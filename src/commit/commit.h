@@ -35,7 +35,8 @@ struct pfs_commit_opts {
 /* Apply upper to lower so that lower becomes what the overlay showed.
  *
  * In place: whiteouts delete, opaque directories replace the lower
- * directory's contents, directories merge, each changed file is written to a
+ * directory's contents, a renamed directory (overlay.redirect) is its lower
+ * directory moved to the new name, directories merge, each changed file is written to a
  * temporary file and renamed over the old one, identical files are kept.
  * A failure stops at once; lower may then be partly updated (each file is
  * whole, old or new), the upper is whole, and running the same commit again

@@ -2,7 +2,9 @@
  * by one rename (old or new, never half); directories get their metadata
  * after their children; everything is made durable before the upper goes.
  * Applying a whole upper again after an interruption completes the job:
- * what is done already is found identical and kept. An upper whose
+ * what is done already is found identical and kept; the moves of renamed
+ * lower directories, which are not, are journaled (commit_redir.c). An
+ * upper whose
  * emptying has begun is never applied again: commit_resume.c holds the
  * journal that tells the two apart, and the crash protocol. */
 #include "commit/commit_int.h"
@@ -144,7 +146,10 @@ static int enter_dir(struct pfs_cwalk *w, const struct pfs_ovl_ent *e, const str
 		pfs_cfail_at(c, ret, "cannot read", c->upper, NULL);
 		goto fail;
 	}
-	replace = parent->replace || (e->flags & PFS_OVL_FRESH) || d.opaque;
+	/* A directory renamed from a lower one is that one, already moved
+	 * here (commit_redir.c), merged even below an opaque parent. */
+	replace = pfs_credir_find(c) < 0 && (parent->replace || (e->flags & PFS_OVL_FRESH) ||
+					     d.opaque);
 	/* Read before lower_dir changes what the top lower holds there. */
 	cut = (e->flags & PFS_OVL_FRESH) || d.opaque ||
 	      (c->hide && parent->reach && pfs_chide_cuts(c, lparent, e->name));
@@ -192,6 +197,10 @@ static int leave_dir(struct pfs_cwalk *w)
 	int lfd = pfs_cwalk_fd(w, PFS_CW_LOWER);
 	const char *op;
 	int ret;
+
+	/* The walk is done: the stage goes before the root's metadata. */
+	if (w->n == 1 && (ret = pfs_credir_end(c)) < 0)
+		return ret;
 
 	ret = pfs_meta_copy(c->st, pfs_ref_fd(lfd), pfs_ref_fd(pfs_cwalk_fd(w, PFS_CW_UPPER)),
 			    &pfs_cwalk_top(w)->st, PFS_META_NO_PRIVATE, &op);
@@ -278,6 +287,7 @@ static int apply_file(struct pfs_cwalk *w, const struct pfs_ovl_ent *e, const st
 	bool exists, metacopy = false, reuse, cloned;
 	struct pfs_csrc src;
 	struct stat lst;
+	ssize_t ki;
 	ino_t tino;
 	int ret, dfd = -1;
 	const char *op;
@@ -302,9 +312,19 @@ static int apply_file(struct pfs_cwalk *w, const struct pfs_ovl_ent *e, const st
 		metacopy = ret > 0;
 		if (metacopy)
 			*bytes = 0;
+		/* Renamed: its data is the one kept in the stage (none: the
+		 * commit cut short wrote this file, its data is here). */
+		if (metacopy && (ki = pfs_credir_find(c)) >= 0) {
+			ret = pfs_credir_data(c, (size_t)ki, &dfd);
+			if (ret < 0 && ret != -ENOENT)
+				return pfs_cfail(c, ret, "cannot open the data kept for %s/%s",
+						 c->upper, pfs_pathbuf_str(&c->path));
+			if (ret == 0)
+				*bytes = (uint64_t)ust->st_size;
+		}
 	}
 	reuse = false;
-	if (exists) {
+	if (exists && dfd < 0) {
 		ret = reusable(c, ufd, lfd, e->name, ust, &lst, metacopy, &reuse);
 		if (ret < 0)
 			return ret;
@@ -317,7 +337,7 @@ static int apply_file(struct pfs_cwalk *w, const struct pfs_ovl_ent *e, const st
 		tino = lst.st_ino;
 	} else {
 		/* The scan made sure a metadata-only copy has its data below. */
-		if (S_ISREG(ust->st_mode)) {
+		if (S_ISREG(ust->st_mode) && dfd < 0) {
 			dfd = open_ro(c, metacopy ? lfd : ufd, e->name);
 			if (dfd < 0)
 				return pfs_cfail_at(c, dfd, "cannot open",
@@ -329,7 +349,7 @@ static int apply_file(struct pfs_cwalk *w, const struct pfs_ovl_ent *e, const st
 			.meta_flags = PFS_META_NO_PRIVATE,
 			.datafd = dfd,
 			.clone = true,
-			.tick = !metacopy,
+			.tick = *bytes > 0,
 			.upath = e->name,
 			.udirfd = ufd,
 		};
@@ -417,6 +437,19 @@ int pfs_commit_inplace(struct pfs_cctx *c)
 	ret = pfs_inplace_begin(c);
 	if (ret < 0)
 		goto out;
+	/* Renamed lower directories to their new places first: out of the
+	 * way, journaled, then in. */
+	if (c->redir.n && !c->redir.detached) {
+		ret = pfs_credir_detach(c);
+		if (ret == 0)
+			ret = pfs_inplace_detached(c);
+		if (ret < 0)
+			goto out;
+		pfs_commit_crashpoint("inplace-detached");
+	}
+	ret = pfs_credir_attach(c);
+	if (ret < 0)
+		goto out;
 	ret = pfs_cwalk_run(&w, &ops);
 	if (ret < 0)
 		goto out;
@@ -442,7 +475,9 @@ int pfs_commit_inplace(struct pfs_cctx *c)
 			 "recover --lower %s finishes it", msg, c->lower);
 	}
 out:
-	if (ret < 0 && !c->committed)
+	/* Once a lower directory has moved, only the journal can finish the
+	 * commit: it stays, with the mark. */
+	if (ret < 0 && !c->committed && !c->moving)
 		pfs_inplace_abandon(c);
 	pfs_cwalk_free(&w);
 	return ret;

@@ -17,6 +17,7 @@
  *     commit_new.c      making entries of the new state
  *     commit_hide.c     what stays hidden from the lowers below
  *     commit_util.c     error lines, crash points, redirects, emptying
+ *     commit_redir.c    in place: moving renamed lower directories
  *                       the upper and work
  *   (helpers call commit_util.c and nothing else of commit/; commit_util.c
  *   calls only store/, layers/ovlfmt.h and util/). */
@@ -33,6 +34,25 @@
 #include <stdbool.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+
+/* In place: a lower directory an upper directory was renamed from
+ * (overlay.redirect), and where it goes; or (file) the lower file a renamed
+ * metadata-only copy has its data in, kept in the stage by a hard link
+ * until the walk has written the new file. */
+struct pfs_cmove {
+	char *from; /* its path from the lower root */
+	char *to;   /* the upper entry's path: its place in the new lower */
+	bool file;
+};
+
+/* The in-place commit's moves, in the order the scan met their upper
+ * directories (the index names the move's place in the stage). */
+struct pfs_credir {
+	struct pfs_cmove *v;
+	size_t n, cap;
+	bool resumed;  /* read back from the journal: some may have moved */
+	bool detached; /* the journal says every one left its place */
+};
 
 struct pfs_cctx {
 	const struct pfs_commit_opts *o;
@@ -54,6 +74,9 @@ struct pfs_cctx {
 	bool committed;             /* the lower holds the new state for good */
 	struct pfs_chide *hide;     /* the lowers below lower, or NULL: none */
 	bool marked;                /* in place: the upper carries the commit's mark */
+	struct pfs_credir redir;    /* in place: the renamed lower directories */
+	bool moving;                /* in place: one may have left its place, so the
+				     * upper alone no longer describes the view */
 };
 
 /* --- commit_util.c --- */
@@ -159,8 +182,10 @@ static inline struct pfs_cwlevel *pfs_cwalk_top(struct pfs_cwalk *w)
 
 /* First pass over the upper: count what is to do (progress totals) and
  * refuse, before anything changes, what cannot be applied: renamed lower
- * directories and metadata-only copies whose data is not in lower (and, in
- * place, any redirect at all). */
+ * directories and metadata-only copies whose data is not in lower (in
+ * place: renamed metadata-only copies, and moves that cannot be made).
+ * In place it also records the moves of renamed directories (c->redir),
+ * or, resuming, finds them where the journal's moves left them. */
 int pfs_commit_scan(struct pfs_cctx *c);
 
 /* --- what stays hidden from the lowers below (commit_hide.c) --- */
@@ -223,6 +248,31 @@ int pfs_clink(struct pfs_cctx *c, int fromroot, const char *from, int dirfd, con
 int pfs_cinstall(struct pfs_cctx *c, int dirfd, const char *tmp, const char *name,
 		 const char *root);
 
+/* --- in place: moving renamed lower directories (commit_redir.c) --- */
+
+/* Record the move of the lower directory at from to c->path (file: keep
+ * the lower file at from, the data of the metadata-only copy c->path). */
+int pfs_credir_add(struct pfs_cctx *c, const char *from, bool file);
+/* The move of the upper directory c->path, or -1. */
+ssize_t pfs_credir_find(const struct pfs_cctx *c);
+/* A resumed commit: open where move i's directory is now (the stage, its
+ * place, or still where it came from). */
+int pfs_credir_open(struct pfs_cctx *c, size_t i, int *lfd);
+/* Open the data kept for the file move i (read-only); -ENOENT: none kept
+ * (the walk of a commit cut short wrote the file already). */
+int pfs_credir_data(struct pfs_cctx *c, size_t i, int *fd);
+/* After the walk: drop the kept data and the stage. */
+int pfs_credir_end(struct pfs_cctx *c);
+/* After the scan, before anything changes: refuse what moving cannot give
+ * (one lower directory shown at two places). */
+int pfs_credir_check(struct pfs_cctx *c);
+/* Move every directory out of its place into the stage (and link every
+ * kept file there), then (journaled) each directory from the stage into
+ * its new place; each step is done once, however often it is run again. */
+int pfs_credir_detach(struct pfs_cctx *c);
+int pfs_credir_attach(struct pfs_cctx *c);
+void pfs_credir_free(struct pfs_credir *r);
+
 /* --- the two ways of applying --- */
 int pfs_commit_inplace(struct pfs_cctx *c);
 /* Build the new tree (upper over lower) into the empty directory newfd. */
@@ -238,6 +288,8 @@ int pfs_commit_recover_locked(struct pfs_cctx *c, enum pfs_recovery *done,
 
 /* Before anything is applied: journal "applying", mark the upper. */
 int pfs_inplace_begin(struct pfs_cctx *c);
+/* Every renamed lower directory has left its place: journal it. */
+int pfs_inplace_detached(struct pfs_cctx *c);
 /* Everything applied and durable: journal "applied" (the upper may go). */
 int pfs_inplace_applied(struct pfs_cctx *c);
 /* Empty the upper and work, unmark, drop the journal. */

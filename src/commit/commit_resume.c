@@ -17,6 +17,10 @@
  *                            U carries the mark, and the lowers below L
  *                            with the whiteout form (an apply again must
  *                            hide from them what the first one hid)
+ *                            and the moves of renamed lower directories
+ *                            and kept data of renamed metadata-only copies
+ *                            (commit_redir.c), with whether all of them
+ *                            have left their places ("detached")
  *   .L.prismfs-inplace.tmp   a journal being written
  * and on U's root overlay.prismfs.commit = L: U holds an unfinished
  * commit into L, so it is neither mounted over another lower, committed
@@ -24,6 +28,9 @@
  *
  * 1. journal "applying", then mark U          (crash: apply again)
  * 2. apply U to L, syncfs(L)                   (crash: apply again)
+ *    (first the moves: out to the stage, syncfs(L), journal "detached",
+ *    in to their places; applying again goes by the journal's moves, not
+ *    by U's redirects, which no longer lead to them)
  * 3. journal "applied"                         (crash: finish emptying)
  * 4. empty U and W, unmark U, drop the journal (crash: finish emptying)
  *
@@ -47,7 +54,9 @@
  *
  * A failure the commit sees itself (not a crash) during step 2 unmarks U
  * and drops the journal: U is whole, U over L shows the view, and the
- * commit run again completes it. A failure in step 4 keeps both: from then
+ * commit run again completes it — unless a lower directory has moved: U
+ * over L no longer shows the view, so both stay and recovery (the commit
+ * run again) completes it as after a crash. A failure in step 4 keeps both: from then
  * on only finishing step 4 may touch U. Where U cannot carry an extended
  * attribute, the journal says so and recovery goes by the journal alone.
  * A mount of U over another lower, a commit of U into another lower and a
@@ -69,7 +78,9 @@
 #define MARK "prismfs.commit" /* overlay.<this>, see ovlfmt.h */
 
 struct ijournal {
-	bool applied, marked;
+	bool applied, marked, detached;
+	struct pfs_cmove *moves; /* the renamed lower directories' moves */
+	size_t nmoves;
 	unsigned long long dev, ino; /* U's root */
 	char *upper, *work;
 	char **below; /* the lowers below L, highest first */
@@ -94,6 +105,11 @@ static void ij_free(struct ijournal *j)
 	for (size_t i = 0; i < j->nbelow; i++)
 		free(j->below[i]);
 	free(j->below);
+	for (size_t i = 0; i < j->nmoves; i++) {
+		free(j->moves[i].from);
+		free(j->moves[i].to);
+	}
+	free(j->moves);
 	memset(j, 0, sizeof(*j));
 }
 
@@ -105,6 +121,9 @@ static void ij_from(const struct pfs_cctx *c, struct ijournal *j)
 	j->below = (char **)c->o->below;
 	j->nbelow = c->o->nbelow;
 	j->whiteout = (int)c->o->whiteout;
+	j->moves = c->redir.v;
+	j->nmoves = c->redir.n;
+	j->detached = c->redir.detached;
 }
 
 /* Fields end in NUL, so any path fits (a newline too). */
@@ -124,6 +143,11 @@ static int ij_write(struct pfs_cctx *c, const struct inames *n, const struct ijo
 		fprintf(f, "work %s%c", j->work, 0);
 	for (size_t i = 0; i < j->nbelow; i++)
 		fprintf(f, "below %s%c", j->below[i], 0);
+	for (size_t i = 0; i < j->nmoves; i++)
+		fprintf(f, "%s %s%cto %s%c", j->moves[i].file ? "keep" : "move", j->moves[i].from, 0,
+			j->moves[i].to, 0);
+	if (j->detached)
+		fprintf(f, "detached%c", 0);
 	if (fclose(f) != 0 || size > JOURNAL_MAX) {
 		free(buf);
 		return pfs_cfail(c, -ENOMEM, "cannot write the commit journal: too long");
@@ -206,8 +230,35 @@ static int ij_read(struct pfs_cctx *c, const struct inames *n, struct ijournal *
 			}
 			j->below = nb;
 			j->nbelow++;
+		} else if (strncmp(p, "move ", 5) == 0 || strncmp(p, "keep ", 5) == 0) {
+			struct pfs_cmove *nm = realloc(j->moves, (j->nmoves + 1) * sizeof(*nm));
+
+			if (nm)
+				j->moves = nm;
+			if (!nm || !(nm[j->nmoves].from = strdup(p + 5))) {
+				ret = -ENOMEM;
+				goto out;
+			}
+			nm[j->nmoves].file = p[0] == 'k';
+			nm[j->nmoves++].to = NULL;
+		} else if (strncmp(p, "to ", 3) == 0) {
+			if (!j->nmoves || j->moves[j->nmoves - 1].to) {
+				ret = -EBADMSG;
+				goto out;
+			}
+			if (!(j->moves[j->nmoves - 1].to = strdup(p + 3))) {
+				ret = -ENOMEM;
+				goto out;
+			}
+		} else if (strcmp(p, "detached") == 0) {
+			j->detached = true;
 		}
 	}
+	for (size_t i = 0; i < j->nmoves; i++)
+		if (!j->moves[i].to)
+			ret = -EBADMSG;
+	if (ret < 0)
+		goto out;
 	j->marked = marked != 0;
 	if (!magic || !state || !have_id || !j->upper || j->upper[0] != '/')
 		ret = -EBADMSG;
@@ -327,6 +378,22 @@ int pfs_inplace_begin(struct pfs_cctx *c)
 	}
 	pfs_commit_crashpoint("inplace-marked");
 	return 0;
+}
+
+int pfs_inplace_detached(struct pfs_cctx *c)
+{
+	struct ijournal j = {.marked = c->marked};
+	struct inames n;
+	struct stat st;
+
+	make_names(c, &n);
+	c->redir.detached = true;
+	ij_from(c, &j);
+	if (fstat(c->uroot, &st) < 0)
+		return pfs_cfail(c, -errno, "cannot stat %s", c->upper);
+	j.dev = st.st_dev;
+	j.ino = st.st_ino;
+	return ij_write(c, &n, &j);
 }
 
 int pfs_inplace_applied(struct pfs_cctx *c)
@@ -451,6 +518,11 @@ int pfs_inplace_recover_locked(struct pfs_cctx *c, enum pfs_recovery *done,
 			.whiteout = (enum pfs_whiteout)j.whiteout, .store = c->st,
 		};
 
+		/* The moves already made are the journal's to tell. */
+		c->redir = (struct pfs_credir){.v = j.moves, .n = j.nmoves, .cap = j.nmoves,
+					       .resumed = true, .detached = j.detached};
+		j.moves = NULL;
+		j.nmoves = 0;
 		ret = redo(c, &o);
 		if (ret == 0)
 			*done = PFS_RECOVERY_COMPLETED;

@@ -3,6 +3,7 @@
  * xattrs, mode and times — made durable, and renamed into place, so the
  * upper never holds half a copy; parents are copied first. */
 #include "layers/layer.h"
+#include "layers/layer_int.h"
 #include "view/view.h"
 
 #include <errno.h>
@@ -285,6 +286,29 @@ int pfs_layer_copy_up_locked(struct pfs_fs *fs, struct pfs_node *n, bool no_data
 int pfs_layer_copy_up_meta_locked(struct pfs_fs *fs, struct pfs_node *n)
 {
 	return copy_up_mode(fs, n, fs->layers->metacopy && n->type == S_IFREG ? CU_META : CU_ALL);
+}
+
+int pfs_layer_copy_up_link_locked(struct pfs_fs *fs, struct pfs_node *n)
+{
+	char name[NAME_MAX + 1];
+	struct pfs_node *parent;
+	int ud, ret;
+
+	if (!fs->layers->metacopy || n->type != S_IFREG)
+		return copy_up_mode(fs, n, CU_ALL);
+	ret = copy_up_mode(fs, n, CU_META);
+	if (ret < 0)
+		return ret;
+	ret = node_first_name(fs, n, &parent, name);
+	if (ret < 0)
+		return ret;
+	/* The kernel's ovl_set_link_redirect: the new name finds the data by
+	 * an absolute redirect, which serves every name of the inode. */
+	ud = parent->ln->fd[0];
+	if (pfs_ovl_has(fs->store, pfs_ref_at(ud, name), "metacopy") > 0)
+		ret = pfs_redir_set_renamed(fs, parent, ud, name, false);
+	pfs_node_release(fs, parent);
+	return ret;
 }
 
 int pfs_layer_copy_up_meta(struct pfs_fs *fs, struct pfs_node *n)

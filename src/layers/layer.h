@@ -211,6 +211,10 @@ int pfs_layer_copy_up_locked(struct pfs_fs *fs, struct pfs_node *n, bool no_data
  * sparse upper file of the lower's size); else as pfs_layer_copy_up. */
 int pfs_layer_copy_up_meta(struct pfs_fs *fs, struct pfs_node *n);
 int pfs_layer_copy_up_meta_locked(struct pfs_fs *fs, struct pfs_node *n);
+/* The copy-up a hard link makes, L->lock held: with metacopy=on, a regular
+ * file's metadata alone with an absolute overlay.redirect to its data (as
+ * the kernel's ovl_link), else as pfs_layer_copy_up_locked. */
+int pfs_layer_copy_up_link_locked(struct pfs_fs *fs, struct pfs_node *n);
 /* A metacopy file's data into its upper file (none with no_data: it is
  * about to be truncated), then overlay.metacopy removed. Takes L->lock. */
 int pfs_layer_copy_data_up(struct pfs_fs *fs, struct pfs_node *n, bool no_data);

@@ -268,7 +268,8 @@ int pfs_layer_link(struct pfs_fs *fs, struct pfs_node *n, struct pfs_node *newpa
 	}
 	if (ret != -ENOENT)
 		goto out;
-	ret = pfs_layer_copy_up_locked(fs, n, false);
+	/* As the kernel: a link changes no data, so metacopy=on copies none. */
+	ret = pfs_layer_copy_up_link_locked(fs, n);
 	if (ret == 0)
 		ret = pfs_layer_copy_up_locked(fs, newparent, false);
 	if (ret < 0)

@@ -467,18 +467,20 @@ def rename_changes(M):
     os.rename(p("dir-to-file"), p("opaque/moved-in"))          # ...holding a redirect
 
 
-def test_commit_redirect_in_place_refused(layers):
-    """A renamed lower directory (redirect) cannot be applied in place:
-    refused before anything changes, one line, upper kept."""
+def test_commit_redirect_in_place(layers):
+    """In place too, redirects (relative and absolute, directories and
+    metacopy files) give exactly the merged view (more cases:
+    test_commit_redirect.py)."""
     lay = layers
-    before, merged, raw = kernel_upper(lay, "redirect_dir=on,metacopy=on", rename_changes)
+    _, merged, raw = kernel_upper(lay, "redirect_dir=on,metacopy=on", rename_changes)
     assert any("trusted.overlay.redirect" in e["xattrs"] for e in raw["entries"].values()), \
         "the kernel wrote no redirect"
-    res = commit(lay)
-    assert_one_error_line(res, "in-place commit of a redirect")
-    assert "redirect" in res.stderr and "--atomic" in res.stderr, res.stderr
-    assert_same_tree(strip_ino(before), snapshot(lay.L), "the refused commit changed the lower")
-    assert_same_tree(raw, snapshot(lay.U, private=True), "the refused commit changed the upper")
+    assert "trusted.overlay.metacopy" in raw["entries"]["newplace/keep-moved.txt"]["xattrs"]
+    res = commit(lay, "--work", lay.W)
+    assert_ok(res, "prismfs commit (in place, redirects)")
+    assert_same_tree(merged, snapshot(lay.L), "in-place commit with redirects")
+    assert_clean_lower(lay)
+    assert_empty(lay.U, "the upper")
 
 
 def test_commit_redirect_atomic(layers):

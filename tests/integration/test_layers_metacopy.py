@@ -143,6 +143,34 @@ def test_rename_and_unlink(ovl, backend):
     assert read(ovl.l1("big")) == pattern(BIG, 1)
 
 
+def test_link_copies_no_data(ovl, backend):
+    """link(2) to a lower file makes a metadata-only copy-up (the kernel's
+    ovl_link), which both names share, with an absolute overlay.redirect
+    to its data so that every name finds it; the first write through one
+    name copies the data, and the other name sees the write."""
+    build(ovl)
+    before = Untouched(ovl.L1, ovl.L2)
+    mount(ovl, backend)
+    os.link(ovl.m("d/big2"), ovl.m("e/linked"))
+    for rel in ("d/big2", "e/linked"):
+        assert read(ovl.m(rel)) == pattern(BIG, 2), rel
+    assert os.stat(ovl.m("d/big2")).st_ino == os.stat(ovl.m("e/linked")).st_ino
+    assert_metacopy(ovl, "d/big2", pattern(BIG, 2))
+    assert os.stat(ovl.u("d/big2")).st_ino == os.stat(ovl.u("e/linked")).st_ino
+    assert xattr(ovl.u("e/linked"), "redirect") == b"/d/big2"
+    want = snapshot(ovl.M)
+    ovl.umount()
+    mount(ovl, backend)
+    assert_same(want, snapshot(ovl.M), "after a remount")
+    assert read(ovl.m("e/linked")) == pattern(BIG, 2)
+    with open(ovl.m("e/linked"), "r+b") as f:
+        f.write(b"X")
+    assert read(ovl.m("d/big2")) == b"X" + pattern(BIG, 2)[1:]
+    assert xattr(ovl.u("d/big2"), "metacopy") is None
+    ovl.umount()
+    before.check()
+
+
 def changes(o):
     os.chmod(o.m("big"), 0o600)
     os.chmod(o.m("d/big2"), 0o600)

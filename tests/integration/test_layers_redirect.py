@@ -12,6 +12,7 @@ the other (Documentation/filesystems/overlayfs.rst, "Renaming directories",
 "Redirect dir").
 """
 import os
+import shutil
 
 import pytest
 
@@ -242,9 +243,8 @@ def test_userxattr_redirect_in_user_namespace(ovl, backend):
 @prismfs_only
 @pytest.mark.parametrize("atomic", (False, True))
 def test_commit_of_prismfs_redirects(workdir, backend, atomic):
-    """An upper prismfs wrote with redirects (one lower): commit --atomic
-    applies them, giving the lower exactly the tree the mount showed; an
-    in-place commit refuses them in one line, changing nothing."""
+    """An upper prismfs wrote with redirects (one lower): the commit, in
+    place or --atomic, gives the lower exactly the tree the mount showed."""
     import test_commit as tc
     from conftest import Mount
 
@@ -260,19 +260,11 @@ def test_commit_of_prismfs_redirects(workdir, backend, atomic):
         m.check_clean_exit()
         m.cleanup()
     assert redirects(lay.U), "prismfs wrote no redirect"
-    if atomic:
-        tc.assert_ok(tc.commit(lay, "--atomic", "--work", lay.W), "commit --atomic")
-        tc.assert_same_tree(merged, tc.snapshot(lay.L), "atomic commit of prismfs's redirects")
-        tc.assert_clean_lower(lay)
-        tc.assert_empty(lay.U, "the upper")
-    else:
-        lower, upper = tc.snapshot(lay.L), tc.snapshot(lay.U, private=True)
-        res = tc.commit(lay)
-        tc.assert_one_error_line(res, "in-place commit of a redirect")
-        assert "redirect" in res.stderr and "--atomic" in res.stderr, res.stderr
-        tc.assert_same_tree(lower, tc.snapshot(lay.L), "the refused commit changed the lower")
-        tc.assert_same_tree(upper, tc.snapshot(lay.U, private=True),
-                            "the refused commit changed the upper")
+    extra = ("--atomic",) if atomic else ()
+    tc.assert_ok(tc.commit(lay, *extra, "--work", lay.W), "commit %s" % " ".join(extra))
+    tc.assert_same_tree(merged, tc.snapshot(lay.L), "commit of prismfs's redirects")
+    tc.assert_clean_lower(lay)
+    tc.assert_empty(lay.U, "the upper")
 
 
 @prismfs_only
@@ -327,36 +319,30 @@ def test_invalid_redirect_fails_the_lookup(ovl, backend, value, err):
 
 @prismfs_only
 def test_commit_at_unmount_of_redirects(ovl, backend):
-    """--on-unmount commit of an upper with redirects: refused in one line
-    naming the redirect and --atomic, nothing changed; commit-atomic then
-    gives the lower exactly the tree the mount showed."""
+    """--on-unmount commit of an upper with redirects, in place: the lower
+    becomes exactly the tree the mount showed, the renamed directories
+    moved in it; commit-atomic does the same."""
     import test_commit as tc
     from conftest import Mount
 
-    mkfile(ovl.l1("d/f"), b"f")
-    mkfile(ovl.l1("d/sub/g"), b"g")
-    untouched = Untouched(ovl.L1)
-    args = ["--upper", ovl.U, "--work", ovl.W, "-o", "redirect_dir=on", "--on-unmount"]
-    m = Mount(ovl.L1, ovl.M, args + ["commit"])
-    try:
-        m.start()
-        os.rename(ovl.m("d"), ovl.m("e"))
-        os.rename(ovl.m("e/sub"), ovl.m("s"))
-        want = tree(ovl.M)
-        assert m.stop() != 0, "the in-place commit of a redirect did not fail"
-        lines = [ln for ln in m.stderr().splitlines() if ln.strip()]
-        assert len(lines) == 1 and "redirect" in lines[0] and "--atomic" in lines[0], lines
-    finally:
-        m.cleanup()
-    untouched.check()
-    assert redirects(ovl.U) == {"e": b"d", "s": b"/d/sub"}
-    m = Mount(ovl.L1, ovl.M, args + ["commit-atomic"])
-    try:
-        m.start()
-        assert_same(want, tree(ovl.M), "the upper kept after the refused commit")
-        m.stop()
-        m.check_clean_exit()
-    finally:
-        m.cleanup()
-    assert_same(want, tree(ovl.L1), "the lower after commit-atomic")
-    tc.assert_empty(ovl.U, "the upper")
+    for action in ("commit", "commit-atomic"):
+        shutil.rmtree(ovl.L1)
+        mkfile(ovl.l1("d/f"), b"f")
+        mkfile(ovl.l1("d/sub/g"), b"g")
+        ino = os.lstat(ovl.l1("d/sub")).st_ino
+        args = ["--upper", ovl.U, "--work", ovl.W, "-o", "redirect_dir=on", "--on-unmount"]
+        m = Mount(ovl.L1, ovl.M, args + [action])
+        try:
+            m.start()
+            os.rename(ovl.m("d"), ovl.m("e"))
+            os.rename(ovl.m("e/sub"), ovl.m("s"))
+            mkfile(ovl.m("s/new"), b"new")
+            want = tree(ovl.M)
+            assert m.stop() == 0, m.stderr()
+            m.check_clean_exit()
+        finally:
+            m.cleanup()
+        assert_same(want, tree(ovl.L1), "the lower after %s" % action)
+        if action == "commit":
+            assert os.lstat(ovl.l1("s")).st_ino == ino, "s is not the lower's d/sub moved"
+        tc.assert_empty(ovl.U, "the upper")

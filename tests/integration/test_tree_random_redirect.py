@@ -131,11 +131,20 @@ def test_random_tree_redirect_dir_on(workdir, seed, nlowers):
         kernel.umount()
         assert lower_files(ours) == before, "a lower layer changed"
         if nlowers == 1:
-            # prismfs's upper committed into its lower (--atomic applies
-            # redirects) is the tree the kernel shows on its own layers.
+            # prismfs's upper committed into its lower, in place (on a
+            # copy of both) and --atomic, is the tree the kernel shows on
+            # its own layers: the commits apply the redirects.
+            copy = os.path.join(workdir, "inplace")
+            os.mkdir(copy)
+            _run(["cp", "-a", ours.L1, ours.U, copy])
+            cl, cu = os.path.join(copy, "L1"), os.path.join(copy, "U")
+            assert redirects(cu) == made, "cp -a did not copy the redirects"
+            res = cli("commit", "--upper", cu, "--lower", cl, timeout=300)
+            assert res.returncode == 0, res.stderr
             res = cli("commit", "--upper", ours.U, "--lower", ours.L1, "--atomic",
                       "--work", ours.W, timeout=300)
             assert res.returncode == 0, res.stderr
             kernel.mount()
             compare_trees(seed, STEPS, ours.L1, kernel.M, ["(committed)"], dir_nlink=False)
+            compare_trees(seed, STEPS, cl, kernel.M, ["(committed in place)"], dir_nlink=False)
             kernel.umount()
