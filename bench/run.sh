@@ -870,7 +870,7 @@ wl_writeback() {
 # wl_wbsync SIDE BASE: the write-back alone (prismfs-cache only). The
 # system side is a second cached mount of its own mirror with a write-back
 # delay longer than the run, so nothing moves while the tree is copied in
-# (untimed); the time is \`prismfs sync\` alone: every file written to the
+# (untimed); the time is `prismfs sync` alone: every file written to the
 # mirror and syncfs. The native side copies the same tree to the mirror's
 # filesystem and syncs it (sync -f: syncfs), as the write-back does: from
 # the warm copy on that filesystem (in-kernel copy_file_range), not from a
