@@ -128,6 +128,17 @@ def start(src, mnt, hdir, env=None):
     return Mount(src, mnt, ["--history", hdir], env=env).start()
 
 
+def end(w, m):
+    """Teardown, also when the test failed: the writer (stopped or not),
+    then the daemon and its mount."""
+    if w.poll() is None:
+        os.kill(w.pid, signal.SIGCONT)
+        w.kill()
+    m.kill()
+    w.wait()
+    m.cleanup()
+
+
 def stop_writer(w):
     os.kill(w.pid, signal.SIGSTOP)
     wait_for(lambda: open("/proc/%d/stat" % w.pid).read().split(")")[1].split()[0] == "T",
@@ -163,12 +174,7 @@ def test_kill_9_during_heavy_writes_with_snapshots(setup):
         os.kill(m.pid, signal.SIGKILL)
         w.wait(timeout=60)
     finally:
-        if w.poll() is None:
-            os.kill(w.pid, signal.SIGCONT)
-            w.kill()
-        m.kill()
-        w.wait()
-        m.cleanup()
+        end(w, m)
     n_done, inflight = acked(log)
     assert n_done >= 750
     m2 = start(src, mnt, hdir)
@@ -205,12 +211,7 @@ def test_kill_9_during_a_snapshot(setup, point):
         wait_for(lambda: m.proc.poll() is not None, timeout=30)
         assert m.proc.poll() == -signal.SIGKILL, "the crash point was not reached"
     finally:
-        if w.poll() is None:
-            os.kill(w.pid, signal.SIGCONT)
-            w.kill()
-        m.kill()
-        w.wait()
-        m.cleanup()
+        end(w, m)
     n_done, inflight = acked(log)
     m2 = start(src, mnt, hdir)
     try:
