@@ -15,7 +15,6 @@ static const char SCHEMA[] =
 	"CREATE TABLE IF NOT EXISTS changes(seq INTEGER PRIMARY KEY, t_ns INTEGER NOT NULL,"
 	" uid INTEGER, gid INTEGER, pid INTEGER, comm TEXT, kind TEXT NOT NULL,"
 	" path TEXT NOT NULL, path2 TEXT, arg INTEGER, state INTEGER NOT NULL);"
-	"CREATE INDEX IF NOT EXISTS changes_path ON changes(path);"
 	"CREATE TABLE IF NOT EXISTS snapshots(id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL,"
 	" t_ns INTEGER NOT NULL, seq INTEGER NOT NULL, pinned INTEGER NOT NULL);"
 	"CREATE TABLE IF NOT EXISTS versions(snap INTEGER NOT NULL, seq INTEGER NOT NULL,"
@@ -26,10 +25,13 @@ static const char SCHEMA[] =
 
 /* Columns later slices added (an older DIR gets them; "duplicate column"
  * on a newer one is expected): a snapshot's kind (manual, auto); a
- * version whose data a prune removed. */
+ * version whose data a prune removed. The index of changes by path went:
+ * no query used it (log's matches path2 and prefixes too; diff, export
+ * and browse read by seq), and it was a second page in every commit. */
 static const char *const UPGRADE[] = {
 	"ALTER TABLE snapshots ADD COLUMN kind TEXT NOT NULL DEFAULT 'manual'",
 	"ALTER TABLE versions ADD COLUMN pruned INTEGER NOT NULL DEFAULT 0",
+	"DROP INDEX IF EXISTS changes_path",
 };
 
 /* SQLite's result as an -errno: what a writer is told. */
