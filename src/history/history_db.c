@@ -168,7 +168,10 @@ static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
 		return SQLITE_OK;
 	pthread_mutex_lock(&h->ck_mu);
 	thread = h->ck_running;
-	if (thread) {
+	if (pages < h->ck_done) /* the WAL started over */
+		h->ck_done = 0;
+	/* one checkpoint per CK_PAGES new pages, as SQLite's own */
+	if (thread && pages - h->ck_done >= CK_PAGES) {
 		h->ck_want = true;
 		pthread_cond_signal(&h->ck_cv);
 	}
@@ -181,6 +184,7 @@ static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
 static void *ck_thread(void *arg)
 {
 	struct pfs_history *h = arg;
+	int log, done;
 
 	pthread_mutex_lock(&h->ck_mu);
 	while (!h->ck_stop) {
@@ -193,8 +197,12 @@ static void *ck_thread(void *arg)
 		/* PASSIVE: copies what it can without waiting for anyone;
 		 * commits go on meanwhile (the WAL is appended to), and the
 		 * first commit after a whole checkpoint starts it over. */
-		sqlite3_wal_checkpoint_v2(h->ckdb, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+		if (sqlite3_wal_checkpoint_v2(h->ckdb, NULL, SQLITE_CHECKPOINT_PASSIVE, &log,
+					      &done) != SQLITE_OK)
+			done = -1;
 		pthread_mutex_lock(&h->ck_mu);
+		if (done >= 0)
+			h->ck_done = done;
 	}
 	pthread_mutex_unlock(&h->ck_mu);
 	return NULL;

@@ -82,6 +82,7 @@ struct pfs_history {
 	pthread_cond_t ck_cv;
 	pthread_t ck_thread;
 	bool ck_running, ck_stop, ck_want;
+	int ck_done;            /* WAL frames its last checkpoint copied */
 	sqlite3 *ckdb;
 	long long snap;        /* the newest snapshot's id, 0: none */
 	unsigned long long vseq; /* names of saved versions */
