@@ -34,7 +34,7 @@ warn() { printf 'bench: warning: %s\n' "$*" >&2; }
 say()  { printf 'bench: %s\n' "$*" >&2; }
 
 # ---------------------------------------------------------------- settings --
-ALL_SYSTEMS="prismfs-pt prismfs-nopt prismfs-ovl prismfs-cache prismfs-dav fuse-floor tmpfs rclone-vfs rclone-dav overlayfs fuse-overlayfs bindfs mergerfs"
+ALL_SYSTEMS="prismfs-pt prismfs-hist prismfs-nopt prismfs-ovl prismfs-cache prismfs-dav fuse-floor tmpfs rclone-vfs rclone-dav overlayfs fuse-overlayfs bindfs mergerfs"
 # prismfs-s3 (an S3 mirror on a Ceph RGW) is opt-in: BENCH_S3=1 adds it.
 KNOWN_SYSTEMS="$ALL_SYSTEMS bind prismfs-s3"
 BENCH_SELFTEST=${BENCH_SELFTEST:-0}
@@ -167,7 +167,7 @@ _auto_base=0
 if [[ -n $PRISMFS_BASE_BIN && " $BENCH_SYSTEMS " != *"@base "* ]]; then _auto_base=1; fi
 for s in $BENCH_SYSTEMS; do
     if [[ $s == prismfs-*@base ]]; then
-        [[ " $KNOWN_SYSTEMS " == *" ${s%@base} "* ]] || die "unknown system '$s' in BENCH_SYSTEMS (@base goes with prismfs-pt, prismfs-nopt, prismfs-ovl, prismfs-cache or prismfs-dav)"
+        [[ " $KNOWN_SYSTEMS " == *" ${s%@base} "* ]] || die "unknown system '$s' in BENCH_SYSTEMS (@base goes with prismfs-pt, prismfs-hist, prismfs-nopt, prismfs-ovl, prismfs-cache or prismfs-dav)"
         [[ -n $PRISMFS_BASE_BIN ]] || die "$s in BENCH_SYSTEMS needs PRISMFS_BASE_BIN=/path/to/the/other/prismfs"
     else
         [[ " $KNOWN_SYSTEMS " == *" $s "* ]] || die "unknown system '$s' in BENCH_SYSTEMS (systems: $KNOWN_SYSTEMS, prismfs-X@base)"
@@ -323,6 +323,7 @@ MNT=$FS_ROOT/mnt            # mount point of the system under test
 OVL=$FS_ROOT/ovl            # overlay upper and work dirs (same filesystem as $SRC)
 CACHE=$FS_ROOT/cache        # prepared inputs, always read natively
 RCLONE_CACHE=$FS_ROOT/rclone-cache   # rclone-vfs's VFS cache (same filesystem as src)
+HIST=$FS_ROOT/history       # prismfs-hist's --history DIR (same filesystem as src, new per mount)
 DAV_BASE=$FS_ROOT/dav       # the WebDAV server's directory (TMPDIR of bench/davserver.py)
 DAV_INFO=$BENCH_DIR/davserver.info   # "URL ROOT" of the running server
 DAV_URL=; DAV_ROOT=; DAV_PID=; RWB_SIG=; S3_NOTE=
@@ -460,6 +461,7 @@ mount_system() {  # mount_system SYSTEM (stdout/stderr to the log)
     [[ $s == *@base ]] && bin=$PRISMFS_BASE_BIN     # A/B: same options, the base binary
     case ${s%@base} in
         prismfs-pt)   "$bin" mount --passthrough on  "${PRISMFS_OPTS_ARR[@]}" "${PRISMFS_LOG_ARR[@]}" "$SRC" "$MNT" ;;
+        prismfs-hist) "$bin" mount --passthrough on --history "$HIST" "${PRISMFS_OPTS_ARR[@]}" "${PRISMFS_LOG_ARR[@]}" "$SRC" "$MNT" ;;
         prismfs-nopt) "$bin" mount --passthrough off "${PRISMFS_OPTS_ARR[@]}" "${PRISMFS_LOG_ARR[@]}" "$SRC" "$MNT" ;;
         prismfs-ovl)  "$bin" mount --passthrough on --upper "$OVL/upper" --work "$OVL/work" "${PRISMFS_OPTS_ARR[@]}" "${PRISMFS_LOG_ARR[@]}" "$SRC" "$MNT" ;;
         prismfs-cache) "$bin" mount --mirror "$SRC" --cache-size "$CACHE_SIZE" "${PRISMFS_OPTS_ARR[@]}" "${PRISMFS_LOG_ARR[@]}" "$MNT" ;;
@@ -510,6 +512,7 @@ bin_tree() {      # bin_tree BIN: " (tree at REV)" if BIN sits in a git work tre
 system_options() {
     case $(variant "$1") in
         prismfs-pt)     echo "--passthrough on --uring $BENCH_URING${PRISMFS_OPTS:+ $PRISMFS_OPTS}" ;;
+        prismfs-hist)   echo "--passthrough on --history history --uring $BENCH_URING${PRISMFS_OPTS:+ $PRISMFS_OPTS} (history: a new directory beside src at each mount)" ;;
         prismfs-nopt)   echo "--passthrough off --uring $BENCH_URING${PRISMFS_OPTS:+ $PRISMFS_OPTS}" ;;
         prismfs-ovl)    echo "--passthrough on --uring $BENCH_URING --upper ovl/upper --work ovl/work${PRISMFS_OPTS:+ $PRISMFS_OPTS}" ;;
         prismfs-cache)  echo "--mirror src --cache-size $CACHE_SIZE --uring $BENCH_URING${PRISMFS_OPTS:+ $PRISMFS_OPTS}" ;;
@@ -1122,7 +1125,7 @@ populate_floor() {   # populate_floor SYSTEM
 mount_checked() {
     local s=$1 r=$2 bin
     [[ $s == prismfs-* ]] && prismfs_bin "$s" >"$BINFILE"     # status and unmount go through it
-    timeout --foreground "$MOUNT_TIMEOUT" bash -c "$(declare -f mount_system); $(declare -p PRISMFS_BIN PRISMFS_BASE_BIN PRISMFS_OPTS_ARR PRISMFS_LOG_ARR BINDFS_OPTS_ARR SRC MNT OVL MERGERFS_OPTS FUSE_OVERLAYFS_OPTS FLOOR_BIN FLOOR_COUNTS CACHE_SIZE RCLONE_OPTS_ARR RCLONE_CACHE DAV_URL RCLONE_DAV_OPTS_ARR S3_ACCESS_KEY S3_SECRET_KEY S3_BUCKET S3_ENDPOINT S3_REGION); mount_system $s" \
+    timeout --foreground "$MOUNT_TIMEOUT" bash -c "$(declare -f mount_system); $(declare -p PRISMFS_BIN PRISMFS_BASE_BIN PRISMFS_OPTS_ARR PRISMFS_LOG_ARR BINDFS_OPTS_ARR SRC MNT OVL MERGERFS_OPTS FUSE_OVERLAYFS_OPTS FLOOR_BIN FLOOR_COUNTS CACHE_SIZE RCLONE_OPTS_ARR RCLONE_CACHE HIST DAV_URL RCLONE_DAV_OPTS_ARR S3_ACCESS_KEY S3_SECRET_KEY S3_BUCKET S3_ENDPOINT S3_REGION); mount_system $s" \
         >>"$LOG" 2>&1 {LOCKFD}>&- {ERRFD}>&- \
         || die "mounting $s failed (see $LOG)"
     is_mounted "$MNT" || die "mounting $s returned success but $MNT is not a mount point"
@@ -1148,7 +1151,7 @@ mount_checked() {
         bin=$(prismfs_bin "$s")
         dp=$("$bin" status --json "$MNT" 2>>"$LOG" | sed -n 's/.*"data_path"[[:space:]]*:[[:space:]]*"\([^"]*\)".*/\1/p' || true)
         say "$([[ $r == requests ]] && echo requests || echo "round $r/$ROUNDS"): $s data path: ${dp:-unknown}"
-        if [[ $(variant "$s") == prismfs-pt && $dp != *passthrough* ]]; then die "$s is not using kernel passthrough (data path: ${dp:-unknown})"; fi
+        if [[ ( $(variant "$s") == prismfs-pt || $(variant "$s") == prismfs-hist ) && $dp != *passthrough* ]]; then die "$s is not using kernel passthrough (data path: ${dp:-unknown})"; fi
         if [[ $(variant "$s") == prismfs-nopt && $dp == *"kernel passthrough"* ]]; then die "$s is using kernel passthrough"; fi
         local rq
         rq=$("$bin" status --json "$MNT" 2>>"$LOG" | sed -n 's/.*"requests"[[:space:]]*:[[:space:]]*"\([^"]*\)".*/\1/p' || true)
@@ -1232,7 +1235,7 @@ run_requests() {
 }
 
 prepare_system() {   # fresh write areas for SYSTEM (nothing mounted)
-    rm -rf -- "$SRC/rw/$1" "$OVL" "$RCLONE_CACHE"
+    rm -rf -- "$SRC/rw/$1" "$OVL" "$RCLONE_CACHE" "$HIST"
     mkdir -p -- "$SRC/rw/$1"
     [[ $1 == rclone-vfs || $1 == rclone-dav ]] && mkdir -p -- "$RCLONE_CACHE"
     if is_dav_system "$1"; then   # its area on the server, where the server (nobody) can write
@@ -1659,6 +1662,18 @@ HAVE_PT=0; [[ " ${SYSTEMS[*]} " == *" prismfs-pt "* ]] && HAVE_PT=1
                 if (( nr < 2 )); then row+=" $med | (1 round) |"; else row+=" $med | $lo–$hi |"; fi
             done
             echo "$row"
+        done
+    fi
+    if [[ " ${RUNNABLE[*]} " == *" prismfs-hist "* && " ${RUNNABLE[*]} " == *" prismfs-pt "* ]]; then
+        echo
+        echo "History on / off (issue 17, budget ≥ 0.90 for seq write, untar, git status): in each round, prismfs-hist's ratio (--history DIR) divided by prismfs-pt's (the same mount without it); the cell is the median over the rounds, 1.00 = no cost. Spread: the lowest and highest per-round value."
+        echo
+        echo "| workload | prismfs-hist / prismfs-pt | spread |"
+        echo "|---|---:|---|"
+        for id in "${ORDER[@]}"; do
+            read -r med lo hi nr <<<"$(ab_cell prismfs-hist prismfs-pt "$id")"
+            if [[ -z ${nr:-} ]]; then echo "| $(label "$id") | $med | |"; continue; fi
+            if (( nr < 2 )); then echo "| $(label "$id") | $med | (1 round) |"; else echo "| $(label "$id") | $med | $lo–$hi |"; fi
         done
     fi
     if (( ${#AB_PAIRS[@]} )); then

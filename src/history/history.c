@@ -358,13 +358,24 @@ static int h_removexattr(struct pfs_store *st, struct pfs_ref r, const char *nam
 static int note_written(struct pfs_history *h, int fd, bool forget)
 {
 	struct pfs_caller who = pfs_caller_get();
+	char *p;
 	long long seq;
 
 	if (!wfd_changed(h, fd, forget, &who))
 		return 0;
-	/* at release, the request comes from no process: the opener's */
-	seq = rec_by(h, forget ? &who : NULL, "write", fd, NULL, -1, NULL, 0);
-	return seq < 0 ? (int)seq : done(h, seq, 0);
+	if (!forget) { /* fsync: the row before the data is made durable */
+		seq = rec_by(h, NULL, "write", fd, NULL, -1, NULL, 0);
+		return seq < 0 ? (int)seq : done(h, seq, 0);
+	}
+	/* At release, after the fact (the open's row came before any byte
+	 * changed): a note that rides in the next commit, so that it costs
+	 * no commit of its own. The request comes from no process: the
+	 * opener's. */
+	p = malloc(PATH_MAX);
+	if (p && pfs_hist_path(h, fd, NULL, p, PATH_MAX) == 0)
+		pfs_hist_db_note(h, &who, "write", p, 0);
+	free(p);
+	return 0;
 }
 
 static int h_sync(struct pfs_store *st, int fd, bool data_only)
@@ -399,6 +410,7 @@ static void h_destroy(struct pfs_store *st)
 	struct pfs_history *h = H(st);
 
 	pfs_hist_keep_stop(h);
+	pfs_hist_db_ck_stop(h);
 	pfs_hist_browse_fini(h);
 	pfs_hist_db_close(h);
 	pfs_hist_saved_clear(h);
@@ -415,6 +427,7 @@ static void h_destroy(struct pfs_store *st)
 	if (h->lockfd >= 0)
 		close(h->lockfd);
 	pfs_store_free(h->in);
+	pfs_hist_db_fini(h);
 	pthread_mutex_destroy(&h->lock);
 	pthread_mutex_destroy(&h->cp_mu);
 	pthread_cond_destroy(&h->cp_cv);
@@ -497,6 +510,7 @@ int pfs_history_new(struct pfs_store **out, struct pfs_store *inner, const char 
 	pfs_hist_policy_init(&h->pol);
 	pthread_mutex_init(&h->cp_mu, NULL);
 	pthread_cond_init(&h->cp_cv, NULL);
+	pfs_hist_db_init(h);
 	if (stat("/proc/self/fd", &s) < 0) {
 		snprintf(err, errlen, "history needs /proc: %s", strerror(errno));
 		goto fail;
@@ -569,6 +583,7 @@ fail_lock:
 		close(h->lockfd);
 fail:
 	free(canon);
+	pfs_hist_db_fini(h);
 	pthread_mutex_destroy(&h->cp_mu);
 	pthread_cond_destroy(&h->cp_cv);
 	free(h);
@@ -601,6 +616,8 @@ int pfs_history_start(struct pfs_store *st)
 	h->vdir = open(vpath, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (h->vdir < 0)
 		return -errno;
-	r = pfs_hist_sweep(h);
+	r = pfs_hist_db_ck_start(h);
+	if (r == 0)
+		r = pfs_hist_sweep(h);
 	return r < 0 ? r : pfs_hist_keep_start(h);
 }

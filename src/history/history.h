@@ -11,8 +11,10 @@
  *
  * A change is recorded (committed to the WAL) before it is made, with
  * state 0 ("not known to have happened"); once made, its row says 1, or
- * the -errno it failed with — written in the next row's transaction (one
- * commit per change), or when the journal is about to be read. The next
+ * the -errno it failed with — written in the next commit's transaction
+ * (no commit of its own), or when the journal is about to be read. Rows of
+ * changes made in parallel are committed together (group commit), each
+ * still before its change. The next
  * mount marks the rows a dead daemon left at 0 with 2, "interrupted":
  * still not known to have happened. A kill -9 between the two leaves state 0: the
  * change may or may not be in the tree. If the record cannot be written,
@@ -20,12 +22,15 @@
  *
  * Data written through kernel passthrough never reaches the daemon: the
  * journal has the open for writing (before any byte can change), then a
- * "write" row at fsync and at release when size or mtime moved. Without
+ * "write" row at fsync and at release when size or mtime moved (the
+ * release's, a note after the fact, rides in the next commit). Without
  * passthrough the writes do reach the view, but it writes with pwrite(2),
  * not through the store, so the same rows are what there is: no ranges.
  *
- * Lock order: one mutex per history, a leaf, held across a row's insert
- * (SQLite's connection is one; the journal is one sequence anyway). */
+ * Lock order: the queue of rows to commit (qmu) is never held with the
+ * history's mutex, which is held across a commit (SQLite's connection is
+ * one; the journal is one sequence anyway); the checkpoint thread's and
+ * the command-name cache's mutexes are leaves. */
 #ifndef PFS_HISTORY_H
 #define PFS_HISTORY_H
 
@@ -46,8 +51,8 @@ int pfs_history_start(struct pfs_store *st);
 bool pfs_history_is(const struct pfs_store *st);
 /* Its directory (canonical). */
 const char *pfs_history_dir(const struct pfs_store *st);
-/* Write the outcomes of the changes made so far (each is written with the
- * next change's row otherwise): before the journal is read. */
+/* Write the outcomes of the changes made so far and the notes held (each
+ * is written with the next commit otherwise): before the journal is read. */
 void pfs_history_flush(struct pfs_store *st);
 /* Take a snapshot: a row naming the journal's last change. name NULL: the
  * time. Its id, or -errno with one line in err (-EEXIST: name taken). */

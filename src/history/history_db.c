@@ -16,7 +16,6 @@ static const char SCHEMA[] =
 	"CREATE TABLE IF NOT EXISTS changes(seq INTEGER PRIMARY KEY, t_ns INTEGER NOT NULL,"
 	" uid INTEGER, gid INTEGER, pid INTEGER, comm TEXT, kind TEXT NOT NULL,"
 	" path TEXT NOT NULL, path2 TEXT, arg INTEGER, state INTEGER NOT NULL);"
-	"CREATE INDEX IF NOT EXISTS changes_path ON changes(path);"
 	"CREATE TABLE IF NOT EXISTS snapshots(id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL,"
 	" t_ns INTEGER NOT NULL, seq INTEGER NOT NULL, pinned INTEGER NOT NULL);"
 	"CREATE TABLE IF NOT EXISTS versions(snap INTEGER NOT NULL, seq INTEGER NOT NULL,"
@@ -27,10 +26,13 @@ static const char SCHEMA[] =
 
 /* Columns later slices added (an older DIR gets them; "duplicate column"
  * on a newer one is expected): a snapshot's kind (manual, auto); a
- * version whose data a prune removed. */
+ * version whose data a prune removed. The index of changes by path went:
+ * no query used it (log's matches path2 and prefixes too; diff, export
+ * and browse read by seq), and it was a second page in every commit. */
 static const char *const UPGRADE[] = {
 	"ALTER TABLE snapshots ADD COLUMN kind TEXT NOT NULL DEFAULT 'manual'",
 	"ALTER TABLE versions ADD COLUMN pruned INTEGER NOT NULL DEFAULT 0",
+	"DROP INDEX IF EXISTS changes_path",
 };
 
 /* SQLite's result as an -errno: what a writer is told. */
@@ -57,32 +59,203 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-/* Under h->lock: write the outcomes noted since the last commit, in the
- * transaction that is open. */
+static int step_reset(sqlite3_stmt *q)
+{
+	int rc = sqlite3_step(q);
+
+	sqlite3_reset(q);
+	return rc;
+}
+
+/* Under h->lock: bind r to the insert and step it; r->seq is its seq. */
+static int insert_row(struct pfs_history *h, struct hrow *r)
+{
+	sqlite3_stmt *q = h->ins;
+	int rc;
+
+	sqlite3_bind_int64(q, 1, r->t ? (sqlite3_int64)r->t : (sqlite3_int64)now_ns());
+	sqlite3_bind_int64(q, 2, r->uid);
+	sqlite3_bind_int64(q, 3, r->gid);
+	sqlite3_bind_int64(q, 4, r->pid);
+	sqlite3_bind_text(q, 5, r->comm, -1, SQLITE_STATIC);
+	sqlite3_bind_text(q, 6, r->kind, -1, SQLITE_STATIC);
+	sqlite3_bind_text(q, 7, r->path, -1, SQLITE_STATIC);
+	if (r->path2)
+		sqlite3_bind_text(q, 8, r->path2, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(q, 8);
+	sqlite3_bind_int64(q, 9, r->arg);
+	sqlite3_bind_int(q, 10, r->state);
+	rc = sqlite3_step(q);
+	r->seq = rc == SQLITE_DONE ? (long long)sqlite3_last_insert_rowid(h->db) : db_errno(rc);
+	sqlite3_reset(q);
+	sqlite3_clear_bindings(q);
+	return rc;
+}
+
+/* Under h->lock, in the transaction that is open: the notes and the
+ * outcomes held since the last commit. */
 static void apply_pending(struct pfs_history *h)
 {
+	/* A failure here loses a note (its change has an earlier row) or
+	 * leaves an outcome at 0, "not known to have happened": still true. */
+	for (struct hrow *n = h->notes; n; n = n->next)
+		insert_row(h, n);
 	for (size_t i = 0; i < h->npend; i++) {
 		sqlite3_bind_int(h->upd, 1, h->pend[i].ret < 0 ? h->pend[i].ret : 1);
 		sqlite3_bind_int64(h->upd, 2, h->pend[i].seq);
-		/* A failure here leaves state 0: "not known to have happened",
-		 * which is still true of what the row claims. */
-		sqlite3_step(h->upd);
-		sqlite3_reset(h->upd);
+		step_reset(h->upd);
 	}
+}
+
+static void notes_free(struct pfs_history *h)
+{
+	while (h->notes) {
+		struct hrow *n = h->notes;
+
+		h->notes = n->next;
+		free(n);
+	}
+	h->notes_tail = &h->notes;
+}
+
+/* Under h->lock: one transaction of what is pending and the rows of batch
+ * (each gets its seq). 0, or -errno and none of it was written. */
+static int commit_locked(struct pfs_history *h, struct hrow *batch)
+{
+	int rc;
+
+	if (!h->db)
+		return -EIO;
+	rc = step_reset(h->sbegin);
+	if (rc != SQLITE_DONE)
+		return db_errno(rc);
+	apply_pending(h);
+	for (struct hrow *r = batch; r && rc == SQLITE_DONE; r = r->next)
+		rc = insert_row(h, r);
+	if (rc == SQLITE_DONE)
+		rc = step_reset(h->scommit);
+	if (rc != SQLITE_DONE) {
+		step_reset(h->sroll);
+		return db_errno(rc);
+	}
+	h->npend = 0;
+	notes_free(h);
+	return 0;
 }
 
 /* Under h->lock: commit what is pending on its own. */
 static void flush_locked(struct pfs_history *h)
 {
-	if (!h->db || !h->npend)
+	if (h->db && (h->npend || h->notes))
+		commit_locked(h, NULL);
+}
+
+/* SQLite checkpoints the WAL into the database once it has this many
+ * pages (its default), fsync'ing both: done by the checkpoint thread.
+ * While commits keep coming, its checkpoints never catch up with the last
+ * (the WAL starts over only after a whole one): past CK_MAX pages the
+ * commit does one itself, so the WAL stays bounded (~40 MB). */
+#define CK_PAGES 1000
+#define CK_MAX 10000
+
+/* After each commit (under h->lock): the WAL's size. */
+static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
+{
+	struct pfs_history *h = arg;
+	bool thread;
+
+	if (pages < CK_PAGES)
+		return SQLITE_OK;
+	pthread_mutex_lock(&h->ck_mu);
+	thread = h->ck_running;
+	if (pages < h->ck_done) /* the WAL started over */
+		h->ck_done = 0;
+	/* one checkpoint per CK_PAGES new pages, as SQLite's own */
+	if (thread && pages - h->ck_done >= CK_PAGES) {
+		h->ck_want = true;
+		pthread_cond_signal(&h->ck_cv);
+	}
+	pthread_mutex_unlock(&h->ck_mu);
+	if (!thread || pages >= CK_MAX) /* no thread (yet): as SQLite would */
+		sqlite3_wal_checkpoint(db, name);
+	return SQLITE_OK;
+}
+
+static void *ck_thread(void *arg)
+{
+	struct pfs_history *h = arg;
+	int log, done;
+
+	pthread_mutex_lock(&h->ck_mu);
+	while (!h->ck_stop) {
+		if (!h->ck_want) {
+			pthread_cond_wait(&h->ck_cv, &h->ck_mu);
+			continue;
+		}
+		h->ck_want = false;
+		pthread_mutex_unlock(&h->ck_mu);
+		/* PASSIVE: copies what it can without waiting for anyone;
+		 * commits go on meanwhile (the WAL is appended to), and the
+		 * first commit after a whole checkpoint starts it over. */
+		if (sqlite3_wal_checkpoint_v2(h->ckdb, NULL, SQLITE_CHECKPOINT_PASSIVE, &log,
+					      &done) != SQLITE_OK)
+			done = -1;
+		pthread_mutex_lock(&h->ck_mu);
+		if (done >= 0)
+			h->ck_done = done;
+	}
+	pthread_mutex_unlock(&h->ck_mu);
+	return NULL;
+}
+
+int pfs_hist_db_ck_start(struct pfs_history *h)
+{
+	char path[PATH_MAX + 16];
+	int rc;
+
+	snprintf(path, sizeof(path), "%s/history.db", h->dir);
+	rc = sqlite3_open_v2(path, &h->ckdb, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+	if (rc == SQLITE_OK) {
+		sqlite3_busy_timeout(h->ckdb, 10000);
+		rc = sqlite3_exec(h->ckdb, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
+	}
+	if (rc != SQLITE_OK) {
+		fprintf(stderr, "prismfs: history: %s\n",
+			h->ckdb ? sqlite3_errmsg(h->ckdb) : sqlite3_errstr(rc));
+		sqlite3_close(h->ckdb);
+		h->ckdb = NULL;
+		return db_errno(rc);
+	}
+	pthread_mutex_lock(&h->ck_mu);
+	h->ck_stop = false;
+	rc = pthread_create(&h->ck_thread, NULL, ck_thread, h);
+	h->ck_running = rc == 0;
+	pthread_mutex_unlock(&h->ck_mu);
+	if (rc != 0) {
+		sqlite3_close(h->ckdb);
+		h->ckdb = NULL;
+		return -rc;
+	}
+	return 0;
+}
+
+void pfs_hist_db_ck_stop(struct pfs_history *h)
+{
+	pthread_mutex_lock(&h->ck_mu);
+	if (!h->ck_running) {
+		pthread_mutex_unlock(&h->ck_mu);
 		return;
-	if (sqlite3_exec(h->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
-		return;
-	apply_pending(h);
-	if (sqlite3_exec(h->db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK)
-		h->npend = 0;
-	else
-		sqlite3_exec(h->db, "ROLLBACK", NULL, NULL, NULL);
+	}
+	h->ck_stop = true;
+	pthread_cond_signal(&h->ck_cv);
+	pthread_mutex_unlock(&h->ck_mu);
+	pthread_join(h->ck_thread, NULL);
+	pthread_mutex_lock(&h->ck_mu);
+	h->ck_running = false;
+	pthread_mutex_unlock(&h->ck_mu);
+	sqlite3_close(h->ckdb);
+	h->ckdb = NULL;
 }
 
 /* DIR is the history of one source: recorded at its first use, checked
@@ -132,13 +305,21 @@ int pfs_hist_db_open(struct pfs_history *h, char *err, size_t errlen)
 			  NULL, NULL);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_exec(h->db, SCHEMA, NULL, NULL, NULL);
+	if (rc == SQLITE_OK) /* instead of SQLite's checkpoint in the commit */
+		sqlite3_wal_hook(h->db, wal_hook, h);
 	for (size_t i = 0; rc == SQLITE_OK && i < sizeof(UPGRADE) / sizeof(UPGRADE[0]); i++)
 		sqlite3_exec(h->db, UPGRADE[i], NULL, NULL, NULL);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_prepare_v2(h->db,
 					"INSERT INTO changes(t_ns, uid, gid, pid, comm, kind, path,"
-					" path2, arg, state) VALUES(?,?,?,?,?,?,?,?,?,0)",
+					" path2, arg, state) VALUES(?,?,?,?,?,?,?,?,?,?)",
 					-1, &h->ins, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_prepare_v2(h->db, "BEGIN", -1, &h->sbegin, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_prepare_v2(h->db, "COMMIT", -1, &h->scommit, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_prepare_v2(h->db, "ROLLBACK", -1, &h->sroll, NULL);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_prepare_v2(h->db, "UPDATE changes SET state=? WHERE seq=?", -1,
 					&h->upd, NULL);
@@ -176,92 +357,159 @@ void pfs_hist_db_close(struct pfs_history *h)
 	free(h->pend);
 	h->pend = NULL;
 	h->npend = h->cpend = 0;
+	notes_free(h);
 	sqlite3_finalize(h->ins);
 	sqlite3_finalize(h->upd);
 	sqlite3_finalize(h->sav);
-	h->ins = h->upd = h->sav = NULL;
+	sqlite3_finalize(h->sbegin);
+	sqlite3_finalize(h->scommit);
+	sqlite3_finalize(h->sroll);
+	h->ins = h->upd = h->sav = h->sbegin = h->scommit = h->sroll = NULL;
 	sqlite3_close(h->db);
 	h->db = NULL;
 }
 
-/* The requester's command name; "" once it is gone. */
-static void comm_of(pid_t pid, char *buf, size_t len)
+void pfs_hist_db_init(struct pfs_history *h)
 {
+	pthread_mutex_init(&h->qmu, NULL);
+	pthread_cond_init(&h->qcv, NULL);
+	h->qtail = &h->qhead;
+	h->notes_tail = &h->notes;
+	pthread_mutex_init(&h->ck_mu, NULL);
+	pthread_cond_init(&h->ck_cv, NULL);
+	for (unsigned i = 0; i < PFS_HIST_NCOMM; i++) {
+		pthread_mutex_init(&h->comm[i].mu, NULL);
+		h->comm[i].fd = -1;
+	}
+}
+
+void pfs_hist_db_fini(struct pfs_history *h)
+{
+	for (unsigned i = 0; i < PFS_HIST_NCOMM; i++) {
+		if (h->comm[i].fd >= 0)
+			close(h->comm[i].fd);
+		pthread_mutex_destroy(&h->comm[i].mu);
+	}
+	pthread_cond_destroy(&h->qcv);
+	pthread_mutex_destroy(&h->qmu);
+	pthread_cond_destroy(&h->ck_cv);
+	pthread_mutex_destroy(&h->ck_mu);
+}
+
+/* The requester's command name now (it waits for its system call); ""
+ * once it is gone. */
+static void comm_of(struct pfs_history *h, pid_t pid, char *buf, size_t len)
+{
+	struct hcomm *c = &h->comm[(unsigned)pid % PFS_HIST_NCOMM];
 	char p[40];
-	int fd;
 	ssize_t n = -1;
 
 	buf[0] = '\0';
 	if (pid <= 0)
 		return;
-	snprintf(p, sizeof(p), "/proc/%d/comm", (int)pid);
-	fd = open(p, O_RDONLY | O_CLOEXEC);
-	if (fd >= 0) {
-		n = read(fd, buf, len - 1);
-		close(fd);
+	pthread_mutex_lock(&c->mu);
+	if (c->fd >= 0 && c->pid == pid)
+		n = pread(c->fd, buf, len - 1, 0);
+	if (n < 0) { /* not this pid's, or its process is gone (ESRCH) */
+		if (c->fd >= 0)
+			close(c->fd);
+		snprintf(p, sizeof(p), "/proc/%d/comm", (int)pid);
+		c->fd = open(p, O_RDONLY | O_CLOEXEC);
+		c->pid = pid;
+		if (c->fd >= 0)
+			n = pread(c->fd, buf, len - 1, 0);
 	}
+	pthread_mutex_unlock(&c->mu);
 	buf[n > 0 ? n : 0] = '\0';
 	buf[strcspn(buf, "\n")] = '\0';
+}
+
+/* Who did it, into r. */
+static void row_who(struct pfs_history *h, struct hrow *r, const struct pfs_caller *who)
+{
+	struct pfs_caller c = who ? *who : pfs_caller_get();
+
+	if (c.pid) {
+		r->uid = c.uid;
+		r->gid = c.gid;
+		r->pid = c.pid;
+		comm_of(h, c.pid, r->comm, sizeof(r->comm));
+	} else { /* the daemon's own */
+		r->uid = getuid();
+		r->gid = getgid();
+		r->pid = getpid();
+		snprintf(r->comm, sizeof(r->comm), "prismfs");
+	}
 }
 
 long long pfs_hist_db_record(struct pfs_history *h, const struct pfs_caller *who,
 			     const char *kind, const char *path, const char *path2, long long arg)
 {
-	struct pfs_caller c = who ? *who : pfs_caller_get();
-	char comm[32];
-	long long seq;
-	int rc = SQLITE_OK;
-	bool txn = false;
+	struct hrow row = { .kind = kind, .path = path, .path2 = path2, .arg = arg };
 
-	comm_of(c.pid, comm, sizeof(comm));
-	pthread_mutex_lock(&h->lock);
-	if (!h->db) {
-		pthread_mutex_unlock(&h->lock);
-		return -EIO;
-	}
-	sqlite3_bind_int64(h->ins, 1, (sqlite3_int64)now_ns());
-	sqlite3_bind_int64(h->ins, 2, c.pid ? (sqlite3_int64)c.uid : (sqlite3_int64)getuid());
-	sqlite3_bind_int64(h->ins, 3, c.pid ? (sqlite3_int64)c.gid : (sqlite3_int64)getgid());
-	sqlite3_bind_int64(h->ins, 4, c.pid ? c.pid : getpid());
-	sqlite3_bind_text(h->ins, 5, c.pid ? comm : "prismfs", -1, SQLITE_TRANSIENT);
-	sqlite3_bind_text(h->ins, 6, kind, -1, SQLITE_STATIC);
-	sqlite3_bind_text(h->ins, 7, path, -1, SQLITE_TRANSIENT);
-	if (path2)
-		sqlite3_bind_text(h->ins, 8, path2, -1, SQLITE_TRANSIENT);
-	else
-		sqlite3_bind_null(h->ins, 8);
-	sqlite3_bind_int64(h->ins, 9, arg);
-	if (h->npend) { /* the outcomes noted since, in the same commit */
-		rc = sqlite3_exec(h->db, "BEGIN", NULL, NULL, NULL);
-		txn = rc == SQLITE_OK;
-		if (txn)
-			apply_pending(h);
-	}
-	if (rc == SQLITE_OK)
-		rc = sqlite3_step(h->ins);
-	seq = rc == SQLITE_DONE ? (long long)sqlite3_last_insert_rowid(h->db) : db_errno(rc);
-	sqlite3_reset(h->ins);
-	sqlite3_clear_bindings(h->ins);
-	if (txn) {
-		rc = seq > 0 ? sqlite3_exec(h->db, "COMMIT", NULL, NULL, NULL) : SQLITE_ERROR;
-		if (rc == SQLITE_OK) {
-			h->npend = 0;
-		} else {
-			/* none of it was written: the change must not be made */
-			sqlite3_exec(h->db, "ROLLBACK", NULL, NULL, NULL);
-			if (seq > 0)
-				seq = db_errno(rc);
+	row_who(h, &row, who);
+	/* Group commit: queue the row; if no one is committing, commit all
+	 * that is queued (this row and whatever others queued meanwhile) in
+	 * one transaction, then hand over; else wait until a commit has it. */
+	pthread_mutex_lock(&h->qmu);
+	*h->qtail = &row;
+	h->qtail = &row.next;
+	while (!row.done) {
+		struct hrow *batch, *r, *next;
+		int err;
+
+		if (h->qleader) {
+			pthread_cond_wait(&h->qcv, &h->qmu);
+			continue;
 		}
+		h->qleader = true;
+		batch = h->qhead;
+		h->qhead = NULL;
+		h->qtail = &h->qhead;
+		pthread_mutex_unlock(&h->qmu);
+		pthread_mutex_lock(&h->lock);
+		err = commit_locked(h, batch);
+		pthread_mutex_unlock(&h->lock);
+		pthread_mutex_lock(&h->qmu);
+		for (r = batch; r; r = next) { /* a waiter may go once done */
+			next = r->next;
+			if (err < 0)
+				r->seq = err;
+			r->done = true;
+		}
+		h->qleader = false;
+		pthread_cond_broadcast(&h->qcv);
 	}
-	pthread_mutex_unlock(&h->lock);
-	if (seq < 0)
+	pthread_mutex_unlock(&h->qmu);
+	if (row.seq < 0)
 		fprintf(stderr, "prismfs: history: cannot record %s %s: %s\n", kind, path,
-			strerror((int)-seq));
-	return seq;
+			strerror((int)-row.seq));
+	return row.seq;
 }
 
-/* Outcomes wait for the next row's commit (one commit per change, not
- * two): until then, or a crash, their rows say "not known" — true. */
+void pfs_hist_db_note(struct pfs_history *h, const struct pfs_caller *who, const char *kind,
+		      const char *path, long long arg)
+{
+	size_t pl = strlen(path) + 1;
+	struct hrow *n = calloc(1, sizeof(*n) + pl);
+
+	if (!n)
+		return; /* a note, after the fact: the change's own row is there */
+	memcpy(n + 1, path, pl);
+	n->path = (const char *)(n + 1);
+	n->kind = kind;
+	n->arg = arg;
+	n->state = 1;
+	n->t = (long long)now_ns();
+	row_who(h, n, who);
+	pthread_mutex_lock(&h->lock);
+	*h->notes_tail = n;
+	h->notes_tail = &n->next;
+	pthread_mutex_unlock(&h->lock);
+}
+
+/* Outcomes wait for the next commit (no commit of their own): until
+ * then, or a crash, their rows say "not known" — true. */
 void pfs_hist_db_done(struct pfs_history *h, long long seq, int ret)
 {
 	if (seq <= 0)

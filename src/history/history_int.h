@@ -12,6 +12,30 @@
 #include <sys/stat.h>
 
 #define PFS_HIST_NB 4096u
+#define PFS_HIST_NCOMM 64u
+
+/* A row on its way to the journal (history_db.c). A change's row is on its
+ * writer's stack, queued until a commit has it; a note after the fact
+ * (a release's "write") is malloc'ed and rides in the next commit. */
+struct hrow {
+	struct hrow *next;
+	long long t;            /* a note's time; 0: the commit's */
+	long long uid, gid, pid;
+	char comm[32];
+	const char *kind, *path, *path2;
+	long long arg;
+	int state;              /* 0: before the change; 1: a note after it */
+	long long seq;          /* its seq once committed, or -errno */
+	bool done;
+};
+
+/* The command name of a pid: its /proc/PID/comm kept open (one pread a
+ * row; a process gone answers ESRCH, and the pid is opened anew). */
+struct hcomm {
+	pthread_mutex_t mu;
+	pid_t pid;
+	int fd;
+};
 
 /* An object whose previous version the current snapshot already has. */
 struct hsaved {
@@ -40,9 +64,26 @@ struct pfs_history {
 				* (its /proc/self/fd, "N") */
 	pthread_mutex_t lock;  /* the database, the tables */
 	sqlite3 *db;
-	sqlite3_stmt *ins, *upd, *sav;
+	sqlite3_stmt *ins, *upd, *sav, *sbegin, *scommit, *sroll;
 	struct { long long seq; int ret; } *pend; /* outcomes not yet written */
 	size_t npend, cpend;
+	struct hrow *notes, **notes_tail; /* notes not yet written (under lock) */
+	/* Group commit: rows queue here; one writer at a time (the leader)
+	 * commits all that are queued in one transaction, the others wait
+	 * for theirs. A row is committed before its change, as alone. */
+	pthread_mutex_t qmu;
+	pthread_cond_t qcv;
+	struct hrow *qhead, **qtail;
+	bool qleader;
+	struct hcomm comm[PFS_HIST_NCOMM];
+	/* The WAL's checkpoints (which fsync) on a thread of their own, not
+	 * in the commit of the change that crosses the threshold. */
+	pthread_mutex_t ck_mu;
+	pthread_cond_t ck_cv;
+	pthread_t ck_thread;
+	bool ck_running, ck_stop, ck_want;
+	int ck_done;            /* WAL frames its last checkpoint copied */
+	sqlite3 *ckdb;
 	long long snap;        /* the newest snapshot's id, 0: none */
 	unsigned long long vseq; /* names of saved versions */
 	int vdir;              /* DIR/versions */
@@ -87,6 +128,18 @@ long long pfs_hist_db_record(struct pfs_history *h, const struct pfs_caller *who
 			     const char *kind, const char *path, const char *path2, long long arg);
 /* The change seq was made (ret >= 0) or failed (ret < 0). */
 void pfs_hist_db_done(struct pfs_history *h, long long seq, int ret);
+/* A change already made and covered by an earlier row (a release's
+ * "write"): written with the next commit, or when the journal is read. */
+void pfs_hist_db_note(struct pfs_history *h, const struct pfs_caller *who, const char *kind,
+		      const char *path, long long arg);
+/* The group commit's and the command-name cache's state, made and freed
+ * with the history. */
+void pfs_hist_db_init(struct pfs_history *h);
+void pfs_hist_db_fini(struct pfs_history *h);
+/* The checkpoint thread of the WAL (in the process that serves), and
+ * its stop (before the database closes). 0 or -errno. */
+int pfs_hist_db_ck_start(struct pfs_history *h);
+void pfs_hist_db_ck_stop(struct pfs_history *h);
 
 /* history_save.c: before a change to the object (dirfd, name) — name NULL
  * or "" for dirfd's own — save its previous version if a snapshot was
