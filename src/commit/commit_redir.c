@@ -346,6 +346,21 @@ static size_t *order(const struct pfs_credir *r, bool detach)
 	return o;
 }
 
+/* The stage opened and the moves in a pass's order (detach: deepest source
+ * first), or the failure said; -ENOENT unsaid when attaching: the stage is
+ * gone, every move done. */
+static int pass_begin(struct pfs_cctx *c, bool detach, int *sfd, size_t **o)
+{
+	int ret = open_stage(c, sfd);
+
+	if (ret == -ENOENT && !detach)
+		return ret;
+	if (ret < 0)
+		return pfs_cfail(c, ret, "cannot open %s/%s", c->lower, STAGE);
+	*o = order(&c->redir, detach);
+	return *o ? 0 : pfs_cfail(c, -ENOMEM, "out of memory");
+}
+
 int pfs_credir_detach(struct pfs_cctx *c)
 {
 	struct pfs_credir *r = &c->redir;
@@ -358,14 +373,9 @@ int pfs_credir_detach(struct pfs_cctx *c)
 	ret = pfs_st_mkdir(c->st, c->lroot, STAGE, 0700);
 	if (ret < 0 && !(ret == -EEXIST && r->resumed))
 		return pfs_cfail(c, ret, "cannot create %s/%s", c->lower, STAGE);
-	ret = open_stage(c, &sfd);
+	ret = pass_begin(c, true, &sfd, &o);
 	if (ret < 0)
-		return pfs_cfail(c, ret, "cannot open %s/%s", c->lower, STAGE);
-	o = order(r, true);
-	if (!o) {
-		ret = pfs_cfail(c, -ENOMEM, "out of memory");
 		goto out;
-	}
 	for (size_t k = 0; k < r->n; k++) {
 		const struct pfs_cmove *m = &r->v[o[k]];
 		const char *leaf;
@@ -409,16 +419,11 @@ int pfs_credir_attach(struct pfs_cctx *c)
 		return 0;
 	c->moving = true;
 	r->detached = true;
-	ret = open_stage(c, &sfd);
+	ret = pass_begin(c, false, &sfd, &o);
 	if (ret == -ENOENT)
 		return 0; /* all at their places, the stage removed */
 	if (ret < 0)
-		return pfs_cfail(c, ret, "cannot open %s/%s", c->lower, STAGE);
-	o = order(r, false);
-	if (!o) {
-		ret = pfs_cfail(c, -ENOMEM, "out of memory");
 		goto out;
-	}
 	for (size_t k = 0; k < r->n; k++) {
 		const struct pfs_cmove *m = &r->v[o[k]];
 		const char *leaf;
