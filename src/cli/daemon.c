@@ -669,7 +669,7 @@ int pfs_cmd_mount(const struct pfs_config *cfg)
 	struct pfs_fs_opts opts = {.read_only = cfg->read_only, .timeout = cfg->timeout,
 				   .volatile_source = cfg->volatile_source, .idmap = cfg->idmap,
 				   .mapped = cfg->map_path != NULL, .layered = cfg->upper || cfg->nlowers,
-				   .logged = cfg->log_path != NULL, .browsed = cfg->history != NULL,
+				   .logged = cfg->log_path != NULL,
 				   .squash_uid = cfg->squash_uid, .squash_gid = cfg->squash_gid};
 	struct pfs_fs fs;
 	struct fuse_session *se = NULL;

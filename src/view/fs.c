@@ -64,11 +64,10 @@ void pfs_fs_init(struct pfs_fs *fs, const struct pfs_fs_opts *o)
 	 * kernel to open directories without asking, and to keep every listing
 	 * cached, so a warm walk costs no round trip per directory. A merged
 	 * (layered) listing is ordered by a hash of each name, whose offsets
-	 * any listing of it can resume at (readdir_merged.c). Not with an op
-	 * log, which records directory opens, nor with a .history tree (listed
-	 * by the daemon: a listing without a handle is read from the backing
-	 * directory). */
-	fs->stateless_dirs = fs->keep_dir_cache && !o->logged && !o->browsed;
+	 * any listing of it can resume at (readdir_merged.c), as is one the
+	 * namespace makes (a .history tree's). Not with an op log, which
+	 * records directory opens. */
+	fs->stateless_dirs = fs->keep_dir_cache && !o->logged;
 }
 
 void pfs_fs_fini(struct pfs_fs *fs)

@@ -233,7 +233,9 @@ static ssize_t read_stateless(struct pfs_fs *fs, fuse_req_t req, struct pfs_node
 ssize_t pfs_view_readdir(struct pfs_fs *fs, fuse_req_t req, struct pfs_node *n, char *buf,
 			 size_t size, off_t off, struct fuse_file_info *fi, bool plus)
 {
-	if (!fi->fh && n->ln)
+	/* a merge, or a listing the namespace makes (.history's): no backing
+	 * stream's cookies to resume at */
+	if (!fi->fh && (n->ln || fs->ns->snapshot(fs, n)))
 		return pfs_readdir_merged(fs, req, n, buf, size, off, plus);
 	if (!fi->fh)
 		return read_stateless(fs, req, n, buf, size, off, plus);

@@ -169,7 +169,6 @@ struct pfs_fs_opts {
 	bool mapped;             /* a mapping table */
 	bool layered;            /* copy-on-write layers */
 	bool logged;             /* an op log (records directory opens) */
-	bool browsed;            /* a .history tree (its listings are the daemon's) */
 	long long squash_uid;    /* >= 0: every owner shown as that id, */
 	long long squash_gid;    /* every group as that id (fuse-overlayfs's
 				  * squash_to_root, squash_to_uid=, _gid=) */
