@@ -303,7 +303,9 @@ static struct pfs_node *find_current_locked(struct shard *s, const struct stat *
 	struct pfs_node *n = find_locked(s, st->st_dev, st->st_ino, ctx);
 	const struct file_handle *h;
 
-	if (!n || n->fd_fixed || n->bfd >= 0)
+	/* A synthetic node (dev 0) is named by its path: no number to reuse,
+	 * and no handle (its fd is a copy of the empty directory's). */
+	if (!n || n->fd_fixed || n->bfd >= 0 || n->dev == 0)
 		return n;
 	/* fd is the top object of a layered name: a closed node's top handle. */
 	h = n->ln ? n->ln->hs[n->ln->top].h : n->handle;
