@@ -12,6 +12,7 @@ import os
 import re
 import select
 import signal
+import sqlite3
 import subprocess
 import tempfile
 import time
@@ -575,3 +576,13 @@ def xfs_reflink(workdir, size=512 << 20):
         for mp in sorted(mounts_under(mnt), key=len, reverse=True):
             force_unmount(mp)
         subprocess.run(["umount", "-l", mnt], capture_output=True)
+
+
+def history_rows(hdir, sql, *params):
+    """Rows of sql on DIR/history.db of a mount with --history DIR, read
+    as prismfs log reads it (read-only: the daemon may be writing)."""
+    db = sqlite3.connect("file:%s?mode=ro" % os.path.join(hdir, "history.db"), uri=True)
+    try:
+        return db.execute(sql, params).fetchall()
+    finally:
+        db.close()

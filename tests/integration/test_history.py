@@ -14,7 +14,6 @@ import errno
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -22,7 +21,7 @@ import textwrap
 import pytest
 
 from conftest import Mount
-from prism_helpers import assert_one_error_line, cli, wait_for
+from prism_helpers import assert_one_error_line, cli, wait_for, history_rows
 
 NOBODY = 65534
 
@@ -59,14 +58,6 @@ def log_json(mnt, *args):
     r = cli("log", mnt, *args, "--json")
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout)
-
-
-def db_rows(hdir, sql, *params):
-    db = sqlite3.connect("file:%s?mode=ro" % os.path.join(hdir, "history.db"), uri=True)
-    try:
-        return db.execute(sql, params).fetchall()
-    finally:
-        db.close()
 
 
 @pytest.fixture
@@ -160,7 +151,7 @@ def test_kill_9_during_a_workload_leaves_everything_in_source_in_the_journal(his
         m.kill()
         writer.wait()
     made = set()
-    for kind, path, path2 in db_rows(hdir, "SELECT kind, path, path2 FROM changes"):
+    for kind, path, path2 in history_rows(hdir, "SELECT kind, path, path2 FROM changes"):
         if kind in ("create", "mkdir", "mknod", "symlink"):
             made.add(path)
         elif kind in ("rename", "link"):
@@ -173,15 +164,15 @@ def test_kill_9_during_a_workload_leaves_everything_in_source_in_the_journal(his
     missing = sorted(p for p in present if p not in made)
     assert not missing, "in SOURCE but not in the journal: %s" % missing
     # Each file's content got there after an open for writing in the journal.
-    opened = {p for (p,) in db_rows(hdir, "SELECT path FROM changes WHERE kind IN"
+    opened = {p for (p,) in history_rows(hdir, "SELECT path FROM changes WHERE kind IN"
                                     " ('create', 'open-write', 'truncate')")}
-    renamed = dict(db_rows(hdir, "SELECT path2, path FROM changes WHERE kind = 'rename'"))
+    renamed = dict(history_rows(hdir, "SELECT path2, path FROM changes WHERE kind = 'rename'"))
     for p in present:
         if os.path.isfile(os.path.join(src, p)) and os.path.getsize(os.path.join(src, p)):
             assert p in opened or renamed.get(p) in opened, p
     # The next mount with DIR settles what the dead daemon never finished:
     # done where the tree shows it made, else interrupted; none unknown.
-    unknown = db_rows(hdir, "SELECT count(*) FROM changes WHERE state = 0")[0][0]
+    unknown = history_rows(hdir, "SELECT count(*) FROM changes WHERE state = 0")[0][0]
     m2 = Mount(src, mnt, ["--history", hdir]).start()
     try:
         states = [r["state"] for r in log_json(mnt)]
@@ -208,7 +199,7 @@ def test_a_snapshot_saves_the_previous_version_before_a_change(hist):
         fh.write("!")
     os.unlink(g)
     assert open(os.path.join(src, "f")).read() == "version two!"
-    rows = db_rows(hdir, "SELECT v.path, v.file FROM versions v JOIN snapshots s"
+    rows = history_rows(hdir, "SELECT v.path, v.file FROM versions v JOIN snapshots s"
                    " ON v.snap = s.id WHERE s.name = 's1' ORDER BY v.rowid")
     assert [p for p, _ in rows] == ["f", "g"], rows
     saved = {p: open(os.path.join(hdir, "versions", file)).read() for p, file in rows}
@@ -216,7 +207,7 @@ def test_a_snapshot_saves_the_previous_version_before_a_change(hist):
     # A second snapshot saves the version as it is then.
     assert cli("snapshot", mnt, "--name", "s2").returncode == 0
     os.truncate(f, 0)
-    rows = db_rows(hdir, "SELECT v.file FROM versions v JOIN snapshots s ON v.snap = s.id"
+    rows = history_rows(hdir, "SELECT v.file FROM versions v JOIN snapshots s ON v.snap = s.id"
                    " WHERE s.name = 's2' AND v.path = 'f'")
     assert len(rows) == 1
     assert open(os.path.join(hdir, "versions", rows[0][0])).read() == "version two!"
@@ -312,4 +303,4 @@ def test_bad_usage_of_the_history_commands_is_one_line(hist):
         r = cli(*args)
         assert_one_error_line(r, " ".join(args))
         assert r.returncode == code, (args, r.returncode, r.stderr)
-    assert db_rows(hdir, "SELECT count(*) FROM snapshots")[0][0] == 0
+    assert history_rows(hdir, "SELECT count(*) FROM snapshots")[0][0] == 0

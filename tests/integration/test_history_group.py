@@ -6,13 +6,12 @@ while several processes write at once; every entry then in SOURCE must
 have its row, and every file with data its open for writing."""
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import textwrap
 
 from conftest import Mount
-from prism_helpers import wait_for
+from prism_helpers import wait_for, history_rows
 
 WRITERS = 6
 
@@ -40,14 +39,6 @@ WRITER = textwrap.dedent(r"""
             break
         i += 1
     """)
-
-
-def db_rows(hdir, sql):
-    db = sqlite3.connect("file:%s?mode=ro" % os.path.join(hdir, "history.db"), uri=True)
-    try:
-        return db.execute(sql).fetchall()
-    finally:
-        db.close()
 
 
 def entries(src):
@@ -84,7 +75,7 @@ def test_kill_9_during_parallel_writers_leaves_every_entry_in_the_journal(workdi
         for w in writers:
             w.wait()
     made = set()
-    for kind, path, path2 in db_rows(hdir, "SELECT kind, path, path2 FROM changes"):
+    for kind, path, path2 in history_rows(hdir, "SELECT kind, path, path2 FROM changes"):
         if kind in ("create", "mkdir", "mknod", "symlink"):
             made.add(path)
         elif kind in ("rename", "link"):
@@ -95,9 +86,9 @@ def test_kill_9_during_parallel_writers_leaves_every_entry_in_the_journal(workdi
     assert not missing, "in SOURCE but not in the journal: %s" % missing
     # Each file's data got there after an open for writing in the journal
     # (under its name then: follow renames and links back).
-    opened = {p for (p,) in db_rows(hdir, "SELECT path FROM changes WHERE kind IN"
+    opened = {p for (p,) in history_rows(hdir, "SELECT path FROM changes WHERE kind IN"
                                     " ('create', 'open-write', 'truncate')")}
-    came_from = dict(db_rows(hdir, "SELECT path2, path FROM changes WHERE kind IN"
+    came_from = dict(history_rows(hdir, "SELECT path2, path FROM changes WHERE kind IN"
                              " ('rename', 'link')"))
     for p in present:
         full = os.path.join(src, p)
@@ -108,12 +99,12 @@ def test_kill_9_during_parallel_writers_leaves_every_entry_in_the_journal(workdi
                 q = came_from[q]
             assert q in opened, p
     # Rows are in seq order without gaps: a batch is one transaction.
-    seqs = [s for (s,) in db_rows(hdir, "SELECT seq FROM changes ORDER BY seq")]
+    seqs = [s for (s,) in history_rows(hdir, "SELECT seq FROM changes ORDER BY seq")]
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "gaps in the journal"
     # The next mount with DIR marks what the dead daemon never finished.
     m2 = Mount(src, mnt, ["--history", hdir]).start()
     try:
-        assert db_rows(hdir, "SELECT count(*) FROM changes WHERE state = 0")[0][0] == 0
+        assert history_rows(hdir, "SELECT count(*) FROM changes WHERE state = 0")[0][0] == 0
     finally:
         m2.stop()
         m2.cleanup()

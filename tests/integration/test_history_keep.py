@@ -14,15 +14,7 @@ import subprocess
 import pytest
 
 from conftest import Mount
-from prism_helpers import assert_one_error_line, cli, status_json, wait_for
-
-
-def db_rows(hdir, sql, *params):
-    db = sqlite3.connect("file:%s?mode=ro" % os.path.join(hdir, "history.db"), uri=True)
-    try:
-        return db.execute(sql, params).fetchall()
-    finally:
-        db.close()
+from prism_helpers import assert_one_error_line, cli, status_json, wait_for, history_rows
 
 
 def snapshots(mnt):
@@ -48,7 +40,7 @@ def read(path):
 def content_at(hdir, src, snap_id, rel):
     """What rel held at snapshot snap_id, as prismfs restore finds it: the
     first version saved under it or a later snapshot, else the live file."""
-    rows = db_rows(hdir, "SELECT file, pruned FROM versions WHERE path = ? AND snap >= ?"
+    rows = history_rows(hdir, "SELECT file, pruned FROM versions WHERE path = ? AND snap >= ?"
                    " ORDER BY snap, seq LIMIT 1", rel, snap_id)
     if not rows:
         return read(os.path.join(src, rel))
@@ -59,7 +51,7 @@ def content_at(hdir, src, snap_id, rel):
 
 def check_consistent(hdir):
     """Every saved version a row names is there, and nothing else is."""
-    named = {f for (f,) in db_rows(hdir, "SELECT file FROM versions WHERE file IS NOT NULL")}
+    named = {f for (f,) in history_rows(hdir, "SELECT file FROM versions WHERE file IS NOT NULL")}
     there = set(os.listdir(os.path.join(hdir, "versions")))
     assert named <= there, "saved versions missing: %s" % sorted(named - there)
     return there - named
@@ -94,7 +86,7 @@ def test_checkpoints_are_taken_when_something_changed_and_only_then(hist):
     # The versions the checkpoints saved hold what the file held.
     vs = json.loads(cli("versions", mnt, "f", "--json").stdout)
     got = [read(os.path.join(hdir, "versions", f)) for (f,) in
-           db_rows(hdir, "SELECT file FROM versions WHERE path = 'f' ORDER BY seq")]
+           history_rows(hdir, "SELECT file FROM versions WHERE path = 'f' ORDER BY seq")]
     assert got == [b"round %d" % i for i in range(len(got))] and len(vs) == len(got) >= 2
 
 
@@ -133,7 +125,7 @@ def make_history(mnt, src, n=6, pin=1, size=0):
 
 
 def check_kept(hdir, src, want):
-    kept = {sid for (sid,) in db_rows(hdir, "SELECT id FROM snapshots")}
+    kept = {sid for (sid,) in history_rows(hdir, "SELECT id FROM snapshots")}
     for sid in kept & set(want):
         for rel, data in want[sid].items():
             assert content_at(hdir, src, sid, rel) == data, (sid, rel)
@@ -377,5 +369,5 @@ def test_a_failed_change_takes_no_checkpoint(hist):
     assert wait_for(lambda: checks(mnt) >= c + 3, timeout=30)
     assert [x["id"] for x in snapshots(mnt)] == settled
     # the failed rmdir is in the journal, as failed (the checks wrote its outcome)
-    assert db_rows(hdir, "SELECT count(*) FROM changes WHERE kind = 'rmdir' AND state < 0"
+    assert history_rows(hdir, "SELECT count(*) FROM changes WHERE kind = 'rmdir' AND state < 0"
                    )[0][0] == 1

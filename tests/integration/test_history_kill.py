@@ -8,7 +8,6 @@ SOURCE has the change that made it, every snapshot taken is listed."""
 import hashlib
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -16,7 +15,7 @@ import textwrap
 import pytest
 
 from conftest import Mount
-from prism_helpers import cli, wait_for
+from prism_helpers import cli, wait_for, history_rows
 
 # The writer: deterministic changes, each logged before ("B i") and after
 # ("A i") it is made, the log flushed at once (the writer is not killed).
@@ -83,24 +82,16 @@ def digest(t):
     return hashlib.sha256(repr(sorted(t.items())).encode()).hexdigest()
 
 
-def journal(hdir, sql):
-    db = sqlite3.connect("file:%s?mode=ro" % os.path.join(hdir, "history.db"), uri=True)
-    try:
-        return db.execute(sql).fetchall()
-    finally:
-        db.close()
-
-
 def check_after(src, mnt, hdir, taken, n_done, inflight):
     """The checks of the module's docstring, on a new mount of src."""
     for name, want in taken.items():
         got = tree(os.path.join(mnt, ".history", name))
         if got != want:
             bad = sorted(k for k in set(got) | set(want) if got.get(k) != want.get(k))
-            seq = journal(hdir, "SELECT seq FROM snapshots WHERE name = '%s'" % name)
-            rows = journal(hdir, "SELECT seq, kind, path, path2, arg, state FROM changes")
+            seq = history_rows(hdir, "SELECT seq FROM snapshots WHERE name = '%s'" % name)
+            rows = history_rows(hdir, "SELECT seq, kind, path, path2, arg, state FROM changes")
             rel = [r for r in rows if any(b in (r[2], r[3]) for b in bad)]
-            vers = journal(hdir, "SELECT snap, seq, path, size FROM versions")
+            vers = history_rows(hdir, "SELECT snap, seq, path, size FROM versions")
             raise AssertionError("%s at %s differs at %s: got %s want %s live %s rows %s"
                                  " versions %s" % (
                                      name, seq, bad, [got.get(b) for b in bad],
@@ -117,10 +108,10 @@ def check_after(src, mnt, hdir, taken, n_done, inflight):
             ok.append(cut)
     assert live in ok, "live tree is no acknowledged state (%d done)" % n_done
     made = set()
-    for kind, path, path2 in journal(hdir, "SELECT kind, path, path2 FROM changes"):
+    for kind, path, path2 in history_rows(hdir, "SELECT kind, path, path2 FROM changes"):
         made.add(path2 if kind in ("rename", "link") else path)
     assert not [p for p in live if p not in made]
-    names = {n for (n,) in journal(hdir, "SELECT name FROM snapshots")}
+    names = {n for (n,) in history_rows(hdir, "SELECT name FROM snapshots")}
     assert set(taken) <= names, (taken.keys(), names)
 
 
@@ -215,7 +206,7 @@ def test_kill_9_during_a_snapshot(setup, point):
     n_done, inflight = acked(log)
     m2 = start(src, mnt, hdir)
     try:
-        names = {n for (n,) in journal(hdir, "SELECT name FROM snapshots")}
+        names = {n for (n,) in history_rows(hdir, "SELECT name FROM snapshots")}
         if point != "snapshot-committed":  # not committed: no snapshot
             assert "s" not in names
             check_after(src, mnt, hdir, {}, n_done, inflight)
