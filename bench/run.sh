@@ -608,10 +608,12 @@ trap 'on_signal INT 130' INT
 trap 'on_signal TERM 143' TERM
 trap 'on_signal HUP 129' HUP
 trap 'on_signal PIPE 141' PIPE     # e.g. "run.sh | head": still unmount
-# Written only when it has to change (and put back at exit).
-if [[ -e $URING_PARAM ]]; then
+# Written only when it has to change (and put back at exit). With
+# BENCH_URING=off the mounts say "--uring off" themselves, so the parameter
+# is left alone: another run on this machine may be using it.
+if [[ -e $URING_PARAM && $BENCH_URING == on ]]; then
     _cur=$(cat "$URING_PARAM")
-    if [[ $BENCH_URING == on ]]; then _want=Y; else _want=N; fi
+    _want=Y
     if [[ $_cur != "$_want" ]]; then
         URING_OLD=$_cur
         echo "$_want" >"$URING_PARAM" || die "cannot set $URING_PARAM (BENCH_URING=$BENCH_URING needs root)"
