@@ -130,12 +130,13 @@ static bool wfd_changed(struct pfs_history *h, int fd, bool forget, struct pfs_c
 	if (w && forget) {
 		*p = w->next;
 		free(w);
+		h->nwfds--;
 	}
 	pthread_mutex_unlock(&h->lock);
 	return changed;
 }
 
-static void wfd_add(struct pfs_history *h, int fd)
+static void wfd_add(struct pfs_history *h, int fd, bool created)
 {
 	struct hwfd *w = calloc(1, sizeof(*w)), **p;
 	struct stat s;
@@ -146,6 +147,8 @@ static void wfd_add(struct pfs_history *h, int fd)
 	}
 	w->fd = fd;
 	w->ino = s.st_ino;
+	w->dev = s.st_dev;
+	w->created = created;
 	w->who = pfs_caller_get();
 	w->size = s.st_size;
 	w->mtime = s.st_mtim;
@@ -156,10 +159,69 @@ static void wfd_add(struct pfs_history *h, int fd)
 
 		*p = old->next;
 		free(old);
+		h->nwfds--;
 		p = wfd_slot(h, fd);
 	}
 	*p = w;
+	h->nwfds++;
 	pthread_mutex_unlock(&h->lock);
+}
+
+/* Is r's object a file the caller created through this store and still
+ * has open from that create? Then its attribute changes are the creator
+ * setting up its new file (tar, cp -p, install: utimes, chown, chmod on
+ * the fd before close), covered by the create's row as its writes are:
+ * notes riding the next commit instead of a commit each. Measured: untar
+ * of 3,000 small files made 4 commits per file, 3 of them these. */
+static bool by_creator(struct pfs_history *h, struct pfs_ref r)
+{
+	struct pfs_caller who = pfs_caller_get();
+	struct hwfd *w = NULL;
+	const char *n;
+	struct stat s;
+	bool yes;
+	int d;
+
+	if (!who.pid)
+		return false;
+	ref_at(r, &d, &n);
+	pfs_hist_obj(h, &d, &n); /* /proc/self/fd/N: fd N's own object */
+	if (n && *n ? fstatat(d, n, &s, AT_SYMLINK_NOFOLLOW) < 0 : fstat(d, &s) < 0)
+		return false;
+	if (!S_ISREG(s.st_mode))
+		return false;
+	pthread_mutex_lock(&h->lock);
+	if (!n || !*n)
+		w = *wfd_slot(h, d);
+	if (!w || w->ino != s.st_ino || w->dev != s.st_dev) {
+		w = NULL;
+		for (unsigned i = 0; i < PFS_HIST_NB && !w && h->nwfds; i++)
+			for (struct hwfd *x = h->wfds[i]; x && !w; x = x->next)
+				if (x->ino == s.st_ino && x->dev == s.st_dev && x->created)
+					w = x;
+	}
+	yes = w && w->created && w->who.pid == who.pid;
+	pthread_mutex_unlock(&h->lock);
+	return yes;
+}
+
+/* The change (kind, arg) on r made by its creator (by_creator): made,
+ * then noted. */
+static int creator_change(struct pfs_history *h, struct pfs_ref r, const char *kind,
+			  long long arg, int ret)
+{
+	const char *n;
+	char *p;
+	int d;
+
+	if (ret < 0)
+		return ret;
+	ref_at(r, &d, &n);
+	p = malloc(PATH_MAX);
+	if (p && pfs_hist_path(h, d, n, p, PATH_MAX) == 0)
+		pfs_hist_db_note(h, NULL, kind, p, arg);
+	free(p);
+	return ret;
 }
 
 static int h_open(struct pfs_store *st, int dirfd, const char *name, const struct open_how *how)
@@ -188,7 +250,7 @@ static int h_open(struct pfs_store *st, int dirfd, const char *name, const struc
 	fd = h->in->ops->open(h->in, dirfd, name, how);
 	done(h, seq, fd < 0 ? fd : 0);
 	if (fd >= 0 && writing)
-		wfd_add(h, fd);
+		wfd_add(h, fd, !exists);
 	return fd;
 }
 
@@ -277,6 +339,8 @@ static int h_chmod(struct pfs_store *st, struct pfs_ref r, mode_t mode)
 	int d;
 	long long seq;
 
+	if (by_creator(h, r))
+		return creator_change(h, r, "chmod", mode, h->in->ops->chmod(h->in, r, mode));
 	ref_at(r, &d, &n);
 	seq = before(h, "chmod", d, n, -1, NULL, mode, true);
 	return seq < 0 ? (int)seq : done(h, seq, h->in->ops->chmod(h->in, r, mode));
@@ -289,10 +353,13 @@ static int h_chown(struct pfs_store *st, struct pfs_ref r, uid_t uid, gid_t gid)
 	int d;
 	long long seq;
 
-	ref_at(r, &d, &n);
 	/* arg: uid in the high half, gid in the low; -1 each when left */
-	seq = before(h, "chown", d, n, -1, NULL,
-		     (long long)(((unsigned long long)uid << 32) | (unsigned)gid), true);
+	long long arg = (long long)(((unsigned long long)uid << 32) | (unsigned)gid);
+
+	if (by_creator(h, r))
+		return creator_change(h, r, "chown", arg, h->in->ops->chown(h->in, r, uid, gid));
+	ref_at(r, &d, &n);
+	seq = before(h, "chown", d, n, -1, NULL, arg, true);
 	return seq < 0 ? (int)seq : done(h, seq, h->in->ops->chown(h->in, r, uid, gid));
 }
 
@@ -303,6 +370,8 @@ static int h_utimes(struct pfs_store *st, struct pfs_ref r, const struct timespe
 	int d;
 	long long seq;
 
+	if (by_creator(h, r))
+		return creator_change(h, r, "utimes", 0, h->in->ops->utimes(h->in, r, ts));
 	ref_at(r, &d, &n);
 	seq = before(h, "utimes", d, n, -1, NULL, 0, true);
 	return seq < 0 ? (int)seq : done(h, seq, h->in->ops->utimes(h->in, r, ts));

@@ -49,6 +49,8 @@ struct hwfd {
 	struct hwfd *next;
 	int fd;
 	ino_t ino;
+	dev_t dev;
+	bool created; /* opened by its create: its creator's setup is noted */
 	struct pfs_caller who; /* who opened it: releases come from no one */
 	off_t size;
 	struct timespec mtime;
@@ -90,6 +92,7 @@ struct pfs_history {
 	int lockfd;            /* DIR/lock, flock'ed */
 	struct hsaved *saved[PFS_HIST_NB];
 	struct hwfd *wfds[PFS_HIST_NB];
+	unsigned nwfds;         /* entries in wfds */
 	struct pfs_hist_policy pol;
 	pthread_mutex_t cp_mu;  /* the checkpoint thread's sleep */
 	pthread_cond_t cp_cv;
