@@ -145,6 +145,17 @@ def test_snapshot_browse_restore_and_the_mirror_converges(hc):
     os.unlink(os.path.join(mnt, "dir/b"))
     write(os.path.join(mnt, "fresh"), "new since s1")
     assert tree(os.path.join(mnt, ".history/s1")) == before
+    # diff and export (in the client, through the mount) see the same
+    r = cli("diff", mnt, "s1")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["M\ta", "-\tdir/b", "R\tdir/sub -> moved",
+                                     "+\tfresh", "M\tmoved/c"], r.stdout
+    out = os.path.join(hc["mnt"], "..", "s1.tar")
+    x = os.path.join(hc["mnt"], "..", "x")
+    os.makedirs(x)
+    assert cli("export", mnt, "s1", "-o", out).returncode == 0
+    subprocess.run(["tar", "-C", x, "-xf", out], check=True)
+    assert tree(x) == before
     # versions lists what a was at s1
     r = cli("versions", mnt, "a")
     assert r.returncode == 0 and "s1" in r.stdout and "size=8" in r.stdout, r.stdout + r.stderr
@@ -366,3 +377,42 @@ def test_webdav_mirror_snapshot_browse_restore(workdir):
         finally:
             m.cleanup()
             unmount_tree(jdir)
+
+
+# ----------------------------------------------------------------------
+# a remote mirror: S3 (Ceph RGW)
+
+def test_s3_mirror_snapshot_browse_restore(s3server, s3bucket, workdir, mounter):
+    from test_cache_remote_s3 import creds
+    from test_remote_s3 import get, list_v2
+    mnt = os.path.join(workdir, "mnt")
+    hdir = os.path.join(workdir, "hist")
+    jdir = os.path.join(workdir, "journal")
+    os.makedirs(mnt)
+    args = ("--history", hdir, "--journal", jdir, "--write-back", "0",
+            "--s3-endpoint", s3server.endpoint, "--s3-region", s3server.region, "--mirror")
+    try:
+        m = mounter("s3://%s/pfx" % s3bucket, mnt, *args, env=creds(s3server))
+        os.makedirs(os.path.join(mnt, "dir"))
+        write(os.path.join(mnt, "a"), "alpha v1")
+        write(os.path.join(mnt, "dir/b"), "beta v1")
+        sync(mnt)
+        assert cli("snapshot", mnt, "--name", "s1").returncode == 0
+        write(os.path.join(mnt, "a"), "alpha v2")
+        os.rename(os.path.join(mnt, "dir"), os.path.join(mnt, "dir2"))
+        write(os.path.join(mnt, "new"), "new")
+        sync(mnt)
+        assert get(s3server, s3bucket, "pfx/a") == b"alpha v2"
+        assert read(os.path.join(mnt, ".history/s1/a")) == "alpha v1"
+        assert read(os.path.join(mnt, ".history/s1/dir/b")) == "beta v1"
+        r = cli("restore", mnt, "s1", timeout=300)
+        assert r.returncode == 0, r.stdout + r.stderr
+        sync(mnt)
+        keys, _, _ = list_v2(s3server, s3bucket, "pfx/")
+        assert sorted(k for k, _ in keys) == ["pfx/a", "pfx/dir/", "pfx/dir/b"]
+        assert get(s3server, s3bucket, "pfx/a") == b"alpha v1"
+        assert get(s3server, s3bucket, "pfx/dir/b") == b"beta v1"
+        m.stop()
+        m.check_clean_exit()
+    finally:
+        unmount_tree(jdir)
