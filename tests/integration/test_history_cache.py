@@ -124,6 +124,12 @@ def test_changes_are_journaled_with_paths_of_the_view(hc):
                    ("unlink", "dir/sub/c", None)], got
     r = cli("log", mnt)
     assert r.returncode == 0 and "dir/sub/deep/b2" in r.stdout, r.stdout + r.stderr
+    st = status_json(mnt)  # both stores report
+    assert st["history"]["dir"] == os.path.realpath(hdir), st
+    assert st["cache"]["mirror"] == os.path.realpath(hc["mirror"]), st
+    sync(mnt)
+    assert read(os.path.join(hc["mirror"], "dir/sub/deep/b2")) == "beta v1"
+    assert not os.path.exists(os.path.join(hc["mirror"], "dir/sub/c"))
     m.stop()
     m.check_clean_exit()
 
