@@ -679,7 +679,35 @@ void pfs_cache_destroy(struct pfs_store *st)
 	free(c);
 }
 
+/* The history above records paths as the mirror knows them. A file whose
+ * only name went (a write noted at its release) keeps the name it had. */
+static int c_path(struct pfs_store *st, int dirfd, const char *name, char *buf, size_t len)
+{
+	struct pfs_cache *c = C(st);
+	char proc[32], p[PATH_MAX];
+	const char *rel = p;
+	ssize_t n;
+	int ret = pfs_cache_path(c, dirfd, name, buf, len), w;
+
+	if (ret != -ENOENT || (name && *name))
+		return ret;
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", dirfd);
+	n = readlink(proc, p, sizeof(p) - 1);
+	if (n < 0)
+		return -errno;
+	p[n] = '\0';
+	if (n > 10 && strcmp(p + n - 10, " (deleted)") == 0)
+		p[n - 10] = '\0';
+	if (strncmp(p, c->rootpath, c->rootlen) == 0)
+		rel = p + c->rootlen;
+	while (*rel == '/')
+		rel++;
+	w = snprintf(buf, len, "%s", rel);
+	return w < 0 || (size_t)w >= len ? -ENAMETOOLONG : 0;
+}
+
 const struct pfs_store_ops pfs_cache_ops = {
+	.path = c_path,
 	.open = c_open,
 	.stat = c_stat,
 	.mkdir = c_mkdir,

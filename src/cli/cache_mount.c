@@ -131,6 +131,7 @@ int pfs_cache_mount_open(const struct pfs_config *cfg, struct pfs_fs *fs)
 		return -1;
 	}
 	fs->store = cache; /* it owns the store it wraps now */
+	fs->cache = cache;
 	return 0;
 }
 
@@ -149,8 +150,8 @@ int pfs_cache_mount_finish(struct pfs_fs *fs, char *msg, size_t len)
 		qdir = NULL;
 	/* A mirror failing right now gets a short last chance; one that
 	 * works gets the time it takes. */
-	pfs_cache_stats(fs->store, &cs);
-	r = pfs_cache_finish(fs->store, (cs.last_err ? 5 : 600) * 1000000000ull, qdir, msg, len);
+	pfs_cache_stats(fs->cache, &cs);
+	r = pfs_cache_finish(fs->cache, (cs.last_err ? 5 : 600) * 1000000000ull, qdir, msg, len);
 	free(qdir);
 	return r;
 }

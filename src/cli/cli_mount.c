@@ -760,10 +760,16 @@ int pfs_cli_parse_mount(int argc, char **argv, int start, bool compat, struct pf
 			       "a private mount lets no other user in");
 		return -EINVAL;
 	}
-	if (cfg->history && (cfg->mirror || cfg->upper || cfg->nlowers || cfg->layer_opt ||
-			     cfg->map_path)) {
-		pfs_cli_seterr(err, errlen, "--history works on a plain mount for now (not with "
-			       "--mirror, --upper, --lower or --map)");
+	if (cfg->history && (cfg->upper || cfg->nlowers || cfg->layer_opt || cfg->map_path)) {
+		pfs_cli_seterr(err, errlen, "--history works on a plain mount or with --mirror for "
+			       "now (not with --upper, --lower or --map)");
+		return -EINVAL;
+	}
+	/* Without the cache's journal a kill -9 loses the changes not yet
+	 * written back, which the history has recorded as made. */
+	if (cfg->history && cfg->mirror && !cfg->journal) {
+		pfs_cli_seterr(err, errlen, "--history with --mirror needs --journal DIR (without "
+			       "it a kill -9 loses changes the history has recorded)");
 		return -EINVAL;
 	}
 	if (!cfg->history && (cfg->checkpoint_every || cfg->keep || cfg->history_max ||

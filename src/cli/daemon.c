@@ -639,7 +639,7 @@ static int finish(const struct pfs_config *cfg, struct pfs_fs *fs,
 		if (asprintf(&line, "%s failed %s", pfs_action_name(a), msg) < 0)
 			line = NULL;
 	}
-	if (pfs_cache_is(fs->store) && pfs_cache_mount_finish(fs, msg, sizeof(msg)) < 0) {
+	if (fs->cache && pfs_cache_mount_finish(fs, msg, sizeof(msg)) < 0) {
 		say("%s", msg);
 		ret = 1;
 		free(line);

@@ -47,7 +47,11 @@ int pfs_history_mount_open(const struct pfs_config *cfg, struct pfs_fs *fs)
 		return -1;
 	}
 	free(dir);
-	if (pfs_history_new(&st, fs->store, fs->source, cfg->history, err, sizeof(err)) < 0) {
+	/* Over the memory cache (history over cache: the journal records the
+	 * view's changes, the mirror gets them by write-back), the tree is
+	 * the cache's memory filesystem, which no path reaches. */
+	if (pfs_history_new(&st, fs->store, fs->source, fs->cache ? fs->root_fd : -1,
+			    cfg->history, err, sizeof(err)) < 0) {
 		say("%s", err);
 		return -1;
 	}
@@ -86,11 +90,15 @@ int pfs_history_mount_open(const struct pfs_config *cfg, struct pfs_fs *fs)
 
 int pfs_stores_start(struct pfs_fs *fs)
 {
-	if (pfs_cache_is(fs->store))
-		return pfs_cache_start(fs->store);
-	if (pfs_history_is(fs->store))
-		return pfs_history_start(fs->store);
-	return 0;
+	int r = 0;
+
+	/* The cache first: its journal's replay and its tree's place come
+	 * before the history settles its rows by that tree. */
+	if (fs->cache)
+		r = pfs_cache_start(fs->cache);
+	if (r == 0 && pfs_history_is(fs->store))
+		r = pfs_history_start(fs->store);
+	return r;
 }
 
 /* Send req to the daemon of mnt; its one-line answer in buf. 0 or -1

@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/types.h>
 #include <unistd.h>
 
@@ -199,14 +200,21 @@ static int make_one(const char *dst, struct ent *x)
  * not interleaved one by one: every write changes the journal, after which
  * the daemon replays it again for the next .history lookup; so the tree
  * is listed first, and files are opened BATCH at a time before any is
- * written. 0 or -1 with errno. */
+ * written -- and no more than a quarter of the mount's size in data: an
+ * open file cannot leave a memory-cached mount's memory (--cache-size,
+ * which its statfs reports), so a batch larger than it would fill it.
+ * 0 or -1 with errno. */
 #define BATCH 256
 static int copy_tree(char *src, char *dst, size_t cap)
 {
 	struct ents e = {0};
 	size_t ls = strlen(src), ld = strlen(dst), next = 0;
 	int ret = -1, err = 0;
+	unsigned long long maxb = ~0ull;
+	struct statvfs sv;
 
+	if (statvfs(src, &sv) == 0 && sv.f_blocks)
+		maxb = (unsigned long long)sv.f_blocks * sv.f_frsize / 4;
 	if (collect(&e, src, cap, ls) < 0)
 		goto out;
 	for (size_t i = 0; i < e.n; i++) {
@@ -216,6 +224,7 @@ static int copy_tree(char *src, char *dst, size_t cap)
 		if (S_ISREG(x->st.st_mode) && x->fd < 0) {
 			/* the next batch of files opened together */
 			size_t k = 0;
+			unsigned long long bytes = 0;
 
 			if (next < i)
 				next = i;
@@ -225,6 +234,9 @@ static int copy_tree(char *src, char *dst, size_t cap)
 
 				if (!S_ISREG(y->st.st_mode))
 					continue;
+				if (k && bytes + (unsigned long long)y->st.st_size > maxb)
+					break;
+				bytes += (unsigned long long)y->st.st_size;
 				snprintf(p, sizeof(p), "%.*s%s%s", (int)ls, src, *y->rel ? "/" : "",
 					 y->rel);
 				if ((y->fd = open(p, O_RDONLY | O_CLOEXEC)) < 0)

@@ -253,9 +253,9 @@ static json_t *cache_json(struct pfs_fs *fs)
 	json_t *o;
 	uint64_t uses;
 
-	if (!pfs_cache_is(fs->store))
+	if (!fs->cache)
 		return json_null();
-	pfs_cache_stats(fs->store, &s);
+	pfs_cache_stats(fs->cache, &s);
 	uses = s.hits + s.files_loaded;
 	o = json_object();
 	json_object_set_new(o, "mirror", json_string(fs->source));
@@ -428,18 +428,18 @@ static void serve(struct pfs_ctl *ctl, int fd)
 		}
 	} else if (strcmp(line, "sync") == 0) {
 		/* Answered on this thread: status waits meanwhile. */
-		int r = pfs_cache_is(ctl->fs->store) ? pfs_cache_sync(ctl->fs->store) : 0;
+		int r = ctl->fs->cache ? pfs_cache_sync(ctl->fs->cache) : 0;
 		char *msg = NULL;
 
 		/* The cache lists its directories again at their next use:
 		 * the kernel asks for them at its next. */
-		if (pfs_cache_is(ctl->fs->store))
+		if (ctl->fs->cache)
 			pfs_nodes_stale_dirs(ctl->fs);
 
 		if (r < 0) {
 			struct pfs_cache_stats s;
 
-			pfs_cache_stats(ctl->fs->store, &s);
+			pfs_cache_stats(ctl->fs->cache, &s);
 			if (asprintf(&msg, "error %llu change%s not written back to %s: %s\n",
 				     (unsigned long long)s.pending_ops, s.pending_ops == 1 ? "" : "s",
 				     ctl->fs->source, s.last_msg[0] ? s.last_msg : strerror(-r)) < 0)

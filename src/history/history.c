@@ -35,6 +35,8 @@ int pfs_hist_path(struct pfs_history *h, int dirfd, const char *name, char *buf,
 		return w < 0 || (size_t)w >= len ? -ENAMETOOLONG : 0;
 	}
 	pfs_hist_obj(h, &dirfd, &name);
+	if (h->in->ops->path) /* the store knows where its objects are */
+		return h->in->ops->path(h->in, dirfd, name, buf, len);
 	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", dirfd);
 	n = readlink(proc, p, sizeof(p) - 1);
 	if (n < 0)
@@ -51,6 +53,14 @@ int pfs_hist_path(struct pfs_history *h, int dirfd, const char *name, char *buf,
 	w = name && *name ? snprintf(buf, len, "%s%s%s", rel, *rel ? "/" : "", name)
 			  : snprintf(buf, len, "%s", rel);
 	return w < 0 || (size_t)w >= len ? -ENAMETOOLONG : 0;
+}
+
+int pfs_hist_root(struct pfs_history *h)
+{
+	int fd = h->rootfd0 >= 0 ? fcntl(h->rootfd0, F_DUPFD_CLOEXEC, 0)
+				 : open(h->root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+
+	return fd < 0 ? -errno : fd;
 }
 
 /* Record kind on (d1, n1) [and (d2, n2)]: the row's seq or -errno. */
@@ -474,6 +484,34 @@ static void h_release(struct pfs_store *st, int fd)
 	pfs_st_release(h->in, fd);
 }
 
+/* What a store below may need of the view's writers (the memory cache
+ * bounds its use by them): passed down unchanged, no row (the open for
+ * writing has one; a descriptor's close is no change). */
+static int h_flush(struct pfs_store *st, int fd)
+{
+	return pfs_st_flush(H(st)->in, fd);
+}
+
+static bool h_direct_ok(struct pfs_store *st, int fd, int flags)
+{
+	return pfs_st_direct_ok(H(st)->in, fd, flags);
+}
+
+static int h_write_prep(struct pfs_store *st, int fd, off_t off, size_t len, int failed)
+{
+	return pfs_st_write_prep(H(st)->in, fd, off, len, failed);
+}
+
+static int h_fallocate(struct pfs_store *st, int fd, int mode, off_t off, off_t len)
+{
+	return H(st)->in->ops->fallocate(H(st)->in, fd, mode, off, len);
+}
+
+static int h_path(struct pfs_store *st, int dirfd, const char *name, char *buf, size_t len)
+{
+	return H(st)->in->ops->path(H(st)->in, dirfd, name, buf, len);
+}
+
 static void h_destroy(struct pfs_store *st)
 {
 	struct pfs_history *h = H(st);
@@ -495,6 +533,8 @@ static void h_destroy(struct pfs_store *st)
 		close(h->vdir);
 	if (h->lockfd >= 0)
 		close(h->lockfd);
+	if (h->rootfd0 >= 0)
+		close(h->rootfd0);
 	pfs_store_free(h->in);
 	pfs_hist_db_fini(h);
 	pthread_mutex_destroy(&h->lock);
@@ -529,7 +569,7 @@ static const struct pfs_store_ops history_ops = {
 
 bool pfs_history_is(const struct pfs_store *st)
 {
-	return st && st->ops == &history_ops;
+	return st && st->ops->destroy == h_destroy;
 }
 
 const char *pfs_history_dir(const struct pfs_store *st)
@@ -562,7 +602,7 @@ static char *canon_dir(const char *dir)
 }
 
 int pfs_history_new(struct pfs_store **out, struct pfs_store *inner, const char *rootpath,
-		    const char *dir, char *err, size_t errlen)
+		    int rootfd, const char *dir, char *err, size_t errlen)
 {
 	struct pfs_history *h = calloc(1, sizeof(*h));
 	struct stat s;
@@ -576,6 +616,7 @@ int pfs_history_new(struct pfs_store **out, struct pfs_store *inner, const char 
 	}
 	h->vdir = -1;
 	h->lockfd = -1;
+	h->rootfd0 = -1;
 	pfs_hist_policy_init(&h->pol);
 	pthread_mutex_init(&h->cp_mu, NULL);
 	pthread_cond_init(&h->cp_cv, NULL);
@@ -631,7 +672,24 @@ int pfs_history_new(struct pfs_store **out, struct pfs_store *inner, const char 
 	if (pfs_hist_db_open(h, err, errlen) < 0)
 		goto fail_lock;
 	pfs_hist_db_close(h);
-	h->base.ops = &history_ops;
+	if (rootfd >= 0 && (h->rootfd0 = fcntl(rootfd, F_DUPFD_CLOEXEC, 0)) < 0) {
+		snprintf(err, errlen, "history %s: %s", dir, strerror(errno));
+		goto fail_lock;
+	}
+	/* The optional operations of the store below, and only those: a
+	 * flush the kernel need not ask for stays off (store.h). */
+	h->ops = history_ops;
+	if (inner->ops->flush)
+		h->ops.flush = h_flush;
+	if (inner->ops->direct_ok)
+		h->ops.direct_ok = h_direct_ok;
+	if (inner->ops->write_prep)
+		h->ops.write_prep = h_write_prep;
+	if (inner->ops->fallocate)
+		h->ops.fallocate = h_fallocate;
+	if (inner->ops->path)
+		h->ops.path = h_path;
+	h->base.ops = &h->ops;
 	h->base.name = "history";
 	h->in = inner;
 	pfs_hist_browse_init(h);

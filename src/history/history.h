@@ -42,9 +42,11 @@
 
 /* A history store over the tree whose root is rootpath (canonical), kept
  * in dir (made if missing; not inside the tree), wrapping inner (owned
- * once made). 0 or -errno with one line in err, nothing changed. */
+ * once made). rootfd: an O_PATH descriptor of inner's root when rootpath
+ * does not reach it (the memory cache's: rootpath names its mirror), else
+ * -1; it is duplicated. 0 or -errno with one line in err, nothing changed. */
 int pfs_history_new(struct pfs_store **out, struct pfs_store *inner, const char *rootpath,
-		    const char *dir, char *err, size_t errlen);
+		    int rootfd, const char *dir, char *err, size_t errlen);
 /* Open the journal in the process that serves (SQLite's connection does
  * not cross a fork). 0 or -errno. */
 int pfs_history_start(struct pfs_store *st);

@@ -95,9 +95,9 @@ static int begin(struct pfs_history *h, const char *snap, long long *seq)
 		sqlite3_busy_timeout(h->bdb, 10000);
 	}
 	if (h->rootfd < 0) {
-		h->rootfd = open(h->root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+		h->rootfd = pfs_hist_root(h);
 		if (h->rootfd < 0)
-			return -errno;
+			return h->rootfd;
 	}
 	/* the outcomes held back are the replay's: a change made is state 1 */
 	pfs_history_flush(&h->base);
@@ -275,9 +275,12 @@ static int live_stat(struct pfs_history *h, const char *live, struct pfs_past_ob
 {
 	struct stat st;
 
-	if (fstatat(h->rootfd, *live ? live : "", &st,
-		    AT_SYMLINK_NOFOLLOW | (*live ? 0 : AT_EMPTY_PATH)) < 0)
-		return -errno;
+	/* through the store: a cache fills what it has not listed yet */
+	int r = pfs_st_stat(h->in, h->rootfd, live, &st,
+			    AT_SYMLINK_NOFOLLOW | (*live ? 0 : AT_EMPTY_PATH));
+
+	if (r < 0)
+		return r;
 	o->mode = st.st_mode;
 	o->uid = st.st_uid;
 	o->gid = st.st_gid;
@@ -400,9 +403,10 @@ static int gather(struct pfs_history *h, const char *dir, const char *live)
 		return -EIO;
 	h->b_ls = true;
 	if (live) {
-		fd = openat(h->rootfd, *live ? live : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		fd = pfs_st_openat(h->in, h->rootfd, *live ? live : ".",
+				   O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
 		if (fd < 0 || !(dp = fdopendir(fd))) {
-			ret = -errno;
+			ret = fd < 0 ? fd : -errno;
 			if (fd >= 0)
 				close(fd);
 			return ret;
@@ -474,11 +478,11 @@ static int b_list(void *ctx, const char *snap, const char *dir, pfs_past_name_cb
 static int target_fd(struct pfs_history *h, const char *live)
 {
 	char t[PATH_MAX];
-	ssize_t n = readlinkat(h->rootfd, live, t, sizeof(t));
+	ssize_t n = pfs_st_readlink(h->in, h->rootfd, live, t, sizeof(t));
 	int fd;
 
 	if (n < 0)
-		return -errno;
+		return (int)n;
 	fd = memfd_create("prismfs-target", MFD_CLOEXEC);
 	if (fd < 0)
 		return -errno;
@@ -508,7 +512,7 @@ static int b_open(void *ctx, const char *snap, const char *path)
 	else if (ret == 0 && S_ISLNK(o.mode))
 		ret = target_fd(h, w->live);
 	else if (ret == 0)
-		ret = openat(h->rootfd, w->live, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		ret = pfs_st_openat(h->in, h->rootfd, w->live, O_RDONLY | O_NOFOLLOW | O_CLOEXEC, 0);
 	if (ret == -1)
 		ret = -errno;
 	end(h);

@@ -553,11 +553,13 @@ long long pfs_history_snapshot(struct pfs_store *st, const char *name, bool pin,
  * made, if it is there; a name removed, if it is not; a rename, if the
  * old name is gone and the new one there. An exchange cannot be told
  * (both names are there either way): left interrupted. */
-static bool row_made(int root, const char *kind, const char *p, const char *p2, long long arg)
+static bool row_made(struct pfs_history *h, int root, const char *kind, const char *p,
+		     const char *p2, long long arg)
 {
 	struct stat st;
-	bool at1 = p && fstatat(root, p, &st, AT_SYMLINK_NOFOLLOW) == 0;
-	bool at2 = p2 && fstatat(root, p2, &st, AT_SYMLINK_NOFOLLOW) == 0;
+	/* through the store: a cache fills what it has not listed yet */
+	bool at1 = p && pfs_st_stat(h->in, root, p, &st, AT_SYMLINK_NOFOLLOW) == 0;
+	bool at2 = p2 && pfs_st_stat(h->in, root, p2, &st, AT_SYMLINK_NOFOLLOW) == 0;
 
 	if (!strcmp(kind, "create") || !strcmp(kind, "mkdir") || !strcmp(kind, "mknod") ||
 	    !strcmp(kind, "symlink"))
@@ -574,10 +576,10 @@ static bool row_made(int root, const char *kind, const char *p, const char *p2, 
 int pfs_hist_settle(struct pfs_history *h)
 {
 	sqlite3_stmt *q = NULL, *u = NULL;
-	int root = open(h->root, O_PATH | O_DIRECTORY | O_CLOEXEC), ret = -EIO;
+	int root = pfs_hist_root(h), ret = -EIO;
 
 	if (root < 0)
-		return -errno;
+		return root;
 	if (sqlite3_prepare_v2(h->db, "SELECT seq, kind, path, path2, arg FROM changes"
 				      " WHERE state = 0", -1, &q, NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v2(h->db, "UPDATE changes SET state = 1 WHERE seq = ?", -1, &u,
@@ -587,7 +589,7 @@ int pfs_hist_settle(struct pfs_history *h)
 	while (sqlite3_step(q) == SQLITE_ROW) {
 		const char *p2 = (const char *)sqlite3_column_text(q, 3);
 
-		if (!row_made(root, (const char *)sqlite3_column_text(q, 1),
+		if (!row_made(h, root, (const char *)sqlite3_column_text(q, 1),
 			      (const char *)sqlite3_column_text(q, 2), p2,
 			      sqlite3_column_int64(q, 4)))
 			continue;

@@ -58,6 +58,7 @@ struct hwfd {
 
 struct pfs_history {
 	struct pfs_store base;
+	struct pfs_store_ops ops; /* history_ops and what the store below has */
 	struct pfs_store *in;
 	char root[PATH_MAX];   /* the tree's canonical path */
 	size_t rootlen;
@@ -103,6 +104,8 @@ struct pfs_history {
 	pthread_mutex_t bmu;    /* one browse at a time: bdb, rootfd */
 	sqlite3 *bdb;           /* read-only, opened at the first browse */
 	int rootfd;             /* O_PATH on the tree's root, or -1 */
+	int rootfd0;            /* the root given at pfs_history_new, or -1:
+				 * h->root reaches it */
 	bool b_valid;           /* bdb's TEMP tables hold the replay since */
 	bool b_ls;              /* a listing made temp.ls in this browse */
 	long long b_id, b_ver;  /* snapshot b_id, at data_version b_ver */
@@ -121,6 +124,9 @@ void pfs_hist_obj(struct pfs_history *h, int *dirfd, const char **name);
 /* history.c: the path of (dirfd, name) relative to the root ("" the root;
  * absolute when outside it). 0 or -errno. */
 int pfs_hist_path(struct pfs_history *h, int dirfd, const char *name, char *buf, size_t len);
+/* history.c: a new O_PATH descriptor of the tree's root, or -errno. The
+ * tree is read through h->in (a cache fills and loads what is asked). */
+int pfs_hist_root(struct pfs_history *h);
 
 /* history_db.c. Open DIR/history.db (tables made if missing). */
 int pfs_hist_db_open(struct pfs_history *h, char *err, size_t errlen);

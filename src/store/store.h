@@ -145,6 +145,12 @@ struct pfs_store_ops {
 	/* fallocate(2) on fd, a file opened through this store. NULL: the
 	 * system call itself. */
 	int (*fallocate)(struct pfs_store *st, int fd, int mode, off_t off, off_t len);
+	/* The path of the object (dirfd, name) relative to the store's root
+	 * (name NULL or "": dirfd's own), for a store whose objects are not
+	 * where /proc shows them beneath the source (the memory cache's
+	 * detached filesystem). A wrapper that records paths (the history)
+	 * asks it. 0 or -errno (-EXDEV: not the store's). NULL: /proc tells. */
+	int (*path)(struct pfs_store *st, int dirfd, const char *name, char *buf, size_t len);
 	/* Free the store (not the local one, which is static). */
 	void (*destroy)(struct pfs_store *st);
 };

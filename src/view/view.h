@@ -102,6 +102,9 @@ struct pfs_fs {
 	const struct pfs_kernel *kernel; /* set at mount by the transport, else NULL */
 	void *kernel_ctx;                /* its first argument */
 	struct pfs_store *store;  /* every backing object is reached through it */
+	struct pfs_store *cache;  /* the memory cache (--mirror), also when the
+				   * history wraps it (store is then the history's);
+				   * NULL: none */
 	char *source;            /* canonical absolute paths */
 	char *mountpoint;
 	int root_fd;             /* O_PATH on SOURCE, opened before mounting */
