@@ -64,6 +64,9 @@ BENCH_DIR=${BENCH_DIR:-/var/tmp/prismfs-bench}
 RESULTS_DIR=${RESULTS_DIR:-$SCRIPT_DIR/results}
 PRISMFS_BIN=${PRISMFS_BIN:-$REPO_ROOT/build/prismfs}
 PRISMFS_OPTS=${PRISMFS_OPTS:-}
+# ... and for prismfs-ovl (and its @base) only, after those: e.g.
+# --lower-passthrough, which a plain mount refuses.
+PRISMFS_OVL_OPTS=${PRISMFS_OVL_OPTS:-}
 # A/B: another prismfs binary (the "before"). prismfs-X@base mounts like
 # prismfs-X, with this binary; it is named automatically after each prismfs
 # system in BENCH_SYSTEMS unless BENCH_SYSTEMS names an @base system itself.
@@ -142,6 +145,7 @@ if [[ -z $CACHE_SIZE ]]; then CACHE_SIZE="$(( 3 * SIZE_MIB + 1024 ))M"; fi
 numfmt --from=iec -- "$CACHE_SIZE" >/dev/null 2>&1 || die "CACHE_SIZE must be a size like 4G (got '$CACHE_SIZE')"
 
 read -r -a PRISMFS_OPTS_ARR <<<"--uring $BENCH_URING $PRISMFS_OPTS"
+read -r -a PRISMFS_OVL_OPTS_ARR <<<"$PRISMFS_OVL_OPTS"
 read -r -a BINDFS_OPTS_ARR <<<"$BINDFS_OPTS"
 read -r -a RCLONE_OPTS_ARR <<<"$RCLONE_OPTS"
 read -r -a RCLONE_DAV_OPTS_ARR <<<"$RCLONE_DAV_OPTS"
@@ -463,7 +467,7 @@ mount_system() {  # mount_system SYSTEM (stdout/stderr to the log)
         prismfs-pt)   "$bin" mount --passthrough on  "${PRISMFS_OPTS_ARR[@]}" "${PRISMFS_LOG_ARR[@]}" "$SRC" "$MNT" ;;
         prismfs-hist) "$bin" mount --passthrough on --history "$HIST" "${PRISMFS_OPTS_ARR[@]}" "${PRISMFS_LOG_ARR[@]}" "$SRC" "$MNT" ;;
         prismfs-nopt) "$bin" mount --passthrough off "${PRISMFS_OPTS_ARR[@]}" "${PRISMFS_LOG_ARR[@]}" "$SRC" "$MNT" ;;
-        prismfs-ovl)  "$bin" mount --passthrough on --upper "$OVL/upper" --work "$OVL/work" "${PRISMFS_OPTS_ARR[@]}" "${PRISMFS_LOG_ARR[@]}" "$SRC" "$MNT" ;;
+        prismfs-ovl)  "$bin" mount --passthrough on --upper "$OVL/upper" --work "$OVL/work" "${PRISMFS_OPTS_ARR[@]}" "${PRISMFS_OVL_OPTS_ARR[@]}" "${PRISMFS_LOG_ARR[@]}" "$SRC" "$MNT" ;;
         prismfs-cache) "$bin" mount --mirror "$SRC" --cache-size "$CACHE_SIZE" "${PRISMFS_OPTS_ARR[@]}" "${PRISMFS_LOG_ARR[@]}" "$MNT" ;;
         tmpfs)        mount -t tmpfs -o mode=0755 tmpfs "$MNT" ;;
         rclone-vfs)   RCLONE_CONFIG=$RCLONE_CACHE/rclone.conf rclone mount "$SRC" "$MNT" --cache-dir "$RCLONE_CACHE" "${RCLONE_OPTS_ARR[@]}" --daemon ;;
@@ -514,7 +518,7 @@ system_options() {
         prismfs-pt)     echo "--passthrough on --uring $BENCH_URING${PRISMFS_OPTS:+ $PRISMFS_OPTS}" ;;
         prismfs-hist)   echo "--passthrough on --history history --uring $BENCH_URING${PRISMFS_OPTS:+ $PRISMFS_OPTS} (history: a new directory beside src at each mount)" ;;
         prismfs-nopt)   echo "--passthrough off --uring $BENCH_URING${PRISMFS_OPTS:+ $PRISMFS_OPTS}" ;;
-        prismfs-ovl)    echo "--passthrough on --uring $BENCH_URING --upper ovl/upper --work ovl/work${PRISMFS_OPTS:+ $PRISMFS_OPTS}" ;;
+        prismfs-ovl)    echo "--passthrough on --uring $BENCH_URING --upper ovl/upper --work ovl/work${PRISMFS_OPTS:+ $PRISMFS_OPTS}${PRISMFS_OVL_OPTS:+ $PRISMFS_OVL_OPTS}" ;;
         prismfs-cache)  echo "--mirror src --cache-size $CACHE_SIZE --uring $BENCH_URING${PRISMFS_OPTS:+ $PRISMFS_OPTS}" ;;
         tmpfs)          echo "mount -t tmpfs (filled like the floor, untimed)" ;;
         rclone-vfs)     echo "rclone mount src mnt --cache-dir rclone-cache $RCLONE_OPTS (untar: --no-same-owner --no-same-permissions, trees without their symlinks: see README)" ;;
@@ -1127,7 +1131,7 @@ populate_floor() {   # populate_floor SYSTEM
 mount_checked() {
     local s=$1 r=$2 bin
     [[ $s == prismfs-* ]] && prismfs_bin "$s" >"$BINFILE"     # status and unmount go through it
-    timeout --foreground "$MOUNT_TIMEOUT" bash -c "$(declare -f mount_system); $(declare -p PRISMFS_BIN PRISMFS_BASE_BIN PRISMFS_OPTS_ARR PRISMFS_LOG_ARR BINDFS_OPTS_ARR SRC MNT OVL MERGERFS_OPTS FUSE_OVERLAYFS_OPTS FLOOR_BIN FLOOR_COUNTS CACHE_SIZE RCLONE_OPTS_ARR RCLONE_CACHE HIST DAV_URL RCLONE_DAV_OPTS_ARR S3_ACCESS_KEY S3_SECRET_KEY S3_BUCKET S3_ENDPOINT S3_REGION); mount_system $s" \
+    timeout --foreground "$MOUNT_TIMEOUT" bash -c "$(declare -f mount_system); $(declare -p PRISMFS_BIN PRISMFS_BASE_BIN PRISMFS_OPTS_ARR PRISMFS_OVL_OPTS_ARR PRISMFS_LOG_ARR BINDFS_OPTS_ARR SRC MNT OVL MERGERFS_OPTS FUSE_OVERLAYFS_OPTS FLOOR_BIN FLOOR_COUNTS CACHE_SIZE RCLONE_OPTS_ARR RCLONE_CACHE HIST DAV_URL RCLONE_DAV_OPTS_ARR S3_ACCESS_KEY S3_SECRET_KEY S3_BUCKET S3_ENDPOINT S3_REGION); mount_system $s" \
         >>"$LOG" 2>&1 {LOCKFD}>&- {ERRFD}>&- \
         || die "mounting $s failed (see $LOG)"
     is_mounted "$MNT" || die "mounting $s returned success but $MNT is not a mount point"

@@ -82,6 +82,9 @@ struct pfs_config {
 	enum pfs_redirect redirect; /* -o redirect_dir= */
 	bool redirect_given;    /* ... given (else metacopy=on turns it on) */
 	bool metacopy;          /* -o metacopy=on: metadata-only copy-up */
+	bool lower_pt;          /* --lower-passthrough: lower files read by kernel
+				 * passthrough; a copy-up no longer moves the
+				 * descriptors opened before it */
 	/* mount --mirror: a memory cache written back to this directory
 	 * (cache/cache.h), instead of SOURCE. */
 	const char *mirror;

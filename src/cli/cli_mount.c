@@ -296,6 +296,20 @@ static int opt_lazy_load(struct pfs_config *cfg, const char *v, const char *what
 	return 0;
 }
 
+static int opt_lower_pt(struct pfs_config *cfg, const char *v, const char *what, char *err,
+			size_t errlen)
+{
+	if (v && strcmp(v, "on") != 0 && strcmp(v, "off") != 0) {
+		pfs_cli_seterr(err, errlen, "%s takes on or off, not %s", what, SHOWN(v));
+		return -EINVAL;
+	}
+	cfg->lower_pt = !v || strcmp(v, "on") == 0;
+	/* Only an upper can copy up: without one lower files already are. */
+	if (cfg->lower_pt && !cfg->layer_opt)
+		cfg->layer_opt = what;
+	return 0;
+}
+
 static int opt_read_only(struct pfs_config *cfg, const char *v, const char *what, char *err,
 			 size_t errlen)
 {
@@ -484,6 +498,7 @@ static const struct mount_opt {
 	{"--data-lower", NULL, OPT_VALUE, false, pfs_cli_opt_data_lower},
 	{"--whiteout", "whiteout=", OPT_VALUE, false, pfs_cli_opt_whiteout},
 	{"--on-unmount", "on_unmount=", OPT_VALUE, false, pfs_cli_opt_on_unmount},
+	{"--lower-passthrough", "lower_passthrough", OPT_ON_OFF, false, opt_lower_pt},
 	{"--default-upper", "default_upper", OPT_FLAG, false, pfs_cli_opt_default_upper},
 	{"--new-mountpoint", "new_mountpoint=", OPT_VALUE, false, pfs_cli_opt_new_mountpoint},
 	/* the memory cache */

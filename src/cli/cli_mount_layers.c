@@ -71,7 +71,8 @@ static int lowers_only(struct pfs_config *cfg, char *err, size_t errlen)
 {
 	const char *only_upper = cfg->work ? "workdir= (--work)"
 				 : cfg->whiteout != PFS_WH_AUTO ? "whiteout= (--whiteout)"
-				 : cfg->action != PFS_ACT_NONE ? "on_unmount= (--on-unmount)" : NULL;
+				 : cfg->action != PFS_ACT_NONE ? "on_unmount= (--on-unmount)"
+				 : cfg->lower_pt ? "lower_passthrough (--lower-passthrough)" : NULL;
 
 	if (!cfg->layer_opt)
 		return 0;

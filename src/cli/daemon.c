@@ -548,7 +548,8 @@ static int open_layers(const struct pfs_config *cfg, struct pfs_fs *fs,
 				      .lowers = cfg->lowers, .nlowers = cfg->nlowers,
 				      .whiteout = cfg->whiteout, .map = cfg->map_path != NULL,
 				      .action = cfg->action, .userxattr = cfg->userxattr,
-				      .redirect = cfg->redirect, .metacopy = cfg->metacopy};
+				      .redirect = cfg->redirect, .metacopy = cfg->metacopy,
+				      .lower_pt = cfg->lower_pt};
 
 	if (pfs_layer_paths_get(lp, fs->store, &spec, fs->source, err, sizeof(err)) < 0) {
 		say("%s", err);

@@ -159,6 +159,7 @@ static json_t *layers_json(struct pfs_ctl *ctl)
 			    json_integer(ctl->fs->layers ? (json_int_t)ctl->fs->layers->ndata : 0));
 	json_object_set_new(o, "whiteout", json_string(pfs_whiteout_name(ctl->fs->cfg->whiteout)));
 	json_object_set_new(o, "on_unmount", json_string(pfs_action_name(action_now(ctl))));
+	json_object_set_new(o, "lower_passthrough", json_boolean(ctl->fs->cfg->lower_pt));
 	/* The upper holds a mapping table's view paths: no commit takes it. */
 	json_object_set_new(o, "mapped", json_boolean(ctl->fs->layers && ctl->fs->layers->mapped));
 	return o;

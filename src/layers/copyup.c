@@ -253,8 +253,8 @@ static int copy_up_one(struct pfs_fs *fs, struct pfs_node *n, struct pfs_node *p
 	}
 	/* Its data now the upper's too: the opens reading the data file
 	 * move to the copy (until here they read the data file still). */
-	if (whole)
-		pfs_node_data_up(fs, n);
+	if (whole && pfs_node_data_up(fs, n))
+		pfs_inval_entry(fs, parent, name);
 	return 0;
 }
 

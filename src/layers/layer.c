@@ -76,6 +76,7 @@ struct pfs_lnode *pfs_lnode_new(struct pfs_layers *L)
 		return NULL;
 	ln->top = ln->bottom = 0;
 	ln->syn = false;
+	ln->moved = false;
 	ln->meta = false;
 	ln->nodata = 0;
 	ln->sdir = -1;

@@ -37,6 +37,8 @@ struct pfs_layer_spec {
 				     * kernel's userxattr), never trusted. */
 	enum pfs_redirect redirect; /* redirect_dir= */
 	bool metacopy;              /* metacopy=on: metadata-only copy-up */
+	bool lower_pt;              /* lower files by kernel passthrough (their
+				     * opens stay below when copied up) */
 };
 
 /* Open the layers of spec for fs (whose root_fd is SOURCE, already open).
@@ -76,6 +78,10 @@ struct pfs_layers {
 	bool metacopy;            /* metacopy=on: a change of metadata copies no
 				   * data (overlay.metacopy); lookups read such
 				   * files' data from the layer below */
+	bool lower_pt;            /* --lower-passthrough: a lower file's read-only
+				   * opens use kernel passthrough too; a copy-up
+				   * leaves them reading the lower data (they
+				   * never reach the daemon) */
 	bool mapped;              /* the upper holds virtual paths of a mapping
 				   * table: commit refused (PFS_OVL_MAPPED) */
 	bool map_given;           /* this mount has one (mark the upper) */
@@ -114,6 +120,9 @@ struct pfs_lnode {
 	bool syn;                 /* fd[1] stands for a synthetic directory of the
 				   * mapping table (nothing in SOURCE; the table
 				   * has names below): an empty placeholder */
+	bool moved;               /* copied up (or its data) while a node: a
+				   * descriptor opened just before may still be
+				   * the lower one (under the node's shard lock) */
 	uint16_t nopens, aopens;  /* opens (daemon fds) of a lower object; */
 	int *opens;               /* under the node's shard lock            */
 	uint32_t cached;          /* opens served by the daemon (no passthrough) */

@@ -392,6 +392,7 @@ opened:
 		o.L->redir_follow = spec->redirect != PFS_REDIR_OFF && !spec->map;
 		o.L->redir_make = spec->redirect == PFS_REDIR_ON && !spec->map && o.L->xattrs;
 		o.L->metacopy = spec->metacopy && o.L->redir_make;
+		o.L->lower_pt = spec->lower_pt;
 		fs->layers = o.L;
 	}
 	if (ret < 0)

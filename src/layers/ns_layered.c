@@ -132,8 +132,12 @@ static int ns_serve_open(struct pfs_fs *fs, struct pfs_node *n, struct fuse_file
 	 * this open to the upper copy (the kernel's passthrough backing could
 	 * not be moved); so is any open of a file that has such opens (one
 	 * kernel inode, one way of caching it). A mount of lowers only never
-	 * copies up. */
-	if ((!lower || fs->layers->no_upper) && fs->passthrough &&
+	 * copies up. With --lower-passthrough the kernel reads it, at the
+	 * speed of the lower's own page cache (the FUSE inode's holds small
+	 * folios only), and a copy-up leaves this open on the lower file: the
+	 * node is retired instead, later opens get a fresh inode
+	 * (pfs_node_moved_up). */
+	if ((!lower || fs->layers->no_upper || fs->layers->lower_pt) && fs->passthrough &&
 	    !pfs_node_has_cached_opens(fs, n))
 		return 0;
 	ret = pfs_node_open_track(fs, n, pfs_fh_fd(fi), lower);

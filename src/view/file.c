@@ -100,8 +100,8 @@ static int set_open_flags(struct pfs_fs *fs, struct pfs_req *rq, struct pfs_node
 		fi->fh |= PFS_FH_DAEMON; /* the store sees its writes */
 		return 0;
 	}
-	if (id == -ESTALE)
-		return id; /* the kernel must look the name up again */
+	if (id == -ESTALE || id == -EAGAIN)
+		return id; /* the kernel must look the name up again; open the copy */
 	if (id < 0)
 		return 0; /* this open is served by the daemon instead */
 	rq->backing_id = id; /* the handler gives it to the kernel */

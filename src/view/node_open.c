@@ -12,9 +12,38 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static void move_opens_locked(struct pfs_lnode *ln, int obj);
+
+/* n's data is now the upper object obj's: the daemon's opens of the lower
+ * one move to it; a kernel passthrough backing (--lower-passthrough) cannot
+ * move, so the kernel's inode is left to its opens and n must be retired
+ * (true): later opens look the name up again. */
+static bool moved_data_locked(struct pfs_node *n, int obj)
+{
+	move_opens_locked(n->ln, obj);
+	if (!n->backing_refs)
+		return false;
+	n->backing_stale = true;
+	return true;
+}
+
+/* An open's fd (reopened from n's object a moment ago) is not n's data
+ * object any more: a copy-up came in between, and the fd may be the lower
+ * file, which must not become the backing that later opens (writers) of n
+ * share. Compared only once n has moved up (top 0, data its own). */
+static bool data_left_locked(struct pfs_node *n, int fd)
+{
+	struct stat a, b;
+
+	if (!n->ln || !n->ln->moved || n->ln->top != 0 || n->ln->meta)
+		return false;
+	if (fstat(fd, &a) < 0 || fstat(n->ln->fd[0], &b) < 0)
+		return false; /* as before: nothing to compare */
+	return a.st_dev != b.st_dev || a.st_ino != b.st_ino;
+}
 
 bool pfs_node_moved_up(struct pfs_fs *fs, struct pfs_node *n, int fd)
 {
@@ -34,29 +63,30 @@ bool pfs_node_moved_up(struct pfs_fs *fs, struct pfs_node *n, int fd)
 	__atomic_store_n(&n->ln->fd[0], fd, __ATOMIC_RELEASE);
 	__atomic_store_n(&n->bfd, fd, __ATOMIC_RELEASE);
 	__atomic_store_n(&n->ln->top, 0, __ATOMIC_RELEASE);
+	n->ln->moved = true;
 	if (!n->fd_fixed)
 		__atomic_add_fetch(&fs->nfd->held, 1, __ATOMIC_RELAXED);
-	if (n->type == S_IFREG && !n->ln->meta) { /* a metacopy's data stays below */
-		move_opens_locked(n->ln, fd);
-		if (n->backing_refs) {
-			n->backing_stale = true;
-			stale = true;
-		}
-	}
+	if (n->type == S_IFREG && !n->ln->meta) /* a metacopy's data stays below */
+		stale = moved_data_locked(n, fd);
 	pthread_mutex_unlock(&s->lock);
 	if (stale)
 		pfs_node_retire(fs, n);
 	return stale;
 }
 
-void pfs_node_data_up(struct pfs_fs *fs, struct pfs_node *n)
+bool pfs_node_data_up(struct pfs_fs *fs, struct pfs_node *n)
 {
 	struct shard *s = shard_of(fs, n);
+	bool stale;
 
 	pthread_mutex_lock(&s->lock);
 	__atomic_store_n(&n->ln->meta, false, __ATOMIC_RELEASE);
-	move_opens_locked(n->ln, n->ln->fd[0]);
+	n->ln->moved = true;
+	stale = moved_data_locked(n, n->ln->fd[0]);
 	pthread_mutex_unlock(&s->lock);
+	if (stale)
+		pfs_node_retire(fs, n);
+	return stale;
 }
 
 int pfs_node_open_track(struct pfs_fs *fs, struct pfs_node *n, int fd, bool lower)
@@ -150,6 +180,10 @@ int pfs_node_backing_get_or_daemon(struct pfs_fs *fs, struct pfs_node *n, int fd
 	int id;
 
 	pthread_mutex_lock(&s->lock);
+	if (data_left_locked(n, fd)) {
+		pthread_mutex_unlock(&s->lock);
+		return -EAGAIN; /* the caller opens the copy instead */
+	}
 	if (n->backing_refs == 0 && (daemon || n->daemon_opens)) {
 		n->daemon_opens++;
 		pthread_mutex_unlock(&s->lock);

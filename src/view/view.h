@@ -256,8 +256,9 @@ void pfs_node_hold(struct pfs_fs *fs, struct pfs_node *n);
  * backing, n is retired (true): the kernel must look the name up again. */
 bool pfs_node_moved_up(struct pfs_fs *fs, struct pfs_node *n, int fd);
 /* A metacopy node's data is now its upper object's (ln->meta cleared):
- * the opens reading the lower one move to it. */
-void pfs_node_data_up(struct pfs_fs *fs, struct pfs_node *n);
+ * the opens reading the lower one move to it. True when n was retired, as
+ * by pfs_node_moved_up (its lower data is a kernel passthrough backing). */
+bool pfs_node_data_up(struct pfs_fs *fs, struct pfs_node *n);
 /* Layered: an open of n served by the daemon (fd). An open of a lower
  * object is remembered, so a copy-up can move it to the upper copy as
  * overlayfs moves its open files: -EAGAIN if n moved up meanwhile (open
@@ -317,6 +318,8 @@ int pfs_node_backing_get(struct pfs_fs *fs, struct pfs_node *n, int fd);
  * either daemon is true or another open is served by the daemon so: then
  * the open is counted in n->daemon_opens and PFS_BACKING_DAEMON returned. */
 #define PFS_BACKING_DAEMON (-EUSERS)
+/* -EAGAIN from either: fd was opened from a layered node's lower object
+ * that a copy-up has replaced since; open the copy instead. */
 int pfs_node_backing_get_or_daemon(struct pfs_fs *fs, struct pfs_node *n, int fd, bool daemon);
 void pfs_node_daemon_put(struct pfs_fs *fs, struct pfs_node *n);
 void pfs_node_backing_put(struct pfs_fs *fs, struct pfs_node *n);
