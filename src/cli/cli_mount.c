@@ -760,10 +760,9 @@ int pfs_cli_parse_mount(int argc, char **argv, int start, bool compat, struct pf
 			       "a private mount lets no other user in");
 		return -EINVAL;
 	}
-	if (cfg->history && (cfg->mirror || cfg->upper || cfg->nlowers || cfg->layer_opt ||
-			     cfg->map_path)) {
+	if (cfg->history && (cfg->mirror || cfg->upper || cfg->nlowers || cfg->layer_opt)) {
 		pfs_cli_seterr(err, errlen, "--history works on a plain mount for now (not with "
-			       "--mirror, --upper, --lower or --map)");
+			       "--mirror, --upper or --lower)");
 		return -EINVAL;
 	}
 	if (!cfg->history && (cfg->checkpoint_every || cfg->keep || cfg->history_max ||

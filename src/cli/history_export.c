@@ -182,7 +182,7 @@ static int export(const char *mnt, const char *snap, const char *outpath)
 	long long seq, id;
 	int ret = 1, skipped = 0;
 
-	if (!db)
+	if (!db || pfs_hc_mapped(db, mnt, "export"))
 		goto out;
 	if (pfs_hc_ask(mnt, "history\n", line, sizeof(line)) < 0 || strncmp(line, "dir ", 4))
 		goto out;

@@ -124,7 +124,7 @@ static int cmd_versions(const char *mnt, const char *path, bool json)
 	size_t nnames = 0;
 	int ret = 1;
 
-	if (!db || !arr)
+	if (!db || !arr || pfs_hc_mapped(db, mnt, "versions"))
 		goto out;
 	pfs_hc_relpath(canon_m, path, rel, sizeof(rel));
 	/* A version counts under a name up to the rename that took the
@@ -200,6 +200,8 @@ static int cmd_diff(const char *mnt, const char *a, const char *b, bool stat)
 
 	if (!db)
 		return 1;
+	if (pfs_hc_mapped(db, mnt, "diff"))
+		goto out;
 	if (pfs_hq_snap(db, a, &sa, &ia) < 0 || (b && pfs_hq_snap(db, b, &sb, &ib) < 0)) {
 		say("%s: no snapshot %s", mnt, pfs_hq_snap(db, a, &sa, &ia) < 0 ? a : b);
 		goto out;

@@ -193,7 +193,7 @@ static bool plain(const char *rel)
 /* One PATH: a file whose saved version exists is copied from it (as
  * before trees were restored); anything else, from the .history tree. */
 static int restore_path(sqlite3 *db, const char *hdir, const char *canon_m, const char *bsnap,
-			const char *past, const char *snap, const char *path)
+			const char *past, const char *snap, const char *path, bool mapped)
 {
 	char rel[PATH_MAX], p[PATH_MAX * 2 + 300];
 	struct stat then, now;
@@ -217,6 +217,9 @@ static int restore_path(sqlite3 *db, const char *hdir, const char *canon_m, cons
 		say("%s: %s", path, strerror(ENAMETOOLONG));
 		return 1;
 	}
+	if (mapped) /* the versions know SOURCE's paths: take the view's past */
+		return pfs_hr_restore_path(canon_m, bsnap, snap, rel,
+					   lstat(p, &then) == 0 && S_ISREG(then.st_mode) && now_file);
 	if (lstat(p, &then) == 0 && S_ISREG(then.st_mode) && now_file) {
 		struct hver v;
 		int r;
@@ -229,7 +232,7 @@ static int restore_path(sqlite3 *db, const char *hdir, const char *canon_m, cons
 		if (r > 0)
 			return restore_one(hdir, canon_m, rel, &v);
 	}
-	return pfs_hr_restore_path(canon_m, bsnap, snap, rel);
+	return pfs_hr_restore_path(canon_m, bsnap, snap, rel, false);
 }
 
 static int cmd_restore(const char *mnt, const char *snap, char **paths, int n)
@@ -238,6 +241,7 @@ static int cmd_restore(const char *mnt, const char *snap, char **paths, int n)
 	     hdir[PATH_MAX], sname[NAME_MAX + 1], past[NAME_MAX + 1], bsnap[PATH_MAX * 2 + 300];
 	sqlite3 *db = canon_m ? pfs_hc_open_db(mnt) : NULL;
 	struct timespec now;
+	bool mapped;
 	int ret = 1;
 
 	if (!db)
@@ -266,10 +270,11 @@ static int cmd_restore(const char *mnt, const char *snap, char **paths, int n)
 	printf("took snapshot %s (restore from it to undo)\n", name);
 	fflush(stdout);
 	ret = 0;
+	mapped = pfs_hc_mapped(db, mnt, NULL);
 	if (n == 0)
 		ret = pfs_hr_restore_all(canon_m, bsnap, sname, past);
 	for (int i = 0; i < n; i++) {
-		ret |= restore_path(db, hdir, canon_m, bsnap, past, sname, paths[i]);
+		ret |= restore_path(db, hdir, canon_m, bsnap, past, sname, paths[i], mapped);
 		fflush(stdout);
 	}
 out:

@@ -9,8 +9,10 @@
  * bsnap (MNT/.history/SNAP), whatever it is: built beside it, exchanged
  * with it in one rename, the old removed; removed if bsnap has no rel.
  * 0, or 1 after saying why. */
+/* over: PATH is a file and was one: the copy is renamed over it (a
+ * mapped name may be replaced but not exchanged away). */
 int pfs_hr_restore_path(const char *canon_m, const char *bsnap, const char *snap,
-			const char *rel);
+			const char *rel, bool over);
 /* Every top-level entry of the mount (but past_name), one at a time. */
 int pfs_hr_restore_all(const char *canon_m, const char *bsnap, const char *snap,
 		       const char *past_name);

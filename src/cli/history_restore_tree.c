@@ -279,7 +279,7 @@ static void tmp_beside(const char *target, char *tmp, size_t len)
 }
 
 int pfs_hr_restore_path(const char *canon_m, const char *bsnap, const char *snap,
-			const char *rel)
+			const char *rel, bool over)
 {
 	static char src[PATH_MAX * 2 + 300], dst[PATH_MAX * 2 + 300];
 	char target[PATH_MAX * 2], parent[PATH_MAX * 2], tmp[PATH_MAX * 2 + 64];
@@ -322,13 +322,16 @@ int pfs_hr_restore_path(const char *canon_m, const char *bsnap, const char *snap
 		goto fail;
 	}
 	pfs_crashpoint("restore-built");
-	if (renameat2(AT_FDCWD, tmp, AT_FDCWD, target, exists ? RENAME_EXCHANGE : RENAME_NOREPLACE) <
-	    0) {
+	/* over: a file onto a file (a mapped name can be replaced, not
+	 * exchanged away); the old one goes with the rename */
+	if (over && exists ? rename(tmp, target) < 0
+			   : renameat2(AT_FDCWD, tmp, AT_FDCWD, target,
+				       exists ? RENAME_EXCHANGE : RENAME_NOREPLACE) < 0) {
 		say("%s: %s", rel, strerror(errno));
 		goto fail;
 	}
 	pfs_crashpoint("restore-exchanged");
-	if (exists && rm_tree(tmp) < 0)
+	if (exists && !over && rm_tree(tmp) < 0)
 		say("%s: the old tree not removed: %s (left under %s)", rel, strerror(errno), tmp);
 	printf("restored %s\n", rel);
 	return 0;
@@ -390,7 +393,7 @@ int pfs_hr_restore_all(const char *canon_m, const char *bsnap, const char *snap,
 	}
 	qsort(v, n, sizeof(*v), cmp_str);
 	for (size_t i = 0; i < n; i++)
-		ret |= pfs_hr_restore_path(canon_m, bsnap, snap, v[i]);
+		ret |= pfs_hr_restore_path(canon_m, bsnap, snap, v[i], false);
 	printf("restored everything from %s: each top-level entry atomically, the root as a"
 	       " whole not\n", snap);
 out:
