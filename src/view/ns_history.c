@@ -484,6 +484,16 @@ static void past_changed(void *arg)
 		fs->kernel->inval_inode(fs->kernel_ctx, (fuse_ino_t)ino, 0, 0);
 }
 
+static int forget_snap(void *arg, const char *name, mode_t type)
+{
+	struct pfs_fs *fs = arg;
+	uint64_t ino = __atomic_load_n(&fs->past_ino, __ATOMIC_RELAXED);
+
+	(void)type;
+	fs->kernel->inval_entry(fs->kernel_ctx, (fuse_ino_t)ino, name, strlen(name));
+	return 0;
+}
+
 void pfs_view_past_table(struct pfs_fs *fs)
 {
 	struct pfs_map *m;
@@ -497,6 +507,11 @@ void pfs_view_past_table(struct pfs_fs *fs)
 	if (json)
 		fs->past->set_table(fs->past->ctx, json); /* it says why not */
 	free(json);
+	/* A path hidden now is hidden in every snapshot: the kernel forgets
+	 * each snapshot's entry, and with it what it holds of the tree
+	 * beneath (never inside a request: this is the table's thread). */
+	if (fs->kernel && __atomic_load_n(&fs->past_ino, __ATOMIC_RELAXED))
+		fs->past->snapshots(fs->past->ctx, forget_snap, fs);
 }
 
 void pfs_view_past_watch(struct pfs_fs *fs)
