@@ -378,7 +378,7 @@ static int cmd_restore(const char *mnt, const char *snap, char **paths, int n)
 	}
 out:
 	pfs_hc_maps_free(&maps);
-	sqlite3_close(db);
+	pfs_hq_close(db); /* pfs_hq_snap prepared one of its statements */
 	free(canon_m);
 	return ret;
 }
