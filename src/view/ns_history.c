@@ -484,19 +484,32 @@ static void past_changed(void *arg)
 		fs->kernel->inval_inode(fs->kernel_ctx, (fuse_ino_t)ino, 0, 0);
 }
 
-static int forget_snap(void *arg, const char *name, mode_t type)
+/* The snapshots' names, gathered (the history's browse lock is held
+ * while it names them: the kernel is told only after). */
+struct names {
+	char **v;
+	size_t n;
+};
+
+static int gather_snap(void *arg, const char *name, mode_t type)
 {
-	struct pfs_fs *fs = arg;
-	uint64_t ino = __atomic_load_n(&fs->past_ino, __ATOMIC_RELAXED);
+	struct names *ns = arg;
+	char **v = realloc(ns->v, (ns->n + 1) * sizeof(*v));
 
 	(void)type;
-	fs->kernel->inval_entry(fs->kernel_ctx, (fuse_ino_t)ino, name, strlen(name));
+	if (!v)
+		return -ENOMEM;
+	ns->v = v;
+	if (!(v[ns->n] = strdup(name)))
+		return -ENOMEM;
+	ns->n++;
 	return 0;
 }
 
 void pfs_view_past_table(struct pfs_fs *fs)
 {
 	struct pfs_map *m;
+	uint64_t ino;
 	char *json;
 
 	if (!fs->past || !fs->past->set_table)
@@ -510,8 +523,18 @@ void pfs_view_past_table(struct pfs_fs *fs)
 	/* A path hidden now is hidden in every snapshot: the kernel forgets
 	 * each snapshot's entry, and with it what it holds of the tree
 	 * beneath (never inside a request: this is the table's thread). */
-	if (fs->kernel && __atomic_load_n(&fs->past_ino, __ATOMIC_RELAXED))
-		fs->past->snapshots(fs->past->ctx, forget_snap, fs);
+	ino = __atomic_load_n(&fs->past_ino, __ATOMIC_RELAXED);
+	if (fs->kernel && ino) {
+		struct names ns = {NULL, 0};
+
+		fs->past->snapshots(fs->past->ctx, gather_snap, &ns);
+		for (size_t i = 0; i < ns.n; i++) {
+			fs->kernel->inval_entry(fs->kernel_ctx, (fuse_ino_t)ino, ns.v[i],
+						strlen(ns.v[i]));
+			free(ns.v[i]);
+		}
+		free(ns.v);
+	}
 }
 
 void pfs_view_past_watch(struct pfs_fs *fs)
