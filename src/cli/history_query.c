@@ -117,16 +117,35 @@ out:
 static int cmd_versions(const char *mnt, const char *path, bool json)
 {
 	char rel[PATH_MAX] = "", *canon_m = canonical_noleaf(mnt), tbuf[64], mbuf[64];
+	char vrel[PATH_MAX] = "", shown[PATH_MAX + 2], v[PATH_MAX + 2];
 	sqlite3 *db = canon_m ? pfs_hc_open_db(mnt) : NULL;
 	sqlite3_stmt *q = NULL;
 	json_t *arr = json_array();
 	struct vname *names = NULL;
+	struct pfs_hc_maps maps = {0};
 	size_t nnames = 0;
 	int ret = 1;
 
-	if (!db || !arr || pfs_hc_mapped(db, mnt, "versions"))
+	if (!db || !arr)
 		goto out;
 	pfs_hc_relpath(canon_m, path, rel, sizeof(rel));
+	snprintf(vrel, sizeof(vrel), "%s", rel);
+	if (pfs_hc_maps_load(db, canon_m, &maps) < 0) {
+		say("%s: cannot read the mapping tables of the history", mnt);
+		goto out;
+	}
+	/* With a table: the view's path is the object's path in SOURCE
+	 * through the table shown now (docs/HISTORY.md, "With a mapping
+	 * table"); each version's name is shown through the table of its
+	 * time. */
+	if (maps.n) {
+		snprintf(v, sizeof(v), "/%s", vrel);
+		if (pfs_map_to_source(maps.m[maps.n - 1], v, maps.source, canon_m, rel, sizeof(rel),
+				      NULL) < 0) {
+			say("%s: %s is not shown by the mount (hidden by its table)", mnt, vrel);
+			goto out;
+		}
+	}
 	/* A version counts under a name up to the rename that took the
 	 * object away from it (saved at that rename: seq <= hi). */
 	if (names_of(db, rel, &names, &nnames) < 0 ||
@@ -156,6 +175,11 @@ static int cmd_versions(const char *mnt, const char *path, bool json)
 		goto out;
 	}
 	while (sqlite3_step(q) == SQLITE_ROW) {
+		const char *as = pfs_hc_col(q, 7);
+
+		if (maps.n && pfs_map_to_view(pfs_hc_map_at(&maps, sqlite3_column_int64(q, 6)), as,
+					      maps.source, canon_m, shown, sizeof(shown)) == 1)
+			as = shown + 1;
 		pfs_hc_fmt_ns(sqlite3_column_int64(q, 2), tbuf, sizeof(tbuf));
 		pfs_hc_fmt_ns(sqlite3_column_int64(q, 4), mbuf, sizeof(mbuf));
 		if (json) {
@@ -166,13 +190,15 @@ static int cmd_versions(const char *mnt, const char *path, bool json)
 					      "mtime", mbuf,
 					      "mode", (json_int_t)sqlite3_column_int64(q, 5),
 					      "seq", (json_int_t)sqlite3_column_int64(q, 6),
-					      "path", pfs_hc_col(q, 7));
+					      "path", as);
 
+			if (o && maps.n)
+				json_object_set_new(o, "source_path", json_string(pfs_hc_col(q, 7)));
 			if (o)
 				json_array_append_new(arr, o);
-		} else if (strcmp(pfs_hc_col(q, 7), rel) != 0) {
+		} else if (strcmp(as, vrel) != 0) {
 			printf("%s %s size=%lld mtime=%s as=%s\n", pfs_hc_col(q, 1), tbuf,
-			       sqlite3_column_int64(q, 3), mbuf, pfs_hc_col(q, 7));
+			       sqlite3_column_int64(q, 3), mbuf, as);
 		} else {
 			printf("%s %s size=%lld mtime=%s\n", pfs_hc_col(q, 1), tbuf,
 			       sqlite3_column_int64(q, 3), mbuf);
@@ -182,6 +208,7 @@ static int cmd_versions(const char *mnt, const char *path, bool json)
 		pfs_hc_put_json(arr);
 	ret = 0;
 out:
+	pfs_hc_maps_free(&maps);
 	sqlite3_finalize(q);
 	sqlite3_close(db);
 	json_decref(arr);

@@ -249,10 +249,35 @@ def test_hidden_paths_are_not_reachable_under_history(mapped):
     assert e.value.errno == errno.EROFS
 
 
+def test_versions_of_a_view_path(mapped):
+    m = mapped
+    snap(m.mnt, "s1")
+    write(m.p("config.json"), b"app 2\n")
+    snap(m.mnt, "s2")
+    write(m.p("config.json"), b"app 3, longer\n")
+    r = cli("versions", m.mnt, "--json", "config.json")
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout)
+    assert [(x["snapshot"], x["size"], x["path"], x["source_path"]) for x in got] == [
+        ("s1", 6, "config.json", "conf/app.json"), ("s2", 6, "config.json", "conf/app.json")]
+    # the same through the graft, with the name it had before a rename
+    write(m.p("data", "a"), b"a 2, longer\n")
+    os.rename(m.p("data", "a"), m.p("data", "b"))
+    write(m.p("data", "b"), b"b\n")
+    r = cli("versions", m.mnt, os.path.join(m.mnt, "data", "b"))
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert len(lines) == 1 and " size=4 " in lines[0] and lines[0].endswith(" as=data/a"), \
+        lines
+    # a hidden path is none of the mount's
+    r = cli("versions", m.mnt, "ds/v1/a")
+    assert_one_error_line(r, "versions of a hidden path")
+
+
 def test_what_does_not_work_yet_is_refused_in_one_line(mapped):
     m = mapped
     snap(m.mnt, "s1")
-    for args in (["versions", m.mnt, "config.json"], ["diff", m.mnt, "s1"],
+    for args in (["diff", m.mnt, "s1"],
                  ["export", m.mnt, "s1", "-o", os.path.join(m.workdir, "x.tar")]):
         r = cli(*args)
         assert_one_error_line(r, args[0])
