@@ -311,7 +311,7 @@ bool pfs_hc_mapped(sqlite3 *db, const char *mnt, const char *cmd)
 	sqlite3_finalize(q);
 	if (mapped && cmd)
 		say("%s: prismfs %s does not work yet on a history with a mapping table (--map);"
-		    " .history, log, versions and restore do", mnt, cmd);
+		    " .history, log, versions, diff and restore do", mnt, cmd);
 	return mapped;
 }
 

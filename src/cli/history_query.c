@@ -218,17 +218,53 @@ out:
 }
 
 /* The journal position of snapshot name (a name, or an id), and its id. */
+/* A line of diff on a mount whose history has a table: its paths as the
+ * view showed them, sorted again (the view's order is not SOURCE's). */
+struct dline {
+	char t;
+	char *p, *o;
+};
+
+static int dline_cmp(const void *x, const void *y)
+{
+	const struct dline *a = x, *b = y;
+	int c = strcmp(a->p, b->p);
+
+	return c ? c : a->t - b->t;
+}
+
+/* path (SOURCE's) through table m, relative to the mount; malloc'ed. */
+static char *view_of(const struct pfs_hc_maps *maps, const struct pfs_map *m, const char *path,
+		     const char *canon_m)
+{
+	char buf[PATH_MAX + 2];
+
+	if (pfs_map_to_view(m, path, maps->source, canon_m, buf, sizeof(buf)) == 1)
+		return strdup(buf + 1);
+	return strdup(path);
+}
+
 static int cmd_diff(const char *mnt, const char *a, const char *b, bool stat)
 {
 	sqlite3 *db = pfs_hc_open_db(mnt);
 	sqlite3_stmt *r = NULL;
 	long long sa, sb = -1, ia, ib = 0, n[4] = {0, 0, 0, 0};
+	char *canon_m = canonical_noleaf(mnt);
+	struct pfs_hc_maps maps = {0};
+	const struct pfs_map *ma = NULL, *mb = NULL;
+	struct dline *lines = NULL;
+	size_t nl = 0;
 	int ret = 1;
 
-	if (!db)
+	if (!db || !canon_m) {
+		free(canon_m);
+		pfs_hq_close(db);
 		return 1;
-	if (pfs_hc_mapped(db, mnt, "diff"))
+	}
+	if (pfs_hc_maps_load(db, canon_m, &maps) < 0) {
+		say("%s: cannot read the mapping tables of the history", mnt);
 		goto out;
+	}
 	if (pfs_hq_snap(db, a, &sa, &ia) < 0 || (b && pfs_hq_snap(db, b, &sb, &ib) < 0)) {
 		say("%s: no snapshot %s", mnt, pfs_hq_snap(db, a, &sa, &ia) < 0 ? a : b);
 		goto out;
@@ -236,6 +272,12 @@ static int cmd_diff(const char *mnt, const char *a, const char *b, bool stat)
 	if (b && ib < ia) {
 		say("%s: snapshot %s was taken before %s (the older one first)", mnt, b, a);
 		goto out;
+	}
+	/* with a table: a path at A through A's table, one at B (or now)
+	 * through B's (docs/HISTORY.md, "With a mapping table") */
+	if (maps.n) {
+		ma = pfs_hc_map_at(&maps, sa);
+		mb = b ? pfs_hc_map_at(&maps, sb) : maps.m[maps.n - 1];
 	}
 	if (pfs_hq_replay(db, sa, sb) < 0) {
 		say("%s: %s", mnt, sqlite3_errmsg(db));
@@ -253,16 +295,46 @@ static int cmd_diff(const char *mnt, const char *a, const char *b, bool stat)
 		n[strchr("+-MR", t[0]) - "+-MR"]++;
 		if (stat)
 			continue;
+		if (maps.n) {
+			struct dline *nv = realloc(lines, (nl + 1) * sizeof(*lines));
+
+			if (!nv)
+				goto out;
+			lines = nv;
+			/* '-' and R's first path are A's; '+', 'M' and R's second B's */
+			lines[nl].t = t[0];
+			lines[nl].p = view_of(&maps, t[0] == '-' || t[0] == 'R' ? ma : mb,
+					      pfs_hc_col(r, 1), canon_m);
+			lines[nl].o = t[0] == 'R' ? view_of(&maps, mb, pfs_hc_col(r, 2), canon_m) : NULL;
+			if (!lines[nl++].p)
+				goto out;
+			continue;
+		}
 		if (t[0] == 'R')
 			printf("R\t%s -> %s\n", pfs_hc_col(r, 1), pfs_hc_col(r, 2));
 		else
 			printf("%s\t%s\n", t, pfs_hc_col(r, 1));
+	}
+	if (nl)
+		qsort(lines, nl, sizeof(*lines), dline_cmp);
+	for (size_t i = 0; i < nl; i++) {
+		if (lines[i].t == 'R')
+			printf("R\t%s -> %s\n", lines[i].p, lines[i].o ? lines[i].o : "");
+		else
+			printf("%c\t%s\n", lines[i].t, lines[i].p);
 	}
 	if (stat)
 		printf("%lld created, %lld deleted, %lld modified, %lld renamed\n", n[0], n[1], n[2],
 		       n[3]);
 	ret = 0;
 out:
+	for (size_t i = 0; i < nl; i++) {
+		free(lines[i].p);
+		free(lines[i].o);
+	}
+	free(lines);
+	pfs_hc_maps_free(&maps);
+	free(canon_m);
 	sqlite3_finalize(r);
 	pfs_hq_close(db);
 	return ret;

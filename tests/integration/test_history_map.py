@@ -274,11 +274,31 @@ def test_versions_of_a_view_path(mapped):
     assert_one_error_line(r, "versions of a hidden path")
 
 
+def test_diff_names_the_view_paths(mapped):
+    """zfs diff's shape; what changed is known from SOURCE's objects, each
+    path shown through the table of the snapshot (or now) it belongs to."""
+    m = mapped
+    write(m.p("data", "b"), b"b\n")
+    snap(m.mnt, "s1")
+    write(m.p("config.json"), b"app 2\n")
+    os.rename(m.p("data", "a"), m.p("data", "z"))
+    os.unlink(m.p("data", "b"))
+    write(m.p("data", "new"), b"n\n")
+    os.chmod(m.p("plain"), 0o600)
+    want = ["M\tconfig.json", "R\tdata/a -> data/z", "-\tdata/b", "+\tdata/new", "M\tplain"]
+    r = cli("diff", m.mnt, "s1")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == want, r.stdout
+    snap(m.mnt, "s2")
+    r = cli("diff", m.mnt, "s1", "s2", "--stat")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["1 created, 1 deleted, 2 modified, 1 renamed"], r.stdout
+
+
 def test_what_does_not_work_yet_is_refused_in_one_line(mapped):
     m = mapped
     snap(m.mnt, "s1")
-    for args in (["diff", m.mnt, "s1"],
-                 ["export", m.mnt, "s1", "-o", os.path.join(m.workdir, "x.tar")]):
+    for args in (["export", m.mnt, "s1", "-o", os.path.join(m.workdir, "x.tar")],):
         r = cli(*args)
         assert_one_error_line(r, args[0])
         assert "mapping table" in r.stderr
