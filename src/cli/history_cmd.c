@@ -299,7 +299,7 @@ int pfs_hc_maps_load(sqlite3 *db, const char *canon_m, struct pfs_hc_maps *t)
 	return ret;
 }
 
-bool pfs_hc_mapped(sqlite3 *db, const char *mnt, const char *cmd)
+bool pfs_hc_mapped(sqlite3 *db)
 {
 	sqlite3_stmt *q = NULL;
 	bool mapped = false;
@@ -309,9 +309,6 @@ bool pfs_hc_mapped(sqlite3 *db, const char *mnt, const char *cmd)
 	    sqlite3_step(q) == SQLITE_ROW)
 		mapped = sqlite3_column_int(q, 0) != 0;
 	sqlite3_finalize(q);
-	if (mapped && cmd)
-		say("%s: prismfs %s does not work yet on a history with a mapping table (--map);"
-		    " .history, log, versions, diff and restore do", mnt, cmd);
 	return mapped;
 }
 

@@ -38,9 +38,8 @@ struct pfs_hc_maps {
 /* 0, or -1 (a table that does not parse, ENOMEM). */
 int pfs_hc_maps_load(sqlite3 *db, const char *canon_m, struct pfs_hc_maps *t);
 void pfs_hc_maps_free(struct pfs_hc_maps *t);
-/* Did the history ever record a table? If so and cmd is given, says in
- * one line that cmd does not work with one yet. */
-bool pfs_hc_mapped(sqlite3 *db, const char *mnt, const char *cmd);
+/* Did the history ever record a table (not "none")? */
+bool pfs_hc_mapped(sqlite3 *db);
 /* The table in force at journal position seq (NULL: none). */
 const struct pfs_map *pfs_hc_map_at(const struct pfs_hc_maps *t, long long seq);
 
