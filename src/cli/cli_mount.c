@@ -775,9 +775,9 @@ int pfs_cli_parse_mount(int argc, char **argv, int start, bool compat, struct pf
 			       "a private mount lets no other user in");
 		return -EINVAL;
 	}
-	if (cfg->history && (cfg->upper || cfg->nlowers || cfg->layer_opt || cfg->map_path)) {
-		pfs_cli_seterr(err, errlen, "--history works on a plain mount or with --mirror for "
-			       "now (not with --upper, --lower or --map)");
+	if (cfg->history && (cfg->upper || cfg->nlowers || cfg->layer_opt)) {
+		pfs_cli_seterr(err, errlen, "--history works on a plain mount, with --map or "
+			       "with --mirror for now (not with --upper or --lower)");
 		return -EINVAL;
 	}
 	/* Without the cache's journal a kill -9 loses the changes not yet

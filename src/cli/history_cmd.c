@@ -96,8 +96,13 @@ int pfs_stores_start(struct pfs_fs *fs)
 	 * before the history settles its rows by that tree. */
 	if (fs->cache)
 		r = pfs_cache_start(fs->cache);
-	if (r == 0 && pfs_history_is(fs->store))
+	if (r == 0 && pfs_history_is(fs->store)) {
 		r = pfs_history_start(fs->store);
+		/* The history keeps the table each snapshot is browsed through
+		 * (or that there is none now, after one). */
+		if (r == 0)
+			pfs_view_past_table(fs);
+	}
 	return r;
 }
 
@@ -248,9 +253,105 @@ void pfs_hc_relpath(const char *canon_m, const char *path, char *rel, size_t len
 	free(p);
 }
 
+void pfs_hc_maps_free(struct pfs_hc_maps *t)
+{
+	for (size_t i = 0; i < t->n; i++)
+		pfs_map_unref(t->m[i]);
+	free(t->m);
+	free(t->seq);
+	free(t->source);
+	memset(t, 0, sizeof(*t));
+}
+
+int pfs_hc_maps_load(sqlite3 *db, const char *canon_m, struct pfs_hc_maps *t)
+{
+	sqlite3_stmt *q = NULL;
+	char err[PFS_MAP_ERRLEN];
+	int ret = 0;
+
+	memset(t, 0, sizeof(*t));
+	t->mnt = canon_m;
+	/* an older DIR has no maps table: no table ever */
+	if (sqlite3_prepare_v2(db, "SELECT seq, json FROM maps ORDER BY seq", -1, &q, NULL) !=
+	    SQLITE_OK)
+		return 0;
+	while (ret == 0 && sqlite3_step(q) == SQLITE_ROW) {
+		const char *j = pfs_hc_col(q, 1);
+		struct pfs_map *m = NULL;
+		void *a = realloc(t->m, (t->n + 1) * sizeof(*t->m)),
+		     *b = a ? realloc(t->seq, (t->n + 1) * sizeof(*t->seq)) : NULL;
+
+		if (a)
+			t->m = a;
+		if (b)
+			t->seq = b;
+		if (!a || !b || (*j && pfs_map_parse(j, strlen(j), &m, err) < 0)) {
+			ret = -1;
+			break;
+		}
+		t->m[t->n] = m;
+		t->seq[t->n++] = sqlite3_column_int64(q, 0);
+	}
+	sqlite3_finalize(q);
+	if (ret == 0 && t->n &&
+	    sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key = 'source'", -1, &q, NULL) ==
+		    SQLITE_OK) {
+		if (sqlite3_step(q) == SQLITE_ROW)
+			t->source = strdup(pfs_hc_col(q, 0));
+		sqlite3_finalize(q);
+	}
+	if (ret < 0)
+		pfs_hc_maps_free(t);
+	return ret;
+}
+
+bool pfs_hc_mapped(sqlite3 *db)
+{
+	sqlite3_stmt *q = NULL;
+	bool mapped = false;
+
+	if (sqlite3_prepare_v2(db, "SELECT EXISTS(SELECT 1 FROM maps WHERE json != '')", -1, &q,
+			       NULL) == SQLITE_OK &&
+	    sqlite3_step(q) == SQLITE_ROW)
+		mapped = sqlite3_column_int(q, 0) != 0;
+	sqlite3_finalize(q);
+	return mapped;
+}
+
+const struct pfs_map *pfs_hc_map_at(const struct pfs_hc_maps *t, long long seq)
+{
+	const struct pfs_map *m = NULL;
+
+	for (size_t i = 0; i < t->n && t->seq[i] <= seq; i++)
+		m = t->m[i];
+	return m;
+}
+
+/* A journal path (relative to SOURCE, or absolute outside it) as the view
+ * showed it at seq, relative to the mount ("" its root). */
+static const char *view_rel(const struct pfs_hc_maps *t, long long seq, const char *p, char *buf,
+			    size_t len)
+{
+	if (!t->n || !p)
+		return p;
+	if (pfs_map_to_view(pfs_hc_map_at(t, seq), p, t->source, t->mnt, buf, len) == 1)
+		return buf + (buf[0] == '/');
+	return p;
+}
+
+/* Is p (relative) rel or beneath it ("" everything)? */
+static bool at_or_under(const char *p, const char *rel)
+{
+	size_t n = strlen(rel);
+
+	return !*rel || (strncmp(p, rel, n) == 0 && (p[n] == '\0' || p[n] == '/'));
+}
+
 static int cmd_log(const char *mnt, const char *path, const char *since, bool json)
 {
 	char rel[PATH_MAX] = "", *canon_m = canonical_noleaf(mnt), tbuf[64], sbuf[128];
+	char v1[PATH_MAX + 2], v2[PATH_MAX + 2];
+	struct pfs_hc_maps maps = {0};
 	long long t_ns = -1, seq = -1;
 	sqlite3 *db = pfs_hc_open_db(mnt);
 	sqlite3_stmt *q = NULL;
@@ -261,6 +362,10 @@ static int cmd_log(const char *mnt, const char *path, const char *since, bool js
 		goto out;
 	if (path)
 		pfs_hc_relpath(canon_m, path, rel, sizeof(rel));
+	if (pfs_hc_maps_load(db, canon_m, &maps) < 0) {
+		say("%s: cannot read the mapping tables of the history", mnt);
+		goto out;
+	}
 	if (since && since_of(db, since, &t_ns, &seq) < 0) {
 		say("--since %s: neither a time (seconds, or YYYY-MM-DDTHH:MM:SS UTC) nor a "
 		    "snapshot of %s", since, mnt);
@@ -268,7 +373,7 @@ static int cmd_log(const char *mnt, const char *path, const char *since, bool js
 	}
 	if (sqlite3_prepare_v2(db,
 			       "SELECT seq, t_ns, uid, gid, pid, comm, kind, path, path2, arg, state"
-			       " FROM changes WHERE t_ns > ?1 AND seq > ?2 AND (?3 = '' OR path = ?3"
+			       " FROM changes WHERE t_ns > ?1 AND seq > ?2 AND (?3 = '' OR ?4 OR path = ?3"
 			       " OR substr(path, 1, length(?3) + 1) = ?3 || '/' OR path2 = ?3"
 			       " OR substr(path2, 1, length(?3) + 1) = ?3 || '/') ORDER BY seq",
 			       -1, &q, NULL) != SQLITE_OK) {
@@ -278,9 +383,15 @@ static int cmd_log(const char *mnt, const char *path, const char *since, bool js
 	sqlite3_bind_int64(q, 1, t_ns);
 	sqlite3_bind_int64(q, 2, seq);
 	sqlite3_bind_text(q, 3, rel, -1, SQLITE_STATIC);
+	sqlite3_bind_int(q, 4, maps.n > 0); /* view paths: matched below */
 	while (sqlite3_step(q) == SQLITE_ROW) {
-		long long st = sqlite3_column_int64(q, 10);
+		long long st = sqlite3_column_int64(q, 10), sq = sqlite3_column_int64(q, 0);
 		bool two = sqlite3_column_type(q, 8) != SQLITE_NULL;
+		const char *p1 = view_rel(&maps, sq, pfs_hc_col(q, 7), v1, sizeof(v1));
+		const char *p2 = two ? view_rel(&maps, sq, pfs_hc_col(q, 8), v2, sizeof(v2)) : NULL;
+
+		if (maps.n && *rel && !at_or_under(p1, rel) && !(p2 && at_or_under(p2, rel)))
+			continue;
 
 		pfs_hc_fmt_ns(sqlite3_column_int64(q, 1), tbuf, sizeof(tbuf));
 		if (json) {
@@ -292,16 +403,21 @@ static int cmd_log(const char *mnt, const char *path, const char *since, bool js
 					      "uid", (json_int_t)sqlite3_column_int64(q, 2),
 					      "gid", (json_int_t)sqlite3_column_int64(q, 3),
 					      "pid", (json_int_t)sqlite3_column_int64(q, 4),
-					      "comm", pfs_hc_col(q, 5), "kind", pfs_hc_col(q, 6), "path", pfs_hc_col(q, 7),
-					      "path2", two ? json_string(pfs_hc_col(q, 8)) : json_null(),
+					      "comm", pfs_hc_col(q, 5), "kind", pfs_hc_col(q, 6), "path", p1,
+					      "path2", two ? json_string(p2) : json_null(),
 					      "arg", (json_int_t)sqlite3_column_int64(q, 9),
 					      "state", state_of(st, sbuf, sizeof(sbuf)));
 
+			if (o && maps.n) { /* the paths the history knows them by */
+				json_object_set_new(o, "source_path", json_string(pfs_hc_col(q, 7)));
+				json_object_set_new(o, "source_path2", two ? json_string(pfs_hc_col(q, 8))
+									  : json_null());
+			}
 			if (o)
 				json_array_append_new(arr, o);
 		} else {
 			printf("%s %-11s %s%s%s uid=%lld pid=%lld comm=%s%s%s\n", tbuf, pfs_hc_col(q, 6),
-			       pfs_hc_col(q, 7), two ? " -> " : "", two ? pfs_hc_col(q, 8) : "",
+			       p1, two ? " -> " : "", two ? p2 : "",
 			       sqlite3_column_int64(q, 2), sqlite3_column_int64(q, 4), pfs_hc_col(q, 5),
 			       st == 1 ? "" : " ", st == 1 ? "" : state_of(st, sbuf, sizeof(sbuf)));
 		}
@@ -310,6 +426,7 @@ static int cmd_log(const char *mnt, const char *path, const char *since, bool js
 		pfs_hc_put_json(arr);
 	ret = 0;
 out:
+	pfs_hc_maps_free(&maps);
 	sqlite3_finalize(q);
 	sqlite3_close(db);
 	json_decref(arr);

@@ -4,6 +4,7 @@
 #define PFS_HISTORY_CMD_INT_H
 
 #include "history/history_replay.h"
+#include "map/maphist.h"
 
 #include <jansson.h>
 #include <sqlite3.h>
@@ -23,6 +24,24 @@ void pfs_hc_put_json(const json_t *arr);
 const char *pfs_hc_col(sqlite3_stmt *q, int i);
 /* PATH as the journal names it: relative to the mount's root (canon_m). */
 void pfs_hc_relpath(const char *canon_m, const char *path, char *rel, size_t len);
+
+/* The mapping tables a mount's history recorded (docs/HISTORY.md, "With a
+ * mapping table"), oldest first, each from its journal seq on (m[i] NULL:
+ * none then); n 0 when it never had one. mnt is borrowed. */
+struct pfs_hc_maps {
+	size_t n;
+	long long *seq;
+	struct pfs_map **m;
+	char *source;
+	const char *mnt;
+};
+/* 0, or -1 (a table that does not parse, ENOMEM). */
+int pfs_hc_maps_load(sqlite3 *db, const char *canon_m, struct pfs_hc_maps *t);
+void pfs_hc_maps_free(struct pfs_hc_maps *t);
+/* Did the history ever record a table (not "none")? */
+bool pfs_hc_mapped(sqlite3 *db);
+/* The table in force at journal position seq (NULL: none). */
+const struct pfs_map *pfs_hc_map_at(const struct pfs_hc_maps *t, long long seq);
 
 /* versions and diff (history_query.c). */
 bool pfs_history_query_is(const char *word);

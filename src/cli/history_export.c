@@ -162,6 +162,156 @@ out:
 	return ret;
 }
 
+/* With a mapping table (docs/HISTORY.md, "With a mapping table"): the
+ * paths of the view at SNAP are what MNT/.history/SNAP shows (through the
+ * table SNAP was taken under, hidden ones left out), so the tree is read
+ * from there, in path order. */
+struct vlist {
+	char **v;
+	size_t n;
+	size_t baselen;
+	int err;
+};
+
+static struct vlist *g_v;
+
+static int walk_past(const char *fpath, const struct stat *sb, int type, struct FTW *ftw)
+{
+	const char *rel = fpath + g_v->baselen;
+	char **nv;
+
+	(void)sb;
+	(void)type;
+	(void)ftw;
+	while (*rel == '/')
+		rel++;
+	if (!*rel)
+		return 0;
+	nv = realloc(g_v->v, (g_v->n + 1) * sizeof(*nv));
+	if (!nv || !(nv[g_v->n] = strdup(rel))) {
+		if (nv)
+			g_v->v = nv;
+		g_v->err = ENOMEM;
+		return 1;
+	}
+	g_v->v = nv;
+	g_v->n++;
+	return 0;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* One entry read from base/rel. 0, or -1 after saying why. */
+static int put_past(struct archive *a, const char *base, const char *rel)
+{
+	struct archive_entry *e = archive_entry_new();
+	char src[PATH_MAX * 2], target[PATH_MAX];
+	struct stat st;
+	int fd = -1, ret = -1;
+
+	snprintf(src, sizeof(src), "%s/%s", base, rel);
+	if (!e || lstat(src, &st) < 0) {
+		say("%s: %s", src, strerror(e ? errno : ENOMEM));
+		goto out;
+	}
+	archive_entry_set_pathname(e, rel);
+	archive_entry_set_mode(e, st.st_mode);
+	archive_entry_set_uid(e, st.st_uid);
+	archive_entry_set_gid(e, st.st_gid);
+	archive_entry_set_mtime(e, st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
+	if (S_ISLNK(st.st_mode)) {
+		ssize_t n = readlink(src, target, sizeof(target) - 1);
+
+		if (n < 0) {
+			say("%s: %s", src, strerror(errno));
+			goto out;
+		}
+		target[n] = '\0';
+		archive_entry_set_symlink(e, target);
+	} else if (S_ISREG(st.st_mode)) {
+		fd = open(src, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+		if (fd < 0) {
+			say("%s: %s", src, strerror(errno));
+			goto out;
+		}
+		archive_entry_set_size(e, st.st_size);
+	} else if (!S_ISDIR(st.st_mode)) {
+		archive_entry_set_rdev(e, st.st_rdev);
+	}
+	if (archive_write_header(a, e) != ARCHIVE_OK ||
+	    (S_ISREG(st.st_mode) && put_data(a, fd) < 0)) {
+		say("%s: %s", rel, archive_error_string(a) ? archive_error_string(a)
+							   : strerror(errno));
+		goto out;
+	}
+	ret = 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	archive_entry_free(e);
+	return ret;
+}
+
+static int export_past(const char *mnt, const char *canon, sqlite3 *db, const char *snap,
+		       const char *outpath)
+{
+	char line[PATH_MAX + 64], base[PATH_MAX * 2 + 2];
+	struct vlist v = {0};
+	struct archive *a = NULL;
+	sqlite3_stmt *q = NULL;
+	int ret = 1;
+
+	if (sqlite3_prepare_v2(db, "SELECT name FROM snapshots WHERE name = ?1 OR"
+				   " CAST(id AS TEXT) = ?1 ORDER BY name = ?1 DESC LIMIT 1",
+			       -1, &q, NULL) != SQLITE_OK)
+		goto out;
+	sqlite3_bind_text(q, 1, snap, -1, SQLITE_STATIC);
+	if (sqlite3_step(q) != SQLITE_ROW) {
+		say("%s: no snapshot %s", mnt, snap);
+		goto out;
+	}
+	if (pfs_hc_ask(mnt, "browse\n", line, sizeof(line)) < 0)
+		goto out;
+	if (strncmp(line, "name ", 5) != 0 || !line[5]) {
+		say("%s: the daemon did not say where its past tree is", mnt);
+		goto out;
+	}
+	snprintf(base, sizeof(base), "%s/%s/%s", canon, line + 5, pfs_hc_col(q, 0));
+	v.baselen = strlen(base);
+	g_v = &v;
+	if (nftw(base, walk_past, 32, FTW_PHYS | FTW_MOUNT) != 0 || v.err) {
+		say("%s: cannot read the tree: %s", base, strerror(v.err ? v.err : errno));
+		goto out;
+	}
+	qsort(v.v, v.n, sizeof(*v.v), cmp_str);
+	a = archive_write_new();
+	if (!a || archive_write_set_format_pax(a) != ARCHIVE_OK ||
+	    (strcmp(outpath, "-") == 0 ? archive_write_open_fd(a, 1)
+				       : archive_write_open_filename(a, outpath)) != ARCHIVE_OK) {
+		say("%s: %s", outpath, a ? archive_error_string(a) : "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < v.n; i++)
+		if (put_past(a, base, v.v[i]) < 0)
+			goto out;
+	if (archive_write_close(a) != ARCHIVE_OK) {
+		say("%s: %s", outpath, archive_error_string(a));
+		goto out;
+	}
+	ret = 0;
+out:
+	if (a)
+		archive_write_free(a);
+	sqlite3_finalize(q);
+	for (size_t i = 0; i < v.n; i++)
+		free(v.v[i]);
+	free(v.v);
+	return ret;
+}
+
 static int export(const char *mnt, const char *snap, const char *outpath)
 {
 	/* An object's version at SNAP: the last saved at the path of its first
@@ -184,6 +334,10 @@ static int export(const char *mnt, const char *snap, const char *outpath)
 
 	if (!db)
 		goto out;
+	if (pfs_hc_mapped(db)) {
+		ret = export_past(mnt, canon, db, snap, outpath);
+		goto out;
+	}
 	if (pfs_hc_ask(mnt, "history\n", line, sizeof(line)) < 0 || strncmp(line, "dir ", 4))
 		goto out;
 	snprintf(dir, sizeof(dir), "%s", line + 4);

@@ -117,16 +117,35 @@ out:
 static int cmd_versions(const char *mnt, const char *path, bool json)
 {
 	char rel[PATH_MAX] = "", *canon_m = canonical_noleaf(mnt), tbuf[64], mbuf[64];
+	char vrel[PATH_MAX] = "", shown[PATH_MAX + 2], v[PATH_MAX + 2];
 	sqlite3 *db = canon_m ? pfs_hc_open_db(mnt) : NULL;
 	sqlite3_stmt *q = NULL;
 	json_t *arr = json_array();
 	struct vname *names = NULL;
+	struct pfs_hc_maps maps = {0};
 	size_t nnames = 0;
 	int ret = 1;
 
 	if (!db || !arr)
 		goto out;
 	pfs_hc_relpath(canon_m, path, rel, sizeof(rel));
+	snprintf(vrel, sizeof(vrel), "%s", rel);
+	if (pfs_hc_maps_load(db, canon_m, &maps) < 0) {
+		say("%s: cannot read the mapping tables of the history", mnt);
+		goto out;
+	}
+	/* With a table: the view's path is the object's path in SOURCE
+	 * through the table shown now (docs/HISTORY.md, "With a mapping
+	 * table"); each version's name is shown through the table of its
+	 * time. */
+	if (maps.n) {
+		snprintf(v, sizeof(v), "/%s", vrel);
+		if (pfs_map_to_source(maps.m[maps.n - 1], v, maps.source, canon_m, rel, sizeof(rel),
+				      NULL) < 0) {
+			say("%s: %s is not shown by the mount (hidden by its table)", mnt, vrel);
+			goto out;
+		}
+	}
 	/* A version counts under a name up to the rename that took the
 	 * object away from it (saved at that rename: seq <= hi). */
 	if (names_of(db, rel, &names, &nnames) < 0 ||
@@ -156,6 +175,11 @@ static int cmd_versions(const char *mnt, const char *path, bool json)
 		goto out;
 	}
 	while (sqlite3_step(q) == SQLITE_ROW) {
+		const char *as = pfs_hc_col(q, 7);
+
+		if (maps.n && pfs_map_to_view(pfs_hc_map_at(&maps, sqlite3_column_int64(q, 6)), as,
+					      maps.source, canon_m, shown, sizeof(shown)) == 1)
+			as = shown + 1;
 		pfs_hc_fmt_ns(sqlite3_column_int64(q, 2), tbuf, sizeof(tbuf));
 		pfs_hc_fmt_ns(sqlite3_column_int64(q, 4), mbuf, sizeof(mbuf));
 		if (json) {
@@ -166,13 +190,15 @@ static int cmd_versions(const char *mnt, const char *path, bool json)
 					      "mtime", mbuf,
 					      "mode", (json_int_t)sqlite3_column_int64(q, 5),
 					      "seq", (json_int_t)sqlite3_column_int64(q, 6),
-					      "path", pfs_hc_col(q, 7));
+					      "path", as);
 
+			if (o && maps.n)
+				json_object_set_new(o, "source_path", json_string(pfs_hc_col(q, 7)));
 			if (o)
 				json_array_append_new(arr, o);
-		} else if (strcmp(pfs_hc_col(q, 7), rel) != 0) {
+		} else if (strcmp(as, vrel) != 0) {
 			printf("%s %s size=%lld mtime=%s as=%s\n", pfs_hc_col(q, 1), tbuf,
-			       sqlite3_column_int64(q, 3), mbuf, pfs_hc_col(q, 7));
+			       sqlite3_column_int64(q, 3), mbuf, as);
 		} else {
 			printf("%s %s size=%lld mtime=%s\n", pfs_hc_col(q, 1), tbuf,
 			       sqlite3_column_int64(q, 3), mbuf);
@@ -182,6 +208,7 @@ static int cmd_versions(const char *mnt, const char *path, bool json)
 		pfs_hc_put_json(arr);
 	ret = 0;
 out:
+	pfs_hc_maps_free(&maps);
 	sqlite3_finalize(q);
 	sqlite3_close(db);
 	json_decref(arr);
@@ -191,15 +218,53 @@ out:
 }
 
 /* The journal position of snapshot name (a name, or an id), and its id. */
+/* A line of diff on a mount whose history has a table: its paths as the
+ * view showed them, sorted again (the view's order is not SOURCE's). */
+struct dline {
+	char t;
+	char *p, *o;
+};
+
+static int dline_cmp(const void *x, const void *y)
+{
+	const struct dline *a = x, *b = y;
+	int c = strcmp(a->p, b->p);
+
+	return c ? c : a->t - b->t;
+}
+
+/* path (SOURCE's) through table m, relative to the mount; malloc'ed. */
+static char *view_of(const struct pfs_hc_maps *maps, const struct pfs_map *m, const char *path,
+		     const char *canon_m)
+{
+	char buf[PATH_MAX + 2];
+
+	if (pfs_map_to_view(m, path, maps->source, canon_m, buf, sizeof(buf)) == 1)
+		return strdup(buf + 1);
+	return strdup(path);
+}
+
 static int cmd_diff(const char *mnt, const char *a, const char *b, bool stat)
 {
 	sqlite3 *db = pfs_hc_open_db(mnt);
 	sqlite3_stmt *r = NULL;
 	long long sa, sb = -1, ia, ib = 0, n[4] = {0, 0, 0, 0};
+	char *canon_m = canonical_noleaf(mnt);
+	struct pfs_hc_maps maps = {0};
+	const struct pfs_map *ma = NULL, *mb = NULL;
+	struct dline *lines = NULL;
+	size_t nl = 0;
 	int ret = 1;
 
-	if (!db)
+	if (!db || !canon_m) {
+		free(canon_m);
+		pfs_hq_close(db);
 		return 1;
+	}
+	if (pfs_hc_maps_load(db, canon_m, &maps) < 0) {
+		say("%s: cannot read the mapping tables of the history", mnt);
+		goto out;
+	}
 	if (pfs_hq_snap(db, a, &sa, &ia) < 0 || (b && pfs_hq_snap(db, b, &sb, &ib) < 0)) {
 		say("%s: no snapshot %s", mnt, pfs_hq_snap(db, a, &sa, &ia) < 0 ? a : b);
 		goto out;
@@ -207,6 +272,12 @@ static int cmd_diff(const char *mnt, const char *a, const char *b, bool stat)
 	if (b && ib < ia) {
 		say("%s: snapshot %s was taken before %s (the older one first)", mnt, b, a);
 		goto out;
+	}
+	/* with a table: a path at A through A's table, one at B (or now)
+	 * through B's (docs/HISTORY.md, "With a mapping table") */
+	if (maps.n) {
+		ma = pfs_hc_map_at(&maps, sa);
+		mb = b ? pfs_hc_map_at(&maps, sb) : maps.m[maps.n - 1];
 	}
 	if (pfs_hq_replay(db, sa, sb) < 0) {
 		say("%s: %s", mnt, sqlite3_errmsg(db));
@@ -224,16 +295,46 @@ static int cmd_diff(const char *mnt, const char *a, const char *b, bool stat)
 		n[strchr("+-MR", t[0]) - "+-MR"]++;
 		if (stat)
 			continue;
+		if (maps.n) {
+			struct dline *nv = realloc(lines, (nl + 1) * sizeof(*lines));
+
+			if (!nv)
+				goto out;
+			lines = nv;
+			/* '-' and R's first path are A's; '+', 'M' and R's second B's */
+			lines[nl].t = t[0];
+			lines[nl].p = view_of(&maps, t[0] == '-' || t[0] == 'R' ? ma : mb,
+					      pfs_hc_col(r, 1), canon_m);
+			lines[nl].o = t[0] == 'R' ? view_of(&maps, mb, pfs_hc_col(r, 2), canon_m) : NULL;
+			if (!lines[nl++].p)
+				goto out;
+			continue;
+		}
 		if (t[0] == 'R')
 			printf("R\t%s -> %s\n", pfs_hc_col(r, 1), pfs_hc_col(r, 2));
 		else
 			printf("%s\t%s\n", t, pfs_hc_col(r, 1));
+	}
+	if (nl)
+		qsort(lines, nl, sizeof(*lines), dline_cmp);
+	for (size_t i = 0; i < nl; i++) {
+		if (lines[i].t == 'R')
+			printf("R\t%s -> %s\n", lines[i].p, lines[i].o ? lines[i].o : "");
+		else
+			printf("%c\t%s\n", lines[i].t, lines[i].p);
 	}
 	if (stat)
 		printf("%lld created, %lld deleted, %lld modified, %lld renamed\n", n[0], n[1], n[2],
 		       n[3]);
 	ret = 0;
 out:
+	for (size_t i = 0; i < nl; i++) {
+		free(lines[i].p);
+		free(lines[i].o);
+	}
+	free(lines);
+	pfs_hc_maps_free(&maps);
+	free(canon_m);
 	sqlite3_finalize(r);
 	pfs_hq_close(db);
 	return ret;

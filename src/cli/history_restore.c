@@ -190,18 +190,112 @@ static bool plain(const char *rel)
 	return true;
 }
 
+/* Do the files a (then) and b (now) hold the same, with the same mode,
+ * owner, size and mtime? */
+static bool same_file(const char *a, const struct stat *sa, const char *b,
+		      const struct stat *sb)
+{
+	char x[65536], y[65536];
+	bool same = false;
+	int fa, fb;
+
+	if (sa->st_mode != sb->st_mode || sa->st_uid != sb->st_uid ||
+	    sa->st_gid != sb->st_gid || sa->st_size != sb->st_size ||
+	    sa->st_mtim.tv_sec != sb->st_mtim.tv_sec || sa->st_mtim.tv_nsec != sb->st_mtim.tv_nsec)
+		return false;
+	fa = open(a, O_RDONLY | O_CLOEXEC);
+	fb = fa < 0 ? -1 : open(b, O_RDONLY | O_CLOEXEC);
+	if (fb >= 0)
+		for (;;) {
+			ssize_t n = read(fa, x, sizeof(x)), m = n > 0 ? read(fb, y, (size_t)n) : n;
+
+			if (n < 0 || m != n || (n > 0 && memcmp(x, y, (size_t)n) != 0))
+				break;
+			if (n == 0) {
+				same = true;
+				break;
+			}
+		}
+	if (fa >= 0)
+		close(fa);
+	if (fb >= 0)
+		close(fb);
+	return same;
+}
+
+/* What restoring one path of a mount whose history has a table needs. */
+struct rctx {
+	sqlite3 *db;
+	const char *hdir, *canon_m, *bsnap, *past, *snap;
+	const struct pfs_hc_maps *maps;
+};
+
+/* rel on a mount whose history has a table (docs/HISTORY.md, "With a
+ * mapping table"). A name the table places now (a key, or a directory
+ * holding keys) cannot be exchanged away (EBUSY, as a mount point): a
+ * directory's entries are restored one by one, a file's copy renamed over
+ * it. A file's saved version is found by its path in SOURCE, through the
+ * table the snapshot was taken under: it has its own mode and owner (the
+ * .history tree shows the table's, where it fixes them). */
+static int restore_mapped(void *arg, const char *rel)
+{
+	const struct rctx *c = arg;
+	const struct pfs_hc_maps *maps = c->maps;
+	char p[PATH_MAX * 2 + 300], q[PATH_MAX * 2 + 300], v[PATH_MAX + 2], src[PATH_MAX];
+	bool has_then, has_now, file;
+	struct stat then, now;
+	struct pfs_map_res r;
+	long long seq, id;
+	struct hver ver;
+
+	snprintf(q, sizeof(q), "%s/%s", c->canon_m, rel);
+	has_now = lstat(q, &now) == 0;
+	snprintf(p, sizeof(p), "%s/%s", c->bsnap, rel);
+	has_then = lstat(p, &then) == 0;
+	snprintf(v, sizeof(v), "/%s", rel);
+	pfs_map_resolve(maps->m[maps->n - 1], v, &r);
+	if (!r.hidden && (r.exact || r.parent_of_keys) &&
+	    ((has_then && S_ISDIR(then.st_mode)) || (has_now && S_ISDIR(now.st_mode))))
+		return pfs_hr_restore_in(c->canon_m, c->bsnap, rel, "", restore_mapped, arg);
+	file = has_then && S_ISREG(then.st_mode) && (!has_now || S_ISREG(now.st_mode));
+	/* as it was: nothing to do (a file in a directory the table makes,
+	 * read-only, could not have its copy built beside it) */
+	if (file && has_now && same_file(p, &then, q, &now))
+		return 0;
+	if (file && pfs_hq_snap(c->db, c->snap, &seq, &id) == 0 &&
+	    pfs_map_to_source(pfs_hc_map_at(maps, seq), v, maps->source, c->canon_m, src,
+			      sizeof(src), NULL) == 1 &&
+	    find_version(c->db, c->snap, src, &ver, false) > 0)
+		return restore_one(c->hdir, c->canon_m, rel, &ver);
+	return pfs_hr_restore_path(c->canon_m, c->bsnap, c->snap, rel, file);
+}
+
+static int restore_all(const struct rctx *c)
+{
+	int ret;
+
+	if (!c->maps->n)
+		return pfs_hr_restore_all(c->canon_m, c->bsnap, c->snap, c->past);
+	ret = pfs_hr_restore_in(c->canon_m, c->bsnap, "", c->past, restore_mapped, (void *)c);
+	printf("restored everything from %s: each entry atomically, the root (and each"
+	       " directory the table places) as a whole not\n", c->snap);
+	return ret;
+}
+
 /* One PATH: a file whose saved version exists is copied from it (as
  * before trees were restored); anything else, from the .history tree. */
-static int restore_path(sqlite3 *db, const char *hdir, const char *canon_m, const char *bsnap,
-			const char *past, const char *snap, const char *path)
+static int restore_path(const struct rctx *c, const char *path)
 {
+	sqlite3 *db = c->db;
+	const char *hdir = c->hdir, *canon_m = c->canon_m, *bsnap = c->bsnap, *past = c->past,
+		   *snap = c->snap;
 	char rel[PATH_MAX], p[PATH_MAX * 2 + 300];
 	struct stat then, now;
 	bool now_file;
 
 	pfs_hc_relpath(canon_m, path, rel, sizeof(rel));
 	if (!*rel || strcmp(rel, ".") == 0)
-		return pfs_hr_restore_all(canon_m, bsnap, snap, past);
+		return restore_all(c);
 	if (rel[0] == '/' || !plain(rel)) {
 		say("%s: not a path inside %s (no '.', '..' or '//' in it)", path, canon_m);
 		return 1;
@@ -211,6 +305,8 @@ static int restore_path(sqlite3 *db, const char *hdir, const char *canon_m, cons
 		say("%s: the past is read-only, nothing to restore there", path);
 		return 1;
 	}
+	if (c->maps->n)
+		return restore_mapped((void *)c, rel);
 	snprintf(p, sizeof(p), "%s/%s", canon_m, rel);
 	now_file = lstat(p, &now) < 0 || S_ISREG(now.st_mode);
 	if (snprintf(p, sizeof(p), "%s/%s", bsnap, rel) >= (int)sizeof(p)) {
@@ -229,7 +325,7 @@ static int restore_path(sqlite3 *db, const char *hdir, const char *canon_m, cons
 		if (r > 0)
 			return restore_one(hdir, canon_m, rel, &v);
 	}
-	return pfs_hr_restore_path(canon_m, bsnap, snap, rel);
+	return pfs_hr_restore_path(canon_m, bsnap, snap, rel, false);
 }
 
 static int cmd_restore(const char *mnt, const char *snap, char **paths, int n)
@@ -238,6 +334,8 @@ static int cmd_restore(const char *mnt, const char *snap, char **paths, int n)
 	     hdir[PATH_MAX], sname[NAME_MAX + 1], past[NAME_MAX + 1], bsnap[PATH_MAX * 2 + 300];
 	sqlite3 *db = canon_m ? pfs_hc_open_db(mnt) : NULL;
 	struct timespec now;
+	struct pfs_hc_maps maps = {0};
+	struct rctx c;
 	int ret = 1;
 
 	if (!db)
@@ -266,14 +364,21 @@ static int cmd_restore(const char *mnt, const char *snap, char **paths, int n)
 	printf("took snapshot %s (restore from it to undo)\n", name);
 	fflush(stdout);
 	ret = 0;
+	if (pfs_hc_maps_load(db, canon_m, &maps) < 0) {
+		say("%s: cannot read the mapping tables of the history", mnt);
+		ret = 1;
+		goto out;
+	}
+	c = (struct rctx){db, hdir, canon_m, bsnap, past, sname, &maps};
 	if (n == 0)
-		ret = pfs_hr_restore_all(canon_m, bsnap, sname, past);
+		ret = restore_all(&c);
 	for (int i = 0; i < n; i++) {
-		ret |= restore_path(db, hdir, canon_m, bsnap, past, sname, paths[i]);
+		ret |= restore_path(&c, paths[i]);
 		fflush(stdout);
 	}
 out:
-	sqlite3_close(db);
+	pfs_hc_maps_free(&maps);
+	pfs_hq_close(db); /* pfs_hq_snap prepared one of its statements */
 	free(canon_m);
 	return ret;
 }

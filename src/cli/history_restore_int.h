@@ -8,12 +8,17 @@
 /* Put rel (relative to the mount canon_m, not "") back as it is under
  * bsnap (MNT/.history/SNAP), whatever it is: built beside it, exchanged
  * with it in one rename, the old removed; removed if bsnap has no rel.
- * 0, or 1 after saying why. */
+ * over: rel is a file and was one: the copy is renamed over it (a mapped
+ * name may be replaced but not exchanged away). 0, or 1 after saying why. */
 int pfs_hr_restore_path(const char *canon_m, const char *bsnap, const char *snap,
-			const char *rel);
+			const char *rel, bool over);
 /* Every top-level entry of the mount (but past_name), one at a time. */
 int pfs_hr_restore_all(const char *canon_m, const char *bsnap, const char *snap,
 		       const char *past_name);
+/* one(arg, DIR/NAME) for each NAME of dir (relative to canon_m, "" its
+ * root) then or now, but skip and temporaries (swept first). ORed. */
+int pfs_hr_restore_in(const char *canon_m, const char *bsnap, const char *dir,
+		      const char *skip, int (*one)(void *arg, const char *rel), void *arg);
 /* Remove the temporaries in dir left by a restore that was killed. */
 void pfs_hr_sweep(const char *dir);
 bool pfs_hr_is_tmp(const char *name);

@@ -291,7 +291,7 @@ static void tmp_beside(const char *target, char *tmp, size_t len)
 }
 
 int pfs_hr_restore_path(const char *canon_m, const char *bsnap, const char *snap,
-			const char *rel)
+			const char *rel, bool over)
 {
 	static char src[PATH_MAX * 2 + 300], dst[PATH_MAX * 2 + 300];
 	char target[PATH_MAX * 2], parent[PATH_MAX * 2], tmp[PATH_MAX * 2 + 64];
@@ -334,13 +334,16 @@ int pfs_hr_restore_path(const char *canon_m, const char *bsnap, const char *snap
 		goto fail;
 	}
 	pfs_crashpoint("restore-built");
-	if (renameat2(AT_FDCWD, tmp, AT_FDCWD, target, exists ? RENAME_EXCHANGE : RENAME_NOREPLACE) <
-	    0) {
+	/* over: a file onto a file (a mapped name can be replaced, not
+	 * exchanged away); the old one goes with the rename */
+	if (over && exists ? rename(tmp, target) < 0
+			   : renameat2(AT_FDCWD, tmp, AT_FDCWD, target,
+				       exists ? RENAME_EXCHANGE : RENAME_NOREPLACE) < 0) {
 		say("%s: %s", rel, strerror(errno));
 		goto fail;
 	}
 	pfs_crashpoint("restore-exchanged");
-	if (exists && rm_tree(tmp) < 0)
+	if (exists && !over && rm_tree(tmp) < 0)
 		say("%s: the old tree not removed: %s (left under %s)", rel, strerror(errno), tmp);
 	printf("restored %s\n", rel);
 	return 0;
@@ -387,27 +390,53 @@ static int cmp_str(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-int pfs_hr_restore_all(const char *canon_m, const char *bsnap, const char *snap,
-		       const char *past_name)
+int pfs_hr_restore_in(const char *canon_m, const char *bsnap, const char *dir,
+		      const char *skip, int (*one)(void *arg, const char *rel), void *arg)
 {
-	char **v = NULL;
+	char **v = NULL, m[PATH_MAX * 2 + 2], b[PATH_MAX * 2 + 300], rel[PATH_MAX + NAME_MAX + 2];
 	size_t n = 0;
 	int ret = 0;
 
-	pfs_hr_sweep(canon_m);
-	if (list_into(bsnap, past_name, &v, &n) < 0 || list_into(canon_m, past_name, &v, &n) < 0) {
-		say("%s: %s", canon_m, strerror(errno));
+	snprintf(m, sizeof(m), "%s%s%s", canon_m, *dir ? "/" : "", dir);
+	snprintf(b, sizeof(b), "%s%s%s", bsnap, *dir ? "/" : "", dir);
+	pfs_hr_sweep(m);
+	/* absent then (made since) or now (removed since): not an error */
+	if ((list_into(b, skip, &v, &n) < 0 && errno != ENOENT && errno != ENOTDIR) ||
+	    (list_into(m, skip, &v, &n) < 0 && errno != ENOENT && errno != ENOTDIR)) {
+		say("%s: %s", *dir ? dir : canon_m, strerror(errno));
 		ret = 1;
 		goto out;
 	}
 	qsort(v, n, sizeof(*v), cmp_str);
-	for (size_t i = 0; i < n; i++)
-		ret |= pfs_hr_restore_path(canon_m, bsnap, snap, v[i]);
-	printf("restored everything from %s: each top-level entry atomically, the root as a"
-	       " whole not\n", snap);
+	for (size_t i = 0; i < n; i++) {
+		snprintf(rel, sizeof(rel), "%s%s%s", dir, *dir ? "/" : "", v[i]);
+		ret |= one(arg, rel);
+	}
 out:
 	for (size_t i = 0; i < n; i++)
 		free(v[i]);
 	free(v);
+	return ret;
+}
+
+struct all_ctx {
+	const char *canon_m, *bsnap, *snap;
+};
+
+static int restore_one_tree(void *arg, const char *rel)
+{
+	struct all_ctx *c = arg;
+
+	return pfs_hr_restore_path(c->canon_m, c->bsnap, c->snap, rel, false);
+}
+
+int pfs_hr_restore_all(const char *canon_m, const char *bsnap, const char *snap,
+		       const char *past_name)
+{
+	struct all_ctx c = {canon_m, bsnap, snap};
+	int ret = pfs_hr_restore_in(canon_m, bsnap, "", past_name, restore_one_tree, &c);
+
+	printf("restored everything from %s: each top-level entry atomically, the root as a"
+	       " whole not\n", snap);
 	return ret;
 }

@@ -520,6 +520,48 @@ static int b_open(void *ctx, const char *snap, const char *path)
 	return ret;
 }
 
+/* The table at snap: the last recorded at or before its position. */
+static int b_table(void *ctx, const char *snap, long long *id, char **json)
+{
+	struct pfs_history *h = ctx;
+	long long seq, sid;
+	sqlite3_stmt *q;
+	int ret;
+
+	*json = NULL;
+	*id = 0;
+	if (!__atomic_load_n(&h->mapped, __ATOMIC_RELAXED))
+		return 0; /* never a table: no question */
+	pthread_mutex_lock(&h->bmu);
+	ret = begin(h, NULL, NULL);
+	if (ret < 0) {
+		pthread_mutex_unlock(&h->bmu);
+		return ret;
+	}
+	if (pfs_hq_snap(h->bdb, snap, &seq, &sid) < 0) {
+		ret = -ENOENT;
+	} else if (pfs_hq_prep(h->bdb, "SELECT seq, json FROM maps WHERE seq <= ?1"
+				       " ORDER BY seq DESC LIMIT 1", &q) < 0) {
+		ret = -EIO;
+	} else {
+		sqlite3_bind_int64(q, 1, seq);
+		if (sqlite3_step(q) == SQLITE_ROW) {
+			*id = sqlite3_column_int64(q, 0);
+			*json = strdup(col(q, 1));
+			if (!*json)
+				ret = -ENOMEM;
+		}
+		pfs_hq_done(q);
+	}
+	end(h);
+	return ret;
+}
+
+static int b_set_table(void *ctx, const char *json)
+{
+	return pfs_hist_db_table(ctx, json);
+}
+
 static void b_watch(void *ctx, void (*cb)(void *arg), void *arg)
 {
 	struct pfs_history *h = ctx;
@@ -547,6 +589,8 @@ void pfs_hist_browse_init(struct pfs_history *h)
 		.stat = b_stat,
 		.list = b_list,
 		.open = b_open,
+		.table = b_table,
+		.set_table = b_set_table,
 		.watch = b_watch,
 	};
 }

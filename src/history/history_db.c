@@ -22,6 +22,7 @@ static const char SCHEMA[] =
 	" path TEXT NOT NULL, mode INTEGER, uid INTEGER, gid INTEGER, size INTEGER,"
 	" mtime_ns INTEGER, file TEXT);"
 	"CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);"
+	"CREATE TABLE IF NOT EXISTS maps(seq INTEGER PRIMARY KEY, json TEXT NOT NULL);"
 	"CREATE INDEX IF NOT EXISTS versions_file ON versions(file);";
 
 /* Columns later slices added (an older DIR gets them; "duplicate column"
@@ -341,6 +342,12 @@ int pfs_hist_db_open(struct pfs_history *h, char *err, size_t errlen)
 	if (rc == SQLITE_OK && sqlite3_step(q) == SQLITE_ROW)
 		h->snap = sqlite3_column_int64(q, 0);
 	sqlite3_finalize(q);
+	q = NULL;
+	if (rc == SQLITE_OK)
+		rc = sqlite3_prepare_v2(h->db, "SELECT EXISTS(SELECT 1 FROM maps)", -1, &q, NULL);
+	if (rc == SQLITE_OK && sqlite3_step(q) == SQLITE_ROW)
+		h->mapped = sqlite3_column_int(q, 0) != 0;
+	sqlite3_finalize(q);
 	if (rc == SQLITE_OK)
 		return 0;
 fail:
@@ -544,6 +551,59 @@ long long pfs_history_snapshot(struct pfs_store *st, const char *name, bool pin,
 			       size_t errlen)
 {
 	return pfs_history_snapshot_kind(st, name, pin, false, err, errlen);
+}
+
+/* The mapping table the view shows the tree through from now on (its
+ * text; "" none): a journal row of its own ('map', state 1) so that it is
+ * ordered with the changes and the snapshots (a snapshot's table is the
+ * last with a seq at or before the snapshot's), and its text in maps
+ * under that seq, in one transaction. Nothing when the last one recorded
+ * is the same (a remount with the same table). */
+int pfs_hist_db_table(struct pfs_history *h, const char *json)
+{
+	struct hrow row = {.kind = "map", .path = "", .state = 1};
+	sqlite3_stmt *q = NULL;
+	int rc, ret = -EIO;
+
+	row_who(h, &row, NULL);
+	pthread_mutex_lock(&h->lock);
+	if (!h->db)
+		goto out;
+	flush_locked(h);
+	if (sqlite3_prepare_v2(h->db, "SELECT json FROM maps ORDER BY seq DESC LIMIT 1", -1, &q,
+			       NULL) != SQLITE_OK)
+		goto out;
+	rc = sqlite3_step(q);
+	if (rc == SQLITE_ROW ? strcmp((const char *)sqlite3_column_text(q, 0), json) == 0
+			     : rc == SQLITE_DONE && !*json) {
+		ret = 0; /* the same table (or still none) */
+		goto out;
+	}
+	sqlite3_finalize(q);
+	q = NULL;
+	if (step_reset(h->sbegin) != SQLITE_DONE)
+		goto out;
+	rc = insert_row(h, &row);
+	if (rc == SQLITE_DONE &&
+	    sqlite3_prepare_v2(h->db, "INSERT INTO maps(seq, json) VALUES(?, ?)", -1, &q, NULL) ==
+		    SQLITE_OK) {
+		sqlite3_bind_int64(q, 1, row.seq);
+		sqlite3_bind_text(q, 2, json, -1, SQLITE_STATIC);
+		rc = sqlite3_step(q);
+	}
+	if (rc == SQLITE_DONE && step_reset(h->scommit) == SQLITE_DONE) {
+		__atomic_store_n(&h->mapped, true, __ATOMIC_RELAXED);
+		ret = 0;
+	} else {
+		step_reset(h->sroll);
+	}
+out:
+	sqlite3_finalize(q);
+	pthread_mutex_unlock(&h->lock);
+	if (ret < 0)
+		fprintf(stderr, "prismfs: history: cannot record the mapping table: %s\n",
+			h->db ? sqlite3_errmsg(h->db) : "no database");
+	return ret;
 }
 
 /* Whether the change of a row a dead daemon left unfinished was made,

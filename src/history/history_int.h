@@ -109,6 +109,7 @@ struct pfs_history {
 	bool b_valid;           /* bdb's TEMP tables hold the replay since */
 	bool b_ls;              /* a listing made temp.ls in this browse */
 	long long b_id, b_ver;  /* snapshot b_id, at data_version b_ver */
+	bool mapped;            /* maps has a row: a table was recorded once */
 	void (*on_snaps)(void *arg); /* past.watch's: set once, before serving */
 	void *on_snaps_arg;
 };
@@ -141,6 +142,8 @@ void pfs_hist_db_done(struct pfs_history *h, long long seq, int ret);
  * "write"): written with the next commit, or when the journal is read. */
 void pfs_hist_db_note(struct pfs_history *h, const struct pfs_caller *who, const char *kind,
 		      const char *path, long long arg);
+/* Record the mapping table in force from now on (JSON text, "" none). */
+int pfs_hist_db_table(struct pfs_history *h, const char *json);
 /* The group commit's and the command-name cache's state, made and freed
  * with the history. */
 void pfs_hist_db_init(struct pfs_history *h);

@@ -479,6 +479,12 @@ size_t pfs_map_count(const struct pfs_map *m)
 	return m ? m->n : 0;
 }
 
+const struct pfs_map_entry *pfs_map_entries(const struct pfs_map *m, size_t *n)
+{
+	*n = m ? m->n : 0;
+	return m ? m->ents : NULL;
+}
+
 void pfs_map_resolve(const struct pfs_map *m, const char *path, struct pfs_map_res *r)
 {
 	const struct pfs_map_entry *hider = NULL, *graft = NULL;

@@ -32,6 +32,8 @@ int pfs_map_parse(const char *json, size_t len, struct pfs_map **out, char err[P
 struct pfs_map *pfs_map_ref(struct pfs_map *m);
 void pfs_map_unref(struct pfs_map *m); /* NULL is fine */
 size_t pfs_map_count(const struct pfs_map *m); /* NULL: 0 */
+/* Every entry, in key order (parents before their subtrees); NULL: none. */
+const struct pfs_map_entry *pfs_map_entries(const struct pfs_map *m, size_t *n);
 
 struct pfs_map_res {
 	/* The exact entry for path, else the deepest entry above it that has a

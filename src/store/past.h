@@ -34,6 +34,15 @@ struct pfs_past {
 	 * snap; for a symlink, its target. -errno (-EIO: its saved version
 	 * was pruned). */
 	int (*open)(void *ctx, const char *snap, const char *path);
+	/* The mapping table the view showed the tree through at snap, as the
+	 * text set_table gave: 0 with *json malloc'ed (NULL: none was ever
+	 * set, or "" none then) and *id the same for the same text, or -errno
+	 * (-ENOENT: no such snapshot). Paths given to stat, list and open are
+	 * the tree's own (SOURCE's); the view translates through this. */
+	int (*table)(void *ctx, const char *snap, long long *id, char **json);
+	/* The table the view shows from now on ("" none): kept with the
+	 * history, ordered with its changes. 0 or -errno. */
+	int (*set_table)(void *ctx, const char *json);
 	/* Call cb(arg) each time the set of snapshots changes (one taken or
 	 * pruned), after the change, on the thread that made it: never one of
 	 * the view's requests, and with none of the store's locks held. */

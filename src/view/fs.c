@@ -40,6 +40,7 @@ void pfs_fs_init(struct pfs_fs *fs, const struct pfs_fs_opts *o)
 	pthread_rwlock_init(&fs->names_lock, NULL);
 	pthread_mutex_init(&fs->dirs_lock, NULL);
 	pthread_mutex_init(&fs->map_lock, NULL);
+	pthread_mutex_init(&fs->past_map_lock, NULL);
 	clock_gettime(CLOCK_REALTIME, &fs->started);
 	fs->uid = geteuid();
 	fs->gid = getegid();
@@ -78,11 +79,14 @@ void pfs_fs_fini(struct pfs_fs *fs)
 	pfs_mapwatch_free(fs->watch);
 	fs->watch = NULL;
 	pfs_map_unref(fs->map);
+	pfs_map_unref(fs->past_map);
+	fs->past_map = NULL;
 	fs->map = NULL;
 	if (fs->empty_fd >= 0)
 		close(fs->empty_fd);
 	fs->empty_fd = -1;
 	pthread_mutex_destroy(&fs->map_lock);
+	pthread_mutex_destroy(&fs->past_map_lock);
 	if (fs->proc_fd >= 0)
 		close(fs->proc_fd);
 	fs->proc_fd = -1;

@@ -263,4 +263,5 @@ void pfs_view_set_map(struct pfs_fs *fs, struct pfs_map *map)
 	}
 	pfs_map_unref(old);
 	pfs_node_request_done(fs); /* the node fds that walk used */
+	pfs_view_past_table(fs);
 }

@@ -13,6 +13,7 @@
  * object changes after the lookup still reads as it was. Every change
  * under it is EROFS. Everything else is ns_plain's. */
 #include "view/ns.h"
+#include "map/maphist.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -66,11 +67,149 @@ static int where(struct pfs_fs *fs, struct pfs_node *n, const char *name, char *
 	return 0;
 }
 
+/* The table snapshot snap was taken under (held), or NULL: none. 0 or
+ * -errno. */
+static int snap_table(struct pfs_fs *fs, const char *snap, struct pfs_map **out)
+{
+	char err[PFS_MAP_ERRLEN], *json = NULL;
+	struct pfs_map *m = NULL;
+	long long id = 0;
+	int ret;
+
+	*out = NULL;
+	if (!fs->past->table)
+		return 0;
+	ret = fs->past->table(fs->past->ctx, snap, &id, &json);
+	if (ret < 0 || !json || !*json) {
+		free(json);
+		return ret;
+	}
+	pthread_mutex_lock(&fs->past_map_lock);
+	if (fs->past_map && fs->past_map_id == id)
+		m = pfs_map_ref(fs->past_map);
+	pthread_mutex_unlock(&fs->past_map_lock);
+	if (!m) {
+		if (pfs_map_parse(json, strlen(json), &m, err) < 0) {
+			free(json);
+			return -EIO; /* we wrote it: cannot happen */
+		}
+		pthread_mutex_lock(&fs->past_map_lock);
+		pfs_map_unref(fs->past_map);
+		fs->past_map = pfs_map_ref(m);
+		fs->past_map_id = id;
+		pthread_mutex_unlock(&fs->past_map_lock);
+	}
+	free(json);
+	*out = m;
+	return 0;
+}
+
+/* A path of a snapshot's tree, as the view showed it, turned into the path
+ * in SOURCE the history knows it by (docs/HISTORY.md, "With a mapping
+ * table"): through the table the snapshot was taken under (m, held, or
+ * NULL: none, the path is its own). A path the table then or the one now
+ * hides is absent; so is a target outside SOURCE (the history keeps no
+ * tree of it). virt: keys lie beneath it (a synthetic directory where
+ * nothing is); exact: the entry that placed the path itself (its mode and
+ * owner). 0, 1 (only keys beneath it: no path in SOURCE) or -errno. */
+struct xpath {
+	char src[PATH_MAX];
+	struct pfs_map *m;
+	bool virt;
+	const struct pfs_map_entry *exact;
+};
+
+static int xlate(struct pfs_fs *fs, const char *snap, const char *path, struct xpath *x)
+{
+	char v[PATH_MAX + 1];
+	struct pfs_map *now;
+	struct pfs_map_res r;
+	int ret, k;
+
+	x->m = NULL;
+	x->virt = false;
+	x->exact = NULL;
+	if ((size_t)snprintf(v, sizeof(v), "/%s", path) >= sizeof(v))
+		return -ENAMETOOLONG;
+	ret = snap_table(fs, snap, &x->m);
+	if (ret < 0)
+		return ret;
+	now = pfs_view_map(fs);
+	if (now) {
+		pfs_map_resolve(now, v, &r);
+		if (r.hidden)
+			ret = -ENOENT;
+		pfs_map_unref(now);
+	}
+	if (ret == 0 && !x->m) {
+		snprintf(x->src, sizeof(x->src), "%s", path);
+	} else if (ret == 0) {
+		k = pfs_map_to_source(x->m, v, fs->source, fs->mountpoint, x->src, sizeof(x->src),
+				      &x->virt);
+		if (k == 1) {
+			pfs_map_resolve(x->m, v, &r);
+			if (r.exact)
+				x->exact = r.entry;
+			ret = 0;
+		} else if (x->virt && k != -ENAMETOOLONG) {
+			ret = 1; /* nothing of SOURCE's: only the keys beneath it */
+		} else {
+			ret = k == 0 ? -ENOENT : k;
+		}
+	}
+	if (ret < 0) {
+		pfs_map_unref(x->m);
+		x->m = NULL;
+	}
+	return ret;
+}
+
+/* The past object at path of snap: its attributes (through the table of
+ * the snapshot, with the mode and owner it fixed). */
+static int past_obj(struct pfs_fs *fs, const char *snap, const char *path,
+		    struct pfs_past_obj *o, bool *synth)
+{
+	struct xpath x;
+	int ret = xlate(fs, snap, path, &x);
+
+	*synth = false;
+	if (ret < 0)
+		return ret;
+	ret = ret == 1 ? -ENOENT : fs->past->stat(fs->past->ctx, snap, x.src, o);
+	if (ret == -ENOENT && x.virt) {
+		*synth = true;
+		ret = 0;
+	} else if (ret == 0 && x.exact) {
+		if (x.exact->has_mode)
+			o->mode = (o->mode & S_IFMT) | x.exact->mode;
+		if (x.exact->has_uid)
+			o->uid = x.exact->uid;
+		if (x.exact->has_gid)
+			o->gid = x.exact->gid;
+	}
+	pfs_map_unref(x.m);
+	return ret;
+}
+
+/* What fs->past opens for path of snap, through the snapshot's table. */
+static int past_open(struct pfs_fs *fs, const char *snap, const char *path)
+{
+	struct xpath x;
+	int ret = xlate(fs, snap, path, &x);
+
+	if (ret < 0)
+		return ret;
+	ret = ret == 1 ? -EISDIR : fs->past->open(fs->past->ctx, snap, x.src);
+	pfs_map_unref(x.m);
+	return ret;
+}
+
 /* The attributes of the past object at vpath. */
 static int past_stat(struct pfs_fs *fs, const char *vp, const char *snap, const char *path,
 		     struct stat *st)
 {
 	struct pfs_past_obj o;
+	bool synth;
 	int ret;
 
 	if (!snap) {
@@ -86,9 +225,13 @@ static int past_stat(struct pfs_fs *fs, const char *vp, const char *snap, const 
 		st->st_ctim = st->st_mtim;
 		return 0;
 	}
-	ret = fs->past->stat(fs->past->ctx, snap, path, &o);
+	ret = past_obj(fs, snap, path, &o, &synth);
 	if (ret < 0)
 		return ret;
+	if (synth) {
+		pfs_view_synthetic_stat(fs, pfs_view_synthetic_ino(vp), 0555, st);
+		return 0;
+	}
 	memset(st, 0, sizeof(*st));
 	st->st_ino = pfs_view_synthetic_ino(vp);
 	st->st_mode = o.mode;
@@ -231,7 +374,7 @@ static int h_readlink(struct pfs_fs *fs, struct pfs_node *n, char *buf, size_t s
 	if (n->type != S_IFLNK)
 		return -EINVAL;
 	ret = where(fs, n, NULL, &vp, &b, &snap, &path);
-	fd = ret < 0 ? ret : snap ? fs->past->open(fs->past->ctx, snap, path) : -EINVAL;
+	fd = ret < 0 ? ret : snap ? past_open(fs, snap, path) : -EINVAL;
 	free(vp);
 	free(b);
 	if (fd < 0)
@@ -301,7 +444,7 @@ static int h_serve_open(struct pfs_fs *fs, struct pfs_node *n, struct fuse_file_
 	if (n->type != S_IFREG)
 		return -EISDIR; /* opened as a file: it is not one */
 	ret = where(fs, n, NULL, &vp, &buf, &snap, &path);
-	fd = ret < 0 ? ret : snap ? fs->past->open(fs->past->ctx, snap, path) : -EISDIR;
+	fd = ret < 0 ? ret : snap ? past_open(fs, snap, path) : -EISDIR;
 	free(vp);
 	free(buf);
 	if (fd < 0)
@@ -341,6 +484,59 @@ static void past_changed(void *arg)
 		fs->kernel->inval_inode(fs->kernel_ctx, (fuse_ino_t)ino, 0, 0);
 }
 
+/* The snapshots' names, gathered (the history's browse lock is held
+ * while it names them: the kernel is told only after). */
+struct names {
+	char **v;
+	size_t n;
+};
+
+static int gather_snap(void *arg, const char *name, mode_t type)
+{
+	struct names *ns = arg;
+	char **v = realloc(ns->v, (ns->n + 1) * sizeof(*v));
+
+	(void)type;
+	if (!v)
+		return -ENOMEM;
+	ns->v = v;
+	if (!(v[ns->n] = strdup(name)))
+		return -ENOMEM;
+	ns->n++;
+	return 0;
+}
+
+void pfs_view_past_table(struct pfs_fs *fs)
+{
+	struct pfs_map *m;
+	uint64_t ino;
+	char *json;
+
+	if (!fs->past || !fs->past->set_table)
+		return;
+	m = pfs_view_map(fs);
+	json = m ? pfs_map_dump(m) : strdup("");
+	pfs_map_unref(m);
+	if (json)
+		fs->past->set_table(fs->past->ctx, json); /* it says why not */
+	free(json);
+	/* A path hidden now is hidden in every snapshot: the kernel forgets
+	 * each snapshot's entry, and with it what it holds of the tree
+	 * beneath (never inside a request: this is the table's thread). */
+	ino = __atomic_load_n(&fs->past_ino, __ATOMIC_RELAXED);
+	if (fs->kernel && ino) {
+		struct names ns = {NULL, 0};
+
+		fs->past->snapshots(fs->past->ctx, gather_snap, &ns);
+		for (size_t i = 0; i < ns.n; i++) {
+			fs->kernel->inval_entry(fs->kernel_ctx, (fuse_ino_t)ino, ns.v[i],
+						strlen(ns.v[i]));
+			free(ns.v[i]);
+		}
+		free(ns.v);
+	}
+}
+
 void pfs_view_past_watch(struct pfs_fs *fs)
 {
 	struct timespec now;
@@ -357,6 +553,9 @@ struct list_ctx {
 	const char *vdir; /* the listed directory's path */
 	pfs_ns_list_cb *cb;
 	void *arg;
+	/* in a snapshot with a table (then or now): */
+	const char *snap, *path; /* the snapshot, the directory's path in it */
+	struct pfs_map *m, *now; /* its table (NULL: none), the current one */
 };
 
 static int past_name(void *arg, const char *name, mode_t type)
@@ -366,7 +565,70 @@ static int past_name(void *arg, const char *name, mode_t type)
 
 	if ((size_t)snprintf(vp, sizeof(vp), "%s/%s", c->vdir, name) >= sizeof(vp))
 		return 0; /* a path no lookup could name */
+	if (c->m || c->now) {
+		/* a name of SOURCE's directory: not one the table placed or
+		 * hid there (the keys' pass shows those), nor one hidden now */
+		char p[PATH_MAX + 2];
+		struct pfs_map_res r;
+
+		snprintf(p, sizeof(p), "/%s%s%s", c->path, *c->path ? "/" : "", name);
+		if (c->m) {
+			pfs_map_resolve(c->m, p, &r);
+			if (r.hidden || r.exact || r.parent_of_keys)
+				return 0;
+		}
+		if (c->now) {
+			pfs_map_resolve(c->now, p, &r);
+			if (r.hidden)
+				return 0;
+		}
+	}
 	return c->cb(c->arg, name, pfs_view_synthetic_ino(vp), IFTODT(type));
+}
+
+/* A name the snapshot's table placed in the listed directory: shown if
+ * it was there (its target reachable, or keys beneath it). */
+static int key_name(const char *name, bool hidden, const struct pfs_map_entry *exact,
+		    void *arg)
+{
+	struct list_ctx *c = arg;
+	char p[PATH_MAX + 2], vp[PATH_MAX];
+	struct pfs_past_obj o;
+	bool synth;
+
+	(void)exact;
+	if (hidden ||
+	    (size_t)snprintf(p, sizeof(p), "%s%s%s", c->path, *c->path ? "/" : "", name) >=
+		    sizeof(p) ||
+	    (size_t)snprintf(vp, sizeof(vp), "%s/%s", c->vdir, name) >= sizeof(vp))
+		return 0;
+	if (past_obj(c->fs, c->snap, p, &o, &synth) < 0)
+		return 0; /* unreachable then (or hidden now): absent, as live */
+	return c->cb(c->arg, name, pfs_view_synthetic_ino(vp),
+		     synth ? DT_DIR : IFTODT(o.mode & S_IFMT));
+}
+
+/* The names of directory path of snap as the view showed them. */
+static int list_snap(struct pfs_fs *fs, struct list_ctx *c)
+{
+	char v[PATH_MAX + 2];
+	struct xpath x;
+	int ret = xlate(fs, c->snap, c->path, &x);
+
+	if (ret < 0)
+		return ret;
+	c->m = x.m;
+	c->now = pfs_view_map(fs);
+	ret = ret == 1 ? 0 : fs->past->list(fs->past->ctx, c->snap, x.src, past_name, c);
+	if (ret == -ENOENT && x.virt)
+		ret = 0;
+	snprintf(v, sizeof(v), "/%s", c->path);
+	if (ret == 0 && x.m)
+		ret = pfs_map_children(x.m, strcmp(v, "/") ? v : "/", key_name, c);
+	pfs_map_unref(c->now);
+	pfs_map_unref(x.m);
+	c->m = c->now = NULL;
+	return ret;
 }
 
 /* The root's names: never .history (a name of SOURCE's own by that name
@@ -397,9 +659,10 @@ static int h_list(struct pfs_fs *fs, struct pfs_node *n, DIR *dp, pfs_ns_list_cb
 	if (ret == 0)
 		ret = cb(arg, "..", 1, DT_DIR); /* glibc skips d_ino 0 */
 	c.vdir = vdir;
+	c.snap = snap;
+	c.path = path;
 	if (ret == 0)
-		ret = snap ? fs->past->list(fs->past->ctx, snap, path, past_name, &c)
-			   : fs->past->snapshots(fs->past->ctx, past_name, &c);
+		ret = snap ? list_snap(fs, &c) : fs->past->snapshots(fs->past->ctx, past_name, &c);
 	free(vdir);
 	free(buf);
 	return ret;

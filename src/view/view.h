@@ -139,6 +139,12 @@ struct pfs_fs {
 	uint64_t past_changed_ns; /* atomic: when the snapshots last changed
 				   * (past_name's mtime) */
 	uint64_t past_ino;       /* atomic: the kernel's id of past_name, or 0 */
+	/* The last mapping table a snapshot was browsed through (past.table's
+	 * id and the parsed table), under past_map_lock: a table recorded
+	 * once never changes, so it is parsed once while asked in a row. */
+	pthread_mutex_t past_map_lock;
+	long long past_map_id;
+	struct pfs_map *past_map;
 	int empty_fd;            /* O_PATH on a removed empty directory: what a
 				  * synthetic directory's node holds */
 	struct timespec started; /* times shown on synthetic directories */
@@ -285,6 +291,11 @@ void pfs_inval_stop(struct pfs_fs *fs);
 /* ns_history.c: show fs->past's new or pruned snapshots at once (the
  * kernel keeps past_name's attributes and listing until told). */
 void pfs_view_past_watch(struct pfs_fs *fs);
+/* ns_history.c: keep fs->map (the table shown from now on) with fs->past,
+ * so that each snapshot is browsed through the table it was taken under.
+ * Called when the mount starts and at each reload; nothing without a
+ * past. */
+void pfs_view_past_table(struct pfs_fs *fs);
 uint64_t pfs_inval_entry(struct pfs_fs *fs, struct pfs_node *parent, const char *name);
 /* Make the kernel forget the attributes it holds of n's other places (and
  * of n itself if self), at once: safe inside a request. */

@@ -33,7 +33,7 @@ URING = os.environ.get("PRISMFS_TEST_URING")
 # Set (to a small number) for a run where nearly every node's fd is closed
 # and reopened from its file handle between requests.
 NODE_FDS = os.environ.get("PRISMFS_TEST_NODE_FDS")
-# PRISMFS_TEST_HISTORY=1: every plain mount journals its changes
+# PRISMFS_TEST_HISTORY=1: every plain mount (also with --map) journals its changes
 # (--history, issue 17), to run the other tests through the history store.
 HISTORY = os.environ.get("PRISMFS_TEST_HISTORY") == "1"
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
@@ -181,8 +181,8 @@ class Mount:
             extra += ["--uring", URING]
         if NODE_FDS and not any(a.startswith("--node-fds") for a in self.args):
             extra += ["--node-fds", NODE_FDS]
-        if HISTORY and not any(a.startswith(("--history", "--upper", "--mirror", "--map",
-                                             "--mapping", "-o", "--lower"))
+        if HISTORY and not any(a.startswith(("--history", "--upper", "--mirror",
+                                             "-o", "--lower"))
                                for a in self.args):
             extra += ["--history", tempfile.mkdtemp(prefix="history-", dir=TEST_ROOT)]
         self.proc = subprocess.Popen(
