@@ -760,10 +760,9 @@ int pfs_cli_parse_mount(int argc, char **argv, int start, bool compat, struct pf
 			       "a private mount lets no other user in");
 		return -EINVAL;
 	}
-	if (cfg->history && (cfg->mirror || cfg->upper || cfg->nlowers || cfg->layer_opt ||
-			     cfg->map_path)) {
-		pfs_cli_seterr(err, errlen, "--history works on a plain mount for now (not with "
-			       "--mirror, --upper, --lower or --map)");
+	if (cfg->history && (cfg->mirror || cfg->map_path)) {
+		pfs_cli_seterr(err, errlen, "--history works on a plain or layered mount for now "
+			       "(not with --mirror or --map)");
 		return -EINVAL;
 	}
 	if (!cfg->history && (cfg->checkpoint_every || cfg->keep || cfg->history_max ||
@@ -776,5 +775,26 @@ int pfs_cli_parse_mount(int argc, char **argv, int start, bool compat, struct pf
 	ret = finish_cache(cfg, err, errlen);
 	if (ret < 0)
 		return ret;
-	return pfs_cli_finish_layers(cfg, err, errlen);
+	ret = pfs_cli_finish_layers(cfg, err, errlen);
+	if (ret == 0 && cfg->history && !cfg->upper && (cfg->nlowers || cfg->layer_opt)) {
+		pfs_cli_seterr(err, errlen, "--history on a mount of lowers only: nothing can "
+			       "change there (give --upper DIR)");
+		return -EINVAL;
+	}
+	/* The past of a layered mount is the upper's laid over the lowers,
+	 * merged without redirects (layers/layer_past.c). */
+	if (ret == 0 && cfg->history && cfg->upper && cfg->action != PFS_ACT_PRESERVE) {
+		pfs_cli_seterr(err, errlen, "--history with --upper keeps the upper at unmount "
+			       "(--on-unmount preserve): its past is the upper's");
+		return -EINVAL;
+	}
+	if (ret == 0 && cfg->history && cfg->upper &&
+	    (cfg->redirect == PFS_REDIR_ON || cfg->metacopy || cfg->ndata)) {
+		pfs_cli_seterr(err, errlen, "--history with --upper works without %s for now",
+			       cfg->metacopy ? "-o metacopy=on"
+			       : cfg->ndata ? "data-only lower layers"
+					    : "-o redirect_dir=on");
+		return -EINVAL;
+	}
+	return ret;
 }

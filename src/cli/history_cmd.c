@@ -35,7 +35,7 @@ bool pfs_history_cmd_is(const char *w)
 int pfs_history_mount_open(const struct pfs_config *cfg, struct pfs_fs *fs)
 {
 	struct pfs_store *st;
-	char err[PATH_MAX + 256], *dir;
+	char err[PATH_MAX + 256], *dir, *root;
 	size_t n = strlen(fs->mountpoint);
 
 	if (!cfg->history)
@@ -47,10 +47,20 @@ int pfs_history_mount_open(const struct pfs_config *cfg, struct pfs_fs *fs)
 		return -1;
 	}
 	free(dir);
-	if (pfs_history_new(&st, fs->store, fs->source, cfg->history, err, sizeof(err)) < 0) {
-		say("%s", err);
+	/* A layered mount's changes all land in the upper: its journal is the
+	 * upper's, the lowers never change (docs/HISTORY.md, Layered mounts). */
+	root = cfg->upper ? realpath(cfg->upper, NULL) : NULL;
+	if (cfg->upper && !root) {
+		say("upper directory %s: %s", cfg->upper, strerror(errno));
 		return -1;
 	}
+	if (pfs_history_new(&st, fs->store, root ? root : fs->source, cfg->history, err,
+			    sizeof(err)) < 0) {
+		say("%s", err);
+		free(root);
+		return -1;
+	}
+	free(root);
 	fs->store = st; /* it owns the store it wraps now */
 	fs->past = pfs_history_past(st);
 	fs->past_name = cfg->history_dir_name ? cfg->history_dir_name : ".history";
