@@ -46,6 +46,21 @@ int pfs_history_mount_open(const struct pfs_config *cfg, struct pfs_fs *fs)
 		free(dir);
 		return -1;
 	}
+	/* nor in a layer that never changes, nor in the work directory */
+	for (size_t i = 0; dir && cfg->upper && i <= cfg->nlowers + 1; i++) {
+		const char *l = i == 0 ? fs->source : i == 1 ? cfg->work : cfg->lowers[i - 2];
+		char *c = l ? realpath(l, NULL) : NULL;
+		size_t cl = c ? strlen(c) : 0;
+
+		if (c && strncmp(dir, c, cl) == 0 && (dir[cl] == '/' || dir[cl] == '\0')) {
+			say("history %s cannot be inside the %s %s", cfg->history,
+			    i == 1 ? "work directory" : "lower layer", l);
+			free(c);
+			free(dir);
+			return -1;
+		}
+		free(c);
+	}
 	free(dir);
 	/* A layered mount's changes all land in the upper: its journal is the
 	 * upper's, the lowers never change (docs/HISTORY.md, Layered mounts). */

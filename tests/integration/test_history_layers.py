@@ -209,6 +209,12 @@ def test_layered_history_refusals(layers, workdir):
         assert_one_error_line(r, what)
         assert r.returncode != 0
         assert not os.path.exists(os.path.join(d["H"], "history.db"))
+    # DIR in a layer that must not change: refused, nothing made there
+    r = cli(*base[:2], os.path.join(d["L2"], "h"), "--upper", d["U"], "--lower", d["L2"],
+            d["L1"], mnt)
+    assert_one_error_line(r, "lower layer")
+    assert not os.path.exists(os.path.join(d["L2"], "h"))
+    assert not os.path.ismount(mnt)
 
 
 # A workload of copy-ups, removals of lower files and upper writes.
