@@ -22,6 +22,7 @@
 #include "layers/layer_int.h"
 #include "layers/ovlfmt.h"
 #include "store/past.h"
+#include "store/rmtree.h"
 #include "view/view.h"
 
 #include <dirent.h>
@@ -695,6 +696,17 @@ static int l_export_layer(void *ctx, const char *snap, const char *dir, char *er
 			ret = exp_fail(&x, -errno, "cannot set the attributes of", "");
 	}
 	close(dfd);
+	if (ret < 0) { /* a layer whole or none: the partial one goes */
+		const char *slash = strrchr(dir, '/');
+		char *parent = strndup(dir, slash == dir ? 1 : (size_t)(slash - dir)), where[64];
+		int pfd = parent ? open(parent, O_PATH | O_DIRECTORY | O_CLOEXEC) : -1;
+
+		if (pfd >= 0)
+			pfs_rmtree_at(p->fs->store, pfd, slash + 1, where, sizeof(where));
+		if (pfd >= 0)
+			close(pfd);
+		free(parent);
+	}
 	return ret;
 }
 

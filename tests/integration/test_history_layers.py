@@ -194,6 +194,16 @@ def test_layered_history_journal_browse_restore_export(layers, mounter):
     with open(os.path.join(d["L1"], "gone"), "rb") as f:
         assert f.read() == b"lower, removed later"
     assert os.path.exists(os.path.join(d["L2"], "z"))
+    # a saved version lost (its file removed behind the daemon's back): the
+    # export fails in one line and leaves no partial layer
+    vdir = os.path.join(d["H"], "versions")
+    for f in os.listdir(vdir):
+        os.unlink(os.path.join(vdir, f))
+    broken = os.path.join(os.path.dirname(mnt), "layer-broken")
+    r = cli("export", mnt, "s1", "--layer", broken)
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "cannot read" in r.stderr, r.stderr
+    assert not os.path.exists(broken)
 
 
 def test_layered_history_refusals(layers, workdir):
