@@ -22,12 +22,17 @@ const char pfs_prune_usage[] =
 
 const char pfs_export_usage[] =
 	"usage: prismfs export MOUNTPOINT SNAPSHOT [-o FILE|-]\n"
+	"       prismfs export MOUNTPOINT SNAPSHOT --layer DIR\n"
 	"\n"
 	"Write the whole tree of a mount with --history as it was at SNAPSHOT (a name\n"
 	"or an id) as a POSIX pax tar stream: files, directories and symlinks with\n"
 	"their mode, owner and mtime. What changed since comes from the versions\n"
-	"saved at the change, the rest from the live tree.\n"
+	"saved at the change, the rest from the live tree. On a layered mount\n"
+	"(--upper), write its upper layer as it was into the new directory DIR, in\n"
+	"overlayfs's format: mount -t overlay -o lowerdir=DIR:SOURCE:LOWER... shows\n"
+	"the snapshot (the tar stream is refused there).\n"
 	"\n"
 	"options:\n"
 	"  -o, --output FILE       write to FILE (default, or -: stdout, not a terminal)\n"
+	"  --layer DIR             layered mount: the upper as it was, into new DIR\n"
 	"  -h, --help              this help\n";

@@ -775,9 +775,9 @@ int pfs_cli_parse_mount(int argc, char **argv, int start, bool compat, struct pf
 			       "a private mount lets no other user in");
 		return -EINVAL;
 	}
-	if (cfg->history && (cfg->upper || cfg->nlowers || cfg->layer_opt)) {
-		pfs_cli_seterr(err, errlen, "--history works on a plain mount, with --map or "
-			       "with --mirror for now (not with --upper or --lower)");
+	if (cfg->history && cfg->upper && (cfg->mirror || cfg->map_path)) {
+		pfs_cli_seterr(err, errlen, "--history on a layered mount works without --mirror "
+			       "and --map for now");
 		return -EINVAL;
 	}
 	/* Without the cache's journal a kill -9 loses the changes not yet
@@ -797,5 +797,26 @@ int pfs_cli_parse_mount(int argc, char **argv, int start, bool compat, struct pf
 	ret = finish_cache(cfg, err, errlen);
 	if (ret < 0)
 		return ret;
-	return pfs_cli_finish_layers(cfg, err, errlen);
+	ret = pfs_cli_finish_layers(cfg, err, errlen);
+	if (ret == 0 && cfg->history && !cfg->upper && (cfg->nlowers || cfg->layer_opt)) {
+		pfs_cli_seterr(err, errlen, "--history on a mount of lowers only: nothing can "
+			       "change there (give --upper DIR)");
+		return -EINVAL;
+	}
+	/* The past of a layered mount is the upper's laid over the lowers,
+	 * merged without redirects (layers/layer_past.c). */
+	if (ret == 0 && cfg->history && cfg->upper && cfg->action != PFS_ACT_PRESERVE) {
+		pfs_cli_seterr(err, errlen, "--history with --upper keeps the upper at unmount "
+			       "(--on-unmount preserve): its past is the upper's");
+		return -EINVAL;
+	}
+	if (ret == 0 && cfg->history && cfg->upper &&
+	    (cfg->redirect == PFS_REDIR_ON || cfg->metacopy || cfg->ndata)) {
+		pfs_cli_seterr(err, errlen, "--history with --upper works without %s for now",
+			       cfg->metacopy ? "-o metacopy=on"
+			       : cfg->ndata ? "data-only lower layers"
+					    : "-o redirect_dir=on");
+		return -EINVAL;
+	}
+	return ret;
 }

@@ -677,6 +677,7 @@ int pfs_cmd_mount(const struct pfs_config *cfg)
 	struct pfs_layer_paths lpaths = {0}, *lp = cfg->upper || cfg->nlowers ? &lpaths : NULL;
 	struct served sv = {0};
 	bool served = false, layers_open = false;
+	const struct pfs_past *lpast = NULL;
 	int ret = 1, pipefd[2] = {-1, -1};
 	pid_t pid;
 
@@ -707,6 +708,15 @@ int pfs_cmd_mount(const struct pfs_config *cfg)
 		if (open_layers(cfg, &fs, lp) < 0)
 			goto out;
 		layers_open = true;
+	}
+	if (fs.past && fs.layers) {
+		/* the history's past is the upper's: show it merged */
+		fs.past = pfs_layers_past(&fs, fs.past);
+		if (!fs.past) {
+			say("out of memory");
+			goto out;
+		}
+		lpast = fs.past;
 	}
 	fs.ns = pfs_ns_for(&fs);
 	if (cfg->map_path) {
@@ -795,6 +805,8 @@ out:
 		pfs_layer_paths_abandon(lp);
 	pfs_layer_paths_free(&lpaths);
 	pfs_store_free(fs.store);
+	if (lpast)
+		pfs_layers_past_free(lpast);
 	free(fs.source);
 	free(fs.mountpoint);
 	return ret;

@@ -35,7 +35,7 @@ bool pfs_history_cmd_is(const char *w)
 int pfs_history_mount_open(const struct pfs_config *cfg, struct pfs_fs *fs)
 {
 	struct pfs_store *st;
-	char err[PATH_MAX + 256], *dir;
+	char err[PATH_MAX + 256], *dir, *root;
 	size_t n = strlen(fs->mountpoint);
 
 	if (!cfg->history)
@@ -46,15 +46,39 @@ int pfs_history_mount_open(const struct pfs_config *cfg, struct pfs_fs *fs)
 		free(dir);
 		return -1;
 	}
+	/* nor in a layer that never changes, nor in the work directory */
+	for (size_t i = 0; dir && cfg->upper && i <= cfg->nlowers + 1; i++) {
+		const char *l = i == 0 ? fs->source : i == 1 ? cfg->work : cfg->lowers[i - 2];
+		char *c = l ? realpath(l, NULL) : NULL;
+		size_t cl = c ? strlen(c) : 0;
+
+		if (c && strncmp(dir, c, cl) == 0 && (dir[cl] == '/' || dir[cl] == '\0')) {
+			say("history %s cannot be inside the %s %s", cfg->history,
+			    i == 1 ? "work directory" : "lower layer", l);
+			free(c);
+			free(dir);
+			return -1;
+		}
+		free(c);
+	}
 	free(dir);
+	/* A layered mount's changes all land in the upper: its journal is the
+	 * upper's, the lowers never change (docs/HISTORY.md, Layered mounts). */
+	root = cfg->upper ? realpath(cfg->upper, NULL) : NULL;
+	if (cfg->upper && !root) {
+		say("upper directory %s: %s", cfg->upper, strerror(errno));
+		return -1;
+	}
 	/* Over the memory cache (history over cache: the journal records the
 	 * view's changes, the mirror gets them by write-back), the tree is
 	 * the cache's memory filesystem, which no path reaches. */
-	if (pfs_history_new(&st, fs->store, fs->source, fs->cache ? fs->root_fd : -1,
-			    cfg->history, err, sizeof(err)) < 0) {
+	if (pfs_history_new(&st, fs->store, root ? root : fs->source,
+			    fs->cache ? fs->root_fd : -1, cfg->history, err, sizeof(err)) < 0) {
 		say("%s", err);
+		free(root);
 		return -1;
 	}
+	free(root);
 	fs->store = st; /* it owns the store it wraps now */
 	fs->past = pfs_history_past(st);
 	fs->past_name = cfg->history_dir_name ? cfg->history_dir_name : ".history";

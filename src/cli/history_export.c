@@ -407,9 +407,41 @@ out:
 	return ret;
 }
 
+/* --layer DIR: the daemon writes the upper as it was at snap into the new
+ * directory DIR (layers/layer_past.c): a layer kernel overlayfs lays over
+ * the mount's lowers. */
+static int export_layer(const char *mnt, const char *snap, const char *dir)
+{
+	char *abs = NULL, *req = NULL, ans[PATH_MAX + 300];
+	int ret = 1;
+
+	if (strchr(snap, '\t') || strchr(snap, '\n') || strchr(dir, '\t') ||
+	    strchr(dir, '\n')) {
+		say("a snapshot or directory name with a tab or newline cannot be asked for");
+		return 2;
+	}
+	abs = canonical_noleaf(dir);
+	if (!abs) {
+		say("%s: its parent directory does not exist", dir);
+		return 1;
+	}
+	if (asprintf(&req, "export-layer %s\t%s\n", snap, abs) < 0 || strlen(req) > 500) {
+		say("%s: the snapshot's name and the path are too long to ask for", dir);
+		goto out;
+	}
+	if (pfs_hc_ask(mnt, req, ans, sizeof(ans)) == 0)
+		ret = 0;
+out:
+	free(req);
+	free(abs);
+	return ret;
+}
+
 int pfs_history_export_cmd(int argc, char **argv)
 {
-	const char *pos[2] = {NULL, NULL}, *out = "-";
+	const char *pos[2] = {NULL, NULL}, *out = "-", *layer = NULL;
+	bool out_given = false;
+	char ans[64];
 	int npos = 0;
 
 	for (int i = 2; i < argc; i++) {
@@ -424,6 +456,13 @@ int pfs_history_export_cmd(int argc, char **argv)
 				return 2;
 			}
 			out = argv[++i];
+			out_given = true;
+		} else if (strcmp(a, "--layer") == 0) {
+			if (i + 1 >= argc) {
+				say("%s needs a directory (see prismfs export --help)", a);
+				return 2;
+			}
+			layer = argv[++i];
 		} else if (a[0] == '-' && a[1]) {
 			say("unknown option '%s' (see prismfs export --help)", a);
 			return 2;
@@ -437,6 +476,20 @@ int pfs_history_export_cmd(int argc, char **argv)
 	if (npos < 2) {
 		say("missing %s (usage: prismfs export MOUNTPOINT SNAPSHOT [-o FILE|-])",
 		    npos ? "SNAPSHOT" : "MOUNTPOINT");
+		return 2;
+	}
+	if (layer && out_given) {
+		say("--layer and -o contradict each other: a layer is a directory, not a stream");
+		return 2;
+	}
+	if (layer)
+		return export_layer(pos[0], pos[1], layer);
+	/* On a layered mount the journal is the upper's: the tar stream would
+	 * miss what the lowers held (docs/HISTORY.md, Layered mounts). */
+	if (pfs_hc_ask(pos[0], "layered\n", ans, sizeof(ans)) == 0 && strcmp(ans, "yes") == 0) {
+		say("%s is a layered mount: export a snapshot as a layer (--layer DIR), or its "
+		    "tree as a tar stream with tar -C %s/.history/%s (its .history name)", pos[0],
+		    pos[0], pos[1]);
 		return 2;
 	}
 	if (strcmp(out, "-") == 0 && isatty(1)) {

@@ -11,6 +11,7 @@
 #include "util/util.h"
 #include "fuse/xport.h"
 #include "view/view.h"
+#include "store/past.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -370,11 +371,14 @@ static void serve_prune(struct pfs_store *st, int fd, const char *args)
 
 /* "history": "dir DIR", the mount's history directory; "browse": "name
  * NAME", the root's name of the .history tree (restore reads it); "snapshot PIN
- * [NAME]": take one, "ok ID". Either "error MESSAGE" when it cannot. */
+ * [NAME]": take one, "ok ID"; "layered": "yes" or "no"; "export-layer
+ * SNAP<TAB>DIR": write the upper as it was at SNAP into the new directory
+ * DIR (layers/layer_past.c), "ok" once it is there whole. Either "error
+ * MESSAGE" when it cannot. */
 static void serve_history(struct pfs_ctl *ctl, int fd, const char *line)
 {
 	struct pfs_store *st = ctl->fs->store;
-	char msg[PATH_MAX + 300], err[256];
+	char msg[PATH_MAX + 300], err[PATH_MAX];
 
 	if (!pfs_history_is(st)) {
 		write_str(fd, "error this mount keeps no history (mount it with --history DIR)\n");
@@ -391,6 +395,23 @@ static void serve_history(struct pfs_ctl *ctl, int fd, const char *line)
 	} else if (strncmp(line, "prune ", 6) == 0) {
 		serve_prune(st, fd, line + 6);
 		return;
+	} else if (strcmp(line, "layered") == 0) {
+		snprintf(msg, sizeof(msg), "%s\n", ctl->fs->layers ? "yes" : "no");
+	} else if (strncmp(line, "export-layer ", 13) == 0) {
+		const struct pfs_past *past = ctl->fs->past;
+		char *snap = strdup(line + 13), *dir = snap ? strchr(snap, '\t') : NULL;
+
+		if (!past || !past->export_layer)
+			snprintf(msg, sizeof(msg), "error this mount has no layers: export it as a "
+				 "tar stream\n");
+		else if (!dir)
+			snprintf(msg, sizeof(msg), "error bad request\n");
+		else if ((*dir++ = '\0', past->export_layer(past->ctx, snap, dir, err,
+							   sizeof(err))) < 0)
+			snprintf(msg, sizeof(msg), "error %s\n", err);
+		else
+			snprintf(msg, sizeof(msg), "ok\n");
+		free(snap);
 	} else {
 		const char *name = line + 9;
 		bool pin = name[0] == '1';
@@ -450,7 +471,8 @@ static void serve(struct pfs_ctl *ctl, int fd)
 		free(msg);
 	} else if (strcmp(line, "history") == 0 || strcmp(line, "browse") == 0 ||
 		   strncmp(line, "snapshot ", 9) == 0 ||
-		   strncmp(line, "prune ", 6) == 0) {
+		   strncmp(line, "prune ", 6) == 0 || strcmp(line, "layered") == 0 ||
+		   strncmp(line, "export-layer ", 13) == 0) {
 		serve_history(ctl, fd, line);
 	} else if (strncmp(line, "wait", 4) == 0 && (line[4] == '\0' || line[4] == ' ')) {
 		fd = serve_wait(ctl, fd, line + 4);

@@ -35,6 +35,8 @@ int pfs_hist_path(struct pfs_history *h, int dirfd, const char *name, char *buf,
 		return w < 0 || (size_t)w >= len ? -ENAMETOOLONG : 0;
 	}
 	pfs_hist_obj(h, &dirfd, &name);
+	if (name && strcmp(name, ".") == 0) /* the directory itself (a layer's parent) */
+		name = NULL;
 	if (h->in->ops->path) /* the store knows where its objects are */
 		return h->in->ops->path(h->in, dirfd, name, buf, len);
 	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", dirfd);
@@ -76,17 +78,12 @@ static long long rec_by(struct pfs_history *h, const struct pfs_caller *who, con
 	r = pfs_hist_path(h, d1, n1, p1, PATH_MAX);
 	if (r == 0 && p2)
 		r = pfs_hist_path(h, d2, n2, p2, PATH_MAX);
-	seq = r < 0 ? r : pfs_hist_db_record(h, who, kind, p1, p2, arg);
+	/* a write to a temporary outside the tree (see before) */
+	seq = r < 0 ? r : p1[0] == '/' && d2 < 0 ? 0 : pfs_hist_db_record(h, who, kind, p1, p2, arg);
 out:
 	free(p1);
 	free(p2);
 	return seq;
-}
-
-static long long rec(struct pfs_history *h, const char *kind, int d1, const char *n1, int d2,
-		     const char *n2, long long arg)
-{
-	return rec_by(h, NULL, kind, d1, n1, d2, n2, arg);
 }
 
 /* A ref as (dirfd, name): an open fd is its own object. */
@@ -102,13 +99,39 @@ static int done(struct pfs_history *h, long long seq, int ret)
 	return ret;
 }
 
-/* Save, then record: the seq, or -errno and nothing is to be done. */
+/* Save, then record: the seq, 0 when the change is not the tree's (nothing
+ * to record: still to be done), or -errno and nothing is to be done. A
+ * change wholly outside the tree (a layered mount's work directory: the
+ * temporaries of a copy-up, a whiteout being made) is no change of it;
+ * what such a temporary becomes is, when it is renamed into the tree
+ * (the replay takes an object renamed in from outside as new). */
 static long long before(struct pfs_history *h, const char *kind, int d1, const char *n1,
 			int d2, const char *n2, long long arg, bool save)
 {
-	int r = save ? pfs_hist_save(h, d1, n1) : 0;
+	char *p1 = malloc(PATH_MAX), *p2 = d2 != -1 || n2 ? malloc(PATH_MAX) : NULL;
+	long long seq = -ENOMEM;
+	int r;
 
-	return r < 0 ? r : rec(h, kind, d1, n1, d2, n2, arg);
+	if (!p1 || ((d2 != -1 || n2) && !p2))
+		goto out;
+	r = pfs_hist_path(h, d1, n1, p1, PATH_MAX);
+	if (r == 0 && p2)
+		r = pfs_hist_path(h, d2, n2, p2, PATH_MAX);
+	/* before the daemon serves (no journal open yet: it opens after the
+	 * fork), the only changes are a layered mount's own bookkeeping on the
+	 * upper's root (layer_open.c), no change of the tree's */
+	if (r == 0 && (!h->db || (p1[0] == '/' && (d2 < 0 || p2[0] == '/'))))
+		seq = 0;
+	else if (r == 0 && save && p1[0] != '/') /* a temporary has no past */
+		r = pfs_hist_save(h, d1, n1);
+	if (r < 0)
+		seq = r;
+	else if (seq != 0)
+		seq = pfs_hist_db_record(h, NULL, kind, p1, p2, arg);
+out:
+	free(p1);
+	free(p2);
+	return seq;
 }
 
 static struct hwfd **wfd_slot(struct pfs_history *h, int fd)

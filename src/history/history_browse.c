@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 /* Where a path at S is now: live (a path in SOURCE), or a saved version. */
@@ -286,6 +287,7 @@ static int live_stat(struct pfs_history *h, const char *live, struct pfs_past_ob
 	o->gid = st.st_gid;
 	o->size = st.st_size;
 	o->nlink = st.st_nlink;
+	o->rdev = st.st_rdev;
 	o->mtime = st.st_mtim;
 	o->ctime = st.st_ctim;
 	return 0;
@@ -562,6 +564,37 @@ static int b_set_table(void *ctx, const char *json)
 	return pfs_hist_db_table(ctx, json);
 }
 
+static ssize_t b_getxattr(void *ctx, const char *snap, const char *path, const char *name,
+			  char *buf, size_t size)
+{
+	struct pfs_history *h = ctx;
+	struct where *w;
+	long long seq;
+	ssize_t ret;
+	int fd;
+
+	ret = enter(h, snap, &seq, &w);
+	if (ret < 0)
+		return ret;
+	ret = locate(h, seq, path, w);
+	/* removed since: its xattrs were not kept */
+	if (ret == 0 && w->gone)
+		ret = -ENODATA;
+	if (ret == 0) {
+		fd = openat(h->rootfd, *w->live ? w->live : ".",
+			    O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		ret = fd < 0 ? (errno == ENOTDIR || errno == ELOOP ? -ENODATA : -errno)
+			     : fgetxattr(fd, name, buf, size);
+		if (fd >= 0 && ret < 0)
+			ret = -errno;
+		if (fd >= 0)
+			close(fd);
+	}
+	end(h);
+	free(w);
+	return ret;
+}
+
 static void b_watch(void *ctx, void (*cb)(void *arg), void *arg)
 {
 	struct pfs_history *h = ctx;
@@ -591,6 +624,7 @@ void pfs_hist_browse_init(struct pfs_history *h)
 		.open = b_open,
 		.table = b_table,
 		.set_table = b_set_table,
+		.getxattr = b_getxattr,
 		.watch = b_watch,
 	};
 }

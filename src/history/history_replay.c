@@ -244,6 +244,10 @@ static int apply_rename(sqlite3 *db, const char *from, const char *to, long long
 	if (!tf || !tt)
 		goto out;
 	lookup(db, from, of, sizeof(of));
+	/* renamed in from outside the tree (a layered mount's work
+	 * directory: a copy-up, a whiteout): an object made since */
+	if (from[0] == '/')
+		of[0] = '\0';
 	mf = was_modified(db, from);
 	first_touch(db, from, seq, tf);
 	ft = lookup(db, to, ot, sizeof(ot));
@@ -304,8 +308,19 @@ static int apply(sqlite3 *db, sqlite3_stmt *r, long long a_seq)
 		first_touch(db, p, seq, &t);
 		return remove_at(db, p, orig, &t);
 	}
-	if (!strcmp(kind, "rename"))
-		return apply_rename(db, p, p2, arg, a_seq, seq);
+	if (!strcmp(kind, "rename")) {
+		/* an object moved out of the tree (a layered mount removes a
+		 * directory by way of its work directory) is removed */
+		const char *out = (arg & PFS_RENAME_EXCHANGE) ? p : p2;
+
+		if (apply_rename(db, p, p2, arg, a_seq, seq) < 0)
+			return -1;
+		if (out[0] != '/')
+			return 0;
+		lookup(db, out, orig, sizeof(orig));
+		first_touch(db, out, seq, &t);
+		return remove_at(db, out, orig, &t);
+	}
 	for (size_t i = 0; i < sizeof(mods) / sizeof(mods[0]); i++) {
 		if (strcmp(kind, mods[i]) == 0) {
 			lookup(db, p, orig, sizeof(orig));
@@ -334,7 +349,11 @@ int pfs_hq_report(sqlite3 *db)
 	int ret = 0;
 
 	if (sqlite3_exec(db, "INSERT INTO out SELECT '-', orig, NULL FROM del;"
-			     "INSERT INTO out SELECT '+', path, NULL FROM cur WHERE orig IS NULL;",
+			     "INSERT INTO out SELECT '+', path, NULL FROM cur WHERE orig IS NULL"
+			     " AND path <> '';"
+			     /* the root ("", its own orig, stored NULL): changed */
+			     "INSERT INTO out SELECT 'M', '.', NULL FROM cur WHERE path = ''"
+			     " AND mod = 1;",
 			 NULL, NULL, NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v2(db, "SELECT path, orig, mod FROM cur WHERE orig IS NOT NULL", -1,
 			       &c, NULL) != SQLITE_OK)

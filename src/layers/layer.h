@@ -51,6 +51,14 @@ int pfs_layers_open(struct pfs_fs *fs, const struct pfs_layer_spec *spec, char *
  * commit takes it (once every other check has passed: a refused mount
  * changes nothing). 0, or -errno with one line in err. */
 int pfs_layers_mark_mapped(struct pfs_fs *fs, char *err, size_t errlen);
+/* layer_past.c: the merged tree at each snapshot of a mount with --history
+ * (whose store journals the upper: upper is its past), laid over the
+ * lowers; with export_layer. NULL: no memory. Freed by
+ * pfs_layers_past_free. */
+struct pfs_past;
+const struct pfs_past *pfs_layers_past(struct pfs_fs *fs, const struct pfs_past *upper);
+void pfs_layers_past_free(const struct pfs_past *past);
+
 /* Close what pfs_layers_open opened (after the session has ended). */
 void pfs_layers_close(struct pfs_fs *fs);
 

@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <sys/stat.h>
+#include <sys/types.h>
 
 /* What a path was at a snapshot: its attributes then. */
 struct pfs_past_obj {
@@ -16,6 +17,8 @@ struct pfs_past_obj {
 	gid_t gid;
 	off_t size;
 	nlink_t nlink;
+	dev_t rdev; /* a device's number (0 for a saved version's: a layer's
+		     * whiteout is the 0/0 character device) */
 	struct timespec mtime, ctime;
 };
 
@@ -43,6 +46,17 @@ struct pfs_past {
 	/* The table the view shows from now on ("" none): kept with the
 	 * history, ordered with its changes. 0 or -errno. */
 	int (*set_table)(void *ctx, const char *json);
+	/* Extended attribute name of the directory path had at snap, into
+	 * buf: its length, -ENODATA (none, not a directory, or removed since:
+	 * not kept), or -errno. A layered mount's past reads a directory's
+	 * overlay.opaque with it. */
+	ssize_t (*getxattr)(void *ctx, const char *snap, const char *path, const char *name,
+			    char *buf, size_t size);
+	/* A layered mount's only (NULL otherwise): write the upper layer as
+	 * it was at snap into the new directory dir, in overlayfs's format.
+	 * 0, or -errno with err filled. */
+	int (*export_layer)(void *ctx, const char *snap, const char *dir, char *err,
+			    size_t errlen);
 	/* Call cb(arg) each time the set of snapshots changes (one taken or
 	 * pruned), after the change, on the thread that made it: never one of
 	 * the view's requests, and with none of the store's locks held. */

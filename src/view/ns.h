@@ -98,12 +98,13 @@ struct pfs_ns_ops {
 
 extern const struct pfs_ns_ops pfs_ns_plain;   /* view/ns_plain.c */
 extern const struct pfs_ns_ops pfs_ns_layered; /* layers/ns_layered.c */
-extern const struct pfs_ns_ops pfs_ns_history; /* view/ns_history.c: plain + .history */
+extern const struct pfs_ns_ops pfs_ns_history; /* view/ns_history.c: plain or layered
+                                                 * + .history */
 
 /* The table for fs, once its layers (if any) are open. */
 static inline const struct pfs_ns_ops *pfs_ns_for(const struct pfs_fs *fs)
 {
-	return fs->layers ? &pfs_ns_layered : fs->past ? &pfs_ns_history : &pfs_ns_plain;
+	return fs->past ? &pfs_ns_history : fs->layers ? &pfs_ns_layered : &pfs_ns_plain;
 }
 
 /* file.c, for the create entries: clear O_DIRECT off a new open's fd (see

@@ -1,4 +1,4 @@
-/* ns_history: the plain namespace plus the read-only .history directory of
+/* ns_history: the plain (or layered) namespace plus the read-only .history directory of
  * a mount with --history (issue 17 item 4; docs/HISTORY.md, Browse),
  * chosen at mount (pfs_ns_for) when the store answers for the past
  * (fs->past, store/past.h).
@@ -11,7 +11,9 @@
  * names, data -- is asked of fs->past by that path each time, so a
  * snapshot taken later shows without a remount, and a file whose live
  * object changes after the lookup still reads as it was. Every change
- * under it is EROFS. Everything else is ns_plain's. */
+ * under it is EROFS. Everything else is the live namespace's: ns_plain's,
+ * or ns_layered's on a layered mount (whose past is the merged tree,
+ * layers/layer_past.c). */
 #include "view/ns.h"
 #include "map/maphist.h"
 
@@ -25,6 +27,12 @@
 #include <unistd.h>
 
 #define PAST_CTX 0x7061737421ull /* no mapping table hashes to it with --history */
+
+/* The live tree's namespace: the merged layers', or the plain one. */
+static inline const struct pfs_ns_ops *LIVE(const struct pfs_fs *fs)
+{
+	return fs->layers ? &pfs_ns_layered : &pfs_ns_plain;
+}
 
 static bool is_past(const struct pfs_node *n)
 {
@@ -293,7 +301,7 @@ static int h_lookup(struct pfs_fs *fs, struct pfs_node *parent, const char *name
 {
 	if (is_past(parent) || is_gate(fs, parent, name))
 		return past_lookup(fs, parent, name, e);
-	return pfs_ns_plain.lookup(fs, parent, name, e);
+	return LIVE(fs)->lookup(fs, parent, name, e);
 }
 
 /* A name made at (parent, name): none under .history, and not .history. */
@@ -309,7 +317,7 @@ static int h_mknod(struct pfs_fs *fs, const struct fuse_ctx *ctx, struct pfs_nod
 {
 	int ret = may_make(fs, parent, name);
 
-	return ret ? ret : pfs_ns_plain.mknod(fs, ctx, parent, name, mode, rdev, e);
+	return ret ? ret : LIVE(fs)->mknod(fs, ctx, parent, name, mode, rdev, e);
 }
 
 static int h_mkdir(struct pfs_fs *fs, const struct fuse_ctx *ctx, struct pfs_node *parent,
@@ -317,7 +325,7 @@ static int h_mkdir(struct pfs_fs *fs, const struct fuse_ctx *ctx, struct pfs_nod
 {
 	int ret = may_make(fs, parent, name);
 
-	return ret ? ret : pfs_ns_plain.mkdir(fs, ctx, parent, name, mode, e);
+	return ret ? ret : LIVE(fs)->mkdir(fs, ctx, parent, name, mode, e);
 }
 
 static int h_symlink(struct pfs_fs *fs, const struct fuse_ctx *ctx, const char *target,
@@ -325,7 +333,7 @@ static int h_symlink(struct pfs_fs *fs, const struct fuse_ctx *ctx, const char *
 {
 	int ret = may_make(fs, parent, name);
 
-	return ret ? ret : pfs_ns_plain.symlink(fs, ctx, target, parent, name, e);
+	return ret ? ret : LIVE(fs)->symlink(fs, ctx, target, parent, name, e);
 }
 
 static int h_link(struct pfs_fs *fs, struct pfs_node *n, struct pfs_node *newparent,
@@ -333,14 +341,14 @@ static int h_link(struct pfs_fs *fs, struct pfs_node *n, struct pfs_node *newpar
 {
 	int ret = is_past(n) ? -EROFS : may_make(fs, newparent, newname);
 
-	return ret ? ret : pfs_ns_plain.link(fs, n, newparent, newname, e);
+	return ret ? ret : LIVE(fs)->link(fs, n, newparent, newname, e);
 }
 
 static int h_remove(struct pfs_fs *fs, struct pfs_node *parent, const char *name, bool dir)
 {
 	if (is_past(parent) || is_gate(fs, parent, name))
 		return -EROFS;
-	return pfs_ns_plain.remove(fs, parent, name, dir);
+	return LIVE(fs)->remove(fs, parent, name, dir);
 }
 
 static int h_rename(struct pfs_fs *fs, struct pfs_node *parent, const char *name,
@@ -349,7 +357,7 @@ static int h_rename(struct pfs_fs *fs, struct pfs_node *parent, const char *name
 	if (is_past(parent) || is_past(newparent) || is_gate(fs, parent, name) ||
 	    is_gate(fs, newparent, newname))
 		return -EROFS;
-	return pfs_ns_plain.rename(fs, parent, name, newparent, newname, flags);
+	return LIVE(fs)->rename(fs, parent, name, newparent, newname, flags);
 }
 
 static int h_create(struct pfs_fs *fs, struct pfs_req *rq, const struct fuse_ctx *ctx,
@@ -358,7 +366,7 @@ static int h_create(struct pfs_fs *fs, struct pfs_req *rq, const struct fuse_ctx
 {
 	int ret = may_make(fs, parent, name);
 
-	return ret ? ret : pfs_ns_plain.create(fs, rq, ctx, parent, name, mode, fi, e);
+	return ret ? ret : LIVE(fs)->create(fs, rq, ctx, parent, name, mode, fi, e);
 }
 
 /* A symlink of the past: its target, as fs->past gives it to read. */
@@ -370,7 +378,7 @@ static int h_readlink(struct pfs_fs *fs, struct pfs_node *n, char *buf, size_t s
 	int fd, ret;
 
 	if (!is_past(n))
-		return pfs_ns_plain.readlink(fs, n, buf, size);
+		return LIVE(fs)->readlink(fs, n, buf, size);
 	if (n->type != S_IFLNK)
 		return -EINVAL;
 	ret = where(fs, n, NULL, &vp, &b, &snap, &path);
@@ -394,7 +402,7 @@ static int h_getattr(struct pfs_fs *fs, struct pfs_node *n, struct stat *st)
 	int ret;
 
 	if (!is_past(n))
-		return pfs_ns_plain.getattr(fs, n, st);
+		return LIVE(fs)->getattr(fs, n, st);
 	ret = where(fs, n, NULL, &vp, &buf, &snap, &path);
 	if (ret == 0)
 		ret = past_stat(fs, vp, snap, path, st);
@@ -406,29 +414,29 @@ static int h_getattr(struct pfs_fs *fs, struct pfs_node *n, struct stat *st)
 static bool h_fix_attr(struct pfs_fs *fs, struct pfs_node *n, struct stat *st)
 {
 	if (!is_past(n))
-		return pfs_ns_plain.fix_attr(fs, n, st);
+		return LIVE(fs)->fix_attr(fs, n, st);
 	st->st_ino = n->ino;
 	return false;
 }
 
 static int h_may_change(struct pfs_fs *fs, struct pfs_node *n)
 {
-	return is_past(n) ? -EROFS : pfs_ns_plain.may_change(fs, n);
+	return is_past(n) ? -EROFS : LIVE(fs)->may_change(fs, n);
 }
 
 static int h_access(struct pfs_fs *fs, struct pfs_node *n, int mask)
 {
-	return is_past(n) ? 0 : pfs_ns_plain.access(fs, n, mask); /* W_OK: refused before */
+	return is_past(n) ? 0 : LIVE(fs)->access(fs, n, mask); /* W_OK: refused before */
 }
 
 static int h_statfs_fd(struct pfs_fs *fs, struct pfs_node *n)
 {
-	return pfs_ns_plain.statfs_fd(fs, is_past(n) ? fs->root : n);
+	return LIVE(fs)->statfs_fd(fs, is_past(n) ? fs->root : n);
 }
 
 static int h_prepare_change(struct pfs_fs *fs, struct pfs_node *n, int open_flags)
 {
-	return is_past(n) ? -EROFS : pfs_ns_plain.prepare_change(fs, n, open_flags);
+	return is_past(n) ? -EROFS : LIVE(fs)->prepare_change(fs, n, open_flags);
 }
 
 /* A file of the past is read by the daemon from what fs->past opens now:
@@ -440,7 +448,7 @@ static int h_serve_open(struct pfs_fs *fs, struct pfs_node *n, struct fuse_file_
 	int fd, ret;
 
 	if (!is_past(n))
-		return pfs_ns_plain.serve_open(fs, n, fi);
+		return LIVE(fs)->serve_open(fs, n, fi);
 	if (n->type != S_IFREG)
 		return -EISDIR; /* opened as a file: it is not one */
 	ret = where(fs, n, NULL, &vp, &buf, &snap, &path);
@@ -457,12 +465,12 @@ static int h_serve_open(struct pfs_fs *fs, struct pfs_node *n, struct fuse_file_
 
 static bool h_snapshot(struct pfs_fs *fs, struct pfs_node *n)
 {
-	return is_past(n) || pfs_ns_plain.snapshot(fs, n);
+	return is_past(n) || LIVE(fs)->snapshot(fs, n);
 }
 
 static int h_open_dir(struct pfs_fs *fs, struct pfs_node *n, bool *bare)
 {
-	return is_past(n) ? -ENOTDIR : pfs_ns_plain.open_dir(fs, n, bare);
+	return is_past(n) ? -ENOTDIR : LIVE(fs)->open_dir(fs, n, bare);
 }
 
 /* The snapshots changed: .history gets new times, and the kernel drops
@@ -650,9 +658,9 @@ static int h_list(struct pfs_fs *fs, struct pfs_node *n, DIR *dp, pfs_ns_list_cb
 	int ret;
 
 	if (n == fs->root)
-		return pfs_ns_plain.list(fs, n, dp, root_name, &c);
+		return LIVE(fs)->list(fs, n, dp, root_name, &c);
 	if (!is_past(n))
-		return pfs_ns_plain.list(fs, n, dp, cb, arg);
+		return LIVE(fs)->list(fs, n, dp, cb, arg);
 	ret = where(fs, n, NULL, &vdir, &buf, &snap, &path);
 	if (ret == 0)
 		ret = cb(arg, ".", n->ino, DT_DIR);
@@ -671,29 +679,29 @@ static int h_list(struct pfs_fs *fs, struct pfs_node *n, DIR *dp, pfs_ns_list_cb
 static int h_node_name(struct pfs_fs *fs, struct pfs_node *n, int *dirfd, char *name,
 		       size_t len)
 {
-	return is_past(n) ? -ENOENT : pfs_ns_plain.node_name(fs, n, dirfd, name, len);
+	return is_past(n) ? -ENOENT : LIVE(fs)->node_name(fs, n, dirfd, name, len);
 }
 
 static ssize_t h_getxattr(struct pfs_fs *fs, struct pfs_node *n, const char *name, char *buf,
 			  size_t size)
 {
-	return is_past(n) ? -ENODATA : pfs_ns_plain.getxattr(fs, n, name, buf, size);
+	return is_past(n) ? -ENODATA : LIVE(fs)->getxattr(fs, n, name, buf, size);
 }
 
 static ssize_t h_listxattr(struct pfs_fs *fs, struct pfs_node *n, char *buf, size_t size)
 {
-	return is_past(n) ? 0 : pfs_ns_plain.listxattr(fs, n, buf, size);
+	return is_past(n) ? 0 : LIVE(fs)->listxattr(fs, n, buf, size);
 }
 
 static int h_setxattr(struct pfs_fs *fs, struct pfs_node *n, const char *name,
 		      const char *value, size_t size, int flags)
 {
-	return is_past(n) ? -EROFS : pfs_ns_plain.setxattr(fs, n, name, value, size, flags);
+	return is_past(n) ? -EROFS : LIVE(fs)->setxattr(fs, n, name, value, size, flags);
 }
 
 static int h_removexattr(struct pfs_fs *fs, struct pfs_node *n, const char *name)
 {
-	return is_past(n) ? -EROFS : pfs_ns_plain.removexattr(fs, n, name);
+	return is_past(n) ? -EROFS : LIVE(fs)->removexattr(fs, n, name);
 }
 
 static struct pfs_node *h_held(struct pfs_fs *fs, struct pfs_node *parent, const char *name,
@@ -703,12 +711,12 @@ static struct pfs_node *h_held(struct pfs_fs *fs, struct pfs_node *parent, const
 		*exists = false; /* nothing of SOURCE's: no change reaches it */
 		return NULL;
 	}
-	return pfs_ns_plain.held(fs, parent, name, exists, synthetic);
+	return LIVE(fs)->held(fs, parent, name, exists, synthetic);
 }
 
 static void h_root_dirs(struct pfs_fs *fs, void (*cb)(struct pfs_fs *fs, int fd))
 {
-	pfs_ns_plain.root_dirs(fs, cb);
+	LIVE(fs)->root_dirs(fs, cb);
 }
 
 const struct pfs_ns_ops pfs_ns_history = {

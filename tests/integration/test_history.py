@@ -225,8 +225,7 @@ def test_a_snapshot_saves_the_previous_version_before_a_change(hist):
 
 def test_history_is_refused_where_it_does_not_work_yet(workdir, trees):
     src, mnt = trees
-    for extra in (["--upper", os.path.join(workdir, "u")],
-                  ["--mirror", os.path.join(workdir, "m")]):
+    for extra in (["--mirror", os.path.join(workdir, "m")],):
         r = cli("mount", "--history", os.path.join(workdir, "h"), *extra, src, mnt)
         assert_one_error_line(r, "--history with %s" % extra[0])
     r = cli("mount", "--history", os.path.join(src, "h"), src, mnt)
