@@ -79,6 +79,8 @@ int pfs_history_mount_open(const struct pfs_config *cfg, struct pfs_fs *fs)
 		return -1;
 	}
 	free(root);
+	if (cfg->upper)
+		pfs_history_temps_outside(st);
 	fs->store = st; /* it owns the store it wraps now */
 	fs->past = pfs_history_past(st);
 	fs->past_name = cfg->history_dir_name ? cfg->history_dir_name : ".history";

@@ -65,6 +65,17 @@ int pfs_hist_root(struct pfs_history *h)
 	return fd < 0 ? -errno : fd;
 }
 
+void pfs_history_temps_outside(struct pfs_store *st)
+{
+	H(st)->temps_outside = true;
+}
+
+/* Is path (as pfs_hist_path gave it) a layered mount's temporary? */
+static bool outside(const struct pfs_history *h, const char *path)
+{
+	return h->temps_outside && path[0] == '/';
+}
+
 /* Record kind on (d1, n1) [and (d2, n2)]: the row's seq or -errno. */
 static long long rec_by(struct pfs_history *h, const struct pfs_caller *who, const char *kind,
 		       int d1, const char *n1, int d2, const char *n2, long long arg)
@@ -79,7 +90,7 @@ static long long rec_by(struct pfs_history *h, const struct pfs_caller *who, con
 	if (r == 0 && p2)
 		r = pfs_hist_path(h, d2, n2, p2, PATH_MAX);
 	/* a write to a temporary outside the tree (see before) */
-	seq = r < 0 ? r : p1[0] == '/' && d2 < 0 ? 0 : pfs_hist_db_record(h, who, kind, p1, p2, arg);
+	seq = r < 0 ? r : outside(h, p1) && d2 < 0 ? 0 : pfs_hist_db_record(h, who, kind, p1, p2, arg);
 out:
 	free(p1);
 	free(p2);
@@ -120,9 +131,9 @@ static long long before(struct pfs_history *h, const char *kind, int d1, const c
 	/* before the daemon serves (no journal open yet: it opens after the
 	 * fork), the only changes are a layered mount's own bookkeeping on the
 	 * upper's root (layer_open.c), no change of the tree's */
-	if (r == 0 && (!h->db || (p1[0] == '/' && (d2 < 0 || p2[0] == '/'))))
+	if (r == 0 && (!h->db || (outside(h, p1) && (d2 < 0 || outside(h, p2)))))
 		seq = 0;
-	else if (r == 0 && save && p1[0] != '/') /* a temporary has no past */
+	else if (r == 0 && save && !outside(h, p1)) /* a temporary has no past */
 		r = pfs_hist_save(h, d1, n1);
 	if (r < 0)
 		seq = r;
@@ -238,22 +249,41 @@ static bool by_creator(struct pfs_history *h, struct pfs_ref r)
 	return yes;
 }
 
-/* The change (kind, arg) on r made by its creator (by_creator): made,
- * then noted. */
-static int creator_change(struct pfs_history *h, struct pfs_ref r, const char *kind,
-			  long long arg, int ret)
+/* Before a change on r made by its creator (by_creator): its previous
+ * version saved if a snapshot since asks for it (a file created before the
+ * snapshot, still open), its path into *path (malloc'ed; NULL for a
+ * layered mount's temporary, which is not journaled). 0 or -errno. */
+static int creator_before(struct pfs_history *h, struct pfs_ref r, char **path)
 {
 	const char *n;
-	char *p;
-	int d;
+	int d, ret;
 
-	if (ret < 0)
-		return ret;
 	ref_at(r, &d, &n);
-	p = malloc(PATH_MAX);
-	if (p && pfs_hist_path(h, d, n, p, PATH_MAX) == 0)
-		pfs_hist_db_note(h, NULL, kind, p, arg);
-	free(p);
+	*path = malloc(PATH_MAX);
+	if (!*path)
+		return -ENOMEM;
+	ret = pfs_hist_path(h, d, n, *path, PATH_MAX);
+	if (ret == 0 && outside(h, *path)) {
+		free(*path);
+		*path = NULL;
+		return 0;
+	}
+	if (ret == 0)
+		ret = pfs_hist_save(h, d, n);
+	if (ret < 0) {
+		free(*path);
+		*path = NULL;
+	}
+	return ret;
+}
+
+/* ...and after it: made, then noted (riding the next commit). */
+static int creator_after(struct pfs_history *h, char *path, const char *kind, long long arg,
+			 int ret)
+{
+	if (ret == 0 && path)
+		pfs_hist_db_note(h, NULL, kind, path, arg);
+	free(path);
 	return ret;
 }
 
@@ -372,8 +402,12 @@ static int h_chmod(struct pfs_store *st, struct pfs_ref r, mode_t mode)
 	int d;
 	long long seq;
 
-	if (by_creator(h, r))
-		return creator_change(h, r, "chmod", mode, h->in->ops->chmod(h->in, r, mode));
+	if (by_creator(h, r)) {
+		char *p;
+		int ret = creator_before(h, r, &p);
+
+		return ret < 0 ? ret : creator_after(h, p, "chmod", mode, h->in->ops->chmod(h->in, r, mode));
+	}
 	ref_at(r, &d, &n);
 	seq = before(h, "chmod", d, n, -1, NULL, mode, true);
 	return seq < 0 ? (int)seq : done(h, seq, h->in->ops->chmod(h->in, r, mode));
@@ -389,8 +423,12 @@ static int h_chown(struct pfs_store *st, struct pfs_ref r, uid_t uid, gid_t gid)
 	/* arg: uid in the high half, gid in the low; -1 each when left */
 	long long arg = (long long)(((unsigned long long)uid << 32) | (unsigned)gid);
 
-	if (by_creator(h, r))
-		return creator_change(h, r, "chown", arg, h->in->ops->chown(h->in, r, uid, gid));
+	if (by_creator(h, r)) {
+		char *p;
+		int ret = creator_before(h, r, &p);
+
+		return ret < 0 ? ret : creator_after(h, p, "chown", arg, h->in->ops->chown(h->in, r, uid, gid));
+	}
 	ref_at(r, &d, &n);
 	seq = before(h, "chown", d, n, -1, NULL, arg, true);
 	return seq < 0 ? (int)seq : done(h, seq, h->in->ops->chown(h->in, r, uid, gid));
@@ -403,8 +441,12 @@ static int h_utimes(struct pfs_store *st, struct pfs_ref r, const struct timespe
 	int d;
 	long long seq;
 
-	if (by_creator(h, r))
-		return creator_change(h, r, "utimes", 0, h->in->ops->utimes(h->in, r, ts));
+	if (by_creator(h, r)) {
+		char *p;
+		int ret = creator_before(h, r, &p);
+
+		return ret < 0 ? ret : creator_after(h, p, "utimes", 0, h->in->ops->utimes(h->in, r, ts));
+	}
 	ref_at(r, &d, &n);
 	seq = before(h, "utimes", d, n, -1, NULL, 0, true);
 	return seq < 0 ? (int)seq : done(h, seq, h->in->ops->utimes(h->in, r, ts));
@@ -474,7 +516,7 @@ static int note_written(struct pfs_history *h, int fd, bool forget)
 	 * no commit of its own. The request comes from no process: the
 	 * opener's. */
 	p = malloc(PATH_MAX);
-	if (p && pfs_hist_path(h, fd, NULL, p, PATH_MAX) == 0)
+	if (p && pfs_hist_path(h, fd, NULL, p, PATH_MAX) == 0 && !outside(h, p))
 		pfs_hist_db_note(h, &who, "write", p, 0);
 	free(p);
 	return 0;

@@ -87,6 +87,12 @@ int pfs_hist_parse_size(const char *s, unsigned long long *bytes);
 void pfs_hist_policy_init(struct pfs_hist_policy *pol);
 /* The mount's policy; before pfs_history_start. */
 void pfs_history_set_policy(struct pfs_store *st, const struct pfs_hist_policy *pol);
+/* A layered mount's history (root: the upper): an object outside the root
+ * is a copy-up's temporary in the work directory, whose changes are not
+ * journaled (only the rename that brings it in). Elsewhere an object
+ * outside the root (a mapping table's target outside SOURCE) is journaled
+ * by its absolute path. */
+void pfs_history_temps_outside(struct pfs_store *st);
 /* How many times the checkpoint thread has looked for changes (status). */
 unsigned long long pfs_history_checks(const struct pfs_store *st);
 /* Prune now by pol (NULL: the mount's): the snapshots the policy lets go,

@@ -110,6 +110,7 @@ struct pfs_history {
 	bool b_ls;              /* a listing made temp.ls in this browse */
 	long long b_id, b_ver;  /* snapshot b_id, at data_version b_ver */
 	bool mapped;            /* maps has a row: a table was recorded once */
+	bool temps_outside;     /* a layered mount's: outside the root, only temporaries */
 	void (*on_snaps)(void *arg); /* past.watch's: set once, before serving */
 	void *on_snaps_arg;
 };
