@@ -209,6 +209,57 @@ def test_a_change_behind_the_mount_is_never_overwritten(dirs, mounter):
     assert c["conflicts"] == 1 and "doc" in c["last_conflict"], c
 
 
+def test_a_new_file_reaches_the_mirror_whole_with_its_metadata(dirs, mounter):
+    # A file made through the mount and changed while open (xattrs set and
+    # removed, mode, times), then closed: the mirror gets it as it was at
+    # close, content and metadata, and nothing else (no temporary left).
+    # With a delay, so that its create, changes and data are all queued
+    # when the write-back comes (what cp -a of a tree queues).
+    mirror, mnt = dirs
+    cached(mounter, mirror, mnt, "--write-back", "600")
+    os.mkdir(os.path.join(mnt, "d"))
+    want = {}
+    for i in range(30):
+        p = os.path.join(mnt, "d", "f%d" % i)
+        fd = os.open(p, os.O_CREAT | os.O_WRONLY | os.O_EXCL, 0o600)
+        os.write(fd, b"content %d\n" % i * (i * 300 + 1))
+        os.setxattr(fd, "user.keep", b"k%d" % i)
+        os.setxattr(fd, "user.gone", b"g")
+        os.removexattr(fd, "user.gone")
+        os.fchmod(fd, 0o640 if i % 2 else 0o751)
+        os.utime(fd, ns=(1_000_000_000 + i, 2_000_000_000 + i * 1000))
+        os.close(fd)
+        want["f%d" % i] = os.stat(p)
+    empty = os.path.join(mnt, "d", "empty")
+    os.close(os.open(empty, os.O_CREAT | os.O_WRONLY, 0o644))
+    assert sorted(os.listdir(mirror)) in ([], ["d"])   # nothing written back yet
+    sync(mnt)
+    names = sorted(os.listdir(os.path.join(mirror, "d")))
+    assert names == sorted(list(want) + ["empty"]), names
+    for name, st in want.items():   # (before reading them moves atime)
+        got = os.stat(os.path.join(mirror, "d", name))
+        assert got.st_size == st.st_size and got.st_mode == st.st_mode, name
+        assert got.st_mtime_ns == st.st_mtime_ns and got.st_atime_ns == st.st_atime_ns, name
+        assert os.listxattr(os.path.join(mirror, "d", name)) == ["user.keep"], name
+    assert tree(mirror) == tree(mnt)
+    # Written back, its base the mirror's copy: a later write through the
+    # mount replaces it (no conflict), one made behind the mount is kept.
+    write(os.path.join(mnt, "d", "f1"), "again")
+    sync(mnt)
+    assert read(os.path.join(mirror, "d", "f1")) == "again"
+    assert status_json(mnt)["cache"]["conflicts"] == 0
+    fd = os.open(os.path.join(mnt, "d", "f2"), os.O_WRONLY)
+    write(os.path.join(mirror, "d", "f2"), "behind the mount")
+    os.write(fd, b"through the mount")
+    os.close(fd)
+    sync(mnt)
+    assert read(os.path.join(mirror, "d", "f2")) == "behind the mount"
+    kept = [n for n in os.listdir(os.path.join(mirror, "d"))
+            if n.startswith("f2.prismfs-conflict-")]
+    assert len(kept) == 1, kept
+    assert read(os.path.join(mirror, "d", kept[0]), "rb").startswith(b"through the mount")
+
+
 def test_a_mirror_that_cannot_be_written_keeps_the_data(dirs, mounter, workdir):
     mirror, mnt = dirs
     # Every data copy to the mirror fails, as a full disk would make it.
