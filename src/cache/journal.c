@@ -371,12 +371,12 @@ int pfs_journal_apply(void *arg, struct pfs_wb_op *op, char *err, size_t errlen)
 	return j->m->ops->apply(j->m, op, err, errlen);
 }
 
-int pfs_journal_apply_new(void *arg, struct pfs_wb_op *first, unsigned n, char *err,
+int pfs_journal_apply_new(void *arg, struct pfs_wb_op *const *ops, unsigned n, char *err,
 			  size_t errlen)
 {
 	struct pfs_journal *j = arg;
 
-	return j->m->ops->apply_new(j->m, first, n, err, errlen);
+	return j->m->ops->apply_new(j->m, ops, n, err, errlen);
 }
 
 int pfs_journal_set_applied(struct pfs_journal *j, int64_t seq)

@@ -203,7 +203,7 @@ static void *worker(void *arg)
 	pthread_mutex_lock(&q->lock);
 	for (;;) {
 		uint64_t now = now_ns(), until;
-		struct pfs_wb_op *h, *last, *op;
+		struct pfs_wb_op *h, *run[RUN_MAX];
 		unsigned n;
 		int ret;
 
@@ -238,29 +238,29 @@ static void *worker(void *arg)
 		}
 		h = q->busy = q->head;
 		n = new_file_run(q, h, now);
-		last = h;
+		/* (taken under the lock: a push may link a new op after the
+		 * run's last one meanwhile) */
+		run[0] = h;
 		for (unsigned i = 1; i < n; i++)
-			last = last->next;
-		q->busy_last = last->seq;
+			run[i] = run[i - 1]->next;
+		q->busy_last = run[n - 1]->seq;
 		pthread_mutex_unlock(&q->lock);
 		msg[0] = '\0';
 		/* Each op's crash points, as if applied one by one (a run is
 		 * applied all at once: killed before it, none is; after, all). */
-		op = h;
-		for (unsigned i = 0; i < n; i++, op = op->next)
-			crashpoint(q, "wb-apply-", op);
+		for (unsigned i = 0; i < n; i++)
+			crashpoint(q, "wb-apply-", run[i]);
 		ret = 1;
 		if (n > 1)
-			ret = q->o.apply_new(q->o.arg, h, n, msg, sizeof(msg));
+			ret = q->o.apply_new(q->o.arg, run, n, msg, sizeof(msg));
 		if (ret == 1) { /* h alone: the rest when each is the head */
 			n = 1;
 			ret = q->o.apply(q->o.arg, h, msg, sizeof(msg));
 		}
-		op = h;
-		for (unsigned i = 0; ret == 0 && i < n; i++, op = op->next) {
-			crashpoint(q, "wb-applied-", op);
+		for (unsigned i = 0; ret == 0 && i < n; i++) {
+			crashpoint(q, "wb-applied-", run[i]);
 			if (q->o.done)
-				q->o.done(q->o.arg, op);
+				q->o.done(q->o.arg, run[i]);
 		}
 		pthread_mutex_lock(&q->lock);
 		q->busy = NULL;
@@ -269,10 +269,8 @@ static void *worker(void *arg)
 				pop_head(q);
 			succeeded(q);
 			pthread_mutex_unlock(&q->lock);
-			for (unsigned i = 0; i < n; i++, h = op) {
-				op = h->next;
-				pfs_wb_op_free(h);
-			}
+			for (unsigned i = 0; i < n; i++)
+				pfs_wb_op_free(run[i]);
 			pthread_mutex_lock(&q->lock);
 		} else {
 			failed(q, ret, msg);

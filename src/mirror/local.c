@@ -602,11 +602,11 @@ static int local_apply(void *arg, struct pfs_wb_op *op, char *err, size_t errlen
  * Where anything is unusual — no O_TMPFILE, the name taken (a replay, or a
  * file made behind the mount: a conflict to see), the key's base with a
  * conflict already — it answers 1, and the queue applies the ops alone. */
-static int local_apply_new(void *arg, struct pfs_wb_op *first, unsigned n, char *err,
+static int local_apply_new(void *arg, struct pfs_wb_op *const *ops, unsigned n, char *err,
 			   size_t errlen)
 {
 	struct pfs_mirror_local *m = arg;
-	struct pfs_wb_op *data = first, *op;
+	struct pfs_wb_op *first = ops[0], *data = ops[n - 1];
 	char b1[PATH_MAX], proc[32];
 	const char *name;
 	struct base_ent *e;
@@ -614,8 +614,6 @@ static int local_apply_new(void *arg, struct pfs_wb_op *first, unsigned n, char 
 	bool aside;
 	int dfd, fd, ret;
 
-	for (unsigned i = 1; i < n; i++)
-		data = data->next;
 	if (data->kind != PFS_WB_DATA || data->fd < 0 || data->datafd >= 0 ||
 	    fstat(data->fd, &sst) < 0 || !S_ISREG(sst.st_mode))
 		return 1;
@@ -636,7 +634,9 @@ static int local_apply_new(void *arg, struct pfs_wb_op *first, unsigned n, char 
 			       : fail(err, errlen, fd, "create", first->path);
 	}
 	ret = fill_data(m, fd, data, &sst, FILL_FRESH);
-	for (op = first->next; ret == 0 && op != data; op = op->next) {
+	for (unsigned i = 1; ret == 0 && i < n - 1; i++) {
+		const struct pfs_wb_op *op = ops[i];
+
 		if (op->kind == PFS_WB_SETXATTR) {
 			ret = pfs_st_setxattr(m->st, pfs_ref_fd(fd), op->xname, op->xval, op->xlen,
 					      0);
