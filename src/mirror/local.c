@@ -611,7 +611,7 @@ static int local_apply_new(void *arg, struct pfs_wb_op *const *ops, unsigned n, 
 	const char *name;
 	struct base_ent *e;
 	struct stat sst, st;
-	bool aside;
+	bool conflicted;
 	int dfd, fd, ret;
 
 	if (data->kind != PFS_WB_DATA || data->fd < 0 || data->datafd >= 0 ||
@@ -619,9 +619,9 @@ static int local_apply_new(void *arg, struct pfs_wb_op *const *ops, unsigned n, 
 		return 1;
 	pthread_mutex_lock(&m->lock);
 	e = pfs_basetab_get(&m->bt, first->key);
-	aside = e && e->h.conflict;
+	conflicted = e && e->h.conflict;
 	pthread_mutex_unlock(&m->lock);
-	if (aside)
+	if (conflicted)
 		return 1;
 	ret = parent_of(m, first->path, b1, sizeof(b1), &dfd, &name);
 	if (ret < 0)
@@ -634,6 +634,14 @@ static int local_apply_new(void *arg, struct pfs_wb_op *const *ops, unsigned n, 
 			       : fail(err, errlen, fd, "create", first->path);
 	}
 	ret = fill_data(m, fd, data, &sst, FILL_FRESH);
+	/* Owner before the xattrs (a chown drops security.capability), mode
+	 * and times last (a chown clears the set-id bits; an ACL sets the
+	 * mode): the order the DATA applied alone keeps too. */
+	if (ret == 0) {
+		ret = pfs_st_chown(m->st, pfs_ref_fd(fd), sst.st_uid, sst.st_gid);
+		if (ret == -EPERM)
+			ret = 0;
+	}
 	for (unsigned i = 1; ret == 0 && i < n - 1; i++) {
 		const struct pfs_wb_op *op = ops[i];
 
@@ -645,11 +653,6 @@ static int local_apply_new(void *arg, struct pfs_wb_op *const *ops, unsigned n, 
 			if (ret == -ENODATA)
 				ret = 0;
 		}
-	}
-	if (ret == 0) {
-		ret = pfs_st_chown(m->st, pfs_ref_fd(fd), sst.st_uid, sst.st_gid);
-		if (ret == -EPERM)
-			ret = 0;
 	}
 	if (ret == 0)
 		ret = fill_mode_times(m, fd, &sst);

@@ -17,6 +17,7 @@ mirror itself after real system calls through the mount:
 import errno
 import os
 import stat
+import struct
 import subprocess
 
 import pytest
@@ -258,6 +259,31 @@ def test_a_new_file_reaches_the_mirror_whole_with_its_metadata(dirs, mounter):
             if n.startswith("f2.prismfs-conflict-")]
     assert len(kept) == 1, kept
     assert read(os.path.join(mirror, "d", kept[0]), "rb").startswith(b"through the mount")
+
+
+def test_a_new_file_keeps_its_file_capability_and_owner_on_the_mirror(dirs, mounter):
+    # chown(2) drops security.capability (capabilities(7), "Effect of user
+    # ID changes on capabilities"; the kernel's killpriv): a new file given
+    # an owner, then a file capability, before its close must reach the
+    # mirror with both, whatever order the write-back applies them in.
+    if os.geteuid() != 0:
+        pytest.skip("needs root (chown to another user, security.* xattrs)")
+    mirror, mnt = dirs
+    cached(mounter, mirror, mnt, "--write-back", "600")
+    # VFS_CAP_REVISION_2 | VFS_CAP_FLAGS_EFFECTIVE, CAP_NET_RAW (13) permitted
+    cap = struct.pack("<5I", 0x02000001, 1 << 13, 0, 0, 0)
+    p = os.path.join(mnt, "tool")
+    fd = os.open(p, os.O_CREAT | os.O_WRONLY | os.O_EXCL, 0o755)
+    os.write(fd, b"#!/bin/sh\n")
+    os.fchown(fd, 1, 1)
+    os.setxattr(fd, "security.capability", cap)
+    os.close(fd)
+    assert os.getxattr(p, "security.capability") == cap
+    sync(mnt)
+    q = os.path.join(mirror, "tool")
+    st = os.stat(q)
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (1, 1, 0o755)
+    assert os.getxattr(q, "security.capability") == cap
 
 
 def test_a_mirror_that_cannot_be_written_keeps_the_data(dirs, mounter, workdir):
