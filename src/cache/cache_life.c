@@ -54,6 +54,7 @@ int pfs_cache_new(struct pfs_store **out, struct pfs_store *inner, int root,
 	if (ret < 0)
 		goto fail;
 	qo.apply = c->mirror->ops->apply;
+	qo.apply_new = c->mirror->ops->apply_new;
 	qo.flush = c->mirror->ops->flush;
 	qo.arg = c->mirror;
 	qo.delay_ns = o->delay_ns;
@@ -62,6 +63,8 @@ int pfs_cache_new(struct pfs_store **out, struct pfs_store *inner, int root,
 	if (o->journal) { /* every op through the journal (cache/journal.h) */
 		pfs_journal_use(o->journal, c->mirror);
 		qo.apply = pfs_journal_apply;
+		if (qo.apply_new)
+			qo.apply_new = pfs_journal_apply_new;
 		qo.done = pfs_journal_done;
 		qo.flush = pfs_journal_flush;
 		qo.record = pfs_journal_record;

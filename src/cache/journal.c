@@ -371,6 +371,14 @@ int pfs_journal_apply(void *arg, struct pfs_wb_op *op, char *err, size_t errlen)
 	return j->m->ops->apply(j->m, op, err, errlen);
 }
 
+int pfs_journal_apply_new(void *arg, struct pfs_wb_op *const *ops, unsigned n, char *err,
+			  size_t errlen)
+{
+	struct pfs_journal *j = arg;
+
+	return j->m->ops->apply_new(j->m, ops, n, err, errlen);
+}
+
 int pfs_journal_set_applied(struct pfs_journal *j, int64_t seq)
 {
 	if (pwrite(j->appliedfd, &seq, sizeof(seq), 0) != sizeof(seq)) {

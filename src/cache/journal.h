@@ -73,6 +73,10 @@ void pfs_journal_use(struct pfs_journal *j, struct pfs_mirror *m);
  * (the mirror's apply), done (deletes the record), flush (the mirror's). */
 int pfs_journal_record(void *j, const struct pfs_wb_op *op);
 int pfs_journal_apply(void *j, struct pfs_wb_op *op, char *err, size_t errlen);
+/* The mirror's apply_new (a new file in one apply; no op of such a run is
+ * an exchange to mark). Only set where the mirror has one. */
+int pfs_journal_apply_new(void *j, struct pfs_wb_op *const *ops, unsigned n, char *err,
+			  size_t errlen);
 void pfs_journal_done(void *j, const struct pfs_wb_op *op);
 int pfs_journal_flush(void *j, char *err, size_t errlen);
 

@@ -37,6 +37,7 @@ typedef int pfs_wb_record_fn(void *arg, const struct pfs_wb_op *op);
 
 struct pfs_wbq_opts {
 	pfs_wb_apply_fn *apply;
+	pfs_wb_apply_new_fn *apply_new; /* may be NULL: every op alone */
 	pfs_wb_done_fn *done;     /* may be NULL */
 	pfs_wb_flush_fn *flush;   /* may be NULL: applied is durable */
 	pfs_wb_record_fn *record; /* may be NULL: no journal */

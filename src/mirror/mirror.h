@@ -100,6 +100,9 @@ struct pfs_mirror_ops {
 	/* pfs_wb_apply_fn and pfs_wb_flush_fn (arg = m). */
 	int (*apply)(void *m, struct pfs_wb_op *op, char *err, size_t errlen);
 	int (*flush)(void *m, char *err, size_t errlen);
+	/* Optional, pfs_wb_apply_new_fn (arg = m): a new file in one apply. */
+	int (*apply_new)(void *m, struct pfs_wb_op *const *ops, unsigned n, char *err,
+			 size_t errlen);
 
 	/* Conflicts met so far, and the last one's report (buf may be NULL). */
 	unsigned long (*conflicts)(struct pfs_mirror *m, char *buf, size_t len);

@@ -83,6 +83,16 @@ const char *pfs_wb_kind_name(enum pfs_wb_kind k);
  * conflict is not a failure: the callback keeps both versions and says so
  * as the mirror's own business (mirror/mirror.h). */
 typedef int pfs_wb_apply_fn(void *arg, struct pfs_wb_op *op, char *err, size_t errlen);
+/* Optional: apply a new file's run of n ops (ops[0..n-1]) as one:
+ * first a CREATE, then ATTR, SETXATTR or RMXATTR of its path, last its DATA
+ * (no datafd). The mirror shows the file whole, or not at all, never the
+ * steps between (which the queue's order allowed it to show): the same
+ * states as applying them one by one, fewer of them. 0 when all n are
+ * applied; 1 when it will not (the name is taken: a replay or a change
+ * behind the mount, which apply sorts out one op at a time), nothing done;
+ * or -errno (nothing visible done: tried again as a failure). */
+typedef int pfs_wb_apply_new_fn(void *arg, struct pfs_wb_op *const *ops, unsigned n, char *err,
+				size_t errlen);
 /* Make everything applied so far durable on the mirror (syncfs): called
  * before a waiter is told its ops are applied. 0 or -errno. */
 typedef int pfs_wb_flush_fn(void *arg, char *err, size_t errlen);
