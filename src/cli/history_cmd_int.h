@@ -52,5 +52,10 @@ int pfs_history_export_cmd(int argc, char **argv);
 int pfs_history_restore_cmd(int argc, char **argv);
 /* prune (history_prune.c): its exit code. */
 int pfs_history_prune_cmd(int argc, char **argv);
+/* diff on a layered mount (history_layered_diff.c): after the replay's
+ * report, its out table rewritten to speak of the merged trees side_a and
+ * side_b (.history/A, .history/B or the mount), past the browse
+ * directory's name (no name of the root). 0 or -errno. */
+int pfs_hq_layered(sqlite3 *db, const char *side_a, const char *side_b, const char *past);
 
 #endif

@@ -244,6 +244,53 @@ static char *view_of(const struct pfs_hc_maps *maps, const struct pfs_map *m, co
 	return strdup(path);
 }
 
+/* The merged trees diff compares on a layered mount: .history/A, and
+ * .history/B or the mount itself. 1 if mnt is layered, 0 if not, -1 after
+ * saying why. */
+static int layered_sides(sqlite3 *db, const char *mnt, const char *canon_m, long long ia,
+			 const char *b, long long ib, char *sa, char *sb, size_t len, char *past,
+			 size_t plen)
+{
+	char line[PATH_MAX];
+	sqlite3_stmt *q = NULL;
+	int ret = -1;
+
+	if (pfs_hc_ask(mnt, "layered\n", line, sizeof(line)) < 0)
+		return -1;
+	if (strcmp(line, "yes") != 0)
+		return 0;
+	if (pfs_hc_ask(mnt, "browse\n", line, sizeof(line)) < 0)
+		return -1;
+	if (strncmp(line, "name ", 5) != 0 || !line[5]) {
+		say("%s: the daemon did not say where its past tree is", mnt);
+		return -1;
+	}
+	snprintf(past, plen, "%.*s", NAME_MAX, line + 5);
+	if (sqlite3_prepare_v2(db, "SELECT name FROM snapshots WHERE id = ?", -1, &q, NULL) !=
+	    SQLITE_OK)
+		goto out;
+	for (int s = 0; s < 2; s++) {
+		char *side = s ? sb : sa;
+
+		if (s && !b) {
+			snprintf(side, len, "%s", canon_m);
+			break;
+		}
+		sqlite3_reset(q);
+		sqlite3_bind_int64(q, 1, s ? ib : ia);
+		if (sqlite3_step(q) != SQLITE_ROW)
+			goto out;
+		if ((size_t)snprintf(side, len, "%s/%s/%s", canon_m, past, pfs_hc_col(q, 0)) >= len)
+			goto out;
+	}
+	ret = 1;
+out:
+	if (ret < 0)
+		say("%s: %s", mnt, sqlite3_errmsg(db));
+	sqlite3_finalize(q);
+	return ret;
+}
+
 static int cmd_diff(const char *mnt, const char *a, const char *b, bool stat)
 {
 	sqlite3 *db = pfs_hc_open_db(mnt);
@@ -254,7 +301,8 @@ static int cmd_diff(const char *mnt, const char *a, const char *b, bool stat)
 	const struct pfs_map *ma = NULL, *mb = NULL;
 	struct dline *lines = NULL;
 	size_t nl = 0;
-	int ret = 1;
+	char side_a[PATH_MAX], side_b[PATH_MAX], past[NAME_MAX + 1];
+	int ret = 1, lay, e;
 
 	if (!db || !canon_m) {
 		free(canon_m);
@@ -283,8 +331,21 @@ static int cmd_diff(const char *mnt, const char *a, const char *b, bool stat)
 		say("%s: %s", mnt, sqlite3_errmsg(db));
 		goto out;
 	}
-	if (pfs_hq_report(db) < 0 ||
-	    sqlite3_prepare_v2(db, "SELECT t, p, o FROM out ORDER BY p, t", -1, &r, NULL) !=
+	if (pfs_hq_report(db) < 0) {
+		say("%s: %s", mnt, sqlite3_errmsg(db));
+		goto out;
+	}
+	/* a layered mount's journal is its upper's: diff speaks of the
+	 * merged view (docs/HISTORY.md, Layered mounts) */
+	lay = layered_sides(db, mnt, canon_m, ia, b, ib, side_a, side_b, sizeof(side_a), past,
+			    sizeof(past));
+	if (lay < 0)
+		goto out;
+	if (lay && (e = pfs_hq_layered(db, side_a, side_b, past)) < 0) {
+		say("%s: cannot compare the merged trees: %s", mnt, strerror(-e));
+		goto out;
+	}
+	if (sqlite3_prepare_v2(db, "SELECT t, p, o FROM out ORDER BY p, t", -1, &r, NULL) !=
 		    SQLITE_OK) {
 		say("%s: %s", mnt, sqlite3_errmsg(db));
 		goto out;

@@ -21,6 +21,7 @@
 #include <string.h>
 
 #define PFS_RENAME_EXCHANGE 2 /* <linux/fs.h>'s RENAME_EXCHANGE */
+#define PFS_RENAME_WHITEOUT 4 /* <linux/fs.h>'s RENAME_WHITEOUT */
 
 static const char *col(sqlite3_stmt *q, int i)
 {
@@ -314,6 +315,11 @@ static int apply(sqlite3 *db, sqlite3_stmt *r, long long a_seq)
 		const char *out = (arg & PFS_RENAME_EXCHANGE) ? p : p2;
 
 		if (apply_rename(db, p, p2, arg, a_seq, seq) < 0)
+			return -1;
+		/* RENAME_WHITEOUT (a layered rename of a lower-origin file)
+		 * leaves a whiteout at the old name: an object made then */
+		if ((arg & PFS_RENAME_WHITEOUT) && p[0] != '/' &&
+		    set_cur(db, p, "", false, &NO_TOUCH) < 0)
 			return -1;
 		if (out[0] != '/')
 			return 0;

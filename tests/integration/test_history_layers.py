@@ -152,11 +152,12 @@ def test_layered_history_journal_browse_restore_export(layers, mounter):
     assert all(st == 1 for (*_, st) in rows)
     # no row of the work directory's temporaries but their renames in
     assert not [r for r in rows if r[1].startswith("/") and r[0] != "rename"]
-    # diff lists what the upper gained
+    # diff speaks of the merged view (test_layered_diff below in detail)
     r = cli("diff", mnt, "s1", "s2")
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
-    assert "+\tgone" in lines  # its whiteout (the lower file is no change of U)
+    assert "-\tgone" in lines  # the lower file whited out
+    assert "M\tkeep" in lines  # a copy-up by a chmod
     assert not [l for l in lines if l.split("\t", 1)[1].startswith("/")]  # no temporary
 
     # browse: each snapshot's whole merged tree as the kernel showed it
@@ -204,6 +205,124 @@ def test_layered_history_journal_browse_restore_export(layers, mounter):
     assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert "cannot read" in r.stderr, r.stderr
     assert not os.path.exists(broken)
+
+
+def kernel_diff(x, y, renames=()):
+    """zfs diff's lines between two kernel records: a name only at x '-',
+    only at y '+', in both but different 'M'; renames (old, new) the test
+    made of upper files (kept objects: rename(2)) replace their -/+."""
+    out = {"-\t" + k for k in x.keys() - y.keys()}
+    out |= {"+\t" + k for k in y.keys() - x.keys()}
+    out |= {"M\t" + k for k in x.keys() & y.keys() if x[k] != y[k]}
+    for a, b in renames:
+        assert x[a] == y[b]
+        out -= {"-\t" + a, "+\t" + b}
+        out.add("R\t%s -> %s" % (a, b))
+    return out
+
+
+def diff_of(mnt, *args, dirs=None):
+    """diff's lines, less a directory's 'M' (the root's, or of one in
+    both records dirs): its entries changed, and the records leave out
+    directories' mtimes."""
+    r = cli("diff", mnt, *args)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    keys = [l.split("\t", 1)[1].split(" -> ")[0] for l in lines]
+    assert keys == sorted(keys), lines  # in zfs diff's order, by path
+    x, y = dirs or ({}, {})
+    return {l for l in lines if not (l[0] == "M" and (
+        l[2:] == "." or (x.get(l[2:], "?")[0] == "d" and y.get(l[2:], "?")[0] == "d")))}
+
+
+def stat_of(want):
+    n = {t: sum(1 for l in want if l[0] == t) for t in "+-MR"}
+    return "%d created, %d deleted, %d modified, %d renamed" % (n["+"], n["-"], n["M"], n["R"])
+
+
+def test_layered_diff(layers, mounter):
+    """prismfs diff on a layered mount lists the changes of the merged view
+    the kernel shows, not of the upper: a copy-up is 'M', a lower name
+    whited out '-', the names beneath a removed lower directory and those an
+    opaque directory hides '-', a lower file renamed '-' and '+' (overlayfs
+    copies it up), an upper file renamed 'R', names made and removed between
+    the snapshots nothing."""
+    d = layers
+    L1, L2 = d["L1"], d["L2"]
+    write(os.path.join(L1, "mv"), b"lower, renamed later")
+    os.makedirs(os.path.join(L1, "ldir"))
+    write(os.path.join(L1, "ldir", "x"), b"lower x")
+    write(os.path.join(L1, "ldir", "y"), b"lower y")
+    os.makedirs(os.path.join(L2, "deep", "a"))
+    write(os.path.join(L2, "deep", "a", "b"), b"deep in L2")
+    mnt = d["mnt"]
+    mounter(L1, mnt, *mount_args(d))
+    p = lambda *x: os.path.join(mnt, *x)
+    write(p("u"), b"upper u")
+    write(p("u2"), b"upper, renamed later")
+    write(p("u4"), b"upper, removed later")
+    with open(p("a"), "ab") as f:                  # a copy-up before s1
+        f.write(b" + first")
+    at_s1 = oracle(d)
+    snapshot(mnt, "s1")
+    with open(p("keep"), "ab") as f:               # a copy-up by a write
+        f.write(b" + appended")
+    os.unlink(p("gone"))                           # a lower file whited out
+    os.rename(p("mv"), p("moved"))                 # a lower file renamed
+    os.rename(p("u2"), p("u3"))                    # an upper file renamed
+    os.unlink(p("u4"))                             # an upper file removed
+    write(p("u"), b"upper u rewritten")
+    write(p("n"), b"new")
+    write(p("tmp"), b"made and removed")
+    os.unlink(p("tmp"))
+    subprocess.run(["rm", "-r", p("dir")], check=True)  # merged: L1 and L2's
+    subprocess.run(["rm", "-r", p("ldir")], check=True)
+    os.mkdir(p("ldir"))                            # made again: opaque
+    write(p("ldir", "fresh"), b"in the opaque dir")
+    write(p("ldir", "x"), b"x again, an upper file")
+    os.unlink(p("z"))                              # L2's file
+    with open(p("deep", "a", "b"), "ab") as f:     # copy-up of L2's dirs
+        f.write(b"!")
+    os.makedirs(p("nd", "sub"))
+    write(p("nd", "sub", "f"), b"new tree")
+    at_s2 = oracle(d)
+    snapshot(mnt, "s2")
+    os.unlink(p("u"))
+    os.unlink(p("moved"))
+    with open(p("ldir", "fresh"), "ab") as f:
+        f.write(b"!")
+    now = oracle(d)
+
+    want = kernel_diff(at_s1, at_s2, [("u2", "u3")])
+    # the workload's own account, so the oracle is not empty of meaning
+    for l in ("M\tkeep", "-\tgone", "-\tmv", "+\tmoved", "R\tu2 -> u3", "-\tu4",
+              "M\tu", "+\tn", "-\tdir", "-\tdir/sub/s", "-\tdir/l2", "-\tldir/y",
+              "+\tldir/fresh", "M\tldir/x", "-\tz", "M\tdeep/a/b", "+\tnd/sub/f"):
+        assert l in want, l
+    assert "M\ta" not in want  # copied up before s1, unchanged since
+    same(record(p(".history", "s1")), at_s1)
+    same(record(p(".history", "s2")), at_s2)
+    got = diff_of(mnt, "s1", "s2", dirs=(at_s1, at_s2))
+    assert got == want, (sorted(got - want), sorted(want - got))
+    r = cli("diff", mnt, "s1", "s2", "--stat")
+    assert r.returncode == 0, r.stderr
+    dm = len(got_all(mnt, "s1", "s2")) - len(got)  # the directories' M
+    assert r.stdout.splitlines() == [stat_of(want | {"M\t%d" % i for i in range(dm)})]
+    # a snapshot and now: the live mount is the later side
+    want = kernel_diff(at_s2, now)
+    assert want == {"-\tu", "-\tmoved", "M\tldir/fresh"}
+    assert diff_of(mnt, "s2", dirs=(at_s2, now)) == want
+    want = kernel_diff(at_s1, now, [("u2", "u3")])
+    assert diff_of(mnt, "s1", dirs=(at_s1, now)) == want
+    # by id, as by name
+    ids = history_rows(d["H"], "SELECT id FROM snapshots WHERE name IN ('s1', 's2') ORDER BY id")
+    assert got_all(mnt, str(ids[0][0]), str(ids[1][0])) == got_all(mnt, "s1", "s2")
+
+
+def got_all(mnt, *args):
+    r = cli("diff", mnt, *args)
+    assert r.returncode == 0, r.stderr
+    return set(r.stdout.splitlines())
 
 
 def test_layered_history_refusals(layers, workdir):
