@@ -382,10 +382,14 @@ static int cmd_log(const char *mnt, const char *path, const char *since, bool js
 	sqlite3 *db = pfs_hc_open_db(mnt);
 	sqlite3_stmt *q = NULL;
 	json_t *arr = json_array();
+	char lbuf[64];
+	bool layered;
 	int ret = 1;
 
 	if (!db || !canon_m || !arr)
 		goto out;
+	layered = !json && pfs_hc_ask(mnt, "layered\n", lbuf, sizeof(lbuf)) == 0 &&
+		  strcmp(lbuf, "yes") == 0;
 	if (path)
 		pfs_hc_relpath(canon_m, path, rel, sizeof(rel));
 	if (pfs_hc_maps_load(db, canon_m, &maps) < 0) {
@@ -442,7 +446,19 @@ static int cmd_log(const char *mnt, const char *path, const char *since, bool js
 			if (o)
 				json_array_append_new(arr, o);
 		} else {
-			printf("%s %-11s %s%s%s uid=%lld pid=%lld comm=%s%s%s\n", tbuf, pfs_hc_col(q, 6),
+			const char *kind = pfs_hc_col(q, 6);
+
+			/* a layered mount's rename in from its work directory
+			 * (docs/HISTORY.md, Layered mounts): the temporary's
+			 * path says nothing to the user; RENAME_NOREPLACE is
+			 * the copy-up's, the others put a new object or a
+			 * whiteout in the name's place */
+			if (layered && two && p1[0] == '/' && strcmp(kind, "rename") == 0) {
+				kind = (sqlite3_column_int64(q, 9) & 1) ? "copy-up" : "replace";
+				p1 = p2;
+				two = false;
+			}
+			printf("%s %-11s %s%s%s uid=%lld pid=%lld comm=%s%s%s\n", tbuf, kind,
 			       p1, two ? " -> " : "", two ? p2 : "",
 			       sqlite3_column_int64(q, 2), sqlite3_column_int64(q, 4), pfs_hc_col(q, 5),
 			       st == 1 ? "" : " ", st == 1 ? "" : state_of(st, sbuf, sizeof(sbuf)));

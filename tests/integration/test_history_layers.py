@@ -314,6 +314,15 @@ def test_layered_diff(layers, mounter):
     assert diff_of(mnt, "s2", dirs=(at_s2, now)) == want
     want = kernel_diff(at_s1, now, [("u2", "u3")])
     assert diff_of(mnt, "s1", dirs=(at_s1, now)) == want
+    # log: a copy-up and a name's replacement in the upper by their names,
+    # not by the work directory's temporaries
+    r = cli("log", mnt)
+    assert r.returncode == 0, r.stderr
+    assert d["W"] not in r.stdout
+    kinds = {(l.split()[1], l.split()[2]) for l in r.stdout.splitlines()}
+    for k in (("copy-up", "keep"), ("copy-up", "a"), ("replace", "ldir"), ("unlink", "u4")):
+        assert k in kinds, (k, r.stdout)
+    assert any(l.split()[1:5] == ["rename", "u2", "->", "u3"] for l in r.stdout.splitlines())
     # by id, as by name
     ids = history_rows(d["H"], "SELECT id FROM snapshots WHERE name IN ('s1', 's2') ORDER BY id")
     assert got_all(mnt, str(ids[0][0]), str(ids[1][0])) == got_all(mnt, "s1", "s2")
