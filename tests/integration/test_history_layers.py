@@ -57,11 +57,11 @@ def same(got, want):
         assert got[k] == want[k], (k, got[k], want[k])
 
 
-def kernel_view(lowerdirs, mp):
+def kernel_view(lowerdirs, mp, opts=""):
     """The kernel's merged tree of lowerdirs (top first), read-only."""
     os.makedirs(mp, exist_ok=True)
     subprocess.run(["mount", "-t", "overlay", "overlay", "-o",
-                    "ro,lowerdir=" + ":".join(lowerdirs), mp], check=True,
+                    "ro," + opts + "lowerdir=" + ":".join(lowerdirs), mp], check=True,
                    capture_output=True, timeout=30)
     try:
         return record(mp)
@@ -101,9 +101,9 @@ def mount_args(d):
     return ["--history", d["H"], "--upper", d["U"], "--work", d["W"], "--lower", d["L2"]]
 
 
-def oracle(d):
+def oracle(d, opts=""):
     """The merged tree now, as the kernel merges U over L1 over L2."""
-    return kernel_view([d["U"], d["L1"], d["L2"]], d["k"])
+    return kernel_view([d["U"], d["L1"], d["L2"]], d["k"], opts)
 
 
 def snapshot(mnt, name):
@@ -240,13 +240,15 @@ def stat_of(want):
     return "%d created, %d deleted, %d modified, %d renamed" % (n["+"], n["-"], n["M"], n["R"])
 
 
-def test_layered_diff(layers, mounter):
+@pytest.mark.parametrize("xattr", ("trusted", "user"))
+def test_layered_diff(layers, mounter, xattr):
     """prismfs diff on a layered mount lists the changes of the merged view
     the kernel shows, not of the upper: a copy-up is 'M', a lower name
     whited out '-', the names beneath a removed lower directory and those an
     opaque directory hides '-', a lower file renamed '-' and '+' (overlayfs
     copies it up), an upper file renamed 'R', names made and removed between
-    the snapshots nothing."""
+    the snapshots nothing. With -o userxattr too (user.overlay. xattrs; the
+    kernel's mount reads them with userxattr)."""
     d = layers
     L1, L2 = d["L1"], d["L2"]
     write(os.path.join(L1, "mv"), b"lower, renamed later")
@@ -256,14 +258,16 @@ def test_layered_diff(layers, mounter):
     os.makedirs(os.path.join(L2, "deep", "a"))
     write(os.path.join(L2, "deep", "a", "b"), b"deep in L2")
     mnt = d["mnt"]
-    mounter(L1, mnt, *mount_args(d))
+    ko = "userxattr," if xattr == "user" else ""
+    mounter(L1, mnt, *mount_args(d), *(["-o", "userxattr"] if ko else []))
+    now_ = lambda: oracle(d, ko)  # noqa: E731
     p = lambda *x: os.path.join(mnt, *x)
     write(p("u"), b"upper u")
     write(p("u2"), b"upper, renamed later")
     write(p("u4"), b"upper, removed later")
     with open(p("a"), "ab") as f:                  # a copy-up before s1
         f.write(b" + first")
-    at_s1 = oracle(d)
+    at_s1 = now_()
     snapshot(mnt, "s1")
     with open(p("keep"), "ab") as f:               # a copy-up by a write
         f.write(b" + appended")
@@ -285,13 +289,13 @@ def test_layered_diff(layers, mounter):
         f.write(b"!")
     os.makedirs(p("nd", "sub"))
     write(p("nd", "sub", "f"), b"new tree")
-    at_s2 = oracle(d)
+    at_s2 = now_()
     snapshot(mnt, "s2")
     os.unlink(p("u"))
     os.unlink(p("moved"))
     with open(p("ldir", "fresh"), "ab") as f:
         f.write(b"!")
-    now = oracle(d)
+    now = now_()
 
     want = kernel_diff(at_s1, at_s2, [("u2", "u3")])
     # the workload's own account, so the oracle is not empty of meaning
