@@ -354,19 +354,46 @@ int64_t pfs_journal_mirror_ino(struct pfs_mirror *m, const char *path)
 	return m->ops->ino ? m->ops->ino(m, path) : 0;
 }
 
+/* op's mirror made the file of a CREATE (op->made_*), not yet named: kept
+ * in the op's row, so a replay tells its own file from one made behind the
+ * mount meanwhile (mirror/wbop.h). */
+void pfs_journal_mark(struct pfs_journal *j, int64_t seq, int64_t x1, int64_t x2)
+{
+	pthread_mutex_lock(&j->lock);
+	sqlite3_bind_int64(j->mark, 1, x1);
+	sqlite3_bind_int64(j->mark, 2, x2);
+	sqlite3_bind_int64(j->mark, 3, seq);
+	run(j, j->mark);
+	pthread_mutex_unlock(&j->lock);
+}
+
+static void mark_made(void *arg, const struct pfs_wb_op *op)
+{
+	struct pfs_journal *j = arg;
+
+	pfs_journal_mark(j, j->base + (int64_t)op->seq, op->made_ino, op->made_bt);
+}
+
+void pfs_journal_replay_made(void *arg, const struct pfs_wb_op *op)
+{
+	pfs_journal_mark(arg, (int64_t)op->seq, op->made_ino, op->made_bt);
+}
+
 int pfs_journal_apply(void *arg, struct pfs_wb_op *op, char *err, size_t errlen)
 {
 	struct pfs_journal *j = arg;
 
+	if (op->kind == PFS_WB_CREATE) {
+		op->made_fn = mark_made;
+		op->made_arg = j;
+	}
+
 	if (op->kind == PFS_WB_RENAME && (op->flags & RENAME_EXCHANGE)) {
 		/* Not idempotent: say what the mirror held before, so a replay
 		 * can tell whether it is done already. */
-		pthread_mutex_lock(&j->lock);
-		sqlite3_bind_int64(j->mark, 1, pfs_journal_mirror_ino(j->m, op->path));
-		sqlite3_bind_int64(j->mark, 2, pfs_journal_mirror_ino(j->m, op->path2));
-		sqlite3_bind_int64(j->mark, 3, j->base + (int64_t)op->seq);
-		run(j, j->mark);
-		pthread_mutex_unlock(&j->lock);
+		pfs_journal_mark(j, j->base + (int64_t)op->seq,
+				 pfs_journal_mirror_ino(j->m, op->path),
+				 pfs_journal_mirror_ino(j->m, op->path2));
 	}
 	return j->m->ops->apply(j->m, op, err, errlen);
 }
@@ -376,6 +403,8 @@ int pfs_journal_apply_new(void *arg, struct pfs_wb_op *const *ops, unsigned n, c
 {
 	struct pfs_journal *j = arg;
 
+	ops[0]->made_fn = mark_made; /* the run's CREATE */
+	ops[0]->made_arg = j;
 	return j->m->ops->apply_new(j->m, ops, n, err, errlen);
 }
 

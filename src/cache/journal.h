@@ -25,7 +25,10 @@
  * names can have been applied without being counted; the one op that is
  * not idempotent, RENAME_EXCHANGE, is marked with the mirror's inodes
  * before it is applied (where the mirror has them, its ino; one without
- * is not marked, and a replay applies it again). Why a tmpfs mounted in DIR rather than DIR/tree on DIR's disk:
+ * is not marked, and a replay applies it again). A CREATE is marked with
+ * the file the mirror made for it before that file is named (wbop.h:
+ * made_ino), so that a replay tells its own file from one made behind the
+ * mount meanwhile (a conflict, kept beside). Why a tmpfs mounted in DIR rather than DIR/tree on DIR's disk:
  * the cache keeps memory speed and --cache-size keeps its meaning, and a
  * disk would add nothing the journal promises (its pages are not synced
  * either, so it too would not survive power loss).

@@ -37,6 +37,11 @@ void pfs_journal_unmount_tree(struct pfs_journal *j);
 int pfs_journal_set_applied(struct pfs_journal *j, int64_t seq);
 /* Rows in table (ops: those not applied, open); -1: cannot tell. */
 int64_t pfs_journal_pending(struct pfs_journal *j, const char *table);
+/* Keep x1, x2 in the row of op seq (an exchange's inodes, what a create
+ * made). */
+void pfs_journal_mark(struct pfs_journal *j, int64_t seq, int64_t x1, int64_t x2);
+/* wbop.h's made_fn for a replayed op (its seq is the row's). */
+void pfs_journal_replay_made(void *j, const struct pfs_wb_op *op);
 /* A mirror path's inode (0: none, or a mirror that cannot tell). */
 int64_t pfs_journal_mirror_ino(struct pfs_mirror *m, const char *path);
 

@@ -271,6 +271,13 @@ static int replay_ops(struct pfs_journal *j, struct pfs_mirror *m, int tree,
 			if (tree < 0)
 				lost++;
 		}
+		/* What an attempt before the crash made, if any (mark_made). */
+		if (op->kind == PFS_WB_CREATE) {
+			op->made_ino = x1;
+			op->made_bt = x2;
+			op->made_fn = pfs_journal_replay_made; /* a kill in the replay too */
+			op->made_arg = j;
+		}
 		/* Exchanged already (the crash came before its row went)? */
 		if (op->kind == PFS_WB_RENAME && (op->flags & RENAME_EXCHANGE) && x1 && x2 &&
 		    pfs_journal_mirror_ino(m, op->path) == x2 &&

@@ -221,23 +221,136 @@ static int own(struct pfs_mirror_local *m, const struct pfs_wb_op *op, int dfd, 
 	return ret == -EPERM ? 0 : ret;
 }
 
+/* fd is the file op (a CREATE) made: say so (wbop.h: made_ino), before it
+ * gets its name. */
+static void made(struct pfs_wb_op *op, int fd)
+{
+	struct statx sx;
+
+	if (statx(fd, "", AT_EMPTY_PATH, STATX_INO | STATX_BTIME, &sx) < 0)
+		return;
+	op->made_ino = (int64_t)sx.stx_ino;
+	op->made_bt = sx.stx_mask & STATX_BTIME
+			      ? (int64_t)sx.stx_btime.tv_sec * 1000000000 + sx.stx_btime.tv_nsec
+			      : 0;
+	if (op->made_fn)
+		op->made_fn(op->made_arg, op);
+}
+
+/* Does name hold the regular file (ino, birth time bt) an earlier attempt
+ * of a CREATE made? */
+static bool made_before(int dfd, const char *name, int64_t ino, int64_t bt)
+{
+	struct statx sx;
+
+	if (!ino || statx(dfd, name, AT_SYMLINK_NOFOLLOW, STATX_TYPE | STATX_INO | STATX_BTIME,
+			  &sx) < 0)
+		return false;
+	if (!S_ISREG(sx.stx_mode) || (int64_t)sx.stx_ino != ino)
+		return false;
+	return !bt || !(sx.stx_mask & STATX_BTIME) ||
+	       (int64_t)sx.stx_btime.tv_sec * 1000000000 + sx.stx_btime.tv_nsec == bt;
+}
+
+/* A CREATE's empty file: made unnamed (O_TMPFILE) and known (made) before
+ * it is linked in under name, so that a name found taken, now or at a
+ * replay, is told apart from this op's own work. Without O_TMPFILE: made
+ * under its name and known a moment later (a kill between the two makes
+ * its replay see a conflict: both kept, nothing lost). */
+static int create_file(struct pfs_mirror_local *m, struct pfs_wb_op *op, int dfd,
+		       const char *name)
+{
+	char proc[32];
+	int fd, ret;
+
+	fd = pfs_st_openat(m->st, dfd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, op->mode & 07777);
+	if (fd == -EOPNOTSUPP || fd == -EISDIR || fd == -EINVAL) {
+		fd = pfs_st_openat(m->st, dfd, name,
+				   O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+				   op->mode & 07777);
+		if (fd < 0)
+			return fd;
+		made(op, fd);
+		close(fd);
+		return 0;
+	}
+	if (fd < 0)
+		return fd;
+	made(op, fd);
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	ret = pfs_st_link(m->st, AT_FDCWD, proc, dfd, name, AT_SYMLINK_FOLLOW);
+	close(fd);
+	return ret;
+}
+
+/* A CREATE whose name was made on the mirror behind the mount: that file
+ * stays; the cache's goes beside it, as NAME.prismfs-conflict-STAMP, and
+ * so do its later write-backs (the key's conflict name, as apply_data
+ * keeps a changed file's). */
+static int create_aside(struct pfs_mirror_local *m, struct pfs_wb_op *op, int dfd,
+			const char *name)
+{
+	char *cname = pfs_mirror_conflict_name(name);
+	struct base_ent *e;
+	int fd, ret;
+
+	if (!cname)
+		return -ENOMEM;
+	if (!op->key) { /* nothing to send its data after it: say so, retry */
+		free(cname);
+		return -EEXIST;
+	}
+	fd = pfs_st_openat(m->st, dfd, cname, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+			   op->mode & 07777);
+	ret = fd == -EEXIST ? 0 : fd < 0 ? fd : 0;
+	if (fd >= 0)
+		close(fd);
+	if (ret == 0)
+		ret = own(m, op, dfd, cname);
+	if (ret < 0) {
+		free(cname);
+		return ret;
+	}
+	pthread_mutex_lock(&m->lock);
+	e = pfs_basetab_make(&m->bt, op->key, sizeof(*e));
+	if (e && !e->h.conflict) {
+		e->h.conflict = cname;
+		cname = NULL;
+		m->conflicts++;
+		snprintf(m->last_conflict, sizeof(m->last_conflict),
+			 "%s was made on the mirror behind the mount; the cache's version is "
+			 "kept as %s",
+			 op->path, e->h.conflict);
+	}
+	pthread_mutex_unlock(&m->lock);
+	free(cname);
+	return e ? 0 : -ENOMEM;
+}
+
 static int apply_make(struct pfs_mirror_local *m, struct pfs_wb_op *op, int dfd,
 		      const char *name)
 {
+	int64_t prev_ino = op->made_ino, prev_bt = op->made_bt;
 	struct stat st;
-	int ret, fd;
+	int ret;
 
 	switch (op->kind) {
 	case PFS_WB_MKDIR:
 		ret = pfs_st_mkdir(m->st, dfd, name, op->mode & 07777);
 		break;
 	case PFS_WB_CREATE:
-		fd = pfs_st_openat(m->st, dfd, name,
-				   O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-				   op->mode & 07777);
-		ret = fd < 0 ? fd : 0;
-		if (fd >= 0)
-			close(fd);
+		ret = create_file(m, op, dfd, name);
+		if (ret != -EEXIST)
+			break;
+		/* Taken: by this op's own earlier attempt (a retry, a replay),
+		 * or by a file made behind the mount, never to be written over. */
+		if (!made_before(dfd, name, prev_ino, prev_bt))
+			return create_aside(m, op, dfd, name);
+		op->made_ino = prev_ino; /* the file that is there, not the one just dropped */
+		op->made_bt = prev_bt;
+		if (op->made_fn)
+			op->made_fn(op->made_arg, op);
+		ret = 0;
 		break;
 	case PFS_WB_SYMLINK:
 		ret = pfs_st_symlink(m->st, op->target, dfd, name);
@@ -658,6 +771,8 @@ static int local_apply_new(void *arg, struct pfs_wb_op *const *ops, unsigned n, 
 		ret = fill_mode_times(m, fd, &sst);
 	if (ret == 0)
 		pfs_crashpoint("wb-data-tmp"); /* tests: written, not yet named */
+	if (ret == 0)
+		made(first, fd);
 	if (ret == 0) {
 		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
 		ret = pfs_st_link(m->st, AT_FDCWD, proc, dfd, name, AT_SYMLINK_FOLLOW);

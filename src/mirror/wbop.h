@@ -72,6 +72,16 @@ struct pfs_wb_op {
 	uint64_t key;            /* DATA: the cache inode, to merge repeated writes */
 	uint64_t bytes;          /* DATA: counted as dirty until applied */
 	struct pfs_wb_base base; /* DATA: see above; the apply updates it */
+	/* CREATE: the file an attempt of this op made on the mirror (its
+	 * inode and birth time in ns; 0: none known). A name found taken is
+	 * this op's own earlier attempt (a retry, a journal replay) only if it
+	 * holds that file; anything else was made behind the mount: a
+	 * conflict. made_fn, where set (the journal), records them before the
+	 * file gets its name, so a replay after a kill can tell too — a
+	 * callback because a mirror may not call into the cache. */
+	int64_t made_ino, made_bt;
+	void (*made_fn)(void *arg, const struct pfs_wb_op *op);
+	void *made_arg;
 };
 
 /* A new op of kind k on path (copied). NULL when out of memory. */

@@ -162,6 +162,22 @@ def test_a_file_changed_on_the_server_is_never_overwritten(dav, mnt, mounter):
     assert read(os.path.join(dav.root, aside[0])) == "mine again"
 
 
+def test_a_name_made_on_the_server_behind_the_mount_is_not_overwritten(dav, mnt, mounter):
+    """The cache listed the directory; then the name is made on the server:
+    a create of it through the mount keeps the server's file."""
+    cached(mounter, dav.url + "/", mnt)
+    assert os.listdir(mnt) == []
+    write(os.path.join(dav.root, "new"), "made on the server")
+    give_to_server(dav.root)
+    write(os.path.join(mnt, "new"), "created through the mount")
+    sync(mnt)
+    assert read(os.path.join(dav.root, "new")) == "made on the server"
+    aside = [n for n in os.listdir(dav.root) if n.startswith("new.prismfs-conflict-")]
+    assert len(aside) == 1, os.listdir(dav.root)
+    assert read(os.path.join(dav.root, aside[0])) == "created through the mount"
+    assert status_json(mnt)["cache"]["conflicts"] == 1
+
+
 def test_status_says_which_guarantees_hold(dav, mnt, mounter):
     cached(mounter, dav.url + "/", mnt)
     g = status_json(mnt)["cache"]["guarantees"]

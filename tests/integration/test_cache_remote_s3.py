@@ -8,7 +8,8 @@ the bucket then read with curl --aws-sigv4, independently of prismfs.
   whole directories;
 - the view shows what the bucket holds, read only when used (requests
   counted by a proxy in front of the gateway);
-- a file changed in the bucket since the cache had it is never overwritten;
+- a file changed in the bucket since the cache had it is never overwritten,
+  nor one made there under a name the cache had listed free;
 - mode and mtime are kept in object metadata across mounts;
 - a file larger than one PUT goes up in parts, and arrives whole;
 - wrong credentials are one line at mount, and nothing is mounted."""
@@ -101,6 +102,23 @@ def test_a_file_changed_in_the_bucket_is_never_overwritten(s3server, s3bucket, w
     keys, _, _ = list_v2(s3server, s3bucket, "pfx/f.prismfs-conflict-")
     assert len(keys) == 1, keys
     assert get(s3server, s3bucket, keys[0][0]) == b"mine"
+    assert status_json(mnt)["cache"]["conflicts"] == 1
+
+
+def test_a_key_made_in_the_bucket_behind_the_mount_is_not_overwritten(s3server, s3bucket,
+                                                                     workdir, mounter):
+    mnt = os.path.join(workdir, "mnt")
+    os.makedirs(mnt)
+    mount_s3(mounter, s3server, s3bucket, mnt)
+    assert os.listdir(mnt) == []  # listed by the cache
+    url = "%s/%s/pfx/new" % (s3server.endpoint, s3bucket)
+    s3server.curl("-X", "PUT", "--data-binary", "theirs", url)
+    write(os.path.join(mnt, "new"), "created through the mount")
+    sync(mnt)
+    assert get(s3server, s3bucket, "pfx/new") == b"theirs"
+    keys, _, _ = list_v2(s3server, s3bucket, "pfx/new.prismfs-conflict-")
+    assert len(keys) == 1, keys
+    assert get(s3server, s3bucket, keys[0][0]) == b"created through the mount"
     assert status_json(mnt)["cache"]["conflicts"] == 1
 
 

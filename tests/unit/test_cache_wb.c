@@ -218,14 +218,52 @@ static void test_sequence_and_replay(void **state)
 			op(PFS_WB_RMDIR, "b/sub"), two(PFS_WB_LINK, "b/f", "b/f"),
 		};
 
+		struct statx sx;
+
 		again[0]->mode = 0750;
 		again[1]->mode = 0640;
+		/* A create replayed knows the file it made (the journal's
+		 * mark): here, the one b/f holds. */
+		snprintf(p, sizeof(p), "%s/b/f", f->mirror);
+		assert_int_equal(statx(AT_FDCWD, p, AT_SYMLINK_NOFOLLOW, STATX_INO | STATX_BTIME,
+				       &sx), 0);
+		again[1]->made_ino = (int64_t)sx.stx_ino;
+		if (sx.stx_mask & STATX_BTIME)
+			again[1]->made_bt = (int64_t)sx.stx_btime.tv_sec * 1000000000 +
+					    sx.stx_btime.tv_nsec;
+		again[1]->key = 7;
 		for (size_t i = 0; i < sizeof(again) / sizeof(again[0]); i++) {
 			apply(f, again[i]);
 			pfs_wb_op_free(again[i]);
 		}
 	}
 	assert_string_equal(get(f->mirror, "b/f"), "hello");
+	assert_int_equal(f->m->ops->conflicts(f->m, NULL, 0), 0);
+}
+
+/* A create whose name was made on the mirror meanwhile, by someone else
+ * (not the file an attempt of it made): that file stays; the cache's goes
+ * beside it, and so does its data. */
+static void test_create_over_a_file_made_behind_is_a_conflict(void **state)
+{
+	struct fix *f = *state;
+	struct pfs_wb_op *o;
+	char msg[512];
+
+	put(f->mirror, "n", "theirs");
+	put(f->cache, "n", "ours");
+	o = op(PFS_WB_CREATE, "n");
+	o->mode = 0644;
+	o->key = 9;
+	apply(f, o);
+	pfs_wb_op_free(o);
+	o = data(f, "n", 9);
+	apply(f, o);
+	pfs_wb_op_free(o);
+	assert_string_equal(get(f->mirror, "n"), "theirs");
+	assert_int_equal(f->m->ops->conflicts(f->m, msg, sizeof(msg)), 1);
+	assert_non_null(strstr(msg, "n.prismfs-conflict-"));
+	assert_string_equal(get(f->mirror, strstr(msg, "n.prismfs-conflict-")), "ours");
 }
 
 /* A file changed on the mirror after the cache loaded it is never
@@ -619,6 +657,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_sequence_and_replay, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_conflict_keeps_both, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_create_over_a_file_made_behind_is_a_conflict,
+						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_no_conflict_when_unchanged, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_hard_link_rewritten_in_place, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_failure_is_told_and_retried, setup, teardown),
