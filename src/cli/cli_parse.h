@@ -39,6 +39,11 @@ int pfs_cli_mount_key(struct pfs_config *cfg, const char *key, size_t klen, cons
 int pfs_cli_parse_mount(int argc, char **argv, int start, bool compat, struct pfs_config *cfg,
 			char *err, size_t errlen);
 
+/* cli_mount_check.c: mount's options once every argument is read — the
+ * combinations refused, the defaults that depend on other options, the
+ * layers folded together (pfs_cli_finish_layers). 0 or -EINVAL/-ENOMEM. */
+int pfs_cli_finish_mount(struct pfs_config *cfg, char *err, size_t errlen);
+
 /* --default-upper: cfg->upper becomes SOURCE_upper (a string cfg owns).
  * 0 or -EINVAL. */
 int pfs_cli_default_upper(struct pfs_config *cfg, char *err, size_t errlen);
