@@ -71,7 +71,7 @@ void pfs_history_temps_outside(struct pfs_store *st)
 }
 
 /* Is path (as pfs_hist_path gave it) a layered mount's temporary? */
-static bool outside(const struct pfs_history *h, const char *path)
+bool pfs_hist_outside(const struct pfs_history *h, const char *path)
 {
 	return h->temps_outside && path[0] == '/';
 }
@@ -90,7 +90,9 @@ static long long rec_by(struct pfs_history *h, const struct pfs_caller *who, con
 	if (r == 0 && p2)
 		r = pfs_hist_path(h, d2, n2, p2, PATH_MAX);
 	/* a write to a temporary outside the tree (see before) */
-	seq = r < 0 ? r : outside(h, p1) && d2 < 0 ? 0 : pfs_hist_db_record(h, who, kind, p1, p2, arg);
+	seq = r < 0 ? r
+	      : pfs_hist_outside(h, p1) && d2 < 0 ? 0
+	      : pfs_hist_db_record(h, who, kind, p1, p2, arg);
 out:
 	free(p1);
 	free(p2);
@@ -98,7 +100,7 @@ out:
 }
 
 /* A ref as (dirfd, name): an open fd is its own object. */
-static void ref_at(struct pfs_ref r, int *dirfd, const char **name)
+void pfs_hist_ref_at(struct pfs_ref r, int *dirfd, const char **name)
 {
 	*dirfd = r.fd >= 0 ? r.fd : r.dirfd;
 	*name = r.fd >= 0 ? NULL : r.name;
@@ -131,9 +133,9 @@ static long long before(struct pfs_history *h, const char *kind, int d1, const c
 	/* before the daemon serves (no journal open yet: it opens after the
 	 * fork), the only changes are a layered mount's own bookkeeping on the
 	 * upper's root (layer_open.c), no change of the tree's */
-	if (r == 0 && (!h->db || (outside(h, p1) && (d2 < 0 || outside(h, p2)))))
+	if (r == 0 && (!h->db || (pfs_hist_outside(h, p1) && (d2 < 0 || pfs_hist_outside(h, p2)))))
 		seq = 0;
-	else if (r == 0 && save && !outside(h, p1)) /* a temporary has no past */
+	else if (r == 0 && save && !pfs_hist_outside(h, p1)) /* a temporary has no past */
 		r = pfs_hist_save(h, d1, n1);
 	if (r < 0)
 		seq = r;
@@ -143,148 +145,6 @@ out:
 	free(p1);
 	free(p2);
 	return seq;
-}
-
-static struct hwfd **wfd_slot(struct pfs_history *h, int fd)
-{
-	struct hwfd **p = &h->wfds[(unsigned)fd % PFS_HIST_NB];
-
-	while (*p && (*p)->fd != fd)
-		p = &(*p)->next;
-	return p;
-}
-
-/* Did fd's file change since it was opened (or last asked)? */
-static bool wfd_changed(struct pfs_history *h, int fd, bool forget, struct pfs_caller *who)
-{
-	struct hwfd **p, *w;
-	struct stat s;
-	bool changed = false;
-
-	pthread_mutex_lock(&h->lock);
-	p = wfd_slot(h, fd);
-	w = *p;
-	if (w && fstat(fd, &s) == 0 && s.st_ino == w->ino) {
-		changed = s.st_size != w->size || s.st_mtim.tv_sec != w->mtime.tv_sec ||
-			  s.st_mtim.tv_nsec != w->mtime.tv_nsec;
-		w->size = s.st_size;
-		w->mtime = s.st_mtim;
-		*who = w->who;
-	}
-	if (w && forget) {
-		*p = w->next;
-		free(w);
-		h->nwfds--;
-	}
-	pthread_mutex_unlock(&h->lock);
-	return changed;
-}
-
-static void wfd_add(struct pfs_history *h, int fd, bool created)
-{
-	struct hwfd *w = calloc(1, sizeof(*w)), **p;
-	struct stat s;
-
-	if (!w || fstat(fd, &s) < 0) {
-		free(w);
-		return;
-	}
-	w->fd = fd;
-	w->ino = s.st_ino;
-	w->dev = s.st_dev;
-	w->created = created;
-	w->who = pfs_caller_get();
-	w->size = s.st_size;
-	w->mtime = s.st_mtim;
-	pthread_mutex_lock(&h->lock);
-	p = wfd_slot(h, fd);
-	if (*p) { /* a number reused: the old one was closed unseen */
-		struct hwfd *old = *p;
-
-		*p = old->next;
-		free(old);
-		h->nwfds--;
-		p = wfd_slot(h, fd);
-	}
-	*p = w;
-	h->nwfds++;
-	pthread_mutex_unlock(&h->lock);
-}
-
-/* Is r's object a file the caller created through this store and still
- * has open from that create? Then its attribute changes are the creator
- * setting up its new file (tar, cp -p, install: utimes, chown, chmod on
- * the fd before close), covered by the create's row as its writes are:
- * notes riding the next commit instead of a commit each. Measured: untar
- * of 3,000 small files made 4 commits per file, 3 of them these. */
-static bool by_creator(struct pfs_history *h, struct pfs_ref r)
-{
-	struct pfs_caller who = pfs_caller_get();
-	struct hwfd *w = NULL;
-	const char *n;
-	struct stat s;
-	bool yes;
-	int d;
-
-	if (!who.pid)
-		return false;
-	ref_at(r, &d, &n);
-	pfs_hist_obj(h, &d, &n); /* /proc/self/fd/N: fd N's own object */
-	if (n && *n ? fstatat(d, n, &s, AT_SYMLINK_NOFOLLOW) < 0 : fstat(d, &s) < 0)
-		return false;
-	if (!S_ISREG(s.st_mode))
-		return false;
-	pthread_mutex_lock(&h->lock);
-	if (!n || !*n)
-		w = *wfd_slot(h, d);
-	if (!w || w->ino != s.st_ino || w->dev != s.st_dev) {
-		w = NULL;
-		for (unsigned i = 0; i < PFS_HIST_NB && !w && h->nwfds; i++)
-			for (struct hwfd *x = h->wfds[i]; x && !w; x = x->next)
-				if (x->ino == s.st_ino && x->dev == s.st_dev && x->created)
-					w = x;
-	}
-	yes = w && w->created && w->who.pid == who.pid;
-	pthread_mutex_unlock(&h->lock);
-	return yes;
-}
-
-/* Before a change on r made by its creator (by_creator): its previous
- * version saved if a snapshot since asks for it (a file created before the
- * snapshot, still open), its path into *path (malloc'ed; NULL for a
- * layered mount's temporary, which is not journaled). 0 or -errno. */
-static int creator_before(struct pfs_history *h, struct pfs_ref r, char **path)
-{
-	const char *n;
-	int d, ret;
-
-	ref_at(r, &d, &n);
-	*path = malloc(PATH_MAX);
-	if (!*path)
-		return -ENOMEM;
-	ret = pfs_hist_path(h, d, n, *path, PATH_MAX);
-	if (ret == 0 && outside(h, *path)) {
-		free(*path);
-		*path = NULL;
-		return 0;
-	}
-	if (ret == 0)
-		ret = pfs_hist_save(h, d, n);
-	if (ret < 0) {
-		free(*path);
-		*path = NULL;
-	}
-	return ret;
-}
-
-/* ...and after it: made, then noted (riding the next commit). */
-static int creator_after(struct pfs_history *h, char *path, const char *kind, long long arg,
-			 int ret)
-{
-	if (ret == 0 && path)
-		pfs_hist_db_note(h, NULL, kind, path, arg);
-	free(path);
-	return ret;
 }
 
 static int h_open(struct pfs_store *st, int dirfd, const char *name, const struct open_how *how)
@@ -313,7 +173,7 @@ static int h_open(struct pfs_store *st, int dirfd, const char *name, const struc
 	fd = h->in->ops->open(h->in, dirfd, name, how);
 	done(h, seq, fd < 0 ? fd : 0);
 	if (fd >= 0 && writing)
-		wfd_add(h, fd, !exists);
+		pfs_hist_wfd_add(h, fd, !exists);
 	return fd;
 }
 
@@ -402,13 +262,15 @@ static int h_chmod(struct pfs_store *st, struct pfs_ref r, mode_t mode)
 	int d;
 	long long seq;
 
-	if (by_creator(h, r)) {
+	if (pfs_hist_by_creator(h, r)) {
 		char *p;
-		int ret = creator_before(h, r, &p);
+		int ret = pfs_hist_creator_before(h, r, &p);
 
-		return ret < 0 ? ret : creator_after(h, p, "chmod", mode, h->in->ops->chmod(h->in, r, mode));
+		return ret < 0 ? ret
+			       : pfs_hist_creator_after(h, p, "chmod", mode,
+							 h->in->ops->chmod(h->in, r, mode));
 	}
-	ref_at(r, &d, &n);
+	pfs_hist_ref_at(r, &d, &n);
 	seq = before(h, "chmod", d, n, -1, NULL, mode, true);
 	return seq < 0 ? (int)seq : done(h, seq, h->in->ops->chmod(h->in, r, mode));
 }
@@ -423,13 +285,15 @@ static int h_chown(struct pfs_store *st, struct pfs_ref r, uid_t uid, gid_t gid)
 	/* arg: uid in the high half, gid in the low; -1 each when left */
 	long long arg = (long long)(((unsigned long long)uid << 32) | (unsigned)gid);
 
-	if (by_creator(h, r)) {
+	if (pfs_hist_by_creator(h, r)) {
 		char *p;
-		int ret = creator_before(h, r, &p);
+		int ret = pfs_hist_creator_before(h, r, &p);
 
-		return ret < 0 ? ret : creator_after(h, p, "chown", arg, h->in->ops->chown(h->in, r, uid, gid));
+		return ret < 0 ? ret
+			       : pfs_hist_creator_after(h, p, "chown", arg,
+							 h->in->ops->chown(h->in, r, uid, gid));
 	}
-	ref_at(r, &d, &n);
+	pfs_hist_ref_at(r, &d, &n);
 	seq = before(h, "chown", d, n, -1, NULL, arg, true);
 	return seq < 0 ? (int)seq : done(h, seq, h->in->ops->chown(h->in, r, uid, gid));
 }
@@ -441,13 +305,15 @@ static int h_utimes(struct pfs_store *st, struct pfs_ref r, const struct timespe
 	int d;
 	long long seq;
 
-	if (by_creator(h, r)) {
+	if (pfs_hist_by_creator(h, r)) {
 		char *p;
-		int ret = creator_before(h, r, &p);
+		int ret = pfs_hist_creator_before(h, r, &p);
 
-		return ret < 0 ? ret : creator_after(h, p, "utimes", 0, h->in->ops->utimes(h->in, r, ts));
+		return ret < 0 ? ret
+			       : pfs_hist_creator_after(h, p, "utimes", 0,
+							 h->in->ops->utimes(h->in, r, ts));
 	}
-	ref_at(r, &d, &n);
+	pfs_hist_ref_at(r, &d, &n);
 	seq = before(h, "utimes", d, n, -1, NULL, 0, true);
 	return seq < 0 ? (int)seq : done(h, seq, h->in->ops->utimes(h->in, r, ts));
 }
@@ -474,7 +340,7 @@ static int h_setxattr(struct pfs_store *st, struct pfs_ref r, const char *name, 
 	int d;
 	long long seq;
 
-	ref_at(r, &d, &n);
+	pfs_hist_ref_at(r, &d, &n);
 	seq = before(h, "setxattr", d, n, -1, name, (long long)len, true);
 	return seq < 0 ? (int)seq
 		       : done(h, seq, h->in->ops->setxattr(h->in, r, name, val, len, flags));
@@ -492,7 +358,7 @@ static int h_removexattr(struct pfs_store *st, struct pfs_ref r, const char *nam
 	int d;
 	long long seq;
 
-	ref_at(r, &d, &n);
+	pfs_hist_ref_at(r, &d, &n);
 	seq = before(h, "removexattr", d, n, -1, name, 0, true);
 	return seq < 0 ? (int)seq : done(h, seq, h->in->ops->removexattr(h->in, r, name));
 }
@@ -505,7 +371,7 @@ static int note_written(struct pfs_history *h, int fd, bool forget)
 	char *p;
 	long long seq;
 
-	if (!wfd_changed(h, fd, forget, &who))
+	if (!pfs_hist_wfd_changed(h, fd, forget, &who))
 		return 0;
 	if (!forget) { /* fsync: the row before the data is made durable */
 		seq = rec_by(h, NULL, "write", fd, NULL, -1, NULL, 0);
@@ -516,7 +382,7 @@ static int note_written(struct pfs_history *h, int fd, bool forget)
 	 * no commit of its own. The request comes from no process: the
 	 * opener's. */
 	p = malloc(PATH_MAX);
-	if (p && pfs_hist_path(h, fd, NULL, p, PATH_MAX) == 0 && !outside(h, p))
+	if (p && pfs_hist_path(h, fd, NULL, p, PATH_MAX) == 0 && !pfs_hist_outside(h, p))
 		pfs_hist_db_note(h, &who, "write", p, 0);
 	free(p);
 	return 0;
@@ -586,14 +452,7 @@ static void h_destroy(struct pfs_store *st)
 	pfs_hist_browse_fini(h);
 	pfs_hist_db_close(h);
 	pfs_hist_saved_clear(h);
-	for (unsigned i = 0; i < PFS_HIST_NB; i++) {
-		while (h->wfds[i]) {
-			struct hwfd *w = h->wfds[i];
-
-			h->wfds[i] = w->next;
-			free(w);
-		}
-	}
+	pfs_hist_wfd_free(h);
 	if (h->vdir >= 0)
 		close(h->vdir);
 	if (h->lockfd >= 0)

@@ -1,5 +1,6 @@
 /* history_int: what the parts of the history store share (history.c: the
- * operations; history_db.c: the database; history_save.c: versions). */
+ * operations; history_db.c: the database; history_save.c: versions;
+ * history_wfd.c: the files open for writing). */
 #ifndef PFS_HISTORY_INT_H
 #define PFS_HISTORY_INT_H
 
@@ -129,6 +130,29 @@ int pfs_hist_path(struct pfs_history *h, int dirfd, const char *name, char *buf,
 /* history.c: a new O_PATH descriptor of the tree's root, or -errno. The
  * tree is read through h->in (a cache fills and loads what is asked). */
 int pfs_hist_root(struct pfs_history *h);
+
+/* history.c: is path (as pfs_hist_path gave it) a layered mount's temporary? */
+bool pfs_hist_outside(const struct pfs_history *h, const char *path);
+/* history.c: a ref as (dirfd, name): an open fd is its own object. */
+void pfs_hist_ref_at(struct pfs_ref r, int *dirfd, const char **name);
+
+/* history_wfd.c: the files open for writing (h->wfds, under h->lock).
+ * fd opened for writing (created: by its create) by this thread's caller. */
+void pfs_hist_wfd_add(struct pfs_history *h, int fd, bool created);
+/* Did fd's file change since it was opened (or last asked)? Its opener
+ * into *who; forget: it is being released. */
+bool pfs_hist_wfd_changed(struct pfs_history *h, int fd, bool forget, struct pfs_caller *who);
+/* All of them freed (the history's end). */
+void pfs_hist_wfd_free(struct pfs_history *h);
+/* Is r's object a file the caller created through this store and still
+ * has open from that create (its setup: notes, not commits)? */
+bool pfs_hist_by_creator(struct pfs_history *h, struct pfs_ref r);
+/* Before such a change: previous version saved, its path into *path
+ * (malloc'ed; NULL: not journaled). 0 or -errno. */
+int pfs_hist_creator_before(struct pfs_history *h, struct pfs_ref r, char **path);
+/* ...and after it (ret: the change's): noted if made, path freed. ret. */
+int pfs_hist_creator_after(struct pfs_history *h, char *path, const char *kind, long long arg,
+			   int ret);
 
 /* history_db.c. Open DIR/history.db (tables made if missing). */
 int pfs_hist_db_open(struct pfs_history *h, char *err, size_t errlen);
