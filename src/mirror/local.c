@@ -1,5 +1,4 @@
-#include "mirror/basetab.h"
-#include "mirror/local.h"
+#include "mirror/local_int.h"
 #include "store/fcopy.h"
 #include "store/meta.h"
 #include "store/walk.h"
@@ -15,26 +14,6 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-
-struct base_ent {
-	struct pfs_basetab_ent h; /* h.conflict: where the cache's version goes */
-	struct pfs_wb_base base;
-};
-
-struct pfs_mirror_local {
-	struct pfs_mirror base;
-	char *path; /* as given, for describe */
-	struct pfs_store *st;
-	int root;
-	pthread_mutex_t lock; /* the table and conflicts */
-	struct pfs_basetab bt;
-	unsigned long conflicts;
-	char last_conflict[PATH_MAX + 128];
-	unsigned long tmpseq; /* the worker's alone */
-	unsigned long spillseq; /* tmpfile names where O_TMPFILE fails (atomic) */
-};
-
-#define L(m) ((struct pfs_mirror_local *)(m))
 
 static const struct pfs_mirror_ops local_ops;
 
@@ -96,8 +75,8 @@ static unsigned long local_conflicts(struct pfs_mirror *mm, char *buf, size_t le
 /* Open the directory that holds path's last component, beneath the root
  * and through no symlink; *name points into path. The descriptor is the
  * root itself (not to be closed) when path has one component. */
-static int parent_of(struct pfs_mirror_local *m, const char *path, char *buf, size_t len,
-		     int *dirfd, const char **name)
+int pfs_local_parent_of(struct pfs_mirror_local *m, const char *path, char *buf, size_t len,
+			int *dirfd, const char **name)
 {
 	const char *slash = strrchr(path, '/');
 	struct open_how how = {.flags = O_PATH | O_DIRECTORY | O_CLOEXEC,
@@ -122,13 +101,13 @@ static int parent_of(struct pfs_mirror_local *m, const char *path, char *buf, si
 	return 0;
 }
 
-static void put_parent(struct pfs_mirror_local *m, int dirfd)
+void pfs_local_put_parent(struct pfs_mirror_local *m, int dirfd)
 {
 	if (dirfd != m->root)
 		close(dirfd);
 }
 
-static void to_base(const struct stat *st, struct pfs_wb_base *b)
+void pfs_local_to_base(const struct stat *st, struct pfs_wb_base *b)
 {
 	b->valid = true;
 	b->dev = st->st_dev;
@@ -138,20 +117,14 @@ static void to_base(const struct stat *st, struct pfs_wb_base *b)
 	b->ctime = st->st_ctim;
 }
 
-static bool same_base(const struct pfs_wb_base *b, const struct stat *st)
-{
-	return b->dev == st->st_dev && b->ino == st->st_ino && b->size == st->st_size &&
-	       b->mtime.tv_sec == st->st_mtim.tv_sec && b->mtime.tv_nsec == st->st_mtim.tv_nsec;
-}
-
-static void set_base(struct pfs_mirror_local *m, uint64_t key, const struct stat *st)
+void pfs_local_set_base(struct pfs_mirror_local *m, uint64_t key, const struct stat *st)
 {
 	struct base_ent *e;
 
 	pthread_mutex_lock(&m->lock);
 	e = pfs_basetab_make(&m->bt, key, sizeof(*e));
 	if (e)
-		to_base(st, &e->base);
+		pfs_local_to_base(st, &e->base);
 	pthread_mutex_unlock(&m->lock);
 }
 
@@ -163,13 +136,13 @@ static int local_remember(struct pfs_mirror *mm, uint64_t key, const char *path)
 	struct stat st;
 	int dfd, ret;
 
-	ret = parent_of(m, path, buf, sizeof(buf), &dfd, &name);
+	ret = pfs_local_parent_of(m, path, buf, sizeof(buf), &dfd, &name);
 	if (ret < 0)
 		return ret;
 	ret = pfs_st_stat(m->st, dfd, name, &st, AT_SYMLINK_NOFOLLOW);
-	put_parent(m, dfd);
+	pfs_local_put_parent(m, dfd);
 	if (ret == 0)
-		set_base(m, key, &st);
+		pfs_local_set_base(m, key, &st);
 	return ret;
 }
 
@@ -180,612 +153,6 @@ static void local_forget(struct pfs_mirror *mm, uint64_t key)
 	pthread_mutex_lock(&m->lock);
 	pfs_basetab_forget(&m->bt, key);
 	pthread_mutex_unlock(&m->lock);
-}
-
-/* After a change to the file key through the cache (attrs, xattrs): its
- * new state is the base, if the old base still held (else the change
- * behind the mount is kept as the base's difference, for DATA to see). */
-static void refresh_base(struct pfs_mirror_local *m, uint64_t key, int dfd, const char *name,
-			 const struct stat *before)
-{
-	struct base_ent *e;
-	struct stat st;
-	bool held;
-
-	if (!key || pfs_st_stat(m->st, dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-		return;
-	pthread_mutex_lock(&m->lock);
-	e = pfs_basetab_get(&m->bt, key);
-	held = e && before && same_base(&e->base, before);
-	if (held)
-		to_base(&st, &e->base);
-	pthread_mutex_unlock(&m->lock);
-}
-
-static int fail(char *err, size_t errlen, int ret, const char *what, const char *path)
-{
-	snprintf(err, errlen, "%s %s on the mirror: %s", what, path, strerror(-ret));
-	return ret;
-}
-
-/* Give a new object the owner the op asks for. The mirror may refuse to
- * change owners (an unprivileged daemon): then the object keeps the
- * daemon's, as cp without -p would. */
-static int own(struct pfs_mirror_local *m, const struct pfs_wb_op *op, int dfd, const char *name)
-{
-	int ret;
-
-	if (!(op->mask & PFS_WB_OWNER))
-		return 0;
-	ret = pfs_st_chown(m->st, pfs_ref_at(dfd, name), op->uid, op->gid);
-	return ret == -EPERM ? 0 : ret;
-}
-
-/* fd is the file op (a CREATE) made: say so (wbop.h: made_ino), before it
- * gets its name. */
-static void made(struct pfs_wb_op *op, int fd)
-{
-	struct statx sx;
-
-	if (statx(fd, "", AT_EMPTY_PATH, STATX_INO | STATX_BTIME, &sx) < 0)
-		return;
-	op->made_ino = (int64_t)sx.stx_ino;
-	op->made_bt = sx.stx_mask & STATX_BTIME
-			      ? (int64_t)sx.stx_btime.tv_sec * 1000000000 + sx.stx_btime.tv_nsec
-			      : 0;
-	if (op->made_fn)
-		op->made_fn(op->made_arg, op);
-}
-
-/* Does name hold the regular file (ino, birth time bt) an earlier attempt
- * of a CREATE made? */
-static bool made_before(int dfd, const char *name, int64_t ino, int64_t bt)
-{
-	struct statx sx;
-
-	if (!ino || statx(dfd, name, AT_SYMLINK_NOFOLLOW, STATX_TYPE | STATX_INO | STATX_BTIME,
-			  &sx) < 0)
-		return false;
-	if (!S_ISREG(sx.stx_mode) || (int64_t)sx.stx_ino != ino)
-		return false;
-	return !bt || !(sx.stx_mask & STATX_BTIME) ||
-	       (int64_t)sx.stx_btime.tv_sec * 1000000000 + sx.stx_btime.tv_nsec == bt;
-}
-
-/* A CREATE's empty file: made unnamed (O_TMPFILE) and known (made) before
- * it is linked in under name, so that a name found taken, now or at a
- * replay, is told apart from this op's own work. Without O_TMPFILE: made
- * under its name and known a moment later (a kill between the two makes
- * its replay see a conflict: both kept, nothing lost). */
-static int create_file(struct pfs_mirror_local *m, struct pfs_wb_op *op, int dfd,
-		       const char *name)
-{
-	char proc[32];
-	int fd, ret;
-
-	fd = pfs_st_openat(m->st, dfd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, op->mode & 07777);
-	if (fd == -EOPNOTSUPP || fd == -EISDIR || fd == -EINVAL) {
-		fd = pfs_st_openat(m->st, dfd, name,
-				   O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-				   op->mode & 07777);
-		if (fd < 0)
-			return fd;
-		made(op, fd);
-		close(fd);
-		return 0;
-	}
-	if (fd < 0)
-		return fd;
-	made(op, fd);
-	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
-	ret = pfs_st_link(m->st, AT_FDCWD, proc, dfd, name, AT_SYMLINK_FOLLOW);
-	close(fd);
-	return ret;
-}
-
-/* A CREATE whose name was made on the mirror behind the mount: that file
- * stays; the cache's goes beside it, as NAME.prismfs-conflict-STAMP, and
- * so do its later write-backs (the key's conflict name, as apply_data
- * keeps a changed file's). */
-static int create_aside(struct pfs_mirror_local *m, struct pfs_wb_op *op, int dfd,
-			const char *name)
-{
-	char *cname = pfs_mirror_conflict_name(name);
-	struct base_ent *e;
-	int fd, ret;
-
-	if (!cname)
-		return -ENOMEM;
-	if (!op->key) { /* nothing to send its data after it: say so, retry */
-		free(cname);
-		return -EEXIST;
-	}
-	fd = pfs_st_openat(m->st, dfd, cname, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-			   op->mode & 07777);
-	ret = fd == -EEXIST ? 0 : fd < 0 ? fd : 0;
-	if (fd >= 0)
-		close(fd);
-	if (ret == 0)
-		ret = own(m, op, dfd, cname);
-	if (ret < 0) {
-		free(cname);
-		return ret;
-	}
-	pthread_mutex_lock(&m->lock);
-	e = pfs_basetab_make(&m->bt, op->key, sizeof(*e));
-	if (e && !e->h.conflict) {
-		e->h.conflict = cname;
-		cname = NULL;
-		m->conflicts++;
-		snprintf(m->last_conflict, sizeof(m->last_conflict),
-			 "%s was made on the mirror behind the mount; the cache's version is "
-			 "kept as %s",
-			 op->path, e->h.conflict);
-	}
-	pthread_mutex_unlock(&m->lock);
-	free(cname);
-	return e ? 0 : -ENOMEM;
-}
-
-static int apply_make(struct pfs_mirror_local *m, struct pfs_wb_op *op, int dfd,
-		      const char *name)
-{
-	int64_t prev_ino = op->made_ino, prev_bt = op->made_bt;
-	struct stat st;
-	int ret;
-
-	switch (op->kind) {
-	case PFS_WB_MKDIR:
-		ret = pfs_st_mkdir(m->st, dfd, name, op->mode & 07777);
-		break;
-	case PFS_WB_CREATE:
-		ret = create_file(m, op, dfd, name);
-		if (ret != -EEXIST)
-			break;
-		/* Taken: by this op's own earlier attempt (a retry, a replay),
-		 * or by a file made behind the mount, never to be written over. */
-		if (!made_before(dfd, name, prev_ino, prev_bt))
-			return create_aside(m, op, dfd, name);
-		op->made_ino = prev_ino; /* the file that is there, not the one just dropped */
-		op->made_bt = prev_bt;
-		if (op->made_fn)
-			op->made_fn(op->made_arg, op);
-		ret = 0;
-		break;
-	case PFS_WB_SYMLINK:
-		ret = pfs_st_symlink(m->st, op->target, dfd, name);
-		break;
-	default: /* PFS_WB_MKNOD */
-		ret = pfs_st_mknod(m->st, dfd, name, op->mode, op->rdev);
-		break;
-	}
-	if (ret == -EEXIST) {
-		/* Made before (a replay): done if it is the same kind. */
-		if (pfs_st_stat(m->st, dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-		    (st.st_mode & S_IFMT) ==
-			    (op->kind == PFS_WB_MKDIR     ? S_IFDIR
-			     : op->kind == PFS_WB_CREATE  ? S_IFREG
-			     : op->kind == PFS_WB_SYMLINK ? S_IFLNK
-							  : (op->mode & S_IFMT)))
-			return 0;
-		return -EEXIST;
-	}
-	if (ret < 0)
-		return ret;
-	ret = own(m, op, dfd, name);
-	if (ret == 0 && op->key && op->kind == PFS_WB_CREATE &&
-	    pfs_st_stat(m->st, dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0)
-		set_base(m, op->key, &st);
-	return ret;
-}
-
-static int apply_attr(struct pfs_mirror_local *m, struct pfs_wb_op *op, int dfd,
-		      const char *name)
-{
-	struct pfs_ref r = pfs_ref_at(dfd, name);
-	struct stat before;
-	bool had = pfs_st_stat(m->st, dfd, name, &before, AT_SYMLINK_NOFOLLOW) == 0;
-	int ret = 0;
-
-	if (op->mask & PFS_WB_OWNER) {
-		ret = pfs_st_chown(m->st, r, op->uid, op->gid);
-		if (ret == -EPERM)
-			ret = 0;
-	}
-	/* A symlink has no mode of its own: chmod by name would follow it
-	 * (and fail on a dangling one, or change its target). */
-	if (ret == 0 && (op->mask & PFS_WB_MODE) && !(had && S_ISLNK(before.st_mode)))
-		ret = pfs_st_chmod(m->st, r, op->mode & 07777);
-	if (ret == 0 && (op->mask & (PFS_WB_ATIME | PFS_WB_MTIME))) {
-		struct timespec ts[2] = {op->atime, op->mtime};
-
-		if (!(op->mask & PFS_WB_ATIME))
-			ts[0].tv_nsec = UTIME_OMIT;
-		if (!(op->mask & PFS_WB_MTIME))
-			ts[1].tv_nsec = UTIME_OMIT;
-		ret = pfs_st_utimes(m->st, r, ts);
-	}
-	if (ret == 0)
-		refresh_base(m, op->key, dfd, name, had ? &before : NULL);
-	return ret;
-}
-
-static int apply_xattr(struct pfs_mirror_local *m, struct pfs_wb_op *op, int dfd,
-		       const char *name)
-{
-	struct pfs_ref r = pfs_ref_at(dfd, name);
-	struct stat before;
-	bool had = pfs_st_stat(m->st, dfd, name, &before, AT_SYMLINK_NOFOLLOW) == 0;
-	int ret;
-
-	if (op->kind == PFS_WB_SETXATTR) {
-		ret = pfs_st_setxattr(m->st, r, op->xname, op->xval, op->xlen, 0);
-	} else {
-		ret = pfs_st_removexattr(m->st, r, op->xname);
-		if (ret == -ENODATA)
-			ret = 0;
-	}
-	if (ret == 0)
-		refresh_base(m, op->key, dfd, name, had ? &before : NULL);
-	return ret;
-}
-
-/* Copy the cache file's data, mode and times into the open file fd. */
-/* How fd gets the data: over what it holds; fresh (made just now, empty:
- * a truncation would only cost, and on ext4 make its close start the
- * file's write-out); or moved (fd is the data file itself, linked in:
- * move_in). */
-enum fill_how { FILL_OVER, FILL_FRESH, FILL_MOVED };
-
-static int fill_data(struct pfs_mirror_local *m, int fd, const struct pfs_wb_op *op,
-		     const struct stat *sst, enum fill_how how)
-{
-	int src = op->datafd >= 0 ? op->datafd : op->fd;
-	int ret = 0;
-
-	if (how != FILL_FRESH)
-		ret = pfs_st_truncate(m->st, fd, how == FILL_MOVED ? sst->st_size : 0);
-	if (ret == 0 && how != FILL_MOVED)
-		ret = pfs_st_copy(m->st, fd, src, sst->st_size, false, NULL, NULL);
-	return ret;
-}
-
-/* Mode and times as the cache has them: after any change of owner (a
- * chown clears the set-id bits). */
-static int fill_mode_times(struct pfs_mirror_local *m, int fd, const struct stat *sst)
-{
-	struct timespec ts[2] = {sst->st_atim, sst->st_mtim};
-	int ret = pfs_st_chmod(m->st, pfs_ref_fd(fd), sst->st_mode & 07777);
-
-	if (ret == 0)
-		ret = pfs_st_utimes(m->st, pfs_ref_fd(fd), ts);
-	return ret;
-}
-
-/* The file src (a data file without a name on the mirror's filesystem,
- * cache_spill.c) linked in as tmp in dfd, opened for writing; -errno (a
- * file that cannot be linked: elsewhere, or linked once already) to copy
- * it instead. */
-static int move_in(struct pfs_mirror_local *m, int src, int dfd, const char *tmp)
-{
-	char name[16];
-	int pfd, ret;
-
-	pfd = pfs_st_openat(m->st, AT_FDCWD, "/proc/self/fd", O_PATH | O_DIRECTORY | O_CLOEXEC, 0);
-	if (pfd < 0)
-		return pfd;
-	snprintf(name, sizeof(name), "%d", src);
-	ret = pfs_st_link(m->st, pfd, name, dfd, tmp, AT_SYMLINK_FOLLOW);
-	close(pfd);
-	if (ret < 0)
-		return ret;
-	ret = pfs_st_openat(m->st, dfd, tmp, O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0);
-	if (ret < 0)
-		pfs_st_unlink(m->st, dfd, tmp, 0);
-	return ret;
-}
-
-static int apply_data(struct pfs_mirror_local *m, struct pfs_wb_op *op, int dfd,
-		      const char *name)
-{
-	char tmp[64], *cname = NULL;
-	const char *target = name;
-	struct base_ent *e;
-	struct stat sst, cur;
-	bool have_cur, conflict = false;
-	int fd = -1, ret;
-
-	if (op->fd < 0 || fstat(op->fd, &sst) < 0)
-		return -EBADF;
-	ret = pfs_st_stat(m->st, dfd, name, &cur, AT_SYMLINK_NOFOLLOW);
-	if (ret < 0 && ret != -ENOENT)
-		return ret;
-	have_cur = ret == 0;
-	pthread_mutex_lock(&m->lock);
-	e = op->key ? pfs_basetab_get(&m->bt, op->key) : NULL;
-	if (e && e->h.conflict) {
-		cname = strdup(e->h.conflict);
-		conflict = true;
-	} else if (e && have_cur && !same_base(&e->base, &cur)) {
-		conflict = true;
-	} else if (e && !have_cur) {
-		conflict = true; /* removed behind the mount: keep ours aside */
-	}
-	pthread_mutex_unlock(&m->lock);
-	if (conflict) {
-		if (!cname)
-			cname = pfs_mirror_conflict_name(name);
-		if (!cname)
-			return -ENOMEM;
-		target = cname;
-		ret = pfs_st_stat(m->st, dfd, target, &cur, AT_SYMLINK_NOFOLLOW);
-		have_cur = ret == 0;
-	}
-	if (have_cur && !S_ISREG(cur.st_mode)) {
-		ret = -EEXIST;
-		goto out;
-	}
-	if (have_cur && cur.st_nlink > 1) {
-		/* Other names share it: rewrite it where it is. */
-		fd = pfs_st_openat(m->st, dfd, target, O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0);
-		if (fd < 0) {
-			ret = fd;
-			goto out;
-		}
-		ret = fill_data(m, fd, op, &sst, FILL_OVER);
-		if (ret == 0)
-			ret = fill_mode_times(m, fd, &sst);
-		goto done;
-	}
-	snprintf(tmp, sizeof(tmp), ".prismfs-wb.%d.%lu", (int)getpid(), ++m->tmpseq);
-	fd = (op->flags & PFS_WB_DATA_MOVE) && op->datafd >= 0 ? move_in(m, op->datafd, dfd, tmp)
-								: -1;
-	if (fd >= 0) {
-		ret = fill_data(m, fd, op, &sst, FILL_MOVED);
-	} else {
-		fd = pfs_st_openat(m->st, dfd, tmp,
-				   O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-		if (fd < 0) {
-			ret = fd;
-			goto out;
-		}
-		ret = fill_data(m, fd, op, &sst, FILL_FRESH);
-	}
-	if (ret == 0 && have_cur) {
-		const char *what;
-
-		/* Owner and xattrs as the file had them; mode and times are
-		 * the cache's. */
-		ret = pfs_meta_copy(m->st, pfs_ref_fd(fd), pfs_ref_at(dfd, target), &cur,
-				    PFS_META_NO_TIMES, &what);
-	} else if (ret == 0) {
-		ret = pfs_st_chown(m->st, pfs_ref_fd(fd), sst.st_uid, sst.st_gid);
-		if (ret == -EPERM)
-			ret = 0;
-	}
-	if (ret == 0)
-		ret = fill_mode_times(m, fd, &sst);
-	if (ret == 0)
-		pfs_crashpoint("wb-data-tmp"); /* tests: written, not yet renamed */
-	if (ret == 0)
-		ret = pfs_st_rename(m->st, dfd, tmp, dfd, target, 0);
-	/* (a rename between two names of one file leaves both) */
-	if (ret < 0 || (op->flags & PFS_WB_DATA_MOVE))
-		pfs_st_unlink(m->st, dfd, tmp, 0);
-done:
-	if (ret == 0 && pfs_st_stat(m->st, dfd, target, &cur, AT_SYMLINK_NOFOLLOW) == 0 &&
-	    op->key) {
-		pthread_mutex_lock(&m->lock);
-		e = pfs_basetab_make(&m->bt, op->key, sizeof(*e));
-		if (e && !conflict)
-			to_base(&cur, &e->base);
-		if (e && conflict && !e->h.conflict) {
-			e->h.conflict = cname;
-			cname = NULL;
-			m->conflicts++;
-			snprintf(m->last_conflict, sizeof(m->last_conflict),
-				 "%s changed on the mirror; the cache's version is kept as %s",
-				 op->path, e->h.conflict);
-		}
-		pthread_mutex_unlock(&m->lock);
-	}
-out:
-	if (fd >= 0)
-		close(fd);
-	free(cname);
-	return ret;
-}
-
-/* A directory the view removed or replaced still holds, on the mirror,
- * names the cache never had (a conflict's copy, a file made behind the
- * mount): it goes aside, to NAME.prismfs-conflict-STAMP, rather than stop
- * the write-back for good or lose those names. */
-static int aside(struct pfs_mirror_local *m, int dfd, const char *name, const char *path)
-{
-	char *cname = pfs_mirror_conflict_name(name);
-	int ret;
-
-	if (!cname)
-		return -ENOMEM;
-	ret = pfs_st_rename(m->st, dfd, name, dfd, cname, RENAME_NOREPLACE);
-	if (ret == 0) {
-		pthread_mutex_lock(&m->lock);
-		m->conflicts++;
-		snprintf(m->last_conflict, sizeof(m->last_conflict),
-			 "%s held names the cache did not have on the mirror; kept as %s", path,
-			 cname);
-		pthread_mutex_unlock(&m->lock);
-		fprintf(stderr, "prismfs: mirror: %s held names the cache did not have; kept as "
-			"%s\n", path, cname);
-	}
-	free(cname);
-	return ret;
-}
-
-static int local_apply(void *arg, struct pfs_wb_op *op, char *err, size_t errlen)
-{
-	struct pfs_mirror_local *m = arg;
-	char b1[PATH_MAX], b2[PATH_MAX];
-	const char *n1, *n2 = NULL;
-	struct stat st;
-	int d1, d2 = -1, ret;
-
-	ret = parent_of(m, op->path, b1, sizeof(b1), &d1, &n1);
-	if (ret < 0)
-		return fail(err, errlen, ret, "cannot reach the parent of", op->path);
-	if (op->kind == PFS_WB_LINK || op->kind == PFS_WB_RENAME) {
-		ret = parent_of(m, op->path2, b2, sizeof(b2), &d2, &n2);
-		if (ret < 0) {
-			put_parent(m, d1);
-			return fail(err, errlen, ret, "cannot reach the parent of", op->path2);
-		}
-	}
-	switch (op->kind) {
-	case PFS_WB_MKDIR:
-	case PFS_WB_CREATE:
-	case PFS_WB_SYMLINK:
-	case PFS_WB_MKNOD:
-		ret = apply_make(m, op, d1, n1);
-		break;
-	case PFS_WB_LINK:
-		ret = pfs_st_link(m->st, d1, n1, d2, n2, 0);
-		if (ret == -EEXIST) {
-			struct stat a, b;
-
-			if (pfs_st_stat(m->st, d1, n1, &a, AT_SYMLINK_NOFOLLOW) == 0 &&
-			    pfs_st_stat(m->st, d2, n2, &b, AT_SYMLINK_NOFOLLOW) == 0 &&
-			    a.st_ino == b.st_ino && a.st_dev == b.st_dev)
-				ret = 0;
-		} else if (ret == -ENOENT &&
-			   pfs_st_stat(m->st, d2, n2, &st, AT_SYMLINK_NOFOLLOW) == 0) {
-			ret = 0; /* linked, and the old name since removed: a replay */
-		}
-		break;
-	case PFS_WB_UNLINK:
-	case PFS_WB_RMDIR:
-		ret = pfs_st_unlink(m->st, d1, n1, op->kind == PFS_WB_RMDIR ? AT_REMOVEDIR : 0);
-		if (ret == -ENOENT)
-			ret = 0;
-		else if (op->kind == PFS_WB_RMDIR && (ret == -ENOTEMPTY || ret == -EEXIST))
-			ret = aside(m, d1, n1, op->path);
-		break;
-	case PFS_WB_RENAME:
-		ret = pfs_st_rename(m->st, d1, n1, d2, n2, op->flags);
-		if ((ret == -ENOTEMPTY || ret == -EEXIST) && !(op->flags & RENAME_NOREPLACE) &&
-		    aside(m, d2, n2, op->path2) == 0)
-			ret = pfs_st_rename(m->st, d1, n1, d2, n2, op->flags);
-		if (ret == -ENOENT && !(op->flags & RENAME_EXCHANGE) &&
-		    pfs_st_stat(m->st, d2, n2, &st, AT_SYMLINK_NOFOLLOW) == 0)
-			ret = 0; /* a replay: moved already */
-		break;
-	case PFS_WB_DATA:
-		ret = apply_data(m, op, d1, n1);
-		break;
-	case PFS_WB_ATTR:
-		ret = apply_attr(m, op, d1, n1);
-		break;
-	case PFS_WB_SETXATTR:
-	case PFS_WB_RMXATTR:
-		ret = apply_xattr(m, op, d1, n1);
-		break;
-	default:
-		ret = -EINVAL;
-	}
-	if (ret < 0)
-		fail(err, errlen, ret, pfs_wb_kind_name(op->kind), op->path);
-	put_parent(m, d1);
-	if (d2 >= 0)
-		put_parent(m, d2);
-	return ret;
-}
-
-/* A new file's run of ops (mirror.h: apply_new) in one apply: the parent
- * found once, the file made once, unnamed (O_TMPFILE), its data, xattrs,
- * owner, mode and times given through its descriptor, then linked in
- * under its name, which must be free. Applied one by one the run made the
- * file twice (CREATE, then DATA's temporary renamed over it) and found the
- * parent four times: 36 system calls per entry of /usr/include against 17
- * for cp -a (see wbq.c: new_file_run). The link is the one moment the
- * mirror changes, so a kill anywhere before it leaves the mirror as it was
- * and nothing to clean up (the unnamed file goes with the daemon).
- *
- * The ATTRs before the DATA change nothing DATA would not set again (the
- * owner, mode and times of the cache's file as it is when applied, as the
- * DATA applied alone sets them); the xattr ops are applied in their order.
- * Where anything is unusual — no O_TMPFILE, the name taken (a replay, or a
- * file made behind the mount: a conflict to see), the key's base with a
- * conflict already — it answers 1, and the queue applies the ops alone. */
-static int local_apply_new(void *arg, struct pfs_wb_op *const *ops, unsigned n, char *err,
-			   size_t errlen)
-{
-	struct pfs_mirror_local *m = arg;
-	struct pfs_wb_op *first = ops[0], *data = ops[n - 1];
-	char b1[PATH_MAX], proc[32];
-	const char *name;
-	struct base_ent *e;
-	struct stat sst, st;
-	bool conflicted;
-	int dfd, fd, ret;
-
-	if (data->kind != PFS_WB_DATA || data->fd < 0 || data->datafd >= 0 ||
-	    fstat(data->fd, &sst) < 0 || !S_ISREG(sst.st_mode))
-		return 1;
-	pthread_mutex_lock(&m->lock);
-	e = pfs_basetab_get(&m->bt, first->key);
-	conflicted = e && e->h.conflict;
-	pthread_mutex_unlock(&m->lock);
-	if (conflicted)
-		return 1;
-	ret = parent_of(m, first->path, b1, sizeof(b1), &dfd, &name);
-	if (ret < 0)
-		return fail(err, errlen, ret, "cannot reach the parent of", first->path);
-	fd = pfs_st_openat(m->st, dfd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		put_parent(m, dfd);
-		return fd == -EOPNOTSUPP || fd == -EISDIR || fd == -EINVAL
-			       ? 1
-			       : fail(err, errlen, fd, "create", first->path);
-	}
-	ret = fill_data(m, fd, data, &sst, FILL_FRESH);
-	/* Owner before the xattrs (a chown drops security.capability), mode
-	 * and times last (a chown clears the set-id bits; an ACL sets the
-	 * mode): the order the DATA applied alone keeps too. */
-	if (ret == 0) {
-		ret = pfs_st_chown(m->st, pfs_ref_fd(fd), sst.st_uid, sst.st_gid);
-		if (ret == -EPERM)
-			ret = 0;
-	}
-	for (unsigned i = 1; ret == 0 && i < n - 1; i++) {
-		const struct pfs_wb_op *op = ops[i];
-
-		if (op->kind == PFS_WB_SETXATTR) {
-			ret = pfs_st_setxattr(m->st, pfs_ref_fd(fd), op->xname, op->xval, op->xlen,
-					      0);
-		} else if (op->kind == PFS_WB_RMXATTR) {
-			ret = pfs_st_removexattr(m->st, pfs_ref_fd(fd), op->xname);
-			if (ret == -ENODATA)
-				ret = 0;
-		}
-	}
-	if (ret == 0)
-		ret = fill_mode_times(m, fd, &sst);
-	if (ret == 0)
-		pfs_crashpoint("wb-data-tmp"); /* tests: written, not yet named */
-	if (ret == 0)
-		made(first, fd);
-	if (ret == 0) {
-		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
-		ret = pfs_st_link(m->st, AT_FDCWD, proc, dfd, name, AT_SYMLINK_FOLLOW);
-		if (ret == -EEXIST)
-			ret = 1;
-	}
-	if (ret == 0 && fstat(fd, &st) == 0)
-		set_base(m, first->key, &st);
-	close(fd);
-	put_parent(m, dfd);
-	if (ret < 0)
-		fail(err, errlen, ret, "create", first->path);
-	return ret;
 }
 
 static int local_flush(void *arg, char *err, size_t errlen)
@@ -821,11 +188,11 @@ static int local_stat(struct pfs_mirror *mm, const char *path, struct stat *st)
 
 	if (!*path)
 		return fstat(m->root, st) < 0 ? -errno : 0;
-	ret = parent_of(m, path, buf, sizeof(buf), &dfd, &name);
+	ret = pfs_local_parent_of(m, path, buf, sizeof(buf), &dfd, &name);
 	if (ret < 0)
 		return ret;
 	ret = pfs_st_stat(m->st, dfd, name, st, AT_SYMLINK_NOFOLLOW);
-	put_parent(m, dfd);
+	pfs_local_put_parent(m, dfd);
 	return ret;
 }
 
@@ -876,11 +243,11 @@ static int local_meta(struct pfs_mirror *mm, const char *path, const struct stat
 
 	if (!*path)
 		return pfs_meta_copy(in, dst, pfs_ref_fd(m->root), st, 0, &what);
-	ret = parent_of(m, path, buf, sizeof(buf), &dfd, &name);
+	ret = pfs_local_parent_of(m, path, buf, sizeof(buf), &dfd, &name);
 	if (ret < 0)
 		return ret;
 	ret = pfs_meta_copy(in, dst, pfs_ref_at(dfd, name), st, 0, &what);
-	put_parent(m, dfd);
+	pfs_local_put_parent(m, dfd);
 	return ret;
 }
 
@@ -897,7 +264,7 @@ static int local_fetch(struct pfs_mirror *mm, const char *path, uint64_t key, in
 		ret = pfs_fcopy_data(fd, src, st->st_size, NULL, NULL);
 	/* The base is the file as it is once read (what remember would see). */
 	if (ret == 0 && fstat(src, &after) == 0)
-		set_base(L(mm), key, &after);
+		pfs_local_set_base(L(mm), key, &after);
 	else if (ret == 0)
 		ret = -errno;
 	close(src);
@@ -949,8 +316,8 @@ static const struct pfs_mirror_ops local_ops = {
 	.fetch = local_fetch,
 	.remember = local_remember,
 	.forget = local_forget,
-	.apply = local_apply,
-	.apply_new = local_apply_new,
+	.apply = pfs_local_apply,
+	.apply_new = pfs_local_apply_new,
 	.flush = local_flush,
 	.conflicts = local_conflicts,
 	.describe = local_describe,
