@@ -82,6 +82,60 @@ static int put_data(struct archive *a, int fd)
 	return n < 0 ? -1 : 0;
 }
 
+/* Write e as name with st's metadata and the object at src: its data, or
+ * its target (in_file: a saved symlink, whose target is the file's
+ * content). 0, or -1 after saying why. */
+static int put_object(struct archive *a, struct archive_entry *e, const char *name,
+		      const char *src, const struct stat *st, bool in_file)
+{
+	char target[PATH_MAX];
+	struct stat fst;
+	int fd = -1, ret = -1;
+
+	archive_entry_set_pathname(e, name);
+	archive_entry_set_mode(e, st->st_mode);
+	archive_entry_set_uid(e, st->st_uid);
+	archive_entry_set_gid(e, st->st_gid);
+	archive_entry_set_mtime(e, st->st_mtim.tv_sec, st->st_mtim.tv_nsec);
+	if (S_ISLNK(st->st_mode)) {
+		ssize_t n;
+
+		if (in_file) {
+			fd = open(src, O_RDONLY | O_CLOEXEC);
+			n = fd < 0 ? -1 : read(fd, target, sizeof(target) - 1);
+		} else {
+			n = readlink(src, target, sizeof(target) - 1);
+		}
+		if (n < 0) {
+			say("%s: %s", src, strerror(errno));
+			goto out;
+		}
+		target[n] = '\0';
+		archive_entry_set_symlink(e, target);
+	} else if (S_ISREG(st->st_mode)) {
+		/* the size of what is read: a saved version's row has none */
+		fd = open(src, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+		if (fd < 0 || fstat(fd, &fst) < 0) {
+			say("%s: %s", src, strerror(errno));
+			goto out;
+		}
+		archive_entry_set_size(e, fst.st_size);
+	} else if (!S_ISDIR(st->st_mode)) {
+		archive_entry_set_rdev(e, st->st_rdev);
+	}
+	if (archive_write_header(a, e) != ARCHIVE_OK ||
+	    (S_ISREG(st->st_mode) && put_data(a, fd) < 0)) {
+		say("%s: %s", name, archive_error_string(a) ? archive_error_string(a)
+							    : strerror(errno));
+		goto out;
+	}
+	ret = 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	return ret;
+}
+
 /* One entry: from the saved version vfile (with its row's metadata), or
  * from the live path. 0, or -1 after saying why. */
 static int put_entry(struct archive *a, const char *dir, sqlite3_stmt *q)
@@ -89,9 +143,9 @@ static int put_entry(struct archive *a, const char *dir, sqlite3_stmt *q)
 	const char *path = pfs_hc_col(q, 0), *live = pfs_hc_col(q, 1), *vfile = pfs_hc_col(q, 2);
 	bool saved = sqlite3_column_type(q, 3) != SQLITE_NULL;
 	struct archive_entry *e = archive_entry_new();
-	char src[PATH_MAX * 2], target[PATH_MAX];
+	char src[PATH_MAX * 2];
 	struct stat st;
-	int fd = -1, ret = -1;
+	int ret = -1;
 
 	if (!e)
 		return -1;
@@ -118,46 +172,8 @@ static int put_entry(struct archive *a, const char *dir, sqlite3_stmt *q)
 			goto out;
 		}
 	}
-	archive_entry_set_pathname(e, path);
-	archive_entry_set_mode(e, st.st_mode);
-	archive_entry_set_uid(e, st.st_uid);
-	archive_entry_set_gid(e, st.st_gid);
-	archive_entry_set_mtime(e, st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
-	if (S_ISLNK(st.st_mode)) {
-		ssize_t n;
-
-		if (saved) {
-			fd = open(src, O_RDONLY | O_CLOEXEC);
-			n = fd < 0 ? -1 : read(fd, target, sizeof(target) - 1);
-		} else {
-			n = readlink(src, target, sizeof(target) - 1);
-		}
-		if (n < 0) {
-			say("%s: %s", src, strerror(errno));
-			goto out;
-		}
-		target[n] = '\0';
-		archive_entry_set_symlink(e, target);
-	} else if (S_ISREG(st.st_mode)) {
-		fd = open(src, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-		if (fd < 0 || fstat(fd, &st) < 0) {
-			say("%s: %s", src, strerror(errno));
-			goto out;
-		}
-		archive_entry_set_size(e, st.st_size);
-	} else if (!S_ISDIR(st.st_mode)) {
-		archive_entry_set_rdev(e, st.st_rdev);
-	}
-	if (archive_write_header(a, e) != ARCHIVE_OK ||
-	    (S_ISREG(st.st_mode) && put_data(a, fd) < 0)) {
-		say("%s: %s", path, archive_error_string(a) ? archive_error_string(a)
-							    : strerror(errno));
-		goto out;
-	}
-	ret = 0;
+	ret = put_object(a, e, path, src, &st, saved);
 out:
-	if (fd >= 0)
-		close(fd);
 	archive_entry_free(e);
 	return ret;
 }
@@ -208,49 +224,17 @@ static int cmp_str(const void *a, const void *b)
 static int put_past(struct archive *a, const char *base, const char *rel)
 {
 	struct archive_entry *e = archive_entry_new();
-	char src[PATH_MAX * 2], target[PATH_MAX];
+	char src[PATH_MAX * 2];
 	struct stat st;
-	int fd = -1, ret = -1;
+	int ret = -1;
 
 	snprintf(src, sizeof(src), "%s/%s", base, rel);
 	if (!e || lstat(src, &st) < 0) {
 		say("%s: %s", src, strerror(e ? errno : ENOMEM));
 		goto out;
 	}
-	archive_entry_set_pathname(e, rel);
-	archive_entry_set_mode(e, st.st_mode);
-	archive_entry_set_uid(e, st.st_uid);
-	archive_entry_set_gid(e, st.st_gid);
-	archive_entry_set_mtime(e, st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
-	if (S_ISLNK(st.st_mode)) {
-		ssize_t n = readlink(src, target, sizeof(target) - 1);
-
-		if (n < 0) {
-			say("%s: %s", src, strerror(errno));
-			goto out;
-		}
-		target[n] = '\0';
-		archive_entry_set_symlink(e, target);
-	} else if (S_ISREG(st.st_mode)) {
-		fd = open(src, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-		if (fd < 0) {
-			say("%s: %s", src, strerror(errno));
-			goto out;
-		}
-		archive_entry_set_size(e, st.st_size);
-	} else if (!S_ISDIR(st.st_mode)) {
-		archive_entry_set_rdev(e, st.st_rdev);
-	}
-	if (archive_write_header(a, e) != ARCHIVE_OK ||
-	    (S_ISREG(st.st_mode) && put_data(a, fd) < 0)) {
-		say("%s: %s", rel, archive_error_string(a) ? archive_error_string(a)
-							   : strerror(errno));
-		goto out;
-	}
-	ret = 0;
+	ret = put_object(a, e, rel, src, &st, false);
 out:
-	if (fd >= 0)
-		close(fd);
 	archive_entry_free(e);
 	return ret;
 }
