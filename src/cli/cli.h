@@ -116,7 +116,8 @@ struct pfs_config {
 	size_t noptlowers;
 	const char **datalowers; /* --data-lower, and lowerdir='s after "::" */
 	size_t ndatalowers;
-	bool optdata;           /* lowerdir= had "::" */
+	bool optdata;           /* lowerdir= had "::", or datadir+= was given */
+	bool optadd;            /* the layers came as lowerdir+= / datadir+= */
 	const char *layer_opt;
 	bool upper_from_opt;    /* the upper came as upperdir= */
 	const char *cache_opt;  /* the first cache option seen (they need --mirror) */

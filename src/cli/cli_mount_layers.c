@@ -91,6 +91,11 @@ static int lowers_only(struct pfs_config *cfg, char *err, size_t errlen)
  * check that the layer options come with an upper. */
 int pfs_cli_finish_layers(struct pfs_config *cfg, char *err, size_t errlen)
 {
+	if (cfg->optadd && !cfg->noptlowers) {
+		pfs_cli_seterr(err, errlen, "datadir+= needs a lowerdir+= before it (at least one "
+			       "regular lower layer, as the kernel's)");
+		return -EINVAL;
+	}
 	if (cfg->noptlowers) {
 		const char *src = cfg->source;
 
@@ -195,8 +200,8 @@ int pfs_cli_opt_data_lower(struct pfs_config *cfg, const char *v, const char *wh
 		return -EINVAL;
 	}
 	if (cfg->optdata) {
-		pfs_cli_seterr(err, errlen, "give the data-only layers with --data-lower or after "
-			       "'::' in lowerdir=, not both");
+		pfs_cli_seterr(err, errlen, "give the data-only layers with --data-lower or with "
+			       "datadir+= or after '::' in lowerdir=, not both");
 		return -EINVAL;
 	}
 	if (pfs_cli_push_dir(&cfg->datalowers, &cfg->ndatalowers, v) < 0)

@@ -82,6 +82,13 @@ static int add_lowerdir(struct pfs_config *cfg, const char *v, size_t n, char *e
 	const char *p = v, *end = v + n;
 	bool data = false;
 
+	if (cfg->optadd) {
+		/* The kernel's would replace the layers given so far; as with
+		 * lowerdir= twice, prismfs refuses instead. */
+		pfs_cli_seterr(err, errlen, "lowerdir= cannot follow lowerdir+= or datadir+= "
+			       "(give the layers one way)");
+		return -EINVAL;
+	}
 	if (cfg->noptlowers) {
 		pfs_cli_seterr(err, errlen, "lowerdir= given twice");
 		return -EINVAL;
@@ -122,6 +129,58 @@ static int add_lowerdir(struct pfs_config *cfg, const char *v, size_t n, char *e
 			return 0;
 		p = q + 1;
 	}
+}
+
+/* lowerdir+=DIR and datadir+=DIR (the kernel's since 6.8): one layer
+ * each, appended in order, the first lowerdir+= naming SOURCE. The value
+ * is the name as it is, as the kernel takes it: no '\:' is needed, and
+ * none is unescaped, nor '\,' (a comma always ends the item, as in the
+ * kernel's mount(2) data). The kernel's rules: not after lowerdir=, no
+ * regular layer after a data-only one, and datadir+= needs a lowerdir+=
+ * (pfs_cli_finish_layers checks that one, once all are in). */
+static int add_layer_plus(struct pfs_config *cfg, bool data, const char *v, size_t n,
+			  char *err, size_t errlen)
+{
+	const char *what = data ? "datadir+=" : "lowerdir+=";
+	char **strs, *dir;
+
+	if (!n) {
+		pfs_cli_seterr(err, errlen, "%s needs a directory", what);
+		return -EINVAL;
+	}
+	if (cfg->noptlowers && !cfg->optadd) {
+		pfs_cli_seterr(err, errlen, "%s%.*s: lowerdir+= and datadir+= cannot follow "
+			       "lowerdir=, as the kernel's (give the layers one way)", what,
+			       (int)n, v);
+		return -EINVAL;
+	}
+	if (!data && cfg->optdata) {
+		pfs_cli_seterr(err, errlen, "lowerdir+=%.*s: a regular lower layer cannot follow "
+			       "data-only ones (datadir+=), as the kernel's", (int)n, v);
+		return -EINVAL;
+	}
+	if (data && !cfg->optdata && cfg->ndatalowers) {
+		pfs_cli_seterr(err, errlen, "give the data-only layers with --data-lower or "
+			       "datadir+=, not both");
+		return -EINVAL;
+	}
+	strs = realloc(cfg->strs, (cfg->nstrs + 1) * sizeof(*strs));
+	if (!strs)
+		return -ENOMEM;
+	cfg->strs = strs;
+	dir = strndup(v, n);
+	if (!dir)
+		return -ENOMEM;
+	cfg->strs[cfg->nstrs++] = dir;
+	cfg->optadd = true;
+	if (!cfg->layer_opt)
+		cfg->layer_opt = what;
+	if (data) {
+		cfg->optdata = true;
+		return pfs_cli_push_dir(&cfg->datalowers, &cfg->ndatalowers, dir) < 0 ? -ENOMEM
+										   : 0;
+	}
+	return pfs_cli_push_dir(&cfg->optlowers, &cfg->noptlowers, dir) < 0 ? -ENOMEM : 0;
 }
 
 /* Options mount(8), mount.fuse3 and fstab lines carry that mean nothing to
@@ -241,7 +300,8 @@ static int ovl_opt(struct pfs_config *cfg, const char *p, size_t n, char *err, s
 	return 0;
 }
 
-/* One -o item: lowerdir= (the kernel's list, SOURCE first), an option of
+/* One -o item: lowerdir= (the kernel's list, SOURCE first) or lowerdir+=
+ * and datadir+= (one layer each), an option of
  * mount's table as key[=value], a kernel overlay option, a flag for
  * mount(8) alone, or one for libfuse (the generic mount flags among them). */
 static int add_fuse_opt(struct pfs_config *cfg, const char *p, size_t n, char *err,
@@ -254,6 +314,8 @@ static int add_fuse_opt(struct pfs_config *cfg, const char *p, size_t n, char *e
 
 	if ((v = item_val(p, n, "lowerdir")))
 		return add_lowerdir(cfg, v, n - (size_t)(v - p), err, errlen);
+	if ((v = item_val(p, n, "lowerdir+")) || (v = item_val(p, n, "datadir+")))
+		return add_layer_plus(cfg, p[0] == 'd', v, n - (size_t)(v - p), err, errlen);
 	if (eq) {
 		val = keep_str(cfg, eq + 1, n - klen - 1);
 		if (!val)

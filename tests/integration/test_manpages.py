@@ -77,7 +77,7 @@ def help_options(text):
         if lead == ["-o"]:
             value = line[m.end():].split()
             for item in (value[0].split(",") if value else []):
-                km = re.match(r"([a-z_]+=)", item)
+                km = re.match(r"([a-z_]+\+?=)", item)
                 if km:
                     opts.add(km.group(1))
     return opts
@@ -117,7 +117,7 @@ def page_options(src):
             m = re.match(r"(-[^\s,]+(?:, -[^\s,]+)*)", text)
             if m:
                 opts.update(m.group(1).split(", "))
-            m = re.match(r"([a-z_]+=)", text)
+            m = re.match(r"([a-z_]+\+?=)", text)
             if m:
                 opts.add(m.group(1))
     return opts
