@@ -62,8 +62,16 @@ int prismfs_config_set_upper(prismfs_config *cfg, const char *path);
 int prismfs_config_set_work(prismfs_config *cfg, const char *path);
 
 /* One more read-only layer below the source; the first added is the
- * highest. Only with an upper. */
+ * highest. With an upper, or without one: the source and its lowers are
+ * then a read-only merge (the kernel's lowerdir=A:B alone). */
 int prismfs_config_add_lower(prismfs_config *cfg, const char *path);
+
+/* One more data-only layer, below every lower (`--data-lower`, the kernel's
+ * lowerdir=A::D): its names never show; it holds the data of metacopy files
+ * of the layers above (an empty overlay.metacopy xattr and an absolute
+ * overlay.redirect). The first added is searched first. Needs the source
+ * (and any lowers) as the regular layers above it. */
+int prismfs_config_add_data_lower(prismfs_config *cfg, const char *path);
 
 /* Any other option of `prismfs mount`, by its long name without "--":
  *   "read-only", "volatile", "no-default-permissions"  value NULL (or "1")
@@ -77,6 +85,10 @@ int prismfs_config_add_lower(prismfs_config *cfg, const char *path);
  *   "whiteout"     "auto" | "chardev" | "file"
  *   "on-unmount"   "preserve" | "discard" | "commit" | "commit-atomic"
  *   "default-upper"  value NULL: the upper is SOURCE_upper, made if missing
+ *   "lower-passthrough"  value NULL (or "1", "on") | "off": a lower file
+ *                  opened read-only is read by kernel passthrough too (a
+ *                  copy-up then leaves descriptors opened before it on the
+ *                  lower data); only with an upper
  *   "new-mountpoint" "tmp" | "cache": prismfs_mount() is given no mount
  *                  point and makes one ($TMPDIR or /tmp, or
  *                  ~/.cache/prismfs); prismfs_mount_point() names it.

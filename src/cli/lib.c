@@ -133,6 +133,11 @@ PFS_API int prismfs_config_add_lower(prismfs_config *cfg, const char *path)
 	return path_opt(cfg, "--lower", path);
 }
 
+PFS_API int prismfs_config_add_data_lower(prismfs_config *cfg, const char *path)
+{
+	return path_opt(cfg, "--data-lower", path);
+}
+
 PFS_API int prismfs_config_set_option(prismfs_config *cfg, const char *key, const char *value)
 {
 	static const char *const flags[] = {"read-only", "volatile", "no-default-permissions",
@@ -140,6 +145,9 @@ PFS_API int prismfs_config_set_option(prismfs_config *cfg, const char *key, cons
 	static const char *const valued[] = {"passthrough", "uring", "map", "map-max", "log",
 					     "log-format", "timeout", "threads", "whiteout",
 					     "on-unmount", "new-mountpoint"};
+	/* A flag that may also be turned off: NULL or "1" is "on"; any
+	 * other value goes to the parser (on|off), checked at mount. */
+	static const char *const on_off[] = {"lower-passthrough"};
 	char flag[64];
 
 	if (!cfg || !key)
@@ -157,6 +165,15 @@ PFS_API int prismfs_config_set_option(prismfs_config *cfg, const char *key, cons
 			return fail(-EINVAL, "option %s takes no value", key);
 		if (strcmp(key, "default-upper") == 0)
 			cfg->upper = true;
+		return add_opt(cfg, flag, NULL);
+	}
+	for (size_t i = 0; i < sizeof(on_off) / sizeof(on_off[0]); i++) {
+		if (strcmp(key, on_off[i]) != 0)
+			continue;
+		if (value && !*value)
+			return fail(-EINVAL, "option %s takes on or off", key);
+		snprintf(flag, sizeof(flag), "--%s=%s", key,
+			 !value || strcmp(value, "1") == 0 ? "on" : value);
 		return add_opt(cfg, flag, NULL);
 	}
 	for (size_t i = 0; i < sizeof(valued) / sizeof(valued[0]); i++) {

@@ -11,6 +11,7 @@ one line from prismfs_last_error(), with nothing mounted. Every mount is
 unmounted in teardown even when a test fails (the workdir fixture).
 """
 import errno
+import json
 import os
 import shutil
 import subprocess
@@ -38,6 +39,12 @@ def _compile(src, out):
     subprocess.run(["cc", "-std=c11", "-Wall", "-Wextra", "-Werror", *_sanitized(), src,
                     "-o", out, *flags], check=True)
     return out
+
+
+def _compile_text(text, d, name):
+    src = d / (name + ".c")
+    src.write_text(text)
+    return _compile(str(src), str(d / name))
 
 
 @pytest.fixture(scope="module")
@@ -221,3 +228,120 @@ int main(int argc, char **argv)
 	return bad;
 }
 """
+
+
+# Mounts SOURCE (argv[1]) with the data-only layer argv[2], the upper
+# argv[3] and the option lower-passthrough (argv[5]: "-" for NULL) at
+# argv[4]; prints the mount point, waits for a line on stdin, unmounts
+# (preserve). Then the refusals, one line each: name|errno|last error.
+API_DATA = r"""
+#include <prismfs.h>
+#include <stdio.h>
+#include <string.h>
+
+static void show(const char *what, int r) { printf("%s|%d|%s\n", what, r, prismfs_last_error()); }
+
+int main(int argc, char **argv)
+{
+	const char *pt;
+	prismfs_mount_t *m = NULL;
+	prismfs_config *c = prismfs_config_new();
+	char line[16];
+	int r;
+
+	if (argc != 6 || !c)
+		return 2;
+	pt = strcmp(argv[5], "-") ? argv[5] : NULL;
+	if (prismfs_config_set_source(c, argv[1]) || prismfs_config_add_data_lower(c, argv[2]) ||
+	    prismfs_config_set_upper(c, argv[3]) ||
+	    prismfs_config_set_option(c, "lower-passthrough", pt)) {
+		printf("config: %s\n", prismfs_last_error());
+		return 1;
+	}
+	r = prismfs_mount(c, argv[4], &m);
+	prismfs_config_free(c);
+	if (r < 0) {
+		printf("mount failed: %d %s\n", r, prismfs_last_error());
+		return 1;
+	}
+	printf("%s\n", prismfs_mount_point(m));
+	fflush(stdout);
+	if (!fgets(line, sizeof(line), stdin))
+		line[0] = 0;
+	r = prismfs_unmount(m, PRISMFS_PRESERVE);
+	if (r < 0) {
+		printf("unmount failed: %s\n", prismfs_last_error());
+		return 1;
+	}
+
+	c = prismfs_config_new();
+	show("empty-data-lower", prismfs_config_add_data_lower(c, ""));
+	show("lower-pt-empty", prismfs_config_set_option(c, "lower-passthrough", ""));
+	prismfs_config_set_source(c, argv[1]);
+	prismfs_config_add_data_lower(c, argv[2]);
+	prismfs_config_set_option(c, "lower-passthrough", "sometimes");
+	prismfs_config_set_upper(c, argv[3]);
+	show("lower-pt-bad", prismfs_mount(c, argv[4], &m));
+	prismfs_config_free(c);
+	c = prismfs_config_new();
+	prismfs_config_set_source(c, argv[1]);
+	prismfs_config_add_data_lower(c, argv[2]);
+	prismfs_config_set_option(c, "lower-passthrough", NULL);
+	show("lower-pt-no-upper", prismfs_mount(c, argv[4], &m));
+	prismfs_config_free(c);
+	return m != NULL;
+}
+"""
+
+
+@pytest.mark.parametrize("pt", ["-", "on", "off"])
+def test_data_lower_and_lower_passthrough(workdir, tmp_path, pt):
+    """prismfs_config_add_data_lower: a data-only layer as --data-lower (the
+    kernel's lowerdir=A::D): its names do not show, a metacopy file of the
+    source reads its data from it; lower-passthrough as the command's
+    --lower-passthrough (status says which). Bad values are refused with
+    -EINVAL and one line, nothing mounted."""
+    src = _compile_text(API_DATA, tmp_path, "api_data")
+    L, D, U, M = (os.path.join(workdir, n) for n in ("L", "D", "U", "M"))
+    for d in (L, D, U, M):
+        os.makedirs(d)
+    data = b"the data, in the data-only layer\n" * 100
+    with open(os.path.join(D, "blob"), "wb") as f:
+        f.write(data)
+    with open(os.path.join(D, "hidden"), "w") as f:
+        f.write("never shown")
+    meta = os.path.join(L, "m")
+    with open(meta, "wb"):
+        pass
+    os.truncate(meta, len(data))
+    os.setxattr(meta, "trusted.overlay.metacopy", b"")
+    os.setxattr(meta, "trusted.overlay.redirect", b"/blob")
+    env = dict(os.environ, LD_LIBRARY_PATH=BUILD)
+    p = subprocess.Popen([src, L, D, U, M, pt], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        first = p.stdout.readline()
+        assert first == os.path.realpath(M) + "\n", first + p.stderr.read()
+        assert sorted(os.listdir(M)) == ["m"]
+        with open(os.path.join(M, "m"), "rb") as f:
+            assert f.read() == data
+        st = subprocess.run([PRISMFS, "status", "--json", M], capture_output=True, text=True)
+        assert st.returncode == 0, st.stderr
+        lay = json.loads(st.stdout)["layers"]
+        assert lay["data_only"] == 1 and len(lay["lowers"]) == 2, lay
+        assert lay["lower_passthrough"] is (pt != "off"), lay
+        out, err = p.communicate("\n", timeout=120)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 0, out + err
+    assert err == ""
+    assert not is_mounted(M)
+    got = {ln.split("|")[0]: ln.split("|") for ln in out.splitlines()}
+    for what in ("empty-data-lower", "lower-pt-empty", "lower-pt-bad", "lower-pt-no-upper"):
+        assert int(got[what][1]) == -errno.EINVAL, got[what]
+        assert got[what][2] and not got[what][2].startswith("prismfs:"), got[what]
+    assert "sometimes" in got["lower-pt-bad"][2]
+    assert "upper" in got["lower-pt-no-upper"][2]
+    assert os.listdir(U) == []
