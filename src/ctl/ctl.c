@@ -166,6 +166,44 @@ static json_t *layers_json(struct pfs_ctl *ctl)
 	return o;
 }
 
+/* uidmapping=/gidmapping= as the option spells them (CONTAINERID:HOSTID:SIZE
+ * ranges, colon-joined), or null when not given. */
+static json_t *idmap_json(const struct pfs_idmap *m)
+{
+	char *s, *p;
+	json_t *j;
+
+	if (!m || !m->n)
+		return json_null();
+	/* three ids of at most 10 digits and three separators per range */
+	s = malloc(m->n * 33 + 1);
+	if (!s)
+		return json_null();
+	p = s;
+	for (size_t i = 0; i < m->n; i++)
+		p += sprintf(p, "%s%u:%u:%u", i ? ":" : "", m->r[i].stored, m->r[i].shown,
+			     m->r[i].count);
+	j = json_string(s);
+	free(s);
+	return j;
+}
+
+/* How owners are shown (fuse-overlayfs's options): the id mappings, and
+ * the one id every owner or group is shown as (squash_to_root,
+ * squash_to_uid=, squash_to_gid=), null when not given. */
+static json_t *ids_json(const struct pfs_fs *fs)
+{
+	json_t *o = json_object();
+
+	json_object_set_new(o, "uidmapping", idmap_json(fs->uidmap));
+	json_object_set_new(o, "gidmapping", idmap_json(fs->gidmap));
+	json_object_set_new(o, "squash_to_uid", fs->squash_uid ? json_integer(fs->squash_uid_to)
+								: json_null());
+	json_object_set_new(o, "squash_to_gid", fs->squash_gid ? json_integer(fs->squash_gid_to)
+								: json_null());
+	return o;
+}
+
 /* The words after "wait": [action=ACTION] [progress], in any order, each
  * at most once. 0 or -EINVAL. */
 static int parse_wait(char *arg, enum pfs_action *a, bool *progress)
@@ -327,6 +365,7 @@ static char *status_json(struct pfs_ctl *ctl)
 	json_object_set_new(o, "log_dropped",
 			    json_integer(fs->log ? (json_int_t)pfs_oplog_dropped(fs->log) : 0));
 	json_object_set_new(o, "mapping", pfs_mapwatch_status(fs));
+	json_object_set_new(o, "ids", ids_json(fs));
 	json_object_set_new(o, "layers", layers_json(ctl));
 	json_object_set_new(o, "cache", cache_json(fs));
 	if (pfs_history_is(fs->store))

@@ -241,6 +241,52 @@ def test_squash_wins_over_mapping_for_what_is_shown(workdir, mounter):
     assert ids(im.backing("d", "f")) == (6, 7)
 
 
+def status_ids(mnt):
+    """status --json's ids, and the text status's ids.* lines."""
+    res = cli("status", "--json", mnt)
+    assert res.returncode == 0, res.stderr
+    got = json.loads(res.stdout)["ids"]
+    res = cli("status", mnt)
+    assert res.returncode == 0, res.stderr
+    text = {}
+    for line in res.stdout.splitlines():
+        if line.startswith("ids."):
+            key, value = line.split(None, 1)
+            text[key[4:]] = value
+    return got, text
+
+
+@pytest.mark.parametrize("extra,squash", [
+    ((), (None, None)),
+    (("-o", "squash_to_uid=7,squash_to_gid=8"), (7, 8)),
+    (("-o", "squash_to_root"), (0, 0)),
+    (("--squash-to-uid", "5"), (5, None)),
+])
+def test_status_shows_the_mapping_and_squash(workdir, mounter, extra, squash):
+    """status (text and --json) says how owners are shown: the ranges of
+    uidmapping=/gidmapping= as the options spell them, and the id of
+    squash_to_root / squash_to_uid= / squash_to_gid= (null when not given),
+    as what the mount shows bears out."""
+    im = Idmount(workdir, mounter, "plain", extra)
+    got, text = status_ids(im.mnt)
+    assert got == {"uidmapping": UIDMAP, "gidmapping": GIDMAP,
+                   "squash_to_uid": squash[0], "squash_to_gid": squash[1]}, got
+    assert text == {"uidmapping": UIDMAP, "gidmapping": GIDMAP,
+                    "squash_to_uid": json.dumps(squash[0]),
+                    "squash_to_gid": json.dumps(squash[1])}, text
+    want = shown_ids(os.lstat(os.path.join(im.src, "k")))
+    assert ids(im.p("k")) == tuple(w if s is None else s for s, w in zip(squash, want))
+
+
+def test_status_without_ids_options(workdir, mounter):
+    src, mnt = make_dirs(workdir, "src", "mnt")
+    mounter(src, mnt)
+    got, text = status_ids(mnt)
+    assert got == dict.fromkeys(("uidmapping", "gidmapping", "squash_to_uid",
+                                 "squash_to_gid")), got
+    assert set(text.values()) == {"null"}, text
+
+
 @pytest.mark.parametrize("opt,value", [
     ("uidmapping", "a:1000:1"),             # not a number
     ("uidmapping", "-1:1000:1"),
