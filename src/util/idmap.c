@@ -110,3 +110,83 @@ bool pfs_idmap_stored(const struct pfs_idmap *m, uint32_t shown, uint32_t *store
 	}
 	return false;
 }
+
+/* The layout of include/uapi/linux/posix_acl_xattr.h (acl(5)): a header,
+ * then entries, every field little-endian. */
+#define ACL_XATTR_VERSION 2u
+#define ACL_HEADER 4u
+#define ACL_ENTRY 8u
+#define ACL_TAG_USER 0x02u
+#define ACL_TAG_GROUP 0x08u
+
+bool pfs_idmap_is_acl(const char *name)
+{
+	return strcmp(name, "system.posix_acl_access") == 0 ||
+	       strcmp(name, "system.posix_acl_default") == 0;
+}
+
+static uint32_t get_le(const unsigned char *p, int bytes)
+{
+	uint32_t v = 0;
+
+	for (int i = bytes - 1; i >= 0; i--)
+		v = v << 8 | p[i];
+	return v;
+}
+
+static void put_le32(unsigned char *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++, v >>= 8)
+		p[i] = (unsigned char)v;
+}
+
+/* Keep the named entries of each tag in ascending id order, as acl(5)'s
+ * tools write them: a mapping need not keep their order. Insertion sort
+ * within each run of one tag (an ACL has few entries). */
+static void sort_named(unsigned char *b, size_t n)
+{
+	for (size_t i = ACL_HEADER + ACL_ENTRY; i < n; i += ACL_ENTRY) {
+		unsigned char e[ACL_ENTRY];
+		size_t j = i;
+
+		memcpy(e, b + i, ACL_ENTRY);
+		while (j > ACL_HEADER && get_le(b + j - ACL_ENTRY, 2) == get_le(e, 2) &&
+		       get_le(b + j - ACL_ENTRY + 4, 4) > get_le(e + 4, 4)) {
+			memcpy(b + j, b + j - ACL_ENTRY, ACL_ENTRY);
+			j -= ACL_ENTRY;
+		}
+		memcpy(b + j, e, ACL_ENTRY);
+	}
+}
+
+int pfs_idmap_acl(const struct pfs_idmap *um, const struct pfs_idmap *gm, void *buf, size_t n,
+		  bool to_shown, uint32_t overflow_uid, uint32_t overflow_gid)
+{
+	unsigned char *b = buf;
+
+	if (n < ACL_HEADER || (n - ACL_HEADER) % ACL_ENTRY ||
+	    get_le(b, 4) != ACL_XATTR_VERSION)
+		return -EINVAL;
+	/* Check every id before changing any: a refused ACL is left whole. */
+	for (int pass = 0; pass < 2; pass++) {
+		for (size_t off = ACL_HEADER; off < n; off += ACL_ENTRY) {
+			unsigned tag = get_le(b + off, 2);
+			const struct pfs_idmap *m = tag == ACL_TAG_USER ? um
+						    : tag == ACL_TAG_GROUP ? gm : NULL;
+			uint32_t id = get_le(b + off + 4, 4), out;
+			bool held;
+
+			if (!m || !m->n)
+				continue; /* no id, or no mapping of its kind */
+			held = to_shown ? pfs_idmap_shown(m, id, &out) : pfs_idmap_stored(m, id, &out);
+			if (!held && !to_shown)
+				return -EINVAL;
+			if (!held)
+				out = tag == ACL_TAG_USER ? overflow_uid : overflow_gid;
+			if (pass == 1)
+				put_le32(b + off + 4, out);
+		}
+	}
+	sort_named(b, n);
+	return 0;
+}

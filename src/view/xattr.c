@@ -3,11 +3,31 @@
  * object is reached by backing.c. */
 #include "view/view.h"
 #include "view/ns.h"
+#include "util/idmap.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* With uidmapping=/gidmapping=, a POSIX ACL names users and groups by the
+ * ids the mount shows, as stat does, and is stored with the ids on disk
+ * (what the kernel's idmapped mounts do; fuse-overlayfs passes ACLs
+ * through unmapped). */
+static bool maps_acl(const struct pfs_fs *fs, const char *name)
+{
+	return (fs->uidmap || fs->gidmap) && pfs_idmap_is_acl(name);
+}
 
 ssize_t pfs_view_getxattr(struct pfs_fs *fs, struct pfs_node *n, const char *name, char *buf,
 			  size_t size)
 {
-	return fs->ns->getxattr(fs, n, name, buf, size);
+	ssize_t ret = fs->ns->getxattr(fs, n, name, buf, size);
+
+	/* A malformed ACL is shown as stored: the kernel judges it. */
+	if (ret > 0 && size && maps_acl(fs, name))
+		pfs_idmap_acl(fs->uidmap, fs->gidmap, buf, (size_t)ret, true, fs->overflow_uid,
+			      fs->overflow_gid);
+	return ret;
 }
 
 ssize_t pfs_view_listxattr(struct pfs_fs *fs, struct pfs_node *n, char *buf, size_t size)
@@ -19,9 +39,19 @@ int pfs_view_setxattr(struct pfs_fs *fs, struct pfs_node *n, const char *name,
 		      const char *value, size_t size, int flags)
 {
 	int ret = pfs_view_writable(fs, n);
+	char *stored = NULL;
 
+	if (ret == 0 && size && maps_acl(fs, name)) {
+		stored = malloc(size);
+		if (!stored)
+			return -ENOMEM;
+		memcpy(stored, value, size);
+		ret = pfs_idmap_acl(fs->uidmap, fs->gidmap, stored, size, false, 0, 0);
+		value = stored;
+	}
 	if (ret == 0)
 		ret = fs->ns->setxattr(fs, n, name, value, size, flags);
+	free(stored);
 	if (ret < 0)
 		return ret;
 	pfs_view_changed(fs, n, NULL);

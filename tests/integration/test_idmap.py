@@ -11,6 +11,7 @@ import errno
 import json
 import os
 import stat
+import struct
 
 import pytest
 
@@ -225,6 +226,80 @@ def test_layered_copy_up_keeps_stored_ids(workdir, mounter):
     assert ids(im.backing("far")) == (70000, 70001)
     with open(im.backing("k")) as f:
         assert f.read() == "k\nmore\n"
+
+
+# POSIX ACLs in their xattr form (acl(5); the kernel's
+# include/uapi/linux/posix_acl_xattr.h): version 2, then (tag, perm, id)
+# entries, little-endian; ACL_USER (2) and ACL_GROUP (8) carry an id.
+ACL_ACCESS, ACL_DEFAULT = "system.posix_acl_access", "system.posix_acl_default"
+USER_OBJ, USER, GROUP_OBJ, GROUP, MASK, OTHER = 1, 2, 4, 8, 0x10, 0x20
+NO_ID = 0xFFFFFFFF
+
+
+def acl(users=(), groups=()):
+    """An ACL naming users and groups (id, perm), each run in id order."""
+    ents = [(USER_OBJ, 6, NO_ID)] + [(USER, p, i) for i, p in sorted(users)]
+    ents += [(GROUP_OBJ, 4, NO_ID)] + [(GROUP, p, i) for i, p in sorted(groups)]
+    ents += [(MASK, 6, NO_ID), (OTHER, 4, NO_ID)]
+    return struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *e) for e in ents)
+
+
+def named(value):
+    """The (tag, id, perm) of the named entries, in the value's order."""
+    assert struct.unpack_from("<I", value)[0] == 2 and (len(value) - 4) % 8 == 0
+    ents = [struct.unpack_from("<HHI", value, off) for off in range(4, len(value), 8)]
+    return [(t, i, p) for t, p, i in ents if t in (USER, GROUP)]
+
+
+@pytest.mark.parametrize("mode", ["plain", "layered"])
+def test_posix_acls_name_shown_ids(workdir, mounter, mode):
+    """An ACL names users and groups as the mount shows owners (the kernel's
+    idmapped mounts translate ACLs so): read through the mount, a stored id
+    is shown mapped (one no range holds as the overflow id, as stat shows an
+    owner), each run of entries in id order; an ACL set through the mount is
+    stored with container ids (a layered mount: on the upper's copy, the
+    lower untouched); an id no range holds cannot be stored (EINVAL, as
+    chown), nothing changed."""
+    im = Idmount(workdir, mounter, mode)
+    below = os.path.join(im.src, "k")
+    # uid 1 is shown as 110000, 0 as 1000: the shown order differs from
+    # the stored one, so the entries must be sorted again.
+    os.setxattr(below, ACL_ACCESS, acl(users=[(1, 4), (0, 6), (70000, 4)],
+                                       groups=[(3, 2)]))
+    d = os.path.join(im.src, "d")
+    os.setxattr(d, ACL_DEFAULT, acl(users=[(9, 5)], groups=[(0, 5)]))
+    ov = overflow("uid")
+    assert named(os.getxattr(im.p("k"), ACL_ACCESS)) == sorted(
+        [(USER, 1000, 6), (USER, 110000, 4), (USER, ov, 4)]) + [(GROUP, 120002, 2)]
+    assert named(os.getxattr(im.p("d"), ACL_DEFAULT)) == [(USER, 110008, 5), (GROUP, 2000, 5)]
+
+    os.setxattr(im.p("one"), ACL_ACCESS, acl(users=[(110004, 4), (1000, 6)],
+                                             groups=[(120007, 2)]))
+    stored = os.getxattr(im.backing("one"), ACL_ACCESS)
+    assert named(stored) == [(USER, 0, 6), (USER, 5, 4), (GROUP, 8, 2)]
+    assert named(os.getxattr(im.p("one"), ACL_ACCESS)) == [
+        (USER, 1000, 6), (USER, 110004, 4), (GROUP, 120007, 2)]
+    if mode == "layered":
+        with pytest.raises(OSError) as e:
+            os.getxattr(os.path.join(im.lower, "one"), ACL_ACCESS)
+        assert e.value.errno == errno.ENODATA
+
+    before = os.getxattr(im.backing("one"), ACL_ACCESS)
+    for bad in (acl(users=[(5, 4)]), acl(groups=[(1000, 4)])):  # in no shown range
+        with pytest.raises(OSError) as e:
+            os.setxattr(im.p("one"), ACL_ACCESS, bad)
+        assert e.value.errno == errno.EINVAL
+    assert os.getxattr(im.backing("one"), ACL_ACCESS) == before
+
+
+def test_posix_acls_without_mapping_are_as_stored(workdir, mounter):
+    src, mnt = make_dirs(workdir, "src", "mnt")
+    with open(os.path.join(src, "f"), "w"):
+        pass
+    value = acl(users=[(70000, 4), (3, 6)], groups=[(5, 2)])
+    os.setxattr(os.path.join(src, "f"), ACL_ACCESS, value)
+    mounter(src, mnt, "-o", "squash_to_uid=7")
+    assert os.getxattr(os.path.join(mnt, "f"), ACL_ACCESS) == value
 
 
 def test_squash_wins_over_mapping_for_what_is_shown(workdir, mounter):

@@ -193,10 +193,65 @@ static void t_idmap(void **s)
 	}
 }
 
+/* An ACL xattr value (acl(5)): version 2, then tag, perm, id entries. */
+static size_t acl_val(unsigned char *b, const uint32_t (*e)[3], size_t n)
+{
+	size_t len = 4;
+
+	memset(b, 0, 4);
+	b[0] = 2;
+	for (size_t i = 0; i < n; i++, len += 8) {
+		b[len] = (unsigned char)e[i][0];
+		b[len + 1] = 0;
+		b[len + 2] = (unsigned char)e[i][1];
+		b[len + 3] = 0;
+		for (int k = 0; k < 4; k++)
+			b[len + 4 + k] = (unsigned char)(e[i][2] >> (8 * k));
+	}
+	return len;
+}
+
+/* The ids of ACL_USER (2) and ACL_GROUP (8) entries go through the ranges;
+ * the others' (undefined) stay; the runs are sorted again by id. */
+static void t_idmap_acl(void **s)
+{
+	static struct pfs_idmap um, gm;
+	static const uint32_t in[][3] = {{1, 6, 0xffffffffu}, {2, 4, 1}, {2, 6, 0}, {2, 4, 70000},
+					 {4, 4, 0xffffffffu}, {8, 2, 3}, {0x10, 6, 0xffffffffu},
+					 {0x20, 4, 0xffffffffu}};
+	static const uint32_t shown[][3] = {{1, 6, 0xffffffffu}, {2, 6, 1000}, {2, 4, 65534},
+					    {2, 4, 110000}, {4, 4, 0xffffffffu}, {8, 2, 3},
+					    {0x10, 6, 0xffffffffu}, {0x20, 4, 0xffffffffu}};
+	unsigned char a[128], want[128];
+	char err[64];
+	size_t n;
+
+	(void)s;
+	assert_true(pfs_idmap_is_acl("system.posix_acl_access"));
+	assert_true(pfs_idmap_is_acl("system.posix_acl_default"));
+	assert_false(pfs_idmap_is_acl("user.posix_acl_access"));
+	assert_int_equal(pfs_idmap_parse("0:1000:1:1:110000:65536", &um, err, sizeof(err)), 0);
+	n = acl_val(a, in, 8);
+	/* no group mapping: group ids stay as stored */
+	assert_int_equal(pfs_idmap_acl(&um, NULL, a, n, true, 65534, 65534), 0);
+	acl_val(want, shown, 8);
+	assert_memory_equal(a, want, n);
+	/* back: 65534 is in no range, so nothing may change */
+	memcpy(want, a, n);
+	assert_int_equal(pfs_idmap_acl(&um, &gm, a, n, false, 0, 0), -EINVAL);
+	assert_memory_equal(a, want, n);
+	/* malformed: a partial entry, another version */
+	assert_int_equal(pfs_idmap_acl(&um, NULL, a, n - 1, true, 0, 0), -EINVAL);
+	a[0] = 1;
+	assert_int_equal(pfs_idmap_acl(&um, NULL, a, n, true, 0, 0), -EINVAL);
+	assert_int_equal(pfs_idmap_acl(&um, NULL, a, 2, true, 0, 0), -EINVAL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(t_errname),       cmocka_unit_test(t_idmap),
+		cmocka_unit_test(t_idmap_acl),
 		cmocka_unit_test(t_parse_size),     cmocka_unit_test(t_parse_long),
 		cmocka_unit_test(t_parse_seconds), cmocka_unit_test(t_fmt_time),
 		cmocka_unit_test(t_mountinfo),   cmocka_unit_test(t_mountinfo_malformed),
