@@ -140,25 +140,6 @@ static void put_le32(unsigned char *p, uint32_t v)
 		p[i] = (unsigned char)v;
 }
 
-/* Keep the named entries of each tag in ascending id order, as acl(5)'s
- * tools write them: a mapping need not keep their order. Insertion sort
- * within each run of one tag (an ACL has few entries). */
-static void sort_named(unsigned char *b, size_t n)
-{
-	for (size_t i = ACL_HEADER + ACL_ENTRY; i < n; i += ACL_ENTRY) {
-		unsigned char e[ACL_ENTRY];
-		size_t j = i;
-
-		memcpy(e, b + i, ACL_ENTRY);
-		while (j > ACL_HEADER && get_le(b + j - ACL_ENTRY, 2) == get_le(e, 2) &&
-		       get_le(b + j - ACL_ENTRY + 4, 4) > get_le(e + 4, 4)) {
-			memcpy(b + j, b + j - ACL_ENTRY, ACL_ENTRY);
-			j -= ACL_ENTRY;
-		}
-		memcpy(b + j, e, ACL_ENTRY);
-	}
-}
-
 int pfs_idmap_acl(const struct pfs_idmap *um, const struct pfs_idmap *gm, void *buf, size_t n,
 		  bool to_shown, uint32_t overflow_uid, uint32_t overflow_gid)
 {
@@ -181,12 +162,14 @@ int pfs_idmap_acl(const struct pfs_idmap *um, const struct pfs_idmap *gm, void *
 			held = to_shown ? pfs_idmap_shown(m, id, &out) : pfs_idmap_stored(m, id, &out);
 			if (!held && !to_shown)
 				return -EINVAL;
+			/* The kernel's idmapped mounts show -1 there, but FUSE
+			 * refuses an ACL naming -1 (EINVAL for the whole
+			 * ACL): the overflow id, as for an owner. */
 			if (!held)
 				out = tag == ACL_TAG_USER ? overflow_uid : overflow_gid;
 			if (pass == 1)
 				put_le32(b + off + 4, out);
 		}
 	}
-	sort_named(b, n);
 	return 0;
 }

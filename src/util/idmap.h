@@ -41,11 +41,12 @@ bool pfs_idmap_stored(const struct pfs_idmap *m, uint32_t shown, uint32_t *store
 bool pfs_idmap_is_acl(const char *name);
 /* Map the ids of the ACL_USER and ACL_GROUP entries of an ACL xattr value
  * (buf, n bytes; acl(5)'s binary form) in place, through um and gm (NULL
- * or n 0: that kind stays as it is): to_shown, stored ids to shown ones,
- * one no range holds becoming the overflow id, as stat shows an owner;
- * else ids given to the mount to stored ones. -EINVAL, buf unchanged: not
- * a version 2 ACL of whole entries, or (!to_shown) an id no range holds,
- * as chown refuses one. */
+ * or n 0: that kind stays as it is), entries kept in their order, as the
+ * kernel's idmapped mounts translate them: to_shown, stored ids to shown
+ * ones, one no range holds becoming the overflow id given (the kernel's
+ * idmapped mounts show -1, which a FUSE mount cannot pass on); else ids
+ * given to the mount to stored ones. -EINVAL, buf unchanged: not a
+ * version 2 ACL of whole entries, or (!to_shown) an id no range holds. */
 int pfs_idmap_acl(const struct pfs_idmap *um, const struct pfs_idmap *gm, void *buf, size_t n,
 		  bool to_shown, uint32_t overflow_uid, uint32_t overflow_gid);
 

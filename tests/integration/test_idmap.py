@@ -12,9 +12,11 @@ import json
 import os
 import stat
 import struct
+import subprocess
 
 import pytest
 
+import sysx
 from conftest import mounts_under
 from prism_helpers import assert_one_error_line, cli, make_dirs, run_as
 from test_rootless import as_nobody, box, own  # noqa: F401 (box: a fixture)
@@ -236,10 +238,10 @@ USER_OBJ, USER, GROUP_OBJ, GROUP, MASK, OTHER = 1, 2, 4, 8, 0x10, 0x20
 NO_ID = 0xFFFFFFFF
 
 
-def acl(users=(), groups=()):
-    """An ACL naming users and groups (id, perm), each run in id order."""
-    ents = [(USER_OBJ, 6, NO_ID)] + [(USER, p, i) for i, p in sorted(users)]
-    ents += [(GROUP_OBJ, 4, NO_ID)] + [(GROUP, p, i) for i, p in sorted(groups)]
+def acl(entries):
+    """An ACL with the named (tag, perm, id) entries given, in that order."""
+    ents = [(USER_OBJ, 6, NO_ID)] + [e for e in entries if e[0] == USER]
+    ents += [(GROUP_OBJ, 4, NO_ID)] + [e for e in entries if e[0] == GROUP]
     ents += [(MASK, 6, NO_ID), (OTHER, 4, NO_ID)]
     return struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *e) for e in ents)
 
@@ -251,52 +253,99 @@ def named(value):
     return [(t, i, p) for t, p, i in ents if t in (USER, GROUP)]
 
 
-@pytest.mark.parametrize("mode", ["plain", "layered"])
-def test_posix_acls_name_shown_ids(workdir, mounter, mode):
-    """An ACL names users and groups as the mount shows owners (the kernel's
-    idmapped mounts translate ACLs so): read through the mount, a stored id
-    is shown mapped (one no range holds as the overflow id, as stat shows an
-    owner), each run of entries in id order; an ACL set through the mount is
-    stored with container ids (a layered mount: on the upper's copy, the
-    lower untouched); an id no range holds cannot be stored (EINVAL, as
-    chown), nothing changed."""
-    im = Idmount(workdir, mounter, mode)
-    below = os.path.join(im.src, "k")
-    # uid 1 is shown as 110000, 0 as 1000: the shown order differs from
-    # the stored one, so the entries must be sorted again.
-    os.setxattr(below, ACL_ACCESS, acl(users=[(1, 4), (0, 6), (70000, 4)],
-                                       groups=[(3, 2)]))
-    d = os.path.join(im.src, "d")
-    os.setxattr(d, ACL_DEFAULT, acl(users=[(9, 5)], groups=[(0, 5)]))
-    ov = overflow("uid")
-    assert named(os.getxattr(im.p("k"), ACL_ACCESS)) == sorted(
-        [(USER, 1000, 6), (USER, 110000, 4), (USER, ov, 4)]) + [(GROUP, 120002, 2)]
-    assert named(os.getxattr(im.p("d"), ACL_DEFAULT)) == [(USER, 110008, 5), (GROUP, 2000, 5)]
+def set_acls(top):
+    """On populate()'s tree: k, an ACL naming stored ids whose shown order
+    differs from theirs (1 shows as 110000, 0 as 1000) and one no range
+    holds; d, a default ACL; one: none yet."""
+    os.setxattr(os.path.join(top, "k"), ACL_ACCESS,
+                acl([(USER, 4, 1), (USER, 6, 0), (USER, 4, 70000), (GROUP, 2, 3)]))
+    os.setxattr(os.path.join(top, "d"), ACL_DEFAULT, acl([(USER, 5, 9), (GROUP, 5, 0)]))
 
-    os.setxattr(im.p("one"), ACL_ACCESS, acl(users=[(110004, 4), (1000, 6)],
-                                             groups=[(120007, 2)]))
+
+@pytest.fixture
+def kernel_idmapped(workdir):
+    """A kernel idmapped mount of its own copy of the tree, mapped as the
+    test's uidmapping=/gidmapping= are: the reference."""
+    if os.geteuid() != 0:
+        pytest.skip("an idmapped mount needs root")
+    src, mnt = make_dirs(workdir, "ksrc", "kmnt")
+    populate(src)
+    set_acls(src)
+    try:
+        sysx.idmapped_bind(src, mnt, UIDMAP, GIDMAP)
+    except OSError as e:
+        pytest.skip("no idmapped mount here: %s" % e)
+    yield src, mnt
+    subprocess.run(["umount", "-l", mnt], capture_output=True)
+
+
+@pytest.mark.parametrize("mode", ["plain", "layered"])
+def test_posix_acls_as_the_kernels_idmapped_mount(kernel_idmapped, workdir, mounter, mode):
+    """An ACL names users and groups as the mount shows owners, as the
+    kernel's idmapped mounts translate ACLs (fuse-overlayfs passes them
+    unmapped): read through the mount, a stored id shows mapped (one no
+    range holds: the overflow id, where the kernel's shows -1, which FUSE
+    cannot carry), the entries in their stored order; an ACL set
+    through the mount is stored with container ids, in its order (a
+    layered mount: on the upper's copy, the lower untouched); an ACL naming
+    an id no range holds is refused with the kernel's errno, nothing
+    changed. Each compared with the kernel's idmapped mount of the same
+    tree."""
+    ksrc, kmnt = kernel_idmapped
+    im = Idmount(workdir, mounter, mode)
+    set_acls(im.src)  # the lower of a layered mount
+    for root in (kmnt, im.mnt):
+        assert ids(os.path.join(root, "k")) == (110004, 120006), root
+    # An id no range holds: the kernel's idmapped mount shows -1, which the
+    # kernel's FUSE client refuses in an ACL a daemon gives (EINVAL for the
+    # whole ACL); prismfs shows the overflow id there, as for an owner.
+    ov = overflow("uid")
+
+    def as_fuse_can(value):
+        out = bytearray(value)
+        for off in range(4, len(out), 8):
+            tag, _perm, i = struct.unpack_from("<HHI", out, off)
+            if tag in (USER, GROUP) and i == NO_ID:
+                struct.pack_into("<I", out, off + 4, overflow("uid" if tag == USER else "gid"))
+        return bytes(out)
+    for name, xa in (("k", ACL_ACCESS), ("d", ACL_DEFAULT)):
+        want = as_fuse_can(os.getxattr(os.path.join(kmnt, name), xa))
+        assert os.getxattr(im.p(name), xa) == want, name
+    assert named(os.getxattr(os.path.join(kmnt, "k"), ACL_ACCESS))[2] == (USER, NO_ID, 4)
+    assert named(os.getxattr(im.p("k"), ACL_ACCESS)) == [
+        (USER, 110000, 4), (USER, 1000, 6), (USER, ov, 4), (GROUP, 120002, 2)]
+
+    given = acl([(USER, 4, 110004), (USER, 6, 1000), (GROUP, 2, 120007)])
+    os.setxattr(os.path.join(kmnt, "one"), ACL_ACCESS, given)
+    os.setxattr(im.p("one"), ACL_ACCESS, given)
     stored = os.getxattr(im.backing("one"), ACL_ACCESS)
-    assert named(stored) == [(USER, 0, 6), (USER, 5, 4), (GROUP, 8, 2)]
-    assert named(os.getxattr(im.p("one"), ACL_ACCESS)) == [
-        (USER, 1000, 6), (USER, 110004, 4), (GROUP, 120007, 2)]
+    assert stored == os.getxattr(os.path.join(ksrc, "one"), ACL_ACCESS)
+    assert named(stored) == [(USER, 5, 4), (USER, 0, 6), (GROUP, 8, 2)]
+    assert os.getxattr(im.p("one"), ACL_ACCESS) == given
     if mode == "layered":
-        with pytest.raises(OSError) as e:
-            os.getxattr(os.path.join(im.lower, "one"), ACL_ACCESS)
-        assert e.value.errno == errno.ENODATA
+        assert err_of(os.getxattr, os.path.join(im.lower, "one"), ACL_ACCESS) == errno.ENODATA
 
     before = os.getxattr(im.backing("one"), ACL_ACCESS)
-    for bad in (acl(users=[(5, 4)]), acl(groups=[(1000, 4)])):  # in no shown range
-        with pytest.raises(OSError) as e:
-            os.setxattr(im.p("one"), ACL_ACCESS, bad)
-        assert e.value.errno == errno.EINVAL
+    for bad in (acl([(USER, 4, 5)]), acl([(GROUP, 4, 1000)]), acl([(USER, 4, NO_ID)])):
+        want = err_of(os.setxattr, os.path.join(kmnt, "one"), ACL_ACCESS, bad)
+        assert want == errno.EINVAL
+        assert err_of(os.setxattr, im.p("one"), ACL_ACCESS, bad) == want
     assert os.getxattr(im.backing("one"), ACL_ACCESS) == before
+
+
+def err_of(fn, *a):
+    try:
+        fn(*a)
+    except OSError as e:
+        return e.errno
+    return 0
 
 
 def test_posix_acls_without_mapping_are_as_stored(workdir, mounter):
     src, mnt = make_dirs(workdir, "src", "mnt")
     with open(os.path.join(src, "f"), "w"):
         pass
-    value = acl(users=[(70000, 4), (3, 6)], groups=[(5, 2)])
+    value = acl([(USER, 4, 70000), (USER, 6, 3), (GROUP, 2, 5)])
     os.setxattr(os.path.join(src, "f"), ACL_ACCESS, value)
     mounter(src, mnt, "-o", "squash_to_uid=7")
     assert os.getxattr(os.path.join(mnt, "f"), ACL_ACCESS) == value

@@ -212,15 +212,15 @@ static size_t acl_val(unsigned char *b, const uint32_t (*e)[3], size_t n)
 }
 
 /* The ids of ACL_USER (2) and ACL_GROUP (8) entries go through the ranges;
- * the others' (undefined) stay; the runs are sorted again by id. */
+ * the others' (undefined) stay; the order is kept, as the kernel's. */
 static void t_idmap_acl(void **s)
 {
 	static struct pfs_idmap um, gm;
 	static const uint32_t in[][3] = {{1, 6, 0xffffffffu}, {2, 4, 1}, {2, 6, 0}, {2, 4, 70000},
 					 {4, 4, 0xffffffffu}, {8, 2, 3}, {0x10, 6, 0xffffffffu},
 					 {0x20, 4, 0xffffffffu}};
-	static const uint32_t shown[][3] = {{1, 6, 0xffffffffu}, {2, 6, 1000}, {2, 4, 65534},
-					    {2, 4, 110000}, {4, 4, 0xffffffffu}, {8, 2, 3},
+	static const uint32_t shown[][3] = {{1, 6, 0xffffffffu}, {2, 4, 110000}, {2, 6, 1000},
+					    {2, 4, 65534}, {4, 4, 0xffffffffu}, {8, 2, 3},
 					    {0x10, 6, 0xffffffffu}, {0x20, 4, 0xffffffffu}};
 	unsigned char a[128], want[128];
 	char err[64];
