@@ -679,8 +679,9 @@ static int take_words(struct pfs_config *cfg, bool compat, const struct mount_wo
 			       "alone, not %s", w->pos[1]);
 		return -EINVAL;
 	}
-	if (w->npos == 1 && cfg->noptlowers) {
-		/* fuse-overlayfs's synopsis: lowerdir= names SOURCE */
+	if (w->npos == 1 && (cfg->noptlowers || cfg->optadd)) {
+		/* fuse-overlayfs's synopsis: lowerdir= names SOURCE (a lone
+		 * datadir+= is refused by pfs_cli_finish_layers, saying why) */
 		cfg->mountpoint = w->pos[0];
 		return 0;
 	}

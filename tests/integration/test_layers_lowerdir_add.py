@@ -217,3 +217,24 @@ def test_fstab_line_with_lowerdir_add(three, ns, workdir):
         assert os.path.exists(os.path.join(up, "new"))
     finally:
         assert ns.run("umount", d["P"]).returncode == 0
+
+
+def test_fuse_overlayfs_synopsis(three):
+    """prismfs [mount] -o lowerdir+=...,upperdir=...,workdir=... MOUNTPOINT (no
+    SOURCE: the first lowerdir+= is it), and a lone datadir+= there is
+    refused naming what is missing."""
+    d = three
+    build_three(d)
+    (uk, wk), (up, wp) = uppers(d)
+    lows = ",".join("lowerdir+=" + d[n] for n in ("L1", "L2", "L3"))
+    assert kernel_mount(d, "%s,upperdir=%s,workdir=%s" % (lows, uk, wk))
+    # mount -f -o OPTS MOUNTPOINT: the options stand where SOURCE would
+    m = Mount("%s,upperdir=%s,workdir=%s" % (lows, up, wp), d["P"], ["-o"])
+    d["mounts"].append(m)
+    m.start()
+    assert_same(snapshot(d["K"]), snapshot(d["P"]), "the synopsis differs from the kernel's")
+    m.stop()
+    res = cli("-o", "datadir+=%s" % d["L1"], d["P"])
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert res.returncode == 2 and len(lines) == 1, (res.returncode, res.stderr)
+    assert "needs a lowerdir+=" in lines[0], lines[0]
