@@ -217,13 +217,19 @@ static int locate(struct pfs_history *h, long long seq, const char *path, struct
 	memset(w, 0, sizeof(*w));
 	if (!*path)
 		return 0; /* the root: itself */
+	/* Open for writing at S: saved with S itself, which comes first. A
+	 * version at path with S's own position is what path held at S (no row
+	 * came between), while the window before its first change may also
+	 * hold the saves of later snapshots it was still open at (of data
+	 * written since: passthrough writes make no row), the latest of which
+	 * the window's query would take. */
 	r = row(h->bdb, &q, "SELECT fpath, fseq FROM del WHERE orig = ?1", path, NULL);
 	if (r != 0) {
 		w->gone = true;
-		if (r > 0 && sqlite3_column_type(q, 1) != SQLITE_NULL)
-			ret = version(h, seq, col(q, 0), sqlite3_column_int64(q, 1), w);
-		if (r > 0 && ret < 0) /* open for writing at S: saved then */
+		if (r > 0)
 			ret = version(h, seq, path, -1, w);
+		if (r > 0 && ret < 0 && sqlite3_column_type(q, 1) != SQLITE_NULL)
+			ret = version(h, seq, col(q, 0), sqlite3_column_int64(q, 1), w);
 		pfs_hq_done(q);
 		return r < 0 ? -EIO : ret;
 	}
@@ -234,9 +240,9 @@ static int locate(struct pfs_history *h, long long seq, const char *path, struct
 			snprintf(w->live, sizeof(w->live), "%s", col(q, 0));
 			ret = 0;
 			/* no version of its first change (pruned): the live one */
-			if ((sqlite3_column_type(q, 2) == SQLITE_NULL ||
-			     version(h, seq, col(q, 1), sqlite3_column_int64(q, 2), w) < 0) &&
-			    version(h, seq, path, -1, w) < 0)
+			if (version(h, seq, path, -1, w) < 0 &&
+			    (sqlite3_column_type(q, 2) == SQLITE_NULL ||
+			     version(h, seq, col(q, 1), sqlite3_column_int64(q, 2), w) < 0))
 				w->saved = false;
 		}
 		pfs_hq_done(q);
