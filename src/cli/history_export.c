@@ -158,6 +158,7 @@ static int put_entry(struct archive *a, const char *dir, sqlite3_stmt *q)
 		st.st_gid = (gid_t)sqlite3_column_int64(q, 5);
 		st.st_mtim.tv_sec = (time_t)(mt / 1000000000ll);
 		st.st_mtim.tv_nsec = (long)(mt % 1000000000ll);
+		st.st_rdev = (dev_t)sqlite3_column_int64(q, 7);
 		snprintf(src, sizeof(src), "%s/versions/%s", dir, vfile);
 		if ((S_ISREG(st.st_mode) || S_ISLNK(st.st_mode)) && !vfile[0]) {
 			say("%s: its saved version has no data (pruned, or saved before symlink "
@@ -305,7 +306,8 @@ static int export(const char *mnt, const char *snap, const char *outpath)
 	 * window may also hold later snapshots' saves of a file still open for
 	 * writing, as the browse (history_browse.c, locate). */
 	static const char PLAN[] =
-		"SELECT e.path, e.live, coalesce(v.file, ''), v.mode, v.uid, v.gid, v.mtime_ns"
+		"SELECT e.path, e.live, coalesce(v.file, ''), v.mode, v.uid, v.gid, v.mtime_ns,"
+		" v.rdev"
 		" FROM temp.exp e LEFT JOIN temp.cur c ON c.path = e.live"
 		" LEFT JOIN versions v ON v.rowid = coalesce((SELECT rowid FROM versions s"
 		"  WHERE s.path = e.path AND s.snap = ?2 AND s.seq = ?1 ORDER BY s.rowid LIMIT 1),"

@@ -175,10 +175,10 @@ static int version(struct pfs_history *h, long long seq, const char *fpath, long
 
 	if (pfs_hq_prep(h->bdb, fseq >= 0
 				  ? "SELECT mode, uid, gid, size, mtime_ns, coalesce(file, ''),"
-				    " pruned FROM versions WHERE path = ?1 AND seq >= ?2 AND"
+				    " pruned, rdev FROM versions WHERE path = ?1 AND seq >= ?2 AND"
 				    " seq < ?3 ORDER BY seq DESC, rowid DESC LIMIT 1"
 				  : "SELECT mode, uid, gid, size, mtime_ns, coalesce(file, ''),"
-				    " pruned FROM versions WHERE path = ?1 AND snap = ?2"
+				    " pruned, rdev FROM versions WHERE path = ?1 AND snap = ?2"
 				    " AND seq = ?3 ORDER BY rowid LIMIT 1",
 			&q) < 0)
 		return -EIO;
@@ -198,6 +198,7 @@ static int version(struct pfs_history *h, long long seq, const char *fpath, long
 		w->o.mtime.tv_nsec = (long)(mt % 1000000000ll);
 		w->o.ctime = w->o.mtime;
 		w->o.nlink = S_ISDIR(w->o.mode) ? 2 : 1;
+		w->o.rdev = (dev_t)sqlite3_column_int64(q, 7);
 		snprintf(w->file, sizeof(w->file), "%s",
 			 sqlite3_column_int(q, 6) ? "" : col(q, 5));
 		ret = 0;
