@@ -158,6 +158,7 @@ static int put_entry(struct archive *a, const char *dir, sqlite3_stmt *q)
 		st.st_gid = (gid_t)sqlite3_column_int64(q, 5);
 		st.st_mtim.tv_sec = (time_t)(mt / 1000000000ll);
 		st.st_mtim.tv_nsec = (long)(mt % 1000000000ll);
+		st.st_rdev = (dev_t)sqlite3_column_int64(q, 7);
 		snprintf(src, sizeof(src), "%s/versions/%s", dir, vfile);
 		if ((S_ISREG(st.st_mode) || S_ISLNK(st.st_mode)) && !vfile[0]) {
 			say("%s: its saved version has no data (pruned, or saved before symlink "
@@ -298,15 +299,21 @@ out:
 
 static int export(const char *mnt, const char *snap, const char *outpath)
 {
-	/* An object's version at SNAP: the last saved at the path of its first
-	 * change since, before that change's row (it was saved just before
-	 * the row was written), not before SNAP. */
+	/* An object's version at SNAP: the one SNAP saved itself at its path
+	 * (open for writing then), else the last saved at the path of its
+	 * first change since, before that change's row (it was saved just
+	 * before the row was written), not before SNAP. SNAP's own first: the
+	 * window may also hold later snapshots' saves of a file still open for
+	 * writing, as the browse (history_browse.c, locate). */
 	static const char PLAN[] =
-		"SELECT e.path, e.live, coalesce(v.file, ''), v.mode, v.uid, v.gid, v.mtime_ns"
+		"SELECT e.path, e.live, coalesce(v.file, ''), v.mode, v.uid, v.gid, v.mtime_ns,"
+		" v.rdev"
 		" FROM temp.exp e LEFT JOIN temp.cur c ON c.path = e.live"
-		" LEFT JOIN versions v ON v.rowid = (SELECT rowid FROM versions w"
+		" LEFT JOIN versions v ON v.rowid = coalesce((SELECT rowid FROM versions s"
+		"  WHERE s.path = e.path AND s.snap = ?2 AND s.seq = ?1 ORDER BY s.rowid LIMIT 1),"
+		"  (SELECT rowid FROM versions w"
 		"  WHERE w.path = coalesce(c.fpath, e.dpath) AND w.seq >= ?1"
-		"  AND w.seq < coalesce(c.fseq, e.dseq) ORDER BY w.seq DESC, w.rowid DESC LIMIT 1)"
+		"  AND w.seq < coalesce(c.fseq, e.dseq) ORDER BY w.seq DESC, w.rowid DESC LIMIT 1))"
 		" ORDER BY e.path";
 	char *canon = canonical_noleaf(mnt), line[PATH_MAX + 64], dir[PATH_MAX + 64];
 	sqlite3 *db = canon ? pfs_hc_open_db(mnt) : NULL;
@@ -353,6 +360,7 @@ static int export(const char *mnt, const char *snap, const char *outpath)
 		goto out;
 	}
 	sqlite3_bind_int64(q, 1, seq);
+	sqlite3_bind_int64(q, 2, id);
 	a = archive_write_new();
 	if (!a || archive_write_set_format_pax(a) != ARCHIVE_OK ||
 	    (strcmp(outpath, "-") == 0 ? archive_write_open_fd(a, 1)

@@ -23,6 +23,21 @@ void pfs_hist_obj(struct pfs_history *h, int *dirfd, const char **name)
 	}
 }
 
+/* An object no name of the tree reaches: a file unlinked while open (or a
+ * directory removed), changed through its descriptor. No change of the
+ * tree (nor of its past): /proc names it by the name it had, which may
+ * name another object now, whose version it would be saved and
+ * journaled as. */
+bool pfs_hist_nameless(struct pfs_history *h, int dirfd, const char *name)
+{
+	struct stat st;
+
+	pfs_hist_obj(h, &dirfd, &name);
+	if (name && *name && strcmp(name, ".") != 0)
+		return false;
+	return dirfd >= 0 && fstat(dirfd, &st) == 0 && st.st_nlink == 0;
+}
+
 int pfs_hist_path(struct pfs_history *h, int dirfd, const char *name, char *buf, size_t len)
 {
 	char proc[40], p[PATH_MAX];
@@ -133,7 +148,8 @@ static long long before(struct pfs_history *h, const char *kind, int d1, const c
 	/* before the daemon serves (no journal open yet: it opens after the
 	 * fork), the only changes are a layered mount's own bookkeeping on the
 	 * upper's root (layer_open.c), no change of the tree's */
-	if (r == 0 && (!h->db || (pfs_hist_outside(h, p1) && (d2 < 0 || pfs_hist_outside(h, p2)))))
+	if (r == 0 && (!h->db || (pfs_hist_outside(h, p1) && (d2 < 0 || pfs_hist_outside(h, p2))) ||
+		       (!p2 && pfs_hist_nameless(h, d1, n1))))
 		seq = 0;
 	else if (r == 0 && save && !pfs_hist_outside(h, p1)) /* a temporary has no past */
 		r = pfs_hist_save(h, d1, n1);
@@ -371,7 +387,7 @@ static int note_written(struct pfs_history *h, int fd, bool forget)
 	char *p;
 	long long seq;
 
-	if (!pfs_hist_wfd_changed(h, fd, forget, &who))
+	if (!pfs_hist_wfd_changed(h, fd, forget, &who) || pfs_hist_nameless(h, fd, NULL))
 		return 0;
 	if (!forget) { /* fsync: the row before the data is made durable */
 		seq = rec_by(h, NULL, "write", fd, NULL, -1, NULL, 0);

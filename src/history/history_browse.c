@@ -175,10 +175,10 @@ static int version(struct pfs_history *h, long long seq, const char *fpath, long
 
 	if (pfs_hq_prep(h->bdb, fseq >= 0
 				  ? "SELECT mode, uid, gid, size, mtime_ns, coalesce(file, ''),"
-				    " pruned FROM versions WHERE path = ?1 AND seq >= ?2 AND"
+				    " pruned, rdev FROM versions WHERE path = ?1 AND seq >= ?2 AND"
 				    " seq < ?3 ORDER BY seq DESC, rowid DESC LIMIT 1"
 				  : "SELECT mode, uid, gid, size, mtime_ns, coalesce(file, ''),"
-				    " pruned FROM versions WHERE path = ?1 AND snap = ?2"
+				    " pruned, rdev FROM versions WHERE path = ?1 AND snap = ?2"
 				    " AND seq = ?3 ORDER BY rowid LIMIT 1",
 			&q) < 0)
 		return -EIO;
@@ -198,6 +198,7 @@ static int version(struct pfs_history *h, long long seq, const char *fpath, long
 		w->o.mtime.tv_nsec = (long)(mt % 1000000000ll);
 		w->o.ctime = w->o.mtime;
 		w->o.nlink = S_ISDIR(w->o.mode) ? 2 : 1;
+		w->o.rdev = (dev_t)sqlite3_column_int64(q, 7);
 		snprintf(w->file, sizeof(w->file), "%s",
 			 sqlite3_column_int(q, 6) ? "" : col(q, 5));
 		ret = 0;
@@ -217,13 +218,19 @@ static int locate(struct pfs_history *h, long long seq, const char *path, struct
 	memset(w, 0, sizeof(*w));
 	if (!*path)
 		return 0; /* the root: itself */
+	/* Open for writing at S: saved with S itself, which comes first. A
+	 * version at path with S's own position is what path held at S (no row
+	 * came between), while the window before its first change may also
+	 * hold the saves of later snapshots it was still open at (of data
+	 * written since: passthrough writes make no row), the latest of which
+	 * the window's query would take. */
 	r = row(h->bdb, &q, "SELECT fpath, fseq FROM del WHERE orig = ?1", path, NULL);
 	if (r != 0) {
 		w->gone = true;
-		if (r > 0 && sqlite3_column_type(q, 1) != SQLITE_NULL)
-			ret = version(h, seq, col(q, 0), sqlite3_column_int64(q, 1), w);
-		if (r > 0 && ret < 0) /* open for writing at S: saved then */
+		if (r > 0)
 			ret = version(h, seq, path, -1, w);
+		if (r > 0 && ret < 0 && sqlite3_column_type(q, 1) != SQLITE_NULL)
+			ret = version(h, seq, col(q, 0), sqlite3_column_int64(q, 1), w);
 		pfs_hq_done(q);
 		return r < 0 ? -EIO : ret;
 	}
@@ -234,9 +241,9 @@ static int locate(struct pfs_history *h, long long seq, const char *path, struct
 			snprintf(w->live, sizeof(w->live), "%s", col(q, 0));
 			ret = 0;
 			/* no version of its first change (pruned): the live one */
-			if ((sqlite3_column_type(q, 2) == SQLITE_NULL ||
-			     version(h, seq, col(q, 1), sqlite3_column_int64(q, 2), w) < 0) &&
-			    version(h, seq, path, -1, w) < 0)
+			if (version(h, seq, path, -1, w) < 0 &&
+			    (sqlite3_column_type(q, 2) == SQLITE_NULL ||
+			     version(h, seq, col(q, 1), sqlite3_column_int64(q, 2), w) < 0))
 				w->saved = false;
 		}
 		pfs_hq_done(q);

@@ -34,6 +34,8 @@ static const char *const UPGRADE[] = {
 	"ALTER TABLE snapshots ADD COLUMN kind TEXT NOT NULL DEFAULT 'manual'",
 	"ALTER TABLE versions ADD COLUMN pruned INTEGER NOT NULL DEFAULT 0",
 	"DROP INDEX IF EXISTS changes_path",
+	/* a device node's number (its version had none: .history showed 0/0) */
+	"ALTER TABLE versions ADD COLUMN rdev INTEGER NOT NULL DEFAULT 0",
 };
 
 /* SQLite's result as an -errno: what a writer is told. */
@@ -327,8 +329,8 @@ int pfs_hist_db_open(struct pfs_history *h, char *err, size_t errlen)
 	if (rc == SQLITE_OK)
 		rc = sqlite3_prepare_v2(h->db,
 					"INSERT INTO versions(snap, seq, path, mode, uid, gid, size,"
-					" mtime_ns, file) VALUES(?1, (SELECT coalesce(max(seq), 0) FROM changes),"
-					" ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+					" mtime_ns, file, rdev) VALUES(?1, (SELECT coalesce(max(seq), 0)"
+					" FROM changes), ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
 					-1, &h->sav, NULL);
 	if (rc == SQLITE_OK)
 		rc = same_source(h, err, errlen);

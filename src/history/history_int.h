@@ -43,6 +43,7 @@ struct hsaved {
 	struct hsaved *next;
 	dev_t dev;
 	ino_t ino;
+	unsigned long long name; /* 0, or a hash of the path of a hard link */
 };
 
 /* A file opened for writing: what it was, to say at release if it changed. */
@@ -127,6 +128,9 @@ void pfs_hist_obj(struct pfs_history *h, int *dirfd, const char **name);
 /* history.c: the path of (dirfd, name) relative to the root ("" the root;
  * absolute when outside it). 0 or -errno. */
 int pfs_hist_path(struct pfs_history *h, int dirfd, const char *name, char *buf, size_t len);
+/* history.c: is (dirfd, name) an object no name of the tree reaches (a
+ * file unlinked while open, changed through its descriptor)? */
+bool pfs_hist_nameless(struct pfs_history *h, int dirfd, const char *name);
 /* history.c: a new O_PATH descriptor of the tree's root, or -errno. The
  * tree is read through h->in (a cache fills and loads what is asked). */
 int pfs_hist_root(struct pfs_history *h);

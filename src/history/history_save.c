@@ -18,20 +18,38 @@ static unsigned bucket(dev_t dev, ino_t ino)
 	return (unsigned)(k >> 40) % PFS_HIST_NB;
 }
 
-/* Under h->lock: true if (dev, ino) was saved for this snapshot; else
- * mark it saved. */
-static bool seen(struct pfs_history *h, dev_t dev, ino_t ino, bool mark)
+/* What is saved once per snapshot: an object, or each name of a file
+ * with hard links (.history shows hard links as separate files, each its
+ * own past: the first change through one name saved it under that name
+ * only, and the removal of another name since left that name out of the
+ * snapshot). 0 for one name, else a hash (FNV-1a) of the path. */
+static unsigned long long saved_name(const struct stat *st, const char *path)
+{
+	unsigned long long k = 0xcbf29ce484222325ull;
+
+	if (S_ISDIR(st->st_mode) || st->st_nlink < 2)
+		return 0;
+	for (const unsigned char *c = (const unsigned char *)path; *c; c++)
+		k = (k ^ *c) * 0x100000001b3ull;
+	return k | 1;
+}
+
+/* Under h->lock: true if (dev, ino, name) was saved for this snapshot;
+ * else mark it saved. */
+static bool seen(struct pfs_history *h, dev_t dev, ino_t ino, unsigned long long name,
+		 bool mark)
 {
 	struct hsaved **p = &h->saved[bucket(dev, ino)], *s;
 
 	for (s = *p; s; s = s->next)
-		if (s->dev == dev && s->ino == ino)
+		if (s->dev == dev && s->ino == ino && s->name == name)
 			return true;
 	if (mark) {
 		s = malloc(sizeof(*s));
 		if (s) {
 			s->dev = dev;
 			s->ino = ino;
+			s->name = name;
 			s->next = *p;
 			*p = s;
 		}
@@ -58,11 +76,22 @@ static int copy_data(struct pfs_history *h, int dirfd, const char *name, const s
 	char proc[40];
 	int src, dst, r;
 
-	/* an fd (or O_PATH fd) of its own: read it through /proc */
+	/* an fd (or O_PATH fd) of its own: read it through /proc. O_NOATIME:
+	 * the save is the history's read, not the user's, and must not move
+	 * the file's atime (a mount with --history answers stat as one
+	 * without); refused (EPERM) when the daemon neither owns the file nor
+	 * has CAP_FOWNER, then read as before. */
 	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", dirfd);
-	src = name && *name ? pfs_st_openat(h->in, dirfd, name,
-					    O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0)
-			    : pfs_st_openat(h->in, AT_FDCWD, proc, O_RDONLY | O_CLOEXEC, 0);
+	for (int noatime = O_NOATIME;; noatime = 0) {
+		src = name && *name ? pfs_st_openat(h->in, dirfd, name,
+						    O_RDONLY | O_CLOEXEC | O_NOFOLLOW |
+							    O_NONBLOCK | noatime,
+						    0)
+				    : pfs_st_openat(h->in, AT_FDCWD, proc,
+						    O_RDONLY | O_CLOEXEC | noatime, 0);
+		if (src != -EPERM || !noatime)
+			break;
+	}
 	if (src < 0)
 		return src;
 	dst = openat(h->vdir, file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
@@ -124,6 +153,7 @@ static int save_row(struct pfs_history *h, long long snap, const char *path,
 		sqlite3_bind_text(q, 9, file, -1, SQLITE_TRANSIENT);
 	else
 		sqlite3_bind_null(q, 9);
+	sqlite3_bind_int64(q, 10, (sqlite3_int64)st->st_rdev);
 	r = sqlite3_step(q) == SQLITE_DONE ? 0 : -EIO;
 	sqlite3_reset(q);
 	sqlite3_clear_bindings(q);
@@ -136,11 +166,13 @@ int pfs_hist_save_open(struct pfs_history *h, int fd, long long snap)
 	struct stat st;
 	int r;
 
-	if (h->vdir < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
-	    seen(h, st.st_dev, st.st_ino, true))
+	/* unlinked while open (st_nlink 0): in no tree, past or present */
+	if (h->vdir < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_nlink == 0)
+		return 0;
+	r = pfs_hist_path(h, fd, NULL, path, sizeof(path));
+	if (r == 0 && seen(h, st.st_dev, st.st_ino, saved_name(&st, path), true))
 		return 0;
 	snprintf(file, sizeof(file), "%lld-%llu", snap, ++h->vseq);
-	r = pfs_hist_path(h, fd, NULL, path, sizeof(path));
 	if (r == 0)
 		r = copy_data(h, fd, NULL, &st, file);
 	if (r == 0)
@@ -154,6 +186,7 @@ int pfs_hist_save_open(struct pfs_history *h, int fd, long long snap)
 int pfs_hist_save(struct pfs_history *h, int dirfd, const char *name)
 {
 	char path[PATH_MAX], file[64];
+	unsigned long long sname;
 	struct stat st;
 	long long snap;
 	int r;
@@ -167,20 +200,23 @@ int pfs_hist_save(struct pfs_history *h, int dirfd, const char *name)
 		return 0; /* nothing there: nothing to save */
 	if (r < 0)
 		return r;
+	r = pfs_hist_path(h, dirfd, name, path, sizeof(path));
+	if (r < 0)
+		goto fail;
+	sname = saved_name(&st, path);
 	pthread_mutex_lock(&h->lock);
 	snap = h->snap;
 	/* Marked before it is saved, so that two writers do not both copy;
 	 * a failed save takes the mark back. */
-	if (seen(h, st.st_dev, st.st_ino, true)) {
+	if (seen(h, st.st_dev, st.st_ino, sname, true)) {
 		pthread_mutex_unlock(&h->lock);
 		return 0;
 	}
 	snprintf(file, sizeof(file), "%lld-%llu", snap, ++h->vseq);
 	pthread_mutex_unlock(&h->lock);
-	r = pfs_hist_path(h, dirfd, name, path, sizeof(path));
-	if (r == 0 && S_ISREG(st.st_mode))
+	if (S_ISREG(st.st_mode))
 		r = copy_data(h, dirfd, name, &st, file);
-	else if (r == 0 && S_ISLNK(st.st_mode))
+	else if (S_ISLNK(st.st_mode))
 		r = save_link(h, dirfd, name, file);
 	pthread_mutex_lock(&h->lock);
 	if (r == 0 && h->db)
@@ -188,7 +224,8 @@ int pfs_hist_save(struct pfs_history *h, int dirfd, const char *name)
 	if (r < 0) {
 		struct hsaved **p = &h->saved[bucket(st.st_dev, st.st_ino)];
 
-		while (*p && ((*p)->dev != st.st_dev || (*p)->ino != st.st_ino))
+		while (*p && ((*p)->dev != st.st_dev || (*p)->ino != st.st_ino ||
+			      (*p)->name != sname))
 			p = &(*p)->next;
 		if (*p) {
 			struct hsaved *s = *p;
@@ -198,6 +235,7 @@ int pfs_hist_save(struct pfs_history *h, int dirfd, const char *name)
 		}
 	}
 	pthread_mutex_unlock(&h->lock);
+fail:
 	if (r < 0)
 		fprintf(stderr, "prismfs: history: cannot save the version of %s before it "
 			"changes: %s\n", path, strerror(-r));

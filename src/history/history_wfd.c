@@ -122,6 +122,10 @@ int pfs_hist_creator_before(struct pfs_history *h, struct pfs_ref r, char **path
 	int d, ret;
 
 	pfs_hist_ref_at(r, &d, &n);
+	if (pfs_hist_nameless(h, d, n)) { /* unlinked: no change of the tree */
+		*path = NULL;
+		return 0;
+	}
 	*path = malloc(PATH_MAX);
 	if (!*path)
 		return -ENOMEM;

@@ -104,8 +104,10 @@ static int make_copy(struct pfs_fs *fs, int ldir, const char *name, int obj, int
 		ret = pfs_st_sync(s, fd, false);
 	if (src >= 0)
 		close(src);
-	if (fd >= 0)
+	if (fd >= 0) { /* opened for writing through the store: it hears of the close */
+		pfs_st_release(s, fd);
 		close(fd);
+	}
 	if (ret < 0)
 		pfs_rmtree_at(fs->store, wd, tmp, NULL, 0);
 	return ret;
@@ -385,8 +387,10 @@ int pfs_layer_copy_data_up(struct pfs_fs *fs, struct pfs_node *n, bool no_data)
 		pfs_node_data_up(fs, n);
 	if (r >= 0)
 		close(r);
-	if (w >= 0)
+	if (w >= 0) {
+		pfs_st_release(s, w);
 		close(w);
+	}
 	pthread_mutex_unlock(&fs->layers->lock);
 	return ret;
 }
@@ -439,6 +443,7 @@ int pfs_layer_whiteout(struct pfs_fs *fs, int dirfd, const char *name)
 		fd = pfs_st_openat(s, dirfd, wh, O_WRONLY | O_CREAT | O_CLOEXEC, 0);
 		if (fd < 0)
 			return fd;
+		pfs_st_release(s, fd);
 		close(fd);
 		if (exists && S_ISDIR(st.st_mode))
 			ret = pfs_rmtree_at(s, dirfd, name, NULL, 0);
@@ -490,8 +495,10 @@ int pfs_layer_set_opaque(struct pfs_fs *fs, int dirfd, const char *name)
 			return d;
 		fd = pfs_st_openat(s, d, PFS_OVL_OPAQUE_MARKER, O_WRONLY | O_CREAT | O_CLOEXEC, 0);
 		ret = fd < 0 ? fd : 0;
-		if (fd >= 0)
+		if (fd >= 0) {
+			pfs_st_release(s, fd);
 			close(fd);
+		}
 		close(d);
 	}
 	return ret;

@@ -17,8 +17,9 @@ struct pfs_past_obj {
 	gid_t gid;
 	off_t size;
 	nlink_t nlink;
-	dev_t rdev; /* a device's number (0 for a saved version's: a layer's
-		     * whiteout is the 0/0 character device) */
+	dev_t rdev; /* a device's number, a saved version's too (0 for one
+		     * saved before versions kept it; a layer's whiteout is the
+		     * 0/0 character device) */
 	struct timespec mtime, ctime;
 };
 

@@ -110,6 +110,10 @@ int pfs_view_setattr(struct pfs_fs *fs, struct pfs_req *rq, const struct fuse_ct
 			if (fd < 0)
 				return fd;
 			ret = pfs_st_truncate(fs->store, fd, attr->st_size);
+			/* opened for writing through the store: it hears of the
+			 * close, as at RELEASE (the history forgets the writer,
+			 * whose fd number is reused next) */
+			pfs_st_release(fs->store, fd);
 			close(fd);
 		}
 		if (ret < 0)

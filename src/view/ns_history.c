@@ -247,6 +247,7 @@ static int past_stat(struct pfs_fs *fs, const char *vp, const char *snap, const 
 	st->st_uid = o.uid;
 	st->st_gid = o.gid;
 	st->st_size = o.size;
+	st->st_rdev = o.rdev; /* a device's number, as stat(2) of it then */
 	st->st_blksize = 4096;
 	st->st_blocks = (o.size + 511) / 512;
 	st->st_atim = st->st_mtim = o.mtime;

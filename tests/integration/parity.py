@@ -226,11 +226,16 @@ def _flags_str(flags):
     return "|".join(names)
 
 
-def snapshot(base, rel=".", xattrs=False, blocks=False):
+def snapshot(base, rel=".", xattrs=False, blocks=False, noatime=False, sample_over=None):
     """Recursive, tree-independent description of base/rel: for each path a
     stat summary, plus the content hash of regular files, the target of
     symlinks, hard-link groups (first path sharing the inode) and optionally
-    user.* xattrs."""
+    user.* xattrs. noatime: a record taken between two steps, which must
+    not move the atimes a later step compares: files and directories are
+    read with O_NOATIME, and symlinks not at all (readlink(2) sets their
+    atime and has no such flag: no target, their size is its length).
+    sample_over: a file larger than this many bytes is hashed by its first
+    and last MiB only (with its size: a bound on a record's cost)."""
     root = os.path.join(base, rel)
     out = {}
     first = {}
@@ -242,16 +247,30 @@ def snapshot(base, rel=".", xattrs=False, blocks=False):
         if s.st_nlink > 1 and not stat.S_ISDIR(s.st_mode):
             d["link_group"] = first.setdefault(key, relp)
         if stat.S_ISREG(s.st_mode):
-            with open(path, "rb") as f:
-                d["sha256"] = hashlib.sha256(f.read()).hexdigest()
-        elif stat.S_ISLNK(s.st_mode):
+            fd = os.open(path, os.O_RDONLY | (os.O_NOATIME if noatime else 0))
+            with open(fd, "rb") as f:
+                if sample_over is not None and s.st_size > sample_over:
+                    head = f.read(1 << 20)
+                    f.seek(s.st_size - (1 << 20))
+                    d["sha256"] = "sampled:" + hashlib.sha256(head + f.read()).hexdigest()
+                else:
+                    d["sha256"] = hashlib.sha256(f.read()).hexdigest()
+        elif stat.S_ISLNK(s.st_mode) and not noatime:
             d["target"] = os.readlink(path)
         if xattrs and not stat.S_ISLNK(s.st_mode):
             d["xattrs"] = {n: os.getxattr(path, n) for n in sorted(os.listxattr(path))
                            if n.startswith("user.")}
         out[relp] = d
         if stat.S_ISDIR(s.st_mode):
-            for name in sorted(os.listdir(path)):
+            if noatime:
+                fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOATIME)
+                try:
+                    names = os.listdir(fd)
+                finally:
+                    os.close(fd)
+            else:
+                names = os.listdir(path)
+            for name in sorted(names):
                 visit(os.path.join(path, name), os.path.join(relp, name) if relp != "." else name)
 
     visit(root, ".")
@@ -420,6 +439,9 @@ def run_parity(target, steps, native_first=True):
                     "  agreeing steps before it:\n%s"
                     % (i, label, a, _short(ra), b, _short(rb), _diff(ra, rb), hist or "    (none)"))
             done.append((label, ra))
+            hook = getattr(target, "after_step", None)
+            if hook is not None:
+                hook(i)
     finally:
         ta.close_all()
         tb.close_all()
