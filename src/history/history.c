@@ -397,10 +397,13 @@ static int note_written(struct pfs_history *h, int fd, bool forget)
 	char *p, comm[32];
 	long long seq;
 
-	if (!pfs_hist_wfd_changed(h, fd, forget, &who, forget ? &p : NULL, comm))
+	if (!pfs_hist_wfd_changed(h, fd, forget, &who, &p, comm))
 		return 0;
 	if (!forget) { /* fsync: the row before the data is made durable */
-		seq = rec_by(h, NULL, "write", fd, NULL, -1, NULL, 0);
+		seq = !p ? rec_by(h, NULL, "write", fd, NULL, -1, NULL, 0)
+		      : pfs_hist_outside(h, p) ? 0
+		      : pfs_hist_db_record(h, NULL, "write", p, NULL, 0, NULL);
+		free(p);
 		return seq < 0 ? (int)seq : done(h, seq, 0);
 	}
 	/* At release, after the fact (the open's row came before any byte

@@ -104,6 +104,7 @@ struct pfs_history {
 	 * each rename is made). */
 	unsigned long long rgen;
 	unsigned nwfds;         /* entries in wfds */
+	unsigned ncreated;      /* of them opened by their create (atomic) */
 	struct pfs_hist_policy pol;
 	pthread_mutex_t cp_mu;  /* the checkpoint thread's sleep */
 	pthread_cond_t cp_cv;
@@ -152,9 +153,9 @@ void pfs_hist_ref_at(struct pfs_ref r, int *dirfd, const char **name);
 void pfs_hist_wfd_add(struct pfs_history *h, int fd, bool created, const char *comm,
 		      char *path, unsigned long long pgen);
 /* Did fd's file change since it was opened (or last asked)? Its opener
- * into *who; forget: it is being released, and then its path (malloc'ed,
- * if still right, else NULL) into *path and the opener's command name
- * into comm[32]. */
+ * into *who, if it changed its path (malloc'ed, if the one found at its
+ * open is still right, else NULL) into *path, and the opener's command
+ * name then into comm[32]; forget: it is being released. */
 bool pfs_hist_wfd_changed(struct pfs_history *h, int fd, bool forget, struct pfs_caller *who,
 			  char **path, char *comm);
 /* The current rename generation (see rgen). */

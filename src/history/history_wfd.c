@@ -36,6 +36,8 @@ static void wfd_drop(struct pfs_history *h, struct hwfd **p)
 	if (*q)
 		*q = w->inext;
 	*p = w->next;
+	if (w->created)
+		__atomic_sub_fetch(&h->ncreated, 1, __ATOMIC_RELAXED);
 	free(w->path);
 	free(w);
 	h->nwfds--;
@@ -117,6 +119,8 @@ void pfs_hist_wfd_add(struct pfs_history *h, int fd, bool created, const char *c
 	w->inext = *ih;
 	*ih = w;
 	h->nwfds++;
+	if (created)
+		__atomic_add_fetch(&h->ncreated, 1, __ATOMIC_RELAXED);
 	pthread_mutex_unlock(&h->lock);
 }
 
@@ -136,7 +140,8 @@ bool pfs_hist_by_creator(struct pfs_history *h, struct pfs_ref r, char **path)
 	int d;
 
 	*path = NULL;
-	if (!who.pid)
+	/* no file open from its create: no stat (chmod -R, chown -R) */
+	if (!who.pid || !__atomic_load_n(&h->ncreated, __ATOMIC_RELAXED))
 		return false;
 	pfs_hist_ref_at(r, &d, &n);
 	pfs_hist_obj(h, &d, &n); /* /proc/self/fd/N: fd N's own object */
@@ -213,4 +218,5 @@ void pfs_hist_wfd_free(struct pfs_history *h)
 		h->wino[i] = NULL;
 	}
 	h->nwfds = 0;
+	h->ncreated = 0;
 }
