@@ -39,8 +39,13 @@ int pfs_hist_path(struct pfs_history *h, int dirfd, const char *name, char *buf,
 		name = NULL;
 	if (h->in->ops->path) /* the store knows where its objects are */
 		return h->in->ops->path(h->in, dirfd, name, buf, len);
-	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", dirfd);
-	n = readlink(proc, p, sizeof(p) - 1);
+	if (h->procfd >= 0) {
+		snprintf(proc, sizeof(proc), "%d", dirfd);
+		n = readlinkat(h->procfd, proc, p, sizeof(p) - 1);
+	} else {
+		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", dirfd);
+		n = readlink(proc, p, sizeof(p) - 1);
+	}
 	if (n < 0)
 		return -errno;
 	p[n] = '\0';
@@ -488,6 +493,8 @@ static void h_destroy(struct pfs_store *st)
 	pfs_hist_wfd_free(h);
 	if (h->vdir >= 0)
 		close(h->vdir);
+	if (h->procfd >= 0)
+		close(h->procfd);
 	if (h->lockfd >= 0)
 		close(h->lockfd);
 	if (h->rootfd0 >= 0)
@@ -574,6 +581,7 @@ int pfs_history_new(struct pfs_store **out, struct pfs_store *inner, const char 
 	h->vdir = -1;
 	h->lockfd = -1;
 	h->rootfd0 = -1;
+	h->procfd = -1;
 	pfs_hist_policy_init(&h->pol);
 	pthread_mutex_init(&h->cp_mu, NULL);
 	pthread_cond_init(&h->cp_cv, NULL);
@@ -685,6 +693,10 @@ int pfs_history_start(struct pfs_store *st)
 		fprintf(stderr, "prismfs: %s\n", err);
 		return r;
 	}
+	/* Here, in the process that serves: /proc/self is resolved at open.
+	 * Without it, paths are read through "/proc/self/fd/N" as before. */
+	if (h->procfd < 0)
+		h->procfd = open("/proc/self/fd", O_PATH | O_DIRECTORY | O_CLOEXEC);
 	/* Rows a dead daemon left at 0 were never finished: those the tree
 	 * shows made count as made; the others say so ("interrupted"), so
 	 * that 0 means "in flight" on a live mount. */

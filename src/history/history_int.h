@@ -70,6 +70,9 @@ struct pfs_history {
 	char dir[PATH_MAX];    /* DIR, canonical */
 	dev_t procdev;         /* /proc's: the view names a node's object as
 				* (its /proc/self/fd, "N") */
+	int procfd;            /* /proc/self/fd of the process that serves, or
+				* -1: a path is read by readlinkat(procfd, "N"),
+				* one lookup instead of four */
 	pthread_mutex_t lock;  /* the database, the tables */
 	sqlite3 *db;
 	sqlite3_stmt *ins, *upd, *sav, *sbegin, *scommit, *sroll;
