@@ -177,10 +177,10 @@ static int h_open(struct pfs_store *st, int dirfd, const char *name, const struc
 
 	if ((flags & O_PATH) || (!writing && !(flags & O_CREAT)))
 		return h->in->ops->open(h->in, dirfd, name, how);
-	/* O_EXCL makes it or fails: nothing there is changed either way */
-	if ((flags & (O_CREAT | O_EXCL)) == (O_CREAT | O_EXCL))
-		exists = false;
-	else if (flags & O_CREAT)
+	/* Also with O_EXCL: a create row of a name that was there, left at 0
+	 * by a kill before its outcome (EEXIST) was written, would be settled
+	 * as made, and the replay would take the old file for a new one. */
+	if (flags & O_CREAT)
 		exists = pfs_st_stat(h->in, dirfd, name, &s, AT_SYMLINK_NOFOLLOW) != -ENOENT;
 	if (!exists)
 		kind = "create";
