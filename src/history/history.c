@@ -54,8 +54,13 @@ int pfs_hist_path(struct pfs_history *h, int dirfd, const char *name, char *buf,
 		name = NULL;
 	if (h->in->ops->path) /* the store knows where its objects are */
 		return h->in->ops->path(h->in, dirfd, name, buf, len);
-	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", dirfd);
-	n = readlink(proc, p, sizeof(p) - 1);
+	if (h->procfd >= 0) {
+		snprintf(proc, sizeof(proc), "%d", dirfd);
+		n = readlinkat(h->procfd, proc, p, sizeof(p) - 1);
+	} else {
+		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", dirfd);
+		n = readlink(proc, p, sizeof(p) - 1);
+	}
 	if (n < 0)
 		return -errno;
 	p[n] = '\0';
@@ -107,7 +112,7 @@ static long long rec_by(struct pfs_history *h, const struct pfs_caller *who, con
 	/* a write to a temporary outside the tree (see before) */
 	seq = r < 0 ? r
 	      : pfs_hist_outside(h, p1) && d2 < 0 ? 0
-	      : pfs_hist_db_record(h, who, kind, p1, p2, arg);
+	      : pfs_hist_db_record(h, who, kind, p1, p2, arg, NULL);
 out:
 	free(p1);
 	free(p2);
@@ -133,8 +138,9 @@ static int done(struct pfs_history *h, long long seq, int ret)
  * temporaries of a copy-up, a whiteout being made) is no change of it;
  * what such a temporary becomes is, when it is renamed into the tree
  * (the replay takes an object renamed in from outside as new). */
-static long long before(struct pfs_history *h, const char *kind, int d1, const char *n1,
-			int d2, const char *n2, long long arg, bool save)
+static long long before_as(struct pfs_history *h, const char *kind, int d1, const char *n1,
+			   int d2, const char *n2, long long arg, bool save, char **keep,
+			   char *comm)
 {
 	char *p1 = malloc(PATH_MAX), *p2 = d2 != -1 || n2 ? malloc(PATH_MAX) : NULL;
 	long long seq = -ENOMEM;
@@ -156,11 +162,21 @@ static long long before(struct pfs_history *h, const char *kind, int d1, const c
 	if (r < 0)
 		seq = r;
 	else if (seq != 0)
-		seq = pfs_hist_db_record(h, NULL, kind, p1, p2, arg);
+		seq = pfs_hist_db_record(h, NULL, kind, p1, p2, arg, comm);
+	if (seq >= 0 && keep) { /* the caller keeps p1 */
+		*keep = p1;
+		p1 = NULL;
+	}
 out:
 	free(p1);
 	free(p2);
 	return seq;
+}
+
+static long long before(struct pfs_history *h, const char *kind, int d1, const char *n1,
+			int d2, const char *n2, long long arg, bool save)
+{
+	return before_as(h, kind, d1, n1, d2, n2, arg, save, NULL, NULL);
 }
 
 static int h_open(struct pfs_store *st, int dirfd, const char *name, const struct open_how *how)
@@ -170,11 +186,16 @@ static int h_open(struct pfs_store *st, int dirfd, const char *name, const struc
 	bool writing = (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
 	bool exists = true;
 	const char *kind;
+	char *path = NULL, comm[32] = "";
+	unsigned long long gen;
 	long long seq;
 	struct stat s;
 
 	if ((flags & O_PATH) || (!writing && !(flags & O_CREAT)))
 		return h->in->ops->open(h->in, dirfd, name, how);
+	/* Also with O_EXCL: a create row of a name that was there, left at 0
+	 * by a kill before its outcome (EEXIST) was written, would be settled
+	 * as made, and the replay would take the old file for a new one. */
 	if (flags & O_CREAT)
 		exists = pfs_st_stat(h->in, dirfd, name, &s, AT_SYMLINK_NOFOLLOW) != -ENOENT;
 	if (!exists)
@@ -183,13 +204,20 @@ static int h_open(struct pfs_store *st, int dirfd, const char *name, const struc
 		return h->in->ops->open(h->in, dirfd, name, how);
 	else
 		kind = (flags & O_TRUNC) ? "truncate" : "open-write";
-	seq = before(h, kind, dirfd, name, -1, NULL, flags, exists);
+	/* The path found now is kept with the open file for its notes (its
+	 * creator's setup, its release) while no rename can have changed it:
+	 * a readlink each saved. The generation is read before the path. */
+	gen = pfs_hist_rgen(h);
+	seq = before_as(h, kind, dirfd, name, -1, NULL, flags, exists, writing ? &path : NULL,
+			comm);
 	if (seq < 0)
 		return (int)seq;
 	fd = h->in->ops->open(h->in, dirfd, name, how);
 	done(h, seq, fd < 0 ? fd : 0);
 	if (fd >= 0 && writing)
-		pfs_hist_wfd_add(h, fd, !exists);
+		pfs_hist_wfd_add(h, fd, !exists, comm, path, gen);
+	else
+		free(path);
 	return fd;
 }
 
@@ -260,9 +288,12 @@ static int h_rename(struct pfs_store *st, int odirfd, const char *oname, int ndi
 	if (r < 0)
 		return r;
 	seq = before(h, "rename", odirfd, oname, ndirfd, nname, flags, true);
-	return seq < 0 ? (int)seq
-		       : done(h, seq, h->in->ops->rename(h->in, odirfd, oname, ndirfd, nname,
-							 flags));
+	if (seq < 0)
+		return (int)seq;
+	r = h->in->ops->rename(h->in, odirfd, oname, ndirfd, nname, flags);
+	/* after it is made: a path found before now may be stale (rgen) */
+	__atomic_add_fetch(&h->rgen, 1, __ATOMIC_RELEASE);
+	return done(h, seq, r);
 }
 
 static ssize_t h_readlink(struct pfs_store *st, int dirfd, const char *name, char *buf,
@@ -277,9 +308,9 @@ static int h_chmod(struct pfs_store *st, struct pfs_ref r, mode_t mode)
 	const char *n;
 	int d;
 	long long seq;
+	char *p;
 
-	if (pfs_hist_by_creator(h, r)) {
-		char *p;
+	if (pfs_hist_by_creator(h, r, &p)) {
 		int ret = pfs_hist_creator_before(h, r, &p);
 
 		return ret < 0 ? ret
@@ -297,12 +328,12 @@ static int h_chown(struct pfs_store *st, struct pfs_ref r, uid_t uid, gid_t gid)
 	const char *n;
 	int d;
 	long long seq;
+	char *p;
 
 	/* arg: uid in the high half, gid in the low; -1 each when left */
 	long long arg = (long long)(((unsigned long long)uid << 32) | (unsigned)gid);
 
-	if (pfs_hist_by_creator(h, r)) {
-		char *p;
+	if (pfs_hist_by_creator(h, r, &p)) {
 		int ret = pfs_hist_creator_before(h, r, &p);
 
 		return ret < 0 ? ret
@@ -320,9 +351,9 @@ static int h_utimes(struct pfs_store *st, struct pfs_ref r, const struct timespe
 	const char *n;
 	int d;
 	long long seq;
+	char *p;
 
-	if (pfs_hist_by_creator(h, r)) {
-		char *p;
+	if (pfs_hist_by_creator(h, r, &p)) {
 		int ret = pfs_hist_creator_before(h, r, &p);
 
 		return ret < 0 ? ret
@@ -384,22 +415,33 @@ static int h_removexattr(struct pfs_store *st, struct pfs_ref r, const char *nam
 static int note_written(struct pfs_history *h, int fd, bool forget)
 {
 	struct pfs_caller who = pfs_caller_get();
-	char *p;
+	char *p, comm[32];
 	long long seq;
 
-	if (!pfs_hist_wfd_changed(h, fd, forget, &who) || pfs_hist_nameless(h, fd, NULL))
+	if (!pfs_hist_wfd_changed(h, fd, forget, &who, &p, comm))
 		return 0;
+	if (pfs_hist_nameless(h, fd, NULL)) { /* unlinked while open: no change of the tree */
+		free(p);
+		return 0;
+	}
 	if (!forget) { /* fsync: the row before the data is made durable */
-		seq = rec_by(h, NULL, "write", fd, NULL, -1, NULL, 0);
+		seq = !p ? rec_by(h, NULL, "write", fd, NULL, -1, NULL, 0)
+		      : pfs_hist_outside(h, p) ? 0
+		      : pfs_hist_db_record(h, NULL, "write", p, NULL, 0, NULL);
+		free(p);
 		return seq < 0 ? (int)seq : done(h, seq, 0);
 	}
 	/* At release, after the fact (the open's row came before any byte
 	 * changed): a note that rides in the next commit, so that it costs
 	 * no commit of its own. The request comes from no process: the
-	 * opener's. */
-	p = malloc(PATH_MAX);
-	if (p && pfs_hist_path(h, fd, NULL, p, PATH_MAX) == 0 && !pfs_hist_outside(h, p))
-		pfs_hist_db_note(h, &who, "write", p, 0);
+	 * opener's, named as it was when it opened (it may be gone now). Its
+	 * path is the one found at the open unless a rename came since. */
+	if (!p && (p = malloc(PATH_MAX)) && pfs_hist_path(h, fd, NULL, p, PATH_MAX) < 0) {
+		free(p);
+		p = NULL;
+	}
+	if (p && !pfs_hist_outside(h, p))
+		pfs_hist_db_note_as(h, &who, comm[0] ? comm : NULL, "write", p, 0);
 	free(p);
 	return 0;
 }
@@ -471,6 +513,8 @@ static void h_destroy(struct pfs_store *st)
 	pfs_hist_wfd_free(h);
 	if (h->vdir >= 0)
 		close(h->vdir);
+	if (h->procfd >= 0)
+		close(h->procfd);
 	if (h->lockfd >= 0)
 		close(h->lockfd);
 	if (h->rootfd0 >= 0)
@@ -557,6 +601,7 @@ int pfs_history_new(struct pfs_store **out, struct pfs_store *inner, const char 
 	h->vdir = -1;
 	h->lockfd = -1;
 	h->rootfd0 = -1;
+	h->procfd = -1;
 	pfs_hist_policy_init(&h->pol);
 	pthread_mutex_init(&h->cp_mu, NULL);
 	pthread_cond_init(&h->cp_cv, NULL);
@@ -668,6 +713,10 @@ int pfs_history_start(struct pfs_store *st)
 		fprintf(stderr, "prismfs: %s\n", err);
 		return r;
 	}
+	/* Here, in the process that serves: /proc/self is resolved at open.
+	 * Without it, paths are read through "/proc/self/fd/N" as before. */
+	if (h->procfd < 0)
+		h->procfd = open("/proc/self/fd", O_PATH | O_DIRECTORY | O_CLOEXEC);
 	/* Rows a dead daemon left at 0 were never finished: those the tree
 	 * shows made count as made; the others say so ("interrupted"), so
 	 * that 0 means "in flight" on a live mount. */

@@ -452,11 +452,14 @@ static void row_who(struct pfs_history *h, struct hrow *r, const struct pfs_call
 }
 
 long long pfs_hist_db_record(struct pfs_history *h, const struct pfs_caller *who,
-			     const char *kind, const char *path, const char *path2, long long arg)
+			     const char *kind, const char *path, const char *path2, long long arg,
+			     char *comm)
 {
 	struct hrow row = { .kind = kind, .path = path, .path2 = path2, .arg = arg };
 
 	row_who(h, &row, who);
+	if (comm)
+		memcpy(comm, row.comm, sizeof(row.comm));
 	/* Group commit: queue the row; if no one is committing, commit all
 	 * that is queued (this row and whatever others queued meanwhile) in
 	 * one transaction, then hand over; else wait until a commit has it. */
@@ -499,6 +502,12 @@ long long pfs_hist_db_record(struct pfs_history *h, const struct pfs_caller *who
 void pfs_hist_db_note(struct pfs_history *h, const struct pfs_caller *who, const char *kind,
 		      const char *path, long long arg)
 {
+	pfs_hist_db_note_as(h, who, NULL, kind, path, arg);
+}
+
+void pfs_hist_db_note_as(struct pfs_history *h, const struct pfs_caller *who, const char *comm,
+			 const char *kind, const char *path, long long arg)
+{
 	size_t pl = strlen(path) + 1;
 	struct hrow *n = calloc(1, sizeof(*n) + pl);
 
@@ -510,7 +519,14 @@ void pfs_hist_db_note(struct pfs_history *h, const struct pfs_caller *who, const
 	n->arg = arg;
 	n->state = 1;
 	n->t = (long long)now_ns();
-	row_who(h, n, who);
+	if (comm && who && who->pid) {
+		n->uid = who->uid;
+		n->gid = who->gid;
+		n->pid = who->pid;
+		snprintf(n->comm, sizeof(n->comm), "%s", comm);
+	} else {
+		row_who(h, n, who);
+	}
 	pthread_mutex_lock(&h->lock);
 	*h->notes_tail = n;
 	h->notes_tail = &n->next;

@@ -49,11 +49,15 @@ struct hsaved {
 /* A file opened for writing: what it was, to say at release if it changed. */
 struct hwfd {
 	struct hwfd *next;
+	struct hwfd *inext;     /* h->wino's chain: by (dev, ino) */
 	int fd;
 	ino_t ino;
 	dev_t dev;
 	bool created; /* opened by its create: its creator's setup is noted */
 	struct pfs_caller who; /* who opened it: releases come from no one */
+	char comm[32];          /* its command name then ("" unknown) */
+	char *path;             /* its path when opened (malloc'ed) or NULL: */
+	unsigned long long pgen; /* still right while h->rgen is this */
 	off_t size;
 	struct timespec mtime;
 };
@@ -67,6 +71,9 @@ struct pfs_history {
 	char dir[PATH_MAX];    /* DIR, canonical */
 	dev_t procdev;         /* /proc's: the view names a node's object as
 				* (its /proc/self/fd, "N") */
+	int procfd;            /* /proc/self/fd of the process that serves, or
+				* -1: a path is read by readlinkat(procfd, "N"),
+				* one lookup instead of four */
 	pthread_mutex_t lock;  /* the database, the tables */
 	sqlite3 *db;
 	sqlite3_stmt *ins, *upd, *sav, *sbegin, *scommit, *sroll;
@@ -95,7 +102,13 @@ struct pfs_history {
 	int lockfd;            /* DIR/lock, flock'ed */
 	struct hsaved *saved[PFS_HIST_NB];
 	struct hwfd *wfds[PFS_HIST_NB];
+	struct hwfd *wino[PFS_HIST_NB]; /* the same, by (dev, ino) */
+	/* Renames made through the store (atomic): a path found before the
+	 * last one may be stale, one found since is right (bumped after
+	 * each rename is made). */
+	unsigned long long rgen;
 	unsigned nwfds;         /* entries in wfds */
+	unsigned ncreated;      /* of them opened by their create (atomic) */
 	struct pfs_hist_policy pol;
 	pthread_mutex_t cp_mu;  /* the checkpoint thread's sleep */
 	pthread_cond_t cp_cv;
@@ -141,18 +154,29 @@ bool pfs_hist_outside(const struct pfs_history *h, const char *path);
 void pfs_hist_ref_at(struct pfs_ref r, int *dirfd, const char **name);
 
 /* history_wfd.c: the files open for writing (h->wfds, under h->lock).
- * fd opened for writing (created: by its create) by this thread's caller. */
-void pfs_hist_wfd_add(struct pfs_history *h, int fd, bool created);
+ * fd opened for writing (created: by its create) by this thread's caller
+ * (command name comm, "" unknown), path its path as found while h->rgen
+ * was pgen (NULL: not known; the entry takes it). */
+void pfs_hist_wfd_add(struct pfs_history *h, int fd, bool created, const char *comm,
+		      char *path, unsigned long long pgen);
 /* Did fd's file change since it was opened (or last asked)? Its opener
- * into *who; forget: it is being released. */
-bool pfs_hist_wfd_changed(struct pfs_history *h, int fd, bool forget, struct pfs_caller *who);
+ * into *who, if it changed its path (malloc'ed, if the one found at its
+ * open is still right, else NULL) into *path, and the opener's command
+ * name then into comm[32]; forget: it is being released. */
+bool pfs_hist_wfd_changed(struct pfs_history *h, int fd, bool forget, struct pfs_caller *who,
+			  char **path, char *comm);
+/* The current rename generation (see rgen). */
+unsigned long long pfs_hist_rgen(struct pfs_history *h);
 /* All of them freed (the history's end). */
 void pfs_hist_wfd_free(struct pfs_history *h);
 /* Is r's object a file the caller created through this store and still
- * has open from that create (its setup: notes, not commits)? */
-bool pfs_hist_by_creator(struct pfs_history *h, struct pfs_ref r);
+ * has open from that create (its setup: notes, not commits)? If so, its
+ * path into *path when the one found at its create is still right
+ * (malloc'ed; else NULL). */
+bool pfs_hist_by_creator(struct pfs_history *h, struct pfs_ref r, char **path);
 /* Before such a change: previous version saved, its path into *path
- * (malloc'ed; NULL: not journaled). 0 or -errno. */
+ * (malloc'ed; NULL: not journaled); *path on entry: the path
+ * pfs_hist_by_creator gave, or NULL to find it. 0 or -errno. */
 int pfs_hist_creator_before(struct pfs_history *h, struct pfs_ref r, char **path);
 /* ...and after it (ret: the change's): noted if made, path freed. ret. */
 int pfs_hist_creator_after(struct pfs_history *h, char *path, const char *kind, long long arg,
@@ -162,15 +186,20 @@ int pfs_hist_creator_after(struct pfs_history *h, char *path, const char *kind, 
 int pfs_hist_db_open(struct pfs_history *h, char *err, size_t errlen);
 void pfs_hist_db_close(struct pfs_history *h);
 /* Record a change about to be made by who (NULL: this thread's
- * requester): its row's seq, or -errno. */
+ * requester): its row's seq, or -errno. The command name it recorded
+ * into comm[32] (if not NULL). */
 long long pfs_hist_db_record(struct pfs_history *h, const struct pfs_caller *who,
-			     const char *kind, const char *path, const char *path2, long long arg);
+			     const char *kind, const char *path, const char *path2, long long arg,
+			     char *comm);
 /* The change seq was made (ret >= 0) or failed (ret < 0). */
 void pfs_hist_db_done(struct pfs_history *h, long long seq, int ret);
 /* A change already made and covered by an earlier row (a release's
  * "write"): written with the next commit, or when the journal is read. */
 void pfs_hist_db_note(struct pfs_history *h, const struct pfs_caller *who, const char *kind,
 		      const char *path, long long arg);
+/* The same, by who whose command name is comm (not read again). */
+void pfs_hist_db_note_as(struct pfs_history *h, const struct pfs_caller *who, const char *comm,
+			 const char *kind, const char *path, long long arg);
 /* Record the mapping table in force from now on (JSON text, "" none). */
 int pfs_hist_db_table(struct pfs_history *h, const char *json);
 /* The group commit's and the command-name cache's state, made and freed

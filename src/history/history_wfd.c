@@ -5,7 +5,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 
 static struct hwfd **wfd_slot(struct pfs_history *h, int fd)
@@ -17,13 +19,54 @@ static struct hwfd **wfd_slot(struct pfs_history *h, int fd)
 	return p;
 }
 
+static struct hwfd **ino_head(struct pfs_history *h, dev_t dev, ino_t ino)
+{
+	unsigned long long k = (unsigned long long)ino * 0x9E3779B97F4A7C15ull ^ dev;
+
+	return &h->wino[(unsigned)(k >> 40) % PFS_HIST_NB];
+}
+
+/* Under h->lock: w out of both tables (*p its place in wfds), freed. */
+static void wfd_drop(struct pfs_history *h, struct hwfd **p)
+{
+	struct hwfd *w = *p, **q = ino_head(h, w->dev, w->ino);
+
+	while (*q && *q != w)
+		q = &(*q)->inext;
+	if (*q)
+		*q = w->inext;
+	*p = w->next;
+	if (w->created)
+		__atomic_sub_fetch(&h->ncreated, 1, __ATOMIC_RELAXED);
+	free(w->path);
+	free(w);
+	h->nwfds--;
+}
+
+unsigned long long pfs_hist_rgen(struct pfs_history *h)
+{
+	return __atomic_load_n(&h->rgen, __ATOMIC_ACQUIRE);
+}
+
+/* Under h->lock: w's path if no rename since it was found can have made
+ * it stale (malloc'ed), else NULL. */
+static char *wfd_path(struct pfs_history *h, const struct hwfd *w)
+{
+	return w->path && w->pgen == pfs_hist_rgen(h) ? strdup(w->path) : NULL;
+}
+
 /* Did fd's file change since it was opened (or last asked)? */
-bool pfs_hist_wfd_changed(struct pfs_history *h, int fd, bool forget, struct pfs_caller *who)
+bool pfs_hist_wfd_changed(struct pfs_history *h, int fd, bool forget, struct pfs_caller *who,
+			  char **path, char *comm)
 {
 	struct hwfd **p, *w;
 	struct stat s;
 	bool changed = false;
 
+	if (path)
+		*path = NULL;
+	if (comm)
+		comm[0] = '\0';
 	pthread_mutex_lock(&h->lock);
 	p = wfd_slot(h, fd);
 	w = *p;
@@ -33,23 +76,26 @@ bool pfs_hist_wfd_changed(struct pfs_history *h, int fd, bool forget, struct pfs
 		w->size = s.st_size;
 		w->mtime = s.st_mtim;
 		*who = w->who;
+		if (changed && path)
+			*path = wfd_path(h, w);
+		if (comm)
+			memcpy(comm, w->comm, sizeof(w->comm));
 	}
-	if (w && forget) {
-		*p = w->next;
-		free(w);
-		h->nwfds--;
-	}
+	if (w && forget)
+		wfd_drop(h, p);
 	pthread_mutex_unlock(&h->lock);
 	return changed;
 }
 
-void pfs_hist_wfd_add(struct pfs_history *h, int fd, bool created)
+void pfs_hist_wfd_add(struct pfs_history *h, int fd, bool created, const char *comm,
+		      char *path, unsigned long long pgen)
 {
-	struct hwfd *w = calloc(1, sizeof(*w)), **p;
+	struct hwfd *w = calloc(1, sizeof(*w)), **p, **ih;
 	struct stat s;
 
 	if (!w || fstat(fd, &s) < 0) {
 		free(w);
+		free(path);
 		return;
 	}
 	w->fd = fd;
@@ -57,20 +103,24 @@ void pfs_hist_wfd_add(struct pfs_history *h, int fd, bool created)
 	w->dev = s.st_dev;
 	w->created = created;
 	w->who = pfs_caller_get();
+	snprintf(w->comm, sizeof(w->comm), "%s", comm ? comm : "");
+	w->path = path;
+	w->pgen = pgen;
 	w->size = s.st_size;
 	w->mtime = s.st_mtim;
 	pthread_mutex_lock(&h->lock);
 	p = wfd_slot(h, fd);
 	if (*p) { /* a number reused: the old one was closed unseen */
-		struct hwfd *old = *p;
-
-		*p = old->next;
-		free(old);
-		h->nwfds--;
+		wfd_drop(h, p);
 		p = wfd_slot(h, fd);
 	}
 	*p = w;
+	ih = ino_head(h, w->dev, w->ino);
+	w->inext = *ih;
+	*ih = w;
 	h->nwfds++;
+	if (created)
+		__atomic_add_fetch(&h->ncreated, 1, __ATOMIC_RELAXED);
 	pthread_mutex_unlock(&h->lock);
 }
 
@@ -80,7 +130,7 @@ void pfs_hist_wfd_add(struct pfs_history *h, int fd, bool created)
  * the fd before close), covered by the create's row as its writes are:
  * notes riding the next commit instead of a commit each. Measured: untar
  * of 3,000 small files made 4 commits per file, 3 of them these. */
-bool pfs_hist_by_creator(struct pfs_history *h, struct pfs_ref r)
+bool pfs_hist_by_creator(struct pfs_history *h, struct pfs_ref r, char **path)
 {
 	struct pfs_caller who = pfs_caller_get();
 	struct hwfd *w = NULL;
@@ -89,7 +139,9 @@ bool pfs_hist_by_creator(struct pfs_history *h, struct pfs_ref r)
 	bool yes;
 	int d;
 
-	if (!who.pid)
+	*path = NULL;
+	/* no file open from its create: no stat (chmod -R, chown -R) */
+	if (!who.pid || !__atomic_load_n(&h->ncreated, __ATOMIC_RELAXED))
 		return false;
 	pfs_hist_ref_at(r, &d, &n);
 	pfs_hist_obj(h, &d, &n); /* /proc/self/fd/N: fd N's own object */
@@ -101,13 +153,14 @@ bool pfs_hist_by_creator(struct pfs_history *h, struct pfs_ref r)
 	if (!n || !*n)
 		w = *wfd_slot(h, d);
 	if (!w || w->ino != s.st_ino || w->dev != s.st_dev) {
-		w = NULL;
-		for (unsigned i = 0; i < PFS_HIST_NB && !w && h->nwfds; i++)
-			for (struct hwfd *x = h->wfds[i]; x && !w; x = x->next)
-				if (x->ino == s.st_ino && x->dev == s.st_dev && x->created)
-					w = x;
+		/* its own descriptor is the view's O_PATH one, not the writer's */
+		for (w = *ino_head(h, s.st_dev, s.st_ino); w; w = w->inext)
+			if (w->ino == s.st_ino && w->dev == s.st_dev && w->created)
+				break;
 	}
 	yes = w && w->created && w->who.pid == who.pid;
+	if (yes)
+		*path = wfd_path(h, w);
 	pthread_mutex_unlock(&h->lock);
 	return yes;
 }
@@ -119,17 +172,20 @@ bool pfs_hist_by_creator(struct pfs_history *h, struct pfs_ref r)
 int pfs_hist_creator_before(struct pfs_history *h, struct pfs_ref r, char **path)
 {
 	const char *n;
-	int d, ret;
+	int d, ret = 0;
 
 	pfs_hist_ref_at(r, &d, &n);
 	if (pfs_hist_nameless(h, d, n)) { /* unlinked: no change of the tree */
+		free(*path);
 		*path = NULL;
 		return 0;
 	}
-	*path = malloc(PATH_MAX);
-	if (!*path)
-		return -ENOMEM;
-	ret = pfs_hist_path(h, d, n, *path, PATH_MAX);
+	if (!*path) { /* renamed since its create (or not known): found again */
+		*path = malloc(PATH_MAX);
+		if (!*path)
+			return -ENOMEM;
+		ret = pfs_hist_path(h, d, n, *path, PATH_MAX);
+	}
 	if (ret == 0 && pfs_hist_outside(h, *path)) {
 		free(*path);
 		*path = NULL;
@@ -161,7 +217,11 @@ void pfs_hist_wfd_free(struct pfs_history *h)
 			struct hwfd *w = h->wfds[i];
 
 			h->wfds[i] = w->next;
+			free(w->path);
 			free(w);
 		}
+		h->wino[i] = NULL;
 	}
+	h->nwfds = 0;
+	h->ncreated = 0;
 }

@@ -110,3 +110,42 @@ def test_setup_notes_are_in_the_log_before_it_answers(workdir, trees, mounter):
         os.close(fd)
     kinds = [line.split()[1] for line in out if line.strip()]
     assert kinds[:3] == ["create", "chmod", "utimes"], out
+
+
+def test_setup_notes_and_writes_name_the_file_where_it_is_after_a_rename(workdir, trees,
+                                                                         mounter):
+    """The notes of a file still open from its create (its setup, the
+    fsync's and the release's write) name it by its path at the time of
+    the change: after its directory or the file itself was renamed while
+    open, the new path, not the one it was created under."""
+    src, mnt = trees
+    hdir = os.path.join(workdir, "hist")
+    m = mounter(src, mnt, "--history", hdir)
+    os.mkdir(os.path.join(mnt, "a"))
+    fd = os.open(os.path.join(mnt, "a", "f"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    fd2 = os.open(os.path.join(mnt, "c"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, b"one")
+        os.fchmod(fd, 0o640)  # before the rename: a/f
+        os.rename(os.path.join(mnt, "a"), os.path.join(mnt, "b"))
+        os.fchmod(fd, 0o604)
+        os.utime(fd, (1_300_000_000, 1_300_000_000))
+        os.fsync(fd)
+        os.write(fd, b"two")
+        os.write(fd2, b"x")
+        os.rename(os.path.join(mnt, "c"), os.path.join(mnt, "d"))
+        os.fchmod(fd2, 0o620)
+    finally:
+        os.close(fd)
+        os.close(fd2)
+    m.stop()
+    rows = history_rows(hdir, "SELECT kind, path, arg FROM changes WHERE kind NOT IN"
+                              " ('mkdir', 'rename') ORDER BY seq")
+    assert rows[0][:2] == ("create", "a/f")
+    assert ("chmod", "a/f", 0o640) in rows, rows
+    after = [r[:2] for r in rows if r[0] != "create" and r[2] != 0o640]
+    assert ("chmod", "b/f") in after and ("utimes", "b/f") in after, rows
+    assert [p for k, p in after if k == "write" and p.endswith("f")] == ["b/f", "b/f"], rows
+    assert ("chmod", "d") in after and ("write", "d") in after, rows
+    assert not [r for r in after if r[1] in ("a/f", "c")], rows
+    assert os.stat(os.path.join(src, "b", "f")).st_mode & 0o777 == 0o604
