@@ -418,6 +418,21 @@ static struct pfs_wb_op *op_two(struct pfs_cache *c, enum pfs_wb_kind k, int d1,
 	return op;
 }
 
+/* The key (mirror.h) of the regular file at name, for an op by path that
+ * the mirror applies to the view's file (its conflict copy, if it has
+ * one); 0 for anything else, and for one of several names of a file
+ * (shared) unless shared_ok: that name is not the file. */
+static uint64_t file_key(struct pfs_cache *c, int dirfd, const char *name, int at,
+			 bool shared_ok)
+{
+	struct stat s;
+
+	if (pfs_st_stat(c->in, dirfd, name, &s, AT_SYMLINK_NOFOLLOW | at) < 0 || !S_ISREG(s.st_mode) ||
+	    (s.st_nlink > 1 && !shared_ok))
+		return 0;
+	return s.st_ino;
+}
+
 static int c_link(struct pfs_store *st, int odirfd, const char *oname, int ndirfd,
 		  const char *nname, int flags)
 {
@@ -435,6 +450,8 @@ static int c_link(struct pfs_store *st, int odirfd, const char *oname, int ndirf
 	if (ret < 0)
 		return ret;
 	op = op_two(c, PFS_WB_LINK, odirfd, oname, ndirfd, nname);
+	if (op)
+		op->key = file_key(c, odirfd, oname, flags & AT_EMPTY_PATH, true);
 	ret = c->in->ops->link(c->in, odirfd, oname, ndirfd, nname, flags);
 	if (ret == 0)
 		queue(c, op);
@@ -452,6 +469,8 @@ static int c_unlink(struct pfs_store *st, int dirfd, const char *name, int flags
 	if (ret < 0)
 		return ret;
 	op = op_at(c, flags & AT_REMOVEDIR ? PFS_WB_RMDIR : PFS_WB_UNLINK, dirfd, name);
+	if (op)
+		op->key = file_key(c, dirfd, name, 0, false);
 	ret = c->in->ops->unlink(c->in, dirfd, name, flags);
 	if (ret == 0)
 		queue(c, op);
@@ -472,8 +491,10 @@ static int c_rename(struct pfs_store *st, int odirfd, const char *oname, int ndi
 	if (ret < 0)
 		return ret;
 	op = op_two(c, PFS_WB_RENAME, odirfd, oname, ndirfd, nname);
-	if (op)
+	if (op) {
 		op->flags = flags;
+		op->key = file_key(c, odirfd, oname, 0, false);
+	}
 	ret = c->in->ops->rename(c->in, odirfd, oname, ndirfd, nname, flags);
 	if (ret == 0)
 		queue(c, op);
