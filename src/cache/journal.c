@@ -303,8 +303,8 @@ int pfs_journal_record(void *arg, const struct pfs_wb_op *op)
 
 	if (op->kind == PFS_WB_DATA && op->fd >= 0)
 		identity(op->fd, &ino, &bs, &bns);
-	else if (op->kind == PFS_WB_CREATE)
-		ino = (int64_t)op->key; /* a remote mirror's base is by key */
+	else
+		ino = (int64_t)op->key; /* a mirror's base is by key (0: none) */
 	pthread_mutex_lock(&j->lock);
 	sqlite3_bind_int64(s, 1, j->base + (int64_t)op->seq);
 	sqlite3_bind_int(s, 2, (int)op->kind);
@@ -321,11 +321,13 @@ int pfs_journal_record(void *arg, const struct pfs_wb_op *op)
 	sqlite3_bind_int64(s, 13, op->atime.tv_nsec);
 	sqlite3_bind_int64(s, 14, op->mtime.tv_sec);
 	sqlite3_bind_int64(s, 15, op->mtime.tv_nsec);
-	/* A remote mirror's base of the file (what it was on the server when
-	 * the cache had it) lives in memory: kept with its data, in the
-	 * column a DATA op has no other use for, so a replay after a crash
-	 * still writes on the condition it was changed on. */
-	if (op->kind == PFS_WB_DATA && !op->xname && op->key && j->m && j->m->ops->base_save &&
+	/* A mirror's base of the file (what it was on the mirror when the
+	 * cache had it, or the conflict copy the file went to) lives in
+	 * memory: kept with an op on the file, in the column only xattr ops
+	 * use, so a replay after a crash still writes on the condition it was
+	 * changed on, and to the same copy. */
+	if (op->kind != PFS_WB_SETXATTR && op->kind != PFS_WB_RMXATTR && !op->xname && op->key &&
+	    j->m && j->m->ops->base_save &&
 	    j->m->ops->base_save(j->m, op->key, bline, sizeof(bline)) == 0)
 		bind_text(s, 16, bline);
 	else

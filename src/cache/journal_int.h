@@ -4,6 +4,7 @@
 
 #include "cache/journal.h"
 
+#include <limits.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdbool.h>
@@ -27,6 +28,8 @@ struct pfs_journal {
 	sqlite3_stmt *ins, *del, *mark, *ins_open, *del_open;
 	int64_t *byfd;             /* fd -> its row in open (0: none) */
 	size_t nfd;
+	unsigned long replay_conflicts; /* met by the replay at open */
+	char replay_conflict[PATH_MAX + 128]; /* the last one's report */
 };
 
 int pfs_journal_stmt(struct pfs_journal *j, const char *sql, sqlite3_stmt **out);

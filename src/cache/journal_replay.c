@@ -249,11 +249,11 @@ static int replay_ops(struct pfs_journal *j, struct pfs_mirror *m, int tree,
 			ret = -EIO;
 			break;
 		}
-		/* The key a remote mirror keeps a file's base by: what a
-		 * CREATE made is what its DATA ops write over. */
-		if (op->kind == PFS_WB_DATA || op->kind == PFS_WB_CREATE)
-			op->key = (uint64_t)ino;
-		if (op->kind == PFS_WB_DATA && op->xname) {
+		/* The key a mirror keeps a file's base by: what a CREATE
+		 * made is what its DATA ops write over, what later ops by
+		 * path act on. */
+		op->key = (uint64_t)ino;
+		if (op->kind != PFS_WB_SETXATTR && op->kind != PFS_WB_RMXATTR && op->xname) {
 			/* its base, as the mirror had it when it was recorded
 			 * (an earlier op of the file replayed first sets a
 			 * newer one: that is kept) */
@@ -405,6 +405,7 @@ int pfs_journal_replay(struct pfs_journal *j, struct pfs_store *st, const char *
 		snprintf(err, errlen, "journal %s: %s", j->dir, sqlite3_errmsg(j->db));
 		ret = -EIO;
 	}
+	j->replay_conflicts = m->ops->conflicts(m, j->replay_conflict, sizeof(j->replay_conflict));
 	finder_free(&f);
 	if (tree >= 0)
 		close(tree);
@@ -414,4 +415,11 @@ int pfs_journal_replay(struct pfs_journal *j, struct pfs_store *st, const char *
 done:
 	pfs_journal_unmount_tree(j);
 	return 0;
+}
+
+unsigned long pfs_journal_replay_conflicts(struct pfs_journal *j, char *buf, size_t len)
+{
+	if (buf && len)
+		snprintf(buf, len, "%s", j->replay_conflicts ? j->replay_conflict : "");
+	return j->replay_conflicts;
 }
