@@ -69,7 +69,11 @@ struct pfs_wb_op {
 	int datafd;              /* DATA: where its data is when not in fd (a file
 				  * too large for memory, cache_spill.c), or -1;
 				  * fd still gives size, mode and times (owned) */
-	uint64_t key;            /* DATA: the cache inode, to merge repeated writes */
+	uint64_t key;            /* DATA: the cache inode, to merge repeated writes;
+				  * CREATE, ATTR, xattrs, LINK, and UNLINK and
+				  * RENAME of a file's only name: the regular
+				  * file's, whose conflict copy (mirror.h) they
+				  * act on; 0: none */
 	uint64_t bytes;          /* DATA: counted as dirty until applied */
 	struct pfs_wb_base base; /* DATA: see above; the apply updates it */
 	/* CREATE: the file an attempt of this op made on the mirror (its
