@@ -494,6 +494,8 @@ static int c_rename(struct pfs_store *st, int odirfd, const char *oname, int ndi
 	if (op) {
 		op->flags = flags;
 		op->key = file_key(c, odirfd, oname, 0, false);
+		if (!(flags & (RENAME_EXCHANGE | RENAME_NOREPLACE)))
+			op->key2 = file_key(c, ndirfd, nname, 0, false);
 	}
 	ret = c->in->ops->rename(c->in, odirfd, oname, ndirfd, nname, flags);
 	if (ret == 0)

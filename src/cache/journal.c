@@ -298,7 +298,7 @@ int pfs_journal_record(void *arg, const struct pfs_wb_op *op)
 	struct pfs_journal *j = arg;
 	sqlite3_stmt *s = j->ins;
 	int64_t ino = 0, bs = 0, bns = 0;
-	char step[64], bline[256];
+	char step[64], bline[256], key2[320];
 	int ret;
 
 	if (op->kind == PFS_WB_DATA && op->fd >= 0)
@@ -310,7 +310,19 @@ int pfs_journal_record(void *arg, const struct pfs_wb_op *op)
 	sqlite3_bind_int(s, 2, (int)op->kind);
 	bind_text(s, 3, op->path);
 	bind_text(s, 4, op->path2);
-	bind_text(s, 5, op->target);
+	/* A RENAME's target column (no other use): the key of the file it
+	 * replaces and that file's base, "KEY2 [LINE]", for the replay to
+	 * keep a file changed behind the mount from being replaced. */
+	if (op->kind == PFS_WB_RENAME && op->key2) {
+		int n = snprintf(key2, sizeof(key2), "%" PRIu64 " ", op->key2);
+
+		if (j->m && j->m->ops->base_save &&
+		    j->m->ops->base_save(j->m, op->key2, key2 + n, sizeof(key2) - (size_t)n) < 0)
+			key2[n] = '\0';
+		bind_text(s, 5, key2);
+	} else {
+		bind_text(s, 5, op->target);
+	}
 	sqlite3_bind_int64(s, 6, op->mode);
 	sqlite3_bind_int64(s, 7, op->uid);
 	sqlite3_bind_int64(s, 8, op->gid);

@@ -253,6 +253,16 @@ static int replay_ops(struct pfs_journal *j, struct pfs_mirror *m, int tree,
 		 * made is what its DATA ops write over, what later ops by
 		 * path act on. */
 		op->key = (uint64_t)ino;
+		if (op->kind == PFS_WB_RENAME && op->target) {
+			/* the file it replaces, and that file's base */
+			char *rest;
+
+			op->key2 = strtoull(op->target, &rest, 10);
+			if (*rest == ' ' && rest[1] && m->ops->base_load && op->key2)
+				m->ops->base_load(m, op->key2, rest + 1);
+			free(op->target);
+			op->target = NULL;
+		}
 		if (op->kind != PFS_WB_SETXATTR && op->kind != PFS_WB_RMXATTR && op->xname) {
 			/* its base, as the mirror had it when it was recorded
 			 * (an earlier op of the file replayed first sets a

@@ -64,21 +64,21 @@ __attribute__((format(printf, 2, 3))) static void note(struct pfs_mirror_local *
  * is then the other party's, never to be changed for the view; or still
  * name, which *changed says no longer holds what the cache loaded or last
  * wrote there (a change behind the mount the view never saw). */
-static int view_file(struct pfs_mirror_local *m, const struct pfs_wb_op *op, int dfd,
-		     const char *name, char **aside, bool *changed)
+static int view_file(struct pfs_mirror_local *m, uint64_t key, int dfd, const char *name,
+		     char **aside, bool *changed)
 {
 	struct base_ent *e;
 	struct stat cur;
-	bool have = op->key && pfs_st_stat(m->st, dfd, name, &cur, AT_SYMLINK_NOFOLLOW) == 0;
+	bool have = key && pfs_st_stat(m->st, dfd, name, &cur, AT_SYMLINK_NOFOLLOW) == 0;
 
 	int ret = 0;
 
 	*aside = NULL;
 	*changed = false;
-	if (!op->key)
+	if (!key)
 		return 0;
 	pthread_mutex_lock(&m->lock);
-	e = pfs_basetab_get(&m->bt, op->key);
+	e = pfs_basetab_get(&m->bt, key);
 	if (e && e->h.conflict)
 		ret = (*aside = strdup(e->h.conflict)) ? 0 : -ENOMEM;
 	else if (e && e->base.valid && have)
@@ -346,7 +346,7 @@ static int apply_meta(struct pfs_mirror_local *m, struct pfs_wb_op *op, int dfd,
 {
 	char *aside;
 	bool changed;
-	int ret = view_file(m, op, dfd, name, &aside, &changed);
+	int ret = view_file(m, op->key, dfd, name, &aside, &changed);
 
 	if (ret < 0)
 		return ret;
@@ -371,7 +371,7 @@ static int apply_unlink(struct pfs_mirror_local *m, struct pfs_wb_op *op, int df
 {
 	char *aside;
 	bool changed;
-	int ret = view_file(m, op, dfd, name, &aside, &changed);
+	int ret = view_file(m, op->key, dfd, name, &aside, &changed);
 
 	if (ret < 0)
 		return ret;
@@ -614,6 +614,43 @@ static int aside(struct pfs_mirror_local *m, int dfd, const char *name, const ch
 	return ret;
 }
 
+/* A rename over name (dfd) replaces the view's file op->key2 there: the
+ * view's file goes (its conflict copy, once it has one), never the other
+ * party's — a file at name changed behind the mount, or the one a conflict
+ * left there — which is moved aside first, to NAME.prismfs-conflict-STAMP,
+ * counted as a conflict. */
+static int replaced(struct pfs_mirror_local *m, const struct pfs_wb_op *op, int dfd,
+		    const char *name)
+{
+	char *copy, *cname;
+	bool changed;
+	int ret = view_file(m, op->key2, dfd, name, &copy, &changed);
+
+	if (ret < 0 || (!copy && !changed))
+		return ret;
+	if (copy) {
+		ret = pfs_st_unlink(m->st, dfd, copy, 0);
+		free(copy);
+		if (ret < 0 && ret != -ENOENT)
+			return ret;
+	}
+	cname = pfs_mirror_conflict_name(name);
+	if (!cname)
+		return -ENOMEM;
+	ret = pfs_st_rename(m->st, dfd, name, dfd, cname, RENAME_NOREPLACE);
+	if (ret == 0)
+		note(m, "%s changed on the mirror behind the mount; replaced in the view by a "
+		     "rename, the mirror's version is kept as %s", op->path2, cname);
+	free(cname);
+	if (ret == 0 || ret == -ENOENT) {
+		pthread_mutex_lock(&m->lock);
+		pfs_basetab_forget(&m->bt, op->key2);
+		pthread_mutex_unlock(&m->lock);
+		ret = 0;
+	}
+	return ret;
+}
+
 int pfs_local_apply(void *arg, struct pfs_wb_op *op, char *err, size_t errlen)
 {
 	struct pfs_mirror_local *m = arg;
@@ -642,7 +679,7 @@ int pfs_local_apply(void *arg, struct pfs_wb_op *op, char *err, size_t errlen)
 		ret = apply_make(m, op, d1, n1);
 		break;
 	case PFS_WB_LINK:
-		ret = view_file(m, op, d1, n1, &copy, &changed);
+		ret = view_file(m, op->key, d1, n1, &copy, &changed);
 		if (ret < 0)
 			break;
 		if (copy) /* the view's file is its conflict copy */
@@ -675,12 +712,18 @@ int pfs_local_apply(void *arg, struct pfs_wb_op *op, char *err, size_t errlen)
 		 * (the other party's file stays at its name), or the file
 		 * at name, changes behind the mount and all (moved, not
 		 * lost: said as a conflict). */
-		ret = op->flags & RENAME_EXCHANGE ? 0 : view_file(m, op, d1, n1, &copy, &changed);
+		ret = op->flags & RENAME_EXCHANGE ? 0 : view_file(m, op->key, d1, n1, &copy, &changed);
 		if (ret < 0)
 			break;
 		if (copy)
 			n1 = copy;
-		ret = pfs_st_rename(m->st, d1, n1, d2, n2, op->flags);
+		/* (a source gone: moved already, a replay; what is at n2 now
+		 * is the file moved there) */
+		if (op->key2 && !(op->flags & (RENAME_EXCHANGE | RENAME_NOREPLACE)) &&
+		    pfs_st_stat(m->st, d1, n1, &st, AT_SYMLINK_NOFOLLOW) == 0)
+			ret = replaced(m, op, d2, n2);
+		if (ret == 0)
+			ret = pfs_st_rename(m->st, d1, n1, d2, n2, op->flags);
 		if ((ret == -ENOTEMPTY || ret == -EEXIST) && !(op->flags & RENAME_NOREPLACE) &&
 		    aside(m, d2, n2, op->path2) == 0)
 			ret = pfs_st_rename(m->st, d1, n1, d2, n2, op->flags);

@@ -74,6 +74,8 @@ struct pfs_wb_op {
 				  * RENAME of a file's only name: the regular
 				  * file's, whose conflict copy (mirror.h) they
 				  * act on; 0: none */
+	uint64_t key2;           /* RENAME: the key of the file it replaces at
+				  * path2 (its only name), or 0 */
 	uint64_t bytes;          /* DATA: counted as dirty until applied */
 	struct pfs_wb_base base; /* DATA: see above; the apply updates it */
 	/* CREATE: the file an attempt of this op made on the mirror (its

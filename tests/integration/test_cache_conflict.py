@@ -200,6 +200,36 @@ def test_a_rename_in_the_mount_keeps_a_change_made_behind_it(cd):
     assert m.stop() == 0
 
 
+@pytest.mark.parametrize("journal", [False, True])
+def test_a_rename_over_a_file_changed_behind_the_mount_keeps_it(cd, journal):
+    """rename(2) over doc replaces the mount's doc; the mirror's doc, changed
+    behind the mount, is kept under a conflict name."""
+    m = changed_unseen(cd, journal)
+    write(os.path.join(cd["mnt"], "new"), "from the mount")
+    os.rename(os.path.join(cd["mnt"], "new"), os.path.join(cd["mnt"], "doc"))
+    sync(cd["mnt"])
+    assert read(os.path.join(cd["mirror"], "doc")) == "from the mount"
+    kept = copies(cd["mirror"], "doc")
+    assert len(kept) == 1, os.listdir(cd["mirror"])
+    assert read(os.path.join(cd["mirror"], kept[0])) == "changed behind the mount"
+    c = conflicts(cd["mnt"])
+    assert c["conflicts"] == 1 and "doc" in c["last_conflict"], c
+    assert m.stop() == 0
+
+
+def test_a_rename_over_a_file_after_its_conflict_keeps_the_other_partys(cd):
+    m, copy = conflicted(cd)
+    write(os.path.join(cd["mnt"], "new"), "from the mount")
+    os.rename(os.path.join(cd["mnt"], "new"), os.path.join(cd["mnt"], "doc"))
+    sync(cd["mnt"])
+    assert read(os.path.join(cd["mirror"], "doc")) == "from the mount"
+    # The mount's replaced file (its copy) is gone; the other party's kept.
+    kept = copies(cd["mirror"], "doc")
+    assert [read(os.path.join(cd["mirror"], k)) for k in kept] == \
+        ["changed behind the mount"], os.listdir(cd["mirror"])
+    assert m.stop() == 0
+
+
 # ---------------------------------------------------------------------------
 # --journal: the replay after a kill -9 keeps the same rule
 
@@ -267,5 +297,33 @@ def test_a_replay_after_a_conflict_acts_on_the_copy(cd, kind):
         assert read(os.path.join(cd["mirror"], "moved")) == "changed in the mount"
     else:
         assert stat.S_IMODE(os.stat(copy).st_mode) == 0o600
+    assert m.stop() == 0
+    m.check_clean_exit()
+
+
+@pytest.mark.parametrize("kind", ["unlink", "rename-over"])
+def test_a_replay_keeps_a_change_the_mount_never_saw(cd, kind):
+    """Loaded, changed on the mirror, then removed or replaced by a rename
+    through the mount; killed before that reached the mirror."""
+    point = "wb-apply-unlink:1" if kind == "unlink" else "wb-apply-rename:1"
+    m = changed_unseen(cd, journal=True, crash=point, wb="600")
+    if kind == "unlink":
+        os.unlink(os.path.join(cd["mnt"], "doc"))
+    else:
+        write(os.path.join(cd["mnt"], "new"), "from the mount")
+        os.rename(os.path.join(cd["mnt"], "new"), os.path.join(cd["mnt"], "doc"))
+    cli("sync", cd["mnt"], timeout=60)
+    died(m)
+    m = start(cd)
+    sync(cd["mnt"])
+    if kind == "unlink":
+        untouched(cd)
+    else:
+        assert read(os.path.join(cd["mirror"], "doc")) == "from the mount"
+        kept = copies(cd["mirror"], "doc")
+        assert [read(os.path.join(cd["mirror"], k)) for k in kept] == \
+            ["changed behind the mount"], os.listdir(cd["mirror"])
+    c = conflicts(cd["mnt"])
+    assert c["conflicts"] == 1 and "doc" in c["last_conflict"], c
     assert m.stop() == 0
     m.check_clean_exit()
