@@ -293,6 +293,19 @@ static void bind_text(sqlite3_stmt *s, int i, const char *v)
 		sqlite3_bind_null(s, i);
 }
 
+/* op->base as the cache listed the file (wbop.h), "l SIZE MTIME_S
+ * MTIME_NS", or "" (false) when it has none. */
+static bool listed_line(const struct pfs_wb_op *op, char *buf, size_t len)
+{
+	if (!op->base.valid || op->kind == PFS_WB_DATA) {
+		*buf = '\0';
+		return false;
+	}
+	snprintf(buf, len, "l %jd %jd %ld", (intmax_t)op->base.size,
+		 (intmax_t)op->base.mtime.tv_sec, op->base.mtime.tv_nsec);
+	return true;
+}
+
 int pfs_journal_record(void *arg, const struct pfs_wb_op *op)
 {
 	struct pfs_journal *j = arg;
@@ -316,9 +329,9 @@ int pfs_journal_record(void *arg, const struct pfs_wb_op *op)
 	if (op->kind == PFS_WB_RENAME && op->key2) {
 		int n = snprintf(key2, sizeof(key2), "%" PRIu64 " ", op->key2);
 
-		if (j->m && j->m->ops->base_save &&
+		if (!j->m || !j->m->ops->base_save ||
 		    j->m->ops->base_save(j->m, op->key2, key2 + n, sizeof(key2) - (size_t)n) < 0)
-			key2[n] = '\0';
+			listed_line(op, key2 + n, sizeof(key2) - (size_t)n);
 		bind_text(s, 5, key2);
 	} else {
 		bind_text(s, 5, op->target);
@@ -341,6 +354,8 @@ int pfs_journal_record(void *arg, const struct pfs_wb_op *op)
 	if (op->kind != PFS_WB_SETXATTR && op->kind != PFS_WB_RMXATTR && !op->xname && op->key &&
 	    j->m && j->m->ops->base_save &&
 	    j->m->ops->base_save(j->m, op->key, bline, sizeof(bline)) == 0)
+		bind_text(s, 16, bline);
+	else if (op->kind == PFS_WB_UNLINK && listed_line(op, bline, sizeof(bline)))
 		bind_text(s, 16, bline);
 	else
 		bind_text(s, 16, op->xname);

@@ -223,6 +223,21 @@ static int del_row(struct pfs_journal *j, const char *sql, int64_t id)
 	return rc == SQLITE_DONE ? 0 : -EIO;
 }
 
+/* A file as the cache listed it (journal.c: listed_line) into op->base. */
+static bool listed(struct pfs_wb_op *op, const char *line)
+{
+	intmax_t size, sec;
+	long nsec;
+
+	if (sscanf(line, "l %jd %jd %ld", &size, &sec, &nsec) != 3)
+		return false;
+	op->base.valid = true;
+	op->base.size = (off_t)size;
+	op->base.mtime.tv_sec = (time_t)sec;
+	op->base.mtime.tv_nsec = nsec;
+	return true;
+}
+
 /* Apply the pending ops in order, each deleted once applied. */
 static int replay_ops(struct pfs_journal *j, struct pfs_mirror *m, int tree,
 		      const struct finder *f, char *err, size_t errlen)
@@ -258,10 +273,16 @@ static int replay_ops(struct pfs_journal *j, struct pfs_mirror *m, int tree,
 			char *rest;
 
 			op->key2 = strtoull(op->target, &rest, 10);
-			if (*rest == ' ' && rest[1] && m->ops->base_load && op->key2)
+			if (*rest == ' ' && rest[1] && !listed(op, rest + 1) && m->ops->base_load &&
+			    op->key2)
 				m->ops->base_load(m, op->key2, rest + 1);
 			free(op->target);
 			op->target = NULL;
+		}
+		if (op->kind != PFS_WB_SETXATTR && op->kind != PFS_WB_RMXATTR && op->xname &&
+		    listed(op, op->xname)) {
+			free(op->xname);
+			op->xname = NULL;
 		}
 		if (op->kind != PFS_WB_SETXATTR && op->kind != PFS_WB_RMXATTR && op->xname) {
 			/* its base, as the mirror had it when it was recorded

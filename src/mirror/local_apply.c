@@ -64,8 +64,8 @@ __attribute__((format(printf, 2, 3))) static void note(struct pfs_mirror_local *
  * is then the other party's, never to be changed for the view; or still
  * name, which *changed says no longer holds what the cache loaded or last
  * wrote there (a change behind the mount the view never saw). */
-static int view_file(struct pfs_mirror_local *m, uint64_t key, int dfd, const char *name,
-		     char **aside, bool *changed)
+static int view_file(struct pfs_mirror_local *m, uint64_t key, const struct pfs_wb_base *listed,
+		     int dfd, const char *name, char **aside, bool *changed)
 {
 	struct base_ent *e;
 	struct stat cur;
@@ -83,6 +83,10 @@ static int view_file(struct pfs_mirror_local *m, uint64_t key, int dfd, const ch
 		ret = (*aside = strdup(e->h.conflict)) ? 0 : -ENOMEM;
 	else if (e && e->base.valid && have)
 		*changed = !same_base(&e->base, &cur);
+	else if (!e && listed && listed->valid && have) /* never loaded: as listed */
+		*changed = cur.st_size != listed->size ||
+			   cur.st_mtim.tv_sec != listed->mtime.tv_sec ||
+			   cur.st_mtim.tv_nsec != listed->mtime.tv_nsec;
 	pthread_mutex_unlock(&m->lock);
 	return ret;
 }
@@ -346,7 +350,7 @@ static int apply_meta(struct pfs_mirror_local *m, struct pfs_wb_op *op, int dfd,
 {
 	char *aside;
 	bool changed;
-	int ret = view_file(m, op->key, dfd, name, &aside, &changed);
+	int ret = view_file(m, op->key, NULL, dfd, name, &aside, &changed);
 
 	if (ret < 0)
 		return ret;
@@ -371,7 +375,7 @@ static int apply_unlink(struct pfs_mirror_local *m, struct pfs_wb_op *op, int df
 {
 	char *aside;
 	bool changed;
-	int ret = view_file(m, op->key, dfd, name, &aside, &changed);
+	int ret = view_file(m, op->key, &op->base, dfd, name, &aside, &changed);
 
 	if (ret < 0)
 		return ret;
@@ -624,7 +628,7 @@ static int replaced(struct pfs_mirror_local *m, const struct pfs_wb_op *op, int 
 {
 	char *copy, *cname;
 	bool changed;
-	int ret = view_file(m, op->key2, dfd, name, &copy, &changed);
+	int ret = view_file(m, op->key2, &op->base, dfd, name, &copy, &changed);
 
 	if (ret < 0 || (!copy && !changed))
 		return ret;
@@ -679,7 +683,7 @@ int pfs_local_apply(void *arg, struct pfs_wb_op *op, char *err, size_t errlen)
 		ret = apply_make(m, op, d1, n1);
 		break;
 	case PFS_WB_LINK:
-		ret = view_file(m, op->key, d1, n1, &copy, &changed);
+		ret = view_file(m, op->key, NULL, d1, n1, &copy, &changed);
 		if (ret < 0)
 			break;
 		if (copy) /* the view's file is its conflict copy */
@@ -712,7 +716,9 @@ int pfs_local_apply(void *arg, struct pfs_wb_op *op, char *err, size_t errlen)
 		 * (the other party's file stays at its name), or the file
 		 * at name, changes behind the mount and all (moved, not
 		 * lost: said as a conflict). */
-		ret = op->flags & RENAME_EXCHANGE ? 0 : view_file(m, op->key, d1, n1, &copy, &changed);
+		ret = op->flags & RENAME_EXCHANGE
+			      ? 0
+			      : view_file(m, op->key, NULL, d1, n1, &copy, &changed);
 		if (ret < 0)
 			break;
 		if (copy)

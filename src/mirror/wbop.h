@@ -77,7 +77,11 @@ struct pfs_wb_op {
 	uint64_t key2;           /* RENAME: the key of the file it replaces at
 				  * path2 (its only name), or 0 */
 	uint64_t bytes;          /* DATA: counted as dirty until applied */
-	struct pfs_wb_base base; /* DATA: see above; the apply updates it */
+	struct pfs_wb_base base; /* DATA: see above; the apply updates it.
+				  * UNLINK (of key), RENAME (over key2): the
+				  * mirror's file as the cache listed it, when
+				  * it never loaded it (size and mtime only),
+				  * for a mirror without a base of it */
 	/* CREATE: the file an attempt of this op made on the mirror (its
 	 * inode and birth time in ns; 0: none known). A name found taken is
 	 * this op's own earlier attempt (a retry, a journal replay) only if it

@@ -327,3 +327,53 @@ def test_a_replay_keeps_a_change_the_mount_never_saw(cd, kind):
     assert c["conflicts"] == 1 and "doc" in c["last_conflict"], c
     assert m.stop() == 0
     m.check_clean_exit()
+
+
+# ---------------------------------------------------------------------------
+# a file the mount listed but never read
+
+def changed_unread(cd, journal=False, **kw):
+    write(os.path.join(cd["mirror"], "doc"), "original")
+    write(os.path.join(cd["mirror"], "plain"), "unchanged")
+    m = start(cd, journal=journal, **kw)
+    assert sorted(os.listdir(cd["mnt"])) == ["doc", "plain"]   # listed, not read
+    write(os.path.join(cd["mirror"], "doc"), "changed behind the mount")
+    return m
+
+
+@pytest.mark.parametrize("journal", [False, True])
+def test_an_unread_file_changed_behind_the_mount_is_not_removed(cd, journal):
+    m = changed_unread(cd, journal)
+    os.unlink(os.path.join(cd["mnt"], "doc"))
+    os.unlink(os.path.join(cd["mnt"], "plain"))   # unchanged: removed
+    sync(cd["mnt"])
+    untouched(cd)
+    assert sorted(os.listdir(cd["mirror"])) == ["doc"]
+    c = conflicts(cd["mnt"])
+    assert c["conflicts"] == 1 and "doc" in c["last_conflict"], c
+    assert m.stop() == 0
+    m.check_clean_exit()
+
+
+def test_an_unread_file_changed_behind_the_mount_is_not_replaced(cd):
+    m = changed_unread(cd)
+    os.rename(os.path.join(cd["mnt"], "plain"), os.path.join(cd["mnt"], "doc"))
+    sync(cd["mnt"])
+    assert read(os.path.join(cd["mirror"], "doc")) == "unchanged"
+    kept = copies(cd["mirror"], "doc")
+    assert [read(os.path.join(cd["mirror"], k)) for k in kept] == \
+        ["changed behind the mount"], os.listdir(cd["mirror"])
+    assert m.stop() == 0
+
+
+def test_a_replayed_unlink_keeps_an_unread_file_changed_behind_the_mount(cd):
+    m = changed_unread(cd, journal=True, crash="wb-apply-unlink:1", wb="600")
+    os.unlink(os.path.join(cd["mnt"], "doc"))
+    cli("sync", cd["mnt"], timeout=60)
+    died(m)
+    m = start(cd)
+    sync(cd["mnt"])
+    untouched(cd)
+    c = conflicts(cd["mnt"])
+    assert c["conflicts"] == 1 and "doc" in c["last_conflict"], c
+    assert m.stop() == 0
