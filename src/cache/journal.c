@@ -293,6 +293,36 @@ static void bind_text(sqlite3_stmt *s, int i, const char *v)
 		sqlite3_bind_null(s, i);
 }
 
+struct pend {
+	struct pfs_basetab_ent h;
+	uint64_t seq; /* the newest recorded op on the file */
+};
+
+/* Is the mirror's base of key as it will be when op is applied — no op on
+ * it recorded and not applied yet? Then op is that file's newest (j->lock
+ * held). A base left out only costs the replay its check for that op. */
+static bool base_settled(struct pfs_journal *j, uint64_t key, const struct pfs_wb_op *op)
+{
+	struct pend *p;
+	bool settled;
+
+	if (!key)
+		return false;
+	settled = !pfs_basetab_get(&j->pending, key);
+	p = pfs_basetab_make(&j->pending, key, sizeof(*p));
+	if (p)
+		p->seq = op->seq;
+	return settled;
+}
+
+static void base_applied(struct pfs_journal *j, uint64_t key, const struct pfs_wb_op *op)
+{
+	struct pend *p = key ? pfs_basetab_get(&j->pending, key) : NULL;
+
+	if (p && op->seq >= p->seq)
+		pfs_basetab_forget(&j->pending, key);
+}
+
 /* op->base as the cache listed the file (wbop.h), "l SIZE MTIME_S
  * MTIME_NS", or "" (false) when it has none. */
 static bool listed_line(const struct pfs_wb_op *op, char *buf, size_t len)
@@ -314,11 +344,15 @@ int pfs_journal_record(void *arg, const struct pfs_wb_op *op)
 	char step[64], bline[256], key2[320];
 	int ret;
 
+	bool settled, settled2;
+
 	if (op->kind == PFS_WB_DATA && op->fd >= 0)
 		identity(op->fd, &ino, &bs, &bns);
 	else
 		ino = (int64_t)op->key; /* a mirror's base is by key (0: none) */
 	pthread_mutex_lock(&j->lock);
+	settled = base_settled(j, op->key, op);
+	settled2 = op->kind == PFS_WB_RENAME && base_settled(j, op->key2, op);
 	sqlite3_bind_int64(s, 1, j->base + (int64_t)op->seq);
 	sqlite3_bind_int(s, 2, (int)op->kind);
 	bind_text(s, 3, op->path);
@@ -329,7 +363,9 @@ int pfs_journal_record(void *arg, const struct pfs_wb_op *op)
 	if (op->kind == PFS_WB_RENAME && op->key2) {
 		int n = snprintf(key2, sizeof(key2), "%" PRIu64 " ", op->key2);
 
-		if (!j->m || !j->m->ops->base_save ||
+		if (!settled2)
+			listed_line(op, key2 + n, sizeof(key2) - (size_t)n);
+		else if (!j->m || !j->m->ops->base_save ||
 		    j->m->ops->base_save(j->m, op->key2, key2 + n, sizeof(key2) - (size_t)n) < 0)
 			listed_line(op, key2 + n, sizeof(key2) - (size_t)n);
 		bind_text(s, 5, key2);
@@ -351,7 +387,7 @@ int pfs_journal_record(void *arg, const struct pfs_wb_op *op)
 	 * memory: kept with an op on the file, in the column only xattr ops
 	 * use, so a replay after a crash still writes on the condition it was
 	 * changed on, and to the same copy. */
-	if (op->kind != PFS_WB_SETXATTR && op->kind != PFS_WB_RMXATTR && !op->xname && op->key &&
+	if (op->kind != PFS_WB_SETXATTR && op->kind != PFS_WB_RMXATTR && !op->xname && settled &&
 	    j->m && j->m->ops->base_save &&
 	    j->m->ops->base_save(j->m, op->key, bline, sizeof(bline)) == 0)
 		bind_text(s, 16, bline);
@@ -453,6 +489,11 @@ void pfs_journal_done(void *arg, const struct pfs_wb_op *op)
 	struct pfs_journal *j = arg;
 	int64_t seq = j->base + (int64_t)op->seq;
 
+	pthread_mutex_lock(&j->lock);
+	base_applied(j, op->key, op);
+	if (op->kind == PFS_WB_RENAME)
+		base_applied(j, op->key2, op);
+	pthread_mutex_unlock(&j->lock);
 	if (pfs_journal_set_applied(j, seq) < 0 || seq - j->gc_at < 256)
 		return;
 	pthread_mutex_lock(&j->lock);
@@ -550,6 +591,7 @@ void pfs_journal_close(struct pfs_journal *j)
 	if (j->dirfd >= 0)
 		close(j->dirfd);
 	pthread_mutex_destroy(&j->lock);
+	pfs_basetab_clear(&j->pending);
 	free(j->byfd);
 	free(j->treepath);
 	free(j->dir);

@@ -377,3 +377,33 @@ def test_a_replayed_unlink_keeps_an_unread_file_changed_behind_the_mount(cd):
     c = conflicts(cd["mnt"])
     assert c["conflicts"] == 1 and "doc" in c["last_conflict"], c
     assert m.stop() == 0
+
+
+@pytest.mark.parametrize("kind", ["attr", "unlink"])
+def test_a_replay_after_the_mounts_own_write_is_no_conflict(cd, kind):
+    """A write through the mount, then a chmod (or, of another file
+    written too, an unlink), both pending; killed after the write reached
+    the mirror, before the second op: the replay finds the mirror's file
+    changed — by the mount's own write — which is no change behind it."""
+    write(os.path.join(cd["mirror"], "doc"), "original")
+    m = start(cd, crash="wb-apply-%s:1" % kind, wb="600")
+    assert read(os.path.join(cd["mnt"], "doc")) == "original"   # loaded
+    write(os.path.join(cd["mnt"], "doc"), "changed in the mount")
+    if kind == "attr":
+        os.chmod(os.path.join(cd["mnt"], "doc"), 0o600)
+    else:
+        fd = os.open(os.path.join(cd["mnt"], "doc"), os.O_WRONLY | os.O_APPEND)
+        os.write(fd, b", again")
+        os.close(fd)
+        os.unlink(os.path.join(cd["mnt"], "doc"))
+    cli("sync", cd["mnt"], timeout=60)
+    died(m)
+    m = start(cd)
+    sync(cd["mnt"])
+    if kind == "attr":
+        assert read(os.path.join(cd["mirror"], "doc")) == "changed in the mount"
+        assert stat.S_IMODE(os.stat(os.path.join(cd["mirror"], "doc")).st_mode) == 0o600
+    assert sorted(os.listdir(cd["mirror"])) == (["doc"] if kind == "attr" else [])
+    assert conflicts(cd["mnt"])["conflicts"] == 0
+    assert m.stop() == 0
+    m.check_clean_exit()
