@@ -67,10 +67,10 @@ __attribute__((format(printf, 2, 3))) static void note(struct pfs_mirror_local *
 static int view_file(struct pfs_mirror_local *m, uint64_t key, const struct pfs_wb_base *listed,
 		     int dfd, const char *name, char **aside, bool *changed)
 {
+	struct pfs_wb_base b = {.valid = false};
 	struct base_ent *e;
 	struct stat cur;
-	bool have = key && pfs_st_stat(m->st, dfd, name, &cur, AT_SYMLINK_NOFOLLOW) == 0;
-
+	bool loaded;
 	int ret = 0;
 
 	*aside = NULL;
@@ -81,13 +81,21 @@ static int view_file(struct pfs_mirror_local *m, uint64_t key, const struct pfs_
 	e = pfs_basetab_get(&m->bt, key);
 	if (e && e->h.conflict)
 		ret = (*aside = strdup(e->h.conflict)) ? 0 : -ENOMEM;
-	else if (e && e->base.valid && have)
-		*changed = !same_base(&e->base, &cur);
-	else if (!e && listed && listed->valid && have) /* never loaded: as listed */
-		*changed = cur.st_size != listed->size ||
-			   cur.st_mtim.tv_sec != listed->mtime.tv_sec ||
-			   cur.st_mtim.tv_nsec != listed->mtime.tv_nsec;
+	else if (e)
+		b = e->base;
+	else if (listed && listed->valid) /* never loaded: as listed (size, mtime) */
+		b = *listed;
+	loaded = e != NULL;
 	pthread_mutex_unlock(&m->lock);
+	/* (the look only where there is something to compare: an op on a
+	 * file the mirror knows nothing of costs no system call) */
+	if (ret < 0 || !b.valid || pfs_st_stat(m->st, dfd, name, &cur, AT_SYMLINK_NOFOLLOW) < 0)
+		return ret;
+	if (loaded)
+		*changed = !same_base(&b, &cur);
+	else
+		*changed = cur.st_size != b.size || cur.st_mtim.tv_sec != b.mtime.tv_sec ||
+			   cur.st_mtim.tv_nsec != b.mtime.tv_nsec;
 	return ret;
 }
 
