@@ -418,6 +418,44 @@ static struct pfs_wb_op *op_two(struct pfs_cache *c, enum pfs_wb_kind k, int d1,
 	return op;
 }
 
+/* The key (mirror.h) of the regular file at name, for an op by path that
+ * the mirror applies to the view's file (its conflict copy, if it has
+ * one); 0 for anything else, and for one of several names of a file
+ * (shared) unless shared_ok: that name is not the file. */
+static uint64_t file_key(struct pfs_cache *c, int dirfd, const char *name, int at,
+			 bool shared_ok)
+{
+	struct stat s;
+
+	if (pfs_st_stat(c->in, dirfd, name, &s, AT_SYMLINK_NOFOLLOW | at) < 0 || !S_ISREG(s.st_mode) ||
+	    (s.st_nlink > 1 && !shared_ok))
+		return 0;
+	return s.st_ino;
+}
+
+/* The mirror's file at name as the cache listed it, for an op that
+ * removes or replaces it there while the cache never loaded it (a stub,
+ * unchanged here since it was listed: its ctime): the mirror has no base
+ * of it, and must not remove another file (mirror.h). b left as it is
+ * otherwise. */
+static void listed_base(struct pfs_cache *c, int dirfd, const char *name, struct pfs_wb_base *b)
+{
+	struct stat s;
+	struct ent *e;
+
+	if (pfs_st_stat(c->in, dirfd, name, &s, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(s.st_mode))
+		return;
+	pthread_mutex_lock(&c->lock);
+	e = pfs_cache_ent(c, s.st_ino, false);
+	if (e && (e->state & STUB) && (e->state & LISTED) && e->lctim.tv_sec == s.st_ctim.tv_sec &&
+	    e->lctim.tv_nsec == s.st_ctim.tv_nsec) {
+		b->valid = true;
+		b->size = e->lsize;
+		b->mtime = e->lmtim;
+	}
+	pthread_mutex_unlock(&c->lock);
+}
+
 static int c_link(struct pfs_store *st, int odirfd, const char *oname, int ndirfd,
 		  const char *nname, int flags)
 {
@@ -435,6 +473,8 @@ static int c_link(struct pfs_store *st, int odirfd, const char *oname, int ndirf
 	if (ret < 0)
 		return ret;
 	op = op_two(c, PFS_WB_LINK, odirfd, oname, ndirfd, nname);
+	if (op)
+		op->key = file_key(c, odirfd, oname, flags & AT_EMPTY_PATH, true);
 	ret = c->in->ops->link(c->in, odirfd, oname, ndirfd, nname, flags);
 	if (ret == 0)
 		queue(c, op);
@@ -452,6 +492,8 @@ static int c_unlink(struct pfs_store *st, int dirfd, const char *name, int flags
 	if (ret < 0)
 		return ret;
 	op = op_at(c, flags & AT_REMOVEDIR ? PFS_WB_RMDIR : PFS_WB_UNLINK, dirfd, name);
+	if (op && (op->key = file_key(c, dirfd, name, 0, false)))
+		listed_base(c, dirfd, name, &op->base);
 	ret = c->in->ops->unlink(c->in, dirfd, name, flags);
 	if (ret == 0)
 		queue(c, op);
@@ -472,8 +514,13 @@ static int c_rename(struct pfs_store *st, int odirfd, const char *oname, int ndi
 	if (ret < 0)
 		return ret;
 	op = op_two(c, PFS_WB_RENAME, odirfd, oname, ndirfd, nname);
-	if (op)
+	if (op) {
 		op->flags = flags;
+		op->key = file_key(c, odirfd, oname, 0, false);
+		if (!(flags & (RENAME_EXCHANGE | RENAME_NOREPLACE)) &&
+		    (op->key2 = file_key(c, ndirfd, nname, 0, false)))
+			listed_base(c, ndirfd, nname, &op->base);
+	}
 	ret = c->in->ops->rename(c->in, odirfd, oname, ndirfd, nname, flags);
 	if (ret == 0)
 		queue(c, op);

@@ -171,6 +171,11 @@ void pfs_cache_stats(struct pfs_store *st, struct pfs_cache_stats *out)
 	snprintf(out->last_msg, sizeof(out->last_msg), "%s", q.last_msg);
 	out->conflicts = c->mirror->ops->conflicts(c->mirror, out->last_conflict,
 						    sizeof(out->last_conflict));
+	if (c->j && !out->conflicts) /* the journal's replay at mount met them first */
+		out->conflicts = pfs_journal_replay_conflicts(c->j, out->last_conflict,
+							      sizeof(out->last_conflict));
+	else if (c->j)
+		out->conflicts += pfs_journal_replay_conflicts(c->j, NULL, 0);
 	out->mirror_kind = c->mirror->ops->kind;
 	c->mirror->ops->describe(c->mirror, out->guarantees, sizeof(out->guarantees));
 	pthread_mutex_lock(&c->lock);

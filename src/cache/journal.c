@@ -293,24 +293,85 @@ static void bind_text(sqlite3_stmt *s, int i, const char *v)
 		sqlite3_bind_null(s, i);
 }
 
+struct pend {
+	struct pfs_basetab_ent h;
+	uint64_t seq; /* the newest recorded op on the file */
+};
+
+/* Is the mirror's base of key as it will be when op is applied — no op on
+ * it recorded and not applied yet? Then op is that file's newest (j->lock
+ * held). A base left out only costs the replay its check for that op. */
+static bool base_settled(struct pfs_journal *j, uint64_t key, const struct pfs_wb_op *op)
+{
+	struct pend *p;
+	bool settled;
+
+	if (!key)
+		return false;
+	settled = !pfs_basetab_get(&j->pending, key);
+	p = pfs_basetab_make(&j->pending, key, sizeof(*p));
+	if (p)
+		p->seq = op->seq;
+	return settled;
+}
+
+static void base_applied(struct pfs_journal *j, uint64_t key, const struct pfs_wb_op *op)
+{
+	struct pend *p = key ? pfs_basetab_get(&j->pending, key) : NULL;
+
+	if (p && op->seq >= p->seq)
+		pfs_basetab_forget(&j->pending, key);
+}
+
+/* op->base as the cache listed the file (wbop.h), "l SIZE MTIME_S
+ * MTIME_NS", or "" (false) when it has none. */
+static bool listed_line(const struct pfs_wb_op *op, char *buf, size_t len)
+{
+	if (!op->base.valid || op->kind == PFS_WB_DATA) {
+		*buf = '\0';
+		return false;
+	}
+	snprintf(buf, len, "l %jd %jd %ld", (intmax_t)op->base.size,
+		 (intmax_t)op->base.mtime.tv_sec, op->base.mtime.tv_nsec);
+	return true;
+}
+
 int pfs_journal_record(void *arg, const struct pfs_wb_op *op)
 {
 	struct pfs_journal *j = arg;
 	sqlite3_stmt *s = j->ins;
 	int64_t ino = 0, bs = 0, bns = 0;
-	char step[64], bline[256];
+	char step[64], bline[256], key2[320];
 	int ret;
+
+	bool settled, settled2;
 
 	if (op->kind == PFS_WB_DATA && op->fd >= 0)
 		identity(op->fd, &ino, &bs, &bns);
-	else if (op->kind == PFS_WB_CREATE)
-		ino = (int64_t)op->key; /* a remote mirror's base is by key */
+	else
+		ino = (int64_t)op->key; /* a mirror's base is by key (0: none) */
 	pthread_mutex_lock(&j->lock);
+	settled = base_settled(j, op->key, op);
+	settled2 = op->kind == PFS_WB_RENAME && base_settled(j, op->key2, op);
 	sqlite3_bind_int64(s, 1, j->base + (int64_t)op->seq);
 	sqlite3_bind_int(s, 2, (int)op->kind);
 	bind_text(s, 3, op->path);
 	bind_text(s, 4, op->path2);
-	bind_text(s, 5, op->target);
+	/* A RENAME's target column (no other use): the key of the file it
+	 * replaces and that file's base, "KEY2 [LINE]", for the replay to
+	 * keep a file changed behind the mount from being replaced. */
+	if (op->kind == PFS_WB_RENAME && op->key2) {
+		int n = snprintf(key2, sizeof(key2), "%" PRIu64 " ", op->key2);
+
+		if (!settled2)
+			listed_line(op, key2 + n, sizeof(key2) - (size_t)n);
+		else if (!j->m || !j->m->ops->base_save ||
+		    j->m->ops->base_save(j->m, op->key2, key2 + n, sizeof(key2) - (size_t)n) < 0)
+			listed_line(op, key2 + n, sizeof(key2) - (size_t)n);
+		bind_text(s, 5, key2);
+	} else {
+		bind_text(s, 5, op->target);
+	}
 	sqlite3_bind_int64(s, 6, op->mode);
 	sqlite3_bind_int64(s, 7, op->uid);
 	sqlite3_bind_int64(s, 8, op->gid);
@@ -321,12 +382,16 @@ int pfs_journal_record(void *arg, const struct pfs_wb_op *op)
 	sqlite3_bind_int64(s, 13, op->atime.tv_nsec);
 	sqlite3_bind_int64(s, 14, op->mtime.tv_sec);
 	sqlite3_bind_int64(s, 15, op->mtime.tv_nsec);
-	/* A remote mirror's base of the file (what it was on the server when
-	 * the cache had it) lives in memory: kept with its data, in the
-	 * column a DATA op has no other use for, so a replay after a crash
-	 * still writes on the condition it was changed on. */
-	if (op->kind == PFS_WB_DATA && !op->xname && op->key && j->m && j->m->ops->base_save &&
+	/* A mirror's base of the file (what it was on the mirror when the
+	 * cache had it, or the conflict copy the file went to) lives in
+	 * memory: kept with an op on the file, in the column only xattr ops
+	 * use, so a replay after a crash still writes on the condition it was
+	 * changed on, and to the same copy. */
+	if (op->kind != PFS_WB_SETXATTR && op->kind != PFS_WB_RMXATTR && !op->xname && settled &&
+	    j->m && j->m->ops->base_save &&
 	    j->m->ops->base_save(j->m, op->key, bline, sizeof(bline)) == 0)
+		bind_text(s, 16, bline);
+	else if (op->kind == PFS_WB_UNLINK && listed_line(op, bline, sizeof(bline)))
 		bind_text(s, 16, bline);
 	else
 		bind_text(s, 16, op->xname);
@@ -424,6 +489,11 @@ void pfs_journal_done(void *arg, const struct pfs_wb_op *op)
 	struct pfs_journal *j = arg;
 	int64_t seq = j->base + (int64_t)op->seq;
 
+	pthread_mutex_lock(&j->lock);
+	base_applied(j, op->key, op);
+	if (op->kind == PFS_WB_RENAME)
+		base_applied(j, op->key2, op);
+	pthread_mutex_unlock(&j->lock);
 	if (pfs_journal_set_applied(j, seq) < 0 || seq - j->gc_at < 256)
 		return;
 	pthread_mutex_lock(&j->lock);
@@ -521,6 +591,7 @@ void pfs_journal_close(struct pfs_journal *j)
 	if (j->dirfd >= 0)
 		close(j->dirfd);
 	pthread_mutex_destroy(&j->lock);
+	pfs_basetab_clear(&j->pending);
 	free(j->byfd);
 	free(j->treepath);
 	free(j->dir);

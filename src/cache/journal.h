@@ -62,6 +62,11 @@ int pfs_journal_open(struct pfs_journal **out, const char *dir, const char *mirr
 int pfs_journal_replay(struct pfs_journal *j, struct pfs_store *st, const char *mirror,
 		       const struct pfs_mirror_opts *mo, char *err, size_t errlen);
 
+/* Conflicts the replay met (a file changed on the mirror behind the
+ * mount, kept beside), and the last one's report: prismfs status counts
+ * them with the mount's own. */
+unsigned long pfs_journal_replay_conflicts(struct pfs_journal *j, char *buf, size_t len);
+
 /* A new memory filesystem of size bytes, to be mounted at DIR/tree: its
  * root (O_RDONLY | O_DIRECTORY), or -errno with one line in err. */
 int pfs_journal_memfs(struct pfs_journal *j, uint64_t size, char *err, size_t errlen);

@@ -3,7 +3,9 @@
 #define PFS_JOURNAL_INT_H
 
 #include "cache/journal.h"
+#include "mirror/basetab.h"
 
+#include <limits.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdbool.h>
@@ -27,6 +29,13 @@ struct pfs_journal {
 	sqlite3_stmt *ins, *del, *mark, *ins_open, *del_open;
 	int64_t *byfd;             /* fd -> its row in open (0: none) */
 	size_t nfd;
+	/* Files with an op recorded and not yet applied, by key (struct
+	 * pend): the mirror's base of such a file changes when that op is
+	 * applied, so a later op's record leaves the base out rather than
+	 * keep one a replay would take for a change behind the mount. */
+	struct pfs_basetab pending;
+	unsigned long replay_conflicts; /* met by the replay at open */
+	char replay_conflict[PATH_MAX + 128]; /* the last one's report */
 };
 
 int pfs_journal_stmt(struct pfs_journal *j, const char *sql, sqlite3_stmt **out);

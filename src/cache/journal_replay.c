@@ -223,6 +223,21 @@ static int del_row(struct pfs_journal *j, const char *sql, int64_t id)
 	return rc == SQLITE_DONE ? 0 : -EIO;
 }
 
+/* A file as the cache listed it (journal.c: listed_line) into op->base. */
+static bool listed(struct pfs_wb_op *op, const char *line)
+{
+	intmax_t size, sec;
+	long nsec;
+
+	if (sscanf(line, "l %jd %jd %ld", &size, &sec, &nsec) != 3)
+		return false;
+	op->base.valid = true;
+	op->base.size = (off_t)size;
+	op->base.mtime.tv_sec = (time_t)sec;
+	op->base.mtime.tv_nsec = nsec;
+	return true;
+}
+
 /* Apply the pending ops in order, each deleted once applied. */
 static int replay_ops(struct pfs_journal *j, struct pfs_mirror *m, int tree,
 		      const struct finder *f, char *err, size_t errlen)
@@ -249,11 +264,27 @@ static int replay_ops(struct pfs_journal *j, struct pfs_mirror *m, int tree,
 			ret = -EIO;
 			break;
 		}
-		/* The key a remote mirror keeps a file's base by: what a
-		 * CREATE made is what its DATA ops write over. */
-		if (op->kind == PFS_WB_DATA || op->kind == PFS_WB_CREATE)
-			op->key = (uint64_t)ino;
-		if (op->kind == PFS_WB_DATA && op->xname) {
+		/* The key a mirror keeps a file's base by: what a CREATE
+		 * made is what its DATA ops write over, what later ops by
+		 * path act on. */
+		op->key = (uint64_t)ino;
+		if (op->kind == PFS_WB_RENAME && op->target) {
+			/* the file it replaces, and that file's base */
+			char *rest;
+
+			op->key2 = strtoull(op->target, &rest, 10);
+			if (*rest == ' ' && rest[1] && !listed(op, rest + 1) && m->ops->base_load &&
+			    op->key2)
+				m->ops->base_load(m, op->key2, rest + 1);
+			free(op->target);
+			op->target = NULL;
+		}
+		if (op->kind != PFS_WB_SETXATTR && op->kind != PFS_WB_RMXATTR && op->xname &&
+		    listed(op, op->xname)) {
+			free(op->xname);
+			op->xname = NULL;
+		}
+		if (op->kind != PFS_WB_SETXATTR && op->kind != PFS_WB_RMXATTR && op->xname) {
 			/* its base, as the mirror had it when it was recorded
 			 * (an earlier op of the file replayed first sets a
 			 * newer one: that is kept) */
@@ -405,6 +436,7 @@ int pfs_journal_replay(struct pfs_journal *j, struct pfs_store *st, const char *
 		snprintf(err, errlen, "journal %s: %s", j->dir, sqlite3_errmsg(j->db));
 		ret = -EIO;
 	}
+	j->replay_conflicts = m->ops->conflicts(m, j->replay_conflict, sizeof(j->replay_conflict));
 	finder_free(&f);
 	if (tree >= 0)
 		close(tree);
@@ -414,4 +446,11 @@ int pfs_journal_replay(struct pfs_journal *j, struct pfs_store *st, const char *
 done:
 	pfs_journal_unmount_tree(j);
 	return 0;
+}
+
+unsigned long pfs_journal_replay_conflicts(struct pfs_journal *j, char *buf, size_t len)
+{
+	if (buf && len)
+		snprintf(buf, len, "%s", j->replay_conflicts ? j->replay_conflict : "");
+	return j->replay_conflicts;
 }

@@ -299,6 +299,63 @@ static int64_t local_ino(struct pfs_mirror *mm, const char *path)
 	return fstatat(L(mm)->root, path, &st, AT_SYMLINK_NOFOLLOW) == 0 ? (int64_t)st.st_ino : 0;
 }
 
+/* key's base as one line for the journal (mirror.h: base_save): "c NAME"
+ * once its write-backs go to the conflict copy NAME (a name beside the
+ * file's), else "b DEV INO SIZE MTIME_S MTIME_NS". */
+static int local_base_save(struct pfs_mirror *mm, uint64_t key, char *buf, size_t len)
+{
+	struct pfs_mirror_local *m = L(mm);
+	struct base_ent *e;
+	int n = -1;
+
+	pthread_mutex_lock(&m->lock);
+	e = pfs_basetab_get(&m->bt, key);
+	if (e && e->h.conflict)
+		n = snprintf(buf, len, "c %s", e->h.conflict);
+	else if (e && e->base.valid)
+		n = snprintf(buf, len, "b %ju %ju %jd %jd %ld", (uintmax_t)e->base.dev,
+			     (uintmax_t)e->base.ino, (intmax_t)e->base.size,
+			     (intmax_t)e->base.mtime.tv_sec, e->base.mtime.tv_nsec);
+	pthread_mutex_unlock(&m->lock);
+	return n < 0 ? -ENOENT : (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+/* key's base set back from such a line (a replay), unless it has one. */
+static int local_base_load(struct pfs_mirror *mm, uint64_t key, const char *line)
+{
+	struct pfs_mirror_local *m = L(mm);
+	struct pfs_wb_base b = {.valid = true};
+	uintmax_t dev, ino;
+	intmax_t size, sec;
+	long nsec;
+	char *cname = NULL;
+	struct base_ent *e;
+
+	if (strncmp(line, "c ", 2) == 0 && line[2] && !strchr(line + 2, '/')) {
+		if (!(cname = strdup(line + 2)))
+			return -ENOMEM;
+	} else if (sscanf(line, "b %ju %ju %jd %jd %ld", &dev, &ino, &size, &sec, &nsec) == 5) {
+		b.dev = (dev_t)dev;
+		b.ino = (ino_t)ino;
+		b.size = (off_t)size;
+		b.mtime.tv_sec = (time_t)sec;
+		b.mtime.tv_nsec = nsec;
+	} else {
+		return -EINVAL;
+	}
+	pthread_mutex_lock(&m->lock);
+	e = pfs_basetab_get(&m->bt, key) ? NULL : pfs_basetab_make(&m->bt, key, sizeof(*e));
+	if (e && cname) {
+		e->h.conflict = cname;
+		cname = NULL;
+	} else if (e) {
+		e->base = b;
+	}
+	pthread_mutex_unlock(&m->lock);
+	free(cname);
+	return 0;
+}
+
 static void local_describe(struct pfs_mirror *mm, char *buf, size_t len)
 {
 	snprintf(buf, len, "local directory %s: everything kept (symlinks, hard links, special "
@@ -324,5 +381,7 @@ static const struct pfs_mirror_ops local_ops = {
 	.open = local_open,
 	.tmpfile = local_tmpfile,
 	.ino = local_ino,
+	.base_save = local_base_save,
+	.base_load = local_base_load,
 	.close = local_close,
 };

@@ -16,7 +16,15 @@
  * what the cache loaded (its base: inode, size, mtime): if it changed
  * behind the mount, the cache's version is written beside it as
  * NAME.prismfs-conflict-YYYYMMDDTHHMMSSZ and the mirror's change is kept.
- * Later write-backs of that file go to the same conflict name.
+ * Later write-backs of that file go to the same conflict name, and so do
+ * later ops by path on it (attrs, xattrs, link, rename, unlink: the cache
+ * gives them the file's key): they act on the view's copy, never on the
+ * other party's file. A file changed behind the mount that the view never
+ * saw is neither removed nor given the view's attrs (kept, counted as a
+ * conflict); a rename moves it, said as a conflict. A target already
+ * holding exactly the cache's bytes is no conflict (a replayed write).
+ * Its bases go into the journal (base_save: "b DEV INO SIZE MTIME" or
+ * "c CONFLICT-NAME"), so a replay applies the same rule.
  *
  * Durability: flush makes everything applied so far
  * durable (syncfs on the mirror's filesystem); the queue calls it before

@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +40,83 @@ static void refresh_base(struct pfs_mirror_local *m, uint64_t key, int dfd, cons
 	held = e && before && same_base(&e->base, before);
 	if (held)
 		pfs_local_to_base(&st, &e->base);
+	pthread_mutex_unlock(&m->lock);
+}
+
+/* Count a conflict and say what happened (m->lock not held). */
+__attribute__((format(printf, 2, 3))) static void note(struct pfs_mirror_local *m,
+						       const char *fmt, ...)
+{
+	va_list ap;
+
+	pthread_mutex_lock(&m->lock);
+	m->conflicts++;
+	va_start(ap, fmt);
+	vsnprintf(m->last_conflict, sizeof(m->last_conflict), fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "prismfs: mirror: conflict: %s\n", m->last_conflict);
+	pthread_mutex_unlock(&m->lock);
+}
+
+/* Where the view's file op->key is on the mirror, for an op by path after
+ * a change behind the mount: its conflict copy, once it has one (*aside,
+ * a name in the same directory, the caller's to free) — the file at name
+ * is then the other party's, never to be changed for the view; or still
+ * name, which *changed says no longer holds what the cache loaded or last
+ * wrote there (a change behind the mount the view never saw). */
+static int view_file(struct pfs_mirror_local *m, uint64_t key, const struct pfs_wb_base *listed,
+		     int dfd, const char *name, char **aside, bool *changed)
+{
+	struct pfs_wb_base b = {.valid = false};
+	struct base_ent *e;
+	struct stat cur;
+	bool loaded;
+	int ret = 0;
+
+	*aside = NULL;
+	*changed = false;
+	if (!key)
+		return 0;
+	pthread_mutex_lock(&m->lock);
+	e = pfs_basetab_get(&m->bt, key);
+	if (e && e->h.conflict)
+		ret = (*aside = strdup(e->h.conflict)) ? 0 : -ENOMEM;
+	else if (e)
+		b = e->base;
+	else if (listed && listed->valid) /* never loaded: as listed (size, mtime) */
+		b = *listed;
+	loaded = e != NULL;
+	pthread_mutex_unlock(&m->lock);
+	/* (the look only where there is something to compare: an op on a
+	 * file the mirror knows nothing of costs no system call) */
+	if (ret < 0 || !b.valid || pfs_st_stat(m->st, dfd, name, &cur, AT_SYMLINK_NOFOLLOW) < 0)
+		return ret;
+	if (loaded)
+		*changed = !same_base(&b, &cur);
+	else
+		*changed = cur.st_size != b.size || cur.st_mtim.tv_sec != b.mtime.tv_sec ||
+			   cur.st_mtim.tv_nsec != b.mtime.tv_nsec;
+	return ret;
+}
+
+/* The view's file op->key is now at name (dfd): no conflict copy any more,
+ * what name holds its base (a rename of the copy to the view's new name). */
+static void settle(struct pfs_mirror_local *m, uint64_t key, int dfd, const char *name)
+{
+	struct base_ent *e;
+	struct stat st;
+	bool have = pfs_st_stat(m->st, dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
+
+	pthread_mutex_lock(&m->lock);
+	e = pfs_basetab_get(&m->bt, key);
+	if (e) {
+		free(e->h.conflict);
+		e->h.conflict = NULL;
+		if (have)
+			pfs_local_to_base(&st, &e->base);
+		else
+			e->base.valid = false;
+	}
 	pthread_mutex_unlock(&m->lock);
 }
 
@@ -270,6 +348,61 @@ static int apply_xattr(struct pfs_mirror_local *m, struct pfs_wb_op *op, int dfd
 	return ret;
 }
 
+/* chmod, chown, utimes and xattrs by path act on the view's file: its
+ * conflict copy once it has one. A file changed behind the mount that the
+ * view never saw is left as it is: the view's change is not applied to the
+ * other party's file but said as a conflict (should the view write the
+ * file, its data goes beside, with the view's mode and times). */
+static int apply_meta(struct pfs_mirror_local *m, struct pfs_wb_op *op, int dfd,
+		      const char *name)
+{
+	char *aside;
+	bool changed;
+	int ret = view_file(m, op->key, NULL, dfd, name, &aside, &changed);
+
+	if (ret < 0)
+		return ret;
+	if (changed) {
+		note(m, "%s changed on the mirror behind the mount; the view's %s is not applied "
+		     "to it", op->path, pfs_wb_kind_name(op->kind));
+		return 0;
+	}
+	if (op->kind == PFS_WB_ATTR)
+		ret = apply_attr(m, op, dfd, aside ? aside : name);
+	else
+		ret = apply_xattr(m, op, dfd, aside ? aside : name);
+	free(aside);
+	return ret;
+}
+
+/* An unlink of the view's file removes the view's file: its conflict copy
+ * once it has one (name is the other party's), never a file changed behind
+ * the mount that the view never saw (kept, said as a conflict). */
+static int apply_unlink(struct pfs_mirror_local *m, struct pfs_wb_op *op, int dfd,
+			const char *name)
+{
+	char *aside;
+	bool changed;
+	int ret = view_file(m, op->key, &op->base, dfd, name, &aside, &changed);
+
+	if (ret < 0)
+		return ret;
+	if (changed)
+		note(m, "%s changed on the mirror behind the mount; removed in the view, the "
+		     "mirror's version is kept", op->path);
+	else
+		ret = pfs_st_unlink(m->st, dfd, aside ? aside : name, 0);
+	if (ret == -ENOENT)
+		ret = 0;
+	free(aside);
+	if (ret == 0 && op->key) { /* its last name (cache.c): the key may be reused */
+		pthread_mutex_lock(&m->lock);
+		pfs_basetab_forget(&m->bt, op->key);
+		pthread_mutex_unlock(&m->lock);
+	}
+	return ret;
+}
+
 /* Copy the cache file's data, mode and times into the open file fd. */
 /* How fd gets the data: over what it holds; fresh (made just now, empty:
  * a truncation would only cost, and on ext4 make its close start the
@@ -325,6 +458,32 @@ static int move_in(struct pfs_mirror_local *m, int src, int dfd, const char *tmp
 	return ret;
 }
 
+/* Does the regular file name (cur) hold exactly the data of op's cache
+ * file (sst)? Read only where the sizes match (a rare path: a base that
+ * no longer holds). */
+static bool holds(struct pfs_mirror_local *m, int dfd, const char *name, const struct stat *cur,
+		  const struct pfs_wb_op *op, const struct stat *sst)
+{
+	int src = op->datafd >= 0 ? op->datafd : op->fd, fd;
+	char a[65536], b[65536];
+	off_t off = 0;
+	bool same = true;
+
+	if (!S_ISREG(cur->st_mode) || cur->st_size != sst->st_size)
+		return false;
+	fd = pfs_st_openat(m->st, dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC, 0);
+	if (fd < 0)
+		return false;
+	while (same && off < sst->st_size) {
+		ssize_t na = pread(fd, a, sizeof(a), off), nb = pread(src, b, sizeof(b), off);
+
+		same = na > 0 && na == nb && memcmp(a, b, (size_t)na) == 0;
+		off += na > 0 ? na : 0;
+	}
+	close(fd);
+	return same;
+}
+
 static int apply_data(struct pfs_mirror_local *m, struct pfs_wb_op *op, int dfd,
 		      const char *name)
 {
@@ -352,6 +511,11 @@ static int apply_data(struct pfs_mirror_local *m, struct pfs_wb_op *op, int dfd,
 		conflict = true; /* removed behind the mount: keep ours aside */
 	}
 	pthread_mutex_unlock(&m->lock);
+	/* Changed, but to exactly the cache's data: this write done before
+	 * (a journal replayed after a kill between the write and its
+	 * record's removal), or the same change made twice — no conflict. */
+	if (conflict && !cname && have_cur && holds(m, dfd, name, &cur, op, &sst))
+		conflict = false;
 	if (conflict) {
 		if (!cname)
 			cname = pfs_mirror_conflict_name(name);
@@ -462,11 +626,50 @@ static int aside(struct pfs_mirror_local *m, int dfd, const char *name, const ch
 	return ret;
 }
 
+/* A rename over name (dfd) replaces the view's file op->key2 there: the
+ * view's file goes (its conflict copy, once it has one), never the other
+ * party's — a file at name changed behind the mount, or the one a conflict
+ * left there — which is moved aside first, to NAME.prismfs-conflict-STAMP,
+ * counted as a conflict. */
+static int replaced(struct pfs_mirror_local *m, const struct pfs_wb_op *op, int dfd,
+		    const char *name)
+{
+	char *copy, *cname;
+	bool changed;
+	int ret = view_file(m, op->key2, &op->base, dfd, name, &copy, &changed);
+
+	if (ret < 0 || (!copy && !changed))
+		return ret;
+	if (copy) {
+		ret = pfs_st_unlink(m->st, dfd, copy, 0);
+		free(copy);
+		if (ret < 0 && ret != -ENOENT)
+			return ret;
+	}
+	cname = pfs_mirror_conflict_name(name);
+	if (!cname)
+		return -ENOMEM;
+	ret = pfs_st_rename(m->st, dfd, name, dfd, cname, RENAME_NOREPLACE);
+	if (ret == 0)
+		note(m, "%s changed on the mirror behind the mount; replaced in the view by a "
+		     "rename, the mirror's version is kept as %s", op->path2, cname);
+	free(cname);
+	if (ret == 0 || ret == -ENOENT) {
+		pthread_mutex_lock(&m->lock);
+		pfs_basetab_forget(&m->bt, op->key2);
+		pthread_mutex_unlock(&m->lock);
+		ret = 0;
+	}
+	return ret;
+}
+
 int pfs_local_apply(void *arg, struct pfs_wb_op *op, char *err, size_t errlen)
 {
 	struct pfs_mirror_local *m = arg;
 	char b1[PATH_MAX], b2[PATH_MAX];
 	const char *n1, *n2 = NULL;
+	char *copy = NULL;
+	bool changed = false;
 	struct stat st;
 	int d1, d2 = -1, ret;
 
@@ -488,6 +691,11 @@ int pfs_local_apply(void *arg, struct pfs_wb_op *op, char *err, size_t errlen)
 		ret = apply_make(m, op, d1, n1);
 		break;
 	case PFS_WB_LINK:
+		ret = view_file(m, op->key, NULL, d1, n1, &copy, &changed);
+		if (ret < 0)
+			break;
+		if (copy) /* the view's file is its conflict copy */
+			n1 = copy;
 		ret = pfs_st_link(m->st, d1, n1, d2, n2, 0);
 		if (ret == -EEXIST) {
 			struct stat a, b;
@@ -502,37 +710,60 @@ int pfs_local_apply(void *arg, struct pfs_wb_op *op, char *err, size_t errlen)
 		}
 		break;
 	case PFS_WB_UNLINK:
+		ret = apply_unlink(m, op, d1, n1);
+		break;
 	case PFS_WB_RMDIR:
-		ret = pfs_st_unlink(m->st, d1, n1, op->kind == PFS_WB_RMDIR ? AT_REMOVEDIR : 0);
+		ret = pfs_st_unlink(m->st, d1, n1, AT_REMOVEDIR);
 		if (ret == -ENOENT)
 			ret = 0;
-		else if (op->kind == PFS_WB_RMDIR && (ret == -ENOTEMPTY || ret == -EEXIST))
+		else if (ret == -ENOTEMPTY || ret == -EEXIST)
 			ret = aside(m, d1, n1, op->path);
 		break;
 	case PFS_WB_RENAME:
-		ret = pfs_st_rename(m->st, d1, n1, d2, n2, op->flags);
+		/* The view's file moves: its conflict copy once it has one
+		 * (the other party's file stays at its name), or the file
+		 * at name, changes behind the mount and all (moved, not
+		 * lost: said as a conflict). */
+		ret = op->flags & RENAME_EXCHANGE
+			      ? 0
+			      : view_file(m, op->key, NULL, d1, n1, &copy, &changed);
+		if (ret < 0)
+			break;
+		if (copy)
+			n1 = copy;
+		/* (a source gone: moved already, a replay; what is at n2 now
+		 * is the file moved there) */
+		if (op->key2 && !(op->flags & (RENAME_EXCHANGE | RENAME_NOREPLACE)) &&
+		    pfs_st_stat(m->st, d1, n1, &st, AT_SYMLINK_NOFOLLOW) == 0)
+			ret = replaced(m, op, d2, n2);
+		if (ret == 0)
+			ret = pfs_st_rename(m->st, d1, n1, d2, n2, op->flags);
 		if ((ret == -ENOTEMPTY || ret == -EEXIST) && !(op->flags & RENAME_NOREPLACE) &&
 		    aside(m, d2, n2, op->path2) == 0)
 			ret = pfs_st_rename(m->st, d1, n1, d2, n2, op->flags);
 		if (ret == -ENOENT && !(op->flags & RENAME_EXCHANGE) &&
 		    pfs_st_stat(m->st, d2, n2, &st, AT_SYMLINK_NOFOLLOW) == 0)
 			ret = 0; /* a replay: moved already */
+		if (ret == 0 && copy)
+			settle(m, op->key, d2, n2);
+		else if (ret == 0 && changed)
+			note(m, "%s changed on the mirror behind the mount; moved to %s as the view "
+			     "renamed it, its changes kept there", op->path, op->path2);
 		break;
 	case PFS_WB_DATA:
 		ret = apply_data(m, op, d1, n1);
 		break;
 	case PFS_WB_ATTR:
-		ret = apply_attr(m, op, d1, n1);
-		break;
 	case PFS_WB_SETXATTR:
 	case PFS_WB_RMXATTR:
-		ret = apply_xattr(m, op, d1, n1);
+		ret = apply_meta(m, op, d1, n1);
 		break;
 	default:
 		ret = -EINVAL;
 	}
 	if (ret < 0)
 		fail(err, errlen, ret, pfs_wb_kind_name(op->kind), op->path);
+	free(copy);
 	pfs_local_put_parent(m, d1);
 	if (d2 >= 0)
 		pfs_local_put_parent(m, d2);

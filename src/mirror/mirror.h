@@ -21,6 +21,8 @@
  * it last loaded or wrote for a cache file (its base, by key) and, when a
  * write-back finds something else there, keeps both versions (the cache's
  * under NAME.prismfs-conflict-YYYYMMDDTHHMMSSZ), counts it and returns 0.
+ * Later ops by path on that file (op->key set: attrs, xattrs, link,
+ * rename, unlink) act on the cache's copy, never on the mirror's file.
  *
  * Lock order: an implementation's own lock only, never held across a call
  * into the cache. */
@@ -120,10 +122,11 @@ struct pfs_mirror_ops {
 	/* path's inode number, 0 when absent (the journal's replay tells
 	 * whether an exchange is done). */
 	int64_t (*ino)(struct pfs_mirror *m, const char *path);
-	/* Optional, for a mirror whose bases live only in memory (remote):
-	 * key's base as one line to keep (the journal records it with a
-	 * file's data), -ENOENT when it has none; and key's base set back
-	 * from such a line (a replay after a crash), unless it has one. */
+	/* Optional (bases live in memory): key's base, or the conflict copy
+	 * its write-backs go to, as one line to keep (the journal records it
+	 * with each op on the file), -ENOENT when it has none; and key's base
+	 * set back from such a line (a replay after a crash), unless it has
+	 * one. */
 	int (*base_save)(struct pfs_mirror *m, uint64_t key, char *buf, size_t len);
 	int (*base_load)(struct pfs_mirror *m, uint64_t key, const char *line);
 

@@ -242,7 +242,9 @@ static int r_base_save(struct pfs_mirror *mm, uint64_t key, char *buf, size_t le
 
 	pthread_mutex_lock(&m->lock);
 	e = pfs_basetab_get(&m->bt, key);
-	if (e && !e->h.conflict)
+	if (e && e->h.conflict) /* where its write-backs go */
+		n = snprintf(buf, len, "c %s", e->h.conflict);
+	else if (e)
 		n = e->b.present ? snprintf(buf, len, "1 %" PRIu64 " %" PRId64 " %s", e->b.size,
 					    e->b.mtime, e->b.etag)
 				 : snprintf(buf, len, "0");
@@ -257,6 +259,21 @@ static int r_base_load(struct pfs_mirror *mm, uint64_t key, const char *line)
 	struct rbase b = {0};
 	int present = 0, off = 0;
 
+	if (strncmp(line, "c ", 2) == 0 && line[2]) {
+		char *cname = strdup(line + 2);
+
+		if (!cname)
+			return -ENOMEM;
+		pthread_mutex_lock(&m->lock);
+		e = pfs_basetab_get(&m->bt, key) ? NULL : pfs_basetab_make(&m->bt, key, sizeof(*e));
+		if (e) {
+			e->h.conflict = cname;
+			cname = NULL;
+		}
+		pthread_mutex_unlock(&m->lock);
+		free(cname);
+		return 0;
+	}
 	if (sscanf(line, "%d %" SCNu64 " %" SCNd64 " %n", &present, &b.size, &b.mtime, &off) >= 1 &&
 	    present && off > 0)
 		snprintf(b.etag, sizeof(b.etag), "%s", line + off);
@@ -591,14 +608,122 @@ static int apply_rename(struct pfs_mirror_remote *m, struct pfs_wb_op *op, char 
 			    errlen);
 }
 
+/* Where the view's file op->key is on the server, for an op by path after
+ * a change behind the mount (as mirror/local_apply.c): its conflict copy
+ * once it has one (*copy, the caller's to free), or still op->path, which
+ * *changed says no longer holds the base (a look just before: a change
+ * landing between the look and the op is not seen). */
+static int view_file(struct pfs_mirror_remote *m, const struct pfs_wb_op *op, char **copy,
+		     bool *changed, char *err, size_t errlen)
+{
+	struct rbase b = {.present = false};
+	struct pfs_rstat rs;
+	struct base_ent *e;
+	int ret = 0;
+
+	*copy = NULL;
+	*changed = false;
+	if (!op->key)
+		return 0;
+	pthread_mutex_lock(&m->lock);
+	e = pfs_basetab_get(&m->bt, op->key);
+	if (e && e->h.conflict)
+		ret = (*copy = strdup(e->h.conflict)) ? 0 : -ENOMEM;
+	else if (e)
+		b = e->b;
+	pthread_mutex_unlock(&m->lock);
+	if (ret < 0 || *copy || !b.present)
+		return ret;
+	ret = m->wb->ops->stat(m->wb, op->path, &rs, err, errlen);
+	if (ret == -ENOENT)
+		return 0;
+	if (ret < 0)
+		return ret;
+	*changed = *b.etag && *rs.etag ? strcmp(rs.etag, b.etag) != 0
+				       : rs.size != b.size || (int64_t)rs.mtime.tv_sec != b.mtime;
+	return 0;
+}
+
+/* UNLINK, RENAME and ATTR of a file act on the view's file: its conflict
+ * copy once it has one; a change behind the mount the view never saw is
+ * not removed, nor given the view's attributes (kept, a conflict), and a
+ * rename moves it (said). 1: the op is done here; 0: applied as usual. */
+static int by_view(struct pfs_mirror_remote *m, struct pfs_wb_op *op, bool *moved_changed,
+		   char *err, size_t errlen)
+{
+	struct pfs_remote *r = m->wb;
+	struct pfs_wb_op o;
+	struct pfs_rstat rs;
+	char *copy;
+	bool changed;
+	int ret;
+
+	if (!op->key || (op->kind == PFS_WB_RENAME && (op->flags & RENAME_EXCHANGE)))
+		return 0;
+	ret = view_file(m, op, &copy, &changed, err, errlen);
+	if (ret < 0 || (!copy && !changed && op->kind != PFS_WB_UNLINK))
+		return ret;
+	if (op->kind == PFS_WB_UNLINK) {
+		if (changed)
+			note_conflict(m, "%s changed on the server behind the mount; removed in the "
+				      "view, the server's version is kept", op->path);
+		else
+			ret = r->ops->remove(r, copy ? copy : op->path, false, NULL, err, errlen);
+		if (ret == -ENOENT)
+			ret = 0;
+		if (ret == 0) { /* its last name (cache.c): the key may be reused */
+			pthread_mutex_lock(&m->lock);
+			pfs_basetab_forget(&m->bt, op->key);
+			pthread_mutex_unlock(&m->lock);
+		}
+		free(copy);
+		return ret < 0 ? ret : 1;
+	}
+	if (changed && op->kind == PFS_WB_ATTR) {
+		note_conflict(m, "%s changed on the server behind the mount; the view's %s is not "
+			      "applied to it", op->path, pfs_wb_kind_name(op->kind));
+		return 1;
+	}
+	if (changed) { /* a rename: applied as usual, said after */
+		*moved_changed = true;
+		return 0;
+	}
+	o = *op; /* the same op, on the copy */
+	o.path = copy;
+	ret = op->kind == PFS_WB_RENAME ? apply_rename(m, &o, err, errlen)
+					: apply_attr(m, &o, err, errlen);
+	if (ret == 0 && op->kind == PFS_WB_RENAME) {
+		/* the view's file at its own name now: no copy any more */
+		bool have = r->ops->stat(r, op->path2, &rs, err, errlen) == 0;
+
+		pthread_mutex_lock(&m->lock);
+		struct base_ent *e = pfs_basetab_get(&m->bt, op->key);
+
+		if (e) {
+			free(e->h.conflict);
+			e->h.conflict = NULL;
+			base_of(have ? &rs : NULL, &e->b);
+		}
+		pthread_mutex_unlock(&m->lock);
+	}
+	free(copy);
+	return ret < 0 ? ret : 1;
+}
+
 static int apply_op(void *arg, struct pfs_wb_op *op, char *err, size_t errlen)
 {
 	struct pfs_mirror_remote *m = arg;
 	struct pfs_remote *r = m->wb;
 	struct pfs_rmeta meta = {0};
 	struct pfs_rstat rs;
+	bool changed = false;
 	int ret;
 
+	if (op->kind == PFS_WB_UNLINK || op->kind == PFS_WB_RENAME || op->kind == PFS_WB_ATTR) {
+		ret = by_view(m, op, &changed, err, errlen);
+		if (ret != 0)
+			return ret < 0 ? ret : 0;
+	}
 	switch (op->kind) {
 	case PFS_WB_MKDIR:
 		meta.mode = op->mode & 07777;
@@ -619,7 +744,12 @@ static int apply_op(void *arg, struct pfs_wb_op *op, char *err, size_t errlen)
 			ret = aside(m, op->path, err, errlen);
 		return ret == -ENOENT ? 0 : ret;
 	case PFS_WB_RENAME:
-		return apply_rename(m, op, err, errlen);
+		ret = apply_rename(m, op, err, errlen);
+		if (ret == 0 && changed)
+			note_conflict(m, "%s changed on the server behind the mount; moved to %s as "
+				      "the view renamed it, its changes kept there", op->path,
+				      op->path2);
+		return ret;
 	case PFS_WB_ATTR:
 		return apply_attr(m, op, err, errlen);
 	default:

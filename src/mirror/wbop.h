@@ -69,9 +69,19 @@ struct pfs_wb_op {
 	int datafd;              /* DATA: where its data is when not in fd (a file
 				  * too large for memory, cache_spill.c), or -1;
 				  * fd still gives size, mode and times (owned) */
-	uint64_t key;            /* DATA: the cache inode, to merge repeated writes */
+	uint64_t key;            /* DATA: the cache inode, to merge repeated writes;
+				  * CREATE, ATTR, xattrs, LINK, and UNLINK and
+				  * RENAME of a file's only name: the regular
+				  * file's, whose conflict copy (mirror.h) they
+				  * act on; 0: none */
+	uint64_t key2;           /* RENAME: the key of the file it replaces at
+				  * path2 (its only name), or 0 */
 	uint64_t bytes;          /* DATA: counted as dirty until applied */
-	struct pfs_wb_base base; /* DATA: see above; the apply updates it */
+	struct pfs_wb_base base; /* DATA: see above; the apply updates it.
+				  * UNLINK (of key), RENAME (over key2): the
+				  * mirror's file as the cache listed it, when
+				  * it never loaded it (size and mtime only),
+				  * for a mirror without a base of it */
 	/* CREATE: the file an attempt of this op made on the mirror (its
 	 * inode and birth time in ns; 0: none known). A name found taken is
 	 * this op's own earlier attempt (a retry, a journal replay) only if it
