@@ -17,6 +17,7 @@
  * pending outcomes first. Cost: a replay of the rows since S when the
  * journal changed (or another snapshot is asked), then a few indexed
  * lookups per path. */
+#include "util/util.h"
 #include "history/history_int.h"
 #include "history/history_replay.h"
 
@@ -488,18 +489,10 @@ static int target_fd(struct pfs_history *h, const char *live)
 {
 	char t[PATH_MAX];
 	ssize_t n = pfs_st_readlink(h->in, h->rootfd, live, t, sizeof(t));
-	int fd;
 
 	if (n < 0)
 		return (int)n;
-	fd = memfd_create("prismfs-target", MFD_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	if (pwrite(fd, t, (size_t)n, 0) != n) {
-		close(fd);
-		return -EIO;
-	}
-	return fd;
+	return pfs_memfd_of("prismfs-target", t, (size_t)n);
 }
 
 static int b_open(void *ctx, const char *snap, const char *path)

@@ -19,6 +19,7 @@
  *
  * export_layer writes the upper as it was into a new directory: laid
  * over the same lowers, kernel overlayfs shows the snapshot. */
+#include "util/util.h"
 #include "layers/layer_int.h"
 #include "layers/ovlfmt.h"
 #include "store/past.h"
@@ -436,18 +437,10 @@ static int target_fd(int dirfd, const char *path)
 {
 	char t[PATH_MAX];
 	ssize_t n = readlinkat(dirfd, path, t, sizeof(t));
-	int fd;
 
 	if (n < 0)
 		return -errno;
-	fd = memfd_create("prismfs-target", MFD_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	if (pwrite(fd, t, (size_t)n, 0) != n) {
-		close(fd);
-		return -EIO;
-	}
-	return fd;
+	return pfs_memfd_of("prismfs-target", t, (size_t)n);
 }
 
 static int l_open(void *ctx, const char *snap, const char *path)

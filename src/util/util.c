@@ -7,6 +7,7 @@
 #include <string.h>
 #include <fcntl.h>
 #include <linux/mount.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
@@ -307,4 +308,17 @@ void pfs_crashpoint(const char *step)
 		nth = strtoul(want + n + 1, NULL, 10);
 	if (__atomic_add_fetch(&hits, 1, __ATOMIC_SEQ_CST) >= nth)
 		raise(SIGKILL);
+}
+
+int pfs_memfd_of(const char *name, const void *buf, size_t n)
+{
+	int fd = memfd_create(name, MFD_CLOEXEC);
+
+	if (fd < 0)
+		return -errno;
+	if (pwrite(fd, buf, n, 0) != (ssize_t)n) {
+		close(fd);
+		return -EIO;
+	}
+	return fd;
 }

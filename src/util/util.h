@@ -47,6 +47,11 @@ bool pfs_cap_effective(unsigned cap);
  * the mount, ENOSYS before Linux 5.12). */
 int pfs_mount_nosymfollow(const char *path);
 
+/* A new memory file (memfd, close-on-exec) holding the n bytes at buf, as a
+ * descriptor to read: what a symlink's target, shown as file data, needs.
+ * The fd, or -errno. */
+int pfs_memfd_of(const char *name, const void *buf, size_t n);
+
 /* One line of /proc/self/mountinfo that matters to us. */
 struct pfs_mntent {
 	unsigned major, minor;

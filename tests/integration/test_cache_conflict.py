@@ -18,6 +18,7 @@ import stat
 import pytest
 
 from prism_helpers import cli, status_json
+from test_cache_behind import conflict_copies as copies, read, sync
 from test_cache_crash import cd, died, start  # noqa: F401
 
 
@@ -27,20 +28,6 @@ def write(path, data, flags=os.O_WRONLY | os.O_CREAT | os.O_TRUNC):
         os.write(fd, data.encode())
     finally:
         os.close(fd)
-
-
-def read(path):
-    with open(path) as f:
-        return f.read()
-
-
-def copies(d, name):
-    return sorted(n for n in os.listdir(d) if n.startswith(name + ".prismfs-conflict-"))
-
-
-def sync(mnt):
-    res = cli("sync", mnt, timeout=60)
-    assert res.returncode == 0, res.stderr
 
 
 def conflicts(mnt):
