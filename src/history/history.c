@@ -473,11 +473,13 @@ static void h_release(struct pfs_store *st, int fd)
 	pfs_st_release(h->in, fd);
 }
 
-/* What a store below may need of the view's writers (the memory cache
- * bounds its use by them): passed down unchanged, no row (the open for
- * writing has one; a descriptor's close is no change). */
+/* A writer's close(2): no row (the open for writing has one; a close is no
+ * change), but the end of its creator's setup (pfs_hist_wfd_closed); then
+ * what a store below may need of it (the memory cache bounds its use by
+ * writers). Asked for on every writer, at one FLUSH request per close. */
 static int h_flush(struct pfs_store *st, int fd)
 {
+	pfs_hist_wfd_closed(H(st), fd);
 	return pfs_st_flush(H(st)->in, fd);
 }
 
@@ -661,11 +663,10 @@ int pfs_history_new(struct pfs_store **out, struct pfs_store *inner, const char 
 		snprintf(err, errlen, "history %s: %s", dir, strerror(errno));
 		goto fail_lock;
 	}
-	/* The optional operations of the store below, and only those: a
-	 * flush the kernel need not ask for stays off (store.h). */
+	/* The optional operations of the store below, and only those (flush
+	 * is the history's own: the end of a creator's setup). */
 	h->ops = history_ops;
-	if (inner->ops->flush)
-		h->ops.flush = h_flush;
+	h->ops.flush = h_flush;
 	if (inner->ops->direct_ok)
 		h->ops.direct_ok = h_direct_ok;
 	if (inner->ops->write_prep)

@@ -173,6 +173,7 @@ void pfs_hist_wfd_free(struct pfs_history *h);
  * has open from that create (its setup: notes, not commits)? If so, its
  * path into *path when the one found at its create is still right
  * (malloc'ed; else NULL). */
+void pfs_hist_wfd_closed(struct pfs_history *h, int fd);
 bool pfs_hist_by_creator(struct pfs_history *h, struct pfs_ref r, char **path);
 /* Before such a change: previous version saved, its path into *path
  * (malloc'ed; NULL: not journaled); *path on entry: the path

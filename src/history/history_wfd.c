@@ -124,6 +124,23 @@ void pfs_hist_wfd_add(struct pfs_history *h, int fd, bool created, const char *c
 	pthread_mutex_unlock(&h->lock);
 }
 
+/* A close(2) of fd (FLUSH, which close waits for; RELEASE comes later and
+ * need not come before the caller's next call, over io_uring least of
+ * all): from now on its creator's attribute changes are changes of their
+ * own, with a row each (a dup closed early only costs those rows). */
+void pfs_hist_wfd_closed(struct pfs_history *h, int fd)
+{
+	struct hwfd *w;
+
+	pthread_mutex_lock(&h->lock);
+	w = *wfd_slot(h, fd);
+	if (w && w->created) {
+		w->created = false;
+		__atomic_sub_fetch(&h->ncreated, 1, __ATOMIC_RELAXED);
+	}
+	pthread_mutex_unlock(&h->lock);
+}
+
 /* Is r's object a file the caller created through this store and still
  * has open from that create? Then its attribute changes are the creator
  * setting up its new file (tar, cp -p, install: utimes, chown, chmod on
