@@ -3,6 +3,7 @@
 #include "store/fcopy.h"
 #include "store/meta.h"
 #include "store/walk.h"
+#include "util/util.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -19,6 +20,16 @@ bool pfs_cache_is(const struct pfs_store *st)
 	return st && st->ops == &pfs_cache_ops;
 }
 
+/* Tests kill the daemon between a change of the tree (made or refused)
+ * and its release (cache-changed-KIND, cache-refused-KIND). */
+static void crashpoint(const char *when, enum pfs_wb_kind k)
+{
+	char step[64];
+
+	snprintf(step, sizeof(step), "cache-%s-%s", when, pfs_wb_kind_name(k));
+	pfs_crashpoint(step);
+}
+
 static uint64_t queue(struct pfs_cache *c, struct pfs_wb_op *op)
 {
 	if (!op) {
@@ -28,6 +39,32 @@ static uint64_t queue(struct pfs_cache *c, struct pfs_wb_op *op)
 		return 0;
 	}
 	return pfs_wbq_push(c->q, op);
+}
+
+/* Record op before the tree makes its change, held in the queue until
+ * released() says whether the tree made it (wbq.h: pfs_wbq_push_held):
+ * a kill between the two then never leaves a change in the tree that the
+ * journal lacks. ino: the tree's inode at op's path (cache/journal.h: how
+ * a replay tells whether the change was made). NULL when op is. */
+static struct pfs_wb_op *hold(struct pfs_cache *c, struct pfs_wb_op *op, ino_t ino)
+{
+	if (!op) {
+		if (errno == ENOMEM)
+			fprintf(stderr, "prismfs: cache: out of memory queueing a write-back\n");
+		return NULL;
+	}
+	op->tino = ino;
+	pfs_wbq_push_held(c->q, op);
+	return op;
+}
+
+/* The tree's answer ret for the held op (NULL: none). */
+static void released(struct pfs_cache *c, struct pfs_wb_op *op, int ret)
+{
+	if (!op)
+		return;
+	crashpoint(ret == 0 ? "changed" : "refused", op->kind);
+	pfs_wbq_release(c->q, op, ret == 0);
 }
 
 static struct pfs_wb_op *op_at(struct pfs_cache *c, enum pfs_wb_kind k, int dirfd,
@@ -456,12 +493,20 @@ static void listed_base(struct pfs_cache *c, int dirfd, const char *name, struct
 	pthread_mutex_unlock(&c->lock);
 }
 
+/* The tree's inode at name (0: none). */
+static ino_t tree_ino(struct pfs_cache *c, int dirfd, const char *name)
+{
+	struct stat s;
+
+	return pfs_st_stat(c->in, dirfd, name, &s, AT_SYMLINK_NOFOLLOW) == 0 ? s.st_ino : 0;
+}
+
 static int c_link(struct pfs_store *st, int odirfd, const char *oname, int ndirfd,
 		  const char *nname, int flags)
 {
 	struct pfs_cache *c = C(st);
 	struct pfs_wb_op *op;
-	struct stat s;
+	struct stat s = {0};
 	int ret = pfs_cache_fill_for(c, odirfd, oname);
 
 	if (ret == 0)
@@ -475,11 +520,9 @@ static int c_link(struct pfs_store *st, int odirfd, const char *oname, int ndirf
 	op = op_two(c, PFS_WB_LINK, odirfd, oname, ndirfd, nname);
 	if (op)
 		op->key = file_key(c, odirfd, oname, flags & AT_EMPTY_PATH, true);
+	op = hold(c, op, s.st_ino);
 	ret = c->in->ops->link(c->in, odirfd, oname, ndirfd, nname, flags);
-	if (ret == 0)
-		queue(c, op);
-	else
-		pfs_wb_op_free(op);
+	released(c, op, ret);
 	return ret;
 }
 
@@ -494,11 +537,9 @@ static int c_unlink(struct pfs_store *st, int dirfd, const char *name, int flags
 	op = op_at(c, flags & AT_REMOVEDIR ? PFS_WB_RMDIR : PFS_WB_UNLINK, dirfd, name);
 	if (op && (op->key = file_key(c, dirfd, name, 0, false)))
 		listed_base(c, dirfd, name, &op->base);
+	op = hold(c, op, tree_ino(c, dirfd, name));
 	ret = c->in->ops->unlink(c->in, dirfd, name, flags);
-	if (ret == 0)
-		queue(c, op);
-	else
-		pfs_wb_op_free(op);
+	released(c, op, ret);
 	return ret;
 }
 
@@ -521,11 +562,9 @@ static int c_rename(struct pfs_store *st, int odirfd, const char *oname, int ndi
 		    (op->key2 = file_key(c, ndirfd, nname, 0, false)))
 			listed_base(c, ndirfd, nname, &op->base);
 	}
+	op = hold(c, op, tree_ino(c, odirfd, oname));
 	ret = c->in->ops->rename(c->in, odirfd, oname, ndirfd, nname, flags);
-	if (ret == 0)
-		queue(c, op);
-	else
-		pfs_wb_op_free(op);
+	released(c, op, ret);
 	return ret;
 }
 

@@ -80,6 +80,7 @@ void pfs_journal_use(struct pfs_journal *j, struct pfs_mirror *m);
 /* The queue's callbacks (cache/wbq.h), arg = the journal: record, apply
  * (the mirror's apply), done (deletes the record), flush (the mirror's). */
 int pfs_journal_record(void *j, const struct pfs_wb_op *op);
+void pfs_journal_cancel(void *j, const struct pfs_wb_op *op);
 int pfs_journal_apply(void *j, struct pfs_wb_op *op, char *err, size_t errlen);
 /* The mirror's apply_new (a new file in one apply; no op of such a run is
  * an exchange to mark). Only set where the mirror has one. */

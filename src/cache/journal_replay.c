@@ -238,11 +238,103 @@ static bool listed(struct pfs_wb_op *op, const char *line)
 	return true;
 }
 
+/* A row read for the replay: its op, and the ops held when it was
+ * recorded (journal.c: "SEQ SEQ ..." or NULL). */
+struct row {
+	struct pfs_wb_op *op;
+	char *held;
+};
+
+#define MAXHELD 64
+
+/* The seqs of a row's held list into v (at most MAXHELD): how many. */
+static size_t parse_held(const char *held, uint64_t *v)
+{
+	size_t n = 0;
+
+	for (const char *p = held; p && *p && n < MAXHELD;) {
+		char *end;
+		unsigned long long x = strtoull(p, &end, 10);
+
+		if (end == p)
+			break;
+		v[n++] = x;
+		p = end;
+	}
+	return n;
+}
+
+/* Did the cache's tree make the change of held op (recorded before it,
+ * cache/wbq.h: pfs_wbq_push_held)? Its object (tino) where the change
+ * puts it: at path2 for a RENAME or LINK, no longer at path for an UNLINK
+ * or RMDIR. Unknown (no tree, no inode recorded): made, as a journal
+ * without held ops had it. */
+static bool made_in_tree(const struct pfs_wb_op *op, int tree)
+{
+	struct stat st;
+
+	if (tree < 0 || !op->tino)
+		return true;
+	switch (op->kind) {
+	case PFS_WB_RENAME:
+	case PFS_WB_LINK:
+		return fstatat(tree, op->path2, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		       (uint64_t)st.st_ino == op->tino;
+	case PFS_WB_UNLINK:
+	case PFS_WB_RMDIR:
+		return fstatat(tree, op->path, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+		       (uint64_t)st.st_ino != op->tino;
+	default:
+		return true;
+	}
+}
+
+/* The ops the crash may have caught between their record and the tree's
+ * change: those every later row lists as held (none later: the last).
+ * Any other was released before some later record, so the tree made it
+ * (one the tree refused had its row deleted before its release). Such an
+ * op's object had no later change (the kernel keeps the names and the
+ * inode an op works on locked until it is answered, which comes after its
+ * release), so the tree shows whether it was made: one not made is
+ * dropped (never applied), and the mirror ends as the tree is. */
+static void settle_held(struct row *rows, size_t n, int tree)
+{
+	uint64_t in[MAXHELD], tmp[MAXHELD]; /* listed by every row after i */
+	size_t nin = 0;
+	bool later = false;
+
+	for (size_t i = n; i-- > 0;) {
+		struct pfs_wb_op *op = rows[i].op;
+		bool maybe = !later;
+		size_t nt = parse_held(rows[i].held, tmp), k = 0;
+
+		for (size_t x = 0; x < nin && !maybe; x++)
+			maybe = in[x] == op->seq;
+		if (maybe && !made_in_tree(op, tree))
+			op->kind = PFS_WB_NKINDS; /* not made: only to be deleted */
+		for (size_t x = 0; x < (later ? nin : nt); x++) {
+			uint64_t v = later ? in[x] : tmp[x];
+			bool both = !later;
+
+			for (size_t y = 0; y < nt && !both; y++)
+				both = tmp[y] == v;
+			if (both)
+				in[k++] = v;
+		}
+		nin = k;
+		later = true;
+		if (!nin)
+			break; /* every op before row i was released before it */
+	}
+}
+
 /* Apply the pending ops in order, each deleted once applied. */
 static int replay_ops(struct pfs_journal *j, struct pfs_mirror *m, int tree,
 		      const struct finder *f, char *err, size_t errlen)
 {
 	struct pfs_wb_op *head = NULL, **tail = &head;
+	struct row *rows = NULL;
+	size_t nrows = 0, cap = 0;
 	sqlite3_stmt *s;
 	bool first = true;
 	unsigned long lost = 0;
@@ -250,7 +342,7 @@ static int replay_ops(struct pfs_journal *j, struct pfs_mirror *m, int tree,
 
 	if (pfs_journal_stmt(j, "SELECT seq, kind, path, path2, target, mode, uid, gid, rdev,"
 			     " flags, mask, at_s, at_ns, mt_s, mt_ns, xname, xval, ino, bt_s,"
-			     " bt_ns, x1, x2 FROM ops WHERE seq>? ORDER BY seq", &s) < 0)
+			     " bt_ns, x1, x2, held, tino FROM ops WHERE seq>? ORDER BY seq", &s) < 0)
 		return -EIO;
 	sqlite3_bind_int64(s, 1, j->applied);
 	/* Read first, apply after: the rows are deleted as they are applied. */
@@ -268,6 +360,15 @@ static int replay_ops(struct pfs_journal *j, struct pfs_mirror *m, int tree,
 		 * made is what its DATA ops write over, what later ops by
 		 * path act on. */
 		op->key = (uint64_t)ino;
+		op->tino = (uint64_t)sqlite3_column_int64(s, 23);
+		if (pfs_grow(&rows, &cap, nrows, sizeof(*rows)) < 0) {
+			pfs_wb_op_free(op);
+			ret = -ENOMEM;
+			break;
+		}
+		rows[nrows].op = op;
+		rows[nrows].held = col_dup(s, 22); /* (NULL: none held, or no memory) */
+		nrows++;
 		if (op->kind == PFS_WB_RENAME && op->target) {
 			/* the file it replaces, and that file's base */
 			char *rest;
@@ -318,6 +419,11 @@ static int replay_ops(struct pfs_journal *j, struct pfs_mirror *m, int tree,
 		tail = &op->next;
 	}
 	sqlite3_finalize(s);
+	if (ret == 0)
+		settle_held(rows, nrows, tree);
+	for (size_t i = 0; i < nrows; i++)
+		free(rows[i].held);
+	free(rows);
 	if (lost) /* the tree went with the machine: said, not hidden */
 		fprintf(stderr, "prismfs: journal %s: %s is gone (the machine restarted?): the "
 			"data of %lu pending write%s is lost, the other changes are replayed\n",

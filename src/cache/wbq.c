@@ -35,6 +35,7 @@ struct pfs_wbq {
 	 * per file, and a walk under q->lock made pushes quadratic in the
 	 * queue's length and held the worker back (27% of the daemon's CPU). */
 	struct pfs_wb_op *bykey[KEY_BUCKETS];
+	struct pfs_wb_op *held; /* ops held (pfs_wbq_push_held), oldest first */
 	uint64_t name_seq;      /* the newest RENAME, UNLINK or LINK pushed */
 	uint64_t move_seq;      /* the newest RENAME or LINK pushed */
 	bool crash;             /* PRISMFS_TEST_CRASH is set: crash points on */
@@ -65,6 +66,8 @@ static bool due(struct pfs_wbq *q, uint64_t now, uint64_t *until)
 	const struct pfs_wb_op *h = q->head;
 
 	*until = 0;
+	if (h->held) /* the cache's tree has not said yet: on a signal */
+		return false;
 	if (q->retry_at > now && !(q->stopping && !q->drain)) {
 		*until = q->retry_at;
 		return false;
@@ -237,6 +240,16 @@ static void *worker(void *arg)
 			continue;
 		}
 		h = q->busy = q->head;
+		if (h->cancelled) { /* the tree refused it: its record is gone */
+			q->busy = NULL;
+			pop_head(q);
+			pthread_mutex_unlock(&q->lock);
+			pfs_wb_op_free(h);
+			pthread_mutex_lock(&q->lock);
+			if (q->room_waiters)
+				pthread_cond_broadcast(&q->moved);
+			continue;
+		}
 		n = new_file_run(q, h, now);
 		/* (taken under the lock: a push may link a new op after the
 		 * run's last one meanwhile) */
@@ -369,13 +382,13 @@ static void index_pop(struct pfs_wbq *q, struct pfs_wb_op *op)
 		*p = op->knext;
 }
 
-uint64_t pfs_wbq_push(struct pfs_wbq *q, struct pfs_wb_op *op)
+static uint64_t push(struct pfs_wbq *q, struct pfs_wb_op *op, bool held)
 {
 	struct pfs_wb_op *old;
 	uint64_t seq;
 
 	pthread_mutex_lock(&q->lock);
-	if (op->kind == PFS_WB_DATA && op->key && (old = newest_of(q, op->key)) && !is_busy(q, old) &&
+	if (!held && op->kind == PFS_WB_DATA && op->key && (old = newest_of(q, op->key)) && !is_busy(q, old) &&
 	    strcmp(old->path, op->path) == 0) {
 		/* The queued op reads the file when it is applied: it will
 		 * carry this write too. Only the dirty count may grow. */
@@ -403,9 +416,20 @@ uint64_t pfs_wbq_push(struct pfs_wbq *q, struct pfs_wb_op *op)
 	}
 	op->seq = seq = q->next_seq++;
 	op->when_ns = now_ns();
+	op->held_ops = q->held; /* the record says which ops are held now */
 	if (q->o.record && q->o.record(q->o.arg, op) < 0)
 		fprintf(stderr, "prismfs: cache: cannot record a %s of %s in the journal\n",
 			pfs_wb_kind_name(op->kind), op->path);
+	op->held_ops = NULL;
+	if (held) {
+		struct pfs_wb_op **p = &q->held;
+
+		while (*p)
+			p = &(*p)->hnext;
+		op->held = true;
+		op->hnext = NULL;
+		*p = op;
+	}
 	op->next = NULL;
 	if (q->tail)
 		q->tail->next = op;
@@ -422,6 +446,37 @@ uint64_t pfs_wbq_push(struct pfs_wbq *q, struct pfs_wb_op *op)
 		pthread_cond_signal(&q->work);
 	pthread_mutex_unlock(&q->lock);
 	return seq;
+}
+
+uint64_t pfs_wbq_push(struct pfs_wbq *q, struct pfs_wb_op *op)
+{
+	return push(q, op, false);
+}
+
+uint64_t pfs_wbq_push_held(struct pfs_wbq *q, struct pfs_wb_op *op)
+{
+	return push(q, op, true);
+}
+
+void pfs_wbq_release(struct pfs_wbq *q, struct pfs_wb_op *op, bool done)
+{
+	struct pfs_wb_op **p;
+
+	pthread_mutex_lock(&q->lock);
+	/* Undone before it stops being held: a record made after this one
+	 * says it is not held, which a replay takes for "made in the tree". */
+	if (!done && q->o.cancel)
+		q->o.cancel(q->o.arg, op);
+	for (p = &q->held; *p && *p != op; p = &(*p)->hnext)
+		;
+	if (*p)
+		*p = op->hnext;
+	op->hnext = NULL;
+	op->held = false;
+	op->cancelled = !done;
+	if (q->head == op)
+		pthread_cond_signal(&q->work);
+	pthread_mutex_unlock(&q->lock);
 }
 
 uint64_t pfs_wbq_data_each(struct pfs_wbq *q, uint64_t key,

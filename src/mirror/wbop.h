@@ -92,6 +92,16 @@ struct pfs_wb_op {
 	int64_t made_ino, made_bt;
 	void (*made_fn)(void *arg, const struct pfs_wb_op *op);
 	void *made_arg;
+	/* A change recorded before the cache's tree makes it (cache/wbq.h:
+	 * pfs_wbq_push_held): not applied while held; cancelled, never
+	 * applied, when the tree refused it. */
+	bool held, cancelled;
+	struct pfs_wb_op *hnext;          /* the queue's list of held ops */
+	const struct pfs_wb_op *held_ops; /* while recorded: the ops held then
+					   * (hnext list; cache/journal.h) */
+	uint64_t tino;                    /* RENAME, LINK, UNLINK, RMDIR: the
+					   * cache tree's inode at path before
+					   * the change (0: unknown) */
 };
 
 /* A new op of kind k on path (copied). NULL when out of memory. */
