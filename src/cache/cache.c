@@ -359,27 +359,59 @@ static int c_stat(struct pfs_store *st, int dirfd, const char *name, struct stat
 	return ret;
 }
 
-/* After making name in dirfd: queue it with its mode and owner. */
-static void queue_made(struct pfs_cache *c, enum pfs_wb_kind k, int dirfd, const char *name,
-		       const char *target)
+/* Before making name in dirfd (k, mode with its type): its op, held
+ * (hold), with the mode and owner the tree will give it — the daemon's
+ * ids and umask 0 (cli/daemon.c), a set-group-ID parent's group (and its
+ * bit on a directory) — so that the record made first is right; made()
+ * records it again in the rare case the tree did otherwise. */
+static struct pfs_wb_op *op_made(struct pfs_cache *c, enum pfs_wb_kind k, int dirfd,
+				 const char *name, mode_t mode, dev_t rdev, const char *target)
 {
 	struct pfs_wb_op *op = op_at(c, k, dirfd, name);
+	struct stat ps;
+
+	if (!op)
+		return hold(c, NULL, 0);
+	if (target && !(op->target = strdup(target))) {
+		pfs_wb_op_free(op);
+		errno = ENOMEM;
+		return hold(c, NULL, 0);
+	}
+	op->mode = S_ISDIR(mode) ? S_IFDIR | (mode & (07777 & ~(mode_t)(S_ISUID | S_ISGID))) :
+		   S_ISLNK(mode) ? S_IFLNK | 0777 : mode;
+	op->rdev = (S_ISCHR(mode) || S_ISBLK(mode)) ? rdev : 0;
+	op->uid = geteuid();
+	op->gid = getegid();
+	op->mask = PFS_WB_OWNER;
+	if (pfs_st_stat(c->in, dirfd, "", &ps, AT_EMPTY_PATH) == 0 && (ps.st_mode & S_ISGID)) {
+		op->gid = ps.st_gid;
+		if (S_ISDIR(mode))
+			op->mode |= S_ISGID;
+	}
+	return hold(c, op, 0);
+}
+
+/* After the tree made name in dirfd (ret 0) or refused (ret < 0): op with
+ * the mode and owner the tree gave it, released. */
+static void made(struct pfs_cache *c, struct pfs_wb_op *op, int dirfd, const char *name, int ret)
+{
 	struct stat s;
 
-	if (op && pfs_st_stat(c->in, dirfd, name, &s, AT_SYMLINK_NOFOLLOW) == 0) {
-		op->mode = s.st_mode;
-		op->rdev = s.st_rdev;
-		op->uid = s.st_uid;
-		op->gid = s.st_gid;
-		op->mask = PFS_WB_OWNER;
+	if (op && ret == 0 && pfs_st_stat(c->in, dirfd, name, &s, AT_SYMLINK_NOFOLLOW) == 0) {
+		dev_t rdev = (S_ISCHR(s.st_mode) || S_ISBLK(s.st_mode)) ? s.st_rdev : 0;
+
+		if (op->mode != s.st_mode || op->uid != s.st_uid || op->gid != s.st_gid ||
+		    op->rdev != rdev) {
+			op->mode = s.st_mode;
+			op->uid = s.st_uid;
+			op->gid = s.st_gid;
+			op->rdev = rdev;
+			op->amend = true;
+		}
 		if (S_ISDIR(s.st_mode))
 			pfs_cache_state_set(c, s.st_ino, FILLED, 0); /* new: nothing to fill */
 	}
-	if (op && target && !(op->target = strdup(target))) {
-		pfs_wb_op_free(op);
-		op = NULL;
-	}
-	queue(c, op);
+	released(c, op, ret);
 }
 
 /* The one place the cache refuses a change its mirror could not keep
@@ -404,10 +436,12 @@ static int c_mkdir(struct pfs_store *st, int dirfd, const char *name, mode_t mod
 	struct pfs_cache *c = C(st);
 	int ret = pfs_cache_fill_for(c, dirfd, name);
 
-	if (ret == 0)
+	if (ret == 0) {
+		struct pfs_wb_op *op = op_made(c, PFS_WB_MKDIR, dirfd, name, S_IFDIR | mode, 0, NULL);
+
 		ret = c->in->ops->mkdir(c->in, dirfd, name, mode);
-	if (ret == 0)
-		queue_made(c, PFS_WB_MKDIR, dirfd, name, NULL);
+		made(c, op, dirfd, name, ret);
+	}
 	return ret;
 }
 
@@ -418,10 +452,13 @@ static int c_mknod(struct pfs_store *st, int dirfd, const char *name, mode_t mod
 
 	if (ret == 0 && !S_ISREG(mode))
 		ret = refuse(c, PFS_MIRROR_SPECIAL, -EPERM, dirfd, name);
-	if (ret == 0)
+	if (ret == 0) {
+		struct pfs_wb_op *op = op_made(c, S_ISREG(mode) ? PFS_WB_CREATE : PFS_WB_MKNOD,
+					       dirfd, name, mode, dev, NULL);
+
 		ret = c->in->ops->mknod(c->in, dirfd, name, mode, dev);
-	if (ret == 0)
-		queue_made(c, S_ISREG(mode) ? PFS_WB_CREATE : PFS_WB_MKNOD, dirfd, name, NULL);
+		made(c, op, dirfd, name, ret);
+	}
 	return ret;
 }
 
@@ -432,10 +469,12 @@ static int c_symlink(struct pfs_store *st, const char *target, int dirfd, const 
 
 	if (ret == 0)
 		ret = refuse(c, PFS_MIRROR_SYMLINK, -EPERM, dirfd, name);
-	if (ret == 0)
+	if (ret == 0) {
+		struct pfs_wb_op *op = op_made(c, PFS_WB_SYMLINK, dirfd, name, S_IFLNK, 0, target);
+
 		ret = c->in->ops->symlink(c->in, target, dirfd, name);
-	if (ret == 0)
-		queue_made(c, PFS_WB_SYMLINK, dirfd, name, target);
+		made(c, op, dirfd, name, ret);
+	}
 	return ret;
 }
 

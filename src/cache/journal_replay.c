@@ -265,15 +265,28 @@ static size_t parse_held(const char *held, uint64_t *v)
 }
 
 /* Did the cache's tree make the change of held op (recorded before it,
- * cache/wbq.h: pfs_wbq_push_held)? Its object (tino) where the change
- * puts it: at path2 for a RENAME or LINK, no longer at path for an UNLINK
- * or RMDIR. Unknown (no tree, no inode recorded): made, as a journal
- * without held ops had it. */
+ * cache/wbq.h: pfs_wbq_push_held)? A new object of its type at path
+ * (MKDIR, SYMLINK, MKNOD, CREATE); its object (tino) where the change puts
+ * it: at path2 for a RENAME or LINK, no longer at path for an UNLINK or
+ * RMDIR. Unknown (no tree, no inode recorded): made, as a journal without
+ * held ops had it. */
 static bool made_in_tree(const struct pfs_wb_op *op, int tree)
 {
 	struct stat st;
 
-	if (tree < 0 || !op->tino)
+	if (tree < 0)
+		return true;
+	switch (op->kind) {
+	case PFS_WB_MKDIR:
+	case PFS_WB_SYMLINK:
+	case PFS_WB_MKNOD:
+	case PFS_WB_CREATE: /* (a CREATE of open(2) is recorded after: there) */
+		return fstatat(tree, op->path, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		       (st.st_mode & S_IFMT) == (op->mode & S_IFMT);
+	default:
+		break;
+	}
+	if (!op->tino)
 		return true;
 	switch (op->kind) {
 	case PFS_WB_RENAME:

@@ -467,6 +467,14 @@ void pfs_wbq_release(struct pfs_wbq *q, struct pfs_wb_op *op, bool done)
 	 * says it is not held, which a replay takes for "made in the tree". */
 	if (!done && q->o.cancel)
 		q->o.cancel(q->o.arg, op);
+	if (done && op->amend && q->o.record) {
+		op->held_ops = q->held;
+		if (q->o.record(q->o.arg, op) < 0)
+			fprintf(stderr, "prismfs: cache: cannot record a %s of %s in the journal\n",
+				pfs_wb_kind_name(op->kind), op->path);
+		op->held_ops = NULL;
+	}
+	op->amend = false;
 	for (p = &q->held; *p && *p != op; p = &(*p)->hnext)
 		;
 	if (*p)

@@ -96,6 +96,9 @@ struct pfs_wb_op {
 	 * pfs_wbq_push_held): not applied while held; cancelled, never
 	 * applied, when the tree refused it. */
 	bool held, cancelled;
+	bool amend;                       /* its record is to be made again at
+					   * release (the tree did otherwise
+					   * than the record said) */
 	struct pfs_wb_op *hnext;          /* the queue's list of held ops */
 	const struct pfs_wb_op *held_ops; /* while recorded: the ops held then
 					   * (hnext list; cache/journal.h) */

@@ -78,6 +78,8 @@ def apply_op(root, op, keep=None, upto=None):
         os.symlink(op["t"], p(op["a"]))
     elif k == "chmod":
         os.chmod(p(op["a"]), op["m"])
+    elif k == "mkfifo":
+        os.mkfifo(p(op["a"]), 0o640)
     elif k == "rmdir":
         os.rmdir(p(op["a"]))
     elif k == "rename2":  # renameat2 with flags (RENAME_NOREPLACE 1, RENAME_EXCHANGE 2)
@@ -547,6 +549,7 @@ TREE_BASE = [
     {"k": "write", "a": "d/a", "data": "A" * 4000},
     {"k": "write", "a": "d/b", "data": "B"},
     {"k": "mkdir", "a": "e"},
+    {"k": "chmod", "a": "e", "m": 0o2775},  # set-group-ID: what is made in it inherits
     {"k": "mkdir", "a": "gone"},
     {"k": "writeopen", "a": "d/o", "data": "O" * 3000},  # kept open
 ]
@@ -559,7 +562,12 @@ TREE_CUTS = [
     ("cache-changed-link:1", {"k": "link", "a": "d/o", "b": "e/ol"}),
     ("cache-changed-unlink:1", {"k": "unlink", "a": "d/a"}),
     ("cache-changed-rmdir:1", {"k": "rmdir", "a": "gone"}),
+    ("cache-changed-mkdir:4", {"k": "mkdir", "a": "e/new"}),
+    ("cache-changed-symlink:1", {"k": "symlink", "a": "e/sl", "t": "../d/a"}),
+    ("cache-changed-mknod:1", {"k": "mkfifo", "a": "e/fifo"}),
     # recorded, the tree not changed yet: not to reach the mirror either
+    ("journal-recorded-mkdir:4", {"k": "mkdir", "a": "e/new"}),
+    ("journal-recorded-symlink:1", {"k": "symlink", "a": "e/sl", "t": "../d/a"}),
     ("journal-recorded-rename:1", {"k": "rename", "a": "d/o", "b": "e/o2"}),
     ("journal-recorded-rename:1", {"k": "rename2", "a": "d/o", "b": "e", "f": 2}),
     ("journal-recorded-link:1", {"k": "link", "a": "d/o", "b": "e/ol"}),
