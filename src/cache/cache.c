@@ -117,12 +117,18 @@ struct wfd **pfs_cache_wfd_locked(struct pfs_cache *c, int fd)
 /* --------------------------------------------------------------------
  * the operations */
 
+static struct pfs_wb_op *op_made(struct pfs_cache *c, enum pfs_wb_kind k, int dirfd,
+				 const char *name, mode_t mode, dev_t rdev, const char *target);
+static void made(struct pfs_cache *c, struct pfs_wb_op *op, int dirfd, const char *name,
+		 int ret);
+
 static int c_open(struct pfs_store *st, int dirfd, const char *name, const struct open_how *how)
 {
 	struct pfs_cache *c = C(st);
 	int flags = (int)how->flags, fd, ret;
 	bool creating = false, writing = (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
 	bool spill_now = false;
+	struct pfs_wb_op *cop = NULL;
 	ino_t ino;
 	struct stat s;
 
@@ -135,7 +141,20 @@ static int c_open(struct pfs_store *st, int dirfd, const char *name, const struc
 		pfs_wbq_room(c->q, 0);
 		pfs_evict_for_writer(c->ev); /* evict.c */
 	}
+	/* Its CREATE recorded before the tree makes the file (hold): its
+	 * inode, the key, is known after; the queue's next record carries
+	 * it (pfs_wbq_release). */
+	if (creating)
+		cop = op_made(c, PFS_WB_CREATE, dirfd, name, S_IFREG | ((mode_t)how->mode & 07777),
+			      0, NULL);
 	fd = c->in->ops->open(c->in, dirfd, name, how);
+	if (cop) {
+		if (fd >= 0 && fstat(fd, &s) == 0) {
+			cop->key = s.st_ino;
+			cop->fix_key = true;
+		}
+		made(c, cop, fd, "", fd < 0 ? fd : 0);
+	}
 	if (fd < 0 || (flags & O_PATH))
 		return fd;
 	if (fstat(fd, &s) < 0 || s.st_dev != c->dev)
@@ -185,18 +204,6 @@ static int c_open(struct pfs_store *st, int dirfd, const char *name, const struc
 		pthread_mutex_unlock(&c->lock);
 	}
 	ino = s.st_ino;
-	if (creating) {
-		struct pfs_wb_op *op = op_at(c, PFS_WB_CREATE, fd, NULL);
-
-		if (op) {
-			op->mode = s.st_mode & 07777;
-			op->uid = s.st_uid;
-			op->gid = s.st_gid;
-			op->mask = PFS_WB_OWNER;
-			op->key = s.st_ino;
-		}
-		queue(c, op);
-	}
 	if (writing) {
 		struct wfd *w = calloc(1, sizeof(*w)), **p;
 
@@ -309,6 +316,10 @@ static int c_truncate(struct pfs_store *st, int fd, off_t len)
 	struct pfs_cache *c = C(st);
 	int ret = c->in->ops->truncate(c->in, fd, len);
 
+	/* (not held: the file is open for writing, recorded at its open,
+	 * and a replay writes what the tree has back — journal_replay.c) */
+	if (ret == 0)
+		crashpoint("changed", PFS_WB_DATA);
 	if (ret == 0 && !pfs_cache_spill_truncated(c, fd, len))
 		queue_data(c, fd);
 	return ret;
@@ -397,7 +408,8 @@ static void made(struct pfs_cache *c, struct pfs_wb_op *op, int dirfd, const cha
 {
 	struct stat s;
 
-	if (op && ret == 0 && pfs_st_stat(c->in, dirfd, name, &s, AT_SYMLINK_NOFOLLOW) == 0) {
+	if (op && ret == 0 && pfs_st_stat(c->in, dirfd, name, &s,
+					  *name ? AT_SYMLINK_NOFOLLOW : AT_EMPTY_PATH) == 0) {
 		dev_t rdev = (S_ISCHR(s.st_mode) || S_ISBLK(s.st_mode)) ? s.st_rdev : 0;
 
 		if (op->mode != s.st_mode || op->uid != s.st_uid || op->gid != s.st_gid ||
@@ -637,7 +649,7 @@ static struct pfs_wb_op *op_ref(struct pfs_cache *c, enum pfs_wb_kind k, struct 
 			      fd >= 0 ? AT_EMPTY_PATH : AT_SYMLINK_NOFOLLOW) < 0) {
 		/* What to write back is unknown: keep it out of the queue, and
 		 * say so rather than send the mirror made-up values. */
-		fprintf(stderr, "prismfs: cache: cannot read back %s after a change; it is not "
+		fprintf(stderr, "prismfs: cache: cannot read %s around a change; it is not "
 			"written back\n", op->path);
 		pfs_wb_op_free(op);
 		return NULL;
@@ -653,18 +665,52 @@ static struct pfs_wb_op *op_ref(struct pfs_cache *c, enum pfs_wb_kind k, struct 
 	return op;
 }
 
+/* After the tree's chmod, chown or utimes of r (ret): the held op with
+ * what the tree has, recorded again only if it differs from the guess
+ * its record was made with, released. */
+static void attr_done(struct pfs_cache *c, struct pfs_wb_op *op, struct pfs_ref r, int ret)
+{
+	struct pfs_wb_op *now;
+
+	if (op && ret == 0 && (now = op_ref(c, PFS_WB_ATTR, r))) {
+		bool differs = ((op->mask & PFS_WB_MODE) && now->mode != op->mode) ||
+			       ((op->mask & PFS_WB_OWNER) && (now->uid != op->uid ||
+							       now->gid != op->gid)) ||
+			       ((op->mask & PFS_WB_ATIME) &&
+				(now->atime.tv_sec != op->atime.tv_sec ||
+				 now->atime.tv_nsec != op->atime.tv_nsec)) ||
+			       ((op->mask & PFS_WB_MTIME) &&
+				(now->mtime.tv_sec != op->mtime.tv_sec ||
+				 now->mtime.tv_nsec != op->mtime.tv_nsec));
+
+		if (differs) {
+			op->mode = now->mode;
+			op->uid = now->uid;
+			op->gid = now->gid;
+			op->atime = now->atime;
+			op->mtime = now->mtime;
+			op->amend = true;
+		}
+		pfs_wb_op_free(now);
+	}
+	released(c, op, ret);
+}
+
 static int c_chmod(struct pfs_store *st, struct pfs_ref r, mode_t mode)
 {
 	struct pfs_cache *c = C(st);
 	struct pfs_wb_op *op;
 	int ret = fill_ref(c, r);
 
-	if (ret == 0)
-		ret = c->in->ops->chmod(c->in, r, mode);
-	if (ret == 0 && (op = op_ref(c, PFS_WB_ATTR, r))) {
+	if (ret < 0)
+		return ret;
+	if ((op = op_ref(c, PFS_WB_ATTR, r))) {
 		op->mask = PFS_WB_MODE;
-		queue(c, op);
+		op->mode = (op->mode & S_IFMT) | (mode & 07777);
 	}
+	op = hold(c, op, 0);
+	ret = c->in->ops->chmod(c->in, r, mode);
+	attr_done(c, op, r, ret);
 	return ret;
 }
 
@@ -674,13 +720,25 @@ static int c_chown(struct pfs_store *st, struct pfs_ref r, uid_t uid, gid_t gid)
 	struct pfs_wb_op *op;
 	int ret = fill_ref(c, r);
 
-	if (ret == 0)
-		ret = c->in->ops->chown(c->in, r, uid, gid);
-	if (ret == 0 && (op = op_ref(c, PFS_WB_ATTR, r))) {
-		/* chown may clear set-ID bits: the mode goes along. */
+	if (ret < 0)
+		return ret;
+	if ((op = op_ref(c, PFS_WB_ATTR, r))) {
+		/* chown may clear set-ID bits: the mode goes along (as
+		 * chown_common clears them on anything but a directory). */
 		op->mask = PFS_WB_OWNER | PFS_WB_MODE;
-		queue(c, op);
+		if (uid != (uid_t)-1)
+			op->uid = uid;
+		if (gid != (gid_t)-1)
+			op->gid = gid;
+		if (!S_ISDIR(op->mode)) {
+			op->mode &= ~(mode_t)S_ISUID;
+			if (op->mode & S_IXGRP)
+				op->mode &= ~(mode_t)S_ISGID;
+		}
 	}
+	op = hold(c, op, 0);
+	ret = c->in->ops->chown(c->in, r, uid, gid);
+	attr_done(c, op, r, ret);
 	return ret;
 }
 
@@ -690,13 +748,20 @@ static int c_utimes(struct pfs_store *st, struct pfs_ref r, const struct timespe
 	struct pfs_wb_op *op;
 	int ret = fill_ref(c, r);
 
-	if (ret == 0)
-		ret = c->in->ops->utimes(c->in, r, ts);
-	if (ret == 0 && (op = op_ref(c, PFS_WB_ATTR, r))) {
+	if (ret < 0)
+		return ret;
+	if ((op = op_ref(c, PFS_WB_ATTR, r))) {
 		op->mask = (ts[0].tv_nsec != UTIME_OMIT ? PFS_WB_ATIME : 0) |
 			   (ts[1].tv_nsec != UTIME_OMIT ? PFS_WB_MTIME : 0);
-		queue(c, op);
+		/* (UTIME_NOW: the time is the tree's, recorded again) */
+		if (ts[0].tv_nsec != UTIME_OMIT)
+			op->atime = ts[0];
+		if (ts[1].tv_nsec != UTIME_OMIT)
+			op->mtime = ts[1];
 	}
+	op = hold(c, op, 0);
+	ret = c->in->ops->utimes(c->in, r, ts);
+	attr_done(c, op, r, ret);
 	return ret;
 }
 
@@ -726,20 +791,23 @@ static int c_setxattr(struct pfs_store *st, struct pfs_ref r, const char *name, 
 
 	if (ret == 0)
 		ret = refuse(c, PFS_MIRROR_XATTR, -EOPNOTSUPP, -1, NULL);
-	if (ret == 0)
-		ret = c->in->ops->setxattr(c->in, r, name, val, len, flags);
-	if (ret == 0 && (op = op_ref(c, PFS_WB_SETXATTR, r))) {
+	if (ret < 0)
+		return ret;
+	if ((op = op_ref(c, PFS_WB_SETXATTR, r))) {
 		op->xname = strdup(name);
 		op->xval = malloc(len ? len : 1);
 		op->xlen = len;
 		if (!op->xname || !op->xval) {
 			pfs_wb_op_free(op);
 			op = NULL;
+			errno = ENOMEM;
 		} else {
 			memcpy(op->xval, val, len);
 		}
-		queue(c, op);
 	}
+	op = hold(c, op, 0);
+	ret = c->in->ops->setxattr(c->in, r, name, val, len, flags);
+	released(c, op, ret);
 	return ret;
 }
 
@@ -749,15 +817,16 @@ static int c_removexattr(struct pfs_store *st, struct pfs_ref r, const char *nam
 	struct pfs_wb_op *op;
 	int ret = fill_ref(c, r);
 
-	if (ret == 0)
-		ret = c->in->ops->removexattr(c->in, r, name);
-	if (ret == 0 && (op = op_ref(c, PFS_WB_RMXATTR, r))) {
-		if (!(op->xname = strdup(name))) {
-			pfs_wb_op_free(op);
-			op = NULL;
-		}
-		queue(c, op);
+	if (ret < 0)
+		return ret;
+	if ((op = op_ref(c, PFS_WB_RMXATTR, r)) && !(op->xname = strdup(name))) {
+		pfs_wb_op_free(op);
+		op = NULL;
+		errno = ENOMEM;
 	}
+	op = hold(c, op, 0);
+	ret = c->in->ops->removexattr(c->in, r, name);
+	released(c, op, ret);
 	return ret;
 }
 

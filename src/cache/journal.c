@@ -354,7 +354,7 @@ int pfs_journal_record(void *arg, const struct pfs_wb_op *op)
 	struct pfs_journal *j = arg;
 	sqlite3_stmt *s = j->ins;
 	int64_t ino = 0, bs = 0, bns = 0;
-	char step[64], bline[256], key2[320], held[512];
+	char step[64], bline[256], key2[320], held[1536];
 	size_t hl = 0;
 	int ret;
 
@@ -424,6 +424,12 @@ int pfs_journal_record(void *arg, const struct pfs_wb_op *op)
 	for (const struct pfs_wb_op *h = op->held_ops; h && hl + 24 < sizeof(held); h = h->hnext)
 		hl += (size_t)snprintf(held + hl, sizeof(held) - hl, "%s%" PRId64, hl ? " " : "",
 				       j->base + (int64_t)h->seq);
+	/* ... and "SEQ=KEY": the key of a held op its record lacked (a
+	 * CREATE of open(2): the inode is the tree's answer). */
+	for (unsigned i = 0; i < op->nfixes && hl + 48 < sizeof(held); i++)
+		hl += (size_t)snprintf(held + hl, sizeof(held) - hl, "%s%" PRId64 "=%" PRIu64,
+				       hl ? " " : "", j->base + (int64_t)op->fixes[2 * i],
+				       op->fixes[2 * i + 1]);
 	bind_text(s, 21, hl ? held : NULL);
 	sqlite3_bind_int64(s, 22, (int64_t)op->tino);
 	ret = run(j, s);

@@ -34,26 +34,29 @@
  * change made in it and not recorded would be in the tree and never on
  * the mirror (and the data of a file open for writing, written back under
  * its names in the tree, would follow a name the mirror lacks). A change
- * of names (mkdir, symlink, mknod, link, rename, unlink, rmdir) is
- * therefore recorded before the tree makes it, held in the queue until the
+ * (create, mkdir, symlink, mknod, link, rename, unlink, rmdir, chmod,
+ * chown, utimes, setxattr, removexattr) is therefore recorded before the
+ * tree makes it, held in the queue until the
  * tree answers (cache/wbq.h: pfs_wbq_push_held); one the tree refuses has
- * its row deleted before it is released (pfs_journal_cancel: the one
+ * its row deleted before it is released (pfs_journal_cancel: an
  * extra write, on failure only). No write marks the success: each row
  * lists the ops held when it was written (column held, NULL when none),
  * and an op one later row does not list was released — made — before
  * that row. An op every later row lists (the last ones) may have been
  * caught by the kill before or after its change; the replay settles it by
  * the surviving tree: a new object of its type at its path (MKDIR,
- * SYMLINK, MKNOD), its object (column tino, the tree's inode) at path2
+ * SYMLINK, MKNOD, CREATE), its object (column tino, the tree's inode) at path2
  * (RENAME, LINK) or no longer at path (UNLINK, RMDIR) — made, applied;
- * else dropped. Nothing later changed that object (the kernel keeps the
- * names an op works on locked until its reply, which follows the
- * release), so the tree tells. The record of a made object has the mode
- * and owner the tree will give it, written again at release in the rare
- * case the tree did otherwise. The CREATE of an open(2), and changes of
- * attributes, xattrs and data, are still recorded after the tree's change
- * (a kill in between leaves an unacknowledged change of an object the
- * mirror has, or an empty file the mirror lacks).
+ * else dropped; a change of attributes or an xattr takes what the tree
+ * has. Nothing later changed that object (the kernel keeps the names and
+ * the inode an op works on locked until its reply, which follows the
+ * release), so the tree tells. A record has what the tree will do (the
+ * mode and owner of a new object, chown's clearing of set-ID bits),
+ * written again at release in the rare case the tree did otherwise
+ * (UTIME_NOW); a CREATE of open(2) learns its key (the inode) at release,
+ * and the queue's next record carries it ("SEQ=KEY" in held). Data needs
+ * none of this: a file written or truncated is open for writing, recorded
+ * at the open, and written back as the tree has it.
  *
  * Why a tmpfs mounted in DIR rather than DIR/tree on DIR's disk:
  * the cache keeps memory speed and --cache-size keeps its meaning, and a

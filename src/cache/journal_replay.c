@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 /* A file of the old tree that a pending op needs: its inode, birth time
@@ -258,10 +259,45 @@ static size_t parse_held(const char *held, uint64_t *v)
 
 		if (end == p)
 			break;
-		v[n++] = x;
+		if (*end == '=') /* a key, not a held op (fix_keys) */
+			strtoull(end + 1, &end, 10);
+		else
+			v[n++] = x;
 		p = end;
 	}
 	return n;
+}
+
+/* The keys later rows carry for held ops whose record lacked it
+ * ("SEQ=KEY", journal.c). rows are in seq order. */
+static void fix_keys(struct row *rows, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		for (const char *p = rows[i].held; p && *p;) {
+			char *end;
+			unsigned long long seq = strtoull(p, &end, 10), key;
+			size_t lo = 0, hi = i;
+
+			if (end == p)
+				break;
+			if (*end != '=') {
+				p = end;
+				continue;
+			}
+			key = strtoull(end + 1, &end, 10);
+			p = end;
+			while (lo < hi) {
+				size_t mid = (lo + hi) / 2;
+
+				if (rows[mid].op->seq < seq)
+					lo = mid + 1;
+				else
+					hi = mid;
+			}
+			if (lo < i && rows[lo].op->seq == seq && !rows[lo].op->key)
+				rows[lo].op->key = key;
+		}
+	}
 }
 
 /* Did the cache's tree make the change of held op (recorded before it,
@@ -270,7 +306,7 @@ static size_t parse_held(const char *held, uint64_t *v)
  * it: at path2 for a RENAME or LINK, no longer at path for an UNLINK or
  * RMDIR. Unknown (no tree, no inode recorded): made, as a journal without
  * held ops had it. */
-static bool made_in_tree(const struct pfs_wb_op *op, int tree)
+static bool made_in_tree(struct pfs_wb_op *op, int tree)
 {
 	struct stat st;
 
@@ -280,9 +316,15 @@ static bool made_in_tree(const struct pfs_wb_op *op, int tree)
 	case PFS_WB_MKDIR:
 	case PFS_WB_SYMLINK:
 	case PFS_WB_MKNOD:
-	case PFS_WB_CREATE: /* (a CREATE of open(2) is recorded after: there) */
-		return fstatat(tree, op->path, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-		       (st.st_mode & S_IFMT) == (op->mode & S_IFMT);
+	case PFS_WB_CREATE:
+		/* (a CREATE's mode may lack its type: an older record) */
+		if (fstatat(tree, op->path, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+		    (op->kind == PFS_WB_CREATE ? !S_ISREG(st.st_mode)
+					       : (st.st_mode & S_IFMT) != (op->mode & S_IFMT)))
+			return false;
+		if (op->kind == PFS_WB_CREATE && !op->key) /* its key: the file made */
+			op->key = st.st_ino;
+		return true;
 	default:
 		break;
 	}
@@ -300,6 +342,44 @@ static bool made_in_tree(const struct pfs_wb_op *op, int tree)
 	default:
 		return true;
 	}
+}
+
+/* A change of attributes or xattrs the kill may have caught (held op):
+ * the op takes what the tree has now — made or not, the mirror then
+ * ends as the tree is. false: the tree has no object at its path (or
+ * cannot tell the xattr): not to be applied. */
+static bool adopt_tree(struct pfs_wb_op *op, int tree)
+{
+	char proc[PATH_MAX + 32];
+	struct stat st;
+	ssize_t n;
+
+	if (tree < 0)
+		return true;
+	if (fstatat(tree, op->path, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return false;
+	if (op->kind == PFS_WB_ATTR) {
+		op->mode = st.st_mode;
+		op->uid = st.st_uid;
+		op->gid = st.st_gid;
+		op->atime = st.st_atim;
+		op->mtime = st.st_mtim;
+		return true;
+	}
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d/%s", tree, op->path);
+	n = lgetxattr(proc, op->xname, NULL, 0);
+	if (n < 0)
+		return errno == ENODATA && (op->kind = PFS_WB_RMXATTR, true);
+	free(op->xval);
+	op->xval = malloc(n ? (size_t)n : 1);
+	if (!op->xval)
+		return false;
+	n = lgetxattr(proc, op->xname, op->xval, (size_t)n);
+	if (n < 0)
+		return false; /* (changed meanwhile: nobody changes the old tree) */
+	op->xlen = (size_t)n;
+	op->kind = PFS_WB_SETXATTR;
+	return true;
 }
 
 /* The ops the crash may have caught between their record and the tree's
@@ -323,7 +403,9 @@ static void settle_held(struct row *rows, size_t n, int tree)
 
 		for (size_t x = 0; x < nin && !maybe; x++)
 			maybe = in[x] == op->seq;
-		if (maybe && !made_in_tree(op, tree))
+		if (maybe && (op->kind == PFS_WB_ATTR || op->kind == PFS_WB_SETXATTR ||
+			      op->kind == PFS_WB_RMXATTR ? !adopt_tree(op, tree)
+							 : !made_in_tree(op, tree)))
 			op->kind = PFS_WB_NKINDS; /* not made: only to be deleted */
 		for (size_t x = 0; x < (later ? nin : nt); x++) {
 			uint64_t v = later ? in[x] : tmp[x];
@@ -432,8 +514,10 @@ static int replay_ops(struct pfs_journal *j, struct pfs_mirror *m, int tree,
 		tail = &op->next;
 	}
 	sqlite3_finalize(s);
-	if (ret == 0)
+	if (ret == 0) {
+		fix_keys(rows, nrows);
 		settle_held(rows, nrows, tree);
+	}
 	for (size_t i = 0; i < nrows; i++)
 		free(rows[i].held);
 	free(rows);

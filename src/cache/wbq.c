@@ -36,6 +36,9 @@ struct pfs_wbq {
 	 * queue's length and held the worker back (27% of the daemon's CPU). */
 	struct pfs_wb_op *bykey[KEY_BUCKETS];
 	struct pfs_wb_op *held; /* ops held (pfs_wbq_push_held), oldest first */
+	uint64_t fixes[2 * 16]; /* (seq, key) of held ops released with a key
+				 * their record lacks: for the next record */
+	unsigned nfixes;
 	uint64_t name_seq;      /* the newest RENAME, UNLINK or LINK pushed */
 	uint64_t move_seq;      /* the newest RENAME or LINK pushed */
 	bool crash;             /* PRISMFS_TEST_CRASH is set: crash points on */
@@ -382,6 +385,25 @@ static void index_pop(struct pfs_wbq *q, struct pfs_wb_op *op)
 		*p = op->knext;
 }
 
+/* Record op (under q->lock), with the ops held now and the keys learnt
+ * since the last record. */
+static void record(struct pfs_wbq *q, struct pfs_wb_op *op)
+{
+	if (!q->o.record)
+		return;
+	op->held_ops = q->held;
+	op->fixes = q->fixes;
+	op->nfixes = q->nfixes;
+	if (q->o.record(q->o.arg, op) < 0)
+		fprintf(stderr, "prismfs: cache: cannot record a %s of %s in the journal\n",
+			pfs_wb_kind_name(op->kind), op->path);
+	else
+		q->nfixes = 0;
+	op->held_ops = NULL;
+	op->fixes = NULL;
+	op->nfixes = 0;
+}
+
 static uint64_t push(struct pfs_wbq *q, struct pfs_wb_op *op, bool held)
 {
 	struct pfs_wb_op *old;
@@ -416,11 +438,7 @@ static uint64_t push(struct pfs_wbq *q, struct pfs_wb_op *op, bool held)
 	}
 	op->seq = seq = q->next_seq++;
 	op->when_ns = now_ns();
-	op->held_ops = q->held; /* the record says which ops are held now */
-	if (q->o.record && q->o.record(q->o.arg, op) < 0)
-		fprintf(stderr, "prismfs: cache: cannot record a %s of %s in the journal\n",
-			pfs_wb_kind_name(op->kind), op->path);
-	op->held_ops = NULL;
+	record(q, op);
 	if (held) {
 		struct pfs_wb_op **p = &q->held;
 
@@ -467,14 +485,18 @@ void pfs_wbq_release(struct pfs_wbq *q, struct pfs_wb_op *op, bool done)
 	 * says it is not held, which a replay takes for "made in the tree". */
 	if (!done && q->o.cancel)
 		q->o.cancel(q->o.arg, op);
-	if (done && op->amend && q->o.record) {
-		op->held_ops = q->held;
-		if (q->o.record(q->o.arg, op) < 0)
-			fprintf(stderr, "prismfs: cache: cannot record a %s of %s in the journal\n",
-				pfs_wb_kind_name(op->kind), op->path);
-		op->held_ops = NULL;
+	if (done && op->fix_key && !op->amend) {
+		if (q->nfixes < sizeof(q->fixes) / sizeof(q->fixes[0]) / 2) {
+			q->fixes[2 * q->nfixes] = op->seq;
+			q->fixes[2 * q->nfixes + 1] = op->key;
+			q->nfixes++;
+		} else {
+			op->amend = true; /* (no room: its own record again) */
+		}
 	}
-	op->amend = false;
+	if (done && op->amend)
+		record(q, op);
+	op->amend = op->fix_key = false;
 	for (p = &q->held; *p && *p != op; p = &(*p)->hnext)
 		;
 	if (*p)

@@ -99,6 +99,13 @@ struct pfs_wb_op {
 	bool amend;                       /* its record is to be made again at
 					   * release (the tree did otherwise
 					   * than the record said) */
+	bool fix_key;                     /* its key is known at release only
+					   * (a CREATE of open(2)): the next
+					   * record carries it */
+	const uint64_t *fixes;            /* while recorded: (seq, key) pairs of
+					   * such ops released since the last
+					   * record */
+	unsigned nfixes;
 	struct pfs_wb_op *hnext;          /* the queue's list of held ops */
 	const struct pfs_wb_op *held_ops; /* while recorded: the ops held then
 					   * (hnext list; cache/journal.h) */

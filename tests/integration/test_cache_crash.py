@@ -78,6 +78,19 @@ def apply_op(root, op, keep=None, upto=None):
         os.symlink(op["t"], p(op["a"]))
     elif k == "chmod":
         os.chmod(p(op["a"]), op["m"])
+    elif k == "chown":
+        os.chown(p(op["a"]), op["u"], op["u"])
+    elif k == "utime":
+        if op.get("t"):
+            os.utime(p(op["a"]), ns=(op["t"], op["t"]))
+        else:
+            os.utime(p(op["a"]))  # now
+    elif k == "setxattr":
+        os.setxattr(p(op["a"]), op["n"], op["v"].encode())
+    elif k == "rmxattr":
+        os.removexattr(p(op["a"]), op["n"])
+    elif k == "truncate":
+        os.truncate(p(op["a"]), op["n"])
     elif k == "mkfifo":
         os.mkfifo(p(op["a"]), 0o640)
     elif k == "rmdir":
@@ -551,6 +564,7 @@ TREE_BASE = [
     {"k": "mkdir", "a": "e"},
     {"k": "chmod", "a": "e", "m": 0o2775},  # set-group-ID: what is made in it inherits
     {"k": "mkdir", "a": "gone"},
+    {"k": "setxattr", "a": "d/b", "n": "user.k", "v": "kept"},
     {"k": "writeopen", "a": "d/o", "data": "O" * 3000},  # kept open
 ]
 
@@ -565,9 +579,22 @@ TREE_CUTS = [
     ("cache-changed-mkdir:4", {"k": "mkdir", "a": "e/new"}),
     ("cache-changed-symlink:1", {"k": "symlink", "a": "e/sl", "t": "../d/a"}),
     ("cache-changed-mknod:1", {"k": "mkfifo", "a": "e/fifo"}),
+    ("cache-changed-create:4", {"k": "writeopen", "a": "e/new2", "data": "N"}),
+    ("cache-changed-data:1", {"k": "truncate", "a": "d/a", "n": 10}),
+    ("cache-changed-attr:2", {"k": "chmod", "a": "d/a", "m": 0o600}),
+    ("cache-changed-attr:2", {"k": "chown", "a": "d/a", "u": 1234}),
+    ("cache-changed-attr:2", {"k": "utime", "a": "d/a", "t": 10 ** 18 + 7}),
+    ("cache-changed-attr:2", {"k": "utime", "a": "d/a"}),  # now
+    ("cache-changed-setxattr:2", {"k": "setxattr", "a": "d/a", "n": "user.k", "v": "new"}),
+    ("cache-changed-removexattr:1", {"k": "rmxattr", "a": "d/b", "n": "user.k"}),
     # recorded, the tree not changed yet: not to reach the mirror either
     ("journal-recorded-mkdir:4", {"k": "mkdir", "a": "e/new"}),
     ("journal-recorded-symlink:1", {"k": "symlink", "a": "e/sl", "t": "../d/a"}),
+    ("journal-recorded-create:4", {"k": "writeopen", "a": "e/new2", "data": "N"}),
+    ("journal-recorded-attr:2", {"k": "chmod", "a": "d/a", "m": 0o600}),
+    ("journal-recorded-attr:2", {"k": "utime", "a": "d/a", "t": 10 ** 18 + 7}),
+    ("journal-recorded-setxattr:2", {"k": "setxattr", "a": "d/a", "n": "user.k", "v": "new"}),
+    ("journal-recorded-removexattr:1", {"k": "rmxattr", "a": "d/b", "n": "user.k"}),
     ("journal-recorded-rename:1", {"k": "rename", "a": "d/o", "b": "e/o2"}),
     ("journal-recorded-rename:1", {"k": "rename2", "a": "d/o", "b": "e", "f": 2}),
     ("journal-recorded-link:1", {"k": "link", "a": "d/o", "b": "e/ol"}),
@@ -588,11 +615,25 @@ def test_a_kill_between_the_tree_and_the_journal_leaves_them_alike(cd, point, op
     assert inflight == op, "the daemon did not die at %s" % point
     died(m)
     tree = snapshot(os.path.join(cd["journal"], "tree"))
+    tmeta = {p: meta(os.path.join(cd["journal"], "tree"), p) for p in ("d/a", "d/b")}
     close_all(keep)
     recover(cd)
     got = snapshot(cd["mirror"])
     assert got == tree, "the mirror is not the cache's tree:\n" + diff(got, tree)
+    for p, want in tmeta.items():
+        assert meta(cd["mirror"], p) == want, p
     settle(cd["mirror"], cd["ref"], inflight, cd["scratch"])
+
+
+def meta(root, rel):
+    """Owner, modification time and xattrs of rel (None: not there)."""
+    p = os.path.join(root, rel)
+    try:
+        st = os.lstat(p)
+    except FileNotFoundError:
+        return None
+    return (st.st_uid, st.st_gid, st.st_mtime_ns,
+            sorted((n, os.getxattr(p, n)) for n in os.listxattr(p) if n.startswith("user.")))
 
 
 def test_a_change_the_tree_refuses_is_not_written_back(cd):
