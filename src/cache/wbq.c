@@ -459,8 +459,9 @@ static uint64_t push(struct pfs_wbq *q, struct pfs_wb_op *op, bool held)
 	q->st.pending_bytes += op->bytes;
 	/* The worker waits for the head (its delay, a retry) or for work:
 	 * only a new head or the dirty limit passed changes what it waits
-	 * for. A wake per op cost a thread switch per op. */
-	if (q->head == op || (q->o.max_dirty && q->st.pending_bytes > q->o.max_dirty))
+	 * for. A wake per op cost a thread switch per op. A held op is
+	 * not due before its release, which wakes the worker then. */
+	if ((q->head == op && !held) || (q->o.max_dirty && q->st.pending_bytes > q->o.max_dirty))
 		pthread_cond_signal(&q->work);
 	pthread_mutex_unlock(&q->lock);
 	return seq;
@@ -605,6 +606,17 @@ int pfs_wbq_stop(struct pfs_wbq *q, bool drain, uint64_t timeout_ns, struct pfs_
 	pthread_cond_broadcast(&q->moved);
 	pthread_mutex_unlock(&q->lock);
 	pthread_join(q->worker, NULL);
+	/* An op the cache's tree refused is no change to keep. */
+	for (struct pfs_wb_op **p = &q->head; *p;) {
+		struct pfs_wb_op *op = *p;
+
+		if (op->cancelled) {
+			*p = op->next;
+			pfs_wb_op_free(op);
+		} else {
+			p = &op->next;
+		}
+	}
 	rest = q->head;
 	any = rest != NULL;
 	if (drain && !any && q->o.flush) {
