@@ -571,7 +571,7 @@ int pfs_cmd_mount(const struct pfs_config *cfg)
 	struct pfs_fs_opts opts = {.read_only = cfg->read_only, .timeout = cfg->timeout,
 				   .volatile_source = cfg->volatile_source, .idmap = cfg->idmap,
 				   .mapped = cfg->map_path != NULL, .layered = cfg->upper || cfg->nlowers,
-				   .logged = cfg->log_path != NULL,
+				   .logged = cfg->log_path != NULL, .acl = cfg->default_permissions,
 				   .squash_uid = cfg->squash_uid, .squash_gid = cfg->squash_gid};
 	struct pfs_fs fs;
 	struct fuse_session *se = NULL;

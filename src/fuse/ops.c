@@ -93,6 +93,11 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	/* Writes go through to the backing file at once: the size and mtime
 	 * the kernel shows are the backing file's. */
 	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+	/* The kernel's permission checks (default_permissions) read only the
+	 * mode unless told that the filesystem has POSIX ACLs: a user an ACL
+	 * denies would read through the mount what the source refuses him. */
+	if (fs->acl && (conn->capable & FUSE_CAP_POSIX_ACL))
+		conn->want |= FUSE_CAP_POSIX_ACL;
 	if (fs->keep_cache && (conn->capable & FUSE_CAP_CACHE_SYMLINKS))
 		conn->want |= FUSE_CAP_CACHE_SYMLINKS;
 	/* Locks are left to the kernel (no getlk/setlk/flock handlers): every

@@ -17,109 +17,6 @@
 #include <time.h>
 #include <unistd.h>
 
-static bool same_base(const struct pfs_wb_base *b, const struct stat *st)
-{
-	return b->dev == st->st_dev && b->ino == st->st_ino && b->size == st->st_size &&
-	       b->mtime.tv_sec == st->st_mtim.tv_sec && b->mtime.tv_nsec == st->st_mtim.tv_nsec;
-}
-
-/* After a change to the file key through the cache (attrs, xattrs): its
- * new state is the base, if the old base still held (else the change
- * behind the mount is kept as the base's difference, for DATA to see). */
-static void refresh_base(struct pfs_mirror_local *m, uint64_t key, int dfd, const char *name,
-			 const struct stat *before)
-{
-	struct base_ent *e;
-	struct stat st;
-	bool held;
-
-	if (!key || pfs_st_stat(m->st, dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-		return;
-	pthread_mutex_lock(&m->lock);
-	e = pfs_basetab_get(&m->bt, key);
-	held = e && before && same_base(&e->base, before);
-	if (held)
-		pfs_local_to_base(&st, &e->base);
-	pthread_mutex_unlock(&m->lock);
-}
-
-/* Count a conflict and say what happened (m->lock not held). */
-__attribute__((format(printf, 2, 3))) static void note(struct pfs_mirror_local *m,
-						       const char *fmt, ...)
-{
-	va_list ap;
-
-	pthread_mutex_lock(&m->lock);
-	m->conflicts++;
-	va_start(ap, fmt);
-	vsnprintf(m->last_conflict, sizeof(m->last_conflict), fmt, ap);
-	va_end(ap);
-	fprintf(stderr, "prismfs: mirror: conflict: %s\n", m->last_conflict);
-	pthread_mutex_unlock(&m->lock);
-}
-
-/* Where the view's file op->key is on the mirror, for an op by path after
- * a change behind the mount: its conflict copy, once it has one (*aside,
- * a name in the same directory, the caller's to free) — the file at name
- * is then the other party's, never to be changed for the view; or still
- * name, which *changed says no longer holds what the cache loaded or last
- * wrote there (a change behind the mount the view never saw). */
-static int view_file(struct pfs_mirror_local *m, uint64_t key, const struct pfs_wb_base *listed,
-		     int dfd, const char *name, char **aside, bool *changed)
-{
-	struct pfs_wb_base b = {.valid = false};
-	struct base_ent *e;
-	struct stat cur;
-	bool loaded;
-	int ret = 0;
-
-	*aside = NULL;
-	*changed = false;
-	if (!key)
-		return 0;
-	pthread_mutex_lock(&m->lock);
-	e = pfs_basetab_get(&m->bt, key);
-	if (e && e->h.conflict)
-		ret = (*aside = strdup(e->h.conflict)) ? 0 : -ENOMEM;
-	else if (e)
-		b = e->base;
-	else if (listed && listed->valid) /* never loaded: as listed (size, mtime) */
-		b = *listed;
-	loaded = e != NULL;
-	pthread_mutex_unlock(&m->lock);
-	/* (the look only where there is something to compare: an op on a
-	 * file the mirror knows nothing of costs no system call) */
-	if (ret < 0 || !b.valid || pfs_st_stat(m->st, dfd, name, &cur, AT_SYMLINK_NOFOLLOW) < 0)
-		return ret;
-	if (loaded)
-		*changed = !same_base(&b, &cur);
-	else
-		*changed = cur.st_size != b.size || cur.st_mtim.tv_sec != b.mtime.tv_sec ||
-			   cur.st_mtim.tv_nsec != b.mtime.tv_nsec;
-	return ret;
-}
-
-/* The view's file op->key is now at name (dfd): no conflict copy any more,
- * what name holds its base (a rename of the copy to the view's new name). */
-static void settle(struct pfs_mirror_local *m, uint64_t key, int dfd, const char *name)
-{
-	struct base_ent *e;
-	struct stat st;
-	bool have = pfs_st_stat(m->st, dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
-
-	pthread_mutex_lock(&m->lock);
-	e = pfs_basetab_get(&m->bt, key);
-	if (e) {
-		free(e->h.conflict);
-		e->h.conflict = NULL;
-		if (have)
-			pfs_local_to_base(&st, &e->base);
-		else
-			e->base.valid = false;
-	}
-	pthread_mutex_unlock(&m->lock);
-}
-
 static int fail(char *err, size_t errlen, int ret, const char *what, const char *path)
 {
 	snprintf(err, errlen, "%s %s on the mirror: %s", what, path, strerror(-ret));
@@ -324,7 +221,7 @@ static int apply_attr(struct pfs_mirror_local *m, struct pfs_wb_op *op, int dfd,
 		ret = pfs_st_utimes(m->st, r, ts);
 	}
 	if (ret == 0)
-		refresh_base(m, op->key, dfd, name, had ? &before : NULL);
+		pfs_local_refresh_base(m, op->key, dfd, name, had ? &before : NULL);
 	return ret;
 }
 
@@ -344,7 +241,7 @@ static int apply_xattr(struct pfs_mirror_local *m, struct pfs_wb_op *op, int dfd
 			ret = 0;
 	}
 	if (ret == 0)
-		refresh_base(m, op->key, dfd, name, had ? &before : NULL);
+		pfs_local_refresh_base(m, op->key, dfd, name, had ? &before : NULL);
 	return ret;
 }
 
@@ -358,12 +255,12 @@ static int apply_meta(struct pfs_mirror_local *m, struct pfs_wb_op *op, int dfd,
 {
 	char *aside;
 	bool changed;
-	int ret = view_file(m, op->key, NULL, dfd, name, &aside, &changed);
+	int ret = pfs_local_view_file(m, op->key, NULL, dfd, name, &aside, &changed);
 
 	if (ret < 0)
 		return ret;
 	if (changed) {
-		note(m, "%s changed on the mirror behind the mount; the view's %s is not applied "
+		pfs_local_note(m, "%s changed on the mirror behind the mount; the view's %s is not applied "
 		     "to it", op->path, pfs_wb_kind_name(op->kind));
 		return 0;
 	}
@@ -383,12 +280,12 @@ static int apply_unlink(struct pfs_mirror_local *m, struct pfs_wb_op *op, int df
 {
 	char *aside;
 	bool changed;
-	int ret = view_file(m, op->key, &op->base, dfd, name, &aside, &changed);
+	int ret = pfs_local_view_file(m, op->key, &op->base, dfd, name, &aside, &changed);
 
 	if (ret < 0)
 		return ret;
 	if (changed)
-		note(m, "%s changed on the mirror behind the mount; removed in the view, the "
+		pfs_local_note(m, "%s changed on the mirror behind the mount; removed in the view, the "
 		     "mirror's version is kept", op->path);
 	else
 		ret = pfs_st_unlink(m->st, dfd, aside ? aside : name, 0);
@@ -505,7 +402,7 @@ static int apply_data(struct pfs_mirror_local *m, struct pfs_wb_op *op, int dfd,
 	if (e && e->h.conflict) {
 		cname = strdup(e->h.conflict);
 		conflict = true;
-	} else if (e && have_cur && !same_base(&e->base, &cur)) {
+	} else if (e && have_cur && !pfs_local_same_base(&e->base, &cur)) {
 		conflict = true;
 	} else if (e && !have_cur) {
 		conflict = true; /* removed behind the mount: keep ours aside */
@@ -600,69 +497,6 @@ out:
 	return ret;
 }
 
-/* A directory the view removed or replaced still holds, on the mirror,
- * names the cache never had (a conflict's copy, a file made behind the
- * mount): it goes aside, to NAME.prismfs-conflict-STAMP, rather than stop
- * the write-back for good or lose those names. */
-static int aside(struct pfs_mirror_local *m, int dfd, const char *name, const char *path)
-{
-	char *cname = pfs_mirror_conflict_name(name);
-	int ret;
-
-	if (!cname)
-		return -ENOMEM;
-	ret = pfs_st_rename(m->st, dfd, name, dfd, cname, RENAME_NOREPLACE);
-	if (ret == 0) {
-		pthread_mutex_lock(&m->lock);
-		m->conflicts++;
-		snprintf(m->last_conflict, sizeof(m->last_conflict),
-			 "%s held names the cache did not have on the mirror; kept as %s", path,
-			 cname);
-		pthread_mutex_unlock(&m->lock);
-		fprintf(stderr, "prismfs: mirror: %s held names the cache did not have; kept as "
-			"%s\n", path, cname);
-	}
-	free(cname);
-	return ret;
-}
-
-/* A rename over name (dfd) replaces the view's file op->key2 there: the
- * view's file goes (its conflict copy, once it has one), never the other
- * party's — a file at name changed behind the mount, or the one a conflict
- * left there — which is moved aside first, to NAME.prismfs-conflict-STAMP,
- * counted as a conflict. */
-static int replaced(struct pfs_mirror_local *m, const struct pfs_wb_op *op, int dfd,
-		    const char *name)
-{
-	char *copy, *cname;
-	bool changed;
-	int ret = view_file(m, op->key2, &op->base, dfd, name, &copy, &changed);
-
-	if (ret < 0 || (!copy && !changed))
-		return ret;
-	if (copy) {
-		ret = pfs_st_unlink(m->st, dfd, copy, 0);
-		free(copy);
-		if (ret < 0 && ret != -ENOENT)
-			return ret;
-	}
-	cname = pfs_mirror_conflict_name(name);
-	if (!cname)
-		return -ENOMEM;
-	ret = pfs_st_rename(m->st, dfd, name, dfd, cname, RENAME_NOREPLACE);
-	if (ret == 0)
-		note(m, "%s changed on the mirror behind the mount; replaced in the view by a "
-		     "rename, the mirror's version is kept as %s", op->path2, cname);
-	free(cname);
-	if (ret == 0 || ret == -ENOENT) {
-		pthread_mutex_lock(&m->lock);
-		pfs_basetab_forget(&m->bt, op->key2);
-		pthread_mutex_unlock(&m->lock);
-		ret = 0;
-	}
-	return ret;
-}
-
 int pfs_local_apply(void *arg, struct pfs_wb_op *op, char *err, size_t errlen)
 {
 	struct pfs_mirror_local *m = arg;
@@ -691,7 +525,7 @@ int pfs_local_apply(void *arg, struct pfs_wb_op *op, char *err, size_t errlen)
 		ret = apply_make(m, op, d1, n1);
 		break;
 	case PFS_WB_LINK:
-		ret = view_file(m, op->key, NULL, d1, n1, &copy, &changed);
+		ret = pfs_local_view_file(m, op->key, NULL, d1, n1, &copy, &changed);
 		if (ret < 0)
 			break;
 		if (copy) /* the view's file is its conflict copy */
@@ -717,7 +551,7 @@ int pfs_local_apply(void *arg, struct pfs_wb_op *op, char *err, size_t errlen)
 		if (ret == -ENOENT)
 			ret = 0;
 		else if (ret == -ENOTEMPTY || ret == -EEXIST)
-			ret = aside(m, d1, n1, op->path);
+			ret = pfs_local_aside(m, d1, n1, op->path);
 		break;
 	case PFS_WB_RENAME:
 		/* The view's file moves: its conflict copy once it has one
@@ -726,7 +560,7 @@ int pfs_local_apply(void *arg, struct pfs_wb_op *op, char *err, size_t errlen)
 		 * lost: said as a conflict). */
 		ret = op->flags & RENAME_EXCHANGE
 			      ? 0
-			      : view_file(m, op->key, NULL, d1, n1, &copy, &changed);
+			      : pfs_local_view_file(m, op->key, NULL, d1, n1, &copy, &changed);
 		if (ret < 0)
 			break;
 		if (copy)
@@ -735,19 +569,19 @@ int pfs_local_apply(void *arg, struct pfs_wb_op *op, char *err, size_t errlen)
 		 * is the file moved there) */
 		if (op->key2 && !(op->flags & (RENAME_EXCHANGE | RENAME_NOREPLACE)) &&
 		    pfs_st_stat(m->st, d1, n1, &st, AT_SYMLINK_NOFOLLOW) == 0)
-			ret = replaced(m, op, d2, n2);
+			ret = pfs_local_replaced(m, op, d2, n2);
 		if (ret == 0)
 			ret = pfs_st_rename(m->st, d1, n1, d2, n2, op->flags);
 		if ((ret == -ENOTEMPTY || ret == -EEXIST) && !(op->flags & RENAME_NOREPLACE) &&
-		    aside(m, d2, n2, op->path2) == 0)
+		    pfs_local_aside(m, d2, n2, op->path2) == 0)
 			ret = pfs_st_rename(m->st, d1, n1, d2, n2, op->flags);
 		if (ret == -ENOENT && !(op->flags & RENAME_EXCHANGE) &&
 		    pfs_st_stat(m->st, d2, n2, &st, AT_SYMLINK_NOFOLLOW) == 0)
 			ret = 0; /* a replay: moved already */
 		if (ret == 0 && copy)
-			settle(m, op->key, d2, n2);
+			pfs_local_settle(m, op->key, d2, n2);
 		else if (ret == 0 && changed)
-			note(m, "%s changed on the mirror behind the mount; moved to %s as the view "
+			pfs_local_note(m, "%s changed on the mirror behind the mount; moved to %s as the view "
 			     "renamed it, its changes kept there", op->path, op->path2);
 		break;
 	case PFS_WB_DATA:

@@ -39,6 +39,19 @@ void pfs_local_put_parent(struct pfs_mirror_local *m, int dirfd);
 void pfs_local_to_base(const struct stat *st, struct pfs_wb_base *b);
 void pfs_local_set_base(struct pfs_mirror_local *m, uint64_t key, const struct stat *st);
 
+/* In local_conflict.c (what each does is written beside it there). */
+bool pfs_local_same_base(const struct pfs_wb_base *b, const struct stat *st);
+void pfs_local_refresh_base(struct pfs_mirror_local *m, uint64_t key, int dfd, const char *name,
+			    const struct stat *before);
+__attribute__((format(printf, 2, 3))) void pfs_local_note(struct pfs_mirror_local *m,
+							  const char *fmt, ...);
+int pfs_local_view_file(struct pfs_mirror_local *m, uint64_t key, const struct pfs_wb_base *listed,
+			int dfd, const char *name, char **aside, bool *changed);
+void pfs_local_settle(struct pfs_mirror_local *m, uint64_t key, int dfd, const char *name);
+int pfs_local_aside(struct pfs_mirror_local *m, int dfd, const char *name, const char *path);
+int pfs_local_replaced(struct pfs_mirror_local *m, const struct pfs_wb_op *op, int dfd,
+		       const char *name);
+
 /* In local_apply.c: the ops table's apply and apply_new (mirror.h). */
 int pfs_local_apply(void *arg, struct pfs_wb_op *op, char *err, size_t errlen);
 int pfs_local_apply_new(void *arg, struct pfs_wb_op *const *ops, unsigned n, char *err,

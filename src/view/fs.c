@@ -57,6 +57,7 @@ void pfs_fs_init(struct pfs_fs *fs, const struct pfs_fs_opts *o)
 	fs->read_only = o->read_only;
 	fs->timeout = o->timeout;
 	fs->keep_cache = !o->volatile_source;
+	fs->acl = o->acl;
 	/* Listings change with the table; its names are invalidated one by
 	 * one, listings are not cached at all. */
 	fs->keep_dir_cache = fs->keep_cache && !o->mapped;

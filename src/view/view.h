@@ -120,6 +120,7 @@ struct pfs_fs {
 	double timeout;
 	bool read_only;
 	bool keep_cache;
+	bool acl;                /* the kernel checks POSIX ACLs (FUSE_POSIX_ACL) */
 	bool keep_dir_cache;     /* let the kernel keep listings (no mapping table) */
 	bool stateless_dirs;     /* no directory handles: OPENDIR answers ENOSYS */
 	struct pfs_mlists *mlists; /* merged listings kept between READDIRs
@@ -178,6 +179,8 @@ struct pfs_fs_opts {
 	bool mapped;             /* a mapping table */
 	bool layered;            /* copy-on-write layers */
 	bool logged;             /* an op log (records directory opens) */
+	bool acl;                /* ask the kernel to check POSIX ACLs: only with
+				  * default_permissions, which FUSE_POSIX_ACL implies */
 	long long squash_uid;    /* >= 0: every owner shown as that id, */
 	long long squash_gid;    /* every group as that id (fuse-overlayfs's
 				  * squash_to_root, squash_to_uid=, _gid=) */

@@ -23,6 +23,12 @@ ssize_t pfs_view_getxattr(struct pfs_fs *fs, struct pfs_node *n, const char *nam
 {
 	ssize_t ret = fs->ns->getxattr(fs, n, name, buf, size);
 
+	/* A place that cannot hold ACLs (a synthetic directory, a store
+	 * without xattrs) has none: the kernel, checking permissions with
+	 * FUSE_POSIX_ACL, takes ENODATA as "no ACL" but any other error as
+	 * the answer to the access itself. */
+	if ((ret == -EOPNOTSUPP || ret == -ENOSYS) && pfs_idmap_is_acl(name))
+		return -ENODATA;
 	/* A malformed ACL is shown as stored: the kernel judges it. */
 	if (ret > 0 && size && maps_acl(fs, name))
 		pfs_idmap_acl(fs->uidmap, fs->gidmap, buf, (size_t)ret, true, fs->overflow_uid,

@@ -1,0 +1,166 @@
+"""POSIX ACLs decide access through the mount as on the source (acl(5),
+"ACCESS CHECK ALGORITHM"): a named user or group entry, and the mask, are
+checked, not only the mode's bits. A user an ACL denies must not read,
+list or write through the mount what the source refuses him — nor be
+refused what an ACL grants him.
+
+Each check runs as an unprivileged user once on a native tree and once
+through the mount (made by root: open to every user, with the kernel's
+permission checks), and the answers must be equal. ACLs are written as
+the system.posix_acl_access xattr in the format acl(5) and the kernel's
+posix_acl_xattr.h define, so no tool beyond Python is needed."""
+import os
+import struct
+
+import pytest
+
+from prism_helpers import run_as
+
+NOBODY = (65534, 65534)
+
+USER_OBJ, USER, GROUP_OBJ, GROUP, MASK, OTHER = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
+UNDEFINED = 0xFFFFFFFF
+
+
+def acl(*entries):
+    """The xattr value of an ACL: (tag, perm, id) entries, sorted as the
+    kernel wants them (by tag, then id)."""
+    out = struct.pack("<I", 2)
+    for tag, perm, qid in sorted(entries, key=lambda e: (e[0], e[2])):
+        out += struct.pack("<HHI", tag, perm, UNDEFINED if qid is None else qid)
+    return out
+
+
+def base(u, g, o, mask=None, named=()):
+    e = [(USER_OBJ, u, None), (GROUP_OBJ, g, None), (OTHER, o, None)]
+    e += list(named)
+    if named:
+        e.append((MASK, 7 if mask is None else mask, None))
+    return acl(*e)
+
+
+# name: (kind, mode, ACL)
+ENTRIES = {
+    # the mode says "others read", the ACL names nobody: denied
+    "f_user_denied": ("file", 0o644, base(6, 4, 4, named=[(USER, 0, 65534)])),
+    # the mode says "owner only", the ACL grants nobody read
+    "f_user_granted": ("file", 0o600, base(6, 0, 0, mask=4, named=[(USER, 4, 65534)])),
+    # nobody's group named with no rights: the group class decides, not other
+    "f_group_denied": ("file", 0o644, base(6, 4, 4, named=[(GROUP, 0, 65534)])),
+    # granted by the entry, but the mask takes the write away
+    "f_masked": ("file", 0o640, base(6, 4, 0, mask=4, named=[(USER, 6, 65534)])),
+    "d_user_denied": ("dir", 0o755, base(7, 5, 5, named=[(USER, 0, 65534)])),
+    "d_user_granted": ("dir", 0o700, base(7, 0, 0, named=[(USER, 7, 65534)])),
+}
+
+AS_NOBODY = r'''
+import json, os, sys
+a = json.load(sys.stdin)
+out = {}
+def attempt(key, fn):
+    try:
+        r = fn()
+        out[key] = "ok" if r is None else r
+    except OSError as e:
+        out[key] = "errno %d" % e.errno
+for n in a["names"]:
+    p = os.path.join(a["root"], n)
+    if n.startswith("f_"):
+        attempt(n + ":read", lambda: open(p, "rb").read().decode())
+        attempt(n + ":write", lambda: os.close(os.open(p, os.O_WRONLY)))
+        attempt(n + ":access", lambda: [os.access(p, m) for m in (os.R_OK, os.W_OK, os.X_OK)])
+    else:
+        attempt(n + ":list", lambda: sorted(os.listdir(p)))
+        attempt(n + ":stat_child", lambda: os.stat(os.path.join(p, "inside")).st_size)
+        attempt(n + ":create", lambda: os.close(os.open(os.path.join(p, "by_nobody"),
+                                                        os.O_CREAT | os.O_WRONLY, 0o644)))
+print(json.dumps(out))
+'''
+
+
+def populate(root):
+    for name, (kind, mode, value) in ENTRIES.items():
+        p = os.path.join(root, name)
+        if kind == "file":
+            with open(p, "w") as f:
+                f.write("data of %s\n" % name)
+        else:
+            os.mkdir(p)
+            with open(os.path.join(p, "inside"), "w") as f:
+                f.write("x")
+        os.chmod(p, mode)
+        os.setxattr(p, "system.posix_acl_access", value)
+
+
+def answers(root):
+    return run_as(*NOBODY, [], AS_NOBODY, {"root": root, "names": sorted(ENTRIES)})
+
+
+MODES = ["plain", "oversrc", "cached", "history"]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_acl_decides_access_as_on_the_source(make_view, mode):
+    v = make_view(mode, populate=populate)
+    native = answers(v.native)
+    # the ACLs matter here: the mode alone would give other answers
+    assert native["f_user_denied:read"] == "errno 13"
+    assert native["f_user_granted:read"].startswith("data of")
+    assert native["f_group_denied:read"] == "errno 13"
+    assert native["f_masked:write"] == "errno 13"
+    assert native["d_user_denied:list"] == "errno 13"
+    assert native["d_user_granted:create"] == "ok"
+    assert answers(v.path) == native
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_acl_set_through_the_mount_is_enforced(make_view, mode):
+    def plain_files(root):
+        for n in ("a", "b"):
+            with open(os.path.join(root, n), "w") as f:
+                f.write("data of %s\n" % n)
+            os.chmod(os.path.join(root, n), 0o644)
+
+    v = make_view(mode, populate=plain_files)
+    denied = base(6, 4, 4, named=[(USER, 0, 65534)])
+    for root in (v.native, v.path):
+        os.setxattr(os.path.join(root, "a"), "system.posix_acl_access", denied)
+    code = r'''
+import json, os, sys
+a = json.load(sys.stdin)
+out = {}
+for n in ("a", "b"):
+    try:
+        out[n] = open(os.path.join(a["root"], n)).read()
+    except OSError as e:
+        out[n] = "errno %d" % e.errno
+print(json.dumps(out))
+'''
+    native = run_as(*NOBODY, [], code, {"root": v.native})
+    assert native == {"a": "errno 13", "b": "data of b\n"}
+    assert run_as(*NOBODY, [], code, {"root": v.path}) == native
+    # chmod of a file with an ACL sets its mask (acl(5)): the same ACL
+    # and mode on both sides afterwards
+    for root in (v.native, v.path):
+        os.chmod(os.path.join(root, "a"), 0o600)
+    got = [(os.getxattr(os.path.join(r, "a"), "system.posix_acl_access"),
+            os.stat(os.path.join(r, "a")).st_mode) for r in (v.native, v.path)]
+    assert got[0] == got[1]
+
+
+def test_layered_mount_checks_acls_of_lower_and_upper(workdir, mounter):
+    lower = os.path.join(workdir, "lower")
+    upper = os.path.join(workdir, "upper")
+    mnt = os.path.join(workdir, "mnt")
+    native = os.path.join(workdir, "native")
+    for d in (lower, upper, mnt, native):
+        os.makedirs(d)
+        os.chmod(d, 0o755)
+    populate(lower)
+    populate(native)
+    mounter(lower, mnt, "--upper", upper)
+    assert answers(mnt) == answers(native)
+    # copied up by a change of its metadata: the ACL goes with it
+    os.utime(os.path.join(mnt, "f_user_denied"), (1, 1))
+    assert os.path.exists(os.path.join(upper, "f_user_denied"))
+    assert answers(mnt)["f_user_denied:read"] == "errno 13"
