@@ -42,11 +42,11 @@ static uint64_t queue(struct pfs_cache *c, struct pfs_wb_op *op)
 }
 
 /* Record op before the tree makes its change, held in the queue until
- * released() says whether the tree made it (wbq.h: pfs_wbq_push_held):
+ * pfs_cache_released() says whether the tree made it (wbq.h: pfs_wbq_push_held):
  * a kill between the two then never leaves a change in the tree that the
  * journal lacks. ino: the tree's inode at op's path (cache/journal.h: how
  * a replay tells whether the change was made). NULL when op is. */
-static struct pfs_wb_op *hold(struct pfs_cache *c, struct pfs_wb_op *op, ino_t ino)
+struct pfs_wb_op *pfs_cache_hold(struct pfs_cache *c, struct pfs_wb_op *op, ino_t ino)
 {
 	if (!op) {
 		if (errno == ENOMEM)
@@ -59,7 +59,7 @@ static struct pfs_wb_op *hold(struct pfs_cache *c, struct pfs_wb_op *op, ino_t i
 }
 
 /* The tree's answer ret for the held op (NULL: none). */
-static void released(struct pfs_cache *c, struct pfs_wb_op *op, int ret)
+void pfs_cache_released(struct pfs_cache *c, struct pfs_wb_op *op, int ret)
 {
 	if (!op)
 		return;
@@ -67,7 +67,7 @@ static void released(struct pfs_cache *c, struct pfs_wb_op *op, int ret)
 	pfs_wbq_release(c->q, op, ret == 0);
 }
 
-static struct pfs_wb_op *op_at(struct pfs_cache *c, enum pfs_wb_kind k, int dirfd,
+struct pfs_wb_op *pfs_cache_op_at(struct pfs_cache *c, enum pfs_wb_kind k, int dirfd,
 			       const char *name)
 {
 	char path[PATH_MAX];
@@ -84,7 +84,7 @@ static struct pfs_wb_op *op_at(struct pfs_cache *c, enum pfs_wb_kind k, int dirf
 static uint64_t queue_data(struct pfs_cache *c, int fd)
 {
 	char proc[32];
-	struct pfs_wb_op *op = op_at(c, PFS_WB_DATA, fd, NULL);
+	struct pfs_wb_op *op = pfs_cache_op_at(c, PFS_WB_DATA, fd, NULL);
 	struct stat st;
 
 	if (!op)
@@ -378,15 +378,15 @@ static int c_stat(struct pfs_store *st, int dirfd, const char *name, struct stat
 static struct pfs_wb_op *op_made(struct pfs_cache *c, enum pfs_wb_kind k, int dirfd,
 				 const char *name, mode_t mode, dev_t rdev, const char *target)
 {
-	struct pfs_wb_op *op = op_at(c, k, dirfd, name);
+	struct pfs_wb_op *op = pfs_cache_op_at(c, k, dirfd, name);
 	struct stat ps;
 
 	if (!op)
-		return hold(c, NULL, 0);
+		return pfs_cache_hold(c, NULL, 0);
 	if (target && !(op->target = strdup(target))) {
 		pfs_wb_op_free(op);
 		errno = ENOMEM;
-		return hold(c, NULL, 0);
+		return pfs_cache_hold(c, NULL, 0);
 	}
 	op->mode = S_ISDIR(mode) ? S_IFDIR | (mode & (07777 & ~(mode_t)(S_ISUID | S_ISGID))) :
 		   S_ISLNK(mode) ? S_IFLNK | 0777 : mode;
@@ -399,7 +399,7 @@ static struct pfs_wb_op *op_made(struct pfs_cache *c, enum pfs_wb_kind k, int di
 		if (S_ISDIR(mode))
 			op->mode |= S_ISGID;
 	}
-	return hold(c, op, 0);
+	return pfs_cache_hold(c, op, 0);
 }
 
 /* After the tree made name in dirfd (ret 0) or refused (ret < 0): op with
@@ -423,7 +423,7 @@ static void made(struct pfs_cache *c, struct pfs_wb_op *op, int dirfd, const cha
 		if (S_ISDIR(s.st_mode))
 			pfs_cache_state_set(c, s.st_ino, FILLED, 0); /* new: nothing to fill */
 	}
-	released(c, op, ret);
+	pfs_cache_released(c, op, ret);
 }
 
 /* The one place the cache refuses a change its mirror could not keep
@@ -432,7 +432,7 @@ static void made(struct pfs_cache *c, struct pfs_wb_op *op, int dirfd, const cha
  * filesystem makes first (name, when not NULL, taken: EEXIST). Changes of
  * mode, owner and times are never refused: the mirror keeps what it can,
  * and says what (describe). */
-static int refuse(struct pfs_cache *c, unsigned cap, int err, int dirfd, const char *name)
+int pfs_cache_refuse(struct pfs_cache *c, unsigned cap, int err, int dirfd, const char *name)
 {
 	struct stat s;
 
@@ -463,7 +463,7 @@ static int c_mknod(struct pfs_store *st, int dirfd, const char *name, mode_t mod
 	int ret = pfs_cache_fill_for(c, dirfd, name);
 
 	if (ret == 0 && !S_ISREG(mode))
-		ret = refuse(c, PFS_MIRROR_SPECIAL, -EPERM, dirfd, name);
+		ret = pfs_cache_refuse(c, PFS_MIRROR_SPECIAL, -EPERM, dirfd, name);
 	if (ret == 0) {
 		struct pfs_wb_op *op = op_made(c, S_ISREG(mode) ? PFS_WB_CREATE : PFS_WB_MKNOD,
 					       dirfd, name, mode, dev, NULL);
@@ -480,7 +480,7 @@ static int c_symlink(struct pfs_store *st, const char *target, int dirfd, const 
 	int ret = pfs_cache_fill_for(c, dirfd, name);
 
 	if (ret == 0)
-		ret = refuse(c, PFS_MIRROR_SYMLINK, -EPERM, dirfd, name);
+		ret = pfs_cache_refuse(c, PFS_MIRROR_SYMLINK, -EPERM, dirfd, name);
 	if (ret == 0) {
 		struct pfs_wb_op *op = op_made(c, PFS_WB_SYMLINK, dirfd, name, S_IFLNK, 0, target);
 
@@ -494,7 +494,7 @@ static int c_symlink(struct pfs_store *st, const char *target, int dirfd, const 
 static struct pfs_wb_op *op_two(struct pfs_cache *c, enum pfs_wb_kind k, int d1, const char *n1,
 				int d2, const char *n2)
 {
-	struct pfs_wb_op *op = op_at(c, k, d1, n1);
+	struct pfs_wb_op *op = pfs_cache_op_at(c, k, d1, n1);
 	char p2[PATH_MAX];
 	int ret = op ? pfs_cache_path(c, d2, n2, p2, sizeof(p2)) : 0;
 
@@ -565,15 +565,15 @@ static int c_link(struct pfs_store *st, int odirfd, const char *oname, int ndirf
 	/* (a missing old name is ENOENT first, as the kernel's lookup says) */
 	if (ret == 0 && pfs_st_stat(c->in, odirfd, oname, &s,
 				    AT_SYMLINK_NOFOLLOW | (flags & AT_EMPTY_PATH)) == 0)
-		ret = refuse(c, PFS_MIRROR_HARDLINK, -EPERM, ndirfd, nname);
+		ret = pfs_cache_refuse(c, PFS_MIRROR_HARDLINK, -EPERM, ndirfd, nname);
 	if (ret < 0)
 		return ret;
 	op = op_two(c, PFS_WB_LINK, odirfd, oname, ndirfd, nname);
 	if (op)
 		op->key = file_key(c, odirfd, oname, flags & AT_EMPTY_PATH, true);
-	op = hold(c, op, s.st_ino);
+	op = pfs_cache_hold(c, op, s.st_ino);
 	ret = c->in->ops->link(c->in, odirfd, oname, ndirfd, nname, flags);
-	released(c, op, ret);
+	pfs_cache_released(c, op, ret);
 	return ret;
 }
 
@@ -585,12 +585,12 @@ static int c_unlink(struct pfs_store *st, int dirfd, const char *name, int flags
 
 	if (ret < 0)
 		return ret;
-	op = op_at(c, flags & AT_REMOVEDIR ? PFS_WB_RMDIR : PFS_WB_UNLINK, dirfd, name);
+	op = pfs_cache_op_at(c, flags & AT_REMOVEDIR ? PFS_WB_RMDIR : PFS_WB_UNLINK, dirfd, name);
 	if (op && (op->key = file_key(c, dirfd, name, 0, false)))
 		listed_base(c, dirfd, name, &op->base);
-	op = hold(c, op, tree_ino(c, dirfd, name));
+	op = pfs_cache_hold(c, op, tree_ino(c, dirfd, name));
 	ret = c->in->ops->unlink(c->in, dirfd, name, flags);
-	released(c, op, ret);
+	pfs_cache_released(c, op, ret);
 	return ret;
 }
 
@@ -613,9 +613,9 @@ static int c_rename(struct pfs_store *st, int odirfd, const char *oname, int ndi
 		    (op->key2 = file_key(c, ndirfd, nname, 0, false)))
 			listed_base(c, ndirfd, nname, &op->base);
 	}
-	op = hold(c, op, tree_ino(c, odirfd, oname));
+	op = pfs_cache_hold(c, op, tree_ino(c, odirfd, oname));
 	ret = c->in->ops->rename(c->in, odirfd, oname, ndirfd, nname, flags);
-	released(c, op, ret);
+	pfs_cache_released(c, op, ret);
 	return ret;
 }
 
@@ -626,208 +626,6 @@ static ssize_t c_readlink(struct pfs_store *st, int dirfd, const char *name, cha
 	int ret = pfs_cache_fill_for(c, dirfd, name);
 
 	return ret < 0 ? ret : c->in->ops->readlink(c->in, dirfd, name, buf, len);
-}
-
-static int fill_ref(struct pfs_cache *c, struct pfs_ref r)
-{
-	return r.fd >= 0 ? 0 : pfs_cache_fill_for(c, r.dirfd, r.name);
-}
-
-static struct pfs_wb_op *op_ref(struct pfs_cache *c, enum pfs_wb_kind k, struct pfs_ref r)
-{
-	struct pfs_wb_op *op = r.fd >= 0 ? op_at(c, k, r.fd, NULL) : op_at(c, k, r.dirfd, r.name);
-	struct stat s, ds;
-	int fd = r.fd;
-
-	/* (the /proc/self/fd directory, "N"): the object of fd N */
-	if (fd < 0 && r.name && *r.name && strspn(r.name, "0123456789") == strlen(r.name) &&
-	    fstat(r.dirfd, &ds) == 0 && ds.st_dev != c->dev)
-		fd = atoi(r.name);
-	if (fd < 0 && (!r.name || !*r.name))
-		fd = r.dirfd; /* pfs_ref_path: the descriptor's own object */
-	if (op && pfs_st_stat(c->in, fd >= 0 ? fd : r.dirfd, fd >= 0 ? "" : r.name, &s,
-			      fd >= 0 ? AT_EMPTY_PATH : AT_SYMLINK_NOFOLLOW) < 0) {
-		/* What to write back is unknown: keep it out of the queue, and
-		 * say so rather than send the mirror made-up values. */
-		fprintf(stderr, "prismfs: cache: cannot read %s around a change; it is not "
-			"written back\n", op->path);
-		pfs_wb_op_free(op);
-		return NULL;
-	}
-	if (op) {
-		op->key = S_ISREG(s.st_mode) ? s.st_ino : 0;
-		op->mode = s.st_mode;
-		op->uid = s.st_uid;
-		op->gid = s.st_gid;
-		op->atime = s.st_atim;
-		op->mtime = s.st_mtim;
-	}
-	return op;
-}
-
-/* After the tree's chmod, chown or utimes of r (ret): the held op with
- * what the tree has, recorded again only if it differs from the guess
- * its record was made with, released. */
-static void attr_done(struct pfs_cache *c, struct pfs_wb_op *op, struct pfs_ref r, int ret)
-{
-	struct pfs_wb_op *now;
-
-	if (op && ret == 0 && (now = op_ref(c, PFS_WB_ATTR, r))) {
-		bool differs = ((op->mask & PFS_WB_MODE) && now->mode != op->mode) ||
-			       ((op->mask & PFS_WB_OWNER) && (now->uid != op->uid ||
-							       now->gid != op->gid)) ||
-			       ((op->mask & PFS_WB_ATIME) &&
-				(now->atime.tv_sec != op->atime.tv_sec ||
-				 now->atime.tv_nsec != op->atime.tv_nsec)) ||
-			       ((op->mask & PFS_WB_MTIME) &&
-				(now->mtime.tv_sec != op->mtime.tv_sec ||
-				 now->mtime.tv_nsec != op->mtime.tv_nsec));
-
-		if (differs) {
-			op->mode = now->mode;
-			op->uid = now->uid;
-			op->gid = now->gid;
-			op->atime = now->atime;
-			op->mtime = now->mtime;
-			op->amend = true;
-		}
-		pfs_wb_op_free(now);
-	}
-	released(c, op, ret);
-}
-
-static int c_chmod(struct pfs_store *st, struct pfs_ref r, mode_t mode)
-{
-	struct pfs_cache *c = C(st);
-	struct pfs_wb_op *op;
-	int ret = fill_ref(c, r);
-
-	if (ret < 0)
-		return ret;
-	if ((op = op_ref(c, PFS_WB_ATTR, r))) {
-		op->mask = PFS_WB_MODE;
-		op->mode = (op->mode & S_IFMT) | (mode & 07777);
-	}
-	op = hold(c, op, 0);
-	ret = c->in->ops->chmod(c->in, r, mode);
-	attr_done(c, op, r, ret);
-	return ret;
-}
-
-static int c_chown(struct pfs_store *st, struct pfs_ref r, uid_t uid, gid_t gid)
-{
-	struct pfs_cache *c = C(st);
-	struct pfs_wb_op *op;
-	int ret = fill_ref(c, r);
-
-	if (ret < 0)
-		return ret;
-	if ((op = op_ref(c, PFS_WB_ATTR, r))) {
-		/* chown may clear set-ID bits: the mode goes along (as
-		 * chown_common clears them on anything but a directory). */
-		op->mask = PFS_WB_OWNER | PFS_WB_MODE;
-		if (uid != (uid_t)-1)
-			op->uid = uid;
-		if (gid != (gid_t)-1)
-			op->gid = gid;
-		if (!S_ISDIR(op->mode)) {
-			op->mode &= ~(mode_t)S_ISUID;
-			if (op->mode & S_IXGRP)
-				op->mode &= ~(mode_t)S_ISGID;
-		}
-	}
-	op = hold(c, op, 0);
-	ret = c->in->ops->chown(c->in, r, uid, gid);
-	attr_done(c, op, r, ret);
-	return ret;
-}
-
-static int c_utimes(struct pfs_store *st, struct pfs_ref r, const struct timespec ts[2])
-{
-	struct pfs_cache *c = C(st);
-	struct pfs_wb_op *op;
-	int ret = fill_ref(c, r);
-
-	if (ret < 0)
-		return ret;
-	if ((op = op_ref(c, PFS_WB_ATTR, r))) {
-		op->mask = (ts[0].tv_nsec != UTIME_OMIT ? PFS_WB_ATIME : 0) |
-			   (ts[1].tv_nsec != UTIME_OMIT ? PFS_WB_MTIME : 0);
-		/* (UTIME_NOW: the time is the tree's, recorded again) */
-		if (ts[0].tv_nsec != UTIME_OMIT)
-			op->atime = ts[0];
-		if (ts[1].tv_nsec != UTIME_OMIT)
-			op->mtime = ts[1];
-	}
-	op = hold(c, op, 0);
-	ret = c->in->ops->utimes(c->in, r, ts);
-	attr_done(c, op, r, ret);
-	return ret;
-}
-
-static ssize_t c_getxattr(struct pfs_store *st, struct pfs_ref r, const char *name, void *buf,
-			  size_t len)
-{
-	struct pfs_cache *c = C(st);
-	int ret = fill_ref(c, r);
-
-	return ret < 0 ? ret : c->in->ops->getxattr(c->in, r, name, buf, len);
-}
-
-static ssize_t c_listxattr(struct pfs_store *st, struct pfs_ref r, char *buf, size_t len)
-{
-	struct pfs_cache *c = C(st);
-	int ret = fill_ref(c, r);
-
-	return ret < 0 ? ret : c->in->ops->listxattr(c->in, r, buf, len);
-}
-
-static int c_setxattr(struct pfs_store *st, struct pfs_ref r, const char *name, const void *val,
-		      size_t len, int flags)
-{
-	struct pfs_cache *c = C(st);
-	struct pfs_wb_op *op;
-	int ret = fill_ref(c, r);
-
-	if (ret == 0)
-		ret = refuse(c, PFS_MIRROR_XATTR, -EOPNOTSUPP, -1, NULL);
-	if (ret < 0)
-		return ret;
-	if ((op = op_ref(c, PFS_WB_SETXATTR, r))) {
-		op->xname = strdup(name);
-		op->xval = malloc(len ? len : 1);
-		op->xlen = len;
-		if (!op->xname || !op->xval) {
-			pfs_wb_op_free(op);
-			op = NULL;
-			errno = ENOMEM;
-		} else {
-			memcpy(op->xval, val, len);
-		}
-	}
-	op = hold(c, op, 0);
-	ret = c->in->ops->setxattr(c->in, r, name, val, len, flags);
-	released(c, op, ret);
-	return ret;
-}
-
-static int c_removexattr(struct pfs_store *st, struct pfs_ref r, const char *name)
-{
-	struct pfs_cache *c = C(st);
-	struct pfs_wb_op *op;
-	int ret = fill_ref(c, r);
-
-	if (ret < 0)
-		return ret;
-	if ((op = op_ref(c, PFS_WB_RMXATTR, r)) && !(op->xname = strdup(name))) {
-		pfs_wb_op_free(op);
-		op = NULL;
-		errno = ENOMEM;
-	}
-	op = hold(c, op, 0);
-	ret = c->in->ops->removexattr(c->in, r, name);
-	released(c, op, ret);
-	return ret;
 }
 
 static int c_copy(struct pfs_store *st, int dst, int src, off_t size, bool clone,
@@ -911,14 +709,14 @@ const struct pfs_store_ops pfs_cache_ops = {
 	.unlink = c_unlink,
 	.rename = c_rename,
 	.readlink = c_readlink,
-	.chmod = c_chmod,
-	.chown = c_chown,
-	.utimes = c_utimes,
+	.chmod = pfs_cache_chmod,
+	.chown = pfs_cache_chown,
+	.utimes = pfs_cache_utimes,
 	.truncate = c_truncate,
-	.getxattr = c_getxattr,
-	.setxattr = c_setxattr,
-	.listxattr = c_listxattr,
-	.removexattr = c_removexattr,
+	.getxattr = pfs_cache_getxattr,
+	.setxattr = pfs_cache_setxattr,
+	.listxattr = pfs_cache_listxattr,
+	.removexattr = pfs_cache_removexattr,
 	.sync = c_sync,
 	.copy = c_copy,
 	.release = c_release,
