@@ -3,6 +3,7 @@
 #include "store/fcopy.h"
 #include "store/meta.h"
 #include "store/walk.h"
+#include "util/util.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -19,6 +20,16 @@ bool pfs_cache_is(const struct pfs_store *st)
 	return st && st->ops == &pfs_cache_ops;
 }
 
+/* Tests kill the daemon between a change of the tree (made or refused)
+ * and its release (cache-changed-KIND, cache-refused-KIND). */
+static void crashpoint(const char *when, enum pfs_wb_kind k)
+{
+	char step[64];
+
+	snprintf(step, sizeof(step), "cache-%s-%s", when, pfs_wb_kind_name(k));
+	pfs_crashpoint(step);
+}
+
 static uint64_t queue(struct pfs_cache *c, struct pfs_wb_op *op)
 {
 	if (!op) {
@@ -30,7 +41,33 @@ static uint64_t queue(struct pfs_cache *c, struct pfs_wb_op *op)
 	return pfs_wbq_push(c->q, op);
 }
 
-static struct pfs_wb_op *op_at(struct pfs_cache *c, enum pfs_wb_kind k, int dirfd,
+/* Record op before the tree makes its change, held in the queue until
+ * pfs_cache_released() says whether the tree made it (wbq.h: pfs_wbq_push_held):
+ * a kill between the two then never leaves a change in the tree that the
+ * journal lacks. ino: the tree's inode at op's path (cache/journal.h: how
+ * a replay tells whether the change was made). NULL when op is. */
+struct pfs_wb_op *pfs_cache_hold(struct pfs_cache *c, struct pfs_wb_op *op, ino_t ino)
+{
+	if (!op) {
+		if (errno == ENOMEM)
+			fprintf(stderr, "prismfs: cache: out of memory queueing a write-back\n");
+		return NULL;
+	}
+	op->tino = ino;
+	pfs_wbq_push_held(c->q, op);
+	return op;
+}
+
+/* The tree's answer ret for the held op (NULL: none). */
+void pfs_cache_released(struct pfs_cache *c, struct pfs_wb_op *op, int ret)
+{
+	if (!op)
+		return;
+	crashpoint(ret == 0 ? "changed" : "refused", op->kind);
+	pfs_wbq_release(c->q, op, ret == 0);
+}
+
+struct pfs_wb_op *pfs_cache_op_at(struct pfs_cache *c, enum pfs_wb_kind k, int dirfd,
 			       const char *name)
 {
 	char path[PATH_MAX];
@@ -47,7 +84,7 @@ static struct pfs_wb_op *op_at(struct pfs_cache *c, enum pfs_wb_kind k, int dirf
 static uint64_t queue_data(struct pfs_cache *c, int fd)
 {
 	char proc[32];
-	struct pfs_wb_op *op = op_at(c, PFS_WB_DATA, fd, NULL);
+	struct pfs_wb_op *op = pfs_cache_op_at(c, PFS_WB_DATA, fd, NULL);
 	struct stat st;
 
 	if (!op)
@@ -80,12 +117,18 @@ struct wfd **pfs_cache_wfd_locked(struct pfs_cache *c, int fd)
 /* --------------------------------------------------------------------
  * the operations */
 
+static struct pfs_wb_op *op_made(struct pfs_cache *c, enum pfs_wb_kind k, int dirfd,
+				 const char *name, mode_t mode, dev_t rdev, const char *target);
+static void made(struct pfs_cache *c, struct pfs_wb_op *op, int dirfd, const char *name,
+		 int ret);
+
 static int c_open(struct pfs_store *st, int dirfd, const char *name, const struct open_how *how)
 {
 	struct pfs_cache *c = C(st);
 	int flags = (int)how->flags, fd, ret;
 	bool creating = false, writing = (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
 	bool spill_now = false;
+	struct pfs_wb_op *cop = NULL;
 	ino_t ino;
 	struct stat s;
 
@@ -98,7 +141,20 @@ static int c_open(struct pfs_store *st, int dirfd, const char *name, const struc
 		pfs_wbq_room(c->q, 0);
 		pfs_evict_for_writer(c->ev); /* evict.c */
 	}
+	/* Its CREATE recorded before the tree makes the file (hold): its
+	 * inode, the key, is known after; the queue's next record carries
+	 * it (pfs_wbq_release). */
+	if (creating)
+		cop = op_made(c, PFS_WB_CREATE, dirfd, name, S_IFREG | ((mode_t)how->mode & 07777),
+			      0, NULL);
 	fd = c->in->ops->open(c->in, dirfd, name, how);
+	if (cop) {
+		if (fd >= 0 && fstat(fd, &s) == 0) {
+			cop->key = s.st_ino;
+			cop->fix_key = true;
+		}
+		made(c, cop, fd, "", fd < 0 ? fd : 0);
+	}
 	if (fd < 0 || (flags & O_PATH))
 		return fd;
 	if (fstat(fd, &s) < 0 || s.st_dev != c->dev)
@@ -148,18 +204,6 @@ static int c_open(struct pfs_store *st, int dirfd, const char *name, const struc
 		pthread_mutex_unlock(&c->lock);
 	}
 	ino = s.st_ino;
-	if (creating) {
-		struct pfs_wb_op *op = op_at(c, PFS_WB_CREATE, fd, NULL);
-
-		if (op) {
-			op->mode = s.st_mode & 07777;
-			op->uid = s.st_uid;
-			op->gid = s.st_gid;
-			op->mask = PFS_WB_OWNER;
-			op->key = s.st_ino;
-		}
-		queue(c, op);
-	}
 	if (writing) {
 		struct wfd *w = calloc(1, sizeof(*w)), **p;
 
@@ -272,6 +316,10 @@ static int c_truncate(struct pfs_store *st, int fd, off_t len)
 	struct pfs_cache *c = C(st);
 	int ret = c->in->ops->truncate(c->in, fd, len);
 
+	/* (not held: the file is open for writing, recorded at its open,
+	 * and a replay writes what the tree has back — journal_replay.c) */
+	if (ret == 0)
+		crashpoint("changed", PFS_WB_DATA);
 	if (ret == 0 && !pfs_cache_spill_truncated(c, fd, len))
 		queue_data(c, fd);
 	return ret;
@@ -322,27 +370,60 @@ static int c_stat(struct pfs_store *st, int dirfd, const char *name, struct stat
 	return ret;
 }
 
-/* After making name in dirfd: queue it with its mode and owner. */
-static void queue_made(struct pfs_cache *c, enum pfs_wb_kind k, int dirfd, const char *name,
-		       const char *target)
+/* Before making name in dirfd (k, mode with its type): its op, held
+ * (hold), with the mode and owner the tree will give it — the daemon's
+ * ids and umask 0 (cli/daemon.c), a set-group-ID parent's group (and its
+ * bit on a directory) — so that the record made first is right; made()
+ * records it again in the rare case the tree did otherwise. */
+static struct pfs_wb_op *op_made(struct pfs_cache *c, enum pfs_wb_kind k, int dirfd,
+				 const char *name, mode_t mode, dev_t rdev, const char *target)
 {
-	struct pfs_wb_op *op = op_at(c, k, dirfd, name);
+	struct pfs_wb_op *op = pfs_cache_op_at(c, k, dirfd, name);
+	struct stat ps;
+
+	if (!op)
+		return pfs_cache_hold(c, NULL, 0);
+	if (target && !(op->target = strdup(target))) {
+		pfs_wb_op_free(op);
+		errno = ENOMEM;
+		return pfs_cache_hold(c, NULL, 0);
+	}
+	op->mode = S_ISDIR(mode) ? S_IFDIR | (mode & (07777 & ~(mode_t)(S_ISUID | S_ISGID))) :
+		   S_ISLNK(mode) ? S_IFLNK | 0777 : mode;
+	op->rdev = (S_ISCHR(mode) || S_ISBLK(mode)) ? rdev : 0;
+	op->uid = geteuid();
+	op->gid = getegid();
+	op->mask = PFS_WB_OWNER;
+	if (pfs_st_stat(c->in, dirfd, "", &ps, AT_EMPTY_PATH) == 0 && (ps.st_mode & S_ISGID)) {
+		op->gid = ps.st_gid;
+		if (S_ISDIR(mode))
+			op->mode |= S_ISGID;
+	}
+	return pfs_cache_hold(c, op, 0);
+}
+
+/* After the tree made name in dirfd (ret 0) or refused (ret < 0): op with
+ * the mode and owner the tree gave it, released. */
+static void made(struct pfs_cache *c, struct pfs_wb_op *op, int dirfd, const char *name, int ret)
+{
 	struct stat s;
 
-	if (op && pfs_st_stat(c->in, dirfd, name, &s, AT_SYMLINK_NOFOLLOW) == 0) {
-		op->mode = s.st_mode;
-		op->rdev = s.st_rdev;
-		op->uid = s.st_uid;
-		op->gid = s.st_gid;
-		op->mask = PFS_WB_OWNER;
+	if (op && ret == 0 && pfs_st_stat(c->in, dirfd, name, &s,
+					  *name ? AT_SYMLINK_NOFOLLOW : AT_EMPTY_PATH) == 0) {
+		dev_t rdev = (S_ISCHR(s.st_mode) || S_ISBLK(s.st_mode)) ? s.st_rdev : 0;
+
+		if (op->mode != s.st_mode || op->uid != s.st_uid || op->gid != s.st_gid ||
+		    op->rdev != rdev) {
+			op->mode = s.st_mode;
+			op->uid = s.st_uid;
+			op->gid = s.st_gid;
+			op->rdev = rdev;
+			op->amend = true;
+		}
 		if (S_ISDIR(s.st_mode))
 			pfs_cache_state_set(c, s.st_ino, FILLED, 0); /* new: nothing to fill */
 	}
-	if (op && target && !(op->target = strdup(target))) {
-		pfs_wb_op_free(op);
-		op = NULL;
-	}
-	queue(c, op);
+	pfs_cache_released(c, op, ret);
 }
 
 /* The one place the cache refuses a change its mirror could not keep
@@ -351,7 +432,7 @@ static void queue_made(struct pfs_cache *c, enum pfs_wb_kind k, int dirfd, const
  * filesystem makes first (name, when not NULL, taken: EEXIST). Changes of
  * mode, owner and times are never refused: the mirror keeps what it can,
  * and says what (describe). */
-static int refuse(struct pfs_cache *c, unsigned cap, int err, int dirfd, const char *name)
+int pfs_cache_refuse(struct pfs_cache *c, unsigned cap, int err, int dirfd, const char *name)
 {
 	struct stat s;
 
@@ -367,10 +448,12 @@ static int c_mkdir(struct pfs_store *st, int dirfd, const char *name, mode_t mod
 	struct pfs_cache *c = C(st);
 	int ret = pfs_cache_fill_for(c, dirfd, name);
 
-	if (ret == 0)
+	if (ret == 0) {
+		struct pfs_wb_op *op = op_made(c, PFS_WB_MKDIR, dirfd, name, S_IFDIR | mode, 0, NULL);
+
 		ret = c->in->ops->mkdir(c->in, dirfd, name, mode);
-	if (ret == 0)
-		queue_made(c, PFS_WB_MKDIR, dirfd, name, NULL);
+		made(c, op, dirfd, name, ret);
+	}
 	return ret;
 }
 
@@ -380,11 +463,14 @@ static int c_mknod(struct pfs_store *st, int dirfd, const char *name, mode_t mod
 	int ret = pfs_cache_fill_for(c, dirfd, name);
 
 	if (ret == 0 && !S_ISREG(mode))
-		ret = refuse(c, PFS_MIRROR_SPECIAL, -EPERM, dirfd, name);
-	if (ret == 0)
+		ret = pfs_cache_refuse(c, PFS_MIRROR_SPECIAL, -EPERM, dirfd, name);
+	if (ret == 0) {
+		struct pfs_wb_op *op = op_made(c, S_ISREG(mode) ? PFS_WB_CREATE : PFS_WB_MKNOD,
+					       dirfd, name, mode, dev, NULL);
+
 		ret = c->in->ops->mknod(c->in, dirfd, name, mode, dev);
-	if (ret == 0)
-		queue_made(c, S_ISREG(mode) ? PFS_WB_CREATE : PFS_WB_MKNOD, dirfd, name, NULL);
+		made(c, op, dirfd, name, ret);
+	}
 	return ret;
 }
 
@@ -394,11 +480,13 @@ static int c_symlink(struct pfs_store *st, const char *target, int dirfd, const 
 	int ret = pfs_cache_fill_for(c, dirfd, name);
 
 	if (ret == 0)
-		ret = refuse(c, PFS_MIRROR_SYMLINK, -EPERM, dirfd, name);
-	if (ret == 0)
+		ret = pfs_cache_refuse(c, PFS_MIRROR_SYMLINK, -EPERM, dirfd, name);
+	if (ret == 0) {
+		struct pfs_wb_op *op = op_made(c, PFS_WB_SYMLINK, dirfd, name, S_IFLNK, 0, target);
+
 		ret = c->in->ops->symlink(c->in, target, dirfd, name);
-	if (ret == 0)
-		queue_made(c, PFS_WB_SYMLINK, dirfd, name, target);
+		made(c, op, dirfd, name, ret);
+	}
 	return ret;
 }
 
@@ -406,7 +494,7 @@ static int c_symlink(struct pfs_store *st, const char *target, int dirfd, const 
 static struct pfs_wb_op *op_two(struct pfs_cache *c, enum pfs_wb_kind k, int d1, const char *n1,
 				int d2, const char *n2)
 {
-	struct pfs_wb_op *op = op_at(c, k, d1, n1);
+	struct pfs_wb_op *op = pfs_cache_op_at(c, k, d1, n1);
 	char p2[PATH_MAX];
 	int ret = op ? pfs_cache_path(c, d2, n2, p2, sizeof(p2)) : 0;
 
@@ -456,12 +544,20 @@ static void listed_base(struct pfs_cache *c, int dirfd, const char *name, struct
 	pthread_mutex_unlock(&c->lock);
 }
 
+/* The tree's inode at name (0: none). */
+static ino_t tree_ino(struct pfs_cache *c, int dirfd, const char *name)
+{
+	struct stat s;
+
+	return pfs_st_stat(c->in, dirfd, name, &s, AT_SYMLINK_NOFOLLOW) == 0 ? s.st_ino : 0;
+}
+
 static int c_link(struct pfs_store *st, int odirfd, const char *oname, int ndirfd,
 		  const char *nname, int flags)
 {
 	struct pfs_cache *c = C(st);
 	struct pfs_wb_op *op;
-	struct stat s;
+	struct stat s = {0};
 	int ret = pfs_cache_fill_for(c, odirfd, oname);
 
 	if (ret == 0)
@@ -469,17 +565,15 @@ static int c_link(struct pfs_store *st, int odirfd, const char *oname, int ndirf
 	/* (a missing old name is ENOENT first, as the kernel's lookup says) */
 	if (ret == 0 && pfs_st_stat(c->in, odirfd, oname, &s,
 				    AT_SYMLINK_NOFOLLOW | (flags & AT_EMPTY_PATH)) == 0)
-		ret = refuse(c, PFS_MIRROR_HARDLINK, -EPERM, ndirfd, nname);
+		ret = pfs_cache_refuse(c, PFS_MIRROR_HARDLINK, -EPERM, ndirfd, nname);
 	if (ret < 0)
 		return ret;
 	op = op_two(c, PFS_WB_LINK, odirfd, oname, ndirfd, nname);
 	if (op)
 		op->key = file_key(c, odirfd, oname, flags & AT_EMPTY_PATH, true);
+	op = pfs_cache_hold(c, op, s.st_ino);
 	ret = c->in->ops->link(c->in, odirfd, oname, ndirfd, nname, flags);
-	if (ret == 0)
-		queue(c, op);
-	else
-		pfs_wb_op_free(op);
+	pfs_cache_released(c, op, ret);
 	return ret;
 }
 
@@ -491,14 +585,12 @@ static int c_unlink(struct pfs_store *st, int dirfd, const char *name, int flags
 
 	if (ret < 0)
 		return ret;
-	op = op_at(c, flags & AT_REMOVEDIR ? PFS_WB_RMDIR : PFS_WB_UNLINK, dirfd, name);
+	op = pfs_cache_op_at(c, flags & AT_REMOVEDIR ? PFS_WB_RMDIR : PFS_WB_UNLINK, dirfd, name);
 	if (op && (op->key = file_key(c, dirfd, name, 0, false)))
 		listed_base(c, dirfd, name, &op->base);
+	op = pfs_cache_hold(c, op, tree_ino(c, dirfd, name));
 	ret = c->in->ops->unlink(c->in, dirfd, name, flags);
-	if (ret == 0)
-		queue(c, op);
-	else
-		pfs_wb_op_free(op);
+	pfs_cache_released(c, op, ret);
 	return ret;
 }
 
@@ -521,11 +613,9 @@ static int c_rename(struct pfs_store *st, int odirfd, const char *oname, int ndi
 		    (op->key2 = file_key(c, ndirfd, nname, 0, false)))
 			listed_base(c, ndirfd, nname, &op->base);
 	}
+	op = pfs_cache_hold(c, op, tree_ino(c, odirfd, oname));
 	ret = c->in->ops->rename(c->in, odirfd, oname, ndirfd, nname, flags);
-	if (ret == 0)
-		queue(c, op);
-	else
-		pfs_wb_op_free(op);
+	pfs_cache_released(c, op, ret);
 	return ret;
 }
 
@@ -536,151 +626,6 @@ static ssize_t c_readlink(struct pfs_store *st, int dirfd, const char *name, cha
 	int ret = pfs_cache_fill_for(c, dirfd, name);
 
 	return ret < 0 ? ret : c->in->ops->readlink(c->in, dirfd, name, buf, len);
-}
-
-static int fill_ref(struct pfs_cache *c, struct pfs_ref r)
-{
-	return r.fd >= 0 ? 0 : pfs_cache_fill_for(c, r.dirfd, r.name);
-}
-
-static struct pfs_wb_op *op_ref(struct pfs_cache *c, enum pfs_wb_kind k, struct pfs_ref r)
-{
-	struct pfs_wb_op *op = r.fd >= 0 ? op_at(c, k, r.fd, NULL) : op_at(c, k, r.dirfd, r.name);
-	struct stat s, ds;
-	int fd = r.fd;
-
-	/* (the /proc/self/fd directory, "N"): the object of fd N */
-	if (fd < 0 && r.name && *r.name && strspn(r.name, "0123456789") == strlen(r.name) &&
-	    fstat(r.dirfd, &ds) == 0 && ds.st_dev != c->dev)
-		fd = atoi(r.name);
-	if (fd < 0 && (!r.name || !*r.name))
-		fd = r.dirfd; /* pfs_ref_path: the descriptor's own object */
-	if (op && pfs_st_stat(c->in, fd >= 0 ? fd : r.dirfd, fd >= 0 ? "" : r.name, &s,
-			      fd >= 0 ? AT_EMPTY_PATH : AT_SYMLINK_NOFOLLOW) < 0) {
-		/* What to write back is unknown: keep it out of the queue, and
-		 * say so rather than send the mirror made-up values. */
-		fprintf(stderr, "prismfs: cache: cannot read back %s after a change; it is not "
-			"written back\n", op->path);
-		pfs_wb_op_free(op);
-		return NULL;
-	}
-	if (op) {
-		op->key = S_ISREG(s.st_mode) ? s.st_ino : 0;
-		op->mode = s.st_mode;
-		op->uid = s.st_uid;
-		op->gid = s.st_gid;
-		op->atime = s.st_atim;
-		op->mtime = s.st_mtim;
-	}
-	return op;
-}
-
-static int c_chmod(struct pfs_store *st, struct pfs_ref r, mode_t mode)
-{
-	struct pfs_cache *c = C(st);
-	struct pfs_wb_op *op;
-	int ret = fill_ref(c, r);
-
-	if (ret == 0)
-		ret = c->in->ops->chmod(c->in, r, mode);
-	if (ret == 0 && (op = op_ref(c, PFS_WB_ATTR, r))) {
-		op->mask = PFS_WB_MODE;
-		queue(c, op);
-	}
-	return ret;
-}
-
-static int c_chown(struct pfs_store *st, struct pfs_ref r, uid_t uid, gid_t gid)
-{
-	struct pfs_cache *c = C(st);
-	struct pfs_wb_op *op;
-	int ret = fill_ref(c, r);
-
-	if (ret == 0)
-		ret = c->in->ops->chown(c->in, r, uid, gid);
-	if (ret == 0 && (op = op_ref(c, PFS_WB_ATTR, r))) {
-		/* chown may clear set-ID bits: the mode goes along. */
-		op->mask = PFS_WB_OWNER | PFS_WB_MODE;
-		queue(c, op);
-	}
-	return ret;
-}
-
-static int c_utimes(struct pfs_store *st, struct pfs_ref r, const struct timespec ts[2])
-{
-	struct pfs_cache *c = C(st);
-	struct pfs_wb_op *op;
-	int ret = fill_ref(c, r);
-
-	if (ret == 0)
-		ret = c->in->ops->utimes(c->in, r, ts);
-	if (ret == 0 && (op = op_ref(c, PFS_WB_ATTR, r))) {
-		op->mask = (ts[0].tv_nsec != UTIME_OMIT ? PFS_WB_ATIME : 0) |
-			   (ts[1].tv_nsec != UTIME_OMIT ? PFS_WB_MTIME : 0);
-		queue(c, op);
-	}
-	return ret;
-}
-
-static ssize_t c_getxattr(struct pfs_store *st, struct pfs_ref r, const char *name, void *buf,
-			  size_t len)
-{
-	struct pfs_cache *c = C(st);
-	int ret = fill_ref(c, r);
-
-	return ret < 0 ? ret : c->in->ops->getxattr(c->in, r, name, buf, len);
-}
-
-static ssize_t c_listxattr(struct pfs_store *st, struct pfs_ref r, char *buf, size_t len)
-{
-	struct pfs_cache *c = C(st);
-	int ret = fill_ref(c, r);
-
-	return ret < 0 ? ret : c->in->ops->listxattr(c->in, r, buf, len);
-}
-
-static int c_setxattr(struct pfs_store *st, struct pfs_ref r, const char *name, const void *val,
-		      size_t len, int flags)
-{
-	struct pfs_cache *c = C(st);
-	struct pfs_wb_op *op;
-	int ret = fill_ref(c, r);
-
-	if (ret == 0)
-		ret = refuse(c, PFS_MIRROR_XATTR, -EOPNOTSUPP, -1, NULL);
-	if (ret == 0)
-		ret = c->in->ops->setxattr(c->in, r, name, val, len, flags);
-	if (ret == 0 && (op = op_ref(c, PFS_WB_SETXATTR, r))) {
-		op->xname = strdup(name);
-		op->xval = malloc(len ? len : 1);
-		op->xlen = len;
-		if (!op->xname || !op->xval) {
-			pfs_wb_op_free(op);
-			op = NULL;
-		} else {
-			memcpy(op->xval, val, len);
-		}
-		queue(c, op);
-	}
-	return ret;
-}
-
-static int c_removexattr(struct pfs_store *st, struct pfs_ref r, const char *name)
-{
-	struct pfs_cache *c = C(st);
-	struct pfs_wb_op *op;
-	int ret = fill_ref(c, r);
-
-	if (ret == 0)
-		ret = c->in->ops->removexattr(c->in, r, name);
-	if (ret == 0 && (op = op_ref(c, PFS_WB_RMXATTR, r))) {
-		if (!(op->xname = strdup(name))) {
-			pfs_wb_op_free(op);
-			op = NULL;
-		}
-		queue(c, op);
-	}
-	return ret;
 }
 
 static int c_copy(struct pfs_store *st, int dst, int src, off_t size, bool clone,
@@ -764,14 +709,14 @@ const struct pfs_store_ops pfs_cache_ops = {
 	.unlink = c_unlink,
 	.rename = c_rename,
 	.readlink = c_readlink,
-	.chmod = c_chmod,
-	.chown = c_chown,
-	.utimes = c_utimes,
+	.chmod = pfs_cache_chmod,
+	.chown = pfs_cache_chown,
+	.utimes = pfs_cache_utimes,
 	.truncate = c_truncate,
-	.getxattr = c_getxattr,
-	.setxattr = c_setxattr,
-	.listxattr = c_listxattr,
-	.removexattr = c_removexattr,
+	.getxattr = pfs_cache_getxattr,
+	.setxattr = pfs_cache_setxattr,
+	.listxattr = pfs_cache_listxattr,
+	.removexattr = pfs_cache_removexattr,
 	.sync = c_sync,
 	.copy = c_copy,
 	.release = c_release,

@@ -151,4 +151,25 @@ void pfs_cache_link_note(struct pfs_cache *c, int dirfd, const char *name,
 			 const struct stat *mst);
 void pfs_cache_links_free(struct pfs_cache *c);
 
+/* In cache.c: a change's write-back op built (its path taken), recorded and
+ * held before the tree makes the change, released with the tree's answer
+ * (what each does is written beside it there); and the one refusal of a
+ * change the mirror could not keep. */
+struct pfs_wb_op *pfs_cache_op_at(struct pfs_cache *c, enum pfs_wb_kind k, int dirfd,
+				  const char *name);
+struct pfs_wb_op *pfs_cache_hold(struct pfs_cache *c, struct pfs_wb_op *op, ino_t ino);
+void pfs_cache_released(struct pfs_cache *c, struct pfs_wb_op *op, int ret);
+int pfs_cache_refuse(struct pfs_cache *c, unsigned cap, int err, int dirfd, const char *name);
+
+/* In cache_attr.c: the store's chmod, chown, utimes and xattr operations. */
+int pfs_cache_chmod(struct pfs_store *st, struct pfs_ref r, mode_t mode);
+int pfs_cache_chown(struct pfs_store *st, struct pfs_ref r, uid_t uid, gid_t gid);
+int pfs_cache_utimes(struct pfs_store *st, struct pfs_ref r, const struct timespec ts[2]);
+ssize_t pfs_cache_getxattr(struct pfs_store *st, struct pfs_ref r, const char *name, void *buf,
+			   size_t len);
+ssize_t pfs_cache_listxattr(struct pfs_store *st, struct pfs_ref r, char *buf, size_t len);
+int pfs_cache_setxattr(struct pfs_store *st, struct pfs_ref r, const char *name, const void *val,
+		       size_t len, int flags);
+int pfs_cache_removexattr(struct pfs_store *st, struct pfs_ref r, const char *name);
+
 #endif

@@ -68,6 +68,7 @@ int pfs_cache_new(struct pfs_store **out, struct pfs_store *inner, int root,
 		qo.done = pfs_journal_done;
 		qo.flush = pfs_journal_flush;
 		qo.record = pfs_journal_record;
+		qo.cancel = pfs_journal_cancel;
 		qo.arg = o->journal;
 	}
 	/* A file whose data would pass half the cache, or the dirty limit,

@@ -27,14 +27,15 @@ static const char schema[] =
 	" path TEXT NOT NULL, path2 TEXT, target TEXT, mode INTEGER, uid INTEGER,"
 	" gid INTEGER, rdev INTEGER, flags INTEGER, mask INTEGER, at_s INTEGER,"
 	" at_ns INTEGER, mt_s INTEGER, mt_ns INTEGER, xname TEXT, xval BLOB,"
-	" ino INTEGER, bt_s INTEGER, bt_ns INTEGER, x1 INTEGER, x2 INTEGER);"
+	" ino INTEGER, bt_s INTEGER, bt_ns INTEGER, x1 INTEGER, x2 INTEGER, held TEXT,"
+	" tino INTEGER);"
 	"CREATE TABLE IF NOT EXISTS open(id INTEGER PRIMARY KEY, ino INTEGER NOT NULL,"
 	" bt_s INTEGER, bt_ns INTEGER);";
 
 static const char ins_sql[] =
 	"INSERT OR REPLACE INTO ops(seq, kind, path, path2, target, mode, uid, gid, rdev,"
-	" flags, mask, at_s, at_ns, mt_s, mt_ns, xname, xval, ino, bt_s, bt_ns)"
-	" VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
+	" flags, mask, at_s, at_ns, mt_s, mt_ns, xname, xval, ino, bt_s, bt_ns, held, tino)"
+	" VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
 
 int pfs_journal_stmt(struct pfs_journal *j, const char *sql, sqlite3_stmt **out)
 {
@@ -84,6 +85,15 @@ static char *recorded_mirror(struct pfs_journal *j)
 	return v;
 }
 
+/* The columns a journal of an older prismfs lacks (held, tino): added
+ * (an error only says one is there already). */
+static bool columns_added(struct pfs_journal *j)
+{
+	sqlite3_exec(j->db, "ALTER TABLE ops ADD COLUMN held TEXT", NULL, NULL, NULL);
+	sqlite3_exec(j->db, "ALTER TABLE ops ADD COLUMN tino INTEGER", NULL, NULL, NULL);
+	return true;
+}
+
 /* Open DIR/journal.db and prepare what the daemon runs. 0 or -EIO. */
 static int open_db(struct pfs_journal *j, char *err, size_t errlen)
 {
@@ -96,8 +106,10 @@ static int open_db(struct pfs_journal *j, char *err, size_t errlen)
 	if (sqlite3_open_v2(db, &j->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
 				SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK ||
 	    sqlite3_exec(j->db, schema, NULL, NULL, NULL) != SQLITE_OK ||
+	    !columns_added(j) ||
 	    pfs_journal_stmt(j, ins_sql, &j->ins) < 0 ||
 	    pfs_journal_stmt(j, "DELETE FROM ops WHERE seq<=?", &j->del) < 0 ||
+	    pfs_journal_stmt(j, "DELETE FROM ops WHERE seq=?", &j->cancel) < 0 ||
 	    pfs_journal_stmt(j, "UPDATE ops SET x1=?, x2=? WHERE seq=?", &j->mark) < 0 ||
 	    pfs_journal_stmt(j, "INSERT INTO open(ino, bt_s, bt_ns) VALUES(?,?,?)",
 			     &j->ins_open) < 0 ||
@@ -115,10 +127,11 @@ static void close_db(struct pfs_journal *j)
 {
 	sqlite3_finalize(j->ins);
 	sqlite3_finalize(j->del);
+	sqlite3_finalize(j->cancel);
 	sqlite3_finalize(j->mark);
 	sqlite3_finalize(j->ins_open);
 	sqlite3_finalize(j->del_open);
-	j->ins = j->del = j->mark = j->ins_open = j->del_open = NULL;
+	j->ins = j->del = j->cancel = j->mark = j->ins_open = j->del_open = NULL;
 	if (j->db)
 		sqlite3_close(j->db);
 	j->db = NULL;
@@ -341,7 +354,8 @@ int pfs_journal_record(void *arg, const struct pfs_wb_op *op)
 	struct pfs_journal *j = arg;
 	sqlite3_stmt *s = j->ins;
 	int64_t ino = 0, bs = 0, bns = 0;
-	char step[64], bline[256], key2[320];
+	char step[64], bline[256], key2[320], held[1536];
+	size_t hl = 0;
 	int ret;
 
 	bool settled, settled2;
@@ -402,6 +416,22 @@ int pfs_journal_record(void *arg, const struct pfs_wb_op *op)
 	sqlite3_bind_int64(s, 18, ino);
 	sqlite3_bind_int64(s, 19, bs);
 	sqlite3_bind_int64(s, 20, bns);
+	/* The ops recorded before their change in the tree and not yet
+	 * released (wbq.h: pfs_wbq_push_held): one not listed in a later row
+	 * was settled by then, so a replay looks at the tree only for the
+	 * ones every later row lists (journal.h). Usually none: NULL. */
+	held[0] = '\0';
+	for (const struct pfs_wb_op *h = op->held_ops; h && hl + 24 < sizeof(held); h = h->hnext)
+		hl += (size_t)snprintf(held + hl, sizeof(held) - hl, "%s%" PRId64, hl ? " " : "",
+				       j->base + (int64_t)h->seq);
+	/* ... and "SEQ=KEY": the key of a held op its record lacked (a
+	 * CREATE of open(2): the inode is the tree's answer). */
+	for (unsigned i = 0; i < op->nfixes && hl + 48 < sizeof(held); i++)
+		hl += (size_t)snprintf(held + hl, sizeof(held) - hl, "%s%" PRId64 "=%" PRIu64,
+				       hl ? " " : "", j->base + (int64_t)op->fixes[2 * i],
+				       op->fixes[2 * i + 1]);
+	bind_text(s, 21, hl ? held : NULL);
+	sqlite3_bind_int64(s, 22, (int64_t)op->tino);
 	ret = run(j, s);
 	pthread_mutex_unlock(&j->lock);
 	if (j->crash) { /* tests: recorded, not yet applied (nor answered) */
@@ -409,6 +439,18 @@ int pfs_journal_record(void *arg, const struct pfs_wb_op *op)
 		pfs_crashpoint(step);
 	}
 	return ret;
+}
+
+/* A held op the tree refused: its row goes (under the queue's lock, so
+ * before any later record can say it is not held). */
+void pfs_journal_cancel(void *arg, const struct pfs_wb_op *op)
+{
+	struct pfs_journal *j = arg;
+
+	pthread_mutex_lock(&j->lock);
+	sqlite3_bind_int64(j->cancel, 1, j->base + (int64_t)op->seq);
+	run(j, j->cancel);
+	pthread_mutex_unlock(&j->lock);
 }
 
 /* A mirror path's inode, looked at without following symlinks (0: none,

@@ -28,7 +28,37 @@
  * is not marked, and a replay applies it again). A CREATE is marked with
  * the file the mirror made for it before that file is named (wbop.h:
  * made_ino), so that a replay tells its own file from one made behind the
- * mount meanwhile (a conflict, kept beside). Why a tmpfs mounted in DIR rather than DIR/tree on DIR's disk:
+ * mount meanwhile (a conflict, kept beside).
+ *
+ * The tree and the journal in order: the tree outlives the daemon, so a
+ * change made in it and not recorded would be in the tree and never on
+ * the mirror (and the data of a file open for writing, written back under
+ * its names in the tree, would follow a name the mirror lacks). A change
+ * (create, mkdir, symlink, mknod, link, rename, unlink, rmdir, chmod,
+ * chown, utimes, setxattr, removexattr) is therefore recorded before the
+ * tree makes it, held in the queue until the
+ * tree answers (cache/wbq.h: pfs_wbq_push_held); one the tree refuses has
+ * its row deleted before it is released (pfs_journal_cancel: an
+ * extra write, on failure only). No write marks the success: each row
+ * lists the ops held when it was written (column held, NULL when none),
+ * and an op one later row does not list was released — made — before
+ * that row. An op every later row lists (the last ones) may have been
+ * caught by the kill before or after its change; the replay settles it by
+ * the surviving tree: a new object of its type at its path (MKDIR,
+ * SYMLINK, MKNOD, CREATE), its object (column tino, the tree's inode) at path2
+ * (RENAME, LINK) or no longer at path (UNLINK, RMDIR) — made, applied;
+ * else dropped; a change of attributes or an xattr takes what the tree
+ * has. Nothing later changed that object (the kernel keeps the names and
+ * the inode an op works on locked until its reply, which follows the
+ * release), so the tree tells. A record has what the tree will do (the
+ * mode and owner of a new object, chown's clearing of set-ID bits),
+ * written again at release in the rare case the tree did otherwise
+ * (UTIME_NOW); a CREATE of open(2) learns its key (the inode) at release,
+ * and the queue's next record carries it ("SEQ=KEY" in held). Data needs
+ * none of this: a file written or truncated is open for writing, recorded
+ * at the open, and written back as the tree has it.
+ *
+ * Why a tmpfs mounted in DIR rather than DIR/tree on DIR's disk:
  * the cache keeps memory speed and --cache-size keeps its meaning, and a
  * disk would add nothing the journal promises (its pages are not synced
  * either, so it too would not survive power loss).
@@ -38,7 +68,8 @@
  * commits (synchronous=NORMAL) nor the tmpfs survive power loss; fsync and
  * prismfs sync are what make data durable on the mirror.
  *
- * Lock order: j->lock is a leaf (taken under the queue's lock by record). */
+ * Lock order: j->lock is a leaf (taken under the queue's lock by record and
+ * cancel). */
 #ifndef PFS_JOURNAL_H
 #define PFS_JOURNAL_H
 
@@ -77,9 +108,11 @@ int pfs_journal_attach(struct pfs_journal *j);
 /* The mirror the queue's ops go to (pfs_journal_apply). */
 void pfs_journal_use(struct pfs_journal *j, struct pfs_mirror *m);
 
-/* The queue's callbacks (cache/wbq.h), arg = the journal: record, apply
- * (the mirror's apply), done (deletes the record), flush (the mirror's). */
+/* The queue's callbacks (cache/wbq.h), arg = the journal: record, cancel
+ * (deletes the record of a held op the tree refused), apply (the mirror's
+ * apply), done (counts the op applied), flush (the mirror's). */
 int pfs_journal_record(void *j, const struct pfs_wb_op *op);
+void pfs_journal_cancel(void *j, const struct pfs_wb_op *op);
 int pfs_journal_apply(void *j, struct pfs_wb_op *op, char *err, size_t errlen);
 /* The mirror's apply_new (a new file in one apply; no op of such a run is
  * an exchange to mark). Only set where the mirror has one. */

@@ -26,7 +26,7 @@ struct pfs_journal {
 	struct pfs_mirror *m;
 	pthread_mutex_t lock;      /* the database and byfd */
 	sqlite3 *db;
-	sqlite3_stmt *ins, *del, *mark, *ins_open, *del_open;
+	sqlite3_stmt *ins, *del, *cancel, *mark, *ins_open, *del_open;
 	int64_t *byfd;             /* fd -> its row in open (0: none) */
 	size_t nfd;
 	/* Files with an op recorded and not yet applied, by key (struct

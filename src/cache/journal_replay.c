@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 /* A file of the old tree that a pending op needs: its inode, birth time
@@ -238,11 +239,197 @@ static bool listed(struct pfs_wb_op *op, const char *line)
 	return true;
 }
 
+/* A row read for the replay: its op, and the ops held when it was
+ * recorded (journal.c: "SEQ SEQ ..." or NULL). */
+struct row {
+	struct pfs_wb_op *op;
+	char *held;
+};
+
+#define MAXHELD 64
+
+/* The seqs of a row's held list into v (at most MAXHELD): how many. */
+static size_t parse_held(const char *held, uint64_t *v)
+{
+	size_t n = 0;
+
+	for (const char *p = held; p && *p && n < MAXHELD;) {
+		char *end;
+		unsigned long long x = strtoull(p, &end, 10);
+
+		if (end == p)
+			break;
+		if (*end == '=') /* a key, not a held op (fix_keys) */
+			strtoull(end + 1, &end, 10);
+		else
+			v[n++] = x;
+		p = end;
+	}
+	return n;
+}
+
+/* The keys later rows carry for held ops whose record lacked it
+ * ("SEQ=KEY", journal.c). rows are in seq order. */
+static void fix_keys(struct row *rows, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		for (const char *p = rows[i].held; p && *p;) {
+			char *end;
+			unsigned long long seq = strtoull(p, &end, 10), key;
+			size_t lo = 0, hi = i;
+
+			if (end == p)
+				break;
+			if (*end != '=') {
+				p = end;
+				continue;
+			}
+			key = strtoull(end + 1, &end, 10);
+			p = end;
+			while (lo < hi) {
+				size_t mid = (lo + hi) / 2;
+
+				if (rows[mid].op->seq < seq)
+					lo = mid + 1;
+				else
+					hi = mid;
+			}
+			if (lo < i && rows[lo].op->seq == seq && !rows[lo].op->key)
+				rows[lo].op->key = key;
+		}
+	}
+}
+
+/* Did the cache's tree make the change of held op (recorded before it,
+ * cache/wbq.h: pfs_wbq_push_held)? A new object of its type at path
+ * (MKDIR, SYMLINK, MKNOD, CREATE); its object (tino) where the change puts
+ * it: at path2 for a RENAME or LINK, no longer at path for an UNLINK or
+ * RMDIR. Unknown (no tree, no inode recorded): made, as a journal without
+ * held ops had it. */
+static bool made_in_tree(struct pfs_wb_op *op, int tree)
+{
+	struct stat st;
+
+	if (tree < 0)
+		return true;
+	switch (op->kind) {
+	case PFS_WB_MKDIR:
+	case PFS_WB_SYMLINK:
+	case PFS_WB_MKNOD:
+	case PFS_WB_CREATE:
+		/* (a CREATE's mode may lack its type: an older record) */
+		if (fstatat(tree, op->path, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+		    (op->kind == PFS_WB_CREATE ? !S_ISREG(st.st_mode)
+					       : (st.st_mode & S_IFMT) != (op->mode & S_IFMT)))
+			return false;
+		if (op->kind == PFS_WB_CREATE && !op->key) /* its key: the file made */
+			op->key = st.st_ino;
+		return true;
+	default:
+		break;
+	}
+	if (!op->tino)
+		return true;
+	switch (op->kind) {
+	case PFS_WB_RENAME:
+	case PFS_WB_LINK:
+		return fstatat(tree, op->path2, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		       (uint64_t)st.st_ino == op->tino;
+	case PFS_WB_UNLINK:
+	case PFS_WB_RMDIR:
+		return fstatat(tree, op->path, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+		       (uint64_t)st.st_ino != op->tino;
+	default:
+		return true;
+	}
+}
+
+/* A change of attributes or xattrs the kill may have caught (held op):
+ * the op takes what the tree has now — made or not, the mirror then
+ * ends as the tree is. false: the tree has no object at its path (or
+ * cannot tell the xattr): not to be applied. */
+static bool adopt_tree(struct pfs_wb_op *op, int tree)
+{
+	char proc[PATH_MAX + 32];
+	struct stat st;
+	ssize_t n;
+
+	if (tree < 0)
+		return true;
+	if (fstatat(tree, op->path, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return false;
+	if (op->kind == PFS_WB_ATTR) {
+		op->mode = st.st_mode;
+		op->uid = st.st_uid;
+		op->gid = st.st_gid;
+		op->atime = st.st_atim;
+		op->mtime = st.st_mtim;
+		return true;
+	}
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d/%s", tree, op->path);
+	n = lgetxattr(proc, op->xname, NULL, 0);
+	if (n < 0)
+		return errno == ENODATA && (op->kind = PFS_WB_RMXATTR, true);
+	free(op->xval);
+	op->xval = malloc(n ? (size_t)n : 1);
+	if (!op->xval)
+		return false;
+	n = lgetxattr(proc, op->xname, op->xval, (size_t)n);
+	if (n < 0)
+		return false; /* (changed meanwhile: nobody changes the old tree) */
+	op->xlen = (size_t)n;
+	op->kind = PFS_WB_SETXATTR;
+	return true;
+}
+
+/* The ops the crash may have caught between their record and the tree's
+ * change: those every later row lists as held (none later: the last).
+ * Any other was released before some later record, so the tree made it
+ * (one the tree refused had its row deleted before its release). Such an
+ * op's object had no later change (the kernel keeps the names and the
+ * inode an op works on locked until it is answered, which comes after its
+ * release), so the tree shows whether it was made: one not made is
+ * dropped (never applied), and the mirror ends as the tree is. */
+static void settle_held(struct row *rows, size_t n, int tree)
+{
+	uint64_t in[MAXHELD], tmp[MAXHELD]; /* listed by every row after i */
+	size_t nin = 0;
+	bool later = false;
+
+	for (size_t i = n; i-- > 0;) {
+		struct pfs_wb_op *op = rows[i].op;
+		bool maybe = !later;
+		size_t nt = parse_held(rows[i].held, tmp), k = 0;
+
+		for (size_t x = 0; x < nin && !maybe; x++)
+			maybe = in[x] == op->seq;
+		if (maybe && (op->kind == PFS_WB_ATTR || op->kind == PFS_WB_SETXATTR ||
+			      op->kind == PFS_WB_RMXATTR ? !adopt_tree(op, tree)
+							 : !made_in_tree(op, tree)))
+			op->kind = PFS_WB_NKINDS; /* not made: only to be deleted */
+		for (size_t x = 0; x < (later ? nin : nt); x++) {
+			uint64_t v = later ? in[x] : tmp[x];
+			bool both = !later;
+
+			for (size_t y = 0; y < nt && !both; y++)
+				both = tmp[y] == v;
+			if (both)
+				in[k++] = v;
+		}
+		nin = k;
+		later = true;
+		if (!nin)
+			break; /* every op before row i was released before it */
+	}
+}
+
 /* Apply the pending ops in order, each deleted once applied. */
 static int replay_ops(struct pfs_journal *j, struct pfs_mirror *m, int tree,
 		      const struct finder *f, char *err, size_t errlen)
 {
 	struct pfs_wb_op *head = NULL, **tail = &head;
+	struct row *rows = NULL;
+	size_t nrows = 0, cap = 0;
 	sqlite3_stmt *s;
 	bool first = true;
 	unsigned long lost = 0;
@@ -250,7 +437,7 @@ static int replay_ops(struct pfs_journal *j, struct pfs_mirror *m, int tree,
 
 	if (pfs_journal_stmt(j, "SELECT seq, kind, path, path2, target, mode, uid, gid, rdev,"
 			     " flags, mask, at_s, at_ns, mt_s, mt_ns, xname, xval, ino, bt_s,"
-			     " bt_ns, x1, x2 FROM ops WHERE seq>? ORDER BY seq", &s) < 0)
+			     " bt_ns, x1, x2, held, tino FROM ops WHERE seq>? ORDER BY seq", &s) < 0)
 		return -EIO;
 	sqlite3_bind_int64(s, 1, j->applied);
 	/* Read first, apply after: the rows are deleted as they are applied. */
@@ -268,6 +455,15 @@ static int replay_ops(struct pfs_journal *j, struct pfs_mirror *m, int tree,
 		 * made is what its DATA ops write over, what later ops by
 		 * path act on. */
 		op->key = (uint64_t)ino;
+		op->tino = (uint64_t)sqlite3_column_int64(s, 23);
+		if (pfs_grow(&rows, &cap, nrows, sizeof(*rows)) < 0) {
+			pfs_wb_op_free(op);
+			ret = -ENOMEM;
+			break;
+		}
+		rows[nrows].op = op;
+		rows[nrows].held = col_dup(s, 22); /* (NULL: none held, or no memory) */
+		nrows++;
 		if (op->kind == PFS_WB_RENAME && op->target) {
 			/* the file it replaces, and that file's base */
 			char *rest;
@@ -318,6 +514,13 @@ static int replay_ops(struct pfs_journal *j, struct pfs_mirror *m, int tree,
 		tail = &op->next;
 	}
 	sqlite3_finalize(s);
+	if (ret == 0) {
+		fix_keys(rows, nrows);
+		settle_held(rows, nrows, tree);
+	}
+	for (size_t i = 0; i < nrows; i++)
+		free(rows[i].held);
+	free(rows);
 	if (lost) /* the tree went with the machine: said, not hidden */
 		fprintf(stderr, "prismfs: journal %s: %s is gone (the machine restarted?): the "
 			"data of %lu pending write%s is lost, the other changes are replayed\n",

@@ -35,6 +35,10 @@ struct pfs_wbq {
 	 * per file, and a walk under q->lock made pushes quadratic in the
 	 * queue's length and held the worker back (27% of the daemon's CPU). */
 	struct pfs_wb_op *bykey[KEY_BUCKETS];
+	struct pfs_wb_op *held; /* ops held (pfs_wbq_push_held), oldest first */
+	uint64_t fixes[2 * 16]; /* (seq, key) of held ops released with a key
+				 * their record lacks: for the next record */
+	unsigned nfixes;
 	uint64_t name_seq;      /* the newest RENAME, UNLINK or LINK pushed */
 	uint64_t move_seq;      /* the newest RENAME or LINK pushed */
 	bool crash;             /* PRISMFS_TEST_CRASH is set: crash points on */
@@ -65,6 +69,8 @@ static bool due(struct pfs_wbq *q, uint64_t now, uint64_t *until)
 	const struct pfs_wb_op *h = q->head;
 
 	*until = 0;
+	if (h->held) /* the cache's tree has not said yet: on a signal */
+		return false;
 	if (q->retry_at > now && !(q->stopping && !q->drain)) {
 		*until = q->retry_at;
 		return false;
@@ -237,6 +243,16 @@ static void *worker(void *arg)
 			continue;
 		}
 		h = q->busy = q->head;
+		if (h->cancelled) { /* the tree refused it: its record is gone */
+			q->busy = NULL;
+			pop_head(q);
+			pthread_mutex_unlock(&q->lock);
+			pfs_wb_op_free(h);
+			pthread_mutex_lock(&q->lock);
+			if (q->room_waiters)
+				pthread_cond_broadcast(&q->moved);
+			continue;
+		}
 		n = new_file_run(q, h, now);
 		/* (taken under the lock: a push may link a new op after the
 		 * run's last one meanwhile) */
@@ -369,13 +385,32 @@ static void index_pop(struct pfs_wbq *q, struct pfs_wb_op *op)
 		*p = op->knext;
 }
 
-uint64_t pfs_wbq_push(struct pfs_wbq *q, struct pfs_wb_op *op)
+/* Record op (under q->lock), with the ops held now and the keys learnt
+ * since the last record. */
+static void record(struct pfs_wbq *q, struct pfs_wb_op *op)
+{
+	if (!q->o.record)
+		return;
+	op->held_ops = q->held;
+	op->fixes = q->fixes;
+	op->nfixes = q->nfixes;
+	if (q->o.record(q->o.arg, op) < 0)
+		fprintf(stderr, "prismfs: cache: cannot record a %s of %s in the journal\n",
+			pfs_wb_kind_name(op->kind), op->path);
+	else
+		q->nfixes = 0;
+	op->held_ops = NULL;
+	op->fixes = NULL;
+	op->nfixes = 0;
+}
+
+static uint64_t push(struct pfs_wbq *q, struct pfs_wb_op *op, bool held)
 {
 	struct pfs_wb_op *old;
 	uint64_t seq;
 
 	pthread_mutex_lock(&q->lock);
-	if (op->kind == PFS_WB_DATA && op->key && (old = newest_of(q, op->key)) && !is_busy(q, old) &&
+	if (!held && op->kind == PFS_WB_DATA && op->key && (old = newest_of(q, op->key)) && !is_busy(q, old) &&
 	    strcmp(old->path, op->path) == 0) {
 		/* The queued op reads the file when it is applied: it will
 		 * carry this write too. Only the dirty count may grow. */
@@ -403,9 +438,16 @@ uint64_t pfs_wbq_push(struct pfs_wbq *q, struct pfs_wb_op *op)
 	}
 	op->seq = seq = q->next_seq++;
 	op->when_ns = now_ns();
-	if (q->o.record && q->o.record(q->o.arg, op) < 0)
-		fprintf(stderr, "prismfs: cache: cannot record a %s of %s in the journal\n",
-			pfs_wb_kind_name(op->kind), op->path);
+	record(q, op);
+	if (held) {
+		struct pfs_wb_op **p = &q->held;
+
+		while (*p)
+			p = &(*p)->hnext;
+		op->held = true;
+		op->hnext = NULL;
+		*p = op;
+	}
 	op->next = NULL;
 	if (q->tail)
 		q->tail->next = op;
@@ -417,11 +459,55 @@ uint64_t pfs_wbq_push(struct pfs_wbq *q, struct pfs_wb_op *op)
 	q->st.pending_bytes += op->bytes;
 	/* The worker waits for the head (its delay, a retry) or for work:
 	 * only a new head or the dirty limit passed changes what it waits
-	 * for. A wake per op cost a thread switch per op. */
-	if (q->head == op || (q->o.max_dirty && q->st.pending_bytes > q->o.max_dirty))
+	 * for. A wake per op cost a thread switch per op. A held op is
+	 * not due before its release, which wakes the worker then. */
+	if ((q->head == op && !held) || (q->o.max_dirty && q->st.pending_bytes > q->o.max_dirty))
 		pthread_cond_signal(&q->work);
 	pthread_mutex_unlock(&q->lock);
 	return seq;
+}
+
+uint64_t pfs_wbq_push(struct pfs_wbq *q, struct pfs_wb_op *op)
+{
+	return push(q, op, false);
+}
+
+uint64_t pfs_wbq_push_held(struct pfs_wbq *q, struct pfs_wb_op *op)
+{
+	return push(q, op, true);
+}
+
+void pfs_wbq_release(struct pfs_wbq *q, struct pfs_wb_op *op, bool done)
+{
+	struct pfs_wb_op **p;
+
+	pthread_mutex_lock(&q->lock);
+	/* Undone before it stops being held: a record made after this one
+	 * says it is not held, which a replay takes for "made in the tree". */
+	if (!done && q->o.cancel)
+		q->o.cancel(q->o.arg, op);
+	if (done && op->fix_key && !op->amend) {
+		if (q->nfixes < sizeof(q->fixes) / sizeof(q->fixes[0]) / 2) {
+			q->fixes[2 * q->nfixes] = op->seq;
+			q->fixes[2 * q->nfixes + 1] = op->key;
+			q->nfixes++;
+		} else {
+			op->amend = true; /* (no room: its own record again) */
+		}
+	}
+	if (done && op->amend)
+		record(q, op);
+	op->amend = op->fix_key = false;
+	for (p = &q->held; *p && *p != op; p = &(*p)->hnext)
+		;
+	if (*p)
+		*p = op->hnext;
+	op->hnext = NULL;
+	op->held = false;
+	op->cancelled = !done;
+	if (q->head == op)
+		pthread_cond_signal(&q->work);
+	pthread_mutex_unlock(&q->lock);
 }
 
 uint64_t pfs_wbq_data_each(struct pfs_wbq *q, uint64_t key,
@@ -520,6 +606,17 @@ int pfs_wbq_stop(struct pfs_wbq *q, bool drain, uint64_t timeout_ns, struct pfs_
 	pthread_cond_broadcast(&q->moved);
 	pthread_mutex_unlock(&q->lock);
 	pthread_join(q->worker, NULL);
+	/* An op the cache's tree refused is no change to keep. */
+	for (struct pfs_wb_op **p = &q->head; *p;) {
+		struct pfs_wb_op *op = *p;
+
+		if (op->cancelled) {
+			*p = op->next;
+			pfs_wb_op_free(op);
+		} else {
+			p = &op->next;
+		}
+	}
 	rest = q->head;
 	any = rest != NULL;
 	if (drain && !any && q->o.flush) {

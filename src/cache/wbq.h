@@ -15,7 +15,8 @@
  * the wait began. Writers are held back by bytes: pfs_wbq_room() blocks
  * while the data not yet written back exceeds the dirty limit.
  *
- * Lock order: q->lock only; the apply callback runs without it. */
+ * Lock order: q->lock only; the apply callback runs without it (record and
+ * cancel run under it, and take the journal's leaf lock). */
 #ifndef PFS_WBQ_H
 #define PFS_WBQ_H
 
@@ -35,12 +36,17 @@ typedef void pfs_wb_done_fn(void *arg, const struct pfs_wb_op *op);
  * (the op is queued all the same). */
 typedef int pfs_wb_record_fn(void *arg, const struct pfs_wb_op *op);
 
+/* Undo the record of a held op the cache's tree refused (rare), under the
+ * queue's lock. */
+typedef void pfs_wb_cancel_fn(void *arg, const struct pfs_wb_op *op);
+
 struct pfs_wbq_opts {
 	pfs_wb_apply_fn *apply;
 	pfs_wb_apply_new_fn *apply_new; /* may be NULL: every op alone */
 	pfs_wb_done_fn *done;     /* may be NULL */
 	pfs_wb_flush_fn *flush;   /* may be NULL: applied is durable */
 	pfs_wb_record_fn *record; /* may be NULL: no journal */
+	pfs_wb_cancel_fn *cancel; /* may be NULL: no journal */
 	void *arg;
 	uint64_t delay_ns;        /* an op waits this long before it is applied,
 				   * unless someone waits for it */
@@ -60,6 +66,19 @@ int pfs_wbq_start(struct pfs_wbq **out, const struct pfs_wbq_opts *o);
  * queued op takes the new one's fd, datafd and flags (its data source is
  * the newer, which may be a file moved out of memory since). */
 uint64_t pfs_wbq_push(struct pfs_wbq *q, struct pfs_wb_op *op);
+
+/* Queue op as pfs_wbq_push does (never merged), before the cache's tree
+ * makes its change, held: the worker does not apply it (nor anything
+ * after it) until pfs_wbq_release says whether the tree made it (done) or
+ * refused it (the op is cancelled: its record undone, never applied).
+ * Why: recorded after the tree's change, a kill between the two left a
+ * change in the tree (DIR/tree outlives the daemon) that the journal did
+ * not have — the mirror never got it, and the data of an open file
+ * followed the tree's name to nowhere. Recorded first, a replay settles a
+ * held op by looking at the tree (cache/journal.h). The op stays the
+ * queue's: valid until released. */
+uint64_t pfs_wbq_push_held(struct pfs_wbq *q, struct pfs_wb_op *op);
+void pfs_wbq_release(struct pfs_wbq *q, struct pfs_wb_op *op, bool done);
 
 /* Call fn(op, arg), under the queue's lock, for each queued DATA op of key
  * that is not being applied (fn may change its fd, datafd and flags, not

@@ -92,6 +92,26 @@ struct pfs_wb_op {
 	int64_t made_ino, made_bt;
 	void (*made_fn)(void *arg, const struct pfs_wb_op *op);
 	void *made_arg;
+	/* A change recorded before the cache's tree makes it (cache/wbq.h:
+	 * pfs_wbq_push_held): not applied while held; cancelled, never
+	 * applied, when the tree refused it. */
+	bool held, cancelled;
+	bool amend;                       /* its record is to be made again at
+					   * release (the tree did otherwise
+					   * than the record said) */
+	bool fix_key;                     /* its key is known at release only
+					   * (a CREATE of open(2)): the next
+					   * record carries it */
+	const uint64_t *fixes;            /* while recorded: (seq, key) pairs of
+					   * such ops released since the last
+					   * record */
+	unsigned nfixes;
+	struct pfs_wb_op *hnext;          /* the queue's list of held ops */
+	const struct pfs_wb_op *held_ops; /* while recorded: the ops held then
+					   * (hnext list; cache/journal.h) */
+	uint64_t tino;                    /* RENAME, LINK, UNLINK, RMDIR: the
+					   * cache tree's inode at path before
+					   * the change (0: unknown) */
 };
 
 /* A new op of kind k on path (copied). NULL when out of memory. */

@@ -78,6 +78,25 @@ def apply_op(root, op, keep=None, upto=None):
         os.symlink(op["t"], p(op["a"]))
     elif k == "chmod":
         os.chmod(p(op["a"]), op["m"])
+    elif k == "chown":
+        os.chown(p(op["a"]), op["u"], op["u"])
+    elif k == "utime":
+        if op.get("t"):
+            os.utime(p(op["a"]), ns=(op["t"], op["t"]))
+        else:
+            os.utime(p(op["a"]))  # now
+    elif k == "setxattr":
+        os.setxattr(p(op["a"]), op["n"], op["v"].encode())
+    elif k == "rmxattr":
+        os.removexattr(p(op["a"]), op["n"])
+    elif k == "truncate":
+        os.truncate(p(op["a"]), op["n"])
+    elif k == "mkfifo":
+        os.mkfifo(p(op["a"]), 0o640)
+    elif k == "rmdir":
+        os.rmdir(p(op["a"]))
+    elif k == "rename2":  # renameat2 with flags (RENAME_NOREPLACE 1, RENAME_EXCHANGE 2)
+        renameat2(p(op["a"]), p(op["b"]), op["f"])
     else:
         raise ValueError(op)
 
@@ -528,6 +547,117 @@ def test_a_tree_lost_with_the_machine_is_said_and_the_rest_replayed(cd):
     assert "is gone (the machine restarted?)" in m.stderr()
     assert m.stop() == 0
     m.check_clean_exit()
+
+
+# ----------------------------------------------------------------------
+# with the journal: killed between a change of the cache's tree and its
+# record. The tree (DIR/tree) outlives the daemon and holds what the view
+# showed; the change in flight was never acknowledged and may go either
+# way, but the same way in the tree and on the mirror: after the replay
+# the mirror must be that tree (and the data of a file open for writing
+# must follow it to the name the tree has).
+
+TREE_BASE = [
+    {"k": "mkdir", "a": "d"},
+    {"k": "write", "a": "d/a", "data": "A" * 4000},
+    {"k": "write", "a": "d/b", "data": "B"},
+    {"k": "mkdir", "a": "e"},
+    {"k": "chmod", "a": "e", "m": 0o2775},  # set-group-ID: what is made in it inherits
+    {"k": "mkdir", "a": "gone"},
+    {"k": "setxattr", "a": "d/b", "n": "user.k", "v": "kept"},
+    {"k": "writeopen", "a": "d/o", "data": "O" * 3000},  # kept open
+]
+
+TREE_CUTS = [
+    ("cache-changed-rename:1", {"k": "rename", "a": "d/o", "b": "e/o2"}),
+    ("cache-changed-rename:1", {"k": "rename", "a": "d", "b": "e/d2"}),
+    ("cache-changed-rename:1", {"k": "rename2", "a": "d/b", "b": "e/b2", "f": 1}),
+    ("cache-changed-rename:1", {"k": "rename2", "a": "d/o", "b": "e", "f": 2}),
+    ("cache-changed-link:1", {"k": "link", "a": "d/o", "b": "e/ol"}),
+    ("cache-changed-unlink:1", {"k": "unlink", "a": "d/a"}),
+    ("cache-changed-rmdir:1", {"k": "rmdir", "a": "gone"}),
+    ("cache-changed-mkdir:4", {"k": "mkdir", "a": "e/new"}),
+    ("cache-changed-symlink:1", {"k": "symlink", "a": "e/sl", "t": "../d/a"}),
+    ("cache-changed-mknod:1", {"k": "mkfifo", "a": "e/fifo"}),
+    ("cache-changed-create:4", {"k": "writeopen", "a": "e/new2", "data": "N"}),
+    ("cache-changed-data:1", {"k": "truncate", "a": "d/a", "n": 10}),
+    ("cache-changed-attr:2", {"k": "chmod", "a": "d/a", "m": 0o600}),
+    ("cache-changed-attr:2", {"k": "chown", "a": "d/a", "u": 1234}),
+    ("cache-changed-attr:2", {"k": "utime", "a": "d/a", "t": 10 ** 18 + 7}),
+    ("cache-changed-attr:2", {"k": "utime", "a": "d/a"}),  # now
+    ("cache-changed-setxattr:2", {"k": "setxattr", "a": "d/a", "n": "user.k", "v": "new"}),
+    ("cache-changed-removexattr:1", {"k": "rmxattr", "a": "d/b", "n": "user.k"}),
+    # recorded, the tree not changed yet: not to reach the mirror either
+    ("journal-recorded-mkdir:4", {"k": "mkdir", "a": "e/new"}),
+    ("journal-recorded-symlink:1", {"k": "symlink", "a": "e/sl", "t": "../d/a"}),
+    ("journal-recorded-create:4", {"k": "writeopen", "a": "e/new2", "data": "N"}),
+    ("journal-recorded-attr:2", {"k": "chmod", "a": "d/a", "m": 0o600}),
+    ("journal-recorded-attr:2", {"k": "utime", "a": "d/a", "t": 10 ** 18 + 7}),
+    ("journal-recorded-setxattr:2", {"k": "setxattr", "a": "d/a", "n": "user.k", "v": "new"}),
+    ("journal-recorded-removexattr:1", {"k": "rmxattr", "a": "d/b", "n": "user.k"}),
+    ("journal-recorded-rename:1", {"k": "rename", "a": "d/o", "b": "e/o2"}),
+    ("journal-recorded-rename:1", {"k": "rename2", "a": "d/o", "b": "e", "f": 2}),
+    ("journal-recorded-link:1", {"k": "link", "a": "d/o", "b": "e/ol"}),
+    ("journal-recorded-unlink:1", {"k": "unlink", "a": "d/a"}),
+    ("journal-recorded-rmdir:1", {"k": "rmdir", "a": "gone"}),
+    # refused by the tree, its record not yet taken back
+    ("cache-refused-rmdir:1", {"k": "rmdir", "a": "d"}),
+    ("cache-refused-rename:1", {"k": "rename", "a": "gone", "b": "d"}),
+]
+
+
+@pytest.mark.parametrize("point,op", TREE_CUTS,
+                         ids=["%s-%s" % (p, json.dumps(o)) for p, o in TREE_CUTS])
+def test_a_kill_between_the_tree_and_the_journal_leaves_them_alike(cd, point, op):
+    m = start(cd, crash=point)
+    keep = []
+    inflight, _ = run_workload(cd, m, TREE_BASE + [op], keep)
+    assert inflight == op, "the daemon did not die at %s" % point
+    died(m)
+    tree = snapshot(os.path.join(cd["journal"], "tree"))
+    tmeta = {p: meta(os.path.join(cd["journal"], "tree"), p) for p in ("d/a", "d/b")}
+    close_all(keep)
+    recover(cd)
+    got = snapshot(cd["mirror"])
+    assert got == tree, "the mirror is not the cache's tree:\n" + diff(got, tree)
+    for p, want in tmeta.items():
+        assert meta(cd["mirror"], p) == want, p
+    settle(cd["mirror"], cd["ref"], inflight, cd["scratch"])
+
+
+def meta(root, rel):
+    """Owner, modification time and xattrs of rel (None: not there)."""
+    p = os.path.join(root, rel)
+    try:
+        st = os.lstat(p)
+    except FileNotFoundError:
+        return None
+    return (st.st_uid, st.st_gid, st.st_mtime_ns,
+            sorted((n, os.getxattr(p, n)) for n in os.listxattr(p) if n.startswith("user.")))
+
+
+def test_a_change_the_tree_refuses_is_not_written_back(cd):
+    """A change is recorded before the tree makes it: one the tree refuses
+    (here rmdir of a directory not empty) must leave the journal and the
+    queue, not reach the mirror nor hold back what follows."""
+    m = start(cd, wb="0")
+    keep = []
+    inflight, _ = run_workload(cd, m, TREE_BASE, keep)
+    assert inflight is None
+    with pytest.raises(OSError) as e:
+        os.rmdir(os.path.join(cd["mnt"], "d"))
+    assert e.value.errno == errno.ENOTEMPTY
+    with pytest.raises(OSError) as e:
+        renameat2(os.path.join(cd["mnt"], "d/a"), os.path.join(cd["mnt"], "d/b"), 1)
+    assert e.value.errno == errno.EEXIST
+    inflight, _ = run_workload(cd, m, [{"k": "rename", "a": "d/a", "b": "e/a2"}], keep)
+    assert inflight is None
+    close_all(keep)
+    res = cli("sync", cd["mnt"], timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert m.stop() == 0
+    m.check_clean_exit()
+    settle(cd["mirror"], cd["ref"], None, cd["scratch"])
 
 
 # ----------------------------------------------------------------------
