@@ -47,9 +47,21 @@ static void meta_of(const struct stat *st, unsigned caps, struct pfs_rmeta *meta
 		meta->has = PFS_RMETA_MTIME;
 }
 
+/* Whether rs is what b recorded: by etag where both are strong, else by
+ * size and mtime. Apache gives a weak ETag (W/...) for a second after each
+ * change and a strong one after, which never equals it: a file loaded in
+ * that second would look changed on the server at its next write-back,
+ * and be kept aside as a conflict of its own making. */
+static bool base_holds(const struct rbase *b, const struct pfs_rstat *rs)
+{
+	if (*b->etag && *rs->etag && strncmp(b->etag, "W/", 2) != 0 &&
+	    strncmp(rs->etag, "W/", 2) != 0)
+		return strcmp(rs->etag, b->etag) == 0;
+	return rs->size == b->size && (int64_t)rs->mtime.tv_sec == b->mtime;
+}
+
 /* Whether the server still holds what b says, for servers that ignore
- * conditions: by etag where both have one, else by size and mtime. 1, 0
- * or -errno. */
+ * conditions (base_holds). 1, 0 or -errno. */
 static int still_base(struct pfs_remote *r, const char *path, const struct rbase *b,
 		      char *err, size_t errlen)
 {
@@ -62,9 +74,7 @@ static int still_base(struct pfs_remote *r, const char *path, const struct rbase
 		return ret;
 	if (!b->present || rs.dir)
 		return 0;
-	if (*b->etag && *rs.etag)
-		return strcmp(rs.etag, b->etag) == 0;
-	return rs.size == b->size && (int64_t)rs.mtime.tv_sec == b->mtime;
+	return base_holds(b, &rs);
 }
 
 /* Write the cache file of op (its data: size bytes of dfd; fd < 0: an
@@ -359,8 +369,7 @@ static int view_file(struct pfs_mirror_remote *m, const struct pfs_wb_op *op, ch
 		return 0;
 	if (ret < 0)
 		return ret;
-	*changed = *b.etag && *rs.etag ? strcmp(rs.etag, b.etag) != 0
-				       : rs.size != b.size || (int64_t)rs.mtime.tv_sec != b.mtime;
+	*changed = !base_holds(&b, &rs);
 	return 0;
 }
 

@@ -49,3 +49,26 @@ def test_an_unlink_keeps_a_change_the_mount_never_saw(dav, mnt, mounter):
     assert read(os.path.join(dav.root, "f")) == "theirs, longer"
     st = status_json(mnt)["cache"]
     assert st["conflicts"] == 1 and "f" in st["last_conflict"], st
+
+
+def test_a_file_loaded_in_its_first_second_is_not_taken_for_changed(dav, mnt, mounter):
+    """Apache answers a weak ETag (W/...) for a second after a file changes
+    and a strong one after: a file the mount loaded in that second is the
+    same file a second later, and the mount's unlink, rename and chmod of
+    it must reach the server, with no conflict."""
+    for n in ("gone", "moved", "moded"):
+        write(os.path.join(dav.root, n), "the server's " + n)
+    give_to_server(dav.root)
+    cached(mounter, dav.url + "/", mnt)
+    for n in ("gone", "moved", "moded"):  # loaded within the file's first second
+        assert read(os.path.join(mnt, n)) == "the server's " + n
+    time.sleep(1.5)  # the server's ETags turn strong
+    os.unlink(os.path.join(mnt, "gone"))
+    os.rename(os.path.join(mnt, "moved"), os.path.join(mnt, "renamed"))
+    os.chmod(os.path.join(mnt, "moded"), 0o600)
+    sync(mnt)
+    names = sorted(os.listdir(dav.root))
+    assert [n for n in names if "prismfs-conflict" in n] == []
+    assert "gone" not in names and "moved" not in names
+    assert read(os.path.join(dav.root, "renamed")) == "the server's moved"
+    assert status_json(mnt)["cache"]["conflicts"] == 0
