@@ -111,15 +111,8 @@ static int put_file(struct pfs_mirror_remote *m, struct pfs_wb_op *op, const cha
 	 * it) — so a file written twice within a second would be refused as
 	 * a conflict, and waiting it out cost a second a file. Such a base is
 	 * compared by a look just before the write instead. */
-	if (b && b->present && strncmp(b->etag, "W/", 2) == 0) {
-		ret = still_base(r, path, b, err, errlen);
-		if (ret == 0) {
-			snprintf(err, errlen, "%s changed on the server", path);
-			ret = -ESTALE;
-		}
-		if (ret < 0)
-			goto out;
-	} else if (b && !(r->caps & PFS_RCAP_IF_MATCH)) {
+	if (b && ((b->present && strncmp(b->etag, "W/", 2) == 0) ||
+		  !(r->caps & PFS_RCAP_IF_MATCH))) { /* or a server ignoring If-Match */
 		ret = still_base(r, path, b, err, errlen);
 		if (ret == 0) {
 			snprintf(err, errlen, "%s changed on the server", path);
