@@ -18,9 +18,10 @@ static int fill_ref(struct pfs_cache *c, struct pfs_ref r)
 
 static struct pfs_wb_op *op_ref(struct pfs_cache *c, enum pfs_wb_kind k, struct pfs_ref r)
 {
-	struct pfs_wb_op *op = r.fd >= 0 ? pfs_cache_op_at(c, k, r.fd, NULL) : pfs_cache_op_at(c, k, r.dirfd, r.name);
+	struct pfs_wb_op *op = r.fd >= 0 ? pfs_cache_op_at(c, k, r.fd, NULL)
+					 : pfs_cache_op_at(c, k, r.dirfd, r.name);
 	struct stat s, ds;
-	int fd = r.fd;
+	int fd = r.fd, ret;
 
 	/* (the /proc/self/fd directory, "N"): the object of fd N */
 	if (fd < 0 && r.name && *r.name && strspn(r.name, "0123456789") == strlen(r.name) &&
@@ -28,12 +29,14 @@ static struct pfs_wb_op *op_ref(struct pfs_cache *c, enum pfs_wb_kind k, struct 
 		fd = atoi(r.name);
 	if (fd < 0 && (!r.name || !*r.name))
 		fd = r.dirfd; /* pfs_ref_path: the descriptor's own object */
-	if (op && pfs_st_stat(c->in, fd >= 0 ? fd : r.dirfd, fd >= 0 ? "" : r.name, &s,
-			      fd >= 0 ? AT_EMPTY_PATH : AT_SYMLINK_NOFOLLOW) < 0) {
+	if (op && (ret = pfs_st_stat(c->in, fd >= 0 ? fd : r.dirfd, fd >= 0 ? "" : r.name, &s,
+				     fd >= 0 ? AT_EMPTY_PATH : AT_SYMLINK_NOFOLLOW)) < 0) {
 		/* What to write back is unknown: keep it out of the queue, and
-		 * say so rather than send the mirror made-up values. */
-		fprintf(stderr, "prismfs: cache: cannot read %s around a change; it is not "
-			"written back\n", op->path);
+		 * say so rather than send the mirror made-up values (a name
+		 * that is not there: the change itself fails, nothing to say). */
+		if (ret != -ENOENT)
+			fprintf(stderr, "prismfs: cache: cannot read %s around a change; it is "
+				"not written back\n", op->path);
 		pfs_wb_op_free(op);
 		return NULL;
 	}
