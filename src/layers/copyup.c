@@ -95,7 +95,7 @@ static int make_copy(struct pfs_fs *fs, int ldir, const char *name, int obj, int
 	}
 	if (ret == 0)
 		ret = pfs_meta_copy(s, fd >= 0 ? pfs_ref_fd(fd) : pfs_ref_at(wd, tmp),
-				    pfs_ref_at(ldir, name), st, PFS_META_NO_PRIVATE, &op);
+				    pfs_layer_ref(fs, ldir, name), st, PFS_META_NO_PRIVATE, &op);
 	if (ret == 0 && mode == CU_META)
 		ret = pfs_layer_setx(fs, wd, tmp, "metacopy", "", 0);
 	/* Durable before it is renamed into place: a crash must not leave an

@@ -112,9 +112,12 @@ int pfs_layer_open_at(struct pfs_fs *fs, int dirfd, const char *name, int flags)
 			     0);
 }
 
-/* The entry name in dirfd; no name: the directory dirfd itself. */
-static struct pfs_ref entry(int dirfd, const char *name)
+struct pfs_ref pfs_layer_ref(struct pfs_fs *fs, int dirfd, const char *name)
 {
+	/* By name, the store's call walks the name, and a walk crosses into
+	 * a mount there: the covered directory is taken by its descriptor. */
+	if (name && *name && pfs_selfmnt_is(fs, dirfd, name))
+		return pfs_ref_path(fs->cover_fd);
 	return pfs_ref_at(dirfd, name && *name ? name : ".");
 }
 
@@ -124,7 +127,7 @@ ssize_t pfs_layer_getx(struct pfs_fs *fs, int dirfd, const char *name, const cha
 	char x[64];
 
 	snprintf(x, sizeof(x), "%s%s", fs->layers->xprefix, key);
-	return pfs_st_getxattr(fs->store, entry(dirfd, name), x, buf, len);
+	return pfs_st_getxattr(fs->store, pfs_layer_ref(fs, dirfd, name), x, buf, len);
 }
 
 int pfs_layer_setx(struct pfs_fs *fs, int dirfd, const char *name, const char *key,
@@ -133,7 +136,7 @@ int pfs_layer_setx(struct pfs_fs *fs, int dirfd, const char *name, const char *k
 	char x[64];
 
 	snprintf(x, sizeof(x), "%s%s", fs->layers->xprefix, key);
-	return pfs_st_setxattr(fs->store, entry(dirfd, name), x, val, len, 0);
+	return pfs_st_setxattr(fs->store, pfs_layer_ref(fs, dirfd, name), x, val, len, 0);
 }
 
 bool pfs_layer_private_xattr(struct pfs_fs *fs, const char *name)
@@ -194,7 +197,7 @@ ino_t pfs_layer_ino(struct pfs_fs *fs, dev_t kdev, ino_t kino)
 bool pfs_layer_is_opaque(struct pfs_fs *fs, int dirfd, const char *name, int fd)
 {
 	struct pfs_store *s = fs->store;
-	struct pfs_ref r = entry(dirfd, name);
+	struct pfs_ref r = pfs_layer_ref(fs, dirfd, name);
 	struct stat st;
 	char v[4];
 

@@ -145,7 +145,7 @@ static bool lower_meta(const struct finding *s, int d, const char *nm)
 	const struct pfs_layers *L = s->fs->layers;
 
 	return (L->ndata || L->metacopy) && !s->dir->map &&
-	       pfs_ovl_has(s->fs->store, pfs_ref_at(d, nm), "metacopy") > 0;
+	       pfs_ovl_has(s->fs->store, pfs_layer_ref(s->fs, d, nm), "metacopy") > 0;
 }
 
 /* The data of a metacopy file by its absolute redirect, in the data-only
@@ -415,7 +415,7 @@ static int found_top(struct finding *s, int i, int d, const char *nm, const stru
 		pfs_layer_upper_key(fs, d, nm, f);
 		s->keyed = true;
 		if (S_ISREG(st->st_mode) && !s->dir->map &&
-		    pfs_ovl_has(fs->store, pfs_ref_at(d, nm), "metacopy") > 0) {
+		    pfs_ovl_has(fs->store, pfs_layer_ref(fs, d, nm), "metacopy") > 0) {
 			/* Its data is found below as a directory's lower parts
 			 * are: by its redirect, else by its name. */
 			f->ln = pfs_lnode_new(fs->layers);

@@ -13,6 +13,10 @@
  * -errno. */
 int pfs_layer_lstat_at(struct pfs_fs *fs, int dirfd, const char *name, struct stat *st);
 int pfs_layer_open_at(struct pfs_fs *fs, int dirfd, const char *name, int flags);
+/* The entry name in a layer's directory dirfd (no name: dirfd itself) as
+ * a store reference that never crosses into this mount: for the by-name
+ * calls (xattrs, metadata) on what may be the mount point. */
+struct pfs_ref pfs_layer_ref(struct pfs_fs *fs, int dirfd, const char *name);
 
 /* Does the directory name in dirfd (open as fd) hide the layers below? */
 bool pfs_layer_is_opaque(struct pfs_fs *fs, int dirfd, const char *name, int fd);

@@ -49,7 +49,7 @@ static int check_redirect(const char *r)
 int pfs_redir_get(struct pfs_fs *fs, int dirfd, const char *name, char **out)
 {
 	char buf[PATH_MAX];
-	ssize_t n = pfs_ovl_get(fs->store, pfs_ref_at(dirfd, name), "redirect", buf, sizeof(buf));
+	ssize_t n = pfs_ovl_get(fs->store, pfs_layer_ref(fs, dirfd, name), "redirect", buf, sizeof(buf));
 	int ret;
 
 	*out = NULL;

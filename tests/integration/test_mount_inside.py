@@ -198,6 +198,35 @@ def test_mount_inside_the_view_background(workdir, bg, shape):
     assert not is_mounted(mnt)
 
 
+@pytest.mark.parametrize("shape", ["layers, in source", "layers, in a lower"])
+def test_copy_up_of_the_mount_point_takes_what_it_covers(workdir, mounter, shape):
+    """On a layered mount whose mount point is a directory of a lower, the
+    mount point's name is the directory the mount covers (a bind mount's
+    view). Copying it up (a change below it) copies that directory's
+    metadata — mode and xattrs — as overlayfs's copy-up does; the view's
+    own root (what a walk of the name would reach once mounted) must not
+    be taken instead, and the daemon must never ask itself (it can wait
+    on its own request for ever)."""
+    src, mnt, args, inner = _shape(shape, workdir)
+    upper = args[args.index("--upper") + 1]
+    os.setxattr(mnt, "user.who", b"covered")
+    os.chmod(mnt, 0o751)
+    os.setxattr(upper, "user.who", b"the view's root")
+    os.chmod(upper, 0o755)
+    m = mounter(src, mnt, *args)
+    me = os.path.join(mnt, inner)
+    assert os.getxattr(me, "user.who") == b"covered"
+    _write(os.path.join(me, "covered-dir", "new"), "new\n")
+    assert os.path.isdir(os.path.join(upper, inner)), "not copied up"
+    got = (os.getxattr(os.path.join(upper, inner), "user.who"),
+           oct(os.stat(os.path.join(upper, inner)).st_mode & 0o7777))
+    assert got == (b"covered", "0o751"), (
+        "the copied-up mount point should have what the mount covers: %r" % (got,))
+    assert os.getxattr(me, "user.who") == b"covered"
+    _unmount("prismfs unmount", mnt)
+    assert m.wait(30) == 0, m.stderr()
+
+
 @pytest.mark.parametrize("where", ["over source", "under the mount point"])
 def test_mapping_pipe_inside_the_mount_point_refused(workdir, bg, where):
     """A mapping pipe inside the mount point is, once mounted, the view's
