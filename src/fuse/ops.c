@@ -15,6 +15,7 @@
 
 #define FS(req) ((struct pfs_fs *)fuse_req_userdata(req))
 #define NODE(ino) pfs_node_of(fs, (ino))
+#define PFS_ACL_GROUPS 256 /* a setter's groups looked at, its primary one included */
 
 static uint64_t t0_of(struct pfs_fs *fs)
 {
@@ -514,7 +515,22 @@ static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const 
 {
 	struct pfs_fs *fs = FS(req);
 	uint64_t t0 = t0_of(fs);
-	int ret = pfs_view_setxattr(fs, NODE(ino), name, value, size, flags);
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	gid_t groups[PFS_ACL_GROUPS];
+	struct pfs_acl_caller who = {.capable = ctx->uid == 0, .groups = groups};
+	bool acl = strcmp(name, "system.posix_acl_access") == 0 && !who.capable;
+	int ret;
+
+	/* Root is taken to have CAP_FSETID, anyone else not (the kernel's own
+	 * answer does not reach us); a caller in more groups than fit is
+	 * taken to be in the file's (the SGID bit stays, as before). */
+	if (acl) {
+		groups[0] = ctx->gid;
+		ret = fuse_req_getgroups(req, PFS_ACL_GROUPS - 1, groups + 1);
+		who.ngroups = ret >= 0 && ret < PFS_ACL_GROUPS ? ret + 1 : 0;
+		who.capable = who.ngroups == 0;
+	}
+	ret = pfs_view_setxattr(fs, NODE(ino), name, value, size, flags, acl ? &who : NULL);
 
 	LOG("setxattr", NODE(ino), NULL, NULL, NULL, ret, PFS_LA_STR("name", name),
 	    PFS_LA_INT("size", size), PFS_LA_HEX("flags", flags));

@@ -538,8 +538,22 @@ void pfs_view_close_dirs(struct pfs_fs *fs);
 ssize_t pfs_view_getxattr(struct pfs_fs *fs, struct pfs_node *n, const char *name, char *buf,
 			  size_t size);
 ssize_t pfs_view_listxattr(struct pfs_fs *fs, struct pfs_node *n, char *buf, size_t size);
+/* Who sets an access ACL, for what the daemon must do in the caller's
+ * stead: the set-group-ID bit goes unless the caller is in the file's
+ * group or has CAP_FSETID (posix_acl_update_mode(), as native filesystems
+ * apply it; the daemon sets ACLs with its own capabilities, and the
+ * kernel's FUSE_SETXATTR_ACL_KILL_SGID does not reach libfuse's
+ * setxattr). */
+struct pfs_acl_caller {
+	bool capable;         /* CAP_FSETID */
+	const gid_t *groups;  /* the primary group and the supplementary ones */
+	int ngroups;
+};
+/* who: NULL but for system.posix_acl_access set by a caller without
+ * CAP_FSETID. */
 int pfs_view_setxattr(struct pfs_fs *fs, struct pfs_node *n, const char *name,
-		      const char *value, size_t size, int flags);
+		      const char *value, size_t size, int flags,
+		      const struct pfs_acl_caller *who);
 int pfs_view_removexattr(struct pfs_fs *fs, struct pfs_node *n, const char *name);
 
 /* ops.c */

@@ -41,8 +41,35 @@ ssize_t pfs_view_listxattr(struct pfs_fs *fs, struct pfs_node *n, char *buf, siz
 	return fs->ns->listxattr(fs, n, buf, size);
 }
 
+static bool in_groups(const struct pfs_acl_caller *who, gid_t gid)
+{
+	for (int i = 0; i < who->ngroups; i++)
+		if (who->groups[i] == gid)
+			return true;
+	return false;
+}
+
+/* After an access ACL was set: what posix_acl_update_mode() does to the
+ * mode of a caller outside the file's group (by the ids the mount shows,
+ * as the caller's are). */
+static int acl_kill_sgid(struct pfs_fs *fs, struct pfs_node *n, const struct pfs_acl_caller *who)
+{
+	struct stat st;
+	char name[24];
+	int ret = pfs_view_getattr(fs, n, NULL, &st), fd;
+
+	if (ret < 0 || !(st.st_mode & S_ISGID) || in_groups(who, st.st_gid))
+		return ret;
+	fd = pfs_node_fd(fs, n);
+	if (fd < 0)
+		return fd;
+	pfs_backing_procname(fd, name);
+	return pfs_st_chmod(fs->store, pfs_ref_at(fs->proc_fd, name), st.st_mode & 07777 & ~S_ISGID);
+}
+
 int pfs_view_setxattr(struct pfs_fs *fs, struct pfs_node *n, const char *name,
-		      const char *value, size_t size, int flags)
+		      const char *value, size_t size, int flags,
+		      const struct pfs_acl_caller *who)
 {
 	int ret = pfs_view_writable(fs, n);
 	char *stored = NULL;
@@ -58,6 +85,8 @@ int pfs_view_setxattr(struct pfs_fs *fs, struct pfs_node *n, const char *name,
 	if (ret == 0)
 		ret = fs->ns->setxattr(fs, n, name, value, size, flags);
 	free(stored);
+	if (ret == 0 && who && !who->capable)
+		ret = acl_kill_sgid(fs, n, who);
 	if (ret < 0)
 		return ret;
 	pfs_view_changed(fs, n, NULL);

@@ -164,3 +164,58 @@ def test_layered_mount_checks_acls_of_lower_and_upper(workdir, mounter):
     os.utime(os.path.join(mnt, "f_user_denied"), (1, 1))
     assert os.path.exists(os.path.join(upper, "f_user_denied"))
     assert answers(mnt)["f_user_denied:read"] == "errno 13"
+
+
+@pytest.mark.parametrize("mode", MODES + ["layered"])
+def test_setting_an_acl_clears_sgid_as_natively(make_view, workdir, mounter, mode):
+    """Setting an access ACL rewrites the mode (acl(5)); a caller who is
+    neither in the file's group nor holds CAP_FSETID loses its
+    set-group-ID bit, as chmod(2) would clear it (the kernel's
+    posix_acl_update_mode(); xfstests generic/375 checks it). Files and
+    directories owned by nobody: one in a group nobody is not in (root),
+    one in nobody's own group (kept), and one set by root (kept)."""
+    names = {"f_other_group": ("file", 0), "f_own_group": ("file", NOBODY[1]),
+             "f_by_root": ("file", 0), "d_other_group": ("dir", 0)}
+
+    def sgid_files(root):
+        for n, (kind, gid) in names.items():
+            p = os.path.join(root, n)
+            if kind == "file":
+                with open(p, "w") as f:
+                    f.write("x")
+            else:
+                os.mkdir(p)
+            os.chown(p, NOBODY[0], gid)
+            os.chmod(p, 0o2775)
+
+    if mode == "layered":
+        lower, upper, mnt, native = (os.path.join(workdir, d)
+                                     for d in ("lower", "upper", "mnt", "native"))
+        for d in (lower, upper, mnt, native):
+            os.makedirs(d)
+            os.chmod(d, 0o755)
+        sgid_files(lower)
+        sgid_files(native)
+        mounter(lower, mnt, "--upper", upper)
+        roots = (native, mnt)
+    else:
+        v = make_view(mode, populate=sgid_files)
+        roots = (v.native, v.path)
+    value = base(7, 7, 5, named=[(USER, 7, NOBODY[0])])
+    code = r'''
+import json, os, sys
+a = json.load(sys.stdin)
+for n in a["names"]:
+    os.setxattr(os.path.join(a["root"], n), "system.posix_acl_access", bytes.fromhex(a["v"]))
+print("{}")
+'''
+    for root in roots:
+        run_as(*NOBODY, [], code, {"root": root, "v": value.hex(),
+                                   "names": [n for n in names if n != "f_by_root"]})
+        os.setxattr(os.path.join(root, "f_by_root"), "system.posix_acl_access", value)
+    modes = [{n: oct(os.stat(os.path.join(r, n)).st_mode & 0o7777) for n in names}
+             for r in roots]
+    # natively: cleared for the caller outside the group only
+    assert modes[0] == {"f_other_group": "0o775", "f_own_group": "0o2775",
+                        "f_by_root": "0o2775", "d_other_group": "0o775"}, modes[0]
+    assert modes[1] == modes[0]
