@@ -47,16 +47,24 @@ static void meta_of(const struct stat *st, unsigned caps, struct pfs_rmeta *meta
 		meta->has = PFS_RMETA_MTIME;
 }
 
-/* Whether rs is what b recorded: by etag where both are strong, else by
- * size and mtime. Apache gives a weak ETag (W/...) for a second after each
- * change and a strong one after, which never equals it: a file loaded in
- * that second would look changed on the server at its next write-back,
- * and be kept aside as a conflict of its own making. */
+/* An etag's opaque tag: without its weakness mark (W/). */
+static const char *opaque(const char *etag)
+{
+	return strncmp(etag, "W/", 2) == 0 ? etag + 2 : etag;
+}
+
+/* Whether rs is what b recorded: by etag where both have one, else by
+ * size and mtime. The etags compare weakly (RFC 9110 8.8.3.2: the opaque
+ * tags, W/ or not): Apache gives a weak ETag for a second after each
+ * change and the strong one with the same tag after (W/"size-mtime"), and
+ * its GET and HEAD date a file whose mtime is ahead of the server's clock
+ * "now" (Last-Modified) while its PROPFIND gives the file's own: neither
+ * is a change on the server, and taking it for one would keep the
+ * mount's version aside as a conflict of its own making. */
 static bool base_holds(const struct rbase *b, const struct pfs_rstat *rs)
 {
-	if (*b->etag && *rs->etag && strncmp(b->etag, "W/", 2) != 0 &&
-	    strncmp(rs->etag, "W/", 2) != 0)
-		return strcmp(rs->etag, b->etag) == 0;
+	if (*b->etag && *rs->etag)
+		return strcmp(opaque(rs->etag), opaque(b->etag)) == 0;
 	return rs->size == b->size && (int64_t)rs->mtime.tv_sec == b->mtime;
 }
 

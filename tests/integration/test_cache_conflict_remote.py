@@ -78,6 +78,27 @@ def test_a_file_loaded_in_its_first_second_is_not_taken_for_changed(dav, mnt, mo
     assert status_json(mnt)["cache"]["conflicts"] == 0
 
 
+
+def test_a_file_with_an_mtime_ahead_of_the_servers_clock_is_not_taken_for_changed(
+        dav, mnt, mounter):
+    """A file dated in the future (clock skew, an archive) that nothing
+    changed on the server: the mount's write of it replaces it, no
+    conflict. (Apache's GET says Last-Modified: now for it, its PROPFIND
+    the file's own date, with one ETag for both.)"""
+    p = os.path.join(dav.root, "ahead")
+    write(p, "dated ahead")
+    t = time.time() + 3600
+    os.utime(p, (t, t))
+    give_to_server(dav.root)
+    cached(mounter, dav.url + "/", mnt)
+    assert read(os.path.join(mnt, "ahead")) == "dated ahead"
+    write(os.path.join(mnt, "ahead"), "written by the mount")
+    sync(mnt)
+    st = status_json(mnt)["cache"]
+    assert read(p) == "written by the mount", (st["conflicts"], st["last_conflict"])
+    assert sorted(os.listdir(dav.root)) in (["ahead"], [".DAV", "ahead"])
+    assert st["conflicts"] == 0
+
 # ---------------------------------------------------------------------------
 # Renames over, and unlinks of, a file changed on the server behind the
 # mount — loaded or only listed — on every server the tests start: the
