@@ -1,7 +1,9 @@
-"""A remote mirror (WebDAV: Apache, nginx; S3: Ceph RGW) after a file changed on the server behind
-the mount (README: conflicts): the mount's later changes by name act on its
-conflict copy, never on the server's file, and a change the mount never saw
-is neither removed nor given the mount's mode (counted as a conflict)."""
+"""A remote mirror (WebDAV: Apache, nginx; S3: Ceph RGW) after a file
+changed on the server behind the mount (README: conflicts): the mount's
+later changes by name act on its conflict copy, never on the server's
+file, and a change the mount never saw — the file loaded or only listed —
+is neither removed, replaced by a rename over it, nor given the mount's
+mode (kept, counted as a conflict), live or replayed from the journal."""
 import os
 import signal
 import stat
@@ -265,23 +267,32 @@ def test_unread_files_the_mount_wrote_before_go_without_a_conflict(server, workd
     assert status_json(mnt)["cache"]["conflicts"] == 0
 
 
-def test_a_replayed_rename_keeps_an_unread_file_changed_on_the_server(server, workdir, mnt,
-                                                                      mounter):
-    """Killed before the rename over f reached the server, f changed there
-    meanwhile: the next mount's replay of the journal keeps it."""
+@pytest.mark.parametrize("kind", ["rename", "unlink"])
+def test_a_replay_keeps_an_unread_file_changed_on_the_server(server, workdir, mnt, mounter,
+                                                             kind):
+    """Killed before the rename over f (or the unlink of f) reached the
+    server, f having changed there after the mount listed it: the next
+    mount's replay of the journal keeps it."""
     journal = os.path.join(workdir, "journal")
     m = listed_then_changed(server, mnt, mounter, "--journal", journal, "--write-back", "600",
-                            env={"PRISMFS_TEST_CRASH": "wb-apply-rename:1"})
-    os.rename(os.path.join(mnt, "plain"), os.path.join(mnt, "f"))
+                            env={"PRISMFS_TEST_CRASH": "wb-apply-%s:1" % kind})
+    if kind == "rename":
+        os.rename(os.path.join(mnt, "plain"), os.path.join(mnt, "f"))
+    else:
+        os.unlink(os.path.join(mnt, "f"))
     cli("sync", mnt, timeout=60)  # reaches the crash point
     assert wait_for(lambda: m.proc.poll() is not None, 20), m.stderr()
     assert m.proc.returncode == -signal.SIGKILL, (m.proc.returncode, m.stderr())
     m.kill()
     server.mount(mounter, mnt, "--journal", journal)
     sync(mnt)
-    assert server.get("f") == "unchanged"
-    kept = copies_of(server, "f")
-    assert [server.get(k) for k in kept] == ["theirs, longer"], server.names()
+    if kind == "rename":
+        assert server.get("f") == "unchanged"
+        kept = copies_of(server, "f")
+        assert [server.get(k) for k in kept] == ["theirs, longer"], server.names()
+    else:
+        assert server.names() == ["f", "plain"]
+        assert server.get("f") == "theirs, longer"
     conflict_said(mnt, "f")
 
 
