@@ -14,7 +14,11 @@
  * compared by a stat just before the write, and a change landing between
  * the two can still be overwritten: describe() says so. A failed condition
  * keeps both: the cache's version goes to NAME.prismfs-conflict-STAMP, and
- * so do that file's later write-backs; the server's version stays.
+ * so do that file's later write-backs; the server's version stays. An
+ * unlink, rename or attrs of a file, and a rename over one, compare by a
+ * stat just before (remote_apply.c: view_file): a file changed there is
+ * kept (moved aside when replaced), a file the cache never loaded
+ * compared with what its listing showed (size, mtime to the second).
  *
  * Idempotence (a journal replayed after a crash applies an op again): a
  * directory that exists, a removal that finds nothing, a move whose source

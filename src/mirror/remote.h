@@ -38,6 +38,9 @@ struct pfs_rstat {
 	gid_t gid;
 	char etag[128];         /* as the server spells it (quotes and W/ kept),
 				 * "" when it gives none */
+	int64_t listed_mtime;   /* the mtime (s) a listing shows of it where
+				 * that is not mtime (S3: Last-Modified, a
+				 * listing carries no metadata), else 0 */
 };
 
 #define PFS_RMETA_MODE 1u

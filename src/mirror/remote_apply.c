@@ -47,16 +47,24 @@ static void meta_of(const struct stat *st, unsigned caps, struct pfs_rmeta *meta
 		meta->has = PFS_RMETA_MTIME;
 }
 
-/* Whether rs is what b recorded: by etag where both are strong, else by
- * size and mtime. Apache gives a weak ETag (W/...) for a second after each
- * change and a strong one after, which never equals it: a file loaded in
- * that second would look changed on the server at its next write-back,
- * and be kept aside as a conflict of its own making. */
+/* An etag's opaque tag: without its weakness mark (W/). */
+static const char *opaque(const char *etag)
+{
+	return strncmp(etag, "W/", 2) == 0 ? etag + 2 : etag;
+}
+
+/* Whether rs is what b recorded: by etag where both have one, else by
+ * size and mtime. The etags compare weakly (RFC 9110 8.8.3.2: the opaque
+ * tags, W/ or not): Apache gives a weak ETag for a second after each
+ * change and the strong one with the same tag after (W/"size-mtime"), and
+ * its GET and HEAD date a file whose mtime is ahead of the server's clock
+ * "now" (Last-Modified) while its PROPFIND gives the file's own: neither
+ * is a change on the server, and taking it for one would keep the
+ * mount's version aside as a conflict of its own making. */
 static bool base_holds(const struct rbase *b, const struct pfs_rstat *rs)
 {
-	if (*b->etag && *rs->etag && strncmp(b->etag, "W/", 2) != 0 &&
-	    strncmp(rs->etag, "W/", 2) != 0)
-		return strcmp(rs->etag, b->etag) == 0;
+	if (*b->etag && *rs->etag)
+		return strcmp(opaque(rs->etag), opaque(b->etag)) == 0;
 	return rs->size == b->size && (int64_t)rs->mtime.tv_sec == b->mtime;
 }
 
@@ -287,6 +295,91 @@ static int aside(struct pfs_mirror_remote *m, const char *path, char *err, size_
 	return ret;
 }
 
+/* Where the view's file key is on the server, for an op by path after a
+ * change behind the mount (as mirror/local_conflict.c): its conflict copy
+ * once it has one (*copy, the caller's to free), or still path, which
+ * *changed says no longer holds the base (a look just before: a change
+ * landing between the look and the op is not seen). A file the cache
+ * never loaded has no base here; listed (wbop.h: as the cache listed it,
+ * or NULL) stands for it: its size and mtime to the second — a change
+ * keeping both within that second is not told apart. */
+static int view_file(struct pfs_mirror_remote *m, uint64_t key, const char *path,
+		     const struct pfs_wb_base *listed, char **copy, bool *changed, char *err,
+		     size_t errlen)
+{
+	struct rbase b = {.present = false};
+	bool by_listing;
+	struct pfs_rstat rs;
+	struct base_ent *e;
+	int ret = 0;
+
+	*copy = NULL;
+	*changed = false;
+	if (!key)
+		return 0;
+	pthread_mutex_lock(&m->lock);
+	e = pfs_basetab_get(&m->bt, key);
+	if (e && e->h.conflict)
+		ret = (*copy = strdup(e->h.conflict)) ? 0 : -ENOMEM;
+	else if (e)
+		b = e->b;
+	by_listing = !e && listed && listed->valid;
+	pthread_mutex_unlock(&m->lock);
+	if (ret < 0 || *copy || (!b.present && !by_listing))
+		return ret;
+	ret = m->wb->ops->stat(m->wb, path, &rs, err, errlen);
+	if (ret == -ENOENT)
+		return 0;
+	if (ret < 0)
+		return ret;
+	if (by_listing)
+		*changed = rs.dir || rs.size != (uint64_t)listed->size ||
+			   (rs.listed_mtime ? rs.listed_mtime : (int64_t)rs.mtime.tv_sec) !=
+				   (int64_t)listed->mtime.tv_sec;
+	else
+		*changed = !base_holds(&b, &rs);
+	return 0;
+}
+
+/* A rename over op->path2 replaces the view's file op->key2 there: the
+ * view's file goes (its conflict copy, once it has one), never the other
+ * party's — a file at path2 changed behind the mount, or the one a
+ * conflict left there — which is moved aside first, to
+ * NAME.prismfs-conflict-STAMP, counted as a conflict (as
+ * local_conflict.c's pfs_local_replaced). */
+static int replaced(struct pfs_mirror_remote *m, const struct pfs_wb_op *op, char *err,
+		    size_t errlen)
+{
+	struct pfs_remote *r = m->wb;
+	char *copy, *cname;
+	bool changed;
+	int ret = view_file(m, op->key2, op->path2, &op->base, &copy, &changed, err, errlen);
+
+	if (ret < 0 || (!copy && !changed))
+		return ret;
+	if (copy) {
+		ret = r->ops->remove(r, copy, false, NULL, err, errlen);
+		free(copy);
+		if (ret < 0 && ret != -ENOENT)
+			return ret;
+	}
+	cname = pfs_mirror_conflict_name(op->path2);
+	if (!cname)
+		return -ENOMEM;
+	ret = r->ops->move(r, op->path2, cname, false, true, err, errlen);
+	if (ret == 0)
+		note_conflict(m, "%s changed on the server behind the mount; replaced in the view "
+			      "by a rename, the server's version is kept as %s", op->path2, cname);
+	free(cname);
+	if (ret == 0 || ret == -ENOENT) {
+		pthread_mutex_lock(&m->lock);
+		pfs_basetab_forget(&m->bt, op->key2);
+		pthread_mutex_unlock(&m->lock);
+		ret = 0;
+	}
+	return ret;
+}
+
 static int apply_rename(struct pfs_mirror_remote *m, struct pfs_wb_op *op, char *err,
 			size_t errlen)
 {
@@ -317,6 +410,11 @@ static int apply_rename(struct pfs_mirror_remote *m, struct pfs_wb_op *op, char 
 		free(tmp);
 		return ret;
 	}
+	if (!dir && op->key2 && !(op->flags & RENAME_NOREPLACE)) {
+		ret = replaced(m, op, err, errlen); /* (the source is there: no replay) */
+		if (ret < 0)
+			return ret;
+	}
 	if (dir && !(op->flags & RENAME_NOREPLACE) &&
 	    r->ops->stat(r, op->path2, &b, err, errlen) == 0 && b.dir) {
 		/* rename(2) over an empty directory replaces it; a server's
@@ -329,41 +427,6 @@ static int apply_rename(struct pfs_mirror_remote *m, struct pfs_wb_op *op, char 
 	}
 	return r->ops->move(r, op->path, op->path2, dir, op->flags & RENAME_NOREPLACE, err,
 			    errlen);
-}
-
-/* Where the view's file op->key is on the server, for an op by path after
- * a change behind the mount (as mirror/local_apply.c): its conflict copy
- * once it has one (*copy, the caller's to free), or still op->path, which
- * *changed says no longer holds the base (a look just before: a change
- * landing between the look and the op is not seen). */
-static int view_file(struct pfs_mirror_remote *m, const struct pfs_wb_op *op, char **copy,
-		     bool *changed, char *err, size_t errlen)
-{
-	struct rbase b = {.present = false};
-	struct pfs_rstat rs;
-	struct base_ent *e;
-	int ret = 0;
-
-	*copy = NULL;
-	*changed = false;
-	if (!op->key)
-		return 0;
-	pthread_mutex_lock(&m->lock);
-	e = pfs_basetab_get(&m->bt, op->key);
-	if (e && e->h.conflict)
-		ret = (*copy = strdup(e->h.conflict)) ? 0 : -ENOMEM;
-	else if (e)
-		b = e->b;
-	pthread_mutex_unlock(&m->lock);
-	if (ret < 0 || *copy || !b.present)
-		return ret;
-	ret = m->wb->ops->stat(m->wb, op->path, &rs, err, errlen);
-	if (ret == -ENOENT)
-		return 0;
-	if (ret < 0)
-		return ret;
-	*changed = !base_holds(&b, &rs);
-	return 0;
 }
 
 /* UNLINK, RENAME and ATTR of a file act on the view's file: its conflict
@@ -382,7 +445,8 @@ static int by_view(struct pfs_mirror_remote *m, struct pfs_wb_op *op, bool *move
 
 	if (!op->key || (op->kind == PFS_WB_RENAME && (op->flags & RENAME_EXCHANGE)))
 		return 0;
-	ret = view_file(m, op, &copy, &changed, err, errlen);
+	ret = view_file(m, op->key, op->path, op->kind == PFS_WB_UNLINK ? &op->base : NULL,
+			&copy, &changed, err, errlen);
 	if (ret < 0 || (!copy && !changed && op->kind != PFS_WB_UNLINK))
 		return ret;
 	if (op->kind == PFS_WB_UNLINK) {

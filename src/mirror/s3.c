@@ -219,8 +219,10 @@ static void s3_rstat(const struct pfs_http_resp *rs, bool dir, struct pfs_rstat 
 		st->size = strtoull(v, NULL, 10);
 	if ((v = pfs_http_header(rs, "etag")))
 		snprintf(st->etag, sizeof(st->etag), "%s", v);
-	if ((v = pfs_http_header(rs, "last-modified")) && pfs_http_parse_date(v, &secs) == 0)
+	if ((v = pfs_http_header(rs, "last-modified")) && pfs_http_parse_date(v, &secs) == 0) {
 		st->mtime.tv_sec = (time_t)secs;
+		st->listed_mtime = secs;
+	}
 	if ((v = pfs_http_header(rs, "x-amz-meta-mode"))) {
 		st->mode = (mode_t)(strtoul(v, NULL, 8) & 07777);
 		st->has |= PFS_RMETA_MODE;

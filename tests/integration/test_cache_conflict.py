@@ -122,6 +122,30 @@ def test_a_rename_after_a_conflict_moves_the_mounts_copy(cd, journal):
     m.check_clean_exit()
 
 
+@pytest.mark.parametrize("journal", [False, True])
+def test_after_a_clean_remount_the_copy_is_a_file_of_its_own(cd, journal):
+    """The link between the mount's file and its conflict copy lives in the
+    daemon (and the journal while changes wait): the next mount after a
+    clean unmount shows the mirror as it is, doc the other party's and the
+    copy a file of its own, each changed by its own name, no conflict."""
+    m, copy = conflicted(cd, journal)
+    assert m.stop() == 0
+    m = start(cd, journal=journal)
+    name = os.path.basename(copy)
+    assert sorted(os.listdir(cd["mnt"])) == ["doc", name]
+    assert read(os.path.join(cd["mnt"], "doc")) == "changed behind the mount"
+    assert read(os.path.join(cd["mnt"], name)) == "changed in the mount"
+    write(os.path.join(cd["mnt"], "doc"), "doc after the remount")
+    write(os.path.join(cd["mnt"], name), "the copy after the remount")
+    sync(cd["mnt"])
+    assert read(os.path.join(cd["mirror"], "doc")) == "doc after the remount"
+    assert read(copy) == "the copy after the remount"
+    assert sorted(os.listdir(cd["mirror"])) == ["doc", name]
+    assert conflicts(cd["mnt"])["conflicts"] == 0
+    assert m.stop() == 0
+    m.check_clean_exit()
+
+
 def test_a_hard_link_after_a_conflict_links_the_copy(cd):
     m, copy = conflicted(cd)
     os.link(os.path.join(cd["mnt"], "doc"), os.path.join(cd["mnt"], "other"))
