@@ -344,6 +344,10 @@ static bool spill_queue(struct pfs_cache *c, int fd, bool release, bool if_chang
 		/* The last writer gone: a stub, loaded once written back. */
 		if (last)
 			pfs_cache_state_set(c, w->ino, STUB | SPILLED, 0);
+		/* Nothing to write back (no name has it now): a journal's
+		 * spill file would wait for the next mount to go. */
+		if (last && !op && c->j)
+			pfs_journal_spill_drop(c->j, w->cfd, w->spill);
 		if (w->cfd >= 0)
 			close(w->cfd);
 		if (w->spill >= 0)

@@ -138,6 +138,9 @@ void pfs_journal_closed(struct pfs_journal *j, int fd);
 int pfs_journal_spill_new(struct pfs_journal *j);
 int pfs_journal_spill_keep(struct pfs_journal *j, int cfd, int sfd);
 void pfs_journal_spill_done(struct pfs_journal *j, const struct pfs_wb_op *op);
+/* The spill file sfd of the tree file cfd is needed no more (its last
+ * writer is gone and nothing is to be written back: no name has it). */
+void pfs_journal_spill_drop(struct pfs_journal *j, int cfd, int sfd);
 
 /* Release DIR; its tree is unmounted when nothing is pending any more. */
 void pfs_journal_close(struct pfs_journal *j);

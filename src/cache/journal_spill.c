@@ -99,12 +99,17 @@ int pfs_journal_spill_keep(struct pfs_journal *j, int cfd, int sfd)
 
 void pfs_journal_spill_done(struct pfs_journal *j, const struct pfs_wb_op *op)
 {
+	if (op->kind == PFS_WB_DATA && (op->flags & PFS_WB_DATA_SPILLED))
+		pfs_journal_spill_drop(j, op->fd, op->datafd);
+}
+
+void pfs_journal_spill_drop(struct pfs_journal *j, int cfd, int sfd)
+{
 	struct stat ds, ns;
 	char name[96];
 	int dfd;
 
-	if (op->kind != PFS_WB_DATA || !(op->flags & PFS_WB_DATA_SPILLED) || op->fd < 0 ||
-	    op->datafd < 0 || name_of(op->fd, name, sizeof(name)) < 0 || fstat(op->datafd, &ds) < 0)
+	if (cfd < 0 || sfd < 0 || name_of(cfd, name, sizeof(name)) < 0 || fstat(sfd, &ds) < 0)
 		return;
 	dfd = openat(j->dirfd, "spill", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (dfd < 0)
