@@ -226,3 +226,52 @@ def test_a_kill_with_changes_pending_loses_nothing_on_s3(s3server, s3bucket, wor
         for m in mounts:
             m.cleanup()
         unmount_tree(journal)
+
+
+def test_a_file_three_times_the_cache_reaches_s3_across_a_kill(s3server, s3bucket, workdir):
+    """As on WebDAV: a file larger than the cache, killed after an
+    fsync'ed prefix and more writes, is whole in the bucket (one PUT of
+    every acknowledged byte) once the next mount has replayed it."""
+    from test_cache_bigfile import BIG, CHUNK, chunk
+    from test_cache_remote_s3 import creds
+    from test_remote_s3 import get, list_v2
+    mnt, journal = os.path.join(workdir, "mnt"), os.path.join(workdir, "journal")
+    os.makedirs(mnt)
+    mounts = []
+
+    def start():
+        m = Mount("s3://%s/pfx" % s3bucket, mnt,
+                  ["--s3-endpoint", s3server.endpoint, "--s3-region", s3server.region,
+                   "--cache-size", "8M", "--cache-max-dirty", "4M",
+                   "--journal", journal, "--write-back", "0", "--mirror"],
+                  env=creds(s3server))
+        mounts.append(m)
+        return m.start()
+
+    n = BIG // CHUNK // 2 + 13
+    try:
+        m = start()
+        f = open(os.path.join(mnt, "big"), "wb", buffering=0)
+        for i in range(BIG // CHUNK // 2):
+            assert f.write(chunk(i)) == CHUNK
+        os.fsync(f.fileno())
+        for i in range(BIG // CHUNK // 2, n):
+            assert f.write(chunk(i)) == CHUNK
+        os.kill(m.pid, signal.SIGKILL)
+        try:
+            f.close()
+        except OSError:
+            pass  # the daemon is gone
+        m.kill()
+        m2 = start()
+        assert cli("sync", mnt, timeout=120).returncode == 0
+        assert get(s3server, s3bucket, "pfx/big") == b"".join(chunk(i) for i in range(n))
+        keys, _, _ = list_v2(s3server, s3bucket, "pfx/")
+        assert [k[0] for k in keys] == ["pfx/big"], keys
+        assert m2.stop() == 0
+        m2.check_clean_exit()
+        assert not os.listdir(os.path.join(journal, "spill"))
+    finally:
+        for m in mounts:
+            m.cleanup()
+        unmount_tree(journal)
