@@ -27,6 +27,7 @@
  * mirror's file (its open) instead of a load (its attributes stay the stub's: the
  * view shows the node's, not a foreign handle's). */
 #include "cache/cache_int.h"
+#include "util/util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -167,8 +168,12 @@ static int spill(struct pfs_cache *c, int fd, off_t end, int failed)
 	}
 	ret = pfs_st_copy(c->in, mfd, cfd, s.st_size, false, NULL, NULL);
 	/* With a journal: named as the file's data before it leaves the tree. */
-	if (ret == 0 && c->j)
+	if (ret == 0 && c->j) {
+		pfs_crashpoint("spill-copied"); /* tests: the data still the tree's */
 		ret = pfs_journal_spill_keep(c->j, cfd, mfd);
+		if (ret == 0)
+			pfs_crashpoint("spill-named"); /* tests: in both places */
+	}
 	if (ret < 0)
 		goto fail;
 	fl = fcntl(fd, F_GETFL);
@@ -206,6 +211,8 @@ static int spill(struct pfs_cache *c, int fd, off_t end, int failed)
 	}
 	pthread_mutex_unlock(&c->lock);
 	pfs_cache_state_set(c, s.st_ino, SPILLED, 0);
+	if (c->j)
+		pfs_crashpoint("spill-moved"); /* tests: out of memory, not yet written */
 	ret = 0;
 fail:
 	if (nfd >= 0)

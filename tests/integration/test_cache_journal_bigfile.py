@@ -162,3 +162,35 @@ def test_a_kill_in_the_write_back_of_a_large_file_is_replayed(cd, point):
     assert digest(os.path.join(cd["mirror"], "big")) == expected()
     assert os.listdir(cd["mirror"]) == ["big"]
     assert spill_files(cd) == []
+
+
+@pytest.mark.parametrize("point", ["spill-copied", "spill-named", "spill-moved"])
+def test_a_kill_while_a_file_leaves_memory_loses_nothing(cd, point):
+    """The daemon kills itself while the file moves out of memory: its data
+    copied to the journal's disk and not yet named there, named and still
+    in memory too, or out of memory before the write that moved it. Every
+    write answered before is on the mirror after the next mount; the one
+    in flight may be there or not."""
+    m = start(cd, crash=point)
+    path = os.path.join(cd["mnt"], "big")
+    done = 0
+    f = open(path, "wb", buffering=0)
+    try:
+        for i in range(BIG // CHUNK):
+            f.write(chunk(i))
+            done = i + 1
+    except OSError:
+        pass  # the daemon died in the middle of this write
+    finally:
+        try:
+            f.close()
+        except OSError:
+            pass
+    assert 0 < done < BIG // CHUNK, done
+    assert wait_for(lambda: m.proc.poll() is not None, 20), m.stderr()
+    assert m.proc.returncode == -signal.SIGKILL, m.stderr()
+    m.kill()
+    recover(cd)
+    got = digest(os.path.join(cd["mirror"], "big"))
+    assert got in (expected(done * CHUNK), expected((done + 1) * CHUNK)), done
+    assert spill_files(cd) == []
