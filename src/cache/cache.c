@@ -228,7 +228,9 @@ static int c_open(struct pfs_store *st, int dirfd, const char *name, const struc
 		} else {
 			free(w);
 		}
-		if (c->j) /* passthrough writes are unseen: record the file now */
+		/* passthrough writes are unseen: record the file now (a large
+		 * file's once its spill file is named: pfs_cache_spill_open) */
+		if (c->j && !spill_now)
 			pfs_journal_opened(c->j, fd);
 	}
 	if (spill_now && (ret = pfs_cache_spill_open(c, fd)) < 0) {
@@ -276,11 +278,11 @@ static void c_release(struct pfs_store *st, int fd)
 {
 	struct pfs_cache *c = C(st);
 
-	if (pfs_cache_spill_queue(c, fd, true))
-		return;
-	if (written(c, fd, false))
-		queue_data(c, fd);
-	pfs_evict_released(c->ev, fd); /* evict.c */
+	if (!pfs_cache_spill_queue(c, fd, true)) {
+		if (written(c, fd, false))
+			queue_data(c, fd);
+		pfs_evict_released(c->ev, fd); /* evict.c */
+	}
 	if (c->j) /* after its data is queued (and recorded) */
 		pfs_journal_closed(c->j, fd);
 }

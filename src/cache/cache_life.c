@@ -76,17 +76,14 @@ int pfs_cache_new(struct pfs_store **out, struct pfs_store *inner, int root,
 	c->spill_at = o->size / 2;
 	if (o->max_dirty && (!c->spill_at || o->max_dirty < c->spill_at))
 		c->spill_at = o->max_dirty;
-	/* A spilled file is an unnamed file the daemon holds: a kill -9 would
-	 * take its data with it, where the journal promises nothing
-	 * acknowledged is lost. With a journal, files stay in the memory
-	 * filesystem (which outlives the daemon) and one larger than it fails
-	 * with ENOSPC. */
-	if (o->journal)
-		c->spill_at = 0;
-	/* Nor can a mirror that is no local filesystem take them (a spill
-	 * file is made there, and a large stub read from there): the same
-	 * ENOSPC. */
-	if (!c->mirror->ops->tmpfile || !c->mirror->ops->open)
+	/* Without a journal the spill file is an unnamed file on the mirror's
+	 * filesystem: a mirror that is no local filesystem cannot take them
+	 * (nor be read a large stub from), and a file larger than the cache
+	 * gets ENOSPC. With one, it is a file named in the journal's DIR/spill
+	 * instead (an unnamed file would go with a kill -9, where the journal
+	 * promises nothing acknowledged is lost: cache/journal_spill.c), for
+	 * any mirror. */
+	if (!o->journal && (!c->mirror->ops->tmpfile || !c->mirror->ops->open))
 		c->spill_at = 0;
 	c->qo = qo; /* the worker starts in the serving process (pfs_cache_start) */
 	if (o->size && (ret = pfs_evict_new(&c->ev, c, o->size)) < 0) {

@@ -7,8 +7,10 @@
  * or the dirty limit — or a write found the cache full — the file leaves
  * memory: its data is copied to an unnamed file on the mirror's filesystem
  * (the mirror's tmpfile: O_TMPFILE at its root; only a mirror on a local
- * filesystem has tmpfile and open, with any other files stay in memory and
- * one larger than the cache gets ENOSPC, as with --journal), that file takes the writer's
+ * filesystem has tmpfile and open; with --journal it is made in the
+ * journal's DIR/spill instead, named so that it outlives a kill: see
+ * cache/journal_spill.c; with neither, files stay in memory and one
+ * larger than the cache gets ENOSPC), that file takes the writer's
  * descriptor number (dup3: the view keeps writing to "its" descriptor),
  * and the cache file stays a stub of the right size with its memory
  * punched out. The kernel sends one write of an inode at a time (its inode
@@ -25,6 +27,7 @@
  * mirror's file (its open) instead of a load (its attributes stay the stub's: the
  * view shows the node's, not a foreign handle's). */
 #include "cache/cache_int.h"
+#include "util/util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -77,10 +80,14 @@ static int grow_spilled(struct pfs_cache *c, int fd, off_t end)
 	return ret;
 }
 
-/* A new file without a name on the mirror's filesystem, read-write (only
- * a mirror with tmpfile spills: c->spill_at is 0 otherwise). */
+/* A new file without a name, read-write: in the journal's DIR/spill with
+ * --journal (named there before the cache file's memory goes: it must
+ * outlive a kill, cache/journal_spill.c), else on the mirror's filesystem
+ * (only a mirror with tmpfile spills then: c->spill_at is 0 otherwise). */
 static int spill_file(struct pfs_cache *c)
 {
+	if (c->j)
+		return pfs_journal_spill_new(c->j);
 	return c->mirror->ops->tmpfile ? c->mirror->ops->tmpfile(c->mirror) : -EOPNOTSUPP;
 }
 
@@ -160,6 +167,13 @@ static int spill(struct pfs_cache *c, int fd, off_t end, int failed)
 		goto fail;
 	}
 	ret = pfs_st_copy(c->in, mfd, cfd, s.st_size, false, NULL, NULL);
+	/* With a journal: named as the file's data before it leaves the tree. */
+	if (ret == 0 && c->j) {
+		pfs_crashpoint("spill-copied"); /* tests: the data still the tree's */
+		ret = pfs_journal_spill_keep(c->j, cfd, mfd);
+		if (ret == 0)
+			pfs_crashpoint("spill-named"); /* tests: in both places */
+	}
 	if (ret < 0)
 		goto fail;
 	fl = fcntl(fd, F_GETFL);
@@ -197,6 +211,8 @@ static int spill(struct pfs_cache *c, int fd, off_t end, int failed)
 	}
 	pthread_mutex_unlock(&c->lock);
 	pfs_cache_state_set(c, s.st_ino, SPILLED, 0);
+	if (c->j)
+		pfs_crashpoint("spill-moved"); /* tests: out of memory, not yet written */
 	ret = 0;
 fail:
 	if (nfd >= 0)
@@ -312,8 +328,11 @@ static bool spill_queue(struct pfs_cache *c, int fd, bool release, bool if_chang
 		op->fd = w->cfd;
 		op->datafd = w->spill;
 		w->cfd = w->spill = -1;
-		if (last) /* no one writes it any more: the mirror may take it */
-			op->flags = PFS_WB_DATA_MOVE;
+		/* No one writes it any more: the mirror may take it — not a
+		 * journal's, which a replay may read again (journal_spill.c);
+		 * that one goes once this is applied. */
+		if (last)
+			op->flags = c->j ? PFS_WB_DATA_SPILLED : PFS_WB_DATA_MOVE;
 	} else if (op) {
 		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", w->cfd);
 		op->fd = open(proc, O_RDONLY | O_CLOEXEC);
@@ -332,6 +351,10 @@ static bool spill_queue(struct pfs_cache *c, int fd, bool release, bool if_chang
 		/* The last writer gone: a stub, loaded once written back. */
 		if (last)
 			pfs_cache_state_set(c, w->ino, STUB | SPILLED, 0);
+		/* Nothing to write back (no name has it now): a journal's
+		 * spill file would wait for the next mount to go. */
+		if (last && !op && c->j)
+			pfs_journal_spill_drop(c->j, w->cfd, w->spill);
 		if (w->cfd >= 0)
 			close(w->cfd);
 		if (w->spill >= 0)
@@ -409,8 +432,20 @@ int pfs_cache_spill_open(struct pfs_cache *c, int fd)
 	fl = fcntl(fd, F_GETFL);
 	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", mfd);
 	nfd = cfd < 0 || fl < 0 ? -1 : open(proc, (fl & (O_ACCMODE | O_APPEND | O_NONBLOCK)) | O_CLOEXEC);
-	if (nfd < 0 || fstat(cfd, &s) < 0 || ftruncate(cfd, mst.st_size) < 0 ||
-	    dup3(nfd, fd, O_CLOEXEC) < 0) {
+	if (nfd < 0 || fstat(cfd, &s) < 0 || ftruncate(cfd, mst.st_size) < 0) {
+		ret = -errno;
+		goto fail;
+	}
+	/* With a journal the file is recorded open for writing only once its
+	 * spill file is named: a replay of the record reads the data from
+	 * there, never from the stub (holes); fd is still the tree's file. */
+	if (c->j) {
+		ret = pfs_journal_spill_keep(c->j, cfd, mfd);
+		if (ret < 0)
+			goto fail;
+		pfs_journal_opened(c->j, fd);
+	}
+	if (dup3(nfd, fd, O_CLOEXEC) < 0) {
 		ret = -errno;
 		goto fail;
 	}

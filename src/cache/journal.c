@@ -91,6 +91,7 @@ static bool columns_added(struct pfs_journal *j)
 {
 	sqlite3_exec(j->db, "ALTER TABLE ops ADD COLUMN held TEXT", NULL, NULL, NULL);
 	sqlite3_exec(j->db, "ALTER TABLE ops ADD COLUMN tino INTEGER", NULL, NULL, NULL);
+	sqlite3_exec(j->db, "ALTER TABLE open ADD COLUMN base TEXT", NULL, NULL, NULL);
 	return true;
 }
 
@@ -113,7 +114,9 @@ static int open_db(struct pfs_journal *j, char *err, size_t errlen)
 	    pfs_journal_stmt(j, "UPDATE ops SET x1=?, x2=? WHERE seq=?", &j->mark) < 0 ||
 	    pfs_journal_stmt(j, "INSERT INTO open(ino, bt_s, bt_ns) VALUES(?,?,?)",
 			     &j->ins_open) < 0 ||
-	    pfs_journal_stmt(j, "DELETE FROM open WHERE id=?", &j->del_open) < 0) {
+	    pfs_journal_stmt(j, "DELETE FROM open WHERE id=?", &j->del_open) < 0 ||
+	    pfs_journal_stmt(j, "UPDATE open SET base=? WHERE ino=? AND bt_s=? AND bt_ns=?",
+			     &j->open_base) < 0) {
 		snprintf(err, errlen, "cannot open the journal %s: %s", db,
 			 j->db ? sqlite3_errmsg(j->db) : "out of memory");
 		free(db);
@@ -131,7 +134,8 @@ static void close_db(struct pfs_journal *j)
 	sqlite3_finalize(j->mark);
 	sqlite3_finalize(j->ins_open);
 	sqlite3_finalize(j->del_open);
-	j->ins = j->del = j->cancel = j->mark = j->ins_open = j->del_open = NULL;
+	sqlite3_finalize(j->open_base);
+	j->ins = j->del = j->cancel = j->mark = j->ins_open = j->del_open = j->open_base = NULL;
 	if (j->db)
 		sqlite3_close(j->db);
 	j->db = NULL;
@@ -525,6 +529,28 @@ int pfs_journal_set_applied(struct pfs_journal *j, int64_t seq)
 	return 0;
 }
 
+/* A file open for writing is replayed from the tree as a whole (no op of
+ * its own): the mirror's base of it is the one its last applied write-back
+ * left, kept in its open row, else a mirror that checks (a server) would
+ * take the mount's own write-back for a change behind it. */
+static void open_based(struct pfs_journal *j, const struct pfs_wb_op *op)
+{
+	int64_t ino, bs, bns;
+	char line[256];
+
+	if (op->fd < 0 || !op->key || !j->m || !j->m->ops->base_save ||
+	    j->m->ops->base_save(j->m, op->key, line, sizeof(line)) < 0)
+		return;
+	identity(op->fd, &ino, &bs, &bns);
+	pthread_mutex_lock(&j->lock);
+	sqlite3_bind_text(j->open_base, 1, line, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(j->open_base, 2, ino);
+	sqlite3_bind_int64(j->open_base, 3, bs);
+	sqlite3_bind_int64(j->open_base, 4, bns);
+	run(j, j->open_base);
+	pthread_mutex_unlock(&j->lock);
+}
+
 /* The worker's, after each apply. */
 void pfs_journal_done(void *arg, const struct pfs_wb_op *op)
 {
@@ -536,7 +562,12 @@ void pfs_journal_done(void *arg, const struct pfs_wb_op *op)
 	if (op->kind == PFS_WB_RENAME)
 		base_applied(j, op->key2, op);
 	pthread_mutex_unlock(&j->lock);
-	if (pfs_journal_set_applied(j, seq) < 0 || seq - j->gc_at < 256)
+	if (op->kind == PFS_WB_DATA)
+		open_based(j, op);
+	if (pfs_journal_set_applied(j, seq) < 0)
+		return;
+	pfs_journal_spill_done(j, op); /* counted: no replay needs it now */
+	if (seq - j->gc_at < 256)
 		return;
 	pthread_mutex_lock(&j->lock);
 	sqlite3_bind_int64(j->del, 1, seq);
@@ -622,6 +653,7 @@ void pfs_journal_close(struct pfs_journal *j)
 		/* Everything is on the mirror: nothing to keep for a replay. */
 		sqlite3_exec(j->db, "DELETE FROM ops; DELETE FROM open", NULL, NULL, NULL);
 		pfs_journal_unmount_tree(j);
+		pfs_journal_spill_clear(j);
 	}
 	close_db(j);
 	if (j->lockfd >= 0)

@@ -13,7 +13,9 @@
  *   tree/       where the cache's memory filesystem (a tmpfs) is mounted
  *               instead of being detached: it outlives the daemon, so the
  *               data of the ops still pending is there after a crash;
- *   lock        flock'ed by the daemon that uses DIR.
+ *   lock        flock'ed by the daemon that uses DIR;
+ *   spill/      the data of files too large for memory, one file per tree
+ *               file (cache/journal_spill.c), on DIR's own disk.
  *
  * The next mount with the same DIR replays what is pending onto the
  * mirror, in order, before serving: a DATA op takes its data from the file
@@ -124,6 +126,21 @@ int pfs_journal_flush(void *j, char *err, size_t errlen);
 /* The cache file fd was opened for writing / fd is released. */
 void pfs_journal_opened(struct pfs_journal *j, int fd);
 void pfs_journal_closed(struct pfs_journal *j, int fd);
+
+/* Files too large for memory (cache/journal_spill.c): with a journal
+ * their data goes to DIR/spill, which outlives the daemon, rather than to
+ * an unnamed file. spill_new: a new unnamed file there (read-write), or
+ * -errno. spill_keep: name sfd, filled with all of the tree file cfd's
+ * data, as that file's spill file, before cfd's memory goes (0 or -errno);
+ * from then on the replay reads the file's data from it. spill_done: op
+ * was applied and counted: the spill file of a released file (op->flags
+ * PFS_WB_DATA_SPILLED) goes. */
+int pfs_journal_spill_new(struct pfs_journal *j);
+int pfs_journal_spill_keep(struct pfs_journal *j, int cfd, int sfd);
+void pfs_journal_spill_done(struct pfs_journal *j, const struct pfs_wb_op *op);
+/* The spill file sfd of the tree file cfd is needed no more (its last
+ * writer is gone and nothing is to be written back: no name has it). */
+void pfs_journal_spill_drop(struct pfs_journal *j, int cfd, int sfd);
 
 /* Release DIR; its tree is unmounted when nothing is pending any more. */
 void pfs_journal_close(struct pfs_journal *j);

@@ -26,7 +26,7 @@ struct pfs_journal {
 	struct pfs_mirror *m;
 	pthread_mutex_t lock;      /* the database and byfd */
 	sqlite3 *db;
-	sqlite3_stmt *ins, *del, *cancel, *mark, *ins_open, *del_open;
+	sqlite3_stmt *ins, *del, *cancel, *mark, *ins_open, *del_open, *open_base;
 	int64_t *byfd;             /* fd -> its row in open (0: none) */
 	size_t nfd;
 	/* Files with an op recorded and not yet applied, by key (struct
@@ -53,5 +53,12 @@ void pfs_journal_mark(struct pfs_journal *j, int64_t seq, int64_t x1, int64_t x2
 void pfs_journal_replay_made(void *j, const struct pfs_wb_op *op);
 /* A mirror path's inode (0: none, or a mirror that cannot tell). */
 int64_t pfs_journal_mirror_ino(struct pfs_mirror *m, const char *path);
+/* journal_spill.c: op (of the tree file ino, birth time bs.bns) reads its
+ * data from that file's spill file if there is one (op->datafd; the tree
+ * file's size set to its size). 1: it does; 0: none; -errno. */
+int pfs_journal_spill_use(struct pfs_journal *j, struct pfs_wb_op *op, int64_t ino, int64_t bs,
+			  int64_t bns);
+/* Remove every spill file (nothing pending needs one any more). */
+void pfs_journal_spill_clear(struct pfs_journal *j);
 
 #endif

@@ -495,6 +495,14 @@ static int replay_ops(struct pfs_journal *j, struct pfs_mirror *m, int tree,
 			/* Gone from the tree: no name has it in the end. */
 			op->fd = p && tree >= 0 ? openat(tree, p, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
 						: -1;
+			/* A file too large for memory: its data is the spill file's. */
+			if (op->fd >= 0 && (ret = pfs_journal_spill_use(j, op, ino, bs, bns)) < 0) {
+				snprintf(err, errlen, "journal %s: cannot read the spill file of %s: "
+					 "%s", j->dir, op->path, strerror(-ret));
+				*tail = op; /* (freed below with the others) */
+				break;
+			}
+			ret = 0;
 			if (tree < 0)
 				lost++;
 		}
@@ -565,7 +573,7 @@ static int replay_open(struct pfs_journal *j, struct pfs_mirror *m, int tree,
 	size_t n = 0, cap = 0;
 	int ret = 0;
 
-	if (pfs_journal_stmt(j, "SELECT id, ino, bt_s, bt_ns FROM open ORDER BY id", &s) < 0)
+	if (pfs_journal_stmt(j, "SELECT id, ino, bt_s, bt_ns, base FROM open ORDER BY id", &s) < 0)
 		return -EIO;
 	while (ret == 0 && sqlite3_step(s) == SQLITE_ROW) {
 		int64_t ino = sqlite3_column_int64(s, 1), bs = sqlite3_column_int64(s, 2),
@@ -587,7 +595,16 @@ static int replay_open(struct pfs_journal *j, struct pfs_mirror *m, int tree,
 			}
 			op->fd = openat(tree, p, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 			op->key = (uint64_t)ino;
-			ret = op->fd < 0 ? -errno : m->ops->apply(m, op, msg, sizeof(msg));
+			/* its base as its last write-back left it (a pending op
+			 * of it replayed before has set a newer one: kept) */
+			if (sqlite3_column_text(s, 4) && m->ops->base_load && ino)
+				m->ops->base_load(m, op->key, (const char *)sqlite3_column_text(s, 4));
+			ret = op->fd < 0 ? -errno : pfs_journal_spill_use(j, op, ino, bs, bns);
+			if (ret < 0)
+				snprintf(msg, sizeof(msg), "cannot read its spill file: %s",
+					 strerror(-ret));
+			else
+				ret = m->ops->apply(m, op, msg, sizeof(msg));
 			pfs_wb_op_free(op);
 			if (ret < 0)
 				snprintf(err, errlen, "cannot replay the journal %s onto the mirror: "
@@ -648,6 +665,7 @@ int pfs_journal_replay(struct pfs_journal *j, struct pfs_store *st, const char *
 		return ret;
 done:
 	pfs_journal_unmount_tree(j);
+	pfs_journal_spill_clear(j); /* everything is on the mirror */
 	return 0;
 }
 

@@ -34,6 +34,10 @@ enum pfs_wb_kind {
 /* DATA flags: datafd is the op's alone, and may become the mirror's file
  * itself (linked in) rather than be copied. */
 #define PFS_WB_DATA_MOVE 1u
+/* DATA flags: datafd is a --journal's spill file that no writer holds any
+ * more (cache/journal_spill.c): dropped once the op is applied. A mirror
+ * ignores it. */
+#define PFS_WB_DATA_SPILLED 2u
 
 /* What the mirror's copy of a file was when the cache loaded it (or last
  * wrote it back): a write-back finding something else there is a conflict. */

@@ -36,8 +36,8 @@ def cd(workdir):
             p.stop()
 
 
-def start(cd):
-    m = Mount(cd["url"], cd["mnt"], ["--journal", cd["journal"], "--write-back", "0",
+def start(cd, *args):
+    m = Mount(cd["url"], cd["mnt"], ["--journal", cd["journal"], "--write-back", "0", *args,
                                      "--mirror"])
     cd["mounts"].append(m)
     return m.start()
@@ -115,6 +115,50 @@ def test_a_file_changed_on_the_server_before_the_replay_is_kept_beside(cd):
     m2.check_clean_exit()
 
 
+def test_a_file_three_times_the_cache_reaches_the_server_across_a_kill(cd):
+    """A file larger than the cache goes to the journal's disk while it is
+    written (it cannot stay in memory, and a WebDAV server has no local
+    file to spill to): written whole, fsync'ed, it is the server's; killed
+    after an fsync'ed prefix and more writes, the next mount puts every
+    acknowledged byte on the server."""
+    from test_cache_bigfile import BIG, CHUNK, chunk
+    s = cd["server"]
+    small = ("--cache-size", "8M", "--cache-max-dirty", "4M")
+    whole = b"".join(chunk(i) for i in range(BIG // CHUNK))
+    m = start(cd, *small)
+    with open(os.path.join(cd["mnt"], "big"), "wb", buffering=0) as f:
+        for i in range(BIG // CHUNK):
+            assert f.write(chunk(i)) == CHUNK
+        os.fsync(f.fileno())
+        assert read(os.path.join(s.root, "big"), "rb") == whole
+    assert m.stop() == 0
+    m.check_clean_exit()
+    assert server_tree(s.root)["big"] == ("file", whole)
+    assert not os.listdir(os.path.join(cd["journal"], "spill"))
+    m = start(cd, *small)
+    n = BIG // CHUNK // 2 + 21
+    f = open(os.path.join(cd["mnt"], "big2"), "wb", buffering=0)
+    for i in range(BIG // CHUNK // 2):
+        assert f.write(chunk(i)) == CHUNK
+    os.fsync(f.fileno())
+    for i in range(BIG // CHUNK // 2, n):
+        assert f.write(chunk(i)) == CHUNK
+    os.kill(m.pid, signal.SIGKILL)
+    try:
+        f.close()
+    except OSError:
+        pass  # the daemon is gone
+    m.kill()
+    m2 = start(cd, *small)
+    assert cli("sync", cd["mnt"], timeout=120).returncode == 0
+    t = server_tree(s.root)
+    assert sorted(t) == ["big", "big2"], sorted(t)
+    assert t["big2"] == ("file", whole[:n * CHUNK])
+    assert m2.stop() == 0
+    m2.check_clean_exit()
+    assert not os.listdir(os.path.join(cd["journal"], "spill"))
+
+
 def test_a_server_down_at_mount_with_a_journal_is_one_line(cd):
     s, p = cd["server"], cd["proxy"]
     m = start(cd)
@@ -178,6 +222,55 @@ def test_a_kill_with_changes_pending_loses_nothing_on_s3(s3server, s3bucket, wor
         assert not [k for k in keys if "conflict" in k[0]], keys
         assert m2.stop() == 0
         m2.check_clean_exit()
+    finally:
+        for m in mounts:
+            m.cleanup()
+        unmount_tree(journal)
+
+
+def test_a_file_three_times_the_cache_reaches_s3_across_a_kill(s3server, s3bucket, workdir):
+    """As on WebDAV: a file larger than the cache, killed after an
+    fsync'ed prefix and more writes, is whole in the bucket (one PUT of
+    every acknowledged byte) once the next mount has replayed it."""
+    from test_cache_bigfile import BIG, CHUNK, chunk
+    from test_cache_remote_s3 import creds
+    from test_remote_s3 import get, list_v2
+    mnt, journal = os.path.join(workdir, "mnt"), os.path.join(workdir, "journal")
+    os.makedirs(mnt)
+    mounts = []
+
+    def start():
+        m = Mount("s3://%s/pfx" % s3bucket, mnt,
+                  ["--s3-endpoint", s3server.endpoint, "--s3-region", s3server.region,
+                   "--cache-size", "8M", "--cache-max-dirty", "4M",
+                   "--journal", journal, "--write-back", "0", "--mirror"],
+                  env=creds(s3server))
+        mounts.append(m)
+        return m.start()
+
+    n = BIG // CHUNK // 2 + 13
+    try:
+        m = start()
+        f = open(os.path.join(mnt, "big"), "wb", buffering=0)
+        for i in range(BIG // CHUNK // 2):
+            assert f.write(chunk(i)) == CHUNK
+        os.fsync(f.fileno())
+        for i in range(BIG // CHUNK // 2, n):
+            assert f.write(chunk(i)) == CHUNK
+        os.kill(m.pid, signal.SIGKILL)
+        try:
+            f.close()
+        except OSError:
+            pass  # the daemon is gone
+        m.kill()
+        m2 = start()
+        assert cli("sync", mnt, timeout=120).returncode == 0
+        assert get(s3server, s3bucket, "pfx/big") == b"".join(chunk(i) for i in range(n))
+        keys, _, _ = list_v2(s3server, s3bucket, "pfx/")
+        assert [k[0] for k in keys] == ["pfx/big"], keys
+        assert m2.stop() == 0
+        m2.check_clean_exit()
+        assert not os.listdir(os.path.join(journal, "spill"))
     finally:
         for m in mounts:
             m.cleanup()
