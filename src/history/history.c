@@ -308,13 +308,13 @@ static int h_chmod(struct pfs_store *st, struct pfs_ref r, mode_t mode)
 	const char *n;
 	int d;
 	long long seq;
-	char *p;
+	struct hcreator c;
 
-	if (pfs_hist_by_creator(h, r, &p)) {
-		int ret = pfs_hist_creator_before(h, r, &p);
+	if (pfs_hist_by_creator(h, r, &c)) {
+		int ret = pfs_hist_creator_before(h, r, &c);
 
 		return ret < 0 ? ret
-			       : pfs_hist_creator_after(h, p, "chmod", mode,
+			       : pfs_hist_creator_after(h, &c, "chmod", mode,
 							 h->in->ops->chmod(h->in, r, mode));
 	}
 	pfs_hist_ref_at(r, &d, &n);
@@ -328,16 +328,16 @@ static int h_chown(struct pfs_store *st, struct pfs_ref r, uid_t uid, gid_t gid)
 	const char *n;
 	int d;
 	long long seq;
-	char *p;
+	struct hcreator c;
 
 	/* arg: uid in the high half, gid in the low; -1 each when left */
 	long long arg = (long long)(((unsigned long long)uid << 32) | (unsigned)gid);
 
-	if (pfs_hist_by_creator(h, r, &p)) {
-		int ret = pfs_hist_creator_before(h, r, &p);
+	if (pfs_hist_by_creator(h, r, &c)) {
+		int ret = pfs_hist_creator_before(h, r, &c);
 
 		return ret < 0 ? ret
-			       : pfs_hist_creator_after(h, p, "chown", arg,
+			       : pfs_hist_creator_after(h, &c, "chown", arg,
 							 h->in->ops->chown(h->in, r, uid, gid));
 	}
 	pfs_hist_ref_at(r, &d, &n);
@@ -351,13 +351,13 @@ static int h_utimes(struct pfs_store *st, struct pfs_ref r, const struct timespe
 	const char *n;
 	int d;
 	long long seq;
-	char *p;
+	struct hcreator c;
 
-	if (pfs_hist_by_creator(h, r, &p)) {
-		int ret = pfs_hist_creator_before(h, r, &p);
+	if (pfs_hist_by_creator(h, r, &c)) {
+		int ret = pfs_hist_creator_before(h, r, &c);
 
 		return ret < 0 ? ret
-			       : pfs_hist_creator_after(h, p, "utimes", 0,
+			       : pfs_hist_creator_after(h, &c, "utimes", 0,
 							 h->in->ops->utimes(h->in, r, ts));
 	}
 	pfs_hist_ref_at(r, &d, &n);
@@ -417,10 +417,11 @@ static int note_written(struct pfs_history *h, int fd, bool forget)
 	struct pfs_caller who = pfs_caller_get();
 	char *p, comm[32];
 	long long seq;
+	bool gone;
 
-	if (!pfs_hist_wfd_changed(h, fd, forget, &who, &p, comm))
+	if (!pfs_hist_wfd_changed(h, fd, forget, &who, &p, comm, &gone))
 		return 0;
-	if (pfs_hist_nameless(h, fd, NULL)) { /* unlinked while open: no change of the tree */
+	if (gone) { /* unlinked while open: no change of the tree */
 		free(p);
 		return 0;
 	}

@@ -122,38 +122,6 @@ static void notes_free(struct pfs_history *h)
 	h->notes_tail = &h->notes;
 }
 
-/* Under h->lock: one transaction of what is pending and the rows of batch
- * (each gets its seq). 0, or -errno and none of it was written. */
-static int commit_locked(struct pfs_history *h, struct hrow *batch)
-{
-	int rc;
-
-	if (!h->db)
-		return -EIO;
-	rc = step_reset(h->sbegin);
-	if (rc != SQLITE_DONE)
-		return db_errno(rc);
-	apply_pending(h);
-	for (struct hrow *r = batch; r && rc == SQLITE_DONE; r = r->next)
-		rc = insert_row(h, r);
-	if (rc == SQLITE_DONE)
-		rc = step_reset(h->scommit);
-	if (rc != SQLITE_DONE) {
-		step_reset(h->sroll);
-		return db_errno(rc);
-	}
-	h->npend = 0;
-	notes_free(h);
-	return 0;
-}
-
-/* Under h->lock: commit what is pending on its own. */
-static void flush_locked(struct pfs_history *h)
-{
-	if (h->db && (h->npend || h->notes))
-		commit_locked(h, NULL);
-}
-
 /* SQLite checkpoints the WAL into the database once it has this many
  * pages (its default), fsync'ing both: done by the checkpoint thread.
  * While commits keep coming, its checkpoints never catch up with the last
@@ -162,27 +130,109 @@ static void flush_locked(struct pfs_history *h)
 #define CK_PAGES 1000
 #define CK_MAX 10000
 
-/* After each commit (under h->lock): the WAL's size. */
+/* After each commit on db (all under h->lock): the WAL's size, acted on
+ * once the commit is over (ck_after): a checkpoint cannot be made while
+ * the connection holds its read transaction, and holding it would stop
+ * the thread's at its read mark. */
 static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
 {
 	struct pfs_history *h = arg;
-	bool thread;
 
+	(void)db;
+	(void)name;
+	h->wal_pages = pages;
+	return SQLITE_OK;
+}
+
+/* Under h->lock, after a commit: a checkpoint if the WAL asks for one. */
+static void ck_after(struct pfs_history *h)
+{
+	int pages = h->wal_pages;
+	bool thread, want;
+
+	h->wal_pages = 0;
 	if (pages < CK_PAGES)
-		return SQLITE_OK;
+		return;
 	pthread_mutex_lock(&h->ck_mu);
 	thread = h->ck_running;
 	if (pages < h->ck_done) /* the WAL started over */
 		h->ck_done = 0;
 	/* one checkpoint per CK_PAGES new pages, as SQLite's own */
-	if (thread && pages - h->ck_done >= CK_PAGES) {
+	want = thread && pages - h->ck_done >= CK_PAGES;
+	pthread_mutex_unlock(&h->ck_mu);
+	if (!want && thread && pages < CK_MAX)
+		return;
+	/* a checkpoint copies no frame past a reader's mark, ours included */
+	pfs_hist_db_unhold(h);
+	if (want) {
+		pthread_mutex_lock(&h->ck_mu);
 		h->ck_want = true;
 		pthread_cond_signal(&h->ck_cv);
+		pthread_mutex_unlock(&h->ck_mu);
 	}
-	pthread_mutex_unlock(&h->ck_mu);
 	if (!thread || pages >= CK_MAX) /* no thread (yet): as SQLite would */
-		sqlite3_wal_checkpoint(db, name);
-	return SQLITE_OK;
+		sqlite3_wal_checkpoint(h->db, NULL);
+}
+
+/* Under h->lock: the read transaction kept open between commits (see
+ * hold in history_int.h). Only this connection writes the database, so
+ * its snapshot is always the newest: each commit then takes only the
+ * WAL's write lock (2 fcntl instead of 6). If another writer came in
+ * between all the same, the commit fails with SQLITE_BUSY_SNAPSHOT and
+ * is made again without it. Readers (prismfs log, the browse) see every
+ * commit as before; a kill -9 drops the lock with the process. */
+static void hold_begin(struct pfs_history *h)
+{
+	if (h->holding || !h->hold)
+		return;
+	h->holding = sqlite3_step(h->hold) == SQLITE_ROW;
+	if (!h->holding)
+		sqlite3_reset(h->hold);
+}
+
+void pfs_hist_db_unhold(struct pfs_history *h)
+{
+	if (h->holding)
+		sqlite3_reset(h->hold);
+	h->holding = false;
+}
+
+/* Under h->lock: one transaction of what is pending and the rows of batch
+ * (each gets its seq). 0, or -errno and none of it was written. */
+static int commit_locked(struct pfs_history *h, struct hrow *batch)
+{
+	int rc;
+
+	if (!h->db)
+		return -EIO;
+	hold_begin(h);
+	for (int again = 1;; again--) {
+		rc = step_reset(h->sbegin);
+		if (rc != SQLITE_DONE)
+			return db_errno(rc);
+		apply_pending(h);
+		for (struct hrow *r = batch; r && rc == SQLITE_DONE; r = r->next)
+			rc = insert_row(h, r);
+		if (rc == SQLITE_DONE)
+			rc = step_reset(h->scommit);
+		if (rc == SQLITE_DONE)
+			break;
+		step_reset(h->sroll);
+		if (!again || !h->holding || (rc & 0xff) != SQLITE_BUSY)
+			return db_errno(rc);
+		pfs_hist_db_unhold(h); /* a snapshot not the newest: again without it */
+	}
+	h->npend = 0;
+	notes_free(h);
+	ck_after(h);
+	return 0;
+}
+
+/* Under h->lock: commit what is pending on its own. */
+static void flush_locked(struct pfs_history *h)
+{
+	if (h->db && (h->npend || h->notes))
+		commit_locked(h, NULL);
 }
 
 static void *ck_thread(void *arg)
@@ -317,6 +367,9 @@ int pfs_hist_db_open(struct pfs_history *h, char *err, size_t errlen)
 					"INSERT INTO changes(t_ns, uid, gid, pid, comm, kind, path,"
 					" path2, arg, state) VALUES(?,?,?,?,?,?,?,?,?,?)",
 					-1, &h->ins, NULL);
+	if (rc == SQLITE_OK) /* a table that always has rows: a step holds */
+		rc = sqlite3_prepare_v2(h->db, "SELECT 1 FROM sqlite_master LIMIT 1", -1, &h->hold,
+					NULL);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_prepare_v2(h->db, "BEGIN", -1, &h->sbegin, NULL);
 	if (rc == SQLITE_OK)
@@ -363,6 +416,9 @@ void pfs_hist_db_close(struct pfs_history *h)
 {
 	if (h->db)
 		flush_locked(h);
+	pfs_hist_db_unhold(h);
+	sqlite3_finalize(h->hold);
+	h->hold = NULL;
 	free(h->pend);
 	h->pend = NULL;
 	h->npend = h->cpend = 0;

@@ -77,6 +77,14 @@ struct pfs_history {
 	pthread_mutex_t lock;  /* the database, the tables */
 	sqlite3 *db;
 	sqlite3_stmt *ins, *upd, *sav, *sbegin, *scommit, *sroll;
+	/* A read of db stepped once and not reset: the connection keeps its
+	 * read transaction (its WAL read mark) from one commit to the next,
+	 * instead of taking it anew in each (4 of a commit's 6 fcntl locks).
+	 * Dropped before a checkpoint (it stops at a reader's mark) and
+	 * before anything that a pending statement forbids (DROP TABLE). */
+	sqlite3_stmt *hold;
+	bool holding;
+	int wal_pages;          /* the WAL's size after the last commit (hook) */
 	struct { long long seq; int ret; } *pend; /* outcomes not yet written */
 	size_t npend, cpend;
 	struct hrow *notes, **notes_tail; /* notes not yet written (under lock) */
@@ -161,10 +169,11 @@ void pfs_hist_wfd_add(struct pfs_history *h, int fd, bool created, const char *c
 		      char *path, unsigned long long pgen);
 /* Did fd's file change since it was opened (or last asked)? Its opener
  * into *who, if it changed its path (malloc'ed, if the one found at its
- * open is still right, else NULL) into *path, and the opener's command
- * name then into comm[32]; forget: it is being released. */
+ * open is still right, else NULL) into *path, the opener's command
+ * name then into comm[32], and whether it is unlinked now (no name
+ * reaches it) into *gone; forget: it is being released. */
 bool pfs_hist_wfd_changed(struct pfs_history *h, int fd, bool forget, struct pfs_caller *who,
-			  char **path, char *comm);
+			  char **path, char *comm, bool *gone);
 /* The current rename generation (see rgen). */
 unsigned long long pfs_hist_rgen(struct pfs_history *h);
 /* All of them freed (the history's end). */
@@ -174,15 +183,23 @@ void pfs_hist_wfd_free(struct pfs_history *h);
  * path into *path when the one found at its create is still right
  * (malloc'ed; else NULL). */
 void pfs_hist_wfd_closed(struct pfs_history *h, int fd);
-bool pfs_hist_by_creator(struct pfs_history *h, struct pfs_ref r, char **path);
-/* Before such a change: previous version saved, its path into *path
- * (malloc'ed; NULL: not journaled); *path on entry: the path
+struct hcreator {
+	char *path;     /* see above */
+	char comm[32];  /* the creator's command name at its create */
+	bool gone;      /* the object is unlinked (no name reaches it) */
+};
+bool pfs_hist_by_creator(struct pfs_history *h, struct pfs_ref r, struct hcreator *c);
+/* Before such a change: previous version saved, its path into c->path
+ * (malloc'ed; NULL: not journaled); c->path on entry: the path
  * pfs_hist_by_creator gave, or NULL to find it. 0 or -errno. */
-int pfs_hist_creator_before(struct pfs_history *h, struct pfs_ref r, char **path);
+int pfs_hist_creator_before(struct pfs_history *h, struct pfs_ref r, struct hcreator *c);
 /* ...and after it (ret: the change's): noted if made, path freed. ret. */
-int pfs_hist_creator_after(struct pfs_history *h, char *path, const char *kind, long long arg,
-			   int ret);
+int pfs_hist_creator_after(struct pfs_history *h, struct hcreator *c, const char *kind,
+			   long long arg, int ret);
 
+/* history_db.c, under h->lock: end the read transaction kept between
+ * commits (see hold), before a use of db a pending statement forbids. */
+void pfs_hist_db_unhold(struct pfs_history *h);
 /* history_db.c. Open DIR/history.db (tables made if missing). */
 int pfs_hist_db_open(struct pfs_history *h, char *err, size_t errlen);
 void pfs_hist_db_close(struct pfs_history *h);

@@ -294,6 +294,7 @@ int pfs_history_prune(struct pfs_store *st, const struct pfs_hist_policy *pol, b
 		pol = &h->pol;
 	json_object_set_new(rep, "dry_run", json_boolean(dry));
 	pthread_mutex_lock(&h->lock);
+	pfs_hist_db_unhold(h); /* a pending statement forbids the DROP TABLE of plan */
 	if (!h->db || sqlite3_exec(h->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
 		pthread_mutex_unlock(&h->lock);
 		json_decref(rep);

@@ -57,7 +57,7 @@ static char *wfd_path(struct pfs_history *h, const struct hwfd *w)
 
 /* Did fd's file change since it was opened (or last asked)? */
 bool pfs_hist_wfd_changed(struct pfs_history *h, int fd, bool forget, struct pfs_caller *who,
-			  char **path, char *comm)
+			  char **path, char *comm, bool *gone)
 {
 	struct hwfd **p, *w;
 	struct stat s;
@@ -67,6 +67,7 @@ bool pfs_hist_wfd_changed(struct pfs_history *h, int fd, bool forget, struct pfs
 		*path = NULL;
 	if (comm)
 		comm[0] = '\0';
+	*gone = false;
 	pthread_mutex_lock(&h->lock);
 	p = wfd_slot(h, fd);
 	w = *p;
@@ -75,6 +76,7 @@ bool pfs_hist_wfd_changed(struct pfs_history *h, int fd, bool forget, struct pfs
 			  s.st_mtim.tv_nsec != w->mtime.tv_nsec;
 		w->size = s.st_size;
 		w->mtime = s.st_mtim;
+		*gone = s.st_nlink == 0; /* as pfs_hist_nameless, without its fstat */
 		*who = w->who;
 		if (changed && path)
 			*path = wfd_path(h, w);
@@ -147,7 +149,7 @@ void pfs_hist_wfd_closed(struct pfs_history *h, int fd)
  * the fd before close), covered by the create's row as its writes are:
  * notes riding the next commit instead of a commit each. Measured: untar
  * of 3,000 small files made 4 commits per file, 3 of them these. */
-bool pfs_hist_by_creator(struct pfs_history *h, struct pfs_ref r, char **path)
+bool pfs_hist_by_creator(struct pfs_history *h, struct pfs_ref r, struct hcreator *c)
 {
 	struct pfs_caller who = pfs_caller_get();
 	struct hwfd *w = NULL;
@@ -156,7 +158,9 @@ bool pfs_hist_by_creator(struct pfs_history *h, struct pfs_ref r, char **path)
 	bool yes;
 	int d;
 
-	*path = NULL;
+	c->path = NULL;
+	c->comm[0] = '\0';
+	c->gone = false;
 	/* no file open from its create: no stat (chmod -R, chown -R) */
 	if (!who.pid || !__atomic_load_n(&h->ncreated, __ATOMIC_RELAXED))
 		return false;
@@ -176,8 +180,14 @@ bool pfs_hist_by_creator(struct pfs_history *h, struct pfs_ref r, char **path)
 				break;
 	}
 	yes = w && w->created && w->who.pid == who.pid;
-	if (yes)
-		*path = wfd_path(h, w);
+	if (yes) {
+		c->path = wfd_path(h, w);
+		/* its setup's notes name it as its create's row did: no pread
+		 * of its command name each (it has not let go of the file) */
+		memcpy(c->comm, w->comm, sizeof(c->comm));
+		/* what pfs_hist_nameless would find, without its fstats */
+		c->gone = (!n || !*n) && s.st_nlink == 0;
+	}
 	pthread_mutex_unlock(&h->lock);
 	return yes;
 }
@@ -186,13 +196,14 @@ bool pfs_hist_by_creator(struct pfs_history *h, struct pfs_ref r, char **path)
  * version saved if a snapshot since asks for it (a file created before the
  * snapshot, still open), its path into *path (malloc'ed; NULL for a
  * layered mount's temporary, which is not journaled). 0 or -errno. */
-int pfs_hist_creator_before(struct pfs_history *h, struct pfs_ref r, char **path)
+int pfs_hist_creator_before(struct pfs_history *h, struct pfs_ref r, struct hcreator *c)
 {
+	char **path = &c->path;
 	const char *n;
 	int d, ret = 0;
 
 	pfs_hist_ref_at(r, &d, &n);
-	if (pfs_hist_nameless(h, d, n)) { /* unlinked: no change of the tree */
+	if (c->gone) { /* unlinked: no change of the tree */
 		free(*path);
 		*path = NULL;
 		return 0;
@@ -218,12 +229,15 @@ int pfs_hist_creator_before(struct pfs_history *h, struct pfs_ref r, char **path
 }
 
 /* ...and after it: made, then noted (riding the next commit). */
-int pfs_hist_creator_after(struct pfs_history *h, char *path, const char *kind, long long arg,
-			    int ret)
+int pfs_hist_creator_after(struct pfs_history *h, struct hcreator *c, const char *kind,
+			   long long arg, int ret)
 {
-	if (ret == 0 && path)
-		pfs_hist_db_note(h, NULL, kind, path, arg);
-	free(path);
+	struct pfs_caller who = pfs_caller_get();
+
+	if (ret == 0 && c->path)
+		pfs_hist_db_note_as(h, &who, c->comm[0] ? c->comm : NULL, kind, c->path, arg);
+	free(c->path);
+	c->path = NULL;
 	return ret;
 }
 

@@ -14,6 +14,7 @@ import errno
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -182,6 +183,36 @@ def test_kill_9_during_a_workload_leaves_everything_in_source_in_the_journal(his
         m2.stop()
         m2.cleanup()
     m2.check_clean_exit()
+
+
+def test_every_change_is_in_the_database_when_its_call_returns(hist):
+    """The daemon's connection keeps its read transaction between commits
+    (history_db.c, hold): another connection still reads each change's row
+    as soon as the change's system call returned, also across the WAL's
+    checkpoints (1,000 pages), and a write by another connection in between
+    does not make the next change fail."""
+    src, mnt, hdir, m = hist
+    for i in range(1200):  # one commit each: past the first checkpoint
+        os.mkdir(os.path.join(mnt, "d%d" % i))
+        if i % 150 == 0 or i == 1199:
+            got = history_rows(hdir, "SELECT path FROM changes WHERE kind = 'mkdir'"
+                                     " ORDER BY seq")
+            assert [p for (p,) in got] == ["d%d" % j for j in range(i + 1)]
+    db = sqlite3.connect(os.path.join(hdir, "history.db"), timeout=10)
+    try:
+        db.execute("INSERT OR REPLACE INTO meta VALUES('another-writer', 'x')")
+        db.commit()
+    finally:
+        db.close()
+    os.mkdir(os.path.join(mnt, "after"))
+    with open(os.path.join(mnt, "after", "f"), "w") as f:
+        f.write("x")
+    assert history_rows(hdir, "SELECT kind, path FROM changes WHERE path LIKE 'after%'"
+                              " AND kind != 'write' ORDER BY seq") == [
+        ("mkdir", "after"), ("create", "after/f")]
+    rows = log_json(mnt)
+    assert len(rows) == 1200 + 3, rows[-5:]
+    assert all(r["state"] == "done" for r in rows), [r for r in rows if r["state"] != "done"]
 
 
 def test_a_snapshot_saves_the_previous_version_before_a_change(hist):
