@@ -162,6 +162,55 @@ static int row(sqlite3 *db, sqlite3_stmt **q, const char *sql, const char *a, co
 	}
 }
 
+/* A version's row (mode, uid, gid, size, mtime_ns, file, pruned, rdev)
+ * into w. 0. */
+static int version_row(sqlite3_stmt *q, struct where *w)
+{
+	long long mt = sqlite3_column_int64(q, 4);
+
+	memset(&w->o, 0, sizeof(w->o));
+	w->saved = true;
+	w->o.mode = (mode_t)sqlite3_column_int64(q, 0);
+	w->o.uid = (uid_t)sqlite3_column_int64(q, 1);
+	w->o.gid = (gid_t)sqlite3_column_int64(q, 2);
+	w->o.size = (off_t)sqlite3_column_int64(q, 3);
+	w->o.mtime.tv_sec = (time_t)(mt / 1000000000ll);
+	w->o.mtime.tv_nsec = (long)(mt % 1000000000ll);
+	w->o.ctime = w->o.mtime;
+	w->o.nlink = S_ISDIR(w->o.mode) ? 2 : 1;
+	w->o.rdev = (dev_t)sqlite3_column_int64(q, 7);
+	snprintf(w->file, sizeof(w->file), "%s", sqlite3_column_int(q, 6) ? "" : col(q, 5));
+	return 0;
+}
+
+/* The version of an object of path at S (live and unchanged through that
+ * name, or saved at its first change through it) that a change through
+ * another of its names (hard links) saved since S: the first saved since
+ * S with its inode (which no other object can have had since: this one
+ * held it from S on). 0 (w filled), -ENOENT none (or pruned: w as it was). */
+static int by_inode(struct pfs_history *h, long long seq, dev_t dev, ino_t ino, nlink_t nlink,
+		    struct where *w)
+{
+	sqlite3_stmt *q;
+	int ret = -ENOENT;
+
+	if (pfs_hq_prep(h->bdb, "SELECT mode, uid, gid, size, mtime_ns, coalesce(file, ''),"
+				" pruned, rdev FROM versions WHERE ino = ?1 AND dev = ?2 AND"
+				" seq >= ?3 AND snap >= ?4 ORDER BY seq, rowid LIMIT 1",
+			&q) < 0)
+		return -EIO;
+	sqlite3_bind_int64(q, 1, (sqlite3_int64)ino);
+	sqlite3_bind_int64(q, 2, (sqlite3_int64)dev);
+	sqlite3_bind_int64(q, 3, seq);
+	sqlite3_bind_int64(q, 4, h->b_id);
+	if (sqlite3_step(q) == SQLITE_ROW && !sqlite3_column_int(q, 6)) {
+		ret = version_row(q, w);
+		w->o.nlink = nlink;
+	}
+	pfs_hq_done(q);
+	return ret;
+}
+
 /* The version saved at fpath before its row fseq, not before S; fseq < 0:
  * the one saved with snapshot S itself at path (at S's position: a file
  * open for writing at S, saved then, as nothing later can: passthrough
@@ -176,33 +225,28 @@ static int version(struct pfs_history *h, long long seq, const char *fpath, long
 
 	if (pfs_hq_prep(h->bdb, fseq >= 0
 				  ? "SELECT mode, uid, gid, size, mtime_ns, coalesce(file, ''),"
-				    " pruned, rdev FROM versions WHERE path = ?1 AND seq >= ?2 AND"
-				    " seq < ?3 ORDER BY seq DESC, rowid DESC LIMIT 1"
+				    " pruned, rdev, dev, ino FROM versions WHERE path = ?1 AND"
+				    " seq >= ?2 AND seq < ?3 ORDER BY seq DESC, rowid DESC LIMIT 1"
 				  : "SELECT mode, uid, gid, size, mtime_ns, coalesce(file, ''),"
-				    " pruned, rdev FROM versions WHERE path = ?1 AND snap = ?2"
-				    " AND seq = ?3 ORDER BY rowid LIMIT 1",
+				    " pruned, rdev, dev, ino FROM versions WHERE path = ?1 AND"
+				    " snap = ?2 AND seq = ?3 ORDER BY rowid LIMIT 1",
 			&q) < 0)
 		return -EIO;
 	sqlite3_bind_text(q, 1, fpath, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(q, 2, fseq >= 0 ? seq : h->b_id);
 	sqlite3_bind_int64(q, 3, fseq >= 0 ? fseq : seq);
 	if (sqlite3_step(q) == SQLITE_ROW) {
-		long long mt = sqlite3_column_int64(q, 4);
+		ret = version_row(q, w);
+		/* a file with hard links: the first change since S may have
+		 * come through another name, whose save is what it was at S */
+		if (sqlite3_column_type(q, 9) != SQLITE_NULL) {
+			dev_t dev = (dev_t)sqlite3_column_int64(q, 8);
+			ino_t ino = (ino_t)sqlite3_column_int64(q, 9);
 
-		memset(&w->o, 0, sizeof(w->o));
-		w->saved = true;
-		w->o.mode = (mode_t)sqlite3_column_int64(q, 0);
-		w->o.uid = (uid_t)sqlite3_column_int64(q, 1);
-		w->o.gid = (gid_t)sqlite3_column_int64(q, 2);
-		w->o.size = (off_t)sqlite3_column_int64(q, 3);
-		w->o.mtime.tv_sec = (time_t)(mt / 1000000000ll);
-		w->o.mtime.tv_nsec = (long)(mt % 1000000000ll);
-		w->o.ctime = w->o.mtime;
-		w->o.nlink = S_ISDIR(w->o.mode) ? 2 : 1;
-		w->o.rdev = (dev_t)sqlite3_column_int64(q, 7);
-		snprintf(w->file, sizeof(w->file), "%s",
-			 sqlite3_column_int(q, 6) ? "" : col(q, 5));
-		ret = 0;
+			pfs_hq_done(q);
+			by_inode(h, seq, dev, ino, w->o.nlink, w);
+			return ret;
+		}
 	}
 	pfs_hq_done(q);
 	return ret;
@@ -280,8 +324,10 @@ static int locate(struct pfs_history *h, long long seq, const char *path, struct
 	return 0;
 }
 
-static int live_stat(struct pfs_history *h, const char *live, struct pfs_past_obj *o)
+static int live_stat(struct pfs_history *h, long long seq, struct where *w,
+		     struct pfs_past_obj *o)
 {
+	const char *live = w->live;
 	struct stat st;
 
 	/* through the store: a cache fills what it has not listed yet */
@@ -290,6 +336,10 @@ static int live_stat(struct pfs_history *h, const char *live, struct pfs_past_ob
 
 	if (r < 0)
 		return r;
+	if (!S_ISDIR(st.st_mode) && by_inode(h, seq, st.st_dev, st.st_ino, st.st_nlink, w) == 0) {
+		*o = w->o;
+		return 0;
+	}
 	o->mode = st.st_mode;
 	o->uid = st.st_uid;
 	o->gid = st.st_gid;
@@ -360,7 +410,7 @@ static int stat_locked(struct pfs_history *h, long long seq, const char *path,
 		*o = w->o;
 		return 0;
 	}
-	return live_stat(h, w->live, o);
+	return live_stat(h, seq, w, o);
 }
 
 static int b_stat(void *ctx, const char *snap, const char *path, struct pfs_past_obj *o)

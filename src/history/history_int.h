@@ -44,6 +44,9 @@ struct hsaved {
 	dev_t dev;
 	ino_t ino;
 	unsigned long long name; /* 0, or a hash of the path of a hard link */
+	bool ready;             /* its row written: st and file are the save's */
+	struct stat st;         /* what it was (another name's row shares it) */
+	char file[32];          /* its data in DIR/versions, "" none */
 };
 
 /* A file opened for writing: what it was, to say at release if it changed. */
@@ -141,6 +144,10 @@ void pfs_hist_obj(struct pfs_history *h, int *dirfd, const char **name);
 /* history.c: the path of (dirfd, name) relative to the root ("" the root;
  * absolute when outside it). 0 or -errno. */
 int pfs_hist_path(struct pfs_history *h, int dirfd, const char *name, char *buf, size_t len);
+/* The same; *stale set when (dirfd, name) is a descriptor's object whose
+ * name /proc gives was removed (" (deleted)": nlink 0, or other names). */
+int pfs_hist_path_at(struct pfs_history *h, int dirfd, const char *name, char *buf, size_t len,
+		     bool *stale);
 /* history.c: is (dirfd, name) an object no name of the tree reaches (a
  * file unlinked while open, changed through its descriptor)? */
 bool pfs_hist_nameless(struct pfs_history *h, int dirfd, const char *name);
