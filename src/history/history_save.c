@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/fs.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,6 +106,7 @@ void pfs_hist_saved_clear(struct pfs_history *h)
 			struct hsaved *s = h->saved[i];
 
 			h->saved[i] = s->next;
+			free(s->xa);
 			free(s);
 		}
 	}
@@ -177,7 +179,8 @@ static int save_link(struct pfs_history *h, int dirfd, const char *name, const c
 
 /* Under h->lock: the row of the version of path (st) saved as file. */
 static int save_row(struct pfs_history *h, long long snap, const char *path,
-		    const struct stat *st, const char *file, bool ino)
+		    const struct stat *st, const char *file, bool ino, const char *xa,
+		    size_t xalen)
 {
 	sqlite3_stmt *q = h->sav;
 	int r;
@@ -199,6 +202,8 @@ static int save_row(struct pfs_history *h, long long snap, const char *path,
 		sqlite3_bind_int64(q, 11, (sqlite3_int64)st->st_dev);
 		sqlite3_bind_int64(q, 12, (sqlite3_int64)st->st_ino);
 	}
+	/* none is an empty blob: kept, and none (NULL: an older version's) */
+	sqlite3_bind_blob(q, 13, xa ? xa : "", (int)xalen, SQLITE_TRANSIENT);
 	r = sqlite3_step(q) == SQLITE_DONE ? 0 : -EIO;
 	sqlite3_reset(q);
 	sqlite3_clear_bindings(q);
@@ -208,28 +213,35 @@ static int save_row(struct pfs_history *h, long long snap, const char *path,
 /* Under h->lock: the mark of (st's object, name) made by seen (gone if a
  * snapshot came meanwhile: found again, not kept) done (r 0) or taken back. */
 static void settle(struct pfs_history *h, const struct stat *id, unsigned long long name,
-		   const struct stat *st, const char *file, int r)
+		   const struct stat *st, const char *file, char *xa, size_t xalen, int r)
 {
 	struct hsaved **p = &h->saved[bucket(id->st_dev, id->st_ino)], *m;
 
 	while (*p && ((*p)->dev != id->st_dev || (*p)->ino != id->st_ino || (*p)->name != name))
 		p = &(*p)->next;
-	if (!(m = *p))
+	if (!(m = *p) || m->ready) {
+		free(xa);
 		return;
+	}
 	if (r == 0) {
 		m->ready = true;
 		m->st = *st;
 		snprintf(m->file, sizeof(m->file), "%s", file);
+		m->xa = xa;
+		m->xalen = xalen;
 		return;
 	}
+	free(xa);
 	*p = m->next;
 	free(m);
 }
 
+
 int pfs_hist_save_open(struct pfs_history *h, int fd, long long snap)
 {
-	char path[PATH_MAX], file[32];
+	char path[PATH_MAX], file[32], *xa = NULL;
 	unsigned long long sname;
+	size_t xalen = 0;
 	struct stat st;
 	bool stale;
 	int r;
@@ -243,10 +255,12 @@ int pfs_hist_save_open(struct pfs_history *h, int fd, long long snap)
 		return 0;
 	snprintf(file, sizeof(file), "%lld-%llu", snap, ++h->vseq);
 	if (r == 0)
+		r = pfs_hist_xattrs(h, fd, NULL, &xa, &xalen);
+	if (r == 0)
 		r = copy_data(h, fd, NULL, &st, file);
 	if (r == 0)
-		r = save_row(h, snap, path, &st, file, has_ino(&st, stale));
-	settle(h, &st, sname, &st, file, r);
+		r = save_row(h, snap, path, &st, file, has_ino(&st, stale), xa, xalen);
+	settle(h, &st, sname, &st, file, xa, xalen, r);
 	if (r < 0)
 		fprintf(stderr, "prismfs: history: cannot save %s, open for writing at the "
 			"snapshot: %s\n", path, strerror(-r));
@@ -255,9 +269,10 @@ int pfs_hist_save_open(struct pfs_history *h, int fd, long long snap)
 
 int pfs_hist_save(struct pfs_history *h, int dirfd, const char *name)
 {
-	char path[PATH_MAX], file[32];
+	char path[PATH_MAX], file[32], *xa = NULL;
 	struct hsaved *first = NULL, was;
 	unsigned long long sname;
+	size_t xalen = 0;
 	struct stat st, id;
 	long long snap;
 	bool stale;
@@ -285,14 +300,25 @@ int pfs_hist_save(struct pfs_history *h, int dirfd, const char *name)
 		pthread_mutex_unlock(&h->lock);
 		return 0;
 	}
-	if (first)
+	if (first) {
 		was = *first;
+		xalen = was.xalen;
+		if (was.xa && (xa = malloc(xalen)))
+			memcpy(xa, was.xa, xalen);
+		else if (was.xa)
+			r = -ENOMEM;
+	}
 	snprintf(file, sizeof(file), "%lld-%llu", snap, ++h->vseq);
 	pthread_mutex_unlock(&h->lock);
+	/* its xattrs (a symlink has no user.* ones) */
+	if (!first && !S_ISLNK(st.st_mode))
+		r = pfs_hist_xattrs(h, dirfd, name, &xa, &xalen);
 	/* Another name of it saved since the snapshot: that is what this name
 	 * held too (the change through the other one came after), shared (a
 	 * hard link of the version's data: a prune removes each row's own). */
-	if (first && was.file[0])
+	if (r < 0)
+		;
+	else if (first && was.file[0])
 		r = linkat(h->vdir, was.file, h->vdir, file, 0) < 0 ? -errno : 0;
 	else if (!first && S_ISREG(st.st_mode))
 		r = copy_data(h, dirfd, name, &st, file);
@@ -302,8 +328,8 @@ int pfs_hist_save(struct pfs_history *h, int dirfd, const char *name)
 		st = was.st;
 	pthread_mutex_lock(&h->lock);
 	if (r == 0 && h->db)
-		r = save_row(h, snap, path, &st, file, has_ino(&st, stale));
-	settle(h, &id, sname, &st, file, r);
+		r = save_row(h, snap, path, &st, file, has_ino(&st, stale), xa, xalen);
+	settle(h, &id, sname, &st, file, xa, xalen, r);
 	pthread_mutex_unlock(&h->lock);
 fail:
 	if (r < 0)
