@@ -8,6 +8,7 @@ each of their names, and compares."""
 import json
 import os
 import stat
+import subprocess
 
 from prism_helpers import cli
 from test_history_browse import record, same, write
@@ -59,6 +60,20 @@ def test_every_name_of_a_hard_linked_file_shows_its_past(workdir, trees, mounter
     write(p("x2"), b"through x2, made after s2")
     os.utime(p("m"), ns=(1_600_000_000_000_000_001, 1_600_000_000_000_000_001))
     check(mnt, records)
+    # prismfs export writes each name as it was too (as separate files)
+    for name, want in records.items():
+        out = os.path.join(workdir, name + ".tar")
+        r = cli("export", mnt, name, "-o", out)
+        assert r.returncode == 0, r.stderr
+        dest = os.path.join(workdir, "x-" + name)
+        os.makedirs(dest)
+        r = subprocess.run(["tar", "-x", "-p", "-f", out, "-C", dest], capture_output=True,
+                           text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        got = record(dest)
+        assert sorted(got) == sorted(want)
+        for k in want:
+            assert got[k][:6] == want[k][:6], (name, k, got[k][:6], want[k][:6])
 
     # nothing cached: the same after a remount
     m.stop()
