@@ -46,7 +46,7 @@ struct hsaved {
 	unsigned long long name; /* 0, or a hash of the path of a hard link */
 	bool ready;             /* its row written: st and file are the save's */
 	struct stat st;         /* what it was (another name's row shares it) */
-	char file[32];          /* its data in DIR/versions, "" none */
+	char file[64];          /* its data in DIR/versions, "" none */
 	char *xa;               /* its user.* xattrs (pfs_hist_xattrs), or NULL */
 	size_t xalen;
 };

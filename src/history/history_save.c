@@ -236,31 +236,33 @@ static void settle(struct pfs_history *h, const struct stat *id, unsigned long l
 	free(m);
 }
 
-
 int pfs_hist_save_open(struct pfs_history *h, int fd, long long snap)
 {
-	char path[PATH_MAX], file[32], *xa = NULL;
+	char path[PATH_MAX], file[64], *xa = NULL;
 	unsigned long long sname;
 	size_t xalen = 0;
 	struct stat st;
 	bool stale;
 	int r;
 
+	path[0] = '\0';
 	/* unlinked while open (st_nlink 0): in no tree, past or present */
 	if (h->vdir < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_nlink == 0)
 		return 0;
 	r = save_path(h, fd, NULL, &st, path, sizeof(path), &stale);
+	if (r < 0)
+		goto out;
 	sname = saved_name(&st, path);
-	if (r == 0 && seen(h, st.st_dev, st.st_ino, sname, NULL))
+	if (seen(h, st.st_dev, st.st_ino, sname, NULL))
 		return 0;
 	snprintf(file, sizeof(file), "%lld-%llu", snap, ++h->vseq);
-	if (r == 0)
-		r = pfs_hist_xattrs(h, fd, NULL, &xa, &xalen);
+	r = pfs_hist_xattrs(h, fd, NULL, &xa, &xalen);
 	if (r == 0)
 		r = copy_data(h, fd, NULL, &st, file);
 	if (r == 0)
 		r = save_row(h, snap, path, &st, file, has_ino(&st, stale), xa, xalen);
 	settle(h, &st, sname, &st, file, xa, xalen, r);
+out:
 	if (r < 0)
 		fprintf(stderr, "prismfs: history: cannot save %s, open for writing at the "
 			"snapshot: %s\n", path, strerror(-r));
@@ -269,7 +271,7 @@ int pfs_hist_save_open(struct pfs_history *h, int fd, long long snap)
 
 int pfs_hist_save(struct pfs_history *h, int dirfd, const char *name)
 {
-	char path[PATH_MAX], file[32], *xa = NULL;
+	char path[PATH_MAX], file[64], *xa = NULL;
 	struct hsaved *first = NULL, was;
 	unsigned long long sname;
 	size_t xalen = 0;
