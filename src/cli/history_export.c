@@ -138,17 +138,56 @@ out:
 
 /* One entry: from the saved version vfile (with its row's metadata), or
  * from the live path. 0, or -1 after saying why. */
-static int put_entry(struct archive *a, const char *dir, sqlite3_stmt *q)
+/* A file with hard links (its version keeps its inode): its first version
+ * saved since the snapshot (seq, id) with that inode (dev < 0: any dev;
+ * the mount shows SOURCE's inode numbers, not its device), whichever name
+ * the change went through (docs/HISTORY.md, Saved versions). 1 (st and
+ * vfile filled), 0 none. */
+static int by_inode(long long seq, long long id, long long dev, long long ino, struct stat *st,
+		    char *vfile, size_t len)
 {
-	const char *path = pfs_hc_col(q, 0), *live = pfs_hc_col(q, 1), *vfile = pfs_hc_col(q, 2);
+	sqlite3_stmt *q;
+	int found = 0;
+
+	if (sqlite3_prepare_v2(g_x->db, "SELECT coalesce(file, ''), mode, uid, gid, mtime_ns,"
+				       " rdev FROM versions WHERE ino = ?1 AND (?2 < 0 OR dev = ?2)"
+				       " AND seq >= ?3 AND snap >= ?4 AND pruned = 0"
+				       " ORDER BY seq, rowid LIMIT 1", -1, &q, NULL) != SQLITE_OK)
+		return 0;
+	sqlite3_bind_int64(q, 1, ino);
+	sqlite3_bind_int64(q, 2, dev);
+	sqlite3_bind_int64(q, 3, seq);
+	sqlite3_bind_int64(q, 4, id);
+	if (sqlite3_step(q) == SQLITE_ROW) {
+		long long mt = sqlite3_column_int64(q, 4);
+
+		snprintf(vfile, len, "%s", pfs_hc_col(q, 0));
+		memset(st, 0, sizeof(*st));
+		st->st_mode = (mode_t)sqlite3_column_int64(q, 1);
+		st->st_uid = (uid_t)sqlite3_column_int64(q, 2);
+		st->st_gid = (gid_t)sqlite3_column_int64(q, 3);
+		st->st_mtim.tv_sec = (time_t)(mt / 1000000000ll);
+		st->st_mtim.tv_nsec = (long)(mt % 1000000000ll);
+		st->st_rdev = (dev_t)sqlite3_column_int64(q, 5);
+		found = 1;
+	}
+	sqlite3_finalize(q);
+	return found;
+}
+
+static int put_entry(struct archive *a, const char *dir, sqlite3_stmt *q, long long seq,
+		     long long id)
+{
+	const char *path = pfs_hc_col(q, 0), *live = pfs_hc_col(q, 1);
 	bool saved = sqlite3_column_type(q, 3) != SQLITE_NULL;
 	struct archive_entry *e = archive_entry_new();
-	char src[PATH_MAX * 2];
+	char src[PATH_MAX * 2], vfile[64];
 	struct stat st;
 	int ret = -1;
 
 	if (!e)
 		return -1;
+	snprintf(vfile, sizeof(vfile), "%s", pfs_hc_col(q, 2));
 	if (saved) {
 		long long mt = sqlite3_column_int64(q, 6);
 
@@ -159,17 +198,25 @@ static int put_entry(struct archive *a, const char *dir, sqlite3_stmt *q)
 		st.st_mtim.tv_sec = (time_t)(mt / 1000000000ll);
 		st.st_mtim.tv_nsec = (long)(mt % 1000000000ll);
 		st.st_rdev = (dev_t)sqlite3_column_int64(q, 7);
+		if (sqlite3_column_type(q, 8) != SQLITE_NULL)
+			by_inode(seq, id, sqlite3_column_int64(q, 9), sqlite3_column_int64(q, 8),
+				 &st, vfile, sizeof(vfile));
+	} else {
+		snprintf(src, sizeof(src), "%s/%s", g_x->mnt, live);
+		if (lstat(src, &st) < 0) {
+			say("%s: %s", src, strerror(errno));
+			goto out;
+		}
+		if (!S_ISDIR(st.st_mode))
+			saved = by_inode(seq, id, -1, (long long)st.st_ino, &st, vfile,
+					 sizeof(vfile));
+	}
+	if (saved) {
 		snprintf(src, sizeof(src), "%s/versions/%s", dir, vfile);
 		if ((S_ISREG(st.st_mode) || S_ISLNK(st.st_mode)) && !vfile[0]) {
 			say("%s: its saved version has no data (pruned, or saved before symlink "
 			    "targets were): left out", path);
 			ret = 1;
-			goto out;
-		}
-	} else {
-		snprintf(src, sizeof(src), "%s/%s", g_x->mnt, live);
-		if (lstat(src, &st) < 0) {
-			say("%s: %s", src, strerror(errno));
 			goto out;
 		}
 	}
@@ -307,7 +354,7 @@ static int export(const char *mnt, const char *snap, const char *outpath)
 	 * writing, as the browse (history_browse.c, locate). */
 	static const char PLAN[] =
 		"SELECT e.path, e.live, coalesce(v.file, ''), v.mode, v.uid, v.gid, v.mtime_ns,"
-		" v.rdev"
+		" v.rdev, v.ino, v.dev"
 		" FROM temp.exp e LEFT JOIN temp.cur c ON c.path = e.live"
 		" LEFT JOIN versions v ON v.rowid = coalesce((SELECT rowid FROM versions s"
 		"  WHERE s.path = e.path AND s.snap = ?2 AND s.seq = ?1 ORDER BY s.rowid LIMIT 1),"
@@ -380,7 +427,7 @@ static int export(const char *mnt, const char *snap, const char *outpath)
 			skipped++;
 			continue;
 		}
-		r = put_entry(a, dir, q);
+		r = put_entry(a, dir, q, seq, id);
 		if (r < 0)
 			goto out;
 		skipped += r;

@@ -40,6 +40,12 @@ bool pfs_hist_nameless(struct pfs_history *h, int dirfd, const char *name)
 
 int pfs_hist_path(struct pfs_history *h, int dirfd, const char *name, char *buf, size_t len)
 {
+	return pfs_hist_path_at(h, dirfd, name, buf, len, NULL);
+}
+
+int pfs_hist_path_at(struct pfs_history *h, int dirfd, const char *name, char *buf, size_t len,
+		     bool *stale)
+{
 	char proc[40], p[PATH_MAX];
 	const char *rel = p;
 	ssize_t n;
@@ -64,8 +70,12 @@ int pfs_hist_path(struct pfs_history *h, int dirfd, const char *name, char *buf,
 	if (n < 0)
 		return -errno;
 	p[n] = '\0';
-	if (n > 10 && strcmp(p + n - 10, " (deleted)") == 0)
+	if (n > 10 && strcmp(p + n - 10, " (deleted)") == 0) {
 		p[n - 10] = '\0';
+		/* the descriptor's own object: the name /proc gives is gone */
+		if (stale && !(name && *name))
+			*stale = true;
+	}
 	if (strncmp(p, h->root, h->rootlen) == 0 &&
 	    (p[h->rootlen] == '/' || p[h->rootlen] == '\0' || h->rootlen == 1)) {
 		rel = p + h->rootlen;
@@ -102,16 +112,18 @@ static long long rec_by(struct pfs_history *h, const struct pfs_caller *who, con
 {
 	char *p1 = malloc(PATH_MAX), *p2 = d2 != -1 || n2 ? malloc(PATH_MAX) : NULL;
 	long long seq = -ENOMEM;
+	bool stale = false;
 	int r;
 
 	if (!p1 || ((d2 != -1 || n2) && !p2))
 		goto out;
-	r = pfs_hist_path(h, d1, n1, p1, PATH_MAX);
+	r = pfs_hist_path_at(h, d1, n1, p1, PATH_MAX, &stale);
 	if (r == 0 && p2)
 		r = pfs_hist_path(h, d2, n2, p2, PATH_MAX);
-	/* a write to a temporary outside the tree (see before) */
+	/* a write to a temporary outside the tree (see before), or through
+	 * a descriptor whose name is gone (its other names are not known) */
 	seq = r < 0 ? r
-	      : pfs_hist_outside(h, p1) && d2 < 0 ? 0
+	      : (pfs_hist_outside(h, p1) || (stale && !p2)) && d2 < 0 ? 0
 	      : pfs_hist_db_record(h, who, kind, p1, p2, arg, NULL);
 out:
 	free(p1);
@@ -144,11 +156,12 @@ static long long before_as(struct pfs_history *h, const char *kind, int d1, cons
 {
 	char *p1 = malloc(PATH_MAX), *p2 = d2 != -1 || n2 ? malloc(PATH_MAX) : NULL;
 	long long seq = -ENOMEM;
+	bool stale = false;
 	int r;
 
 	if (!p1 || ((d2 != -1 || n2) && !p2))
 		goto out;
-	r = pfs_hist_path(h, d1, n1, p1, PATH_MAX);
+	r = pfs_hist_path_at(h, d1, n1, p1, PATH_MAX, &stale);
 	if (r == 0 && p2)
 		r = pfs_hist_path(h, d2, n2, p2, PATH_MAX);
 	/* before the daemon serves (no journal open yet: it opens after the
@@ -159,6 +172,12 @@ static long long before_as(struct pfs_history *h, const char *kind, int d1, cons
 		seq = 0;
 	else if (r == 0 && save && !pfs_hist_outside(h, p1)) /* a temporary has no past */
 		r = pfs_hist_save(h, d1, n1);
+	/* Through a descriptor whose name was removed while the file lives
+	 * on under other names (hard links): /proc gives the removed name,
+	 * no name it has now. Its version is saved (by its inode, which
+	 * every name's past finds), no row names the removed name. */
+	if (r >= 0 && stale && !p2)
+		seq = 0;
 	if (r < 0)
 		seq = r;
 	else if (seq != 0)
@@ -269,9 +288,21 @@ static int h_unlink(struct pfs_store *st, int dirfd, const char *name, int flags
 	struct pfs_history *h = H(st);
 	long long seq = before(h, (flags & AT_REMOVEDIR) ? "rmdir" : "unlink", dirfd, name, -1,
 			       NULL, flags, true);
+	struct stat s;
+	bool linked;
+	int r;
 
-	return seq < 0 ? (int)seq
-		       : done(h, seq, h->in->ops->unlink(h->in, dirfd, name, flags));
+	if (seq < 0)
+		return (int)seq;
+	/* A name of a file with other names, removed while files are open
+	 * for writing: the paths they keep may be that name (see rgen). */
+	linked = !(flags & AT_REMOVEDIR) && __atomic_load_n(&h->nwfds, __ATOMIC_RELAXED) &&
+		 pfs_st_stat(h->in, dirfd, name, &s, AT_SYMLINK_NOFOLLOW) == 0 &&
+		 S_ISREG(s.st_mode) && s.st_nlink > 1;
+	r = h->in->ops->unlink(h->in, dirfd, name, flags);
+	if (linked)
+		__atomic_add_fetch(&h->rgen, 1, __ATOMIC_RELEASE);
+	return done(h, seq, r);
 }
 
 static int h_rename(struct pfs_store *st, int odirfd, const char *oname, int ndirfd,
@@ -437,7 +468,10 @@ static int note_written(struct pfs_history *h, int fd, bool forget)
 	 * no commit of its own. The request comes from no process: the
 	 * opener's, named as it was when it opened (it may be gone now). Its
 	 * path is the one found at the open unless a rename came since. */
-	if (!p && (p = malloc(PATH_MAX)) && pfs_hist_path(h, fd, NULL, p, PATH_MAX) < 0) {
+	bool stale = false;
+
+	if (!p && (p = malloc(PATH_MAX)) &&
+	    (pfs_hist_path_at(h, fd, NULL, p, PATH_MAX, &stale) < 0 || stale)) {
 		free(p);
 		p = NULL;
 	}

@@ -25,6 +25,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +39,7 @@ struct where {
 	bool gone;             /* removed since: no live object (nor names) */
 	char live[PATH_MAX];
 	struct pfs_past_obj o; /* saved: the version's row */
+	long long vrow;        /* saved: its rowid (its xattrs) */
 	char file[64];         /* saved: its data in DIR/versions ("" none) */
 };
 
@@ -162,6 +164,57 @@ static int row(sqlite3 *db, sqlite3_stmt **q, const char *sql, const char *a, co
 	}
 }
 
+/* A version's row (mode, uid, gid, size, mtime_ns, file, pruned, rdev,
+ * dev, ino, rowid) into w. 0. */
+static int version_row(sqlite3_stmt *q, struct where *w)
+{
+	long long mt = sqlite3_column_int64(q, 4);
+
+	memset(&w->o, 0, sizeof(w->o));
+	w->saved = true;
+	w->o.mode = (mode_t)sqlite3_column_int64(q, 0);
+	w->o.uid = (uid_t)sqlite3_column_int64(q, 1);
+	w->o.gid = (gid_t)sqlite3_column_int64(q, 2);
+	w->o.size = (off_t)sqlite3_column_int64(q, 3);
+	w->o.mtime.tv_sec = (time_t)(mt / 1000000000ll);
+	w->o.mtime.tv_nsec = (long)(mt % 1000000000ll);
+	w->o.ctime = w->o.mtime;
+	w->o.nlink = S_ISDIR(w->o.mode) ? 2 : 1;
+	w->o.rdev = (dev_t)sqlite3_column_int64(q, 7);
+	snprintf(w->file, sizeof(w->file), "%s", sqlite3_column_int(q, 6) ? "" : col(q, 5));
+	w->vrow = sqlite3_column_int64(q, 10);
+	return 0;
+}
+
+/* The version of an object of path at S (live and unchanged through that
+ * name, or saved at its first change through it) that a change through
+ * another of its names (hard links) saved since S: the first saved since
+ * S with its inode (which no other object can have had since: this one
+ * held it from S on). 0 (w filled), -ENOENT none (or pruned: w as it was). */
+static int by_inode(struct pfs_history *h, long long seq, dev_t dev, ino_t ino, nlink_t nlink,
+		    struct where *w)
+{
+	sqlite3_stmt *q;
+	int ret = -ENOENT;
+
+	if (pfs_hq_prep(h->bdb, "SELECT mode, uid, gid, size, mtime_ns, coalesce(file, ''),"
+				" pruned, rdev, dev, ino, rowid FROM versions WHERE ino = ?1"
+				" AND dev = ?2 AND"
+				" seq >= ?3 AND snap >= ?4 ORDER BY seq, rowid LIMIT 1",
+			&q) < 0)
+		return -EIO;
+	sqlite3_bind_int64(q, 1, (sqlite3_int64)ino);
+	sqlite3_bind_int64(q, 2, (sqlite3_int64)dev);
+	sqlite3_bind_int64(q, 3, seq);
+	sqlite3_bind_int64(q, 4, h->b_id);
+	if (sqlite3_step(q) == SQLITE_ROW && !sqlite3_column_int(q, 6)) {
+		ret = version_row(q, w);
+		w->o.nlink = nlink;
+	}
+	pfs_hq_done(q);
+	return ret;
+}
+
 /* The version saved at fpath before its row fseq, not before S; fseq < 0:
  * the one saved with snapshot S itself at path (at S's position: a file
  * open for writing at S, saved then, as nothing later can: passthrough
@@ -176,33 +229,28 @@ static int version(struct pfs_history *h, long long seq, const char *fpath, long
 
 	if (pfs_hq_prep(h->bdb, fseq >= 0
 				  ? "SELECT mode, uid, gid, size, mtime_ns, coalesce(file, ''),"
-				    " pruned, rdev FROM versions WHERE path = ?1 AND seq >= ?2 AND"
-				    " seq < ?3 ORDER BY seq DESC, rowid DESC LIMIT 1"
+				    " pruned, rdev, dev, ino, rowid FROM versions WHERE path = ?1 AND"
+				    " seq >= ?2 AND seq < ?3 ORDER BY seq DESC, rowid DESC LIMIT 1"
 				  : "SELECT mode, uid, gid, size, mtime_ns, coalesce(file, ''),"
-				    " pruned, rdev FROM versions WHERE path = ?1 AND snap = ?2"
-				    " AND seq = ?3 ORDER BY rowid LIMIT 1",
+				    " pruned, rdev, dev, ino, rowid FROM versions WHERE path = ?1 AND"
+				    " snap = ?2 AND seq = ?3 ORDER BY rowid LIMIT 1",
 			&q) < 0)
 		return -EIO;
 	sqlite3_bind_text(q, 1, fpath, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(q, 2, fseq >= 0 ? seq : h->b_id);
 	sqlite3_bind_int64(q, 3, fseq >= 0 ? fseq : seq);
 	if (sqlite3_step(q) == SQLITE_ROW) {
-		long long mt = sqlite3_column_int64(q, 4);
+		ret = version_row(q, w);
+		/* a file with hard links: the first change since S may have
+		 * come through another name, whose save is what it was at S */
+		if (sqlite3_column_type(q, 9) != SQLITE_NULL) {
+			dev_t dev = (dev_t)sqlite3_column_int64(q, 8);
+			ino_t ino = (ino_t)sqlite3_column_int64(q, 9);
 
-		memset(&w->o, 0, sizeof(w->o));
-		w->saved = true;
-		w->o.mode = (mode_t)sqlite3_column_int64(q, 0);
-		w->o.uid = (uid_t)sqlite3_column_int64(q, 1);
-		w->o.gid = (gid_t)sqlite3_column_int64(q, 2);
-		w->o.size = (off_t)sqlite3_column_int64(q, 3);
-		w->o.mtime.tv_sec = (time_t)(mt / 1000000000ll);
-		w->o.mtime.tv_nsec = (long)(mt % 1000000000ll);
-		w->o.ctime = w->o.mtime;
-		w->o.nlink = S_ISDIR(w->o.mode) ? 2 : 1;
-		w->o.rdev = (dev_t)sqlite3_column_int64(q, 7);
-		snprintf(w->file, sizeof(w->file), "%s",
-			 sqlite3_column_int(q, 6) ? "" : col(q, 5));
-		ret = 0;
+			pfs_hq_done(q);
+			by_inode(h, seq, dev, ino, w->o.nlink, w);
+			return ret;
+		}
 	}
 	pfs_hq_done(q);
 	return ret;
@@ -217,8 +265,19 @@ static int locate(struct pfs_history *h, long long seq, const char *path, struct
 	int r, ret = -ENOENT;
 
 	memset(w, 0, sizeof(*w));
-	if (!*path)
-		return 0; /* the root: itself */
+	if (!*path) { /* the root: itself, as its first save since S kept it */
+		if (pfs_hq_prep(h->bdb, "SELECT mode, uid, gid, size, mtime_ns, coalesce(file,"
+					" ''), pruned, rdev, dev, ino, rowid FROM versions WHERE"
+					" path = '' AND seq >= ?1 AND snap >= ?2 ORDER BY seq,"
+					" rowid LIMIT 1", &q) < 0)
+			return -EIO;
+		sqlite3_bind_int64(q, 1, seq);
+		sqlite3_bind_int64(q, 2, h->b_id);
+		if (sqlite3_step(q) == SQLITE_ROW && !sqlite3_column_int(q, 6))
+			version_row(q, w);
+		pfs_hq_done(q);
+		return 0;
+	}
 	/* Open for writing at S: saved with S itself, which comes first. A
 	 * version at path with S's own position is what path held at S (no row
 	 * came between), while the window before its first change may also
@@ -280,8 +339,10 @@ static int locate(struct pfs_history *h, long long seq, const char *path, struct
 	return 0;
 }
 
-static int live_stat(struct pfs_history *h, const char *live, struct pfs_past_obj *o)
+static int live_stat(struct pfs_history *h, long long seq, struct where *w,
+		     struct pfs_past_obj *o)
 {
+	const char *live = w->live;
 	struct stat st;
 
 	/* through the store: a cache fills what it has not listed yet */
@@ -290,6 +351,10 @@ static int live_stat(struct pfs_history *h, const char *live, struct pfs_past_ob
 
 	if (r < 0)
 		return r;
+	if (!S_ISDIR(st.st_mode) && by_inode(h, seq, st.st_dev, st.st_ino, st.st_nlink, w) == 0) {
+		*o = w->o;
+		return 0;
+	}
 	o->mode = st.st_mode;
 	o->uid = st.st_uid;
 	o->gid = st.st_gid;
@@ -360,7 +425,7 @@ static int stat_locked(struct pfs_history *h, long long seq, const char *path,
 		*o = w->o;
 		return 0;
 	}
-	return live_stat(h, w->live, o);
+	return live_stat(h, seq, w, o);
 }
 
 static int b_stat(void *ctx, const char *snap, const char *path, struct pfs_past_obj *o)
@@ -397,6 +462,17 @@ static int add_name(sqlite3 *db, const char *name)
 	return r < 0 ? -EIO : 0;
 }
 
+/* The live object at path opened: with O_NOATIME where permitted (the
+ * daemon owns it or has CAP_FOWNER, else EPERM: then without), since a
+ * browse is the history's read, not an access of the file's: a mount
+ * with --history answers stat of the live file as one without. */
+static int live_open(struct pfs_history *h, const char *path, int flags)
+{
+	int fd = pfs_st_openat(h->in, h->rootfd, path, flags | O_NOATIME, 0);
+
+	return fd == -EPERM ? pfs_st_openat(h->in, h->rootfd, path, flags, 0) : fd;
+}
+
 /* The names directory dir had at S into temp.ls: the live directory's
  * names that were there then, and what moved away or went since. */
 static int gather(struct pfs_history *h, const char *dir, const char *live)
@@ -413,8 +489,7 @@ static int gather(struct pfs_history *h, const char *dir, const char *live)
 		return -EIO;
 	h->b_ls = true;
 	if (live) {
-		fd = pfs_st_openat(h->in, h->rootfd, *live ? live : ".",
-				   O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+		fd = live_open(h, *live ? live : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (fd < 0 || !(dp = fdopendir(fd))) {
 			ret = fd < 0 ? fd : -errno;
 			if (fd >= 0)
@@ -514,7 +589,7 @@ static int b_open(void *ctx, const char *snap, const char *path)
 	else if (ret == 0 && S_ISLNK(o.mode))
 		ret = target_fd(h, w->live);
 	else if (ret == 0)
-		ret = pfs_st_openat(h->in, h->rootfd, w->live, O_RDONLY | O_NOFOLLOW | O_CLOEXEC, 0);
+		ret = live_open(h, w->live, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	if (ret == -1)
 		ret = -errno;
 	end(h);
@@ -564,35 +639,85 @@ static int b_set_table(void *ctx, const char *json)
 	return pfs_hist_db_table(ctx, json);
 }
 
-static ssize_t b_getxattr(void *ctx, const char *snap, const char *path, const char *name,
-			  char *buf, size_t size)
+/* The user.* xattrs kept with the version w (pfs_hist_xattrs' blob) into
+ * *blob (malloc'ed): 1, or 0 none kept (a version saved before they were). */
+static int kept_xattrs(struct pfs_history *h, const struct where *w, char **blob, size_t *len)
 {
-	struct pfs_history *h = ctx;
+	sqlite3_stmt *q;
+	int ret = 0;
+
+	*blob = NULL;
+	*len = 0;
+	if (pfs_hq_prep(h->bdb, "SELECT xattrs FROM versions WHERE rowid = ?1", &q) < 0)
+		return -EIO;
+	sqlite3_bind_int64(q, 1, w->vrow);
+	if (sqlite3_step(q) == SQLITE_ROW && sqlite3_column_type(q, 0) != SQLITE_NULL) {
+		*len = (size_t)sqlite3_column_bytes(q, 0);
+		*blob = malloc(*len + 1);
+		ret = *blob ? 1 : -ENOMEM;
+		if (*blob && *len)
+			memcpy(*blob, sqlite3_column_blob(q, 0), *len);
+	}
+	pfs_hq_done(q);
+	return ret;
+}
+
+/* An xattr (name) or the user.* names (name NULL) of path at S: a saved
+ * version's kept ones (user.* only; other names, as a layered past's
+ * overlay.opaque, are read live), else the live object's. Removed since
+ * with none kept: none. */
+static ssize_t past_xattr(struct pfs_history *h, const char *snap, const char *path,
+			  const char *name, char *buf, size_t size)
+{
+	struct pfs_past_obj o;
 	struct where *w;
 	long long seq;
 	ssize_t ret;
-	int fd;
+	size_t len;
+	char *blob;
 
 	ret = enter(h, snap, &seq, &w);
 	if (ret < 0)
 		return ret;
-	ret = locate(h, seq, path, w);
-	/* removed since: its xattrs were not kept */
-	if (ret == 0 && w->gone)
-		ret = -ENODATA;
-	if (ret == 0) {
-		fd = openat(h->rootfd, *w->live ? w->live : ".",
-			    O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		ret = fd < 0 ? (errno == ENOTDIR || errno == ELOOP ? -ENODATA : -errno)
-			     : fgetxattr(fd, name, buf, size);
-		if (fd >= 0 && ret < 0)
-			ret = -errno;
-		if (fd >= 0)
-			close(fd);
+	ret = stat_locked(h, seq, path, &o, w);
+	if (ret == 0 && w->saved && (!name || !strncmp(name, "user.", 5))) {
+		ret = kept_xattrs(h, w, &blob, &len);
+		if (ret > 0)
+			ret = pfs_hist_xa_get(blob, len, name, buf, size);
+		else if (ret == 0 && w->gone)
+			ret = name ? -ENODATA : 0;
+		if (ret > 0 || ret < 0 || w->gone) {
+			free(blob);
+			goto out;
+		}
+		free(blob);
+		/* none kept (an older version): the live object's */
 	}
+	if (ret == 0 && w->gone)
+		ret = name ? -ENODATA : 0;
+	else if (ret == 0) {
+		struct pfs_ref r = *w->live ? pfs_ref_at(h->rootfd, w->live) : pfs_ref_path(h->rootfd);
+
+		ret = name ? pfs_st_getxattr(h->in, r, name, buf, size) : pfs_hist_xa_list(h, r, buf, size);
+		if (ret == -ENOTSUP)
+			ret = name ? -ENODATA : 0;
+	}
+out:
 	end(h);
 	free(w);
 	return ret;
+}
+
+static ssize_t b_getxattr(void *ctx, const char *snap, const char *path, const char *name,
+			  char *buf, size_t size)
+{
+	return past_xattr(ctx, snap, path, name, buf, size);
+}
+
+static ssize_t b_listxattr(void *ctx, const char *snap, const char *path, char *buf,
+			   size_t size)
+{
+	return past_xattr(ctx, snap, path, NULL, buf, size);
 }
 
 static void b_watch(void *ctx, void (*cb)(void *arg), void *arg)
@@ -625,6 +750,7 @@ void pfs_hist_browse_init(struct pfs_history *h)
 		.table = b_table,
 		.set_table = b_set_table,
 		.getxattr = b_getxattr,
+		.listxattr = b_listxattr,
 		.watch = b_watch,
 	};
 }

@@ -36,6 +36,13 @@ static const char *const UPGRADE[] = {
 	"DROP INDEX IF EXISTS changes_path",
 	/* a device node's number (its version had none: .history showed 0/0) */
 	"ALTER TABLE versions ADD COLUMN rdev INTEGER NOT NULL DEFAULT 0",
+	/* the inode of a file with hard links (NULL: one name), so that each
+	 * name's past finds the version a change through another one saved */
+	"ALTER TABLE versions ADD COLUMN dev INTEGER",
+	"ALTER TABLE versions ADD COLUMN ino INTEGER",
+	"CREATE INDEX IF NOT EXISTS versions_ino ON versions(ino) WHERE ino IS NOT NULL",
+	/* its user.* xattrs (pfs_hist_xattrs' blob; NULL: not kept) */
+	"ALTER TABLE versions ADD COLUMN xattrs BLOB",
 };
 
 /* SQLite's result as an -errno: what a writer is told. */
@@ -382,8 +389,9 @@ int pfs_hist_db_open(struct pfs_history *h, char *err, size_t errlen)
 	if (rc == SQLITE_OK)
 		rc = sqlite3_prepare_v2(h->db,
 					"INSERT INTO versions(snap, seq, path, mode, uid, gid, size,"
-					" mtime_ns, file, rdev) VALUES(?1, (SELECT coalesce(max(seq), 0)"
-					" FROM changes), ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+					" mtime_ns, file, rdev, dev, ino, xattrs) VALUES(?1, (SELECT"
+					" coalesce(max(seq), 0) FROM changes), ?3, ?4, ?5, ?6, ?7,"
+					" ?8, ?9, ?10, ?11, ?12, ?13)",
 					-1, &h->sav, NULL);
 	if (rc == SQLITE_OK)
 		rc = same_source(h, err, errlen);

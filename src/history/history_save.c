@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/fs.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,27 +35,68 @@ static unsigned long long saved_name(const struct stat *st, const char *path)
 	return k | 1;
 }
 
+/* Under h->lock: the entry of (dev, ino, name), or NULL; *first: a
+ * saved entry of another name of (dev, ino), if any. */
+static struct hsaved *find(struct pfs_history *h, dev_t dev, ino_t ino, unsigned long long name,
+			   struct hsaved **first)
+{
+	struct hsaved *s;
+
+	if (first)
+		*first = NULL;
+	for (s = h->saved[bucket(dev, ino)]; s; s = s->next) {
+		if (s->dev != dev || s->ino != ino)
+			continue;
+		if (s->name == name)
+			return s;
+		if (first && s->ready && !*first)
+			*first = s;
+	}
+	return NULL;
+}
+
 /* Under h->lock: true if (dev, ino, name) was saved for this snapshot;
- * else mark it saved. */
+ * else mark it saved (settle says how the save went). */
 static bool seen(struct pfs_history *h, dev_t dev, ino_t ino, unsigned long long name,
-		 bool mark)
+		 struct hsaved **first)
 {
 	struct hsaved **p = &h->saved[bucket(dev, ino)], *s;
 
-	for (s = *p; s; s = s->next)
-		if (s->dev == dev && s->ino == ino && s->name == name)
-			return true;
-	if (mark) {
-		s = malloc(sizeof(*s));
-		if (s) {
-			s->dev = dev;
-			s->ino = ino;
-			s->name = name;
-			s->next = *p;
-			*p = s;
-		}
+	if (find(h, dev, ino, name, first))
+		return true;
+	s = calloc(1, sizeof(*s));
+	if (s) {
+		s->dev = dev;
+		s->ino = ino;
+		s->name = name;
+		s->next = *p;
+		*p = s;
 	}
 	return false;
+}
+
+/* Where a version is saved: its path, or for a descriptor whose name was
+ * removed while other names live on (hard links), a path no tree has
+ * ("//deleted/DEV:INO": found by its inode only, see has_ino). */
+static int save_path(struct pfs_history *h, int dirfd, const char *name, const struct stat *st,
+		     char *path, size_t len, bool *stale)
+{
+	int r;
+
+	*stale = false;
+	r = pfs_hist_path_at(h, dirfd, name, path, len, stale);
+	if (r == 0 && *stale)
+		snprintf(path, len, "//deleted/%llu:%llu", (unsigned long long)st->st_dev,
+			 (unsigned long long)st->st_ino);
+	return r;
+}
+
+/* Is the inode kept with the version? For a file with hard links (each
+ * name's past looks the version up by it) and one reached through a
+ * removed name. */
+static bool has_ino(const struct stat *st, bool stale)
+{
+	return !S_ISDIR(st->st_mode) && (st->st_nlink > 1 || stale);
 }
 
 void pfs_hist_saved_clear(struct pfs_history *h)
@@ -64,6 +106,7 @@ void pfs_hist_saved_clear(struct pfs_history *h)
 			struct hsaved *s = h->saved[i];
 
 			h->saved[i] = s->next;
+			free(s->xa);
 			free(s);
 		}
 	}
@@ -136,7 +179,8 @@ static int save_link(struct pfs_history *h, int dirfd, const char *name, const c
 
 /* Under h->lock: the row of the version of path (st) saved as file. */
 static int save_row(struct pfs_history *h, long long snap, const char *path,
-		    const struct stat *st, const char *file)
+		    const struct stat *st, const char *file, bool ino, const char *xa,
+		    size_t xalen)
 {
 	sqlite3_stmt *q = h->sav;
 	int r;
@@ -154,29 +198,71 @@ static int save_row(struct pfs_history *h, long long snap, const char *path,
 	else
 		sqlite3_bind_null(q, 9);
 	sqlite3_bind_int64(q, 10, (sqlite3_int64)st->st_rdev);
+	if (ino) {
+		sqlite3_bind_int64(q, 11, (sqlite3_int64)st->st_dev);
+		sqlite3_bind_int64(q, 12, (sqlite3_int64)st->st_ino);
+	}
+	/* none is an empty blob: kept, and none (NULL: an older version's) */
+	sqlite3_bind_blob(q, 13, xa ? xa : "", (int)xalen, SQLITE_TRANSIENT);
 	r = sqlite3_step(q) == SQLITE_DONE ? 0 : -EIO;
 	sqlite3_reset(q);
 	sqlite3_clear_bindings(q);
 	return r;
 }
 
+/* Under h->lock: the mark of (st's object, name) made by seen (gone if a
+ * snapshot came meanwhile: found again, not kept) done (r 0) or taken back. */
+static void settle(struct pfs_history *h, const struct stat *id, unsigned long long name,
+		   const struct stat *st, const char *file, char *xa, size_t xalen, int r)
+{
+	struct hsaved **p = &h->saved[bucket(id->st_dev, id->st_ino)], *m;
+
+	while (*p && ((*p)->dev != id->st_dev || (*p)->ino != id->st_ino || (*p)->name != name))
+		p = &(*p)->next;
+	if (!(m = *p) || m->ready) {
+		free(xa);
+		return;
+	}
+	if (r == 0) {
+		m->ready = true;
+		m->st = *st;
+		snprintf(m->file, sizeof(m->file), "%s", file);
+		m->xa = xa;
+		m->xalen = xalen;
+		return;
+	}
+	free(xa);
+	*p = m->next;
+	free(m);
+}
+
 int pfs_hist_save_open(struct pfs_history *h, int fd, long long snap)
 {
-	char path[PATH_MAX], file[64];
+	char path[PATH_MAX], file[64], *xa = NULL;
+	unsigned long long sname;
+	size_t xalen = 0;
 	struct stat st;
+	bool stale;
 	int r;
 
+	path[0] = '\0';
 	/* unlinked while open (st_nlink 0): in no tree, past or present */
 	if (h->vdir < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_nlink == 0)
 		return 0;
-	r = pfs_hist_path(h, fd, NULL, path, sizeof(path));
-	if (r == 0 && seen(h, st.st_dev, st.st_ino, saved_name(&st, path), true))
+	r = save_path(h, fd, NULL, &st, path, sizeof(path), &stale);
+	if (r < 0)
+		goto out;
+	sname = saved_name(&st, path);
+	if (seen(h, st.st_dev, st.st_ino, sname, NULL))
 		return 0;
 	snprintf(file, sizeof(file), "%lld-%llu", snap, ++h->vseq);
+	r = pfs_hist_xattrs(h, fd, NULL, &xa, &xalen);
 	if (r == 0)
 		r = copy_data(h, fd, NULL, &st, file);
 	if (r == 0)
-		r = save_row(h, snap, path, &st, file);
+		r = save_row(h, snap, path, &st, file, has_ino(&st, stale), xa, xalen);
+	settle(h, &st, sname, &st, file, xa, xalen, r);
+out:
 	if (r < 0)
 		fprintf(stderr, "prismfs: history: cannot save %s, open for writing at the "
 			"snapshot: %s\n", path, strerror(-r));
@@ -185,10 +271,13 @@ int pfs_hist_save_open(struct pfs_history *h, int fd, long long snap)
 
 int pfs_hist_save(struct pfs_history *h, int dirfd, const char *name)
 {
-	char path[PATH_MAX], file[64];
+	char path[PATH_MAX], file[64], *xa = NULL;
+	struct hsaved *first = NULL, was;
 	unsigned long long sname;
-	struct stat st;
+	size_t xalen = 0;
+	struct stat st, id;
 	long long snap;
+	bool stale;
 	int r;
 
 	if (!h->snap || h->vdir < 0)
@@ -200,40 +289,49 @@ int pfs_hist_save(struct pfs_history *h, int dirfd, const char *name)
 		return 0; /* nothing there: nothing to save */
 	if (r < 0)
 		return r;
-	r = pfs_hist_path(h, dirfd, name, path, sizeof(path));
+	r = save_path(h, dirfd, name, &st, path, sizeof(path), &stale);
 	if (r < 0)
 		goto fail;
-	sname = saved_name(&st, path);
 	pthread_mutex_lock(&h->lock);
 	snap = h->snap;
 	/* Marked before it is saved, so that two writers do not both copy;
 	 * a failed save takes the mark back. */
-	if (seen(h, st.st_dev, st.st_ino, sname, true)) {
+	sname = saved_name(&st, path);
+	id = st;
+	if (seen(h, st.st_dev, st.st_ino, sname, &first)) {
 		pthread_mutex_unlock(&h->lock);
 		return 0;
 	}
+	if (first) {
+		was = *first;
+		xalen = was.xalen;
+		if (was.xa && (xa = malloc(xalen)))
+			memcpy(xa, was.xa, xalen);
+		else if (was.xa)
+			r = -ENOMEM;
+	}
 	snprintf(file, sizeof(file), "%lld-%llu", snap, ++h->vseq);
 	pthread_mutex_unlock(&h->lock);
-	if (S_ISREG(st.st_mode))
+	/* its xattrs (a symlink has no user.* ones) */
+	if (!first && !S_ISLNK(st.st_mode))
+		r = pfs_hist_xattrs(h, dirfd, name, &xa, &xalen);
+	/* Another name of it saved since the snapshot: that is what this name
+	 * held too (the change through the other one came after), shared (a
+	 * hard link of the version's data: a prune removes each row's own). */
+	if (r < 0)
+		;
+	else if (first && was.file[0])
+		r = linkat(h->vdir, was.file, h->vdir, file, 0) < 0 ? -errno : 0;
+	else if (!first && S_ISREG(st.st_mode))
 		r = copy_data(h, dirfd, name, &st, file);
-	else if (S_ISLNK(st.st_mode))
+	else if (!first && S_ISLNK(st.st_mode))
 		r = save_link(h, dirfd, name, file);
+	if (first)
+		st = was.st;
 	pthread_mutex_lock(&h->lock);
 	if (r == 0 && h->db)
-		r = save_row(h, snap, path, &st, file);
-	if (r < 0) {
-		struct hsaved **p = &h->saved[bucket(st.st_dev, st.st_ino)];
-
-		while (*p && ((*p)->dev != st.st_dev || (*p)->ino != st.st_ino ||
-			      (*p)->name != sname))
-			p = &(*p)->next;
-		if (*p) {
-			struct hsaved *s = *p;
-
-			*p = s->next;
-			free(s);
-		}
-	}
+		r = save_row(h, snap, path, &st, file, has_ino(&st, stale), xa, xalen);
+	settle(h, &id, sname, &st, file, xa, xalen, r);
 	pthread_mutex_unlock(&h->lock);
 fail:
 	if (r < 0)

@@ -208,16 +208,20 @@ int pfs_hist_creator_before(struct pfs_history *h, struct pfs_ref r, struct hcre
 		*path = NULL;
 		return 0;
 	}
+	bool stale = false;
+
 	if (!*path) { /* renamed since its create (or not known): found again */
 		*path = malloc(PATH_MAX);
 		if (!*path)
 			return -ENOMEM;
-		ret = pfs_hist_path(h, d, n, *path, PATH_MAX);
+		ret = pfs_hist_path_at(h, d, n, *path, PATH_MAX, &stale);
 	}
-	if (ret == 0 && pfs_hist_outside(h, *path)) {
+	/* a temporary, or its name removed (other names live on): no row,
+	 * the version is saved all the same (by its inode) */
+	if (ret == 0 && (pfs_hist_outside(h, *path) || stale)) {
 		free(*path);
 		*path = NULL;
-		return 0;
+		return stale ? pfs_hist_save(h, d, n) : 0;
 	}
 	if (ret == 0)
 		ret = pfs_hist_save(h, d, n);

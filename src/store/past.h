@@ -47,12 +47,18 @@ struct pfs_past {
 	/* The table the view shows from now on ("" none): kept with the
 	 * history, ordered with its changes. 0 or -errno. */
 	int (*set_table)(void *ctx, const char *json);
-	/* Extended attribute name of the directory path had at snap, into
-	 * buf: its length, -ENODATA (none, not a directory, or removed since:
-	 * not kept), or -errno. A layered mount's past reads a directory's
-	 * overlay.opaque with it. */
+	/* Extended attribute name of what path was at snap, into buf (size
+	 * 0: its length only): its length, -ENODATA (none), -ERANGE, or
+	 * -errno. user.* ones as they were (kept with a saved version; an
+	 * object unchanged since: its own); others as the live object has
+	 * them now (a layered mount's past reads a directory's
+	 * overlay.opaque with it). */
 	ssize_t (*getxattr)(void *ctx, const char *snap, const char *path, const char *name,
 			    char *buf, size_t size);
+	/* Its user.* names as listxattr(2) gives them (size 0: their length).
+	 * NULL: none are known (a layered mount's). */
+	ssize_t (*listxattr)(void *ctx, const char *snap, const char *path, char *buf,
+			     size_t size);
 	/* A layered mount's only (NULL otherwise): write the upper layer as
 	 * it was at snap into the new directory dir, in overlayfs's format.
 	 * 0, or -errno with err filled. */

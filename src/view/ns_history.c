@@ -683,15 +683,47 @@ static int h_node_name(struct pfs_fs *fs, struct pfs_node *n, int *dirfd, char *
 	return is_past(n) ? -ENOENT : LIVE(fs)->node_name(fs, n, dirfd, name, len);
 }
 
+/* A past object's user.* xattr (name), or their names (name NULL), as
+ * they were (fs->past, through the snapshot's table); the others are the
+ * system's (ACLs, capabilities, labels), none shown under .history. */
+static ssize_t past_xattr(struct pfs_fs *fs, struct pfs_node *n, const char *name, char *buf,
+			  size_t size)
+{
+	const char *snap = NULL, *path;
+	char *vp, *b;
+	struct xpath x;
+	ssize_t ret = name && strncmp(name, "user.", 5) ? -ENODATA
+		      : where(fs, n, NULL, &vp, &b, &snap, &path);
+
+	if (ret == -ENODATA)
+		return ret;
+	if (ret == 0 && snap && (ret = xlate(fs, snap, path, &x)) >= 0) {
+		ret = ret == 1 ? -ENODATA
+		      : name ? fs->past->getxattr(fs->past->ctx, snap, x.src, name, buf, size)
+		      : fs->past->listxattr ? fs->past->listxattr(fs->past->ctx, snap, x.src, buf, size)
+					    : 0;
+		pfs_map_unref(x.m);
+	} else if (ret == 0) {
+		ret = -ENODATA; /* .history itself */
+	}
+	if (!name && ret == -ENODATA)
+		ret = 0;
+	free(vp);
+	free(b);
+	return ret;
+}
+
 static ssize_t h_getxattr(struct pfs_fs *fs, struct pfs_node *n, const char *name, char *buf,
 			  size_t size)
 {
-	return is_past(n) ? -ENODATA : LIVE(fs)->getxattr(fs, n, name, buf, size);
+	return is_past(n) ? past_xattr(fs, n, name, buf, size)
+			  : LIVE(fs)->getxattr(fs, n, name, buf, size);
 }
 
 static ssize_t h_listxattr(struct pfs_fs *fs, struct pfs_node *n, char *buf, size_t size)
 {
-	return is_past(n) ? 0 : LIVE(fs)->listxattr(fs, n, buf, size);
+	return is_past(n) ? past_xattr(fs, n, NULL, buf, size)
+			  : LIVE(fs)->listxattr(fs, n, buf, size);
 }
 
 static int h_setxattr(struct pfs_fs *fs, struct pfs_node *n, const char *name,

@@ -455,30 +455,18 @@ def view(request, workdir, mounter):
 # snapshots are not compared with .history after them: a limit of the
 # history, each with the reason (listed at the end of the run).
 HISTORY_PAST_UNCHECKED = {
-    # The descriptor of f, unlinked while g (its hard link) lives on, is
-    # named "f (deleted)" by /proc: the history journals the write through
-    # it as a change of f, and .history shows an f after its removal.
-    ("test_ops_dirs.py", "test_unlink_one_of_two_links_while_open"):
-        "a write through a descriptor whose name was removed, the file living on as "
-        "another hard link, is journaled under the removed name",
 }
 
 
 def _past_form(tree, then):
     """A tree as .history shows it: hard links are separate files there
-    (docs/HISTORY.md, Browse), so no link groups nor link counts, and a
-    file that had hard links at the snapshot is compared by its type only
-    (a change through one name saves the past of that name: the others
-    show what they hold now; README, history); symlink targets are left
-    out (the record of the native tree does not read them: parity.snapshot,
-    noatime), their sizes are compared."""
-    out = {}
-    for k, d in tree.items():
-        if then.get(k, {}).get("nlink", 1) > 1 and then[k]["type"] != "dir":
-            out[k] = {"type": d["type"]}
-        else:
-            out[k] = {f: x for f, x in d.items() if f not in ("link_group", "nlink", "target")}
-    return out
+    (docs/HISTORY.md, Browse), so no link groups nor link counts (each
+    name of a file with hard links is compared for what it held, as any
+    file); symlink targets are left out (the record of the native tree
+    does not read them: parity.snapshot, noatime), their sizes are
+    compared."""
+    return {k: {f: x for f, x in d.items() if f not in ("link_group", "nlink", "target")}
+            for k, d in tree.items()}
 
 
 # Files past this size are compared by their first and last MiB in the

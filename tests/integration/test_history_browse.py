@@ -325,3 +325,31 @@ def test_file_open_for_writing_across_snapshots(workdir, trees, mounter):
     finally:
         for fd in fds.values():
             os.close(fd)
+
+
+def test_browsing_does_not_move_the_live_files_atime(workdir, trees, mounter):
+    """Reading an unchanged file, and listing an unchanged directory, under
+    .history reads the live ones: that is the history's read, not an
+    access of the user's (a mount with --history answers stat(2) as one
+    without): their atime stays (the daemon may use O_NOATIME: it runs as
+    root here, CAP_FOWNER)."""
+    src, mnt = trees
+    os.mkdir(os.path.join(src, "dir"))
+    write(os.path.join(src, "dir", "f"), b"unchanged since the snapshot")
+    write(os.path.join(src, "probe"), b"probe")
+    old = 1_500_000_000_000_000_000  # long before the mtime: relatime updates it
+    for p in ("probe", "dir/f", "dir"):
+        os.utime(os.path.join(src, p), ns=(old, os.stat(os.path.join(src, p)).st_mtime_ns))
+    # does this filesystem move atimes at all (no noatime mount)?
+    with open(os.path.join(src, "probe"), "rb") as f:
+        f.read()
+    if os.stat(os.path.join(src, "probe")).st_atime_ns == old:
+        pytest.skip("SOURCE's filesystem does not update atime (noatime)")
+    mounter(src, mnt, "--history", os.path.join(workdir, "hist"))
+    r = cli("snapshot", mnt, "--name", "s1")
+    assert r.returncode == 0, r.stderr
+    assert sorted(os.listdir(os.path.join(mnt, ".history", "s1", "dir"))) == ["f"]
+    with open(os.path.join(mnt, ".history", "s1", "dir", "f"), "rb") as f:
+        assert f.read() == b"unchanged since the snapshot"
+    assert os.stat(os.path.join(src, "dir", "f")).st_atime_ns == old
+    assert os.stat(os.path.join(src, "dir")).st_atime_ns == old
