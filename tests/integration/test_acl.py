@@ -148,17 +148,22 @@ print(json.dumps(out))
     assert got[0] == got[1]
 
 
-def test_layered_mount_checks_acls_of_lower_and_upper(workdir, mounter):
-    lower = os.path.join(workdir, "lower")
-    upper = os.path.join(workdir, "upper")
-    mnt = os.path.join(workdir, "mnt")
-    native = os.path.join(workdir, "native")
+def layered(workdir, mounter, fill):
+    """A layered mount of a lower filled by fill, and a native tree filled
+    alike: (native, mount point, upper)."""
+    lower, upper, mnt, native = (os.path.join(workdir, d)
+                                 for d in ("lower", "upper", "mnt", "native"))
     for d in (lower, upper, mnt, native):
         os.makedirs(d)
         os.chmod(d, 0o755)
-    populate(lower)
-    populate(native)
+    fill(lower)
+    fill(native)
     mounter(lower, mnt, "--upper", upper)
+    return native, mnt, upper
+
+
+def test_layered_mount_checks_acls_of_lower_and_upper(workdir, mounter):
+    native, mnt, upper = layered(workdir, mounter, populate)
     assert answers(mnt) == answers(native)
     # copied up by a change of its metadata: the ACL goes with it
     os.utime(os.path.join(mnt, "f_user_denied"), (1, 1))
@@ -189,15 +194,7 @@ def test_setting_an_acl_clears_sgid_as_natively(make_view, workdir, mounter, mod
             os.chmod(p, 0o2775)
 
     if mode == "layered":
-        lower, upper, mnt, native = (os.path.join(workdir, d)
-                                     for d in ("lower", "upper", "mnt", "native"))
-        for d in (lower, upper, mnt, native):
-            os.makedirs(d)
-            os.chmod(d, 0o755)
-        sgid_files(lower)
-        sgid_files(native)
-        mounter(lower, mnt, "--upper", upper)
-        roots = (native, mnt)
+        roots = layered(workdir, mounter, sgid_files)[:2]
     else:
         v = make_view(mode, populate=sgid_files)
         roots = (v.native, v.path)
