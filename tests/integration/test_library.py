@@ -375,6 +375,7 @@ int main(int argc, char **argv)
 						    : prismfs_config_set_option(c, argv[i], eq);
 		if (r < 0) {
 			printf("set_option %s|%d|%s\n", argv[i], r, prismfs_last_error());
+			prismfs_config_free(c);
 			return 3;
 		}
 	}
