@@ -75,14 +75,17 @@ int prismfs_config_add_data_lower(prismfs_config *cfg, const char *path);
 
 /* Any other option of `prismfs mount`, by its long name without "--", with
  * the meaning and checks `prismfs mount --help` gives it:
- *   "read-only", "volatile", "no-default-permissions"  value NULL (or "1")
+ *   "read-only", "volatile", "no-default-permissions", "private",
+ *   "squash-to-root"  value NULL (or "1")
  *   "passthrough"  "auto" | "on" | "off"
  *   "uring"        "auto" | "on" | "off"
  *   "map"          a mapping table (file or named pipe)
  *   "map-max"      bytes
  *   "log"          a file, or "-" for the daemon's stderr
  *   "log-format"   "text" | "json"
- *   "timeout"      seconds;   "threads"  a count
+ *   "timeout"      seconds;   "threads", "node-fds"  a count
+ *   "squash-to-uid", "squash-to-gid"  a uid, a gid: every owner shown so
+ *   "uidmapping", "gidmapping"  CONTAINERID:HOSTID:SIZE[:...]
  *   "whiteout"     "auto" | "chardev" | "file"
  *   "on-unmount"   "preserve" | "discard" | "commit" | "commit-atomic"
  *   "default-upper"  value NULL: the upper is SOURCE_upper, made if missing

@@ -148,7 +148,9 @@ PFS_API int prismfs_config_set_option(prismfs_config *cfg, const char *key, cons
 	static const char *const keys[] = {
 		"read-only", "volatile", "no-default-permissions", "passthrough", "uring", "map",
 		"map-max", "log", "log-format", "timeout", "threads", "whiteout", "on-unmount",
-		"default-upper", "lower-passthrough", "new-mountpoint",
+		"default-upper", "lower-passthrough", "new-mountpoint", "private", "node-fds",
+		/* owners shown */
+		"squash-to-root", "squash-to-uid", "squash-to-gid", "uidmapping", "gidmapping",
 		/* the memory cache */
 		"mirror", "cache-size", "cache-max-dirty", "cache-max-write-size", "lazy-load", "write-back", "journal",
 		"mirror-ttl", "s3-endpoint", "s3-region", "s3-profile",

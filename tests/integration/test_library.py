@@ -502,6 +502,69 @@ def test_history_mount_through_the_api(workdir, api_opts):
         assert f.read() == "a change\n"
 
 
+def _mounts_line(mnt):
+    with open("/proc/mounts") as f:
+        for line in f:
+            if line.split()[1] == os.path.realpath(mnt):
+                return line
+    return ""
+
+
+@pytest.mark.parametrize("how", ["squash", "mapping"])
+def test_owner_and_access_keys_through_the_api(workdir, api_opts, how):
+    """private, node-fds, squash-to-root/-uid/-gid, uidmapping, gidmapping
+    as keys: the owners shown are the ones the options say (stat), a
+    private mount has no allow_other (/proc/mounts), the fd budget is the
+    one given (status)."""
+    src, mnt = (os.path.join(workdir, n) for n in ("src", "mnt"))
+    for d in (src, mnt):
+        os.makedirs(d)
+    f = os.path.join(src, "f")
+    with open(f, "w") as fh:
+        fh.write("x\n")
+    os.chown(f, 5003, 6004)
+    if how == "squash":
+        opts, want = ["private", "node-fds=64", "squash-to-uid=1234",
+                      "squash-to-gid=4321"], (1234, 4321)
+    else:
+        opts, want = ["uidmapping=5000:100:10", "gidmapping=6000:200:10"], (103, 204)
+    m = _Mounted(api_opts, mnt, ["source=" + src, *opts])
+    try:
+        st = os.stat(os.path.join(mnt, "f"))
+        assert (st.st_uid, st.st_gid) == want
+        mounted = _mounts_line(mnt)
+        if how == "squash":
+            assert "allow_other" not in mounted, mounted
+            assert _status(mnt)["node_fds"]["budget"] == 64
+        else:
+            assert "allow_other" in mounted, mounted  # root's default, not private
+        m.done()
+    finally:
+        m.kill()
+    st = os.stat(f)
+    assert (st.st_uid, st.st_gid) == (5003, 6004)
+
+
+def test_squash_to_root_through_the_api(workdir, api_opts):
+    """squash-to-root, a flag key: every owner shown is 0:0; the file keeps its own."""
+    src, mnt = (os.path.join(workdir, n) for n in ("src", "mnt"))
+    for d in (src, mnt):
+        os.makedirs(d)
+    f = os.path.join(src, "f")
+    with open(f, "w") as fh:
+        fh.write("x\n")
+    os.chown(f, 5003, 6004)
+    m = _Mounted(api_opts, mnt, ["source=" + src, "squash-to-root"])
+    try:
+        st = os.stat(os.path.join(mnt, "f"))
+        assert (st.st_uid, st.st_gid) == (0, 0)
+        m.done()
+    finally:
+        m.kill()
+    st = os.stat(f)
+    assert (st.st_uid, st.st_gid) == (5003, 6004)
+
+
 # (key, bad value, other keys the value needs to be looked at, text the
 # reason must hold). {mir}, {src}, {dir}: directories of the test.
 BAD_VALUES = [
@@ -520,6 +583,11 @@ BAD_VALUES = [
     ("keep", "yearly=3", ["source={src}", "history={dir}"], "yearly"),
     ("history-max", "big", ["source={src}", "history={dir}"], "big"),
     ("history-dir-name", "a/b", ["source={src}", "history={dir}"], "a/b"),
+    ("squash-to-uid", "someone", ["source={src}"], "someone"),
+    ("squash-to-gid", "-5", ["source={src}"], "-5"),
+    ("uidmapping", "1:2", ["source={src}"], "1:2"),
+    ("gidmapping", "a:b:c", ["source={src}"], "a:b:c"),
+    ("node-fds", "many", ["source={src}"], "many"),
     # not a value, a combination: the mirror takes the source's place
     ("source", "{src}", ["mirror={mir}"], "takes the place of SOURCE"),
     ("cache-size", "64M", ["source={src}"], "needs --mirror"),
@@ -529,7 +597,7 @@ BAD_VALUES = [
 
 @pytest.mark.parametrize("key,value,needs,said", BAD_VALUES,
                          ids=[b[0] for b in BAD_VALUES])
-def test_bad_value_of_a_cache_or_history_key(workdir, api_opts, key, value, needs, said):
+def test_bad_value_of_a_key(workdir, api_opts, key, value, needs, said):
     """A value the command line refuses (or a combination: a source path
     with a mirror, a cache option without one, a history option without
     history) is refused by prismfs_mount() with -EINVAL and the command's
@@ -551,6 +619,7 @@ def test_bad_value_of_a_cache_or_history_key(workdir, api_opts, key, value, need
 
 @pytest.mark.parametrize("key,value", [("frobnicate", "1"), ("mirror_ttl", "5"),
                                        ("--mirror", "/tmp"), ("log_format", "json"),
+                                       ("private", "yes"), ("squash-to-root", "no"),
                                        ("lazy-load", ""), ("history", None)])
 def test_unknown_key_or_missing_value_is_refused_at_once(workdir, api_opts, key, value):
     """An unknown key (the -o spelling, a leading --, a command-line alias
