@@ -7,7 +7,10 @@ directories: the file it writes through the mount must land in the upper
 (preserve), in the source (commit, commit-atomic) or nowhere (discard). A
 second small program checks the refusals: a configuration without a source,
 a source that does not exist, an unknown option — each a negative errno and
-one line from prismfs_last_error(), with nothing mounted. Every mount is
+one line from prismfs_last_error(), with nothing mounted. A third (api_opts)
+takes keys of prismfs_config_set_option on its command line: a cached mount
+(mirror, no source), a history mount, the owner options, and each key's
+refusal (-EINVAL from prismfs_mount, nothing mounted). Every mount is
 unmounted in teardown even when a test fails (the workdir fixture).
 """
 import errno
