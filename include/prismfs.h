@@ -73,15 +73,19 @@ int prismfs_config_add_lower(prismfs_config *cfg, const char *path);
  * (and any lowers) as the regular layers above it. */
 int prismfs_config_add_data_lower(prismfs_config *cfg, const char *path);
 
-/* Any other option of `prismfs mount`, by its long name without "--":
- *   "read-only", "volatile", "no-default-permissions"  value NULL (or "1")
+/* Any other option of `prismfs mount`, by its long name without "--", with
+ * the meaning and checks `prismfs mount --help` gives it:
+ *   "read-only", "volatile", "no-default-permissions", "private",
+ *   "squash-to-root"  value NULL (or "1")
  *   "passthrough"  "auto" | "on" | "off"
  *   "uring"        "auto" | "on" | "off"
  *   "map"          a mapping table (file or named pipe)
  *   "map-max"      bytes
  *   "log"          a file, or "-" for the daemon's stderr
  *   "log-format"   "text" | "json"
- *   "timeout"      seconds;   "threads"  a count
+ *   "timeout"      seconds;   "threads", "node-fds"  a count
+ *   "squash-to-uid", "squash-to-gid"  a uid, a gid: every owner shown so
+ *   "uidmapping", "gidmapping"  CONTAINERID:HOSTID:SIZE[:...]
  *   "whiteout"     "auto" | "chardev" | "file"
  *   "on-unmount"   "preserve" | "discard" | "commit" | "commit-atomic"
  *   "default-upper"  value NULL: the upper is SOURCE_upper, made if missing
@@ -96,15 +100,47 @@ int prismfs_config_add_data_lower(prismfs_config *cfg, const char *path);
  *                  a directory that was there: PRESERVE the mount point,
  *                  DISCARD the upper and the mount point, COMMIT (and
  *                  COMMIT_ATOMIC) both once they succeeded.
+ * The memory cache (a cached mount has no source: leave it unset, the
+ * mirror takes its place):
+ *   "mirror"       DIR, file:///DIR, http(s)://HOST/PATH, dav(s)://HOST/PATH
+ *                  or s3://BUCKET[/PREFIX]: the mount is a memory cache of
+ *                  it, written back in the background (and all of it by
+ *                  prismfs_unmount() before it returns)
+ *   "cache-size"   memory for the cache: K, M, G (a bare number is MiB;
+ *                  at least 1M; default 512M)
+ *   "cache-max-dirty"  data not yet written back above which writers wait
+ *                  (a size as cache-size; "cache-max-write-size" is the
+ *                  same option, mem-fuse's name)
+ *   "lazy-load"    value NULL (or "1", "on") | "off": off reads every
+ *                  directory at mount and loads files while there is room
+ *   "write-back"   seconds a change waits before it is written back
+ *   "journal"      a local directory: every change is recorded there
+ *                  before it is acknowledged, so a kill -9 loses none
+ *   "mirror-ttl"   seconds after which a directory is listed from the
+ *                  mirror again (0: never)
+ *   "s3-endpoint"  an http(s):// URL;  "s3-region", "s3-profile"  names:
+ *                  an s3:// mirror's server, signing region and profile
+ * The history (see `prismfs log`, `prismfs snapshot`):
+ *   "history"      a local directory: every change through the mount is
+ *                  journalled in it, snapshots keep previous versions
+ *   "checkpoint-every"  a duration (30s, 15m, 1h, 1d): automatic snapshots
+ *   "keep"         which automatic snapshots a prune keeps:
+ *                  hourly=N,daily=N,weekly=N,monthly=N,last=N,manual=N
+ *   "history-max"  a size (K, M, G) the saved versions are pruned to
+ *   "history-dir-name"  the name of the snapshots' directory at the root
+ *                  (default .history)
  *   "o"            FUSE mount options, comma separated (repeatable)
  * -EINVAL for an unknown key, a missing value or a flag given one; values
- * are checked by prismfs_mount(). Later values of a key win, except "o",
- * which adds. */
+ * are checked by prismfs_mount() (-EINVAL, nothing mounted, for one the
+ * command would refuse, or an option that needs another: the cache's need
+ * "mirror", the history's "history"). Later values of a key win, except
+ * "o", which adds. */
 int prismfs_config_set_option(prismfs_config *cfg, const char *key, const char *value);
 
 /* Mount cfg at mountpoint (an existing directory; it may be the source
  * itself; NULL with the option "new-mountpoint"). On success *out is the mount, to be given to prismfs_unmount().
- * Errors: -EINVAL for a configuration the command would refuse (no source,
+ * Errors: -EINVAL for a configuration the command would refuse (no source
+ * nor mirror, a source path given with a mirror,
  * a bad option value, a -o option libfuse refuses), -ENOENT when a
  * directory it names does not exist (the source, the mount point, the
  * upper, a lower), -EIO for a mount that failed otherwise (a busy mount

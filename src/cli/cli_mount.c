@@ -451,12 +451,6 @@ static int opt_history_dir_name(struct pfs_config *cfg, const char *v, const cha
 	return 0;
 }
 
-enum opt_kind {
-	OPT_VALUE,      /* --name VALUE, --name=VALUE, -o key=VALUE */
-	OPT_FLAG,       /* --name, -o key */
-	OPT_ON_OFF,     /* a flag, or with on|off (--name [on|off], -o key[=on|off]) */
-};
-
 /* Every option of mount but -f, -d and -o: its --long name, its -o key
  * (so that /etc/fstab and mount -t fuse.prismfs reach it; "key=" when it
  * takes a value, NULL for none) and its setter. The kernel overlay
@@ -465,60 +459,60 @@ enum opt_kind {
 static const struct mount_opt {
 	const char *name;
 	const char *key;
-	enum opt_kind kind;
+	enum pfs_opt_kind kind;
 	bool compat;            /* PassthroughFS's spelling only */
 	mount_opt_fn *set;
 } mount_opts[] = {
-	{"--log-format", "log_format=", OPT_VALUE, false, opt_log_format},
-	{"--passthrough", "passthrough=", OPT_VALUE, false, opt_passthrough},
-	{"--uring", "uring=", OPT_VALUE, false, opt_uring},
-	{"--log", "log=", OPT_VALUE, false, opt_log},
-	{"--timeout", "timeout=", OPT_VALUE, false, opt_timeout},
-	{"--map-max", "map_max=", OPT_VALUE, false, opt_map_max},
-	{"--map", "map=", OPT_VALUE, false, opt_map},
-	{"--mapping_file", NULL, OPT_VALUE, false, opt_map},
-	{"--mapping-file", NULL, OPT_VALUE, false, opt_map},
-	{"--mountpoint", NULL, OPT_VALUE, true, opt_mountpoint},
-	{"--target", NULL, OPT_VALUE, true, opt_target},
-	{"--read-only", "read_only", OPT_FLAG, false, opt_read_only},
-	{"--volatile", "volatile", OPT_FLAG, false, opt_volatile},
-	{"--no-default-permissions", "nodefault_permissions", OPT_FLAG, false,
+	{"--log-format", "log_format=", PFS_OPT_VALUE, false, opt_log_format},
+	{"--passthrough", "passthrough=", PFS_OPT_VALUE, false, opt_passthrough},
+	{"--uring", "uring=", PFS_OPT_VALUE, false, opt_uring},
+	{"--log", "log=", PFS_OPT_VALUE, false, opt_log},
+	{"--timeout", "timeout=", PFS_OPT_VALUE, false, opt_timeout},
+	{"--map-max", "map_max=", PFS_OPT_VALUE, false, opt_map_max},
+	{"--map", "map=", PFS_OPT_VALUE, false, opt_map},
+	{"--mapping_file", NULL, PFS_OPT_VALUE, false, opt_map},
+	{"--mapping-file", NULL, PFS_OPT_VALUE, false, opt_map},
+	{"--mountpoint", NULL, PFS_OPT_VALUE, true, opt_mountpoint},
+	{"--target", NULL, PFS_OPT_VALUE, true, opt_target},
+	{"--read-only", "read_only", PFS_OPT_FLAG, false, opt_read_only},
+	{"--volatile", "volatile", PFS_OPT_FLAG, false, opt_volatile},
+	{"--no-default-permissions", "nodefault_permissions", PFS_OPT_FLAG, false,
 	 opt_no_default_perms},
-	{"--private", "private", OPT_FLAG, false, opt_private},
-	{"--squash-to-root", "squash_to_root", OPT_FLAG, false, opt_squash_root},
-	{"--squash-to-uid", "squash_to_uid=", OPT_VALUE, false, opt_squash_uid},
-	{"--squash-to-gid", "squash_to_gid=", OPT_VALUE, false, opt_squash_gid},
-	{"--uidmapping", "uidmapping=", OPT_VALUE, false, pfs_cli_opt_uidmapping},
-	{"--gidmapping", "gidmapping=", OPT_VALUE, false, pfs_cli_opt_gidmapping},
-	{"--threads", "threads=", OPT_VALUE, false, opt_threads},
-	{"--node-fds", "node_fds=", OPT_VALUE, false, opt_node_fds},
+	{"--private", "private", PFS_OPT_FLAG, false, opt_private},
+	{"--squash-to-root", "squash_to_root", PFS_OPT_FLAG, false, opt_squash_root},
+	{"--squash-to-uid", "squash_to_uid=", PFS_OPT_VALUE, false, opt_squash_uid},
+	{"--squash-to-gid", "squash_to_gid=", PFS_OPT_VALUE, false, opt_squash_gid},
+	{"--uidmapping", "uidmapping=", PFS_OPT_VALUE, false, pfs_cli_opt_uidmapping},
+	{"--gidmapping", "gidmapping=", PFS_OPT_VALUE, false, pfs_cli_opt_gidmapping},
+	{"--threads", "threads=", PFS_OPT_VALUE, false, opt_threads},
+	{"--node-fds", "node_fds=", PFS_OPT_VALUE, false, opt_node_fds},
 	/* layers (lowerdir= is the kernel's list, SOURCE first: cli_oopts.c) */
-	{"--upper", "upperdir=", OPT_VALUE, false, pfs_cli_opt_upper},
-	{"--work", "workdir=", OPT_VALUE, false, pfs_cli_opt_work},
-	{"--lower", NULL, OPT_VALUE, false, pfs_cli_opt_lower},
-	{"--data-lower", NULL, OPT_VALUE, false, pfs_cli_opt_data_lower},
-	{"--whiteout", "whiteout=", OPT_VALUE, false, pfs_cli_opt_whiteout},
-	{"--on-unmount", "on_unmount=", OPT_VALUE, false, pfs_cli_opt_on_unmount},
-	{"--lower-passthrough", "lower_passthrough", OPT_ON_OFF, false, opt_lower_pt},
-	{"--default-upper", "default_upper", OPT_FLAG, false, pfs_cli_opt_default_upper},
-	{"--new-mountpoint", "new_mountpoint=", OPT_VALUE, false, pfs_cli_opt_new_mountpoint},
+	{"--upper", "upperdir=", PFS_OPT_VALUE, false, pfs_cli_opt_upper},
+	{"--work", "workdir=", PFS_OPT_VALUE, false, pfs_cli_opt_work},
+	{"--lower", NULL, PFS_OPT_VALUE, false, pfs_cli_opt_lower},
+	{"--data-lower", NULL, PFS_OPT_VALUE, false, pfs_cli_opt_data_lower},
+	{"--whiteout", "whiteout=", PFS_OPT_VALUE, false, pfs_cli_opt_whiteout},
+	{"--on-unmount", "on_unmount=", PFS_OPT_VALUE, false, pfs_cli_opt_on_unmount},
+	{"--lower-passthrough", "lower_passthrough", PFS_OPT_ON_OFF, false, opt_lower_pt},
+	{"--default-upper", "default_upper", PFS_OPT_FLAG, false, pfs_cli_opt_default_upper},
+	{"--new-mountpoint", "new_mountpoint=", PFS_OPT_VALUE, false, pfs_cli_opt_new_mountpoint},
 	/* the memory cache */
-	{"--mirror", "mirror=", OPT_VALUE, false, opt_mirror},
-	{"--cache-size", "cache_size=", OPT_VALUE, false, opt_cache_size},
-	{"--cache-max-dirty", "cache_max_dirty=", OPT_VALUE, false, opt_cache_dirty},
-	{"--cache-max-write-size", NULL, OPT_VALUE, false, opt_cache_dirty},
-	{"--lazy-load", "lazy_load", OPT_ON_OFF, false, opt_lazy_load},
-	{"--write-back", "write_back=", OPT_VALUE, false, opt_write_back},
-	{"--journal", "journal=", OPT_VALUE, false, opt_journal},
-	{"--mirror-ttl", "mirror_ttl=", OPT_VALUE, false, opt_mirror_ttl},
-	{"--s3-endpoint", "s3_endpoint=", OPT_VALUE, false, opt_s3},
-	{"--s3-region", "s3_region=", OPT_VALUE, false, opt_s3},
-	{"--s3-profile", "s3_profile=", OPT_VALUE, false, opt_s3},
-	{"--history", "history=", OPT_VALUE, false, opt_history},
-	{"--checkpoint-every", "checkpoint_every=", OPT_VALUE, false, opt_checkpoint},
-	{"--keep", "keep=", OPT_VALUE, false, opt_keep},
-	{"--history-max", "history_max=", OPT_VALUE, false, opt_history_max},
-	{"--history-dir-name", "history_dir_name=", OPT_VALUE, false, opt_history_dir_name},
+	{"--mirror", "mirror=", PFS_OPT_VALUE, false, opt_mirror},
+	{"--cache-size", "cache_size=", PFS_OPT_VALUE, false, opt_cache_size},
+	{"--cache-max-dirty", "cache_max_dirty=", PFS_OPT_VALUE, false, opt_cache_dirty},
+	{"--cache-max-write-size", NULL, PFS_OPT_VALUE, false, opt_cache_dirty},
+	{"--lazy-load", "lazy_load", PFS_OPT_ON_OFF, false, opt_lazy_load},
+	{"--write-back", "write_back=", PFS_OPT_VALUE, false, opt_write_back},
+	{"--journal", "journal=", PFS_OPT_VALUE, false, opt_journal},
+	{"--mirror-ttl", "mirror_ttl=", PFS_OPT_VALUE, false, opt_mirror_ttl},
+	{"--s3-endpoint", "s3_endpoint=", PFS_OPT_VALUE, false, opt_s3},
+	{"--s3-region", "s3_region=", PFS_OPT_VALUE, false, opt_s3},
+	{"--s3-profile", "s3_profile=", PFS_OPT_VALUE, false, opt_s3},
+	{"--history", "history=", PFS_OPT_VALUE, false, opt_history},
+	{"--checkpoint-every", "checkpoint_every=", PFS_OPT_VALUE, false, opt_checkpoint},
+	{"--keep", "keep=", PFS_OPT_VALUE, false, opt_keep},
+	{"--history-max", "history_max=", PFS_OPT_VALUE, false, opt_history_max},
+	{"--history-dir-name", "history_dir_name=", PFS_OPT_VALUE, false, opt_history_dir_name},
 };
 
 /* argv[*i] as an option of the table (*i moves past a separate value);
@@ -537,12 +531,12 @@ static int mount_opt(struct pfs_config *cfg, bool compat, int argc, char **argv,
 		if (o->compat && !compat)
 			continue;
 		switch (o->kind) {
-		case OPT_FLAG:
+		case PFS_OPT_FLAG:
 			if (strcmp(a, o->name) != 0)
 				break;
 			v = NULL;
 			goto found;
-		case OPT_ON_OFF:
+		case PFS_OPT_ON_OFF:
 			/* on|off glued with '=', or as the next word */
 			if (strncmp(a, o->name, n) != 0 || (a[n] && a[n] != '='))
 				break;
@@ -551,7 +545,7 @@ static int mount_opt(struct pfs_config *cfg, bool compat, int argc, char **argv,
 			    (strcmp(argv[*i + 1], "on") == 0 || strcmp(argv[*i + 1], "off") == 0))
 				v = argv[++*i];
 			goto found;
-		case OPT_VALUE:
+		case PFS_OPT_VALUE:
 			v = pfs_cli_optval(argc, argv, i, a, o->name, &m);
 			if (m)
 				goto found;
@@ -565,6 +559,14 @@ found:
 	return 0;
 }
 
+int pfs_cli_mount_opt_kind(const char *name)
+{
+	for (size_t k = 0; k < PFS_ARRAY_SIZE(mount_opts); k++)
+		if (!mount_opts[k].compat && strcmp(mount_opts[k].name, name) == 0)
+			return (int)mount_opts[k].kind;
+	return -1;
+}
+
 int pfs_cli_mount_key(struct pfs_config *cfg, const char *key, size_t klen, const char *v,
 		      char *err, size_t errlen)
 {
@@ -575,12 +577,12 @@ int pfs_cli_mount_key(struct pfs_config *cfg, const char *key, size_t klen, cons
 
 		if (!o->key || n != klen || strncmp(o->key, key, klen) != 0)
 			continue;
-		if (o->kind == OPT_VALUE && !v) {
+		if (o->kind == PFS_OPT_VALUE && !v) {
 			pfs_cli_seterr(err, errlen, "-o %.*s needs a value (%sVALUE)", (int)klen,
 				       key, o->key);
 			return -EINVAL;
 		}
-		if (o->kind == OPT_FLAG && v) {
+		if (o->kind == PFS_OPT_FLAG && v) {
 			pfs_cli_seterr(err, errlen, "-o %s takes no value (not %s=%s)", o->key,
 				       o->key, v);
 			return -EINVAL;

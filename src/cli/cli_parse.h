@@ -27,6 +27,18 @@ const char *pfs_cli_optval(int argc, char **argv, int *i, const char *arg, const
 int pfs_cli_set_whiteout(struct pfs_config *cfg, const char *v, const char *what, char *err,
 			 size_t errlen);
 
+/* How an option of mount's table takes its value. */
+enum pfs_opt_kind {
+	PFS_OPT_VALUE,  /* --name VALUE, --name=VALUE, -o key=VALUE */
+	PFS_OPT_FLAG,   /* --name, -o key */
+	PFS_OPT_ON_OFF, /* a flag, or with on|off (--name [on|off], -o key[=on|off]) */
+};
+
+/* The kind (enum pfs_opt_kind) of mount's option name ("--long"), or -1
+ * when mount has none by that name (PassthroughFS's spellings aside): the
+ * C API's keys take their values as the command line does. */
+int pfs_cli_mount_opt_kind(const char *name);
+
 /* The -o item key[=v] (klen: the key's length; v NULL without '=') as an
  * option of mount's table (cli_mount.c): 1 if it is one (applied), 0 if
  * not, or -EINVAL/-ENOMEM. */

@@ -6,6 +6,7 @@
 
 #include "cli/cli.h"
 #include "cli/cli_check.h"
+#include "cli/cli_parse.h"
 #include "cli/daemon.h"
 #include "cli/throwaway.h"
 
@@ -28,6 +29,7 @@ struct prismfs_config {
 	size_t nargs;
 	bool upper;
 	bool new_mountpoint; /* "new-mountpoint": the mount makes its mount point */
+	bool mirror;         /* "mirror": the mirror takes the source's place */
 };
 
 struct prismfs_mount {
@@ -140,15 +142,23 @@ PFS_API int prismfs_config_add_data_lower(prismfs_config *cfg, const char *path)
 
 PFS_API int prismfs_config_set_option(prismfs_config *cfg, const char *key, const char *value)
 {
-	static const char *const flags[] = {"read-only", "volatile", "no-default-permissions",
-					    "default-upper"};
-	static const char *const valued[] = {"passthrough", "uring", "map", "map-max", "log",
-					     "log-format", "timeout", "threads", "whiteout",
-					     "on-unmount", "new-mountpoint"};
-	/* A flag that may also be turned off: NULL or "1" is "on"; any
-	 * other value goes to the parser (on|off), checked at mount. */
-	static const char *const on_off[] = {"lower-passthrough"};
+	/* The options with no function of their own (the layers have theirs):
+	 * each becomes --KEY, taken the way mount's table says (a value, a
+	 * flag, a flag or on|off) and checked by its parser at mount. */
+	static const char *const keys[] = {
+		"read-only", "volatile", "no-default-permissions", "passthrough", "uring", "map",
+		"map-max", "log", "log-format", "timeout", "threads", "whiteout", "on-unmount",
+		"default-upper", "lower-passthrough", "new-mountpoint", "private", "node-fds",
+		/* owners shown */
+		"squash-to-root", "squash-to-uid", "squash-to-gid", "uidmapping", "gidmapping",
+		/* the memory cache */
+		"mirror", "cache-size", "cache-max-dirty", "cache-max-write-size", "lazy-load", "write-back", "journal",
+		"mirror-ttl", "s3-endpoint", "s3-region", "s3-profile",
+		/* the history */
+		"history", "checkpoint-every", "keep", "history-max", "history-dir-name"};
 	char flag[64];
+	size_t i;
+	int kind;
 
 	if (!cfg || !key)
 		return fail(-EINVAL, "no option name");
@@ -157,35 +167,37 @@ PFS_API int prismfs_config_set_option(prismfs_config *cfg, const char *key, cons
 			return fail(-EINVAL, "option o needs a value");
 		return add_opt(cfg, "-o", value);
 	}
+	for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+		if (strcmp(key, keys[i]) == 0)
+			break;
 	snprintf(flag, sizeof(flag), "--%s", key);
-	for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++) {
-		if (strcmp(key, flags[i]) != 0)
-			continue;
+	kind = i < sizeof(keys) / sizeof(keys[0]) ? pfs_cli_mount_opt_kind(flag) : -1;
+	switch (kind) {
+	case PFS_OPT_FLAG:
 		if (value && strcmp(value, "1") != 0)
 			return fail(-EINVAL, "option %s takes no value", key);
 		if (strcmp(key, "default-upper") == 0)
 			cfg->upper = true;
 		return add_opt(cfg, flag, NULL);
-	}
-	for (size_t i = 0; i < sizeof(on_off) / sizeof(on_off[0]); i++) {
-		if (strcmp(key, on_off[i]) != 0)
-			continue;
+	case PFS_OPT_ON_OFF:
+		/* NULL or "1" is "on"; any other value goes to the parser
+		 * (on|off), checked at mount. */
 		if (value && !*value)
 			return fail(-EINVAL, "option %s takes on or off", key);
 		snprintf(flag, sizeof(flag), "--%s=%s", key,
 			 !value || strcmp(value, "1") == 0 ? "on" : value);
 		return add_opt(cfg, flag, NULL);
-	}
-	for (size_t i = 0; i < sizeof(valued) / sizeof(valued[0]); i++) {
-		if (strcmp(key, valued[i]) != 0)
-			continue;
+	case PFS_OPT_VALUE:
 		if (!value)
 			return fail(-EINVAL, "option %s needs a value", key);
 		if (strcmp(key, "new-mountpoint") == 0)
 			cfg->new_mountpoint = true;
+		if (strcmp(key, "mirror") == 0)
+			cfg->mirror = true;
 		return add_opt(cfg, flag, value);
+	default:
+		return fail(-EINVAL, "unknown option %s", key);
 	}
-	return fail(-EINVAL, "unknown option %s", key);
 }
 
 /* A directory the mount names (SOURCE, the mount point, the upper, a
@@ -269,7 +281,7 @@ PFS_API int prismfs_mount(const prismfs_config *cfg, const char *mountpoint, pri
 	if (!out)
 		return fail(-EINVAL, "no place for the mount");
 	*out = NULL;
-	if (!cfg || !cfg->source)
+	if (!cfg || (!cfg->source && !cfg->mirror))
 		return fail(-EINVAL, "no source set");
 	if ((!mountpoint || !*mountpoint) && !cfg->new_mountpoint)
 		return fail(-EINVAL, "no mount point given");
@@ -285,7 +297,8 @@ PFS_API int prismfs_mount(const prismfs_config *cfg, const char *mountpoint, pri
 	argv[argc++] = (char *)"mount";
 	for (size_t i = 0; i < cfg->nargs; i++)
 		argv[argc++] = cfg->args[i];
-	argv[argc++] = cfg->source;
+	if (cfg->source)
+		argv[argc++] = cfg->source; /* with a mirror, the command's label or refusal */
 	if (!cfg->new_mountpoint) {
 		argv[argc++] = (char *)mountpoint;
 		/* Named before mounting: the directory is plain now. */

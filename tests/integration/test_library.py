@@ -7,7 +7,10 @@ directories: the file it writes through the mount must land in the upper
 (preserve), in the source (commit, commit-atomic) or nowhere (discard). A
 second small program checks the refusals: a configuration without a source,
 a source that does not exist, an unknown option — each a negative errno and
-one line from prismfs_last_error(), with nothing mounted. Every mount is
+one line from prismfs_last_error(), with nothing mounted. A third (api_opts)
+takes keys of prismfs_config_set_option on its command line: a cached mount
+(mirror, no source), a history mount, the owner options, and each key's
+refusal (-EINVAL from prismfs_mount, nothing mounted). Every mount is
 unmounted in teardown even when a test fails (the workdir fixture).
 """
 import errno
@@ -345,3 +348,291 @@ def test_data_lower_and_lower_passthrough(workdir, tmp_path, pt):
     assert "sometimes" in got["lower-pt-bad"][2]
     assert "upper" in got["lower-pt-no-upper"][2]
     assert os.listdir(U) == []
+
+
+# api_opts MNT [KEY[=VALUE]]...: KEY "source" is prismfs_config_set_source,
+# any other goes to prismfs_config_set_option (KEY alone: value NULL).
+# Mounts at MNT, prints its mount point, waits for a line on stdin, unmounts
+# (the action given at mount). A refusal prints one line, where|errno|last
+# error, and exits 3 (set_option) or 4 (prismfs_mount, *out left NULL).
+API_OPTS = r"""
+#include <prismfs.h>
+#include <stdio.h>
+#include <string.h>
+
+int main(int argc, char **argv)
+{
+	prismfs_mount_t *m = NULL;
+	prismfs_config *c = prismfs_config_new();
+	char line[16];
+	int r;
+
+	if (argc < 2 || !c)
+		return 2;
+	for (int i = 2; i < argc; i++) {
+		char *eq = strchr(argv[i], '=');
+
+		if (eq)
+			*eq++ = '\0';
+		r = strcmp(argv[i], "source") == 0 ? prismfs_config_set_source(c, eq)
+						    : prismfs_config_set_option(c, argv[i], eq);
+		if (r < 0) {
+			printf("set_option %s|%d|%s\n", argv[i], r, prismfs_last_error());
+			prismfs_config_free(c);
+			return 3;
+		}
+	}
+	r = prismfs_mount(c, argv[1], &m);
+	prismfs_config_free(c);
+	if (r < 0) {
+		printf("mount|%d|%s\n", r, prismfs_last_error());
+		return m ? 5 : 4;
+	}
+	printf("%s\n", prismfs_mount_point(m));
+	fflush(stdout);
+	if (!fgets(line, sizeof(line), stdin))
+		line[0] = 0;
+	r = prismfs_unmount(m, PRISMFS_ON_UNMOUNT);
+	if (r < 0) {
+		printf("unmount|%d|%s\n", r, prismfs_last_error());
+		return 1;
+	}
+	return 0;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def api_opts(tmp_path_factory):
+    return _compile_text(API_OPTS, tmp_path_factory.mktemp("api_opts"), "api_opts")
+
+
+class _Mounted:
+    """api_opts running with its mount up, until done() unmounts it."""
+
+    def __init__(self, prog, mnt, opts):
+        env = dict(os.environ, LD_LIBRARY_PATH=BUILD)
+        self.mnt = mnt
+        self.p = subprocess.Popen([prog, mnt, *opts], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                  env=env)
+        first = self.p.stdout.readline()
+        if first != os.path.realpath(mnt) + "\n":
+            self.kill()
+            out, err = self.p.communicate(timeout=120)
+            pytest.fail("mount through the API failed: %r %s %s" % (first, out, err))
+
+    def done(self):
+        out, err = self.p.communicate("\n", timeout=120)
+        assert self.p.returncode == 0, out + err
+        assert err == ""
+        assert not is_mounted(self.mnt)
+
+    def kill(self):
+        if self.p.poll() is None:
+            self.p.kill()
+            self.p.wait()
+        if is_mounted(self.mnt):
+            subprocess.run(["umount", "-l", self.mnt])
+
+
+def _status(mnt):
+    st = subprocess.run([PRISMFS, "status", "--json", mnt], capture_output=True, text=True)
+    assert st.returncode == 0, st.stderr
+    return json.loads(st.stdout)
+
+
+def test_cached_mount_through_the_api(workdir, api_opts):
+    """The memory-cache options as keys of prismfs_config_set_option: a
+    mount of the mirror DIR (no source: the mirror takes its place, as
+    `prismfs mount --mirror DIR MOUNTPOINT`), the values as the command
+    line takes them (status shows them; the alias cache-max-write-size, later, wins), and a file written through it is
+    on the mirror once prismfs_unmount() returned (unmount writes
+    everything back first)."""
+    mir, mnt, jdir = (os.path.join(workdir, n) for n in ("mirror", "mnt", "journal"))
+    for d in (mir, mnt, jdir):
+        os.makedirs(d)
+    with open(os.path.join(mir, "old.txt"), "w") as f:
+        f.write("on the mirror\n")
+    m = _Mounted(api_opts, mnt, ["mirror=" + mir, "cache-size=64M", "cache-max-dirty=4M",
+                                 "write-back=30", "lazy-load=off",
+                                 "cache-max-write-size=8M", "journal=" + jdir,
+                                 "mirror-ttl=5"])
+    try:
+        with open(os.path.join(mnt, "old.txt")) as f:
+            assert f.read() == "on the mirror\n"
+        with open(os.path.join(mnt, "new.txt"), "w") as f:
+            f.write("written through the cache\n")
+        cache = _status(mnt)["cache"]
+        assert cache["mirror"] == os.path.realpath(mir), cache
+        assert cache["cache_size"] == 64 << 20, cache
+        assert cache["max_dirty"] == 8 << 20, cache
+        assert cache["write_back_delay"] == 30.0, cache
+        assert cache["lazy_load"] is False, cache
+        assert os.path.exists(os.path.join(jdir, "journal.db"))
+        m.done()
+    finally:
+        m.kill()
+    with open(os.path.join(mir, "new.txt")) as f:
+        assert f.read() == "written through the cache\n"
+
+
+def test_history_mount_through_the_api(workdir, api_opts):
+    """The history options as keys: a change made through the mount is in
+    `prismfs log`, and the snapshot directory has the name given by
+    history-dir-name (reachable, in no listing)."""
+    src, mnt, hist = (os.path.join(workdir, n) for n in ("src", "mnt", "hist"))
+    for d in (src, mnt, hist):
+        os.makedirs(d)
+    m = _Mounted(api_opts, mnt, ["source=" + src, "history=" + hist, "checkpoint-every=1h",
+                                 "keep=last=3,daily=2", "history-max=1G",
+                                 "history-dir-name=.snaps"])
+    try:
+        with open(os.path.join(mnt, "changed.txt"), "w") as f:
+            f.write("a change\n")
+        log = subprocess.run([PRISMFS, "log", "--json", mnt], capture_output=True, text=True)
+        assert log.returncode == 0, log.stderr
+        kinds = [(e["kind"], e["path"]) for e in json.loads(log.stdout)]
+        assert ("create", "changed.txt") in kinds, kinds
+        assert os.path.isdir(os.path.join(mnt, ".snaps"))
+        assert ".snaps" not in os.listdir(mnt)
+        assert _status(mnt)["history"]["dir"] == os.path.realpath(hist)
+        m.done()
+    finally:
+        m.kill()
+    assert os.path.exists(os.path.join(hist, "history.db"))
+    with open(os.path.join(src, "changed.txt")) as f:
+        assert f.read() == "a change\n"
+
+
+def _mounts_line(mnt):
+    with open("/proc/mounts") as f:
+        for line in f:
+            if line.split()[1] == os.path.realpath(mnt):
+                return line
+    return ""
+
+
+@pytest.mark.parametrize("how", ["squash", "mapping"])
+def test_owner_and_access_keys_through_the_api(workdir, api_opts, how):
+    """private, node-fds, squash-to-root/-uid/-gid, uidmapping, gidmapping
+    as keys: the owners shown are the ones the options say (stat), a
+    private mount has no allow_other (/proc/mounts), the fd budget is the
+    one given (status)."""
+    src, mnt = (os.path.join(workdir, n) for n in ("src", "mnt"))
+    for d in (src, mnt):
+        os.makedirs(d)
+    f = os.path.join(src, "f")
+    with open(f, "w") as fh:
+        fh.write("x\n")
+    os.chown(f, 5003, 6004)
+    if how == "squash":
+        opts, want = ["private", "node-fds=64", "squash-to-uid=1234",
+                      "squash-to-gid=4321"], (1234, 4321)
+    else:
+        opts, want = ["uidmapping=5000:100:10", "gidmapping=6000:200:10"], (103, 204)
+    m = _Mounted(api_opts, mnt, ["source=" + src, *opts])
+    try:
+        st = os.stat(os.path.join(mnt, "f"))
+        assert (st.st_uid, st.st_gid) == want
+        mounted = _mounts_line(mnt)
+        if how == "squash":
+            assert "allow_other" not in mounted, mounted
+            assert _status(mnt)["node_fds"]["budget"] == 64
+        else:
+            assert "allow_other" in mounted, mounted  # root's default, not private
+        m.done()
+    finally:
+        m.kill()
+    st = os.stat(f)
+    assert (st.st_uid, st.st_gid) == (5003, 6004)
+
+
+def test_squash_to_root_through_the_api(workdir, api_opts):
+    """squash-to-root, a flag key: every owner shown is 0:0; the file keeps its own."""
+    src, mnt = (os.path.join(workdir, n) for n in ("src", "mnt"))
+    for d in (src, mnt):
+        os.makedirs(d)
+    f = os.path.join(src, "f")
+    with open(f, "w") as fh:
+        fh.write("x\n")
+    os.chown(f, 5003, 6004)
+    m = _Mounted(api_opts, mnt, ["source=" + src, "squash-to-root"])
+    try:
+        st = os.stat(os.path.join(mnt, "f"))
+        assert (st.st_uid, st.st_gid) == (0, 0)
+        m.done()
+    finally:
+        m.kill()
+    st = os.stat(f)
+    assert (st.st_uid, st.st_gid) == (5003, 6004)
+
+
+# (key, bad value, other keys the value needs to be looked at, text the
+# reason must hold). {mir}, {src}, {dir}: directories of the test.
+BAD_VALUES = [
+    ("mirror", "ftp://host/dir", [], "ftp://host/dir"),
+    ("cache-size", "lots", ["mirror={mir}"], "lots"),
+    ("cache-max-dirty", "0", ["mirror={mir}"], "cache-max-dirty"),
+    ("lazy-load", "sometimes", ["mirror={mir}"], "sometimes"),
+    ("write-back", "forever", ["mirror={mir}"], "forever"),
+    ("journal", "", ["mirror={mir}"], "journal"),
+    ("mirror-ttl", "soon", ["mirror={mir}"], "soon"),
+    ("s3-endpoint", "ftp://s3.example", ["mirror=s3://bucket"], "ftp://s3.example"),
+    ("s3-region", "", ["mirror=s3://bucket"], "s3-region"),
+    ("s3-profile", "", ["mirror=s3://bucket"], "s3-profile"),
+    ("history", "", ["source={src}"], "history"),
+    ("checkpoint-every", "often", ["source={src}", "history={dir}"], "often"),
+    ("keep", "yearly=3", ["source={src}", "history={dir}"], "yearly"),
+    ("history-max", "big", ["source={src}", "history={dir}"], "big"),
+    ("history-dir-name", "a/b", ["source={src}", "history={dir}"], "a/b"),
+    ("squash-to-uid", "someone", ["source={src}"], "someone"),
+    ("squash-to-gid", "-5", ["source={src}"], "-5"),
+    ("uidmapping", "1:2", ["source={src}"], "1:2"),
+    ("gidmapping", "a:b:c", ["source={src}"], "a:b:c"),
+    ("node-fds", "many", ["source={src}"], "many"),
+    # not a value, a combination: the mirror takes the source's place
+    ("source", "{src}", ["mirror={mir}"], "takes the place of SOURCE"),
+    ("cache-size", "64M", ["source={src}"], "needs --mirror"),
+    ("keep", "last=3", ["source={src}"], "need --history"),
+]
+
+
+@pytest.mark.parametrize("key,value,needs,said", BAD_VALUES,
+                         ids=[b[0] for b in BAD_VALUES])
+def test_bad_value_of_a_key(workdir, api_opts, key, value, needs, said):
+    """A value the command line refuses (or a combination: a source path
+    with a mirror, a cache option without one, a history option without
+    history) is refused by prismfs_mount() with -EINVAL and the command's
+    reason; nothing is mounted, the directories are left as they were."""
+    src, mir, dirr, mnt = (os.path.join(workdir, n) for n in ("src", "mir", "dir", "mnt"))
+    for d in (src, mir, dirr, mnt):
+        os.makedirs(d)
+    opts = [n.format(mir=mir, src=src, dir=dirr)
+            for n in needs + ["%s=%s" % (key, value)]]
+    res = _run(api_opts, mnt, *opts)
+    assert res.returncode == 4, res.stdout + res.stderr
+    assert res.stderr == ""
+    where, err, msg = res.stdout.rstrip("\n").split("|", 2)
+    assert where == "mount" and int(err) == -errno.EINVAL, res.stdout
+    assert said in msg and "\n" not in msg and not msg.startswith("prismfs:"), msg
+    assert not is_mounted(mnt)
+    assert os.listdir(mnt) == [] and os.listdir(dirr) == [] and os.listdir(mir) == []
+
+
+@pytest.mark.parametrize("key,value", [("frobnicate", "1"), ("mirror_ttl", "5"),
+                                       ("--mirror", "/tmp"), ("log_format", "json"),
+                                       ("private", "yes"), ("squash-to-root", "no"),
+                                       ("lazy-load", ""), ("history", None)])
+def test_unknown_key_or_missing_value_is_refused_at_once(workdir, api_opts, key, value):
+    """An unknown key (the -o spelling, a leading --, a command-line alias
+    not in the header's list) and a missing value are -EINVAL from
+    prismfs_config_set_option() itself."""
+    mnt = os.path.join(workdir, "mnt")
+    os.makedirs(mnt)
+    res = _run(api_opts, mnt, key if value is None else "%s=%s" % (key, value))
+    assert res.returncode == 3, res.stdout + res.stderr
+    where, err, msg = res.stdout.rstrip("\n").split("|", 2)
+    assert where == "set_option " + key and int(err) == -errno.EINVAL, res.stdout
+    assert msg, res.stdout
+    assert not is_mounted(mnt)
