@@ -16,6 +16,7 @@ unmounted in teardown even when a test fails (the workdir fixture).
 import errno
 import json
 import os
+import re
 import shutil
 import subprocess
 
@@ -636,3 +637,33 @@ def test_unknown_key_or_missing_value_is_refused_at_once(workdir, api_opts, key,
     assert where == "set_option " + key and int(err) == -errno.EINVAL, res.stdout
     assert msg, res.stdout
     assert not is_mounted(mnt)
+
+
+# Options of `prismfs mount` with a function of their own in the C API
+# (prismfs_config_set_upper, _add_lower, _add_data_lower, _set_work), or
+# none on purpose (the foreground and debug switches are the caller's).
+OWN_FUNCTION = {"upper", "lower", "data-lower", "work"}
+
+
+def test_every_mount_option_is_a_key_of_the_api(workdir, api_opts):
+    """Every long option `prismfs mount --help` lists reaches the C API
+    (a key of prismfs_config_set_option, documented in the header), so
+    that a new option cannot be left out of the library: given "1", no
+    key is refused by set_option itself (a value may still be refused at
+    mount, which is not this test's concern)."""
+    helptext = subprocess.run([PRISMFS, "mount", "--help"], capture_output=True, text=True,
+                              timeout=30).stdout
+    keys = sorted(set(re.findall(r"^  --([a-z][a-z0-9-]+)", helptext, re.M)) - OWN_FUNCTION)
+    assert "mirror" in keys and "history" in keys, keys
+    header = open(os.path.join(REPO, "include", "prismfs.h")).read()
+    undocumented = [k for k in keys if '"%s"' % k not in header]
+    assert not undocumented, "not in include/prismfs.h's key list: %s" % undocumented
+    mnt = os.path.join(workdir, "mnt")
+    os.makedirs(mnt)
+    refused = []
+    for k in keys:
+        res = _run(api_opts, mnt, k + "=1")
+        if res.returncode == 3 and res.stdout.startswith("set_option " + k + "|"):
+            refused.append((k, res.stdout.strip()))
+        assert not is_mounted(mnt)
+    assert not refused, "mount options the API refuses as keys: %s" % refused
