@@ -1,7 +1,8 @@
 /* history_restore: prismfs restore MNT SNAPSHOT PATH... (issue 17; docs/
  * HISTORY.md). A snapshot first, through the daemon (so the restore can
  * be undone by restoring it); then for each file, its version at SNAPSHOT
- * is copied from DIR/versions into a temporary beside it *in the mount*
+ * is copied from DIR/versions (its user.* xattrs from the version's row)
+ * into a temporary beside it *in the mount*
  * and renamed over it there: the restore is a change made through the
  * mount like any other, journaled with this process as its author (and
  * the rename saves what it replaces under the snapshot just taken), the

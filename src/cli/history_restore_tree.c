@@ -2,7 +2,7 @@
  * that did not exist at the snapshot, and of everything (issue 17 item 6;
  * docs/HISTORY.md, Restore). The snapshot's copy of PATH is read from the
  * mount's own .history tree (MNT/.history/SNAP/PATH: content, modes,
- * owners, symlinks and times as they were) and built beside PATH, in the
+ * owners, symlinks, times and user.* xattrs as they were) and built beside PATH, in the
  * mount, under a hidden temporary .prismfs-restore.PID.N; then one
  * renameat2(RENAME_EXCHANGE) puts it at PATH and the old tree, now under
  * the temporary's name, is removed. Every step goes through the mount, so
