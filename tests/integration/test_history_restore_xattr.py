@@ -7,11 +7,12 @@ after it they are replaced, added and removed, on files and directories,
 some objects' data changed and some left alone; after the restore both the
 mount and SOURCE must show the recorded attributes."""
 import os
+import signal
 
 import pytest
 
 from prism_helpers import cli
-from test_history_restore_tree import no_temporaries, record, same, snap, write
+from test_history_restore_tree import TMP, no_temporaries, record, same, snap, write
 from test_history_xattr import xattrs
 
 
@@ -78,4 +79,34 @@ def test_restore_puts_back_the_snapshots_user_xattrs(workdir, trees, mounter, ho
         assert xattrs(p("proj")) == want_xa                   # through the mount
     assert xattrs(os.path.join(src, "top")) == want_top
     assert xattrs(p("top")) == want_top
+    no_temporaries(mnt)
+
+
+@pytest.mark.parametrize("step,restored", [("restore-built", False),
+                                           ("restore-exchanged", True)])
+def test_xattrs_change_with_the_rename(workdir, trees, mounter, step, restored):
+    """Killed before the exchange, proj still has today's xattrs and the
+    temporary the snapshot's; after it, the other way round; the next
+    restore sweeps the temporary and leaves the snapshot's."""
+    src, mnt = trees
+    mounter(src, mnt, "--history", os.path.join(workdir, "hist"))
+    p = lambda *x: os.path.join(mnt, *x)
+    make(p)
+    snap(mnt, "s1")
+    at_s1 = xattrs(os.path.join(src, "proj"))
+    change(p)
+    now = xattrs(os.path.join(src, "proj"))
+
+    env = dict(os.environ, PRISMFS_TEST_CRASH=step)
+    r = cli("restore", mnt, "s1", "proj", env=env)
+    assert r.returncode == -signal.SIGKILL, (r.returncode, r.stderr)
+    assert xattrs(p("proj")) == (at_s1 if restored else now)
+    left = [n for n in os.listdir(mnt) if n.startswith(TMP)]
+    assert len(left) == 1, os.listdir(mnt)
+    assert xattrs(p(left[0])) == (now if restored else at_s1)
+
+    r = cli("restore", mnt, "s1", "proj")
+    assert r.returncode == 0, r.stderr
+    assert "left by an interrupted restore" in r.stdout, r.stdout
+    assert xattrs(os.path.join(src, "proj")) == at_s1
     no_temporaries(mnt)
