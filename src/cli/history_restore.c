@@ -1,7 +1,8 @@
 /* history_restore: prismfs restore MNT SNAPSHOT PATH... (issue 17; docs/
  * HISTORY.md). A snapshot first, through the daemon (so the restore can
  * be undone by restoring it); then for each file, its version at SNAPSHOT
- * is copied from DIR/versions into a temporary beside it *in the mount*
+ * is copied from DIR/versions (its user.* xattrs from the version's row)
+ * into a temporary beside it *in the mount*
  * and renamed over it there: the restore is a change made through the
  * mount like any other, journaled with this process as its author (and
  * the rename saves what it replaces under the snapshot just taken), the
@@ -31,6 +32,8 @@ struct hver {
 	uid_t uid;
 	gid_t gid;
 	long long mtime_ns;
+	char *xa; /* its user.* xattrs (versions.xattrs; NULL: none kept) */
+	size_t xalen;
 };
 
 /* The version of rel at snapshot snap: the first saved under it or a
@@ -46,7 +49,8 @@ static int find_version(sqlite3 *db, const char *snap, const char *rel, struct h
 		" SELECT v.file, v.mode, v.uid, v.gid, v.mtime_ns,"
 		" (SELECT count(*) FROM changes c WHERE c.seq > s.seq AND c.seq <= v.seq"
 		"  AND c.state = 1 AND ((c.kind IN ('create', 'mkdir', 'mknod', 'symlink')"
-		"  AND c.path = ?2) OR (c.kind IN ('rename', 'link') AND c.path2 = ?2)))"
+		"  AND c.path = ?2) OR (c.kind IN ('rename', 'link') AND c.path2 = ?2))),"
+		" v.xattrs"
 		" FROM s LEFT JOIN versions v ON v.path = ?2 AND v.snap >= s.id"
 		" ORDER BY v.snap, v.seq LIMIT 1";
 	sqlite3_stmt *q = NULL;
@@ -79,6 +83,16 @@ static int find_version(sqlite3 *db, const char *snap, const char *rel, struct h
 			say("%s: not a regular file at %s", rel, snap);
 		goto out;
 	}
+	/* the caller frees v->xa */
+	v->xa = NULL;
+	v->xalen = (size_t)sqlite3_column_bytes(q, 6);
+	if (v->xalen && !(v->xa = malloc(v->xalen))) {
+		say("%s", strerror(ENOMEM));
+		ret = -1;
+		goto out;
+	}
+	if (v->xalen)
+		memcpy(v->xa, sqlite3_column_blob(q, 6), v->xalen);
 	ret = 1;
 out:
 	sqlite3_finalize(q);
@@ -132,7 +146,10 @@ static int restore_one(const char *hdir, const char *canon_m, const char *rel,
 	ts[1].tv_sec = (time_t)(v->mtime_ns / 1000000000ll);
 	ts[1].tv_nsec = (long)(v->mtime_ns % 1000000000ll);
 	/* the owner where permitted (not permitted: the restorer's, as cp -p) */
-	if (copy_data(fd, src) < 0 || (fchown(fd, v->uid, v->gid) < 0 && errno != EPERM) ||
+	/* the xattrs before the mode, which may deny writing them; the copy
+	 * is fresh, so it has the version's set and no other */
+	if (copy_data(fd, src) < 0 || pfs_hr_xattrs_put(fd, v->xa, v->xalen) < 0 ||
+	    (fchown(fd, v->uid, v->gid) < 0 && errno != EPERM) ||
 	    fchmod(fd, v->mode & 07777) < 0 || futimens(fd, ts) < 0 || fsync(fd) < 0 ||
 	    close(fd) < 0) {
 		say("%s: %s", rel, strerror(errno));
@@ -265,8 +282,12 @@ static int restore_mapped(void *arg, const char *rel)
 	if (file && pfs_hq_snap(c->db, c->snap, &seq, &id) == 0 &&
 	    pfs_map_to_source(pfs_hc_map_at(maps, seq), v, maps->source, c->canon_m, src,
 			      sizeof(src), NULL) == 1 &&
-	    find_version(c->db, c->snap, src, &ver, false) > 0)
-		return restore_one(c->hdir, c->canon_m, rel, &ver);
+	    find_version(c->db, c->snap, src, &ver, false) > 0) {
+		int ret = restore_one(c->hdir, c->canon_m, rel, &ver);
+
+		free(ver.xa);
+		return ret;
+	}
 	return pfs_hr_restore_path(c->canon_m, c->bsnap, c->snap, rel, file);
 }
 
@@ -322,8 +343,11 @@ static int restore_path(const struct rctx *c, const char *path)
 		r = find_version(db, snap, rel, &v, false);
 		if (r < 0)
 			return 1;
-		if (r > 0)
-			return restore_one(hdir, canon_m, rel, &v);
+		if (r > 0) {
+			r = restore_one(hdir, canon_m, rel, &v);
+			free(v.xa);
+			return r;
+		}
 	}
 	return pfs_hr_restore_path(canon_m, bsnap, snap, rel, false);
 }

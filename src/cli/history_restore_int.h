@@ -4,6 +4,7 @@
 #define PFS_HISTORY_RESTORE_INT_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 /* Put rel (relative to the mount canon_m, not "") back as it is under
  * bsnap (MNT/.history/SNAP), whatever it is: built beside it, exchanged
@@ -22,5 +23,12 @@ int pfs_hr_restore_in(const char *canon_m, const char *bsnap, const char *dir,
 /* Remove the temporaries in dir left by a restore that was killed. */
 void pfs_hr_sweep(const char *dir);
 bool pfs_hr_is_tmp(const char *name);
+/* The user.* xattrs of path (not followed) as one blob, the history's
+ * format (src/history/history_xattr.c: name, NUL, 4-byte host-order
+ * length, value): *blob NULL and *len 0 if none. 0 or -1 with errno. */
+int pfs_hr_xattrs_read(const char *path, char **blob, size_t *len);
+/* Set each xattr of such a blob on fd: 0 or -1 with errno. The object is
+ * a fresh copy, so it has no others: the snapshot's set, exactly. */
+int pfs_hr_xattrs_put(int fd, const char *blob, size_t len);
 
 #endif

@@ -2,7 +2,7 @@
  * that did not exist at the snapshot, and of everything (issue 17 item 6;
  * docs/HISTORY.md, Restore). The snapshot's copy of PATH is read from the
  * mount's own .history tree (MNT/.history/SNAP/PATH: content, modes,
- * owners, symlinks and times as they were) and built beside PATH, in the
+ * owners, symlinks, times and user.* xattrs as they were) and built beside PATH, in the
  * mount, under a hidden temporary .prismfs-restore.PID.N; then one
  * renameat2(RENAME_EXCHANGE) puts it at PATH and the old tree, now under
  * the temporary's name, is removed. Every step goes through the mount, so
@@ -89,6 +89,8 @@ struct ent {
 	struct stat st;
 	int fd;    /* a regular file's data, opened a batch ahead */
 	char *link; /* a symlink's target, read when listed */
+	char *xa;   /* a file's or directory's user.* xattrs, read when listed */
+	size_t xalen;
 };
 
 struct ents {
@@ -116,6 +118,8 @@ static int collect(struct ents *e, char *src, size_t cap, size_t root_len)
 	x = &e->v[e->n];
 	x->fd = -1;
 	x->link = NULL;
+	x->xa = NULL;
+	x->xalen = 0;
 	if (lstat(src, &x->st) < 0 || !(x->rel = strdup(src + root_len + (ls > root_len))))
 		return -1;
 	e->n++;
@@ -128,6 +132,10 @@ static int collect(struct ents *e, char *src, size_t cap, size_t root_len)
 		t[n] = '\0';
 		return (x->link = strdup(t)) ? 0 : -1;
 	}
+	/* only these can have user.* ones (xattr(7)) */
+	if ((S_ISREG(x->st.st_mode) || S_ISDIR(x->st.st_mode)) &&
+	    pfs_hr_xattrs_read(src, &x->xa, &x->xalen) < 0)
+		return -1;
 	if (!S_ISDIR(x->st.st_mode))
 		return 0;
 	if (!(d = opendir(src)))
@@ -171,8 +179,21 @@ static int make_one(const char *dst, struct ent *x)
 	struct timespec ts[2] = {st->st_atim, st->st_mtim};
 	int out;
 
-	if (S_ISDIR(st->st_mode))
-		return mkdir(dst, 0700); /* owner, mode, times: after its children */
+	if (S_ISDIR(st->st_mode)) {
+		int err;
+
+		/* owner, mode, times: after its children */
+		if (mkdir(dst, 0700) < 0)
+			return -1;
+		if (!x->xalen)
+			return 0;
+		if ((out = open(dst, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+			return -1;
+		err = pfs_hr_xattrs_put(out, x->xa, x->xalen) < 0 ? errno : 0;
+		close(out);
+		errno = err;
+		return err ? -1 : 0;
+	}
 	if (S_ISLNK(st->st_mode)) {
 		if (symlink(x->link, dst) < 0)
 			return -1;
@@ -180,7 +201,9 @@ static int make_one(const char *dst, struct ent *x)
 		out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 		if (out < 0)
 			return -1;
-		if (copy_data(x->fd, out) < 0 || fsync(out) < 0) {
+		/* the xattrs before the mode, which may deny writing them */
+		if (copy_data(x->fd, out) < 0 || pfs_hr_xattrs_put(out, x->xa, x->xalen) < 0 ||
+		    fsync(out) < 0) {
 			close(out);
 			return -1;
 		}
@@ -272,6 +295,7 @@ out:
 			close(e.v[i].fd);
 		free(e.v[i].rel);
 		free(e.v[i].link);
+		free(e.v[i].xa);
 	}
 	free(e.v);
 	src[ls] = '\0';
