@@ -441,10 +441,16 @@ static int h_removexattr(struct pfs_store *st, struct pfs_ref r, const char *nam
 	return seq < 0 ? (int)seq : done(h, seq, h->in->ops->removexattr(h->in, r, name));
 }
 
+/* When a file open for writing says what it wrote: at an fsync (a row
+ * of its own, before the data is durable), at a close (FLUSH: a note),
+ * at its release (a note, and the writer is forgotten). */
+enum wnote { WN_SYNC, WN_CLOSE, WN_RELEASE };
+
 /* The data of a file open for writing changed unseen (passthrough, or the
  * view's pwrite): say so now, after the fact; its open is in the journal. */
-static int note_written(struct pfs_history *h, int fd, bool forget)
+static int note_written(struct pfs_history *h, int fd, enum wnote when)
 {
+	bool forget = when == WN_RELEASE;
 	struct pfs_caller who = pfs_caller_get();
 	char *p, comm[32];
 	long long seq;
@@ -456,18 +462,23 @@ static int note_written(struct pfs_history *h, int fd, bool forget)
 		free(p);
 		return 0;
 	}
-	if (!forget) { /* fsync: the row before the data is made durable */
+	if (when == WN_SYNC) { /* the row before the data is made durable */
 		seq = !p ? rec_by(h, NULL, "write", fd, NULL, -1, NULL, 0)
 		      : pfs_hist_outside(h, p) ? 0
 		      : pfs_hist_db_record(h, NULL, "write", p, NULL, 0, NULL);
 		free(p);
 		return seq < 0 ? (int)seq : done(h, seq, 0);
 	}
-	/* At release, after the fact (the open's row came before any byte
+	/* At the close, after the fact (the open's row came before any byte
 	 * changed): a note that rides in the next commit, so that it costs
-	 * no commit of its own. The request comes from no process: the
-	 * opener's, named as it was when it opened (it may be gone now). Its
-	 * path is the one found at the open unless a rename came since. */
+	 * no commit of its own. At the close (FLUSH, which close(2) waits
+	 * for), not only at RELEASE, which reaches the daemon after close(2)
+	 * returned — after the writer's next call, maybe a rename, whose new
+	 * name the note would then wrongly take. RELEASE notes only what
+	 * changed since (a shared mapping's writes after the close). The
+	 * request comes from no process: the opener's, named as it was when
+	 * it opened (it may be gone now). Its path is the one found at the
+	 * open unless a rename came since. */
 	bool stale = false;
 
 	if (!p && (p = malloc(PATH_MAX)) &&
@@ -484,7 +495,7 @@ static int note_written(struct pfs_history *h, int fd, bool forget)
 static int h_sync(struct pfs_store *st, int fd, bool data_only)
 {
 	struct pfs_history *h = H(st);
-	int r = note_written(h, fd, false);
+	int r = note_written(h, fd, WN_SYNC);
 
 	return r < 0 ? r : h->in->ops->sync(h->in, fd, data_only);
 }
@@ -504,17 +515,19 @@ static void h_release(struct pfs_store *st, int fd)
 	struct pfs_history *h = H(st);
 
 	/* Too late to fail the close: the open-write row already covers it. */
-	note_written(h, fd, true);
+	note_written(h, fd, WN_RELEASE);
 	pfs_st_release(h->in, fd);
 }
 
-/* A writer's close(2): no row (the open for writing has one; a close is no
- * change), but the end of its creator's setup (pfs_hist_wfd_closed); then
+/* A writer's close(2): no row of its own (the open for writing has one; a
+ * close is no change), but the end of its creator's setup
+ * (pfs_hist_wfd_closed) and the note of what it wrote; then
  * what a store below may need of it (the memory cache bounds its use by
  * writers). Asked for on every writer, at one FLUSH request per close. */
 static int h_flush(struct pfs_store *st, int fd)
 {
 	pfs_hist_wfd_closed(H(st), fd);
+	note_written(H(st), fd, WN_CLOSE);
 	return pfs_st_flush(H(st)->in, fd);
 }
 
