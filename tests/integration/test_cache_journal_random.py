@@ -232,7 +232,14 @@ def diff_trees(got, want):
     return "; ".join(lines)
 
 
-def run_steps(seed, rng, sides, steps, history):
+def run_steps(seed, rng, sides, steps, history, m):
+    try:
+        steps_checked(seed, rng, sides, steps, history)
+    except AssertionError as e:
+        raise AssertionError("%s\n  the daemon's stderr (end):\n%s" % (e, m.stderr()[-3000:]))
+
+
+def steps_checked(seed, rng, sides, steps, history):
     mount_side, native = sides
     for step in range(steps):
         what, fn = make_step(rng, native.fds.keys(),
@@ -261,7 +268,7 @@ def test_random_operations_on_a_journaled_small_cache(cd, seed):
     sides = (Side(cd["mnt"]), Side(cd["native"]))
     history = []
     try:
-        run_steps(seed, rng, sides, STEPS, history)
+        run_steps(seed, rng, sides, STEPS, history, m)
         for key in sides[1].fds:
             assert read_all("/proc/self/fd/%d" % sides[0].fd(key)) == \
                 read_all("/proc/self/fd/%d" % sides[1].fd(key)), (seed, key)
@@ -289,7 +296,7 @@ def test_a_kill_at_a_random_step_loses_nothing_acknowledged(cd, seed):
     sides = (Side(cd["mnt"]), Side(cd["native"]))
     history = []
     try:
-        run_steps(seed, rng, sides, steps, history)
+        run_steps(seed, rng, sides, steps, history, m)
         for s in sides:
             for key in s.fds:
                 os.fsync(s.fd(key))
