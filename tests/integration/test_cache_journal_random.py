@@ -38,6 +38,12 @@ NAMES = ("a", "b", "c", "d", "e")
 STEPS = 160
 SEEDS = (11, 12, 13)
 KILL_SEEDS = (21, 22)
+# More seeds, to hunt: PRISMFS_RANDOM_SEEDS=100-123 (and the kill test
+# 1000 above them: 1100-1123).
+if os.environ.get("PRISMFS_RANDOM_SEEDS"):
+    lo, _, hi = os.environ["PRISMFS_RANDOM_SEEDS"].partition("-")
+    SEEDS = tuple(range(int(lo), int(hi or lo) + 1))
+    KILL_SEEDS = tuple(s + 1000 for s in SEEDS)
 
 
 @pytest.fixture
