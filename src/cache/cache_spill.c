@@ -392,6 +392,14 @@ int pfs_cache_open_large(struct pfs_cache *c, int fd, const struct stat *st, int
 	/* (a mirror that cannot be read locally: loaded, as any file) */
 	if (!c->spill_at || st->st_size <= (off_t)c->spill_at || !c->mirror->ops->open)
 		return -ENOENT;
+	/* The mirror is opened by the file's name in the cache: it is the
+	 * file's there only once the renames queued before are applied (a
+	 * rename pending would give the file the name had before). */
+	if (c->q && pfs_wbq_last_move(c->q)) {
+		ret = pfs_wbq_wait(c->q, pfs_wbq_last_move(c->q));
+		if (ret < 0)
+			return ret;
+	}
 	if (writes(flags))
 		return -EINPROGRESS;
 	ret = pfs_cache_path(c, fd, NULL, path, sizeof(path));
