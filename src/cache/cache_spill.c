@@ -67,14 +67,17 @@ static int grow_spilled(struct pfs_cache *c, int fd, off_t end)
 	if (w && w->spill >= 0) {
 		struct stat s;
 
-		/* Another writer of the same spill file may have grown it. */
+		/* The stub is shared by every writer of the spill file, and
+		 * another may have grown or cut it (a truncate, an O_TRUNC
+		 * open) since this one last looked: its size, not ours, says
+		 * whether this write grows it. */
 		ret = 1;
-		if (end > w->stub_size && fstat(w->cfd, &s) == 0 && end > s.st_size) {
-			if (ftruncate(w->cfd, end) < 0)
-				ret = -errno;
-		}
-		if (ret == 1 && end > w->stub_size)
-			w->stub_size = end;
+		if (fstat(w->cfd, &s) < 0)
+			ret = -errno;
+		else if (end > s.st_size && ftruncate(w->cfd, end) < 0)
+			ret = -errno;
+		else
+			w->stub_size = end > s.st_size ? end : s.st_size;
 	}
 	pthread_mutex_unlock(&c->lock);
 	return ret;
@@ -389,6 +392,14 @@ int pfs_cache_open_large(struct pfs_cache *c, int fd, const struct stat *st, int
 	/* (a mirror that cannot be read locally: loaded, as any file) */
 	if (!c->spill_at || st->st_size <= (off_t)c->spill_at || !c->mirror->ops->open)
 		return -ENOENT;
+	/* The mirror is opened by the file's name in the cache: it is the
+	 * file's there only once the renames queued before are applied (a
+	 * rename pending would give the file the name had before). */
+	if (c->q && pfs_wbq_last_move(c->q)) {
+		ret = pfs_wbq_wait(c->q, pfs_wbq_last_move(c->q));
+		if (ret < 0)
+			return ret;
+	}
 	if (writes(flags))
 		return -EINPROGRESS;
 	ret = pfs_cache_path(c, fd, NULL, path, sizeof(path));

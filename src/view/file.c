@@ -311,6 +311,12 @@ int pfs_view_fallocate(struct pfs_fs *fs, int mode, off_t off, off_t len,
 	if (ret == -ENOSPC && mode == 0 &&
 	    pfs_st_write_prep(fs->store, pfs_fh_fd(fi), off, (size_t)len, ret) == 0)
 		ret = pfs_st_fallocate(fs->store, pfs_fh_fd(fi), mode, off, len);
+	/* Allocating without growing the file (KEEP_SIZE) needs room too: the
+	 * store may move the file for it, its size left alone (nothing past
+	 * the end is written: an empty write at 0). */
+	else if (ret == -ENOSPC && mode == FALLOC_FL_KEEP_SIZE &&
+		 pfs_st_write_prep(fs->store, pfs_fh_fd(fi), 0, 0, ret) == 0)
+		ret = pfs_st_fallocate(fs->store, pfs_fh_fd(fi), mode, off, len);
 	return ret;
 }
 
@@ -391,12 +397,22 @@ ssize_t pfs_view_write(struct pfs_fs *fs, struct pfs_req *rq, struct fuse_file_i
 	if (ret < 0)
 		return ret;
 	ret = fuse_buf_copy(&out, in, 0);
-	if ((ret == -ENOSPC || ret == -EFBIG) && !(in->buf[0].flags & FUSE_BUF_IS_FD)) {
-		int again = pfs_st_write_prep(fs->store, pfs_fh_fd(fi), off, fuse_buf_size(in),
-					      (int)ret);
+	/* A filesystem that runs out of room part-way (tmpfs, the cache's
+	 * memory) answers with the part it wrote, not ENOSPC: the rest is
+	 * asked for again as well. fuse_buf_copy advanced both vectors past
+	 * what it copied, so a second call writes the rest, in its place. */
+	if ((ret == -ENOSPC || ret == -EFBIG ||
+	     (ret >= 0 && (size_t)ret < fuse_buf_size(in))) &&
+	    !(in->buf[0].flags & FUSE_BUF_IS_FD)) {
+		ssize_t done = ret > 0 ? ret : 0, more;
+		int again = pfs_st_write_prep(fs->store, pfs_fh_fd(fi), off + done,
+					      fuse_buf_size(in) - (size_t)done,
+					      ret < 0 ? (int)ret : -ENOSPC);
 
-		if (again == 0)
-			ret = fuse_buf_copy(&out, in, 0);
+		if (again == 0) {
+			more = fuse_buf_copy(&out, in, 0);
+			ret = more < 0 ? (done ? done : more) : done + more;
+		}
 	}
 	return ret;
 }
