@@ -11,6 +11,7 @@
 
 #include "util/idmap.h"
 #include "util/util.h"
+#include "util/xblob.h"
 
 static void t_errname(void **s)
 {
@@ -247,11 +248,65 @@ static void t_idmap_acl(void **s)
 	assert_int_equal(pfs_idmap_acl(&um, NULL, a, 2, true, 0, 0), -EINVAL);
 }
 
+/* A fake object with three attributes, one of them not user.*. */
+static ssize_t xb_list(void *arg, char *buf, size_t len)
+{
+	static const char names[] = "user.a\0security.x\0user.empty\0";
+
+	(void)arg;
+	if (len && len < sizeof(names) - 1)
+		return -ERANGE;
+	if (len)
+		memcpy(buf, names, sizeof(names) - 1);
+	return (ssize_t)sizeof(names) - 1;
+}
+
+static ssize_t xb_get(void *arg, const char *name, void *buf, size_t len)
+{
+	const char *v = !strcmp(name, "user.a") ? "one" : !strcmp(name, "user.empty") ? "" : "sec";
+
+	(void)arg;
+	if (len && len < strlen(v))
+		return -ERANGE;
+	if (len)
+		memcpy(buf, v, strlen(v));
+	return (ssize_t)strlen(v);
+}
+
+static void t_xblob(void **s)
+{
+	const struct pfs_xblob_src src = {xb_list, xb_get, NULL};
+	const char *k = NULL, *v = NULL;
+	size_t len, vl = 0;
+	char *b;
+
+	(void)s;
+	assert_int_equal(pfs_xblob_read(&src, &b, &len), 0);
+	assert_int_equal(pfs_xblob_next(b, len, &k, &v, &vl), 1);
+	assert_string_equal(k, "user.a");
+	assert_int_equal(vl, 3);
+	assert_memory_equal(v, "one", 3);
+	assert_int_equal(pfs_xblob_next(b, len, &k, &v, &vl), 1);
+	assert_string_equal(k, "user.empty");
+	assert_int_equal(vl, 0);
+	assert_int_equal(pfs_xblob_next(b, len, &k, &v, &vl), 0);
+	/* torn: every cut short of the whole is refused, never read past */
+	for (size_t cut = 1; cut < len; cut++) {
+		int r = 0;
+
+		k = NULL;
+		for (int i = 0; i < 3 && (r = pfs_xblob_next(b, cut, &k, &v, &vl)) > 0; i++)
+			;
+		assert_true(r == -EINVAL || (r == 0 && cut == strlen("user.a") + 1 + 4 + 3));
+	}
+	free(b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(t_errname),       cmocka_unit_test(t_idmap),
-		cmocka_unit_test(t_idmap_acl),
+		cmocka_unit_test(t_idmap_acl),      cmocka_unit_test(t_xblob),
 		cmocka_unit_test(t_parse_size),     cmocka_unit_test(t_parse_long),
 		cmocka_unit_test(t_parse_seconds), cmocka_unit_test(t_fmt_time),
 		cmocka_unit_test(t_mountinfo),   cmocka_unit_test(t_mountinfo_malformed),
