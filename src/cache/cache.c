@@ -232,6 +232,8 @@ static int c_open(struct pfs_store *st, int dirfd, const char *name, const struc
 		 * file's once its spill file is named: pfs_cache_spill_open) */
 		if (c->j && !spill_now)
 			pfs_journal_opened(c->j, fd);
+	} else {
+		pfs_cache_reader_add(c, fd, ino);
 	}
 	if (spill_now && (ret = pfs_cache_spill_open(c, fd)) < 0) {
 		close(fd);
@@ -278,6 +280,7 @@ static void c_release(struct pfs_store *st, int fd)
 {
 	struct pfs_cache *c = C(st);
 
+	pfs_cache_reader_del(c, fd); /* before its number can be reused */
 	if (!pfs_cache_spill_queue(c, fd, true)) {
 		if (written(c, fd, false))
 			queue_data(c, fd);
@@ -662,6 +665,12 @@ void pfs_cache_destroy(struct pfs_store *st)
 			if (w->cfd >= 0)
 				close(w->cfd);
 			free(w);
+		}
+		while (c->rtab[i]) {
+			struct rfd *r = c->rtab[i];
+
+			c->rtab[i] = r->next;
+			free(r);
 		}
 	}
 	close(c->root);
