@@ -12,6 +12,8 @@
  * cache/journal_spill.c; with neither, files stay in memory and one
  * larger than the cache gets ENOSPC), that file takes the writer's
  * descriptor number (dup3: the view keeps writing to "its" descriptor),
+ * and so does every other descriptor of the file the daemon holds then
+ * (follow_locked: the writers' table, and the readers', c->rtab),
  * and the cache file stays a stub of the right size with its memory
  * punched out. The kernel sends one write of an inode at a time (its inode
  * lock), so no write goes to the old place meanwhile.
@@ -213,11 +215,14 @@ static int point_at(struct pfs_cache *c, int fd, ino_t ino, int mfd)
  * out meanwhile; a read running now reads either file, both hold the data.
  *
  * Not a kernel passthrough open: its backing file was fixed at open and
- * stays the memory file (no writer has one: pfs_cache_direct_ok), so a
- * passthrough reader opened before the move keeps the file's data as it
- * was then — its memory is not punched while it is open (the write lease
- * below is refused) — and sees no later write; an open after the move
- * reads the spill file (spill_join). Under c->lock. */
+ * cannot change. None is open here, though: the view serves all opens of
+ * a node one way (pfs_node_backing_get_or_daemon) — a writer opening a
+ * file that passthrough readers have open gets passthrough too, and is
+ * never moved (its writes are unseen), while one served by the daemon,
+ * the only kind that moves, makes every open after it the daemon's. What
+ * is left is a passthrough mapping that outlived its close: it keeps the
+ * memory file, whose memory is then not punched (the write lease below is
+ * refused), so it reads the data as it was at the move. Under c->lock. */
 static void follow_locked(struct pfs_cache *c, int fd, ino_t ino, int mfd, int cfd, off_t size)
 {
 	int ret;
