@@ -71,6 +71,8 @@ struct pfs_cache {
 	struct pfs_journal *j;      /* --journal, or NULL */
 	pthread_mutex_t load_lock;  /* one fill or load at a time */
 	pthread_mutex_t lock;       /* the tables and counters */
+	pthread_cond_t spill_cv;    /* a last spilled writer's release made its
+				     * file STUB | SPILLED (cache_spill.c) */
 	struct ent *tab[NBUCKETS];
 	struct wfd *wtab[NBUCKETS];
 	struct rfd *rtab[NBUCKETS];  /* readers, by fd (under lock) */
@@ -150,7 +152,8 @@ int pfs_cache_open_large(struct pfs_cache *c, int fd, const struct stat *st, int
 int pfs_cache_spill_open(struct pfs_cache *c, int fd);
 /* fd, just opened (flags) of the cache file ino marked SPILLED: if a writer
  * has it spilled now, fd is made to open the spill file too (a writer
- * shares it). 0 or -errno. */
+ * shares it). 0 or -errno; -EAGAIN: its last writer's release has just
+ * made it a stub, to be opened again (as a stub). */
 int pfs_cache_spill_join(struct pfs_cache *c, int fd, ino_t ino, int flags);
 /* fd was truncated to len: if it is spilled, its stub too (true). */
 bool pfs_cache_spill_truncated(struct pfs_cache *c, int fd, off_t len);

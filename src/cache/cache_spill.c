@@ -37,6 +37,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 static bool writes(int flags)
@@ -474,8 +475,12 @@ static bool spill_queue(struct pfs_cache *c, int fd, bool release, bool if_chang
 	}
 	if (release) {
 		/* The last writer gone: a stub, loaded once written back. */
-		if (last)
+		if (last) {
 			pfs_cache_state_set(c, w->ino, STUB | SPILLED, 0);
+			pthread_mutex_lock(&c->lock);
+			pthread_cond_broadcast(&c->spill_cv); /* spill_join */
+			pthread_mutex_unlock(&c->lock);
+		}
 		/* Nothing to write back (no name has it now): a journal's
 		 * spill file would wait for the next mount to go. */
 		if (last && !op && c->j)
@@ -656,6 +661,31 @@ int pfs_cache_spill_join(struct pfs_cache *c, int fd, ino_t ino, int flags)
 				break;
 			}
 		}
+	}
+	/* SPILLED and no writer live, but not yet a stub: the last one's
+	 * release (spill_queue) has left the table and not yet queued the
+	 * write-back and marked the file. Its memory is punched: opened as it
+	 * is, the file would read zeros. Opened again once it is a stub, it is
+	 * read from where the write-back puts it (pfs_cache_open_large). (The
+	 * wait is bounded: a writer forgotten unreleased, a number reused,
+	 * never marks it.) */
+	if (spill < 0 && ret == 0) {
+		struct ent *e = pfs_cache_ent(c, ino, false);
+
+		for (int n = 0; e && (e->state & (SPILLED | STUB)) == SPILLED && n < 200; n++) {
+			struct timespec ts;
+
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_nsec += 10 * 1000 * 1000;
+			if (ts.tv_nsec >= 1000000000L) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000L;
+			}
+			pthread_cond_timedwait(&c->spill_cv, &c->lock, &ts);
+			e = pfs_cache_ent(c, ino, false);
+		}
+		if (e && (e->state & STUB))
+			ret = -EAGAIN;
 	}
 	pthread_mutex_unlock(&c->lock);
 	if (ret < 0 || spill < 0)
