@@ -12,6 +12,7 @@ Fd A is opened first (read-write, or read-only), fd B writes the file past
 the size at which it leaves memory, then A reads B's data and (read-write)
 writes into it; B and fresh opens see A's write, and so does the mirror.
 """
+import contextlib
 import os
 
 import pytest
@@ -58,9 +59,31 @@ def check_file(path, marks):
         assert f.read(1) == b""
 
 
-def write_b(path):
+@pytest.fixture
+def fds():
+    """Descriptors closed in teardown too (an open one would keep the
+    unmount from being clean after a failed assertion)."""
+    opened = []
+
+    def op(path, flags):
+        fd = os.open(path, flags)
+        opened.append(fd)
+        return fd
+
+    def close(fd):
+        opened.remove(fd)
+        os.close(fd)
+
+    op.close = close
+    yield op
+    for fd in opened:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+def write_b(fds, path):
     """B: writes the whole file (it leaves memory on the way)."""
-    b = os.open(path, os.O_WRONLY)
+    b = fds(path, os.O_WRONLY)
     for i in range(N):
         assert os.pwrite(b, chunk(i), i * CHUNK) == CHUNK
     return b
@@ -75,25 +98,25 @@ def check_a_reads(a):
 @pytest.mark.parametrize("journal", [False, True], ids=["plain", "journal"])
 @pytest.mark.parametrize("passthrough", ["off", "on"])
 def test_a_writer_opened_before_the_move_sees_and_writes_the_file(
-        mounter, dirs, jdir, journal, passthrough):
+        mounter, dirs, jdir, fds, journal, passthrough):
     mirror, mnt = dirs
     m = mount(mounter, dirs, jdir, journal, passthrough)
     path = os.path.join(mnt, "f")
     with open(path, "wb") as f:
         f.write(b"x" * CHUNK)
-    a = os.open(path, os.O_RDWR)
-    b = write_b(path)
+    a = fds(path, os.O_RDWR)
+    b = write_b(fds, path)
     check_a_reads(a)
     marks = [3 * CHUNK + 5, (N // 2) * CHUNK + 100, SIZE - len(MARK)]
     for off in marks:
         assert os.pwrite(a, MARK, off) == len(MARK)
-    c = os.open(path, os.O_RDONLY)
+    c = fds(path, os.O_RDONLY)
     for off in marks:
         assert os.pread(c, len(MARK), off) == MARK, "a new open misses A's write"
         assert os.pread(a, len(MARK), off) == MARK, "A misses its own write"
-    os.close(c)
-    os.close(b)
-    os.close(a)
+    fds.close(c)
+    fds.close(b)
+    fds.close(a)
     check_file(path, marks)
     res = cli("sync", mnt, timeout=120)
     assert res.returncode == 0, res.stderr
@@ -103,7 +126,7 @@ def test_a_writer_opened_before_the_move_sees_and_writes_the_file(
 
 
 @pytest.mark.parametrize("journal", [False, True], ids=["plain", "journal"])
-def test_a_reader_opened_before_the_move_reads_the_data(mounter, dirs, jdir, journal):
+def test_a_reader_opened_before_the_move_reads_the_data(mounter, dirs, jdir, fds, journal):
     """The daemon's data path (--passthrough off): the reader is served by
     the daemon. (A reader opened by kernel passthrough keeps its backing
     file: README, "Files too large for memory".)"""
@@ -112,14 +135,14 @@ def test_a_reader_opened_before_the_move_reads_the_data(mounter, dirs, jdir, jou
     path = os.path.join(mnt, "f")
     with open(path, "wb") as f:
         f.write(b"x" * CHUNK)
-    a = os.open(path, os.O_RDONLY)
-    b = write_b(path)
+    a = fds(path, os.O_RDONLY)
+    b = write_b(fds, path)
     check_a_reads(a)
     os.pwrite(b, MARK, 7)
     assert os.pread(a, len(MARK), 7) == MARK, "A misses B's later write"
-    os.close(b)
+    fds.close(b)
     assert os.pread(a, len(MARK), 7) == MARK
-    os.close(a)
+    fds.close(a)
     res = cli("sync", mnt, timeout=120)
     assert res.returncode == 0, res.stderr
     check_file(os.path.join(mirror, "f"), [7])
