@@ -122,6 +122,8 @@ static struct pfs_wb_op *op_made(struct pfs_cache *c, enum pfs_wb_kind k, int di
 static void made(struct pfs_cache *c, struct pfs_wb_op *op, int dirfd, const char *name,
 		 int ret);
 
+static bool written(struct pfs_cache *c, int fd, bool keep);
+
 static int c_open(struct pfs_store *st, int dirfd, const char *name, const struct open_how *how)
 {
 	struct pfs_cache *c = C(st);
@@ -135,6 +137,7 @@ static int c_open(struct pfs_store *st, int dirfd, const char *name, const struc
 	ret = pfs_cache_fill_for(c, dirfd, name);
 	if (ret < 0)
 		return ret;
+again:
 	if (flags & O_CREAT)
 		creating = pfs_st_stat(c->in, dirfd, name, &s, AT_SYMLINK_NOFOLLOW) == -ENOENT;
 	if (writing && !(flags & O_PATH)) {
@@ -232,6 +235,8 @@ static int c_open(struct pfs_store *st, int dirfd, const char *name, const struc
 		 * file's once its spill file is named: pfs_cache_spill_open) */
 		if (c->j && !spill_now)
 			pfs_journal_opened(c->j, fd);
+	} else {
+		pfs_cache_reader_add(c, fd, ino);
 	}
 	if (spill_now && (ret = pfs_cache_spill_open(c, fd)) < 0) {
 		close(fd);
@@ -240,7 +245,17 @@ static int c_open(struct pfs_store *st, int dirfd, const char *name, const struc
 	/* A file a writer has moved out of memory: opened where it is now. */
 	if (!spill_now && (pfs_cache_state(c, ino) & SPILLED) &&
 	    (ret = pfs_cache_spill_join(c, fd, ino, flags)) < 0) {
+		/* Its last writer's release made it a stub meanwhile: this
+		 * open is undone and made again, as one of a stub. */
+		pfs_cache_reader_del(c, fd);
+		if (writing) {
+			written(c, fd, false);
+			if (c->j)
+				pfs_journal_closed(c->j, fd);
+		}
 		close(fd);
+		if (ret == -EAGAIN)
+			goto again;
 		return ret;
 	}
 opened:
@@ -278,6 +293,7 @@ static void c_release(struct pfs_store *st, int fd)
 {
 	struct pfs_cache *c = C(st);
 
+	pfs_cache_reader_del(c, fd); /* before its number can be reused */
 	if (!pfs_cache_spill_queue(c, fd, true)) {
 		if (written(c, fd, false))
 			queue_data(c, fd);
@@ -663,12 +679,19 @@ void pfs_cache_destroy(struct pfs_store *st)
 				close(w->cfd);
 			free(w);
 		}
+		while (c->rtab[i]) {
+			struct rfd *r = c->rtab[i];
+
+			c->rtab[i] = r->next;
+			free(r);
+		}
 	}
 	close(c->root);
 	/* The store it wraps is its own once made (cli/cache_mount.c). */
 	if (c->in)
 		pfs_store_free(c->in);
 	pthread_mutex_destroy(&c->lock);
+	pthread_cond_destroy(&c->spill_cv);
 	pthread_mutex_destroy(&c->load_lock);
 	free(c);
 }

@@ -49,6 +49,15 @@ struct wfd {
 	bool nospill;   /* a move out of memory failed: only at ENOSPC again */
 };
 
+/* A file opened only for reading, of the cache's filesystem: a writer
+ * moving the file out of memory points it at the spill file too
+ * (cache_spill.c: every descriptor of a file sees the same data). */
+struct rfd {
+	struct rfd *next;
+	int fd;
+	ino_t ino;
+};
+
 struct pfs_cache {
 	struct pfs_store base;
 	struct pfs_store *in;
@@ -62,8 +71,11 @@ struct pfs_cache {
 	struct pfs_journal *j;      /* --journal, or NULL */
 	pthread_mutex_t load_lock;  /* one fill or load at a time */
 	pthread_mutex_t lock;       /* the tables and counters */
+	pthread_cond_t spill_cv;    /* a last spilled writer's release made its
+				     * file STUB | SPILLED (cache_spill.c) */
 	struct ent *tab[NBUCKETS];
 	struct wfd *wtab[NBUCKETS];
+	struct rfd *rtab[NBUCKETS];  /* readers, by fd (under lock) */
 	uint64_t dirs_filled, files_loaded, bytes_loaded, hits;
 	struct pfs_evict *ev;        /* keeps the use within the size (evict.h) */
 	uint64_t spill_at;           /* a file larger leaves memory; 0: never */
@@ -117,6 +129,10 @@ void pfs_cache_destroy(struct pfs_store *st);
 int pfs_cache_preload(struct pfs_cache *c, uint64_t reserve);
 
 /* cache_spill.c: files too large for memory. */
+/* The reader fd of the cache file ino, opened / being released (c->lock
+ * not held): known to a writer that moves the file out of memory. */
+void pfs_cache_reader_add(struct pfs_cache *c, int fd, ino_t ino);
+void pfs_cache_reader_del(struct pfs_cache *c, int fd);
 bool pfs_cache_direct_ok(struct pfs_store *st, int fd, int flags);
 int pfs_cache_write_prep(struct pfs_store *st, int fd, off_t off, size_t len, int failed);
 /* The writer fd is released or fsync'ed: if it was spilled, its data is
@@ -136,7 +152,8 @@ int pfs_cache_open_large(struct pfs_cache *c, int fd, const struct stat *st, int
 int pfs_cache_spill_open(struct pfs_cache *c, int fd);
 /* fd, just opened (flags) of the cache file ino marked SPILLED: if a writer
  * has it spilled now, fd is made to open the spill file too (a writer
- * shares it). 0 or -errno. */
+ * shares it). 0 or -errno; -EAGAIN: its last writer's release has just
+ * made it a stub, to be opened again (as a stub). */
 int pfs_cache_spill_join(struct pfs_cache *c, int fd, ino_t ino, int flags);
 /* fd was truncated to len: if it is spilled, its stub too (true). */
 bool pfs_cache_spill_truncated(struct pfs_cache *c, int fd, off_t len);

@@ -37,6 +37,7 @@ int pfs_cache_new(struct pfs_store **out, struct pfs_store *inner, int root,
 	c->in = inner;
 	c->root = root;
 	pthread_mutex_init(&c->lock, NULL);
+	pthread_cond_init(&c->spill_cv, NULL);
 	pthread_mutex_init(&c->load_lock, NULL);
 	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", root);
 	n = readlink(proc, c->rootpath, sizeof(c->rootpath) - 1);

@@ -12,6 +12,8 @@
  * cache/journal_spill.c; with neither, files stay in memory and one
  * larger than the cache gets ENOSPC), that file takes the writer's
  * descriptor number (dup3: the view keeps writing to "its" descriptor),
+ * and so does every other descriptor of the file the daemon holds then
+ * (follow_locked: the writers' table, and the readers', c->rtab),
  * and the cache file stays a stub of the right size with its memory
  * punched out. The kernel sends one write of an inode at a time (its inode
  * lock), so no write goes to the old place meanwhile.
@@ -35,6 +37,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 static bool writes(int flags)
@@ -143,6 +146,123 @@ static bool retarget_queued(struct pfs_cache *c, ino_t ino, int mfd)
 	return !r.failed;
 }
 
+void pfs_cache_reader_add(struct pfs_cache *c, int fd, ino_t ino)
+{
+	struct rfd *r = malloc(sizeof(*r)), **p;
+
+	if (!r)
+		return; /* (it reads the memory file: stale once it is moved) */
+	r->fd = fd;
+	r->ino = ino;
+	pthread_mutex_lock(&c->lock);
+	p = &c->rtab[pfs_cache_bucket((uint64_t)fd)];
+	r->next = *p;
+	*p = r;
+	pthread_mutex_unlock(&c->lock);
+}
+
+void pfs_cache_reader_del(struct pfs_cache *c, int fd)
+{
+	struct rfd **p, *r;
+
+	pthread_mutex_lock(&c->lock);
+	for (p = &c->rtab[pfs_cache_bucket((uint64_t)fd)]; (r = *p); p = &r->next) {
+		if (r->fd == fd) {
+			*p = r->next;
+			free(r);
+			break;
+		}
+	}
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* fd, still the cache file ino (a number not reused: the tables drop an
+ * fd at its release, before its close), opens mfd from now on, with its
+ * own access mode and flags. 0: moved; 1: not the cache file's; -errno. */
+static int point_at(struct pfs_cache *c, int fd, ino_t ino, int mfd)
+{
+	char proc[32];
+	struct stat s;
+	int fl, nfd;
+
+	if (fstat(fd, &s) < 0 || s.st_dev != c->dev || s.st_ino != ino)
+		return 1; /* on a spill file already (spill_join) */
+	fl = fcntl(fd, F_GETFL);
+	if (fl < 0)
+		return -errno;
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", mfd);
+	nfd = open(proc, (fl & (O_ACCMODE | O_APPEND | O_NONBLOCK)) | O_CLOEXEC);
+	if (nfd < 0)
+		return -errno;
+	if (dup3(nfd, fd, O_CLOEXEC) < 0) {
+		int e = -errno;
+
+		close(nfd);
+		return e;
+	}
+	close(nfd);
+	return 0;
+}
+
+/* The file ino (its cache file cfd, size bytes) was moved to mfd by the
+ * writer fd: every other descriptor the daemon holds of it follows. Two
+ * descriptors of one file see the same data (POSIX read(2) after write(2)):
+ * one left on the memory file would read its old data — zeros once its
+ * memory is punched, or past its old end — and its writes would be lost
+ * there. They are plain descriptors the daemon serves by number, so the
+ * spill file takes the number (as the writer's, dup3); a writer among them
+ * becomes a writer of the spill file as spill_join makes one (its data is
+ * queued from there at its close). The kernel's inode lock keeps writes
+ * out meanwhile; a read running now reads either file, both hold the data.
+ *
+ * Not a kernel passthrough open: its backing file was fixed at open and
+ * cannot change. None is open here, though: the view serves all opens of
+ * a node one way (pfs_node_backing_get_or_daemon) — a writer opening a
+ * file that passthrough readers have open gets passthrough too, and is
+ * never moved (its writes are unseen), while one served by the daemon,
+ * the only kind that moves, makes every open after it the daemon's. What
+ * is left is a passthrough mapping that outlived its close: it keeps the
+ * memory file, whose memory is then not punched (the write lease below is
+ * refused), so it reads the data as it was at the move. Under c->lock. */
+static void follow_locked(struct pfs_cache *c, int fd, ino_t ino, int mfd, int cfd, off_t size)
+{
+	int ret;
+
+	for (unsigned i = 0; i < NBUCKETS; i++) {
+		for (struct wfd *w = c->wtab[i]; w; w = w->next) {
+			if (w->ino != ino || w->fd == fd || w->spill >= 0)
+				continue;
+			w->spill = fcntl(mfd, F_DUPFD_CLOEXEC, 0);
+			w->cfd = fcntl(cfd, F_DUPFD_CLOEXEC, 0);
+			ret = w->spill < 0 || w->cfd < 0 ? -errno
+							 : point_at(c, w->fd, ino, mfd);
+			if (ret != 0) {
+				if (w->spill >= 0)
+					close(w->spill);
+				if (w->cfd >= 0)
+					close(w->cfd);
+				w->spill = w->cfd = -1;
+				if (ret < 0)
+					fprintf(stderr, "prismfs: cache: a descriptor of a file "
+						"moved out of memory stays in memory: %s\n",
+						strerror(-ret));
+				continue;
+			}
+			w->stub_size = size;
+			w->dirty = true; /* queued from the spill file at its close */
+			__atomic_add_fetch(&c->spilled, 1, __ATOMIC_RELEASE);
+		}
+		for (struct rfd *r = c->rtab[i]; r; r = r->next) {
+			if (r->ino != ino)
+				continue;
+			ret = point_at(c, r->fd, ino, mfd);
+			if (ret < 0)
+				fprintf(stderr, "prismfs: cache: a reader of a file moved out "
+					"of memory stays in memory: %s\n", strerror(-ret));
+		}
+	}
+}
+
 static int spill(struct pfs_cache *c, int fd, off_t end, int failed)
 {
 	int cfd = -1, mfd = -1, nfd = -1, fl, ret;
@@ -188,6 +308,9 @@ static int spill(struct pfs_cache *c, int fd, off_t end, int failed)
 	}
 	close(nfd);
 	nfd = -1;
+	pthread_mutex_lock(&c->lock);
+	follow_locked(c, fd, s.st_ino, mfd, cfd, end > s.st_size ? end : s.st_size);
+	pthread_mutex_unlock(&c->lock);
 	/* The data is the spill file's from now on: give the memory back —
 	 * unless another open still reads it there (the write lease proves
 	 * none does, as eviction's does; an open meanwhile waits for it), a
@@ -352,8 +475,12 @@ static bool spill_queue(struct pfs_cache *c, int fd, bool release, bool if_chang
 	}
 	if (release) {
 		/* The last writer gone: a stub, loaded once written back. */
-		if (last)
+		if (last) {
 			pfs_cache_state_set(c, w->ino, STUB | SPILLED, 0);
+			pthread_mutex_lock(&c->lock);
+			pthread_cond_broadcast(&c->spill_cv); /* spill_join */
+			pthread_mutex_unlock(&c->lock);
+		}
 		/* Nothing to write back (no name has it now): a journal's
 		 * spill file would wait for the next mount to go. */
 		if (last && !op && c->j)
@@ -534,6 +661,31 @@ int pfs_cache_spill_join(struct pfs_cache *c, int fd, ino_t ino, int flags)
 				break;
 			}
 		}
+	}
+	/* SPILLED and no writer live, but not yet a stub: the last one's
+	 * release (spill_queue) has left the table and not yet queued the
+	 * write-back and marked the file. Its memory is punched: opened as it
+	 * is, the file would read zeros. Opened again once it is a stub, it is
+	 * read from where the write-back puts it (pfs_cache_open_large). (The
+	 * wait is bounded: a writer forgotten unreleased, a number reused,
+	 * never marks it.) */
+	if (spill < 0 && ret == 0) {
+		struct ent *e = pfs_cache_ent(c, ino, false);
+
+		for (int n = 0; e && (e->state & (SPILLED | STUB)) == SPILLED && n < 200; n++) {
+			struct timespec ts;
+
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_nsec += 10 * 1000 * 1000;
+			if (ts.tv_nsec >= 1000000000L) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000L;
+			}
+			pthread_cond_timedwait(&c->spill_cv, &c->lock, &ts);
+			e = pfs_cache_ent(c, ino, false);
+		}
+		if (e && (e->state & STUB))
+			ret = -EAGAIN;
 	}
 	pthread_mutex_unlock(&c->lock);
 	if (ret < 0 || spill < 0)
