@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 bool pfs_cache_is(const struct pfs_store *st)
@@ -122,12 +123,31 @@ static struct pfs_wb_op *op_made(struct pfs_cache *c, enum pfs_wb_kind k, int di
 static void made(struct pfs_cache *c, struct pfs_wb_op *op, int dirfd, const char *name,
 		 int ret);
 
+/* The state of the cache file ino, once a release of its last spilled
+ * writer is no longer half done. That release takes the writer out of the
+ * table first and marks the file STUB | SPILLED only once its write-back
+ * is queued (an open of it waits for that write-back); an open in between
+ * would find it SPILLED, no writer to share the spill file with, and take
+ * the punched-out stub for its data (zeros; a writer's data into memory).
+ * The window is short (no wait in it): polled, for at most a second. */
+static unsigned settled_state(struct pfs_cache *c, ino_t ino)
+{
+	unsigned st = pfs_cache_state(c, ino);
+
+	for (int i = 0; i < 1000 && (st & SPILLED) && !(st & STUB) && !pfs_cache_spill_live(c, ino);
+	     i++) {
+		nanosleep(&(struct timespec){ .tv_nsec = 1000000 }, NULL);
+		st = pfs_cache_state(c, ino);
+	}
+	return st;
+}
+
 static int c_open(struct pfs_store *st, int dirfd, const char *name, const struct open_how *how)
 {
 	struct pfs_cache *c = C(st);
 	int flags = (int)how->flags, fd, ret;
 	bool creating = false, writing = (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
-	bool spill_now = false;
+	bool spill_now = false, registered = false, retried = false;
 	struct pfs_wb_op *cop = NULL;
 	ino_t ino;
 	struct stat s;
@@ -170,7 +190,8 @@ static int c_open(struct pfs_store *st, int dirfd, const char *name, const struc
 	if (!S_ISREG(s.st_mode))
 		goto opened;
 	pfs_evict_touch(c->ev, fd, &s); /* evict.c: the most recently used */
-	if (pfs_cache_state(c, s.st_ino) & STUB) {
+again:
+	if (settled_state(c, s.st_ino) & STUB) {
 		ret = (flags & O_TRUNC) ? -ENOENT : pfs_cache_open_large(c, fd, &s, flags);
 		if (ret == -EINPROGRESS) { /* cache_spill.c: a writer of a large file */
 			spill_now = true;
@@ -204,7 +225,8 @@ static int c_open(struct pfs_store *st, int dirfd, const char *name, const struc
 		pthread_mutex_unlock(&c->lock);
 	}
 	ino = s.st_ino;
-	if (writing) {
+	if (writing && !registered) {
+		registered = true;
 		struct wfd *w = calloc(1, sizeof(*w)), **p;
 
 		if (fstat(fd, &s) == 0 && w) {
@@ -238,10 +260,17 @@ static int c_open(struct pfs_store *st, int dirfd, const char *name, const struc
 		return ret;
 	}
 	/* A file a writer has moved out of memory: opened where it is now. */
-	if (!spill_now && (pfs_cache_state(c, ino) & SPILLED) &&
-	    (ret = pfs_cache_spill_join(c, fd, ino, flags)) < 0) {
-		close(fd);
-		return ret;
+	if (!spill_now && (pfs_cache_state(c, ino) & SPILLED)) {
+		ret = pfs_cache_spill_join(c, fd, ino, flags);
+		if (ret == 1 && !retried) {
+			/* Its last writer was released since: a stub now. */
+			retried = true;
+			goto again;
+		}
+		if (ret < 0) {
+			close(fd);
+			return ret;
+		}
 	}
 opened:
 	return fd;

@@ -136,8 +136,11 @@ int pfs_cache_open_large(struct pfs_cache *c, int fd, const struct stat *st, int
 int pfs_cache_spill_open(struct pfs_cache *c, int fd);
 /* fd, just opened (flags) of the cache file ino marked SPILLED: if a writer
  * has it spilled now, fd is made to open the spill file too (a writer
- * shares it). 0 or -errno. */
+ * shares it). 0, 1 if no writer has it spilled (fd left as it is), or
+ * -errno. */
 int pfs_cache_spill_join(struct pfs_cache *c, int fd, ino_t ino, int flags);
+/* Whether a writer of ino has it out of memory now. */
+bool pfs_cache_spill_live(struct pfs_cache *c, ino_t ino);
 /* fd was truncated to len: if it is spilled, its stub too (true). */
 bool pfs_cache_spill_truncated(struct pfs_cache *c, int fd, off_t len);
 /* fd's place in the table of files opened for writing (c->lock held). */

@@ -278,6 +278,16 @@ static bool live_locked(struct pfs_cache *c, ino_t ino)
 	return false;
 }
 
+bool pfs_cache_spill_live(struct pfs_cache *c, ino_t ino)
+{
+	bool live;
+
+	pthread_mutex_lock(&c->lock);
+	live = live_locked(c, ino);
+	pthread_mutex_unlock(&c->lock);
+	return live;
+}
+
 static bool spill_queue(struct pfs_cache *c, int fd, bool release, bool if_changed)
 {
 	struct wfd **p, *w;
@@ -536,8 +546,10 @@ int pfs_cache_spill_join(struct pfs_cache *c, int fd, ino_t ino, int flags)
 		}
 	}
 	pthread_mutex_unlock(&c->lock);
-	if (ret < 0 || spill < 0)
-		goto out; /* none live: the stub, as it is */
+	if (ret == 0 && spill < 0)
+		ret = 1; /* none live (any more: the caller sees to it) */
+	if (ret != 0)
+		goto out;
 	fl = fcntl(fd, F_GETFL);
 	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", spill);
 	nfd = fl < 0 ? -1 : open(proc, (fl & (O_ACCMODE | O_APPEND | O_NONBLOCK)) | O_CLOEXEC);

@@ -65,3 +65,42 @@ def test_a_writer_opened_right_after_a_reader_closed_writes_whole(dirs, mounter,
     for name, data in want.items():
         with open(os.path.join(mirror, name), "rb") as f:
             assert f.read() == data, name
+
+
+def test_a_large_file_renamed_over_another_and_reopened_is_no_conflict(dirs, mounter):
+    """A file larger than the cache, written (it leaves memory), closed,
+    read, renamed over a small file and opened for writing again at once,
+    while its write-back and the rename may still be queued: the mount's own
+    write-back is no change behind the mount (README, conflicts: no
+    NAME.prismfs-conflict-* copy), and the file reads whole through the
+    mount (no ENOSPC) and on the mirror."""
+    mirror, mnt = dirs
+    env = {"ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":quarantine_size_mb=4"}
+    mounter(mirror, mnt, "--cache-size", "4M", "--cache-max-dirty", "2M",
+            "--journal", os.path.join(os.path.dirname(mnt), "journal"),
+            "--passthrough", "off", "--mirror", env=env)
+    c, e = os.path.join(mnt, "c"), os.path.join(mnt, "e")
+    data = payload(7, 2 * CACHE + 12345)
+    fd = os.open(c, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        assert os.pwrite(fd, data, 0) == len(data)
+    finally:
+        os.close(fd)
+    with open(c, "rb") as r:
+        assert r.read() == data
+    with open(e, "wb") as f:
+        f.write(b"small e")
+    os.rename(c, e)
+    fd = os.open(e, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        assert os.pwrite(fd, b"tail", len(data)) == 4
+    finally:
+        os.close(fd)
+    data += b"tail"
+    with open(e, "rb") as r:
+        assert r.read() == data
+    res = cli("sync", mnt, timeout=120)
+    assert res.returncode == 0, res
+    assert sorted(os.listdir(mirror)) == ["e"]
+    with open(os.path.join(mirror, "e"), "rb") as f:
+        assert f.read() == data
