@@ -20,8 +20,11 @@
  * write into the cache — a fanotify mark on its filesystem sees kernel
  * passthrough writes too —, at each release, and twice a second). A writer
  * served by the daemon (cache_spill.c) that finds the cache full moves its
- * file out of memory instead; one sharing a file with passthrough readers
- * writes by passthrough, and can still outrun it.
+ * file out of memory instead. One that opens the file while a passthrough
+ * reader of it is live (a descriptor or a mapping; a reader closed but not
+ * yet released is waited for, up to 2 s: view/node_open.c) writes by
+ * passthrough until its own close, even once the reader is gone, and can
+ * still outrun it (a short write once memory is full).
  *
  * Memory: one record per file with data in the cache (a tmpfs file with
  * data takes at least a page, so at most size/4096 records, ~100 bytes

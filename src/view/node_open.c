@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 static void move_opens_locked(struct pfs_lnode *ln, int obj);
@@ -171,15 +172,35 @@ int pfs_node_backing_get(struct pfs_fs *fs, struct pfs_node *n, int fd)
 	return pfs_node_backing_get_or_daemon(fs, n, fd, false);
 }
 
+/* How long an open that wants the daemon's data path waits for the
+ * passthrough opens of its node to be released (in 1 ms steps). */
+#define DAEMON_WAIT_MS 2000
+
 /* One decision under the shard lock: the kernel refuses a passthrough open
  * of an inode open without it (and the reverse), so the choice between the
- * two must not race with another open of the node. */
+ * two must not race with another open of the node.
+ *
+ * The kernel sends a RELEASE after close(2) has returned, by then it has
+ * already left passthrough mode for the inode: a writer opening right
+ * after a reader's close would still find the reader's backing counted,
+ * get a passthrough open, and write into memory by the kernel's hand for
+ * as long as it stays open, unseen by the dirty limit and by the spill (a
+ * short write once memory is full). So an open that wants the daemon waits
+ * for the passthrough opens counted to be released, for a bounded time: an
+ * open that is really live keeps it passthrough (documented in
+ * cache/evict.h and README). */
 int pfs_node_backing_get_or_daemon(struct pfs_fs *fs, struct pfs_node *n, int fd, bool daemon)
 {
 	struct shard *s = shard_of(fs, n);
 	int id;
+	int waited = 0;
 
 	pthread_mutex_lock(&s->lock);
+	while (daemon && n->backing_refs && !n->daemon_opens && waited++ < DAEMON_WAIT_MS) {
+		pthread_mutex_unlock(&s->lock);
+		nanosleep(&(struct timespec){ .tv_nsec = 1000000 }, NULL);
+		pthread_mutex_lock(&s->lock);
+	}
 	if (data_left_locked(n, fd)) {
 		pthread_mutex_unlock(&s->lock);
 		return -EAGAIN; /* the caller opens the copy instead */

@@ -18,9 +18,11 @@ acknowledged change).
 Each sequence is fixed by its seed, printed on failure with the last steps
 (the write-back's timing still varies between runs).  The data path is the
 daemon's (--passthrough off) unless PRISMFS_TEST_PASSTHROUGH says otherwise:
-a writer that shares its file with kernel passthrough writes into memory by
-the kernel's hand and can still outrun the cache (src/cache/evict.h), a
-short write when memory is full.
+a writer that opens its file while a kernel passthrough reader of it is
+live writes into memory by the kernel's hand and can still outrun the cache
+(src/cache/evict.h), a short write when memory is full.  This test opens
+no reader across a writer's open (read_name opens and closes at once), so
+with passthrough on its writes must be whole as well.
 """
 import errno
 import os
