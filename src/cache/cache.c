@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 bool pfs_cache_is(const struct pfs_store *st)
@@ -124,6 +125,25 @@ static void made(struct pfs_cache *c, struct pfs_wb_op *op, int dirfd, const cha
 
 static bool written(struct pfs_cache *c, int fd, bool keep);
 
+/* The state of the cache file ino, once a release of its last spilled
+ * writer is no longer half done. That release takes the writer out of the
+ * table first and marks the file STUB | SPILLED only once its write-back
+ * is queued; an open in between would find it SPILLED, no writer to share
+ * the spill file with, and take the punched-out memory file for its data
+ * (zeros). Polled, for at most a second (pfs_cache_spill_join waits for
+ * the same once the file is open, for an open that came before). */
+static unsigned settled_state(struct pfs_cache *c, ino_t ino)
+{
+	unsigned st = pfs_cache_state(c, ino);
+
+	for (int i = 0; i < 1000 && (st & SPILLED) && !(st & STUB) && !pfs_cache_spill_live(c, ino);
+	     i++) {
+		nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL);
+		st = pfs_cache_state(c, ino);
+	}
+	return st;
+}
+
 static int c_open(struct pfs_store *st, int dirfd, const char *name, const struct open_how *how)
 {
 	struct pfs_cache *c = C(st);
@@ -173,7 +193,7 @@ again:
 	if (!S_ISREG(s.st_mode))
 		goto opened;
 	pfs_evict_touch(c->ev, fd, &s); /* evict.c: the most recently used */
-	if (pfs_cache_state(c, s.st_ino) & STUB) {
+	if (settled_state(c, s.st_ino) & STUB) {
 		ret = (flags & O_TRUNC) ? -ENOENT : pfs_cache_open_large(c, fd, &s, flags);
 		if (ret == -EINPROGRESS) { /* cache_spill.c: a writer of a large file */
 			spill_now = true;

@@ -155,6 +155,8 @@ int pfs_cache_spill_open(struct pfs_cache *c, int fd);
  * shares it). 0 or -errno; -EAGAIN: its last writer's release has just
  * made it a stub, to be opened again (as a stub). */
 int pfs_cache_spill_join(struct pfs_cache *c, int fd, ino_t ino, int flags);
+/* Whether a writer of ino has it out of memory now. */
+bool pfs_cache_spill_live(struct pfs_cache *c, ino_t ino);
 /* fd was truncated to len: if it is spilled, its stub too (true). */
 bool pfs_cache_spill_truncated(struct pfs_cache *c, int fd, off_t len);
 /* fd's place in the table of files opened for writing (c->lock held). */

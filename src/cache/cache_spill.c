@@ -401,6 +401,16 @@ static bool live_locked(struct pfs_cache *c, ino_t ino)
 	return false;
 }
 
+bool pfs_cache_spill_live(struct pfs_cache *c, ino_t ino)
+{
+	bool live;
+
+	pthread_mutex_lock(&c->lock);
+	live = live_locked(c, ino);
+	pthread_mutex_unlock(&c->lock);
+	return live;
+}
+
 static bool spill_queue(struct pfs_cache *c, int fd, bool release, bool if_changed)
 {
 	struct wfd **p, *w;
