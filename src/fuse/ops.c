@@ -395,7 +395,7 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct pfs_fs *fs = FS(req);
 	uint64_t t0 = t0_of(fs);
-	int ret = pfs_view_flush(fs, fi);
+	int ret = pfs_view_flush(fs, NODE(ino), fi);
 
 	LOG("flush", NODE(ino), NULL, NULL, NULL, ret, PFS_LA_INT("fh", pfs_fh_fd(fi)));
 	fuse_reply_err(req, -ret);

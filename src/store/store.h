@@ -316,6 +316,12 @@ static inline bool pfs_st_flush_wanted(const struct pfs_store *st)
 	return st->ops->flush != NULL;
 }
 
+/* Does the store want some writers served by the daemon (direct_ok)? */
+static inline bool pfs_st_serves_writers(const struct pfs_store *st)
+{
+	return st->ops->direct_ok != NULL;
+}
+
 static inline bool pfs_st_direct_ok(struct pfs_store *st, int fd, int flags)
 {
 	return !st->ops->direct_ok || st->ops->direct_ok(st, fd, flags);

@@ -86,8 +86,11 @@ static int set_open_flags(struct pfs_fs *fs, struct pfs_req *rq, struct pfs_node
 	 * POSIX locks itself: skip the synchronous FLUSH round trip on every
 	 * close(). With the op log on, closes stay visible as flush records; a
 	 * store that orders a writer's data before the caller's next call
-	 * (a cache) hears of it at FLUSH, which close(2) waits for. */
-	fi->noflush = !fs->log && !(writes(flags) && pfs_st_flush_wanted(fs->store));
+	 * (a cache) hears of it at FLUSH, which close(2) waits for; where the
+	 * store serves writers itself, a passthrough reader's close tells a
+	 * writer opening next that the reader's RELEASE is only late. */
+	fi->noflush = !fs->log && !(writes(flags) && pfs_st_flush_wanted(fs->store)) &&
+		      !pfs_st_serves_writers(fs->store);
 	/* The namespace may serve it itself (a layered mount's lower file). */
 	id = fs->ns->serve_open(fs, n, fi);
 	if (id != 0)
@@ -276,12 +279,14 @@ int pfs_view_release(struct pfs_fs *fs, struct pfs_node *n, struct fuse_file_inf
 	return 0;
 }
 
-int pfs_view_flush(struct pfs_fs *fs, struct fuse_file_info *fi)
+int pfs_view_flush(struct pfs_fs *fs, struct pfs_node *n, struct fuse_file_info *fi)
 {
 	/* close() of a duplicate reports what a close of the file would (NFS
 	 * and other backings report deferred write errors there). */
 	int fd, ret;
 
+	if (fi->fh & PFS_FH_PASSTHROUGH)
+		pfs_node_backing_closing(fs, n);
 	/* (FLUSH carries no open flags: the store knows its writers) */
 	ret = pfs_st_flush(fs->store, pfs_fh_fd(fi));
 	fd = dup(pfs_fh_fd(fi));

@@ -186,9 +186,10 @@ int pfs_node_backing_get(struct pfs_fs *fs, struct pfs_node *n, int fd)
  * get a passthrough open, and write into memory by the kernel's hand for
  * as long as it stays open, unseen by the dirty limit and by the spill (a
  * short write once memory is full). So an open that wants the daemon waits
- * for the passthrough opens counted to be released, for a bounded time: an
- * open that is really live keeps it passthrough (documented in
- * cache/evict.h and README). */
+ * for the passthrough opens counted to be released, for a bounded time,
+ * when each of them was closed already (FLUSH came: such a store asks
+ * for it from readers too); an open that is really live keeps it
+ * passthrough at once (documented in cache/evict.h and README). */
 int pfs_node_backing_get_or_daemon(struct pfs_fs *fs, struct pfs_node *n, int fd, bool daemon)
 {
 	struct shard *s = shard_of(fs, n);
@@ -196,7 +197,8 @@ int pfs_node_backing_get_or_daemon(struct pfs_fs *fs, struct pfs_node *n, int fd
 	int waited = 0;
 
 	pthread_mutex_lock(&s->lock);
-	while (daemon && n->backing_refs && !n->daemon_opens && waited++ < DAEMON_WAIT_MS) {
+	while (daemon && n->backing_refs && !n->daemon_opens &&
+	       n->backing_closing >= n->backing_refs && waited++ < DAEMON_WAIT_MS) {
 		pthread_mutex_unlock(&s->lock);
 		nanosleep(&(struct timespec){ .tv_nsec = 1000000 }, NULL);
 		pthread_mutex_lock(&s->lock);
@@ -236,11 +238,29 @@ void pfs_node_backing_put(struct pfs_fs *fs, struct pfs_node *n)
 	struct shard *s = shard_of(fs, n);
 
 	pthread_mutex_lock(&s->lock);
-	if (n->backing_refs && --n->backing_refs == 0) {
+	if (n->backing_refs)
+		n->backing_refs--;
+	/* A handle's FLUSH comes before its RELEASE (close(2), then the last
+	 * reference going): the one released is taken for a closed one. */
+	if (n->backing_closing)
+		n->backing_closing--;
+	if (n->backing_closing > n->backing_refs)
+		n->backing_closing = n->backing_refs;
+	if (n->backing_refs == 0 && n->backing_id) {
 		fs->kernel->backing_close(fs->kernel_ctx, n->backing_id);
 		n->backing_id = 0;
 		n->backing_stale = false;
 	}
+	pthread_mutex_unlock(&s->lock);
+}
+
+void pfs_node_backing_closing(struct pfs_fs *fs, struct pfs_node *n)
+{
+	struct shard *s = shard_of(fs, n);
+
+	pthread_mutex_lock(&s->lock);
+	if (n->backing_closing < n->backing_refs)
+		n->backing_closing++;
 	pthread_mutex_unlock(&s->lock);
 }
 

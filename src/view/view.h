@@ -53,6 +53,9 @@ struct pfs_node {
 	uint32_t refs;           /* aliases naming us as parent, under the shard lock */
 	int backing_id;          /* kernel passthrough id while opens are live, */
 	uint32_t backing_refs;   /* counted; both under the shard lock        */
+	uint32_t backing_closing; /* of those, closed (FLUSH came) and not yet
+				   * released: RELEASE follows close(2) late;
+				   * shard lock */
 	uint32_t daemon_opens;   /* opens served by the daemon because the store
 				  * wants to see their writes, and every open
 				  * while one is (the kernel takes no passthrough
@@ -337,6 +340,8 @@ int pfs_node_backing_get(struct pfs_fs *fs, struct pfs_node *n, int fd);
 int pfs_node_backing_get_or_daemon(struct pfs_fs *fs, struct pfs_node *n, int fd, bool daemon);
 void pfs_node_daemon_put(struct pfs_fs *fs, struct pfs_node *n);
 void pfs_node_backing_put(struct pfs_fs *fs, struct pfs_node *n);
+/* A passthrough open of n was closed (FLUSH): its RELEASE is to come. */
+void pfs_node_backing_closing(struct pfs_fs *fs, struct pfs_node *n);
 /* Count an open of n that may change it unseen by a kernel inode of it
  * (by kernel passthrough, or at one of several places), until its RELEASE;
  * put with linger: n stays counted (lingering) if it was the last. Put
@@ -499,7 +504,7 @@ int pfs_view_create(struct pfs_fs *fs, struct pfs_req *rq, const struct fuse_ctx
 		    struct pfs_node *parent, const char *name, mode_t mode,
 		    struct fuse_file_info *fi, struct fuse_entry_param *e);
 int pfs_view_release(struct pfs_fs *fs, struct pfs_node *n, struct fuse_file_info *fi);
-int pfs_view_flush(struct pfs_fs *fs, struct fuse_file_info *fi);
+int pfs_view_flush(struct pfs_fs *fs, struct pfs_node *n, struct fuse_file_info *fi);
 int pfs_view_fsync(struct pfs_fs *fs, int datasync, struct fuse_file_info *fi);
 int pfs_view_fallocate(struct pfs_fs *fs, int mode, off_t off, off_t len,
 		       struct fuse_file_info *fi);
