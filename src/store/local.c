@@ -35,11 +35,26 @@ static int neg(long r)
 	return r < 0 ? -errno : (int)r;
 }
 
+/* openat2(2) answers EAGAIN for a walk with RESOLVE_BENEATH or
+ * RESOLVE_IN_ROOT that met ".." while any rename or mount anywhere moved
+ * the tree under it (it cannot then tell that ".." stayed beneath): the
+ * caller "may choose to retry". A busy machine does that often enough
+ * (a mapped target with ".." failed once in a test run); the walk is
+ * retried, a bounded number of times. */
+#define OPENAT2_RETRIES 64
+
 static int l_open(struct pfs_store *st, int dirfd, const char *name, const struct open_how *how)
 {
-	if (how->resolve)
-		return neg(syscall(SYS_openat2, dirfd, name, how, sizeof(*how)));
-	return neg(openat(dirfd, name, (int)how->flags, (mode_t)how->mode));
+	long fd;
+	int n = 0;
+
+	if (!how->resolve)
+		return neg(openat(dirfd, name, (int)how->flags, (mode_t)how->mode));
+	do
+		fd = syscall(SYS_openat2, dirfd, name, how, sizeof(*how));
+	while (fd < 0 && errno == EAGAIN && !(how->resolve & RESOLVE_CACHED) &&
+	       (how->resolve & (RESOLVE_BENEATH | RESOLVE_IN_ROOT)) && ++n < OPENAT2_RETRIES);
+	return neg(fd);
 }
 
 static int l_stat(struct pfs_store *st, int dirfd, const char *name, struct stat *out, int flags)
