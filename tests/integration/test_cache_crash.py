@@ -268,16 +268,24 @@ def settle(mirror, ref, inflight, scratch):
 # ----------------------------------------------------------------------
 # mounts
 
-@pytest.fixture
-def cd(workdir):
-    d = {k: os.path.join(workdir, k) for k in ("mirror", "mnt", "journal", "ref", "scratch")}
-    for k in ("mirror", "mnt", "ref"):
+def journal_dirs(workdir, made=(), named=()):
+    """The places of a journaled cache mount: mirror, mnt and the dirs in
+    made (created), journal and the names in named (left to be made);
+    "mounts" collects the Mounts started, cleaned up at the end with the
+    journal's tree (a generator for a fixture to yield from)."""
+    d = {k: os.path.join(workdir, k) for k in ("mirror", "mnt", "journal") + made + named}
+    for k in ("mirror", "mnt") + made:
         os.makedirs(d[k])
     d["mounts"] = []
     yield d
     for m in d["mounts"]:
         m.cleanup()
     unmount_tree(d["journal"])
+
+
+@pytest.fixture
+def cd(workdir):
+    yield from journal_dirs(workdir, made=("ref",), named=("scratch",))
 
 
 def tree_mounted(journal):

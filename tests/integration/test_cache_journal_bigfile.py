@@ -18,19 +18,12 @@ from conftest import Mount
 from prism_helpers import cli, status_json, wait_for
 from test_cache_bigfile import BIG, CACHE, CHUNK, chunk, digest, expected
 from test_cache_bounded import OVERHEAD, rss, sanitized
-from test_cache_crash import tree_mounted, unmount_tree
+from test_cache_crash import journal_dirs, tree_mounted
 
 
 @pytest.fixture
 def cd(workdir):
-    d = {k: os.path.join(workdir, k) for k in ("mirror", "mnt", "journal")}
-    for k in ("mirror", "mnt"):
-        os.makedirs(d[k])
-    d["mounts"] = []
-    yield d
-    for m in d["mounts"]:
-        m.cleanup()
-    unmount_tree(d["journal"])
+    yield from journal_dirs(workdir)
 
 
 def start(cd, *args, wb="0", crash=None, source=None):

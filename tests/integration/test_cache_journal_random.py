@@ -35,7 +35,7 @@ import pytest
 import sysx
 from conftest import Mount
 from prism_helpers import cli, wait_for
-from test_cache_crash import tree_mounted, unmount_tree
+from test_cache_crash import journal_dirs, tree_mounted
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -55,14 +55,7 @@ if os.environ.get("PRISMFS_RANDOM_SEEDS"):
 
 @pytest.fixture
 def cd(workdir):
-    d = {k: os.path.join(workdir, k) for k in ("mirror", "mnt", "journal", "native")}
-    for k in ("mirror", "mnt", "native"):
-        os.makedirs(d[k])
-    d["mounts"] = []
-    yield d
-    for m in d["mounts"]:
-        m.cleanup()
-    unmount_tree(d["journal"])
+    yield from journal_dirs(workdir, made=("native",))
 
 
 def start(cd):
