@@ -31,6 +31,7 @@
  * kicks it (see kick()). Ring entries cannot be unregistered, so added
  * threads stay until the end. */
 #include "fuse/uring.h"
+#include "fuse/uring_kick.h"
 #include "fuse/fuse_kabi.h"
 #include "fuse/shim.h"
 #include "fuse/xport.h"
@@ -540,58 +541,20 @@ static int start_worker(struct pfs_uring *u, unsigned qid)
 	return 0;
 }
 
-struct kick_arg {
-	unsigned cpu;
-	char path[];
-};
-
-static void *kick_main(void *arg)
-{
-	struct kick_arg *k = arg;
-	struct stat st;
-	cpu_set_t set;
-	sigset_t all;
-
-	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, NULL);
-	CPU_ZERO(&set);
-	CPU_SET(k->cpu, &set);
-	if (sched_setaffinity(0, sizeof(set), &set) == 0)
-		(void)fstatat(AT_FDCWD, k->path, &st, AT_SYMLINK_NOFOLLOW);
-	free(k);
-	return NULL;
-}
-
 /* The kernel gives a request that found every entry of its queue busy to
  * the next entry that commits a reply, never to one registered later; if
  * all are stuck in slow calls, it waits for them. So once a new thread's
  * entry is in, a throwaway request is made from the queue's CPU: a lookup
  * of a name only this mount knows, answered ENOENT without touching the
  * source. Its reply's commit takes up the waiting request. The lookup runs
- * in its own short thread, which may wait behind stuck calls itself. Under
- * u->lock. */
+ * in its own short thread's child (kick_lookup), which may wait behind
+ * stuck calls itself. Under u->lock. */
 static void kick(struct pfs_uring *u, struct uworker *w)
 {
-	size_t len = strlen(u->fs->mountpoint) + 1 + strlen(u->kick) + 1;
-	struct kick_arg *k;
-	pthread_attr_t at;
-	pthread_t t;
-
 	while (w->reg == 0 && u->state == U_RUN)
 		pthread_cond_wait(&u->cond, &u->lock);
-	if (w->reg != 1 || !(k = malloc(sizeof(*k) + len)))
-		return;
-	k->cpu = w->qid;
-	snprintf(k->path, len, "%s/%s", u->fs->mountpoint, u->kick);
-	if (pthread_attr_init(&at) != 0) {
-		free(k);
-		return;
-	}
-	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-	pthread_attr_setstacksize(&at, 64 * 1024);
-	if (pthread_create(&t, &at, kick_main, k) != 0)
-		free(k);
-	pthread_attr_destroy(&at);
+	if (w->reg == 1)
+		pfs_uring_kick_start(w->qid, u->fs->mountpoint, u->kick);
 }
 
 bool pfs_uring_is_kick(const struct pfs_uring *u, const char *name)
