@@ -514,12 +514,12 @@ def _mounts_line(mnt):
     return ""
 
 
-@pytest.mark.parametrize("how", ["squash", "mapping"])
+@pytest.mark.parametrize("how", ["squash", "mapping", "root"])
 def test_owner_and_access_keys_through_the_api(workdir, api_opts, how):
-    """private, node-fds, squash-to-root/-uid/-gid, uidmapping, gidmapping
-    as keys: the owners shown are the ones the options say (stat), a
-    private mount has no allow_other (/proc/mounts), the fd budget is the
-    one given (status)."""
+    """private, node-fds, squash-to-root (a flag key)/-uid/-gid,
+    uidmapping, gidmapping as keys: the owners shown are the ones the
+    options say (stat), a private mount has no allow_other (/proc/mounts),
+    the fd budget is the one given (status); the file keeps its own."""
     src, mnt = (os.path.join(workdir, n) for n in ("src", "mnt"))
     for d in (src, mnt):
         os.makedirs(d)
@@ -530,8 +530,10 @@ def test_owner_and_access_keys_through_the_api(workdir, api_opts, how):
     if how == "squash":
         opts, want = ["private", "node-fds=64", "squash-to-uid=1234",
                       "squash-to-gid=4321"], (1234, 4321)
-    else:
+    elif how == "mapping":
         opts, want = ["uidmapping=5000:100:10", "gidmapping=6000:200:10"], (103, 204)
+    else:
+        opts, want = ["squash-to-root"], (0, 0)
     m = _Mounted(api_opts, mnt, ["source=" + src, *opts])
     try:
         st = os.stat(os.path.join(mnt, "f"))
@@ -540,28 +542,8 @@ def test_owner_and_access_keys_through_the_api(workdir, api_opts, how):
         if how == "squash":
             assert "allow_other" not in mounted, mounted
             assert _status(mnt)["node_fds"]["budget"] == 64
-        else:
+        elif how == "mapping":
             assert "allow_other" in mounted, mounted  # root's default, not private
-        m.done()
-    finally:
-        m.kill()
-    st = os.stat(f)
-    assert (st.st_uid, st.st_gid) == (5003, 6004)
-
-
-def test_squash_to_root_through_the_api(workdir, api_opts):
-    """squash-to-root, a flag key: every owner shown is 0:0; the file keeps its own."""
-    src, mnt = (os.path.join(workdir, n) for n in ("src", "mnt"))
-    for d in (src, mnt):
-        os.makedirs(d)
-    f = os.path.join(src, "f")
-    with open(f, "w") as fh:
-        fh.write("x\n")
-    os.chown(f, 5003, 6004)
-    m = _Mounted(api_opts, mnt, ["source=" + src, "squash-to-root"])
-    try:
-        st = os.stat(os.path.join(mnt, "f"))
-        assert (st.st_uid, st.st_gid) == (0, 0)
         m.done()
     finally:
         m.kill()
