@@ -49,7 +49,7 @@ run_suite() { # name binary [extra env...]
 	# 15 minutes with every thread's stack, instead of running into CI's limit.
 	env PRISMFS_BIN="$bin" "$@" /usr/bin/python3 -m pytest -q -p no:cacheprovider \
 		-p timeout -o timeout=900 -o timeout_method=thread \
-		-o console_output_style=classic tests/integration "${PYTEST_ARGS[@]}" 2>&1 | tee "$log"
+		-rs -o console_output_style=classic tests/integration "${PYTEST_ARGS[@]}" 2>&1 | tee "$log"
 	local rc=${PIPESTATUS[0]}
 	# pytest exits 5 when it collected nothing: that is a failure here.
 	[ "$rc" -eq 0 ] || status=1

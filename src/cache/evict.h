@@ -21,9 +21,9 @@
  * passthrough writes too —, at each release, and twice a second). A writer
  * served by the daemon (cache_spill.c) that finds the cache full moves its
  * file out of memory instead. One that opens the file while a passthrough
- * reader of it is live (a descriptor or a mapping; a reader of a file of
- * 1 MiB or more closed but not yet released is waited for, up to 2 s:
- * view/node_open.c, view/file.c) writes by
+ * reader of it is live (a descriptor or a mapping; a reader closed but
+ * not yet released is waited for, up to 2 s: view/node_open.c,
+ * view/file.c) writes by
  * passthrough until its own close, even once the reader is gone, and can
  * still outrun it (a short write once memory is full).
  *

@@ -10,16 +10,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* A file whose reader's close a writer opening next must know of. */
-#define PFS_FLUSH_READER_MIN (1 << 20)
-
-static bool large(int fd)
-{
-	struct stat st;
-
-	return fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size >= PFS_FLUSH_READER_MIN;
-}
-
 static bool writes(int flags)
 {
 	return (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
@@ -96,15 +86,8 @@ static int set_open_flags(struct pfs_fs *fs, struct pfs_req *rq, struct pfs_node
 	 * POSIX locks itself: skip the synchronous FLUSH round trip on every
 	 * close(). With the op log on, closes stay visible as flush records; a
 	 * store that orders a writer's data before the caller's next call
-	 * (a cache) hears of it at FLUSH, which close(2) waits for; where the
-	 * store serves writers itself, a large file's reader's close tells a
-	 * writer opening next that the reader's RELEASE is only late (see
-	 * pfs_node_backing_get_or_daemon). Only a large file's: the FLUSH
-	 * round trip added 10-30 us to each open+read+close of a small one
-	 * (5,000 files, measured), and a small file just read is rarely
-	 * written past the cache at once. */
-	fi->noflush = !fs->log && !(writes(flags) && pfs_st_flush_wanted(fs->store)) &&
-		      !(pfs_st_serves_writers(fs->store) && large(pfs_fh_fd(fi)));
+	 * (a cache) hears of it at FLUSH, which close(2) waits for. */
+	fi->noflush = !fs->log && !(writes(flags) && pfs_st_flush_wanted(fs->store));
 	/* The namespace may serve it itself (a layered mount's lower file). */
 	id = fs->ns->serve_open(fs, n, fi);
 	if (id != 0)
@@ -123,6 +106,16 @@ static int set_open_flags(struct pfs_fs *fs, struct pfs_req *rq, struct pfs_node
 		return 0; /* this open is served by the daemon instead */
 	rq->backing_id = id; /* the handler gives it to the kernel */
 	fi->fh |= PFS_FH_PASSTHROUGH;
+	/* Where the store serves writers itself, a passthrough reader's close
+	 * tells a writer opening next that the reader's RELEASE is only late
+	 * (pfs_node_backing_get_or_daemon). Every reader's, small files' too:
+	 * a writer may grow the file it just read past the cache, and over
+	 * io_uring a RELEASE often comes after the next OPEN (the CI's random
+	 * cache test: a 13 KiB file read, then 7 MiB written to it by
+	 * passthrough into a 4 MiB cache, a short write). The round trip
+	 * costs 10-30 us per open+read+close of a small file (measured). */
+	if (pfs_st_serves_writers(fs->store))
+		fi->noflush = 0;
 	/* The kernel keeps no page cache of its own for passthrough files. */
 	fi->keep_cache = 0;
 	return 0;
