@@ -74,10 +74,19 @@ class Store(http.server.BaseHTTPRequestHandler):
     def do_PUT(self):
         self._seen()
         dst = self._file()
-        with open(dst + ".part", "wb") as f:
-            for piece in self._body():
-                f.write(piece)
-        os.rename(dst + ".part", dst)
+        # A part file of its own: the handler of a PUT whose client was cut
+        # may still be reading what the proxy passed on when the retry
+        # comes, and a shared NAME.part let its late writes land in the
+        # retry's file, renamed into place by then (seen under load).
+        part = "%s.part-%d" % (dst, threading.get_ident())
+        try:
+            with open(part, "wb") as f:
+                for piece in self._body():
+                    f.write(piece)
+        except BaseException:
+            os.unlink(part)
+            raise
+        os.rename(part, dst)
         self._answer(201)
 
     def do_GET(self):
