@@ -88,6 +88,12 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
 	if (conn->capable & FUSE_CAP_SPLICE_WRITE)
 		conn->want |= FUSE_CAP_SPLICE_WRITE;
+	/* A directory's default ACL replaces the caller's umask (acl(5)),
+	 * and only the view knows whether the directory has one: the kernel
+	 * passes the umask along (fuse_req_ctx()->umask) instead of applying
+	 * it, and the view applies it where no default ACL does (view/acl.c). */
+	if (conn->capable & FUSE_CAP_DONT_MASK)
+		conn->want |= FUSE_CAP_DONT_MASK;
 	/* The daemon writes with CAP_FSETID, so it would never clear set-ID
 	 * bits; let the kernel do it for the caller, as natively. */
 	conn->want &= ~FUSE_CAP_HANDLE_KILLPRIV;

@@ -473,6 +473,17 @@ static inline int pfs_store_give(struct pfs_fs *fs, const struct fuse_ctx *ctx, 
 	return pfs_backing_give(fs, ctx, parentfd, dirfd, name, mode);
 }
 
+/* acl.c: a directory's default POSIX ACL and new objects (the kernel's
+ * posix_acl_create()). The mode to make a new object with in the store's
+ * directory dirfd for the caller of ctx (NULL: the daemon, as given): the
+ * caller's umask applied unless dirfd has a default ACL, which then
+ * decides, masked by the mode, when the store makes the object there. */
+mode_t pfs_view_new_mode(struct pfs_fs *fs, const struct fuse_ctx *ctx, int dirfd, mode_t mode);
+/* The object name in dirfd, made elsewhere than its parent parentfd (to be
+ * moved there): what parentfd's default ACL, if any, would have given it
+ * had it been made there (access ACL and mode; a directory's default ACL). */
+int pfs_view_acl_inherit(struct pfs_fs *fs, int parentfd, int dirfd, const char *name);
+
 /* dir.c: names */
 int pfs_view_lookup(struct pfs_fs *fs, struct pfs_node *parent, const char *name,
 		    struct fuse_entry_param *e);

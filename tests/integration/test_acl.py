@@ -9,6 +9,7 @@ through the mount (made by root: open to every user, with the kernel's
 permission checks), and the answers must be equal. ACLs are written as
 the system.posix_acl_access xattr in the format acl(5) and the kernel's
 posix_acl_xattr.h define, so no tool beyond Python is needed."""
+import json
 import os
 import struct
 
@@ -216,3 +217,112 @@ print("{}")
     assert modes[0] == {"f_other_group": "0o775", "f_own_group": "0o2775",
                         "f_by_root": "0o2775", "d_other_group": "0o775"}, modes[0]
     assert modes[1] == modes[0]
+
+
+# A default ACL replaces the creator's umask (acl(5), "OBJECT CREATION AND
+# DEFAULT ACLs"; POSIX.1e): the new object's permissions are the default
+# ACL masked by the mode the create call asks for, and a directory
+# inherits the default ACL itself; in a directory without one the umask
+# applies. Made in three directories: a default ACL with a named user (so
+# the new object gets an access ACL), a default ACL of three entries only
+# (only a mode), and none.
+DEFAULT_DIRS = {
+    "dacl": base(7, 7, 5, mask=7, named=[(USER, 7, NOBODY[0])]),
+    "dmin": base(7, 7, 5),
+    "none": None,
+}
+
+MAKE = r'''
+import json, os, sys
+a = json.load(sys.stdin)
+for d in a["dirs"]:
+    p = os.path.join(a["root"], d)
+    for n in a["remove"]:
+        q = os.path.join(p, n)
+        os.rmdir(q) if os.path.isdir(q) else os.unlink(q)
+    os.close(os.open(os.path.join(p, "f"), os.O_CREAT | os.O_WRONLY, 0o666))
+    os.close(os.open(os.path.join(p, "f640"), os.O_CREAT | os.O_WRONLY, 0o640))
+    os.mkdir(os.path.join(p, "d"), 0o777)
+    os.mkdir(os.path.join(p, "d750"), 0o750)
+    os.mkfifo(os.path.join(p, "p"), 0o666)
+    os.symlink("f", os.path.join(p, "l"))
+    # over a name that was there (a layered mount makes these over a
+    # whiteout, in its work directory)
+    os.close(os.open(os.path.join(p, "old_f"), os.O_CREAT | os.O_WRONLY, 0o666))
+    os.mkdir(os.path.join(p, "old_d"), 0o777)
+    # a directory's children inherit again
+    os.close(os.open(os.path.join(p, "d", "g"), os.O_CREAT | os.O_WRONLY, 0o666))
+print("{}")
+'''
+
+MADE = ["f", "f640", "d", "d750", "p", "l", "old_f", "old_d", "d/g"]
+
+
+def default_acl_dirs(root):
+    for name, value in DEFAULT_DIRS.items():
+        p = os.path.join(root, name)
+        os.mkdir(p)
+        os.chmod(p, 0o777)
+        if value:
+            os.setxattr(p, "system.posix_acl_default", value)
+        with open(os.path.join(p, "old_f"), "w"):
+            pass
+        os.mkdir(os.path.join(p, "old_d"))
+
+
+def made_objects(root):
+    """Each made name's mode and ACLs (as stored, and as getfacl shows)."""
+    import subprocess
+    out = {}
+    for d in DEFAULT_DIRS:
+        for n in MADE:
+            p = os.path.join(root, d, n)
+            st = os.lstat(p)
+            got = {"mode": oct(st.st_mode)}
+            for x in ("access", "default"):
+                try:
+                    got[x] = os.getxattr(p, "system.posix_acl_" + x,
+                                         follow_symlinks=False).hex()
+                except OSError as e:
+                    got[x] = "errno %d" % e.errno
+            if not os.path.islink(p):
+                got["getfacl"] = subprocess.run(
+                    ["getfacl", "-n", os.path.join(d, n)], cwd=root, capture_output=True,
+                    text=True, check=True).stdout
+            out[os.path.join(d, n)] = got
+    return out
+
+
+def make_all(root, umask):
+    run_as(0, 0, [], MAKE, {"root": root, "dirs": sorted(DEFAULT_DIRS),
+                            "remove": ["old_f", "old_d"]}, umask=umask)
+    return made_objects(root)
+
+
+UMASK_MODES = MODES + ["mapped", "layered"]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+@pytest.mark.parametrize("mode", UMASK_MODES)
+def test_default_acl_replaces_the_umask(make_view, workdir, mounter, mode, umask):
+    if mode == "layered":
+        roots = layered(workdir, mounter, default_acl_dirs)[:2]
+    elif mode == "mapped":
+        table = os.path.join(workdir, "map.json")
+        with open(table, "w") as f:
+            json.dump({"/" + d: {"target": d} for d in DEFAULT_DIRS}, f)
+        v = make_view("plain", "--map", table, populate=default_acl_dirs)
+        roots = (v.native, v.path)
+    else:
+        v = make_view(mode, populate=default_acl_dirs)
+        roots = (v.native, v.path)
+    native = make_all(roots[0], umask)
+    # the native answers are what acl(5) says
+    assert native["dacl/f"]["mode"] == "0o100664"
+    assert native["dmin/f640"]["mode"] == "0o100640"
+    assert native["none/f"]["mode"] == oct(0o100666 & ~umask)
+    assert native["none/d"]["access"] == "errno 61"
+    assert native["dacl/d/g"]["access"] == native["dacl/f"]["access"]
+    got = make_all(roots[1], umask)
+    diff = {k: (native[k], got[k]) for k in native if native[k] != got[k]}
+    assert not diff, diff
