@@ -561,12 +561,13 @@ ssize_t pfs_view_listxattr(struct pfs_fs *fs, struct pfs_node *n, char *buf, siz
  * kernel's FUSE_SETXATTR_ACL_KILL_SGID does not reach libfuse's
  * setxattr). */
 struct pfs_acl_caller {
-	bool capable;         /* CAP_FSETID */
+	uid_t uid;            /* the request's (fs) ids and thread: whether it */
+	gid_t gid;            /* holds CAP_FSETID is asked only when it is not */
+	pid_t pid;            /* in the group (store/caller.h) */
 	const gid_t *groups;  /* the primary group and the supplementary ones */
-	int ngroups;
+	int ngroups;          /* 0: too many to know (taken to be in the group) */
 };
-/* who: NULL but for system.posix_acl_access set by a caller without
- * CAP_FSETID. */
+/* who: NULL but for system.posix_acl_access set through the mount. */
 int pfs_view_setxattr(struct pfs_fs *fs, struct pfs_node *n, const char *name,
 		      const char *value, size_t size, int flags,
 		      const struct pfs_acl_caller *who);

@@ -12,10 +12,11 @@ posix_acl_xattr.h define, so no tool beyond Python is needed."""
 import json
 import os
 import struct
+import subprocess
 
 import pytest
 
-from prism_helpers import run_as
+from prism_helpers import PY, SETPRIV, run_as
 
 NOBODY = (65534, 65534)
 
@@ -326,3 +327,63 @@ def test_default_acl_replaces_the_umask(make_view, workdir, mounter, mode, umask
     got = make_all(roots[1], umask)
     diff = {k: (native[k], got[k]) for k in native if native[k] != got[k]}
     assert not diff, diff
+
+
+SET_ACL = r'''
+import os, sys
+root, value = sys.argv[1], bytes.fromhex(sys.argv[2])
+for n in sys.argv[3:]:
+    os.setxattr(os.path.join(root, n), "system.posix_acl_access", value)
+'''
+
+
+def setacl_with_caps(uid, gid, caps, root, value, names):
+    """setxattr of an access ACL by uid/gid (no supplementary groups)
+    holding exactly the capabilities caps (e.g. "+fsetid", or "-all")."""
+    cmd = [SETPRIV, "--reuid=%d" % uid, "--regid=%d" % gid, "--clear-groups",
+           "--inh-caps=-all" + ("," + caps if caps else ""),
+           "--bounding-set=-all" + ("," + caps if caps else "")]
+    if caps:
+        cmd.append("--ambient-caps=" + caps)
+    cmd += [PY, "-I", "-c", SET_ACL, root, value.hex(), *names]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd="/",
+                         env={"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8"})
+    assert res.returncode == 0, res.stderr
+
+
+@pytest.mark.parametrize("mode", MODES + ["layered"])
+def test_setting_an_acl_with_cap_fsetid_keeps_sgid(make_view, workdir, mounter, mode):
+    """posix_acl_update_mode() keeps the set-group-ID bit for a caller
+    outside the file's group who holds CAP_FSETID (capable_wrt_inode_uidgid),
+    whatever its uid: nobody with CAP_FSETID alone keeps it; root without
+    CAP_FSETID (and outside the file's group) loses it."""
+    other = 4242  # a group neither nobody nor root is in
+    names = {"f_nobody_cap": NOBODY[0], "d_nobody_cap": NOBODY[0],
+             "f_root_nocap": 0, "f_nobody_nocap": NOBODY[0]}
+
+    def sgid_files(root):
+        for n, uid in names.items():
+            p = os.path.join(root, n)
+            if n.startswith("f_"):
+                with open(p, "w") as f:
+                    f.write("x")
+            else:
+                os.mkdir(p)
+            os.chown(p, uid, other)
+            os.chmod(p, 0o2775)
+
+    if mode == "layered":
+        roots = layered(workdir, mounter, sgid_files)[:2]
+    else:
+        v = make_view(mode, populate=sgid_files)
+        roots = (v.native, v.path)
+    value = base(7, 7, 5, named=[(USER, 7, NOBODY[0])])
+    for root in roots:
+        setacl_with_caps(*NOBODY, "+fsetid", root, value, ["f_nobody_cap", "d_nobody_cap"])
+        setacl_with_caps(*NOBODY, "", root, value, ["f_nobody_nocap"])
+        setacl_with_caps(0, 0, "+fowner", root, value, ["f_root_nocap"])
+    modes = [{n: oct(os.stat(os.path.join(r, n)).st_mode & 0o7777) for n in names}
+             for r in roots]
+    assert modes[0] == {"f_nobody_cap": "0o2775", "d_nobody_cap": "0o2775",
+                        "f_root_nocap": "0o775", "f_nobody_nocap": "0o775"}, modes[0]
+    assert modes[1] == modes[0]
