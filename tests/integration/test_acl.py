@@ -387,3 +387,30 @@ def test_setting_an_acl_with_cap_fsetid_keeps_sgid(make_view, workdir, mounter, 
     assert modes[0] == {"f_nobody_cap": "0o2775", "d_nobody_cap": "0o2775",
                         "f_root_nocap": "0o775", "f_nobody_nocap": "0o775"}, modes[0]
     assert modes[1] == modes[0]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_default_acl_and_umask_as_kernel_overlayfs(workdir, umask):
+    """The same creations on a layered mount and on kernel overlayfs over
+    the same lower tree (names made over whiteouts included): the same
+    modes and ACLs, which are also the native ones."""
+    from layer_helpers import Overlay
+    if os.geteuid() != 0:
+        pytest.skip("kernel overlayfs is mounted as root")
+    native = os.path.join(workdir, "native")
+    os.makedirs(native)
+    default_acl_dirs(native)
+    want = make_all(native, umask)
+    got = {}
+    for backend in ("kernel", "prismfs"):
+        o = Overlay(os.path.join(workdir, backend), backend)
+        try:
+            default_acl_dirs(o.L1)
+            o.mount()
+            got[backend] = make_all(o.M, umask)
+            o.umount()
+        finally:
+            o.cleanup()
+    for backend in ("kernel", "prismfs"):
+        diff = {k: (want[k], got[backend][k]) for k in want if want[k] != got[backend][k]}
+        assert not diff, (backend, diff)
