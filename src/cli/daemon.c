@@ -582,7 +582,7 @@ int pfs_cmd_mount(const struct pfs_config *cfg)
 	int ret = 1, pipefd[2] = {-1, -1};
 	pid_t pid;
 
-	umask(0); /* modes arrive already masked by the caller's umask */
+	umask(0); /* the caller's umask is applied by the view (view/acl.c) */
 	fuse_log_debug = cfg->debug;
 	fuse_set_log_func(fuse_log_capture);
 	/* Room for one O_PATH fd per node the kernel holds, as far as the

@@ -88,6 +88,12 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
 	if (conn->capable & FUSE_CAP_SPLICE_WRITE)
 		conn->want |= FUSE_CAP_SPLICE_WRITE;
+	/* A directory's default ACL replaces the caller's umask (acl(5)),
+	 * and only the view knows whether the directory has one: the kernel
+	 * passes the umask along (fuse_req_ctx()->umask) instead of applying
+	 * it, and the view applies it where no default ACL does (view/acl.c). */
+	if (conn->capable & FUSE_CAP_DONT_MASK)
+		conn->want |= FUSE_CAP_DONT_MASK;
 	/* The daemon writes with CAP_FSETID, so it would never clear set-ID
 	 * bits; let the kernel do it for the caller, as natively. */
 	conn->want &= ~FUSE_CAP_HANDLE_KILLPRIV;
@@ -517,18 +523,17 @@ static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const 
 	uint64_t t0 = t0_of(fs);
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
 	gid_t groups[PFS_ACL_GROUPS];
-	struct pfs_acl_caller who = {.capable = ctx->uid == 0, .groups = groups};
-	bool acl = strcmp(name, "system.posix_acl_access") == 0 && !who.capable;
+	struct pfs_acl_caller who = {.uid = ctx->uid, .gid = ctx->gid, .pid = ctx->pid,
+				     .groups = groups};
+	bool acl = strcmp(name, "system.posix_acl_access") == 0;
 	int ret;
 
-	/* Root is taken to have CAP_FSETID, anyone else not (the kernel's own
-	 * answer does not reach us); a caller in more groups than fit is
-	 * taken to be in the file's (the SGID bit stays, as before). */
+	/* A caller in more groups than fit (or whose groups cannot be read)
+	 * is taken to be in the file's: the SGID bit stays. */
 	if (acl) {
 		groups[0] = ctx->gid;
 		ret = fuse_req_getgroups(req, PFS_ACL_GROUPS - 1, groups + 1);
 		who.ngroups = ret >= 0 && ret < PFS_ACL_GROUPS ? ret + 1 : 0;
-		who.capable = who.ngroups == 0;
 	}
 	ret = pfs_view_setxattr(fs, NODE(ino), name, value, size, flags, acl ? &who : NULL);
 

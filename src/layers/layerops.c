@@ -167,6 +167,7 @@ int pfs_layer_make(struct pfs_fs *fs, const struct fuse_ctx *ctx, struct pfs_nod
 	if (ret < 0)
 		goto out;
 	ud = parent->ln->fd[0];
+	mode = pfs_view_new_mode(fs, ctx, ud, mode);
 	/* Over a whiteout device, or a directory that must be opaque before
 	 * anyone sees it: build it in work and move it in whole. */
 	in_work = (f.upper_wh && !f.upper_wh_file) || (dir && f.upper_wh);

@@ -6,6 +6,7 @@
 #ifndef PFS_CALLER_H
 #define PFS_CALLER_H
 
+#include <stdbool.h>
 #include <sys/types.h>
 
 struct pfs_caller {
@@ -16,5 +17,10 @@ struct pfs_caller {
 
 void pfs_caller_set(uid_t uid, gid_t gid, pid_t pid);
 struct pfs_caller pfs_caller_get(void);
+
+/* Does the caller c (the requester's thread, by the pid FUSE gives) hold
+ * capability cap (CAP_*) in its effective set, in the daemon's own user
+ * namespace? false whenever that cannot be told for sure (see caller.c). */
+bool pfs_caller_capable(const struct pfs_caller *c, int cap);
 
 #endif

@@ -80,8 +80,8 @@ bool pfs_backing_written(struct pfs_fs *fs, struct pfs_node *n)
  * already gave it that directory's group (and a directory its set-group-ID
  * bit); made elsewhere (the layers' work directory) and moved in later, it
  * gets them here. */
-int pfs_backing_give(struct pfs_fs *fs, const struct fuse_ctx *ctx, int parentfd, int dirfd,
-		     const char *name, mode_t mode)
+static int give_owner(struct pfs_fs *fs, const struct fuse_ctx *ctx, int parentfd, int dirfd,
+		      const char *name, mode_t mode)
 {
 	bool elsewhere = parentfd != dirfd;
 	uid_t uid = ctx ? ctx->uid : fs->uid;
@@ -113,6 +113,20 @@ int pfs_backing_give(struct pfs_fs *fs, const struct fuse_ctx *ctx, int parentfd
 	if (!S_ISLNK(mode) && (mode & (S_ISUID | S_ISGID)) && (!S_ISDIR(mode) || elsewhere))
 		return pfs_st_chmod(fs->store, pfs_ref_at(dirfd, name), mode & 07777);
 	return 0;
+}
+
+int pfs_backing_give(struct pfs_fs *fs, const struct fuse_ctx *ctx, int parentfd, int dirfd,
+		     const char *name, mode_t mode)
+{
+	int ret = give_owner(fs, ctx, parentfd, dirfd, name, mode);
+
+	/* Made elsewhere (the layers' work directory has no default ACL):
+	 * what parentfd's would have given it, as kernel overlayfs sets it
+	 * on an object it makes over a whiteout. After the owner, whose
+	 * change would clear what a set-group-ID directory gave. */
+	if (ret == 0 && parentfd != dirfd && !S_ISLNK(mode))
+		ret = pfs_view_acl_inherit(fs, parentfd, dirfd, name);
+	return ret;
 }
 
 int pfs_backing_access(struct pfs_fs *fs, struct pfs_node *n, int mask)

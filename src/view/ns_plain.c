@@ -174,8 +174,10 @@ static int plain_mknod(struct pfs_fs *fs, const struct fuse_ctx *ctx, struct pfs
 	int ret;
 
 	ret = place_new(fs, parent, name, &pl);
-	if (ret == 0)
+	if (ret == 0) {
+		mode = pfs_view_new_mode(fs, ctx, pl.dirfd, mode);
 		ret = pfs_st_mknod(fs->store, pl.dirfd, pl.name, mode, rdev);
+	}
 	if (ret == 0)
 		ret = 1;
 	if (ret == 1)
@@ -193,8 +195,10 @@ static int plain_mkdir(struct pfs_fs *fs, const struct fuse_ctx *ctx, struct pfs
 	int ret;
 
 	ret = place_new(fs, parent, name, &pl);
-	if (ret == 0)
+	if (ret == 0) {
+		mode = pfs_view_new_mode(fs, ctx, pl.dirfd, S_IFDIR | mode) & 07777;
 		ret = pfs_st_mkdir(fs->store, pl.dirfd, pl.name, mode);
+	}
 	if (ret == 0)
 		ret = 1;
 	if (ret == 1)
@@ -363,6 +367,7 @@ static int plain_create(struct pfs_fs *fs, struct pfs_req *rq, const struct fuse
 		ret = pfs_place_creatable(fs, &pl);
 	if (ret < 0)
 		goto out;
+	mode = pfs_view_new_mode(fs, ctx, pl.dirfd, S_IFREG | mode) & 07777;
 	fd = pfs_st_openat(fs->store, pl.dirfd, pl.name, flags | O_CREAT | O_EXCL, mode);
 	if (fd == -EEXIST && !(fi->flags & O_EXCL)) {
 		/* Someone made it between the kernel's lookup and now: open it. */

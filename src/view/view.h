@@ -473,6 +473,17 @@ static inline int pfs_store_give(struct pfs_fs *fs, const struct fuse_ctx *ctx, 
 	return pfs_backing_give(fs, ctx, parentfd, dirfd, name, mode);
 }
 
+/* acl.c: a directory's default POSIX ACL and new objects (the kernel's
+ * posix_acl_create()). The mode to make a new object with in the store's
+ * directory dirfd for the caller of ctx (NULL: the daemon, as given): the
+ * caller's umask applied unless dirfd has a default ACL, which then
+ * decides, masked by the mode, when the store makes the object there. */
+mode_t pfs_view_new_mode(struct pfs_fs *fs, const struct fuse_ctx *ctx, int dirfd, mode_t mode);
+/* The object name in dirfd, made elsewhere than its parent parentfd (to be
+ * moved there): what parentfd's default ACL, if any, would have given it
+ * had it been made there (access ACL and mode; a directory's default ACL). */
+int pfs_view_acl_inherit(struct pfs_fs *fs, int parentfd, int dirfd, const char *name);
+
 /* dir.c: names */
 int pfs_view_lookup(struct pfs_fs *fs, struct pfs_node *parent, const char *name,
 		    struct fuse_entry_param *e);
@@ -550,12 +561,13 @@ ssize_t pfs_view_listxattr(struct pfs_fs *fs, struct pfs_node *n, char *buf, siz
  * kernel's FUSE_SETXATTR_ACL_KILL_SGID does not reach libfuse's
  * setxattr). */
 struct pfs_acl_caller {
-	bool capable;         /* CAP_FSETID */
+	uid_t uid;            /* the request's (fs) ids and thread: whether it */
+	gid_t gid;            /* holds CAP_FSETID is asked only when it is not */
+	pid_t pid;            /* in the group (store/caller.h) */
 	const gid_t *groups;  /* the primary group and the supplementary ones */
-	int ngroups;
+	int ngroups;          /* 0: too many to know (taken to be in the group) */
 };
-/* who: NULL but for system.posix_acl_access set by a caller without
- * CAP_FSETID. */
+/* who: NULL but for system.posix_acl_access set through the mount. */
 int pfs_view_setxattr(struct pfs_fs *fs, struct pfs_node *n, const char *name,
 		      const char *value, size_t size, int flags,
 		      const struct pfs_acl_caller *who);

@@ -3,7 +3,10 @@
  * object is reached by backing.c. */
 #include "view/view.h"
 #include "view/ns.h"
+#include "store/caller.h"
 #include "util/idmap.h"
+
+#include <linux/capability.h>
 
 #include <errno.h>
 #include <stdlib.h>
@@ -51,14 +54,17 @@ static bool in_groups(const struct pfs_acl_caller *who, gid_t gid)
 
 /* After an access ACL was set: what posix_acl_update_mode() does to the
  * mode of a caller outside the file's group (by the ids the mount shows,
- * as the caller's are). */
+ * as the caller's are) without CAP_FSETID. The capability is read last:
+ * it costs a read of the caller's /proc files. */
 static int acl_kill_sgid(struct pfs_fs *fs, struct pfs_node *n, const struct pfs_acl_caller *who)
 {
+	struct pfs_caller c = {.uid = who->uid, .gid = who->gid, .pid = who->pid};
 	struct stat st;
 	char name[24];
 	int ret = pfs_view_getattr(fs, n, NULL, &st), fd;
 
-	if (ret < 0 || !(st.st_mode & S_ISGID) || in_groups(who, st.st_gid))
+	if (ret < 0 || !(st.st_mode & S_ISGID) || who->ngroups == 0 || in_groups(who, st.st_gid) ||
+	    pfs_caller_capable(&c, CAP_FSETID))
 		return ret;
 	fd = pfs_node_fd(fs, n);
 	if (fd < 0)
@@ -85,7 +91,7 @@ int pfs_view_setxattr(struct pfs_fs *fs, struct pfs_node *n, const char *name,
 	if (ret == 0)
 		ret = fs->ns->setxattr(fs, n, name, value, size, flags);
 	free(stored);
-	if (ret == 0 && who && !who->capable)
+	if (ret == 0 && who)
 		ret = acl_kill_sgid(fs, n, who);
 	if (ret < 0)
 		return ret;
