@@ -6,32 +6,54 @@
  * if it names the very object now (same dev and inode, checked by
  * fstatat: the file is open, so no other object can have its inode):
  * first the removed name's own directory (where links mostly are), then
- * the whole tree, on the root's filesystem. Rare (a write, fsync or
+ * the whole tree, on the root's filesystem, entering no mount (one may be
+ * the daemon's own mount point) and following no symlink. Rare (a write, fsync or
  * setattr through such a descriptor), so found when asked, not kept. */
 #include "history/history_int.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/openat2.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
-/* A directory (dirfd, name) opened to be read without moving its atime
- * (the daemon's look is no access of the user's). */
-static DIR *open_dir(int dirfd, const char *name)
+/* The entry name of the directory dirfd, not followed into a mount on it
+ * (openat2's RESOLVE_NO_XDEV fails first: the mount point is no name on
+ * the root's filesystem, and a mount there may be prismfs's own, which
+ * the daemon must not ask), as an O_PATH descriptor, its stat into o.
+ * The descriptor, or -1. */
+static int entry(int dirfd, const char *name, struct stat *o)
 {
-	int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC | O_NOATIME);
+	struct open_how how = {.flags = O_PATH | O_NOFOLLOW | O_CLOEXEC,
+			       .resolve = RESOLVE_NO_XDEV | RESOLVE_NO_SYMLINKS};
+	int fd = (int)syscall(SYS_openat2, dirfd, name, &how, sizeof(how));
+
+	if (fd >= 0 && fstat(fd, o) < 0) {
+		close(fd);
+		fd = -1;
+	}
+	return fd;
+}
+
+/* The directory open as the O_PATH descriptor fd, opened to be read
+ * without moving its atime (the daemon's look is no access of the
+ * user's). */
+static DIR *open_dir(int fd)
+{
+	int rd = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOATIME);
 	DIR *d;
 
-	if (fd < 0 && errno == EPERM)
-		fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
+	if (rd < 0 && errno == EPERM)
+		rd = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (rd < 0)
 		return NULL;
-	d = fdopendir(fd);
+	d = fdopendir(rd);
 	if (!d)
-		close(fd);
+		close(rd);
 	return d;
 }
 
@@ -47,26 +69,27 @@ static int look(DIR *d, const char *rel, const struct stat *st, bool dirs, char 
 
 	while (ret < 0 && (e = readdir(d))) {
 		char sub[PATH_MAX];
-		DIR *c;
+		DIR *c = NULL;
+		int fd;
 
 		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-			continue;
-		if ((size_t)snprintf(sub, sizeof(sub), "%s%s%s", rel, *rel ? "/" : "",
-				     e->d_name) >= sizeof(sub))
 			continue;
 		if (e->d_type == DT_DIR ? !dirs
 					: e->d_type != DT_UNKNOWN && e->d_ino != st->st_ino)
 			continue;
-		if (fstatat(dirfd(d), e->d_name, &o, AT_SYMLINK_NOFOLLOW) < 0)
+		if ((size_t)snprintf(sub, sizeof(sub), "%s%s%s", rel, *rel ? "/" : "",
+				     e->d_name) >= sizeof(sub))
+			continue;
+		fd = entry(dirfd(d), e->d_name, &o);
+		if (fd < 0)
 			continue;
 		if (o.st_dev == st->st_dev && o.st_ino == st->st_ino) {
 			if ((size_t)snprintf(buf, len, "%s", sub) < len)
 				ret = 0;
-			continue;
+		} else if (dirs && S_ISDIR(o.st_mode) && o.st_dev == st->st_dev) {
+			c = open_dir(fd);
 		}
-		if (!dirs || !S_ISDIR(o.st_mode) || o.st_dev != st->st_dev)
-			continue;
-		c = open_dir(dirfd(d), e->d_name);
+		close(fd);
 		if (c) {
 			ret = look(c, sub, st, true, buf, len);
 			closedir(c);
@@ -92,12 +115,19 @@ int pfs_hist_live_name(struct pfs_history *h, int fd, const char *gone, char *bu
 	slash = strrchr(dir, '/');
 	if (slash)
 		*slash = '\0';
-	d = open_dir(root, slash ? dir : ".");
-	if (d) {
+	/* the removed name's directory (the path may cross no mount either) */
+	struct open_how how = {.flags = O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC,
+			       .resolve = RESOLVE_NO_XDEV | RESOLVE_NO_SYMLINKS |
+					  RESOLVE_BENEATH};
+	int pd = slash ? (int)syscall(SYS_openat2, root, dir, &how, sizeof(how)) : root;
+
+	if (pd >= 0 && (d = open_dir(pd))) {
 		ret = look(d, slash ? dir : "", &st, false, buf, len);
 		closedir(d);
 	}
-	if (ret < 0 && (d = open_dir(root, "."))) {
+	if (slash && pd >= 0)
+		close(pd);
+	if (ret < 0 && (d = open_dir(root))) {
 		ret = look(d, "", &st, true, buf, len);
 		closedir(d);
 	}
