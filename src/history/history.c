@@ -70,18 +70,22 @@ int pfs_hist_path_at(struct pfs_history *h, int dirfd, const char *name, char *b
 	if (n < 0)
 		return -errno;
 	p[n] = '\0';
-	if (n > 10 && strcmp(p + n - 10, " (deleted)") == 0) {
+	bool gone = n > 10 && strcmp(p + n - 10, " (deleted)") == 0 && !(name && *name);
+
+	if (n > 10 && strcmp(p + n - 10, " (deleted)") == 0)
 		p[n - 10] = '\0';
-		/* the descriptor's own object: the name /proc gives is gone */
-		if (stale && !(name && *name))
-			*stale = true;
-	}
 	if (strncmp(p, h->root, h->rootlen) == 0 &&
 	    (p[h->rootlen] == '/' || p[h->rootlen] == '\0' || h->rootlen == 1)) {
 		rel = p + h->rootlen;
 		while (*rel == '/')
 			rel++;
 	}
+	/* the descriptor's own object, and the name /proc gives is gone: a
+	 * name it has now (hard links), else none (stale) */
+	if (gone && pfs_hist_live_name(h, dirfd, rel, buf, len) == 0)
+		return 0;
+	if (gone && stale)
+		*stale = true;
 	w = name && *name ? snprintf(buf, len, "%s%s%s", rel, *rel ? "/" : "", name)
 			  : snprintf(buf, len, "%s", rel);
 	return w < 0 || (size_t)w >= len ? -ENAMETOOLONG : 0;

@@ -154,10 +154,15 @@ void pfs_hist_obj(struct pfs_history *h, int *dirfd, const char **name);
 /* history.c: the path of (dirfd, name) relative to the root ("" the root;
  * absolute when outside it). 0 or -errno. */
 int pfs_hist_path(struct pfs_history *h, int dirfd, const char *name, char *buf, size_t len);
-/* The same; *stale set when (dirfd, name) is a descriptor's object whose
- * name /proc gives was removed (" (deleted)": nlink 0, or other names). */
+/* The same; a descriptor's object whose name /proc gives was removed
+ * (" (deleted)") is named by another name it has now (hard links), else
+ * *stale is set (nlink 0, or no other name found). */
 int pfs_hist_path_at(struct pfs_history *h, int dirfd, const char *name, char *buf, size_t len,
 		     bool *stale);
+/* history_name.c: a name (relative to the root, into buf) the file open
+ * as fd has now, its name gone (relative too) removed: another of its
+ * names (hard links), checked to be the same object. 0 or -ENOENT. */
+int pfs_hist_live_name(struct pfs_history *h, int fd, const char *gone, char *buf, size_t len);
 /* history.c: is (dirfd, name) an object no name of the tree reaches (a
  * file unlinked while open, changed through its descriptor)? */
 bool pfs_hist_nameless(struct pfs_history *h, int dirfd, const char *name);

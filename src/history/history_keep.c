@@ -4,9 +4,11 @@
  * before the change) and is what its path held at every snapshot from the
  * one its previous version (same path, in (snap, seq) order) belongs to,
  * exclusive, up to its own: restore takes the first version saved under
- * the snapshot asked for or a later one. So a version is needed while a
- * kept snapshot falls in (prev.snap, snap]; its row stays (the catalogue
- * is small, and diff reads it), its data goes when none does.
+ * the snapshot asked for or a later one. A version that keeps its inode
+ * (a file with hard links) is also what the object held, through every
+ * name, from its inode's previous version on (PV_SQL). So a version is
+ * needed while a kept snapshot falls in either span; its row stays (the
+ * catalogue is small, and diff reads it), its data goes when none does.
  *
  * A prune is one SQLite transaction (snapshots deleted, versions marked
  * pruned or moved under the newest kept snapshot of their span), then the
@@ -124,15 +126,32 @@ static void choose(struct ksnap *s, size_t n, const struct pfs_hist_policy *pol)
 	}
 }
 
-/* The span of each version (prev.snap, snap], and the newest kept
- * snapshot in it (NULL: none needs it), into TEMP pv. */
+/* Who needs a version: restore and the browse by path take, for
+ * snapshot S, the first version of the path saved under S or a later
+ * snapshot, so it is what its path held in (prev.snap, snap] (prev: the
+ * path's version before it). The browse of a file with hard links (its
+ * versions keep its dev and inode) takes, for every name, the first
+ * version of the inode saved since S, whichever name it was saved under:
+ * so it is also what the object held in (iprev.snap, snap] (iprev: the
+ * inode's version before it, in seq order as the browse reads them). A
+ * name the path's rows never saw (the change went through another name,
+ * or the name was another object's before) needs the second span. The
+ * newest kept snapshot of either span (NULL: none needs it), into TEMP
+ * pv; the row moves under it, which keeps it at or after every kept
+ * snapshot it serves (both lookups ask snap >= S) and no kept snapshot
+ * lies between it and its old place, so later spans stay the same. */
 static const char PV_SQL[] =
 	"DROP TABLE IF EXISTS temp.pv;"
 	"CREATE TEMP TABLE pv AS WITH v AS (SELECT rowid AS r, snap, size, file, pruned,"
-	" lag(snap, 1, 0) OVER (PARTITION BY path ORDER BY snap, seq, rowid) AS prev"
-	" FROM versions)"
-	" SELECT r, snap, size, file, (SELECT max(k.id) FROM temp.pkeep k WHERE k.id > v.prev"
-	" AND k.id <= v.snap) AS ks FROM v WHERE pruned = 0 AND file IS NOT NULL;";
+	" lag(snap, 1, 0) OVER (PARTITION BY path ORDER BY snap, seq, rowid) AS prev,"
+	" CASE WHEN ino IS NULL THEN NULL ELSE lag(snap, 1, 0) OVER (PARTITION BY dev, ino"
+	" ORDER BY seq, rowid) END AS iprev FROM versions),"
+	" w AS (SELECT r, snap, size, file, (SELECT max(k.id) FROM temp.pkeep k WHERE"
+	" k.id > v.prev AND k.id <= v.snap) AS kp, (SELECT max(k.id) FROM temp.pkeep k"
+	" WHERE v.iprev IS NOT NULL AND k.id > v.iprev AND k.id <= v.snap) AS ki FROM v"
+	" WHERE pruned = 0 AND file IS NOT NULL)"
+	" SELECT r, snap, size, file, CASE WHEN kp IS NULL THEN ki WHEN ki IS NULL THEN kp"
+	" ELSE max(kp, ki) END AS ks FROM w;";
 
 static int fill_keep(sqlite3 *db, const struct ksnap *s, size_t n)
 {

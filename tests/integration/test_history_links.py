@@ -118,3 +118,60 @@ def test_a_write_through_a_removed_name_is_no_change_of_it(workdir, trees, mount
     assert kinds[kinds.index("unlink") + 1:] == [], kinds
     assert stat.S_IMODE(os.lstat(p(".history", "s3", "g")).st_mode) == \
         stat.S_IMODE(records["s3"]["g"][1])
+
+
+def diff(mnt, *args):
+    r = cli("diff", mnt, *args)
+    assert r.returncode == 0, r.stderr
+    return sorted(tuple(line.split("\t", 1)) for line in r.stdout.splitlines())
+
+
+def test_a_write_through_a_removed_name_is_a_change_of_the_names_left(workdir, trees,
+                                                                      mounter):
+    """f and g one file; f opened for writing, then unlinked, and a new
+    file made at f: the writes and the chmod through the descriptor change
+    g (POSIX: the file lives on under g), so diff lists g as modified, and
+    log has their rows, under g; the new f is another object, unchanged."""
+    src, mnt = trees
+    mounter(src, mnt, "--history", os.path.join(workdir, "hist"))
+    p = lambda *x: os.path.join(mnt, *x)
+    write(p("f"), b"shared")
+    os.link(p("f"), p("g"))
+    os.makedirs(p("d1", "sub"))
+    os.makedirs(p("d2"))
+    write(p("d1", "sub", "k"), b"k and l")     # the other name in another directory
+    os.link(p("d1", "sub", "k"), p("d2", "l"))
+    records = {}
+    fd = os.open(p("f"), os.O_RDWR)
+    fd2 = os.open(p("d1", "sub", "k"), os.O_WRONLY)
+    try:
+        os.unlink(p("f"))
+        write(p("f"), b"another file")
+        os.unlink(p("d1", "sub", "k"))
+        snap(mnt, "s1", records, src)
+        os.pwrite(fd, b"S", 0)
+        os.fsync(fd)
+        os.pwrite(fd2, b"K", 0)
+        snap(mnt, "s2", records, src)
+        os.pwrite(fd, b"H", 1)
+        os.fchmod(fd, 0o640)
+    finally:
+        os.close(fd)
+        os.close(fd2)
+    snap(mnt, "s3", records, src)
+    assert open(p("g"), "rb").read() == b"SHared"
+    assert open(p("f"), "rb").read() == b"another file"
+    assert open(p("d2", "l"), "rb").read() == b"K and l"
+    check(mnt, records)
+    assert diff(mnt, "s1", "s2") == [("M", "d2/l"), ("M", "g")]
+    assert diff(mnt, "s2", "s3") == [("M", "g")]
+    assert diff(mnt, "s1") == [("M", "d2/l"), ("M", "g")]
+    r = cli("log", mnt, "--json", "--since", "s1")
+    assert r.returncode == 0, r.stderr
+    rows = [(x["kind"], x.get("path")) for x in json.loads(r.stdout)]
+    assert ("write", "g") in rows and ("chmod", "g") in rows, rows
+    assert ("write", "d2/l") in rows, rows
+    assert all(path not in ("f", "d1/sub/k") for _, path in rows), rows
+    r = cli("log", mnt, "g")
+    assert r.returncode == 0, r.stderr
+    assert "write" in r.stdout and "chmod" in r.stdout, r.stdout
