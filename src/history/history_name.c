@@ -57,43 +57,52 @@ static DIR *open_dir(int fd)
 	return d;
 }
 
-/* The entries of the directory open as d (path rel, "" the root) that
- * name st's object; dirs: also look beneath (on st's filesystem). The
- * first found into buf. 0, or -ENOENT. */
-static int look(DIR *d, const char *rel, const struct stat *st, bool dirs, char *buf,
-		size_t len)
+/* How deep the walk goes: each level holds a directory stream (a
+ * descriptor) and a frame of this thread's stack (a FUSE worker's), and a
+ * tree may be deeper than either can take (PATH_MAX allows ~2,000 levels).
+ * A link deeper than this is not found: the change is then journaled as
+ * of a nameless object, as before there was a search. */
+#define LOOK_DEPTH 128
+
+/* The entries of the directory open as d (path rel[0..rl), "" the root;
+ * rel has PATH_MAX bytes and is shared by every level) that name st's
+ * object; dirs: also look beneath (on st's filesystem). The first found
+ * into buf. 0, or -ENOENT. */
+static int look(DIR *d, char *rel, size_t rl, const struct stat *st, bool dirs, int depth,
+		char *buf, size_t len)
 {
 	struct dirent *e;
 	struct stat o;
 	int ret = -ENOENT;
 
 	while (ret < 0 && (e = readdir(d))) {
-		char sub[PATH_MAX];
 		DIR *c = NULL;
-		int fd;
+		int fd, w;
 
 		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
 			continue;
 		if (e->d_type == DT_DIR ? !dirs
 					: e->d_type != DT_UNKNOWN && e->d_ino != st->st_ino)
 			continue;
-		if ((size_t)snprintf(sub, sizeof(sub), "%s%s%s", rel, *rel ? "/" : "",
-				     e->d_name) >= sizeof(sub))
+		w = snprintf(rel + rl, PATH_MAX - rl, "%s%s", rl ? "/" : "", e->d_name);
+		if (w < 0 || (size_t)w >= PATH_MAX - rl)
 			continue;
 		fd = entry(dirfd(d), e->d_name, &o);
 		if (fd < 0)
 			continue;
 		if (o.st_dev == st->st_dev && o.st_ino == st->st_ino) {
-			if ((size_t)snprintf(buf, len, "%s", sub) < len)
+			if ((size_t)snprintf(buf, len, "%s", rel) < len)
 				ret = 0;
-		} else if (dirs && S_ISDIR(o.st_mode) && o.st_dev == st->st_dev) {
+		} else if (dirs && depth < LOOK_DEPTH && S_ISDIR(o.st_mode) &&
+			   o.st_dev == st->st_dev) {
 			c = open_dir(fd);
 		}
 		close(fd);
 		if (c) {
-			ret = look(c, sub, st, true, buf, len);
+			ret = look(c, rel, rl + (size_t)w, st, true, depth + 1, buf, len);
 			closedir(c);
 		}
+		rel[rl] = '\0';
 	}
 	return ret;
 }
@@ -122,13 +131,14 @@ int pfs_hist_live_name(struct pfs_history *h, int fd, const char *gone, char *bu
 	int pd = slash ? (int)syscall(SYS_openat2, root, dir, &how, sizeof(how)) : root;
 
 	if (pd >= 0 && (d = open_dir(pd))) {
-		ret = look(d, slash ? dir : "", &st, false, buf, len);
+		ret = look(d, dir, slash ? strlen(dir) : 0, &st, false, 0, buf, len);
 		closedir(d);
 	}
 	if (slash && pd >= 0)
 		close(pd);
 	if (ret < 0 && (d = open_dir(root))) {
-		ret = look(d, "", &st, true, buf, len);
+		dir[0] = '\0';
+		ret = look(d, dir, 0, &st, true, 0, buf, len);
 		closedir(d);
 	}
 	close(root);
