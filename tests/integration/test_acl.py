@@ -173,6 +173,26 @@ def test_layered_mount_checks_acls_of_lower_and_upper(workdir, mounter):
     assert answers(mnt)["f_user_denied:read"] == "errno 13"
 
 
+def sgid_roots(mode, make_view, workdir, mounter, names):
+    """(native root, mount) each holding names: {name: (uid, gid)}, files
+    (f_*) and directories (d_*) of mode 2775."""
+    def sgid_files(root):
+        for n, (uid, gid) in names.items():
+            p = os.path.join(root, n)
+            if n.startswith("f_"):
+                with open(p, "w") as f:
+                    f.write("x")
+            else:
+                os.mkdir(p)
+            os.chown(p, uid, gid)
+            os.chmod(p, 0o2775)
+
+    if mode == "layered":
+        return layered(workdir, mounter, sgid_files)[:2]
+    v = make_view(mode, populate=sgid_files)
+    return (v.native, v.path)
+
+
 @pytest.mark.parametrize("mode", MODES + ["layered"])
 def test_setting_an_acl_clears_sgid_as_natively(make_view, workdir, mounter, mode):
     """Setting an access ACL rewrites the mode (acl(5)); a caller who is
@@ -181,25 +201,9 @@ def test_setting_an_acl_clears_sgid_as_natively(make_view, workdir, mounter, mod
     posix_acl_update_mode(); xfstests generic/375 checks it). Files and
     directories owned by nobody: one in a group nobody is not in (root),
     one in nobody's own group (kept), and one set by root (kept)."""
-    names = {"f_other_group": ("file", 0), "f_own_group": ("file", NOBODY[1]),
-             "f_by_root": ("file", 0), "d_other_group": ("dir", 0)}
-
-    def sgid_files(root):
-        for n, (kind, gid) in names.items():
-            p = os.path.join(root, n)
-            if kind == "file":
-                with open(p, "w") as f:
-                    f.write("x")
-            else:
-                os.mkdir(p)
-            os.chown(p, NOBODY[0], gid)
-            os.chmod(p, 0o2775)
-
-    if mode == "layered":
-        roots = layered(workdir, mounter, sgid_files)[:2]
-    else:
-        v = make_view(mode, populate=sgid_files)
-        roots = (v.native, v.path)
+    names = {"f_other_group": (NOBODY[0], 0), "f_own_group": (NOBODY[0], NOBODY[1]),
+             "f_by_root": (NOBODY[0], 0), "d_other_group": (NOBODY[0], 0)}
+    roots = sgid_roots(mode, make_view, workdir, mounter, names)
     value = base(7, 7, 5, named=[(USER, 7, NOBODY[0])])
     code = r'''
 import json, os, sys
@@ -358,25 +362,9 @@ def test_setting_an_acl_with_cap_fsetid_keeps_sgid(make_view, workdir, mounter, 
     whatever its uid: nobody with CAP_FSETID alone keeps it; root without
     CAP_FSETID (and outside the file's group) loses it."""
     other = 4242  # a group neither nobody nor root is in
-    names = {"f_nobody_cap": NOBODY[0], "d_nobody_cap": NOBODY[0],
-             "f_root_nocap": 0, "f_nobody_nocap": NOBODY[0]}
-
-    def sgid_files(root):
-        for n, uid in names.items():
-            p = os.path.join(root, n)
-            if n.startswith("f_"):
-                with open(p, "w") as f:
-                    f.write("x")
-            else:
-                os.mkdir(p)
-            os.chown(p, uid, other)
-            os.chmod(p, 0o2775)
-
-    if mode == "layered":
-        roots = layered(workdir, mounter, sgid_files)[:2]
-    else:
-        v = make_view(mode, populate=sgid_files)
-        roots = (v.native, v.path)
+    names = {"f_nobody_cap": (NOBODY[0], other), "d_nobody_cap": (NOBODY[0], other),
+             "f_root_nocap": (0, other), "f_nobody_nocap": (NOBODY[0], other)}
+    roots = sgid_roots(mode, make_view, workdir, mounter, names)
     value = base(7, 7, 5, named=[(USER, 7, NOBODY[0])])
     for root in roots:
         setacl_with_caps(*NOBODY, "+fsetid", root, value, ["f_nobody_cap", "d_nobody_cap"])
