@@ -1,7 +1,7 @@
 /* history_restore: prismfs restore MNT SNAPSHOT PATH... (issue 17; docs/
  * HISTORY.md). A snapshot first, through the daemon (so the restore can
  * be undone by restoring it); then for each file, its version at SNAPSHOT
- * is copied from DIR/versions (its user.* xattrs from the version's row)
+ * is copied from DIR/versions (its xattrs and ACLs from the version's row)
  * into a temporary beside it *in the mount*
  * and renamed over it there: the restore is a change made through the
  * mount like any other, journaled with this process as its author (and
@@ -13,6 +13,7 @@
 #include "cli/cmdutil.h"
 #include "cli/history_cmd_int.h"
 #include "cli/history_restore_int.h"
+#include "util/util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -32,7 +33,7 @@ struct hver {
 	uid_t uid;
 	gid_t gid;
 	long long mtime_ns;
-	char *xa; /* its user.* xattrs (versions.xattrs; NULL: none kept) */
+	char *xa; /* its kept xattrs (versions.xattrs; NULL: none kept) */
 	size_t xalen;
 };
 
@@ -125,7 +126,7 @@ static int restore_one(const char *hdir, const char *canon_m, const char *rel,
 {
 	char target[PATH_MAX * 2], tmp[PATH_MAX * 2 + 64], vpath[PATH_MAX + 300];
 	struct timespec ts[2] = {{.tv_nsec = UTIME_OMIT}, {0}};
-	const char *slash;
+	char *slash;
 	int src = -1, fd = -1, ret = 1;
 
 	snprintf(target, sizeof(target), "%s/%s", canon_m, rel);
@@ -133,6 +134,10 @@ static int restore_one(const char *hdir, const char *canon_m, const char *rel,
 	snprintf(tmp, sizeof(tmp), "%.*s/.prismfs-restore.%d.%s", (int)(slash - target), target,
 		 (int)getpid(), slash + 1);
 	snprintf(vpath, sizeof(vpath), "%s/versions/%s", hdir, v->file);
+	/* a killed restore's temporaries here first, as for trees */
+	*slash = '\0';
+	pfs_hr_sweep(target);
+	*slash = '/';
 	src = open(vpath, O_RDONLY | O_CLOEXEC);
 	if (src < 0) {
 		say("%s: %s", vpath, strerror(errno));
@@ -145,19 +150,21 @@ static int restore_one(const char *hdir, const char *canon_m, const char *rel,
 	}
 	ts[1].tv_sec = (time_t)(v->mtime_ns / 1000000000ll);
 	ts[1].tv_nsec = (long)(v->mtime_ns % 1000000000ll);
-	/* the owner where permitted (not permitted: the restorer's, as cp -p) */
-	/* the xattrs before the mode, which may deny writing them; the copy
-	 * is fresh, so it has the version's set and no other */
+	/* the owner where permitted (not permitted: the restorer's, as cp -p);
+	 * the user.* xattrs before the mode, which may deny writing them, the
+	 * others (ACLs, security.*, trusted.*) after the owner: the copy gets
+	 * the version's set and no other */
 	if (copy_data(fd, src) < 0 || pfs_hr_xattrs_put(fd, v->xa, v->xalen) < 0 ||
 	    (fchown(fd, v->uid, v->gid) < 0 && errno != EPERM) ||
-	    fchmod(fd, v->mode & 07777) < 0 || futimens(fd, ts) < 0 || fsync(fd) < 0 ||
-	    close(fd) < 0) {
+	    pfs_hr_xattrs_fix(tmp, v->xa, v->xalen) < 0 || fchmod(fd, v->mode & 07777) < 0 ||
+	    futimens(fd, ts) < 0 || fsync(fd) < 0 || close(fd) < 0) {
 		say("%s: %s", rel, strerror(errno));
 		fd = -1;
 		unlink(tmp);
 		goto out;
 	}
 	fd = -1;
+	pfs_crashpoint("restore-file-built");
 	if (rename(tmp, target) < 0) {
 		say("%s: %s", rel, strerror(errno));
 		unlink(tmp);

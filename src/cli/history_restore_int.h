@@ -23,12 +23,19 @@ int pfs_hr_restore_in(const char *canon_m, const char *bsnap, const char *dir,
 /* Remove the temporaries in dir left by a restore that was killed. */
 void pfs_hr_sweep(const char *dir);
 bool pfs_hr_is_tmp(const char *name);
-/* The user.* xattrs of path (not followed) as one blob, the history's
- * format (src/history/history_xattr.c: name, NUL, 4-byte host-order
- * length, value): *blob NULL and *len 0 if none. 0 or -1 with errno. */
+/* The xattrs the history keeps (util/xblob.h: user.*, ACLs, security.*,
+ * trusted.*) of path (not followed) as one blob, the history's format
+ * (name, NUL, 4-byte host-order length, value): *blob NULL and *len 0 if
+ * none. 0 or -1 with errno. */
 int pfs_hr_xattrs_read(const char *path, char **blob, size_t *len);
-/* Set each xattr of such a blob on fd: 0 or -1 with errno. The object is
- * a fresh copy, so it has no others: the snapshot's set, exactly. */
+/* Set the user.* ones of such a blob on fd (a fresh copy, before its
+ * owner and mode): 0 or -1 with errno. */
 int pfs_hr_xattrs_put(int fd, const char *blob, size_t len);
+/* Then, after its owner and before its mode: the copy at path gets the
+ * blob's other ones and loses every kept one the blob has not (what its
+ * making gave it: a default ACL's), so that it has the snapshot's set,
+ * exactly. security.* and trusted.* ones the restorer may not set are left
+ * (EPERM, as the owner). 0 or -1 with errno. */
+int pfs_hr_xattrs_fix(const char *path, const char *blob, size_t len);
 
 #endif

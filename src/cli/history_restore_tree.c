@@ -2,8 +2,8 @@
  * that did not exist at the snapshot, and of everything (issue 17 item 6;
  * docs/HISTORY.md, Restore). The snapshot's copy of PATH is read from the
  * mount's own .history tree (MNT/.history/SNAP/PATH: content, modes,
- * owners, symlinks, times and user.* xattrs as they were) and built beside PATH, in the
- * mount, under a hidden temporary .prismfs-restore.PID.N; then one
+ * owners, symlinks, times, xattrs and ACLs as they were) and built beside
+ * PATH, in the mount, under a hidden temporary .prismfs-restore.PID.N; then one
  * renameat2(RENAME_EXCHANGE) puts it at PATH and the old tree, now under
  * the temporary's name, is removed. Every step goes through the mount, so
  * the journal records the restore as any other change, and a process
@@ -89,7 +89,7 @@ struct ent {
 	struct stat st;
 	int fd;    /* a regular file's data, opened a batch ahead */
 	char *link; /* a symlink's target, read when listed */
-	char *xa;   /* a file's or directory's user.* xattrs, read when listed */
+	char *xa;   /* its kept xattrs (ACLs too), read when listed; not a symlink's */
 	size_t xalen;
 };
 
@@ -132,9 +132,9 @@ static int collect(struct ents *e, char *src, size_t cap, size_t root_len)
 		t[n] = '\0';
 		return (x->link = strdup(t)) ? 0 : -1;
 	}
-	/* only these can have user.* ones (xattr(7)) */
-	if ((S_ISREG(x->st.st_mode) || S_ISDIR(x->st.st_mode)) &&
-	    pfs_hr_xattrs_read(src, &x->xa, &x->xalen) < 0)
+	/* files and directories have user.* ones (xattr(7)), a device or a
+	 * fifo may have an ACL */
+	if (pfs_hr_xattrs_read(src, &x->xa, &x->xalen) < 0)
 		return -1;
 	if (!S_ISDIR(x->st.st_mode))
 		return 0;
@@ -182,7 +182,9 @@ static int make_one(const char *dst, struct ent *x)
 	if (S_ISDIR(st->st_mode)) {
 		int err;
 
-		/* owner, mode, times: after its children */
+		/* owner, other xattrs, mode, times: after its children (a
+		 * default ACL set now would be theirs, an access ACL might deny
+		 * making them) */
 		if (mkdir(dst, 0700) < 0)
 			return -1;
 		if (!x->xalen)
@@ -212,9 +214,12 @@ static int make_one(const char *dst, struct ent *x)
 	} else if (mknod(dst, st->st_mode, st->st_rdev) < 0) {
 		return -1;
 	}
-	/* the owner where permitted (not permitted: the restorer's, as cp -p) */
+	/* the owner where permitted (not permitted: the restorer's, as cp -p),
+	 * then the xattrs but user.* (a chown drops security.capability), then
+	 * the mode (the ACL's mask as it was) */
 	if ((lchown(dst, st->st_uid, st->st_gid) < 0 && errno != EPERM) ||
-	    (!S_ISLNK(st->st_mode) && chmod(dst, st->st_mode & 07777) < 0))
+	    (!S_ISLNK(st->st_mode) && (pfs_hr_xattrs_fix(dst, x->xa, x->xalen) < 0 ||
+					chmod(dst, st->st_mode & 07777) < 0)))
 		return -1;
 	return utimensat(AT_FDCWD, dst, ts, AT_SYMLINK_NOFOLLOW);
 }
@@ -283,6 +288,7 @@ static int copy_tree(char *src, char *dst, size_t cap)
 			continue;
 		snprintf(dst + ld, cap - ld, "%s%s", *x->rel ? "/" : "", x->rel);
 		if ((lchown(dst, x->st.st_uid, x->st.st_gid) < 0 && errno != EPERM) ||
+		    pfs_hr_xattrs_fix(dst, x->xa, x->xalen) < 0 ||
 		    chmod(dst, x->st.st_mode & 07777) < 0 ||
 		    utimensat(AT_FDCWD, dst, ts, AT_SYMLINK_NOFOLLOW) < 0)
 			goto out;

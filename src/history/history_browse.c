@@ -20,6 +20,7 @@
 #include "util/util.h"
 #include "history/history_int.h"
 #include "history/history_replay.h"
+#include "util/xblob.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -639,8 +640,8 @@ static int b_set_table(void *ctx, const char *json)
 	return pfs_hist_db_table(ctx, json);
 }
 
-/* The user.* xattrs kept with the version w (pfs_hist_xattrs' blob) into
- * *blob (malloc'ed): 1, or 0 none kept (a version saved before they were). */
+/* The xattrs kept with the version w (pfs_hist_xattrs' blob) into *blob
+ * (malloc'ed): 1, or 0 none kept (a version saved before they were). */
 static int kept_xattrs(struct pfs_history *h, const struct where *w, char **blob, size_t *len)
 {
 	sqlite3_stmt *q;
@@ -662,10 +663,11 @@ static int kept_xattrs(struct pfs_history *h, const struct where *w, char **blob
 	return ret;
 }
 
-/* An xattr (name) or the user.* names (name NULL) of path at S: a saved
- * version's kept ones (user.* only; other names, as a layered past's
- * overlay.opaque, are read live), else the live object's. Removed since
- * with none kept: none. */
+/* An xattr (name) or the kept names (name NULL) of path at S: a saved
+ * version's kept ones (user.*, ACLs, security.*, trusted.*: a blob of a
+ * version saved when only user.* ones were kept has no others, and shows
+ * none; names not kept, as a layered past's overlay.opaque, are read
+ * live), else the live object's. Removed since with none kept: none. */
 static ssize_t past_xattr(struct pfs_history *h, const char *snap, const char *path,
 			  const char *name, char *buf, size_t size)
 {
@@ -680,18 +682,17 @@ static ssize_t past_xattr(struct pfs_history *h, const char *snap, const char *p
 	if (ret < 0)
 		return ret;
 	ret = stat_locked(h, seq, path, &o, w);
-	if (ret == 0 && w->saved && (!name || !strncmp(name, "user.", 5))) {
-		ret = kept_xattrs(h, w, &blob, &len);
-		if (ret > 0)
-			ret = pfs_hist_xa_get(blob, len, name, buf, size);
-		else if (ret == 0 && w->gone)
-			ret = name ? -ENODATA : 0;
-		if (ret > 0 || ret < 0 || w->gone) {
-			free(blob);
-			goto out;
-		}
+	if (ret == 0 && w->saved && (!name || pfs_xblob_kept(name))) {
+		int kept = kept_xattrs(h, w, &blob, &len);
+
+		/* kept: the answer, even an empty one (no names, or a value
+		 * of length 0: taken for "none kept", the live object's
+		 * answered instead) */
+		ret = kept > 0 ? pfs_hist_xa_get(blob, len, name, buf, size) : kept;
 		free(blob);
-		/* none kept (an older version): the live object's */
+		if (kept != 0)
+			goto out;
+		/* none kept (an older version): the live object's, unless gone */
 	}
 	if (ret == 0 && w->gone)
 		ret = name ? -ENODATA : 0;

@@ -47,7 +47,7 @@ struct hsaved {
 	bool ready;             /* its row written: st and file are the save's */
 	struct stat st;         /* what it was (another name's row shares it) */
 	char file[64];          /* its data in DIR/versions, "" none */
-	char *xa;               /* its user.* xattrs (pfs_hist_xattrs), or NULL */
+	char *xa;               /* its kept xattrs (pfs_hist_xattrs), or NULL */
 	size_t xalen;
 };
 
@@ -250,16 +250,17 @@ int pfs_hist_save(struct pfs_history *h, int dirfd, const char *name);
 /* history_save.c, under h->lock (a snapshot's transaction): the version
  * of the regular file open for writing as fd, under snapshot snap. */
 int pfs_hist_save_open(struct pfs_history *h, int fd, long long snap);
-/* history_xattr.c: the user.* extended attributes of (dirfd, name) (name
+/* history_xattr.c: the extended attributes the history keeps
+ * (pfs_xblob_kept: user.*, ACLs, security.*, trusted.*) of (dirfd, name) (name
  * NULL or "": dirfd's own) as one blob kept with its version: for each,
  * its name, a NUL, its value's length (4 bytes, host order), its value.
  * *out malloc'ed (NULL and 0: none). 0 or -errno. */
 int pfs_hist_xattrs(struct pfs_history *h, int dirfd, const char *name, char **out,
 		    size_t *len);
-/* getxattr(2)'s answer for name, or listxattr(2)'s (name NULL), from such
- * a blob (size 0: the length only). */
+/* getxattr(2)'s answer for name, or listxattr(2)'s (name NULL: the kept
+ * names only), from such a blob (size 0: the length only). */
 ssize_t pfs_hist_xa_get(const char *b, size_t len, const char *name, char *buf, size_t size);
-/* listxattr(2)'s answer for the live object r, its user.* names only. */
+/* listxattr(2)'s answer for the live object r, its kept names only. */
 ssize_t pfs_hist_xa_list(struct pfs_history *h, struct pfs_ref r, char *buf, size_t size);
 /* Forget what was saved (a new snapshot). Under h->lock. */
 void pfs_hist_saved_clear(struct pfs_history *h);

@@ -1,5 +1,6 @@
-/* history_xattr: the user.* extended attributes kept with a saved version
- * (history_save.c writes them, history_browse.c reads them back for the
+/* history_xattr: the extended attributes kept with a saved version (user.*,
+ * the POSIX ACLs, security.*, trusted.*: util/xblob.h, pfs_xblob_kept;
+ * history_save.c writes them, history_browse.c reads them back for the
  * .history tree; docs/HISTORY.md, Saved versions). One blob per version,
  * in the versions row, in util/xblob.h's form. */
 #include "history/history_int.h"
@@ -46,6 +47,8 @@ ssize_t pfs_hist_xa_get(const char *b, size_t len, const char *name, char *buf, 
 
 	while ((r = pfs_xblob_next(b, len, &k, &v, &vl)) > 0) {
 		kl = strlen(k) + 1;
+		if (!name && !pfs_xblob_kept(k))
+			continue; /* kept by an older version (user.overlay.*) */
 		if (!name) {
 			if (size && out + kl > size)
 				return -ERANGE;
@@ -79,7 +82,7 @@ ssize_t pfs_hist_xa_list(struct pfs_history *h, struct pfs_ref r, char *buf, siz
 	for (char *k = all; n > 0 && k < all + n; k += strlen(k) + 1) {
 		size_t kl = strlen(k) + 1;
 
-		if (strncmp(k, "user.", 5) != 0)
+		if (!pfs_xblob_kept(k))
 			continue;
 		if (size && (size_t)out + kl > size) {
 			out = -ERANGE;

@@ -6,6 +6,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+bool pfs_xblob_kept(const char *name)
+{
+	if (!strncmp(name, "user.", 5))
+		return strncmp(name + 5, "overlay.", 8) != 0;
+	if (!strncmp(name, "trusted.", 8))
+		return strncmp(name + 8, "overlay.", 8) != 0;
+	return !strncmp(name, "security.", 9) || !strcmp(name, "system.posix_acl_access") ||
+	       !strcmp(name, "system.posix_acl_default");
+}
+
 /* Add name's value to the blob: its length first, then the value read in
  * place. 0 (ENODATA: gone since the listing, left out) or -errno. */
 static int add_one(const struct pfs_xblob_src *src, const char *name, char **blob,
@@ -59,7 +69,7 @@ int pfs_xblob_read(const struct pfs_xblob_src *src, char **blob, size_t *len)
 		goto out;
 	}
 	for (char *k = names; k < names + n && ret == 0; k += strlen(k) + 1)
-		if (strncmp(k, "user.", 5) == 0)
+		if (pfs_xblob_kept(k))
 			ret = add_one(src, k, &b, &used);
 	if (ret < 0)
 		goto out;

@@ -16,6 +16,7 @@
  * layers/layer_past.c). */
 #include "view/ns.h"
 #include "map/maphist.h"
+#include "util/xblob.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -683,16 +684,18 @@ static int h_node_name(struct pfs_fs *fs, struct pfs_node *n, int *dirfd, char *
 	return is_past(n) ? -ENOENT : LIVE(fs)->node_name(fs, n, dirfd, name, len);
 }
 
-/* A past object's user.* xattr (name), or their names (name NULL), as
- * they were (fs->past, through the snapshot's table); the others are the
- * system's (ACLs, capabilities, labels), none shown under .history. */
+/* A past object's xattr (name), or their names (name NULL), as they were
+ * (fs->past, through the snapshot's table): those the history keeps
+ * (util/xblob.h: user.*, the POSIX ACLs, which the kernel then checks
+ * access under .history against, security.*, trusted.*); the overlay's
+ * own are layer metadata, none shown. */
 static ssize_t past_xattr(struct pfs_fs *fs, struct pfs_node *n, const char *name, char *buf,
 			  size_t size)
 {
 	const char *snap = NULL, *path;
 	char *vp, *b;
 	struct xpath x;
-	ssize_t ret = name && strncmp(name, "user.", 5) ? -ENODATA
+	ssize_t ret = name && !pfs_xblob_kept(name) ? -ENODATA
 		      : where(fs, n, NULL, &vp, &b, &snap, &path);
 
 	if (ret == -ENODATA)

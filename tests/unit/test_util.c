@@ -248,22 +248,30 @@ static void t_idmap_acl(void **s)
 	assert_int_equal(pfs_idmap_acl(&um, NULL, a, 2, true, 0, 0), -EINVAL);
 }
 
-/* A fake object with three attributes, one of them not user.*. */
+/* A fake object with attributes of every namespace: the kept ones
+ * (user.*, the ACLs, security.*, trusted.*) and not (the overlay's own,
+ * other system.* ones). */
+static const char xb_names[] = "user.a\0security.x\0trusted.overlay.o\0user.overlay.u\0"
+			       "system.posix_acl_access\0system.other\0trusted.t\0user.empty\0";
+
 static ssize_t xb_list(void *arg, char *buf, size_t len)
 {
-	static const char names[] = "user.a\0security.x\0user.empty\0";
-
 	(void)arg;
-	if (len && len < sizeof(names) - 1)
+	if (len && len < sizeof(xb_names) - 1)
 		return -ERANGE;
 	if (len)
-		memcpy(buf, names, sizeof(names) - 1);
-	return (ssize_t)sizeof(names) - 1;
+		memcpy(buf, xb_names, sizeof(xb_names) - 1);
+	return (ssize_t)sizeof(xb_names) - 1;
+}
+
+static const char *xb_value(const char *name)
+{
+	return !strcmp(name, "user.a") ? "one" : !strcmp(name, "user.empty") ? "" : name;
 }
 
 static ssize_t xb_get(void *arg, const char *name, void *buf, size_t len)
 {
-	const char *v = !strcmp(name, "user.a") ? "one" : !strcmp(name, "user.empty") ? "" : "sec";
+	const char *v = xb_value(name);
 
 	(void)arg;
 	if (len && len < strlen(v))
@@ -275,31 +283,60 @@ static ssize_t xb_get(void *arg, const char *name, void *buf, size_t len)
 
 static void t_xblob(void **s)
 {
+	static const char *const kept[] = {"user.a", "security.x", "system.posix_acl_access",
+					   "trusted.t", "user.empty"};
 	const struct pfs_xblob_src src = {xb_list, xb_get, NULL};
 	const char *k = NULL, *v = NULL;
-	size_t len, vl = 0;
+	size_t len, vl = 0, ends[5], at = 0;
 	char *b;
 
 	(void)s;
 	assert_int_equal(pfs_xblob_read(&src, &b, &len), 0);
-	assert_int_equal(pfs_xblob_next(b, len, &k, &v, &vl), 1);
-	assert_string_equal(k, "user.a");
-	assert_int_equal(vl, 3);
-	assert_memory_equal(v, "one", 3);
-	assert_int_equal(pfs_xblob_next(b, len, &k, &v, &vl), 1);
-	assert_string_equal(k, "user.empty");
-	assert_int_equal(vl, 0);
+	for (size_t i = 0; i < 5; i++) {
+		assert_int_equal(pfs_xblob_next(b, len, &k, &v, &vl), 1);
+		assert_string_equal(k, kept[i]);
+		assert_int_equal(vl, strlen(xb_value(kept[i])));
+		assert_memory_equal(v, xb_value(kept[i]), vl);
+		ends[i] = at = (size_t)(v - b) + vl;
+	}
 	assert_int_equal(pfs_xblob_next(b, len, &k, &v, &vl), 0);
+	assert_int_equal(at, len);
 	/* torn: every cut short of the whole is refused, never read past */
 	for (size_t cut = 1; cut < len; cut++) {
+		bool boundary = false;
 		int r = 0;
 
+		for (size_t i = 0; i < 5; i++)
+			boundary |= cut == ends[i];
 		k = NULL;
-		for (int i = 0; i < 3 && (r = pfs_xblob_next(b, cut, &k, &v, &vl)) > 0; i++)
+		for (int i = 0; i < 6 && (r = pfs_xblob_next(b, cut, &k, &v, &vl)) > 0; i++)
 			;
-		assert_true(r == -EINVAL || (r == 0 && cut == strlen("user.a") + 1 + 4 + 3));
+		assert_true(r == -EINVAL || (r == 0 && boundary));
 	}
 	free(b);
+}
+
+/* A blob written when only user.* ones were kept (the same form; an older
+ * daemon kept user.overlay.* too): read as it is. */
+static void t_xblob_old(void **s)
+{
+	static const char old[] = "user.a\0\3\0\0\0oneuser.overlay.x\0\1\0\0\0y";
+	const char *k = NULL, *v = NULL;
+	size_t vl = 0;
+
+	(void)s;
+	assert_int_equal(pfs_xblob_next(old, sizeof(old) - 1, &k, &v, &vl), 1);
+	assert_string_equal(k, "user.a");
+	assert_memory_equal(v, "one", 3);
+	assert_int_equal(pfs_xblob_next(old, sizeof(old) - 1, &k, &v, &vl), 1);
+	assert_string_equal(k, "user.overlay.x");
+	assert_false(pfs_xblob_kept(k));
+	assert_int_equal(pfs_xblob_next(old, sizeof(old) - 1, &k, &v, &vl), 0);
+	assert_true(pfs_xblob_kept("system.posix_acl_default"));
+	assert_false(pfs_xblob_kept("system.posix_acl_defaults"));
+	assert_false(pfs_xblob_kept("trusted.overlay.opaque"));
+	assert_true(pfs_xblob_kept("trusted.overlayx"));
+	assert_true(pfs_xblob_kept("security.capability"));
 }
 
 int main(void)
@@ -307,6 +344,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(t_errname),       cmocka_unit_test(t_idmap),
 		cmocka_unit_test(t_idmap_acl),      cmocka_unit_test(t_xblob),
+		cmocka_unit_test(t_xblob_old),
 		cmocka_unit_test(t_parse_size),     cmocka_unit_test(t_parse_long),
 		cmocka_unit_test(t_parse_seconds), cmocka_unit_test(t_fmt_time),
 		cmocka_unit_test(t_mountinfo),   cmocka_unit_test(t_mountinfo_malformed),
